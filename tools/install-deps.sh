@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Installs what keg needs from Debian 12's packages, skipping what is already there.
+#
+#   tools/install-deps.sh          build and run dependencies (what tools/run.sh needs)
+#   tools/install-deps.sh --test   also everything the test suite needs (tools/test.sh)
+#
+# Uses apt-get directly when run as root, sudo otherwise. Idempotent: a second run installs nothing.
+set -euo pipefail
+
+run_packages=(
+  build-essential cmake ninja-build pkg-config
+  libasio-dev libspdlog-dev
+)
+test_packages=(
+  libhiredis-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
+  clang-14 libfuzzer-14-dev libclang-rt-14-dev
+  redis-server redis-tools
+)
+
+want=("${run_packages[@]}")
+if [[ "${1:-}" == "--test" ]]; then
+  want+=("${test_packages[@]}")
+elif [[ $# -gt 0 ]]; then
+  echo "usage: $0 [--test]" >&2
+  exit 2
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$pkg")
+  fi
+done
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+  echo "install-deps: all ${#want[@]} packages already installed"
+  exit 0
+fi
+
+sudo=()
+if [[ $(id -u) -ne 0 ]]; then
+  if ! command -v sudo >/dev/null; then
+    echo "install-deps: need root or sudo to install: ${missing[*]}" >&2
+    exit 1
+  fi
+  sudo=(sudo)
+fi
+
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update -q
+"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The whole test suite, as README.md gives it and CI runs it (.ci/run):
+#   1. installs what is missing (tools/install-deps.sh --test);
+#   2. builds Release with g++ (warnings are errors) and runs every test;
+#   3. builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer, and runs every test again,
+#      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 60) seconds.
+# Ends with one line "tests: N passed, N failed"; exits non-zero when anything failed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+tools/install-deps.sh --test
+
+fuzz_seconds=${KEG_FUZZ_SECONDS:-60}
+jobs=$(nproc)
+
+cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEG_WERROR=ON
+cmake --build build/release -j "$jobs"
+
+CC=clang-14 CXX=clang++-14 cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKEG_WERROR=ON -DKEG_SANITIZE=address,undefined -DKEG_FUZZ=ON -DKEG_BENCH=OFF \
+  -DKEG_FUZZ_SECONDS="$fuzz_seconds"
+cmake --build build/sanitize -j "$jobs"
+
+export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+
+passed=0
+failed=0
+status=0
+for dir in build/release build/sanitize; do
+  echo "== ctest in $dir"
+  log=$(mktemp)
+  if ! ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 900 2>&1 | tee "$log"; then
+    status=1
+  fi
+  # "100% tests passed, 0 tests failed out of 207"
+  summary=$(grep -E 'tests failed out of [0-9]+' "$log" | tail -1 || true)
+  rm -f "$log"
+  if [[ -z "$summary" ]]; then
+    echo "test.sh: no ctest summary from $dir" >&2
+    status=1
+    continue
+  fi
+  f=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/' <<<"$summary")
+  t=$(sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/' <<<"$summary")
+  passed=$((passed + t - f))
+  failed=$((failed + f))
+  [[ "$f" -eq 0 ]] || status=1
+done
+
+echo "tests: $passed passed, $failed failed"
+exit $status
