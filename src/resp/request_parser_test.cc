@@ -108,7 +108,8 @@ TEST(RequestParserTest, LengthsAtTheLimitsAreAccepted) {
 // Found by the fuzzer: a `*N` line split across reads left its scan position behind when the fast
 // path completed the command, so the next line's scan skipped a NUL and looped forever.
 TEST(RequestParserTest, Regression_StaleScanAfterSplitCountLine) {
-  const std::string second("\r\n$4\r\nPING\r\nA\0BCD\r\n", 21);
+  using namespace std::string_literals;
+  const std::string second = "\r\n$4\r\nPING\r\nA\0BCD\r\n"s;
   EXPECT_EQ(ParseChunks({"*1", second}), Commands({{"PING"}}));
 }
 
