@@ -11,10 +11,26 @@
 #include "support/parse_driver.h"
 
 // ---- Allocation tracking: the largest single allocation made while tracking is on. ------------
+// ThreadSanitizer defines operator new itself, so under TSan the replacement (and the one test that
+// needs it) is left out; the Release and ASan builds run it.
+#if defined(__SANITIZE_THREAD__)
+#define KEG_TRACK_ALLOCATIONS 0
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define KEG_TRACK_ALLOCATIONS 0
+#endif
+#endif
+#ifndef KEG_TRACK_ALLOCATIONS
+#define KEG_TRACK_ALLOCATIONS 1
+#endif
+
 namespace {
 std::atomic<bool> g_track_allocations{false};
 std::atomic<size_t> g_largest_allocation{0};
+}  // namespace
 
+#if KEG_TRACK_ALLOCATIONS
+namespace {
 void* TrackedAlloc(size_t size) {
   if (g_track_allocations.load(std::memory_order_relaxed)) {
     size_t seen = g_largest_allocation.load(std::memory_order_relaxed);
@@ -33,6 +49,7 @@ void operator delete(void* p) noexcept { std::free(p); }
 void operator delete[](void* p) noexcept { std::free(p); }
 void operator delete(void* p, size_t) noexcept { std::free(p); }
 void operator delete[](void* p, size_t) noexcept { std::free(p); }
+#endif
 
 namespace keg::resp {
 namespace {
@@ -307,6 +324,7 @@ TEST(RequestParserTest, LimitsAreConfigurable) {
 // ---- Huge declared lengths and resumption ---------------------------------------------------
 
 TEST(RequestParserTest, HugeDeclaredLengthsDoNotAllocate) {
+  if (!KEG_TRACK_ALLOCATIONS) GTEST_SKIP() << "allocation tracking is unavailable under TSan";
   for (std::string input : {std::string("*2147483647\r\n"), std::string("*1\r\n$536870912\r\n"),
                             std::string("*2147483647\r\n$536870912\r\n")}) {
     RequestParser parser;
