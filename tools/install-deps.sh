@@ -9,7 +9,7 @@ set -euo pipefail
 
 run_packages=(
   build-essential cmake ninja-build pkg-config
-  libasio-dev libspdlog-dev
+  libasio-dev libspdlog-dev libxxhash-dev
 )
 test_packages=(
   libhiredis-dev googletest libgtest-dev libgmock-dev libbenchmark-dev

@@ -1,0 +1,74 @@
+// DataFile: one data file of the store, memory-mapped read-only.
+//
+// Lifetime: owned by std::shared_ptr. The store's file table holds one reference while the file is
+// live; every reader holds another (a pin) for as long as it uses bytes of the mapping. The mapping
+// is released when the last reference goes, never earlier, so a view can never dangle; compaction
+// unlinks retired files while pins may still exist (the inode lives until munmap).
+//
+// The file is never truncated while mapped. The active file is mapped with a fixed reservation
+// (at least the data file size limit) and grows by pwrite from the writer thread; size() is how far
+// readers may read, published by the writer (release) after the bytes are written. Pages beyond
+// the end of the file are never touched, so no read can raise SIGBUS.
+//
+// Thread: data(), size(), id(), index() from any thread; set_size() and the byte counters from the
+// writer thread (the counters are read by any thread for stats).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "store/status.h"
+
+namespace keg::store {
+
+class DataFile {
+ public:
+  /// Maps the file at `path` (`size` bytes readable now) with a reservation of at least
+  /// `map_size` bytes. `fd` is adopted (closed with the file).
+  static Status Map(std::string path, uint64_t id, uint32_t index, int fd, uint64_t size,
+                    uint64_t map_size, std::shared_ptr<DataFile>* out);
+
+  ~DataFile();
+  DataFile(const DataFile&) = delete;
+  DataFile& operator=(const DataFile&) = delete;
+
+  uint64_t id() const { return id_; }
+  uint32_t index() const { return index_; }
+  const std::string& path() const { return path_; }
+  int fd() const { return fd_; }
+  const char* data() const { return map_; }
+  uint64_t size() const { return size_.load(std::memory_order_acquire); }
+  uint64_t map_size() const { return map_size_; }
+
+  /// Writer thread: makes [0, size) readable (the bytes must already be written).
+  void set_size(uint64_t size) { size_.store(size, std::memory_order_release); }
+
+  /// Bytes of records that are no longer the newest version of their key (or are tombstones).
+  std::atomic<uint64_t> dead_bytes{0};
+  /// True once a hint file describes this (sealed) file.
+  std::atomic<bool> has_hint{false};
+
+ private:
+  DataFile(std::string path, uint64_t id, uint32_t index, int fd, char* map, uint64_t map_size,
+           uint64_t size)
+      : path_(std::move(path)),
+        id_(id),
+        index_(index),
+        fd_(fd),
+        map_(map),
+        map_size_(map_size),
+        size_(size) {}
+
+  const std::string path_;
+  const uint64_t id_;
+  const uint32_t index_;
+  const int fd_;
+  char* const map_;
+  const uint64_t map_size_;
+  std::atomic<uint64_t> size_;
+};
+
+}  // namespace keg::store

@@ -1,0 +1,152 @@
+// The on-disk format of a keg data directory, in one place. docs/format.md describes it in prose;
+// the static_asserts tie the two together. All integers are little-endian.
+//
+// Directory:
+//   LOCK                      held with flock() by the one process that owns the directory
+//   <id:016x>.data            data files; ids increase, ordering is by (id, offset)
+//   <id:016x>.hint            hint file of a sealed data file (optional; checked before use)
+//   *.tmp                     files being written by compaction; removed at start-up
+//
+// Data record (kRecordHeaderSize bytes of header, then the key, then the value):
+//   0   u32 crc32c   of bytes [4, end of value)
+//   4   u8  flags    kFlagTombstone | kFlagExpires
+//   5   u8  reserved (0)
+//   6   u16 reserved (0)
+//   8   u32 key_size
+//   12  u32 value_size   (0 for a tombstone)
+//   16  i64 timestamp_ms  wall-clock time of the write: for audit only, never for ordering
+//   24  i64 expire_at_ms  unix time in ms when the key expires; 0 when kFlagExpires is not set
+//
+// Hint file:
+//   header   "KEGHINT1" | u64 data_file_id | u64 reserved (0)
+//   entries  u64 offset | u32 key_size | u32 value_size | u32 flags | u32 reserved |
+//            i64 expire_at_ms | key
+//   u64 data_file_size   bytes of the data file the entries describe
+//   trailer  u64 entry_count | u32 crc32c of everything before the trailer | "KEGH"
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <string_view>
+
+namespace keg::store::format {
+
+// ---- Data records ----------------------------------------------------------------------------
+
+constexpr size_t kRecordHeaderSize = 32;
+constexpr size_t kCrcOffset = 0;
+constexpr size_t kFlagsOffset = 4;
+constexpr size_t kKeySizeOffset = 8;
+constexpr size_t kValueSizeOffset = 12;
+constexpr size_t kTimestampOffset = 16;
+constexpr size_t kExpireAtOffset = 24;
+static_assert(kExpireAtOffset + 8 == kRecordHeaderSize, "header fields fill the header");
+
+constexpr uint8_t kFlagTombstone = 1;
+constexpr uint8_t kFlagExpires = 2;
+constexpr uint8_t kKnownFlags = kFlagTombstone | kFlagExpires;
+
+/// Keys and values are limited as Redis limits them (512 MB by default; at most 4 GiB - 1 here).
+constexpr uint64_t kMaxKeySize = 512ull * 1024 * 1024;
+constexpr uint64_t kMaxValueSize = 0xFFFFFFFFull;
+
+/// Offsets within a data file fit in 40 bits (the keydir packs them).
+constexpr uint64_t kMaxFileSize = (1ull << 40) - 1;
+
+/// Ids of data files written by the writer are multiples of this; compaction outputs take the ids
+/// just above their newest input, so they sort after their inputs and before any later file.
+constexpr uint64_t kFileIdGap = 1ull << 20;
+
+struct RecordHeader {
+  uint32_t crc = 0;
+  uint8_t flags = 0;
+  uint32_t key_size = 0;
+  uint32_t value_size = 0;
+  int64_t timestamp_ms = 0;
+  int64_t expire_at_ms = 0;
+
+  bool tombstone() const { return (flags & kFlagTombstone) != 0; }
+  bool expires() const { return (flags & kFlagExpires) != 0; }
+  uint64_t record_size() const { return kRecordHeaderSize + uint64_t{key_size} + value_size; }
+};
+
+inline uint64_t RecordSize(size_t key_size, size_t value_size) {
+  return kRecordHeaderSize + key_size + value_size;
+}
+
+template <typename T>
+inline T Load(const char* p) {
+  T v;
+  std::memcpy(&v, p, sizeof(T));
+  return v;  // little-endian hosts only (x86_64, aarch64); see docs/format.md
+}
+
+template <typename T>
+inline void Store(char* p, T v) {
+  std::memcpy(p, &v, sizeof(T));
+}
+
+inline RecordHeader DecodeHeader(const char* p) {
+  RecordHeader h;
+  h.crc = Load<uint32_t>(p + kCrcOffset);
+  h.flags = static_cast<uint8_t>(p[kFlagsOffset]);
+  h.key_size = Load<uint32_t>(p + kKeySizeOffset);
+  h.value_size = Load<uint32_t>(p + kValueSizeOffset);
+  h.timestamp_ms = Load<int64_t>(p + kTimestampOffset);
+  h.expire_at_ms = Load<int64_t>(p + kExpireAtOffset);
+  return h;
+}
+
+/// Appends one complete record (header with its CRC, key, value) to `out`.
+void AppendRecord(std::string* out, uint8_t flags, std::string_view key, std::string_view value,
+                  int64_t timestamp_ms, int64_t expire_at_ms);
+
+/// The CRC a record starting at `p` (whole record present) should carry.
+uint32_t ComputeRecordCrc(const char* p, uint64_t record_size);
+
+/// Why a record at some offset cannot be used.
+enum class RecordCheck {
+  kOk,
+  kTruncated,    ///< the header or the body runs past the end of the data
+  kBadHeader,    ///< unknown flags, reserved bytes set, sizes over the limits
+  kBadChecksum,  ///< the CRC does not match
+};
+
+/// Checks the record at data[offset, size): header sanity, sizes, CRC (when `verify_crc`).
+RecordCheck CheckRecord(const char* data, uint64_t size, uint64_t offset, bool verify_crc,
+                        RecordHeader* header);
+
+const char* RecordCheckName(RecordCheck check);
+
+// ---- File names ------------------------------------------------------------------------------
+
+constexpr std::string_view kLockFileName = "LOCK";
+constexpr std::string_view kDataSuffix = ".data";
+constexpr std::string_view kHintSuffix = ".hint";
+constexpr std::string_view kTempSuffix = ".tmp";
+
+std::string DataFileName(uint64_t id);  // "0000000000100000.data"
+std::string HintFileName(uint64_t id);  // "0000000000100000.hint"
+/// Parses "<16 hex digits><suffix>"; false for anything else.
+bool ParseFileName(std::string_view name, std::string_view suffix, uint64_t* id);
+
+// ---- Hint files ------------------------------------------------------------------------------
+
+constexpr char kHintMagic[8] = {'K', 'E', 'G', 'H', 'I', 'N', 'T', '1'};
+constexpr char kHintEndMagic[4] = {'K', 'E', 'G', 'H'};
+constexpr size_t kHintHeaderSize = 24;
+constexpr size_t kHintEntryHeaderSize = 32;
+constexpr size_t kHintTrailerSize = 16;
+
+struct HintEntry {
+  uint64_t offset = 0;
+  uint32_t key_size = 0;
+  uint32_t value_size = 0;
+  uint32_t flags = 0;
+  int64_t expire_at_ms = 0;
+  uint64_t record_size() const { return RecordSize(key_size, value_size); }
+};
+
+}  // namespace keg::store::format

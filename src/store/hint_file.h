@@ -1,0 +1,50 @@
+// Hint files: a compact index of one sealed data file (offset, sizes, flags, expiry and key of each
+// record), read at start-up instead of the data file. Protected by a CRC over the whole file; a
+// hint that fails any check is ignored and its data file scanned instead.
+// Thread: a HintWriter belongs to one thread; ReadHintFile is thread-safe.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <string_view>
+
+#include "store/format.h"
+#include "store/status.h"
+
+namespace keg::store {
+
+/// Writes `<final_path>.tmp`, then fsyncs and renames it to `final_path` in Finish().
+class HintWriter {
+ public:
+  HintWriter() = default;
+  ~HintWriter();
+  HintWriter(const HintWriter&) = delete;
+  HintWriter& operator=(const HintWriter&) = delete;
+
+  Status Open(std::string final_path, uint64_t data_file_id);
+  void Add(const format::HintEntry& entry, std::string_view key);
+  /// Writes the trailer recording `data_file_size`, fsyncs, renames into place.
+  Status Finish(uint64_t data_file_size);
+  /// Removes the temporary file (if Finish was not reached).
+  void Abandon();
+
+ private:
+  Status Flush();
+
+  std::string final_path_;
+  std::string tmp_path_;
+  int fd_ = -1;
+  std::string buffer_;
+  uint64_t written_ = 0;
+  uint64_t count_ = 0;
+  uint32_t crc_ = 0;
+};
+
+/// Reads and checks a hint file completely, then calls fn for each entry in order. Returns
+/// Corruption (nothing called) when the file is damaged, does not belong to data file `data_id`,
+/// or does not cover exactly `data_size` bytes of it.
+Status ReadHintFile(const std::string& path, uint64_t data_id, uint64_t data_size,
+                    const std::function<void(const format::HintEntry&, std::string_view key)>& fn);
+
+}  // namespace keg::store

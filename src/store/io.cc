@@ -1,0 +1,83 @@
+#include "store/io.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+namespace keg::store::io {
+
+Status WriteAll(int fd, std::string_view path, uint64_t offset, const void* data, size_t n) {
+  const char* p = static_cast<const char*>(data);
+  while (n > 0) {
+    const ssize_t w = pwrite(fd, p, n, static_cast<off_t>(offset));
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      return Status::FromErrno("write", path, static_cast<long long>(offset), errno);
+    }
+    p += w;
+    n -= static_cast<size_t>(w);
+    offset += static_cast<uint64_t>(w);
+  }
+  return Status::OK();
+}
+
+Status SyncFile(int fd, std::string_view path) {
+  if (fdatasync(fd) != 0) return Status::FromErrno("fdatasync", path, -1, errno);
+  return Status::OK();
+}
+
+Status SyncDir(const std::string& dir) {
+  const int fd = open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open directory", dir, -1, errno);
+  Status s;
+  if (fsync(fd) != 0) s = Status::FromErrno("fsync directory", dir, -1, errno);
+  close(fd);
+  return s;
+}
+
+Status ListDir(const std::string& dir, std::vector<std::string>* names) {
+  DIR* d = opendir(dir.c_str());
+  if (d == nullptr) return Status::FromErrno("open directory", dir, -1, errno);
+  names->clear();
+  while (const dirent* e = readdir(d)) {
+    const std::string_view name = e->d_name;
+    if (name != "." && name != "..") names->emplace_back(name);
+  }
+  closedir(d);
+  return Status::OK();
+}
+
+Status FileSize(int fd, std::string_view path, uint64_t* size) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return Status::FromErrno("stat", path, -1, errno);
+  *size = static_cast<uint64_t>(st.st_size);
+  return Status::OK();
+}
+
+MappedFile::~MappedFile() {
+  if (data != nullptr && size > 0) munmap(const_cast<char*>(data), size);
+}
+
+Status MapWholeFile(const std::string& path, MappedFile* out) {
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return Status::FromErrno("open", path, -1, errno);
+  uint64_t size = 0;
+  Status s = FileSize(fd, path, &size);
+  if (s.ok() && size > 0) {
+    void* p = mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
+    if (p == MAP_FAILED) {
+      s = Status::FromErrno("mmap", path, -1, errno);
+    } else {
+      out->data = static_cast<const char*>(p);
+      out->size = size;
+    }
+  }
+  close(fd);
+  return s;
+}
+
+}  // namespace keg::store::io

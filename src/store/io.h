@@ -1,0 +1,36 @@
+// Thin wrappers over the POSIX calls the store makes, each returning a Status that names the file,
+// the offset and errno. Thread-safe (they share no state).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/status.h"
+
+namespace keg::store::io {
+
+/// pwrite of all `n` bytes at `offset`, retrying short writes and EINTR.
+Status WriteAll(int fd, std::string_view path, uint64_t offset, const void* data, size_t n);
+/// fdatasync.
+Status SyncFile(int fd, std::string_view path);
+/// fsync of a directory, so creations, renames and deletions in it are durable.
+Status SyncDir(const std::string& dir);
+/// Names of the entries of `dir` (no "." or "..").
+Status ListDir(const std::string& dir, std::vector<std::string>* names);
+/// Size of an open file.
+Status FileSize(int fd, std::string_view path, uint64_t* size);
+
+/// A whole file mapped read-only for the lifetime of the object.
+struct MappedFile {
+  const char* data = nullptr;
+  uint64_t size = 0;
+  MappedFile() = default;
+  ~MappedFile();
+  MappedFile(const MappedFile&) = delete;
+  MappedFile& operator=(const MappedFile&) = delete;
+};
+Status MapWholeFile(const std::string& path, MappedFile* out);
+
+}  // namespace keg::store::io

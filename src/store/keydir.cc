@@ -1,0 +1,181 @@
+#include "store/keydir.h"
+
+#include <xxhash.h>
+
+#include <mutex>
+
+namespace keg::store {
+namespace {
+
+constexpr size_t kInitialCapacity = 16;
+
+uint64_t SplitMix64(uint64_t& state) {
+  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
+  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+  return z ^ (z >> 31);
+}
+
+size_t CapacityFor(size_t keys) {
+  size_t cap = kInitialCapacity;
+  while (keys * 5 > cap * 4) cap *= 2;  // at most 80% full
+  return cap;
+}
+
+}  // namespace
+
+Keydir::Keydir(uint64_t secret_seed) {
+  uint64_t state = secret_seed;
+  for (size_t i = 0; i < secret_.size(); i += 8) {
+    const uint64_t v = SplitMix64(state);
+    for (size_t b = 0; b < 8; ++b) secret_[i + b] = static_cast<uint8_t>(v >> (8 * b));
+  }
+  for (Shard& s : shards_) s.slots.assign(kInitialCapacity, Slot{0, 0});
+  memory_ = kShards * kInitialCapacity * sizeof(Slot);
+}
+
+uint64_t Keydir::Hash(std::string_view key) const {
+  const uint64_t h = XXH3_64bits_withSecret(key.data(), key.size(), secret_.data(), secret_.size());
+  return h == 0 ? 1 : h;
+}
+
+size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
+  const Shard& shard = ShardFor(hash);
+  std::shared_lock lock(shard.mu);
+  const size_t mask = shard.slots.size() - 1;
+  size_t n = 0;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& s = shard.slots[i];
+    if (s.hash == 0) break;
+    if (s.hash == hash && n < max) out[n++] = Location::Unpack(s.loc);
+  }
+  return n;
+}
+
+bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Location* old) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu);
+  size_t mask = shard.slots.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    Slot& s = shard.slots[i];
+    if (s.hash == 0) break;
+    if (s.hash == hash) {
+      const Location existing = Location::Unpack(s.loc);
+      if (is_key(existing)) {
+        *old = existing;
+        s.loc = loc.Pack();
+        return true;
+      }
+    }
+  }
+  if ((shard.count + 1) * 5 > shard.slots.size() * 4) {
+    Resize(shard, shard.slots.size() * 2);
+    mask = shard.slots.size() - 1;
+  }
+  size_t i = hash & mask;
+  while (shard.slots[i].hash != 0) i = (i + 1) & mask;
+  shard.slots[i] = Slot{hash, loc.Pack()};
+  ++shard.count;
+  size_.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+bool Keydir::Erase(uint64_t hash, const KeyMatcher& is_key, Location* old) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu);
+  const size_t mask = shard.slots.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& s = shard.slots[i];
+    if (s.hash == 0) return false;
+    if (s.hash == hash) {
+      const Location existing = Location::Unpack(s.loc);
+      if (is_key(existing)) {
+        *old = existing;
+        RemoveAt(shard, i);
+        return true;
+      }
+    }
+  }
+}
+
+bool Keydir::ReplaceIfAt(uint64_t hash, const Location& expected, Location loc) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu);
+  const size_t mask = shard.slots.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    Slot& s = shard.slots[i];
+    if (s.hash == 0) return false;
+    if (s.hash == hash && Location::Unpack(s.loc).SameRecord(expected)) {
+      s.loc = loc.Pack();
+      return true;
+    }
+  }
+}
+
+bool Keydir::EraseIfAt(uint64_t hash, const Location& expected) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu);
+  const size_t mask = shard.slots.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& s = shard.slots[i];
+    if (s.hash == 0) return false;
+    if (s.hash == hash && Location::Unpack(s.loc).SameRecord(expected)) {
+      RemoveAt(shard, i);
+      return true;
+    }
+  }
+}
+
+void Keydir::RemoveAt(Shard& shard, size_t i) {
+  // Backward-shift deletion: pull later entries of the same probe run into the hole, so lookups
+  // never need tombstones.
+  const size_t mask = shard.slots.size() - 1;
+  size_t j = i;
+  for (;;) {
+    j = (j + 1) & mask;
+    const Slot& s = shard.slots[j];
+    if (s.hash == 0) break;
+    const size_t home = s.hash & mask;
+    const bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
+    if (!stays) {
+      shard.slots[i] = s;
+      i = j;
+    }
+  }
+  shard.slots[i] = Slot{0, 0};
+  --shard.count;
+  size_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void Keydir::Resize(Shard& shard, size_t capacity) {
+  std::vector<Slot> old;
+  old.swap(shard.slots);
+  shard.slots.assign(capacity, Slot{0, 0});
+  const size_t mask = capacity - 1;
+  for (const Slot& s : old) {
+    if (s.hash == 0) continue;
+    size_t i = s.hash & mask;
+    while (shard.slots[i].hash != 0) i = (i + 1) & mask;
+    shard.slots[i] = s;
+  }
+  memory_.fetch_add((capacity - old.size()) * sizeof(Slot), std::memory_order_relaxed);
+}
+
+void Keydir::ForEachInShard(size_t shard_index,
+                            const std::function<void(uint64_t, const Location&)>& fn) const {
+  const Shard& shard = shards_[shard_index];
+  std::shared_lock lock(shard.mu);
+  for (const Slot& s : shard.slots) {
+    if (s.hash != 0) fn(s.hash, Location::Unpack(s.loc));
+  }
+}
+
+void Keydir::Reserve(size_t keys) {
+  const size_t per_shard = CapacityFor(keys / kShards + 1);
+  for (Shard& shard : shards_) {
+    std::unique_lock lock(shard.mu);
+    if (shard.slots.size() < per_shard) Resize(shard, per_shard);
+  }
+}
+
+}  // namespace keg::store

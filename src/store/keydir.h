@@ -1,0 +1,110 @@
+// Keydir: the in-memory index from key to the location of its newest live record.
+//
+// Keys are not kept in RAM. Each entry is 16 bytes: a 64-bit hash of the key under a per-process
+// random secret (so peers cannot choose colliding keys), and the record's packed location. A
+// lookup finds the entries with the key's hash, and the caller confirms the key against the record
+// in the memory-mapped data file — which a GET reads anyway, since the value follows the key.
+//
+// The table is split into 256 shards, each an open-addressing table (linear probing, deletion by
+// backward shift, grown at 80% load) behind a reader/writer lock.
+//
+// Thread: Find, Size and ForEachInShard may be called from any thread. Upsert, Erase,
+// ReplaceIfAt and EraseIfAt are for the store's writer thread (one mutator at a time), which is
+// what makes check-then-act sequences such as NX / XX atomic.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <shared_mutex>
+#include <string_view>
+#include <vector>
+
+namespace keg::store {
+
+/// A record's place: runtime file index (23 bits), offset in the file (40 bits), and whether the
+/// record carries an expiry (1 bit), packed in 64 bits.
+struct Location {
+  uint32_t file = 0;
+  uint64_t offset = 0;
+  bool expires = false;
+
+  static constexpr uint32_t kMaxFile = (1u << 23) - 1;
+
+  uint64_t Pack() const { return (uint64_t{expires} << 63) | (uint64_t{file} << 40) | offset; }
+  static Location Unpack(uint64_t v) {
+    return {static_cast<uint32_t>((v >> 40) & kMaxFile), v & ((1ull << 40) - 1), (v >> 63) != 0};
+  }
+  bool SameRecord(const Location& o) const { return file == o.file && offset == o.offset; }
+};
+
+class Keydir {
+ public:
+  static constexpr size_t kShards = 256;
+
+  /// `secret_seed` seeds the hash secret (random per process in the server; fixed in tests).
+  explicit Keydir(uint64_t secret_seed);
+  Keydir(const Keydir&) = delete;
+  Keydir& operator=(const Keydir&) = delete;
+
+  /// The keyed 64-bit hash of `key` (never 0).
+  uint64_t Hash(std::string_view key) const;
+
+  /// Confirms that the record at a location holds the key being looked for.
+  using KeyMatcher = std::function<bool(const Location&)>;
+
+  /// Collects up to `max` locations stored under `hash` (almost always 0 or 1). Any thread.
+  size_t FindCandidates(uint64_t hash, Location* out, size_t max) const;
+
+  /// Writer thread: points `key` (hash + matcher) at `loc`. Returns true and sets *old when the key
+  /// was present (its previous location), false when it was inserted.
+  bool Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Location* old);
+
+  /// Writer thread: removes `key`; returns true and sets *old when it was present.
+  bool Erase(uint64_t hash, const KeyMatcher& is_key, Location* old);
+
+  /// Writer thread: if the entry under `hash` still points at the record `expected`, points it at
+  /// `loc` instead (compaction moving a record). Returns whether it did.
+  bool ReplaceIfAt(uint64_t hash, const Location& expected, Location loc);
+
+  /// Writer thread: removes the entry under `hash` pointing at record `expected` (an expired key).
+  bool EraseIfAt(uint64_t hash, const Location& expected);
+
+  /// Number of keys. Any thread.
+  size_t Size() const { return size_.load(std::memory_order_relaxed); }
+  /// Bytes of memory held by the tables.
+  size_t MemoryBytes() const { return memory_.load(std::memory_order_relaxed); }
+
+  /// Calls fn(hash, location) for every entry of shard `shard`, holding its read lock; fn must not
+  /// call back into the keydir. Any thread.
+  void ForEachInShard(size_t shard, const std::function<void(uint64_t, const Location&)>& fn) const;
+
+  /// Writer thread, before anyone reads: pre-sizes the tables for about `keys` keys (recovery).
+  void Reserve(size_t keys);
+
+ private:
+  struct Slot {
+    uint64_t hash;  // 0: empty
+    uint64_t loc;
+  };
+  struct alignas(64) Shard {
+    mutable std::shared_mutex mu;
+    std::vector<Slot> slots;  // size is a power of two
+    size_t count = 0;
+  };
+
+  static size_t ShardOf(uint64_t hash) { return hash >> 56; }
+  Shard& ShardFor(uint64_t hash) { return shards_[ShardOf(hash)]; }
+  const Shard& ShardFor(uint64_t hash) const { return shards_[ShardOf(hash)]; }
+  void Resize(Shard& shard, size_t capacity);  // holds shard.mu exclusively
+  void RemoveAt(Shard& shard, size_t index);
+
+  std::array<uint8_t, 192> secret_;  // XXH3 secret
+  std::array<Shard, kShards> shards_;
+  std::atomic<size_t> size_{0};
+  std::atomic<size_t> memory_{0};
+};
+
+}  // namespace keg::store

@@ -1,0 +1,673 @@
+#include <fcntl.h>
+#include <spdlog/spdlog.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <future>
+#include <mutex>
+#include <random>
+
+#include "store/io.h"
+#include "store/store_impl.h"
+
+namespace keg::store {
+namespace {
+
+constexpr size_t kMaxCandidates = 8;
+// A group larger than this is committed before the next batch joins it, bounding writer memory.
+constexpr size_t kMaxGroupBytes = 64u << 20;
+constexpr int64_t kExpireIntervalMs = 100;
+constexpr auto kExpireBudget = std::chrono::microseconds(1000);
+constexpr auto kWriterTick = std::chrono::milliseconds(100);
+
+uint64_t RandomSeed() {
+  std::random_device rd;
+  return (uint64_t{rd()} << 32) ^ rd();
+}
+
+bool Expired(const format::RecordHeader& h, int64_t now_ms) {
+  return h.expires() && h.expire_at_ms <= now_ms;
+}
+
+}  // namespace
+
+int64_t NowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+// ---- WriteBatch --------------------------------------------------------------------------------
+
+void WriteBatch::Put(std::string key, std::string value, int64_t expire_at_ms,
+                     PutCondition condition, bool keep_ttl, bool want_old) {
+  Op op;
+  op.kind = Kind::kPut;
+  op.key = std::move(key);
+  op.value = std::move(value);
+  op.expire_at_ms = expire_at_ms;
+  op.put_condition = condition;
+  op.keep_ttl = keep_ttl;
+  op.want_old = want_old;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::Delete(std::string key, bool want_old) {
+  Op op;
+  op.kind = Kind::kDelete;
+  op.key = std::move(key);
+  op.want_old = want_old;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::Expire(std::string key, int64_t expire_at_ms, ExpireCondition condition) {
+  Op op;
+  op.kind = Kind::kExpire;
+  op.key = std::move(key);
+  op.expire_at_ms = expire_at_ms;
+  op.expire_condition = condition;
+  ops_.push_back(std::move(op));
+}
+
+void WriteBatch::Update(std::string key, UpdateFn fn, bool want_old) {
+  Op op;
+  op.kind = Kind::kUpdate;
+  op.key = std::move(key);
+  op.fn = std::move(fn);
+  op.want_old = want_old;
+  ops_.push_back(std::move(op));
+}
+
+// ---- FileTable ---------------------------------------------------------------------------------
+
+std::shared_ptr<DataFile> FileTable::Get(uint32_t index) const {
+  std::shared_lock lock(mu_);
+  auto it = files_.find(index);
+  return it == files_.end() ? nullptr : it->second;
+}
+
+DataFile* FileTable::GetRaw(uint32_t index) const {
+  std::shared_lock lock(mu_);
+  auto it = files_.find(index);
+  return it == files_.end() ? nullptr : it->second.get();
+}
+
+void FileTable::Add(std::shared_ptr<DataFile> file) {
+  std::unique_lock lock(mu_);
+  files_.emplace(file->index(), std::move(file));
+}
+
+void FileTable::Remove(uint32_t index) {
+  std::unique_lock lock(mu_);
+  files_.erase(index);
+}
+
+std::vector<std::shared_ptr<DataFile>> FileTable::Snapshot() const {
+  std::vector<std::shared_ptr<DataFile>> out;
+  {
+    std::shared_lock lock(mu_);
+    out.reserve(files_.size());
+    for (const auto& [index, file] : files_) out.push_back(file);
+  }
+  std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->id() < b->id(); });
+  return out;
+}
+
+// ---- Open / Close ------------------------------------------------------------------------------
+
+StoreImpl::StoreImpl(const Options& options)
+    : options_(options), keydir_(options.hash_seed != 0 ? options.hash_seed : RandomSeed()) {}
+
+StoreImpl::~StoreImpl() { (void)Close(); }
+
+Status Store::Open(const Options& options, std::unique_ptr<Store>* store) {
+  if (options.max_file_size < 4096 || options.max_file_size > format::kMaxFileSize) {
+    return Status::InvalidArgument("data file size must be between 4096 bytes and 1 TiB");
+  }
+  auto impl = std::make_unique<StoreImpl>(options);
+  Status s = impl->OpenImpl();
+  if (!s.ok()) return s;
+  *store = std::move(impl);
+  return Status::OK();
+}
+
+Status StoreImpl::OpenImpl() {
+  const std::string& dir = options_.dir;
+  if (mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    return Status::FromErrno("create directory", dir, -1, errno);
+  }
+  const std::string lock_path = dir + "/" + std::string(format::kLockFileName);
+  lock_fd_ = open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+  if (lock_fd_ < 0) return Status::FromErrno("open", lock_path, -1, errno);
+  if (flock(lock_fd_, LOCK_EX | LOCK_NB) != 0) {
+    const int err = errno;
+    close(lock_fd_);
+    lock_fd_ = -1;
+    if (err == EWOULDBLOCK) {
+      return Status::Busy("data directory " + dir +
+                          " is in use by another keg process (its LOCK file is held)");
+    }
+    return Status::FromErrno("lock", lock_path, -1, err);
+  }
+  Status s = Recover();
+  if (s.ok()) s = CreateActiveFile(options_.max_file_size);
+  if (!s.ok()) {
+    close(lock_fd_);
+    lock_fd_ = -1;
+    closed_ = true;
+    return s;
+  }
+  last_sync_ms_ = last_expire_ms_ = NowMs();
+  writer_ = std::thread([this] { WriterLoop(); });
+  background_ = std::thread([this] { BackgroundLoop(); });
+  return Status::OK();
+}
+
+Status StoreImpl::Close() {
+  if (closed_) return Status::OK();
+  closed_ = true;
+  {
+    std::lock_guard lock(bg_mu_);
+    bg_stopping_ = true;
+  }
+  bg_cv_.notify_all();
+  if (background_.joinable()) background_.join();
+  {
+    std::lock_guard lock(queue_mu_);
+    stopping_ = true;
+  }
+  queue_cv_.notify_all();
+  if (writer_.joinable()) writer_.join();
+  Status s;
+  {
+    std::lock_guard lock(failed_mu_);
+    s = failed_;
+  }
+  if (active_ && s.ok() && dirty_) s = io::SyncFile(active_->fd(), active_->path());
+  if (lock_fd_ >= 0) {
+    close(lock_fd_);  // releases the flock
+    lock_fd_ = -1;
+  }
+  return s;
+}
+
+// ---- Reads -------------------------------------------------------------------------------------
+
+bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const {
+  const uint64_t size = file.size();
+  if (offset > size || size - offset < format::kRecordHeaderSize) return false;
+  const char* p = file.data() + offset;
+  const uint32_t key_size = format::Load<uint32_t>(p + format::kKeySizeOffset);
+  return key_size == key.size() && size - offset - format::kRecordHeaderSize >= key_size &&
+         std::memcmp(p + format::kRecordHeaderSize, key.data(), key.size()) == 0;
+}
+
+Keydir::KeyMatcher StoreImpl::MatcherFor(std::string_view key) const {
+  return [this, key](const Location& loc) {
+    const DataFile* file = files_.GetRaw(loc.file);
+    return file != nullptr && RecordHasKey(*file, loc.offset, key);
+  };
+}
+
+Status StoreImpl::Lookup(std::string_view key, uint64_t hash, std::shared_ptr<DataFile>* pin,
+                         format::RecordHeader* header, uint64_t* offset) const {
+  // A file can be retired between reading its location and pinning it (compaction moved the key);
+  // the keydir then already names the new place, so look again.
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    Location candidates[kMaxCandidates];
+    const size_t n = keydir_.FindCandidates(hash, candidates, kMaxCandidates);
+    bool retired = false;
+    for (size_t i = 0; i < n; ++i) {
+      std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
+      if (!file) {
+        retired = true;
+        continue;
+      }
+      if (!RecordHasKey(*file, candidates[i].offset, key)) continue;
+      const format::RecordCheck check = format::CheckRecord(
+          file->data(), file->size(), candidates[i].offset, options_.verify_checksums, header);
+      if (check != format::RecordCheck::kOk) {
+        spdlog::error("read of key in {} at offset {}: {}", file->path(), candidates[i].offset,
+                      format::RecordCheckName(check));
+        return Status::Corruption(file->path() + " at offset " +
+                                  std::to_string(candidates[i].offset) + ": " +
+                                  format::RecordCheckName(check));
+      }
+      *pin = std::move(file);
+      *offset = candidates[i].offset;
+      return Status::OK();
+    }
+    if (!retired) break;
+  }
+  return Status::NotFound();
+}
+
+Status StoreImpl::Get(std::string_view key, ValueView* out) const {
+  std::shared_ptr<DataFile> file;
+  format::RecordHeader h;
+  uint64_t offset = 0;
+  Status s = Lookup(key, keydir_.Hash(key), &file, &h, &offset);
+  if (!s.ok()) return s;
+  if (Expired(h, NowMs())) return Status::NotFound();
+  out->value = std::string_view(file->data() + offset + format::kRecordHeaderSize + h.key_size,
+                                h.value_size);
+  out->expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+  out->pin = std::move(file);
+  return Status::OK();
+}
+
+bool StoreImpl::Exists(std::string_view key) const {
+  ValueView v;
+  return Get(key, &v).ok();
+}
+
+// ---- Writes: queue -----------------------------------------------------------------------------
+
+void StoreImpl::Write(WriteBatch batch, WriteCallback done) {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!stopping_) {
+      queue_.push_back(Request{std::move(batch), std::move(done), nullptr});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Failed("the store is closed"), {});
+}
+
+Status StoreImpl::WriteSync(WriteBatch batch, std::vector<OpResult>* results) {
+  std::promise<Status> promise;
+  auto future = promise.get_future();
+  Write(std::move(batch), [&](const Status& s, std::vector<OpResult> r) {
+    if (results != nullptr) *results = std::move(r);
+    promise.set_value(s);
+  });
+  return future.get();
+}
+
+void StoreImpl::RunOnWriter(std::function<void()> task) {
+  std::promise<void> promise;
+  auto future = promise.get_future();
+  {
+    std::lock_guard lock(queue_mu_);
+    queue_.push_back(Request{WriteBatch(), nullptr, [&] {
+                               task();
+                               promise.set_value();
+                             }});
+  }
+  queue_cv_.notify_one();
+  future.get();
+}
+
+Status StoreImpl::Sync() {
+  Status result;
+  RunOnWriter([&] {
+    {
+      std::lock_guard lock(failed_mu_);
+      if (!failed_.ok()) {
+        result = failed_;
+        return;
+      }
+    }
+    result = io::SyncFile(active_->fd(), active_->path());
+    if (!result.ok()) {
+      result = FailStop(result);
+    } else {
+      dirty_ = false;
+      last_sync_ms_ = NowMs();
+    }
+  });
+  return result;
+}
+
+// ---- Writes: the writer thread
+// -------------------------------------------------------------------
+
+void StoreImpl::WriterLoop() {
+  std::vector<Request> work;
+  for (;;) {
+    {
+      std::unique_lock lock(queue_mu_);
+      queue_cv_.wait_for(lock, kWriterTick, [this] { return !queue_.empty() || stopping_; });
+      if (queue_.empty() && stopping_) break;
+      work.swap(queue_);
+    }
+    // Consecutive batches form one group (one write, one fsync); a task runs between groups.
+    size_t begin = 0;
+    size_t group_bytes = 0;
+    for (size_t i = 0; i < work.size(); ++i) {
+      if (work[i].task) {
+        if (begin < i) ProcessGroup(work, begin, i);
+        work[i].task();
+        begin = i + 1;
+        group_bytes = 0;
+        continue;
+      }
+      for (const auto& op : work[i].batch.ops()) group_bytes += op.key.size() + op.value.size();
+      if (group_bytes >= kMaxGroupBytes) {
+        ProcessGroup(work, begin, i + 1);
+        begin = i + 1;
+        group_bytes = 0;
+      }
+    }
+    if (begin < work.size()) ProcessGroup(work, begin, work.size());
+    work.clear();
+    Periodic();
+  }
+}
+
+void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t end) {
+  Status failed;
+  {
+    std::lock_guard lock(failed_mu_);
+    failed = failed_;
+  }
+  if (!failed.ok()) {
+    for (size_t i = begin; i < end; ++i) work[i].done(failed, {});
+    return;
+  }
+  group_buf_.clear();
+  pending_.clear();
+  overlay_.clear();
+  std::vector<std::vector<OpResult>> results(end - begin);
+  for (size_t i = begin; i < end; ++i) {
+    const auto& ops = work[i].batch.ops();
+    results[i - begin].resize(ops.size());
+    for (size_t j = 0; j < ops.size(); ++j) ExecuteOp(ops[j], &results[i - begin][j]);
+  }
+  Status s = CommitGroup();
+  if (!s.ok()) {
+    for (size_t i = begin; i < end; ++i) work[i].done(s, {});
+    return;
+  }
+  ApplyGroup();
+  for (size_t i = begin; i < end; ++i) work[i].done(Status::OK(), std::move(results[i - begin]));
+}
+
+StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash) {
+  CurrentValue cur;
+  const int64_t now = NowMs();
+  auto it = overlay_.find(key);
+  if (it != overlay_.end()) {
+    if (!it->second.exists) return cur;
+    const char* p = group_buf_.data() + it->second.group_offset;
+    const format::RecordHeader h = format::DecodeHeader(p);
+    if (Expired(h, now)) return cur;
+    cur.exists = true;
+    cur.view.value = std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size);
+    cur.view.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+    return cur;
+  }
+  std::shared_ptr<DataFile> file;
+  format::RecordHeader h;
+  uint64_t offset = 0;
+  if (!Lookup(key, hash, &file, &h, &offset).ok() || Expired(h, now)) return cur;
+  cur.exists = true;
+  cur.view.value = std::string_view(file->data() + offset + format::kRecordHeaderSize + h.key_size,
+                                    h.value_size);
+  cur.view.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+  cur.view.pin = std::move(file);
+  return cur;
+}
+
+void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags,
+                              std::string_view value, int64_t expire_at_ms) {
+  const uint64_t at = group_buf_.size();
+  if (expire_at_ms != 0) flags |= format::kFlagExpires;
+  format::AppendRecord(&group_buf_, flags, key, value, NowMs(), expire_at_ms);
+  const bool tombstone = (flags & format::kFlagTombstone) != 0;
+  pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0});
+  overlay_[key] = OverlayEntry{!tombstone, at};
+}
+
+void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
+  const uint64_t hash = keydir_.Hash(op.key);
+  CurrentValue cur = Current(op.key, hash);
+  result->existed = cur.exists;
+  auto keep_old = [&] {
+    if (!op.want_old || !cur.exists) return;
+    if (cur.view.pin) {
+      result->old = cur.view;
+    } else {  // still in the group buffer, which moves: give the caller its own copy
+      auto copy = std::make_shared<std::string>(cur.view.value);
+      result->old = ValueView{copy, *copy, cur.view.expire_at_ms};
+    }
+  };
+  switch (op.kind) {
+    case WriteBatch::Kind::kPut: {
+      if ((op.put_condition == PutCondition::kIfAbsent && cur.exists) ||
+          (op.put_condition == PutCondition::kIfPresent && !cur.exists)) {
+        keep_old();
+        return;
+      }
+      keep_old();
+      const int64_t expire = op.keep_ttl && cur.exists ? cur.view.expire_at_ms : op.expire_at_ms;
+      AppendToGroup(op.key, hash, 0, op.value, expire);
+      result->applied = true;
+      return;
+    }
+    case WriteBatch::Kind::kDelete:
+      if (!cur.exists) return;
+      keep_old();
+      AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+      result->applied = true;
+      return;
+    case WriteBatch::Kind::kExpire: {
+      if (!cur.exists) return;
+      const int64_t now_at = cur.view.expire_at_ms;  // 0: no expiry (infinite)
+      const int64_t want = op.expire_at_ms;
+      bool ok = true;
+      switch (op.expire_condition) {
+        case ExpireCondition::kAlways:
+          break;
+        case ExpireCondition::kNX:
+          ok = now_at == 0;
+          break;
+        case ExpireCondition::kXX:
+          ok = now_at != 0;
+          break;
+        case ExpireCondition::kGT:
+          ok = now_at != 0 && want > now_at;
+          break;
+        case ExpireCondition::kLT:
+          ok = now_at == 0 || want < now_at;
+          break;
+      }
+      if (want == 0 && now_at == 0) ok = false;  // PERSIST of a key without expiry
+      if (!ok) return;
+      const std::string value(cur.view.value);  // the view may point into group_buf_
+      AppendToGroup(op.key, hash, 0, value, want);
+      result->applied = true;
+      return;
+    }
+    case WriteBatch::Kind::kUpdate: {
+      keep_old();
+      UpdateDecision d = op.fn(cur.exists ? &cur.view : nullptr);
+      if (d.action == UpdateDecision::Action::kPut) {
+        const int64_t expire = d.keep_ttl && cur.exists ? cur.view.expire_at_ms : d.expire_at_ms;
+        AppendToGroup(op.key, hash, 0, d.value, expire);
+        result->applied = true;
+      } else if (d.action == UpdateDecision::Action::kDelete && cur.exists) {
+        AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+        result->applied = true;
+      }
+      return;
+    }
+  }
+}
+
+Status StoreImpl::FailStop(Status cause) {
+  spdlog::critical("keg store: {} -- refusing all further writes (fail-stop); restart to recover",
+                   cause.ToString());
+  std::lock_guard lock(failed_mu_);
+  if (failed_.ok()) failed_ = Status::Failed(cause.message());
+  return failed_;
+}
+
+Status StoreImpl::CommitGroup() {
+  if (group_buf_.empty()) return Status::OK();
+  const uint64_t size = group_buf_.size();
+  // Rotate at a group boundary: a group never spans files, and must fit the active mapping.
+  if ((write_offset_ > 0 && write_offset_ + size > options_.max_file_size) ||
+      write_offset_ + size > active_->map_size()) {
+    Status s = Rotate(std::max(options_.max_file_size, size));
+    if (!s.ok()) return s;
+  }
+  Status s = io::WriteAll(active_->fd(), active_->path(), write_offset_, group_buf_.data(), size);
+  if (!s.ok()) {
+    spdlog::error("keg store: {}", s.ToString());
+    // Nothing of the group is acknowledged; cut whatever part of it reached the file so it cannot
+    // reappear after a restart. Readers never look past write_offset_, so the cut is safe.
+    if (ftruncate(active_->fd(), static_cast<off_t>(write_offset_)) != 0) {
+      return FailStop(Status::FromErrno("ftruncate", active_->path(),
+                                        static_cast<long long>(write_offset_), errno));
+    }
+    return s;
+  }
+  if (options_.fsync == FsyncPolicy::kAlways) {
+    s = io::SyncFile(active_->fd(), active_->path());
+    if (!s.ok()) return FailStop(s);
+    last_sync_ms_ = NowMs();
+  } else {
+    dirty_ = true;
+  }
+  return Status::OK();
+}
+
+void StoreImpl::MarkDead(const Location& loc) {
+  DataFile* file = files_.GetRaw(loc.file);
+  if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
+  const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
+  file->dead_bytes.fetch_add(h.record_size(), std::memory_order_relaxed);
+}
+
+void StoreImpl::ApplyGroup() {
+  const uint64_t base = write_offset_;
+  write_offset_ += group_buf_.size();
+  active_->set_size(write_offset_);  // the records become readable before the keydir names them
+  for (const PendingRecord& r : pending_) {
+    const Location loc{active_->index(), base + r.group_offset, r.expires};
+    Location old;
+    if (r.tombstone) {
+      if (keydir_.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
+      MarkDead(loc);  // a tombstone is never the live version of anything
+    } else if (keydir_.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
+      MarkDead(old);
+    }
+  }
+  pending_.clear();
+  overlay_.clear();
+}
+
+Status StoreImpl::CreateActiveFile(uint64_t reserve) {
+  const uint64_t id = (max_file_id_ / format::kFileIdGap + 1) * format::kFileIdGap;
+  const std::string path = options_.dir + "/" + format::DataFileName(id);
+  const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno("create", path, -1, errno);
+  Status s = io::SyncDir(options_.dir);
+  std::shared_ptr<DataFile> file;
+  if (s.ok()) {
+    s = DataFile::Map(path, id, NextFileIndex(), fd, 0, reserve, &file);
+  } else {
+    close(fd);
+  }
+  if (!s.ok()) {
+    unlink(path.c_str());
+    return s;
+  }
+  files_.Add(file);
+  active_ = std::move(file);
+  active_id_ = id;
+  max_file_id_ = id;
+  write_offset_ = 0;
+  return Status::OK();
+}
+
+Status StoreImpl::Rotate(uint64_t reserve) {
+  std::shared_ptr<DataFile> old = active_;
+  const uint64_t old_size = write_offset_;
+  if (old_size > 0) {
+    // Sealed files are always durable, whatever the policy: only the newest file may be torn.
+    Status s = io::SyncFile(old->fd(), old->path());
+    if (!s.ok()) return FailStop(s);
+    dirty_ = false;
+  }
+  Status s = CreateActiveFile(reserve);
+  if (!s.ok()) return s;
+  if (old_size == 0) {  // never written: drop it rather than keep an empty sealed file
+    files_.Remove(old->index());
+    unlink(old->path().c_str());
+  } else {
+    bg_cv_.notify_one();  // the background thread writes its hint file
+  }
+  return Status::OK();
+}
+
+void StoreImpl::Periodic() {
+  const int64_t now = NowMs();
+  if (dirty_ && options_.fsync == FsyncPolicy::kEverySec && now - last_sync_ms_ >= 1000) {
+    Status s = io::SyncFile(active_->fd(), active_->path());
+    if (!s.ok()) {
+      (void)FailStop(s);
+    } else {
+      dirty_ = false;
+    }
+    last_sync_ms_ = now;
+  }
+  if (now - last_expire_ms_ >= kExpireIntervalMs) {
+    last_expire_ms_ = now;
+    ActiveExpireCycle();
+  }
+}
+
+void StoreImpl::ActiveExpireCycle() {
+  // Like Redis's expire cycle, bounded in time: visit shards round-robin, drop keys whose record
+  // has expired. No tombstone is needed: the expired record itself shadows older versions.
+  const auto deadline = std::chrono::steady_clock::now() + kExpireBudget;
+  const int64_t now = NowMs();
+  std::vector<std::pair<uint64_t, Location>> expired;
+  for (size_t visited = 0; visited < Keydir::kShards; ++visited) {
+    const size_t shard = expire_cursor_;
+    expire_cursor_ = (expire_cursor_ + 1) % Keydir::kShards;
+    expired.clear();
+    keydir_.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
+      if (!loc.expires) return;
+      const DataFile* file = files_.GetRaw(loc.file);
+      if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
+      const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
+      if (Expired(h, now)) expired.emplace_back(hash, loc);
+    });
+    for (const auto& [hash, loc] : expired) {
+      if (keydir_.EraseIfAt(hash, loc)) {
+        MarkDead(loc);
+        expired_keys_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (std::chrono::steady_clock::now() >= deadline) break;
+  }
+}
+
+Stats StoreImpl::GetStats() const {
+  Stats st;
+  st.keys = keydir_.Size();
+  st.keydir_bytes = keydir_.MemoryBytes();
+  for (const auto& file : files_.Snapshot()) {
+    ++st.data_files;
+    st.total_bytes += file->size();
+    st.dead_bytes += file->dead_bytes.load(std::memory_order_relaxed);
+  }
+  st.compactions = compactions_.load();
+  st.compaction_bytes_reclaimed = compaction_reclaimed_.load();
+  st.last_compaction_ms = last_compaction_ms_.load();
+  st.expired_keys = expired_keys_.load();
+  std::lock_guard lock(failed_mu_);
+  st.writes_failed = !failed_.ok();
+  st.write_error = failed_.message();
+  return st;
+}
+
+}  // namespace keg::store

@@ -1,0 +1,191 @@
+// keg's storage engine: a Bitcask — an append-only log of records in data files, an in-memory
+// keydir from key to its newest record, values read through memory maps without a copy.
+//
+//   keg::store::Options options;
+//   options.dir = "./data";
+//   std::unique_ptr<Store> store;
+//   Status s = Store::Open(options, &store);            // recovers the directory
+//   WriteBatch batch;
+//   batch.Put("k", "v");
+//   store->Write(std::move(batch), [](const Status& s, std::vector<OpResult> results) {...});
+//   ValueView v;
+//   if (store->Get("k", &v).ok()) use(v.value);          // a pinned view into the mapped file
+//
+// Threads:
+// - Get / Exists / Stats: any thread, concurrently with writes and compaction.
+// - Write: any thread; batches join the single-writer queue. One writer thread takes everything
+//   queued, appends it with one write, applies appendfsync (group commit), updates the keydir, and
+//   then runs each batch's callback — on the writer thread. A callback must be quick: the server's
+//   posts the result back to the connection's I/O thread.
+// - Compaction and hint files are written by a background thread; results are installed by the
+//   writer thread so a newer write is never overwritten.
+// - Close (or the destructor) stops both threads after the queue drains.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "store/status.h"
+
+namespace keg::store {
+
+/// Redis's appendfsync policies.
+enum class FsyncPolicy : uint8_t {
+  kAlways,    ///< a write is acknowledged only after the fdatasync that covers it
+  kEverySec,  ///< fdatasync once a second in the background
+  kNo,        ///< the OS writes back when it likes (sealed files are still synced)
+};
+
+struct Options {
+  std::string dir = "./data";
+  FsyncPolicy fsync = FsyncPolicy::kEverySec;
+  /// A data file is sealed and a new one started when a write would take it past this size.
+  uint64_t max_file_size = 256ull * 1024 * 1024;
+  /// Verify each record's CRC on every read (a corrupt value is an error, never returned).
+  bool verify_checksums = true;
+
+  // Compaction (Riak's names and defaults, as fractions and bytes).
+  bool auto_compaction = true;
+  /// A sealed file this fragmented (dead / total) starts a compaction ...
+  double frag_merge_trigger = 0.6;
+  /// ... or one with this many dead bytes.
+  uint64_t dead_bytes_merge_trigger = 512ull * 1024 * 1024;
+  /// Compaction writes at most this many bytes per second (0: no limit).
+  uint64_t compaction_rate_limit = 0;
+  /// How often the background thread looks for work (hint files, triggers), in milliseconds.
+  uint32_t background_interval_ms = 1000;
+
+  /// Seed of the keydir's hash secret; 0 picks a random one (the default, against hash flooding).
+  uint64_t hash_seed = 0;
+};
+
+/// A value read from the store: a view into a memory-mapped data file, with a pin that keeps the
+/// mapping alive as long as this object (or a copy of `pin`) lives. Cheap to move; copying copies
+/// the pin (an atomic increment), never the bytes.
+struct ValueView {
+  std::shared_ptr<const void> pin;
+  std::string_view value;
+  int64_t expire_at_ms = 0;  ///< 0: no expiry
+};
+
+/// What an Update callback decides, given the current value (nullptr if the key is absent).
+struct UpdateDecision {
+  enum class Action : uint8_t { kKeep, kPut, kDelete };
+  Action action = Action::kKeep;
+  std::string value;         ///< kPut
+  int64_t expire_at_ms = 0;  ///< kPut: 0 = no expiry (unless keep_ttl)
+  bool keep_ttl = false;     ///< kPut: keep the current expiry
+};
+/// Runs on the writer thread, atomically with respect to every other write. `current` is valid only
+/// during the call.
+using UpdateFn = std::function<UpdateDecision(const ValueView* current)>;
+
+enum class PutCondition : uint8_t { kAlways, kIfAbsent, kIfPresent };  // SET, NX, XX
+
+/// Redis 7's EXPIRE conditions.
+enum class ExpireCondition : uint8_t { kAlways, kNX, kXX, kGT, kLT };
+
+/// A group of writes applied in order, atomically with respect to other batches.
+class WriteBatch {
+ public:
+  /// Sets `key` to `value`; expire_at_ms 0 means no expiry (unless keep_ttl).
+  void Put(std::string key, std::string value, int64_t expire_at_ms = 0,
+           PutCondition condition = PutCondition::kAlways, bool keep_ttl = false,
+           bool want_old = false);
+  /// Deletes `key` (nothing is written when it is absent).
+  void Delete(std::string key, bool want_old = false);
+  /// Sets (expire_at_ms > 0) or removes (0) the expiry of an existing key.
+  void Expire(std::string key, int64_t expire_at_ms,
+              ExpireCondition condition = ExpireCondition::kAlways);
+  /// Read-modify-write of one key on the writer thread (INCR, APPEND, SETRANGE, ...).
+  void Update(std::string key, UpdateFn fn, bool want_old = false);
+
+  size_t size() const { return ops_.size(); }
+  bool empty() const { return ops_.empty(); }
+
+  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate };
+  struct Op {
+    Kind kind = Kind::kPut;
+    PutCondition put_condition = PutCondition::kAlways;
+    ExpireCondition expire_condition = ExpireCondition::kAlways;
+    bool keep_ttl = false;
+    bool want_old = false;
+    int64_t expire_at_ms = 0;
+    std::string key;
+    std::string value;
+    UpdateFn fn;
+  };
+  const std::vector<Op>& ops() const { return ops_; }
+
+ private:
+  std::vector<Op> ops_;
+};
+
+/// The outcome of one op of a batch.
+struct OpResult {
+  bool applied = false;          ///< the op changed the store (a record was written)
+  bool existed = false;          ///< the key existed (and had not expired) before the op
+  std::optional<ValueView> old;  ///< the previous value, when asked for and present
+};
+
+/// Called once per batch on the writer thread. When `status` is not OK nothing of the batch was
+/// acknowledged (results are empty).
+using WriteCallback = std::function<void(const Status& status, std::vector<OpResult> results)>;
+
+struct Stats {
+  uint64_t keys = 0;
+  uint64_t data_files = 0;
+  uint64_t total_bytes = 0;  ///< bytes in all data files
+  uint64_t dead_bytes = 0;   ///< bytes of records no longer needed
+  uint64_t keydir_bytes = 0;
+  uint64_t compactions = 0;
+  uint64_t compaction_bytes_reclaimed = 0;
+  int64_t last_compaction_ms = 0;  ///< duration of the last compaction
+  uint64_t expired_keys = 0;
+  bool writes_failed = false;  ///< fail-stop after a failed fsync
+  std::string write_error;     ///< the cause, when writes are failing
+};
+
+class Store {
+ public:
+  /// Opens (creating if needed) the directory in options.dir: takes its lock, recovers the keydir
+  /// from hint and data files (cutting a torn tail of the newest file, refusing to open on
+  /// corruption anywhere else), starts the writer and background threads.
+  static Status Open(const Options& options, std::unique_ptr<Store>* store);
+
+  virtual ~Store() = default;
+
+  /// Reads `key`. NotFound when absent or expired; Corruption when its record fails its checksum.
+  virtual Status Get(std::string_view key, ValueView* out) const = 0;
+  /// True when `key` is present and not expired.
+  virtual bool Exists(std::string_view key) const = 0;
+
+  /// Queues a batch for the writer; `done` runs on the writer thread.
+  virtual void Write(WriteBatch batch, WriteCallback done) = 0;
+  /// Writes a batch and waits for it (tools and tests).
+  virtual Status WriteSync(WriteBatch batch, std::vector<OpResult>* results = nullptr) = 0;
+
+  /// Fsyncs the active file now (SAVE / BGSAVE); waits for it.
+  virtual Status Sync() = 0;
+
+  /// Runs a compaction of every sealed file now, in the background; `done` runs when it finishes
+  /// (on the background thread).
+  virtual void Compact(std::function<void(const Status&)> done) = 0;
+  /// Compacts and waits.
+  virtual Status CompactSync() = 0;
+
+  virtual Stats GetStats() const = 0;
+
+  /// Drains the writer queue, syncs, stops the threads and releases the directory lock.
+  virtual Status Close() = 0;
+};
+
+/// Milliseconds since the Unix epoch (the clock of TTLs).
+int64_t NowMs();
+
+}  // namespace keg::store

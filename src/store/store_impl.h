@@ -1,0 +1,171 @@
+// StoreImpl: the implementation behind Store (store.h). Split by role:
+//   store.cc       open/close, reads, the writer thread (group commit, rotation, expiry)
+//   recovery.cc    rebuilding the keydir from hint and data files at open
+//   compaction.cc  the background thread: hint files and compaction
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "store/data_file.h"
+#include "store/format.h"
+#include "store/keydir.h"
+#include "store/store.h"
+
+namespace keg::store {
+
+/// Index -> DataFile for every live data file. Indexes are assigned once and never reused, so a
+/// location read from the keydir can never name a different file later.
+/// Thread: Get/Snapshot from any thread; Add/Remove from the writer thread (or during Open).
+class FileTable {
+ public:
+  std::shared_ptr<DataFile> Get(uint32_t index) const;
+  /// Without a reference: for the writer thread, which is the only one that removes files.
+  DataFile* GetRaw(uint32_t index) const;
+  void Add(std::shared_ptr<DataFile> file);
+  void Remove(uint32_t index);
+  /// All files, ordered by id.
+  std::vector<std::shared_ptr<DataFile>> Snapshot() const;
+
+ private:
+  mutable std::shared_mutex mu_;
+  std::unordered_map<uint32_t, std::shared_ptr<DataFile>> files_;
+};
+
+class StoreImpl final : public Store {
+ public:
+  explicit StoreImpl(const Options& options);
+  ~StoreImpl() override;
+
+  Status Get(std::string_view key, ValueView* out) const override;
+  bool Exists(std::string_view key) const override;
+  void Write(WriteBatch batch, WriteCallback done) override;
+  Status WriteSync(WriteBatch batch, std::vector<OpResult>* results) override;
+  Status Sync() override;
+  void Compact(std::function<void(const Status&)> done) override;
+  Status CompactSync() override;
+  Stats GetStats() const override;
+  Status Close() override;
+
+  Status OpenImpl();
+
+ private:
+  // One item of the writer queue: a batch with its callback, or an internal task.
+  struct Request {
+    WriteBatch batch;
+    WriteCallback done;
+    std::function<void()> task;
+  };
+  // A record appended to the group buffer, applied to the keydir once durable.
+  struct PendingRecord {
+    std::string_view key;  // points into the batch's op, alive until the group completes
+    uint64_t hash;
+    uint64_t group_offset;  // offset in group_buf_
+    uint64_t size;
+    bool tombstone;
+    bool expires;
+  };
+  // The state of a key as later ops of the same group must see it.
+  struct OverlayEntry {
+    bool exists;
+    uint64_t group_offset;  // record in group_buf_ (when exists)
+  };
+  struct CurrentValue {
+    bool exists = false;
+    ValueView view;  // pin is null for a value still in the group buffer
+  };
+
+  // ---- recovery.cc ----
+  Status Recover();
+  Status LoadDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* keys);
+  void ReplayRecord(DataFile* file, uint64_t offset, uint64_t record_size, uint8_t flags,
+                    int64_t expire_at_ms, std::string_view key, int64_t now_ms);
+
+  // ---- store.cc: reads ----
+  // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption.
+  Status Lookup(std::string_view key, uint64_t hash, std::shared_ptr<DataFile>* pin,
+                format::RecordHeader* header, uint64_t* offset) const;
+  bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
+  Keydir::KeyMatcher MatcherFor(std::string_view key) const;
+
+  // ---- store.cc: the writer thread ----
+  void WriterLoop();
+  void ProcessGroup(std::vector<Request>& work, size_t begin, size_t end);
+  void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
+  CurrentValue Current(std::string_view key, uint64_t hash);
+  void AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,
+                     int64_t expire_at_ms);
+  Status CommitGroup();
+  void ApplyGroup();
+  Status Rotate(uint64_t reserve);
+  Status CreateActiveFile(uint64_t reserve);
+  void MarkDead(const Location& loc);
+  void Periodic();
+  void ActiveExpireCycle();
+  Status FailStop(Status cause);
+  // Runs `task` on the writer thread and waits for it.
+  void RunOnWriter(std::function<void()> task);
+
+  // ---- compaction.cc: the background thread ----
+  void BackgroundLoop();
+  void WriteMissingHints();
+  Status WriteHintFor(const std::shared_ptr<DataFile>& file);
+  Status RunCompaction(bool manual);
+  bool NeedsCompaction(const DataFile& file) const;
+
+  uint32_t NextFileIndex() { return next_index_.fetch_add(1); }
+
+  const Options options_;
+  int lock_fd_ = -1;
+  Keydir keydir_;
+  FileTable files_;
+  std::atomic<uint32_t> next_index_{1};
+  bool closed_ = false;
+
+  // Writer queue.
+  std::mutex queue_mu_;
+  std::condition_variable queue_cv_;
+  std::vector<Request> queue_;
+  bool stopping_ = false;
+  std::thread writer_;
+
+  // Writer-thread state.
+  std::shared_ptr<DataFile> active_;
+  std::atomic<uint64_t> active_id_{0};
+  uint64_t max_file_id_ = 0;
+  uint64_t write_offset_ = 0;
+  std::string group_buf_;
+  std::vector<PendingRecord> pending_;
+  std::unordered_map<std::string_view, OverlayEntry> overlay_;
+  bool dirty_ = false;  // written since the last fsync
+  int64_t last_sync_ms_ = 0;
+  int64_t last_expire_ms_ = 0;
+  size_t expire_cursor_ = 0;
+  Status failed_;                 // set once an fsync failed: every later write fails with it
+  mutable std::mutex failed_mu_;  // guards failed_ for GetStats
+
+  // Background thread.
+  std::mutex bg_mu_;
+  std::condition_variable bg_cv_;
+  bool bg_stopping_ = false;
+  std::vector<std::function<void(const Status&)>> compact_waiters_;
+  std::thread background_;
+
+  // Counters.
+  std::atomic<uint64_t> expired_keys_{0};
+  std::atomic<uint64_t> compactions_{0};
+  std::atomic<uint64_t> compaction_reclaimed_{0};
+  std::atomic<int64_t> last_compaction_ms_{0};
+};
+
+}  // namespace keg::store
