@@ -9,7 +9,6 @@
 #include <cstdio>
 
 #include "store/crc32c.h"
-#include "store/io.h"
 
 namespace keg::store {
 
@@ -83,13 +82,13 @@ void HintWriter::Abandon() {
   }
 }
 
-Status ReadHintFile(const std::string& path, uint64_t data_id, uint64_t data_size,
-                    const std::function<void(const format::HintEntry&, std::string_view)>& fn) {
-  io::MappedFile file;
-  Status s = io::MapWholeFile(path, &file);
+Status HintFile::Open(const std::string& path, uint64_t data_id, uint64_t data_size,
+                      std::unique_ptr<HintFile>* out) {
+  auto hint = std::make_unique<HintFile>();
+  Status s = io::MapWholeFile(path, &hint->file_);
   if (!s.ok()) return s;
-  const char* p = file.data;
-  const uint64_t n = file.size;
+  const char* p = hint->file_.data;
+  const uint64_t n = hint->file_.size;
   auto bad = [&](const char* why) { return Status::Corruption("hint file " + path + ": " + why); };
   constexpr uint64_t kMin = format::kHintHeaderSize + 8 + format::kHintTrailerSize;
   if (n < kMin) return bad("too short");
@@ -101,7 +100,6 @@ Status ReadHintFile(const std::string& path, uint64_t data_id, uint64_t data_siz
   if (crc32c::Value(p, body_end) != Load<uint32_t>(trailer + 8)) return bad("checksum mismatch");
   if (Load<uint64_t>(p + body_end - 8) != data_size) return bad("does not match its data file");
   const uint64_t count = Load<uint64_t>(trailer);
-  // Validate the entry layout before calling fn, so a bad file calls nothing.
   uint64_t off = format::kHintHeaderSize;
   const uint64_t entries_end = body_end - 8;
   for (uint64_t i = 0; i < count; ++i) {
@@ -112,19 +110,23 @@ Status ReadHintFile(const std::string& path, uint64_t data_id, uint64_t data_siz
     off += key_size;
   }
   if (off != entries_end) return bad("entry count does not match");
-  off = format::kHintHeaderSize;
-  for (uint64_t i = 0; i < count; ++i) {
-    format::HintEntry e;
-    e.offset = Load<uint64_t>(p + off);
-    e.key_size = Load<uint32_t>(p + off + 8);
-    e.value_size = Load<uint32_t>(p + off + 12);
-    e.flags = Load<uint32_t>(p + off + 16);
-    e.expire_at_ms = Load<int64_t>(p + off + 24);
-    off += format::kHintEntryHeaderSize;
-    fn(e, std::string_view(p + off, e.key_size));
-    off += e.key_size;
-  }
+  hint->count_ = count;
+  *out = std::move(hint);
   return Status::OK();
+}
+
+bool HintFile::Cursor::Next(format::HintEntry* e, std::string_view* key) {
+  if (left_ == 0) return false;
+  --left_;
+  e->offset = Load<uint64_t>(p_);
+  e->key_size = Load<uint32_t>(p_ + 8);
+  e->value_size = Load<uint32_t>(p_ + 12);
+  e->flags = Load<uint32_t>(p_ + 16);
+  e->expire_at_ms = Load<int64_t>(p_ + 24);
+  p_ += format::kHintEntryHeaderSize;
+  *key = std::string_view(p_, e->key_size);
+  p_ += e->key_size;
+  return true;
 }
 
 }  // namespace keg::store

@@ -6,10 +6,12 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 
 #include "store/format.h"
+#include "store/io.h"
 #include "store/status.h"
 
 namespace keg::store {
@@ -41,10 +43,31 @@ class HintWriter {
   uint32_t crc_ = 0;
 };
 
-/// Reads and checks a hint file completely, then calls fn for each entry in order. Returns
-/// Corruption (nothing called) when the file is damaged, does not belong to data file `data_id`,
-/// or does not cover exactly `data_size` bytes of it.
-Status ReadHintFile(const std::string& path, uint64_t data_id, uint64_t data_size,
-                    const std::function<void(const format::HintEntry&, std::string_view key)>& fn);
+/// A hint file that passed every check, mapped for reading.
+class HintFile {
+ public:
+  /// Maps and checks the whole file: magic, CRC, that it belongs to data file `data_id` and covers
+  /// exactly `data_size` bytes of it, and that its entries fill it exactly. Corruption otherwise.
+  static Status Open(const std::string& path, uint64_t data_id, uint64_t data_size,
+                     std::unique_ptr<HintFile>* out);
+
+  uint64_t count() const { return count_; }
+
+  /// Walks the entries in order. Keys point into the mapping: valid while the HintFile lives.
+  class Cursor {
+   public:
+    explicit Cursor(const HintFile& file)
+        : p_(file.file_.data + format::kHintHeaderSize), left_(file.count_) {}
+    bool Next(format::HintEntry* e, std::string_view* key);
+
+   private:
+    const char* p_;
+    uint64_t left_;
+  };
+
+ private:
+  io::MappedFile file_;
+  uint64_t count_ = 0;
+};
 
 }  // namespace keg::store

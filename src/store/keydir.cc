@@ -1,8 +1,12 @@
 #include "store/keydir.h"
 
+#include <sys/mman.h>
 #include <xxhash.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <mutex>
+#include <new>
 
 namespace keg::store {
 namespace {
@@ -22,7 +26,34 @@ size_t CapacityFor(size_t keys) {
   return cap;
 }
 
+constexpr size_t kHugePage = 2u << 20;
+
 }  // namespace
+
+Keydir::SlotArray::SlotArray(size_t n) : size_(n) {
+  const size_t bytes = n * sizeof(Slot);
+  if (bytes >= kHugePage) {
+    data_ = static_cast<Slot*>(std::aligned_alloc(kHugePage, bytes));
+    if (data_ != nullptr) madvise(data_, bytes, MADV_HUGEPAGE);  // a hint; failure is harmless
+  } else {
+    data_ = static_cast<Slot*>(std::malloc(bytes));
+  }
+  if (data_ == nullptr) throw std::bad_alloc();
+  std::memset(static_cast<void*>(data_), 0, bytes);  // hash 0 marks an empty slot
+}
+
+Keydir::SlotArray::~SlotArray() { std::free(data_); }
+
+Keydir::SlotArray& Keydir::SlotArray::operator=(SlotArray&& o) noexcept {
+  if (this != &o) {
+    std::free(data_);
+    data_ = o.data_;
+    size_ = o.size_;
+    o.data_ = nullptr;
+    o.size_ = 0;
+  }
+  return *this;
+}
 
 Keydir::Keydir(uint64_t secret_seed) {
   uint64_t state = secret_seed;
@@ -30,7 +61,7 @@ Keydir::Keydir(uint64_t secret_seed) {
     const uint64_t v = SplitMix64(state);
     for (size_t b = 0; b < 8; ++b) secret_[i + b] = static_cast<uint8_t>(v >> (8 * b));
   }
-  for (Shard& s : shards_) s.slots.assign(kInitialCapacity, Slot{0, 0});
+  for (Shard& s : shards_) s.slots = SlotArray(kInitialCapacity);
   memory_ = kShards * kInitialCapacity * sizeof(Slot);
 }
 
@@ -148,9 +179,8 @@ void Keydir::RemoveAt(Shard& shard, size_t i) {
 }
 
 void Keydir::Resize(Shard& shard, size_t capacity) {
-  std::vector<Slot> old;
-  old.swap(shard.slots);
-  shard.slots.assign(capacity, Slot{0, 0});
+  SlotArray old = std::move(shard.slots);
+  shard.slots = SlotArray(capacity);
   const size_t mask = capacity - 1;
   for (const Slot& s : old) {
     if (s.hash == 0) continue;

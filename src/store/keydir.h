@@ -5,8 +5,9 @@
 // lookup finds the entries with the key's hash, and the caller confirms the key against the record
 // in the memory-mapped data file — which a GET reads anyway, since the value follows the key.
 //
-// The table is split into 256 shards, each an open-addressing table (linear probing, deletion by
-// backward shift, grown at 80% load) behind a reader/writer lock.
+// The table is split into 64 shards, each an open-addressing table (linear probing, deletion by
+// backward shift, grown at 80% load) behind a reader/writer lock. Tables of 2 MiB and more ask for
+// transparent huge pages: lookups are random, and TLB misses would otherwise dominate them.
 //
 // Thread: Find, Size and ForEachInShard may be called from any thread. Upsert, Erase,
 // ReplaceIfAt and EraseIfAt are for the store's writer thread (one mutator at a time), which is
@@ -21,6 +22,8 @@
 #include <shared_mutex>
 #include <string_view>
 #include <vector>
+
+#include "store/rw_spin_lock.h"
 
 namespace keg::store {
 
@@ -42,7 +45,7 @@ struct Location {
 
 class Keydir {
  public:
-  static constexpr size_t kShards = 256;
+  static constexpr size_t kShards = 64;
 
   /// `secret_seed` seeds the hash secret (random per process in the server; fixed in tests).
   explicit Keydir(uint64_t secret_seed);
@@ -52,8 +55,20 @@ class Keydir {
   /// The keyed 64-bit hash of `key` (never 0).
   uint64_t Hash(std::string_view key) const;
 
-  /// Confirms that the record at a location holds the key being looked for.
-  using KeyMatcher = std::function<bool(const Location&)>;
+  /// Confirms that the record at a location holds the key being looked for. A non-owning reference
+  /// to any callable `bool(const Location&)`; the callable must outlive the call it is passed to.
+  class KeyMatcher {
+   public:
+    template <typename F>
+    KeyMatcher(const F& f)  // NOLINT: implicit, like std::function_ref
+        : object_(&f),
+          call_([](const void* o, const Location& l) { return (*static_cast<const F*>(o))(l); }) {}
+    bool operator()(const Location& loc) const { return call_(object_, loc); }
+
+   private:
+    const void* object_;
+    bool (*call_)(const void*, const Location&);
+  };
 
   /// Collects up to `max` locations stored under `hash` (almost always 0 or 1). Any thread.
   size_t FindCandidates(uint64_t hash, Location* out, size_t max) const;
@@ -72,6 +87,16 @@ class Keydir {
   /// Writer thread: removes the entry under `hash` pointing at record `expected` (an expired key).
   bool EraseIfAt(uint64_t hash, const Location& expected);
 
+  /// Starts loading the cache line where `hash` would be found. Only while no other thread
+  /// mutates the keydir (recovery), since it reads the table without the lock.
+  void Prefetch(uint64_t hash) const {
+    const Shard& shard = ShardFor(hash);
+    __builtin_prefetch(shard.slots.data() + (hash & (shard.slots.size() - 1)));
+  }
+
+  /// The shard of a hash (recovery splits the work by shard between threads).
+  static size_t ShardOf(uint64_t hash) { return hash >> 58; }
+
   /// Number of keys. Any thread.
   size_t Size() const { return size_.load(std::memory_order_relaxed); }
   /// Bytes of memory held by the tables.
@@ -89,13 +114,36 @@ class Keydir {
     uint64_t hash;  // 0: empty
     uint64_t loc;
   };
+  // Slot storage: a power-of-two array, huge-page backed when large.
+  class SlotArray {
+   public:
+    SlotArray() = default;
+    explicit SlotArray(size_t n);
+    ~SlotArray();
+    SlotArray(SlotArray&& o) noexcept : data_(o.data_), size_(o.size_) {
+      o.data_ = nullptr;
+      o.size_ = 0;
+    }
+    SlotArray& operator=(SlotArray&& o) noexcept;
+    SlotArray(const SlotArray&) = delete;
+    SlotArray& operator=(const SlotArray&) = delete;
+    Slot& operator[](size_t i) { return data_[i]; }
+    const Slot& operator[](size_t i) const { return data_[i]; }
+    Slot* data() const { return data_; }
+    size_t size() const { return size_; }
+    Slot* begin() const { return data_; }
+    Slot* end() const { return data_ + size_; }
+
+   private:
+    Slot* data_ = nullptr;
+    size_t size_ = 0;
+  };
   struct alignas(64) Shard {
-    mutable std::shared_mutex mu;
-    std::vector<Slot> slots;  // size is a power of two
+    mutable RwSpinLock mu;
+    SlotArray slots;
     size_t count = 0;
   };
 
-  static size_t ShardOf(uint64_t hash) { return hash >> 56; }
   Shard& ShardFor(uint64_t hash) { return shards_[ShardOf(hash)]; }
   const Shard& ShardFor(uint64_t hash) const { return shards_[ShardOf(hash)]; }
   void Resize(Shard& shard, size_t capacity);  // holds shard.mu exclusively

@@ -13,7 +13,7 @@ namespace {
 // The "records": key i lives at offset i of file 1; the matcher compares by offset.
 struct Model {
   std::vector<std::string> keys;
-  Keydir::KeyMatcher MatcherFor(const std::string& key) {
+  auto MatcherFor(const std::string& key) {
     return [this, key](const Location& loc) { return keys.at(loc.offset) == key; };
   }
 };

@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <thread>
 
 #include "store/hint_file.h"
 #include "store/io.h"
@@ -39,6 +40,8 @@ bool ValidRecordAfter(const char* data, uint64_t from, uint64_t size) {
   return false;
 }
 
+}  // namespace
+
 class Progress {
  public:
   explicit Progress(uint64_t total_bytes)
@@ -62,11 +65,9 @@ class Progress {
   Clock::time_point last_;
 };
 
-}  // namespace
-
-void StoreImpl::ReplayRecord(DataFile* file, uint64_t offset, uint64_t record_size, uint8_t flags,
-                             int64_t expire_at_ms, std::string_view key, int64_t now_ms) {
-  const uint64_t hash = keydir_.Hash(key);
+void StoreImpl::ReplayRecord(DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
+                             uint8_t flags, int64_t expire_at_ms, std::string_view key,
+                             int64_t now_ms) {
   const bool expires = (flags & format::kFlagExpires) != 0;
   Location old;
   if ((flags & format::kFlagTombstone) != 0 || (expires && expire_at_ms <= now_ms)) {
@@ -79,35 +80,16 @@ void StoreImpl::ReplayRecord(DataFile* file, uint64_t offset, uint64_t record_si
   if (keydir_.Upsert(hash, MatcherFor(key), loc, &old)) MarkDead(old);
 }
 
-Status StoreImpl::LoadDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* keys) {
-  const int64_t now = NowMs();
-  DataFile* f = file.get();
-  if (!newest) {
-    const std::string hint_path = options_.dir + "/" + format::HintFileName(f->id());
-    if (access(hint_path.c_str(), F_OK) == 0) {
-      Status s = ReadHintFile(
-          hint_path, f->id(), f->size(), [&](const format::HintEntry& e, std::string_view key) {
-            ReplayRecord(f, e.offset, e.record_size(), static_cast<uint8_t>(e.flags),
-                         e.expire_at_ms, key, now);
-            ++*keys;
-          });
-      if (s.ok()) {
-        f->has_hint = true;
-        return s;
-      }
-      spdlog::warn("recovery: ignoring {}; scanning its data file instead", s.ToString());
-    }
-  }
-  const char* data = f->data();
-  const uint64_t size = f->size();
+Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest,
+                                   uint64_t* records) {
+  const char* data = file->data();
+  const uint64_t size = file->size();
   uint64_t off = 0;
   while (off < size) {
     format::RecordHeader h;
     const format::RecordCheck check = format::CheckRecord(data, size, off, true, &h);
     if (check == format::RecordCheck::kOk) {
-      ReplayRecord(f, off, h.record_size(), h.flags, h.expire_at_ms,
-                   std::string_view(data + off + format::kRecordHeaderSize, h.key_size), now);
-      ++*keys;
+      ++*records;
       off += h.record_size();
       continue;
     }
@@ -115,21 +97,83 @@ Status StoreImpl::LoadDataFile(const std::shared_ptr<DataFile>& file, bool newes
         newest && (check == format::RecordCheck::kTruncated || AllZero(data + off, size - off) ||
                    !ValidRecordAfter(data, off, size));
     if (!torn) {
-      return Status::Corruption("data file " + f->path() + ": " + format::RecordCheckName(check) +
-                                " at offset " + std::to_string(off) +
-                                " (run keg-check --repair on the directory)");
+      return Status::Corruption("data file " + file->path() + ": " +
+                                format::RecordCheckName(check) + " at offset " +
+                                std::to_string(off) + " (run keg-check --repair on the directory)");
     }
     spdlog::warn("recovery: {}: torn write at offset {} ({}); cutting {} bytes off the end",
-                 f->path(), off, format::RecordCheckName(check), size - off);
-    if (ftruncate(f->fd(), static_cast<off_t>(off)) != 0) {
-      return Status::FromErrno("ftruncate", f->path(), static_cast<long long>(off), errno);
+                 file->path(), off, format::RecordCheckName(check), size - off);
+    if (ftruncate(file->fd(), static_cast<off_t>(off)) != 0) {
+      return Status::FromErrno("ftruncate", file->path(), static_cast<long long>(off), errno);
     }
-    Status s = io::SyncFile(f->fd(), f->path());
+    Status s = io::SyncFile(file->fd(), file->path());
     if (!s.ok()) return s;
-    f->set_size(off);
+    file->set_size(off);
     break;
   }
   return Status::OK();
+}
+
+namespace {
+
+// One record to replay, gathered in batches so the keydir slots can be prefetched together.
+struct ReplayItem {
+  uint64_t hash;
+  std::string_view key;
+  uint64_t offset;
+  uint64_t size;
+  uint8_t flags;
+  int64_t expire_at_ms;
+};
+constexpr size_t kReplayBatch = 32;
+
+}  // namespace
+
+void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t part, size_t parts,
+                              Progress* progress) {
+  const int64_t now = NowMs();
+  ReplayItem batch[kReplayBatch];
+  size_t n = 0;
+  DataFile* file = nullptr;
+  auto flush = [&] {
+    for (size_t i = 0; i < n; ++i) keydir_.Prefetch(batch[i].hash);
+    for (size_t i = 0; i < n; ++i) {
+      const ReplayItem& r = batch[i];
+      ReplayRecord(file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
+    }
+    n = 0;
+  };
+  auto add = [&](const ReplayItem& item) {
+    if (Keydir::ShardOf(item.hash) % parts != part) return;
+    batch[n++] = item;
+    if (n == kReplayBatch) flush();
+  };
+  uint64_t done_bytes = 0;
+  for (size_t f = 0; f < sources.size(); ++f) {
+    const RecoverySource& src = sources[f];
+    file = src.file.get();
+    if (src.hint) {
+      HintFile::Cursor cursor(*src.hint);
+      format::HintEntry e;
+      std::string_view key;
+      while (cursor.Next(&e, &key)) {
+        add({keydir_.Hash(key), key, e.offset, e.record_size(), static_cast<uint8_t>(e.flags),
+             e.expire_at_ms});
+      }
+    } else {  // validated already: walk the records without checking them again
+      const char* data = file->data();
+      const uint64_t size = file->size();
+      for (uint64_t off = 0; off < size;) {
+        const format::RecordHeader h = format::DecodeHeader(data + off);
+        const std::string_view key(data + off + format::kRecordHeaderSize, h.key_size);
+        add({keydir_.Hash(key), key, off, h.record_size(), h.flags, h.expire_at_ms});
+        off += h.record_size();
+      }
+    }
+    flush();  // a batch never spans files: `file` names the batch's file
+    done_bytes += file->size();
+    if (progress != nullptr) progress->Update(done_bytes, keydir_.Size(), f + 1, sources.size());
+  }
 }
 
 Status StoreImpl::Recover() {
@@ -152,7 +196,7 @@ Status StoreImpl::Recover() {
   std::sort(ids.begin(), ids.end());
 
   // Open and map every data file; empty ones (created, never written) are removed.
-  std::vector<std::shared_ptr<DataFile>> files;
+  std::vector<RecoverySource> sources;
   uint64_t total_bytes = 0;
   for (size_t i = 0; i < ids.size(); ++i) {
     const std::string path = options_.dir + "/" + format::DataFileName(ids[i]);
@@ -172,34 +216,58 @@ Status StoreImpl::Recover() {
       removed = true;
       continue;
     }
-    std::shared_ptr<DataFile> file;
-    s = DataFile::Map(path, ids[i], NextFileIndex(), fd, size, size, &file);
+    RecoverySource src;
+    s = DataFile::Map(path, ids[i], NextFileIndex(), fd, size, size, &src.file);
     if (!s.ok()) return s;
     total_bytes += size;
-    files.push_back(std::move(file));
+    sources.push_back(std::move(src));
   }
   if (removed) {
     s = io::SyncDir(options_.dir);
     if (!s.ok()) return s;
   }
-
-  spdlog::info("recovery: {} data files, {} MB in {}", files.size(), total_bytes >> 20,
+  spdlog::info("recovery: {} data files, {} MB in {}", sources.size(), total_bytes >> 20,
                options_.dir);
   Progress progress(total_bytes);
+
+  // Phase 1 (one thread): every source is checked before anything is replayed — a hint file by
+  // its CRC, a data file without a usable hint record by record. Only the newest may be torn.
   uint64_t records = 0;
-  uint64_t done_bytes = 0;
-  for (size_t i = 0; i < files.size(); ++i) {
-    files_.Add(files[i]);
-    s = LoadDataFile(files[i], i + 1 == files.size(), &records);
+  for (size_t i = 0; i < sources.size(); ++i) {
+    RecoverySource& src = sources[i];
+    const bool newest = i + 1 == sources.size();
+    files_.Add(src.file);
+    if (!newest) {
+      const std::string hint_path = options_.dir + "/" + format::HintFileName(src.file->id());
+      if (access(hint_path.c_str(), F_OK) == 0) {
+        s = HintFile::Open(hint_path, src.file->id(), src.file->size(), &src.hint);
+        if (s.ok()) {
+          src.file->has_hint = true;
+          records += src.hint->count();
+          continue;
+        }
+        spdlog::warn("recovery: ignoring {}; scanning its data file instead", s.ToString());
+      }
+    }
+    s = ValidateDataFile(src.file, newest, &records);
     if (!s.ok()) {
       spdlog::error("recovery: {}", s.ToString());
       return s;
     }
-    done_bytes += files[i]->size();
-    progress.Update(done_bytes, keydir_.Size(), i + 1, files.size());
   }
+
+  // Phase 2 (all cores): replay in file order; each thread owns a disjoint set of keydir shards,
+  // so every key is still replayed in order, by one thread.
+  keydir_.Reserve(records);
+  const size_t parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
+  std::vector<std::thread> helpers;
+  for (size_t p = 1; p < parts; ++p) {
+    helpers.emplace_back([&, p] { ReplaySources(sources, p, parts, nullptr); });
+  }
+  ReplaySources(sources, 0, parts, &progress);
+  for (auto& t : helpers) t.join();
   spdlog::info("recovery: done in {:.2f} s: {} keys from {} records in {} files",
-               progress.Seconds(), keydir_.Size(), records, files.size());
+               progress.Seconds(), keydir_.Size(), records, sources.size());
   return Status::OK();
 }
 

@@ -206,13 +206,6 @@ bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_
          std::memcmp(p + format::kRecordHeaderSize, key.data(), key.size()) == 0;
 }
 
-Keydir::KeyMatcher StoreImpl::MatcherFor(std::string_view key) const {
-  return [this, key](const Location& loc) {
-    const DataFile* file = files_.GetRaw(loc.file);
-    return file != nullptr && RecordHasKey(*file, loc.offset, key);
-  };
-}
-
 Status StoreImpl::Lookup(std::string_view key, uint64_t hash, std::shared_ptr<DataFile>* pin,
                          format::RecordHeader* header, uint64_t* offset) const {
   // A file can be retired between reading its location and pinning it (compaction moved the key);

@@ -19,10 +19,13 @@
 
 #include "store/data_file.h"
 #include "store/format.h"
+#include "store/hint_file.h"
 #include "store/keydir.h"
 #include "store/store.h"
 
 namespace keg::store {
+
+class Progress;  // recovery.cc
 
 /// Index -> DataFile for every live data file. Indexes are assigned once and never reused, so a
 /// location read from the keydir can never name a different file later.
@@ -86,17 +89,31 @@ class StoreImpl final : public Store {
   };
 
   // ---- recovery.cc ----
+  // A data file to replay, and its hint file when that passed its checks.
+  struct RecoverySource {
+    std::shared_ptr<DataFile> file;
+    std::unique_ptr<HintFile> hint;
+  };
   Status Recover();
-  Status LoadDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* keys);
-  void ReplayRecord(DataFile* file, uint64_t offset, uint64_t record_size, uint8_t flags,
-                    int64_t expire_at_ms, std::string_view key, int64_t now_ms);
+  Status ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* records);
+  void ReplaySources(const std::vector<RecoverySource>& sources, size_t part, size_t parts,
+                     Progress* progress);
+  void ReplayRecord(DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
+                    uint8_t flags, int64_t expire_at_ms, std::string_view key, int64_t now_ms);
 
   // ---- store.cc: reads ----
   // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption.
   Status Lookup(std::string_view key, uint64_t hash, std::shared_ptr<DataFile>* pin,
                 format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
-  Keydir::KeyMatcher MatcherFor(std::string_view key) const;
+  // A callable confirming that a location holds `key`; for the writer thread and recovery (it
+  // reads files without pinning them, which is safe only where files are never retired).
+  auto MatcherFor(std::string_view key) const {
+    return [this, key](const Location& loc) {
+      const DataFile* file = files_.GetRaw(loc.file);
+      return file != nullptr && RecordHasKey(*file, loc.offset, key);
+    };
+  }
 
   // ---- store.cc: the writer thread ----
   void WriterLoop();
