@@ -127,23 +127,8 @@ void StoreImpl::WriteMissingHints() {
 }
 
 Status StoreImpl::WriteHintFor(const std::shared_ptr<DataFile>& file) {
-  HintWriter hint;
-  Status s = hint.Open(options_.dir + "/" + format::HintFileName(file->id()), file->id());
-  if (!s.ok()) return s;
-  const char* data = file->data();
-  const uint64_t size = file->size();
-  for (uint64_t off = 0; off < size;) {
-    format::RecordHeader h;
-    const format::RecordCheck check = format::CheckRecord(data, size, off, true, &h);
-    if (check != format::RecordCheck::kOk) {
-      return Status::Corruption(file->path() + ": " + format::RecordCheckName(check) +
-                                " at offset " + std::to_string(off));
-    }
-    hint.Add({off, h.key_size, h.value_size, h.flags, h.expire_at_ms},
-             std::string_view(data + off + format::kRecordHeaderSize, h.key_size));
-    off += h.record_size();
-  }
-  s = hint.Finish(size);
+  Status s = BuildHintFile(options_.dir + "/" + format::HintFileName(file->id()), file->id(),
+                           file->data(), file->size());
   if (s.ok()) s = io::SyncDir(options_.dir);
   if (s.ok()) file->has_hint = true;
   return s;

@@ -82,6 +82,26 @@ void HintWriter::Abandon() {
   }
 }
 
+Status BuildHintFile(const std::string& hint_path, uint64_t data_id, const char* data,
+                     uint64_t size) {
+  HintWriter hint;
+  Status s = hint.Open(hint_path, data_id);
+  if (!s.ok()) return s;
+  for (uint64_t off = 0; off < size;) {
+    format::RecordHeader h;
+    const format::RecordCheck check = format::CheckRecord(data, size, off, true, &h);
+    if (check != format::RecordCheck::kOk) {
+      return Status::Corruption("data file " + format::DataFileName(data_id) + ": " +
+                                format::RecordCheckName(check) + " at offset " +
+                                std::to_string(off));
+    }
+    hint.Add({off, h.key_size, h.value_size, h.flags, h.expire_at_ms},
+             std::string_view(data + off + format::kRecordHeaderSize, h.key_size));
+    off += h.record_size();
+  }
+  return hint.Finish(size);
+}
+
 Status HintFile::Open(const std::string& path, uint64_t data_id, uint64_t data_size,
                       std::unique_ptr<HintFile>* out) {
   auto hint = std::make_unique<HintFile>();

@@ -43,6 +43,11 @@ class HintWriter {
   uint32_t crc_ = 0;
 };
 
+/// Writes the hint file `hint_path` for the data file `data_id` whose bytes are data[0, size),
+/// every record of which must pass its CRC check (Corruption naming the offset otherwise).
+Status BuildHintFile(const std::string& hint_path, uint64_t data_id, const char* data,
+                     uint64_t size);
+
 /// A hint file that passed every check, mapped for reading.
 class HintFile {
  public:
