@@ -3,7 +3,8 @@
 #   1. installs what is missing (tools/install-deps.sh --test);
 #   2. builds Release with g++ (warnings are errors) and runs every test;
 #   3. builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer, and runs every test again,
-#      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 60) seconds.
+#      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 60) seconds;
+#   4. builds the multi-threaded suites (the store's) with ThreadSanitizer and runs them.
 # Ends with one line "tests: N passed, N failed"; exits non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,13 +22,19 @@ CC=clang-14 CXX=clang++-14 cmake -S . -B build/sanitize -G Ninja -DCMAKE_BUILD_T
   -DKEG_FUZZ_SECONDS="$fuzz_seconds"
 cmake --build build/sanitize -j "$jobs"
 
+# ThreadSanitizer: only the test binaries with threads (building one target registers only its tests).
+CC=clang-14 CXX=clang++-14 cmake -S . -B build/tsan -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DKEG_WERROR=ON -DKEG_SANITIZE=thread -DKEG_BENCH=OFF
+cmake --build build/tsan -j "$jobs" --target keg_store_test
+
 export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
 export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 
 passed=0
 failed=0
 status=0
-for dir in build/release build/sanitize; do
+for dir in build/release build/sanitize build/tsan; do
   echo "== ctest in $dir"
   log=$(mktemp)
   if ! ctest --test-dir "$dir" -j "$jobs" --output-on-failure --timeout 900 2>&1 | tee "$log"; then

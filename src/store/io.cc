@@ -6,12 +6,29 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
 
 namespace keg::store::io {
+namespace {
+std::atomic<FaultHook> g_fault_hook{nullptr};
+}  // namespace
+
+void SetFaultHook(FaultHook hook) { g_fault_hook.store(hook); }
 
 Status WriteAll(int fd, std::string_view path, uint64_t offset, const void* data, size_t n) {
   const char* p = static_cast<const char*>(data);
+  if (FaultHook hook = g_fault_hook.load(std::memory_order_relaxed)) {
+    const int fault = hook(FaultOp::kWrite, path);
+    if (fault > 0) return Status::FromErrno("write", path, static_cast<long long>(offset), fault);
+    if (fault < 0) {  // a partial write, then the disk is full
+      const size_t part = std::min(n, static_cast<size_t>(-fault));
+      const ssize_t written = pwrite(fd, p, part, static_cast<off_t>(offset));
+      (void)written;  // the partial write is the fault being simulated; its result does not matter
+      return Status::FromErrno("write", path, static_cast<long long>(offset + part), ENOSPC);
+    }
+  }
   while (n > 0) {
     const ssize_t w = pwrite(fd, p, n, static_cast<off_t>(offset));
     if (w < 0) {
@@ -26,6 +43,11 @@ Status WriteAll(int fd, std::string_view path, uint64_t offset, const void* data
 }
 
 Status SyncFile(int fd, std::string_view path) {
+  if (FaultHook hook = g_fault_hook.load(std::memory_order_relaxed)) {
+    if (const int fault = hook(FaultOp::kSync, path); fault > 0) {
+      return Status::FromErrno("fdatasync", path, -1, fault);
+    }
+  }
   if (fdatasync(fd) != 0) return Status::FromErrno("fdatasync", path, -1, errno);
   return Status::OK();
 }

@@ -11,6 +11,14 @@
 
 namespace keg::store::io {
 
+/// Fault injection for tests: when a hook is installed, each WriteAll and SyncFile first asks it;
+/// a non-zero errno makes the call fail with that errno without touching the file (for a write, the
+/// hook may instead return -N: the first N bytes are written, then the call fails with ENOSPC, as
+/// a disk filling up mid-write does). Process-wide; install before the store is used.
+enum class FaultOp { kWrite, kSync };
+using FaultHook = int (*)(FaultOp op, std::string_view path);
+void SetFaultHook(FaultHook hook);
+
 /// pwrite of all `n` bytes at `offset`, retrying short writes and EINTR.
 Status WriteAll(int fd, std::string_view path, uint64_t offset, const void* data, size_t n);
 /// fdatasync.
