@@ -83,26 +83,27 @@ size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
   return n;
 }
 
+template <typename Match>
+size_t Keydir::FindSlot(const Shard& shard, uint64_t hash, const Match& match) {
+  const size_t mask = shard.slots.size() - 1;
+  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+    const Slot& s = shard.slots[i];
+    if (s.hash == 0) return kNoSlot;
+    if (s.hash == hash && match(Location::Unpack(s.loc))) return i;
+  }
+}
+
 bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Location* old) {
   Shard& shard = ShardFor(hash);
   std::unique_lock lock(shard.mu);
-  size_t mask = shard.slots.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    Slot& s = shard.slots[i];
-    if (s.hash == 0) break;
-    if (s.hash == hash) {
-      const Location existing = Location::Unpack(s.loc);
-      if (is_key(existing)) {
-        *old = existing;
-        s.loc = loc.Pack();
-        return true;
-      }
-    }
+  const size_t found = FindSlot(shard, hash, is_key);
+  if (found != kNoSlot) {
+    *old = Location::Unpack(shard.slots[found].loc);
+    shard.slots[found].loc = loc.Pack();
+    return true;
   }
-  if ((shard.count + 1) * 5 > shard.slots.size() * 4) {
-    Resize(shard, shard.slots.size() * 2);
-    mask = shard.slots.size() - 1;
-  }
+  if ((shard.count + 1) * 5 > shard.slots.size() * 4) Resize(shard, shard.slots.size() * 2);
+  const size_t mask = shard.slots.size() - 1;
   size_t i = hash & mask;
   while (shard.slots[i].hash != 0) i = (i + 1) & mask;
   shard.slots[i] = Slot{hash, loc.Pack()};
@@ -114,47 +115,31 @@ bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Locat
 bool Keydir::Erase(uint64_t hash, const KeyMatcher& is_key, Location* old) {
   Shard& shard = ShardFor(hash);
   std::unique_lock lock(shard.mu);
-  const size_t mask = shard.slots.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    const Slot& s = shard.slots[i];
-    if (s.hash == 0) return false;
-    if (s.hash == hash) {
-      const Location existing = Location::Unpack(s.loc);
-      if (is_key(existing)) {
-        *old = existing;
-        RemoveAt(shard, i);
-        return true;
-      }
-    }
-  }
+  const size_t found = FindSlot(shard, hash, is_key);
+  if (found == kNoSlot) return false;
+  *old = Location::Unpack(shard.slots[found].loc);
+  RemoveAt(shard, found);
+  return true;
 }
 
 bool Keydir::ReplaceIfAt(uint64_t hash, const Location& expected, Location loc) {
   Shard& shard = ShardFor(hash);
   std::unique_lock lock(shard.mu);
-  const size_t mask = shard.slots.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    Slot& s = shard.slots[i];
-    if (s.hash == 0) return false;
-    if (s.hash == hash && Location::Unpack(s.loc).SameRecord(expected)) {
-      s.loc = loc.Pack();
-      return true;
-    }
-  }
+  const size_t found =
+      FindSlot(shard, hash, [&](const Location& l) { return l.SameRecord(expected); });
+  if (found == kNoSlot) return false;
+  shard.slots[found].loc = loc.Pack();
+  return true;
 }
 
 bool Keydir::EraseIfAt(uint64_t hash, const Location& expected) {
   Shard& shard = ShardFor(hash);
   std::unique_lock lock(shard.mu);
-  const size_t mask = shard.slots.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
-    const Slot& s = shard.slots[i];
-    if (s.hash == 0) return false;
-    if (s.hash == hash && Location::Unpack(s.loc).SameRecord(expected)) {
-      RemoveAt(shard, i);
-      return true;
-    }
-  }
+  const size_t found =
+      FindSlot(shard, hash, [&](const Location& l) { return l.SameRecord(expected); });
+  if (found == kNoSlot) return false;
+  RemoveAt(shard, found);
+  return true;
 }
 
 void Keydir::RemoveAt(Shard& shard, size_t i) {

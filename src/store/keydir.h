@@ -146,7 +146,13 @@ class Keydir {
 
   Shard& ShardFor(uint64_t hash) { return shards_[ShardOf(hash)]; }
   const Shard& ShardFor(uint64_t hash) const { return shards_[ShardOf(hash)]; }
-  void Resize(Shard& shard, size_t capacity);  // holds shard.mu exclusively
+  void Resize(Shard& shard, size_t capacity);
+  // The index of the entry under `hash` whose location satisfies `match`, or kNoSlot. The caller
+  // holds shard.mu.
+  static constexpr size_t kNoSlot = static_cast<size_t>(-1);
+  template <typename Match>
+  static size_t FindSlot(const Shard& shard, uint64_t hash,
+                         const Match& match);  // holds shard.mu exclusively
   void RemoveAt(Shard& shard, size_t index);
 
   std::array<uint8_t, 192> secret_;  // XXH3 secret
