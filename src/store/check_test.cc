@@ -9,6 +9,7 @@
 
 #include "store/format.h"
 #include "store/store.h"
+#include "store/test_util.h"
 
 namespace keg::store {
 namespace {
@@ -18,10 +19,7 @@ namespace fs = std::filesystem;
 class CheckTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("keg_check_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = testing::FreshTestDir("keg_check");
     options_.dir = dir_.string();
     options_.fsync = FsyncPolicy::kNo;
     options_.max_file_size = 16 * 1024;

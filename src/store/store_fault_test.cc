@@ -13,6 +13,7 @@
 
 #include "store/io.h"
 #include "store/store.h"
+#include "store/test_util.h"
 
 namespace keg::store {
 namespace {
@@ -30,10 +31,7 @@ int Hook(io::FaultOp op, std::string_view path) {
 class StoreFaultTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("keg_fault_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = testing::FreshTestDir("keg_fault");
     options_.dir = dir_.string();
     options_.fsync = FsyncPolicy::kAlways;
     options_.auto_compaction = false;

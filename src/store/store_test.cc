@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "store/format.h"
+#include "store/test_util.h"
 
 namespace keg::store {
 namespace {
@@ -25,10 +26,7 @@ namespace fs = std::filesystem;
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::path(::testing::TempDir()) /
-           ("keg_store_" + std::to_string(getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
+    dir_ = testing::FreshTestDir("keg_store");
     options_.dir = dir_.string();
     options_.fsync = FsyncPolicy::kNo;
     options_.max_file_size = 64 * 1024;
