@@ -33,6 +33,14 @@ bool Expired(const format::RecordHeader& h, int64_t now_ms) {
   return h.expires() && h.expire_at_ms <= now_ms;
 }
 
+// The value of the record at `record` (header already decoded), as a view without a pin.
+ValueView ViewOf(const char* record, const format::RecordHeader& h) {
+  ValueView v;
+  v.value = std::string_view(record + format::kRecordHeaderSize + h.key_size, h.value_size);
+  v.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+  return v;
+}
+
 }  // namespace
 
 int64_t NowMs() {
@@ -206,8 +214,9 @@ bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_
          std::memcmp(p + format::kRecordHeaderSize, key.data(), key.size()) == 0;
 }
 
-Status StoreImpl::Lookup(std::string_view key, uint64_t hash, std::shared_ptr<DataFile>* pin,
-                         format::RecordHeader* header, uint64_t* offset) const {
+Status StoreImpl::Lookup(std::string_view key, uint64_t hash, bool verify,
+                         std::shared_ptr<DataFile>* pin, format::RecordHeader* header,
+                         uint64_t* offset) const {
   // A file can be retired between reading its location and pinning it (compaction moved the key);
   // the keydir then already names the new place, so look again.
   for (int attempt = 0; attempt < 8; ++attempt) {
@@ -221,8 +230,8 @@ Status StoreImpl::Lookup(std::string_view key, uint64_t hash, std::shared_ptr<Da
         continue;
       }
       if (!RecordHasKey(*file, candidates[i].offset, key)) continue;
-      const format::RecordCheck check = format::CheckRecord(
-          file->data(), file->size(), candidates[i].offset, options_.verify_checksums, header);
+      const format::RecordCheck check =
+          format::CheckRecord(file->data(), file->size(), candidates[i].offset, verify, header);
       if (check != format::RecordCheck::kOk) {
         spdlog::error("read of key in {} at offset {}: {}", file->path(), candidates[i].offset,
                       format::RecordCheckName(check));
@@ -243,12 +252,10 @@ Status StoreImpl::Get(std::string_view key, ValueView* out) const {
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
-  Status s = Lookup(key, keydir_.Hash(key), &file, &h, &offset);
+  Status s = Lookup(key, keydir_.Hash(key), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
   if (h.expires() && h.expire_at_ms <= NowMs()) return Status::NotFound();  // clock only if needed
-  out->value = std::string_view(file->data() + offset + format::kRecordHeaderSize + h.key_size,
-                                h.value_size);
-  out->expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+  *out = ViewOf(file->data() + offset, h);
   out->pin = std::move(file);
   return Status::OK();
 }
@@ -381,7 +388,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   for (size_t i = begin; i < end; ++i) work[i].done(Status::OK(), std::move(results[i - begin]));
 }
 
-StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash) {
+StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, bool need_value) {
   CurrentValue cur;
   const int64_t now = NowMs();
   auto it = overlay_.find(key);
@@ -391,18 +398,18 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash) 
     const format::RecordHeader h = format::DecodeHeader(p);
     if (Expired(h, now)) return cur;
     cur.exists = true;
-    cur.view.value = std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size);
-    cur.view.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+    cur.view = ViewOf(p, h);
     return cur;
   }
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
-  if (!Lookup(key, hash, &file, &h, &offset).ok() || Expired(h, now)) return cur;
+  // The old value's CRC is checked only when the op reads its bytes: a plain SET or DEL needs to
+  // know whether the key exists, not to checksum what it replaces.
+  const bool verify = need_value && options_.verify_checksums;
+  if (!Lookup(key, hash, verify, &file, &h, &offset).ok() || Expired(h, now)) return cur;
   cur.exists = true;
-  cur.view.value = std::string_view(file->data() + offset + format::kRecordHeaderSize + h.key_size,
-                                    h.value_size);
-  cur.view.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+  cur.view = ViewOf(file->data() + offset, h);
   cur.view.pin = std::move(file);
   return cur;
 }
@@ -419,7 +426,9 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
 
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   const uint64_t hash = keydir_.Hash(op.key);
-  CurrentValue cur = Current(op.key, hash);
+  const bool need_value =
+      op.want_old || op.kind == WriteBatch::Kind::kUpdate || op.kind == WriteBatch::Kind::kExpire;
+  CurrentValue cur = Current(op.key, hash, need_value);
   result->existed = cur.exists;
   auto keep_old = [&] {
     if (!op.want_old || !cur.exists) return;

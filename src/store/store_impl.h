@@ -102,8 +102,9 @@ class StoreImpl final : public Store {
                     uint8_t flags, int64_t expire_at_ms, std::string_view key, int64_t now_ms);
 
   // ---- store.cc: reads ----
-  // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption.
-  Status Lookup(std::string_view key, uint64_t hash, std::shared_ptr<DataFile>* pin,
+  // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption. `verify`
+  // checks the whole record's CRC (the header is always checked).
+  Status Lookup(std::string_view key, uint64_t hash, bool verify, std::shared_ptr<DataFile>* pin,
                 format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
   // A callable confirming that a location holds `key`; for the writer thread and recovery (it
@@ -119,7 +120,8 @@ class StoreImpl final : public Store {
   void WriterLoop();
   void ProcessGroup(std::vector<Request>& work, size_t begin, size_t end);
   void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
-  CurrentValue Current(std::string_view key, uint64_t hash);
+  // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
+  CurrentValue Current(std::string_view key, uint64_t hash, bool need_value);
   void AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,
                      int64_t expire_at_ms);
   Status CommitGroup();

@@ -183,6 +183,24 @@ TEST_F(StoreTest, CorruptValueIsNeverServed) {
   EXPECT_EQ(Get("b"), "second value");
 }
 
+// A write that does not read the old value must not depend on its checksum: a corrupt value can
+// still be deleted or overwritten (SET / DEL check existence, not the old bytes).
+TEST_F(StoreTest, ACorruptValueCanStillBeDeletedOrOverwritten) {
+  options_.max_file_size = 1 << 20;
+  Open();
+  Put("a", "first value");
+  Put("b", "second value");
+  ASSERT_TRUE(store_->Sync().ok());
+  const fs::path file = Files(".data").back();
+  FlipByte(file, format::kRecordHeaderSize + 1 + 3);                              // a's value
+  FlipByte(file, format::RecordSize(1, 11) + format::kRecordHeaderSize + 1 + 3);  // b's value
+  ASSERT_TRUE(Get("a").starts_with("<error Corruption"));
+  EXPECT_TRUE(Del("a"));  // it existed: the delete applies
+  EXPECT_EQ(Get("a"), "<missing>");
+  Put("b", "replaced");
+  EXPECT_EQ(Get("b"), "replaced");
+}
+
 TEST_F(StoreTest, CorruptionInASealedFileRefusesToOpenNamingFileAndOffset) {
   Open();
   for (int i = 0; i < 2000; ++i) Put("key" + std::to_string(i), Value(i, 100));
