@@ -22,8 +22,10 @@ namespace fs = std::filesystem;
 
 std::atomic<int> g_write_fault{0};
 std::atomic<int> g_sync_fault{0};
+std::atomic<int> g_compaction_write_fault{0};
 
 int Hook(io::FaultOp op, std::string_view path) {
+  if (path.ends_with(".data.tmp") && op == io::FaultOp::kWrite) return g_compaction_write_fault;
   if (!path.ends_with(".data")) return 0;  // only the data files of the store under test
   return op == io::FaultOp::kWrite ? g_write_fault.load() : g_sync_fault.load();
 }
@@ -37,6 +39,7 @@ class StoreFaultTest : public ::testing::Test {
     options_.auto_compaction = false;
     g_write_fault = 0;
     g_sync_fault = 0;
+    g_compaction_write_fault = 0;
     io::SetFaultHook(Hook);
     ASSERT_TRUE(Store::Open(options_, &store_).ok());
   }
@@ -98,6 +101,34 @@ TEST_F(StoreFaultTest, PartlyWrittenGroupNeverReappearsAfterRestart) {
   EXPECT_EQ(Get("first"), "<missing>");
   EXPECT_EQ(Get("second"), "<missing>");
   EXPECT_EQ(Get("before"), "ok");
+}
+
+// The disk fills up while compaction writes its outputs: the compaction is abandoned, its temporary
+// files are removed, nothing is lost or moved, and a later compaction succeeds.
+TEST_F(StoreFaultTest, CompactionAbandonedOnDiskFullLeavesEverythingAsItWas) {
+  store_.reset();
+  options_.fsync = FsyncPolicy::kNo;
+  options_.max_file_size = 16 * 1024;
+  ASSERT_TRUE(Store::Open(options_, &store_).ok());
+  for (int i = 0; i < 400; ++i)
+    ASSERT_TRUE(Put("k" + std::to_string(i), std::string(100, 'a')).ok());
+  for (int i = 0; i < 400; i += 2) ASSERT_TRUE(Put("k" + std::to_string(i), "b").ok());
+  g_compaction_write_fault = ENOSPC;
+  const Status s = store_->CompactSync();
+  EXPECT_TRUE(s.IsNoSpace()) << s.ToString();
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    EXPECT_FALSE(e.path().string().ends_with(".tmp")) << e.path();
+  }
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_EQ(Get("k" + std::to_string(i)), i % 2 == 0 ? "b" : std::string(100, 'a'));
+  }
+  EXPECT_EQ(store_->GetStats().compactions, 0u);
+  g_compaction_write_fault = 0;
+  ASSERT_TRUE(store_->CompactSync().ok());
+  Reopen();
+  for (int i = 0; i < 400; ++i) {
+    ASSERT_EQ(Get("k" + std::to_string(i)), i % 2 == 0 ? "b" : std::string(100, 'a'));
+  }
 }
 
 TEST_F(StoreFaultTest, IoErrorOnWriteIsReportedAndNotAcknowledged) {
