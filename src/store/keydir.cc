@@ -28,6 +28,13 @@ size_t CapacityFor(size_t keys) {
 
 constexpr size_t kHugePage = 2u << 20;
 
+uint64_t ReverseBits(uint64_t v) {
+  v = ((v >> 1) & 0x5555555555555555ull) | ((v & 0x5555555555555555ull) << 1);
+  v = ((v >> 2) & 0x3333333333333333ull) | ((v & 0x3333333333333333ull) << 2);
+  v = ((v >> 4) & 0x0F0F0F0F0F0F0F0Full) | ((v & 0x0F0F0F0F0F0F0F0Full) << 4);
+  return __builtin_bswap64(v);
+}
+
 }  // namespace
 
 Keydir::SlotArray::SlotArray(size_t n) : size_(n) {
@@ -100,6 +107,8 @@ bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Locat
   if (found != kNoSlot) {
     *old = Location::Unpack(shard.slots[found].loc);
     shard.slots[found].loc = loc.Pack();
+    CountExpiring(*old, false);
+    CountExpiring(loc, true);
     return true;
   }
   if ((shard.count + 1) * 5 > shard.slots.size() * 4) Resize(shard, shard.slots.size() * 2);
@@ -107,6 +116,7 @@ bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Locat
   size_t i = hash & mask;
   while (shard.slots[i].hash != 0) i = (i + 1) & mask;
   shard.slots[i] = Slot{hash, loc.Pack()};
+  CountExpiring(loc, true);
   ++shard.count;
   size_.fetch_add(1, std::memory_order_relaxed);
   return false;
@@ -128,7 +138,9 @@ bool Keydir::ReplaceIfAt(uint64_t hash, const Location& expected, Location loc) 
   const size_t found =
       FindSlot(shard, hash, [&](const Location& l) { return l.SameRecord(expected); });
   if (found == kNoSlot) return false;
+  CountExpiring(Location::Unpack(shard.slots[found].loc), false);
   shard.slots[found].loc = loc.Pack();
+  CountExpiring(loc, true);
   return true;
 }
 
@@ -145,6 +157,7 @@ bool Keydir::EraseIfAt(uint64_t hash, const Location& expected) {
 void Keydir::RemoveAt(Shard& shard, size_t i) {
   // Backward-shift deletion: pull later entries of the same probe run into the hole, so lookups
   // never need tombstones.
+  CountExpiring(Location::Unpack(shard.slots[i].loc), false);
   const size_t mask = shard.slots.size() - 1;
   size_t j = i;
   for (;;) {
@@ -183,6 +196,51 @@ void Keydir::ForEachInShard(size_t shard_index,
   for (const Slot& s : shard.slots) {
     if (s.hash != 0) fn(s.hash, Location::Unpack(s.loc));
   }
+}
+
+bool Keydir::ScanBucket(size_t shard_index, uint64_t* cursor,
+                        std::vector<std::pair<uint64_t, Location>>* out) const {
+  const Shard& shard = shards_[shard_index];
+  std::shared_lock lock(shard.mu);
+  if (shard.count == 0) {
+    *cursor = 0;
+    return true;
+  }
+  const uint64_t mask = shard.slots.size() - 1;
+  uint64_t v = *cursor;
+  const uint64_t bucket = v & mask;
+  // Linear probing keeps every slot from an entry's home to where it sits occupied, so the run
+  // starting at the bucket holds all of the bucket's entries.
+  for (uint64_t i = bucket;; i = (i + 1) & mask) {
+    const Slot& s = shard.slots[i];
+    if (s.hash == 0) break;
+    if ((s.hash & mask) == bucket) out->emplace_back(s.hash, Location::Unpack(s.loc));
+  }
+  // Increment the reversed cursor over the masked bits.
+  v |= ~mask;
+  v = ReverseBits(v);
+  ++v;
+  v = ReverseBits(v);
+  *cursor = v;
+  return v == 0;
+}
+
+bool Keydir::RandomEntry(uint64_t random, uint64_t* hash, Location* loc) const {
+  for (size_t n = 0; n < kShards; ++n) {
+    const Shard& shard = shards_[(random + n) % kShards];
+    std::shared_lock lock(shard.mu);
+    if (shard.count == 0) continue;
+    const size_t mask = shard.slots.size() - 1;
+    for (size_t i = (random >> 6) & mask;; i = (i + 1) & mask) {
+      const Slot& s = shard.slots[i];
+      if (s.hash != 0) {
+        *hash = s.hash;
+        *loc = Location::Unpack(s.loc);
+        return true;
+      }
+    }
+  }
+  return false;
 }
 
 void Keydir::Reserve(size_t keys) {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <functional>
 #include <shared_mutex>
+#include <utility>
 #include <string_view>
 #include <vector>
 
@@ -106,6 +107,19 @@ class Keydir {
   /// call back into the keydir. Any thread.
   void ForEachInShard(size_t shard, const std::function<void(uint64_t, const Location&)>& fn) const;
 
+  /// SCAN: appends to `out` every entry of `shard` whose home bucket is `*cursor`'s, then advances
+  /// `*cursor` in reverse-binary order over the table's bits (Redis's dictScan). Tables only grow,
+  /// so an entry present for a whole iteration is returned at least once (maybe more). Returns
+  /// true when the shard is done (the cursor wrapped to 0). Any thread.
+  bool ScanBucket(size_t shard, uint64_t* cursor,
+                  std::vector<std::pair<uint64_t, Location>>* out) const;
+
+  /// RANDOMKEY: the first entry at or after a slot picked from `random`; false when empty.
+  bool RandomEntry(uint64_t random, uint64_t* hash, Location* loc) const;
+
+  /// Number of entries whose record carries an expiry. Any thread.
+  size_t Expiring() const { return expiring_.load(std::memory_order_relaxed); }
+
   /// Writer thread, before anyone reads: pre-sizes the tables for about `keys` keys (recovery).
   void Reserve(size_t keys);
 
@@ -154,11 +168,18 @@ class Keydir {
   static size_t FindSlot(const Shard& shard, uint64_t hash,
                          const Match& match);  // holds shard.mu exclusively
   void RemoveAt(Shard& shard, size_t index);
+  void CountExpiring(const Location& loc, bool added) {
+    if (loc.expires) {
+      if (added) expiring_.fetch_add(1, std::memory_order_relaxed);
+      else expiring_.fetch_sub(1, std::memory_order_relaxed);
+    }
+  }
 
   std::array<uint8_t, 192> secret_;  // XXH3 secret
   std::array<Shard, kShards> shards_;
   std::atomic<size_t> size_{0};
   std::atomic<size_t> memory_{0};
+  std::atomic<size_t> expiring_{0};
 };
 
 }  // namespace keg::store

@@ -265,6 +265,80 @@ bool StoreImpl::Exists(std::string_view key) const {
   return Get(key, &v).ok();
 }
 
+bool StoreImpl::VisitRecord(const Location& loc, int64_t now_ms,
+                            const std::function<void(std::string_view, int64_t)>& fn) const {
+  std::shared_ptr<DataFile> file = files_.Get(loc.file);
+  if (!file) return false;
+  format::RecordHeader h;
+  if (format::CheckRecord(file->data(), file->size(), loc.offset, false, &h) !=
+      format::RecordCheck::kOk) {
+    return false;
+  }
+  if (h.tombstone() || (h.expires() && h.expire_at_ms <= now_ms)) return true;
+  fn(std::string_view(file->data() + loc.offset + format::kRecordHeaderSize, h.key_size),
+     h.expires() ? h.expire_at_ms : 0);
+  return true;
+}
+
+uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
+                         const std::function<void(std::string_view, int64_t)>& fn) const {
+  // Cursor layout: bits 0-5 the shard, the rest the shard's reverse-binary bucket cursor.
+  size_t shard = cursor & (Keydir::kShards - 1);
+  uint64_t bucket = cursor >> 6;
+  const int64_t now = NowMs();
+  std::vector<std::pair<uint64_t, Location>> entries;
+  size_t visited = 0;
+  size_t buckets = 0;
+  std::vector<uint64_t> moved;
+  // As Redis: stop after `count` entries or 10 * count empty buckets.
+  while (visited < count && buckets < count * 10) {
+    ++buckets;
+    const uint64_t bucket_before = bucket;
+    entries.clear();
+    const bool shard_done = keydir_.ScanBucket(shard, &bucket, &entries);
+    visited += entries.size();
+    // A record whose file was retired meanwhile was moved by compaction: the same bucket holds the
+    // key's new location, so look again (for those hashes only).
+    for (int attempt = 0; attempt < 8 && !entries.empty(); ++attempt) {
+      moved.clear();
+      for (const auto& [hash, loc] : entries) {
+        if (!VisitRecord(loc, now, fn)) moved.push_back(hash);
+      }
+      entries.clear();
+      if (moved.empty()) break;
+      uint64_t again = bucket_before;
+      std::vector<std::pair<uint64_t, Location>> found;
+      keydir_.ScanBucket(shard, &again, &found);
+      for (const auto& e : found) {
+        if (std::find(moved.begin(), moved.end(), e.first) != moved.end()) entries.push_back(e);
+      }
+    }
+    if (shard_done) {
+      if (++shard == Keydir::kShards) return 0;
+      bucket = 0;
+    }
+  }
+  return (bucket << 6) | shard;
+}
+
+bool StoreImpl::RandomKey(std::string* key) const {
+  thread_local uint64_t state = static_cast<uint64_t>(NowMs()) ^ reinterpret_cast<uintptr_t>(&state);
+  const int64_t now = NowMs();
+  for (int attempt = 0; attempt < 100; ++attempt) {
+    state = state * 6364136223846793005ull + 1442695040888963407ull;
+    uint64_t hash = 0;
+    Location loc;
+    if (!keydir_.RandomEntry(state >> 1, &hash, &loc)) return false;
+    bool found = false;
+    VisitRecord(loc, now, [&](std::string_view k, int64_t) {
+      key->assign(k);
+      found = true;
+    });
+    if (found) return true;
+  }
+  return false;
+}
+
 // ---- Writes: queue -----------------------------------------------------------------------------
 
 void StoreImpl::Write(WriteBatch batch, WriteCallback done) {

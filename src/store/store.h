@@ -165,6 +165,20 @@ class Store {
   /// True when `key` is present and not expired.
   virtual bool Exists(std::string_view key) const = 0;
 
+  /// Iterates the keys as Redis's SCAN does: start with cursor 0 and pass each returned cursor back
+  /// until it returns 0. Each call visits about `count` keys, calling fn(key, expire_at_ms) for the
+  /// live ones (expired keys are skipped). A key present for the whole iteration is visited at
+  /// least once; a key may be visited more than once. fn runs on the caller's thread, with no lock
+  /// held; the key view is valid only during the call. Any thread.
+  virtual uint64_t Scan(uint64_t cursor, size_t count,
+                        const std::function<void(std::string_view key, int64_t expire_at_ms)>& fn)
+      const = 0;
+  /// A random live key (RANDOMKEY); false when there is none.
+  virtual bool RandomKey(std::string* key) const = 0;
+  /// Number of keys carrying an expiry (INFO keyspace `expires=`), expired ones included until
+  /// they are reclaimed.
+  virtual uint64_t ExpiringKeys() const = 0;
+
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;
   /// Writes a batch and waits for it (tools and tests).

@@ -52,6 +52,10 @@ class StoreImpl final : public Store {
 
   Status Get(std::string_view key, ValueView* out) const override;
   bool Exists(std::string_view key) const override;
+  uint64_t Scan(uint64_t cursor, size_t count,
+                const std::function<void(std::string_view, int64_t)>& fn) const override;
+  bool RandomKey(std::string* key) const override;
+  uint64_t ExpiringKeys() const override { return keydir_.Expiring(); }
   void Write(WriteBatch batch, WriteCallback done) override;
   Status WriteSync(WriteBatch batch, std::vector<OpResult>* results) override;
   Status Sync() override;
@@ -107,6 +111,10 @@ class StoreImpl final : public Store {
   Status Lookup(std::string_view key, uint64_t hash, bool verify, std::shared_ptr<DataFile>* pin,
                 format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
+  // Calls fn(key, expire_at_ms) for the record at `loc` when it is live; false if its file was
+  // retired meanwhile or its header fails its check.
+  bool VisitRecord(const Location& loc, int64_t now_ms,
+                   const std::function<void(std::string_view, int64_t)>& fn) const;
   // A callable confirming that a location holds `key`; for the writer thread and recovery (it
   // reads files without pinning them, which is safe only where files are never retired).
   auto MatcherFor(std::string_view key) const {

@@ -11,6 +11,7 @@
 #include <fstream>
 #include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -548,6 +549,56 @@ TEST_F(StoreTest, ConcurrentReadersDuringWritesAndCompaction) {
   stop = true;
   for (auto& r : readers) r.join();
   EXPECT_EQ(bad.load(), 0);
+}
+
+
+// SCAN's guarantee: every key present for the whole iteration is visited, even when the table grows
+// between calls and compaction moves records; expired and deleted keys are not returned.
+TEST_F(StoreTest, ScanVisitsEveryKeyWhileTheTableGrows) {
+  Open();
+  std::set<std::string> expected;
+  for (int i = 0; i < 500; ++i) {
+    Put("k" + std::to_string(i), "v");
+    expected.insert("k" + std::to_string(i));
+  }
+  Put("gone", "v", NowMs() - 1);
+  Put("deleted", "v");
+  ASSERT_TRUE(Del("deleted"));
+  EXPECT_EQ(store_->ExpiringKeys(), 1u);
+
+  std::set<std::string> seen;
+  uint64_t cursor = 0;
+  int calls = 0;
+  int added = 0;
+  do {
+    cursor = store_->Scan(cursor, 10, [&](std::string_view k, int64_t) { seen.insert(std::string(k)); });
+    ++calls;
+    if (calls < 30) {
+      for (int j = 0; j < 40; ++j) Put("new" + std::to_string(added++), "v");  // forces resizes
+    }
+    if (calls == 5) {
+      ASSERT_TRUE(store_->CompactSync().ok());
+    }
+  } while (cursor != 0);
+  EXPECT_GT(calls, 10);
+  for (const std::string& k : expected) {
+    EXPECT_TRUE(seen.count(k)) << k;
+  }
+  EXPECT_FALSE(seen.count("gone"));
+  EXPECT_FALSE(seen.count("deleted"));
+
+  std::string key;
+  ASSERT_TRUE(store_->RandomKey(&key));
+  EXPECT_TRUE(store_->Exists(key)) << key;
+}
+
+TEST_F(StoreTest, RandomKeyOnAnEmptyStore) {
+  Open();
+  std::string key;
+  EXPECT_FALSE(store_->RandomKey(&key));
+  int visits = 0;
+  EXPECT_EQ(store_->Scan(0, 10, [&](std::string_view, int64_t) { ++visits; }), 0u);
+  EXPECT_EQ(visits, 0);
 }
 
 }  // namespace
