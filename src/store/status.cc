@@ -47,6 +47,9 @@ std::string Status::ToString() const {
     case Code::kFailed:
       name = "Failed";
       break;
+    case Code::kAborted:
+      name = "Aborted";
+      break;
   }
   return message_.empty() ? std::string(name) : std::string(name) + ": " + message_;
 }

@@ -20,6 +20,7 @@ class [[nodiscard]] Status {
     kInvalidArgument,  ///< the caller asked for something impossible (bad option, huge key)
     kBusy,             ///< the resource is held by someone else (data directory lock)
     kFailed,           ///< the store stopped accepting writes after a failed fsync
+    kAborted,          ///< a batch's precondition said no; nothing of it was applied
   };
 
   Status() = default;
@@ -33,6 +34,7 @@ class [[nodiscard]] Status {
   }
   static Status Busy(std::string msg) { return Status(Code::kBusy, std::move(msg)); }
   static Status Failed(std::string msg) { return Status(Code::kFailed, std::move(msg)); }
+  static Status Aborted() { return Status(Code::kAborted, {}); }
 
   /// An OS error for `op` on `file` (at `offset` if not negative) with errno `err`:
   /// "write 0000000000100000.data at offset 4096: No space left on device (errno 28)".
@@ -43,6 +45,7 @@ class [[nodiscard]] Status {
   bool IsNotFound() const { return code_ == Code::kNotFound; }
   bool IsCorruption() const { return code_ == Code::kCorruption; }
   bool IsNoSpace() const { return code_ == Code::kNoSpace; }
+  bool IsAborted() const { return code_ == Code::kAborted; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   /// "Corruption: <message>" or "OK".

@@ -448,8 +448,14 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   pending_.clear();
   overlay_.clear();
   std::vector<std::vector<OpResult>> results(end - begin);
+  std::vector<bool> aborted(end - begin, false);
   for (size_t i = begin; i < end; ++i) {
-    const auto& ops = work[i].batch.ops();
+    const WriteBatch& batch = work[i].batch;
+    if (batch.precondition() && !batch.precondition()(batch)) {
+      aborted[i - begin] = true;
+      continue;
+    }
+    const auto& ops = batch.ops();
     results[i - begin].resize(ops.size());
     for (size_t j = 0; j < ops.size(); ++j) ExecuteOp(ops[j], &results[i - begin][j]);
   }
@@ -459,7 +465,13 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     return;
   }
   ApplyGroup();
-  for (size_t i = begin; i < end; ++i) work[i].done(Status::OK(), std::move(results[i - begin]));
+  for (size_t i = begin; i < end; ++i) {
+    if (aborted[i - begin]) {
+      work[i].done(Status::Aborted(), {});
+    } else {
+      work[i].done(Status::OK(), std::move(results[i - begin]));
+    }
+  }
 }
 
 StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, bool need_value) {

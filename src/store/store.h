@@ -105,6 +105,13 @@ class WriteBatch {
   /// Read-modify-write of one key on the writer thread (INCR, APPEND, SETRANGE, ...).
   void Update(std::string key, UpdateFn fn, bool want_old = false);
 
+  /// A check run on the writer thread just before the batch's ops, atomically with them (WATCH /
+  /// EXEC). When it returns false nothing is applied and the callback gets Status::Aborted(). It
+  /// must be quick and must not call into the store.
+  using Precondition = std::function<bool(const WriteBatch&)>;
+  void SetPrecondition(Precondition fn) { precondition_ = std::move(fn); }
+  const Precondition& precondition() const { return precondition_; }
+
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
@@ -124,6 +131,7 @@ class WriteBatch {
 
  private:
   std::vector<Op> ops_;
+  Precondition precondition_;
 };
 
 /// The outcome of one op of a batch.

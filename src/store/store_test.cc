@@ -9,6 +9,7 @@
 #include <atomic>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
 #include <random>
 #include <set>
@@ -599,6 +600,36 @@ TEST_F(StoreTest, RandomKeyOnAnEmptyStore) {
   int visits = 0;
   EXPECT_EQ(store_->Scan(0, 10, [&](std::string_view, int64_t) { ++visits; }), 0u);
   EXPECT_EQ(visits, 0);
+}
+
+// WATCH/EXEC rely on this: a precondition runs on the writer thread after earlier batches of the
+// same group, and a false one applies nothing.
+TEST_F(StoreTest, PreconditionSeesEarlierBatchesAndAbortsTheWholeBatch) {
+  Open();
+  std::atomic<bool> first_applied{false};
+  std::promise<Status> first_done;
+  std::promise<Status> second_done;
+  WriteBatch first;
+  first.Put("a", "1");
+  first.SetPrecondition([&](const WriteBatch& b) {
+    EXPECT_EQ(b.size(), 1u);
+    first_applied = true;
+    return true;
+  });
+  WriteBatch second;
+  second.Put("b", "2");
+  second.Put("c", "3");
+  second.SetPrecondition([&](const WriteBatch&) { return !first_applied.load(); });
+  store_->Write(std::move(first), [&](const Status& st, std::vector<OpResult>) { first_done.set_value(st); });
+  store_->Write(std::move(second), [&](const Status& st, std::vector<OpResult> r) {
+    EXPECT_TRUE(r.empty());
+    second_done.set_value(st);
+  });
+  EXPECT_TRUE(first_done.get_future().get().ok());
+  EXPECT_TRUE(second_done.get_future().get().IsAborted());
+  EXPECT_EQ(Get("a"), "1");
+  EXPECT_FALSE(store_->Exists("b"));
+  EXPECT_FALSE(store_->Exists("c"));
 }
 
 }  // namespace
