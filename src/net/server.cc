@@ -1,0 +1,484 @@
+#include "net/server.h"
+
+#include <sys/socket.h>
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstring>
+#include <list>
+#include <spdlog/spdlog.h>
+
+namespace keg::net {
+namespace {
+
+constexpr size_t kInitialReadBuffer = 16 * 1024;
+constexpr size_t kMinReadRoom = 4 * 1024;
+// Past this much unsent output a connection stops reading: a client that pipelines without reading
+// its replies is held back by TCP instead of growing the server's memory.
+constexpr size_t kBackpressureBytes = 256 * 1024;
+constexpr size_t kMaxIovecs = 64;
+
+int64_t SteadyMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string Endpoint(const asio::ip::tcp::endpoint& e) {
+  const asio::ip::address a = e.address();
+  if (a.is_v6() && !a.to_v6().is_v4_mapped()) return a.to_string() + ":" + std::to_string(e.port());
+  const std::string ip = a.is_v6() ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
+                                   : a.to_string();
+  return ip + ":" + std::to_string(e.port());
+}
+
+}  // namespace
+
+class Connection;
+
+// One I/O thread: its io_context and the connections living on it.
+struct Worker {
+  asio::io_context io{1};
+  std::thread thread;
+  std::list<std::weak_ptr<Connection>> connections;  // I/O thread only
+  std::unique_ptr<asio::steady_timer> tick;
+};
+
+class Connection final : public Link, public std::enable_shared_from_this<Connection> {
+ public:
+  Connection(Worker* worker, asio::ip::tcp::socket socket, Limits* limits)
+      : worker_(worker), socket_(std::move(socket)), limits_(limits) {
+    asio::error_code ec;
+    peer_ = Endpoint(socket_.remote_endpoint(ec));
+    local_ = Endpoint(socket_.local_endpoint(ec));
+    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    const uint32_t keepalive = limits_->tcp_keepalive.load(std::memory_order_relaxed);
+    if (keepalive > 0) {
+      socket_.set_option(asio::socket_base::keep_alive(true), ec);
+      const int idle = static_cast<int>(keepalive);
+      const int interval = std::max(idle / 3, 1);
+      setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+      setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
+    }
+    socket_.non_blocking(true, ec);
+  }
+
+  bool loopback() const {
+    asio::error_code ec;
+    const asio::ip::address a = socket_.remote_endpoint(ec).address();
+    if (ec) return false;
+    if (a.is_loopback()) return true;
+    return a.is_v6() && a.to_v6().is_v4_mapped() &&
+           asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
+  }
+
+  void Start(std::unique_ptr<Session> session) {
+    session_ = std::move(session);
+    buf_ = std::make_unique<char[]>(kInitialReadBuffer);
+    cap_ = kInitialReadBuffer;
+    last_active_ms_ = SteadyMs();
+    worker_->connections.push_back(weak_from_this());
+    registration_ = std::prev(worker_->connections.end());
+    registered_ = true;
+    DoRead();
+  }
+
+  // Sends `bytes` (a refusal) and closes, without a session.
+  void Refuse(std::string bytes) {
+    asio::error_code ec;
+    asio::write(socket_, asio::buffer(bytes), ec);  // best effort on a fresh socket
+    socket_.close(ec);
+  }
+
+  // ---- Link ----
+  void Post(std::function<void()> fn) override {
+    std::shared_ptr<Connection> self = weak_from_this().lock();
+    if (!self) return;
+    asio::post(worker_->io, [self = std::move(self), fn = std::move(fn)] { fn(); });
+  }
+  std::shared_ptr<Link> Self() override { return shared_from_this(); }
+  void Resume() override {
+    if (closed_) return;
+    waiting_ = false;
+    Process();
+  }
+  void CloseAfterReply() override {
+    close_after_reply_ = true;
+    if (!writing_ && out_.empty()) Shutdown();
+  }
+  void CloseNow() override { Shutdown(); }
+  resp::ReplyBuffer& out() override { return out_; }
+  resp::RequestParser& parser() override { return parser_; }
+  const std::string& peer() const override { return peer_; }
+  const std::string& local() const override { return local_; }
+  int fd() const override { return closed_ ? -1 : const_cast<Connection*>(this)->socket_.native_handle(); }
+  size_t query_buffer_bytes() const override { return end_ - begin_; }
+
+  // Once a second on the I/O thread: idle timeout and the soft output limit.
+  void Tick(int64_t now_ms) {
+    if (closed_) return;
+    const uint32_t timeout = session_->idle_timeout_seconds();
+    if (timeout > 0 && !session_->busy() && !writing_ &&
+        now_ms - last_active_ms_ > int64_t{timeout} * 1000) {
+      spdlog::debug("closing idle client {}", peer_);
+      Shutdown();
+      return;
+    }
+    CheckOutputLimits(now_ms);
+  }
+
+ private:
+  void DoRead() {
+    if (reading_ || closed_ || waiting_ || close_after_reply_) return;
+    if (out_.size() > kBackpressureBytes) return;  // resumed by OnWrite
+    if (begin_ == end_) {
+      begin_ = end_ = 0;
+      if (cap_ > 4 * kInitialReadBuffer) {  // give back a buffer grown for a large argument
+        buf_ = std::make_unique<char[]>(kInitialReadBuffer);
+        cap_ = kInitialReadBuffer;
+      }
+    }
+    const size_t wanted = std::max(parser_.BytesWanted(), end_ - begin_ + kMinReadRoom);
+    if (cap_ - end_ < kMinReadRoom || cap_ - begin_ < wanted) {
+      if (begin_ > 0) {
+        std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
+        end_ -= begin_;
+        begin_ = 0;
+      }
+      if (cap_ < wanted || cap_ - end_ < kMinReadRoom) {
+        size_t cap = cap_;
+        while (cap < wanted || cap - end_ < kMinReadRoom) cap *= 2;
+        auto grown = std::make_unique<char[]>(cap);
+        std::memcpy(grown.get(), buf_.get(), end_);
+        buf_ = std::move(grown);
+        cap_ = cap;
+      }
+    }
+    reading_ = true;
+    socket_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
+                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
+                              self->OnRead(ec, n);
+                            });
+  }
+
+  void OnRead(const asio::error_code& ec, size_t n) {
+    reading_ = false;
+    if (closed_) return;
+    if (ec) {
+      if (ec != asio::error::eof && ec != asio::error::connection_reset &&
+          ec != asio::error::operation_aborted) {
+        spdlog::debug("read from {}: {}", peer_, ec.message());
+      }
+      Shutdown();
+      return;
+    }
+    end_ += n;
+    last_active_ms_ = SteadyMs();
+    const uint64_t limit = limits_->query_buffer_limit.load(std::memory_order_relaxed);
+    if (end_ - begin_ > limit) {
+      spdlog::warn("closing client that reached max query buffer length: {} ({} bytes)", peer_,
+                   end_ - begin_);
+      Shutdown();
+      return;
+    }
+    Process();
+  }
+
+  // Runs every complete command in the buffer, then writes the replies.
+  void Process() {
+    while (!waiting_ && !closed_ && !close_after_reply_) {
+      Outcome outcome;
+      if (retry_) {
+        retry_ = false;
+        outcome = session_->Execute(parser_.args());
+        if (outcome == Outcome::kWaitThenRetry) {
+          retry_ = true;
+          waiting_ = true;
+          break;
+        }
+      } else {
+        const resp::ParseResult r =
+            parser_.Parse(std::span<char>(buf_.get() + begin_, end_ - begin_));
+        begin_ += r.consumed;
+        if (r.status == resp::ParseStatus::kNeedMore) {
+          outcome = session_->EndOfInput();
+          if (outcome == Outcome::kWaitThenNext) waiting_ = true;
+          break;
+        }
+        if (r.status == resp::ParseStatus::kError) {
+          out_.Error(parser_.ErrorMessage());
+          spdlog::debug("protocol error from {}: {}", peer_, parser_.ErrorMessage());
+          session_->EndOfInput();  // replies already batched still go out, in order
+          close_after_reply_ = true;
+          break;
+        }
+        outcome = session_->Execute(parser_.args());
+        if (outcome == Outcome::kWaitThenRetry) retry_ = true;
+      }
+      switch (outcome) {
+        case Outcome::kDone:
+          break;
+        case Outcome::kWaitThenRetry:
+        case Outcome::kWaitThenNext:
+          waiting_ = true;
+          break;
+        case Outcome::kClose:
+          session_->EndOfInput();
+          close_after_reply_ = true;
+          break;
+      }
+    }
+    if (closed_) return;
+    StartWrite();
+    if (!CheckOutputLimits(SteadyMs())) return;
+    if (close_after_reply_ && !writing_ && out_.empty() && !waiting_) {
+      Shutdown();
+      return;
+    }
+    DoRead();
+  }
+
+  // False (and closed) when the output is past a limit.
+  bool CheckOutputLimits(int64_t now_ms) {
+    const size_t pending = out_.size();
+    const uint64_t hard = limits_->output_hard_limit.load(std::memory_order_relaxed);
+    const uint64_t soft = limits_->output_soft_limit.load(std::memory_order_relaxed);
+    bool over = hard > 0 && pending > hard;
+    if (!over && soft > 0 && pending > soft) {
+      if (soft_since_ms_ == 0) soft_since_ms_ = now_ms;
+      over = now_ms - soft_since_ms_ >=
+             int64_t{limits_->output_soft_seconds.load(std::memory_order_relaxed)} * 1000;
+    } else if (soft == 0 || pending <= soft) {
+      soft_since_ms_ = 0;
+    }
+    if (over) {
+      spdlog::warn("client {} scheduled to be closed for overcoming of output buffer limits "
+                   "({} bytes pending)", peer_, pending);
+      Shutdown();
+      return false;
+    }
+    return true;
+  }
+
+  void StartWrite() {
+    if (writing_ || closed_ || out_.empty()) return;
+    iovec iov[kMaxIovecs];
+    const size_t n = out_.Gather(std::span<iovec>(iov, kMaxIovecs));
+    // Try the write right away: the common case completes without a trip through the reactor.
+    ssize_t written = ::writev(socket_.native_handle(), iov, static_cast<int>(n));
+    if (written > 0) {
+      out_.Consume(static_cast<size_t>(written));
+      if (out_.empty()) {
+        AfterWrite();
+        return;
+      }
+    } else if (written < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+      spdlog::debug("write to {}: {}", peer_, std::strerror(errno));
+      Shutdown();
+      return;
+    }
+    writing_ = true;
+    socket_.async_wait(asio::ip::tcp::socket::wait_write,
+                       [self = shared_from_this()](const asio::error_code& ec) {
+                         self->writing_ = false;
+                         if (self->closed_) return;
+                         if (ec) {
+                           self->Shutdown();
+                           return;
+                         }
+                         self->StartWrite();
+                       });
+  }
+
+  // All output is written.
+  void AfterWrite() {
+    if (close_after_reply_ && !waiting_) {
+      Shutdown();
+      return;
+    }
+    if (!waiting_ && !reading_) DoRead();
+  }
+
+  void Shutdown() {
+    if (closed_) return;
+    closed_ = true;
+    asio::error_code ec;
+    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    socket_.close(ec);
+    out_.Clear();
+    if (registered_) {
+      worker_->connections.erase(registration_);
+      registered_ = false;
+    }
+  }
+
+  Worker* worker_;
+  asio::ip::tcp::socket socket_;
+  Limits* limits_;
+  resp::RequestParser parser_;
+  resp::ReplyBuffer out_;
+  std::unique_ptr<Session> session_;
+  std::unique_ptr<char[]> buf_;
+  size_t cap_ = 0;
+  size_t begin_ = 0;  // first unconsumed byte
+  size_t end_ = 0;    // end of the bytes read
+  bool reading_ = false;
+  bool writing_ = false;
+  bool waiting_ = false;  // the session waits for the store
+  bool retry_ = false;    // re-run the last command on Resume
+  bool close_after_reply_ = false;
+  bool closed_ = false;
+  bool registered_ = false;
+  std::list<std::weak_ptr<Connection>>::iterator registration_;
+  int64_t last_active_ms_ = 0;
+  int64_t soft_since_ms_ = 0;
+  std::string peer_;
+  std::string local_;
+};
+
+class ServerImpl {
+ public:
+  ServerImpl(ServerOptions options, SessionFactory factory, Limits* limits)
+      : options_(std::move(options)), factory_(std::move(factory)), limits_(limits) {
+    const int n = std::max(options_.io_threads, 1);
+    for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+  }
+
+  bool Start(std::string* error) {
+    asio::io_context& io = workers_[0]->io;
+    for (const std::string& addr : options_.bind) {
+      asio::error_code ec;
+      std::string host = addr;
+      if (!host.empty() && host[0] == '-') host = host.substr(1);  // "-::1": optional address
+      const bool optional = host != addr;
+      const asio::ip::address a = asio::ip::make_address(host, ec);
+      if (ec) {
+        *error = "Invalid bind address '" + addr + "'";
+        return false;
+      }
+      auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io);
+      asio::ip::tcp::endpoint ep(a, bound_port_ != 0 ? bound_port_ : options_.port);
+      acceptor->open(ep.protocol(), ec);
+      if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+      if (!ec && a.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+      if (!ec) acceptor->bind(ep, ec);
+      if (!ec) acceptor->listen(options_.backlog, ec);
+      if (ec) {
+        if (optional) continue;
+        *error = "Could not create server TCP listening socket " + host + ":" +
+                 std::to_string(ep.port()) + ": " + ec.message();
+        return false;
+      }
+      bound_port_ = acceptor->local_endpoint().port();
+      acceptors_.push_back(std::move(acceptor));
+    }
+    for (auto& acceptor : acceptors_) Accept(acceptor.get());
+    for (auto& w : workers_) {
+      Worker* worker = w.get();
+      worker->tick = std::make_unique<asio::steady_timer>(worker->io);
+      ScheduleTick(worker);
+      worker->thread = std::thread([worker] {
+        auto guard = asio::make_work_guard(worker->io);
+        worker->io.run();
+      });
+    }
+    return true;
+  }
+
+  void StopAccepting() {
+    std::promise<void> done;
+    asio::post(workers_[0]->io, [&] {
+      for (auto& a : acceptors_) {
+        asio::error_code ec;
+        a->close(ec);
+      }
+      done.set_value();
+    });
+    done.get_future().wait();
+  }
+
+  void Stop() {
+    for (auto& w : workers_) {
+      if (!w->thread.joinable()) continue;
+      Worker* worker = w.get();
+      std::promise<void> done;
+      asio::post(worker->io, [&, worker] {
+        std::vector<std::shared_ptr<Connection>> live;
+        for (auto& weak : worker->connections) {
+          if (auto c = weak.lock()) live.push_back(std::move(c));
+        }
+        for (auto& c : live) c->CloseNow();
+        worker->tick->cancel();
+        if (worker == workers_[0].get()) {
+          for (auto& a : acceptors_) {
+            asio::error_code ec;
+            a->close(ec);
+          }
+        }
+        done.set_value();
+      });
+      done.get_future().wait();
+      worker->io.stop();
+      worker->thread.join();
+    }
+  }
+
+  uint16_t port() const { return bound_port_; }
+
+ private:
+  void Accept(asio::ip::tcp::acceptor* acceptor) {
+    Worker* target = workers_[next_worker_++ % workers_.size()].get();
+    acceptor->async_accept(target->io, [this, acceptor, target](const asio::error_code& ec,
+                                                                asio::ip::tcp::socket socket) {
+      if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
+      if (!ec) {
+        // The socket belongs to target's io_context: set it up there.
+        asio::post(target->io, [this, target, s = std::move(socket)]() mutable {
+          auto conn = std::make_shared<Connection>(target, std::move(s), limits_);
+          std::string refusal;
+          std::unique_ptr<Session> session = factory_(conn.get(), conn->loopback(), &refusal);
+          if (!session) {
+            conn->Refuse(std::move(refusal));
+            return;
+          }
+          conn->Start(std::move(session));
+        });
+      } else {
+        spdlog::warn("accept: {}", ec.message());
+      }
+      Accept(acceptor);
+    });
+  }
+
+  void ScheduleTick(Worker* worker) {
+    worker->tick->expires_after(std::chrono::seconds(1));
+    worker->tick->async_wait([this, worker](const asio::error_code& ec) {
+      if (ec) return;
+      const int64_t now = SteadyMs();
+      std::vector<std::shared_ptr<Connection>> live;
+      for (auto& weak : worker->connections) {
+        if (auto c = weak.lock()) live.push_back(std::move(c));
+      }
+      for (auto& c : live) c->Tick(now);
+      ScheduleTick(worker);
+    });
+  }
+
+  ServerOptions options_;
+  SessionFactory factory_;
+  Limits* limits_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  size_t next_worker_ = 0;
+  uint16_t bound_port_ = 0;
+};
+
+Server::Server(ServerOptions options, SessionFactory factory, Limits* limits)
+    : impl_(std::make_unique<ServerImpl>(std::move(options), std::move(factory), limits)) {}
+Server::~Server() { Stop(); }
+bool Server::Start(std::string* error) { return impl_->Start(error); }
+void Server::StopAccepting() { impl_->StopAccepting(); }
+void Server::Stop() { impl_->Stop(); }
+uint16_t Server::port() const { return impl_->port(); }
+
+}  // namespace keg::net

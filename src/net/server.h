@@ -1,0 +1,59 @@
+// keg's network layer: Asio io_contexts (one thread each), an acceptor that spreads connections
+// over them, and Connection, which reads, parses with resp::RequestParser, hands commands to a
+// Session and writes the replies of each read with one gathered write.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "net/session.h"
+
+namespace keg::net {
+
+/// Limits read on every use, so CONFIG SET changes them at run time (any thread may store).
+struct Limits {
+  /// client-query-buffer-limit: unparsed bytes a client may have pending.
+  std::atomic<uint64_t> query_buffer_limit{1ull << 30};
+  /// client-output-buffer-limit normal <hard> <soft> <soft seconds>; 0 disables each.
+  std::atomic<uint64_t> output_hard_limit{0};
+  std::atomic<uint64_t> output_soft_limit{0};
+  std::atomic<uint32_t> output_soft_seconds{0};
+  /// TCP keepalive interval in seconds (0: off).
+  std::atomic<uint32_t> tcp_keepalive{300};
+};
+
+struct ServerOptions {
+  std::vector<std::string> bind = {"127.0.0.1"};
+  uint16_t port = 6379;
+  int io_threads = 1;
+  int backlog = 511;
+};
+
+class ServerImpl;
+
+/// Thread: construct, Start and Stop from one thread (main); the rest runs on the I/O threads.
+class Server {
+ public:
+  Server(ServerOptions options, SessionFactory factory, Limits* limits);
+  ~Server();
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  /// Binds every address and starts the I/O threads. Returns false (with *error) when a bind fails.
+  bool Start(std::string* error);
+  /// Stops accepting new connections; existing ones keep running.
+  void StopAccepting();
+  /// Closes every connection and joins the I/O threads.
+  void Stop();
+  /// The bound port (useful with port 0).
+  uint16_t port() const;
+
+ private:
+  std::unique_ptr<ServerImpl> impl_;
+};
+
+}  // namespace keg::net

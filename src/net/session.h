@@ -1,0 +1,81 @@
+// The seam between the network layer and the command layer.
+//
+// src/net owns sockets, buffers and the RESP parser; it knows nothing of commands or the store. For
+// every connection it asks a SessionFactory for a Session and hands it each parsed command. The
+// command layer implements Session and reaches back through Link.
+//
+// Threads: each connection lives on one I/O thread. Every Session and Link method is called on that
+// thread, except Link::Post, which any thread may call.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "resp/reply_buffer.h"
+#include "resp/request_parser.h"
+
+namespace keg::net {
+
+/// What a connection offers its session.
+class Link {
+ public:
+  virtual ~Link() = default;
+  /// Runs fn later on the connection's I/O thread; the connection stays alive until it has run.
+  /// Any thread. Does nothing if the connection is already gone.
+  virtual void Post(std::function<void()> fn) = 0;
+  /// A strong reference that keeps the connection (and so its session) alive, for completions
+  /// that arrive from other threads.
+  virtual std::shared_ptr<Link> Self() = 0;
+  /// After Execute or EndOfInput returned a kWait result: continues with the input (I/O thread).
+  virtual void Resume() = 0;
+  /// Closes the connection once the pending replies are written (I/O thread).
+  virtual void CloseAfterReply() = 0;
+  /// Closes now, dropping unsent replies (I/O thread).
+  virtual void CloseNow() = 0;
+  /// The reply buffer of the connection (I/O thread).
+  virtual resp::ReplyBuffer& out() = 0;
+  /// The parser, for its per-connection limits (I/O thread).
+  virtual resp::RequestParser& parser() = 0;
+  /// "ip:port" of the peer and of the local end.
+  virtual const std::string& peer() const = 0;
+  virtual const std::string& local() const = 0;
+  /// File descriptor of the socket (CLIENT LIST `fd=`).
+  virtual int fd() const = 0;
+  /// Bytes waiting in the query buffer (CLIENT LIST `qbuf=`).
+  virtual size_t query_buffer_bytes() const = 0;
+};
+
+/// How a session answers one command.
+enum class Outcome {
+  kDone,          ///< the command was handled; go on with the next
+  kWaitThenRetry, ///< not handled yet: call Execute with the same arguments after Resume
+  kWaitThenNext,  ///< handled, but the replies are not complete until Resume
+  kClose,         ///< close after the pending replies are written (QUIT, protocol errors)
+};
+
+/// The command layer's state for one connection. Owned by the connection; destroyed on its I/O
+/// thread after the socket is closed.
+class Session {
+ public:
+  virtual ~Session() = default;
+  /// One complete command; `args` are valid until the next Execute/EndOfInput call, and stay valid
+  /// (unchanged) across a kWaitThenRetry.
+  virtual Outcome Execute(std::span<const std::string_view> args) = 0;
+  /// Every complete command of this read was executed: submit what was batched. kDone or
+  /// kWaitThenNext.
+  virtual Outcome EndOfInput() = 0;
+  /// True while the session waits for the store (idle timeouts do not apply).
+  virtual bool busy() const = 0;
+  /// Seconds of idle time after which the connection is closed (0: never). Read each second.
+  virtual uint32_t idle_timeout_seconds() const = 0;
+};
+
+/// Creates the session of a new connection, or refuses it: returns null with `*refusal` set to the
+/// bytes to send before closing (maxclients, protected mode).
+using SessionFactory =
+    std::function<std::unique_ptr<Session>(Link* link, bool loopback, std::string* refusal)>;
+
+}  // namespace keg::net

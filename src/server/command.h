@@ -1,0 +1,119 @@
+// The command table: every command is data — name, arity, flags, key positions, handler.
+//
+// Handlers run on the connection's I/O thread with a Ctx. A read command replies at once through
+// ctx.out(). A write command (kWrite) adds ops to the connection's write batch and registers a
+// finisher with ctx.Then(); the finisher writes the reply once the batch is durable, in request
+// order. Inside EXEC, read commands run at the end against values captured at their place in the
+// transaction's batch (see ClientSession), so they see the transaction's earlier writes.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "resp/reply_buffer.h"
+#include "store/store.h"
+
+namespace keg::server {
+
+class ClientSession;
+struct ServerState;
+
+enum CommandFlag : uint32_t {
+  kWrite = 1 << 0,     ///< joins the connection's write batch; replies once it is durable
+  kReadOnly = 1 << 1,  ///< reads keys
+  kFast = 1 << 2,
+  kNoAuth = 1 << 3,    ///< allowed before AUTH
+  kAdmin = 1 << 4,
+  kNoMulti = 1 << 5,   ///< runs at once inside MULTI instead of being queued
+  kNoScript = 1 << 6,
+  kSession = 1 << 7,   ///< changes the connection's state: runs only when no batch is pending
+};
+
+/// A finished op range of the batch: the results of the ops this command added.
+using Finisher = std::function<void(std::span<store::OpResult> results, resp::ReplyBuffer& out)>;
+
+class Ctx {
+ public:
+  Ctx(ServerState& server, ClientSession& client, std::span<const std::string_view> args,
+      resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot);
+
+  ServerState& server() { return server_; }
+  ClientSession& client() { return client_; }
+  std::span<const std::string_view> args() const { return args_; }
+  std::string_view arg(size_t i) const { return args_[i]; }
+  size_t argc() const { return args_.size(); }
+
+  /// Read commands: the reply buffer.
+  resp::ReplyBuffer& out() { return out_; }
+  /// Reads a key (from the store, or from the EXEC snapshot). OK, NotFound or Corruption.
+  store::Status Get(std::string_view key, store::ValueView* view);
+  /// Counts a keyspace hit or miss and reads.
+  bool Lookup(std::string_view key, store::ValueView* view);
+
+  /// Write commands: the batch to add ops to, and the finisher of this command.
+  store::WriteBatch& batch();
+  void Then(Finisher fn);
+  /// Write commands: an error reply in this command's place (no ops are added).
+  void Fail(std::string text);
+
+  /// Any command: an error reply in this command's place.
+  void Error(std::string_view text);
+
+  bool in_snapshot() const { return snapshot_ != nullptr; }
+
+ private:
+  ServerState& server_;
+  ClientSession& client_;
+  std::span<const std::string_view> args_;
+  resp::ReplyBuffer& out_;
+  const std::unordered_map<std::string, store::ValueView>* snapshot_;
+  size_t first_op_;  // the batch's size when this command started
+};
+
+using Handler = void (*)(Ctx&);
+
+struct Command {
+  std::string_view name;  ///< lower case
+  int arity;              ///< Redis's: N exact (name included), -N at least N
+  uint32_t flags;
+  int first_key;  ///< 0: no keys
+  int last_key;   ///< -1: the last argument
+  int key_step;
+  Handler handler;
+  std::string_view acl_categories;  ///< for COMMAND INFO, e.g. "@write @string @slow"
+  std::vector<Command> subcommands = {};
+};
+
+/// The table, looked up case-insensitively. Thread: any (immutable after start).
+const Command* FindCommand(std::string_view name);
+const std::vector<Command>& AllCommands();
+const Command* FindSubcommand(const Command& parent, std::string_view name);
+
+// Handlers, by file.
+void RegisterStringCommands(std::vector<Command>* table);   // commands_string.cc
+void RegisterKeyCommands(std::vector<Command>* table);      // commands_key.cc
+void RegisterServerCommands(std::vector<Command>* table);   // commands_server.cc
+void RegisterConnectionCommands(std::vector<Command>* table);  // commands_connection.cc
+
+/// Shared error texts (Redis 7.0's).
+namespace err {
+inline constexpr std::string_view kSyntax = "syntax error";
+inline constexpr std::string_view kNotInteger = "value is not an integer or out of range";
+inline constexpr std::string_view kNotFloat = "value is not a valid float";
+inline constexpr std::string_view kOverflow = "increment or decrement would overflow";
+inline constexpr std::string_view kNoSuchKey = "no such key";
+inline constexpr std::string_view kTooBig = "string exceeds maximum allowed size (proto-max-bulk-len)";
+}  // namespace err
+
+std::string WrongArity(std::string_view name);
+std::string ToLower(std::string_view s);
+bool EqualsIgnoreCase(std::string_view a, std::string_view b);
+/// Redis's reply for a storage failure: "-MISCONF Errors writing to the AOF file: <why>".
+std::string StorageError(const store::Status& s);
+
+}  // namespace keg::server

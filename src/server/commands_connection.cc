@@ -1,0 +1,324 @@
+// Connection commands: PING, ECHO, QUIT, RESET, HELLO, AUTH, SELECT, CLIENT, and MULTI / EXEC /
+// DISCARD / WATCH / UNWATCH.
+#include <algorithm>
+
+#include "resp/numbers.h"
+#include "server/command.h"
+#include "server/session.h"
+#include "server/state.h"
+#include "server/version.h"
+
+namespace keg::server {
+namespace {
+
+void Ping(Ctx& c) {
+  if (c.argc() > 2) return c.Error(WrongArity("ping"));
+  if (c.argc() == 2) {
+    c.out().Bulk(c.arg(1));
+  } else {
+    c.out().SimpleString("PONG");
+  }
+}
+
+void Echo(Ctx& c) { c.out().Bulk(c.arg(1)); }
+
+void Quit(Ctx& c) {
+  c.out().Ok();
+  c.client().CloseAfterReply();
+}
+
+void Reset(Ctx& c) {
+  c.client().Reset();
+  c.out().SimpleString("RESET");
+}
+
+// True when the password matches (constant time in the length of the shorter).
+bool CheckPassword(Ctx& c, std::string_view user, std::string_view pass) {
+  const std::string want = c.server().requirepass();
+  if (user != "default") return false;
+  if (want.empty()) return true;
+  if (want.size() != pass.size()) return false;
+  unsigned char diff = 0;
+  for (size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned char>(want[i] ^ pass[i]);
+  return diff == 0;
+}
+
+constexpr std::string_view kWrongPass = "-WRONGPASS invalid username-password pair or user is disabled.";
+
+void Auth(Ctx& c) {
+  if (c.argc() > 3) return c.Error(err::kSyntax);
+  if (c.argc() == 2 && !c.server().password_set.load()) {
+    return c.Error(
+        "AUTH <password> called without any password configured for the default user. Are you "
+        "sure your configuration is correct?");
+  }
+  const std::string_view user = c.argc() == 3 ? c.arg(1) : "default";
+  if (!CheckPassword(c, user, c.arg(c.argc() - 1))) return c.Error(kWrongPass);
+  c.client().set_authenticated(true);
+  c.out().Ok();
+}
+
+bool ValidClientName(std::string_view name) {
+  return std::all_of(name.begin(), name.end(), [](char ch) { return ch >= '!' && ch <= '~'; });
+}
+
+constexpr std::string_view kBadName = "Client names cannot contain spaces, newlines or special characters.";
+
+void Hello(Ctx& c) {
+  int64_t proto = static_cast<int64_t>(c.client().protocol());
+  size_t i = 1;
+  if (c.argc() >= 2) {
+    if (!resp::ParseInt64(c.arg(1), &proto)) {
+      return c.Error("Protocol version is not an integer or out of range");
+    }
+    i = 2;
+    if (proto < 2 || proto > 3) return c.Error("-NOPROTO unsupported protocol version");
+  }
+  std::string_view setname;
+  bool has_setname = false;
+  bool authed_now = false;
+  for (; i < c.argc(); ++i) {
+    const std::string opt = ToLower(c.arg(i));
+    if (opt == "auth" && i + 2 < c.argc()) {
+      if (!CheckPassword(c, c.arg(i + 1), c.arg(i + 2))) return c.Error(kWrongPass);
+      authed_now = true;
+      i += 2;
+    } else if (opt == "setname" && i + 1 < c.argc()) {
+      setname = c.arg(++i);
+      has_setname = true;
+      if (!ValidClientName(setname)) return c.Error(kBadName);
+    } else {
+      return c.Error("Syntax error in HELLO option '" + std::string(c.arg(i)) + "'");
+    }
+  }
+  if (!c.client().authenticated() && !authed_now) {
+    return c.Error(
+        "-NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO "
+        "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
+        "protocol version at the same time");
+  }
+  if (authed_now) c.client().set_authenticated(true);
+  if (has_setname) c.client().set_name(std::string(setname));
+  c.client().set_protocol(proto == 3 ? resp::Protocol::kResp3 : resp::Protocol::kResp2);
+  resp::ReplyBuffer& out = c.out();
+  out.MapHeader(7);
+  out.Bulk("server");
+  out.Bulk("redis");
+  out.Bulk("version");
+  out.Bulk(kRedisVersion);
+  out.Bulk("proto");
+  out.Integer(proto);
+  out.Bulk("id");
+  out.Integer(static_cast<int64_t>(c.client().id()));
+  out.Bulk("mode");
+  out.Bulk("standalone");
+  out.Bulk("role");
+  out.Bulk("master");
+  out.Bulk("modules");
+  out.ArrayHeader(0);
+}
+
+void Select(Ctx& c) {
+  int64_t db = 0;
+  if (!resp::ParseInt64(c.arg(1), &db)) return c.Error(err::kNotInteger);
+  if (db != 0) return c.Error("DB index is out of range");
+  c.out().Ok();
+}
+
+// CLIENT <subcommand>
+void Client(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  ClientSession& me = c.client();
+  resp::ReplyBuffer& out = c.out();
+  if (sub == "id" && c.argc() == 2) return out.Integer(static_cast<int64_t>(me.id()));
+  if (sub == "getname" && c.argc() == 2) {
+    const std::string name = me.name();
+    if (name.empty()) return out.Null();
+    return out.Bulk(name);
+  }
+  if (sub == "setname" && c.argc() == 3) {
+    if (!ValidClientName(c.arg(2))) return c.Error(kBadName);
+    me.set_name(std::string(c.arg(2)));
+    return out.Ok();
+  }
+  if (sub == "setinfo" && c.argc() == 4) {
+    const std::string attr = ToLower(c.arg(2));
+    if (attr != "lib-name" && attr != "lib-ver") {
+      return c.Error("Unrecognized option '" + std::string(c.arg(2)) + "'");
+    }
+    if (!ValidClientName(c.arg(3))) {
+      return c.Error(std::string(attr == "lib-name" ? "lib-name" : "lib-ver") +
+                     " cannot contain spaces, newlines or special characters.");
+    }
+    me.set_lib(attr, std::string(c.arg(3)));
+    return out.Ok();
+  }
+  if (sub == "info" && c.argc() == 2) {
+    const std::string line = me.Describe(store::NowMs()) + "\n";
+    return me.protocol() == resp::Protocol::kResp3 ? out.Verbatim(line) : out.Bulk(line);
+  }
+  if (sub == "list") {
+    std::vector<uint64_t> ids;
+    for (size_t i = 2; i < c.argc(); ++i) {
+      const std::string opt = ToLower(c.arg(i));
+      if (opt == "type" && i + 1 < c.argc()) {
+        const std::string type = ToLower(c.arg(++i));
+        if (type != "normal" && type != "master" && type != "replica" && type != "pubsub") {
+          return c.Error("Unknown client type '" + std::string(c.arg(i)) + "'");
+        }
+        if (type != "normal") ids.push_back(0);  // no such clients in keg
+      } else if (opt == "id" && i + 1 < c.argc()) {
+        for (++i; i < c.argc(); ++i) {
+          int64_t id = 0;
+          if (!resp::ParseInt64(c.arg(i), &id) || id <= 0) return c.Error("Invalid client ID");
+          ids.push_back(static_cast<uint64_t>(id));
+        }
+      } else {
+        return c.Error(err::kSyntax);
+      }
+    }
+    std::string text;
+    const int64_t now = store::NowMs();
+    c.server().clients.ForEach([&](ClientSession& s) {
+      if (!ids.empty() && std::find(ids.begin(), ids.end(), s.id()) == ids.end()) return;
+      text += s.Describe(now);
+      text += '\n';
+    });
+    return me.protocol() == resp::Protocol::kResp3 ? out.Verbatim(text) : out.Bulk(text);
+  }
+  if (sub == "kill" && c.argc() >= 3) {
+    // Old form: CLIENT KILL addr:port. New form: filters, reply is the count.
+    std::string addr, laddr;
+    int64_t id = 0;
+    bool skipme = true;
+    const bool old_form = c.argc() == 3;
+    if (old_form) {
+      addr = std::string(c.arg(2));
+    } else {
+      if ((c.argc() - 2) % 2 != 0) return c.Error(err::kSyntax);
+      for (size_t i = 2; i + 1 < c.argc(); i += 2) {
+        const std::string opt = ToLower(c.arg(i));
+        if (opt == "id") {
+          if (!resp::ParseInt64(c.arg(i + 1), &id) || id <= 0) return c.Error("client-id should be greater than 0");
+        } else if (opt == "addr") {
+          addr = std::string(c.arg(i + 1));
+        } else if (opt == "laddr") {
+          laddr = std::string(c.arg(i + 1));
+        } else if (opt == "skipme") {
+          const std::string v = ToLower(c.arg(i + 1));
+          if (v != "yes" && v != "no") return c.Error(err::kSyntax);
+          skipme = v == "yes";
+        } else if (opt == "type" || opt == "user" || opt == "maxage") {
+          // accepted; every keg client is a normal client of the default user
+        } else {
+          return c.Error(err::kSyntax);
+        }
+      }
+    }
+    int64_t killed = 0;
+    bool kill_me = false;
+    c.server().clients.ForEach([&](ClientSession& s) {
+      if (id != 0 && s.id() != static_cast<uint64_t>(id)) return;
+      if (!addr.empty() && s.peer() != addr) return;
+      if (!laddr.empty() && s.local() != laddr) return;
+      if (&s == &me) {
+        if (skipme && !old_form) return;
+        kill_me = true;
+        ++killed;
+        return;
+      }
+      ClientSession* target = &s;
+      target->link().Post([target] { target->link().CloseNow(); });
+      ++killed;
+    });
+    if (kill_me) me.CloseAfterReply();
+    if (old_form) {
+      if (killed == 0) return c.Error("No such client");
+      return out.Ok();
+    }
+    return out.Integer(killed);
+  }
+  if ((sub == "no-evict" || sub == "no-touch") && c.argc() == 3) {
+    const std::string v = ToLower(c.arg(2));
+    if (v != "on" && v != "off") return c.Error(err::kSyntax);
+    return out.Ok();
+  }
+  if (sub == "help" && c.argc() == 2) {
+    static const char* kHelp[] = {
+        "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "GETNAME", "    Return the name of the current connection.",
+        "ID", "    Return the ID of the current connection.",
+        "INFO", "    Return information about the current client connection.",
+        "KILL <ip:port>", "    Kill connection made from <ip:port>.",
+        "KILL <option> <value> [<option> <value> [...]]",
+        "    Kill connections. Options are: ID <client-id>, ADDR <ip:port>, LADDR <ip:port>, SKIPME (YES|NO).",
+        "LIST [options ...]", "    Return information about client connections. Options: TYPE NORMAL, ID <id> [...].",
+        "SETNAME <name>", "    Assign the name <name> to the current connection.",
+        "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
+        "HELP", "    Print this help."};
+    out.ArrayHeader(std::size(kHelp));
+    for (const char* line : kHelp) out.SimpleString(line);
+    return;
+  }
+  if (sub == "getname" || sub == "setname" || sub == "id" || sub == "info" || sub == "setinfo" ||
+      sub == "no-evict" || sub == "no-touch" || sub == "help") {
+    return c.Error(WrongArity("client|" + sub));
+  }
+  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try CLIENT HELP.");
+}
+
+void Multi(Ctx& c) {
+  if (c.client().in_multi()) return c.Error("MULTI calls can not be nested");
+  c.client().BeginMulti();
+  c.out().Ok();
+}
+
+void Exec(Ctx& c) { c.client().Exec(c); }
+
+void Discard(Ctx& c) {
+  if (!c.client().in_multi()) return c.Error("DISCARD without MULTI");
+  c.client().Discard();
+  c.out().Ok();
+}
+
+void Watch(Ctx& c) {
+  if (c.client().in_multi()) return c.Error("WATCH inside MULTI is not allowed");
+  c.client().Watch(c.args().subspan(1));
+  c.out().Ok();
+}
+
+void Unwatch(Ctx& c) {
+  c.client().Unwatch();
+  c.out().Ok();
+}
+
+}  // namespace
+
+void RegisterConnectionCommands(std::vector<Command>* t) {
+  constexpr uint32_t kS = kSession;
+  t->push_back({"ping", -1, kFast, 0, 0, 0, Ping, "@fast @connection"});
+  t->push_back({"echo", 2, kFast, 0, 0, 0, Echo, "@fast @connection"});
+  t->push_back({"quit", -1, kNoAuth | kNoMulti | kS | kFast, 0, 0, 0, Quit, "@fast @connection"});
+  t->push_back({"reset", 1, kNoAuth | kNoMulti | kS | kFast, 0, 0, 0, Reset, "@fast @connection"});
+  t->push_back({"auth", -2, kNoAuth | kNoMulti | kS | kFast, 0, 0, 0, Auth, "@fast @connection"});
+  t->push_back({"hello", -1, kNoAuth | kNoMulti | kS | kFast, 0, 0, 0, Hello, "@fast @connection"});
+  t->push_back({"select", 2, kS | kFast, 0, 0, 0, Select, "@fast @connection"});
+  t->push_back({"client", -2, kS, 0, 0, 0, Client, "@slow @connection",
+                {{"id", 2, kFast, 0, 0, 0, nullptr, ""},
+                 {"getname", 2, kFast, 0, 0, 0, nullptr, ""},
+                 {"setname", 3, kFast, 0, 0, 0, nullptr, ""},
+                 {"setinfo", 4, kFast, 0, 0, 0, nullptr, ""},
+                 {"info", 2, kFast, 0, 0, 0, nullptr, ""},
+                 {"list", -2, kAdmin, 0, 0, 0, nullptr, ""},
+                 {"kill", -3, kAdmin, 0, 0, 0, nullptr, ""},
+                 {"no-evict", 3, kAdmin, 0, 0, 0, nullptr, ""},
+                 {"no-touch", 3, 0, 0, 0, 0, nullptr, ""},
+                 {"help", 2, 0, 0, 0, 0, nullptr, ""}}});
+  t->push_back({"multi", 1, kNoMulti | kS | kFast, 0, 0, 0, Multi, "@fast @transaction"});
+  t->push_back({"exec", 1, kNoMulti | kS, 0, 0, 0, Exec, "@slow @transaction"});
+  t->push_back({"discard", 1, kNoMulti | kS | kFast, 0, 0, 0, Discard, "@fast @transaction"});
+  t->push_back({"watch", -2, kNoMulti | kS | kFast, 1, -1, 1, Watch, "@fast @transaction"});
+  t->push_back({"unwatch", 1, kNoMulti | kS | kFast, 0, 0, 0, Unwatch, "@fast @transaction"});
+}
+
+}  // namespace keg::server

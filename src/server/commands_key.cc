@@ -1,0 +1,297 @@
+// Keyspace commands: DEL, EXISTS, the EXPIRE and TTL families, TYPE, KEYS, SCAN, RANDOMKEY,
+// RENAME, DBSIZE, FLUSHDB / FLUSHALL.
+#include <memory>
+
+#include "resp/numbers.h"
+#include "server/command.h"
+#include "server/glob.h"
+#include "server/session.h"
+#include "server/state.h"
+
+namespace keg::server {
+namespace {
+
+using store::OpResult;
+using store::UpdateDecision;
+using store::ValueView;
+using Action = store::UpdateDecision::Action;
+
+void Del(Ctx& c) {
+  for (size_t i = 1; i < c.argc(); ++i) c.batch().Delete(std::string(c.arg(i)));
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    int64_t n = 0;
+    for (const OpResult& x : r) n += x.applied ? 1 : 0;
+    out.Integer(n);
+  });
+}
+
+void Exists(Ctx& c) {
+  int64_t n = 0;
+  for (size_t i = 1; i < c.argc(); ++i) {
+    ValueView v;
+    if (c.Get(c.arg(i), &v).ok()) ++n;
+  }
+  c.out().Integer(n);
+}
+
+void Type(Ctx& c) {
+  ValueView v;
+  c.out().SimpleString(c.Get(c.arg(1), &v).ok() ? "string" : "none");
+}
+
+// TTL family: -2 missing, -1 no expiry.
+void TtlWith(Ctx& c, bool ms, bool absolute) {
+  ValueView v;
+  if (!c.Get(c.arg(1), &v).ok()) return c.out().Integer(-2);
+  if (v.expire_at_ms == 0) return c.out().Integer(-1);
+  if (absolute) return c.out().Integer(ms ? v.expire_at_ms : v.expire_at_ms / 1000);
+  int64_t left = v.expire_at_ms - store::NowMs();
+  if (left < 0) left = 0;
+  c.out().Integer(ms ? left : (left + 500) / 1000);
+}
+void Ttl(Ctx& c) { TtlWith(c, false, false); }
+void Pttl(Ctx& c) { TtlWith(c, true, false); }
+void Expiretime(Ctx& c) { TtlWith(c, false, true); }
+void Pexpiretime(Ctx& c) { TtlWith(c, true, true); }
+
+// EXPIRE key n [NX|XX|GT|LT] and its three siblings.
+void ExpireWith(Ctx& c, bool seconds, bool absolute) {
+  int64_t when = 0;
+  if (!resp::ParseInt64(c.arg(2), &when)) return c.Fail(std::string(err::kNotInteger));
+  bool nx = false, xx = false, gt = false, lt = false;
+  for (size_t i = 3; i < c.argc(); ++i) {
+    const std::string opt = ToLower(c.arg(i));
+    if (opt == "nx") nx = true;
+    else if (opt == "xx") xx = true;
+    else if (opt == "gt") gt = true;
+    else if (opt == "lt") lt = true;
+    else return c.Fail("Unsupported option " + std::string(c.arg(i)));
+  }
+  if (nx && (xx || gt || lt)) return c.Fail("NX and XX, GT or LT options at the same time are not compatible");
+  if (gt && lt) return c.Fail("GT and LT options at the same time are not compatible");
+  const std::string invalid = "invalid expire time in '" + ToLower(c.arg(0)) + "' command";
+  if (seconds) {
+    if (when > INT64_MAX / 1000 || when < INT64_MIN / 1000) return c.Fail(invalid);
+    when *= 1000;
+  }
+  if (!absolute) {
+    const int64_t now = store::NowMs();
+    if ((when > 0 && when > INT64_MAX - now) || (when < 0 && when < INT64_MIN + now)) {
+      return c.Fail(invalid);
+    }
+    when += now;
+  }
+  auto applied = std::make_shared<bool>(false);
+  c.batch().Update(std::string(c.arg(1)), [=](const ValueView* cur) {
+    UpdateDecision d;
+    if (cur == nullptr) return d;
+    const int64_t current = cur->expire_at_ms;  // 0: none, i.e. infinite
+    if (nx && current != 0) return d;
+    if (xx && current == 0) return d;
+    if (gt && (current == 0 || when <= current)) return d;
+    if (lt && current != 0 && when >= current) return d;
+    *applied = true;
+    if (when <= store::NowMs()) {
+      d.action = Action::kDelete;
+      return d;
+    }
+    d.action = Action::kPut;
+    d.value.assign(cur->value);
+    d.expire_at_ms = when;
+    return d;
+  });
+  c.Then([applied](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*applied ? 1 : 0); });
+}
+void Expire(Ctx& c) { ExpireWith(c, true, false); }
+void Pexpire(Ctx& c) { ExpireWith(c, false, false); }
+void Expireat(Ctx& c) { ExpireWith(c, true, true); }
+void Pexpireat(Ctx& c) { ExpireWith(c, false, true); }
+
+void Persist(Ctx& c) {
+  auto applied = std::make_shared<bool>(false);
+  c.batch().Update(std::string(c.arg(1)), [applied](const ValueView* cur) {
+    UpdateDecision d;
+    if (cur == nullptr || cur->expire_at_ms == 0) return d;
+    *applied = true;
+    d.action = Action::kPut;
+    d.value.assign(cur->value);
+    return d;
+  });
+  c.Then([applied](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*applied ? 1 : 0); });
+}
+
+void Keys(Ctx& c) {
+  const std::string_view pattern = c.arg(1);
+  const bool all = pattern == "*";
+  std::vector<std::string> keys;
+  uint64_t cursor = 0;
+  do {
+    cursor = c.server().store->Scan(cursor, 1024, [&](std::string_view k, int64_t) {
+      if (all || GlobMatch(pattern, k)) keys.emplace_back(k);
+    });
+  } while (cursor != 0);
+  c.out().ArrayHeader(keys.size());
+  for (const std::string& k : keys) c.out().Bulk(k);
+}
+
+// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
+void Scan(Ctx& c) {
+  uint64_t cursor = 0;
+  {
+    const std::string_view s = c.arg(1);
+    bool ok = !s.empty();
+    uint64_t v = 0;
+    for (char ch : s) {
+      const uint64_t d = static_cast<uint64_t>(ch - '0');
+      if (ch < '0' || ch > '9' || v > (UINT64_MAX - d) / 10) {
+        ok = false;
+        break;
+      }
+      v = v * 10 + d;
+    }
+    if (!ok) return c.Error("invalid cursor");
+    cursor = v;
+  }
+  std::string_view pattern;
+  bool use_pattern = false;
+  int64_t count = 10;
+  std::string type;
+  for (size_t i = 2; i < c.argc(); i += 2) {
+    const std::string opt = ToLower(c.arg(i));
+    if (i + 1 >= c.argc()) return c.Error(err::kSyntax);
+    if (opt == "count") {
+      if (!resp::ParseInt64(c.arg(i + 1), &count)) return c.Error(err::kNotInteger);
+      if (count < 1) return c.Error(err::kSyntax);
+    } else if (opt == "match") {
+      pattern = c.arg(i + 1);
+      use_pattern = pattern != "*";
+    } else if (opt == "type") {
+      type = ToLower(c.arg(i + 1));
+    } else {
+      return c.Error(err::kSyntax);
+    }
+  }
+  std::vector<std::string> keys;
+  const bool type_ok = type.empty() || type == "string";
+  cursor = c.server().store->Scan(cursor, static_cast<size_t>(count), [&](std::string_view k, int64_t) {
+    if (type_ok && (!use_pattern || GlobMatch(pattern, k))) keys.emplace_back(k);
+  });
+  c.out().ArrayHeader(2);
+  c.out().Bulk(std::to_string(cursor));
+  c.out().ArrayHeader(keys.size());
+  for (const std::string& k : keys) c.out().Bulk(k);
+}
+
+void Randomkey(Ctx& c) {
+  std::string key;
+  if (c.server().store->RandomKey(&key)) {
+    c.out().Bulk(key);
+  } else {
+    c.out().Null();
+  }
+}
+
+void Dbsize(Ctx& c) { c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys)); }
+
+// RENAME / RENAMENX: one batch, so the move is atomic. The source's value and expiry are captured by
+// the op that deletes it and written by the op after it.
+void RenameWith(Ctx& c, bool nx) {
+  std::string src(c.arg(1));
+  std::string dst(c.arg(2));
+  struct Move {
+    bool found = false;
+    bool dst_exists = false;
+    std::string value;
+    int64_t expire_at_ms = 0;
+  };
+  auto m = std::make_shared<Move>();
+  if (src == dst) {
+    c.batch().Update(src, [m](const ValueView* cur) {
+      m->found = cur != nullptr;
+      m->dst_exists = m->found;
+      return UpdateDecision{};
+    });
+  } else {
+    if (nx) {
+      c.batch().Update(dst, [m](const ValueView* cur) {
+        m->dst_exists = cur != nullptr;
+        return UpdateDecision{};
+      });
+    }
+    c.batch().Update(src, [m, nx](const ValueView* cur) {
+      UpdateDecision d;
+      if (cur == nullptr) return d;
+      m->found = true;
+      if (nx && m->dst_exists) return d;
+      m->value.assign(cur->value);
+      m->expire_at_ms = cur->expire_at_ms;
+      d.action = Action::kDelete;
+      return d;
+    });
+    c.batch().Update(dst, [m, nx](const ValueView*) {
+      UpdateDecision d;
+      if (!m->found || (nx && m->dst_exists)) return d;
+      d.action = Action::kPut;
+      d.value = std::move(m->value);
+      d.expire_at_ms = m->expire_at_ms;
+      return d;
+    });
+  }
+  c.Then([m, nx](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!m->found) {
+      out.Error(err::kNoSuchKey);
+    } else if (nx) {
+      out.Integer(m->dst_exists ? 0 : 1);
+    } else {
+      out.Ok();
+    }
+  });
+}
+void Rename(Ctx& c) { RenameWith(c, false); }
+void Renamenx(Ctx& c) { RenameWith(c, true); }
+
+// FLUSHDB / FLUSHALL [ASYNC|SYNC]: deletes every key in one batch.
+void Flush(Ctx& c) {
+  if (c.argc() > 2) return c.Fail(std::string(err::kSyntax));
+  if (c.argc() == 2) {
+    const std::string opt = ToLower(c.arg(1));
+    if (opt != "async" && opt != "sync") return c.Fail(std::string(err::kSyntax));
+  }
+  uint64_t cursor = 0;
+  do {
+    cursor = c.server().store->Scan(cursor, 4096, [&](std::string_view k, int64_t) {
+      c.batch().Delete(std::string(k));
+    });
+  } while (cursor != 0);
+  c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
+}
+
+}  // namespace
+
+void RegisterKeyCommands(std::vector<Command>* t) {
+  constexpr uint32_t kW = kWrite;
+  constexpr uint32_t kR = kReadOnly;
+  t->push_back({"del", -2, kW, 1, -1, 1, Del, "@keyspace @write @slow"});
+  t->push_back({"unlink", -2, kW | kFast, 1, -1, 1, Del, "@keyspace @write @fast"});
+  t->push_back({"exists", -2, kR | kFast, 1, -1, 1, Exists, "@keyspace @read @fast"});
+  t->push_back({"type", 2, kR | kFast, 1, 1, 1, Type, "@keyspace @read @fast"});
+  t->push_back({"ttl", 2, kR | kFast, 1, 1, 1, Ttl, "@keyspace @read @fast"});
+  t->push_back({"pttl", 2, kR | kFast, 1, 1, 1, Pttl, "@keyspace @read @fast"});
+  t->push_back({"expiretime", 2, kR | kFast, 1, 1, 1, Expiretime, "@keyspace @read @fast"});
+  t->push_back({"pexpiretime", 2, kR | kFast, 1, 1, 1, Pexpiretime, "@keyspace @read @fast"});
+  t->push_back({"expire", -3, kW | kFast, 1, 1, 1, Expire, "@keyspace @write @fast"});
+  t->push_back({"pexpire", -3, kW | kFast, 1, 1, 1, Pexpire, "@keyspace @write @fast"});
+  t->push_back({"expireat", -3, kW | kFast, 1, 1, 1, Expireat, "@keyspace @write @fast"});
+  t->push_back({"pexpireat", -3, kW | kFast, 1, 1, 1, Pexpireat, "@keyspace @write @fast"});
+  t->push_back({"persist", 2, kW | kFast, 1, 1, 1, Persist, "@keyspace @write @fast"});
+  t->push_back({"keys", 2, kR, 0, 0, 0, Keys, "@keyspace @read @slow @dangerous"});
+  t->push_back({"scan", -2, kR, 0, 0, 0, Scan, "@keyspace @read @slow"});
+  t->push_back({"randomkey", 1, kR, 0, 0, 0, Randomkey, "@keyspace @read @slow"});
+  t->push_back({"dbsize", 1, kR | kFast, 0, 0, 0, Dbsize, "@keyspace @read @fast"});
+  t->push_back({"rename", 3, kW, 1, 2, 1, Rename, "@keyspace @write @slow"});
+  t->push_back({"renamenx", 3, kW | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
+  t->push_back({"flushdb", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
+  t->push_back({"flushall", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
+}
+
+}  // namespace keg::server

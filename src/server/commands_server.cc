@@ -1,0 +1,508 @@
+// Server commands: INFO, CONFIG, COMMAND, TIME, SAVE / BGSAVE / LASTSAVE, BGREWRITEAOF, COMPACT,
+// SHUTDOWN, SLOWLOG, LATENCY; and the table itself.
+#include <sys/resource.h>
+#include <sys/time.h>
+#include <sys/utsname.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <fstream>
+#include <spdlog/spdlog.h>
+
+#include "resp/numbers.h"
+#include "server/command.h"
+#include "server/glob.h"
+#include "server/session.h"
+#include "server/state.h"
+#include "server/version.h"
+
+namespace keg::server {
+namespace {
+
+int64_t RssBytes() {
+  std::ifstream in("/proc/self/statm");
+  long pages = 0, rss = 0;
+  in >> pages >> rss;
+  return static_cast<int64_t>(rss) * sysconf(_SC_PAGESIZE);
+}
+
+std::string Section(std::string_view title) { return "# " + std::string(title) + "\r\n"; }
+
+void Field(std::string* s, std::string_view name, const std::string& value) {
+  *s += name;
+  *s += ':';
+  *s += value;
+  *s += "\r\n";
+}
+template <typename T>
+void Field(std::string* s, std::string_view name, T value) {
+  Field(s, name, std::to_string(value));
+}
+
+std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
+  ServerState& st = c.server();
+  const bool all = wanted.empty() || std::count(wanted.begin(), wanted.end(), "all") ||
+                   std::count(wanted.begin(), wanted.end(), "everything") ||
+                   std::count(wanted.begin(), wanted.end(), "default");
+  auto want = [&](std::string_view name) {
+    return all || std::count(wanted.begin(), wanted.end(), std::string(name)) > 0;
+  };
+  const int64_t now = store::NowMs();
+  const store::Stats stats = st.store->GetStats();
+  const int64_t rss = RssBytes();
+  std::string s;
+  auto begin = [&](std::string_view title) {
+    if (!s.empty()) s += "\r\n";
+    s += Section(title);
+  };
+  if (want("server")) {
+    begin("Server");
+    utsname u{};
+    uname(&u);
+    Field(&s, "redis_version", std::string(kRedisVersion));
+    Field(&s, "redis_git_sha1", std::string("00000000"));
+    Field(&s, "redis_git_dirty", 0);
+    Field(&s, "redis_build_id", std::string("0"));
+    Field(&s, "redis_mode", std::string("standalone"));
+    Field(&s, "os", std::string(u.sysname) + " " + u.release + " " + u.machine);
+    Field(&s, "arch_bits", 64);
+    Field(&s, "multiplexing_api", std::string("epoll"));
+    Field(&s, "process_id", static_cast<int64_t>(getpid()));
+    Field(&s, "run_id", st.run_id);
+    Field(&s, "tcp_port", st.port);
+    Field(&s, "server_time_usec", now * 1000);
+    Field(&s, "uptime_in_seconds", (now - st.start_ms) / 1000);
+    Field(&s, "uptime_in_days", (now - st.start_ms) / 86400000);
+    Field(&s, "executable", st.executable);
+    Field(&s, "config_file", st.config_file);
+    Field(&s, "keg_version", std::string(kKegVersion));
+  }
+  if (want("clients")) {
+    begin("Clients");
+    Field(&s, "connected_clients", st.clients.size());
+    Field(&s, "maxclients", st.maxclients.load());
+    Field(&s, "blocked_clients", 0);
+    Field(&s, "tracking_clients", 0);
+  }
+  if (want("memory")) {
+    begin("Memory");
+    Field(&s, "used_memory", rss);
+    Field(&s, "used_memory_rss", rss);
+    Field(&s, "used_memory_peak", rss);
+    Field(&s, "maxmemory", 0);
+    Field(&s, "maxmemory_policy", std::string("noeviction"));
+    Field(&s, "mem_fragmentation_ratio", std::string("1.00"));
+  }
+  if (want("persistence")) {
+    begin("Persistence");
+    Field(&s, "loading", 0);
+    Field(&s, "async_loading", 0);
+    Field(&s, "rdb_changes_since_last_save", st.counters.changes_since_save.load());
+    Field(&s, "rdb_bgsave_in_progress", 0);
+    Field(&s, "rdb_last_save_time", st.last_save_s.load());
+    Field(&s, "rdb_last_bgsave_status", std::string("ok"));
+    Field(&s, "aof_enabled", 1);
+    Field(&s, "aof_rewrite_in_progress", st.compaction_running.load() ? 1 : 0);
+    Field(&s, "aof_last_write_status", std::string(stats.writes_failed ? "err" : "ok"));
+  }
+  if (want("stats")) {
+    begin("Stats");
+    Field(&s, "total_connections_received", st.counters.connections.load());
+    Field(&s, "total_commands_processed", st.counters.commands.load());
+    Field(&s, "rejected_connections", st.counters.rejected_connections.load());
+    Field(&s, "expired_keys", stats.expired_keys);
+    Field(&s, "evicted_keys", 0);
+    Field(&s, "keyspace_hits", st.counters.keyspace_hits.load());
+    Field(&s, "keyspace_misses", st.counters.keyspace_misses.load());
+    Field(&s, "total_error_replies", st.counters.error_replies.load());
+  }
+  if (want("replication")) {
+    begin("Replication");
+    Field(&s, "role", std::string("master"));
+    Field(&s, "connected_slaves", 0);
+    Field(&s, "master_replid", st.run_id);
+    Field(&s, "master_repl_offset", 0);
+  }
+  if (want("cpu")) {
+    begin("CPU");
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(ru.ru_stime.tv_sec),
+                  static_cast<long>(ru.ru_stime.tv_usec));
+    Field(&s, "used_cpu_sys", std::string(buf));
+    std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(ru.ru_utime.tv_sec),
+                  static_cast<long>(ru.ru_utime.tv_usec));
+    Field(&s, "used_cpu_user", std::string(buf));
+  }
+  if (want("modules")) begin("Modules");
+  if (want("errorstats")) begin("Errorstats");
+  if (want("cluster")) {
+    begin("Cluster");
+    Field(&s, "cluster_enabled", 0);
+  }
+  if (want("keyspace")) {
+    begin("Keyspace");
+    if (stats.keys > 0) {
+      Field(&s, "db0", "keys=" + std::to_string(stats.keys) +
+                           ",expires=" + std::to_string(st.store->ExpiringKeys()) + ",avg_ttl=0");
+    }
+  }
+  if (want("keg")) {
+    begin("Keg");
+    const uint64_t live = stats.total_bytes - std::min(stats.dead_bytes, stats.total_bytes);
+    Field(&s, "data_files", stats.data_files);
+    Field(&s, "data_bytes", stats.total_bytes);
+    Field(&s, "live_bytes", live);
+    Field(&s, "dead_bytes", stats.dead_bytes);
+    char frag[32];
+    std::snprintf(frag, sizeof(frag), "%.4f",
+                  stats.total_bytes == 0 ? 0.0 : static_cast<double>(stats.dead_bytes) / static_cast<double>(stats.total_bytes));
+    Field(&s, "fragmentation", std::string(frag));
+    Field(&s, "keydir_bytes", stats.keydir_bytes);
+    char per_key[32];
+    std::snprintf(per_key, sizeof(per_key), "%.2f",
+                  stats.keys == 0 ? 0.0 : static_cast<double>(stats.keydir_bytes) / static_cast<double>(stats.keys));
+    Field(&s, "keydir_bytes_per_key", std::string(per_key));
+    Field(&s, "compactions", stats.compactions);
+    Field(&s, "compaction_in_progress", st.compaction_running.load() ? 1 : 0);
+    Field(&s, "compaction_reclaimed_bytes", stats.compaction_bytes_reclaimed);
+    Field(&s, "last_compaction_ms", stats.last_compaction_ms);
+    Field(&s, "writes_failed", stats.writes_failed ? 1 : 0);
+    std::string fsync;
+    {
+      std::lock_guard lock(st.config_mu);
+      fsync = st.config.appendfsync == store::FsyncPolicy::kAlways ? "always"
+              : st.config.appendfsync == store::FsyncPolicy::kEverySec ? "everysec" : "no";
+    }
+    Field(&s, "appendfsync", fsync);
+  }
+  return s;
+}
+
+void Info(Ctx& c) {
+  std::vector<std::string> wanted;
+  for (size_t i = 1; i < c.argc(); ++i) wanted.push_back(ToLower(c.arg(i)));
+  const std::string text = InfoText(c, wanted);
+  if (c.client().protocol() == resp::Protocol::kResp3) {
+    c.out().Verbatim(text);
+  } else {
+    c.out().Bulk(text);
+  }
+}
+
+void ConfigCmd(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  ServerState& st = c.server();
+  if (sub == "get" && c.argc() >= 3) {
+    std::vector<std::pair<std::string, std::string>> all;
+    {
+      std::lock_guard lock(st.config_mu);
+      for (size_t i = 2; i < c.argc(); ++i) {
+        for (auto& kv : GetDirectives(st.config, c.arg(i))) {
+          if (std::none_of(all.begin(), all.end(), [&](const auto& x) { return x.first == kv.first; })) {
+            all.push_back(std::move(kv));
+          }
+        }
+      }
+    }
+    c.out().MapHeader(all.size());
+    for (const auto& [k, v] : all) {
+      c.out().Bulk(k);
+      c.out().Bulk(v);
+    }
+    return;
+  }
+  if (sub == "set" && c.argc() >= 4) {
+    if (c.argc() % 2 != 0) {
+      return c.Error("Unknown option or number of arguments for CONFIG SET - '" + std::string(c.arg(2)) + "'");
+    }
+    std::lock_guard lock(st.config_mu);
+    Config copy = st.config;
+    for (size_t i = 2; i < c.argc(); i += 2) {
+      // client-output-buffer-limit takes "class hard soft secs" in one value.
+      std::vector<std::string> words;
+      std::string_view v = c.arg(i + 1);
+      size_t pos = 0;
+      while (pos < v.size()) {
+        while (pos < v.size() && v[pos] == ' ') ++pos;
+        size_t e = pos;
+        while (e < v.size() && v[e] != ' ') ++e;
+        if (e > pos) words.emplace_back(v.substr(pos, e - pos));
+        pos = e;
+      }
+      std::vector<std::string_view> values;
+      const std::string name = ToLower(c.arg(i));
+      if (name == "client-output-buffer-limit" || name == "bind") {
+        values.assign(words.begin(), words.end());
+      } else {
+        values.push_back(v);
+      }
+      const std::string why = SetDirective(&copy, name, values, true);
+      if (why == "Bad directive or wrong number of arguments") {
+        return c.Error("Unknown option or number of arguments for CONFIG SET - '" + std::string(c.arg(i)) + "'");
+      }
+      if (!why.empty()) {
+        return c.Error("CONFIG SET failed (possibly related to argument '" + std::string(c.arg(i)) +
+                       "') - " + why);
+      }
+    }
+    st.config = std::move(copy);
+    st.ApplyConfigLocked();
+    return c.out().Ok();
+  }
+  if (sub == "resetstat" && c.argc() == 2) {
+    st.counters.commands = 0;
+    st.counters.rejected_connections = 0;
+    st.counters.keyspace_hits = 0;
+    st.counters.keyspace_misses = 0;
+    st.counters.error_replies = 0;
+    st.counters.connections = 0;
+    return c.out().Ok();
+  }
+  if (sub == "rewrite" && c.argc() == 2) return c.Error("CONFIG REWRITE is not supported by keg; edit the config file");
+  if (sub == "get" || sub == "set" || sub == "resetstat" || sub == "rewrite") {
+    return c.Error(WrongArity("config|" + sub));
+  }
+  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try CONFIG HELP.");
+}
+
+void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view full_name) {
+  out.ArrayHeader(10);
+  out.Bulk(full_name);
+  out.Integer(cmd.arity);
+  std::vector<std::string_view> flags;
+  if (cmd.flags & kWrite) flags.push_back("write");
+  if (cmd.flags & kReadOnly) flags.push_back("readonly");
+  if (cmd.flags & kAdmin) flags.push_back("admin");
+  if (cmd.flags & kNoAuth) flags.push_back("no_auth");
+  if (cmd.flags & kNoMulti) flags.push_back("no_multi");
+  if (cmd.flags & kFast) flags.push_back("fast");
+  out.SetHeader(flags.size());
+  for (std::string_view f : flags) out.SimpleString(f);
+  out.Integer(cmd.first_key);
+  out.Integer(cmd.last_key);
+  out.Integer(cmd.key_step);
+  std::vector<std::string_view> cats;
+  std::string_view a = cmd.acl_categories;
+  while (!a.empty()) {
+    const size_t sp = a.find(' ');
+    cats.push_back(a.substr(0, sp));
+    if (sp == std::string_view::npos) break;
+    a.remove_prefix(sp + 1);
+  }
+  out.SetHeader(cats.size());
+  for (std::string_view cat : cats) out.SimpleString(cat);
+  out.SetHeader(0);    // tips
+  out.ArrayHeader(0);  // key specs
+  out.ArrayHeader(cmd.subcommands.size());
+  for (const Command& sub : cmd.subcommands) {
+    Command full = sub;
+    full.acl_categories = cmd.acl_categories;
+    CommandEntry(out, full, std::string(cmd.name) + "|" + std::string(sub.name));
+  }
+}
+
+void CommandCmd(Ctx& c) {
+  const auto& table = AllCommands();
+  resp::ReplyBuffer& out = c.out();
+  if (c.argc() == 1) {
+    out.ArrayHeader(table.size());
+    for (const Command& cmd : table) CommandEntry(out, cmd, cmd.name);
+    return;
+  }
+  const std::string sub = ToLower(c.arg(1));
+  if (sub == "count" && c.argc() == 2) return out.Integer(static_cast<int64_t>(table.size()));
+  if (sub == "list") {
+    out.ArrayHeader(table.size());
+    for (const Command& cmd : table) out.Bulk(cmd.name);
+    return;
+  }
+  if (sub == "info") {
+    if (c.argc() == 2) {
+      out.ArrayHeader(table.size());
+      for (const Command& cmd : table) CommandEntry(out, cmd, cmd.name);
+      return;
+    }
+    out.ArrayHeader(c.argc() - 2);
+    for (size_t i = 2; i < c.argc(); ++i) {
+      const Command* cmd = FindCommand(c.arg(i));
+      if (cmd == nullptr) {
+        out.NullArray();
+      } else {
+        CommandEntry(out, *cmd, cmd->name);
+      }
+    }
+    return;
+  }
+  if (sub == "count") return c.Error(WrongArity("command|count"));
+  // COMMAND DOCS included: an error makes redis-cli use its built-in help (see clients.md).
+  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try COMMAND HELP.");
+}
+
+void Time(Ctx& c) {
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  c.out().ArrayHeader(2);
+  c.out().Bulk(std::to_string(tv.tv_sec));
+  c.out().Bulk(std::to_string(tv.tv_usec));
+}
+
+// SAVE / BGSAVE: every write is already in the log; these fsync it now.
+void SaveWith(Ctx& c, bool background) {
+  const store::Status s = c.server().store->Sync();
+  if (!s.ok()) return c.Error(StorageError(s));
+  c.server().last_save_s = store::NowMs() / 1000;
+  c.server().counters.changes_since_save = 0;
+  if (background) {
+    c.out().SimpleString("Background saving started");
+  } else {
+    c.out().Ok();
+  }
+}
+void Save(Ctx& c) { SaveWith(c, false); }
+void Bgsave(Ctx& c) {
+  if (c.argc() > 2 || (c.argc() == 2 && ToLower(c.arg(1)) != "schedule")) return c.Error(err::kSyntax);
+  SaveWith(c, true);
+}
+void Lastsave(Ctx& c) { c.out().Integer(c.server().last_save_s.load()); }
+
+// Starts a compaction; `done` runs on the background thread when it ends.
+void StartCompaction(ServerState& st, std::function<void(const store::Status&)> done) {
+  st.compaction_running = true;
+  spdlog::info("compaction requested");
+  st.store->Compact([&st, done = std::move(done)](const store::Status& s) {
+    st.compaction_running = false;
+    if (!s.ok()) spdlog::error("compaction failed: {}", s.ToString());
+    done(s);
+  });
+}
+
+void Bgrewriteaof(Ctx& c) {
+  StartCompaction(c.server(), [](const store::Status&) {});
+  c.out().SimpleString("Background append only file rewriting started");
+}
+
+// COMPACT [ASYNC]: replies when the compaction is done (other clients are not blocked), or at once.
+void Compact(Ctx& c) {
+  bool async = false;
+  if (c.argc() == 2) {
+    if (ToLower(c.arg(1)) != "async") return c.Error(err::kSyntax);
+    async = true;
+  }
+  if (async || c.client().in_exec()) {
+    StartCompaction(c.server(), [](const store::Status&) {});
+    return c.out().SimpleString("Compaction started");
+  }
+  ClientSession* client = &c.client();
+  std::shared_ptr<net::Link> keep = client->link().Self();
+  StartCompaction(c.server(), [client, keep](const store::Status& s) {
+    keep->Post([client, s] {
+      if (s.ok()) {
+        client->link().out().Ok();
+      } else {
+        client->link().out().Error("compaction failed: " + s.ToString());
+      }
+      client->Finish();
+    });
+  });
+  client->Suspend();
+}
+
+void Shutdown(Ctx& c) {
+  for (size_t i = 1; i < c.argc(); ++i) {
+    const std::string opt = ToLower(c.arg(i));
+    if (opt == "abort") return c.Error("No shutdown in progress.");
+    if (opt != "nosave" && opt != "save" && opt != "now" && opt != "force") return c.Error(err::kSyntax);
+  }
+  spdlog::warn("User requested shutdown...");
+  if (c.server().request_shutdown) c.server().request_shutdown();
+  c.client().Suspend();  // no reply: the connection closes with the server, as in Redis
+}
+
+void Slowlog(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  if (sub == "get") return c.out().ArrayHeader(0);
+  if (sub == "len") return c.out().Integer(0);
+  if (sub == "reset") return c.out().Ok();
+  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try SLOWLOG HELP.");
+}
+
+void Latency(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  if (sub == "latest") return c.out().ArrayHeader(0);
+  if (sub == "history") return c.out().ArrayHeader(0);
+  if (sub == "reset") return c.out().Integer(0);
+  if (sub == "histogram") return c.out().MapHeader(0);
+  if (sub == "doctor") return c.out().Bulk("keg does not record latency events yet.\n");
+  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try LATENCY HELP.");
+}
+
+}  // namespace
+
+void RegisterServerCommands(std::vector<Command>* t) {
+  t->push_back({"info", -1, 0, 0, 0, 0, Info, "@slow @dangerous"});
+  t->push_back({"config", -2, kAdmin, 0, 0, 0, ConfigCmd, "@admin @slow @dangerous",
+                {{"get", -3, kAdmin, 0, 0, 0, nullptr, ""},
+                 {"set", -4, kAdmin, 0, 0, 0, nullptr, ""},
+                 {"resetstat", 2, kAdmin, 0, 0, 0, nullptr, ""},
+                 {"rewrite", 2, kAdmin, 0, 0, 0, nullptr, ""}}});
+  t->push_back({"command", -1, 0, 0, 0, 0, CommandCmd, "@slow @connection",
+                {{"count", 2, 0, 0, 0, 0, nullptr, ""},
+                 {"info", -2, 0, 0, 0, 0, nullptr, ""},
+                 {"list", -2, 0, 0, 0, 0, nullptr, ""}}});
+  t->push_back({"time", 1, kFast, 0, 0, 0, Time, "@fast"});
+  t->push_back({"save", 1, kAdmin | kNoMulti, 0, 0, 0, Save, "@admin @slow @dangerous"});
+  t->push_back({"bgsave", -1, kAdmin, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
+  t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});
+  t->push_back({"bgrewriteaof", 1, kAdmin | kNoMulti, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
+  t->push_back({"compact", -1, kAdmin | kSession, 0, 0, 0, Compact, "@admin @slow"});
+  t->push_back({"shutdown", -1, kAdmin | kNoMulti | kSession, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
+  t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
+  t->push_back({"latency", -2, kAdmin, 0, 0, 0, Latency, "@admin @slow @dangerous"});
+}
+
+namespace {
+struct NameHash {
+  using is_transparent = void;
+  size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+};
+struct Table {
+  std::vector<Command> commands;
+  std::unordered_map<std::string, size_t, NameHash, std::equal_to<>> index;
+  Table() {
+    RegisterStringCommands(&commands);
+    RegisterKeyCommands(&commands);
+    RegisterConnectionCommands(&commands);
+    RegisterServerCommands(&commands);
+    for (size_t i = 0; i < commands.size(); ++i) index.emplace(std::string(commands[i].name), i);
+  }
+};
+const Table& TheTable() {
+  static const Table table;
+  return table;
+}
+}  // namespace
+
+const std::vector<Command>& AllCommands() { return TheTable().commands; }
+
+const Command* FindCommand(std::string_view name) {
+  if (name.size() > 32) return nullptr;
+  char lower[32];
+  for (size_t i = 0; i < name.size(); ++i) {
+    const char ch = name[i];
+    lower[i] = (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch - 'A' + 'a') : ch;
+  }
+  const Table& t = TheTable();
+  auto it = t.index.find(std::string_view(lower, name.size()));
+  return it == t.index.end() ? nullptr : &t.commands[it->second];
+}
+
+const Command* FindSubcommand(const Command& parent, std::string_view name) {
+  for (const Command& sub : parent.subcommands) {
+    if (EqualsIgnoreCase(sub.name, name)) return &sub;
+  }
+  return nullptr;
+}
+
+}  // namespace keg::server

@@ -1,0 +1,445 @@
+// String commands: GET, SET and friends, counters, ranges, MGET / MSET.
+#include <cmath>
+#include <cstdio>
+#include <memory>
+
+#include "resp/numbers.h"
+#include "server/command.h"
+#include "server/expiry.h"
+#include "server/session.h"
+#include "server/state.h"
+
+namespace keg::server {
+namespace {
+
+using store::OpResult;
+using store::UpdateDecision;
+using store::ValueView;
+using Action = store::UpdateDecision::Action;
+
+int64_t MaxBulk(Ctx& c) { return c.server().proto_max_bulk_len.load(std::memory_order_relaxed); }
+
+// GET replies with a view into the mapped file: large values go out without a copy.
+void BulkView(resp::ReplyBuffer& out, const ValueView& v) { out.Bulk(v.value, v.pin); }
+
+void Get(Ctx& c) {
+  ValueView v;
+  if (c.Lookup(c.arg(1), &v)) {
+    BulkView(c.out(), v);
+  } else {
+    c.out().Null();
+  }
+}
+
+void Strlen(Ctx& c) {
+  ValueView v;
+  c.out().Integer(c.Lookup(c.arg(1), &v) ? static_cast<int64_t>(v.value.size()) : 0);
+}
+
+void Getrange(Ctx& c) {
+  int64_t start = 0;
+  int64_t end = 0;
+  if (!resp::ParseInt64(c.arg(2), &start) || !resp::ParseInt64(c.arg(3), &end)) {
+    c.Error(err::kNotInteger);
+    return;
+  }
+  ValueView v;
+  if (!c.Lookup(c.arg(1), &v)) {
+    c.out().Bulk("");
+    return;
+  }
+  const int64_t len = static_cast<int64_t>(v.value.size());
+  if (start < 0 && end < 0 && start > end) {
+    c.out().Bulk("");
+    return;
+  }
+  if (start < 0) start = len + start;
+  if (end < 0) end = len + end;
+  if (start < 0) start = 0;
+  if (end < 0) end = 0;
+  if (end >= len) end = len - 1;
+  if (start > end || len == 0) {
+    c.out().Bulk("");
+    return;
+  }
+  c.out().Bulk(v.value.substr(static_cast<size_t>(start), static_cast<size_t>(end - start + 1)), v.pin);
+}
+
+void Mget(Ctx& c) {
+  c.out().ArrayHeader(c.argc() - 1);
+  for (size_t i = 1; i < c.argc(); ++i) {
+    ValueView v;
+    if (c.Lookup(c.arg(i), &v)) {
+      BulkView(c.out(), v);
+    } else {
+      c.out().Null();
+    }
+  }
+}
+
+// SET key value [NX|XX] [GET] [EX s|PX ms|EXAT s|PXAT ms|KEEPTTL]
+void Set(Ctx& c) {
+  store::PutCondition cond = store::PutCondition::kAlways;
+  bool get = false;
+  bool keep_ttl = false;
+  Expiry expiry;
+  for (size_t i = 3; i < c.argc(); ++i) {
+    const std::string opt = ToLower(c.arg(i));
+    const bool has_next = i + 1 < c.argc();
+    if (opt == "nx" && cond != store::PutCondition::kIfPresent) {
+      cond = store::PutCondition::kIfAbsent;
+    } else if (opt == "xx" && cond != store::PutCondition::kIfAbsent) {
+      cond = store::PutCondition::kIfPresent;
+    } else if (opt == "get") {
+      get = true;
+    } else if (opt == "keepttl" && !expiry.set) {
+      keep_ttl = true;
+    } else if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !keep_ttl &&
+               !expiry.set && has_next) {
+      expiry.set = true;
+      expiry.unit = opt;
+      expiry.text = c.arg(++i);
+    } else {
+      c.Fail(std::string(err::kSyntax));
+      return;
+    }
+  }
+  int64_t at = 0;
+  if (expiry.set) {
+    std::string error;
+    if (!expiry.Resolve("set", &at, &error)) {
+      c.Fail(error);
+      return;
+    }
+  }
+  c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), at, cond, keep_ttl, get);
+  c.Then([get](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (get) {
+      if (r[0].old) {
+        out.Bulk(r[0].old->value, r[0].old->pin);
+      } else {
+        out.Null();
+      }
+    } else if (r[0].applied) {
+      out.Ok();
+    } else {
+      out.Null();
+    }
+  });
+}
+
+void Setnx(Ctx& c) {
+  c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), 0, store::PutCondition::kIfAbsent);
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
+}
+
+void SetexWith(Ctx& c, const char* unit, const char* name) {
+  Expiry e{true, unit, c.arg(2)};
+  int64_t at = 0;
+  std::string error;
+  if (!e.Resolve(name, &at, &error)) {
+    c.Fail(error);
+    return;
+  }
+  c.batch().Put(std::string(c.arg(1)), std::string(c.arg(3)), at);
+  c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
+}
+void Setex(Ctx& c) { SetexWith(c, "ex", "setex"); }
+void Psetex(Ctx& c) { SetexWith(c, "px", "psetex"); }
+
+void Getset(Ctx& c) {
+  c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), 0, store::PutCondition::kAlways,
+                false, true);
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (r[0].old) {
+      out.Bulk(r[0].old->value, r[0].old->pin);
+    } else {
+      out.Null();
+    }
+  });
+}
+
+void Getdel(Ctx& c) {
+  c.batch().Delete(std::string(c.arg(1)), true);
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (r[0].old) {
+      out.Bulk(r[0].old->value, r[0].old->pin);
+    } else {
+      out.Null();
+    }
+  });
+}
+
+// The value an Update saw, copied out of the writer thread for the reply.
+struct Captured {
+  bool found = false;
+  std::string value;
+  std::string error;
+  int64_t number = 0;
+};
+
+// GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]
+void Getex(Ctx& c) {
+  Expiry expiry;
+  bool persist = false;
+  for (size_t i = 2; i < c.argc(); ++i) {
+    const std::string opt = ToLower(c.arg(i));
+    if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !expiry.set && !persist &&
+        i + 1 < c.argc()) {
+      expiry = Expiry{true, opt, c.arg(++i)};
+    } else if (opt == "persist" && !expiry.set && !persist) {
+      persist = true;
+    } else {
+      c.Fail(std::string(err::kSyntax));
+      return;
+    }
+  }
+  int64_t at = 0;
+  if (expiry.set) {
+    std::string error;
+    if (!expiry.Resolve("getex", &at, &error)) {
+      c.Fail(error);
+      return;
+    }
+  }
+  auto cap = std::make_shared<Captured>();
+  const bool change = expiry.set || persist;
+  c.batch().Update(std::string(c.arg(1)), [cap, change, persist, at](const ValueView* cur) {
+    UpdateDecision d;
+    if (cur == nullptr) return d;
+    cap->found = true;
+    cap->value.assign(cur->value);
+    if (!change || (persist && cur->expire_at_ms == 0)) return d;
+    d.action = Action::kPut;
+    d.value = cap->value;
+    d.expire_at_ms = persist ? 0 : at;
+    return d;
+  });
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (cap->found) {
+      out.Bulk(cap->value);
+    } else {
+      out.Null();
+    }
+  });
+}
+
+void IncrBy(Ctx& c, int64_t by) {
+  auto cap = std::make_shared<Captured>();
+  c.batch().Update(std::string(c.arg(1)), [cap, by](const ValueView* cur) {
+    UpdateDecision d;
+    int64_t v = 0;
+    if (cur != nullptr && !resp::ParseInt64(cur->value, &v)) {
+      cap->error = err::kNotInteger;
+      return d;
+    }
+    if ((by < 0 && v < 0 && by < INT64_MIN - v) || (by > 0 && v > 0 && by > INT64_MAX - v)) {
+      cap->error = err::kOverflow;
+      return d;
+    }
+    cap->number = v + by;
+    d.action = Action::kPut;
+    d.value = std::to_string(cap->number);
+    d.keep_ttl = true;
+    return d;
+  });
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else {
+      out.Integer(cap->number);
+    }
+  });
+}
+
+void Incr(Ctx& c) { IncrBy(c, 1); }
+void Decr(Ctx& c) { IncrBy(c, -1); }
+void Incrby(Ctx& c) {
+  int64_t by = 0;
+  if (!resp::ParseInt64(c.arg(2), &by)) return c.Fail(std::string(err::kNotInteger));
+  IncrBy(c, by);
+}
+void Decrby(Ctx& c) {
+  int64_t by = 0;
+  if (!resp::ParseInt64(c.arg(2), &by)) return c.Fail(std::string(err::kNotInteger));
+  if (by == INT64_MIN) return c.Fail("decrement would overflow");
+  IncrBy(c, -by);
+}
+
+// Redis's string2ld: the whole string, no spaces, no NaN.
+bool ParseLongDouble(std::string_view s, long double* out) {
+  if (s.empty() || s.size() > 5120) return false;
+  if (std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  std::string buf(s);
+  char* end = nullptr;
+  errno = 0;
+  const long double v = std::strtold(buf.c_str(), &end);
+  if (end != buf.c_str() + buf.size() || std::isnan(v) || (errno == ERANGE && std::isinf(v))) return false;
+  *out = v;
+  return true;
+}
+
+// Redis's ld2string(LD_STR_HUMAN): %.17Lf without trailing zeros.
+std::string FormatLongDouble(long double v) {
+  char buf[5120];
+  int n = std::snprintf(buf, sizeof(buf), "%.17Lf", v);
+  std::string s(buf, static_cast<size_t>(n));
+  if (s.find('.') != std::string::npos) {
+    while (!s.empty() && s.back() == '0') s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+  }
+  if (s == "-0") s = "0";
+  return s;
+}
+
+void Incrbyfloat(Ctx& c) {
+  long double by = 0;
+  if (!ParseLongDouble(c.arg(2), &by)) return c.Fail(std::string(err::kNotFloat));
+  auto cap = std::make_shared<Captured>();
+  c.batch().Update(std::string(c.arg(1)), [cap, by](const ValueView* cur) {
+    UpdateDecision d;
+    long double v = 0;
+    if (cur != nullptr && !ParseLongDouble(cur->value, &v)) {
+      cap->error = err::kNotFloat;
+      return d;
+    }
+    v += by;
+    if (std::isnan(v) || std::isinf(v)) {
+      cap->error = "increment would produce NaN or Infinity";
+      return d;
+    }
+    cap->value = FormatLongDouble(v);
+    d.action = Action::kPut;
+    d.value = cap->value;
+    d.keep_ttl = true;
+    return d;
+  });
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else {
+      out.Bulk(cap->value);
+    }
+  });
+}
+
+void Append(Ctx& c) {
+  auto cap = std::make_shared<Captured>();
+  const int64_t max = MaxBulk(c);
+  c.batch().Update(std::string(c.arg(1)), [cap, max, tail = std::string(c.arg(2))](const ValueView* cur) {
+    UpdateDecision d;
+    const size_t old = cur != nullptr ? cur->value.size() : 0;
+    if (static_cast<int64_t>(old + tail.size()) > max) {
+      cap->error = err::kTooBig;
+      return d;
+    }
+    d.action = Action::kPut;
+    d.value.reserve(old + tail.size());
+    if (cur != nullptr) d.value.assign(cur->value);
+    d.value += tail;
+    d.keep_ttl = true;
+    cap->number = static_cast<int64_t>(d.value.size());
+    return d;
+  });
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else {
+      out.Integer(cap->number);
+    }
+  });
+}
+
+void Setrange(Ctx& c) {
+  int64_t offset = 0;
+  if (!resp::ParseInt64(c.arg(2), &offset)) return c.Fail(std::string(err::kNotInteger));
+  if (offset < 0) return c.Fail("offset is out of range");
+  const int64_t max = MaxBulk(c);
+  auto cap = std::make_shared<Captured>();
+  c.batch().Update(std::string(c.arg(1)), [cap, max, offset, patch = std::string(c.arg(3))](
+                                              const ValueView* cur) {
+    UpdateDecision d;
+    const size_t old = cur != nullptr ? cur->value.size() : 0;
+    if (patch.empty()) {  // nothing to write: the length (0 when absent; no key is created)
+      cap->number = static_cast<int64_t>(old);
+      return d;
+    }
+    if (offset + static_cast<int64_t>(patch.size()) > max) {
+      cap->error = err::kTooBig;
+      return d;
+    }
+    const size_t off = static_cast<size_t>(offset);
+    d.action = Action::kPut;
+    if (cur != nullptr) d.value.assign(cur->value);
+    if (d.value.size() < off + patch.size()) d.value.resize(off + patch.size(), '\0');
+    d.value.replace(off, patch.size(), patch);
+    d.keep_ttl = true;
+    cap->number = static_cast<int64_t>(d.value.size());
+    return d;
+  });
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else {
+      out.Integer(cap->number);
+    }
+  });
+}
+
+void Mset(Ctx& c) {
+  if (c.argc() % 2 == 0) return c.Fail(WrongArity(c.arg(0)));
+  for (size_t i = 1; i < c.argc(); i += 2) c.batch().Put(std::string(c.arg(i)), std::string(c.arg(i + 1)));
+  c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
+}
+
+// All or nothing: the first pass notes whether any key exists, the second writes only if none.
+void Msetnx(Ctx& c) {
+  if (c.argc() % 2 == 0) return c.Fail(WrongArity(c.arg(0)));
+  auto any = std::make_shared<bool>(false);
+  for (size_t i = 1; i < c.argc(); i += 2) {
+    c.batch().Update(std::string(c.arg(i)), [any](const ValueView* cur) {
+      if (cur != nullptr) *any = true;
+      return UpdateDecision{};
+    });
+  }
+  for (size_t i = 1; i < c.argc(); i += 2) {
+    c.batch().Update(std::string(c.arg(i)), [any, v = std::string(c.arg(i + 1))](const ValueView*) {
+      UpdateDecision d;
+      if (*any) return d;
+      d.action = Action::kPut;
+      d.value = v;
+      return d;
+    });
+  }
+  c.Then([any](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*any ? 0 : 1); });
+}
+
+}  // namespace
+
+void RegisterStringCommands(std::vector<Command>* t) {
+  constexpr uint32_t kW = kWrite;
+  constexpr uint32_t kR = kReadOnly;
+  t->push_back({"get", 2, kR | kFast, 1, 1, 1, Get, "@read @string @fast"});
+  t->push_back({"strlen", 2, kR | kFast, 1, 1, 1, Strlen, "@read @string @fast"});
+  t->push_back({"getrange", 4, kR, 1, 1, 1, Getrange, "@read @string @slow"});
+  t->push_back({"substr", 4, kR, 1, 1, 1, Getrange, "@read @string @slow"});
+  t->push_back({"mget", -2, kR | kFast, 1, -1, 1, Mget, "@read @string @fast"});
+  t->push_back({"set", -3, kW, 1, 1, 1, Set, "@write @string @slow"});
+  t->push_back({"setnx", 3, kW | kFast, 1, 1, 1, Setnx, "@write @string @fast"});
+  t->push_back({"setex", 4, kW, 1, 1, 1, Setex, "@write @string @slow"});
+  t->push_back({"psetex", 4, kW, 1, 1, 1, Psetex, "@write @string @slow"});
+  t->push_back({"getset", 3, kW | kFast, 1, 1, 1, Getset, "@write @string @fast"});
+  t->push_back({"getdel", 2, kW | kFast, 1, 1, 1, Getdel, "@write @string @fast"});
+  t->push_back({"getex", -2, kW | kFast, 1, 1, 1, Getex, "@write @string @fast"});
+  t->push_back({"incr", 2, kW | kFast, 1, 1, 1, Incr, "@write @string @fast"});
+  t->push_back({"decr", 2, kW | kFast, 1, 1, 1, Decr, "@write @string @fast"});
+  t->push_back({"incrby", 3, kW | kFast, 1, 1, 1, Incrby, "@write @string @fast"});
+  t->push_back({"decrby", 3, kW | kFast, 1, 1, 1, Decrby, "@write @string @fast"});
+  t->push_back({"incrbyfloat", 3, kW | kFast, 1, 1, 1, Incrbyfloat, "@write @string @fast"});
+  t->push_back({"append", 3, kW | kFast, 1, 1, 1, Append, "@write @string @fast"});
+  t->push_back({"setrange", 4, kW, 1, 1, 1, Setrange, "@write @string @slow"});
+  t->push_back({"mset", -3, kW, 1, -1, 2, Mset, "@write @string @slow"});
+  t->push_back({"msetnx", -3, kW, 1, -1, 2, Msetnx, "@write @string @slow"});
+}
+
+}  // namespace keg::server

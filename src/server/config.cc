@@ -1,0 +1,382 @@
+#include "server/config.h"
+
+#include <algorithm>
+#include <cctype>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include "resp/numbers.h"
+#include "server/glob.h"
+
+namespace keg::server {
+namespace {
+
+std::string Lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return out;
+}
+
+std::string FormatMemory(int64_t v) { return std::to_string(v); }
+
+// One directive: how to set it from arguments and how to print it.
+struct Directive {
+  std::string_view name;
+  bool mutable_at_runtime;
+  // Returns "" or the reason the value is bad.
+  std::function<std::string(Config&, const std::vector<std::string_view>&)> set;
+  std::function<std::string(const Config&)> get;
+};
+
+std::string ParseYesNo(std::string_view v, bool* out) {
+  const std::string l = Lower(v);
+  if (l == "yes") {
+    *out = true;
+  } else if (l == "no") {
+    *out = false;
+  } else {
+    return "argument must be 'yes' or 'no'";
+  }
+  return "";
+}
+
+Directive Bool(std::string_view name, bool Config::*field, bool runtime) {
+  return {name, runtime,
+          [field](Config& c, const std::vector<std::string_view>& a) {
+            if (a.size() != 1) return std::string("wrong number of arguments");
+            return ParseYesNo(a[0], &(c.*field));
+          },
+          [field](const Config& c) { return std::string(c.*field ? "yes" : "no"); }};
+}
+
+Directive Int(std::string_view name, int64_t Config::*field, int64_t lo, int64_t hi, bool runtime,
+              bool memory = false) {
+  return {name, runtime,
+          [=](Config& c, const std::vector<std::string_view>& a) {
+            if (a.size() != 1) return std::string("wrong number of arguments");
+            int64_t v = 0;
+            const bool ok = memory ? ParseMemory(a[0], &v) : resp::ParseInt64(a[0], &v);
+            if (!ok) {
+              return std::string(memory ? "argument must be a memory value"
+                                        : "argument couldn't be parsed into an integer");
+            }
+            if (v < lo || v > hi) {
+              return "argument must be between " + std::to_string(lo) + " and " +
+                     std::to_string(hi) + " inclusive";
+            }
+            c.*field = v;
+            return std::string();
+          },
+          [=](const Config& c) { return memory ? FormatMemory(c.*field) : std::to_string(c.*field); }};
+}
+
+Directive String(std::string_view name, std::string Config::*field, bool runtime) {
+  return {name, runtime,
+          [field](Config& c, const std::vector<std::string_view>& a) {
+            if (a.size() != 1) return std::string("wrong number of arguments");
+            c.*field = std::string(a[0]);
+            return std::string();
+          },
+          [field](const Config& c) { return c.*field; }};
+}
+
+const std::vector<Directive>& Table() {
+  static const std::vector<Directive> table = [] {
+    constexpr int64_t kMax = INT64_MAX;
+    std::vector<Directive> t;
+    t.push_back({"bind", false,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.empty()) return std::string("wrong number of arguments");
+                   c.bind.assign(a.begin(), a.end());
+                   return std::string();
+                 },
+                 [](const Config& c) {
+                   std::string s;
+                   for (const std::string& b : c.bind) s += (s.empty() ? "" : " ") + b;
+                   return s;
+                 }});
+    t.push_back(Int("port", &Config::port, 0, 65535, false));
+    t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
+    t.push_back(Int("tcp-backlog", &Config::tcp_backlog, 0, INT32_MAX, false));
+    t.push_back(Int("tcp-keepalive", &Config::tcp_keepalive, 0, INT32_MAX, true));
+    t.push_back(Bool("protected-mode", &Config::protected_mode, true));
+    t.push_back(String("requirepass", &Config::requirepass, true));
+    t.push_back(Int("maxclients", &Config::maxclients, 1, INT32_MAX, true));
+    t.push_back(Int("timeout", &Config::timeout, 0, INT32_MAX, true));
+    t.push_back(Int("proto-max-bulk-len", &Config::proto_max_bulk_len, 1024 * 1024, kMax, true,
+                    true));
+    t.push_back(Int("client-query-buffer-limit", &Config::client_query_buffer_limit, 1024 * 1024,
+                    kMax, true, true));
+    t.push_back({"client-output-buffer-limit", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   // "normal <hard> <soft> <seconds>", possibly several classes on one line.
+                   if (a.empty() || a.size() % 4 != 0) return std::string("wrong number of arguments");
+                   for (size_t i = 0; i < a.size(); i += 4) {
+                     const std::string cls = Lower(a[i]);
+                     int64_t hard = 0;
+                     int64_t soft = 0;
+                     int64_t secs = 0;
+                     if (cls != "normal" && cls != "replica" && cls != "slave" && cls != "pubsub") {
+                       return std::string("Invalid client class specified in buffer limit configuration.");
+                     }
+                     if (!ParseMemory(a[i + 1], &hard) || !ParseMemory(a[i + 2], &soft) ||
+                         !resp::ParseInt64(a[i + 3], &secs) || hard < 0 || soft < 0 || secs < 0) {
+                       return std::string("Error in hard, soft or soft_seconds setting in buffer limit configuration.");
+                     }
+                     if (cls == "normal") {  // keg has no replicas or pub/sub: the others are kept as no-ops
+                       c.output_hard = hard;
+                       c.output_soft = soft;
+                       c.output_soft_seconds = secs;
+                     }
+                   }
+                   return std::string();
+                 },
+                 [](const Config& c) {
+                   return "normal " + std::to_string(c.output_hard) + " " +
+                          std::to_string(c.output_soft) + " " +
+                          std::to_string(c.output_soft_seconds) +
+                          " slave 268435456 67108864 60 pubsub 33554432 8388608 60";
+                 }});
+    t.push_back({"loglevel", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   const std::string l = Lower(a[0]);
+                   if (l == "debug") c.loglevel = LogLevel::kDebug;
+                   else if (l == "verbose") c.loglevel = LogLevel::kVerbose;
+                   else if (l == "notice") c.loglevel = LogLevel::kNotice;
+                   else if (l == "warning") c.loglevel = LogLevel::kWarning;
+                   else return std::string("argument(s) must be one of the following: debug, verbose, notice, warning");
+                   return std::string();
+                 },
+                 [](const Config& c) { return std::string(LogLevelName(c.loglevel)); }});
+    t.push_back(String("logfile", &Config::logfile, false));
+    t.push_back(String("dir", &Config::dir, false));
+    t.push_back({"appendfsync", false,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   const std::string l = Lower(a[0]);
+                   if (l == "always") c.appendfsync = store::FsyncPolicy::kAlways;
+                   else if (l == "everysec") c.appendfsync = store::FsyncPolicy::kEverySec;
+                   else if (l == "no") c.appendfsync = store::FsyncPolicy::kNo;
+                   else return std::string("argument(s) must be one of the following: always, everysec, no");
+                   return std::string();
+                 },
+                 [](const Config& c) {
+                   switch (c.appendfsync) {
+                     case store::FsyncPolicy::kAlways: return std::string("always");
+                     case store::FsyncPolicy::kEverySec: return std::string("everysec");
+                     case store::FsyncPolicy::kNo: break;
+                   }
+                   return std::string("no");
+                 }});
+    t.push_back(Int("data-file-size", &Config::data_file_size, 1024 * 1024, 1ll << 40, false, true));
+    t.push_back(Bool("verify-checksums", &Config::verify_checksums, false));
+    t.push_back(Int("compaction-frag-trigger", &Config::compaction_frag_trigger, 1, 100, false));
+    t.push_back(Int("compaction-dead-bytes-trigger", &Config::compaction_dead_bytes_trigger, 0,
+                    kMax, false, true));
+    t.push_back(Int("compaction-rate-limit", &Config::compaction_rate_limit, 0, kMax, false, true));
+    t.push_back(Bool("auto-compaction", &Config::auto_compaction, false));
+    return t;
+  }();
+  return table;
+}
+
+const Directive* Find(std::string_view name) {
+  const std::string l = Lower(name);
+  for (const Directive& d : Table()) {
+    if (d.name == l) return &d;
+  }
+  return nullptr;
+}
+
+// Redis's sdssplitargs for a config line: words, "double quoted" with escapes, 'single quoted'.
+bool SplitLine(std::string_view line, std::vector<std::string>* out) {
+  size_t i = 0;
+  while (true) {
+    while (i < line.size() && std::isspace(static_cast<unsigned char>(line[i]))) ++i;
+    if (i >= line.size()) return true;
+    std::string word;
+    if (line[i] == '"' || line[i] == '\'') {
+      const char q = line[i++];
+      bool closed = false;
+      while (i < line.size()) {
+        char c = line[i++];
+        if (q == '"' && c == '\\' && i < line.size()) {
+          const char e = line[i++];
+          switch (e) {
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            default: c = e; break;
+          }
+        } else if (q == '\'' && c == '\\' && i < line.size() && line[i] == '\'') {
+          c = line[i++];
+        } else if (c == q) {
+          closed = true;
+          break;
+        }
+        word.push_back(c);
+      }
+      if (!closed) return false;
+      if (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i]))) return false;
+    } else {
+      while (i < line.size() && !std::isspace(static_cast<unsigned char>(line[i]))) word.push_back(line[i++]);
+    }
+    out->push_back(std::move(word));
+  }
+}
+
+std::string Fatal(int line_no, std::string_view line, std::string_view why) {
+  std::ostringstream s;
+  s << "\n*** FATAL CONFIG FILE ERROR (keg) ***\n";
+  if (line_no > 0) s << "Reading the configuration file, at line " << line_no << "\n";
+  s << ">>> '" << line << "'\n" << why << "\n";
+  return s.str();
+}
+
+}  // namespace
+
+std::string_view LogLevelName(LogLevel level) {
+  switch (level) {
+    case LogLevel::kDebug: return "debug";
+    case LogLevel::kVerbose: return "verbose";
+    case LogLevel::kNotice: return "notice";
+    case LogLevel::kWarning: break;
+  }
+  return "warning";
+}
+
+bool ParseMemory(std::string_view text, int64_t* out) {
+  std::string l = Lower(text);
+  int64_t mul = 1;
+  static const std::pair<std::string_view, int64_t> kUnits[] = {
+      {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024ll * 1024 * 1024},
+      {"k", 1000},  {"m", 1000 * 1000},  {"g", 1000ll * 1000 * 1000}, {"b", 1}};
+  for (const auto& [suffix, m] : kUnits) {
+    if (l.size() > suffix.size() && l.ends_with(suffix)) {
+      l.resize(l.size() - suffix.size());
+      mul = m;
+      break;
+    }
+  }
+  int64_t v = 0;
+  if (!resp::ParseInt64(l, &v)) return false;
+  if (v != 0 && (v > INT64_MAX / mul || v < INT64_MIN / mul)) return false;
+  *out = v * mul;
+  return true;
+}
+
+store::Options Config::StoreOptions() const {
+  store::Options o;
+  o.dir = dir;
+  o.fsync = appendfsync;
+  o.max_file_size = static_cast<uint64_t>(data_file_size);
+  o.verify_checksums = verify_checksums;
+  o.auto_compaction = auto_compaction;
+  o.frag_merge_trigger = static_cast<double>(compaction_frag_trigger) / 100.0;
+  o.dead_bytes_merge_trigger = static_cast<uint64_t>(compaction_dead_bytes_trigger);
+  o.compaction_rate_limit = static_cast<uint64_t>(compaction_rate_limit);
+  return o;
+}
+
+std::string SetDirective(Config* config, std::string_view name,
+                         const std::vector<std::string_view>& values, bool at_runtime) {
+  const Directive* d = Find(name);
+  if (d == nullptr) return "Bad directive or wrong number of arguments";
+  if (at_runtime && !d->mutable_at_runtime) return "can't set immutable config";
+  Config copy = *config;
+  std::string err = d->set(copy, values);
+  if (err == "wrong number of arguments") err = "Bad directive or wrong number of arguments";
+  if (err.empty()) *config = std::move(copy);
+  return err;
+}
+
+std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& config,
+                                                               std::string_view pattern) {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const Directive& d : Table()) {
+    if (GlobMatch(pattern, d.name, true)) out.emplace_back(std::string(d.name), d.get(config));
+  }
+  // Redis directives keg does not have, answered with the values that describe keg, for clients
+  // and tools that read them (redis-benchmark reads save and appendonly).
+  static const std::pair<std::string_view, std::string_view> kFixed[] = {
+      {"save", ""},        {"appendonly", "yes"}, {"databases", "1"},
+      {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"}};
+  for (const auto& [n, v] : kFixed) {
+    if (GlobMatch(pattern, n, true)) out.emplace_back(std::string(n), std::string(v));
+  }
+  return out;
+}
+
+bool ParseConfigText(std::string_view text, Config* config, std::string* error) {
+  int line_no = 0;
+  size_t pos = 0;
+  while (pos <= text.size()) {
+    size_t nl = text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = text.size();
+    std::string_view line = text.substr(pos, nl - pos);
+    pos = nl + 1;
+    ++line_no;
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.remove_suffix(1);
+    size_t start = 0;
+    while (start < line.size() && std::isspace(static_cast<unsigned char>(line[start]))) ++start;
+    line.remove_prefix(start);
+    if (line.empty() || line[0] == '#') continue;
+    std::vector<std::string> words;
+    if (!SplitLine(line, &words)) {
+      *error = Fatal(line_no, line, "Unbalanced quotes in configuration line");
+      return false;
+    }
+    if (words.empty()) continue;
+    std::vector<std::string_view> values(words.begin() + 1, words.end());
+    const std::string err = SetDirective(config, words[0], values, false);
+    if (!err.empty()) {
+      *error = Fatal(line_no, line, err);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool LoadConfig(int argc, char** argv, Config* config, std::string* error) {
+  int i = 1;
+  std::string text;
+  if (i < argc && std::string_view(argv[i]).substr(0, 2) != "--") {
+    std::ifstream in(argv[i]);
+    if (!in) {
+      *error = std::string("Fatal error, can't open config file '") + argv[i] + "'";
+      return false;
+    }
+    std::stringstream ss;
+    ss << in.rdbuf();
+    if (!ParseConfigText(ss.str(), config, error)) return false;
+    ++i;
+  }
+  // "--name v1 v2 --other v" becomes lines "name v1 v2" and "other v", as redis-server does.
+  std::string overrides;
+  for (; i < argc; ++i) {
+    std::string_view a = argv[i];
+    if (a.substr(0, 2) == "--") {
+      if (!overrides.empty()) overrides += '\n';
+      overrides += std::string(a.substr(2));
+    } else {
+      std::string quoted = "\"";
+      for (char c : a) {
+        if (c == '"' || c == '\\') quoted += '\\';
+        quoted += c;
+      }
+      overrides += " " + quoted + "\"";
+    }
+  }
+  if (!overrides.empty()) {
+    std::string err;
+    if (!ParseConfigText(overrides, config, &err)) {
+      *error = err;
+      return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace keg::server

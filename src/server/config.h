@@ -1,0 +1,75 @@
+// keg-server's configuration: the directive table, redis.conf parsing, CONFIG GET / SET.
+//
+// Every directive is a row of a table (name, default, whether CONFIG SET may change it, how to
+// parse and print it). The same table reads conf/keg.conf, the "--name value" command-line
+// overrides and CONFIG SET, and answers CONFIG GET, so the three can never disagree.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "store/store.h"
+
+namespace keg::server {
+
+enum class LogLevel : uint8_t { kDebug, kVerbose, kNotice, kWarning };
+
+/// The values of every directive. A plain struct: the server copies it under a lock.
+struct Config {
+  // Network.
+  std::vector<std::string> bind = {"127.0.0.1", "-::1"};
+  int64_t port = 6379;
+  int64_t io_threads = 1;
+  int64_t tcp_backlog = 511;
+  int64_t tcp_keepalive = 300;
+  bool protected_mode = true;
+  std::string requirepass;
+  int64_t maxclients = 10000;
+  int64_t timeout = 0;
+  // Limits.
+  int64_t proto_max_bulk_len = 512ll * 1024 * 1024;
+  int64_t client_query_buffer_limit = 1ll << 30;
+  int64_t output_hard = 0;  // client-output-buffer-limit normal <hard> <soft> <seconds>
+  int64_t output_soft = 0;
+  int64_t output_soft_seconds = 0;
+  // Logging.
+  LogLevel loglevel = LogLevel::kNotice;
+  std::string logfile;  // empty: standard output
+  // Storage (keg::store::Options; fixed once the store is open).
+  std::string dir = "./data";
+  store::FsyncPolicy appendfsync = store::FsyncPolicy::kEverySec;
+  int64_t data_file_size = 256ll * 1024 * 1024;
+  bool verify_checksums = true;
+  int64_t compaction_frag_trigger = 60;  // percent
+  int64_t compaction_dead_bytes_trigger = 512ll * 1024 * 1024;
+  int64_t compaction_rate_limit = 0;
+  bool auto_compaction = true;
+
+  store::Options StoreOptions() const;
+};
+
+/// Parses a whole config text (redis.conf syntax). On error returns false with Redis's fatal
+/// message in *error (naming the line and the directive).
+bool ParseConfigText(std::string_view text, Config* config, std::string* error);
+
+/// Reads the optional config file and the "--name value ..." overrides, as redis-server does.
+bool LoadConfig(int argc, char** argv, Config* config, std::string* error);
+
+/// CONFIG SET of one directive. Returns "" on success, else the reason (Redis's wording).
+/// `*changed_storage` is never set: storage directives are immutable at run time.
+std::string SetDirective(Config* config, std::string_view name,
+                         const std::vector<std::string_view>& values, bool at_runtime);
+
+/// CONFIG GET: (name, value) for every directive matching the glob `pattern` (case-insensitive).
+std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& config,
+                                                               std::string_view pattern);
+
+/// Redis's memory units: "1gb" -> 1073741824, "10k" -> 10000. False if not a size.
+bool ParseMemory(std::string_view text, int64_t* out);
+
+std::string_view LogLevelName(LogLevel level);
+
+}  // namespace keg::server

@@ -1,0 +1,183 @@
+// keg-server: reads the configuration, opens (recovers) the store, then listens. While the store
+// recovers keg does not listen: clients connect once every key is back (see docs/server.md).
+#include <fcntl.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <asio.hpp>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <future>
+#include <random>
+#include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
+
+#include "net/server.h"
+#include "server/config.h"
+#include "server/session.h"
+#include "server/state.h"
+#include "server/version.h"
+
+namespace {
+
+using keg::server::ServerState;
+
+constexpr std::string_view kDenied =
+    "-DENIED Redis is running in protected mode because protected mode is enabled and no password "
+    "is set for the default user. In this mode connections are only accepted from the loopback "
+    "interface. If you want to connect from external computers to Redis you may adopt one of the "
+    "following solutions: 1) Just disable protected mode sending the command 'CONFIG SET "
+    "protected-mode no' from the loopback interface by connecting to Redis from the same host the "
+    "server is running, however MAKE SURE Redis is not publicly accessible from internet if you do "
+    "so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable "
+    "the protected mode by editing the Redis configuration file, and setting the protected mode "
+    "option to 'no', and then restarting the server. 3) If you started the server manually just for "
+    "testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication "
+    "password for the default user. NOTE: You only need to do one of the above things in order for "
+    "the server to start accepting connections from the outside.\r\n";
+
+std::string RandomHex(size_t n) {
+  std::random_device rd;
+  std::string s;
+  for (size_t i = 0; i < n; ++i) s += "0123456789abcdef"[rd() % 16];
+  return s;
+}
+
+void SetupLogging(const keg::server::Config& config) {
+  std::shared_ptr<spdlog::logger> logger;
+  if (config.logfile.empty()) {
+    logger = spdlog::stdout_color_mt("keg");
+  } else {
+    logger = spdlog::basic_logger_mt("keg", config.logfile);
+    logger->flush_on(spdlog::level::info);
+  }
+  logger->set_pattern("%P:M %d %b %Y %H:%M:%S.%e %^%l%$ %v");
+  spdlog::set_default_logger(logger);
+  spdlog::flush_every(std::chrono::seconds(1));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc >= 2 && (std::string_view(argv[1]) == "--version" || std::string_view(argv[1]) == "-v")) {
+    std::printf("keg-server v=%s (speaks Redis %s)\n", keg::server::kKegVersion,
+                keg::server::kRedisVersion);
+    return 0;
+  }
+  if (argc >= 2 && (std::string_view(argv[1]) == "--help" || std::string_view(argv[1]) == "-h")) {
+    std::printf("Usage: keg-server [/path/to/keg.conf] [--directive value ...]\n"
+                "Example: keg-server conf/keg.conf --port 7000 --dir /var/lib/keg\n");
+    return 0;
+  }
+  ServerState state;
+  std::string error;
+  if (!keg::server::LoadConfig(argc, argv, &state.config, &error)) {
+    std::fprintf(stderr, "%s\n", error.c_str());
+    return 1;
+  }
+  SetupLogging(state.config);
+  {
+    std::lock_guard lock(state.config_mu);
+    state.ApplyConfigLocked();
+  }
+  signal(SIGPIPE, SIG_IGN);
+  state.start_ms = keg::store::NowMs();
+  state.run_id = RandomHex(40);
+  state.last_save_s = state.start_ms / 1000;
+  std::error_code ec;
+  state.executable = std::filesystem::absolute(argv[0], ec).string();
+  if (argc >= 2 && std::string_view(argv[1]).substr(0, 2) != "--") {
+    state.config_file = std::filesystem::absolute(argv[1], ec).string();
+  }
+
+  const keg::server::Config& cfg = state.config;
+  const std::string fsync = cfg.appendfsync == keg::store::FsyncPolicy::kAlways ? "always"
+                            : cfg.appendfsync == keg::store::FsyncPolicy::kEverySec ? "everysec"
+                                                                                    : "no";
+  spdlog::info("keg {} starting (speaks Redis {}), pid {}, port {}, dir {}, appendfsync {}, "
+               "io-threads {}", keg::server::kKegVersion, keg::server::kRedisVersion, getpid(),
+               cfg.port, cfg.dir, fsync, cfg.io_threads);
+
+  // Recovery first: keg listens only once every key is back, so no client ever sees -LOADING.
+  const auto t0 = std::chrono::steady_clock::now();
+  std::filesystem::create_directories(cfg.dir, ec);
+  keg::store::Status s = keg::store::Store::Open(cfg.StoreOptions(), &state.store);
+  if (!s.ok()) {
+    spdlog::critical("cannot open the data directory {}: {}", cfg.dir, s.ToString());
+    spdlog::shutdown();
+    return 1;
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  const keg::store::Stats stats = state.store->GetStats();
+  spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
+               secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);
+
+  keg::net::ServerOptions net_options;
+  net_options.bind = cfg.bind;
+  net_options.port = static_cast<uint16_t>(cfg.port);
+  net_options.io_threads = static_cast<int>(cfg.io_threads);
+  net_options.backlog = static_cast<int>(cfg.tcp_backlog);
+  keg::net::Server server(
+      net_options,
+      [&state](keg::net::Link* link, bool loopback, std::string* refusal)
+          -> std::unique_ptr<keg::net::Session> {
+        if (static_cast<int64_t>(state.clients.size()) >= state.maxclients.load()) {
+          state.counters.rejected_connections.fetch_add(1);
+          *refusal = "-ERR max number of clients reached\r\n";
+          return nullptr;
+        }
+        if (!loopback && state.protected_mode.load() && !state.password_set.load()) {
+          state.counters.rejected_connections.fetch_add(1);
+          *refusal = std::string(kDenied);
+          return nullptr;
+        }
+        return std::make_unique<keg::server::ClientSession>(state, link);
+      },
+      &state.limits);
+  if (!server.Start(&error)) {
+    spdlog::critical("{}", error);
+    (void)state.store->Close();  // nothing was written; the bind error is what matters
+    spdlog::shutdown();
+    return 1;
+  }
+  state.port = server.port();
+  spdlog::info("Ready to accept connections on port {}", state.port);
+
+  // Wait for SIGINT / SIGTERM or SHUTDOWN.
+  asio::io_context main_io;
+  asio::signal_set signals(main_io, SIGINT, SIGTERM);
+  std::promise<void> stop;
+  std::atomic<bool> stopping{false};
+  auto request_stop = [&] {
+    if (!stopping.exchange(true)) stop.set_value();
+  };
+  state.request_shutdown = request_stop;
+  signals.async_wait([&](const asio::error_code& e, int sig) {
+    if (!e) {
+      spdlog::warn("Received {} scheduling shutdown...", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      request_stop();
+    }
+  });
+  std::thread signal_thread([&] { main_io.run(); });
+  stop.get_future().wait();
+  main_io.stop();
+  signal_thread.join();
+
+  spdlog::info("shutting down: no new connections; finishing the writes in flight");
+  server.StopAccepting();
+  // Close drains the writer queue (their replies are posted to the still-running I/O threads),
+  // fsyncs and releases the directory lock.
+  s = state.store->Close();
+  server.Stop();
+  state.store.reset();
+  if (!s.ok()) {
+    spdlog::error("closing the store: {}", s.ToString());
+    spdlog::shutdown();
+    return 1;
+  }
+  spdlog::info("keg is now ready to exit, bye bye...");
+  spdlog::shutdown();
+  return 0;
+}

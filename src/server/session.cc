@@ -1,0 +1,567 @@
+#include "server/session.h"
+
+#include <algorithm>
+#include <spdlog/spdlog.h>
+
+namespace keg::server {
+namespace {
+
+// The unknown-command text, built as Redis 7.0 builds it (server.c processCommand).
+std::string UnknownCommand(std::span<const std::string_view> args) {
+  std::string text = "unknown command '";
+  text += args[0].substr(0, 128);
+  text += "', with args beginning with: ";
+  std::string rest;
+  for (size_t i = 1; i < args.size() && rest.size() < 128; ++i) {
+    const size_t room = 128 - rest.size();
+    rest += "'";
+    rest += args[i].substr(0, room);
+    rest += "' ";
+  }
+  text += rest;
+  for (char& c : text) {
+    if (c == '\r' || c == '\n') c = ' ';
+  }
+  return text;
+}
+
+bool IsPostOrHost(std::string_view name) {
+  return EqualsIgnoreCase(name, "post") || EqualsIgnoreCase(name, "host:");
+}
+
+}  // namespace
+
+// ---- Ctx ----------------------------------------------------------------------------------------
+
+Ctx::Ctx(ServerState& server, ClientSession& client, std::span<const std::string_view> args,
+         resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot)
+    : server_(server),
+      client_(client),
+      args_(args),
+      out_(out),
+      snapshot_(snapshot),
+      first_op_(client.pending_ops()) {}
+
+store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
+  if (snapshot_ != nullptr) {
+    auto it = snapshot_->find(std::string(key));
+    if (it == snapshot_->end()) return store::Status::NotFound();
+    if (it->second.expire_at_ms != 0 && it->second.expire_at_ms <= store::NowMs()) {
+      return store::Status::NotFound();
+    }
+    *view = it->second;
+    return store::Status::OK();
+  }
+  return server_.store->Get(key, view);
+}
+
+bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
+  const store::Status s = Get(key, view);
+  if (s.ok()) {
+    server_.counters.keyspace_hits.fetch_add(1, std::memory_order_relaxed);
+    return true;
+  }
+  if (!s.IsNotFound()) {
+    // A corrupt record is never served: the error says where it is.
+    spdlog::error("read of a key failed: {}", s.ToString());
+  }
+  server_.counters.keyspace_misses.fetch_add(1, std::memory_order_relaxed);
+  return false;
+}
+
+store::WriteBatch& Ctx::batch() { return client_.batch(); }
+
+void Ctx::Then(Finisher fn) { client_.AddStep(first_op_, std::move(fn)); }
+
+void Ctx::Fail(std::string text) {
+  client_.AddStep(client_.pending_ops(), [text = std::move(text)](std::span<store::OpResult>,
+                                                                   resp::ReplyBuffer& out) {
+    out.Error(text);
+  });
+}
+
+void Ctx::Error(std::string_view text) {
+  server_.counters.error_replies.fetch_add(1, std::memory_order_relaxed);
+  out_.Error(text);
+}
+
+// ---- helpers ------------------------------------------------------------------------------------
+
+std::string WrongArity(std::string_view name) {
+  return "wrong number of arguments for '" + ToLower(name) + "' command";
+}
+
+std::string ToLower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    char x = a[i];
+    char y = b[i];
+    if (x >= 'A' && x <= 'Z') x = static_cast<char>(x - 'A' + 'a');
+    if (y >= 'A' && y <= 'Z') y = static_cast<char>(y - 'A' + 'a');
+    if (x != y) return false;
+  }
+  return true;
+}
+
+std::string StorageError(const store::Status& s) {
+  return "-MISCONF Errors writing to the AOF file: " + s.ToString();
+}
+
+// ---- registries ---------------------------------------------------------------------------------
+
+void WatchRegistry::Watch(ClientSession* client, const std::string& key) {
+  std::lock_guard lock(mu_);
+  auto& v = watchers_[key];
+  if (std::find(v.begin(), v.end(), client) == v.end()) {
+    v.push_back(client);
+    count_.fetch_add(1, std::memory_order_release);
+  }
+}
+
+void WatchRegistry::Unwatch(ClientSession* client, const std::vector<std::string>& keys) {
+  std::lock_guard lock(mu_);
+  for (const std::string& key : keys) {
+    auto it = watchers_.find(key);
+    if (it == watchers_.end()) continue;
+    auto& v = it->second;
+    auto pos = std::find(v.begin(), v.end(), client);
+    if (pos != v.end()) {
+      v.erase(pos);
+      count_.fetch_sub(1, std::memory_order_release);
+    }
+    if (v.empty()) watchers_.erase(it);
+  }
+}
+
+void WatchRegistry::Touch(const store::WriteBatch& batch, bool all) {
+  std::lock_guard lock(mu_);
+  if (all) {
+    for (auto& [key, v] : watchers_) {
+      for (ClientSession* c : v) c->MarkWatchDirty();
+    }
+    return;
+  }
+  for (const auto& op : batch.ops()) {
+    auto it = watchers_.find(op.key);
+    if (it == watchers_.end()) continue;
+    for (ClientSession* c : it->second) c->MarkWatchDirty();
+  }
+}
+
+void ClientRegistry::Add(ClientSession* client) {
+  std::lock_guard lock(mu_);
+  clients_.push_back(client);
+}
+
+void ClientRegistry::Remove(ClientSession* client) {
+  std::lock_guard lock(mu_);
+  clients_.erase(std::remove(clients_.begin(), clients_.end(), client), clients_.end());
+}
+
+size_t ClientRegistry::size() const {
+  std::lock_guard lock(mu_);
+  return clients_.size();
+}
+
+void ClientRegistry::ForEach(const std::function<void(ClientSession&)>& fn) const {
+  std::lock_guard lock(mu_);
+  for (ClientSession* c : clients_) fn(*c);
+}
+
+// ---- ClientSession ------------------------------------------------------------------------------
+
+ClientSession::ClientSession(ServerState& server, net::Link* link)
+    : server_(server),
+      link_(link),
+      id_(server.next_client_id.fetch_add(1)),
+      created_ms_(store::NowMs()),
+      last_interaction_ms_(created_ms_) {
+  authenticated_ = !server_.password_set.load();
+  RefreshLimits();
+  server_.clients.Add(this);
+  server_.counters.connections.fetch_add(1, std::memory_order_relaxed);
+}
+
+ClientSession::~ClientSession() {
+  if (!watched_.empty()) server_.watches.Unwatch(this, watched_);
+  server_.clients.Remove(this);
+  FlushCounters();
+}
+
+uint32_t ClientSession::idle_timeout_seconds() const {
+  return server_.timeout.load(std::memory_order_relaxed);
+}
+
+void ClientSession::RefreshLimits() {
+  const uint64_t epoch = server_.config_epoch.load(std::memory_order_acquire);
+  if (epoch == config_epoch_) return;
+  config_epoch_ = epoch;
+  resp::ParserLimits limits = link_->parser().limits();
+  limits.max_bulk_len = server_.proto_max_bulk_len.load(std::memory_order_relaxed);
+  link_->parser().set_limits(limits);
+  link_->parser().set_auth_required(!authenticated_);
+}
+
+void ClientSession::FlushCounters() {
+  if (commands_ > 0) {
+    server_.counters.commands.fetch_add(commands_, std::memory_order_relaxed);
+    commands_ = 0;
+  }
+}
+
+void ClientSession::set_protocol(resp::Protocol p) {
+  protocol_ = p;
+  link_->out().set_protocol(p);
+  resp_.store(static_cast<int>(p), std::memory_order_relaxed);
+}
+
+void ClientSession::set_authenticated(bool yes) {
+  authenticated_ = yes;
+  link_->parser().set_auth_required(!yes);
+}
+
+std::string ClientSession::name() const {
+  std::lock_guard lock(info_mu_);
+  return name_;
+}
+
+void ClientSession::set_name(std::string name) {
+  std::lock_guard lock(info_mu_);
+  name_ = std::move(name);
+}
+
+void ClientSession::set_lib(std::string_view field, std::string value) {
+  std::lock_guard lock(info_mu_);
+  (field == "lib-name" ? lib_name_ : lib_ver_) = std::move(value);
+}
+
+void ClientSession::AddStep(size_t first_op, Finisher fn) {
+  steps_.push_back(Step{first_op, batch_.size() - first_op, std::move(fn)});
+}
+
+void ClientSession::ReplyError(std::string_view text) {
+  server_.counters.error_replies.fetch_add(1, std::memory_order_relaxed);
+  if (steps_.empty()) {
+    link_->out().Error(text);
+    return;
+  }
+  AddStep(batch_.size(), [t = std::string(text)](std::span<store::OpResult>, resp::ReplyBuffer& out) {
+    out.Error(t);
+  });
+}
+
+net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
+  if (IsPostOrHost(args[0])) {
+    spdlog::warn("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or "
+                 "Host: commands to keg. Connection from {} aborted.", link_->peer());
+    link_->CloseNow();
+    return net::Outcome::kDone;
+  }
+  const Command* cmd = FindCommand(args[0]);
+  if (cmd == nullptr) {
+    if (in_multi_) multi_error_ = true;
+    ReplyError(UnknownCommand(args));
+    ++commands_;
+    return net::Outcome::kDone;
+  }
+  const int argc = static_cast<int>(args.size());
+  if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
+    if (in_multi_) multi_error_ = true;
+    ReplyError(WrongArity(cmd->name));
+    ++commands_;
+    return net::Outcome::kDone;
+  }
+  // A subcommand's arity (CLIENT SETNAME ...).
+  if (!cmd->subcommands.empty() && args.size() >= 2) {
+    if (const Command* sub = FindSubcommand(*cmd, args[1])) {
+      if ((sub->arity > 0 && argc != sub->arity) || (sub->arity < 0 && argc < -sub->arity)) {
+        if (in_multi_) multi_error_ = true;
+        ReplyError(WrongArity(std::string(cmd->name) + "|" + std::string(sub->name)));
+        ++commands_;
+        return net::Outcome::kDone;
+      }
+    }
+  }
+  if (!authenticated_ && (cmd->flags & kNoAuth) == 0) {
+    if (in_multi_) multi_error_ = true;
+    ReplyError("-NOAUTH Authentication required.");
+    ++commands_;
+    return net::Outcome::kDone;
+  }
+  if (in_multi_ && (cmd->flags & kNoMulti) == 0) {
+    queued_.emplace_back(args.begin(), args.end());
+    link_->out().SimpleString("QUEUED");
+    ++commands_;
+    return net::Outcome::kDone;
+  }
+  // Replies stay in order: anything but a write waits for the pending batch to be durable.
+  if (!steps_.empty() && (cmd->flags & kWrite) == 0) {
+    if (Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
+  }
+  return Dispatch(*cmd, args);
+}
+
+net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::string_view> args) {
+  ++commands_;
+  last_command_.store(&cmd, std::memory_order_relaxed);
+  last_interaction_ms_.store(store::NowMs(), std::memory_order_relaxed);
+  suspended_ = false;
+  close_ = false;
+  Ctx ctx(server_, *this, args, link_->out(), nullptr);
+  cmd.handler(ctx);
+  if (close_) return net::Outcome::kClose;
+  if (suspended_) {
+    busy_ = true;
+    return net::Outcome::kWaitThenNext;
+  }
+  return net::Outcome::kDone;
+}
+
+void ClientSession::Finish() {
+  busy_ = false;
+  link_->Resume();
+}
+
+net::Outcome ClientSession::EndOfInput() {
+  FlushCounters();
+  RefreshLimits();
+  if (steps_.empty()) return net::Outcome::kDone;
+  return Submit(false);
+}
+
+net::Outcome ClientSession::Submit(bool exec) {
+  auto flight = std::make_shared<InFlight>();
+  flight->steps = std::move(steps_);
+  flight->exec = exec;
+  if (exec) flight->owned_args = std::move(queued_);
+  steps_.clear();
+  queued_.clear();
+  store::WriteBatch batch = std::move(batch_);
+  batch_ = store::WriteBatch();
+  if (batch.empty() && !exec) {
+    std::vector<store::OpResult> none;
+    RunSteps(*flight, none);
+    return net::Outcome::kDone;
+  }
+  ServerState* server = &server_;
+  if (exec) {
+    // EXEC: abort if a watched key was written since WATCH; checked on the writer thread, after
+    // every batch queued before this one.
+    batch.SetPrecondition([server, this](const store::WriteBatch& b) {
+      if (watch_dirty_.load(std::memory_order_acquire)) return false;
+      if (!server->watches.empty()) server->watches.Touch(b, false);
+      return true;
+    });
+  } else {
+    batch.SetPrecondition([server](const store::WriteBatch& b) {
+      if (!server->watches.empty()) server->watches.Touch(b, false);
+      return true;
+    });
+  }
+  busy_ = true;
+  std::shared_ptr<net::Link> keep = link_->Self();
+  server_.store->Write(std::move(batch), [this, keep, flight](const store::Status& status,
+                                                              std::vector<store::OpResult> results) {
+    keep->Post([this, flight, status, results = std::move(results)]() mutable {
+      Complete(*flight, status, results);
+    });
+  });
+  return net::Outcome::kWaitThenNext;
+}
+
+void ClientSession::Complete(InFlight& flight, const store::Status& status,
+                             std::vector<store::OpResult>& results) {
+  busy_ = false;
+  resp::ReplyBuffer& out = link_->out();
+  if (status.IsAborted()) {
+    out.NullArray();  // EXEC after a watched key changed
+  } else if (!status.ok()) {
+    const std::string text = StorageError(status);
+    if (flight.exec) {
+      out.Error(text);
+    } else {
+      for (Step& step : flight.steps) {
+        if (step.op_count > 0) {
+          out.Error(text);
+        } else {
+          step.fn({}, out);
+        }
+      }
+    }
+    server_.counters.error_replies.fetch_add(1, std::memory_order_relaxed);
+  } else {
+    uint64_t applied = 0;
+    for (const store::OpResult& r : results) applied += r.applied ? 1 : 0;
+    server_.counters.changes_since_save.fetch_add(applied, std::memory_order_relaxed);
+    RunSteps(flight, results);
+  }
+  if (flight.exec) {
+    in_exec_ = false;
+    Unwatch();
+  }
+  link_->Resume();
+}
+
+void ClientSession::RunSteps(InFlight& flight, std::vector<store::OpResult>& results) {
+  resp::ReplyBuffer& out = link_->out();
+  for (Step& step : flight.steps) {
+    std::span<store::OpResult> mine;
+    if (step.op_count > 0) mine = std::span<store::OpResult>(results).subspan(step.first_op, step.op_count);
+    step.fn(mine, out);
+  }
+}
+
+// ---- MULTI / EXEC / WATCH -----------------------------------------------------------------------
+
+void ClientSession::BeginMulti() {
+  in_multi_ = true;
+  multi_error_ = false;
+  queued_.clear();
+}
+
+void ClientSession::Discard() {
+  in_multi_ = false;
+  multi_error_ = false;
+  queued_.clear();
+  Unwatch();
+}
+
+void ClientSession::Watch(std::span<const std::string_view> keys) {
+  for (std::string_view k : keys) {
+    std::string key(k);
+    if (std::find(watched_.begin(), watched_.end(), key) != watched_.end()) continue;
+    server_.watches.Watch(this, key);
+    watched_.push_back(std::move(key));
+  }
+}
+
+void ClientSession::Unwatch() {
+  if (!watched_.empty()) server_.watches.Unwatch(this, watched_);
+  watched_.clear();
+  watch_dirty_.store(false, std::memory_order_release);
+}
+
+void ClientSession::Exec(Ctx& ctx) {
+  if (!in_multi_) {
+    ctx.Error("EXEC without MULTI");
+    return;
+  }
+  if (multi_error_) {
+    Discard();
+    ctx.Error("-EXECABORT Transaction discarded because of previous errors.");
+    return;
+  }
+  in_multi_ = false;
+  in_exec_ = true;
+  // Every queued command becomes part of one batch: writes add their ops; reads of keys capture
+  // the values at their place in the batch and reply from them; the rest reply at the end.
+  const size_t n = queued_.size();
+  AddStep(batch_.size(), [n](std::span<store::OpResult>, resp::ReplyBuffer& out) { out.ArrayHeader(n); });
+  auto views = std::make_shared<std::vector<std::vector<std::string_view>>>();
+  views->reserve(n);
+  for (const auto& q : queued_) views->emplace_back(q.begin(), q.end());
+  for (size_t i = 0; i < n; ++i) {
+    std::span<const std::string_view> args((*views)[i]);
+    const Command* cmd = FindCommand(args[0]);
+    ++commands_;
+    if ((cmd->flags & kWrite) != 0) {
+      Ctx wctx(server_, *this, args, link_->out(), nullptr);
+      cmd->handler(wctx);
+      continue;
+    }
+    auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
+    const size_t first = batch_.size();
+    if (cmd->first_key > 0 && (cmd->flags & kReadOnly) != 0) {
+      const int argc = static_cast<int>(args.size());
+      const int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
+      for (int k = cmd->first_key; k <= last && k < argc; k += cmd->key_step) {
+        std::string key(args[static_cast<size_t>(k)]);
+        batch_.Update(key, [snapshot, key](const store::ValueView* cur) {
+          if (cur != nullptr) {
+            auto copy = std::make_shared<std::string>(cur->value);
+            store::ValueView v;
+            v.value = *copy;
+            v.expire_at_ms = cur->expire_at_ms;
+            v.pin = std::move(copy);
+            (*snapshot)[key] = std::move(v);
+          }
+          return store::UpdateDecision{};  // keep
+        });
+      }
+    }
+    ServerState* server = &server_;
+    steps_.push_back(Step{first, batch_.size() - first,
+                          [server, this, cmd, args, snapshot, views](std::span<store::OpResult>,
+                                                                     resp::ReplyBuffer& out) {
+                            Ctx rctx(*server, *this, args, out,
+                                     cmd->first_key > 0 ? snapshot.get() : nullptr);
+                            cmd->handler(rctx);
+                          }});
+  }
+  // Watches stay registered until the batch is applied: a write queued before it must still mark
+  // this client. Complete() unwatches.
+  const bool dirty = watch_dirty_.load(std::memory_order_acquire);
+  if (batch_.empty()) {
+    Unwatch();
+    // Nothing to write: no store round trip, the WATCH check happens here.
+    auto flight = std::make_shared<InFlight>();
+    flight->steps = std::move(steps_);
+    flight->owned_args = std::move(queued_);
+    steps_.clear();
+    queued_.clear();
+    in_exec_ = false;
+    if (dirty) {
+      link_->out().NullArray();
+      return;
+    }
+    std::vector<store::OpResult> none;
+    RunSteps(*flight, none);
+    return;
+  }
+  Submit(true);
+  suspended_ = true;
+}
+
+void ClientSession::Reset() {
+  in_multi_ = false;
+  multi_error_ = false;
+  queued_.clear();
+  Unwatch();
+  set_protocol(resp::Protocol::kResp2);
+  set_name("");
+  set_authenticated(!server_.password_set.load());
+}
+
+std::string ClientSession::Describe(int64_t now_ms) const {
+  const Command* last = last_command_.load(std::memory_order_relaxed);
+  std::string name;
+  std::string lib_name;
+  std::string lib_ver;
+  {
+    std::lock_guard lock(info_mu_);
+    name = name_;
+    lib_name = lib_name_;
+    lib_ver = lib_ver_;
+  }
+  const int64_t age = (now_ms - created_ms_) / 1000;
+  const int64_t idle = (now_ms - last_interaction_ms_.load(std::memory_order_relaxed)) / 1000;
+  std::string s = "id=" + std::to_string(id_) + " addr=" + link_->peer() + " laddr=" +
+                  link_->local() + " fd=" + std::to_string(link_->fd()) + " name=" + name +
+                  " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
+                  " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0"
+                  " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" +
+                  std::string(last != nullptr ? last->name : "NULL") +
+                  " user=default redir=-1 resp=" + std::to_string(resp_.load());
+  if (!lib_name.empty() || !lib_ver.empty()) s += " lib-name=" + lib_name + " lib-ver=" + lib_ver;
+  return s;
+}
+
+}  // namespace keg::server

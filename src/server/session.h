@@ -1,0 +1,137 @@
+// ClientSession: the command layer's side of one connection (net::Session).
+//
+// It looks commands up in the table, checks arity and AUTH, queues MULTI transactions and collects
+// the write commands of one read into a single store batch. Replies stay in request order: while a
+// batch is pending, a command that is not a write waits (kWaitThenRetry) until the batch is durable
+// and its replies are written.
+//
+// Thread: the connection's I/O thread, except the fields CLIENT LIST reads (guarded by info_mu_ or
+// atomic) and watch_dirty_ (set on the writer thread).
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "net/session.h"
+#include "server/command.h"
+#include "server/state.h"
+
+namespace keg::server {
+
+class ClientSession final : public net::Session {
+ public:
+  ClientSession(ServerState& server, net::Link* link);
+  ~ClientSession() override;
+
+  // ---- net::Session ----
+  net::Outcome Execute(std::span<const std::string_view> args) override;
+  net::Outcome EndOfInput() override;
+  bool busy() const override { return busy_; }
+  uint32_t idle_timeout_seconds() const override;
+
+  // ---- for handlers (I/O thread) ----
+  uint64_t id() const { return id_; }
+  net::Link& link() { return *link_; }
+  resp::Protocol protocol() const { return protocol_; }
+  void set_protocol(resp::Protocol p);
+  bool authenticated() const { return authenticated_; }
+  void set_authenticated(bool yes);
+  std::string name() const;
+  void set_name(std::string name);
+  void set_lib(std::string_view field, std::string value);
+  bool in_multi() const { return in_multi_; }
+  bool in_exec() const { return in_exec_; }
+
+  /// The command will reply later (COMPACT, SAVE): Execute returns kWaitThenNext; call Finish()
+  /// on the I/O thread once the reply is written.
+  void Suspend() { suspended_ = true; }
+  void Finish();
+  /// Close after this reply (QUIT), or right away without one.
+  void CloseAfterReply() { close_ = true; }
+
+  // MULTI / WATCH.
+  void BeginMulti();
+  void Discard();
+  void Exec(Ctx& ctx);
+  void Watch(std::span<const std::string_view> keys);
+  void Unwatch();
+  void MarkWatchDirty() { watch_dirty_.store(true, std::memory_order_release); }
+  /// RESET: back to a fresh connection's state.
+  void Reset();
+
+  // The pending batch (write commands).
+  store::WriteBatch& batch() { return batch_; }
+  size_t pending_ops() const { return batch_.size(); }
+  void AddStep(size_t first_op, Finisher fn);
+  /// An error in this command's place (deferred while a batch is pending).
+  void ReplyError(std::string_view text);
+
+  /// One line of CLIENT LIST (without the newline). Any thread, under the registry lock.
+  std::string Describe(int64_t now_ms) const;
+  std::string peer() const { return link_->peer(); }
+  std::string local() const { return link_->local(); }
+
+ private:
+  struct Step {
+    size_t first_op;
+    size_t op_count;
+    Finisher fn;
+  };
+  // A batch in flight, with what completing it needs.
+  struct InFlight {
+    std::vector<Step> steps;
+    bool exec = false;
+    std::vector<std::vector<std::string>> owned_args;  // EXEC: the queued commands' arguments
+  };
+
+  net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
+  net::Outcome Submit(bool exec);
+  void Complete(InFlight& flight, const store::Status& status, std::vector<store::OpResult>& results);
+  void RunSteps(InFlight& flight, std::vector<store::OpResult>& results);
+  void RefreshLimits();
+  void FlushCounters();
+
+  ServerState& server_;
+  net::Link* link_;
+  const uint64_t id_;
+  const int64_t created_ms_;
+  resp::Protocol protocol_ = resp::Protocol::kResp2;
+  bool authenticated_ = true;
+  uint64_t config_epoch_ = ~0ull;
+
+  // Per-command outcome flags set by handlers.
+  bool suspended_ = false;
+  bool close_ = false;
+
+  // The batch being collected from this read, and the finishers of its commands.
+  store::WriteBatch batch_;
+  std::vector<Step> steps_;
+  bool busy_ = false;  // a batch or a suspended command is in flight
+
+  // MULTI.
+  bool in_multi_ = false;
+  bool in_exec_ = false;
+  bool multi_error_ = false;
+  std::vector<std::vector<std::string>> queued_;
+  // WATCH.
+  std::vector<std::string> watched_;
+  std::atomic<bool> watch_dirty_{false};
+
+  // Local counters, added to the server's once per read.
+  uint64_t commands_ = 0;
+
+  // What CLIENT LIST shows.
+  mutable std::mutex info_mu_;
+  std::string name_;
+  std::string lib_name_;
+  std::string lib_ver_;
+  std::atomic<int64_t> last_interaction_ms_;
+  std::atomic<const Command*> last_command_{nullptr};
+  std::atomic<int> resp_{2};
+};
+
+}  // namespace keg::server

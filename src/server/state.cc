@@ -1,0 +1,33 @@
+#include "server/state.h"
+
+#include <spdlog/spdlog.h>
+
+namespace keg::server {
+
+void ServerState::ApplyConfigLocked() {
+  timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
+  maxclients.store(config.maxclients, std::memory_order_relaxed);
+  protected_mode.store(config.protected_mode, std::memory_order_relaxed);
+  password_set.store(!config.requirepass.empty(), std::memory_order_relaxed);
+  proto_max_bulk_len.store(config.proto_max_bulk_len, std::memory_order_relaxed);
+  limits.query_buffer_limit.store(static_cast<uint64_t>(config.client_query_buffer_limit));
+  limits.output_hard_limit.store(static_cast<uint64_t>(config.output_hard));
+  limits.output_soft_limit.store(static_cast<uint64_t>(config.output_soft));
+  limits.output_soft_seconds.store(static_cast<uint32_t>(config.output_soft_seconds));
+  limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
+  switch (config.loglevel) {
+    case LogLevel::kDebug:
+    case LogLevel::kVerbose:
+      spdlog::set_level(spdlog::level::debug);
+      break;
+    case LogLevel::kNotice:
+      spdlog::set_level(spdlog::level::info);
+      break;
+    case LogLevel::kWarning:
+      spdlog::set_level(spdlog::level::warn);
+      break;
+  }
+  config_epoch.fetch_add(1, std::memory_order_release);
+}
+
+}  // namespace keg::server

@@ -1,0 +1,104 @@
+// State shared by every connection of one keg-server: the store, the configuration, counters, the
+// client registry and WATCH bookkeeping.
+//
+// Thread: any. Counters are relaxed atomics; the config and the registries have their own locks.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "net/server.h"
+#include "server/config.h"
+#include "store/store.h"
+
+namespace keg::server {
+
+class ClientSession;
+
+/// Who watches which keys (WATCH). A write marks the watchers of its keys dirty on the writer
+/// thread, just before it is applied, so an EXEC queued behind it sees the mark in its own
+/// precondition.
+class WatchRegistry {
+ public:
+  void Watch(ClientSession* client, const std::string& key);
+  /// Removes every watch of `client`.
+  void Unwatch(ClientSession* client, const std::vector<std::string>& keys);
+  /// Writer thread: marks the watchers of every key of `batch` (all watchers when `all`).
+  void Touch(const store::WriteBatch& batch, bool all);
+  bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
+
+ private:
+  std::mutex mu_;
+  std::unordered_map<std::string, std::vector<ClientSession*>> watchers_;
+  std::atomic<size_t> count_{0};
+};
+
+/// Every connected client, for CLIENT LIST / KILL and INFO.
+class ClientRegistry {
+ public:
+  void Add(ClientSession* client);
+  void Remove(ClientSession* client);
+  size_t size() const;
+  /// Calls fn for each client while holding the registry lock (clients cannot go away meanwhile).
+  void ForEach(const std::function<void(ClientSession&)>& fn) const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<ClientSession*> clients_;
+};
+
+struct Counters {
+  std::atomic<uint64_t> commands{0};
+  std::atomic<uint64_t> connections{0};
+  std::atomic<uint64_t> rejected_connections{0};
+  std::atomic<uint64_t> keyspace_hits{0};
+  std::atomic<uint64_t> keyspace_misses{0};
+  std::atomic<uint64_t> error_replies{0};
+  std::atomic<uint64_t> changes_since_save{0};
+  std::atomic<uint64_t> net_input_bytes{0};
+};
+
+struct ServerState {
+  std::unique_ptr<store::Store> store;
+
+  // Configuration: the full copy under config_mu; hot values mirrored into atomics.
+  mutable std::mutex config_mu;
+  Config config;
+  net::Limits limits;
+  std::atomic<uint64_t> config_epoch{0};  // bumps on CONFIG SET (sessions refresh their limits)
+  std::atomic<uint32_t> timeout{0};
+  std::atomic<int64_t> maxclients{10000};
+  std::atomic<bool> protected_mode{true};
+  std::atomic<bool> password_set{false};
+  std::atomic<int64_t> proto_max_bulk_len{512ll * 1024 * 1024};
+
+  Counters counters;
+  ClientRegistry clients;
+  WatchRegistry watches;
+  std::atomic<uint64_t> next_client_id{1};
+  std::atomic<int64_t> last_save_s{0};
+  std::atomic<bool> compaction_running{false};
+  int64_t start_ms = 0;
+  std::string run_id;
+  uint16_t port = 0;
+  std::string executable;
+  std::string config_file;
+
+  /// Asks main to shut down (SHUTDOWN); set by main. Any thread.
+  std::function<void()> request_shutdown;
+
+  /// Applies `config` to the atomics and the logger. Call with config_mu held.
+  void ApplyConfigLocked();
+  std::string requirepass() const {
+    std::lock_guard lock(config_mu);
+    return config.requirepass;
+  }
+};
+
+}  // namespace keg::server
