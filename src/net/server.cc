@@ -61,6 +61,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_KEEPINTVL, &interval, sizeof(interval));
     }
     socket_.non_blocking(true, ec);
+    fd_ = socket_.native_handle();
   }
 
   bool loopback() const {
@@ -111,7 +112,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }
   const std::string& local() const override { return local_; }
-  int fd() const override { return closed_ ? -1 : const_cast<Connection*>(this)->socket_.native_handle(); }
+  int fd() const override { return fd_; }
   size_t query_buffer_bytes() const override { return end_ - begin_; }
 
   // Once a second on the I/O thread: idle timeout and the soft output limit.
@@ -332,8 +333,9 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   std::list<std::weak_ptr<Connection>>::iterator registration_;
   int64_t last_active_ms_ = 0;
   int64_t soft_since_ms_ = 0;
-  std::string peer_;
-  std::string local_;
+  std::string peer_;   // set at construction, then read-only (any thread)
+  std::string local_;  // likewise
+  int fd_ = -1;        // likewise (CLIENT LIST)
 };
 
 class ServerImpl {

@@ -328,7 +328,7 @@ void CommandCmd(Ctx& c) {
     for (size_t i = 2; i < c.argc(); ++i) {
       const Command* cmd = FindCommand(c.arg(i));
       if (cmd == nullptr) {
-        out.NullArray();
+        out.Null();
       } else {
         CommandEntry(out, *cmd, cmd->name);
       }

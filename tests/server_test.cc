@@ -1,0 +1,592 @@
+// keg-server end to end: a real keg-server process on a free port in a temporary directory, driven
+// over TCP with exact bytes (and hiredis), compared with a real redis-server 7.0 where the reply is
+// deterministic.
+//
+// Needs redis-server on PATH (tools/install-deps.sh --test installs it).
+#include <gtest/gtest.h>
+#include <hiredis/hiredis.h>
+
+#include <algorithm>
+#include <fstream>
+#include <random>
+#include <set>
+#include <sstream>
+
+#include "support/server_process.h"
+
+namespace keg::testing {
+namespace {
+
+namespace fs = std::filesystem;
+using Cmd = std::vector<std::string>;
+
+fs::path TempDir(const std::string& name) {
+  static int counter = 0;
+  fs::path p = fs::temp_directory_path() /
+               ("keg_server_test_" + std::to_string(getpid()) + "_" + name + "_" + std::to_string(counter++));
+  fs::remove_all(p);
+  fs::create_directories(p);
+  return p;
+}
+
+class Keg {
+ public:
+  explicit Keg(std::vector<std::string> extra = {}, const std::string& name = "keg")
+      : dir_(TempDir(name)), extra_(std::move(extra)) {}
+  ~Keg() {
+    proc_.Kill();
+    fs::remove_all(dir_);
+  }
+  bool Start() {
+    const int port = port_ > 0 ? port_ : FreePort();
+    port_ = port;
+    std::vector<std::string> args = {KEG_SERVER_PATH, "--port", std::to_string(port), "--dir",
+                                     (dir_ / "data").string(), "--logfile", (dir_ / "keg.log").string()};
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    return proc_.Start(args, port);
+  }
+  std::string Log() const {
+    std::ifstream in(dir_ / "keg.log");
+    std::stringstream s;
+    s << in.rdbuf();
+    return s.str();
+  }
+  ServerProcess& proc() { return proc_; }
+  int port() const { return port_; }
+  const fs::path& dir() const { return dir_; }
+
+ private:
+  fs::path dir_;
+  std::vector<std::string> extra_;
+  int port_ = -1;
+  ServerProcess proc_;
+};
+
+class Redis {
+ public:
+  Redis() {
+    const int port = FreePort();
+    ok_ = proc_.Start({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--logfile", "/dev/null"},
+                      port);
+  }
+  bool ok() const { return ok_; }
+  int port() const { return proc_.port(); }
+
+ private:
+  ServerProcess proc_;
+  bool ok_ = false;
+};
+
+// ---- The same commands to keg and to redis-server: identical bytes -----------------------------
+
+// Each case starts from an empty database; every command's reply is compared.
+const std::vector<std::vector<Cmd>>& DifferentialCases() {
+  static const std::vector<std::vector<Cmd>> cases = {
+      // Connection.
+      {{"PING"}, {"PING", "hello"}, {"ping", "a", "b"}, {"ECHO", "x y"}, {"echo"}, {"SELECT", "0"},
+       {"SELECT", "x"}, {"AUTH", "pw"}, {"AUTH", "a", "b"}, {"AUTH", "a", "b", "c"},
+       {"HELLO", "4"}, {"HELLO", "x"}, {"HELLO", "2", "FOO"}},
+      // Unknown commands and arity.
+      {{"FOO"}, {"FOO", "a", "b"}, {"foo", std::string(200, 'x'), "y"}, {"GET"}, {"SET", "k"},
+       {"client", "setname"}, {"CLIENT", "nosuch"}, {"CONFIG", "nosuch"}, {"MGET"}, {"MSET", "a"},
+       {"MSET", "a", "1", "b"}, {"get", "a", "b"}},
+      // SET and its options.
+      {{"SET", "k", "v"}, {"GET", "k"}, {"SET", "k", "v2", "NX"}, {"SET", "k", "v3", "XX"},
+       {"GET", "k"}, {"SET", "n", "v", "XX"}, {"SET", "k", "v4", "GET"}, {"SET", "n", "v", "NX", "GET"},
+       {"SET", "k", "v", "NX", "XX"}, {"SET", "k", "v", "EX", "10", "PX", "10"},
+       {"SET", "k", "v", "EX", "0"}, {"SET", "k", "v", "EX", "-1"}, {"SET", "k", "v", "EX", "x"},
+       {"SET", "k", "v", "PX", "100000", "KEEPTTL"}, {"SET", "k", "v", "KEEPTTL"},
+       {"SET", "k", "v", "EX", "9223372036854775807"}, {"SET", "k", "v", "FOO"}, {"SET", "k", "v", "EX"},
+       {"SET", "k", "v", "EXAT", "99999999999"}, {"SET", "k", "v", "PXAT", "99999999999999"},
+       {"SET", "e", ""}, {"GET", "e"}, {"STRLEN", "e"}, {"EXISTS", "e"}},
+      // Strings.
+      {{"SETNX", "a", "1"}, {"SETNX", "a", "2"}, {"GET", "a"}, {"SETEX", "b", "100", "x"},
+       {"SETEX", "b", "0", "x"}, {"SETEX", "b", "x", "x"}, {"PSETEX", "c", "100000", "y"},
+       {"PSETEX", "c", "-5", "y"}, {"GETSET", "a", "3"}, {"GETSET", "zz", "1"}, {"GETDEL", "a"},
+       {"GETDEL", "a"}, {"GETEX", "zz"}, {"GETEX", "zz", "PERSIST"}, {"GETEX", "zz", "EX", "100"},
+       {"GETEX", "zz", "EX", "0"}, {"GETEX", "zz", "FOO"}, {"GETEX", "nokey", "EX", "10"},
+       {"APPEND", "s", "abc"}, {"APPEND", "s", "def"}, {"GET", "s"}, {"STRLEN", "s"},
+       {"STRLEN", "none"}, {"GETRANGE", "s", "0", "2"}, {"GETRANGE", "s", "-3", "-1"},
+       {"GETRANGE", "s", "5", "1"}, {"GETRANGE", "s", "0", "100"}, {"GETRANGE", "s", "-1", "-5"},
+       {"GETRANGE", "none", "0", "1"}, {"GETRANGE", "s", "x", "1"}, {"SETRANGE", "s", "1", "XY"},
+       {"GET", "s"}, {"SETRANGE", "s", "10", "Z"}, {"GET", "s"}, {"SETRANGE", "t", "2", "ab"},
+       {"GET", "t"}, {"SETRANGE", "u", "0", ""}, {"EXISTS", "u"}, {"SETRANGE", "s", "-1", "x"},
+       {"SETRANGE", "s", "536870912", "x"}},
+      // Counters.
+      {{"INCR", "i"}, {"INCR", "i"}, {"DECR", "i"}, {"INCRBY", "i", "10"}, {"DECRBY", "i", "3"},
+       {"INCRBY", "i", "x"}, {"SET", "s", "abc"}, {"INCR", "s"}, {"SET", "m", "9223372036854775807"},
+       {"INCR", "m"}, {"DECRBY", "i", "-9223372036854775808"}, {"SET", "sp", " 1"}, {"INCR", "sp"},
+       {"INCRBYFLOAT", "f", "1.5"}, {"INCRBYFLOAT", "f", "0.1"}, {"INCRBYFLOAT", "f", "-1.6"},
+       {"INCRBYFLOAT", "f", "3.0e3"}, {"INCRBYFLOAT", "f", "abc"}, {"INCRBYFLOAT", "s", "1"},
+       {"INCRBYFLOAT", "i", "1.25"}, {"GET", "i"}, {"INCRBYFLOAT", "f", "inf"}},
+      // Multi-key.
+      {{"MSET", "a", "1", "b", "2"}, {"MGET", "a", "b", "c"}, {"MSETNX", "c", "3", "a", "9"},
+       {"MGET", "a", "c"}, {"MSETNX", "c", "3", "d", "4"}, {"MGET", "c", "d"}, {"EXISTS", "a", "a", "zz"},
+       {"DEL", "a", "zz", "b"}, {"DEL", "a"}, {"UNLINK", "c"}, {"DBSIZE"}},
+      // Expiry and TTL (values far from the edges, so timing cannot change them).
+      {{"SET", "k", "v"}, {"TTL", "k"}, {"PTTL", "k"}, {"TTL", "none"}, {"EXPIRETIME", "k"},
+       {"EXPIRETIME", "none"}, {"EXPIRE", "k", "1000"}, {"TTL", "k"}, {"EXPIRE", "k", "100", "NX"},
+       {"EXPIRE", "k", "2000", "XX"}, {"EXPIRE", "k", "100", "GT"}, {"EXPIRE", "k", "3000", "GT"},
+       {"EXPIRE", "k", "3500", "LT"}, {"EXPIRE", "k", "10", "LT"}, {"EXPIRE", "k", "10", "NX", "XX"},
+       {"EXPIRE", "k", "10", "GT", "LT"}, {"EXPIRE", "k", "10", "FOO"}, {"EXPIRE", "k", "x"},
+       {"EXPIRE", "none", "10"}, {"PERSIST", "k"}, {"PERSIST", "k"}, {"TTL", "k"},
+       {"EXPIREAT", "k", "99999999999"}, {"EXPIRETIME", "k"}, {"PEXPIRETIME", "k"},
+       {"PEXPIREAT", "k", "99999999999000"}, {"PEXPIRE", "k", "100000000"}, {"EXPIRE", "k", "-1"},
+       {"EXISTS", "k"}, {"SET", "k", "v"}, {"EXPIREAT", "k", "1"}, {"GET", "k"},
+       {"EXPIRE", "k", "9223372036854775807"}, {"SET", "g", "v"}, {"EXPIRE", "g", "100", "GT"},
+       {"EXPIRE", "g", "100", "LT"}, {"TTL", "g"}},
+      // Keys.
+      {{"SET", "a", "1"}, {"TYPE", "a"}, {"TYPE", "none"}, {"RENAME", "a", "b"}, {"GET", "b"},
+       {"RENAME", "a", "b"}, {"RENAME", "b", "b"}, {"SET", "c", "3"}, {"RENAMENX", "b", "c"},
+       {"RENAMENX", "b", "d"}, {"GET", "d"}, {"RENAMENX", "d", "d"}, {"RENAMENX", "zz", "d"},
+       {"KEYS", "zz*"}, {"SCAN", "x"}, {"SCAN", "0", "COUNT", "0"}, {"SCAN", "0", "FOO", "1"},
+       {"SCAN", "0", "COUNT"}, {"SCAN", "18446744073709551616"}, {"SET", "e", "1", "EX", "1000"},
+       {"RENAME", "e", "f"}, {"TTL", "f"}, {"FLUSHDB", "x"}, {"FLUSHALL"}, {"DBSIZE"},
+       {"RANDOMKEY"}, {"KEYS", "*"}, {"SCAN", "0"}},
+      // Transactions.
+      {{"EXEC"}, {"DISCARD"}, {"MULTI"}, {"MULTI"}, {"SET", "a", "1"}, {"GET", "a"}, {"INCR", "a"},
+       {"MGET", "a", "b"}, {"EXEC"}, {"GET", "a"}, {"MULTI"}, {"SET", "a"}, {"GET", "a"}, {"EXEC"},
+       {"MULTI"}, {"NOSUCH"}, {"EXEC"}, {"MULTI"}, {"SET", "x", "1"}, {"DISCARD"}, {"GET", "x"},
+       {"MULTI"}, {"WATCH", "a"}, {"INCR", "s1"}, {"SET", "s1", "v", "EX", "0"}, {"EXEC"},
+       {"MULTI"}, {"EXEC"}, {"WATCH", "a"}, {"UNWATCH"}, {"MULTI"}, {"PING"}, {"ECHO", "e"},
+       {"DEL", "a"}, {"EXISTS", "a"}, {"EXEC"}},
+      // Server commands with deterministic replies.
+      {{"CONFIG", "GET", "save"}, {"CONFIG", "GET", "maxmemory"}, {"CONFIG", "SET", "nosuch", "1"},
+       {"CONFIG", "SET", "timeout", "x"}, {"CONFIG", "SET", "timeout"},
+       {"CONFIG", "SET", "maxclients", "100"}, {"CONFIG", "GET", "maxclients"},
+       {"CONFIG", "SET", "timeout", "0"}, {"CONFIG", "GET", "timeout"}, {"CONFIG", "RESETSTAT"},
+       {"SLOWLOG", "LEN"}, {"SLOWLOG", "RESET"}, {"LATENCY", "LATEST"},
+       {"COMMAND", "INFO", "nosuchcommand"}, {"CLIENT", "SETNAME", "has space"},
+       {"CLIENT", "SETNAME", "ok"}, {"CLIENT", "GETNAME"}, {"CLIENT", "KILL", "1.2.3.4:5"},
+       {"CLIENT", "KILL", "ID", "999999"}, {"SHUTDOWN", "FOO"}},
+  };
+  return cases;
+}
+
+TEST(ServerVsRedis, SameCommandsGiveTheSameBytes) {
+  Redis redis;
+  ASSERT_TRUE(redis.ok()) << "redis-server must be on PATH";
+  Keg keg;
+  ASSERT_TRUE(keg.Start());
+  int n = 0;
+  for (const auto& commands : DifferentialCases()) {
+    RawClient r(redis.port());
+    RawClient k(keg.port());
+    ASSERT_EQ(r.Call({"FLUSHALL"}), "+OK\r\n");
+    ASSERT_EQ(k.Call({"FLUSHALL"}), "+OK\r\n");
+    for (const Cmd& cmd : commands) {
+      std::string shown;
+      for (const std::string& a : cmd) shown += a.substr(0, 40) + " ";
+      const std::string want = r.Call(cmd);
+      const std::string got = k.Call(cmd);
+      EXPECT_EQ(got.substr(0, 300), want.substr(0, 300)) << "command: " << shown;
+      ++n;
+    }
+  }
+  EXPECT_GT(n, 230);
+}
+
+// Pipelined: the whole case in one write, replies compared as one stream.
+TEST(ServerVsRedis, PipelinedCasesGiveTheSameBytes) {
+  Redis redis;
+  ASSERT_TRUE(redis.ok());
+  Keg keg;
+  ASSERT_TRUE(keg.Start());
+  for (const auto& commands : DifferentialCases()) {
+    RawClient r(redis.port());
+    RawClient k(keg.port());
+    ASSERT_EQ(r.Call({"FLUSHALL"}), "+OK\r\n");
+    ASSERT_EQ(k.Call({"FLUSHALL"}), "+OK\r\n");
+    std::string batch;
+    for (const Cmd& cmd : commands) batch += RawClient::Encode(cmd);
+    r.Send(batch);
+    k.Send(batch);
+    const std::string want = r.Read(commands.size());
+    const std::string got = k.Read(commands.size());
+    if (got != want) {
+      size_t at = 0;
+      while (at < got.size() && at < want.size() && got[at] == want[at]) ++at;
+      ADD_FAILURE() << "case starting with " << commands[0][0] << " differs at byte " << at
+                    << ": keg '" << got.substr(at > 40 ? at - 40 : 0, 120) << "' redis '"
+                    << want.substr(at > 40 ? at - 40 : 0, 120) << "'";
+    }
+  }
+}
+
+TEST(ServerVsRedis, InlineCommandsAndProtocolErrors) {
+  Redis redis;
+  ASSERT_TRUE(redis.ok());
+  Keg keg;
+  ASSERT_TRUE(keg.Start());
+  const std::vector<std::pair<std::string, size_t>> inputs = {
+      {"PING\r\n", 1}, {"SET a \"b c\"\r\nGET a\r\n", 2}, {"\r\n*0\r\nPING\n", 1},
+      {"*1\r\n$4\r\nPING\r\n*x\r\n", 2}, {"*1\r\n+PING\r\n", 1}, {"SET a \"b\r\n", 1},
+  };
+  for (const auto& [bytes, replies] : inputs) {
+    RawClient r(redis.port());
+    RawClient k(keg.port());
+    r.Send(bytes);
+    k.Send(bytes);
+    EXPECT_EQ(k.Read(replies), r.Read(replies)) << bytes;
+  }
+}
+
+// ---- keg on its own ---------------------------------------------------------------------------
+
+class ServerTest : public ::testing::Test {
+ protected:
+  void StartKeg(std::vector<std::string> extra = {}) {
+    keg_ = std::make_unique<Keg>(std::move(extra));
+    ASSERT_TRUE(keg_->Start()) << keg_->Log();
+  }
+  std::unique_ptr<Keg> keg_;
+};
+
+TEST_F(ServerTest, TenThousandPipelinedCommandsInOneWrite) {
+  StartKeg();
+  RawClient c(keg_->port());
+  std::string batch;
+  for (int i = 0; i < 5000; ++i) {
+    batch += RawClient::Encode({"SET", "key:" + std::to_string(i), "value:" + std::to_string(i)});
+    batch += RawClient::Encode({"GET", "key:" + std::to_string(i)});
+  }
+  ASSERT_TRUE(c.Send(batch));
+  const std::string replies = c.Read(10000, 20000);
+  std::string expected;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string v = "value:" + std::to_string(i);
+    expected += "+OK\r\n$" + std::to_string(v.size()) + "\r\n" + v + "\r\n";
+  }
+  EXPECT_EQ(replies, expected);
+}
+
+TEST_F(ServerTest, BinaryValuesWithNulAndCrlfRoundTrip) {
+  StartKeg();
+  redisContext* ctx = redisConnect("127.0.0.1", keg_->port());
+  ASSERT_TRUE(ctx != nullptr && ctx->err == 0);
+  std::string value("a\0b\r\nc\r\n\0", 9);
+  for (int i = 0; i < 256; ++i) value.push_back(static_cast<char>(i));
+  value += std::string(100000, '\n');  // large: sent straight from the map
+  std::string key("k\0\r\n", 4);
+  auto* r = static_cast<redisReply*>(redisCommand(ctx, "SET %b %b", key.data(), key.size(), value.data(), value.size()));
+  ASSERT_EQ(r->type, REDIS_REPLY_STATUS);
+  freeReplyObject(r);
+  r = static_cast<redisReply*>(redisCommand(ctx, "GET %b", key.data(), key.size()));
+  ASSERT_EQ(r->type, REDIS_REPLY_STRING);
+  EXPECT_EQ(std::string(r->str, r->len), value);
+  freeReplyObject(r);
+  redisFree(ctx);
+}
+
+TEST_F(ServerTest, ValueAtTheBulkLimitAndOnePast) {
+  StartKeg({"--proto-max-bulk-len", "1mb"});
+  RawClient c(keg_->port());
+  const std::string at(1024 * 1024, 'x');
+  EXPECT_EQ(c.Call({"SET", "big", at}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"STRLEN", "big"}), ":1048576\r\n");
+  RawClient d(keg_->port());
+  d.Send(RawClient::Encode({"SET", "big", at + "y"}));
+  EXPECT_EQ(d.Read(1), "-ERR Protocol error: invalid bulk length\r\n");
+  EXPECT_TRUE(d.Closed());
+  EXPECT_EQ(c.Call({"APPEND", "big", "y"}),
+            "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n");
+  EXPECT_EQ(c.Call({"STRLEN", "big"}), ":1048576\r\n");  // the other client is unaffected
+}
+
+TEST_F(ServerTest, Resp3AfterHello3) {
+  StartKeg();
+  RawClient c(keg_->port());
+  const std::string hello = c.Call({"HELLO", "3"});
+  EXPECT_EQ(hello.substr(0, 3), "%7\r");
+  EXPECT_NE(hello.find("$7\r\nversion\r\n$6\r\n7.0.15\r\n$5\r\nproto\r\n:3\r\n"), std::string::npos);
+  EXPECT_EQ(c.Call({"GET", "missing"}), "_\r\n");
+  EXPECT_EQ(c.Call({"CONFIG", "GET", "save"}), "%1\r\n$4\r\nsave\r\n$0\r\n\r\n");
+  EXPECT_EQ(c.Call({"INFO", "server"}).substr(0, 1), "=");
+  EXPECT_EQ(c.Call({"MGET", "a", "b"}), "*2\r\n_\r\n_\r\n");
+  EXPECT_EQ(c.Call({"HELLO", "2"}).substr(0, 5), "*14\r\n");
+  EXPECT_EQ(c.Call({"GET", "missing"}), "$-1\r\n");
+}
+
+TEST_F(ServerTest, AuthFlows) {
+  StartKeg({"--requirepass", "s3cret"});
+  RawClient c(keg_->port());
+  EXPECT_EQ(c.Call({"GET", "a"}), "-NOAUTH Authentication required.\r\n");
+  EXPECT_EQ(c.Call({"HELLO", "3"}).substr(0, 42), "-NOAUTH HELLO must be called with the clie");
+  EXPECT_EQ(c.Call({"AUTH", "wrong"}), "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  EXPECT_EQ(c.Call({"AUTH", "default", "wrong"}), "-WRONGPASS invalid username-password pair or user is disabled.\r\n");
+  EXPECT_EQ(c.Call({"AUTH", "s3cret"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"SET", "a", "1"}), "+OK\r\n");
+  RawClient h(keg_->port());
+  EXPECT_EQ(h.Call({"HELLO", "2", "AUTH", "default", "s3cret"}).substr(0, 5), "*14\r\n");
+  EXPECT_EQ(h.Call({"GET", "a"}), "$1\r\n1\r\n");
+  // Before AUTH, Redis's smaller limits apply: more than 10 arguments closes the connection.
+  RawClient u(keg_->port());
+  Cmd many = {"MGET"};
+  for (int i = 0; i < 12; ++i) many.push_back("k");
+  u.Send(RawClient::Encode(many));
+  EXPECT_EQ(u.Read(1), "-ERR Protocol error: unauthenticated multibulk length\r\n");
+  EXPECT_TRUE(u.Closed());
+  // RESET forgets the authentication.
+  EXPECT_EQ(c.Call({"RESET"}), "+RESET\r\n");
+  EXPECT_EQ(c.Call({"GET", "a"}), "-NOAUTH Authentication required.\r\n");
+}
+
+TEST_F(ServerTest, MaxClientsIdleTimeoutAndPostHost) {
+  StartKeg({"--maxclients", "2", "--timeout", "1"});
+  RawClient a(keg_->port());
+  RawClient b(keg_->port());
+  EXPECT_EQ(a.Call({"PING"}), "+PONG\r\n");
+  EXPECT_EQ(b.Call({"PING"}), "+PONG\r\n");
+  RawClient third(keg_->port());
+  EXPECT_EQ(third.Read(1), "-ERR max number of clients reached\r\n");
+  EXPECT_TRUE(third.Closed());
+  // Idle clients are closed after `timeout` seconds.
+  EXPECT_TRUE(a.Closed(4000));
+  EXPECT_TRUE(b.Closed(4000));
+  // POST / Host: closes without a reply.
+  RawClient web(keg_->port());
+  web.Send("POST / HTTP/1.1\r\nHost: example\r\n\r\n");
+  EXPECT_TRUE(web.Closed());
+  EXPECT_EQ(web.pending(), "");
+  RawClient after(keg_->port());
+  EXPECT_EQ(after.Call({"PING"}), "+PONG\r\n");
+}
+
+TEST_F(ServerTest, ClientThatDoesNotReadIsDisconnectedAndOthersAreServed) {
+  StartKeg({"--client-output-buffer-limit", "normal", "4mb", "0", "0"});
+  RawClient c(keg_->port());
+  ASSERT_EQ(c.Call({"SET", "v", std::string(100000, 'v')}), "+OK\r\n");
+  // Pipeline 20,000 GETs of a 100 KB value (2 GB of replies) and never read.
+  std::string get = RawClient::Encode({"GET", "v"});
+  std::string batch;
+  for (int i = 0; i < 1000; ++i) batch += get;
+  RawClient hog(keg_->port());
+  int sent = 0;
+  for (int i = 0; i < 20; ++i) {
+    if (::send(hog.fd(), batch.data(), batch.size(), MSG_NOSIGNAL | MSG_DONTWAIT) <= 0) break;
+    ++sent;
+  }
+  EXPECT_GT(sent, 0);
+  EXPECT_TRUE(hog.Closed(10000));
+  EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
+  std::ifstream statm("/proc/" + std::to_string(keg_->proc().pid()) + "/status");
+  std::string line;
+  int64_t rss_kb = 0;
+  while (std::getline(statm, line)) {
+    if (line.rfind("VmRSS:", 0) == 0) rss_kb = std::stoll(line.substr(6));
+  }
+  EXPECT_LT(rss_kb, 200 * 1024) << "server memory must stay bounded";
+  EXPECT_NE(keg_->Log().find("output buffer limits"), std::string::npos) << keg_->Log();
+}
+
+TEST_F(ServerTest, QueryBufferLimitClosesTheClient) {
+  StartKeg({"--client-query-buffer-limit", "1mb"});
+  RawClient c(keg_->port());
+  std::string partial = "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$3000000\r\n" + std::string(2000000, 'x');
+  c.Send(partial);
+  EXPECT_TRUE(c.Closed());
+  RawClient d(keg_->port());
+  EXPECT_EQ(d.Call({"PING"}), "+PONG\r\n");
+}
+
+TEST_F(ServerTest, WatchAbortsExecWhenAnotherClientWrites) {
+  StartKeg();
+  RawClient a(keg_->port());
+  RawClient b(keg_->port());
+  EXPECT_EQ(a.Call({"SET", "k", "1"}), "+OK\r\n");
+  EXPECT_EQ(a.Call({"WATCH", "k"}), "+OK\r\n");
+  EXPECT_EQ(b.Call({"SET", "k", "2"}), "+OK\r\n");
+  EXPECT_EQ(a.Call({"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(a.Call({"SET", "k", "3"}), "+QUEUED\r\n");
+  EXPECT_EQ(a.Call({"EXEC"}), "*-1\r\n");
+  EXPECT_EQ(a.Call({"GET", "k"}), "$1\r\n2\r\n");
+  // Without interference the transaction runs, and its reads see its own writes.
+  EXPECT_EQ(a.Call({"WATCH", "k"}), "+OK\r\n");
+  a.Send(RawClient::Encode({"MULTI"}) + RawClient::Encode({"INCR", "k"}) +
+         RawClient::Encode({"GET", "k"}) + RawClient::Encode({"EXEC"}));
+  EXPECT_EQ(a.Read(4), "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:3\r\n$1\r\n3\r\n");
+}
+
+TEST_F(ServerTest, ScanVisitsEveryKeyAndKeysMatches) {
+  StartKeg();
+  RawClient c(keg_->port());
+  std::string batch;
+  for (int i = 0; i < 2000; ++i) batch += RawClient::Encode({"SET", "user:" + std::to_string(i), "x"});
+  batch += RawClient::Encode({"SET", "other", "x"});
+  c.Send(batch);
+  c.Read(2001);
+  std::set<std::string> seen;
+  std::string cursor = "0";
+  do {
+    redisContext* ctx = redisConnect("127.0.0.1", keg_->port());
+    auto* r = static_cast<redisReply*>(redisCommand(ctx, "SCAN %s MATCH user:* COUNT 100", cursor.c_str()));
+    ASSERT_EQ(r->type, REDIS_REPLY_ARRAY);
+    ASSERT_EQ(r->elements, 2u);
+    cursor = r->element[0]->str;
+    for (size_t i = 0; i < r->element[1]->elements; ++i) seen.insert(r->element[1]->element[i]->str);
+    freeReplyObject(r);
+    redisFree(ctx);
+  } while (cursor != "0");
+  EXPECT_EQ(seen.size(), 2000u);
+  EXPECT_EQ(seen.count("other"), 0u);
+  EXPECT_EQ(c.Call({"DBSIZE"}), ":2001\r\n");
+  EXPECT_EQ(c.Call({"KEYS", "oth?r"}), "*1\r\n$5\r\nother\r\n");
+}
+
+TEST_F(ServerTest, CompactRepliesWhenDoneAndKeepsData) {
+  StartKeg({"--data-file-size", "1mb"});
+  RawClient c(keg_->port());
+  std::string batch;
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 3000; ++i) {
+      batch += RawClient::Encode({"SET", "k" + std::to_string(i), std::string(200, char('a' + round))});
+    }
+  }
+  c.Send(batch);
+  c.Read(9000, 30000);
+  EXPECT_EQ(c.Call({"COMPACT"}), "+OK\r\n");
+  const std::string info = c.Call({"INFO", "keg"});
+  EXPECT_NE(info.find("compactions:1"), std::string::npos) << info;
+  EXPECT_EQ(c.Call({"GET", "k2999"}), "$200\r\n" + std::string(200, 'c') + "\r\n");
+  EXPECT_EQ(c.Call({"COMPACT", "ASYNC"}), "+Compaction started\r\n");
+  EXPECT_EQ(c.Call({"DBSIZE"}), ":3000\r\n");
+}
+
+// Where keg differs from Redis on purpose (one database; storage settings fixed at start; no
+// command docs, so redis-cli uses its built-in help).
+TEST_F(ServerTest, IntentionalDifferencesFromRedis) {
+  StartKeg();
+  RawClient c(keg_->port());
+  EXPECT_EQ(c.Call({"SELECT", "1"}), "-ERR DB index is out of range\r\n");
+  EXPECT_EQ(c.Call({"CONFIG", "SET", "port", "1"}),
+            "-ERR CONFIG SET failed (possibly related to argument 'port') - can't set immutable config\r\n");
+  EXPECT_EQ(c.Call({"CONFIG", "SET", "appendfsync", "always"}),
+            "-ERR CONFIG SET failed (possibly related to argument 'appendfsync') - can't set immutable config\r\n");
+  EXPECT_EQ(c.Call({"COMMAND", "DOCS"}).substr(0, 5), "-ERR ");
+  EXPECT_EQ(c.Call({"CONFIG", "GET", "appendonly"}), "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
+}
+
+TEST_F(ServerTest, ClientCommands) {
+  StartKeg();
+  RawClient a(keg_->port());
+  RawClient b(keg_->port());
+  EXPECT_EQ(a.Call({"CLIENT", "SETNAME", "alpha"}), "+OK\r\n");
+  EXPECT_EQ(a.Call({"CLIENT", "GETNAME"}), "$5\r\nalpha\r\n");
+  EXPECT_EQ(a.Call({"CLIENT", "SETINFO", "LIB-NAME", "test"}), "+OK\r\n");
+  const std::string id = a.Call({"CLIENT", "ID"});
+  ASSERT_EQ(id[0], ':');
+  const std::string list = b.Call({"CLIENT", "LIST"});
+  EXPECT_NE(list.find("name=alpha"), std::string::npos) << list;
+  EXPECT_NE(list.find("lib-name=test"), std::string::npos) << list;
+  EXPECT_EQ(b.Call({"CLIENT", "KILL", "ID", id.substr(1, id.size() - 3)}), ":1\r\n");
+  EXPECT_TRUE(a.Closed());
+  EXPECT_EQ(b.Call({"PING"}), "+PONG\r\n");
+}
+
+TEST_F(ServerTest, CommandTableAndInfo) {
+  StartKeg();
+  RawClient c(keg_->port());
+  const std::string count = c.Call({"COMMAND", "COUNT"});
+  EXPECT_GT(std::stoi(count.substr(1)), 60);
+  const std::string info = c.Call({"COMMAND", "INFO", "get", "compact"});
+  EXPECT_EQ(info.substr(0, 22), "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n");
+  EXPECT_NE(info.find("$7\r\ncompact\r\n"), std::string::npos);
+  const std::string all = c.Call({"INFO"});
+  for (const char* field : {"redis_version:7.0.15", "loading:0", "connected_clients:1",
+                            "cluster_enabled:0", "role:master", "aof_rewrite_in_progress:0",
+                            "# Keyspace", "# Keg", "keydir_bytes_per_key:"}) {
+    EXPECT_NE(all.find(field), std::string::npos) << field;
+  }
+}
+
+// ---- durability and lifecycle -------------------------------------------------------------------
+
+TEST_F(ServerTest, DataSurvivesGracefulRestartAndShutdown) {
+  StartKeg();
+  {
+    RawClient c(keg_->port());
+    EXPECT_EQ(c.Call({"SET", "a", "1"}), "+OK\r\n");
+    EXPECT_EQ(c.Call({"SET", "t", "v", "EX", "1000"}), "+OK\r\n");
+  }
+  const int status = keg_->proc().Signal(SIGTERM);
+  ASSERT_TRUE(WIFEXITED(status)) << status;
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+  EXPECT_NE(keg_->Log().find("ready to exit"), std::string::npos);
+  ASSERT_TRUE(keg_->Start());
+  {
+    RawClient c(keg_->port());
+    EXPECT_EQ(c.Call({"GET", "a"}), "$1\r\n1\r\n");
+    const std::string ttl = c.Call({"TTL", "t"});
+    EXPECT_TRUE(ttl == ":1000\r\n" || ttl == ":999\r\n") << ttl;
+    EXPECT_EQ(c.Call({"SET", "b", "2"}), "+OK\r\n");
+    c.Send(RawClient::Encode({"SHUTDOWN"}));
+    EXPECT_TRUE(c.Closed(5000));
+  }
+  EXPECT_TRUE(keg_->proc().ExitsWithin(5000));
+  EXPECT_TRUE(WIFEXITED(keg_->proc().exit_status()));
+  EXPECT_EQ(WEXITSTATUS(keg_->proc().exit_status()), 0);
+  ASSERT_TRUE(keg_->Start());
+  RawClient c(keg_->port());
+  EXPECT_EQ(c.Call({"MGET", "a", "b"}), "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+}
+
+TEST_F(ServerTest, AcknowledgedWritesSurviveSigkillUnderAlways) {
+  StartKeg({"--appendfsync", "always"});
+  for (int cycle = 0; cycle < 3; ++cycle) {
+    {
+      RawClient c(keg_->port());
+      std::string batch;
+      for (int i = 0; i < 500; ++i) {
+        batch += RawClient::Encode({"SET", "c" + std::to_string(cycle) + ":" + std::to_string(i), std::to_string(i)});
+      }
+      c.Send(batch);
+      ASSERT_EQ(c.Read(500).size(), 500u * 5);  // every +OK arrived: all acknowledged
+      EXPECT_EQ(c.Call({"INCR", "counter"}), ":" + std::to_string(cycle + 1) + "\r\n");
+    }
+    keg_->proc().Kill();
+    ASSERT_TRUE(keg_->Start()) << keg_->Log();
+    RawClient c(keg_->port());
+    for (int past = 0; past <= cycle; ++past) {
+      EXPECT_EQ(c.Call({"GET", "c" + std::to_string(past) + ":499"}), "$3\r\n499\r\n");
+    }
+    EXPECT_EQ(c.Call({"GET", "counter"}), "$1\r\n" + std::to_string(cycle + 1) + "\r\n");
+    EXPECT_EQ(c.Call({"DBSIZE"}), ":" + std::to_string(500 * (cycle + 1) + 1) + "\r\n");
+  }
+}
+
+TEST_F(ServerTest, SecondServerOnTheSameDirectoryExits) {
+  StartKeg();
+  ServerProcess second;
+  const int port = FreePort();
+  EXPECT_FALSE(second.Start({KEG_SERVER_PATH, "--port", std::to_string(port), "--dir",
+                             (keg_->dir() / "data").string(), "--logfile", "/dev/null"}, port));
+  EXPECT_TRUE(WIFEXITED(second.exit_status()));
+  EXPECT_EQ(WEXITSTATUS(second.exit_status()), 1);
+}
+
+TEST(ServerConfig, BadDirectivesStopStartupNamingThem) {
+  const fs::path dir = TempDir("conf");
+  {
+    std::ofstream conf(dir / "bad.conf");
+    conf << "# comment\nport 7000\nnosuch-directive 1\n";
+  }
+  const std::string cmd = std::string(KEG_SERVER_PATH) + " " + (dir / "bad.conf").string() + " 2>&1";
+  FILE* p = popen(cmd.c_str(), "r");
+  char buf[4096];
+  std::string out;
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  EXPECT_NE(WEXITSTATUS(pclose(p)), 0);
+  EXPECT_NE(out.find("at line 3"), std::string::npos) << out;
+  EXPECT_NE(out.find("nosuch-directive"), std::string::npos) << out;
+  const std::string cmd2 = std::string(KEG_SERVER_PATH) + " --appendfsync sometimes 2>&1";
+  p = popen(cmd2.c_str(), "r");
+  out.clear();
+  while (size_t n = fread(buf, 1, sizeof(buf), p)) out.append(buf, n);
+  EXPECT_NE(WEXITSTATUS(pclose(p)), 0);
+  EXPECT_NE(out.find("appendfsync"), std::string::npos) << out;
+  fs::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace keg::testing
