@@ -69,7 +69,7 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
     Field(&s, "multiplexing_api", std::string("epoll"));
     Field(&s, "process_id", static_cast<int64_t>(getpid()));
     Field(&s, "run_id", st.run_id);
-    Field(&s, "tcp_port", st.port);
+    Field(&s, "tcp_port", st.port.load());
     Field(&s, "server_time_usec", now * 1000);
     Field(&s, "uptime_in_seconds", (now - st.start_ms) / 1000);
     Field(&s, "uptime_in_days", (now - st.start_ms) / 86400000);

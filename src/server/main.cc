@@ -114,6 +114,14 @@ int main(int argc, char** argv) {
   spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
                secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);
 
+  // SHUTDOWN (from an I/O thread) and the signals both end up here.
+  std::promise<void> stop;
+  std::atomic<bool> stopping{false};
+  auto request_stop = [&] {
+    if (!stopping.exchange(true)) stop.set_value();
+  };
+  state.request_shutdown = request_stop;
+
   keg::net::ServerOptions net_options;
   net_options.bind = cfg.bind;
   net_options.port = static_cast<uint16_t>(cfg.port);
@@ -148,12 +156,6 @@ int main(int argc, char** argv) {
   // Wait for SIGINT / SIGTERM or SHUTDOWN.
   asio::io_context main_io;
   asio::signal_set signals(main_io, SIGINT, SIGTERM);
-  std::promise<void> stop;
-  std::atomic<bool> stopping{false};
-  auto request_stop = [&] {
-    if (!stopping.exchange(true)) stop.set_value();
-  };
-  state.request_shutdown = request_stop;
   signals.async_wait([&](const asio::error_code& e, int sig) {
     if (!e) {
       spdlog::warn("Received {} scheduling shutdown...", sig == SIGINT ? "SIGINT" : "SIGTERM");

@@ -86,11 +86,11 @@ struct ServerState {
   std::atomic<bool> compaction_running{false};
   int64_t start_ms = 0;
   std::string run_id;
-  uint16_t port = 0;
+  std::atomic<uint16_t> port{0};  // the bound port, known once listening
   std::string executable;
   std::string config_file;
 
-  /// Asks main to shut down (SHUTDOWN); set by main. Any thread.
+  /// Asks main to shut down (SHUTDOWN); set by main before the I/O threads start. Any thread.
   std::function<void()> request_shutdown;
 
   /// Applies `config` to the atomics and the logger. Call with config_mu held.
