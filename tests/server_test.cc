@@ -467,6 +467,29 @@ TEST_F(ServerTest, IntentionalDifferencesFromRedis) {
   EXPECT_EQ(c.Call({"CONFIG", "GET", "appendonly"}), "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
 }
 
+// Replies that depend on time or identity: their shape, and what they do.
+TEST_F(ServerTest, ServerCommandsWithTimeDependentReplies) {
+  StartKeg();
+  RawClient c(keg_->port());
+  const std::string time = c.Call({"TIME"});
+  EXPECT_EQ(time.substr(0, 5), "*2\r\n$");
+  const std::string before = c.Call({"LASTSAVE"});
+  EXPECT_EQ(before[0], ':');
+  EXPECT_EQ(c.Call({"SET", "a", "1"}), "+OK\r\n");
+  EXPECT_NE(c.Call({"INFO", "persistence"}).find("rdb_changes_since_last_save:1"), std::string::npos);
+  EXPECT_EQ(c.Call({"SAVE"}), "+OK\r\n");
+  EXPECT_NE(c.Call({"INFO", "persistence"}).find("rdb_changes_since_last_save:0"), std::string::npos);
+  EXPECT_EQ(c.Call({"BGSAVE"}), "+Background saving started\r\n");
+  EXPECT_EQ(c.Call({"BGREWRITEAOF"}), "+Background append only file rewriting started\r\n");
+  EXPECT_EQ(c.Call({"SLOWLOG", "GET"}), "*0\r\n");
+  EXPECT_EQ(c.Call({"LATENCY", "RESET"}), ":0\r\n");
+  const std::string hello = c.Call({"HELLO"});
+  EXPECT_EQ(hello.substr(0, 5), "*14\r\n");
+  const std::string client_info = c.Call({"CLIENT", "INFO"});
+  EXPECT_NE(client_info.find("cmd=client"), std::string::npos) << client_info;
+  EXPECT_EQ(c.Call({"RANDOMKEY"}), "$1\r\na\r\n");
+}
+
 TEST_F(ServerTest, ClientCommands) {
   StartKeg();
   RawClient a(keg_->port());
