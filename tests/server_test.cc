@@ -5,6 +5,7 @@
 // Needs redis-server on PATH (tools/install-deps.sh --test installs it).
 #include <gtest/gtest.h>
 #include <hiredis/hiredis.h>
+#include <ifaddrs.h>
 
 #include <algorithm>
 #include <fstream>
@@ -488,6 +489,43 @@ TEST_F(ServerTest, ServerCommandsWithTimeDependentReplies) {
   const std::string client_info = c.Call({"CLIENT", "INFO"});
   EXPECT_NE(client_info.find("cmd=client"), std::string::npos) << client_info;
   EXPECT_EQ(c.Call({"RANDOMKEY"}), "$1\r\na\r\n");
+}
+
+// A non-loopback IPv4 address of this machine, or "" when it has none.
+std::string NonLoopbackAddress() {
+  ifaddrs* list = nullptr;
+  if (getifaddrs(&list) != 0) return "";
+  std::string found;
+  for (ifaddrs* i = list; i != nullptr && found.empty(); i = i->ifa_next) {
+    if (i->ifa_addr == nullptr || i->ifa_addr->sa_family != AF_INET) continue;
+    const auto* in = reinterpret_cast<const sockaddr_in*>(i->ifa_addr);
+    if ((ntohl(in->sin_addr.s_addr) >> 24) == 127) continue;
+    char buf[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &in->sin_addr, buf, sizeof(buf));
+    found = buf;
+  }
+  freeifaddrs(list);
+  return found;
+}
+
+TEST_F(ServerTest, ProtectedModeRefusesRemoteClientsWithoutPassword) {
+  const std::string addr = NonLoopbackAddress();
+  if (addr.empty()) GTEST_SKIP() << "no non-loopback IPv4 address on this machine";
+  StartKeg({"--bind", "0.0.0.0"});
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in sa{};
+  sa.sin_family = AF_INET;
+  sa.sin_port = htons(static_cast<uint16_t>(keg_->port()));
+  inet_pton(AF_INET, addr.c_str(), &sa.sin_addr);
+  ASSERT_EQ(connect(fd, reinterpret_cast<sockaddr*>(&sa), sizeof(sa)), 0);
+  std::string got;
+  char buf[4096];
+  for (ssize_t n; (n = recv(fd, buf, sizeof(buf), 0)) > 0;) got.append(buf, static_cast<size_t>(n));
+  close(fd);
+  EXPECT_EQ(got.substr(0, 49), "-DENIED Redis is running in protected mode becaus");
+  EXPECT_EQ(got.substr(got.size() - 2), "\r\n");
+  RawClient local(keg_->port());  // loopback clients are still served
+  EXPECT_EQ(local.Call({"PING"}), "+PONG\r\n");
 }
 
 TEST_F(ServerTest, ClientCommands) {
