@@ -146,7 +146,8 @@ const std::vector<std::vector<Cmd>>& DifferentialCases() {
        {"RENAME", "e", "f"}, {"TTL", "f"}, {"FLUSHDB", "x"}, {"FLUSHALL"}, {"DBSIZE"},
        {"RANDOMKEY"}, {"KEYS", "*"}, {"SCAN", "0"}},
       // Transactions.
-      {{"EXEC"}, {"DISCARD"}, {"MULTI"}, {"MULTI"}, {"SET", "a", "1"}, {"GET", "a"}, {"INCR", "a"},
+      {{"EXEC", "x"}, {"MULTI"}, {"EXEC", "x"}, {"EXEC"}, {"MULTI"}, {"GET"}, {"EXEC"},
+       {"EXEC"}, {"DISCARD"}, {"MULTI"}, {"MULTI"}, {"SET", "a", "1"}, {"GET", "a"}, {"INCR", "a"},
        {"MGET", "a", "b"}, {"EXEC"}, {"GET", "a"}, {"MULTI"}, {"SET", "a"}, {"GET", "a"}, {"EXEC"},
        {"MULTI"}, {"NOSUCH"}, {"EXEC"}, {"MULTI"}, {"SET", "x", "1"}, {"DISCARD"}, {"GET", "x"},
        {"MULTI"}, {"WATCH", "a"}, {"INCR", "s1"}, {"SET", "s1", "v", "EX", "0"}, {"EXEC"},
@@ -213,6 +214,24 @@ TEST(ServerVsRedis, PipelinedCasesGiveTheSameBytes) {
                     << want.substr(at > 40 ? at - 40 : 0, 120) << "'";
     }
   }
+}
+
+// Before AUTH: which errors win (unknown command and arity before NOAUTH), and EXEC's.
+TEST(ServerVsRedis, RequirepassGivesTheSameBytes) {
+  const int port = FreePort();
+  ServerProcess redis;
+  ASSERT_TRUE(redis.Start({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
+                           "--save", "", "--requirepass", "pw", "--logfile", "/dev/null"},
+                          port));
+  Keg keg({"--requirepass", "pw"});
+  ASSERT_TRUE(keg.Start());
+  const std::vector<Cmd> commands = {
+      {"FOO"}, {"GET"}, {"GET", "a"}, {"MULTI"}, {"HELLO"}, {"CLIENT", "SETNAME", "x"}, {"EXEC"},
+      {"AUTH", "nope"}, {"AUTH", "default", "nope"}, {"HELLO", "3", "AUTH", "default", "nope"},
+      {"AUTH", "pw"}, {"SET", "a", "1"}, {"GET", "a"}, {"QUIT"}};
+  RawClient r(port);
+  RawClient k(keg.port());
+  for (const Cmd& cmd : commands) EXPECT_EQ(k.Call(cmd), r.Call(cmd)) << cmd[0];
 }
 
 TEST(ServerVsRedis, InlineCommandsAndProtocolErrors) {

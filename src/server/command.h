@@ -30,8 +30,7 @@ enum CommandFlag : uint32_t {
   kNoAuth = 1 << 3,    ///< allowed before AUTH
   kAdmin = 1 << 4,
   kNoMulti = 1 << 5,   ///< runs at once inside MULTI instead of being queued
-  kNoScript = 1 << 6,
-  kSession = 1 << 7,   ///< changes the connection's state: runs only when no batch is pending
+  // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 
 /// A finished op range of the batch: the results of the ops this command added.

@@ -456,8 +456,8 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"bgsave", -1, kAdmin, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});
   t->push_back({"bgrewriteaof", 1, kAdmin | kNoMulti, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
-  t->push_back({"compact", -1, kAdmin | kSession, 0, 0, 0, Compact, "@admin @slow"});
-  t->push_back({"shutdown", -1, kAdmin | kNoMulti | kSession, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
+  t->push_back({"compact", -1, kAdmin, 0, 0, 0, Compact, "@admin @slow"});
+  t->push_back({"shutdown", -1, kAdmin | kNoMulti, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
   t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
   t->push_back({"latency", -2, kAdmin, 0, 0, 0, Latency, "@admin @slow @dangerous"});
 }

@@ -274,27 +274,18 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
   }
   const int argc = static_cast<int>(args.size());
   if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
-    if (in_multi_) multi_error_ = true;
-    ReplyError(WrongArity(cmd->name));
-    ++commands_;
-    return net::Outcome::kDone;
+    return Reject(*cmd, WrongArity(cmd->name));
   }
   // A subcommand's arity (CLIENT SETNAME ...).
   if (!cmd->subcommands.empty() && args.size() >= 2) {
     if (const Command* sub = FindSubcommand(*cmd, args[1])) {
       if ((sub->arity > 0 && argc != sub->arity) || (sub->arity < 0 && argc < -sub->arity)) {
-        if (in_multi_) multi_error_ = true;
-        ReplyError(WrongArity(std::string(cmd->name) + "|" + std::string(sub->name)));
-        ++commands_;
-        return net::Outcome::kDone;
+        return Reject(*cmd, WrongArity(std::string(cmd->name) + "|" + std::string(sub->name)));
       }
     }
   }
   if (!authenticated_ && (cmd->flags & kNoAuth) == 0) {
-    if (in_multi_) multi_error_ = true;
-    ReplyError("-NOAUTH Authentication required.");
-    ++commands_;
-    return net::Outcome::kDone;
+    return Reject(*cmd, "-NOAUTH Authentication required.");
   }
   if (in_multi_ && (cmd->flags & kNoMulti) == 0) {
     queued_.emplace_back(args.begin(), args.end());
@@ -307,6 +298,21 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
     if (Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
   }
   return Dispatch(*cmd, args);
+}
+
+net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {
+  ++commands_;
+  if (cmd.name == "exec") {
+    // A rejected EXEC discards the transaction (Redis's execCommandAbort).
+    std::string_view reason = error;
+    if (!reason.empty() && reason[0] == '-') reason.remove_prefix(1);
+    Discard();
+    ReplyError("-EXECABORT Transaction discarded because of: " + std::string(reason));
+    return net::Outcome::kDone;
+  }
+  if (in_multi_) multi_error_ = true;
+  ReplyError(error);
+  return net::Outcome::kDone;
 }
 
 net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::string_view> args) {

@@ -89,6 +89,8 @@ class ClientSession final : public net::Session {
   };
 
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
+  // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
+  net::Outcome Reject(const Command& cmd, std::string_view error);
   net::Outcome Submit(bool exec);
   void Complete(InFlight& flight, const store::Status& status, std::vector<store::OpResult>& results);
   void RunSteps(InFlight& flight, std::vector<store::OpResult>& results);
