@@ -241,7 +241,7 @@ TEST(ServerVsRedis, InlineCommandsAndProtocolErrors) {
   ASSERT_TRUE(keg.Start());
   const std::vector<std::pair<std::string, size_t>> inputs = {
       {"PING\r\n", 1}, {"SET a \"b c\"\r\nGET a\r\n", 2}, {"\r\n*0\r\nPING\n", 1},
-      {"*1\r\n$4\r\nPING\r\n*x\r\n", 2}, {"*1\r\n+PING\r\n", 1}, {"SET a \"b\r\n", 1},
+      {"*1\r\n$4\r\nPING\r\n*x\r\n", 2}, {"SET a b\r\nINCR n\r\n*x\r\n", 3}, {"*1\r\n+PING\r\n", 1}, {"SET a \"b\r\n", 1},
   };
   for (const auto& [bytes, replies] : inputs) {
     RawClient r(redis.port());

@@ -188,6 +188,11 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // Runs every complete command in the buffer, then writes the replies.
   void Process() {
     while (!waiting_ && !closed_ && !close_after_reply_) {
+      if (!protocol_error_.empty()) {
+        out_.Error(protocol_error_);
+        close_after_reply_ = true;
+        break;
+      }
       Outcome outcome;
       if (retry_) {
         retry_ = false;
@@ -207,11 +212,15 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
           break;
         }
         if (r.status == resp::ParseStatus::kError) {
-          out_.Error(parser_.ErrorMessage());
-          spdlog::debug("protocol error from {}: {}", peer_, parser_.ErrorMessage());
-          session_->EndOfInput();  // replies already batched still go out, in order
-          close_after_reply_ = true;
-          break;
+          // The replies of the commands before the bad one go first, in order: the error waits
+          // for the session's pending batch.
+          protocol_error_ = parser_.ErrorMessage();
+          spdlog::debug("protocol error from {}: {}", peer_, protocol_error_);
+          if (session_->EndOfInput() == Outcome::kWaitThenNext) {
+            waiting_ = true;
+            break;
+          }
+          continue;
         }
         outcome = session_->Execute(parser_.args());
         if (outcome == Outcome::kWaitThenRetry) retry_ = true;
@@ -327,6 +336,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   bool writing_ = false;
   bool waiting_ = false;  // the session waits for the store
   bool retry_ = false;    // re-run the last command on Resume
+  std::string protocol_error_;  // sent (then the connection closes) once earlier replies are out
   bool close_after_reply_ = false;
   bool closed_ = false;
   bool registered_ = false;
