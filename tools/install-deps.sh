@@ -14,7 +14,7 @@ run_packages=(
 test_packages=(
   libhiredis-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
-  redis-server redis-tools
+  redis-server redis-tools python3-redis nutcracker nodejs
 )
 
 want=("${run_packages[@]}")
@@ -32,13 +32,17 @@ for pkg in "${want[@]}"; do
   fi
 done
 
+# Debian's nodejs ships without npm; some nodejs builds include it.
+if [[ "${1:-}" == "--test" ]] && ! command -v npm >/dev/null; then
+  missing+=(npm)
+fi
+
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "install-deps: all ${#want[@]} packages already installed"
-  exit 0
 fi
 
 sudo=()
-if [[ $(id -u) -ne 0 ]]; then
+if [[ ${#missing[@]} -gt 0 && $(id -u) -ne 0 ]]; then
   if ! command -v sudo >/dev/null; then
     echo "install-deps: need root or sudo to install: ${missing[*]}" >&2
     exit 1
@@ -46,7 +50,20 @@ if [[ $(id -u) -ne 0 ]]; then
   sudo=(sudo)
 fi
 
-echo "install-deps: installing ${missing[*]}"
-export DEBIAN_FRONTEND=noninteractive
-"${sudo[@]}" apt-get update -q
-"${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+if [[ ${#missing[@]} -gt 0 ]]; then
+  echo "install-deps: installing ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo[@]}" apt-get update -q
+  "${sudo[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+
+# The Node.js clients of the compatibility suite, exactly as locked in package-lock.json.
+if [[ "${1:-}" == "--test" ]]; then
+  node_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/compat/node"
+  stamp="$node_dir/node_modules/.keg-installed-lock"
+  if ! cmp -s "$node_dir/package-lock.json" "$stamp" 2>/dev/null; then
+    echo "install-deps: npm ci in tests/compat/node"
+    (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
+    cp "$node_dir/package-lock.json" "$stamp"
+  fi
+fi

@@ -1,0 +1,72 @@
+"""Test support for the compatibility suite: keg-server and redis-server child processes.
+
+Runs under Debian's /usr/bin/python3 (python3-redis is installed for it). The keg-server binary
+comes from the KEG_SERVER environment variable (ctest sets it).
+"""
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, proc, timeout=20.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+class Server:
+    """A server process on a free port, in its own temporary directory."""
+
+    def __init__(self, argv_for_port, name):
+        self.dir = tempfile.mkdtemp(prefix=f"keg_compat_{name}_")
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.proc = subprocess.Popen(argv_for_port(self.port, self.dir), stdout=self.log,
+                                     stderr=subprocess.STDOUT, cwd=self.dir)
+        wait_for_port(self.port, self.proc)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def keg(*extra):
+    binary = os.environ.get("KEG_SERVER", "keg-server")
+    return Server(lambda port, d: [binary, "--port", str(port), "--dir", os.path.join(d, "data"),
+                                   *extra], "keg")
+
+
+def redis(*extra):
+    return Server(lambda port, d: ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
+                                   "--save", "", "--appendonly", "no", "--dir", d, *extra],
+                  "redis")
