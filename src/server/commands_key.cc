@@ -56,8 +56,7 @@ void Pexpiretime(Ctx& c) { TtlWith(c, true, true); }
 
 // EXPIRE key n [NX|XX|GT|LT] and its three siblings.
 void ExpireWith(Ctx& c, bool seconds, bool absolute) {
-  int64_t when = 0;
-  if (!resp::ParseInt64(c.arg(2), &when)) return c.Fail(std::string(err::kNotInteger));
+  // Options first, then the number, in Redis's order (so a bad option wins over a bad number).
   bool nx = false, xx = false, gt = false, lt = false;
   for (size_t i = 3; i < c.argc(); ++i) {
     const std::string opt = ToLower(c.arg(i));
@@ -69,6 +68,8 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
   }
   if (nx && (xx || gt || lt)) return c.Fail("NX and XX, GT or LT options at the same time are not compatible");
   if (gt && lt) return c.Fail("GT and LT options at the same time are not compatible");
+  int64_t when = 0;
+  if (!resp::ParseInt64(c.arg(2), &when)) return c.Fail(std::string(err::kNotInteger));
   const std::string invalid = "invalid expire time in '" + ToLower(c.arg(0)) + "' command";
   if (seconds) {
     if (when > INT64_MAX / 1000 || when < INT64_MIN / 1000) return c.Fail(invalid);
@@ -261,7 +262,7 @@ void Flush(Ctx& c) {
   do {
     cursor = c.server().store->Scan(cursor, 4096, [&](std::string_view k, int64_t) {
       c.batch().Delete(std::string(k));
-    });
+    }, /*include_expired=*/true);
   } while (cursor != 0);
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }

@@ -83,9 +83,12 @@ void Set(Ctx& c) {
   bool get = false;
   bool keep_ttl = false;
   Expiry expiry;
+  // Redis's parseExtendedStringArgumentsOrReply: an option may repeat (the last expiry wins), but
+  // NX/XX, and KEEPTTL or one expiry unit against another, conflict.
   for (size_t i = 3; i < c.argc(); ++i) {
     const std::string opt = ToLower(c.arg(i));
     const bool has_next = i + 1 < c.argc();
+    const bool is_expiry = opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat";
     if (opt == "nx" && cond != store::PutCondition::kIfPresent) {
       cond = store::PutCondition::kIfAbsent;
     } else if (opt == "xx" && cond != store::PutCondition::kIfAbsent) {
@@ -94,8 +97,7 @@ void Set(Ctx& c) {
       get = true;
     } else if (opt == "keepttl" && !expiry.set) {
       keep_ttl = true;
-    } else if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !keep_ttl &&
-               !expiry.set && has_next) {
+    } else if (is_expiry && !keep_ttl && (!expiry.set || expiry.unit == opt) && has_next) {
       expiry.set = true;
       expiry.unit = opt;
       expiry.text = c.arg(++i);
@@ -184,10 +186,10 @@ void Getex(Ctx& c) {
   bool persist = false;
   for (size_t i = 2; i < c.argc(); ++i) {
     const std::string opt = ToLower(c.arg(i));
-    if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") && !expiry.set && !persist &&
-        i + 1 < c.argc()) {
+    if ((opt == "ex" || opt == "px" || opt == "exat" || opt == "pxat") &&
+        (!expiry.set || expiry.unit == opt) && !persist && i + 1 < c.argc()) {
       expiry = Expiry{true, opt, c.arg(++i)};
-    } else if (opt == "persist" && !expiry.set && !persist) {
+    } else if (opt == "persist" && !expiry.set) {
       persist = true;
     } else {
       c.Fail(std::string(err::kSyntax));
@@ -210,6 +212,10 @@ void Getex(Ctx& c) {
     cap->found = true;
     cap->value.assign(cur->value);
     if (!change || (persist && cur->expire_at_ms == 0)) return d;
+    if (!persist && at <= store::NowMs()) {  // an expiry in the past deletes the key, as Redis
+      d.action = Action::kDelete;
+      return d;
+    }
     d.action = Action::kPut;
     d.value = cap->value;
     d.expire_at_ms = persist ? 0 : at;

@@ -8,14 +8,18 @@ namespace {
 
 // The unknown-command text, built as Redis 7.0 builds it (server.c processCommand).
 std::string UnknownCommand(std::span<const std::string_view> args) {
+  // Redis formats with %.*s, so every echoed string also stops at its first NUL byte.
+  auto c_string = [](std::string_view s, size_t max) {
+    s = s.substr(0, std::min(max, s.find('\0')));
+    return s;
+  };
   std::string text = "unknown command '";
-  text += args[0].substr(0, 128);
+  text += c_string(args[0], 128);
   text += "', with args beginning with: ";
   std::string rest;
   for (size_t i = 1; i < args.size() && rest.size() < 128; ++i) {
-    const size_t room = 128 - rest.size();
     rest += "'";
-    rest += args[i].substr(0, room);
+    rest += c_string(args[i], 128 - rest.size() + 1);
     rest += "' ";
   }
   text += rest;

@@ -281,11 +281,12 @@ bool StoreImpl::VisitRecord(const Location& loc, int64_t now_ms,
 }
 
 uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
-                         const std::function<void(std::string_view, int64_t)>& fn) const {
+                         const std::function<void(std::string_view, int64_t)>& fn,
+                         bool include_expired) const {
   // Cursor layout: bits 0-5 the shard, the rest the shard's reverse-binary bucket cursor.
   size_t shard = cursor & (Keydir::kShards - 1);
   uint64_t bucket = cursor >> 6;
-  const int64_t now = NowMs();
+  const int64_t now = include_expired ? INT64_MIN : NowMs();
   std::vector<std::pair<uint64_t, Location>> entries;
   size_t visited = 0;
   size_t buckets = 0;
@@ -539,7 +540,10 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       return;
     }
     case WriteBatch::Kind::kDelete:
-      if (!cur.exists) return;
+      if (!cur.exists) {
+        DropExpired(op.key, hash);  // FLUSHALL: an expired key goes now, not at the next cycle
+        return;
+      }
       keep_old();
       AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
       result->applied = true;
@@ -709,6 +713,19 @@ void StoreImpl::Periodic() {
   if (now - last_expire_ms_ >= kExpireIntervalMs) {
     last_expire_ms_ = now;
     ActiveExpireCycle();
+  }
+}
+
+void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
+  if (overlay_.count(key) != 0) return;  // this group wrote it: the pending record decides
+  std::shared_ptr<DataFile> file;
+  format::RecordHeader h;
+  uint64_t offset = 0;
+  if (!Lookup(key, hash, false, &file, &h, &offset).ok() || !Expired(h, NowMs())) return;
+  const Location loc{file->index(), offset, true};
+  if (keydir_.EraseIfAt(hash, loc)) {
+    MarkDead(loc);
+    expired_keys_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 

@@ -175,12 +175,13 @@ class Store {
 
   /// Iterates the keys as Redis's SCAN does: start with cursor 0 and pass each returned cursor back
   /// until it returns 0. Each call visits about `count` keys, calling fn(key, expire_at_ms) for the
-  /// live ones (expired keys are skipped). A key present for the whole iteration is visited at
-  /// least once; a key may be visited more than once. fn runs on the caller's thread, with no lock
-  /// held; the key view is valid only during the call. Any thread.
+  /// live ones (expired keys are skipped unless include_expired: FLUSHALL must delete those too). A
+  /// key present for the whole iteration is visited at least once; a key may be visited more than
+  /// once. fn runs on the caller's thread, with no lock held; the key view is valid only during
+  /// the call. Any thread.
   virtual uint64_t Scan(uint64_t cursor, size_t count,
-                        const std::function<void(std::string_view key, int64_t expire_at_ms)>& fn)
-      const = 0;
+                        const std::function<void(std::string_view key, int64_t expire_at_ms)>& fn,
+                        bool include_expired = false) const = 0;
   /// A random live key (RANDOMKEY); false when there is none.
   virtual bool RandomKey(std::string* key) const = 0;
   /// Number of keys carrying an expiry (INFO keyspace `expires=`), expired ones included until

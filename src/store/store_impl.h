@@ -53,7 +53,8 @@ class StoreImpl final : public Store {
   Status Get(std::string_view key, ValueView* out) const override;
   bool Exists(std::string_view key) const override;
   uint64_t Scan(uint64_t cursor, size_t count,
-                const std::function<void(std::string_view, int64_t)>& fn) const override;
+                const std::function<void(std::string_view, int64_t)>& fn,
+                bool include_expired) const override;
   bool RandomKey(std::string* key) const override;
   uint64_t ExpiringKeys() const override { return keydir_.Expiring(); }
   void Write(WriteBatch batch, WriteCallback done) override;
@@ -111,8 +112,8 @@ class StoreImpl final : public Store {
   Status Lookup(std::string_view key, uint64_t hash, bool verify, std::shared_ptr<DataFile>* pin,
                 format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
-  // Calls fn(key, expire_at_ms) for the record at `loc` when it is live; false if its file was
-  // retired meanwhile or its header fails its check.
+  // Calls fn(key, expire_at_ms) for the record at `loc` when it is live (or expired and now_ms is
+  // INT64_MIN); false if its file was retired meanwhile or its header fails its check.
   bool VisitRecord(const Location& loc, int64_t now_ms,
                    const std::function<void(std::string_view, int64_t)>& fn) const;
   // A callable confirming that a location holds `key`; for the writer thread and recovery (it
@@ -139,6 +140,9 @@ class StoreImpl final : public Store {
   void MarkDead(const Location& loc);
   void Periodic();
   void ActiveExpireCycle();
+  // Writer thread: removes `key` from the keydir if its newest record has expired (no tombstone
+  // needed: the expired record shadows older ones, as in ActiveExpireCycle).
+  void DropExpired(std::string_view key, uint64_t hash);
   Status FailStop(Status cause);
   // Runs `task` on the writer thread and waits for it.
   void RunOnWriter(std::function<void()> task);

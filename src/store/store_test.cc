@@ -632,5 +632,23 @@ TEST_F(StoreTest, PreconditionSeesEarlierBatchesAndAbortsTheWholeBatch) {
   EXPECT_FALSE(store_->Exists("c"));
 }
 
+// FLUSHALL deletes every key, expired ones included: a Delete of an expired key drops its entry
+// at once instead of leaving it to the expire cycle (DBSIZE must say 0 right after).
+TEST_F(StoreTest, DeletingAnExpiredKeyDropsItsEntryNow) {
+  Open();
+  Put("gone", "v", NowMs() - 1);
+  Put("live", "v");
+  EXPECT_EQ(store_->GetStats().keys, 2u);
+  std::vector<std::string> all;
+  store_->Scan(0, 100, [&](std::string_view k, int64_t) { all.emplace_back(k); }, true);
+  EXPECT_EQ(all.size(), 2u);
+  EXPECT_FALSE(Del("gone"));  // nothing written: the key was already logically absent
+  EXPECT_EQ(store_->GetStats().keys, 1u);
+  EXPECT_EQ(store_->ExpiringKeys(), 0u);
+  Reopen();
+  EXPECT_FALSE(store_->Exists("gone"));
+  EXPECT_EQ(Get("live"), "v");
+}
+
 }  // namespace
 }  // namespace keg::store
