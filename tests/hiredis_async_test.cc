@@ -107,8 +107,7 @@ TEST(HiredisAsync, HundredThousandPipelinedCommands) {
   EXPECT_TRUE(loop.Run(ac, [&] { return tally.replies == 2 * kPairs; }));
   EXPECT_EQ(tally.replies, 2 * kPairs);
   EXPECT_EQ(tally.wrong, 0);
-  redisAsyncDisconnect(ac);
-  loop.Run(ac, [] { return false; });
+  redisAsyncDisconnect(ac);  // no callbacks pending: frees the context at once
   keg.Signal(SIGTERM);
   std::filesystem::remove_all(dir);
 }

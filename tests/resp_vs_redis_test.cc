@@ -45,37 +45,14 @@ class RedisServer {
         "redis-server", "--port", std::to_string(port_), "--bind",   "127.0.0.1", "--save", "",
         "--appendonly", "no",     "--logfile",           "/dev/null"};
     args.insert(args.end(), extra.begin(), extra.end());
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    if (posix_spawnp(&pid_, "redis-server", nullptr, nullptr, argv.data(), environ) != 0) {
-      pid_ = -1;
-      return;
-    }
-    for (int i = 0; i < 200; ++i) {  // up to 10 s
-      const int fd = Connect(port_);
-      if (fd >= 0) {
-        close(fd);
-        ready_ = true;
-        return;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    }
+    ready_ = process_.Start(std::move(args), port_);
   }
-  ~RedisServer() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  RedisServer(const RedisServer&) = delete;
-  RedisServer& operator=(const RedisServer&) = delete;
 
   bool ready() const { return ready_; }
   int port() const { return port_; }
 
  private:
-  pid_t pid_ = -1;
+  keg::testing::ServerProcess process_;
   int port_ = -1;
   bool ready_ = false;
 };

@@ -3,6 +3,7 @@
 Runs under Debian's /usr/bin/python3 (python3-redis is installed for it). The keg-server binary
 comes from the KEG_SERVER environment variable (ctest sets it).
 """
+import ctypes
 import os
 import shutil
 import signal
@@ -10,6 +11,12 @@ import socket
 import subprocess
 import tempfile
 import time
+
+
+def _die_with_parent():
+    """In the child: SIGKILL when the test process dies (PR_SET_PDEATHSIG), so a killed test never
+    leaves a server holding ctest's output pipe."""
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
 
 
 def free_port():
@@ -39,7 +46,8 @@ class Server:
         self.port = free_port()
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(argv_for_port(self.port, self.dir), stdout=self.log,
-                                     stderr=subprocess.STDOUT, cwd=self.dir)
+                                     stderr=subprocess.STDOUT, cwd=self.dir,
+                                     preexec_fn=_die_with_parent)
         wait_for_port(self.port, self.proc)
 
     def stop(self):

@@ -31,7 +31,8 @@ class TwemproxyTest(unittest.TestCase):
             for i, n in enumerate(cls.nodes):
                 f.write(f"   - 127.0.0.1:{n.port}:1 node{i}\n")
         cls.proxy = subprocess.Popen(["nutcracker", "-c", conf, "-s", str(kegtest.free_port()),
-                                      "-o", os.path.join(cls.dir, "nutcracker.log")])
+                                      "-o", os.path.join(cls.dir, "nutcracker.log")],
+                                     preexec_fn=kegtest._die_with_parent)
         kegtest.wait_for_port(cls.port, cls.proxy)
 
     @classmethod

@@ -8,6 +8,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -67,9 +68,16 @@ class ServerProcess {
     std::vector<char*> argv;
     for (std::string& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
-    if (posix_spawnp(&pid_, argv[0], nullptr, nullptr, argv.data(), environ) != 0) {
-      pid_ = -1;
-      return false;
+    // fork + exec rather than posix_spawn: the child asks to be killed when the test dies, so a
+    // crashed or timed-out test never leaves a server behind holding ctest's output pipe.
+    const pid_t parent = getpid();
+    pid_ = fork();
+    if (pid_ < 0) return false;
+    if (pid_ == 0) {
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
+      if (getppid() != parent) _exit(127);
+      execvp(argv[0], argv.data());
+      _exit(127);
     }
     for (int i = 0; i < 400; ++i) {
       const int fd = ConnectTo(port_);
