@@ -1,5 +1,6 @@
 #include "net/server.h"
 
+#include <pthread.h>
 #include <sys/socket.h>
 
 #include <asio.hpp>
@@ -385,11 +386,13 @@ class ServerImpl {
       acceptors_.push_back(std::move(acceptor));
     }
     for (auto& acceptor : acceptors_) Accept(acceptor.get());
-    for (auto& w : workers_) {
-      Worker* worker = w.get();
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      Worker* worker = workers_[i].get();
       worker->tick = std::make_unique<asio::steady_timer>(worker->io);
       ScheduleTick(worker);
-      worker->thread = std::thread([worker] {
+      worker->thread = std::thread([worker, i] {
+        const std::string name = "keg-io-" + std::to_string(i);
+        pthread_setname_np(pthread_self(), name.c_str());
         auto guard = asio::make_work_guard(worker->io);
         worker->io.run();
       });

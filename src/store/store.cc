@@ -4,6 +4,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -170,8 +172,14 @@ Status StoreImpl::OpenImpl() {
     return s;
   }
   last_sync_ms_ = last_expire_ms_ = NowMs();
-  writer_ = std::thread([this] { WriterLoop(); });
-  background_ = std::thread([this] { BackgroundLoop(); });
+  writer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "keg-writer");  // shows in top -H, perf, gdb
+    WriterLoop();
+  });
+  background_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "keg-compact");
+    BackgroundLoop();
+  });
   return Status::OK();
 }
 
