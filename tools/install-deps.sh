@@ -3,6 +3,7 @@
 #
 #   tools/install-deps.sh          build and run dependencies (what tools/run.sh needs)
 #   tools/install-deps.sh --test   also everything the test suite needs (tools/test.sh)
+#   tools/install-deps.sh --bench  also what tools/bench.sh needs (redis-server, gnuplot)
 #
 # Uses apt-get directly when run as root, sudo otherwise. Idempotent: a second run installs nothing.
 set -euo pipefail
@@ -17,11 +18,15 @@ test_packages=(
   redis-server redis-tools python3-redis nutcracker nodejs
 )
 
+bench_packages=(redis-server redis-tools gnuplot-nox)
+
 want=("${run_packages[@]}")
 if [[ "${1:-}" == "--test" ]]; then
   want+=("${test_packages[@]}")
+elif [[ "${1:-}" == "--bench" ]]; then
+  want+=("${bench_packages[@]}")
 elif [[ $# -gt 0 ]]; then
-  echo "usage: $0 [--test]" >&2
+  echo "usage: $0 [--test|--bench]" >&2
   exit 2
 fi
 

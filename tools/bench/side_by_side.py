@@ -1,0 +1,245 @@
+#!/usr/bin/python3
+"""keg-server and redis-server 7.0 side by side at equal durability, measured with redis-benchmark.
+
+For each fsync policy both servers run at once (keg `appendfsync P`; Redis `appendonly yes`,
+`appendfsync P`, automatic AOF rewrite off, no RDB). Each workload runs A B A B ... (keg first in
+odd rounds, Redis first in even ones) for --rounds rounds; the report gives medians, the ratio
+keg/redis, and each server's CPU time per million requests (utime + stime of all its threads, from
+/proc/<pid>/stat, around each run). Writes docs/benchmarks.md and docs/benchmarks.png.
+
+Usage: tools/bench.sh [--rounds N] [--quick]   (tools/bench.sh builds Release first)
+"""
+import argparse
+import csv
+import datetime
+import io
+import os
+import platform
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KEG = os.path.join(ROOT, "build", "bench", "src", "server", "keg-server")
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc, timeout=120):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            sys.exit(f"server exited: {proc.args}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    sys.exit(f"no server on port {port}")
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICKS  # utime, stime (all threads)
+
+
+class Server:
+    def __init__(self, name, argv_for, workdir):
+        self.name = name
+        self.dir = os.path.join(workdir, name)
+        os.makedirs(self.dir, exist_ok=True)
+        self.port = free_port()
+        self.log = open(os.path.join(self.dir, "server.log"), "wb")
+        self.proc = subprocess.Popen(argv_for(self.port, self.dir), cwd=self.dir, stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc)
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
+
+
+def start_pair(policy, workdir):
+    keg = Server("keg", lambda port, d: [KEG, "--port", str(port), "--dir", os.path.join(d, "data"),
+                                         "--appendfsync", policy, "--logfile", "keg.log"], workdir)
+    redis = Server("redis", lambda port, d: [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+        "--appendonly", "yes", "--appendfsync", policy, "--auto-aof-rewrite-percentage", "0",
+        "--logfile", "redis.log"], workdir)
+    return keg, redis
+
+
+def bench(server, args, requests):
+    """One redis-benchmark run: (requests per second, p50 ms, p99 ms, cpu seconds)."""
+    before = cpu_seconds(server.proc.pid)
+    out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-n", str(requests), "--csv",
+                          *args], capture_output=True, text=True, timeout=900)
+    after = cpu_seconds(server.proc.pid)
+    if out.returncode != 0:
+        sys.exit(f"redis-benchmark failed against {server.name}: {out.stderr}")
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    row = rows[-1]
+    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), after - before
+
+
+# (name, redis-benchmark arguments, requests, quick requests)
+def workloads(policy):
+    base = ["-c", "50", "-r", "100000", "-d", "100"]
+    w = [
+        (f"SET, {policy}", ["-t", "set", *base], 300000, 50000),
+        (f"GET, {policy}", ["-t", "get", *base], 300000, 50000),
+        (f"SET -P 16, {policy}", ["-t", "set", "-P", "16", *base], 2000000, 300000),
+        (f"GET -P 16, {policy}", ["-t", "get", "-P", "16", *base], 2000000, 300000),
+    ]
+    if policy == "everysec":
+        w += [
+            ("SET 1 client, everysec", ["-t", "set", "-c", "1", "-r", "100000", "-d", "100"], 30000, 5000),
+            ("GET 1 client, everysec", ["-t", "get", "-c", "1", "-r", "100000", "-d", "100"], 30000, 5000),
+            ("MSET (10 keys), everysec", ["-t", "mset", *base], 200000, 30000),
+        ]
+    return w
+
+
+def machine():
+    model = "unknown CPU"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    with open("/proc/meminfo") as f:
+        mem_kb = int(f.readline().split()[1])
+    disk = subprocess.run(["df", "-hT", tempfile.gettempdir()], capture_output=True, text=True).stdout.splitlines()[-1]
+    redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
+    return (f"{os.cpu_count()} vCPU ({model}), {mem_kb // 1024 // 1024} GiB RAM, Linux "
+            f"{platform.release()}; data on `{disk.split()[1]}` ({disk.split()[0]}); "
+            f"{redis_v.split(' sha=')[0]}; keg at commit {commit}")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    opts = ap.parse_args()
+
+    workdir = tempfile.mkdtemp(prefix="keg_bench_")
+    results = []  # (workload, keg samples, redis samples)
+    try:
+        for policy in ("everysec", "always"):
+            keg, redis = start_pair(policy, os.path.join(workdir, policy))
+            try:
+                for s in (keg, redis):  # warm up: every key exists, both servers are hot
+                    bench(s, ["-t", "set", "-c", "50", "-r", "100000", "-d", "100"], 300000 if not opts.quick else 50000)
+                for name, args, n, quick_n in workloads(policy):
+                    samples = {"keg": [], "redis": []}
+                    count = quick_n if opts.quick else n
+                    for rnd in range(opts.rounds):
+                        order = (keg, redis) if rnd % 2 == 0 else (redis, keg)
+                        for s in order:
+                            samples[s.name].append(bench(s, args, count))
+                    results.append((name, count, samples["keg"], samples["redis"]))
+                    print_row(results[-1])
+                if policy == "everysec":
+                    for size, keys, n in (("1 KB", "100000", 200000), ("64 KiB", "1000", 30000)):
+                        d = "1024" if size == "1 KB" else "65536"
+                        for s in (keg, redis):
+                            bench(s, ["-t", "set", "-c", "50", "-r", keys, "-d", d], int(keys) * 3)
+                        args = ["-t", "get", "-c", "50", "-r", keys, "-d", d]
+                        samples = {"keg": [], "redis": []}
+                        count = n // 5 if opts.quick else n
+                        for rnd in range(opts.rounds):
+                            order = (keg, redis) if rnd % 2 == 0 else (redis, keg)
+                            for s in order:
+                                samples[s.name].append(bench(s, args, count))
+                        results.append((f"GET {size} values, everysec", count, samples["keg"], samples["redis"]))
+                        print_row(results[-1])
+            finally:
+                keg.stop()
+                redis.stop()
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    write_report(results, opts)
+
+
+def summarize(samples, requests):
+    """Medians: requests/s, p50 ms, p99 ms, CPU seconds per million requests."""
+    return (statistics.median(x[0] for x in samples), statistics.median(x[1] for x in samples),
+            statistics.median(x[2] for x in samples),
+            statistics.median(x[3] for x in samples) / requests * 1e6)
+
+
+def print_row(r):
+    name, requests, k, rd = r
+    kr, _, _, kc = summarize(k, requests)
+    rr, _, _, rc = summarize(rd, requests)
+    print(f"{name:28s} keg {kr:10,.0f}/s  redis {rr:10,.0f}/s  ratio {kr / rr:5.2f}  "
+          f"CPU s/M req keg {kc:5.2f} redis {rc:5.2f}", flush=True)
+
+
+def write_report(results, opts):
+    os.makedirs(opts.out, exist_ok=True)
+    lines = []
+    data = []
+    for name, requests, k, rd in results:
+        kr, k50, k99, kc = summarize(k, requests)
+        rr, r50, r99, rc = summarize(rd, requests)
+        lines.append((name, kr, rr, kr / rr, k50, r50, k99, r99, kc, rc))
+        data.append((name, kr, rr))
+    md = ["# Benchmarks: keg vs Redis, side by side", "",
+          f"Machine: {machine()}.", "",
+          f"Command: `tools/bench.sh{' --quick' if opts.quick else ''}` ({opts.rounds} rounds, keg and "
+          "redis-server run at the same time and are measured alternately, A B A B ...; medians). "
+          "Redis runs with `appendonly yes`, the same `appendfsync`, AOF rewrite off, no RDB. "
+          "redis-benchmark 7.0: 50 clients, 100,000 random keys, 100-byte values unless said. "
+          "CPU is the server's user + system time (all threads) during a run, from /proc.", "",
+          f"Run on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.", "",
+          "| workload | keg req/s | Redis req/s | keg / Redis | keg p50 / p99 ms | Redis p50 / p99 ms | keg CPU s / M req | Redis CPU s / M req |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, kr, rr, ratio, k50, r50, k99, r99, kc, rc in lines:
+        md.append(f"| {name} | {kr:,.0f} | {rr:,.0f} | **{ratio:.2f}** | {k50:.3f} / {k99:.3f} | "
+                  f"{r50:.3f} / {r99:.3f} | {kc:.2f} | {rc:.2f} |")
+    md += ["", "CPU s / M req: CPU seconds the server used per million requests (median over the "
+           "rounds).", "", "![keg / Redis throughput](benchmarks.png)", ""]
+    with open(os.path.join(opts.out, "benchmarks.md"), "w") as f:
+        f.write("\n".join(md))
+    dat = os.path.join(tempfile.gettempdir(), "keg_bench.dat")
+    with open(dat, "w") as f:
+        for name, kr, rr in data:
+            f.write(f"\"{name}\" {kr / 1000:.1f} {rr / 1000:.1f}\n")
+    script = f"""
+set terminal pngcairo size 1100,520 font ",10"
+set output "{os.path.join(opts.out, 'benchmarks.png')}"
+set title "keg vs Redis 7.0 (thousand requests per second, higher is better)"
+set style data histogram
+set style histogram cluster gap 1
+set style fill solid 0.8 border -1
+set boxwidth 0.9
+set xtics rotate by -30 scale 0
+set key top right
+set grid ytics
+set yrange [0:*]
+plot "{dat}" using 2:xtic(1) title "keg" lc rgb "#2b7bba", "" using 3 title "redis-server" lc rgb "#d7301f"
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    print(f"wrote {os.path.join(opts.out, 'benchmarks.md')} and benchmarks.png")
+
+
+if __name__ == "__main__":
+    main()
