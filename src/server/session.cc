@@ -29,6 +29,15 @@ std::string UnknownCommand(std::span<const std::string_view> args) {
   return text;
 }
 
+// The write batches the connections of one I/O thread submitted during the current turn of its
+// event loop. The first submission of a turn posts a flush to the end of the loop's queue, after
+// the other connections that were ready in the same turn: their batches reach the writer with one
+// lock and one wake-up instead of one each. Thread: one per I/O thread (thread_local).
+struct TurnBatcher {
+  std::vector<store::Store::PendingWrite> writes;
+};
+thread_local TurnBatcher turn_batcher;
+
 bool IsPostOrHost(std::string_view name) {
   return EqualsIgnoreCase(name, "post") || EqualsIgnoreCase(name, "host:");
 }
@@ -378,12 +387,23 @@ net::Outcome ClientSession::Submit(bool exec) {
   }
   busy_ = true;
   std::shared_ptr<net::Link> keep = link_->Self();
-  server_.store->Write(std::move(batch), [this, keep, flight](const store::Status& status,
-                                                              std::vector<store::OpResult> results) {
-    keep->Post([this, flight, status, results = std::move(results)]() mutable {
-      Complete(*flight, status, results);
+  TurnBatcher& turn = turn_batcher;
+  const bool first_of_turn = turn.writes.empty();
+  turn.writes.push_back(store::Store::PendingWrite{
+      std::move(batch), [this, keep, flight](const store::Status& status,
+                                             std::vector<store::OpResult> results) {
+        keep->Post([this, flight, status, results = std::move(results)]() mutable {
+          Complete(*flight, status, results);
+        });
+      }});
+  if (first_of_turn) {
+    store::Store* st = server_.store.get();
+    link_->Post([st] {
+      std::vector<store::Store::PendingWrite> writes = std::move(turn_batcher.writes);
+      turn_batcher.writes.clear();
+      st->WriteAll(std::move(writes));
     });
-  });
+  }
   return net::Outcome::kWaitThenNext;
 }
 

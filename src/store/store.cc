@@ -362,6 +362,20 @@ void StoreImpl::Write(WriteBatch batch, WriteCallback done) {
   done(Status::Failed("the store is closed"), {});
 }
 
+void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!stopping_) {
+      for (PendingWrite& w : writes) {
+        queue_.push_back(Request{std::move(w.batch), std::move(w.done), nullptr});
+      }
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  for (PendingWrite& w : writes) w.done(Status::Failed("the store is closed"), {});
+}
+
 Status StoreImpl::WriteSync(WriteBatch batch, std::vector<OpResult>* results) {
   std::promise<Status> promise;
   auto future = promise.get_future();
@@ -738,6 +752,7 @@ void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
 }
 
 void StoreImpl::ActiveExpireCycle() {
+  if (keydir_.Expiring() == 0) return;  // nothing can expire: skip the walk
   // Like Redis's expire cycle, bounded in time: visit shards round-robin, drop keys whose record
   // has expired. No tombstone is needed: the expired record itself shadows older versions.
   const auto deadline = std::chrono::steady_clock::now() + kExpireBudget;

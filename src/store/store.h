@@ -190,6 +190,13 @@ class Store {
 
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;
+  /// Queues several batches at once, in order (one lock, one wake-up of the writer): what an I/O
+  /// thread collected from all its connections in one turn of its event loop.
+  struct PendingWrite {
+    WriteBatch batch;
+    WriteCallback done;
+  };
+  virtual void WriteAll(std::vector<PendingWrite> writes) = 0;
   /// Writes a batch and waits for it (tools and tests).
   virtual Status WriteSync(WriteBatch batch, std::vector<OpResult>* results = nullptr) = 0;
 

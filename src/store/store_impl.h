@@ -58,6 +58,7 @@ class StoreImpl final : public Store {
   bool RandomKey(std::string* key) const override;
   uint64_t ExpiringKeys() const override { return keydir_.Expiring(); }
   void Write(WriteBatch batch, WriteCallback done) override;
+  void WriteAll(std::vector<PendingWrite> writes) override;
   Status WriteSync(WriteBatch batch, std::vector<OpResult>* results) override;
   Status Sync() override;
   void Compact(std::function<void(const Status&)> done) override;
