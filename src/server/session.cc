@@ -1,6 +1,7 @@
 #include "server/session.h"
 
 #include <algorithm>
+#include <mutex>
 #include <spdlog/spdlog.h>
 
 namespace keg::server {
@@ -37,6 +38,24 @@ struct TurnBatcher {
   std::vector<store::Store::PendingWrite> writes;
 };
 thread_local TurnBatcher turn_batcher;
+
+// Completed batches on their way back to one I/O thread. The writer appends; only the append that
+// finds the inbox empty posts a drain, so a group that completes many batches of one I/O thread
+// wakes it once (one post, one reactor interrupt) instead of once per batch.
+struct CompletionInbox {
+  struct Item {
+    ClientSession* session;
+    std::shared_ptr<net::Link> keep;  // keeps the session alive until Complete runs
+    std::function<void()> complete;
+  };
+  std::mutex mu;
+  std::vector<Item> items;
+};
+
+std::shared_ptr<CompletionInbox> ThisThreadInbox() {
+  thread_local std::shared_ptr<CompletionInbox> inbox = std::make_shared<CompletionInbox>();
+  return inbox;
+}
 
 bool IsPostOrHost(std::string_view name) {
   return EqualsIgnoreCase(name, "post") || EqualsIgnoreCase(name, "host:");
@@ -389,12 +408,29 @@ net::Outcome ClientSession::Submit(bool exec) {
   std::shared_ptr<net::Link> keep = link_->Self();
   TurnBatcher& turn = turn_batcher;
   const bool first_of_turn = turn.writes.empty();
+  std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
   turn.writes.push_back(store::Store::PendingWrite{
-      std::move(batch), [this, keep, flight](const store::Status& status,
-                                             std::vector<store::OpResult> results) {
-        keep->Post([this, flight, status, results = std::move(results)]() mutable {
-          Complete(*flight, status, results);
-        });
+      std::move(batch), [this, keep, flight, inbox](const store::Status& status,
+                                                    std::vector<store::OpResult> results) {
+        bool first = false;
+        {
+          std::lock_guard lock(inbox->mu);
+          first = inbox->items.empty();
+          inbox->items.push_back(CompletionInbox::Item{
+              this, keep, [this, flight, status, results = std::move(results)]() mutable {
+                Complete(*flight, status, results);
+              }});
+        }
+        if (first) {
+          keep->Post([inbox] {
+            std::vector<CompletionInbox::Item> items;
+            {
+              std::lock_guard lock(inbox->mu);
+              items.swap(inbox->items);
+            }
+            for (CompletionInbox::Item& item : items) item.complete();
+          });
+        }
       }});
   if (first_of_turn) {
     store::Store* st = server_.store.get();

@@ -137,7 +137,11 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
+    ap.add_argument("--replot", action="store_true", help="redraw the chart from benchmarks.md")
     opts = ap.parse_args()
+    if opts.replot:
+        replot(opts.out)
+        return
 
     workdir = tempfile.mkdtemp(prefix="keg_bench_")
     results = []  # (workload, keg samples, redis samples)
@@ -193,6 +197,39 @@ def print_row(r):
           f"CPU s/M req keg {kc:5.2f} redis {rc:5.2f}", flush=True)
 
 
+def plot(data, out_dir):
+    """A bar per workload: keg's throughput divided by Redis's (1.0 = parity)."""
+    dat = os.path.join(tempfile.gettempdir(), "keg_bench.dat")
+    with open(dat, "w") as f:
+        for name, kr, rr in data:
+            f.write(f"\"{name}\" {kr / rr:.3f}\n")
+    script = f"""
+set terminal pngcairo size 1100,520 font ",10"
+set output "{os.path.join(out_dir, 'benchmarks.png')}"
+set title "keg / Redis 7.0 throughput, same appendfsync (above 1.0: keg is faster)"
+set style data histogram
+set style fill solid 0.8 border -1
+set boxwidth 0.7
+set xtics rotate by -30 scale 0
+set grid ytics
+set yrange [0:*]
+unset key
+plot "{dat}" using 2:xtic(1) lc rgb "#2b7bba", 1 with lines lw 2 lc rgb "#d7301f"
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+
+
+def replot(out_dir):
+    """Redraws the chart from the table in docs/benchmarks.md (no new measurements)."""
+    data = []
+    with open(os.path.join(out_dir, "benchmarks.md")) as f:
+        for line in f:
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            if len(cells) >= 3 and cells[1].replace(",", "").isdigit():
+                data.append((cells[0], float(cells[1].replace(",", "")), float(cells[2].replace(",", ""))))
+    plot(data, out_dir)
+
+
 def write_report(results, opts):
     os.makedirs(opts.out, exist_ok=True)
     lines = []
@@ -216,28 +253,10 @@ def write_report(results, opts):
         md.append(f"| {name} | {kr:,.0f} | {rr:,.0f} | **{ratio:.2f}** | {k50:.3f} / {k99:.3f} | "
                   f"{r50:.3f} / {r99:.3f} | {kc:.2f} | {rc:.2f} |")
     md += ["", "CPU s / M req: CPU seconds the server used per million requests (median over the "
-           "rounds).", "", "![keg / Redis throughput](benchmarks.png)", ""]
+           "rounds).", "", "![keg / Redis throughput ratio per workload](benchmarks.png)", ""]
     with open(os.path.join(opts.out, "benchmarks.md"), "w") as f:
         f.write("\n".join(md))
-    dat = os.path.join(tempfile.gettempdir(), "keg_bench.dat")
-    with open(dat, "w") as f:
-        for name, kr, rr in data:
-            f.write(f"\"{name}\" {kr / 1000:.1f} {rr / 1000:.1f}\n")
-    script = f"""
-set terminal pngcairo size 1100,520 font ",10"
-set output "{os.path.join(opts.out, 'benchmarks.png')}"
-set title "keg vs Redis 7.0 (thousand requests per second, higher is better)"
-set style data histogram
-set style histogram cluster gap 1
-set style fill solid 0.8 border -1
-set boxwidth 0.9
-set xtics rotate by -30 scale 0
-set key top right
-set grid ytics
-set yrange [0:*]
-plot "{dat}" using 2:xtic(1) title "keg" lc rgb "#2b7bba", "" using 3 title "redis-server" lc rgb "#d7301f"
-"""
-    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    plot(data, opts.out)
     print(f"wrote {os.path.join(opts.out, 'benchmarks.md')} and benchmarks.png")
 
 
