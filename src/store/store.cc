@@ -4,7 +4,6 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <immintrin.h>
 #include <pthread.h>
 
 #include <algorithm>
@@ -24,9 +23,6 @@ constexpr size_t kMaxCandidates = 8;
 // A group larger than this is committed before the next batch joins it, bounding writer memory.
 constexpr size_t kMaxGroupBytes = 64u << 20;
 constexpr int64_t kExpireIntervalMs = 100;
-// How long the writer spins for the next batch after a round of one batch (see WriterLoop):
-// measured with one redis-benchmark client, 50 us turns a 31 us SET round trip into 23 us.
-constexpr auto kWriterSpin = std::chrono::microseconds(50);
 constexpr auto kExpireBudget = std::chrono::microseconds(1000);
 constexpr auto kWriterTick = std::chrono::milliseconds(100);
 
@@ -359,7 +355,6 @@ void StoreImpl::Write(WriteBatch batch, WriteCallback done) {
     std::lock_guard lock(queue_mu_);
     if (!stopping_) {
       queue_.push_back(Request{std::move(batch), std::move(done), nullptr});
-      queued_.store(true, std::memory_order_release);
       queue_cv_.notify_one();
       return;
     }
@@ -374,7 +369,6 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
       for (PendingWrite& w : writes) {
         queue_.push_back(Request{std::move(w.batch), std::move(w.done), nullptr});
       }
-      queued_.store(true, std::memory_order_release);
       queue_cv_.notify_one();
       return;
     }
@@ -432,27 +426,12 @@ Status StoreImpl::Sync() {
 
 void StoreImpl::WriterLoop() {
   std::vector<Request> work;
-  size_t last_round_batches = 0;
   for (;;) {
-    // A short spin before sleeping: the next batch often comes within microseconds (an
-    // unpipelined client's next command), and catching it here saves the futex wake-up and the
-    // context switch, the larger part of the hand-off's cost.
-    // Only when the last round was a single batch: a lone client waits on every hand-off, while
-    // under load batches queue up by themselves and a spinning writer would take the CPU the I/O
-    // threads need (2 cores).
-    if (last_round_batches == 1) {
-      const auto spin_until = std::chrono::steady_clock::now() + kWriterSpin;
-      for (int i = 1; !queued_.load(std::memory_order_acquire); ++i) {
-        _mm_pause();
-        if (i % 64 == 0 && std::chrono::steady_clock::now() >= spin_until) break;
-      }
-    }
     {
       std::unique_lock lock(queue_mu_);
       queue_cv_.wait_for(lock, kWriterTick, [this] { return !queue_.empty() || stopping_; });
       if (queue_.empty() && stopping_) break;
       work.swap(queue_);
-      queued_.store(false, std::memory_order_relaxed);
     }
     // Consecutive batches form one group (one write, one fsync); a task runs between groups.
     size_t begin = 0;
@@ -473,7 +452,6 @@ void StoreImpl::WriterLoop() {
       }
     }
     if (begin < work.size()) ProcessGroup(work, begin, work.size());
-    last_round_batches = work.size();
     work.clear();
     Periodic();
   }

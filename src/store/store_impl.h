@@ -168,7 +168,6 @@ class StoreImpl final : public Store {
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::vector<Request> queue_;
-  std::atomic<bool> queued_{false};  // queue_ is not empty (read without the lock while spinning)
   bool stopping_ = false;
   std::thread writer_;
 
