@@ -27,6 +27,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 KEG = os.path.join(ROOT, "build", "bench", "src", "server", "keg-server")
 TICKS = os.sysconf("SC_CLK_TCK")
+NOTES_MARKER = "<!-- Everything below this line is written by hand and kept by tools/bench.sh. -->"
 
 
 def free_port():
@@ -254,8 +255,16 @@ def write_report(results, opts):
                   f"{r50:.3f} / {r99:.3f} | {kc:.2f} | {rc:.2f} |")
     md += ["", "CPU s / M req: CPU seconds the server used per million requests (median over the "
            "rounds).", "", "![keg / Redis throughput ratio per workload](benchmarks.png)", ""]
-    with open(os.path.join(opts.out, "benchmarks.md"), "w") as f:
-        f.write("\n".join(md))
+    # Hand-written analysis below the marker survives a new run.
+    path = os.path.join(opts.out, "benchmarks.md")
+    kept = ""
+    if os.path.exists(path):
+        with open(path) as f:
+            old = f.read()
+        if NOTES_MARKER in old:
+            kept = old[old.index(NOTES_MARKER):]
+    with open(path, "w") as f:
+        f.write("\n".join(md) + "\n" + (kept or NOTES_MARKER + "\n"))
     plot(data, opts.out)
     print(f"wrote {os.path.join(opts.out, 'benchmarks.md')} and benchmarks.png")
 
