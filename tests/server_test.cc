@@ -402,6 +402,29 @@ TEST_F(ServerTest, ClientThatDoesNotReadIsDisconnectedAndOthersAreServed) {
   EXPECT_NE(keg_->Log().find("output buffer limits"), std::string::npos) << keg_->Log();
 }
 
+// The soft output limit: a client above it for <soft seconds> is closed (here 1 s), checked by the
+// once-a-second tick even while nothing else happens on the connection.
+TEST_F(ServerTest, SoftOutputLimitClosesAClientThatStaysAboveIt) {
+  StartKeg({"--client-output-buffer-limit", "normal", "0", "1mb", "1"});
+  RawClient c(keg_->port());
+  ASSERT_EQ(c.Call({"SET", "v", std::string(100000, 'v')}), "+OK\r\n");
+  std::string batch;
+  for (int i = 0; i < 200; ++i) batch += RawClient::Encode({"GET", "v"});  // 20 MB of replies
+  RawClient slow(keg_->port());
+  ASSERT_TRUE(slow.Send(batch));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
+  EXPECT_EQ(keg_->Log().find("output buffer limits"), std::string::npos);  // not before a second
+  // Without reading (reading would drain the replies below the limit), wait for the close.
+  bool logged = false;
+  for (int i = 0; i < 50 && !logged; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    logged = keg_->Log().find("output buffer limits") != std::string::npos;
+  }
+  EXPECT_TRUE(logged) << keg_->Log();
+  EXPECT_TRUE(slow.Closed(5000));
+}
+
 TEST_F(ServerTest, QueryBufferLimitClosesTheClient) {
   StartKeg({"--client-query-buffer-limit", "1mb"});
   RawClient c(keg_->port());
@@ -574,7 +597,12 @@ TEST_F(ServerTest, CommandTableAndInfo) {
   const std::string info = c.Call({"COMMAND", "INFO", "get", "compact"});
   EXPECT_EQ(info.substr(0, 22), "*2\r\n*10\r\n$3\r\nget\r\n:2\r\n");
   EXPECT_NE(info.find("$7\r\ncompact\r\n"), std::string::npos);
+  EXPECT_EQ(c.Call({"GET", "missing"}), "$-1\r\n");
+  EXPECT_EQ(c.Call({"SET", "a", "1"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"GET", "a"}), "$1\r\n1\r\n");
   const std::string all = c.Call({"INFO"});
+  EXPECT_NE(all.find("keyspace_hits:1\r\n"), std::string::npos) << all;
+  EXPECT_NE(all.find("keyspace_misses:1\r\n"), std::string::npos) << all;
   for (const char* field : {"redis_version:7.0.15", "loading:0", "connected_clients:1",
                             "cluster_enabled:0", "role:master", "aof_rewrite_in_progress:0",
                             "# Keyspace", "# Keg", "keydir_bytes_per_key:"}) {

@@ -114,7 +114,6 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   const std::string& peer() const override { return peer_; }
   const std::string& local() const override { return local_; }
   int fd() const override { return fd_; }
-  size_t query_buffer_bytes() const override { return end_ - begin_; }
 
   // Once a second on the I/O thread: idle timeout and the soft output limit.
   void Tick(int64_t now_ms) {
@@ -126,7 +125,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       Shutdown();
       return;
     }
-    CheckOutputLimits(now_ms);
+    CheckOutputLimits();
   }
 
  private:
@@ -241,7 +240,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     }
     if (closed_) return;
     StartWrite();
-    if (!CheckOutputLimits(SteadyMs())) return;
+    if (!CheckOutputLimits()) return;
     if (close_after_reply_ && !writing_ && out_.empty() && !waiting_) {
       Shutdown();
       return;
@@ -249,13 +248,14 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     DoRead();
   }
 
-  // False (and closed) when the output is past a limit.
-  bool CheckOutputLimits(int64_t now_ms) {
+  // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.
+  bool CheckOutputLimits() {
     const size_t pending = out_.size();
     const uint64_t hard = limits_->output_hard_limit.load(std::memory_order_relaxed);
     const uint64_t soft = limits_->output_soft_limit.load(std::memory_order_relaxed);
     bool over = hard > 0 && pending > hard;
     if (!over && soft > 0 && pending > soft) {
+      const int64_t now_ms = SteadyMs();
       if (soft_since_ms_ == 0) soft_since_ms_ = now_ms;
       over = now_ms - soft_since_ms_ >=
              int64_t{limits_->output_soft_seconds.load(std::memory_order_relaxed)} * 1000;

@@ -44,8 +44,6 @@ class Link {
   virtual const std::string& local() const = 0;
   /// File descriptor of the socket (CLIENT LIST `fd=`).
   virtual int fd() const = 0;
-  /// Bytes waiting in the query buffer (CLIENT LIST `qbuf=`).
-  virtual size_t query_buffer_bytes() const = 0;
 };
 
 /// How a session answers one command.

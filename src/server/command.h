@@ -63,7 +63,6 @@ class Ctx {
   /// Any command: an error reply in this command's place.
   void Error(std::string_view text);
 
-  bool in_snapshot() const { return snapshot_ != nullptr; }
 
  private:
   ServerState& server_;

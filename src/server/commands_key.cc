@@ -82,26 +82,15 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
     }
     when += now;
   }
-  auto applied = std::make_shared<bool>(false);
-  c.batch().Update(std::string(c.arg(1)), [=](const ValueView* cur) {
-    UpdateDecision d;
-    if (cur == nullptr) return d;
-    const int64_t current = cur->expire_at_ms;  // 0: none, i.e. infinite
-    if (nx && current != 0) return d;
-    if (xx && current == 0) return d;
-    if (gt && (current == 0 || when <= current)) return d;
-    if (lt && current != 0 && when >= current) return d;
-    *applied = true;
-    if (when <= store::NowMs()) {
-      d.action = Action::kDelete;
-      return d;
-    }
-    d.action = Action::kPut;
-    d.value.assign(cur->value);
-    d.expire_at_ms = when;
-    return d;
-  });
-  c.Then([applied](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*applied ? 1 : 0); });
+  // The store applies the condition and deletes the key when the time is already past; 0 would
+  // mean "persist" there, so a time at or before the epoch becomes 1 ms (also past).
+  const store::ExpireCondition cond = nx   ? store::ExpireCondition::kNX
+                                      : xx ? store::ExpireCondition::kXX
+                                      : gt ? store::ExpireCondition::kGT
+                                      : lt ? store::ExpireCondition::kLT
+                                           : store::ExpireCondition::kAlways;
+  c.batch().Expire(std::string(c.arg(1)), when > 0 ? when : 1, cond);
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 void Expire(Ctx& c) { ExpireWith(c, true, false); }
 void Pexpire(Ctx& c) { ExpireWith(c, false, false); }
@@ -109,16 +98,8 @@ void Expireat(Ctx& c) { ExpireWith(c, true, true); }
 void Pexpireat(Ctx& c) { ExpireWith(c, false, true); }
 
 void Persist(Ctx& c) {
-  auto applied = std::make_shared<bool>(false);
-  c.batch().Update(std::string(c.arg(1)), [applied](const ValueView* cur) {
-    UpdateDecision d;
-    if (cur == nullptr || cur->expire_at_ms == 0) return d;
-    *applied = true;
-    d.action = Action::kPut;
-    d.value.assign(cur->value);
-    return d;
-  });
-  c.Then([applied](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*applied ? 1 : 0); });
+  c.batch().Expire(std::string(c.arg(1)), 0);
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 
 void Keys(Ctx& c) {

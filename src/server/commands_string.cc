@@ -2,6 +2,7 @@
 #include <cmath>
 #include <cstdio>
 #include <memory>
+#include <optional>
 
 #include "resp/numbers.h"
 #include "server/command.h"
@@ -21,6 +22,15 @@ int64_t MaxBulk(Ctx& c) { return c.server().proto_max_bulk_len.load(std::memory_
 
 // GET replies with a view into the mapped file: large values go out without a copy.
 void BulkView(resp::ReplyBuffer& out, const ValueView& v) { out.Bulk(v.value, v.pin); }
+
+// The previous value an op asked for (want_old), or nil.
+void BulkOrNull(resp::ReplyBuffer& out, const std::optional<ValueView>& v) {
+  if (v) {
+    BulkView(out, *v);
+  } else {
+    out.Null();
+  }
+}
 
 void Get(Ctx& c) {
   ValueView v;
@@ -117,11 +127,7 @@ void Set(Ctx& c) {
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), at, cond, keep_ttl, get);
   c.Then([get](std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (get) {
-      if (r[0].old) {
-        out.Bulk(r[0].old->value, r[0].old->pin);
-      } else {
-        out.Null();
-      }
+      BulkOrNull(out, r[0].old);
     } else if (r[0].applied) {
       out.Ok();
     } else {
@@ -152,24 +158,12 @@ void Psetex(Ctx& c) { SetexWith(c, "px", "psetex"); }
 void Getset(Ctx& c) {
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), 0, store::PutCondition::kAlways,
                 false, true);
-  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (r[0].old) {
-      out.Bulk(r[0].old->value, r[0].old->pin);
-    } else {
-      out.Null();
-    }
-  });
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { BulkOrNull(out, r[0].old); });
 }
 
 void Getdel(Ctx& c) {
   c.batch().Delete(std::string(c.arg(1)), true);
-  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (r[0].old) {
-      out.Bulk(r[0].old->value, r[0].old->pin);
-    } else {
-      out.Null();
-    }
-  });
+  c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { BulkOrNull(out, r[0].old); });
 }
 
 // The value an Update saw, copied out of the writer thread for the reply.
@@ -179,6 +173,28 @@ struct Captured {
   std::string error;
   int64_t number = 0;
 };
+
+// Replies with the Update's error, or else its number (INCR family, APPEND, SETRANGE) or its value
+// (INCRBYFLOAT), once the batch is durable.
+void ThenNumberOrError(Ctx& c, std::shared_ptr<Captured> cap) {
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else {
+      out.Integer(cap->number);
+    }
+  });
+}
+
+void ThenValueOrError(Ctx& c, std::shared_ptr<Captured> cap) {
+  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else {
+      out.Bulk(cap->value);
+    }
+  });
+}
 
 // GETEX key [EX s|PX ms|EXAT s|PXAT ms|PERSIST]
 void Getex(Ctx& c) {
@@ -249,13 +265,7 @@ void IncrBy(Ctx& c, int64_t by) {
     d.keep_ttl = true;
     return d;
   });
-  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (!cap->error.empty()) {
-      out.Error(cap->error);
-    } else {
-      out.Integer(cap->number);
-    }
-  });
+  ThenNumberOrError(c, cap);
 }
 
 void Incr(Ctx& c) { IncrBy(c, 1); }
@@ -320,13 +330,7 @@ void Incrbyfloat(Ctx& c) {
     d.keep_ttl = true;
     return d;
   });
-  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (!cap->error.empty()) {
-      out.Error(cap->error);
-    } else {
-      out.Bulk(cap->value);
-    }
-  });
+  ThenValueOrError(c, cap);
 }
 
 void Append(Ctx& c) {
@@ -347,13 +351,7 @@ void Append(Ctx& c) {
     cap->number = static_cast<int64_t>(d.value.size());
     return d;
   });
-  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (!cap->error.empty()) {
-      out.Error(cap->error);
-    } else {
-      out.Integer(cap->number);
-    }
-  });
+  ThenNumberOrError(c, cap);
 }
 
 void Setrange(Ctx& c) {
@@ -383,13 +381,7 @@ void Setrange(Ctx& c) {
     cap->number = static_cast<int64_t>(d.value.size());
     return d;
   });
-  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (!cap->error.empty()) {
-      out.Error(cap->error);
-    } else {
-      out.Integer(cap->number);
-    }
-  });
+  ThenNumberOrError(c, cap);
 }
 
 void Mset(Ctx& c) {

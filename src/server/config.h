@@ -58,8 +58,9 @@ bool ParseConfigText(std::string_view text, Config* config, std::string* error);
 /// Reads the optional config file and the "--name value ..." overrides, as redis-server does.
 bool LoadConfig(int argc, char** argv, Config* config, std::string* error);
 
-/// CONFIG SET of one directive. Returns "" on success, else the reason (Redis's wording).
-/// `*changed_storage` is never set: storage directives are immutable at run time.
+/// Sets one directive (config file, command line, or CONFIG SET when `at_runtime`: then the storage
+/// and network directives are refused as immutable). Returns "" on success, else the reason in
+/// Redis's wording.
 std::string SetDirective(Config* config, std::string_view name,
                          const std::vector<std::string_view>& values, bool at_runtime);
 

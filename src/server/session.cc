@@ -89,16 +89,12 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
 
 bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
   const store::Status s = Get(key, view);
-  if (s.ok()) {
-    server_.counters.keyspace_hits.fetch_add(1, std::memory_order_relaxed);
-    return true;
-  }
-  if (!s.IsNotFound()) {
+  if (!s.ok() && !s.IsNotFound()) {
     // A corrupt record is never served: the error says where it is.
     spdlog::error("read of a key failed: {}", s.ToString());
   }
-  server_.counters.keyspace_misses.fetch_add(1, std::memory_order_relaxed);
-  return false;
+  client_.CountLookup(s.ok());
+  return s.ok();
 }
 
 store::WriteBatch& Ctx::batch() { return client_.batch(); }
@@ -173,14 +169,8 @@ void WatchRegistry::Unwatch(ClientSession* client, const std::vector<std::string
   }
 }
 
-void WatchRegistry::Touch(const store::WriteBatch& batch, bool all) {
+void WatchRegistry::Touch(const store::WriteBatch& batch) {
   std::lock_guard lock(mu_);
-  if (all) {
-    for (auto& [key, v] : watchers_) {
-      for (ClientSession* c : v) c->MarkWatchDirty();
-    }
-    return;
-  }
   for (const auto& op : batch.ops()) {
     auto it = watchers_.find(op.key);
     if (it == watchers_.end()) continue;
@@ -243,10 +233,17 @@ void ClientSession::RefreshLimits() {
 }
 
 void ClientSession::FlushCounters() {
-  if (commands_ > 0) {
-    server_.counters.commands.fetch_add(commands_, std::memory_order_relaxed);
-    commands_ = 0;
-  }
+  // Added once per read: shared atomics touched per command would bounce their cache line
+  // between I/O threads.
+  auto flush = [](uint64_t* local, std::atomic<uint64_t>* shared) {
+    if (*local > 0) {
+      shared->fetch_add(*local, std::memory_order_relaxed);
+      *local = 0;
+    }
+  };
+  flush(&commands_, &server_.counters.commands);
+  flush(&hits_, &server_.counters.keyspace_hits);
+  flush(&misses_, &server_.counters.keyspace_misses);
 }
 
 void ClientSession::set_protocol(resp::Protocol p) {
@@ -350,7 +347,6 @@ net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {
 net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::string_view> args) {
   ++commands_;
   last_command_.store(&cmd, std::memory_order_relaxed);
-  last_interaction_ms_.store(store::NowMs(), std::memory_order_relaxed);
   suspended_ = false;
   close_ = false;
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
@@ -369,6 +365,7 @@ void ClientSession::Finish() {
 }
 
 net::Outcome ClientSession::EndOfInput() {
+  last_interaction_ms_.store(store::NowMs(), std::memory_order_relaxed);  // once per read
   FlushCounters();
   RefreshLimits();
   if (steps_.empty()) return net::Outcome::kDone;
@@ -395,12 +392,12 @@ net::Outcome ClientSession::Submit(bool exec) {
     // every batch queued before this one.
     batch.SetPrecondition([server, this](const store::WriteBatch& b) {
       if (watch_dirty_.load(std::memory_order_acquire)) return false;
-      if (!server->watches.empty()) server->watches.Touch(b, false);
+      if (!server->watches.empty()) server->watches.Touch(b);
       return true;
     });
   } else {
     batch.SetPrecondition([server](const store::WriteBatch& b) {
-      if (!server->watches.empty()) server->watches.Touch(b, false);
+      if (!server->watches.empty()) server->watches.Touch(b);
       return true;
     });
   }

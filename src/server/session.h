@@ -67,6 +67,8 @@ class ClientSession final : public net::Session {
   store::WriteBatch& batch() { return batch_; }
   size_t pending_ops() const { return batch_.size(); }
   void AddStep(size_t first_op, Finisher fn);
+  /// Keyspace hit or miss of a read (INFO keyspace_hits / keyspace_misses).
+  void CountLookup(bool hit) { ++(hit ? hits_ : misses_); }
   /// An error in this command's place (deferred while a batch is pending).
   void ReplyError(std::string_view text);
 
@@ -125,6 +127,8 @@ class ClientSession final : public net::Session {
 
   // Local counters, added to the server's once per read.
   uint64_t commands_ = 0;
+  uint64_t hits_ = 0;
+  uint64_t misses_ = 0;
 
   // What CLIENT LIST shows.
   mutable std::mutex info_mu_;

@@ -29,8 +29,8 @@ class WatchRegistry {
   void Watch(ClientSession* client, const std::string& key);
   /// Removes every watch of `client`.
   void Unwatch(ClientSession* client, const std::vector<std::string>& keys);
-  /// Writer thread: marks the watchers of every key of `batch` (all watchers when `all`).
-  void Touch(const store::WriteBatch& batch, bool all);
+  /// Writer thread: marks the watchers of every key of `batch`.
+  void Touch(const store::WriteBatch& batch);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
 
  private:
@@ -61,7 +61,6 @@ struct Counters {
   std::atomic<uint64_t> keyspace_misses{0};
   std::atomic<uint64_t> error_replies{0};
   std::atomic<uint64_t> changes_since_save{0};
-  std::atomic<uint64_t> net_input_bytes{0};
 };
 
 struct ServerState {

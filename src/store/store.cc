@@ -593,9 +593,13 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       }
       if (want == 0 && now_at == 0) ok = false;  // PERSIST of a key without expiry
       if (!ok) return;
+      result->applied = true;
+      if (want != 0 && want <= NowMs()) {  // an expiry in the past deletes the key, as Redis does
+        AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+        return;
+      }
       const std::string value(cur.view.value);  // the view may point into group_buf_
       AppendToGroup(op.key, hash, 0, value, want);
-      result->applied = true;
       return;
     }
     case WriteBatch::Kind::kUpdate: {

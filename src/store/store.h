@@ -99,7 +99,8 @@ class WriteBatch {
            bool want_old = false);
   /// Deletes `key` (nothing is written when it is absent).
   void Delete(std::string key, bool want_old = false);
-  /// Sets (expire_at_ms > 0) or removes (0) the expiry of an existing key.
+  /// Sets (expire_at_ms > 0) or removes (0) the expiry of an existing key, if `condition` holds; an
+  /// expiry already in the past deletes the key (a tombstone), as Redis's EXPIRE does.
   void Expire(std::string key, int64_t expire_at_ms,
               ExpireCondition condition = ExpireCondition::kAlways);
   /// Read-modify-write of one key on the writer thread (INCR, APPEND, SETRANGE, ...).

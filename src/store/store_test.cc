@@ -650,5 +650,28 @@ TEST_F(StoreTest, DeletingAnExpiredKeyDropsItsEntryNow) {
   EXPECT_EQ(Get("live"), "v");
 }
 
+// EXPIRE with a time already past deletes the key at once (a tombstone, so DBSIZE drops and a
+// restart keeps it deleted); a failed condition leaves it alone.
+TEST_F(StoreTest, ExpireInThePastDeletesTheKey) {
+  Open();
+  Put("k", "v", NowMs() + 100000);
+  Put("other", "v");
+  WriteBatch b;
+  b.Expire("k", 1, ExpireCondition::kNX);  // k has an expiry: NX fails
+  b.Expire("k", 1, ExpireCondition::kLT);
+  b.Expire("other", 0);  // persist of a key without expiry: nothing to do
+  std::vector<OpResult> r;
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &r).ok());
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_FALSE(r[0].applied);
+  EXPECT_TRUE(r[1].applied);
+  EXPECT_FALSE(r[2].applied);
+  EXPECT_FALSE(store_->Exists("k"));
+  EXPECT_EQ(store_->GetStats().keys, 1u);
+  Reopen();
+  EXPECT_FALSE(store_->Exists("k"));
+  EXPECT_EQ(Get("other"), "v");
+}
+
 }  // namespace
 }  // namespace keg::store
