@@ -198,6 +198,7 @@ Status StoreImpl::Close() {
   }
   queue_cv_.notify_all();
   if (writer_.joinable()) writer_.join();
+  std::lock_guard role(role_mu_);  // a caller may still be finishing an inline group
   Status s;
   {
     std::lock_guard lock(failed_mu_);
@@ -363,6 +364,30 @@ void StoreImpl::Write(WriteBatch batch, WriteCallback done) {
 }
 
 void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
+  // Leader path (LevelDB's group commit, without the queue): when no group is being written and
+  // nothing waits, the caller writes its batches itself — no wake-up of the writer thread and no
+  // hand-off back, which is most of an unpipelined write's latency. Not under `always`: there the
+  // group waits for an fdatasync, and the writer thread lets the caller's event loop gather the
+  // next group meanwhile.
+  if (options_.fsync != FsyncPolicy::kAlways) {
+    std::unique_lock role(role_mu_, std::try_to_lock);
+    if (role.owns_lock()) {
+      bool idle = false;
+      {
+        std::lock_guard lock(queue_mu_);
+        idle = queue_.empty() && !stopping_;
+      }
+      if (idle) {
+        std::vector<Request> work;
+        work.reserve(writes.size());
+        for (PendingWrite& w : writes) {
+          work.push_back(Request{std::move(w.batch), std::move(w.done), nullptr});
+        }
+        RunWork(work);
+        return;
+      }
+    }
+  }
   {
     std::lock_guard lock(queue_mu_);
     if (!stopping_) {
@@ -431,30 +456,38 @@ void StoreImpl::WriterLoop() {
       std::unique_lock lock(queue_mu_);
       queue_cv_.wait_for(lock, kWriterTick, [this] { return !queue_.empty() || stopping_; });
       if (queue_.empty() && stopping_) break;
+    }
+    std::lock_guard role(role_mu_);  // waits for a caller writing inline (WriteAll)
+    {
+      std::lock_guard lock(queue_mu_);
       work.swap(queue_);
     }
-    // Consecutive batches form one group (one write, one fsync); a task runs between groups.
-    size_t begin = 0;
-    size_t group_bytes = 0;
-    for (size_t i = 0; i < work.size(); ++i) {
-      if (work[i].task) {
-        if (begin < i) ProcessGroup(work, begin, i);
-        work[i].task();
-        begin = i + 1;
-        group_bytes = 0;
-        continue;
-      }
-      for (const auto& op : work[i].batch.ops()) group_bytes += op.key.size() + op.value.size();
-      if (group_bytes >= kMaxGroupBytes) {
-        ProcessGroup(work, begin, i + 1);
-        begin = i + 1;
-        group_bytes = 0;
-      }
-    }
-    if (begin < work.size()) ProcessGroup(work, begin, work.size());
+    RunWork(work);
     work.clear();
     Periodic();
   }
+}
+
+void StoreImpl::RunWork(std::vector<Request>& work) {
+  // Consecutive batches form one group (one write, one fsync); a task runs between groups.
+  size_t begin = 0;
+  size_t group_bytes = 0;
+  for (size_t i = 0; i < work.size(); ++i) {
+    if (work[i].task) {
+      if (begin < i) ProcessGroup(work, begin, i);
+      work[i].task();
+      begin = i + 1;
+      group_bytes = 0;
+      continue;
+    }
+    for (const auto& op : work[i].batch.ops()) group_bytes += op.key.size() + op.value.size();
+    if (group_bytes >= kMaxGroupBytes) {
+      ProcessGroup(work, begin, i + 1);
+      begin = i + 1;
+      group_bytes = 0;
+    }
+  }
+  if (begin < work.size()) ProcessGroup(work, begin, work.size());
 }
 
 void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t end) {

@@ -15,8 +15,12 @@
 // - Get / Exists / Stats: any thread, concurrently with writes and compaction.
 // - Write: any thread; batches join the single-writer queue. One writer thread takes everything
 //   queued, appends it with one write, applies appendfsync (group commit), updates the keydir, and
-//   then runs each batch's callback — on the writer thread. A callback must be quick: the server's
-//   posts the result back to the connection's I/O thread.
+//   then runs each batch's callback — on the writer thread. A callback must be quick and must not
+//   call Write/WriteAll/WriteSync: the server's posts the result back to the connection's I/O thread.
+// - WriteAll under `everysec` / `no`: when the writer is idle and nothing is queued, the calling
+//   thread takes the writer role and does all of the above itself, callbacks included, before
+//   WriteAll returns (no hand-off: an unpipelined write costs no thread switch). Only one thread
+//   holds the role at a time, so writes stay serialized either way.
 // - Compaction and hint files are written by a background thread; results are installed by the
 //   writer thread so a newer write is never overwritten.
 // - Close (or the destructor) stops both threads after the queue drains.
@@ -192,7 +196,9 @@ class Store {
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;
   /// Queues several batches at once, in order (one lock, one wake-up of the writer): what an I/O
-  /// thread collected from all its connections in one turn of its event loop.
+  /// thread collected from all its connections in one turn of its event loop. Under `everysec` /
+  /// `no`, when the writer is idle the batches are written on the calling thread and their
+  /// callbacks run before this returns (see Threads above).
   struct PendingWrite {
     WriteBatch batch;
     WriteCallback done;

@@ -128,6 +128,8 @@ class StoreImpl final : public Store {
 
   // ---- store.cc: the writer thread ----
   void WriterLoop();
+  // Runs queued requests in order; the caller holds role_mu_.
+  void RunWork(std::vector<Request>& work);
   void ProcessGroup(std::vector<Request>& work, size_t begin, size_t end);
   void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
@@ -164,6 +166,10 @@ class StoreImpl final : public Store {
   std::atomic<uint32_t> next_index_{1};
   bool closed_ = false;
 
+  // The writer role: held by whoever runs groups, tasks and Periodic and so owns the writer-thread
+  // state below — the writer thread, or a thread in WriteAll that found the writer idle and the
+  // queue empty (it then writes its batches itself: no hand-off). Taken before queue_mu_.
+  std::mutex role_mu_;
   // Writer queue.
   std::mutex queue_mu_;
   std::condition_variable queue_cv_;
@@ -171,7 +177,7 @@ class StoreImpl final : public Store {
   bool stopping_ = false;
   std::thread writer_;
 
-  // Writer-thread state.
+  // Writer-thread state: only the holder of role_mu_ touches it.
   std::shared_ptr<DataFile> active_;
   std::atomic<uint64_t> active_id_{0};
   uint64_t max_file_id_ = 0;

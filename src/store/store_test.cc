@@ -553,6 +553,56 @@ TEST_F(StoreTest, ConcurrentReadersDuringWritesAndCompaction) {
 }
 
 
+// WriteAll from several threads at once: a caller that finds the writer idle writes its batches
+// itself, the others queue. Either way every batch is applied exactly once, atomically, in the
+// order of its caller, while compaction installs its results (run under TSan).
+TEST_F(StoreTest, ConcurrentWriteAllCallersWriteInlineOrQueued) {
+  for (FsyncPolicy policy : {FsyncPolicy::kNo, FsyncPolicy::kAlways}) {
+    options_.fsync = policy;
+    Open();
+    constexpr int kThreads = 4;
+    constexpr int kRounds = 300;
+    std::atomic<int> failures{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([&, t] {
+        for (int round = 0; round < kRounds; ++round) {
+          std::promise<void> done;
+          std::vector<Store::PendingWrite> writes(2);
+          writes[0].batch.Update("counter", [](const ValueView* cur) {
+            UpdateDecision d;
+            d.action = UpdateDecision::Action::kPut;
+            d.value = std::to_string(cur == nullptr ? 1 : std::stoll(std::string(cur->value)) + 1);
+            return d;
+          });
+          writes[0].done = [&](const Status& s, std::vector<OpResult>) {
+            if (!s.ok()) ++failures;
+          };
+          writes[1].batch.Put("t" + std::to_string(t), std::to_string(round));
+          writes[1].done = [&](const Status& s, std::vector<OpResult>) {
+            if (!s.ok()) ++failures;
+            done.set_value();
+          };
+          store_->WriteAll(std::move(writes));
+          done.get_future().wait();
+          // The caller's own write is visible once acknowledged.
+          if (Get("t" + std::to_string(t)) != std::to_string(round)) ++failures;
+        }
+      });
+    }
+    for (int c = 0; c < 3; ++c) ASSERT_TRUE(store_->CompactSync().ok());
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(failures.load(), 0);
+    EXPECT_EQ(Get("counter"), std::to_string(kThreads * kRounds));
+    Reopen();
+    EXPECT_EQ(Get("counter"), std::to_string(kThreads * kRounds));
+    for (int t = 0; t < kThreads; ++t) EXPECT_EQ(Get("t" + std::to_string(t)), std::to_string(kRounds - 1));
+    ASSERT_TRUE(store_->Close().ok());
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+}
+
 // SCAN's guarantee: every key present for the whole iteration is visited, even when the table grows
 // between calls and compaction moves records; expired and deleted keys are not returned.
 TEST_F(StoreTest, ScanVisitsEveryKeyWhileTheTableGrows) {

@@ -7,7 +7,7 @@ odd rounds, Redis first in even ones) for --rounds rounds; the report gives medi
 keg/redis, and each server's CPU time per million requests (utime + stime of all its threads, from
 /proc/<pid>/stat, around each run). Writes docs/benchmarks.md and docs/benchmarks.png.
 
-Usage: tools/bench.sh [--rounds N] [--quick]   (tools/bench.sh builds Release first)
+Usage: tools/bench.sh [--rounds N] [--quick] [--only TEXT]   (tools/bench.sh builds Release first)
 """
 import argparse
 import csv
@@ -139,6 +139,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
     ap.add_argument("--replot", action="store_true", help="redraw the chart from benchmarks.md")
+    ap.add_argument("--only", help="run only workloads whose name contains this text; prints the "
+                    "rows and leaves docs/ alone (for trying a change)")
     opts = ap.parse_args()
     if opts.replot:
         replot(opts.out)
@@ -148,11 +150,16 @@ def main():
     results = []  # (workload, keg samples, redis samples)
     try:
         for policy in ("everysec", "always"):
+            names = [w[0] for w in workloads(policy)] + [f"GET {x} values, {policy}" for x in ("1 KB", "64 KiB")]
+            if opts.only and not any(opts.only in n for n in names):
+                continue
             keg, redis = start_pair(policy, os.path.join(workdir, policy))
             try:
                 for s in (keg, redis):  # warm up: every key exists, both servers are hot
                     bench(s, ["-t", "set", "-c", "50", "-r", "100000", "-d", "100"], 300000 if not opts.quick else 50000)
                 for name, args, n, quick_n in workloads(policy):
+                    if opts.only and opts.only not in name:
+                        continue
                     samples = {"keg": [], "redis": []}
                     count = quick_n if opts.quick else n
                     for rnd in range(opts.rounds):
@@ -163,6 +170,8 @@ def main():
                     print_row(results[-1])
                 if policy == "everysec":
                     for size, keys, n in (("1 KB", "100000", 200000), ("64 KiB", "1000", 30000)):
+                        if opts.only and opts.only not in f"GET {size} values, everysec":
+                            continue
                         d = "1024" if size == "1 KB" else "65536"
                         for s in (keg, redis):
                             bench(s, ["-t", "set", "-c", "50", "-r", keys, "-d", d], int(keys) * 3)
@@ -180,7 +189,8 @@ def main():
                 redis.stop()
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
-    write_report(results, opts)
+    if not opts.only:
+        write_report(results, opts)
 
 
 def summarize(samples, requests):
