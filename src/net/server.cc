@@ -1,5 +1,6 @@
 #include "net/server.h"
 
+#include <ctime>
 #include <pthread.h>
 #include <sys/socket.h>
 
@@ -23,6 +24,14 @@ int64_t SteadyMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
              std::chrono::steady_clock::now().time_since_epoch())
       .count();
+}
+
+// The same clock at the kernel tick's resolution (a few ms behind at most) and without reading the
+// TSC: for stamps taken on every read, compared against idle timeouts of seconds.
+int64_t CoarseSteadyMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
 }
 
 std::string Endpoint(const asio::ip::tcp::endpoint& e) {
@@ -174,7 +183,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       return;
     }
     end_ += n;
-    last_active_ms_ = SteadyMs();
+    last_active_ms_ = CoarseSteadyMs();
     const uint64_t limit = limits_->query_buffer_limit.load(std::memory_order_relaxed);
     if (end_ - begin_ > limit) {
       spdlog::warn("closing client that reached max query buffer length: {} ({} bytes)", peer_,

@@ -1,5 +1,6 @@
 #include "server/session.h"
 
+#include <ctime>
 #include <algorithm>
 #include <mutex>
 #include <spdlog/spdlog.h>
@@ -365,7 +366,11 @@ void ClientSession::Finish() {
 }
 
 net::Outcome ClientSession::EndOfInput() {
-  last_interaction_ms_.store(store::NowMs(), std::memory_order_relaxed);  // once per read
+  // Once per read, at the kernel tick's resolution (CLIENT LIST shows whole seconds).
+  timespec ts{};
+  clock_gettime(CLOCK_REALTIME_COARSE, &ts);
+  last_interaction_ms_.store(int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000,
+                             std::memory_order_relaxed);
   FlushCounters();
   RefreshLimits();
   if (steps_.empty()) return net::Outcome::kDone;

@@ -503,6 +503,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   group_buf_.clear();
   pending_.clear();
   overlay_.clear();
+  group_now_ms_ = NowMs();
   std::vector<std::vector<OpResult>> results(end - begin);
   std::vector<bool> aborted(end - begin, false);
   for (size_t i = begin; i < end; ++i) {
@@ -532,7 +533,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
 
 StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, bool need_value) {
   CurrentValue cur;
-  const int64_t now = NowMs();
+  const int64_t now = group_now_ms_;
   auto it = overlay_.find(key);
   if (it != overlay_.end()) {
     if (!it->second.exists) return cur;
@@ -560,7 +561,7 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
                               std::string_view value, int64_t expire_at_ms) {
   const uint64_t at = group_buf_.size();
   if (expire_at_ms != 0) flags |= format::kFlagExpires;
-  format::AppendRecord(&group_buf_, flags, key, value, NowMs(), expire_at_ms);
+  format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms);
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
   pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0});
   overlay_[key] = OverlayEntry{!tombstone, at};
@@ -627,7 +628,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       if (want == 0 && now_at == 0) ok = false;  // PERSIST of a key without expiry
       if (!ok) return;
       result->applied = true;
-      if (want != 0 && want <= NowMs()) {  // an expiry in the past deletes the key, as Redis does
+      if (want != 0 && want <= group_now_ms_) {  // an expiry in the past deletes the key, as Redis does
         AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
         return;
       }

@@ -185,6 +185,7 @@ class StoreImpl final : public Store {
   std::string group_buf_;
   std::vector<PendingRecord> pending_;
   std::unordered_map<std::string_view, OverlayEntry> overlay_;
+  int64_t group_now_ms_ = 0;  // the clock for every op of the group being built (one read)
   bool dirty_ = false;  // written since the last fsync
   int64_t last_sync_ms_ = 0;
   int64_t last_expire_ms_ = 0;
