@@ -141,7 +141,9 @@ class StoreImpl final : public Store {
   Status Rotate(uint64_t reserve);
   Status CreateActiveFile(uint64_t reserve);
   void MarkDead(const Location& loc);
-  void Periodic();
+  // Expiry cycle, and under everysec the file whose fdatasync is due (run by the caller after
+  // giving up the role), or null.
+  std::shared_ptr<DataFile> Periodic();
   void ActiveExpireCycle();
   // Writer thread: removes `key` from the keydir if its newest record has expired (no tombstone
   // needed: the expired record shadows older ones, as in ActiveExpireCycle).

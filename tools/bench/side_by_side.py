@@ -61,18 +61,54 @@ class Server:
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.port = free_port()
-        self.log = open(os.path.join(self.dir, "server.log"), "wb")
-        self.proc = subprocess.Popen(argv_for(self.port, self.dir), cwd=self.dir, stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        wait_port(self.port, self.proc)
+        self.argv = argv_for(self.port, self.dir)
+        self.start()
+
+    def start(self):
+        """Starts the server; returns the seconds until it answered PING with +PONG (a server still
+        loading answers -LOADING)."""
+        t0 = time.time()
+        self.log = open(os.path.join(self.dir, "server.log"), "ab")
+        self.proc = subprocess.Popen(self.argv, cwd=self.dir, stdout=self.log, stderr=subprocess.STDOUT)
+        wait_port(self.port, self.proc, timeout=900)
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=5) as c:
+                    c.sendall(b"PING\r\n")
+                    if c.recv(64).startswith(b"+PONG"):
+                        return time.time() - t0
+            except OSError:
+                pass
+            if self.proc.poll() is not None:
+                sys.exit(f"server exited: {self.argv}")
+            time.sleep(0.01)
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
         try:
-            self.proc.wait(timeout=60)
+            self.proc.wait(timeout=300)
         except subprocess.TimeoutExpired:
             self.proc.kill()
         self.log.close()
+
+    def status_kb(self, field):
+        """A field of /proc/<pid>/status in KiB (VmRSS, RssAnon)."""
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+        return 0
+
+    def command(self, *args):
+        out = subprocess.run(["redis-cli", "-p", str(self.port), *args], capture_output=True,
+                             text=True, timeout=600)
+        return out.stdout.strip()
+
+    def info(self, field):
+        for line in self.command("INFO").splitlines():
+            if line.startswith(field + ":"):
+                return line.split(":", 1)[1].strip()
+        return ""
 
 
 def start_pair(policy, workdir):
@@ -116,6 +152,113 @@ def workloads(policy):
     return w
 
 
+def write_load_file(path, keys):
+    """The RESP of `keys` SETs of key:%012d (redis-benchmark's key names, 16 bytes) to 100-byte
+    values, for redis-cli --pipe."""
+    with open(path, "wb") as f:
+        step = 20000
+        for start in range(0, keys, step):
+            f.write(b"".join(b"*3\r\n$3\r\nSET\r\n$16\r\nkey:%012d\r\n$100\r\n%s\r\n"
+                             % (i, ((b"%012d" % i) * 9)[:100]) for i in range(start, min(keys, start + step))))
+            if (start // step) % max(1, keys // step // 10) == 0:
+                print(f"  generating {start * 100 // keys:3d}%", flush=True)
+
+
+def pipe_load(server, path):
+    t0 = time.time()
+    with open(path, "rb") as f:
+        out = subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], stdin=f,
+                             capture_output=True, text=True, timeout=3600)
+    if out.returncode != 0 or "errors: 0," not in out.stdout:
+        sys.exit(f"loading {server.name} failed: {out.stdout} {out.stderr}")
+    return time.time() - t0
+
+
+def p99_pair(server, keys, requests):
+    """(SET p99 ms, GET p99 ms) of one unpipelined 50-client run each."""
+    base = ["-c", "50", "-r", str(keys), "-d", "100"]
+    return (bench(server, ["-t", "set", *base], requests)[2],
+            bench(server, ["-t", "get", *base], requests)[2])
+
+
+def wait_field(server, field, value, timeout=1800):
+    deadline = time.time() + timeout
+    while server.info(field) != value:
+        if time.time() > deadline:
+            sys.exit(f"{server.name}: {field} never became {value}")
+        time.sleep(0.2)
+
+
+def scale(opts, workdir):
+    """Memory per key, restart time and p99 during compaction at opts.keys keys (everysec)."""
+    keys = opts.keys
+    r = {"keys": keys}
+    keg, redis = start_pair("everysec", workdir)
+    try:
+        base = {"keg": keg.status_kb("RssAnon"), "redis": redis.status_kb("VmRSS"),
+                "redis_used": int(redis.info("used_memory"))}
+        path = os.path.join(workdir, "load.resp")
+        print(f"scale: writing {keys:,} SETs to {path}", flush=True)
+        write_load_file(path, keys)
+        for s in (keg, redis):
+            r[f"{s.name}_load_s"] = pipe_load(s, path)
+            print(f"scale: loaded {s.name} in {r[f'{s.name}_load_s']:.1f} s", flush=True)
+        os.unlink(path)
+        time.sleep(2)
+        for s in (keg, redis):
+            if int(s.command("DBSIZE")) != keys:
+                sys.exit(f"{s.name} holds {s.command('DBSIZE')} keys, not {keys}")
+        r["keg_anon_b"] = (keg.status_kb("RssAnon") - base["keg"]) * 1024 / keys
+        r["redis_rss_b"] = (redis.status_kb("VmRSS") - base["redis"]) * 1024 / keys
+        r["redis_used_b"] = (int(redis.info("used_memory")) - base["redis_used"]) / keys
+        print(f"scale: keg {r['keg_anon_b']:.1f} B/key anon, Redis {r['redis_rss_b']:.1f} B/key RSS",
+              flush=True)
+
+        # Restarts, alternating; Redis first from the AOF as written, then after BGREWRITEAOF (an
+        # RDB preamble: Redis's fastest load).
+        r["keg_restart"], r["redis_restart_aof"], r["redis_restart_rdb"] = [], [], []
+        for rnd in range(opts.rounds):
+            for s in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+                s.stop()
+                secs = s.start()
+                r[f"{s.name}_restart" if s is keg else "redis_restart_aof"].append(secs)
+                print(f"scale: {s.name} restart {secs:.2f} s", flush=True)
+        r["keg_anon_after_restart_b"] = (keg.status_kb("RssAnon") - base["keg"]) * 1024 / keys
+        redis.command("BGREWRITEAOF")
+        time.sleep(1)
+        wait_field(redis, "aof_rewrite_in_progress", "0")
+        for _ in range(opts.rounds):
+            redis.stop()
+            r["redis_restart_rdb"].append(redis.start())
+            print(f"scale: redis restart after rewrite {r['redis_restart_rdb'][-1]:.2f} s", flush=True)
+
+        # p99 while keg compacts (and, for reference, while Redis rewrites its AOF), against each
+        # server's own steady state. A quarter of the keys is overwritten first (dead bytes).
+        n = 100000 if opts.quick else 300000
+        for s in (keg, redis):
+            bench(s, ["-t", "set", "-P", "32", "-c", "50", "-r", str(keys), "-d", "100"], keys // 4)
+        for s, start_cmd, field in ((keg, ["COMPACT", "ASYNC"], "compaction_in_progress"),
+                                    (redis, ["BGREWRITEAOF"], "aof_rewrite_in_progress")):
+            steady, during, covered = [], [], []
+            for _ in range(opts.rounds):
+                steady.append(p99_pair(s, keys, n))
+                s.command(*start_cmd)
+                time.sleep(0.2)
+                during.append(p99_pair(s, keys, n))
+                covered.append(s.info(field) == "1")  # still running when the runs ended
+                wait_field(s, field, "0")
+            r[f"{s.name}_p99"] = (statistics.median(x[0] for x in steady),
+                                  statistics.median(x[1] for x in steady),
+                                  statistics.median(x[0] for x in during),
+                                  statistics.median(x[1] for x in during), all(covered))
+            print(f"scale: {s.name} p99 steady/during SET {r[f'{s.name}_p99'][0]}/{r[f'{s.name}_p99'][2]} "
+                  f"GET {r[f'{s.name}_p99'][1]}/{r[f'{s.name}_p99'][3]} ms", flush=True)
+    finally:
+        keg.stop()
+        redis.stop()
+    return r
+
+
 def machine():
     model = "unknown CPU"
     with open("/proc/cpuinfo") as f:
@@ -139,9 +282,13 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
     ap.add_argument("--replot", action="store_true", help="redraw the chart from benchmarks.md")
+    ap.add_argument("--keys", type=int, help="keys of the memory / restart / compaction part "
+                    "(default 10,000,000; 1,000,000 with --quick)")
     ap.add_argument("--only", help="run only workloads whose name contains this text; prints the "
                     "rows and leaves docs/ alone (for trying a change)")
     opts = ap.parse_args()
+    if opts.keys is None:
+        opts.keys = 1_000_000 if opts.quick else 10_000_000
     if opts.replot:
         replot(opts.out)
         return
@@ -187,10 +334,13 @@ def main():
             finally:
                 keg.stop()
                 redis.stop()
+        scaled = None
+        if not opts.only or opts.only == "scale":
+            scaled = scale(opts, os.path.join(workdir, "scale"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not opts.only:
-        write_report(results, opts)
+        write_report(results, scaled, opts)
 
 
 def summarize(samples, requests):
@@ -241,7 +391,39 @@ def replot(out_dir):
     plot(data, out_dir)
 
 
-def write_report(results, opts):
+def scale_lines(r, opts):
+    keys = f"{r['keys']:,}"
+    med = statistics.median
+    kr, ra, rr = med(r["keg_restart"]), med(r["redis_restart_aof"]), med(r["redis_restart_rdb"])
+    kp, rp = r["keg_p99"], r["redis_p99"]
+    note = lambda covered: "" if covered else " (it ended before the runs did)"
+    return [
+        f"## At {keys} keys", "",
+        f"16-byte keys (`key:%012d`, redis-benchmark's names), 100-byte values, loaded with "
+        f"`redis-cli --pipe` into both servers (everysec). Memory is the growth over the empty "
+        f"server: keg's anonymous memory (`RssAnon`, the keydir; values live in the page cache), "
+        f"Redis's RSS. Restart: from starting the process to the first `+PONG` (Redis answers "
+        f"`-LOADING` until it has loaded), median of {opts.rounds}.", "",
+        "| measure | keg | Redis | keg / Redis |", "|---|---:|---:|---:|",
+        f"| memory per key | {r['keg_anon_b']:.1f} B (after a restart: "
+        f"{r['keg_anon_after_restart_b']:.1f} B) | {r['redis_rss_b']:.1f} B (`used_memory`: "
+        f"{r['redis_used_b']:.1f} B) | **{r['keg_anon_b'] / r['redis_rss_b']:.2f}** |",
+        f"| restart | {kr:.2f} s | {ra:.2f} s from the AOF as written; {rr:.2f} s after "
+        f"BGREWRITEAOF (RDB preamble) | **{kr / ra:.2f}** / **{kr / rr:.2f}** |",
+        f"| load with `redis-cli --pipe` | {r['keg_load_s']:.1f} s | {r['redis_load_s']:.1f} s | "
+        f"{r['redis_load_s'] / r['keg_load_s']:.2f}x faster |", "",
+        f"p99 latency (ms, 50 clients, unpipelined, random keys of the {keys}) in steady state and "
+        f"while keg runs `COMPACT ASYNC` over every sealed file (for reference, Redis while it runs "
+        f"`BGREWRITEAOF`), median of {opts.rounds}:", "",
+        "| server | SET steady | SET during | GET steady | GET during | during / steady (SET, GET) |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| keg, COMPACT{note(kp[4])} | {kp[0]:.3f} | {kp[2]:.3f} | {kp[1]:.3f} | {kp[3]:.3f} | "
+        f"**{kp[2] / kp[0]:.2f}**, **{kp[3] / kp[1]:.2f}** |",
+        f"| Redis, BGREWRITEAOF{note(rp[4])} | {rp[0]:.3f} | {rp[2]:.3f} | {rp[1]:.3f} | {rp[3]:.3f} | "
+        f"{rp[2] / rp[0]:.2f}, {rp[3] / rp[1]:.2f} |", ""]
+
+
+def write_report(results, scaled, opts):
     os.makedirs(opts.out, exist_ok=True)
     lines = []
     data = []
@@ -265,6 +447,8 @@ def write_report(results, opts):
                   f"{r50:.3f} / {r99:.3f} | {kc:.2f} | {rc:.2f} |")
     md += ["", "CPU s / M req: CPU seconds the server used per million requests (median over the "
            "rounds).", "", "![keg / Redis throughput ratio per workload](benchmarks.png)", ""]
+    if scaled:
+        md += scale_lines(scaled, opts)
     # Hand-written analysis below the marker survives a new run.
     path = os.path.join(opts.out, "benchmarks.md")
     kept = ""
