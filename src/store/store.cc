@@ -578,10 +578,17 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
 
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   const uint64_t hash = keydir_.Hash(op.key);
+  if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
+      !op.keep_ttl && !op.want_old) {
+    // A plain SET does not depend on the old value: no lookup (the keydir update finds the old
+    // record anyway, to count it dead).
+    AppendToGroup(op.key, hash, 0, op.value, op.expire_at_ms);
+    result->applied = true;
+    return;
+  }
   const bool need_value =
       op.want_old || op.kind == WriteBatch::Kind::kUpdate || op.kind == WriteBatch::Kind::kExpire;
   CurrentValue cur = Current(op.key, hash, need_value);
-  result->existed = cur.exists;
   auto keep_old = [&] {
     if (!op.want_old || !cur.exists) return;
     if (cur.view.pin) {

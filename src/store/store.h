@@ -142,7 +142,6 @@ class WriteBatch {
 /// The outcome of one op of a batch.
 struct OpResult {
   bool applied = false;          ///< the op changed the store (a record was written)
-  bool existed = false;          ///< the key existed (and had not expired) before the op
   std::optional<ValueView> old;  ///< the previous value, when asked for and present
 };
 
