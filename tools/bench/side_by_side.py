@@ -15,6 +15,7 @@ import datetime
 import io
 import os
 import platform
+import resource
 import shutil
 import signal
 import socket
@@ -122,16 +123,23 @@ def start_pair(policy, workdir):
 
 
 def bench(server, args, requests):
-    """One redis-benchmark run: (requests per second, p50 ms, p99 ms, cpu seconds)."""
+    """One redis-benchmark run: (requests per second, p50 ms, p99 ms, server CPU seconds, share of
+    one core the redis-benchmark process used)."""
     before = cpu_seconds(server.proc.pid)
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.time()
     out = subprocess.run(["redis-benchmark", "-p", str(server.port), "-n", str(requests), "--csv",
                           *args], capture_output=True, text=True, timeout=900)
+    wall = time.time() - t0
     after = cpu_seconds(server.proc.pid)
+    done = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_busy = (done.ru_utime + done.ru_stime - usage.ru_utime - usage.ru_stime) / wall
     if out.returncode != 0:
         sys.exit(f"redis-benchmark failed against {server.name}: {out.stderr}")
     rows = list(csv.DictReader(io.StringIO(out.stdout)))
     row = rows[-1]
-    return float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]), after - before
+    return (float(row["rps"]), float(row["p50_latency_ms"]), float(row["p99_latency_ms"]),
+            after - before, client_busy)
 
 
 # (name, redis-benchmark arguments, requests, quick requests)
@@ -347,13 +355,14 @@ def summarize(samples, requests):
     """Medians: requests/s, p50 ms, p99 ms, CPU seconds per million requests."""
     return (statistics.median(x[0] for x in samples), statistics.median(x[1] for x in samples),
             statistics.median(x[2] for x in samples),
-            statistics.median(x[3] for x in samples) / requests * 1e6)
+            statistics.median(x[3] for x in samples) / requests * 1e6,
+            statistics.median(x[4] for x in samples))
 
 
 def print_row(r):
     name, requests, k, rd = r
-    kr, _, _, kc = summarize(k, requests)
-    rr, _, _, rc = summarize(rd, requests)
+    kr, _, _, kc, _ = summarize(k, requests)
+    rr, _, _, rc, _ = summarize(rd, requests)
     print(f"{name:28s} keg {kr:10,.0f}/s  redis {rr:10,.0f}/s  ratio {kr / rr:5.2f}  "
           f"CPU s/M req keg {kc:5.2f} redis {rc:5.2f}", flush=True)
 
@@ -428,9 +437,9 @@ def write_report(results, scaled, opts):
     lines = []
     data = []
     for name, requests, k, rd in results:
-        kr, k50, k99, kc = summarize(k, requests)
-        rr, r50, r99, rc = summarize(rd, requests)
-        lines.append((name, kr, rr, kr / rr, k50, r50, k99, r99, kc, rc))
+        kr, k50, k99, kc, kb = summarize(k, requests)
+        rr, r50, r99, rc, rb = summarize(rd, requests)
+        lines.append((name, kr, rr, kr / rr, k50, r50, k99, r99, kc, rc, max(kb, rb)))
         data.append((name, kr, rr))
     md = ["# Benchmarks: keg vs Redis, side by side", "",
           f"Machine: {machine()}.", "",
@@ -440,13 +449,16 @@ def write_report(results, scaled, opts):
           "redis-benchmark 7.0: 50 clients, 100,000 random keys, 100-byte values unless said. "
           "CPU is the server's user + system time (all threads) during a run, from /proc.", "",
           f"Run on {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC.", "",
-          "| workload | keg req/s | Redis req/s | keg / Redis | keg p50 / p99 ms | Redis p50 / p99 ms | keg CPU s / M req | Redis CPU s / M req |",
-          "|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for name, kr, rr, ratio, k50, r50, k99, r99, kc, rc in lines:
+          "| workload | keg req/s | Redis req/s | keg / Redis | keg p50 / p99 ms | Redis p50 / p99 ms | keg CPU s / M req | Redis CPU s / M req | Redis / keg CPU | client busy |",
+          "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, kr, rr, ratio, k50, r50, k99, r99, kc, rc, busy in lines:
         md.append(f"| {name} | {kr:,.0f} | {rr:,.0f} | **{ratio:.2f}** | {k50:.3f} / {k99:.3f} | "
-                  f"{r50:.3f} / {r99:.3f} | {kc:.2f} | {rc:.2f} |")
+                  f"{r50:.3f} / {r99:.3f} | {kc:.2f} | {rc:.2f} | {rc / kc:.2f} | {busy:.0%} |")
     md += ["", "CPU s / M req: CPU seconds the server used per million requests (median over the "
-           "rounds).", "", "![keg / Redis throughput ratio per workload](benchmarks.png)", ""]
+           "rounds); Redis / keg CPU above 1 means keg needs less CPU per request. Client busy: the "
+           "share of one core the redis-benchmark process used (the higher of the two servers' "
+           "medians); near 100% the client, not the server, sets the pace, and on 2 cores the "
+           "server and the client share the machine.", "", "![keg / Redis throughput ratio per workload](benchmarks.png)", ""]
     if scaled:
         md += scale_lines(scaled, opts)
     # Hand-written analysis below the marker survives a new run.
