@@ -138,9 +138,39 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   }
 
  private:
+  // Reads what the socket holds and processes it. Asio's async_read_some would try a recv at once
+  // on every call, which for a client waiting for its reply is a wasted EAGAIN syscall per request;
+  // instead, like Redis, keg reads only when the socket is known or likely to hold data
+  // (`readable_`), and otherwise keeps one readiness wait (async_wait, no syscall to arm: the
+  // descriptor is registered edge-triggered) pending. A wait is always pending while `readable_` is
+  // false, so no edge is missed. Calls nested in the processing of a read only set `read_again_`:
+  // the outer call loops, so a client streaming data cannot grow the stack; after a few rounds it
+  // yields to the other connections of the thread.
   void DoRead() {
-    if (reading_ || closed_ || waiting_ || close_after_reply_) return;
-    if (out_.size() > kBackpressureBytes) return;  // resumed by OnWrite
+    if (pumping_) {
+      read_again_ = true;
+      return;
+    }
+    pumping_ = true;
+    for (int round = 0;; ++round) {
+      read_again_ = false;
+      ReadOnce();
+      if (!read_again_ || closed_) break;
+      if (round == 15) {  // fairness: continue after the other ready handlers
+        asio::post(worker_->io, [self = shared_from_this()] { self->DoRead(); });
+        break;
+      }
+    }
+    pumping_ = false;
+  }
+
+  void ReadOnce() {
+    if (closed_ || waiting_ || close_after_reply_) return;
+    if (out_.size() > kBackpressureBytes) return;  // resumed by AfterWrite
+    if (!readable_) {
+      Watch();
+      return;
+    }
     if (begin_ == end_) {
       begin_ = end_ = 0;
       if (cap_ > 4 * kInitialReadBuffer) {  // give back a buffer grown for a large argument
@@ -164,24 +194,51 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
         cap_ = cap;
       }
     }
-    reading_ = true;
-    socket_.async_read_some(asio::buffer(buf_.get() + end_, cap_ - end_),
-                            [self = shared_from_this()](const asio::error_code& ec, size_t n) {
-                              self->OnRead(ec, n);
-                            });
-  }
-
-  void OnRead(const asio::error_code& ec, size_t n) {
-    reading_ = false;
-    if (closed_) return;
-    if (ec) {
-      if (ec != asio::error::eof && ec != asio::error::connection_reset &&
-          ec != asio::error::operation_aborted) {
-        spdlog::debug("read from {}: {}", peer_, ec.message());
+    const size_t room = cap_ - end_;
+    ssize_t n;
+    do {
+      n = ::recv(fd_, buf_.get() + end_, room, 0);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        readable_ = false;
+        Watch();
+        return;
       }
+      if (errno != ECONNRESET) spdlog::debug("read from {}: {}", peer_, std::strerror(errno));
       Shutdown();
       return;
     }
+    if (n == 0) {  // the client closed its side
+      Shutdown();
+      return;
+    }
+    // Less than the room: the socket was drained; more data will raise an edge for the wait.
+    if (static_cast<size_t>(n) < room) {
+      readable_ = false;
+      Watch();
+    }
+    OnRead(static_cast<size_t>(n));
+  }
+
+  // Keeps one readiness wait pending (see DoRead).
+  void Watch() {
+    if (watching_ || closed_) return;
+    watching_ = true;
+    socket_.async_wait(asio::ip::tcp::socket::wait_read,
+                       [self = shared_from_this()](const asio::error_code& ec) {
+                         self->watching_ = false;
+                         if (self->closed_) return;
+                         if (ec) {
+                           self->Shutdown();
+                           return;
+                         }
+                         self->readable_ = true;
+                         self->DoRead();
+                       });
+  }
+
+  void OnRead(size_t n) {
     end_ += n;
     last_active_ms_ = CoarseSteadyMs();
     const uint64_t limit = limits_->query_buffer_limit.load(std::memory_order_relaxed);
@@ -316,7 +373,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       Shutdown();
       return;
     }
-    if (!waiting_ && !reading_) DoRead();
+    if (!waiting_) DoRead();
   }
 
   void Shutdown() {
@@ -342,7 +399,10 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   size_t cap_ = 0;
   size_t begin_ = 0;  // first unconsumed byte
   size_t end_ = 0;    // end of the bytes read
-  bool reading_ = false;
+  bool readable_ = true;     // the socket may hold unread data (see DoRead)
+  bool watching_ = false;    // a readiness wait is pending
+  bool pumping_ = false;     // DoRead is on the stack
+  bool read_again_ = false;  // a nested DoRead asked for another round
   bool writing_ = false;
   bool waiting_ = false;  // the session waits for the store
   bool retry_ = false;    // re-run the last command on Resume

@@ -25,6 +25,9 @@ constexpr size_t kMaxGroupBytes = 64u << 20;
 constexpr int64_t kExpireIntervalMs = 100;
 constexpr auto kExpireBudget = std::chrono::microseconds(1000);
 constexpr auto kWriterTick = std::chrono::milliseconds(100);
+// everysec: an fdatasync starts this long after the previous one started (at most a writer tick
+// later), so with the sync's own time a power cut loses at most the last second of writes.
+constexpr int64_t kEverySecIntervalMs = 800;
 
 uint64_t RandomSeed() {
   std::random_device rd;
@@ -778,7 +781,7 @@ Status StoreImpl::Rotate(uint64_t reserve) {
 std::shared_ptr<DataFile> StoreImpl::Periodic() {
   const int64_t now = NowMs();
   std::shared_ptr<DataFile> to_sync;
-  if (dirty_ && options_.fsync == FsyncPolicy::kEverySec && now - last_sync_ms_ >= 1000) {
+  if (dirty_ && options_.fsync == FsyncPolicy::kEverySec && now - last_sync_ms_ >= kEverySecIntervalMs) {
     // Everything written so far is covered by the sync the caller runs next (a failure of it
     // fail-stops the store); writes after this point set dirty_ again.
     to_sync = active_;

@@ -1,0 +1,417 @@
+#!/usr/bin/python3
+"""Crash and power-loss suite: keg-server is SIGKILLed at random moments under write load and
+restarted; a checker verifies that nothing acknowledged was lost.
+
+Each client thread owns its keys and writes globally unique values (SET, DEL, MSET, pipelines of up
+to 8 commands). Every command is recorded before it is sent and marked acknowledged when its reply
+arrives, so at a crash each key has a last acknowledged state and a few commands in flight. After
+the restart every key must hold its last acknowledged state or the state after one of the commands
+in flight (they run in order: a later one applied means the earlier ones were too). A value that
+was never written, or an acknowledged DEL undone, is a failure.
+
+Scenarios per cycle: a plain kill under load; a kill while COMPACT runs (small data files, so there
+are sealed files to merge); a second kill during recovery (the restarted server is killed again
+before it has opened the store). After each kill keg-check must find no damage other than the torn
+tail of the newest data file and a compaction's leftover temporary files.
+
+--powerloss SHIM: the server runs with the fault shim (tests/reliability/fault_shim.c) preloaded;
+after each kill the directory is rolled back to what a power cut would leave (powerloss.py:
+unsynced data dropped, creations / renames / unlinks not covered by a directory fsync undone).
+Under `always` nothing acknowledged may be lost; under `everysec` only writes acknowledged within
+the last second (the figure reported is the largest window seen); under `no` anything unsynced may
+be lost, and only "no value that was never written" is checked.
+
+Usage: crash.py --server BIN --check KEG_CHECK --policy always --cycles 20 [--powerloss SHIM]
+                [--seed N] [--report FILE.json]
+Exit status 0 when every check passed. Prints one line per cycle and a summary.
+"""
+import argparse
+import ctypes
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import powerloss  # noqa: E402
+import resp  # noqa: E402
+
+ABSENT = None
+
+
+def die_with_parent():
+    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class History:
+    """What happened to one key since the last verification. Only its owner thread appends."""
+    __slots__ = ("initial", "ops")
+
+    def __init__(self):
+        self.initial = ABSENT  # the state verified after the last restart
+        self.ops = []          # [value or ABSENT, ack time or None], in the order they were sent
+
+
+class Client(threading.Thread):
+    def __init__(self, index, port, keys, histories, rng, stop, stats, big):
+        super().__init__(daemon=True)
+        self.index, self.port, self.keys, self.histories = index, port, keys, histories
+        self.rng, self.stop, self.stats, self.big = rng, stop, stats, big
+        self.seq = 0
+
+    def value(self):
+        self.seq += 1
+        tag = f"c{self.index}-{self.seq}-{self.rng.getrandbits(32):08x}|".encode()
+        r = self.rng.random()
+        size = (self.rng.randint(0, 40) if r < 0.6 else
+                self.rng.randint(1000, 4096) if r < 0.9 or not self.big else
+                self.rng.randint(16384, 65536))
+        return tag + b"v" * size
+
+    def run(self):
+        try:
+            conn = resp.Conn(self.port)
+        except OSError:
+            return
+        try:
+            while not self.stop.is_set():
+                batch = 1 if self.rng.random() < 0.7 else self.rng.randint(2, 8)
+                commands, marks = [], []  # marks: per command, the history entries it acknowledges
+                for _ in range(batch):
+                    r = self.rng.random()
+                    if r < 0.75:
+                        key = self.rng.choice(self.keys)
+                        v = self.value()
+                        commands.append(("SET", key, v))
+                        marks.append([(key, v)])
+                    elif r < 0.9:
+                        key = self.rng.choice(self.keys)
+                        commands.append(("DEL", key))
+                        marks.append([(key, ABSENT)])
+                    else:
+                        ks = self.rng.sample(self.keys, 2)
+                        vs = [self.value() for _ in ks]
+                        commands.append(("MSET", ks[0], vs[0], ks[1], vs[1]))
+                        marks.append(list(zip(ks, vs)))
+                entries = []
+                for m in marks:  # recorded before sending: a kill mid-send leaves them in flight
+                    es = []
+                    for key, v in m:
+                        e = [v, None]
+                        self.histories[key].ops.append(e)
+                        es.append(e)
+                    entries.append(es)
+                conn.send(commands)
+                for es in entries:
+                    reply = conn.read()
+                    if isinstance(reply, resp.ReplyError):
+                        self.stats["errors"].append(str(reply))
+                        return
+                    now = time.monotonic()
+                    for e in es:
+                        e[1] = now
+                    self.stats["acked"][self.index] += 1
+        except (OSError, ConnectionError):
+            pass  # the server was killed: what was not acknowledged stays in flight
+        finally:
+            conn.close()
+
+
+class Suite:
+    def __init__(self, opts):
+        self.opts = opts
+        self.rng = random.Random(opts.seed)
+        self.work = tempfile.mkdtemp(prefix=f"keg_crash_{opts.policy}_")
+        self.dir = os.path.join(self.work, "data")
+        self.port = free_port()
+        self.proc = None
+        self.keys = [f"k:{c}:{i}" for c in range(opts.clients) for i in range(opts.keys_per_client)]
+        self.histories = {k: History() for k in self.keys}
+        self.fillers = {}  # key -> value, written once before the first kill, never changed
+        self.failures = []
+        self.figures = {"cycles": 0, "acked_writes": 0, "keys_verified": 0, "lost_acked": 0,
+                        "max_loss_window_s": 0.0, "kills_during_compaction": 0,
+                        "kills_during_recovery": 0, "torn_tails_cut": 0, "recovery_s": [],
+                        "unexpected_errors": 0}
+        self.journal = os.path.join(self.work, "fault.journal")
+        self.stash = os.path.join(self.work, "stash")
+        self.crash_time = None
+        self.file_size = "1mb"
+
+    # ---- the server ----
+    def start(self):
+        env = dict(os.environ)
+        if self.opts.powerloss:
+            os.makedirs(self.stash, exist_ok=True)
+            env.update(LD_PRELOAD=self.opts.powerloss, KEG_FAULT_JOURNAL=self.journal,
+                       KEG_FAULT_STASH=self.stash, KEG_FAULT_DIR=self.dir)
+            powerloss.baseline(self.dir, self.journal)
+        self.log = open(os.path.join(self.work, "server.log"), "ab")
+        self.proc = subprocess.Popen(
+            [self.opts.server, "--port", str(self.port), "--dir", self.dir, "--appendfsync",
+             self.opts.policy, "--data-file-size", self.file_size, "--compaction-frag-trigger",
+             "40"],
+            stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
+
+    def wait_ready(self, timeout=120):
+        """Seconds until PING answers +PONG."""
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < timeout:
+            if self.proc.poll() is not None:
+                self.fail(f"server exited with {self.proc.returncode} while starting "
+                          f"(log: {os.path.join(self.work, 'server.log')})")
+                raise SystemExit(self.report())
+            try:
+                c = resp.Conn(self.port, timeout=5)
+                try:
+                    if c.call("PING") == b"PONG":
+                        return time.monotonic() - t0
+                finally:
+                    c.close()
+            except (OSError, ConnectionError, resp.ReplyError):
+                time.sleep(0.005)
+        self.fail("server never answered PING")
+        raise SystemExit(self.report())
+
+    def kill(self):
+        self.crash_time = time.monotonic()
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+        self.log.close()
+        if self.opts.powerloss:
+            powerloss.power_cut(self.dir, self.journal, self.stash, self.rng)
+
+    def listening(self):
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    # ---- checks ----
+    def fail(self, text):
+        self.failures.append(text)
+        print("FAIL:", text, flush=True)
+
+    def check_files(self):
+        """keg-check on the killed server's directory: damage only as a torn tail of the newest
+        data file (and leftover temporary files of an interrupted compaction)."""
+        if not self.opts.check:
+            return
+        out = subprocess.run([self.opts.check, self.dir], capture_output=True, text=True,
+                             timeout=600)
+        if out.returncode == 2:
+            self.fail(f"keg-check could not run: {out.stdout} {out.stderr}")
+            return
+        data = sorted(f for f in os.listdir(self.dir) if f.endswith(".data"))
+        newest = data[-1] if data else ""
+        for line in out.stdout.splitlines():
+            if line.startswith("damaged:"):
+                path = line.split()[1]
+                if os.path.basename(path) != newest:
+                    self.fail(f"keg-check: damage in a sealed file: {line}")
+            elif line.startswith("bad hint:"):
+                self.fail(f"keg-check: {line}")
+
+    def verify(self):
+        conn = resp.Conn(self.port)
+        try:
+            names = self.keys + list(self.fillers)
+            values = {}
+            for i in range(0, len(names), 500):
+                chunk = names[i:i + 500]
+                for k, v in zip(chunk, conn.call("MGET", *chunk)):
+                    values[k] = v
+        finally:
+            conn.close()
+        for k, want in self.fillers.items():
+            if values[k] != want:
+                self.fail(f"filler {k} changed: {values[k]!r:.60}")
+        window_limit = {"always": 0.0, "everysec": 1.0, "no": None}[self.opts.policy]
+        for k in self.keys:
+            h = self.histories[k]
+            got = values[k]
+            self.figures["keys_verified"] += 1
+            states = [h.initial] + [op[0] for op in h.ops]
+            acked = [i + 1 for i, op in enumerate(h.ops) if op[1] is not None]
+            last_acked = acked[-1] if acked else 0
+            matches = [i for i, s in enumerate(states) if s == got]
+            if not matches:
+                self.fail(f"{k}: holds {got!r:.60}, a value never written to it")
+                continue
+            j = max(matches)
+            if j >= last_acked:
+                pass
+            elif not self.opts.powerloss:
+                self.fail(f"{k}: lost acknowledged writes (holds state {j}, acknowledged "
+                          f"{last_acked}; {len(h.ops)} ops)")
+                self.figures["lost_acked"] += sum(1 for a in acked if a > j)
+            else:
+                lost = [a for a in acked if a > j]
+                self.figures["lost_acked"] += len(lost)
+                first_ack = h.ops[lost[0] - 1][1]
+                window = self.crash_time - first_ack
+                self.figures["max_loss_window_s"] = max(self.figures["max_loss_window_s"], window)
+                if window_limit is not None and window > window_limit:
+                    self.fail(f"{k}: lost a write acknowledged {window:.3f} s before the power cut "
+                              f"({self.opts.policy})")
+            h.initial = got
+            h.ops = []
+
+    # ---- the suite ----
+    def load_fillers(self):
+        """Static keys in many small files, so recovery takes long enough to be interrupted."""
+        conn = resp.Conn(self.port)
+        try:
+            for i in range(0, self.opts.fillers, 100):
+                cmd = ["MSET"]
+                for n in range(i, min(i + 100, self.opts.fillers)):
+                    k, v = f"f:{n}", b"filler-%d-" % n + b"x" * 400
+                    self.fillers[k] = v
+                    cmd += [k, v]
+                conn.call(*cmd)
+        finally:
+            conn.close()
+
+    def cycle(self, n):
+        scenario = self.rng.choices(["plain", "compaction", "recovery"], [6, 2, 2])[0]
+        # Small files: rotations and sealed files to compact. Large ones: under everysec the
+        # once-a-second fdatasync, not a rotation's, is what bounds a power cut's loss.
+        self.file_size = "1mb" if scenario == "compaction" or self.rng.random() < 0.5 else "64mb"
+        stop = threading.Event()
+        stats = {"acked": [0] * self.opts.clients, "errors": []}
+        clients = [Client(c, self.port, [k for k in self.keys if k.startswith(f"k:{c}:")],
+                          self.histories, random.Random(self.rng.getrandbits(64)), stop, stats,
+                          self.opts.big_values)
+                   for c in range(self.opts.clients)]
+        for c in clients:
+            c.start()
+        run_for = self.rng.uniform(self.opts.min_run, self.opts.max_run)
+        during_compaction = False
+        if scenario == "compaction":
+            time.sleep(run_for / 2)
+            try:
+                c = resp.Conn(self.port)
+                c.call("COMPACT", "ASYNC")
+                time.sleep(self.rng.uniform(0, run_for / 2))
+                info = c.call("INFO", "keg").decode()
+                c.close()
+                during_compaction = "compaction_in_progress:1" in info
+            except (OSError, ConnectionError, resp.ReplyError) as e:
+                self.fail(f"COMPACT during load: {e}")
+        else:
+            time.sleep(run_for)
+        self.kill()
+        stop.set()
+        for c in clients:
+            c.join()
+        if stats["errors"]:
+            self.figures["unexpected_errors"] += len(stats["errors"])
+            self.fail(f"error replies under load: {stats['errors'][:3]}")
+        self.figures["kills_during_compaction"] += during_compaction
+        acked = sum(stats["acked"])
+        self.figures["acked_writes"] += acked
+        self.check_files()
+        during_recovery = False
+        if scenario == "recovery":
+            last = self.figures["recovery_s"][-1] if self.figures["recovery_s"] else 0.05
+            self.start()
+            time.sleep(self.rng.uniform(0, last * 1.2))
+            during_recovery = not self.listening()
+            self.kill()
+            self.figures["kills_during_recovery"] += during_recovery
+        self.start()
+        secs = self.wait_ready()
+        self.figures["recovery_s"].append(secs)
+        self.verify()
+        self.figures["cycles"] += 1
+        print(f"cycle {n + 1}: {scenario:10s} ran {run_for:.2f} s, {acked} acknowledged, "
+              f"restart {secs * 1000:.0f} ms" + (" (killed during compaction)" if during_compaction
+                                                 else "") +
+              (" (killed during recovery)" if during_recovery else ""), flush=True)
+
+    def run(self):
+        t0 = time.monotonic()
+        try:
+            self.start()
+            self.wait_ready()
+            self.load_fillers()
+            for n in range(self.opts.cycles):
+                self.cycle(n)
+                if len(self.failures) > 20:
+                    break
+            self.proc.send_signal(signal.SIGTERM)
+            if self.proc.wait(timeout=120) != 0:
+                self.fail(f"SIGTERM: exit status {self.proc.returncode}")
+            self.log.close()
+            self.figures["torn_tails_cut"] = count_in_log(os.path.join(self.work, "server.log"),
+                                                          "torn write at offset")
+        finally:
+            if self.proc and self.proc.poll() is None:
+                self.proc.kill()
+        self.figures["seconds"] = time.monotonic() - t0
+        return self.report()
+
+    def report(self):
+        f = dict(self.figures)
+        r = f.pop("recovery_s")
+        if r:
+            r = sorted(r)
+            f["recovery_p50_ms"] = round(statistics.median(r) * 1000, 1)
+            f["recovery_p99_ms"] = round(r[min(len(r) - 1, int(len(r) * 0.99))] * 1000, 1)
+        f["max_loss_window_s"] = round(f["max_loss_window_s"], 3)
+        f.update(policy=self.opts.policy, mode="power loss" if self.opts.powerloss else "kill -9",
+                 seed=self.opts.seed, failures=len(self.failures))
+        print("summary:", json.dumps(f), flush=True)
+        if self.opts.report:
+            with open(self.opts.report, "w") as out:
+                json.dump(f, out, indent=1)
+        if not self.failures:
+            shutil.rmtree(self.work, ignore_errors=True)
+        else:
+            print(f"kept {self.work} for inspection", flush=True)
+        return 0 if not self.failures else 1
+
+
+def count_in_log(path, text):
+    with open(path, "rb") as f:
+        return f.read().count(text.encode())
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--server", default=os.environ.get("KEG_SERVER", "keg-server"))
+    ap.add_argument("--check", default=os.environ.get("KEG_CHECK"))
+    ap.add_argument("--policy", choices=["always", "everysec", "no"], required=True)
+    ap.add_argument("--cycles", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=8)
+    ap.add_argument("--keys-per-client", type=int, default=40)
+    ap.add_argument("--fillers", type=int, default=20000)
+    ap.add_argument("--min-run", type=float, default=0.05)
+    ap.add_argument("--max-run", type=float, default=1.0)
+    ap.add_argument("--big-values", action="store_true", help="also 16-64 KiB values")
+    ap.add_argument("--powerloss", help="the fault shim (.so) to preload")
+    ap.add_argument("--seed", type=int, default=int(time.time()))
+    ap.add_argument("--report")
+    opts = ap.parse_args()
+    print(f"crash suite: policy {opts.policy}, {opts.cycles} cycles, seed {opts.seed}"
+          + (" (power loss)" if opts.powerloss else ""), flush=True)
+    sys.exit(Suite(opts).run())
+
+
+if __name__ == "__main__":
+    main()
