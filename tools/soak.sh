@@ -19,13 +19,15 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 tools/install-deps.sh --test
-cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEG_WERROR=ON >/dev/null
-cmake --build build/release --target keg-server keg-check keg_fault_shim
+# A build of its own: a soak runs for an hour, and the binaries must not change under it.
+cmake -S . -B build/soak-bin -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEG_BENCH=OFF >/dev/null
+cmake --build build/soak-bin --target keg-server keg-check keg_fault_shim
 out=build/soak
+rm -rf "$out"
 mkdir -p "$out"
-export KEG_SERVER=$PWD/build/release/src/server/keg-server
-export KEG_CHECK=$PWD/build/release/tools/keg-check
-shim=$PWD/build/release/tests/libkeg_fault_shim.so
+export KEG_SERVER=$PWD/build/soak-bin/src/server/keg-server
+export KEG_CHECK=$PWD/build/soak-bin/tools/keg-check
+shim=$PWD/build/soak-bin/tests/libkeg_fault_shim.so
 status=0
 for mode in kill powerloss; do
   for policy in $policies; do
