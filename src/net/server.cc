@@ -15,6 +15,8 @@ namespace {
 
 constexpr size_t kInitialReadBuffer = 16 * 1024;
 constexpr size_t kMinReadRoom = 4 * 1024;
+constexpr size_t kReadChunk = 16 * 1024;    // Redis's PROTO_IOBUF_LEN
+constexpr size_t kBigArgument = 32 * 1024;  // Redis's PROTO_MBULK_BIG_ARG
 // Past this much unsent output a connection stops reading: a client that pipelines without reading
 // its replies is held back by TCP instead of growing the server's memory.
 constexpr size_t kBackpressureBytes = 256 * 1024;
@@ -85,7 +87,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
 
   void Start(std::unique_ptr<Session> session) {
     session_ = std::move(session);
-    buf_ = std::make_unique<char[]>(kInitialReadBuffer);
+    buf_.reset(new char[kInitialReadBuffer]);  // not zeroed: only the pages used become resident
     cap_ = kInitialReadBuffer;
     last_active_ms_ = SteadyMs();
     worker_->connections.push_back(weak_from_this());
@@ -174,7 +176,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (begin_ == end_) {
       begin_ = end_ = 0;
       if (cap_ > 4 * kInitialReadBuffer) {  // give back a buffer grown for a large argument
-        buf_ = std::make_unique<char[]>(kInitialReadBuffer);
+        buf_.reset(new char[kInitialReadBuffer]);  // not zeroed: only the pages used become resident
         cap_ = kInitialReadBuffer;
       }
     }
@@ -188,13 +190,21 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       if (cap_ < wanted || cap_ - end_ < kMinReadRoom) {
         size_t cap = cap_;
         while (cap < wanted || cap - end_ < kMinReadRoom) cap *= 2;
-        auto grown = std::make_unique<char[]>(cap);
+        // Not value-initialized: a client that declares a 512 MB argument and sends 1 MB must
+        // not make keg touch 512 MB (only the pages written become resident).
+        std::unique_ptr<char[]> grown(new char[cap]);
         std::memcpy(grown.get(), buf_.get(), end_);
         buf_ = std::move(grown);
         cap_ = cap;
       }
     }
-    const size_t room = cap_ - end_;
+    // As Redis reads: 16 KiB at a time (which also decides how long an inline line may get before
+    // it is refused), except the rest of a big argument, which comes in one read.
+    size_t room = cap_ - end_;
+    const size_t wanted_now = parser_.BytesWanted();
+    if (wanted_now < kBigArgument || wanted_now <= end_ - begin_ + kReadChunk) {
+      room = std::min(room, kReadChunk);
+    }
     ssize_t n;
     do {
       n = ::recv(fd_, buf_.get() + end_, room, 0);
@@ -527,6 +537,21 @@ class ServerImpl {
           }
           conn->Start(std::move(session));
         });
+      } else if (ec == asio::error::no_descriptors ||
+                 ec.value() == ENFILE || ec.value() == ENOBUFS || ec.value() == ENOMEM) {
+        // Out of descriptors or memory: the pending connection stays in the backlog, so accepting
+        // again at once would spin. Retry in 100 ms; log once a second at most.
+        const int64_t now = SteadyMs();
+        if (now - last_accept_warning_ms_ >= 1000) {
+          last_accept_warning_ms_ = now;
+          spdlog::warn("accept: {} (retrying every 100 ms)", ec.message());
+        }
+        auto timer = std::make_shared<asio::steady_timer>(acceptor->get_executor());
+        timer->expires_after(std::chrono::milliseconds(100));
+        timer->async_wait([this, acceptor, timer](const asio::error_code& e) {
+          if (!e && acceptor->is_open()) Accept(acceptor);
+        });
+        return;
       } else {
         spdlog::warn("accept: {}", ec.message());
       }
@@ -554,6 +579,7 @@ class ServerImpl {
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   size_t next_worker_ = 0;
+  int64_t last_accept_warning_ms_ = 0;  // the acceptor's thread
   uint16_t bound_port_ = 0;
 };
 

@@ -244,7 +244,7 @@ ParseStatus RequestParser::ParseMultibulk(char* cmd, size_t avail, size_t* used)
   if (!in_multibulk_) {
     // The "*N" line. Redis searches for '\r' and then needs one more byte, which it skips.
     const size_t cr = FindLineEnd(cmd, avail, 0, '\r');
-    if (cr == kNpos ? avail > limits_.max_inline_len : cr > limits_.max_inline_len) {
+    if (cr == kNpos && avail > limits_.max_inline_len) {  // as Redis: only while no '\r' came
       return Fail(ProtocolError::kTooBigMbulkCountString);
     }
     if (cr == kNpos || cr + 2 > avail) return ParseStatus::kNeedMore;
@@ -275,8 +275,7 @@ ParseStatus RequestParser::ParseMultibulk(char* cmd, size_t avail, size_t* used)
   while (remaining_args_ > 0) {
     if (bulk_len_ < 0) {
       const size_t cr = FindLineEnd(cmd, avail, cmd_pos_, '\r');
-      if (cr == kNpos ? avail - cmd_pos_ > limits_.max_inline_len
-                      : cr - cmd_pos_ > limits_.max_inline_len) {
+      if (cr == kNpos && avail - cmd_pos_ > limits_.max_inline_len) {
         return Fail(ProtocolError::kTooBigBulkCountString);
       }
       if (cr == kNpos || cr + 2 > avail) return ParseStatus::kNeedMore;
@@ -312,7 +311,9 @@ ParseStatus RequestParser::ParseMultibulk(char* cmd, size_t avail, size_t* used)
 
 ParseStatus RequestParser::ParseInline(char* cmd, size_t avail, size_t* used) {
   const size_t nl = FindLineEnd(cmd, avail, 0, '\n');
-  if (nl == kNpos ? avail > limits_.max_inline_len : nl > limits_.max_inline_len) {
+  // As Redis: the limit applies while no newline has come. A longer line that arrives whole is
+  // served; what "whole" means depends on how much one read brings (16 KiB, as Redis reads).
+  if (nl == kNpos && avail > limits_.max_inline_len) {
     return Fail(ProtocolError::kTooBigInlineRequest);
   }
   if (nl == kNpos) return ParseStatus::kNeedMore;

@@ -288,8 +288,11 @@ TEST(RequestParserTest, InlineLimitBoundaryMatchesRedis) {
   EXPECT_EQ(ParseChunks({std::string(65535, 'a') + "\r", "\n"}).error, "");
   EXPECT_EQ(ParseChunks({std::string(65537, 'a'), "\n"}).error,
             "Protocol error: too big inline request");
-  EXPECT_EQ(ParseChunks({std::string(65537, 'a') + "\n"}).error,
-            "Protocol error: too big inline request");
+  // The limit only applies while no newline has come: a longer line that arrives in one piece is
+  // parsed (Redis too; how much arrives at once depends on its 16 KiB reads, which keg imitates).
+  EXPECT_EQ(ParseChunks({std::string(65537, 'a') + "\n"}).error, "");
+  EXPECT_EQ(ParseChunks({"*" + std::string(70000, '1') + "\r\n"}).error,
+            "Protocol error: invalid multibulk length");
 }
 
 TEST(RequestParserTest, UnauthenticatedLimitsAllowUpToTheBoundary) {

@@ -1,5 +1,6 @@
 // keg-server: reads the configuration, opens (recovers) the store, then listens. While the store
 // recovers keg does not listen: clients connect once every key is back (see docs/server.md).
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
@@ -60,6 +61,27 @@ void SetupLogging(const keg::server::Config& config) {
 
 }  // namespace
 
+// As Redis: maxclients connections need that many descriptors plus some for files; raise the soft
+// limit as far as the hard one allows, and lower maxclients when even that is not enough.
+void RaiseFileLimit(keg::server::ServerState& state) {
+  constexpr rlim_t kReserved = 32;  // data files, hint files, the listening sockets, logs
+  const rlim_t want = static_cast<rlim_t>(state.maxclients.load()) + kReserved;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= want) return;
+  const rlim_t old = limit.rlim_cur;
+  limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? want : std::min(want, limit.rlim_max);
+  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = old;
+  if (limit.rlim_cur < want) {
+    const int64_t clients = static_cast<int64_t>(limit.rlim_cur) - static_cast<int64_t>(kReserved);
+    spdlog::warn("You requested maxclients of {} requiring at least {} max file descriptors; the "
+                 "limit is {}, so maxclients is now {}", state.maxclients.load(), want,
+                 limit.rlim_cur, std::max<int64_t>(clients, 1));
+    std::lock_guard lock(state.config_mu);
+    state.config.maxclients = std::max<int64_t>(clients, 1);
+    state.ApplyConfigLocked();
+  }
+}
+
 int main(int argc, char** argv) {
   if (argc >= 2 && (std::string_view(argv[1]) == "--version" || std::string_view(argv[1]) == "-v")) {
     std::printf("keg-server v=%s (speaks Redis %s)\n", keg::server::kKegVersion,
@@ -99,6 +121,8 @@ int main(int argc, char** argv) {
   spdlog::info("keg {} starting (speaks Redis {}), pid {}, port {}, dir {}, appendfsync {}, "
                "io-threads {}", keg::server::kKegVersion, keg::server::kRedisVersion, getpid(),
                cfg.port, cfg.dir, fsync, cfg.io_threads);
+
+  RaiseFileLimit(state);
 
   // Recovery first: keg listens only once every key is back, so no client ever sees -LOADING.
   const auto t0 = std::chrono::steady_clock::now();

@@ -26,7 +26,6 @@ Usage: crash.py --server BIN --check KEG_CHECK --policy always --cycles 20 [--po
 Exit status 0 when every check passed. Prints one line per cycle and a summary.
 """
 import argparse
-import ctypes
 import json
 import os
 import random
@@ -43,18 +42,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import powerloss  # noqa: E402
 import resp  # noqa: E402
+from server import die_with_parent, free_port  # noqa: E402
 
 ABSENT = None
-
-
-def die_with_parent():
-    ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class History:
@@ -78,7 +68,7 @@ class Client(threading.Thread):
         tag = f"c{self.index}-{self.seq}-{self.rng.getrandbits(32):08x}|".encode()
         r = self.rng.random()
         size = (self.rng.randint(0, 40) if r < 0.6 else
-                self.rng.randint(1000, 4096) if r < 0.9 or not self.big else
+                self.rng.randint(1000, 4096) if r < 0.98 or not self.big else
                 self.rng.randint(16384, 65536))
         return tag + b"v" * size
 
@@ -146,7 +136,7 @@ class Suite:
         self.figures = {"cycles": 0, "acked_writes": 0, "keys_verified": 0, "lost_acked": 0,
                         "max_loss_window_s": 0.0, "kills_during_compaction": 0,
                         "kills_during_recovery": 0, "torn_tails_cut": 0, "recovery_s": [],
-                        "unexpected_errors": 0}
+                        "unexpected_errors": 0, "compactions_completed": 0}
         self.journal = os.path.join(self.work, "fault.journal")
         self.stash = os.path.join(self.work, "stash")
         self.crash_time = None
@@ -339,6 +329,15 @@ class Suite:
         self.figures["recovery_s"].append(secs)
         self.verify()
         self.figures["cycles"] += 1
+        if (n + 1) % 10 == 0:  # a compaction that completes, and a directory that stays small
+            c = resp.Conn(self.port, timeout=600)
+            try:
+                c.call("COMPACT")
+                self.figures["compactions_completed"] += 1
+            except resp.ReplyError as e:
+                self.fail(f"COMPACT: {e}")
+            finally:
+                c.close()
         print(f"cycle {n + 1}: {scenario:10s} ran {run_for:.2f} s, {acked} acknowledged, "
               f"restart {secs * 1000:.0f} ms" + (" (killed during compaction)" if during_compaction
                                                  else "") +

@@ -1,0 +1,194 @@
+"""Disk full and I/O errors, injected for real, against keg-server.
+
+- ENOSPC: the data directory is a 24 MiB tmpfs (mounted by the test; it needs root, as CI has).
+  Writes get -MISCONF naming the cause, reads keep working, nothing acknowledged is lost, keg does
+  not die (no SIGBUS: it never writes through a mapping), and writes resume once space is freed.
+- EIO from fdatasync (appendfsync always) and from pwrite, through the LD_PRELOAD fault shim's
+  control file (KEG_FAULT_CONTROL): no write is acknowledged after a failed sync; a failed pwrite
+  fails only its own group.
+"""
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+import unittest
+
+import resp
+from server import Keg
+
+SHIM = os.environ.get("KEG_FAULT_SHIM")
+MISCONF = "MISCONF Errors writing to the AOF file:"
+
+
+class Base(unittest.TestCase):
+    def setUp(self):
+        self.work = tempfile.mkdtemp(prefix="keg_faults_")
+        self.servers = []
+
+    def tearDown(self):
+        for k in self.servers:
+            k.kill()
+        shutil.rmtree(self.work, ignore_errors=True)
+
+    def keg(self, data_dir, *args, env=None):
+        k = Keg(data_dir, *args, env=env, log=os.path.join(self.work, "keg.log"))
+        self.servers.append(k)
+        return k
+
+
+class DiskFull(Base):
+    def setUp(self):
+        super().setUp()
+        self.mnt = os.path.join(self.work, "small")
+        os.makedirs(self.mnt)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=24m", "tmpfs", self.mnt],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            self.fail(f"cannot mount a tmpfs for the disk-full test (needs root): {r.stderr}")
+
+    def tearDown(self):
+        for k in self.servers:
+            k.kill()
+        subprocess.run(["umount", self.mnt], capture_output=True)
+        super().tearDown()
+
+    def fill_until_full(self, k, prefix, value):
+        """SETs until one fails; returns (acknowledged keys, the error text)."""
+        acked = []
+        c = k.conn()
+        try:
+            for i in range(100000):
+                key = f"{prefix}{i}"
+                try:
+                    c.call("SET", key, value)
+                    acked.append(key)
+                except resp.ReplyError as e:
+                    return acked, str(e)
+        finally:
+            c.close()
+        self.fail("the disk never filled up")
+
+    def check_policy(self, policy):
+        ballast = os.path.join(self.mnt, "ballast")
+        with open(ballast, "wb") as f:
+            f.write(b"\0" * (6 << 20))
+        k = self.keg(os.path.join(self.mnt, "data"), "--appendfsync", policy,
+                     "--data-file-size", "4mb")
+        k.start()
+        value = b"v" * 8000
+        acked, error = self.fill_until_full(k, "k", value)
+        self.assertGreater(len(acked), 500)
+        self.assertTrue(error.startswith(MISCONF), error)
+        self.assertIn("No space left on device", error)
+        # Still full: more writes fail the same way, reads of everything acknowledged work.
+        c = k.conn()
+        for i in range(20):
+            with self.assertRaises(resp.ReplyError) as e:
+                c.call("SET", f"more{i}", value)
+            self.assertTrue(str(e.exception).startswith(MISCONF))
+        for key in acked:
+            self.assertEqual(c.call("GET", key), value, key)
+        c.close()
+        self.assertTrue(k.alive(), "keg died on a full disk")
+        # Space back: writes resume.
+        os.unlink(ballast)
+        t0 = time.monotonic()
+        c = k.conn()
+        self.assertEqual(c.call("SET", "after", b"space is back"), b"OK")
+        resumed = time.monotonic() - t0
+        c.close()
+        self.assertLess(resumed, 5)
+        # Nothing acknowledged was lost, and no refused write appeared.
+        self.assertEqual(k.stop(), 0)
+        k.start()
+        c = k.conn()
+        for key in acked:
+            self.assertEqual(c.call("GET", key), value, key)
+        self.assertEqual(c.call("GET", "after"), b"space is back")
+        self.assertEqual(c.call("EXISTS", *[f"more{i}" for i in range(20)]), 0)
+        c.close()
+        k.stop()
+        print(f"\n  {policy}: full after {len(acked)} writes; writes resumed "
+              f"{resumed * 1000:.0f} ms after space came back", flush=True)
+
+    def test_enospc_always(self):
+        self.check_policy("always")
+
+    def test_enospc_everysec(self):
+        self.check_policy("everysec")
+
+
+@unittest.skipUnless(SHIM, "KEG_FAULT_SHIM is not set")
+class InjectedErrors(Base):
+    def start(self, policy):
+        self.control = os.path.join(self.work, "fault.control")
+        data = os.path.join(self.work, "data")
+        env = {"LD_PRELOAD": SHIM, "KEG_FAULT_DIR": data, "KEG_FAULT_CONTROL": self.control}
+        k = self.keg(data, "--appendfsync", policy, env=env)
+        k.start()
+        return k
+
+    def inject(self, op, errno):
+        with open(self.control, "w") as f:
+            f.write(f"{op} {errno}\n")
+
+    def heal(self):
+        os.unlink(self.control)
+
+    def test_fdatasync_eio_is_never_acknowledged_and_stops_writes(self):
+        k = self.start("always")
+        c = k.conn()
+        for i in range(100):
+            c.call("SET", f"before{i}", f"v{i}")
+        self.inject("fdatasync", 5)  # EIO
+        with self.assertRaises(resp.ReplyError) as e:
+            c.call("SET", "during", "x")
+        self.assertTrue(str(e.exception).startswith(MISCONF), str(e.exception))
+        self.assertIn("Input/output error", str(e.exception))
+        self.heal()
+        # The sync failed: the pages it covered may be lost whatever a retry says, so keg refuses
+        # every later write (fail-stop) instead of acknowledging on the strength of a new fsync.
+        for i in range(10):
+            with self.assertRaises(resp.ReplyError):
+                c.call("SET", f"after{i}", "y")
+        self.assertEqual(c.call("GET", "before7"), b"v7")  # reads keep working
+        info = c.call("INFO", "persistence").decode()
+        self.assertIn("aof_last_write_status:err", info)
+        c.close()
+        self.assertRegex(k.log_text(), r"fdatasync .*\.data.*Input/output error \(errno 5\)")
+        # Shutting down says the store could not make everything durable (exit 1); a restart
+        # recovers from the log, and everything acknowledged is there.
+        self.assertEqual(k.stop(), 1)
+        k.env.pop("KEG_FAULT_CONTROL")
+        k.start()
+        c = k.conn()
+        for i in range(100):
+            self.assertEqual(c.call("GET", f"before{i}"), f"v{i}".encode())
+        self.assertEqual(c.call("EXISTS", *[f"after{i}" for i in range(10)]), 0)
+        self.assertEqual(c.call("SET", "again", "z"), b"OK")
+        c.close()
+
+    def test_pwrite_error_fails_its_group_only(self):
+        k = self.start("everysec")
+        c = k.conn()
+        c.call("SET", "a", "1")
+        self.inject("pwrite", 5)
+        with self.assertRaises(resp.ReplyError) as e:
+            c.call("SET", "b", "2")
+        self.assertTrue(str(e.exception).startswith(MISCONF), str(e.exception))
+        self.assertRegex(k.log_text(), r"write .*\.data at offset \d+: Input/output error \(errno 5\)")
+        self.assertEqual(c.call("GET", "a"), b"1")
+        self.heal()
+        self.assertEqual(c.call("SET", "c", "3"), b"OK")  # nothing was half-written: go on
+        c.close()
+        k.kill()  # SIGKILL: what was acknowledged is in the page cache
+        k.env.pop("KEG_FAULT_CONTROL")
+        k.start()
+        c = k.conn()
+        self.assertEqual(c.call("MGET", "a", "b", "c"), [b"1", None, b"3"])
+        c.close()
+
+
+if __name__ == "__main__":
+    unittest.main()
