@@ -1,0 +1,216 @@
+#!/usr/bin/python3
+"""Model-based test: random command sequences against keg-server and an in-memory model of what
+Redis would answer, with restarts (graceful, and SIGKILL under appendfsync always) and
+compactions in between. Every reply is compared with the model's; the first divergence fails the
+run and prints the seed and the step, which reproduce it:
+
+    model.py --seed S --steps N        (KEG_SERVER names the binary)
+
+Keys come from a small pool so commands keep meeting each other's keys; values are binary. TTLs
+are long (they never run out during a run) or in the past (the key goes at once).
+"""
+import argparse
+import os
+import random
+import shutil
+import sys
+import tempfile
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import resp  # noqa: E402
+from server import Keg  # noqa: E402
+
+NOT_INT = "ERR value is not an integer or out of range"
+
+
+class Model:
+    def __init__(self):
+        self.data = {}   # key -> value (bytes)
+        self.ttl = set()  # keys with an expiry (all far in the future)
+
+    def delete(self, k):
+        self.data.pop(k, None)
+        self.ttl.discard(k)
+
+    def set(self, k, v, keep_ttl=False):
+        self.data[k] = v
+        if not keep_ttl:
+            self.ttl.discard(k)
+
+
+def value(rng):
+    r = rng.random()
+    if r < 0.3:
+        return str(rng.randint(-1000, 1000)).encode()
+    n = rng.choice([0, 1, 5, 20, 100, 3000, 20000])
+    return bytes(rng.getrandbits(8) for _ in range(min(n, 64))) * max(1, n // 64)
+
+
+def step(rng, m, keys):
+    """One random command and the reply the model expects: (args, expected). An expected
+    resp.ReplyError compares by text; TTL is checked by range."""
+    k = rng.choice(keys)
+    k2 = rng.choice(keys)
+    cur = m.data.get(k)
+    r = rng.randrange(19)
+    if r == 0:
+        v = value(rng)
+        m.set(k, v)
+        return ("SET", k, v), b"OK"
+    if r == 1:
+        v = value(rng)
+        if cur is None:
+            m.set(k, v)
+            return ("SET", k, v, "NX"), b"OK"
+        return ("SET", k, v, "NX"), None
+    if r == 2:
+        v = value(rng)
+        if cur is None:
+            return ("SET", k, v, "XX", "GET"), None
+        m.set(k, v)
+        return ("SET", k, v, "XX", "GET"), cur
+    if r == 3:
+        return ("GET", k), cur
+    if r == 4:
+        ks = rng.sample(keys, rng.randint(1, 3))
+        n = sum(1 for x in ks if x in m.data)
+        for x in ks:
+            m.delete(x)
+        return ("DEL", *ks), n
+    if r == 5:
+        ks = [rng.choice(keys) for _ in range(rng.randint(1, 3))]
+        return ("EXISTS", *ks), sum(1 for x in ks if x in m.data)
+    if r == 6:
+        by = rng.randint(-5, 5)
+        if cur is None:
+            cur = b"0"
+        try:
+            n = int(cur)
+            if str(n).encode() != cur:
+                raise ValueError
+        except ValueError:
+            return ("INCRBY", k, by), resp.ReplyError(NOT_INT)
+        m.set(k, str(n + by).encode(), keep_ttl=True)
+        return ("INCRBY", k, by), n + by
+    if r == 7:
+        v = value(rng)
+        new = (cur or b"") + v
+        m.set(k, new, keep_ttl=True)
+        return ("APPEND", k, v), len(new)
+    if r == 8:
+        return ("STRLEN", k), len(cur or b"")
+    if r == 9:
+        m.delete(k)
+        return ("GETDEL", k), cur
+    if r == 10:
+        pairs = {x: value(rng) for x in rng.sample(keys, rng.randint(1, 3))}
+        args = ["MSET"]
+        for x, v in pairs.items():
+            m.set(x, v)
+            args += [x, v]
+        return tuple(args), b"OK"
+    if r == 11:
+        ks = [rng.choice(keys) for _ in range(rng.randint(1, 4))]
+        return ("MGET", *ks), [m.data.get(x) for x in ks]
+    if r == 12:
+        if cur is None:
+            return ("EXPIRE", k, 100000), 0
+        m.ttl.add(k)
+        return ("EXPIRE", k, 100000), 1
+    if r == 13:
+        if cur is None:
+            return ("EXPIRE", k, -1), 0
+        m.delete(k)
+        return ("EXPIRE", k, -1), 1
+    if r == 14:
+        had = k in m.ttl
+        m.ttl.discard(k)
+        return ("PERSIST", k), 1 if had and cur is not None else 0
+    if r == 15:
+        if cur is None:
+            return ("TTL", k), -2
+        return ("TTL", k), (99990, 100000) if k in m.ttl else -1
+    if r == 16:
+        if cur is None:
+            return ("RENAME", k, k2), resp.ReplyError("ERR no such key")
+        had = k in m.ttl
+        m.delete(k)
+        m.set(k2, cur)
+        if had:
+            m.ttl.add(k2)
+        return ("RENAME", k, k2), b"OK"
+    if r == 17:
+        return ("DBSIZE",), len(m.data)
+    v = value(rng)
+    old = cur
+    m.set(k, v)
+    return ("GETSET", k, v), old
+
+
+def matches(got, want):
+    if isinstance(want, resp.ReplyError):
+        return isinstance(got, resp.ReplyError) and str(got) == str(want)
+    if isinstance(want, tuple):
+        return isinstance(got, int) and want[0] <= got <= want[1]
+    return got == want
+
+
+def run(opts):
+    rng = random.Random(opts.seed)
+    work = tempfile.mkdtemp(prefix="keg_model_")
+    keg = Keg(os.path.join(work, "data"), "--appendfsync", "always", "--data-file-size", "1mb",
+              log=os.path.join(work, "keg.log"))
+    keys = [f"m:{i}" for i in range(12)] + ["m:\x00bin\r\n", "m:" + "k" * 300]
+    m = Model()
+    counts = {"restarts": 0, "kills": 0, "compactions": 0}
+    try:
+        keg.start()
+        c = keg.conn()
+        for i in range(opts.steps):
+            r = rng.random()
+            if r < 1 / 400:
+                c.close()
+                if rng.random() < 0.5:
+                    keg.kill()  # under always everything acknowledged is on disk
+                    counts["kills"] += 1
+                else:
+                    assert keg.stop() == 0
+                    counts["restarts"] += 1
+                keg.start()
+                c = keg.conn()
+            elif r < 1 / 400 + 1 / 300:
+                assert c.call("COMPACT") == b"OK"
+                counts["compactions"] += 1
+            args, want = step(rng, m, keys)
+            c.send([args])
+            got = c.read()
+            if not matches(got, want):
+                print(f"DIVERGENCE at step {i} (seed {opts.seed}): {args!r:.200}\n"
+                      f"  keg:   {got!r:.200}\n  model: {want!r:.200}", flush=True)
+                return 1
+        c.close()
+        assert keg.stop() == 0
+    finally:
+        keg.kill()
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"model: {opts.steps} commands, seed {opts.seed}: no divergence "
+          f"({counts['restarts']} restarts, {counts['kills']} SIGKILLs, "
+          f"{counts['compactions']} compactions)", flush=True)
+    return 0
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--seed", type=int, default=None)
+    ap.add_argument("--steps", type=int, default=10000)
+    ap.add_argument("--runs", type=int, default=1, help="seeds seed, seed+1, ...")
+    opts = ap.parse_args()
+    base = opts.seed if opts.seed is not None else random.randrange(1 << 30)
+    for n in range(opts.runs):
+        opts.seed = base + n
+        if run(opts) != 0:
+            sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
