@@ -44,6 +44,7 @@ class Keg:
             preexec_fn=die_with_parent)
         while time.monotonic() - t0 < timeout:
             if self.proc.poll() is not None:
+                self.log.close()
                 raise RuntimeError(f"keg-server exited with {self.proc.returncode}: "
                                    f"{self.log_text()[-2000:]}")
             try:
