@@ -12,9 +12,12 @@
 //     writes.
 //  2. The writer thread installs the result: each moved key is repointed only if it still points at
 //     the record that was copied (a newer write is never overwritten).
-//  3. Inputs are deleted oldest first. Whatever subset of inputs a crash leaves is a suffix, and
-//     replaying a suffix plus the outputs gives every key its newest state (a tombstone or expired
-//     record that survives still shadows the older versions, which are gone with the prefix).
+//  3. The active file is synced (the newest versions of the keys whose old versions go with the
+//     inputs must not exist only in the page cache), then inputs are deleted oldest first, each
+//     unlink made durable by a directory fsync before the next. Whatever subset of inputs a crash
+//     or a power cut leaves is a suffix, and replaying a suffix plus the outputs gives every key
+//     its newest state (a tombstone or expired record that survives still shadows the older
+//     versions, which are gone with the prefix).
 // Readers that pinned an input keep reading it: the mapping outlives the unlink.
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
@@ -305,12 +308,32 @@ Status StoreImpl::RunCompaction(bool manual) {
       }
     }
     for (const auto& in : sealed) files_.Remove(in->index());
+    // The inputs hold older versions of keys whose newest record may sit unsynced in the active
+    // file (everysec / no). Once the inputs are unlinked those older versions are gone, so a power
+    // cut that then lost the newer record would leave such a key absent — a state it never had.
+    // Make the newer records durable first.
+    if (dirty_ && s.ok()) {
+      s = io::SyncFile(active_->fd(), active_->path());
+      if (s.ok()) {
+        dirty_ = false;
+      } else {
+        s = FailStop(s);
+      }
+    }
   });
-  for (const auto& in : sealed) {  // oldest first: see the file comment
+  if (!s.ok()) {  // keep the inputs: with both inputs and outputs the data is whole
+    spdlog::error("compaction: not retiring the inputs: {}", s.ToString());
+    return s;
+  }
+  // Oldest first, each unlink made durable before the next: on a file system that does not keep
+  // the order of directory changes, a power cut could otherwise bring back an older input whose
+  // key's tombstone went with a newer one (see the file comment).
+  for (const auto& in : sealed) {
     unlink(in->path().c_str());
     unlink((options_.dir + "/" + format::HintFileName(in->id())).c_str());
+    s = io::SyncDir(options_.dir);
+    if (!s.ok()) break;
   }
-  s = io::SyncDir(options_.dir);
 
   const auto ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - start).count();
