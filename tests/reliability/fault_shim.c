@@ -9,7 +9,8 @@
 //     the call it describes returned: it survives the SIGKILL, and a sync that had not returned is
 //     treated as not done.
 //  2. injects errors (KEG_FAULT_CONTROL): while the control file exists and holds "OP ERRNO" (OP is
-//     pwrite or fdatasync), that call fails with that errno on files of the data directory.
+//     pwrite or fdatasync), that call fails with that errno on files of the data directory;
+//     "fdatasync-delay-ms N" makes every fdatasync / fsync there take N ms longer (a slow disk).
 //
 // keg writes its files with pwrite and makes them durable with fdatasync / fsync (it never writes
 // through its read-only mappings), so these calls see every byte that reaches the data directory.
@@ -208,6 +209,8 @@ static int synced(int fd, int (*real)(int)) {
       errno = err;
       return -1;
     }
+    int delay_ms = injected("fdatasync-delay-ms");  // a slow disk
+    if (delay_ms > 0) usleep((useconds_t)delay_ms * 1000);
   }
   int r = real(fd);
   int saved = errno;
