@@ -246,7 +246,11 @@ Status StoreImpl::Recover() {
           records += src.hint->count();
           continue;
         }
-        spdlog::warn("recovery: ignoring {}; scanning its data file instead", s.ToString());
+        // A hint is only a cache of its data file: scan the data file, and remove the bad hint so
+        // the background thread writes a good one (instead of failing this check at every start).
+        spdlog::warn("recovery: ignoring {}; scanning its data file instead (the hint file is "
+                     "removed and rebuilt)", s.ToString());
+        unlink(hint_path.c_str());
       }
     }
     s = ValidateDataFile(src.file, newest, &records);
