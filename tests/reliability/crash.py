@@ -136,13 +136,11 @@ class Suite:
         self.figures = {"cycles": 0, "acked_writes": 0, "keys_verified": 0, "lost_acked": 0,
                         "max_loss_window_s": 0.0, "kills_during_compaction": 0,
                         "kills_during_recovery": 0, "torn_tails_cut": 0, "recovery_s": [],
-                        "unexpected_errors": 0, "compactions_completed": 0,
-                        "bad_hints_after_cut": 0}
+                        "unexpected_errors": 0, "compactions_completed": 0}
         self.journal = os.path.join(self.work, "fault.journal")
         self.stash = os.path.join(self.work, "stash")
         self.crash_time = None
         self.file_size = "1mb"
-        self.keep_work = False
 
     # ---- the server ----
     def start(self):
@@ -217,17 +215,7 @@ class Suite:
                 if os.path.basename(path) != newest:
                     self.fail(f"keg-check: damage in a sealed file: {line}")
             elif line.startswith("bad hint:"):
-                if self.opts.powerloss:
-                    # A hint is a cache of its data file: keg ignores a bad one, scans the data
-                    # file and rebuilds the hint. Counted, and kept for study (docs/reliability.md,
-                    # "Open questions"); after a plain kill it is a failure.
-                    self.figures["bad_hints_after_cut"] += 1
-                    print(f"note: {line}", flush=True)
-                    shutil.copy(self.journal, os.path.join(
-                        self.work, f"bad-hint-{self.figures['bad_hints_after_cut']}.journal"))
-                    self.keep_work = True
-                else:
-                    self.fail(f"keg-check: {line}")
+                self.fail(f"keg-check: {line}")
         if self.failures and self.opts.powerloss and os.path.exists(self.journal):
             shutil.copy(self.journal, os.path.join(self.work, f"failed-{len(self.failures)}.journal"))
 
@@ -397,7 +385,7 @@ class Suite:
         if self.opts.report:
             with open(self.opts.report, "w") as out:
                 json.dump(f, out, indent=1)
-        if not self.failures and not self.keep_work:
+        if not self.failures:
             shutil.rmtree(self.work, ignore_errors=True)
         else:
             print(f"kept {self.work} for inspection", flush=True)

@@ -239,9 +239,13 @@ int rename(const char* from, const char* to) {
   if (a == NULL || b == NULL) return real_rename(from, to);
   pthread_mutex_lock(&mu);
   unsigned long replaced = keep(b);
+  // Journaled before the call: a SIGKILL between the call and a record written after it would
+  // hide a rename that happened. powerloss.py checks the disk when this is the last record, and
+  // "X" cancels it when the call failed.
+  journal("R %s %s %lu\n", a, b, replaced);
   int r = real_rename(from, to);
   int saved = errno;
-  if (r == 0) journal("R %s %s %lu\n", a, b, replaced);
+  if (r != 0) journal("X\n");
   pthread_mutex_unlock(&mu);
   errno = saved;
   return r;
@@ -253,9 +257,10 @@ int unlink(const char* path) {
   if (name == NULL) return real_unlink(path);
   pthread_mutex_lock(&mu);
   unsigned long kept = keep(name);
+  journal("U %s %lu\n", name, kept);  // before the call, as for rename
   int r = real_unlink(path);
   int saved = errno;
-  if (r == 0) journal("U %s %lu\n", name, kept);
+  if (r != 0) journal("X\n");
   pthread_mutex_unlock(&mu);
   errno = saved;
   return r;

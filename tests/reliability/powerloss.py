@@ -8,6 +8,9 @@ Journal records (one per line, in the order the calls returned):
   T name length        truncated
   R from to stash      renamed (stash: the replaced file's copy, 0 when nothing was replaced)
   U name stash         unlinked (stash: its copy)
+  X                    the R or U just before failed
+R and U are written before their call (a kill right after the call must not hide it); the last one
+is checked against the disk.
   D                    fsync of the directory returned: every name operation before it is durable
 
 A power cut keeps each file's synced bytes and may keep any prefix of the unsynced ones (write-back
@@ -32,11 +35,22 @@ def power_cut(data_dir, journal, stash, rng):
     synced = {}    # name -> durable size
     pending = []   # name operations since the last directory fsync
     with open(journal) as j:
-        lines = j.read().splitlines()
+        lines = [l for l in j.read().splitlines() if l.split()]
+    # R and U are journaled before their call: drop one cancelled by "X" (the call failed), and
+    # the last one when the disk shows it did not happen (the kill came first).
+    kept = []
     for line in lines:
+        if line == "X":
+            if kept and kept[-1][0] in "RU":
+                kept.pop()
+        else:
+            kept.append(line)
+    if kept and kept[-1][0] in "RU":
+        f = kept[-1].split()
+        if os.path.exists(os.path.join(data_dir, f[1])):  # the source is gone once it happened
+            kept.pop()
+    for line in kept:
         f = line.split()
-        if not f:
-            continue
         op = f[0]
         if op == "B":
             synced[f[1]] = int(f[2])
