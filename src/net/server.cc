@@ -76,6 +76,11 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     fd_ = socket_.native_handle();
   }
 
+  // The session goes first, while every member it may reach is alive: another thread's CLIENT
+  // LIST or KILL reads peer(), local() and fd() of a session until its destructor has removed it
+  // from the client registry.
+  ~Connection() override { session_.reset(); }
+
   bool loopback() const {
     asio::error_code ec;
     const asio::ip::address a = socket_.remote_endpoint(ec).address();

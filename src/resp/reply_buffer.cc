@@ -94,6 +94,7 @@ void ReplyBuffer::SimpleString(std::string_view text) {
 void ReplyBuffer::Ok() { Append("+OK\r\n"sv); }
 
 void ReplyBuffer::Error(std::string_view text) {
+  if (error_observer_ != nullptr) error_observer_->OnErrorReply(text);
   if (text.empty() || text[0] != '-') Append("-ERR "sv);
   AppendSanitized(text);
   Append(kCrlf);

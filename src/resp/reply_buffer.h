@@ -34,6 +34,16 @@ namespace keg::resp {
 /// The reply protocol of a connection: RESP2 until the client sends HELLO 3.
 enum class Protocol : uint8_t { kResp2 = 2, kResp3 = 3 };
 
+/// Told of every error reply a buffer encodes (INFO errorstats, total_error_replies). Called on
+/// the buffer's thread, with the text as given to Error() (without the "-ERR " it may add).
+class ErrorObserver {
+ public:
+  virtual void OnErrorReply(std::string_view text) = 0;
+
+ protected:
+  ~ErrorObserver() = default;
+};
+
 class ReplyBuffer {
  public:
   /// Holds referenced bytes alive; any owner fits (shared_ptr aliasing avoids an allocation).
@@ -49,6 +59,8 @@ class ReplyBuffer {
   ReplyBuffer& operator=(const ReplyBuffer&) = delete;
 
   void set_protocol(Protocol protocol) { protocol_ = protocol; }
+  /// `observer` (not owned; null: none) must outlive the buffer or be reset first.
+  void set_error_observer(ErrorObserver* observer) { error_observer_ = observer; }
   [[nodiscard]] Protocol protocol() const { return protocol_; }
 
   // ---- Encoders. Each appends one reply (or, for headers, the start of an aggregate). ----------
@@ -124,6 +136,7 @@ class ReplyBuffer {
   void Reclaim();
 
   Protocol protocol_ = Protocol::kResp2;
+  ErrorObserver* error_observer_ = nullptr;
   size_t external_threshold_;
   std::deque<Chunk> chunks_;  // chunks_.back() is written to
   uint64_t front_chunk_id_ = 0;

@@ -7,6 +7,7 @@
 // transaction's batch (see ClientSession), so they see the transaction's earlier writes.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <span>
@@ -29,7 +30,9 @@ enum CommandFlag : uint32_t {
   kFast = 1 << 2,
   kNoAuth = 1 << 3,    ///< allowed before AUTH
   kAdmin = 1 << 4,
-  kNoMulti = 1 << 5,   ///< runs at once inside MULTI instead of being queued
+  kNoMulti = 1 << 5,   ///< refused inside MULTI (Redis's no-multi: SAVE, SHUTDOWN, ...)
+  kMultiControl = 1 << 6,  ///< runs at once inside MULTI instead of being queued (MULTI, EXEC,
+                           ///< DISCARD, WATCH, QUIT, RESET, as Redis's processCommand)
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 
@@ -51,8 +54,12 @@ class Ctx {
   resp::ReplyBuffer& out() { return out_; }
   /// Reads a key (from the store, or from the EXEC snapshot). OK, NotFound or Corruption.
   store::Status Get(std::string_view key, store::ValueView* view);
-  /// Counts a keyspace hit or miss and reads.
+  /// Counts a keyspace hit or miss and reads. False when absent, and also when the key's record
+  /// is corrupt: then read_failed() is true and the handler must reply ReplyReadError() instead
+  /// of its answer (a corrupt value is never served, nor taken for a missing key).
   bool Lookup(std::string_view key, store::ValueView* view);
+  bool read_failed() const { return !read_error_.ok(); }
+  void ReplyReadError();
 
   /// Write commands: the batch to add ops to, and the finisher of this command.
   store::WriteBatch& batch();
@@ -71,9 +78,18 @@ class Ctx {
   resp::ReplyBuffer& out_;
   const std::unordered_map<std::string, store::ValueView>* snapshot_;
   size_t first_op_;  // the batch's size when this command started
+  store::Status read_error_;
 };
 
 using Handler = void (*)(Ctx&);
+
+/// INFO commandstats of one command or subcommand. Relaxed atomics; any thread.
+struct CommandStats {
+  std::atomic<uint64_t> calls{0};
+  std::atomic<uint64_t> usec{0};
+  std::atomic<uint64_t> rejected_calls{0};  ///< refused before running (arity, NOAUTH, MULTI)
+  std::atomic<uint64_t> failed_calls{0};    ///< ran and replied an error
+};
 
 struct Command {
   std::string_view name;  ///< lower case
@@ -85,6 +101,7 @@ struct Command {
   Handler handler;
   std::string_view acl_categories;  ///< for COMMAND INFO, e.g. "@write @string @slow"
   std::vector<Command> subcommands = {};
+  CommandStats* stats = nullptr;  ///< set by the table (lives as long as the process)
 };
 
 /// The table, looked up case-insensitively. Thread: any (immutable after start).
@@ -113,5 +130,9 @@ std::string ToLower(std::string_view s);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 /// Redis's reply for a storage failure: "-MISCONF Errors writing to the AOF file: <why>".
 std::string StorageError(const store::Status& s);
+/// The reply for a value whose record fails its checksum: "ERR Corruption: <file> at offset <n>: ...".
+std::string CorruptionError(const store::Status& s);
+/// The command or subcommand whose stats a call counts (CLIENT LIST counts as client|list).
+const Command& StatsTarget(const Command& cmd, std::span<const std::string_view> args);
 
 }  // namespace keg::server

@@ -297,10 +297,10 @@ void Unwatch(Ctx& c) {
 void RegisterConnectionCommands(std::vector<Command>* t) {
   t->push_back({"ping", -1, kFast, 0, 0, 0, Ping, "@fast @connection"});
   t->push_back({"echo", 2, kFast, 0, 0, 0, Echo, "@fast @connection"});
-  t->push_back({"quit", -1, kNoAuth | kNoMulti | kFast, 0, 0, 0, Quit, "@fast @connection"});
-  t->push_back({"reset", 1, kNoAuth | kNoMulti | kFast, 0, 0, 0, Reset, "@fast @connection"});
-  t->push_back({"auth", -2, kNoAuth | kNoMulti | kFast, 0, 0, 0, Auth, "@fast @connection"});
-  t->push_back({"hello", -1, kNoAuth | kNoMulti | kFast, 0, 0, 0, Hello, "@fast @connection"});
+  t->push_back({"quit", -1, kNoAuth | kMultiControl | kFast, 0, 0, 0, Quit, "@fast @connection"});
+  t->push_back({"reset", 1, kNoAuth | kMultiControl | kFast, 0, 0, 0, Reset, "@fast @connection"});
+  t->push_back({"auth", -2, kNoAuth | kFast, 0, 0, 0, Auth, "@fast @connection"});
+  t->push_back({"hello", -1, kNoAuth | kFast, 0, 0, 0, Hello, "@fast @connection"});
   t->push_back({"select", 2, kFast, 0, 0, 0, Select, "@fast @connection"});
   t->push_back({"client", -2, 0, 0, 0, 0, Client, "@slow @connection",
                 {{"id", 2, kFast, 0, 0, 0, nullptr, ""},
@@ -313,11 +313,11 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
                  {"no-evict", 3, kAdmin, 0, 0, 0, nullptr, ""},
                  {"no-touch", 3, 0, 0, 0, 0, nullptr, ""},
                  {"help", 2, 0, 0, 0, 0, nullptr, ""}}});
-  t->push_back({"multi", 1, kNoMulti | kFast, 0, 0, 0, Multi, "@fast @transaction"});
-  t->push_back({"exec", 1, kNoMulti, 0, 0, 0, Exec, "@slow @transaction"});
-  t->push_back({"discard", 1, kNoMulti | kFast, 0, 0, 0, Discard, "@fast @transaction"});
-  t->push_back({"watch", -2, kNoMulti | kFast, 1, -1, 1, Watch, "@fast @transaction"});
-  t->push_back({"unwatch", 1, kNoMulti | kFast, 0, 0, 0, Unwatch, "@fast @transaction"});
+  t->push_back({"multi", 1, kMultiControl | kFast, 0, 0, 0, Multi, "@fast @transaction"});
+  t->push_back({"exec", 1, kMultiControl, 0, 0, 0, Exec, "@slow @transaction"});
+  t->push_back({"discard", 1, kMultiControl | kFast, 0, 0, 0, Discard, "@fast @transaction"});
+  t->push_back({"watch", -2, kMultiControl | kFast, 1, -1, 1, Watch, "@fast @transaction"});
+  t->push_back({"unwatch", 1, kFast, 0, 0, 0, Unwatch, "@fast @transaction"});
 }
 
 }  // namespace keg::server

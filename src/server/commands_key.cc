@@ -232,19 +232,16 @@ void RenameWith(Ctx& c, bool nx) {
 void Rename(Ctx& c) { RenameWith(c, false); }
 void Renamenx(Ctx& c) { RenameWith(c, true); }
 
-// FLUSHDB / FLUSHALL [ASYNC|SYNC]: deletes every key in one batch.
+// FLUSHDB / FLUSHALL [ASYNC|SYNC]: deletes every key in one op.
 void Flush(Ctx& c) {
   if (c.argc() > 2) return c.Fail(std::string(err::kSyntax));
   if (c.argc() == 2) {
     const std::string opt = ToLower(c.arg(1));
     if (opt != "async" && opt != "sync") return c.Fail(std::string(err::kSyntax));
   }
-  uint64_t cursor = 0;
-  do {
-    cursor = c.server().store->Scan(cursor, 4096, [&](std::string_view k, int64_t) {
-      c.batch().Delete(std::string(k));
-    }, /*include_expired=*/true);
-  } while (cursor != 0);
+  // On the writer, at this command's place: a write queued before it (in this pipeline, or earlier
+  // in the same MULTI) is deleted too, never left behind by a scan that ran before it landed.
+  c.batch().DeleteAll();
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }
 

@@ -136,7 +136,36 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
     Field(&s, "used_cpu_user", std::string(buf));
   }
   if (want("modules")) begin("Modules");
-  if (want("errorstats")) begin("Errorstats");
+  if (want("commandstats")) {
+    begin("Commandstats");
+    auto line = [&](const Command& cmd, const std::string& name) {
+      const CommandStats& cs = *cmd.stats;
+      const uint64_t calls = cs.calls.load(std::memory_order_relaxed);
+      const uint64_t rejected = cs.rejected_calls.load(std::memory_order_relaxed);
+      const uint64_t failed = cs.failed_calls.load(std::memory_order_relaxed);
+      if (calls == 0 && rejected == 0 && failed == 0) return;
+      const uint64_t usec = cs.usec.load(std::memory_order_relaxed);
+      char per_call[32];
+      std::snprintf(per_call, sizeof(per_call), "%.2f",
+                    calls == 0 ? 0.0 : static_cast<double>(usec) / static_cast<double>(calls));
+      Field(&s, "cmdstat_" + name,
+            "calls=" + std::to_string(calls) + ",usec=" + std::to_string(usec) +
+                ",usec_per_call=" + per_call + ",rejected_calls=" + std::to_string(rejected) +
+                ",failed_calls=" + std::to_string(failed));
+    };
+    for (const Command& cmd : AllCommands()) {
+      line(cmd, std::string(cmd.name));
+      for (const Command& sub : cmd.subcommands) {
+        line(sub, std::string(cmd.name) + "|" + std::string(sub.name));
+      }
+    }
+  }
+  if (want("errorstats")) {
+    begin("Errorstats");
+    for (const auto& [name, count] : st.errors.Snapshot()) {
+      Field(&s, "errorstat_" + name, "count=" + std::to_string(count));
+    }
+  }
   if (want("cluster")) {
     begin("Cluster");
     Field(&s, "cluster_enabled", 0);
@@ -258,6 +287,17 @@ void ConfigCmd(Ctx& c) {
     st.counters.keyspace_misses = 0;
     st.counters.error_replies = 0;
     st.counters.connections = 0;
+    st.errors.Reset();
+    for (const Command& cmd : AllCommands()) {
+      auto reset = [](CommandStats* cs) {
+        cs->calls = 0;
+        cs->usec = 0;
+        cs->rejected_calls = 0;
+        cs->failed_calls = 0;
+      };
+      reset(cmd.stats);
+      for (const Command& s : cmd.subcommands) reset(s.stats);
+    }
     return c.out().Ok();
   }
   if (sub == "rewrite" && c.argc() == 2) return c.Error("CONFIG REWRITE is not supported by keg; edit the config file");
@@ -348,22 +388,38 @@ void Time(Ctx& c) {
   c.out().Bulk(std::to_string(tv.tv_usec));
 }
 
-// SAVE / BGSAVE: every write is already in the log; these fsync it now.
-void SaveWith(Ctx& c, bool background) {
-  const store::Status s = c.server().store->Sync();
-  if (!s.ok()) return c.Error(StorageError(s));
-  c.server().last_save_s = store::NowMs() / 1000;
-  c.server().counters.changes_since_save = 0;
-  if (background) {
-    c.out().SimpleString("Background saving started");
-  } else {
-    c.out().Ok();
-  }
+// SAVE / BGSAVE: every write is already in the log; these fsync it now, on the writer thread (the
+// I/O thread does not wait for the disk). SAVE replies once the sync returned; BGSAVE at once.
+void Save(Ctx& c) {
+  ServerState* st = &c.server();
+  ClientSession* client = &c.client();
+  std::shared_ptr<net::Link> keep = client->link().Self();
+  client->Suspend();
+  st->store->SyncAsync([st, client, keep](const store::Status& s) {
+    keep->Post([st, client, s] {
+      if (s.ok()) {
+        st->last_save_s = store::NowMs() / 1000;
+        st->counters.changes_since_save = 0;
+        client->link().out().Ok();
+      } else {
+        client->link().out().Error(StorageError(s));
+      }
+      client->Finish();
+    });
+  });
 }
-void Save(Ctx& c) { SaveWith(c, false); }
 void Bgsave(Ctx& c) {
   if (c.argc() > 2 || (c.argc() == 2 && ToLower(c.arg(1)) != "schedule")) return c.Error(err::kSyntax);
-  SaveWith(c, true);
+  ServerState* st = &c.server();
+  st->store->SyncAsync([st](const store::Status& s) {
+    if (s.ok()) {
+      st->last_save_s = store::NowMs() / 1000;
+      st->counters.changes_since_save = 0;
+    } else {
+      spdlog::error("BGSAVE: {}", s.ToString());
+    }
+  });
+  c.out().SimpleString("Background saving started");
 }
 void Lastsave(Ctx& c) { c.out().Integer(c.server().last_save_s.load()); }
 
@@ -455,7 +511,7 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"save", 1, kAdmin | kNoMulti, 0, 0, 0, Save, "@admin @slow @dangerous"});
   t->push_back({"bgsave", -1, kAdmin, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});
-  t->push_back({"bgrewriteaof", 1, kAdmin | kNoMulti, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
+  t->push_back({"bgrewriteaof", 1, kAdmin, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
   t->push_back({"compact", -1, kAdmin, 0, 0, 0, Compact, "@admin @slow"});
   t->push_back({"shutdown", -1, kAdmin | kNoMulti, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
   t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
@@ -475,7 +531,12 @@ struct Table {
     RegisterKeyCommands(&commands);
     RegisterConnectionCommands(&commands);
     RegisterServerCommands(&commands);
-    for (size_t i = 0; i < commands.size(); ++i) index.emplace(std::string(commands[i].name), i);
+    for (size_t i = 0; i < commands.size(); ++i) {
+      index.emplace(std::string(commands[i].name), i);
+      // Stats live as long as the process; every copy of a Command shares its parent's.
+      commands[i].stats = new CommandStats;
+      for (Command& sub : commands[i].subcommands) sub.stats = new CommandStats;
+    }
   }
 };
 const Table& TheTable() {

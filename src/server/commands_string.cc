@@ -36,6 +36,8 @@ void Get(Ctx& c) {
   ValueView v;
   if (c.Lookup(c.arg(1), &v)) {
     BulkView(c.out(), v);
+  } else if (c.read_failed()) {
+    c.ReplyReadError();
   } else {
     c.out().Null();
   }
@@ -43,7 +45,9 @@ void Get(Ctx& c) {
 
 void Strlen(Ctx& c) {
   ValueView v;
-  c.out().Integer(c.Lookup(c.arg(1), &v) ? static_cast<int64_t>(v.value.size()) : 0);
+  const bool found = c.Lookup(c.arg(1), &v);
+  if (c.read_failed()) return c.ReplyReadError();
+  c.out().Integer(found ? static_cast<int64_t>(v.value.size()) : 0);
 }
 
 void Getrange(Ctx& c) {
@@ -55,6 +59,7 @@ void Getrange(Ctx& c) {
   }
   ValueView v;
   if (!c.Lookup(c.arg(1), &v)) {
+    if (c.read_failed()) return c.ReplyReadError();
     c.out().Bulk("");
     return;
   }
@@ -76,11 +81,15 @@ void Getrange(Ctx& c) {
 }
 
 void Mget(Ctx& c) {
+  // Every key first: a corrupt one fails the whole reply before any of it is written.
+  std::vector<ValueView> values(c.argc() - 1);
+  std::vector<bool> found(c.argc() - 1);
+  for (size_t i = 1; i < c.argc(); ++i) found[i - 1] = c.Lookup(c.arg(i), &values[i - 1]);
+  if (c.read_failed()) return c.ReplyReadError();
   c.out().ArrayHeader(c.argc() - 1);
-  for (size_t i = 1; i < c.argc(); ++i) {
-    ValueView v;
-    if (c.Lookup(c.arg(i), &v)) {
-      BulkView(c.out(), v);
+  for (size_t i = 0; i < values.size(); ++i) {
+    if (found[i]) {
+      BulkView(c.out(), values[i]);
     } else {
       c.out().Null();
     }
@@ -368,7 +377,8 @@ void Setrange(Ctx& c) {
       cap->number = static_cast<int64_t>(old);
       return d;
     }
-    if (offset + static_cast<int64_t>(patch.size()) > max) {
+    // offset <= max - size, never offset + size: a client's offset near INT64_MAX must not wrap.
+    if (static_cast<int64_t>(patch.size()) > max || offset > max - static_cast<int64_t>(patch.size())) {
       cap->error = err::kTooBig;
       return d;
     }

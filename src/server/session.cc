@@ -89,14 +89,18 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
 }
 
 bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
-  const store::Status s = Get(key, view);
+  store::Status s = Get(key, view);
   if (!s.ok() && !s.IsNotFound()) {
-    // A corrupt record is never served: the error says where it is.
+    // A corrupt record is never served, nor taken for a missing key: the error says where it is.
     spdlog::error("read of a key failed: {}", s.ToString());
+    if (read_error_.ok()) read_error_ = std::move(s);
+    return false;
   }
   client_.CountLookup(s.ok());
   return s.ok();
 }
+
+void Ctx::ReplyReadError() { out_.Error(CorruptionError(read_error_)); }
 
 store::WriteBatch& Ctx::batch() { return client_.batch(); }
 
@@ -109,10 +113,7 @@ void Ctx::Fail(std::string text) {
   });
 }
 
-void Ctx::Error(std::string_view text) {
-  server_.counters.error_replies.fetch_add(1, std::memory_order_relaxed);
-  out_.Error(text);
-}
+void Ctx::Error(std::string_view text) { out_.Error(text); }
 
 // ---- helpers ------------------------------------------------------------------------------------
 
@@ -144,6 +145,15 @@ std::string StorageError(const store::Status& s) {
   return "-MISCONF Errors writing to the AOF file: " + s.ToString();
 }
 
+std::string CorruptionError(const store::Status& s) { return s.ToString(); }
+
+const Command& StatsTarget(const Command& cmd, std::span<const std::string_view> args) {
+  if (!cmd.subcommands.empty() && args.size() >= 2) {
+    if (const Command* sub = FindSubcommand(cmd, args[1])) return *sub;
+  }
+  return cmd;
+}
+
 // ---- registries ---------------------------------------------------------------------------------
 
 void WatchRegistry::Watch(ClientSession* client, const std::string& key) {
@@ -170,13 +180,46 @@ void WatchRegistry::Unwatch(ClientSession* client, const std::vector<std::string
   }
 }
 
-void WatchRegistry::Touch(const store::WriteBatch& batch) {
+void WatchRegistry::Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live) {
   std::lock_guard lock(mu_);
   for (const auto& op : batch.ops()) {
+    if (op.kind == store::WriteBatch::Kind::kDeleteAll) {
+      for (auto& [key, clients] : watchers_) {
+        if (!live(key)) continue;
+        for (ClientSession* c : clients) c->MarkWatchDirty();
+      }
+      continue;
+    }
     auto it = watchers_.find(op.key);
     if (it == watchers_.end()) continue;
     for (ClientSession* c : it->second) c->MarkWatchDirty();
   }
+}
+
+void ErrorStats::Add(std::string_view text) {
+  // Redis's afterErrorReply: the word after '-' (searched in the first 32 bytes), else ERR.
+  std::string_view name = "ERR";
+  if (!text.empty() && text[0] == '-') {
+    const size_t space = text.substr(0, 32).find(' ');
+    if (space != std::string_view::npos) name = text.substr(1, space - 1);
+  }
+  std::lock_guard lock(mu_);
+  ++counts_[std::string(name)];
+}
+
+std::vector<std::pair<std::string, uint64_t>> ErrorStats::Snapshot() const {
+  std::vector<std::pair<std::string, uint64_t>> out;
+  {
+    std::lock_guard lock(mu_);
+    out.assign(counts_.begin(), counts_.end());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+void ErrorStats::Reset() {
+  std::lock_guard lock(mu_);
+  counts_.clear();
 }
 
 void ClientRegistry::Add(ClientSession* client) {
@@ -208,13 +251,15 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
       created_ms_(store::NowMs()),
       last_interaction_ms_(created_ms_) {
   authenticated_ = !server_.password_set.load();
+  link_->out().set_error_observer(this);
   RefreshLimits();
   server_.clients.Add(this);
   server_.counters.connections.fetch_add(1, std::memory_order_relaxed);
 }
 
 ClientSession::~ClientSession() {
-  if (!watched_.empty()) server_.watches.Unwatch(this, watched_);
+  link_->out().set_error_observer(nullptr);
+  if (!watched_.empty()) server_.watches.Unwatch(this, WatchedKeyNames());
   server_.clients.Remove(this);
   FlushCounters();
 }
@@ -245,6 +290,7 @@ void ClientSession::FlushCounters() {
   flush(&commands_, &server_.counters.commands);
   flush(&hits_, &server_.counters.keyspace_hits);
   flush(&misses_, &server_.counters.keyspace_misses);
+  flush(&errors_, &server_.counters.error_replies);
 }
 
 void ClientSession::set_protocol(resp::Protocol p) {
@@ -274,11 +320,31 @@ void ClientSession::set_lib(std::string_view field, std::string value) {
 }
 
 void ClientSession::AddStep(size_t first_op, Finisher fn) {
-  steps_.push_back(Step{first_op, batch_.size() - first_op, std::move(fn)});
+  steps_.push_back(Step{first_op, batch_.size() - first_op, std::move(fn), error_target_});
+}
+
+void ClientSession::OnErrorReply(std::string_view text) {
+  ++errors_;
+  server_.errors.Add(text);
+  if (error_target_ != nullptr) error_target_->stats->failed_calls.fetch_add(1, std::memory_order_relaxed);
+}
+
+void ClientSession::RunHandler(const Command& cmd, Ctx& ctx) {
+  const Command& target = StatsTarget(cmd, ctx.args());
+  error_target_ = &target;
+  if ((cmd.flags & kWrite) != 0) batch_.BeginCommand();
+  timespec t0{};
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  cmd.handler(ctx);
+  timespec t1{};
+  clock_gettime(CLOCK_MONOTONIC, &t1);
+  const int64_t usec = (t1.tv_sec - t0.tv_sec) * 1'000'000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+  target.stats->calls.fetch_add(1, std::memory_order_relaxed);
+  target.stats->usec.fetch_add(static_cast<uint64_t>(usec), std::memory_order_relaxed);
+  error_target_ = nullptr;
 }
 
 void ClientSession::ReplyError(std::string_view text) {
-  server_.counters.error_replies.fetch_add(1, std::memory_order_relaxed);
   if (steps_.empty()) {
     link_->out().Error(text);
     return;
@@ -317,7 +383,10 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
   if (!authenticated_ && (cmd->flags & kNoAuth) == 0) {
     return Reject(*cmd, "-NOAUTH Authentication required.");
   }
-  if (in_multi_ && (cmd->flags & kNoMulti) == 0) {
+  if (in_multi_ && (cmd->flags & kNoMulti) != 0) {
+    return Reject(*cmd, "Command not allowed inside a transaction");
+  }
+  if (in_multi_ && (cmd->flags & kMultiControl) == 0) {
     queued_.emplace_back(args.begin(), args.end());
     link_->out().SimpleString("QUEUED");
     ++commands_;
@@ -332,6 +401,7 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
 
 net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {
   ++commands_;
+  cmd.stats->rejected_calls.fetch_add(1, std::memory_order_relaxed);
   if (cmd.name == "exec") {
     // A rejected EXEC discards the transaction (Redis's execCommandAbort).
     std::string_view reason = error;
@@ -351,7 +421,7 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   suspended_ = false;
   close_ = false;
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
-  cmd.handler(ctx);
+  RunHandler(cmd, ctx);
   if (close_) return net::Outcome::kClose;
   if (suspended_) {
     busy_ = true;
@@ -395,14 +465,16 @@ net::Outcome ClientSession::Submit(bool exec) {
   if (exec) {
     // EXEC: abort if a watched key was written since WATCH; checked on the writer thread, after
     // every batch queued before this one.
-    batch.SetPrecondition([server, this](const store::WriteBatch& b) {
-      if (watch_dirty_.load(std::memory_order_acquire)) return false;
-      if (!server->watches.empty()) server->watches.Touch(b);
+    batch.SetPrecondition([server, this](const store::WriteBatch& b,
+                                         const store::WriteBatch::KeyProbe& live) {
+      if (watch_dirty_.load(std::memory_order_acquire) || WatchedKeyGone(live)) return false;
+      if (!server->watches.empty()) server->watches.Touch(b, live);
       return true;
     });
   } else {
-    batch.SetPrecondition([server](const store::WriteBatch& b) {
-      if (!server->watches.empty()) server->watches.Touch(b);
+    batch.SetPrecondition([server](const store::WriteBatch& b,
+                                   const store::WriteBatch::KeyProbe& live) {
+      if (!server->watches.empty()) server->watches.Touch(b, live);
       return true;
     });
   }
@@ -457,14 +529,15 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
       out.Error(text);
     } else {
       for (Step& step : flight.steps) {
+        error_target_ = step.cmd;
         if (step.op_count > 0) {
           out.Error(text);
         } else {
           step.fn({}, out);
         }
       }
+      error_target_ = nullptr;
     }
-    server_.counters.error_replies.fetch_add(1, std::memory_order_relaxed);
   } else {
     uint64_t applied = 0;
     for (const store::OpResult& r : results) applied += r.applied ? 1 : 0;
@@ -481,10 +554,18 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
 void ClientSession::RunSteps(InFlight& flight, std::vector<store::OpResult>& results) {
   resp::ReplyBuffer& out = link_->out();
   for (Step& step : flight.steps) {
+    error_target_ = step.cmd;
     std::span<store::OpResult> mine;
     if (step.op_count > 0) mine = std::span<store::OpResult>(results).subspan(step.first_op, step.op_count);
-    step.fn(mine, out);
+    // An op that could not read its key's record (corrupt) fails its whole command.
+    auto failed = std::find_if(mine.begin(), mine.end(), [](const store::OpResult& r) { return !r.error.ok(); });
+    if (failed != mine.end()) {
+      out.Error(CorruptionError(failed->error));
+    } else {
+      step.fn(mine, out);
+    }
   }
+  error_target_ = nullptr;
 }
 
 // ---- MULTI / EXEC / WATCH -----------------------------------------------------------------------
@@ -505,14 +586,31 @@ void ClientSession::Discard() {
 void ClientSession::Watch(std::span<const std::string_view> keys) {
   for (std::string_view k : keys) {
     std::string key(k);
-    if (std::find(watched_.begin(), watched_.end(), key) != watched_.end()) continue;
+    if (std::any_of(watched_.begin(), watched_.end(), [&](const WatchedKey& w) { return w.key == key; })) {
+      continue;
+    }
     server_.watches.Watch(this, key);
-    watched_.push_back(std::move(key));
+    const bool live = server_.store->Exists(key);
+    watched_.push_back(WatchedKey{std::move(key), live});
   }
 }
 
+bool ClientSession::WatchedKeyGone(const store::WriteBatch::KeyProbe& live) const {
+  for (const WatchedKey& w : watched_) {
+    if (w.live && !live(w.key)) return true;
+  }
+  return false;
+}
+
+std::vector<std::string> ClientSession::WatchedKeyNames() const {
+  std::vector<std::string> keys;
+  keys.reserve(watched_.size());
+  for (const WatchedKey& w : watched_) keys.push_back(w.key);
+  return keys;
+}
+
 void ClientSession::Unwatch() {
-  if (!watched_.empty()) server_.watches.Unwatch(this, watched_);
+  if (!watched_.empty()) server_.watches.Unwatch(this, WatchedKeyNames());
   watched_.clear();
   watch_dirty_.store(false, std::memory_order_release);
 }
@@ -542,10 +640,11 @@ void ClientSession::Exec(Ctx& ctx) {
     ++commands_;
     if ((cmd->flags & kWrite) != 0) {
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
-      cmd->handler(wctx);
+      RunHandler(*cmd, wctx);
       continue;
     }
     auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
+    batch_.BeginCommand();
     const size_t first = batch_.size();
     if (cmd->first_key > 0 && (cmd->flags & kReadOnly) != 0) {
       const int argc = static_cast<int>(args.size());
@@ -571,12 +670,16 @@ void ClientSession::Exec(Ctx& ctx) {
                                                                      resp::ReplyBuffer& out) {
                             Ctx rctx(*server, *this, args, out,
                                      cmd->first_key > 0 ? snapshot.get() : nullptr);
-                            cmd->handler(rctx);
-                          }});
+                            RunHandler(*cmd, rctx);
+                          },
+                          nullptr});
   }
   // Watches stay registered until the batch is applied: a write queued before it must still mark
   // this client. Complete() unwatches.
-  const bool dirty = watch_dirty_.load(std::memory_order_acquire);
+  store::Store* st = server_.store.get();
+  const bool dirty = batch_.empty() &&
+                     (watch_dirty_.load(std::memory_order_acquire) ||
+                      WatchedKeyGone([st](std::string_view key) { return st->Exists(key); }));
   if (batch_.empty()) {
     Unwatch();
     // Nothing to write: no store round trip, the WATCH check happens here.

@@ -22,7 +22,7 @@
 
 namespace keg::server {
 
-class ClientSession final : public net::Session {
+class ClientSession final : public net::Session, private resp::ErrorObserver {
  public:
   ClientSession(ServerState& server, net::Link* link);
   ~ClientSession() override;
@@ -60,6 +60,8 @@ class ClientSession final : public net::Session {
   void Watch(std::span<const std::string_view> keys);
   void Unwatch();
   void MarkWatchDirty() { watch_dirty_.store(true, std::memory_order_release); }
+  /// Thread: the writer's, in a precondition, or the I/O thread.
+  bool WatchedKeyGone(const store::WriteBatch::KeyProbe& live) const;
   /// RESET: back to a fresh connection's state.
   void Reset();
 
@@ -82,6 +84,11 @@ class ClientSession final : public net::Session {
     size_t first_op;
     size_t op_count;
     Finisher fn;
+    const Command* cmd = nullptr;  // for commandstats (failed_calls, usec)
+  };
+  struct WatchedKey {
+    std::string key;
+    bool live;  // live at WATCH: EXEC aborts if it is not any more (expired), as Redis 7.0
   };
   // A batch in flight, with what completing it needs.
   struct InFlight {
@@ -91,6 +98,10 @@ class ClientSession final : public net::Session {
   };
 
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
+  // Runs a handler, timing it and counting it against its command's stats.
+  void RunHandler(const Command& cmd, Ctx& ctx);
+  void OnErrorReply(std::string_view text) override;
+  std::vector<std::string> WatchedKeyNames() const;
   // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
   net::Outcome Reject(const Command& cmd, std::string_view error);
   net::Outcome Submit(bool exec);
@@ -122,13 +133,18 @@ class ClientSession final : public net::Session {
   bool multi_error_ = false;
   std::vector<std::vector<std::string>> queued_;
   // WATCH.
-  std::vector<std::string> watched_;
+  std::vector<WatchedKey> watched_;
   std::atomic<bool> watch_dirty_{false};
+
+  // The command an error reply is counted against (failed_calls / rejected_calls), if any.
+  const Command* error_target_ = nullptr;
+  bool rejecting_ = false;
 
   // Local counters, added to the server's once per read.
   uint64_t commands_ = 0;
   uint64_t hits_ = 0;
   uint64_t misses_ = 0;
+  uint64_t errors_ = 0;
 
   // What CLIENT LIST shows.
   mutable std::mutex info_mu_;

@@ -29,8 +29,10 @@ class WatchRegistry {
   void Watch(ClientSession* client, const std::string& key);
   /// Removes every watch of `client`.
   void Unwatch(ClientSession* client, const std::vector<std::string>& keys);
-  /// Writer thread: marks the watchers of every key of `batch`.
-  void Touch(const store::WriteBatch& batch);
+  /// Writer thread: marks the watchers of every key of `batch`; a DeleteAll (FLUSHALL) marks the
+  /// watchers of every watched key that is live before it (as Redis: a watched key that was
+  /// absent or already expired is not touched by a flush).
+  void Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
 
  private:
@@ -63,6 +65,21 @@ struct Counters {
   std::atomic<uint64_t> changes_since_save{0};
 };
 
+/// INFO errorstats: error replies by their first word ("ERR", "WRONGTYPE"), as Redis 7.0 counts
+/// them (afterErrorReply). Errors are rare: one lock. Any thread.
+class ErrorStats {
+ public:
+  /// `text` as given to ReplyBuffer::Error.
+  void Add(std::string_view text);
+  /// Sorted by name.
+  std::vector<std::pair<std::string, uint64_t>> Snapshot() const;
+  void Reset();
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, uint64_t> counts_;
+};
+
 struct ServerState {
   std::unique_ptr<store::Store> store;
 
@@ -78,6 +95,7 @@ struct ServerState {
   std::atomic<int64_t> proto_max_bulk_len{512ll * 1024 * 1024};
 
   Counters counters;
+  ErrorStats errors;
   ClientRegistry clients;
   WatchRegistry watches;
   std::atomic<uint64_t> next_client_id{1};

@@ -141,8 +141,9 @@ Status StoreImpl::RunCompaction(bool manual) {
   const auto start = Clock::now();
   if (manual) {
     // Seal the active file so that everything written so far can be merged.
-    Status rotated;
+    Status rotated = Status::Failed("the store is closing");
     RunOnWriter([&] {
+      rotated = Status::OK();
       if (write_offset_ > 0) rotated = Rotate(options_.max_file_size);
     });
     if (!rotated.ok()) return rotated;
@@ -297,6 +298,7 @@ Status StoreImpl::RunCompaction(bool manual) {
   }
 
   // Install on the writer thread: repoint keys still at the copied records, retire the inputs.
+  // (The writer outlives this thread: Close stops the background thread first.)
   uint64_t moved = 0;
   RunOnWriter([&] {
     for (auto& file : mapped) files_.Add(file);

@@ -56,44 +56,41 @@ int64_t NowMs() {
 
 // ---- WriteBatch --------------------------------------------------------------------------------
 
+WriteBatch::Op& WriteBatch::Add(Kind kind, std::string key) {
+  Op& op = ops_.emplace_back();
+  op.kind = kind;
+  op.command = command_;
+  op.key = std::move(key);
+  return op;
+}
+
 void WriteBatch::Put(std::string key, std::string value, int64_t expire_at_ms,
                      PutCondition condition, bool keep_ttl, bool want_old) {
-  Op op;
-  op.kind = Kind::kPut;
-  op.key = std::move(key);
+  Op& op = Add(Kind::kPut, std::move(key));
   op.value = std::move(value);
   op.expire_at_ms = expire_at_ms;
   op.put_condition = condition;
   op.keep_ttl = keep_ttl;
   op.want_old = want_old;
-  ops_.push_back(std::move(op));
 }
 
 void WriteBatch::Delete(std::string key, bool want_old) {
-  Op op;
-  op.kind = Kind::kDelete;
-  op.key = std::move(key);
-  op.want_old = want_old;
-  ops_.push_back(std::move(op));
+  Add(Kind::kDelete, std::move(key)).want_old = want_old;
 }
 
 void WriteBatch::Expire(std::string key, int64_t expire_at_ms, ExpireCondition condition) {
-  Op op;
-  op.kind = Kind::kExpire;
-  op.key = std::move(key);
+  Op& op = Add(Kind::kExpire, std::move(key));
   op.expire_at_ms = expire_at_ms;
   op.expire_condition = condition;
-  ops_.push_back(std::move(op));
 }
 
 void WriteBatch::Update(std::string key, UpdateFn fn, bool want_old) {
-  Op op;
-  op.kind = Kind::kUpdate;
-  op.key = std::move(key);
+  Op& op = Add(Kind::kUpdate, std::move(key));
   op.fn = std::move(fn);
   op.want_old = want_old;
-  ops_.push_back(std::move(op));
 }
+
+void WriteBatch::DeleteAll() { Add(Kind::kDeleteAll, std::string()); }
 
 // ---- FileTable ---------------------------------------------------------------------------------
 
@@ -414,11 +411,12 @@ Status StoreImpl::WriteSync(WriteBatch batch, std::vector<OpResult>* results) {
   return future.get();
 }
 
-void StoreImpl::RunOnWriter(std::function<void()> task) {
+bool StoreImpl::RunOnWriter(std::function<void()> task) {
   std::promise<void> promise;
   auto future = promise.get_future();
   {
     std::lock_guard lock(queue_mu_);
+    if (stopping_) return false;
     queue_.push_back(Request{WriteBatch(), nullptr, [&] {
                                task();
                                promise.set_value();
@@ -426,27 +424,38 @@ void StoreImpl::RunOnWriter(std::function<void()> task) {
   }
   queue_cv_.notify_one();
   future.get();
+  return true;
+}
+
+Status StoreImpl::SyncOnWriter() {
+  {
+    std::lock_guard lock(failed_mu_);
+    if (!failed_.ok()) return failed_;
+  }
+  if (!active_ || !dirty_) return Status::OK();
+  Status result = io::SyncFile(active_->fd(), active_->path());
+  if (!result.ok()) return FailStop(result);
+  dirty_ = false;
+  last_sync_ms_ = NowMs();
+  return result;
 }
 
 Status StoreImpl::Sync() {
-  Status result;
-  RunOnWriter([&] {
-    {
-      std::lock_guard lock(failed_mu_);
-      if (!failed_.ok()) {
-        result = failed_;
-        return;
-      }
-    }
-    result = io::SyncFile(active_->fd(), active_->path());
-    if (!result.ok()) {
-      result = FailStop(result);
-    } else {
-      dirty_ = false;
-      last_sync_ms_ = NowMs();
-    }
-  });
+  Status result = Status::Failed("the store is closed");
+  RunOnWriter([&] { result = SyncOnWriter(); });
   return result;
+}
+
+void StoreImpl::SyncAsync(std::function<void(const Status&)> done) {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!stopping_) {
+      queue_.push_back(Request{WriteBatch(), nullptr, [this, done] { done(SyncOnWriter()); }});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  done(Status::Failed("the store is closed"));
 }
 
 // ---- Writes: the writer thread
@@ -515,18 +524,30 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   group_buf_.clear();
   pending_.clear();
   overlay_.clear();
+  group_keys_.clear();
   group_now_ms_ = NowMs();
+  const WriteBatch::KeyProbe live = [this](std::string_view key) {
+    return Current(key, keydir_.Hash(key), false).exists;
+  };
   std::vector<std::vector<OpResult>> results(end - begin);
   std::vector<bool> aborted(end - begin, false);
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;
-    if (batch.precondition() && !batch.precondition()(batch)) {
+    if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
       continue;
     }
     const auto& ops = batch.ops();
-    results[i - begin].resize(ops.size());
-    for (size_t j = 0; j < ops.size(); ++j) ExecuteOp(ops[j], &results[i - begin][j]);
+    std::vector<OpResult>& out = results[i - begin];
+    out.resize(ops.size());
+    for (size_t j = 0; j < ops.size(); ++j) {
+      // An op that failed skips the rest of its command (see WriteBatch::BeginCommand).
+      if (j > 0 && ops[j].command == ops[j - 1].command && !out[j - 1].error.ok()) {
+        out[j].error = out[j - 1].error;
+        continue;
+      }
+      ExecuteOp(ops[j], &out[j]);
+    }
   }
   Status s = CommitGroup();
   if (!s.ok()) {
@@ -562,7 +583,12 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, 
   // The old value's CRC is checked only when the op reads its bytes: a plain SET or DEL needs to
   // know whether the key exists, not to checksum what it replaces.
   const bool verify = need_value && options_.verify_checksums;
-  if (!Lookup(key, hash, verify, &file, &h, &offset).ok() || Expired(h, now)) return cur;
+  Status s = Lookup(key, hash, verify, &file, &h, &offset);
+  if (!s.ok()) {
+    if (!s.IsNotFound()) cur.error = std::move(s);
+    return cur;
+  }
+  if (Expired(h, now)) return cur;
   cur.exists = true;
   cur.view = ViewOf(file->data() + offset, h);
   cur.view.pin = std::move(file);
@@ -579,7 +605,39 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
   overlay_[key] = OverlayEntry{!tombstone, at};
 }
 
+void StoreImpl::DeleteAllKeys(OpResult* result) {
+  // Keys this group already wrote live only in the overlay; the rest come from the keydir.
+  std::vector<std::string_view> written;
+  for (const auto& [key, entry] : overlay_) {
+    if (entry.exists) written.push_back(key);
+  }
+  std::vector<std::string> keys;
+  uint64_t cursor = 0;
+  do {
+    cursor = Scan(cursor, 4096, [&](std::string_view k, int64_t) {
+      if (overlay_.count(k) == 0) keys.emplace_back(k);
+    }, /*include_expired=*/true);
+  } while (cursor != 0);
+  for (std::string& key : keys) {
+    const uint64_t hash = keydir_.Hash(key);
+    const CurrentValue cur = Current(key, hash, false);
+    if (!cur.exists && cur.error.ok()) {
+      DropExpired(key, hash);  // an expired key goes now, without a tombstone
+      continue;
+    }
+    const std::string& owned = group_keys_.emplace_back(std::move(key));
+    AppendToGroup(owned, hash, format::kFlagTombstone, {}, 0);
+    result->applied = true;
+  }
+  for (std::string_view key : written) {
+    if (!Current(key, keydir_.Hash(key), false).exists) continue;
+    AppendToGroup(key, keydir_.Hash(key), format::kFlagTombstone, {}, 0);
+    result->applied = true;
+  }
+}
+
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
+  if (op.kind == WriteBatch::Kind::kDeleteAll) return DeleteAllKeys(result);
   const uint64_t hash = keydir_.Hash(op.key);
   if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
       !op.keep_ttl && !op.want_old) {
@@ -592,6 +650,12 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   const bool need_value =
       op.want_old || op.kind == WriteBatch::Kind::kUpdate || op.kind == WriteBatch::Kind::kExpire;
   CurrentValue cur = Current(op.key, hash, need_value);
+  if (!cur.error.ok() && (need_value || op.kind == WriteBatch::Kind::kPut)) {
+    // A record that fails its check is never treated as absent: a conditional SET, INCR or
+    // APPEND would otherwise overwrite it silently. A plain SET (above) or DEL replaces it.
+    result->error = cur.error;
+    return;
+  }
   auto keep_old = [&] {
     if (!op.want_old || !cur.exists) return;
     if (cur.view.pin) {
@@ -615,6 +679,11 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       return;
     }
     case WriteBatch::Kind::kDelete:
+      if (!cur.error.ok()) {  // DEL of a corrupt record: the tombstone repairs the key
+        AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+        result->applied = true;
+        return;
+      }
       if (!cur.exists) {
         DropExpired(op.key, hash);  // FLUSHALL: an expired key goes now, not at the next cycle
         return;
@@ -668,6 +737,8 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       }
       return;
     }
+    case WriteBatch::Kind::kDeleteAll:
+      return;  // handled above
   }
 }
 

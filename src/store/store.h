@@ -109,20 +109,33 @@ class WriteBatch {
               ExpireCondition condition = ExpireCondition::kAlways);
   /// Read-modify-write of one key on the writer thread (INCR, APPEND, SETRANGE, ...).
   void Update(std::string key, UpdateFn fn, bool want_old = false);
+  /// Deletes every key (FLUSHALL / FLUSHDB) at this op's place in the batch: keys written by earlier
+  /// ops of the same group go too, later ops see an empty store. Writes one tombstone per key
+  /// (O(keys), like Redis's synchronous flush); expired keys are dropped without one.
+  void DeleteAll();
 
+  /// Starts the ops of the next command. When an op fails (OpResult::error: its key's record is
+  /// corrupt), the later ops of the same command are skipped, so a multi-op command (RENAME,
+  /// MSETNX) never half-applies around a value it could not read.
+  void BeginCommand() { ++command_; }
+
+  /// Whether `key` is live (present, not expired) in the state the op at that point sees: earlier
+  /// batches of the same group included. For preconditions; valid only during the call.
+  using KeyProbe = std::function<bool(std::string_view key)>;
   /// A check run on the writer thread just before the batch's ops, atomically with them (WATCH /
   /// EXEC). When it returns false nothing is applied and the callback gets Status::Aborted(). It
-  /// must be quick and must not call into the store.
-  using Precondition = std::function<bool(const WriteBatch&)>;
+  /// must be quick and must not call into the store other than through `live`.
+  using Precondition = std::function<bool(const WriteBatch&, const KeyProbe& live)>;
   void SetPrecondition(Precondition fn) { precondition_ = std::move(fn); }
   const Precondition& precondition() const { return precondition_; }
 
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
-  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate };
+  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll };
   struct Op {
     Kind kind = Kind::kPut;
+    uint32_t command = 0;  ///< ops of one command share it (BeginCommand)
     PutCondition put_condition = PutCondition::kAlways;
     ExpireCondition expire_condition = ExpireCondition::kAlways;
     bool keep_ttl = false;
@@ -135,14 +148,20 @@ class WriteBatch {
   const std::vector<Op>& ops() const { return ops_; }
 
  private:
+  Op& Add(Kind kind, std::string key);
+
   std::vector<Op> ops_;
   Precondition precondition_;
+  uint32_t command_ = 0;
 };
 
 /// The outcome of one op of a batch.
 struct OpResult {
   bool applied = false;          ///< the op changed the store (a record was written)
   std::optional<ValueView> old;  ///< the previous value, when asked for and present
+  /// Not OK when the op could not run: the key's current record fails its checksum (Corruption,
+  /// naming file and offset). Nothing was written for it, and the rest of its command was skipped.
+  Status error;
 };
 
 /// Called once per batch on the writer thread. When `status` is not OK nothing of the batch was
@@ -206,8 +225,12 @@ class Store {
   /// Writes a batch and waits for it (tools and tests).
   virtual Status WriteSync(WriteBatch batch, std::vector<OpResult>* results = nullptr) = 0;
 
-  /// Fsyncs the active file now (SAVE / BGSAVE); waits for it.
+  /// Fsyncs the active file now (SAVE / BGSAVE); waits for it. Fails (never blocks) once the store
+  /// is closing.
   virtual Status Sync() = 0;
+  /// Same, without waiting: `done` runs on the writer thread once the sync covering every write
+  /// queued before it returned, or at once (on the caller's thread) when the store is closing.
+  virtual void SyncAsync(std::function<void(const Status&)> done) = 0;
 
   /// Runs a compaction of every sealed file now, in the background; `done` runs when it finishes
   /// (on the background thread).

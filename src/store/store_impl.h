@@ -61,6 +61,7 @@ class StoreImpl final : public Store {
   void WriteAll(std::vector<PendingWrite> writes) override;
   Status WriteSync(WriteBatch batch, std::vector<OpResult>* results) override;
   Status Sync() override;
+  void SyncAsync(std::function<void(const Status&)> done) override;
   void Compact(std::function<void(const Status&)> done) override;
   Status CompactSync() override;
   Stats GetStats() const override;
@@ -90,6 +91,7 @@ class StoreImpl final : public Store {
     uint64_t group_offset;  // record in group_buf_ (when exists)
   };
   struct CurrentValue {
+    Status error;  // Corruption: the key's record fails its check (exists is then false)
     bool exists = false;
     ValueView view;  // pin is null for a value still in the group buffer
   };
@@ -132,6 +134,7 @@ class StoreImpl final : public Store {
   void RunWork(std::vector<Request>& work);
   void ProcessGroup(std::vector<Request>& work, size_t begin, size_t end);
   void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
+  void DeleteAllKeys(OpResult* result);
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
   CurrentValue Current(std::string_view key, uint64_t hash, bool need_value);
   void AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,
@@ -149,8 +152,11 @@ class StoreImpl final : public Store {
   // needed: the expired record shadows older ones, as in ActiveExpireCycle).
   void DropExpired(std::string_view key, uint64_t hash);
   Status FailStop(Status cause);
-  // Runs `task` on the writer thread and waits for it.
-  void RunOnWriter(std::function<void()> task);
+  // Runs `task` on the writer thread and waits for it; false (task not run) once the store is
+  // closing, when no writer thread will take it.
+  bool RunOnWriter(std::function<void()> task);
+  // The fsync of SAVE; on the writer thread.
+  Status SyncOnWriter();
 
   // ---- compaction.cc: the background thread ----
   void BackgroundLoop();
@@ -187,6 +193,7 @@ class StoreImpl final : public Store {
   std::string group_buf_;
   std::vector<PendingRecord> pending_;
   std::unordered_map<std::string_view, OverlayEntry> overlay_;
+  std::deque<std::string> group_keys_;  // keys of DeleteAll's tombstones (pending_ views them)
   int64_t group_now_ms_ = 0;  // the clock for every op of the group being built (one read)
   bool dirty_ = false;  // written since the last fsync
   int64_t last_sync_ms_ = 0;

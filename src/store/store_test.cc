@@ -204,6 +204,86 @@ TEST_F(StoreTest, ACorruptValueCanStillBeDeletedOrOverwritten) {
   EXPECT_EQ(Get("b"), "replaced");
 }
 
+// Ops that read the old value (INCR, APPEND, SET NX / GET, EXPIRE, GETDEL) must not take a record
+// that fails its checksum for an absent key and overwrite it: they fail with the corruption, and
+// the rest of their command is skipped.
+TEST_F(StoreTest, WritesThatReadACorruptValueFailInsteadOfOverwritingIt) {
+  options_.max_file_size = 1 << 20;
+  Open();
+  Put("a", "first value");
+  ASSERT_TRUE(store_->Sync().ok());
+  FlipByte(Files(".data").back(), format::kRecordHeaderSize + 1 + 3);  // inside a's value
+  WriteBatch b;
+  b.BeginCommand();
+  b.Put("a", "nx", 0, PutCondition::kIfAbsent);
+  b.BeginCommand();
+  b.Update("a", [](const ValueView*) {
+    UpdateDecision d;
+    d.action = UpdateDecision::Action::kPut;
+    d.value = "updated";
+    return d;
+  });
+  b.Put("other", "skipped: same command as the failed update");
+  b.BeginCommand();
+  b.Expire("a", NowMs() + 100000);
+  b.BeginCommand();
+  b.Delete("a", /*want_old=*/true);
+  b.BeginCommand();
+  b.Put("c", "independent command");
+  std::vector<OpResult> r;
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &r).ok());
+  ASSERT_EQ(r.size(), 6u);
+  EXPECT_FALSE(r[0].applied);  // SET NX: the key exists (its header checks out), nothing written
+  for (size_t i = 1; i < 5; ++i) {
+    EXPECT_TRUE(r[i].error.IsCorruption()) << i << ": " << r[i].error.ToString();
+    EXPECT_FALSE(r[i].applied) << i;
+  }
+  EXPECT_NE(r[1].error.ToString().find(".data at offset 0"), std::string::npos) << r[1].error.ToString();
+  EXPECT_TRUE(r[5].error.ok());
+  EXPECT_TRUE(Get("a").starts_with("<error Corruption"));
+  EXPECT_EQ(Get("other"), "<missing>");
+  EXPECT_EQ(Get("c"), "independent command");
+}
+
+// DeleteAll runs at its place in the group: keys written before it in the same group (still only in
+// the group buffer) go too, keys written after it stay; it survives a reopen.
+TEST_F(StoreTest, DeleteAllIsOrderedWithTheWritesAroundIt) {
+  Open();
+  for (int i = 0; i < 500; ++i) Put("old" + std::to_string(i), Value(i, 100));
+  Put("expiring", "x", NowMs() - 1);
+  WriteBatch b;
+  b.Put("new", "1");
+  b.DeleteAll();
+  b.Put("after", "2");
+  std::vector<OpResult> r;
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &r).ok());
+  EXPECT_TRUE(r[1].applied);
+  EXPECT_EQ(Get("new"), "<missing>");
+  EXPECT_EQ(Get("old7"), "<missing>");
+  EXPECT_EQ(Get("after"), "2");
+  EXPECT_EQ(store_->GetStats().keys, 1u);
+  Reopen();
+  EXPECT_EQ(Get("new"), "<missing>");
+  EXPECT_EQ(Get("old499"), "<missing>");
+  EXPECT_EQ(Get("after"), "2");
+  EXPECT_EQ(store_->GetStats().keys, 1u);
+}
+
+// SAVE during shutdown: once the store is closed, Sync and SyncAsync fail at once instead of
+// waiting for a writer thread that is gone.
+TEST_F(StoreTest, SyncAfterCloseFailsInsteadOfBlocking) {
+  Open();
+  Put("a", "1");
+  std::promise<Status> done;
+  store_->SyncAsync([&](const Status& s) { done.set_value(s); });
+  EXPECT_TRUE(done.get_future().get().ok());
+  ASSERT_TRUE(store_->Close().ok());
+  EXPECT_FALSE(store_->Sync().ok());
+  std::promise<Status> after;
+  store_->SyncAsync([&](const Status& s) { after.set_value(s); });
+  EXPECT_FALSE(after.get_future().get().ok());
+}
+
 TEST_F(StoreTest, CorruptionInASealedFileRefusesToOpenNamingFileAndOffset) {
   Open();
   for (int i = 0; i < 2000; ++i) Put("key" + std::to_string(i), Value(i, 100));
@@ -716,7 +796,7 @@ TEST_F(StoreTest, PreconditionSeesEarlierBatchesAndAbortsTheWholeBatch) {
   std::promise<Status> second_done;
   WriteBatch first;
   first.Put("a", "1");
-  first.SetPrecondition([&](const WriteBatch& b) {
+  first.SetPrecondition([&](const WriteBatch& b, const WriteBatch::KeyProbe&) {
     EXPECT_EQ(b.size(), 1u);
     first_applied = true;
     return true;
@@ -724,7 +804,7 @@ TEST_F(StoreTest, PreconditionSeesEarlierBatchesAndAbortsTheWholeBatch) {
   WriteBatch second;
   second.Put("b", "2");
   second.Put("c", "3");
-  second.SetPrecondition([&](const WriteBatch&) { return !first_applied.load(); });
+  second.SetPrecondition([&](const WriteBatch&, const WriteBatch::KeyProbe&) { return !first_applied.load(); });
   store_->Write(std::move(first), [&](const Status& st, std::vector<OpResult>) { first_done.set_value(st); });
   store_->Write(std::move(second), [&](const Status& st, std::vector<OpResult> r) {
     EXPECT_TRUE(r.empty());
