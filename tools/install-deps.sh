@@ -11,11 +11,13 @@ set -euo pipefail
 run_packages=(
   build-essential cmake ninja-build pkg-config
   libasio-dev libspdlog-dev libxxhash-dev
+  redis-tools  # redis-cli, which README.md's next line tells a new user to run
 )
 test_packages=(
   libhiredis-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   redis-server redis-tools python3-redis nutcracker nodejs
+  tcl dpkg-dev  # Redis's own test suite (tools/redis-tests.sh): its runner, apt-get source
 )
 
 bench_packages=(redis-server redis-tools gnuplot-nox)

@@ -4,7 +4,9 @@
 #   2. builds Release with g++ (warnings are errors) and runs every test;
 #   3. builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer, and runs every test again,
 #      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 60) seconds;
-#   4. builds with ThreadSanitizer and runs every test a third time (the store's threads).
+#   4. builds with ThreadSanitizer and runs every test a third time (the store's threads);
+#   5. runs Redis 7.0.15's own test suite against the Release build (tools/redis-tests.sh), which
+#      counts as one test.
 # Ends with one line "tests: N passed, N failed"; exits non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -53,6 +55,17 @@ for dir in build/release build/sanitize build/tsan; do
   failed=$((failed + f))
   [[ "$f" -eq 0 ]] || status=1
 done
+
+# Redis 7.0.15's own test suite against the Release build (tools/redis-tests.sh): each unit of the
+# conformance issue; a test Redis passes and keg does not must be listed with its reason in
+# tests/redis/expected-failures.txt, and a listed test that passes fails the run too.
+echo "== Redis's test suite (tools/redis-tests.sh)"
+if tools/redis-tests.sh --server build/release/src/server/keg-server; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  status=1
+fi
 
 echo "tests: $passed passed, $failed failed"
 exit $status

@@ -130,6 +130,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   const std::string& peer() const override { return peer_; }
   const std::string& local() const override { return local_; }
   int fd() const override { return fd_; }
+  size_t query_buffer_bytes() const override { return qbuf_.load(std::memory_order_relaxed); }
 
   // Once a second on the I/O thread: idle timeout and the soft output limit.
   void Tick(int64_t now_ms) {
@@ -286,6 +287,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       } else {
         const resp::ParseResult r =
             parser_.Parse(std::span<char>(buf_.get() + begin_, end_ - begin_));
+        qbuf_.store(end_ - begin_, std::memory_order_relaxed);
         begin_ += r.consumed;
         if (r.status == resp::ParseStatus::kNeedMore) {
           outcome = session_->EndOfInput();
@@ -431,6 +433,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   std::string peer_;   // set at construction, then read-only (any thread)
   std::string local_;  // likewise
   int fd_ = -1;        // likewise (CLIENT LIST)
+  std::atomic<size_t> qbuf_{0};  // query_buffer_bytes()
 };
 
 class ServerImpl {

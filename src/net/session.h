@@ -44,6 +44,8 @@ class Link {
   virtual const std::string& local() const = 0;
   /// File descriptor of the socket (CLIENT LIST `fd=`).
   virtual int fd() const = 0;
+  /// Bytes in the query buffer from the command being run on (CLIENT LIST `qbuf=`). Any thread.
+  virtual size_t query_buffer_bytes() const = 0;
 };
 
 /// How a session answers one command.

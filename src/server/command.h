@@ -114,6 +114,7 @@ void RegisterStringCommands(std::vector<Command>* table);   // commands_string.c
 void RegisterKeyCommands(std::vector<Command>* table);      // commands_key.cc
 void RegisterServerCommands(std::vector<Command>* table);   // commands_server.cc
 void RegisterConnectionCommands(std::vector<Command>* table);  // commands_connection.cc
+void RegisterDebugCommands(std::vector<Command>* table);       // commands_debug.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {
@@ -127,6 +128,9 @@ inline constexpr std::string_view kTooBig = "string exceeds maximum allowed size
 
 std::string WrongArity(std::string_view name);
 std::string ToLower(std::string_view s);
+std::string ToUpper(std::string_view s);
+/// Redis's encoding of a string value: "int", "embstr" (<= 44 bytes) or "raw".
+std::string_view StringEncoding(std::string_view value);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 /// Redis's reply for a storage failure: "-MISCONF Errors writing to the AOF file: <why>".
 std::string StorageError(const store::Status& s);

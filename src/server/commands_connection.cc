@@ -190,6 +190,8 @@ void Client(Ctx& c) {
     // Old form: CLIENT KILL addr:port. New form: filters, reply is the count.
     std::string addr, laddr;
     int64_t id = 0;
+    int64_t maxage = 0;  // seconds; 0: any age
+    bool none = false;   // a filter no keg client can match
     bool skipme = true;
     const bool old_form = c.argc() == 3;
     if (old_form) {
@@ -208,8 +210,21 @@ void Client(Ctx& c) {
           const std::string v = ToLower(c.arg(i + 1));
           if (v != "yes" && v != "no") return c.Error(err::kSyntax);
           skipme = v == "yes";
-        } else if (opt == "type" || opt == "user" || opt == "maxage") {
-          // accepted; every keg client is a normal client of the default user
+        } else if (opt == "type") {
+          // Every keg client is a normal one: another class matches nobody (Redis's
+          // getClientTypeByName names the valid ones).
+          const std::string type = ToLower(c.arg(i + 1));
+          if (type != "normal" && type != "master" && type != "slave" && type != "replica" &&
+              type != "pubsub") {
+            return c.Error("Unknown client type '" + std::string(c.arg(i + 1)) + "'");
+          }
+          if (type != "normal") none = true;
+        } else if (opt == "user") {
+          if (c.arg(i + 1) != "default") {
+            return c.Error("No such user '" + std::string(c.arg(i + 1)) + "'");
+          }
+        } else if (opt == "maxage") {
+          if (!resp::ParseInt64(c.arg(i + 1), &maxage) || maxage < 0) return c.Error(err::kSyntax);
         } else {
           return c.Error(err::kSyntax);
         }
@@ -217,8 +232,11 @@ void Client(Ctx& c) {
     }
     int64_t killed = 0;
     bool kill_me = false;
+    const int64_t now_ms = store::NowMs();
     c.server().clients.ForEach([&](ClientSession& s) {
+      if (none) return;
       if (id != 0 && s.id() != static_cast<uint64_t>(id)) return;
+      if (maxage > 0 && (now_ms - s.created_ms()) / 1000 < maxage) return;
       if (!addr.empty() && s.peer() != addr) return;
       if (!laddr.empty() && s.local() != laddr) return;
       if (&s == &me) {

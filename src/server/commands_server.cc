@@ -44,7 +44,13 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
   const bool all = wanted.empty() || std::count(wanted.begin(), wanted.end(), "all") ||
                    std::count(wanted.begin(), wanted.end(), "everything") ||
                    std::count(wanted.begin(), wanted.end(), "default");
+  const bool everything = std::count(wanted.begin(), wanted.end(), "all") ||
+                          std::count(wanted.begin(), wanted.end(), "everything");
   auto want = [&](std::string_view name) {
+    // As Redis: commandstats (and latencystats) only when asked for or with all / everything.
+    if (name == "commandstats" && !everything) {
+      return std::count(wanted.begin(), wanted.end(), std::string(name)) > 0;
+    }
     return all || std::count(wanted.begin(), wanted.end(), std::string(name)) > 0;
   };
   const int64_t now = store::NowMs();
@@ -476,22 +482,209 @@ void Shutdown(Ctx& c) {
   c.client().Suspend();  // no reply: the connection closes with the server, as in Redis
 }
 
+std::string SubcommandSyntaxError(Ctx& c) {
+  return "unknown subcommand or wrong number of arguments for '" +
+         std::string(c.arg(1)).substr(0, 128) + "'. Try " + ToUpper(c.arg(0)) + " HELP.";
+}
+
+void Help(Ctx& c, std::initializer_list<std::string_view> lines) {
+  c.out().ArrayHeader(lines.size() + 3);
+  c.out().SimpleString(ToUpper(c.arg(0)) + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+  for (std::string_view l : lines) c.out().SimpleString(l);
+  c.out().SimpleString("HELP");
+  c.out().SimpleString("    Print this help.");
+}
+
 void Slowlog(Ctx& c) {
   const std::string sub = ToLower(c.arg(1));
-  if (sub == "get") return c.out().ArrayHeader(0);
-  if (sub == "len") return c.out().Integer(0);
-  if (sub == "reset") return c.out().Ok();
-  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try SLOWLOG HELP.");
+  SlowLog& log = c.server().slowlog;
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"GET [<count>]",
+                    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+                    "    Entries are made of:",
+                    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+                    "    client name",
+                    "LEN", "    Return the length of the slowlog.", "RESET", "    Reset the slowlog."});
+  }
+  if (sub == "reset" && c.argc() == 2) {
+    log.Reset();
+    return c.out().Ok();
+  }
+  if (sub == "len" && c.argc() == 2) return c.out().Integer(static_cast<int64_t>(log.size()));
+  if (sub == "get" && (c.argc() == 2 || c.argc() == 3)) {
+    int64_t count = 10;
+    if (c.argc() == 3 && (!resp::ParseInt64(c.arg(2), &count) || count < -1)) {
+      return c.Error("count should be greater than or equal to -1");
+    }
+    const std::vector<SlowLog::Entry> entries = log.Get(count);
+    c.out().ArrayHeader(entries.size());
+    for (const SlowLog::Entry& e : entries) {
+      c.out().ArrayHeader(6);
+      c.out().Integer(static_cast<int64_t>(e.id));
+      c.out().Integer(e.time_s);
+      c.out().Integer(e.duration_us);
+      c.out().ArrayHeader(e.args.size());
+      for (const std::string& a : e.args) c.out().Bulk(a);
+      c.out().Bulk(e.peer);
+      c.out().Bulk(e.client_name);
+    }
+    return;
+  }
+  c.Error(SubcommandSyntaxError(c));
 }
 
 void Latency(Ctx& c) {
   const std::string sub = ToLower(c.arg(1));
-  if (sub == "latest") return c.out().ArrayHeader(0);
-  if (sub == "history") return c.out().ArrayHeader(0);
-  if (sub == "reset") return c.out().Integer(0);
-  if (sub == "histogram") return c.out().MapHeader(0);
-  if (sub == "doctor") return c.out().Bulk("keg does not record latency events yet.\n");
-  c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try LATENCY HELP.");
+  LatencyMonitor& mon = c.server().latency;
+  if (sub == "history" && c.argc() == 3) {
+    const auto events = mon.Snapshot();
+    auto it = events.find(std::string(c.arg(2)));
+    if (it == events.end()) return c.out().ArrayHeader(0);
+    c.out().ArrayHeader(it->second.samples.size());
+    for (const auto& sample : it->second.samples) {
+      c.out().ArrayHeader(2);
+      c.out().Integer(sample.time_s);
+      c.out().Integer(sample.latency_ms);
+    }
+    return;
+  }
+  if (sub == "latest" && c.argc() == 2) {
+    const auto events = mon.Snapshot();
+    c.out().ArrayHeader(events.size());
+    for (const auto& [name, e] : events) {
+      c.out().ArrayHeader(4);
+      c.out().Bulk(name);
+      c.out().Integer(e.samples.back().time_s);
+      c.out().Integer(e.samples.back().latency_ms);
+      c.out().Integer(e.max_ms);
+    }
+    return;
+  }
+  if (sub == "graph" && c.argc() == 3) {
+    const auto events = mon.Snapshot();
+    auto it = events.find(std::string(c.arg(2)));
+    if (it == events.end()) {
+      return c.Error("No samples available for event '" + std::string(c.arg(2)) + "'");
+    }
+    std::string graph = std::string(c.arg(2)) + " - high " + std::to_string(it->second.max_ms) +
+                        " ms\n";
+    for (const auto& sample : it->second.samples) {
+      graph += std::to_string(sample.time_s) + " " + std::to_string(sample.latency_ms) + " ms\n";
+    }
+    return c.out().Verbatim(graph);
+  }
+  if (sub == "doctor" && c.argc() == 2) {
+    const auto events = mon.Snapshot();
+    std::string report;
+    if (c.server().latency.threshold_ms.load() == 0) {
+      report = "I'm sorry, Dave, I can't do that. Latency monitoring is disabled in this keg "
+               "instance. You may use \"CONFIG SET latency-monitor-threshold <milliseconds>.\" in "
+               "order to enable it.\n";
+    } else if (events.empty()) {
+      report = "Dave, no latency spike was observed during the lifetime of this keg instance, not "
+               "in the slightest bit.\n";
+    } else {
+      report = "Dave, I have observed latency spikes in this keg instance.\n\n";
+      int n = 1;
+      for (const auto& [name, e] : events) {
+        report += std::to_string(n++) + ". " + name + ": " + std::to_string(e.samples.size()) +
+                  " latency spikes (max " + std::to_string(e.max_ms) + " milliseconds).\n";
+      }
+    }
+    return c.out().Verbatim(report);
+  }
+  if (sub == "reset" && c.argc() >= 2) {
+    std::vector<std::string_view> names(c.args().begin() + 2, c.args().end());
+    return c.out().Integer(mon.Reset(names));
+  }
+  if (sub == "histogram" && c.argc() >= 2) {
+    // Commands with calls, as Redis's latencyAllCommandsFillCDF (keg keeps no per-call histogram
+    // yet: the totals only).
+    std::vector<std::pair<std::string, const CommandStats*>> wanted;
+    auto consider = [&](const Command& cmd, const std::string& name) {
+      if (cmd.stats->calls.load() > 0) wanted.emplace_back(name, cmd.stats);
+    };
+    auto add_command = [&](const Command& cmd) {
+      consider(cmd, std::string(cmd.name));
+      for (const Command& s : cmd.subcommands) consider(s, std::string(cmd.name) + "|" + std::string(s.name));
+    };
+    if (c.argc() == 2) {
+      for (const Command& cmd : AllCommands()) add_command(cmd);
+    } else {
+      for (size_t i = 2; i < c.argc(); ++i) {
+        const std::string name = ToLower(c.arg(i));
+        const size_t bar = name.find('|');
+        const Command* cmd = FindCommand(name.substr(0, bar));
+        if (cmd == nullptr) continue;
+        if (bar == std::string::npos) {
+          add_command(*cmd);
+        } else if (const Command* s = FindSubcommand(*cmd, name.substr(bar + 1))) {
+          consider(*s, name);
+        }
+      }
+    }
+    c.out().MapHeader(wanted.size());
+    for (const auto& [name, cs] : wanted) {
+      c.out().Bulk(name);
+      c.out().MapHeader(2);
+      c.out().Bulk("calls");
+      c.out().Integer(static_cast<int64_t>(cs->calls.load()));
+      c.out().Bulk("histogram_usec");
+      c.out().MapHeader(0);
+    }
+    return;
+  }
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"DOCTOR", "    Return a human readable latency analysis report.",
+                    "GRAPH <event>", "    Return an ASCII latency graph for the <event> class.",
+                    "HISTORY <event>", "    Return time-latency samples for the <event> class.",
+                    "LATEST", "    Return the latest latency samples for all events.",
+                    "RESET [<event> ...]", "    Reset latency data of one or more <event> classes.",
+                    "    (default: reset all data for all event classes)",
+                    "HISTOGRAM [COMMAND ...]",
+                    "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+                    "    If no commands are specified then all histograms are replied."});
+  }
+  c.Error(SubcommandSyntaxError(c));
+}
+
+// FUNCTION: keg has no scripting engine yet (the scripting issue brings Lua), so there are no
+// libraries: FLUSH, LIST and STATS answer truthfully for that state, LOAD and RESTORE refuse.
+void Function(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  if (sub == "flush" && c.argc() <= 3) {
+    if (c.argc() == 3) {
+      const std::string mode = ToLower(c.arg(2));
+      if (mode != "async" && mode != "sync") return c.Error("FUNCTION FLUSH only supports SYNC|ASYNC option");
+    }
+    return c.out().Ok();
+  }
+  if (sub == "list") {
+    for (size_t i = 2; i < c.argc(); ++i) {
+      const std::string opt = ToLower(c.arg(i));
+      if (opt == "withcode") continue;
+      if (opt == "libraryname" && i + 1 < c.argc()) {
+        ++i;
+        continue;
+      }
+      return c.Error("Unknown argument " + std::string(c.arg(i)));
+    }
+    return c.out().ArrayHeader(0);
+  }
+  if (sub == "stats" && c.argc() == 2) {
+    c.out().MapHeader(2);
+    c.out().Bulk("running_script");
+    c.out().Null();
+    c.out().Bulk("engines");
+    c.out().MapHeader(0);
+    return;
+  }
+  if (sub == "kill" && c.argc() == 2) return c.Error("-NOTBUSY No scripts in execution right now.");
+  if (sub == "delete" && c.argc() == 3) return c.Error("Library not found");
+  if (sub == "load" || sub == "restore" || sub == "dump") {
+    return c.Error("FUNCTION " + ToUpper(sub) + " is not supported yet: keg has no scripting engine");
+  }
+  c.Error(SubcommandSyntaxError(c));
 }
 
 }  // namespace
@@ -515,6 +708,7 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"compact", -1, kAdmin, 0, 0, 0, Compact, "@admin @slow"});
   t->push_back({"shutdown", -1, kAdmin | kNoMulti, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
   t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
+  t->push_back({"function", -2, 0, 0, 0, 0, Function, "@slow @scripting"});
   t->push_back({"latency", -2, kAdmin, 0, 0, 0, Latency, "@admin @slow @dangerous"});
 }
 
@@ -531,6 +725,7 @@ struct Table {
     RegisterKeyCommands(&commands);
     RegisterConnectionCommands(&commands);
     RegisterServerCommands(&commands);
+    RegisterDebugCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the process; every copy of a Command shares its parent's.

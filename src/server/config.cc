@@ -1,6 +1,7 @@
 #include "server/config.h"
 
 #include <algorithm>
+#include <climits>
 #include <cctype>
 #include <fstream>
 #include <functional>
@@ -152,6 +153,20 @@ const std::vector<Directive>& Table() {
                  [](const Config& c) { return std::string(LogLevelName(c.loglevel)); }});
     t.push_back(String("logfile", &Config::logfile, false));
     t.push_back(String("dir", &Config::dir, false));
+    t.push_back(Int("slowlog-log-slower-than", &Config::slowlog_log_slower_than, -1, kMax, true));
+    t.push_back(Int("slowlog-max-len", &Config::slowlog_max_len, 0, LONG_MAX, true));
+    t.push_back(Int("latency-monitor-threshold", &Config::latency_monitor_threshold, 0, kMax, true));
+    t.push_back({"enable-debug-command", false,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   const std::string v = Lower(a[0]);
+                   if (v != "no" && v != "yes" && v != "local") {
+                     return std::string("argument(s) must be one of the following: no, yes, local");
+                   }
+                   c.enable_debug_command = v;
+                   return std::string();
+                 },
+                 [](const Config& c) { return c.enable_debug_command; }});
     t.push_back({"appendfsync", false,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    if (a.size() != 1) return std::string("wrong number of arguments");

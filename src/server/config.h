@@ -48,6 +48,12 @@ struct Config {
   int64_t compaction_rate_limit = 0;
   bool auto_compaction = true;
 
+  // Introspection (Redis's names and defaults).
+  int64_t slowlog_log_slower_than = 10000;  // microseconds; < 0 disables
+  int64_t slowlog_max_len = 128;
+  int64_t latency_monitor_threshold = 0;  // milliseconds; 0 disables
+  std::string enable_debug_command = "no";  // no | yes | local
+
   store::Options StoreOptions() const;
 };
 

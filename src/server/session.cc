@@ -129,6 +129,14 @@ std::string ToLower(std::string_view s) {
   return out;
 }
 
+std::string ToUpper(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'a' && c <= 'z') c = static_cast<char>(c - 'a' + 'A');
+  }
+  return out;
+}
+
 bool EqualsIgnoreCase(std::string_view a, std::string_view b) {
   if (a.size() != b.size()) return false;
   for (size_t i = 0; i < a.size(); ++i) {
@@ -342,6 +350,11 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx) {
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
   target.stats->usec.fetch_add(static_cast<uint64_t>(usec), std::memory_order_relaxed);
   error_target_ = nullptr;
+  // EXEC itself is not logged, the commands it ran are (as Redis); AUTH and HELLO carry secrets.
+  if (server_.slowlog.Wants(usec) && cmd.name != "exec" && cmd.name != "auth" && cmd.name != "hello") {
+    server_.slowlog.Add(ctx.args(), usec, link_->peer(), name());
+  }
+  server_.latency.AddIfNeeded((cmd.flags & kFast) != 0 ? "fast-command" : "command", usec / 1000);
 }
 
 void ClientSession::ReplyError(std::string_view text) {
@@ -418,6 +431,8 @@ net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {
 net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::string_view> args) {
   ++commands_;
   last_command_.store(&cmd, std::memory_order_relaxed);
+  const Command* sub = &StatsTarget(cmd, args);
+  last_subcommand_.store(sub == &cmd ? nullptr : sub, std::memory_order_relaxed);
   suspended_ = false;
   close_ = false;
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
@@ -713,6 +728,9 @@ void ClientSession::Reset() {
 
 std::string ClientSession::Describe(int64_t now_ms) const {
   const Command* last = last_command_.load(std::memory_order_relaxed);
+  const Command* last_sub = last_subcommand_.load(std::memory_order_relaxed);
+  std::string cmd_name = last != nullptr ? std::string(last->name) : "NULL";
+  if (last_sub != nullptr) cmd_name += "|" + std::string(last_sub->name);
   std::string name;
   std::string lib_name;
   std::string lib_ver;
@@ -727,9 +745,10 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   std::string s = "id=" + std::to_string(id_) + " addr=" + link_->peer() + " laddr=" +
                   link_->local() + " fd=" + std::to_string(link_->fd()) + " name=" + name +
                   " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
-                  " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0"
-                  " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" +
-                  std::string(last != nullptr ? last->name : "NULL") +
+                  " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=" +
+                  std::to_string(link_->query_buffer_bytes()) +
+                  " qbuf-free=0 argv-mem=0"
+                  " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +
                   " user=default redir=-1 resp=" + std::to_string(resp_.load());
   if (!lib_name.empty() || !lib_ver.empty()) s += " lib-name=" + lib_name + " lib-ver=" + lib_ver;
   return s;

@@ -35,6 +35,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // ---- for handlers (I/O thread) ----
   uint64_t id() const { return id_; }
+  int64_t created_ms() const { return created_ms_; }
   net::Link& link() { return *link_; }
   resp::Protocol protocol() const { return protocol_; }
   void set_protocol(resp::Protocol p);
@@ -153,6 +154,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::string lib_ver_;
   std::atomic<int64_t> last_interaction_ms_;
   std::atomic<const Command*> last_command_{nullptr};
+  std::atomic<const Command*> last_subcommand_{nullptr};  // with last_command_: "client|list"
   std::atomic<int> resp_{2};
 };
 

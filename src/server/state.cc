@@ -15,6 +15,13 @@ void ServerState::ApplyConfigLocked() {
   limits.output_soft_limit.store(static_cast<uint64_t>(config.output_soft));
   limits.output_soft_seconds.store(static_cast<uint32_t>(config.output_soft_seconds));
   limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
+  slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);
+  slowlog.max_len.store(config.slowlog_max_len, std::memory_order_relaxed);
+  latency.threshold_ms.store(config.latency_monitor_threshold, std::memory_order_relaxed);
+  debug_command.store(config.enable_debug_command == "yes"     ? 1
+                      : config.enable_debug_command == "local" ? 2
+                                                               : 0,
+                      std::memory_order_relaxed);
   switch (config.loglevel) {
     case LogLevel::kDebug:
     case LogLevel::kVerbose:

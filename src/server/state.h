@@ -15,6 +15,7 @@
 
 #include "net/server.h"
 #include "server/config.h"
+#include "server/monitoring.h"
 #include "store/store.h"
 
 namespace keg::server {
@@ -96,6 +97,9 @@ struct ServerState {
 
   Counters counters;
   ErrorStats errors;
+  SlowLog slowlog;
+  LatencyMonitor latency;
+  std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   ClientRegistry clients;
   WatchRegistry watches;
   std::atomic<uint64_t> next_client_id{1};

@@ -880,7 +880,7 @@ void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
 }
 
 void StoreImpl::ActiveExpireCycle() {
-  if (keydir_.Expiring() == 0) return;  // nothing can expire: skip the walk
+  if (keydir_.Expiring() == 0 || !active_expire_.load(std::memory_order_relaxed)) return;  // nothing can expire: skip the walk
   // Like Redis's expire cycle, bounded in time: visit shards round-robin, drop keys whose record
   // has expired. No tombstone is needed: the expired record itself shadows older versions.
   const auto deadline = std::chrono::steady_clock::now() + kExpireBudget;

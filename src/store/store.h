@@ -240,6 +240,10 @@ class Store {
 
   virtual Stats GetStats() const = 0;
 
+  /// Turns the active expire cycle on or off (DEBUG SET-ACTIVE-EXPIRE); expired keys stay
+  /// invisible to reads either way. Any thread.
+  virtual void SetActiveExpire(bool on) = 0;
+
   /// Drains the writer queue, syncs, stops the threads and releases the directory lock.
   virtual Status Close() = 0;
 };

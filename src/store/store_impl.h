@@ -65,6 +65,7 @@ class StoreImpl final : public Store {
   void Compact(std::function<void(const Status&)> done) override;
   Status CompactSync() override;
   Stats GetStats() const override;
+  void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   Status Close() override;
 
   Status OpenImpl();
@@ -208,6 +209,8 @@ class StoreImpl final : public Store {
   bool bg_stopping_ = false;
   std::vector<std::function<void(const Status&)>> compact_waiters_;
   std::thread background_;
+
+  std::atomic<bool> active_expire_{true};
 
   // Counters.
   std::atomic<uint64_t> expired_keys_{0};

@@ -1,0 +1,203 @@
+"""Regression tests for the defects of the conformance issue, end to end against a real keg-server.
+
+Each test was run against the keg-server of commit 662173c (before the fixes) and failed there;
+`KEG_SERVER=/path/to/old/keg-server /usr/bin/python3 -m unittest test_conformance_defects` shows it.
+"""
+import os
+import socket
+import struct
+import threading
+import time
+import unittest
+
+import redis
+
+from kegtest import keg
+
+
+def raw(port, payload, timeout=5.0):
+    """Sends `payload`, returns everything the server wrote until it stops talking for 0.3 s."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(payload)
+        out = b""
+        s.settimeout(0.3)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                chunk = s.recv(65536)
+            except socket.timeout:
+                break
+            if not chunk:
+                break
+            out += chunk
+        return out
+
+
+class ConformanceDefects(unittest.TestCase):
+    def setUp(self):
+        self.server = keg("--appendfsync", "always")
+        self.r = redis.Redis(port=self.server.port, socket_timeout=10)
+
+    def tearDown(self):
+        self.r.close()
+        self.server.stop()
+
+    def assert_alive(self):
+        self.assertTrue(self.r.ping())
+        self.assertIsNone(self.server.proc.poll(), "keg-server exited")
+
+    def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
+        for offset in (9223372036854775807, 9223372036854775806, 536870912):
+            with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
+                self.r.setrange("k", offset, "A")
+        self.assert_alive()
+        self.assertEqual(self.r.exists("k"), 0)
+
+    def test_shutdown_and_save_inside_multi_abort_the_transaction(self):
+        for cmd in (b"SHUTDOWN", b"SAVE"):
+            reply = raw(self.server.port, b"MULTI\r\nSET a 1\r\n" + cmd + b"\r\nEXEC\r\nGET a\r\n")
+            self.assertEqual(reply, b"+OK\r\n+QUEUED\r\n-ERR Command not allowed inside a transaction\r\n"
+                                    b"-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n")
+        self.assert_alive()
+
+    def test_flushall_in_a_pipeline_deletes_the_write_before_it(self):
+        for flush in (b"FLUSHALL", b"FLUSHDB", b"FLUSHALL ASYNC"):
+            reply = raw(self.server.port, b"SET new 1\r\n" + flush + b"\r\nGET new\r\nSET after 2\r\nGET after\r\n")
+            self.assertEqual(reply, b"+OK\r\n+OK\r\n$-1\r\n+OK\r\n$1\r\n2\r\n")
+        # Inside MULTI too.
+        reply = raw(self.server.port, b"MULTI\r\nSET new 1\r\nFLUSHALL\r\nSET b 2\r\nEXEC\r\nGET new\r\nGET b\r\n")
+        self.assertEqual(reply, b"+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n*3\r\n+OK\r\n+OK\r\n+OK\r\n$-1\r\n$1\r\n2\r\n")
+        self.assertEqual(self.r.dbsize(), 1)  # b: the FLUSHALL in MULTI took "after" too
+
+    def test_slowlog_records_once_the_threshold_is_zero(self):
+        self.r.config_set("slowlog-log-slower-than", 0)
+        self.r.slowlog_reset()
+        self.r.set("x", "y")
+        entries = self.r.slowlog_get(10)
+        self.assertTrue(any(e["command"] == b"SET x y" for e in entries), entries)
+        self.r.config_set("slowlog-log-slower-than", -1)
+        self.r.slowlog_reset()
+        self.r.set("x", "y")
+        self.assertEqual(self.r.slowlog_len(), 0)
+
+    def test_exec_aborts_when_a_watched_key_expired(self):
+        reply = raw(self.server.port, b"SET w 1 PX 100\r\nWATCH w\r\n")
+        self.assertEqual(reply, b"+OK\r\n+OK\r\n")
+        with socket.create_connection(("127.0.0.1", self.server.port), timeout=5) as s:
+            s.sendall(b"SET w 1 PX 100\r\nWATCH w\r\n")
+            time.sleep(0.3)  # w expires while watched
+            s.sendall(b"MULTI\r\nINCR w\r\nEXEC\r\nGET w\r\n")
+            time.sleep(0.3)
+            reply = s.recv(4096)
+        self.assertEqual(reply, b"+OK\r\n+OK\r\n+OK\r\n+QUEUED\r\n*-1\r\n$-1\r\n")
+
+    def test_client_kill_with_an_unknown_type_is_an_error(self):
+        with self.assertRaisesRegex(redis.ResponseError, "Unknown client type 'wrong'"):
+            self.r.execute_command("CLIENT", "KILL", "TYPE", "wrong")
+        with self.assertRaisesRegex(redis.ResponseError, "No such user 'nobody'"):
+            self.r.execute_command("CLIENT", "KILL", "USER", "nobody")
+
+    def test_client_list_names_the_subcommand_and_the_query_buffer(self):
+        line = self.r.execute_command("CLIENT", "LIST").decode()
+        self.assertIn(" cmd=client|list ", line)
+        self.assertIn(" qbuf=26 ", line)
+
+    def test_error_replies_of_write_commands_are_counted(self):
+        self.r.config_resetstat()
+        self.r.set("s", "abc")
+        for _ in range(3):
+            with self.assertRaises(redis.ResponseError):
+                self.r.execute_command("INCR", "s")  # the error is written by the write's finisher
+        text = raw(self.server.port, b"INFO all\r\n").decode()
+        self.assertIn("total_error_replies:3\r\n", text)
+        self.assertIn("errorstat_ERR:count=3\r\n", text)
+        self.assertRegex(text, r"cmdstat_incr:calls=3,.*,rejected_calls=0,failed_calls=3\r\n")
+
+    def test_client_list_while_clients_come_and_go(self):
+        # CLIENT LIST reads every client's addresses; sessions being destroyed must not be read
+        # after their connection's members are gone (caught by the sanitizer builds).
+        stop = threading.Event()
+
+        def churn():
+            while not stop.is_set():
+                try:
+                    with socket.create_connection(("127.0.0.1", self.server.port), timeout=2) as s:
+                        s.sendall(b"PING\r\n")
+                        s.recv(16)
+                except OSError:
+                    pass
+
+        threads = [threading.Thread(target=churn) for _ in range(4)]
+        for t in threads:
+            t.start()
+        try:
+            deadline = time.time() + 3
+            while time.time() < deadline:
+                self.r.execute_command("CLIENT", "LIST")
+                self.r.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assert_alive()
+
+    def test_save_during_shutdown_does_not_hang(self):
+        # SAVE and SHUTDOWN from two clients at once: SAVE either completes or its connection is
+        # closed with the server; the server exits within the timeout either way.
+        other = redis.Redis(port=self.server.port, socket_timeout=10)
+        other.set("k", "v")
+        results = []
+
+        def save_loop():
+            try:
+                for _ in range(1000):
+                    other.save()
+            except (redis.ConnectionError, redis.ResponseError) as e:
+                results.append(e)
+
+        t = threading.Thread(target=save_loop)
+        t.start()
+        time.sleep(0.05)
+        try:
+            self.r.shutdown(nosave=True)
+        except redis.ConnectionError:
+            pass
+        self.server.proc.wait(timeout=20)
+        t.join(timeout=20)
+        self.assertFalse(t.is_alive())
+        self.assertEqual(self.server.proc.returncode, 0)
+
+
+class CorruptRecord(unittest.TestCase):
+    """A record that fails its checksum is reported, never served as nil or overwritten."""
+
+    def test_reads_and_updates_of_a_corrupt_value_fail(self):
+        server = keg("--appendfsync", "always")
+        try:
+            r = redis.Redis(port=server.port, socket_timeout=10)
+            r.set("c", "1234567890")
+            r.set("ok", "fine")
+            data_dir = os.path.join(server.dir, "data")
+            data = sorted(f for f in os.listdir(data_dir) if f.endswith(".data"))[-1]
+            path = os.path.join(data_dir, data)
+            with open(path, "r+b") as f:
+                blob = f.read()
+                at = blob.index(b"1234567890")
+                f.seek(at + 3)
+                f.write(b"X")
+            for call in (lambda: r.get("c"), lambda: r.incr("c"), lambda: r.append("c", "x"),
+                         lambda: r.strlen("c"), lambda: r.mget("ok", "c"), lambda: r.getdel("c"),
+                         lambda: r.set("c", "n", get=True)):
+                with self.assertRaisesRegex(redis.ResponseError, "Corruption.*at offset"):
+                    call()
+            self.assertIsNone(r.set("c", "nx", nx=True))  # it exists: NX writes nothing
+            self.assertEqual(r.get("ok"), b"fine")
+            self.assertEqual(r.delete("c"), 1)  # DEL repairs the key
+            self.assertIsNone(r.get("c"))
+            r.close()
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
