@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <deque>
 #include <fstream>
 #include <spdlog/spdlog.h>
 
@@ -719,6 +720,7 @@ struct NameHash {
 };
 struct Table {
   std::vector<Command> commands;
+  std::deque<CommandStats> stats;
   std::unordered_map<std::string, size_t, NameHash, std::equal_to<>> index;
   Table() {
     RegisterStringCommands(&commands);
@@ -728,9 +730,10 @@ struct Table {
     RegisterDebugCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
-      // Stats live as long as the process; every copy of a Command shares its parent's.
-      commands[i].stats = new CommandStats;
-      for (Command& sub : commands[i].subcommands) sub.stats = new CommandStats;
+      // Stats live as long as the table (a deque never moves its elements); every copy of a
+      // Command shares its parent's.
+      commands[i].stats = &stats.emplace_back();
+      for (Command& sub : commands[i].subcommands) sub.stats = &stats.emplace_back();
     }
   }
 };
