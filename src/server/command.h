@@ -115,6 +115,7 @@ void RegisterKeyCommands(std::vector<Command>* table);      // commands_key.cc
 void RegisterServerCommands(std::vector<Command>* table);   // commands_server.cc
 void RegisterConnectionCommands(std::vector<Command>* table);  // commands_connection.cc
 void RegisterDebugCommands(std::vector<Command>* table);       // commands_debug.cc
+void RegisterBitCommands(std::vector<Command>* table);         // commands_bit.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

@@ -728,6 +728,7 @@ struct Table {
     RegisterConnectionCommands(&commands);
     RegisterServerCommands(&commands);
     RegisterDebugCommands(&commands);
+    RegisterBitCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

@@ -31,7 +31,7 @@ DEFAULT_UNITS = [
     "unit/protocol", "unit/keyspace", "unit/scan", "unit/info-command", "unit/type/string",
     "unit/type/incr", "unit/expire", "unit/other", "unit/multi", "unit/quit",
     "unit/latency-monitor", "unit/slowlog", "unit/introspection", "unit/introspection-2",
-    "unit/querybuf", "unit/dump", "unit/bitops",
+    "unit/querybuf", "unit/dump", "unit/bitops", "unit/bitfield",
 ]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -146,8 +146,9 @@ def main():
     ap.add_argument("--units", default=" ".join(DEFAULT_UNITS))
     ap.add_argument("--against-redis", action="store_true", help="run against redis-server instead")
     ap.add_argument("--update", action="store_true",
-                    help="rewrite redis-passes.txt (with --against-redis) or print the failures "
-                         "to add to expected-failures.txt")
+                    help="rewrite the units' rows of redis-passes.txt (with --against-redis), or "
+                         "drop the tests keg now passes from expected-failures.txt and print the "
+                         "failures to add to it")
     ap.add_argument("--timeout", type=int, default=120, help="runtest's per-test watchdog (s)")
     ap.add_argument("--unit-timeout", type=int, default=900)
     ap.add_argument("--verbose", action="store_true", help="print each unit's runner output")
@@ -167,6 +168,7 @@ def main():
 
     problems = []
     new_failures = []
+    now_passing = set()
     collected = {}
     total_keg = total_redis = 0
     for unit in units:
@@ -199,6 +201,7 @@ def main():
             new_failures.append((unit, n))
         for n in unexpected_pass:
             problems.append(f"{unit}: unexpected pass (remove it from expected-failures.txt): {n}")
+            now_passing.add((unit, n))
         for n in stale:
             problems.append(f"{unit}: expected-failures.txt lists a test Redis does not pass here: {n}")
         if unexpected_fail and not args.verbose:
@@ -210,17 +213,29 @@ def main():
 
     if args.against_redis:
         if args.update:
+            # The units run are replaced; the others' rows stay.
+            rows = {u: names for u, names in redis_passes.items() if u not in collected}
+            rows.update({u: set(p) for u, p in collected.items()})
+            order = [u for u in DEFAULT_UNITS if u in rows] + sorted(u for u in rows if u not in DEFAULT_UNITS)
             with open(passes_path, "w", encoding="utf-8") as f:
                 f.write("# Tests redis-server 7.0.15 passes in external mode (--singledb, "
                         "enable-debug-command yes),\n# written by tools/redis-tests.sh "
                         "--against-redis --update. UNIT<TAB>TEST\n")
-                for unit in units:
-                    for name in sorted(set(collected[unit])):
+                for unit in order:
+                    for name in sorted(rows[unit]):
                         f.write(f"{unit}\t{name}\n")
             print(f"wrote {passes_path}")
         return 0
 
     print(f"redis-tests: keg passes {total_keg} of the {total_redis} tests Redis passes in these units")
+    if args.update and now_passing:
+        # Tests keg now passes leave the expectations file; everything else in it stays as written.
+        with open(expected_path, encoding="utf-8") as f:
+            lines = f.readlines()
+        kept = [l for l in lines if tuple(l.rstrip("\n").split("\t")[:2]) not in now_passing]
+        with open(expected_path, "w", encoding="utf-8") as f:
+            f.writelines(kept)
+        print(f"removed {len(lines) - len(kept)} tests keg now passes from {expected_path}")
     if args.update and new_failures:
         print("# lines for expected-failures.txt (give each a reason):")
         for unit, name in new_failures:

@@ -1,0 +1,83 @@
+// The command layer in process (tests/support/in_process.h): exact reply bytes for commands and
+// pipelines, without a socket or a server process. Each test gets a fresh store.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "support/in_process.h"
+
+namespace keg::testing {
+namespace {
+
+using namespace std::string_literals;
+
+class CommandTest : public ::testing::Test {
+ protected:
+  void SetUp() override { ASSERT_TRUE(server_.ok()) << server_.error(); }
+  std::string Run(std::vector<std::vector<std::string>> commands) { return client_->Run(commands); }
+
+  InProcessServer server_;
+  std::shared_ptr<InProcessClient> client_ = InProcessClient::Connect(server_);
+};
+
+TEST_F(CommandTest, PipelinedFlushallDeletesTheWriteBeforeIt) {
+  EXPECT_EQ(Run({{"SET", "new", "1"}, {"FLUSHALL"}, {"GET", "new"}}), "+OK\r\n+OK\r\n$-1\r\n");
+}
+
+TEST_F(CommandTest, NoMultiCommandsAbortTheTransaction) {
+  EXPECT_EQ(Run({{"MULTI"}, {"SET", "a", "1"}, {"SAVE"}, {"EXEC"}, {"GET", "a"}}),
+            "+OK\r\n+QUEUED\r\n-ERR Command not allowed inside a transaction\r\n"
+            "-EXECABORT Transaction discarded because of previous errors.\r\n$-1\r\n");
+  EXPECT_FALSE(server_.shutdown_requested());
+}
+
+TEST_F(CommandTest, HostileOffsetsAreRefused) {
+  EXPECT_EQ(Run({{"SETRANGE", "k", "9223372036854775807", "A"}}),
+            "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n");
+  EXPECT_EQ(Run({{"SETBIT", "k", "4294967296", "1"}}),
+            "-ERR bit offset is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({{"BITFIELD", "k", "SET", "u8", "#9223372036854775807", "1"}}),
+            "-ERR bit offset is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({{"BITCOUNT", "k", "-9223372036854775808", "9223372036854775807", "BIT"}}), ":0\r\n");
+  EXPECT_EQ(Run({{"EXISTS", "k"}}), ":0\r\n");
+}
+
+TEST_F(CommandTest, SetbitGrowsTheValueAndKeepsTheTtl) {
+  EXPECT_EQ(Run({{"SET", "k", "", "EX", "100"}, {"SETBIT", "k", "15", "1"}, {"GET", "k"},
+                 {"GETBIT", "k", "15"}, {"GETBIT", "k", "14"}, {"GETBIT", "k", "1000000"}}),
+            "+OK\r\n:0\r\n$2\r\n\x00\x01\r\n:1\r\n:0\r\n:0\r\n"s);
+  const std::string ttl = Run({{"TTL", "k"}});
+  EXPECT_TRUE(ttl == ":100\r\n" || ttl == ":99\r\n") << ttl;
+}
+
+TEST_F(CommandTest, BitfieldOverflowModes) {
+  // Redis's documented examples.
+  EXPECT_EQ(Run({{"BITFIELD", "mykey", "INCRBY", "i5", "100", "1", "GET", "u4", "0"}}),
+            "*2\r\n:1\r\n:0\r\n");
+  const std::vector<std::string> step = {"BITFIELD", "mykey", "INCRBY", "u2", "100", "1",
+                                         "OVERFLOW", "SAT", "INCRBY", "u2", "102", "1"};
+  EXPECT_EQ(Run({step, step, step, step, {"BITFIELD", "mykey", "OVERFLOW", "FAIL", "INCRBY", "u2", "102", "1"}}),
+            "*2\r\n:1\r\n:1\r\n*2\r\n:2\r\n:2\r\n*2\r\n:3\r\n:3\r\n*2\r\n:0\r\n:3\r\n*1\r\n$-1\r\n");
+  EXPECT_EQ(Run({{"BITFIELD_RO", "mykey", "SET", "u8", "0", "1"}}),
+            "-ERR BITFIELD_RO only supports the GET subcommand\r\n");
+  EXPECT_EQ(Run({{"BITFIELD", "k", "GET", "u64", "0"}}),
+            "-ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported "
+            "but i64 is.\r\n");
+}
+
+TEST_F(CommandTest, BitopSeesTheWritesBeforeItInThePipeline) {
+  EXPECT_EQ(Run({{"SET", "a", "\xff"}, {"SET", "b", "\x0f"}, {"BITOP", "AND", "dest", "a", "b"},
+                 {"GET", "dest"}, {"BITOP", "OR", "dest", "nokey"}, {"EXISTS", "dest"}}),
+            "+OK\r\n+OK\r\n:1\r\n$1\r\n\x0f\r\n:0\r\n:0\r\n"s);
+}
+
+TEST_F(CommandTest, BitposHonoursBitRanges) {
+  EXPECT_EQ(Run({{"SET", "k", "\x00\xff\x00"s}, {"BITPOS", "k", "1", "7", "15", "BIT"},
+                 {"BITPOS", "k", "0", "8", "15", "BIT"}, {"BITPOS", "k", "0", "1", "1"},
+                 {"BITPOS", "k", "1", "2"}, {"BITPOS", "nokey", "0"}}),
+            "+OK\r\n:8\r\n:-1\r\n:-1\r\n:-1\r\n:0\r\n");
+}
+
+}  // namespace
+}  // namespace keg::testing

@@ -1,0 +1,228 @@
+// libFuzzer target for the command layer: random command sequences through ClientSession and the
+// real store, in process (tests/support/in_process.h), under ASan/UBSan.
+//
+// The input is decoded with FuzzedDataProvider into up to 48 commands on two connections. A
+// command's name (and subcommand) comes from the live command table, so every command added later
+// is fuzzed without touching this file; its arguments come from a pool of a few keys, hostile
+// numbers (INT64 limits, 2^32, offsets near proto-max-bulk-len, NaN, inf), the option words the
+// commands take, and raw bytes. Commands are grouped into reads (pipelines) of random length.
+//
+// Oracles, beyond "no crash, no hang, no leak, no sanitizer report, the server never asked to
+// stop except by SHUTDOWN":
+//  1. Every reply is well-formed RESP2/RESP3, and a read of N commands gets exactly N replies (no
+//     command here suppresses or adds replies), unless the connection closed (QUIT, CLIENT KILL).
+//  2. After each input a fresh connection still gets PONG and a SET/GET round trip.
+// State: the server and its store live for the whole run; after each input the keyspace is
+// flushed and the configuration restored, so an input replays the same way alone.
+#include <fuzzer/FuzzedDataProvider.h>
+
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "server/command.h"
+#include "support/in_process.h"
+
+namespace {
+
+using keg::testing::InProcessClient;
+using keg::testing::InProcessServer;
+
+InProcessServer* g_server = nullptr;
+keg::server::Config* g_initial_config = nullptr;
+bool g_verbose = false;  // KEG_FUZZ_VERBOSE=1: print each command (to replay a finding)
+
+const char* const kKeys[] = {"k", "key", "{t}a", "{t}b", "x"};
+const char* const kNumbers[] = {
+    "0", "1", "-1", "2", "3", "10", "100", "-100", "1000000",
+    "9223372036854775807", "-9223372036854775808", "9223372036854775806", "-9223372036854775807",
+    "9223372036854775808", "4294967295", "4294967296", "2147483647", "-2147483648",
+    "536870911", "536870912", "4294967288", "1.5", "-0.5", "1e308", "-1e308", "inf", "-inf", "nan",
+    "+inf", "0x10", " 1", "1 ", "", "00", "-0", "1e", "17179869184", "922337203685477", "253402300800000"};
+const char* const kWords[] = {
+    "NX", "XX", "GT", "LT", "CH", "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "GET", "PERSIST",
+    "COUNT", "MATCH", "TYPE", "string", "*", "k*", "[a-", "\\", "LIMIT", "WITHSCORES", "BYTE",
+    "BIT", "AND", "OR", "XOR", "NOT", "INCRBY", "OVERFLOW", "WRAP", "SAT", "FAIL", "u8", "i64",
+    "u63", "i5", "#1", "SET", "LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN", "REPLACE", "DB",
+    "ABSTTL", "IDLETIME", "FREQ", "ON", "OFF", "SKIP", "WRITE", "ALL", "ID", "ADDR", "LADDR",
+    "USER", "SKIPME", "yes", "no", "MAXAGE", "normal", "master", "replica", "pubsub", "default",
+    "everything", "commandstats", "errorstats", "latencystats", "keyspace", "server",
+    "slowlog-log-slower-than", "maxmemory", "timeout", "appendfsync", "save", "dbfilename",
+    "proto-max-bulk-len", "latency-monitor-threshold", "hz", "loglevel", "notice", "ASYNC",
+    "SYNC", "RESET", "LEN", "HELP", "HISTORY", "LATEST", "DOCTOR", "GRAPH", "command", "NOSAVE",
+    "ABORT", "FORCE", "NOW", "SAMPLES", "USAGE", "STATS", "ENCODING", "REFCOUNT", "TIMEOUT",
+    "ERROR", "protover", "3", "2", "AUTH", "SETNAME", "127.0.0.1:1", "LIBRARYNAME", "WITHCODE"};
+
+std::string PickArg(FuzzedDataProvider& in) {
+  switch (in.ConsumeIntegralInRange<int>(0, 5)) {
+    case 0:
+    case 1:
+      return kKeys[in.ConsumeIntegralInRange<size_t>(0, std::size(kKeys) - 1)];
+    case 2:
+      return kNumbers[in.ConsumeIntegralInRange<size_t>(0, std::size(kNumbers) - 1)];
+    case 3:
+      return kWords[in.ConsumeIntegralInRange<size_t>(0, std::size(kWords) - 1)];
+    case 4:
+      return std::to_string(in.ConsumeIntegral<int64_t>());
+    default:
+      return in.ConsumeRandomLengthString(64);
+  }
+}
+
+// A command from the table (a subcommand for container commands), or now and then a made-up name.
+std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
+  const auto& table = keg::server::AllCommands();
+  std::vector<std::string> args;
+  if (in.ConsumeIntegralInRange<int>(0, 63) == 0) {
+    args.push_back(in.ConsumeRandomLengthString(16));
+  } else {
+    const keg::server::Command& cmd = table[in.ConsumeIntegralInRange<size_t>(0, table.size() - 1)];
+    args.emplace_back(cmd.name);
+    if (!cmd.subcommands.empty()) {
+      const auto& sub = cmd.subcommands[in.ConsumeIntegralInRange<size_t>(0, cmd.subcommands.size() - 1)];
+      const std::string_view full = sub.name;  // "parent|sub"
+      const size_t bar = full.find('|');
+      args.emplace_back(bar == std::string_view::npos ? full : full.substr(bar + 1));
+    }
+  }
+  const size_t extra = in.ConsumeIntegralInRange<size_t>(0, 6);
+  for (size_t i = 0; i < extra && in.remaining_bytes() > 0; ++i) args.push_back(PickArg(in));
+  return args;
+}
+
+// Skips one RESP2/RESP3 value at `pos`; false if `bytes` does not hold a well-formed one there.
+bool SkipValue(std::string_view bytes, size_t* pos, int depth = 0) {
+  if (depth > 64 || *pos >= bytes.size()) return false;
+  const char type = bytes[*pos];
+  const size_t eol = bytes.find("\r\n", *pos);
+  if (eol == std::string_view::npos) return false;
+  const std::string_view line = bytes.substr(*pos + 1, eol - *pos - 1);
+  *pos = eol + 2;
+  auto number = [&](int64_t* n) {
+    if (line.empty()) return false;
+    char* end = nullptr;
+    const std::string s(line);
+    *n = std::strtoll(s.c_str(), &end, 10);
+    return end == s.c_str() + s.size();
+  };
+  int64_t n = 0;
+  switch (type) {
+    case '+': case '-': case ':': case ',': case '#': case '(': case '_':
+      return line.find('\r') == std::string_view::npos && line.find('\n') == std::string_view::npos;
+    case '$': case '=': case '!':
+      if (!number(&n)) return false;
+      if (n == -1 && type == '$') return true;
+      if (n < 0 || bytes.size() - *pos < static_cast<size_t>(n) + 2) return false;
+      if (bytes.substr(*pos + static_cast<size_t>(n), 2) != "\r\n") return false;
+      *pos += static_cast<size_t>(n) + 2;
+      return true;
+    case '*': case '~': case '>': case '%': case '|':
+      if (!number(&n)) return false;
+      if (n == -1 && type == '*') return true;
+      if (n < 0) return false;
+      if (type == '%' || type == '|') n *= 2;
+      for (int64_t i = 0; i < n; ++i) {
+        if (!SkipValue(bytes, pos, depth + 1)) return false;
+      }
+      if (type == '|') return SkipValue(bytes, pos, depth + 1);  // the attribute precedes a value
+      return true;
+    default:
+      return false;
+  }
+}
+
+size_t CountReplies(std::string_view bytes) {
+  size_t pos = 0;
+  size_t count = 0;
+  while (pos < bytes.size()) {
+    const bool attribute = bytes[pos] == '|';
+    if (!SkipValue(bytes, &pos)) {
+      std::fprintf(stderr, "malformed reply at byte %zu of:\n%.*s\n", pos,
+                   static_cast<int>(std::min<size_t>(bytes.size(), 4000)), bytes.data());
+      std::abort();
+    }
+    if (!attribute) ++count;
+  }
+  return count;
+}
+
+void Reset() {
+  keg::server::ServerState& state = g_server->state();
+  g_server->clear_shutdown();
+  {
+    std::lock_guard lock(state.config_mu);
+    state.config = *g_initial_config;
+    state.ApplyConfigLocked();
+  }
+  spdlog::set_level(spdlog::level::off);  // SHUTDOWN and CONFIG SET loglevel are noise here
+  state.config_epoch.fetch_add(1);
+  auto admin = InProcessClient::Connect(*g_server);
+  const std::string r = admin->Run({{"FLUSHALL"}, {"PING"}, {"SET", "probe", "v"}, {"GET", "probe"},
+                                    {"DEL", "probe"}});
+  if (r != "+OK\r\n+PONG\r\n+OK\r\n$1\r\nv\r\n:1\r\n") {
+    std::fprintf(stderr, "the server no longer answers: %s\n", r.c_str());
+    std::abort();
+  }
+}
+
+}  // namespace
+
+extern "C" int LLVMFuzzerInitialize(int*, char***) {
+  // Quiet: the server logs warnings for some of what the fuzzer sends.
+  g_server = new InProcessServer();
+  if (!g_server->ok()) {
+    std::fprintf(stderr, "cannot start the in-process server: %s\n", g_server->error().c_str());
+    std::abort();
+  }
+  g_initial_config = new keg::server::Config(g_server->state().config);
+  g_verbose = std::getenv("KEG_FUZZ_VERBOSE") != nullptr;
+  spdlog::set_level(spdlog::level::off);
+  return 0;
+}
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  FuzzedDataProvider in(data, size);
+  std::shared_ptr<InProcessClient> clients[2] = {InProcessClient::Connect(*g_server),
+                                                 InProcessClient::Connect(*g_server)};
+  size_t commands = 0;
+  while (in.remaining_bytes() > 0 && commands < 48) {
+    const int which = in.ConsumeBool() ? 1 : 0;
+    std::vector<std::vector<std::string>> read;
+    const size_t n = in.ConsumeIntegralInRange<size_t>(1, 6);
+    for (size_t i = 0; i < n && in.remaining_bytes() > 0; ++i) {
+      read.push_back(PickCommand(in));
+      ++commands;
+    }
+    InProcessClient& c = *clients[which];
+    if (c.closed()) continue;
+    if (g_verbose) {
+      for (const auto& cmd : read) {
+        std::fprintf(stderr, "client %d:", which);
+        for (const auto& a : cmd) std::fprintf(stderr, " '%s'", a.c_str());
+        std::fprintf(stderr, "\n");
+      }
+    }
+    const std::string replies = c.Run(read);
+    const size_t got = CountReplies(replies);
+    if (c.hung() || (!c.closed() && got != read.size())) {
+      std::fprintf(stderr, "%zu commands got %zu replies%s:\n", read.size(), got,
+                   c.hung() ? " (hung)" : "");
+      for (const auto& cmd : read) {
+        for (const auto& a : cmd) std::fprintf(stderr, "%s ", a.c_str());
+        std::fprintf(stderr, "\n");
+      }
+      std::fprintf(stderr, "%s\n", replies.c_str());
+      std::abort();
+    }
+  }
+  clients[0].reset();
+  clients[1].reset();
+  Reset();
+  return 0;
+}
