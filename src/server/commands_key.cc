@@ -1,10 +1,12 @@
 // Keyspace commands: DEL, EXISTS, the EXPIRE and TTL families, TYPE, KEYS, SCAN, RANDOMKEY,
 // RENAME, DBSIZE, FLUSHDB / FLUSHALL.
+#include <climits>
 #include <memory>
 
 #include "resp/numbers.h"
 #include "server/command.h"
 #include "server/glob.h"
+#include "server/rdb.h"
 #include "server/session.h"
 #include "server/state.h"
 
@@ -15,6 +17,8 @@ using store::OpResult;
 using store::UpdateDecision;
 using store::ValueView;
 using Action = store::UpdateDecision::Action;
+
+int64_t MaxBulk(Ctx& c) { return c.server().proto_max_bulk_len.load(std::memory_order_relaxed); }
 
 void Del(Ctx& c) {
   for (size_t i = 1; i < c.argc(); ++i) c.batch().Delete(std::string(c.arg(i)));
@@ -229,6 +233,150 @@ void RenameWith(Ctx& c, bool nx) {
     }
   });
 }
+// COPY source destination [DB db] [REPLACE]: the value and its expiry, read and written at this
+// command's place in the batch. keg has one database (0), as redis-server with `databases 1`.
+void Copy(Ctx& c) {
+  bool replace = false;
+  for (size_t j = 3; j < c.argc(); ++j) {
+    const std::string opt = ToLower(c.arg(j));
+    if (opt == "replace") {
+      replace = true;
+    } else if (opt == "db" && j + 1 < c.argc()) {
+      int64_t db = 0;
+      if (!resp::ParseInt64(c.arg(++j), &db) || db < INT32_MIN || db > INT32_MAX) {
+        return c.Fail(std::string(err::kNotInteger));
+      }
+      if (db != 0) return c.Fail("DB index is out of range");
+    } else {
+      return c.Fail(std::string(err::kSyntax));
+    }
+  }
+  if (c.arg(1) == c.arg(2)) return c.Fail("source and destination objects are the same");
+  struct Copied {
+    bool found = false;
+    bool copied = false;
+    std::string value;
+    int64_t expire_at_ms = 0;
+  };
+  auto m = std::make_shared<Copied>();
+  c.batch().Update(std::string(c.arg(1)), [m](const ValueView* cur) {
+    if (cur != nullptr) {
+      m->found = true;
+      m->value.assign(cur->value);
+      m->expire_at_ms = cur->expire_at_ms;
+    }
+    return UpdateDecision{};
+  });
+  c.batch().Update(std::string(c.arg(2)), [m, replace](const ValueView* cur) {
+    UpdateDecision d;
+    if (!m->found || (cur != nullptr && !replace)) return d;
+    m->copied = true;
+    d.action = Action::kPut;
+    d.value = std::move(m->value);
+    d.expire_at_ms = m->expire_at_ms;
+    return d;
+  });
+  c.Then([m](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(m->copied ? 1 : 0); });
+}
+
+// DUMP key: the value in Redis's DUMP format (server/rdb.h), or nil.
+void Dump(Ctx& c) {
+  ValueView v;
+  const bool found = c.Lookup(c.arg(1), &v);
+  if (c.read_failed()) return c.ReplyReadError();
+  if (!found) return c.out().Null();
+  c.out().Bulk(rdb::DumpString(v.value));
+}
+
+// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], with Redis 7.0's checks in its
+// order: options, then (on the writer, at this command's place) BUSYKEY, then the TTL and the
+// payload. keg keeps no LRU/LFU data: IDLETIME and FREQ are checked and otherwise ignored.
+void Restore(Ctx& c) {
+  bool replace = false;
+  bool absttl = false;
+  bool idle = false;
+  bool freq = false;
+  for (size_t j = 4; j < c.argc(); ++j) {
+    const std::string opt = ToLower(c.arg(j));
+    const bool more = j + 1 < c.argc();
+    int64_t n = 0;
+    if (opt == "replace") {
+      replace = true;
+    } else if (opt == "absttl") {
+      absttl = true;
+    } else if (opt == "idletime" && more && !freq) {
+      if (!resp::ParseInt64(c.arg(++j), &n)) return c.Fail(std::string(err::kNotInteger));
+      if (n < 0) return c.Fail("Invalid IDLETIME value, must be >= 0");
+      idle = true;
+    } else if (opt == "freq" && more && !idle) {
+      if (!resp::ParseInt64(c.arg(++j), &n)) return c.Fail(std::string(err::kNotInteger));
+      if (n < 0 || n > 255) return c.Fail("Invalid FREQ value, must be >= 0 and <= 255");
+      freq = true;
+    } else {
+      return c.Fail(std::string(err::kSyntax));
+    }
+  }
+  // Errors that Redis gives only after BUSYKEY are decided here and replied from the writer.
+  std::string error;
+  int64_t ttl = 0;
+  std::string value;
+  if (!resp::ParseInt64(c.arg(2), &ttl)) {
+    error = err::kNotInteger;
+  } else if (ttl < 0) {
+    error = "Invalid TTL value, must be >= 0";
+  } else {
+    switch (rdb::LoadString(c.arg(3), static_cast<uint64_t>(MaxBulk(c)), &value)) {
+      case rdb::LoadResult::kOk:
+        break;
+      case rdb::LoadResult::kBadVersionOrChecksum:
+        error = "DUMP payload version or checksum are wrong";
+        break;
+      case rdb::LoadResult::kBadFormat:
+        error = "Bad data format";
+        break;
+      case rdb::LoadResult::kUnsupportedType:
+        error = "Bad data format: keg holds strings only (no lists, sets, hashes, sorted sets or streams yet)";
+        break;
+    }
+  }
+  int64_t at = 0;
+  if (error.empty() && ttl > 0) {
+    const int64_t now = store::NowMs();
+    if (!absttl && ttl > INT64_MAX - now) {
+      error = "invalid expire time in 'restore' command";  // now + ttl would overflow
+    } else {
+      at = absttl ? ttl : now + ttl;
+    }
+  }
+  struct Outcome {
+    std::string error;
+    bool busy = false;
+  };
+  auto o = std::make_shared<Outcome>();
+  o->error = std::move(error);
+  c.batch().Update(std::string(c.arg(1)), [o, replace, at, value = std::move(value)](const ValueView* cur) {
+    UpdateDecision d;
+    if (!replace && cur != nullptr) {
+      o->busy = true;
+      return d;
+    }
+    if (!o->error.empty()) return d;
+    if (at != 0 && at <= store::NowMs()) {  // already expired: the key goes (REPLACE), nothing is added
+      if (cur != nullptr) d.action = Action::kDelete;
+      return d;
+    }
+    d.action = Action::kPut;
+    d.value = value;
+    d.expire_at_ms = at;
+    return d;
+  });
+  c.Then([o](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (o->busy) return out.Error("BUSYKEY Target key name already exists.");
+    if (!o->error.empty()) return out.Error(o->error);
+    out.Ok();
+  });
+}
+
 void Rename(Ctx& c) { RenameWith(c, false); }
 void Renamenx(Ctx& c) { RenameWith(c, true); }
 
@@ -269,6 +417,9 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->push_back({"dbsize", 1, kR | kFast, 0, 0, 0, Dbsize, "@keyspace @read @fast"});
   t->push_back({"rename", 3, kW, 1, 2, 1, Rename, "@keyspace @write @slow"});
   t->push_back({"renamenx", 3, kW | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
+  t->push_back({"copy", -3, kW, 1, 2, 1, Copy, "@keyspace @write @slow"});
+  t->push_back({"dump", 2, kR, 1, 1, 1, Dump, "@keyspace @read @slow"});
+  t->push_back({"restore", -4, kW, 1, 1, 1, Restore, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushdb", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushall", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
 }

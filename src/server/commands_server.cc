@@ -117,11 +117,33 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
     Field(&s, "total_connections_received", st.counters.connections.load());
     Field(&s, "total_commands_processed", st.counters.commands.load());
     Field(&s, "rejected_connections", st.counters.rejected_connections.load());
+    // Features keg does not have yet (replication, eviction, pub/sub, fork, MIGRATE, defrag,
+    // tracking) report what Redis reports while they are idle.
+    Field(&s, "sync_full", 0);
+    Field(&s, "sync_partial_ok", 0);
+    Field(&s, "sync_partial_err", 0);
     Field(&s, "expired_keys", stats.expired_keys);
     Field(&s, "evicted_keys", 0);
+    Field(&s, "evicted_clients", 0);
     Field(&s, "keyspace_hits", st.counters.keyspace_hits.load());
     Field(&s, "keyspace_misses", st.counters.keyspace_misses.load());
+    Field(&s, "pubsub_channels", 0);
+    Field(&s, "pubsub_patterns", 0);
+    Field(&s, "pubsubshard_channels", 0);
+    Field(&s, "latest_fork_usec", 0);
+    Field(&s, "total_forks", 0);
+    Field(&s, "migrate_cached_sockets", 0);
+    Field(&s, "slave_expires_tracked_keys", 0);
+    Field(&s, "active_defrag_hits", 0);
+    Field(&s, "active_defrag_misses", 0);
+    Field(&s, "active_defrag_key_hits", 0);
+    Field(&s, "active_defrag_key_misses", 0);
+    Field(&s, "tracking_total_keys", 0);
+    Field(&s, "tracking_total_items", 0);
+    Field(&s, "tracking_total_prefixes", 0);
+    Field(&s, "unexpected_error_replies", 0);
     Field(&s, "total_error_replies", st.counters.error_replies.load());
+    Field(&s, "dump_payload_sanitizations", 0);
   }
   if (want("replication")) {
     begin("Replication");

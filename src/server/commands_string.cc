@@ -1,8 +1,11 @@
 // String commands: GET, SET and friends, counters, ranges, MGET / MSET.
+#include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <memory>
 #include <optional>
+#include <vector>
 
 #include "resp/numbers.h"
 #include "server/command.h"
@@ -422,6 +425,120 @@ void Msetnx(Ctx& c) {
   c.Then([any](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*any ? 0 : 1); });
 }
 
+
+// LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: Redis 7.0's dynamic programming table
+// (its size bounded by proto-max-bulk-len, as Redis), its reply shapes and its range order.
+void Lcs(Ctx& c) {
+  ValueView va;
+  ValueView vb;
+  const bool found_a = c.Lookup(c.arg(1), &va);
+  if (c.read_failed()) return c.ReplyReadError();
+  const bool found_b = c.Lookup(c.arg(2), &vb);
+  if (c.read_failed()) return c.ReplyReadError();
+  const std::string_view a = found_a ? va.value : std::string_view();
+  const std::string_view b = found_b ? vb.value : std::string_view();
+  bool getlen = false;
+  bool getidx = false;
+  bool withmatchlen = false;
+  int64_t minmatchlen = 0;
+  for (size_t j = 3; j < c.argc(); ++j) {
+    const std::string opt = ToLower(c.arg(j));
+    if (opt == "idx") {
+      getidx = true;
+    } else if (opt == "len") {
+      getlen = true;
+    } else if (opt == "withmatchlen") {
+      withmatchlen = true;
+    } else if (opt == "minmatchlen" && j + 1 < c.argc()) {
+      if (!resp::ParseInt64(c.arg(++j), &minmatchlen)) return c.Error(err::kNotInteger);
+      minmatchlen = std::max<int64_t>(minmatchlen, 0);
+    } else {
+      return c.Error(err::kSyntax);
+    }
+  }
+  if (getlen && getidx) return c.Error("If you want both the length and indexes, please just use IDX.");
+  if (a.size() >= UINT32_MAX - 1 || b.size() >= UINT32_MAX - 1) return c.Error("String too long for LCS");
+  const auto alen = static_cast<uint32_t>(a.size());
+  const auto blen = static_cast<uint32_t>(b.size());
+  // Both below 2^32: the product fits in 64 bits; compared with the limit before allocating.
+  const uint64_t cells = (uint64_t{alen} + 1) * (uint64_t{blen} + 1);
+  if (cells * sizeof(uint32_t) > static_cast<uint64_t>(MaxBulk(c))) {
+    return c.Error("Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len");
+  }
+  std::vector<uint32_t> table(static_cast<size_t>(cells), 0);
+  auto at = [&](uint32_t i, uint32_t j) -> uint32_t& {
+    return table[static_cast<size_t>(j) + static_cast<size_t>(i) * (blen + 1)];
+  };
+  for (uint32_t i = 1; i <= alen; ++i) {
+    for (uint32_t j = 1; j <= blen; ++j) {
+      at(i, j) = a[i - 1] == b[j - 1] ? at(i - 1, j - 1) + 1 : std::max(at(i - 1, j), at(i, j - 1));
+    }
+  }
+  const uint32_t total = at(alen, blen);
+  if (getlen) return c.out().Integer(total);
+  // Walk back from the end, collecting the string and the matching ranges (last ones first).
+  struct Range {
+    uint32_t a_start, a_end, b_start, b_end;
+  };
+  std::vector<Range> ranges;
+  std::string result(total, '\0');
+  uint32_t idx = total;
+  uint32_t a_start = alen;  // alen: no range open
+  uint32_t a_end = 0;
+  uint32_t b_start = 0;
+  uint32_t b_end = 0;
+  uint32_t i = alen;
+  uint32_t j = blen;
+  while (i > 0 && j > 0) {
+    bool emit = false;
+    if (a[i - 1] == b[j - 1]) {
+      result[idx - 1] = a[i - 1];
+      if (a_start == alen) {
+        a_start = a_end = i - 1;
+        b_start = b_end = j - 1;
+      } else if (a_start == i && b_start == j) {
+        --a_start;
+        --b_start;
+      } else {
+        emit = true;
+      }
+      if (a_start == 0 || b_start == 0) emit = true;
+      --idx;
+      --i;
+      --j;
+    } else {
+      if (at(i - 1, j) > at(i, j - 1)) {
+        --i;
+      } else {
+        --j;
+      }
+      if (a_start != alen) emit = true;
+    }
+    if (emit) {
+      const uint32_t len = a_end - a_start + 1;
+      if (minmatchlen == 0 || len >= minmatchlen) ranges.push_back({a_start, a_end, b_start, b_end});
+      a_start = alen;
+    }
+  }
+  if (!getidx) return c.out().Bulk(result);
+  resp::ReplyBuffer& out = c.out();
+  out.MapHeader(2);
+  out.Bulk("matches");
+  out.ArrayHeader(ranges.size());
+  for (const Range& r : ranges) {
+    out.ArrayHeader(withmatchlen ? 3 : 2);
+    out.ArrayHeader(2);
+    out.Integer(r.a_start);
+    out.Integer(r.a_end);
+    out.ArrayHeader(2);
+    out.Integer(r.b_start);
+    out.Integer(r.b_end);
+    if (withmatchlen) out.Integer(r.a_end - r.a_start + 1);
+  }
+  out.Bulk("len");
+  out.Integer(total);
+}
+
 }  // namespace
 
 void RegisterStringCommands(std::vector<Command>* t) {
@@ -448,6 +565,7 @@ void RegisterStringCommands(std::vector<Command>* t) {
   t->push_back({"setrange", 4, kW, 1, 1, 1, Setrange, "@write @string @slow"});
   t->push_back({"mset", -3, kW, 1, -1, 2, Mset, "@write @string @slow"});
   t->push_back({"msetnx", -3, kW, 1, -1, 2, Msetnx, "@write @string @slow"});
+  t->push_back({"lcs", -3, kR, 1, 2, 1, Lcs, "@read @string @slow"});
 }
 
 }  // namespace keg::server

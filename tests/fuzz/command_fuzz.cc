@@ -5,7 +5,7 @@
 // command's name (and subcommand) comes from the live command table, so every command added later
 // is fuzzed without touching this file; its arguments come from a pool of a few keys, hostile
 // numbers (INT64 limits, 2^32, offsets near proto-max-bulk-len, NaN, inf), the option words the
-// commands take, and raw bytes. Commands are grouped into reads (pipelines) of random length.
+// commands take, DUMP payloads with valid checksums (some with a damaged body), and raw bytes. Commands are grouped into reads (pipelines) of random length.
 //
 // Oracles, beyond "no crash, no hang, no leak, no sanitizer report, the server never asked to
 // stop except by SHUTDOWN":
@@ -27,6 +27,7 @@
 #include <spdlog/spdlog.h>
 
 #include "server/command.h"
+#include "server/rdb.h"
 #include "support/in_process.h"
 
 namespace {
@@ -60,7 +61,7 @@ const char* const kWords[] = {
     "ERROR", "protover", "3", "2", "AUTH", "SETNAME", "127.0.0.1:1", "LIBRARYNAME", "WITHCODE"};
 
 std::string PickArg(FuzzedDataProvider& in) {
-  switch (in.ConsumeIntegralInRange<int>(0, 5)) {
+  switch (in.ConsumeIntegralInRange<int>(0, 6)) {
     case 0:
     case 1:
       return kKeys[in.ConsumeIntegralInRange<size_t>(0, std::size(kKeys) - 1)];
@@ -70,6 +71,17 @@ std::string PickArg(FuzzedDataProvider& in) {
       return kWords[in.ConsumeIntegralInRange<size_t>(0, std::size(kWords) - 1)];
     case 4:
       return std::to_string(in.ConsumeIntegral<int64_t>());
+    case 5: {
+      // A DUMP payload with a valid checksum (the decoder is reached), its body perhaps damaged.
+      std::string p = keg::server::rdb::DumpString(in.ConsumeRandomLengthString(64));
+      if (in.ConsumeBool() && p.size() > 10) {
+        p[in.ConsumeIntegralInRange<size_t>(0, p.size() - 11)] = static_cast<char>(in.ConsumeIntegral<uint8_t>());
+        p.resize(p.size() - 8);
+        const uint64_t crc = keg::server::rdb::Crc64(0, p);
+        for (int i = 0; i < 8; ++i) p.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
+      }
+      return p;
+    }
     default:
       return in.ConsumeRandomLengthString(64);
   }

@@ -1,0 +1,244 @@
+#include "server/rdb.h"
+
+#include <lzf.h>
+
+#include <algorithm>
+#include <array>
+#include <charconv>
+#include <cstring>
+#include <limits>
+
+namespace keg::server::rdb {
+namespace {
+
+constexpr uint8_t kTypeString = 0;
+constexpr uint8_t kEncInt8 = 0xC0;   // RDB_ENCVAL << 6 | RDB_ENC_INT8
+constexpr uint8_t kEncInt16 = 0xC1;
+constexpr uint8_t kEncInt32 = 0xC2;
+constexpr uint8_t kEncLzf = 0xC3;
+
+// The table of the reflected Jones polynomial (0xad93d23594c935a9, bit-reversed).
+std::array<uint64_t, 256> MakeTable() {
+  constexpr uint64_t kPoly = 0xad93d23594c935a9ULL;
+  uint64_t reflected = 0;
+  for (int i = 0; i < 64; ++i) {
+    if (kPoly & (uint64_t{1} << i)) reflected |= uint64_t{1} << (63 - i);
+  }
+  std::array<uint64_t, 256> table{};
+  for (uint64_t n = 0; n < 256; ++n) {
+    uint64_t crc = n;
+    for (int k = 0; k < 8; ++k) crc = (crc & 1) ? (crc >> 1) ^ reflected : crc >> 1;
+    table[n] = crc;
+  }
+  return table;
+}
+
+void PutLength(std::string* out, uint64_t len) {
+  if (len < (1u << 6)) {
+    out->push_back(static_cast<char>(len));
+  } else if (len < (1u << 14)) {
+    out->push_back(static_cast<char>(0x40 | (len >> 8)));
+    out->push_back(static_cast<char>(len & 0xFF));
+  } else if (len <= std::numeric_limits<uint32_t>::max()) {
+    out->push_back(static_cast<char>(0x80));
+    for (int shift = 24; shift >= 0; shift -= 8) out->push_back(static_cast<char>((len >> shift) & 0xFF));
+  } else {
+    out->push_back(static_cast<char>(0x81));
+    for (int shift = 56; shift >= 0; shift -= 8) out->push_back(static_cast<char>((len >> shift) & 0xFF));
+  }
+}
+
+void PutLittleEndian(std::string* out, uint64_t v, int bytes) {
+  for (int i = 0; i < bytes; ++i) out->push_back(static_cast<char>((v >> (8 * i)) & 0xFF));
+}
+
+// Redis's rdbTryIntegerEncoding: only a string that is exactly the canonical form of an integer
+// that fits in 32 bits.
+bool PutInteger(std::string* out, std::string_view s) {
+  if (s.empty() || s.size() > 11) return false;
+  int64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return false;
+  char canonical[24];
+  const auto r = std::to_chars(canonical, canonical + sizeof(canonical), v);
+  if (std::string_view(canonical, static_cast<size_t>(r.ptr - canonical)) != s) return false;
+  if (v >= -(1 << 7) && v <= (1 << 7) - 1) {
+    out->push_back(static_cast<char>(kEncInt8));
+    PutLittleEndian(out, static_cast<uint64_t>(v), 1);
+  } else if (v >= -(1 << 15) && v <= (1 << 15) - 1) {
+    out->push_back(static_cast<char>(kEncInt16));
+    PutLittleEndian(out, static_cast<uint64_t>(v), 2);
+  } else if (v >= std::numeric_limits<int32_t>::min() && v <= std::numeric_limits<int32_t>::max()) {
+    out->push_back(static_cast<char>(kEncInt32));
+    PutLittleEndian(out, static_cast<uint64_t>(v), 4);
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Reads from a payload; every read is bounds-checked (the payload is a client's bytes).
+class Reader {
+ public:
+  explicit Reader(std::string_view bytes) : bytes_(bytes) {}
+  bool Byte(uint8_t* b) {
+    if (pos_ >= bytes_.size()) return false;
+    *b = static_cast<uint8_t>(bytes_[pos_++]);
+    return true;
+  }
+  bool Bytes(size_t n, std::string_view* out) {
+    if (n > bytes_.size() - pos_) return false;
+    *out = bytes_.substr(pos_, n);
+    pos_ += n;
+    return true;
+  }
+  // Redis's rdbLoadLen: a length, or (encoded) an encoding type.
+  bool Length(uint64_t* len, bool* encoded) {
+    uint8_t b = 0;
+    if (!Byte(&b)) return false;
+    *encoded = false;
+    switch (b >> 6) {
+      case 3:
+        *encoded = true;
+        *len = b & 0x3F;
+        return true;
+      case 0:
+        *len = b & 0x3F;
+        return true;
+      case 1: {
+        uint8_t b2 = 0;
+        if (!Byte(&b2)) return false;
+        *len = (uint64_t{b & 0x3Fu} << 8) | b2;
+        return true;
+      }
+      default: {
+        int n = b == 0x80 ? 4 : b == 0x81 ? 8 : 0;
+        if (n == 0) return false;
+        std::string_view raw;
+        if (!Bytes(static_cast<size_t>(n), &raw)) return false;
+        uint64_t v = 0;
+        for (char c : raw) v = (v << 8) | static_cast<uint8_t>(c);
+        *len = v;
+        return true;
+      }
+    }
+  }
+
+ private:
+  std::string_view bytes_;
+  size_t pos_ = 0;
+};
+
+bool LoadStringObject(Reader& in, uint64_t max_len, std::string* value) {
+  uint64_t len = 0;
+  bool encoded = false;
+  if (!in.Length(&len, &encoded)) return false;
+  if (encoded) {
+    std::string_view raw;
+    int64_t v = 0;
+    switch (len) {
+      case 0:  // RDB_ENC_INT8
+        if (!in.Bytes(1, &raw)) return false;
+        v = static_cast<int8_t>(raw[0]);
+        break;
+      case 1:  // RDB_ENC_INT16
+        if (!in.Bytes(2, &raw)) return false;
+        v = static_cast<int16_t>(static_cast<uint16_t>(static_cast<uint8_t>(raw[0]) |
+                                                       (static_cast<uint8_t>(raw[1]) << 8)));
+        break;
+      case 2: {  // RDB_ENC_INT32
+        if (!in.Bytes(4, &raw)) return false;
+        uint32_t u = 0;
+        for (int i = 3; i >= 0; --i) u = (u << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
+        v = static_cast<int32_t>(u);
+        break;
+      }
+      case 3: {  // RDB_ENC_LZF: compressed length, plain length, data
+        uint64_t clen = 0;
+        uint64_t plain = 0;
+        bool e1 = false;
+        bool e2 = false;
+        if (!in.Length(&clen, &e1) || !in.Length(&plain, &e2) || e1 || e2) return false;
+        // The plain length is a client's claim: bounded before allocating.
+        if (plain == 0 || plain > max_len || plain > std::numeric_limits<uint32_t>::max() ||
+            clen > std::numeric_limits<uint32_t>::max()) {
+          return false;
+        }
+        std::string_view compressed;
+        if (!in.Bytes(static_cast<size_t>(clen), &compressed)) return false;
+        value->resize(static_cast<size_t>(plain));
+        const unsigned int n = lzf_decompress(compressed.data(), static_cast<unsigned int>(clen),
+                                              value->data(), static_cast<unsigned int>(plain));
+        return n == plain;
+      }
+      default:
+        return false;
+    }
+    *value = std::to_string(v);
+    return true;
+  }
+  std::string_view raw;
+  if (!in.Bytes(static_cast<size_t>(std::min<uint64_t>(len, std::numeric_limits<size_t>::max())), &raw)) {
+    return false;
+  }
+  value->assign(raw);
+  return true;
+}
+
+}  // namespace
+
+uint64_t Crc64(uint64_t crc, std::string_view bytes) {
+  static const std::array<uint64_t, 256> table = MakeTable();
+  for (char c : bytes) crc = table[(crc ^ static_cast<uint8_t>(c)) & 0xFF] ^ (crc >> 8);
+  return crc;
+}
+
+std::string DumpString(std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 32);
+  out.push_back(static_cast<char>(kTypeString));
+  bool done = value.size() <= 11 && PutInteger(&out, value);
+  if (!done && value.size() > 20) {
+    // As rdbSaveLzfStringObject: only when the compressed form is at least 4 bytes shorter.
+    std::string compressed(value.size() - 4, '\0');
+    const unsigned int n = value.size() - 4 > std::numeric_limits<unsigned int>::max()
+                               ? 0
+                               : lzf_compress(value.data(), static_cast<unsigned int>(value.size()),
+                                              compressed.data(), static_cast<unsigned int>(value.size() - 4));
+    if (n > 0) {
+      out.push_back(static_cast<char>(kEncLzf));
+      PutLength(&out, n);
+      PutLength(&out, value.size());
+      out.append(compressed.data(), n);
+      done = true;
+    }
+  }
+  if (!done) {
+    PutLength(&out, value.size());
+    out.append(value);
+  }
+  PutLittleEndian(&out, kVersion, 2);
+  PutLittleEndian(&out, Crc64(0, out), 8);
+  return out;
+}
+
+LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value) {
+  if (payload.size() < 10) return LoadResult::kBadVersionOrChecksum;
+  const std::string_view footer = payload.substr(payload.size() - 10);
+  const uint16_t version = static_cast<uint16_t>(static_cast<uint8_t>(footer[0]) |
+                                                 (static_cast<uint8_t>(footer[1]) << 8));
+  if (version > kVersion) return LoadResult::kBadVersionOrChecksum;
+  uint64_t crc = 0;
+  for (int i = 7; i >= 0; --i) crc = (crc << 8) | static_cast<uint8_t>(footer[2 + static_cast<size_t>(i)]);
+  if (Crc64(0, payload.substr(0, payload.size() - 8)) != crc) return LoadResult::kBadVersionOrChecksum;
+  Reader in(payload.substr(0, payload.size() - 10));
+  uint8_t type = 0;
+  if (!in.Byte(&type)) return LoadResult::kBadFormat;
+  if (type != kTypeString) {
+    const bool object_type = type <= 7 || (type >= 9 && type <= 21);
+    return object_type ? LoadResult::kUnsupportedType : LoadResult::kBadFormat;
+  }
+  return LoadStringObject(in, max_len, value) ? LoadResult::kOk : LoadResult::kBadFormat;
+}
+
+}  // namespace keg::server::rdb

@@ -1,0 +1,33 @@
+// Redis's RDB serialization of one value, as DUMP and RESTORE exchange it: the value's RDB encoding
+// (type byte, then the object), the RDB version (2 bytes, little endian) and a CRC64 (Jones
+// polynomial, as Redis's crc64.c, 8 bytes little endian) of everything before it.
+//
+// keg holds strings only (until the data-type issues), so strings are what it writes and reads;
+// a payload of another type is refused as Redis refuses a payload it cannot load. Thread: any
+// (pure functions).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace keg::server::rdb {
+
+/// The RDB version Redis 7.0 writes (RDB_VERSION); RESTORE accepts payloads up to it.
+inline constexpr uint16_t kVersion = 10;
+
+/// CRC64 (Jones, reflected, as Redis's crc64(0, ...)): crc64 of "123456789" is 0xe9c6d914c4b8d9ca.
+uint64_t Crc64(uint64_t crc, std::string_view bytes);
+
+/// DUMP of a string value: byte for byte what redis-server 7.0 (rdbcompression yes) writes —
+/// integers in their compact encodings, values over 20 bytes LZF-compressed when that saves space.
+std::string DumpString(std::string_view value);
+
+enum class LoadResult { kOk, kBadVersionOrChecksum, kBadFormat, kUnsupportedType };
+
+/// Checks a DUMP payload's version and checksum (Redis's verifyDumpPayload) and decodes it. On
+/// kOk, *value holds the string. kUnsupportedType: a valid RDB type keg has no type for yet. A
+/// value longer than `max_len` (proto-max-bulk-len) is kBadFormat, checked before allocating.
+LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value);
+
+}  // namespace keg::server::rdb

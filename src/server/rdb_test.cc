@@ -1,0 +1,63 @@
+#include "server/rdb.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+
+namespace keg::server::rdb {
+namespace {
+
+// Replaces the CRC of `payload` with the right one, so a test reaches the decoder.
+std::string Reseal(std::string payload) {
+  payload.resize(payload.size() - 8);
+  const uint64_t crc = Crc64(0, payload);
+  for (int i = 0; i < 8; ++i) payload.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
+  return payload;
+}
+
+TEST(Rdb, Crc64IsRedisJones) { EXPECT_EQ(Crc64(0, "123456789"), 0xe9c6d914c4b8d9caULL); }
+
+TEST(Rdb, DumpMatchesRedisEncodings) {
+  // Bytes from redis-server 7.0.15: DUMP of "1", of "hello", of "12345678901" (too big for int32).
+  EXPECT_EQ(DumpString("1").substr(0, 3), std::string("\x00\xc0\x01", 3));
+  EXPECT_EQ(DumpString("hello").substr(0, 6), std::string("\x00\x05hello", 7).substr(0, 6));
+  EXPECT_EQ(DumpString("12345678901")[1], '\x0b');  // raw, length 11
+  EXPECT_EQ(DumpString(std::string(100, 'a'))[1], '\xc3');  // LZF
+}
+
+TEST(Rdb, RoundTrips) {
+  for (const std::string& v : {std::string(), std::string("0"), std::string("-129"), std::string("007"),
+                              std::string("2147483648"), std::string(100, 'a'), std::string(70000, 'x'),
+                              std::string("\x00\xff\r\n", 4)}) {
+    std::string out;
+    ASSERT_EQ(LoadString(DumpString(v), 1 << 20, &out), LoadResult::kOk) << v;
+    EXPECT_EQ(out, v);
+  }
+}
+
+TEST(Rdb, RefusesBadPayloads) {
+  std::string out;
+  EXPECT_EQ(LoadString("short", 1 << 20, &out), LoadResult::kBadVersionOrChecksum);
+  std::string p = DumpString("hello");
+  p[3] ^= 1;  // body changed, CRC not
+  EXPECT_EQ(LoadString(p, 1 << 20, &out), LoadResult::kBadVersionOrChecksum);
+  EXPECT_EQ(LoadString(Reseal(p), 1 << 20, &out), LoadResult::kOk);  // a valid payload again
+  std::string future = DumpString("x");
+  future[future.size() - 10] = 11;  // RDB version 11
+  EXPECT_EQ(LoadString(Reseal(future), 1 << 20, &out), LoadResult::kBadVersionOrChecksum);
+  // A length past the end, an LZF block claiming 4 GB, an unknown encoding, a list.
+  EXPECT_EQ(LoadString(Reseal(std::string("\x00\x3f" "abc" "\x0a\x00" "12345678", 15)), 1 << 20, &out),
+            LoadResult::kBadFormat);
+  EXPECT_EQ(LoadString(Reseal(std::string("\x00\xc3\x02\x80\xff\xff\xff\xff" "ab" "\x0a\x00" "12345678", 20)),
+                       1 << 20, &out),
+            LoadResult::kBadFormat);
+  EXPECT_EQ(LoadString(Reseal(std::string("\x00\xc5" "\x0a\x00" "12345678", 12)), 1 << 20, &out),
+            LoadResult::kBadFormat);
+  EXPECT_EQ(LoadString(Reseal(std::string("\x12\x01" "\x0a\x00" "12345678", 12)), 1 << 20, &out),
+            LoadResult::kUnsupportedType);
+  // Longer than the limit.
+  EXPECT_EQ(LoadString(DumpString(std::string(5000, 'a')), 1000, &out), LoadResult::kBadFormat);
+}
+
+}  // namespace
+}  // namespace keg::server::rdb
