@@ -14,6 +14,7 @@ namespace keg::net {
 namespace {
 
 constexpr size_t kInitialReadBuffer = 16 * 1024;
+constexpr int64_t kReleaseIdleMs = 2000;  // an idle connection's query buffer is freed after this
 constexpr size_t kMinReadRoom = 4 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;    // Redis's PROTO_IOBUF_LEN
 constexpr size_t kBigArgument = 32 * 1024;  // Redis's PROTO_MBULK_BIG_ARG
@@ -94,6 +95,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     session_ = std::move(session);
     buf_.reset(new char[kInitialReadBuffer]);  // not zeroed: only the pages used become resident
     cap_ = kInitialReadBuffer;
+    qfree_.store(cap_, std::memory_order_relaxed);
     last_active_ms_ = SteadyMs();
     worker_->connections.push_back(weak_from_this());
     registration_ = std::prev(worker_->connections.end());
@@ -131,6 +133,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   const std::string& local() const override { return local_; }
   int fd() const override { return fd_; }
   size_t query_buffer_bytes() const override { return qbuf_.load(std::memory_order_relaxed); }
+  size_t query_buffer_free() const override { return qfree_.load(std::memory_order_relaxed); }
 
   // Once a second on the I/O thread: idle timeout and the soft output limit.
   void Tick(int64_t now_ms) {
@@ -141,6 +144,15 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       spdlog::debug("closing idle client {}", peer_);
       Shutdown();
       return;
+    }
+    // An idle connection gives its query buffer back (as Redis after 2 s): thousands of idle
+    // clients do not hold 16 KiB each. The next read allocates a new one.
+    if (cap_ > 0 && begin_ == end_ && !waiting_ && !pumping_ && now_ms - last_active_ms_ > kReleaseIdleMs) {
+      buf_.reset();
+      cap_ = 0;
+      begin_ = end_ = 0;
+      qbuf_.store(0, std::memory_order_relaxed);
+      qfree_.store(0, std::memory_order_relaxed);
     }
     CheckOutputLimits();
   }
@@ -181,7 +193,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     }
     if (begin_ == end_) {
       begin_ = end_ = 0;
-      if (cap_ > 4 * kInitialReadBuffer) {  // give back a buffer grown for a large argument
+      if (cap_ == 0 || cap_ > 4 * kInitialReadBuffer) {  // released when idle, or grown for a large argument
         buf_.reset(new char[kInitialReadBuffer]);  // not zeroed: only the pages used become resident
         cap_ = kInitialReadBuffer;
       }
@@ -288,6 +300,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
         const resp::ParseResult r =
             parser_.Parse(std::span<char>(buf_.get() + begin_, end_ - begin_));
         qbuf_.store(end_ - begin_, std::memory_order_relaxed);
+        qfree_.store(cap_ - (end_ - begin_), std::memory_order_relaxed);  // consumed bytes are reused
         begin_ += r.consumed;
         if (r.status == resp::ParseStatus::kNeedMore) {
           outcome = session_->EndOfInput();
@@ -433,7 +446,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   std::string peer_;   // set at construction, then read-only (any thread)
   std::string local_;  // likewise
   int fd_ = -1;        // likewise (CLIENT LIST)
-  std::atomic<size_t> qbuf_{0};  // query_buffer_bytes()
+  std::atomic<size_t> qbuf_{0};   // query_buffer_bytes()
+  std::atomic<size_t> qfree_{0};  // query_buffer_free()
 };
 
 class ServerImpl {

@@ -46,6 +46,9 @@ class Link {
   virtual int fd() const = 0;
   /// Bytes in the query buffer from the command being run on (CLIENT LIST `qbuf=`). Any thread.
   virtual size_t query_buffer_bytes() const = 0;
+  /// Room left in the query buffer (CLIENT LIST `qbuf-free=`; 0 once an idle connection's buffer
+  /// was released). Any thread.
+  virtual size_t query_buffer_free() const = 0;
 };
 
 /// How a session answers one command.

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <span>
 #include <string>
 #include <string_view>
@@ -33,6 +34,7 @@ enum CommandFlag : uint32_t {
   kNoMulti = 1 << 5,   ///< refused inside MULTI (Redis's no-multi: SAVE, SHUTDOWN, ...)
   kMultiControl = 1 << 6,  ///< runs at once inside MULTI instead of being queued (MULTI, EXEC,
                            ///< DISCARD, WATCH, QUIT, RESET, as Redis's processCommand)
+  kNoTouch = 1 << 7,   ///< reads its keys without updating their access time (TTL, TYPE, OBJECT)
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 
@@ -128,6 +130,13 @@ inline constexpr std::string_view kTooBig = "string exceeds maximum allowed size
 }  // namespace err
 
 std::string WrongArity(std::string_view name);
+/// "unknown subcommand or wrong number of arguments for '<sub>'. Try <CMD> HELP."
+std::string SubcommandSyntaxError(Ctx& c);
+/// A HELP reply in Redis's layout: "<CMD> <subcommand> ...", the lines, then HELP's own.
+void Help(Ctx& c, std::initializer_list<std::string_view> lines);
+/// The argument positions of the keys of `cmd` (a subcommand counts from the parent's name) for
+/// `argc` arguments, from its first/last/step. False when the command takes no keys.
+bool KeyPositions(const Command& cmd, size_t argc, std::vector<size_t>* out);
 std::string ToLower(std::string_view s);
 std::string ToUpper(std::string_view s);
 /// Redis's encoding of a string value: "int", "embstr" (<= 44 bytes) or "raw".

@@ -177,7 +177,20 @@ void Randomkey(Ctx& c) {
   }
 }
 
-void Dbsize(Ctx& c) { c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys)); }
+// DBSIZE: counted on the writer, after this connection's writes and the lazy expiries of its
+// reads (Redis's DBSIZE sees both). Inside EXEC, at the transaction's end.
+void Dbsize(Ctx& c) {
+  if (c.client().in_exec()) return c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys));
+  ClientSession* client = &c.client();
+  std::shared_ptr<net::Link> keep = client->link().Self();
+  client->Suspend();
+  c.server().store->KeyCountAsync([client, keep](uint64_t keys) {
+    keep->Post([client, keys] {
+      client->link().out().Integer(static_cast<int64_t>(keys));
+      client->Finish();
+    });
+  });
+}
 
 // RENAME / RENAMENX: one batch, so the move is atomic. The source's value and expiry are captured by
 // the op that deletes it and written by the op after it.
@@ -377,6 +390,56 @@ void Restore(Ctx& c) {
   });
 }
 
+// TOUCH key...: how many exist; their access time is now (RunHandler touches every key).
+void Touch(Ctx& c) {
+  int64_t n = 0;
+  for (size_t i = 1; i < c.argc(); ++i) {
+    ValueView v;
+    if (c.Lookup(c.arg(i), &v)) ++n;
+    if (c.read_failed()) return c.ReplyReadError();
+  }
+  c.out().Integer(n);
+}
+
+// OBJECT ENCODING|REFCOUNT|IDLETIME|FREQ key, OBJECT HELP. keg stores bytes, not Redis objects: the
+// answers are those Redis gives for the same string value (its encoding by content, the shared
+// integers 0..9999 with their INT_MAX refcount), the idle time from the access clock, and FREQ's
+// error for a server without an LFU maxmemory policy (keg has no eviction).
+void Object(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"ENCODING <key>", "    Return the kind of internal representation used in order to store the value",
+                    "    associated with a <key>.",
+                    "FREQ <key>",
+                    "    Return the access frequency index of the <key>. The returned integer is",
+                    "    proportional to the logarithm of the recent access frequency of the key.",
+                    "IDLETIME <key>",
+                    "    Return the idle time of the <key>, that is the approximated number of",
+                    "    seconds elapsed since the last access to the key.",
+                    "REFCOUNT <key>",
+                    "    Return the number of references of the value associated with the specified",
+                    "    <key>."});
+  }
+  if (c.argc() != 3 || (sub != "encoding" && sub != "refcount" && sub != "idletime" && sub != "freq")) {
+    return c.Error(SubcommandSyntaxError(c));
+  }
+  ValueView v;
+  const bool found = c.Lookup(c.arg(2), &v);
+  if (c.read_failed()) return c.ReplyReadError();
+  if (!found) return c.out().Null();
+  if (sub == "encoding") return c.out().Bulk(StringEncoding(v.value));
+  if (sub == "refcount") {
+    int64_t n = 0;
+    const bool shared = StringEncoding(v.value) == "int" && resp::ParseInt64(v.value, &n) && n >= 0 && n < 10000;
+    return c.out().Integer(shared ? INT32_MAX : 1);
+  }
+  if (sub == "idletime") {
+    return c.out().Integer(c.server().access.IdleSeconds(c.arg(2), store::NowMs(), c.server().start_ms));
+  }
+  c.Error("An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when "
+          "switching between policies at runtime LRU and LFU data will take some time to adjust.");
+}
+
 void Rename(Ctx& c) { RenameWith(c, false); }
 void Renamenx(Ctx& c) { RenameWith(c, true); }
 
@@ -400,12 +463,12 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   constexpr uint32_t kR = kReadOnly;
   t->push_back({"del", -2, kW, 1, -1, 1, Del, "@keyspace @write @slow"});
   t->push_back({"unlink", -2, kW | kFast, 1, -1, 1, Del, "@keyspace @write @fast"});
-  t->push_back({"exists", -2, kR | kFast, 1, -1, 1, Exists, "@keyspace @read @fast"});
-  t->push_back({"type", 2, kR | kFast, 1, 1, 1, Type, "@keyspace @read @fast"});
-  t->push_back({"ttl", 2, kR | kFast, 1, 1, 1, Ttl, "@keyspace @read @fast"});
-  t->push_back({"pttl", 2, kR | kFast, 1, 1, 1, Pttl, "@keyspace @read @fast"});
-  t->push_back({"expiretime", 2, kR | kFast, 1, 1, 1, Expiretime, "@keyspace @read @fast"});
-  t->push_back({"pexpiretime", 2, kR | kFast, 1, 1, 1, Pexpiretime, "@keyspace @read @fast"});
+  t->push_back({"exists", -2, kR | kFast | kNoTouch, 1, -1, 1, Exists, "@keyspace @read @fast"});
+  t->push_back({"type", 2, kR | kFast | kNoTouch, 1, 1, 1, Type, "@keyspace @read @fast"});
+  t->push_back({"ttl", 2, kR | kFast | kNoTouch, 1, 1, 1, Ttl, "@keyspace @read @fast"});
+  t->push_back({"pttl", 2, kR | kFast | kNoTouch, 1, 1, 1, Pttl, "@keyspace @read @fast"});
+  t->push_back({"expiretime", 2, kR | kFast | kNoTouch, 1, 1, 1, Expiretime, "@keyspace @read @fast"});
+  t->push_back({"pexpiretime", 2, kR | kFast | kNoTouch, 1, 1, 1, Pexpiretime, "@keyspace @read @fast"});
   t->push_back({"expire", -3, kW | kFast, 1, 1, 1, Expire, "@keyspace @write @fast"});
   t->push_back({"pexpire", -3, kW | kFast, 1, 1, 1, Pexpire, "@keyspace @write @fast"});
   t->push_back({"expireat", -3, kW | kFast, 1, 1, 1, Expireat, "@keyspace @write @fast"});
@@ -419,6 +482,13 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->push_back({"renamenx", 3, kW | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
   t->push_back({"copy", -3, kW, 1, 2, 1, Copy, "@keyspace @write @slow"});
   t->push_back({"dump", 2, kR, 1, 1, 1, Dump, "@keyspace @read @slow"});
+  t->push_back({"touch", -2, kR | kFast, 1, -1, 1, Touch, "@keyspace @read @fast"});
+  t->push_back({"object", -2, kR | kNoTouch, 0, 0, 0, Object, "@keyspace @read @slow",
+                {{"encoding", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""},
+                 {"freq", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""},
+                 {"help", 2, kR | kNoTouch, 0, 0, 0, nullptr, ""},
+                 {"idletime", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""},
+                 {"refcount", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""}}});
   t->push_back({"restore", -4, kW, 1, 1, 1, Restore, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushdb", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushall", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});

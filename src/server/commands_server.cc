@@ -18,6 +18,20 @@
 #include "server/version.h"
 
 namespace keg::server {
+
+std::string SubcommandSyntaxError(Ctx& c) {
+  return "unknown subcommand or wrong number of arguments for '" +
+         std::string(c.arg(1)).substr(0, 128) + "'. Try " + ToUpper(c.arg(0)) + " HELP.";
+}
+
+void Help(Ctx& c, std::initializer_list<std::string_view> lines) {
+  c.out().ArrayHeader(lines.size() + 3);
+  c.out().SimpleString(ToUpper(c.arg(0)) + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
+  for (std::string_view l : lines) c.out().SimpleString(l);
+  c.out().SimpleString("HELP");
+  c.out().SimpleString("    Print this help.");
+}
+
 namespace {
 
 int64_t RssBytes() {
@@ -372,6 +386,96 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   }
 }
 
+// COMMAND LIST [FILTERBY MODULE name | ACLCAT category | PATTERN glob]: every command and
+// subcommand ("config|get") that passes the filter. keg has no modules: MODULE matches nothing.
+void CommandList(Ctx& c) {
+  std::string type;
+  std::string arg;
+  for (size_t i = 2; i < c.argc(); ++i) {
+    if (EqualsIgnoreCase(c.arg(i), "filterby") && c.argc() - 1 - i == 2) {
+      type = ToLower(c.arg(i + 1));
+      if (type != "module" && type != "aclcat" && type != "pattern") return c.Error(err::kSyntax);
+      arg = std::string(c.arg(i + 2));
+      i += 2;
+    } else {
+      return c.Error(err::kSyntax);
+    }
+  }
+  auto passes = [&](const Command& cmd, std::string_view full_name, std::string_view categories) {
+    if (type.empty()) return true;
+    if (type == "module") return false;
+    if (type == "pattern") return GlobMatch(arg, full_name, /*nocase=*/true);
+    // ACLCAT: the category word among the command's "@read @string ..." (Redis's known names only).
+    const std::string want = "@" + ToLower(arg);
+    std::string_view cats = categories;
+    (void)cmd;
+    while (!cats.empty()) {
+      const size_t sp = cats.find(' ');
+      if (cats.substr(0, sp) == want) return true;
+      if (sp == std::string_view::npos) break;
+      cats.remove_prefix(sp + 1);
+    }
+    return false;
+  };
+  std::vector<std::string> names;
+  for (const Command& cmd : AllCommands()) {
+    if (passes(cmd, cmd.name, cmd.acl_categories)) names.emplace_back(cmd.name);
+    for (const Command& sub : cmd.subcommands) {
+      const std::string full = std::string(cmd.name) + "|" + std::string(sub.name);
+      if (passes(sub, full, cmd.acl_categories)) names.push_back(full);
+    }
+  }
+  c.out().ArrayHeader(names.size());
+  for (const std::string& n : names) c.out().Bulk(n);
+}
+
+// COMMAND GETKEYS / GETKEYSANDFLAGS command arg...: the keys of a command line, from its key range,
+// with Redis's errors. Flags (GETKEYSANDFLAGS) follow Redis's for keg's commands: RO access for
+// reads, RW for read-modify-writes, OW update for plain overwrites, RM delete for deletes.
+void CommandGetkeys(Ctx& c) {
+  const bool with_flags = EqualsIgnoreCase(c.arg(1), "getkeysandflags");
+  const std::span<const std::string_view> line = c.args().subspan(2);
+  const Command* cmd = FindCommand(line[0]);
+  if (cmd != nullptr && !cmd->subcommands.empty() && line.size() >= 2) {
+    if (const Command* sub = FindSubcommand(*cmd, line[1])) cmd = sub;
+  }
+  if (cmd == nullptr) return c.Error("Invalid command specified");
+  std::vector<size_t> keys;
+  if (!KeyPositions(*cmd, line.size(), &keys)) return c.Error("The command has no key arguments");
+  const auto n = static_cast<int64_t>(line.size());
+  if ((cmd->arity > 0 && cmd->arity != n) || n < -cmd->arity) {
+    return c.Error("Invalid number of arguments specified for command");
+  }
+  if (keys.empty()) return c.Error("Invalid arguments specified for command");
+  resp::ReplyBuffer& out = c.out();
+  out.ArrayHeader(keys.size());
+  for (size_t i : keys) {
+    if (!with_flags) {
+      out.Bulk(line[i]);
+      continue;
+    }
+    out.ArrayHeader(2);
+    out.Bulk(line[i]);
+    std::vector<std::string_view> flags;
+    const std::string name = ToLower(line[0]);
+    if ((cmd->flags & kWrite) == 0) {
+      flags = {"RO", "access"};
+    } else if (name == "del" || name == "unlink" || name == "getdel") {
+      flags = {"RM", "delete"};
+    } else if (name == "set" || name == "mset" || name == "msetnx" || name == "setex" || name == "psetex" ||
+               name == "restore" || name == "bitop") {
+      flags = {"OW", "update"};
+    } else {
+      flags = {"RW", "access", "update"};
+    }
+    out.SetHeader(flags.size());
+    for (std::string_view f : flags) out.SimpleString(f);
+  }
+}
+
+// CLUSTER: as redis-server without cluster-enabled (clients probe it to learn the mode).
+void Cluster(Ctx& c) { c.Error("This instance has cluster support disabled"); }
+
 void CommandCmd(Ctx& c) {
   const auto& table = AllCommands();
   resp::ReplyBuffer& out = c.out();
@@ -382,11 +486,8 @@ void CommandCmd(Ctx& c) {
   }
   const std::string sub = ToLower(c.arg(1));
   if (sub == "count" && c.argc() == 2) return out.Integer(static_cast<int64_t>(table.size()));
-  if (sub == "list") {
-    out.ArrayHeader(table.size());
-    for (const Command& cmd : table) out.Bulk(cmd.name);
-    return;
-  }
+  if (sub == "list") return CommandList(c);
+  if ((sub == "getkeys" || sub == "getkeysandflags") && c.argc() >= 3) return CommandGetkeys(c);
   if (sub == "info") {
     if (c.argc() == 2) {
       out.ArrayHeader(table.size());
@@ -503,19 +604,6 @@ void Shutdown(Ctx& c) {
   spdlog::warn("User requested shutdown...");
   if (c.server().request_shutdown) c.server().request_shutdown();
   c.client().Suspend();  // no reply: the connection closes with the server, as in Redis
-}
-
-std::string SubcommandSyntaxError(Ctx& c) {
-  return "unknown subcommand or wrong number of arguments for '" +
-         std::string(c.arg(1)).substr(0, 128) + "'. Try " + ToUpper(c.arg(0)) + " HELP.";
-}
-
-void Help(Ctx& c, std::initializer_list<std::string_view> lines) {
-  c.out().ArrayHeader(lines.size() + 3);
-  c.out().SimpleString(ToUpper(c.arg(0)) + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
-  for (std::string_view l : lines) c.out().SimpleString(l);
-  c.out().SimpleString("HELP");
-  c.out().SimpleString("    Print this help.");
 }
 
 void Slowlog(Ctx& c) {
@@ -722,8 +810,38 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"command", -1, 0, 0, 0, 0, CommandCmd, "@slow @connection",
                 {{"count", 2, 0, 0, 0, 0, nullptr, ""},
                  {"info", -2, 0, 0, 0, 0, nullptr, ""},
-                 {"list", -2, 0, 0, 0, 0, nullptr, ""}}});
+                 {"list", -2, 0, 0, 0, 0, nullptr, ""},
+                 {"getkeys", -3, 0, 0, 0, 0, nullptr, ""},
+                 {"getkeysandflags", -3, 0, 0, 0, 0, nullptr, ""}}});
   t->push_back({"time", 1, kFast, 0, 0, 0, Time, "@fast"});
+  t->push_back({"cluster", -2, 0, 0, 0, 0, Cluster, "@slow",
+               {{"addslots", -2, 0, 0, 0, 0, nullptr, ""},
+                {"addslotsrange", -2, 0, 0, 0, 0, nullptr, ""},
+                {"bumpepoch", -2, 0, 0, 0, 0, nullptr, ""},
+                {"count-failure-reports", -2, 0, 0, 0, 0, nullptr, ""},
+                {"countkeysinslot", -2, 0, 0, 0, 0, nullptr, ""},
+                {"delslots", -2, 0, 0, 0, 0, nullptr, ""},
+                {"delslotsrange", -2, 0, 0, 0, 0, nullptr, ""},
+                {"failover", -2, 0, 0, 0, 0, nullptr, ""},
+                {"flushslots", -2, 0, 0, 0, 0, nullptr, ""},
+                {"forget", -2, 0, 0, 0, 0, nullptr, ""},
+                {"getkeysinslot", -2, 0, 0, 0, 0, nullptr, ""},
+                {"help", -2, 0, 0, 0, 0, nullptr, ""},
+                {"info", -2, 0, 0, 0, 0, nullptr, ""},
+                {"keyslot", -2, 0, 0, 0, 0, nullptr, ""},
+                {"links", -2, 0, 0, 0, 0, nullptr, ""},
+                {"meet", -2, 0, 0, 0, 0, nullptr, ""},
+                {"myid", -2, 0, 0, 0, 0, nullptr, ""},
+                {"nodes", -2, 0, 0, 0, 0, nullptr, ""},
+                {"replicas", -2, 0, 0, 0, 0, nullptr, ""},
+                {"replicate", -2, 0, 0, 0, 0, nullptr, ""},
+                {"reset", -2, 0, 0, 0, 0, nullptr, ""},
+                {"saveconfig", -2, 0, 0, 0, 0, nullptr, ""},
+                {"set-config-epoch", -2, 0, 0, 0, 0, nullptr, ""},
+                {"setslot", -2, 0, 0, 0, 0, nullptr, ""},
+                {"shards", -2, 0, 0, 0, 0, nullptr, ""},
+                {"slaves", -2, 0, 0, 0, 0, nullptr, ""},
+                {"slots", -2, 0, 0, 0, 0, nullptr, ""}}});
   t->push_back({"save", 1, kAdmin | kNoMulti, 0, 0, 0, Save, "@admin @slow @dangerous"});
   t->push_back({"bgsave", -1, kAdmin, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});

@@ -295,10 +295,64 @@ store::Options Config::StoreOptions() const {
   return o;
 }
 
+// Redis directives keg knows but whose only honourable value is the one that describes keg: that
+// value is accepted (it is already so), a well-formed other value is refused saying why, a
+// malformed one gets Redis's own error. "" when accepted.
+namespace {
+std::string SetFixedDirective(std::string_view name, const std::vector<std::string_view>& values,
+                              bool at_runtime, bool* known) {
+  *known = true;
+  const std::string n = Lower(name);
+  const std::string v = values.size() == 1 ? Lower(values[0]) : std::string();
+  if (n == "maxmemory") {
+    if (values.size() != 1) return "wrong number of arguments";
+    int64_t bytes = 0;
+    if (!ParseMemory(values[0], &bytes)) return "argument must be a memory value";
+    return bytes == 0 ? "" : "keg keeps its data on disk and never evicts: maxmemory must be 0";
+  }
+  if (n == "maxmemory-policy") {
+    static const char* const kPolicies[] = {"volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+                                            "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction"};
+    if (values.size() != 1) return "wrong number of arguments";
+    bool valid = false;
+    for (const char* p : kPolicies) valid |= v == p;
+    if (!valid) {
+      return "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, "
+             "volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction";
+    }
+    return v == "noeviction" ? "" : "keg never evicts: the only policy is noeviction";
+  }
+  if (n == "appendonly") {
+    if (v != "yes" && v != "no") return "argument must be 'yes' or 'no'";
+    return v == "yes" ? "" : "keg logs every write; appendonly cannot be turned off";
+  }
+  if (n == "save") {
+    // Any number of "<seconds> <changes>" pairs in one argument; "" turns snapshots off.
+    if (values.size() != 1) return "wrong number of arguments";
+    return v.find_first_not_of(' ') == std::string::npos
+               ? ""
+               : "keg has no RDB snapshots: every write is already in its log (see appendfsync)";
+  }
+  if (n == "databases" || n == "cluster-enabled") {
+    if (at_runtime) return "can't set immutable config";
+    if (values.size() != 1) return "wrong number of arguments";
+    if (n == "databases") return v == "1" ? "" : "keg has one database (0)";
+    return v == "no" ? "" : "keg has no cluster mode";
+  }
+  *known = false;
+  return {};
+}
+}  // namespace
+
 std::string SetDirective(Config* config, std::string_view name,
                          const std::vector<std::string_view>& values, bool at_runtime) {
   const Directive* d = Find(name);
-  if (d == nullptr) return "Bad directive or wrong number of arguments";
+  if (d == nullptr) {
+    bool known = false;
+    std::string err = SetFixedDirective(name, values, at_runtime, &known);
+    if (!known || err == "wrong number of arguments") return "Bad directive or wrong number of arguments";
+    return err;
+  }
   if (at_runtime && !d->mutable_at_runtime) return "can't set immutable config";
   Config copy = *config;
   std::string err = d->set(copy, values);

@@ -164,6 +164,37 @@ const Command& StatsTarget(const Command& cmd, std::span<const std::string_view>
 
 // ---- registries ---------------------------------------------------------------------------------
 
+AccessClock::AccessClock() : seconds_(new std::atomic<uint32_t>[kSlots]) {
+  for (size_t i = 0; i < kSlots; ++i) seconds_[i].store(0, std::memory_order_relaxed);
+}
+
+size_t AccessClock::Slot(std::string_view key) { return std::hash<std::string_view>{}(key) & (kSlots - 1); }
+
+void AccessClock::Touch(std::string_view key, int64_t now_ms) {
+  seconds_[Slot(key)].store(static_cast<uint32_t>(now_ms / 1000), std::memory_order_relaxed);
+}
+
+int64_t AccessClock::IdleSeconds(std::string_view key, int64_t now_ms, int64_t start_ms) const {
+  const uint32_t at = seconds_[Slot(key)].load(std::memory_order_relaxed);
+  const int64_t since_ms = at == 0 ? start_ms : int64_t{at} * 1000;
+  return std::max<int64_t>(0, (now_ms - since_ms) / 1000);
+}
+
+void AccessClock::SetIdle(std::string_view key, int64_t idle_seconds, int64_t now_ms) {
+  const int64_t at = std::max<int64_t>(1, now_ms / 1000 - std::min<int64_t>(idle_seconds, now_ms / 1000));
+  seconds_[Slot(key)].store(static_cast<uint32_t>(at), std::memory_order_relaxed);
+}
+
+bool KeyPositions(const Command& cmd, size_t argc, std::vector<size_t>* out) {
+  out->clear();
+  if (cmd.first_key <= 0) return false;
+  const int64_t n = static_cast<int64_t>(argc);
+  const int64_t last = cmd.last_key < 0 ? n + cmd.last_key : cmd.last_key;
+  const int64_t step = cmd.key_step > 0 ? cmd.key_step : 1;
+  for (int64_t i = cmd.first_key; i <= last && i < n; i += step) out->push_back(static_cast<size_t>(i));
+  return true;
+}
+
 void WatchRegistry::Watch(ClientSession* client, const std::string& key) {
   std::lock_guard lock(mu_);
   auto& v = watchers_[key];
@@ -341,6 +372,12 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx) {
   const Command& target = StatsTarget(cmd, ctx.args());
   error_target_ = &target;
   if ((cmd.flags & kWrite) != 0) batch_.BeginCommand();
+  // The keys' access clock (OBJECT IDLETIME), except for the commands Redis runs without touching.
+  if (target.first_key > 0 && (target.flags & kNoTouch) == 0) {
+    const int64_t now = store::NowMs();
+    KeyPositions(target, ctx.argc(), &key_positions_);
+    for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
+  }
   timespec t0{};
   clock_gettime(CLOCK_MONOTONIC, &t0);
   cmd.handler(ctx);
@@ -747,7 +784,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
                   " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
                   " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=" +
                   std::to_string(link_->query_buffer_bytes()) +
-                  " qbuf-free=0 argv-mem=0"
+                  " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"
                   " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +
                   " user=default redir=-1 resp=" + std::to_string(resp_.load());
   if (!lib_name.empty() || !lib_ver.empty()) s += " lib-name=" + lib_name + " lib-ver=" + lib_ver;

@@ -137,6 +137,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<WatchedKey> watched_;
   std::atomic<bool> watch_dirty_{false};
 
+  std::vector<size_t> key_positions_;  // scratch for RunHandler
+
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.
   const Command* error_target_ = nullptr;
   bool rejecting_ = false;

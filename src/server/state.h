@@ -11,6 +11,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <string_view>
 #include <vector>
 
 #include "net/server.h"
@@ -56,6 +57,26 @@ class ClientRegistry {
   std::vector<ClientSession*> clients_;
 };
 
+/// Approximate last-access times of keys, for OBJECT IDLETIME, TOUCH and RESTORE IDLETIME: a
+/// fixed table of 2^18 clocks (1 MiB) indexed by a hash of the key. Keys that share a slot share a
+/// clock, so an idle time can read low (never high) — Redis's own LRU clock is approximate too. A
+/// key never accessed since the server started reads as idle since the start (as Redis after
+/// loading). Thread: any (relaxed atomics).
+class AccessClock {
+ public:
+  AccessClock();
+  void Touch(std::string_view key, int64_t now_ms);
+  /// Seconds since the last access, or since `start_ms` if none was recorded.
+  int64_t IdleSeconds(std::string_view key, int64_t now_ms, int64_t start_ms) const;
+  /// As if the key had last been accessed `idle_seconds` ago (RESTORE IDLETIME).
+  void SetIdle(std::string_view key, int64_t idle_seconds, int64_t now_ms);
+
+ private:
+  static constexpr size_t kSlots = size_t{1} << 18;
+  static size_t Slot(std::string_view key);
+  std::unique_ptr<std::atomic<uint32_t>[]> seconds_;  // Unix seconds of the last access; 0: none
+};
+
 struct Counters {
   std::atomic<uint64_t> commands{0};
   std::atomic<uint64_t> connections{0};
@@ -98,6 +119,7 @@ struct ServerState {
   Counters counters;
   ErrorStats errors;
   SlowLog slowlog;
+  AccessClock access;
   LatencyMonitor latency;
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   ClientRegistry clients;

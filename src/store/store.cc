@@ -263,7 +263,10 @@ Status StoreImpl::Get(std::string_view key, ValueView* out) const {
   uint64_t offset = 0;
   Status s = Lookup(key, keydir_.Hash(key), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
-  if (h.expires() && h.expire_at_ms <= NowMs()) return Status::NotFound();  // clock only if needed
+  if (h.expires() && h.expire_at_ms <= NowMs()) {  // clock only if needed
+    DropExpiredLater(key);
+    return Status::NotFound();
+  }
   *out = ViewOf(file->data() + offset, h);
   out->pin = std::move(file);
   return Status::OK();
@@ -489,7 +492,37 @@ void StoreImpl::WriterLoop() {
   }
 }
 
+void StoreImpl::DropExpiredLater(std::string_view key) const {
+  std::lock_guard lock(lazy_mu_);
+  // Bounded: a flood of reads of expired keys must not grow memory; the active cycle catches up.
+  if (lazy_expired_.size() < 4096) lazy_expired_.emplace_back(key);
+}
+
+void StoreImpl::DrainLazyExpired() {
+  std::vector<std::string> keys;
+  {
+    std::lock_guard lock(lazy_mu_);
+    keys.swap(lazy_expired_);
+  }
+  if (keys.empty()) return;
+  overlay_.clear();  // no group is being built: what it holds is the last group's, now applied
+  for (const std::string& key : keys) DropExpired(key, keydir_.Hash(key));
+}
+
+void StoreImpl::KeyCountAsync(std::function<void(uint64_t keys)> done) {
+  {
+    std::lock_guard lock(queue_mu_);
+    if (!stopping_) {
+      queue_.push_back(Request{WriteBatch(), nullptr, [this, done] { done(keydir_.Size()); }});
+      queue_cv_.notify_one();
+      return;
+    }
+  }
+  done(keydir_.Size());
+}
+
 void StoreImpl::RunWork(std::vector<Request>& work) {
+  DrainLazyExpired();  // reads queued these before the requests they precede
   // Consecutive batches form one group (one write, one fsync); a task runs between groups.
   size_t begin = 0;
   size_t group_bytes = 0;

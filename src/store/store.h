@@ -192,6 +192,8 @@ class Store {
   virtual ~Store() = default;
 
   /// Reads `key`. NotFound when absent or expired; Corruption when its record fails its checksum.
+  /// A key found expired is dropped soon after by the writer (lazy expiry, as Redis deletes an
+  /// expired key it reads), before any write or task queued after this call.
   virtual Status Get(std::string_view key, ValueView* out) const = 0;
   /// True when `key` is present and not expired.
   virtual bool Exists(std::string_view key) const = 0;
@@ -231,6 +233,11 @@ class Store {
   /// Same, without waiting: `done` runs on the writer thread once the sync covering every write
   /// queued before it returned, or at once (on the caller's thread) when the store is closing.
   virtual void SyncAsync(std::function<void(const Status&)> done) = 0;
+
+  /// The number of keys (expired ones not yet dropped included, as Redis's DBSIZE), counted on the
+  /// writer thread after every write and lazy expiry queued before this call: `done` runs there,
+  /// or at once on the caller's thread when the store is closing.
+  virtual void KeyCountAsync(std::function<void(uint64_t keys)> done) = 0;
 
   /// Runs a compaction of every sealed file now, in the background; `done` runs when it finishes
   /// (on the background thread).

@@ -65,6 +65,7 @@ class StoreImpl final : public Store {
   void Compact(std::function<void(const Status&)> done) override;
   Status CompactSync() override;
   Stats GetStats() const override;
+  void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   Status Close() override;
 
@@ -152,6 +153,9 @@ class StoreImpl final : public Store {
   // Writer thread: removes `key` from the keydir if its newest record has expired (no tombstone
   // needed: the expired record shadows older ones, as in ActiveExpireCycle).
   void DropExpired(std::string_view key, uint64_t hash);
+  // Any thread (a reader): asks the writer to drop `key`, found expired. Writer: drops them all.
+  void DropExpiredLater(std::string_view key) const;
+  void DrainLazyExpired();
   Status FailStop(Status cause);
   // Runs `task` on the writer thread and waits for it; false (task not run) once the store is
   // closing, when no writer thread will take it.
@@ -184,6 +188,10 @@ class StoreImpl final : public Store {
   std::condition_variable queue_cv_;
   std::vector<Request> queue_;
   bool stopping_ = false;
+  // Keys readers found expired (lazy expiry), drained by the writer before each run of requests.
+  // Mutable: const readers add to it.
+  mutable std::mutex lazy_mu_;
+  mutable std::vector<std::string> lazy_expired_;
   std::thread writer_;
 
   // Writer-thread state: only the holder of role_mu_ touches it.

@@ -93,8 +93,9 @@ def start_server(args, workdir):
     return proc, port
 
 
-def run_unit(args, unit):
-    """Returns (passed names, failed names, server died?, seconds, log text)."""
+def run_unit(args, unit, skip=()):
+    """Returns (passed names, failed names, server died?, seconds, log text). `skip`: test names
+    the runner leaves out (--skipfile)."""
     workdir = tempfile.mkdtemp(prefix="keg_redis_tests_")
     proc, port = start_server(args, workdir)
     started = time.time()
@@ -103,6 +104,11 @@ def run_unit(args, unit):
            # keg has no maxmemory (its data lives on disk; eviction is not a keg feature): the
            # harness's own tag for servers without it leaves those tests out, for Redis too.
            "--tags", "-needs:config-maxmemory"]
+    if skip:
+        skipfile = os.path.join(workdir, "skip.txt")
+        with open(skipfile, "w", encoding="utf-8") as f:
+            f.write("\n".join(skip) + "\n")
+        cmd += ["--skipfile", skipfile]
     try:
         run = subprocess.run(cmd, cwd=args.source, stdout=subprocess.PIPE,
                              stderr=subprocess.STDOUT, timeout=args.unit_timeout,
@@ -174,6 +180,18 @@ def main():
     for unit in units:
         passed, failed, died, seconds, out, server_log = run_unit(args, unit)
         passed_set = set(passed)
+        # A test that fails inside MULTI (say on GEOADD, which keg lacks) leaves the harness's client
+        # in MULTI, and every later test of the unit fails on QUEUED. So a unit with listed
+        # failures runs a second time with those tests skipped: the tests after them are judged on
+        # their own. The first run alone says whether a listed test now passes.
+        listed = sorted(n for n, why in expected.get(unit, {}).items() if not why.startswith("flaky:"))
+        if listed and not args.against_redis:
+            p2, _, died2, s2, out2, log2 = run_unit(args, unit, skip=listed)
+            passed_set |= set(p2) - set(listed)
+            died = died or died2
+            seconds += s2
+            out += "\n[second run, listed failures skipped]\n" + out2
+            server_log += log2
         collected[unit] = passed
         if args.verbose:
             print(out)

@@ -154,6 +154,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   const std::string& local() const override { return local_; }
   int fd() const override { return 7; }
   size_t query_buffer_bytes() const override { return 0; }
+  size_t query_buffer_free() const override { return 0; }
 
  private:
   InProcessClient() = default;
