@@ -2,7 +2,9 @@
 // pipelines, without a socket or a server process. Each test gets a fresh store.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "support/in_process.h"
@@ -77,6 +79,35 @@ TEST_F(CommandTest, BitposHonoursBitRanges) {
                  {"BITPOS", "k", "0", "8", "15", "BIT"}, {"BITPOS", "k", "0", "1", "1"},
                  {"BITPOS", "k", "1", "2"}, {"BITPOS", "nokey", "0"}}),
             "+OK\r\n:8\r\n:-1\r\n:-1\r\n:-1\r\n:0\r\n");
+}
+
+TEST_F(CommandTest, ClientReplyOffAndSkipDropRepliesInOrder) {
+  EXPECT_EQ(Run({{"CLIENT", "REPLY", "OFF"}, {"SET", "a", "1"}, {"GET", "a"}, {"CLIENT", "REPLY", "ON"},
+                 {"CLIENT", "REPLY", "SKIP"}, {"SET", "b", "2"}, {"GET", "b"}, {"CLIENT", "REPLY", "SKIP"},
+                 {"DBSIZE"}, {"PING"}}),
+            "+OK\r\n$1\r\n2\r\n+PONG\r\n");
+}
+
+TEST_F(CommandTest, LazyExpiryShowsInDbsize) {
+  EXPECT_EQ(Run({{"DEBUG", "SET-ACTIVE-EXPIRE", "0"}}).substr(0, 1), "-");  // DEBUG is off by default
+  server_.state().store->SetActiveExpire(false);
+  EXPECT_EQ(Run({{"PSETEX", "k", "1", "v"}, {"SET", "other", "v"}}), "+OK\r\n+OK\r\n");
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Expired but not yet dropped: counted, as Redis's DBSIZE counts it; a read drops it.
+  EXPECT_EQ(Run({{"DBSIZE"}, {"GET", "k"}, {"DBSIZE"}}), ":2\r\n$-1\r\n:1\r\n");
+}
+
+TEST_F(CommandTest, DumpRestoreAndCopyKeepValuesAndTtls) {
+  const std::string dump = Run({{"SET", "src", "hello"}, {"DUMP", "src"}});
+  const std::string payload = dump.substr(dump.find("\r\n$") + 2);
+  const size_t hdr = payload.find("\r\n");
+  const std::string bytes = payload.substr(hdr + 2, std::stoul(payload.substr(1, hdr - 1)));
+  EXPECT_EQ(Run({{"RESTORE", "dst", "0", bytes}, {"GET", "dst"}, {"RESTORE", "dst", "0", bytes}}),
+            "+OK\r\n$5\r\nhello\r\n-BUSYKEY Target key name already exists.\r\n");
+  EXPECT_EQ(Run({{"RESTORE", "x", "9223372036854775807", bytes}}),
+            "-ERR invalid expire time in 'restore' command\r\n");
+  EXPECT_EQ(Run({{"EXPIRE", "src", "100"}, {"COPY", "src", "cp"}, {"COPY", "src", "cp"}, {"TTL", "cp"}}),
+            ":1\r\n:1\r\n:0\r\n:100\r\n");
 }
 
 }  // namespace

@@ -42,6 +42,7 @@ char* ReplyBuffer::Reserve(size_t bytes) {
 }
 
 void ReplyBuffer::Commit(size_t bytes) {
+  if (muted_) return;  // the reserved bytes are simply reused
   const uint64_t chunk_id = front_chunk_id_ + chunks_.size() - 1;
   if (!segments_.empty()) {
     Segment& last = segments_.back();
@@ -58,7 +59,7 @@ void ReplyBuffer::Commit(size_t bytes) {
 }
 
 void ReplyBuffer::Append(std::string_view bytes) {
-  if (bytes.empty()) return;
+  if (bytes.empty() || muted_) return;
   std::memcpy(Reserve(bytes.size()), bytes.data(), bytes.size());
   Commit(bytes.size());
 }
@@ -73,7 +74,7 @@ void ReplyBuffer::AppendSanitized(std::string_view text) {
 }
 
 void ReplyBuffer::AppendExternal(std::string_view bytes, Keepalive keep) {
-  if (bytes.empty()) return;
+  if (bytes.empty() || muted_) return;
   segments_.push_back({bytes.data(), bytes.size(), std::move(keep), 0});
   size_ += bytes.size();
 }

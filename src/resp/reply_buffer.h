@@ -62,6 +62,9 @@ class ReplyBuffer {
   /// `observer` (not owned; null: none) must outlive the buffer or be reset first.
   void set_error_observer(ErrorObserver* observer) { error_observer_ = observer; }
   [[nodiscard]] Protocol protocol() const { return protocol_; }
+  /// While muted, replies are dropped (CLIENT REPLY OFF / SKIP); errors still reach the observer.
+  void set_muted(bool muted) { muted_ = muted; }
+  [[nodiscard]] bool muted() const { return muted_; }
 
   // ---- Encoders. Each appends one reply (or, for headers, the start of an aggregate). ----------
 
@@ -143,6 +146,7 @@ class ReplyBuffer {
   char* write_pos_ = nullptr;  // free space in chunks_.back(): [write_pos_, write_end_)
   char* write_end_ = nullptr;
   std::deque<Segment> segments_;  // pending, in order; the first may be partly consumed
+  bool muted_ = false;
   size_t head_offset_ = 0;        // bytes of segments_.front() already consumed
   size_t size_ = 0;
   size_t capacity_ = 0;

@@ -259,7 +259,17 @@ void Client(Ctx& c) {
   if ((sub == "no-evict" || sub == "no-touch") && c.argc() == 3) {
     const std::string v = ToLower(c.arg(2));
     if (v != "on" && v != "off") return c.Error(err::kSyntax);
+    // NO-EVICT: keg never evicts clients, either way is honoured. NO-TOUCH: this client's commands
+    // leave the keys' access time alone (TOUCH still touches), as Redis 7.2.
+    if (sub == "no-touch") me.set_no_touch(v == "on");
     return out.Ok();
+  }
+  if (sub == "reply" && c.argc() == 3) {
+    const std::string v = ToLower(c.arg(2));
+    if (v != "on" && v != "off" && v != "skip") return c.Error(err::kSyntax);
+    me.SetReplyMode(v);
+    if (v == "on") out.Ok();
+    return;
   }
   if (sub == "help" && c.argc() == 2) {
     static const char* kHelp[] = {
@@ -273,13 +283,16 @@ void Client(Ctx& c) {
         "LIST [options ...]", "    Return information about client connections. Options: TYPE NORMAL, ID <id> [...].",
         "SETNAME <name>", "    Assign the name <name> to the current connection.",
         "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
+        "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
+        "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction (keg never evicts clients).",
+        "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
         "HELP", "    Print this help."};
     out.ArrayHeader(std::size(kHelp));
     for (const char* line : kHelp) out.SimpleString(line);
     return;
   }
   if (sub == "getname" || sub == "setname" || sub == "id" || sub == "info" || sub == "setinfo" ||
-      sub == "no-evict" || sub == "no-touch" || sub == "help") {
+      sub == "no-evict" || sub == "no-touch" || sub == "reply" || sub == "help") {
     return c.Error(WrongArity("client|" + sub));
   }
   c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try CLIENT HELP.");
@@ -330,6 +343,7 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
                  {"kill", -3, kAdmin, 0, 0, 0, nullptr, ""},
                  {"no-evict", 3, kAdmin, 0, 0, 0, nullptr, ""},
                  {"no-touch", 3, 0, 0, 0, 0, nullptr, ""},
+                 {"reply", 3, 0, 0, 0, 0, nullptr, ""},
                  {"help", 2, 0, 0, 0, 0, nullptr, ""}}});
   t->push_back({"multi", 1, kMultiControl | kFast, 0, 0, 0, Multi, "@fast @transaction"});
   t->push_back({"exec", 1, kMultiControl, 0, 0, 0, Exec, "@slow @transaction"});

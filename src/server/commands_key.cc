@@ -384,7 +384,7 @@ void Restore(Ctx& c) {
     return d;
   });
   c.Then([o](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (o->busy) return out.Error("BUSYKEY Target key name already exists.");
+    if (o->busy) return out.Error("-BUSYKEY Target key name already exists.");
     if (!o->error.empty()) return out.Error(o->error);
     out.Ok();
   });

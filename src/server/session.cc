@@ -359,7 +359,22 @@ void ClientSession::set_lib(std::string_view field, std::string value) {
 }
 
 void ClientSession::AddStep(size_t first_op, Finisher fn) {
-  steps_.push_back(Step{first_op, batch_.size() - first_op, std::move(fn), error_target_});
+  steps_.push_back(Step{first_op, batch_.size() - first_op, std::move(fn), error_target_, link_->out().muted()});
+}
+
+void ClientSession::SetReplyMode(std::string_view mode) {
+  if (mode == "on") {
+    reply_off_ = false;
+    skip_requested_ = false;
+    skip_armed_ = false;
+    link_->out().set_muted(false);  // ON's own OK is sent
+  } else if (mode == "off") {
+    reply_off_ = true;
+    link_->out().set_muted(true);
+  } else {  // skip: this reply and the next command's
+    if (!reply_off_) skip_requested_ = true;
+    link_->out().set_muted(true);
+  }
 }
 
 void ClientSession::OnErrorReply(std::string_view text) {
@@ -373,7 +388,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx) {
   error_target_ = &target;
   if ((cmd.flags & kWrite) != 0) batch_.BeginCommand();
   // The keys' access clock (OBJECT IDLETIME), except for the commands Redis runs without touching.
-  if (target.first_key > 0 && (target.flags & kNoTouch) == 0) {
+  if (target.first_key > 0 && (target.flags & kNoTouch) == 0 && (!no_touch_ || cmd.name == "touch")) {
     const int64_t now = store::NowMs();
     KeyPositions(target, ctx.argc(), &key_positions_);
     for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
@@ -405,6 +420,21 @@ void ClientSession::ReplyError(std::string_view text) {
 }
 
 net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
+  resp::ReplyBuffer& out = link_->out();
+  out.set_muted(reply_off_ || skip_armed_);
+  const net::Outcome r = ExecuteCommand(args);
+  if (r == net::Outcome::kWaitThenRetry) {  // not run yet: it will come again
+    out.set_muted(false);
+    return r;
+  }
+  skip_armed_ = skip_requested_;  // SKIP mutes the command after it
+  skip_requested_ = false;
+  // A suspended command replies later, muted or not as now: Finish() unmutes.
+  if (!(r == net::Outcome::kWaitThenNext && suspended_)) out.set_muted(false);
+  return r;
+}
+
+net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> args) {
   if (IsPostOrHost(args[0])) {
     spdlog::warn("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or "
                  "Host: commands to keg. Connection from {} aborted.", link_->peer());
@@ -483,6 +513,7 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
 }
 
 void ClientSession::Finish() {
+  link_->out().set_muted(false);
   busy_ = false;
   link_->Resume();
 }
@@ -503,6 +534,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   auto flight = std::make_shared<InFlight>();
   flight->steps = std::move(steps_);
   flight->exec = exec;
+  flight->muted = link_->out().muted();
   if (exec) flight->owned_args = std::move(queued_);
   steps_.clear();
   queued_.clear();
@@ -573,6 +605,8 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
                              std::vector<store::OpResult>& results) {
   busy_ = false;
   resp::ReplyBuffer& out = link_->out();
+  const bool was_muted = out.muted();
+  out.set_muted(flight.muted);
   if (status.IsAborted()) {
     out.NullArray();  // EXEC after a watched key changed
   } else if (!status.ok()) {
@@ -582,6 +616,7 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
     } else {
       for (Step& step : flight.steps) {
         error_target_ = step.cmd;
+        out.set_muted(step.muted);
         if (step.op_count > 0) {
           out.Error(text);
         } else {
@@ -596,6 +631,7 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
     server_.counters.changes_since_save.fetch_add(applied, std::memory_order_relaxed);
     RunSteps(flight, results);
   }
+  out.set_muted(was_muted);
   if (flight.exec) {
     in_exec_ = false;
     Unwatch();
@@ -607,6 +643,7 @@ void ClientSession::RunSteps(InFlight& flight, std::vector<store::OpResult>& res
   resp::ReplyBuffer& out = link_->out();
   for (Step& step : flight.steps) {
     error_target_ = step.cmd;
+    out.set_muted(step.muted);
     std::span<store::OpResult> mine;
     if (step.op_count > 0) mine = std::span<store::OpResult>(results).subspan(step.first_op, step.op_count);
     // An op that could not read its key's record (corrupt) fails its whole command.
@@ -754,6 +791,8 @@ void ClientSession::Exec(Ctx& ctx) {
 }
 
 void ClientSession::Reset() {
+  reply_off_ = skip_requested_ = skip_armed_ = no_touch_ = false;
+  link_->out().set_muted(false);
   in_multi_ = false;
   multi_error_ = false;
   queued_.clear();

@@ -63,6 +63,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   void MarkWatchDirty() { watch_dirty_.store(true, std::memory_order_release); }
   /// Thread: the writer's, in a precondition, or the I/O thread.
   bool WatchedKeyGone(const store::WriteBatch::KeyProbe& live) const;
+  /// CLIENT NO-TOUCH: this client's commands do not update access times (except TOUCH).
+  void set_no_touch(bool on) { no_touch_ = on; }
+  /// CLIENT REPLY ON|OFF|SKIP (the handler replies OK for ON).
+  void SetReplyMode(std::string_view mode);
   /// RESET: back to a fresh connection's state.
   void Reset();
 
@@ -86,6 +90,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     size_t op_count;
     Finisher fn;
     const Command* cmd = nullptr;  // for commandstats (failed_calls, usec)
+    bool muted = false;            // CLIENT REPLY OFF / SKIP when the command ran
   };
   struct WatchedKey {
     std::string key;
@@ -95,9 +100,11 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   struct InFlight {
     std::vector<Step> steps;
     bool exec = false;
+    bool muted = false;  // EXEC's own reply muted (CLIENT REPLY)
     std::vector<std::vector<std::string>> owned_args;  // EXEC: the queued commands' arguments
   };
 
+  net::Outcome ExecuteCommand(std::span<const std::string_view> args);
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
   // Runs a handler, timing it and counting it against its command's stats.
   void RunHandler(const Command& cmd, Ctx& ctx);
@@ -118,6 +125,12 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   resp::Protocol protocol_ = resp::Protocol::kResp2;
   bool authenticated_ = true;
   uint64_t config_epoch_ = ~0ull;
+
+  // CLIENT REPLY: OFF mutes every reply; SKIP mutes the next command's.
+  bool reply_off_ = false;
+  bool no_touch_ = false;  // CLIENT NO-TOUCH
+  bool skip_requested_ = false;  // set by CLIENT REPLY SKIP, armed when that command is done
+  bool skip_armed_ = false;      // the current command's reply is skipped
 
   // Per-command outcome flags set by handlers.
   bool suspended_ = false;

@@ -130,12 +130,26 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   /// True once a reply did not come in time (a hang).
   bool hung() const { return hung_; }
   bool closed() const { return closed_ || close_after_reply_; }
+
+  /// The test is done with this client: completions still in flight (a killed connection's batch)
+  /// are dropped when they arrive instead of queueing forever, so the client (and its session) is
+  /// freed once the store lets go of it.
+  void Close() {
+    std::deque<std::function<void()>> drop;
+    {
+      std::lock_guard lock(mu_);
+      detached_ = true;
+      drop.swap(posted_);
+    }
+    closed_ = true;
+  }
   server::ClientSession& session() { return *session_; }
 
   // ---- net::Link ----
   void Post(std::function<void()> fn) override {
     {
       std::lock_guard lock(mu_);
+      if (detached_) return;  // fn (and what it holds) is destroyed outside the lock
       posted_.push_back(std::move(fn));
     }
     cv_.notify_one();
@@ -247,6 +261,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   std::mutex mu_;
   std::condition_variable cv_;
   std::deque<std::function<void()>> posted_;
+  bool detached_ = false;  // guarded by mu_
 };
 
 }  // namespace keg::testing
