@@ -110,5 +110,25 @@ TEST_F(CommandTest, DumpRestoreAndCopyKeepValuesAndTtls) {
             ":1\r\n:1\r\n:0\r\n:100\r\n");
 }
 
+TEST_F(CommandTest, MonitorSeesCommandsInOrderWithSecretsRedacted) {
+  auto monitor = InProcessClient::Connect(server_);
+  EXPECT_EQ(monitor->Run({{"MONITOR"}}), "+OK\r\n");
+  Run({{"SET", "k", "a\"b\n"}, {"AUTH", "user", "secret"}, {"MULTI"}, {"GET", "k"}, {"INCR", "n"}, {"EXEC"},
+       {"CONFIG", "GET", "port"}});
+  const std::string seen = monitor->Run(std::vector<std::vector<std::string>>{});
+  std::vector<std::string> lines;
+  for (size_t pos = 0; pos < seen.size();) {
+    const size_t end = seen.find("\r\n", pos);
+    const std::string line = seen.substr(pos, end - pos);
+    lines.push_back(line.substr(line.find(']') + 2));  // after "+<time> [0 <addr>] "
+    pos = end + 2;
+  }
+  EXPECT_EQ(lines, (std::vector<std::string>{"\"SET\" \"k\" \"a\\\"b\\n\"", "\"AUTH\" \"(redacted)\" \"(redacted)\"",
+                                              "\"MULTI\"", "\"GET\" \"k\"", "\"INCR\" \"n\"", "\"EXEC\""}));
+  EXPECT_EQ(monitor->Run({{"RESET"}}), "+RESET\r\n");
+  Run({{"PING"}});
+  EXPECT_EQ(monitor->Run(std::vector<std::vector<std::string>>{}), "");
+}
+
 }  // namespace
 }  // namespace keg::testing

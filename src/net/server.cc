@@ -127,6 +127,11 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (!writing_ && out_.empty()) Shutdown();
   }
   void CloseNow() override { Shutdown(); }
+  void Flush() override {
+    if (closed_) return;
+    StartWrite();
+    CheckOutputLimits();
+  }
   resp::ReplyBuffer& out() override { return out_; }
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }

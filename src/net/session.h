@@ -35,6 +35,9 @@ class Link {
   virtual void CloseAfterReply() = 0;
   /// Closes now, dropping unsent replies (I/O thread).
   virtual void CloseNow() = 0;
+  /// Starts sending what out() holds, outside the processing of a command (MONITOR lines posted
+  /// from other connections). I/O thread.
+  virtual void Flush() = 0;
   /// The reply buffer of the connection (I/O thread).
   virtual resp::ReplyBuffer& out() = 0;
   /// The parser, for its per-connection limits (I/O thread).

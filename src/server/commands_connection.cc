@@ -298,6 +298,15 @@ void Client(Ctx& c) {
   c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try CLIENT HELP.");
 }
 
+// MONITOR: this connection receives every command run from now on (MonitorRegistry). A second
+// MONITOR is ignored without a reply, as Redis.
+void Monitor(Ctx& c) {
+  if (c.client().in_exec()) return c.Error("MONITOR isn't allowed for DENY BLOCKING client");
+  if (c.client().monitoring()) return;
+  c.client().StartMonitor();
+  c.out().Ok();
+}
+
 void Multi(Ctx& c) {
   if (c.client().in_multi()) return c.Error("MULTI calls can not be nested");
   c.client().BeginMulti();
@@ -326,6 +335,7 @@ void Unwatch(Ctx& c) {
 }  // namespace
 
 void RegisterConnectionCommands(std::vector<Command>* t) {
+  t->push_back({"monitor", 1, kAdmin, 0, 0, 0, Monitor, "@admin @slow @dangerous"});
   t->push_back({"ping", -1, kFast, 0, 0, 0, Ping, "@fast @connection"});
   t->push_back({"echo", 2, kFast, 0, 0, 0, Echo, "@fast @connection"});
   t->push_back({"quit", -1, kNoAuth | kMultiControl | kFast, 0, 0, 0, Quit, "@fast @connection"});

@@ -1,7 +1,11 @@
 #include "server/session.h"
 
-#include <ctime>
+#include <sys/time.h>
+
 #include <algorithm>
+#include <cctype>
+#include <cstdio>
+#include <ctime>
 #include <mutex>
 #include <spdlog/spdlog.h>
 
@@ -297,6 +301,7 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 }
 
 ClientSession::~ClientSession() {
+  if (monitor_.load(std::memory_order_relaxed)) server_.monitors.Remove(this);
   link_->out().set_error_observer(nullptr);
   if (!watched_.empty()) server_.watches.Unwatch(this, WatchedKeyNames());
   server_.clients.Remove(this);
@@ -383,7 +388,83 @@ void ClientSession::OnErrorReply(std::string_view text) {
   if (error_target_ != nullptr) error_target_->stats->failed_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
-void ClientSession::RunHandler(const Command& cmd, Ctx& ctx) {
+void ClientSession::StartMonitor() {
+  if (monitor_.exchange(true)) return;
+  server_.monitors.Add(this);
+}
+
+void MonitorRegistry::Add(ClientSession* client) {
+  std::lock_guard lock(mu_);
+  monitors_.push_back(client);
+  count_.store(monitors_.size(), std::memory_order_release);
+}
+
+void MonitorRegistry::Remove(ClientSession* client) {
+  std::lock_guard lock(mu_);
+  monitors_.erase(std::remove(monitors_.begin(), monitors_.end(), client), monitors_.end());
+  count_.store(monitors_.size(), std::memory_order_release);
+}
+
+void MonitorRegistry::Feed(const ClientSession& from, std::span<const std::string_view> args) {
+  timeval tv{};
+  gettimeofday(&tv, nullptr);
+  char head[64];
+  std::snprintf(head, sizeof(head), "+%ld.%06ld [0 ", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec));
+  std::string line = head;
+  line += from.peer();
+  line += "]";
+  // AUTH's arguments and HELLO's AUTH username and password are secrets: "(redacted)", as Redis.
+  std::vector<bool> redact(args.size(), false);
+  if (EqualsIgnoreCase(args[0], "auth")) {
+    for (size_t i = 1; i < args.size(); ++i) redact[i] = true;
+  } else if (EqualsIgnoreCase(args[0], "hello")) {
+    for (size_t j = 2; j + 2 < args.size(); ++j) {
+      if (EqualsIgnoreCase(args[j], "auth")) redact[j + 1] = redact[j + 2] = true;
+    }
+  }
+  for (size_t i = 0; i < args.size(); ++i) {
+    line += " \"";
+    if (redact[i]) {
+      line += "(redacted)";
+    } else {
+      // Redis's sdscatrepr.
+      for (char ch : args[i]) {
+        const auto u = static_cast<unsigned char>(ch);
+        switch (ch) {
+          case '\\': line += "\\\\"; break;
+          case '"': line += "\\\""; break;
+          case '\n': line += "\\n"; break;
+          case '\r': line += "\\r"; break;
+          case '\t': line += "\\t"; break;
+          case '\a': line += "\\a"; break;
+          case '\b': line += "\\b"; break;
+          default:
+            if (std::isprint(u)) {
+              line += ch;
+            } else {
+              char hex[8];
+              std::snprintf(hex, sizeof(hex), "\\x%02x", u);
+              line += hex;
+            }
+        }
+      }
+    }
+    line += "\"";
+  }
+  line += "\r\n";
+  auto shared = std::make_shared<const std::string>(std::move(line));
+  std::lock_guard lock(mu_);
+  for (ClientSession* m : monitors_) {
+    if (m == &from) continue;  // Redis does not echo a monitor's own commands to itself
+    net::Link* link = &m->link();
+    link->Post([link, shared] {
+      link->out().Raw(*shared);
+      link->Flush();
+    });
+  }
+}
+
+void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   const Command& target = StatsTarget(cmd, ctx.args());
   error_target_ = &target;
   if ((cmd.flags & kWrite) != 0) batch_.BeginCommand();
@@ -407,6 +488,10 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx) {
     server_.slowlog.Add(ctx.args(), usec, link_->peer(), name());
   }
   server_.latency.AddIfNeeded((cmd.flags & kFast) != 0 ? "fast-command" : "command", usec / 1000);
+  // MONITOR, after the command ran (as Redis's call()); admin commands are not shown.
+  if (feed && !server_.monitors.empty() && ((cmd.flags | target.flags) & kAdmin) == 0) {
+    server_.monitors.Feed(*this, ctx.args());
+  }
 }
 
 void ClientSession::ReplyError(std::string_view text) {
@@ -727,9 +812,13 @@ void ClientSession::Exec(Ctx& ctx) {
     std::span<const std::string_view> args((*views)[i]);
     const Command* cmd = FindCommand(args[0]);
     ++commands_;
+    // MONITOR sees the queued commands here, in order, before EXEC itself (as Redis).
+    if (!server_.monitors.empty() && ((cmd->flags | StatsTarget(*cmd, args).flags) & kAdmin) == 0) {
+      server_.monitors.Feed(*this, args);
+    }
     if ((cmd->flags & kWrite) != 0) {
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
-      RunHandler(*cmd, wctx);
+      RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
     }
     auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
@@ -759,9 +848,9 @@ void ClientSession::Exec(Ctx& ctx) {
                                                                      resp::ReplyBuffer& out) {
                             Ctx rctx(*server, *this, args, out,
                                      cmd->first_key > 0 ? snapshot.get() : nullptr);
-                            RunHandler(*cmd, rctx);
+                            RunHandler(*cmd, rctx, /*feed=*/false);
                           },
-                          nullptr});
+                          nullptr, link_->out().muted()});
   }
   // Watches stay registered until the batch is applied: a write queued before it must still mark
   // this client. Complete() unwatches.
@@ -791,6 +880,7 @@ void ClientSession::Exec(Ctx& ctx) {
 }
 
 void ClientSession::Reset() {
+  if (monitor_.exchange(false)) server_.monitors.Remove(this);
   reply_off_ = skip_requested_ = skip_armed_ = no_touch_ = false;
   link_->out().set_muted(false);
   in_multi_ = false;
@@ -821,7 +911,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   std::string s = "id=" + std::to_string(id_) + " addr=" + link_->peer() + " laddr=" +
                   link_->local() + " fd=" + std::to_string(link_->fd()) + " name=" + name +
                   " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
-                  " flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=" +
+                  " flags=" + std::string(monitor_.load(std::memory_order_relaxed) ? "O" : "N") + " db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=" +
                   std::to_string(link_->query_buffer_bytes()) +
                   " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"
                   " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +

@@ -63,6 +63,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   void MarkWatchDirty() { watch_dirty_.store(true, std::memory_order_release); }
   /// Thread: the writer's, in a precondition, or the I/O thread.
   bool WatchedKeyGone(const store::WriteBatch::KeyProbe& live) const;
+  /// MONITOR: from now on this client receives every command the server runs.
+  void StartMonitor();
+  bool monitoring() const { return monitor_.load(std::memory_order_relaxed); }
   /// CLIENT NO-TOUCH: this client's commands do not update access times (except TOUCH).
   void set_no_touch(bool on) { no_touch_ = on; }
   /// CLIENT REPLY ON|OFF|SKIP (the handler replies OK for ON).
@@ -107,7 +110,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
   // Runs a handler, timing it and counting it against its command's stats.
-  void RunHandler(const Command& cmd, Ctx& ctx);
+  // `feed`: send the command to MONITOR clients (EXEC feeds its queued commands itself, in order).
+  void RunHandler(const Command& cmd, Ctx& ctx, bool feed = true);
   void OnErrorReply(std::string_view text) override;
   std::vector<std::string> WatchedKeyNames() const;
   // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
@@ -129,6 +133,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // CLIENT REPLY: OFF mutes every reply; SKIP mutes the next command's.
   bool reply_off_ = false;
   bool no_touch_ = false;  // CLIENT NO-TOUCH
+  std::atomic<bool> monitor_{false};  // MONITOR (CLIENT LIST flags=O)
   bool skip_requested_ = false;  // set by CLIENT REPLY SKIP, armed when that command is done
   bool skip_armed_ = false;      // the current command's reply is skipped
 

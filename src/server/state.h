@@ -9,6 +9,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <unordered_map>
 #include <string_view>
@@ -77,6 +78,24 @@ class AccessClock {
   std::unique_ptr<std::atomic<uint32_t>[]> seconds_;  // Unix seconds of the last access; 0: none
 };
 
+/// Clients in MONITOR mode. Every command run (except admin ones) is sent to each of them as one
+/// line, in the order its own connection ran them. Thread: any (one lock; empty() is lock-free so
+/// a server without monitors pays one atomic load per command).
+class MonitorRegistry {
+ public:
+  void Add(ClientSession* client);
+  void Remove(ClientSession* client);
+  bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
+  /// Formats `args` as Redis does (`+<sec>.<usec> [0 <addr>] "arg" ...`, AUTH's secrets redacted)
+  /// and posts the line to every monitor's connection.
+  void Feed(const ClientSession& from, std::span<const std::string_view> args);
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<ClientSession*> monitors_;
+  std::atomic<size_t> count_{0};
+};
+
 struct Counters {
   std::atomic<uint64_t> commands{0};
   std::atomic<uint64_t> connections{0};
@@ -123,6 +142,7 @@ struct ServerState {
   LatencyMonitor latency;
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   ClientRegistry clients;
+  MonitorRegistry monitors;
   WatchRegistry watches;
   std::atomic<uint64_t> next_client_id{1};
   std::atomic<int64_t> last_save_s{0};

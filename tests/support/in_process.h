@@ -162,6 +162,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   }
   void CloseAfterReply() override { close_after_reply_ = true; }
   void CloseNow() override { closed_ = true; }
+  void Flush() override {}  // Run() returns what out() holds
   resp::ReplyBuffer& out() override { return out_; }
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }
