@@ -1,5 +1,6 @@
 // Server commands: INFO, CONFIG, COMMAND, TIME, SAVE / BGSAVE / LASTSAVE, BGREWRITEAOF, COMPACT,
 // SHUTDOWN, SLOWLOG, LATENCY; and the table itself.
+#include <malloc.h>
 #include <sys/resource.h>
 #include <sys/time.h>
 #include <sys/utsname.h>
@@ -16,6 +17,7 @@
 #include "server/session.h"
 #include "server/state.h"
 #include "server/version.h"
+#include "store/format.h"
 
 namespace keg::server {
 
@@ -62,8 +64,8 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
   const bool everything = std::count(wanted.begin(), wanted.end(), "all") ||
                           std::count(wanted.begin(), wanted.end(), "everything");
   auto want = [&](std::string_view name) {
-    // As Redis: commandstats (and latencystats) only when asked for or with all / everything.
-    if (name == "commandstats" && !everything) {
+    // As Redis: commandstats and latencystats only when asked for or with all / everything.
+    if ((name == "commandstats" || name == "latencystats") && !everything) {
       return std::count(wanted.begin(), wanted.end(), std::string(name)) > 0;
     }
     return all || std::count(wanted.begin(), wanted.end(), std::string(name)) > 0;
@@ -203,6 +205,29 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
       }
     }
   }
+  if (want("latencystats")) {
+    begin("Latencystats");
+    std::vector<double> percentiles;
+    {
+      std::lock_guard lock(st.config_mu);
+      percentiles = st.config.latency_tracking_info_percentiles;
+    }
+    auto line = [&](const Command& cmd, const std::string& name) {
+      if (cmd.stats->calls.load(std::memory_order_relaxed) == 0) return;
+      std::string v;
+      for (double p : percentiles) {
+        char num[32];
+        std::snprintf(num, sizeof(num), "%.3f", cmd.stats->Percentile(p));
+        if (!v.empty()) v += ',';
+        v += "p" + FormatPercentile(p) + "=" + num;
+      }
+      Field(&s, "latency_percentiles_usec_" + name, v);
+    };
+    for (const Command& cmd : AllCommands()) {
+      line(cmd, std::string(cmd.name));
+      for (const Command& sub : cmd.subcommands) line(sub, std::string(cmd.name) + "|" + std::string(sub.name));
+    }
+  }
   if (want("errorstats")) {
     begin("Errorstats");
     for (const auto& [name, count] : st.errors.Snapshot()) {
@@ -332,14 +357,8 @@ void ConfigCmd(Ctx& c) {
     st.counters.connections = 0;
     st.errors.Reset();
     for (const Command& cmd : AllCommands()) {
-      auto reset = [](CommandStats* cs) {
-        cs->calls = 0;
-        cs->usec = 0;
-        cs->rejected_calls = 0;
-        cs->failed_calls = 0;
-      };
-      reset(cmd.stats);
-      for (const Command& s : cmd.subcommands) reset(s.stats);
+      cmd.stats->Reset();
+      for (const Command& s : cmd.subcommands) s.stats->Reset();
     }
     return c.out().Ok();
   }
@@ -471,6 +490,72 @@ void CommandGetkeys(Ctx& c) {
     out.SetHeader(flags.size());
     for (std::string_view f : flags) out.SimpleString(f);
   }
+}
+
+// MEMORY USAGE|STATS|DOCTOR|MALLOC-STATS|PURGE|HELP. keg keeps values in its data files, not in
+// RAM: a key's usage is its record in the log plus its keydir slot, and STATS reports the process
+// (RSS), the keydir and the data files rather than an allocator's arenas.
+void Memory(Ctx& c) {
+  const std::string sub = ToLower(c.arg(1));
+  resp::ReplyBuffer& out = c.out();
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"DOCTOR", "    Return memory problems reports.", "MALLOC-STATS",
+                    "    Return internal statistics report from the memory allocator.", "PURGE",
+                    "    Attempt to purge dirty pages for reclamation by the allocator.", "STATS",
+                    "    Return information about the memory usage of the server.",
+                    "USAGE <key> [SAMPLES <count>]",
+                    "    Return memory in bytes used by <key> and its value. Nested values are",
+                    "    sampled up to <count> times (default: 5, 0 means sample all)."});
+  }
+  if (sub == "usage" && c.argc() >= 3) {
+    for (size_t i = 3; i < c.argc(); i += 2) {
+      int64_t samples = 0;
+      if (!EqualsIgnoreCase(c.arg(i), "samples") || i + 1 >= c.argc()) return c.Error(err::kSyntax);
+      if (!resp::ParseInt64(c.arg(i + 1), &samples) || samples < 0) return c.Error(err::kNotInteger);
+    }
+    store::ValueView v;
+    const bool found = c.Lookup(c.arg(2), &v);
+    if (c.read_failed()) return c.ReplyReadError();
+    if (!found) return out.Null();
+    constexpr int64_t kKeydirSlot = 16;
+    return out.Integer(static_cast<int64_t>(store::format::RecordSize(c.arg(2).size(), v.value.size())) + kKeydirSlot);
+  }
+  if (sub == "stats" && c.argc() == 2) {
+    const store::Stats st = c.server().store->GetStats();
+    const int64_t rss = RssBytes();
+    const auto keys = static_cast<int64_t>(st.keys);
+    out.MapHeader(9);
+    out.Bulk("peak.allocated");
+    out.Integer(rss);
+    out.Bulk("total.allocated");
+    out.Integer(rss);
+    out.Bulk("startup.allocated");
+    out.Integer(0);
+    out.Bulk("keys.count");
+    out.Integer(keys);
+    out.Bulk("keys.bytes-per-key");
+    out.Integer(keys == 0 ? 0 : static_cast<int64_t>(st.keydir_bytes) / keys);
+    out.Bulk("keydir.bytes");
+    out.Integer(static_cast<int64_t>(st.keydir_bytes));
+    out.Bulk("dataset.bytes");
+    out.Integer(static_cast<int64_t>(st.total_bytes - st.dead_bytes));
+    out.Bulk("datafiles.bytes");
+    out.Integer(static_cast<int64_t>(st.total_bytes));
+    out.Bulk("datafiles.dead-bytes");
+    out.Integer(static_cast<int64_t>(st.dead_bytes));
+    return;
+  }
+  if (sub == "doctor" && c.argc() == 2) {
+    return out.Verbatim(
+        "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs "
+        "on this base.");
+  }
+  if (sub == "malloc-stats" && c.argc() == 2) return out.Verbatim("Stats not supported for the current allocator");
+  if (sub == "purge" && c.argc() == 2) {
+    malloc_trim(0);
+    return out.Ok();
+  }
+  c.Error(SubcommandSyntaxError(c));
 }
 
 // CLUSTER: as redis-server without cluster-enabled (clients probe it to learn the mode).
@@ -709,8 +794,8 @@ void Latency(Ctx& c) {
     return c.out().Integer(mon.Reset(names));
   }
   if (sub == "histogram" && c.argc() >= 2) {
-    // Commands with calls, as Redis's latencyAllCommandsFillCDF (keg keeps no per-call histogram
-    // yet: the totals only).
+    // Commands with calls, as Redis's latencyAllCommandsFillCDF: cumulative counts per
+    // power-of-two bucket of microseconds, up to the last non-empty one.
     std::vector<std::pair<std::string, const CommandStats*>> wanted;
     auto consider = [&](const Command& cmd, const std::string& name) {
       if (cmd.stats->calls.load() > 0) wanted.emplace_back(name, cmd.stats);
@@ -741,7 +826,22 @@ void Latency(Ctx& c) {
       c.out().Bulk("calls");
       c.out().Integer(static_cast<int64_t>(cs->calls.load()));
       c.out().Bulk("histogram_usec");
-      c.out().MapHeader(0);
+      uint64_t counts[CommandStats::kBuckets];
+      size_t last = 0;
+      for (size_t i = 0; i < CommandStats::kBuckets; ++i) {
+        counts[i] = cs->latency[i].load(std::memory_order_relaxed);
+        if (counts[i] != 0) last = i + 1;
+      }
+      size_t buckets = 0;
+      for (size_t i = 0; i < last; ++i) buckets += counts[i] != 0 || i + 1 == last ? 1 : 0;
+      c.out().MapHeader(buckets);
+      uint64_t cumulative = 0;
+      for (size_t i = 0; i < last; ++i) {
+        cumulative += counts[i];
+        if (counts[i] == 0 && i + 1 != last) continue;
+        c.out().Integer(int64_t{1} << i);
+        c.out().Integer(static_cast<int64_t>(cumulative));
+      }
     }
     return;
   }
@@ -814,6 +914,13 @@ void RegisterServerCommands(std::vector<Command>* t) {
                  {"getkeys", -3, 0, 0, 0, 0, nullptr, ""},
                  {"getkeysandflags", -3, 0, 0, 0, 0, nullptr, ""}}});
   t->push_back({"time", 1, kFast, 0, 0, 0, Time, "@fast"});
+  t->push_back({"memory", -2, kReadOnly, 0, 0, 0, Memory, "@slow",
+                {{"doctor", 2, 0, 0, 0, 0, nullptr, ""},
+                 {"help", 2, 0, 0, 0, 0, nullptr, ""},
+                 {"malloc-stats", 2, 0, 0, 0, 0, nullptr, ""},
+                 {"purge", 2, 0, 0, 0, 0, nullptr, ""},
+                 {"stats", 2, 0, 0, 0, 0, nullptr, ""},
+                 {"usage", -3, kReadOnly | kNoTouch, 2, 2, 1, nullptr, ""}}});
   t->push_back({"cluster", -2, 0, 0, 0, 0, Cluster, "@slow",
                {{"addslots", -2, 0, 0, 0, 0, nullptr, ""},
                 {"addslotsrange", -2, 0, 0, 0, 0, nullptr, ""},

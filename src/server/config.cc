@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <climits>
 #include <cctype>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <functional>
 #include <sstream>
@@ -156,6 +158,35 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("slowlog-log-slower-than", &Config::slowlog_log_slower_than, -1, kMax, true));
     t.push_back(Int("slowlog-max-len", &Config::slowlog_max_len, 0, LONG_MAX, true));
     t.push_back(Int("latency-monitor-threshold", &Config::latency_monitor_threshold, 0, kMax, true));
+    t.push_back(Bool("latency-tracking", &Config::latency_tracking, true));
+    t.push_back({"latency-tracking-info-percentiles", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   // One argument holding space-separated percentiles (CONFIG SET's form), or one
+                   // per argument (a config file line); each 0..100.
+                   std::vector<double> out;
+                   for (std::string_view arg : a) {
+                     std::istringstream in{std::string(arg)};
+                     std::string word;
+                     while (in >> word) {
+                       char* end = nullptr;
+                       const double v = std::strtod(word.c_str(), &end);
+                       if (end != word.c_str() + word.size() || !(v >= 0.0 && v <= 100.0)) {
+                         return std::string("latency-tracking-info-percentiles parameter should be between 0.0 and 100.0");
+                       }
+                       out.push_back(v);
+                     }
+                   }
+                   c.latency_tracking_info_percentiles = std::move(out);
+                   return std::string();
+                 },
+                 [](const Config& c) {
+                   std::string s;
+                   for (double v : c.latency_tracking_info_percentiles) {
+                     if (!s.empty()) s += ' ';
+                     s += FormatPercentile(v);
+                   }
+                   return s;
+                 }});
     t.push_back({"enable-debug-command", false,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    if (a.size() != 1) return std::string("wrong number of arguments");
@@ -376,6 +407,15 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
     if (GlobMatch(pattern, n, true)) out.emplace_back(std::string(n), std::string(v));
   }
   return out;
+}
+
+std::string FormatPercentile(double p) {
+  char buf[32];
+  std::snprintf(buf, sizeof(buf), "%f", p);
+  std::string s(buf);
+  while (!s.empty() && s.back() == '0') s.pop_back();
+  if (!s.empty() && s.back() == '.') s.pop_back();
+  return s;
 }
 
 bool ParseConfigText(std::string_view text, Config* config, std::string* error) {

@@ -52,6 +52,8 @@ struct Config {
   int64_t slowlog_log_slower_than = 10000;  // microseconds; < 0 disables
   int64_t slowlog_max_len = 128;
   int64_t latency_monitor_threshold = 0;  // milliseconds; 0 disables
+  bool latency_tracking = true;           // per-command latency histograms
+  std::vector<double> latency_tracking_info_percentiles = {50.0, 99.0, 99.9};
   std::string enable_debug_command = "no";  // no | yes | local
 
   store::Options StoreOptions() const;
@@ -78,5 +80,8 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
 bool ParseMemory(std::string_view text, int64_t* out);
 
 std::string_view LogLevelName(LogLevel level);
+
+/// A percentile as Redis prints it: "50", "99.9" (no trailing zeros).
+std::string FormatPercentile(double p);
 
 }  // namespace keg::server

@@ -3,6 +3,7 @@
 #include <sys/time.h>
 
 #include <algorithm>
+#include <bit>
 #include <cctype>
 #include <cstdio>
 #include <ctime>
@@ -388,6 +389,35 @@ void ClientSession::OnErrorReply(std::string_view text) {
   if (error_target_ != nullptr) error_target_->stats->failed_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
+void CommandStats::RecordLatency(uint64_t nsec) {
+  const uint64_t us = (nsec + 999) / 1000;  // rounded up: 1 ns..1 µs is the first bucket
+  size_t b = us <= 1 ? 0 : static_cast<size_t>(std::bit_width(us - 1));
+  if (b >= kBuckets) b = kBuckets - 1;
+  latency[b].fetch_add(1, std::memory_order_relaxed);
+}
+
+double CommandStats::Percentile(double p) const {
+  uint64_t counts[kBuckets];
+  uint64_t total = 0;
+  for (size_t i = 0; i < kBuckets; ++i) total += counts[i] = latency[i].load(std::memory_order_relaxed);
+  if (total == 0) return 0;
+  const double want = p / 100.0 * static_cast<double>(total);
+  uint64_t seen = 0;
+  for (size_t i = 0; i < kBuckets; ++i) {
+    seen += counts[i];
+    if (static_cast<double>(seen) >= want) return static_cast<double>(uint64_t{1} << i);
+  }
+  return static_cast<double>(uint64_t{1} << (kBuckets - 1));
+}
+
+void CommandStats::Reset() {
+  calls = 0;
+  usec = 0;
+  rejected_calls = 0;
+  failed_calls = 0;
+  for (auto& b : latency) b.store(0, std::memory_order_relaxed);
+}
+
 void ClientSession::StartMonitor() {
   if (monitor_.exchange(true)) return;
   server_.monitors.Add(this);
@@ -479,9 +509,13 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   cmd.handler(ctx);
   timespec t1{};
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  const int64_t usec = (t1.tv_sec - t0.tv_sec) * 1'000'000 + (t1.tv_nsec - t0.tv_nsec) / 1000;
+  const int64_t nsec = (t1.tv_sec - t0.tv_sec) * 1'000'000'000 + (t1.tv_nsec - t0.tv_nsec);
+  const int64_t usec = nsec / 1000;
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
   target.stats->usec.fetch_add(static_cast<uint64_t>(usec), std::memory_order_relaxed);
+  if (server_.latency_tracking.load(std::memory_order_relaxed)) {
+    target.stats->RecordLatency(static_cast<uint64_t>(nsec));
+  }
   error_target_ = nullptr;
   // EXEC itself is not logged, the commands it ran are (as Redis); AUTH and HELLO carry secrets.
   if (server_.slowlog.Wants(usec) && cmd.name != "exec" && cmd.name != "auth" && cmd.name != "hello") {

@@ -18,6 +18,7 @@ void ServerState::ApplyConfigLocked() {
   slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);
   slowlog.max_len.store(config.slowlog_max_len, std::memory_order_relaxed);
   latency.threshold_ms.store(config.latency_monitor_threshold, std::memory_order_relaxed);
+  latency_tracking.store(config.latency_tracking, std::memory_order_relaxed);
   debug_command.store(config.enable_debug_command == "yes"     ? 1
                       : config.enable_debug_command == "local" ? 2
                                                                : 0,

@@ -140,6 +140,7 @@ struct ServerState {
   SlowLog slowlog;
   AccessClock access;
   LatencyMonitor latency;
+  std::atomic<bool> latency_tracking{true};  // latency-tracking
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   ClientRegistry clients;
   MonitorRegistry monitors;
