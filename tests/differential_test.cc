@@ -1,5 +1,6 @@
 // The differential test: seeded random sequences of supported commands — errors, expiry, binary
-// data, pipelining, MULTI and RESP3 included — sent to keg-server and to redis-server 7.0.15; the
+// data, pipelining, MULTI and RESP3 included, FLUSHALL/FLUSHDB, bitmaps, LCS, COPY, DUMP/RESTORE
+// (keg's DUMP must equal Redis's byte for byte) — sent to keg-server and to redis-server 7.0.15; the
 // replies must be equal byte for byte, except TTL/PTTL (a tolerance) and KEYS (compared as sets).
 //
 //   KEG_DIFF_SEQUENCES=N  how many sequences (default 2000)
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "server/rdb.h"
 #include "support/server_process.h"
 
 namespace keg::testing {
@@ -123,7 +125,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DBSIZE: keg answers keyspace-wide reads in a transaction with the state after it (docs/server.md).
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 36)) {
+    switch (Range(0, 56)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -171,6 +173,73 @@ class Generator {
       case 33: return {Pick(std::vector<std::string>{"NOSUCH", "GETT", "sett"}), Key()};
       case 34: return {Pick(std::vector<std::string>{"GET", "SET", "INCRBY", "EXPIRE", "MSET"})};  // arity
       case 35: return {"STRLEN", Key()};
+      // The whole keyspace, at this command's place (pipelined and in MULTI too): rare, so the
+      // sequence builds state again after it.
+      case 36: return Chance(25) ? Cmd{Chance(50) ? "FLUSHALL" : "FLUSHDB"} : Cmd{"GET", Key()};
+      // Bitmaps.
+      case 37: return {"SETBIT", Key(), std::to_string(Range(0, 200)), Pick(std::vector<std::string>{"0", "1", "2"})};
+      case 38: return {"GETBIT", Key(), std::to_string(Range(0, 200))};
+      case 39: {
+        Cmd c = {"BITCOUNT", Key()};
+        if (Chance(60)) c.insert(c.end(), {std::to_string(Range(-20, 20)), std::to_string(Range(-20, 20))});
+        if (c.size() == 4 && Chance(50)) c.push_back(Pick(std::vector<std::string>{"BIT", "BYTE", "bad"}));
+        return c;
+      }
+      case 40: {
+        Cmd c = {"BITPOS", Key(), Pick(std::vector<std::string>{"0", "1", "2"})};
+        if (Chance(60)) c.push_back(std::to_string(Range(-20, 20)));
+        if (c.size() == 4 && Chance(60)) c.push_back(std::to_string(Range(-20, 20)));
+        if (c.size() == 5 && Chance(50)) c.push_back(Pick(std::vector<std::string>{"BIT", "BYTE"}));
+        return c;
+      }
+      case 41: {
+        const std::string op = Pick(std::vector<std::string>{"AND", "OR", "XOR", "NOT", "nope"});
+        Cmd c = {"BITOP", op, Key(), Key()};
+        if (op != "NOT" || Chance(20)) c.push_back(Key());
+        return c;
+      }
+      case 42: case 43: {
+        Cmd c = {Chance(80) ? "BITFIELD" : "BITFIELD_RO", Key()};
+        for (int i = Range(1, 3); i > 0; --i) {
+          const std::string type = Pick(std::vector<std::string>{"u8", "i8", "u1", "i64", "u63", "i5", "u64", "x3"});
+          const std::string off = Chance(30) ? "#" + std::to_string(Range(0, 10)) : std::to_string(Range(0, 100));
+          switch (Range(0, 3)) {
+            case 0: c.insert(c.end(), {"GET", type, off}); break;
+            case 1: c.insert(c.end(), {"SET", type, off, Number()}); break;
+            case 2: c.insert(c.end(), {"INCRBY", type, off, Number()}); break;
+            default: c.insert(c.end(), {"OVERFLOW", Pick(std::vector<std::string>{"WRAP", "SAT", "FAIL", "nope"})});
+          }
+        }
+        return c;
+      }
+      case 44: {
+        Cmd c = {"LCS", Key(), Key()};
+        switch (Range(0, 4)) {
+          case 0: c.push_back("LEN"); break;
+          case 1: c.push_back("IDX"); break;
+          case 2: c.insert(c.end(), {"IDX", "MINMATCHLEN", std::to_string(Range(0, 4)), "WITHMATCHLEN"}); break;
+          case 3: c.insert(c.end(), {"LEN", "IDX"}); break;
+          default: break;
+        }
+        return c;
+      }
+      case 45: {
+        Cmd c = {"COPY", Key(), Key()};
+        if (Chance(40)) c.push_back("REPLACE");
+        if (Chance(10)) c.insert(c.end(), {"DB", Pick(std::vector<std::string>{"0", "x"})});
+        return c;
+      }
+      case 46: return {"DUMP", Key()};  // byte-identical payloads
+      case 47: {
+        Cmd c = {"RESTORE", Key(), Pick(std::vector<std::string>{"0", "0", "-1", "x"}),
+                 Chance(90) ? server::rdb::DumpString(Value()) : std::string("bad payload")};
+        if (Chance(50)) c.push_back("REPLACE");
+        return c;
+      }
+      case 48: return {"TOUCH", Key(), Key()};
+      case 49: return {"OBJECT", "FREQ", Key()};
+      case 50: return {"GETBIT", Key(), Pick(std::vector<std::string>{"-1", "4294967296", "x"})};
+      case 51: return {"SETBIT", Key(), "4294967296", "1"};
       default: return {"GET", Key()};
     }
   }
@@ -215,11 +284,11 @@ std::vector<std::string> Elements(const std::string& r) {
   return out;
 }
 
-std::string Show(const Cmd& cmd) {
+std::string Show(const Cmd& cmd, size_t width = 40) {
   std::string s;
   for (const std::string& a : cmd) {
     s += '"';
-    for (char ch : a.substr(0, 40)) {
+    for (char ch : a.substr(0, width)) {
       const auto c = static_cast<unsigned char>(ch);
       if (c >= 32 && c < 127 && c != '"' && c != '\\') {
         s += static_cast<char>(c);
@@ -229,14 +298,14 @@ std::string Show(const Cmd& cmd) {
         s += buf;
       }
     }
-    s += a.size() > 40 ? "...\" " : "\" ";
+    s += a.size() > width ? "...\" " : "\" ";
   }
   return s;
 }
 
 std::string Printable(const std::string& r) {
-  Cmd one = {r.substr(0, 200)};
-  return Show(one);
+  Cmd one = {r.substr(0, 400)};
+  return Show(one, 400);
 }
 
 TEST(Differential, RandomSequencesMatchRedisByteForByte) {

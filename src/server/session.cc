@@ -858,11 +858,13 @@ void ClientSession::Exec(Ctx& ctx) {
     auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
     batch_.BeginCommand();
     const size_t first = batch_.size();
-    if (cmd->first_key > 0 && (cmd->flags & kReadOnly) != 0) {
-      const int argc = static_cast<int>(args.size());
-      const int last = cmd->last_key < 0 ? argc + cmd->last_key : cmd->last_key;
-      for (int k = cmd->first_key; k <= last && k < argc; k += cmd->key_step) {
-        std::string key(args[static_cast<size_t>(k)]);
+    // The keys of the command, or of its subcommand (OBJECT ENCODING key, MEMORY USAGE key).
+    const Command& keyed = StatsTarget(*cmd, args);
+    std::vector<size_t> positions;
+    const bool reads_keys = (keyed.flags & kReadOnly) != 0 && KeyPositions(keyed, args.size(), &positions);
+    if (reads_keys) {
+      for (size_t k : positions) {
+        std::string key(args[k]);
         batch_.Update(key, [snapshot, key](const store::ValueView* cur) {
           if (cur != nullptr) {
             auto copy = std::make_shared<std::string>(cur->value);
@@ -878,10 +880,9 @@ void ClientSession::Exec(Ctx& ctx) {
     }
     ServerState* server = &server_;
     steps_.push_back(Step{first, batch_.size() - first,
-                          [server, this, cmd, args, snapshot, views](std::span<store::OpResult>,
+                          [server, this, cmd, args, snapshot, views, reads_keys](std::span<store::OpResult>,
                                                                      resp::ReplyBuffer& out) {
-                            Ctx rctx(*server, *this, args, out,
-                                     cmd->first_key > 0 ? snapshot.get() : nullptr);
+                            Ctx rctx(*server, *this, args, out, reads_keys ? snapshot.get() : nullptr);
                             RunHandler(*cmd, rctx, /*feed=*/false);
                           },
                           nullptr, link_->out().muted()});

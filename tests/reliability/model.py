@@ -21,6 +21,7 @@ import resp  # noqa: E402
 from server import Keg  # noqa: E402
 
 NOT_INT = "ERR value is not an integer or out of range"
+DUMPED = object()  # any bulk string: a DUMP payload
 
 
 class Model:
@@ -52,7 +53,7 @@ def step(rng, m, keys):
     k = rng.choice(keys)
     k2 = rng.choice(keys)
     cur = m.data.get(k)
-    r = rng.randrange(19)
+    r = rng.randrange(27)
     if r == 0:
         v = value(rng)
         m.set(k, v)
@@ -141,6 +142,57 @@ def step(rng, m, keys):
         return ("RENAME", k, k2), b"OK"
     if r == 17:
         return ("DBSIZE",), len(m.data)
+    if r == 18:
+        if rng.random() < 0.2:  # rare: the model rebuilds state after it
+            m.data.clear()
+            m.ttl.clear()
+            return (rng.choice(["FLUSHALL", "FLUSHDB"]),), b"OK"
+        return ("GET", k), cur
+    if r == 19:
+        off = rng.choice([0, 7, 8, 100, 2000])
+        bit = rng.randint(0, 1)
+        old = bytearray(cur or b"")
+        byte, shift = off // 8, 7 - off % 8
+        prev = (old[byte] >> shift) & 1 if byte < len(old) else 0
+        if byte >= len(old):
+            old.extend(b"\0" * (byte + 1 - len(old)))
+        old[byte] = (old[byte] & ~(1 << shift)) | (bit << shift)
+        m.set(k, bytes(old), keep_ttl=True)
+        return ("SETBIT", k, off, bit), prev
+    if r == 20:
+        off = rng.choice([0, 7, 8, 100, 2000, 1 << 20])
+        data = cur or b""
+        byte, shift = off // 8, 7 - off % 8
+        return ("GETBIT", k, off), (data[byte] >> shift) & 1 if byte < len(data) else 0
+    if r == 21:
+        return ("BITCOUNT", k), sum(bin(b).count("1") for b in (cur or b""))
+    if r == 22:
+        if k == k2:
+            return ("COPY", k, k2), resp.ReplyError("ERR source and destination objects are the same")
+        replace = rng.random() < 0.5
+        args = ("COPY", k, k2) + (("REPLACE",) if replace else ())
+        if cur is None or (k2 in m.data and not replace):
+            return args, 0
+        m.set(k2, cur)
+        if k in m.ttl:
+            m.ttl.add(k2)
+        return args, 1
+    if r == 23:
+        return ("DUMP", k), None if cur is None else DUMPED  # compared by a RESTORE below
+    if r == 24:
+        # A payload keg itself wrote, restored elsewhere: the value (and no TTL) must come back.
+        return ("COPY_BY_DUMP", k, k2), None
+    if r == 25:
+        off = rng.choice([0, 3, 50])
+        v = value(rng)[:50]
+        data = bytearray(cur or b"")
+        if not v:
+            return ("SETRANGE", k, off, v), len(data)
+        if len(data) < off + len(v):
+            data.extend(b"\0" * (off + len(v) - len(data)))
+        data[off:off + len(v)] = v
+        m.set(k, bytes(data), keep_ttl=True)
+        return ("SETRANGE", k, off, v), len(data)
     v = value(rng)
     old = cur
     m.set(k, v)
@@ -148,6 +200,8 @@ def step(rng, m, keys):
 
 
 def matches(got, want):
+    if want is DUMPED:
+        return isinstance(got, bytes) and len(got) >= 10
     if isinstance(want, resp.ReplyError):
         return isinstance(got, resp.ReplyError) and str(got) == str(want)
     if isinstance(want, tuple):
@@ -182,6 +236,17 @@ def run(opts):
                 assert c.call("COMPACT") == b"OK"
                 counts["compactions"] += 1
             args, want = step(rng, m, keys)
+            if args[0] == "COPY_BY_DUMP":
+                # DUMP one key and RESTORE it as another (REPLACE): the model copies the value.
+                _, k, k2 = args
+                payload = c.call("DUMP", k)
+                if (payload is None) != (k not in m.data):
+                    print(f"DIVERGENCE at step {i} (seed {opts.seed}): DUMP {k!r}: {payload!r:.80}")
+                    return 1
+                if payload is None:
+                    continue
+                args, want = ("RESTORE", k2, 0, payload, "REPLACE"), b"OK"
+                m.set(k2, m.data[k])
             c.send([args])
             got = c.read()
             if not matches(got, want):
