@@ -240,6 +240,9 @@ class Generator {
       case 49: return {"OBJECT", "FREQ", Key()};
       case 50: return {"GETBIT", Key(), Pick(std::vector<std::string>{"-1", "4294967296", "x"})};
       case 51: return {"SETBIT", Key(), "4294967296", "1"};
+      // The whole dataset's digest (Redis's algorithm): any difference in any key or TTL shows.
+      case 52: return in_multi ? Cmd{"PING"} : Cmd{"DEBUG", "DIGEST"};
+      case 53: return in_multi ? Cmd{"PING"} : Cmd{"DEBUG", "DIGEST-VALUE", Key(), Key()};
       default: return {"GET", Key()};
     }
   }
@@ -317,7 +320,8 @@ TEST(Differential, RandomSequencesMatchRedisByteForByte) {
   const int redis_port = FreePort();
   ServerProcess redis;
   ASSERT_TRUE(redis.Start({"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1",
-                           "--save", "", "--appendonly", "no", "--logfile", "/dev/null"},
+                           "--save", "", "--appendonly", "no", "--logfile", "/dev/null",
+                           "--enable-debug-command", "yes"},
                           redis_port))
       << "redis-server must be on PATH";
   const int keg_port = FreePort();
@@ -325,7 +329,7 @@ TEST(Differential, RandomSequencesMatchRedisByteForByte) {
   std::filesystem::remove_all(dir);
   ServerProcess keg;
   ASSERT_TRUE(keg.Start({KEG_SERVER_PATH, "--port", std::to_string(keg_port), "--dir", dir,
-                         "--logfile", "/dev/null"}, keg_port));
+                         "--logfile", "/dev/null", "--enable-debug-command", "yes"}, keg_port));
 
   int failures = 0;
   size_t commands = 0;

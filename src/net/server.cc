@@ -82,7 +82,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // from the client registry.
   ~Connection() override { session_.reset(); }
 
-  bool loopback() const {
+  bool loopback() const override {
     asio::error_code ec;
     const asio::ip::address a = socket_.remote_endpoint(ec).address();
     if (ec) return false;

@@ -45,6 +45,8 @@ class Link {
   /// "ip:port" of the peer and of the local end.
   virtual const std::string& peer() const = 0;
   virtual const std::string& local() const = 0;
+  /// Whether the peer is on this machine (127.0.0.0/8, ::1, or v4-mapped loopback).
+  virtual bool loopback() const = 0;
   /// File descriptor of the socket (CLIENT LIST `fd=`).
   virtual int fd() const = 0;
   /// Bytes in the query buffer from the command being run on (CLIENT LIST `qbuf=`). Any thread.

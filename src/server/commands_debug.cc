@@ -3,21 +3,93 @@
 //
 // keg's log is its save file, so RELOAD and LOADAOF have nothing to load: they make everything
 // durable (fsync) and reply OK; every key is unchanged, which is what callers check.
+#include <openssl/evp.h>
+
+#include <array>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <memory>
 #include <thread>
+#include <unordered_map>
 
 #include "resp/numbers.h"
 #include "server/command.h"
+#include "server/rdb.h"
 #include "server/session.h"
 #include "server/state.h"
 
 namespace keg::server {
 namespace {
 
-bool IsLoopback(std::string_view peer) {
-  return peer.starts_with("127.") || peer.starts_with("[::1]") || peer.starts_with("::1");
+// Redis's DEBUG DIGEST building blocks (debug.c): xor in the SHA1 of `data`, or mix it in
+// (digest = SHA1(digest xor SHA1(data))) where order matters.
+using Digest = std::array<unsigned char, 20>;
+
+void XorDigest(Digest& d, std::string_view data) {
+  unsigned char hash[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), hash, &len, EVP_sha1(), nullptr);
+  for (size_t j = 0; j < d.size(); ++j) d[j] ^= hash[j];
+}
+
+void MixDigest(Digest& d, std::string_view data) {
+  XorDigest(d, data);
+  unsigned int len = 0;
+  unsigned char hash[EVP_MAX_MD_SIZE];
+  EVP_Digest(d.data(), d.size(), hash, &len, EVP_sha1(), nullptr);
+  std::memcpy(d.data(), hash, d.size());
+}
+
+// xorObjectDigest for a string: its type (0, big endian), its bytes, and whether it expires.
+void ValueDigest(Digest& d, std::string_view value, bool expires) {
+  const char type[4] = {0, 0, 0, 0};
+  MixDigest(d, std::string_view(type, 4));
+  MixDigest(d, value);
+  if (expires) XorDigest(d, "!!expire!!");
+}
+
+std::string Hex(const Digest& d) {
+  std::string out;
+  char buf[3];
+  for (unsigned char b : d) {
+    std::snprintf(buf, sizeof(buf), "%02x", b);
+    out += buf;
+  }
+  return out;
+}
+
+// DEBUG DIGEST: Redis's dataset digest (xor over keys of mix(key) then the value's digest, after
+// mixing in the database number), so the same data gives the same digest in keg and in Redis.
+std::string DatasetDigest(store::Store& st) {
+  // A scan may visit a key twice (the keydir can grow meanwhile), and xor would cancel it out:
+  // collect the keys first.
+  std::unordered_map<std::string, bool> keys;  // key -> expires
+  uint64_t cursor = 0;
+  do {
+    cursor = st.Scan(cursor, 1024, [&](std::string_view key, int64_t expire_at_ms) {
+      keys.emplace(std::string(key), expire_at_ms != 0);
+    });
+  } while (cursor != 0);
+  Digest final{};
+  bool any = false;
+  for (const auto& [key, expires] : keys) {
+    store::ValueView v;
+    if (!st.Get(key, &v).ok()) continue;
+    if (!any) {
+      const char db0[4] = {0, 0, 0, 0};
+      MixDigest(final, std::string_view(db0, 4));
+      any = true;
+    }
+    Digest d{};
+    MixDigest(d, key);
+    ValueDigest(d, v.value, expires);
+    // Redis's xorDigest(final, digest, 20): the SHA1 of the key's digest goes into the total.
+    XorDigest(final, std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
+  }
+  return Hex(final);
 }
 
 void DebugProtocol(Ctx& c) {
@@ -63,7 +135,7 @@ void DebugProtocol(Ctx& c) {
 
 void Debug(Ctx& c) {
   const int mode = c.server().debug_command.load(std::memory_order_relaxed);
-  if (mode == 0 || (mode == 2 && !IsLoopback(c.client().peer()))) {
+  if (mode == 0 || (mode == 2 && !c.client().link().loopback())) {
     return c.Error("DEBUG command not allowed. If the enable-debug-command option is set to "
                    "\"local\", you can run it from a local connection, otherwise you need to set "
                    "this option in the configuration file, and then restart the server.");
@@ -72,8 +144,16 @@ void Debug(Ctx& c) {
   if (sub == "help" && c.argc() == 2) {
     static constexpr std::string_view kLines[] = {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "DIGEST", "    Output a hex signature representing the current DB content (Redis's algorithm).",
+        "DIGEST-VALUE <key> [<key> ...]", "    Output a hex signature of the values of all the specified keys.",
+        "HTSTATS <dbid>", "    Return the size of the keydir.",
         "LOADAOF", "    Flush the log to disk (keg has nothing to reload).",
         "OBJECT <key>", "    Show low level info about the `key` and associated value.",
+        "POPULATE <count> [<prefix>] [<size>]",
+        "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+        "    it is used instead of the 'key' prefix. These are not propagated to",
+        "    replicas. Cluster slots are not respected so keys not belonging to the",
+        "    current node can be created in cluster mode.",
         "PROTOCOL <type>",
         "    Reply with a test value of the specified type. <type> can be: string,",
         "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
@@ -106,9 +186,75 @@ void Debug(Ctx& c) {
   }
   if (sub == "protocol" && c.argc() == 3) return DebugProtocol(c);
   if ((sub == "reload" || sub == "loadaof") && c.argc() >= 2) {
-    const store::Status s = c.server().store->Sync();
-    if (!s.ok()) return c.Error(StorageError(s));
-    return c.out().Ok();
+    // An fsync on the writer; this connection waits for it, its I/O thread does not.
+    ClientSession* client = &c.client();
+    std::shared_ptr<net::Link> keep = client->link().Self();
+    client->Suspend();
+    c.server().store->SyncAsync([client, keep](const store::Status& s) {
+      keep->Post([client, s] {
+        if (s.ok()) {
+          client->link().out().Ok();
+        } else {
+          client->link().out().Error(StorageError(s));
+        }
+        client->Finish();
+      });
+    });
+    return;
+  }
+  if (sub == "digest" && c.argc() == 2) return c.out().SimpleString(DatasetDigest(*c.server().store));
+  if (sub == "digest-value" && c.argc() >= 2) {
+    c.out().ArrayHeader(c.argc() - 2);
+    for (size_t i = 2; i < c.argc(); ++i) {
+      Digest d{};
+      store::ValueView v;
+      if (c.Lookup(c.arg(i), &v)) ValueDigest(d, v.value, v.expire_at_ms != 0);
+      c.out().SimpleString(Hex(d));
+    }
+    return;
+  }
+  if (sub == "populate" && c.argc() >= 3 && c.argc() <= 5) {
+    // DEBUG POPULATE count [prefix] [size]: keys prefix:0.. with "value:N" (padded with zeros
+    // or cut to `size`), skipping keys that exist; one batch, replied once durable.
+    int64_t count = 0;
+    int64_t size = 0;
+    if (!resp::ParseInt64(c.arg(2), &count) || count < 0) {
+      return c.Error("value is out of range, must be positive");
+    }
+    if (c.argc() == 5 && (!resp::ParseInt64(c.arg(4), &size) || size < 0)) {
+      return c.Error("value is out of range, must be positive");
+    }
+    if (size > c.server().proto_max_bulk_len.load()) return c.Error(err::kTooBig);
+    const std::string prefix = c.argc() >= 4 ? std::string(c.arg(3)) : std::string("key");
+    ClientSession* client = &c.client();
+    std::shared_ptr<net::Link> keep = client->link().Self();
+    store::WriteBatch batch;
+    for (int64_t j = 0; j < count; ++j) {
+      std::string value = "value:" + std::to_string(j);
+      if (size > 0) value.resize(static_cast<size_t>(size), '\0');
+      batch.Put(prefix + ":" + std::to_string(j), std::move(value), 0, store::PutCondition::kIfAbsent);
+    }
+    client->Suspend();
+    c.server().store->Write(std::move(batch), [client, keep](const store::Status& s, std::vector<store::OpResult>) {
+      keep->Post([client, s] {
+        if (s.ok()) {
+          client->link().out().Ok();
+        } else {
+          client->link().out().Error(StorageError(s));
+        }
+        client->Finish();
+      });
+    });
+    return;
+  }
+  if (sub == "htstats" && c.argc() >= 3) {
+    int64_t db = 0;
+    if (!resp::ParseInt64(c.arg(2), &db)) return c.Error(err::kNotInteger);
+    if (db != 0) return c.Error("Out of range database");
+    const store::Stats st = c.server().store->GetStats();
+    return c.out().Verbatim("[Dictionary HT]\nkeg keydir: " + std::to_string(st.keys) + " keys, " +
+                            std::to_string(st.keydir_bytes) + " bytes\n[Expires HT]\nkeys with an expiry: " +
+                            std::to_string(c.server().store->ExpiringKeys()) + "\n");
   }
   if (sub == "object" && c.argc() == 3) {
     store::ValueView v;
@@ -116,10 +262,10 @@ void Debug(Ctx& c) {
       if (c.read_failed()) return c.ReplyReadError();
       return c.Error(err::kNoSuchKey);
     }
-    return c.out().SimpleString("Value at:0x0 refcount:1 encoding:" +
-                                std::string(StringEncoding(v.value)) +
-                                " serializedlength:" + std::to_string(v.value.size()) +
-                                " lru:0 lru_seconds_idle:0");
+    return c.out().SimpleString(
+        "Value at:0x0 refcount:1 encoding:" + std::string(StringEncoding(v.value)) +
+        " serializedlength:" + std::to_string(rdb::DumpString(v.value).size() - 11) + " lru:0 lru_seconds_idle:" +
+        std::to_string(c.server().access.IdleSeconds(c.arg(2), store::NowMs(), c.server().start_ms)));
   }
   c.Error("unknown subcommand or wrong number of arguments for '" +
           std::string(c.arg(1)).substr(0, 128) + "'. Try DEBUG HELP.");

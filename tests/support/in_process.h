@@ -168,6 +168,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   const std::string& peer() const override { return peer_; }
   const std::string& local() const override { return local_; }
   int fd() const override { return 7; }
+  bool loopback() const override { return true; }
   size_t query_buffer_bytes() const override { return 0; }
   size_t query_buffer_free() const override { return 0; }
 
