@@ -154,6 +154,10 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 std::string StorageError(const store::Status& s);
 /// The reply for a value whose record fails its checksum: "ERR Corruption: <file> at offset <n>: ...".
 std::string CorruptionError(const store::Status& s);
+/// For a command that replies once the store is done (SAVE, DEBUG RELOAD): suspends the client
+/// and returns the callback to give the store; it replies +OK or the storage error in the
+/// command's place, on the connection's I/O thread. Call from the handler.
+std::function<void(const store::Status&)> ReplyOkWhenDone(Ctx& c);
 /// The command or subcommand whose stats a call counts (CLIENT LIST counts as client|list).
 const Command& StatsTarget(const Command& cmd, std::span<const std::string_view> args);
 

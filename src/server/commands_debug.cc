@@ -187,20 +187,7 @@ void Debug(Ctx& c) {
   if (sub == "protocol" && c.argc() == 3) return DebugProtocol(c);
   if ((sub == "reload" || sub == "loadaof") && c.argc() >= 2) {
     // An fsync on the writer; this connection waits for it, its I/O thread does not.
-    ClientSession* client = &c.client();
-    std::shared_ptr<net::Link> keep = client->link().Self();
-    client->Suspend();
-    c.server().store->SyncAsync([client, keep](const store::Status& s) {
-      keep->Post([client, s] {
-        if (s.ok()) {
-          client->link().out().Ok();
-        } else {
-          client->link().out().Error(StorageError(s));
-        }
-        client->Finish();
-      });
-    });
-    return;
+    return c.server().store->SyncAsync(ReplyOkWhenDone(c));
   }
   if (sub == "digest" && c.argc() == 2) return c.out().SimpleString(DatasetDigest(*c.server().store));
   if (sub == "digest-value" && c.argc() >= 2) {
@@ -226,25 +213,15 @@ void Debug(Ctx& c) {
     }
     if (size > c.server().proto_max_bulk_len.load()) return c.Error(err::kTooBig);
     const std::string prefix = c.argc() >= 4 ? std::string(c.arg(3)) : std::string("key");
-    ClientSession* client = &c.client();
-    std::shared_ptr<net::Link> keep = client->link().Self();
     store::WriteBatch batch;
     for (int64_t j = 0; j < count; ++j) {
       std::string value = "value:" + std::to_string(j);
       if (size > 0) value.resize(static_cast<size_t>(size), '\0');
       batch.Put(prefix + ":" + std::to_string(j), std::move(value), 0, store::PutCondition::kIfAbsent);
     }
-    client->Suspend();
-    c.server().store->Write(std::move(batch), [client, keep](const store::Status& s, std::vector<store::OpResult>) {
-      keep->Post([client, s] {
-        if (s.ok()) {
-          client->link().out().Ok();
-        } else {
-          client->link().out().Error(StorageError(s));
-        }
-        client->Finish();
-      });
-    });
+    auto done = ReplyOkWhenDone(c);
+    c.server().store->Write(std::move(batch),
+                            [done](const store::Status& s, std::vector<store::OpResult>) { done(s); });
     return;
   }
   if (sub == "htstats" && c.argc() >= 3) {

@@ -607,20 +607,13 @@ void Time(Ctx& c) {
 // I/O thread does not wait for the disk). SAVE replies once the sync returned; BGSAVE at once.
 void Save(Ctx& c) {
   ServerState* st = &c.server();
-  ClientSession* client = &c.client();
-  std::shared_ptr<net::Link> keep = client->link().Self();
-  client->Suspend();
-  st->store->SyncAsync([st, client, keep](const store::Status& s) {
-    keep->Post([st, client, s] {
-      if (s.ok()) {
-        st->last_save_s = store::NowMs() / 1000;
-        st->counters.changes_since_save = 0;
-        client->link().out().Ok();
-      } else {
-        client->link().out().Error(StorageError(s));
-      }
-      client->Finish();
-    });
+  auto reply = ReplyOkWhenDone(c);
+  st->store->SyncAsync([st, reply](const store::Status& s) {
+    if (s.ok()) {
+      st->last_save_s = store::NowMs() / 1000;
+      st->counters.changes_since_save = 0;
+    }
+    reply(s);
   });
 }
 void Bgsave(Ctx& c) {

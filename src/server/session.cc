@@ -418,6 +418,22 @@ void CommandStats::Reset() {
   for (auto& b : latency) b.store(0, std::memory_order_relaxed);
 }
 
+std::function<void(const store::Status&)> ReplyOkWhenDone(Ctx& c) {
+  ClientSession* client = &c.client();
+  std::shared_ptr<net::Link> keep = client->link().Self();
+  client->Suspend();
+  return [client, keep](const store::Status& s) {
+    keep->Post([client, s] {
+      if (s.ok()) {
+        client->link().out().Ok();
+      } else {
+        client->link().out().Error(StorageError(s));
+      }
+      client->Finish();
+    });
+  };
+}
+
 void ClientSession::StartMonitor() {
   if (monitor_.exchange(true)) return;
   server_.monitors.Add(this);
