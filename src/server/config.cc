@@ -364,10 +364,14 @@ std::string SetFixedDirective(std::string_view name, const std::vector<std::stri
                ? ""
                : "keg has no RDB snapshots: every write is already in its log (see appendfsync)";
   }
-  if (n == "databases" || n == "cluster-enabled") {
+  if (n == "databases" || n == "cluster-enabled" || n == "daemonize") {
     if (at_runtime) return "can't set immutable config";
     if (values.size() != 1) return "wrong number of arguments";
     if (n == "databases") return v == "1" ? "" : "keg has one database (0)";
+    if (n == "daemonize") {
+      if (v != "yes" && v != "no") return "argument must be 'yes' or 'no'";
+      return v == "no" ? "" : "keg runs in the foreground: use systemd or another supervisor";
+    }
     return v == "no" ? "" : "keg has no cluster mode";
   }
   *known = false;
@@ -402,7 +406,8 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
   // and tools that read them (redis-benchmark reads save and appendonly).
   static const std::pair<std::string_view, std::string_view> kFixed[] = {
       {"save", ""},        {"appendonly", "yes"}, {"databases", "1"},
-      {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"}};
+      {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"},
+      {"daemonize", "no"}};
   for (const auto& [n, v] : kFixed) {
     if (GlobMatch(pattern, n, true)) out.emplace_back(std::string(n), std::string(v));
   }
