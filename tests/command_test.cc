@@ -130,5 +130,25 @@ TEST_F(CommandTest, MonitorSeesCommandsInOrderWithSecretsRedacted) {
   EXPECT_EQ(monitor->Run(std::vector<std::vector<std::string>>{}), "");
 }
 
+// A connection killed while its write is in flight must not strand what other connections wait
+// for: the I/O thread's completion inbox and write batching post their work through whichever
+// connection came first, and that work must run even once that connection is closed. Under
+// `always` the completion arrives from the writer thread after the killed client stopped reading.
+TEST(InProcess, KilledConnectionDoesNotStrandOtherWrites) {
+  InProcessServer server(std::vector<std::pair<std::string, std::string>>{{"appendfsync", "always"}});
+  ASSERT_TRUE(server.ok()) << server.error();
+  auto killer = InProcessClient::Connect(server);
+  auto victim = InProcessClient::Connect(server);
+  EXPECT_EQ(killer->Run({{"CLIENT", "KILL", "SKIPME", "yes"}}), ":1\r\n");
+  victim->Run({{"MSETNX", "a", "1", "b", "2"}});  // its close runs while the batch is in flight
+  EXPECT_TRUE(victim->closed());
+  victim->Close();
+  victim.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));  // the completion arrives meanwhile
+  auto other = InProcessClient::Connect(server);
+  EXPECT_EQ(other->Run({{"SET", "k", "v"}, {"GET", "k"}}, std::chrono::seconds(3)), "+OK\r\n$1\r\nv\r\n");
+  EXPECT_FALSE(other->hung());
+}
+
 }  // namespace
 }  // namespace keg::testing

@@ -35,6 +35,38 @@
 
 namespace keg::testing {
 
+/// The I/O thread's task queue, shared by every client of a server as an io_context is shared by
+/// the connections of an I/O thread: a task posted for one connection (the flush of the writes a
+/// turn collected, a completion) runs whichever client pumps next, also after its own connection
+/// closed. Any thread may post; the test thread runs.
+class IoQueue {
+ public:
+  void Post(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mu_);
+      tasks_.push_back(std::move(fn));
+    }
+    cv_.notify_one();
+  }
+  // Runs one task, waiting up to `wait` for it; false if none came.
+  bool RunOne(std::chrono::milliseconds wait) {
+    std::function<void()> fn;
+    {
+      std::unique_lock lock(mu_);
+      if (!cv_.wait_for(lock, wait, [&] { return !tasks_.empty(); })) return false;
+      fn = std::move(tasks_.front());
+      tasks_.pop_front();
+    }
+    fn();
+    return true;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> tasks_;
+};
+
 /// A ServerState as main() builds it, on a fresh directory (removed at destruction).
 class InProcessServer {
  public:
@@ -62,6 +94,8 @@ class InProcessServer {
   }
   ~InProcessServer() {
     if (state_.store) (void)state_.store->Close();
+    while (io_.RunOne(std::chrono::milliseconds(0))) {
+    }
     state_.store.reset();
     std::error_code ec;
     std::filesystem::remove_all(dir_, ec);
@@ -72,6 +106,7 @@ class InProcessServer {
   bool ok() const { return ok_; }
   const std::string& error() const { return error_; }
   server::ServerState& state() { return state_; }
+  IoQueue& io() { return io_; }
   bool shutdown_requested() const { return shutdown_requested_; }
   /// Forgets a SHUTDOWN (the fuzzer's server lives on).
   void clear_shutdown() { shutdown_requested_ = false; }
@@ -79,6 +114,7 @@ class InProcessServer {
  private:
   std::string dir_;
   server::ServerState state_;
+  IoQueue io_;  // after state_: its tasks (and the clients they keep) go first
   bool ok_ = false;
   std::string error_;
   std::atomic<bool> shutdown_requested_{false};
@@ -131,29 +167,12 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   bool hung() const { return hung_; }
   bool closed() const { return closed_ || close_after_reply_; }
 
-  /// The test is done with this client: completions still in flight (a killed connection's batch)
-  /// are dropped when they arrive instead of queueing forever, so the client (and its session) is
-  /// freed once the store lets go of it.
-  void Close() {
-    std::deque<std::function<void()>> drop;
-    {
-      std::lock_guard lock(mu_);
-      detached_ = true;
-      drop.swap(posted_);
-    }
-    closed_ = true;
-  }
-  server::ClientSession& session() { return *session_; }
+  /// The test is done with this client: it reads no more; what is posted for it still runs when
+  /// another client pumps the queue (as a closed connection's handlers run on its I/O thread).
+  void Close() { closed_ = true; }
 
   // ---- net::Link ----
-  void Post(std::function<void()> fn) override {
-    {
-      std::lock_guard lock(mu_);
-      if (detached_) return;  // fn (and what it holds) is destroyed outside the lock
-      posted_.push_back(std::move(fn));
-    }
-    cv_.notify_one();
-  }
+  void Post(std::function<void()> fn) override { server_->io().Post(std::move(fn)); }
   std::shared_ptr<net::Link> Self() override { return shared_from_this(); }
   void Resume() override {
     if (closed_) return;
@@ -215,18 +234,8 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
     }
   }
 
-  // Runs one posted completion, waiting up to `wait` for it; false if none came.
-  bool RunOnePosted(std::chrono::milliseconds wait) {
-    std::function<void()> fn;
-    {
-      std::unique_lock lock(mu_);
-      if (!cv_.wait_for(lock, wait, [&] { return !posted_.empty(); })) return false;
-      fn = std::move(posted_.front());
-      posted_.pop_front();
-    }
-    fn();
-    return true;
-  }
+  // Runs one posted task (this client's or another's), waiting up to `wait` for it.
+  bool RunOnePosted(std::chrono::milliseconds wait) { return server_->io().RunOne(wait); }
 
   std::string TakeOutput() {
     std::string bytes;
@@ -260,10 +269,6 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   bool close_after_reply_ = false;
   bool hung_ = false;
 
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<std::function<void()>> posted_;
-  bool detached_ = false;  // guarded by mu_
 };
 
 }  // namespace keg::testing
