@@ -171,6 +171,8 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   /// another client pumps the queue (as a closed connection's handlers run on its I/O thread).
   void Close() { closed_ = true; }
 
+  server::ClientSession& session() { return *session_; }
+
   // ---- net::Link ----
   void Post(std::function<void()> fn) override { server_->io().Post(std::move(fn)); }
   std::shared_ptr<net::Link> Self() override { return shared_from_this(); }
