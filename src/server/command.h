@@ -35,6 +35,7 @@ enum CommandFlag : uint32_t {
   kMultiControl = 1 << 6,  ///< runs at once inside MULTI instead of being queued (MULTI, EXEC,
                            ///< DISCARD, WATCH, QUIT, RESET, as Redis's processCommand)
   kNoTouch = 1 << 7,   ///< reads its keys without updating their access time (TTL, TYPE, OBJECT)
+  kMovableKeys = 1 << 8,  ///< keys are not only at first/last/step (COMMAND INFO "movablekeys")
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 
@@ -126,6 +127,7 @@ void RegisterServerCommands(std::vector<Command>* table);   // commands_server.c
 void RegisterConnectionCommands(std::vector<Command>* table);  // commands_connection.cc
 void RegisterDebugCommands(std::vector<Command>* table);       // commands_debug.cc
 void RegisterBitCommands(std::vector<Command>* table);         // commands_bit.cc
+void RegisterMigrateCommands(std::vector<Command>* table);     // commands_migrate.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {
@@ -154,6 +156,9 @@ bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 std::string StorageError(const store::Status& s);
 /// The reply for a value whose record fails its checksum: "ERR Corruption: <file> at offset <n>: ...".
 std::string CorruptionError(const store::Status& s);
+/// Which arguments of a command line are secrets that SLOWLOG and MONITOR show as "(redacted)",
+/// as Redis: AUTH's, HELLO ... AUTH's username and password, MIGRATE's AUTH / AUTH2 ones.
+std::vector<bool> RedactedArguments(std::span<const std::string_view> args);
 /// For a command that replies once the store is done (SAVE, DEBUG RELOAD): suspends the client
 /// and returns the callback to give the store; it replies +OK or the storage error in the
 /// command's place, on the connection's I/O thread. Call from the handler.

@@ -380,6 +380,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   if (cmd.flags & kNoAuth) flags.push_back("no_auth");
   if (cmd.flags & kNoMulti) flags.push_back("no_multi");
   if (cmd.flags & kFast) flags.push_back("fast");
+  if (cmd.flags & kMovableKeys) flags.push_back("movablekeys");
   out.SetHeader(flags.size());
   for (std::string_view f : flags) out.SimpleString(f);
   out.Integer(cmd.first_key);
@@ -969,6 +970,7 @@ struct Table {
     RegisterServerCommands(&commands);
     RegisterDebugCommands(&commands);
     RegisterBitCommands(&commands);
+    RegisterMigrateCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

@@ -13,14 +13,16 @@ int64_t NowSeconds() { return static_cast<int64_t>(std::time(nullptr)); }
 
 }  // namespace
 
-void SlowLog::Add(std::span<const std::string_view> args, int64_t duration_us, std::string peer,
+void SlowLog::Add(std::span<const std::string_view> args, const std::vector<bool>& redact, int64_t duration_us, std::string peer,
                   std::string client_name) {
   Entry e;
   e.time_s = NowSeconds();
   e.duration_us = duration_us;
   const size_t argc = std::min(args.size(), kSlowlogMaxArgc);
   for (size_t i = 0; i < argc; ++i) {
-    if (argc != args.size() && i == argc - 1) {
+    if (i < redact.size() && redact[i]) {
+      e.args.emplace_back("(redacted)");
+    } else if (argc != args.size() && i == argc - 1) {
       e.args.push_back("... (" + std::to_string(args.size() - argc + 1) + " more arguments)");
     } else if (args[i].size() > kSlowlogMaxString) {
       e.args.push_back(std::string(args[i].substr(0, kSlowlogMaxString)) + "... (" +

@@ -37,7 +37,8 @@ class SlowLog {
     const int64_t t = slower_than_us.load(std::memory_order_relaxed);
     return t >= 0 && duration_us >= t;
   }
-  void Add(std::span<const std::string_view> args, int64_t duration_us, std::string peer,
+  /// `redact`: the arguments shown as "(redacted)" (RedactedArguments).
+  void Add(std::span<const std::string_view> args, const std::vector<bool>& redact, int64_t duration_us, std::string peer,
            std::string client_name);
   /// Newest first; count < 0: all.
   std::vector<Entry> Get(int64_t count) const;

@@ -418,6 +418,28 @@ void CommandStats::Reset() {
   for (auto& b : latency) b.store(0, std::memory_order_relaxed);
 }
 
+std::vector<bool> RedactedArguments(std::span<const std::string_view> args) {
+  std::vector<bool> redact(args.size(), false);
+  if (args.empty()) return redact;
+  if (EqualsIgnoreCase(args[0], "auth")) {
+    for (size_t i = 1; i < args.size(); ++i) redact[i] = true;
+  } else if (EqualsIgnoreCase(args[0], "hello")) {
+    for (size_t j = 2; j + 2 < args.size(); ++j) {
+      if (EqualsIgnoreCase(args[j], "auth")) redact[j + 1] = redact[j + 2] = true;
+    }
+  } else if (EqualsIgnoreCase(args[0], "migrate")) {
+    for (size_t j = 6; j < args.size(); ++j) {
+      if (EqualsIgnoreCase(args[j], "keys")) break;
+      if (EqualsIgnoreCase(args[j], "auth") && j + 1 < args.size()) {
+        redact[j + 1] = true;
+      } else if (EqualsIgnoreCase(args[j], "auth2") && j + 2 < args.size()) {
+        redact[j + 1] = redact[j + 2] = true;
+      }
+    }
+  }
+  return redact;
+}
+
 std::function<void(const store::Status&)> ReplyOkWhenDone(Ctx& c) {
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
@@ -459,15 +481,7 @@ void MonitorRegistry::Feed(const ClientSession& from, std::span<const std::strin
   std::string line = head;
   line += from.peer();
   line += "]";
-  // AUTH's arguments and HELLO's AUTH username and password are secrets: "(redacted)", as Redis.
-  std::vector<bool> redact(args.size(), false);
-  if (EqualsIgnoreCase(args[0], "auth")) {
-    for (size_t i = 1; i < args.size(); ++i) redact[i] = true;
-  } else if (EqualsIgnoreCase(args[0], "hello")) {
-    for (size_t j = 2; j + 2 < args.size(); ++j) {
-      if (EqualsIgnoreCase(args[j], "auth")) redact[j + 1] = redact[j + 2] = true;
-    }
-  }
+  const std::vector<bool> redact = RedactedArguments(args);
   for (size_t i = 0; i < args.size(); ++i) {
     line += " \"";
     if (redact[i]) {
@@ -535,7 +549,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   error_target_ = nullptr;
   // EXEC itself is not logged, the commands it ran are (as Redis); AUTH and HELLO carry secrets.
   if (server_.slowlog.Wants(usec) && cmd.name != "exec" && cmd.name != "auth" && cmd.name != "hello") {
-    server_.slowlog.Add(ctx.args(), usec, link_->peer(), name());
+    server_.slowlog.Add(ctx.args(), RedactedArguments(ctx.args()), usec, link_->peer(), name());
   }
   server_.latency.AddIfNeeded((cmd.flags & kFast) != 0 ? "fast-command" : "command", usec / 1000);
   // MONITOR, after the command ran (as Redis's call()); admin commands are not shown.
