@@ -169,25 +169,31 @@ const Command& StatsTarget(const Command& cmd, std::span<const std::string_view>
 
 // ---- registries ---------------------------------------------------------------------------------
 
-AccessClock::AccessClock() : seconds_(new std::atomic<uint32_t>[kSlots]) {
-  for (size_t i = 0; i < kSlots; ++i) seconds_[i].store(0, std::memory_order_relaxed);
+AccessClock::AccessClock() : stamps_(new std::atomic<uint16_t>[kSlots]) {
+  for (size_t i = 0; i < kSlots; ++i) stamps_[i].store(0, std::memory_order_relaxed);
 }
 
 size_t AccessClock::Slot(std::string_view key) { return std::hash<std::string_view>{}(key) & (kSlots - 1); }
 
 void AccessClock::Touch(std::string_view key, int64_t now_ms) {
-  seconds_[Slot(key)].store(static_cast<uint32_t>(now_ms / 1000), std::memory_order_relaxed);
+  // Written only when the second changed: under load most touches find it current, and a read
+  // leaves the cache line shared between the I/O threads instead of bouncing it.
+  std::atomic<uint16_t>& slot = stamps_[Slot(key)];
+  const uint16_t now = Stamp(now_ms / 1000);
+  if (slot.load(std::memory_order_relaxed) != now) slot.store(now, std::memory_order_relaxed);
 }
 
 int64_t AccessClock::IdleSeconds(std::string_view key, int64_t now_ms, int64_t start_ms) const {
-  const uint32_t at = seconds_[Slot(key)].load(std::memory_order_relaxed);
-  const int64_t since_ms = at == 0 ? start_ms : int64_t{at} * 1000;
-  return std::max<int64_t>(0, (now_ms - since_ms) / 1000);
+  const uint16_t at = stamps_[Slot(key)].load(std::memory_order_relaxed);
+  const int64_t since_start = std::max<int64_t>(0, (now_ms - start_ms) / 1000);
+  if (at == 0) return since_start;
+  const int64_t idle = (int64_t{Stamp(now_ms / 1000)} - at + kPeriod) % kPeriod;  // wraps: reads low
+  return std::min(idle, since_start);
 }
 
 void AccessClock::SetIdle(std::string_view key, int64_t idle_seconds, int64_t now_ms) {
-  const int64_t at = std::max<int64_t>(1, now_ms / 1000 - std::min<int64_t>(idle_seconds, now_ms / 1000));
-  seconds_[Slot(key)].store(static_cast<uint32_t>(at), std::memory_order_relaxed);
+  const int64_t at = now_ms / 1000 - std::min<int64_t>(idle_seconds, kPeriod - 1);
+  stamps_[Slot(key)].store(Stamp(at), std::memory_order_relaxed);
 }
 
 bool KeyPositions(const Command& cmd, size_t argc, std::vector<size_t>* out) {
@@ -530,7 +536,9 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   if ((cmd.flags & kWrite) != 0) batch_.BeginCommand();
   // The keys' access clock (OBJECT IDLETIME), except for the commands Redis runs without touching.
   if (target.first_key > 0 && (target.flags & kNoTouch) == 0 && (!no_touch_ || cmd.name == "touch")) {
-    const int64_t now = store::NowMs();
+    timespec coarse{};
+    clock_gettime(CLOCK_REALTIME_COARSE, &coarse);  // the clock has whole seconds: no need for more
+    const int64_t now = int64_t{coarse.tv_sec} * 1000 + coarse.tv_nsec / 1'000'000;
     KeyPositions(target, ctx.argc(), &key_positions_);
     for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
   }
