@@ -130,6 +130,13 @@ TEST_F(CommandTest, MonitorSeesCommandsInOrderWithSecretsRedacted) {
   EXPECT_EQ(monitor->Run(std::vector<std::vector<std::string>>{}), "");
 }
 
+TEST_F(CommandTest, DbsizeInsideMultiCountsAtItsPlace) {
+  EXPECT_EQ(Run({{"SET", "old", "1"}, {"MULTI"}, {"DBSIZE"}, {"SET", "new", "1"}, {"DBSIZE"}, {"DEL", "old", "new"},
+                 {"DBSIZE"}, {"FLUSHALL"}, {"SET", "x", "1"}, {"DBSIZE"}, {"EXEC"}}),
+            "+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n"
+            "+QUEUED\r\n+QUEUED\r\n*8\r\n:1\r\n+OK\r\n:2\r\n:2\r\n:0\r\n+OK\r\n+OK\r\n:1\r\n");
+}
+
 // A connection killed while its write is in flight must not strand what other connections wait
 // for: the I/O thread's completion inbox and write batching post their work through whichever
 // connection came first, and that work must run even once that connection is closed. Under

@@ -73,6 +73,10 @@ class Ctx {
   /// Any command: an error reply in this command's place.
   void Error(std::string_view text);
 
+  /// Inside EXEC: the number of keys at DBSIZE's place in the transaction (null otherwise).
+  const uint64_t* key_count() const { return key_count_; }
+  void set_key_count(const uint64_t* n) { key_count_ = n; }
+
 
  private:
   ServerState& server_;
@@ -82,6 +86,7 @@ class Ctx {
   const std::unordered_map<std::string, store::ValueView>* snapshot_;
   size_t first_op_;  // the batch's size when this command started
   store::Status read_error_;
+  const uint64_t* key_count_ = nullptr;
 };
 
 using Handler = void (*)(Ctx&);

@@ -178,8 +178,9 @@ void Randomkey(Ctx& c) {
 }
 
 // DBSIZE: counted on the writer, after this connection's writes and the lazy expiries of its
-// reads (Redis's DBSIZE sees both). Inside EXEC, at the transaction's end.
+// reads (Redis's DBSIZE sees both). Inside EXEC, at its place in the transaction (a CountKeys op).
 void Dbsize(Ctx& c) {
+  if (c.key_count() != nullptr) return c.out().Integer(static_cast<int64_t>(*c.key_count()));
   if (c.client().in_exec()) return c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys));
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();

@@ -233,6 +233,7 @@ void WatchRegistry::Unwatch(ClientSession* client, const std::vector<std::string
 void WatchRegistry::Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live) {
   std::lock_guard lock(mu_);
   for (const auto& op : batch.ops()) {
+    if (op.kind == store::WriteBatch::Kind::kCountKeys) continue;  // reads only
     if (op.kind == store::WriteBatch::Kind::kDeleteAll) {
       for (auto& [key, clients] : watchers_) {
         if (!live(key)) continue;
@@ -896,6 +897,22 @@ void ClientSession::Exec(Ctx& ctx) {
     auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
     batch_.BeginCommand();
     const size_t first = batch_.size();
+    // DBSIZE counts the keys at its place in the transaction (its op's result).
+    if (cmd->name == "dbsize") {
+      batch_.BeginCommand();
+      const size_t at = batch_.size();
+      batch_.CountKeys();
+      ServerState* server = &server_;
+      steps_.push_back(Step{at, 1,
+                            [server, this, cmd, args, views](std::span<store::OpResult> results,
+                                                             resp::ReplyBuffer& out) {
+                              Ctx rctx(*server, *this, args, out, nullptr);
+                              rctx.set_key_count(results.empty() ? nullptr : &results[0].keys);
+                              RunHandler(*cmd, rctx, /*feed=*/false);
+                            },
+                            nullptr, link_->out().muted()});
+      continue;
+    }
     // The keys of the command, or of its subcommand (OBJECT ENCODING key, MEMORY USAGE key).
     const Command& keyed = StatsTarget(*cmd, args);
     std::vector<size_t> positions;

@@ -92,6 +92,8 @@ void WriteBatch::Update(std::string key, UpdateFn fn, bool want_old) {
 
 void WriteBatch::DeleteAll() { Add(Kind::kDeleteAll, std::string()); }
 
+void WriteBatch::CountKeys() { Add(Kind::kCountKeys, std::string()); }
+
 // ---- FileTable ---------------------------------------------------------------------------------
 
 std::shared_ptr<DataFile> FileTable::Get(uint32_t index) const {
@@ -671,6 +673,20 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
 
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   if (op.kind == WriteBatch::Kind::kDeleteAll) return DeleteAllKeys(result);
+  if (op.kind == WriteBatch::Kind::kCountKeys) {
+    // The keydir as applied, corrected by what this group wrote so far: a key the group created
+    // counts once, a key it deleted no more.
+    int64_t keys = static_cast<int64_t>(keydir_.Size());
+    for (const auto& [key, entry] : overlay_) {
+      std::shared_ptr<DataFile> file;
+      format::RecordHeader h;
+      uint64_t offset = 0;
+      const bool applied = Lookup(key, keydir_.Hash(key), false, &file, &h, &offset).ok();
+      keys += (entry.exists ? 1 : 0) - (applied ? 1 : 0);
+    }
+    result->keys = static_cast<uint64_t>(std::max<int64_t>(keys, 0));
+    return;
+  }
   const uint64_t hash = keydir_.Hash(op.key);
   if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
       !op.keep_ttl && !op.want_old) {
@@ -771,6 +787,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       return;
     }
     case WriteBatch::Kind::kDeleteAll:
+    case WriteBatch::Kind::kCountKeys:
       return;  // handled above
   }
 }

@@ -113,6 +113,10 @@ class WriteBatch {
   /// ops of the same group go too, later ops see an empty store. Writes one tombstone per key
   /// (O(keys), like Redis's synchronous flush); expired keys are dropped without one.
   void DeleteAll();
+  /// Writes nothing: its OpResult::keys is the number of keys at this op's place (earlier ops of
+  /// the group included; expired keys not yet dropped counted, as Redis's DBSIZE) — DBSIZE inside
+  /// MULTI.
+  void CountKeys();
 
   /// Starts the ops of the next command. When an op fails (OpResult::error: its key's record is
   /// corrupt), the later ops of the same command are skipped, so a multi-op command (RENAME,
@@ -132,7 +136,7 @@ class WriteBatch {
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
-  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll };
+  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kCountKeys };
   struct Op {
     Kind kind = Kind::kPut;
     uint32_t command = 0;  ///< ops of one command share it (BeginCommand)
@@ -162,6 +166,7 @@ struct OpResult {
   /// Not OK when the op could not run: the key's current record fails its checksum (Corruption,
   /// naming file and offset). Nothing was written for it, and the rest of its command was skipped.
   Status error;
+  uint64_t keys = 0;  ///< kCountKeys: the number of keys at the op's place
 };
 
 /// Called once per batch on the writer thread. When `status` is not OK nothing of the batch was
