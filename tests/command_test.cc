@@ -137,6 +137,16 @@ TEST_F(CommandTest, DbsizeInsideMultiCountsAtItsPlace) {
             "+QUEUED\r\n+QUEUED\r\n*8\r\n:1\r\n+OK\r\n:2\r\n:2\r\n:0\r\n+OK\r\n+OK\r\n:1\r\n");
 }
 
+// Found by the command fuzzer: MONITOR queued in a transaction of a client already monitoring
+// replied nothing, leaving EXEC's array one element short. Inside EXEC MONITOR is refused (Redis).
+TEST_F(CommandTest, MonitorInsideExecIsRefusedWithAReply) {
+  EXPECT_EQ(Run({{"MULTI"}, {"MONITOR"}, {"PING"}, {"EXEC"}}),
+            "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n-ERR MONITOR isn't allowed for DENY BLOCKING client\r\n+PONG\r\n");
+  EXPECT_EQ(Run({{"MONITOR"}}), "+OK\r\n");
+  const std::string r = Run({{"MULTI"}, {"MONITOR"}, {"EXEC"}});
+  EXPECT_NE(r.find("*1\r\n-ERR MONITOR isn't allowed for DENY BLOCKING client\r\n"), std::string::npos) << r;
+}
+
 // A connection killed while its write is in flight must not strand what other connections wait
 // for: the I/O thread's completion inbox and write batching post their work through whichever
 // connection came first, and that work must run even once that connection is closed. Under

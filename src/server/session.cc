@@ -521,8 +521,7 @@ void MonitorRegistry::Feed(const ClientSession& from, std::span<const std::strin
   line += "\r\n";
   auto shared = std::make_shared<const std::string>(std::move(line));
   std::lock_guard lock(mu_);
-  for (ClientSession* m : monitors_) {
-    if (m == &from) continue;  // Redis does not echo a monitor's own commands to itself
+  for (ClientSession* m : monitors_) {  // the sender too, if it monitors (as Redis)
     net::Link* link = &m->link();
     link->Post([link, shared] {
       link->out().Raw(*shared);
@@ -956,13 +955,14 @@ void ClientSession::Exec(Ctx& ctx) {
     flight->owned_args = std::move(queued_);
     steps_.clear();
     queued_.clear();
-    in_exec_ = false;
     if (dirty) {
+      in_exec_ = false;
       link_->out().NullArray();
       return;
     }
     std::vector<store::OpResult> none;
-    RunSteps(*flight, none);
+    RunSteps(*flight, none);  // still in EXEC: MONITOR refuses, DBSIZE counts here
+    in_exec_ = false;
     return;
   }
   Submit(true);
