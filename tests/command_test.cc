@@ -147,6 +147,23 @@ TEST_F(CommandTest, MonitorInsideExecIsRefusedWithAReply) {
   EXPECT_NE(r.find("*1\r\n-ERR MONITOR isn't allowed for DENY BLOCKING client\r\n"), std::string::npos) << r;
 }
 
+// Found by the command fuzzer (UBSan: a call on a destroyed ClientSession): the harness let a
+// connection go while a task posted for it (COMPACT's reply) was still queued. keg-server's
+// Connection::Post keeps the connection alive until its task ran; the fake link must too. Caught
+// by the sanitizer builds.
+TEST(InProcess, PostedTaskKeepsItsConnectionAlive) {
+  InProcessServer server;
+  ASSERT_TRUE(server.ok()) << server.error();
+  auto a = InProcessClient::Connect(server);
+  EXPECT_EQ(a->Run({{"SET", "k", "v"}}), "+OK\r\n");
+  a->Run({{"COMPACT"}}, std::chrono::milliseconds(0));  // returns before the compaction ends
+  a->Close();
+  a.reset();
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // the reply is posted meanwhile
+  auto b = InProcessClient::Connect(server);
+  EXPECT_EQ(b->Run({{"GET", "k"}}), "$1\r\nv\r\n");  // b's thread runs a's reply task too
+}
+
 // A connection killed while its write is in flight must not strand what other connections wait
 // for: the I/O thread's completion inbox and write batching post their work through whichever
 // connection came first, and that work must run even once that connection is closed. Under

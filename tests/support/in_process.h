@@ -174,7 +174,13 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   server::ClientSession& session() { return *session_; }
 
   // ---- net::Link ----
-  void Post(std::function<void()> fn) override { server_->io().Post(std::move(fn)); }
+  /// As the net layer's Connection::Post: the task keeps the connection (and so its session)
+  /// alive until it has run; nothing is posted for a connection already gone.
+  void Post(std::function<void()> fn) override {
+    std::shared_ptr<InProcessClient> self = weak_from_this().lock();
+    if (!self) return;
+    server_->io().Post([self = std::move(self), fn = std::move(fn)] { fn(); });
+  }
   std::shared_ptr<net::Link> Self() override { return shared_from_this(); }
   void Resume() override {
     if (closed_) return;
