@@ -164,6 +164,36 @@ TEST(InProcess, PostedTaskKeepsItsConnectionAlive) {
   EXPECT_EQ(b->Run({{"GET", "k"}}), "$1\r\nv\r\n");  // b's thread runs a's reply task too
 }
 
+TEST_F(CommandTest, RestoreIdletimeSetsTheAccessClock) {
+  const std::string dump = Run({{"SET", "src", "v"}, {"DUMP", "src"}});
+  const std::string payload = dump.substr(dump.find("\r\n$") + 2);
+  const size_t hdr = payload.find("\r\n");
+  const std::string bytes = payload.substr(hdr + 2, std::stoul(payload.substr(1, hdr - 1)));
+  EXPECT_EQ(Run({{"RESTORE", "k", "0", bytes, "IDLETIME", "1000"}}), "+OK\r\n");
+  const std::string idle = Run({{"OBJECT", "IDLETIME", "k"}});
+  EXPECT_TRUE(idle == ":1000\r\n" || idle == ":1001\r\n") << idle;
+  EXPECT_EQ(Run({{"GET", "k"}, {"OBJECT", "IDLETIME", "k"}}), "$1\r\nv\r\n:0\r\n");  // a read touches it
+  EXPECT_EQ(Run({{"RESTORE", "x", "0", bytes, "IDLETIME", "-1"}}), "-ERR Invalid IDLETIME value, must be >= 0\r\n");
+  EXPECT_EQ(Run({{"RESTORE", "x", "0", bytes, "FREQ", "256"}}),
+            "-ERR Invalid FREQ value, must be >= 0 and <= 255\r\n");
+}
+
+TEST_F(CommandTest, MemoryUsageClusterAndLatencyStats) {
+  EXPECT_EQ(Run({{"CONFIG", "RESETSTAT"}}), "+OK\r\n");  // command stats are per process
+  // The record (32-byte header, key, value) plus the 16-byte keydir slot.
+  EXPECT_EQ(Run({{"SET", "k", "hello"}, {"MEMORY", "USAGE", "k"}, {"MEMORY", "USAGE", "nokey"},
+                 {"MEMORY", "USAGE", "k", "SAMPLES", "x"}}),
+            "+OK\r\n:54\r\n$-1\r\n-ERR value is not an integer or out of range\r\n");
+  EXPECT_EQ(Run({{"CLUSTER", "INFO"}}), "-ERR This instance has cluster support disabled\r\n");
+  const std::string info = Run({{"INFO", "latencystats"}});
+  EXPECT_NE(info.find("latency_percentiles_usec_set:p50="), std::string::npos) << info;
+  EXPECT_NE(info.find(",p99.9="), std::string::npos) << info;
+  // One call of SET so far: one bucket, cumulative count 1.
+  const std::string hist = Run({{"LATENCY", "HISTOGRAM", "set"}});
+  EXPECT_NE(hist.find("$5\r\ncalls\r\n:1\r\n$14\r\nhistogram_usec\r\n*2\r\n:"), std::string::npos) << hist;
+  EXPECT_EQ(hist.substr(hist.size() - 4), ":1\r\n");
+}
+
 // A connection killed while its write is in flight must not strand what other connections wait
 // for: the I/O thread's completion inbox and write batching post their work through whichever
 // connection came first, and that work must run even once that connection is closed. Under

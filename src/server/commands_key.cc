@@ -304,11 +304,13 @@ void Dump(Ctx& c) {
 
 // RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], with Redis 7.0's checks in its
 // order: options, then (on the writer, at this command's place) BUSYKEY, then the TTL and the
-// payload. keg keeps no LRU/LFU data: IDLETIME and FREQ are checked and otherwise ignored.
+// payload. IDLETIME sets the key's access clock; keg keeps no LFU data, so FREQ is checked and
+// otherwise ignored.
 void Restore(Ctx& c) {
   bool replace = false;
   bool absttl = false;
   bool idle = false;
+  int64_t idle_seconds = 0;
   bool freq = false;
   for (size_t j = 4; j < c.argc(); ++j) {
     const std::string opt = ToLower(c.arg(j));
@@ -322,6 +324,7 @@ void Restore(Ctx& c) {
       if (!resp::ParseInt64(c.arg(++j), &n)) return c.Fail(std::string(err::kNotInteger));
       if (n < 0) return c.Fail("Invalid IDLETIME value, must be >= 0");
       idle = true;
+      idle_seconds = n;
     } else if (opt == "freq" && more && !idle) {
       if (!resp::ParseInt64(c.arg(++j), &n)) return c.Fail(std::string(err::kNotInteger));
       if (n < 0 || n > 255) return c.Fail("Invalid FREQ value, must be >= 0 and <= 255");
@@ -384,9 +387,11 @@ void Restore(Ctx& c) {
     d.expire_at_ms = at;
     return d;
   });
-  c.Then([o](std::span<OpResult>, resp::ReplyBuffer& out) {
+  ServerState* server = &c.server();
+  c.Then([o, server, idle, idle_seconds, key = std::string(c.arg(1))](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (o->busy) return out.Error("-BUSYKEY Target key name already exists.");
     if (!o->error.empty()) return out.Error(o->error);
+    if (idle) server->access.SetIdle(key, idle_seconds, store::NowMs());
     out.Ok();
   });
 }

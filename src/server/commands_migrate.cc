@@ -13,6 +13,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <memory>
@@ -128,6 +129,9 @@ void Migrate(Ctx& c) {
     return c.Error(err::kNotInteger);
   }
   if (timeout <= 0) timeout = 1000;
+  // The client's number meets steady_clock (nanoseconds) below: bounded so now + timeout cannot
+  // overflow. A day is longer than any transfer should wait.
+  timeout = std::min<int64_t>(timeout, 24 * 3600 * 1000);
   bool copy = false;
   bool replace = false;
   std::string user;

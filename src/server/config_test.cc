@@ -89,5 +89,41 @@ TEST(ConfigTest, RuntimeSetRefusesImmutableDirectivesAndGetMatchesGlobs) {
   EXPECT_EQ(save[0].second, "");
 }
 
+TEST(ConfigTest, DirectivesKegHonoursOneWay) {
+  Config c;
+  // keg's value is accepted; another well-formed one is refused with the reason; a malformed one
+  // gets Redis's error.
+  EXPECT_EQ(SetDirective(&c, "maxmemory", {"0"}, true), "");
+  EXPECT_NE(SetDirective(&c, "maxmemory", {"1mb"}, true).find("never evicts"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "maxmemory", {"bla"}, true), "argument must be a memory value");
+  EXPECT_EQ(SetDirective(&c, "maxmemory-policy", {"noeviction"}, true), "");
+  EXPECT_NE(SetDirective(&c, "maxmemory-policy", {"allkeys-lru"}, true).find("noeviction"), std::string::npos);
+  EXPECT_NE(SetDirective(&c, "maxmemory-policy", {"nope"}, true).find("must be one of"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "appendonly", {"yes"}, true), "");
+  EXPECT_NE(SetDirective(&c, "appendonly", {"no"}, true).find("cannot be turned off"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "save", {""}, true), "");
+  EXPECT_NE(SetDirective(&c, "save", {"900 1"}, true).find("no RDB snapshots"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "databases", {"1"}, false), "");
+  EXPECT_NE(SetDirective(&c, "databases", {"16"}, false).find("one database"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "databases", {"1"}, true), "can't set immutable config");
+  EXPECT_EQ(SetDirective(&c, "daemonize", {"no"}, false), "");
+  EXPECT_NE(SetDirective(&c, "daemonize", {"yes"}, false).find("foreground"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "cluster-enabled", {"yes"}, true), "can't set immutable config");
+  EXPECT_EQ(SetDirective(&c, "no-such-directive", {"1"}, true), "Bad directive or wrong number of arguments");
+}
+
+TEST(ConfigTest, LatencyTrackingPercentiles) {
+  Config c;
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"50 99.9 100"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "50 99.9 100");
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"101"}, true),
+            "latency-tracking-info-percentiles parameter should be between 0.0 and 100.0");
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"x"}, true),
+            "latency-tracking-info-percentiles parameter should be between 0.0 and 100.0");
+  EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "50 99.9 100");  // unchanged
+  EXPECT_EQ(SetDirective(&c, "latency-tracking", {"no"}, true), "");
+  EXPECT_FALSE(c.latency_tracking);
+}
+
 }  // namespace
 }  // namespace keg::server

@@ -185,10 +185,8 @@ void AccessClock::Touch(std::string_view key, int64_t now_ms) {
 
 int64_t AccessClock::IdleSeconds(std::string_view key, int64_t now_ms, int64_t start_ms) const {
   const uint16_t at = stamps_[Slot(key)].load(std::memory_order_relaxed);
-  const int64_t since_start = std::max<int64_t>(0, (now_ms - start_ms) / 1000);
-  if (at == 0) return since_start;
-  const int64_t idle = (int64_t{Stamp(now_ms / 1000)} - at + kPeriod) % kPeriod;  // wraps: reads low
-  return std::min(idle, since_start);
+  if (at == 0) return std::max<int64_t>(0, (now_ms - start_ms) / 1000);
+  return (int64_t{Stamp(now_ms / 1000)} - at + kPeriod) % kPeriod;  // wraps: reads low
 }
 
 void AccessClock::SetIdle(std::string_view key, int64_t idle_seconds, int64_t now_ms) {
@@ -893,12 +891,9 @@ void ClientSession::Exec(Ctx& ctx) {
       RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
     }
-    auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
     batch_.BeginCommand();
-    const size_t first = batch_.size();
     // DBSIZE counts the keys at its place in the transaction (its op's result).
     if (cmd->name == "dbsize") {
-      batch_.BeginCommand();
       const size_t at = batch_.size();
       batch_.CountKeys();
       ServerState* server = &server_;
@@ -912,6 +907,8 @@ void ClientSession::Exec(Ctx& ctx) {
                             nullptr, link_->out().muted()});
       continue;
     }
+    auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
+    const size_t first = batch_.size();
     // The keys of the command, or of its subcommand (OBJECT ENCODING key, MEMORY USAGE key).
     const Command& keyed = StatsTarget(*cmd, args);
     std::vector<size_t> positions;

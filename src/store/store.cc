@@ -419,15 +419,12 @@ Status StoreImpl::WriteSync(WriteBatch batch, std::vector<OpResult>* results) {
 bool StoreImpl::RunOnWriter(std::function<void()> task) {
   std::promise<void> promise;
   auto future = promise.get_future();
-  {
-    std::lock_guard lock(queue_mu_);
-    if (stopping_) return false;
-    queue_.push_back(Request{WriteBatch(), nullptr, [&] {
-                               task();
-                               promise.set_value();
-                             }});
+  if (!QueueTask([&] {
+        task();
+        promise.set_value();
+      })) {
+    return false;
   }
-  queue_cv_.notify_one();
   future.get();
   return true;
 }
@@ -451,16 +448,16 @@ Status StoreImpl::Sync() {
   return result;
 }
 
+bool StoreImpl::QueueTask(std::function<void()> task) {
+  std::lock_guard lock(queue_mu_);
+  if (stopping_) return false;
+  queue_.push_back(Request{WriteBatch(), nullptr, std::move(task)});
+  queue_cv_.notify_one();
+  return true;
+}
+
 void StoreImpl::SyncAsync(std::function<void(const Status&)> done) {
-  {
-    std::lock_guard lock(queue_mu_);
-    if (!stopping_) {
-      queue_.push_back(Request{WriteBatch(), nullptr, [this, done] { done(SyncOnWriter()); }});
-      queue_cv_.notify_one();
-      return;
-    }
-  }
-  done(Status::Failed("the store is closed"));
+  if (!QueueTask([this, done] { done(SyncOnWriter()); })) done(Status::Failed("the store is closed"));
 }
 
 // ---- Writes: the writer thread
@@ -512,15 +509,7 @@ void StoreImpl::DrainLazyExpired() {
 }
 
 void StoreImpl::KeyCountAsync(std::function<void(uint64_t keys)> done) {
-  {
-    std::lock_guard lock(queue_mu_);
-    if (!stopping_) {
-      queue_.push_back(Request{WriteBatch(), nullptr, [this, done] { done(keydir_.Size()); }});
-      queue_cv_.notify_one();
-      return;
-    }
-  }
-  done(keydir_.Size());
+  if (!QueueTask([this, done] { done(keydir_.Size()); })) done(keydir_.Size());
 }
 
 void StoreImpl::RunWork(std::vector<Request>& work) {

@@ -153,6 +153,9 @@ class StoreImpl final : public Store {
   // Writer thread: removes `key` from the keydir if its newest record has expired (no tombstone
   // needed: the expired record shadows older ones, as in ActiveExpireCycle).
   void DropExpired(std::string_view key, uint64_t hash);
+  // Any thread: queues `task` for the writer, after every request queued before; false (task not
+  // queued) once the store is stopping.
+  bool QueueTask(std::function<void()> task);
   // Any thread (a reader): asks the writer to drop `key`, found expired. Writer: drops them all.
   void DropExpiredLater(std::string_view key) const;
   void DrainLazyExpired();

@@ -62,6 +62,10 @@ class DataMoves(unittest.TestCase):
         self.k.set("c2", "x")
         with self.assertRaisesRegex(redis.ResponseError, "IOERR error or timeout connecting"):
             self.k.execute_command("MIGRATE", "127.0.0.1", 1, "c2", 0, 500)
+        # A timeout near INT64_MAX (it meets the server's clock) is bounded, not an overflow.
+        with self.assertRaisesRegex(redis.ResponseError, "IOERR error or timeout connecting"):
+            self.k.execute_command("MIGRATE", "127.0.0.1", 1, "c2", 0, 9223372036854775807)
+        self.assertTrue(self.k.ping())
 
     def test_migrate_from_redis_to_keg(self):
         self.r.set("x", "from redis", px=500000)
