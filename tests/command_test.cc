@@ -137,6 +137,25 @@ TEST_F(CommandTest, DbsizeInsideMultiCountsAtItsPlace) {
             "+QUEUED\r\n+QUEUED\r\n*8\r\n:1\r\n+OK\r\n:2\r\n:2\r\n:0\r\n+OK\r\n+OK\r\n:1\r\n");
 }
 
+// KEYS, SCAN and RANDOMKEY inside MULTI read the keyspace at their place in the transaction, as
+// Redis runs a transaction's commands one after another: the transaction's earlier writes count.
+TEST_F(CommandTest, KeyspaceReadsInsideMultiSeeTheirPlace) {
+  EXPECT_EQ(Run({{"SET", "old", "1"}, {"MULTI"}, {"KEYS", "*"}, {"SET", "new", "1"}, {"DEL", "old"},
+                 {"KEYS", "*"}, {"SCAN", "0", "COUNT", "1000"}, {"RANDOMKEY"}, {"FLUSHALL"}, {"RANDOMKEY"},
+                 {"KEYS", "*"}, {"SET", "x1", "1", "EX", "100"}, {"SET", "y", "1"}, {"SET", "x2", "1"}, {"PEXPIREAT", "x2", "1"},
+                 {"SCAN", "0", "MATCH", "x*", "COUNT", "1000"}, {"EXEC"}}),
+            "+OK\r\n+OK\r\n" + std::string("+QUEUED\r\n") + "+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n"
+            "+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n"
+            "*14\r\n"
+            "*1\r\n$3\r\nold\r\n+OK\r\n:1\r\n"       // KEYS before the writes, SET, DEL
+            "*1\r\n$3\r\nnew\r\n"                         // KEYS after them
+            "*2\r\n$1\r\n0\r\n*1\r\n$3\r\nnew\r\n"  // SCAN
+            "$3\r\nnew\r\n+OK\r\n$-1\r\n*0\r\n"       // RANDOMKEY, FLUSHALL, RANDOMKEY, KEYS
+            "+OK\r\n+OK\r\n+OK\r\n:1\r\n"
+            "*2\r\n$1\r\n0\r\n*1\r\n$2\r\nx1\r\n");  // x2 expired (deleted); y does not match
+  EXPECT_EQ(Run({{"KEYS", "*"}}).size(), "*2\r\n$2\r\nx1\r\n$1\r\ny\r\n"s.size());
+}
+
 // Found by the command fuzzer: MONITOR queued in a transaction of a client already monitoring
 // replied nothing, leaving EXEC's array one element short. Inside EXEC MONITOR is refused (Redis).
 TEST_F(CommandTest, MonitorInsideExecIsRefusedWithAReply) {

@@ -123,7 +123,7 @@ class Generator {
   }
 
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
-  // DEBUG DIGEST: keg answers it (like KEYS, SCAN, RANDOMKEY) with the state after the transaction.
+  // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
     switch (Range(0, 56)) {
       case 0: case 1: case 2: return SetWithOptions();
@@ -243,8 +243,16 @@ class Generator {
       // The whole dataset's digest (Redis's algorithm): any difference in any key or TTL shows.
       case 52: return in_multi ? Cmd{"PING"} : Cmd{"DEBUG", "DIGEST"};
       case 53: return in_multi ? Cmd{"PING"} : Cmd{"DEBUG", "DIGEST-VALUE", Key(), Key()};
+      // Keyspace-wide reads with a pattern that matches at most one key (so the order of the reply
+      // is the same), at their place in MULTI too.
+      case 54: return {"KEYS", SingleKeyPattern()};
+      case 55: return {"SCAN", "0", "MATCH", SingleKeyPattern(), "COUNT", "100000"};
       default: return {"GET", Key()};
     }
+  }
+
+  std::string SingleKeyPattern() {
+    return Pick(std::vector<std::string>{"a", "co*", "k:1", "bin*", "*colons:*", "[f]"});
   }
 
   Step AnyStep() {

@@ -73,9 +73,10 @@ class Ctx {
   /// Any command: an error reply in this command's place.
   void Error(std::string_view text);
 
-  /// Inside EXEC: the number of keys at DBSIZE's place in the transaction (null otherwise).
-  const uint64_t* key_count() const { return key_count_; }
-  void set_key_count(const uint64_t* n) { key_count_ = n; }
+  /// Inside EXEC, for a command that reads the whole keyspace (Command::keyspace): the keyspace
+  /// as its ReadKeys op read it at its place in the transaction. Null otherwise.
+  const store::OpResult* keyspace() const { return keyspace_; }
+  void set_keyspace(const store::OpResult* r) { keyspace_ = r; }
 
 
  private:
@@ -86,7 +87,7 @@ class Ctx {
   const std::unordered_map<std::string, store::ValueView>* snapshot_;
   size_t first_op_;  // the batch's size when this command started
   store::Status read_error_;
-  const uint64_t* key_count_ = nullptr;
+  const store::OpResult* keyspace_ = nullptr;
 };
 
 using Handler = void (*)(Ctx&);
@@ -118,6 +119,10 @@ struct Command {
   std::string_view acl_categories;  ///< for COMMAND INFO, e.g. "@write @string @slow"
   std::vector<Command> subcommands = {};
   CommandStats* stats = nullptr;  ///< set by the table (lives as long as the process)
+  /// Commands that read the whole keyspace (DBSIZE, KEYS, SCAN, RANDOMKEY): what they read, for
+  /// EXEC to place a ReadKeys op at the command's place in the transaction. Returns false when the
+  /// arguments are invalid (the handler then replies the error). Null for every other command.
+  bool (*keyspace)(std::span<const std::string_view> args, store::KeysQuery* query) = nullptr;
 };
 
 /// The table, looked up case-insensitively. Thread: any (immutable after start).

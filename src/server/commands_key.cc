@@ -110,21 +110,35 @@ void Keys(Ctx& c) {
   const std::string_view pattern = c.arg(1);
   const bool all = pattern == "*";
   std::vector<std::string> keys;
-  uint64_t cursor = 0;
-  do {
-    cursor = c.server().store->Scan(cursor, 1024, [&](std::string_view k, int64_t) {
-      if (all || GlobMatch(pattern, k)) keys.emplace_back(k);
-    });
-  } while (cursor != 0);
+  if (c.keyspace() != nullptr) {
+    for (const std::string& k : c.keyspace()->key_list) {
+      if (all || GlobMatch(pattern, k)) keys.push_back(k);
+    }
+  } else {
+    uint64_t cursor = 0;
+    do {
+      cursor = c.server().store->Scan(cursor, 1024, [&](std::string_view k, int64_t) {
+        if (all || GlobMatch(pattern, k)) keys.emplace_back(k);
+      });
+    } while (cursor != 0);
+  }
   c.out().ArrayHeader(keys.size());
   for (const std::string& k : keys) c.out().Bulk(k);
 }
 
 // SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
-void Scan(Ctx& c) {
+struct ScanArgs {
   uint64_t cursor = 0;
+  int64_t count = 10;
+  std::string_view pattern;
+  bool use_pattern = false;
+  std::string type;
+};
+
+// The error text when the arguments are invalid, else empty.
+std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a) {
   {
-    const std::string_view s = c.arg(1);
+    const std::string_view s = args[1];
     bool ok = !s.empty();
     uint64_t v = 0;
     for (char ch : s) {
@@ -135,33 +149,42 @@ void Scan(Ctx& c) {
       }
       v = v * 10 + d;
     }
-    if (!ok) return c.Error("invalid cursor");
-    cursor = v;
+    if (!ok) return "invalid cursor";
+    a->cursor = v;
   }
-  std::string_view pattern;
-  bool use_pattern = false;
-  int64_t count = 10;
-  std::string type;
-  for (size_t i = 2; i < c.argc(); i += 2) {
-    const std::string opt = ToLower(c.arg(i));
-    if (i + 1 >= c.argc()) return c.Error(err::kSyntax);
+  for (size_t i = 2; i < args.size(); i += 2) {
+    const std::string opt = ToLower(args[i]);
+    if (i + 1 >= args.size()) return err::kSyntax;
     if (opt == "count") {
-      if (!resp::ParseInt64(c.arg(i + 1), &count)) return c.Error(err::kNotInteger);
-      if (count < 1) return c.Error(err::kSyntax);
+      if (!resp::ParseInt64(args[i + 1], &a->count)) return err::kNotInteger;
+      if (a->count < 1) return err::kSyntax;
     } else if (opt == "match") {
-      pattern = c.arg(i + 1);
-      use_pattern = pattern != "*";
+      a->pattern = args[i + 1];
+      a->use_pattern = a->pattern != "*";
     } else if (opt == "type") {
-      type = ToLower(c.arg(i + 1));
+      a->type = ToLower(args[i + 1]);
     } else {
-      return c.Error(err::kSyntax);
+      return err::kSyntax;
     }
   }
+  return {};
+}
+
+void Scan(Ctx& c) {
+  ScanArgs a;
+  if (const std::string_view e = ParseScanArgs(c.args(), &a); !e.empty()) return c.Error(e);
   std::vector<std::string> keys;
-  const bool type_ok = type.empty() || type == "string";
-  cursor = c.server().store->Scan(cursor, static_cast<size_t>(count), [&](std::string_view k, int64_t) {
-    if (type_ok && (!use_pattern || GlobMatch(pattern, k))) keys.emplace_back(k);
-  });
+  const bool type_ok = a.type.empty() || a.type == "string";
+  auto add = [&](std::string_view k, int64_t) {
+    if (type_ok && (!a.use_pattern || GlobMatch(a.pattern, k))) keys.emplace_back(k);
+  };
+  uint64_t cursor = 0;
+  if (c.keyspace() != nullptr) {
+    cursor = c.keyspace()->keys;
+    for (const std::string& k : c.keyspace()->key_list) add(k, 0);
+  } else {
+    cursor = c.server().store->Scan(a.cursor, static_cast<size_t>(a.count), add);
+  }
   c.out().ArrayHeader(2);
   c.out().Bulk(std::to_string(cursor));
   c.out().ArrayHeader(keys.size());
@@ -170,6 +193,10 @@ void Scan(Ctx& c) {
 
 void Randomkey(Ctx& c) {
   std::string key;
+  if (c.keyspace() != nullptr) {
+    if (c.keyspace()->key_list.empty()) return c.out().Null();
+    return c.out().Bulk(c.keyspace()->key_list.front());
+  }
   if (c.server().store->RandomKey(&key)) {
     c.out().Bulk(key);
   } else {
@@ -177,10 +204,32 @@ void Randomkey(Ctx& c) {
   }
 }
 
+// What each reads inside EXEC (Command::keyspace).
+bool DbsizeQuery(std::span<const std::string_view>, store::KeysQuery* q) {
+  q->mode = store::KeysQuery::Mode::kCount;
+  return true;
+}
+bool KeysAllQuery(std::span<const std::string_view>, store::KeysQuery* q) {
+  q->mode = store::KeysQuery::Mode::kAll;
+  return true;
+}
+bool RandomkeyQuery(std::span<const std::string_view>, store::KeysQuery* q) {
+  q->mode = store::KeysQuery::Mode::kRandom;
+  return true;
+}
+bool ScanQuery(std::span<const std::string_view> args, store::KeysQuery* q) {
+  ScanArgs a;
+  if (!ParseScanArgs(args, &a).empty()) return false;
+  q->mode = store::KeysQuery::Mode::kScan;
+  q->cursor = a.cursor;
+  q->count = static_cast<size_t>(a.count);
+  return true;
+}
+
 // DBSIZE: counted on the writer, after this connection's writes and the lazy expiries of its
-// reads (Redis's DBSIZE sees both). Inside EXEC, at its place in the transaction (a CountKeys op).
+// reads (Redis's DBSIZE sees both). Inside EXEC, at its place in the transaction (Ctx::keyspace).
 void Dbsize(Ctx& c) {
-  if (c.key_count() != nullptr) return c.out().Integer(static_cast<int64_t>(*c.key_count()));
+  if (c.keyspace() != nullptr) return c.out().Integer(static_cast<int64_t>(c.keyspace()->keys));
   if (c.client().in_exec()) return c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys));
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
@@ -481,9 +530,13 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->push_back({"pexpireat", -3, kW | kFast, 1, 1, 1, Pexpireat, "@keyspace @write @fast"});
   t->push_back({"persist", 2, kW | kFast, 1, 1, 1, Persist, "@keyspace @write @fast"});
   t->push_back({"keys", 2, kR, 0, 0, 0, Keys, "@keyspace @read @slow @dangerous"});
+  t->back().keyspace = KeysAllQuery;
   t->push_back({"scan", -2, kR, 0, 0, 0, Scan, "@keyspace @read @slow"});
+  t->back().keyspace = ScanQuery;
   t->push_back({"randomkey", 1, kR, 0, 0, 0, Randomkey, "@keyspace @read @slow"});
+  t->back().keyspace = RandomkeyQuery;
   t->push_back({"dbsize", 1, kR | kFast, 0, 0, 0, Dbsize, "@keyspace @read @fast"});
+  t->back().keyspace = DbsizeQuery;
   t->push_back({"rename", 3, kW, 1, 2, 1, Rename, "@keyspace @write @slow"});
   t->push_back({"renamenx", 3, kW | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
   t->push_back({"copy", -3, kW, 1, 2, 1, Copy, "@keyspace @write @slow"});

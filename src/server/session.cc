@@ -231,7 +231,7 @@ void WatchRegistry::Unwatch(ClientSession* client, const std::vector<std::string
 void WatchRegistry::Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live) {
   std::lock_guard lock(mu_);
   for (const auto& op : batch.ops()) {
-    if (op.kind == store::WriteBatch::Kind::kCountKeys) continue;  // reads only
+    if (op.kind == store::WriteBatch::Kind::kReadKeys) continue;  // reads only
     if (op.kind == store::WriteBatch::Kind::kDeleteAll) {
       for (auto& [key, clients] : watchers_) {
         if (!live(key)) continue;
@@ -892,16 +892,17 @@ void ClientSession::Exec(Ctx& ctx) {
       continue;
     }
     batch_.BeginCommand();
-    // DBSIZE counts the keys at its place in the transaction (its op's result).
-    if (cmd->name == "dbsize") {
+    // A command reading the whole keyspace reads it at its place (its ReadKeys op's result).
+    store::KeysQuery query;
+    if (cmd->keyspace != nullptr && cmd->keyspace(args, &query)) {
       const size_t at = batch_.size();
-      batch_.CountKeys();
+      batch_.ReadKeys(query);
       ServerState* server = &server_;
       steps_.push_back(Step{at, 1,
                             [server, this, cmd, args, views](std::span<store::OpResult> results,
                                                              resp::ReplyBuffer& out) {
                               Ctx rctx(*server, *this, args, out, nullptr);
-                              rctx.set_key_count(results.empty() ? nullptr : &results[0].keys);
+                              rctx.set_keyspace(results.empty() ? nullptr : &results[0]);
                               RunHandler(*cmd, rctx, /*feed=*/false);
                             },
                             nullptr, link_->out().muted()});

@@ -92,7 +92,7 @@ void WriteBatch::Update(std::string key, UpdateFn fn, bool want_old) {
 
 void WriteBatch::DeleteAll() { Add(Kind::kDeleteAll, std::string()); }
 
-void WriteBatch::CountKeys() { Add(Kind::kCountKeys, std::string()); }
+void WriteBatch::ReadKeys(KeysQuery query) { Add(Kind::kReadKeys, std::string()).query = query; }
 
 // ---- FileTable ---------------------------------------------------------------------------------
 
@@ -660,9 +660,9 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   }
 }
 
-void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
-  if (op.kind == WriteBatch::Kind::kDeleteAll) return DeleteAllKeys(result);
-  if (op.kind == WriteBatch::Kind::kCountKeys) {
+void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
+  using Mode = KeysQuery::Mode;
+  if (query.mode == Mode::kCount) {
     // The keydir as applied, corrected by what this group wrote so far: a key the group created
     // counts once, a key it deleted no more.
     int64_t keys = static_cast<int64_t>(keydir_.Size());
@@ -676,6 +676,60 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
     result->keys = static_cast<uint64_t>(std::max<int64_t>(keys, 0));
     return;
   }
+  // The keys this group wrote, live at this op's place (group_buf_ holds their records).
+  std::vector<std::string_view> written;
+  for (const auto& [key, entry] : overlay_) {
+    if (entry.exists && !Expired(format::DecodeHeader(group_buf_.data() + entry.group_offset), group_now_ms_)) {
+      written.push_back(key);
+    }
+  }
+  std::vector<std::string>& out = result->key_list;
+  // The applied keydir, without the keys the group wrote (those are listed from the overlay).
+  auto applied = [&](std::string_view k, int64_t) {
+    if (overlay_.count(k) == 0) out.emplace_back(k);
+  };
+  switch (query.mode) {
+    case Mode::kAll: {
+      uint64_t cursor = 0;
+      do {
+        cursor = Scan(cursor, 4096, applied, false);
+      } while (cursor != 0);
+      out.insert(out.end(), written.begin(), written.end());
+      return;
+    }
+    case Mode::kScan:
+      result->keys = Scan(query.cursor, query.count, applied, false);
+      out.insert(out.end(), written.begin(), written.end());
+      return;
+    case Mode::kRandom: {
+      // A written key with the weight of its share of all keys, else a keydir key the group did not
+      // delete.
+      thread_local uint64_t state = static_cast<uint64_t>(NowMs());
+      state = state * 6364136223846793005ull + 1442695040888963407ull;
+      const uint64_t total = keydir_.Size() + written.size();
+      if (!written.empty() && (state >> 33) % total < written.size()) {
+        out.emplace_back(written[(state >> 33) % written.size()]);
+        return;
+      }
+      std::string key;
+      for (int attempt = 0; attempt < 100; ++attempt) {
+        if (!RandomKey(&key)) break;
+        if (overlay_.count(key) == 0) {
+          out.push_back(std::move(key));
+          return;
+        }
+      }
+      if (!written.empty()) out.emplace_back(written.front());
+      return;
+    }
+    case Mode::kCount:
+      return;
+  }
+}
+
+void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
+  if (op.kind == WriteBatch::Kind::kDeleteAll) return DeleteAllKeys(result);
+  if (op.kind == WriteBatch::Kind::kReadKeys) return ReadKeys(op.query, result);
   const uint64_t hash = keydir_.Hash(op.key);
   if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
       !op.keep_ttl && !op.want_old) {
@@ -776,7 +830,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       return;
     }
     case WriteBatch::Kind::kDeleteAll:
-    case WriteBatch::Kind::kCountKeys:
+    case WriteBatch::Kind::kReadKeys:
       return;  // handled above
   }
 }

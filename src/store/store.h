@@ -94,6 +94,20 @@ enum class PutCondition : uint8_t { kAlways, kIfAbsent, kIfPresent };  // SET, N
 /// Redis 7's EXPIRE conditions.
 enum class ExpireCondition : uint8_t { kAlways, kNX, kXX, kGT, kLT };
 
+/// What a WriteBatch::ReadKeys op reads, into its OpResult.
+struct KeysQuery {
+  enum class Mode : uint8_t {
+    kCount,   ///< keys: the number of keys (expired ones not yet dropped counted, as Redis's DBSIZE)
+    kAll,     ///< key_list: every live key (KEYS)
+    kScan,    ///< key_list: about `count` live keys from `cursor`, keys: the next cursor (SCAN's
+              ///< contract; a key the group wrote so far is listed by every such op)
+    kRandom,  ///< key_list: one random live key, or none when there is none (RANDOMKEY)
+  };
+  Mode mode = Mode::kCount;
+  uint64_t cursor = 0;  ///< kScan
+  size_t count = 10;    ///< kScan
+};
+
 /// A group of writes applied in order, atomically with respect to other batches.
 class WriteBatch {
  public:
@@ -113,10 +127,9 @@ class WriteBatch {
   /// ops of the same group go too, later ops see an empty store. Writes one tombstone per key
   /// (O(keys), like Redis's synchronous flush); expired keys are dropped without one.
   void DeleteAll();
-  /// Writes nothing: its OpResult::keys is the number of keys at this op's place (earlier ops of
-  /// the group included; expired keys not yet dropped counted, as Redis's DBSIZE) — DBSIZE inside
-  /// MULTI.
-  void CountKeys();
+  /// Writes nothing: reads the whole keyspace as it is at this op's place (earlier ops of the group
+  /// included) — DBSIZE, KEYS, SCAN and RANDOMKEY inside MULTI. See KeysQuery for what it returns.
+  void ReadKeys(KeysQuery query);
 
   /// Starts the ops of the next command. When an op fails (OpResult::error: its key's record is
   /// corrupt), the later ops of the same command are skipped, so a multi-op command (RENAME,
@@ -136,7 +149,7 @@ class WriteBatch {
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
-  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kCountKeys };
+  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kReadKeys };
   struct Op {
     Kind kind = Kind::kPut;
     uint32_t command = 0;  ///< ops of one command share it (BeginCommand)
@@ -148,6 +161,7 @@ class WriteBatch {
     std::string key;
     std::string value;
     UpdateFn fn;
+    KeysQuery query;  ///< kReadKeys
   };
   const std::vector<Op>& ops() const { return ops_; }
 
@@ -166,7 +180,10 @@ struct OpResult {
   /// Not OK when the op could not run: the key's current record fails its checksum (Corruption,
   /// naming file and offset). Nothing was written for it, and the rest of its command was skipped.
   Status error;
-  uint64_t keys = 0;  ///< kCountKeys: the number of keys at the op's place
+  /// kReadKeys: KeysQuery::kCount, the number of keys; kScan, the next cursor.
+  uint64_t keys = 0;
+  /// kReadKeys: the keys read (kAll, kScan, kRandom).
+  std::vector<std::string> key_list;
 };
 
 /// Called once per batch on the writer thread. When `status` is not OK nothing of the batch was

@@ -135,6 +135,8 @@ class StoreImpl final : public Store {
   // Runs queued requests in order; the caller holds role_mu_.
   void RunWork(std::vector<Request>& work);
   void ProcessGroup(std::vector<Request>& work, size_t begin, size_t end);
+  // Writer thread: a ReadKeys op (the keyspace at its place in the group being built).
+  void ReadKeys(const KeysQuery& query, OpResult* result);
   void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
   void DeleteAllKeys(OpResult* result);
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
