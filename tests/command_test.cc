@@ -156,6 +156,56 @@ TEST_F(CommandTest, KeyspaceReadsInsideMultiSeeTheirPlace) {
   EXPECT_EQ(Run({{"KEYS", "*"}}).size(), "*2\r\n$2\r\nx1\r\n$1\r\ny\r\n"s.size());
 }
 
+// ACL users: AUTH as a user, NOPERM for a command or a key outside the user's rules (and an
+// ACL LOG entry), MULTI aborted by a refused command, EXEC refusing a command whose rules changed
+// after it was queued, RESET back to the default user, DELUSER.
+TEST_F(CommandTest, AclUsersAreAuthenticatedAndConfined) {
+  EXPECT_EQ(Run({{"ACL", "SETUSER", "u1", "on", ">pw", "~k*", "+get", "+set", "+multi", "+exec", "+acl|whoami"}}),
+            "+OK\r\n");
+  auto u1 = InProcessClient::Connect(server_);
+  EXPECT_EQ(u1->Run({{"AUTH", "u1", "bad"}, {"AUTH", "u1", "pw"}, {"ACL", "WHOAMI"}, {"SET", "k1", "v"},
+                     {"GET", "k1"}, {"GET", "x"}, {"INCR", "k1"}, {"ACL", "LIST"}}),
+            "-WRONGPASS invalid username-password pair or user is disabled.\r\n+OK\r\n$2\r\nu1\r\n+OK\r\n"
+            "$1\r\nv\r\n-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+            "-NOPERM this user has no permissions to run the 'incr' command\r\n"
+            "-NOPERM this user has no permissions to run the 'acl|list' command\r\n");
+  EXPECT_EQ(u1->Run({{"MULTI"}, {"GET", "x"}, {"GET", "k1"}, {"EXEC"}}),
+            "+OK\r\n-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+            "+QUEUED\r\n-EXECABORT Transaction discarded because of previous errors.\r\n");
+  // Rules changed between MULTI and EXEC: the command is refused in its place.
+  EXPECT_EQ(u1->Run({{"MULTI"}, {"SET", "k2", "a"}, {"GET", "k1"}}), "+OK\r\n+QUEUED\r\n+QUEUED\r\n");
+  EXPECT_EQ(Run({{"ACL", "SETUSER", "u1", "-set"}}), "+OK\r\n");
+  EXPECT_EQ(u1->Run({{"EXEC"}}),
+            "*2\r\n-NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC "
+            "call. This command is no longer allowed for the following reason: no permission to execute the "
+            "command or subcommand\r\n$1\r\nv\r\n");
+  EXPECT_EQ(Run({{"EXISTS", "k2"}}), ":0\r\n");
+  const std::string log = Run({{"ACL", "LOG", "1"}});
+  EXPECT_NE(log.find("$6\r\nreason\r\n$7\r\ncommand\r\n$7\r\ncontext\r\n$5\r\nmulti\r\n$6\r\nobject\r\n$3\r\nset\r\n"
+                     "$8\r\nusername\r\n$2\r\nu1\r\n"),
+            std::string::npos)
+      << log;
+  EXPECT_EQ(u1->Run({{"RESET"}, {"ACL", "WHOAMI"}}), "+RESET\r\n$7\r\ndefault\r\n");
+  EXPECT_EQ(Run({{"ACL", "DELUSER", "u1", "nobody"}, {"ACL", "USERS"}}), ":1\r\n*1\r\n$7\r\ndefault\r\n");
+  EXPECT_EQ(Run({{"ACL", "DELUSER", "default"}}), "-ERR The 'default' user cannot be removed\r\n");
+}
+
+// CONFIG SET requirepass sets the default user's password, as Redis; AUTH then needs it.
+TEST_F(CommandTest, RequirepassIsTheDefaultUsersPassword) {
+  EXPECT_EQ(Run({{"AUTH", "x"}}),
+            "-ERR AUTH <password> called without any password configured for the default user. Are you sure "
+            "your configuration is correct?\r\n");
+  EXPECT_EQ(Run({{"CONFIG", "SET", "requirepass", "secret"}}), "+OK\r\n");
+  auto other = InProcessClient::Connect(server_);
+  EXPECT_EQ(other->Run({{"GET", "k"}, {"AUTH", "default", "secret"}, {"GET", "k"}}),
+            "-NOAUTH Authentication required.\r\n+OK\r\n$-1\r\n");
+  const std::string list = Run({{"ACL", "LIST"}});
+  EXPECT_NE(list.find("user default on #2bb80d537b1da3e38bd30361aa855686bde0eacd7162fef6a25fe97bf527a25b ~* &* +@all"),
+            std::string::npos)
+      << list;
+  EXPECT_EQ(Run({{"CONFIG", "SET", "requirepass", ""}}), "+OK\r\n");
+}
+
 // Found by the command fuzzer: MONITOR queued in a transaction of a client already monitoring
 // replied nothing, leaving EXEC's array one element short. Inside EXEC MONITOR is refused (Redis).
 TEST_F(CommandTest, MonitorInsideExecIsRefusedWithAReply) {

@@ -123,11 +123,15 @@ struct Command {
   /// EXEC to place a ReadKeys op at the command's place in the transaction. Returns false when the
   /// arguments are invalid (the handler then replies the error). Null for every other command.
   bool (*keyspace)(std::span<const std::string_view> args, store::KeysQuery* query) = nullptr;
+  /// Index of this command or subcommand among all of them (ACL permissions); set by the table.
+  uint32_t id = 0;
 };
 
 /// The table, looked up case-insensitively. Thread: any (immutable after start).
 const Command* FindCommand(std::string_view name);
 const std::vector<Command>& AllCommands();
+/// Number of command ids (commands and subcommands).
+size_t CommandIdCount();
 const Command* FindSubcommand(const Command& parent, std::string_view name);
 
 // Handlers, by file.
@@ -138,6 +142,7 @@ void RegisterConnectionCommands(std::vector<Command>* table);  // commands_conne
 void RegisterDebugCommands(std::vector<Command>* table);       // commands_debug.cc
 void RegisterBitCommands(std::vector<Command>* table);         // commands_bit.cc
 void RegisterMigrateCommands(std::vector<Command>* table);     // commands_migrate.cc
+void RegisterAclCommands(std::vector<Command>* table);         // commands_acl.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

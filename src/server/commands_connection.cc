@@ -32,29 +32,38 @@ void Reset(Ctx& c) {
   c.out().SimpleString("RESET");
 }
 
-// True when the password matches (constant time in the length of the shorter).
-bool CheckPassword(Ctx& c, std::string_view user, std::string_view pass) {
-  const std::string want = c.server().requirepass();
-  if (user != "default") return false;
-  if (want.empty()) return true;
-  if (want.size() != pass.size()) return false;
-  unsigned char diff = 0;
-  for (size_t i = 0; i < want.size(); ++i) diff |= static_cast<unsigned char>(want[i] ^ pass[i]);
-  return diff == 0;
-}
-
 constexpr std::string_view kWrongPass = "-WRONGPASS invalid username-password pair or user is disabled.";
+
+// Checks a username and password (AclRegistry::CheckCredentials); on success the connection
+// becomes the user's, on failure an "auth" entry goes to the ACL LOG.
+bool Login(Ctx& c, std::string_view user, std::string_view pass) {
+  AclRegistry& acl = c.server().acl;
+  if (acl.CheckCredentials(user, pass)) {
+    if (std::shared_ptr<const AclUser> u = acl.Get(user)) {
+      c.client().Authenticate(std::move(u));
+      return true;
+    }
+  }
+  AclRegistry::LogEntry e;
+  e.reason = "auth";
+  e.context = c.client().in_multi() || c.client().in_exec() ? "multi" : "toplevel";
+  e.object = std::string(c.arg(0));
+  e.username = std::string(user);
+  e.ctime_ms = store::NowMs();
+  e.client_info = c.client().Describe(e.ctime_ms);
+  acl.Log(std::move(e));
+  return false;
+}
 
 void Auth(Ctx& c) {
   if (c.argc() > 3) return c.Error(err::kSyntax);
-  if (c.argc() == 2 && !c.server().password_set.load()) {
+  if (c.argc() == 2 && c.server().acl.Default()->nopass) {
     return c.Error(
         "AUTH <password> called without any password configured for the default user. Are you "
         "sure your configuration is correct?");
   }
   const std::string_view user = c.argc() == 3 ? c.arg(1) : "default";
-  if (!CheckPassword(c, user, c.arg(c.argc() - 1))) return c.Error(kWrongPass);
-  c.client().set_authenticated(true);
+  if (!Login(c, user, c.arg(c.argc() - 1))) return c.Error(kWrongPass);
   c.out().Ok();
 }
 
@@ -80,7 +89,7 @@ void Hello(Ctx& c) {
   for (; i < c.argc(); ++i) {
     const std::string opt = ToLower(c.arg(i));
     if (opt == "auth" && i + 2 < c.argc()) {
-      if (!CheckPassword(c, c.arg(i + 1), c.arg(i + 2))) return c.Error(kWrongPass);
+      if (!Login(c, c.arg(i + 1), c.arg(i + 2))) return c.Error(kWrongPass);
       authed_now = true;
       i += 2;
     } else if (opt == "setname" && i + 1 < c.argc()) {
@@ -97,7 +106,6 @@ void Hello(Ctx& c) {
         "AUTH <user> <pass> option can be used to authenticate the client and select the RESP "
         "protocol version at the same time");
   }
-  if (authed_now) c.client().set_authenticated(true);
   if (has_setname) c.client().set_name(std::string(setname));
   c.client().set_protocol(proto == 3 ? resp::Protocol::kResp3 : resp::Protocol::kResp2);
   resp::ReplyBuffer& out = c.out();
@@ -188,7 +196,7 @@ void Client(Ctx& c) {
   }
   if (sub == "kill" && c.argc() >= 3) {
     // Old form: CLIENT KILL addr:port. New form: filters, reply is the count.
-    std::string addr, laddr;
+    std::string addr, laddr, user;
     int64_t id = 0;
     int64_t maxage = 0;  // seconds; 0: any age
     bool none = false;   // a filter no keg client can match
@@ -220,9 +228,10 @@ void Client(Ctx& c) {
           }
           if (type != "normal") none = true;
         } else if (opt == "user") {
-          if (c.arg(i + 1) != "default") {
+          if (c.server().acl.Get(c.arg(i + 1)) == nullptr) {
             return c.Error("No such user '" + std::string(c.arg(i + 1)) + "'");
           }
+          user = std::string(c.arg(i + 1));
         } else if (opt == "maxage") {
           if (!resp::ParseInt64(c.arg(i + 1), &maxage) || maxage < 0) return c.Error(err::kSyntax);
         } else {
@@ -239,6 +248,7 @@ void Client(Ctx& c) {
       if (maxage > 0 && (now_ms - s.created_ms()) / 1000 < maxage) return;
       if (!addr.empty() && s.peer() != addr) return;
       if (!laddr.empty() && s.local() != laddr) return;
+      if (!user.empty() && s.user_name() != user) return;
       if (&s == &me) {
         if (skipme && !old_form) return;
         kill_me = true;
@@ -344,17 +354,17 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
   t->push_back({"hello", -1, kNoAuth | kFast, 0, 0, 0, Hello, "@fast @connection"});
   t->push_back({"select", 2, kFast, 0, 0, 0, Select, "@fast @connection"});
   t->push_back({"client", -2, 0, 0, 0, 0, Client, "@slow @connection",
-                {{"id", 2, kFast, 0, 0, 0, nullptr, ""},
-                 {"getname", 2, kFast, 0, 0, 0, nullptr, ""},
-                 {"setname", 3, kFast, 0, 0, 0, nullptr, ""},
-                 {"setinfo", 4, kFast, 0, 0, 0, nullptr, ""},
-                 {"info", 2, kFast, 0, 0, 0, nullptr, ""},
-                 {"list", -2, kAdmin, 0, 0, 0, nullptr, ""},
-                 {"kill", -3, kAdmin, 0, 0, 0, nullptr, ""},
-                 {"no-evict", 3, kAdmin, 0, 0, 0, nullptr, ""},
-                 {"no-touch", 3, 0, 0, 0, 0, nullptr, ""},
-                 {"reply", 3, 0, 0, 0, 0, nullptr, ""},
-                 {"help", 2, 0, 0, 0, 0, nullptr, ""}}});
+                {{"id", 2, kFast, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"getname", 2, kFast, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"setname", 3, kFast, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"setinfo", 4, kFast, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"info", 2, kFast, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"list", -2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
+                 {"kill", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
+                 {"no-evict", 3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
+                 {"no-touch", 3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"reply", 3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
   t->push_back({"multi", 1, kMultiControl | kFast, 0, 0, 0, Multi, "@fast @transaction"});
   t->push_back({"exec", 1, kMultiControl, 0, 0, 0, Exec, "@slow @transaction"});
   t->push_back({"discard", 1, kMultiControl | kFast, 0, 0, 0, Discard, "@fast @transaction"});

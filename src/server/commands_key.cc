@@ -543,11 +543,11 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->push_back({"dump", 2, kR, 1, 1, 1, Dump, "@keyspace @read @slow"});
   t->push_back({"touch", -2, kR | kFast, 1, -1, 1, Touch, "@keyspace @read @fast"});
   t->push_back({"object", -2, kR | kNoTouch, 0, 0, 0, Object, "@keyspace @read @slow",
-                {{"encoding", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""},
-                 {"freq", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""},
-                 {"help", 2, kR | kNoTouch, 0, 0, 0, nullptr, ""},
-                 {"idletime", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""},
-                 {"refcount", 3, kR | kNoTouch, 2, 2, 1, nullptr, ""}}});
+                {{"encoding", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
+                 {"freq", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
+                 {"help", 2, kR | kNoTouch, 0, 0, 0, nullptr, "@keyspace @slow"},
+                 {"idletime", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
+                 {"refcount", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"}}});
   t->push_back({"restore", -4, kW, 1, 1, 1, Restore, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushdb", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushall", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});

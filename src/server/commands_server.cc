@@ -12,6 +12,7 @@
 #include <spdlog/spdlog.h>
 
 #include "resp/numbers.h"
+#include "server/acl.h"
 #include "server/command.h"
 #include "server/glob.h"
 #include "server/session.h"
@@ -363,6 +364,12 @@ void ConfigCmd(Ctx& c) {
     return c.out().Ok();
   }
   if (sub == "rewrite" && c.argc() == 2) return c.Error("CONFIG REWRITE is not supported by keg; edit the config file");
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
+                    "SET <directive> <value>", "    Set the configuration <directive> to <value>.", "RESETSTAT",
+                    "    Reset statistics reported by the INFO command.", "REWRITE",
+                    "    Rewrite the configuration file."});
+  }
   if (sub == "get" || sub == "set" || sub == "resetstat" || sub == "rewrite") {
     return c.Error(WrongArity("config|" + sub));
   }
@@ -401,7 +408,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   out.ArrayHeader(cmd.subcommands.size());
   for (const Command& sub : cmd.subcommands) {
     Command full = sub;
-    full.acl_categories = cmd.acl_categories;
+    if (full.acl_categories.empty()) full.acl_categories = cmd.acl_categories;
     CommandEntry(out, full, std::string(cmd.name) + "|" + std::string(sub.name));
   }
 }
@@ -442,16 +449,17 @@ void CommandList(Ctx& c) {
     if (passes(cmd, cmd.name, cmd.acl_categories)) names.emplace_back(cmd.name);
     for (const Command& sub : cmd.subcommands) {
       const std::string full = std::string(cmd.name) + "|" + std::string(sub.name);
-      if (passes(sub, full, cmd.acl_categories)) names.push_back(full);
+      if (passes(sub, full, sub.acl_categories.empty() ? cmd.acl_categories : sub.acl_categories)) {
+        names.push_back(full);
+      }
     }
   }
   c.out().ArrayHeader(names.size());
   for (const std::string& n : names) c.out().Bulk(n);
 }
 
-// COMMAND GETKEYS / GETKEYSANDFLAGS command arg...: the keys of a command line, from its key range,
-// with Redis's errors. Flags (GETKEYSANDFLAGS) follow Redis's for keg's commands: RO access for
-// reads, RW for read-modify-writes, OW update for plain overwrites, RM delete for deletes.
+// COMMAND GETKEYS / GETKEYSANDFLAGS command arg...: the keys of a command line, with Redis's
+// errors and Redis 7.0's key-spec flags (CommandKeys).
 void CommandGetkeys(Ctx& c) {
   const bool with_flags = EqualsIgnoreCase(c.arg(1), "getkeysandflags");
   const std::span<const std::string_view> line = c.args().subspan(2);
@@ -460,36 +468,25 @@ void CommandGetkeys(Ctx& c) {
     if (const Command* sub = FindSubcommand(*cmd, line[1])) cmd = sub;
   }
   if (cmd == nullptr) return c.Error("Invalid command specified");
-  std::vector<size_t> keys;
-  if (!KeyPositions(*cmd, line.size(), &keys)) return c.Error("The command has no key arguments");
+  std::vector<size_t> positions;
+  if (!KeyPositions(*cmd, line.size(), &positions)) return c.Error("The command has no key arguments");
   const auto n = static_cast<int64_t>(line.size());
   if ((cmd->arity > 0 && cmd->arity != n) || n < -cmd->arity) {
     return c.Error("Invalid number of arguments specified for command");
   }
+  const std::vector<KeyRef> keys = CommandKeys(*cmd, line);
   if (keys.empty()) return c.Error("Invalid arguments specified for command");
   resp::ReplyBuffer& out = c.out();
   out.ArrayHeader(keys.size());
-  for (size_t i : keys) {
+  for (const KeyRef& k : keys) {
     if (!with_flags) {
-      out.Bulk(line[i]);
+      out.Bulk(line[k.index]);
       continue;
     }
     out.ArrayHeader(2);
-    out.Bulk(line[i]);
-    std::vector<std::string_view> flags;
-    const std::string name = ToLower(line[0]);
-    if ((cmd->flags & kWrite) == 0) {
-      flags = {"RO", "access"};
-    } else if (name == "del" || name == "unlink" || name == "getdel") {
-      flags = {"RM", "delete"};
-    } else if (name == "set" || name == "mset" || name == "msetnx" || name == "setex" || name == "psetex" ||
-               name == "restore" || name == "bitop") {
-      flags = {"OW", "update"};
-    } else {
-      flags = {"RW", "access", "update"};
-    }
-    out.SetHeader(flags.size());
-    for (std::string_view f : flags) out.SimpleString(f);
+    out.Bulk(line[k.index]);
+    out.SetHeader(k.flags.size());
+    for (std::string_view f : k.flags) out.SimpleString(f);
   }
 }
 
@@ -592,6 +589,19 @@ void CommandCmd(Ctx& c) {
     return;
   }
   if (sub == "count") return c.Error(WrongArity("command|count"));
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"(no subcommand)", "    Return details about all Redis commands.", "COUNT",
+                    "    Return the total number of commands in this Redis server.", "LIST",
+                    "    Return a list of all commands in this Redis server.", "INFO [<command-name> ...]",
+                    "    Return details about multiple Redis commands.",
+                    "    If no command names are given, documentation details for all",
+                    "    commands are returned.", "DOCS [<command-name> ...]",
+                    "    Return documentation details about multiple Redis commands.",
+                    "    If no command names are given, documentation details for all",
+                    "    commands are returned.", "GETKEYS <full-command>",
+                    "    Return the keys from a full Redis command.", "GETKEYSANDFLAGS <full-command>",
+                    "    Return the keys and the access flags from a full Redis command."});
+  }
   // COMMAND DOCS included: an error makes redis-cli use its built-in help (see clients.md).
   c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try COMMAND HELP.");
 }
@@ -897,52 +907,54 @@ void Function(Ctx& c) {
 void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"info", -1, 0, 0, 0, 0, Info, "@slow @dangerous"});
   t->push_back({"config", -2, kAdmin, 0, 0, 0, ConfigCmd, "@admin @slow @dangerous",
-                {{"get", -3, kAdmin, 0, 0, 0, nullptr, ""},
-                 {"set", -4, kAdmin, 0, 0, 0, nullptr, ""},
-                 {"resetstat", 2, kAdmin, 0, 0, 0, nullptr, ""},
-                 {"rewrite", 2, kAdmin, 0, 0, 0, nullptr, ""}}});
+                {{"get", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"set", -4, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"resetstat", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"rewrite", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"help", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
   t->push_back({"command", -1, 0, 0, 0, 0, CommandCmd, "@slow @connection",
-                {{"count", 2, 0, 0, 0, 0, nullptr, ""},
-                 {"info", -2, 0, 0, 0, 0, nullptr, ""},
-                 {"list", -2, 0, 0, 0, 0, nullptr, ""},
-                 {"getkeys", -3, 0, 0, 0, 0, nullptr, ""},
-                 {"getkeysandflags", -3, 0, 0, 0, 0, nullptr, ""}}});
+                {{"count", 2, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"info", -2, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"list", -2, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"getkeys", -3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"getkeysandflags", -3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
   t->push_back({"time", 1, kFast, 0, 0, 0, Time, "@fast"});
   t->push_back({"memory", -2, kReadOnly, 0, 0, 0, Memory, "@slow",
-                {{"doctor", 2, 0, 0, 0, 0, nullptr, ""},
-                 {"help", 2, 0, 0, 0, 0, nullptr, ""},
-                 {"malloc-stats", 2, 0, 0, 0, 0, nullptr, ""},
-                 {"purge", 2, 0, 0, 0, 0, nullptr, ""},
-                 {"stats", 2, 0, 0, 0, 0, nullptr, ""},
-                 {"usage", -3, kReadOnly | kNoTouch, 2, 2, 1, nullptr, ""}}});
+                {{"doctor", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                 {"help", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                 {"malloc-stats", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                 {"purge", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                 {"stats", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                 {"usage", -3, kReadOnly | kNoTouch, 2, 2, 1, nullptr, "@read @slow"}}});
   t->push_back({"cluster", -2, 0, 0, 0, 0, Cluster, "@slow",
-               {{"addslots", -2, 0, 0, 0, 0, nullptr, ""},
-                {"addslotsrange", -2, 0, 0, 0, 0, nullptr, ""},
-                {"bumpepoch", -2, 0, 0, 0, 0, nullptr, ""},
-                {"count-failure-reports", -2, 0, 0, 0, 0, nullptr, ""},
-                {"countkeysinslot", -2, 0, 0, 0, 0, nullptr, ""},
-                {"delslots", -2, 0, 0, 0, 0, nullptr, ""},
-                {"delslotsrange", -2, 0, 0, 0, 0, nullptr, ""},
-                {"failover", -2, 0, 0, 0, 0, nullptr, ""},
-                {"flushslots", -2, 0, 0, 0, 0, nullptr, ""},
-                {"forget", -2, 0, 0, 0, 0, nullptr, ""},
-                {"getkeysinslot", -2, 0, 0, 0, 0, nullptr, ""},
-                {"help", -2, 0, 0, 0, 0, nullptr, ""},
-                {"info", -2, 0, 0, 0, 0, nullptr, ""},
-                {"keyslot", -2, 0, 0, 0, 0, nullptr, ""},
-                {"links", -2, 0, 0, 0, 0, nullptr, ""},
-                {"meet", -2, 0, 0, 0, 0, nullptr, ""},
-                {"myid", -2, 0, 0, 0, 0, nullptr, ""},
-                {"nodes", -2, 0, 0, 0, 0, nullptr, ""},
-                {"replicas", -2, 0, 0, 0, 0, nullptr, ""},
-                {"replicate", -2, 0, 0, 0, 0, nullptr, ""},
-                {"reset", -2, 0, 0, 0, 0, nullptr, ""},
-                {"saveconfig", -2, 0, 0, 0, 0, nullptr, ""},
-                {"set-config-epoch", -2, 0, 0, 0, 0, nullptr, ""},
-                {"setslot", -2, 0, 0, 0, 0, nullptr, ""},
-                {"shards", -2, 0, 0, 0, 0, nullptr, ""},
-                {"slaves", -2, 0, 0, 0, 0, nullptr, ""},
-                {"slots", -2, 0, 0, 0, 0, nullptr, ""}}});
+               {{"addslots", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"addslotsrange", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"bumpepoch", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"count-failure-reports", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"countkeysinslot", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"delslots", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"delslotsrange", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"failover", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"flushslots", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"forget", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"getkeysinslot", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"help", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"info", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"keyslot", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"links", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"meet", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"myid", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"nodes", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"replicas", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"replicate", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"reset", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"saveconfig", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"set-config-epoch", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"setslot", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"shards", -2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"slaves", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"slots", -2, 0, 0, 0, 0, nullptr, "@slow"}}});
   t->push_back({"save", 1, kAdmin | kNoMulti, 0, 0, 0, Save, "@admin @slow @dangerous"});
   t->push_back({"bgsave", -1, kAdmin, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});
@@ -971,12 +983,17 @@ struct Table {
     RegisterDebugCommands(&commands);
     RegisterBitCommands(&commands);
     RegisterMigrateCommands(&commands);
+    RegisterAclCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a
-      // Command shares its parent's.
+      // Command shares its parent's. A command's id is its stats' index.
+      commands[i].id = static_cast<uint32_t>(stats.size());
       commands[i].stats = &stats.emplace_back();
-      for (Command& sub : commands[i].subcommands) sub.stats = &stats.emplace_back();
+      for (Command& sub : commands[i].subcommands) {
+        sub.id = static_cast<uint32_t>(stats.size());
+        sub.stats = &stats.emplace_back();
+      }
     }
   }
 };
@@ -987,6 +1004,7 @@ const Table& TheTable() {
 }  // namespace
 
 const std::vector<Command>& AllCommands() { return TheTable().commands; }
+size_t CommandIdCount() { return TheTable().stats.size(); }
 
 const Command* FindCommand(std::string_view name) {
   if (name.size() > 32) return nullptr;

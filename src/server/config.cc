@@ -105,6 +105,7 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("tcp-keepalive", &Config::tcp_keepalive, 0, INT32_MAX, true));
     t.push_back(Bool("protected-mode", &Config::protected_mode, true));
     t.push_back(String("requirepass", &Config::requirepass, true));
+    t.push_back(Int("acllog-max-len", &Config::acllog_max_len, 0, kMax, true));
     t.push_back(Int("maxclients", &Config::maxclients, 1, INT32_MAX, true));
     t.push_back(Int("timeout", &Config::timeout, 0, INT32_MAX, true));
     t.push_back(Int("proto-max-bulk-len", &Config::proto_max_bulk_len, 1024 * 1024, kMax, true,
@@ -443,6 +444,23 @@ bool ParseConfigText(std::string_view text, Config* config, std::string* error) 
       return false;
     }
     if (words.empty()) continue;
+    if (Lower(words[0]) == "user") {
+      // Checked when the server applies it (AclRegistry::SetUser), as Redis loads users after the
+      // rest of the configuration.
+      if (words.size() < 2) {
+        *error = Fatal(line_no, line, "Bad directive or wrong number of arguments");
+        return false;
+      }
+      std::vector<std::string> user(words.begin() + 1, words.end());
+      if (user.size() == 1 && user[0].find(' ') != std::string::npos) {
+        // --user "alice on >pw ~* +@all" on the command line: one quoted argument.
+        std::vector<std::string> split;
+        SplitLine(user[0], &split);
+        user = std::move(split);
+      }
+      config->users.push_back(std::move(user));
+      continue;
+    }
     std::vector<std::string_view> values(words.begin() + 1, words.end());
     const std::string err = SetDirective(config, words[0], values, false);
     if (!err.empty()) {

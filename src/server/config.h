@@ -27,6 +27,9 @@ struct Config {
   int64_t tcp_keepalive = 300;
   bool protected_mode = true;
   std::string requirepass;
+  int64_t acllog_max_len = 128;
+  /// "user <name> <rules...>" lines (Redis's users in the config file), applied at start.
+  std::vector<std::vector<std::string>> users;
   int64_t maxclients = 10000;
   int64_t timeout = 0;
   // Limits.

@@ -28,6 +28,23 @@ TEST(GlobMatchTest, RedisPatterns) {
   EXPECT_FALSE(GlobMatch("a*a*a*a*a*a*a*a*a*a*a*a*b", std::string(60, 'a')));
 }
 
+// "user" lines (Redis's users in redis.conf) are kept in order for the server to apply; on the
+// command line one quoted argument holds the whole rule list.
+TEST(ConfigTest, UserLinesFromTheFileAndTheCommandLine) {
+  Config c;
+  std::string error;
+  ASSERT_TRUE(ParseConfigText("user alice on >pw ~* +@all\nuser default off\n", &c, &error)) << error;
+  EXPECT_EQ(c.users, (std::vector<std::vector<std::string>>{{"alice", "on", ">pw", "~*", "+@all"}, {"default", "off"}}));
+  EXPECT_FALSE(ParseConfigText("user\n", &c, &error));
+  Config d;
+  std::vector<std::string> args = {"keg-server", "--user", "bob on >x ~b* +get", "--port", "7001"};
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  ASSERT_TRUE(LoadConfig(static_cast<int>(argv.size()), argv.data(), &d, &error)) << error;
+  EXPECT_EQ(d.users, (std::vector<std::vector<std::string>>{{"bob", "on", ">x", "~b*", "+get"}}));
+  EXPECT_EQ(d.port, 7001);
+}
+
 TEST(ConfigTest, ParsesDirectivesUnitsAndQuotes) {
   Config c;
   std::string error;

@@ -104,6 +104,15 @@ int main(int argc, char** argv) {
     std::lock_guard lock(state.config_mu);
     state.ApplyConfigLocked();
   }
+  // Users from the config file, after requirepass (a "user default ..." line wins, as in Redis).
+  for (const std::vector<std::string>& user : state.config.users) {
+    const std::vector<std::string_view> rules(user.begin() + 1, user.end());
+    const std::string err = state.acl.SetUser(user[0], rules);
+    if (!err.empty()) {
+      std::fprintf(stderr, "Error in user declaration '%s': %s\n", user[0].c_str(), err.c_str());
+      return 1;
+    }
+  }
   signal(SIGPIPE, SIG_IGN);
   state.start_ms = keg::store::NowMs();
   state.run_id = RandomHex(40);
@@ -160,7 +169,7 @@ int main(int argc, char** argv) {
           *refusal = "-ERR max number of clients reached\r\n";
           return nullptr;
         }
-        if (!loopback && state.protected_mode.load() && !state.password_set.load()) {
+        if (!loopback && state.protected_mode.load() && state.acl.Default()->nopass) {
           state.counters.rejected_connections.fetch_add(1);
           *refusal = std::string(kDenied);
           return nullptr;

@@ -299,7 +299,9 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
       id_(server.next_client_id.fetch_add(1)),
       created_ms_(store::NowMs()),
       last_interaction_ms_(created_ms_) {
-  authenticated_ = !server_.password_set.load();
+  user_ = server_.acl.Default();
+  acl_version_ = server_.acl.version();
+  authenticated_ = user_->enabled && user_->nopass;
   link_->out().set_error_observer(this);
   RefreshLimits();
   server_.clients.Add(this);
@@ -352,6 +354,69 @@ void ClientSession::set_protocol(resp::Protocol p) {
 void ClientSession::set_authenticated(bool yes) {
   authenticated_ = yes;
   link_->parser().set_auth_required(!yes);
+}
+
+void ClientSession::Authenticate(std::shared_ptr<const AclUser> user) {
+  {
+    std::lock_guard lock(info_mu_);
+    user_name_ = user->name;
+  }
+  user_ = std::move(user);
+  acl_version_ = server_.acl.version();
+  set_authenticated(true);
+}
+
+std::string ClientSession::user_name() const {
+  std::lock_guard lock(info_mu_);
+  return user_name_;
+}
+
+void ClientSession::RefreshUser() {
+  acl_version_ = server_.acl.version();
+  std::shared_ptr<const AclUser> now = server_.acl.Get(user_->name);
+  if (now == nullptr) {
+    // Deleted (ACL DELUSER closes its connections; until then it may run nothing).
+    static const std::shared_ptr<const AclUser> kNobody = [] {
+      auto u = std::make_shared<AclUser>();
+      u->name = "";
+      return u;
+    }();
+    if (user_->name.empty()) return;
+    auto nobody = std::make_shared<AclUser>(*kNobody);
+    nobody->name = user_->name;
+    user_ = std::move(nobody);
+    return;
+  }
+  user_ = std::move(now);
+}
+
+std::string ClientSession::CheckAcl(const Command& cmd, std::span<const std::string_view> args, bool in_exec) {
+  const Command* sub = cmd.subcommands.empty() || args.size() < 2 ? nullptr : FindSubcommand(cmd, args[1]);
+  // CLIENT LIST in the log entry names the refused command (cmd=), as Redis's.
+  last_command_.store(&cmd, std::memory_order_relaxed);
+  last_subcommand_.store(sub, std::memory_order_relaxed);
+  size_t index = 0;
+  const AclDenial denial = AclCheck(*user_, cmd, sub, args, &index);
+  if (denial == AclDenial::kNone) return {};
+  AclRegistry::LogEntry e;
+  e.reason = denial == AclDenial::kCommand ? "command" : denial == AclDenial::kKey ? "key" : "channel";
+  e.context = in_multi_ || in_exec ? "multi" : "toplevel";
+  const std::string fullname = sub != nullptr ? std::string(cmd.name) + "|" + std::string(sub->name) : std::string(cmd.name);
+  e.object = denial == AclDenial::kCommand ? fullname : std::string(args[index]);
+  e.username = user_->name;
+  e.ctime_ms = store::NowMs();
+  e.client_info = Describe(e.ctime_ms);
+  server_.acl.Log(std::move(e));
+  if (in_exec) {
+    return std::string("-NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC "
+                       "call. This command is no longer allowed for the following reason: ") +
+           (denial == AclDenial::kCommand ? "no permission to execute the command or subcommand"
+                                          : "no permission to touch the specified keys");
+  }
+  if (denial == AclDenial::kCommand) {
+    return "-NOPERM this user has no permissions to run the '" + fullname + "' command";
+  }
+  return "-NOPERM this user has no permissions to access one of the keys used as arguments";
 }
 
 std::string ClientSession::name() const {
@@ -432,6 +497,8 @@ std::vector<bool> RedactedArguments(std::span<const std::string_view> args) {
     for (size_t j = 2; j + 2 < args.size(); ++j) {
       if (EqualsIgnoreCase(args[j], "auth")) redact[j + 1] = redact[j + 2] = true;
     }
+  } else if (EqualsIgnoreCase(args[0], "acl") && args.size() > 2 && EqualsIgnoreCase(args[1], "setuser")) {
+    for (size_t i = 2; i < args.size(); ++i) redact[i] = true;  // the user's name and rules (Redis)
   } else if (EqualsIgnoreCase(args[0], "migrate")) {
     for (size_t j = 6; j < args.size(); ++j) {
       if (EqualsIgnoreCase(args[j], "keys")) break;
@@ -603,6 +670,15 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
     ++commands_;
     return net::Outcome::kDone;
   }
+  // A container command's unknown subcommand is refused like an unknown command (Redis's
+  // lookupCommand); every subcommand a handler serves is in its command's table.
+  if (!cmd->subcommands.empty() && args.size() >= 2 && FindSubcommand(*cmd, args[1]) == nullptr) {
+    if (in_multi_) multi_error_ = true;
+    ReplyError("unknown subcommand '" + std::string(args[1].substr(0, 128)) + "'. Try " + ToUpper(cmd->name) +
+               " HELP.");
+    ++commands_;
+    return net::Outcome::kDone;
+  }
   const int argc = static_cast<int>(args.size());
   if ((cmd->arity > 0 && argc != cmd->arity) || (cmd->arity < 0 && argc < -cmd->arity)) {
     return Reject(*cmd, WrongArity(cmd->name));
@@ -617,6 +693,12 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   }
   if (!authenticated_ && (cmd->flags & kNoAuth) == 0) {
     return Reject(*cmd, "-NOAUTH Authentication required.");
+  }
+  if (acl_version_ != server_.acl.version()) RefreshUser();
+  if (!user_->unrestricted()) {
+    if (const std::string denied = CheckAcl(*cmd, args, false); !denied.empty()) {
+      return Reject(*cmd, denied);
+    }
   }
   if (in_multi_ && (cmd->flags & kNoMulti) != 0) {
     return Reject(*cmd, "Command not allowed inside a transaction");
@@ -886,6 +968,16 @@ void ClientSession::Exec(Ctx& ctx) {
     if (!server_.monitors.empty() && ((cmd->flags | StatsTarget(*cmd, args).flags) & kAdmin) == 0) {
       server_.monitors.Feed(*this, args);
     }
+    // ACL rules may have changed since the command was queued (Redis checks again in EXEC).
+    if (acl_version_ != server_.acl.version()) RefreshUser();
+    if (!user_->unrestricted()) {
+      if (std::string denied = CheckAcl(*cmd, args, true); !denied.empty()) {
+        AddStep(batch_.size(), [denied = std::move(denied)](std::span<store::OpResult>, resp::ReplyBuffer& out) {
+          out.Error(denied);
+        });
+        continue;
+      }
+    }
     if ((cmd->flags & kWrite) != 0) {
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
       RunHandler(*cmd, wctx, /*feed=*/false);
@@ -977,7 +1069,11 @@ void ClientSession::Reset() {
   Unwatch();
   set_protocol(resp::Protocol::kResp2);
   set_name("");
-  set_authenticated(!server_.password_set.load());
+  // Back to the default user, authenticated only if it needs no password (Redis's RESET).
+  std::shared_ptr<const AclUser> d = server_.acl.Default();
+  const bool open = d->enabled && d->nopass;
+  Authenticate(std::move(d));
+  set_authenticated(open);
 }
 
 std::string ClientSession::Describe(int64_t now_ms) const {
@@ -988,11 +1084,13 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   std::string name;
   std::string lib_name;
   std::string lib_ver;
+  std::string user;
   {
     std::lock_guard lock(info_mu_);
     name = name_;
     lib_name = lib_name_;
     lib_ver = lib_ver_;
+    user = user_name_;
   }
   const int64_t age = (now_ms - created_ms_) / 1000;
   const int64_t idle = (now_ms - last_interaction_ms_.load(std::memory_order_relaxed)) / 1000;
@@ -1003,7 +1101,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
                   std::to_string(link_->query_buffer_bytes()) +
                   " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"
                   " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +
-                  " user=default redir=-1 resp=" + std::to_string(resp_.load());
+                  " user=" + user + " redir=-1 resp=" + std::to_string(resp_.load());
   if (!lib_name.empty() || !lib_ver.empty()) s += " lib-name=" + lib_name + " lib-ver=" + lib_ver;
   return s;
 }

@@ -40,7 +40,12 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   resp::Protocol protocol() const { return protocol_; }
   void set_protocol(resp::Protocol p);
   bool authenticated() const { return authenticated_; }
-  void set_authenticated(bool yes);
+  /// AUTH / HELLO AUTH succeeded: this connection is now `user`'s.
+  void Authenticate(std::shared_ptr<const AclUser> user);
+  /// The connection's user (ACL); refreshed when the users change.
+  const AclUser& user() const { return *user_; }
+  /// The user's name; any thread (CLIENT LIST, CLIENT KILL USER).
+  std::string user_name() const;
   std::string name() const;
   void set_name(std::string name);
   void set_lib(std::string_view field, std::string value);
@@ -116,6 +121,12 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<std::string> WatchedKeyNames() const;
   // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
   net::Outcome Reject(const Command& cmd, std::string_view error);
+  void set_authenticated(bool yes);
+  // The user again, after ACL SETUSER / DELUSER (a deleted user may run nothing).
+  void RefreshUser();
+  // ACL: "" when user_ may run the command line, else the NOPERM reply (and an ACL LOG entry).
+  // In EXEC, the reply Redis gives when the rules changed after the command was queued.
+  std::string CheckAcl(const Command& cmd, std::span<const std::string_view> args, bool in_exec);
   net::Outcome Submit(bool exec);
   void Complete(InFlight& flight, const store::Status& status, std::vector<store::OpResult>& results);
   void RunSteps(InFlight& flight, std::vector<store::OpResult>& results);
@@ -129,6 +140,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   resp::Protocol protocol_ = resp::Protocol::kResp2;
   bool authenticated_ = true;
   uint64_t config_epoch_ = ~0ull;
+  std::shared_ptr<const AclUser> user_;  // never null
+  uint64_t acl_version_ = 0;             // AclRegistry::version() when user_ was looked up
 
   // CLIENT REPLY: OFF mutes every reply; SKIP mutes the next command's.
   bool reply_off_ = false;
@@ -172,6 +185,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::string name_;
   std::string lib_name_;
   std::string lib_ver_;
+  std::string user_name_ = "default";
   std::atomic<int64_t> last_interaction_ms_;
   std::atomic<const Command*> last_command_{nullptr};
   std::atomic<const Command*> last_subcommand_{nullptr};  // with last_command_: "client|list"

@@ -8,7 +8,8 @@ void ServerState::ApplyConfigLocked() {
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);
-  password_set.store(!config.requirepass.empty(), std::memory_order_relaxed);
+  acl.SetDefaultPassword(config.requirepass);  // only when requirepass changed (ACL SETUSER default stays)
+  acl.log_max_len.store(config.acllog_max_len, std::memory_order_relaxed);
   proto_max_bulk_len.store(config.proto_max_bulk_len, std::memory_order_relaxed);
   limits.query_buffer_limit.store(static_cast<uint64_t>(config.client_query_buffer_limit));
   limits.output_hard_limit.store(static_cast<uint64_t>(config.output_hard));

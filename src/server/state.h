@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "net/server.h"
+#include "server/acl.h"
 #include "server/config.h"
 #include "server/monitoring.h"
 #include "store/store.h"
@@ -136,7 +137,6 @@ struct ServerState {
   std::atomic<uint32_t> timeout{0};
   std::atomic<int64_t> maxclients{10000};
   std::atomic<bool> protected_mode{true};
-  std::atomic<bool> password_set{false};
   std::atomic<int64_t> proto_max_bulk_len{512ll * 1024 * 1024};
 
   Counters counters;
@@ -146,6 +146,7 @@ struct ServerState {
   LatencyMonitor latency;
   std::atomic<bool> latency_tracking{true};  // latency-tracking
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
+  AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;
   MonitorRegistry monitors;
   WatchRegistry watches;
@@ -163,9 +164,10 @@ struct ServerState {
 
   /// Applies `config` to the atomics and the logger. Call with config_mu held.
   void ApplyConfigLocked();
-  std::string requirepass() const {
-    std::lock_guard lock(config_mu);
-    return config.requirepass;
+  /// Whether a new connection must authenticate: the default user has a password or is off.
+  bool DefaultNeedsAuth() const {
+    const std::shared_ptr<const AclUser> d = acl.Default();
+    return !d->enabled || !d->nopass;
   }
 };
 

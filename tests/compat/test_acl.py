@@ -1,0 +1,179 @@
+"""ACL users against redis-server 7.0.15: the same commands give the same replies on both servers
+(ACL SETUSER / GETUSER / LIST / DRYRUN / DELUSER / WHOAMI / CAT, AUTH, NOPERM errors, the ACL LOG),
+redis-py logs in with a username, users come from the config file and survive a restart, and ACL
+DELUSER closes the deleted user's connections."""
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import redis  # noqa: E402
+
+from kegtest import keg, redis as redis_server  # noqa: E402
+
+SCRIPT = [
+    ["ACL", "WHOAMI"],
+    ["ACL", "SETUSER", "u1", "on", ">secret", "~k*", "%R~r*", "&ch*", "+get", "-@all", "+set", "+client|id",
+     "+select|0", "+@string", "-incr"],
+    ["ACL", "GETUSER", "u1"],
+    ["ACL", "SETUSER", "u2"],
+    ["ACL", "SETUSER", "u3", "on", "nopass", "allkeys", "allchannels", "+@all", "-debug"],
+    ["ACL", "SETUSER", "u4", "reset", "on", "#" + "a" * 64, "!" + "a" * 64, ">x", "<x", "resetpass", "nopass"],
+    ["ACL", "LIST"],
+    ["ACL", "USERS"],
+    ["ACL", "GETUSER", "nobody"],
+    ["ACL", "SETUSER", "u5", "allkeys", "~x"],
+    ["ACL", "SETUSER", "u5", "allchannels", "&x"],
+    ["ACL", "SETUSER", "u5", "+nosuchcommand"],
+    ["ACL", "SETUSER", "u5", "+@nosuchcategory"],
+    ["ACL", "SETUSER", "u5", "bogus"],
+    ["ACL", "SETUSER", "u5", "<notapassword"],
+    ["ACL", "SETUSER", "u5", "#tooshort"],
+    ["ACL", "SETUSER", "u5", "%X~k"],
+    ["ACL", "SETUSER", "u5", "+client|id|x"],
+    ["ACL", "SETUSER", "bad name"],
+    ["ACL", "USERS"],
+    ["ACL", "DRYRUN", "u1", "get", "k1"],
+    ["ACL", "DRYRUN", "u1", "get", "zz"],
+    ["ACL", "DRYRUN", "u1", "set", "r1", "v"],
+    ["ACL", "DRYRUN", "u1", "get", "r1"],
+    ["ACL", "DRYRUN", "u1", "incr", "k1"],
+    ["ACL", "DRYRUN", "u1", "select", "0"],
+    ["ACL", "DRYRUN", "u1", "select", "1"],
+    ["ACL", "DRYRUN", "u1", "client", "id"],
+    ["ACL", "DRYRUN", "u1", "client", "list"],
+    ["ACL", "DRYRUN", "u1", "get"],
+    ["ACL", "DRYRUN", "u1", "nosuch"],
+    ["ACL", "DRYRUN", "nobody", "get", "k"],
+    ["ACL", "DRYRUN", "u3", "debug", "object", "k"],
+    ["ACL", "CAT"],
+    ["ACL", "CAT", "nosuch"],
+    ["ACL", "GENPASS", "0"],
+    ["ACL", "GENPASS", "4097"],
+    ["ACL", "DELUSER", "default"],
+    ["ACL", "DELUSER", "u2", "u4", "nobody"],
+    ["ACL", "USERS"],
+    ["ACL", "LOAD"],
+    ["ACL", "SAVE"],
+    ["ACL", "NOSUCH"],
+    ["AUTH", "x"],
+    ["COMMAND", "GETKEYSANDFLAGS", "set", "k", "v"],
+    ["COMMAND", "GETKEYSANDFLAGS", "set", "k", "v", "GET"],
+    ["COMMAND", "GETKEYSANDFLAGS", "rename", "a", "b"],
+    ["COMMAND", "GETKEYSANDFLAGS", "bitfield", "k", "GET", "u8", "0"],
+    ["COMMAND", "GETKEYSANDFLAGS", "copy", "a", "b"],
+]
+
+# As u1 (after AUTH): what a confined user sees.
+AS_U1 = [
+    ["AUTH", "u1", "wrong"],
+    ["AUTH", "u1", "secret"],
+    ["ACL", "WHOAMI"],
+    ["SET", "k1", "v"],
+    ["GET", "k1"],
+    ["GET", "x"],
+    ["SET", "r1", "v"],
+    ["GET", "r1"],
+    ["INCR", "k1"],
+    ["CLIENT", "GETNAME"],
+    ["CLIENT", "LIST"],
+    ["MGET", "k1", "x"],
+    ["SELECT", "0"],
+    ["MULTI"],
+    ["GET", "x"],
+]
+
+
+def normalize(reply):
+    """Redis lists single-command rules in its hash table's order: compare rule lists as sets."""
+    if isinstance(reply, list):
+        return [normalize(x) for x in reply]
+    if isinstance(reply, bytes) and (b" +" in reply or b" -" in reply):
+        return sorted(reply.split(b" "))
+    return reply
+
+
+def replies(client, script):
+    out = []
+    for cmd in script:
+        try:
+            out.append(normalize(client.execute_command(*cmd)))
+        except redis.ResponseError as e:
+            out.append("error: " + str(e))
+    return out
+
+
+class Acl(unittest.TestCase):
+    def setUp(self):
+        self.keg_server = keg()
+        self.redis_server = redis_server()
+
+    def tearDown(self):
+        self.keg_server.stop()
+        self.redis_server.stop()
+
+    def both(self, **kw):
+        # Raw replies: no response callbacks.
+        clients = (redis.Redis(port=self.keg_server.port, socket_timeout=10, **kw),
+                   redis.Redis(port=self.redis_server.port, socket_timeout=10, **kw))
+        for c in clients:
+            c.response_callbacks.clear()
+        return clients
+
+    def test_same_replies_as_redis(self):
+        k, r = self.both()
+        got, want = replies(k, SCRIPT), replies(r, SCRIPT)
+        for cmd, g, w in zip(SCRIPT, got, want):
+            if cmd[:2] == ["ACL", "CAT"] and len(cmd) == 2:
+                self.assertEqual(g, w)
+                continue
+            self.assertEqual(g, w, f"{cmd}")
+        ku1, ru1 = self.both()
+        got, want = replies(ku1, AS_U1), replies(ru1, AS_U1)
+        for cmd, g, w in zip(AS_U1, got, want):
+            self.assertEqual(g, w, f"{cmd}")
+        # The ACL LOG: the same entries (client-info and age aside), newest first.
+        def entries(c):
+            return [{kk: v for kk, v in zip(e[::2], e[1::2]) if kk not in (b"client-info", b"age-seconds")}
+                    for e in c.execute_command("ACL", "LOG")]
+        self.assertEqual(entries(k), entries(r))
+        self.assertEqual(k.execute_command("ACL", "LOG", "RESET"), b"OK")
+        self.assertEqual(k.execute_command("ACL", "LOG"), [])
+        self.assertEqual(len(k.execute_command("ACL", "GENPASS")), 64)
+        self.assertEqual(len(k.execute_command("ACL", "GENPASS", "5")), 2)
+
+    def test_redis_py_logs_in_with_a_username(self):
+        k = redis.Redis(port=self.keg_server.port, socket_timeout=10)
+        k.acl_setuser("app", enabled=True, passwords=["+apppw"], keys=["app:*"], commands=["+@all"])
+        app = redis.Redis(port=self.keg_server.port, username="app", password="apppw", socket_timeout=10)
+        self.assertEqual(app.acl_whoami(), "app")
+        app.set("app:1", "x")
+        self.assertEqual(app.get("app:1"), b"x")
+        with self.assertRaises(redis.exceptions.NoPermissionError):
+            app.get("other")
+        with self.assertRaisesRegex(redis.exceptions.RedisError, "WRONGPASS"):
+            redis.Redis(port=self.keg_server.port, username="app", password="wrong", socket_timeout=10).ping()
+        self.assertEqual(k.acl_getuser("app")["keys"], ["~app:*"])
+
+    def test_users_from_the_config_file_and_deluser_closes_connections(self):
+        server = keg("--user", "alice on >apw ~* &* +@all", "--user", "default on >dpw")
+        try:
+            with self.assertRaisesRegex(redis.exceptions.RedisError, "NOAUTH|Authentication required"):
+                redis.Redis(port=server.port, socket_timeout=10).ping()
+            admin = redis.Redis(port=server.port, password="dpw", socket_timeout=10)
+            alice = redis.Redis(port=server.port, username="alice", password="apw", socket_timeout=10,
+                                retry_on_timeout=False)
+            self.assertTrue(alice.ping())
+            self.assertIn("user=alice", admin.execute_command("CLIENT", "LIST").decode())
+            with self.assertRaisesRegex(redis.ResponseError, "No such user 'nobody'"):
+                admin.execute_command("CLIENT", "KILL", "USER", "nobody")
+            self.assertEqual(admin.acl_deluser("alice"), 1)
+            # The connection is closed; redis-py reconnects and its AUTH as alice is refused.
+            with self.assertRaisesRegex(redis.exceptions.RedisError, "WRONGPASS|closed"):
+                alice.ping()
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
