@@ -206,6 +206,28 @@ TEST_F(CommandTest, RequirepassIsTheDefaultUsersPassword) {
   EXPECT_EQ(Run({{"CONFIG", "SET", "requirepass", ""}}), "+OK\r\n");
 }
 
+// CLIENT PAUSE WRITE: reads go on, a write waits (INFO blocked_clients) until CLIENT UNPAUSE; a
+// pause of ALL ends by itself at its timeout.
+TEST_F(CommandTest, ClientPauseParksCommandsUntilItEnds) {
+  using namespace std::chrono_literals;
+  EXPECT_EQ(Run({{"CLIENT", "PAUSE", "100000", "WRITE"}}), "+OK\r\n");
+  auto b = InProcessClient::Connect(server_);
+  EXPECT_EQ(b->Run({{"GET", "k"}, {"SET", "k", "v"}}, 300ms), "$-1\r\n");
+  EXPECT_TRUE(b->hung());
+  EXPECT_NE(Run({{"INFO", "clients"}}).find("blocked_clients:1\r\n"), std::string::npos);
+  EXPECT_EQ(Run({{"GET", "k"}, {"CLIENT", "UNPAUSE"}}), "$-1\r\n+OK\r\n");
+  EXPECT_EQ(b->Run({}), "+OK\r\n");
+  EXPECT_EQ(Run({{"GET", "k"}}), "$1\r\nv\r\n");
+  EXPECT_EQ(Run({{"CLIENT", "PAUSE", "300", "ALL"}}), "+OK\r\n");
+  auto c = InProcessClient::Connect(server_);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(c->Run({{"PING"}}), "+PONG\r\n");
+  EXPECT_GE(std::chrono::steady_clock::now() - start, 250ms);
+  EXPECT_EQ(Run({{"CLIENT", "PAUSE", "-1"}, {"CLIENT", "PAUSE", "10", "NONE"}, {"CLIENT", "PAUSE", "9223372036854775807"}}),
+            "-ERR timeout is negative\r\n-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n"
+            "-ERR timeout is out of range\r\n");
+}
+
 // Found by the command fuzzer: MONITOR queued in a transaction of a client already monitoring
 // replied nothing, leaving EXEC's array one element short. Inside EXEC MONITOR is refused (Redis).
 TEST_F(CommandTest, MonitorInsideExecIsRefusedWithAReply) {

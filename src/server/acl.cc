@@ -212,8 +212,8 @@ AclDenial AclCheck(const AclUser& user, const Command& cmd, const Command* sub,
     for (const KeyRef& key : CommandKeys(run, args)) {
       uint8_t need = 0;
       for (std::string_view f : key.flags) {
-        if (f == "access") need |= AclUser::kRead;
-        if (f == "update" || f == "insert" || f == "delete") need |= AclUser::kWrite;
+        if (f == "access") need |= AclUser::kKeyRead;
+        if (f == "update" || f == "insert" || f == "delete") need |= AclUser::kKeyWrite;
       }
       const bool ok = std::any_of(user.keys.begin(), user.keys.end(), [&](const AclUser::KeyPattern& p) {
         return (p.perms & need) == need && GlobMatch(p.pattern, args[key.index]);
@@ -356,10 +356,10 @@ std::string ApplyRule(AclUser& u, std::string_view op) {
       bool ok = true;
       for (; offset < op.size(); ++offset) {
         const char ch = static_cast<char>(std::toupper(static_cast<unsigned char>(op[offset])));
-        if (ch == 'R' && (perms & AclUser::kRead) == 0) {
-          perms |= AclUser::kRead;
-        } else if (ch == 'W' && (perms & AclUser::kWrite) == 0) {
-          perms |= AclUser::kWrite;
+        if (ch == 'R' && (perms & AclUser::kKeyRead) == 0) {
+          perms |= AclUser::kKeyRead;
+        } else if (ch == 'W' && (perms & AclUser::kKeyWrite) == 0) {
+          perms |= AclUser::kKeyWrite;
         } else if (op[offset] == '~') {
           ++offset;
           break;
@@ -370,7 +370,7 @@ std::string ApplyRule(AclUser& u, std::string_view op) {
       }
       if (perms == 0 || !ok) return std::string(kSyntaxError);
     } else {
-      perms = AclUser::kRead | AclUser::kWrite;
+      perms = AclUser::kKeyRead | AclUser::kKeyWrite;
     }
     const std::string_view pattern = op.substr(std::min(offset, op.size()));
     if (HasSpaces(pattern)) return std::string(kSyntaxError);
@@ -578,10 +578,10 @@ std::string AclRegistry::DescribeKeys(const AclUser& u) {
   std::string s;
   for (const AclUser::KeyPattern& p : u.keys) {
     if (!s.empty()) s += ' ';
-    if (p.perms == (AclUser::kRead | AclUser::kWrite)) {
+    if (p.perms == (AclUser::kKeyRead | AclUser::kKeyWrite)) {
       s += "~";
     } else {
-      s += (p.perms == AclUser::kRead) ? "%R~" : "%W~";
+      s += (p.perms == AclUser::kKeyRead) ? "%R~" : "%W~";
     }
     s += p.pattern;
   }

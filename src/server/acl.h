@@ -41,10 +41,10 @@ struct AclUser {
   /// First arguments allowed for a command whose flag is clear (+select|0).
   std::map<uint32_t, std::vector<std::string>> first_args;
 
-  enum Perm : uint8_t { kRead = 1, kWrite = 2 };
+  enum Perm : uint8_t { kKeyRead = 1, kKeyWrite = 2 };
   struct KeyPattern {
     std::string pattern;
-    uint8_t perms;  // kRead | kWrite
+    uint8_t perms;  // kKeyRead | kKeyWrite
   };
   bool all_keys = false;
   std::vector<KeyPattern> keys;

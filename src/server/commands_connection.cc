@@ -1,6 +1,7 @@
 // Connection commands: PING, ECHO, QUIT, RESET, HELLO, AUTH, SELECT, CLIENT, and MULTI / EXEC /
 // DISCARD / WATCH / UNWATCH.
 #include <algorithm>
+#include <cstdint>
 
 #include "resp/numbers.h"
 #include "server/command.h"
@@ -266,6 +267,37 @@ void Client(Ctx& c) {
     }
     return out.Integer(killed);
   }
+  if (sub == "pause" && (c.argc() == 3 || c.argc() == 4)) {
+    // CLIENT PAUSE timeout [WRITE|ALL]: commands (ALL) or those that may write (WRITE) wait until
+    // the timeout (ms) or CLIENT UNPAUSE; keys stop expiring meanwhile (Redis's pause).
+    bool all = true;
+    if (c.argc() == 4) {
+      const std::string mode = ToLower(c.arg(3));
+      if (mode != "write" && mode != "all") return c.Error("CLIENT PAUSE mode must be WRITE or ALL");
+      all = mode == "all";
+    }
+    int64_t ms = 0;
+    if (!resp::ParseInt64(c.arg(2), &ms)) return c.Error("timeout is not an integer or out of range");
+    if (ms < 0) return c.Error("timeout is negative");
+    const int64_t now = store::NowMs();
+    if (ms > INT64_MAX - now) return c.Error("timeout is out of range");
+    c.server().pause.Pause(ms == 0 ? 0 : now + ms, all);
+    return out.Ok();
+  }
+  if (sub == "unpause" && c.argc() == 2) {
+    c.server().pause.Unpause();
+    return out.Ok();
+  }
+  if (sub == "unblock" && (c.argc() == 3 || c.argc() == 4)) {
+    // keg has no blocking commands yet (the lists issue brings them): no client is ever blocked,
+    // so the answer is 0 once the arguments are valid.
+    if (c.argc() == 4 && !EqualsIgnoreCase(c.arg(3), "timeout") && !EqualsIgnoreCase(c.arg(3), "error")) {
+      return c.Error("CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
+    }
+    int64_t id = 0;
+    if (!resp::ParseInt64(c.arg(2), &id)) return c.Error(err::kNotInteger);
+    return out.Integer(0);
+  }
   if ((sub == "no-evict" || sub == "no-touch") && c.argc() == 3) {
     const std::string v = ToLower(c.arg(2));
     if (v != "on" && v != "off") return c.Error(err::kSyntax);
@@ -293,6 +325,9 @@ void Client(Ctx& c) {
         "LIST [options ...]", "    Return information about client connections. Options: TYPE NORMAL, ID <id> [...].",
         "SETNAME <name>", "    Assign the name <name> to the current connection.",
         "SETINFO <LIB-NAME|LIB-VER> <value>", "    Set client library name or version.",
+        "UNBLOCK <clientid> [TIMEOUT|ERROR]", "    Unblock the specified blocked client.",
+        "UNPAUSE", "    Stop the current client pause, resuming traffic.",
+        "PAUSE <timeout> [WRITE|ALL]", "    Suspend all, or just write, clients for <timeout> milliseconds.",
         "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
         "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction (keg never evicts clients).",
         "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
@@ -302,7 +337,8 @@ void Client(Ctx& c) {
     return;
   }
   if (sub == "getname" || sub == "setname" || sub == "id" || sub == "info" || sub == "setinfo" ||
-      sub == "no-evict" || sub == "no-touch" || sub == "reply" || sub == "help") {
+      sub == "no-evict" || sub == "no-touch" || sub == "reply" || sub == "help" || sub == "pause" ||
+      sub == "unpause" || sub == "unblock") {
     return c.Error(WrongArity("client|" + sub));
   }
   c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try CLIENT HELP.");
@@ -364,6 +400,9 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
                  {"no-evict", 3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
                  {"no-touch", 3, 0, 0, 0, 0, nullptr, "@slow @connection"},
                  {"reply", 3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"pause", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
+                 {"unpause", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
+                 {"unblock", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
   t->push_back({"multi", 1, kMultiControl | kFast, 0, 0, 0, Multi, "@fast @transaction"});
   t->push_back({"exec", 1, kMultiControl, 0, 0, 0, Exec, "@slow @transaction"});

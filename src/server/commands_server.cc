@@ -57,8 +57,7 @@ void Field(std::string* s, std::string_view name, T value) {
   Field(s, name, std::to_string(value));
 }
 
-std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
-  ServerState& st = c.server();
+std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   const bool all = wanted.empty() || std::count(wanted.begin(), wanted.end(), "all") ||
                    std::count(wanted.begin(), wanted.end(), "everything") ||
                    std::count(wanted.begin(), wanted.end(), "default");
@@ -105,7 +104,7 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
     begin("Clients");
     Field(&s, "connected_clients", st.clients.size());
     Field(&s, "maxclients", st.maxclients.load());
-    Field(&s, "blocked_clients", 0);
+    Field(&s, "blocked_clients", static_cast<int64_t>(st.pause.parked()));
     Field(&s, "tracking_clients", 0);
   }
   if (want("memory")) {
@@ -278,15 +277,30 @@ std::string InfoText(Ctx& c, const std::vector<std::string>& wanted) {
   return s;
 }
 
+// INFO: built once the writer ran what was queued before it, as DBSIZE: the lazy expiries of this
+// connection's reads (expired_keys, keys=) and its writes count, as in Redis. Inside EXEC at once.
 void Info(Ctx& c) {
   std::vector<std::string> wanted;
   for (size_t i = 1; i < c.argc(); ++i) wanted.push_back(ToLower(c.arg(i)));
-  const std::string text = InfoText(c, wanted);
-  if (c.client().protocol() == resp::Protocol::kResp3) {
-    c.out().Verbatim(text);
-  } else {
-    c.out().Bulk(text);
-  }
+  auto reply = [](ServerState& st, ClientSession& client, const std::vector<std::string>& w) {
+    const std::string text = InfoText(st, w);
+    if (client.protocol() == resp::Protocol::kResp3) {
+      client.link().out().Verbatim(text);
+    } else {
+      client.link().out().Bulk(text);
+    }
+  };
+  if (c.client().in_exec()) return reply(c.server(), c.client(), wanted);
+  ServerState* st = &c.server();
+  ClientSession* client = &c.client();
+  std::shared_ptr<net::Link> keep = client->link().Self();
+  client->Suspend();
+  st->store->KeyCountAsync([st, client, keep, reply, wanted = std::move(wanted)](uint64_t) {
+    keep->Post([st, client, reply, wanted] {
+      reply(*st, *client, wanted);
+      client->Finish();
+    });
+  });
 }
 
 void ConfigCmd(Ctx& c) {

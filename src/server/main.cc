@@ -202,6 +202,7 @@ int main(int argc, char** argv) {
 
   spdlog::info("shutting down: no new connections; finishing the writes in flight");
   server.StopAccepting();
+  state.pause.Unpause();  // paused connections run their commands before the store closes
   // Close drains the writer queue (their replies are posted to the still-running I/O threads),
   // fsyncs and releases the directory lock.
   s = state.store->Close();

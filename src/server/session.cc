@@ -657,6 +657,7 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
 }
 
 net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> args) {
+  parked_ = false;
   if (IsPostOrHost(args[0])) {
     spdlog::warn("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or "
                  "Host: commands to keg. Connection from {} aborted.", link_->peer());
@@ -702,6 +703,24 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   }
   if (in_multi_ && (cmd->flags & kNoMulti) != 0) {
     return Reject(*cmd, "Command not allowed inside a transaction");
+  }
+  // CLIENT PAUSE: a command that must wait parks the connection until the pause ends, as Redis
+  // postpones it; the writes batched from this read before it go first.
+  if (server_.pause.MustWait(true)) {
+    bool write = (cmd->flags & kWrite) != 0;
+    if (cmd->name == "exec") {
+      for (const auto& q : queued_) {
+        const Command* qc = FindCommand(q[0]);
+        write |= qc != nullptr && (qc->flags & kWrite) != 0;
+      }
+    }
+    if (server_.pause.MustWait(write)) {
+      if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
+      if (server_.pause.Park(link_->Self(), write)) {
+        parked_ = true;
+        return net::Outcome::kWaitThenRetry;
+      }
+    }
   }
   if (in_multi_ && (cmd->flags & kMultiControl) == 0) {
     queued_.emplace_back(args.begin(), args.end());

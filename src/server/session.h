@@ -30,7 +30,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // ---- net::Session ----
   net::Outcome Execute(std::span<const std::string_view> args) override;
   net::Outcome EndOfInput() override;
-  bool busy() const override { return busy_; }
+  bool busy() const override { return busy_ || parked_; }
   uint32_t idle_timeout_seconds() const override;
 
   // ---- for handlers (I/O thread) ----
@@ -158,6 +158,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   store::WriteBatch batch_;
   std::vector<Step> steps_;
   bool busy_ = false;  // a batch or a suspended command is in flight
+  bool parked_ = false;  // waiting for CLIENT PAUSE to end (PauseState::Park)
 
   // MULTI.
   bool in_multi_ = false;

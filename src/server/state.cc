@@ -39,4 +39,75 @@ void ServerState::ApplyConfigLocked() {
   config_epoch.fetch_add(1, std::memory_order_release);
 }
 
+PauseState::~PauseState() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+}
+
+void PauseState::Pause(int64_t end_ms, bool all) {
+  std::unique_lock lock(mu_);
+  if (end_ms <= store::NowMs()) {
+    // Already over (CLIENT PAUSE 0): ends a pause in progress, as a shorter one would.
+    if (mode_.load() != 0) Release(lock);
+    return;
+  }
+  const bool was_paused = mode_.load() != 0;
+  end_ms_ = end_ms;
+  mode_.store(all ? 2 : 1, std::memory_order_release);
+  if (!timer_.joinable()) timer_ = std::thread([this] { TimerLoop(); });
+  lock.unlock();
+  cv_.notify_all();
+  if (!was_paused && on_change) on_change(true);
+}
+
+void PauseState::Unpause() {
+  std::unique_lock lock(mu_);
+  if (mode_.load() != 0) Release(lock);
+}
+
+void PauseState::Release(std::unique_lock<std::mutex>& lock) {
+  mode_.store(0, std::memory_order_release);
+  std::vector<std::shared_ptr<net::Link>> parked;
+  parked.swap(parked_);
+  lock.unlock();
+  if (on_change) on_change(false);
+  for (const std::shared_ptr<net::Link>& link : parked) {
+    net::Link* l = link.get();
+    l->Post([l] { l->Resume(); });
+  }
+  lock.lock();
+}
+
+bool PauseState::Park(std::shared_ptr<net::Link> link, bool write) {
+  std::lock_guard lock(mu_);
+  if (!MustWait(write)) return false;
+  parked_.push_back(std::move(link));
+  return true;
+}
+
+size_t PauseState::parked() const {
+  std::lock_guard lock(mu_);
+  return parked_.size();
+}
+
+void PauseState::TimerLoop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    if (mode_.load() == 0) {
+      cv_.wait(lock);
+      continue;
+    }
+    const int64_t left = end_ms_ - store::NowMs();
+    if (left <= 0) {
+      Release(lock);
+      continue;
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(left, 100)));
+  }
+}
+
 }  // namespace keg::server

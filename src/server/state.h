@@ -5,6 +5,8 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
+#include <thread>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -126,7 +128,54 @@ class ErrorStats {
   std::unordered_map<std::string, uint64_t> counts_;
 };
 
+/// CLIENT PAUSE / UNPAUSE. A command that must wait parks its connection here (returning
+/// kWaitThenRetry); every parked connection is resumed on its I/O thread when the pause ends, at
+/// CLIENT UNPAUSE or at the end time (a timer thread), and runs the command again.
+class PauseState {
+ public:
+  PauseState() = default;
+  PauseState(const PauseState&) = delete;
+  PauseState& operator=(const PauseState&) = delete;
+  ~PauseState();
+  /// Pauses every command (`all`) or only those that may write, until `end_ms` (wall clock);
+  /// replaces the current pause, as Redis's last CLIENT PAUSE wins. `on_change(true/false)` is
+  /// called when a WRITE-or-ALL pause starts and when it ends (the store's expiry follows it).
+  void Pause(int64_t end_ms, bool all);
+  void Unpause();
+  /// True when a command (that may write: `write`) must wait now. Any thread; one relaxed load
+  /// when nothing is paused.
+  bool MustWait(bool write) const {
+    const int mode = mode_.load(std::memory_order_acquire);
+    return mode == 2 || (mode == 1 && write);
+  }
+  /// Parks `link` until the pause ends; false when it already ended (run the command now).
+  bool Park(std::shared_ptr<net::Link> link, bool write);
+  /// Connections waiting (INFO blocked_clients).
+  size_t parked() const;
+  std::function<void(bool paused)> on_change;  // set once, before any pause
+
+ private:
+  void Release(std::unique_lock<std::mutex>& lock);  // ends the pause; lock held
+  void TimerLoop();
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::atomic<int> mode_{0};  // 0: off, 1: WRITE, 2: ALL
+  int64_t end_ms_ = 0;
+  std::vector<std::shared_ptr<net::Link>> parked_;
+  std::thread timer_;
+  bool stop_ = false;
+};
+
 struct ServerState {
+  ServerState() {
+    pause.on_change = [this](bool paused) {
+      if (store) store->SetExpiryPaused(paused);
+    };
+  }
+  ServerState(const ServerState&) = delete;
+  ServerState& operator=(const ServerState&) = delete;
+
   std::unique_ptr<store::Store> store;
 
   // Configuration: the full copy under config_mu; hot values mirrored into atomics.
@@ -148,6 +197,7 @@ struct ServerState {
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;
+  PauseState pause;
   MonitorRegistry monitors;
   WatchRegistry watches;
   std::atomic<uint64_t> next_client_id{1};

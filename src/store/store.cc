@@ -498,6 +498,7 @@ void StoreImpl::DropExpiredLater(std::string_view key) const {
 }
 
 void StoreImpl::DrainLazyExpired() {
+  if (expiry_paused_.load(std::memory_order_relaxed)) return;  // kept until unpaused
   std::vector<std::string> keys;
   {
     std::lock_guard lock(lazy_mu_);
@@ -973,7 +974,10 @@ void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
 }
 
 void StoreImpl::ActiveExpireCycle() {
-  if (keydir_.Expiring() == 0 || !active_expire_.load(std::memory_order_relaxed)) return;  // nothing can expire: skip the walk
+  if (keydir_.Expiring() == 0 || !active_expire_.load(std::memory_order_relaxed) ||
+      expiry_paused_.load(std::memory_order_relaxed)) {
+    return;  // nothing can expire (skip the walk), or expiry is off or paused
+  }
   // Like Redis's expire cycle, bounded in time: visit shards round-robin, drop keys whose record
   // has expired. No tombstone is needed: the expired record itself shadows older versions.
   const auto deadline = std::chrono::steady_clock::now() + kExpireBudget;

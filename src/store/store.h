@@ -272,6 +272,10 @@ class Store {
   /// Turns the active expire cycle on or off (DEBUG SET-ACTIVE-EXPIRE); expired keys stay
   /// invisible to reads either way. Any thread.
   virtual void SetActiveExpire(bool on) = 0;
+  /// While paused, no expired key is dropped, neither by the expire cycle nor after a read found
+  /// it expired (those are dropped once unpaused); reads still see them as absent. CLIENT PAUSE
+  /// WRITE, as Redis stops expiring keys while writes are paused. Any thread.
+  virtual void SetExpiryPaused(bool paused) = 0;
 
   /// Drains the writer queue, syncs, stops the threads and releases the directory lock.
   virtual Status Close() = 0;

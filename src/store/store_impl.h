@@ -67,6 +67,7 @@ class StoreImpl final : public Store {
   Stats GetStats() const override;
   void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
+  void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
   Status Close() override;
 
   Status OpenImpl();
@@ -224,6 +225,7 @@ class StoreImpl final : public Store {
   std::thread background_;
 
   std::atomic<bool> active_expire_{true};
+  std::atomic<bool> expiry_paused_{false};
 
   // Counters.
   std::atomic<uint64_t> expired_keys_{0};

@@ -16,6 +16,7 @@
 // flushed and the configuration restored, so an input replays the same way alone.
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -58,7 +59,11 @@ const char* const kWords[] = {
     "proto-max-bulk-len", "latency-monitor-threshold", "hz", "loglevel", "notice", "ASYNC",
     "SYNC", "RESET", "LEN", "HELP", "HISTORY", "LATEST", "DOCTOR", "GRAPH", "command", "NOSAVE",
     "ABORT", "FORCE", "NOW", "SAMPLES", "USAGE", "STATS", "ENCODING", "REFCOUNT", "TIMEOUT",
-    "ERROR", "protover", "3", "2", "AUTH", "SETNAME", "127.0.0.1:1", "LIBRARYNAME", "WITHCODE"};
+    "ERROR", "protover", "3", "2", "AUTH", "SETNAME", "127.0.0.1:1", "LIBRARYNAME", "WITHCODE",
+    // ACL rules and users.
+    "u1", ">pw", "<pw", "pw", "nopass", "resetpass", "~*", "~k*", "%R~k*", "%W~x", "allkeys", "resetkeys",
+    "&*", "+@all", "-@all", "+get", "-set", "+@read", "-@dangerous", "+select|0", "+client|id", "(~x)",
+    "#0000000000000000000000000000000000000000000000000000000000000000"};
 
 std::string PickArg(FuzzedDataProvider& in) {
   switch (in.ConsumeIntegralInRange<int>(0, 6)) {
@@ -166,6 +171,7 @@ size_t CountReplies(std::string_view bytes) {
 
 void Reset() {
   keg::server::ServerState& state = g_server->state();
+  state.pause.Unpause();
   g_server->clear_shutdown();
   {
     std::lock_guard lock(state.config_mu);
@@ -174,6 +180,13 @@ void Reset() {
   }
   spdlog::set_level(spdlog::level::off);  // SHUTDOWN and CONFIG SET loglevel are noise here
   state.config_epoch.fetch_add(1);
+  // Users as at start: the default user open to everything, no other user.
+  std::vector<std::string> names;
+  for (const auto& u : state.acl.Users()) names.push_back(u->name);
+  const std::vector<std::string_view> others(names.begin(), names.end());
+  state.acl.DeleteUsers(others);
+  const std::string_view open[] = {"reset", "on", "nopass", "~*", "&*", "+@all"};
+  state.acl.SetUser("default", open);
   auto admin = InProcessClient::Connect(*g_server);
   const std::string r = admin->Run({{"FLUSHALL"}, {"PING"}, {"SET", "probe", "v"}, {"GET", "probe"},
                                     {"DEL", "probe"}});
@@ -209,9 +222,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                  InProcessClient::Connect(*g_server)};
   size_t commands = 0;
   bool muted[2] = {false, false};
+  using namespace std::chrono_literals;
   while (in.remaining_bytes() > 0 && commands < 48) {
     const int which = in.ConsumeBool() ? 1 : 0;
     std::vector<std::vector<std::string>> read;
+    bool pauses = false;  // CLIENT PAUSE in this read: its later commands may wait for the pause
     const size_t n = in.ConsumeIntegralInRange<size_t>(1, 6);
     for (size_t i = 0; i < n && in.remaining_bytes() > 0; ++i) {
       read.push_back(PickCommand(in));
@@ -224,6 +239,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
           keg::server::EqualsIgnoreCase(cmd[0], "monitor")) {
         muted[which] = true;
       }
+      pauses |= cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
+                keg::server::EqualsIgnoreCase(cmd[1], "pause");
     }
     InProcessClient& c = *clients[which];
     if (c.closed()) continue;
@@ -234,7 +251,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::fprintf(stderr, "\n");
       }
     }
-    const std::string replies = c.Run(read);
+    std::string replies;
+    if (pauses) {
+      // Commands after the pause park until it ends: end it after a short wait, and the parked
+      // commands must then run and reply.
+      replies = c.Run(read, 100ms);
+      g_server->state().pause.Unpause();
+      c.clear_hung();
+      replies += c.Run({});
+    } else {
+      replies = c.Run(read);
+    }
     const size_t got = CountReplies(replies);
     if (c.hung() || (!c.closed() && !muted[which] && got != read.size())) {
       std::fprintf(stderr, "%zu commands got %zu replies%s:\n", read.size(), got,
