@@ -18,6 +18,7 @@ test_packages=(
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   redis-server redis-tools python3-redis nutcracker nodejs
   tcl dpkg-dev  # Redis's own test suite (tools/redis-tests.sh): its runner, apt-get source
+  prometheus-redis-exporter  # tests/compat/test_observability.py: what operators scrape
 )
 
 bench_packages=(redis-server redis-tools gnuplot-nox)

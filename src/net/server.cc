@@ -51,7 +51,16 @@ class Connection;
 
 // One I/O thread: its io_context and the connections living on it.
 struct Worker {
-  asio::io_context io{1};
+  // Traffic of this thread's connections (INFO total_net_*_bytes, total_*_processed). Written only
+  // by this I/O thread, read by any: no read-modify-write needed.
+  alignas(64) std::atomic<uint64_t> bytes_in{0};
+  std::atomic<uint64_t> bytes_out{0};
+  std::atomic<uint64_t> reads{0};
+  std::atomic<uint64_t> writes{0};
+  static void Add(std::atomic<uint64_t>& c, uint64_t n) {
+    c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  alignas(64) asio::io_context io{1};
   std::thread thread;
   std::list<std::weak_ptr<Connection>> connections;  // I/O thread only
   std::unique_ptr<asio::steady_timer> tick;
@@ -246,6 +255,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       Shutdown();
       return;
     }
+    Worker::Add(worker_->reads, 1);
+    Worker::Add(worker_->bytes_in, static_cast<uint64_t>(n));
     // Less than the room: the socket was drained; more data will raise an edge for the wait.
     if (static_cast<size_t>(n) < room) {
       readable_ = false;
@@ -379,6 +390,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     // Try the write right away: the common case completes without a trip through the reactor.
     ssize_t written = ::writev(socket_.native_handle(), iov, static_cast<int>(n));
     if (written > 0) {
+      Worker::Add(worker_->writes, 1);
+      Worker::Add(worker_->bytes_out, static_cast<uint64_t>(written));
       out_.Consume(static_cast<size_t>(written));
       if (out_.empty()) {
         AfterWrite();
@@ -546,6 +559,24 @@ class ServerImpl {
 
   uint16_t port() const { return bound_port_; }
 
+  Traffic GetTraffic() const {
+    Traffic t;
+    for (size_t i = 0; i < workers_.size(); ++i) {
+      const Worker& w = *workers_[i];
+      const uint64_t reads = w.reads.load(std::memory_order_relaxed);
+      const uint64_t writes = w.writes.load(std::memory_order_relaxed);
+      t.bytes_in += w.bytes_in.load(std::memory_order_relaxed);
+      t.bytes_out += w.bytes_out.load(std::memory_order_relaxed);
+      t.reads += reads;
+      t.writes += writes;
+      if (i > 0) {
+        t.threaded_reads += reads;
+        t.threaded_writes += writes;
+      }
+    }
+    return t;
+  }
+
  private:
   void Accept(asio::ip::tcp::acceptor* acceptor) {
     Worker* target = workers_[next_worker_++ % workers_.size()].get();
@@ -617,5 +648,6 @@ bool Server::Start(std::string* error) { return impl_->Start(error); }
 void Server::StopAccepting() { impl_->StopAccepting(); }
 void Server::Stop() { impl_->Stop(); }
 uint16_t Server::port() const { return impl_->port(); }
+Traffic Server::GetTraffic() const { return impl_->GetTraffic(); }
 
 }  // namespace keg::net

@@ -26,6 +26,17 @@ struct Limits {
   std::atomic<uint32_t> tcp_keepalive{300};
 };
 
+/// Bytes and socket calls of every connection so far (INFO stats). threaded_*: those of the I/O
+/// threads after the first (Redis's io_threaded_reads_processed / writes).
+struct Traffic {
+  uint64_t bytes_in = 0;
+  uint64_t bytes_out = 0;
+  uint64_t reads = 0;
+  uint64_t writes = 0;
+  uint64_t threaded_reads = 0;
+  uint64_t threaded_writes = 0;
+};
+
 struct ServerOptions {
   std::vector<std::string> bind = {"127.0.0.1"};
   uint16_t port = 6379;
@@ -51,6 +62,8 @@ class Server {
   void Stop();
   /// The bound port (useful with port 0).
   uint16_t port() const;
+  /// Traffic so far. Any thread.
+  Traffic GetTraffic() const;
 
  private:
   std::unique_ptr<ServerImpl> impl_;

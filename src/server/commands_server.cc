@@ -7,8 +7,11 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <deque>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 #include <spdlog/spdlog.h>
 
 #include "resp/numbers.h"
@@ -46,6 +49,70 @@ int64_t RssBytes() {
 
 std::string Section(std::string_view title) { return "# " + std::string(title) + "\r\n"; }
 
+// Redis's bytesToHuman: "200B", "1.49M".
+std::string Human(int64_t n) {
+  const double d = static_cast<double>(n);
+  char buf[64];
+  if (n < 1024) {
+    std::snprintf(buf, sizeof(buf), "%lldB", static_cast<long long>(n));
+  } else if (n < 1024ll * 1024) {
+    std::snprintf(buf, sizeof(buf), "%.2fK", d / 1024);
+  } else if (n < 1024ll * 1024 * 1024) {
+    std::snprintf(buf, sizeof(buf), "%.2fM", d / (1024.0 * 1024));
+  } else if (n < 1024ll * 1024 * 1024 * 1024) {
+    std::snprintf(buf, sizeof(buf), "%.2fG", d / (1024.0 * 1024 * 1024));
+  } else {
+    std::snprintf(buf, sizeof(buf), "%.2fT", d / (1024.0 * 1024 * 1024 * 1024));
+  }
+  return buf;
+}
+
+std::string Fixed(double v, int decimals = 2) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.*f", decimals, v);
+  return buf;
+}
+
+std::string Ratio(int64_t a, int64_t b) { return Fixed(b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b)); }
+
+// CPU seconds of this process's threads by name, from /proc/self/task/*/stat ("keg-io-0" ...).
+std::vector<std::pair<std::string, std::pair<double, double>>> ThreadCpu() {
+  std::vector<std::pair<std::string, std::pair<double, double>>> out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    const size_t open = line.find('(');
+    const size_t close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::string name = line.substr(open + 1, close - open - 1);
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double user = 0, sys = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) user = std::strtod(field.c_str(), nullptr) / tick;
+      if (i == 15) sys = std::strtod(field.c_str(), nullptr) / tick;
+    }
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& x) { return x.first == name; });
+    if (it == out.end()) {
+      out.push_back({name, {user, sys}});
+    } else {
+      it->second.first += user;
+      it->second.second += sys;
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+std::string Seconds(const timeval& tv) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec));
+  return buf;
+}
+
 void Field(std::string* s, std::string_view name, const std::string& value) {
   *s += name;
   *s += ':';
@@ -72,7 +139,11 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   };
   const int64_t now = store::NowMs();
   const store::Stats stats = st.store->GetStats();
-  const int64_t rss = RssBytes();
+  const ResidentMemory resident = Resident();
+  const int64_t rss = resident.anon;
+  const int64_t used = AllocatedBytes();
+  st.sampler.NotePeak(used);
+  const net::Traffic traffic = st.traffic ? st.traffic() : net::Traffic{};
   std::string s;
   auto begin = [&](std::string_view title) {
     if (!s.empty()) s += "\r\n";
@@ -89,49 +160,150 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "redis_mode", std::string("standalone"));
     Field(&s, "os", std::string(u.sysname) + " " + u.release + " " + u.machine);
     Field(&s, "arch_bits", 64);
+    Field(&s, "monotonic_clock", std::string("POSIX clock_gettime"));
     Field(&s, "multiplexing_api", std::string("epoll"));
+    Field(&s, "atomicvar_api", std::string("c11-builtin"));
+    Field(&s, "gcc_version", std::to_string(__GNUC__) + "." + std::to_string(__GNUC_MINOR__) + "." +
+                                 std::to_string(__GNUC_PATCHLEVEL__));
     Field(&s, "process_id", static_cast<int64_t>(getpid()));
+    Field(&s, "process_supervised", std::string("no"));
     Field(&s, "run_id", st.run_id);
     Field(&s, "tcp_port", st.port.load());
     Field(&s, "server_time_usec", now * 1000);
     Field(&s, "uptime_in_seconds", (now - st.start_ms) / 1000);
     Field(&s, "uptime_in_days", (now - st.start_ms) / 86400000);
+    // keg has no server cron at a configurable rate: Redis's default hz.
+    Field(&s, "hz", 10);
+    Field(&s, "configured_hz", 10);
+    Field(&s, "lru_clock", (now / 1000) & ((1 << 24) - 1));
     Field(&s, "executable", st.executable);
     Field(&s, "config_file", st.config_file);
     Field(&s, "keg_version", std::string(kKegVersion));
+    int64_t io_threads = 1;
+    {
+      std::lock_guard lock(st.config_mu);
+      io_threads = st.config.io_threads;
+    }
+    Field(&s, "io_threads_active", io_threads > 1 ? 1 : 0);
   }
   if (want("clients")) {
     begin("Clients");
+    size_t max_input = 0;
+    st.clients.ForEach([&](ClientSession& c) { max_input = std::max(max_input, c.link().query_buffer_bytes()); });
     Field(&s, "connected_clients", st.clients.size());
+    Field(&s, "cluster_connections", 0);
     Field(&s, "maxclients", st.maxclients.load());
+    Field(&s, "client_recent_max_input_buffer", max_input);
+    // Replies are written as they are produced; what a client has not read yet is not tracked.
+    Field(&s, "client_recent_max_output_buffer", 0);
     Field(&s, "blocked_clients", static_cast<int64_t>(st.pause.parked()));
     Field(&s, "tracking_clients", 0);
+    Field(&s, "clients_in_timeout_table", 0);
   }
   if (want("memory")) {
     begin("Memory");
-    Field(&s, "used_memory", rss);
+    // used_memory is what the allocator handed out; the RSS fields count the process's own pages:
+    // the data files' mapped pages are page cache (see Keg's data_files_resident_bytes).
+    const struct mallinfo2 mi = mallinfo2();
+    const auto active = static_cast<int64_t>(mi.arena + mi.hblkhd);
+    const int64_t peak = std::max(st.sampler.peak_memory(), used);
+    const auto dataset = static_cast<int64_t>(stats.keydir_bytes);
+    const int64_t overhead = std::max(used - dataset, st.startup_memory);
+    const int64_t system = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
+    Field(&s, "used_memory", used);
+    Field(&s, "used_memory_human", Human(used));
     Field(&s, "used_memory_rss", rss);
-    Field(&s, "used_memory_peak", rss);
+    Field(&s, "used_memory_rss_human", Human(rss));
+    Field(&s, "used_memory_peak", peak);
+    Field(&s, "used_memory_peak_human", Human(peak));
+    Field(&s, "used_memory_peak_perc", Fixed(peak == 0 ? 0 : 100.0 * static_cast<double>(used) / static_cast<double>(peak)) + "%");
+    Field(&s, "used_memory_overhead", overhead);
+    Field(&s, "used_memory_startup", st.startup_memory);
+    Field(&s, "used_memory_dataset", dataset);
+    Field(&s, "used_memory_dataset_perc",
+          Fixed(used <= st.startup_memory ? 0 : 100.0 * static_cast<double>(dataset) / static_cast<double>(used - st.startup_memory)) + "%");
+    Field(&s, "allocator_allocated", used);
+    Field(&s, "allocator_active", active);
+    Field(&s, "allocator_resident", rss);
+    Field(&s, "total_system_memory", system);
+    Field(&s, "total_system_memory_human", Human(system));
+    // No Lua VM and no scripts or functions yet (the scripting issue).
+    for (const char* f : {"used_memory_lua", "used_memory_vm_eval"}) Field(&s, f, 0);
+    Field(&s, "used_memory_lua_human", std::string("0B"));
+    for (const char* f : {"used_memory_scripts_eval", "number_of_cached_scripts", "number_of_functions",
+                          "number_of_libraries", "used_memory_vm_functions", "used_memory_vm_total"}) {
+      Field(&s, f, 0);
+    }
+    Field(&s, "used_memory_vm_total_human", std::string("0B"));
+    Field(&s, "used_memory_functions", 0);
+    Field(&s, "used_memory_scripts", 0);
+    Field(&s, "used_memory_scripts_human", std::string("0B"));
     Field(&s, "maxmemory", 0);
+    Field(&s, "maxmemory_human", std::string("0B"));
     Field(&s, "maxmemory_policy", std::string("noeviction"));
-    Field(&s, "mem_fragmentation_ratio", std::string("1.00"));
+    Field(&s, "allocator_frag_ratio", Ratio(active, used));
+    Field(&s, "allocator_frag_bytes", active - used);
+    Field(&s, "allocator_rss_ratio", Ratio(rss, active));
+    Field(&s, "allocator_rss_bytes", rss - active);
+    Field(&s, "rss_overhead_ratio", std::string("1.00"));
+    Field(&s, "rss_overhead_bytes", 0);
+    Field(&s, "mem_fragmentation_ratio", Ratio(rss, used));
+    Field(&s, "mem_fragmentation_bytes", rss - used);
+    for (const char* f : {"mem_not_counted_for_evict", "mem_replication_backlog", "mem_total_replication_buffers",
+                          "mem_clients_slaves", "mem_clients_normal", "mem_cluster_links", "mem_aof_buffer"}) {
+      Field(&s, f, 0);
+    }
+    Field(&s, "mem_allocator", std::string("libc"));
+    Field(&s, "active_defrag_running", 0);
+    Field(&s, "lazyfree_pending_objects", 0);
+    Field(&s, "lazyfreed_objects", 0);
   }
   if (want("persistence")) {
     begin("Persistence");
+    // keg never forks: the fork and copy-on-write fields are Redis's idle values. SAVE / BGSAVE are
+    // fsyncs (rdb_saves counts them); compaction is keg's AOF rewrite.
     Field(&s, "loading", 0);
     Field(&s, "async_loading", 0);
+    for (const char* f : {"current_cow_peak", "current_cow_size", "current_cow_size_age", "current_fork_perc",
+                          "current_save_keys_processed", "current_save_keys_total"}) {
+      Field(&s, f, 0);
+    }
     Field(&s, "rdb_changes_since_last_save", st.counters.changes_since_save.load());
     Field(&s, "rdb_bgsave_in_progress", 0);
     Field(&s, "rdb_last_save_time", st.last_save_s.load());
     Field(&s, "rdb_last_bgsave_status", std::string("ok"));
+    Field(&s, "rdb_last_bgsave_time_sec", -1);
+    Field(&s, "rdb_current_bgsave_time_sec", -1);
+    Field(&s, "rdb_saves", st.saves.load());
+    Field(&s, "rdb_last_cow_size", 0);
+    Field(&s, "rdb_last_load_keys_expired", 0);
+    Field(&s, "rdb_last_load_keys_loaded", stats.recovery_records);
     Field(&s, "aof_enabled", 1);
     Field(&s, "aof_rewrite_in_progress", st.compaction_running.load() ? 1 : 0);
+    Field(&s, "aof_rewrite_scheduled", 0);
+    Field(&s, "aof_last_rewrite_time_sec", stats.compactions == 0 ? -1 : stats.last_compaction_ms / 1000);
+    Field(&s, "aof_current_rewrite_time_sec", -1);
+    Field(&s, "aof_last_bgrewrite_status", std::string("ok"));
+    Field(&s, "aof_rewrites", stats.compactions);
+    Field(&s, "aof_rewrites_consecutive_failures", 0);
     Field(&s, "aof_last_write_status", std::string(stats.writes_failed ? "err" : "ok"));
+    Field(&s, "aof_last_cow_size", 0);
+    Field(&s, "module_fork_in_progress", 0);
+    Field(&s, "module_fork_last_cow_size", 0);
   }
   if (want("stats")) {
     begin("Stats");
     Field(&s, "total_connections_received", st.counters.connections.load());
     Field(&s, "total_commands_processed", st.counters.commands.load());
+    Field(&s, "instantaneous_ops_per_sec", static_cast<int64_t>(st.sampler.ops_per_sec()));
+    Field(&s, "total_net_input_bytes", traffic.bytes_in);
+    Field(&s, "total_net_output_bytes", traffic.bytes_out);
+    Field(&s, "total_net_repl_input_bytes", 0);
+    Field(&s, "total_net_repl_output_bytes", 0);
+    Field(&s, "instantaneous_input_kbps", Fixed(st.sampler.input_kbps()));
+    Field(&s, "instantaneous_output_kbps", Fixed(st.sampler.output_kbps()));
+    Field(&s, "instantaneous_input_repl_kbps", std::string("0.00"));
+    Field(&s, "instantaneous_output_repl_kbps", std::string("0.00"));
     Field(&s, "rejected_connections", st.counters.rejected_connections.load());
     // Features keg does not have yet (replication, eviction, pub/sub, fork, MIGRATE, defrag,
     // tracking) report what Redis reports while they are idle.
@@ -139,8 +311,13 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "sync_partial_ok", 0);
     Field(&s, "sync_partial_err", 0);
     Field(&s, "expired_keys", stats.expired_keys);
+    Field(&s, "expired_stale_perc", std::string("0.00"));
+    Field(&s, "expired_time_cap_reached_count", stats.expire_time_cap_reached);
+    Field(&s, "expire_cycle_cpu_milliseconds", stats.expire_cycle_us / 1000);
     Field(&s, "evicted_keys", 0);
     Field(&s, "evicted_clients", 0);
+    Field(&s, "total_eviction_exceeded_time", 0);
+    Field(&s, "current_eviction_exceeded_time", 0);
     Field(&s, "keyspace_hits", st.counters.keyspace_hits.load());
     Field(&s, "keyspace_misses", st.counters.keyspace_misses.load());
     Field(&s, "pubsub_channels", 0);
@@ -154,31 +331,55 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "active_defrag_misses", 0);
     Field(&s, "active_defrag_key_hits", 0);
     Field(&s, "active_defrag_key_misses", 0);
+    Field(&s, "total_active_defrag_time", 0);
+    Field(&s, "current_active_defrag_time", 0);
     Field(&s, "tracking_total_keys", 0);
     Field(&s, "tracking_total_items", 0);
     Field(&s, "tracking_total_prefixes", 0);
     Field(&s, "unexpected_error_replies", 0);
     Field(&s, "total_error_replies", st.counters.error_replies.load());
     Field(&s, "dump_payload_sanitizations", 0);
+    Field(&s, "total_reads_processed", traffic.reads);
+    Field(&s, "total_writes_processed", traffic.writes);
+    Field(&s, "io_threaded_reads_processed", traffic.threaded_reads);
+    Field(&s, "io_threaded_writes_processed", traffic.threaded_writes);
+    Field(&s, "reply_buffer_shrinks", 0);
+    Field(&s, "reply_buffer_expands", 0);
   }
   if (want("replication")) {
     begin("Replication");
     Field(&s, "role", std::string("master"));
     Field(&s, "connected_slaves", 0);
+    Field(&s, "master_failover_state", std::string("no-failover"));
     Field(&s, "master_replid", st.run_id);
+    Field(&s, "master_replid2", std::string(40, '0'));
     Field(&s, "master_repl_offset", 0);
+    Field(&s, "second_repl_offset", -1);
+    Field(&s, "repl_backlog_active", 0);
+    Field(&s, "repl_backlog_size", 1048576);
+    Field(&s, "repl_backlog_first_byte_offset", 0);
+    Field(&s, "repl_backlog_histlen", 0);
   }
   if (want("cpu")) {
     begin("CPU");
     rusage ru{};
     getrusage(RUSAGE_SELF, &ru);
-    char buf[64];
-    std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(ru.ru_stime.tv_sec),
-                  static_cast<long>(ru.ru_stime.tv_usec));
-    Field(&s, "used_cpu_sys", std::string(buf));
-    std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(ru.ru_utime.tv_sec),
-                  static_cast<long>(ru.ru_utime.tv_usec));
-    Field(&s, "used_cpu_user", std::string(buf));
+    rusage children{};
+    getrusage(RUSAGE_CHILDREN, &children);
+    Field(&s, "used_cpu_sys", Seconds(ru.ru_stime));
+    Field(&s, "used_cpu_user", Seconds(ru.ru_utime));
+    Field(&s, "used_cpu_sys_children", Seconds(children.ru_stime));
+    Field(&s, "used_cpu_user_children", Seconds(children.ru_utime));
+    // Redis's main thread runs its event loop: keg's first I/O thread.
+    double main_user = 0, main_sys = 0;
+    for (const auto& [name, cpu] : ThreadCpu()) {
+      if (name == "keg-io-0") {
+        main_user = cpu.first;
+        main_sys = cpu.second;
+      }
+    }
+    Field(&s, "used_cpu_sys_main_thread", Fixed(main_sys, 6));
+    Field(&s, "used_cpu_user_main_thread", Fixed(main_user, 6));
   }
   if (want("modules")) begin("Modules");
   if (want("commandstats")) {
@@ -273,6 +474,53 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
               : st.config.appendfsync == store::FsyncPolicy::kEverySec ? "everysec" : "no";
     }
     Field(&s, "appendfsync", fsync);
+    // Writes: group commits and their fsyncs.
+    auto histogram = [&](std::string_view name, const store::Histogram& h) {
+      std::string v;
+      for (size_t i = 0; i < store::Histogram::kBuckets; ++i) {
+        if (h.buckets[i] == 0) continue;
+        if (!v.empty()) v += ',';
+        v += std::to_string(store::Histogram::UpperBound(i)) + "=" + std::to_string(h.buckets[i]);
+      }
+      Field(&s, name, v);
+    };
+    auto percentile = [](const store::Histogram& h, double p) -> uint64_t {
+      if (h.count == 0) return 0;
+      const auto rank = static_cast<uint64_t>(std::ceil(p / 100.0 * static_cast<double>(h.count)));
+      uint64_t seen = 0;
+      for (size_t i = 0; i < store::Histogram::kBuckets; ++i) {
+        seen += h.buckets[i];
+        if (seen >= rank) return store::Histogram::UpperBound(i);
+      }
+      return store::Histogram::UpperBound(store::Histogram::kBuckets - 1);
+    };
+    Field(&s, "bytes_written", stats.bytes_written);
+    Field(&s, "group_commits", stats.groups);
+    Field(&s, "group_commit_records", stats.group_records);
+    Field(&s, "group_commit_records_per_commit", Fixed(stats.groups == 0 ? 0.0
+                                                       : static_cast<double>(stats.group_records) / static_cast<double>(stats.groups)));
+    histogram("group_commit_records_histogram", stats.group_size);
+    Field(&s, "fsyncs", stats.fsync_usec.count);
+    Field(&s, "fsync_usec", stats.fsync_usec.sum);
+    Field(&s, "fsync_usec_percentiles", "p50=" + std::to_string(percentile(stats.fsync_usec, 50)) +
+                                            ",p99=" + std::to_string(percentile(stats.fsync_usec, 99)) +
+                                            ",p99.9=" + std::to_string(percentile(stats.fsync_usec, 99.9)));
+    histogram("fsync_usec_histogram", stats.fsync_usec);
+    Field(&s, "writer_queue_depth", stats.writer_queue);
+    Field(&s, "compaction_bytes_read", stats.compaction_bytes_read);
+    Field(&s, "compaction_bytes_written", stats.compaction_bytes_written);
+    Field(&s, "compaction_total_ms", stats.compaction_total_ms);
+    Field(&s, "recovery_ms", stats.recovery_ms);
+    Field(&s, "recovery_records", stats.recovery_records);
+    Field(&s, "recovery_hint_files", stats.recovery_hint_files);
+    Field(&s, "sealed_data_files", stats.sealed_files);
+    Field(&s, "hint_files", stats.hint_files);
+    // File-backed resident pages of the process: the mapped data files in the page cache (and the
+    // executable's few MB).
+    Field(&s, "data_files_resident_bytes", resident.file);
+    for (const auto& [name, cpu] : ThreadCpu()) {
+      Field(&s, "thread_cpu_" + name, "user=" + Fixed(cpu.first, 3) + ",sys=" + Fixed(cpu.second, 3));
+    }
   }
   return s;
 }
@@ -637,6 +885,7 @@ void Save(Ctx& c) {
     if (s.ok()) {
       st->last_save_s = store::NowMs() / 1000;
       st->counters.changes_since_save = 0;
+      st->saves.fetch_add(1, std::memory_order_relaxed);
     }
     reply(s);
   });
@@ -648,6 +897,7 @@ void Bgsave(Ctx& c) {
     if (s.ok()) {
       st->last_save_s = store::NowMs() / 1000;
       st->counters.changes_since_save = 0;
+      st->saves.fetch_add(1, std::memory_order_relaxed);
     } else {
       spdlog::error("BGSAVE: {}", s.ToString());
     }

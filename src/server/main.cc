@@ -135,6 +135,7 @@ int main(int argc, char** argv) {
 
   // Recovery first: keg listens only once every key is back, so no client ever sees -LOADING.
   const auto t0 = std::chrono::steady_clock::now();
+  state.startup_memory = keg::server::AllocatedBytes();
   std::filesystem::create_directories(cfg.dir, ec);
   keg::store::Status s = keg::store::Store::Open(cfg.StoreOptions(), &state.store);
   if (!s.ok()) {
@@ -184,6 +185,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   state.port = server.port();
+  state.traffic = [&server] { return server.GetTraffic(); };
+  state.sampler.Start([&state, &server] {
+    const keg::net::Traffic t = server.GetTraffic();
+    return keg::server::Sampler::Reading{state.counters.commands.load(), t.bytes_in, t.bytes_out,
+                                         keg::server::AllocatedBytes()};
+  });
   spdlog::info("Ready to accept connections on port {}", state.port);
 
   // Wait for SIGINT / SIGTERM or SHUTDOWN.

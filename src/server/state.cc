@@ -1,5 +1,11 @@
 #include "server/state.h"
 
+#include <malloc.h>
+#include <pthread.h>
+#include <unistd.h>
+
+#include <fstream>
+
 #include <spdlog/spdlog.h>
 
 namespace keg::server {
@@ -37,6 +43,64 @@ void ServerState::ApplyConfigLocked() {
       break;
   }
   config_epoch.fetch_add(1, std::memory_order_release);
+}
+
+int64_t AllocatedBytes() {
+  const struct mallinfo2 mi = mallinfo2();
+  return static_cast<int64_t>(mi.uordblks + mi.hblkhd);
+}
+
+ResidentMemory Resident() {
+  std::ifstream in("/proc/self/statm");
+  long size = 0, resident = 0, shared = 0;
+  in >> size >> resident >> shared;
+  const long page = sysconf(_SC_PAGESIZE);
+  return ResidentMemory{static_cast<int64_t>(resident - shared) * page, static_cast<int64_t>(shared) * page};
+}
+
+Sampler::~Sampler() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+void Sampler::Start(std::function<Reading()> read) {
+  thread_ = std::thread([this, read = std::move(read)] {
+    pthread_setname_np(pthread_self(), "keg-cron");
+    Reading last = read();
+    auto last_time = std::chrono::steady_clock::now();
+    std::unique_lock lock(mu_);
+    while (!cv_.wait_for(lock, std::chrono::milliseconds(100), [this] { return stop_; })) {
+      lock.unlock();
+      const Reading now = read();
+      const auto t = std::chrono::steady_clock::now();
+      const double secs = std::max(std::chrono::duration<double>(t - last_time).count(), 1e-3);
+      NotePeak(now.used_memory);
+      lock.lock();
+      rates_[0][next_] = static_cast<double>(now.commands - last.commands) / secs;
+      rates_[1][next_] = static_cast<double>(now.bytes_in - last.bytes_in) / secs;
+      rates_[2][next_] = static_cast<double>(now.bytes_out - last.bytes_out) / secs;
+      next_ = (next_ + 1) % kSamples;
+      last = now;
+      last_time = t;
+    }
+  });
+}
+
+void Sampler::NotePeak(int64_t used) {
+  int64_t peak = peak_.load(std::memory_order_relaxed);
+  while (used > peak && !peak_.compare_exchange_weak(peak, used, std::memory_order_relaxed)) {
+  }
+}
+
+double Sampler::Mean(size_t metric) const {
+  std::lock_guard lock(mu_);
+  double sum = 0;
+  for (double r : rates_[metric]) sum += r;
+  return sum / kSamples;
 }
 
 PauseState::~PauseState() {

@@ -167,6 +167,53 @@ class PauseState {
   bool stop_ = false;
 };
 
+/// Bytes the allocator handed out (glibc's mallinfo2: in use in the arenas plus mmapped blocks):
+/// Redis's used_memory. Any thread.
+int64_t AllocatedBytes();
+/// The process's resident memory from /proc/self/statm: its own (anonymous) pages, and the
+/// file-backed ones (the mapped data files' pages in the page cache, and the executable's).
+struct ResidentMemory {
+  int64_t anon = 0;
+  int64_t file = 0;
+};
+ResidentMemory Resident();
+
+/// Redis's instantaneous metrics: a thread ("keg-cron") samples the counters every 100 ms and
+/// each rate is the mean over the last 16 samples (Redis's trackInstantaneousMetric); it also
+/// keeps the peak of used memory.
+class Sampler {
+ public:
+  struct Reading {
+    uint64_t commands = 0;
+    uint64_t bytes_in = 0;
+    uint64_t bytes_out = 0;
+    int64_t used_memory = 0;
+  };
+  Sampler() = default;
+  Sampler(const Sampler&) = delete;
+  Sampler& operator=(const Sampler&) = delete;
+  ~Sampler();
+  /// Starts sampling `read` (called on the sampler thread). Once.
+  void Start(std::function<Reading()> read);
+  double ops_per_sec() const { return Mean(0); }
+  double input_kbps() const { return Mean(1) / 1024; }
+  double output_kbps() const { return Mean(2) / 1024; }
+  int64_t peak_memory() const { return peak_.load(std::memory_order_relaxed); }
+  void NotePeak(int64_t used);
+
+ private:
+  static constexpr size_t kSamples = 16;
+  double Mean(size_t metric) const;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  double rates_[3][kSamples] = {};
+  size_t next_ = 0;
+  std::atomic<int64_t> peak_{0};
+  std::thread thread_;
+  bool stop_ = false;
+};
+
 struct ServerState {
   ServerState() {
     pause.on_change = [this](bool paused) {
@@ -198,6 +245,11 @@ struct ServerState {
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;
   PauseState pause;
+  Sampler sampler;
+  /// The network layer's traffic (set by main once listening; null in process).
+  std::function<net::Traffic()> traffic;
+  int64_t startup_memory = 0;  // allocated bytes before the store opened (used_memory_startup)
+  std::atomic<uint64_t> saves{0};  // SAVE / BGSAVE runs (rdb_saves)
   MonitorRegistry monitors;
   WatchRegistry watches;
   std::atomic<uint64_t> next_client_id{1};

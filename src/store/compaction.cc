@@ -192,7 +192,7 @@ Status StoreImpl::RunCompaction(bool manual) {
   };
   auto finish = [&](Output& out) -> Status {
     Status st = flush(out);
-    if (st.ok()) st = io::SyncFile(out.fd, out.path + ".tmp");
+    if (st.ok()) st = SyncData(out.fd, out.path + ".tmp");
     if (st.ok()) st = out.hint.Finish(out.size);
     if (st.ok() && rename((out.path + ".tmp").c_str(), out.path.c_str()) != 0) {
       st = Status::FromErrno("rename", out.path + ".tmp", -1, errno);
@@ -315,7 +315,7 @@ Status StoreImpl::RunCompaction(bool manual) {
     // cut that then lost the newer record would leave such a key absent — a state it never had.
     // Make the newer records durable first.
     if (dirty_ && s.ok()) {
-      s = io::SyncFile(active_->fd(), active_->path());
+      s = SyncData(active_->fd(), active_->path());
       if (s.ok()) {
         dirty_ = false;
       } else {
@@ -342,6 +342,9 @@ Status StoreImpl::RunCompaction(bool manual) {
   const uint64_t reclaimed = input_bytes > written_bytes ? input_bytes - written_bytes : 0;
   compactions_.fetch_add(1);
   compaction_reclaimed_.fetch_add(reclaimed);
+  compaction_bytes_read_.fetch_add(input_bytes);
+  compaction_bytes_written_.fetch_add(written_bytes);
+  compaction_total_ms_.fetch_add(ms);
   last_compaction_ms_ = ms;
   spdlog::info(
       "compaction: done in {} ms: read {} MB from {} files, wrote {} MB in {} files ({} "

@@ -272,6 +272,10 @@ Status StoreImpl::Recover() {
   for (auto& t : helpers) t.join();
   spdlog::info("recovery: done in {:.2f} s: {} keys from {} records in {} files",
                progress.Seconds(), keydir_.Size(), records, sources.size());
+  recovery_ms_ = static_cast<int64_t>(progress.Seconds() * 1000);
+  recovery_records_ = records;
+  recovery_hint_files_ = static_cast<uint64_t>(
+      std::count_if(sources.begin(), sources.end(), [](const RecoverySource& src) { return src.hint != nullptr; }));
   return Status::OK();
 }
 

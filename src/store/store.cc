@@ -206,7 +206,7 @@ Status StoreImpl::Close() {
     std::lock_guard lock(failed_mu_);
     s = failed_;
   }
-  if (active_ && s.ok() && dirty_) s = io::SyncFile(active_->fd(), active_->path());
+  if (active_ && s.ok() && dirty_) s = SyncData(active_->fd(), active_->path());
   if (lock_fd_ >= 0) {
     close(lock_fd_);  // releases the flock
     lock_fd_ = -1;
@@ -435,7 +435,7 @@ Status StoreImpl::SyncOnWriter() {
     if (!failed_.ok()) return failed_;
   }
   if (!active_ || !dirty_) return Status::OK();
-  Status result = io::SyncFile(active_->fd(), active_->path());
+  Status result = SyncData(active_->fd(), active_->path());
   if (!result.ok()) return FailStop(result);
   dirty_ = false;
   last_sync_ms_ = NowMs();
@@ -485,7 +485,7 @@ void StoreImpl::WriterLoop() {
     // The everysec fdatasync runs without the role, as Redis's runs in a background thread: groups
     // keep being written meanwhile instead of waiting behind a sync of a second's worth of data.
     if (to_sync) {
-      Status s = io::SyncFile(to_sync->fd(), to_sync->path());
+      Status s = SyncData(to_sync->fd(), to_sync->path());
       if (!s.ok()) (void)FailStop(s);
     }
   }
@@ -844,6 +844,14 @@ Status StoreImpl::FailStop(Status cause) {
   return failed_;
 }
 
+Status StoreImpl::SyncData(int fd, const std::string& path) {
+  const auto start = std::chrono::steady_clock::now();
+  Status s = io::SyncFile(fd, path);
+  fsync_usec_.Add(static_cast<uint64_t>(
+      std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count()));
+  return s;
+}
+
 Status StoreImpl::CommitGroup() {
   if (group_buf_.empty()) return Status::OK();
   const uint64_t size = group_buf_.size();
@@ -864,8 +872,12 @@ Status StoreImpl::CommitGroup() {
     }
     return s;
   }
+  bytes_written_.fetch_add(size, std::memory_order_relaxed);
+  groups_.fetch_add(1, std::memory_order_relaxed);
+  group_records_.fetch_add(pending_.size(), std::memory_order_relaxed);
+  group_size_.Add(pending_.size());
   if (options_.fsync == FsyncPolicy::kAlways) {
-    s = io::SyncFile(active_->fd(), active_->path());
+    s = SyncData(active_->fd(), active_->path());
     if (!s.ok()) return FailStop(s);
     last_sync_ms_ = NowMs();
   } else {
@@ -928,7 +940,7 @@ Status StoreImpl::Rotate(uint64_t reserve) {
   const uint64_t old_size = write_offset_;
   if (old_size > 0) {
     // Sealed files are always durable, whatever the policy: only the newest file may be torn.
-    Status s = io::SyncFile(old->fd(), old->path());
+    Status s = SyncData(old->fd(), old->path());
     if (!s.ok()) return FailStop(s);
     dirty_ = false;
   }
@@ -980,8 +992,18 @@ void StoreImpl::ActiveExpireCycle() {
   }
   // Like Redis's expire cycle, bounded in time: visit shards round-robin, drop keys whose record
   // has expired. No tombstone is needed: the expired record itself shadows older versions.
-  const auto deadline = std::chrono::steady_clock::now() + kExpireBudget;
+  const auto cycle_start = std::chrono::steady_clock::now();
+  const auto deadline = cycle_start + kExpireBudget;
   const int64_t now = NowMs();
+  struct CycleTimer {
+    StoreImpl* self;
+    std::chrono::steady_clock::time_point start;
+    ~CycleTimer() {
+      self->expire_cycle_us_.fetch_add(static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::microseconds>(
+                                           std::chrono::steady_clock::now() - start).count()),
+                                       std::memory_order_relaxed);
+    }
+  } timer{this, cycle_start};
   std::vector<std::pair<uint64_t, Location>> expired;
   for (size_t visited = 0; visited < Keydir::kShards; ++visited) {
     const size_t shard = expire_cursor_;
@@ -1000,7 +1022,10 @@ void StoreImpl::ActiveExpireCycle() {
         expired_keys_.fetch_add(1, std::memory_order_relaxed);
       }
     }
-    if (std::chrono::steady_clock::now() >= deadline) break;
+    if (std::chrono::steady_clock::now() >= deadline) {
+      expire_time_cap_reached_.fetch_add(1, std::memory_order_relaxed);
+      break;
+    }
   }
 }
 
@@ -1017,6 +1042,29 @@ Stats StoreImpl::GetStats() const {
   st.compaction_bytes_reclaimed = compaction_reclaimed_.load();
   st.last_compaction_ms = last_compaction_ms_.load();
   st.expired_keys = expired_keys_.load();
+  st.bytes_written = bytes_written_.load(std::memory_order_relaxed);
+  st.groups = groups_.load(std::memory_order_relaxed);
+  st.group_records = group_records_.load(std::memory_order_relaxed);
+  st.group_size = group_size_.Snapshot();
+  st.fsync_usec = fsync_usec_.Snapshot();
+  {
+    std::lock_guard lock(queue_mu_);
+    st.writer_queue = queue_.size();
+  }
+  st.compaction_bytes_read = compaction_bytes_read_.load(std::memory_order_relaxed);
+  st.compaction_bytes_written = compaction_bytes_written_.load(std::memory_order_relaxed);
+  st.compaction_total_ms = compaction_total_ms_.load(std::memory_order_relaxed);
+  st.recovery_ms = recovery_ms_.load(std::memory_order_relaxed);
+  st.recovery_records = recovery_records_.load(std::memory_order_relaxed);
+  st.recovery_hint_files = recovery_hint_files_.load(std::memory_order_relaxed);
+  const uint64_t active = active_id_.load(std::memory_order_relaxed);
+  for (const auto& file : files_.Snapshot()) {
+    if (file->id() == active) continue;
+    ++st.sealed_files;
+    if (file->has_hint.load(std::memory_order_relaxed)) ++st.hint_files;
+  }
+  st.expire_cycle_us = expire_cycle_us_.load(std::memory_order_relaxed);
+  st.expire_time_cap_reached = expire_time_cap_reached_.load(std::memory_order_relaxed);
   std::lock_guard lock(failed_mu_);
   st.writes_failed = !failed_.ok();
   st.write_error = failed_.message();

@@ -26,6 +26,8 @@
 // - Close (or the destructor) stops both threads after the queue drains.
 #pragma once
 
+#include <array>
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -190,6 +192,45 @@ struct OpResult {
 /// acknowledged (results are empty).
 using WriteCallback = std::function<void(const Status& status, std::vector<OpResult> results)>;
 
+/// A histogram with power-of-two buckets: bucket 0 counts values of at most 1, bucket i > 0 those
+/// in (2^(i-1), 2^i]; the last bucket also takes everything larger.
+struct Histogram {
+  static constexpr size_t kBuckets = 40;
+  std::array<uint64_t, kBuckets> buckets{};
+  uint64_t count = 0;
+  uint64_t sum = 0;
+  /// The bucket of a value.
+  static size_t Bucket(uint64_t v) {
+    if (v <= 1) return 0;
+    const size_t b = static_cast<size_t>(64 - __builtin_clzll(v - 1));
+    return b < kBuckets ? b : kBuckets - 1;
+  }
+  /// The upper bound of bucket i.
+  static uint64_t UpperBound(size_t i) { return uint64_t{1} << i; }
+};
+
+/// A Histogram updated from any thread (relaxed atomics).
+class AtomicHistogram {
+ public:
+  void Add(uint64_t v) {
+    buckets_[Histogram::Bucket(v)].fetch_add(1, std::memory_order_relaxed);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    sum_.fetch_add(v, std::memory_order_relaxed);
+  }
+  Histogram Snapshot() const {
+    Histogram h;
+    for (size_t i = 0; i < Histogram::kBuckets; ++i) h.buckets[i] = buckets_[i].load(std::memory_order_relaxed);
+    h.count = count_.load(std::memory_order_relaxed);
+    h.sum = sum_.load(std::memory_order_relaxed);
+    return h;
+  }
+
+ private:
+  std::array<std::atomic<uint64_t>, Histogram::kBuckets> buckets_{};
+  std::atomic<uint64_t> count_{0};
+  std::atomic<uint64_t> sum_{0};
+};
+
 struct Stats {
   uint64_t keys = 0;
   uint64_t data_files = 0;
@@ -200,6 +241,27 @@ struct Stats {
   uint64_t compaction_bytes_reclaimed = 0;
   int64_t last_compaction_ms = 0;  ///< duration of the last compaction
   uint64_t expired_keys = 0;
+  // Writes.
+  uint64_t bytes_written = 0;   ///< bytes appended to data files by group commits
+  uint64_t groups = 0;          ///< group commits
+  uint64_t group_records = 0;   ///< records written by them
+  Histogram group_size;         ///< records per group commit
+  Histogram fsync_usec;         ///< every fdatasync of a data file (writer and compaction), in µs
+  uint64_t writer_queue = 0;    ///< requests waiting for the writer now
+  // Compaction (beyond the counts above).
+  uint64_t compaction_bytes_read = 0;
+  uint64_t compaction_bytes_written = 0;
+  int64_t compaction_total_ms = 0;
+  // Recovery at open.
+  int64_t recovery_ms = 0;
+  uint64_t recovery_records = 0;     ///< records replayed (from data files and hint files)
+  uint64_t recovery_hint_files = 0;  ///< data files recovered from their hint file
+  // Hint files: sealed (not active) data files, and how many of them have one.
+  uint64_t sealed_files = 0;
+  uint64_t hint_files = 0;
+  // The active expire cycle.
+  uint64_t expire_cycle_us = 0;           ///< time spent in it
+  uint64_t expire_time_cap_reached = 0;   ///< cycles that stopped at their time budget
   bool writes_failed = false;  ///< fail-stop after a failed fsync
   std::string write_error;     ///< the cause, when writes are failing
 };

@@ -168,6 +168,8 @@ class StoreImpl final : public Store {
   bool RunOnWriter(std::function<void()> task);
   // The fsync of SAVE; on the writer thread.
   Status SyncOnWriter();
+  // fdatasync of a data file, timed into fsync_usec_. Any thread.
+  Status SyncData(int fd, const std::string& path);
 
   // ---- compaction.cc: the background thread ----
   void BackgroundLoop();
@@ -190,7 +192,7 @@ class StoreImpl final : public Store {
   // queue empty (it then writes its batches itself: no hand-off). Taken before queue_mu_.
   std::mutex role_mu_;
   // Writer queue.
-  std::mutex queue_mu_;
+  mutable std::mutex queue_mu_;
   std::condition_variable queue_cv_;
   std::vector<Request> queue_;
   bool stopping_ = false;
@@ -232,6 +234,19 @@ class StoreImpl final : public Store {
   std::atomic<uint64_t> compactions_{0};
   std::atomic<uint64_t> compaction_reclaimed_{0};
   std::atomic<int64_t> last_compaction_ms_{0};
+  std::atomic<int64_t> compaction_total_ms_{0};
+  std::atomic<uint64_t> compaction_bytes_read_{0};
+  std::atomic<uint64_t> compaction_bytes_written_{0};
+  std::atomic<uint64_t> bytes_written_{0};
+  std::atomic<uint64_t> groups_{0};
+  std::atomic<uint64_t> group_records_{0};
+  AtomicHistogram group_size_;
+  AtomicHistogram fsync_usec_;
+  std::atomic<int64_t> recovery_ms_{0};
+  std::atomic<uint64_t> recovery_records_{0};
+  std::atomic<uint64_t> recovery_hint_files_{0};
+  std::atomic<uint64_t> expire_cycle_us_{0};
+  std::atomic<uint64_t> expire_time_cap_reached_{0};
 };
 
 }  // namespace keg::store

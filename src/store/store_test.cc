@@ -109,6 +109,40 @@ std::string Value(int i, int length) {
   return v;
 }
 
+// The figures INFO's # Keg section reports: group commits and their records and bytes, every
+// fsync of a data file timed, compaction's bytes, and what recovery replayed.
+TEST_F(StoreTest, StatsCountWritesFsyncsCompactionAndRecovery) {
+  options_.fsync = FsyncPolicy::kAlways;
+  Open();
+  for (int i = 0; i < 50; ++i) Put("k" + std::to_string(i % 10), Value(i, 100));
+  Stats st = store_->GetStats();
+  EXPECT_EQ(st.groups, 50u);
+  EXPECT_EQ(st.group_records, 50u);
+  EXPECT_EQ(st.group_size.count, 50u);
+  EXPECT_EQ(st.group_size.buckets[0], 50u);  // one record per group
+  EXPECT_GT(st.bytes_written, 50u * 100);
+  EXPECT_GE(st.fsync_usec.count, 50u);  // every group under always
+  EXPECT_GT(st.fsync_usec.sum, 0u);
+  EXPECT_EQ(st.writer_queue, 0u);
+  ASSERT_TRUE(store_->CompactSync().ok());
+  st = store_->GetStats();
+  EXPECT_EQ(st.compactions, 1u);
+  EXPECT_GT(st.compaction_bytes_read, st.compaction_bytes_written);
+  EXPECT_GT(st.compaction_bytes_written, 0u);
+  Reopen();
+  st = store_->GetStats();
+  EXPECT_GE(st.recovery_records, 10u);
+  EXPECT_EQ(st.groups, 0u);
+  EXPECT_LE(st.hint_files, st.sealed_files);
+  // The background thread writes the missing hint files (of the files sealed at the restart).
+  for (int i = 0; i < 200 && st.hint_files < st.sealed_files; ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    st = store_->GetStats();
+  }
+  EXPECT_GT(st.sealed_files, 0u);
+  EXPECT_EQ(st.hint_files, st.sealed_files);
+}
+
 TEST_F(StoreTest, PutGetDeleteAndEmptyValues) {
   Open();
   Put("k", "v");
