@@ -3,10 +3,13 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "server/metrics.h"
 #include "support/in_process.h"
 
 namespace keg::testing {
@@ -226,6 +229,40 @@ TEST_F(CommandTest, ClientPauseParksCommandsUntilItEnds) {
   EXPECT_EQ(Run({{"CLIENT", "PAUSE", "-1"}, {"CLIENT", "PAUSE", "10", "NONE"}, {"CLIENT", "PAUSE", "9223372036854775807"}}),
             "-ERR timeout is negative\r\n-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n"
             "-ERR timeout is out of range\r\n");
+}
+
+// The Prometheus exposition: counters and histograms move with the commands run, and promtool
+// (Debian's prometheus package) accepts the text.
+TEST_F(CommandTest, PrometheusMetricsCountCommandsAndPassPromtool) {
+  // Command statistics belong to the process (the command table): compare before and after.
+  auto sample = [](const std::string& text, const std::string& series) -> double {
+    const size_t at = text.find("\n" + series + " ");
+    if (at == std::string::npos) return 0;
+    return std::strtod(text.c_str() + at + series.size() + 2, nullptr);
+  };
+  const std::string before = server::PrometheusText(server_.state());
+  Run({{"SET", "a", "1"}, {"SET", "b", "2"}, {"GET", "a"}, {"NOSUCH"}, {"INCR", "a"}, {"INCR", "x\"y"}});
+  const std::string text = server::PrometheusText(server_.state());
+  for (const std::string series : {"keg_commands_total{cmd=\"set\"}", "keg_command_duration_seconds_count{cmd=\"set\"}",
+                                   "keg_command_duration_seconds_bucket{cmd=\"set\",le=\"+Inf\"}"}) {
+    EXPECT_EQ(sample(text, series) - sample(before, series), 2) << series << "\n" << text;
+  }
+  EXPECT_EQ(sample(text, "keg_command_duration_seconds_bucket{cmd=\"get\",le=\"+Inf\"}") -
+                sample(before, "keg_command_duration_seconds_bucket{cmd=\"get\",le=\"+Inf\"}"),
+            1);
+  EXPECT_GE(sample(text, "keg_errors_total{prefix=\"ERR\"}") - sample(before, "keg_errors_total{prefix=\"ERR\"}"), 1);
+  EXPECT_EQ(sample(text, "keg_keys"), 3);
+  EXPECT_NE(text.find("# TYPE keg_fsync_duration_seconds histogram\n"), std::string::npos);
+  const std::string path = ::testing::TempDir() + "keg_metrics.txt";
+  {
+    FILE* f = std::fopen(path.c_str(), "w");
+    ASSERT_NE(f, nullptr);
+    std::fwrite(text.data(), 1, text.size(), f);
+    std::fclose(f);
+  }
+  ASSERT_EQ(std::system("command -v promtool >/dev/null"), 0) << "promtool is missing: tools/install-deps.sh --test";
+  EXPECT_EQ(std::system(("promtool check metrics < " + path + " >/dev/null 2>&1").c_str()), 0)
+      << "promtool check metrics failed on " << path;
 }
 
 // Found by the command fuzzer: MONITOR queued in a transaction of a client already monitoring

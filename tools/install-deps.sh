@@ -19,6 +19,7 @@ test_packages=(
   redis-server redis-tools python3-redis nutcracker nodejs
   tcl dpkg-dev  # Redis's own test suite (tools/redis-tests.sh): its runner, apt-get source
   prometheus-redis-exporter  # tests/compat/test_observability.py: what operators scrape
+  prometheus  # promtool checks keg's /metrics exposition (command_test)
 )
 
 bench_packages=(redis-server redis-tools gnuplot-nox)

@@ -75,38 +75,6 @@ std::string Fixed(double v, int decimals = 2) {
 
 std::string Ratio(int64_t a, int64_t b) { return Fixed(b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b)); }
 
-// CPU seconds of this process's threads by name, from /proc/self/task/*/stat ("keg-io-0" ...).
-std::vector<std::pair<std::string, std::pair<double, double>>> ThreadCpu() {
-  std::vector<std::pair<std::string, std::pair<double, double>>> out;
-  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
-  std::error_code ec;
-  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
-    std::ifstream in(entry.path() / "stat");
-    std::string line;
-    if (!std::getline(in, line)) continue;
-    const size_t open = line.find('(');
-    const size_t close = line.rfind(')');
-    if (open == std::string::npos || close == std::string::npos) continue;
-    std::string name = line.substr(open + 1, close - open - 1);
-    std::istringstream rest(line.substr(close + 2));
-    std::string field;
-    double user = 0, sys = 0;
-    for (int i = 3; i <= 15 && rest >> field; ++i) {
-      if (i == 14) user = std::strtod(field.c_str(), nullptr) / tick;
-      if (i == 15) sys = std::strtod(field.c_str(), nullptr) / tick;
-    }
-    auto it = std::find_if(out.begin(), out.end(), [&](const auto& x) { return x.first == name; });
-    if (it == out.end()) {
-      out.push_back({name, {user, sys}});
-    } else {
-      it->second.first += user;
-      it->second.second += sys;
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 std::string Seconds(const timeval& tv) {
   char buf[64];
   std::snprintf(buf, sizeof(buf), "%ld.%06ld", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec));
@@ -372,7 +340,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "used_cpu_user_children", Seconds(children.ru_utime));
     // Redis's main thread runs its event loop: keg's first I/O thread.
     double main_user = 0, main_sys = 0;
-    for (const auto& [name, cpu] : ThreadCpu()) {
+    for (const auto& [name, cpu] : ThreadCpuSeconds()) {
       if (name == "keg-io-0") {
         main_user = cpu.first;
         main_sys = cpu.second;
@@ -518,7 +486,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     // File-backed resident pages of the process: the mapped data files in the page cache (and the
     // executable's few MB).
     Field(&s, "data_files_resident_bytes", resident.file);
-    for (const auto& [name, cpu] : ThreadCpu()) {
+    for (const auto& [name, cpu] : ThreadCpuSeconds()) {
       Field(&s, "thread_cpu_" + name, "user=" + Fixed(cpu.first, 3) + ",sys=" + Fixed(cpu.second, 3));
     }
   }

@@ -4,7 +4,10 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
+#include <sstream>
 
 #include <spdlog/spdlog.h>
 
@@ -56,6 +59,38 @@ ResidentMemory Resident() {
   in >> size >> resident >> shared;
   const long page = sysconf(_SC_PAGESIZE);
   return ResidentMemory{static_cast<int64_t>(resident - shared) * page, static_cast<int64_t>(shared) * page};
+}
+
+// CPU seconds of this process's threads by name, from /proc/self/task/*/stat ("keg-io-0" ...).
+std::vector<std::pair<std::string, std::pair<double, double>>> ThreadCpuSeconds() {
+  std::vector<std::pair<std::string, std::pair<double, double>>> out;
+  const double tick = static_cast<double>(sysconf(_SC_CLK_TCK));
+  std::error_code ec;
+  for (const auto& entry : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+    std::ifstream in(entry.path() / "stat");
+    std::string line;
+    if (!std::getline(in, line)) continue;
+    const size_t open = line.find('(');
+    const size_t close = line.rfind(')');
+    if (open == std::string::npos || close == std::string::npos) continue;
+    std::string name = line.substr(open + 1, close - open - 1);
+    std::istringstream rest(line.substr(close + 2));
+    std::string field;
+    double user = 0, sys = 0;
+    for (int i = 3; i <= 15 && rest >> field; ++i) {
+      if (i == 14) user = std::strtod(field.c_str(), nullptr) / tick;
+      if (i == 15) sys = std::strtod(field.c_str(), nullptr) / tick;
+    }
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& x) { return x.first == name; });
+    if (it == out.end()) {
+      out.push_back({name, {user, sys}});
+    } else {
+      it->second.first += user;
+      it->second.second += sys;
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
 }
 
 Sampler::~Sampler() {

@@ -177,6 +177,9 @@ struct ResidentMemory {
   int64_t file = 0;
 };
 ResidentMemory Resident();
+/// CPU seconds (user, system) of this process's threads, summed by thread name ("keg-io-0",
+/// "keg-writer", ...), sorted by name; from /proc/self/task. Any thread.
+std::vector<std::pair<std::string, std::pair<double, double>>> ThreadCpuSeconds();
 
 /// Redis's instantaneous metrics: a thread ("keg-cron") samples the counters every 100 ms and
 /// each rate is the mean over the last 16 samples (Redis's trackInstantaneousMetric); it also

@@ -1,0 +1,17 @@
+// keg's metrics in the Prometheus text exposition format (version 0.0.4): what `GET /metrics`
+// serves. Names follow Prometheus's rules: a `keg_` prefix, base units (seconds, bytes), `_total`
+// for counters; histograms for command latency, fsync latency and group-commit sizes.
+//
+// Thread: any. Reads the counters the rest of the server keeps (relaxed atomics, short locks).
+#pragma once
+
+#include <string>
+
+#include "server/state.h"
+
+namespace keg::server {
+
+/// The whole exposition, ending with a newline.
+std::string PrometheusText(ServerState& st);
+
+}  // namespace keg::server
