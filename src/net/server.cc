@@ -1,5 +1,7 @@
 #include "net/server.h"
 
+#include "net/listen.h"
+
 #include <ctime>
 #include <pthread.h>
 #include <sys/socket.h>
@@ -478,31 +480,8 @@ class ServerImpl {
 
   bool Start(std::string* error) {
     asio::io_context& io = workers_[0]->io;
-    for (const std::string& addr : options_.bind) {
-      asio::error_code ec;
-      std::string host = addr;
-      if (!host.empty() && host[0] == '-') host = host.substr(1);  // "-::1": optional address
-      const bool optional = host != addr;
-      const asio::ip::address a = asio::ip::make_address(host, ec);
-      if (ec) {
-        *error = "Invalid bind address '" + addr + "'";
-        return false;
-      }
-      auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io);
-      asio::ip::tcp::endpoint ep(a, bound_port_ != 0 ? bound_port_ : options_.port);
-      acceptor->open(ep.protocol(), ec);
-      if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
-      if (!ec && a.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
-      if (!ec) acceptor->bind(ep, ec);
-      if (!ec) acceptor->listen(options_.backlog, ec);
-      if (ec) {
-        if (optional) continue;
-        *error = "Could not create server TCP listening socket " + host + ":" +
-                 std::to_string(ep.port()) + ": " + ec.message();
-        return false;
-      }
-      bound_port_ = acceptor->local_endpoint().port();
-      acceptors_.push_back(std::move(acceptor));
+    if (!Listen(io, options_.bind, options_.port, options_.backlog, &acceptors_, &bound_port_, error)) {
+      return false;
     }
     for (auto& acceptor : acceptors_) Accept(acceptor.get());
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -649,5 +628,38 @@ void Server::StopAccepting() { impl_->StopAccepting(); }
 void Server::Stop() { impl_->Stop(); }
 uint16_t Server::port() const { return impl_->port(); }
 Traffic Server::GetTraffic() const { return impl_->GetTraffic(); }
+
+bool Listen(asio::io_context& io, const std::vector<std::string>& bind, uint16_t port, int backlog,
+            std::vector<std::unique_ptr<asio::ip::tcp::acceptor>>* acceptors, uint16_t* bound_port,
+            std::string* error) {
+  *bound_port = 0;
+  for (const std::string& addr : bind) {
+    asio::error_code ec;
+    std::string host = addr;
+    if (!host.empty() && host[0] == '-') host = host.substr(1);  // "-::1": optional address
+    const bool optional = host != addr;
+    const asio::ip::address a = asio::ip::make_address(host, ec);
+    if (ec) {
+      *error = "Invalid bind address '" + addr + "'";
+      return false;
+    }
+    auto acceptor = std::make_unique<asio::ip::tcp::acceptor>(io);
+    asio::ip::tcp::endpoint ep(a, *bound_port != 0 ? *bound_port : port);
+    acceptor->open(ep.protocol(), ec);
+    if (!ec) acceptor->set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec && a.is_v6()) acceptor->set_option(asio::ip::v6_only(true), ec);
+    if (!ec) acceptor->bind(ep, ec);
+    if (!ec) acceptor->listen(backlog, ec);
+    if (ec) {
+      if (optional) continue;
+      *error = "Could not create server TCP listening socket " + host + ":" + std::to_string(ep.port()) + ": " +
+               ec.message();
+      return false;
+    }
+    *bound_port = acceptor->local_endpoint().port();
+    acceptors->push_back(std::move(acceptor));
+  }
+  return true;
+}
 
 }  // namespace keg::net

@@ -95,14 +95,14 @@ using Handler = void (*)(Ctx&);
 /// INFO commandstats of one command or subcommand. Relaxed atomics; any thread.
 struct CommandStats {
   std::atomic<uint64_t> calls{0};
-  std::atomic<uint64_t> usec{0};
+  std::atomic<uint64_t> nsec{0};  ///< time in the handler (INFO shows µs: sub-µs calls add up)
   std::atomic<uint64_t> rejected_calls{0};  ///< refused before running (arity, NOAUTH, MULTI)
   std::atomic<uint64_t> failed_calls{0};    ///< ran and replied an error
   /// Latency histogram (LATENCY HISTOGRAM, INFO latencystats): bucket 0 counts calls of at most
   /// 1 µs, bucket i > 0 those in (2^(i-1), 2^i] µs.
   static constexpr size_t kBuckets = 40;
   std::atomic<uint64_t> latency[kBuckets] = {};
-  void RecordLatency(uint64_t nsec);
+  void RecordLatency(uint64_t elapsed_ns);
   /// The upper bound in µs of the bucket holding the `p`-th percentile (0 < p <= 100), or 0.
   double Percentile(double p) const;
   void Reset();

@@ -254,7 +254,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "aof_last_bgrewrite_status", std::string("ok"));
     Field(&s, "aof_rewrites", stats.compactions);
     Field(&s, "aof_rewrites_consecutive_failures", 0);
-    Field(&s, "aof_last_write_status", std::string(stats.writes_failed ? "err" : "ok"));
+    Field(&s, "aof_last_write_status", std::string(stats.writes_failed || stats.last_write_failed ? "err" : "ok"));
     Field(&s, "aof_last_cow_size", 0);
     Field(&s, "module_fork_in_progress", 0);
     Field(&s, "module_fork_last_cow_size", 0);
@@ -358,10 +358,10 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       const uint64_t rejected = cs.rejected_calls.load(std::memory_order_relaxed);
       const uint64_t failed = cs.failed_calls.load(std::memory_order_relaxed);
       if (calls == 0 && rejected == 0 && failed == 0) return;
-      const uint64_t usec = cs.usec.load(std::memory_order_relaxed);
+      const uint64_t usec = cs.nsec.load(std::memory_order_relaxed) / 1000;
       char per_call[32];
       std::snprintf(per_call, sizeof(per_call), "%.2f",
-                    calls == 0 ? 0.0 : static_cast<double>(usec) / static_cast<double>(calls));
+                    calls == 0 ? 0.0 : static_cast<double>(cs.nsec.load(std::memory_order_relaxed)) / 1000.0 / static_cast<double>(calls));
       Field(&s, "cmdstat_" + name,
             "calls=" + std::to_string(calls) + ",usec=" + std::to_string(usec) +
                 ",usec_per_call=" + per_call + ",rejected_calls=" + std::to_string(rejected) +

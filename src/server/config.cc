@@ -100,6 +100,7 @@ const std::vector<Directive>& Table() {
                    return s;
                  }});
     t.push_back(Int("port", &Config::port, 0, 65535, false));
+    t.push_back(Int("metrics-port", &Config::metrics_port, 0, 65535, false));
     t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
     t.push_back(Int("tcp-backlog", &Config::tcp_backlog, 0, INT32_MAX, false));
     t.push_back(Int("tcp-keepalive", &Config::tcp_keepalive, 0, INT32_MAX, true));

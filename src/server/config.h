@@ -22,6 +22,7 @@ struct Config {
   // Network.
   std::vector<std::string> bind = {"127.0.0.1", "-::1"};
   int64_t port = 6379;
+  int64_t metrics_port = 0;  // HTTP /metrics and /health (0: off)
   int64_t io_threads = 1;
   int64_t tcp_backlog = 511;
   int64_t tcp_keepalive = 300;

@@ -15,8 +15,10 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "net/http_server.h"
 #include "net/server.h"
 #include "server/config.h"
+#include "server/metrics.h"
 #include "server/session.h"
 #include "server/state.h"
 #include "server/version.h"
@@ -133,6 +135,20 @@ int main(int argc, char** argv) {
 
   RaiseFileLimit(state);
 
+  // The metrics and health endpoint starts first, so a readiness probe sees the recovery (503).
+  std::unique_ptr<keg::net::HttpServer> http;
+  if (cfg.metrics_port != 0) {
+    http = std::make_unique<keg::net::HttpServer>(
+        cfg.bind, static_cast<uint16_t>(cfg.metrics_port),
+        [&state](std::string_view path) { return keg::server::ServeHttp(state, path); });
+    if (!http->Start(&error)) {
+      spdlog::critical("metrics-port: {}", error);
+      spdlog::shutdown();
+      return 1;
+    }
+    spdlog::info("metrics and health endpoint on port {} (/metrics, /health/live, /health/ready)", http->port());
+  }
+
   // Recovery first: keg listens only once every key is back, so no client ever sees -LOADING.
   const auto t0 = std::chrono::steady_clock::now();
   state.startup_memory = keg::server::AllocatedBytes();
@@ -185,6 +201,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   state.port = server.port();
+  state.ready.store(true, std::memory_order_release);
   state.traffic = [&server] { return server.GetTraffic(); };
   state.sampler.Start([&state, &server] {
     const keg::net::Traffic t = server.GetTraffic();
@@ -209,10 +226,12 @@ int main(int argc, char** argv) {
 
   spdlog::info("shutting down: no new connections; finishing the writes in flight");
   server.StopAccepting();
+  state.ready.store(false, std::memory_order_release);
   state.pause.Unpause();  // paused connections run their commands before the store closes
   // Close drains the writer queue (their replies are posted to the still-running I/O threads),
   // fsyncs and releases the directory lock.
   s = state.store->Close();
+  if (http) http->Stop();  // before the store goes: a scrape may be reading its stats
   server.Stop();
   state.store.reset();
   if (!s.ok()) {

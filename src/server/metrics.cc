@@ -152,7 +152,7 @@ std::string PrometheusText(ServerState& st) {
     uint64_t counts[CommandStats::kBuckets];
     for (size_t i = 0; i < CommandStats::kBuckets; ++i) counts[i] = cs.latency[i].load(std::memory_order_relaxed);
     w.Histogram("keg_command_duration_seconds", Label("cmd", name), counts, CommandStats::kBuckets, 26, 1e-6,
-                static_cast<double>(cs.usec.load(std::memory_order_relaxed)) / 1e6);
+                static_cast<double>(cs.nsec.load(std::memory_order_relaxed)) / 1e9);
   });
   w.Family("keg_errors_total", "counter", "Error replies, by their first word (ERR, WRONGPASS, ...).");
   for (const auto& [prefix, count] : st.errors.Snapshot()) w.Sample("keg_errors_total", Label("prefix", prefix), count);
@@ -184,8 +184,9 @@ std::string PrometheusText(ServerState& st) {
   w.One("keg_sealed_data_files", "gauge", "Data files no longer written to.", static_cast<double>(stats.sealed_files));
   w.One("keg_written_bytes_total", "counter", "Bytes appended to data files.", static_cast<double>(stats.bytes_written));
   w.One("keg_writer_queue_depth", "gauge", "Requests waiting for the writer.", static_cast<double>(stats.writer_queue));
-  w.One("keg_writes_failing", "gauge", "1 once a write or fsync failed: writes are refused until restart.",
-        stats.writes_failed ? 1.0 : 0.0);
+  w.One("keg_writes_failing", "gauge",
+        "1 while writes are refused: after a failed fsync (until restart) or while the last write failed.",
+        stats.writes_failed || stats.last_write_failed ? 1.0 : 0.0);
   w.Family("keg_group_commit_records", "histogram", "Records per group commit.");
   w.Histogram("keg_group_commit_records", "", stats.group_size.buckets.data(), store::Histogram::kBuckets, 20, 1.0,
               static_cast<double>(stats.group_records));
@@ -213,6 +214,47 @@ std::string PrometheusText(ServerState& st) {
     w.Sample("keg_cpu_seconds_total", Label("thread", name) + "," + Label("mode", "system"), cpu.second);
   }
   return out;
+}
+
+namespace {
+std::string Json(std::string_view v) {
+  std::string out = "\"";
+  for (char ch : v) {
+    const auto c = static_cast<unsigned char>(ch);
+    if (ch == '"' || ch == '\\') {
+      out += '\\';
+      out += ch;
+    } else if (c < 0x20) {
+      char buf[8];
+      std::snprintf(buf, sizeof(buf), "\\u%04x", c);
+      out += buf;
+    } else {
+      out += ch;
+    }
+  }
+  return out + "\"";
+}
+}  // namespace
+
+net::HttpResponse ServeHttp(ServerState& st, std::string_view path) {
+  constexpr std::string_view kJson = "application/json";
+  auto unavailable = [&](std::string_view reason) {
+    return net::HttpResponse{503, std::string(kJson),
+                             "{\"status\":\"unavailable\",\"reason\":" + Json(reason) + "}\n"};
+  };
+  if (path == "/health/live") return net::HttpResponse{200, std::string(kJson), "{\"status\":\"live\"}\n"};
+  if (path == "/health/ready") {
+    if (!st.ready.load(std::memory_order_acquire)) return unavailable("loading or shutting down");
+    const store::Stats stats = st.store->GetStats();
+    if (stats.writes_failed) return unavailable("writes failing: " + stats.write_error);
+    if (stats.last_write_failed) return unavailable("the last write failed: " + stats.last_write_error);
+    return net::HttpResponse{200, std::string(kJson), "{\"status\":\"ready\"}\n"};
+  }
+  if (path == "/metrics") {
+    if (!st.ready.load(std::memory_order_acquire)) return unavailable("loading or shutting down");
+    return net::HttpResponse{200, "text/plain; version=0.0.4; charset=utf-8", PrometheusText(st)};
+  }
+  return net::HttpResponse{404, "text/plain; charset=utf-8", "not found: /metrics, /health/live, /health/ready\n"};
 }
 
 }  // namespace keg::server

@@ -7,11 +7,17 @@
 
 #include <string>
 
+#include "net/http_server.h"
 #include "server/state.h"
 
 namespace keg::server {
 
 /// The whole exposition, ending with a newline.
 std::string PrometheusText(ServerState& st);
+
+/// The metrics-port endpoints: GET /metrics, /health/live, /health/ready (503 with a JSON reason
+/// while loading, shutting down or once writes fail), 404 for any other path. Runs on the HTTP
+/// thread; touches the store only while `st.ready`.
+net::HttpResponse ServeHttp(ServerState& st, std::string_view path);
 
 }  // namespace keg::server

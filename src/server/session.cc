@@ -459,8 +459,8 @@ void ClientSession::OnErrorReply(std::string_view text) {
   if (error_target_ != nullptr) error_target_->stats->failed_calls.fetch_add(1, std::memory_order_relaxed);
 }
 
-void CommandStats::RecordLatency(uint64_t nsec) {
-  const uint64_t us = (nsec + 999) / 1000;  // rounded up: 1 ns..1 µs is the first bucket
+void CommandStats::RecordLatency(uint64_t elapsed_ns) {
+  const uint64_t us = (elapsed_ns + 999) / 1000;  // rounded up: 1 ns..1 µs is the first bucket
   size_t b = us <= 1 ? 0 : static_cast<size_t>(std::bit_width(us - 1));
   if (b >= kBuckets) b = kBuckets - 1;
   latency[b].fetch_add(1, std::memory_order_relaxed);
@@ -482,7 +482,7 @@ double CommandStats::Percentile(double p) const {
 
 void CommandStats::Reset() {
   calls = 0;
-  usec = 0;
+  nsec = 0;
   rejected_calls = 0;
   failed_calls = 0;
   for (auto& b : latency) b.store(0, std::memory_order_relaxed);
@@ -615,7 +615,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   const int64_t nsec = (t1.tv_sec - t0.tv_sec) * 1'000'000'000 + (t1.tv_nsec - t0.tv_nsec);
   const int64_t usec = nsec / 1000;
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
-  target.stats->usec.fetch_add(static_cast<uint64_t>(usec), std::memory_order_relaxed);
+  target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);
   if (server_.latency_tracking.load(std::memory_order_relaxed)) {
     target.stats->RecordLatency(static_cast<uint64_t>(nsec));
   }

@@ -261,6 +261,8 @@ struct ServerState {
   int64_t start_ms = 0;
   std::string run_id;
   std::atomic<uint16_t> port{0};  // the bound port, known once listening
+  /// Recovered and serving (the readiness probe); false while loading and once shutting down.
+  std::atomic<bool> ready{false};
   std::string executable;
   std::string config_file;
 

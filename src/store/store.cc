@@ -862,6 +862,11 @@ Status StoreImpl::CommitGroup() {
     if (!s.ok()) return s;
   }
   Status s = io::WriteAll(active_->fd(), active_->path(), write_offset_, group_buf_.data(), size);
+  if (!s.ok() || write_error_set_.load(std::memory_order_relaxed)) {  // the common case takes no lock
+    std::lock_guard lock(failed_mu_);
+    last_write_error_ = s;
+    write_error_set_.store(!s.ok(), std::memory_order_relaxed);
+  }
   if (!s.ok()) {
     spdlog::error("keg store: {}", s.ToString());
     // Nothing of the group is acknowledged; cut whatever part of it reached the file so it cannot
@@ -1068,6 +1073,8 @@ Stats StoreImpl::GetStats() const {
   std::lock_guard lock(failed_mu_);
   st.writes_failed = !failed_.ok();
   st.write_error = failed_.message();
+  st.last_write_failed = !last_write_error_.ok();
+  st.last_write_error = last_write_error_.ToString();
   return st;
 }
 

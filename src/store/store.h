@@ -264,6 +264,10 @@ struct Stats {
   uint64_t expire_time_cap_reached = 0;   ///< cycles that stopped at their time budget
   bool writes_failed = false;  ///< fail-stop after a failed fsync
   std::string write_error;     ///< the cause, when writes are failing
+  /// The last group commit failed (ENOSPC, EIO from pwrite), and none succeeded since: writes are
+  /// being refused now, though not for good (writes_failed is).
+  bool last_write_failed = false;
+  std::string last_write_error;
 };
 
 class Store {

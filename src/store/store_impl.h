@@ -217,6 +217,8 @@ class StoreImpl final : public Store {
   int64_t last_expire_ms_ = 0;
   size_t expire_cursor_ = 0;
   Status failed_;                 // set once an fsync failed: every later write fails with it
+  Status last_write_error_;       // the last group commit's failure, until one succeeds (failed_mu_)
+  std::atomic<bool> write_error_set_{false};  // last_write_error_ is not OK (writer role)
   mutable std::mutex failed_mu_;  // guards failed_ for GetStats
 
   // Background thread.

@@ -1,6 +1,14 @@
-"""What operators scrape: Debian's prometheus-redis-exporter (1.45) against keg and against
-redis-server 7.0.15 in the same test. Every metric family the exporter exports for Redis is exported
-for keg too, and keg's values move when commands run (calls, durations, errors, network bytes)."""
+"""What operators scrape.
+
+- Debian's prometheus-redis-exporter (1.45) against keg and against redis-server 7.0.15 in the same
+  test: every metric family the exporter exports for Redis is exported for keg too, and keg's values
+  move when commands run (calls, durations, errors, network bytes).
+- keg's own endpoint (metrics-port): a real Prometheus (Debian's) scrapes /metrics and its query
+  API finds keg's series; promtool accepts the exposition; /health/ready is 503 while a directory
+  of a million keys recovers and 200 after; malformed requests, huge heads, a slowloris client and
+  1,000 concurrent scrapes get their answers (or are cut off) while RESP clients are served and
+  memory stays bounded.
+(Readiness when writes fail is tested with the disk-full and EIO faults: tests/reliability.)"""
 import os
 import re
 import shutil
@@ -9,6 +17,8 @@ import subprocess
 import sys
 import time
 import unittest
+import threading
+import urllib.error
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -107,6 +117,196 @@ class Observability(unittest.TestCase):
         self.assertGreaterEqual(value(after, "redis_errors_total", 'err="ERR"'), errors + 2)
         self.assertGreater(value(after, "redis_net_input_bytes_total"), net_in + 200 * 30)
         self.assertEqual(value(after, "redis_db_keys", 'db="db0"'), 200)
+
+
+PROMETHEUS = shutil.which("prometheus")
+PROMTOOL = shutil.which("promtool")
+
+
+def http_get(port, path, timeout=10):
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=timeout) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def raw_http(port, data, timeout=10):
+    """Sends raw bytes, returns everything the server sends until it closes."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return out
+            out += chunk
+    finally:
+        s.close()
+
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class MetricsEndpoint(unittest.TestCase):
+    def setUp(self):
+        self.metrics = free_port()
+        self.server = keg("--metrics-port", str(self.metrics), "--enable-debug-command", "yes")
+
+    def tearDown(self):
+        self.server.stop()
+
+    def test_health_metrics_and_promtool(self):
+        self.assertEqual(http_get(self.metrics, "/health/live"), (200, '{"status":"live"}\n'))
+        self.assertEqual(http_get(self.metrics, "/health/ready"), (200, '{"status":"ready"}\n'))
+        c = redis.Redis(port=self.server.port, socket_timeout=10)
+        c.set("a", "1")
+        c.get("a")
+        status, text = http_get(self.metrics, "/metrics?x=1")
+        self.assertEqual(status, 200)
+        self.assertIn('keg_commands_total{cmd="set"} 1\n', text)
+        self.assertIn("keg_keys 1\n", text)
+        self.assertIsNotNone(PROMTOOL, "promtool is missing: tools/install-deps.sh --test")
+        r = subprocess.run([PROMTOOL, "check", "metrics"], input=text, capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        self.assertEqual(http_get(self.metrics, "/nope")[0], 404)
+        c.close()
+
+    def test_malformed_huge_and_slow_requests_are_cut_off(self):
+        self.assertTrue(raw_http(self.metrics, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        self.assertTrue(raw_http(self.metrics, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405 "))
+        self.assertTrue(raw_http(self.metrics, b"GET metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        self.assertTrue(raw_http(self.metrics, b"GET /metrics HTTP/9\r\n\r\n").startswith(b"HTTP/1.1 400 "))
+        huge = b"GET /metrics HTTP/1.1\r\nX: " + b"a" * 100000 + b"\r\n\r\n"
+        try:
+            reply = raw_http(self.metrics, huge)
+        except ConnectionResetError:
+            reply = b"HTTP/1.1 431 (reset while sending the rest)"
+        self.assertTrue(reply.startswith(b"HTTP/1.1 431 "), reply[:80])
+        # Slowloris: a head that never ends is cut off after 5 s; RESP clients are served meanwhile.
+        slow = socket.create_connection(("127.0.0.1", self.metrics), timeout=20)
+        slow.sendall(b"GET /metrics HTTP/1.1\r\nX-Slow: ")
+        c = redis.Redis(port=self.server.port, socket_timeout=2)
+        t0 = time.monotonic()
+        self.assertTrue(c.ping())
+        self.assertEqual(slow.recv(100), b"")  # closed by keg
+        waited = time.monotonic() - t0
+        self.assertGreater(waited, 3)
+        self.assertLess(waited, 15)
+        slow.close()
+        c.close()
+
+    def test_a_thousand_concurrent_scrapes(self):
+        pid = self.server.proc.pid
+        c = redis.Redis(port=self.server.port, socket_timeout=10)
+        c.execute_command("DEBUG", "POPULATE", "10000")
+        before = rss_kb(pid)
+        results = []
+        lock = threading.Lock()
+
+        def scrape():
+            try:
+                status, text = http_get(self.metrics, "/metrics", timeout=30)
+                ok = status == 200 and "keg_keys 10000\n" in text
+            except (OSError, ConnectionError):
+                ok = None  # refused or cut off over the connection limit
+            with lock:
+                results.append(ok)
+
+        threads = [threading.Thread(target=scrape) for _ in range(1000)]
+        for t in threads:
+            t.start()
+        # RESP keeps answering while they run.
+        for _ in range(200):
+            self.assertEqual(c.get("key:1"), b"value:1")
+        for t in threads:
+            t.join()
+        self.assertEqual(len(results), 1000)
+        self.assertNotIn(False, results)  # every answer was a full, correct exposition
+        self.assertGreater(results.count(True), 200)
+        self.assertLess(rss_kb(pid) - before, 64 * 1024, "memory grew by more than 64 MiB")
+        self.assertEqual(http_get(self.metrics, "/health/ready")[0], 200)
+        c.close()
+
+    @unittest.skipIf(PROMETHEUS is None, "prometheus is not installed (tools/install-deps.sh --test)")
+    def test_prometheus_scrapes_keg(self):
+        work = self.server.dir
+        prom_port = free_port()
+        config = os.path.join(work, "prometheus.yml")
+        with open(config, "w") as f:
+            f.write("global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: keg\n"
+                    f"    static_configs:\n      - targets: ['127.0.0.1:{self.metrics}']\n")
+        prom = subprocess.Popen([PROMETHEUS, f"--config.file={config}",
+                                 f"--storage.tsdb.path={os.path.join(work, 'tsdb')}",
+                                 f"--web.listen-address=127.0.0.1:{prom_port}"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            c = redis.Redis(port=self.server.port, socket_timeout=10)
+            c.set("x", "1")
+            found = None
+            deadline = time.time() + 60
+            while time.time() < deadline and not found:
+                time.sleep(0.5)
+                try:
+                    status, body = http_get(prom_port, "/api/v1/query?query=keg_commands_total", timeout=5)
+                except OSError:
+                    continue
+                if status == 200 and '"cmd":"set"' in body:
+                    found = body
+            self.assertIsNotNone(found, "Prometheus never stored keg_commands_total{cmd=\"set\"}")
+            status, body = http_get(prom_port, "/api/v1/query?query=up%7Bjob%3D%22keg%22%7D", timeout=5)
+            self.assertIn('"value":[', body)
+            self.assertIn('"1"]', body)
+            c.close()
+        finally:
+            prom.terminate()
+            prom.wait(timeout=30)
+
+
+class Recovery(unittest.TestCase):
+    def test_ready_is_503_while_a_million_keys_recover(self):
+        metrics = free_port()
+        server = keg("--metrics-port", str(metrics), "--enable-debug-command", "yes")
+        try:
+            c = redis.Redis(port=server.port, socket_timeout=120)
+            c.execute_command("DEBUG", "POPULATE", "1000000")
+            c.close()
+            server.proc.send_signal(15)
+            server.proc.wait(timeout=60)
+            data = os.path.join(server.dir, "data")
+            for name in os.listdir(data):
+                if name.endswith(".hint"):
+                    os.unlink(os.path.join(data, name))  # recovery scans the data file
+            log = open(os.path.join(server.dir, "restart.log"), "wb")
+            proc = subprocess.Popen([os.environ.get("KEG_SERVER", "keg-server"), "--port", str(server.port),
+                                     "--dir", data, "--metrics-port", str(metrics)],
+                                    stdout=log, stderr=subprocess.STDOUT)
+            try:
+                seen = []
+                deadline = time.time() + 60
+                while time.time() < deadline and (not seen or seen[-1] != 200):
+                    try:
+                        seen.append(http_get(metrics, "/health/ready", timeout=5)[0])
+                    except OSError:
+                        time.sleep(0.002)  # not listening yet
+                self.assertIn(503, seen, "never saw the recovery")
+                self.assertEqual(seen[-1], 200)
+                self.assertEqual(seen[seen.index(503):].count(200), 1)  # 503 until recovered
+                c = redis.Redis(port=server.port, socket_timeout=10)
+                self.assertEqual(c.dbsize(), 1000000)
+                c.close()
+            finally:
+                proc.terminate()
+                proc.wait(timeout=60)
+                log.close()
+        finally:
+            server.stop()
 
 
 if __name__ == "__main__":

@@ -14,12 +14,23 @@ import tempfile
 import threading
 import time
 import unittest
+import urllib.error
+import urllib.request
 
 import resp
-from server import Keg
+from server import Keg, free_port
 
 SHIM = os.environ.get("KEG_FAULT_SHIM")
 MISCONF = "MISCONF Errors writing to the AOF file:"
+
+
+def ready(metrics_port):
+    """GET /health/ready: (status, body)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/health/ready", timeout=10) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
 
 
 class Base(unittest.TestCase):
@@ -74,9 +85,11 @@ class DiskFull(Base):
         ballast = os.path.join(self.mnt, "ballast")
         with open(ballast, "wb") as f:
             f.write(b"\0" * (6 << 20))
+        metrics = free_port()
         k = self.keg(os.path.join(self.mnt, "data"), "--appendfsync", policy,
-                     "--data-file-size", "4mb")
+                     "--data-file-size", "4mb", "--metrics-port", str(metrics))
         k.start()
+        self.assertEqual(ready(metrics)[0], 200)
         value = b"v" * 8000
         acked, error = self.fill_until_full(k, "k", value)
         self.assertGreater(len(acked), 500)
@@ -92,6 +105,10 @@ class DiskFull(Base):
             self.assertEqual(c.call("GET", key), value, key)
         c.close()
         self.assertTrue(k.alive(), "keg died on a full disk")
+        # The readiness probe says why writes fail.
+        status, body = ready(metrics)
+        self.assertEqual(status, 503, body)
+        self.assertIn("No space left on device", body)
         # Space back: writes resume.
         os.unlink(ballast)
         t0 = time.monotonic()
@@ -99,6 +116,7 @@ class DiskFull(Base):
         self.assertEqual(c.call("SET", "after", b"space is back"), b"OK")
         resumed = time.monotonic() - t0
         c.close()
+        self.assertEqual(ready(metrics)[0], 200)
         self.assertLess(resumed, 5)
         # Nothing acknowledged was lost, and no refused write appeared.
         self.assertEqual(k.stop(), 0)
@@ -126,7 +144,8 @@ class InjectedErrors(Base):
         self.control = os.path.join(self.work, "fault.control")
         data = os.path.join(self.work, "data")
         env = {"LD_PRELOAD": SHIM, "KEG_FAULT_DIR": data, "KEG_FAULT_CONTROL": self.control}
-        k = self.keg(data, "--appendfsync", policy, env=env)
+        self.metrics = free_port()
+        k = self.keg(data, "--appendfsync", policy, "--metrics-port", str(self.metrics), env=env)
         k.start()
         return k
 
@@ -157,6 +176,10 @@ class InjectedErrors(Base):
         info = c.call("INFO", "persistence").decode()
         self.assertIn("aof_last_write_status:err", info)
         c.close()
+        status, body = ready(self.metrics)
+        self.assertEqual(status, 503, body)
+        self.assertIn("writes failing", body)
+        self.assertIn("Input/output error", body)
         self.assertRegex(k.log_text(), r"fdatasync .*\.data.*Input/output error \(errno 5\)")
         # Shutting down says the store could not make everything durable (exit 1); a restart
         # recovers from the log, and everything acknowledged is there.
@@ -169,6 +192,7 @@ class InjectedErrors(Base):
         self.assertEqual(c.call("EXISTS", *[f"after{i}" for i in range(10)]), 0)
         self.assertEqual(c.call("SET", "again", "z"), b"OK")
         c.close()
+        self.assertEqual(ready(self.metrics)[0], 200)
 
     def test_no_reply_before_its_fdatasync_returns(self):
         """The group-commit barrier under `always`: with every fdatasync slowed to 150 ms, no SET
