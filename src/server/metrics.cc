@@ -167,8 +167,6 @@ std::string PrometheusText(ServerState& st) {
   w.One("keg_expired_keys_total", "counter", "Keys removed because they expired.",
         static_cast<double>(stats.expired_keys));
   const ResidentMemory resident = Resident();
-  w.One("keg_memory_allocated_bytes", "gauge", "Bytes the allocator handed out (Redis's used_memory).",
-        static_cast<double>(AllocatedBytes()));
   w.One("keg_memory_resident_bytes", "gauge", "Resident memory of the process, without mapped data files.",
         static_cast<double>(resident.anon));
   w.One("keg_data_files_resident_bytes", "gauge", "Resident file-backed pages: the mapped data files in the page cache.",

@@ -1,6 +1,5 @@
 #include "server/state.h"
 
-#include <malloc.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -48,10 +47,7 @@ void ServerState::ApplyConfigLocked() {
   config_epoch.fetch_add(1, std::memory_order_release);
 }
 
-int64_t AllocatedBytes() {
-  const struct mallinfo2 mi = mallinfo2();
-  return static_cast<int64_t>(mi.uordblks + mi.hblkhd);
-}
+int64_t AllocatedBytes() { return Resident().anon; }
 
 ResidentMemory Resident() {
   std::ifstream in("/proc/self/statm");

@@ -167,8 +167,9 @@ class PauseState {
   bool stop_ = false;
 };
 
-/// Bytes the allocator handed out (glibc's mallinfo2: in use in the arenas plus mmapped blocks):
-/// Redis's used_memory. Any thread.
+/// Redis's used_memory on keg: the process's own resident memory (anonymous pages; the mapped data
+/// files are page cache). Not glibc's mallinfo2, which walks every free chunk of the heap (hundreds
+/// of milliseconds with a million keys). Any thread.
 int64_t AllocatedBytes();
 /// The process's resident memory from /proc/self/statm: its own (anonymous) pages, and the
 /// file-backed ones (the mapped data files' pages in the page cache, and the executable's).

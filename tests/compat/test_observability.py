@@ -9,6 +9,7 @@
   1,000 concurrent scrapes get their answers (or are cut off) while RESP clients are served and
   memory stays bounded.
 (Readiness when writes fail is tested with the disk-full and EIO faults: tests/reliability.)"""
+import json
 import os
 import re
 import shutil
@@ -19,6 +20,7 @@ import time
 import unittest
 import threading
 import urllib.error
+import urllib.parse
 import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -263,10 +265,55 @@ class MetricsEndpoint(unittest.TestCase):
             status, body = http_get(prom_port, "/api/v1/query?query=up%7Bjob%3D%22keg%22%7D", timeout=5)
             self.assertIn('"value":[', body)
             self.assertIn('"1"]', body)
+            # Every expression of the shipped dashboard and alert rules is valid PromQL that
+            # Prometheus evaluates against keg's series.
+            for expr in shipped_expressions():
+                status, body = http_get(prom_port, "/api/v1/query?query=" + urllib.parse.quote(expr), timeout=10)
+                self.assertEqual(status, 200, f"{expr}: {body}")
+                self.assertIn('"status":"success"', body, expr)
             c.close()
         finally:
             prom.terminate()
             prom.wait(timeout=30)
+
+
+CONF = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "conf")
+
+
+def shipped_expressions():
+    """The PromQL of conf/keg-grafana.json and conf/keg-alerts.yml ($instance: every instance)."""
+    with open(os.path.join(CONF, "keg-grafana.json")) as f:
+        dash = json.load(f)
+    exprs = [t["expr"].replace("$instance", ".*") for p in dash["panels"] for t in p["targets"]]
+    with open(os.path.join(CONF, "keg-alerts.yml")) as f:
+        exprs += [line.split("expr:", 1)[1].strip() for line in f if line.strip().startswith("expr:")]
+    return exprs
+
+
+class Shipped(unittest.TestCase):
+    """conf/keg-alerts.yml passes promtool, and the dashboard and rules name only metrics keg has."""
+
+    def test_alert_rules_and_dashboard_use_keg_metrics(self):
+        self.assertIsNotNone(PROMTOOL, "promtool is missing: tools/install-deps.sh --test")
+        r = subprocess.run([PROMTOOL, "check", "rules", os.path.join(CONF, "keg-alerts.yml")],
+                           capture_output=True, text=True)
+        self.assertEqual(r.returncode, 0, r.stdout + r.stderr)
+        metrics = free_port()
+        server = keg("--metrics-port", str(metrics))
+        try:
+            c = redis.Redis(port=server.port, socket_timeout=10)
+            c.set("a", "1")
+            c.close()
+            text = http_get(metrics, "/metrics")[1]
+        finally:
+            server.stop()
+        names = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line.startswith("keg_")}
+        names |= {line.split(" ")[2] for line in text.splitlines() if line.startswith("# TYPE keg_")}
+        used = set()
+        for expr in shipped_expressions():
+            used |= set(re.findall(r"\bkeg_[a-z_]+", expr))
+        self.assertGreater(len(used), 15)
+        self.assertEqual(sorted(used - names), [])
 
 
 class Recovery(unittest.TestCase):
