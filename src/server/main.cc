@@ -194,6 +194,8 @@ int main(int argc, char** argv) {
         return std::make_unique<keg::server::ClientSession>(state, link);
       },
       &state.limits);
+  // Before Start: an INFO from the first client may read it.
+  state.traffic = [&server] { return server.GetTraffic(); };
   if (!server.Start(&error)) {
     spdlog::critical("{}", error);
     (void)state.store->Close();  // nothing was written; the bind error is what matters
@@ -202,7 +204,6 @@ int main(int argc, char** argv) {
   }
   state.port = server.port();
   state.ready.store(true, std::memory_order_release);
-  state.traffic = [&server] { return server.GetTraffic(); };
   state.sampler.Start([&state, &server] {
     const keg::net::Traffic t = server.GetTraffic();
     return keg::server::Sampler::Reading{state.counters.commands.load(), t.bytes_in, t.bytes_out,
@@ -227,6 +228,7 @@ int main(int argc, char** argv) {
   spdlog::info("shutting down: no new connections; finishing the writes in flight");
   server.StopAccepting();
   state.ready.store(false, std::memory_order_release);
+  state.sampler.Stop();  // it reads the server's traffic
   state.pause.Unpause();  // paused connections run their commands before the store closes
   // Close drains the writer queue (their replies are posted to the still-running I/O threads),
   // fsyncs and releases the directory lock.

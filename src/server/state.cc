@@ -89,7 +89,9 @@ std::vector<std::pair<std::string, std::pair<double, double>>> ThreadCpuSeconds(
   return out;
 }
 
-Sampler::~Sampler() {
+Sampler::~Sampler() { Stop(); }
+
+void Sampler::Stop() {
   {
     std::lock_guard lock(mu_);
     stop_ = true;

@@ -199,6 +199,8 @@ class Sampler {
   ~Sampler();
   /// Starts sampling `read` (called on the sampler thread). Once.
   void Start(std::function<Reading()> read);
+  /// Stops the thread (before what `read` reads goes away). Idempotent.
+  void Stop();
   double ops_per_sec() const { return Mean(0); }
   double input_kbps() const { return Mean(1) / 1024; }
   double output_kbps() const { return Mean(2) / 1024; }
