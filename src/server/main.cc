@@ -196,8 +196,21 @@ int main(int argc, char** argv) {
       &state.limits);
   // Before Start: an INFO from the first client may read it.
   state.traffic = [&server] { return server.GetTraffic(); };
+  // SIGINT / SIGTERM shut down cleanly from the moment a client can see the port (a signal sent
+  // right after the first PING must not find the default action, which kills).
+  asio::io_context main_io;
+  asio::signal_set signals(main_io, SIGINT, SIGTERM);
+  signals.async_wait([&](const asio::error_code& e, int sig) {
+    if (!e) {
+      spdlog::warn("Received {} scheduling shutdown...", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      request_stop();
+    }
+  });
+  std::thread signal_thread([&] { main_io.run(); });
   if (!server.Start(&error)) {
     spdlog::critical("{}", error);
+    main_io.stop();
+    signal_thread.join();
     (void)state.store->Close();  // nothing was written; the bind error is what matters
     spdlog::shutdown();
     return 1;
@@ -211,16 +224,7 @@ int main(int argc, char** argv) {
   });
   spdlog::info("Ready to accept connections on port {}", state.port);
 
-  // Wait for SIGINT / SIGTERM or SHUTDOWN.
-  asio::io_context main_io;
-  asio::signal_set signals(main_io, SIGINT, SIGTERM);
-  signals.async_wait([&](const asio::error_code& e, int sig) {
-    if (!e) {
-      spdlog::warn("Received {} scheduling shutdown...", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      request_stop();
-    }
-  });
-  std::thread signal_thread([&] { main_io.run(); });
+  // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN.
   stop.get_future().wait();
   main_io.stop();
   signal_thread.join();
