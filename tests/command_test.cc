@@ -229,6 +229,10 @@ TEST_F(CommandTest, ClientPauseParksCommandsUntilItEnds) {
   EXPECT_EQ(Run({{"CLIENT", "PAUSE", "-1"}, {"CLIENT", "PAUSE", "10", "NONE"}, {"CLIENT", "PAUSE", "9223372036854775807"}}),
             "-ERR timeout is negative\r\n-ERR CLIENT PAUSE mode must be WRITE or ALL\r\n"
             "-ERR timeout is out of range\r\n");
+  // No client is ever blocked yet (no blocking commands): UNBLOCK checks its arguments, answers 0.
+  EXPECT_EQ(Run({{"CLIENT", "UNBLOCK", "x"}, {"CLIENT", "UNBLOCK", "1", "LATER"}, {"CLIENT", "UNBLOCK", "1", "ERROR"}}),
+            "-ERR value is not an integer or out of range\r\n-ERR CLIENT UNBLOCK reason should be TIMEOUT or ERROR\r\n"
+            ":0\r\n");
 }
 
 // The Prometheus exposition: counters and histograms move with the commands run, and promtool

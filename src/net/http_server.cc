@@ -6,6 +6,7 @@
 #include <asio.hpp>
 #include <atomic>
 #include <chrono>
+#include <future>
 #include <list>
 #include <spdlog/spdlog.h>
 #include <thread>
@@ -79,13 +80,17 @@ class HttpServerImpl {
 
   void Stop() {
     if (!thread_.joinable()) return;
-    asio::post(io_, [this] {
+    // Close the acceptors and connections on the HTTP thread, then stop it.
+    std::promise<void> closed;
+    asio::post(io_, [this, &closed] {
       for (auto& a : acceptors_) {
         asio::error_code ec;
         a->close(ec);
       }
       CloseAll();
+      closed.set_value();
     });
+    closed.get_future().wait();
     io_.stop();
     thread_.join();
   }

@@ -7,10 +7,10 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cmath>
 #include <deque>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <spdlog/spdlog.h>
 
@@ -40,12 +40,6 @@ void Help(Ctx& c, std::initializer_list<std::string_view> lines) {
 
 namespace {
 
-int64_t RssBytes() {
-  std::ifstream in("/proc/self/statm");
-  long pages = 0, rss = 0;
-  in >> pages >> rss;
-  return static_cast<int64_t>(rss) * sysconf(_SC_PAGESIZE);
-}
 
 std::string Section(std::string_view title) { return "# " + std::string(title) + "\r\n"; }
 
@@ -73,7 +67,6 @@ std::string Fixed(double v, int decimals = 2) {
   return buf;
 }
 
-std::string Ratio(int64_t a, int64_t b) { return Fixed(b == 0 ? 0.0 : static_cast<double>(a) / static_cast<double>(b)); }
 
 std::string Seconds(const timeval& tv) {
   char buf[64];
@@ -108,10 +101,15 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   const int64_t now = store::NowMs();
   const store::Stats stats = st.store->GetStats();
   const ResidentMemory resident = Resident();
-  const int64_t rss = resident.anon;
-  const int64_t used = AllocatedBytes();
+  const int64_t used = resident.anon;  // UsedMemory(), without reading /proc again
   st.sampler.NotePeak(used);
   const net::Traffic traffic = st.traffic ? st.traffic() : net::Traffic{};
+  // CPU by thread (/proc/self/task), read once for the CPU and Keg sections.
+  std::optional<std::vector<std::pair<std::string, std::pair<double, double>>>> thread_cpu;
+  auto threads = [&]() -> const auto& {
+    if (!thread_cpu) thread_cpu = ThreadCpuSeconds();
+    return *thread_cpu;
+  };
   std::string s;
   auto begin = [&](std::string_view title) {
     if (!s.empty()) s += "\r\n";
@@ -170,18 +168,18 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   }
   if (want("memory")) {
     begin("Memory");
-    // used_memory and the RSS fields count the process's own resident pages (the data files' mapped
-    // pages are page cache: Keg's data_files_resident_bytes). keg does not ask glibc for its
-    // allocation counters: mallinfo2 walks the whole heap, far too slow for INFO.
-    const int64_t active = used;
+    // used_memory, the RSS and the allocator fields are all the process's own resident pages (the
+    // data files' mapped pages are page cache: Keg's data_files_resident_bytes), so every
+    // fragmentation ratio is 1. keg does not ask glibc for its allocation counters: mallinfo2
+    // walks the whole heap, far too slow for INFO.
     const int64_t peak = std::max(st.sampler.peak_memory(), used);
     const auto dataset = static_cast<int64_t>(stats.keydir_bytes);
     const int64_t overhead = std::max(used - dataset, st.startup_memory);
     const int64_t system = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
     Field(&s, "used_memory", used);
     Field(&s, "used_memory_human", Human(used));
-    Field(&s, "used_memory_rss", rss);
-    Field(&s, "used_memory_rss_human", Human(rss));
+    Field(&s, "used_memory_rss", used);
+    Field(&s, "used_memory_rss_human", Human(used));
     Field(&s, "used_memory_peak", peak);
     Field(&s, "used_memory_peak_human", Human(peak));
     Field(&s, "used_memory_peak_perc", Fixed(peak == 0 ? 0 : 100.0 * static_cast<double>(used) / static_cast<double>(peak)) + "%");
@@ -190,9 +188,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "used_memory_dataset", dataset);
     Field(&s, "used_memory_dataset_perc",
           Fixed(used <= st.startup_memory ? 0 : 100.0 * static_cast<double>(dataset) / static_cast<double>(used - st.startup_memory)) + "%");
-    Field(&s, "allocator_allocated", used);
-    Field(&s, "allocator_active", active);
-    Field(&s, "allocator_resident", rss);
+    for (const char* f : {"allocator_allocated", "allocator_active", "allocator_resident"}) Field(&s, f, used);
     Field(&s, "total_system_memory", system);
     Field(&s, "total_system_memory_human", Human(system));
     // No Lua VM and no scripts or functions yet (the scripting issue).
@@ -209,14 +205,12 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "maxmemory", 0);
     Field(&s, "maxmemory_human", std::string("0B"));
     Field(&s, "maxmemory_policy", std::string("noeviction"));
-    Field(&s, "allocator_frag_ratio", Ratio(active, used));
-    Field(&s, "allocator_frag_bytes", active - used);
-    Field(&s, "allocator_rss_ratio", Ratio(rss, active));
-    Field(&s, "allocator_rss_bytes", rss - active);
-    Field(&s, "rss_overhead_ratio", std::string("1.00"));
-    Field(&s, "rss_overhead_bytes", 0);
-    Field(&s, "mem_fragmentation_ratio", Ratio(rss, used));
-    Field(&s, "mem_fragmentation_bytes", rss - used);
+    for (const char* f : {"allocator_frag_ratio", "allocator_rss_ratio", "rss_overhead_ratio", "mem_fragmentation_ratio"}) {
+      Field(&s, f, std::string("1.00"));
+    }
+    for (const char* f : {"allocator_frag_bytes", "allocator_rss_bytes", "rss_overhead_bytes", "mem_fragmentation_bytes"}) {
+      Field(&s, f, 0);
+    }
     for (const char* f : {"mem_not_counted_for_evict", "mem_replication_backlog", "mem_total_replication_buffers",
                           "mem_clients_slaves", "mem_clients_normal", "mem_cluster_links", "mem_aof_buffer"}) {
       Field(&s, f, 0);
@@ -340,7 +334,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "used_cpu_user_children", Seconds(children.ru_utime));
     // Redis's main thread runs its event loop: keg's first I/O thread.
     double main_user = 0, main_sys = 0;
-    for (const auto& [name, cpu] : ThreadCpuSeconds()) {
+    for (const auto& [name, cpu] : threads()) {
       if (name == "keg-io-0") {
         main_user = cpu.first;
         main_sys = cpu.second;
@@ -452,16 +446,6 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       }
       Field(&s, name, v);
     };
-    auto percentile = [](const store::Histogram& h, double p) -> uint64_t {
-      if (h.count == 0) return 0;
-      const auto rank = static_cast<uint64_t>(std::ceil(p / 100.0 * static_cast<double>(h.count)));
-      uint64_t seen = 0;
-      for (size_t i = 0; i < store::Histogram::kBuckets; ++i) {
-        seen += h.buckets[i];
-        if (seen >= rank) return store::Histogram::UpperBound(i);
-      }
-      return store::Histogram::UpperBound(store::Histogram::kBuckets - 1);
-    };
     Field(&s, "bytes_written", stats.bytes_written);
     Field(&s, "group_commits", stats.groups);
     Field(&s, "group_commit_records", stats.group_records);
@@ -470,9 +454,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     histogram("group_commit_records_histogram", stats.group_size);
     Field(&s, "fsyncs", stats.fsync_usec.count);
     Field(&s, "fsync_usec", stats.fsync_usec.sum);
-    Field(&s, "fsync_usec_percentiles", "p50=" + std::to_string(percentile(stats.fsync_usec, 50)) +
-                                            ",p99=" + std::to_string(percentile(stats.fsync_usec, 99)) +
-                                            ",p99.9=" + std::to_string(percentile(stats.fsync_usec, 99.9)));
+    Field(&s, "fsync_usec_percentiles", "p50=" + std::to_string(stats.fsync_usec.Percentile(50)) +
+                                            ",p99=" + std::to_string(stats.fsync_usec.Percentile(99)) +
+                                            ",p99.9=" + std::to_string(stats.fsync_usec.Percentile(99.9)));
     histogram("fsync_usec_histogram", stats.fsync_usec);
     Field(&s, "writer_queue_depth", stats.writer_queue);
     Field(&s, "compaction_bytes_read", stats.compaction_bytes_read);
@@ -486,7 +470,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     // File-backed resident pages of the process: the mapped data files in the page cache (and the
     // executable's few MB).
     Field(&s, "data_files_resident_bytes", resident.file);
-    for (const auto& [name, cpu] : ThreadCpuSeconds()) {
+    for (const auto& [name, cpu] : threads()) {
       Field(&s, "thread_cpu_" + name, "user=" + Fixed(cpu.first, 3) + ",sys=" + Fixed(cpu.second, 3));
     }
   }
@@ -750,7 +734,7 @@ void Memory(Ctx& c) {
   }
   if (sub == "stats" && c.argc() == 2) {
     const store::Stats st = c.server().store->GetStats();
-    const int64_t rss = RssBytes();
+    const int64_t rss = UsedMemory();
     const auto keys = static_cast<int64_t>(st.keys);
     out.MapHeader(9);
     out.Bulk("peak.allocated");

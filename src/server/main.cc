@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
 
   // Recovery first: keg listens only once every key is back, so no client ever sees -LOADING.
   const auto t0 = std::chrono::steady_clock::now();
-  state.startup_memory = keg::server::AllocatedBytes();
+  state.startup_memory = keg::server::UsedMemory();
   std::filesystem::create_directories(cfg.dir, ec);
   keg::store::Status s = keg::store::Store::Open(cfg.StoreOptions(), &state.store);
   if (!s.ok()) {
@@ -220,7 +220,7 @@ int main(int argc, char** argv) {
   state.sampler.Start([&state, &server] {
     const keg::net::Traffic t = server.GetTraffic();
     return keg::server::Sampler::Reading{state.counters.commands.load(), t.bytes_in, t.bytes_out,
-                                         keg::server::AllocatedBytes()};
+                                         keg::server::UsedMemory()};
   });
   spdlog::info("Ready to accept connections on port {}", state.port);
 

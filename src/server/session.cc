@@ -375,17 +375,11 @@ void ClientSession::RefreshUser() {
   acl_version_ = server_.acl.version();
   std::shared_ptr<const AclUser> now = server_.acl.Get(user_->name);
   if (now == nullptr) {
-    // Deleted (ACL DELUSER closes its connections; until then it may run nothing).
-    static const std::shared_ptr<const AclUser> kNobody = [] {
-      auto u = std::make_shared<AclUser>();
-      u->name = "";
-      return u;
-    }();
-    if (user_->name.empty()) return;
-    auto nobody = std::make_shared<AclUser>(*kNobody);
+    // Deleted (ACL DELUSER closes its connections; until then it may run nothing): a user of the
+    // same name with no permissions.
+    auto nobody = std::make_shared<AclUser>();
     nobody->name = user_->name;
-    user_ = std::move(nobody);
-    return;
+    now = std::move(nobody);
   }
   user_ = std::move(now);
 }
@@ -467,17 +461,13 @@ void CommandStats::RecordLatency(uint64_t elapsed_ns) {
 }
 
 double CommandStats::Percentile(double p) const {
-  uint64_t counts[kBuckets];
-  uint64_t total = 0;
-  for (size_t i = 0; i < kBuckets; ++i) total += counts[i] = latency[i].load(std::memory_order_relaxed);
-  if (total == 0) return 0;
-  const double want = p / 100.0 * static_cast<double>(total);
-  uint64_t seen = 0;
+  static_assert(kBuckets == store::Histogram::kBuckets);
+  store::Histogram h;
   for (size_t i = 0; i < kBuckets; ++i) {
-    seen += counts[i];
-    if (static_cast<double>(seen) >= want) return static_cast<double>(uint64_t{1} << i);
+    h.buckets[i] = latency[i].load(std::memory_order_relaxed);
+    h.count += h.buckets[i];
   }
-  return static_cast<double>(uint64_t{1} << (kBuckets - 1));
+  return static_cast<double>(h.Percentile(p));
 }
 
 void CommandStats::Reset() {

@@ -47,7 +47,7 @@ void ServerState::ApplyConfigLocked() {
   config_epoch.fetch_add(1, std::memory_order_release);
 }
 
-int64_t AllocatedBytes() { return Resident().anon; }
+int64_t UsedMemory() { return Resident().anon; }
 
 ResidentMemory Resident() {
   std::ifstream in("/proc/self/statm");
@@ -146,37 +146,36 @@ PauseState::~PauseState() {
 }
 
 void PauseState::Pause(int64_t end_ms, bool all) {
-  std::unique_lock lock(mu_);
+  std::lock_guard lock(mu_);
   if (end_ms <= store::NowMs()) {
     // Already over (CLIENT PAUSE 0): ends a pause in progress, as a shorter one would.
-    if (mode_.load() != 0) Release(lock);
+    EndLocked();
     return;
   }
-  const bool was_paused = mode_.load() != 0;
+  // on_change runs under the lock, so a pause and an unpause racing cannot leave the store's
+  // expiry paused with no pause in force.
+  if (mode_.load() == 0 && on_change) on_change(true);
   end_ms_ = end_ms;
   mode_.store(all ? 2 : 1, std::memory_order_release);
   if (!timer_.joinable()) timer_ = std::thread([this] { TimerLoop(); });
-  lock.unlock();
   cv_.notify_all();
-  if (!was_paused && on_change) on_change(true);
 }
 
 void PauseState::Unpause() {
-  std::unique_lock lock(mu_);
-  if (mode_.load() != 0) Release(lock);
+  std::lock_guard lock(mu_);
+  EndLocked();
 }
 
-void PauseState::Release(std::unique_lock<std::mutex>& lock) {
+void PauseState::EndLocked() {
+  if (mode_.load() == 0) return;
   mode_.store(0, std::memory_order_release);
-  std::vector<std::shared_ptr<net::Link>> parked;
-  parked.swap(parked_);
-  lock.unlock();
   if (on_change) on_change(false);
-  for (const std::shared_ptr<net::Link>& link : parked) {
+  // Post only queues the resume on each connection's I/O thread (and keeps it alive until then).
+  for (const std::shared_ptr<net::Link>& link : parked_) {
     net::Link* l = link.get();
     l->Post([l] { l->Resume(); });
   }
-  lock.lock();
+  parked_.clear();
 }
 
 bool PauseState::Park(std::shared_ptr<net::Link> link, bool write) {
@@ -200,7 +199,7 @@ void PauseState::TimerLoop() {
     }
     const int64_t left = end_ms_ - store::NowMs();
     if (left <= 0) {
-      Release(lock);
+      EndLocked();
       continue;
     }
     cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(left, 100)));

@@ -139,7 +139,8 @@ class PauseState {
   ~PauseState();
   /// Pauses every command (`all`) or only those that may write, until `end_ms` (wall clock);
   /// replaces the current pause, as Redis's last CLIENT PAUSE wins. `on_change(true/false)` is
-  /// called when a WRITE-or-ALL pause starts and when it ends (the store's expiry follows it).
+  /// called, with the pause's lock held (it must be quick and must not call back), when a pause
+  /// starts and when it ends (the store's expiry follows it).
   void Pause(int64_t end_ms, bool all);
   void Unpause();
   /// True when a command (that may write: `write`) must wait now. Any thread; one relaxed load
@@ -155,7 +156,7 @@ class PauseState {
   std::function<void(bool paused)> on_change;  // set once, before any pause
 
  private:
-  void Release(std::unique_lock<std::mutex>& lock);  // ends the pause; lock held
+  void EndLocked();  // ends the pause (if any) and resumes the parked; mu_ held
   void TimerLoop();
 
   mutable std::mutex mu_;
@@ -170,7 +171,7 @@ class PauseState {
 /// Redis's used_memory on keg: the process's own resident memory (anonymous pages; the mapped data
 /// files are page cache). Not glibc's mallinfo2, which walks every free chunk of the heap (hundreds
 /// of milliseconds with a million keys). Any thread.
-int64_t AllocatedBytes();
+int64_t UsedMemory();
 /// The process's resident memory from /proc/self/statm: its own (anonymous) pages, and the
 /// file-backed ones (the mapped data files' pages in the page cache, and the executable's).
 struct ResidentMemory {
@@ -274,11 +275,6 @@ struct ServerState {
 
   /// Applies `config` to the atomics and the logger. Call with config_mu held.
   void ApplyConfigLocked();
-  /// Whether a new connection must authenticate: the default user has a password or is off.
-  bool DefaultNeedsAuth() const {
-    const std::shared_ptr<const AclUser> d = acl.Default();
-    return !d->enabled || !d->nopass;
-  }
 };
 
 }  // namespace keg::server

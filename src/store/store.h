@@ -207,6 +207,17 @@ struct Histogram {
   }
   /// The upper bound of bucket i.
   static uint64_t UpperBound(size_t i) { return uint64_t{1} << i; }
+  /// The upper bound of the bucket holding the p-th percentile (0 < p <= 100); 0 when empty.
+  uint64_t Percentile(double p) const {
+    if (count == 0) return 0;
+    const double want = p / 100.0 * static_cast<double>(count);
+    uint64_t seen = 0;
+    for (size_t i = 0; i < kBuckets; ++i) {
+      seen += buckets[i];
+      if (static_cast<double>(seen) >= want) return UpperBound(i);
+    }
+    return UpperBound(kBuckets - 1);
+  }
 };
 
 /// A Histogram updated from any thread (relaxed atomics).
