@@ -1,6 +1,11 @@
 #include "net/http_server.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include <array>
 #include <asio.hpp>
@@ -72,6 +77,11 @@ class HttpServerImpl {
     for (auto& a : acceptors_) Accept(a.get());
     thread_ = std::thread([this] {
       pthread_setname_np(pthread_self(), "keg-http");
+      // A lower CPU priority than the RESP threads (nice +10 for this thread alone): a flood of
+      // scrapes or junk on the metrics port takes only the CPU they leave idle. Best effort.
+      if (setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 10) != 0) {
+        spdlog::debug("keg-http: setpriority: {}", std::strerror(errno));
+      }
       auto guard = asio::make_work_guard(io_);
       io_.run();
     });

@@ -180,6 +180,17 @@ class MetricsEndpoint(unittest.TestCase):
         self.assertEqual(http_get(self.metrics, "/nope")[0], 404)
         c.close()
 
+    def test_the_metrics_thread_runs_below_the_resp_threads(self):
+        nice = {}
+        task = f"/proc/{self.server.proc.pid}/task"
+        for tid in os.listdir(task):
+            with open(f"{task}/{tid}/stat") as f:
+                stat = f.read()
+            name = stat[stat.index("(") + 1:stat.rindex(")")]
+            nice[name] = int(stat[stat.rindex(")") + 2:].split()[16])  # field 19: nice
+        self.assertEqual(nice.get("keg-http"), 10, nice)
+        self.assertEqual(nice.get("keg-io-0"), 0, nice)
+
     def test_malformed_huge_and_slow_requests_are_cut_off(self):
         self.assertTrue(raw_http(self.metrics, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400 "))
         self.assertTrue(raw_http(self.metrics, b"POST /metrics HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 405 "))
