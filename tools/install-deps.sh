@@ -22,7 +22,7 @@ test_packages=(
   prometheus  # promtool checks keg's /metrics exposition (command_test)
 )
 
-bench_packages=(redis-server redis-tools gnuplot-nox)
+bench_packages=(redis-server redis-tools gnuplot-nox fio)  # fio: tools/bench-disk.sh's reference
 
 want=("${run_packages[@]}")
 if [[ "${1:-}" == "--test" ]]; then

@@ -144,8 +144,12 @@ void Debug(Ctx& c) {
   if (sub == "help" && c.argc() == 2) {
     static constexpr std::string_view kLines[] = {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "COLD-READ-DELAY <milliseconds>",
+        "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk would.",
         "DIGEST", "    Output a hex signature representing the current DB content (Redis's algorithm).",
         "DIGEST-VALUE <key> [<key> ...]", "    Output a hex signature of the values of all the specified keys.",
+        "DROP-PAGE-CACHE",
+        "    (keg) Evict the data files' clean pages from the page cache: the next reads are cold.",
         "HTSTATS <dbid>", "    Return the size of the keydir.",
         "LOADAOF", "    Flush the log to disk (keg has nothing to reload).",
         "OBJECT <key>", "    Show low level info about the `key` and associated value.",
@@ -176,6 +180,16 @@ void Debug(Ctx& c) {
     double secs = std::strtod(text.c_str(), nullptr);
     if (!std::isfinite(secs) || secs < 0) secs = 0;
     std::this_thread::sleep_for(std::chrono::microseconds(static_cast<int64_t>(std::min(secs, 3600.0) * 1e6)));
+    return c.out().Ok();
+  }
+  if (sub == "drop-page-cache" && c.argc() == 2) {
+    c.server().store->DropPageCache();
+    return c.out().Ok();
+  }
+  if (sub == "cold-read-delay" && c.argc() == 3) {
+    int64_t ms = 0;
+    if (!resp::ParseInt64(c.arg(2), &ms) || ms < 0 || ms > 60'000) return c.Error(err::kNotInteger);
+    if (c.server().cold_reads) c.server().cold_reads->set_delay_ms(ms);
     return c.out().Ok();
   }
   if (sub == "set-active-expire" && c.argc() == 3) {

@@ -106,24 +106,55 @@ void Persist(Ctx& c) {
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 
+// Walks of the keyspace read every key from its record: when the data files are not all in the
+// page cache (Store::MaybeCold) the walk runs on the read pool and the reply comes in the
+// command's place once it is done, so no event loop waits for the disk. `walk` runs on either
+// thread and returns the reply's writer. Inside EXEC these come from Ctx::keyspace instead.
+using ReplyFn = std::function<void(resp::ReplyBuffer&)>;
+void WalkOffTheLoop(Ctx& c, std::function<ReplyFn()> walk) {
+  ColdReads* pool = c.server().cold_reads.get();
+  if (pool == nullptr || c.client().in_exec() || !c.server().store->MaybeCold()) {
+    walk()(c.out());
+    return;
+  }
+  ClientSession* client = &c.client();
+  std::shared_ptr<net::Link> keep = client->link().Self();
+  client->Suspend();
+  pool->Run([walk = std::move(walk), client, keep] {
+    ReplyFn reply = walk();
+    keep->Post([client, reply = std::move(reply)] {
+      reply(client->link().out());
+      client->Finish();
+    });
+  });
+}
+
 void Keys(Ctx& c) {
-  const std::string_view pattern = c.arg(1);
+  const std::string pattern(c.arg(1));
   const bool all = pattern == "*";
-  std::vector<std::string> keys;
   if (c.keyspace() != nullptr) {
+    std::vector<std::string> keys;
     for (const std::string& k : c.keyspace()->key_list) {
       if (all || GlobMatch(pattern, k)) keys.push_back(k);
     }
-  } else {
+    c.out().ArrayHeader(keys.size());
+    for (const std::string& k : keys) c.out().Bulk(k);
+    return;
+  }
+  store::Store* store = c.server().store.get();
+  WalkOffTheLoop(c, [store, pattern, all]() -> ReplyFn {
+    auto keys = std::make_shared<std::vector<std::string>>();
     uint64_t cursor = 0;
     do {
-      cursor = c.server().store->Scan(cursor, 1024, [&](std::string_view k, int64_t) {
-        if (all || GlobMatch(pattern, k)) keys.emplace_back(k);
+      cursor = store->Scan(cursor, 1024, [&](std::string_view k, int64_t) {
+        if (all || GlobMatch(pattern, k)) keys->emplace_back(k);
       });
     } while (cursor != 0);
-  }
-  c.out().ArrayHeader(keys.size());
-  for (const std::string& k : keys) c.out().Bulk(k);
+    return [keys](resp::ReplyBuffer& out) {
+      out.ArrayHeader(keys->size());
+      for (const std::string& k : *keys) out.Bulk(k);
+    };
+  });
 }
 
 // SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
@@ -173,35 +204,45 @@ std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs*
 void Scan(Ctx& c) {
   ScanArgs a;
   if (const std::string_view e = ParseScanArgs(c.args(), &a); !e.empty()) return c.Error(e);
-  std::vector<std::string> keys;
   const bool type_ok = a.type.empty() || a.type == "string";
-  auto add = [&](std::string_view k, int64_t) {
-    if (type_ok && (!a.use_pattern || GlobMatch(a.pattern, k))) keys.emplace_back(k);
-  };
-  uint64_t cursor = 0;
   if (c.keyspace() != nullptr) {
-    cursor = c.keyspace()->keys;
-    for (const std::string& k : c.keyspace()->key_list) add(k, 0);
-  } else {
-    cursor = c.server().store->Scan(a.cursor, static_cast<size_t>(a.count), add);
+    std::vector<std::string> keys;
+    for (const std::string& k : c.keyspace()->key_list) {
+      if (type_ok && (!a.use_pattern || GlobMatch(a.pattern, k))) keys.push_back(k);
+    }
+    c.out().ArrayHeader(2);
+    c.out().Bulk(std::to_string(c.keyspace()->keys));
+    c.out().ArrayHeader(keys.size());
+    for (const std::string& k : keys) c.out().Bulk(k);
+    return;
   }
-  c.out().ArrayHeader(2);
-  c.out().Bulk(std::to_string(cursor));
-  c.out().ArrayHeader(keys.size());
-  for (const std::string& k : keys) c.out().Bulk(k);
+  store::Store* store = c.server().store.get();
+  WalkOffTheLoop(c, [store, type_ok, pattern = std::string(a.pattern), use_pattern = a.use_pattern,
+                     cursor = a.cursor, count = static_cast<size_t>(a.count)]() -> ReplyFn {
+    auto keys = std::make_shared<std::vector<std::string>>();
+    const uint64_t next = store->Scan(cursor, count, [&](std::string_view k, int64_t) {
+      if (type_ok && (!use_pattern || GlobMatch(pattern, k))) keys->emplace_back(k);
+    });
+    return [keys, next](resp::ReplyBuffer& out) {
+      out.ArrayHeader(2);
+      out.Bulk(std::to_string(next));
+      out.ArrayHeader(keys->size());
+      for (const std::string& k : *keys) out.Bulk(k);
+    };
+  });
 }
 
 void Randomkey(Ctx& c) {
-  std::string key;
   if (c.keyspace() != nullptr) {
     if (c.keyspace()->key_list.empty()) return c.out().Null();
     return c.out().Bulk(c.keyspace()->key_list.front());
   }
-  if (c.server().store->RandomKey(&key)) {
-    c.out().Bulk(key);
-  } else {
-    c.out().Null();
-  }
+  store::Store* store = c.server().store.get();
+  WalkOffTheLoop(c, [store]() -> ReplyFn {
+    auto key = std::make_shared<std::string>();
+    if (!store->RandomKey(key.get())) return [](resp::ReplyBuffer& out) { out.Null(); };
+    return [key](resp::ReplyBuffer& out) { out.Bulk(*key); };
+  });
 }
 
 // What each reads inside EXEC (Command::keyspace).

@@ -245,7 +245,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "aof_rewrite_scheduled", 0);
     Field(&s, "aof_last_rewrite_time_sec", stats.compactions == 0 ? -1 : stats.last_compaction_ms / 1000);
     Field(&s, "aof_current_rewrite_time_sec", -1);
-    Field(&s, "aof_last_bgrewrite_status", std::string("ok"));
+    Field(&s, "aof_last_bgrewrite_status", std::string(stats.compaction_failures == 0 ? "ok" : "err"));
     Field(&s, "aof_rewrites", stats.compactions);
     Field(&s, "aof_rewrites_consecutive_failures", 0);
     Field(&s, "aof_last_write_status", std::string(stats.writes_failed || stats.last_write_failed ? "err" : "ok"));
@@ -462,6 +462,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "compaction_bytes_read", stats.compaction_bytes_read);
     Field(&s, "compaction_bytes_written", stats.compaction_bytes_written);
     Field(&s, "compaction_total_ms", stats.compaction_total_ms);
+    Field(&s, "compaction_rounds", stats.compaction_rounds);
+    Field(&s, "compaction_failures", stats.compaction_failures);
+    Field(&s, "compaction_status", std::string(stats.compaction_failures == 0 ? "ok" : "err"));
     Field(&s, "recovery_ms", stats.recovery_ms);
     Field(&s, "recovery_records", stats.recovery_records);
     Field(&s, "recovery_hint_files", stats.recovery_hint_files);
@@ -470,6 +473,15 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     // File-backed resident pages of the process: the mapped data files in the page cache (and the
     // executable's few MB).
     Field(&s, "data_files_resident_bytes", resident.file);
+    // Cold reads (docs/store.md): commands that waited for the read pool, the keys it fetched, the
+    // time those commands waited in all, and whether the last sweep found any data file page out
+    // of the page cache.
+    if (const ColdReads* cold = st.cold_reads.get()) {
+      Field(&s, "cold_read_commands", cold->fetches());
+      Field(&s, "cold_read_keys", cold->keys());
+      Field(&s, "cold_read_wait_usec", cold->wait_usec());
+    }
+    Field(&s, "data_files_maybe_cold", st.store->MaybeCold() ? 1 : 0);
     for (const auto& [name, cpu] : threads()) {
       Field(&s, "thread_cpu_" + name, "user=" + Fixed(cpu.first, 3) + ",sys=" + Fixed(cpu.second, 3));
     }

@@ -160,6 +160,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  state.cold_reads = std::make_unique<keg::server::ColdReads>(state.store.get(), keg::server::kColdReadThreads);
   const keg::store::Stats stats = state.store->GetStats();
   spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
                secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);
@@ -234,6 +235,7 @@ int main(int argc, char** argv) {
   state.ready.store(false, std::memory_order_release);
   state.sampler.Stop();  // it reads the server's traffic
   state.pause.Unpause();  // paused connections run their commands before the store closes
+  state.cold_reads->Stop();  // finishes the fetches queued (their commands then run)
   // Close drains the writer queue (their replies are posted to the still-running I/O threads),
   // fsyncs and releases the directory lock.
   s = state.store->Close();

@@ -201,6 +201,9 @@ std::string PrometheusText(ServerState& st) {
         static_cast<double>(stats.compaction_bytes_reclaimed));
   w.One("keg_compaction_duration_seconds_total", "counter", "Time spent compacting.",
         static_cast<double>(stats.compaction_total_ms) / 1000.0);
+  w.One("keg_compaction_failures", "gauge",
+        "Automatic compactions failed in a row (0 when the last one worked); retries back off exponentially.",
+        static_cast<double>(stats.compaction_failures));
   w.One("keg_recovery_duration_seconds", "gauge", "Time the last start took to recover the keydir.",
         static_cast<double>(stats.recovery_ms) / 1000.0);
   w.One("keg_recovery_records", "gauge", "Records the last start replayed.", static_cast<double>(stats.recovery_records));

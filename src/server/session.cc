@@ -722,7 +722,48 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   if (!steps_.empty() && (cmd->flags & kWrite) == 0) {
     if (Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
   }
+  // No event loop (and no writer) waits for the disk: cold keys are fetched by the read pool
+  // first. One atomic load while the data files are all in the page cache.
+  if (server_.cold_reads && !fetched_ && server_.store->MaybeCold() && FetchIfCold(*cmd, args)) {
+    return net::Outcome::kWaitThenRetry;
+  }
+  fetched_ = false;
   return Dispatch(*cmd, args);
+}
+
+bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_view> args) {
+  std::vector<std::string> cold;
+  const store::Store& st = *server_.store;
+  auto add = [&](const Command& c, std::span<const std::string_view> a) {
+    const Command* sub = (!c.subcommands.empty() && a.size() >= 2) ? FindSubcommand(c, a[1]) : nullptr;
+    for (const KeyRef& ref : CommandKeys(sub != nullptr ? *sub : c, a)) {
+      if (!st.KeyResident(a[ref.index])) cold.emplace_back(a[ref.index]);
+    }
+  };
+  if (cmd.name == "exec") {
+    std::vector<std::string_view> views;
+    for (const auto& q : queued_) {
+      const Command* qc = FindCommand(q[0]);
+      if (qc == nullptr) continue;
+      views.assign(q.begin(), q.end());
+      add(*qc, views);
+    }
+  } else {
+    add(cmd, args);
+  }
+  if (cold.empty()) return false;
+  // The writes batched before this command go first (their replies come first); it comes again.
+  if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return true;
+  cold_wait_ = true;
+  std::shared_ptr<net::Link> keep = link_->Self();
+  server_.cold_reads->Fetch(std::move(cold), [this, keep] {
+    keep->Post([this] {
+      cold_wait_ = false;
+      fetched_ = true;
+      link_->Resume();
+    });
+  });
+  return true;
 }
 
 net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {

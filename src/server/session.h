@@ -30,7 +30,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // ---- net::Session ----
   net::Outcome Execute(std::span<const std::string_view> args) override;
   net::Outcome EndOfInput() override;
-  bool busy() const override { return busy_ || parked_; }
+  bool busy() const override { return busy_ || parked_ || cold_wait_; }
   uint32_t idle_timeout_seconds() const override;
 
   // ---- for handlers (I/O thread) ----
@@ -113,6 +113,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   };
 
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
+  // Data larger than memory: when a key of the command (of each queued command, for EXEC) is not
+  // in the page cache, hands the keys to the read pool and returns true; the command comes again
+  // once they are fetched. I/O thread.
+  bool FetchIfCold(const Command& cmd, std::span<const std::string_view> args);
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
   // Runs a handler, timing it and counting it against its command's stats.
   // `feed`: send the command to MONITOR clients (EXEC feeds its queued commands itself, in order).
@@ -159,6 +163,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<Step> steps_;
   bool busy_ = false;  // a batch or a suspended command is in flight
   bool parked_ = false;  // waiting for CLIENT PAUSE to end (PauseState::Park)
+  bool cold_wait_ = false;  // waiting for the read pool to fetch the command's cold keys
+  bool fetched_ = false;    // they were fetched: run the command without asking again
 
   // MULTI.
   bool in_multi_ = false;

@@ -21,6 +21,7 @@
 #include "server/acl.h"
 #include "server/config.h"
 #include "server/monitoring.h"
+#include "server/cold_reads.h"
 #include "store/store.h"
 
 namespace keg::server {
@@ -231,6 +232,9 @@ struct ServerState {
   ServerState& operator=(const ServerState&) = delete;
 
   std::unique_ptr<store::Store> store;
+  /// The read pool for cold keys (set by main after the store opens; null in process tests, where
+  /// reads fault inline). Stopped before the store closes.
+  std::unique_ptr<ColdReads> cold_reads;
 
   // Configuration: the full copy under config_mu; hot values mirrored into atomics.
   mutable std::mutex config_mu;

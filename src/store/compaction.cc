@@ -47,14 +47,18 @@ struct Output {
   uint64_t size = 0;
   std::string buffer;
   HintWriter hint;
+  bool finished = false;  // synced and renamed
 };
 
+// A record copied, to repoint its key at install: 32 bytes (packed locations).
 struct Move {
   uint64_t hash;
-  Location from;
-  Location to;
+  uint64_t from;  // Location::Pack
+  uint64_t to;
   uint64_t size;
 };
+// The moves a round may hold: Options::compaction_max_moves (1M x 32 bytes = 32 MiB by default),
+// with the 1 MiB output buffer and a hint file's 1 MiB buffer the whole of a compaction's memory.
 
 }  // namespace
 
@@ -69,16 +73,14 @@ void StoreImpl::BackgroundLoop() {
       if (bg_stopping_) break;
       waiters.swap(compact_waiters_);
     }
+    DrainDeadLater();
     WriteMissingHints();
     if (!waiters.empty()) {
       const Status s = RunCompaction(true);
       for (auto& done : waiters) done(s);
-    } else if (options_.auto_compaction &&
-               Clock::now() - last_check >=
-                   std::chrono::milliseconds(options_.background_interval_ms)) {
+    } else if (options_.auto_compaction && Clock::now() - last_check >= AutoCompactionDelay()) {
       last_check = Clock::now();
-      const Status s = RunCompaction(false);
-      if (!s.ok()) spdlog::error("compaction: {}", s.ToString());
+      NoteAutoCompaction(RunCompaction(false));
     }
   }
   std::vector<std::function<void(const Status&)>> waiters;
@@ -87,6 +89,37 @@ void StoreImpl::BackgroundLoop() {
     waiters.swap(compact_waiters_);
   }
   for (auto& done : waiters) done(Status::Failed("the store is closing"));
+}
+
+std::chrono::milliseconds StoreImpl::AutoCompactionDelay() const {
+  // After n failures in a row the next try waits 2^n intervals (at most 10 minutes): a disk that
+  // stays full is not rescanned every second.
+  const uint64_t failures = compaction_failures_.load(std::memory_order_relaxed);
+  const int64_t base = options_.background_interval_ms;
+  const int64_t delay = failures == 0 ? base : base << std::min<uint64_t>(failures, 20);
+  return std::chrono::milliseconds(std::min<int64_t>(delay, 600'000));
+}
+
+void StoreImpl::NoteAutoCompaction(const Status& s) {
+  // Logged once per change of state (failing, failing for another reason, working again).
+  std::lock_guard lock(compaction_error_mu_);
+  if (s.ok()) {
+    if (compaction_failures_.load() > 0) {
+      spdlog::info("compaction: working again after {} failed attempts", compaction_failures_.load());
+    }
+    compaction_failures_ = 0;
+    compaction_error_.clear();
+    return;
+  }
+  const std::string text = s.ToString();
+  const uint64_t failures = compaction_failures_.fetch_add(1) + 1;
+  if (text != compaction_error_) {
+    spdlog::error("compaction: {} (retrying with backoff, next in {} s; logged again only if the error changes)",
+                  text, AutoCompactionDelay().count() / 1000);
+    compaction_error_ = text;
+  } else {
+    spdlog::debug("compaction: failed again ({} in a row): {}", failures, text);
+  }
 }
 
 void StoreImpl::Compact(std::function<void(const Status&)> done) {
@@ -176,10 +209,14 @@ Status StoreImpl::RunCompaction(bool manual) {
 
   const int64_t now = NowMs();
   uint64_t next_id = sealed.back()->id() + 1;
-  std::vector<std::unique_ptr<Output>> outputs;
-  std::vector<Move> moves;
+  std::vector<std::unique_ptr<Output>> outputs;  // this round's
+  std::vector<Move> moves;                       // this round's: at most kMaxMoves
   uint64_t read_bytes = 0;
   uint64_t written_bytes = 0;
+  uint64_t total_moves = 0;
+  uint64_t moved = 0;
+  size_t output_files = 0;
+  size_t retired = 0;  // inputs retired so far (a prefix of `sealed`)
   auto last_log = Clock::now();
   Status s;
 
@@ -212,10 +249,110 @@ Status StoreImpl::RunCompaction(bool manual) {
     return st;
   };
 
-  for (const auto& in : sealed) {
+  // A round ends when its moves reach the budget, and after the last input: its outputs are made
+  // durable and installed, and the inputs read to the end by then are retired. Every round is a
+  // compaction of a prefix in its own right (see the file comment): the keys its outputs hold
+  // were live when this compaction started, the outputs sort after every input, and an input is
+  // deleted only once all of it has been read. So memory is bounded (kMaxMoves) however many keys
+  // there are (Options::compaction_max_moves), and a crash between rounds leaves a directory that
+  // replays right.
+  auto end_round = [&](size_t done_inputs) -> Status {
+    Status st;
+    if (!outputs.empty() && outputs.back()->fd >= 0 && !outputs.back()->finished) {
+      st = finish(*outputs.back());
+      outputs.back()->finished = st.ok();
+    }
+    if (st.ok()) st = io::SyncDir(options_.dir);
+    std::vector<std::shared_ptr<DataFile>> mapped;
+    for (auto& out : outputs) {
+      if (!st.ok()) break;
+      std::shared_ptr<DataFile> file;
+      st = DataFile::Map(out->path, out->id, out->index, out->fd, out->size, out->size, &file);
+      out->fd = -1;  // adopted by the DataFile (or closed by Map on failure)
+      if (st.ok()) {
+        file->has_hint = true;
+        mapped.push_back(std::move(file));
+      }
+    }
+    if (!st.ok()) {  // this round's outputs go; earlier rounds are installed and stay
+      for (auto& out : outputs) {
+        if (out->fd >= 0) close(out->fd);
+        out->hint.Abandon();
+        unlink((out->path + ".tmp").c_str());
+        unlink(out->path.c_str());
+        unlink((options_.dir + "/" + format::HintFileName(out->id)).c_str());
+      }
+      outputs.clear();
+      return st;
+    }
+    // Install on the writer thread: repoint keys still at the copied records, retire the inputs
+    // read to the end. (The writer outlives this thread: Close stops the background thread first.)
+    RunOnWriter([&] {
+      for (auto& file : mapped) files_.Add(file);
+      for (const Move& m : moves) {
+        if (keydir_.ReplaceIfAt(m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
+          ++moved;
+        } else {  // overwritten or deleted while we copied: the copy is dead on arrival
+          files_.GetRaw(Location::Unpack(m.to).file)->dead_bytes.fetch_add(m.size, std::memory_order_relaxed);
+        }
+      }
+      for (size_t i = retired; i < done_inputs; ++i) files_.Remove(sealed[i]->index());
+      // The inputs hold older versions of keys whose newest record may sit unsynced in the active
+      // file (everysec / no). Once the inputs are unlinked those older versions are gone, so a
+      // power cut that then lost the newer record would leave such a key absent — a state it
+      // never had. Make the newer records durable first.
+      if (dirty_ && done_inputs > retired) {
+        st = SyncData(active_->fd(), active_->path());
+        if (st.ok()) {
+          dirty_ = false;
+        } else {
+          st = FailStop(st);
+        }
+      }
+    });
+    output_files += mapped.size();
+    compaction_rounds_.fetch_add(1, std::memory_order_relaxed);
+    outputs.clear();
+    moves.clear();
+    if (!st.ok()) {  // keep the inputs: with both inputs and outputs the data is whole
+      spdlog::error("compaction: not retiring the inputs: {}", st.ToString());
+      return st;
+    }
+    // Oldest first, each unlink made durable before the next: on a file system that does not keep
+    // the order of directory changes, a power cut could otherwise bring back an older input whose
+    // key's tombstone went with a newer one (see the file comment).
+    for (; retired < done_inputs; ++retired) {
+      unlink(sealed[retired]->path().c_str());
+      unlink((options_.dir + "/" + format::HintFileName(sealed[retired]->id())).c_str());
+      st = io::SyncDir(options_.dir);
+      if (!st.ok()) {
+        ++retired;
+        break;
+      }
+    }
+    return st;
+  };
+
+  // Inputs are read in order through the shared, random-access maps: read ahead explicitly a
+  // window in front (without changing the advice readers' faults get), and mark what was read as
+  // first to reclaim, so a compaction of data larger than memory does not push the clients' hot
+  // pages out of the page cache.
+  constexpr uint64_t kReadAhead = 8u << 20;
+  for (size_t input = 0; input < sealed.size() && s.ok(); ++input) {
+    const auto& in = sealed[input];
     const char* data = in->data();
     const uint64_t size = in->size();
+    uint64_t ahead = 0;   // read-ahead asked up to here
+    uint64_t behind = 0;  // marked cold up to here
     for (uint64_t off = 0; off < size && s.ok();) {
+      if (off + kReadAhead / 2 >= ahead && ahead < size) {
+        in->Advise(DataFile::Advice::kWillNeed, ahead, kReadAhead);
+        ahead += kReadAhead;
+      }
+      if (off >= behind + kReadAhead) {
+        in->Advise(DataFile::Advice::kCold, behind, off - behind);
+        behind = off / 4096 * 4096;
+      }
       format::RecordHeader h;
       const format::RecordCheck check = format::CheckRecord(data, size, off, true, &h);
       if (check != format::RecordCheck::kOk) {
@@ -239,7 +376,10 @@ Status StoreImpl::RunCompaction(bool manual) {
       if (!live) continue;
       if (outputs.empty() || outputs.back()->size + outputs.back()->buffer.size() + rec_size >
                                  options_.max_file_size) {
-        if (!outputs.empty()) s = finish(*outputs.back());
+        if (!outputs.empty()) {
+          s = finish(*outputs.back());
+          outputs.back()->finished = s.ok();
+        }
         if (s.ok()) s = open_output();
         if (!s.ok()) break;
       }
@@ -247,10 +387,12 @@ Status StoreImpl::RunCompaction(bool manual) {
       const uint64_t to = out.size + out.buffer.size();
       out.buffer.append(data + here, rec_size);  // copied verbatim: same bytes, same CRC
       out.hint.Add({to, h.key_size, h.value_size, h.flags, h.expire_at_ms}, key);
-      moves.push_back({hash, Location{in->index(), here, h.expires()},
-                       Location{out.index, to, h.expires()}, rec_size});
+      moves.push_back({hash, Location{in->index(), here, h.expires()}.Pack(),
+                       Location{out.index, to, h.expires()}.Pack(), rec_size});
+      ++total_moves;
       written_bytes += rec_size;
       if (out.buffer.size() >= (1u << 20)) s = flush(out);
+      if (s.ok() && moves.size() >= std::max<size_t>(options_.compaction_max_moves, 1)) s = end_round(input);  // inputs before this one are read
       if (options_.compaction_rate_limit > 0) {
         const double allowed = std::chrono::duration<double>(Clock::now() - start).count() *
                                static_cast<double>(options_.compaction_rate_limit);
@@ -269,72 +411,18 @@ Status StoreImpl::RunCompaction(bool manual) {
         if (bg_stopping_) s = Status::Failed("the store is closing");
       }
     }
-    if (!s.ok()) break;
   }
-  if (s.ok() && !outputs.empty()) s = finish(*outputs.back());
-  if (s.ok()) s = io::SyncDir(options_.dir);
-
-  std::vector<std::shared_ptr<DataFile>> mapped;
-  for (auto& out : outputs) {
-    if (!s.ok()) break;
-    std::shared_ptr<DataFile> file;
-    s = DataFile::Map(out->path, out->id, out->index, out->fd, out->size, out->size, &file);
-    out->fd = -1;  // adopted by the DataFile (or closed by Map on failure)
-    if (s.ok()) {
-      file->has_hint = true;
-      mapped.push_back(std::move(file));
-    }
-  }
+  if (s.ok()) s = end_round(sealed.size());
   if (!s.ok()) {
-    for (auto& out : outputs) {
+    for (auto& out : outputs) {  // the unfinished round
       if (out->fd >= 0) close(out->fd);
       out->hint.Abandon();
       unlink((out->path + ".tmp").c_str());
+      unlink(out->path.c_str());
+      unlink((options_.dir + "/" + format::HintFileName(out->id)).c_str());
     }
-    for (auto& file : mapped) unlink(file->path().c_str());
-    for (auto& out : outputs) unlink((options_.dir + "/" + format::HintFileName(out->id)).c_str());
-    spdlog::error("compaction: abandoned: {}", s.ToString());
+    spdlog::error("compaction: abandoned after retiring {} of {} inputs: {}", retired, sealed.size(), s.ToString());
     return s;
-  }
-
-  // Install on the writer thread: repoint keys still at the copied records, retire the inputs.
-  // (The writer outlives this thread: Close stops the background thread first.)
-  uint64_t moved = 0;
-  RunOnWriter([&] {
-    for (auto& file : mapped) files_.Add(file);
-    for (const Move& m : moves) {
-      if (keydir_.ReplaceIfAt(m.hash, m.from, m.to)) {
-        ++moved;
-      } else {  // overwritten or deleted while we copied: the copy is dead on arrival
-        files_.GetRaw(m.to.file)->dead_bytes.fetch_add(m.size, std::memory_order_relaxed);
-      }
-    }
-    for (const auto& in : sealed) files_.Remove(in->index());
-    // The inputs hold older versions of keys whose newest record may sit unsynced in the active
-    // file (everysec / no). Once the inputs are unlinked those older versions are gone, so a power
-    // cut that then lost the newer record would leave such a key absent — a state it never had.
-    // Make the newer records durable first.
-    if (dirty_ && s.ok()) {
-      s = SyncData(active_->fd(), active_->path());
-      if (s.ok()) {
-        dirty_ = false;
-      } else {
-        s = FailStop(s);
-      }
-    }
-  });
-  if (!s.ok()) {  // keep the inputs: with both inputs and outputs the data is whole
-    spdlog::error("compaction: not retiring the inputs: {}", s.ToString());
-    return s;
-  }
-  // Oldest first, each unlink made durable before the next: on a file system that does not keep
-  // the order of directory changes, a power cut could otherwise bring back an older input whose
-  // key's tombstone went with a newer one (see the file comment).
-  for (const auto& in : sealed) {
-    unlink(in->path().c_str());
-    unlink((options_.dir + "/" + format::HintFileName(in->id())).c_str());
-    s = io::SyncDir(options_.dir);
-    if (!s.ok()) break;
   }
 
   const auto ms =
@@ -349,7 +437,7 @@ Status StoreImpl::RunCompaction(bool manual) {
   spdlog::info(
       "compaction: done in {} ms: read {} MB from {} files, wrote {} MB in {} files ({} "
       "records, {} moved), reclaimed {} MB",
-      ms, input_bytes >> 20, count, written_bytes >> 20, mapped.size(), moves.size(), moved,
+      ms, input_bytes >> 20, count, written_bytes >> 20, output_files, total_moves, moved,
       reclaimed >> 20);
   return s;
 }

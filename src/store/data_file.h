@@ -46,6 +46,30 @@ class DataFile {
   /// Writer thread: makes [0, size) readable (the bytes must already be written).
   void set_size(uint64_t size) { size_.store(size, std::memory_order_release); }
 
+  /// Whether every page of [offset, offset + len) is in the page cache, so that reading it through
+  /// the mapping cannot wait for the disk. Asks the kernel (mincore); never touches the pages.
+  /// Bytes below resident_upto() are taken as resident without asking. Any thread.
+  bool Resident(uint64_t offset, uint64_t len) const;
+  /// Brings [offset, offset + len) into the page cache: starts the reads of all its pages at once
+  /// (MADV_WILLNEED), then waits for them by touching each page. Blocks on the disk: for a read
+  /// pool thread, never an event loop. Any thread.
+  void Fetch(uint64_t offset, uint64_t len) const;
+  /// Residency sweep (the server's cron, about once a second): finds the first page of [0, size())
+  /// not in the page cache and stores its offset (size() when the whole file is resident).
+  /// Returns that offset. Any thread; one sweeper at a time.
+  uint64_t SweepResidency();
+  uint64_t resident_upto() const { return resident_upto_.load(std::memory_order_relaxed); }
+  /// Access advice for a range of the mapping: kRandom (serving reads: a fault reads one page, not
+  /// the device's read-ahead), kSequential (a scan: read ahead), kWillNeed (start reading now),
+  /// kCold (a scan is done with these pages: reclaim them before others; nothing is dropped while
+  /// memory is plentiful). Best effort: failures are ignored. Any thread.
+  /// Unmaps the file's pages from this process and evicts the clean ones from the page cache
+  /// (tests: DEBUG DROP-PAGE-CACHE). Any thread.
+  void DropPages() const;
+  enum class Advice { kRandom, kSequential, kWillNeed, kCold };
+  static uint64_t PageSize();
+  void Advise(Advice advice, uint64_t offset, uint64_t len) const;
+
   /// Bytes of records that are no longer the newest version of their key (or are tombstones).
   std::atomic<uint64_t> dead_bytes{0};
   /// True once a hint file describes this (sealed) file.
@@ -69,6 +93,7 @@ class DataFile {
   char* const map_;
   const uint64_t map_size_;
   std::atomic<uint64_t> size_;
+  mutable std::atomic<uint64_t> resident_upto_{0};
 };
 
 }  // namespace keg::store

@@ -94,6 +94,9 @@ Status MapWholeFile(const std::string& path, MappedFile* out) {
     if (p == MAP_FAILED) {
       s = Status::FromErrno("mmap", path, -1, errno);
     } else {
+      // Read front to back (keg-check, hint files): read ahead, and let the pages go soon after,
+      // so an offline check does not push a running server's hot pages out of the page cache.
+      madvise(p, size, MADV_SEQUENTIAL);
       out->data = static_cast<const char*>(p);
       out->size = size;
     }

@@ -82,10 +82,10 @@ size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
   std::shared_lock lock(shard.mu);
   const size_t mask = shard.slots.size() - 1;
   size_t n = 0;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+  for (size_t i = Home(hash, mask);; i = (i + 1) & mask) {
     const Slot& s = shard.slots[i];
     if (s.hash == 0) break;
-    if (s.hash == hash && n < max) out[n++] = Location::Unpack(s.loc);
+    if (n < max && Matches(s, hash)) out[n++] = LocationOf(s);
   }
   return n;
 }
@@ -93,10 +93,10 @@ size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
 template <typename Match>
 size_t Keydir::FindSlot(const Shard& shard, uint64_t hash, const Match& match) {
   const size_t mask = shard.slots.size() - 1;
-  for (size_t i = hash & mask;; i = (i + 1) & mask) {
+  for (size_t i = Home(hash, mask);; i = (i + 1) & mask) {
     const Slot& s = shard.slots[i];
     if (s.hash == 0) return kNoSlot;
-    if (s.hash == hash && match(Location::Unpack(s.loc))) return i;
+    if (Matches(s, hash) && match(LocationOf(s))) return i;
   }
 }
 
@@ -105,7 +105,8 @@ bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Locat
   std::unique_lock lock(shard.mu);
   const size_t found = FindSlot(shard, hash, is_key);
   if (found != kNoSlot) {
-    *old = Location::Unpack(shard.slots[found].loc);
+    *old = LocationOf(shard.slots[found]);
+    shard.slots[found].hash = Tag(hash, loc);  // same home slot: the low bits are the hash's
     shard.slots[found].loc = loc.Pack();
     CountExpiring(*old, false);
     CountExpiring(loc, true);
@@ -113,9 +114,9 @@ bool Keydir::Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Locat
   }
   if ((shard.count + 1) * 5 > shard.slots.size() * 4) Resize(shard, shard.slots.size() * 2);
   const size_t mask = shard.slots.size() - 1;
-  size_t i = hash & mask;
+  size_t i = Home(hash, mask);
   while (shard.slots[i].hash != 0) i = (i + 1) & mask;
-  shard.slots[i] = Slot{hash, loc.Pack()};
+  shard.slots[i] = Slot{Tag(hash, loc), loc.Pack()};
   CountExpiring(loc, true);
   ++shard.count;
   size_.fetch_add(1, std::memory_order_relaxed);
@@ -127,7 +128,7 @@ bool Keydir::Erase(uint64_t hash, const KeyMatcher& is_key, Location* old) {
   std::unique_lock lock(shard.mu);
   const size_t found = FindSlot(shard, hash, is_key);
   if (found == kNoSlot) return false;
-  *old = Location::Unpack(shard.slots[found].loc);
+  *old = LocationOf(shard.slots[found]);
   RemoveAt(shard, found);
   return true;
 }
@@ -138,7 +139,8 @@ bool Keydir::ReplaceIfAt(uint64_t hash, const Location& expected, Location loc) 
   const size_t found =
       FindSlot(shard, hash, [&](const Location& l) { return l.SameRecord(expected); });
   if (found == kNoSlot) return false;
-  CountExpiring(Location::Unpack(shard.slots[found].loc), false);
+  // A moved record keeps its expiry, so the stored hash word stays as it is.
+  CountExpiring(LocationOf(shard.slots[found]), false);
   shard.slots[found].loc = loc.Pack();
   CountExpiring(loc, true);
   return true;
@@ -164,7 +166,7 @@ void Keydir::RemoveAt(Shard& shard, size_t i) {
     j = (j + 1) & mask;
     const Slot& s = shard.slots[j];
     if (s.hash == 0) break;
-    const size_t home = s.hash & mask;
+    const size_t home = Home(s.hash, mask);
     const bool stays = (i <= j) ? (i < home && home <= j) : (i < home || home <= j);
     if (!stays) {
       shard.slots[i] = s;
@@ -182,7 +184,7 @@ void Keydir::Resize(Shard& shard, size_t capacity) {
   const size_t mask = capacity - 1;
   for (const Slot& s : old) {
     if (s.hash == 0) continue;
-    size_t i = s.hash & mask;
+    size_t i = Home(s.hash, mask);
     while (shard.slots[i].hash != 0) i = (i + 1) & mask;
     shard.slots[i] = s;
   }
@@ -194,7 +196,7 @@ void Keydir::ForEachInShard(size_t shard_index,
   const Shard& shard = shards_[shard_index];
   std::shared_lock lock(shard.mu);
   for (const Slot& s : shard.slots) {
-    if (s.hash != 0) fn(s.hash, Location::Unpack(s.loc));
+    if (s.hash != 0) fn(s.hash, LocationOf(s));
   }
 }
 
@@ -214,7 +216,7 @@ bool Keydir::ScanBucket(size_t shard_index, uint64_t* cursor,
   for (uint64_t i = bucket;; i = (i + 1) & mask) {
     const Slot& s = shard.slots[i];
     if (s.hash == 0) break;
-    if ((s.hash & mask) == bucket) out->emplace_back(s.hash, Location::Unpack(s.loc));
+    if (Home(s.hash, mask) == bucket) out->emplace_back(s.hash, LocationOf(s));
   }
   // Increment the reversed cursor over the masked bits.
   v |= ~mask;
@@ -235,7 +237,7 @@ bool Keydir::RandomEntry(uint64_t random, uint64_t* hash, Location* loc) const {
       const Slot& s = shard.slots[i];
       if (s.hash != 0) {
         *hash = s.hash;
-        *loc = Location::Unpack(s.loc);
+        *loc = LocationOf(s);
         return true;
       }
     }

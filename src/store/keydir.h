@@ -4,6 +4,10 @@
 // random secret (so peers cannot choose colliding keys), and the record's packed location. A
 // lookup finds the entries with the key's hash, and the caller confirms the key against the record
 // in the memory-mapped data file — which a GET reads anyway, since the value follows the key.
+// An entry whose record expires keeps 32 bits of the hash (the top 6 that pick the shard and the
+// low 26 that pick the home slot) and the expiry in seconds in the other 32: matching on 32 bits
+// of the hash within one probe run almost never yields a second candidate, the record confirms
+// the key anyway, and keys with a TTL cost no more memory than keys without.
 //
 // The table is split into 64 shards, each an open-addressing table (linear probing, deletion by
 // backward shift, grown at 80% load) behind a reader/writer lock. Tables of 2 MiB and more ask for
@@ -29,13 +33,22 @@
 namespace keg::store {
 
 /// A record's place: runtime file index (23 bits), offset in the file (40 bits), and whether the
-/// record carries an expiry (1 bit), packed in 64 bits.
+/// record carries an expiry (1 bit), packed in 64 bits. With an expiry, the keydir also keeps its
+/// time in whole seconds rounded up (expire_s, in the entry's hash word: see Keydir), so the
+/// active expire cycle finds expired keys without reading a record.
 struct Location {
   uint32_t file = 0;
   uint64_t offset = 0;
   bool expires = false;
+  uint32_t expire_s = 0;  ///< when expires: ceil(expire_at_ms / 1000), clamped to [1, 2^32 - 1]
 
   static constexpr uint32_t kMaxFile = (1u << 23) - 1;
+  /// expire_s for a record's expire_at_ms: a key is certainly expired once now_ms >= expire_s * 1000.
+  static uint32_t ExpireSeconds(int64_t expire_at_ms) {
+    if (expire_at_ms <= 1000) return 1;
+    const int64_t s = (expire_at_ms + 999) / 1000;
+    return s >= int64_t{UINT32_MAX} ? UINT32_MAX : static_cast<uint32_t>(s);
+  }
 
   uint64_t Pack() const { return (uint64_t{expires} << 63) | (uint64_t{file} << 40) | offset; }
   static Location Unpack(uint64_t v) {
@@ -92,7 +105,7 @@ class Keydir {
   /// mutates the keydir (recovery), since it reads the table without the lock.
   void Prefetch(uint64_t hash) const {
     const Shard& shard = ShardFor(hash);
-    __builtin_prefetch(shard.slots.data() + (hash & (shard.slots.size() - 1)));
+    __builtin_prefetch(shard.slots.data() + Home(hash, shard.slots.size() - 1));
   }
 
   /// The shard of a hash (recovery splits the work by shard between threads).
@@ -104,7 +117,8 @@ class Keydir {
   size_t MemoryBytes() const { return memory_.load(std::memory_order_relaxed); }
 
   /// Calls fn(hash, location) for every entry of shard `shard`, holding its read lock; fn must not
-  /// call back into the keydir. Any thread.
+  /// call back into the keydir. For an entry with an expiry, `hash` is its stored form (32 bits of
+  /// the hash and the expiry), which Find/Erase/ReplaceIfAt accept as the hash. Any thread.
   void ForEachInShard(size_t shard, const std::function<void(uint64_t, const Location&)>& fn) const;
 
   /// SCAN: appends to `out` every entry of `shard` whose home bucket is `*cursor`'s, then advances
@@ -125,9 +139,24 @@ class Keydir {
 
  private:
   struct Slot {
-    uint64_t hash;  // 0: empty
+    uint64_t hash;  // 0: empty. With an expiry: kKeptHash bits of the hash | expire_s << 26
     uint64_t loc;
   };
+  static constexpr uint64_t kKeptHash = 0xFC00000003FFFFFFull;  // shard bits, home-slot bits
+  static constexpr uint64_t kHomeBits = 0x3FFFFFFull;          // tables of up to 2^26 slots a shard
+  static uint64_t Tag(uint64_t hash, const Location& loc) {
+    // expire_s is at least 1, so the word is never 0 (an empty slot).
+    return loc.expires ? (hash & kKeptHash) | (uint64_t{loc.expire_s > 0 ? loc.expire_s : 1u} << 26) : hash;
+  }
+  static bool Matches(const Slot& s, uint64_t hash) {
+    return (s.loc >> 63) != 0 ? ((s.hash ^ hash) & kKeptHash) == 0 : s.hash == hash;
+  }
+  static Location LocationOf(const Slot& s) {
+    Location l = Location::Unpack(s.loc);
+    if (l.expires) l.expire_s = static_cast<uint32_t>(s.hash >> 26);
+    return l;
+  }
+  static size_t Home(uint64_t hash, size_t mask) { return hash & kHomeBits & mask; }
   // Slot storage: a power-of-two array, huge-page backed when large.
   class SlotArray {
    public:

@@ -22,6 +22,7 @@ TEST(KeydirTest, MatchesAMapUnderRandomOperations) {
   Keydir keydir(42);
   Model model;
   std::unordered_map<std::string, uint64_t> expected;  // key -> offset
+  std::unordered_map<std::string, uint32_t> expiry;    // key -> expire_s (0: none)
   std::mt19937_64 rng(7);
   for (int step = 0; step < 200000; ++step) {
     const std::string key = "k" + std::to_string(rng() % 5000);
@@ -37,10 +38,13 @@ TEST(KeydirTest, MatchesAMapUnderRandomOperations) {
     } else {
       const uint64_t off = model.keys.size();
       model.keys.push_back(key);
-      const bool had =
-          keydir.Upsert(h, model.MatcherFor(key), Location{1, off, step % 2 == 0}, &old);
+      // Half the records expire: their entries keep 32 bits of the hash and the expiry.
+      const bool expires = step % 2 == 0;
+      const uint32_t expire_s = expires ? 1'700'000'000u + static_cast<uint32_t>(step) : 0;
+      const bool had = keydir.Upsert(h, model.MatcherFor(key), Location{1, off, expires, expire_s}, &old);
       ASSERT_EQ(had, expected.count(key) == 1);
       expected[key] = off;
+      expiry[key] = expire_s;
     }
   }
   ASSERT_EQ(keydir.Size(), expected.size());
@@ -49,7 +53,39 @@ TEST(KeydirTest, MatchesAMapUnderRandomOperations) {
     const size_t n = keydir.FindCandidates(keydir.Hash(key), c, 4);
     ASSERT_EQ(n, 1u) << key;
     EXPECT_EQ(c[0].offset, off);
+    EXPECT_EQ(c[0].expires, expiry[key] != 0);
+    EXPECT_EQ(c[0].expire_s, expiry[key]);
   }
+  // The walk the expire cycle does sees every expiry, and its hash word erases the entry.
+  size_t expiring = 0;
+  for (size_t shard = 0; shard < Keydir::kShards; ++shard) {
+    std::vector<std::pair<uint64_t, Location>> entries;
+    keydir.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) { entries.emplace_back(hash, loc); });
+    for (const auto& [hash, loc] : entries) {
+      const std::string& key = model.keys.at(loc.offset);
+      ASSERT_EQ(loc.expire_s, expiry[key]) << key;
+      if (loc.expires) {
+        ++expiring;
+        ASSERT_TRUE(keydir.EraseIfAt(hash, loc)) << key;
+        expected.erase(key);
+      }
+    }
+  }
+  EXPECT_GT(expiring, 0u);
+  EXPECT_EQ(keydir.Expiring(), 0u);
+  ASSERT_EQ(keydir.Size(), expected.size());
+  for (const auto& [key, off] : expected) {
+    Location c[4];
+    ASSERT_EQ(keydir.FindCandidates(keydir.Hash(key), c, 4), 1u) << key;
+    EXPECT_FALSE(c[0].expires);
+  }
+}
+
+TEST(KeydirTest, ExpireSeconds) {
+  EXPECT_EQ(Location::ExpireSeconds(1'700'000'000'000), 1'700'000'000u);
+  EXPECT_EQ(Location::ExpireSeconds(1'700'000'000'001), 1'700'000'001u);  // rounded up
+  EXPECT_EQ(Location::ExpireSeconds(-5), 1u);
+  EXPECT_EQ(Location::ExpireSeconds(INT64_MAX), UINT32_MAX);
 }
 
 TEST(KeydirTest, LocationPacking) {

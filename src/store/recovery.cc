@@ -76,7 +76,7 @@ void StoreImpl::ReplayRecord(DataFile* file, uint64_t hash, uint64_t offset, uin
     file->dead_bytes.fetch_add(record_size, std::memory_order_relaxed);
     return;
   }
-  const Location loc{file->index(), offset, expires};
+  const Location loc{file->index(), offset, expires, expires ? Location::ExpireSeconds(expire_at_ms) : 0};
   if (keydir_.Upsert(hash, MatcherFor(key), loc, &old)) MarkDead(old);
 }
 
@@ -253,6 +253,8 @@ Status StoreImpl::Recover() {
         unlink(hint_path.c_str());
       }
     }
+    // A scan: read ahead (the maps are random-access for serving; set back after the replay).
+    src.file->Advise(DataFile::Advice::kSequential, 0, src.file->size());
     s = ValidateDataFile(src.file, newest, &records);
     if (!s.ok()) {
       spdlog::error("recovery: {}", s.ToString());
@@ -270,6 +272,7 @@ Status StoreImpl::Recover() {
   }
   ReplaySources(sources, 0, parts, &progress);
   for (auto& t : helpers) t.join();
+  for (const RecoverySource& src : sources) src.file->Advise(DataFile::Advice::kRandom, 0, src.file->size());
   spdlog::info("recovery: done in {:.2f} s: {} keys from {} records in {} files",
                progress.Seconds(), keydir_.Size(), records, sources.size());
   recovery_ms_ = static_cast<int64_t>(progress.Seconds() * 1000);

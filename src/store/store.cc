@@ -279,6 +279,89 @@ bool StoreImpl::Exists(std::string_view key) const {
   return Get(key, &v).ok();
 }
 
+// ---- Cold reads --------------------------------------------------------------------------------
+
+bool StoreImpl::KeyResident(std::string_view key) const {
+  Location candidates[kMaxCandidates];
+  const size_t n = keydir_.FindCandidates(keydir_.Hash(key), candidates, kMaxCandidates);
+  for (size_t i = 0; i < n; ++i) {
+    const std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
+    if (!file) continue;
+    const uint64_t off = candidates[i].offset;
+    // The header and the key first: only once they are resident may their sizes be read.
+    if (!file->Resident(off, format::kRecordHeaderSize + key.size())) return false;
+    const uint64_t size = file->size();
+    if (off > size || size - off < format::kRecordHeaderSize) continue;
+    const char* p = file->data() + off;
+    const uint64_t key_size = format::Load<uint32_t>(p + format::kKeySizeOffset);
+    if (key_size != key.size()) continue;  // another key under the same hash: not read
+    const uint64_t value_size = format::Load<uint32_t>(p + format::kValueSizeOffset);
+    if (!file->Resident(off, format::kRecordHeaderSize + key_size + value_size)) return false;
+  }
+  return true;
+}
+
+void StoreImpl::FetchKeys(std::span<const std::string_view> keys) const {
+  // Three passes, so one thread keeps many disk reads in flight: start the reads of every header
+  // (MADV_WILLNEED returns once they are queued), wait for each header and start the reads of the
+  // rest of its record, then wait for those.
+  struct Want {
+    std::shared_ptr<DataFile> file;
+    uint64_t offset;
+    uint64_t key_size;
+    uint64_t end = 0;  // the record's end, once its header is in
+  };
+  std::vector<Want> wants;
+  for (std::string_view key : keys) {
+    Location candidates[kMaxCandidates];
+    const size_t n = keydir_.FindCandidates(keydir_.Hash(key), candidates, kMaxCandidates);
+    for (size_t i = 0; i < n; ++i) {
+      std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
+      if (!file) continue;
+      const uint64_t off = candidates[i].offset;
+      const uint64_t size = file->size();
+      if (off > size || size - off < format::kRecordHeaderSize) continue;
+      file->Advise(DataFile::Advice::kWillNeed, off, format::kRecordHeaderSize + key.size());
+      wants.push_back(Want{std::move(file), off, key.size()});
+    }
+  }
+  const uint64_t page = DataFile::PageSize();
+  for (Want& w : wants) {
+    const uint64_t head = format::kRecordHeaderSize + w.key_size;
+    w.file->Fetch(w.offset, head);  // waits for the header (its read was started above)
+    const char* p = w.file->data() + w.offset;
+    if (format::Load<uint32_t>(p + format::kKeySizeOffset) != w.key_size) continue;  // another key
+    const uint64_t in_to = (w.offset + head + page - 1) / page * page;  // pages already in
+    const uint64_t end = w.offset + head + format::Load<uint32_t>(p + format::kValueSizeOffset);
+    if (end > in_to) {
+      w.file->Advise(DataFile::Advice::kWillNeed, in_to, end - in_to);
+      w.end = end;
+    }
+  }
+  for (const Want& w : wants) {
+    if (w.end == 0) continue;
+    const uint64_t in_to = (w.offset + format::kRecordHeaderSize + w.key_size + page - 1) / page * page;
+    w.file->Fetch(in_to, w.end - in_to);
+  }
+}
+
+uint64_t StoreImpl::SweepResidency() {
+  bool cold = false;
+  uint64_t resident = 0;
+  for (const auto& file : files_.Snapshot()) {
+    const uint64_t upto = file->SweepResidency();
+    resident += upto;
+    cold |= upto < file->size();
+  }
+  maybe_cold_.store(cold, std::memory_order_relaxed);
+  return resident;
+}
+
+void StoreImpl::DropPageCache() {
+  for (const auto& file : files_.Snapshot()) file->DropPages();
+  SweepResidency();
+}
+
 bool StoreImpl::VisitRecord(const Location& loc, int64_t now_ms,
                             const std::function<void(std::string_view, int64_t)>& fn) const {
   std::shared_ptr<DataFile> file = files_.Get(loc.file);
@@ -382,7 +465,9 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
         std::lock_guard lock(queue_mu_);
         idle = queue_.empty() && !stopping_;
       }
-      if (idle) {
+      // Not when the group might not fit the active file: a rotation syncs the file it seals and
+      // fsyncs the directory, and that waits on the writer thread, never on an event loop.
+      if (idle && LeaderHasRoom(writes)) {
         std::vector<Request> work;
         work.reserve(writes.size());
         for (PendingWrite& w : writes) {
@@ -404,6 +489,16 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
     }
   }
   for (PendingWrite& w : writes) w.done(Status::Failed("the store is closed"), {});
+}
+
+bool StoreImpl::LeaderHasRoom(const std::vector<PendingWrite>& writes) const {
+  // Twice the bytes the batches bring (an APPEND or INCR rewrites its value: the old value's size
+  // is not known here), and 64 KiB for updates of values they do not carry.
+  uint64_t bytes = 64u << 10;
+  for (const PendingWrite& w : writes) {
+    for (const WriteBatch::Op& op : w.batch.ops()) bytes += 2 * (format::kRecordHeaderSize + op.key.size() + op.value.size());
+  }
+  return write_offset_ + bytes <= options_.max_file_size && write_offset_ + bytes <= active_->map_size();
 }
 
 Status StoreImpl::WriteSync(WriteBatch batch, std::vector<OpResult>* results) {
@@ -626,7 +721,8 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
   if (expire_at_ms != 0) flags |= format::kFlagExpires;
   format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms);
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
-  pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0});
+  pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0,
+                      expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0});
   overlay_[key] = OverlayEntry{!tombstone, at};
 }
 
@@ -898,12 +994,31 @@ void StoreImpl::MarkDead(const Location& loc) {
   file->dead_bytes.fetch_add(h.record_size(), std::memory_order_relaxed);
 }
 
+void StoreImpl::MarkDeadLater(const Location& loc) {
+  std::lock_guard lock(dead_later_mu_);
+  dead_later_.push_back(loc);
+}
+
+void StoreImpl::DrainDeadLater() {
+  std::vector<Location> dead;
+  {
+    std::lock_guard lock(dead_later_mu_);
+    dead.swap(dead_later_);
+  }
+  for (const Location& loc : dead) {
+    const std::shared_ptr<DataFile> file = files_.Get(loc.file);  // gone: compacted meanwhile
+    if (!file || loc.offset + format::kRecordHeaderSize > file->size()) continue;
+    const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
+    file->dead_bytes.fetch_add(h.record_size(), std::memory_order_relaxed);
+  }
+}
+
 void StoreImpl::ApplyGroup() {
   const uint64_t base = write_offset_;
   write_offset_ += group_buf_.size();
   active_->set_size(write_offset_);  // the records become readable before the keydir names them
   for (const PendingRecord& r : pending_) {
-    const Location loc{active_->index(), base + r.group_offset, r.expires};
+    const Location loc{active_->index(), base + r.group_offset, r.expires, r.expire_s};
     Location old;
     if (r.tombstone) {
       if (keydir_.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
@@ -943,7 +1058,7 @@ Status StoreImpl::CreateActiveFile(uint64_t reserve) {
 Status StoreImpl::Rotate(uint64_t reserve) {
   std::shared_ptr<DataFile> old = active_;
   const uint64_t old_size = write_offset_;
-  if (old_size > 0) {
+  if (old_size > 0 && options_.fsync != FsyncPolicy::kAlways) {  // always: every group was synced
     // Sealed files are always durable, whatever the policy: only the newest file may be torn.
     Status s = SyncData(old->fd(), old->path());
     if (!s.ok()) return FailStop(s);
@@ -1014,16 +1129,15 @@ void StoreImpl::ActiveExpireCycle() {
     const size_t shard = expire_cursor_;
     expire_cursor_ = (expire_cursor_ + 1) % Keydir::kShards;
     expired.clear();
+    // The keydir keeps each expiry (in seconds, rounded up): no record is read, so a data set
+    // larger than memory costs this cycle no disk read. A key goes at most a second after its
+    // exact time; reads see it absent from that exact time on (they check the record).
     keydir_.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
-      if (!loc.expires) return;
-      const DataFile* file = files_.GetRaw(loc.file);
-      if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
-      const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
-      if (Expired(h, now)) expired.emplace_back(hash, loc);
+      if (loc.expires && int64_t{loc.expire_s} * 1000 <= now) expired.emplace_back(hash, loc);
     });
     for (const auto& [hash, loc] : expired) {
       if (keydir_.EraseIfAt(hash, loc)) {
-        MarkDead(loc);
+        MarkDeadLater(loc);  // its size is in its header: not read here
         expired_keys_.fetch_add(1, std::memory_order_relaxed);
       }
     }
@@ -1059,6 +1173,12 @@ Stats StoreImpl::GetStats() const {
   st.compaction_bytes_read = compaction_bytes_read_.load(std::memory_order_relaxed);
   st.compaction_bytes_written = compaction_bytes_written_.load(std::memory_order_relaxed);
   st.compaction_total_ms = compaction_total_ms_.load(std::memory_order_relaxed);
+  st.compaction_failures = compaction_failures_.load(std::memory_order_relaxed);
+  st.compaction_rounds = compaction_rounds_.load(std::memory_order_relaxed);
+  {
+    std::lock_guard lock(compaction_error_mu_);
+    st.compaction_error = compaction_error_;
+  }
   st.recovery_ms = recovery_ms_.load(std::memory_order_relaxed);
   st.recovery_records = recovery_records_.load(std::memory_order_relaxed);
   st.recovery_hint_files = recovery_hint_files_.load(std::memory_order_relaxed);

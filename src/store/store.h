@@ -32,6 +32,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -63,6 +64,9 @@ struct Options {
   uint64_t dead_bytes_merge_trigger = 512ull * 1024 * 1024;
   /// Compaction writes at most this many bytes per second (0: no limit).
   uint64_t compaction_rate_limit = 0;
+  /// Records a compaction copies before it installs them and retires the inputs read to the end
+  /// (a round): what bounds its memory, 32 bytes each (1M: 32 MiB, whatever the number of keys).
+  size_t compaction_max_moves = size_t{1} << 20;
   /// How often the background thread looks for work (hint files, triggers), in milliseconds.
   uint32_t background_interval_ms = 1000;
 
@@ -263,6 +267,9 @@ struct Stats {
   uint64_t compaction_bytes_read = 0;
   uint64_t compaction_bytes_written = 0;
   int64_t compaction_total_ms = 0;
+  uint64_t compaction_rounds = 0;    ///< installs of compaction results (several per compaction past the move budget)
+  uint64_t compaction_failures = 0;  ///< automatic compactions failed in a row (retried with backoff)
+  std::string compaction_error;      ///< the last failure's text, while failing
   // Recovery at open.
   int64_t recovery_ms = 0;
   uint64_t recovery_records = 0;     ///< records replayed (from data files and hint files)
@@ -345,6 +352,27 @@ class Store {
   virtual Status CompactSync() = 0;
 
   virtual Stats GetStats() const = 0;
+
+  // Cold reads (data larger than memory; docs/store.md): an event loop asks KeyResident before a
+  // command touches a key, and when it is not, a read pool thread calls FetchKeys and the command
+  // runs after, so no event loop or writer waits for the disk.
+  /// False when the last residency sweep found every data file wholly in the page cache: no read
+  /// can then wait for the disk, and callers need not ask KeyResident. Any thread.
+  virtual bool MaybeCold() const = 0;
+  /// Whether reading `key` (each record stored under its hash) touches only pages in the page
+  /// cache. Never touches a data page itself (mincore). Any thread.
+  virtual bool KeyResident(std::string_view key) const = 0;
+  /// Reads the records stored under each key's hash into the page cache, with the disk reads of
+  /// all the keys in flight together. Blocks on the disk: for a read pool thread. Any thread.
+  virtual void FetchKeys(std::span<const std::string_view> keys) const = 0;
+  /// Asks the kernel which pages of each data file are cached (for MaybeCold and KeyResident's
+  /// fast path); returns the bytes of data files found resident from their start. About once a
+  /// second, from one thread.
+  virtual uint64_t SweepResidency() = 0;
+  /// Tests and DEBUG DROP-PAGE-CACHE: evicts the data files' clean pages from the page cache (and
+  /// this process's page tables), then sweeps, so the next reads are cold. Written pages stay
+  /// until they are written back (sync first). Any thread.
+  virtual void DropPageCache() = 0;
 
   /// Turns the active expire cycle on or off (DEBUG SET-ACTIVE-EXPIRE); expired keys stay
   /// invisible to reads either way. Any thread.

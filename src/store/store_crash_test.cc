@@ -53,6 +53,7 @@ Options CrashOptions(const std::string& dir) {
   o.max_file_size = 16 * 1024;
   o.auto_compaction = false;
   o.background_interval_ms = 20;
+  o.compaction_max_moves = 64;  // compactions in many rounds: kills land between rounds too
   return o;
 }
 

@@ -24,8 +24,13 @@ std::atomic<int> g_write_fault{0};
 std::atomic<int> g_sync_fault{0};
 std::atomic<int> g_compaction_write_fault{0};
 
+std::atomic<int> g_compaction_writes{0};  // writes to compaction outputs, failed or not
+
 int Hook(io::FaultOp op, std::string_view path) {
-  if (path.ends_with(".data.tmp") && op == io::FaultOp::kWrite) return g_compaction_write_fault;
+  if (path.ends_with(".data.tmp") && op == io::FaultOp::kWrite) {
+    g_compaction_writes.fetch_add(1);
+    return g_compaction_write_fault;
+  }
   if (!path.ends_with(".data")) return 0;  // only the data files of the store under test
   return op == io::FaultOp::kWrite ? g_write_fault.load() : g_sync_fault.load();
 }
@@ -129,6 +134,39 @@ TEST_F(StoreFaultTest, CompactionAbandonedOnDiskFullLeavesEverythingAsItWas) {
   for (int i = 0; i < 400; ++i) {
     ASSERT_EQ(Get("k" + std::to_string(i)), i % 2 == 0 ? "b" : std::string(100, 'a'));
   }
+}
+
+// Automatic compaction on a full disk: retried after 2^n intervals, not every interval; its
+// failures show in the stats; it works again once space returns.
+TEST_F(StoreFaultTest, FailingAutomaticCompactionBacksOff) {
+  store_.reset();
+  options_.auto_compaction = true;
+  options_.background_interval_ms = 20;
+  options_.max_file_size = 4096;
+  options_.fsync = FsyncPolicy::kNo;
+  g_compaction_write_fault = ENOSPC;
+  ASSERT_TRUE(Store::Open(options_, &store_).ok());
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 0; i < 100; ++i) ASSERT_TRUE(Put("k" + std::to_string(i), std::string(100, static_cast<char>('a' + round))).ok());
+  }
+  g_compaction_writes = 0;
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  // Without backoff: one attempt per 20 ms interval, about 75. With it: 20, 40, 80 ... 640 ms.
+  const int attempts = g_compaction_writes.load();
+  EXPECT_GE(attempts, 2);
+  EXPECT_LE(attempts, 10);
+  Stats st = store_->GetStats();
+  EXPECT_GE(st.compaction_failures, 3u);
+  EXPECT_NE(st.compaction_error.find("No space left"), std::string::npos) << st.compaction_error;
+  g_compaction_write_fault = 0;
+  for (int i = 0; i < 1000 && (st.compactions == 0 || st.compaction_failures != 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    st = store_->GetStats();
+  }
+  EXPECT_GE(st.compactions, 1u);
+  EXPECT_EQ(st.compaction_failures, 0u);
+  EXPECT_EQ(st.compaction_error, "");
+  for (int i = 0; i < 100; ++i) ASSERT_EQ(Get("k" + std::to_string(i)), std::string(100, 'c'));
 }
 
 TEST_F(StoreFaultTest, IoErrorOnWriteIsReportedAndNotAcknowledged) {

@@ -59,11 +59,19 @@ class StoreImpl final : public Store {
   uint64_t ExpiringKeys() const override { return keydir_.Expiring(); }
   void Write(WriteBatch batch, WriteCallback done) override;
   void WriteAll(std::vector<PendingWrite> writes) override;
+  // Holding the writer role: whether a group of `writes` surely fits the active file, so a caller
+  // may write it inline without rotating.
+  bool LeaderHasRoom(const std::vector<PendingWrite>& writes) const;
   Status WriteSync(WriteBatch batch, std::vector<OpResult>* results) override;
   Status Sync() override;
   void SyncAsync(std::function<void(const Status&)> done) override;
   void Compact(std::function<void(const Status&)> done) override;
   Status CompactSync() override;
+  bool MaybeCold() const override { return maybe_cold_.load(std::memory_order_relaxed); }
+  bool KeyResident(std::string_view key) const override;
+  void FetchKeys(std::span<const std::string_view> keys) const override;
+  uint64_t SweepResidency() override;
+  void DropPageCache() override;
   Stats GetStats() const override;
   void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
@@ -87,6 +95,7 @@ class StoreImpl final : public Store {
     uint64_t size;
     bool tombstone;
     bool expires;
+    uint32_t expire_s;  // Location::ExpireSeconds of the record's expiry, when it expires
   };
   // The state of a key as later ops of the same group must see it.
   struct OverlayEntry {
@@ -237,6 +246,14 @@ class StoreImpl final : public Store {
   std::atomic<uint64_t> compaction_reclaimed_{0};
   std::atomic<int64_t> last_compaction_ms_{0};
   std::atomic<int64_t> compaction_total_ms_{0};
+  // Automatic compaction's failures in a row and the last one's text (background thread; read by
+  // GetStats): retries back off exponentially.
+  std::atomic<uint64_t> compaction_failures_{0};
+  std::atomic<uint64_t> compaction_rounds_{0};
+  mutable std::mutex compaction_error_mu_;
+  std::string compaction_error_;
+  std::chrono::milliseconds AutoCompactionDelay() const;
+  void NoteAutoCompaction(const Status& s);
   std::atomic<uint64_t> compaction_bytes_read_{0};
   std::atomic<uint64_t> compaction_bytes_written_{0};
   std::atomic<uint64_t> bytes_written_{0};
@@ -249,6 +266,14 @@ class StoreImpl final : public Store {
   std::atomic<uint64_t> recovery_hint_files_{0};
   std::atomic<uint64_t> expire_cycle_us_{0};
   std::atomic<uint64_t> expire_time_cap_reached_{0};
+  // Records found dead without reading them (the expire cycle): their sizes are added to their
+  // files' dead_bytes by the background thread, which may wait for the disk.
+  std::mutex dead_later_mu_;
+  std::vector<Location> dead_later_;
+  void MarkDeadLater(const Location& loc);
+  void DrainDeadLater();
+  // Cold reads: set by SweepResidency; true until the first sweep (nothing is known yet).
+  std::atomic<bool> maybe_cold_{true};
 };
 
 }  // namespace keg::store

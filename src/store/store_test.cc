@@ -109,6 +109,64 @@ std::string Value(int i, int length) {
   return v;
 }
 
+// Cold reads: after the page cache is dropped a key is not resident, FetchKeys brings exactly its
+// records in (a multi-page value included), and the sweep sees the files cold, then warm.
+TEST_F(StoreTest, KeyResidencyAndFetch) {
+  Open();
+  const std::string big = Value(7, 64 * 1024);
+  Put("small", "v");
+  Put("big", big);
+  for (int i = 0; i < 100; ++i) Put("pad" + std::to_string(i), Value(i, 8192));
+  ASSERT_TRUE(store_->Sync().ok());  // clean pages can be evicted
+  store_->DropPageCache();
+  if (store_->KeyResident("big")) GTEST_SKIP() << "the file system does not evict pages on request";
+  EXPECT_TRUE(store_->MaybeCold());
+  EXPECT_FALSE(store_->KeyResident("small"));
+  EXPECT_TRUE(store_->KeyResident("no such key"));  // nothing to read
+  const std::string_view keys[] = {"big", "small"};
+  store_->FetchKeys(keys);
+  EXPECT_TRUE(store_->KeyResident("big"));
+  EXPECT_TRUE(store_->KeyResident("small"));
+  EXPECT_FALSE(store_->KeyResident("pad50"));  // not fetched
+  EXPECT_EQ(Get("big"), big);
+  for (int i = 0; i < 100; ++i) EXPECT_EQ(Get("pad" + std::to_string(i)), Value(i, 8192));
+  store_->SweepResidency();
+  EXPECT_FALSE(store_->MaybeCold());
+}
+
+// Compaction in bounded memory: past compaction_max_moves records it installs what it copied and
+// retires the inputs read to the end (a round), then goes on; every key stays right, before and
+// after a restart, with writes landing between rounds.
+TEST_F(StoreTest, CompactionInRoundsKeepsEveryKey) {
+  options_.max_file_size = 64 * 1024;
+  options_.compaction_max_moves = 300;
+  Open();
+  std::map<std::string, std::string> model;
+  for (int i = 0; i < 5000; ++i) {
+    const std::string k = "k" + std::to_string(i % 2500);
+    model[k] = Value(i, 50 + i % 200);
+    Put(k, model[k]);
+  }
+  for (int i = 0; i < 2500; i += 9) {
+    Del("k" + std::to_string(i));
+    model.erase("k" + std::to_string(i));
+  }
+  std::atomic<bool> done{false};
+  std::thread writer([&] {  // writes racing the rounds' installs (keys of their own)
+    for (int i = 0; !done; ++i) Put("w" + std::to_string(i % 100), "x");
+  });
+  ASSERT_TRUE(store_->CompactSync().ok());
+  done = true;
+  writer.join();
+  const Stats st = store_->GetStats();
+  EXPECT_GE(st.compaction_rounds, 2250u / 300);  // ~2,222 live keys, 300 per round
+  for (const auto& [k, v] : model) ASSERT_EQ(Get(k), v) << k;
+  EXPECT_EQ(Get("k0"), "<missing>");
+  Reopen();
+  for (const auto& [k, v] : model) ASSERT_EQ(Get(k), v) << k;
+  EXPECT_EQ(Get("k9"), "<missing>");
+}
+
 // The figures INFO's # Keg section reports: group commits and their records and bytes, every
 // fsync of a data file timed, compaction's bytes, and what recovery replayed.
 TEST_F(StoreTest, StatsCountWritesFsyncsCompactionAndRecovery) {

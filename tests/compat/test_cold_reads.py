@@ -1,0 +1,163 @@
+"""Data larger than memory: reads of keys whose records are not in the page cache (issue 14).
+
+DEBUG DROP-PAGE-CACHE evicts the data files' pages, so every key is cold; the read pool then
+fetches each command's keys before it runs (INFO keg: cold_read_commands). These tests check what
+a client relies on: the values, the order of replies in a pipeline, transactions and writes on
+cold keys, and that a client waiting for a cold read does not hold up the others.
+"""
+import os
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import redis  # noqa: E402
+
+from kegtest import keg  # noqa: E402
+
+
+def value_of(i):
+    # Sizes from a few bytes to several pages, so records cross page boundaries.
+    return (b"%d:" % i) * (1 + (i * 37) % (3000 if i % 50 else 30000))
+
+
+class ColdReads(unittest.TestCase):
+    def setUp(self):
+        self.server = keg("--enable-debug-command", "yes")
+        self.c = redis.Redis(port=self.server.port, socket_timeout=30)
+        pipe = self.c.pipeline(transaction=False)
+        for i in range(2000):
+            pipe.set(f"k{i}", value_of(i))
+        pipe.set("n", 41)
+        pipe.execute()
+
+    def tearDown(self):
+        self.c.close()
+        self.server.stop()
+
+    def info(self, field):
+        return self.c.info("keg")[field]
+
+    def make_cold(self):
+        self.c.execute_command("DEBUG", "RELOAD")  # synced: the pages are clean, so evictable
+        self.c.execute_command("DEBUG", "DROP-PAGE-CACHE")
+        if self.info("data_files_maybe_cold") != 1:
+            self.skipTest("this file system does not evict pages on request (tmpfs?)")
+
+    def test_cold_values_are_fetched_and_right(self):
+        self.make_cold()
+        before = self.info("cold_read_commands")
+        for i in range(0, 2000, 7):
+            self.assertEqual(self.c.get(f"k{i}"), value_of(i), i)
+        fetched = self.info("cold_read_commands") - before
+        # Records that share a page with one already fetched are warm: most GETs are not.
+        self.assertGreater(fetched, 100)
+        self.assertEqual(self.c.mget("k1", "k2", "nosuch", "k1999"), [value_of(1), value_of(2), None, value_of(1999)])
+        self.assertEqual(self.c.strlen("k50"), len(value_of(50)))
+        self.assertEqual(self.c.getrange("k100", 0, 3), value_of(100)[:4])
+
+    def test_pipeline_replies_stay_in_order(self):
+        self.make_cold()
+        pipe = self.c.pipeline(transaction=False)
+        pipe.set("fresh", "1")
+        pipe.get("k10")
+        pipe.get("fresh")
+        pipe.incr("n")
+        pipe.mget("k20", "k30")
+        pipe.get("nosuch")
+        pipe.append("k40", "!")
+        pipe.get("k40")
+        pipe.delete("k60")
+        pipe.exists("k60", "k61")
+        self.assertEqual(pipe.execute(), [True, value_of(10), b"1", 42, [value_of(20), value_of(30)], None,
+                                          len(value_of(40)) + 1, value_of(40) + b"!", 1, 1])
+
+    def test_transactions_and_conditional_writes_on_cold_keys(self):
+        self.make_cold()
+        pipe = self.c.pipeline(transaction=True)
+        pipe.get("k70")
+        pipe.set("k71", "new", nx=True)
+        pipe.incrby("n", 2)
+        pipe.get("k72")
+        self.assertEqual(pipe.execute(), [value_of(70), None, 43, value_of(72)])
+        self.make_cold()
+        self.assertIsNone(self.c.set("k80", "x", nx=True))  # exists: NX refuses
+        self.assertEqual(self.c.set("k81", "x", xx=True, get=True), value_of(81))
+        self.assertEqual(self.c.getdel("k82"), value_of(82))
+        self.assertIsNone(self.c.get("k82"))
+
+    def test_a_slow_cold_read_does_not_hold_up_other_clients(self):
+        other = redis.Redis(port=self.server.port, socket_timeout=30)
+        other.set("hot", "h")
+        self.make_cold()
+        self.assertEqual(other.get("hot"), b"h")  # warm again (fetched once)
+        self.c.execute_command("DEBUG", "COLD-READ-DELAY", "1500")
+        slow = redis.Redis(port=self.server.port, socket_timeout=30)
+        result = {}
+
+        def cold_get():
+            t0 = time.monotonic()
+            result["value"] = slow.get("k5")
+            result["seconds"] = time.monotonic() - t0
+
+        t = threading.Thread(target=cold_get)
+        t.start()
+        time.sleep(0.3)  # the cold GET is waiting for the pool now
+        t0 = time.monotonic()
+        for _ in range(20):
+            self.assertEqual(other.get("hot"), b"h")
+            self.assertTrue(other.ping())
+        other_seconds = time.monotonic() - t0
+        t.join()
+        self.assertEqual(result["value"], value_of(5))
+        self.assertGreater(result["seconds"], 1.2)  # it did wait for the (slowed) fetch
+        self.assertLess(other_seconds, 0.5)  # and the other client did not
+        self.c.execute_command("DEBUG", "COLD-READ-DELAY", "0")
+        slow.close()
+        other.close()
+
+    def test_keyspace_walks_run_off_the_loop(self):
+        self.make_cold()
+        want = {f"k{i}".encode() for i in range(2000)} | {b"n"}
+        self.assertEqual(set(self.c.keys("*")), want)
+        self.assertEqual(set(self.c.keys("k19?")), {f"k19{i}".encode() for i in range(10)})
+        self.make_cold()
+        self.assertEqual(set(self.c.scan_iter(count=100)), want)
+        self.assertIn(self.c.randomkey(), want)
+        # A slow walk: another client goes on meanwhile, and the walk's reply keeps its place.
+        self.make_cold()
+        self.c.execute_command("DEBUG", "COLD-READ-DELAY", "1000")
+        other = redis.Redis(port=self.server.port, socket_timeout=30)
+        result = {}
+
+        def walk():
+            pipe = self.c.pipeline(transaction=False)
+            pipe.keys("k1999")
+            pipe.get("n")
+            result["replies"] = pipe.execute()
+
+        t = threading.Thread(target=walk)
+        t.start()
+        time.sleep(0.3)
+        t0 = time.monotonic()
+        self.assertTrue(other.ping())
+        self.assertLess(time.monotonic() - t0, 0.5)
+        t.join()
+        self.assertEqual(result["replies"], [[b"k1999"], b"41"])
+        self.c.execute_command("DEBUG", "COLD-READ-DELAY", "0")
+        other.close()
+
+    def test_keys_stay_right_through_a_compaction_while_cold(self):
+        for i in range(0, 2000, 3):
+            self.c.set(f"k{i}", b"v2:" + value_of(i))  # dead bytes for compaction
+        self.make_cold()
+        self.c.execute_command("COMPACT")
+        self.make_cold()
+        for i in range(0, 2000, 11):
+            want = b"v2:" + value_of(i) if i % 3 == 0 else value_of(i)
+            self.assertEqual(self.c.get(f"k{i}"), want, i)
+
+
+if __name__ == "__main__":
+    unittest.main()

@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""Data larger than memory: keg-server in a memory cgroup, serving a data set 4x the cgroup's limit.
+
+In one run, on this machine:
+  1. the reference: fio 4 KiB random reads (O_DIRECT, libaio) on keg's own data file at queue depth
+     20 and at depth 1 (what the disk can do);
+  2. quiet latencies: GET p99 of 1,000 hot keys (1 client) and SET p99 (1 client) of new keys and
+     of keys of the data set, nothing else;
+  3. the page cache dropped, 20 clients GET random keys of the whole data set (cold reads) while the
+     hot-key client and the SET client run again: cold GET/s and p50/p99, the disk's read MB/s,
+     hot GET p99, SET p99;
+  4. memory per key, outside the cgroup: the anonymous memory the server grows by for 1,000,000
+     16-byte keys with 100-byte values, without and with a TTL.
+Writes the results between markers in docs/benchmarks.md and a chart to docs/benchmarks-disk.png
+(unless --no-write).
+
+Usage: tools/bench-disk.sh [--keys N] [--value-size B] [--limit-mb M] [--server PATH] [--no-write]
+Needs root (cgroups, drop_caches), fio, redis-benchmark and gnuplot (tools/install-deps.sh --bench).
+"""
+import argparse
+import csv
+import datetime
+import io
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from side_by_side import free_port, wait_port  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+KEG = os.path.join(ROOT, "build", "bench", "src", "server", "keg-server")
+BEGIN = "<!-- bench-disk: begin (written by tools/bench-disk.sh) -->"
+END = "<!-- bench-disk: end -->"
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+class MemoryCgroup:
+    """A memory cgroup with a hard limit (v2 if the machine's unified hierarchy has the memory
+    controller, else v1)."""
+
+    def __init__(self, limit_bytes):
+        name = f"keg-bench-disk-{os.getpid()}"
+        v2_root = "/sys/fs/cgroup"
+        if os.path.exists(f"{v2_root}/cgroup.controllers") and "memory" in open(f"{v2_root}/cgroup.controllers").read():
+            self.version = 2
+            with open(f"{v2_root}/cgroup.subtree_control", "w") as f:
+                f.write("+memory")
+            self.path = f"{v2_root}/{name}"
+            os.mkdir(self.path)
+            with open(f"{self.path}/memory.max", "w") as f:
+                f.write(str(limit_bytes))
+        elif os.path.isdir("/sys/fs/cgroup/memory"):
+            self.version = 1
+            self.path = f"/sys/fs/cgroup/memory/{name}"
+            os.mkdir(self.path)
+            with open(f"{self.path}/memory.limit_in_bytes", "w") as f:
+                f.write(str(limit_bytes))
+        else:
+            sys.exit("no memory cgroup controller on this machine (neither cgroup v2 nor v1)")
+
+    def add(self, pid):
+        with open(f"{self.path}/cgroup.procs", "w") as f:
+            f.write(str(pid))
+
+    def remove(self):
+        for _ in range(50):
+            try:
+                os.rmdir(self.path)
+                return
+            except OSError:
+                time.sleep(0.1)
+
+
+def start_keg(server, workdir, port, extra=()):
+    os.makedirs(workdir, exist_ok=True)
+    argv = [server, "--port", str(port), "--dir", os.path.join(workdir, "data"), "--appendfsync", "everysec",
+            "--logfile", os.path.join(workdir, "keg.log"), "--save", "", *extra]
+    proc = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    wait_port(port, proc, timeout=600)
+    return proc
+
+
+def stop(proc):
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def load(port, prefix, count, value_size, ttl_ms=0):
+    """SETs prefix + 12-digit numbers (redis-benchmark's __rand_int__ form) 0..count-1, pipelined;
+    waits for every reply."""
+    sock = socket.create_connection(("127.0.0.1", port))
+    replies = [0]
+    expect = count
+
+    def reader():
+        buf = b""
+        while replies[0] < expect:
+            data = sock.recv(1 << 20)
+            if not data:
+                break
+            buf += data
+            n = buf.count(b"\r\n")
+            replies[0] += n
+            buf = buf[buf.rfind(b"\r\n") + 2:]
+
+    t = threading.Thread(target=reader)
+    t.start()
+    filler = (b"0123456789abcdef" * (value_size // 16 + 1))[:value_size]
+    tail = b"" if ttl_ms == 0 else b"$2\r\nPX\r\n$%d\r\n%d\r\n" % (len(str(ttl_ms)), ttl_ms)
+    head = b"*3\r\n" if ttl_ms == 0 else b"*5\r\n"
+    chunk = []
+    size = 0
+    last = time.time()
+    for i in range(count):
+        key = b"%s%012d" % (prefix, i)
+        chunk.append(b"%s$3\r\nSET\r\n$%d\r\n%s\r\n$%d\r\n%s\r\n%s" % (head, len(key), key, value_size, filler, tail))
+        size += value_size + 64
+        if size >= 4 << 20:
+            sock.sendall(b"".join(chunk))
+            chunk, size = [], 0
+            if time.time() - last >= 5:
+                last = time.time()
+                log(f"  loaded {i + 1:,} of {count:,} keys")
+    if chunk:
+        sock.sendall(b"".join(chunk))
+    t.join()
+    sock.close()
+    if replies[0] != count:
+        sys.exit(f"load: {replies[0]} replies for {count} SETs")
+
+
+def bench(port, args, clients, requests):
+    """redis-benchmark: returns (requests per second, p50 ms, p99 ms)."""
+    out = subprocess.run(["redis-benchmark", "-p", str(port), "-c", str(clients), "-n", str(requests), "--csv",
+                          *args], capture_output=True, text=True, check=True).stdout
+    rows = list(csv.reader(io.StringIO(out)))
+    h, v = rows[0], rows[1]
+    return float(v[h.index("rps")]), float(v[h.index("p50_latency_ms")]), float(v[h.index("p99_latency_ms")])
+
+
+def fio(path, depth, seconds):
+    out = subprocess.run(["fio", "--name=ref", f"--filename={path}", "--rw=randread", "--bs=4k", "--direct=1",
+                          "--ioengine=libaio", f"--iodepth={depth}", f"--runtime={seconds}", "--time_based",
+                          "--readonly", "--output-format=terse", "--terse-version=3"],
+                         capture_output=True, text=True, check=True).stdout
+    fields = out.strip().splitlines()[-1].split(";")
+    return float(fields[7])  # read IOPS
+
+
+def disk_read_bytes():
+    """Bytes read from block devices that are not partitions or virtual (sectors * 512)."""
+    total = 0
+    with open("/proc/diskstats") as f:
+        for line in f:
+            p = line.split()
+            name = p[2]
+            if name.startswith(("loop", "ram", "zram", "dm-")):
+                continue
+            if os.path.exists(f"/sys/block/{name}"):
+                total += int(p[5]) * 512
+    return total
+
+
+def rss_anon(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("RssAnon:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def info(port, field):
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "keg"], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        if line.startswith(field + ":"):
+            return line.split(":", 1)[1].strip()
+    return ""
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    with open("/proc/sys/vm/drop_caches", "w") as f:
+        f.write("3")
+
+
+def memory_per_key(server, workdir, keys, ttl):
+    port = free_port()
+    proc = start_keg(server, workdir, port)
+    try:
+        time.sleep(0.5)
+        before = rss_anon(proc.pid)
+        load(port, b"m:", keys, 100, ttl_ms=3_600_000 if ttl else 0)
+        time.sleep(0.5)
+        return (rss_anon(proc.pid) - before) / keys
+    finally:
+        stop(proc)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--keys", type=int, default=3_000_000)
+    ap.add_argument("--value-size", type=int, default=1000)
+    ap.add_argument("--limit-mb", type=int, default=768)
+    ap.add_argument("--server", default=KEG)
+    ap.add_argument("--seconds", type=int, default=20, help="length of the cold-read phase")
+    ap.add_argument("--memory-keys", type=int, default=1_000_000)
+    ap.add_argument("--no-write", action="store_true", help="print the results only")
+    ap.add_argument("--dir", default=None, help="where the data goes (default: a temporary directory under /tmp)")
+    opts = ap.parse_args()
+    if os.geteuid() != 0:
+        sys.exit("bench-disk needs root: a memory cgroup and /proc/sys/vm/drop_caches")
+    work = tempfile.mkdtemp(prefix="keg-bench-disk-", dir=opts.dir)
+    data_bytes = opts.keys * (opts.value_size + 48)
+    limit = opts.limit_mb << 20
+    log(f"data set {opts.keys:,} keys x {opts.value_size} B = {data_bytes / 2**30:.2f} GiB, "
+        f"{data_bytes / limit:.1f}x the cgroup's {opts.limit_mb} MiB")
+    results = {"keys": opts.keys, "value_size": opts.value_size, "limit_mb": opts.limit_mb,
+               "data_gib": data_bytes / 2**30, "server": opts.server}
+    cg = MemoryCgroup(limit)
+    port = free_port()
+    proc = None
+    try:
+        proc = start_keg(opts.server, os.path.join(work, "big"), port)
+        cg.add(proc.pid)
+        results["cgroup"] = f"v{cg.version}"
+        log("loading the data set ...")
+        t0 = time.time()
+        load(port, b"key:", opts.keys, opts.value_size)
+        load(port, b"hot:", 1000, opts.value_size)
+        log(f"loaded in {time.time() - t0:.0f} s")
+        data_dir = os.path.join(work, "big", "data")
+        files = sorted((os.path.getsize(os.path.join(data_dir, f)), f) for f in os.listdir(data_dir) if f.endswith(".data"))
+        biggest = os.path.join(data_dir, files[-1][1])
+
+        log("fio: 4 KiB random reads, O_DIRECT, depth 20 and 1 ...")
+        results["fio20"] = fio(biggest, 20, 10)
+        results["fio1"] = fio(biggest, 1, 10)
+        log(f"  fio {results['fio20']:.0f} IOPS at depth 20, {results['fio1']:.0f} at depth 1")
+
+        log("quiet: hot GET and SET, 1 client each ...")
+        bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 20000)  # warm the hot keys
+        _, results["hot_p50_quiet"], results["hot_p99_quiet"] = bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 50000)
+        value = "v" * opts.value_size
+        # SET of new keys (nothing to read first) and SET overwriting keys of the data set (the
+        # writer confirms the old record's key: a disk read when that record is cold).
+        _, results["set_p50_quiet"], results["set_p99_quiet"] = bench(
+            port, ["-r", "1000000", "SET", "new:__rand_int__", value], 1, 20000)
+        _, _, results["setold_p99_quiet"] = bench(port, ["-r", str(opts.keys), "SET", "key:__rand_int__", value], 1, 5000)
+
+        log("cold: the page cache dropped; 20 clients GET random keys ...")
+        drop_caches()
+        bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 5000)  # the hot keys back in
+        probe_rps, _, _ = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, 2000)
+        requests = max(2000, int(probe_rps * opts.seconds))
+        side = {}
+
+        def side_load():
+            time.sleep(2)
+            _, side["hot_p50"], side["hot_p99"] = bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 20000)
+            _, side["set_p50"], side["set_p99"] = bench(port, ["-r", "1000000", "SET", "new:__rand_int__", value], 1, 5000)
+            _, _, side["setold_p99"] = bench(port, ["-r", str(opts.keys), "SET", "key:__rand_int__", value], 1, 2000)
+
+        t = threading.Thread(target=side_load)
+        read0, t0 = disk_read_bytes(), time.time()
+        t.start()
+        rps, p50, p99 = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, requests)
+        elapsed = time.time() - t0
+        read1 = disk_read_bytes()
+        t.join()
+        results.update(cold_rps=rps, cold_p50=p50, cold_p99=p99, disk_mb_s=(read1 - read0) / elapsed / 1e6,
+                       cold_seconds=elapsed, **side)
+        results["cold_read_commands"] = info(port, "cold_read_commands")
+        log(f"  cold GET {rps:.0f}/s p50 {p50} ms p99 {p99} ms, disk {results['disk_mb_s']:.0f} MB/s; "
+            f"hot GET p99 {side.get('hot_p99')} ms; SET p99 {side.get('set_p99')} ms (new keys), "
+            f"{side.get('setold_p99')} ms (overwriting cold keys)")
+    finally:
+        if proc is not None:
+            stop(proc)
+        cg.remove()
+        shutil.rmtree(os.path.join(work, "big"), ignore_errors=True)
+
+    log(f"memory per key: {opts.memory_keys:,} keys without and with a TTL ...")
+    results["mem_no_ttl"] = memory_per_key(opts.server, os.path.join(work, "m1"), opts.memory_keys, False)
+    results["mem_ttl"] = memory_per_key(opts.server, os.path.join(work, "m2"), opts.memory_keys, True)
+    log(f"  {results['mem_no_ttl']:.1f} B/key without a TTL, {results['mem_ttl']:.1f} with")
+    shutil.rmtree(work, ignore_errors=True)
+    report = render(results)
+    print(report)
+    if not opts.no_write:
+        write(report, results)
+
+
+def render(r):
+    target = 0.5 * r["fio20"]
+    ok = lambda cond: "met" if cond else "**not met**"  # noqa: E731
+    lines = [
+        BEGIN,
+        "## Data larger than memory (`tools/bench-disk.sh`)",
+        "",
+        f"Run {datetime.date.today().isoformat()} on this machine (2 vCPUs, virtio disk), Release build, "
+        f"`appendfsync everysec`. keg-server in a memory cgroup ({r['cgroup']}) limited to {r['limit_mb']} MiB, "
+        f"{r['keys']:,} keys of {r['value_size']} bytes ({r['data_gib']:.2f} GiB of data, "
+        f"{r['data_gib'] * 1024 / r['limit_mb']:.1f}x the limit); the page cache dropped before the cold phase. "
+        "The reference is fio on keg's own data file, 4 KiB random reads, O_DIRECT, libaio, in the same run.",
+        "",
+        "| measure | figure | target | |",
+        "|---|---|---|---|",
+        f"| fio, 4 KiB random reads, depth 20 / depth 1 | {r['fio20']:,.0f} / {r['fio1']:,.0f} IOPS | (reference) | |",
+        f"| cold GET, 20 clients, random keys | **{r['cold_rps']:,.0f} GET/s**, p50 {r['cold_p50']} ms, p99 {r['cold_p99']} ms | >= {target:,.0f} (0.5x fio at depth 20) | {ok(r['cold_rps'] >= target)} |",
+        f"| disk reads during the cold phase | {r['disk_mb_s']:.0f} MB/s ({r['disk_mb_s'] * 1e6 / max(r['cold_rps'], 1) / 1024:.1f} KiB per GET) | | |",
+        f"| hot-key GET p99 (1 client, 1,000 keys), quiet / during cold reads | {r['hot_p99_quiet']} / **{r.get('hot_p99', 'n/a')}** ms | <= 1 ms | {ok(float(r.get('hot_p99', 99)) <= 1.0)} |",
+        f"| SET p99 of new keys (1 client), quiet / during cold reads | {r['set_p99_quiet']} / **{r.get('set_p99', 'n/a')}** ms | <= 2 ms | {ok(float(r.get('set_p99', 99)) <= 2.0)} |",
+        f"| SET p99 overwriting keys of the data set (1 client: the old record's key is confirmed, a disk read when cold), quiet / during cold reads | {r['setold_p99_quiet']} / {r.get('setold_p99', 'n/a')} ms | | |",
+        f"| memory per key, 16-byte keys, no TTL | {r['mem_no_ttl']:.1f} B | <= 27 B | {ok(r['mem_no_ttl'] <= 27)} |",
+        f"| memory per key, 16-byte keys, with a TTL | {r['mem_ttl']:.1f} B | <= 40 B | {ok(r['mem_ttl'] <= 40)} |",
+        "",
+        "![cold GET/s against fio; hot and SET p99 quiet and during cold reads](benchmarks-disk.png)",
+        "",
+        END,
+    ]
+    return "\n".join(lines)
+
+
+def write(report, r):
+    path = os.path.join(ROOT, "docs", "benchmarks.md")
+    text = open(path).read()
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + report + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + report + "\n"
+    with open(path, "w") as f:
+        f.write(text)
+    png = os.path.join(ROOT, "docs", "benchmarks-disk.png")
+    script = f"""
+set terminal pngcairo size 1100,420 font ",10"
+set output "{png}"
+set multiplot layout 1,2
+set style data histograms
+set style fill solid 0.8 border -1
+set boxwidth 0.7
+set grid ytics
+set title "Cold random reads, {r['data_gib']:.1f} GiB in {r['limit_mb']} MiB"
+set ylabel "reads per second"
+set yrange [0:*]
+plot "-" using 2:xtic(1) notitle lc rgb "#4472c4"
+"fio depth 20" {r['fio20']}
+"fio depth 1" {r['fio1']}
+"keg GET, 20 clients" {r['cold_rps']}
+"target (0.5x fio 20)" {0.5 * r['fio20']}
+e
+set title "p99 latency (ms)"
+set ylabel "ms"
+set style histogram clustered gap 1
+plot "-" using 2:xtic(1) title "quiet" lc rgb "#a5a5a5", "-" using 2 title "during cold reads" lc rgb "#ed7d31"
+"hot GET" {r['hot_p99_quiet']}
+"SET" {r['set_p99_quiet']}
+e
+"hot GET" {r.get('hot_p99', 0)}
+"SET" {r.get('set_p99', 0)}
+e
+unset multiplot
+"""
+    subprocess.run(["gnuplot"], input=script, text=True, check=True)
+    print(f"wrote {path} and {png}")
+
+
+if __name__ == "__main__":
+    main()
