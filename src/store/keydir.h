@@ -46,7 +46,7 @@ struct Location {
   /// expire_s for a record's expire_at_ms: a key is certainly expired once now_ms >= expire_s * 1000.
   static uint32_t ExpireSeconds(int64_t expire_at_ms) {
     if (expire_at_ms <= 1000) return 1;
-    const int64_t s = (expire_at_ms + 999) / 1000;
+    const int64_t s = expire_at_ms / 1000 + (expire_at_ms % 1000 != 0 ? 1 : 0);  // no overflow at INT64_MAX
     return s >= int64_t{UINT32_MAX} ? UINT32_MAX : static_cast<uint32_t>(s);
   }
 
