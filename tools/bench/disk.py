@@ -350,6 +350,11 @@ def write(report, r):
     with open(path, "w") as f:
         f.write(text)
     png = os.path.join(ROOT, "docs", "benchmarks-disk.png")
+    plot(r, png)
+    print(f"wrote {path} and {png}")
+
+
+def plot(r, png):
     script = f"""
 set terminal pngcairo size 1100,420 font ",10"
 set output "{png}"
@@ -358,29 +363,27 @@ set style data histograms
 set style fill solid 0.8 border -1
 set boxwidth 0.7
 set grid ytics
-set title "Cold random reads, {r['data_gib']:.1f} GiB in {r['limit_mb']} MiB"
-set ylabel "reads per second"
+set key left top
+set title "Cold random reads/s, {r['data_gib']:.1f} GiB in a {r['limit_mb']} MiB cgroup"
 set yrange [0:*]
 plot "-" using 2:xtic(1) notitle lc rgb "#4472c4"
-"fio depth 20" {r['fio20']}
-"fio depth 1" {r['fio1']}
-"keg GET, 20 clients" {r['cold_rps']}
-"target (0.5x fio 20)" {0.5 * r['fio20']}
+"fio, depth 20" {r['fio20']}
+"fio, depth 1" {r['fio1']}
+"keg GET" {r['cold_rps']}
+"target" {0.5 * r['fio20']}
 e
-set title "p99 latency (ms)"
-set ylabel "ms"
+set title "p99 latency, ms (1 client each)"
 set style histogram clustered gap 1
-plot "-" using 2:xtic(1) title "quiet" lc rgb "#a5a5a5", "-" using 2 title "during cold reads" lc rgb "#ed7d31"
-"hot GET" {r['hot_p99_quiet']}
+plot "-" using 2:xtic(1) title "quiet" lc rgb "#a5a5a5", "-" using 2 title "during the cold reads" lc rgb "#ed7d31"
+"hot-key GET" {r['hot_p99_quiet']}
 "SET" {r['set_p99_quiet']}
 e
-"hot GET" {r.get('hot_p99', 0)}
+"hot-key GET" {r.get('hot_p99', 0)}
 "SET" {r.get('set_p99', 0)}
 e
 unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
-    print(f"wrote {path} and {png}")
 
 
 if __name__ == "__main__":
