@@ -102,6 +102,14 @@ Status CheckDirectory(const std::string& dir, bool repair, CheckReport* report,
         continue;
       }
       ++report->records;
+      if (h.flush_all()) {  // FLUSHALL: every key before it is deleted
+        for (const auto& [k, state] : live) report->dead_bytes += state.size;
+        live.clear();
+        report->dead_bytes += h.record_size();
+        off += h.record_size();
+        if (progress) progress(done + off, total);
+        continue;
+      }
       const std::string key(data + off + format::kRecordHeaderSize, h.key_size);
       const bool gone = h.tombstone() || (h.expires() && h.expire_at_ms <= now);
       auto it = live.find(key);

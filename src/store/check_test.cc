@@ -51,6 +51,24 @@ class CheckTest : public ::testing::Test {
   Options options_;
 };
 
+// A FLUSHALL record deletes every key before it, for keg-check as for the store.
+TEST_F(CheckTest, FlushAllRecord) {
+  {
+    std::unique_ptr<Store> store;
+    ASSERT_TRUE(Store::Open(options_, &store).ok());
+    WriteBatch b;
+    b.DeleteAll();
+    b.Put("survivor", "v");
+    ASSERT_TRUE(store->WriteSync(std::move(b)).ok());
+    ASSERT_TRUE(store->Close().ok());
+  }
+  CheckReport r;
+  ASSERT_TRUE(CheckDirectory(dir_.string(), false, &r).ok());
+  EXPECT_TRUE(r.clean());
+  EXPECT_EQ(r.records, 603u);
+  EXPECT_EQ(r.live_keys, 1u);
+}
+
 TEST_F(CheckTest, CleanDirectory) {
   CheckReport r;
   ASSERT_TRUE(CheckDirectory(dir_.string(), false, &r).ok());

@@ -365,7 +365,9 @@ Status StoreImpl::RunCompaction(bool manual) {
       const uint64_t here = off;
       off += rec_size;
       read_bytes += rec_size;
-      if (h.tombstone() || (h.expires() && h.expire_at_ms <= now)) continue;
+      // Tombstones, expired records and FLUSHALL records are never live: every older record they
+      // hide lies inside the merged prefix.
+      if (h.tombstone() || h.flush_all() || (h.expires() && h.expire_at_ms <= now)) continue;
       const uint64_t hash = keydir_.Hash(key);
       Location candidates[8];
       const size_t n = keydir_.FindCandidates(hash, candidates, 8);

@@ -34,7 +34,8 @@ RecordCheck CheckRecord(const char* data, uint64_t size, uint64_t offset, bool v
   *header = DecodeHeader(p);
   if ((header->flags & ~kKnownFlags) != 0 || p[5] != 0 || p[6] != 0 || p[7] != 0 ||
       header->key_size > kMaxKeySize || (header->tombstone() && header->value_size != 0) ||
-      (!header->expires() && header->expire_at_ms != 0)) {
+      (!header->expires() && header->expire_at_ms != 0) ||
+      (header->flush_all() && (header->flags != kFlagFlushAll || header->key_size != 0 || header->value_size != 0))) {
     return RecordCheck::kBadHeader;
   }
   if (header->record_size() > size - offset) return RecordCheck::kTruncated;

@@ -9,7 +9,7 @@
 //
 // Data record (kRecordHeaderSize bytes of header, then the key, then the value):
 //   0   u32 crc32c   of bytes [4, end of value)
-//   4   u8  flags    kFlagTombstone | kFlagExpires
+//   4   u8  flags    kFlagTombstone | kFlagExpires, or kFlagFlushAll alone
 //   5   u8  reserved (0)
 //   6   u16 reserved (0)
 //   8   u32 key_size
@@ -46,7 +46,10 @@ static_assert(kExpireAtOffset + 8 == kRecordHeaderSize, "header fields fill the 
 
 constexpr uint8_t kFlagTombstone = 1;
 constexpr uint8_t kFlagExpires = 2;
-constexpr uint8_t kKnownFlags = kFlagTombstone | kFlagExpires;
+/// FLUSHALL: every record before this one is deleted (no key, no value, no other flag). One record
+/// in place of a tombstone per key, so a flush neither reads nor writes per key.
+constexpr uint8_t kFlagFlushAll = 4;
+constexpr uint8_t kKnownFlags = kFlagTombstone | kFlagExpires | kFlagFlushAll;
 
 /// Keys and values are limited as Redis limits them (512 MB by default; at most 4 GiB - 1 here).
 constexpr uint64_t kMaxKeySize = 512ull * 1024 * 1024;
@@ -69,6 +72,7 @@ struct RecordHeader {
 
   bool tombstone() const { return (flags & kFlagTombstone) != 0; }
   bool expires() const { return (flags & kFlagExpires) != 0; }
+  bool flush_all() const { return (flags & kFlagFlushAll) != 0; }
   uint64_t record_size() const { return kRecordHeaderSize + uint64_t{key_size} + value_size; }
 };
 

@@ -245,6 +245,21 @@ bool Keydir::RandomEntry(uint64_t random, uint64_t* hash, Location* loc) const {
   return false;
 }
 
+void Keydir::ClearShards(size_t part, size_t parts) {
+  for (size_t i = part; i < kShards; i += parts) {
+    Shard& shard = shards_[i];
+    std::unique_lock lock(shard.mu);
+    size_t expiring = 0;
+    for (const Slot& s : shard.slots) expiring += (s.hash != 0 && (s.loc >> 63) != 0) ? 1 : 0;
+    const size_t old_capacity = shard.slots.size();
+    shard.slots = SlotArray(kInitialCapacity);
+    size_.fetch_sub(shard.count, std::memory_order_relaxed);
+    expiring_.fetch_sub(expiring, std::memory_order_relaxed);
+    memory_.fetch_sub((old_capacity - kInitialCapacity) * sizeof(Slot), std::memory_order_relaxed);
+    shard.count = 0;
+  }
+}
+
 void Keydir::Reserve(size_t keys) {
   const size_t per_shard = CapacityFor(keys / kShards + 1);
   for (Shard& shard : shards_) {

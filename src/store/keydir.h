@@ -134,6 +134,10 @@ class Keydir {
   /// Number of entries whose record carries an expiry. Any thread.
   size_t Expiring() const { return expiring_.load(std::memory_order_relaxed); }
 
+  /// Writer thread (or recovery, each thread its own shards): empties the shards whose index is
+  /// `part` modulo `parts` (FLUSHALL: all of them with part 0, parts 1), giving their memory back.
+  void ClearShards(size_t part, size_t parts);
+
   /// Writer thread, before anyone reads: pre-sizes the tables for about `keys` keys (recovery).
   void Reserve(size_t keys);
 

@@ -144,6 +144,14 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
     n = 0;
   };
   auto add = [&](const ReplayItem& item) {
+    if ((item.flags & format::kFlagFlushAll) != 0) {
+      // FLUSHALL: what came before is deleted. Every thread sees it and empties its own shards,
+      // after replaying what it had batched (a batch never spans files, so it is all earlier).
+      flush();
+      keydir_.ClearShards(part, parts);
+      if (part == 0) last_flush_ = {file, item.offset + item.size};
+      return;
+    }
     if (Keydir::ShardOf(item.hash) % parts != part) return;
     batch[n++] = item;
     if (n == kReplayBatch) flush();
@@ -273,6 +281,20 @@ Status StoreImpl::Recover() {
   ReplaySources(sources, 0, parts, &progress);
   for (auto& t : helpers) t.join();
   for (const RecoverySource& src : sources) src.file->Advise(DataFile::Advice::kRandom, 0, src.file->size());
+  if (last_flush_.file != nullptr) {
+    // Everything up to the last FLUSHALL record is dead (what replay counted after it stays).
+    bool before = true;
+    for (const RecoverySource& src : sources) {
+      DataFile* f = src.file.get();
+      if (f == last_flush_.file) {
+        f->dead_bytes.store(std::max(f->dead_bytes.load(), last_flush_.end));
+        before = false;
+      } else if (before) {
+        f->dead_bytes.store(f->size());
+      }
+    }
+    last_flush_ = {};
+  }
   spdlog::info("recovery: done in {:.2f} s: {} keys from {} records in {} files",
                progress.Seconds(), keydir_.Size(), records, sources.size());
   recovery_ms_ = static_cast<int64_t>(progress.Seconds() * 1000);

@@ -601,6 +601,7 @@ void StoreImpl::DrainLazyExpired() {
   }
   if (keys.empty()) return;
   overlay_.clear();  // no group is being built: what it holds is the last group's, now applied
+  flushed_ = false;
   for (const std::string& key : keys) DropExpired(key, keydir_.Hash(key));
 }
 
@@ -644,7 +645,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   group_buf_.clear();
   pending_.clear();
   overlay_.clear();
-  group_keys_.clear();
+  flushed_ = false;
   group_now_ms_ = NowMs();
   const WriteBatch::KeyProbe live = [this](std::string_view key) {
     return Current(key, keydir_.Hash(key), false).exists;
@@ -697,6 +698,7 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, 
     cur.view = ViewOf(p, h);
     return cur;
   }
+  if (flushed_) return cur;  // a FLUSHALL earlier in this group deleted it
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
@@ -727,34 +729,20 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
 }
 
 void StoreImpl::DeleteAllKeys(OpResult* result) {
-  // Keys this group already wrote live only in the overlay; the rest come from the keydir.
-  std::vector<std::string_view> written;
-  for (const auto& [key, entry] : overlay_) {
-    if (entry.exists) written.push_back(key);
-  }
-  std::vector<std::string> keys;
-  uint64_t cursor = 0;
-  do {
-    cursor = Scan(cursor, 4096, [&](std::string_view k, int64_t) {
-      if (overlay_.count(k) == 0) keys.emplace_back(k);
-    }, /*include_expired=*/true);
-  } while (cursor != 0);
-  for (std::string& key : keys) {
-    const uint64_t hash = keydir_.Hash(key);
-    const CurrentValue cur = Current(key, hash, false);
-    if (!cur.exists && cur.error.ok()) {
-      DropExpired(key, hash);  // an expired key goes now, without a tombstone
-      continue;
-    }
-    const std::string& owned = group_keys_.emplace_back(std::move(key));
-    AppendToGroup(owned, hash, format::kFlagTombstone, {}, 0);
-    result->applied = true;
-  }
-  for (std::string_view key : written) {
-    if (!Current(key, keydir_.Hash(key), false).exists) continue;
-    AppendToGroup(key, keydir_.Hash(key), format::kFlagTombstone, {}, 0);
-    result->applied = true;
-  }
+  // One FLUSHALL record: everything before it is deleted, at replay too. No key is read or written
+  // one by one, so a flush of a data set larger than memory costs no disk read.
+  bool any = !flushed_ && keydir_.Size() > 0;
+  for (const auto& [key, entry] : overlay_) any |= entry.exists;
+  result->applied = any;
+  const uint64_t at = group_buf_.size();
+  format::AppendRecord(&group_buf_, format::kFlagFlushAll, {}, {}, group_now_ms_, 0);
+  PendingRecord r{};
+  r.group_offset = at;
+  r.size = group_buf_.size() - at;
+  r.flush_all = true;
+  pending_.push_back(r);
+  overlay_.clear();
+  flushed_ = true;
 }
 
 void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
@@ -762,6 +750,12 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
   if (query.mode == Mode::kCount) {
     // The keydir as applied, corrected by what this group wrote so far: a key the group created
     // counts once, a key it deleted no more.
+    if (flushed_) {  // after a FLUSHALL in this group: only what the group wrote since
+      uint64_t written = 0;
+      for (const auto& [key, entry] : overlay_) written += entry.exists ? 1 : 0;
+      result->keys = written;
+      return;
+    }
     int64_t keys = static_cast<int64_t>(keydir_.Size());
     for (const auto& [key, entry] : overlay_) {
       std::shared_ptr<DataFile> file;
@@ -781,6 +775,12 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
     }
   }
   std::vector<std::string>& out = result->key_list;
+  if (flushed_) {  // after a FLUSHALL in this group the keydir does not count
+    out.insert(out.end(), written.begin(), written.end());
+    if (query.mode == Mode::kRandom && out.size() > 1) out.resize(1);
+    if (query.mode == Mode::kScan) result->keys = 0;
+    return;
+  }
   // The applied keydir, without the keys the group wrote (those are listed from the overlay).
   auto applied = [&](std::string_view k, int64_t) {
     if (overlay_.count(k) == 0) out.emplace_back(k);
@@ -1018,6 +1018,14 @@ void StoreImpl::ApplyGroup() {
   write_offset_ += group_buf_.size();
   active_->set_size(write_offset_);  // the records become readable before the keydir names them
   for (const PendingRecord& r : pending_) {
+    if (r.flush_all) {  // FLUSHALL: every record before this one is dead, this one too
+      keydir_.ClearShards(0, 1);
+      for (const auto& file : files_.Snapshot()) {
+        file->dead_bytes.store(file.get() == active_.get() ? base + r.group_offset + r.size : file->size(),
+                               std::memory_order_relaxed);
+      }
+      continue;
+    }
     const Location loc{active_->index(), base + r.group_offset, r.expires, r.expire_s};
     Location old;
     if (r.tombstone) {
@@ -1029,6 +1037,7 @@ void StoreImpl::ApplyGroup() {
   }
   pending_.clear();
   overlay_.clear();
+  flushed_ = false;
 }
 
 Status StoreImpl::CreateActiveFile(uint64_t reserve) {
@@ -1093,7 +1102,7 @@ std::shared_ptr<DataFile> StoreImpl::Periodic() {
 }
 
 void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
-  if (overlay_.count(key) != 0) return;  // this group wrote it: the pending record decides
+  if (flushed_ || overlay_.count(key) != 0) return;  // this group wrote it: the pending record decides
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
@@ -1155,7 +1164,8 @@ Stats StoreImpl::GetStats() const {
   for (const auto& file : files_.Snapshot()) {
     ++st.data_files;
     st.total_bytes += file->size();
-    st.dead_bytes += file->dead_bytes.load(std::memory_order_relaxed);
+    // At most the file's size: a FLUSHALL sets it to the size while late additions may still come.
+    st.dead_bytes += std::min(file->dead_bytes.load(std::memory_order_relaxed), file->size());
   }
   st.compactions = compactions_.load();
   st.compaction_bytes_reclaimed = compaction_reclaimed_.load();

@@ -96,6 +96,7 @@ class StoreImpl final : public Store {
     bool tombstone;
     bool expires;
     uint32_t expire_s;  // Location::ExpireSeconds of the record's expiry, when it expires
+    bool flush_all = false;  // a FLUSHALL record: everything before it goes
   };
   // The state of a key as later ops of the same group must see it.
   struct OverlayEntry {
@@ -219,7 +220,9 @@ class StoreImpl final : public Store {
   std::string group_buf_;
   std::vector<PendingRecord> pending_;
   std::unordered_map<std::string_view, OverlayEntry> overlay_;
-  std::deque<std::string> group_keys_;  // keys of DeleteAll's tombstones (pending_ views them)
+  // The group being built holds a FLUSHALL: the keydir is as good as empty to its later ops (only
+  // the overlay, cleared at the flush, holds keys).
+  bool flushed_ = false;
   int64_t group_now_ms_ = 0;  // the clock for every op of the group being built (one read)
   bool dirty_ = false;  // written since the last fsync
   int64_t last_sync_ms_ = 0;
@@ -266,6 +269,12 @@ class StoreImpl final : public Store {
   std::atomic<uint64_t> recovery_hint_files_{0};
   std::atomic<uint64_t> expire_cycle_us_{0};
   std::atomic<uint64_t> expire_time_cap_reached_{0};
+  // Recovery: the end of the last FLUSHALL record replayed (thread 0 of the replay writes it).
+  struct FlushMark {
+    DataFile* file = nullptr;
+    uint64_t end = 0;
+  };
+  FlushMark last_flush_;
   // Records found dead without reading them (the expire cycle): their sizes are added to their
   // files' dead_bytes by the background thread, which may wait for the disk.
   std::mutex dead_later_mu_;

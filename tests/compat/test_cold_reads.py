@@ -148,6 +148,21 @@ class ColdReads(unittest.TestCase):
         self.c.execute_command("DEBUG", "COLD-READ-DELAY", "0")
         other.close()
 
+    def test_flushall_of_a_cold_data_set_reads_nothing(self):
+        # FLUSHALL writes one record; before, the writer read every key to write its tombstone
+        # (a disk read per key when the data is not in the page cache, all writes waiting).
+        self.make_cold()
+        with open(f"/proc/{self.server.proc.pid}/io") as f:
+            before = int(next(line for line in f if line.startswith("read_bytes:")).split()[1])
+        self.assertTrue(self.c.flushall())
+        with open(f"/proc/{self.server.proc.pid}/io") as f:
+            after = int(next(line for line in f if line.startswith("read_bytes:")).split()[1])
+        self.assertLess(after - before, 64 * 1024)  # the data files hold about 6 MB
+        self.assertEqual(self.c.dbsize(), 0)
+        self.assertIsNone(self.c.get("k1"))
+        self.c.set("after", "1")
+        self.assertEqual(self.c.keys("*"), [b"after"])
+
     def test_keys_stay_right_through_a_compaction_while_cold(self):
         for i in range(0, 2000, 3):
             self.c.set(f"k{i}", b"v2:" + value_of(i))  # dead bytes for compaction

@@ -57,7 +57,7 @@ const char* const kWords[] = {
     "everything", "commandstats", "errorstats", "latencystats", "keyspace", "server",
     "slowlog-log-slower-than", "maxmemory", "timeout", "appendfsync", "save", "dbfilename",
     "proto-max-bulk-len", "latency-monitor-threshold", "hz", "loglevel", "notice", "ASYNC",
-    "SYNC", "RESET", "LEN", "HELP", "HISTORY", "LATEST", "DOCTOR", "GRAPH", "command", "NOSAVE",
+    "SYNC", "RESET", "LEN", "DROP-PAGE-CACHE", "HELP", "HISTORY", "LATEST", "DOCTOR", "GRAPH", "command", "NOSAVE",
     "ABORT", "FORCE", "NOW", "SAMPLES", "USAGE", "STATS", "ENCODING", "REFCOUNT", "TIMEOUT",
     "ERROR", "protover", "3", "2", "AUTH", "SETNAME", "127.0.0.1:1", "LIBRARYNAME", "WITHCODE",
     // ACL rules and users.
@@ -213,6 +213,13 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   g_initial_config = new keg::server::Config(g_server->state().config);
   g_verbose = std::getenv("KEG_FUZZ_VERBOSE") != nullptr;
   spdlog::set_level(spdlog::level::off);
+  // libFuzzer ends a timed run with exit(): stop the store's threads first, before static
+  // destructors free spdlog's registry under a compaction that is still logging (registered after
+  // the registry exists, so this runs before its destructor).
+  std::atexit([] {
+    if (g_server->state().cold_reads) g_server->state().cold_reads->Stop();
+    (void)g_server->state().store->Close();
+  });
   return 0;
 }
 

@@ -91,8 +91,12 @@ class InProcessServer {
       ok_ = s.ok();
       if (!ok_) error_ = s.ToString();
     }
+    // The read pool, as keg-server has it: after DEBUG DROP-PAGE-CACHE commands take the cold path
+    // (their completions come through io()).
+    if (ok_) state_.cold_reads = std::make_unique<server::ColdReads>(state_.store.get(), 4);
   }
   ~InProcessServer() {
+    if (state_.cold_reads) state_.cold_reads->Stop();
     if (state_.store) (void)state_.store->Close();
     while (io_.RunOne(std::chrono::milliseconds(0))) {
     }
