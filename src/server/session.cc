@@ -63,6 +63,29 @@ std::shared_ptr<CompletionInbox> ThisThreadInbox() {
   return inbox;
 }
 
+// From any thread: queues `complete` for the I/O thread that owns `inbox`; only the first of a
+// burst posts (one wake-up of that event loop for all the completions that arrive meanwhile).
+void Deliver(const std::shared_ptr<CompletionInbox>& inbox, ClientSession* session, std::shared_ptr<net::Link> keep,
+             std::function<void()> complete) {
+  bool first = false;
+  net::Link* link = keep.get();
+  {
+    std::lock_guard lock(inbox->mu);
+    first = inbox->items.empty();
+    inbox->items.push_back(CompletionInbox::Item{session, std::move(keep), std::move(complete)});
+  }
+  if (first) {
+    link->Post([inbox] {
+      std::vector<CompletionInbox::Item> items;
+      {
+        std::lock_guard lock(inbox->mu);
+        items.swap(inbox->items);
+      }
+      for (CompletionInbox::Item& item : items) item.complete();
+    });
+  }
+}
+
 bool IsPostOrHost(std::string_view name) {
   return EqualsIgnoreCase(name, "post") || EqualsIgnoreCase(name, "host:");
 }
@@ -756,8 +779,9 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
   if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return true;
   cold_wait_ = true;
   std::shared_ptr<net::Link> keep = link_->Self();
-  server_.cold_reads->Fetch(std::move(cold), [this, keep] {
-    keep->Post([this] {
+  std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
+  server_.cold_reads->Fetch(std::move(cold), [this, keep, inbox] {
+    Deliver(inbox, this, keep, [this] {
       cold_wait_ = false;
       fetched_ = true;
       link_->Resume();
@@ -857,25 +881,9 @@ net::Outcome ClientSession::Submit(bool exec) {
   turn.writes.push_back(store::Store::PendingWrite{
       std::move(batch), [this, keep, flight, inbox](const store::Status& status,
                                                     std::vector<store::OpResult> results) {
-        bool first = false;
-        {
-          std::lock_guard lock(inbox->mu);
-          first = inbox->items.empty();
-          inbox->items.push_back(CompletionInbox::Item{
-              this, keep, [this, flight, status, results = std::move(results)]() mutable {
-                Complete(*flight, status, results);
-              }});
-        }
-        if (first) {
-          keep->Post([inbox] {
-            std::vector<CompletionInbox::Item> items;
-            {
-              std::lock_guard lock(inbox->mu);
-              items.swap(inbox->items);
-            }
-            for (CompletionInbox::Item& item : items) item.complete();
-          });
-        }
+        Deliver(inbox, this, keep, [this, flight, status, results = std::move(results)]() mutable {
+          Complete(*flight, status, results);
+        });
       }});
   if (first_of_turn) {
     store::Store* st = server_.store.get();
