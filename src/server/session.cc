@@ -759,7 +759,17 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
   const store::Store& st = *server_.store;
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
     const Command* sub = (!c.subcommands.empty() && a.size() >= 2) ? FindSubcommand(c, a[1]) : nullptr;
-    for (const KeyRef& ref : CommandKeys(sub != nullptr ? *sub : c, a)) {
+    const Command& run = sub != nullptr ? *sub : c;
+    if ((run.flags & kMovableKeys) == 0) {  // keys at first/last/step: no allocation
+      if (run.first_key <= 0) return;
+      const int argc = static_cast<int>(a.size());
+      const int last = run.last_key < 0 ? argc + run.last_key : std::min(run.last_key, argc - 1);
+      for (int i = run.first_key; i <= last && i < argc; i += std::max(run.key_step, 1)) {
+        if (!st.KeyResident(a[static_cast<size_t>(i)])) cold.emplace_back(a[static_cast<size_t>(i)]);
+      }
+      return;
+    }
+    for (const KeyRef& ref : CommandKeys(run, a)) {
       if (!st.KeyResident(a[ref.index])) cold.emplace_back(a[ref.index]);
     }
   };

@@ -295,8 +295,11 @@ bool StoreImpl::KeyResident(std::string_view key) const {
     const char* p = file->data() + off;
     const uint64_t key_size = format::Load<uint32_t>(p + format::kKeySizeOffset);
     if (key_size != key.size()) continue;  // another key under the same hash: not read
-    const uint64_t value_size = format::Load<uint32_t>(p + format::kValueSizeOffset);
-    if (!file->Resident(off, format::kRecordHeaderSize + key_size + value_size)) return false;
+    // The rest of the record, past the pages just asked about (often none: one mincore a key).
+    const uint64_t page = DataFile::PageSize();
+    const uint64_t checked_to = (off + format::kRecordHeaderSize + key.size() + page - 1) / page * page;
+    const uint64_t end = off + format::kRecordHeaderSize + key_size + format::Load<uint32_t>(p + format::kValueSizeOffset);
+    if (end > checked_to && !file->Resident(checked_to, end - checked_to)) return false;
   }
   return true;
 }
