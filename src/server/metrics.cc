@@ -172,6 +172,17 @@ std::string PrometheusText(ServerState& st) {
   w.One("keg_data_files_resident_bytes", "gauge", "Resident file-backed pages: the mapped data files in the page cache.",
         static_cast<double>(resident.file));
   w.One("keg_keydir_bytes", "gauge", "Memory of the in-memory key index.", static_cast<double>(stats.keydir_bytes));
+  // Data larger than memory (docs/store.md): commands that waited for the read pool.
+  w.One("keg_data_files_maybe_cold", "gauge",
+        "1 when the last residency sweep found a data file page out of the page cache (cold reads possible).",
+        st.store->MaybeCold() ? 1.0 : 0.0);
+  if (const ColdReads* cold = st.cold_reads.get()) {
+    w.One("keg_cold_read_commands_total", "counter", "Commands that waited for the read pool to fetch cold keys.",
+          static_cast<double>(cold->fetches()));
+    w.One("keg_cold_read_keys_total", "counter", "Keys the read pool fetched.", static_cast<double>(cold->keys()));
+    w.One("keg_cold_read_wait_seconds_total", "counter", "Time commands waited for the read pool, in all.",
+          static_cast<double>(cold->wait_usec()) / 1e6);
+  }
 
   // Storage.
   w.One("keg_data_files", "gauge", "Data files.", static_cast<double>(stats.data_files));

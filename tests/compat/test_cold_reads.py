@@ -10,11 +10,12 @@ import sys
 import threading
 import time
 import unittest
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import redis  # noqa: E402
 
-from kegtest import keg  # noqa: E402
+from kegtest import free_port, keg  # noqa: E402
 
 
 def value_of(i):
@@ -24,7 +25,8 @@ def value_of(i):
 
 class ColdReads(unittest.TestCase):
     def setUp(self):
-        self.server = keg("--enable-debug-command", "yes")
+        self.metrics = free_port()
+        self.server = keg("--enable-debug-command", "yes", "--metrics-port", str(self.metrics))
         self.c = redis.Redis(port=self.server.port, socket_timeout=30)
         pipe = self.c.pipeline(transaction=False)
         for i in range(2000):
@@ -53,6 +55,12 @@ class ColdReads(unittest.TestCase):
         fetched = self.info("cold_read_commands") - before
         # Records that share a page with one already fetched are warm: most GETs are not.
         self.assertGreater(fetched, 100)
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics}/metrics", timeout=10) as r:
+            text = r.read().decode()
+        samples = dict(line.split(" ", 1) for line in text.splitlines() if line and not line.startswith("#"))
+        self.assertGreater(float(samples["keg_cold_read_commands_total"]), 100)
+        self.assertGreaterEqual(float(samples["keg_cold_read_keys_total"]), float(samples["keg_cold_read_commands_total"]))
+        self.assertGreater(float(samples["keg_cold_read_wait_seconds_total"]), 0)
         self.assertEqual(self.c.mget("k1", "k2", "nosuch", "k1999"), [value_of(1), value_of(2), None, value_of(1999)])
         self.assertEqual(self.c.strlen("k50"), len(value_of(50)))
         self.assertEqual(self.c.getrange("k100", 0, 3), value_of(100)[:4])
