@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """Model-based test: random command sequences against keg-server and an in-memory model of what
-Redis would answer, with restarts (graceful, and SIGKILL under appendfsync always) and
-compactions in between. Every reply is compared with the model's; the first divergence fails the
+Redis would answer, with restarts (graceful, and SIGKILL under appendfsync always),
+compactions and page-cache drops (the cold-read path) in between. Every reply is compared with the model's; the first divergence fails the
 run and prints the seed and the step, which reproduce it:
 
     model.py --seed S --steps N        (KEG_SERVER names the binary)
@@ -213,10 +213,10 @@ def run(opts):
     rng = random.Random(opts.seed)
     work = tempfile.mkdtemp(prefix="keg_model_")
     keg = Keg(os.path.join(work, "data"), "--appendfsync", "always", "--data-file-size", "1mb",
-              log=os.path.join(work, "keg.log"))
+              "--enable-debug-command", "yes", log=os.path.join(work, "keg.log"))
     keys = [f"m:{i}" for i in range(12)] + ["m:\x00bin\r\n", "m:" + "k" * 300]
     m = Model()
-    counts = {"restarts": 0, "kills": 0, "compactions": 0}
+    counts = {"restarts": 0, "kills": 0, "compactions": 0, "cold": 0}
     try:
         keg.start()
         c = keg.conn()
@@ -235,6 +235,11 @@ def run(opts):
             elif r < 1 / 400 + 1 / 300:
                 assert c.call("COMPACT") == b"OK"
                 counts["compactions"] += 1
+            elif r < 1 / 400 + 1 / 300 + 1 / 100:
+                # Every data file out of the page cache: the next commands take the cold-read path
+                # (the read pool, walks off the loop), which must answer exactly the same.
+                assert c.call("DEBUG", "DROP-PAGE-CACHE") == b"OK"
+                counts["cold"] += 1
             args, want = step(rng, m, keys)
             if args[0] == "COPY_BY_DUMP":
                 # DUMP one key and RESTORE it as another (REPLACE): the model copies the value.
@@ -260,7 +265,7 @@ def run(opts):
     shutil.rmtree(work, ignore_errors=True)
     print(f"model: {opts.steps} commands, seed {opts.seed}: no divergence "
           f"({counts['restarts']} restarts, {counts['kills']} SIGKILLs, "
-          f"{counts['compactions']} compactions)", flush=True)
+          f"{counts['compactions']} compactions, {counts['cold']} page-cache drops)", flush=True)
     return 0
 
 
