@@ -662,6 +662,7 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
     out.set_muted(false);
     return r;
   }
+  fetched_ = false;  // the fetch was for this command, however it ended
   skip_armed_ = skip_requested_;  // SKIP mutes the command after it
   skip_requested_ = false;
   // A suspended command replies later, muted or not as now: Finish() unmutes.
@@ -750,7 +751,6 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   if (server_.cold_reads && !fetched_ && server_.store->MaybeCold() && FetchIfCold(*cmd, args)) {
     return net::Outcome::kWaitThenRetry;
   }
-  fetched_ = false;
   return Dispatch(*cmd, args);
 }
 
