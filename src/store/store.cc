@@ -281,6 +281,26 @@ bool StoreImpl::Exists(std::string_view key) const {
 
 // ---- Cold reads --------------------------------------------------------------------------------
 
+namespace {
+
+// The end of the record at `off` in `file` when it holds a key of `key_size` bytes, else 0 (another
+// key under the same hash, or past the end). Reads the header: its page must be in memory.
+uint64_t RecordEndFor(const DataFile& file, uint64_t off, uint64_t key_size) {
+  const uint64_t size = file.size();
+  if (off > size || size - off < format::kRecordHeaderSize) return 0;
+  const char* p = file.data() + off;
+  if (format::Load<uint32_t>(p + format::kKeySizeOffset) != key_size) return 0;
+  return off + format::kRecordHeaderSize + key_size + format::Load<uint32_t>(p + format::kValueSizeOffset);
+}
+
+// The first page boundary at or after `at`: the pages a read of [.., at) brought in end there.
+uint64_t PageEnd(uint64_t at) {
+  const uint64_t page = DataFile::PageSize();
+  return (at + page - 1) / page * page;
+}
+
+}  // namespace
+
 bool StoreImpl::KeyResident(std::string_view key) const {
   Location candidates[kMaxCandidates];
   const size_t n = keydir_.FindCandidates(keydir_.Hash(key), candidates, kMaxCandidates);
@@ -289,17 +309,11 @@ bool StoreImpl::KeyResident(std::string_view key) const {
     if (!file) continue;
     const uint64_t off = candidates[i].offset;
     // The header and the key first: only once they are resident may their sizes be read.
-    if (!file->Resident(off, format::kRecordHeaderSize + key.size())) return false;
-    const uint64_t size = file->size();
-    if (off > size || size - off < format::kRecordHeaderSize) continue;
-    const char* p = file->data() + off;
-    const uint64_t key_size = format::Load<uint32_t>(p + format::kKeySizeOffset);
-    if (key_size != key.size()) continue;  // another key under the same hash: not read
-    // The rest of the record, past the pages just asked about (often none: one mincore a key).
-    const uint64_t page = DataFile::PageSize();
-    const uint64_t checked_to = (off + format::kRecordHeaderSize + key.size() + page - 1) / page * page;
-    const uint64_t end = off + format::kRecordHeaderSize + key_size + format::Load<uint32_t>(p + format::kValueSizeOffset);
-    if (end > checked_to && !file->Resident(checked_to, end - checked_to)) return false;
+    const uint64_t head_end = off + format::kRecordHeaderSize + key.size();
+    if (!file->Resident(off, head_end - off)) return false;
+    // Then the rest of the record past the pages just asked about (often none: one mincore a key).
+    const uint64_t end = RecordEndFor(*file, off, key.size());
+    if (end > PageEnd(head_end) && !file->Resident(PageEnd(head_end), end - PageEnd(head_end))) return false;
   }
   return true;
 }
@@ -312,7 +326,7 @@ void StoreImpl::FetchKeys(std::span<const std::string_view> keys) const {
     std::shared_ptr<DataFile> file;
     uint64_t offset;
     uint64_t key_size;
-    uint64_t end = 0;  // the record's end, once its header is in
+    uint64_t end = 0;  // the record's end, when it runs past the header's pages
   };
   std::vector<Want> wants;
   for (std::string_view key : keys) {
@@ -321,30 +335,23 @@ void StoreImpl::FetchKeys(std::span<const std::string_view> keys) const {
     for (size_t i = 0; i < n; ++i) {
       std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
       if (!file) continue;
-      const uint64_t off = candidates[i].offset;
-      const uint64_t size = file->size();
-      if (off > size || size - off < format::kRecordHeaderSize) continue;
-      file->Advise(DataFile::Advice::kWillNeed, off, format::kRecordHeaderSize + key.size());
-      wants.push_back(Want{std::move(file), off, key.size()});
+      file->Advise(DataFile::Advice::kWillNeed, candidates[i].offset, format::kRecordHeaderSize + key.size());
+      wants.push_back(Want{std::move(file), candidates[i].offset, key.size()});
     }
   }
-  const uint64_t page = DataFile::PageSize();
   for (Want& w : wants) {
-    const uint64_t head = format::kRecordHeaderSize + w.key_size;
-    w.file->Fetch(w.offset, head);  // waits for the header (its read was started above)
-    const char* p = w.file->data() + w.offset;
-    if (format::Load<uint32_t>(p + format::kKeySizeOffset) != w.key_size) continue;  // another key
-    const uint64_t in_to = (w.offset + head + page - 1) / page * page;  // pages already in
-    const uint64_t end = w.offset + head + format::Load<uint32_t>(p + format::kValueSizeOffset);
-    if (end > in_to) {
-      w.file->Advise(DataFile::Advice::kWillNeed, in_to, end - in_to);
+    const uint64_t head_end = w.offset + format::kRecordHeaderSize + w.key_size;
+    w.file->Fetch(w.offset, head_end - w.offset);  // waits for the header (its read was started above)
+    const uint64_t end = RecordEndFor(*w.file, w.offset, w.key_size);
+    if (end > PageEnd(head_end)) {
+      w.file->Advise(DataFile::Advice::kWillNeed, PageEnd(head_end), end - PageEnd(head_end));
       w.end = end;
     }
   }
   for (const Want& w : wants) {
     if (w.end == 0) continue;
-    const uint64_t in_to = (w.offset + format::kRecordHeaderSize + w.key_size + page - 1) / page * page;
-    w.file->Fetch(in_to, w.end - in_to);
+    const uint64_t from = PageEnd(w.offset + format::kRecordHeaderSize + w.key_size);
+    w.file->Fetch(from, w.end - from);
   }
 }
 
@@ -990,12 +997,18 @@ Status StoreImpl::CommitGroup() {
   return Status::OK();
 }
 
-void StoreImpl::MarkDead(const Location& loc) {
-  DataFile* file = files_.GetRaw(loc.file);
-  if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
-  const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
+namespace {
+
+// Adds the record at `offset` of `file` (its size is in its header) to the file's dead bytes.
+void AddDeadRecord(DataFile* file, uint64_t offset) {
+  if (file == nullptr || offset + format::kRecordHeaderSize > file->size()) return;
+  const format::RecordHeader h = format::DecodeHeader(file->data() + offset);
   file->dead_bytes.fetch_add(h.record_size(), std::memory_order_relaxed);
 }
+
+}  // namespace
+
+void StoreImpl::MarkDead(const Location& loc) { AddDeadRecord(files_.GetRaw(loc.file), loc.offset); }
 
 void StoreImpl::MarkDeadLater(const Location& loc) {
   std::lock_guard lock(dead_later_mu_);
@@ -1009,10 +1022,8 @@ void StoreImpl::DrainDeadLater() {
     dead.swap(dead_later_);
   }
   for (const Location& loc : dead) {
-    const std::shared_ptr<DataFile> file = files_.Get(loc.file);  // gone: compacted meanwhile
-    if (!file || loc.offset + format::kRecordHeaderSize > file->size()) continue;
-    const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
-    file->dead_bytes.fetch_add(h.record_size(), std::memory_order_relaxed);
+    // Pinned: a file retired by a compaction meanwhile is gone from the table (nothing to count).
+    AddDeadRecord(files_.Get(loc.file).get(), loc.offset);
   }
 }
 

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <future>
 #include <string>
 #include <thread>
 
@@ -25,6 +26,9 @@ std::atomic<int> g_sync_fault{0};
 std::atomic<int> g_compaction_write_fault{0};
 
 std::atomic<int> g_compaction_writes{0};  // writes to compaction outputs, failed or not
+// Data-file fdatasyncs run on g_watched_thread (the test's own thread, writing inline).
+std::atomic<std::thread::id> g_watched_thread{};
+std::atomic<int> g_syncs_on_watched{0};
 
 int Hook(io::FaultOp op, std::string_view path) {
   if (path.ends_with(".data.tmp") && op == io::FaultOp::kWrite) {
@@ -32,6 +36,7 @@ int Hook(io::FaultOp op, std::string_view path) {
     return g_compaction_write_fault;
   }
   if (!path.ends_with(".data")) return 0;  // only the data files of the store under test
+  if (op == io::FaultOp::kSync && std::this_thread::get_id() == g_watched_thread.load()) g_syncs_on_watched.fetch_add(1);
   return op == io::FaultOp::kWrite ? g_write_fault.load() : g_sync_fault.load();
 }
 
@@ -167,6 +172,30 @@ TEST_F(StoreFaultTest, FailingAutomaticCompactionBacksOff) {
   EXPECT_EQ(st.compaction_failures, 0u);
   EXPECT_EQ(st.compaction_error, "");
   for (int i = 0; i < 100; ++i) ASSERT_EQ(Get("k" + std::to_string(i)), std::string(100, 'c'));
+}
+
+// Under everysec a caller that finds the writer idle writes its group itself (WriteAll's leader
+// path), but never rotates: sealing a file (its fdatasync, a directory fsync) would stall the
+// caller's event loop, so a group that may not fit goes to the writer thread.
+TEST_F(StoreFaultTest, RotationSyncsNeverRunOnTheCallersThread) {
+  store_.reset();
+  options_.fsync = FsyncPolicy::kEverySec;
+  options_.max_file_size = 16 * 1024;
+  ASSERT_TRUE(Store::Open(options_, &store_).ok());
+  g_syncs_on_watched = 0;
+  g_watched_thread = std::this_thread::get_id();
+  for (int i = 0; i < 2000; ++i) {
+    std::promise<Status> done;
+    std::vector<Store::PendingWrite> writes;
+    WriteBatch b;
+    b.Put("k" + std::to_string(i % 50), std::string(100, 'x'));
+    writes.push_back({std::move(b), [&](const Status& st, std::vector<OpResult>) { done.set_value(st); }});
+    store_->WriteAll(std::move(writes));
+    ASSERT_TRUE(done.get_future().get().ok());
+  }
+  g_watched_thread = std::thread::id{};
+  EXPECT_GT(store_->GetStats().sealed_files, 5u);  // it did rotate, many times
+  EXPECT_EQ(g_syncs_on_watched.load(), 0);
 }
 
 TEST_F(StoreFaultTest, IoErrorOnWriteIsReportedAndNotAcknowledged) {

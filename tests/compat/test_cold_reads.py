@@ -125,6 +125,31 @@ class ColdReads(unittest.TestCase):
         slow.close()
         other.close()
 
+    def test_shutdown_while_a_cold_read_waits(self):
+        # The pool finishes what is queued before the store closes: the waiting client gets its
+        # value (or the connection closes), and the server exits cleanly.
+        self.make_cold()
+        with self.assertRaises(redis.ResponseError):
+            self.c.execute_command("DEBUG", "COLD-READ-DELAY", "-1")
+        self.c.execute_command("DEBUG", "COLD-READ-DELAY", "800")
+        slow = redis.Redis(port=self.server.port, socket_timeout=30)
+        result = {}
+
+        def cold_get():
+            try:
+                result["value"] = slow.get("k9")
+            except redis.ConnectionError:
+                result["value"] = "closed"
+
+        t = threading.Thread(target=cold_get)
+        t.start()
+        time.sleep(0.3)
+        self.server.proc.send_signal(15)
+        self.assertEqual(self.server.proc.wait(timeout=20), 0)
+        t.join()
+        self.assertIn(result["value"], (value_of(9), "closed"))
+        slow.close()
+
     def test_keyspace_walks_run_off_the_loop(self):
         self.make_cold()
         want = {f"k{i}".encode() for i in range(2000)} | {b"n"}
