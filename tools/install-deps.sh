@@ -10,7 +10,7 @@ set -euo pipefail
 
 run_packages=(
   build-essential cmake ninja-build pkg-config
-  libasio-dev libspdlog-dev libxxhash-dev liblzf-dev libssl-dev
+  libasio-dev libspdlog-dev libxxhash-dev liblzf-dev libssl-dev liburing-dev
   redis-tools  # redis-cli, which README.md's next line tells a new user to run
 )
 test_packages=(

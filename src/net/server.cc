@@ -1,5 +1,6 @@
 #include "net/server.h"
 
+#include "net/file_reads.h"
 #include "net/listen.h"
 
 #include <ctime>
@@ -63,6 +64,7 @@ struct Worker {
     c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
   }
   alignas(64) asio::io_context io{1};
+  std::unique_ptr<FileReads> file_reads;  // null without io_uring; after `io`: destroyed before it
   std::thread thread;
   std::list<std::weak_ptr<Connection>> connections;  // I/O thread only
   std::unique_ptr<asio::steady_timer> tick;
@@ -132,6 +134,10 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (closed_) return;
     waiting_ = false;
     Process();
+  }
+  bool ReadFiles(std::span<const FileRead> reads, std::function<void()> done) override {
+    if (!worker_->file_reads) return false;
+    return worker_->file_reads->Read(reads, [self = shared_from_this(), done = std::move(done)] { done(); });
   }
   void CloseAfterReply() override {
     close_after_reply_ = true;
@@ -487,6 +493,7 @@ class ServerImpl {
     for (size_t i = 0; i < workers_.size(); ++i) {
       Worker* worker = workers_[i].get();
       worker->tick = std::make_unique<asio::steady_timer>(worker->io);
+      if (options_.file_reads) worker->file_reads = FileReads::Create(worker->io, &limits_->file_read_depth);
       ScheduleTick(worker);
       worker->thread = std::thread([worker, i] {
         const std::string name = "keg-io-" + std::to_string(i);

@@ -24,6 +24,8 @@ struct Limits {
   std::atomic<uint32_t> output_soft_seconds{0};
   /// TCP keepalive interval in seconds (0: off).
   std::atomic<uint32_t> tcp_keepalive{300};
+  /// Cold reads each event loop keeps in the kernel at once (FileReads); the rest wait their turn.
+  std::atomic<uint32_t> file_read_depth{6};
 };
 
 /// Bytes and socket calls of every connection so far (INFO stats). threaded_*: those of the I/O
@@ -42,6 +44,7 @@ struct ServerOptions {
   uint16_t port = 6379;
   int io_threads = 1;
   int backlog = 511;
+  bool file_reads = true;  // an io_uring per I/O thread for Link::ReadFiles (when the kernel allows)
 };
 
 class ServerImpl;

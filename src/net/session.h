@@ -8,6 +8,7 @@
 // thread, except Link::Post, which any thread may call.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <span>
@@ -18,6 +19,13 @@
 #include "resp/request_parser.h"
 
 namespace keg::net {
+
+/// Part of a file to read into the page cache (Link::ReadFiles).
+struct FileRead {
+  int fd = -1;
+  uint64_t offset = 0;
+  uint32_t length = 0;
+};
 
 /// What a connection offers its session.
 class Link {
@@ -31,6 +39,12 @@ class Link {
   virtual std::shared_ptr<Link> Self() = 0;
   /// After Execute or EndOfInput returned a kWait result: continues with the input (I/O thread).
   virtual void Resume() = 0;
+  /// Reads `reads` into the page cache without blocking the I/O thread (its io_uring, buffered
+  /// reads whose bytes are thrown away), then runs `done` on the I/O thread, the connection kept
+  /// alive until then. False, with nothing started, when the thread has no ring or no room in it,
+  /// or a read is over 16 KiB: the caller reads another way. The descriptors must stay open until
+  /// `done` runs or is dropped (the reads are submitted at the end of the loop's turn). I/O thread.
+  virtual bool ReadFiles(std::span<const FileRead> reads, std::function<void()> done) = 0;
   /// Closes the connection once the pending replies are written (I/O thread).
   virtual void CloseAfterReply() = 0;
   /// Closes now, dropping unsent replies (I/O thread).

@@ -11,6 +11,7 @@
 // Thread: Fetch from any thread; `done` runs on a pool thread. The store must outlive this object.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
@@ -48,9 +49,21 @@ class ColdReads {
   /// Commands that waited for a fetch, the keys fetched, and the time they waited in all (µs).
   uint64_t fetches() const { return fetches_.load(std::memory_order_relaxed); }
   uint64_t keys() const { return keys_.load(std::memory_order_relaxed); }
+  /// Of fetches(), those read through an event loop's io_uring (Note).
+  uint64_t ring_fetches() const { return ring_fetches_.load(std::memory_order_relaxed); }
   uint64_t wait_usec() const { return wait_usec_.load(std::memory_order_relaxed); }
-  /// Tests (DEBUG COLD-READ-DELAY): each fetch first waits this long, as a slow disk would.
+  /// Counts a command whose `keys` cold keys were read another way (an event loop's io_uring),
+  /// after waiting `wait_usec`. Any thread.
+  void Note(size_t keys, int64_t wait_usec) {
+    fetches_.fetch_add(1, std::memory_order_relaxed);
+    ring_fetches_.fetch_add(1, std::memory_order_relaxed);
+    keys_.fetch_add(keys, std::memory_order_relaxed);
+    wait_usec_.fetch_add(static_cast<uint64_t>(std::max<int64_t>(wait_usec, 0)), std::memory_order_relaxed);
+  }
+  /// Tests (DEBUG COLD-READ-DELAY): each fetch first waits this long, as a slow disk would; while
+  /// set, every cold read goes through the pool.
   void set_delay_ms(int64_t ms) { delay_ms_.store(ms, std::memory_order_relaxed); }
+  int64_t delay_ms() const { return delay_ms_.load(std::memory_order_relaxed); }
   /// Data-file bytes found in the page cache by the last sweep (from each file's start).
   uint64_t resident_bytes() const { return resident_bytes_.load(std::memory_order_relaxed); }
 
@@ -73,6 +86,7 @@ class ColdReads {
   std::thread sweeper_;
   std::atomic<uint64_t> fetches_{0};
   std::atomic<uint64_t> keys_{0};
+  std::atomic<uint64_t> ring_fetches_{0};
   std::atomic<uint64_t> wait_usec_{0};
   std::atomic<uint64_t> resident_bytes_{0};
   std::atomic<int64_t> delay_ms_{0};

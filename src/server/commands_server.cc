@@ -479,6 +479,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     if (const ColdReads* cold = st.cold_reads.get()) {
       Field(&s, "cold_read_commands", cold->fetches());
       Field(&s, "cold_read_keys", cold->keys());
+      Field(&s, "cold_read_io_uring_commands", cold->ring_fetches());
       Field(&s, "cold_read_wait_usec", cold->wait_usec());
     }
     Field(&s, "data_files_maybe_cold", st.store->MaybeCold() ? 1 : 0);

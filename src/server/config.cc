@@ -102,6 +102,8 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("port", &Config::port, 0, 65535, false));
     t.push_back(Int("metrics-port", &Config::metrics_port, 0, 65535, false));
     t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
+    t.push_back(Bool("cold-read-io-uring", &Config::cold_read_io_uring, true));
+    t.push_back(Int("cold-read-depth", &Config::cold_read_depth, 1, 256, true));
     t.push_back(Int("tcp-backlog", &Config::tcp_backlog, 0, INT32_MAX, false));
     t.push_back(Int("tcp-keepalive", &Config::tcp_keepalive, 0, INT32_MAX, true));
     t.push_back(Bool("protected-mode", &Config::protected_mode, true));

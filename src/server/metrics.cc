@@ -177,10 +177,13 @@ std::string PrometheusText(ServerState& st) {
         "1 when the last residency sweep found a data file page out of the page cache (cold reads possible).",
         st.store->MaybeCold() ? 1.0 : 0.0);
   if (const ColdReads* cold = st.cold_reads.get()) {
-    w.One("keg_cold_read_commands_total", "counter", "Commands that waited for the read pool to fetch cold keys.",
+    w.One("keg_cold_read_commands_total", "counter", "Commands that waited for their cold keys to be read (io_uring or the read pool).",
           static_cast<double>(cold->fetches()));
-    w.One("keg_cold_read_keys_total", "counter", "Keys the read pool fetched.", static_cast<double>(cold->keys()));
-    w.One("keg_cold_read_wait_seconds_total", "counter", "Time commands waited for the read pool, in all.",
+    w.One("keg_cold_read_keys_total", "counter", "Cold keys read before their commands ran.", static_cast<double>(cold->keys()));
+    w.One("keg_cold_read_io_uring_commands_total", "counter",
+          "Of the cold-read commands, those whose reads went through their event loop's io_uring.",
+          static_cast<double>(cold->ring_fetches()));
+    w.One("keg_cold_read_wait_seconds_total", "counter", "Time commands waited for their cold keys, in all.",
           static_cast<double>(cold->wait_usec()) / 1e6);
   }
 

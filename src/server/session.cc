@@ -1,9 +1,12 @@
 #include "server/session.h"
 
+#include "net/file_reads.h"
+
 #include <sys/time.h>
 
 #include <algorithm>
 #include <bit>
+#include <chrono>
 #include <cctype>
 #include <cstdio>
 #include <ctime>
@@ -84,6 +87,11 @@ void Deliver(const std::shared_ptr<CompletionInbox>& inbox, ClientSession* sessi
       for (CompletionInbox::Item& item : items) item.complete();
     });
   }
+}
+
+int64_t MonoNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
 }
 
 bool IsPostOrHost(std::string_view name) {
@@ -755,8 +763,13 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
 }
 
 bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_view> args) {
-  std::vector<std::string> cold;
+  auto fetch = std::make_shared<ColdFetch>();
   const store::Store& st = *server_.store;
+  auto look = [&](std::string_view key) {
+    const size_t before = fetch->ranges.size();
+    st.ColdRanges(key, &fetch->ranges);  // appends nothing, allocates nothing, when resident
+    if (fetch->ranges.size() != before) fetch->keys.emplace_back(key);
+  };
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
     const Command* sub = (!c.subcommands.empty() && a.size() >= 2) ? FindSubcommand(c, a[1]) : nullptr;
     const Command& run = sub != nullptr ? *sub : c;
@@ -765,13 +778,11 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
       const int argc = static_cast<int>(a.size());
       const int last = run.last_key < 0 ? argc + run.last_key : std::min(run.last_key, argc - 1);
       for (int i = run.first_key; i <= last && i < argc; i += std::max(run.key_step, 1)) {
-        if (!st.KeyResident(a[static_cast<size_t>(i)])) cold.emplace_back(a[static_cast<size_t>(i)]);
+        look(a[static_cast<size_t>(i)]);
       }
       return;
     }
-    for (const KeyRef& ref : CommandKeys(run, a)) {
-      if (!st.KeyResident(a[ref.index])) cold.emplace_back(a[ref.index]);
-    }
+    for (const KeyRef& ref : CommandKeys(run, a)) look(a[ref.index]);
   };
   if (cmd.name == "exec") {
     std::vector<std::string_view> views;
@@ -784,20 +795,59 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
   } else {
     add(cmd, args);
   }
-  if (cold.empty()) return false;
+  if (fetch->keys.empty()) return false;
   // The writes batched before this command go first (their replies come first); it comes again.
   if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return true;
   cold_wait_ = true;
+  fetch->started_ns = MonoNs();
+  ReadCold(std::move(fetch));
+  return true;
+}
+
+void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
+  ColdReads& pool = *server_.cold_reads;
+  // Two rounds read a record (its header, then the rest when it spans further); a third means
+  // the pages went again (evicted, a failed read): the pool's reads wait for the disk instead.
+  constexpr int kRingRounds = 3;
+  if (fetch->round < kRingRounds && pool.delay_ms() == 0 &&
+      server_.cold_read_io_uring.load(std::memory_order_relaxed)) {
+    std::vector<net::FileRead> reads;
+    reads.reserve(fetch->ranges.size());
+    bool fits = true;
+    for (const store::ColdRange& r : fetch->ranges) {
+      fits = fits && r.length <= net::FileReads::kMaxRead;
+      reads.push_back(net::FileRead{r.fd, r.offset, static_cast<uint32_t>(r.length)});
+    }
+    if (fits && link_->ReadFiles(reads, [this, fetch] {
+          fetch->ranges.clear();  // read: unpin the files
+          ++fetch->round;
+          for (const std::string& key : fetch->keys) server_.store->ColdRanges(key, &fetch->ranges);
+          if (fetch->ranges.empty()) {
+            ColdDone(*fetch);
+          } else {
+            ReadCold(fetch);
+          }
+        })) {
+      return;
+    }
+  }
+  fetch->ranges.clear();
   std::shared_ptr<net::Link> keep = link_->Self();
   std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
-  server_.cold_reads->Fetch(std::move(cold), [this, keep, inbox] {
+  pool.Fetch(std::move(fetch->keys), [this, keep, inbox] {
     Deliver(inbox, this, keep, [this] {
       cold_wait_ = false;
       fetched_ = true;
       link_->Resume();
     });
   });
-  return true;
+}
+
+void ClientSession::ColdDone(const ColdFetch& fetch) {
+  server_.cold_reads->Note(fetch.keys.size(), (MonoNs() - fetch.started_ns) / 1000);
+  cold_wait_ = false;
+  fetched_ = true;
+  link_->Resume();
 }
 
 net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {

@@ -114,9 +114,22 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
   // Data larger than memory: when a key of the command (of each queued command, for EXEC) is not
-  // in the page cache, hands the keys to the read pool and returns true; the command comes again
-  // once they are fetched. I/O thread.
+  // in the page cache, starts reading its records off the loop and returns true; the command comes
+  // again once they are in. I/O thread.
   bool FetchIfCold(const Command& cmd, std::span<const std::string_view> args);
+  // The cold keys of one command and the ranges of their records being read (pinned until read).
+  struct ColdFetch {
+    std::vector<std::string> keys;
+    std::vector<store::ColdRange> ranges;
+    int64_t started_ns = 0;
+    int round = 0;
+  };
+  // Reads fetch->ranges through the loop's io_uring, then looks at the keys again (a record's rest
+  // is known once its header is in) until they are resident; the read pool does what the ring
+  // cannot (no ring, records over 16 KiB, DEBUG COLD-READ-DELAY, a third round). Ends with
+  // fetched_ set and the command resumed. I/O thread.
+  void ReadCold(std::shared_ptr<ColdFetch> fetch);
+  void ColdDone(const ColdFetch& fetch);
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
   // Runs a handler, timing it and counting it against its command's stats.
   // `feed`: send the command to MONITOR clients (EXEC feeds its queued commands itself, in order).
@@ -163,7 +176,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<Step> steps_;
   bool busy_ = false;  // a batch or a suspended command is in flight
   bool parked_ = false;  // waiting for CLIENT PAUSE to end (PauseState::Park)
-  bool cold_wait_ = false;  // waiting for the read pool to fetch the command's cold keys
+  bool cold_wait_ = false;  // waiting for the command's cold keys to be read
   bool fetched_ = false;    // they were fetched: run the command without asking again
 
   // MULTI.

@@ -24,10 +24,12 @@ void ServerState::ApplyConfigLocked() {
   limits.output_soft_limit.store(static_cast<uint64_t>(config.output_soft));
   limits.output_soft_seconds.store(static_cast<uint32_t>(config.output_soft_seconds));
   limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
+  limits.file_read_depth.store(static_cast<uint32_t>(config.cold_read_depth));
   slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);
   slowlog.max_len.store(config.slowlog_max_len, std::memory_order_relaxed);
   latency.threshold_ms.store(config.latency_monitor_threshold, std::memory_order_relaxed);
   latency_tracking.store(config.latency_tracking, std::memory_order_relaxed);
+  cold_read_io_uring.store(config.cold_read_io_uring, std::memory_order_relaxed);
   debug_command.store(config.enable_debug_command == "yes"     ? 1
                       : config.enable_debug_command == "local" ? 2
                                                                : 0,

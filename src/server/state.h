@@ -252,6 +252,7 @@ struct ServerState {
   AccessClock access;
   LatencyMonitor latency;
   std::atomic<bool> latency_tracking{true};  // latency-tracking
+  std::atomic<bool> cold_read_io_uring{true};  // cold reads through the loops' io_uring (else the pool)
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;

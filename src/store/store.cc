@@ -301,21 +301,48 @@ uint64_t PageEnd(uint64_t at) {
 
 }  // namespace
 
-bool StoreImpl::KeyResident(std::string_view key) const {
+// Calls cold(file, from, to) for each part of the records under `key`'s hash that is not resident:
+// the pages of a record's header and key, or, once those are resident, the pages of the rest of the
+// record. Stops at the first call that returns false; returns whether it was never called.
+template <class Cold>
+bool StoreImpl::VisitCold(std::string_view key, Cold&& cold) const {
   Location candidates[kMaxCandidates];
   const size_t n = keydir_.FindCandidates(keydir_.Hash(key), candidates, kMaxCandidates);
+  bool resident = true;
   for (size_t i = 0; i < n; ++i) {
-    const std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
+    std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
     if (!file) continue;
     const uint64_t off = candidates[i].offset;
     // The header and the key first: only once they are resident may their sizes be read.
     const uint64_t head_end = off + format::kRecordHeaderSize + key.size();
-    if (!file->Resident(off, head_end - off)) return false;
+    if (!file->Resident(off, head_end - off)) {
+      resident = false;
+      if (!cold(std::move(file), off, head_end)) return false;
+      continue;
+    }
     // Then the rest of the record past the pages just asked about (often none: one mincore a key).
     const uint64_t end = RecordEndFor(*file, off, key.size());
-    if (end > PageEnd(head_end) && !file->Resident(PageEnd(head_end), end - PageEnd(head_end))) return false;
+    if (end > PageEnd(head_end) && !file->Resident(PageEnd(head_end), end - PageEnd(head_end))) {
+      resident = false;
+      if (!cold(std::move(file), PageEnd(head_end), end)) return false;
+    }
   }
-  return true;
+  return resident;
+}
+
+bool StoreImpl::KeyResident(std::string_view key) const {
+  return VisitCold(key, [](std::shared_ptr<DataFile>&&, uint64_t, uint64_t) { return false; });
+}
+
+void StoreImpl::ColdRanges(std::string_view key, std::vector<ColdRange>* out) const {
+  VisitCold(key, [out](std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
+    const uint64_t page = DataFile::PageSize();
+    const uint64_t first = from / page * page;
+    const uint64_t last = std::min(PageEnd(to), std::max(file->size(), first));
+    const int fd = file->fd();
+    out->push_back(ColdRange{std::move(file), fd, first, last - first});
+    return true;
+  });
 }
 
 void StoreImpl::FetchKeys(std::span<const std::string_view> keys) const {

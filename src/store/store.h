@@ -288,6 +288,15 @@ struct Stats {
   std::string last_write_error;
 };
 
+/// Part of a data file to read into the page cache (Store::ColdRanges). `pin` keeps the file open,
+/// and so `fd` valid, while it is held, however compaction moves on.
+struct ColdRange {
+  std::shared_ptr<const void> pin;
+  int fd = -1;
+  uint64_t offset = 0;  // a multiple of the page size
+  uint64_t length = 0;  // whole pages, but never past the file's end
+};
+
 class Store {
  public:
   /// Opens (creating if needed) the directory in options.dir: takes its lock, recovers the keydir
@@ -365,6 +374,14 @@ class Store {
   /// Reads the records stored under each key's hash into the page cache, with the disk reads of
   /// all the keys in flight together. Blocks on the disk: for a read pool thread. Any thread.
   virtual void FetchKeys(std::span<const std::string_view> keys) const = 0;
+  /// Appends to `out` what of the records stored under `key`'s hash is not in the page cache, as
+  /// whole pages of a data file: a record's header and key when they are cold, else (only once
+  /// they are resident may its size be read) the rest of the record. The caller reads the ranges
+  /// by any means that fills the page cache (buffered pread, io_uring) and asks again until
+  /// nothing is appended: one round for most records, two when a record spans past its header's
+  /// pages. Appends nothing when the key is resident (no allocation). Never touches a page that is
+  /// not resident. Any thread.
+  virtual void ColdRanges(std::string_view key, std::vector<ColdRange>* out) const = 0;
   /// Asks the kernel which pages of each data file are cached (for MaybeCold and KeyResident's
   /// fast path); returns the bytes of data files found resident from their start. About once a
   /// second, from one thread.

@@ -70,6 +70,7 @@ class StoreImpl final : public Store {
   bool MaybeCold() const override { return maybe_cold_.load(std::memory_order_relaxed); }
   bool KeyResident(std::string_view key) const override;
   void FetchKeys(std::span<const std::string_view> keys) const override;
+  void ColdRanges(std::string_view key, std::vector<ColdRange>* out) const override;
   uint64_t SweepResidency() override;
   void DropPageCache() override;
   Stats GetStats() const override;
@@ -81,6 +82,10 @@ class StoreImpl final : public Store {
   Status OpenImpl();
 
  private:
+  // ColdRanges and KeyResident: calls cold(file, from, to) for each part of the records under a
+  // key's hash not in the page cache (store.cc).
+  template <class Cold>
+  bool VisitCold(std::string_view key, Cold&& cold) const;
   // One item of the writer queue: a batch with its callback, or an internal task.
   struct Request {
     WriteBatch batch;

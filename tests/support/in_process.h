@@ -193,6 +193,8 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
     waiting_ = false;
     Process();
   }
+  /// No io_uring in process: cold reads go through the read pool.
+  bool ReadFiles(std::span<const net::FileRead>, std::function<void()>) override { return false; }
   void CloseAfterReply() override { close_after_reply_ = true; }
   void CloseNow() override { closed_ = true; }
   void Flush() override {}  // Run() returns what out() holds

@@ -8,7 +8,8 @@ In one run, on this machine:
      of keys of the data set, nothing else;
   3. the page cache dropped, 20 clients GET random keys of the whole data set (cold reads) while the
      hot-key client and the SET client run again: cold GET/s and p50/p99, the disk's read MB/s,
-     hot GET p99, SET p99;
+     hot GET p99, SET p99; twice: cold reads through the event loop's io_uring (the default), then
+     through the read pool's threads (CONFIG SET cold-read-io-uring no);
   4. memory per key, outside the cgroup: the anonymous memory the server grows by for 10,000,000
      16-byte keys with 100-byte values, without and with a TTL.
 Writes the results between markers in docs/benchmarks.md and a chart to docs/benchmarks-disk.png
@@ -198,6 +199,41 @@ def drop_caches():
         f.write("3")
 
 
+def config_set(port, name, value):
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        s.sendall(f"*4\r\n$6\r\nCONFIG\r\n$3\r\nSET\r\n${len(name)}\r\n{name}\r\n${len(value)}\r\n{value}\r\n".encode())
+        reply = s.recv(100)
+    if not reply.startswith(b"+OK"):
+        sys.exit(f"CONFIG SET {name} {value}: {reply!r}")
+
+
+def cold_phase(port, opts, value):
+    """The page cache dropped, 20 clients GET random keys of the data set for opts.seconds while one
+    client GETs 1,000 hot keys and one SETs: the figures of one cold phase."""
+    drop_caches()
+    bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 5000)  # the hot keys back in
+    probe_rps, _, _ = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, 2000)
+    requests = max(2000, int(probe_rps * opts.seconds))
+    side = {}
+
+    def side_load():
+        time.sleep(2)
+        _, side["hot_p50"], side["hot_p99"] = bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 20000)
+        _, side["set_p50"], side["set_p99"] = bench(port, ["-r", "1000000", "SET", "new:__rand_int__", value], 1, 5000)
+        _, _, side["setold_p99"] = bench(port, ["-r", str(opts.keys), "SET", "key:__rand_int__", value], 1, 2000)
+
+    t = threading.Thread(target=side_load)
+    commands0 = int(info(port, "cold_read_commands"))
+    read0, t0 = disk_read_bytes(), time.time()
+    t.start()
+    rps, p50, p99 = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, requests)
+    elapsed = time.time() - t0
+    read1 = disk_read_bytes()
+    t.join()
+    return dict(cold_rps=rps, cold_p50=p50, cold_p99=p99, disk_mb_s=(read1 - read0) / elapsed / 1e6,
+                cold_seconds=elapsed, cold_read_commands=int(info(port, "cold_read_commands")) - commands0, **side)
+
+
 def memory_per_key(server, workdir, keys, ttl):
     port = free_port()
     proc = start_keg(server, workdir, port)
@@ -265,32 +301,18 @@ def main():
             port, ["-r", "1000000", "SET", "new:__rand_int__", value], 1, 20000)
         _, _, results["setold_p99_quiet"] = bench(port, ["-r", str(opts.keys), "SET", "key:__rand_int__", value], 1, 5000)
 
-        log("cold: the page cache dropped; 20 clients GET random keys ...")
-        drop_caches()
-        bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 5000)  # the hot keys back in
-        probe_rps, _, _ = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, 2000)
-        requests = max(2000, int(probe_rps * opts.seconds))
-        side = {}
-
-        def side_load():
-            time.sleep(2)
-            _, side["hot_p50"], side["hot_p99"] = bench(port, ["-r", "1000", "GET", "hot:__rand_int__"], 1, 20000)
-            _, side["set_p50"], side["set_p99"] = bench(port, ["-r", "1000000", "SET", "new:__rand_int__", value], 1, 5000)
-            _, _, side["setold_p99"] = bench(port, ["-r", str(opts.keys), "SET", "key:__rand_int__", value], 1, 2000)
-
-        t = threading.Thread(target=side_load)
-        read0, t0 = disk_read_bytes(), time.time()
-        t.start()
-        rps, p50, p99 = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, requests)
-        elapsed = time.time() - t0
-        read1 = disk_read_bytes()
-        t.join()
-        results.update(cold_rps=rps, cold_p50=p50, cold_p99=p99, disk_mb_s=(read1 - read0) / elapsed / 1e6,
-                       cold_seconds=elapsed, **side)
-        results["cold_read_commands"] = info(port, "cold_read_commands")
-        log(f"  cold GET {rps:.0f}/s p50 {p50} ms p99 {p99} ms, disk {results['disk_mb_s']:.0f} MB/s; "
-            f"hot GET p99 {side.get('hot_p99')} ms; SET p99 {side.get('set_p99')} ms (new keys), "
-            f"{side.get('setold_p99')} ms (overwriting cold keys)")
+        # The cold phase twice in the same run: cold reads through the event loop's io_uring (the
+        # default), then through the read pool's threads (CONFIG SET cold-read-io-uring no).
+        for mode, prefix in (("yes", ""), ("no", "pool_")):
+            config_set(port, "cold-read-io-uring", mode)
+            log(f"cold ({'io_uring' if mode == 'yes' else 'read pool'}): the page cache dropped; "
+                "20 clients GET random keys ...")
+            phase = cold_phase(port, opts, value)
+            results.update({prefix + k: v for k, v in phase.items()})
+            log(f"  cold GET {phase['cold_rps']:.0f}/s p50 {phase['cold_p50']} ms p99 {phase['cold_p99']} ms, "
+                f"disk {phase['disk_mb_s']:.0f} MB/s; hot GET p99 {phase.get('hot_p99')} ms; SET p99 "
+                f"{phase.get('set_p99')} ms (new keys), {phase.get('setold_p99')} ms (overwriting cold keys)")
+        config_set(port, "cold-read-io-uring", "yes")
     finally:
         if proc is not None:
             stop(proc)
@@ -325,11 +347,12 @@ def render(r):
         "| measure | figure | target | |",
         "|---|---|---|---|",
         f"| fio, 4 KiB random reads, depth 20 / depth 1 | {r['fio20']:,.0f} / {r['fio1']:,.0f} IOPS | (reference) | |",
-        f"| cold GET, 20 clients, random keys | **{r['cold_rps']:,.0f} GET/s**, p50 {r['cold_p50']} ms, p99 {r['cold_p99']} ms | >= {target:,.0f} (0.5x fio at depth 20) | {ok(r['cold_rps'] >= target)} |",
+        f"| cold GET, 20 clients, random keys (io_uring, the default) | **{r['cold_rps']:,.0f} GET/s**, p50 {r['cold_p50']} ms, p99 {r['cold_p99']} ms | >= {target:,.0f} (0.5x fio at depth 20) | {ok(r['cold_rps'] >= target)} |",
+        f"| cold GET, 20 clients, random keys (read pool: `cold-read-io-uring no`) | {r['pool_cold_rps']:,.0f} GET/s, p50 {r['pool_cold_p50']} ms, p99 {r['pool_cold_p99']} ms | | |",
         f"| disk reads during the cold phase | {r['disk_mb_s']:.0f} MB/s ({r['disk_mb_s'] * 1e6 / max(r['cold_rps'], 1) / 1024:.1f} KiB per GET) | | |",
-        f"| hot-key GET p99 (1 client, 1,000 keys), quiet / during cold reads | {r['hot_p99_quiet']} / **{r.get('hot_p99', 'n/a')}** ms | <= 1 ms | {ok(float(r.get('hot_p99', 99)) <= 1.0)} |",
-        f"| SET p99 of new keys (1 client), quiet / during cold reads | {r['set_p99_quiet']} / **{r.get('set_p99', 'n/a')}** ms | <= 2 ms | {ok(float(r.get('set_p99', 99)) <= 2.0)} |",
-        f"| SET p99 overwriting keys of the data set (1 client: the old record's key is confirmed, a disk read when cold), quiet / during cold reads | {r['setold_p99_quiet']} / {r.get('setold_p99', 'n/a')} ms | | |",
+        f"| hot-key GET p99 (1 client, 1,000 keys), quiet / during cold reads (io_uring; pool) | {r['hot_p99_quiet']} / **{r.get('hot_p99', 'n/a')}**; {r.get('pool_hot_p99', 'n/a')} ms | <= 1 ms | {ok(float(r.get('hot_p99', 99)) <= 1.0)} |",
+        f"| SET p99 of new keys (1 client), quiet / during cold reads (io_uring; pool) | {r['set_p99_quiet']} / **{r.get('set_p99', 'n/a')}**; {r.get('pool_set_p99', 'n/a')} ms | <= 2 ms | {ok(float(r.get('set_p99', 99)) <= 2.0)} |",
+        f"| SET p99 overwriting keys of the data set (1 client: the old record's key is confirmed, a disk read when cold), quiet / during cold reads (io_uring; pool) | {r['setold_p99_quiet']} / {r.get('setold_p99', 'n/a')}; {r.get('pool_setold_p99', 'n/a')} ms | | |",
         f"| memory per key ({r['memory_keys']:,} keys of 16 bytes, RssAnon growth), no TTL | {r['mem_no_ttl']:.1f} B | <= 27 B | {ok(r['mem_no_ttl'] <= 27)} |",
         f"| memory per key ({r['memory_keys']:,} keys of 16 bytes), with a TTL | {r['mem_ttl']:.1f} B | <= 40 B | {ok(r['mem_ttl'] <= 40)} |",
         "",
@@ -356,7 +379,7 @@ def write(report, r):
 
 def plot(r, png):
     script = f"""
-set terminal pngcairo size 1100,420 font ",10"
+set terminal pngcairo size 1200,420 font ",10"
 set output "{png}"
 set multiplot layout 1,2
 set style data histograms
@@ -369,7 +392,8 @@ set yrange [0:*]
 plot "-" using 2:xtic(1) notitle lc rgb "#4472c4"
 "fio, depth 20" {r['fio20']}
 "fio, depth 1" {r['fio1']}
-"keg GET" {r['cold_rps']}
+"keg GET, io\\_uring" {r['cold_rps']}
+"keg GET, pool" {r['pool_cold_rps']}
 "target" {0.5 * r['fio20']}
 e
 set title "p99 latency, ms (1 client each)"
