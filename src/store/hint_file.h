@@ -32,6 +32,7 @@ class HintWriter {
   void Abandon();
 
  private:
+  static constexpr size_t kFlushBytes = 64 * 1024;
   Status Flush();
 
   std::string final_path_;
