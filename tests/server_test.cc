@@ -644,6 +644,84 @@ TEST_F(ServerTest, TwoIoThreadsServeConcurrentClients) {
   EXPECT_EQ(WEXITSTATUS(status), 0);
 }
 
+// Issue 15: a reader on another I/O thread never sees some of a batch's writes without the others
+// (MSET, MULTI/EXEC): neither within one MGET or EXISTS nor across two commands read one after the
+// other. DEBUG APPLY-PAUSE widens the writer's window between the keydir updates of one batch.
+TEST_F(ServerTest, ReadersNeverSeePartOfABatch) {
+  StartKeg({"--io-threads", "2", "--enable-debug-command", "yes"});
+  constexpr int kKeys = 64;
+  auto keys = [](const std::string& cmd, const std::string& value) {
+    std::vector<std::string> v{cmd};
+    for (int k = 0; k < kKeys; ++k) {
+      v.push_back("k" + std::to_string(k));
+      if (!value.empty()) v.push_back(value);
+    }
+    return v;
+  };
+  // The values of an MGET reply (all present: the keys are set before the readers start).
+  auto values = [](const std::string& reply) {
+    std::vector<long> out;
+    std::istringstream in(reply);
+    std::string line;
+    std::getline(in, line);  // *64
+    while (std::getline(in, line)) {
+      if (line.empty() || line[0] == '$') continue;
+      out.push_back(std::stol(line));
+    }
+    return out;
+  };
+  {
+    RawClient c(keg_->port());
+    ASSERT_EQ(c.Call(keys("MSET", "0")), "+OK\r\n");
+    ASSERT_EQ(c.Call({"DEBUG", "APPLY-PAUSE", "50"}), "+OK\r\n");
+  }
+  std::atomic<bool> stop{false};
+  std::atomic<long> torn{0};
+  std::atomic<long> reads{0};
+  std::vector<std::thread> readers;
+  for (int r = 0; r < 3; ++r) {  // spread over both I/O threads with the writer
+    readers.emplace_back([&] {
+      RawClient c(keg_->port());
+      while (!stop.load()) {
+        const std::vector<long> v = values(c.Call(keys("MGET", "")));
+        if (v.size() != kKeys || std::adjacent_find(v.begin(), v.end(), std::not_equal_to<>()) != v.end()) ++torn;
+        // Two commands: the last key of a batch read after its first is never older.
+        const std::string first = c.Call({"GET", "k0"});
+        const std::string last = c.Call({"GET", "k" + std::to_string(kKeys - 1)});
+        const long a = std::stol(first.substr(first.find("\r\n") + 2));
+        const long b = std::stol(last.substr(last.find("\r\n") + 2));
+        if (b < a) ++torn;
+        // EXISTS of a key every batch deletes and recreates with the others: all or none.
+        const std::string n = c.Call({"EXISTS", "gone", "back"});
+        if (n != ":0\r\n" && n != ":2\r\n") ++torn;
+        ++reads;
+      }
+    });
+  }
+  RawClient w(keg_->port());
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(3);
+  for (long i = 1; std::chrono::steady_clock::now() < until; ++i) {
+    if (i % 3 == 0) {
+      ASSERT_EQ(w.Call(keys("MSET", std::to_string(i))), "+OK\r\n");
+    } else if (i % 3 == 1) {
+      ASSERT_EQ(w.Call({"MSET", "gone", "x", "back", "x"}), "+OK\r\n");
+      w.Send(RawClient::Encode({"MULTI"}) + RawClient::Encode({"DEL", "gone"}) + RawClient::Encode({"DEL", "back"}) +
+             RawClient::Encode({"EXEC"}));
+      ASSERT_FALSE(w.Read(4, 5000).empty());
+    } else {
+      std::string tx = RawClient::Encode({"MULTI"});
+      for (int k = 0; k < kKeys; ++k) tx += RawClient::Encode({"SET", "k" + std::to_string(k), std::to_string(i)});
+      tx += RawClient::Encode({"EXEC"});
+      w.Send(tx);
+      ASSERT_FALSE(w.Read(kKeys + 3, 5000).empty());
+    }
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_GT(reads.load(), 100);
+  EXPECT_EQ(torn.load(), 0) << "reads that saw part of a batch, of " << reads.load();
+}
+
 // ---- durability and lifecycle -------------------------------------------------------------------
 
 TEST_F(ServerTest, DataSurvivesGracefulRestartAndShutdown) {

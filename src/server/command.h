@@ -61,6 +61,13 @@ class Ctx {
   /// is corrupt: then read_failed() is true and the handler must reply ReplyReadError() instead
   /// of its answer (a corrupt value is never served, nor taken for a missing key).
   bool Lookup(std::string_view key, store::ValueView* view);
+  /// Lookup of several keys that sees them together (all of a batch's writes or none: MGET, LCS,
+  /// EXISTS): found[i] and views[i] for keys[i].
+  void LookupTogether(std::span<const std::string_view> keys, std::vector<store::ValueView>* views,
+                      std::vector<bool>* found);
+  /// Runs `reads` (Get calls) so that they see the store together (store::Store::ReadTogether);
+  /// `reads` may run more than once and must only collect.
+  void ReadTogether(const std::function<void()>& reads);
   bool read_failed() const { return !read_error_.ok(); }
   void ReplyReadError();
 
@@ -80,6 +87,8 @@ class Ctx {
 
 
  private:
+  // Lookup's accounting of one read's outcome: counts a hit or miss, keeps a read error.
+  bool Account(store::Status s);
   ServerState& server_;
   ClientSession& client_;
   std::span<const std::string_view> args_;

@@ -144,6 +144,8 @@ void Debug(Ctx& c) {
   if (sub == "help" && c.argc() == 2) {
     static constexpr std::string_view kLines[] = {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "APPLY-PAUSE <microseconds>",
+        "    (keg) Make the writer sleep this long between the keydir updates of a group's records.",
         "COLD-READ-DELAY <milliseconds>",
         "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk would.",
         "DIGEST", "    Output a hex signature representing the current DB content (Redis's algorithm).",
@@ -184,6 +186,12 @@ void Debug(Ctx& c) {
   }
   if (sub == "drop-page-cache" && c.argc() == 2) {
     c.server().store->DropPageCache();
+    return c.out().Ok();
+  }
+  if (sub == "apply-pause" && c.argc() == 3) {
+    int64_t us = 0;
+    if (!resp::ParseInt64(c.arg(2), &us) || us < 0 || us > 1'000'000) return c.Error(err::kNotInteger);
+    c.server().store->SetApplyPauseUs(static_cast<uint32_t>(us));
     return c.out().Ok();
   }
   if (sub == "cold-read-delay" && c.argc() == 3) {

@@ -31,10 +31,13 @@ void Del(Ctx& c) {
 
 void Exists(Ctx& c) {
   int64_t n = 0;
-  for (size_t i = 1; i < c.argc(); ++i) {
-    ValueView v;
-    if (c.Get(c.arg(i), &v).ok()) ++n;
-  }
+  c.ReadTogether([&] {  // the keys of a batch are all there or none
+    n = 0;
+    for (size_t i = 1; i < c.argc(); ++i) {
+      ValueView v;
+      if (c.Get(c.arg(i), &v).ok()) ++n;
+    }
+  });
   c.out().Integer(n);
 }
 

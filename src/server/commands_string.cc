@@ -84,10 +84,11 @@ void Getrange(Ctx& c) {
 }
 
 void Mget(Ctx& c) {
-  // Every key first: a corrupt one fails the whole reply before any of it is written.
-  std::vector<ValueView> values(c.argc() - 1);
-  std::vector<bool> found(c.argc() - 1);
-  for (size_t i = 1; i < c.argc(); ++i) found[i - 1] = c.Lookup(c.arg(i), &values[i - 1]);
+  // Every key first, together (all of a batch's writes or none), and a corrupt one fails the whole
+  // reply before any of it is written.
+  std::vector<ValueView> values;
+  std::vector<bool> found;
+  c.LookupTogether(c.args().subspan(1), &values, &found);
   if (c.read_failed()) return c.ReplyReadError();
   c.out().ArrayHeader(c.argc() - 1);
   for (size_t i = 0; i < values.size(); ++i) {
@@ -429,14 +430,12 @@ void Msetnx(Ctx& c) {
 // LCS key1 key2 [LEN] [IDX] [MINMATCHLEN n] [WITHMATCHLEN]: Redis 7.0's dynamic programming table
 // (its size bounded by proto-max-bulk-len, as Redis), its reply shapes and its range order.
 void Lcs(Ctx& c) {
-  ValueView va;
-  ValueView vb;
-  const bool found_a = c.Lookup(c.arg(1), &va);
+  std::vector<ValueView> views;
+  std::vector<bool> found;
+  c.LookupTogether(c.args().subspan(1, 2), &views, &found);
   if (c.read_failed()) return c.ReplyReadError();
-  const bool found_b = c.Lookup(c.arg(2), &vb);
-  if (c.read_failed()) return c.ReplyReadError();
-  const std::string_view a = found_a ? va.value : std::string_view();
-  const std::string_view b = found_b ? vb.value : std::string_view();
+  const std::string_view a = found[0] ? views[0].value : std::string_view();
+  const std::string_view b = found[1] ? views[1].value : std::string_view();
   bool getlen = false;
   bool getidx = false;
   bool withmatchlen = false;

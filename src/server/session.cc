@@ -124,8 +124,9 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
   return server_.store->Get(key, view);
 }
 
-bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
-  store::Status s = Get(key, view);
+bool Ctx::Lookup(std::string_view key, store::ValueView* view) { return Account(Get(key, view)); }
+
+bool Ctx::Account(store::Status s) {
   if (!s.ok() && !s.IsNotFound()) {
     // A corrupt record is never served, nor taken for a missing key: the error says where it is.
     spdlog::error("read of a key failed: {}", s.ToString());
@@ -134,6 +135,26 @@ bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
   }
   client_.CountLookup(s.ok());
   return s.ok();
+}
+
+void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<store::ValueView>* views,
+                         std::vector<bool>* found) {
+  views->assign(keys.size(), store::ValueView{});
+  found->assign(keys.size(), false);
+  std::vector<store::Status> status(keys.size());
+  auto reads = [&] {
+    for (size_t i = 0; i < keys.size(); ++i) status[i] = Get(keys[i], &(*views)[i]);
+  };
+  ReadTogether(reads);
+  for (size_t i = 0; i < keys.size(); ++i) (*found)[i] = Account(std::move(status[i]));
+}
+
+void Ctx::ReadTogether(const std::function<void()>& reads) {
+  if (snapshot_ != nullptr) {
+    reads();  // EXEC: the snapshot is one state already
+  } else {
+    server_.store->ReadTogether(reads);
+  }
 }
 
 void Ctx::ReplyReadError() { out_.Error(CorruptionError(read_error_)); }

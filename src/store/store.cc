@@ -12,6 +12,7 @@
 #include <future>
 #include <mutex>
 #include <random>
+#include <thread>
 
 #include "store/io.h"
 #include "store/store_impl.h"
@@ -259,7 +260,40 @@ Status StoreImpl::Lookup(std::string_view key, uint64_t hash, bool verify,
   return Status::NotFound();
 }
 
+namespace {
+thread_local int read_together_depth = 0;  // inside ReadTogether: its loop checks the whole
+}  // namespace
+
+template <class Read>
+void StoreImpl::Stable(Read&& read) const {
+  if (read_together_depth > 0) return read();
+  for (unsigned spins = 0;;) {
+    const uint64_t before = apply_seq_.load(std::memory_order_acquire);
+    if ((before & 1) != 0) {  // a group is being applied: a few microseconds, unless paused
+      if (++spins > 64) std::this_thread::yield();
+      continue;
+    }
+    read();
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (apply_seq_.load(std::memory_order_relaxed) == before) return;
+  }
+}
+
+void StoreImpl::ReadTogether(const std::function<void()>& reads) const {
+  Stable([&] {
+    ++read_together_depth;
+    reads();
+    --read_together_depth;
+  });
+}
+
 Status StoreImpl::Get(std::string_view key, ValueView* out) const {
+  Status s;
+  Stable([&] { s = GetOnce(key, out); });
+  return s;
+}
+
+Status StoreImpl::GetOnce(std::string_view key, ValueView* out) const {
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
@@ -1058,7 +1092,18 @@ void StoreImpl::ApplyGroup() {
   const uint64_t base = write_offset_;
   write_offset_ += group_buf_.size();
   active_->set_size(write_offset_);  // the records become readable before the keydir names them
+  // Readers see all of a group or none of it: while its several records change the keydir the
+  // sequence is odd, and a lookup that overlapped the change is retried (Stable). Seqlock order:
+  // odd, then the changes (release fence), then even (release store).
+  const bool several = pending_.size() > 1;
+  const uint64_t seq = apply_seq_.load(std::memory_order_relaxed);
+  if (several) {
+    apply_seq_.store(seq + 1, std::memory_order_relaxed);
+    std::atomic_thread_fence(std::memory_order_release);
+  }
+  const uint32_t pause_us = apply_pause_us_.load(std::memory_order_relaxed);
   for (const PendingRecord& r : pending_) {
+    if (pause_us > 0 && several) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     if (r.flush_all) {  // FLUSHALL: every record before this one is dead, this one too
       keydir_.ClearShards(0, 1);
       for (const auto& file : files_.Snapshot()) {
@@ -1076,6 +1121,7 @@ void StoreImpl::ApplyGroup() {
       MarkDead(old);
     }
   }
+  if (several) apply_seq_.store(seq + 2, std::memory_order_release);
   pending_.clear();
   overlay_.clear();
   flushed_ = false;

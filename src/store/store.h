@@ -312,6 +312,11 @@ class Store {
   virtual Status Get(std::string_view key, ValueView* out) const = 0;
   /// True when `key` is present and not expired.
   virtual bool Exists(std::string_view key) const = 0;
+  /// Runs `reads` (Get / Exists calls) so that together they see the store between two groups:
+  /// all of a group's writes or none of them, as one command reading several keys must (MGET).
+  /// Each Get or Exists on its own already sees whole groups. `reads` may run more than once (a
+  /// group was applied meanwhile): it must only collect what it reads. Any thread.
+  virtual void ReadTogether(const std::function<void()>& reads) const = 0;
 
   /// Iterates the keys as Redis's SCAN does: start with cursor 0 and pass each returned cursor back
   /// until it returns 0. Each call visits about `count` keys, calling fn(key, expire_at_ms) for the
@@ -398,6 +403,9 @@ class Store {
   /// it expired (those are dropped once unpaused); reads still see them as absent. CLIENT PAUSE
   /// WRITE, as Redis stops expiring keys while writes are paused. Any thread.
   virtual void SetExpiryPaused(bool paused) = 0;
+  /// Tests (DEBUG APPLY-PAUSE): the writer sleeps this long between the keydir updates of a
+  /// group's records, widening the window in which a reader could see part of a group. Any thread.
+  virtual void SetApplyPauseUs(uint32_t us) = 0;
 
   /// Drains the writer queue, syncs, stops the threads and releases the directory lock.
   virtual Status Close() = 0;

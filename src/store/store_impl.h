@@ -77,6 +77,8 @@ class StoreImpl final : public Store {
   void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
+  void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
+  void ReadTogether(const std::function<void()>& reads) const override;
   Status Close() override;
 
   Status OpenImpl();
@@ -86,6 +88,10 @@ class StoreImpl final : public Store {
   // key's hash not in the page cache (store.cc).
   template <class Cold>
   bool VisitCold(std::string_view key, Cold&& cold) const;
+  // Runs `read` until it ran wholly between two groups' keydir changes (apply_seq_).
+  template <class Read>
+  void Stable(Read&& read) const;
+  Status GetOnce(std::string_view key, ValueView* out) const;
   // One item of the writer queue: a batch with its callback, or an internal task.
   struct Request {
     WriteBatch batch;
@@ -247,6 +253,10 @@ class StoreImpl final : public Store {
 
   std::atomic<bool> active_expire_{true};
   std::atomic<bool> expiry_paused_{false};
+  // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry
+  // a lookup that overlapped a change, so none sees part of a group.
+  alignas(64) std::atomic<uint64_t> apply_seq_{0};
+  std::atomic<uint32_t> apply_pause_us_{0};
 
   // Counters.
   std::atomic<uint64_t> expired_keys_{0};

@@ -111,6 +111,47 @@ std::string Value(int i, int length) {
 
 // Cold reads: after the page cache is dropped a key is not resident, FetchKeys brings exactly its
 // records in (a multi-page value included), and the sweep sees the files cold, then warm.
+// A reader on another thread sees all of a group's writes or none: each Get on its own (a later
+// key of the batch read after an earlier one is never older) and several Gets in ReadTogether.
+TEST_F(StoreTest, ReadersSeeWholeGroups) {
+  Open();
+  constexpr int kKeys = 16;
+  auto batch = [](int i) {
+    WriteBatch b;
+    for (int k = 0; k < kKeys; ++k) b.Put("k" + std::to_string(k), std::to_string(i));
+    return b;
+  };
+  ASSERT_TRUE(store_->WriteSync(batch(0)).ok());
+  store_->SetApplyPauseUs(20);  // the writer dawdles between the keydir updates of a batch
+  std::atomic<bool> stop{false};
+  std::atomic<int> torn{0};
+  std::atomic<int> reads{0};
+  std::thread reader([&] {
+    while (!stop.load()) {
+      std::vector<std::string> got(kKeys);
+      store_->ReadTogether([&] {
+        for (int k = 0; k < kKeys; ++k) {
+          ValueView v;
+          got[static_cast<size_t>(k)] = store_->Get("k" + std::to_string(k), &v).ok() ? std::string(v.value) : "";
+        }
+      });
+      for (const std::string& g : got) torn += g != got[0] ? 1 : 0;
+      ValueView first;
+      ValueView last;
+      ASSERT_TRUE(store_->Get("k0", &first).ok());
+      ASSERT_TRUE(store_->Get("k" + std::to_string(kKeys - 1), &last).ok());
+      torn += std::stoi(std::string(last.value)) < std::stoi(std::string(first.value)) ? 1 : 0;
+      ++reads;
+    }
+  });
+  for (int i = 1; i <= 300; ++i) ASSERT_TRUE(store_->WriteSync(batch(i)).ok());
+  stop = true;
+  reader.join();
+  store_->SetApplyPauseUs(0);
+  EXPECT_GT(reads.load(), 10);
+  EXPECT_EQ(torn.load(), 0);
+}
+
 TEST_F(StoreTest, KeyResidencyAndFetch) {
   Open();
   const std::string big = Value(7, 64 * 1024);
