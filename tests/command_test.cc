@@ -37,6 +37,17 @@ TEST_F(CommandTest, NoMultiCommandsAbortTheTransaction) {
   EXPECT_FALSE(server_.shutdown_requested());
 }
 
+// SCAN stops after COUNT keys or 10 x COUNT empty buckets; a COUNT whose 10x overflows (here to 4)
+// must not cut the walk short: all 200 keys and cursor 0 in one call.
+TEST_F(CommandTest, ScanCountNearTheLimitDoesNotWrap) {
+  std::vector<std::vector<std::string>> sets;
+  for (int i = 0; i < 200; ++i) sets.push_back({"SET", "k" + std::to_string(i), "v"});
+  Run(sets);
+  const std::string reply = Run({{"SCAN", "0", "COUNT", "1844674407370955162"}});
+  EXPECT_EQ(reply.substr(0, 12), "*2\r\n$1\r\n0\r\n*") << reply.substr(0, 40);
+  EXPECT_NE(reply.find("*200\r\n"), std::string::npos) << reply.substr(0, 40);
+}
+
 TEST_F(CommandTest, HostileOffsetsAreRefused) {
   EXPECT_EQ(Run({{"SETRANGE", "k", "9223372036854775807", "A"}}),
             "-ERR string exceeds maximum allowed size (proto-max-bulk-len)\r\n");

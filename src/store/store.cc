@@ -459,8 +459,10 @@ uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
   size_t visited = 0;
   size_t buckets = 0;
   std::vector<uint64_t> moved;
-  // As Redis: stop after `count` entries or 10 * count empty buckets.
-  while (visited < count && buckets < count * 10) {
+  // As Redis: stop after `count` entries or 10 * count empty buckets (saturating: COUNT is the
+  // client's number, up to 2^63 - 1).
+  const size_t max_buckets = count > SIZE_MAX / 10 ? SIZE_MAX : count * 10;
+  while (visited < count && buckets < max_buckets) {
     ++buckets;
     const uint64_t bucket_before = bucket;
     entries.clear();
