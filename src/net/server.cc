@@ -17,6 +17,7 @@ namespace keg::net {
 namespace {
 
 constexpr size_t kInitialReadBuffer = 16 * 1024;
+constexpr size_t kPreallocMax = 16 * 1024 * 1024;  // a big argument's room reserved at once, at most
 constexpr int64_t kReleaseIdleMs = 2000;  // an idle connection's query buffer is freed after this
 constexpr size_t kMinReadRoom = 4 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;    // Redis's PROTO_IOBUF_LEN
@@ -227,9 +228,14 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
         end_ -= begin_;
         begin_ = 0;
       }
-      if (cap_ < wanted || cap_ - end_ < kMinReadRoom) {
+      // Room for the argument being read: all of it up to 16 MiB (one read), past that never more
+      // than twice what the client has sent. A declared length is the client's claim, not its
+      // data: 20 clients declaring 512 MB and sending 1 MB each reserve a few MB, not 10 GB of
+      // address space (untouched, but a sanitizer walks it all when it is freed).
+      const size_t need = std::min(wanted, std::max(kPreallocMax, 2 * end_));
+      if (cap_ < need || cap_ - end_ < kMinReadRoom) {
         size_t cap = cap_;
-        while (cap < wanted || cap - end_ < kMinReadRoom) cap *= 2;
+        while (cap < need || cap - end_ < kMinReadRoom) cap *= 2;
         // Not value-initialized: a client that declares a 512 MB argument and sends 1 MB must
         // not make keg touch 512 MB (only the pages written become resident).
         std::unique_ptr<char[]> grown(new char[cap]);

@@ -76,9 +76,16 @@ class Keg:
         return self.proc is not None and self.proc.poll() is None
 
     def rss_kb(self):
+        return self._status_kb("VmRSS:")
+
+    def vm_kb(self):
+        """Address space reserved (VmSize), in KiB."""
+        return self._status_kb("VmSize:")
+
+    def _status_kb(self, field):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:
-                if line.startswith("VmRSS:"):
+                if line.startswith(field):
                     return int(line.split()[1])
         return 0
 
