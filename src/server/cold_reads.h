@@ -2,11 +2,13 @@
 //
 // Data larger than memory: a GET of a key whose record is not in the page cache would fault on the
 // I/O thread and stall every client of that thread for a disk read. Instead a session asks the
-// store (Store::MaybeCold, then KeyResident for the command's keys); when a key is cold it hands
-// the keys here and stops reading its connection. A pool thread faults the records in
-// (Store::FetchKeys, which keeps the reads of many keys in flight at once), then `done` runs and the
-// session runs the command, now against resident pages: zero-copy as any other read, and its reply
-// in its place. A sweeper thread refreshes the store's residency map once a second.
+// store (Store::MaybeCold, then ColdRanges for the command's keys); when a key is cold it stops
+// reading its connection and has the records read: through its event loop's io_uring
+// (net::FileReads) when it can, else here (records over 16 KiB, no ring, cold-read-io-uring no,
+// DEBUG COLD-READ-DELAY). A pool thread faults the records in (Store::FetchKeys, which keeps the
+// reads of many keys in flight at once), then `done` runs and the session runs the command, now
+// against resident pages: zero-copy as any other read, and its reply in its place. A sweeper thread
+// refreshes the store's residency map once a second. Counts both ways (Note for the ring's).
 //
 // Thread: Fetch from any thread; `done` runs on a pool thread. The store must outlive this object.
 #pragma once

@@ -367,9 +367,10 @@ class Store {
 
   virtual Stats GetStats() const = 0;
 
-  // Cold reads (data larger than memory; docs/store.md): an event loop asks KeyResident before a
-  // command touches a key, and when it is not, a read pool thread calls FetchKeys and the command
-  // runs after, so no event loop or writer waits for the disk.
+  // Cold reads (data larger than memory; docs/store.md): an event loop asks ColdRanges before a
+  // command touches a key, and when something is cold has it read (its io_uring, or a read pool
+  // thread calling FetchKeys) and runs the command after, so no event loop or writer waits for the
+  // disk. KeyResident answers the same question without the ranges.
   /// False when the last residency sweep found every data file wholly in the page cache: no read
   /// can then wait for the disk, and callers need not ask KeyResident. Any thread.
   virtual bool MaybeCold() const = 0;
