@@ -675,6 +675,8 @@ TEST_F(ServerTest, ReadersNeverSeePartOfABatch) {
   {
     RawClient c(keg_->port());
     ASSERT_EQ(c.Call(keys("MSET", "0")), "+OK\r\n");
+    EXPECT_EQ(c.Call({"DEBUG", "APPLY-PAUSE", "-1"}), "-ERR value is not an integer or out of range\r\n");
+    EXPECT_EQ(c.Call({"DEBUG", "APPLY-PAUSE", "1000001"}), "-ERR value is not an integer or out of range\r\n");
     ASSERT_EQ(c.Call({"DEBUG", "APPLY-PAUSE", "50"}), "+OK\r\n");
   }
   std::atomic<bool> stop{false};

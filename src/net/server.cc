@@ -499,7 +499,7 @@ class ServerImpl {
     for (size_t i = 0; i < workers_.size(); ++i) {
       Worker* worker = workers_[i].get();
       worker->tick = std::make_unique<asio::steady_timer>(worker->io);
-      if (options_.file_reads) worker->file_reads = FileReads::Create(worker->io, &limits_->file_read_depth);
+      worker->file_reads = FileReads::Create(worker->io, &limits_->file_read_depth);  // null without io_uring
       ScheduleTick(worker);
       worker->thread = std::thread([worker, i] {
         const std::string name = "keg-io-" + std::to_string(i);

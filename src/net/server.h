@@ -44,7 +44,6 @@ struct ServerOptions {
   uint16_t port = 6379;
   int io_threads = 1;
   int backlog = 511;
-  bool file_reads = true;  // an io_uring per I/O thread for Link::ReadFiles (when the kernel allows)
 };
 
 class ServerImpl;

@@ -65,9 +65,10 @@ class Ctx {
   /// EXISTS): found[i] and views[i] for keys[i].
   void LookupTogether(std::span<const std::string_view> keys, std::vector<store::ValueView>* views,
                       std::vector<bool>* found);
-  /// Runs `reads` (Get calls) so that they see the store together (store::Store::ReadTogether);
-  /// `reads` may run more than once and must only collect.
-  void ReadTogether(const std::function<void()>& reads);
+  /// Runs `reads` (Get calls of `keys` keys) so that they see the store together
+  /// (store::Store::ReadTogether; with one key a Get alone already does); `reads` may run more
+  /// than once and must only collect.
+  void ReadTogether(size_t keys, const std::function<void()>& reads);
   bool read_failed() const { return !read_error_.ok(); }
   void ReplyReadError();
 

@@ -31,7 +31,7 @@ void Del(Ctx& c) {
 
 void Exists(Ctx& c) {
   int64_t n = 0;
-  c.ReadTogether([&] {  // the keys of a batch are all there or none
+  c.ReadTogether(c.argc() - 1, [&] {  // the keys of a batch are all there or none
     n = 0;
     for (size_t i = 1; i < c.argc(); ++i) {
       ValueView v;

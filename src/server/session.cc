@@ -145,13 +145,13 @@ void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<sto
   auto reads = [&] {
     for (size_t i = 0; i < keys.size(); ++i) status[i] = Get(keys[i], &(*views)[i]);
   };
-  ReadTogether(reads);
+  ReadTogether(keys.size(), reads);
   for (size_t i = 0; i < keys.size(); ++i) (*found)[i] = Account(std::move(status[i]));
 }
 
-void Ctx::ReadTogether(const std::function<void()>& reads) {
-  if (snapshot_ != nullptr) {
-    reads();  // EXEC: the snapshot is one state already
+void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
+  if (snapshot_ != nullptr || keys <= 1) {
+    reads();  // EXEC: the snapshot is one state already; one key: its Get sees whole groups
   } else {
     server_.store->ReadTogether(reads);
   }

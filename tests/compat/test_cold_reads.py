@@ -57,6 +57,9 @@ class ColdReads(unittest.TestCase):
                 self.c.config_set("cold-read-io-uring", ring)
                 self.c.config_set("cold-read-depth", depth)
                 self.assertEqual(self.c.config_get("cold-read-depth"), {"cold-read-depth": str(depth)})
+                for bad in (0, 257):
+                    with self.assertRaises(redis.ResponseError):
+                        self.c.config_set("cold-read-depth", bad)
                 self.make_cold()
                 before = self.info("cold_read_commands")
                 ring_before = self.info("cold_read_io_uring_commands")
