@@ -6,6 +6,7 @@
 #include <climits>
 #include <unordered_map>
 
+#include "resp/numbers.h"
 #include "server/glob.h"
 
 namespace keg::server {
@@ -153,6 +154,13 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
   std::vector<size_t> positions;
   if (cmd.name == "migrate") {
     positions = MigrateKeys(args);
+  } else if (cmd.name == "eval" || cmd.name == "evalsha" || cmd.name == "eval_ro" || cmd.name == "evalsha_ro") {
+    // script numkeys key...: the declared keys (none when numkeys is not valid, as Redis's evalGetKeys).
+    int64_t numkeys = 0;
+    if (args.size() >= 3 && resp::ParseInt64(args[2], &numkeys) && numkeys > 0 &&
+        numkeys <= static_cast<int64_t>(args.size()) - 3) {
+      for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
+    }
   } else {
     KeyPositions(cmd, args.size(), &positions);
   }
@@ -181,6 +189,8 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
     }
     first = readonly ? std::vector<std::string_view>{"RO", "access"}
                      : std::vector<std::string_view>{"RW", "access", "update"};
+  } else if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro") {
+    first = {"RO", "access"};
   } else if (auto it = KeySpecs().find(cmd.name); it != KeySpecs().end()) {
     first = it->second.first;
     rest = it->second.rest;

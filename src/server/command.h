@@ -36,16 +36,32 @@ enum CommandFlag : uint32_t {
                            ///< DISCARD, WATCH, QUIT, RESET, as Redis's processCommand)
   kNoTouch = 1 << 7,   ///< reads its keys without updating their access time (TTL, TYPE, OBJECT)
   kMovableKeys = 1 << 8,  ///< keys are not only at first/last/step (COMMAND INFO "movablekeys")
+  kNoScript = 1 << 9,  ///< refused from scripts (Redis's noscript, and what touches the connection)
+  kAllowBusy = 1 << 10,  ///< runs while a script is busy (Redis's allow-busy); others get -BUSY
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 
 /// A finished op range of the batch: the results of the ops this command added.
 using Finisher = std::function<void(std::span<store::OpResult> results, resp::ReplyBuffer& out)>;
 
+/// A command run by a script's redis.call: on the writer thread, against the group being built
+/// (see scripting.h). The handler's ops go to `batch` and run through `txn` right after it
+/// returns; its reads see the group's earlier writes.
+struct DirectRun {
+  store::Txn* txn = nullptr;
+  store::WriteBatch batch;
+  Finisher finisher;          ///< set by Ctx::Then
+  std::string failure;        ///< set by Ctx::Fail
+  bool failed = false;
+  uint64_t hits = 0;          ///< keyspace hits and misses of its reads
+  uint64_t misses = 0;
+};
+
 class Ctx {
  public:
   Ctx(ServerState& server, ClientSession& client, std::span<const std::string_view> args,
-      resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot);
+      resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot,
+      DirectRun* direct = nullptr);
 
   ServerState& server() { return server_; }
   ClientSession& client() { return client_; }
@@ -70,6 +86,11 @@ class Ctx {
   /// than once and must only collect.
   void ReadTogether(size_t keys, const std::function<void()>& reads);
   bool read_failed() const { return !read_error_.ok(); }
+  /// Run by a script (redis.call) on the writer thread: the handler must reply now, into out(),
+  /// and must not touch client() (commands that would are kNoScript).
+  bool in_script() const { return direct_ != nullptr; }
+  /// The reply must be written now, not later from another thread: inside EXEC or a script.
+  bool inline_only() const;
   void ReplyReadError();
 
   /// Write commands: the batch to add ops to, and the finisher of this command.
@@ -98,6 +119,7 @@ class Ctx {
   size_t first_op_;  // the batch's size when this command started
   store::Status read_error_;
   const store::OpResult* keyspace_ = nullptr;
+  DirectRun* direct_ = nullptr;
 };
 
 using Handler = void (*)(Ctx&);
@@ -153,6 +175,7 @@ void RegisterDebugCommands(std::vector<Command>* table);       // commands_debug
 void RegisterBitCommands(std::vector<Command>* table);         // commands_bit.cc
 void RegisterMigrateCommands(std::vector<Command>* table);     // commands_migrate.cc
 void RegisterAclCommands(std::vector<Command>* table);         // commands_acl.cc
+void RegisterScriptCommands(std::vector<Command>* table);      // commands_script.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

@@ -235,7 +235,7 @@ void Acl(Ctx& c) {
 }  // namespace
 
 void RegisterAclCommands(std::vector<Command>* t) {
-  t->push_back({"acl", -2, 0, 0, 0, 0, Acl, "@slow",
+  t->push_back({"acl", -2, kNoScript, 0, 0, 0, Acl, "@slow",
                 {{"cat", -2, 0, 0, 0, 0, nullptr, "@slow"},
                  {"deluser", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"dryrun", -4, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},

@@ -381,15 +381,15 @@ void Unwatch(Ctx& c) {
 }  // namespace
 
 void RegisterConnectionCommands(std::vector<Command>* t) {
-  t->push_back({"monitor", 1, kAdmin, 0, 0, 0, Monitor, "@admin @slow @dangerous"});
+  t->push_back({"monitor", 1, kAdmin | kNoScript, 0, 0, 0, Monitor, "@admin @slow @dangerous"});
   t->push_back({"ping", -1, kFast, 0, 0, 0, Ping, "@fast @connection"});
   t->push_back({"echo", 2, kFast, 0, 0, 0, Echo, "@fast @connection"});
-  t->push_back({"quit", -1, kNoAuth | kMultiControl | kFast, 0, 0, 0, Quit, "@fast @connection"});
-  t->push_back({"reset", 1, kNoAuth | kMultiControl | kFast, 0, 0, 0, Reset, "@fast @connection"});
-  t->push_back({"auth", -2, kNoAuth | kFast, 0, 0, 0, Auth, "@fast @connection"});
-  t->push_back({"hello", -1, kNoAuth | kFast, 0, 0, 0, Hello, "@fast @connection"});
+  t->push_back({"quit", -1, kNoAuth | kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Quit, "@fast @connection"});
+  t->push_back({"reset", 1, kNoAuth | kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Reset, "@fast @connection"});
+  t->push_back({"auth", -2, kNoAuth | kFast | kNoScript | kAllowBusy, 0, 0, 0, Auth, "@fast @connection"});
+  t->push_back({"hello", -1, kNoAuth | kFast | kNoScript | kAllowBusy, 0, 0, 0, Hello, "@fast @connection"});
   t->push_back({"select", 2, kFast, 0, 0, 0, Select, "@fast @connection"});
-  t->push_back({"client", -2, 0, 0, 0, 0, Client, "@slow @connection",
+  t->push_back({"client", -2, kNoScript, 0, 0, 0, Client, "@slow @connection",
                 {{"id", 2, kFast, 0, 0, 0, nullptr, "@slow @connection"},
                  {"getname", 2, kFast, 0, 0, 0, nullptr, "@slow @connection"},
                  {"setname", 3, kFast, 0, 0, 0, nullptr, "@slow @connection"},
@@ -404,11 +404,11 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
                  {"unpause", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
                  {"unblock", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
-  t->push_back({"multi", 1, kMultiControl | kFast, 0, 0, 0, Multi, "@fast @transaction"});
-  t->push_back({"exec", 1, kMultiControl, 0, 0, 0, Exec, "@slow @transaction"});
-  t->push_back({"discard", 1, kMultiControl | kFast, 0, 0, 0, Discard, "@fast @transaction"});
-  t->push_back({"watch", -2, kMultiControl | kFast, 1, -1, 1, Watch, "@fast @transaction"});
-  t->push_back({"unwatch", 1, kFast, 0, 0, 0, Unwatch, "@fast @transaction"});
+  t->push_back({"multi", 1, kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Multi, "@fast @transaction"});
+  t->push_back({"exec", 1, kMultiControl | kNoScript, 0, 0, 0, Exec, "@slow @transaction"});
+  t->push_back({"discard", 1, kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Discard, "@fast @transaction"});
+  t->push_back({"watch", -2, kMultiControl | kFast | kNoScript | kAllowBusy, 1, -1, 1, Watch, "@fast @transaction"});
+  t->push_back({"unwatch", 1, kFast | kNoScript | kAllowBusy, 0, 0, 0, Unwatch, "@fast @transaction"});
 }
 
 }  // namespace keg::server

@@ -279,7 +279,7 @@ std::string_view StringEncoding(std::string_view value) {
 }
 
 void RegisterDebugCommands(std::vector<Command>* t) {
-  t->push_back({"debug", -2, kAdmin, 0, 0, 0, Debug, "@admin @slow @dangerous"});
+  t->push_back({"debug", -2, kAdmin | kNoScript, 0, 0, 0, Debug, "@admin @slow @dangerous"});
 }
 
 }  // namespace keg::server

@@ -116,7 +116,7 @@ void Persist(Ctx& c) {
 using ReplyFn = std::function<void(resp::ReplyBuffer&)>;
 void WalkOffTheLoop(Ctx& c, std::function<ReplyFn()> walk) {
   ColdReads* pool = c.server().cold_reads.get();
-  if (pool == nullptr || c.client().in_exec() || !c.server().store->MaybeCold()) {
+  if (pool == nullptr || c.inline_only() || !c.server().store->MaybeCold()) {
     walk()(c.out());
     return;
   }
@@ -274,7 +274,7 @@ bool ScanQuery(std::span<const std::string_view> args, store::KeysQuery* q) {
 // reads (Redis's DBSIZE sees both). Inside EXEC, at its place in the transaction (Ctx::keyspace).
 void Dbsize(Ctx& c) {
   if (c.keyspace() != nullptr) return c.out().Integer(static_cast<int64_t>(c.keyspace()->keys));
-  if (c.client().in_exec()) return c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys));
+  if (c.inline_only()) return c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys));
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();

@@ -232,7 +232,7 @@ void Migrate(Ctx& c) {
 
 void RegisterMigrateCommands(std::vector<Command>* t) {
   // Keys: the third argument, or those after KEYS (movable: COMMAND GETKEYS takes the third).
-  t->push_back({"migrate", -6, kNoMulti | kMovableKeys, 3, 3, 1, Migrate, "@keyspace @write @slow @dangerous"});
+  t->push_back({"migrate", -6, kNoMulti | kMovableKeys | kNoScript, 3, 3, 1, Migrate, "@keyspace @write @slow @dangerous"});
 }
 
 }  // namespace keg::server

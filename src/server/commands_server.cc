@@ -19,6 +19,7 @@
 #include "server/command.h"
 #include "server/glob.h"
 #include "server/session.h"
+#include "server/scripting.h"
 #include "server/state.h"
 #include "server/version.h"
 #include "store/format.h"
@@ -495,22 +496,22 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
 void Info(Ctx& c) {
   std::vector<std::string> wanted;
   for (size_t i = 1; i < c.argc(); ++i) wanted.push_back(ToLower(c.arg(i)));
-  auto reply = [](ServerState& st, ClientSession& client, const std::vector<std::string>& w) {
+  auto reply = [](ServerState& st, resp::ReplyBuffer& out, const std::vector<std::string>& w) {
     const std::string text = InfoText(st, w);
-    if (client.protocol() == resp::Protocol::kResp3) {
-      client.link().out().Verbatim(text);
+    if (out.protocol() == resp::Protocol::kResp3) {
+      out.Verbatim(text);
     } else {
-      client.link().out().Bulk(text);
+      out.Bulk(text);
     }
   };
-  if (c.client().in_exec()) return reply(c.server(), c.client(), wanted);
+  if (c.inline_only()) return reply(c.server(), c.out(), wanted);
   ServerState* st = &c.server();
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
   st->store->KeyCountAsync([st, client, keep, reply, wanted = std::move(wanted)](uint64_t) {
     keep->Post([st, client, reply, wanted] {
-      reply(*st, *client, wanted);
+      reply(*st, client->link().out(), wanted);
       client->Finish();
     });
   });
@@ -613,7 +614,9 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   if (cmd.flags & kAdmin) flags.push_back("admin");
   if (cmd.flags & kNoAuth) flags.push_back("no_auth");
   if (cmd.flags & kNoMulti) flags.push_back("no_multi");
+  if (cmd.flags & kNoScript) flags.push_back("noscript");
   if (cmd.flags & kFast) flags.push_back("fast");
+  if (cmd.flags & kAllowBusy) flags.push_back("allow_busy");
   if (cmd.flags & kMovableKeys) flags.push_back("movablekeys");
   out.SetHeader(flags.size());
   for (std::string_view f : flags) out.SimpleString(f);
@@ -919,6 +922,17 @@ void Shutdown(Ctx& c) {
     if (opt == "abort") return c.Error("No shutdown in progress.");
     if (opt != "nosave" && opt != "save" && opt != "now" && opt != "force") return c.Error(err::kSyntax);
   }
+  bool nosave = false;
+  for (size_t i = 1; i < c.argc(); ++i) nosave |= EqualsIgnoreCase(c.arg(i), "nosave");
+  if (c.server().scripts->busy()) {
+    // The busy script holds the writer role and its group is not written: SHUTDOWN NOSAVE ends the
+    // process now, and none of the script's writes exist (every acknowledged write is in the data
+    // files already). Without NOSAVE it is refused, as Redis refuses it.
+    if (!nosave) return c.Error(kBusyScriptError);
+    spdlog::warn("User requested shutdown (NOSAVE) while a script is busy: exiting now; the script's writes are dropped");
+    spdlog::default_logger()->flush();
+    std::_Exit(0);
+  }
   spdlog::warn("User requested shutdown...");
   if (c.server().request_shutdown) c.server().request_shutdown();
   c.client().Suspend();  // no reply: the connection closes with the server, as in Redis
@@ -1135,7 +1149,7 @@ void Function(Ctx& c) {
 
 void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"info", -1, 0, 0, 0, 0, Info, "@slow @dangerous"});
-  t->push_back({"config", -2, kAdmin, 0, 0, 0, ConfigCmd, "@admin @slow @dangerous",
+  t->push_back({"config", -2, kAdmin | kNoScript, 0, 0, 0, ConfigCmd, "@admin @slow @dangerous",
                 {{"get", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"set", -4, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"resetstat", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
@@ -1184,15 +1198,15 @@ void RegisterServerCommands(std::vector<Command>* t) {
                 {"shards", -2, 0, 0, 0, 0, nullptr, "@slow"},
                 {"slaves", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"slots", -2, 0, 0, 0, 0, nullptr, "@slow"}}});
-  t->push_back({"save", 1, kAdmin | kNoMulti, 0, 0, 0, Save, "@admin @slow @dangerous"});
-  t->push_back({"bgsave", -1, kAdmin, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
+  t->push_back({"save", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, Save, "@admin @slow @dangerous"});
+  t->push_back({"bgsave", -1, kAdmin | kNoScript, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});
-  t->push_back({"bgrewriteaof", 1, kAdmin, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
-  t->push_back({"compact", -1, kAdmin, 0, 0, 0, Compact, "@admin @slow"});
-  t->push_back({"shutdown", -1, kAdmin | kNoMulti, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
+  t->push_back({"bgrewriteaof", 1, kAdmin | kNoScript, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
+  t->push_back({"compact", -1, kAdmin | kNoScript, 0, 0, 0, Compact, "@admin @slow"});
+  t->push_back({"shutdown", -1, kAdmin | kNoMulti | kNoScript | kAllowBusy, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
   t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
-  t->push_back({"function", -2, 0, 0, 0, 0, Function, "@slow @scripting"});
-  t->push_back({"latency", -2, kAdmin, 0, 0, 0, Latency, "@admin @slow @dangerous"});
+  t->push_back({"function", -2, kNoScript, 0, 0, 0, Function, "@slow @scripting"});
+  t->push_back({"latency", -2, kAdmin | kNoScript, 0, 0, 0, Latency, "@admin @slow @dangerous"});
 }
 
 namespace {
@@ -1213,6 +1227,7 @@ struct Table {
     RegisterBitCommands(&commands);
     RegisterMigrateCommands(&commands);
     RegisterAclCommands(&commands);
+    RegisterScriptCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

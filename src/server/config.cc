@@ -163,6 +163,8 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("slowlog-max-len", &Config::slowlog_max_len, 0, LONG_MAX, true));
     t.push_back(Int("latency-monitor-threshold", &Config::latency_monitor_threshold, 0, kMax, true));
     t.push_back(Bool("latency-tracking", &Config::latency_tracking, true));
+    t.push_back(Int("busy-reply-threshold", &Config::busy_reply_threshold, 0, LONG_MAX, true));
+    t.push_back(Int("lua-time-limit", &Config::busy_reply_threshold, 0, LONG_MAX, true));
     t.push_back({"latency-tracking-info-percentiles", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    // One argument holding space-separated percentiles (CONFIG SET's form), or one

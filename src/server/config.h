@@ -61,6 +61,8 @@ struct Config {
   bool latency_tracking = true;           // per-command latency histograms
   std::vector<double> latency_tracking_info_percentiles = {50.0, 99.0, 99.9};
   std::string enable_debug_command = "no";  // no | yes | local
+  // Scripts.
+  int64_t busy_reply_threshold = 5000;  // milliseconds (alias lua-time-limit); 0: never busy
 
   store::Options StoreOptions() const;
 };

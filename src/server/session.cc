@@ -103,15 +103,20 @@ bool IsPostOrHost(std::string_view name) {
 // ---- Ctx ----------------------------------------------------------------------------------------
 
 Ctx::Ctx(ServerState& server, ClientSession& client, std::span<const std::string_view> args,
-         resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot)
+         resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot,
+         DirectRun* direct)
     : server_(server),
       client_(client),
       args_(args),
       out_(out),
       snapshot_(snapshot),
-      first_op_(client.pending_ops()) {}
+      first_op_(direct != nullptr ? 0 : client.pending_ops()),
+      direct_(direct) {}
+
+bool Ctx::inline_only() const { return direct_ != nullptr || client_.in_exec(); }
 
 store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
+  if (direct_ != nullptr) return direct_->txn->Get(key, view);
   if (snapshot_ != nullptr) {
     auto it = snapshot_->find(std::string(key));
     if (it == snapshot_->end()) return store::Status::NotFound();
@@ -133,7 +138,11 @@ bool Ctx::Account(store::Status s) {
     if (read_error_.ok()) read_error_ = std::move(s);
     return false;
   }
-  client_.CountLookup(s.ok());
+  if (direct_ != nullptr) {
+    ++(s.ok() ? direct_->hits : direct_->misses);
+  } else {
+    client_.CountLookup(s.ok());
+  }
   return s.ok();
 }
 
@@ -150,8 +159,8 @@ void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<sto
 }
 
 void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
-  if (snapshot_ != nullptr || keys <= 1) {
-    reads();  // EXEC: the snapshot is one state already; one key: its Get sees whole groups
+  if (snapshot_ != nullptr || direct_ != nullptr || keys <= 1) {
+    reads();  // EXEC, scripts: one state already; one key: its Get sees whole groups
   } else {
     server_.store->ReadTogether(reads);
   }
@@ -159,11 +168,22 @@ void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
 
 void Ctx::ReplyReadError() { out_.Error(CorruptionError(read_error_)); }
 
-store::WriteBatch& Ctx::batch() { return client_.batch(); }
+store::WriteBatch& Ctx::batch() { return direct_ != nullptr ? direct_->batch : client_.batch(); }
 
-void Ctx::Then(Finisher fn) { client_.AddStep(first_op_, std::move(fn)); }
+void Ctx::Then(Finisher fn) {
+  if (direct_ != nullptr) {
+    direct_->finisher = std::move(fn);
+    return;
+  }
+  client_.AddStep(first_op_, std::move(fn));
+}
 
 void Ctx::Fail(std::string text) {
+  if (direct_ != nullptr) {
+    direct_->failed = true;
+    direct_->failure = std::move(text);
+    return;
+  }
   client_.AddStep(client_.pending_ops(), [text = std::move(text)](std::span<store::OpResult>,
                                                                    resp::ReplyBuffer& out) {
     out.Error(text);
@@ -742,6 +762,14 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   if (!user_->unrestricted()) {
     if (const std::string denied = CheckAcl(*cmd, args, false); !denied.empty()) {
       return Reject(*cmd, denied);
+    }
+  }
+  // A script past busy-reply-threshold holds the writer: only the commands Redis allows then run
+  // (SCRIPT KILL, SHUTDOWN NOSAVE, the connection's own). One atomic load.
+  if (server_.scripts->busy()) {
+    const Command* sub = (!cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
+    if (((cmd->flags | (sub != nullptr ? sub->flags : 0)) & kAllowBusy) == 0) {
+      return Reject(*cmd, kBusyScriptError);
     }
   }
   if (in_multi_ && (cmd->flags & kNoMulti) != 0) {

@@ -30,6 +30,7 @@ void ServerState::ApplyConfigLocked() {
   latency.threshold_ms.store(config.latency_monitor_threshold, std::memory_order_relaxed);
   latency_tracking.store(config.latency_tracking, std::memory_order_relaxed);
   cold_read_io_uring.store(config.cold_read_io_uring, std::memory_order_relaxed);
+  busy_reply_threshold_ms.store(config.busy_reply_threshold, std::memory_order_relaxed);
   debug_command.store(config.enable_debug_command == "yes"     ? 1
                       : config.enable_debug_command == "local" ? 2
                                                                : 0,

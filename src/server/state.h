@@ -22,6 +22,7 @@
 #include "server/config.h"
 #include "server/monitoring.h"
 #include "server/cold_reads.h"
+#include "server/scripting.h"
 #include "store/store.h"
 
 namespace keg::server {
@@ -231,6 +232,9 @@ struct ServerState {
   ServerState(const ServerState&) = delete;
   ServerState& operator=(const ServerState&) = delete;
 
+  /// Lua scripts (scripting.h). Declared before the store so it is destroyed after it: the store's
+  /// writer may be running a script until the store closes.
+  std::unique_ptr<ScriptEngine> scripts = std::make_unique<ScriptEngine>(*this);
   std::unique_ptr<store::Store> store;
   /// The read pool for cold keys (set by main after the store opens; null in process tests, where
   /// reads fault inline). Stopped before the store closes.
@@ -253,6 +257,7 @@ struct ServerState {
   LatencyMonitor latency;
   std::atomic<bool> latency_tracking{true};  // latency-tracking
   std::atomic<bool> cold_read_io_uring{true};  // cold reads through the loops' io_uring (else the pool)
+  std::atomic<int64_t> busy_reply_threshold_ms{5000};  // busy-reply-threshold (lua-time-limit)
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;

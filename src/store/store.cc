@@ -95,6 +95,8 @@ void WriteBatch::DeleteAll() { Add(Kind::kDeleteAll, std::string()); }
 
 void WriteBatch::ReadKeys(KeysQuery query) { Add(Kind::kReadKeys, std::string()).query = query; }
 
+void WriteBatch::Run(RunFn fn) { Add(Kind::kRun, std::string()).run = std::move(fn); }
+
 // ---- FileTable ---------------------------------------------------------------------------------
 
 std::shared_ptr<DataFile> FileTable::Get(uint32_t index) const {
@@ -539,7 +541,8 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
         idle = queue_.empty() && !stopping_;
       }
       // Not when the group might not fit the active file: a rotation syncs the file it seals and
-      // fsyncs the directory, and that waits on the writer thread, never on an event loop.
+      // fsyncs the directory, and that waits on the writer thread, never on an event loop. Not
+      // for scripts either (LeaderHasRoom).
       if (idle && LeaderHasRoom(writes)) {
         std::vector<Request> work;
         work.reserve(writes.size());
@@ -569,7 +572,12 @@ bool StoreImpl::LeaderHasRoom(const std::vector<PendingWrite>& writes) const {
   // is not known here), and 64 KiB for updates of values they do not carry.
   uint64_t bytes = 64u << 10;
   for (const PendingWrite& w : writes) {
-    for (const WriteBatch::Op& op : w.batch.ops()) bytes += 2 * (format::kRecordHeaderSize + op.key.size() + op.value.size());
+    for (const WriteBatch::Op& op : w.batch.ops()) {
+      // A script may run long, and meanwhile its event loop's other clients must be answered
+      // (-BUSY, SCRIPT KILL): the writer thread runs it.
+      if (op.kind == WriteBatch::Kind::kRun) return false;
+      bytes += 2 * (format::kRecordHeaderSize + op.key.size() + op.value.size());
+    }
   }
   return write_offset_ + bytes <= options_.max_file_size && write_offset_ + bytes <= active_->map_size();
 }
@@ -897,7 +905,42 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
   }
 }
 
+void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
+  class GroupTxn final : public Txn {
+   public:
+    explicit GroupTxn(StoreImpl* store) : store_(store) {}
+    Status Get(std::string_view key, ValueView* out) override {
+      CurrentValue cur = store_->Current(key, store_->keydir_.Hash(key), true);
+      if (!cur.error.ok()) return cur.error;
+      if (!cur.exists) return Status::NotFound();
+      if (cur.view.pin) {
+        *out = std::move(cur.view);
+      } else {  // in the group buffer, which moves as the group grows: a copy
+        auto copy = std::make_shared<std::string>(cur.view.value);
+        *out = ValueView{copy, *copy, cur.view.expire_at_ms};
+      }
+      return Status::OK();
+    }
+    void Execute(const WriteBatch::Op& op, OpResult* result) override {
+      if (op.kind == WriteBatch::Kind::kRun) {
+        result->error = Status::InvalidArgument("a kRun op cannot run another");
+        return;
+      }
+      store_->ExecuteOp(op, result);
+    }
+    int64_t now_ms() const override { return store_->group_now_ms_; }
+
+   private:
+    StoreImpl* store_;
+  };
+  const size_t records = pending_.size();
+  GroupTxn txn(this);
+  op.run(txn);
+  result->applied = pending_.size() != records;
+}
+
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
+  if (op.kind == WriteBatch::Kind::kRun) return RunOp(op, result);
   if (op.kind == WriteBatch::Kind::kDeleteAll) return DeleteAllKeys(result);
   if (op.kind == WriteBatch::Kind::kReadKeys) return ReadKeys(op.query, result);
   const uint64_t hash = keydir_.Hash(op.key);
@@ -1001,6 +1044,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
     }
     case WriteBatch::Kind::kDeleteAll:
     case WriteBatch::Kind::kReadKeys:
+    case WriteBatch::Kind::kRun:
       return;  // handled above
   }
 }

@@ -114,6 +114,13 @@ struct KeysQuery {
   size_t count = 10;    ///< kScan
 };
 
+class Txn;
+/// A function run on the writer thread at its op's place in the group (a script): it reads and
+/// writes through `txn`, which sees every earlier op of the group, its own writes included. Its
+/// records are part of the group: durable together, visible to readers together. It must not call
+/// into the store other than through `txn`, nor keep `txn` past the call.
+using RunFn = std::function<void(Txn& txn)>;
+
 /// A group of writes applied in order, atomically with respect to other batches.
 class WriteBatch {
  public:
@@ -136,6 +143,9 @@ class WriteBatch {
   /// Writes nothing: reads the whole keyspace as it is at this op's place (earlier ops of the group
   /// included) — DBSIZE, KEYS, SCAN and RANDOMKEY inside MULTI. See KeysQuery for what it returns.
   void ReadKeys(KeysQuery query);
+  /// Runs `fn` on the writer thread at this op's place (see RunFn). The op's result is applied
+  /// when `fn` wrote anything.
+  void Run(RunFn fn);
 
   /// Starts the ops of the next command. When an op fails (OpResult::error: its key's record is
   /// corrupt), the later ops of the same command are skipped, so a multi-op command (RENAME,
@@ -155,7 +165,7 @@ class WriteBatch {
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
-  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kReadKeys };
+  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kReadKeys, kRun };
   struct Op {
     Kind kind = Kind::kPut;
     uint32_t command = 0;  ///< ops of one command share it (BeginCommand)
@@ -168,6 +178,7 @@ class WriteBatch {
     std::string value;
     UpdateFn fn;
     KeysQuery query;  ///< kReadKeys
+    RunFn run;        ///< kRun
   };
   const std::vector<Op>& ops() const { return ops_; }
 
@@ -190,6 +201,23 @@ struct OpResult {
   uint64_t keys = 0;
   /// kReadKeys: the keys read (kAll, kScan, kRandom).
   std::vector<std::string> key_list;
+};
+
+/// The store as a kRun op's function sees it: the group being built, at the op's place. Thread:
+/// the writer's, during the call only.
+class Txn {
+ public:
+  /// Reads `key` as Store::Get does, but seeing the group's earlier writes. A value still in the
+  /// group's buffer is copied (the view owns it); one in a data file is pinned.
+  virtual Status Get(std::string_view key, ValueView* out) = 0;
+  /// Runs one op now, at this place in the group, with the result it would have in a batch. Not
+  /// kRun.
+  virtual void Execute(const WriteBatch::Op& op, OpResult* result) = 0;
+  /// The group's clock: every op of the group sees this time (a script sees time stand still).
+  virtual int64_t now_ms() const = 0;
+
+ protected:
+  ~Txn() = default;
 };
 
 /// Called once per batch on the writer thread. When `status` is not OK nothing of the batch was

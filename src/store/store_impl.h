@@ -160,6 +160,8 @@ class StoreImpl final : public Store {
   // Writer thread: a ReadKeys op (the keyspace at its place in the group being built).
   void ReadKeys(const KeysQuery& query, OpResult* result);
   void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
+  // Writer thread: a kRun op's function, given a Txn over the group being built.
+  void RunOp(const WriteBatch::Op& op, OpResult* result);
   void DeleteAllKeys(OpResult* result);
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
   CurrentValue Current(std::string_view key, uint64_t hash, bool need_value);

@@ -217,7 +217,42 @@ def config_set(port, name, value):
         sys.exit(f"CONFIG SET {name} {value}: {reply!r}")
 
 
-def cold_phase(port, opts, value):
+def cpu_snapshot(pid):
+    """(busy, total) jiffies of the whole machine and {thread name: jiffies} of process pid's threads."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    idle = v[3] + v[4]  # idle + iowait
+    threads = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                st = f.read()
+        except OSError:
+            continue
+        name = st[st.index("(") + 1:st.rindex(")")]
+        rest = st[st.rindex(")") + 2:].split()
+        name = "keg-fetch" if name.startswith("keg-fetch") else name
+        threads[name] = threads.get(name, 0) + int(rest[11]) + int(rest[12])  # utime + stime
+    return sum(v) - idle, sum(v), threads
+
+
+def cpu_use(before, after, ncpu):
+    """Where the machine's CPU went between two snapshots, in % of one core: the machine, keg's threads."""
+    total = (after[1] - before[1]) / ncpu  # jiffies of one core
+    busy = 100.0 * (after[0] - before[0]) / total
+    threads = {n: 100.0 * (j - before[2].get(n, 0)) / total for n, j in after[2].items()}
+    top = sorted(((p, n) for n, p in threads.items() if p >= 1), reverse=True)
+    return busy, 100.0 * ncpu, sum(threads.values()), ", ".join(f"{n} {p:.0f} %" for p, n in top)
+
+
+def perf_report(data):
+    """The top of `perf report` for a perf.data file: where the profiled thread's cycles went."""
+    out = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "sym",
+                          "--percent-limit", "1.5", "-g", "none"], capture_output=True, text=True).stdout
+    return "\n".join(line for line in out.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def cold_phase(port, opts, value, pid, profile=None):
     """The page cache dropped, 20 clients GET random keys of the data set for opts.seconds while one
     client GETs 1,000 hot keys and one SETs: the figures of one cold phase."""
     drop_caches()
@@ -234,13 +269,23 @@ def cold_phase(port, opts, value):
 
     t = threading.Thread(target=side_load)
     commands0 = int(info(port, "cold_read_commands"))
-    read0, t0 = disk_read_bytes(), time.time()
+    read0, t0, cpu0 = disk_read_bytes(), time.time(), cpu_snapshot(pid)
     t.start()
+    recorder = None
+    if profile:
+        io_tid = next(t for t in os.listdir(f"/proc/{pid}/task")
+                      if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "keg-io-0")
+        recorder = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-g", "-t", io_tid, "-o", profile,
+                                     "--", "sleep", str(max(2, opts.seconds // 2))],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     rps, p50, p99 = bench(port, ["-r", str(opts.keys), "GET", "key:__rand_int__"], 20, requests)
+    if recorder:
+        recorder.wait()
     elapsed = time.time() - t0
-    read1 = disk_read_bytes()
+    read1, cpu1 = disk_read_bytes(), cpu_snapshot(pid)
     t.join()
-    return dict(cold_rps=rps, cold_p50=p50, cold_p99=p99, disk_mb_s=(read1 - read0) / elapsed / 1e6,
+    busy, cores, keg_cpu, keg_threads = cpu_use(cpu0, cpu1, os.cpu_count())
+    return dict(cpu_busy=busy, cpu_cores=cores, keg_cpu=keg_cpu, keg_threads=keg_threads, cold_rps=rps, cold_p50=p50, cold_p99=p99, disk_mb_s=(read1 - read0) / elapsed / 1e6,
                 cold_seconds=elapsed, cold_read_commands=int(info(port, "cold_read_commands")) - commands0, **side)
 
 
@@ -269,6 +314,9 @@ def main():
     # at 80 % load, so bytes per key swing between about 20 and 40 with the key count).
     ap.add_argument("--memory-keys", type=int, default=10_000_000)
     ap.add_argument("--no-write", action="store_true", help="print the results only")
+    ap.add_argument("--perf", action="store_true",
+                    help="profile keg-server's event loop during the io_uring cold phase (perf record) and print "
+                         "where its time goes")
     ap.add_argument("--dir", default=None, help="where the data goes (default: a temporary directory under /tmp)")
     opts = ap.parse_args()
     if os.geteuid() != 0:
@@ -323,11 +371,16 @@ def main():
             config_set(port, "cold-read-io-uring", mode)
             log(f"cold ({'io_uring' if mode == 'yes' else 'read pool'}): the page cache dropped; "
                 "20 clients GET random keys ...")
-            phase = cold_phase(port, opts, value)
+            profile = os.path.join(work, "perf.data") if opts.perf and mode == "yes" else None
+            phase = cold_phase(port, opts, value, proc.pid, profile)
             results.update({prefix + k: v for k, v in phase.items()})
             log(f"  cold GET {phase['cold_rps']:.0f}/s p50 {phase['cold_p50']} ms p99 {phase['cold_p99']} ms, "
                 f"disk {phase['disk_mb_s']:.0f} MB/s; hot GET p99 {phase.get('hot_p99')} ms; SET p99 "
                 f"{phase.get('set_p99')} ms (new keys), {phase.get('setold_p99')} ms (overwriting cold keys)")
+            log(f"  CPU: machine {phase['cpu_busy']:.0f} % of {phase['cpu_cores']:.0f} %, keg-server "
+                f"{phase['keg_cpu']:.0f} % ({phase['keg_threads']}); the rest is the clients and the kernel's own threads")
+            if profile:
+                log("  where keg-io-0's cycles went (perf, symbols over 1.5 %):\n" + perf_report(profile))
         config_set(port, "cold-read-io-uring", "yes")
     finally:
         if proc is not None:
@@ -366,6 +419,7 @@ def render(r):
         f"| fio, 4 KiB buffered random reads through the page cache (io_uring, depth 20, every data file, in the cgroup: keg's way of reading, nothing else) | {r['fio_buffered']:,.0f} IOPS at {r['fio_buffered_cpu']:.0f} % of one core | | |",
         f"| cold GET, 20 clients, random keys (io_uring, the default) | **{r['cold_rps']:,.0f} GET/s**, p50 {r['cold_p50']} ms, p99 {r['cold_p99']} ms | >= {target:,.0f} (0.5x fio at depth 20) | {ok(r['cold_rps'] >= target)} |",
         f"| cold GET, 20 clients, random keys (read pool: `cold-read-io-uring no`) | {r['pool_cold_rps']:,.0f} GET/s, p50 {r['pool_cold_p50']} ms, p99 {r['pool_cold_p99']} ms | | |",
+        f"| CPU during the cold phase (% of one core; the machine has {r['cpu_cores']:.0f} %), io_uring; pool | machine {r['cpu_busy']:.0f} %, keg-server {r['keg_cpu']:.0f} % ({r['keg_threads']}); machine {r['pool_cpu_busy']:.0f} %, keg-server {r['pool_keg_cpu']:.0f} % ({r['pool_keg_threads']}) | | |",
         f"| disk reads during the cold phase | {r['disk_mb_s']:.0f} MB/s ({r['disk_mb_s'] * 1e6 / max(r['cold_rps'], 1) / 1024:.1f} KiB per GET) | | |",
         f"| hot-key GET p99 (1 client, 1,000 keys), quiet / during cold reads (io_uring; pool) | {r['hot_p99_quiet']} / **{r.get('hot_p99', 'n/a')}**; {r.get('pool_hot_p99', 'n/a')} ms | <= 1 ms | {ok(float(r.get('hot_p99', 99)) <= 1.0)} |",
         f"| SET p99 of new keys (1 client), quiet / during cold reads (io_uring; pool) | {r['set_p99_quiet']} / **{r.get('set_p99', 'n/a')}**; {r.get('pool_set_p99', 'n/a')} ms | <= 2 ms | {ok(float(r.get('set_p99', 99)) <= 2.0)} |",

@@ -1,0 +1,1273 @@
+#include "server/scripting.h"
+
+#include <openssl/sha.h>
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <optional>
+
+#include <spdlog/spdlog.h>
+
+extern "C" {
+#include <lauxlib.h>
+#include <lua.h>
+#include <lualib.h>
+}
+
+#include "resp/numbers.h"
+#include "server/command.h"
+#include "server/session.h"
+#include "server/state.h"
+#include "server/version.h"
+
+extern "C" {
+int luaopen_cjson(lua_State* L);
+int luaopen_bit(lua_State* L);
+}
+
+namespace keg::server {
+
+std::string Sha1Hex(std::string_view data) {
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(reinterpret_cast<const unsigned char*>(data.data()), data.size(), digest);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out(2 * SHA_DIGEST_LENGTH, '0');
+  for (size_t i = 0; i < SHA_DIGEST_LENGTH; ++i) {
+    out[2 * i] = kHex[digest[i] >> 4];
+    out[2 * i + 1] = kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+bool ParseShebang(std::string_view body, Script* script, std::string* error) {
+  script->flags = kScriptEvalCompat;
+  script->shebang_length = 0;
+  if (body.substr(0, 2) != "#!") return true;
+  const size_t end = body.find('\n');
+  if (end == std::string_view::npos) {
+    *error = "Invalid script shebang";
+    return false;
+  }
+  script->shebang_length = end;
+  // Words separated by spaces (Redis's sdssplitargs; flags never need quoting).
+  std::vector<std::string_view> parts;
+  std::string_view line = body.substr(0, end);
+  size_t i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t' || line[i] == '\r')) ++i;
+    size_t j = i;
+    while (j < line.size() && line[j] != ' ' && line[j] != '\t' && line[j] != '\r') ++j;
+    if (j > i) parts.push_back(line.substr(i, j - i));
+    i = j;
+  }
+  if (parts.empty() || parts[0] != "#!lua") {
+    *error = parts.empty() ? "Invalid script shebang"
+                           : "Unexpected engine in script shebang: " + std::string(parts[0]);
+    return false;
+  }
+  script->flags = 0;
+  for (size_t p = 1; p < parts.size(); ++p) {
+    if (parts[p].substr(0, 6) != "flags=") {
+      *error = "Unknown lua shebang option: " + std::string(parts[p]);
+      return false;
+    }
+    std::string_view list = parts[p].substr(6);
+    size_t at = 0;
+    while (at <= list.size()) {
+      size_t comma = list.find(',', at);
+      if (comma == std::string_view::npos) comma = list.size();
+      const std::string_view flag = list.substr(at, comma - at);
+      if (flag == "no-writes") {
+        script->flags |= kScriptNoWrites;
+      } else if (flag == "allow-oom") {
+        script->flags |= kScriptAllowOom;
+      } else if (flag == "allow-stale") {
+        script->flags |= kScriptAllowStale;
+      } else if (flag == "no-cluster") {
+        script->flags |= kScriptNoCluster;
+      } else if (flag == "allow-cross-slot-keys") {
+        script->flags |= kScriptAllowCrossSlot;
+      } else if (!(flag.empty() && list.empty())) {
+        *error = "Unexpected flag in script shebang: " + std::string(flag);
+        return false;
+      }
+      at = comma + 1;
+    }
+  }
+  return true;
+}
+
+// ---- ScriptCache ---------------------------------------------------------------------------------
+
+namespace {
+
+// A Lua state per thread for compiling only (syntax errors at SCRIPT LOAD / EVAL on the I/O
+// thread, before the script reaches the writer). Nothing is ever run in it.
+lua_State* CompileState() {
+  struct Holder {
+    lua_State* L = luaL_newstate();
+    ~Holder() {
+      if (L != nullptr) lua_close(L);
+    }
+  };
+  thread_local Holder holder;
+  return holder.L;
+}
+
+}  // namespace
+
+std::shared_ptr<const Script> ScriptCache::Find(std::string_view sha) const {
+  std::string key(sha);
+  for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  std::lock_guard lock(mu_);
+  auto it = scripts_.find(key);
+  return it == scripts_.end() ? nullptr : it->second;
+}
+
+std::shared_ptr<const Script> ScriptCache::Add(std::string_view body, std::string* sha, std::string* error) {
+  *sha = Sha1Hex(body);
+  if (auto found = Find(*sha)) return found;
+  auto script = std::make_shared<Script>();
+  if (!ParseShebang(body, script.get(), error)) return nullptr;
+  script->body = std::string(body);
+  lua_State* L = CompileState();
+  // A shebang line is skipped but its newline kept, so line numbers stay the user's.
+  const std::string_view code = body.substr(script->shebang_length);
+  if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
+    *error = "Error compiling script (new function): " + std::string(lua_tostring(L, -1));
+    lua_pop(L, 1);
+    return nullptr;
+  }
+  lua_pop(L, 1);
+  std::lock_guard lock(mu_);
+  auto [it, added] = scripts_.emplace(*sha, std::move(script));
+  if (added) memory_ += sha->size() + body.size();
+  return it->second;
+}
+
+void ScriptCache::Flush() {
+  std::lock_guard lock(mu_);
+  scripts_.clear();
+  memory_ = 0;
+  epoch_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+size_t ScriptCache::size() const {
+  std::lock_guard lock(mu_);
+  return scripts_.size();
+}
+
+size_t ScriptCache::memory() const {
+  std::lock_guard lock(mu_);
+  return memory_;
+}
+
+// ---- The Lua environment ----------------------------------------------------------------------
+
+struct ScriptEngine::Running {
+  ScriptRun* run = nullptr;
+  store::Txn* txn = nullptr;
+  resp::Protocol resp = resp::Protocol::kResp2;  // redis.setresp: the protocol of redis.call replies
+  int64_t start_ns = 0;
+  int64_t threshold_ms = 5000;
+  bool in_call = false;  // redis.call is running (the count hook must not re-enter)
+};
+
+namespace {
+
+constexpr const char* kEngineKey = "__keg_engine";
+constexpr const char* kProtectedKey = "__keg_protected";  // weak-keyed set of read-only tables
+constexpr int kMaxReplyDepth = 1000;  // nesting of a script's reply (a table that holds itself ...)
+
+int64_t MonoNs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+}
+
+// Pushes Redis's error table {err = "CODE message"} (luaPushErrorBuff): text starting with '-'
+// carries its code ("-WRONGTYPE ..."); anything else gets "ERR".
+void PushError(lua_State* L, std::string_view text) {
+  std::string code = "ERR";
+  std::string msg;
+  if (!text.empty() && text[0] == '-') {
+    text.remove_prefix(1);
+    const size_t space = text.find(' ');
+    if (space == std::string_view::npos) {
+      msg = std::string(text);
+    } else {
+      code = std::string(text.substr(0, space));
+      msg = std::string(text.substr(space + 1));
+    }
+  } else {
+    msg = std::string(text);
+  }
+  while (!msg.empty() && (msg.back() == '\r' || msg.back() == '\n')) msg.pop_back();
+  lua_newtable(L);
+  lua_pushstring(L, "err");
+  const std::string full = code + " " + msg;
+  lua_pushlstring(L, full.data(), full.size());
+  lua_settable(L, -3);
+}
+
+// Raises Redis's error table. Lua unwinds with longjmp: no C++ object with a destructor may be
+// alive in the frames it skips, so callers pass literals and build nothing around the call.
+[[noreturn]] void RaiseError(lua_State* L, const char* text) {
+  PushError(L, text);
+  lua_error(L);
+  __builtin_unreachable();
+}
+
+ScriptEngine* EngineOf(lua_State* L) {
+  lua_getfield(L, LUA_REGISTRYINDEX, kEngineKey);
+  auto* engine = static_cast<ScriptEngine*>(lua_touserdata(L, -1));
+  lua_pop(L, 1);
+  return engine;
+}
+
+// ---- RESP -> Lua (a command's reply, for redis.call) ----
+
+class RespToLua {
+ public:
+  RespToLua(lua_State* L, std::string_view bytes) : L_(L), in_(bytes) {}
+  // Pushes the reply at the cursor; `push` false skips it (attributes).
+  void Parse(bool push = true) {
+    if (pos_ >= in_.size()) {
+      if (push) lua_pushnil(L_);
+      return;
+    }
+    if (push) luaL_checkstack(L_, 4, "reply too deep");
+    const char type = in_[pos_++];
+    const std::string_view line = Line();
+    switch (type) {
+      case '+':
+        if (push) PushField("ok", line);
+        return;
+      case '-':
+        if (push) {
+          std::string text = "-" + std::string(line);
+          PushError(L_, text);
+          lua_pushstring(L_, "ignore_error_stats_update");
+          lua_pushboolean(L_, 1);
+          lua_settable(L_, -3);
+        }
+        return;
+      case ':': {
+        int64_t v = 0;
+        if (!resp::ParseInt64(line, &v)) v = -1;
+        if (push) lua_pushnumber(L_, static_cast<lua_Number>(v));
+        return;
+      }
+      case '$':
+      case '=': {
+        int64_t len = 0;
+        if (!resp::ParseInt64(line, &len)) len = -1;
+        if (len < 0) {
+          if (push) lua_pushboolean(L_, 0);
+          return;
+        }
+        const std::string_view data = in_.substr(pos_, static_cast<size_t>(len));
+        pos_ += static_cast<size_t>(len) + 2;
+        if (!push) return;
+        if (type == '$') {
+          lua_pushlstring(L_, data.data(), data.size());
+        } else {  // verbatim: "txt:..." -> {verbatim_string = {format = "txt", string = "..."}}
+          lua_newtable(L_);
+          lua_pushstring(L_, "verbatim_string");
+          lua_newtable(L_);
+          lua_pushstring(L_, "string");
+          const std::string_view text = data.size() >= 4 ? data.substr(4) : std::string_view();
+          lua_pushlstring(L_, text.data(), text.size());
+          lua_settable(L_, -3);
+          lua_pushstring(L_, "format");
+          lua_pushlstring(L_, data.data(), std::min<size_t>(3, data.size()));
+          lua_settable(L_, -3);
+          lua_settable(L_, -3);
+        }
+        return;
+      }
+      case '*':
+      case '~':
+      case '%':
+      case '|': {
+        int64_t n = 0;
+        if (!resp::ParseInt64(line, &n)) n = -1;
+        if (n < 0) {
+          if (push) lua_pushboolean(L_, 0);
+          return;
+        }
+        if (type == '|') {  // attributes are not shown to scripts: skip them, then the reply
+          for (int64_t i = 0; i < 2 * n; ++i) Parse(false);
+          Parse(push);
+          return;
+        }
+        if (!push) {
+          for (int64_t i = 0; i < (type == '%' ? 2 * n : n); ++i) Parse(false);
+          return;
+        }
+        if (type == '*') {
+          lua_newtable(L_);
+          for (int64_t i = 0; i < n; ++i) {
+            lua_pushnumber(L_, static_cast<lua_Number>(i + 1));
+            Parse();
+            lua_settable(L_, -3);
+          }
+          return;
+        }
+        lua_newtable(L_);
+        lua_pushstring(L_, type == '%' ? "map" : "set");
+        lua_newtable(L_);
+        for (int64_t i = 0; i < n; ++i) {
+          Parse();
+          if (type == '%') {
+            Parse();
+          } else {
+            lua_pushboolean(L_, 1);
+          }
+          lua_settable(L_, -3);
+        }
+        lua_settable(L_, -3);
+        return;
+      }
+      case '_':
+        if (push) lua_pushnil(L_);
+        return;
+      case '#':
+        if (push) lua_pushboolean(L_, line == "t");
+        return;
+      case ',':
+        if (push) {
+          lua_newtable(L_);
+          lua_pushstring(L_, "double");
+          lua_pushnumber(L_, std::strtod(std::string(line).c_str(), nullptr));
+          lua_settable(L_, -3);
+        }
+        return;
+      case '(':
+        if (push) PushField("big_number", line);
+        return;
+      default:
+        if (push) lua_pushnil(L_);
+        return;
+    }
+  }
+
+ private:
+  std::string_view Line() {
+    const size_t end = in_.find("\r\n", pos_);
+    const size_t stop = end == std::string_view::npos ? in_.size() : end;
+    std::string_view line = in_.substr(pos_, stop - pos_);
+    pos_ = stop + 2;
+    return line;
+  }
+  void PushField(const char* field, std::string_view value) {
+    lua_newtable(L_);
+    lua_pushstring(L_, field);
+    lua_pushlstring(L_, value.data(), value.size());
+    lua_settable(L_, -3);
+  }
+
+  lua_State* L_;
+  std::string_view in_;
+  size_t pos_ = 0;
+};
+
+// ---- Lua -> RESP (a script's return value; Redis's luaReplyToRedisReply) ----
+
+// Writes the value on the top of the stack to `out` and pops it. `script_resp` is the protocol the
+// script chose (booleans differ); `out` has the caller's.
+void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp, int depth) {
+  if (depth > kMaxReplyDepth || !lua_checkstack(L, 4)) {
+    out.Error("reached lua stack limit");
+    lua_pop(L, 1);
+    return;
+  }
+  switch (lua_type(L, -1)) {
+    case LUA_TSTRING: {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, -1, &len);
+      out.Bulk(std::string_view(s, len));
+      break;
+    }
+    case LUA_TBOOLEAN:
+      if (script_resp == resp::Protocol::kResp2) {
+        if (lua_toboolean(L, -1)) {
+          out.Integer(1);
+        } else {
+          out.Null();
+        }
+      } else {
+        out.Boolean(lua_toboolean(L, -1) != 0);
+      }
+      break;
+    case LUA_TNUMBER: {
+      const double d = lua_tonumber(L, -1);
+      // (long long) of a double out of range is undefined: saturate as x86 does, never trap.
+      int64_t v = 0;
+      if (std::isnan(d)) {
+        v = INT64_MIN;
+      } else if (d >= 9223372036854775807.0) {
+        v = INT64_MIN;  // what the x86 conversion gives Redis
+      } else if (d < -9223372036854775808.0) {
+        v = INT64_MIN;
+      } else {
+        v = static_cast<int64_t>(d);
+      }
+      out.Integer(v);
+      break;
+    }
+    case LUA_TTABLE: {
+      lua_pushstring(L, "err");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len = 0;
+        const char* s = lua_tolstring(L, -1, &len);
+        out.Error("-" + std::string(s, len));
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 1);
+      lua_pushstring(L, "ok");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len = 0;
+        const char* s = lua_tolstring(L, -1, &len);
+        out.SimpleString(std::string_view(s, len));
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 1);
+      lua_pushstring(L, "double");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TNUMBER) {
+        out.Double(lua_tonumber(L, -1));
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 1);
+      lua_pushstring(L, "big_number");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        size_t len = 0;
+        const char* s = lua_tolstring(L, -1, &len);
+        std::string num(s, len);
+        for (char& ch : num) {
+          if (ch == '\r' || ch == '\n') ch = ' ';
+        }
+        if (out.protocol() == resp::Protocol::kResp3) {
+          out.Raw("(" + num + "\r\n");
+        } else {
+          out.Bulk(num);
+        }
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 1);
+      lua_pushstring(L, "verbatim_string");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TTABLE) {
+        lua_pushstring(L, "format");
+        lua_rawget(L, -2);
+        lua_pushstring(L, "string");
+        lua_rawget(L, -3);
+        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
+          size_t flen = 0;
+          size_t len = 0;
+          const char* f = lua_tolstring(L, -2, &flen);
+          const char* s = lua_tolstring(L, -1, &len);
+          std::string format(f, flen);
+          format.resize(3, ' ');
+          out.Verbatim(std::string_view(s, len), format);
+          lua_pop(L, 4);
+          return;
+        }
+        lua_pop(L, 2);
+      }
+      lua_pop(L, 1);
+      lua_pushstring(L, "map");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t pairs = 0;
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+          ++pairs;
+          lua_pop(L, 1);
+        }
+        out.MapHeader(pairs);
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+          lua_pushvalue(L, -2);
+          LuaToResp(L, out, script_resp, depth + 1);  // the key
+          LuaToResp(L, out, script_resp, depth + 1);  // the value
+        }
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 1);
+      lua_pushstring(L, "set");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TTABLE) {
+        size_t count = 0;
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+          ++count;
+          lua_pop(L, 1);
+        }
+        out.SetHeader(count);
+        lua_pushnil(L);
+        while (lua_next(L, -2) != 0) {
+          lua_pop(L, 1);
+          lua_pushvalue(L, -1);
+          LuaToResp(L, out, script_resp, depth + 1);
+        }
+        lua_pop(L, 2);
+        return;
+      }
+      lua_pop(L, 1);
+      // An array: up to the first nil.
+      size_t n = 0;
+      for (;;) {
+        lua_rawgeti(L, -1, static_cast<int>(n + 1));
+        const bool nil = lua_isnil(L, -1);
+        lua_pop(L, 1);
+        if (nil) break;
+        ++n;
+      }
+      out.ArrayHeader(n);
+      for (size_t i = 1; i <= n; ++i) {
+        lua_rawgeti(L, -1, static_cast<int>(i));
+        LuaToResp(L, out, script_resp, depth + 1);
+      }
+      break;
+    }
+    default:
+      out.Null();
+      break;
+  }
+  lua_pop(L, 1);
+}
+
+// All the bytes of a reply buffer (replies built for a script are small: copied).
+std::string Drain(resp::ReplyBuffer& buf) {
+  std::string bytes;
+  bytes.reserve(buf.size());
+  iovec iov[64];
+  while (!buf.empty()) {
+    const size_t n = buf.Gather(iov);
+    size_t taken = 0;
+    for (size_t i = 0; i < n; ++i) {
+      bytes.append(static_cast<const char*>(iov[i].iov_base), iov[i].iov_len);
+      taken += iov[i].iov_len;
+    }
+    buf.Consume(taken);
+  }
+  return bytes;
+}
+
+}  // namespace
+
+// The C functions the Lua environment calls; friends of ScriptEngine.
+struct LuaApi {
+  // `error` names the function: "redis.setresp can only be called inside a script invocation".
+  static ScriptEngine::Running* Run(lua_State* L, const char* error) {
+    ScriptEngine* engine = EngineOf(L);
+    if (engine == nullptr || engine->running_ == nullptr) RaiseError(L, error);
+    return engine->running_;
+  }
+
+  // redis.call / redis.pcall. The work is in CallInner, whose C++ locals are gone before an
+  // error is raised here.
+  static int Call(lua_State* L, bool raise) {
+    Run(L, "redis.call/pcall can only be called inside a script invocation");
+    if (CallInner(L) && raise) return lua_error(L);
+    return 1;
+  }
+  // Leaves the reply (or an error table) on the stack; true when it is an error.
+  static bool CallInner(lua_State* L) {
+    ScriptEngine* engine = EngineOf(L);
+    ScriptEngine::Running* r = engine->running_;
+    const int argc = lua_gettop(L);
+    if (argc == 0) {
+      PushError(L, "Please specify at least one argument for this redis lib call");
+      return true;
+    }
+    std::vector<std::string> args;
+    args.reserve(static_cast<size_t>(argc));
+    for (int i = 1; i <= argc; ++i) {
+      const int t = lua_type(L, i);
+      if (t == LUA_TNUMBER) {
+        char buf[64];
+        const int n = std::snprintf(buf, sizeof buf, "%.17g", static_cast<double>(lua_tonumber(L, i)));
+        args.emplace_back(buf, static_cast<size_t>(n));
+      } else if (t == LUA_TSTRING) {
+        size_t len = 0;
+        const char* s = lua_tolstring(L, i, &len);
+        args.emplace_back(s, len);
+      } else {
+        lua_pop(L, argc);
+        PushError(L, "Lua redis lib command arguments must be strings or integers");
+        return true;
+      }
+    }
+    lua_pop(L, argc);
+    if (r->in_call) {
+      PushError(L, "luaRedisGenericCommand() recursive call detected. Are you doing funny stuff with Lua debug hooks?");
+      return false;
+    }
+    r->in_call = true;
+    std::string error;
+    std::string reply;
+    try {
+      reply = engine->Command(*r, args, &error);
+    } catch (const std::exception& e) {  // never through Lua's C frames
+      error = std::string("command failed: ") + e.what();
+    }
+    r->in_call = false;
+    if (!error.empty()) {
+      PushError(L, error);
+      lua_pushstring(L, "ignore_error_stats_update");
+      lua_pushboolean(L, 1);
+      lua_settable(L, -3);
+      return true;
+    }
+    RespToLua(L, reply).Parse();
+    return !reply.empty() && reply[0] == '-';
+  }
+  static int RedisCall(lua_State* L) { return Call(L, true); }
+  static int RedisPcall(lua_State* L) { return Call(L, false); }
+
+  // The global pcall: as Lua's, but an error table {err = ...} becomes its message (Redis 7).
+  static int Pcall(lua_State* L) {
+    const int argc = lua_gettop(L);
+    luaL_checkany(L, 1);
+    lua_pushboolean(L, 1);
+    lua_insert(L, 1);
+    if (lua_pcall(L, argc - 1, LUA_MULTRET, 0) != 0) {
+      lua_remove(L, 1);
+      if (lua_istable(L, -1)) {
+        lua_getfield(L, -1, "err");
+        if (lua_isstring(L, -1)) {
+          lua_replace(L, -2);
+        } else {
+          lua_pop(L, 1);
+        }
+      }
+      lua_pushboolean(L, 0);
+      lua_insert(L, 1);
+    }
+    return lua_gettop(L);
+  }
+
+  static int Sha1hex(lua_State* L) {
+    if (lua_gettop(L) != 1) RaiseError(L, "wrong number of arguments");
+    size_t len = 0;
+    const char* s = lua_tolstring(L, 1, &len);
+    const std::string hex = Sha1Hex(s == nullptr ? std::string_view() : std::string_view(s, len));
+    lua_pushlstring(L, hex.data(), hex.size());
+    return 1;
+  }
+
+  static int ErrorReply(lua_State* L) {
+    if (lua_gettop(L) != 1 || lua_type(L, -1) != LUA_TSTRING) {
+      PushError(L, "wrong number or type of arguments");
+      return 1;
+    }
+    std::string text = lua_tostring(L, -1);
+    if (text.empty() || text[0] != '-') text = "-" + text;
+    PushError(L, text);
+    return 1;
+  }
+
+  static int StatusReply(lua_State* L) {
+    if (lua_gettop(L) != 1 || lua_type(L, -1) != LUA_TSTRING) {
+      PushError(L, "wrong number or type of arguments");
+      return 1;
+    }
+    lua_newtable(L);
+    lua_pushstring(L, "ok");
+    lua_pushvalue(L, -3);
+    lua_settable(L, -3);
+    return 1;
+  }
+
+  static int Log(lua_State* L) {
+    const int argc = lua_gettop(L);
+    if (argc < 2) RaiseError(L, "redis.log() requires two arguments or more.");
+    if (!lua_isnumber(L, -argc)) RaiseError(L, "First argument must be a number (log level).");
+    const int level = static_cast<int>(lua_tonumber(L, -argc));
+    if (level < 0 || level > 3) RaiseError(L, "Invalid debug level.");
+    std::string text;
+    for (int j = 1; j < argc; ++j) {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, -argc + j, &len);
+      if (s == nullptr) continue;
+      if (j != 1) text += ' ';
+      text.append(s, len);
+    }
+    static constexpr spdlog::level::level_enum kLevels[] = {spdlog::level::debug, spdlog::level::debug,
+                                                            spdlog::level::info, spdlog::level::warn};
+    spdlog::log(kLevels[level], "{}", text);
+    return 0;
+  }
+
+  static int SetResp(lua_State* L) {
+    ScriptEngine::Running* r = Run(L, "redis.setresp can only be called inside a script invocation");
+    if (lua_gettop(L) != 1) RaiseError(L, "redis.setresp() requires one argument.");
+    const int v = static_cast<int>(lua_tonumber(L, -1));
+    if (v != 2 && v != 3) RaiseError(L, "RESP version must be 2 or 3.");
+    r->resp = v == 3 ? resp::Protocol::kResp3 : resp::Protocol::kResp2;
+    return 0;
+  }
+
+  static int SetRepl(lua_State* L) {
+    Run(L, "redis.set_repl can only be called inside a script invocation");
+    if (lua_gettop(L) != 1) RaiseError(L, "redis.set_repl() requires two arguments.");
+    const int flags = static_cast<int>(lua_tonumber(L, -1));
+    if ((flags & ~3) != 0) {
+      RaiseError(L, "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.");
+    }
+    return 0;  // keg has no replication stream yet: a script's writes are always kept
+  }
+
+  static int ReplicateCommands(lua_State* L) {
+    lua_pushboolean(L, 1);  // effects replication is the only mode in Redis 7
+    return 1;
+  }
+
+  static int Nop(lua_State*) { return 0; }
+
+  static int AclCheckCmd(lua_State* L) {
+    Run(L, "redis.acl_check_cmd can only be called inside a script invocation");
+    if (lua_gettop(L) == 0) RaiseError(L, "Please specify at least one argument for this redis lib call");
+    size_t len = 0;
+    const char* name = lua_tolstring(L, 1, &len);
+    if (name == nullptr || FindCommand(std::string_view(name, len)) == nullptr) {
+      RaiseError(L, "Invalid command passed to redis.acl_check_cmd()");
+    }
+    lua_pushboolean(L, 1);
+    return 1;
+  }
+
+  // math.random / math.randomseed: Redis's lrand48, the same sequence on every platform.
+  static int32_t Lrand48(ScriptEngine* e) {
+    e->rand_state_ = (e->rand_state_ * 0x5DEECE66Dull + 0xB) & ((1ull << 48) - 1);
+    return static_cast<int32_t>(e->rand_state_ >> 17);
+  }
+  static int Random(lua_State* L) {
+    ScriptEngine* e = EngineOf(L);
+    if (e == nullptr || e->running_ == nullptr) {
+      return luaL_error(L, "math.random can only be called inside a script invocation");
+    }
+    constexpr int32_t kMax = INT32_MAX;
+    const lua_Number r = static_cast<lua_Number>(Lrand48(e) % kMax) / static_cast<lua_Number>(kMax);
+    switch (lua_gettop(L)) {
+      case 0:
+        lua_pushnumber(L, r);
+        break;
+      case 1: {
+        const int u = luaL_checkint(L, 1);
+        luaL_argcheck(L, 1 <= u, 1, "interval is empty");
+        lua_pushnumber(L, std::floor(r * u) + 1);
+        break;
+      }
+      case 2: {
+        const int l = luaL_checkint(L, 1);
+        const int u = luaL_checkint(L, 2);
+        luaL_argcheck(L, l <= u, 2, "interval is empty");
+        lua_pushnumber(L, std::floor(r * (u - l + 1)) + l);
+        break;
+      }
+      default:
+        return luaL_error(L, "wrong number of arguments");
+    }
+    return 1;
+  }
+  static int RandomSeed(lua_State* L) {
+    ScriptEngine* e = EngineOf(L);
+    if (e == nullptr || e->running_ == nullptr) {
+      return luaL_error(L, "math.randomseed can only be called inside a script invocation");
+    }
+    const int32_t seed = luaL_checkint(L, 1);
+    e->rand_state_ = (static_cast<uint64_t>(static_cast<uint32_t>(seed)) << 16) | 0x330E;
+    return 0;
+  }
+
+  // Read-only tables: assignment through a protected proxy, and rawset / setmetatable on one.
+  static bool IsProtected(lua_State* L, int index) {
+    if (!lua_istable(L, index)) return false;
+    lua_getfield(L, LUA_REGISTRYINDEX, kProtectedKey);
+    lua_pushvalue(L, index > 0 || index <= LUA_REGISTRYINDEX ? index : index - 1);
+    lua_rawget(L, -2);
+    const bool yes = lua_toboolean(L, -1) != 0;
+    lua_pop(L, 2);
+    return yes;
+  }
+  // An assignment into a read-only table (__newindex): the error names the script's line.
+  static int ReadonlyError(lua_State* L) { return luaL_error(L, "Attempt to modify a readonly table"); }
+  // rawset / setmetatable of one: no position, as Redis's.
+  static int ReadonlyCallError(lua_State* L) {
+    lua_pushstring(L, "Attempt to modify a readonly table");
+    return lua_error(L);
+  }
+  static int GlobalMissing(lua_State* L) {
+    const char* name = lua_tostring(L, 2);
+    return luaL_error(L, "Script attempted to access nonexistent global variable '%s'",
+                      name != nullptr ? name : "?");
+  }
+  static int SafeRawset(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    if (IsProtected(L, 1)) return ReadonlyCallError(L);
+    luaL_checkany(L, 2);
+    luaL_checkany(L, 3);
+    lua_settop(L, 3);
+    lua_rawset(L, 1);
+    return 1;
+  }
+  static int SafeSetmetatable(lua_State* L) {
+    if (IsProtected(L, 1)) return ReadonlyCallError(L);
+    lua_pushvalue(L, lua_upvalueindex(1));  // Lua's own setmetatable
+    lua_insert(L, 1);
+    lua_call(L, lua_gettop(L) - 1, 1);
+    return 1;
+  }
+
+  // The count hook: busy scripts and SCRIPT KILL.
+  static void Hook(lua_State* L, lua_Debug*) {
+    ScriptEngine* e = EngineOf(L);
+    if (e == nullptr || e->running_ == nullptr) return;
+    const int64_t elapsed_ms = (MonoNs() - e->running_->start_ns) / 1'000'000;
+    if (!e->busy_.load(std::memory_order_relaxed) && elapsed_ms >= e->running_->threshold_ms) {
+      spdlog::warn("Slow script detected: still in execution after {} milliseconds. You can try "
+                   "killing the script using the SCRIPT KILL command. Script name is: {}.",
+                   elapsed_ms, e->running_->run->sha);
+      e->busy_.store(true, std::memory_order_release);
+    }
+    if (e->kill_.load(std::memory_order_acquire)) {
+      spdlog::warn("Lua script killed by user with SCRIPT KILL.");
+      // Every line from now on raises again, so a pcall in the script cannot swallow the kill.
+      lua_sethook(L, Hook, LUA_MASKLINE, 0);
+      RaiseError(L, "Script killed by user with SCRIPT KILL...");
+    }
+  }
+};
+
+// ---- ScriptEngine --------------------------------------------------------------------------------
+
+ScriptEngine::ScriptEngine(ServerState& server) : server_(server) {}
+
+ScriptEngine::~ScriptEngine() { Close(); }
+
+void ScriptEngine::Close() {
+  if (lua_ != nullptr) lua_close(lua_);
+  lua_ = nullptr;
+}
+
+namespace {
+
+// Replaces the table at `index` (a global library or _G itself) by an empty proxy that reads
+// through to it and refuses writes: Redis 7's read-only tables, built from metatables because
+// Debian's Lua has no read-only flag. The proxy is marked in the registry's protected set (rawset
+// and setmetatable refuse it).
+void ProtectTable(lua_State* L, int real_index, bool is_globals) {
+  (void)is_globals;
+  lua_getfield(L, LUA_REGISTRYINDEX, kProtectedKey);  // set
+  lua_newtable(L);                                      // set, proxy
+  lua_newtable(L);                                      // set, proxy, meta
+  lua_pushvalue(L, real_index);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, LuaApi::ReadonlyError);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");  // getmetatable(proxy) gives false: the meta is out of reach
+  lua_setmetatable(L, -2);             // set, proxy
+  lua_pushvalue(L, -1);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -4);                   // set[proxy] = true
+  lua_remove(L, -2);                   // proxy
+}
+
+}  // namespace
+
+void ScriptEngine::Open() {
+  lua_State* L = luaL_newstate();
+  lua_pushlightuserdata(L, this);
+  lua_setfield(L, LUA_REGISTRYINDEX, kEngineKey);
+  // The protected set (weak keys).
+  lua_newtable(L);
+  lua_newtable(L);
+  lua_pushstring(L, "k");
+  lua_setfield(L, -2, "__mode");
+  lua_setmetatable(L, -2);
+  lua_setfield(L, LUA_REGISTRYINDEX, kProtectedKey);
+
+  // The libraries Redis loads (struct and cmsgpack are not here yet).
+  const struct {
+    const char* name;
+    lua_CFunction open;
+  } libs[] = {{"", luaopen_base},     {LUA_TABLIBNAME, luaopen_table}, {LUA_STRLIBNAME, luaopen_string},
+              {LUA_MATHLIBNAME, luaopen_math}, {LUA_DBLIBNAME, luaopen_debug}};
+  for (const auto& lib : libs) {
+    lua_pushcfunction(L, lib.open);
+    lua_pushstring(L, lib.name);
+    lua_call(L, 1, 0);
+  }
+  lua_pushcfunction(L, luaopen_cjson);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "cjson");
+  lua_pushcfunction(L, luaopen_bit);
+  lua_pushstring(L, "bit");
+  lua_call(L, 1, 1);
+  lua_setglobal(L, "bit");
+
+  // Only Redis's allow-listed globals stay (no print, dofile, loadfile, setfenv, getfenv, newproxy,
+  // module, require).
+  static const char* const kAllowed[] = {
+      "string", "cjson", "bit", "cmsgpack", "math", "table", "struct", "redis", "__redis__err__handler",
+      "xpcall", "tostring", "setmetatable", "next", "assert", "tonumber", "rawequal", "collectgarbage",
+      "getmetatable", "rawset", "pcall", "coroutine", "type", "_G", "select", "unpack", "gcinfo", "pairs",
+      "rawget", "loadstring", "ipairs", "_VERSION", "load", "error", "debug"};
+  std::vector<std::string> drop;
+  lua_pushnil(L);
+  while (lua_next(L, LUA_GLOBALSINDEX) != 0) {
+    lua_pop(L, 1);
+    if (lua_type(L, -1) != LUA_TSTRING) continue;
+    const std::string name = lua_tostring(L, -1);
+    bool ok = false;
+    for (const char* a : kAllowed) ok |= name == a;
+    if (!ok) drop.push_back(name);
+  }
+  for (const std::string& name : drop) {
+    lua_pushnil(L);
+    lua_setglobal(L, name.c_str());
+  }
+
+  lua_pushcfunction(L, LuaApi::Pcall);
+  lua_setglobal(L, "pcall");
+  lua_getglobal(L, "setmetatable");
+  lua_pushcclosure(L, LuaApi::SafeSetmetatable, 1);
+  lua_setglobal(L, "setmetatable");
+  lua_pushcfunction(L, LuaApi::SafeRawset);
+  lua_setglobal(L, "rawset");
+
+  // The redis table.
+  lua_newtable(L);
+  auto fn = [L](const char* name, lua_CFunction f) {
+    lua_pushcfunction(L, f);
+    lua_setfield(L, -2, name);
+  };
+  auto num = [L](const char* name, double v) {
+    lua_pushnumber(L, v);
+    lua_setfield(L, -2, name);
+  };
+  fn("call", LuaApi::RedisCall);
+  fn("pcall", LuaApi::RedisPcall);
+  fn("log", LuaApi::Log);
+  num("LOG_DEBUG", 0);
+  num("LOG_VERBOSE", 1);
+  num("LOG_NOTICE", 2);
+  num("LOG_WARNING", 3);
+  num("REDIS_VERSION_NUM", kRedisVersionNum);
+  lua_pushstring(L, kRedisVersion);
+  lua_setfield(L, -2, "REDIS_VERSION");
+  fn("setresp", LuaApi::SetResp);
+  fn("sha1hex", LuaApi::Sha1hex);
+  fn("error_reply", LuaApi::ErrorReply);
+  fn("status_reply", LuaApi::StatusReply);
+  fn("set_repl", LuaApi::SetRepl);
+  num("REPL_NONE", 0);
+  num("REPL_AOF", 1);
+  num("REPL_SLAVE", 2);
+  num("REPL_REPLICA", 2);
+  num("REPL_ALL", 3);
+  fn("replicate_commands", LuaApi::ReplicateCommands);
+  fn("breakpoint", LuaApi::Nop);
+  fn("debug", LuaApi::Nop);
+  fn("acl_check_cmd", LuaApi::AclCheckCmd);
+  lua_setglobal(L, "redis");
+
+  lua_getglobal(L, "math");
+  fn("random", LuaApi::Random);
+  fn("randomseed", LuaApi::RandomSeed);
+  lua_pop(L, 1);
+
+  // The error handler of every script (Redis's __redis__err__handler): the error as a table with
+  // where it happened; when the error is raised in a C function, its caller's place.
+  static const char kErrorHandler[] =
+      "local dbg = debug\n"
+      "debug = nil\n"
+      "function __redis__err__handler(err)\n"
+      "  local i = dbg.getinfo(2,'nSl')\n"
+      "  if i and i.what == 'C' then\n"
+      "    i = dbg.getinfo(3,'nSl')\n"
+      "  end\n"
+      "  if type(err) ~= 'table' then\n"
+      "    err = {err='ERR ' .. tostring(err)}"
+      "  end"
+      "  if i then\n"
+      "    err['source'] = i.source\n"
+      "    err['line'] = i.currentline\n"
+      "  end"
+      "  return err\n"
+      "end\n";
+  luaL_loadbuffer(L, kErrorHandler, sizeof kErrorHandler - 1, "@err_handler_def");
+  lua_call(L, 0, 0);
+
+  // Lock everything: each library table and the string metatable become read-only proxies, and the
+  // globals table reads through a hidden table (missing globals are an error) and refuses writes.
+  static const char* const kLibraries[] = {"string", "math", "table", "cjson", "bit", "redis", "coroutine"};
+  for (const char* lib : kLibraries) {
+    lua_getglobal(L, lib);
+    if (!lua_istable(L, -1)) {
+      lua_pop(L, 1);
+      continue;
+    }
+    ProtectTable(L, lua_gettop(L), false);
+    lua_setglobal(L, lib);
+    lua_pop(L, 1);
+  }
+  lua_pushstring(L, "");
+  if (lua_getmetatable(L, -1) != 0) {  // the string metatable: {__index = string}
+    lua_getglobal(L, "string");
+    lua_setfield(L, -2, "__index");
+    ProtectTable(L, lua_gettop(L), false);  // what getmetatable("") shows: a read-only view
+    lua_setfield(L, -2, "__metatable");
+    lua_pop(L, 1);
+  }
+  lua_pop(L, 1);
+  // _G: its contents move to a hidden table; _G itself stays empty, so every assignment to a
+  // global reaches __newindex, and a read of a missing one the error.
+  lua_newtable(L);  // hidden
+  const int hidden = lua_gettop(L);
+  std::vector<std::string> names;
+  lua_pushnil(L);
+  while (lua_next(L, LUA_GLOBALSINDEX) != 0) {
+    lua_pushvalue(L, -2);
+    lua_insert(L, -2);
+    lua_rawset(L, hidden);
+    if (lua_type(L, -1) == LUA_TSTRING) names.emplace_back(lua_tostring(L, -1));
+  }
+  for (const std::string& name : names) {
+    lua_pushnil(L);
+    lua_setfield(L, LUA_GLOBALSINDEX, name.c_str());
+  }
+  lua_pushvalue(L, LUA_GLOBALSINDEX);
+  lua_setfield(L, hidden, "_G");
+  lua_newtable(L);  // hidden's metatable: a missing global is an error
+  lua_pushcfunction(L, LuaApi::GlobalMissing);
+  lua_setfield(L, -2, "__index");
+  lua_setmetatable(L, hidden);
+  lua_newtable(L);  // _G's metatable
+  lua_pushvalue(L, hidden);
+  lua_setfield(L, -2, "__index");
+  lua_pushcfunction(L, LuaApi::ReadonlyError);
+  lua_setfield(L, -2, "__newindex");
+  lua_pushboolean(L, 0);
+  lua_setfield(L, -2, "__metatable");
+  lua_setmetatable(L, LUA_GLOBALSINDEX);
+  lua_getfield(L, LUA_REGISTRYINDEX, kProtectedKey);
+  lua_pushvalue(L, LUA_GLOBALSINDEX);
+  lua_pushboolean(L, 1);
+  lua_rawset(L, -3);
+  lua_pop(L, 1);
+  lua_setfield(L, LUA_REGISTRYINDEX, "__keg_globals");  // the hidden table (KEYS / ARGV go there)
+  lua_ = L;
+}
+
+std::string ScriptEngine::Kill() {
+  if (!running_flag_.load(std::memory_order_acquire) || !busy_.load(std::memory_order_acquire)) {
+    return "-NOTBUSY No scripts in execution right now.";
+  }
+  if (wrote_.load(std::memory_order_acquire)) {
+    return "-UNKILLABLE Sorry the script already executed write commands against the dataset. You can "
+           "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
+           "NOSAVE command.";
+  }
+  kill_.store(true, std::memory_order_release);
+  return "";
+}
+
+void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
+  if (lua_ != nullptr && lua_epoch_ != cache_.epoch()) Close();  // SCRIPT FLUSH: a fresh state
+  if (lua_ == nullptr) {
+    lua_epoch_ = cache_.epoch();
+    Open();
+  }
+  lua_State* L = lua_;
+  const std::string fname = "f_" + run.sha;
+  lua_getfield(L, LUA_GLOBALSINDEX, "__redis__err__handler");
+  lua_getfield(L, LUA_REGISTRYINDEX, fname.c_str());
+  if (lua_isnil(L, -1)) {
+    lua_pop(L, 1);
+    const std::string_view code = std::string_view(run.script->body).substr(run.script->shebang_length);
+    if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
+      run.failed = true;
+      run.error = "Error compiling script (new function): " + std::string(lua_tostring(L, -1));
+      lua_pop(L, 2);
+      return;
+    }
+    lua_pushvalue(L, -1);
+    lua_setfield(L, LUA_REGISTRYINDEX, fname.c_str());
+  }
+  // KEYS and ARGV: globals of the script, set in the hidden globals table.
+  lua_getfield(L, LUA_REGISTRYINDEX, "__keg_globals");
+  auto array = [L](const std::vector<std::string>& items) {
+    lua_createtable(L, static_cast<int>(items.size()), 0);
+    for (size_t i = 0; i < items.size(); ++i) {
+      lua_pushlstring(L, items[i].data(), items[i].size());
+      lua_rawseti(L, -2, static_cast<int>(i + 1));
+    }
+  };
+  array(run.keys);
+  lua_setfield(L, -2, "KEYS");
+  array(run.argv);
+  lua_setfield(L, -2, "ARGV");
+  lua_pop(L, 1);
+
+  Running r;
+  r.run = &run;
+  r.txn = &txn;
+  r.start_ns = MonoNs();
+  r.threshold_ms = server_.busy_reply_threshold_ms.load(std::memory_order_relaxed);
+  running_ = &r;
+  kill_.store(false, std::memory_order_relaxed);
+  wrote_.store(false, std::memory_order_relaxed);
+  running_flag_.store(true, std::memory_order_release);
+  if (r.threshold_ms > 0) lua_sethook(L, LuaApi::Hook, LUA_MASKCOUNT, 100000);
+  const int err = lua_pcall(L, 0, 1, -2);
+  lua_sethook(L, nullptr, 0, 0);
+  resp::ReplyBuffer out(SIZE_MAX);
+  out.set_protocol(run.protocol);
+  if (err != 0) {
+    run.failed = true;
+    if (!lua_istable(L, -1)) {
+      const char* msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
+      run.error = "Error running script " + fname + ", " + std::string(msg).substr(0, 100);
+    } else {
+      auto field = [L](const char* name) -> std::optional<std::string> {
+        lua_getfield(L, -1, name);
+        std::optional<std::string> v;
+        if (lua_isstring(L, -1)) v = std::string(lua_tostring(L, -1));
+        lua_pop(L, 1);
+        return v;
+      };
+      const std::optional<std::string> msg = field("err");
+      const std::optional<std::string> source = field("source");
+      const std::optional<std::string> line = field("line");
+      run.error = "-" + msg.value_or("");
+      if (source && line) run.error += " script: " + run.sha + ", on " + *source + ":" + *line + ".";
+    }
+    lua_pop(L, 1);
+  } else {
+    LuaToResp(L, out, r.resp, 0);
+    run.reply = Drain(out);
+  }
+  lua_pop(L, 1);  // the error handler
+  // Lua's garbage collector in small steps, not a full cycle at some unlucky moment (Redis's
+  // LUA_GC_CYCLE_PERIOD).
+  static thread_local int gc_count = 0;
+  if (++gc_count == 50) {
+    lua_gc(L, LUA_GCSTEP, 50);
+    gc_count = 0;
+  }
+  lua_memory_.store(int64_t{lua_gc(L, LUA_GCCOUNT, 0)} * 1024, std::memory_order_relaxed);
+  running_ = nullptr;
+  running_flag_.store(false, std::memory_order_release);
+  busy_.store(false, std::memory_order_release);
+  kill_.store(false, std::memory_order_release);
+}
+
+std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& args, std::string* error) {
+  const std::vector<std::string_view> argv(args.begin(), args.end());
+  const keg::server::Command* cmd = FindCommand(argv[0]);
+  const int argc = static_cast<int>(argv.size());
+  auto arity_ok = [argc](const keg::server::Command& c) {
+    return (c.arity > 0 && argc == c.arity) || (c.arity < 0 && argc >= -c.arity);
+  };
+  if (cmd == nullptr) {
+    *error = "Unknown Redis command called from script";
+    return "";
+  }
+  const keg::server::Command* sub = nullptr;
+  if (!cmd->subcommands.empty() && argc >= 2) {
+    sub = FindSubcommand(*cmd, argv[1]);
+    if (sub == nullptr) {
+      *error = "Unknown Redis command called from script";
+      return "";
+    }
+  }
+  if (!arity_ok(*cmd) || (sub != nullptr && !arity_ok(*sub))) {
+    *error = "Wrong number of args calling Redis command from script";
+    return "";
+  }
+  const uint32_t flags = cmd->flags | (sub != nullptr ? sub->flags : 0);
+  if ((flags & kNoScript) != 0) {
+    *error = "This Redis command is not allowed from script";
+    return "";
+  }
+  if ((flags & kWrite) != 0) {
+    if (r.run->read_only) {
+      *error = "Write commands are not allowed from read-only scripts.";
+      return "";
+    }
+    wrote_.store(true, std::memory_order_release);  // from now on SCRIPT KILL cannot stop it
+  }
+  DirectRun direct;
+  direct.txn = r.txn;
+  resp::ReplyBuffer out(SIZE_MAX);
+  out.set_protocol(r.resp);
+  Ctx ctx(server_, *r.run->client, argv, out, nullptr, &direct);
+  // A command reading the whole keyspace reads it at this place in the group (as in EXEC).
+  store::OpResult keyspace;
+  store::KeysQuery query;
+  if (cmd->keyspace != nullptr && cmd->keyspace(argv, &query)) {
+    store::WriteBatch read;
+    read.ReadKeys(query);
+    r.txn->Execute(read.ops()[0], &keyspace);
+    ctx.set_keyspace(&keyspace);
+  }
+  const keg::server::Command& target = StatsTarget(*cmd, argv);
+  const int64_t t0 = MonoNs();
+  cmd->handler(ctx);
+  std::vector<store::OpResult> results;
+  if (!direct.batch.empty()) {
+    const auto& ops = direct.batch.ops();
+    if (!server_.watches.empty()) {
+      store::Txn* txn = r.txn;
+      server_.watches.Touch(direct.batch, [txn](std::string_view key) {
+        store::ValueView v;
+        return txn->Get(key, &v).ok();
+      });
+    }
+    results.resize(ops.size());
+    for (size_t i = 0; i < ops.size(); ++i) {
+      if (i > 0 && ops[i].command == ops[i - 1].command && !results[i - 1].error.ok()) {
+        results[i].error = results[i - 1].error;  // a failed op skips the rest of its command
+        continue;
+      }
+      r.txn->Execute(ops[i], &results[i]);
+    }
+    uint64_t applied = 0;
+    for (const store::OpResult& res : results) applied += res.applied ? 1 : 0;
+    server_.counters.changes_since_save.fetch_add(applied, std::memory_order_relaxed);
+  }
+  if (direct.failed) {
+    out.Error(direct.failure);
+  } else if (direct.finisher) {
+    auto failed = std::find_if(results.begin(), results.end(), [](const store::OpResult& res) { return !res.error.ok(); });
+    if (failed != results.end()) {
+      out.Error(CorruptionError(failed->error));
+    } else {
+      direct.finisher(results, out);
+    }
+  }
+  const int64_t nsec = MonoNs() - t0;
+  target.stats->calls.fetch_add(1, std::memory_order_relaxed);
+  target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);
+  if (direct.hits > 0) server_.counters.keyspace_hits.fetch_add(direct.hits, std::memory_order_relaxed);
+  if (direct.misses > 0) server_.counters.keyspace_misses.fetch_add(direct.misses, std::memory_order_relaxed);
+  return Drain(out);
+}
+
+}  // namespace keg::server

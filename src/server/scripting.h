@@ -1,0 +1,149 @@
+// Lua scripting: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT, on Debian's Lua 5.1 with the
+// libraries Redis 7.0 loads (docs/server.md, "Scripts").
+//
+// Where a script runs: as one op of a write batch (store::WriteBatch::Run), on the thread that
+// holds the store's writer role, at its place in the group being built. Its redis.call runs the
+// command's handler there in direct mode (Ctx with a DirectRun): reads see the group's earlier
+// writes, the script's own included, and the handler's ops run at once through the store's Txn.
+// So no other client's write interleaves with a script, its records land in one group (durable
+// together under `always`, visible to readers together through the store's seqlock), and its reply
+// is sent once that group is durable, in the connection's reply order.
+//
+// Threads:
+// - ScriptCache: any thread (a mutex).
+// - ScriptEngine::Run and everything Lua: the writer role only (one thread at a time; the Lua
+//   state is created there on first use and dropped there after SCRIPT FLUSH).
+// - The busy and kill flags: atomics, read by I/O threads (-BUSY, SCRIPT KILL).
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "resp/reply_buffer.h"
+#include "store/store.h"
+
+struct lua_State;
+
+namespace keg::server {
+
+class ClientSession;
+struct ServerState;
+
+/// The 40 lower-case hex digits of SHA1(data).
+std::string Sha1Hex(std::string_view data);
+
+/// A script's shebang flags (`#!lua flags=no-writes,allow-oom`).
+enum ScriptFlag : uint32_t {
+  kScriptEvalCompat = 1 << 0,  ///< no shebang: Redis's pre-7.0 rules
+  kScriptNoWrites = 1 << 1,
+  kScriptAllowOom = 1 << 2,
+  kScriptAllowStale = 1 << 3,
+  kScriptNoCluster = 1 << 4,
+  kScriptAllowCrossSlot = 1 << 5,
+};
+
+struct Script {
+  std::string body;
+  uint32_t flags = kScriptEvalCompat;
+  size_t shebang_length = 0;  ///< bytes of the first line skipped when compiling (its newline kept)
+};
+
+/// Parses the shebang line of `body` into `script` (flags, length). False with Redis's error text in
+/// *error when it is malformed or names an unknown flag.
+bool ParseShebang(std::string_view body, Script* script, std::string* error);
+
+/// Redis's reply for an unknown SHA1.
+inline constexpr std::string_view kNoScriptError = "-NOSCRIPT No matching script. Please use EVAL.";
+/// What other clients get while a script runs past busy-reply-threshold.
+inline constexpr std::string_view kBusyScriptError =
+    "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+
+/// The script cache (SCRIPT LOAD, EVAL): SHA1 -> body. Any thread.
+class ScriptCache {
+ public:
+  std::shared_ptr<const Script> Find(std::string_view sha) const;
+  /// Compiles `body` (syntax only) and caches it; returns it with its SHA1 in *sha, or null with
+  /// the error reply in *error ("Error compiling script (new function): user_script:1: ...").
+  std::shared_ptr<const Script> Add(std::string_view body, std::string* sha, std::string* error);
+  /// SCRIPT FLUSH: forgets every script; the Lua state is rebuilt before the next script runs.
+  void Flush();
+  uint64_t epoch() const { return epoch_.load(std::memory_order_acquire); }
+  size_t size() const;
+  /// Bytes of the bodies and their SHA1s (INFO used_memory_scripts_eval).
+  size_t memory() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, std::shared_ptr<const Script>> scripts_;
+  size_t memory_ = 0;
+  std::atomic<uint64_t> epoch_{0};
+};
+
+/// One EVAL or EVALSHA: what the handler gives the writer, and what the script answers.
+struct ScriptRun {
+  std::string sha;
+  std::shared_ptr<const Script> script;
+  std::vector<std::string> keys;
+  std::vector<std::string> argv;
+  bool read_only = false;  ///< EVAL_RO / EVALSHA_RO, or the no-writes flag
+  resp::Protocol protocol = resp::Protocol::kResp2;  ///< the caller's (for the reply)
+  ClientSession* client = nullptr;  ///< the caller; handlers in direct mode never touch it
+  // Out, on the writer thread:
+  std::string reply;  ///< RESP in the caller's protocol, when !failed
+  std::string error;  ///< the error reply ("-ERR ..."), when failed
+  bool failed = false;
+};
+
+/// The Lua side: one interpreter, used under the writer role only.
+class ScriptEngine {
+ public:
+  explicit ScriptEngine(ServerState& server);
+  ~ScriptEngine();
+  ScriptEngine(const ScriptEngine&) = delete;
+  ScriptEngine& operator=(const ScriptEngine&) = delete;
+
+  ScriptCache& cache() { return cache_; }
+
+  /// Runs `run` against the group being built (writer role: see the file comment).
+  void Run(ScriptRun& run, store::Txn& txn);
+
+  // ---- Busy scripts: any thread ----
+  /// Non-zero while a script has run past busy-reply-threshold: other clients get -BUSY.
+  bool busy() const { return busy_.load(std::memory_order_acquire); }
+  /// SCRIPT KILL: "" when the busy script will stop, else the error reply (NOTBUSY, UNKILLABLE).
+  std::string Kill();
+  /// Lua memory in bytes (INFO used_memory_lua), as of the last script.
+  int64_t lua_memory() const { return lua_memory_.load(std::memory_order_relaxed); }
+
+  // ---- For the Lua C functions (writer role) ----
+  struct Running;
+  Running* running() { return running_; }
+
+ private:
+  void Open();
+  void Close();
+  // redis.call: runs one command line in direct mode; returns its reply (RESP in r.resp), or ""
+  // with the reason in *error when it is refused before running (unknown, arity, not allowed).
+  std::string Command(Running& r, const std::vector<std::string>& args, std::string* error);
+
+  ServerState& server_;
+  ScriptCache cache_;
+  lua_State* lua_ = nullptr;
+  uint64_t lua_epoch_ = 0;  // the cache epoch the state was built for
+  Running* running_ = nullptr;
+  std::atomic<bool> busy_{false};
+  std::atomic<bool> kill_{false};
+  std::atomic<bool> running_flag_{false};
+  std::atomic<bool> wrote_{false};
+  std::atomic<int64_t> lua_memory_{0};
+  uint64_t rand_state_ = 0x1234ABCD330Eull;  // math.random (Redis's lrand48), writer role
+  friend struct LuaApi;
+};
+
+}  // namespace keg::server
