@@ -15,71 +15,13 @@
 #include <thread>
 #include <atomic>
 
-#include "support/server_process.h"
+#include "support/keg_process.h"
 
 namespace keg::testing {
 namespace {
 
 namespace fs = std::filesystem;
 using Cmd = std::vector<std::string>;
-
-fs::path TempDir(const std::string& name) {
-  static int counter = 0;
-  fs::path p = fs::temp_directory_path() /
-               ("keg_server_test_" + std::to_string(getpid()) + "_" + name + "_" + std::to_string(counter++));
-  fs::remove_all(p);
-  fs::create_directories(p);
-  return p;
-}
-
-class Keg {
- public:
-  explicit Keg(std::vector<std::string> extra = {}, const std::string& name = "keg")
-      : dir_(TempDir(name)), extra_(std::move(extra)) {}
-  ~Keg() {
-    proc_.Kill();
-    fs::remove_all(dir_);
-  }
-  bool Start() {
-    const int port = port_ > 0 ? port_ : FreePort();
-    port_ = port;
-    std::vector<std::string> args = {KEG_SERVER_PATH, "--port", std::to_string(port), "--dir",
-                                     (dir_ / "data").string(), "--logfile", (dir_ / "keg.log").string()};
-    args.insert(args.end(), extra_.begin(), extra_.end());
-    return proc_.Start(args, port);
-  }
-  std::string Log() const {
-    std::ifstream in(dir_ / "keg.log");
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  ServerProcess& proc() { return proc_; }
-  int port() const { return port_; }
-  const fs::path& dir() const { return dir_; }
-
- private:
-  fs::path dir_;
-  std::vector<std::string> extra_;
-  int port_ = -1;
-  ServerProcess proc_;
-};
-
-class Redis {
- public:
-  Redis() {
-    const int port = FreePort();
-    ok_ = proc_.Start({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                       "--save", "", "--appendonly", "no", "--logfile", "/dev/null"},
-                      port);
-  }
-  bool ok() const { return ok_; }
-  int port() const { return proc_.port(); }
-
- private:
-  ServerProcess proc_;
-  bool ok_ = false;
-};
 
 // ---- The same commands to keg and to redis-server: identical bytes -----------------------------
 

@@ -18,6 +18,7 @@ test_packages=(
   libhiredis-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
   clang-14 libfuzzer-14-dev libclang-rt-14-dev
   redis-server redis-tools python3-redis nutcracker nodejs
+  python3-limits  # tests/compat/test_scripting.py: rate limiting through its Lua scripts
   tcl dpkg-dev  # Redis's own test suite (tools/redis-tests.sh): its runner, apt-get source
   prometheus-redis-exporter  # tests/compat/test_observability.py: what operators scrape
   prometheus  # promtool checks keg's /metrics exposition (command_test)

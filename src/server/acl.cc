@@ -154,7 +154,8 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
   std::vector<size_t> positions;
   if (cmd.name == "migrate") {
     positions = MigrateKeys(args);
-  } else if (cmd.name == "eval" || cmd.name == "evalsha" || cmd.name == "eval_ro" || cmd.name == "evalsha_ro") {
+  } else if (cmd.name == "eval" || cmd.name == "evalsha" || cmd.name == "eval_ro" || cmd.name == "evalsha_ro" ||
+             cmd.name == "fcall" || cmd.name == "fcall_ro") {
     // script numkeys key...: the declared keys (none when numkeys is not valid, as Redis's evalGetKeys).
     int64_t numkeys = 0;
     if (args.size() >= 3 && resp::ParseInt64(args[2], &numkeys) && numkeys > 0 &&
@@ -189,7 +190,7 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
     }
     first = readonly ? std::vector<std::string_view>{"RO", "access"}
                      : std::vector<std::string_view>{"RW", "access", "update"};
-  } else if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro") {
+  } else if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro" || cmd.name == "fcall_ro") {
     first = {"RO", "access"};
   } else if (auto it = KeySpecs().find(cmd.name); it != KeySpecs().end()) {
     first = it->second.first;

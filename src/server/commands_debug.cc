@@ -95,7 +95,7 @@ std::string DatasetDigest(store::Store& st) {
 void DebugProtocol(Ctx& c) {
   const std::string name = ToLower(c.arg(2));
   resp::ReplyBuffer& out = c.out();
-  const bool resp3 = c.client().protocol() == resp::Protocol::kResp3;
+  const bool resp3 = c.out().protocol() == resp::Protocol::kResp3;  // a script's, inside one
   if (name == "string") return out.Bulk("Hello World");
   if (name == "integer") return out.Integer(12345);
   if (name == "double") return out.Double(3.141);
@@ -200,6 +200,12 @@ void Debug(Ctx& c) {
     if (c.server().cold_reads) c.server().cold_reads->set_delay_ms(ms);
     return c.out().Ok();
   }
+  if (sub == "set-disable-deny-scripts" && c.argc() == 3) {
+    int64_t on = 0;
+    if (!resp::ParseInt64(c.arg(2), &on)) return c.Error(err::kNotInteger);
+    c.server().script_allow_denied.store(on != 0, std::memory_order_relaxed);
+    return c.out().Ok();
+  }
   if (sub == "set-active-expire" && c.argc() == 3) {
     int64_t on = 0;
     if (!resp::ParseInt64(c.arg(2), &on)) return c.Error(err::kNotInteger);
@@ -207,6 +213,19 @@ void Debug(Ctx& c) {
     return c.out().Ok();
   }
   if (sub == "protocol" && c.argc() == 3) return DebugProtocol(c);
+  if (sub == "reload" && c.argc() >= 3) {
+    // Redis reloads its RDB; NOFLUSH without MERGE loads the functions over the existing ones and
+    // fails when there are any. keg's data never leaves its log, so only that outcome is emulated.
+    bool noflush = false;
+    bool merge = false;
+    for (size_t i = 2; i < c.argc(); ++i) {
+      noflush |= EqualsIgnoreCase(c.arg(i), "noflush");
+      merge |= EqualsIgnoreCase(c.arg(i), "merge");
+    }
+    if (noflush && !merge && c.server().scripts->functions().library_count() > 0) {
+      return c.Error("Error trying to load the RDB dump, check server logs.");
+    }
+  }
   if ((sub == "reload" || sub == "loadaof") && c.argc() >= 2) {
     // An fsync on the writer; this connection waits for it, its I/O thread does not.
     return c.server().store->SyncAsync(ReplyOkWhenDone(c));

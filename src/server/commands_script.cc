@@ -4,6 +4,7 @@
 
 #include "resp/numbers.h"
 #include "server/command.h"
+#include "server/glob.h"
 #include "server/scripting.h"
 #include "server/session.h"
 #include "server/state.h"
@@ -12,6 +13,30 @@ namespace keg::server {
 namespace {
 
 using store::OpResult;
+
+// KEYS and ARGV of "<cmd> <script|function> numkeys key... arg...".
+void TakeArguments(Ctx& c, size_t numkeys, ScriptRun* run) {
+  const size_t keys_end = 3 + numkeys;
+  for (size_t i = 3; i < keys_end; ++i) run->keys.emplace_back(c.arg(i));
+  for (size_t i = keys_end; i < c.argc(); ++i) run->argv.emplace_back(c.arg(i));
+}
+
+// Adds the script to the connection's batch (run by the writer, ScriptEngine::Run) and replies
+// with what it answered once the batch is durable.
+void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
+  run->protocol = c.client().protocol();
+  run->client = &c.client();
+  run->user = c.client().user_ptr();
+  ScriptEngine* engine = c.server().scripts.get();
+  c.batch().Run([engine, run](store::Txn& txn) { engine->Run(*run, txn); });
+  c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (run->failed) {
+      out.Error(run->error);
+    } else {
+      out.Raw(run->reply);
+    }
+  });
+}
 
 // EVAL script numkeys key... arg... (and its SHA and read-only forms): the script joins the
 // connection's write batch as one op, run where writes are serialized; the reply comes once the
@@ -40,22 +65,9 @@ void EvalWith(Ctx& c, bool by_sha, bool read_only) {
     return c.Fail("Can not execute a script with write flag using *_ro command.");
   }
   run->read_only = read_only || (flags & kScriptNoWrites) != 0;
-  const size_t first = 3;
-  const size_t keys_end = first + static_cast<size_t>(numkeys);
   run->keys.reserve(static_cast<size_t>(numkeys));
-  for (size_t i = first; i < keys_end; ++i) run->keys.emplace_back(c.arg(i));
-  for (size_t i = keys_end; i < c.argc(); ++i) run->argv.emplace_back(c.arg(i));
-  run->protocol = c.client().protocol();
-  run->client = &c.client();
-  ScriptEngine* eng = &engine;
-  c.batch().Run([eng, run](store::Txn& txn) { eng->Run(*run, txn); });
-  c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (run->failed) {
-      out.Error(run->error);
-    } else {
-      out.Raw(run->reply);
-    }
-  });
+  TakeArguments(c, static_cast<size_t>(numkeys), run.get());
+  Queue(c, std::move(run));
 }
 
 void Eval(Ctx& c) { EvalWith(c, false, false); }
@@ -98,7 +110,7 @@ void ScriptCmd(Ctx& c) {
     return c.out().Bulk(sha);
   }
   if (sub == "kill" && c.argc() == 2) {
-    const std::string error = engine.Kill();
+    const std::string error = engine.Kill(false);
     if (!error.empty()) return c.Error(error);
     return c.out().Ok();
   }
@@ -107,6 +119,185 @@ void ScriptCmd(Ctx& c) {
     if (mode == "no") return c.out().Ok();
     if (mode == "yes" || mode == "sync") return c.Error("keg has no Lua debugger (SCRIPT DEBUG NO only)");
     return c.Error("Use SCRIPT DEBUG YES/SYNC/NO");
+  }
+  c.Error(SubcommandSyntaxError(c));
+}
+
+// FCALL function numkeys key... arg... and FCALL_RO: as EVALSHA, for a function of a library.
+void FcallWith(Ctx& c, bool read_only) {
+  ScriptEngine& engine = *c.server().scripts;
+  const FunctionInfo* info = nullptr;
+  std::shared_ptr<const FunctionLibrary> lib = engine.functions().Find(c.arg(1), &info);
+  if (lib == nullptr) return c.Fail("Function not found");
+  int64_t numkeys = 0;
+  if (!resp::ParseInt64(c.arg(2), &numkeys)) return c.Fail("Bad number of keys provided");
+  if (numkeys > static_cast<int64_t>(c.argc()) - 3) {
+    return c.Fail("Number of keys can't be greater than number of args");
+  }
+  if (numkeys < 0) return c.Fail("Number of keys can't be negative");
+  if ((info->flags & kScriptNoWrites) == 0 && read_only) {
+    return c.Fail("Can not execute a script with write flag using *_ro command.");
+  }
+  auto run = std::make_shared<ScriptRun>();
+  run->function = info->name;
+  run->fcall_ro = read_only;
+  run->read_only = read_only || (info->flags & kScriptNoWrites) != 0;
+  TakeArguments(c, static_cast<size_t>(numkeys), run.get());
+  Queue(c, std::move(run));
+}
+
+void Fcall(Ctx& c) { FcallWith(c, false); }
+void FcallRo(Ctx& c) { FcallWith(c, true); }
+
+void FunctionCmd(Ctx& c) {
+  ScriptEngine& engine = *c.server().scripts;
+  FunctionRegistry& registry = engine.functions();
+  const std::string sub = ToLower(c.arg(1));
+  resp::ReplyBuffer& out = c.out();
+  if (sub == "help" && c.argc() == 2) {
+    return Help(c, {"LOAD [REPLACE] <FUNCTION CODE>", "    Create a new library with the given library name and code.",
+                    "DELETE <LIBRARY NAME>", "    Delete the given library.",
+                    "LIST [LIBRARYNAME PATTERN] [WITHCODE]", "    Return general information on all the libraries:",
+                    "    * Library name", "    * The engine used to run the Library",
+                    "    * Library description", "    * Functions list", "    * Library code (if WITHCODE is given)",
+                    "    It also possible to get only function that matches a pattern using LIBRARYNAME argument.",
+                    "STATS", "    Return information about the current function running:", "    * Function name",
+                    "    * Command used to run the function", "    * Duration in MS that the function is running",
+                    "    If no function is running, return nil", "    In addition, returns a list of available engines.",
+                    "KILL", "    Kill the current running function.", "FLUSH [ASYNC|SYNC]",
+                    "    Delete all the libraries.",
+                    "    When called without the optional mode argument, the behavior is determined by the",
+                    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+                    "    * ASYNC: Asynchronously flush the libraries.", "    * SYNC: Synchronously flush the libraries.",
+                    "DUMP", "    Return a serialized payload representing the current libraries, can be restored using FUNCTION RESTORE command",
+                    "RESTORE <PAYLOAD> [FLUSH|APPEND|REPLACE]",
+                    "    Restore the libraries represented by the given payload, it is possible to give a restore policy to",
+                    "    control how to handle existing libraries (default APPEND):",
+                    "    * FLUSH: delete all existing libraries.", "    * APPEND: appends the restored libraries to the existing libraries. On collision, abort.",
+                    "    * REPLACE: appends the restored libraries to the existing libraries, On collision, replace the old",
+                    "      libraries with the new libraries (notice that even on this option there is a chance of failure",
+                    "      in case of functions name collision with another library)."});
+  }
+  if (sub == "load" && c.argc() >= 3) {
+    bool replace = false;
+    for (size_t i = 2; i + 1 < c.argc(); ++i) {
+      if (EqualsIgnoreCase(c.arg(i), "replace")) {
+        replace = true;
+        continue;
+      }
+      return c.Error("Unknown option given: " + std::string(c.arg(i)));
+    }
+    std::string name;
+    if (std::string error = registry.Load(c.arg(c.argc() - 1), replace, &name); !error.empty()) return c.Error(error);
+    return out.Bulk(name);
+  }
+  if (sub == "delete" && c.argc() == 3) {
+    if (std::string error = registry.Delete(c.arg(2)); !error.empty()) return c.Error(error);
+    return out.Ok();
+  }
+  if (sub == "flush" && c.argc() <= 3) {
+    if (c.argc() == 3 && !EqualsIgnoreCase(c.arg(2), "sync") && !EqualsIgnoreCase(c.arg(2), "async")) {
+      return c.Error("FUNCTION FLUSH only supports SYNC|ASYNC option");
+    }
+    if (std::string error = registry.Flush(); !error.empty()) return c.Error(error);
+    return out.Ok();
+  }
+  if (sub == "kill" && c.argc() == 2) {
+    if (std::string error = engine.Kill(true); !error.empty()) return c.Error(error);
+    return out.Ok();
+  }
+  if (sub == "dump" && c.argc() == 2) return out.Bulk(registry.Dump());
+  if (sub == "restore" && (c.argc() == 3 || c.argc() == 4)) {
+    const std::string_view policy = c.argc() == 4 ? c.arg(3) : std::string_view("append");
+    if (std::string error = registry.Restore(c.arg(2), policy); !error.empty()) return c.Error(error);
+    return out.Ok();
+  }
+  if (sub == "list") {
+    bool with_code = false;
+    bool have_pattern = false;
+    std::string pattern;
+    for (size_t i = 2; i < c.argc(); ++i) {
+      if (!with_code && EqualsIgnoreCase(c.arg(i), "withcode")) {
+        with_code = true;
+        continue;
+      }
+      if (!have_pattern && EqualsIgnoreCase(c.arg(i), "libraryname")) {
+        if (i + 1 >= c.argc()) return c.Error("library name argument was not given");
+        pattern = std::string(c.arg(++i));
+        have_pattern = true;
+        continue;
+      }
+      return c.Error("Unknown argument " + std::string(c.arg(i)));
+    }
+    std::vector<std::shared_ptr<const FunctionLibrary>> libs;
+    for (auto& lib : registry.Libraries()) {
+      if (!have_pattern || GlobMatch(pattern, lib->name, true)) libs.push_back(std::move(lib));
+    }
+    out.ArrayHeader(libs.size());
+    for (const auto& lib : libs) {
+      out.MapHeader(with_code ? 4 : 3);
+      out.Bulk("library_name");
+      out.Bulk(lib->name);
+      out.Bulk("engine");
+      out.Bulk("LUA");
+      out.Bulk("functions");
+      out.ArrayHeader(lib->functions.size());
+      for (const FunctionInfo& f : lib->functions) {
+        out.MapHeader(3);
+        out.Bulk("name");
+        out.Bulk(f.name);
+        out.Bulk("description");
+        if (f.has_description) {
+          out.Bulk(f.description);
+        } else {
+          out.Null();
+        }
+        out.Bulk("flags");
+        static constexpr std::pair<uint32_t, std::string_view> kFlags[] = {
+            {kScriptNoWrites, "no-writes"}, {kScriptAllowOom, "allow-oom"}, {kScriptAllowStale, "allow-stale"},
+            {kScriptNoCluster, "no-cluster"}, {kScriptAllowCrossSlot, "allow-cross-slot-keys"}};
+        size_t n = 0;
+        for (const auto& [bit, name] : kFlags) n += (f.flags & bit) != 0 ? 1 : 0;
+        out.SetHeader(n);
+        for (const auto& [bit, name] : kFlags) {
+          if ((f.flags & bit) != 0) out.SimpleString(name);
+        }
+      }
+      if (with_code) {
+        out.Bulk("library_code");
+        out.Bulk(lib->code);
+      }
+    }
+    return;
+  }
+  if (sub == "stats" && c.argc() == 2) {
+    if (engine.running_eval() && engine.busy()) return c.Error(kBusyScriptError);
+    out.MapHeader(2);
+    out.Bulk("running_script");
+    std::string name;
+    std::vector<std::string> command;
+    int64_t duration_ms = 0;
+    if (engine.RunningFunction(&name, &command, &duration_ms)) {
+      out.MapHeader(3);
+      out.Bulk("name");
+      out.Bulk(name);
+      out.Bulk("command");
+      out.ArrayHeader(command.size());
+      for (const std::string& a : command) out.Bulk(a);
+      out.Bulk("duration_ms");
+      out.Integer(duration_ms);
+    } else {
+      out.Null();
+    }
+    out.Bulk("engines");
+    out.MapHeader(1);
+    out.Bulk("LUA");
+    out.MapHeader(2);
+    out.Bulk("libraries_count");
+    out.Integer(static_cast<int64_t>(registry.library_count()));
+    out.Bulk("functions_count");
+    out.Integer(static_cast<int64_t>(registry.function_count()));
+    return;
   }
   c.Error(SubcommandSyntaxError(c));
 }
@@ -126,6 +317,19 @@ void RegisterScriptCommands(std::vector<Command>* t) {
                  {"help", 2, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"},
                  {"kill", 2, kNoScript | kAllowBusy, 0, 0, 0, ScriptCmd, "@slow @scripting"},
                  {"load", 3, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"}}});
+  t->push_back({"fcall", -3, kEval, 0, 0, 0, Fcall, "@slow @scripting"});
+  t->push_back({"fcall_ro", -3, kEval, 0, 0, 0, FcallRo, "@slow @scripting"});
+  constexpr uint32_t kFn = kNoScript;
+  t->push_back({"function", -2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting",
+                {{"delete", 3, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},
+                 {"dump", 2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting"},
+                 {"flush", -2, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},
+                 {"help", 2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting"},
+                 {"kill", 2, kFn | kAllowBusy, 0, 0, 0, FunctionCmd, "@slow @scripting"},
+                 {"list", -2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting"},
+                 {"load", -3, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},
+                 {"restore", -3, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},
+                 {"stats", 2, kFn | kAllowBusy, 0, 0, 0, FunctionCmd, "@slow @scripting"}}});
 }
 
 }  // namespace keg::server

@@ -192,17 +192,24 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     for (const char* f : {"allocator_allocated", "allocator_active", "allocator_resident"}) Field(&s, f, used);
     Field(&s, "total_system_memory", system);
     Field(&s, "total_system_memory_human", Human(system));
-    // No Lua VM and no scripts or functions yet (the scripting issue).
-    for (const char* f : {"used_memory_lua", "used_memory_vm_eval"}) Field(&s, f, 0);
-    Field(&s, "used_memory_lua_human", std::string("0B"));
-    for (const char* f : {"used_memory_scripts_eval", "number_of_cached_scripts", "number_of_functions",
-                          "number_of_libraries", "used_memory_vm_functions", "used_memory_vm_total"}) {
-      Field(&s, f, 0);
-    }
-    Field(&s, "used_memory_vm_total_human", std::string("0B"));
+    // Scripts: the Lua states' memory (as of the last script run), the cached bodies, functions.
+    ScriptEngine& eng = *st.scripts;
+    const int64_t lua = eng.lua_memory();
+    const auto scripts_mem = static_cast<int64_t>(eng.cache().memory());
+    const auto& fns = st.scripts->functions();
+    Field(&s, "used_memory_lua", lua);
+    Field(&s, "used_memory_vm_eval", lua);
+    Field(&s, "used_memory_lua_human", Human(lua));
+    Field(&s, "used_memory_scripts_eval", scripts_mem);
+    Field(&s, "number_of_cached_scripts", static_cast<int64_t>(eng.cache().size()));
+    Field(&s, "number_of_functions", static_cast<int64_t>(fns.function_count()));
+    Field(&s, "number_of_libraries", static_cast<int64_t>(fns.library_count()));
+    Field(&s, "used_memory_vm_functions", 0);
+    Field(&s, "used_memory_vm_total", lua);
+    Field(&s, "used_memory_vm_total_human", Human(lua));
     Field(&s, "used_memory_functions", 0);
-    Field(&s, "used_memory_scripts", 0);
-    Field(&s, "used_memory_scripts_human", std::string("0B"));
+    Field(&s, "used_memory_scripts", scripts_mem);
+    Field(&s, "used_memory_scripts_human", Human(scripts_mem));
     Field(&s, "maxmemory", 0);
     Field(&s, "maxmemory_human", std::string("0B"));
     Field(&s, "maxmemory_policy", std::string("noeviction"));
@@ -699,7 +706,9 @@ void CommandGetkeys(Ctx& c) {
   }
   if (cmd == nullptr) return c.Error("Invalid command specified");
   std::vector<size_t> positions;
-  if (!KeyPositions(*cmd, line.size(), &positions)) return c.Error("The command has no key arguments");
+  if ((cmd->flags & kMovableKeys) == 0 && !KeyPositions(*cmd, line.size(), &positions)) {
+    return c.Error("The command has no key arguments");
+  }
   const auto n = static_cast<int64_t>(line.size());
   if ((cmd->arity > 0 && cmd->arity != n) || n < -cmd->arity) {
     return c.Error("Invalid number of arguments specified for command");
@@ -928,7 +937,7 @@ void Shutdown(Ctx& c) {
     // The busy script holds the writer role and its group is not written: SHUTDOWN NOSAVE ends the
     // process now, and none of the script's writes exist (every acknowledged write is in the data
     // files already). Without NOSAVE it is refused, as Redis refuses it.
-    if (!nosave) return c.Error(kBusyScriptError);
+    if (!nosave) return c.Error(c.server().scripts->busy_error());
     spdlog::warn("User requested shutdown (NOSAVE) while a script is busy: exiting now; the script's writes are dropped");
     spdlog::default_logger()->flush();
     std::_Exit(0);
@@ -978,6 +987,7 @@ void Slowlog(Ctx& c) {
 
 void Latency(Ctx& c) {
   const std::string sub = ToLower(c.arg(1));
+  if (sub == "help" && c.argc() != 2) return c.Error(WrongArity("latency|help"));
   LatencyMonitor& mon = c.server().latency;
   if (sub == "history" && c.argc() == 3) {
     const auto events = mon.Snapshot();
@@ -1106,45 +1116,6 @@ void Latency(Ctx& c) {
   c.Error(SubcommandSyntaxError(c));
 }
 
-// FUNCTION: keg has no scripting engine yet (the scripting issue brings Lua), so there are no
-// libraries: FLUSH, LIST and STATS answer truthfully for that state, LOAD and RESTORE refuse.
-void Function(Ctx& c) {
-  const std::string sub = ToLower(c.arg(1));
-  if (sub == "flush" && c.argc() <= 3) {
-    if (c.argc() == 3) {
-      const std::string mode = ToLower(c.arg(2));
-      if (mode != "async" && mode != "sync") return c.Error("FUNCTION FLUSH only supports SYNC|ASYNC option");
-    }
-    return c.out().Ok();
-  }
-  if (sub == "list") {
-    for (size_t i = 2; i < c.argc(); ++i) {
-      const std::string opt = ToLower(c.arg(i));
-      if (opt == "withcode") continue;
-      if (opt == "libraryname" && i + 1 < c.argc()) {
-        ++i;
-        continue;
-      }
-      return c.Error("Unknown argument " + std::string(c.arg(i)));
-    }
-    return c.out().ArrayHeader(0);
-  }
-  if (sub == "stats" && c.argc() == 2) {
-    c.out().MapHeader(2);
-    c.out().Bulk("running_script");
-    c.out().Null();
-    c.out().Bulk("engines");
-    c.out().MapHeader(0);
-    return;
-  }
-  if (sub == "kill" && c.argc() == 2) return c.Error("-NOTBUSY No scripts in execution right now.");
-  if (sub == "delete" && c.argc() == 3) return c.Error("Library not found");
-  if (sub == "load" || sub == "restore" || sub == "dump") {
-    return c.Error("FUNCTION " + ToUpper(sub) + " is not supported yet: keg has no scripting engine");
-  }
-  c.Error(SubcommandSyntaxError(c));
-}
-
 }  // namespace
 
 void RegisterServerCommands(std::vector<Command>* t) {
@@ -1191,7 +1162,7 @@ void RegisterServerCommands(std::vector<Command>* t) {
                 {"nodes", -2, 0, 0, 0, 0, nullptr, "@slow"},
                 {"replicas", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"replicate", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"reset", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"reset", -2, kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"saveconfig", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"set-config-epoch", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"setslot", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
@@ -1205,7 +1176,6 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"compact", -1, kAdmin | kNoScript, 0, 0, 0, Compact, "@admin @slow"});
   t->push_back({"shutdown", -1, kAdmin | kNoMulti | kNoScript | kAllowBusy, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
   t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
-  t->push_back({"function", -2, kNoScript, 0, 0, 0, Function, "@slow @scripting"});
   t->push_back({"latency", -2, kAdmin | kNoScript, 0, 0, 0, Latency, "@admin @slow @dangerous"});
 }
 

@@ -161,6 +161,13 @@ int main(int argc, char** argv) {
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   state.cold_reads = std::make_unique<keg::server::ColdReads>(state.store.get(), keg::server::kColdReadThreads);
+  // Functions (FUNCTION LOAD) live beside the data files, in FUNCTION DUMP's format.
+  state.scripts->functions().set_path(cfg.dir + "/functions.rdb");
+  if (std::string why = state.scripts->functions().LoadFile(); !why.empty()) {
+    spdlog::critical("cannot load the functions: {}", why);
+    spdlog::shutdown();
+    return 1;
+  }
   const keg::store::Stats stats = state.store->GetStats();
   spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
                secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);

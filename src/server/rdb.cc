@@ -7,11 +7,13 @@
 #include <charconv>
 #include <cstring>
 #include <limits>
+#include <optional>
 
 namespace keg::server::rdb {
 namespace {
 
 constexpr uint8_t kTypeString = 0;
+constexpr uint8_t kOpcodeFunction2 = 245;  // RDB_OPCODE_FUNCTION2: a library's code
 constexpr uint8_t kEncInt8 = 0xC0;   // RDB_ENCVAL << 6 | RDB_ENC_INT8
 constexpr uint8_t kEncInt16 = 0xC1;
 constexpr uint8_t kEncInt32 = 0xC2;
@@ -193,11 +195,12 @@ uint64_t Crc64(uint64_t crc, std::string_view bytes) {
   return crc;
 }
 
-std::string DumpString(std::string_view value) {
-  std::string out;
-  out.reserve(value.size() + 32);
-  out.push_back(static_cast<char>(kTypeString));
-  bool done = value.size() <= 11 && PutInteger(&out, value);
+namespace {
+
+// A string object's encoding (no type byte), as rdbSaveStringObject: integers compact, long values
+// LZF-compressed when that saves at least 4 bytes.
+void PutStringObject(std::string* out, std::string_view value) {
+  bool done = value.size() <= 11 && PutInteger(out, value);
   if (!done && value.size() > 20) {
     // As rdbSaveLzfStringObject: only when the compressed form is at least 4 bytes shorter.
     std::string compressed(value.size() - 4, '\0');
@@ -206,32 +209,77 @@ std::string DumpString(std::string_view value) {
                                : lzf_compress(value.data(), static_cast<unsigned int>(value.size()),
                                               compressed.data(), static_cast<unsigned int>(value.size() - 4));
     if (n > 0) {
-      out.push_back(static_cast<char>(kEncLzf));
-      PutLength(&out, n);
-      PutLength(&out, value.size());
-      out.append(compressed.data(), n);
+      out->push_back(static_cast<char>(kEncLzf));
+      PutLength(out, n);
+      PutLength(out, value.size());
+      out->append(compressed.data(), n);
       done = true;
     }
   }
   if (!done) {
-    PutLength(&out, value.size());
-    out.append(value);
+    PutLength(out, value.size());
+    out->append(value);
   }
-  PutLittleEndian(&out, kVersion, 2);
-  PutLittleEndian(&out, Crc64(0, out), 8);
-  return out;
 }
 
-LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value) {
-  if (payload.size() < 10) return LoadResult::kBadVersionOrChecksum;
+void PutFooter(std::string* out) {
+  PutLittleEndian(out, kVersion, 2);
+  PutLittleEndian(out, Crc64(0, *out), 8);
+}
+
+// The body of a payload whose version and checksum are right, else nullopt.
+std::optional<std::string_view> CheckFooter(std::string_view payload) {
+  if (payload.size() < 10) return std::nullopt;
   const std::string_view footer = payload.substr(payload.size() - 10);
   const uint16_t version = static_cast<uint16_t>(static_cast<uint8_t>(footer[0]) |
                                                  (static_cast<uint8_t>(footer[1]) << 8));
-  if (version > kVersion) return LoadResult::kBadVersionOrChecksum;
+  if (version > kVersion) return std::nullopt;
   uint64_t crc = 0;
   for (int i = 7; i >= 0; --i) crc = (crc << 8) | static_cast<uint8_t>(footer[2 + static_cast<size_t>(i)]);
-  if (Crc64(0, payload.substr(0, payload.size() - 8)) != crc) return LoadResult::kBadVersionOrChecksum;
-  Reader in(payload.substr(0, payload.size() - 10));
+  if (Crc64(0, payload.substr(0, payload.size() - 8)) != crc) return std::nullopt;
+  return payload.substr(0, payload.size() - 10);
+}
+
+}  // namespace
+
+std::string DumpString(std::string_view value) {
+  std::string out;
+  out.reserve(value.size() + 32);
+  out.push_back(static_cast<char>(kTypeString));
+  PutStringObject(&out, value);
+  PutFooter(&out);
+  return out;
+}
+
+std::string DumpFunctions(const std::vector<std::string>& codes) {
+  std::string out;
+  for (const std::string& code : codes) {
+    out.push_back(static_cast<char>(kOpcodeFunction2));
+    PutStringObject(&out, code);
+  }
+  PutFooter(&out);
+  return out;
+}
+
+LoadResult LoadFunctions(std::string_view payload, uint64_t max_len, std::vector<std::string>* codes) {
+  const std::optional<std::string_view> body = CheckFooter(payload);
+  if (!body) return LoadResult::kBadVersionOrChecksum;
+  Reader in(*body);
+  codes->clear();
+  uint8_t type = 0;
+  while (in.Byte(&type)) {
+    if (type != kOpcodeFunction2) return LoadResult::kUnsupportedType;
+    std::string code;
+    if (!LoadStringObject(in, max_len, &code)) return LoadResult::kBadFormat;
+    codes->push_back(std::move(code));
+  }
+  return LoadResult::kOk;
+}
+
+LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value) {
+  const std::optional<std::string_view> body = CheckFooter(payload);
+  if (!body) return LoadResult::kBadVersionOrChecksum;
+  Reader in(*body);
   uint8_t type = 0;
   if (!in.Byte(&type)) return LoadResult::kBadFormat;
   if (type != kTypeString) {

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace keg::server::rdb {
 
@@ -29,5 +30,12 @@ enum class LoadResult { kOk, kBadVersionOrChecksum, kBadFormat, kUnsupportedType
 /// kOk, *value holds the string. kUnsupportedType: a valid RDB type keg has no type for yet. A
 /// value longer than `max_len` (proto-max-bulk-len) is kBadFormat, checked before allocating.
 LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value);
+
+/// FUNCTION DUMP: each library's code as an RDB_OPCODE_FUNCTION2 entry, then version and CRC64,
+/// byte for byte as redis-server 7.0 writes it (FUNCTION RESTORE on either side reads it).
+std::string DumpFunctions(const std::vector<std::string>& codes);
+/// FUNCTION RESTORE's payload: the libraries' codes. kUnsupportedType: an entry that is not a
+/// function (Redis: "given type is not a function").
+LoadResult LoadFunctions(std::string_view payload, uint64_t max_len, std::vector<std::string>* codes);
 
 }  // namespace keg::server::rdb

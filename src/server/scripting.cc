@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <climits>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -17,7 +18,9 @@ extern "C" {
 }
 
 #include "resp/numbers.h"
+#include "server/acl.h"
 #include "server/command.h"
+#include "server/lua_libs.h"
 #include "server/session.h"
 #include "server/state.h"
 #include "server/version.h"
@@ -113,6 +116,11 @@ lua_State* CompileState() {
     }
   };
   thread_local Holder holder;
+  static thread_local bool anchored = false;
+  if (!anchored) {
+    AnchorChunkNames(holder.L);
+    anchored = true;
+  }
   return holder.L;
 }
 
@@ -135,6 +143,10 @@ std::shared_ptr<const Script> ScriptCache::Add(std::string_view body, std::strin
   lua_State* L = CompileState();
   // A shebang line is skipped but its newline kept, so line numbers stay the user's.
   const std::string_view code = body.substr(script->shebang_length);
+  if (!code.empty() && code[0] == '\x1b') {  // precompiled bytecode is never loaded: unchecked, it can corrupt memory
+    *error = "Error compiling script (new function): user_script: binary chunks are not allowed";
+    return nullptr;
+  }
   if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
     *error = "Error compiling script (new function): " + std::string(lua_tostring(L, -1));
     lua_pop(L, 1);
@@ -739,15 +751,32 @@ struct LuaApi {
   static int Nop(lua_State*) { return 0; }
 
   static int AclCheckCmd(lua_State* L) {
-    Run(L, "redis.acl_check_cmd can only be called inside a script invocation");
-    if (lua_gettop(L) == 0) RaiseError(L, "Please specify at least one argument for this redis lib call");
-    size_t len = 0;
-    const char* name = lua_tolstring(L, 1, &len);
-    if (name == nullptr || FindCommand(std::string_view(name, len)) == nullptr) {
-      RaiseError(L, "Invalid command passed to redis.acl_check_cmd()");
-    }
-    lua_pushboolean(L, 1);
+    ScriptEngine::Running* r = Run(L, "redis.acl_check_cmd can only be called inside a script invocation");
+    const int verdict = AclVerdict(L, r);  // C++ objects live only in there
+    if (verdict < 0) RaiseError(L, verdict == -1 ? "Please specify at least one argument for this redis lib call"
+                                                 : "Invalid command passed to redis.acl_check_cmd()");
+    lua_pushboolean(L, verdict);
     return 1;
+  }
+  // 1 allowed, 0 denied, -1 no arguments, -2 not a command.
+  static int AclVerdict(lua_State* L, ScriptEngine::Running* r) {
+    const int argc = lua_gettop(L);
+    if (argc == 0) return -1;
+    std::vector<std::string> args;
+    for (int i = 1; i <= argc; ++i) {
+      size_t len = 0;
+      const char* s = lua_tolstring(L, i, &len);
+      if (s == nullptr) return -2;
+      args.emplace_back(s, len);
+    }
+    const std::vector<std::string_view> views(args.begin(), args.end());
+    const Command* cmd = FindCommand(views[0]);
+    if (cmd == nullptr) return -2;
+    const Command* sub = !cmd->subcommands.empty() && views.size() >= 2 ? FindSubcommand(*cmd, views[1]) : nullptr;
+    if (!cmd->subcommands.empty() && views.size() >= 2 && sub == nullptr) return -2;
+    if (r->run->user == nullptr || r->run->user->unrestricted()) return 1;
+    size_t index = 0;
+    return AclCheck(*r->run->user, *cmd, sub, views, &index) == AclDenial::kNone ? 1 : 0;
   }
 
   // math.random / math.randomseed: Redis's lrand48, the same sequence on every platform.
@@ -833,6 +862,107 @@ struct LuaApi {
     return 1;
   }
 
+  // Safer versions of library functions that crash Debian's builds on hostile arguments (Redis
+  // patched its own copies: CVE-2025-46817, the bit.tohex bug).
+  // unpack(t, i, j): the count is computed without overflow and bounded before the stack grows.
+  static int SafeUnpack(lua_State* L) {
+    luaL_checktype(L, 1, LUA_TTABLE);
+    const int first = luaL_optint(L, 2, 1);
+    const int last = lua_isnoneornil(L, 3) ? static_cast<int>(lua_objlen(L, 1)) : luaL_checkint(L, 3);
+    if (first > last) return 0;
+    const int64_t count = int64_t{last} - int64_t{first} + 1;
+    if (count >= INT_MAX || !lua_checkstack(L, static_cast<int>(count))) {
+      return luaL_error(L, "too many results to unpack");
+    }
+    for (int64_t k = first; k <= last; ++k) lua_rawgeti(L, 1, static_cast<int>(k));
+    return static_cast<int>(count);
+  }
+  // bit.tohex(x [, n]): n digits (8 by default, at most 8; negative: upper case).
+  static int SafeToHex(lua_State* L) {
+    const auto x = static_cast<uint32_t>(static_cast<int64_t>(luaL_checknumber(L, 1)));
+    int64_t n = lua_isnone(L, 2) ? 8 : static_cast<int64_t>(luaL_checknumber(L, 2));
+    const char* digits = "0123456789abcdef";
+    if (n < 0) {
+      n = -n;
+      digits = "0123456789ABCDEF";
+    }
+    if (n > 8) n = 8;
+    char buf[8];
+    uint32_t v = x;
+    for (int64_t i = n - 1; i >= 0; --i) {
+      buf[i] = digits[v & 15];
+      v >>= 4;
+    }
+    lua_pushlstring(L, buf, static_cast<size_t>(n));
+    return 1;
+  }
+  // loadstring / load: chunks over 1 GiB are refused (Lua 5.1's lexer counts a long bracket's '='
+  // in an int: CVE-2025-46819), and load(reader)'s pieces are gathered first under the same cap.
+  static constexpr size_t kMaxChunk = size_t{1} << 30;
+  static int SafeLoadString(lua_State* L) {
+    size_t len = 0;
+    const char* s = luaL_checklstring(L, 1, &len);
+    const char* name = luaL_optstring(L, 2, s);
+    if (len > kMaxChunk) {
+      lua_pushnil(L);
+      lua_pushstring(L, "chunk too large");
+      return 2;
+    }
+    if (len > 0 && s[0] == '\x1b') {  // precompiled bytecode: unchecked, it can corrupt memory
+      lua_pushnil(L);
+      lua_pushstring(L, "binary chunks are not allowed");
+      return 2;
+    }
+    if (luaL_loadbuffer(L, s, len, name) != 0) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return 1;
+  }
+  static int SafeLoad(lua_State* L) {
+    if (lua_type(L, 1) == LUA_TSTRING) return SafeLoadString(L);
+    luaL_checktype(L, 1, LUA_TFUNCTION);
+    const char* name = luaL_optstring(L, 2, "=(load)");
+    lua_pushstring(L, name);  // anchored on the stack while the chunk is parsed
+    const int name_at = lua_gettop(L);
+    luaL_Buffer b;
+    luaL_buffinit(L, &b);
+    size_t total = 0;
+    for (;;) {
+      lua_pushvalue(L, 1);
+      lua_call(L, 0, 1);
+      if (lua_isnil(L, -1)) {
+        lua_pop(L, 1);
+        break;
+      }
+      if (!lua_isstring(L, -1)) return luaL_error(L, "reader function must return a string");
+      size_t len = 0;
+      lua_tolstring(L, -1, &len);
+      if (len == 0) {
+        lua_pop(L, 1);
+        break;
+      }
+      total += len;
+      if (total > kMaxChunk) return luaL_error(L, "chunk too large");
+      luaL_addvalue(&b);
+    }
+    luaL_pushresult(&b);
+    size_t len = 0;
+    const char* chunk = lua_tolstring(L, -1, &len);
+    if (len > 0 && chunk[0] == '\x1b') {
+      lua_pushnil(L);
+      lua_pushstring(L, "binary chunks are not allowed");
+      return 2;
+    }
+    if (luaL_loadbuffer(L, chunk, len, lua_tostring(L, name_at)) != 0) {
+      lua_pushnil(L);
+      lua_insert(L, -2);
+      return 2;
+    }
+    return 1;
+  }
+
   // The count hook: busy scripts and SCRIPT KILL.
   static void Hook(lua_State* L, lua_Debug*) {
     ScriptEngine* e = EngineOf(L);
@@ -862,6 +992,8 @@ ScriptEngine::~ScriptEngine() { Close(); }
 void ScriptEngine::Close() {
   if (lua_ != nullptr) lua_close(lua_);
   lua_ = nullptr;
+  if (fn_lua_ != nullptr) lua_close(fn_lua_);
+  fn_lua_ = nullptr;
 }
 
 namespace {
@@ -890,7 +1022,20 @@ void ProtectTable(lua_State* L, int real_index, bool is_globals) {
 
 }  // namespace
 
-void ScriptEngine::Open() {
+// Lua 5.1's parser does not anchor a chunk's name while it parses (CVE-2025-49844: a collection
+// during the parse frees it). Names given as C strings are kept alive here, so the parser finds
+// them interned and reachable.
+void AnchorChunkNames(lua_State* L) {
+  lua_newtable(L);
+  const char* names[] = {"@user_script", "@user_function", "@err_handler_def", "=(load)", "=?"};
+  for (int i = 0; i < 5; ++i) {
+    lua_pushstring(L, names[i]);
+    lua_rawseti(L, -2, i + 1);
+  }
+  lua_setfield(L, LUA_REGISTRYINDEX, "__keg_chunk_names");
+}
+
+lua_State* ScriptEngine::NewState() {
   lua_State* L = luaL_newstate();
   lua_pushlightuserdata(L, this);
   lua_setfield(L, LUA_REGISTRYINDEX, kEngineKey);
@@ -920,6 +1065,12 @@ void ScriptEngine::Open() {
   lua_pushstring(L, "bit");
   lua_call(L, 1, 1);
   lua_setglobal(L, "bit");
+  lua_pushcfunction(L, OpenCmsgpack);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "cmsgpack");
+  lua_pushcfunction(L, OpenStruct);
+  lua_call(L, 0, 1);
+  lua_setglobal(L, "struct");
 
   // Only Redis's allow-listed globals stay (no print, dofile, loadfile, setfenv, getfenv, newproxy,
   // module, require).
@@ -950,6 +1101,17 @@ void ScriptEngine::Open() {
   lua_setglobal(L, "setmetatable");
   lua_pushcfunction(L, LuaApi::SafeRawset);
   lua_setglobal(L, "rawset");
+  lua_pushcfunction(L, LuaApi::SafeUnpack);
+  lua_setglobal(L, "unpack");
+  lua_pushcfunction(L, LuaApi::SafeLoadString);
+  lua_setglobal(L, "loadstring");
+  lua_pushcfunction(L, LuaApi::SafeLoad);
+  lua_setglobal(L, "load");
+  lua_getglobal(L, "bit");
+  lua_pushcfunction(L, LuaApi::SafeToHex);
+  lua_setfield(L, -2, "tohex");
+  lua_pop(L, 1);
+  AnchorChunkNames(L);
 
   // The redis table.
   lua_newtable(L);
@@ -1016,7 +1178,7 @@ void ScriptEngine::Open() {
 
   // Lock everything: each library table and the string metatable become read-only proxies, and the
   // globals table reads through a hidden table (missing globals are an error) and refuses writes.
-  static const char* const kLibraries[] = {"string", "math", "table", "cjson", "bit", "redis", "coroutine"};
+  static const char* const kLibraries[] = {"string", "math", "table", "cjson", "bit", "cmsgpack", "struct", "redis", "coroutine"};
   for (const char* lib : kLibraries) {
     lua_getglobal(L, lib);
     if (!lua_istable(L, -1)) {
@@ -1063,7 +1225,7 @@ void ScriptEngine::Open() {
   lua_setfield(L, -2, "__index");
   lua_pushcfunction(L, LuaApi::ReadonlyError);
   lua_setfield(L, -2, "__newindex");
-  lua_pushboolean(L, 0);
+  ProtectTable(L, lua_gettop(L), false);  // getmetatable(_G): a read-only view of it
   lua_setfield(L, -2, "__metatable");
   lua_setmetatable(L, LUA_GLOBALSINDEX);
   lua_getfield(L, LUA_REGISTRYINDEX, kProtectedKey);
@@ -1072,10 +1234,13 @@ void ScriptEngine::Open() {
   lua_rawset(L, -3);
   lua_pop(L, 1);
   lua_setfield(L, LUA_REGISTRYINDEX, "__keg_globals");  // the hidden table (KEYS / ARGV go there)
-  lua_ = L;
+  // The error handler, where both kinds of script find it.
+  lua_getfield(L, LUA_GLOBALSINDEX, "__redis__err__handler");
+  lua_setfield(L, LUA_REGISTRYINDEX, "__keg_err_handler");
+  return L;
 }
 
-std::string ScriptEngine::Kill() {
+std::string ScriptEngine::Kill(bool function) {
   if (!running_flag_.load(std::memory_order_acquire) || !busy_.load(std::memory_order_acquire)) {
     return "-NOTBUSY No scripts in execution right now.";
   }
@@ -1084,34 +1249,57 @@ std::string ScriptEngine::Kill() {
            "either wait the script termination or kill the server in a hard way using the SHUTDOWN "
            "NOSAVE command.";
   }
+  const bool is_function = running_function_.load(std::memory_order_acquire);
+  if (is_function && !function) return std::string(kBusyFunctionError);
+  if (!is_function && function) return std::string(kBusyScriptError);
   kill_.store(true, std::memory_order_release);
   return "";
 }
 
+bool ScriptEngine::RunningFunction(std::string* name, std::vector<std::string>* command, int64_t* duration_ms) const {
+  std::lock_guard lock(running_mu_);
+  if (running_run_ == nullptr) return false;
+  const ScriptRun& r = *running_run_;
+  *name = r.function;
+  command->clear();
+  command->push_back(r.fcall_ro ? "fcall_ro" : "fcall");
+  command->push_back(r.function);
+  command->push_back(std::to_string(r.keys.size()));
+  command->insert(command->end(), r.keys.begin(), r.keys.end());
+  command->insert(command->end(), r.argv.begin(), r.argv.end());
+  *duration_ms = (MonoNs() - running_start_ns_) / 1'000'000;
+  return true;
+}
+
 void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
-  if (lua_ != nullptr && lua_epoch_ != cache_.epoch()) Close();  // SCRIPT FLUSH: a fresh state
-  if (lua_ == nullptr) {
-    lua_epoch_ = cache_.epoch();
-    Open();
-  }
-  lua_State* L = lua_;
-  const std::string fname = "f_" + run.sha;
-  lua_getfield(L, LUA_GLOBALSINDEX, "__redis__err__handler");
-  lua_getfield(L, LUA_REGISTRYINDEX, fname.c_str());
-  if (lua_isnil(L, -1)) {
-    lua_pop(L, 1);
-    const std::string_view code = std::string_view(run.script->body).substr(run.script->shebang_length);
-    if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
-      run.failed = true;
-      run.error = "Error compiling script (new function): " + std::string(lua_tostring(L, -1));
-      lua_pop(L, 2);
-      return;
+  const bool fcall = !run.function.empty();
+  lua_State* L = nullptr;
+  if (fcall) {
+    const uint64_t epoch = functions_.epoch();
+    if (fn_lua_ != nullptr && fn_epoch_ != epoch) {
+      lua_close(fn_lua_);
+      fn_lua_ = nullptr;
     }
-    lua_pushvalue(L, -1);
-    lua_setfield(L, LUA_REGISTRYINDEX, fname.c_str());
+    if (fn_lua_ == nullptr) {  // the libraries changed: a fresh state with every library loaded
+      fn_epoch_ = epoch;
+      fn_lua_ = NewState();
+      LoadLibrariesInto(fn_lua_, functions_.Libraries(), "__keg_functions");
+    }
+    L = fn_lua_;
+  } else {
+    if (lua_ != nullptr && lua_epoch_ != cache_.epoch()) {  // SCRIPT FLUSH: a fresh state
+      lua_close(lua_);
+      lua_ = nullptr;
+    }
+    if (lua_ == nullptr) {
+      lua_epoch_ = cache_.epoch();
+      lua_ = NewState();
+    }
+    L = lua_;
   }
-  // KEYS and ARGV: globals of the script, set in the hidden globals table.
-  lua_getfield(L, LUA_REGISTRYINDEX, "__keg_globals");
+  const std::string fname = fcall ? run.function : "f_" + run.sha;
+  lua_getfield(L, LUA_REGISTRYINDEX, "__keg_err_handler");
+  const int handler = lua_gettop(L);
   auto array = [L](const std::vector<std::string>& items) {
     lua_createtable(L, static_cast<int>(items.size()), 0);
     for (size_t i = 0; i < items.size(); ++i) {
@@ -1119,11 +1307,44 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
       lua_rawseti(L, -2, static_cast<int>(i + 1));
     }
   };
-  array(run.keys);
-  lua_setfield(L, -2, "KEYS");
-  array(run.argv);
-  lua_setfield(L, -2, "ARGV");
-  lua_pop(L, 1);
+  int nargs = 0;
+  if (fcall) {
+    lua_getfield(L, LUA_REGISTRYINDEX, "__keg_functions");
+    std::string key = run.function;
+    for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    lua_getfield(L, -1, key.c_str());
+    lua_remove(L, -2);
+    if (!lua_isfunction(L, -1)) {  // deleted since the command was queued
+      lua_settop(L, handler - 1);
+      run.failed = true;
+      run.error = "Function not found";
+      return;
+    }
+    array(run.keys);
+    array(run.argv);
+    nargs = 2;
+  } else {
+    lua_getfield(L, LUA_REGISTRYINDEX, fname.c_str());
+    if (lua_isnil(L, -1)) {
+      lua_pop(L, 1);
+      const std::string_view code = std::string_view(run.script->body).substr(run.script->shebang_length);
+      if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
+        run.failed = true;
+        run.error = "Error compiling script (new function): " + std::string(lua_tostring(L, -1));
+        lua_settop(L, handler - 1);
+        return;
+      }
+      lua_pushvalue(L, -1);
+      lua_setfield(L, LUA_REGISTRYINDEX, fname.c_str());
+    }
+    // KEYS and ARGV: globals of the script, set in the hidden globals table.
+    lua_getfield(L, LUA_REGISTRYINDEX, "__keg_globals");
+    array(run.keys);
+    lua_setfield(L, -2, "KEYS");
+    array(run.argv);
+    lua_setfield(L, -2, "ARGV");
+    lua_pop(L, 1);
+  }
 
   Running r;
   r.run = &run;
@@ -1133,9 +1354,15 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
   running_ = &r;
   kill_.store(false, std::memory_order_relaxed);
   wrote_.store(false, std::memory_order_relaxed);
+  running_function_.store(fcall, std::memory_order_relaxed);
+  if (fcall) {
+    std::lock_guard lock(running_mu_);
+    running_run_ = &run;
+    running_start_ns_ = r.start_ns;
+  }
   running_flag_.store(true, std::memory_order_release);
   if (r.threshold_ms > 0) lua_sethook(L, LuaApi::Hook, LUA_MASKCOUNT, 100000);
-  const int err = lua_pcall(L, 0, 1, -2);
+  const int err = lua_pcall(L, nargs, 1, handler);
   lua_sethook(L, nullptr, 0, 0);
   resp::ReplyBuffer out(SIZE_MAX);
   out.set_protocol(run.protocol);
@@ -1155,15 +1382,33 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
       const std::optional<std::string> msg = field("err");
       const std::optional<std::string> source = field("source");
       const std::optional<std::string> line = field("line");
+      const std::string name = fcall ? run.function : run.sha;
       run.error = "-" + msg.value_or("");
-      if (source && line) run.error += " script: " + run.sha + ", on " + *source + ":" + *line + ".";
+      if (source && line) run.error += " script: " + name + ", on " + *source + ":" + *line + ".";
     }
     lua_pop(L, 1);
   } else {
-    LuaToResp(L, out, r.resp, 0);
-    run.reply = Drain(out);
+    // A returned error table is the script's error reply: through ReplyBuffer::Error on the
+    // connection, so INFO errorstats counts it as Redis does.
+    bool top_error = false;
+    if (lua_istable(L, -1)) {
+      lua_pushstring(L, "err");
+      lua_rawget(L, -2);
+      if (lua_type(L, -1) == LUA_TSTRING) {
+        top_error = true;
+        run.failed = true;
+        run.error = "-" + std::string(lua_tostring(L, -1));
+      }
+      lua_pop(L, 1);
+    }
+    if (top_error) {
+      lua_pop(L, 1);
+    } else {
+      LuaToResp(L, out, r.resp, 0);
+      run.reply = Drain(out);
+    }
   }
-  lua_pop(L, 1);  // the error handler
+  lua_settop(L, handler - 1);  // the error handler
   // Lua's garbage collector in small steps, not a full cycle at some unlucky moment (Redis's
   // LUA_GC_CYCLE_PERIOD).
   static thread_local int gc_count = 0;
@@ -1171,8 +1416,15 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     lua_gc(L, LUA_GCSTEP, 50);
     gc_count = 0;
   }
-  lua_memory_.store(int64_t{lua_gc(L, LUA_GCCOUNT, 0)} * 1024, std::memory_order_relaxed);
+  int64_t memory = int64_t{lua_gc(L, LUA_GCCOUNT, 0)} * 1024;
+  lua_State* other = fcall ? lua_ : fn_lua_;
+  if (other != nullptr) memory += int64_t{lua_gc(other, LUA_GCCOUNT, 0)} * 1024;
+  lua_memory_.store(memory, std::memory_order_relaxed);
   running_ = nullptr;
+  if (fcall) {
+    std::lock_guard lock(running_mu_);
+    running_run_ = nullptr;
+  }
   running_flag_.store(false, std::memory_order_release);
   busy_.store(false, std::memory_order_release);
   kill_.store(false, std::memory_order_release);
@@ -1203,8 +1455,26 @@ std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& ar
   }
   const uint32_t flags = cmd->flags | (sub != nullptr ? sub->flags : 0);
   if ((flags & kNoScript) != 0) {
-    *error = "This Redis command is not allowed from script";
-    return "";
+    // DEBUG SET-DISABLE-DENY-SCRIPTS lets tests reach commands that answer in place; those acting
+    // on a connection or waiting for something stay refused (they would run on the writer thread).
+    const bool answers_in_place = cmd->name == "debug" || cmd->name == "config" || cmd->name == "acl" ||
+                                  (cmd->name == "client" && sub != nullptr &&
+                                   (sub->name == "list" || sub->name == "info" || sub->name == "id" ||
+                                    sub->name == "getname"));
+    if (!server_.script_allow_denied.load(std::memory_order_relaxed) || !answers_in_place) {
+      *error = "This Redis command is not allowed from script";
+      return "";
+    }
+  }
+  if (r.run->user != nullptr && !r.run->user->unrestricted()) {
+    size_t index = 0;
+    const AclDenial denial = AclCheck(*r.run->user, *cmd, sub, argv, &index);
+    if (denial != AclDenial::kNone) {
+      *error = denial == AclDenial::kCommand ? "The user executing the script can't run this command or subcommand"
+               : denial == AclDenial::kKey   ? "The user executing the script can't access at least one of the keys mentioned in the command"
+                                             : "The user executing the script can't publish to the channel mentioned in the command";
+      return "";
+    }
   }
   if ((flags & kWrite) != 0) {
     if (r.run->read_only) {
@@ -1230,6 +1500,8 @@ std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& ar
   const keg::server::Command& target = StatsTarget(*cmd, argv);
   const int64_t t0 = MonoNs();
   cmd->handler(ctx);
+  // MONITOR shows what the script ran, after the EVAL itself (as Redis: "[0 lua]").
+  if (!server_.monitors.empty() && (flags & kAdmin) == 0) server_.monitors.Feed("lua", argv);
   std::vector<store::OpResult> results;
   if (!direct.batch.empty()) {
     const auto& ops = direct.batch.ops();
@@ -1268,6 +1540,27 @@ std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& ar
   if (direct.hits > 0) server_.counters.keyspace_hits.fetch_add(direct.hits, std::memory_order_relaxed);
   if (direct.misses > 0) server_.counters.keyspace_misses.fetch_add(direct.misses, std::memory_order_relaxed);
   return Drain(out);
+}
+
+bool ScriptCannotWrite(ScriptEngine& engine, std::span<const std::string_view> args) {
+  if (args.size() < 2) return false;
+  const std::string name = ToLower(args[0]);
+  if (name == "eval_ro" || name == "evalsha_ro" || name == "fcall_ro") return true;
+  if (name == "eval" || name == "evalsha") {
+    std::shared_ptr<const Script> script =
+        engine.cache().Find(name == "eval" ? std::string_view(Sha1Hex(args[1])) : args[1]);
+    if (script == nullptr && name == "eval") {  // not cached yet: its shebang says
+      Script parsed;
+      std::string error;
+      return ParseShebang(args[1], &parsed, &error) && (parsed.flags & kScriptNoWrites) != 0;
+    }
+    return script != nullptr && (script->flags & kScriptNoWrites) != 0;
+  }
+  if (name == "fcall") {
+    const FunctionInfo* info = nullptr;
+    return engine.functions().Find(args[1], &info) != nullptr && (info->flags & kScriptNoWrites) != 0;
+  }
+  return false;
 }
 
 }  // namespace keg::server

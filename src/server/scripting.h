@@ -20,12 +20,14 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "resp/reply_buffer.h"
+#include "server/functions.h"
 #include "store/store.h"
 
 struct lua_State;
@@ -33,6 +35,8 @@ struct lua_State;
 namespace keg::server {
 
 class ClientSession;
+class ScriptEngine;
+struct AclUser;
 struct ServerState;
 
 /// The 40 lower-case hex digits of SHA1(data).
@@ -63,6 +67,9 @@ inline constexpr std::string_view kNoScriptError = "-NOSCRIPT No matching script
 /// What other clients get while a script runs past busy-reply-threshold.
 inline constexpr std::string_view kBusyScriptError =
     "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+/// The same while the busy script is a function.
+inline constexpr std::string_view kBusyFunctionError =
+    "-BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 
 /// The script cache (SCRIPT LOAD, EVAL): SHA1 -> body. Any thread.
 class ScriptCache {
@@ -85,8 +92,10 @@ class ScriptCache {
   std::atomic<uint64_t> epoch_{0};
 };
 
-/// One EVAL or EVALSHA: what the handler gives the writer, and what the script answers.
+/// One EVAL, EVALSHA or FCALL: what the handler gives the writer, and what the script answers.
 struct ScriptRun {
+  std::string function;  ///< FCALL: the function's name (then `sha` and `script` are unused)
+  bool fcall_ro = false;  ///< FCALL_RO (FUNCTION STATS shows the command)
   std::string sha;
   std::shared_ptr<const Script> script;
   std::vector<std::string> keys;
@@ -94,11 +103,17 @@ struct ScriptRun {
   bool read_only = false;  ///< EVAL_RO / EVALSHA_RO, or the no-writes flag
   resp::Protocol protocol = resp::Protocol::kResp2;  ///< the caller's (for the reply)
   ClientSession* client = nullptr;  ///< the caller; handlers in direct mode never touch it
+  std::shared_ptr<const AclUser> user;  ///< the caller's user: each redis.call is checked against it
   // Out, on the writer thread:
   std::string reply;  ///< RESP in the caller's protocol, when !failed
   std::string error;  ///< the error reply ("-ERR ..."), when failed
   bool failed = false;
 };
+
+/// Whether `args` (an EVAL, EVALSHA, FCALL or their _RO forms) runs a script that cannot write: the
+/// _RO forms, a cached script with the no-writes flag, a no-writes function. CLIENT PAUSE WRITE
+/// lets those run, as Redis does. Any thread.
+bool ScriptCannotWrite(ScriptEngine& engine, std::span<const std::string_view> args);
 
 /// The Lua side: one interpreter, used under the writer role only.
 class ScriptEngine {
@@ -109,15 +124,28 @@ class ScriptEngine {
   ScriptEngine& operator=(const ScriptEngine&) = delete;
 
   ScriptCache& cache() { return cache_; }
+  FunctionRegistry& functions() { return functions_; }
 
   /// Runs `run` against the group being built (writer role: see the file comment).
   void Run(ScriptRun& run, store::Txn& txn);
 
   // ---- Busy scripts: any thread ----
-  /// Non-zero while a script has run past busy-reply-threshold: other clients get -BUSY.
+  /// True while a script has run past busy-reply-threshold: other clients get -BUSY.
   bool busy() const { return busy_.load(std::memory_order_acquire); }
-  /// SCRIPT KILL: "" when the busy script will stop, else the error reply (NOTBUSY, UNKILLABLE).
-  std::string Kill();
+  /// The -BUSY reply for the script now busy (an EVAL's or a function's).
+  std::string_view busy_error() const {
+    return running_function_.load(std::memory_order_acquire) ? kBusyFunctionError : kBusyScriptError;
+  }
+  /// SCRIPT KILL (`function` false) or FUNCTION KILL: "" when the busy script will stop, else the
+  /// error reply (NOTBUSY, UNKILLABLE, or BUSY when it is the other kind).
+  std::string Kill(bool function);
+  /// FUNCTION STATS' running_script: false when no function is running, else its name, command
+  /// line and milliseconds so far.
+  bool RunningFunction(std::string* name, std::vector<std::string>* command, int64_t* duration_ms) const;
+  /// Whether an EVAL is running now (FUNCTION STATS refuses then, as Redis).
+  bool running_eval() const {
+    return running_flag_.load(std::memory_order_acquire) && !running_function_.load(std::memory_order_acquire);
+  }
   /// Lua memory in bytes (INFO used_memory_lua), as of the last script.
   int64_t lua_memory() const { return lua_memory_.load(std::memory_order_relaxed); }
 
@@ -126,7 +154,8 @@ class ScriptEngine {
   Running* running() { return running_; }
 
  private:
-  void Open();
+  // A fresh sandboxed Lua state (libraries, redis API, protections).
+  lua_State* NewState();
   void Close();
   // redis.call: runs one command line in direct mode; returns its reply (RESP in r.resp), or ""
   // with the reason in *error when it is refused before running (unknown, arity, not allowed).
@@ -134,8 +163,15 @@ class ScriptEngine {
 
   ServerState& server_;
   ScriptCache cache_;
-  lua_State* lua_ = nullptr;
+  FunctionRegistry functions_;
+  lua_State* lua_ = nullptr;  // EVAL's state
   uint64_t lua_epoch_ = 0;  // the cache epoch the state was built for
+  lua_State* fn_lua_ = nullptr;  // the functions' state (Redis keeps the two apart too)
+  uint64_t fn_epoch_ = 0;  // the registry epoch its libraries were loaded at
+  mutable std::mutex running_mu_;  // guards running_run_ for FUNCTION STATS
+  const ScriptRun* running_run_ = nullptr;
+  int64_t running_start_ns_ = 0;
+  std::atomic<bool> running_function_{false};
   Running* running_ = nullptr;
   std::atomic<bool> busy_{false};
   std::atomic<bool> kill_{false};

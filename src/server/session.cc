@@ -608,12 +608,16 @@ void MonitorRegistry::Remove(ClientSession* client) {
 }
 
 void MonitorRegistry::Feed(const ClientSession& from, std::span<const std::string_view> args) {
+  Feed(from.peer(), args);
+}
+
+void MonitorRegistry::Feed(std::string_view source, std::span<const std::string_view> args) {
   timeval tv{};
   gettimeofday(&tv, nullptr);
   char head[64];
   std::snprintf(head, sizeof(head), "+%ld.%06ld [0 ", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec));
   std::string line = head;
-  line += from.peer();
+  line += source;
   line += "]";
   const std::vector<bool> redact = RedactedArguments(args);
   for (size_t i = 0; i < args.size(); ++i) {
@@ -769,7 +773,7 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   if (server_.scripts->busy()) {
     const Command* sub = (!cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
     if (((cmd->flags | (sub != nullptr ? sub->flags : 0)) & kAllowBusy) == 0) {
-      return Reject(*cmd, kBusyScriptError);
+      return Reject(*cmd, server_.scripts->busy_error());
     }
   }
   if (in_multi_ && (cmd->flags & kNoMulti) != 0) {
@@ -778,11 +782,17 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   // CLIENT PAUSE: a command that must wait parks the connection until the pause ends, as Redis
   // postpones it; the writes batched from this read before it go first.
   if (server_.pause.MustWait(true)) {
-    bool write = (cmd->flags & kWrite) != 0;
+    // A script that cannot write (EVAL_RO, a no-writes script or function) is a read here.
+    auto writes = [this](const Command& c, std::span<const std::string_view> a) {
+      return (c.flags & kWrite) != 0 && !((c.flags & kMovableKeys) != 0 && ScriptCannotWrite(*server_.scripts, a));
+    };
+    bool write = writes(*cmd, args);
     if (cmd->name == "exec") {
+      std::vector<std::string_view> views;
       for (const auto& q : queued_) {
         const Command* qc = FindCommand(q[0]);
-        write |= qc != nullptr && (qc->flags & kWrite) != 0;
+        views.assign(q.begin(), q.end());
+        write |= qc != nullptr && writes(*qc, views);
       }
     }
     if (server_.pause.MustWait(write)) {

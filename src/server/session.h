@@ -44,6 +44,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   void Authenticate(std::shared_ptr<const AclUser> user);
   /// The connection's user (ACL); refreshed when the users change.
   const AclUser& user() const { return *user_; }
+  std::shared_ptr<const AclUser> user_ptr() const { return user_; }
   /// The user's name; any thread (CLIENT LIST, CLIENT KILL USER).
   std::string user_name() const;
   std::string name() const;

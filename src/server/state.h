@@ -98,6 +98,8 @@ class MonitorRegistry {
   /// Formats `args` as Redis does (`+<sec>.<usec> [0 <addr>] "arg" ...`, AUTH's secrets redacted)
   /// and posts the line to every monitor's connection.
   void Feed(const ClientSession& from, std::span<const std::string_view> args);
+  /// The same for a command a script ran: "[0 lua]" in place of the client's address. Any thread.
+  void Feed(std::string_view source, std::span<const std::string_view> args);
 
  private:
   mutable std::mutex mu_;
@@ -258,6 +260,9 @@ struct ServerState {
   std::atomic<bool> latency_tracking{true};  // latency-tracking
   std::atomic<bool> cold_read_io_uring{true};  // cold reads through the loops' io_uring (else the pool)
   std::atomic<int64_t> busy_reply_threshold_ms{5000};  // busy-reply-threshold (lua-time-limit)
+  /// DEBUG SET-DISABLE-DENY-SCRIPTS (tests): scripts may call noscript commands that answer in
+  /// place (CLIENT LIST, DEBUG PROTOCOL); never those that act on a connection.
+  std::atomic<bool> script_allow_denied{false};
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;

@@ -726,6 +726,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   group_buf_.clear();
   pending_.clear();
   overlay_.clear();
+  txn_ops_.clear();
   flushed_ = false;
   group_now_ms_ = NowMs();
   const WriteBatch::KeyProbe live = [this](std::string_view key) {
@@ -926,7 +927,10 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
         result->error = Status::InvalidArgument("a kRun op cannot run another");
         return;
       }
-      store_->ExecuteOp(op, result);
+      // The group's records and overlay refer to the op's key until the group completes: the
+      // caller's op may not live that long, this copy does.
+      store_->txn_ops_.push_back(op);
+      store_->ExecuteOp(store_->txn_ops_.back(), result);
     }
     int64_t now_ms() const override { return store_->group_now_ms_; }
 
@@ -1170,6 +1174,7 @@ void StoreImpl::ApplyGroup() {
   if (several) apply_seq_.store(seq + 2, std::memory_order_release);
   pending_.clear();
   overlay_.clear();
+  txn_ops_.clear();
   flushed_ = false;
 }
 

@@ -232,6 +232,9 @@ class StoreImpl final : public Store {
   uint64_t write_offset_ = 0;
   std::string group_buf_;
   std::vector<PendingRecord> pending_;
+  // Ops a kRun function executed through its Txn: pending_ and overlay_ point at their keys, so
+  // they live until the group completes (a deque: adding never moves them). Writer thread.
+  std::deque<WriteBatch::Op> txn_ops_;
   std::unordered_map<std::string_view, OverlayEntry> overlay_;
   // The group being built holds a FLUSHALL: the keydir is as good as empty to its later ops (only
   // the overlay, cleared at the flush, holds keys).

@@ -152,6 +152,49 @@ TEST_F(StoreTest, ReadersSeeWholeGroups) {
   EXPECT_EQ(torn.load(), 0);
 }
 
+// A kRun op (a script) reads its own writes and the group's earlier ones through the Txn, runs
+// ops whose storage is gone when it returns, and its records are durable and visible like any
+// other: right values after the group, after a restart, and no key counted twice.
+TEST_F(StoreTest, RunOpReadsItsWritesAndItsOpsOutliveTheirCaller) {
+  Open();
+  Put("before", "1");
+  WriteBatch b;
+  b.Put("earlier", "e");  // an earlier op of the same batch
+  std::vector<std::string> seen;
+  b.Run([&](Txn& txn) {
+    ValueView v;
+    seen.push_back(txn.Get("earlier", &v).ok() ? std::string(v.value) : "-");
+    seen.push_back(txn.Get("before", &v).ok() ? std::string(v.value) : "-");
+    for (int i = 0; i < 20; ++i) {
+      // Each op lives only during its Execute, as redis.call's do.
+      auto temp = std::make_unique<WriteBatch>();
+      temp->Put("k" + std::to_string(i), std::string(100, static_cast<char>('a' + i)));
+      OpResult r;
+      txn.Execute(temp->ops()[0], &r);
+      EXPECT_TRUE(r.applied);
+    }
+    WriteBatch del;
+    del.Delete("before");
+    OpResult r;
+    txn.Execute(del.ops()[0], &r);
+    seen.push_back(txn.Get("k3", &v).ok() ? std::string(v.value.substr(0, 1)) : "-");
+    seen.push_back(txn.Get("before", &v).ok() ? "present" : "gone");
+  });
+  std::vector<OpResult> results;
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &results).ok());
+  ASSERT_EQ(results.size(), 2u);
+  EXPECT_TRUE(results[1].applied);
+  EXPECT_EQ(seen, (std::vector<std::string>{"e", "1", "d", "gone"}));
+  auto check = [&] {
+    for (int i = 0; i < 20; ++i) EXPECT_EQ(Get("k" + std::to_string(i)), std::string(100, static_cast<char>('a' + i)));
+    EXPECT_FALSE(store_->Exists("before"));
+    EXPECT_EQ(store_->GetStats().keys, 21u);  // k0..k19 and "earlier"
+  };
+  check();
+  Reopen();
+  check();
+}
+
 TEST_F(StoreTest, KeyResidencyAndFetch) {
   Open();
   const std::string big = Value(7, 64 * 1024);

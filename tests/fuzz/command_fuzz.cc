@@ -92,6 +92,36 @@ std::string PickArg(FuzzedDataProvider& in) {
   }
 }
 
+// Pieces of Lua a script is made of: calls into the server (any command, hostile arguments),
+// conversions both ways, the libraries with hostile numbers, and fragments that break the syntax.
+// Nothing loops or allocates without bound (Redis has no Lua memory limit either).
+const char* const kLuaParts[] = {
+    "return redis.call(", "return redis.pcall(", "redis.call(", "local r = redis.pcall(", "'set'", "'get'",
+    "'incr'", "'del'", "'mget'", "'expire'", "'keys'", "'dbsize'", "'eval'", "'multi'", "'info'", "'flushall'",
+    "'client'", "'debug'", "'setrange'", "'getrange'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
+    "return {", "}", "return ", "cmsgpack.unpack(", "cmsgpack.pack(", "cmsgpack.unpack_one(", "cmsgpack.unpack_limit(",
+    "cjson.decode(", "cjson.encode(", "bit.tohex(", "bit.band(", "unpack({1,2,3}, ", "tostring(", "tonumber(",
+    "math.random(", "math.randomseed(", "redis.setresp(3)\n", "redis.setresp(2)\n", "redis.sha1hex(",
+    "redis.error_reply(", "redis.status_reply(", "redis.log(redis.LOG_DEBUG, ", "redis.set_repl(",
+    "{err='x'}", "{ok='y'}", "{double=1.5}", "{big_number='12'}", "{map={a=1, b={1,2}}}", "{set={a=true}}",
+    "{verbatim_string={format='txt', string='v'}}", "local t = {} t[1] = t return t\n", "nil", "true", "false",
+    "0/0", "1e308", "-1e308", "2^63", "-2147483648", "2147483647", "4294967296", "-1", "0", "1", "'\\0'",
+    "string.char(0xdd, 0xff, 0xff, 0xff, 0xff)", "string.char(0xc1)", "string.char(0x91, 0x91, 0x91)",
+    "'[1,[2,[3]]]'", "'{\"a\":'", "pcall(", "error(", "function() ", " end", "if true then ", " end\n",
+    "for i = 1, 3 do ", "local ", "x = 1\n", "setmetatable(_G, {})", "rawset(_G, 'y', 1)",
+    "getmetatable('').__index = nil", "loadstring('return 1')()", "loadstring(string.dump(function() end))",
+    "#!lua flags=no-writes\n", "#!lua name=lib\n", "redis.register_function('f', function(k, a) ", ")\n"};
+
+std::string PickScript(FuzzedDataProvider& in) {
+  std::string s;
+  const size_t n = in.ConsumeIntegralInRange<size_t>(1, 12);
+  for (size_t i = 0; i < n && in.remaining_bytes() > 0; ++i) {
+    s += kLuaParts[in.ConsumeIntegralInRange<size_t>(0, std::size(kLuaParts) - 1)];
+    if (in.ConsumeIntegralInRange<int>(0, 3) == 0) s += " ";
+  }
+  return s;
+}
+
 // A command from the table (a subcommand for container commands), or now and then a made-up name.
 std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
   const auto& table = keg::server::AllCommands();
@@ -110,6 +140,20 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
   }
   const size_t extra = in.ConsumeIntegralInRange<size_t>(0, 6);
   for (size_t i = 0; i < extra && in.remaining_bytes() > 0; ++i) args.push_back(PickArg(in));
+  // Scripts get Lua made of pieces (random bytes are almost never a script): EVAL body numkeys,
+  // SCRIPT LOAD body, FUNCTION LOAD [REPLACE] library.
+  const std::string& name = args[0];
+  if (name == "eval" || name == "eval_ro") {
+    args.resize(std::max<size_t>(args.size(), 3));
+    args[1] = PickScript(in);
+    args[2] = std::to_string(in.ConsumeIntegralInRange<int>(0, 2));
+    if (args.size() < 3 + static_cast<size_t>(args[2][0] - '0')) args.resize(3 + static_cast<size_t>(args[2][0] - '0'), "k");
+  } else if ((name == "script" || name == "function") && args.size() >= 2 && args[1] == "load") {
+    args.resize(3);
+    args[2] = name == "function" ? "#!lua name=lib" + std::to_string(in.ConsumeIntegralInRange<int>(0, 2)) + "\n" +
+                                       PickScript(in)
+                                 : PickScript(in);
+  }
   return args;
 }
 

@@ -10,6 +10,7 @@ keg/redis, and each server's CPU time per million requests (utime + stime of all
 Usage: tools/bench.sh [--rounds N] [--quick] [--only TEXT]   (tools/bench.sh builds Release first)
 """
 import argparse
+import hashlib
 import csv
 import datetime
 import io
@@ -142,6 +143,13 @@ def bench(server, args, requests):
             after - before, client_busy)
 
 
+# The scripting issue's script: three calls (GET, INCR, PEXPIRE) on one counter key. Loaded on both
+# servers before the workloads run (SCRIPT LOAD).
+SCRIPT = ("redis.call('get', KEYS[1]) local n = redis.call('incr', KEYS[1]) "
+          "redis.call('pexpire', KEYS[1], 60000) return n")
+SCRIPT_SHA = hashlib.sha1(SCRIPT.encode()).hexdigest()
+
+
 # (name, redis-benchmark arguments, requests, quick requests)
 def workloads(policy):
     base = ["-c", "50", "-r", "100000", "-d", "100"]
@@ -150,12 +158,18 @@ def workloads(policy):
         (f"GET, {policy}", ["-t", "get", *base], 300000, 50000),
         (f"SET -P 16, {policy}", ["-t", "set", "-P", "16", *base], 2000000, 300000),
         (f"GET -P 16, {policy}", ["-t", "get", "-P", "16", *base], 2000000, 300000),
+        (f"EVALSHA (GET, INCR, PEXPIRE), {policy}",
+         ["-c", "50", "-r", "100000", "EVALSHA", SCRIPT_SHA, "1", "counter:__rand_int__"], 200000, 30000),
+        (f"EVALSHA -P 16, {policy}",
+         ["-c", "50", "-r", "100000", "-P", "16", "EVALSHA", SCRIPT_SHA, "1", "counter:__rand_int__"], 1000000, 150000),
     ]
     if policy == "everysec":
         w += [
             ("SET 1 client, everysec", ["-t", "set", "-c", "1", "-r", "100000", "-d", "100"], 30000, 5000),
             ("GET 1 client, everysec", ["-t", "get", "-c", "1", "-r", "100000", "-d", "100"], 30000, 5000),
             ("MSET (10 keys), everysec", ["-t", "mset", *base], 200000, 30000),
+            ("EVAL of a cached body, everysec",
+             ["-c", "50", "-r", "100000", "EVAL", SCRIPT, "1", "counter:__rand_int__"], 200000, 30000),
         ]
     return w
 
@@ -312,6 +326,8 @@ def main():
             try:
                 for s in (keg, redis):  # warm up: every key exists, both servers are hot
                     bench(s, ["-t", "set", "-c", "50", "-r", "100000", "-d", "100"], 300000 if not opts.quick else 50000)
+                    if s.command("SCRIPT", "LOAD", SCRIPT) != SCRIPT_SHA:
+                        sys.exit(f"SCRIPT LOAD on {s.name} did not answer {SCRIPT_SHA}")
                 for name, args, n, quick_n in workloads(policy):
                     if opts.only and opts.only not in name:
                         continue

@@ -1,4 +1,5 @@
-// Unmodified Node.js clients against keg-server: ioredis 5 and 6, node-redis 4 and 5.
+// Unmodified Node.js clients against keg-server: ioredis 5 and 6, node-redis 4 and 5, and the
+// Lua-based libraries on top of them: redlock (locks) and rate-limiter-flexible.
 // Usage: KEG_SERVER=/path/to/keg-server node compat.js   (exit 0 when every check passes)
 'use strict';
 const assert = require('node:assert/strict');
@@ -108,6 +109,59 @@ async function nodeRedisChecks(name, redis, port, options, expectResp) {
   await c.quit();
 }
 
+// redlock 5 on ioredis 5: acquire, contention, extend, release (all Lua scripts: EVALSHA).
+async function redlockChecks(port) {
+  const Redis = require('ioredis5');
+  const Redlock = require('redlock').default;
+  const a = new Redis({ port });
+  const b = new Redis({ port });
+  const lockA = new Redlock([a], { retryCount: 0 });
+  const lockB = new Redlock([b], { retryCount: 0 });
+  const lock = await lockA.acquire(['res:1'], 2000);
+  assert.ok(await a.pttl('res:1') > 1000);
+  // Another owner cannot take it while it is held.
+  await assert.rejects(lockB.acquire(['res:1'], 2000));
+  const extended = await lock.extend(5000);
+  assert.ok(await a.pttl('res:1') > 3000);
+  await extended.release();
+  assert.equal(await a.exists('res:1'), 0);
+  // Now the other owner can; its lock is not releasable by a stale handle of the first.
+  const lockOfB = await lockB.acquire(['res:1'], 2000);
+  await assert.rejects(lock.release());
+  assert.equal(await a.exists('res:1'), 1);
+  await lockOfB.release();
+  // using(): a routine under a lock, several keys at once.
+  let ran = false;
+  await lockA.using(['res:2', 'res:3'], 1000, async () => { ran = true; });
+  assert.ok(ran);
+  assert.equal(await a.exists('res:2', 'res:3'), 0);
+  a.disconnect();
+  b.disconnect();
+}
+
+// rate-limiter-flexible's RateLimiterRedis (a Lua script per consume): points, blocking, reset.
+async function rateLimiterChecks(port) {
+  const Redis = require('ioredis5');
+  const { RateLimiterRedis } = require('rate-limiter-flexible');
+  const client = new Redis({ port, enableOfflineQueue: false });
+  await new Promise((r) => client.once('ready', r));
+  const limiter = new RateLimiterRedis({ storeClient: client, keyPrefix: 'rl', points: 5, duration: 2 });
+  for (let i = 0; i < 5; i++) {
+    const res = await limiter.consume('user1');
+    assert.equal(res.remainingPoints, 4 - i);
+  }
+  await assert.rejects(limiter.consume('user1'), (res) => {
+    assert.equal(res.remainingPoints, 0);
+    assert.ok(res.msBeforeNext > 0 && res.msBeforeNext <= 2000);
+    return true;
+  });
+  assert.equal((await limiter.get('user1')).consumedPoints, 6);
+  assert.equal((await limiter.consume('user2', 2)).remainingPoints, 3);
+  await limiter.delete('user1');
+  assert.equal((await limiter.consume('user1')).remainingPoints, 4);
+  client.disconnect();
+}
+
 async function main() {
   const keg = await startKeg();
   let failed = 0;
@@ -126,6 +180,8 @@ async function main() {
     await run('node-redis 4 (RESP2)', () => nodeRedisChecks('redis4', require('redis4'), keg.port, {}, 2));
     await run('node-redis 5 (defaults)', () => nodeRedisChecks('redis5', require('redis5'), keg.port, {}, 2));
     await run('node-redis 5 (RESP: 3)', () => nodeRedisChecks('redis5r3', require('redis5'), keg.port, { RESP: 3 }, 3));
+    await run('redlock 5 (ioredis 5): acquire, contention, extend, release', () => redlockChecks(keg.port));
+    await run('rate-limiter-flexible (RateLimiterRedis)', () => rateLimiterChecks(keg.port));
   } finally {
     keg.proc.kill('SIGTERM');
     await new Promise((r) => keg.proc.on('exit', r));
