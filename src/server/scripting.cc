@@ -561,9 +561,10 @@ void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp,
   lua_pop(L, 1);
 }
 
-// All the bytes of a reply buffer (replies built for a script are small: copied).
-std::string Drain(resp::ReplyBuffer& buf) {
-  std::string bytes;
+// All the bytes of a reply buffer into `bytes` (its capacity reused), the buffer emptied.
+void Drain(resp::ReplyBuffer& buf, std::string* out) {
+  std::string& bytes = *out;
+  bytes.clear();
   bytes.reserve(buf.size());
   iovec iov[64];
   while (!buf.empty()) {
@@ -575,7 +576,6 @@ std::string Drain(resp::ReplyBuffer& buf) {
     }
     buf.Consume(taken);
   }
-  return bytes;
 }
 
 }  // namespace
@@ -605,14 +605,19 @@ struct LuaApi {
       PushError(L, "Please specify at least one argument for this redis lib call");
       return true;
     }
-    std::vector<std::string> args;
+    // The arguments as views of the Lua strings, which stay on the stack until the command is done
+    // (numbers are formatted as Redis does, %.17g, into `numbers`).
+    std::vector<std::string_view> args;
+    std::vector<std::string> numbers;
     args.reserve(static_cast<size_t>(argc));
+    numbers.reserve(static_cast<size_t>(argc));
     for (int i = 1; i <= argc; ++i) {
       const int t = lua_type(L, i);
       if (t == LUA_TNUMBER) {
         char buf[64];
         const int n = std::snprintf(buf, sizeof buf, "%.17g", static_cast<double>(lua_tonumber(L, i)));
-        args.emplace_back(buf, static_cast<size_t>(n));
+        numbers.emplace_back(buf, static_cast<size_t>(n));
+        args.emplace_back(numbers.back());
       } else if (t == LUA_TSTRING) {
         size_t len = 0;
         const char* s = lua_tolstring(L, i, &len);
@@ -623,20 +628,21 @@ struct LuaApi {
         return true;
       }
     }
-    lua_pop(L, argc);
     if (r->in_call) {
+      lua_pop(L, argc);
       PushError(L, "luaRedisGenericCommand() recursive call detected. Are you doing funny stuff with Lua debug hooks?");
       return false;
     }
     r->in_call = true;
     std::string error;
-    std::string reply;
+    std::string_view reply;
     try {
       reply = engine->Command(*r, args, &error);
     } catch (const std::exception& e) {  // never through Lua's C frames
       error = std::string("command failed: ") + e.what();
     }
     r->in_call = false;
+    lua_pop(L, argc);
     if (!error.empty()) {
       PushError(L, error);
       lua_pushstring(L, "ignore_error_stats_update");
@@ -1364,7 +1370,8 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
   if (r.threshold_ms > 0) lua_sethook(L, LuaApi::Hook, LUA_MASKCOUNT, 100000);
   const int err = lua_pcall(L, nargs, 1, handler);
   lua_sethook(L, nullptr, 0, 0);
-  resp::ReplyBuffer out(SIZE_MAX);
+  resp::ReplyBuffer& out = out_scratch_;
+  out.Clear();
   out.set_protocol(run.protocol);
   if (err != 0) {
     run.failed = true;
@@ -1405,7 +1412,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
       lua_pop(L, 1);
     } else {
       LuaToResp(L, out, r.resp, 0);
-      run.reply = Drain(out);
+      Drain(out, &run.reply);
     }
   }
   lua_settop(L, handler - 1);  // the error handler
@@ -1430,8 +1437,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
   kill_.store(false, std::memory_order_release);
 }
 
-std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& args, std::string* error) {
-  const std::vector<std::string_view> argv(args.begin(), args.end());
+std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_view> argv, std::string* error) {
   const keg::server::Command* cmd = FindCommand(argv[0]);
   const int argc = static_cast<int>(argv.size());
   auto arity_ok = [argc](const keg::server::Command& c) {
@@ -1485,7 +1491,8 @@ std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& ar
   }
   DirectRun direct;
   direct.txn = r.txn;
-  resp::ReplyBuffer out(SIZE_MAX);
+  resp::ReplyBuffer& out = out_scratch_;
+  out.Clear();
   out.set_protocol(r.resp);
   Ctx ctx(server_, *r.run->client, argv, out, nullptr, &direct);
   // A command reading the whole keyspace reads it at this place in the group (as in EXEC).
@@ -1539,7 +1546,8 @@ std::string ScriptEngine::Command(Running& r, const std::vector<std::string>& ar
   target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);
   if (direct.hits > 0) server_.counters.keyspace_hits.fetch_add(direct.hits, std::memory_order_relaxed);
   if (direct.misses > 0) server_.counters.keyspace_misses.fetch_add(direct.misses, std::memory_order_relaxed);
-  return Drain(out);
+  Drain(out, &reply_scratch_);
+  return reply_scratch_;
 }
 
 bool ScriptCannotWrite(ScriptEngine& engine, std::span<const std::string_view> args) {

@@ -159,7 +159,8 @@ class ScriptEngine {
   void Close();
   // redis.call: runs one command line in direct mode; returns its reply (RESP in r.resp), or ""
   // with the reason in *error when it is refused before running (unknown, arity, not allowed).
-  std::string Command(Running& r, const std::vector<std::string>& args, std::string* error);
+  // The reply is in reply_scratch_, valid until the next call.
+  std::string_view Command(Running& r, std::span<const std::string_view> argv, std::string* error);
 
   ServerState& server_;
   ScriptCache cache_;
@@ -179,6 +180,9 @@ class ScriptEngine {
   std::atomic<bool> wrote_{false};
   std::atomic<int64_t> lua_memory_{0};
   uint64_t rand_state_ = 0x1234ABCD330Eull;  // math.random (Redis's lrand48), writer role
+  // Reused by every redis.call and every script's reply (writer role): no allocation per call.
+  resp::ReplyBuffer out_scratch_{SIZE_MAX};
+  std::string reply_scratch_;
   friend struct LuaApi;
 };
 
