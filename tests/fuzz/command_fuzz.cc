@@ -142,7 +142,7 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
   for (size_t i = 0; i < extra && in.remaining_bytes() > 0; ++i) args.push_back(PickArg(in));
   // Scripts get Lua made of pieces (random bytes are almost never a script): EVAL body numkeys,
   // SCRIPT LOAD body, FUNCTION LOAD [REPLACE] library.
-  const std::string& name = args[0];
+  const std::string name = args[0];  // a copy: args is resized below
   if (name == "eval" || name == "eval_ro") {
     args.resize(std::max<size_t>(args.size(), 3));
     args[1] = PickScript(in);
