@@ -125,7 +125,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 56)) {
+    switch (Range(0, 58)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -247,8 +247,42 @@ class Generator {
       // is the same), at their place in MULTI too.
       case 54: return {"KEYS", SingleKeyPattern()};
       case 55: return {"SCAN", "0", "MATCH", SingleKeyPattern(), "COUNT", "100000"};
+      // A script running one to three of these commands (pcall: errors come back as values;
+      // call: the first error ends the script), returning their replies.
+      case 56: case 57: return in_script_ ? Cmd{"GET", Key()} : Script(in_multi);
       default: return {"GET", Key()};
     }
+  }
+
+  // A Lua string literal of any bytes (decimal escapes for everything not plain).
+  static std::string LuaQuote(const std::string& s) {
+    std::string out = "'";
+    for (char ch : s) {
+      const auto c = static_cast<unsigned char>(ch);
+      if (c >= 32 && c < 127 && c != '\'' && c != '\\') {
+        out += ch;
+      } else {
+        out += "\\" + std::to_string(c);
+      }
+    }
+    return out + "'";
+  }
+
+  Cmd Script(bool in_multi) {
+    in_script_ = true;
+    std::string body;
+    std::string result = "return {";
+    const int calls = Range(1, 3);
+    for (int i = 0; i < calls; ++i) {
+      const Cmd inner = Deterministic(in_multi);
+      body += "local r" + std::to_string(i) + " = redis." + (Chance(80) ? "pcall(" : "call(");
+      for (size_t a = 0; a < inner.size(); ++a) body += (a == 0 ? "" : ", ") + LuaQuote(inner[a]);
+      body += ")\n";
+      result += (i == 0 ? "r" : ", r") + std::to_string(i);
+    }
+    in_script_ = false;
+    if (Chance(15)) body = "redis.setresp(3)\n" + body;
+    return {Chance(85) ? "EVAL" : "EVAL_RO", body + result + "}", "0"};
   }
 
   std::string SingleKeyPattern() {
@@ -267,6 +301,7 @@ class Generator {
   }
 
   std::mt19937_64 rng_;
+  bool in_script_ = false;  // generating a script's commands: no script inside it
 };
 
 // Splits a reply stream into top-level replies.
