@@ -2,6 +2,7 @@
 
 #include <openssl/sha.h>
 
+#include <charconv>
 #include <climits>
 #include <cmath>
 #include <cstdio>
@@ -607,16 +608,26 @@ struct LuaApi {
     }
     // The arguments as views of the Lua strings, which stay on the stack until the command is done
     // (numbers are formatted as Redis does, %.17g, into `numbers`).
-    std::vector<std::string_view> args;
-    std::vector<std::string> numbers;
-    args.reserve(static_cast<size_t>(argc));
-    numbers.reserve(static_cast<size_t>(argc));
+    std::vector<std::string_view>& args = engine->call_args_;  // reused: calls never nest
+    std::vector<std::string>& numbers = engine->call_numbers_;
+    args.clear();
+    numbers.clear();
+    numbers.reserve(static_cast<size_t>(argc));  // views of its strings stay valid
     for (int i = 1; i <= argc; ++i) {
       const int t = lua_type(L, i);
       if (t == LUA_TNUMBER) {
+        // Redis formats with %.17g; an integral value below 2^53 prints the same as the integer,
+        // which to_chars writes without printf's float machinery.
+        const double d = lua_tonumber(L, i);
         char buf[64];
-        const int n = std::snprintf(buf, sizeof buf, "%.17g", static_cast<double>(lua_tonumber(L, i)));
-        numbers.emplace_back(buf, static_cast<size_t>(n));
+        size_t len = 0;
+        if (d > -9007199254740992.0 && d < 9007199254740992.0 && d == static_cast<double>(static_cast<int64_t>(d)) &&
+            !(d == 0 && std::signbit(d))) {
+          len = static_cast<size_t>(std::to_chars(buf, buf + sizeof buf, static_cast<int64_t>(d)).ptr - buf);
+        } else {
+          len = static_cast<size_t>(std::snprintf(buf, sizeof buf, "%.17g", d));
+        }
+        numbers.emplace_back(buf, len);
         args.emplace_back(numbers.back());
       } else if (t == LUA_TSTRING) {
         size_t len = 0;
@@ -998,6 +1009,7 @@ ScriptEngine::~ScriptEngine() { Close(); }
 void ScriptEngine::Close() {
   if (lua_ != nullptr) lua_close(lua_);
   lua_ = nullptr;
+  script_refs_.clear();
   if (fn_lua_ != nullptr) lua_close(fn_lua_);
   fn_lua_ = nullptr;
 }
@@ -1296,6 +1308,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     if (lua_ != nullptr && lua_epoch_ != cache_.epoch()) {  // SCRIPT FLUSH: a fresh state
       lua_close(lua_);
       lua_ = nullptr;
+      script_refs_.clear();
     }
     if (lua_ == nullptr) {
       lua_epoch_ = cache_.epoch();
@@ -1303,7 +1316,6 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     }
     L = lua_;
   }
-  const std::string fname = fcall ? run.function : "f_" + run.sha;
   lua_getfield(L, LUA_REGISTRYINDEX, "__keg_err_handler");
   const int handler = lua_gettop(L);
   auto array = [L](const std::vector<std::string>& items) {
@@ -1330,9 +1342,11 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     array(run.argv);
     nargs = 2;
   } else {
-    lua_getfield(L, LUA_REGISTRYINDEX, fname.c_str());
-    if (lua_isnil(L, -1)) {
-      lua_pop(L, 1);
+    // The compiled function, by its registry reference (no string built or interned per call).
+    auto ref = script_refs_.find(run.sha);
+    if (ref != script_refs_.end()) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, ref->second);
+    } else {
       const std::string_view code = std::string_view(run.script->body).substr(run.script->shebang_length);
       if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
         run.failed = true;
@@ -1341,7 +1355,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
         return;
       }
       lua_pushvalue(L, -1);
-      lua_setfield(L, LUA_REGISTRYINDEX, fname.c_str());
+      script_refs_.emplace(run.sha, luaL_ref(L, LUA_REGISTRYINDEX));
     }
     // KEYS and ARGV: globals of the script, set in the hidden globals table.
     lua_getfield(L, LUA_REGISTRYINDEX, "__keg_globals");
@@ -1377,7 +1391,8 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     run.failed = true;
     if (!lua_istable(L, -1)) {
       const char* msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
-      run.error = "Error running script " + fname + ", " + std::string(msg).substr(0, 100);
+      run.error = "Error running script " + (fcall ? run.function : "f_" + run.sha) + ", " +
+                  std::string(msg).substr(0, 100);
     } else {
       auto field = [L](const char* name) -> std::optional<std::string> {
         lua_getfield(L, -1, name);
@@ -1501,7 +1516,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   if (cmd->keyspace != nullptr && cmd->keyspace(argv, &query)) {
     store::WriteBatch read;
     read.ReadKeys(query);
-    r.txn->Execute(read.ops()[0], &keyspace);
+    r.txn->Execute(std::move(read.mutable_ops()[0]), &keyspace);
     ctx.set_keyspace(&keyspace);
   }
   const keg::server::Command& target = StatsTarget(*cmd, argv);
@@ -1511,7 +1526,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   if (!server_.monitors.empty() && (flags & kAdmin) == 0) server_.monitors.Feed("lua", argv);
   std::vector<store::OpResult> results;
   if (!direct.batch.empty()) {
-    const auto& ops = direct.batch.ops();
+    auto& ops = direct.batch.mutable_ops();
     if (!server_.watches.empty()) {
       store::Txn* txn = r.txn;
       server_.watches.Touch(direct.batch, [txn](std::string_view key) {
@@ -1525,7 +1540,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
         results[i].error = results[i - 1].error;  // a failed op skips the rest of its command
         continue;
       }
-      r.txn->Execute(ops[i], &results[i]);
+      r.txn->Execute(std::move(ops[i]), &results[i]);  // `command` (a plain field) survives the move
     }
     uint64_t applied = 0;
     for (const store::OpResult& res : results) applied += res.applied ? 1 : 0;

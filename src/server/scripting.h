@@ -183,6 +183,9 @@ class ScriptEngine {
   // Reused by every redis.call and every script's reply (writer role): no allocation per call.
   resp::ReplyBuffer out_scratch_{SIZE_MAX};
   std::string reply_scratch_;
+  std::vector<std::string_view> call_args_;  // redis.call's arguments
+  std::vector<std::string> call_numbers_;    // the ones formatted from numbers
+  std::unordered_map<std::string, int> script_refs_;  // SHA1 -> registry reference in lua_
   friend struct LuaApi;
 };
 

@@ -922,14 +922,14 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       }
       return Status::OK();
     }
-    void Execute(const WriteBatch::Op& op, OpResult* result) override {
+    void Execute(WriteBatch::Op op, OpResult* result) override {
       if (op.kind == WriteBatch::Kind::kRun) {
         result->error = Status::InvalidArgument("a kRun op cannot run another");
         return;
       }
       // The group's records and overlay refer to the op's key until the group completes: the
-      // caller's op may not live that long, this copy does.
-      store_->txn_ops_.push_back(op);
+      // caller's op may not live that long, this one does.
+      store_->txn_ops_.push_back(std::move(op));
       store_->ExecuteOp(store_->txn_ops_.back(), result);
     }
     int64_t now_ms() const override { return store_->group_now_ms_; }

@@ -181,6 +181,8 @@ class WriteBatch {
     RunFn run;        ///< kRun
   };
   const std::vector<Op>& ops() const { return ops_; }
+  /// The ops, to be moved out (Txn::Execute); the batch is left for destruction.
+  std::vector<Op>& mutable_ops() { return ops_; }
 
  private:
   Op& Add(Kind kind, std::string key);
@@ -211,8 +213,9 @@ class Txn {
   /// group's buffer is copied (the view owns it); one in a data file is pinned.
   virtual Status Get(std::string_view key, ValueView* out) = 0;
   /// Runs one op now, at this place in the group, with the result it would have in a batch. Not
-  /// kRun.
-  virtual void Execute(const WriteBatch::Op& op, OpResult* result) = 0;
+  /// kRun. The Txn keeps the op (the group refers to its key until it completes): passing it by
+  /// move saves the copy.
+  virtual void Execute(WriteBatch::Op op, OpResult* result) = 0;
   /// The group's clock: every op of the group sees this time (a script sees time stand still).
   virtual int64_t now_ms() const = 0;
 
