@@ -1478,10 +1478,14 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   if ((flags & kNoScript) != 0) {
     // DEBUG SET-DISABLE-DENY-SCRIPTS lets tests reach commands that answer in place; those acting
     // on a connection or waiting for something stay refused (they would run on the writer thread).
-    const bool answers_in_place = cmd->name == "debug" || cmd->name == "config" || cmd->name == "acl" ||
-                                  (cmd->name == "client" && sub != nullptr &&
-                                   (sub->name == "list" || sub->name == "info" || sub->name == "id" ||
-                                    sub->name == "getname"));
+    // (DEBUG RELOAD would suspend the caller's connection, CONFIG SET and ACL act on every
+    // connection: not from the writer thread.)
+    const std::string what = argc >= 2 ? ToLower(argv[1]) : std::string();
+    const bool answers_in_place =
+        (cmd->name == "debug" && (what == "protocol" || what == "object" || what == "digest" ||
+                                  what == "digest-value" || what == "set-active-expire" || what == "sleep")) ||
+        (cmd->name == "config" && what == "get") ||
+        (cmd->name == "client" && (what == "list" || what == "info" || what == "id" || what == "getname"));
     if (!server_.script_allow_denied.load(std::memory_order_relaxed) || !answers_in_place) {
       *error = "This Redis command is not allowed from script";
       return "";
