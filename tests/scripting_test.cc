@@ -10,6 +10,7 @@
 #include <thread>
 #include <vector>
 
+#include "server/rdb.h"
 #include "support/keg_process.h"
 
 namespace keg::testing {
@@ -39,7 +40,9 @@ const std::vector<std::vector<Cmd>>& Cases() {
        {"EVAL", "return redis.error_reply('MY err')", "0"}, {"EVAL", "return redis.status_reply('DONE')", "0"},
        {"EVAL", "return {double = 3.5}", "0"}, {"EVAL", "return {big_number = '123456789012345678901234567890'}", "0"},
        {"EVAL", "return {map = {a = 1}}", "0"}, {"EVAL", "return {set = {a = true}}", "0"},
-       {"EVAL", "return 2^63", "0"}, {"EVAL", "return -(2^63)", "0"}, {"EVAL", "return 0/0", "0"}},
+       {"EVAL", "return {verbatim_string = {format = 'txt', string = 'v'}}", "0"},
+       {"EVAL", "return {verbatim_string = {format = 'txt'}}", "0"},
+       {"EVAL", "return {verbatim_string = {string = 'v'}}", "0"}, {"EVAL", "return 2^63", "0"}, {"EVAL", "return -(2^63)", "0"}, {"EVAL", "return 0/0", "0"}},
       // RESP -> Lua and read-your-writes: redis.call returns real results, the script's own writes.
       {{"EVAL",
         "redis.call('set', KEYS[1], '1'); local a = redis.call('incr', KEYS[1]); "
@@ -88,6 +91,8 @@ const std::vector<std::vector<Cmd>>& Cases() {
        {"EVAL", "return cmsgpack.unpack(string.char(0xdd, 0xff, 0xff, 0xff, 0xff))", "0"},
        {"EVAL", "return cmsgpack.unpack(string.char(0xc1))", "0"},
        {"EVAL", "math.randomseed(42); return {math.random(100), math.random(1, 6)}", "0"},
+       {"EVAL", "math.randomseed(7); return math.random(-2147483648, 2147483647)", "0"},
+       {"EVAL", "return {bit.tohex(1e300), bit.tohex(0/0), bit.tohex(-1, 1e300), bit.tohex(2^40 + 5, 4)}", "0"},
        {"EVAL", "return {struct.pack('>i2<hBxc3s', 258, -2, 255, 'abc', 'zt')}", "0"},
        {"EVAL", "return {struct.unpack('>i2<hBxc3s', struct.pack('>i2<hBxc3s', 258, -2, 255, 'abc', 'zt'))}", "0"},
        {"EVAL", "return {struct.unpack('!4 b i d', struct.pack('!4 b i d', -1, 7, 2.5))}", "0"},
@@ -104,6 +109,8 @@ const std::vector<std::vector<Cmd>>& Cases() {
        {"EVAL", "return {big_number = '1234567890123456789012345'}", "0"}, {"EVAL", "return nil", "0"},
        {"EVAL", "redis.setresp(3); return redis.call('debug', 'protocol', 'map')", "0"},
        {"EVAL", "redis.setresp(3); return redis.call('debug', 'protocol', 'double')", "0"},
+       {"EVAL", "redis.setresp(3); return redis.call('debug', 'protocol', 'verbatim')", "0"},
+       {"EVAL", "return {verbatim_string = {format = 'txt', string = 'v'}}", "0"},
        {"EVAL", "redis.setresp(3); local t = redis.call('debug', 'protocol', 'true'); return tostring(t)", "0"},
        {"EVAL", "redis.setresp(3); return type(redis.call('get', 'nokey'))", "0"}},
       // Functions.
@@ -356,6 +363,77 @@ TEST_F(ScriptingTest, FunctionsSurviveSigkillAndCompaction) {
   }
   EXPECT_FALSE(keg_->Start());
   EXPECT_NE(keg_->Log().find("cannot load the functions"), std::string::npos) << keg_->Log();
+}
+
+// FUNCTION DUMP is byte for byte Redis's, and payloads restore in both directions with Redis's
+// policies and errors.
+TEST_F(ScriptingTest, FunctionDumpRestoreBothWaysWithRedis) {
+  StartKeg();
+  Redis redis;
+  ASSERT_TRUE(redis.ok());
+  RawClient k(keg_->port());
+  RawClient r(redis.port());
+  const std::string lib1 = "#!lua name=lib1\nredis.register_function('f1', function() return 'one ' .. string.rep('x', 30) end)";
+  const std::string lib2 = "#!lua name=lib2\nredis.register_function('f2', function() return 'two' end)";
+  ASSERT_EQ(k.Call({"FUNCTION", "LOAD", lib1}), "$4\r\nlib1\r\n");
+  ASSERT_EQ(r.Call({"FUNCTION", "LOAD", lib1}), "$4\r\nlib1\r\n");
+  const std::string keg_dump = k.Call({"FUNCTION", "DUMP"});
+  ASSERT_EQ(keg_dump, r.Call({"FUNCTION", "DUMP"}));  // the same bytes (LZF-compressed code)
+  const std::string payload = keg_dump.substr(keg_dump.find("\r\n") + 2, keg_dump.size() - keg_dump.find("\r\n") - 4);
+  for (RawClient* c : {&k, &r}) {
+    EXPECT_EQ(c->Call({"FUNCTION", "RESTORE", payload}), "-ERR Library lib1 already exists\r\n");
+    EXPECT_EQ(c->Call({"FUNCTION", "RESTORE", payload, "REPLACE"}), "+OK\r\n");
+    EXPECT_EQ(c->Call({"FUNCTION", "LOAD", lib2}), "$4\r\nlib2\r\n");
+    EXPECT_EQ(c->Call({"FUNCTION", "RESTORE", payload, "FLUSH"}), "+OK\r\n");  // lib2 gone
+    EXPECT_EQ(c->Call({"FCALL", "f2", "0"}), "-ERR Function not found\r\n");
+  }
+  // Redis's payload into keg and keg's into Redis.
+  ASSERT_EQ(k.Call({"FUNCTION", "LOAD", lib2}), "$4\r\nlib2\r\n");
+  const std::string from_keg = k.Call({"FUNCTION", "DUMP"});
+  EXPECT_EQ(r.Call({"FUNCTION", "FLUSH"}), "+OK\r\n");
+  EXPECT_EQ(r.Call({"FUNCTION", "RESTORE", from_keg.substr(from_keg.find("\r\n") + 2, from_keg.size() - from_keg.find("\r\n") - 4)}),
+            "+OK\r\n");
+  EXPECT_EQ(r.Call({"FCALL", "f2", "0"}), "$3\r\ntwo\r\n");
+  EXPECT_EQ(k.Call({"FUNCTION", "FLUSH"}), "+OK\r\n");
+  const std::string from_redis = r.Call({"FUNCTION", "DUMP"});
+  EXPECT_EQ(k.Call({"FUNCTION", "RESTORE", from_redis.substr(from_redis.find("\r\n") + 2, from_redis.size() - from_redis.find("\r\n") - 4)}),
+            "+OK\r\n");
+  EXPECT_EQ(k.Call({"FCALL", "f1", "0"}), r.Call({"FCALL", "f1", "0"}));
+}
+
+// Hostile payloads and bodies: a compressed entry claiming 4,000,000,000 bytes is refused before
+// anything is allocated (the server's peak memory stays small), precompiled bytecode is never
+// loaded as a script, and struct's offsets out of any range are errors, not conversions.
+TEST_F(ScriptingTest, HostileFunctionPayloadsAndScriptBodies) {
+  StartKeg();
+  RawClient c(keg_->port());
+  std::string p;
+  p += static_cast<char>(245);   // RDB_OPCODE_FUNCTION2
+  p += static_cast<char>(0xC3);  // an LZF-compressed string
+  p += static_cast<char>(3);     // compressed length 3
+  p += '\x80';                   // plain length: 32-bit form
+  for (int shift = 24; shift >= 0; shift -= 8) p += static_cast<char>((4000000000u >> shift) & 0xff);
+  p += "abc";
+  p += static_cast<char>(server::rdb::kVersion & 0xff);
+  p += static_cast<char>(server::rdb::kVersion >> 8);
+  const uint64_t crc = server::rdb::Crc64(0, p);
+  for (int i = 0; i < 8; ++i) p += static_cast<char>((crc >> (8 * i)) & 0xff);
+  EXPECT_EQ(c.Call({"FUNCTION", "RESTORE", p}), "-ERR failed loading the given functions payload\r\n");
+  std::ifstream status("/proc/" + std::to_string(keg_->proc().pid()) + "/status");
+  long peak_kb = 0;
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) peak_kb = std::stol(line.substr(6));
+  }
+  EXPECT_GT(peak_kb, 0);
+  EXPECT_LT(peak_kb, 512 * 1024) << "the server's peak resident memory (kB)";
+  const std::string bytecode = std::string("\x1bLua\x51\x00\x01\x04\x08\x04\x08\x00", 12) + std::string(64, '\0');
+  EXPECT_EQ(c.Call({"EVAL", bytecode, "0"}).rfind("-ERR Error compiling script (new function): user_script: binary chunks are not allowed", 0), 0u);
+  EXPECT_EQ(c.Call({"SCRIPT", "LOAD", bytecode}).rfind("-ERR Error compiling script", 0), 0u);
+  for (const char* at : {"1e300", "-1e300", "0/0", "2^63"}) {
+    const std::string reply = c.Call({"EVAL", std::string("return struct.unpack('i4', 'abcd', ") + at + ")", "0"});
+    EXPECT_NE(reply.find("data string too short"), std::string::npos) << at << ": " << reply;
+  }
+  EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
 }
 
 // A script that writes nothing costs no fsync under `always`; one that writes costs one per group.

@@ -86,10 +86,9 @@ class Ctx {
   /// than once and must only collect.
   void ReadTogether(size_t keys, const std::function<void()>& reads);
   bool read_failed() const { return !read_error_.ok(); }
-  /// Run by a script (redis.call) on the writer thread: the handler must reply now, into out(),
-  /// and must not touch client() (commands that would are kNoScript).
-  bool in_script() const { return direct_ != nullptr; }
-  /// The reply must be written now, not later from another thread: inside EXEC or a script.
+  /// The reply must be written now, not later from another thread: inside EXEC or a script (run by
+  /// redis.call on the writer thread, where the handler must not touch client(): commands that
+  /// would are kNoScript).
   bool inline_only() const;
   void ReplyReadError();
 

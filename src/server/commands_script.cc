@@ -209,7 +209,8 @@ void FunctionCmd(Ctx& c) {
   if (sub == "dump" && c.argc() == 2) return out.Bulk(registry.Dump());
   if (sub == "restore" && (c.argc() == 3 || c.argc() == 4)) {
     const std::string_view policy = c.argc() == 4 ? c.arg(3) : std::string_view("append");
-    if (std::string error = registry.Restore(c.arg(2), policy); !error.empty()) return c.Error(error);
+    const auto max_len = static_cast<uint64_t>(c.server().proto_max_bulk_len.load(std::memory_order_relaxed));
+    if (std::string error = registry.Restore(c.arg(2), policy, max_len); !error.empty()) return c.Error(error);
     return out.Ok();
   }
   if (sub == "list") {

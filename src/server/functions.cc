@@ -462,13 +462,13 @@ std::string FunctionRegistry::Dump() const {
   return rdb::DumpFunctions(codes);
 }
 
-std::string FunctionRegistry::Restore(std::string_view payload, std::string_view policy) {
+std::string FunctionRegistry::Restore(std::string_view payload, std::string_view policy, uint64_t max_len) {
   const std::string p = Lower(policy);
   if (p != "append" && p != "replace" && p != "flush") {
     return "Wrong restore policy given, value should be either FLUSH, APPEND or REPLACE.";
   }
   std::vector<std::string> codes;
-  switch (rdb::LoadFunctions(payload, UINT64_MAX, &codes)) {
+  switch (rdb::LoadFunctions(payload, max_len, &codes)) {
     case rdb::LoadResult::kOk:
       break;
     case rdb::LoadResult::kBadVersionOrChecksum:

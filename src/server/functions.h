@@ -55,8 +55,10 @@ class FunctionRegistry {
   std::string Flush();
   /// FUNCTION DUMP's payload.
   std::string Dump() const;
-  /// FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE] ("append" default): "" or the error text.
-  std::string Restore(std::string_view payload, std::string_view policy);
+  /// FUNCTION RESTORE payload [FLUSH|APPEND|REPLACE] ("append" default): "" or the error text. A
+  /// library's code is at most `max_len` bytes (proto-max-bulk-len): a payload's compressed entry
+  /// claims its plain length, checked before anything is allocated.
+  std::string Restore(std::string_view payload, std::string_view policy, uint64_t max_len);
 
   /// The libraries, by name.
   std::vector<std::shared_ptr<const FunctionLibrary>> Libraries() const;

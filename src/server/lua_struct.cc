@@ -230,9 +230,10 @@ int Unpack(lua_State* L) {
   const char* fmt = luaL_checkstring(L, 1);
   size_t len = 0;
   const char* data = luaL_checklstring(L, 2, &len);
-  // A start outside the data fails at the first item that reads, as Redis's struct does.
-  const lua_Integer start = luaL_optinteger(L, 3, 1) - 1;
-  const bool outside = start < 0 || static_cast<uint64_t>(start) > len;
+  // A start outside the data fails at the first item that reads, as Redis's struct does. Read as
+  // a double and range-checked before any conversion (NaN and huge values are outside).
+  const lua_Number start = luaL_optnumber(L, 3, 1) - 1;
+  const bool outside = !(start >= 0 && start <= static_cast<lua_Number>(len));
   size_t pos = outside ? len + 1 : static_cast<size_t>(start);
   int n = 0;
   while (*fmt != '\0') {
@@ -290,7 +291,11 @@ int Unpack(lua_State* L) {
     pos += size;
   }
   // Where the next read starts.
-  lua_pushinteger(L, outside && n == 0 ? start + 1 : static_cast<lua_Integer>(pos) + 1);
+  if (outside && n == 0) {
+    lua_pushnumber(L, start + 1);
+  } else {
+    lua_pushinteger(L, static_cast<lua_Integer>(pos) + 1);
+  }
   return n + 1;
 }
 

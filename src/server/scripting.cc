@@ -389,6 +389,34 @@ class RespToLua {
 
 // ---- Lua -> RESP (a script's return value; Redis's luaReplyToRedisReply) ----
 
+// Pushes field `name` of the table at `table` (raw) when it has type `type` and returns true;
+// else leaves the stack as it was. `table` defaults to the top of the stack.
+bool RawField(lua_State* L, const char* name, int type, int table = -1) {
+  if (table < 0) table = lua_gettop(L) + table + 1;  // absolute: the push below moves the top
+  lua_pushstring(L, name);
+  lua_rawget(L, table);
+  if (lua_type(L, -1) == type) return true;
+  lua_pop(L, 1);
+  return false;
+}
+
+std::string_view ToView(lua_State* L, int index) {
+  size_t len = 0;
+  const char* s = lua_tolstring(L, index, &len);
+  return {s, len};
+}
+
+// The number of entries of the table on the top of the stack.
+size_t CountEntries(lua_State* L) {
+  size_t n = 0;
+  lua_pushnil(L);
+  while (lua_next(L, -2) != 0) {
+    ++n;
+    lua_pop(L, 1);
+  }
+  return n;
+}
+
 // Writes the value on the top of the stack to `out` and pops it. `script_resp` is the protocol the
 // script chose (booleans differ); `out` has the caller's.
 void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp, int depth) {
@@ -416,56 +444,32 @@ void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp,
       }
       break;
     case LUA_TNUMBER: {
+      // Truncated to an integer. A cast of a double out of range (or NaN) is undefined: such values
+      // give INT64_MIN, which is what x86's conversion gives Redis.
       const double d = lua_tonumber(L, -1);
-      // (long long) of a double out of range is undefined: saturate as x86 does, never trap.
-      int64_t v = 0;
-      if (std::isnan(d)) {
-        v = INT64_MIN;
-      } else if (d >= 9223372036854775807.0) {
-        v = INT64_MIN;  // what the x86 conversion gives Redis
-      } else if (d < -9223372036854775808.0) {
-        v = INT64_MIN;
-      } else {
-        v = static_cast<int64_t>(d);
-      }
-      out.Integer(v);
+      out.Integer(d >= -9223372036854775808.0 && d < 9223372036854775808.0 ? static_cast<int64_t>(d) : INT64_MIN);
       break;
     }
     case LUA_TTABLE: {
-      lua_pushstring(L, "err");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t len = 0;
-        const char* s = lua_tolstring(L, -1, &len);
-        out.Error("-" + std::string(s, len));
+      // Tables with one of these fields are replies of that kind (Redis's order); any other is an
+      // array up to its first nil.
+      if (RawField(L, "err", LUA_TSTRING)) {
+        out.Error("-" + std::string(ToView(L, -1)));
         lua_pop(L, 2);
         return;
       }
-      lua_pop(L, 1);
-      lua_pushstring(L, "ok");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t len = 0;
-        const char* s = lua_tolstring(L, -1, &len);
-        out.SimpleString(std::string_view(s, len));
+      if (RawField(L, "ok", LUA_TSTRING)) {
+        out.SimpleString(ToView(L, -1));
         lua_pop(L, 2);
         return;
       }
-      lua_pop(L, 1);
-      lua_pushstring(L, "double");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TNUMBER) {
+      if (RawField(L, "double", LUA_TNUMBER)) {
         out.Double(lua_tonumber(L, -1));
         lua_pop(L, 2);
         return;
       }
-      lua_pop(L, 1);
-      lua_pushstring(L, "big_number");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        size_t len = 0;
-        const char* s = lua_tolstring(L, -1, &len);
-        std::string num(s, len);
+      if (RawField(L, "big_number", LUA_TSTRING)) {
+        std::string num(ToView(L, -1));
         for (char& ch : num) {
           if (ch == '\r' || ch == '\n') ch = ' ';
         }
@@ -477,38 +481,19 @@ void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp,
         lua_pop(L, 2);
         return;
       }
-      lua_pop(L, 1);
-      lua_pushstring(L, "verbatim_string");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TTABLE) {
-        lua_pushstring(L, "format");
-        lua_rawget(L, -2);
-        lua_pushstring(L, "string");
-        lua_rawget(L, -3);
-        if (lua_type(L, -2) == LUA_TSTRING && lua_type(L, -1) == LUA_TSTRING) {
-          size_t flen = 0;
-          size_t len = 0;
-          const char* f = lua_tolstring(L, -2, &flen);
-          const char* s = lua_tolstring(L, -1, &len);
-          std::string format(f, flen);
+      if (RawField(L, "verbatim_string", LUA_TTABLE)) {
+        const bool has_format = RawField(L, "format", LUA_TSTRING);
+        if (has_format && RawField(L, "string", LUA_TSTRING, -2)) {
+          std::string format(ToView(L, -2));
           format.resize(3, ' ');
-          out.Verbatim(std::string_view(s, len), format);
+          out.Verbatim(ToView(L, -1), format);
           lua_pop(L, 4);
           return;
         }
-        lua_pop(L, 2);
+        lua_pop(L, has_format ? 2 : 1);
       }
-      lua_pop(L, 1);
-      lua_pushstring(L, "map");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TTABLE) {
-        size_t pairs = 0;
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-          ++pairs;
-          lua_pop(L, 1);
-        }
-        out.MapHeader(pairs);
+      if (RawField(L, "map", LUA_TTABLE)) {
+        out.MapHeader(CountEntries(L));
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
           lua_pushvalue(L, -2);
@@ -518,17 +503,8 @@ void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp,
         lua_pop(L, 2);
         return;
       }
-      lua_pop(L, 1);
-      lua_pushstring(L, "set");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TTABLE) {
-        size_t count = 0;
-        lua_pushnil(L);
-        while (lua_next(L, -2) != 0) {
-          ++count;
-          lua_pop(L, 1);
-        }
-        out.SetHeader(count);
+      if (RawField(L, "set", LUA_TTABLE)) {
+        out.SetHeader(CountEntries(L));
         lua_pushnil(L);
         while (lua_next(L, -2) != 0) {
           lua_pop(L, 1);
@@ -538,7 +514,6 @@ void LuaToResp(lua_State* L, resp::ReplyBuffer& out, resp::Protocol script_resp,
         lua_pop(L, 2);
         return;
       }
-      lua_pop(L, 1);
       // An array: up to the first nil.
       size_t n = 0;
       for (;;) {
@@ -822,7 +797,10 @@ struct LuaApi {
         const int l = luaL_checkint(L, 1);
         const int u = luaL_checkint(L, 2);
         luaL_argcheck(L, l <= u, 2, "interval is empty");
-        lua_pushnumber(L, std::floor(r * (u - l + 1)) + l);
+        // u - l + 1 wraps in 32 bits as it does in Redis's C (there, signed overflow): the same
+        // numbers for the same seed, without the undefined behaviour.
+        const auto span = static_cast<int32_t>(static_cast<uint32_t>(u) - static_cast<uint32_t>(l) + 1u);
+        lua_pushnumber(L, std::floor(r * span) + l);
         break;
       }
       default:
@@ -895,9 +873,17 @@ struct LuaApi {
     return static_cast<int>(count);
   }
   // bit.tohex(x [, n]): n digits (8 by default, at most 8; negative: upper case).
+  // A number as lua-bitop reads it: its low 32 bits after rounding, for any double (NaN and values
+  // out of range included: adding 2^52 + 2^51 puts the integer part in the low mantissa bits).
+  static int32_t BitArg(lua_State* L, int index) {
+    const double d = luaL_checknumber(L, index) + 6755399441055744.0;
+    uint64_t bits = 0;
+    std::memcpy(&bits, &d, sizeof bits);
+    return static_cast<int32_t>(static_cast<uint32_t>(bits));
+  }
   static int SafeToHex(lua_State* L) {
-    const auto x = static_cast<uint32_t>(static_cast<int64_t>(luaL_checknumber(L, 1)));
-    int64_t n = lua_isnone(L, 2) ? 8 : static_cast<int64_t>(luaL_checknumber(L, 2));
+    const auto x = static_cast<uint32_t>(BitArg(L, 1));
+    int64_t n = lua_isnone(L, 2) ? 8 : BitArg(L, 2);
     const char* digits = "0123456789abcdef";
     if (n < 0) {
       n = -n;
@@ -1412,19 +1398,10 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
   } else {
     // A returned error table is the script's error reply: through ReplyBuffer::Error on the
     // connection, so INFO errorstats counts it as Redis does.
-    bool top_error = false;
-    if (lua_istable(L, -1)) {
-      lua_pushstring(L, "err");
-      lua_rawget(L, -2);
-      if (lua_type(L, -1) == LUA_TSTRING) {
-        top_error = true;
-        run.failed = true;
-        run.error = "-" + std::string(lua_tostring(L, -1));
-      }
-      lua_pop(L, 1);
-    }
-    if (top_error) {
-      lua_pop(L, 1);
+    if (lua_istable(L, -1) && RawField(L, "err", LUA_TSTRING)) {
+      run.failed = true;
+      run.error = "-" + std::string(ToView(L, -1));
+      lua_pop(L, 2);
     } else {
       LuaToResp(L, out, r.resp, 0);
       Drain(out, &run.reply);

@@ -932,7 +932,6 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       store_->txn_ops_.push_back(std::move(op));
       store_->ExecuteOp(store_->txn_ops_.back(), result);
     }
-    int64_t now_ms() const override { return store_->group_now_ms_; }
 
    private:
     StoreImpl* store_;

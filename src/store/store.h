@@ -216,8 +216,6 @@ class Txn {
   /// kRun. The Txn keeps the op (the group refers to its key until it completes): passing it by
   /// move saves the copy.
   virtual void Execute(WriteBatch::Op op, OpResult* result) = 0;
-  /// The group's clock: every op of the group sees this time (a script sees time stand still).
-  virtual int64_t now_ms() const = 0;
 
  protected:
   ~Txn() = default;
