@@ -49,7 +49,18 @@ std::string Endpoint(const asio::ip::tcp::endpoint& e) {
   return ip + ":" + std::to_string(e.port());
 }
 
+// The event loop of the I/O thread this is (set while it runs), for PollCurrentLoop.
+thread_local asio::io_context* this_thread_io = nullptr;
+
 }  // namespace
+
+bool PollCurrentLoop() {
+  if (this_thread_io == nullptr) return false;
+  // Asio supports poll() nested in a handler of the same io_context (its scheduler moves the
+  // outer handler's private queue to the shared one first).
+  this_thread_io->poll();
+  return true;
+}
 
 class Connection;
 
@@ -505,7 +516,9 @@ class ServerImpl {
         const std::string name = "keg-io-" + std::to_string(i);
         pthread_setname_np(pthread_self(), name.c_str());
         auto guard = asio::make_work_guard(worker->io);
+        this_thread_io = &worker->io;
         worker->io.run();
+        this_thread_io = nullptr;
       });
     }
     return true;

@@ -48,6 +48,13 @@ struct ServerOptions {
 
 class ServerImpl;
 
+/// Redis's processEventsWhileBlocked: from inside a handler of an I/O thread, runs the handlers of
+/// that thread's event loop that are ready now (reads, writes, posted work) and returns. For work
+/// that holds its thread for long (a busy script), so the thread's other connections are answered
+/// meanwhile. The caller must have left its own state consistent: the handlers run may touch any
+/// connection of the thread. False, doing nothing, on any other thread.
+bool PollCurrentLoop();
+
 /// Thread: construct, Start and Stop from one thread (main); the rest runs on the I/O threads.
 class Server {
  public:

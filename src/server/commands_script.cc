@@ -16,9 +16,15 @@ using store::OpResult;
 
 // KEYS and ARGV of "<cmd> <script|function> numkeys key... arg...".
 void TakeArguments(Ctx& c, size_t numkeys, ScriptRun* run) {
-  const size_t keys_end = 3 + numkeys;
-  for (size_t i = 3; i < keys_end; ++i) run->keys.emplace_back(c.arg(i));
-  for (size_t i = keys_end; i < c.argc(); ++i) run->argv.emplace_back(c.arg(i));
+  run->numkeys = numkeys;
+  size_t bytes = 0;
+  for (size_t i = 3; i < c.argc(); ++i) bytes += c.arg(i).size();
+  run->args.reserve(bytes);
+  run->ends.reserve(c.argc() - 3);
+  for (size_t i = 3; i < c.argc(); ++i) {
+    run->args.append(c.arg(i));
+    run->ends.push_back(run->args.size());
+  }
 }
 
 // Adds the script to the connection's batch (run by the writer, ScriptEngine::Run) and replies
@@ -27,8 +33,9 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   run->protocol = c.client().protocol();
   run->client = &c.client();
   run->user = c.client().user_ptr();
-  ScriptEngine* engine = c.server().scripts.get();
-  c.batch().Run([engine, run](store::Txn& txn) { engine->Run(*run, txn); });
+  run->engine = c.server().scripts.get();
+  // Each closure holds only the shared_ptr: small enough to be stored without an allocation.
+  c.batch().Run([run](store::Txn& txn) { run->engine->Run(*run, txn); });
   c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (run->failed) {
       out.Error(run->error);
@@ -54,10 +61,10 @@ void EvalWith(Ctx& c, bool by_sha, bool read_only) {
   if (by_sha) {
     run->script = engine.cache().Find(c.arg(1));
     if (run->script == nullptr) return c.Fail(std::string(kNoScriptError));
-    run->sha = ToLower(c.arg(1));
   } else {
     std::string error;
-    run->script = engine.cache().Add(c.arg(1), &run->sha, &error);
+    std::string sha;
+    run->script = engine.cache().Add(c.arg(1), &sha, &error);
     if (run->script == nullptr) return c.Fail(error);
   }
   const uint32_t flags = run->script->flags;
@@ -65,7 +72,6 @@ void EvalWith(Ctx& c, bool by_sha, bool read_only) {
     return c.Fail("Can not execute a script with write flag using *_ro command.");
   }
   run->read_only = read_only || (flags & kScriptNoWrites) != 0;
-  run->keys.reserve(static_cast<size_t>(numkeys));
   TakeArguments(c, static_cast<size_t>(numkeys), run.get());
   Queue(c, std::move(run));
 }

@@ -185,6 +185,7 @@ struct Captured {
   std::string value;
   std::string error;
   int64_t number = 0;
+  int64_t by = 0;  ///< INCRBY's increment (in the Captured, not the closure: see IncrBy)
 };
 
 // Replies with the Update's error, or else its number (INCR family, APPEND, SETRANGE) or its value
@@ -261,18 +262,21 @@ void Getex(Ctx& c) {
 
 void IncrBy(Ctx& c, int64_t by) {
   auto cap = std::make_shared<Captured>();
-  c.batch().Update(std::string(c.arg(1)), [cap, by](const ValueView* cur) {
+  cap->by = by;
+  // The closure holds only `cap`: small enough for std::function to keep without an allocation.
+  c.batch().Update(std::string(c.arg(1)), [cap](const ValueView* cur) {
     UpdateDecision d;
+    const int64_t step = cap->by;
     int64_t v = 0;
     if (cur != nullptr && !resp::ParseInt64(cur->value, &v)) {
       cap->error = err::kNotInteger;
       return d;
     }
-    if ((by < 0 && v < 0 && by < INT64_MIN - v) || (by > 0 && v > 0 && by > INT64_MAX - v)) {
+    if ((step < 0 && v < 0 && step < INT64_MIN - v) || (step > 0 && v > 0 && step > INT64_MAX - v)) {
       cap->error = err::kOverflow;
       return d;
     }
-    cap->number = v + by;
+    cap->number = v + step;
     d.action = Action::kPut;
     d.value = std::to_string(cap->number);
     d.keep_ttl = true;

@@ -356,8 +356,8 @@ std::string FunctionRegistry::CommitLocked(Map next) {
       return "Error saving the functions: open " + tmp + ": " + std::strerror(e);
     }
     size_t done = 0;
-    while (done < payload.size()) {
-      const ssize_t n = write(fd, payload.data() + done, payload.size() - done);
+    while (done < payload.size()) {  // pwrite, as every file of the data directory is written
+      const ssize_t n = pwrite(fd, payload.data() + done, payload.size() - done, static_cast<off_t>(done));
       if (n < 0 && errno == EINTR) continue;
       if (n <= 0) {
         const int e = errno;

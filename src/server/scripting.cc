@@ -18,12 +18,14 @@ extern "C" {
 #include <lualib.h>
 }
 
+#include "net/server.h"
 #include "resp/numbers.h"
 #include "server/acl.h"
 #include "server/command.h"
 #include "server/lua_libs.h"
 #include "server/session.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "server/version.h"
 
 extern "C" {
@@ -128,10 +130,14 @@ lua_State* CompileState() {
 }  // namespace
 
 std::shared_ptr<const Script> ScriptCache::Find(std::string_view sha) const {
-  std::string key(sha);
-  for (char& ch : key) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  if (sha.size() != 40) return nullptr;  // every key is 40 hex digits
+  char key[40];
+  for (size_t i = 0; i < 40; ++i) {
+    const char ch = sha[i];
+    key[i] = ch >= 'A' && ch <= 'Z' ? static_cast<char>(ch - 'A' + 'a') : ch;
+  }
   std::lock_guard lock(mu_);
-  auto it = scripts_.find(key);
+  auto it = scripts_.find(std::string_view(key, sizeof key));
   return it == scripts_.end() ? nullptr : it->second;
 }
 
@@ -140,6 +146,7 @@ std::shared_ptr<const Script> ScriptCache::Add(std::string_view body, std::strin
   if (auto found = Find(*sha)) return found;
   auto script = std::make_shared<Script>();
   if (!ParseShebang(body, script.get(), error)) return nullptr;
+  script->sha = *sha;
   script->body = std::string(body);
   lua_State* L = CompileState();
   // A shebang line is skipped but its newline kept, so line numbers stay the user's.
@@ -194,11 +201,6 @@ constexpr const char* kEngineKey = "__keg_engine";
 constexpr const char* kProtectedKey = "__keg_protected";  // weak-keyed set of read-only tables
 constexpr int kMaxReplyDepth = 1000;  // nesting of a script's reply (a table that holds itself ...)
 
-int64_t MonoNs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-}
 
 // Pushes Redis's error table {err = "CODE message"} (luaPushErrorBuff): text starting with '-'
 // carries its code ("-WRONGTYPE ..."); anything else gets "ERR".
@@ -970,13 +972,19 @@ struct LuaApi {
   static void Hook(lua_State* L, lua_Debug*) {
     ScriptEngine* e = EngineOf(L);
     if (e == nullptr || e->running_ == nullptr) return;
-    const int64_t elapsed_ms = (MonoNs() - e->running_->start_ns) / 1'000'000;
+    const int64_t elapsed_ms = (StatsNowNs() - e->running_->start_ns) / 1'000'000;
     if (!e->busy_.load(std::memory_order_relaxed) && elapsed_ms >= e->running_->threshold_ms) {
       spdlog::warn("Slow script detected: still in execution after {} milliseconds. You can try "
                    "killing the script using the SCRIPT KILL command. Script name is: {}.",
-                   elapsed_ms, e->running_->run->sha);
+                   elapsed_ms, e->running_->run->script != nullptr ? e->running_->run->script->sha : e->running_->run->function);
       e->busy_.store(true, std::memory_order_release);
     }
+    // A busy script run inline by an I/O thread (store::Store::WriteAll's leader path) answers its
+    // loop's other connections meanwhile, as Redis's processEventsWhileBlocked: they get -BUSY,
+    // and SCRIPT KILL or SHUTDOWN NOSAVE reach it. (On the writer thread this does nothing: the
+    // I/O threads are free.) Its own connection waits for its reply and reads nothing meanwhile;
+    // a write submitted by a handler run here queues behind this group (WriteAll).
+    if (e->busy_.load(std::memory_order_relaxed)) net::PollCurrentLoop();
     if (e->kill_.load(std::memory_order_acquire)) {
       spdlog::warn("Lua script killed by user with SCRIPT KILL.");
       // Every line from now on raises again, so a pcall in the script cannot swallow the kill.
@@ -995,7 +1003,6 @@ ScriptEngine::~ScriptEngine() { Close(); }
 void ScriptEngine::Close() {
   if (lua_ != nullptr) lua_close(lua_);
   lua_ = nullptr;
-  script_refs_.clear();
   if (fn_lua_ != nullptr) lua_close(fn_lua_);
   fn_lua_ = nullptr;
 }
@@ -1268,10 +1275,9 @@ bool ScriptEngine::RunningFunction(std::string* name, std::vector<std::string>* 
   command->clear();
   command->push_back(r.fcall_ro ? "fcall_ro" : "fcall");
   command->push_back(r.function);
-  command->push_back(std::to_string(r.keys.size()));
-  command->insert(command->end(), r.keys.begin(), r.keys.end());
-  command->insert(command->end(), r.argv.begin(), r.argv.end());
-  *duration_ms = (MonoNs() - running_start_ns_) / 1'000'000;
+  command->push_back(std::to_string(r.numkeys));
+  for (size_t i = 0; i < r.argc(); ++i) command->emplace_back(r.arg(i));
+  *duration_ms = (StatsNowNs() - running_start_ns_) / 1'000'000;
   return true;
 }
 
@@ -1294,21 +1300,26 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     if (lua_ != nullptr && lua_epoch_ != cache_.epoch()) {  // SCRIPT FLUSH: a fresh state
       lua_close(lua_);
       lua_ = nullptr;
-      script_refs_.clear();
     }
     if (lua_ == nullptr) {
+      static uint64_t states = 0;  // writer role
       lua_epoch_ = cache_.epoch();
       lua_ = NewState();
+      lua_state_id_ = ++states;  // every script's reference into the old state is stale now
     }
     L = lua_;
   }
   lua_getfield(L, LUA_REGISTRYINDEX, "__keg_err_handler");
   const int handler = lua_gettop(L);
-  auto array = [L](const std::vector<std::string>& items) {
-    lua_createtable(L, static_cast<int>(items.size()), 0);
-    for (size_t i = 0; i < items.size(); ++i) {
-      lua_pushlstring(L, items[i].data(), items[i].size());
-      lua_rawseti(L, -2, static_cast<int>(i + 1));
+  // KEYS (arguments [0, numkeys)) or ARGV (the rest) as a Lua array.
+  auto array = [L, &run](bool keys) {
+    const size_t begin = keys ? 0 : run.numkeys;
+    const size_t end = keys ? run.numkeys : run.argc();
+    lua_createtable(L, static_cast<int>(end - begin), 0);
+    for (size_t i = begin; i < end; ++i) {
+      const std::string_view a = run.arg(i);
+      lua_pushlstring(L, a.data(), a.size());
+      lua_rawseti(L, -2, static_cast<int>(i - begin + 1));
     }
   };
   int nargs = 0;
@@ -1324,14 +1335,14 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
       run.error = "Function not found";
       return;
     }
-    array(run.keys);
-    array(run.argv);
+    array(true);
+    array(false);
     nargs = 2;
   } else {
     // The compiled function, by its registry reference (no string built or interned per call).
-    auto ref = script_refs_.find(run.sha);
-    if (ref != script_refs_.end()) {
-      lua_rawgeti(L, LUA_REGISTRYINDEX, ref->second);
+    const Script& script = *run.script;
+    if (script.lua_state_id == lua_state_id_) {
+      lua_rawgeti(L, LUA_REGISTRYINDEX, script.lua_ref);
     } else {
       const std::string_view code = std::string_view(run.script->body).substr(run.script->shebang_length);
       if (luaL_loadbuffer(L, code.data(), code.size(), "@user_script") != 0) {
@@ -1341,13 +1352,14 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
         return;
       }
       lua_pushvalue(L, -1);
-      script_refs_.emplace(run.sha, luaL_ref(L, LUA_REGISTRYINDEX));
+      script.lua_ref = luaL_ref(L, LUA_REGISTRYINDEX);
+      script.lua_state_id = lua_state_id_;
     }
     // KEYS and ARGV: globals of the script, set in the hidden globals table.
     lua_getfield(L, LUA_REGISTRYINDEX, "__keg_globals");
-    array(run.keys);
+    array(true);
     lua_setfield(L, -2, "KEYS");
-    array(run.argv);
+    array(false);
     lua_setfield(L, -2, "ARGV");
     lua_pop(L, 1);
   }
@@ -1355,7 +1367,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
   Running r;
   r.run = &run;
   r.txn = &txn;
-  r.start_ns = MonoNs();
+  r.start_ns = StatsNowNs();
   r.threshold_ms = server_.busy_reply_threshold_ms.load(std::memory_order_relaxed);
   running_ = &r;
   kill_.store(false, std::memory_order_relaxed);
@@ -1377,7 +1389,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     run.failed = true;
     if (!lua_istable(L, -1)) {
       const char* msg = lua_isstring(L, -1) ? lua_tostring(L, -1) : "execution failure";
-      run.error = "Error running script " + (fcall ? run.function : "f_" + run.sha) + ", " +
+      run.error = "Error running script " + (fcall ? run.function : "f_" + run.script->sha) + ", " +
                   std::string(msg).substr(0, 100);
     } else {
       auto field = [L](const char* name) -> std::optional<std::string> {
@@ -1390,7 +1402,7 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
       const std::optional<std::string> msg = field("err");
       const std::optional<std::string> source = field("source");
       const std::optional<std::string> line = field("line");
-      const std::string name = fcall ? run.function : run.sha;
+      const std::string& name = fcall ? run.function : run.script->sha;
       run.error = "-" + msg.value_or("");
       if (source && line) run.error += " script: " + name + ", on " + *source + ":" + *line + ".";
     }
@@ -1485,8 +1497,14 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     }
     wrote_.store(true, std::memory_order_release);  // from now on SCRIPT KILL cannot stop it
   }
-  DirectRun direct;
+  DirectRun& direct = call_direct_;  // reused: its batch keeps its capacity from call to call
   direct.txn = r.txn;
+  direct.batch.mutable_ops().clear();
+  direct.finisher = nullptr;
+  direct.failure.clear();
+  direct.failed = false;
+  direct.hits = 0;
+  direct.misses = 0;
   resp::ReplyBuffer& out = out_scratch_;
   out.Clear();
   out.set_protocol(r.resp);
@@ -1501,11 +1519,12 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     ctx.set_keyspace(&keyspace);
   }
   const keg::server::Command& target = StatsTarget(*cmd, argv);
-  const int64_t t0 = MonoNs();
+  const int64_t t0 = StatsNowNs();
   cmd->handler(ctx);
   // MONITOR shows what the script ran, after the EVAL itself (as Redis: "[0 lua]").
   if (!server_.monitors.empty() && (flags & kAdmin) == 0) server_.monitors.Feed("lua", argv);
-  std::vector<store::OpResult> results;
+  std::vector<store::OpResult>& results = call_results_;
+  results.clear();
   if (!direct.batch.empty()) {
     auto& ops = direct.batch.mutable_ops();
     if (!server_.watches.empty()) {
@@ -1537,11 +1556,12 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       direct.finisher(results, out);
     }
   }
-  const int64_t nsec = MonoNs() - t0;
+  const int64_t nsec = StatsNowNs() - t0;
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
   target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);
   if (direct.hits > 0) server_.counters.keyspace_hits.fetch_add(direct.hits, std::memory_order_relaxed);
   if (direct.misses > 0) server_.counters.keyspace_misses.fetch_add(direct.misses, std::memory_order_relaxed);
+  results.clear();  // drops the pins of values the ops read
   Drain(out, &reply_scratch_);
   return reply_scratch_;
 }

@@ -11,8 +11,10 @@
 //
 // Threads:
 // - ScriptCache: any thread (a mutex).
-// - ScriptEngine::Run and everything Lua: the writer role only (one thread at a time; the Lua
-//   state is created there on first use and dropped there after SCRIPT FLUSH).
+// - ScriptEngine::Run and everything Lua: the writer role only (one thread at a time: the writer
+//   thread, or an I/O thread on the store's leader path; the Lua state is created on first use
+//   and dropped after SCRIPT FLUSH, under the role). A busy script on an I/O thread runs that
+//   thread's ready handlers from its hook (net::PollCurrentLoop), so they get -BUSY meanwhile.
 // - The busy and kill flags: atomics, read by I/O threads (-BUSY, SCRIPT KILL).
 #pragma once
 
@@ -27,6 +29,7 @@
 #include <vector>
 
 #include "resp/reply_buffer.h"
+#include "server/command.h"
 #include "server/functions.h"
 #include "store/store.h"
 
@@ -53,9 +56,14 @@ enum ScriptFlag : uint32_t {
 };
 
 struct Script {
+  std::string sha;  ///< the 40 lower-case hex digits of SHA1(body)
   std::string body;
   uint32_t flags = kScriptEvalCompat;
   size_t shebang_length = 0;  ///< bytes of the first line skipped when compiling (its newline kept)
+  // The compiled function in the eval Lua state, writer role only: its registry reference, valid
+  // while `lua_state_id` is that state's id (ScriptEngine::Run compiles it on first use).
+  mutable int lua_ref = 0;
+  mutable uint64_t lua_state_id = 0;
 };
 
 /// Parses the shebang line of `body` into `script` (flags, length). False with Redis's error text in
@@ -86,20 +94,32 @@ class ScriptCache {
   size_t memory() const;
 
  private:
+  struct ShaHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view sha) const { return std::hash<std::string_view>{}(sha); }
+  };
   mutable std::mutex mu_;
-  std::unordered_map<std::string, std::shared_ptr<const Script>> scripts_;
+  std::unordered_map<std::string, std::shared_ptr<const Script>, ShaHash, std::equal_to<>> scripts_;
   size_t memory_ = 0;
   std::atomic<uint64_t> epoch_{0};
 };
 
 /// One EVAL, EVALSHA or FCALL: what the handler gives the writer, and what the script answers.
 struct ScriptRun {
-  std::string function;  ///< FCALL: the function's name (then `sha` and `script` are unused)
+  ScriptEngine* engine = nullptr;
+  std::string function;  ///< FCALL: the function's name (then `script` is unused)
   bool fcall_ro = false;  ///< FCALL_RO (FUNCTION STATS shows the command)
-  std::string sha;
-  std::shared_ptr<const Script> script;
-  std::vector<std::string> keys;
-  std::vector<std::string> argv;
+  std::shared_ptr<const Script> script;  ///< EVAL / EVALSHA
+  /// KEYS then ARGV, copied from the request into one buffer (one allocation, not one per
+  /// argument): argument i is bytes [ends[i-1], ends[i]) of `args`.
+  std::string args;
+  std::vector<size_t> ends;
+  size_t numkeys = 0;
+  size_t argc() const { return ends.size(); }
+  std::string_view arg(size_t i) const {
+    const size_t begin = i == 0 ? 0 : ends[i - 1];
+    return std::string_view(args).substr(begin, ends[i] - begin);
+  }
   bool read_only = false;  ///< EVAL_RO / EVALSHA_RO, or the no-writes flag
   resp::Protocol protocol = resp::Protocol::kResp2;  ///< the caller's (for the reply)
   ClientSession* client = nullptr;  ///< the caller; handlers in direct mode never touch it
@@ -185,7 +205,9 @@ class ScriptEngine {
   std::string reply_scratch_;
   std::vector<std::string_view> call_args_;  // redis.call's arguments
   std::vector<std::string> call_numbers_;    // the ones formatted from numbers
-  std::unordered_map<std::string, int> script_refs_;  // SHA1 -> registry reference in lua_
+  uint64_t lua_state_id_ = 0;  // lua_'s id (Script::lua_state_id); a new state gets a new one
+  std::vector<store::OpResult> call_results_;  // redis.call's op results
+  DirectRun call_direct_;                      // redis.call's handler context
   friend struct LuaApi;
 };
 

@@ -1,6 +1,7 @@
 #include "server/session.h"
 
 #include "net/file_reads.h"
+#include "server/stats_clock.h"
 
 #include <sys/time.h>
 
@@ -673,12 +674,9 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
     KeyPositions(target, ctx.argc(), &key_positions_);
     for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
   }
-  timespec t0{};
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
-  timespec t1{};
-  clock_gettime(CLOCK_MONOTONIC, &t1);
-  const int64_t nsec = (t1.tv_sec - t0.tv_sec) * 1'000'000'000 + (t1.tv_nsec - t0.tv_nsec);
+  const int64_t nsec = StatsNowNs() - t0;
   const int64_t usec = nsec / 1000;
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
   target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);

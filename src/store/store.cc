@@ -23,6 +23,9 @@ namespace {
 constexpr size_t kMaxCandidates = 8;
 // A group larger than this is committed before the next batch joins it, bounding writer memory.
 constexpr size_t kMaxGroupBytes = 64u << 20;
+// Room a group must find in the active file for each script it holds to be written inline
+// (WriteAll): what a script writes is known only once it has run.
+constexpr uint64_t kScriptRoomBytes = 1u << 20;
 constexpr int64_t kExpireIntervalMs = 100;
 constexpr auto kExpireBudget = std::chrono::microseconds(1000);
 constexpr auto kWriterTick = std::chrono::milliseconds(100);
@@ -58,6 +61,9 @@ int64_t NowMs() {
 // ---- WriteBatch --------------------------------------------------------------------------------
 
 WriteBatch::Op& WriteBatch::Add(Kind kind, std::string key) {
+  // A pipelined batch grows past one op: room for several at once saves the reallocations (and
+  // the moves of every op) of growing 1, 2, 4, 8.
+  if (ops_.capacity() == 0) ops_.reserve(4);
   Op& op = ops_.emplace_back();
   op.kind = kind;
   op.command = command_;
@@ -532,7 +538,10 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
   // hand-off back, which is most of an unpipelined write's latency. Not under `always`: there the
   // group waits for an fdatasync, and the writer thread lets the caller's event loop gather the
   // next group meanwhile.
-  if (options_.fsync != FsyncPolicy::kAlways) {
+  // A caller already writing inline (a script that lets its event loop run the handlers that are
+  // ready: net::PollCurrentLoop) queues: it holds the role, and its group is not complete.
+  thread_local bool leading = false;
+  if (options_.fsync != FsyncPolicy::kAlways && !leading) {
     std::unique_lock role(role_mu_, std::try_to_lock);
     if (role.owns_lock()) {
       bool idle = false;
@@ -541,15 +550,16 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
         idle = queue_.empty() && !stopping_;
       }
       // Not when the group might not fit the active file: a rotation syncs the file it seals and
-      // fsyncs the directory, and that waits on the writer thread, never on an event loop. Not
-      // for scripts either (LeaderHasRoom).
+      // fsyncs the directory, and that waits on the writer thread, never on an event loop.
       if (idle && LeaderHasRoom(writes)) {
         std::vector<Request> work;
         work.reserve(writes.size());
         for (PendingWrite& w : writes) {
           work.push_back(Request{std::move(w.batch), std::move(w.done), nullptr});
         }
+        leading = true;
         RunWork(work);
+        leading = false;
         return;
       }
     }
@@ -573,9 +583,8 @@ bool StoreImpl::LeaderHasRoom(const std::vector<PendingWrite>& writes) const {
   uint64_t bytes = 64u << 10;
   for (const PendingWrite& w : writes) {
     for (const WriteBatch::Op& op : w.batch.ops()) {
-      // A script may run long, and meanwhile its event loop's other clients must be answered
-      // (-BUSY, SCRIPT KILL): the writer thread runs it.
-      if (op.kind == WriteBatch::Kind::kRun) return false;
+      // A script's writes are unknown until it runs: room for a generous amount of them.
+      if (op.kind == WriteBatch::Kind::kRun) bytes += kScriptRoomBytes;
       bytes += 2 * (format::kRecordHeaderSize + op.key.size() + op.value.size());
     }
   }
@@ -681,7 +690,7 @@ void StoreImpl::DrainLazyExpired() {
     keys.swap(lazy_expired_);
   }
   if (keys.empty()) return;
-  overlay_.clear();  // no group is being built: what it holds is the last group's, now applied
+  overlay_.Clear();  // no group is being built: what it holds is the last group's, now applied
   flushed_ = false;
   for (const std::string& key : keys) DropExpired(key, keydir_.Hash(key));
 }
@@ -725,8 +734,10 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   }
   group_buf_.clear();
   pending_.clear();
-  overlay_.clear();
-  txn_ops_.clear();
+  overlay_.Clear();
+  memo_.valid = false;
+  memo_.file.reset();
+  txn_ops_.Clear();
   flushed_ = false;
   group_now_ms_ = NowMs();
   const WriteBatch::KeyProbe live = [this](std::string_view key) {
@@ -770,10 +781,9 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
 StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, bool need_value) {
   CurrentValue cur;
   const int64_t now = group_now_ms_;
-  auto it = overlay_.find(key);
-  if (it != overlay_.end()) {
-    if (!it->second.exists) return cur;
-    const char* p = group_buf_.data() + it->second.group_offset;
+  if (const OverlayEntry* written = overlay_.Find(key, hash)) {
+    if (!written->exists) return cur;
+    const char* p = group_buf_.data() + written->group_offset;
     const format::RecordHeader h = format::DecodeHeader(p);
     if (Expired(h, now)) return cur;
     cur.exists = true;
@@ -787,10 +797,23 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, 
   // The old value's CRC is checked only when the op reads its bytes: a plain SET or DEL needs to
   // know whether the key exists, not to checksum what it replaces.
   const bool verify = need_value && options_.verify_checksums;
-  Status s = Lookup(key, hash, verify, &file, &h, &offset);
-  if (!s.ok()) {
-    if (!s.IsNotFound()) cur.error = std::move(s);
-    return cur;
+  if (memo_.valid && memo_.hash == hash && memo_.key == key && (memo_.verified || !verify)) {
+    file = memo_.file;
+    h = memo_.header;
+    offset = memo_.offset;
+  } else {
+    Status s = Lookup(key, hash, verify, &file, &h, &offset);
+    if (!s.ok()) {
+      if (!s.IsNotFound()) cur.error = std::move(s);
+      return cur;
+    }
+    memo_.valid = true;
+    memo_.verified = verify;
+    memo_.hash = hash;
+    memo_.key.assign(key);
+    memo_.file = file;
+    memo_.header = h;
+    memo_.offset = offset;
   }
   if (Expired(h, now)) return cur;
   cur.exists = true;
@@ -807,14 +830,14 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
   pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0,
                       expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0});
-  overlay_[key] = OverlayEntry{!tombstone, at};
+  overlay_.Set(key, hash, OverlayEntry{!tombstone, at});
 }
 
 void StoreImpl::DeleteAllKeys(OpResult* result) {
   // One FLUSHALL record: everything before it is deleted, at replay too. No key is read or written
   // one by one, so a flush of a data set larger than memory costs no disk read.
   bool any = !flushed_ && keydir_.Size() > 0;
-  for (const auto& [key, entry] : overlay_) any |= entry.exists;
+  for (const auto& item : overlay_.items()) any |= item.value.exists;
   result->applied = any;
   const uint64_t at = group_buf_.size();
   format::AppendRecord(&group_buf_, format::kFlagFlushAll, {}, {}, group_now_ms_, 0);
@@ -823,7 +846,9 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   r.size = group_buf_.size() - at;
   r.flush_all = true;
   pending_.push_back(r);
-  overlay_.clear();
+  overlay_.Clear();
+  memo_.valid = false;
+  memo_.file.reset();
   flushed_ = true;
 }
 
@@ -834,26 +859,26 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
     // counts once, a key it deleted no more.
     if (flushed_) {  // after a FLUSHALL in this group: only what the group wrote since
       uint64_t written = 0;
-      for (const auto& [key, entry] : overlay_) written += entry.exists ? 1 : 0;
+      for (const auto& item : overlay_.items()) written += item.value.exists ? 1 : 0;
       result->keys = written;
       return;
     }
     int64_t keys = static_cast<int64_t>(keydir_.Size());
-    for (const auto& [key, entry] : overlay_) {
+    for (const auto& item : overlay_.items()) {
       std::shared_ptr<DataFile> file;
       format::RecordHeader h;
       uint64_t offset = 0;
-      const bool applied = Lookup(key, keydir_.Hash(key), false, &file, &h, &offset).ok();
-      keys += (entry.exists ? 1 : 0) - (applied ? 1 : 0);
+      const bool applied = Lookup(item.key, item.hash, false, &file, &h, &offset).ok();
+      keys += (item.value.exists ? 1 : 0) - (applied ? 1 : 0);
     }
     result->keys = static_cast<uint64_t>(std::max<int64_t>(keys, 0));
     return;
   }
   // The keys this group wrote, live at this op's place (group_buf_ holds their records).
   std::vector<std::string_view> written;
-  for (const auto& [key, entry] : overlay_) {
-    if (entry.exists && !Expired(format::DecodeHeader(group_buf_.data() + entry.group_offset), group_now_ms_)) {
-      written.push_back(key);
+  for (const auto& item : overlay_.items()) {
+    if (item.value.exists && !Expired(format::DecodeHeader(group_buf_.data() + item.value.group_offset), group_now_ms_)) {
+      written.push_back(item.key);
     }
   }
   std::vector<std::string>& out = result->key_list;
@@ -865,7 +890,7 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
   }
   // The applied keydir, without the keys the group wrote (those are listed from the overlay).
   auto applied = [&](std::string_view k, int64_t) {
-    if (overlay_.count(k) == 0) out.emplace_back(k);
+    if (!overlay_.Contains(k, keydir_.Hash(k))) out.emplace_back(k);
   };
   switch (query.mode) {
     case Mode::kAll: {
@@ -893,7 +918,7 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
       std::string key;
       for (int attempt = 0; attempt < 100; ++attempt) {
         if (!RandomKey(&key)) break;
-        if (overlay_.count(key) == 0) {
+        if (!overlay_.Contains(key, keydir_.Hash(key))) {
           out.push_back(std::move(key));
           return;
         }
@@ -929,8 +954,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       }
       // The group's records and overlay refer to the op's key until the group completes: the
       // caller's op may not live that long, this one does.
-      store_->txn_ops_.push_back(std::move(op));
-      store_->ExecuteOp(store_->txn_ops_.back(), result);
+      store_->ExecuteOp(store_->txn_ops_.Add(std::move(op)), result);
     }
 
    private:
@@ -1172,8 +1196,10 @@ void StoreImpl::ApplyGroup() {
   }
   if (several) apply_seq_.store(seq + 2, std::memory_order_release);
   pending_.clear();
-  overlay_.clear();
-  txn_ops_.clear();
+  overlay_.Clear();
+  memo_.valid = false;
+  memo_.file.reset();
+  txn_ops_.Clear();
   flushed_ = false;
 }
 
@@ -1239,7 +1265,7 @@ std::shared_ptr<DataFile> StoreImpl::Periodic() {
 }
 
 void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
-  if (flushed_ || overlay_.count(key) != 0) return;  // this group wrote it: the pending record decides
+  if (flushed_ || overlay_.Contains(key, hash)) return;  // this group wrote it: the pending record decides
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;

@@ -19,6 +19,7 @@
 
 #include "store/data_file.h"
 #include "store/format.h"
+#include "store/group_state.h"
 #include "store/hint_file.h"
 #include "store/keydir.h"
 #include "store/store.h"
@@ -233,9 +234,23 @@ class StoreImpl final : public Store {
   std::string group_buf_;
   std::vector<PendingRecord> pending_;
   // Ops a kRun function executed through its Txn: pending_ and overlay_ point at their keys, so
-  // they live until the group completes (a deque: adding never moves them). Writer thread.
-  std::deque<WriteBatch::Op> txn_ops_;
-  std::unordered_map<std::string_view, OverlayEntry> overlay_;
+  // they live until the group completes (the pool never moves them). Writer thread.
+  OpPool txn_ops_;
+  GroupMap<OverlayEntry> overlay_;
+  // The last key Current() found in the files, for the group being built: a script or MULTI that
+  // reads a key and then updates it (GET then INCR) looks it up once. Cleared with overlay_; what it
+  // pins stays valid meanwhile (only the writer changes a key's value, and the group has not been
+  // applied; compaction moves records but not what they hold).
+  struct LookupMemo {
+    bool valid = false;
+    bool verified = false;  // its CRC was checked
+    uint64_t hash = 0;
+    std::string key;
+    std::shared_ptr<DataFile> file;
+    format::RecordHeader header;
+    uint64_t offset = 0;
+  };
+  LookupMemo memo_;
   // The group being built holds a FLUSHALL: the keydir is as good as empty to its later ops (only
   // the overlay, cleared at the flush, holds keys).
   bool flushed_ = false;

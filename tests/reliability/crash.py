@@ -2,8 +2,8 @@
 """Crash and power-loss suite: keg-server is SIGKILLed at random moments under write load and
 restarted; a checker verifies that nothing acknowledged was lost.
 
-Each client thread owns its keys and writes globally unique values (SET, DEL, MSET, pipelines of up
-to 8 commands). Every command is recorded before it is sent and marked acknowledged when its reply
+Each client thread owns its keys and writes globally unique values (SET, DEL, MSET, an EVAL that
+sets two keys, pipelines of up to 8 commands). Every command is recorded before it is sent and marked acknowledged when its reply
 arrives, so at a crash each key has a last acknowledged state and a few commands in flight. After
 the restart every key must hold its last acknowledged state or the state after one of the commands
 in flight (they run in order: a later one applied means the earlier ones were too). A value that
@@ -45,6 +45,8 @@ import resp  # noqa: E402
 from server import die_with_parent, free_port  # noqa: E402
 
 ABSENT = None
+TWO_SETS = ("redis.call('SET', KEYS[1], ARGV[1]) "
+            "return redis.call('SET', KEYS[2], ARGV[2])")
 
 
 class History:
@@ -95,7 +97,10 @@ class Client(threading.Thread):
                     else:
                         ks = self.rng.sample(self.keys, 2)
                         vs = [self.value() for _ in ks]
-                        commands.append(("MSET", ks[0], vs[0], ks[1], vs[1]))
+                        if r < 0.95:
+                            commands.append(("MSET", ks[0], vs[0], ks[1], vs[1]))
+                        else:  # the same writes from a script: durable as any other batch
+                            commands.append(("EVAL", TWO_SETS, "2", ks[0], ks[1], vs[0], vs[1]))
                         marks.append(list(zip(ks, vs)))
                 entries = []
                 for m in marks:  # recorded before sending: a kill mid-send leaves them in flight

@@ -287,6 +287,39 @@ class InjectedErrors(Base):
         self.assertEqual(c.call("MGET", "a", "b", "c"), [b"1", None, b"3"])
         c.close()
 
+    def test_failed_function_save_is_not_acknowledged(self):
+        """FUNCTION LOAD answers OK only once functions.rdb is durable: a failed write or fdatasync
+        of it is an error reply, the library is not loaded, and a restart finds only the libraries
+        that were acknowledged."""
+        k = self.start("everysec")
+        c = k.conn()
+        lib = "#!lua name={}\nredis.register_function('{}', function() return '{}' end)"
+        self.assertEqual(c.call("FUNCTION", "LOAD", lib.format("kept", "f1", "one")), b"kept")
+        for op, errno, text in (("pwrite", 28, "No space left on device"), ("fdatasync", 5, "Input/output error")):
+            self.inject(op, errno)
+            with self.assertRaises(resp.ReplyError) as e:
+                c.call("FUNCTION", "LOAD", lib.format("lost", "f2", "two"))
+            self.assertIn("Error saving the functions", str(e.exception))
+            self.assertIn(text, str(e.exception))
+            self.heal()
+            with self.assertRaises(resp.ReplyError):
+                c.call("FCALL", "f2", "0")  # not loaded
+            self.assertEqual(c.call("FCALL", "f1", "0"), b"one")
+        self.assertRegex(k.log_text(), r"functions: write .*functions\.rdb\.tmp at offset 0: No space left")
+        # The store itself was never touched: writes go on.
+        self.assertEqual(c.call("SET", "a", "1"), b"OK")
+        self.assertEqual(c.call("FUNCTION", "LOAD", lib.format("later", "f3", "three")), b"later")
+        c.close()
+        k.kill()
+        k.env.pop("KEG_FAULT_CONTROL")
+        k.start()
+        c = k.conn()
+        self.assertEqual(c.call("FCALL", "f1", "0"), b"one")
+        self.assertEqual(c.call("FCALL", "f3", "0"), b"three")
+        with self.assertRaises(resp.ReplyError):
+            c.call("FCALL", "f2", "0")
+        c.close()
+
 
 if __name__ == "__main__":
     unittest.main()
