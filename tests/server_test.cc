@@ -533,6 +533,38 @@ TEST_F(ServerTest, ClientCommands) {
   EXPECT_EQ(b.Call({"PING"}), "+PONG\r\n");
 }
 
+// A connection idle for 2 s gives its 16 KiB read buffer back (CLIENT LIST qbuf-free=0), which
+// cancels the receive it had pending into that buffer; it then reads on as before, pipelined and
+// large commands included. (Redis frees an idle client's query buffer too.)
+TEST_F(ServerTest, IdleConnectionGivesItsReadBufferBackAndReadsOn) {
+  StartKeg();
+  RawClient idle(keg_->port());
+  RawClient other(keg_->port());
+  EXPECT_EQ(idle.Call({"CLIENT", "SETNAME", "idle"}), "+OK\r\n");
+  EXPECT_EQ(idle.Call({"SET", "k", "v"}), "+OK\r\n");
+  auto field = [&](const std::string& name) {
+    const std::string list = other.Call({"CLIENT", "LIST"});
+    const size_t line = list.find("name=idle ");
+    if (line == std::string::npos) return std::string("no client");
+    const size_t at = list.find(" " + name + "=", line);
+    const size_t end = list.find(' ', at + 1);
+    return list.substr(at + name.size() + 2, end - at - name.size() - 2);
+  };
+  EXPECT_NE(field("qbuf-free"), "0");
+  std::string freed;
+  for (int i = 0; i < 60 && freed != "0"; ++i) {  // the once-a-second tick, after 2 s idle
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    freed = field("qbuf-free");
+  }
+  EXPECT_EQ(freed, "0");
+  const std::string big(100000, 'b');
+  std::string batch = RawClient::Encode({"GET", "k"}) + RawClient::Encode({"SET", "big", big}) +
+                      RawClient::Encode({"STRLEN", "big"});
+  ASSERT_TRUE(idle.Send(batch));
+  EXPECT_EQ(idle.Read(3), "$1\r\nv\r\n+OK\r\n:100000\r\n");
+  EXPECT_EQ(idle.Call({"PING"}), "+PONG\r\n");
+}
+
 TEST_F(ServerTest, CommandTableAndInfo) {
   StartKeg();
   RawClient c(keg_->port());

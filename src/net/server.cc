@@ -181,25 +181,32 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     }
     // An idle connection gives its query buffer back (as Redis after 2 s): thousands of idle
     // clients do not hold 16 KiB each. The next read allocates a new one.
-    if (cap_ > 0 && begin_ == end_ && !waiting_ && !pumping_ && now_ms - last_active_ms_ > kReleaseIdleMs) {
-      buf_.reset();
-      cap_ = 0;
-      begin_ = end_ = 0;
-      qbuf_.store(0, std::memory_order_relaxed);
-      qfree_.store(0, std::memory_order_relaxed);
+    if (cap_ > 0 && begin_ == end_ && !waiting_ && !pumping_ && !received_ && !writing_ &&
+        now_ms - last_active_ms_ > kReleaseIdleMs) {
+      if (watching_) {
+        // The pending receive reads into the buffer: it is cancelled, and its handler frees the
+        // buffer (unless the receive completed first: then it brought data, and the buffer stays).
+        release_buffer_ = true;
+        asio::error_code ec;
+        socket_.cancel(ec);
+      } else {
+        ReleaseBuffer();
+      }
     }
     CheckOutputLimits();
   }
 
  private:
-  // Reads what the socket holds and processes it. Asio's async_read_some would try a recv at once
-  // on every call, which for a client waiting for its reply is a wasted EAGAIN syscall per request;
-  // instead, like Redis, keg reads only when the socket is known or likely to hold data
-  // (`readable_`), and otherwise keeps one readiness wait (async_wait, no syscall to arm: the
-  // descriptor is registered edge-triggered) pending. A wait is always pending while `readable_` is
-  // false, so no edge is missed. Calls nested in the processing of a read only set `read_again_`:
-  // the outer call loops, so a client streaming data cannot grow the stack; after a few rounds it
-  // yields to the other connections of the thread.
+  // Reads what the socket holds and processes it. Like Redis, keg reads only when the socket is
+  // known or likely to hold data (`readable_`): after a read that filled its room it reads again
+  // at once; after one that drained the socket it leaves a receive pending (async_receive into the
+  // buffer's free room) and returns. Asio runs a pending receive when the descriptor's edge comes
+  // (the descriptor is registered edge-triggered once): an unpipelined request then costs
+  // epoll_wait, one recv and one writev, and no EAGAIN recv. (An async_wait would cost an
+  // epoll_ctl per request: Asio re-arms the descriptor for every readiness wait.) A connection
+  // whose buffer was released while idle waits with async_wait instead (Tick). Calls nested in the
+  // processing of a read only set `read_again_`: the outer call loops, so a client streaming data
+  // cannot grow the stack; after a few rounds it yields to the other connections of the thread.
   void DoRead() {
     if (pumping_) {
       read_again_ = true;
@@ -221,10 +228,53 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   void ReadOnce() {
     if (closed_ || waiting_ || close_after_reply_) return;
     if (out_.size() > kBackpressureBytes) return;  // resumed by AfterWrite
-    if (!readable_) {
-      Watch();
-      return;
+    if (watching_) return;  // a receive or wait is pending: its handler goes on
+    size_t n = 0;
+    size_t room = 0;
+    if (received_) {  // what the pending receive read (its handler set these)
+      received_ = false;
+      n = received_bytes_;
+      room = received_room_;
+    } else {
+      if (!readable_ && cap_ == 0) {  // released while idle: no buffer to receive into
+        WaitReadable();
+        return;
+      }
+      room = PrepareRoom();
+      if (!readable_) {
+        StartReceive(room);
+        return;
+      }
+      ssize_t got;
+      do {
+        got = ::recv(fd_, buf_.get() + end_, room, 0);
+      } while (got < 0 && errno == EINTR);
+      if (got < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+          readable_ = false;
+          StartReceive(room);
+          return;
+        }
+        if (errno != ECONNRESET) spdlog::debug("read from {}: {}", peer_, std::strerror(errno));
+        Shutdown();
+        return;
+      }
+      if (got == 0) {  // the client closed its side
+        Shutdown();
+        return;
+      }
+      n = static_cast<size_t>(got);
     }
+    Worker::Add(worker_->reads, 1);
+    Worker::Add(worker_->bytes_in, n);
+    // Less than the room: the socket was drained; the next read is a pending receive, started by
+    // the DoRead that ends the processing of this one (the buffer may move until then).
+    if (n < room) readable_ = false;
+    OnRead(n);
+  }
+
+  // Makes room in the buffer for the next read and returns how much to read.
+  size_t PrepareRoom() {
     if (begin_ == end_) {
       begin_ = end_ = 0;
       if (cap_ == 0 || cap_ > 4 * kInitialReadBuffer) {  // released when idle, or grown for a large argument
@@ -262,37 +312,45 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (wanted_now < kBigArgument || wanted_now <= end_ - begin_ + kReadChunk) {
       room = std::min(room, kReadChunk);
     }
-    ssize_t n;
-    do {
-      n = ::recv(fd_, buf_.get() + end_, room, 0);
-    } while (n < 0 && errno == EINTR);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        readable_ = false;
-        Watch();
-        return;
-      }
-      if (errno != ECONNRESET) spdlog::debug("read from {}: {}", peer_, std::strerror(errno));
-      Shutdown();
-      return;
-    }
-    if (n == 0) {  // the client closed its side
-      Shutdown();
-      return;
-    }
-    Worker::Add(worker_->reads, 1);
-    Worker::Add(worker_->bytes_in, static_cast<uint64_t>(n));
-    // Less than the room: the socket was drained; more data will raise an edge for the wait.
-    if (static_cast<size_t>(n) < room) {
-      readable_ = false;
-      Watch();
-    }
-    OnRead(static_cast<size_t>(n));
+    return room;
   }
 
-  // Keeps one readiness wait pending (see DoRead).
-  void Watch() {
-    if (watching_ || closed_) return;
+  void ReleaseBuffer() {
+    buf_.reset();
+    cap_ = 0;
+    begin_ = end_ = 0;
+    qbuf_.store(0, std::memory_order_relaxed);
+    qfree_.store(0, std::memory_order_relaxed);
+  }
+
+  // Leaves a receive into [end_, end_ + room) pending. Until its handler runs the buffer must not
+  // move: ReadOnce does nothing while `watching_`, and Tick has the handler free it.
+  void StartReceive(size_t room) {
+    watching_ = true;
+    socket_.async_receive(asio::buffer(buf_.get() + end_, room),
+                          [self = shared_from_this(), room](const asio::error_code& ec, size_t n) {
+                            self->watching_ = false;
+                            const bool release = self->release_buffer_;
+                            self->release_buffer_ = false;
+                            if (self->closed_) return;
+                            if (ec == asio::error::operation_aborted) {  // cancelled by Tick
+                              if (release) self->ReleaseBuffer();
+                              self->DoRead();
+                              return;
+                            }
+                            if (ec) {  // the client closed its side (eof), or the connection failed
+                              self->Shutdown();
+                              return;
+                            }
+                            self->received_ = true;
+                            self->received_bytes_ = n;
+                            self->received_room_ = room;
+                            self->DoRead();
+                          });
+  }
+
+  // Waits for the socket to become readable, holding no buffer (an idle connection's).
+  void WaitReadable() {
     watching_ = true;
     socket_.async_wait(asio::ip::tcp::socket::wait_read,
                        [self = shared_from_this()](const asio::error_code& ec) {
@@ -473,7 +531,11 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   size_t begin_ = 0;  // first unconsumed byte
   size_t end_ = 0;    // end of the bytes read
   bool readable_ = true;     // the socket may hold unread data (see DoRead)
-  bool watching_ = false;    // a readiness wait is pending
+  bool watching_ = false;    // a receive (StartReceive) or a readiness wait is pending
+  bool received_ = false;    // the pending receive completed: ReadOnce takes its bytes
+  bool release_buffer_ = false;  // Tick cancelled the pending receive to free the idle buffer
+  size_t received_bytes_ = 0;
+  size_t received_room_ = 0;
   bool pumping_ = false;     // DoRead is on the stack
   bool read_again_ = false;  // a nested DoRead asked for another round
   bool writing_ = false;
