@@ -23,8 +23,9 @@ namespace {
 constexpr size_t kMaxCandidates = 8;
 // A group larger than this is committed before the next batch joins it, bounding writer memory.
 constexpr size_t kMaxGroupBytes = 64u << 20;
-// Room a group must find in the active file for each script it holds to be written inline
-// (WriteAll): what a script writes is known only once it has run.
+// Room a group holding scripts must find in the active file to be written inline (WriteAll):
+// what scripts write is known only once they have run. Once per group, not per script: a turn of
+// pipelined clients brings hundreds of scripts, which would otherwise never fit.
 constexpr uint64_t kScriptRoomBytes = 1u << 20;
 constexpr int64_t kExpireIntervalMs = 100;
 constexpr auto kExpireBudget = std::chrono::microseconds(1000);
@@ -581,13 +582,14 @@ bool StoreImpl::LeaderHasRoom(const std::vector<PendingWrite>& writes) const {
   // Twice the bytes the batches bring (an APPEND or INCR rewrites its value: the old value's size
   // is not known here), and 64 KiB for updates of values they do not carry.
   uint64_t bytes = 64u << 10;
+  bool scripts = false;
   for (const PendingWrite& w : writes) {
     for (const WriteBatch::Op& op : w.batch.ops()) {
-      // A script's writes are unknown until it runs: room for a generous amount of them.
-      if (op.kind == WriteBatch::Kind::kRun) bytes += kScriptRoomBytes;
+      scripts |= op.kind == WriteBatch::Kind::kRun;
       bytes += 2 * (format::kRecordHeaderSize + op.key.size() + op.value.size());
     }
   }
+  if (scripts) bytes += kScriptRoomBytes;
   return write_offset_ + bytes <= options_.max_file_size && write_offset_ + bytes <= active_->map_size();
 }
 
@@ -1185,11 +1187,19 @@ void StoreImpl::ApplyGroup() {
       }
       continue;
     }
+    // A record a later one of the group replaced (a script's INCR then PEXPIRE of one key, a
+    // MULTI, a pipeline) is dead at once: only the key's last record of the group goes to the
+    // keydir. Its size is known here: its header is not read back through the map.
+    const OverlayEntry* last = overlay_.Find(r.key, r.hash);
+    if (last == nullptr || last->group_offset != r.group_offset) {
+      active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
+      continue;
+    }
     const Location loc{active_->index(), base + r.group_offset, r.expires, r.expire_s};
     Location old;
     if (r.tombstone) {
       if (keydir_.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
-      MarkDead(loc);  // a tombstone is never the live version of anything
+      active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);  // a tombstone is never the live version of anything
     } else if (keydir_.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
       MarkDead(old);
     }

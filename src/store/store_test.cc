@@ -195,6 +195,41 @@ TEST_F(StoreTest, RunOpReadsItsWritesAndItsOpsOutliveTheirCaller) {
   check();
 }
 
+// Several records of one key in a group (a script's INCR then PEXPIRE, MULTI, a pipeline): only
+// the last goes to the keydir, the others count as dead at once, and the key reads the same before
+// and after a restart and a compaction.
+TEST_F(StoreTest, OnlyTheLastRecordOfAKeyInAGroupIsLive) {
+  Open();
+  Put("k", "old");
+  Put("d", "old");
+  const uint64_t before = store_->GetStats().total_bytes;
+  WriteBatch b;
+  b.Put("k", "one");
+  b.Delete("k");
+  b.Put("k", "two", 0);
+  b.Put("k", "three");
+  b.Put("d", "x");
+  b.Delete("d");
+  b.Put("n", "new");
+  ASSERT_TRUE(store_->WriteSync(std::move(b), nullptr).ok());
+  auto check = [&] {
+    EXPECT_EQ(Get("k"), "three");
+    EXPECT_FALSE(store_->Exists("d"));
+    EXPECT_EQ(Get("n"), "new");
+    EXPECT_EQ(store_->GetStats().keys, 2u);
+  };
+  check();
+  // Live: the old records' replacements "k"="three" and "n"="new"; everything else is dead, the
+  // two records written before the group included.
+  const Stats st = store_->GetStats();
+  const uint64_t live = format::RecordSize(1, 5) + format::RecordSize(1, 3);
+  EXPECT_EQ(st.total_bytes - st.dead_bytes, live) << "before the group: " << before;
+  Reopen();
+  check();
+  ASSERT_TRUE(store_->CompactSync().ok());
+  check();
+}
+
 TEST_F(StoreTest, KeyResidencyAndFetch) {
   Open();
   const std::string big = Value(7, 64 * 1024);
