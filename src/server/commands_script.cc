@@ -34,8 +34,11 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   run->client = &c.client();
   run->user = c.client().user_ptr();
   run->engine = c.server().scripts.get();
-  // Each closure holds only the shared_ptr: small enough to be stored without an allocation.
-  c.batch().Run([run](store::Txn& txn) { run->engine->Run(*run, txn); });
+  // The finisher owns the run; the op holds a plain pointer (which std::function stores without an
+  // allocation, where a shared_ptr capture costs one): the finisher is in the connection's
+  // InFlight, or in a DirectRun, until after the batch (so the op) has run.
+  ScriptRun* raw = run.get();
+  c.batch().Run([raw](store::Txn& txn) { raw->engine->Run(*raw, txn); });
   c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (run->failed) {
       out.Error(run->error);

@@ -263,22 +263,25 @@ void Getex(Ctx& c) {
 void IncrBy(Ctx& c, int64_t by) {
   auto cap = std::make_shared<Captured>();
   cap->by = by;
-  // The closure holds only `cap`: small enough for std::function to keep without an allocation.
-  c.batch().Update(std::string(c.arg(1)), [cap](const ValueView* cur) {
+  // The finisher below owns `cap`; the op's function holds a plain pointer, which std::function
+  // keeps without an allocation (a shared_ptr capture costs one): a command's finisher lives (in
+  // the connection's InFlight, or a script's DirectRun) until after its ops have run.
+  Captured* raw = cap.get();
+  c.batch().Update(std::string(c.arg(1)), [raw](const ValueView* cur) {
     UpdateDecision d;
-    const int64_t step = cap->by;
+    const int64_t step = raw->by;
     int64_t v = 0;
     if (cur != nullptr && !resp::ParseInt64(cur->value, &v)) {
-      cap->error = err::kNotInteger;
+      raw->error = err::kNotInteger;
       return d;
     }
     if ((step < 0 && v < 0 && step < INT64_MIN - v) || (step > 0 && v > 0 && step > INT64_MAX - v)) {
-      cap->error = err::kOverflow;
+      raw->error = err::kOverflow;
       return d;
     }
-    cap->number = v + step;
+    raw->number = v + step;
     d.action = Action::kPut;
-    d.value = std::to_string(cap->number);
+    d.value = std::to_string(raw->number);
     d.keep_ttl = true;
     return d;
   });
