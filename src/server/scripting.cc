@@ -220,7 +220,6 @@ constexpr int kErrHandlerSlot = -1;  // the error handler
 constexpr int kGlobalsSlot = -2;     // the hidden globals table (KEYS, ARGV)
 constexpr int kMaxReplyDepth = 1000;  // nesting of a script's reply (a table that holds itself ...)
 
-
 // Pushes Redis's error table {err = "CODE message"} (luaPushErrorBuff): text starting with '-'
 // carries its code ("-WRONGTYPE ..."); anything else gets "ERR".
 void PushError(lua_State* L, std::string_view text) {
