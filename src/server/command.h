@@ -55,6 +55,16 @@ struct DirectRun {
   bool failed = false;
   uint64_t hits = 0;          ///< keyspace hits and misses of its reads
   uint64_t misses = 0;
+  /// Ready for the next command; the batch keeps its capacity (a script reuses one DirectRun).
+  void Reset(store::Txn* for_txn) {
+    txn = for_txn;
+    batch.mutable_ops().clear();
+    finisher = nullptr;
+    failure.clear();
+    failed = false;
+    hits = 0;
+    misses = 0;
+  }
 };
 
 class Ctx {

@@ -1516,13 +1516,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     wrote_.store(true, std::memory_order_release);  // from now on SCRIPT KILL cannot stop it
   }
   DirectRun& direct = call_direct_;  // reused: its batch keeps its capacity from call to call
-  direct.txn = r.txn;
-  direct.batch.mutable_ops().clear();
-  direct.finisher = nullptr;
-  direct.failure.clear();
-  direct.failed = false;
-  direct.hits = 0;
-  direct.misses = 0;
+  direct.Reset(r.txn);
   resp::ReplyBuffer& out = out_scratch_;
   out.Clear();
   out.set_protocol(r.resp);
@@ -1574,7 +1568,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       direct.finisher(results, out);
     }
   }
-  const int64_t nsec = StatsNowNs() - t0;
+  const int64_t nsec = StatsSinceNs(t0);
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
   target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);
   if (direct.hits > 0) server_.counters.keyspace_hits.fetch_add(direct.hits, std::memory_order_relaxed);

@@ -676,7 +676,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   }
   const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
-  const int64_t nsec = StatsNowNs() - t0;
+  const int64_t nsec = StatsSinceNs(t0);
   const int64_t usec = nsec / 1000;
   target.stats->calls.fetch_add(1, std::memory_order_relaxed);
   target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);

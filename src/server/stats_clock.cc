@@ -61,7 +61,9 @@ int64_t StatsNowNs() {
     const uint64_t ticks = Ticks() - c.tsc0;
     if (ticks > 0) {
       const auto ns = static_cast<U128>(now - c.ns0);
-      c.scale.store(static_cast<uint64_t>((ns << 32) / ticks), std::memory_order_relaxed);
+      // The first thread to measure sets the rate for good: it never changes under a reading.
+      uint64_t unset = 0;
+      c.scale.compare_exchange_strong(unset, static_cast<uint64_t>((ns << 32) / ticks), std::memory_order_relaxed);
     }
   }
   return now;

@@ -13,4 +13,12 @@ namespace keg::server {
 /// rate is known to about a millionth. Any thread.
 int64_t StatsNowNs();
 
+/// Nanoseconds since `start` (a StatsNowNs reading), never negative: two readings on different
+/// threads, or on either side of the calibration, may differ by a few nanoseconds the wrong way,
+/// and a duration is added to unsigned counters.
+inline int64_t StatsSinceNs(int64_t start) {
+  const int64_t d = StatsNowNs() - start;
+  return d > 0 ? d : 0;
+}
+
 }  // namespace keg::server

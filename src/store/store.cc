@@ -540,7 +540,8 @@ void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
   // group waits for an fdatasync, and the writer thread lets the caller's event loop gather the
   // next group meanwhile.
   // A caller already writing inline (a script that lets its event loop run the handlers that are
-  // ready: net::PollCurrentLoop) queues: it holds the role, and its group is not complete.
+  // ready: net::PollCurrentLoop) queues: it holds the role, and its group is not complete. (Without
+  // this it would try_lock a mutex it owns: undefined behaviour, though glibc answers "busy".)
   thread_local bool leading = false;
   if (options_.fsync != FsyncPolicy::kAlways && !leading) {
     std::unique_lock role(role_mu_, std::try_to_lock);
@@ -692,7 +693,7 @@ void StoreImpl::DrainLazyExpired() {
     keys.swap(lazy_expired_);
   }
   if (keys.empty()) return;
-  overlay_.Clear();  // no group is being built: what it holds is the last group's, now applied
+  ForgetWrittenKeys();  // no group is being built: what it holds is the last group's, now applied
   flushed_ = false;
   for (const std::string& key : keys) DropExpired(key, keydir_.Hash(key));
 }
@@ -735,12 +736,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     return;
   }
   group_buf_.clear();
-  pending_.clear();
-  overlay_.Clear();
-  memo_.valid = false;
-  memo_.file.reset();
-  txn_ops_.Clear();
-  flushed_ = false;
+  ClearGroup();
   group_now_ms_ = NowMs();
   const WriteBatch::KeyProbe live = [this](std::string_view key) {
     return Current(key, keydir_.Hash(key), false).exists;
@@ -848,9 +844,7 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   r.size = group_buf_.size() - at;
   r.flush_all = true;
   pending_.push_back(r);
-  overlay_.Clear();
-  memo_.valid = false;
-  memo_.file.reset();
+  ForgetWrittenKeys();
   flushed_ = true;
 }
 
@@ -892,7 +886,7 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
   }
   // The applied keydir, without the keys the group wrote (those are listed from the overlay).
   auto applied = [&](std::string_view k, int64_t) {
-    if (!overlay_.Contains(k, keydir_.Hash(k))) out.emplace_back(k);
+    if (overlay_.empty() || !overlay_.Contains(k, keydir_.Hash(k))) out.emplace_back(k);
   };
   switch (query.mode) {
     case Mode::kAll: {
@@ -1188,8 +1182,9 @@ void StoreImpl::ApplyGroup() {
       continue;
     }
     // A record a later one of the group replaced (a script's INCR then PEXPIRE of one key, a
-    // MULTI, a pipeline) is dead at once: only the key's last record of the group goes to the
-    // keydir. Its size is known here: its header is not read back through the map.
+    // MULTI, a pipeline), or that a later FLUSHALL of the group deleted, is dead at once: only the
+    // key's last record of the group goes to the keydir. Its size is known here: its header is not
+    // read back through the map.
     const OverlayEntry* last = overlay_.Find(r.key, r.hash);
     if (last == nullptr || last->group_offset != r.group_offset) {
       active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
@@ -1199,17 +1194,26 @@ void StoreImpl::ApplyGroup() {
     Location old;
     if (r.tombstone) {
       if (keydir_.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
-      active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);  // a tombstone is never the live version of anything
+      // A tombstone is never the live version of anything.
+      active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
     } else if (keydir_.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
       MarkDead(old);
     }
   }
   if (several) apply_seq_.store(seq + 2, std::memory_order_release);
-  pending_.clear();
+  ClearGroup();
+}
+
+void StoreImpl::ForgetWrittenKeys() {
   overlay_.Clear();
   memo_.valid = false;
-  memo_.file.reset();
-  txn_ops_.Clear();
+  memo_.file.reset();  // unpins the file
+}
+
+void StoreImpl::ClearGroup() {
+  pending_.clear();
+  ForgetWrittenKeys();
+  txn_ops_.Clear();  // after the overlay and the records, which point at the ops' keys
   flushed_ = false;
 }
 

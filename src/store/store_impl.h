@@ -251,6 +251,10 @@ class StoreImpl final : public Store {
     uint64_t offset = 0;
   };
   LookupMemo memo_;
+  // Forgets the keys the group wrote (overlay_) and memo_; ClearGroup also drops its records and a
+  // script's ops: the state of no group being built.
+  void ForgetWrittenKeys();
+  void ClearGroup();
   // The group being built holds a FLUSHALL: the keydir is as good as empty to its later ops (only
   // the overlay, cleared at the flush, holds keys).
   bool flushed_ = false;

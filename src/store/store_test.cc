@@ -10,6 +10,7 @@
 #include <filesystem>
 #include <fstream>
 #include <future>
+#include <mutex>
 #include <map>
 #include <random>
 #include <set>
@@ -946,6 +947,52 @@ TEST_F(StoreTest, ConcurrentReadersDuringWritesAndCompaction) {
   EXPECT_EQ(bad.load(), 0);
 }
 
+
+// A kRun function run inline by a WriteAll caller (the leader path, under `no` here) that makes
+// that thread call WriteAll again (a busy script's event loop running another connection's
+// write): the inner batch queues for the writer thread, completes after the outer group, and sees
+// the outer group's writes; nothing deadlocks.
+TEST_F(StoreTest, WriteAllFromInsideAnInlineRunQueuesBehindIt) {
+  options_.max_file_size = 8u << 20;  // room for a script's reserve: the group is led inline
+  Open();
+  std::vector<std::string> order;
+  std::mutex mu;
+  std::promise<void> inner_done;
+  const std::thread::id caller = std::this_thread::get_id();
+  bool ran_inline = false;
+  WriteBatch outer;
+  outer.Run([&](Txn& txn) {
+    ran_inline = std::this_thread::get_id() == caller;
+    WriteBatch put;
+    put.Put("outer", "1");
+    OpResult r;
+    txn.Execute(std::move(put.mutable_ops()[0]), &r);
+    WriteBatch inner;
+    inner.Update("outer", [](const ValueView* cur) {
+      UpdateDecision d;
+      d.action = UpdateDecision::Action::kPut;
+      d.value = cur != nullptr ? std::string(cur->value) + "+inner" : "missing";
+      return d;
+    });
+    std::vector<Store::PendingWrite> nested;
+    nested.push_back(Store::PendingWrite{std::move(inner), [&](const Status& s, std::vector<OpResult>) {
+      std::lock_guard lock(mu);
+      order.push_back(s.ok() ? "inner" : "inner failed");
+      inner_done.set_value();
+    }});
+    store_->WriteAll(std::move(nested));
+  });
+  std::vector<Store::PendingWrite> writes;
+  writes.push_back(Store::PendingWrite{std::move(outer), [&](const Status& s, std::vector<OpResult>) {
+    std::lock_guard lock(mu);
+    order.push_back(s.ok() ? "outer" : "outer failed");
+  }});
+  store_->WriteAll(std::move(writes));
+  ASSERT_EQ(inner_done.get_future().wait_for(std::chrono::seconds(10)), std::future_status::ready);
+  EXPECT_TRUE(ran_inline);
+  EXPECT_EQ(order, (std::vector<std::string>{"outer", "inner"}));
+  EXPECT_EQ(Get("outer"), "1+inner");
+}
 
 // WriteAll from several threads at once: a caller that finds the writer idle writes its batches
 // itself, the others queue. Either way every batch is applied exactly once, atomically, in the
