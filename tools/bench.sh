@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The side-by-side benchmark: installs what is missing, builds keg-server (Release) and runs
 # tools/bench/side_by_side.py, which writes docs/benchmarks.md and docs/benchmarks.png.
-#   tools/bench.sh [--rounds N] [--quick]
+#   tools/bench.sh [--rounds N] [--quick] [--only TEXT]   (--only pubsub: the pub/sub part)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --bench
 cmake -S . -B build/bench -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEG_TESTS=OFF -DKEG_BENCH=OFF >/dev/null
-cmake --build build/bench --target keg-server
+cmake --build build/bench --target keg-server keg_pubsub_bench
 exec /usr/bin/python3 tools/bench/side_by_side.py "$@"

@@ -62,6 +62,14 @@ bool PollCurrentLoop() {
   return true;
 }
 
+const void* CurrentLoop() { return this_thread_io; }
+
+bool PostToCurrentLoop(std::function<void()> fn) {
+  if (this_thread_io == nullptr) return false;
+  asio::post(*this_thread_io, std::move(fn));
+  return true;
+}
+
 class Connection;
 
 // One I/O thread: its io_context and the connections living on it.
@@ -161,6 +169,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     StartWrite();
     CheckOutputLimits();
   }
+  void set_pubsub(bool on) override { pubsub_ = on; }
   resp::ReplyBuffer& out() override { return out_; }
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }
@@ -446,14 +455,14 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.
   bool CheckOutputLimits() {
     const size_t pending = out_.size();
-    const uint64_t hard = limits_->output_hard_limit.load(std::memory_order_relaxed);
-    const uint64_t soft = limits_->output_soft_limit.load(std::memory_order_relaxed);
+    const uint64_t hard = (pubsub_ ? limits_->pubsub_hard_limit : limits_->output_hard_limit).load(std::memory_order_relaxed);
+    const uint64_t soft = (pubsub_ ? limits_->pubsub_soft_limit : limits_->output_soft_limit).load(std::memory_order_relaxed);
     bool over = hard > 0 && pending > hard;
     if (!over && soft > 0 && pending > soft) {
       const int64_t now_ms = SteadyMs();
       if (soft_since_ms_ == 0) soft_since_ms_ = now_ms;
       over = now_ms - soft_since_ms_ >=
-             int64_t{limits_->output_soft_seconds.load(std::memory_order_relaxed)} * 1000;
+             int64_t{(pubsub_ ? limits_->pubsub_soft_seconds : limits_->output_soft_seconds).load(std::memory_order_relaxed)} * 1000;
     } else if (soft == 0 || pending <= soft) {
       soft_since_ms_ = 0;
     }
@@ -522,6 +531,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
 
   Worker* worker_;
   asio::ip::tcp::socket socket_;
+  bool pubsub_ = false;  // client-output-buffer-limit class: pubsub (true) or normal
   Limits* limits_;
   resp::RequestParser parser_;
   resp::ReplyBuffer out_;

@@ -22,6 +22,10 @@ struct Limits {
   std::atomic<uint64_t> output_hard_limit{0};
   std::atomic<uint64_t> output_soft_limit{0};
   std::atomic<uint32_t> output_soft_seconds{0};
+  /// client-output-buffer-limit pubsub <hard> <soft> <soft seconds>: for subscribed connections.
+  std::atomic<uint64_t> pubsub_hard_limit{32ull << 20};
+  std::atomic<uint64_t> pubsub_soft_limit{8ull << 20};
+  std::atomic<uint32_t> pubsub_soft_seconds{60};
   /// TCP keepalive interval in seconds (0: off).
   std::atomic<uint32_t> tcp_keepalive{300};
   /// Cold reads each event loop keeps in the kernel at once (FileReads); the rest wait their turn.
@@ -54,6 +58,14 @@ class ServerImpl;
 /// meanwhile. The caller must have left its own state consistent: the handlers run may touch any
 /// connection of the thread. False, doing nothing, on any other thread.
 bool PollCurrentLoop();
+
+/// The event loop of the calling I/O thread, as an opaque identity (null on any other thread):
+/// work found to belong to the caller's own loop can be done in place instead of posted.
+const void* CurrentLoop();
+
+/// Runs `fn` on the calling I/O thread's event loop after the handlers already queued there (the
+/// end of the loop's current turn). False, doing nothing, on any other thread.
+bool PostToCurrentLoop(std::function<void()> fn);
 
 /// Thread: construct, Start and Stop from one thread (main); the rest runs on the I/O threads.
 class Server {

@@ -52,6 +52,10 @@ class Link {
   /// Starts sending what out() holds, outside the processing of a command (MONITOR lines posted
   /// from other connections). I/O thread.
   virtual void Flush() = 0;
+  /// The connection is subscribed to pub/sub channels (or no longer): its output buffer is held to
+  /// client-output-buffer-limit's `pubsub` class instead of `normal` (Redis's getClientType). I/O
+  /// thread.
+  virtual void set_pubsub(bool on) = 0;
   /// The reply buffer of the connection (I/O thread).
   virtual resp::ReplyBuffer& out() = 0;
   /// The parser, for its per-connection limits (I/O thread).

@@ -190,6 +190,13 @@ void ReplyBuffer::Verbatim(std::string_view text, std::string_view format) {
 
 void ReplyBuffer::Raw(std::string_view bytes) { Append(bytes); }
 
+void ReplyBuffer::Push(std::string_view bytes) {
+  const bool muted = muted_;
+  muted_ = false;
+  Append(bytes);
+  muted_ = muted;
+}
+
 size_t ReplyBuffer::Gather(std::span<iovec> out) const {
   size_t n = 0;
   size_t skip = head_offset_;

@@ -235,6 +235,30 @@ AclDenial AclCheck(const AclUser& user, const Command& cmd, const Command* sub,
       }
     }
   }
+  // Channels (Redis's ACLCheckChannelAgainstList): a channel must match one of the user's
+  // patterns; a PSUBSCRIBE pattern must be one of them, literally. Unsubscribing is never refused.
+  if (!user.all_channels) {
+    const std::string_view name = cmd.name;
+    const bool literal = name == "psubscribe";
+    size_t first = 0;
+    size_t last = 0;  // exclusive
+    if (name == "publish" || name == "spublish") {
+      first = 1;
+      last = 2;
+    } else if (name == "subscribe" || name == "ssubscribe" || literal) {
+      first = 1;
+      last = args.size();
+    }
+    for (size_t i = first; i < last && i < args.size(); ++i) {
+      const bool ok = std::any_of(user.channels.begin(), user.channels.end(), [&](const std::string& p) {
+        return literal ? p == args[i] : GlobMatch(p, args[i]);
+      });
+      if (!ok) {
+        *arg_index = i;
+        return AclDenial::kChannel;
+      }
+    }
+  }
   return AclDenial::kNone;
 }
 

@@ -52,7 +52,7 @@ struct AclUser {
   std::vector<std::string> channels;
 
   /// Every command on every key: the per-command check is skipped.
-  bool unrestricted() const { return all_commands && all_keys; }
+  bool unrestricted() const { return all_commands && all_keys && all_channels; }
 };
 
 /// Why a command is refused.

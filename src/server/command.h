@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -100,6 +101,9 @@ class Ctx {
   /// redis.call on the writer thread, where the handler must not touch client(): commands that
   /// would are kNoScript).
   bool inline_only() const;
+  /// Run by a script's redis.call (on the writer thread, or inline on the leader's): client() is
+  /// not the caller's connection to touch.
+  bool in_script() const { return direct_ != nullptr; }
   void ReplyReadError();
 
   /// Write commands: the batch to add ops to, and the finisher of this command.
@@ -107,6 +111,16 @@ class Ctx {
   void Then(Finisher fn);
   /// Write commands: an error reply in this command's place (no ops are added).
   void Fail(std::string text);
+
+  /// Write commands: the keyspace event `event` of class `cls` about `key` (notify-keyspace-
+  /// events), sent when the op added last (or `ops_back` before it) is applied — for kNotifyNew,
+  /// only when its key did not exist before it; for kNotifyKeyMiss (a command that reads its key
+  /// as it writes: GETDEL, SET GET), when the key was absent. Call after adding that op and before
+  /// Then(); events go out before the command's reply, in the order they were declared. One atomic
+  /// load when the class is off.
+  void Notify(uint32_t cls, std::string_view event, std::string_view key, size_t ops_back = 0);
+  /// The same, sent now (for what happened already: a read's miss, an EXEC-time effect).
+  void NotifyNow(uint32_t cls, std::string_view event, std::string_view key);
 
   /// Any command: an error reply in this command's place.
   void Error(std::string_view text);
@@ -129,7 +143,22 @@ class Ctx {
   store::Status read_error_;
   const store::OpResult* keyspace_ = nullptr;
   DirectRun* direct_ = nullptr;
+  // Events waiting for their ops' results (Notify), handed to the finisher by Then.
+  struct Note {
+    uint32_t cls;
+    std::string_view event;  // a literal
+    std::string key;
+    size_t op;               // among this command's ops
+  };
+  std::vector<Note> notes_;
 };
+
+/// Keyspace events of a command that writes a string: `new` when it creates the key, then `event`
+/// ($) and, with `expire`, `expire` (g) — what Redis's setKey and setExpire send.
+void NotifyStringWrite(Ctx& c, std::string_view key, std::string_view event, bool expire = false);
+/// `key`, copied, when events of class `cls` are on (for a finisher that decides its event once
+/// the op ran); nullopt otherwise.
+std::optional<std::string> NotifyKey(Ctx& c, uint32_t cls, std::string_view key);
 
 using Handler = void (*)(Ctx&);
 
@@ -185,6 +214,7 @@ void RegisterBitCommands(std::vector<Command>* table);         // commands_bit.c
 void RegisterMigrateCommands(std::vector<Command>* table);     // commands_migrate.cc
 void RegisterAclCommands(std::vector<Command>* table);         // commands_acl.cc
 void RegisterScriptCommands(std::vector<Command>* table);      // commands_script.cc
+void RegisterPubsubCommands(std::vector<Command>* table);      // commands_pubsub.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

@@ -16,6 +16,7 @@
 
 #include "resp/numbers.h"
 #include "server/command.h"
+#include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
 
@@ -173,6 +174,7 @@ void Setbit(Ctx& c) {
     d.value[byte] = static_cast<char>(b);
     return d;
   });
+  NotifyStringWrite(c, c.arg(1), "setbit");  // not when the bit was already so (nothing written)
   c.Then([old_bit](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*old_bit); });
 }
 
@@ -368,6 +370,7 @@ void Bitop(Ctx& c) {
       if (cur != nullptr) src->values[j].assign(cur->value);
       return UpdateDecision{};
     });
+    c.Notify(kNotifyKeyMiss, "keymiss", c.arg(3 + j));
   }
   // ... then write the result (or delete the target when every source is empty), without a TTL.
   const char kind = op[0];  // a(nd), o(r), x(or), n(ot)
@@ -400,7 +403,18 @@ void Bitop(Ctx& c) {
     d.value = std::move(res);
     return d;
   });
-  c.Then([src](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(src->length); });
+  c.Notify(kNotifyNew, "new", c.arg(2));
+  c.Then([src, server = &c.server(), key = NotifyKey(c, kNotifyGeneric | kNotifyString, c.arg(2))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (key && !r.empty() && r.back().applied) {  // the target written, or deleted (every source empty)
+      if (src->length > 0) {
+        NotifyKeyspaceEvent(*server, kNotifyString, "set", *key);
+      } else {
+        NotifyKeyspaceEvent(*server, kNotifyGeneric, "del", *key);
+      }
+    }
+    out.Integer(src->length);
+  });
 }
 
 // ---- BITFIELD / BITFIELD_RO ----
@@ -569,6 +583,7 @@ void Bitfield(Ctx& c) {
     d.value = std::move(value);
     return d;
   });
+  NotifyStringWrite(c, c.arg(1), "setbit");
   c.Then([replies](std::span<OpResult>, resp::ReplyBuffer& out) { ReplyFields(out, *replies); });
 }
 

@@ -14,6 +14,15 @@ namespace {
 
 void Ping(Ctx& c) {
   if (c.argc() > 2) return c.Error(WrongArity("ping"));
+  // A subscribed RESP2 connection gets ["pong", message or ""] (Redis's pingCommand).
+  if (!c.in_script()) {
+    if (c.client().protocol() == resp::Protocol::kResp2 && c.client().subscribed()) {
+      c.out().ArrayHeader(2);
+      c.out().Bulk("pong");
+      c.out().Bulk(c.argc() == 2 ? c.arg(1) : std::string_view());
+      return;
+    }
+  }
   if (c.argc() == 2) {
     c.out().Bulk(c.arg(1));
   } else {
@@ -168,6 +177,7 @@ void Client(Ctx& c) {
   }
   if (sub == "list") {
     std::vector<uint64_t> ids;
+    std::string list_type;  // empty: any
     for (size_t i = 2; i < c.argc(); ++i) {
       const std::string opt = ToLower(c.arg(i));
       if (opt == "type" && i + 1 < c.argc()) {
@@ -175,7 +185,7 @@ void Client(Ctx& c) {
         if (type != "normal" && type != "master" && type != "replica" && type != "pubsub") {
           return c.Error("Unknown client type '" + std::string(c.arg(i)) + "'");
         }
-        if (type != "normal") ids.push_back(0);  // no such clients in keg
+        list_type = type == "replica" ? "none" : type;
       } else if (opt == "id" && i + 1 < c.argc()) {
         for (++i; i < c.argc(); ++i) {
           int64_t id = 0;
@@ -190,6 +200,7 @@ void Client(Ctx& c) {
     const int64_t now = store::NowMs();
     c.server().clients.ForEach([&](ClientSession& s) {
       if (!ids.empty() && std::find(ids.begin(), ids.end(), s.id()) == ids.end()) return;
+      if (!list_type.empty() && s.client_type() != list_type) return;
       text += s.Describe(now);
       text += '\n';
     });
@@ -201,6 +212,7 @@ void Client(Ctx& c) {
     int64_t id = 0;
     int64_t maxage = 0;  // seconds; 0: any age
     bool none = false;   // a filter no keg client can match
+    std::string kill_type;  // empty: any
     bool skipme = true;
     const bool old_form = c.argc() == 3;
     if (old_form) {
@@ -220,14 +232,15 @@ void Client(Ctx& c) {
           if (v != "yes" && v != "no") return c.Error(err::kSyntax);
           skipme = v == "yes";
         } else if (opt == "type") {
-          // Every keg client is a normal one: another class matches nobody (Redis's
-          // getClientTypeByName names the valid ones).
+          // keg's clients are normal or pubsub ones: the replication classes match nobody yet
+          // (Redis's getClientTypeByName names the valid ones).
           const std::string type = ToLower(c.arg(i + 1));
           if (type != "normal" && type != "master" && type != "slave" && type != "replica" &&
               type != "pubsub") {
             return c.Error("Unknown client type '" + std::string(c.arg(i + 1)) + "'");
           }
-          if (type != "normal") none = true;
+          if (type != "normal" && type != "pubsub") none = true;
+          kill_type = type;
         } else if (opt == "user") {
           if (c.server().acl.Get(c.arg(i + 1)) == nullptr) {
             return c.Error("No such user '" + std::string(c.arg(i + 1)) + "'");
@@ -245,6 +258,7 @@ void Client(Ctx& c) {
     const int64_t now_ms = store::NowMs();
     c.server().clients.ForEach([&](ClientSession& s) {
       if (none) return;
+      if (!kill_type.empty() && s.client_type() != kill_type) return;
       if (id != 0 && s.id() != static_cast<uint64_t>(id)) return;
       if (maxage > 0 && (now_ms - s.created_ms()) / 1000 < maxage) return;
       if (!addr.empty() && s.peer() != addr) return;

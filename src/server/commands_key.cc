@@ -5,6 +5,7 @@
 
 #include "resp/numbers.h"
 #include "server/command.h"
+#include "server/notify.h"
 #include "server/glob.h"
 #include "server/rdb.h"
 #include "server/session.h"
@@ -21,7 +22,10 @@ using Action = store::UpdateDecision::Action;
 int64_t MaxBulk(Ctx& c) { return c.server().proto_max_bulk_len.load(std::memory_order_relaxed); }
 
 void Del(Ctx& c) {
-  for (size_t i = 1; i < c.argc(); ++i) c.batch().Delete(std::string(c.arg(i)));
+  for (size_t i = 1; i < c.argc(); ++i) {
+    c.batch().Delete(std::string(c.arg(i)));
+    c.Notify(kNotifyGeneric, "del", c.arg(i));
+  }
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) {
     int64_t n = 0;
     for (const OpResult& x : r) n += x.applied ? 1 : 0;
@@ -31,13 +35,19 @@ void Del(Ctx& c) {
 
 void Exists(Ctx& c) {
   int64_t n = 0;
+  std::vector<bool> missing(c.argc(), false);
   c.ReadTogether(c.argc() - 1, [&] {  // the keys of a batch are all there or none
     n = 0;
     for (size_t i = 1; i < c.argc(); ++i) {
       ValueView v;
-      if (c.Get(c.arg(i), &v).ok()) ++n;
+      const store::Status s = c.Get(c.arg(i), &v);
+      missing[i] = s.IsNotFound();
+      if (s.ok()) ++n;
     }
   });
+  for (size_t i = 1; i < c.argc(); ++i) {
+    if (missing[i]) c.NotifyNow(kNotifyKeyMiss, "keymiss", c.arg(i));
+  }
   c.out().Integer(n);
 }
 
@@ -97,6 +107,9 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
                                       : lt ? store::ExpireCondition::kLT
                                            : store::ExpireCondition::kAlways;
   c.batch().Expire(std::string(c.arg(1)), when > 0 ? when : 1, cond);
+  // A time already past deletes the key (the store decides against the group's clock, a moment
+  // later: the event follows the same test a moment earlier).
+  c.Notify(kNotifyGeneric, when <= store::NowMs() ? "del" : "expire", c.arg(1));
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 void Expire(Ctx& c) { ExpireWith(c, true, false); }
@@ -106,6 +119,7 @@ void Pexpireat(Ctx& c) { ExpireWith(c, false, true); }
 
 void Persist(Ctx& c) {
   c.batch().Expire(std::string(c.arg(1)), 0);
+  c.Notify(kNotifyGeneric, "persist", c.arg(1));
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 
@@ -329,6 +343,10 @@ void RenameWith(Ctx& c, bool nx) {
       d.expire_at_ms = m->expire_at_ms;
       return d;
     });
+    // Redis's order: the destination is added (`new`), then rename_from and rename_to.
+    c.Notify(kNotifyNew, "new", dst);
+    c.Notify(kNotifyGeneric, "rename_from", src, 1);
+    c.Notify(kNotifyGeneric, "rename_to", dst);
   }
   c.Then([m, nx](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!m->found) {
@@ -383,6 +401,8 @@ void Copy(Ctx& c) {
     d.expire_at_ms = m->expire_at_ms;
     return d;
   });
+  c.Notify(kNotifyNew, "new", c.arg(2));
+  c.Notify(kNotifyGeneric, "copy_to", c.arg(2));
   c.Then([m](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(m->copied ? 1 : 0); });
 }
 
@@ -461,6 +481,7 @@ void Restore(Ctx& c) {
   struct Outcome {
     std::string error;
     bool busy = false;
+    bool deleted = false;  // the payload's expiry had passed: an existing key went instead
   };
   auto o = std::make_shared<Outcome>();
   o->error = std::move(error);
@@ -473,6 +494,7 @@ void Restore(Ctx& c) {
     if (!o->error.empty()) return d;
     if (at != 0 && at <= store::NowMs()) {  // already expired: the key goes (REPLACE), nothing is added
       if (cur != nullptr) d.action = Action::kDelete;
+      o->deleted = true;
       return d;
     }
     d.action = Action::kPut;
@@ -481,9 +503,17 @@ void Restore(Ctx& c) {
     return d;
   });
   ServerState* server = &c.server();
-  c.Then([o, server, idle, idle_seconds, key = std::string(c.arg(1))](std::span<OpResult>, resp::ReplyBuffer& out) {
+  // REPLACE deletes the old key and adds the new one: `new` even when the key existed (Redis).
+  const bool notify = NotifyKey(c, kNotifyGeneric | kNotifyNew, c.arg(1)).has_value();
+  if (notify) c.batch().mutable_ops().back().want_existed = true;
+  c.Then([o, server, idle, idle_seconds, notify, replace, key = std::string(c.arg(1))](std::span<OpResult> r,
+                                                                                      resp::ReplyBuffer& out) {
     if (o->busy) return out.Error("-BUSYKEY Target key name already exists.");
     if (!o->error.empty()) return out.Error(o->error);
+    if (notify && !r.empty() && r[0].applied) {
+      if (!o->deleted && (replace || !r[0].existed)) NotifyKeyspaceEvent(*server, kNotifyNew, "new", key);
+      NotifyKeyspaceEvent(*server, kNotifyGeneric, o->deleted ? "del" : "restore", key);
+    }
     if (idle) server->access.SetIdle(key, idle_seconds, store::NowMs());
     out.Ok();
   });

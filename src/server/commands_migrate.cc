@@ -23,6 +23,7 @@
 #include "resp/numbers.h"
 #include "resp/reply_buffer.h"
 #include "server/command.h"
+#include "server/notify.h"
 #include "server/rdb.h"
 #include "server/session.h"
 #include "server/state.h"
@@ -220,7 +221,10 @@ void Migrate(Ctx& c) {
   }
   // Delete what the target took (unless COPY), durably, then reply.
   if (!copy) {
-    for (const std::string& key : moved) c.batch().Delete(key);
+    for (const std::string& key : moved) {
+      c.batch().Delete(key);
+      c.Notify(kNotifyGeneric, "del", key);
+    }
   }
   c.Then([target_error](std::span<store::OpResult>, resp::ReplyBuffer& out) {
     if (!target_error.empty()) return out.Error("Target instance replied with error: " + target_error);

@@ -290,9 +290,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "current_eviction_exceeded_time", 0);
     Field(&s, "keyspace_hits", st.counters.keyspace_hits.load());
     Field(&s, "keyspace_misses", st.counters.keyspace_misses.load());
-    Field(&s, "pubsub_channels", 0);
-    Field(&s, "pubsub_patterns", 0);
-    Field(&s, "pubsubshard_channels", 0);
+    Field(&s, "pubsub_channels", st.pubsub.channel_count());
+    Field(&s, "pubsub_patterns", st.pubsub.pattern_count());
+    Field(&s, "pubsubshard_channels", st.pubsub.shard_channel_count());
     Field(&s, "latest_fork_usec", 0);
     Field(&s, "total_forks", 0);
     Field(&s, "migrate_cached_sockets", 0);
@@ -1198,6 +1198,7 @@ struct Table {
     RegisterMigrateCommands(&commands);
     RegisterAclCommands(&commands);
     RegisterScriptCommands(&commands);
+    RegisterPubsubCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

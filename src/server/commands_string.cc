@@ -10,6 +10,7 @@
 #include "resp/numbers.h"
 #include "server/command.h"
 #include "server/expiry.h"
+#include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
 
@@ -138,6 +139,8 @@ void Set(Ctx& c) {
     }
   }
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), at, cond, keep_ttl, get);
+  if (get) c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
+  NotifyStringWrite(c, c.arg(1), "set", at != 0);
   c.Then([get](std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (get) {
       BulkOrNull(out, r[0].old);
@@ -151,6 +154,7 @@ void Set(Ctx& c) {
 
 void Setnx(Ctx& c) {
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), 0, store::PutCondition::kIfAbsent);
+  NotifyStringWrite(c, c.arg(1), "set", false);
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 
@@ -163,6 +167,7 @@ void SetexWith(Ctx& c, const char* unit, const char* name) {
     return;
   }
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(3)), at);
+  NotifyStringWrite(c, c.arg(1), "set", true);
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }
 void Setex(Ctx& c) { SetexWith(c, "ex", "setex"); }
@@ -171,11 +176,15 @@ void Psetex(Ctx& c) { SetexWith(c, "px", "psetex"); }
 void Getset(Ctx& c) {
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), 0, store::PutCondition::kAlways,
                 false, true);
+  c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
+  NotifyStringWrite(c, c.arg(1), "set", false);
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { BulkOrNull(out, r[0].old); });
 }
 
 void Getdel(Ctx& c) {
   c.batch().Delete(std::string(c.arg(1)), true);
+  c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
+  c.Notify(kNotifyGeneric, "del", c.arg(1));
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { BulkOrNull(out, r[0].old); });
 }
 
@@ -186,6 +195,7 @@ struct Captured {
   std::string error;
   int64_t number = 0;
   int64_t by = 0;  ///< INCRBY's increment (in the Captured, not the closure: see IncrBy)
+  std::string_view event;  ///< GETEX: the keyspace event of what it did (a literal)
 };
 
 // Replies with the Update's error, or else its number (INCR family, APPEND, SETRANGE) or its value
@@ -244,14 +254,19 @@ void Getex(Ctx& c) {
     if (!change || (persist && cur->expire_at_ms == 0)) return d;
     if (!persist && at <= store::NowMs()) {  // an expiry in the past deletes the key, as Redis
       d.action = Action::kDelete;
+      cap->event = "del";
       return d;
     }
     d.action = Action::kPut;
     d.value = cap->value;
     d.expire_at_ms = persist ? 0 : at;
+    cap->event = persist ? "persist" : "expire";
     return d;
   });
-  c.Then([cap](std::span<OpResult>, resp::ReplyBuffer& out) {
+  c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
+  c.Then([cap, server = &c.server(), key = NotifyKey(c, kNotifyGeneric, c.arg(1))](std::span<OpResult> r,
+                                                                                  resp::ReplyBuffer& out) {
+    if (key && !r.empty() && r[0].applied) NotifyKeyspaceEvent(*server, kNotifyGeneric, cap->event, *key);
     if (cap->found) {
       out.Bulk(cap->value);
     } else {
@@ -285,6 +300,7 @@ void IncrBy(Ctx& c, int64_t by) {
     d.keep_ttl = true;
     return d;
   });
+  NotifyStringWrite(c, c.arg(1), "incrby");
   ThenNumberOrError(c, cap);
 }
 
@@ -350,6 +366,7 @@ void Incrbyfloat(Ctx& c) {
     d.keep_ttl = true;
     return d;
   });
+  NotifyStringWrite(c, c.arg(1), "incrbyfloat");
   ThenValueOrError(c, cap);
 }
 
@@ -371,6 +388,7 @@ void Append(Ctx& c) {
     cap->number = static_cast<int64_t>(d.value.size());
     return d;
   });
+  NotifyStringWrite(c, c.arg(1), "append");
   ThenNumberOrError(c, cap);
 }
 
@@ -402,12 +420,16 @@ void Setrange(Ctx& c) {
     cap->number = static_cast<int64_t>(d.value.size());
     return d;
   });
+  NotifyStringWrite(c, c.arg(1), "setrange");
   ThenNumberOrError(c, cap);
 }
 
 void Mset(Ctx& c) {
   if (c.argc() % 2 == 0) return c.Fail(WrongArity(c.arg(0)));
-  for (size_t i = 1; i < c.argc(); i += 2) c.batch().Put(std::string(c.arg(i)), std::string(c.arg(i + 1)));
+  for (size_t i = 1; i < c.argc(); i += 2) {
+    c.batch().Put(std::string(c.arg(i)), std::string(c.arg(i + 1)));
+    NotifyStringWrite(c, c.arg(i), "set", false);
+  }
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }
 
@@ -429,6 +451,7 @@ void Msetnx(Ctx& c) {
       d.value = v;
       return d;
     });
+    NotifyStringWrite(c, c.arg(i), "set", false);
   }
   c.Then([any](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(*any ? 0 : 1); });
 }

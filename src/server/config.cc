@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "resp/numbers.h"
+#include "server/notify.h"
 #include "server/glob.h"
 
 namespace keg::server {
@@ -131,19 +132,31 @@ const std::vector<Directive>& Table() {
                          !resp::ParseInt64(a[i + 3], &secs) || hard < 0 || soft < 0 || secs < 0) {
                        return std::string("Error in hard, soft or soft_seconds setting in buffer limit configuration.");
                      }
-                     if (cls == "normal") {  // keg has no replicas or pub/sub: the others are kept as no-ops
+                     if (cls == "normal") {
                        c.output_hard = hard;
                        c.output_soft = soft;
                        c.output_soft_seconds = secs;
+                     } else if (cls == "pubsub") {
+                       c.pubsub_output_hard = hard;
+                       c.pubsub_output_soft = soft;
+                       c.pubsub_output_soft_seconds = secs;
+                     } else {
+                       c.replica_output_hard = hard;
+                       c.replica_output_soft = soft;
+                       c.replica_output_soft_seconds = secs;
                      }
                    }
                    return std::string();
                  },
                  [](const Config& c) {
-                   return "normal " + std::to_string(c.output_hard) + " " +
-                          std::to_string(c.output_soft) + " " +
-                          std::to_string(c.output_soft_seconds) +
-                          " slave 268435456 67108864 60 pubsub 33554432 8388608 60";
+                   auto cls = [](std::string_view name, int64_t hard, int64_t soft, int64_t secs) {
+                     return std::string(name) + " " + std::to_string(hard) + " " + std::to_string(soft) + " " +
+                            std::to_string(secs);
+                   };
+                   return cls("normal", c.output_hard, c.output_soft, c.output_soft_seconds) + " " +
+                          cls("slave", c.replica_output_hard, c.replica_output_soft, c.replica_output_soft_seconds) +
+                          " " +
+                          cls("pubsub", c.pubsub_output_hard, c.pubsub_output_soft, c.pubsub_output_soft_seconds);
                  }});
     t.push_back({"loglevel", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
@@ -158,6 +171,17 @@ const std::vector<Directive>& Table() {
                  },
                  [](const Config& c) { return std::string(LogLevelName(c.loglevel)); }});
     t.push_back(String("logfile", &Config::logfile, false));
+    t.push_back({"notify-keyspace-events", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   uint32_t flags = 0;
+                   if (!ParseKeyspaceEvents(a[0], &flags)) {
+                     return std::string("Invalid event class character. Use 'Ag$lshzxeKEtmdn'.");
+                   }
+                   c.notify_keyspace_events = flags;
+                   return std::string();
+                 },
+                 [](const Config& c) { return KeyspaceEventsString(c.notify_keyspace_events); }});
     t.push_back(String("dir", &Config::dir, false));
     t.push_back(Int("slowlog-log-slower-than", &Config::slowlog_log_slower_than, -1, kMax, true));
     t.push_back(Int("slowlog-max-len", &Config::slowlog_max_len, 0, LONG_MAX, true));

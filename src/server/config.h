@@ -41,6 +41,13 @@ struct Config {
   int64_t output_hard = 0;  // client-output-buffer-limit normal <hard> <soft> <seconds>
   int64_t output_soft = 0;
   int64_t output_soft_seconds = 0;
+  uint32_t notify_keyspace_events = 0;  // NotifyClass flags (notify-keyspace-events)
+  int64_t pubsub_output_hard = 32ll << 20;  // client-output-buffer-limit pubsub <hard> <soft> <seconds>
+  int64_t pubsub_output_soft = 8ll << 20;
+  int64_t pubsub_output_soft_seconds = 60;
+  int64_t replica_output_hard = 256ll << 20;  // the replica class (kept for CONFIG GET until replication)
+  int64_t replica_output_soft = 64ll << 20;
+  int64_t replica_output_soft_seconds = 60;
   // Logging.
   LogLevel loglevel = LogLevel::kNotice;
   std::string logfile;  // empty: standard output

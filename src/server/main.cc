@@ -153,11 +153,15 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   state.startup_memory = keg::server::UsedMemory();
   std::filesystem::create_directories(cfg.dir, ec);
-  keg::store::Status s = keg::store::Store::Open(cfg.StoreOptions(), &state.store);
+  keg::store::Status s = keg::store::Store::Open(state.StoreOptions(), &state.store);
   if (!s.ok()) {
     spdlog::critical("cannot open the data directory {}: {}", cfg.dir, s.ToString());
     spdlog::shutdown();
     return 1;
+  }
+  {
+    std::lock_guard lock(state.config_mu);
+    state.ApplyNotifyConfigLocked();
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   state.cold_reads = std::make_unique<keg::server::ColdReads>(state.store.get(), keg::server::kColdReadThreads);

@@ -1,5 +1,7 @@
 #include "server/session.h"
 
+#include "server/notify.h"
+
 #include "net/file_reads.h"
 #include "server/stats_clock.h"
 
@@ -95,6 +97,12 @@ int64_t MonoNs() {
       .count();
 }
 
+bool AllowedWhileSubscribed(std::string_view name) {
+  return name == "ping" || name == "subscribe" || name == "ssubscribe" || name == "unsubscribe" ||
+         name == "sunsubscribe" || name == "psubscribe" || name == "punsubscribe" || name == "quit" ||
+         name == "reset";
+}
+
 bool IsPostOrHost(std::string_view name) {
   return EqualsIgnoreCase(name, "post") || EqualsIgnoreCase(name, "host:");
 }
@@ -130,7 +138,11 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
   return server_.store->Get(key, view);
 }
 
-bool Ctx::Lookup(std::string_view key, store::ValueView* view) { return Account(Get(key, view)); }
+bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
+  const bool found = Account(Get(key, view));
+  if (!found && read_error_.ok()) NotifyNow(kNotifyKeyMiss, "keymiss", key);  // Redis's lookupKeyRead
+  return found;
+}
 
 bool Ctx::Account(store::Status s) {
   if (!s.ok() && !s.IsNotFound()) {
@@ -156,7 +168,11 @@ void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<sto
     for (size_t i = 0; i < keys.size(); ++i) status[i] = Get(keys[i], &(*views)[i]);
   };
   ReadTogether(keys.size(), reads);
-  for (size_t i = 0; i < keys.size(); ++i) (*found)[i] = Account(std::move(status[i]));
+  for (size_t i = 0; i < keys.size(); ++i) {
+    const bool corrupt = !status[i].ok() && !status[i].IsNotFound();
+    (*found)[i] = Account(std::move(status[i]));
+    if (!(*found)[i] && !corrupt) NotifyNow(kNotifyKeyMiss, "keymiss", keys[i]);
+  }
 }
 
 void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
@@ -171,7 +187,45 @@ void Ctx::ReplyReadError() { out_.Error(CorruptionError(read_error_)); }
 
 store::WriteBatch& Ctx::batch() { return direct_ != nullptr ? direct_->batch : client_.batch(); }
 
+void Ctx::Notify(uint32_t cls, std::string_view event, std::string_view key, size_t ops_back) {
+  if ((server_.notify_flags.load(std::memory_order_relaxed) & cls) == 0) return;
+  store::WriteBatch& b = batch();
+  if (b.size() <= first_op_ + ops_back) return;
+  const size_t index = b.size() - 1 - ops_back;
+  if (cls == kNotifyNew || cls == kNotifyKeyMiss) b.mutable_ops()[index].want_existed = true;
+  notes_.push_back(Note{cls, event, std::string(key), index - first_op_});
+}
+
+void NotifyStringWrite(Ctx& c, std::string_view key, std::string_view event, bool expire) {
+  c.Notify(kNotifyNew, "new", key);
+  c.Notify(kNotifyString, event, key);
+  if (expire) c.Notify(kNotifyGeneric, "expire", key);
+}
+
+std::optional<std::string> NotifyKey(Ctx& c, uint32_t cls, std::string_view key) {
+  if ((c.server().notify_flags.load(std::memory_order_relaxed) & cls) == 0) return std::nullopt;
+  return std::string(key);
+}
+
+void Ctx::NotifyNow(uint32_t cls, std::string_view event, std::string_view key) {
+  NotifyKeyspaceEvent(server_, cls, event, key);
+}
+
 void Ctx::Then(Finisher fn) {
+  if (!notes_.empty()) {
+    fn = [server = &server_, notes = std::move(notes_), inner = std::move(fn)](std::span<store::OpResult> r,
+                                                                                resp::ReplyBuffer& out) {
+      for (const Note& n : notes) {
+        if (n.op >= r.size()) continue;
+        const store::OpResult& x = r[n.op];
+        // keymiss: the op read its key and found none; new: it created its key; others: it wrote.
+        if (n.cls == kNotifyKeyMiss ? x.existed || !x.error.ok() : !x.applied || (n.cls == kNotifyNew && x.existed)) continue;
+        NotifyKeyspaceEvent(*server, n.cls, n.event, n.key);
+      }
+      inner(r, out);
+    };
+    notes_.clear();
+  }
   if (direct_ != nullptr) {
     direct_->finisher = std::move(fn);
     return;
@@ -383,6 +437,7 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 
 ClientSession::~ClientSession() {
   if (monitor_.load(std::memory_order_relaxed)) server_.monitors.Remove(this);
+  if (subscriber_ != nullptr) server_.pubsub.UnsubscribeAll(subscriber_.get());
   link_->out().set_error_observer(nullptr);
   if (!watched_.empty()) server_.watches.Unwatch(this, WatchedKeyNames());
   server_.clients.Remove(this);
@@ -420,6 +475,7 @@ void ClientSession::FlushCounters() {
 
 void ClientSession::set_protocol(resp::Protocol p) {
   protocol_ = p;
+  if (subscriber_ != nullptr) subscriber_->resp.store(static_cast<int>(p), std::memory_order_relaxed);
   link_->out().set_protocol(p);
   resp_.store(static_cast<int>(p), std::memory_order_relaxed);
 }
@@ -477,11 +533,15 @@ std::string ClientSession::CheckAcl(const Command& cmd, std::span<const std::str
   if (in_exec) {
     return std::string("-NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC "
                        "call. This command is no longer allowed for the following reason: ") +
-           (denial == AclDenial::kCommand ? "no permission to execute the command or subcommand"
-                                          : "no permission to touch the specified keys");
+           (denial == AclDenial::kCommand   ? "no permission to execute the command or subcommand"
+            : denial == AclDenial::kChannel ? "no permission to access one of the channels used as arguments"
+                                            : "no permission to touch the specified keys");
   }
   if (denial == AclDenial::kCommand) {
     return "-NOPERM this user has no permissions to run the '" + fullname + "' command";
+  }
+  if (denial == AclDenial::kChannel) {
+    return "-NOPERM this user has no permissions to access one of the channels used as arguments";
   }
   return "-NOPERM this user has no permissions to access one of the keys used as arguments";
 }
@@ -765,6 +825,14 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
     if (const std::string denied = CheckAcl(*cmd, args, false); !denied.empty()) {
       return Reject(*cmd, denied);
     }
+  }
+  // A RESP2 connection with subscriptions may only (un)subscribe, PING, QUIT and RESET (Redis's
+  // processCommand); RESP3 has no such context.
+  if (protocol_ == resp::Protocol::kResp2 && subscribed() && !AllowedWhileSubscribed(cmd->name)) {
+    const Command* sub = (!cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
+    const std::string fullname = std::string(cmd->name) + (sub != nullptr ? "|" + std::string(sub->name) : "");
+    return Reject(*cmd, "Can't execute '" + fullname +
+                            "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
   }
   // A script past busy-reply-threshold holds the writer: only the commands Redis allows then run
   // (SCRIPT KILL, SHUTDOWN NOSAVE, the connection's own). One atomic load.
@@ -1234,8 +1302,21 @@ void ClientSession::Exec(Ctx& ctx) {
   suspended_ = true;
 }
 
+Subscriber* ClientSession::subscriber() {
+  if (subscriber_ == nullptr) {
+    subscriber_ = std::make_unique<Subscriber>(link_);
+    subscriber_->resp.store(static_cast<int>(protocol_), std::memory_order_relaxed);
+    subscriber_ptr_.store(subscriber_.get(), std::memory_order_release);
+  }
+  return subscriber_.get();
+}
+
 void ClientSession::Reset() {
   if (monitor_.exchange(false)) server_.monitors.Remove(this);
+  if (subscriber_ != nullptr) {  // RESET leaves every subscription, without confirmations
+    server_.pubsub.UnsubscribeAll(subscriber_.get());
+    SubscriptionsChanged();
+  }
   reply_off_ = skip_requested_ = skip_armed_ = no_touch_ = false;
   link_->out().set_muted(false);
   in_multi_ = false;
@@ -1267,12 +1348,27 @@ std::string ClientSession::Describe(int64_t now_ms) const {
     lib_ver = lib_ver_;
     user = user_name_;
   }
+  // Another thread's CLIENT LIST may run while this connection (un)subscribes: the Subscriber is
+  // created once and never freed before the session, and its counts are atomics.
+  uint32_t sub = 0;
+  uint32_t psub = 0;
+  uint32_t ssub = 0;
+  if (const Subscriber* s = subscriber_ptr_.load(std::memory_order_acquire)) {
+    sub = s->n_channels.load(std::memory_order_relaxed);
+    psub = s->n_patterns.load(std::memory_order_relaxed);
+    ssub = s->n_shard.load(std::memory_order_relaxed);
+  }
+  std::string flags;
+  if (monitor_.load(std::memory_order_relaxed)) flags += 'O';
+  if (sub + psub + ssub > 0) flags += 'P';
+  if (flags.empty()) flags = "N";
   const int64_t age = (now_ms - created_ms_) / 1000;
   const int64_t idle = (now_ms - last_interaction_ms_.load(std::memory_order_relaxed)) / 1000;
   std::string s = "id=" + std::to_string(id_) + " addr=" + link_->peer() + " laddr=" +
                   link_->local() + " fd=" + std::to_string(link_->fd()) + " name=" + name +
                   " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
-                  " flags=" + std::string(monitor_.load(std::memory_order_relaxed) ? "O" : "N") + " db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=" +
+                  " flags=" + flags + " db=0 sub=" + std::to_string(sub) + " psub=" + std::to_string(psub) +
+                  " ssub=" + std::to_string(ssub) + " multi=-1 qbuf=" +
                   std::to_string(link_->query_buffer_bytes()) +
                   " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"
                   " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +

@@ -79,6 +79,19 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// RESET: back to a fresh connection's state.
   void Reset();
 
+  // Pub/sub.
+  /// This connection's subscriptions (created on first use; lives as long as the session).
+  Subscriber* subscriber();
+  /// Subscribed to any channel, pattern or shard channel (Redis's CLIENT_PUBSUB flag).
+  bool subscribed() const { return subscriber_ != nullptr && subscriber_->any(); }
+  /// After (un)subscribing: the connection's output-limit class follows.
+  void SubscriptionsChanged() { link_->set_pubsub(subscribed()); }
+  /// "normal" or "pubsub" (CLIENT LIST / KILL TYPE). Any thread.
+  std::string_view client_type() const {
+    const Subscriber* s = subscriber_ptr_.load(std::memory_order_acquire);
+    return s != nullptr && s->any() ? "pubsub" : "normal";
+  }
+
   // The pending batch (write commands).
   store::WriteBatch& batch() { return batch_; }
   size_t pending_ops() const { return batch_.size(); }
@@ -190,6 +203,11 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::atomic<bool> watch_dirty_{false};
 
   std::vector<size_t> key_positions_;  // scratch for RunHandler
+
+  // Pub/sub: null until the first (un)subscribe. Registered in server_.pubsub while it has
+  // subscriptions; dropped from it before the session goes.
+  std::unique_ptr<Subscriber> subscriber_;
+  std::atomic<const Subscriber*> subscriber_ptr_{nullptr};  // the same, for CLIENT LIST (any thread)
 
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.
   const Command* error_target_ = nullptr;

@@ -1,5 +1,7 @@
 #include "server/state.h"
 
+#include "server/notify.h"
+
 #include <pthread.h>
 #include <unistd.h>
 
@@ -12,7 +14,21 @@
 
 namespace keg::server {
 
+store::Options ServerState::StoreOptions() {
+  store::Options o = config.StoreOptions();
+  o.on_expired = [this](std::string_view key) { NotifyKeyspaceEvent(*this, kNotifyExpired, "expired", key); };
+  return o;
+}
+
+void ServerState::ApplyNotifyConfigLocked() {
+  const uint32_t f = config.notify_keyspace_events;
+  notify_flags.store(f, std::memory_order_relaxed);
+  // The expire cycle names the keys it drops only while `expired` events are wanted.
+  if (store) store->NameExpiredKeys((f & kNotifyExpired) != 0 && (f & (kNotifyKeyspace | kNotifyKeyevent)) != 0);
+}
+
 void ServerState::ApplyConfigLocked() {
+  ApplyNotifyConfigLocked();
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);
@@ -23,6 +39,9 @@ void ServerState::ApplyConfigLocked() {
   limits.output_hard_limit.store(static_cast<uint64_t>(config.output_hard));
   limits.output_soft_limit.store(static_cast<uint64_t>(config.output_soft));
   limits.output_soft_seconds.store(static_cast<uint32_t>(config.output_soft_seconds));
+  limits.pubsub_hard_limit.store(static_cast<uint64_t>(config.pubsub_output_hard));
+  limits.pubsub_soft_limit.store(static_cast<uint64_t>(config.pubsub_output_soft));
+  limits.pubsub_soft_seconds.store(static_cast<uint32_t>(config.pubsub_output_soft_seconds));
   limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
   limits.file_read_depth.store(static_cast<uint32_t>(config.cold_read_depth));
   slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);

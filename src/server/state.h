@@ -21,6 +21,7 @@
 #include "server/acl.h"
 #include "server/config.h"
 #include "server/monitoring.h"
+#include "server/pubsub.h"
 #include "server/cold_reads.h"
 #include "server/scripting.h"
 #include "store/store.h"
@@ -234,6 +235,13 @@ struct ServerState {
   ServerState(const ServerState&) = delete;
   ServerState& operator=(const ServerState&) = delete;
 
+  /// Pub/sub, and the keyspace notifications' classes (notify-keyspace-events; notify.h). Declared
+  /// before the store: its writer publishes `expired` events until it closes.
+  PubSub pubsub;
+  std::atomic<uint32_t> notify_flags{0};
+  /// Options for opening the store: the configuration's, with the `expired` notifications' hook.
+  store::Options StoreOptions();
+
   /// Lua scripts (scripting.h). Declared before the store so it is destroyed after it: the store's
   /// writer may be running a script until the store closes.
   std::unique_ptr<ScriptEngine> scripts = std::make_unique<ScriptEngine>(*this);
@@ -290,6 +298,8 @@ struct ServerState {
 
   /// Applies `config` to the atomics and the logger. Call with config_mu held.
   void ApplyConfigLocked();
+  /// The notify-keyspace-events part of it (again once the store is open). config_mu held.
+  void ApplyNotifyConfigLocked();
 };
 
 }  // namespace keg::server

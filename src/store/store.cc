@@ -968,7 +968,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   if (op.kind == WriteBatch::Kind::kReadKeys) return ReadKeys(op.query, result);
   const uint64_t hash = keydir_.Hash(op.key);
   if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
-      !op.keep_ttl && !op.want_old) {
+      !op.keep_ttl && !op.want_old && !op.want_existed) {
     // A plain SET does not depend on the old value: no lookup (the keydir update finds the old
     // record anyway, to count it dead).
     AppendToGroup(op.key, hash, 0, op.value, op.expire_at_ms);
@@ -978,6 +978,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   const bool need_value =
       op.want_old || op.kind == WriteBatch::Kind::kUpdate || op.kind == WriteBatch::Kind::kExpire;
   CurrentValue cur = Current(op.key, hash, need_value);
+  result->existed = cur.exists;
   if (!cur.error.ok() && (need_value || op.kind == WriteBatch::Kind::kPut)) {
     // A record that fails its check is never treated as absent: a conditional SET, INCR or
     // APPEND would otherwise overwrite it silently. A plain SET (above) or DEL replaces it.
@@ -1288,6 +1289,7 @@ void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
   if (keydir_.EraseIfAt(hash, loc)) {
     MarkDead(loc);
     expired_keys_.fetch_add(1, std::memory_order_relaxed);
+    if (name_expired_.load(std::memory_order_relaxed)) options_.on_expired(key);
   }
 }
 
@@ -1321,10 +1323,14 @@ void StoreImpl::ActiveExpireCycle() {
     keydir_.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
       if (loc.expires && int64_t{loc.expire_s} * 1000 <= now) expired.emplace_back(hash, loc);
     });
+    const bool name = name_expired_.load(std::memory_order_relaxed);
     for (const auto& [hash, loc] : expired) {
       if (keydir_.EraseIfAt(hash, loc)) {
         MarkDeadLater(loc);  // its size is in its header: not read here
         expired_keys_.fetch_add(1, std::memory_order_relaxed);
+        // Keyspace notifications name the key: its record is read (the writer's files are never
+        // retired under it); INT64_MIN visits it although expired.
+        if (name) VisitRecord(loc, INT64_MIN, [&](std::string_view key, int64_t) { options_.on_expired(key); });
       }
     }
     if (std::chrono::steady_clock::now() >= deadline) {

@@ -74,6 +74,11 @@ struct Options {
 
   /// Seed of the keydir's hash secret; 0 picks a random one (the default, against hash flooding).
   uint64_t hash_seed = 0;
+
+  /// Called with the key of each record dropped because it expired (by the expire cycle, or after
+  /// a read found it expired), while Store::NameExpiredKeys is on (keyspace notifications'
+  /// `expired`). Thread: the writer role's holder; it must not call back into the store.
+  std::function<void(std::string_view key)> on_expired;
 };
 
 /// A value read from the store: a view into a memory-mapped data file, with a pin that keeps the
@@ -175,6 +180,9 @@ class WriteBatch {
     ExpireCondition expire_condition = ExpireCondition::kAlways;
     bool keep_ttl = false;
     bool want_old = false;
+    /// Report in OpResult::existed whether the key was live before the op (keyspace
+    /// notifications' `new`): a plain SET then looks its key up, which it otherwise skips.
+    bool want_existed = false;
     int64_t expire_at_ms = 0;
     std::string key;
     std::string value;
@@ -205,6 +213,8 @@ struct OpResult {
   uint64_t keys = 0;
   /// kReadKeys: the keys read (kAll, kScan, kRandom).
   std::vector<std::string> key_list;
+  /// The op's key was live before it (set for ops with want_existed).
+  bool existed = false;
 };
 
 /// The store as a kRun op's function sees it: the group being built, at the op's place. Thread:
@@ -428,6 +438,10 @@ class Store {
   /// until they are written back (sync first). Any thread.
   virtual void DropPageCache() = 0;
 
+  /// Whether Options::on_expired is called. Off by default: the expire cycle names no key (it
+  /// drops keys by their keydir entries alone); on, it reads each expired key's record to name it
+  /// (a page of a data file, which may fault). Any thread.
+  virtual void NameExpiredKeys(bool on) = 0;
   /// Turns the active expire cycle on or off (DEBUG SET-ACTIVE-EXPIRE); expired keys stay
   /// invisible to reads either way. Any thread.
   virtual void SetActiveExpire(bool on) = 0;

@@ -77,6 +77,7 @@ class StoreImpl final : public Store {
   Stats GetStats() const override;
   void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
+  void NameExpiredKeys(bool on) override { name_expired_.store(on && options_.on_expired != nullptr, std::memory_order_relaxed); }
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
   void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
   void ReadTogether(const std::function<void()>& reads) const override;
@@ -276,6 +277,7 @@ class StoreImpl final : public Store {
   std::thread background_;
 
   std::atomic<bool> active_expire_{true};
+  std::atomic<bool> name_expired_{false};  // call options_.on_expired (NameExpiredKeys)
   std::atomic<bool> expiry_paused_{false};
   // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry
   // a lookup that overlapped a change, so none sees part of a group.

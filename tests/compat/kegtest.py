@@ -68,6 +68,15 @@ class Server:
         self.stop()
 
 
+def rss_kb(pid):
+    """A process's resident memory (VmRSS) in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
 def keg(*extra):
     binary = os.environ.get("KEG_SERVER", "keg-server")
     return Server(lambda port, d: [binary, "--port", str(port), "--dir", os.path.join(d, "data"),

@@ -26,7 +26,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import redis  # noqa: E402
 
-from kegtest import free_port, keg, redis as redis_server  # noqa: E402
+from kegtest import free_port, keg, redis as redis_server, rss_kb  # noqa: E402
 
 EXPORTER = shutil.which("prometheus-redis-exporter")
 
@@ -146,14 +146,6 @@ def raw_http(port, data, timeout=10):
             out += chunk
     finally:
         s.close()
-
-
-def rss_kb(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class MetricsEndpoint(unittest.TestCase):

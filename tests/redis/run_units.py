@@ -27,13 +27,14 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # The units of the conformance issue, in the order Redis's test_helper runs them, unit/pause
-# (CLIENT PAUSE, which the issue asks for), and the scripting issue's scripting and functions.
+# (CLIENT PAUSE, which the issue asks for), the scripting issue's scripting and functions, and the
+# pub/sub issue's pubsub and pubsubshard.
 DEFAULT_UNITS = [
     "unit/protocol", "unit/keyspace", "unit/scan", "unit/info-command", "unit/type/string",
     "unit/type/incr", "unit/expire", "unit/other", "unit/multi", "unit/quit",
     "unit/latency-monitor", "unit/slowlog", "unit/introspection", "unit/introspection-2",
     "unit/querybuf", "unit/dump", "unit/bitops", "unit/bitfield", "unit/pause",
-    "unit/scripting", "unit/functions",
+    "unit/scripting", "unit/functions", "unit/pubsub", "unit/pubsubshard",
 ]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

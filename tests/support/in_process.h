@@ -87,9 +87,13 @@ class InProcessServer {
     state_.run_id = std::string(40, 'a');
     state_.request_shutdown = [this] { shutdown_requested_ = true; };
     if (ok_) {
-      const store::Status s = store::Store::Open(state_.config.StoreOptions(), &state_.store);
+      const store::Status s = store::Store::Open(state_.StoreOptions(), &state_.store);
       ok_ = s.ok();
       if (!ok_) error_ = s.ToString();
+      if (ok_) {
+        std::lock_guard lock(state_.config_mu);
+        state_.ApplyNotifyConfigLocked();
+      }
     }
     // The read pool, as keg-server has it: after DEBUG DROP-PAGE-CACHE commands take the cold path
     // (their completions come through io()).
@@ -198,6 +202,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   void CloseAfterReply() override { close_after_reply_ = true; }
   void CloseNow() override { closed_ = true; }
   void Flush() override {}  // Run() returns what out() holds
+  void set_pubsub(bool) override {}  // no output limits in process
   resp::ReplyBuffer& out() override { return out_; }
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }

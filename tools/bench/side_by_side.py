@@ -281,6 +281,113 @@ def scale(opts, workdir):
     return r
 
 
+PUBSUB_BENCH = os.path.join(ROOT, "build", "bench", "tools", "keg_pubsub_bench")
+
+
+def pubsub_run(server, args):
+    """One tools/bench/pubsub_bench.cc run: its key=value line as a dict of floats, plus the
+    server's CPU seconds."""
+    before = cpu_seconds(server.proc.pid)
+    out = subprocess.run([PUBSUB_BENCH, "--port", str(server.port), *args], capture_output=True, text=True,
+                         timeout=600)
+    if out.returncode != 0:
+        sys.exit(f"pubsub_bench failed against {server.name}: {out.stderr}")
+    r = {k: float(v) for k, v in (kv.split("=") for kv in out.stdout.split())}
+    r["cpu"] = cpu_seconds(server.proc.pid) - before
+    return r
+
+
+def subscription_memory(server, clients=100, channels=100):
+    """RSS growth per subscription: `clients` connections (opened first, so their own memory is not
+    counted) each SUBSCRIBE to `channels` distinct channels."""
+    socks = [socket.create_connection(("127.0.0.1", server.port)) for _ in range(clients)]
+    try:
+        time.sleep(0.5)
+        before = server.status_kb("VmRSS")
+        for i, c in enumerate(socks):
+            names = [f"channel:{i}:{j}".encode() for j in range(channels)]
+            cmd = b"*%d\r\n$9\r\nSUBSCRIBE\r\n" % (len(names) + 1) + b"".join(
+                b"$%d\r\n%s\r\n" % (len(n), n) for n in names)
+            c.sendall(cmd)
+        for c in socks:  # every confirmation read: the subscriptions are in place
+            want, got = channels, b""
+            while got.count(b"subscribe\r\n") < want:
+                got += c.recv(65536)
+        time.sleep(0.5)
+        return (server.status_kb("VmRSS") - before) * 1024 / (clients * channels)
+    finally:
+        for c in socks:
+            c.close()
+
+
+def pubsub(opts, workdir):
+    """The pub/sub issue's targets: delivery rate to 50 subscribers, publish-to-delivery p99 with
+    10,000 subscribers, memory per subscription. Both servers run at once (pub/sub writes nothing
+    to disk: the fsync policy does not matter, everysec)."""
+    r = {}
+    keg = Server("keg", lambda port, d: [KEG, "--port", str(port), "--dir", os.path.join(d, "data"),
+                                         "--maxclients", "12000", "--logfile", "keg.log"], workdir)
+    redis = Server("redis", lambda port, d: [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", d, "--save", "",
+        "--appendonly", "no", "--maxclients", "12000", "--logfile", "redis.log"], workdir)
+    try:
+        seconds = "2" if opts.quick else "5"
+        cases = [
+            ("fanout", "PUBLISH to 50 subscribers, -P 16",
+             ["--subscribers", "50", "--publishers", "1", "--pipeline", "16", "--seconds", seconds]),
+            ("fanout4", "PUBLISH to 50 subscribers, 4 publishers -P 16",
+             ["--subscribers", "50", "--publishers", "4", "--pipeline", "16", "--seconds", seconds]),
+            ("latency", "10,000 subscribers, 20 PUBLISH/s",
+             ["--subscribers", "10000", "--rate", "20", "--seconds", "3" if opts.quick else "10"]),
+        ]
+        for key, label, args in cases:
+            samples = {"keg": [], "redis": []}
+            for rnd in range(opts.rounds):
+                for s in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+                    samples[s.name].append(pubsub_run(s, args))
+            r[key] = (label, samples)
+            k = statistics.median(x["delivered"] for x in samples["keg"])
+            d = statistics.median(x["delivered"] for x in samples["redis"])
+            kp = statistics.median(x["p99_us"] for x in samples["keg"])
+            dp = statistics.median(x["p99_us"] for x in samples["redis"])
+            print(f"{label:45s} delivered/s keg {k:12,.0f} redis {d:12,.0f} ratio {k / d:5.2f}  "
+                  f"p99 us keg {kp:8.1f} redis {dp:8.1f}", flush=True)
+        mem = {"keg": [], "redis": []}
+        for rnd in range(opts.rounds):
+            for s in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+                mem[s.name].append(subscription_memory(s))
+        r["memory"] = mem
+        print(f"memory per subscription: keg {statistics.median(mem['keg']):.0f} B, "
+              f"redis {statistics.median(mem['redis']):.0f} B", flush=True)
+    finally:
+        keg.stop()
+        redis.stop()
+    return r
+
+
+def pubsub_lines(r, opts):
+    med = statistics.median
+    lines = ["## Pub/sub", "",
+             f"`tools/bench/pubsub_bench.cc` against both servers, alternately, median of {opts.rounds}: "
+             "subscribers on one channel read through epoll by one thread; publishers keep 16 "
+             "PUBLISHes in flight (or send at a fixed rate); every message carries its send time, "
+             "so each delivery's delay is measured. 32-byte messages. Memory: RSS growth when 100 "
+             "connected clients subscribe to 100 channels each.", "",
+             "| workload | keg delivered/s | Redis delivered/s | keg / Redis | keg p50 / p99 µs | Redis p50 / p99 µs | keg CPU s | Redis CPU s |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key in ("fanout", "fanout4", "latency"):
+        label, s = r[key]
+        k, d = s["keg"], s["redis"]
+        kd, dd = med(x["delivered"] for x in k), med(x["delivered"] for x in d)
+        lines.append(f"| {label} | {kd:,.0f} | {dd:,.0f} | **{kd / dd:.2f}** | "
+                     f"{med(x['p50_us'] for x in k):.0f} / {med(x['p99_us'] for x in k):.0f} | "
+                     f"{med(x['p50_us'] for x in d):.0f} / {med(x['p99_us'] for x in d):.0f} | "
+                     f"{med(x['cpu'] for x in k):.2f} | {med(x['cpu'] for x in d):.2f} |")
+    km, dm = med(r["memory"]["keg"]), med(r["memory"]["redis"])
+    lines += ["", f"Memory per subscription: keg {km:.0f} B, Redis {dm:.0f} B (**{km / dm:.2f}**).", ""]
+    return lines
+
+
 def machine():
     model = "unknown CPU"
     with open("/proc/cpuinfo") as f:
@@ -358,13 +465,16 @@ def main():
             finally:
                 keg.stop()
                 redis.stop()
+        pubsub_result = None
+        if not opts.only or opts.only in ("pubsub", "PUBLISH"):
+            pubsub_result = pubsub(opts, os.path.join(workdir, "pubsub"))
         scaled = None
         if not opts.only or opts.only == "scale":
             scaled = scale(opts, os.path.join(workdir, "scale"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not opts.only:
-        write_report(results, scaled, opts)
+        write_report(results, scaled, opts, pubsub_result)
 
 
 def summarize(samples, requests):
@@ -448,7 +558,7 @@ def scale_lines(r, opts):
         f"{rp[2] / rp[0]:.2f}, {rp[3] / rp[1]:.2f} |", ""]
 
 
-def write_report(results, scaled, opts):
+def write_report(results, scaled, opts, pubsub_result=None):
     os.makedirs(opts.out, exist_ok=True)
     lines = []
     data = []
@@ -475,6 +585,8 @@ def write_report(results, scaled, opts):
            "share of one core the redis-benchmark process used (the higher of the two servers' "
            "medians); near 100% the client, not the server, sets the pace, and on 2 cores the "
            "server and the client share the machine.", "", "![keg / Redis throughput ratio per workload](benchmarks.png)", ""]
+    if pubsub_result:
+        md += pubsub_lines(pubsub_result, opts)
     if scaled:
         md += scale_lines(scaled, opts)
     # Hand-written analysis below the marker survives a new run.

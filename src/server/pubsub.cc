@@ -1,0 +1,239 @@
+#include "server/pubsub.h"
+
+#include <algorithm>
+#include <mutex>
+
+#include "net/server.h"
+#include "server/glob.h"
+
+namespace keg::server {
+namespace {
+
+void AppendBulk(std::string* out, std::string_view s) {
+  out->push_back('$');
+  out->append(std::to_string(s.size()));
+  out->append("\r\n");
+  out->append(s);
+  out->append("\r\n");
+}
+
+// `*n` then the bulks: the RESP2 form. A RESP3 receiver gets the same bytes with '>' in front of
+// them instead of '*' (a push): Deliver swaps the first byte.
+std::string Encode(std::initializer_list<std::string_view> parts) {
+  size_t size = 8;
+  for (std::string_view p : parts) size += p.size() + 16;
+  std::string out;
+  out.reserve(size);
+  out.push_back('*');
+  out.append(std::to_string(parts.size()));
+  out.append("\r\n");
+  for (std::string_view p : parts) AppendBulk(&out, p);
+  return out;
+}
+
+// Receivers on this thread's loop that were written in place during the current turn: each is
+// flushed once, at the end of the turn (Redis writes its clients' buffers before it sleeps).
+struct PendingFlushes {
+  std::vector<std::pair<std::shared_ptr<net::Link>, Subscriber*>> receivers;
+};
+thread_local PendingFlushes pending_flushes;
+
+// The links held keep their sessions, and so their Subscribers, alive until here.
+void FlushPending() {
+  std::vector<std::pair<std::shared_ptr<net::Link>, Subscriber*>> receivers;
+  receivers.swap(pending_flushes.receivers);
+  for (auto& [link, s] : receivers) {
+    s->flush_pending = false;
+    link->Flush();
+  }
+}
+
+// Past this much in a receiver's buffer within one turn, it is written (and its output limit
+// checked) at once rather than at the end of the turn.
+constexpr size_t kFlushNowBytes = 256 * 1024;
+
+// Appends one encoded message (RESP2 form) to `s`'s buffer, or posts it to `s`'s loop.
+void Deliver(Subscriber* s, const std::string& bytes, std::shared_ptr<const std::string>* shared,
+             const void* here) {
+  const bool resp3 = s->resp.load(std::memory_order_relaxed) == 3;
+  if (here != nullptr && s->loop == here) {
+    resp::ReplyBuffer& out = s->link->out();
+    if (resp3) {
+      out.Push(">");
+      out.Push(std::string_view(bytes).substr(1));
+    } else {
+      out.Push(bytes);
+    }
+    if (out.size() > kFlushNowBytes) {
+      s->link->Flush();  // writes, and closes a connection past its output limit
+      return;
+    }
+    if (!s->flush_pending) {
+      s->flush_pending = true;
+      if (pending_flushes.receivers.empty()) net::PostToCurrentLoop(FlushPending);
+      pending_flushes.receivers.emplace_back(s->link->Self(), s);
+    }
+    return;
+  }
+  if (!*shared) *shared = std::make_shared<const std::string>(bytes);
+  net::Link* link = s->link;
+  link->Post([link, msg = *shared, resp3] {
+    resp::ReplyBuffer& out = link->out();
+    if (resp3) {
+      out.Push(">");
+      out.Push(std::string_view(*msg).substr(1));
+    } else {
+      out.Push(*msg);
+    }
+    link->Flush();
+  });
+}
+
+}  // namespace
+
+Subscriber::Subscriber(net::Link* l) : link(l), loop(net::CurrentLoop()) {}
+
+std::string PubSub::Confirmation(int resp, std::string_view kind, const std::string_view* name, int64_t count) {
+  std::string out;
+  out.reserve(32 + kind.size() + (name != nullptr ? name->size() : 0));
+  out.append(resp == 3 ? ">3\r\n" : "*3\r\n");
+  AppendBulk(&out, kind);
+  if (name != nullptr) {
+    AppendBulk(&out, *name);
+  } else {
+    out.append(resp == 3 ? "_\r\n" : "$-1\r\n");
+  }
+  out.push_back(':');
+  out.append(std::to_string(count));
+  out.append("\r\n");
+  return out;
+}
+
+void PubSub::RemoveFrom(Map& m, const std::string& name, Subscriber* s) {
+  auto it = m.find(name);
+  if (it == m.end()) return;
+  std::vector<Subscriber*>& v = it->second;
+  v.erase(std::find(v.begin(), v.end(), s));
+  if (v.empty()) m.erase(it);  // millions of channels used once do not stay (as Redis)
+}
+
+bool PubSub::Subscribe(Subscriber* s, Kind kind, std::string_view channel) {
+  auto& mine = kind == Kind::kShard ? s->shard_channels : s->channels;
+  auto [it, added] = mine.emplace(channel);
+  if (!added) return false;
+  {
+    std::unique_lock lock(mu_);
+    auto [entry, created] = map(kind).try_emplace(*it);
+    entry->second.push_back(s);
+    if (created) counter(kind).fetch_add(1, std::memory_order_relaxed);
+  }
+  (kind == Kind::kShard ? s->n_shard : s->n_channels).fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool PubSub::Unsubscribe(Subscriber* s, Kind kind, std::string_view channel) {
+  auto& mine = kind == Kind::kShard ? s->shard_channels : s->channels;
+  auto it = mine.find(std::string(channel));
+  if (it == mine.end()) return false;
+  {
+    std::unique_lock lock(mu_);
+    Map& m = map(kind);
+    const size_t before = m.size();
+    RemoveFrom(m, *it, s);
+    if (m.size() != before) counter(kind).fetch_sub(1, std::memory_order_relaxed);
+  }
+  mine.erase(it);
+  (kind == Kind::kShard ? s->n_shard : s->n_channels).fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool PubSub::SubscribePattern(Subscriber* s, std::string_view pattern) {
+  if (std::find(s->patterns.begin(), s->patterns.end(), pattern) != s->patterns.end()) return false;
+  s->patterns.emplace_back(pattern);
+  {
+    std::unique_lock lock(mu_);
+    auto [entry, created] = patterns_.try_emplace(s->patterns.back());
+    entry->second.push_back(s);
+    if (created) pattern_count_.fetch_add(1, std::memory_order_relaxed);
+  }
+  s->n_patterns.fetch_add(1, std::memory_order_relaxed);
+  return true;
+}
+
+bool PubSub::UnsubscribePattern(Subscriber* s, std::string_view pattern) {
+  auto it = std::find(s->patterns.begin(), s->patterns.end(), pattern);
+  if (it == s->patterns.end()) return false;
+  {
+    std::unique_lock lock(mu_);
+    const size_t before = patterns_.size();
+    RemoveFrom(patterns_, *it, s);
+    if (patterns_.size() != before) pattern_count_.fetch_sub(1, std::memory_order_relaxed);
+  }
+  s->patterns.erase(it);
+  s->n_patterns.fetch_sub(1, std::memory_order_relaxed);
+  return true;
+}
+
+void PubSub::UnsubscribeAll(Subscriber* s) {
+  {
+    std::unique_lock lock(mu_);
+    for (const std::string& c : s->channels) RemoveFrom(channels_, c, s);
+    for (const std::string& c : s->shard_channels) RemoveFrom(shard_, c, s);
+    for (const std::string& p : s->patterns) RemoveFrom(patterns_, p, s);
+    channel_count_.store(channels_.size(), std::memory_order_relaxed);
+    shard_count_.store(shard_.size(), std::memory_order_relaxed);
+    pattern_count_.store(patterns_.size(), std::memory_order_relaxed);
+  }
+  s->channels.clear();
+  s->shard_channels.clear();
+  s->patterns.clear();
+  s->n_channels.store(0, std::memory_order_relaxed);
+  s->n_shard.store(0, std::memory_order_relaxed);
+  s->n_patterns.store(0, std::memory_order_relaxed);
+}
+
+int64_t PubSub::Publish(Kind kind, std::string_view channel, std::string_view message) {
+  const bool shard = kind == Kind::kShard;
+  if ((shard ? shard_channel_count() : channel_count() + pattern_count()) == 0) return 0;
+  const void* here = net::CurrentLoop();
+  int64_t receivers = 0;
+  std::shared_lock lock(mu_);
+  const Map& m = map(kind);
+  if (auto it = m.find(channel); it != m.end()) {
+    const std::string bytes = Encode({shard ? "smessage" : "message", channel, message});
+    std::shared_ptr<const std::string> shared;
+    for (Subscriber* s : it->second) {
+      Deliver(s, bytes, &shared, here);
+      ++receivers;
+    }
+  }
+  if (shard) return receivers;  // shard channels ignore patterns
+  for (const auto& [pattern, subs] : patterns_) {
+    if (!GlobMatch(pattern, channel)) continue;
+    const std::string bytes = Encode({"pmessage", pattern, channel, message});
+    std::shared_ptr<const std::string> shared;
+    for (Subscriber* s : subs) {
+      Deliver(s, bytes, &shared, here);
+      ++receivers;
+    }
+  }
+  return receivers;
+}
+
+std::vector<std::string> PubSub::Channels(Kind kind, const std::string_view* pattern) const {
+  std::vector<std::string> out;
+  std::shared_lock lock(mu_);
+  for (const auto& [name, subs] : map(kind)) {
+    if (pattern == nullptr || GlobMatch(*pattern, name)) out.push_back(name);
+  }
+  return out;
+}
+
+int64_t PubSub::NumSub(Kind kind, std::string_view channel) const {
+  std::shared_lock lock(mu_);
+  const Map& m = map(kind);
+  auto it = m.find(channel);
+  return it == m.end() ? 0 : static_cast<int64_t>(it->second.size());
+}
+
+}  // namespace keg::server
