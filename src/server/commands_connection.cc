@@ -144,6 +144,66 @@ void Select(Ctx& c) {
 }
 
 // CLIENT <subcommand>
+// CLIENT TRACKING on|off [REDIRECT id] [BCAST] [PREFIX p]... [OPTIN] [OPTOUT] [NOLOOP], with
+// Redis 7.0's checks and error texts (networking.c).
+void ClientTracking(Ctx& c) {
+  ClientSession& me = c.client();
+  Tracking::Mode mode;
+  std::vector<std::string_view> prefixes;
+  bool redirect_given = false;
+  for (size_t j = 3; j < c.argc(); ++j) {
+    const std::string opt = ToLower(c.arg(j));
+    const bool more = j + 1 < c.argc();
+    if (opt == "redirect" && more) {
+      ++j;
+      if (redirect_given) return c.Error("A client can only redirect to a single other client");
+      int64_t id = 0;
+      if (!resp::ParseInt64(c.arg(j), &id)) return c.Error(err::kNotInteger);
+      if (id <= 0 || !c.server().clients.WithClient(static_cast<uint64_t>(id), [](ClientSession&) {})) {
+        return c.Error("The client ID you want redirect to does not exist");
+      }
+      redirect_given = true;
+      mode.redirect = static_cast<uint64_t>(id);
+    } else if (opt == "bcast") {
+      mode.bcast = true;
+    } else if (opt == "optin") {
+      mode.optin = true;
+    } else if (opt == "optout") {
+      mode.optout = true;
+    } else if (opt == "noloop") {
+      mode.noloop = true;
+    } else if (opt == "prefix" && more) {
+      prefixes.push_back(c.arg(++j));
+    } else {
+      return c.Error(err::kSyntax);
+    }
+  }
+  const std::string onoff = ToLower(c.arg(2));
+  if (onoff == "off") {
+    me.SetTracking(false, {});
+    return c.out().Ok();
+  }
+  if (onoff != "on") return c.Error(err::kSyntax);
+  const Tracking::Mode* current = me.tracking_mode();
+  if (!mode.bcast && !prefixes.empty()) return c.Error("PREFIX option requires BCAST mode to be enabled");
+  if (current != nullptr && current->bcast != mode.bcast) {
+    return c.Error("You can't switch BCAST mode on/off before disabling tracking for this client, and then "
+                   "re-enabling it with a different mode.");
+  }
+  if (mode.bcast && (mode.optin || mode.optout)) return c.Error("OPTIN and OPTOUT are not compatible with BCAST");
+  if (mode.optin && mode.optout) return c.Error("You can't specify both OPTIN mode and OPTOUT mode");
+  if (current != nullptr && ((mode.optin && current->optout) || (mode.optout && current->optin))) {
+    return c.Error("You can't switch OPTIN/OPTOUT mode before disabling tracking for this client, and then "
+                   "re-enabling it with a different mode.");
+  }
+  if (mode.bcast) {
+    if (std::string e = c.server().tracking.CheckPrefixes(me.id(), prefixes); !e.empty()) return c.Error(e);
+    mode.prefixes.assign(prefixes.begin(), prefixes.end());
+  }
+  me.SetTracking(true, mode);
+  c.out().Ok();
+}
+
 void Client(Ctx& c) {
   const std::string sub = ToLower(c.arg(1));
   ClientSession& me = c.client();
@@ -281,6 +341,52 @@ void Client(Ctx& c) {
     }
     return out.Integer(killed);
   }
+  if (sub == "tracking" && c.argc() >= 3) return ClientTracking(c);
+  if (sub == "caching" && c.argc() >= 3) {
+    const Tracking::Mode* mode = me.tracking_mode();
+    if (mode == nullptr) {
+      return c.Error("CLIENT CACHING can be called only when the client is in tracking mode with OPTIN or OPTOUT mode enabled");
+    }
+    const std::string opt = ToLower(c.arg(2));
+    if (opt == "yes") {
+      if (!mode->optin) return c.Error("CLIENT CACHING YES is only valid when tracking is enabled in OPTIN mode.");
+    } else if (opt == "no") {
+      if (!mode->optout) return c.Error("CLIENT CACHING NO is only valid when tracking is enabled in OPTOUT mode.");
+    } else {
+      return c.Error(err::kSyntax);
+    }
+    me.SetTrackingCaching();
+    return out.Ok();
+  }
+  if (sub == "getredir" && c.argc() == 2) {
+    const Tracking::Mode* mode = me.tracking_mode();
+    return out.Integer(mode != nullptr ? static_cast<int64_t>(mode->redirect) : -1);
+  }
+  if (sub == "trackinginfo" && c.argc() == 2) {
+    const Tracking::Mode* mode = me.tracking_mode();
+    std::vector<std::string_view> flags = {mode != nullptr ? "on" : "off"};
+    if (mode != nullptr) {
+      if (mode->bcast) flags.push_back("bcast");
+      if (mode->optin) flags.push_back("optin");
+      if (mode->optin && me.tracking_caching()) flags.push_back("caching-yes");
+      if (mode->optout) flags.push_back("optout");
+      if (mode->optout && me.tracking_caching()) flags.push_back("caching-no");
+      if (mode->noloop) flags.push_back("noloop");
+      if (me.tracking_redirect_broken()) flags.push_back("broken_redirect");
+    }
+    out.MapHeader(3);
+    out.Bulk("flags");
+    out.SetHeader(flags.size());
+    for (std::string_view f : flags) out.Bulk(f);
+    out.Bulk("redirect");
+    out.Integer(mode != nullptr ? static_cast<int64_t>(mode->redirect) : -1);
+    out.Bulk("prefixes");
+    std::vector<std::string> prefixes = mode != nullptr ? mode->prefixes : std::vector<std::string>();
+    std::sort(prefixes.begin(), prefixes.end());  // Redis lists them from a radix tree
+    out.ArrayHeader(prefixes.size());
+    for (const std::string& p : prefixes) out.Bulk(p);
+    return;
+  }
   if (sub == "pause" && (c.argc() == 3 || c.argc() == 4)) {
     // CLIENT PAUSE timeout [WRITE|ALL]: commands (ALL) or those that may write (WRITE) wait until
     // the timeout (ms) or CLIENT UNPAUSE; keys stop expiring meanwhile (Redis's pause).
@@ -417,6 +523,10 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
                  {"pause", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
                  {"unpause", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
                  {"unblock", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous @connection"},
+                 {"tracking", -3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"caching", 3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"getredir", 2, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"trackinginfo", 2, 0, 0, 0, 0, nullptr, "@slow @connection"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
   t->push_back({"multi", 1, kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Multi, "@fast @transaction"});
   t->push_back({"exec", 1, kMultiControl | kNoScript, 0, 0, 0, Exec, "@slow @transaction"});

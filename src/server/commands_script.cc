@@ -33,6 +33,7 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   run->protocol = c.client().protocol();
   run->client = &c.client();
   run->user = c.client().user_ptr();
+  run->tracking_id = c.client().TracksReads() ? c.client().id() : 0;
   run->engine = c.server().scripts.get();
   // The finisher owns the run; the op holds a plain pointer (which std::function stores without an
   // allocation, where a shared_ptr capture costs one): the finisher is in the connection's

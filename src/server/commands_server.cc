@@ -164,7 +164,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     // Replies are written as they are produced; what a client has not read yet is not tracked.
     Field(&s, "client_recent_max_output_buffer", 0);
     Field(&s, "blocked_clients", static_cast<int64_t>(st.pause.parked()));
-    Field(&s, "tracking_clients", 0);
+    Field(&s, "tracking_clients", st.tracking.clients());
     Field(&s, "clients_in_timeout_table", 0);
   }
   if (want("memory")) {
@@ -303,9 +303,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "active_defrag_key_misses", 0);
     Field(&s, "total_active_defrag_time", 0);
     Field(&s, "current_active_defrag_time", 0);
-    Field(&s, "tracking_total_keys", 0);
-    Field(&s, "tracking_total_items", 0);
-    Field(&s, "tracking_total_prefixes", 0);
+    Field(&s, "tracking_total_keys", st.tracking.keys());
+    Field(&s, "tracking_total_items", st.tracking.items());
+    Field(&s, "tracking_total_prefixes", st.tracking.prefixes());
     Field(&s, "unexpected_error_replies", 0);
     Field(&s, "total_error_replies", st.counters.error_replies.load());
     Field(&s, "dump_payload_sanitizations", 0);

@@ -111,6 +111,7 @@ const std::vector<Directive>& Table() {
     t.push_back(String("requirepass", &Config::requirepass, true));
     t.push_back(Int("acllog-max-len", &Config::acllog_max_len, 0, kMax, true));
     t.push_back(Int("maxclients", &Config::maxclients, 1, INT32_MAX, true));
+    t.push_back(Int("tracking-table-max-keys", &Config::tracking_table_max_keys, 0, INT64_MAX, true));
     t.push_back(Int("timeout", &Config::timeout, 0, INT32_MAX, true));
     t.push_back(Int("proto-max-bulk-len", &Config::proto_max_bulk_len, 1024 * 1024, kMax, true,
                     true));

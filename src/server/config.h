@@ -42,6 +42,7 @@ struct Config {
   int64_t output_soft = 0;
   int64_t output_soft_seconds = 0;
   uint32_t notify_keyspace_events = 0;  // NotifyClass flags (notify-keyspace-events)
+  int64_t tracking_table_max_keys = 1000000;  // CLIENT TRACKING's table (0: unbounded)
   int64_t pubsub_output_hard = 32ll << 20;  // client-output-buffer-limit pubsub <hard> <soft> <seconds>
   int64_t pubsub_output_soft = 8ll << 20;
   int64_t pubsub_output_soft_seconds = 60;

@@ -7,7 +7,6 @@
 #include "server/glob.h"
 
 namespace keg::server {
-namespace {
 
 void AppendBulk(std::string* out, std::string_view s) {
   out->push_back('$');
@@ -16,6 +15,8 @@ void AppendBulk(std::string* out, std::string_view s) {
   out->append(s);
   out->append("\r\n");
 }
+
+namespace {
 
 // `*n` then the bulks: the RESP2 form. A RESP3 receiver gets the same bytes with '>' in front of
 // them instead of '*' (a push): Deliver swaps the first byte.
@@ -109,23 +110,25 @@ std::string PubSub::Confirmation(int resp, std::string_view kind, const std::str
   return out;
 }
 
-void PubSub::RemoveFrom(Map& m, const std::string& name, Subscriber* s) {
+void PubSub::RemoveFrom(Map& m, std::string_view name, Subscriber* s) {
   auto it = m.find(name);
   if (it == m.end()) return;
-  std::vector<Subscriber*>& v = it->second;
-  v.erase(std::find(v.begin(), v.end(), s));
-  if (v.empty()) m.erase(it);  // millions of channels used once do not stay (as Redis)
+  if (it->second.Remove(s)) m.erase(it);  // millions of channels used once do not stay (as Redis)
 }
 
 bool PubSub::Subscribe(Subscriber* s, Kind kind, std::string_view channel) {
   auto& mine = kind == Kind::kShard ? s->shard_channels : s->channels;
-  auto [it, added] = mine.emplace(channel);
-  if (!added) return false;
+  if (mine.contains(channel)) return false;
   {
     std::unique_lock lock(mu_);
-    auto [entry, created] = map(kind).try_emplace(*it);
-    entry->second.push_back(s);
-    if (created) counter(kind).fetch_add(1, std::memory_order_relaxed);
+    Map& m = map(kind);
+    auto entry = m.find(channel);
+    if (entry == m.end()) {
+      entry = m.emplace(std::string(channel), Subscribers()).first;
+      counter(kind).fetch_add(1, std::memory_order_relaxed);
+    }
+    entry->second.Add(s);
+    mine.insert(std::string_view(entry->first));  // the map's copy: stable while subscribed
   }
   (kind == Kind::kShard ? s->n_shard : s->n_channels).fetch_add(1, std::memory_order_relaxed);
   return true;
@@ -133,16 +136,17 @@ bool PubSub::Subscribe(Subscriber* s, Kind kind, std::string_view channel) {
 
 bool PubSub::Unsubscribe(Subscriber* s, Kind kind, std::string_view channel) {
   auto& mine = kind == Kind::kShard ? s->shard_channels : s->channels;
-  auto it = mine.find(std::string(channel));
+  auto it = mine.find(channel);
   if (it == mine.end()) return false;
   {
     std::unique_lock lock(mu_);
     Map& m = map(kind);
     const size_t before = m.size();
-    RemoveFrom(m, *it, s);
+    const std::string_view name = *it;
+    mine.erase(it);  // before the map's copy of the name may go
+    RemoveFrom(m, name, s);
     if (m.size() != before) counter(kind).fetch_sub(1, std::memory_order_relaxed);
   }
-  mine.erase(it);
   (kind == Kind::kShard ? s->n_shard : s->n_channels).fetch_sub(1, std::memory_order_relaxed);
   return true;
 }
@@ -153,7 +157,7 @@ bool PubSub::SubscribePattern(Subscriber* s, std::string_view pattern) {
   {
     std::unique_lock lock(mu_);
     auto [entry, created] = patterns_.try_emplace(s->patterns.back());
-    entry->second.push_back(s);
+    entry->second.Add(s);
     if (created) pattern_count_.fetch_add(1, std::memory_order_relaxed);
   }
   s->n_patterns.fetch_add(1, std::memory_order_relaxed);
@@ -177,8 +181,9 @@ bool PubSub::UnsubscribePattern(Subscriber* s, std::string_view pattern) {
 void PubSub::UnsubscribeAll(Subscriber* s) {
   {
     std::unique_lock lock(mu_);
-    for (const std::string& c : s->channels) RemoveFrom(channels_, c, s);
-    for (const std::string& c : s->shard_channels) RemoveFrom(shard_, c, s);
+    // Each name is a view of the map's copy, read by RemoveFrom before it erases that entry.
+    for (std::string_view c : s->channels) RemoveFrom(channels_, c, s);
+    for (std::string_view c : s->shard_channels) RemoveFrom(shard_, c, s);
     for (const std::string& p : s->patterns) RemoveFrom(patterns_, p, s);
     channel_count_.store(channels_.size(), std::memory_order_relaxed);
     shard_count_.store(shard_.size(), std::memory_order_relaxed);
@@ -202,20 +207,20 @@ int64_t PubSub::Publish(Kind kind, std::string_view channel, std::string_view me
   if (auto it = m.find(channel); it != m.end()) {
     const std::string bytes = Encode({shard ? "smessage" : "message", channel, message});
     std::shared_ptr<const std::string> shared;
-    for (Subscriber* s : it->second) {
+    it->second.ForEach([&](Subscriber* s) {
       Deliver(s, bytes, &shared, here);
       ++receivers;
-    }
+    });
   }
   if (shard) return receivers;  // shard channels ignore patterns
   for (const auto& [pattern, subs] : patterns_) {
     if (!GlobMatch(pattern, channel)) continue;
     const std::string bytes = Encode({"pmessage", pattern, channel, message});
     std::shared_ptr<const std::string> shared;
-    for (Subscriber* s : subs) {
+    subs.ForEach([&](Subscriber* s) {
       Deliver(s, bytes, &shared, here);
       ++receivers;
-    }
+    });
   }
   return receivers;
 }

@@ -28,6 +28,9 @@
 
 namespace keg::server {
 
+/// Appends `s` as a RESP bulk string to `out` (for messages encoded once and sent to many).
+void AppendBulk(std::string* out, std::string_view s);
+
 /// One connection's subscriptions.
 struct Subscriber {
   /// `link` must outlive the Subscriber's registration (the session unsubscribes everything before
@@ -38,9 +41,10 @@ struct Subscriber {
   const void* const loop;        // the connection's event loop (net::CurrentLoop())
   std::atomic<int> resp{2};      // the connection's protocol: messages are pushes in RESP3
 
-  // The connection's I/O thread only.
-  std::unordered_set<std::string> channels;
-  std::unordered_set<std::string> shard_channels;
+  // The connection's I/O thread only. The channel names are views of PubSub's own copies, which
+  // live as long as the channel has a subscriber (this one): one copy of a name per channel.
+  std::unordered_set<std::string_view> channels;
+  std::unordered_set<std::string_view> shard_channels;
   std::vector<std::string> patterns;  // in subscription order (Redis keeps a list)
   bool flush_pending = false;         // written in place this turn; flushed at its end
 
@@ -96,11 +100,42 @@ class PubSub {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
-  using Map = std::unordered_map<std::string, std::vector<Subscriber*>, Hash, std::equal_to<>>;
+  // A channel's subscribers: most channels have one, kept without an allocation of its own.
+  struct Subscribers {
+    Subscriber* first = nullptr;
+    std::vector<Subscriber*> more;
+    template <typename F>
+    void ForEach(F&& f) const {
+      if (first != nullptr) f(first);
+      for (Subscriber* s : more) f(s);
+    }
+    size_t size() const { return (first != nullptr ? 1 : 0) + more.size(); }
+    void Add(Subscriber* s) {
+      if (first == nullptr && more.empty()) {
+        first = s;
+      } else {
+        more.push_back(s);
+      }
+    }
+    /// Removes `s`; true when none is left.
+    bool Remove(Subscriber* s) {
+      if (first == s) {
+        first = nullptr;
+        if (!more.empty()) {  // keep subscription order: the next one moves up
+          first = more.front();
+          more.erase(more.begin());
+        }
+      } else {
+        std::erase(more, s);
+      }
+      return first == nullptr && more.empty();
+    }
+  };
+  using Map = std::unordered_map<std::string, Subscribers, Hash, std::equal_to<>>;
   Map& map(Kind kind) { return kind == Kind::kShard ? shard_ : channels_; }
   const Map& map(Kind kind) const { return kind == Kind::kShard ? shard_ : channels_; }
   std::atomic<size_t>& counter(Kind kind) { return kind == Kind::kShard ? shard_count_ : channel_count_; }
-  static void RemoveFrom(Map& m, const std::string& name, Subscriber* s);
+  static void RemoveFrom(Map& m, std::string_view name, Subscriber* s);
 
   mutable std::shared_mutex mu_;
   Map channels_;

@@ -1508,6 +1508,13 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       return "";
     }
   }
+  if (r.run->tracking_id != 0 && !r.run->tracked && (flags & kReadOnly) != 0 && (flags & kWrite) == 0) {
+    // Before the read (under the writer role: any later write to the keys invalidates them).
+    r.run->tracked = true;
+    std::vector<std::string_view> keys;
+    for (size_t i = 0; i < r.run->numkeys; ++i) keys.push_back(r.run->arg(i));
+    if (!keys.empty()) server_.tracking.Remember(r.run->tracking_id, keys);
+  }
   if ((flags & kWrite) != 0) {
     if (r.run->read_only) {
       *error = "Write commands are not allowed from read-only scripts.";

@@ -121,6 +121,10 @@ struct ScriptRun {
     return std::string_view(args).substr(begin, ends[i] - begin);
   }
   bool read_only = false;  ///< EVAL_RO / EVALSHA_RO, or the no-writes flag
+  /// CLIENT TRACKING: the caller's id when its reads are tracked (0: not); the script's declared
+  /// keys are remembered for it when it first runs a read command (as Redis's call()).
+  uint64_t tracking_id = 0;
+  bool tracked = false;
   resp::Protocol protocol = resp::Protocol::kResp2;  ///< the caller's (for the reply)
   ClientSession* client = nullptr;  ///< the caller; handlers in direct mode never touch it
   std::shared_ptr<const AclUser> user;  ///< the caller's user: each redis.call is checked against it

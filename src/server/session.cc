@@ -418,6 +418,17 @@ void ClientRegistry::ForEach(const std::function<void(ClientSession&)>& fn) cons
   for (ClientSession* c : clients_) fn(*c);
 }
 
+bool ClientRegistry::WithClient(uint64_t id, const std::function<void(ClientSession&)>& fn) const {
+  std::lock_guard lock(mu_);
+  for (ClientSession* c : clients_) {
+    if (c->id() == id) {
+      fn(*c);
+      return true;
+    }
+  }
+  return false;
+}
+
 // ---- ClientSession ------------------------------------------------------------------------------
 
 ClientSession::ClientSession(ServerState& server, net::Link* link)
@@ -437,6 +448,7 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 
 ClientSession::~ClientSession() {
   if (monitor_.load(std::memory_order_relaxed)) server_.monitors.Remove(this);
+  if (tracking_on_) server_.tracking.Disable(id_);
   if (subscriber_ != nullptr) server_.pubsub.UnsubscribeAll(subscriber_.get());
   link_->out().set_error_observer(nullptr);
   if (!watched_.empty()) server_.watches.Unwatch(this, WatchedKeyNames());
@@ -999,7 +1011,10 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   suspended_ = false;
   close_ = false;
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
+  if (tracking_on_) RememberTracked(cmd, args);  // before the read: a write meanwhile invalidates
   RunHandler(cmd, ctx);
+  // CLIENT CACHING applies to one command (and to a whole transaction), as Redis's resetClient.
+  if (tracking_caching_ && !in_multi_ && cmd.name != "client" && cmd.name != "multi") tracking_caching_ = false;
   if (close_) return net::Outcome::kClose;
   if (suspended_) {
     busy_ = true;
@@ -1036,6 +1051,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   queued_.clear();
   store::WriteBatch batch = std::move(batch_);
   batch_ = store::WriteBatch();
+  batch.set_origin(id_);  // CLIENT TRACKING NOLOOP knows a client's own writes
   if (batch.empty() && !exec) {
     std::vector<store::OpResult> none;
     RunSteps(*flight, none);
@@ -1115,6 +1131,10 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
   if (flight.exec) {
     in_exec_ = false;
     Unwatch();
+  }
+  if (!pending_pushes_.empty()) {  // invalidations that came while the write was in flight
+    out.Push(pending_pushes_);
+    pending_pushes_.clear();
   }
   link_->Resume();
 }
@@ -1226,6 +1246,7 @@ void ClientSession::Exec(Ctx& ctx) {
       RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
     }
+    if (tracking_on_) RememberTracked(*cmd, args);
     batch_.BeginCommand();
     // A command reading the whole keyspace reads it at its place (its ReadKeys op's result).
     store::KeysQuery query;
@@ -1311,8 +1332,60 @@ Subscriber* ClientSession::subscriber() {
   return subscriber_.get();
 }
 
+void ClientSession::SetTracking(bool on, const Tracking::Mode& mode) {
+  if (!on) {
+    if (tracking_on_) server_.tracking.Disable(id_);
+    tracking_on_ = false;
+    tracking_caching_ = false;
+    tracking_mode_ = Tracking::Mode();
+    tracking_bits_.store(0, std::memory_order_relaxed);
+    tracking_redirect_.store(-1, std::memory_order_relaxed);
+    return;
+  }
+  server_.tracking.Enable(this, id_, mode);
+  // The prefixes accumulate (CLIENT TRACKING on BCAST PREFIX a, then PREFIX b: both).
+  std::vector<std::string> prefixes = tracking_on_ ? tracking_mode_.prefixes : std::vector<std::string>();
+  if (mode.bcast) {
+    std::vector<std::string> wanted = mode.prefixes;
+    if (wanted.empty()) wanted.emplace_back();
+    for (std::string& p : wanted) {
+      if (std::find(prefixes.begin(), prefixes.end(), p) == prefixes.end()) prefixes.push_back(std::move(p));
+    }
+  }
+  tracking_on_ = true;
+  tracking_mode_ = mode;
+  tracking_mode_.prefixes = std::move(prefixes);
+  tracking_bits_.store(kTrackingOn | (mode.bcast ? kTrackingBcast : 0), std::memory_order_relaxed);
+  tracking_redirect_.store(static_cast<int64_t>(mode.redirect), std::memory_order_relaxed);
+}
+
+void ClientSession::DeliverPush(std::string_view bytes) {
+  if (busy_) {  // a write's replies are on their way: after them
+    pending_pushes_.append(bytes);
+    return;
+  }
+  link_->out().Push(bytes);
+  link_->Flush();
+}
+
+void ClientSession::RememberTracked(const Command& cmd, std::span<const std::string_view> args) {
+  if (!TracksReads()) return;  // OPTIN: only after CLIENT CACHING yes; OPTOUT: not after CACHING no
+  const Command& target = StatsTarget(cmd, args);
+  if ((target.flags & kReadOnly) == 0 || (target.flags & kWrite) != 0) return;
+  std::vector<std::string_view> keys;
+  if ((target.flags & kMovableKeys) != 0) {
+    for (const KeyRef& ref : CommandKeys(target, args)) keys.push_back(args[ref.index]);
+  } else {
+    KeyPositions(target, args.size(), &key_positions_);
+    for (size_t i : key_positions_) keys.push_back(args[i]);
+  }
+  if (!keys.empty()) server_.tracking.Remember(id_, keys);
+}
+
 void ClientSession::Reset() {
   if (monitor_.exchange(false)) server_.monitors.Remove(this);
+  SetTracking(false, {});
+  tracking_caching_ = false;
   if (subscriber_ != nullptr) {  // RESET leaves every subscription, without confirmations
     server_.pubsub.UnsubscribeAll(subscriber_.get());
     SubscriptionsChanged();
@@ -1361,6 +1434,10 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   std::string flags;
   if (monitor_.load(std::memory_order_relaxed)) flags += 'O';
   if (sub + psub + ssub > 0) flags += 'P';
+  const uint8_t tracking = tracking_bits_.load(std::memory_order_relaxed);
+  if ((tracking & kTrackingOn) != 0) flags += 't';
+  if ((tracking & kTrackingBroken) != 0) flags += 'R';
+  if ((tracking & kTrackingBcast) != 0) flags += 'B';
   if (flags.empty()) flags = "N";
   const int64_t age = (now_ms - created_ms_) / 1000;
   const int64_t idle = (now_ms - last_interaction_ms_.load(std::memory_order_relaxed)) / 1000;
@@ -1372,7 +1449,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
                   std::to_string(link_->query_buffer_bytes()) +
                   " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"
                   " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +
-                  " user=" + user + " redir=-1 resp=" + std::to_string(resp_.load());
+                  " user=" + user + " redir=" + std::to_string(tracking_redirect_.load(std::memory_order_relaxed)) + " resp=" + std::to_string(resp_.load());
   if (!lib_name.empty() || !lib_ver.empty()) s += " lib-name=" + lib_name + " lib-ver=" + lib_ver;
   return s;
 }

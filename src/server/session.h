@@ -86,6 +86,27 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   bool subscribed() const { return subscriber_ != nullptr && subscriber_->any(); }
   /// After (un)subscribing: the connection's output-limit class follows.
   void SubscriptionsChanged() { link_->set_pubsub(subscribed()); }
+  // CLIENT TRACKING (tracking.h). The mode as this connection set it (I/O thread).
+  const Tracking::Mode* tracking_mode() const { return tracking_on_ ? &tracking_mode_ : nullptr; }
+  /// CLIENT TRACKING on/off with `mode` (validated by the handler).
+  void SetTracking(bool on, const Tracking::Mode& mode);
+  /// CLIENT CACHING yes|no: applies to the next command.
+  void SetTrackingCaching() { tracking_caching_ = true; }
+  bool tracking_caching() const { return tracking_caching_; }
+  /// Whether this command's reads are to be remembered (tracking on, not BCAST, OPTIN/OPTOUT and
+  /// CLIENT CACHING agree).
+  bool TracksReads() const {
+    return tracking_on_ && !tracking_mode_.bcast && !(tracking_mode_.optin && !tracking_caching_) &&
+           !(tracking_mode_.optout && tracking_caching_);
+  }
+  bool tracking_redirect_broken() const { return (tracking_bits_.load(std::memory_order_relaxed) & kTrackingBroken) != 0; }
+  /// Any thread (Tracking, under its lock).
+  void MarkTrackingRedirectBroken() { tracking_bits_.fetch_or(kTrackingBroken, std::memory_order_relaxed); }
+  /// A push (invalidation, tracking-redir-broken) for this connection, on its I/O thread: written
+  /// now, or after the replies of the write in flight (Redis sends a client's own invalidations
+  /// after its reply).
+  void DeliverPush(std::string_view bytes);
+
   /// "normal" or "pubsub" (CLIENT LIST / KILL TYPE). Any thread.
   std::string_view client_type() const {
     const Subscriber* s = subscriber_ptr_.load(std::memory_order_acquire);
@@ -207,6 +228,17 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // Pub/sub: null until the first (un)subscribe. Registered in server_.pubsub while it has
   // subscriptions; dropped from it before the session goes.
   std::unique_ptr<Subscriber> subscriber_;
+  // CLIENT TRACKING: the mode (I/O thread), CLIENT LIST's view of it (any thread), the CLIENT
+  // CACHING flag for the next command, and pushes waiting for the replies in flight.
+  static constexpr uint8_t kTrackingOn = 1, kTrackingBcast = 2, kTrackingBroken = 4;
+  bool tracking_on_ = false;
+  Tracking::Mode tracking_mode_;
+  bool tracking_caching_ = false;
+  std::atomic<uint8_t> tracking_bits_{0};
+  std::atomic<int64_t> tracking_redirect_{-1};
+  std::string pending_pushes_;
+  // Remembers the keys a read command is about to read, for a tracking connection.
+  void RememberTracked(const Command& cmd, std::span<const std::string_view> args);
   std::atomic<const Subscriber*> subscriber_ptr_{nullptr};  // the same, for CLIENT LIST (any thread)
 
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.

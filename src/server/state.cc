@@ -16,7 +16,11 @@ namespace keg::server {
 
 store::Options ServerState::StoreOptions() {
   store::Options o = config.StoreOptions();
-  o.on_expired = [this](std::string_view key) { NotifyKeyspaceEvent(*this, kNotifyExpired, "expired", key); };
+  o.on_expired = [this](std::string_view key) {
+    NotifyKeyspaceEvent(*this, kNotifyExpired, "expired", key);
+    if (tracking.clients() > 0) tracking.OnExpired(key);
+  };
+  o.on_written = [this](std::span<const store::Options::WrittenKey> keys) { tracking.OnWritten(keys); };
   return o;
 }
 
@@ -24,11 +28,16 @@ void ServerState::ApplyNotifyConfigLocked() {
   const uint32_t f = config.notify_keyspace_events;
   notify_flags.store(f, std::memory_order_relaxed);
   // The expire cycle names the keys it drops only while `expired` events are wanted.
-  if (store) store->NameExpiredKeys((f & kNotifyExpired) != 0 && (f & (kNotifyKeyspace | kNotifyKeyevent)) != 0);
+  // `expired` events, and tracking clients (an expired key is invalidated), need the key's name.
+  if (store) {
+    store->NameExpiredKeys(((f & kNotifyExpired) != 0 && (f & (kNotifyKeyspace | kNotifyKeyevent)) != 0) ||
+                           tracking.clients() > 0);
+  }
 }
 
 void ServerState::ApplyConfigLocked() {
   ApplyNotifyConfigLocked();
+  tracking_table_max_keys.store(static_cast<uint64_t>(config.tracking_table_max_keys), std::memory_order_relaxed);
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);

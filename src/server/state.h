@@ -22,6 +22,7 @@
 #include "server/config.h"
 #include "server/monitoring.h"
 #include "server/pubsub.h"
+#include "server/tracking.h"
 #include "server/cold_reads.h"
 #include "server/scripting.h"
 #include "store/store.h"
@@ -58,6 +59,8 @@ class ClientRegistry {
   size_t size() const;
   /// Calls fn for each client while holding the registry lock (clients cannot go away meanwhile).
   void ForEach(const std::function<void(ClientSession&)>& fn) const;
+  /// Calls fn with the client of this id, under the registry lock; false if there is none.
+  bool WithClient(uint64_t id, const std::function<void(ClientSession&)>& fn) const;
 
  private:
   mutable std::mutex mu_;
@@ -239,6 +242,9 @@ struct ServerState {
   /// before the store: its writer publishes `expired` events until it closes.
   PubSub pubsub;
   std::atomic<uint32_t> notify_flags{0};
+  /// CLIENT TRACKING (tracking.h) and tracking-table-max-keys.
+  Tracking tracking{*this};
+  std::atomic<uint64_t> tracking_table_max_keys{1000000};
   /// Options for opening the store: the configuration's, with the `expired` notifications' hook.
   store::Options StoreOptions();
 

@@ -745,6 +745,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   std::vector<bool> aborted(end - begin, false);
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;
+    current_origin_ = batch.origin();
     if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
       continue;
@@ -827,7 +828,7 @@ void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags
   format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms);
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
   pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0,
-                      expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0});
+                      expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0, false, current_origin_});
   overlay_.Set(key, hash, OverlayEntry{!tombstone, at});
 }
 
@@ -843,6 +844,7 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   r.group_offset = at;
   r.size = group_buf_.size() - at;
   r.flush_all = true;
+  r.origin = current_origin_;
   pending_.push_back(r);
   ForgetWrittenKeys();
   flushed_ = true;
@@ -1202,6 +1204,11 @@ void StoreImpl::ApplyGroup() {
     }
   }
   if (several) apply_seq_.store(seq + 2, std::memory_order_release);
+  if (report_writes_.load(std::memory_order_relaxed) && !pending_.empty()) {
+    written_.clear();
+    for (const PendingRecord& r : pending_) written_.push_back({r.origin, r.key, r.flush_all});
+    options_.on_written(written_);
+  }
   ClearGroup();
 }
 

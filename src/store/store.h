@@ -75,6 +75,17 @@ struct Options {
   /// Seed of the keydir's hash secret; 0 picks a random one (the default, against hash flooding).
   uint64_t hash_seed = 0;
 
+  /// Called once per applied group, while Store::ReportWrites is on, with the key of every record
+  /// the group wrote (in order, a key once per record) and the origin of its batch; `flush_all` for
+  /// a FLUSHALL record (no key). After the group is visible, before any of its batches' callbacks.
+  /// Thread: the writer role's holder; it must not call back into the store. CLIENT TRACKING.
+  struct WrittenKey {
+    uint64_t origin;
+    std::string_view key;
+    bool flush_all;
+  };
+  std::function<void(std::span<const WrittenKey> keys)> on_written;
+
   /// Called with the key of each record dropped because it expired (by the expire cycle, or after
   /// a read found it expired), while Store::NameExpiredKeys is on (keyspace notifications'
   /// `expired`). Thread: the writer role's holder; it must not call back into the store.
@@ -169,6 +180,11 @@ class WriteBatch {
   void SetPrecondition(Precondition fn) { precondition_ = std::move(fn); }
   const Precondition& precondition() const { return precondition_; }
 
+  /// Who wrote the batch (a client id; 0: nobody in particular), passed on with its records to
+  /// Options::on_written (CLIENT TRACKING's NOLOOP).
+  void set_origin(uint64_t origin) { origin_ = origin; }
+  uint64_t origin() const { return origin_; }
+
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
@@ -200,6 +216,7 @@ class WriteBatch {
   std::vector<Op> ops_;
   Precondition precondition_;
   uint32_t command_ = 0;
+  uint64_t origin_ = 0;
 };
 
 /// The outcome of one op of a batch.
@@ -442,6 +459,9 @@ class Store {
   /// drops keys by their keydir entries alone); on, it reads each expired key's record to name it
   /// (a page of a data file, which may fault). Any thread.
   virtual void NameExpiredKeys(bool on) = 0;
+  /// Whether Options::on_written is called (CLIENT TRACKING on). Off by default: a group then
+  /// collects no keys for it. Any thread.
+  virtual void ReportWrites(bool on) = 0;
   /// Turns the active expire cycle on or off (DEBUG SET-ACTIVE-EXPIRE); expired keys stay
   /// invisible to reads either way. Any thread.
   virtual void SetActiveExpire(bool on) = 0;

@@ -77,6 +77,7 @@ class StoreImpl final : public Store {
   Stats GetStats() const override;
   void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
+  void ReportWrites(bool on) override { report_writes_.store(on && options_.on_written != nullptr, std::memory_order_relaxed); }
   void NameExpiredKeys(bool on) override { name_expired_.store(on && options_.on_expired != nullptr, std::memory_order_relaxed); }
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
   void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
@@ -110,6 +111,7 @@ class StoreImpl final : public Store {
     bool expires;
     uint32_t expire_s;  // Location::ExpireSeconds of the record's expiry, when it expires
     bool flush_all = false;  // a FLUSHALL record: everything before it goes
+    uint64_t origin = 0;     // the batch's WriteBatch::origin (Options::on_written)
   };
   // The state of a key as later ops of the same group must see it.
   struct OverlayEntry {
@@ -278,6 +280,9 @@ class StoreImpl final : public Store {
 
   std::atomic<bool> active_expire_{true};
   std::atomic<bool> name_expired_{false};  // call options_.on_expired (NameExpiredKeys)
+  std::atomic<bool> report_writes_{false};  // call options_.on_written (ReportWrites)
+  uint64_t current_origin_ = 0;  // writer role: the origin of the batch whose ops run
+  std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused
   std::atomic<bool> expiry_paused_{false};
   // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry
   // a lookup that overlapped a change, so none sees part of a group.

@@ -341,6 +341,71 @@ class KeyspaceEventsTest(unittest.TestCase):
             r.close()
 
 
+class TrackingTest(unittest.TestCase):
+    """CLIENT TRACKING: the same conversations with keg and redis-server give the same bytes —
+    default mode, OPTIN, BCAST with prefixes and NOLOOP, redirection to a RESP2 subscriber of
+    __redis__:invalidate, FLUSHALL's null, expiry, TRACKINGINFO."""
+
+    def conversation(self, port):
+        tracker = connect(port)
+        redir = connect(port)
+        writer = redis.Redis(port=port, socket_timeout=10)
+        redir.sendall(resp("CLIENT", "ID"))
+        redir_id = read_for(redir).split(b"\r\n")[0][1:]
+        redir.sendall(resp("SUBSCRIBE", "__redis__:invalidate"))
+        out = [read_for(redir)]
+        steps = [
+            (tracker, [resp("HELLO", "3")]),
+            (tracker, [resp("CLIENT", "TRACKING", "on")]),
+            (tracker, [resp("GET", "a"), resp("MGET", "b", "c")]),
+            ("write", ["SET", "a", "1"]), ("write", ["SET", "c", "1"]), ("write", ["SET", "a", "2"]),
+            (tracker, [resp("GET", "a"), resp("SET", "a", "self")]),  # its own write: after the reply
+            (tracker, [resp("CLIENT", "TRACKING", "off"), resp("CLIENT", "TRACKING", "on", "OPTIN")]),
+            (tracker, [resp("GET", "x"), resp("CLIENT", "CACHING", "yes"), resp("GET", "y")]),
+            ("write", ["MSET", "x", "1", "y", "1"]),
+            (tracker, [resp("CLIENT", "TRACKINGINFO")]),
+            (tracker, [resp("CLIENT", "TRACKING", "off"), resp("CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "p:",
+                                                               "PREFIX", "q:", "NOLOOP")]),
+            ("write", ["MSET", "p:1", "1", "p:2", "2", "q:1", "1", "r:1", "1"]),
+            (tracker, [resp("SET", "p:3", "mine")]),  # NOLOOP: not told of its own write
+            (tracker, [resp("CLIENT", "TRACKING", "on", "BCAST", "PREFIX", "p")]),  # overlaps p:
+            (tracker, [resp("CLIENT", "TRACKING", "off"), resp("HELLO", "2")]),
+            (tracker, [resp("CLIENT", "TRACKING", "on", "REDIRECT", redir_id)]),
+            (tracker, [resp("GET", "k1"), resp("GET", "k2")]),
+            ("write", ["SET", "k1", "1"]),
+            ("write", ["PSETEX", "k2", "50", "1"]),
+            ("sleep", 2.0),  # k2 expires: its invalidation comes from the expire cycle
+            (tracker, [resp("GET", "k3")]),
+            ("write", ["FLUSHALL"]),
+            (tracker, [resp("CLIENT", "TRACKING", "on", "REDIRECT", "999999")]),
+        ]
+        for who, what in steps:
+            if who == "write":
+                writer.execute_command(*what)
+            elif who == "sleep":
+                time.sleep(what)
+            else:
+                who.sendall(b"".join(what))
+            out.append((read_for(tracker, 0.2), read_for(redir, 0.2)))
+        tracker.close()
+        redir.close()
+        writer.close()
+        return out, [i + 1 for i, (_, what) in enumerate(steps) if isinstance(what, list) and
+                     any(isinstance(w, bytes) and b"HELLO" in w for w in what)]
+
+    def test_matches_redis(self):
+        with redis_server() as ref:
+            expected, hellos = self.conversation(ref.port)
+        with keg() as server:
+            got, _ = self.conversation(server.port)
+        self.assertEqual(len(got), len(expected))
+        for i, (g, e) in enumerate(zip(got, expected)):
+            if i in hellos:  # HELLO names the server and the connection's id
+                self.assertEqual(g[0][:3], e[0][:3], f"step {i}")
+                continue
+            self.assertEqual(g, e, f"step {i}")
+
+
 class SlowSubscriberTest(unittest.TestCase):
     def test_subscriber_that_never_reads_is_disconnected(self):
         """1 GB published while one subscriber never reads: it is cut off at the pubsub output

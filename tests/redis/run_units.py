@@ -34,7 +34,7 @@ DEFAULT_UNITS = [
     "unit/type/incr", "unit/expire", "unit/other", "unit/multi", "unit/quit",
     "unit/latency-monitor", "unit/slowlog", "unit/introspection", "unit/introspection-2",
     "unit/querybuf", "unit/dump", "unit/bitops", "unit/bitfield", "unit/pause",
-    "unit/scripting", "unit/functions", "unit/pubsub", "unit/pubsubshard",
+    "unit/scripting", "unit/functions", "unit/pubsub", "unit/pubsubshard", "unit/tracking",
 ]
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")

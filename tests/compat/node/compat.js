@@ -1,5 +1,7 @@
-// Unmodified Node.js clients against keg-server: ioredis 5 and 6, node-redis 4 and 5, and the
-// Lua-based libraries on top of them: redlock (locks) and rate-limiter-flexible.
+// Unmodified Node.js clients against keg-server: ioredis 5 and 6, node-redis 4 and 5, the
+// Lua-based libraries on top of them: redlock (locks) and rate-limiter-flexible, and pub/sub:
+// ioredis 6 (RESP3) and node-redis 5 subscribers, two Socket.IO servers with
+// @socket.io/redis-adapter exchanging broadcasts through keg.
 // Usage: KEG_SERVER=/path/to/keg-server node compat.js   (exit 0 when every check passes)
 'use strict';
 const assert = require('node:assert/strict');
@@ -162,6 +164,103 @@ async function rateLimiterChecks(port) {
   client.disconnect();
 }
 
+// Pub/sub with ioredis 6 (RESP3: messages are pushes, the connection still runs commands) and
+// node-redis 5 (its own subscriber connection): channels, patterns, order.
+async function pubsubChecks(port) {
+  const Redis = require('ioredis6').default;
+  const sub = new Redis({ port });
+  const pub = new Redis({ port });
+  const got = [];
+  sub.on('message', (ch, msg) => got.push(['message', ch, msg]));
+  sub.on('pmessage', (pat, ch, msg) => got.push(['pmessage', pat, ch, msg]));
+  assert.equal(await sub.subscribe('news', 'sport'), 2);
+  assert.equal(await sub.psubscribe('n*'), 3);
+  assert.equal(await sub.set('k', 'still runs commands'), 'OK');  // RESP3: no subscribed context
+  assert.equal(await pub.publish('news', 'a'), 2);
+  assert.equal(await pub.publish('sport', 'b'), 1);
+  for (let i = 0; i < 100; i++) await pub.publish('nums', String(i));
+  for (let i = 0; i < 100 && got.length < 103; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(got.slice(0, 3), [['message', 'news', 'a'], ['pmessage', 'n*', 'news', 'a'], ['message', 'sport', 'b']]);
+  assert.deepEqual(got.slice(3).map((m) => m[3]), Array.from({ length: 100 }, (_, i) => String(i)));
+  sub.disconnect();
+  pub.disconnect();
+
+  const redis = require('redis5');
+  const c = redis.createClient({ socket: { port, host: '127.0.0.1' } });
+  c.on('error', () => {});
+  await c.connect();
+  const s = c.duplicate();
+  s.on('error', () => {});
+  await s.connect();
+  const seen = [];
+  await s.subscribe('chat', (msg, ch) => seen.push([ch, msg]));
+  await s.pSubscribe('ch*', (msg, ch) => seen.push(['p:' + ch, msg]));
+  assert.equal(await c.publish('chat', 'hi'), 2);
+  for (let i = 0; i < 100 && seen.length < 2; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(seen.sort(), [['chat', 'hi'], ['p:chat', 'hi']]);
+  assert.equal((await c.pubSubNumSub('chat')).chat, 1);
+  await s.unsubscribe('chat');
+  assert.equal(await c.publish('chat', 'again'), 1);  // the pattern only
+  await s.quit();
+  await c.quit();
+}
+
+// Two Socket.IO servers joined by @socket.io/redis-adapter (over ioredis 5) through keg: a
+// broadcast, a room emit and fetchSockets() from one server reach the clients of the other.
+async function socketIoChecks(port) {
+  const http = require('node:http');
+  const { Server } = require('socket.io');
+  const { io: connectClient } = require('socket.io-client');
+  const { createAdapter } = require('@socket.io/redis-adapter');
+  const Redis = require('ioredis5');
+  const servers = [];
+  const clients = [];
+  const redisClients = [];
+  try {
+    for (let i = 0; i < 2; i++) {
+      const pub = new Redis({ port });
+      const sub = pub.duplicate();
+      redisClients.push(pub, sub);
+      const httpServer = http.createServer();
+      const io = new Server(httpServer, { adapter: createAdapter(pub, sub) });
+      io.on('connection', (socket) => {
+        socket.on('join', (room, ack) => { socket.join(room); ack('joined'); });
+      });
+      await new Promise((r) => httpServer.listen(0, '127.0.0.1', r));
+      servers.push({ io, httpServer, port: httpServer.address().port });
+    }
+    for (const srv of servers) {
+      const c = connectClient(`http://127.0.0.1:${srv.port}`, { transports: ['websocket'], reconnection: false });
+      await new Promise((resolve, reject) => { c.on('connect', resolve); c.on('connect_error', reject); });
+      clients.push(c);
+    }
+    const received = (client, event) => new Promise((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error('no ' + event)), 5000);
+      client.once(event, (msg) => { clearTimeout(t); resolve(msg); });
+    });
+    // Broadcast from server 0 reaches the client of server 1 (and its own).
+    const both = Promise.all([received(clients[0], 'hello'), received(clients[1], 'hello')]);
+    servers[0].io.emit('hello', 'world');
+    assert.deepEqual(await both, ['world', 'world']);
+    // A room on server 0, emitted to from server 1.
+    assert.equal(await clients[0].emitWithAck('join', 'room1'), 'joined');
+    const inRoom = received(clients[0], 'roomy');
+    servers[1].io.to('room1').emit('roomy', 42);
+    assert.equal(await inRoom, 42);
+    // fetchSockets() asks every server (a request and its responses through keg; the adapter
+    // counts the servers with PUBSUB NUMSUB).
+    const sockets = await servers[1].io.fetchSockets();
+    assert.equal(sockets.length, 2);
+  } finally {
+    for (const c of clients) c.close();
+    for (const s of servers) {
+      s.io.close();
+      s.httpServer.close();
+    }
+    for (const r of redisClients) r.disconnect();
+  }
+}
+
 async function main() {
   const keg = await startKeg();
   let failed = 0;
@@ -182,6 +281,8 @@ async function main() {
     await run('node-redis 5 (RESP: 3)', () => nodeRedisChecks('redis5r3', require('redis5'), keg.port, { RESP: 3 }, 3));
     await run('redlock 5 (ioredis 5): acquire, contention, extend, release', () => redlockChecks(keg.port));
     await run('rate-limiter-flexible (RateLimiterRedis)', () => rateLimiterChecks(keg.port));
+    await run('pub/sub: ioredis 6 (RESP3) and node-redis 5 subscribers', () => pubsubChecks(keg.port));
+    await run('Socket.IO 4 with @socket.io/redis-adapter: two servers through keg', () => socketIoChecks(keg.port));
   } finally {
     keg.proc.kill('SIGTERM');
     await new Promise((r) => keg.proc.on('exit', r));

@@ -1,0 +1,254 @@
+#include "server/tracking.h"
+
+#include <algorithm>
+#include <random>
+
+#include "server/session.h"
+#include "server/state.h"
+
+namespace keg::server {
+namespace {
+
+// The keys part of an invalidation: an array of keys, or null (FLUSHALL) in the receiver's
+// protocol.
+std::string KeysPart(const std::vector<std::string_view>* keys, int resp) {
+  if (keys == nullptr) return resp == 3 ? "_\r\n" : "$-1\r\n";
+  std::string s = "*" + std::to_string(keys->size()) + "\r\n";
+  for (std::string_view k : *keys) AppendBulk(&s, k);
+  return s;
+}
+
+bool StartsWith(std::string_view s, std::string_view prefix) {
+  return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+}  // namespace
+
+void Tracking::Enable(ClientSession* session, uint64_t id, const Mode& mode) {
+  std::lock_guard lock(mu_);
+  auto [it, added] = clients_.try_emplace(id, Client{session, {}, false});
+  Client& c = it->second;
+  std::vector<std::string> prefixes = added ? std::vector<std::string>() : c.mode.prefixes;
+  c.mode = mode;
+  c.broken_redirect = false;
+  if (mode.bcast) {
+    std::vector<std::string> wanted = mode.prefixes;
+    if (wanted.empty()) wanted.emplace_back();  // the empty prefix: every key
+    for (std::string& p : wanted) {
+      if (std::find(prefixes.begin(), prefixes.end(), p) != prefixes.end()) continue;
+      prefix_table_[p].push_back(id);
+      prefixes.push_back(std::move(p));
+    }
+  }
+  c.mode.prefixes = std::move(prefixes);
+  clients_count_.store(clients_.size(), std::memory_order_relaxed);
+  UpdateStoreHooks();
+}
+
+void Tracking::Disable(uint64_t id) {
+  std::lock_guard lock(mu_);
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return;
+  for (const std::string& p : it->second.mode.prefixes) {
+    auto pt = prefix_table_.find(p);
+    if (pt == prefix_table_.end()) continue;
+    std::erase(pt->second, id);
+    if (pt->second.empty()) prefix_table_.erase(pt);
+  }
+  // Its ids in the table go lazily, as Redis's: an invalidation finds no such client and skips it.
+  // With no tracking client left the whole table is such ids: it goes now (Redis empties it on
+  // the next FLUSHALL, which keg's store reports only while someone tracks).
+  clients_.erase(it);
+  if (clients_.empty()) {
+    table_.clear();
+    items_ = 0;
+  }
+  clients_count_.store(clients_.size(), std::memory_order_relaxed);
+  UpdateStoreHooks();
+}
+
+void Tracking::UpdateStoreHooks() {
+  // Writes are reported to OnWritten, and expired keys named, only while someone tracks.
+  if (!server_.store) return;
+  const bool on = !clients_.empty();
+  server_.store->ReportWrites(on);
+  std::lock_guard config(server_.config_mu);
+  server_.ApplyNotifyConfigLocked();  // it names expired keys for tracking too
+}
+
+bool Tracking::Get(uint64_t id, Mode* mode, bool* broken_redirect) const {
+  std::lock_guard lock(mu_);
+  auto it = clients_.find(id);
+  if (it == clients_.end()) return false;
+  *mode = it->second.mode;
+  *broken_redirect = it->second.broken_redirect;
+  return true;
+}
+
+std::string Tracking::CheckPrefixes(uint64_t id, std::span<const std::string_view> prefixes) const {
+  auto overlap = [](std::string_view a, std::string_view b) {
+    const size_t n = std::min(a.size(), b.size());
+    return a.substr(0, n) == b.substr(0, n);
+  };
+  std::vector<std::string> current;
+  {
+    std::lock_guard lock(mu_);
+    if (auto it = clients_.find(id); it != clients_.end()) current = it->second.mode.prefixes;
+  }
+  std::sort(current.begin(), current.end());  // Redis walks its prefixes in a radix tree's order
+  for (size_t i = 0; i < prefixes.size(); ++i) {
+    for (const std::string& c : current) {
+      if (overlap(c, prefixes[i])) {
+        return "Prefix '" + std::string(prefixes[i]) + "' overlaps with an existing prefix '" + c +
+               "'. Prefixes for a single client must not overlap.";
+      }
+    }
+    for (size_t j = i + 1; j < prefixes.size(); ++j) {
+      if (overlap(prefixes[i], prefixes[j])) {
+        return "Prefix '" + std::string(prefixes[i]) + "' overlaps with another provided prefix '" +
+               std::string(prefixes[j]) + "'. Prefixes for a single client must not overlap.";
+      }
+    }
+  }
+  return {};
+}
+
+void Tracking::Remember(uint64_t id, std::span<const std::string_view> keys) {
+  std::lock_guard lock(mu_);
+  for (std::string_view key : keys) {
+    auto it = table_.find(key);
+    if (it == table_.end()) it = table_.emplace(std::string(key), std::vector<uint64_t>()).first;
+    std::vector<uint64_t>& ids = it->second;
+    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+      ids.push_back(id);
+      ++items_;
+    }
+  }
+}
+
+namespace {
+
+// Posts an invalidation (`keys`; null: everything) to `target`'s loop, where its bytes are chosen
+// by the receiver's protocol and pub/sub state. `target` must be alive during the call.
+void PostInvalidation(ClientSession* target, const std::vector<std::string_view>* keys, bool redirected) {
+  auto owned = std::make_shared<std::vector<std::string>>();
+  if (keys != nullptr) {
+    owned->reserve(keys->size());
+    for (std::string_view k : *keys) owned->emplace_back(k);
+  }
+  const bool null = keys == nullptr;
+  target->link().Post([target, owned, null, redirected] {
+    std::vector<std::string_view> views(owned->begin(), owned->end());
+    const std::vector<std::string_view>* k = null ? nullptr : &views;
+    std::string msg;
+    if (target->protocol() == resp::Protocol::kResp3) {
+      msg = ">2\r\n$10\r\ninvalidate\r\n" + KeysPart(k, 3);
+    } else if (redirected && target->subscribed()) {
+      msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n" + KeysPart(k, 2);
+    } else {
+      return;  // RESP2 without pub/sub: nothing can be sent on this connection
+    }
+    target->DeliverPush(msg);
+  });
+}
+
+}  // namespace
+
+void Tracking::SendLocked(Client& c, const std::vector<std::string_view>* keys) {
+  if (c.mode.redirect == 0) return PostInvalidation(c.session, keys, false);
+  const bool found = server_.clients.WithClient(c.mode.redirect, [&](ClientSession& r) {
+    PostInvalidation(&r, keys, true);
+  });
+  if (found) return;
+  // Redis tells the tracking client, in RESP3, that its invalidations have nowhere to go.
+  c.broken_redirect = true;
+  ClientSession* self = c.session;
+  self->MarkTrackingRedirectBroken();
+  const uint64_t redirect = c.mode.redirect;
+  self->link().Post([self, redirect] {
+    if (self->protocol() != resp::Protocol::kResp3) return;
+    self->DeliverPush(">2\r\n$21\r\ntracking-redir-broken\r\n:" + std::to_string(redirect) + "\r\n");
+  });
+}
+
+void Tracking::InvalidateLocked(uint64_t origin, std::string_view key) {
+  auto it = table_.find(key);
+  if (it == table_.end()) return;
+  const std::vector<std::string_view> keys = {key};
+  for (uint64_t id : it->second) {
+    auto c = clients_.find(id);
+    if (c == clients_.end() || c->second.mode.bcast) continue;  // gone, or switched to BCAST
+    if (c->second.mode.noloop && id == origin) continue;
+    SendLocked(c->second, &keys);
+  }
+  items_ -= it->second.size();
+  table_.erase(it);
+}
+
+void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
+  std::lock_guard lock(mu_);
+  if (clients_.empty()) return;
+  for (const auto& w : keys) {
+    if (w.flush_all) {
+      // FLUSHALL: every tracking client hears "everything" (a null), the table empties.
+      for (auto& [id, c] : clients_) SendLocked(c, nullptr);
+      table_.clear();
+      items_ = 0;
+      continue;
+    }
+    InvalidateLocked(w.origin, w.key);
+  }
+  if (prefix_table_.empty()) return;
+  // BCAST: per prefix, the group's keys under it in one message; a NOLOOP client's own left out.
+  for (const auto& [prefix, ids] : prefix_table_) {
+    for (uint64_t id : ids) {
+      auto c = clients_.find(id);
+      if (c == clients_.end()) continue;
+      std::vector<std::string_view> mine;
+      for (const auto& w : keys) {
+        if (w.flush_all || !StartsWith(w.key, prefix)) continue;
+        if (c->second.mode.noloop && w.origin == id) continue;
+        if (std::find(mine.begin(), mine.end(), w.key) == mine.end()) mine.push_back(w.key);
+      }
+      if (!mine.empty()) SendLocked(c->second, &mine);
+    }
+  }
+}
+
+void Tracking::OnExpired(std::string_view key) {
+  const store::Options::WrittenKey w{0, key, false};
+  OnWritten(std::span<const store::Options::WrittenKey>(&w, 1));
+}
+
+void Tracking::Limit(uint64_t max_keys) {
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::lock_guard lock(mu_);
+  if (max_keys == 0 || table_.size() <= max_keys) return;
+  // Random keys go (Redis walks its radix tree at random), at most 100 x the calls over the limit.
+  size_t effort = 1000;
+  while (table_.size() > max_keys && effort-- > 0) {
+    const size_t buckets = table_.bucket_count();
+    size_t b = std::uniform_int_distribution<size_t>(0, buckets - 1)(rng);
+    for (size_t tries = 0; tries < buckets && table_.bucket_size(b) == 0; ++tries) b = (b + 1) % buckets;
+    if (table_.bucket_size(b) == 0) break;
+    const std::string key = table_.begin(b)->first;
+    InvalidateLocked(0, key);
+  }
+}
+
+size_t Tracking::keys() const {
+  std::lock_guard lock(mu_);
+  return table_.size();
+}
+
+size_t Tracking::items() const {
+  std::lock_guard lock(mu_);
+  return items_;
+}
+
+size_t Tracking::prefixes() const {
+  std::lock_guard lock(mu_);
+  return prefix_table_.size();
+}
+
+}  // namespace keg::server

@@ -1,0 +1,108 @@
+// CLIENT TRACKING (client-side caching), as Redis 7.0's tracking.c.
+//
+// Default mode: the keys a tracking client reads are remembered (key → client ids); the first
+// write to such a key, by anyone (or its expiry, or FLUSHALL), sends each of those clients an
+// invalidation and forgets the key. BCAST mode: nothing is remembered; every write to a key under
+// one of the client's prefixes is sent, the keys of one write group gathered into one message
+// per prefix. Invalidations go to the client itself as RESP3 pushes (["invalidate", [keys]]), or
+// to the client named by REDIRECT: a RESP3 push there too, or, to a RESP2 connection in pub/sub
+// mode, a message on `__redis__:invalidate` (RESP2 without redirection receives nothing).
+//
+// Ordering: a key is remembered *before* the read that returns it runs, so a write that lands in
+// between still invalidates it (the read may then have returned either value; the invalidation
+// comes after the reply on the same connection). Invalidations are posted to the receiving
+// connection's event loop, and one whose connection is waiting for its own write's replies is
+// written after them (Redis sends a client's own invalidations after its reply).
+//
+// The table is bounded by tracking-table-max-keys: past it, keys are forgotten (and invalidated)
+// by ServerCron's Limit, as Redis's trackingLimitUsedSlots.
+//
+// Thread: any (one mutex); OnWritten / OnExpired from the writer role's holder.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <map>
+#include <mutex>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "store/store.h"
+
+namespace keg::server {
+
+class ClientSession;
+struct ServerState;
+
+class Tracking {
+ public:
+  /// One client's mode (CLIENT TRACKING's options).
+  struct Mode {
+    bool bcast = false;
+    bool optin = false;
+    bool optout = false;
+    bool noloop = false;
+    uint64_t redirect = 0;  // client id; 0: none
+    std::vector<std::string> prefixes;  // BCAST only; empty means every key
+  };
+
+  explicit Tracking(ServerState& server) : server_(server) {}
+
+  /// Turns tracking on for `session` (id `id`), or changes its mode; `mode.prefixes` are added to
+  /// those it has (checked by the caller: no collisions). Session's I/O thread.
+  void Enable(ClientSession* session, uint64_t id, const Mode& mode);
+  /// Turns it off (CLIENT TRACKING off, RESET, the connection closing). Session's I/O thread.
+  void Disable(uint64_t id);
+  /// The session's mode, if tracking (for CLIENT TRACKINGINFO / GETREDIR / LIST). Any thread.
+  bool Get(uint64_t id, Mode* mode, bool* broken_redirect) const;
+  /// "" when `prefixes` (to be added to client `id`'s) overlap neither each other nor its current
+  /// ones; else Redis's error text.
+  std::string CheckPrefixes(uint64_t id, std::span<const std::string_view> prefixes) const;
+
+  /// Remembers that client `id` read `keys` (call before the read runs). Session's I/O thread.
+  void Remember(uint64_t id, std::span<const std::string_view> keys);
+
+  /// Writer role: the keys a group wrote (Options::on_written), and a key that expired.
+  void OnWritten(std::span<const store::Options::WrittenKey> keys);
+  void OnExpired(std::string_view key);
+
+  /// Forgets keys past tracking-table-max-keys (sending their invalidations), a bounded effort per
+  /// call, as Redis's trackingLimitUsedSlots. Any thread (ServerCron).
+  void Limit(uint64_t max_keys);
+
+  /// Clients with tracking on; one relaxed load (the read path's cost while nobody tracks).
+  size_t clients() const { return clients_count_.load(std::memory_order_relaxed); }
+  size_t keys() const;
+  size_t items() const;
+  size_t prefixes() const;
+
+ private:
+  struct Client {
+    ClientSession* session;
+    Mode mode;
+    bool broken_redirect = false;
+  };
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+
+  // Sends `keys` (null: the whole keyspace, after FLUSHALL) as one invalidation to `c` or its
+  // redirection. Called with mu_ held: the sessions named cannot go meanwhile.
+  void SendLocked(Client& c, const std::vector<std::string_view>* keys);
+  void InvalidateLocked(uint64_t origin, std::string_view key);
+  void UpdateStoreHooks();
+
+  ServerState& server_;
+  mutable std::mutex mu_;
+  std::unordered_map<uint64_t, Client> clients_;
+  std::unordered_map<std::string, std::vector<uint64_t>, Hash, std::equal_to<>> table_;
+  size_t items_ = 0;
+  std::map<std::string, std::vector<uint64_t>, std::less<>> prefix_table_;  // BCAST prefix → clients
+  std::atomic<size_t> clients_count_{0};
+};
+
+}  // namespace keg::server
