@@ -406,6 +406,50 @@ class TrackingTest(unittest.TestCase):
             self.assertEqual(g, e, f"step {i}")
 
 
+class ManySubscribersTest(unittest.TestCase):
+    def test_ten_thousand_subscribers_on_a_hundred_patterns(self):
+        """10,000 connections, each PSUBSCRIBEd to one of 100 patterns: PUBLISH counts and
+        delivers to every one of them, across two I/O threads, and the server stays responsive."""
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 30000), hard))
+        if min(hard, 30000) < 10200:
+            self.fail(f"RLIMIT_NOFILE hard limit {hard} is below what 10,000 connections need")
+        with keg("--io-threads", "2", "--maxclients", "10100") as server:
+            r = redis.Redis(port=server.port, socket_timeout=30)
+            subs = []
+            try:
+                for j in range(10000):
+                    s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                    s.sendall(resp("PSUBSCRIBE", f"news.{j % 100}.*"))
+                    subs.append(s)
+                for s in subs:  # every confirmation: the subscriptions are all in place
+                    got = b""
+                    while not got.endswith(b":1\r\n"):
+                        got += s.recv(4096)
+                self.assertEqual(r.pubsub_numpat(), 100)
+                self.assertEqual(r.info("stats")["pubsub_patterns"], 100)
+                self.assertEqual(len(r.client_list(_type="pubsub")), 10000)
+                for p in range(100):
+                    self.assertEqual(r.publish(f"news.{p}.today", f"m{p}"), 100)
+                self.assertEqual(r.publish("sport.1.today", "x"), 0)
+                t0 = time.time()
+                self.assertTrue(r.ping())
+                self.assertLess(time.time() - t0, 2.0)
+                for j, s in enumerate(subs):
+                    want = b"m%d\r\n" % (j % 100)
+                    got = b""
+                    while not got.endswith(want):
+                        chunk = s.recv(4096)
+                        self.assertTrue(chunk, f"subscriber {j} closed")
+                        got += chunk
+                    self.assertIn(b"pmessage", got)
+            finally:
+                for s in subs:
+                    s.close()
+                r.close()
+
+
 class SlowSubscriberTest(unittest.TestCase):
     def test_subscriber_that_never_reads_is_disconnected(self):
         """1 GB published while one subscriber never reads: it is cut off at the pubsub output

@@ -205,6 +205,34 @@ async function pubsubChecks(port) {
   await c.quit();
 }
 
+// node-redis 5's client-side cache (RESP3, CLIENT TRACKING on): a repeated GET is served from its
+// cache, and another client's SET invalidates it (the next GET sees the new value).
+async function clientSideCacheChecks(port) {
+  const redis = require('redis5');
+  const { BasicClientSideCache } = require('redis5');
+  const cache = new BasicClientSideCache({ ttl: 0, maxEntries: 0 });
+  const c = redis.createClient({ socket: { port, host: '127.0.0.1' }, RESP: 3, clientSideCache: cache });
+  const w = redis.createClient({ socket: { port, host: '127.0.0.1' } });
+  c.on('error', () => {});
+  w.on('error', () => {});
+  await c.connect();
+  await w.connect();
+  await w.set('csc:k', 'v1');
+  assert.equal(await c.get('csc:k'), 'v1');  // a miss: fetched, and cached
+  assert.equal(await c.get('csc:k'), 'v1');  // a hit
+  assert.equal(cache.stats().hitCount, 1);
+  assert.equal(await c.sendCommand(['CLIENT', 'GETREDIR']), 0);  // tracking on, no redirection
+  await w.set('csc:k', 'v2');  // keg pushes the invalidation to c
+  let seen = null;
+  for (let i = 0; i < 100 && seen !== 'v2'; i++) {
+    seen = await c.get('csc:k');
+    if (seen !== 'v2') await new Promise((r) => setTimeout(r, 20));
+  }
+  assert.equal(seen, 'v2');
+  await c.quit();
+  await w.quit();
+}
+
 // Two Socket.IO servers joined by @socket.io/redis-adapter (over ioredis 5) through keg: a
 // broadcast, a room emit and fetchSockets() from one server reach the clients of the other.
 async function socketIoChecks(port) {
@@ -283,6 +311,7 @@ async function main() {
     await run('rate-limiter-flexible (RateLimiterRedis)', () => rateLimiterChecks(keg.port));
     await run('pub/sub: ioredis 6 (RESP3) and node-redis 5 subscribers', () => pubsubChecks(keg.port));
     await run('Socket.IO 4 with @socket.io/redis-adapter: two servers through keg', () => socketIoChecks(keg.port));
+    await run('node-redis 5 client-side caching (RESP3, CLIENT TRACKING)', () => clientSideCacheChecks(keg.port));
   } finally {
     keg.proc.kill('SIGTERM');
     await new Promise((r) => keg.proc.on('exit', r));
