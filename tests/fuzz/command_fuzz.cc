@@ -163,7 +163,7 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
 
 // Skips one RESP2/RESP3 value at `pos`; false if `bytes` does not hold a well-formed one there.
 bool SkipValue(std::string_view bytes, size_t* pos, int depth = 0) {
-  if (depth > 64 || *pos >= bytes.size()) return false;
+  if (depth > 2048 || *pos >= bytes.size()) return false;  // scripts nest replies up to 1,000 deep
   const char type = bytes[*pos];
   const size_t eol = bytes.find("\r\n", *pos);
   if (eol == std::string_view::npos) return false;
