@@ -501,10 +501,11 @@ class SlowSubscriberTest(unittest.TestCase):
             self.assertEqual(counts[0], 2)
             self.assertEqual(counts[-1], 1)  # the slow one is gone
             self.assertEqual(len(r.client_list(_type="pubsub")), 1)
-            # Bounded: far below what was published (the limit is 32 MB per subscriber; a sanitizer
-            # adds its shadow of what the buffers touch).
-            self.assertLess(max_rss - base_rss, (96 if not sanitized else 256) * 1024,
-                            f"RSS grew from {base_rss} to {max_rss} kB")
+            # Bounded: far below what was published (the limit is 32 MB per subscriber). Not under a
+            # sanitizer: ASan keeps freed memory in quarantine (256 MB) and TSan adds its shadow,
+            # so RSS says nothing there; the cut-off itself is checked above in every build.
+            if not sanitized:
+                self.assertLess(max_rss - base_rss, 96 * 1024, f"RSS grew from {base_rss} to {max_rss} kB")
             slow.close()
             good.close()
             r.close()

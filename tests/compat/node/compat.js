@@ -262,6 +262,13 @@ async function socketIoChecks(port) {
       await new Promise((resolve, reject) => { c.on('connect', resolve); c.on('connect_error', reject); });
       clients.push(c);
     }
+    // Each adapter subscribes on its own connection: wait until both servers see each other (the
+    // adapter counts them with PUBSUB NUMSUB), as a message published before a subscription is
+    // in place reaches nobody (pub/sub is fire and forget, in Redis too).
+    for (let i = 0; i < 200 && (await servers[0].io.of('/').adapter.serverCount()) < 2; i++) {
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    assert.equal(await servers[1].io.of('/').adapter.serverCount(), 2);
     const received = (client, event) => new Promise((resolve, reject) => {
       const t = setTimeout(() => reject(new Error('no ' + event)), 5000);
       client.once(event, (msg) => { clearTimeout(t); resolve(msg); });
