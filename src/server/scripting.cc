@@ -1513,7 +1513,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     r.run->tracked = true;
     std::vector<std::string_view> keys;
     for (size_t i = 0; i < r.run->numkeys; ++i) keys.push_back(r.run->arg(i));
-    if (!keys.empty()) server_.tracking.Remember(r.run->tracking_id, keys);
+    if (!keys.empty()) server_.tracking.RememberInGroup(r.run->tracking_id, keys, r.txn->Written());
   }
   if ((flags & kWrite) != 0) {
     if (r.run->read_only) {

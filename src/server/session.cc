@@ -1246,7 +1246,17 @@ void ClientSession::Exec(Ctx& ctx) {
       RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
     }
-    if (tracking_on_) RememberTracked(*cmd, args);
+    if (tracking_on_ && TracksReads()) {
+      // At the read's place in the transaction's group: only the writes after it invalidate.
+      std::vector<std::string_view> keys = TrackedKeys(*cmd, args);
+      if (!keys.empty()) {
+        batch_.Run([tracking = &server_.tracking, id = id_, owned = std::vector<std::string>(keys.begin(), keys.end())](
+                       store::Txn& txn) {
+          std::vector<std::string_view> read(owned.begin(), owned.end());
+          tracking->RememberInGroup(id, read, txn.Written());
+        });
+      }
+    }
     batch_.BeginCommand();
     // A command reading the whole keyspace reads it at its place (its ReadKeys op's result).
     store::KeysQuery query;
@@ -1368,17 +1378,22 @@ void ClientSession::DeliverPush(std::string_view bytes) {
   link_->Flush();
 }
 
-void ClientSession::RememberTracked(const Command& cmd, std::span<const std::string_view> args) {
-  if (!TracksReads()) return;  // OPTIN: only after CLIENT CACHING yes; OPTOUT: not after CACHING no
-  const Command& target = StatsTarget(cmd, args);
-  if ((target.flags & kReadOnly) == 0 || (target.flags & kWrite) != 0) return;
+std::vector<std::string_view> ClientSession::TrackedKeys(const Command& cmd, std::span<const std::string_view> args) {
   std::vector<std::string_view> keys;
+  const Command& target = StatsTarget(cmd, args);
+  if ((target.flags & kReadOnly) == 0 || (target.flags & kWrite) != 0) return keys;
   if ((target.flags & kMovableKeys) != 0) {
     for (const KeyRef& ref : CommandKeys(target, args)) keys.push_back(args[ref.index]);
   } else {
     KeyPositions(target, args.size(), &key_positions_);
     for (size_t i : key_positions_) keys.push_back(args[i]);
   }
+  return keys;
+}
+
+void ClientSession::RememberTracked(const Command& cmd, std::span<const std::string_view> args) {
+  if (!TracksReads()) return;  // OPTIN: only after CLIENT CACHING yes; OPTOUT: not after CACHING no
+  const std::vector<std::string_view> keys = TrackedKeys(cmd, args);
   if (!keys.empty()) server_.tracking.Remember(id_, keys);
 }
 

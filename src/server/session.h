@@ -239,6 +239,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::string pending_pushes_;
   // Remembers the keys a read command is about to read, for a tracking connection.
   void RememberTracked(const Command& cmd, std::span<const std::string_view> args);
+  // The keys a read-only command reads (none for other commands).
+  std::vector<std::string_view> TrackedKeys(const Command& cmd, std::span<const std::string_view> args);
   std::atomic<const Subscriber*> subscriber_ptr_{nullptr};  // the same, for CLIENT LIST (any thread)
 
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.

@@ -113,17 +113,24 @@ std::string Tracking::CheckPrefixes(uint64_t id, std::span<const std::string_vie
   return {};
 }
 
+void Tracking::RememberLocked(uint64_t id, std::string_view key) {
+  auto it = table_.find(key);
+  if (it == table_.end()) it = table_.emplace(std::string(key), std::vector<uint64_t>()).first;
+  std::vector<uint64_t>& ids = it->second;
+  if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
+    ids.push_back(id);
+    ++items_;
+  }
+}
+
 void Tracking::Remember(uint64_t id, std::span<const std::string_view> keys) {
   std::lock_guard lock(mu_);
-  for (std::string_view key : keys) {
-    auto it = table_.find(key);
-    if (it == table_.end()) it = table_.emplace(std::string(key), std::vector<uint64_t>()).first;
-    std::vector<uint64_t>& ids = it->second;
-    if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
-      ids.push_back(id);
-      ++items_;
-    }
-  }
+  for (std::string_view key : keys) RememberLocked(id, key);
+}
+
+void Tracking::RememberInGroup(uint64_t id, std::span<const std::string_view> keys, size_t written) {
+  std::lock_guard lock(mu_);
+  for (std::string_view key : keys) group_reads_.push_back(GroupRead{id, std::string(key), written});
 }
 
 namespace {
@@ -187,8 +194,17 @@ void Tracking::InvalidateLocked(uint64_t origin, std::string_view key) {
 
 void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
   std::lock_guard lock(mu_);
-  if (clients_.empty()) return;
-  for (const auto& w : keys) {
+  if (clients_.empty()) {
+    group_reads_.clear();
+    return;
+  }
+  size_t next_read = 0;  // group_reads_ are in group order
+  for (size_t i = 0; i < keys.size(); ++i) {
+    // A read made in the group before this record: from here on its key is remembered.
+    for (; next_read < group_reads_.size() && group_reads_[next_read].written <= i; ++next_read) {
+      RememberLocked(group_reads_[next_read].id, group_reads_[next_read].key);
+    }
+    const auto& w = keys[i];
     if (w.flush_all) {
       // FLUSHALL: every tracking client hears "everything" (a null), the table empties.
       for (auto& [id, c] : clients_) SendLocked(c, nullptr);
@@ -198,6 +214,10 @@ void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
     }
     InvalidateLocked(w.origin, w.key);
   }
+  for (; next_read < group_reads_.size(); ++next_read) {  // reads after the group's last record
+    RememberLocked(group_reads_[next_read].id, group_reads_[next_read].key);
+  }
+  group_reads_.clear();
   if (prefix_table_.empty()) return;
   // BCAST: per prefix, the group's keys under it in one message; a NOLOOP client's own left out.
   for (const auto& [prefix, ids] : prefix_table_) {

@@ -64,6 +64,10 @@ class Tracking {
 
   /// Remembers that client `id` read `keys` (call before the read runs). Session's I/O thread.
   void Remember(uint64_t id, std::span<const std::string_view> keys);
+  /// The same for a read inside a write group (EXEC, a script), at its place: `written` records
+  /// of the group come before it (store::Txn::Written), and only the group's records after it
+  /// invalidate the keys. Writer role.
+  void RememberInGroup(uint64_t id, std::span<const std::string_view> keys, size_t written);
 
   /// Writer role: the keys a group wrote (Options::on_written), and a key that expired.
   void OnWritten(std::span<const store::Options::WrittenKey> keys);
@@ -102,6 +106,16 @@ class Tracking {
   std::unordered_map<std::string, std::vector<uint64_t>, Hash, std::equal_to<>> table_;
   size_t items_ = 0;
   std::map<std::string, std::vector<uint64_t>, std::less<>> prefix_table_;  // BCAST prefix → clients
+  // RememberInGroup's reads of the group being built, entered into the table by OnWritten at
+  // their place among its records (a group that fails leaves them for the next: extra
+  // invalidations, never missing ones).
+  struct GroupRead {
+    uint64_t id;
+    std::string key;
+    size_t written;
+  };
+  std::vector<GroupRead> group_reads_;
+  void RememberLocked(uint64_t id, std::string_view key);
   std::atomic<size_t> clients_count_{0};
 };
 

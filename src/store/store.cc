@@ -954,6 +954,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       // caller's op may not live that long, this one does.
       store_->ExecuteOp(store_->txn_ops_.Add(std::move(op)), result);
     }
+    size_t Written() const override { return store_->pending_.size(); }
 
    private:
     StoreImpl* store_;

@@ -245,6 +245,9 @@ class Txn {
   /// kRun. The Txn keeps the op (the group refers to its key until it completes): passing it by
   /// move saves the copy.
   virtual void Execute(WriteBatch::Op op, OpResult* result) = 0;
+  /// How many records the group holds so far: this place's index among the keys the group will
+  /// report to Options::on_written (CLIENT TRACKING remembers a read at its place in a group).
+  virtual size_t Written() const = 0;
 
  protected:
   ~Txn() = default;
