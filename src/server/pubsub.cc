@@ -53,18 +53,22 @@ void FlushPending() {
 // checked) at once rather than at the end of the turn.
 constexpr size_t kFlushNowBytes = 256 * 1024;
 
+// Appends a message encoded in RESP2 form: as it is, or as a RESP3 push ('>' for '*').
+void AppendMessage(resp::ReplyBuffer& out, std::string_view bytes, bool resp3) {
+  if (resp3) {
+    out.Push(">");
+    bytes.remove_prefix(1);
+  }
+  out.Push(bytes);
+}
+
 // Appends one encoded message (RESP2 form) to `s`'s buffer, or posts it to `s`'s loop.
 void Deliver(Subscriber* s, const std::string& bytes, std::shared_ptr<const std::string>* shared,
              const void* here) {
   const bool resp3 = s->resp.load(std::memory_order_relaxed) == 3;
   if (here != nullptr && s->loop == here) {
     resp::ReplyBuffer& out = s->link->out();
-    if (resp3) {
-      out.Push(">");
-      out.Push(std::string_view(bytes).substr(1));
-    } else {
-      out.Push(bytes);
-    }
+    AppendMessage(out, bytes, resp3);
     if (out.size() > kFlushNowBytes) {
       s->link->Flush();  // writes, and closes a connection past its output limit
       return;
@@ -79,13 +83,7 @@ void Deliver(Subscriber* s, const std::string& bytes, std::shared_ptr<const std:
   if (!*shared) *shared = std::make_shared<const std::string>(bytes);
   net::Link* link = s->link;
   link->Post([link, msg = *shared, resp3] {
-    resp::ReplyBuffer& out = link->out();
-    if (resp3) {
-      out.Push(">");
-      out.Push(std::string_view(*msg).substr(1));
-    } else {
-      out.Push(*msg);
-    }
+    AppendMessage(link->out(), *msg, resp3);
     link->Flush();
   });
 }

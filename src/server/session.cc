@@ -197,6 +197,8 @@ void Ctx::Notify(uint32_t cls, std::string_view event, std::string_view key, siz
 }
 
 void NotifyStringWrite(Ctx& c, std::string_view key, std::string_view event, bool expire) {
+  constexpr uint32_t kClasses = kNotifyNew | kNotifyString | kNotifyGeneric;
+  if ((c.server().notify_flags.load(std::memory_order_relaxed) & kClasses) == 0) return;  // one load per write
   c.Notify(kNotifyNew, "new", key);
   c.Notify(kNotifyString, event, key);
   if (expire) c.Notify(kNotifyGeneric, "expire", key);
@@ -1014,7 +1016,7 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   if (tracking_on_) RememberTracked(cmd, args);  // before the read: a write meanwhile invalidates
   RunHandler(cmd, ctx);
   // CLIENT CACHING applies to one command (and to a whole transaction), as Redis's resetClient.
-  if (tracking_caching_ && !in_multi_ && cmd.name != "client" && cmd.name != "multi") tracking_caching_ = false;
+  if (tracking_caching_ && !in_multi_ && cmd.name != "client") tracking_caching_ = false;
   if (close_) return net::Outcome::kClose;
   if (suspended_) {
     busy_ = true;
@@ -1026,7 +1028,14 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
 void ClientSession::Finish() {
   link_->out().set_muted(false);
   busy_ = false;
+  FlushPendingPushes();
   link_->Resume();
+}
+
+void ClientSession::FlushPendingPushes() {
+  if (pending_pushes_.empty()) return;
+  link_->out().Push(pending_pushes_);
+  pending_pushes_.clear();
 }
 
 net::Outcome ClientSession::EndOfInput() {
@@ -1132,10 +1141,7 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
     in_exec_ = false;
     Unwatch();
   }
-  if (!pending_pushes_.empty()) {  // invalidations that came while the write was in flight
-    out.Push(pending_pushes_);
-    pending_pushes_.clear();
-  }
+  FlushPendingPushes();  // invalidations that came while the write was in flight
   link_->Resume();
 }
 
@@ -1352,19 +1358,8 @@ void ClientSession::SetTracking(bool on, const Tracking::Mode& mode) {
     tracking_redirect_.store(-1, std::memory_order_relaxed);
     return;
   }
-  server_.tracking.Enable(this, id_, mode);
-  // The prefixes accumulate (CLIENT TRACKING on BCAST PREFIX a, then PREFIX b: both).
-  std::vector<std::string> prefixes = tracking_on_ ? tracking_mode_.prefixes : std::vector<std::string>();
-  if (mode.bcast) {
-    std::vector<std::string> wanted = mode.prefixes;
-    if (wanted.empty()) wanted.emplace_back();
-    for (std::string& p : wanted) {
-      if (std::find(prefixes.begin(), prefixes.end(), p) == prefixes.end()) prefixes.push_back(std::move(p));
-    }
-  }
+  tracking_mode_ = server_.tracking.Enable(this, id_, mode);  // the prefixes accumulate
   tracking_on_ = true;
-  tracking_mode_ = mode;
-  tracking_mode_.prefixes = std::move(prefixes);
   tracking_bits_.store(kTrackingOn | (mode.bcast ? kTrackingBcast : 0), std::memory_order_relaxed);
   tracking_redirect_.store(static_cast<int64_t>(mode.redirect), std::memory_order_relaxed);
 }
@@ -1400,7 +1395,6 @@ void ClientSession::RememberTracked(const Command& cmd, std::span<const std::str
 void ClientSession::Reset() {
   if (monitor_.exchange(false)) server_.monitors.Remove(this);
   SetTracking(false, {});
-  tracking_caching_ = false;
   if (subscriber_ != nullptr) {  // RESET leaves every subscription, without confirmations
     server_.pubsub.UnsubscribeAll(subscriber_.get());
     SubscriptionsChanged();

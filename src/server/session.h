@@ -237,6 +237,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::atomic<uint8_t> tracking_bits_{0};
   std::atomic<int64_t> tracking_redirect_{-1};
   std::string pending_pushes_;
+  // Writes pending_pushes_ (after a write's replies, or a suspended command's).
+  void FlushPendingPushes();
   // Remembers the keys a read command is about to read, for a tracking connection.
   void RememberTracked(const Command& cmd, std::span<const std::string_view> args);
   // The keys a read-only command reads (none for other commands).

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -27,8 +28,8 @@ store::Options ServerState::StoreOptions() {
 void ServerState::ApplyNotifyConfigLocked() {
   const uint32_t f = config.notify_keyspace_events;
   notify_flags.store(f, std::memory_order_relaxed);
-  // The expire cycle names the keys it drops only while `expired` events are wanted.
-  // `expired` events, and tracking clients (an expired key is invalidated), need the key's name.
+  // The expire cycle names the keys it drops only while `expired` events, or tracking clients (an
+  // expired key is invalidated), need them.
   if (store) {
     store->NameExpiredKeys(((f & kNotifyExpired) != 0 && (f & (kNotifyKeyspace | kNotifyKeyevent)) != 0) ||
                            tracking.clients() > 0);
@@ -47,10 +48,12 @@ void ServerState::ApplyConfigLocked() {
   limits.query_buffer_limit.store(static_cast<uint64_t>(config.client_query_buffer_limit));
   limits.output_hard_limit.store(static_cast<uint64_t>(config.output_hard));
   limits.output_soft_limit.store(static_cast<uint64_t>(config.output_soft));
-  limits.output_soft_seconds.store(static_cast<uint32_t>(config.output_soft_seconds));
+  // Seconds past 2^32 (~136 years) mean "never" as well as 2^32 - 1 does; not a wrapped count.
+  auto seconds = [](int64_t s) { return static_cast<uint32_t>(std::min<int64_t>(s, UINT32_MAX)); };
+  limits.output_soft_seconds.store(seconds(config.output_soft_seconds));
   limits.pubsub_hard_limit.store(static_cast<uint64_t>(config.pubsub_output_hard));
   limits.pubsub_soft_limit.store(static_cast<uint64_t>(config.pubsub_output_soft));
-  limits.pubsub_soft_seconds.store(static_cast<uint32_t>(config.pubsub_output_soft_seconds));
+  limits.pubsub_soft_seconds.store(seconds(config.pubsub_output_soft_seconds));
   limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
   limits.file_read_depth.store(static_cast<uint32_t>(config.cold_read_depth));
   slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);

@@ -1,6 +1,7 @@
 #include "server/tracking.h"
 
 #include <algorithm>
+#include <array>
 #include <random>
 
 #include "server/session.h"
@@ -9,12 +10,11 @@
 namespace keg::server {
 namespace {
 
-// The keys part of an invalidation: an array of keys, or null (FLUSHALL) in the receiver's
-// protocol.
-std::string KeysPart(const std::vector<std::string_view>* keys, int resp) {
-  if (keys == nullptr) return resp == 3 ? "_\r\n" : "$-1\r\n";
-  std::string s = "*" + std::to_string(keys->size()) + "\r\n";
-  for (std::string_view k : *keys) AppendBulk(&s, k);
+// The keys of an invalidation as a RESP array, encoded once for all its receivers.
+template <typename Keys>
+std::shared_ptr<const std::string> EncodeKeys(const Keys& keys) {
+  auto s = std::make_shared<std::string>("*" + std::to_string(std::size(keys)) + "\r\n");
+  for (std::string_view k : keys) AppendBulk(s.get(), k);
   return s;
 }
 
@@ -24,13 +24,12 @@ bool StartsWith(std::string_view s, std::string_view prefix) {
 
 }  // namespace
 
-void Tracking::Enable(ClientSession* session, uint64_t id, const Mode& mode) {
+Tracking::Mode Tracking::Enable(ClientSession* session, uint64_t id, const Mode& mode) {
   std::lock_guard lock(mu_);
-  auto [it, added] = clients_.try_emplace(id, Client{session, {}, false});
+  auto [it, added] = clients_.try_emplace(id, Client{session, {}});
   Client& c = it->second;
   std::vector<std::string> prefixes = added ? std::vector<std::string>() : c.mode.prefixes;
   c.mode = mode;
-  c.broken_redirect = false;
   if (mode.bcast) {
     std::vector<std::string> wanted = mode.prefixes;
     if (wanted.empty()) wanted.emplace_back();  // the empty prefix: every key
@@ -43,6 +42,7 @@ void Tracking::Enable(ClientSession* session, uint64_t id, const Mode& mode) {
   c.mode.prefixes = std::move(prefixes);
   clients_count_.store(clients_.size(), std::memory_order_relaxed);
   UpdateStoreHooks();
+  return c.mode;
 }
 
 void Tracking::Disable(uint64_t id) {
@@ -74,15 +74,6 @@ void Tracking::UpdateStoreHooks() {
   server_.store->ReportWrites(on);
   std::lock_guard config(server_.config_mu);
   server_.ApplyNotifyConfigLocked();  // it names expired keys for tracking too
-}
-
-bool Tracking::Get(uint64_t id, Mode* mode, bool* broken_redirect) const {
-  std::lock_guard lock(mu_);
-  auto it = clients_.find(id);
-  if (it == clients_.end()) return false;
-  *mode = it->second.mode;
-  *broken_redirect = it->second.broken_redirect;
-  return true;
 }
 
 std::string Tracking::CheckPrefixes(uint64_t id, std::span<const std::string_view> prefixes) const {
@@ -135,23 +126,18 @@ void Tracking::RememberInGroup(uint64_t id, std::span<const std::string_view> ke
 
 namespace {
 
-// Posts an invalidation (`keys`; null: everything) to `target`'s loop, where its bytes are chosen
-// by the receiver's protocol and pub/sub state. `target` must be alive during the call.
-void PostInvalidation(ClientSession* target, const std::vector<std::string_view>* keys, bool redirected) {
-  auto owned = std::make_shared<std::vector<std::string>>();
-  if (keys != nullptr) {
-    owned->reserve(keys->size());
-    for (std::string_view k : *keys) owned->emplace_back(k);
-  }
-  const bool null = keys == nullptr;
-  target->link().Post([target, owned, null, redirected] {
-    std::vector<std::string_view> views(owned->begin(), owned->end());
-    const std::vector<std::string_view>* k = null ? nullptr : &views;
+// Posts an invalidation (`keys`: a RESP array; null: everything) to `target`'s loop, where the
+// message's form is chosen by the receiver's protocol and pub/sub state. `target` must be alive
+// during the call.
+void PostInvalidation(ClientSession* target, std::shared_ptr<const std::string> keys, bool redirected) {
+  target->link().Post([target, keys = std::move(keys), redirected] {
     std::string msg;
     if (target->protocol() == resp::Protocol::kResp3) {
-      msg = ">2\r\n$10\r\ninvalidate\r\n" + KeysPart(k, 3);
+      msg = ">2\r\n$10\r\ninvalidate\r\n";
+      msg += keys ? *keys : "_\r\n";
     } else if (redirected && target->subscribed()) {
-      msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n" + KeysPart(k, 2);
+      msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";
+      msg += keys ? *keys : "$-1\r\n";
     } else {
       return;  // RESP2 without pub/sub: nothing can be sent on this connection
     }
@@ -161,14 +147,13 @@ void PostInvalidation(ClientSession* target, const std::vector<std::string_view>
 
 }  // namespace
 
-void Tracking::SendLocked(Client& c, const std::vector<std::string_view>* keys) {
+void Tracking::SendLocked(const Client& c, const std::shared_ptr<const std::string>& keys) {
   if (c.mode.redirect == 0) return PostInvalidation(c.session, keys, false);
   const bool found = server_.clients.WithClient(c.mode.redirect, [&](ClientSession& r) {
     PostInvalidation(&r, keys, true);
   });
   if (found) return;
   // Redis tells the tracking client, in RESP3, that its invalidations have nowhere to go.
-  c.broken_redirect = true;
   ClientSession* self = c.session;
   self->MarkTrackingRedirectBroken();
   const uint64_t redirect = c.mode.redirect;
@@ -181,12 +166,13 @@ void Tracking::SendLocked(Client& c, const std::vector<std::string_view>* keys) 
 void Tracking::InvalidateLocked(uint64_t origin, std::string_view key) {
   auto it = table_.find(key);
   if (it == table_.end()) return;
-  const std::vector<std::string_view> keys = {key};
+  std::shared_ptr<const std::string> keys;  // encoded for the first receiver, shared by the others
   for (uint64_t id : it->second) {
     auto c = clients_.find(id);
     if (c == clients_.end() || c->second.mode.bcast) continue;  // gone, or switched to BCAST
     if (c->second.mode.noloop && id == origin) continue;
-    SendLocked(c->second, &keys);
+    if (!keys) keys = EncodeKeys(std::array<std::string_view, 1>{key});
+    SendLocked(c->second, keys);
   }
   items_ -= it->second.size();
   table_.erase(it);
@@ -207,7 +193,7 @@ void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
     const auto& w = keys[i];
     if (w.flush_all) {
       // FLUSHALL: every tracking client hears "everything" (a null), the table empties.
-      for (auto& [id, c] : clients_) SendLocked(c, nullptr);
+      for (const auto& [id, c] : clients_) SendLocked(c, nullptr);
       table_.clear();
       items_ = 0;
       continue;
@@ -218,26 +204,48 @@ void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
     RememberLocked(group_reads_[next_read].id, group_reads_[next_read].key);
   }
   group_reads_.clear();
-  if (prefix_table_.empty()) return;
-  // BCAST: per prefix, the group's keys under it in one message; a NOLOOP client's own left out.
+  BroadcastLocked(keys);
+}
+
+void Tracking::BroadcastLocked(std::span<const store::Options::WrittenKey> keys) {
   for (const auto& [prefix, ids] : prefix_table_) {
+    // The keys under the prefix, each with the origin of its last write.
+    std::map<std::string_view, uint64_t> under;
+    for (const auto& w : keys) {
+      if (!w.flush_all && StartsWith(w.key, prefix)) under[w.key] = w.origin;
+    }
+    if (under.empty()) continue;
+    std::shared_ptr<const std::string> all;  // for the clients not in NOLOOP mode
     for (uint64_t id : ids) {
       auto c = clients_.find(id);
       if (c == clients_.end()) continue;
-      std::vector<std::string_view> mine;
-      for (const auto& w : keys) {
-        if (w.flush_all || !StartsWith(w.key, prefix)) continue;
-        if (c->second.mode.noloop && w.origin == id) continue;
-        if (std::find(mine.begin(), mine.end(), w.key) == mine.end()) mine.push_back(w.key);
+      if (!c->second.mode.noloop) {
+        if (!all) {
+          std::vector<std::string_view> names;
+          names.reserve(under.size());
+          for (const auto& [k, origin] : under) names.push_back(k);
+          all = EncodeKeys(names);
+        }
+        SendLocked(c->second, all);
+        continue;
       }
-      if (!mine.empty()) SendLocked(c->second, &mine);
+      std::vector<std::string_view> others;
+      for (const auto& [k, origin] : under) {
+        if (origin != id) others.push_back(k);
+      }
+      if (!others.empty()) SendLocked(c->second, EncodeKeys(others));
     }
   }
 }
 
 void Tracking::OnExpired(std::string_view key) {
+  // Not through OnWritten: a key may expire while a group is being built (its reads placed in
+  // the group wait for the group's own records).
+  std::lock_guard lock(mu_);
+  if (clients_.empty()) return;
+  InvalidateLocked(0, key);
   const store::Options::WrittenKey w{0, key, false};
-  OnWritten(std::span<const store::Options::WrittenKey>(&w, 1));
+  BroadcastLocked(std::span<const store::Options::WrittenKey>(&w, 1));
 }
 
 void Tracking::Limit(uint64_t max_keys) {

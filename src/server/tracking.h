@@ -23,6 +23,7 @@
 #include <atomic>
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -52,12 +53,11 @@ class Tracking {
   explicit Tracking(ServerState& server) : server_(server) {}
 
   /// Turns tracking on for `session` (id `id`), or changes its mode; `mode.prefixes` are added to
-  /// those it has (checked by the caller: no collisions). Session's I/O thread.
-  void Enable(ClientSession* session, uint64_t id, const Mode& mode);
+  /// those it has (checked by the caller: no collisions). Returns the mode in force (its prefixes
+  /// all those added so far; BCAST without any: the empty prefix). Session's I/O thread.
+  Mode Enable(ClientSession* session, uint64_t id, const Mode& mode);
   /// Turns it off (CLIENT TRACKING off, RESET, the connection closing). Session's I/O thread.
   void Disable(uint64_t id);
-  /// The session's mode, if tracking (for CLIENT TRACKINGINFO / GETREDIR / LIST). Any thread.
-  bool Get(uint64_t id, Mode* mode, bool* broken_redirect) const;
   /// "" when `prefixes` (to be added to client `id`'s) overlap neither each other nor its current
   /// ones; else Redis's error text.
   std::string CheckPrefixes(uint64_t id, std::span<const std::string_view> prefixes) const;
@@ -87,17 +87,20 @@ class Tracking {
   struct Client {
     ClientSession* session;
     Mode mode;
-    bool broken_redirect = false;
   };
   struct Hash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
 
-  // Sends `keys` (null: the whole keyspace, after FLUSHALL) as one invalidation to `c` or its
-  // redirection. Called with mu_ held: the sessions named cannot go meanwhile.
-  void SendLocked(Client& c, const std::vector<std::string_view>* keys);
+  // Sends one invalidation to `c` or its redirection: `keys`, the RESP array of the keys (the same
+  // bytes in RESP2 and RESP3), or null for the whole keyspace (FLUSHALL). Called with mu_ held: the
+  // sessions named cannot go meanwhile.
+  void SendLocked(const Client& c, const std::shared_ptr<const std::string>& keys);
   void InvalidateLocked(uint64_t origin, std::string_view key);
+  // BCAST: per prefix, the keys under it in one message (sorted and once each, as Redis's radix
+  // tree gives them); a NOLOOP client is not told of the keys it wrote last.
+  void BroadcastLocked(std::span<const store::Options::WrittenKey> keys);
   void UpdateStoreHooks();
 
   ServerState& server_;

@@ -16,6 +16,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "store/check.h"
@@ -767,6 +768,80 @@ TEST_F(StoreTest, ExpiredKeysAreInvisibleAtOnceAndReclaimedActively) {
   }
   EXPECT_EQ(store_->GetStats().keys, 1u);  // the expire cycle dropped them from the keydir
   EXPECT_EQ(store_->GetStats().expired_keys, 200u);
+}
+
+// Options::on_written (CLIENT TRACKING): once per group, every record's key in order with its
+// batch's origin, a FLUSHALL as flush_all; nothing while ReportWrites is off. Txn::Written places
+// a script's read among the records; want_existed reports whether a plain SET's key was there.
+TEST_F(StoreTest, ReportsEachGroupsWrittenKeysWithTheirOrigin) {
+  std::mutex mu;
+  std::vector<std::vector<std::tuple<uint64_t, std::string, bool>>> groups;
+  options_.on_written = [&](std::span<const Options::WrittenKey> keys) {
+    std::lock_guard lock(mu);
+    groups.emplace_back();
+    for (const auto& k : keys) groups.back().emplace_back(k.origin, std::string(k.key), k.flush_all);
+  };
+  Open();
+  Put("before", "v");  // reporting is off: not seen
+  store_->ReportWrites(true);
+  size_t written_at_run = 99;
+  WriteBatch b;
+  b.set_origin(7);
+  b.Put("a", "1");
+  b.Run([&](Txn& txn) { written_at_run = txn.Written(); });
+  b.Put("before", "w", 0, PutCondition::kAlways, false, false);
+  b.mutable_ops().back().want_existed = true;
+  b.Put("fresh", "x");
+  b.mutable_ops().back().want_existed = true;
+  b.Delete("nosuch");  // writes nothing
+  b.DeleteAll();
+  std::vector<OpResult> r;
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &r).ok());
+  EXPECT_EQ(written_at_run, 1u);  // after "a"
+  EXPECT_TRUE(r[2].existed);
+  EXPECT_FALSE(r[3].existed);
+  store_->ReportWrites(false);
+  Put("after", "v");
+  std::lock_guard lock(mu);
+  ASSERT_EQ(groups.size(), 1u);
+  const std::vector<std::tuple<uint64_t, std::string, bool>> want = {
+      {7, "a", false}, {7, "before", false}, {7, "fresh", false}, {7, "", true}};
+  EXPECT_EQ(groups[0], want);
+}
+
+// Options::on_expired (keyspace notifications' `expired`, tracking): named only while
+// NameExpiredKeys is on, for keys the expire cycle drops and for keys a read found expired.
+TEST_F(StoreTest, NamesExpiredKeysOnlyWhenAsked) {
+  std::mutex mu;
+  std::vector<std::string> named;
+  options_.on_expired = [&](std::string_view key) {
+    std::lock_guard lock(mu);
+    named.emplace_back(key);
+  };
+  Open();
+  auto wait_for = [&](size_t n) {
+    for (int i = 0; i < 200; ++i) {
+      {
+        std::lock_guard lock(mu);
+        if (named.size() >= n) return;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  };
+  Put("quiet", "v", NowMs() + 30);
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));  // the cycle drops it unnamed
+  EXPECT_EQ(store_->GetStats().keys, 0u);
+  store_->NameExpiredKeys(true);
+  Put("cycle", "v", NowMs() + 30);
+  wait_for(1);
+  store_->SetActiveExpire(false);
+  Put("lazy", "v", NowMs() + 30);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  EXPECT_EQ(Get("lazy"), "<missing>");  // the read queues its drop
+  Put("other", "v");                    // the writer drops it before this group
+  wait_for(2);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(named, (std::vector<std::string>{"cycle", "lazy"}));
 }
 
 TEST_F(StoreTest, ExpireConditionsAndPersist) {

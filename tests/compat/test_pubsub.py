@@ -357,6 +357,14 @@ class TrackingTest(unittest.TestCase):
         steps = [
             (tracker, [resp("HELLO", "3")]),
             (tracker, [resp("CLIENT", "TRACKING", "on")]),
+            # Refusals, with Redis's texts.
+            (tracker, [resp("CLIENT", "TRACKING", "on", "BCAST"), resp("CLIENT", "TRACKING", "on", "OPTIN", "OPTOUT"),
+                       resp("CLIENT", "TRACKING", "on", "PREFIX", "x"), resp("CLIENT", "CACHING", "yes"),
+                       resp("CLIENT", "CACHING", "maybe"), resp("CLIENT", "TRACKING", "maybe"),
+                       resp("CLIENT", "TRACKING", "on", "NOSUCHOPTION"),
+                       resp("CLIENT", "TRACKING", "on", "REDIRECT", "notanumber"),
+                       resp("PUBSUB", "NUMPAT", "extra"), resp("PUBSUB", "NOSUCH"),
+                       resp("MULTI"), resp("SSUBSCRIBE", "s"), resp("EXEC")]),
             (tracker, [resp("GET", "a"), resp("MGET", "b", "c")]),
             ("write", ["SET", "a", "1"]), ("write", ["SET", "c", "1"]), ("write", ["SET", "a", "2"]),
             (tracker, [resp("GET", "a"), resp("SET", "a", "self")]),  # its own write: after the reply
