@@ -155,6 +155,8 @@ void Debug(Ctx& c) {
         "HTSTATS <dbid>", "    Return the size of the keydir.",
         "LOADAOF", "    Flush the log to disk (keg has nothing to reload).",
         "OBJECT <key>", "    Show low level info about the `key` and associated value.",
+        "PAUSE-CRON <0|1>",
+        "    Stop periodic cron job processing.",
         "POPULATE <count> [<prefix>] [<size>]",
         "    Create <count> string keys named key:<num>. If <prefix> is specified then",
         "    it is used instead of the 'key' prefix. These are not propagated to",
@@ -204,6 +206,12 @@ void Debug(Ctx& c) {
     int64_t on = 0;
     if (!resp::ParseInt64(c.arg(2), &on)) return c.Error(err::kNotInteger);
     c.server().script_allow_denied.store(on != 0, std::memory_order_relaxed);
+    return c.out().Ok();
+  }
+  if (sub == "pause-cron" && c.argc() == 3) {
+    int64_t on = 0;
+    if (!resp::ParseInt64(c.arg(2), &on)) return c.Error(err::kNotInteger);
+    c.server().cron_paused.store(on != 0, std::memory_order_relaxed);
     return c.out().Ok();
   }
   if (sub == "set-active-expire" && c.argc() == 3) {

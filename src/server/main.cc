@@ -231,7 +231,9 @@ int main(int argc, char** argv) {
   state.ready.store(true, std::memory_order_release);
   state.sampler.Start([&state, &server] {
     // Every 100 ms, as Redis's serverCron: the tracking table back under tracking-table-max-keys.
-    state.tracking.Limit(state.tracking_table_max_keys.load(std::memory_order_relaxed));
+    if (!state.cron_paused.load(std::memory_order_relaxed)) {  // DEBUG PAUSE-CRON
+      (void)state.tracking.Limit(state.tracking_table_max_keys.load(std::memory_order_relaxed));
+    }
     const keg::net::Traffic t = server.GetTraffic();
     return keg::server::Sampler::Reading{state.counters.commands.load(), t.bytes_in, t.bytes_out,
                                          keg::server::UsedMemory()};

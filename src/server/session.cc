@@ -840,6 +840,13 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
       return Reject(*cmd, denied);
     }
   }
+  if (server_.tracking.clients() > 0) {
+    // The tracking table back under tracking-table-max-keys before each command (Redis's
+    // processCommand; the cron does it too, for an idle server): this client's own invalidations
+    // go before the command's reply.
+    const std::string own = server_.tracking.Limit(server_.tracking_table_max_keys.load(std::memory_order_relaxed), this);
+    if (!own.empty()) DeliverPush(own);
+  }
   // A RESP2 connection with subscriptions may only (un)subscribe, PING, QUIT and RESET (Redis's
   // processCommand); RESP3 has no such context.
   if (protocol_ == resp::Protocol::kResp2 && subscribed() && !AllowedWhileSubscribed(cmd->name)) {

@@ -277,6 +277,9 @@ struct ServerState {
   /// DEBUG SET-DISABLE-DENY-SCRIPTS (tests): scripts may call noscript commands that answer in
   /// place (CLIENT LIST, DEBUG PROTOCOL); never those that act on a connection.
   std::atomic<bool> script_allow_denied{false};
+  // DEBUG PAUSE-CRON: the 100 ms cron skips its work (the tracking table's limit), as Redis's
+  // serverCron does; only tests use it.
+  std::atomic<bool> cron_paused{false};
   std::atomic<int> debug_command{0};  // enable-debug-command: 0 no, 1 yes, 2 local
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;

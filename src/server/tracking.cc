@@ -61,6 +61,7 @@ void Tracking::Disable(uint64_t id) {
   clients_.erase(it);
   if (clients_.empty()) {
     table_.clear();
+    table_size_.store(table_.size(), std::memory_order_relaxed);
     items_ = 0;
   }
   clients_count_.store(clients_.size(), std::memory_order_relaxed);
@@ -107,6 +108,7 @@ std::string Tracking::CheckPrefixes(uint64_t id, std::span<const std::string_vie
 void Tracking::RememberLocked(uint64_t id, std::string_view key) {
   auto it = table_.find(key);
   if (it == table_.end()) it = table_.emplace(std::string(key), std::vector<uint64_t>()).first;
+  table_size_.store(table_.size(), std::memory_order_relaxed);
   std::vector<uint64_t>& ids = it->second;
   if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
     ids.push_back(id);
@@ -126,22 +128,36 @@ void Tracking::RememberInGroup(uint64_t id, std::span<const std::string_view> ke
 
 namespace {
 
+// Tracking::Limit's caller: its own invalidations are gathered here instead of posted (this
+// thread is its loop, so it can be read here).
+thread_local const ClientSession* limit_caller = nullptr;
+thread_local std::string* limit_caller_pushes = nullptr;
+
+// The bytes of an invalidation for `target` in its protocol and pub/sub state ("" when none can
+// be sent). `target`'s loop only.
+std::string InvalidationFor(const ClientSession* target, const std::string* keys, bool redirected) {
+  std::string msg;
+  if (target->protocol() == resp::Protocol::kResp3) {
+    msg = ">2\r\n$10\r\ninvalidate\r\n";
+    msg += keys ? *keys : "_\r\n";
+  } else if (redirected && target->subscribed()) {
+    msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";
+    msg += keys ? *keys : "$-1\r\n";
+  }
+  return msg;  // RESP2 without pub/sub: nothing can be sent on this connection
+}
+
 // Posts an invalidation (`keys`: a RESP array; null: everything) to `target`'s loop, where the
 // message's form is chosen by the receiver's protocol and pub/sub state. `target` must be alive
 // during the call.
 void PostInvalidation(ClientSession* target, std::shared_ptr<const std::string> keys, bool redirected) {
+  if (target == limit_caller) {
+    *limit_caller_pushes += InvalidationFor(target, keys.get(), redirected);
+    return;
+  }
   target->link().Post([target, keys = std::move(keys), redirected] {
-    std::string msg;
-    if (target->protocol() == resp::Protocol::kResp3) {
-      msg = ">2\r\n$10\r\ninvalidate\r\n";
-      msg += keys ? *keys : "_\r\n";
-    } else if (redirected && target->subscribed()) {
-      msg = "*3\r\n$7\r\nmessage\r\n$20\r\n__redis__:invalidate\r\n";
-      msg += keys ? *keys : "$-1\r\n";
-    } else {
-      return;  // RESP2 without pub/sub: nothing can be sent on this connection
-    }
-    target->DeliverPush(msg);
+    const std::string msg = InvalidationFor(target, keys.get(), redirected);
+    if (!msg.empty()) target->DeliverPush(msg);
   });
 }
 
@@ -176,6 +192,7 @@ void Tracking::InvalidateLocked(uint64_t origin, std::string_view key) {
   }
   items_ -= it->second.size();
   table_.erase(it);
+  table_size_.store(table_.size(), std::memory_order_relaxed);
 }
 
 void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
@@ -195,6 +212,7 @@ void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
       // FLUSHALL: every tracking client hears "everything" (a null), the table empties.
       for (const auto& [id, c] : clients_) SendLocked(c, nullptr);
       table_.clear();
+      table_size_.store(table_.size(), std::memory_order_relaxed);
       items_ = 0;
       continue;
     }
@@ -248,10 +266,15 @@ void Tracking::OnExpired(std::string_view key) {
   BroadcastLocked(std::span<const store::Options::WrittenKey>(&w, 1));
 }
 
-void Tracking::Limit(uint64_t max_keys) {
+std::string Tracking::Limit(uint64_t max_keys, const ClientSession* self) {
   static thread_local std::mt19937_64 rng{std::random_device{}()};
+  std::string own;
+  // Checked without the lock first: this runs before every command while anyone tracks.
+  if (max_keys == 0 || table_size_.load(std::memory_order_relaxed) <= max_keys) return own;
   std::lock_guard lock(mu_);
-  if (max_keys == 0 || table_.size() <= max_keys) return;
+  if (table_.size() <= max_keys) return own;
+  limit_caller = self;
+  limit_caller_pushes = &own;
   // Random keys go (Redis walks its radix tree at random), at most 100 x the calls over the limit.
   size_t effort = 1000;
   while (table_.size() > max_keys && effort-- > 0) {
@@ -262,6 +285,9 @@ void Tracking::Limit(uint64_t max_keys) {
     const std::string key = table_.begin(b)->first;
     InvalidateLocked(0, key);
   }
+  limit_caller = nullptr;
+  limit_caller_pushes = nullptr;
+  return own;
 }
 
 size_t Tracking::keys() const {

@@ -74,8 +74,11 @@ class Tracking {
   void OnExpired(std::string_view key);
 
   /// Forgets keys past tracking-table-max-keys (sending their invalidations), a bounded effort per
-  /// call, as Redis's trackingLimitUsedSlots. Any thread (ServerCron).
-  void Limit(uint64_t max_keys);
+  /// call, as Redis's trackingLimitUsedSlots. Any thread: the 100 ms cron, and a session before
+  /// each command (as Redis's processCommand). Invalidations for `self` (the session calling, on
+  /// its own loop) are not posted but returned, for it to send before the command's reply as
+  /// Redis does; the others are posted to their loops.
+  std::string Limit(uint64_t max_keys, const ClientSession* self = nullptr);
 
   /// Clients with tracking on; one relaxed load (the read path's cost while nobody tracks).
   size_t clients() const { return clients_count_.load(std::memory_order_relaxed); }
@@ -120,6 +123,7 @@ class Tracking {
   std::vector<GroupRead> group_reads_;
   void RememberLocked(uint64_t id, std::string_view key);
   std::atomic<size_t> clients_count_{0};
+  std::atomic<size_t> table_size_{0};  // table_.size(), stored under mu_ at each change
 };
 
 }  // namespace keg::server
