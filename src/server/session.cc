@@ -1091,6 +1091,7 @@ net::Outcome ClientSession::Submit(bool exec) {
     });
   }
   busy_ = true;
+  write_in_flight_ = true;
   std::shared_ptr<net::Link> keep = link_->Self();
   TurnBatcher& turn = turn_batcher;
   const bool first_of_turn = turn.writes.empty();
@@ -1116,6 +1117,7 @@ net::Outcome ClientSession::Submit(bool exec) {
 void ClientSession::Complete(InFlight& flight, const store::Status& status,
                              std::vector<store::OpResult>& results) {
   busy_ = false;
+  write_in_flight_ = false;
   resp::ReplyBuffer& out = link_->out();
   const bool was_muted = out.muted();
   out.set_muted(flight.muted);
@@ -1372,7 +1374,11 @@ void ClientSession::SetTracking(bool on, const Tracking::Mode& mode) {
 }
 
 void ClientSession::DeliverPush(std::string_view bytes) {
-  if (busy_) {  // a write's replies are on their way: after them
+  // While this client's write is in flight, its replies go first (Redis sends a client the
+  // invalidations of its own writes after the reply). A suspended command (DBSIZE, INFO, SAVE...
+  // waiting for the writer) holds nothing back: the write that caused the push came before it, so
+  // the push goes before its reply, as Redis would send it.
+  if (write_in_flight_) {
     pending_pushes_.append(bytes);
     return;
   }

@@ -103,8 +103,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// Any thread (Tracking, under its lock).
   void MarkTrackingRedirectBroken() { tracking_bits_.fetch_or(kTrackingBroken, std::memory_order_relaxed); }
   /// A push (invalidation, tracking-redir-broken) for this connection, on its I/O thread: written
-  /// now, or after the replies of the write in flight (Redis sends a client's own invalidations
-  /// after its reply).
+  /// now (also while a suspended command waits: before its reply), or after the replies of the
+  /// write in flight (Redis sends a client's own invalidations after its reply).
   void DeliverPush(std::string_view bytes);
 
   /// "normal" or "pubsub" (CLIENT LIST / KILL TYPE). Any thread.
@@ -204,6 +204,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // Per-command outcome flags set by handlers.
   bool suspended_ = false;
+  // A write batch (a write command, EXEC, a script) is on its way to the store: pushes wait for
+  // its replies (DeliverPush). A suspended read (DBSIZE, INFO, ...) does not hold them.
+  bool write_in_flight_ = false;
   bool close_ = false;
 
   // The batch being collected from this read, and the finishers of its commands.

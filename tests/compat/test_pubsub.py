@@ -414,6 +414,39 @@ class TrackingTest(unittest.TestCase):
             self.assertEqual(g, e, f"step {i}")
 
 
+    # A script that writes its key, then runs for 300 ms (on keg's writer thread under `always`).
+    SLOW_WRITE = ("redis.call('set', KEYS[1], 'x') local t = redis.call('time') "
+                  "local start = t[1] * 1000000 + t[2] "
+                  "while true do t = redis.call('time') "
+                  "if t[1] * 1000000 + t[2] - start > 300000 then break end end return 1")
+
+    def suspended_conversation(self, port):
+        tracker = connect(port)
+        writer = connect(port)
+        tracker.sendall(resp("HELLO", "3") + resp("CLIENT", "TRACKING", "on"))
+        read_for(tracker)
+        tracker.sendall(resp("GET", "k"))
+        first = read_for(tracker)
+        writer.sendall(resp("EVAL", self.SLOW_WRITE, "1", "k"))
+        time.sleep(0.1)  # the script runs
+        # DBSIZE waits for the script (in keg: queued behind it on the writer). The invalidation of
+        # the script's write must come, and before DBSIZE's reply, as Redis sends it.
+        tracker.sendall(resp("DBSIZE"))
+        second = read_for(tracker, 1.0)
+        self.assertEqual(read_for(writer, 1.0), b":1\r\n")
+        tracker.close()
+        writer.close()
+        return first, second
+
+    def test_invalidation_during_a_suspended_command(self):
+        with redis_server() as ref:
+            expected = self.suspended_conversation(ref.port)
+        with keg("--appendfsync", "always") as server:  # scripts run on the writer thread
+            got = self.suspended_conversation(server.port)
+        self.assertEqual(expected[1], b">2\r\n$10\r\ninvalidate\r\n*1\r\n$1\r\nk\r\n:1\r\n")
+        self.assertEqual(got, expected)
+
+
 class ManySubscribersTest(unittest.TestCase):
     def test_ten_thousand_subscribers_on_a_hundred_patterns(self):
         """10,000 connections, each PSUBSCRIBEd to one of 100 patterns: PUBLISH counts and
