@@ -107,8 +107,10 @@ std::string Tracking::CheckPrefixes(uint64_t id, std::span<const std::string_vie
 
 void Tracking::RememberLocked(uint64_t id, std::string_view key) {
   auto it = table_.find(key);
-  if (it == table_.end()) it = table_.emplace(std::string(key), std::vector<uint64_t>()).first;
-  table_size_.store(table_.size(), std::memory_order_relaxed);
+  if (it == table_.end()) {
+    it = table_.emplace(std::string(key), std::vector<uint64_t>()).first;
+    table_size_.store(table_.size(), std::memory_order_relaxed);
+  }
   std::vector<uint64_t>& ids = it->second;
   if (std::find(ids.begin(), ids.end(), id) == ids.end()) {
     ids.push_back(id);

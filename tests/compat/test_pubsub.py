@@ -438,6 +438,34 @@ class TrackingTest(unittest.TestCase):
         writer.close()
         return first, second
 
+    def limit_conversation(self, port):
+        """tracking-table-max-keys lowered while a tracking client is idle: nothing happens while
+        DEBUG PAUSE-CRON holds the cron; once unpaused, the cron alone (no command from the
+        tracking client) evicts a key and sends its invalidation."""
+        tracker = connect(port)
+        admin = redis.Redis(port=port, socket_timeout=10)
+        tracker.sendall(resp("HELLO", "3") + resp("CLIENT", "TRACKING", "on"))
+        read_for(tracker)
+        tracker.sendall(resp("MGET", "k1", "k2"))
+        read_for(tracker)
+        admin.execute_command("DEBUG", "PAUSE-CRON", "1")
+        admin.config_set("tracking-table-max-keys", "1")  # this command's own check ran before it
+        paused = read_for(tracker, 0.5)  # five cron ticks
+        admin.execute_command("DEBUG", "PAUSE-CRON", "0")  # its check evicts one key
+        unpaused = read_for(tracker, 0.5)
+        admin.config_set("tracking-table-max-keys", "1000000")
+        tracker.close()
+        admin.close()
+        return paused, unpaused
+
+    def test_table_limit_and_pause_cron(self):
+        for start in (lambda: redis_server("--enable-debug-command", "yes"),
+                      lambda: keg("--enable-debug-command", "yes")):
+            with start() as server:
+                paused, unpaused = self.limit_conversation(server.port)
+            self.assertEqual(paused, b"")
+            self.assertRegex(unpaused, rb"^>2\r\n\$10\r\ninvalidate\r\n\*1\r\n\$2\r\nk[12]\r\n$")
+
     def test_invalidation_during_a_suspended_command(self):
         with redis_server() as ref:
             expected = self.suspended_conversation(ref.port)
