@@ -47,11 +47,11 @@ void ColdReads::Stop() {
   if (sweeper_.joinable()) sweeper_.join();
 }
 
-void ColdReads::Fetch(std::vector<std::string> keys, std::function<void()> done) {
+void ColdReads::Fetch(uint32_t db, std::vector<std::string> keys, std::function<void()> done) {
   {
     std::lock_guard lock(mu_);
     if (!stop_) {
-      jobs_.push_back(Job{std::move(keys), std::move(done), MonoNs()});
+      jobs_.push_back(Job{db, std::move(keys), std::move(done), MonoNs()});
       cv_.notify_one();
       return;
     }
@@ -80,7 +80,7 @@ void ColdReads::Work() {
       continue;
     }
     keys.assign(job.keys.begin(), job.keys.end());
-    store_->FetchKeys(keys);
+    store_->FetchKeys(job.db, keys);
     fetches_.fetch_add(1, std::memory_order_relaxed);
     keys_.fetch_add(job.keys.size(), std::memory_order_relaxed);
     wait_usec_.fetch_add(static_cast<uint64_t>(MonoNs() - job.queued_ns) / 1000, std::memory_order_relaxed);

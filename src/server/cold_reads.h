@@ -42,11 +42,11 @@ class ColdReads {
   ColdReads(const ColdReads&) = delete;
   ColdReads& operator=(const ColdReads&) = delete;
 
-  /// Faults in the records of `keys` on a pool thread, then calls `done` there.
-  void Fetch(std::vector<std::string> keys, std::function<void()> done);
+  /// Faults in the records of `keys` of database `db` on a pool thread, then calls `done` there.
+  void Fetch(uint32_t db, std::vector<std::string> keys, std::function<void()> done);
   /// Runs `task` on a pool thread: work that reads many records through the maps (KEYS, SCAN,
   /// RANDOMKEY on a data set not all in the page cache). At once, on this thread, once stopped.
-  void Run(std::function<void()> task) { Fetch({}, std::move(task)); }
+  void Run(std::function<void()> task) { Fetch(0, {}, std::move(task)); }
 
   /// Commands that waited for a fetch, the keys fetched, and the time they waited in all (µs).
   uint64_t fetches() const { return fetches_.load(std::memory_order_relaxed); }
@@ -71,6 +71,7 @@ class ColdReads {
 
  private:
   struct Job {
+    uint32_t db = 0;
     std::vector<std::string> keys;
     std::function<void()> done;
     int64_t queued_ns;

@@ -54,6 +54,7 @@ struct DirectRun {
   Finisher finisher;          ///< set by Ctx::Then
   std::string failure;        ///< set by Ctx::Fail
   bool failed = false;
+  uint32_t db = 0;            ///< the script's selected database (SELECT in a script changes it)
   uint64_t hits = 0;          ///< keyspace hits and misses of its reads
   uint64_t misses = 0;
   /// Ready for the next command; the batch keeps its capacity (a script reuses one DirectRun).
@@ -82,6 +83,16 @@ class Ctx {
 
   /// Read commands: the reply buffer.
   resp::ReplyBuffer& out() { return out_; }
+  /// The database this command acts in: the connection's (SELECT), a script's own, or the one a
+  /// command queued in MULTI had at its place.
+  uint32_t db() const;
+  /// SELECT: the database later commands act in (the connection's, or a script's).
+  void SelectDb(uint32_t db);
+  /// Fixes db() for this command (a step of EXEC run after later SELECTs).
+  void set_db(uint32_t db) { db_override_ = static_cast<int64_t>(db); }
+  /// The key of an EXEC snapshot entry: the database index and the key.
+  static std::string SnapshotKey(uint32_t db, std::string_view key);
+
   /// Reads a key (from the store, or from the EXEC snapshot). OK, NotFound or Corruption.
   store::Status Get(std::string_view key, store::ValueView* view);
   /// Counts a keyspace hit or miss and reads. False when absent, and also when the key's record
@@ -118,7 +129,8 @@ class Ctx {
   /// as it writes: GETDEL, SET GET), when the key was absent. Call after adding that op and before
   /// Then(); events go out before the command's reply, in the order they were declared. One atomic
   /// load when the class is off.
-  void Notify(uint32_t cls, std::string_view event, std::string_view key, size_t ops_back = 0);
+  /// The event names database `db` (-1: db(); COPY ... DB names its target's).
+  void Notify(uint32_t cls, std::string_view event, std::string_view key, size_t ops_back = 0, int64_t db = -1);
   /// The same, sent now (for what happened already: a read's miss, an EXEC-time effect).
   void NotifyNow(uint32_t cls, std::string_view event, std::string_view key);
 
@@ -143,12 +155,14 @@ class Ctx {
   store::Status read_error_;
   const store::OpResult* keyspace_ = nullptr;
   DirectRun* direct_ = nullptr;
+  int64_t db_override_ = -1;  // set_db
   // Events waiting for their ops' results (Notify), handed to the finisher by Then.
   struct Note {
     uint32_t cls;
     std::string_view event;  // a literal
     std::string key;
     size_t op;               // among this command's ops
+    uint32_t db;
   };
   std::vector<Note> notes_;
 };
@@ -227,6 +241,9 @@ inline constexpr std::string_view kTooBig = "string exceeds maximum allowed size
 }  // namespace err
 
 std::string WrongArity(std::string_view name);
+/// An int argument as Redis's getIntFromObjectOrReply reads it: the error text (`msg` when given,
+/// else Redis's own for a non-number and for one outside the int range), or empty with *out set.
+std::string ParseIntArgument(std::string_view arg, std::string_view msg, int32_t* out);
 /// "unknown subcommand or wrong number of arguments for '<sub>'. Try <CMD> HELP."
 std::string SubcommandSyntaxError(Ctx& c);
 /// A HELP reply in Redis's layout: "<CMD> <subcommand> ...", the lines, then HELP's own.

@@ -404,13 +404,13 @@ void Bitop(Ctx& c) {
     return d;
   });
   c.Notify(kNotifyNew, "new", c.arg(2));
-  c.Then([src, server = &c.server(), key = NotifyKey(c, kNotifyGeneric | kNotifyString, c.arg(2))](
+  c.Then([src, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyGeneric | kNotifyString, c.arg(2))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (key && !r.empty() && r.back().applied) {  // the target written, or deleted (every source empty)
       if (src->length > 0) {
-        NotifyKeyspaceEvent(*server, kNotifyString, "set", *key);
+        NotifyKeyspaceEvent(*server, db, kNotifyString, "set", *key);
       } else {
-        NotifyKeyspaceEvent(*server, kNotifyGeneric, "del", *key);
+        NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
       }
     }
     out.Integer(src->length);

@@ -136,10 +136,18 @@ void Hello(Ctx& c) {
   out.ArrayHeader(0);
 }
 
+// SELECT index. Inside EXEC it runs at its place among the queued commands and replies through a
+// step (ClientSession::Exec); in a script it changes the script's database only (Redis 7).
 void Select(Ctx& c) {
-  int64_t db = 0;
-  if (!resp::ParseInt64(c.arg(1), &db)) return c.Error(err::kNotInteger);
-  if (db != 0) return c.Error("DB index is out of range");
+  const bool step = c.client().in_exec() && !c.in_script();
+  int32_t db = 0;
+  std::string error = ParseIntArgument(c.arg(1), {}, &db);
+  if (error.empty() && (db < 0 || static_cast<uint32_t>(db) >= c.server().store->Databases())) {
+    error = "DB index is out of range";
+  }
+  if (!error.empty()) return step ? c.Fail(std::move(error)) : c.Error(error);
+  c.SelectDb(static_cast<uint32_t>(db));
+  if (step) return c.Then([](std::span<store::OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
   c.out().Ok();
 }
 

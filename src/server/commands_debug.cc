@@ -64,30 +64,33 @@ std::string Hex(const Digest& d) {
 // DEBUG DIGEST: Redis's dataset digest (xor over keys of mix(key) then the value's digest, after
 // mixing in the database number), so the same data gives the same digest in keg and in Redis.
 std::string DatasetDigest(store::Store& st) {
-  // A scan may visit a key twice (the keydir can grow meanwhile), and xor would cancel it out:
-  // collect the keys first.
-  std::unordered_map<std::string, bool> keys;  // key -> expires
-  uint64_t cursor = 0;
-  do {
-    cursor = st.Scan(cursor, 1024, [&](std::string_view key, int64_t expire_at_ms) {
-      keys.emplace(std::string(key), expire_at_ms != 0);
-    });
-  } while (cursor != 0);
   Digest final{};
-  bool any = false;
-  for (const auto& [key, expires] : keys) {
-    store::ValueView v;
-    if (!st.Get(key, &v).ok()) continue;
-    if (!any) {
-      const char db0[4] = {0, 0, 0, 0};
-      MixDigest(final, std::string_view(db0, 4));
-      any = true;
+  for (uint32_t db = 0; db < st.Databases(); ++db) {
+    // A scan may visit a key twice (the keydir can grow meanwhile), and xor would cancel it out:
+    // collect the keys first.
+    std::unordered_map<std::string, bool> keys;  // key -> expires
+    uint64_t cursor = 0;
+    do {
+      cursor = st.Scan(db, cursor, 1024, [&](std::string_view key, int64_t expire_at_ms) {
+        keys.emplace(std::string(key), expire_at_ms != 0);
+      });
+    } while (cursor != 0);
+    bool any = false;
+    for (const auto& [key, expires] : keys) {
+      store::ValueView v;
+      if (!st.Get(db, key, &v).ok()) continue;
+      if (!any) {  // the database's number, big-endian (Redis: htonl(j)), once it has a key
+        const char id[4] = {static_cast<char>(db >> 24), static_cast<char>(db >> 16),
+                            static_cast<char>(db >> 8), static_cast<char>(db)};
+        MixDigest(final, std::string_view(id, 4));
+        any = true;
+      }
+      Digest d{};
+      MixDigest(d, key);
+      ValueDigest(d, v.value, expires);
+      // Redis's xorDigest(final, digest, 20): the SHA1 of the key's digest goes into the total.
+      XorDigest(final, std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
     }
-    Digest d{};
-    MixDigest(d, key);
-    ValueDigest(d, v.value, expires);
-    // Redis's xorDigest(final, digest, 20): the SHA1 of the key's digest goes into the total.
-    XorDigest(final, std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
   }
   return Hex(final);
 }
@@ -276,11 +279,11 @@ void Debug(Ctx& c) {
   if (sub == "htstats" && c.argc() >= 3) {
     int64_t db = 0;
     if (!resp::ParseInt64(c.arg(2), &db)) return c.Error(err::kNotInteger);
-    if (db != 0) return c.Error("Out of range database");
-    const store::Stats st = c.server().store->GetStats();
-    return c.out().Verbatim("[Dictionary HT]\nkeg keydir: " + std::to_string(st.keys) + " keys, " +
-                            std::to_string(st.keydir_bytes) + " bytes\n[Expires HT]\nkeys with an expiry: " +
-                            std::to_string(c.server().store->ExpiringKeys()) + "\n");
+    if (db < 0 || db >= static_cast<int64_t>(c.server().store->Databases())) return c.Error("Out of range database");
+    const auto index = static_cast<uint32_t>(db);
+    return c.out().Verbatim("[Dictionary HT]\nkeg keydir: " + std::to_string(c.server().store->KeyCount(index)) +
+                            " keys\n[Expires HT]\nkeys with an expiry: " +
+                            std::to_string(c.server().store->ExpiringKeys(index)) + "\n");
   }
   if (sub == "object" && c.argc() == 3) {
     store::ValueView v;

@@ -159,11 +159,11 @@ void Keys(Ctx& c) {
     return;
   }
   store::Store* store = c.server().store.get();
-  WalkOffTheLoop(c, [store, pattern, all]() -> ReplyFn {
+  WalkOffTheLoop(c, [store, db = c.db(), pattern, all]() -> ReplyFn {
     auto keys = std::make_shared<std::vector<std::string>>();
     uint64_t cursor = 0;
     do {
-      cursor = store->Scan(cursor, 1024, [&](std::string_view k, int64_t) {
+      cursor = store->Scan(db, cursor, 1024, [&](std::string_view k, int64_t) {
         if (all || GlobMatch(pattern, k)) keys->emplace_back(k);
       });
     } while (cursor != 0);
@@ -234,10 +234,10 @@ void Scan(Ctx& c) {
     return;
   }
   store::Store* store = c.server().store.get();
-  WalkOffTheLoop(c, [store, type_ok, pattern = std::string(a.pattern), use_pattern = a.use_pattern,
+  WalkOffTheLoop(c, [store, db = c.db(), type_ok, pattern = std::string(a.pattern), use_pattern = a.use_pattern,
                      cursor = a.cursor, count = static_cast<size_t>(a.count)]() -> ReplyFn {
     auto keys = std::make_shared<std::vector<std::string>>();
-    const uint64_t next = store->Scan(cursor, count, [&](std::string_view k, int64_t) {
+    const uint64_t next = store->Scan(db, cursor, count, [&](std::string_view k, int64_t) {
       if (type_ok && (!use_pattern || GlobMatch(pattern, k))) keys->emplace_back(k);
     });
     return [keys, next](resp::ReplyBuffer& out) {
@@ -255,9 +255,9 @@ void Randomkey(Ctx& c) {
     return c.out().Bulk(c.keyspace()->key_list.front());
   }
   store::Store* store = c.server().store.get();
-  WalkOffTheLoop(c, [store]() -> ReplyFn {
+  WalkOffTheLoop(c, [store, db = c.db()]() -> ReplyFn {
     auto key = std::make_shared<std::string>();
-    if (!store->RandomKey(key.get())) return [](resp::ReplyBuffer& out) { out.Null(); };
+    if (!store->RandomKey(db, key.get())) return [](resp::ReplyBuffer& out) { out.Null(); };
     return [key](resp::ReplyBuffer& out) { out.Bulk(*key); };
   });
 }
@@ -288,11 +288,11 @@ bool ScanQuery(std::span<const std::string_view> args, store::KeysQuery* q) {
 // reads (Redis's DBSIZE sees both). Inside EXEC, at its place in the transaction (Ctx::keyspace).
 void Dbsize(Ctx& c) {
   if (c.keyspace() != nullptr) return c.out().Integer(static_cast<int64_t>(c.keyspace()->keys));
-  if (c.inline_only()) return c.out().Integer(static_cast<int64_t>(c.server().store->GetStats().keys));
+  if (c.inline_only()) return c.out().Integer(static_cast<int64_t>(c.server().store->KeyCount(c.db())));
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
-  c.server().store->KeyCountAsync([client, keep](uint64_t keys) {
+  c.server().store->KeyCountAsync(c.db(), [client, keep](uint64_t keys) {
     keep->Post([client, keys] {
       client->link().out().Integer(static_cast<int64_t>(keys));
       client->Finish();
@@ -310,6 +310,7 @@ void RenameWith(Ctx& c, bool nx) {
     bool dst_exists = false;
     std::string value;
     int64_t expire_at_ms = 0;
+    uint8_t type = 0;
   };
   auto m = std::make_shared<Move>();
   if (src == dst) {
@@ -332,6 +333,7 @@ void RenameWith(Ctx& c, bool nx) {
       if (nx && m->dst_exists) return d;
       m->value.assign(cur->value);
       m->expire_at_ms = cur->expire_at_ms;
+      m->type = cur->type;
       d.action = Action::kDelete;
       return d;
     });
@@ -341,6 +343,7 @@ void RenameWith(Ctx& c, bool nx) {
       d.action = Action::kPut;
       d.value = std::move(m->value);
       d.expire_at_ms = m->expire_at_ms;
+      d.type = m->type;
       return d;
     });
     // Redis's order: the destination is added (`new`), then rename_from and rename_to.
@@ -358,30 +361,38 @@ void RenameWith(Ctx& c, bool nx) {
     }
   });
 }
-// COPY source destination [DB db] [REPLACE]: the value and its expiry, read and written at this
-// command's place in the batch. keg has one database (0), as redis-server with `databases 1`.
+// A database index argument as Redis's getIntFromObjectOrReply reads it (an int), then checked
+// against `databases`: the error text, or empty.
+std::string DbIndex(Ctx& c, std::string_view arg, std::string_view not_int, uint32_t* db) {
+  int32_t v = 0;
+  if (std::string e = ParseIntArgument(arg, not_int, &v); !e.empty()) return e;
+  if (v < 0 || v >= static_cast<int64_t>(c.server().store->Databases())) return "DB index is out of range";
+  *db = static_cast<uint32_t>(v);
+  return {};
+}
+
+// COPY source destination [DB db] [REPLACE]: the value, its type and its expiry, read and written
+// at this command's place in the batch.
 void Copy(Ctx& c) {
   bool replace = false;
+  uint32_t to = c.db();
   for (size_t j = 3; j < c.argc(); ++j) {
     const std::string opt = ToLower(c.arg(j));
     if (opt == "replace") {
       replace = true;
     } else if (opt == "db" && j + 1 < c.argc()) {
-      int64_t db = 0;
-      if (!resp::ParseInt64(c.arg(++j), &db) || db < INT32_MIN || db > INT32_MAX) {
-        return c.Fail(std::string(err::kNotInteger));
-      }
-      if (db != 0) return c.Fail("DB index is out of range");
+      if (std::string e = DbIndex(c, c.arg(++j), {}, &to); !e.empty()) return c.Fail(std::move(e));
     } else {
       return c.Fail(std::string(err::kSyntax));
     }
   }
-  if (c.arg(1) == c.arg(2)) return c.Fail("source and destination objects are the same");
+  if (to == c.db() && c.arg(1) == c.arg(2)) return c.Fail("source and destination objects are the same");
   struct Copied {
     bool found = false;
     bool copied = false;
     std::string value;
     int64_t expire_at_ms = 0;
+    uint8_t type = 0;
   };
   auto m = std::make_shared<Copied>();
   c.batch().Update(std::string(c.arg(1)), [m](const ValueView* cur) {
@@ -389,20 +400,24 @@ void Copy(Ctx& c) {
       m->found = true;
       m->value.assign(cur->value);
       m->expire_at_ms = cur->expire_at_ms;
+      m->type = cur->type;
     }
     return UpdateDecision{};
   });
-  c.batch().Update(std::string(c.arg(2)), [m, replace](const ValueView* cur) {
+  store::WriteBatch& b = c.batch();
+  b.SelectDb(to);
+  b.Update(std::string(c.arg(2)), [m, replace](const ValueView* cur) {
     UpdateDecision d;
     if (!m->found || (cur != nullptr && !replace)) return d;
     m->copied = true;
     d.action = Action::kPut;
     d.value = std::move(m->value);
     d.expire_at_ms = m->expire_at_ms;
+    d.type = m->type;
     return d;
   });
-  c.Notify(kNotifyNew, "new", c.arg(2));
-  c.Notify(kNotifyGeneric, "copy_to", c.arg(2));
+  c.Notify(kNotifyNew, "new", c.arg(2), 0, to);
+  c.Notify(kNotifyGeneric, "copy_to", c.arg(2), 0, to);
   c.Then([m](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(m->copied ? 1 : 0); });
 }
 
@@ -506,13 +521,13 @@ void Restore(Ctx& c) {
   // REPLACE deletes the old key and adds the new one: `new` even when the key existed (Redis).
   const bool notify = NotifyKey(c, kNotifyGeneric | kNotifyNew, c.arg(1)).has_value();
   if (notify) c.batch().mutable_ops().back().want_existed = true;
-  c.Then([o, server, idle, idle_seconds, notify, replace, key = std::string(c.arg(1))](std::span<OpResult> r,
+  c.Then([o, server, idle, idle_seconds, notify, replace, db = c.db(), key = std::string(c.arg(1))](std::span<OpResult> r,
                                                                                       resp::ReplyBuffer& out) {
     if (o->busy) return out.Error("-BUSYKEY Target key name already exists.");
     if (!o->error.empty()) return out.Error(o->error);
     if (notify && !r.empty() && r[0].applied) {
-      if (!o->deleted && (replace || !r[0].existed)) NotifyKeyspaceEvent(*server, kNotifyNew, "new", key);
-      NotifyKeyspaceEvent(*server, kNotifyGeneric, o->deleted ? "del" : "restore", key);
+      if (!o->deleted && (replace || !r[0].existed)) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", key);
+      NotifyKeyspaceEvent(*server, db, kNotifyGeneric, o->deleted ? "del" : "restore", key);
     }
     if (idle) server->access.SetIdle(key, idle_seconds, store::NowMs());
     out.Ok();
@@ -581,7 +596,36 @@ void Flush(Ctx& c) {
   }
   // On the writer, at this command's place: a write queued before it (in this pipeline, or earlier
   // in the same MULTI) is deleted too, never left behind by a scan that ran before it landed.
-  c.batch().DeleteAll();
+  if (EqualsIgnoreCase(c.arg(0), "flushdb")) {
+    c.batch().DeleteDb();
+  } else {
+    c.batch().DeleteAll();
+  }
+  c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
+}
+
+// MOVE key db: 1 when moved; 0 when the key is absent here or present there (Redis 7.0).
+void Move(Ctx& c) {
+  uint32_t to = 0;
+  if (std::string e = DbIndex(c, c.arg(2), {}, &to); !e.empty()) return c.Fail(std::move(e));
+  if (to == c.db()) return c.Fail("source and destination objects are the same");
+  c.batch().Move(std::string(c.arg(1)), to);
+  c.Notify(kNotifyGeneric, "move_from", c.arg(1));
+  c.Then([server = &c.server(), to, key = NotifyKey(c, kNotifyGeneric, c.arg(1))](std::span<OpResult> r,
+                                                                                 resp::ReplyBuffer& out) {
+    const bool moved = !r.empty() && r[0].applied;
+    if (moved && key) NotifyKeyspaceEvent(*server, to, kNotifyGeneric, "move_to", *key);
+    out.Integer(moved ? 1 : 0);
+  });
+}
+
+// SWAPDB index1 index2: O(1) (one record; the store swaps its database map).
+void Swapdb(Ctx& c) {
+  uint32_t a = 0;
+  uint32_t b = 0;
+  if (std::string e = DbIndex(c, c.arg(1), "invalid first DB index", &a); !e.empty()) return c.Fail(std::move(e));
+  if (std::string e = DbIndex(c, c.arg(2), "invalid second DB index", &b); !e.empty()) return c.Fail(std::move(e));
+  c.batch().SwapDb(a, b);
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }
 
@@ -614,6 +658,8 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->push_back({"rename", 3, kW, 1, 2, 1, Rename, "@keyspace @write @slow"});
   t->push_back({"renamenx", 3, kW | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
   t->push_back({"copy", -3, kW, 1, 2, 1, Copy, "@keyspace @write @slow"});
+  t->push_back({"move", 3, kW | kFast, 1, 1, 1, Move, "@keyspace @write @fast"});
+  t->push_back({"swapdb", 3, kW | kFast, 0, 0, 0, Swapdb, "@keyspace @write @fast @dangerous"});
   t->push_back({"dump", 2, kR, 1, 1, 1, Dump, "@keyspace @read @slow"});
   t->push_back({"touch", -2, kR | kFast, 1, -1, 1, Touch, "@keyspace @read @fast"});
   t->push_back({"object", -2, kR | kNoTouch, 0, 0, 0, Object, "@keyspace @read @slow",

@@ -32,6 +32,7 @@ void TakeArguments(Ctx& c, size_t numkeys, ScriptRun* run) {
 void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   run->protocol = c.client().protocol();
   run->client = &c.client();
+  run->db = c.db();
   run->user = c.client().user_ptr();
   run->tracking_id = c.client().TracksReads() ? c.client().id() : 0;
   run->engine = c.server().scripts.get();

@@ -411,9 +411,11 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   }
   if (want("keyspace")) {
     begin("Keyspace");
-    if (stats.keys > 0) {
-      Field(&s, "db0", "keys=" + std::to_string(stats.keys) +
-                           ",expires=" + std::to_string(st.store->ExpiringKeys()) + ",avg_ttl=0");
+    for (uint32_t db = 0; db < st.store->Databases(); ++db) {
+      const uint64_t keys = st.store->KeyCount(db);
+      if (keys == 0) continue;
+      Field(&s, "db" + std::to_string(db), "keys=" + std::to_string(keys) +
+                                               ",expires=" + std::to_string(st.store->ExpiringKeys(db)) + ",avg_ttl=0");
     }
   }
   if (want("keg")) {
@@ -516,7 +518,7 @@ void Info(Ctx& c) {
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
-  st->store->KeyCountAsync([st, client, keep, reply, wanted = std::move(wanted)](uint64_t) {
+  st->store->KeyCountAsync(0, [st, client, keep, reply, wanted = std::move(wanted)](uint64_t) {
     keep->Post([st, client, reply, wanted] {
       reply(*st, client->link().out(), wanted);
       client->Finish();

@@ -264,9 +264,9 @@ void Getex(Ctx& c) {
     return d;
   });
   c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
-  c.Then([cap, server = &c.server(), key = NotifyKey(c, kNotifyGeneric, c.arg(1))](std::span<OpResult> r,
+  c.Then([cap, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyGeneric, c.arg(1))](std::span<OpResult> r,
                                                                                   resp::ReplyBuffer& out) {
-    if (key && !r.empty() && r[0].applied) NotifyKeyspaceEvent(*server, kNotifyGeneric, cap->event, *key);
+    if (key && !r.empty() && r[0].applied) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, cap->event, *key);
     if (cap->found) {
       out.Bulk(cap->value);
     } else {

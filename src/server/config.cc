@@ -103,6 +103,7 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("port", &Config::port, 0, 65535, false));
     t.push_back(Int("metrics-port", &Config::metrics_port, 0, 65535, false));
     t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
+    t.push_back(Int("databases", &Config::databases, 1, 256, false));
     t.push_back(Bool("cold-read-io-uring", &Config::cold_read_io_uring, true));
     t.push_back(Int("cold-read-depth", &Config::cold_read_depth, 1, 256, true));
     t.push_back(Int("tcp-backlog", &Config::tcp_backlog, 0, INT32_MAX, false));
@@ -347,6 +348,7 @@ bool ParseMemory(std::string_view text, int64_t* out) {
 store::Options Config::StoreOptions() const {
   store::Options o;
   o.dir = dir;
+  o.databases = static_cast<uint32_t>(databases);
   o.fsync = appendfsync;
   o.max_file_size = static_cast<uint64_t>(data_file_size);
   o.verify_checksums = verify_checksums;
@@ -395,10 +397,9 @@ std::string SetFixedDirective(std::string_view name, const std::vector<std::stri
                ? ""
                : "keg has no RDB snapshots: every write is already in its log (see appendfsync)";
   }
-  if (n == "databases" || n == "cluster-enabled" || n == "daemonize") {
+  if (n == "cluster-enabled" || n == "daemonize") {
     if (at_runtime) return "can't set immutable config";
     if (values.size() != 1) return "wrong number of arguments";
-    if (n == "databases") return v == "1" ? "" : "keg has one database (0)";
     if (n == "daemonize") {
       if (v != "yes" && v != "no") return "argument must be 'yes' or 'no'";
       return v == "no" ? "" : "keg runs in the foreground: use systemd or another supervisor";
@@ -436,7 +437,7 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
   // Redis directives keg does not have, answered with the values that describe keg, for clients
   // and tools that read them (redis-benchmark reads save and appendonly).
   static const std::pair<std::string_view, std::string_view> kFixed[] = {
-      {"save", ""},        {"appendonly", "yes"}, {"databases", "1"},
+      {"save", ""},        {"appendonly", "yes"},
       {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"},
       {"daemonize", "no"}};
   for (const auto& [n, v] : kFixed) {

@@ -54,6 +54,7 @@ struct Config {
   std::string logfile;  // empty: standard output
   // Storage (keg::store::Options; fixed once the store is open).
   std::string dir = "./data";
+  int64_t databases = 16;  // 1-256 (a record's db byte)
   store::FsyncPolicy appendfsync = store::FsyncPolicy::kEverySec;
   int64_t data_file_size = 256ll * 1024 * 1024;
   bool verify_checksums = true;

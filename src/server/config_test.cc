@@ -121,8 +121,10 @@ TEST(ConfigTest, DirectivesKegHonoursOneWay) {
   EXPECT_EQ(SetDirective(&c, "save", {""}, true), "");
   EXPECT_NE(SetDirective(&c, "save", {"900 1"}, true).find("no RDB snapshots"), std::string::npos);
   EXPECT_EQ(SetDirective(&c, "databases", {"1"}, false), "");
-  EXPECT_NE(SetDirective(&c, "databases", {"16"}, false).find("one database"), std::string::npos);
-  EXPECT_EQ(SetDirective(&c, "databases", {"1"}, true), "can't set immutable config");
+  EXPECT_EQ(SetDirective(&c, "databases", {"256"}, false), "");
+  EXPECT_EQ(c.databases, 256);
+  EXPECT_NE(SetDirective(&c, "databases", {"257"}, false).find("between 1 and 256"), std::string::npos);
+  EXPECT_NE(SetDirective(&c, "databases", {"16"}, true), "");  // immutable at runtime
   EXPECT_EQ(SetDirective(&c, "daemonize", {"no"}, false), "");
   EXPECT_NE(SetDirective(&c, "daemonize", {"yes"}, false).find("foreground"), std::string::npos);
   EXPECT_EQ(SetDirective(&c, "cluster-enabled", {"yes"}, true), "can't set immutable config");

@@ -163,7 +163,11 @@ std::string PrometheusText(ServerState& st) {
 
   // Keys and memory.
   w.One("keg_keys", "gauge", "Keys (expired ones not yet reclaimed included).", static_cast<double>(stats.keys));
-  w.One("keg_expiring_keys", "gauge", "Keys with an expiry.", static_cast<double>(st.store->ExpiringKeys()));
+  w.One("keg_expiring_keys", "gauge", "Keys with an expiry.", [&] {
+          uint64_t n = 0;
+          for (uint32_t db = 0; db < st.store->Databases(); ++db) n += st.store->ExpiringKeys(db);
+          return static_cast<double>(n);
+        }());
   w.One("keg_expired_keys_total", "counter", "Keys removed because they expired.",
         static_cast<double>(stats.expired_keys));
   const ResidentMemory resident = Resident();

@@ -49,17 +49,18 @@ std::string KeyspaceEventsString(uint32_t flags) {
   return s;
 }
 
-void NotifyKeyspaceEvent(ServerState& server, uint32_t cls, std::string_view event, std::string_view key) {
+void NotifyKeyspaceEvent(ServerState& server, uint32_t db, uint32_t cls, std::string_view event,
+                         std::string_view key) {
   const uint32_t flags = server.notify_flags.load(std::memory_order_relaxed);
   if ((flags & cls) == 0 || server.pubsub.empty()) return;
-  // keg has one database, Redis's 0.
+  const std::string at = "@" + std::to_string(db) + "__:";
   if ((flags & kNotifyKeyspace) != 0) {
-    std::string channel = "__keyspace@0__:";
+    std::string channel = "__keyspace" + at;
     channel.append(key);
     server.pubsub.Publish(PubSub::Kind::kChannel, channel, event);
   }
   if ((flags & kNotifyKeyevent) != 0) {
-    std::string channel = "__keyevent@0__:";
+    std::string channel = "__keyevent" + at;
     channel.append(event);
     server.pubsub.Publish(PubSub::Kind::kChannel, channel, key);
   }

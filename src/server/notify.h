@@ -40,7 +40,9 @@ bool ParseKeyspaceEvents(std::string_view text, uint32_t* flags);
 /// Flags to letters, as CONFIG GET shows them (keyspaceEventsFlagsToString).
 std::string KeyspaceEventsString(uint32_t flags);
 
-/// Publishes `event` about `key` if its class is on and anyone is subscribed. Any thread.
-void NotifyKeyspaceEvent(ServerState& server, uint32_t cls, std::string_view event, std::string_view key);
+/// Publishes `event` about `key` of database `db` if its class is on and anyone is subscribed
+/// (`__keyspace@<db>__:<key>`, `__keyevent@<db>__:<event>`). Any thread.
+void NotifyKeyspaceEvent(ServerState& server, uint32_t db, uint32_t cls, std::string_view event,
+                         std::string_view key);
 
 }  // namespace keg::server

@@ -1524,6 +1524,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   }
   DirectRun& direct = call_direct_;  // reused: its batch keeps its capacity from call to call
   direct.Reset(r.txn);
+  direct.db = r.run->db;  // SELECT in a script changes the script's database, not the caller's
   resp::ReplyBuffer& out = out_scratch_;
   out.Clear();
   out.set_protocol(r.resp);
@@ -1533,6 +1534,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   store::KeysQuery query;
   if (cmd->keyspace != nullptr && cmd->keyspace(argv, &query)) {
     store::WriteBatch read;
+    read.SelectDb(direct.db);
     read.ReadKeys(query);
     r.txn->Execute(std::move(read.mutable_ops()[0]), &keyspace);
     ctx.set_keyspace(&keyspace);
@@ -1540,17 +1542,18 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   const keg::server::Command& target = StatsTarget(*cmd, argv);
   const int64_t t0 = StatsNowNs();
   cmd->handler(ctx);
+  r.run->db = direct.db;
   // MONITOR shows what the script ran, after the EVAL itself (as Redis: "[0 lua]").
-  if (!server_.monitors.empty() && (flags & kAdmin) == 0) server_.monitors.Feed("lua", argv);
+  if (!server_.monitors.empty() && (flags & kAdmin) == 0) server_.monitors.Feed(direct.db, "lua", argv);
   std::vector<store::OpResult>& results = call_results_;
   results.clear();
   if (!direct.batch.empty()) {
     auto& ops = direct.batch.mutable_ops();
     if (!server_.watches.empty()) {
       store::Txn* txn = r.txn;
-      server_.watches.Touch(direct.batch, [txn](std::string_view key) {
+      server_.watches.Touch(direct.batch, [txn](uint32_t db, std::string_view key) {
         store::ValueView v;
-        return txn->Get(key, &v).ok();
+        return txn->Get(db, key, &v).ok();
       });
     }
     results.resize(ops.size());

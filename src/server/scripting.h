@@ -127,6 +127,7 @@ struct ScriptRun {
   bool tracked = false;
   resp::Protocol protocol = resp::Protocol::kResp2;  ///< the caller's (for the reply)
   ClientSession* client = nullptr;  ///< the caller; handlers in direct mode never touch it
+  uint32_t db = 0;  ///< the database the script acts in: the caller's, until the script SELECTs
   std::shared_ptr<const AclUser> user;  ///< the caller's user: each redis.call is checked against it
   // Out, on the writer thread:
   std::string reply;  ///< RESP in the caller's protocol, when !failed

@@ -1,5 +1,6 @@
 #include "server/session.h"
 
+#include "resp/numbers.h"
 #include "server/notify.h"
 
 #include "net/file_reads.h"
@@ -124,10 +125,30 @@ Ctx::Ctx(ServerState& server, ClientSession& client, std::span<const std::string
 
 bool Ctx::inline_only() const { return direct_ != nullptr || client_.in_exec(); }
 
+uint32_t Ctx::db() const {
+  if (db_override_ >= 0) return static_cast<uint32_t>(db_override_);
+  return direct_ != nullptr ? direct_->db : client_.db();
+}
+
+void Ctx::SelectDb(uint32_t db) {
+  db_override_ = -1;
+  if (direct_ != nullptr) {
+    direct_->db = db;
+  } else {
+    client_.set_db(db);
+  }
+}
+
+std::string Ctx::SnapshotKey(uint32_t db, std::string_view key) {
+  std::string k(1, static_cast<char>(db));
+  k.append(key);
+  return k;
+}
+
 store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
-  if (direct_ != nullptr) return direct_->txn->Get(key, view);
+  if (direct_ != nullptr) return direct_->txn->Get(direct_->db, key, view);
   if (snapshot_ != nullptr) {
-    auto it = snapshot_->find(std::string(key));
+    auto it = snapshot_->find(SnapshotKey(db(), key));
     if (it == snapshot_->end()) return store::Status::NotFound();
     if (it->second.expire_at_ms != 0 && it->second.expire_at_ms <= store::NowMs()) {
       return store::Status::NotFound();
@@ -135,7 +156,7 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
     *view = it->second;
     return store::Status::OK();
   }
-  return server_.store->Get(key, view);
+  return server_.store->Get(db(), key, view);
 }
 
 bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
@@ -185,15 +206,19 @@ void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
 
 void Ctx::ReplyReadError() { out_.Error(CorruptionError(read_error_)); }
 
-store::WriteBatch& Ctx::batch() { return direct_ != nullptr ? direct_->batch : client_.batch(); }
+store::WriteBatch& Ctx::batch() {
+  store::WriteBatch& b = direct_ != nullptr ? direct_->batch : client_.batch();
+  b.SelectDb(db());
+  return b;
+}
 
-void Ctx::Notify(uint32_t cls, std::string_view event, std::string_view key, size_t ops_back) {
+void Ctx::Notify(uint32_t cls, std::string_view event, std::string_view key, size_t ops_back, int64_t db) {
   if ((server_.notify_flags.load(std::memory_order_relaxed) & cls) == 0) return;
   store::WriteBatch& b = batch();
   if (b.size() <= first_op_ + ops_back) return;
   const size_t index = b.size() - 1 - ops_back;
   if (cls == kNotifyNew || cls == kNotifyKeyMiss) b.mutable_ops()[index].want_existed = true;
-  notes_.push_back(Note{cls, event, std::string(key), index - first_op_});
+  notes_.push_back(Note{cls, event, std::string(key), index - first_op_, db >= 0 ? static_cast<uint32_t>(db) : this->db()});
 }
 
 void NotifyStringWrite(Ctx& c, std::string_view key, std::string_view event, bool expire) {
@@ -210,7 +235,7 @@ std::optional<std::string> NotifyKey(Ctx& c, uint32_t cls, std::string_view key)
 }
 
 void Ctx::NotifyNow(uint32_t cls, std::string_view event, std::string_view key) {
-  NotifyKeyspaceEvent(server_, cls, event, key);
+  NotifyKeyspaceEvent(server_, db(), cls, event, key);
 }
 
 void Ctx::Then(Finisher fn) {
@@ -222,7 +247,7 @@ void Ctx::Then(Finisher fn) {
         const store::OpResult& x = r[n.op];
         // keymiss: the op read its key and found none; new: it created its key; others: it wrote.
         if (n.cls == kNotifyKeyMiss ? x.existed || !x.error.ok() : !x.applied || (n.cls == kNotifyNew && x.existed)) continue;
-        NotifyKeyspaceEvent(*server, n.cls, n.event, n.key);
+        NotifyKeyspaceEvent(*server, n.db, n.cls, n.event, n.key);
       }
       inner(r, out);
     };
@@ -253,6 +278,16 @@ void Ctx::Error(std::string_view text) { out_.Error(text); }
 
 std::string WrongArity(std::string_view name) {
   return "wrong number of arguments for '" + ToLower(name) + "' command";
+}
+
+std::string ParseIntArgument(std::string_view arg, std::string_view msg, int32_t* out) {
+  int64_t v = 0;
+  if (!resp::ParseInt64(arg, &v)) return std::string(msg.empty() ? err::kNotInteger : msg);
+  if (v < INT32_MIN || v > INT32_MAX) {
+    return msg.empty() ? "value is out of range, value must between -2147483648 and 2147483647" : std::string(msg);
+  }
+  *out = static_cast<int32_t>(v);
+  return {};
 }
 
 std::string ToLower(std::string_view s) {
@@ -358,19 +393,34 @@ void WatchRegistry::Unwatch(ClientSession* client, const std::vector<std::string
 }
 
 void WatchRegistry::Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live) {
+  using Kind = store::WriteBatch::Kind;
   std::lock_guard lock(mu_);
   for (const auto& op : batch.ops()) {
-    if (op.kind == store::WriteBatch::Kind::kReadKeys) continue;  // reads only
-    if (op.kind == store::WriteBatch::Kind::kDeleteAll) {
-      for (auto& [key, clients] : watchers_) {
-        if (!live(key)) continue;
+    if (op.kind == Kind::kReadKeys) continue;  // reads only
+    if (op.kind == Kind::kDeleteAll || op.kind == Kind::kDeleteDb || op.kind == Kind::kSwapDb) {
+      for (auto& [watched, clients] : watchers_) {
+        const uint32_t db = static_cast<uint8_t>(watched[0]);
+        const std::string_view key = std::string_view(watched).substr(1);
+        bool touched = false;
+        if (op.kind == Kind::kDeleteAll) {
+          touched = live(db, key);
+        } else if (op.kind == Kind::kDeleteDb) {
+          touched = db == op.db && live(db, key);
+        } else if (db == op.db || db == op.db2) {  // SWAPDB: the key is replaced by the other db's
+          touched = live(op.db, key) || live(op.db2, key);
+        }
+        if (!touched) continue;
         for (ClientSession* c : clients) c->MarkWatchDirty();
       }
       continue;
     }
-    auto it = watchers_.find(op.key);
-    if (it == watchers_.end()) continue;
-    for (ClientSession* c : it->second) c->MarkWatchDirty();
+    auto mark = [&](uint32_t db) {
+      auto it = watchers_.find(Ctx::SnapshotKey(db, op.key));
+      if (it == watchers_.end()) return;
+      for (ClientSession* c : it->second) c->MarkWatchDirty();
+    };
+    mark(op.db);
+    if (op.kind == Kind::kMove) mark(op.db2);
   }
 }
 
@@ -683,14 +733,14 @@ void MonitorRegistry::Remove(ClientSession* client) {
 }
 
 void MonitorRegistry::Feed(const ClientSession& from, std::span<const std::string_view> args) {
-  Feed(from.peer(), args);
+  Feed(from.db(), from.peer(), args);
 }
 
-void MonitorRegistry::Feed(std::string_view source, std::span<const std::string_view> args) {
+void MonitorRegistry::Feed(uint32_t db, std::string_view source, std::span<const std::string_view> args) {
   timeval tv{};
   gettimeofday(&tv, nullptr);
-  char head[64];
-  std::snprintf(head, sizeof(head), "+%ld.%06ld [0 ", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec));
+  char head[80];
+  std::snprintf(head, sizeof(head), "+%ld.%06ld [%u ", static_cast<long>(tv.tv_sec), static_cast<long>(tv.tv_usec), db);
   std::string line = head;
   line += source;
   line += "]";
@@ -913,7 +963,9 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
   const store::Store& st = *server_.store;
   auto look = [&](std::string_view key) {
     const size_t before = fetch->ranges.size();
-    st.ColdRanges(key, &fetch->ranges);  // appends nothing, allocates nothing, when resident
+    // A SELECT queued in MULTI is not followed: a key it names is read on the loop (correct, maybe
+    // waiting for the disk).
+    st.ColdRanges(db(), key, &fetch->ranges);  // appends nothing, allocates nothing, when resident
     if (fetch->ranges.size() != before) fetch->keys.emplace_back(key);
   };
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
@@ -967,7 +1019,7 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
     if (fits && link_->ReadFiles(reads, [this, fetch] {
           fetch->ranges.clear();  // read: unpin the files
           ++fetch->round;
-          for (const std::string& key : fetch->keys) server_.store->ColdRanges(key, &fetch->ranges);
+          for (const std::string& key : fetch->keys) server_.store->ColdRanges(db(), key, &fetch->ranges);
           if (fetch->ranges.empty()) {
             ColdDone(*fetch);
           } else {
@@ -980,7 +1032,7 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
   fetch->ranges.clear();
   std::shared_ptr<net::Link> keep = link_->Self();
   std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
-  pool.Fetch(std::move(fetch->keys), [this, keep, inbox] {
+  pool.Fetch(db(), std::move(fetch->keys), [this, keep, inbox] {
     Deliver(inbox, this, keep, [this] {
       cold_wait_ = false;
       fetched_ = true;
@@ -1190,18 +1242,20 @@ void ClientSession::Discard() {
 void ClientSession::Watch(std::span<const std::string_view> keys) {
   for (std::string_view k : keys) {
     std::string key(k);
-    if (std::any_of(watched_.begin(), watched_.end(), [&](const WatchedKey& w) { return w.key == key; })) {
+    const uint32_t db = this->db();
+    if (std::any_of(watched_.begin(), watched_.end(),
+                    [&](const WatchedKey& w) { return w.db == db && w.key == key; })) {
       continue;
     }
-    server_.watches.Watch(this, key);
-    const bool live = server_.store->Exists(key);
-    watched_.push_back(WatchedKey{std::move(key), live});
+    server_.watches.Watch(this, Ctx::SnapshotKey(db, key));
+    const bool live = server_.store->Exists(db, key);
+    watched_.push_back(WatchedKey{std::move(key), db, live});
   }
 }
 
 bool ClientSession::WatchedKeyGone(const store::WriteBatch::KeyProbe& live) const {
   for (const WatchedKey& w : watched_) {
-    if (w.live && !live(w.key)) return true;
+    if (w.live && !live(w.db, w.key)) return true;
   }
   return false;
 }
@@ -1209,7 +1263,7 @@ bool ClientSession::WatchedKeyGone(const store::WriteBatch::KeyProbe& live) cons
 std::vector<std::string> ClientSession::WatchedKeyNames() const {
   std::vector<std::string> keys;
   keys.reserve(watched_.size());
-  for (const WatchedKey& w : watched_) keys.push_back(w.key);
+  for (const WatchedKey& w : watched_) keys.push_back(Ctx::SnapshotKey(w.db, w.key));
   return keys;
 }
 
@@ -1256,7 +1310,11 @@ void ClientSession::Exec(Ctx& ctx) {
         continue;
       }
     }
-    if ((cmd->flags & kWrite) != 0) {
+    // Each command acts in the database selected at its place (a queued SELECT runs at its place,
+    // replying through a step, as writes do).
+    const uint32_t db = this->db();
+    batch_.SelectDb(db);
+    if ((cmd->flags & kWrite) != 0 || cmd->name == "select") {
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
       RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
@@ -1280,9 +1338,10 @@ void ClientSession::Exec(Ctx& ctx) {
       batch_.ReadKeys(query);
       ServerState* server = &server_;
       steps_.push_back(Step{at, 1,
-                            [server, this, cmd, args, views](std::span<store::OpResult> results,
-                                                             resp::ReplyBuffer& out) {
+                            [server, this, cmd, args, views, db](std::span<store::OpResult> results,
+                                                                 resp::ReplyBuffer& out) {
                               Ctx rctx(*server, *this, args, out, nullptr);
+                              rctx.set_db(db);
                               rctx.set_keyspace(results.empty() ? nullptr : &results[0]);
                               RunHandler(*cmd, rctx, /*feed=*/false);
                             },
@@ -1298,12 +1357,13 @@ void ClientSession::Exec(Ctx& ctx) {
     if (reads_keys) {
       for (size_t k : positions) {
         std::string key(args[k]);
-        batch_.Update(key, [snapshot, key](const store::ValueView* cur) {
+        batch_.Update(key, [snapshot, key = Ctx::SnapshotKey(db, key)](const store::ValueView* cur) {
           if (cur != nullptr) {
             auto copy = std::make_shared<std::string>(cur->value);
             store::ValueView v;
             v.value = *copy;
             v.expire_at_ms = cur->expire_at_ms;
+            v.type = cur->type;
             v.pin = std::move(copy);
             (*snapshot)[key] = std::move(v);
           }
@@ -1313,9 +1373,10 @@ void ClientSession::Exec(Ctx& ctx) {
     }
     ServerState* server = &server_;
     steps_.push_back(Step{first, batch_.size() - first,
-                          [server, this, cmd, args, snapshot, views, reads_keys](std::span<store::OpResult>,
+                          [server, this, cmd, args, snapshot, views, reads_keys, db](std::span<store::OpResult>,
                                                                      resp::ReplyBuffer& out) {
                             Ctx rctx(*server, *this, args, out, reads_keys ? snapshot.get() : nullptr);
+                            rctx.set_db(db);
                             RunHandler(*cmd, rctx, /*feed=*/false);
                           },
                           nullptr, link_->out().muted()});
@@ -1325,7 +1386,7 @@ void ClientSession::Exec(Ctx& ctx) {
   store::Store* st = server_.store.get();
   const bool dirty = batch_.empty() &&
                      (watch_dirty_.load(std::memory_order_acquire) ||
-                      WatchedKeyGone([st](std::string_view key) { return st->Exists(key); }));
+                      WatchedKeyGone([st](uint32_t db, std::string_view key) { return st->Exists(db, key); }));
   if (batch_.empty()) {
     Unwatch();
     // Nothing to write: no store round trip, the WATCH check happens here.
@@ -1418,6 +1479,7 @@ void ClientSession::Reset() {
   multi_error_ = false;
   queued_.clear();
   Unwatch();
+  set_db(0);
   set_protocol(resp::Protocol::kResp2);
   set_name("");
   // Back to the default user, authenticated only if it needs no password (Redis's RESET).
@@ -1466,7 +1528,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   std::string s = "id=" + std::to_string(id_) + " addr=" + link_->peer() + " laddr=" +
                   link_->local() + " fd=" + std::to_string(link_->fd()) + " name=" + name +
                   " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
-                  " flags=" + flags + " db=0 sub=" + std::to_string(sub) + " psub=" + std::to_string(psub) +
+                  " flags=" + flags + " db=" + std::to_string(db()) + " sub=" + std::to_string(sub) + " psub=" + std::to_string(psub) +
                   " ssub=" + std::to_string(ssub) + " multi=-1 qbuf=" +
                   std::to_string(link_->query_buffer_bytes()) +
                   " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"

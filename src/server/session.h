@@ -52,6 +52,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   void set_lib(std::string_view field, std::string value);
   bool in_multi() const { return in_multi_; }
   bool in_exec() const { return in_exec_; }
+  /// The selected database (SELECT). I/O thread (db() also from any thread: CLIENT LIST).
+  uint32_t db() const { return db_.load(std::memory_order_relaxed); }
+  void set_db(uint32_t db) { db_.store(db, std::memory_order_relaxed); }
 
   /// The command will reply later (COMPACT, SAVE): Execute returns kWaitThenNext; call Finish()
   /// on the I/O thread once the reply is written.
@@ -137,6 +140,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   };
   struct WatchedKey {
     std::string key;
+    uint32_t db;
     bool live;  // live at WATCH: EXEC aborts if it is not any more (expired), as Redis 7.0
   };
   // A batch in flight, with what completing it needs.
@@ -223,6 +227,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   bool multi_error_ = false;
   std::vector<std::vector<std::string>> queued_;
   // WATCH.
+  std::atomic<uint32_t> db_{0};  // SELECT; written on the I/O thread, read by CLIENT LIST anywhere
   std::vector<WatchedKey> watched_;
   std::atomic<bool> watch_dirty_{false};
 

@@ -17,8 +17,8 @@ namespace keg::server {
 
 store::Options ServerState::StoreOptions() {
   store::Options o = config.StoreOptions();
-  o.on_expired = [this](std::string_view key) {
-    NotifyKeyspaceEvent(*this, kNotifyExpired, "expired", key);
+  o.on_expired = [this](uint32_t db, std::string_view key) {
+    NotifyKeyspaceEvent(*this, db, kNotifyExpired, "expired", key);
     if (tracking.clients() > 0) tracking.OnExpired(key);
   };
   o.on_written = [this](std::span<const store::Options::WrittenKey> keys) { tracking.OnWritten(keys); };

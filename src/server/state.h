@@ -36,12 +36,14 @@ class ClientSession;
 /// precondition.
 class WatchRegistry {
  public:
+  /// Keys are Ctx::SnapshotKey(db, key): a watch is of a key in one database.
   void Watch(ClientSession* client, const std::string& key);
   /// Removes every watch of `client`.
   void Unwatch(ClientSession* client, const std::vector<std::string>& keys);
-  /// Writer thread: marks the watchers of every key of `batch`; a DeleteAll (FLUSHALL) marks the
-  /// watchers of every watched key that is live before it (as Redis: a watched key that was
-  /// absent or already expired is not touched by a flush).
+  /// Writer thread: marks the watchers of every key of `batch` (in the op's database; MOVE: in
+  /// both); a DeleteAll (FLUSHALL), DeleteDb (FLUSHDB) or SwapDb marks the watchers of every
+  /// watched key of the databases concerned that is live before it (as Redis: a watched key that
+  /// was absent or already expired is not touched by a flush).
   void Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
 
@@ -99,11 +101,11 @@ class MonitorRegistry {
   void Add(ClientSession* client);
   void Remove(ClientSession* client);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
-  /// Formats `args` as Redis does (`+<sec>.<usec> [0 <addr>] "arg" ...`, AUTH's secrets redacted)
-  /// and posts the line to every monitor's connection.
+  /// Formats `args` as Redis does (`+<sec>.<usec> [<db> <addr>] "arg" ...`, AUTH's secrets
+  /// redacted) and posts the line to every monitor's connection.
   void Feed(const ClientSession& from, std::span<const std::string_view> args);
-  /// The same for a command a script ran: "[0 lua]" in place of the client's address. Any thread.
-  void Feed(std::string_view source, std::span<const std::string_view> args);
+  /// The same for a command a script ran: "[<db> lua]" in place of the client's address. Any thread.
+  void Feed(uint32_t db, std::string_view source, std::span<const std::string_view> args);
 
  private:
   mutable std::mutex mu_;

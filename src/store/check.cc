@@ -102,15 +102,29 @@ Status CheckDirectory(const std::string& dir, bool repair, CheckReport* report,
         continue;
       }
       ++report->records;
-      if (h.flush_all()) {  // FLUSHALL: every key before it is deleted
-        for (const auto& [k, state] : live) report->dead_bytes += state.size;
-        live.clear();
-        report->dead_bytes += h.record_size();
+      if (h.special()) {
+        if (h.flush_all()) {  // FLUSHALL: every key before it is deleted
+          for (const auto& [k, state] : live) report->dead_bytes += state.size;
+          live.clear();
+        } else if (h.flush_db()) {  // FLUSHDB: every key of its database before it
+          for (auto it = live.begin(); it != live.end();) {
+            if (static_cast<uint8_t>(it->first[0]) == h.tag.db) {
+              report->dead_bytes += it->second.size;
+              it = live.erase(it);
+            } else {
+              ++it;
+            }
+          }
+        }
+        // SWAPDB records stay live (the database map); the file header never is.
+        if (!h.swap_db()) report->dead_bytes += h.record_size();
         off += h.record_size();
         if (progress) progress(done + off, total);
         continue;
       }
-      const std::string key(data + off + format::kRecordHeaderSize, h.key_size);
+      // Keys are per database: the physical database byte, then the key.
+      std::string key(1, static_cast<char>(h.tag.db));
+      key.append(data + off + format::kRecordHeaderSize, h.key_size);
       const bool gone = h.tombstone() || (h.expires() && h.expire_at_ms <= now);
       auto it = live.find(key);
       if (it != live.end()) {

@@ -55,8 +55,10 @@ struct Move {
   uint64_t hash;
   uint64_t from;  // Location::Pack
   uint64_t to;
-  uint64_t size;
+  uint64_t size : 56;
+  uint64_t db : 8;  // physical database
 };
+static_assert(sizeof(Move) == 32);
 // The moves a round may hold: Options::compaction_max_moves (1M x 32 bytes = 32 MiB by default),
 // with the 1 MiB output buffer and a hint file's 1 MiB buffer the whole of a compaction's memory.
 
@@ -177,7 +179,7 @@ Status StoreImpl::RunCompaction(bool manual) {
     Status rotated = Status::Failed("the store is closing");
     RunOnWriter([&] {
       rotated = Status::OK();
-      if (write_offset_ > 0) rotated = Rotate(options_.max_file_size);
+      if (write_offset_ > format::kFileHeaderSize) rotated = Rotate(options_.max_file_size);
     });
     if (!rotated.ok()) return rotated;
   }
@@ -245,6 +247,11 @@ Status StoreImpl::RunCompaction(bool manual) {
     out->fd = open(tmp.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (out->fd < 0) return Status::FromErrno("create", tmp, -1, errno);
     Status st = out->hint.Open(options_.dir + "/" + format::HintFileName(out->id), out->id);
+    // Outputs are format-2 files: they start with the file header record (in the hint too, so a
+    // replay from the hint sees the file as it is).
+    format::AppendFileHeader(&out->buffer, NowMs());
+    format::RecordHeader fh = format::DecodeHeader(out->buffer.data());
+    out->hint.Add({0, 0, fh.value_size, fh.flags, fh.tag, 0}, {});
     outputs.push_back(std::move(out));
     return st;
   };
@@ -271,6 +278,7 @@ Status StoreImpl::RunCompaction(bool manual) {
       out->fd = -1;  // adopted by the DataFile (or closed by Map on failure)
       if (st.ok()) {
         file->has_hint = true;
+        file->dead_bytes.store(format::kFileHeaderSize, std::memory_order_relaxed);  // never live
         mapped.push_back(std::move(file));
       }
     }
@@ -290,7 +298,7 @@ Status StoreImpl::RunCompaction(bool manual) {
     RunOnWriter([&] {
       for (auto& file : mapped) files_.Add(file);
       for (const Move& m : moves) {
-        if (keydir_.ReplaceIfAt(m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
+        if (keydirs_[m.db]->ReplaceIfAt(m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
           ++moved;
         } else {  // overwritten or deleted while we copied: the copy is dead on arrival
           files_.GetRaw(Location::Unpack(m.to).file)->dead_bytes.fetch_add(m.size, std::memory_order_relaxed);
@@ -365,15 +373,22 @@ Status StoreImpl::RunCompaction(bool manual) {
       const uint64_t here = off;
       off += rec_size;
       read_bytes += rec_size;
-      // Tombstones, expired records and FLUSHALL records are never live: every older record they
-      // hide lies inside the merged prefix.
-      if (h.tombstone() || h.flush_all() || (h.expires() && h.expire_at_ms <= now)) continue;
-      const uint64_t hash = keydir_.Hash(key);
-      Location candidates[8];
-      const size_t n = keydir_.FindCandidates(hash, candidates, 8);
-      bool live = false;
-      for (size_t i = 0; i < n && !live; ++i) {
-        live = candidates[i].file == in->index() && candidates[i].offset == here;
+      // Tombstones, expired records, FLUSHALL and FLUSHDB records are never live: every older
+      // record they hide lies inside the merged prefix. File headers neither (outputs have their
+      // own). SWAPDB records always are: the database map must survive (a few bytes each).
+      if (h.tombstone() || h.flush_all() || h.flush_db() || h.file_header() ||
+          (h.expires() && h.expire_at_ms <= now)) {
+        continue;
+      }
+      const uint64_t hash = h.swap_db() ? 0 : Hash(key);
+      bool live = h.swap_db();
+      if (!live) {
+        if (h.tag.db >= keydirs_.size()) continue;  // cannot happen: recovery refuses such a directory
+        Location candidates[8];
+        const size_t n = keydirs_[h.tag.db]->FindCandidates(hash, candidates, 8);
+        for (size_t i = 0; i < n && !live; ++i) {
+          live = candidates[i].file == in->index() && candidates[i].offset == here;
+        }
       }
       if (!live) continue;
       if (outputs.empty() || outputs.back()->size + outputs.back()->buffer.size() + rec_size >
@@ -388,9 +403,11 @@ Status StoreImpl::RunCompaction(bool manual) {
       Output& out = *outputs.back();
       const uint64_t to = out.size + out.buffer.size();
       out.buffer.append(data + here, rec_size);  // copied verbatim: same bytes, same CRC
-      out.hint.Add({to, h.key_size, h.value_size, h.flags, h.expire_at_ms}, key);
-      moves.push_back({hash, Location{in->index(), here, h.expires()}.Pack(),
-                       Location{out.index, to, h.expires()}.Pack(), rec_size});
+      out.hint.Add({to, h.key_size, h.value_size, h.flags, h.tag, h.expire_at_ms}, key);
+      if (!h.swap_db()) {
+        moves.push_back({hash, Location{in->index(), here, h.expires()}.Pack(),
+                         Location{out.index, to, h.expires()}.Pack(), rec_size & ((1ull << 56) - 1), h.tag.db});
+      }
       ++total_moves;
       written_bytes += rec_size;
       if (out.buffer.size() >= (1u << 20)) s = flush(out);

@@ -7,12 +7,15 @@
 namespace keg::store::format {
 
 void AppendRecord(std::string* out, uint8_t flags, std::string_view key, std::string_view value,
-                  int64_t timestamp_ms, int64_t expire_at_ms) {
+                  int64_t timestamp_ms, int64_t expire_at_ms, Tag tag) {
   const size_t start = out->size();
   out->resize(start + kRecordHeaderSize);
   char* h = out->data() + start;
   std::memset(h, 0, kRecordHeaderSize);
   h[kFlagsOffset] = static_cast<char>(flags);
+  h[kTypeOffset] = static_cast<char>(tag.type);
+  h[kKindOffset] = static_cast<char>(tag.kind);
+  h[kDbOffset] = static_cast<char>(tag.db);
   Store<uint32_t>(h + kKeySizeOffset, static_cast<uint32_t>(key.size()));
   Store<uint32_t>(h + kValueSizeOffset, static_cast<uint32_t>(value.size()));
   Store<int64_t>(h + kTimestampOffset, timestamp_ms);
@@ -21,6 +24,13 @@ void AppendRecord(std::string* out, uint8_t flags, std::string_view key, std::st
   out->append(value);
   char* record = out->data() + start;
   Store<uint32_t>(record + kCrcOffset, ComputeRecordCrc(record, out->size() - start));
+}
+
+void AppendFileHeader(std::string* out, int64_t timestamp_ms) {
+  char value[kFileHeaderValueSize];
+  std::memcpy(value, kFileMagic, 4);
+  Store<uint32_t>(value + 4, kFormatVersion);
+  AppendRecord(out, kFlagFileHeader, {}, std::string_view(value, sizeof(value)), timestamp_ms, 0);
 }
 
 uint32_t ComputeRecordCrc(const char* p, uint64_t record_size) {
@@ -32,11 +42,21 @@ RecordCheck CheckRecord(const char* data, uint64_t size, uint64_t offset, bool v
   if (offset > size || size - offset < kRecordHeaderSize) return RecordCheck::kTruncated;
   const char* p = data + offset;
   *header = DecodeHeader(p);
-  if ((header->flags & ~kKnownFlags) != 0 || p[5] != 0 || p[6] != 0 || p[7] != 0 ||
+  const uint8_t special = header->flags & kSpecialFlags;
+  if ((header->flags & ~kKnownFlags) != 0 || header->tag.type > kMaxType || header->tag.kind > kMaxKind ||
       header->key_size > kMaxKeySize || (header->tombstone() && header->value_size != 0) ||
-      (!header->expires() && header->expire_at_ms != 0) ||
-      (header->flush_all() && (header->flags != kFlagFlushAll || header->key_size != 0 || header->value_size != 0))) {
+      (!header->expires() && header->expire_at_ms != 0)) {
     return RecordCheck::kBadHeader;
+  }
+  if (special != 0) {
+    // One special flag alone, no key, no type; only FLUSHDB names a db, only SWAPDB (its map) and
+    // the file header carry a value.
+    const bool ok = header->flags == special && (special & (special - 1)) == 0 && header->key_size == 0 && header->tag.type == 0 &&
+                    header->tag.kind == 0 && (special == kFlagFlushDb || header->tag.db == 0) &&
+                    (special == kFlagSwapDb ? header->value_size >= 1 && header->value_size <= 256
+                     : special == kFlagFileHeader ? header->value_size == kFileHeaderValueSize
+                                                  : header->value_size == 0);
+    if (!ok) return RecordCheck::kBadHeader;
   }
   if (header->record_size() > size - offset) return RecordCheck::kTruncated;
   if (verify_crc && ComputeRecordCrc(p, header->record_size()) != header->crc) {

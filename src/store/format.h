@@ -9,9 +9,11 @@
 //
 // Data record (kRecordHeaderSize bytes of header, then the key, then the value):
 //   0   u32 crc32c   of bytes [4, end of value)
-//   4   u8  flags    kFlagTombstone | kFlagExpires, or kFlagFlushAll alone
-//   5   u8  reserved (0)
-//   6   u16 reserved (0)
+//   4   u8  flags    kFlagTombstone | kFlagExpires, or one of kFlagFlushAll, kFlagFlushDb,
+//                     kFlagSwapDb, kFlagFileHeader alone
+//   5   u8  type     ValueType (0 string: every format-1 record)
+//   6   u8  kind     RecordKind (0 whole value)
+//   7   u8  db       the physical database the record belongs to (0 in format 1)
 //   8   u32 key_size
 //   12  u32 value_size   (0 for a tombstone)
 //   16  i64 timestamp_ms  wall-clock time of the write: for audit only, never for ordering
@@ -19,7 +21,8 @@
 //
 // Hint file:
 //   header   "KEGHINT1" | u64 data_file_id | u64 reserved (0)
-//   entries  u64 offset | u32 key_size | u32 value_size | u32 flags | u32 reserved |
+//   entries  u64 offset | u32 key_size | u32 value_size | u32 flags | u32 tag (type | kind << 8 |
+//            db << 16; 0 in format 1) |
 //            i64 expire_at_ms | key
 //   u64 data_file_size   bytes of the data file the entries describe
 //   trailer  u64 entry_count | u32 crc32c of everything before the trailer | "KEGH"
@@ -38,6 +41,9 @@ namespace keg::store::format {
 constexpr size_t kRecordHeaderSize = 32;
 constexpr size_t kCrcOffset = 0;
 constexpr size_t kFlagsOffset = 4;
+constexpr size_t kTypeOffset = 5;
+constexpr size_t kKindOffset = 6;
+constexpr size_t kDbOffset = 7;
 constexpr size_t kKeySizeOffset = 8;
 constexpr size_t kValueSizeOffset = 12;
 constexpr size_t kTimestampOffset = 16;
@@ -49,7 +55,44 @@ constexpr uint8_t kFlagExpires = 2;
 /// FLUSHALL: every record before this one is deleted (no key, no value, no other flag). One record
 /// in place of a tombstone per key, so a flush neither reads nor writes per key.
 constexpr uint8_t kFlagFlushAll = 4;
-constexpr uint8_t kKnownFlags = kFlagTombstone | kFlagExpires | kFlagFlushAll;
+/// FLUSHDB: every record of the header's db before this one is deleted (no key, no value).
+constexpr uint8_t kFlagFlushDb = 8;
+/// SWAPDB: the value holds the whole map from database index (as clients name them) to physical
+/// database (the db byte of records), one byte each, as it is after the swap. Records keep their
+/// physical database for ever; only this map changes, so a swap is O(1) and replay needs only the
+/// last such record. Compaction copies these records (a few bytes each).
+constexpr uint8_t kFlagSwapDb = 16;
+/// The first record of every data file format-2 keg writes: value kFileMagic + u32 version, no
+/// key. A format-1 keg refuses it as an unknown flag rather than misread a typed record.
+constexpr uint8_t kFlagFileHeader = 32;
+constexpr uint8_t kKnownFlags =
+    kFlagTombstone | kFlagExpires | kFlagFlushAll | kFlagFlushDb | kFlagSwapDb | kFlagFileHeader;
+/// Flags that mark a record carrying no key (only alone).
+constexpr uint8_t kSpecialFlags = kFlagFlushAll | kFlagFlushDb | kFlagSwapDb | kFlagFileHeader;
+
+constexpr uint32_t kFormatVersion = 2;
+constexpr char kFileMagic[4] = {'K', 'E', 'G', '2'};
+constexpr size_t kFileHeaderValueSize = 8;
+/// The size of the file header record.
+constexpr uint64_t kFileHeaderSize = 32 + kFileHeaderValueSize;
+
+/// Redis's OBJ_* numbers.
+enum ValueType : uint8_t { kTypeString = 0, kTypeList = 1, kTypeSet = 2, kTypeZset = 3, kTypeHash = 4 };
+constexpr uint8_t kMaxType = kTypeHash;
+/// A record holds a whole value, a large collection's head, or one element of it (docs/types.md).
+enum RecordKind : uint8_t { kKindWhole = 0, kKindHead = 1, kKindElement = 2 };
+constexpr uint8_t kMaxKind = kKindElement;
+
+/// The three bytes format 2 gave meaning to; all zero is a format-1 record (a string, db 0).
+struct Tag {
+  uint8_t type = kTypeString;
+  uint8_t kind = kKindWhole;
+  uint8_t db = 0;
+  uint32_t Pack() const { return uint32_t{type} | uint32_t{kind} << 8 | uint32_t{db} << 16; }
+  static Tag Unpack(uint32_t v) {
+    return {static_cast<uint8_t>(v), static_cast<uint8_t>(v >> 8), static_cast<uint8_t>(v >> 16)};
+  }
+};
 
 /// Keys and values are limited as Redis limits them (512 MB by default; at most 4 GiB - 1 here).
 constexpr uint64_t kMaxKeySize = 512ull * 1024 * 1024;
@@ -69,10 +112,16 @@ struct RecordHeader {
   uint32_t value_size = 0;
   int64_t timestamp_ms = 0;
   int64_t expire_at_ms = 0;
+  Tag tag;
 
   bool tombstone() const { return (flags & kFlagTombstone) != 0; }
   bool expires() const { return (flags & kFlagExpires) != 0; }
   bool flush_all() const { return (flags & kFlagFlushAll) != 0; }
+  bool flush_db() const { return (flags & kFlagFlushDb) != 0; }
+  bool swap_db() const { return (flags & kFlagSwapDb) != 0; }
+  bool file_header() const { return (flags & kFlagFileHeader) != 0; }
+  /// A record without a key: FLUSHALL, FLUSHDB, SWAPDB or the file header.
+  bool special() const { return (flags & kSpecialFlags) != 0; }
   uint64_t record_size() const { return kRecordHeaderSize + uint64_t{key_size} + value_size; }
 };
 
@@ -100,12 +149,16 @@ inline RecordHeader DecodeHeader(const char* p) {
   h.value_size = Load<uint32_t>(p + kValueSizeOffset);
   h.timestamp_ms = Load<int64_t>(p + kTimestampOffset);
   h.expire_at_ms = Load<int64_t>(p + kExpireAtOffset);
+  h.tag = {static_cast<uint8_t>(p[kTypeOffset]), static_cast<uint8_t>(p[kKindOffset]),
+           static_cast<uint8_t>(p[kDbOffset])};
   return h;
 }
 
 /// Appends one complete record (header with its CRC, key, value) to `out`.
 void AppendRecord(std::string* out, uint8_t flags, std::string_view key, std::string_view value,
-                  int64_t timestamp_ms, int64_t expire_at_ms);
+                  int64_t timestamp_ms, int64_t expire_at_ms, Tag tag = {});
+/// Appends the file header record (kFlagFileHeader) to `out`.
+void AppendFileHeader(std::string* out, int64_t timestamp_ms);
 
 /// The CRC a record starting at `p` (whole record present) should carry.
 uint32_t ComputeRecordCrc(const char* p, uint64_t record_size);
@@ -114,7 +167,7 @@ uint32_t ComputeRecordCrc(const char* p, uint64_t record_size);
 enum class RecordCheck {
   kOk,
   kTruncated,    ///< the header or the body runs past the end of the data
-  kBadHeader,    ///< unknown flags, reserved bytes set, sizes over the limits
+  kBadHeader,    ///< unknown flags, type or kind, sizes over the limits, a malformed special record
   kBadChecksum,  ///< the CRC does not match
 };
 
@@ -149,6 +202,7 @@ struct HintEntry {
   uint32_t key_size = 0;
   uint32_t value_size = 0;
   uint32_t flags = 0;
+  Tag tag;
   int64_t expire_at_ms = 0;
   uint64_t record_size() const { return RecordSize(key_size, value_size); }
 };

@@ -38,7 +38,7 @@ void HintWriter::Add(const format::HintEntry& e, std::string_view key) {
   Store<uint32_t>(p + 8, e.key_size);
   Store<uint32_t>(p + 12, e.value_size);
   Store<uint32_t>(p + 16, e.flags);
-  Store<uint32_t>(p + 20, 0);
+  Store<uint32_t>(p + 20, e.tag.Pack());
   Store<int64_t>(p + 24, e.expire_at_ms);
   buffer_.append(key);
   ++count_;
@@ -98,7 +98,7 @@ Status BuildHintFile(const std::string& hint_path, uint64_t data_id, const char*
                                 format::RecordCheckName(check) + " at offset " +
                                 std::to_string(off));
     }
-    hint.Add({off, h.key_size, h.value_size, h.flags, h.expire_at_ms},
+    hint.Add({off, h.key_size, h.value_size, h.flags, h.tag, h.expire_at_ms},
              std::string_view(data + off + format::kRecordHeaderSize, h.key_size));
     off += h.record_size();
   }
@@ -145,6 +145,7 @@ bool HintFile::Cursor::Next(format::HintEntry* e, std::string_view* key) {
   e->key_size = Load<uint32_t>(p_ + 8);
   e->value_size = Load<uint32_t>(p_ + 12);
   e->flags = Load<uint32_t>(p_ + 16);
+  e->tag = format::Tag::Unpack(Load<uint32_t>(p_ + 20));
   e->expire_at_ms = Load<int64_t>(p_ + 24);
   p_ += format::kHintEntryHeaderSize;
   *key = std::string_view(p_, e->key_size);

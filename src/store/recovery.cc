@@ -65,19 +65,19 @@ class Progress {
   Clock::time_point last_;
 };
 
-void StoreImpl::ReplayRecord(DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
+void StoreImpl::ReplayRecord(Keydir& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
                              uint8_t flags, int64_t expire_at_ms, std::string_view key,
                              int64_t now_ms) {
   const bool expires = (flags & format::kFlagExpires) != 0;
   Location old;
   if ((flags & format::kFlagTombstone) != 0 || (expires && expire_at_ms <= now_ms)) {
     // Deleted or expired: older versions are dead, and so is this record.
-    if (keydir_.Erase(hash, MatcherFor(key), &old)) MarkDead(old);
+    if (kd.Erase(hash, MatcherFor(key), &old)) MarkDead(old);
     file->dead_bytes.fetch_add(record_size, std::memory_order_relaxed);
     return;
   }
   const Location loc{file->index(), offset, expires, expires ? Location::ExpireSeconds(expire_at_ms) : 0};
-  if (keydir_.Upsert(hash, MatcherFor(key), loc, &old)) MarkDead(old);
+  if (kd.Upsert(hash, MatcherFor(key), loc, &old)) MarkDead(old);
 }
 
 Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest,
@@ -123,6 +123,7 @@ struct ReplayItem {
   uint64_t offset;
   uint64_t size;
   uint8_t flags;
+  uint8_t db;  // physical
   int64_t expire_at_ms;
 };
 constexpr size_t kReplayBatch = 32;
@@ -136,20 +137,45 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
   size_t n = 0;
   DataFile* file = nullptr;
   auto flush = [&] {
-    for (size_t i = 0; i < n; ++i) keydir_.Prefetch(batch[i].hash);
+    for (size_t i = 0; i < n; ++i) keydirs_[batch[i].db]->Prefetch(batch[i].hash);
     for (size_t i = 0; i < n; ++i) {
       const ReplayItem& r = batch[i];
-      ReplayRecord(file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
+      ReplayRecord(*keydirs_[r.db], file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
     }
     n = 0;
   };
   auto add = [&](const ReplayItem& item) {
-    if ((item.flags & format::kFlagFlushAll) != 0) {
-      // FLUSHALL: what came before is deleted. Every thread sees it and empties its own shards,
-      // after replaying what it had batched (a batch never spans files, so it is all earlier).
+    if (item.db >= keydirs_.size()) {  // `databases` was lowered: Recover refuses to open
+      uint32_t seen = replay_max_db_.load(std::memory_order_relaxed);
+      while (item.db > seen && !replay_max_db_.compare_exchange_weak(seen, item.db)) {
+      }
+      return;
+    }
+    if ((item.flags & format::kSpecialFlags) != 0) {
+      // Every thread sees these, after replaying what it had batched (a batch never spans files,
+      // so it is all earlier). FLUSHALL / FLUSHDB: what came before is deleted; each thread
+      // empties its own shards. SWAPDB: thread 0 keeps the map (only the last one matters: records
+      // name their physical database). The file header: nothing to do.
       flush();
-      keydir_.ClearShards(part, parts);
-      if (part == 0) last_flush_ = {file, item.offset + item.size};
+      if ((item.flags & format::kFlagFlushAll) != 0) {
+        for (auto& kd : keydirs_) kd->ClearShards(part, parts);
+        if (part == 0) last_flush_ = {file, item.offset + item.size};
+      } else if ((item.flags & format::kFlagFlushDb) != 0) {
+        keydirs_[item.db]->ClearShards(part, parts);
+        if (part == 0) file->dead_bytes.fetch_add(item.size, std::memory_order_relaxed);
+      } else if ((item.flags & format::kFlagSwapDb) != 0) {
+        if (part == 0) {
+          const uint64_t value_size = item.size - format::kRecordHeaderSize;
+          const char* map = file->data() + item.offset + format::kRecordHeaderSize;
+          replay_map_.fill(0);
+          for (size_t i = 0; i < keydirs_.size(); ++i) {
+            replay_map_[i] = i < value_size ? static_cast<uint8_t>(map[i]) : static_cast<uint8_t>(i);
+          }
+          replay_swapped_ = true;
+        }
+      } else if (part == 0) {  // the file header
+        file->dead_bytes.fetch_add(item.size, std::memory_order_relaxed);
+      }
       return;
     }
     if (Keydir::ShardOf(item.hash) % parts != part) return;
@@ -165,7 +191,7 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       format::HintEntry e;
       std::string_view key;
       while (cursor.Next(&e, &key)) {
-        add({keydir_.Hash(key), key, e.offset, e.record_size(), static_cast<uint8_t>(e.flags),
+        add({Hash(key), key, e.offset, e.record_size(), static_cast<uint8_t>(e.flags), e.tag.db,
              e.expire_at_ms});
       }
     } else {  // validated already: walk the records without checking them again
@@ -174,13 +200,17 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       for (uint64_t off = 0; off < size;) {
         const format::RecordHeader h = format::DecodeHeader(data + off);
         const std::string_view key(data + off + format::kRecordHeaderSize, h.key_size);
-        add({keydir_.Hash(key), key, off, h.record_size(), h.flags, h.expire_at_ms});
+        add({Hash(key), key, off, h.record_size(), h.flags, h.tag.db, h.expire_at_ms});
         off += h.record_size();
       }
     }
     flush();  // a batch never spans files: `file` names the batch's file
     done_bytes += file->size();
-    if (progress != nullptr) progress->Update(done_bytes, keydir_.Size(), f + 1, sources.size());
+    if (progress != nullptr) {
+      size_t keys = 0;
+      for (const auto& kd : keydirs_) keys += kd->Size();
+      progress->Update(done_bytes, keys, f + 1, sources.size());
+    }
   }
 }
 
@@ -217,6 +247,15 @@ Status StoreImpl::Recover() {
       return s;
     }
     max_file_id_ = std::max(max_file_id_, ids[i]);
+    if (size == format::kFileHeaderSize) {  // a file header alone (created, never written)
+      std::string head(format::kFileHeaderSize, '\0');
+      format::RecordHeader h;
+      if (pread(fd, head.data(), head.size(), 0) == static_cast<ssize_t>(head.size()) &&
+          format::CheckRecord(head.data(), head.size(), 0, true, &h) == format::RecordCheck::kOk &&
+          h.file_header()) {
+        size = 0;
+      }
+    }
     if (size == 0) {
       close(fd);
       unlink(path.c_str());
@@ -245,6 +284,10 @@ Status StoreImpl::Recover() {
     RecoverySource& src = sources[i];
     const bool newest = i + 1 == sources.size();
     files_.Add(src.file);
+    if (src.file->size() < format::kRecordHeaderSize ||
+        !format::DecodeHeader(src.file->data()).file_header()) {
+      saw_format1_ = true;
+    }
     if (!newest) {
       const std::string hint_path = options_.dir + "/" + format::HintFileName(src.file->id());
       if (access(hint_path.c_str(), F_OK) == 0) {
@@ -270,9 +313,13 @@ Status StoreImpl::Recover() {
     }
   }
 
+  if (saw_format1_) {
+    spdlog::info("recovery: data directory {} holds format-1 files (strings, database 0): read as "
+                 "they are; new files are format {}", options_.dir, format::kFormatVersion);
+  }
   // Phase 2 (all cores): replay in file order; each thread owns a disjoint set of keydir shards,
   // so every key is still replayed in order, by one thread.
-  keydir_.Reserve(records);
+  keydirs_[0]->Reserve(records);
   const size_t parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
   std::vector<std::thread> helpers;
   for (size_t p = 1; p < parts; ++p) {
@@ -281,6 +328,26 @@ Status StoreImpl::Recover() {
   ReplaySources(sources, 0, parts, &progress);
   for (auto& t : helpers) t.join();
   for (const RecoverySource& src : sources) src.file->Advise(DataFile::Advice::kRandom, 0, src.file->size());
+  if (const uint32_t max_db = replay_max_db_.load(); max_db >= keydirs_.size()) {
+    return Status::InvalidArgument("data directory " + options_.dir + " holds keys of database " +
+                                   std::to_string(max_db) + ": set `databases` to at least " +
+                                   std::to_string(max_db + 1));
+  }
+  if (replay_swapped_) {  // the last SWAPDB's map, which must be a permutation of the databases
+    std::vector<bool> seen(keydirs_.size(), false);
+    for (size_t i = 0; i < keydirs_.size(); ++i) {
+      if (replay_map_[i] >= keydirs_.size() || seen[replay_map_[i]]) {
+        return Status::InvalidArgument("data directory " + options_.dir +
+                                       " was written with more databases (SWAPDB): raise `databases`");
+      }
+      seen[replay_map_[i]] = true;
+    }
+    for (size_t i = 0; i < keydirs_.size(); ++i) {
+      db_map_[i].store(replay_map_[i], std::memory_order_relaxed);
+      group_map_[i] = replay_map_[i];
+      logical_of_[replay_map_[i]] = static_cast<uint8_t>(i);
+    }
+  }
   if (last_flush_.file != nullptr) {
     // Everything up to the last FLUSHALL record is dead (what replay counted after it stays).
     bool before = true;
@@ -295,8 +362,10 @@ Status StoreImpl::Recover() {
     }
     last_flush_ = {};
   }
+  size_t keys = 0;
+  for (const auto& kd : keydirs_) keys += kd->Size();
   spdlog::info("recovery: done in {:.2f} s: {} keys from {} records in {} files",
-               progress.Seconds(), keydir_.Size(), records, sources.size());
+               progress.Seconds(), keys, records, sources.size());
   recovery_ms_ = static_cast<int64_t>(progress.Seconds() * 1000);
   recovery_records_ = records;
   recovery_hint_files_ = static_cast<uint64_t>(

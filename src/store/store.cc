@@ -48,6 +48,7 @@ ValueView ViewOf(const char* record, const format::RecordHeader& h) {
   ValueView v;
   v.value = std::string_view(record + format::kRecordHeaderSize + h.key_size, h.value_size);
   v.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
+  v.type = h.tag.type;
   return v;
 }
 
@@ -68,13 +69,15 @@ WriteBatch::Op& WriteBatch::Add(Kind kind, std::string key) {
   Op& op = ops_.emplace_back();
   op.kind = kind;
   op.command = command_;
+  op.db = db_;
   op.key = std::move(key);
   return op;
 }
 
 void WriteBatch::Put(std::string key, std::string value, int64_t expire_at_ms,
-                     PutCondition condition, bool keep_ttl, bool want_old) {
+                     PutCondition condition, bool keep_ttl, bool want_old, uint8_t type) {
   Op& op = Add(Kind::kPut, std::move(key));
+  op.type = type;
   op.value = std::move(value);
   op.expire_at_ms = expire_at_ms;
   op.put_condition = condition;
@@ -99,6 +102,16 @@ void WriteBatch::Update(std::string key, UpdateFn fn, bool want_old) {
 }
 
 void WriteBatch::DeleteAll() { Add(Kind::kDeleteAll, std::string()); }
+
+void WriteBatch::DeleteDb() { Add(Kind::kDeleteDb, std::string()); }
+
+void WriteBatch::SwapDb(uint32_t a, uint32_t b) {
+  Op& op = Add(Kind::kSwapDb, std::string());
+  op.db = a;
+  op.db2 = b;
+}
+
+void WriteBatch::Move(std::string key, uint32_t to) { Add(Kind::kMove, std::move(key)).db2 = to; }
 
 void WriteBatch::ReadKeys(KeysQuery query) { Add(Kind::kReadKeys, std::string()).query = query; }
 
@@ -141,14 +154,24 @@ std::vector<std::shared_ptr<DataFile>> FileTable::Snapshot() const {
 
 // ---- Open / Close ------------------------------------------------------------------------------
 
-StoreImpl::StoreImpl(const Options& options)
-    : options_(options), keydir_(options.hash_seed != 0 ? options.hash_seed : RandomSeed()) {}
+StoreImpl::StoreImpl(const Options& options) : options_(options) {
+  const uint64_t seed = options.hash_seed != 0 ? options.hash_seed : RandomSeed();
+  const uint32_t n = std::clamp<uint32_t>(options.databases, 1, 256);
+  for (uint32_t i = 0; i < n; ++i) {
+    keydirs_.push_back(std::make_unique<Keydir>(seed));
+    db_map_[i].store(static_cast<uint8_t>(i), std::memory_order_relaxed);
+    group_map_[i] = logical_of_[i] = replay_map_[i] = static_cast<uint8_t>(i);
+  }
+}
 
 StoreImpl::~StoreImpl() { (void)Close(); }
 
 Status Store::Open(const Options& options, std::unique_ptr<Store>* store) {
   if (options.max_file_size < 4096 || options.max_file_size > format::kMaxFileSize) {
     return Status::InvalidArgument("data file size must be between 4096 bytes and 1 TiB");
+  }
+  if (options.databases < 1 || options.databases > 256) {
+    return Status::InvalidArgument("databases must be between 1 and 256");
   }
   auto impl = std::make_unique<StoreImpl>(options);
   Status s = impl->OpenImpl();
@@ -235,14 +258,14 @@ bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_
          std::memcmp(p + format::kRecordHeaderSize, key.data(), key.size()) == 0;
 }
 
-Status StoreImpl::Lookup(std::string_view key, uint64_t hash, bool verify,
+Status StoreImpl::Lookup(const Keydir& kd, std::string_view key, uint64_t hash, bool verify,
                          std::shared_ptr<DataFile>* pin, format::RecordHeader* header,
                          uint64_t* offset) const {
   // A file can be retired between reading its location and pinning it (compaction moved the key);
   // the keydir then already names the new place, so look again.
   for (int attempt = 0; attempt < 8; ++attempt) {
     Location candidates[kMaxCandidates];
-    const size_t n = keydir_.FindCandidates(hash, candidates, kMaxCandidates);
+    const size_t n = kd.FindCandidates(hash, candidates, kMaxCandidates);
     bool retired = false;
     for (size_t i = 0; i < n; ++i) {
       std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
@@ -296,20 +319,22 @@ void StoreImpl::ReadTogether(const std::function<void()>& reads) const {
   });
 }
 
-Status StoreImpl::Get(std::string_view key, ValueView* out) const {
+Status StoreImpl::Get(uint32_t db, std::string_view key, ValueView* out) const {
   Status s;
-  Stable([&] { s = GetOnce(key, out); });
+  Stable([&] { s = GetOnce(db, key, out); });
   return s;
 }
 
-Status StoreImpl::GetOnce(std::string_view key, ValueView* out) const {
+Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out) const {
+  const Keydir* kd = ReaderKeydir(db);
+  if (kd == nullptr) return Status::NotFound();
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
-  Status s = Lookup(key, keydir_.Hash(key), options_.verify_checksums, &file, &h, &offset);
+  Status s = Lookup(*kd, key, Hash(key), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
   if (h.expires() && h.expire_at_ms <= NowMs()) {  // clock only if needed
-    DropExpiredLater(key);
+    DropExpiredLater(h.tag.db, key);
     return Status::NotFound();
   }
   *out = ViewOf(file->data() + offset, h);
@@ -317,9 +342,19 @@ Status StoreImpl::GetOnce(std::string_view key, ValueView* out) const {
   return Status::OK();
 }
 
-bool StoreImpl::Exists(std::string_view key) const {
+bool StoreImpl::Exists(uint32_t db, std::string_view key) const {
   ValueView v;
-  return Get(key, &v).ok();
+  return Get(db, key, &v).ok();
+}
+
+uint64_t StoreImpl::ExpiringKeys(uint32_t db) const {
+  const Keydir* kd = ReaderKeydir(db);
+  return kd == nullptr ? 0 : kd->Expiring();
+}
+
+uint64_t StoreImpl::KeyCount(uint32_t db) const {
+  const Keydir* kd = ReaderKeydir(db);
+  return kd == nullptr ? 0 : kd->Size();
 }
 
 // ---- Cold reads --------------------------------------------------------------------------------
@@ -348,9 +383,9 @@ uint64_t PageEnd(uint64_t at) {
 // the pages of a record's header and key, or, once those are resident, the pages of the rest of the
 // record. Stops at the first call that returns false; returns whether it was never called.
 template <class Cold>
-bool StoreImpl::VisitCold(std::string_view key, Cold&& cold) const {
+bool StoreImpl::VisitCold(const Keydir& kd, std::string_view key, Cold&& cold) const {
   Location candidates[kMaxCandidates];
-  const size_t n = keydir_.FindCandidates(keydir_.Hash(key), candidates, kMaxCandidates);
+  const size_t n = kd.FindCandidates(Hash(key), candidates, kMaxCandidates);
   bool resident = true;
   for (size_t i = 0; i < n; ++i) {
     std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
@@ -373,12 +408,16 @@ bool StoreImpl::VisitCold(std::string_view key, Cold&& cold) const {
   return resident;
 }
 
-bool StoreImpl::KeyResident(std::string_view key) const {
-  return VisitCold(key, [](std::shared_ptr<DataFile>&&, uint64_t, uint64_t) { return false; });
+bool StoreImpl::KeyResident(uint32_t db, std::string_view key) const {
+  const Keydir* kd = ReaderKeydir(db);
+  return kd == nullptr ||
+         VisitCold(*kd, key, [](std::shared_ptr<DataFile>&&, uint64_t, uint64_t) { return false; });
 }
 
-void StoreImpl::ColdRanges(std::string_view key, std::vector<ColdRange>* out) const {
-  VisitCold(key, [out](std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
+void StoreImpl::ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const {
+  const Keydir* kd = ReaderKeydir(db);
+  if (kd == nullptr) return;
+  VisitCold(*kd, key, [out](std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
     const uint64_t page = DataFile::PageSize();
     const uint64_t first = from / page * page;
     const uint64_t last = std::min(PageEnd(to), std::max(file->size(), first));
@@ -388,7 +427,9 @@ void StoreImpl::ColdRanges(std::string_view key, std::vector<ColdRange>* out) co
   });
 }
 
-void StoreImpl::FetchKeys(std::span<const std::string_view> keys) const {
+void StoreImpl::FetchKeys(uint32_t db, std::span<const std::string_view> keys) const {
+  const Keydir* kd = ReaderKeydir(db);
+  if (kd == nullptr) return;
   // Three passes, so one thread keeps many disk reads in flight: start the reads of every header
   // (MADV_WILLNEED returns once they are queued), wait for each header and start the reads of the
   // rest of its record, then wait for those.
@@ -401,7 +442,7 @@ void StoreImpl::FetchKeys(std::span<const std::string_view> keys) const {
   std::vector<Want> wants;
   for (std::string_view key : keys) {
     Location candidates[kMaxCandidates];
-    const size_t n = keydir_.FindCandidates(keydir_.Hash(key), candidates, kMaxCandidates);
+    const size_t n = kd->FindCandidates(Hash(key), candidates, kMaxCandidates);
     for (size_t i = 0; i < n; ++i) {
       std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
       if (!file) continue;
@@ -457,9 +498,12 @@ bool StoreImpl::VisitRecord(const Location& loc, int64_t now_ms,
   return true;
 }
 
-uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
+uint64_t StoreImpl::Scan(uint32_t db, uint64_t cursor, size_t count,
                          const std::function<void(std::string_view, int64_t)>& fn,
                          bool include_expired) const {
+  const Keydir* kd = nullptr;
+  Stable([&] { kd = ReaderKeydir(db); });
+  if (kd == nullptr) return 0;
   // Cursor layout: bits 0-5 the shard, the rest the shard's reverse-binary bucket cursor.
   size_t shard = cursor & (Keydir::kShards - 1);
   uint64_t bucket = cursor >> 6;
@@ -475,7 +519,7 @@ uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
     ++buckets;
     const uint64_t bucket_before = bucket;
     entries.clear();
-    const bool shard_done = keydir_.ScanBucket(shard, &bucket, &entries);
+    const bool shard_done = kd->ScanBucket(shard, &bucket, &entries);
     visited += entries.size();
     // A record whose file was retired meanwhile was moved by compaction: the same bucket holds the
     // key's new location, so look again (for those hashes only).
@@ -488,7 +532,7 @@ uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
       if (moved.empty()) break;
       uint64_t again = bucket_before;
       std::vector<std::pair<uint64_t, Location>> found;
-      keydir_.ScanBucket(shard, &again, &found);
+      kd->ScanBucket(shard, &again, &found);
       for (const auto& e : found) {
         if (std::find(moved.begin(), moved.end(), e.first) != moved.end()) entries.push_back(e);
       }
@@ -501,14 +545,17 @@ uint64_t StoreImpl::Scan(uint64_t cursor, size_t count,
   return (bucket << 6) | shard;
 }
 
-bool StoreImpl::RandomKey(std::string* key) const {
+bool StoreImpl::RandomKey(uint32_t db, std::string* key) const {
+  const Keydir* kd = nullptr;
+  Stable([&] { kd = ReaderKeydir(db); });
+  if (kd == nullptr) return false;
   thread_local uint64_t state = static_cast<uint64_t>(NowMs()) ^ reinterpret_cast<uintptr_t>(&state);
   const int64_t now = NowMs();
   for (int attempt = 0; attempt < 100; ++attempt) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     uint64_t hash = 0;
     Location loc;
-    if (!keydir_.RandomEntry(state >> 1, &hash, &loc)) return false;
+    if (!kd->RandomEntry(state >> 1, &hash, &loc)) return false;
     bool found = false;
     VisitRecord(loc, now, [&](std::string_view k, int64_t) {
       key->assign(k);
@@ -679,27 +726,27 @@ void StoreImpl::WriterLoop() {
   }
 }
 
-void StoreImpl::DropExpiredLater(std::string_view key) const {
+void StoreImpl::DropExpiredLater(uint8_t pdb, std::string_view key) const {
   std::lock_guard lock(lazy_mu_);
   // Bounded: a flood of reads of expired keys must not grow memory; the active cycle catches up.
-  if (lazy_expired_.size() < 4096) lazy_expired_.emplace_back(key);
+  if (lazy_expired_.size() < 4096) lazy_expired_.emplace_back(pdb, std::string(key));
 }
 
 void StoreImpl::DrainLazyExpired() {
   if (expiry_paused_.load(std::memory_order_relaxed)) return;  // kept until unpaused
-  std::vector<std::string> keys;
+  std::vector<std::pair<uint8_t, std::string>> keys;
   {
     std::lock_guard lock(lazy_mu_);
     keys.swap(lazy_expired_);
   }
   if (keys.empty()) return;
   ForgetWrittenKeys();  // no group is being built: what it holds is the last group's, now applied
-  flushed_ = false;
-  for (const std::string& key : keys) DropExpired(key, keydir_.Hash(key));
+  flushed_.reset();
+  for (const auto& [pdb, key] : keys) DropExpired(pdb, key, Hash(key));
 }
 
-void StoreImpl::KeyCountAsync(std::function<void(uint64_t keys)> done) {
-  if (!QueueTask([this, done] { done(keydir_.Size()); })) done(keydir_.Size());
+void StoreImpl::KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) {
+  if (!QueueTask([this, db, done] { done(KeyCount(db)); })) done(KeyCount(db));
 }
 
 void StoreImpl::RunWork(std::vector<Request>& work) {
@@ -738,8 +785,8 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   group_buf_.clear();
   ClearGroup();
   group_now_ms_ = NowMs();
-  const WriteBatch::KeyProbe live = [this](std::string_view key) {
-    return Current(key, keydir_.Hash(key), false).exists;
+  const WriteBatch::KeyProbe live = [this](uint32_t db, std::string_view key) {
+    return db < keydirs_.size() && Current(GroupDb(db), key, Hash(key), false).exists;
   };
   std::vector<std::vector<OpResult>> results(end - begin);
   std::vector<bool> aborted(end - begin, false);
@@ -777,10 +824,11 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   }
 }
 
-StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, bool need_value) {
+StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, uint64_t hash,
+                                           bool need_value) {
   CurrentValue cur;
   const int64_t now = group_now_ms_;
-  if (const OverlayEntry* written = overlay_.Find(key, hash)) {
+  if (const OverlayEntry* written = overlay_.Find(key, OverlayHash(hash, pdb))) {
     if (!written->exists) return cur;
     const char* p = group_buf_.data() + written->group_offset;
     const format::RecordHeader h = format::DecodeHeader(p);
@@ -789,19 +837,20 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, 
     cur.view = ViewOf(p, h);
     return cur;
   }
-  if (flushed_) return cur;  // a FLUSHALL earlier in this group deleted it
+  if (flushed_[pdb]) return cur;  // a FLUSHALL / FLUSHDB earlier in this group deleted it
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
   // The old value's CRC is checked only when the op reads its bytes: a plain SET or DEL needs to
   // know whether the key exists, not to checksum what it replaces.
   const bool verify = need_value && options_.verify_checksums;
-  if (memo_.valid && memo_.hash == hash && memo_.key == key && (memo_.verified || !verify)) {
+  if (memo_.valid && memo_.hash == hash && memo_.db == pdb && memo_.key == key &&
+      (memo_.verified || !verify)) {
     file = memo_.file;
     h = memo_.header;
     offset = memo_.offset;
   } else {
-    Status s = Lookup(key, hash, verify, &file, &h, &offset);
+    Status s = Lookup(*keydirs_[pdb], key, hash, verify, &file, &h, &offset);
     if (!s.ok()) {
       if (!s.IsNotFound()) cur.error = std::move(s);
       return cur;
@@ -809,6 +858,7 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, 
     memo_.valid = true;
     memo_.verified = verify;
     memo_.hash = hash;
+    memo_.db = pdb;
     memo_.key.assign(key);
     memo_.file = file;
     memo_.header = h;
@@ -821,21 +871,95 @@ StoreImpl::CurrentValue StoreImpl::Current(std::string_view key, uint64_t hash, 
   return cur;
 }
 
-void StoreImpl::AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags,
-                              std::string_view value, int64_t expire_at_ms) {
+void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, uint8_t flags,
+                              std::string_view value, int64_t expire_at_ms, uint8_t type) {
   const uint64_t at = group_buf_.size();
   if (expire_at_ms != 0) flags |= format::kFlagExpires;
-  format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms);
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
-  pending_.push_back({key, hash, at, group_buf_.size() - at, tombstone, expire_at_ms != 0,
-                      expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0, false, current_origin_});
-  overlay_.Set(key, hash, OverlayEntry{!tombstone, at});
+  format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms,
+                       format::Tag{tombstone ? uint8_t{0} : type, format::kKindWhole, pdb});
+  PendingRecord r{};
+  r.key = key;
+  r.hash = hash;
+  r.db = pdb;
+  r.group_offset = at;
+  r.size = group_buf_.size() - at;
+  r.tombstone = tombstone;
+  r.expires = expire_at_ms != 0;
+  r.expire_s = expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0;
+  r.origin = current_origin_;
+  pending_.push_back(r);
+  overlay_.Set(key, OverlayHash(hash, pdb), OverlayEntry{!tombstone, at, pdb});
+}
+
+void StoreImpl::DeleteDb(uint8_t pdb, OpResult* result) {
+  // One FLUSHDB record, as FLUSHALL's: the database's keys written so far in this group are
+  // deleted too (their overlay entries say so; the keydir is emptied when the group is applied).
+  bool any = !flushed_[pdb] && keydirs_[pdb]->Size() > 0;
+  const uint64_t at = group_buf_.size();
+  format::AppendRecord(&group_buf_, format::kFlagFlushDb, {}, {}, group_now_ms_, 0, format::Tag{0, 0, pdb});
+  for (const auto& item : overlay_.items()) {
+    if (item.value.db != pdb) continue;
+    any |= item.value.exists;
+    overlay_.Set(item.key, item.hash, OverlayEntry{false, at, pdb});
+  }
+  result->applied = any;
+  PendingRecord r{};
+  r.db = pdb;
+  r.group_offset = at;
+  r.size = group_buf_.size() - at;
+  r.flush_db = true;
+  r.origin = current_origin_;
+  pending_.push_back(r);
+  memo_.valid = false;
+  memo_.file.reset();
+  flushed_[pdb] = true;
+}
+
+void StoreImpl::SwapDbs(uint32_t a, uint32_t b, OpResult* result) {
+  if (a >= keydirs_.size() || b >= keydirs_.size()) {
+    result->error = Status::InvalidArgument("DB index is out of range");
+    return;
+  }
+  std::swap(group_map_[a], group_map_[b]);
+  const uint64_t at = group_buf_.size();
+  const std::string map(reinterpret_cast<const char*>(group_map_.data()), keydirs_.size());
+  format::AppendRecord(&group_buf_, format::kFlagSwapDb, {}, map, group_now_ms_, 0);
+  PendingRecord r{};
+  r.group_offset = at;
+  r.size = group_buf_.size() - at;
+  r.swap_db = true;
+  r.swap_a = static_cast<uint8_t>(a);
+  r.swap_b = static_cast<uint8_t>(b);
+  r.origin = current_origin_;
+  pending_.push_back(r);
+  group_swapped_ = true;
+  result->applied = true;
+}
+
+void StoreImpl::MoveKey(const WriteBatch::Op& op, uint8_t from, uint8_t to, OpResult* result) {
+  const uint64_t hash = Hash(op.key);
+  CurrentValue cur = Current(from, op.key, hash, true);
+  if (!cur.error.ok()) {
+    result->error = cur.error;
+    return;
+  }
+  if (!cur.exists) return;
+  const CurrentValue there = Current(to, op.key, hash, false);
+  if (!there.error.ok() || there.exists) return;  // Redis: 0 when the target has the key
+  const std::string value(cur.view.value);  // the view may point into group_buf_
+  const int64_t expire = cur.view.expire_at_ms;
+  const uint8_t type = cur.view.type;
+  AppendToGroup(from, op.key, hash, format::kFlagTombstone, {}, 0);
+  AppendToGroup(to, op.key, hash, 0, value, expire, type);
+  result->applied = true;
 }
 
 void StoreImpl::DeleteAllKeys(OpResult* result) {
   // One FLUSHALL record: everything before it is deleted, at replay too. No key is read or written
   // one by one, so a flush of a data set larger than memory costs no disk read.
-  bool any = !flushed_ && keydir_.Size() > 0;
+  bool any = false;
+  for (size_t i = 0; i < keydirs_.size(); ++i) any |= !flushed_[i] && keydirs_[i]->Size() > 0;
   for (const auto& item : overlay_.items()) any |= item.value.exists;
   result->applied = any;
   const uint64_t at = group_buf_.size();
@@ -847,26 +971,28 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   r.origin = current_origin_;
   pending_.push_back(r);
   ForgetWrittenKeys();
-  flushed_ = true;
+  flushed_.set();
 }
 
-void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
+void StoreImpl::ReadKeys(uint8_t pdb, const KeysQuery& query, OpResult* result) {
   using Mode = KeysQuery::Mode;
+  const Keydir& kd = *keydirs_[pdb];
   if (query.mode == Mode::kCount) {
     // The keydir as applied, corrected by what this group wrote so far: a key the group created
     // counts once, a key it deleted no more.
-    if (flushed_) {  // after a FLUSHALL in this group: only what the group wrote since
+    if (flushed_[pdb]) {  // after a FLUSHALL in this group: only what the group wrote since
       uint64_t written = 0;
-      for (const auto& item : overlay_.items()) written += item.value.exists ? 1 : 0;
+      for (const auto& item : overlay_.items()) written += item.value.db == pdb && item.value.exists ? 1 : 0;
       result->keys = written;
       return;
     }
-    int64_t keys = static_cast<int64_t>(keydir_.Size());
+    int64_t keys = static_cast<int64_t>(kd.Size());
     for (const auto& item : overlay_.items()) {
+      if (item.value.db != pdb) continue;
       std::shared_ptr<DataFile> file;
       format::RecordHeader h;
       uint64_t offset = 0;
-      const bool applied = Lookup(item.key, item.hash, false, &file, &h, &offset).ok();
+      const bool applied = Lookup(kd, item.key, Hash(item.key), false, &file, &h, &offset).ok();
       keys += (item.value.exists ? 1 : 0) - (applied ? 1 : 0);
     }
     result->keys = static_cast<uint64_t>(std::max<int64_t>(keys, 0));
@@ -875,12 +1001,13 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
   // The keys this group wrote, live at this op's place (group_buf_ holds their records).
   std::vector<std::string_view> written;
   for (const auto& item : overlay_.items()) {
-    if (item.value.exists && !Expired(format::DecodeHeader(group_buf_.data() + item.value.group_offset), group_now_ms_)) {
+    if (item.value.db == pdb && item.value.exists &&
+        !Expired(format::DecodeHeader(group_buf_.data() + item.value.group_offset), group_now_ms_)) {
       written.push_back(item.key);
     }
   }
   std::vector<std::string>& out = result->key_list;
-  if (flushed_) {  // after a FLUSHALL in this group the keydir does not count
+  if (flushed_[pdb]) {  // after a FLUSHALL in this group the keydir does not count
     out.insert(out.end(), written.begin(), written.end());
     if (query.mode == Mode::kRandom && out.size() > 1) out.resize(1);
     if (query.mode == Mode::kScan) result->keys = 0;
@@ -888,19 +1015,21 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
   }
   // The applied keydir, without the keys the group wrote (those are listed from the overlay).
   auto applied = [&](std::string_view k, int64_t) {
-    if (overlay_.empty() || !overlay_.Contains(k, keydir_.Hash(k))) out.emplace_back(k);
+    if (overlay_.empty() || !overlay_.Contains(k, OverlayHash(Hash(k), pdb))) out.emplace_back(k);
   };
+  // The applied keydir of `pdb`: through the logical index the readers use for it now.
+  const uint32_t ldb = logical_of_[pdb];
   switch (query.mode) {
     case Mode::kAll: {
       uint64_t cursor = 0;
       do {
-        cursor = Scan(cursor, 4096, applied, false);
+        cursor = Scan(ldb, cursor, 4096, applied, false);
       } while (cursor != 0);
       out.insert(out.end(), written.begin(), written.end());
       return;
     }
     case Mode::kScan:
-      result->keys = Scan(query.cursor, query.count, applied, false);
+      result->keys = Scan(ldb, query.cursor, query.count, applied, false);
       out.insert(out.end(), written.begin(), written.end());
       return;
     case Mode::kRandom: {
@@ -908,15 +1037,15 @@ void StoreImpl::ReadKeys(const KeysQuery& query, OpResult* result) {
       // delete.
       thread_local uint64_t state = static_cast<uint64_t>(NowMs());
       state = state * 6364136223846793005ull + 1442695040888963407ull;
-      const uint64_t total = keydir_.Size() + written.size();
+      const uint64_t total = kd.Size() + written.size();
       if (!written.empty() && (state >> 33) % total < written.size()) {
         out.emplace_back(written[(state >> 33) % written.size()]);
         return;
       }
       std::string key;
       for (int attempt = 0; attempt < 100; ++attempt) {
-        if (!RandomKey(&key)) break;
-        if (!overlay_.Contains(key, keydir_.Hash(key))) {
+        if (!RandomKey(ldb, &key)) break;
+        if (!overlay_.Contains(key, OverlayHash(Hash(key), pdb))) {
           out.push_back(std::move(key));
           return;
         }
@@ -933,15 +1062,16 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
   class GroupTxn final : public Txn {
    public:
     explicit GroupTxn(StoreImpl* store) : store_(store) {}
-    Status Get(std::string_view key, ValueView* out) override {
-      CurrentValue cur = store_->Current(key, store_->keydir_.Hash(key), true);
+    Status Get(uint32_t db, std::string_view key, ValueView* out) override {
+      if (db >= store_->keydirs_.size()) return Status::NotFound();
+      CurrentValue cur = store_->Current(store_->GroupDb(db), key, store_->Hash(key), true);
       if (!cur.error.ok()) return cur.error;
       if (!cur.exists) return Status::NotFound();
       if (cur.view.pin) {
         *out = std::move(cur.view);
       } else {  // in the group buffer, which moves as the group grows: a copy
         auto copy = std::make_shared<std::string>(cur.view.value);
-        *out = ValueView{copy, *copy, cur.view.expire_at_ms};
+        *out = ValueView{copy, *copy, cur.view.expire_at_ms, cur.view.type};
       }
       return Status::OK();
     }
@@ -968,19 +1098,27 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   if (op.kind == WriteBatch::Kind::kRun) return RunOp(op, result);
   if (op.kind == WriteBatch::Kind::kDeleteAll) return DeleteAllKeys(result);
-  if (op.kind == WriteBatch::Kind::kReadKeys) return ReadKeys(op.query, result);
-  const uint64_t hash = keydir_.Hash(op.key);
+  if (op.kind == WriteBatch::Kind::kSwapDb) return SwapDbs(op.db, op.db2, result);
+  if (op.db >= keydirs_.size() || (op.kind == WriteBatch::Kind::kMove && op.db2 >= keydirs_.size())) {
+    result->error = Status::InvalidArgument("DB index is out of range");
+    return;
+  }
+  const uint8_t pdb = GroupDb(op.db);
+  if (op.kind == WriteBatch::Kind::kDeleteDb) return DeleteDb(pdb, result);
+  if (op.kind == WriteBatch::Kind::kReadKeys) return ReadKeys(pdb, op.query, result);
+  if (op.kind == WriteBatch::Kind::kMove) return MoveKey(op, pdb, GroupDb(op.db2), result);
+  const uint64_t hash = Hash(op.key);
   if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
       !op.keep_ttl && !op.want_old && !op.want_existed) {
     // A plain SET does not depend on the old value: no lookup (the keydir update finds the old
     // record anyway, to count it dead).
-    AppendToGroup(op.key, hash, 0, op.value, op.expire_at_ms);
+    AppendToGroup(pdb, op.key, hash, 0, op.value, op.expire_at_ms, op.type);
     result->applied = true;
     return;
   }
   const bool need_value =
       op.want_old || op.kind == WriteBatch::Kind::kUpdate || op.kind == WriteBatch::Kind::kExpire;
-  CurrentValue cur = Current(op.key, hash, need_value);
+  CurrentValue cur = Current(pdb, op.key, hash, need_value);
   result->existed = cur.exists;
   if (!cur.error.ok() && (need_value || op.kind == WriteBatch::Kind::kPut)) {
     // A record that fails its check is never treated as absent: a conditional SET, INCR or
@@ -994,7 +1132,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       result->old = cur.view;
     } else {  // still in the group buffer, which moves: give the caller its own copy
       auto copy = std::make_shared<std::string>(cur.view.value);
-      result->old = ValueView{copy, *copy, cur.view.expire_at_ms};
+      result->old = ValueView{copy, *copy, cur.view.expire_at_ms, cur.view.type};
     }
   };
   switch (op.kind) {
@@ -1006,22 +1144,22 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       }
       keep_old();
       const int64_t expire = op.keep_ttl && cur.exists ? cur.view.expire_at_ms : op.expire_at_ms;
-      AppendToGroup(op.key, hash, 0, op.value, expire);
+      AppendToGroup(pdb, op.key, hash, 0, op.value, expire, op.type);
       result->applied = true;
       return;
     }
     case WriteBatch::Kind::kDelete:
       if (!cur.error.ok()) {  // DEL of a corrupt record: the tombstone repairs the key
-        AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+        AppendToGroup(pdb, op.key, hash, format::kFlagTombstone, {}, 0);
         result->applied = true;
         return;
       }
       if (!cur.exists) {
-        DropExpired(op.key, hash);  // FLUSHALL: an expired key goes now, not at the next cycle
+        DropExpired(pdb, op.key, hash);  // an expired key goes now, not at the next cycle
         return;
       }
       keep_old();
-      AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+      AppendToGroup(pdb, op.key, hash, format::kFlagTombstone, {}, 0);
       result->applied = true;
       return;
     case WriteBatch::Kind::kExpire: {
@@ -1049,11 +1187,11 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       if (!ok) return;
       result->applied = true;
       if (want != 0 && want <= group_now_ms_) {  // an expiry in the past deletes the key, as Redis does
-        AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+        AppendToGroup(pdb, op.key, hash, format::kFlagTombstone, {}, 0);
         return;
       }
       const std::string value(cur.view.value);  // the view may point into group_buf_
-      AppendToGroup(op.key, hash, 0, value, want);
+      AppendToGroup(pdb, op.key, hash, 0, value, want, cur.view.type);
       return;
     }
     case WriteBatch::Kind::kUpdate: {
@@ -1061,10 +1199,10 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       UpdateDecision d = op.fn(cur.exists ? &cur.view : nullptr);
       if (d.action == UpdateDecision::Action::kPut) {
         const int64_t expire = d.keep_ttl && cur.exists ? cur.view.expire_at_ms : d.expire_at_ms;
-        AppendToGroup(op.key, hash, 0, d.value, expire);
+        AppendToGroup(pdb, op.key, hash, 0, d.value, expire, d.type);
         result->applied = true;
       } else if (d.action == UpdateDecision::Action::kDelete && cur.exists) {
-        AppendToGroup(op.key, hash, format::kFlagTombstone, {}, 0);
+        AppendToGroup(pdb, op.key, hash, format::kFlagTombstone, {}, 0);
         result->applied = true;
       }
       return;
@@ -1072,6 +1210,9 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
     case WriteBatch::Kind::kDeleteAll:
     case WriteBatch::Kind::kReadKeys:
     case WriteBatch::Kind::kRun:
+    case WriteBatch::Kind::kDeleteDb:
+    case WriteBatch::Kind::kSwapDb:
+    case WriteBatch::Kind::kMove:
       return;  // handled above
   }
 }
@@ -1168,7 +1309,7 @@ void StoreImpl::ApplyGroup() {
   // Readers see all of a group or none of it: while its several records change the keydir the
   // sequence is odd, and a lookup that overlapped the change is retried (Stable). Seqlock order:
   // odd, then the changes (release fence), then even (release store).
-  const bool several = pending_.size() > 1;
+  const bool several = pending_.size() > 1 || group_swapped_;
   const uint64_t seq = apply_seq_.load(std::memory_order_relaxed);
   if (several) {
     apply_seq_.store(seq + 1, std::memory_order_relaxed);
@@ -1177,8 +1318,26 @@ void StoreImpl::ApplyGroup() {
   const uint32_t pause_us = apply_pause_us_.load(std::memory_order_relaxed);
   for (const PendingRecord& r : pending_) {
     if (pause_us > 0 && several) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+    if (r.swap_db) {
+      const uint8_t pa = db_map_[r.swap_a].load(std::memory_order_relaxed);
+      const uint8_t pb = db_map_[r.swap_b].load(std::memory_order_relaxed);
+      db_map_[r.swap_a].store(pb, std::memory_order_relaxed);
+      db_map_[r.swap_b].store(pa, std::memory_order_relaxed);
+      logical_of_[pb] = r.swap_a;
+      logical_of_[pa] = r.swap_b;
+      continue;  // live for ever (compaction copies it): the map must survive
+    }
+    if (r.flush_db) {  // FLUSHDB: the database's records before this one are dead, this one too
+      Keydir& kd = *keydirs_[r.db];
+      for (size_t shard = 0; shard < Keydir::kShards; ++shard) {
+        kd.ForEachInShard(shard, [this](uint64_t, const Location& loc) { MarkDeadLater(loc); });
+      }
+      kd.ClearShards(0, 1);
+      active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
+      continue;
+    }
     if (r.flush_all) {  // FLUSHALL: every record before this one is dead, this one too
-      keydir_.ClearShards(0, 1);
+      for (auto& kd : keydirs_) kd->ClearShards(0, 1);
       for (const auto& file : files_.Snapshot()) {
         file->dead_bytes.store(file.get() == active_.get() ? base + r.group_offset + r.size : file->size(),
                                std::memory_order_relaxed);
@@ -1189,25 +1348,28 @@ void StoreImpl::ApplyGroup() {
     // MULTI, a pipeline), or that a later FLUSHALL of the group deleted, is dead at once: only the
     // key's last record of the group goes to the keydir. Its size is known here: its header is not
     // read back through the map.
-    const OverlayEntry* last = overlay_.Find(r.key, r.hash);
+    const OverlayEntry* last = overlay_.Find(r.key, OverlayHash(r.hash, r.db));
     if (last == nullptr || last->group_offset != r.group_offset) {
       active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
       continue;
     }
     const Location loc{active_->index(), base + r.group_offset, r.expires, r.expire_s};
     Location old;
+    Keydir& kd = *keydirs_[r.db];
     if (r.tombstone) {
-      if (keydir_.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
+      if (kd.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
       // A tombstone is never the live version of anything.
       active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
-    } else if (keydir_.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
+    } else if (kd.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
       MarkDead(old);
     }
   }
   if (several) apply_seq_.store(seq + 2, std::memory_order_release);
   if (report_writes_.load(std::memory_order_relaxed) && !pending_.empty()) {
     written_.clear();
-    for (const PendingRecord& r : pending_) written_.push_back({r.origin, r.key, r.flush_all});
+    for (const PendingRecord& r : pending_) {
+      if (!r.swap_db) written_.push_back({r.origin, r.key, r.flush_all || r.flush_db});
+    }
     options_.on_written(written_);
   }
   ClearGroup();
@@ -1223,7 +1385,11 @@ void StoreImpl::ClearGroup() {
   pending_.clear();
   ForgetWrittenKeys();
   txn_ops_.Clear();  // after the overlay and the records, which point at the ops' keys
-  flushed_ = false;
+  flushed_.reset();
+  if (group_swapped_) {  // applied (db_map_ has it) or abandoned: the group's map starts over
+    for (size_t i = 0; i < keydirs_.size(); ++i) group_map_[i] = db_map_[i].load(std::memory_order_relaxed);
+    group_swapped_ = false;
+  }
 }
 
 Status StoreImpl::CreateActiveFile(uint64_t reserve) {
@@ -1242,18 +1408,28 @@ Status StoreImpl::CreateActiveFile(uint64_t reserve) {
     unlink(path.c_str());
     return s;
   }
+  // Format 2: the file starts with its header record (made durable with the first group).
+  std::string header;
+  format::AppendFileHeader(&header, NowMs());
+  s = io::WriteAll(fd, path, 0, header.data(), header.size());
+  if (!s.ok()) {
+    unlink(path.c_str());
+    return s;
+  }
+  file->set_size(header.size());
+  file->dead_bytes.store(header.size(), std::memory_order_relaxed);  // never live
   files_.Add(file);
   active_ = std::move(file);
   active_id_ = id;
   max_file_id_ = id;
-  write_offset_ = 0;
+  write_offset_ = header.size();
   return Status::OK();
 }
 
 Status StoreImpl::Rotate(uint64_t reserve) {
   std::shared_ptr<DataFile> old = active_;
   const uint64_t old_size = write_offset_;
-  if (old_size > 0 && options_.fsync != FsyncPolicy::kAlways) {  // always: every group was synced
+  if (old_size > format::kFileHeaderSize && options_.fsync != FsyncPolicy::kAlways) {  // always: every group was synced
     // Sealed files are always durable, whatever the policy: only the newest file may be torn.
     Status s = SyncData(old->fd(), old->path());
     if (!s.ok()) return FailStop(s);
@@ -1261,7 +1437,7 @@ Status StoreImpl::Rotate(uint64_t reserve) {
   }
   Status s = CreateActiveFile(reserve);
   if (!s.ok()) return s;
-  if (old_size == 0) {  // never written: drop it rather than keep an empty sealed file
+  if (old_size <= format::kFileHeaderSize) {  // never written: drop it rather than keep an empty sealed file
     files_.Remove(old->index());
     unlink(old->path().c_str());
   } else {
@@ -1287,22 +1463,25 @@ std::shared_ptr<DataFile> StoreImpl::Periodic() {
   return to_sync;
 }
 
-void StoreImpl::DropExpired(std::string_view key, uint64_t hash) {
-  if (flushed_ || overlay_.Contains(key, hash)) return;  // this group wrote it: the pending record decides
+void StoreImpl::DropExpired(uint8_t pdb, std::string_view key, uint64_t hash) {
+  if (flushed_[pdb] || overlay_.Contains(key, OverlayHash(hash, pdb))) return;  // the pending record decides
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
-  if (!Lookup(key, hash, false, &file, &h, &offset).ok() || !Expired(h, NowMs())) return;
+  Keydir& kd = *keydirs_[pdb];
+  if (!Lookup(kd, key, hash, false, &file, &h, &offset).ok() || !Expired(h, NowMs())) return;
   const Location loc{file->index(), offset, true};
-  if (keydir_.EraseIfAt(hash, loc)) {
+  if (kd.EraseIfAt(hash, loc)) {
     MarkDead(loc);
     expired_keys_.fetch_add(1, std::memory_order_relaxed);
-    if (name_expired_.load(std::memory_order_relaxed)) options_.on_expired(key);
+    if (name_expired_.load(std::memory_order_relaxed)) options_.on_expired(logical_of_[pdb], key);
   }
 }
 
 void StoreImpl::ActiveExpireCycle() {
-  if (keydir_.Expiring() == 0 || !active_expire_.load(std::memory_order_relaxed) ||
+  size_t expiring = 0;
+  for (const auto& kd : keydirs_) expiring += kd->Expiring();
+  if (expiring == 0 || !active_expire_.load(std::memory_order_relaxed) ||
       expiry_paused_.load(std::memory_order_relaxed)) {
     return;  // nothing can expire (skip the walk), or expiry is off or paused
   }
@@ -1321,24 +1500,35 @@ void StoreImpl::ActiveExpireCycle() {
     }
   } timer{this, cycle_start};
   std::vector<std::pair<uint64_t, Location>> expired;
-  for (size_t visited = 0; visited < Keydir::kShards; ++visited) {
-    const size_t shard = expire_cursor_;
-    expire_cursor_ = (expire_cursor_ + 1) % Keydir::kShards;
+  // The cursor walks every shard of every database's keydir (those without expiring keys cost a
+  // load each).
+  const size_t total = Keydir::kShards * keydirs_.size();
+  for (size_t visited = 0; visited < total; ++visited) {
+    const size_t at = expire_cursor_ % total;
+    expire_cursor_ = (at + 1) % total;
+    const size_t pdb = at / Keydir::kShards;
+    const size_t shard = at % Keydir::kShards;
+    Keydir& keydir = *keydirs_[pdb];
+    if (keydir.Expiring() == 0) continue;
     expired.clear();
     // The keydir keeps each expiry (in seconds, rounded up): no record is read, so a data set
     // larger than memory costs this cycle no disk read. A key goes at most a second after its
     // exact time; reads see it absent from that exact time on (they check the record).
-    keydir_.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
+    keydir.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
       if (loc.expires && int64_t{loc.expire_s} * 1000 <= now) expired.emplace_back(hash, loc);
     });
     const bool name = name_expired_.load(std::memory_order_relaxed);
     for (const auto& [hash, loc] : expired) {
-      if (keydir_.EraseIfAt(hash, loc)) {
+      if (keydir.EraseIfAt(hash, loc)) {
         MarkDeadLater(loc);  // its size is in its header: not read here
         expired_keys_.fetch_add(1, std::memory_order_relaxed);
         // Keyspace notifications name the key: its record is read (the writer's files are never
         // retired under it); INT64_MIN visits it although expired.
-        if (name) VisitRecord(loc, INT64_MIN, [&](std::string_view key, int64_t) { options_.on_expired(key); });
+        if (name) {
+          VisitRecord(loc, INT64_MIN, [&](std::string_view key, int64_t) {
+            options_.on_expired(logical_of_[pdb], key);
+          });
+        }
       }
     }
     if (std::chrono::steady_clock::now() >= deadline) {
@@ -1350,8 +1540,10 @@ void StoreImpl::ActiveExpireCycle() {
 
 Stats StoreImpl::GetStats() const {
   Stats st;
-  st.keys = keydir_.Size();
-  st.keydir_bytes = keydir_.MemoryBytes();
+  for (const auto& kd : keydirs_) {
+    st.keys += kd->Size();
+    st.keydir_bytes += kd->MemoryBytes();
+  }
   for (const auto& file : files_.Snapshot()) {
     ++st.data_files;
     st.total_bytes += file->size();

@@ -9,7 +9,11 @@
 //   batch.Put("k", "v");
 //   store->Write(std::move(batch), [](const Status& s, std::vector<OpResult> results) {...});
 //   ValueView v;
-//   if (store->Get("k", &v).ok()) use(v.value);          // a pinned view into the mapped file
+//   if (store->Get(0, "k", &v).ok()) use(v.value);       // a pinned view into the mapped file
+//
+// Databases: every key lives in one of Options::databases databases, named by their index as
+// clients name them (SELECT); reads and ops say which (`db`, WriteBatch::SelectDb). Internally
+// each is one keydir, reached through a map that SWAPDB permutes (docs/types.md).
 //
 // Threads:
 // - Get / Exists / Stats: any thread, concurrently with writes and compaction.
@@ -75,6 +79,9 @@ struct Options {
   /// Seed of the keydir's hash secret; 0 picks a random one (the default, against hash flooding).
   uint64_t hash_seed = 0;
 
+  /// Number of databases (Redis's `databases`), 1 to 256.
+  uint32_t databases = 16;
+
   /// Called once per applied group, while Store::ReportWrites is on, with the key of every record
   /// the group wrote (in order, a key once per record) and the origin of its batch; `flush_all` for
   /// a FLUSHALL record (no key). After the group is visible, before any of its batches' callbacks.
@@ -82,14 +89,15 @@ struct Options {
   struct WrittenKey {
     uint64_t origin;
     std::string_view key;
-    bool flush_all;
+    bool flush_all;  ///< FLUSHALL or FLUSHDB
   };
   std::function<void(std::span<const WrittenKey> keys)> on_written;
 
-  /// Called with the key of each record dropped because it expired (by the expire cycle, or after
-  /// a read found it expired), while Store::NameExpiredKeys is on (keyspace notifications'
-  /// `expired`). Thread: the writer role's holder; it must not call back into the store.
-  std::function<void(std::string_view key)> on_expired;
+  /// Called with the database and key of each record dropped because it expired (by the expire
+  /// cycle, or after a read found it expired), while Store::NameExpiredKeys is on (keyspace
+  /// notifications' `expired`). Thread: the writer role's holder; it must not call back into the
+  /// store.
+  std::function<void(uint32_t db, std::string_view key)> on_expired;
 };
 
 /// A value read from the store: a view into a memory-mapped data file, with a pin that keeps the
@@ -99,6 +107,7 @@ struct ValueView {
   std::shared_ptr<const void> pin;
   std::string_view value;
   int64_t expire_at_ms = 0;  ///< 0: no expiry
+  uint8_t type = 0;          ///< format::ValueType: what `value` encodes (0: a string)
 };
 
 /// What an Update callback decides, given the current value (nullptr if the key is absent).
@@ -108,6 +117,7 @@ struct UpdateDecision {
   std::string value;         ///< kPut
   int64_t expire_at_ms = 0;  ///< kPut: 0 = no expiry (unless keep_ttl)
   bool keep_ttl = false;     ///< kPut: keep the current expiry
+  uint8_t type = 0;          ///< kPut: format::ValueType of `value`
 };
 /// Runs on the writer thread, atomically with respect to every other write. `current` is valid only
 /// during the call.
@@ -145,7 +155,7 @@ class WriteBatch {
   /// Sets `key` to `value`; expire_at_ms 0 means no expiry (unless keep_ttl).
   void Put(std::string key, std::string value, int64_t expire_at_ms = 0,
            PutCondition condition = PutCondition::kAlways, bool keep_ttl = false,
-           bool want_old = false);
+           bool want_old = false, uint8_t type = 0);
   /// Deletes `key` (nothing is written when it is absent).
   void Delete(std::string key, bool want_old = false);
   /// Sets (expire_at_ms > 0) or removes (0) the expiry of an existing key, if `condition` holds; an
@@ -158,12 +168,24 @@ class WriteBatch {
   /// ops of the same group go too, later ops see an empty store. Writes one tombstone per key
   /// (O(keys), like Redis's synchronous flush); expired keys are dropped without one.
   void DeleteAll();
+  /// Deletes every key of the selected database (FLUSHDB): one record, as DeleteAll.
+  void DeleteDb();
+  /// Swaps databases `a` and `b` (SWAPDB): O(1), one record. Later ops (and readers, once the
+  /// group is applied) see each one's keys under the other's index.
+  void SwapDb(uint32_t a, uint32_t b);
+  /// Moves `key` from the selected database to `to` (MOVE): applied only when it exists here and
+  /// not there. Its value, type and expiry go with it.
+  void Move(std::string key, uint32_t to);
   /// Writes nothing: reads the whole keyspace as it is at this op's place (earlier ops of the group
   /// included) — DBSIZE, KEYS, SCAN and RANDOMKEY inside MULTI. See KeysQuery for what it returns.
   void ReadKeys(KeysQuery query);
   /// Runs `fn` on the writer thread at this op's place (see RunFn). The op's result is applied
   /// when `fn` wrote anything.
   void Run(RunFn fn);
+
+  /// The database later ops act in (SELECT); 0 until called.
+  void SelectDb(uint32_t db) { db_ = db; }
+  uint32_t selected_db() const { return db_; }
 
   /// Starts the ops of the next command. When an op fails (OpResult::error: its key's record is
   /// corrupt), the later ops of the same command are skipped, so a multi-op command (RENAME,
@@ -172,7 +194,7 @@ class WriteBatch {
 
   /// Whether `key` is live (present, not expired) in the state the op at that point sees: earlier
   /// batches of the same group included. For preconditions; valid only during the call.
-  using KeyProbe = std::function<bool(std::string_view key)>;
+  using KeyProbe = std::function<bool(uint32_t db, std::string_view key)>;
   /// A check run on the writer thread just before the batch's ops, atomically with them (WATCH /
   /// EXEC). When it returns false nothing is applied and the callback gets Status::Aborted(). It
   /// must be quick and must not call into the store other than through `live`.
@@ -188,10 +210,13 @@ class WriteBatch {
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
 
-  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kReadKeys, kRun };
+  enum class Kind : uint8_t { kPut, kDelete, kExpire, kUpdate, kDeleteAll, kReadKeys, kRun, kDeleteDb, kSwapDb, kMove };
   struct Op {
     Kind kind = Kind::kPut;
+    uint8_t type = 0;      ///< kPut: format::ValueType of the value
     uint32_t command = 0;  ///< ops of one command share it (BeginCommand)
+    uint32_t db = 0;       ///< the database the op acts in (SelectDb when it was added)
+    uint32_t db2 = 0;      ///< kSwapDb: the other database; kMove: the target
     PutCondition put_condition = PutCondition::kAlways;
     ExpireCondition expire_condition = ExpireCondition::kAlways;
     bool keep_ttl = false;
@@ -216,6 +241,7 @@ class WriteBatch {
   std::vector<Op> ops_;
   Precondition precondition_;
   uint32_t command_ = 0;
+  uint32_t db_ = 0;
   uint64_t origin_ = 0;
 };
 
@@ -240,7 +266,7 @@ class Txn {
  public:
   /// Reads `key` as Store::Get does, but seeing the group's earlier writes. A value still in the
   /// group's buffer is copied (the view owns it); one in a data file is pinned.
-  virtual Status Get(std::string_view key, ValueView* out) = 0;
+  virtual Status Get(uint32_t db, std::string_view key, ValueView* out) = 0;
   /// Runs one op now, at this place in the group, with the result it would have in a batch. Not
   /// kRun. The Txn keeps the op (the group refers to its key until it completes): passing it by
   /// move saves the copy.
@@ -370,9 +396,9 @@ class Store {
   /// Reads `key`. NotFound when absent or expired; Corruption when its record fails its checksum.
   /// A key found expired is dropped soon after by the writer (lazy expiry, as Redis deletes an
   /// expired key it reads), before any write or task queued after this call.
-  virtual Status Get(std::string_view key, ValueView* out) const = 0;
+  virtual Status Get(uint32_t db, std::string_view key, ValueView* out) const = 0;
   /// True when `key` is present and not expired.
-  virtual bool Exists(std::string_view key) const = 0;
+  virtual bool Exists(uint32_t db, std::string_view key) const = 0;
   /// Runs `reads` (Get / Exists calls) so that together they see the store between two groups:
   /// all of a group's writes or none of them, as one command reading several keys must (MGET).
   /// Each Get or Exists on its own already sees whole groups. `reads` may run more than once (a
@@ -385,14 +411,18 @@ class Store {
   /// key present for the whole iteration is visited at least once; a key may be visited more than
   /// once. fn runs on the caller's thread, with no lock held; the key view is valid only during
   /// the call. Any thread.
-  virtual uint64_t Scan(uint64_t cursor, size_t count,
+  virtual uint64_t Scan(uint32_t db, uint64_t cursor, size_t count,
                         const std::function<void(std::string_view key, int64_t expire_at_ms)>& fn,
                         bool include_expired = false) const = 0;
   /// A random live key (RANDOMKEY); false when there is none.
-  virtual bool RandomKey(std::string* key) const = 0;
+  virtual bool RandomKey(uint32_t db, std::string* key) const = 0;
   /// Number of keys carrying an expiry (INFO keyspace `expires=`), expired ones included until
   /// they are reclaimed.
-  virtual uint64_t ExpiringKeys() const = 0;
+  virtual uint64_t ExpiringKeys(uint32_t db) const = 0;
+  /// Number of keys of a database as of the last applied group (INFO keyspace). Any thread.
+  virtual uint64_t KeyCount(uint32_t db) const = 0;
+  /// Options::databases.
+  virtual uint32_t Databases() const = 0;
 
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;
@@ -418,7 +448,7 @@ class Store {
   /// The number of keys (expired ones not yet dropped included, as Redis's DBSIZE), counted on the
   /// writer thread after every write and lazy expiry queued before this call: `done` runs there,
   /// or at once on the caller's thread when the store is closing.
-  virtual void KeyCountAsync(std::function<void(uint64_t keys)> done) = 0;
+  virtual void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) = 0;
 
   /// Runs a compaction of every sealed file now, in the background; `done` runs when it finishes
   /// (on the background thread).
@@ -437,10 +467,10 @@ class Store {
   virtual bool MaybeCold() const = 0;
   /// Whether reading `key` (each record stored under its hash) touches only pages in the page
   /// cache. Never touches a data page itself (mincore). Any thread.
-  virtual bool KeyResident(std::string_view key) const = 0;
+  virtual bool KeyResident(uint32_t db, std::string_view key) const = 0;
   /// Reads the records stored under each key's hash into the page cache, with the disk reads of
   /// all the keys in flight together. Blocks on the disk: for a read pool thread. Any thread.
-  virtual void FetchKeys(std::span<const std::string_view> keys) const = 0;
+  virtual void FetchKeys(uint32_t db, std::span<const std::string_view> keys) const = 0;
   /// Appends to `out` what of the records stored under `key`'s hash is not in the page cache, as
   /// whole pages of a data file: a record's header and key when they are cold, else (only once
   /// they are resident may its size be read) the rest of the record. The caller reads the ranges
@@ -448,7 +478,7 @@ class Store {
   /// nothing is appended: one round for most records, two when a record spans past its header's
   /// pages. Appends nothing when the key is resident (no allocation). Never touches a page that is
   /// not resident. Any thread.
-  virtual void ColdRanges(std::string_view key, std::vector<ColdRange>* out) const = 0;
+  virtual void ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const = 0;
   /// Asks the kernel which pages of each data file are cached (for MaybeCold and KeyResident's
   /// fast path); returns the bytes of data files found resident from their start. About once a
   /// second, from one thread.

@@ -159,7 +159,7 @@ TEST(StoreCrashTest, KillNineUnderAlwaysLosesNoAcknowledgedWrite) {
       for (int k = 0; k < kKeysPerThread; ++k) {
         const std::string key = KeyOf(t, static_cast<uint64_t>(k));
         ValueView v;
-        const Status g = store->Get(key, &v);
+        const Status g = store->Get(0, key, &v);
         ASSERT_TRUE(g.ok() || g.IsNotFound()) << g.ToString();
         const std::optional<std::string> got =
             g.ok() ? std::optional<std::string>(std::string(v.value)) : std::nullopt;

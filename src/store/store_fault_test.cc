@@ -67,7 +67,7 @@ class StoreFaultTest : public ::testing::Test {
   }
   std::string Get(const std::string& k) {
     ValueView v;
-    const Status s = store_->Get(k, &v);
+    const Status s = store_->Get(0, k, &v);
     return s.ok() ? std::string(v.value) : s.IsNotFound() ? "<missing>" : "<error>";
   }
   void Reopen() {

@@ -4,7 +4,9 @@
 //   compaction.cc  the background thread: hint files and compaction
 #pragma once
 
+#include <array>
 #include <atomic>
+#include <bitset>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -51,13 +53,15 @@ class StoreImpl final : public Store {
   explicit StoreImpl(const Options& options);
   ~StoreImpl() override;
 
-  Status Get(std::string_view key, ValueView* out) const override;
-  bool Exists(std::string_view key) const override;
-  uint64_t Scan(uint64_t cursor, size_t count,
+  Status Get(uint32_t db, std::string_view key, ValueView* out) const override;
+  bool Exists(uint32_t db, std::string_view key) const override;
+  uint64_t Scan(uint32_t db, uint64_t cursor, size_t count,
                 const std::function<void(std::string_view, int64_t)>& fn,
                 bool include_expired) const override;
-  bool RandomKey(std::string* key) const override;
-  uint64_t ExpiringKeys() const override { return keydir_.Expiring(); }
+  bool RandomKey(uint32_t db, std::string* key) const override;
+  uint64_t ExpiringKeys(uint32_t db) const override;
+  uint64_t KeyCount(uint32_t db) const override;
+  uint32_t Databases() const override { return static_cast<uint32_t>(keydirs_.size()); }
   void Write(WriteBatch batch, WriteCallback done) override;
   void WriteAll(std::vector<PendingWrite> writes) override;
   // Holding the writer role: whether a group of `writes` surely fits the active file, so a caller
@@ -69,13 +73,13 @@ class StoreImpl final : public Store {
   void Compact(std::function<void(const Status&)> done) override;
   Status CompactSync() override;
   bool MaybeCold() const override { return maybe_cold_.load(std::memory_order_relaxed); }
-  bool KeyResident(std::string_view key) const override;
-  void FetchKeys(std::span<const std::string_view> keys) const override;
-  void ColdRanges(std::string_view key, std::vector<ColdRange>* out) const override;
+  bool KeyResident(uint32_t db, std::string_view key) const override;
+  void FetchKeys(uint32_t db, std::span<const std::string_view> keys) const override;
+  void ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const override;
   uint64_t SweepResidency() override;
   void DropPageCache() override;
   Stats GetStats() const override;
-  void KeyCountAsync(std::function<void(uint64_t keys)> done) override;
+  void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   void ReportWrites(bool on) override { report_writes_.store(on && options_.on_written != nullptr, std::memory_order_relaxed); }
   void NameExpiredKeys(bool on) override { name_expired_.store(on && options_.on_expired != nullptr, std::memory_order_relaxed); }
@@ -90,11 +94,21 @@ class StoreImpl final : public Store {
   // ColdRanges and KeyResident: calls cold(file, from, to) for each part of the records under a
   // key's hash not in the page cache (store.cc).
   template <class Cold>
-  bool VisitCold(std::string_view key, Cold&& cold) const;
+  bool VisitCold(const Keydir& kd, std::string_view key, Cold&& cold) const;
+  // The keydir readers use for database `db` (as clients name it), or null when there is no such
+  // database. Any thread; call inside Stable (SWAPDB changes the map under the group seqlock).
+  const Keydir* ReaderKeydir(uint32_t db) const {
+    if (db >= keydirs_.size()) return nullptr;
+    return keydirs_[db_map_[db].load(std::memory_order_relaxed)].get();
+  }
+  // The keyed hash of a key (every keydir shares the secret).
+  uint64_t Hash(std::string_view key) const { return keydirs_[0]->Hash(key); }
+  // The overlay's hash of a key in physical database `pdb` (a key's entries differ per database).
+  static uint64_t OverlayHash(uint64_t hash, uint8_t pdb) { return hash + uint64_t{pdb} * 0x9E3779B97F4A7C15ull; }
   // Runs `read` until it ran wholly between two groups' keydir changes (apply_seq_).
   template <class Read>
   void Stable(Read&& read) const;
-  Status GetOnce(std::string_view key, ValueView* out) const;
+  Status GetOnce(uint32_t db, std::string_view key, ValueView* out) const;
   // One item of the writer queue: a batch with its callback, or an internal task.
   struct Request {
     WriteBatch batch;
@@ -105,18 +119,24 @@ class StoreImpl final : public Store {
   struct PendingRecord {
     std::string_view key;  // points into the batch's op, alive until the group completes
     uint64_t hash;
+    uint8_t db = 0;        // physical database
     uint64_t group_offset;  // offset in group_buf_
     uint64_t size;
     bool tombstone;
     bool expires;
     uint32_t expire_s;  // Location::ExpireSeconds of the record's expiry, when it expires
     bool flush_all = false;  // a FLUSHALL record: everything before it goes
+    bool flush_db = false;   // a FLUSHDB record: everything of `db` before it goes
+    bool swap_db = false;    // a SWAPDB record: swaps the map entries of logical dbs swap_a, swap_b
+    uint8_t swap_a = 0;
+    uint8_t swap_b = 0;
     uint64_t origin = 0;     // the batch's WriteBatch::origin (Options::on_written)
   };
   // The state of a key as later ops of the same group must see it.
   struct OverlayEntry {
     bool exists;
-    uint64_t group_offset;  // record in group_buf_ (when exists)
+    uint64_t group_offset;  // record in group_buf_ (when exists); a FLUSHDB's when it deleted it
+    uint8_t db;             // physical database
   };
   struct CurrentValue {
     Status error;  // Corruption: the key's record fails its check (exists is then false)
@@ -134,14 +154,14 @@ class StoreImpl final : public Store {
   Status ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* records);
   void ReplaySources(const std::vector<RecoverySource>& sources, size_t part, size_t parts,
                      Progress* progress);
-  void ReplayRecord(DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
+  void ReplayRecord(Keydir& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
                     uint8_t flags, int64_t expire_at_ms, std::string_view key, int64_t now_ms);
 
   // ---- store.cc: reads ----
   // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption. `verify`
   // checks the whole record's CRC (the header is always checked).
-  Status Lookup(std::string_view key, uint64_t hash, bool verify, std::shared_ptr<DataFile>* pin,
-                format::RecordHeader* header, uint64_t* offset) const;
+  Status Lookup(const Keydir& kd, std::string_view key, uint64_t hash, bool verify,
+                std::shared_ptr<DataFile>* pin, format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
   // Calls fn(key, expire_at_ms) for the record at `loc` when it is live (or expired and now_ms is
   // INT64_MIN); false if its file was retired meanwhile or its header fails its check.
@@ -162,15 +182,21 @@ class StoreImpl final : public Store {
   void RunWork(std::vector<Request>& work);
   void ProcessGroup(std::vector<Request>& work, size_t begin, size_t end);
   // Writer thread: a ReadKeys op (the keyspace at its place in the group being built).
-  void ReadKeys(const KeysQuery& query, OpResult* result);
+  void ReadKeys(uint8_t pdb, const KeysQuery& query, OpResult* result);
   void ExecuteOp(const WriteBatch::Op& op, OpResult* result);
   // Writer thread: a kRun op's function, given a Txn over the group being built.
   void RunOp(const WriteBatch::Op& op, OpResult* result);
   void DeleteAllKeys(OpResult* result);
+  void DeleteDb(uint8_t pdb, OpResult* result);
+  void SwapDbs(uint32_t a, uint32_t b, OpResult* result);
+  void MoveKey(const WriteBatch::Op& op, uint8_t from, uint8_t to, OpResult* result);
+  // Writer role: the physical database of logical `db` for the group being built (SWAPDB ops of
+  // the group included); db 0's when out of range (the server checks ranges first).
+  uint8_t GroupDb(uint32_t db) const { return db < keydirs_.size() ? group_map_[db] : group_map_[0]; }
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
-  CurrentValue Current(std::string_view key, uint64_t hash, bool need_value);
-  void AppendToGroup(std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,
-                     int64_t expire_at_ms);
+  CurrentValue Current(uint8_t pdb, std::string_view key, uint64_t hash, bool need_value);
+  void AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,
+                     int64_t expire_at_ms, uint8_t type = 0);
   Status CommitGroup();
   void ApplyGroup();
   Status Rotate(uint64_t reserve);
@@ -182,12 +208,12 @@ class StoreImpl final : public Store {
   void ActiveExpireCycle();
   // Writer thread: removes `key` from the keydir if its newest record has expired (no tombstone
   // needed: the expired record shadows older ones, as in ActiveExpireCycle).
-  void DropExpired(std::string_view key, uint64_t hash);
+  void DropExpired(uint8_t pdb, std::string_view key, uint64_t hash);
   // Any thread: queues `task` for the writer, after every request queued before; false (task not
   // queued) once the store is stopping.
   bool QueueTask(std::function<void()> task);
   // Any thread (a reader): asks the writer to drop `key`, found expired. Writer: drops them all.
-  void DropExpiredLater(std::string_view key) const;
+  void DropExpiredLater(uint8_t pdb, std::string_view key) const;
   void DrainLazyExpired();
   Status FailStop(Status cause);
   // Runs `task` on the writer thread and waits for it; false (task not run) once the store is
@@ -209,7 +235,14 @@ class StoreImpl final : public Store {
 
   const Options options_;
   int lock_fd_ = -1;
-  Keydir keydir_;
+  // One keydir per physical database; a record's db byte names its keydir for ever.
+  std::vector<std::unique_ptr<Keydir>> keydirs_;
+  // Logical database (as clients name it) -> physical, as applied (readers) ...
+  std::array<std::atomic<uint8_t>, 256> db_map_{};
+  // ... and as the group being built sees it (writer role), and physical -> logical as applied
+  // (keyspace events of the expire cycle). Each changed only by SWAPDB.
+  std::array<uint8_t, 256> group_map_{};
+  std::array<uint8_t, 256> logical_of_{};
   FileTable files_;
   std::atomic<uint32_t> next_index_{1};
   bool closed_ = false;
@@ -226,7 +259,7 @@ class StoreImpl final : public Store {
   // Keys readers found expired (lazy expiry), drained by the writer before each run of requests.
   // Mutable: const readers add to it.
   mutable std::mutex lazy_mu_;
-  mutable std::vector<std::string> lazy_expired_;
+  mutable std::vector<std::pair<uint8_t, std::string>> lazy_expired_;  // physical db, key
   std::thread writer_;
 
   // Writer-thread state: only the holder of role_mu_ touches it.
@@ -248,6 +281,7 @@ class StoreImpl final : public Store {
     bool valid = false;
     bool verified = false;  // its CRC was checked
     uint64_t hash = 0;
+    uint8_t db = 0;
     std::string key;
     std::shared_ptr<DataFile> file;
     format::RecordHeader header;
@@ -260,7 +294,8 @@ class StoreImpl final : public Store {
   void ClearGroup();
   // The group being built holds a FLUSHALL: the keydir is as good as empty to its later ops (only
   // the overlay, cleared at the flush, holds keys).
-  bool flushed_ = false;
+  std::bitset<256> flushed_;  // physical databases a FLUSHDB / FLUSHALL of the group emptied
+  bool group_swapped_ = false;  // the group holds a SWAPDB
   int64_t group_now_ms_ = 0;  // the clock for every op of the group being built (one read)
   bool dirty_ = false;  // written since the last fsync
   int64_t last_sync_ms_ = 0;
@@ -321,6 +356,12 @@ class StoreImpl final : public Store {
     uint64_t end = 0;
   };
   FlushMark last_flush_;
+  // Recovery: the database map of the last SWAPDB record replayed (thread 0 of the replay), and
+  // whether a data file without a file header record (format 1) was found.
+  std::array<uint8_t, 256> replay_map_{};
+  bool replay_swapped_ = false;
+  std::atomic<uint32_t> replay_max_db_{0};  // the largest db byte seen past the databases
+  std::atomic<bool> saw_format1_{false};
   // Records found dead without reading them (the expire cycle): their sizes are added to their
   // files' dead_bytes by the background thread, which may wait for the disk.
   std::mutex dead_later_mu_;

@@ -73,7 +73,7 @@ class StoreTest : public ::testing::Test {
   }
   std::string Get(const std::string& k) {
     ValueView v;
-    Status s = store_->Get(k, &v);
+    Status s = store_->Get(0, k, &v);
     if (s.IsNotFound()) return "<missing>";
     if (!s.ok()) return "<error " + s.ToString() + ">";
     return std::string(v.value);
@@ -134,14 +134,14 @@ TEST_F(StoreTest, ReadersSeeWholeGroups) {
       store_->ReadTogether([&] {
         for (int k = 0; k < kKeys; ++k) {
           ValueView v;
-          got[static_cast<size_t>(k)] = store_->Get("k" + std::to_string(k), &v).ok() ? std::string(v.value) : "";
+          got[static_cast<size_t>(k)] = store_->Get(0, "k" + std::to_string(k), &v).ok() ? std::string(v.value) : "";
         }
       });
       for (const std::string& g : got) torn += g != got[0] ? 1 : 0;
       ValueView first;
       ValueView last;
-      ASSERT_TRUE(store_->Get("k0", &first).ok());
-      ASSERT_TRUE(store_->Get("k" + std::to_string(kKeys - 1), &last).ok());
+      ASSERT_TRUE(store_->Get(0, "k0", &first).ok());
+      ASSERT_TRUE(store_->Get(0, "k" + std::to_string(kKeys - 1), &last).ok());
       torn += std::stoi(std::string(last.value)) < std::stoi(std::string(first.value)) ? 1 : 0;
       ++reads;
     }
@@ -165,8 +165,8 @@ TEST_F(StoreTest, RunOpReadsItsWritesAndItsOpsOutliveTheirCaller) {
   std::vector<std::string> seen;
   b.Run([&](Txn& txn) {
     ValueView v;
-    seen.push_back(txn.Get("earlier", &v).ok() ? std::string(v.value) : "-");
-    seen.push_back(txn.Get("before", &v).ok() ? std::string(v.value) : "-");
+    seen.push_back(txn.Get(0, "earlier", &v).ok() ? std::string(v.value) : "-");
+    seen.push_back(txn.Get(0, "before", &v).ok() ? std::string(v.value) : "-");
     for (int i = 0; i < 20; ++i) {
       // Each op lives only during its Execute, as redis.call's do.
       auto temp = std::make_unique<WriteBatch>();
@@ -179,8 +179,8 @@ TEST_F(StoreTest, RunOpReadsItsWritesAndItsOpsOutliveTheirCaller) {
     del.Delete("before");
     OpResult r;
     txn.Execute(del.ops()[0], &r);
-    seen.push_back(txn.Get("k3", &v).ok() ? std::string(v.value.substr(0, 1)) : "-");
-    seen.push_back(txn.Get("before", &v).ok() ? "present" : "gone");
+    seen.push_back(txn.Get(0, "k3", &v).ok() ? std::string(v.value.substr(0, 1)) : "-");
+    seen.push_back(txn.Get(0, "before", &v).ok() ? "present" : "gone");
   });
   std::vector<OpResult> results;
   ASSERT_TRUE(store_->WriteSync(std::move(b), &results).ok());
@@ -189,7 +189,7 @@ TEST_F(StoreTest, RunOpReadsItsWritesAndItsOpsOutliveTheirCaller) {
   EXPECT_EQ(seen, (std::vector<std::string>{"e", "1", "d", "gone"}));
   auto check = [&] {
     for (int i = 0; i < 20; ++i) EXPECT_EQ(Get("k" + std::to_string(i)), std::string(100, static_cast<char>('a' + i)));
-    EXPECT_FALSE(store_->Exists("before"));
+    EXPECT_FALSE(store_->Exists(0, "before"));
     EXPECT_EQ(store_->GetStats().keys, 21u);  // k0..k19 and "earlier"
   };
   check();
@@ -216,7 +216,7 @@ TEST_F(StoreTest, OnlyTheLastRecordOfAKeyInAGroupIsLive) {
   ASSERT_TRUE(store_->WriteSync(std::move(b), nullptr).ok());
   auto check = [&] {
     EXPECT_EQ(Get("k"), "three");
-    EXPECT_FALSE(store_->Exists("d"));
+    EXPECT_FALSE(store_->Exists(0, "d"));
     EXPECT_EQ(Get("n"), "new");
     EXPECT_EQ(store_->GetStats().keys, 2u);
   };
@@ -240,15 +240,15 @@ TEST_F(StoreTest, KeyResidencyAndFetch) {
   for (int i = 0; i < 100; ++i) Put("pad" + std::to_string(i), Value(i, 8192));
   ASSERT_TRUE(store_->Sync().ok());  // clean pages can be evicted
   store_->DropPageCache();
-  if (store_->KeyResident("big")) GTEST_SKIP() << "the file system does not evict pages on request";
+  if (store_->KeyResident(0, "big")) GTEST_SKIP() << "the file system does not evict pages on request";
   EXPECT_TRUE(store_->MaybeCold());
-  EXPECT_FALSE(store_->KeyResident("small"));
-  EXPECT_TRUE(store_->KeyResident("no such key"));  // nothing to read
+  EXPECT_FALSE(store_->KeyResident(0, "small"));
+  EXPECT_TRUE(store_->KeyResident(0, "no such key"));  // nothing to read
   const std::string_view keys[] = {"big", "small"};
-  store_->FetchKeys(keys);
-  EXPECT_TRUE(store_->KeyResident("big"));
-  EXPECT_TRUE(store_->KeyResident("small"));
-  EXPECT_FALSE(store_->KeyResident("pad50"));  // not fetched
+  store_->FetchKeys(0, keys);
+  EXPECT_TRUE(store_->KeyResident(0, "big"));
+  EXPECT_TRUE(store_->KeyResident(0, "small"));
+  EXPECT_FALSE(store_->KeyResident(0, "pad50"));  // not fetched
   EXPECT_EQ(Get("big"), big);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(Get("pad" + std::to_string(i)), Value(i, 8192));
   store_->SweepResidency();
@@ -330,7 +330,7 @@ TEST_F(StoreTest, PutGetDeleteAndEmptyValues) {
   EXPECT_EQ(Get("k"), "v");
   EXPECT_EQ(Get(std::string("bin\0\r\n", 6)), std::string("\0\1", 2));
   EXPECT_EQ(Get("empty"), "");  // SET k "" is legal: a tombstone is a flag, not an empty value
-  EXPECT_TRUE(store_->Exists("empty"));
+  EXPECT_TRUE(store_->Exists(0, "empty"));
   EXPECT_TRUE(Del("k"));
   EXPECT_FALSE(Del("k"));
   EXPECT_EQ(Get("k"), "<missing>");
@@ -394,7 +394,7 @@ TEST_F(StoreTest, CorruptValueIsNeverServed) {
   Put("b", "second value");
   ASSERT_TRUE(store_->Sync().ok());
   const fs::path file = Files(".data").back();
-  FlipByte(file, format::kRecordHeaderSize + 1 + 3);  // inside a's value
+  FlipByte(file, format::kFileHeaderSize + format::kRecordHeaderSize + 1 + 3);  // inside a's value
   EXPECT_TRUE(Get("a").starts_with("<error Corruption")) << Get("a");
   EXPECT_EQ(Get("b"), "second value");
 }
@@ -408,8 +408,9 @@ TEST_F(StoreTest, ACorruptValueCanStillBeDeletedOrOverwritten) {
   Put("b", "second value");
   ASSERT_TRUE(store_->Sync().ok());
   const fs::path file = Files(".data").back();
-  FlipByte(file, format::kRecordHeaderSize + 1 + 3);                              // a's value
-  FlipByte(file, format::RecordSize(1, 11) + format::kRecordHeaderSize + 1 + 3);  // b's value
+  const uint64_t a_at = format::kFileHeaderSize;  // after the file's header record
+  FlipByte(file, a_at + format::kRecordHeaderSize + 1 + 3);                              // a's value
+  FlipByte(file, a_at + format::RecordSize(1, 11) + format::kRecordHeaderSize + 1 + 3);  // b's value
   ASSERT_TRUE(Get("a").starts_with("<error Corruption"));
   EXPECT_TRUE(Del("a"));  // it existed: the delete applies
   EXPECT_EQ(Get("a"), "<missing>");
@@ -425,7 +426,7 @@ TEST_F(StoreTest, WritesThatReadACorruptValueFailInsteadOfOverwritingIt) {
   Open();
   Put("a", "first value");
   ASSERT_TRUE(store_->Sync().ok());
-  FlipByte(Files(".data").back(), format::kRecordHeaderSize + 1 + 3);  // inside a's value
+  FlipByte(Files(".data").back(), format::kFileHeaderSize + format::kRecordHeaderSize + 1 + 3);  // inside a's value
   WriteBatch b;
   b.BeginCommand();
   b.Put("a", "nx", 0, PutCondition::kIfAbsent);
@@ -451,7 +452,7 @@ TEST_F(StoreTest, WritesThatReadACorruptValueFailInsteadOfOverwritingIt) {
     EXPECT_TRUE(r[i].error.IsCorruption()) << i << ": " << r[i].error.ToString();
     EXPECT_FALSE(r[i].applied) << i;
   }
-  EXPECT_NE(r[1].error.ToString().find(".data at offset 0"), std::string::npos) << r[1].error.ToString();
+  EXPECT_NE(r[1].error.ToString().find(".data at offset " + std::to_string(format::kFileHeaderSize)), std::string::npos) << r[1].error.ToString();
   EXPECT_TRUE(r[5].error.ok());
   EXPECT_TRUE(Get("a").starts_with("<error Corruption"));
   EXPECT_EQ(Get("other"), "<missing>");
@@ -500,7 +501,7 @@ TEST_F(StoreTest, FlushAllIsOneRecordThroughRestartsHintsAndCompaction) {
   Stats st = store_->GetStats();
   EXPECT_LT(st.bytes_written - before.bytes_written, 256u);  // three records, not 2,000 tombstones
   EXPECT_EQ(st.keys, 1u);
-  EXPECT_EQ(store_->ExpiringKeys(), 0u);
+  EXPECT_EQ(store_->ExpiringKeys(0), 0u);
   EXPECT_GE(st.dead_bytes + 200, st.total_bytes);  // all but the last records are dead
   Put("later", "3");
   auto check = [&] {
@@ -680,10 +681,10 @@ TEST_F(StoreTest, LargeValues64MiB) {
   Put("big", big);
   Put("small2", "t");
   ValueView v;
-  ASSERT_TRUE(store_->Get("big", &v).ok());
+  ASSERT_TRUE(store_->Get(0, "big", &v).ok());
   EXPECT_TRUE(v.value == big);
   Reopen();
-  ASSERT_TRUE(store_->Get("big", &v).ok());
+  ASSERT_TRUE(store_->Get(0, "big", &v).ok());
   EXPECT_TRUE(v.value == big);
   EXPECT_EQ(Get("small1"), "s");
   EXPECT_EQ(Get("small2"), "t");
@@ -762,7 +763,7 @@ TEST_F(StoreTest, ExpiredKeysAreInvisibleAtOnceAndReclaimedActively) {
   EXPECT_EQ(Get("ttl0"), "v");
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
   EXPECT_EQ(Get("ttl0"), "<missing>");
-  EXPECT_FALSE(store_->Exists("ttl1"));
+  EXPECT_FALSE(store_->Exists(0, "ttl1"));
   for (int i = 0; i < 100 && store_->GetStats().keys > 1; ++i) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
   }
@@ -814,7 +815,7 @@ TEST_F(StoreTest, ReportsEachGroupsWrittenKeysWithTheirOrigin) {
 TEST_F(StoreTest, NamesExpiredKeysOnlyWhenAsked) {
   std::mutex mu;
   std::vector<std::string> named;
-  options_.on_expired = [&](std::string_view key) {
+  options_.on_expired = [&](uint32_t, std::string_view key) {
     std::lock_guard lock(mu);
     named.emplace_back(key);
   };
@@ -862,12 +863,12 @@ TEST_F(StoreTest, ExpireConditionsAndPersist) {
   EXPECT_FALSE(expire(t1 - 1, ExpireCondition::kGT));
   EXPECT_TRUE(expire(t1 - 1, ExpireCondition::kLT));
   ValueView v;
-  ASSERT_TRUE(store_->Get("k", &v).ok());
+  ASSERT_TRUE(store_->Get(0, "k", &v).ok());
   EXPECT_EQ(v.expire_at_ms, t1 - 1);
   EXPECT_TRUE(expire(0, ExpireCondition::kAlways));   // PERSIST
   EXPECT_FALSE(expire(0, ExpireCondition::kAlways));  // nothing to persist
   Reopen();
-  ASSERT_TRUE(store_->Get("k", &v).ok());
+  ASSERT_TRUE(store_->Get(0, "k", &v).ok());
   EXPECT_EQ(v.expire_at_ms, 0);
   EXPECT_EQ(v.value, "v");
 }
@@ -950,7 +951,7 @@ TEST_F(StoreTest, PinsKeepACompactedFileReadable) {
   Open();
   for (int i = 0; i < 500; ++i) Put("k" + std::to_string(i), Value(i, 300));
   ValueView pinned;
-  ASSERT_TRUE(store_->Get("k1", &pinned).ok());
+  ASSERT_TRUE(store_->Get(0, "k1", &pinned).ok());
   const std::string expected(pinned.value);
   const auto before = Files(".data");
   for (int i = 0; i < 500; ++i) Put("k" + std::to_string(i), "x");  // everything dead
@@ -1002,7 +1003,7 @@ TEST_F(StoreTest, ConcurrentReadersDuringWritesAndCompaction) {
       while (!stop) {
         const int i = static_cast<int>(rng() % kKeys);
         ValueView v;
-        const Status s = store_->Get("k" + std::to_string(i), &v);
+        const Status s = store_->Get(0, "k" + std::to_string(i), &v);
         // Every version of key i ends with "-i"; a value of another key would be a bug.
         if (!s.ok() || !std::string(v.value).ends_with("-" + std::to_string(i))) ++bad;
       }
@@ -1131,14 +1132,14 @@ TEST_F(StoreTest, ScanVisitsEveryKeyWhileTheTableGrows) {
   Put("gone", "v", NowMs() - 1);
   Put("deleted", "v");
   ASSERT_TRUE(Del("deleted"));
-  EXPECT_EQ(store_->ExpiringKeys(), 1u);
+  EXPECT_EQ(store_->ExpiringKeys(0), 1u);
 
   std::set<std::string> seen;
   uint64_t cursor = 0;
   int calls = 0;
   int added = 0;
   do {
-    cursor = store_->Scan(cursor, 10, [&](std::string_view k, int64_t) { seen.insert(std::string(k)); });
+    cursor = store_->Scan(0, cursor, 10, [&](std::string_view k, int64_t) { seen.insert(std::string(k)); });
     ++calls;
     if (calls < 30) {
       for (int j = 0; j < 40; ++j) Put("new" + std::to_string(added++), "v");  // forces resizes
@@ -1155,16 +1156,16 @@ TEST_F(StoreTest, ScanVisitsEveryKeyWhileTheTableGrows) {
   EXPECT_FALSE(seen.count("deleted"));
 
   std::string key;
-  ASSERT_TRUE(store_->RandomKey(&key));
-  EXPECT_TRUE(store_->Exists(key)) << key;
+  ASSERT_TRUE(store_->RandomKey(0, &key));
+  EXPECT_TRUE(store_->Exists(0, key)) << key;
 }
 
 TEST_F(StoreTest, RandomKeyOnAnEmptyStore) {
   Open();
   std::string key;
-  EXPECT_FALSE(store_->RandomKey(&key));
+  EXPECT_FALSE(store_->RandomKey(0, &key));
   int visits = 0;
-  EXPECT_EQ(store_->Scan(0, 10, [&](std::string_view, int64_t) { ++visits; }), 0u);
+  EXPECT_EQ(store_->Scan(0, 0, 10, [&](std::string_view, int64_t) { ++visits; }), 0u);
   EXPECT_EQ(visits, 0);
 }
 
@@ -1194,8 +1195,8 @@ TEST_F(StoreTest, PreconditionSeesEarlierBatchesAndAbortsTheWholeBatch) {
   EXPECT_TRUE(first_done.get_future().get().ok());
   EXPECT_TRUE(second_done.get_future().get().IsAborted());
   EXPECT_EQ(Get("a"), "1");
-  EXPECT_FALSE(store_->Exists("b"));
-  EXPECT_FALSE(store_->Exists("c"));
+  EXPECT_FALSE(store_->Exists(0, "b"));
+  EXPECT_FALSE(store_->Exists(0, "c"));
 }
 
 // FLUSHALL deletes every key, expired ones included: a Delete of an expired key drops its entry
@@ -1206,13 +1207,13 @@ TEST_F(StoreTest, DeletingAnExpiredKeyDropsItsEntryNow) {
   Put("live", "v");
   EXPECT_EQ(store_->GetStats().keys, 2u);
   std::vector<std::string> all;
-  store_->Scan(0, 100, [&](std::string_view k, int64_t) { all.emplace_back(k); }, true);
+  store_->Scan(0, 0, 100, [&](std::string_view k, int64_t) { all.emplace_back(k); }, true);
   EXPECT_EQ(all.size(), 2u);
   EXPECT_FALSE(Del("gone"));  // nothing written: the key was already logically absent
   EXPECT_EQ(store_->GetStats().keys, 1u);
-  EXPECT_EQ(store_->ExpiringKeys(), 0u);
+  EXPECT_EQ(store_->ExpiringKeys(0), 0u);
   Reopen();
-  EXPECT_FALSE(store_->Exists("gone"));
+  EXPECT_FALSE(store_->Exists(0, "gone"));
   EXPECT_EQ(Get("live"), "v");
 }
 
@@ -1232,10 +1233,10 @@ TEST_F(StoreTest, ExpireInThePastDeletesTheKey) {
   EXPECT_FALSE(r[0].applied);
   EXPECT_TRUE(r[1].applied);
   EXPECT_FALSE(r[2].applied);
-  EXPECT_FALSE(store_->Exists("k"));
+  EXPECT_FALSE(store_->Exists(0, "k"));
   EXPECT_EQ(store_->GetStats().keys, 1u);
   Reopen();
-  EXPECT_FALSE(store_->Exists("k"));
+  EXPECT_FALSE(store_->Exists(0, "k"));
   EXPECT_EQ(Get("other"), "v");
 }
 

@@ -102,7 +102,7 @@ std::string PickArg(FuzzedDataProvider& in) {
 const char* const kLuaParts[] = {
     "return redis.call(", "return redis.pcall(", "redis.call(", "local r = redis.pcall(", "'set'", "'get'",
     "'incr'", "'del'", "'mget'", "'expire'", "'keys'", "'dbsize'", "'eval'", "'multi'", "'info'", "'flushall'",
-    "'client'", "'debug'", "'setrange'", "'getrange'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
+    "'client'", "'debug'", "'setrange'", "'getrange'", "'select'", "'swapdb'", "'move'", "'flushdb'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
     "return {", "}", "return ", "cmsgpack.unpack(", "cmsgpack.pack(", "cmsgpack.unpack_one(", "cmsgpack.unpack_limit(",
     "cjson.decode(", "cjson.encode(", "bit.tohex(", "bit.band(", "unpack({1,2,3}, ", "tostring(", "tonumber(",
     "math.random(", "math.randomseed(", "redis.setresp(3)\n", "redis.setresp(2)\n", "redis.sha1hex(",

@@ -24,10 +24,24 @@ NOT_INT = "ERR value is not an integer or out of range"
 DUMPED = object()  # any bulk string: a DUMP payload
 
 
+DBS = 4  # of keg's 16: the commands below move keys between these
+
+
 class Model:
+    """Databases 0..DBS-1, each key -> value (bytes) and the keys with an expiry (all far in
+    the future); `db` is the connection's (SELECT; 0 again after a reconnect)."""
+
     def __init__(self):
-        self.data = {}   # key -> value (bytes)
-        self.ttl = set()  # keys with an expiry (all far in the future)
+        self.dbs = [({}, set()) for _ in range(DBS)]
+        self.db = 0
+
+    @property
+    def data(self):
+        return self.dbs[self.db][0]
+
+    @property
+    def ttl(self):
+        return self.dbs[self.db][1]
 
     def delete(self, k):
         self.data.pop(k, None)
@@ -53,7 +67,7 @@ def step(rng, m, keys):
     k = rng.choice(keys)
     k2 = rng.choice(keys)
     cur = m.data.get(k)
-    r = rng.randrange(27)
+    r = rng.randrange(31)
     if r == 0:
         v = value(rng)
         m.set(k, v)
@@ -144,10 +158,49 @@ def step(rng, m, keys):
         return ("DBSIZE",), len(m.data)
     if r == 18:
         if rng.random() < 0.2:  # rare: the model rebuilds state after it
+            if rng.random() < 0.3:
+                for data, ttl in m.dbs:
+                    data.clear()
+                    ttl.clear()
+                return ("FLUSHALL",), b"OK"
             m.data.clear()
             m.ttl.clear()
-            return (rng.choice(["FLUSHALL", "FLUSHDB"]),), b"OK"
+            return ("FLUSHDB",), b"OK"
         return ("GET", k), cur
+    if r == 27:
+        m.db = rng.randrange(DBS)
+        return ("SELECT", m.db), b"OK"
+    if r == 28:
+        to = rng.randrange(DBS)
+        if to == m.db:
+            return ("MOVE", k, to), resp.ReplyError("ERR source and destination objects are the same")
+        there = m.dbs[to]
+        if cur is None or k in there[0]:
+            return ("MOVE", k, to), 0
+        had = k in m.ttl
+        m.delete(k)
+        there[0][k] = cur
+        if had:
+            there[1].add(k)
+        return ("MOVE", k, to), 1
+    if r == 29:
+        if rng.random() < 0.3:
+            a, b = rng.randrange(DBS), rng.randrange(DBS)
+            m.dbs[a], m.dbs[b] = m.dbs[b], m.dbs[a]
+            return ("SWAPDB", a, b), b"OK"
+        return ("DBSIZE",), len(m.data)
+    if r == 30:
+        to = rng.randrange(DBS)
+        if to == m.db and k == k2:
+            return ("COPY", k, k2, "DB", to), resp.ReplyError("ERR source and destination objects are the same")
+        there = m.dbs[to]
+        if cur is None or k2 in there[0]:
+            return ("COPY", k, k2, "DB", to), 0
+        there[0][k2] = cur
+        there[1].discard(k2)
+        if k in m.ttl:
+            there[1].add(k2)
+        return ("COPY", k, k2, "DB", to), 1
     if r == 19:
         off = rng.choice([0, 7, 8, 100, 2000])
         bit = rng.randint(0, 1)
@@ -232,6 +285,7 @@ def run(opts):
                     counts["restarts"] += 1
                 keg.start()
                 c = keg.conn()
+                m.db = 0  # a new connection starts in database 0
             elif r < 1 / 400 + 1 / 300:
                 assert c.call("COMPACT") == b"OK"
                 counts["compactions"] += 1

@@ -103,7 +103,7 @@ void BM_GetHot(benchmark::State& state) {
   size_t i = 0;
   for (auto _ : state) {
     ValueView v;
-    if (!store->Get(keys[i++ & 4095], &v).ok()) std::abort();
+    if (!store->Get(0, keys[i++ & 4095], &v).ok()) std::abort();
     benchmark::DoNotOptimize(v.value.data());
   }
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()));
@@ -143,7 +143,7 @@ void BM_GetCold(benchmark::State& state) {
     state.ResumeTiming();
     for (int i = 0; i < 100; ++i) {
       ValueView v;
-      if (!store->Get(Key(rng() % kKeys), &v).ok()) std::abort();
+      if (!store->Get(0, Key(rng() % kKeys), &v).ok()) std::abort();
       benchmark::DoNotOptimize(v.value[v.value.size() / 2]);
     }
     state.PauseTiming();
