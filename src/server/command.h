@@ -24,6 +24,7 @@
 namespace keg::server {
 
 class ClientSession;
+struct Command;
 struct ServerState;
 
 enum CommandFlag : uint32_t {
@@ -108,6 +109,9 @@ class Ctx {
   /// than once and must only collect.
   void ReadTogether(size_t keys, const std::function<void()>& reads);
   bool read_failed() const { return !read_error_.ok(); }
+  /// The command being run (its value_type decides WRONGTYPE); set by whoever runs the handler.
+  void set_command(const Command* cmd) { cmd_ = cmd; }
+  const Command* command() const { return cmd_; }
   /// The reply must be written now, not later from another thread: inside EXEC or a script (run by
   /// redis.call on the writer thread, where the handler must not touch client(): commands that
   /// would are kNoScript).
@@ -156,6 +160,7 @@ class Ctx {
   const store::OpResult* keyspace_ = nullptr;
   DirectRun* direct_ = nullptr;
   int64_t db_override_ = -1;  // set_db
+  const Command* cmd_ = nullptr;
   // Events waiting for their ops' results (Notify), handed to the finisher by Then.
   struct Note {
     uint32_t cls;
@@ -209,6 +214,10 @@ struct Command {
   bool (*keyspace)(std::span<const std::string_view> args, store::KeysQuery* query) = nullptr;
   /// Index of this command or subcommand among all of them (ACL permissions); set by the table.
   uint32_t id = 0;
+  /// A command on values of one type (store::format::ValueType: the string and bit commands, the
+  /// hash commands ...): its reads (Ctx::Lookup) and its read-modify-write ops refuse a key of
+  /// another type with WRONGTYPE. -1: any type (DEL, EXPIRE, RENAME ...).
+  int value_type = -1;
 };
 
 /// The table, looked up case-insensitively. Thread: any (immutable after start).
@@ -229,6 +238,8 @@ void RegisterMigrateCommands(std::vector<Command>* table);     // commands_migra
 void RegisterAclCommands(std::vector<Command>* table);         // commands_acl.cc
 void RegisterScriptCommands(std::vector<Command>* table);      // commands_script.cc
 void RegisterPubsubCommands(std::vector<Command>* table);      // commands_pubsub.cc
+void RegisterHashCommands(std::vector<Command>* table);        // commands_hash.cc
+void RegisterSetCommands(std::vector<Command>* table);         // commands_set.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {
@@ -238,9 +249,14 @@ inline constexpr std::string_view kNotFloat = "value is not a valid float";
 inline constexpr std::string_view kOverflow = "increment or decrement would overflow";
 inline constexpr std::string_view kNoSuchKey = "no such key";
 inline constexpr std::string_view kTooBig = "string exceeds maximum allowed size (proto-max-bulk-len)";
+inline constexpr std::string_view kWrongType = "-WRONGTYPE Operation against a key holding the wrong kind of value";
 }  // namespace err
 
 std::string WrongArity(std::string_view name);
+/// Redis's string2ld: the whole string, no spaces, no NaN (INCRBYFLOAT, HINCRBYFLOAT).
+bool ParseLongDouble(std::string_view s, long double* out);
+/// Redis's ld2string(LD_STR_HUMAN): %.17Lf without trailing zeros.
+std::string FormatLongDouble(long double v);
 /// An int argument as Redis's getIntFromObjectOrReply reads it: the error text (`msg` when given,
 /// else Redis's own for a non-number and for one outside the int range), or empty with *out set.
 std::string ParseIntArgument(std::string_view arg, std::string_view msg, int32_t* out);
@@ -255,10 +271,16 @@ std::string ToLower(std::string_view s);
 std::string ToUpper(std::string_view s);
 /// Redis's encoding of a string value: "int", "embstr" (<= 44 bytes) or "raw".
 std::string_view StringEncoding(std::string_view value);
+/// Redis's name of a value's encoding (OBJECT ENCODING): a string's, or a collection's (listpack
+/// while stored within its thresholds, else hashtable ...).
+std::string_view ValueEncoding(const store::ValueView& v);
+/// TYPE's answer for a store::format::ValueType.
+std::string_view TypeName(uint8_t type);
 bool EqualsIgnoreCase(std::string_view a, std::string_view b);
 /// Redis's reply for a storage failure: "-MISCONF Errors writing to the AOF file: <why>".
 std::string StorageError(const store::Status& s);
-/// The reply for a value whose record fails its checksum: "ERR Corruption: <file> at offset <n>: ...".
+/// The reply for an op that could not read its value: "ERR Corruption: <file> at offset <n>: ..." for
+/// a record that fails its checksum, WRONGTYPE for a value of another type.
 std::string CorruptionError(const store::Status& s);
 /// Which arguments of a command line are secrets that SLOWLOG and MONITOR show as "(redacted)",
 /// as Redis: AUTH's, HELLO ... AUTH's username and password, MIGRATE's AUTH / AUTH2 ones.

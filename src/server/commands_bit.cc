@@ -599,6 +599,7 @@ void BitfieldRo(Ctx& c) {
 }  // namespace
 
 void RegisterBitCommands(std::vector<Command>* t) {
+  const size_t first = t->size();
   t->push_back({"setbit", 4, kWrite, 1, 1, 1, Setbit, "@write @bitmap @slow"});
   t->push_back({"getbit", 3, kReadOnly | kFast, 1, 1, 1, Getbit, "@read @bitmap @fast"});
   t->push_back({"bitcount", -2, kReadOnly, 1, 1, 1, Bitcount, "@read @bitmap @slow"});
@@ -606,6 +607,8 @@ void RegisterBitCommands(std::vector<Command>* t) {
   t->push_back({"bitop", -4, kWrite, 2, -1, 1, Bitop, "@write @bitmap @slow"});
   t->push_back({"bitfield", -2, kWrite, 1, 1, 1, Bitfield, "@write @bitmap @slow"});
   t->push_back({"bitfield_ro", -2, kReadOnly | kFast, 1, 1, 1, BitfieldRo, "@read @bitmap @fast"});
+  // Every one of them works on string values: another type is WRONGTYPE.
+  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = 0;  // format::kTypeString
 }
 
 }  // namespace keg::server

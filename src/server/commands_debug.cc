@@ -19,6 +19,8 @@
 #include "server/command.h"
 #include "server/rdb.h"
 #include "server/session.h"
+#include "server/small_collection.h"
+#include "store/format.h"
 #include "server/state.h"
 
 namespace keg::server {
@@ -43,11 +45,25 @@ void MixDigest(Digest& d, std::string_view data) {
   std::memcpy(d.data(), hash, d.size());
 }
 
-// xorObjectDigest for a string: its type (0, big endian), its bytes, and whether it expires.
-void ValueDigest(Digest& d, std::string_view value, bool expires) {
-  const char type[4] = {0, 0, 0, 0};
+// Redis's xorObjectDigest: the type (big endian), then a string's bytes, a set's members (each
+// xored in: order does not matter), a hash's fields with their values (each pair mixed on its
+// own, then xored in), and whether it expires.
+void ValueDigest(Digest& d, const store::ValueView& v, bool expires) {
+  const char type[4] = {0, 0, 0, static_cast<char>(v.type)};
   MixDigest(d, std::string_view(type, 4));
-  MixDigest(d, value);
+  coll::View elements;
+  if (v.type == store::format::kTypeString || !coll::Decode(v.value, &elements)) {
+    MixDigest(d, v.value);
+  } else if (v.type == store::format::kTypeHash) {
+    for (size_t i = 0; i + 1 < elements.elements.size(); i += 2) {
+      Digest pair{};
+      MixDigest(pair, elements.elements[i]);
+      MixDigest(pair, elements.elements[i + 1]);
+      XorDigest(d, std::string_view(reinterpret_cast<const char*>(pair.data()), pair.size()));
+    }
+  } else {
+    for (std::string_view m : elements.elements) XorDigest(d, m);
+  }
   if (expires) XorDigest(d, "!!expire!!");
 }
 
@@ -87,7 +103,7 @@ std::string DatasetDigest(store::Store& st) {
       }
       Digest d{};
       MixDigest(d, key);
-      ValueDigest(d, v.value, expires);
+      ValueDigest(d, v, expires);
       // Redis's xorDigest(final, digest, 20): the SHA1 of the key's digest goes into the total.
       XorDigest(final, std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
     }
@@ -247,7 +263,7 @@ void Debug(Ctx& c) {
     for (size_t i = 2; i < c.argc(); ++i) {
       Digest d{};
       store::ValueView v;
-      if (c.Lookup(c.arg(i), &v)) ValueDigest(d, v.value, v.expire_at_ms != 0);
+      if (c.Lookup(c.arg(i), &v)) ValueDigest(d, v, v.expire_at_ms != 0);
       c.out().SimpleString(Hex(d));
     }
     return;
@@ -292,7 +308,7 @@ void Debug(Ctx& c) {
       return c.Error(err::kNoSuchKey);
     }
     return c.out().SimpleString(
-        "Value at:0x0 refcount:1 encoding:" + std::string(StringEncoding(v.value)) +
+        "Value at:0x0 refcount:1 encoding:" + std::string(ValueEncoding(v)) +
         " serializedlength:" + std::to_string(rdb::DumpString(v.value).size() - 11) + " lru:0 lru_seconds_idle:" +
         std::to_string(c.server().access.IdleSeconds(c.arg(2), store::NowMs(), c.server().start_ms)));
   }
@@ -306,6 +322,30 @@ std::string_view StringEncoding(std::string_view value) {
   int64_t v = 0;
   if (value.size() <= 20 && resp::ParseInt64(value, &v)) return "int";
   return value.size() <= 44 ? "embstr" : "raw";
+}
+
+std::string_view ValueEncoding(const store::ValueView& v) {
+  if (v.type == store::format::kTypeString) return StringEncoding(v.value);
+  const bool converted = !v.value.empty() && (static_cast<uint8_t>(v.value[0]) & coll::kConverted) != 0;
+  switch (v.type) {
+    case store::format::kTypeHash:
+      return converted ? "hashtable" : "listpack";
+    case store::format::kTypeSet:
+      return converted ? "hashtable" : "intset";
+    default:
+      return "unknown";
+  }
+}
+
+std::string_view TypeName(uint8_t type) {
+  switch (type) {
+    case store::format::kTypeString: return "string";
+    case store::format::kTypeList: return "list";
+    case store::format::kTypeSet: return "set";
+    case store::format::kTypeZset: return "zset";
+    case store::format::kTypeHash: return "hash";
+    default: return "unknown";
+  }
 }
 
 void RegisterDebugCommands(std::vector<Command>* t) {

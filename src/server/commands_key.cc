@@ -4,12 +4,15 @@
 #include <memory>
 
 #include "resp/numbers.h"
+#include "server/collection_commands.h"
 #include "server/command.h"
 #include "server/notify.h"
 #include "server/glob.h"
 #include "server/rdb.h"
 #include "server/session.h"
+#include "server/small_collection.h"
 #include "server/state.h"
+#include "store/format.h"
 
 namespace keg::server {
 namespace {
@@ -53,7 +56,7 @@ void Exists(Ctx& c) {
 
 void Type(Ctx& c) {
   ValueView v;
-  c.out().SimpleString(c.Get(c.arg(1), &v).ok() ? "string" : "none");
+  c.out().SimpleString(c.Get(c.arg(1), &v).ok() ? TypeName(v.type) : "none");
 }
 
 // TTL family: -2 missing, -1 no expiry.
@@ -174,58 +177,17 @@ void Keys(Ctx& c) {
   });
 }
 
-// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type]
-struct ScanArgs {
-  uint64_t cursor = 0;
-  int64_t count = 10;
-  std::string_view pattern;
-  bool use_pattern = false;
-  std::string type;
-};
-
-// The error text when the arguments are invalid, else empty.
-std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a) {
-  {
-    const std::string_view s = args[1];
-    bool ok = !s.empty();
-    uint64_t v = 0;
-    for (char ch : s) {
-      const uint64_t d = static_cast<uint64_t>(ch - '0');
-      if (ch < '0' || ch > '9' || v > (UINT64_MAX - d) / 10) {
-        ok = false;
-        break;
-      }
-      v = v * 10 + d;
-    }
-    if (!ok) return "invalid cursor";
-    a->cursor = v;
-  }
-  for (size_t i = 2; i < args.size(); i += 2) {
-    const std::string opt = ToLower(args[i]);
-    if (i + 1 >= args.size()) return err::kSyntax;
-    if (opt == "count") {
-      if (!resp::ParseInt64(args[i + 1], &a->count)) return err::kNotInteger;
-      if (a->count < 1) return err::kSyntax;
-    } else if (opt == "match") {
-      a->pattern = args[i + 1];
-      a->use_pattern = a->pattern != "*";
-    } else if (opt == "type") {
-      a->type = ToLower(args[i + 1]);
-    } else {
-      return err::kSyntax;
-    }
-  }
-  return {};
-}
-
 void Scan(Ctx& c) {
   ScanArgs a;
   if (const std::string_view e = ParseScanArgs(c.args(), &a); !e.empty()) return c.Error(e);
-  const bool type_ok = a.type.empty() || a.type == "string";
+  // SCAN TYPE: each key's type is read from its record (one lookup per key matched).
   if (c.keyspace() != nullptr) {
     std::vector<std::string> keys;
     for (const std::string& k : c.keyspace()->key_list) {
-      if (type_ok && (!a.use_pattern || GlobMatch(a.pattern, k))) keys.push_back(k);
+      if (a.use_pattern && !GlobMatch(a.pattern, k)) continue;
+      store::ValueView v;
+      if (!a.type.empty() && !(c.Get(k, &v).ok() && TypeName(v.type) == a.type)) continue;
+      keys.push_back(k);
     }
     c.out().ArrayHeader(2);
     c.out().Bulk(std::to_string(c.keyspace()->keys));
@@ -234,12 +196,18 @@ void Scan(Ctx& c) {
     return;
   }
   store::Store* store = c.server().store.get();
-  WalkOffTheLoop(c, [store, db = c.db(), type_ok, pattern = std::string(a.pattern), use_pattern = a.use_pattern,
+  WalkOffTheLoop(c, [store, db = c.db(), type = a.type, pattern = std::string(a.pattern), use_pattern = a.use_pattern,
                      cursor = a.cursor, count = static_cast<size_t>(a.count)]() -> ReplyFn {
     auto keys = std::make_shared<std::vector<std::string>>();
     const uint64_t next = store->Scan(db, cursor, count, [&](std::string_view k, int64_t) {
-      if (type_ok && (!use_pattern || GlobMatch(pattern, k))) keys->emplace_back(k);
+      if (!use_pattern || GlobMatch(pattern, k)) keys->emplace_back(k);
     });
+    if (!type.empty()) {
+      std::erase_if(*keys, [&](const std::string& k) {
+        store::ValueView v;
+        return !(store->Get(db, k, &v).ok() && TypeName(v.type) == type);
+      });
+    }
     return [keys, next](resp::ReplyBuffer& out) {
       out.ArrayHeader(2);
       out.Bulk(std::to_string(next));
@@ -427,6 +395,11 @@ void Dump(Ctx& c) {
   const bool found = c.Lookup(c.arg(1), &v);
   if (c.read_failed()) return c.ReplyReadError();
   if (!found) return c.out().Null();
+  if (v.type != store::format::kTypeString) {
+    coll::View h;
+    if (!coll::Decode(v.value, &h)) return c.Error("Corruption: the value's record does not decode");
+    return c.out().Bulk(v.type == store::format::kTypeHash ? rdb::DumpHash(h.elements) : rdb::DumpSet(h.elements));
+  }
   c.out().Bulk(rdb::DumpString(v.value));
 }
 
@@ -465,13 +438,33 @@ void Restore(Ctx& c) {
   std::string error;
   int64_t ttl = 0;
   std::string value;
+  uint8_t type = store::format::kTypeString;
   if (!resp::ParseInt64(c.arg(2), &ttl)) {
     error = err::kNotInteger;
   } else if (ttl < 0) {
     error = "Invalid TTL value, must be >= 0";
   } else {
-    switch (rdb::LoadString(c.arg(3), static_cast<uint64_t>(MaxBulk(c)), &value)) {
+    rdb::Loaded loaded;
+    switch (rdb::LoadValue(c.arg(3), static_cast<uint64_t>(MaxBulk(c)), &loaded)) {
       case rdb::LoadResult::kOk:
+        type = loaded.type;
+        if (type == store::format::kTypeHash) {
+          // Stored whole; its encoding as the thresholds say (as Redis converts on load).
+          const auto max_entries = static_cast<size_t>(c.server().hash_max_entries.load(std::memory_order_relaxed));
+          const auto max_value = static_cast<size_t>(c.server().hash_max_value.load(std::memory_order_relaxed));
+          bool big = loaded.elements.size() / 2 > max_entries;
+          for (const std::string& e : loaded.elements) big |= e.size() > max_value;
+          const std::vector<std::string_view> views(loaded.elements.begin(), loaded.elements.end());
+          value = coll::Encode(big ? coll::kConverted : 0, views);
+        } else if (type == store::format::kTypeSet) {
+          uint8_t flags = 0;
+          coll::SettleSet(&flags, &loaded.elements,
+                          static_cast<size_t>(c.server().set_max_intset_entries.load(std::memory_order_relaxed)));
+          const std::vector<std::string_view> views(loaded.elements.begin(), loaded.elements.end());
+          value = coll::Encode(flags, views);
+        } else {
+          value = std::move(loaded.value);
+        }
         break;
       case rdb::LoadResult::kBadVersionOrChecksum:
         error = "DUMP payload version or checksum are wrong";
@@ -480,7 +473,7 @@ void Restore(Ctx& c) {
         error = "Bad data format";
         break;
       case rdb::LoadResult::kUnsupportedType:
-        error = "Bad data format: keg holds strings only (no lists, sets, hashes, sorted sets or streams yet)";
+        error = "Bad data format: keg loads strings, hashes and sets only (no lists, sorted sets or streams yet)";
         break;
     }
   }
@@ -500,7 +493,7 @@ void Restore(Ctx& c) {
   };
   auto o = std::make_shared<Outcome>();
   o->error = std::move(error);
-  c.batch().Update(std::string(c.arg(1)), [o, replace, at, value = std::move(value)](const ValueView* cur) {
+  c.batch().Update(std::string(c.arg(1)), [o, replace, at, type, value = std::move(value)](const ValueView* cur) {
     UpdateDecision d;
     if (!replace && cur != nullptr) {
       o->busy = true;
@@ -514,6 +507,7 @@ void Restore(Ctx& c) {
     }
     d.action = Action::kPut;
     d.value = value;
+    d.type = type;
     d.expire_at_ms = at;
     return d;
   });
@@ -571,10 +565,11 @@ void Object(Ctx& c) {
   const bool found = c.Lookup(c.arg(2), &v);
   if (c.read_failed()) return c.ReplyReadError();
   if (!found) return c.out().Null();
-  if (sub == "encoding") return c.out().Bulk(StringEncoding(v.value));
+  if (sub == "encoding") return c.out().Bulk(ValueEncoding(v));
   if (sub == "refcount") {
     int64_t n = 0;
-    const bool shared = StringEncoding(v.value) == "int" && resp::ParseInt64(v.value, &n) && n >= 0 && n < 10000;
+    const bool shared = v.type == store::format::kTypeString && StringEncoding(v.value) == "int" &&
+                        resp::ParseInt64(v.value, &n) && n >= 0 && n < 10000;
     return c.out().Integer(shared ? INT32_MAX : 1);
   }
   if (sub == "idletime") {

@@ -1201,6 +1201,8 @@ struct Table {
     RegisterAclCommands(&commands);
     RegisterScriptCommands(&commands);
     RegisterPubsubCommands(&commands);
+    RegisterHashCommands(&commands);
+    RegisterSetCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

@@ -15,6 +15,32 @@
 #include "server/state.h"
 
 namespace keg::server {
+// Redis's string2ld: the whole string, no spaces, no NaN.
+bool ParseLongDouble(std::string_view s, long double* out) {
+  if (s.empty() || s.size() > 5120) return false;
+  if (std::isspace(static_cast<unsigned char>(s[0]))) return false;
+  std::string buf(s);
+  char* end = nullptr;
+  errno = 0;
+  const long double v = std::strtold(buf.c_str(), &end);
+  if (end != buf.c_str() + buf.size() || std::isnan(v) || (errno == ERANGE && std::isinf(v))) return false;
+  *out = v;
+  return true;
+}
+
+// Redis's ld2string(LD_STR_HUMAN): %.17Lf without trailing zeros.
+std::string FormatLongDouble(long double v) {
+  char buf[5120];
+  int n = std::snprintf(buf, sizeof(buf), "%.17Lf", v);
+  std::string s(buf, static_cast<size_t>(n));
+  if (s.find('.') != std::string::npos) {
+    while (!s.empty() && s.back() == '0') s.pop_back();
+    if (!s.empty() && s.back() == '.') s.pop_back();
+  }
+  if (s == "-0") s = "0";
+  return s;
+}
+
 namespace {
 
 using store::OpResult;
@@ -318,32 +344,6 @@ void Decrby(Ctx& c) {
   IncrBy(c, -by);
 }
 
-// Redis's string2ld: the whole string, no spaces, no NaN.
-bool ParseLongDouble(std::string_view s, long double* out) {
-  if (s.empty() || s.size() > 5120) return false;
-  if (std::isspace(static_cast<unsigned char>(s[0]))) return false;
-  std::string buf(s);
-  char* end = nullptr;
-  errno = 0;
-  const long double v = std::strtold(buf.c_str(), &end);
-  if (end != buf.c_str() + buf.size() || std::isnan(v) || (errno == ERANGE && std::isinf(v))) return false;
-  *out = v;
-  return true;
-}
-
-// Redis's ld2string(LD_STR_HUMAN): %.17Lf without trailing zeros.
-std::string FormatLongDouble(long double v) {
-  char buf[5120];
-  int n = std::snprintf(buf, sizeof(buf), "%.17Lf", v);
-  std::string s(buf, static_cast<size_t>(n));
-  if (s.find('.') != std::string::npos) {
-    while (!s.empty() && s.back() == '0') s.pop_back();
-    if (!s.empty() && s.back() == '.') s.pop_back();
-  }
-  if (s == "-0") s = "0";
-  return s;
-}
-
 void Incrbyfloat(Ctx& c) {
   long double by = 0;
   if (!ParseLongDouble(c.arg(2), &by)) return c.Fail(std::string(err::kNotFloat));
@@ -571,6 +571,7 @@ void Lcs(Ctx& c) {
 }  // namespace
 
 void RegisterStringCommands(std::vector<Command>* t) {
+  const size_t first = t->size();
   constexpr uint32_t kW = kWrite;
   constexpr uint32_t kR = kReadOnly;
   t->push_back({"get", 2, kR | kFast, 1, 1, 1, Get, "@read @string @fast"});
@@ -595,6 +596,8 @@ void RegisterStringCommands(std::vector<Command>* t) {
   t->push_back({"mset", -3, kW, 1, -1, 2, Mset, "@write @string @slow"});
   t->push_back({"msetnx", -3, kW, 1, -1, 2, Msetnx, "@write @string @slow"});
   t->push_back({"lcs", -3, kR, 1, 2, 1, Lcs, "@read @string @slow"});
+  // Every one of them works on string values: another type is WRONGTYPE.
+  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = 0;  // format::kTypeString
 }
 
 }  // namespace keg::server

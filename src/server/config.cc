@@ -191,6 +191,13 @@ const std::vector<Directive>& Table() {
     t.push_back(Bool("latency-tracking", &Config::latency_tracking, true));
     t.push_back(Int("busy-reply-threshold", &Config::busy_reply_threshold, 0, LONG_MAX, true));
     t.push_back(Int("lua-time-limit", &Config::busy_reply_threshold, 0, LONG_MAX, true));
+    t.push_back(Int("hash-max-listpack-entries", &Config::hash_max_listpack_entries, 0, LONG_MAX, true));
+    t.push_back(Int("hash-max-ziplist-entries", &Config::hash_max_listpack_entries, 0, LONG_MAX, true));
+    t.push_back(Int("hash-max-listpack-value", &Config::hash_max_listpack_value, 0, LONG_MAX, true, true));
+    t.push_back(Int("hash-max-ziplist-value", &Config::hash_max_listpack_value, 0, LONG_MAX, true, true));
+    t.push_back(Int("set-max-intset-entries", &Config::set_max_intset_entries, 0, LONG_MAX, true));
+    t.push_back(Int("set-max-listpack-entries", &Config::set_max_listpack_entries, 0, LONG_MAX, true));
+    t.push_back(Int("set-max-listpack-value", &Config::set_max_listpack_value, 0, LONG_MAX, true, true));
     t.push_back({"latency-tracking-info-percentiles", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    // One argument holding space-separated percentiles (CONFIG SET's form), or one

@@ -72,6 +72,13 @@ struct Config {
   std::string enable_debug_command = "no";  // no | yes | local
   // Scripts.
   int64_t busy_reply_threshold = 5000;  // milliseconds (alias lua-time-limit); 0: never busy
+  // Small collections are stored whole while within these (Redis's names and defaults; they also
+  // decide what OBJECT ENCODING reports). docs/types.md.
+  int64_t hash_max_listpack_entries = 512;  // alias hash-max-ziplist-entries
+  int64_t hash_max_listpack_value = 64;     // alias hash-max-ziplist-value
+  int64_t set_max_intset_entries = 512;
+  int64_t set_max_listpack_entries = 128;  // Redis 7.2's names, accepted
+  int64_t set_max_listpack_value = 64;
 
   store::Options StoreOptions() const;
 };

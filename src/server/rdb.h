@@ -2,9 +2,11 @@
 // (type byte, then the object), the RDB version (2 bytes, little endian) and a CRC64 (Jones
 // polynomial, as Redis's crc64.c, 8 bytes little endian) of everything before it.
 //
-// keg holds strings only (until the data-type issues), so strings are what it writes and reads;
-// a payload of another type is refused as Redis refuses a payload it cannot load. Thread: any
-// (pure functions).
+// keg writes strings, hashes (RDB_TYPE_HASH) and sets (RDB_TYPE_SET): redis-server 7.0 loads them and
+// picks its own encodings. It reads those and what Redis 7.0 writes for small ones (a listpack
+// hash, an intset); a payload of another type (lists, sorted sets, streams) is refused as Redis
+// refuses a payload it cannot load. Thread: any (pure
+// functions).
 #pragma once
 
 #include <cstdint>
@@ -25,6 +27,21 @@ uint64_t Crc64(uint64_t crc, std::string_view bytes);
 std::string DumpString(std::string_view value);
 
 enum class LoadResult { kOk, kBadVersionOrChecksum, kBadFormat, kUnsupportedType };
+
+/// DUMP of a hash: RDB_TYPE_HASH, the number of fields, then each field and value.
+std::string DumpHash(const std::vector<std::string_view>& elements);
+/// DUMP of a set: RDB_TYPE_SET, the number of members, then each member.
+std::string DumpSet(const std::vector<std::string_view>& members);
+
+/// A value RESTORE can load: a string (`value`), a hash (`elements`: field, value, ...) or a set
+/// (`elements`: its members).
+struct Loaded {
+  uint8_t type = 0;  // store::format::ValueType
+  std::string value;
+  std::vector<std::string> elements;
+};
+/// LoadString's checks for any type keg has; kUnsupportedType for a valid type it cannot load.
+LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out);
 
 /// Checks a DUMP payload's version and checksum (Redis's verifyDumpPayload) and decodes it. On
 /// kOk, *value holds the string. kUnsupportedType: a valid RDB type keg has no type for yet. A

@@ -1541,6 +1541,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   }
   const keg::server::Command& target = StatsTarget(*cmd, argv);
   const int64_t t0 = StatsNowNs();
+  ctx.set_command(cmd);
   cmd->handler(ctx);
   r.run->db = direct.db;
   // MONITOR shows what the script ran, after the EVAL itself (as Redis: "[0 lua]").
@@ -1549,12 +1550,16 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   results.clear();
   if (!direct.batch.empty()) {
     auto& ops = direct.batch.mutable_ops();
+    // WATCH: flushes and swaps touch before the ops (they need the state before them), written
+    // keys after (the ops are moved into the group below: a copy keeps their keys).
+    std::optional<store::WriteBatch> watched;
     if (!server_.watches.empty()) {
       store::Txn* txn = r.txn;
       server_.watches.Touch(direct.batch, [txn](uint32_t db, std::string_view key) {
         store::ValueView v;
         return txn->Get(db, key, &v).ok();
       });
+      watched = direct.batch;
     }
     results.resize(ops.size());
     for (size_t i = 0; i < ops.size(); ++i) {
@@ -1564,6 +1569,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       }
       r.txn->Execute(std::move(ops[i]), &results[i]);  // `command` (a plain field) survives the move
     }
+    if (watched) server_.watches.TouchWritten(*watched, results);
     uint64_t applied = 0;
     for (const store::OpResult& res : results) applied += res.applied ? 1 : 0;
     server_.counters.changes_since_save.fetch_add(applied, std::memory_order_relaxed);

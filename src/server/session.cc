@@ -160,12 +160,25 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
 }
 
 bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
-  const bool found = Account(Get(key, view));
+  store::Status s = Get(key, view);
+  if (s.ok() && cmd_ != nullptr && cmd_->value_type >= 0 && view->type != cmd_->value_type) {
+    s = store::Status::WrongType();
+  }
+  const bool found = Account(std::move(s));
   if (!found && read_error_.ok()) NotifyNow(kNotifyKeyMiss, "keymiss", key);  // Redis's lookupKeyRead
   return found;
 }
 
 bool Ctx::Account(store::Status s) {
+  if (s.IsWrongType()) {  // found, of another type: a hit, and the error for the reply
+    if (read_error_.ok()) read_error_ = std::move(s);
+    if (direct_ != nullptr) {
+      ++direct_->hits;
+    } else {
+      client_.CountLookup(true);
+    }
+    return false;
+  }
   if (!s.ok() && !s.IsNotFound()) {
     // A corrupt record is never served, nor taken for a missing key: the error says where it is.
     spdlog::error("read of a key failed: {}", s.ToString());
@@ -189,6 +202,15 @@ void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<sto
     for (size_t i = 0; i < keys.size(); ++i) status[i] = Get(keys[i], &(*views)[i]);
   };
   ReadTogether(keys.size(), reads);
+  if (cmd_ != nullptr && cmd_->value_type >= 0) {
+    // A key of another type: MGET answers nil for it (as Redis), every other command WRONGTYPE.
+    const bool nil = cmd_->name == "mget";
+    for (size_t i = 0; i < keys.size(); ++i) {
+      if (status[i].ok() && (*views)[i].type != cmd_->value_type) {
+        status[i] = nil ? store::Status::NotFound() : store::Status::WrongType();
+      }
+    }
+  }
   for (size_t i = 0; i < keys.size(); ++i) {
     const bool corrupt = !status[i].ok() && !status[i].IsNotFound();
     (*found)[i] = Account(std::move(status[i]));
@@ -239,6 +261,14 @@ void Ctx::NotifyNow(uint32_t cls, std::string_view event, std::string_view key) 
 }
 
 void Ctx::Then(Finisher fn) {
+  if (cmd_ != nullptr && cmd_->value_type >= 0) {
+    // This command's ops read their values as its type (Op::check_type).
+    auto& ops = batch().mutable_ops();
+    for (size_t i = direct_ != nullptr ? 0 : first_op_; i < ops.size(); ++i) {
+      ops[i].check_type = true;
+      if (ops[i].kind != store::WriteBatch::Kind::kPut) ops[i].type = static_cast<uint8_t>(cmd_->value_type);
+    }
+  }
   if (!notes_.empty()) {
     fn = [server = &server_, notes = std::move(notes_), inner = std::move(fn)](std::span<store::OpResult> r,
                                                                                 resp::ReplyBuffer& out) {
@@ -322,7 +352,9 @@ std::string StorageError(const store::Status& s) {
   return "-MISCONF Errors writing to the AOF file: " + s.ToString();
 }
 
-std::string CorruptionError(const store::Status& s) { return s.ToString(); }
+std::string CorruptionError(const store::Status& s) {
+  return s.IsWrongType() ? std::string(err::kWrongType) : s.ToString();
+}
 
 const Command& StatsTarget(const Command& cmd, std::span<const std::string_view> args) {
   if (!cmd.subcommands.empty() && args.size() >= 2) {
@@ -413,6 +445,19 @@ void WatchRegistry::Touch(const store::WriteBatch& batch, const store::WriteBatc
         for (ClientSession* c : clients) c->MarkWatchDirty();
       }
       continue;
+    }
+  }
+}
+
+void WatchRegistry::TouchWritten(const store::WriteBatch& batch, std::span<const store::OpResult> results) {
+  using Kind = store::WriteBatch::Kind;
+  std::lock_guard lock(mu_);
+  const auto& ops = batch.ops();
+  for (size_t i = 0; i < ops.size() && i < results.size(); ++i) {
+    const auto& op = ops[i];
+    if (!results[i].applied || op.kind == Kind::kReadKeys || op.kind == Kind::kDeleteAll ||
+        op.kind == Kind::kDeleteDb || op.kind == Kind::kSwapDb || op.kind == Kind::kRun) {
+      continue;  // kRun: a script's own ops are touched one by one (ScriptEngine)
     }
     auto mark = [&](uint32_t db) {
       auto it = watchers_.find(Ctx::SnapshotKey(db, op.key));
@@ -789,6 +834,7 @@ void MonitorRegistry::Feed(uint32_t db, std::string_view source, std::span<const
 void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   const Command& target = StatsTarget(cmd, ctx.args());
   error_target_ = &target;
+  ctx.set_command(&cmd);
   if ((cmd.flags & kWrite) != 0) batch_.BeginCommand();
   // The keys' access clock (OBJECT IDLETIME), except for the commands Redis runs without touching.
   if (target.first_key > 0 && (target.flags & kNoTouch) == 0 && (!no_touch_ || cmd.name == "touch")) {
@@ -1142,6 +1188,9 @@ net::Outcome ClientSession::Submit(bool exec) {
       return true;
     });
   }
+  batch.SetPostcondition([server](const store::WriteBatch& b, std::span<const store::OpResult> results) {
+    if (!server->watches.empty()) server->watches.TouchWritten(b, results);
+  });
   busy_ = true;
   write_in_flight_ = true;
   std::shared_ptr<net::Link> keep = link_->Self();

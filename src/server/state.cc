@@ -62,6 +62,11 @@ void ServerState::ApplyConfigLocked() {
   latency_tracking.store(config.latency_tracking, std::memory_order_relaxed);
   cold_read_io_uring.store(config.cold_read_io_uring, std::memory_order_relaxed);
   busy_reply_threshold_ms.store(config.busy_reply_threshold, std::memory_order_relaxed);
+  hash_max_entries.store(config.hash_max_listpack_entries, std::memory_order_relaxed);
+  hash_max_value.store(config.hash_max_listpack_value, std::memory_order_relaxed);
+  set_max_intset_entries.store(config.set_max_intset_entries, std::memory_order_relaxed);
+  set_max_entries.store(config.set_max_listpack_entries, std::memory_order_relaxed);
+  set_max_value.store(config.set_max_listpack_value, std::memory_order_relaxed);
   debug_command.store(config.enable_debug_command == "yes"     ? 1
                       : config.enable_debug_command == "local" ? 2
                                                                : 0,

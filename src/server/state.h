@@ -45,6 +45,10 @@ class WatchRegistry {
   /// watched key of the databases concerned that is live before it (as Redis: a watched key that
   /// was absent or already expired is not touched by a flush).
   void Touch(const store::WriteBatch& batch, const store::WriteBatch::KeyProbe& live);
+  /// Writer thread, after the batch's ops ran: marks the watchers of the keys its ops changed
+  /// (`results[i].applied`; MOVE: in both databases), as Redis's signalModifiedKey. Touch (before
+  /// the ops) handles only the flushes and swaps, which need the state before them.
+  void TouchWritten(const store::WriteBatch& batch, std::span<const store::OpResult> results);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
 
  private:
@@ -276,6 +280,12 @@ struct ServerState {
   std::atomic<bool> latency_tracking{true};  // latency-tracking
   std::atomic<bool> cold_read_io_uring{true};  // cold reads through the loops' io_uring (else the pool)
   std::atomic<int64_t> busy_reply_threshold_ms{5000};  // busy-reply-threshold (lua-time-limit)
+  // The small-collection thresholds (Config), read by every collection write.
+  std::atomic<int64_t> hash_max_entries{512};
+  std::atomic<int64_t> hash_max_value{64};
+  std::atomic<int64_t> set_max_intset_entries{512};
+  std::atomic<int64_t> set_max_entries{128};
+  std::atomic<int64_t> set_max_value{64};
   /// DEBUG SET-DISABLE-DENY-SCRIPTS (tests): scripts may call noscript commands that answer in
   /// place (CLIENT LIST, DEBUG PROTOCOL); never those that act on a connection.
   std::atomic<bool> script_allow_denied{false};

@@ -50,6 +50,9 @@ std::string Status::ToString() const {
     case Code::kAborted:
       name = "Aborted";
       break;
+    case Code::kWrongType:
+      name = "Wrong type";
+      break;
   }
   return message_.empty() ? std::string(name) : std::string(name) + ": " + message_;
 }

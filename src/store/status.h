@@ -21,6 +21,7 @@ class [[nodiscard]] Status {
     kBusy,             ///< the resource is held by someone else (data directory lock)
     kFailed,           ///< the store stopped accepting writes after a failed fsync
     kAborted,          ///< a batch's precondition said no; nothing of it was applied
+    kWrongType,        ///< an op that reads its key's value found another type (Op::check_type)
   };
 
   Status() = default;
@@ -35,6 +36,7 @@ class [[nodiscard]] Status {
   static Status Busy(std::string msg) { return Status(Code::kBusy, std::move(msg)); }
   static Status Failed(std::string msg) { return Status(Code::kFailed, std::move(msg)); }
   static Status Aborted() { return Status(Code::kAborted, {}); }
+  static Status WrongType() { return Status(Code::kWrongType, {}); }
 
   /// An OS error for `op` on `file` (at `offset` if not negative) with errno `err`:
   /// "write 0000000000100000.data at offset 4096: No space left on device (errno 28)".
@@ -46,6 +48,7 @@ class [[nodiscard]] Status {
   bool IsCorruption() const { return code_ == Code::kCorruption; }
   bool IsNoSpace() const { return code_ == Code::kNoSpace; }
   bool IsAborted() const { return code_ == Code::kAborted; }
+  bool IsWrongType() const { return code_ == Code::kWrongType; }
   Code code() const { return code_; }
   const std::string& message() const { return message_; }
   /// "Corruption: <message>" or "OK".

@@ -808,6 +808,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
       }
       ExecuteOp(ops[j], &out[j]);
     }
+    if (batch.postcondition()) batch.postcondition()(batch, out);
   }
   Status s = CommitGroup();
   if (!s.ok()) {
@@ -1120,6 +1121,11 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       op.want_old || op.kind == WriteBatch::Kind::kUpdate || op.kind == WriteBatch::Kind::kExpire;
   CurrentValue cur = Current(pdb, op.key, hash, need_value);
   result->existed = cur.exists;
+  if (op.check_type && cur.exists && cur.view.type != op.type &&
+      (op.kind == WriteBatch::Kind::kUpdate || op.want_old)) {
+    result->error = Status::WrongType();
+    return;
+  }
   if (!cur.error.ok() && (need_value || op.kind == WriteBatch::Kind::kPut)) {
     // A record that fails its check is never treated as absent: a conditional SET, INCR or
     // APPEND would otherwise overwrite it silently. A plain SET (above) or DEL replaces it.

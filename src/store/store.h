@@ -143,6 +143,7 @@ struct KeysQuery {
 };
 
 class Txn;
+struct OpResult;
 /// A function run on the writer thread at its op's place in the group (a script): it reads and
 /// writes through `txn`, which sees every earlier op of the group, its own writes included. Its
 /// records are part of the group: durable together, visible to readers together. It must not call
@@ -201,6 +202,11 @@ class WriteBatch {
   using Precondition = std::function<bool(const WriteBatch&, const KeyProbe& live)>;
   void SetPrecondition(Precondition fn) { precondition_ = std::move(fn); }
   const Precondition& precondition() const { return precondition_; }
+  /// Run on the writer thread right after the batch's ops, with their results, before the next
+  /// batch's precondition (WATCH: the keys the batch really changed). Same rules as Precondition.
+  using Postcondition = std::function<void(const WriteBatch&, std::span<const OpResult> results)>;
+  void SetPostcondition(Postcondition fn) { postcondition_ = std::move(fn); }
+  const Postcondition& postcondition() const { return postcondition_; }
 
   /// Who wrote the batch (a client id; 0: nobody in particular), passed on with its records to
   /// Options::on_written (CLIENT TRACKING's NOLOOP).
@@ -224,6 +230,10 @@ class WriteBatch {
     /// Report in OpResult::existed whether the key was live before the op (keyspace
     /// notifications' `new`): a plain SET then looks its key up, which it otherwise skips.
     bool want_existed = false;
+    /// The op reads its key's value as `type` (a string command's read-modify-write, SET GET,
+    /// GETDEL): a value of another type fails it with Status::WrongType, nothing written, and the
+    /// rest of its command skipped (as a corrupt record does).
+    bool check_type = false;
     int64_t expire_at_ms = 0;
     std::string key;
     std::string value;
@@ -240,6 +250,7 @@ class WriteBatch {
 
   std::vector<Op> ops_;
   Precondition precondition_;
+  Postcondition postcondition_;
   uint32_t command_ = 0;
   uint32_t db_ = 0;
   uint64_t origin_ = 0;

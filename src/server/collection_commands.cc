@@ -1,0 +1,143 @@
+// Helpers shared by the commands of collections stored whole (hashes, sets), and SCAN's arguments.
+#include "server/collection_commands.h"
+
+#include <algorithm>
+#include <random>
+#include <vector>
+
+#include "resp/numbers.h"
+#include "server/glob.h"
+
+namespace keg::server {
+
+std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a, bool allow_type) {
+  {
+    const std::string_view s = args[1];
+    bool ok = !s.empty();
+    uint64_t v = 0;
+    for (char ch : s) {
+      const uint64_t d = static_cast<uint64_t>(ch - '0');
+      if (ch < '0' || ch > '9' || v > (UINT64_MAX - d) / 10) {
+        ok = false;
+        break;
+      }
+      v = v * 10 + d;
+    }
+    if (!ok) return "invalid cursor";
+    a->cursor = v;
+  }
+  for (size_t i = 2; i < args.size(); i += 2) {
+    const std::string opt = ToLower(args[i]);
+    if (i + 1 >= args.size()) return err::kSyntax;
+    if (opt == "count") {
+      if (!resp::ParseInt64(args[i + 1], &a->count)) return err::kNotInteger;
+      if (a->count < 1) return err::kSyntax;
+    } else if (opt == "match") {
+      a->pattern = args[i + 1];
+      a->use_pattern = a->pattern != "*";
+    } else if (opt == "type" && allow_type) {
+      a->type = ToLower(args[i + 1]);
+    } else {
+      return err::kSyntax;
+    }
+  }
+  return {};
+}
+
+bool ReadWhole(Ctx& c, std::string_view key, coll::View* out, store::ValueView* keep,
+               const std::function<void()>& absent) {
+  if (!c.Lookup(key, keep)) {
+    if (c.read_failed()) {
+      c.ReplyReadError();
+    } else {
+      absent();
+    }
+    return false;
+  }
+  if (!coll::Decode(keep->value, out)) {
+    c.Error(kUndecodable);
+    return false;
+  }
+  return true;
+}
+
+void RandomMembers(Ctx& c, size_t stride) {
+  int64_t count = 0;
+  const bool with_count = c.argc() >= 3;
+  bool withvalues = false;
+  if (stride == 1 && c.argc() > 3) return c.Error(err::kSyntax);  // SRANDMEMBER: before the count
+  if (with_count) {
+    if (!resp::ParseInt64(c.arg(2), &count)) return c.Error(err::kNotInteger);
+    if (count == INT64_MIN) {
+      return c.Error("value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+    }
+    const bool values_ok = stride == 2 && c.argc() == 4 && EqualsIgnoreCase(c.arg(3), "withvalues");
+    if (c.argc() > 4 || (c.argc() == 4 && !values_ok)) return c.Error(err::kSyntax);
+    if (c.argc() == 4) {
+      withvalues = true;
+      if (count < -INT64_MAX / 2 || count > INT64_MAX / 2) return c.Error("value is out of range");
+    }
+  }
+  coll::View v;
+  store::ValueView keep;
+  if (!ReadWhole(c, c.arg(1), &v, &keep, [&] {
+        if (with_count) {
+          c.out().ArrayHeader(0);
+        } else {
+          c.out().Null();
+        }
+      })) {
+    return;
+  }
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  const size_t size = v.elements.size() / stride;
+  const bool resp3 = c.out().protocol() == resp::Protocol::kResp3;
+  auto emit = [&](size_t i) {
+    if (withvalues && resp3) c.out().ArrayHeader(2);
+    c.out().Bulk(v.elements[stride * i]);
+    if (withvalues) c.out().Bulk(v.elements[stride * i + 1]);
+  };
+  if (!with_count) return c.out().Bulk(v.elements[stride * (rng() % size)]);
+  if (count == 0) return c.out().ArrayHeader(0);
+  const bool pairs = withvalues && !resp3;  // RESP2: field and value flat
+  if (count < 0) {  // repeats allowed, random order
+    const auto n = static_cast<uint64_t>(-count);
+    c.out().ArrayHeader(pairs ? n * 2 : n);
+    for (uint64_t i = 0; i < n; ++i) emit(rng() % size);
+    return;
+  }
+  const auto n = std::min<uint64_t>(static_cast<uint64_t>(count), size);
+  std::vector<size_t> order(size);
+  for (size_t i = 0; i < size; ++i) order[i] = i;
+  if (n < size) {  // n distinct: a partial shuffle
+    for (size_t i = 0; i < n; ++i) std::swap(order[i], order[i + rng() % (size - i)]);
+  }
+  c.out().ArrayHeader(pairs ? n * 2 : n);
+  for (size_t i = 0; i < n; ++i) emit(order[i]);
+}
+
+void ScanWhole(Ctx& c, size_t stride) {
+  ScanArgs a;
+  if (const std::string_view e = ParseScanArgs(c.args().subspan(1), &a, false); !e.empty()) return c.Error(e);
+  coll::View v;
+  store::ValueView keep;
+  if (!ReadWhole(c, c.arg(1), &v, &keep, [&] {
+        c.out().ArrayHeader(2);
+        c.out().Bulk("0");
+        c.out().ArrayHeader(0);
+      })) {
+    return;
+  }
+  std::vector<size_t> hits;
+  for (size_t i = 0; i + stride <= v.elements.size(); i += stride) {
+    if (!a.use_pattern || GlobMatch(a.pattern, v.elements[i])) hits.push_back(i);
+  }
+  c.out().ArrayHeader(2);
+  c.out().Bulk("0");
+  c.out().ArrayHeader(hits.size() * stride);
+  for (size_t i : hits) {
+    for (size_t j = 0; j < stride; ++j) c.out().Bulk(v.elements[i + j]);
+  }
+}
+
+}  // namespace keg::server

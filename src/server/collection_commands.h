@@ -1,0 +1,47 @@
+// Helpers shared by the commands of collections stored whole (commands_hash.cc, commands_set.cc),
+// and SCAN's argument parsing (SCAN, HSCAN, SSCAN). Thread: the handler's.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "server/command.h"
+#include "server/small_collection.h"
+
+namespace keg::server {
+
+/// The reply for a collection whose record does not decode (damage the CRC missed, or a bug).
+inline constexpr std::string_view kUndecodable = "Corruption: the value's record does not decode";
+
+/// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] (TYPE only with allow_type: SCAN).
+struct ScanArgs {
+  uint64_t cursor = 0;
+  int64_t count = 10;
+  std::string_view pattern;
+  bool use_pattern = false;
+  std::string type;
+};
+/// Parses args[1] (the cursor) and the options after it: the error text, or empty.
+std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a, bool allow_type = true);
+
+/// Reads the collection at `key` for a read command of its type (Ctx::Lookup checks the type):
+/// false when the reply is written already — `absent()` for a missing key, the read error
+/// (WRONGTYPE, corruption) otherwise. `keep` pins the record `out` points into.
+bool ReadWhole(Ctx& c, std::string_view key, coll::View* out, store::ValueView* keep,
+               const std::function<void()>& absent);
+
+/// HRANDFIELD / SRANDMEMBER key [count [WITHVALUES]] (Redis 7.0's cases): parses the count and
+/// options from args[2] on, reads the collection and replies. `stride` 2 for a hash (WITHVALUES
+/// allowed), 1 for a set.
+void RandomMembers(Ctx& c, size_t stride);
+
+/// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT count] of a collection stored whole: all of it
+/// in one call, cursor 0 (as Redis for a listpack or intset). `stride`: elements per entry (a
+/// hash's field and value: 2; MATCH applies to the first).
+void ScanWhole(Ctx& c, size_t stride);
+
+}  // namespace keg::server
