@@ -3,7 +3,8 @@
 restarted; a checker verifies that nothing acknowledged was lost.
 
 Each client thread owns its keys and writes globally unique values (SET, DEL, MSET, an EVAL that
-sets two keys, pipelines of up to 8 commands). Every command is recorded before it is sent and marked acknowledged when its reply
+sets two keys, HSET / HDEL on its hashes, SADD / SREM on its sets, pipelines of up to 8 commands).
+A hash's or set's state is the whole collection after each command. Every command is recorded before it is sent and marked acknowledged when its reply
 arrives, so at a crash each key has a last acknowledged state and a few commands in flight. After
 the restart every key must hold its last acknowledged state or the state after one of the commands
 in flight (they run in order: a later one applied means the earlier ones were too). A value that
@@ -59,9 +60,10 @@ class History:
 
 
 class Client(threading.Thread):
-    def __init__(self, index, port, keys, histories, rng, stop, stats, big):
+    def __init__(self, index, port, keys, histories, rng, stop, stats, big, ckeys=()):
         super().__init__(daemon=True)
         self.index, self.port, self.keys, self.histories = index, port, keys, histories
+        self.ckeys = list(ckeys)  # its hashes (h:...) and sets (s:...)
         self.rng, self.stop, self.stats, self.big = rng, stop, stats, big
         self.seq = 0
 
@@ -85,6 +87,9 @@ class Client(threading.Thread):
                 commands, marks = [], []  # marks: per command, the history entries it acknowledges
                 for _ in range(batch):
                     r = self.rng.random()
+                    if self.ckeys and self.rng.random() < 0.2:
+                        commands.append(self.collection_op(marks))
+                        continue
                     if r < 0.75:
                         key = self.rng.choice(self.keys)
                         v = self.value()
@@ -125,6 +130,42 @@ class Client(threading.Thread):
         finally:
             conn.close()
 
+    def collection_op(self, marks):
+        """One HSET / HDEL / SADD / SREM on a key of this client; its state after the command (the
+        whole collection, ABSENT when emptied) goes to `marks`. States follow the commands recorded
+        before it, acknowledged or in flight: they apply in order."""
+        key = self.rng.choice(self.ckeys)
+        h = self.histories[key]
+        last = h.ops[-1][0] if h.ops else h.initial
+        for m in marks:  # this batch's earlier commands are not in the history yet
+            for k, state in m:
+                if k == key:
+                    last = state
+        if key.startswith("h:"):
+            cur = dict(last or {})
+            f = f"f{self.rng.randint(0, 3)}".encode()
+            if cur and self.rng.random() < 0.3:
+                cur.pop(f, None)
+                cmd = ("HDEL", key, f)
+            else:
+                v = self.value()[:200]
+                cur[f] = v
+                cmd = ("HSET", key, f, v)
+            state = cur or ABSENT
+        else:
+            cur = set(last or ())
+            if cur and self.rng.random() < 0.3:
+                m = self.rng.choice(sorted(cur))
+                cur.discard(m)
+                cmd = ("SREM", key, m)
+            else:
+                m = self.value()[:40]
+                cur.add(m)
+                cmd = ("SADD", key, m)
+            state = frozenset(cur) if cur else ABSENT
+        marks.append([(key, state)])
+        return cmd
+
 
 class Suite:
     def __init__(self, opts):
@@ -135,7 +176,9 @@ class Suite:
         self.port = free_port()
         self.proc = None
         self.keys = [f"k:{c}:{i}" for c in range(opts.clients) for i in range(opts.keys_per_client)]
-        self.histories = {k: History() for k in self.keys}
+        # Two hashes and two sets per client (collections stored whole: every command rewrites one).
+        self.ckeys = [f"{t}:{c}:{i}" for c in range(opts.clients) for t in ("h", "s") for i in range(2)]
+        self.histories = {k: History() for k in self.keys + self.ckeys}
         self.fillers = {}  # key -> value, written once before the first kill, never changed
         self.failures = []
         self.figures = {"cycles": 0, "acked_writes": 0, "keys_verified": 0, "lost_acked": 0,
@@ -233,6 +276,13 @@ class Suite:
                 chunk = names[i:i + 500]
                 for k, v in zip(chunk, conn.call("MGET", *chunk)):
                     values[k] = v
+            for k in self.ckeys:  # a collection's state: its whole content (ABSENT when empty)
+                if k.startswith("h:"):
+                    flat = conn.call("HGETALL", k)
+                    values[k] = dict(zip(flat[0::2], flat[1::2])) if flat else ABSENT
+                else:
+                    members = conn.call("SMEMBERS", k)
+                    values[k] = frozenset(members) if members else ABSENT
         finally:
             conn.close()
         for k, want in self.fillers.items():
@@ -245,7 +295,7 @@ class Suite:
             # under TSan (5-15x slower: one of its runs saw a 2.18 s window, its fdatasync and
             # the writer's role both slowed down).
             window_limit = 3.0 if "thread" in os.environ["KEG_SANITIZE"] else 2.0
-        for k in self.keys:
+        for k in self.keys + self.ckeys:
             h = self.histories[k]
             got = values[k]
             self.figures["keys_verified"] += 1
@@ -299,7 +349,7 @@ class Suite:
         stats = {"acked": [0] * self.opts.clients, "errors": []}
         clients = [Client(c, self.port, [k for k in self.keys if k.startswith(f"k:{c}:")],
                           self.histories, random.Random(self.rng.getrandbits(64)), stop, stats,
-                          self.opts.big_values)
+                          self.opts.big_values, [k for k in self.ckeys if k.split(":")[1] == str(c)])
                    for c in range(self.opts.clients)]
         for c in clients:
             c.start()

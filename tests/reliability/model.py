@@ -21,6 +21,7 @@ import resp  # noqa: E402
 from server import Keg  # noqa: E402
 
 NOT_INT = "ERR value is not an integer or out of range"
+WRONGTYPE = resp.ReplyError("WRONGTYPE Operation against a key holding the wrong kind of value")
 DUMPED = object()  # any bulk string: a DUMP payload
 
 
@@ -48,7 +49,8 @@ class Model:
         self.ttl.discard(k)
 
     def set(self, k, v, keep_ttl=False):
-        self.data[k] = v
+        # Collections are copied: a value copied to another key (COPY, RENAME) is its own.
+        self.data[k] = dict(v) if isinstance(v, dict) else set(v) if isinstance(v, set) else v
         if not keep_ttl:
             self.ttl.discard(k)
 
@@ -67,7 +69,15 @@ def step(rng, m, keys):
     k = rng.choice(keys)
     k2 = rng.choice(keys)
     cur = m.data.get(k)
-    r = rng.randrange(31)
+    # A string command on a hash or set answers WRONGTYPE and changes nothing.
+    wrong = isinstance(cur, (dict, set))
+    r = rng.randrange(36)
+    if r in (2, 3, 6, 7, 8, 9, 19, 20, 21, 25, 26) and wrong:
+        return {2: ("SET", k, b"v", "XX", "GET"), 3: ("GET", k), 6: ("INCRBY", k, 1), 7: ("APPEND", k, b"x"),
+                8: ("STRLEN", k), 9: ("GETDEL", k), 19: ("SETBIT", k, 1, 1), 20: ("GETBIT", k, 1),
+                21: ("BITCOUNT", k), 25: ("SETRANGE", k, 1, b"x"), 26: ("GETSET", k, b"v")}[r], WRONGTYPE
+    if r >= 31:
+        return collection_step(rng, m, k, cur, r)
     if r == 0:
         v = value(rng)
         m.set(k, v)
@@ -126,7 +136,7 @@ def step(rng, m, keys):
         return tuple(args), b"OK"
     if r == 11:
         ks = [rng.choice(keys) for _ in range(rng.randint(1, 4))]
-        return ("MGET", *ks), [m.data.get(x) for x in ks]
+        return ("MGET", *ks), [m.data.get(x) if isinstance(m.data.get(x), bytes) else None for x in ks]
     if r == 12:
         if cur is None:
             return ("EXPIRE", k, 100000), 0
@@ -157,6 +167,8 @@ def step(rng, m, keys):
     if r == 17:
         return ("DBSIZE",), len(m.data)
     if r == 18:
+        if wrong:
+            return ("GET", k), WRONGTYPE
         if rng.random() < 0.2:  # rare: the model rebuilds state after it
             if rng.random() < 0.3:
                 for data, ttl in m.dbs:
@@ -252,7 +264,87 @@ def step(rng, m, keys):
     return ("GETSET", k, v), old
 
 
+FIELDS = [b"f1", b"f2", b"f3", b"\x00f\r\n"]
+MEMBERS = [b"1", b"2", b"-7", b"10", b"a", b"bb"]
+
+
+def collection_step(rng, m, k, cur, r):
+    """Hash and set commands on k: (args, expected). Replies whose order keg does not promise are
+    compared as a dict or a set (see matches)."""
+    is_hash = isinstance(cur, dict)
+    is_set = isinstance(cur, set)
+    if r in (31, 32, 33) and is_set or r in (34, 35) and is_hash or (cur is not None and not is_hash and not is_set):
+        return ("HLEN", k) if r < 34 else ("SCARD", k), WRONGTYPE
+    if r == 31:  # HSET / HDEL
+        f = rng.choice(FIELDS)
+        if rng.random() < 0.7:
+            v = value(rng)[:200]
+            h = dict(cur or {})
+            new = f not in h
+            h[f] = v
+            m.set(k, h, keep_ttl=True)
+            return ("HSET", k, f, v), 1 if new else 0
+        if cur is None:
+            return ("HDEL", k, f), 0
+        h = dict(cur)
+        n = 1 if h.pop(f, None) is not None else 0
+        if h:
+            m.set(k, h, keep_ttl=True)
+        elif n:
+            m.delete(k)
+        return ("HDEL", k, f), n
+    if r == 32:  # HGET / HGETALL / HLEN
+        c = rng.random()
+        if c < 0.4:
+            f = rng.choice(FIELDS)
+            return ("HGET", k, f), (cur or {}).get(f)
+        if c < 0.7:
+            return ("HGETALL", k), ("DICT", dict(cur or {}))
+        return ("HLEN", k), len(cur or {})
+    if r == 33:  # HINCRBY
+        f = rng.choice(FIELDS)
+        h = dict(cur or {})
+        old = h.get(f, b"0")
+        try:
+            n = int(old)
+            if str(n).encode() != old:
+                raise ValueError
+        except ValueError:
+            return ("HINCRBY", k, f, 3), resp.ReplyError("ERR hash value is not an integer")
+        h[f] = str(n + 3).encode()
+        m.set(k, h, keep_ttl=True)
+        return ("HINCRBY", k, f, 3), n + 3
+    if r == 34:  # SADD / SREM
+        ms = rng.sample(MEMBERS, rng.randint(1, 3))
+        s = set(cur or set())
+        if rng.random() < 0.65:
+            n = len([x for x in ms if x not in s])
+            s.update(ms)
+            m.set(k, s, keep_ttl=True)
+            return ("SADD", k, *ms), n
+        n = len([x for x in ms if x in s])
+        s.difference_update(ms)
+        if s:
+            if cur is not None:
+                m.set(k, s, keep_ttl=True)
+        elif cur is not None:
+            m.delete(k)
+        return ("SREM", k, *ms), n
+    c = rng.random()  # r == 35: reads
+    if c < 0.4:
+        x = rng.choice(MEMBERS)
+        return ("SISMEMBER", k, x), 1 if cur and x in cur else 0
+    if c < 0.7:
+        return ("SMEMBERS", k), ("SET", set(cur or set()))
+    return ("SCARD", k), len(cur or set())
+
+
 def matches(got, want):
+    if isinstance(want, tuple) and want and want[0] == "DICT":
+        return isinstance(got, list) and len(got) % 2 == 0 and dict(zip(got[0::2], got[1::2])) == want[1] \
+            and len(got) == 2 * len(want[1])
+    if isinstance(want, tuple) and want and want[0] == "SET":
+        return isinstance(got, (list, set)) and set(got) == want[1] and len(got) == len(want[1])
     if want is DUMPED:
         return isinstance(got, bytes) and len(got) >= 10
     if isinstance(want, resp.ReplyError):
