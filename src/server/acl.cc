@@ -162,6 +162,13 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
         numkeys <= static_cast<int64_t>(args.size()) - 3) {
       for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
     }
+  } else if (cmd.name == "sintercard") {
+    // sintercard numkeys key... (Redis's sintercardGetKeys: none when numkeys is not valid).
+    int64_t numkeys = 0;
+    if (args.size() >= 3 && resp::ParseInt64(args[1], &numkeys) && numkeys > 0 &&
+        numkeys <= static_cast<int64_t>(args.size()) - 2) {
+      for (size_t i = 2; i < 2 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
+    }
   } else {
     KeyPositions(cmd, args.size(), &positions);
   }

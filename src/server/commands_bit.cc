@@ -415,6 +415,8 @@ void Bitop(Ctx& c) {
     }
     out.Integer(src->length);
   });
+  // The destination is replaced whatever it holds (as Redis): only the sources must be strings.
+  c.batch().mutable_ops().back().check_type = false;
 }
 
 // ---- BITFIELD / BITFIELD_RO ----

@@ -455,13 +455,14 @@ void Sinterstore(Ctx& c) { AlgebraStore(c, Algebra::kInter, "sinterstore"); }
 void Sunionstore(Ctx& c) { AlgebraStore(c, Algebra::kUnion, "sunionstore"); }
 void Sdiffstore(Ctx& c) { AlgebraStore(c, Algebra::kDiff, "sdiffstore"); }
 
-// SMOVE source destination member
+// SMOVE source destination member, with Redis's order of checks: a missing source answers 0
+// whatever the destination holds; then a source or destination of another type is WRONGTYPE.
 void Smove(Ctx& c) {
   struct Shared {
     std::string error;
+    int dst_type = -1;       // the destination's type before the move (-1: absent)
     bool moved = false;      // removed from the source
     bool src_deleted = false;
-    bool same = false;
     bool member = false;
     bool dst_added = false;
   };
@@ -469,12 +470,17 @@ void Smove(Ctx& c) {
   const std::string member(c.arg(3));
   const bool same = c.arg(1) == c.arg(2);
   ServerState* server = &c.server();
-  // The destination is read first: its type is checked before the source changes (Redis checks
-  // both before moving anything).
-  c.batch().Update(std::string(c.arg(2)), [](const ValueView*) { return UpdateDecision{}; });
+  c.batch().Update(std::string(c.arg(2)), [sh](const ValueView* cur) {
+    sh->dst_type = cur != nullptr ? cur->type : -1;
+    return UpdateDecision{};
+  });
   c.batch().Update(std::string(c.arg(1)), [sh, member, same](const ValueView* cur) {
     UpdateDecision d;
     if (cur == nullptr) return d;
+    if (cur->type != kSet || (sh->dst_type >= 0 && sh->dst_type != kSet)) {
+      sh->error = err::kWrongType;
+      return d;
+    }
     SetValue s;
     if (!s.Decode(cur->value)) {
       sh->error = kMalformed;
@@ -482,10 +488,7 @@ void Smove(Ctx& c) {
     }
     if (!s.Has(member)) return d;
     sh->member = true;
-    if (same) {
-      sh->same = true;
-      return d;
-    }
+    if (same) return d;
     s.Remove({member});
     sh->moved = true;
     if (s.members.empty()) {
@@ -517,6 +520,9 @@ void Smove(Ctx& c) {
     if (sh->dst_added && dst) NotifyKeyspaceEvent(*server, db, kNotifySet, "sadd", *dst);
     out.Integer(sh->member ? 1 : 0);
   });
+  // The types are checked above, in Redis's order.
+  auto& ops = c.batch().mutable_ops();
+  for (size_t i = ops.size() - 3; i < ops.size(); ++i) ops[i].check_type = false;
 }
 
 void Sscan(Ctx& c) { ScanWhole(c, 1); }

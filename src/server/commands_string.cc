@@ -344,14 +344,16 @@ void Decrby(Ctx& c) {
   IncrBy(c, -by);
 }
 
+// Redis's order of checks: the key's type (the store's, before this runs), its value, then the
+// increment.
 void Incrbyfloat(Ctx& c) {
   long double by = 0;
-  if (!ParseLongDouble(c.arg(2), &by)) return c.Fail(std::string(err::kNotFloat));
+  const bool by_ok = ParseLongDouble(c.arg(2), &by);
   auto cap = std::make_shared<Captured>();
-  c.batch().Update(std::string(c.arg(1)), [cap, by](const ValueView* cur) {
+  c.batch().Update(std::string(c.arg(1)), [cap, by, by_ok](const ValueView* cur) {
     UpdateDecision d;
     long double v = 0;
-    if (cur != nullptr && !ParseLongDouble(cur->value, &v)) {
+    if ((cur != nullptr && !ParseLongDouble(cur->value, &v)) || !by_ok) {
       cap->error = err::kNotFloat;
       return d;
     }
@@ -464,6 +466,9 @@ void Lcs(Ctx& c) {
   std::vector<bool> found;
   c.LookupTogether(c.args().subspan(1, 2), &views, &found);
   if (c.read_failed()) return c.ReplyReadError();
+  if ((found[0] && views[0].type != 0) || (found[1] && views[1].type != 0)) {
+    return c.Error("The specified keys must contain string values");
+  }
   const std::string_view a = found[0] ? views[0].value : std::string_view();
   const std::string_view b = found[1] ? views[1].value : std::string_view();
   bool getlen = false;
@@ -596,8 +601,11 @@ void RegisterStringCommands(std::vector<Command>* t) {
   t->push_back({"mset", -3, kW, 1, -1, 2, Mset, "@write @string @slow"});
   t->push_back({"msetnx", -3, kW, 1, -1, 2, Msetnx, "@write @string @slow"});
   t->push_back({"lcs", -3, kR, 1, 2, 1, Lcs, "@read @string @slow"});
-  // Every one of them works on string values: another type is WRONGTYPE.
-  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = 0;  // format::kTypeString
+  // Every one of them works on string values: another type is WRONGTYPE. But MSETNX only asks
+  // whether its keys exist (Redis: 0 for a key of any type), and LCS answers its own error.
+  for (size_t i = first; i < t->size(); ++i) {
+    if ((*t)[i].name != "msetnx" && (*t)[i].name != "lcs") (*t)[i].value_type = 0;  // format::kTypeString
+  }
 }
 
 }  // namespace keg::server

@@ -1402,7 +1402,12 @@ void ClientSession::Exec(Ctx& ctx) {
     // The keys of the command, or of its subcommand (OBJECT ENCODING key, MEMORY USAGE key).
     const Command& keyed = StatsTarget(*cmd, args);
     std::vector<size_t> positions;
-    const bool reads_keys = (keyed.flags & kReadOnly) != 0 && KeyPositions(keyed, args.size(), &positions);
+    bool reads_keys = (keyed.flags & kReadOnly) != 0 && KeyPositions(keyed, args.size(), &positions);
+    if ((keyed.flags & (kReadOnly | kMovableKeys)) == (kReadOnly | kMovableKeys)) {  // SINTERCARD
+      positions.clear();
+      for (const KeyRef& k : CommandKeys(keyed, args)) positions.push_back(k.index);
+      reads_keys = !positions.empty();
+    }
     if (reads_keys) {
       for (size_t k : positions) {
         std::string key(args[k]);
