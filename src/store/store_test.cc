@@ -244,11 +244,14 @@ TEST_F(StoreTest, KeyResidencyAndFetch) {
   EXPECT_TRUE(store_->MaybeCold());
   EXPECT_FALSE(store_->KeyResident(0, "small"));
   EXPECT_TRUE(store_->KeyResident(0, "no such key"));  // nothing to read
+  // A page under writeback when the cache was dropped stays (seen under a loaded sanitizer run):
+  // pad50 is checked only if it was evicted.
+  const bool pad_evicted = !store_->KeyResident(0, "pad50");
   const std::string_view keys[] = {"big", "small"};
   store_->FetchKeys(0, keys);
   EXPECT_TRUE(store_->KeyResident(0, "big"));
   EXPECT_TRUE(store_->KeyResident(0, "small"));
-  EXPECT_FALSE(store_->KeyResident(0, "pad50"));  // not fetched
+  if (pad_evicted) EXPECT_FALSE(store_->KeyResident(0, "pad50"));  // not fetched
   EXPECT_EQ(Get("big"), big);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(Get("pad" + std::to_string(i)), Value(i, 8192));
   store_->SweepResidency();
