@@ -251,7 +251,9 @@ TEST_F(StoreTest, KeyResidencyAndFetch) {
   store_->FetchKeys(0, keys);
   EXPECT_TRUE(store_->KeyResident(0, "big"));
   EXPECT_TRUE(store_->KeyResident(0, "small"));
-  if (pad_evicted) EXPECT_FALSE(store_->KeyResident(0, "pad50"));  // not fetched
+  if (pad_evicted) {
+    EXPECT_FALSE(store_->KeyResident(0, "pad50"));  // not fetched
+  }
   EXPECT_EQ(Get("big"), big);
   for (int i = 0; i < 100; ++i) EXPECT_EQ(Get("pad" + std::to_string(i)), Value(i, 8192));
   store_->SweepResidency();
