@@ -6,6 +6,7 @@
 #include <memory>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "resp/numbers.h"
@@ -85,9 +86,56 @@ void HsetWith(Ctx& c, bool hmset) {
   if (c.argc() % 2 != 0) return c.Fail(WrongArity(c.arg(0)));
   auto res = std::make_shared<Result>();
   std::vector<std::string> pairs(c.args().begin() + 2, c.args().end());
-  UpdateHash(c, res, [pairs = std::move(pairs)](coll::Hash& h, Result& r) {
-    for (size_t i = 0; i + 1 < pairs.size(); i += 2) r.number += h.Set(pairs[i], pairs[i + 1]) ? 1 : 0;
-    return true;
+  ServerState* server = &c.server();
+  // Views of the stored hash and of the arguments, one encoding written: no string per field.
+  c.batch().Update(std::string(c.arg(1)), [res, server, pairs = std::move(pairs)](const ValueView* cur) {
+    UpdateDecision d;
+    coll::View v;
+    if (cur != nullptr && (!coll::Decode(cur->value, &v) || v.elements.size() % 2 != 0)) {
+      res->error = kMalformed;
+      return d;
+    }
+    std::vector<std::string_view> out(v.elements.begin(), v.elements.end());
+    std::unordered_map<std::string_view, size_t> index;  // field -> its slot in out (large hashes)
+    const bool small = out.size() <= 32;
+    if (!small) {
+      for (size_t i = 0; i < out.size(); i += 2) index.emplace(out[i], i);
+    }
+    auto find = [&](std::string_view f) -> long {
+      if (!small) {
+        auto it = index.find(f);
+        return it == index.end() ? -1 : static_cast<long>(it->second);
+      }
+      for (size_t i = 0; i < out.size(); i += 2) {
+        if (out[i] == f) return static_cast<long>(i);
+      }
+      return -1;
+    };
+    for (size_t i = 0; i + 1 < pairs.size(); i += 2) {
+      if (const long at = find(pairs[i]); at >= 0) {
+        out[static_cast<size_t>(at) + 1] = pairs[i + 1];
+        continue;
+      }
+      if (!small) index.emplace(pairs[i], out.size());
+      out.push_back(pairs[i]);
+      out.push_back(pairs[i + 1]);
+      ++res->number;
+    }
+    uint8_t flags = v.flags;
+    if ((flags & coll::kConverted) == 0) {  // past the listpack thresholds: hashtable for good
+      const auto max_entries = static_cast<size_t>(server->hash_max_entries.load(std::memory_order_relaxed));
+      const auto max_value = static_cast<size_t>(server->hash_max_value.load(std::memory_order_relaxed));
+      bool big = out.size() / 2 > max_entries;
+      for (size_t i = 0; i + 1 < pairs.size() && !big; i += 2) {
+        big = pairs[i].size() > max_value || pairs[i + 1].size() > max_value;
+      }
+      if (big) flags |= coll::kConverted;
+    }
+    d.action = Action::kPut;
+    d.value = coll::Encode(flags, out);
+    d.type = store::format::kTypeHash;
+    d.keep_ttl = true;
+    return d;
   });
   c.Notify(kNotifyHash, "hset", c.arg(1));
   ThenReply(c, res, [hmset](Result& r, resp::ReplyBuffer& out) {

@@ -119,7 +119,32 @@ void Sadd(Ctx& c) {
   ServerState* server = &c.server();
   c.batch().Update(std::string(c.arg(1)), [res, server, add = std::move(add)](const ValueView* cur) {
     UpdateDecision d;
-    SetValue s;
+    coll::View v;
+    if (cur != nullptr && !coll::Decode(cur->value, &v)) {
+      res->error = kMalformed;
+      return d;
+    }
+    if (cur != nullptr && (v.flags & coll::kConverted) != 0) {
+      // A hashtable set only grows here: the new members are appended to the encoded bytes.
+      std::unordered_set<std::string_view> have;
+      const bool small = v.elements.size() <= 16;
+      if (!small) have.insert(v.elements.begin(), v.elements.end());
+      std::vector<std::string_view> extra;
+      for (const std::string& m : add) {
+        const bool present = small ? std::find(v.elements.begin(), v.elements.end(), m) != v.elements.end()
+                                   : have.count(m) != 0;
+        if (present || std::find(extra.begin(), extra.end(), m) != extra.end()) continue;
+        extra.push_back(m);
+      }
+      res->number = static_cast<int64_t>(extra.size());
+      if (extra.empty()) return d;
+      d.action = Action::kPut;
+      d.value = coll::Append(cur->value, v, v.flags, extra);
+      d.type = kSet;
+      d.keep_ttl = true;
+      return d;
+    }
+    SetValue s;  // new, or an intset (kept in numeric order)
     if (cur != nullptr && !s.Decode(cur->value)) {
       res->error = kMalformed;
       return d;

@@ -62,6 +62,33 @@ std::string Encode(uint8_t flags, std::span<const std::string_view> elements) {
   return out;
 }
 
+std::string Append(std::string_view value, const View& v, uint8_t flags, std::span<const std::string_view> extra) {
+  // The elements' bytes start after the flags byte and the count's varint.
+  const size_t body = v.elements.empty() ? value.size() : static_cast<size_t>(v.elements.front().data() - value.data());
+  size_t start = body;
+  if (!v.elements.empty()) {  // back over the first element's length varint
+    uint64_t len = v.elements.front().size();
+    size_t n = 1;
+    while (len >= 0x80) {
+      len >>= 7;
+      ++n;
+    }
+    start = body - n;
+  }
+  size_t bytes = 1 + 10 + (value.size() - start);
+  for (std::string_view e : extra) bytes += e.size() + 5;
+  std::string out;
+  out.reserve(bytes);
+  out.push_back(static_cast<char>(flags));
+  PutVarint(&out, v.elements.size() + extra.size());
+  out.append(value.substr(start));
+  for (std::string_view e : extra) {
+    PutVarint(&out, e.size());
+    out.append(e);
+  }
+  return out;
+}
+
 long Hash::Find(std::string_view field) const {
   for (size_t i = 0; i + 1 < items.size(); i += 2) {
     if (items[i] == field) return static_cast<long>(i / 2);

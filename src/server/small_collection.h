@@ -32,6 +32,11 @@ bool Decode(std::string_view value, View* out);
 /// Encodes `elements` with `flags`.
 std::string Encode(uint8_t flags, std::span<const std::string_view> elements);
 
+/// The encoding of `v` (decoded from `value`) with `extra` elements appended and `flags`: the old
+/// elements' bytes are copied as they are (no per-element work). The common write of a set or
+/// hash that only grows.
+std::string Append(std::string_view value, const View& v, uint8_t flags, std::span<const std::string_view> extra);
+
 /// A hash decoded for a change: owned copies, field i at 2i, its value at 2i + 1.
 struct Hash {
   uint8_t flags = 0;
