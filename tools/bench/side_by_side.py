@@ -171,7 +171,36 @@ def workloads(policy):
             ("EVAL of a cached body, everysec",
              ["-c", "50", "-r", "100000", "EVAL", SCRIPT, "1", "counter:__rand_int__"], 200000, 30000),
         ]
+        # Hashes and sets (issue 17): 100,000 small hashes and sets written then read, and a hash
+        # and a set of 100 elements read whole (loaded before the workloads: load_collections).
+        rnd = ["-c", "50", "-r", "100000"]
+        w += [
+            ("HSET (collections), everysec", [*rnd, "HSET", "h:__rand_int__", "field", "value-of-16bytes"], 300000, 50000),
+            ("HSET -P 16 (collections), everysec",
+             [*rnd, "-P", "16", "HSET", "h:__rand_int__", "field", "value-of-16bytes"], 2000000, 300000),
+            ("HGET (collections), everysec", [*rnd, "HGET", "h:__rand_int__", "field"], 300000, 50000),
+            ("HGET -P 16 (collections), everysec", [*rnd, "-P", "16", "HGET", "h:__rand_int__", "field"], 2000000, 300000),
+            ("SADD (collections), everysec", [*rnd, "SADD", "s:__rand_int__", "member-1"], 300000, 50000),
+            ("SADD -P 16 (collections), everysec", [*rnd, "-P", "16", "SADD", "s:__rand_int__", "member-1"], 2000000, 300000),
+            ("SISMEMBER (collections), everysec", [*rnd, "SISMEMBER", "s:__rand_int__", "member-1"], 300000, 50000),
+            ("SISMEMBER -P 16 (collections), everysec",
+             [*rnd, "-P", "16", "SISMEMBER", "s:__rand_int__", "member-1"], 2000000, 300000),
+            ("HGETALL of 100 fields (collections), everysec", ["-c", "50", "HGETALL", "hash100"], 200000, 30000),
+            ("HGETALL of 100 fields -P 16 (collections), everysec", ["-c", "50", "-P", "16", "HGETALL", "hash100"], 600000, 100000),
+            ("SMEMBERS of 100 (collections), everysec", ["-c", "50", "SMEMBERS", "set100"], 200000, 30000),
+            ("SMEMBERS of 100 -P 16 (collections), everysec", ["-c", "50", "-P", "16", "SMEMBERS", "set100"], 600000, 100000),
+        ]
     return w
+
+
+def load_collections(server):
+    """hash100 (100 fields of 10-byte values) and set100 (100 members), the read workloads' keys."""
+    server.command("DEL", "hash100", "set100")
+    args = []
+    for i in range(100):
+        args += [f"field:{i:04d}", f"value:{i:04d}"]
+    server.command("HSET", "hash100", *args)
+    server.command("SADD", "set100", *[f"member:{i:04d}" for i in range(100)])
 
 
 def write_load_file(path, keys):
@@ -438,6 +467,7 @@ def main():
                     bench(s, ["-t", "set", "-c", "50", "-r", "100000", "-d", "100"], 300000 if not opts.quick else 50000)
                     if s.command("SCRIPT", "LOAD", SCRIPT) != SCRIPT_SHA:
                         sys.exit(f"SCRIPT LOAD on {s.name} did not answer {SCRIPT_SHA}")
+                    load_collections(s)
                 for name, args, n, quick_n in workloads(policy):
                     if opts.only and opts.only not in name:
                         continue
