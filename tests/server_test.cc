@@ -186,14 +186,11 @@ TEST(ServerVsRedis, SameCommandsGiveTheSameBytes) {
 // DEBUG DIGEST and DIGEST-VALUE follow Redis's algorithm for every type and database: the same data
 // gives the same digests (what Redis's tests compare across a reload or a replica).
 TEST(ServerVsRedis, DigestsMatchForEveryTypeAndDatabase) {
-  const int port = FreePort();
-  ServerProcess redis;
-  ASSERT_TRUE(redis.Start({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--logfile", "/dev/null", "--enable-debug-command", "yes"},
-                          port));
+  Redis redis({"--enable-debug-command", "yes"});
+  ASSERT_TRUE(redis.ok());
   Keg keg({"--enable-debug-command", "yes"});
   ASSERT_TRUE(keg.Start());
-  RawClient r(port);
+  RawClient r(redis.port());
   RawClient k(keg.port());
   const std::vector<Cmd> writes = {
       {"SET", "s", "v"}, {"SET", "n", "12345"}, {"HSET", "h", "a", "1", "b", std::string(100, 'x')},
@@ -210,14 +207,11 @@ TEST(ServerVsRedis, DigestsMatchForEveryTypeAndDatabase) {
 // encoding keg has (int / embstr / raw strings, listpack / hashtable hashes, intset / hashtable
 // sets): the values (DEBUG DIGEST-VALUE, order-free) and the encodings each server reports match.
 TEST(ServerVsRedis, DumpRoundTripsEveryTypeAndEncodingBothWays) {
-  const int port = FreePort();
-  ServerProcess redis;
-  ASSERT_TRUE(redis.Start({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1", "--save", "",
-                           "--appendonly", "no", "--logfile", "/dev/null", "--enable-debug-command", "yes"},
-                          port));
+  Redis redis({"--enable-debug-command", "yes"});
+  ASSERT_TRUE(redis.ok());
   Keg keg({"--enable-debug-command", "yes"});
   ASSERT_TRUE(keg.Start());
-  RawClient r(port);
+  RawClient r(redis.port());
   RawClient k(keg.port());
   Cmd big_hash = {"HSET", "hashtable"};
   Cmd big_set = {"SADD", "set-hashtable"};
@@ -570,6 +564,22 @@ TEST_F(ServerTest, IntentionalDifferencesFromRedis) {
             "-ERR CONFIG SET failed (possibly related to argument 'appendfsync') - can't set immutable config\r\n");
   EXPECT_EQ(c.Call({"COMMAND", "DOCS"}).substr(0, 5), "-ERR ");
   EXPECT_EQ(c.Call({"CONFIG", "GET", "appendonly"}), "*2\r\n$10\r\nappendonly\r\n$3\r\nyes\r\n");
+}
+
+// SRANDMEMBER / HRANDFIELD with a negative count repeat members: a count the client chose must not
+// build an unbounded reply (before the limit, one such request ran the server out of memory and
+// killed it). Past proto-max-bulk-len bytes it is refused; smaller ones are served.
+TEST_F(ServerTest, RandomMembersWithAHugeNegativeCountAreRefused) {
+  StartKeg();
+  RawClient c(keg_->port());
+  ASSERT_EQ(c.Call({"SADD", "s", "a"}), ":1\r\n");
+  ASSERT_EQ(c.Call({"HSET", "h", "f", "v"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"SRANDMEMBER", "s", "-9223372036854775807"}), "-ERR value is out of range\r\n");
+  EXPECT_EQ(c.Call({"HRANDFIELD", "h", "-9223372036854775807"}), "-ERR value is out of range\r\n");
+  EXPECT_EQ(c.Call({"HRANDFIELD", "h", "-4611686018427387903", "WITHVALUES"}), "-ERR value is out of range\r\n");
+  EXPECT_EQ(c.Call({"SRANDMEMBER", "s", "-3"}), "*3\r\n$1\r\na\r\n$1\r\na\r\n$1\r\na\r\n");
+  EXPECT_EQ(c.Call({"HRANDFIELD", "h", "-2", "WITHVALUES"}), "*4\r\n$1\r\nf\r\n$1\r\nv\r\n$1\r\nf\r\n$1\r\nv\r\n");
+  EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
 }
 
 // Replies that depend on time or identity: their shape, and what they do.

@@ -7,6 +7,7 @@
 
 #include "resp/numbers.h"
 #include "server/glob.h"
+#include "server/state.h"
 
 namespace keg::server {
 
@@ -102,6 +103,14 @@ void RandomMembers(Ctx& c, size_t stride) {
   const bool pairs = withvalues && !resp3;  // RESP2: field and value flat
   if (count < 0) {  // repeats allowed, random order
     const auto n = static_cast<uint64_t>(-count);
+    // The reply is built whole before it is sent: a count the client chose must not make it
+    // unbounded (Redis would try, and run out of memory). Past proto-max-bulk-len bytes, refused.
+    uint64_t widest = 0;
+    for (size_t i = 0; i + stride <= v.elements.size(); i += stride) {
+      widest = std::max<uint64_t>(widest, v.elements[i].size() + (withvalues ? v.elements[i + 1].size() : 0) + 32);
+    }
+    const auto limit = static_cast<uint64_t>(c.server().proto_max_bulk_len.load(std::memory_order_relaxed));
+    if (n > limit / widest) return c.Error("value is out of range");
     c.out().ArrayHeader(pairs ? n * 2 : n);
     for (uint64_t i = 0; i < n; ++i) emit(rng() % size);
     return;

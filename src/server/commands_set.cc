@@ -31,8 +31,6 @@ using Action = store::UpdateDecision::Action;
 constexpr std::string_view kMalformed = kUndecodable;
 constexpr uint8_t kSet = store::format::kTypeSet;
 
-bool IsInt(std::string_view s, int64_t* v) { return coll::IsIntsetMember(s, v); }
-
 // A set decoded for a change: owned members.
 struct SetValue {
   uint8_t flags = 0;
@@ -228,20 +226,9 @@ void Spop(Ctx& c) {
       d.action = Action::kDelete;
       return d;
     }
-    // The rest keep their order (an intset stays sorted): re-sort what the shuffle moved.
-    SetValue rest;
-    rest.flags = s.flags;
-    rest.members = std::move(s.members);
-    if ((rest.flags & coll::kConverted) == 0) {
-      std::sort(rest.members.begin(), rest.members.end(), [](const std::string& a, const std::string& b) {
-        int64_t x = 0;
-        int64_t y = 0;
-        (void)IsInt(a, &x);
-        (void)IsInt(b, &y);
-        return x < y;
-      });
-    }
-    return PutSet(rest);
+    // An intset stays sorted: re-sort what the shuffle moved (a removal never converts it).
+    coll::SettleSet(&s.flags, &s.members, SIZE_MAX);
+    return PutSet(s);
   });
   c.Then([res, with_count, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {

@@ -119,7 +119,7 @@ void Mget(Ctx& c) {
   if (c.read_failed()) return c.ReplyReadError();
   c.out().ArrayHeader(c.argc() - 1);
   for (size_t i = 0; i < values.size(); ++i) {
-    if (found[i]) {
+    if (found[i] && values[i].type == 0) {  // a key of another type reads as nil (Redis's MGET)
       BulkView(c.out(), values[i]);
     } else {
       c.out().Null();
@@ -602,9 +602,11 @@ void RegisterStringCommands(std::vector<Command>* t) {
   t->push_back({"msetnx", -3, kW, 1, -1, 2, Msetnx, "@write @string @slow"});
   t->push_back({"lcs", -3, kR, 1, 2, 1, Lcs, "@read @string @slow"});
   // Every one of them works on string values: another type is WRONGTYPE. But MSETNX only asks
-  // whether its keys exist (Redis: 0 for a key of any type), and LCS answers its own error.
+  // whether its keys exist (Redis: 0 for a key of any type), and MGET (nil) and LCS (its own
+  // error) answer for a key of another type themselves.
   for (size_t i = first; i < t->size(); ++i) {
-    if ((*t)[i].name != "msetnx" && (*t)[i].name != "lcs") (*t)[i].value_type = 0;  // format::kTypeString
+    const std::string_view n = (*t)[i].name;
+    if (n != "msetnx" && n != "mget" && n != "lcs") (*t)[i].value_type = 0;  // format::kTypeString
   }
 }
 

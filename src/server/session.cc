@@ -170,26 +170,20 @@ bool Ctx::Lookup(std::string_view key, store::ValueView* view) {
 }
 
 bool Ctx::Account(store::Status s) {
-  if (s.IsWrongType()) {  // found, of another type: a hit, and the error for the reply
-    if (read_error_.ok()) read_error_ = std::move(s);
-    if (direct_ != nullptr) {
-      ++direct_->hits;
-    } else {
-      client_.CountLookup(true);
-    }
-    return false;
-  }
-  if (!s.ok() && !s.IsNotFound()) {
+  // Found, of another type (WRONGTYPE), counts as a hit and is the reply's error.
+  const bool hit = s.ok() || s.IsWrongType();
+  if (!hit && !s.IsNotFound()) {
     // A corrupt record is never served, nor taken for a missing key: the error says where it is.
     spdlog::error("read of a key failed: {}", s.ToString());
     if (read_error_.ok()) read_error_ = std::move(s);
     return false;
   }
   if (direct_ != nullptr) {
-    ++(s.ok() ? direct_->hits : direct_->misses);
+    ++(hit ? direct_->hits : direct_->misses);
   } else {
-    client_.CountLookup(s.ok());
+    client_.CountLookup(hit);
   }
+  if (s.IsWrongType() && read_error_.ok()) read_error_ = std::move(s);
   return s.ok();
 }
 
@@ -202,13 +196,9 @@ void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<sto
     for (size_t i = 0; i < keys.size(); ++i) status[i] = Get(keys[i], &(*views)[i]);
   };
   ReadTogether(keys.size(), reads);
-  if (cmd_ != nullptr && cmd_->value_type >= 0) {
-    // A key of another type: MGET answers nil for it (as Redis), every other command WRONGTYPE.
-    const bool nil = cmd_->name == "mget";
+  if (cmd_ != nullptr && cmd_->value_type >= 0) {  // a key of another type: WRONGTYPE
     for (size_t i = 0; i < keys.size(); ++i) {
-      if (status[i].ok() && (*views)[i].type != cmd_->value_type) {
-        status[i] = nil ? store::Status::NotFound() : store::Status::WrongType();
-      }
+      if (status[i].ok() && (*views)[i].type != cmd_->value_type) status[i] = store::Status::WrongType();
     }
   }
   for (size_t i = 0; i < keys.size(); ++i) {

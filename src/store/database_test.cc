@@ -268,6 +268,20 @@ TEST_F(DatabaseTest, MoveOnlyToADatabaseWithoutTheKey) {
   EXPECT_EQ(Get(3, "k"), "v");
 }
 
+// A group larger than a data file starts a file of its own; that file also holds the 40-byte file
+// header, so the file (and its mapping) must be sized for both: a group whose size is a whole
+// number of pages would otherwise end past the mapping, where reads fault.
+TEST_F(DatabaseTest, AGroupLargerThanADataFileFitsWithTheFileHeader) {
+  options_.max_file_size = 64 * 1024;
+  Open();
+  const size_t group = 1 << 20;  // exactly 256 pages
+  const std::string value(group - format::RecordSize(1, 0), 'v');
+  Put(0, "k", value);
+  EXPECT_TRUE(Get(0, "k") == value) << Get(0, "k").substr(0, 100);
+  Reopen();
+  EXPECT_TRUE(Get(0, "k") == value) << Get(0, "k").substr(0, 100);
+}
+
 // A directory holding keys of database 20 does not open with `databases 16`: its keys would be
 // unreachable, and a later compaction would drop them.
 TEST_F(DatabaseTest, FewerDatabasesThanTheDirectoryHoldsIsRefused) {
@@ -284,6 +298,19 @@ TEST_F(DatabaseTest, FewerDatabasesThanTheDirectoryHoldsIsRefused) {
   options_.databases = 21;
   Open();
   EXPECT_EQ(Get(20, "k"), "v");
+  // A SWAPDB with a database past the new count is refused too, though that database holds nothing.
+  WriteBatch b;
+  b.SelectDb(20);
+  b.Delete("k");  // nothing of database 20 left ...
+  b.SwapDb(3, 20);  // ... but the map names it
+  Write(std::move(b));
+  ASSERT_TRUE(store_->CompactSync().ok());  // no record of database 20 survives, the swap's does
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  options_.databases = 16;
+  st = Store::Open(options_, &s);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("more databases"), std::string::npos) << st.ToString();
 }
 
 // Expired keys of every database are reclaimed by the active cycle, and named with their database.

@@ -167,7 +167,6 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
         if (part == 0) {
           const uint64_t value_size = item.size - format::kRecordHeaderSize;
           const char* map = file->data() + item.offset + format::kRecordHeaderSize;
-          replay_map_.fill(0);
           for (size_t i = 0; i < keydirs_.size(); ++i) {
             replay_map_[i] = i < value_size ? static_cast<uint8_t>(map[i]) : static_cast<uint8_t>(i);
           }
@@ -319,6 +318,8 @@ Status StoreImpl::Recover() {
   }
   // Phase 2 (all cores): replay in file order; each thread owns a disjoint set of keydir shards,
   // so every key is still replayed in order, by one thread.
+  // Sized for every record in database 0, where a format-1 directory's keys all are (and most
+  // keys usually): the other keydirs grow as they fill.
   keydirs_[0]->Reserve(records);
   const size_t parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
   std::vector<std::thread> helpers;

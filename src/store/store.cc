@@ -1242,10 +1242,11 @@ Status StoreImpl::SyncData(int fd, const std::string& path) {
 Status StoreImpl::CommitGroup() {
   if (group_buf_.empty()) return Status::OK();
   const uint64_t size = group_buf_.size();
-  // Rotate at a group boundary: a group never spans files, and must fit the active mapping.
-  if ((write_offset_ > 0 && write_offset_ + size > options_.max_file_size) ||
+  // Rotate at a group boundary: a group never spans files, and must fit the active mapping. A file
+  // holding only its header takes any group; the new file is sized for its header and the group.
+  if ((write_offset_ > format::kFileHeaderSize && write_offset_ + size > options_.max_file_size) ||
       write_offset_ + size > active_->map_size()) {
-    Status s = Rotate(std::max(options_.max_file_size, size));
+    Status s = Rotate(std::max(options_.max_file_size, format::kFileHeaderSize + size));
     if (!s.ok()) return s;
   }
   Status s = io::WriteAll(active_->fd(), active_->path(), write_offset_, group_buf_.data(), size);

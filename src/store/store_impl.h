@@ -361,7 +361,7 @@ class StoreImpl final : public Store {
   std::array<uint8_t, 256> replay_map_{};
   bool replay_swapped_ = false;
   std::atomic<uint32_t> replay_max_db_{0};  // the largest db byte seen past the databases
-  std::atomic<bool> saw_format1_{false};
+  bool saw_format1_ = false;  // phase 1 (one thread)
   // Records found dead without reading them (the expire cycle): their sizes are added to their
   // files' dead_bytes by the background thread, which may wait for the disk.
   std::mutex dead_later_mu_;

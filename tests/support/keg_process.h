@@ -56,11 +56,13 @@ class Keg {
 
 class Redis {
  public:
-  Redis() {
+  /// `extra`: more redis-server arguments (e.g. {"--enable-debug-command", "yes"}).
+  explicit Redis(std::vector<std::string> extra = {}) {
     const int port = FreePort();
-    ok_ = proc_.Start({"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
-                       "--save", "", "--appendonly", "no", "--logfile", "/dev/null"},
-                      port);
+    std::vector<std::string> args = {"redis-server", "--port", std::to_string(port), "--bind", "127.0.0.1",
+                                     "--save", "", "--appendonly", "no", "--logfile", "/dev/null"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    ok_ = proc_.Start(args, port);
   }
   bool ok() const { return ok_; }
   int port() const { return proc_.port(); }
