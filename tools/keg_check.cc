@@ -63,6 +63,10 @@ int main(int argc, char** argv) {
   std::printf("hint files:   %llu\n", static_cast<unsigned long long>(report.hint_files));
   std::printf("records:      %llu\n", static_cast<unsigned long long>(report.records));
   std::printf("live keys:    %llu\n", static_cast<unsigned long long>(report.live_keys));
+  if (report.collections > 0) {
+    std::printf("large collections: %llu (%llu elements)\n", static_cast<unsigned long long>(report.collections),
+                static_cast<unsigned long long>(report.live_elements));
+  }
   std::printf("dead bytes:   %llu\n", static_cast<unsigned long long>(report.dead_bytes));
   for (const auto& d : report.corrupt) {
     std::printf("damaged:      %s at offset %llu, %llu bytes: %s\n", d.file.c_str(),

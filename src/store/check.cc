@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 
 #include "store/format.h"
 #include "store/hint_file.h"
@@ -37,6 +38,7 @@ uint64_t NextValidRecord(const char* data, uint64_t from, uint64_t size) {
 struct KeyState {
   size_t file;
   uint64_t size;
+  uint64_t head_inc = 0;  // a head's incarnation (incarnations start at 1)
 };
 
 }  // namespace
@@ -80,6 +82,9 @@ Status CheckDirectory(const std::string& dir, bool repair, CheckReport* report,
 
   // Scan every record, replaying into a key -> newest-record map (an offline tool may spend RAM).
   std::unordered_map<std::string, KeyState> live;
+  // Large collections' element records, by their key (incarnation + member): live at the end only
+  // when a live head names their incarnation (docs/types.md).
+  std::unordered_map<std::string, KeyState> elements;
   std::vector<bool> damaged(ids.size(), false);
   std::vector<bool> hint_ok(ids.size(), false);
   const int64_t now = NowMs();
@@ -122,6 +127,22 @@ Status CheckDirectory(const std::string& dir, bool repair, CheckReport* report,
         if (progress) progress(done + off, total);
         continue;
       }
+      if (h.tag.kind == format::kKindElement) {
+        std::string key(data + off + format::kRecordHeaderSize, h.key_size);
+        auto it = elements.find(key);
+        if (it != elements.end()) {
+          report->dead_bytes += it->second.size;
+          if (h.tombstone()) elements.erase(it);
+        }
+        if (h.tombstone()) {
+          report->dead_bytes += h.record_size();
+        } else {
+          elements[key] = KeyState{i, h.record_size()};
+        }
+        off += h.record_size();
+        if (progress) progress(done + off, total);
+        continue;
+      }
       // Keys are per database: the physical database byte, then the key.
       std::string key(1, static_cast<char>(h.tag.db));
       key.append(data + off + format::kRecordHeaderSize, h.key_size);
@@ -134,7 +155,12 @@ Status CheckDirectory(const std::string& dir, bool repair, CheckReport* report,
       if (gone) {
         report->dead_bytes += h.record_size();
       } else {
-        live[key] = KeyState{i, h.record_size()};
+        KeyState state{i, h.record_size()};
+        if (h.tag.kind == format::kKindHead) {
+          state.head_inc = format::IncarnationOf(
+              std::string_view(data + off + format::kRecordHeaderSize + h.key_size, h.value_size));
+        }
+        live[key] = state;
       }
       off += h.record_size();
       if (progress) progress(done + off, total);
@@ -153,6 +179,18 @@ Status CheckDirectory(const std::string& dir, bool repair, CheckReport* report,
   }
   if (progress) progress(total, total);
   report->live_keys = live.size();
+  std::unordered_set<uint64_t> live_incs;
+  for (const auto& [k, state] : live) {
+    if (state.head_inc != 0) live_incs.insert(state.head_inc);
+  }
+  for (const auto& [k, state] : elements) {
+    if (live_incs.contains(format::IncarnationOf(k))) {
+      ++report->live_elements;
+    } else {
+      report->dead_bytes += state.size;
+    }
+  }
+  report->collections = live_incs.size();
   if (!repair) return Status::OK();
 
   // ---- Repair ----

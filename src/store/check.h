@@ -29,6 +29,8 @@ struct CheckReport {
   uint64_t hint_files = 0;
   uint64_t records = 0;
   uint64_t live_keys = 0;
+  uint64_t collections = 0;    ///< large collections (a live head naming an incarnation)
+  uint64_t live_elements = 0;  ///< their elements
   uint64_t total_bytes = 0;
   uint64_t dead_bytes = 0;
   std::vector<Damage> corrupt;         ///< damaged ranges of data files (a torn tail included)

@@ -213,6 +213,8 @@ Status StoreImpl::RunCompaction(bool manual) {
   uint64_t next_id = sealed.back()->id() + 1;
   std::vector<std::unique_ptr<Output>> outputs;  // this round's
   std::vector<Move> moves;                       // this round's: at most kMaxMoves
+  // Element records' moves, by the collection (incarnation) whose index names them.
+  std::vector<std::pair<Move, uint64_t>> element_moves;
   uint64_t read_bytes = 0;
   uint64_t written_bytes = 0;
   uint64_t total_moves = 0;
@@ -304,6 +306,15 @@ Status StoreImpl::RunCompaction(bool manual) {
           files_.GetRaw(Location::Unpack(m.to).file)->dead_bytes.fetch_add(m.size, std::memory_order_relaxed);
         }
       }
+      for (const auto& [m, inc] : element_moves) {
+        auto it = collections_.find(inc);  // the writer role: no lock needed to read the map
+        if (it != collections_.end() &&
+            it->second->index.ReplaceIfAt(m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
+          ++moved;
+        } else {  // the element or its whole collection went while we copied
+          files_.GetRaw(Location::Unpack(m.to).file)->dead_bytes.fetch_add(m.size, std::memory_order_relaxed);
+        }
+      }
       for (size_t i = retired; i < done_inputs; ++i) files_.Remove(sealed[i]->index());
       // The inputs hold older versions of keys whose newest record may sit unsynced in the active
       // file (everysec / no). Once the inputs are unlinked those older versions are gone, so a
@@ -322,6 +333,7 @@ Status StoreImpl::RunCompaction(bool manual) {
     compaction_rounds_.fetch_add(1, std::memory_order_relaxed);
     outputs.clear();
     moves.clear();
+    element_moves.clear();
     if (!st.ok()) {  // keep the inputs: with both inputs and outputs the data is whole
       spdlog::error("compaction: not retiring the inputs: {}", st.ToString());
       return st;
@@ -382,10 +394,13 @@ Status StoreImpl::RunCompaction(bool manual) {
       }
       const uint64_t hash = h.swap_db() ? 0 : Hash(key);
       bool live = h.swap_db();
-      if (!live) {
+      // An element is live when its collection's index names it (a dropped collection's are not).
+      const bool element = h.tag.kind == format::kKindElement;
+      const std::shared_ptr<Collection> coll = element ? FindCollection(format::IncarnationOf(key)) : nullptr;
+      if (!live && (!element || coll != nullptr)) {
         if (h.tag.db >= keydirs_.size()) continue;  // cannot happen: recovery refuses such a directory
         Location candidates[8];
-        const size_t n = keydirs_[h.tag.db]->FindCandidates(hash, candidates, 8);
+        const size_t n = (element ? coll->index : *keydirs_[h.tag.db]).FindCandidates(hash, candidates, 8);
         for (size_t i = 0; i < n && !live; ++i) {
           live = candidates[i].file == in->index() && candidates[i].offset == here;
         }
@@ -404,14 +419,20 @@ Status StoreImpl::RunCompaction(bool manual) {
       const uint64_t to = out.size + out.buffer.size();
       out.buffer.append(data + here, rec_size);  // copied verbatim: same bytes, same CRC
       out.hint.Add({to, h.key_size, h.value_size, h.flags, h.tag, h.expire_at_ms}, key);
-      if (!h.swap_db()) {
+      if (element) {
+        element_moves.push_back({{hash, Location{in->index(), here, false}.Pack(), Location{out.index, to, false}.Pack(),
+                                  rec_size & ((1ull << 56) - 1), h.tag.db},
+                                 format::IncarnationOf(key)});
+      } else if (!h.swap_db()) {
         moves.push_back({hash, Location{in->index(), here, h.expires()}.Pack(),
                          Location{out.index, to, h.expires()}.Pack(), rec_size & ((1ull << 56) - 1), h.tag.db});
       }
       ++total_moves;
       written_bytes += rec_size;
       if (out.buffer.size() >= (1u << 20)) s = flush(out);
-      if (s.ok() && moves.size() >= std::max<size_t>(options_.compaction_max_moves, 1)) s = end_round(input);  // inputs before this one are read
+      if (s.ok() && moves.size() + element_moves.size() >= std::max<size_t>(options_.compaction_max_moves, 1)) {
+        s = end_round(input);  // inputs before this one are read
+      }  // inputs before this one are read
       if (options_.compaction_rate_limit > 0) {
         const double allowed = std::chrono::duration<double>(Clock::now() - start).count() *
                                static_cast<double>(options_.compaction_rate_limit);

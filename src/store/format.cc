@@ -48,6 +48,12 @@ RecordCheck CheckRecord(const char* data, uint64_t size, uint64_t offset, bool v
       (!header->expires() && header->expire_at_ms != 0)) {
     return RecordCheck::kBadHeader;
   }
+  if (header->tag.kind != kKindWhole &&
+      (header->tag.type == kTypeString || special != 0 ||
+       (header->tag.kind == kKindElement && header->key_size < kIncarnationSize) ||
+       (header->tag.kind == kKindHead && (header->tombstone() || header->value_size != kHeadValueSize)))) {
+    return RecordCheck::kBadHeader;  // heads and elements belong to collections, with their sizes
+  }
   if (special != 0) {
     // One special flag alone, no key, no type; only FLUSHDB names a db, only SWAPDB (its map) and
     // the file header carry a value.

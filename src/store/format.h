@@ -83,6 +83,27 @@ constexpr uint8_t kMaxType = kTypeHash;
 enum RecordKind : uint8_t { kKindWhole = 0, kKindHead = 1, kKindElement = 2 };
 constexpr uint8_t kMaxKind = kKindElement;
 
+/// A large collection is a head record (kind 1: key = the collection's key, value = its u64
+/// incarnation) and one element record per element (kind 2: key = incarnation + the element, value
+/// = a hash field's value, empty for a set member; a tombstone removes the element). Incarnations
+/// are never reused while a record of theirs may remain, so DEL / RENAME / EXPIRE touch the head
+/// alone (docs/types.md).
+constexpr size_t kIncarnationSize = 8;
+constexpr size_t kHeadValueSize = kIncarnationSize;
+/// The key of an element record.
+inline std::string ElementKey(uint64_t incarnation, std::string_view element) {
+  std::string key(kIncarnationSize + element.size(), '\0');
+  std::memcpy(key.data(), &incarnation, kIncarnationSize);
+  if (!element.empty()) std::memcpy(key.data() + kIncarnationSize, element.data(), element.size());
+  return key;
+}
+/// The incarnation an element record's key (at least kIncarnationSize bytes) or a head's value names.
+inline uint64_t IncarnationOf(std::string_view bytes) {
+  uint64_t v;
+  std::memcpy(&v, bytes.data(), kIncarnationSize);
+  return v;
+}
+
 /// The three bytes format 2 gave meaning to; all zero is a format-1 record (a string, db 0).
 struct Tag {
   uint8_t type = kTypeString;

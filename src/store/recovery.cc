@@ -125,6 +125,8 @@ struct ReplayItem {
   uint8_t flags;
   uint8_t db;  // physical
   int64_t expire_at_ms;
+  uint8_t kind = 0;  // format::RecordKind
+  uint64_t inc = 0;  // an element's collection, or the incarnation a head names
 };
 constexpr size_t kReplayBatch = 32;
 
@@ -136,13 +138,39 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
   ReplayItem batch[kReplayBatch];
   size_t n = 0;
   DataFile* file = nullptr;
+  // The collection of the last element replayed: a collection's elements mostly come together.
+  uint64_t last_inc = 0;
+  Collection* last_coll = nullptr;
   auto flush = [&] {
-    for (size_t i = 0; i < n; ++i) keydirs_[batch[i].db]->Prefetch(batch[i].hash);
+    for (size_t i = 0; i < n; ++i) {
+      if (batch[i].kind != format::kKindElement) keydirs_[batch[i].db]->Prefetch(batch[i].hash);
+    }
     for (size_t i = 0; i < n; ++i) {
       const ReplayItem& r = batch[i];
+      if (r.kind == format::kKindElement) {
+        // Into its collection's index, created on first sight (its head may come later, or never:
+        // FinishCollections keeps only collections a live head names).
+        if (last_coll == nullptr || last_inc != r.inc) {
+          last_coll = &CollectionFor(r.inc, r.db);
+          last_inc = r.inc;
+        }
+        ReplayRecord(last_coll->index, file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
+        continue;
+      }
       ReplayRecord(*keydirs_[r.db], file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
+      if (r.kind == format::kKindHead && (r.flags & format::kFlagTombstone) == 0 &&
+          !((r.flags & format::kFlagExpires) != 0 && r.expire_at_ms <= now)) {
+        Collection& coll = CollectionFor(r.inc, r.db);
+        std::lock_guard lock(coll.replay_mu);
+        coll.sightings.push_back({r.db, r.hash, Location{file->index(), r.offset, false, 0}});
+      }
     }
     n = 0;
+  };
+  auto note_inc = [&](uint64_t inc) {
+    uint64_t seen = replay_max_inc_.load(std::memory_order_relaxed);
+    while (inc > seen && !replay_max_inc_.compare_exchange_weak(seen, inc)) {
+    }
   };
   auto add = [&](const ReplayItem& item) {
     if (item.db >= keydirs_.size()) {  // `databases` was lowered: Recover refuses to open
@@ -178,8 +206,25 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       return;
     }
     if (Keydir::ShardOf(item.hash) % parts != part) return;
+    if (item.kind != format::kKindWhole) note_inc(item.inc);
     batch[n++] = item;
     if (n == kReplayBatch) flush();
+  };
+  // A replay item; a head's incarnation is read from its record (hint files do not hold values).
+  auto Item = [&](std::string_view key, uint64_t offset, uint64_t size, uint8_t flags, format::Tag tag,
+                  int64_t expire_at_ms) {
+    ReplayItem item{Hash(key), key, offset, size, flags, tag.db, expire_at_ms, tag.kind, 0};
+    if (tag.kind == format::kKindElement && key.size() >= format::kIncarnationSize) {
+      item.inc = format::IncarnationOf(key);
+    } else if (tag.kind == format::kKindHead && (flags & format::kFlagTombstone) == 0 &&
+               size == format::RecordSize(key.size(), format::kHeadValueSize) &&
+               offset + size <= file->size()) {
+      item.inc = format::IncarnationOf(
+          std::string_view(file->data() + offset + format::kRecordHeaderSize + key.size(), format::kHeadValueSize));
+    } else {
+      item.kind = format::kKindWhole;  // checked records cannot be otherwise; a damaged hint could
+    }
+    return item;
   };
   uint64_t done_bytes = 0;
   for (size_t f = 0; f < sources.size(); ++f) {
@@ -190,8 +235,7 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       format::HintEntry e;
       std::string_view key;
       while (cursor.Next(&e, &key)) {
-        add({Hash(key), key, e.offset, e.record_size(), static_cast<uint8_t>(e.flags), e.tag.db,
-             e.expire_at_ms});
+        add(Item(key, e.offset, e.record_size(), static_cast<uint8_t>(e.flags), e.tag, e.expire_at_ms));
       }
     } else {  // validated already: walk the records without checking them again
       const char* data = file->data();
@@ -199,7 +243,7 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       for (uint64_t off = 0; off < size;) {
         const format::RecordHeader h = format::DecodeHeader(data + off);
         const std::string_view key(data + off + format::kRecordHeaderSize, h.key_size);
-        add({Hash(key), key, off, h.record_size(), h.flags, h.tag.db, h.expire_at_ms});
+        add(Item(key, off, h.record_size(), h.flags, h.tag, h.expire_at_ms));
         off += h.record_size();
       }
     }
@@ -210,6 +254,50 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       for (const auto& kd : keydirs_) keys += kd->Size();
       progress->Update(done_bytes, keys, f + 1, sources.size());
     }
+  }
+}
+
+void StoreImpl::FinishCollections() {
+  // A collection lives on when a head replayed as live is still in its keydir (not replaced,
+  // deleted, expired or flushed since). The others' records are dead (those before the last
+  // FLUSHALL are counted dead already).
+  auto before_flush = [&](const Location& loc) {
+    if (last_flush_.file == nullptr) return false;
+    const DataFile* f = files_.GetRaw(loc.file);
+    return f != nullptr && (f->id() < last_flush_.file->id() ||
+                            (f == last_flush_.file && loc.offset < last_flush_.end));
+  };
+  size_t dropped = 0;
+  for (auto it = collections_.begin(); it != collections_.end();) {
+    Collection& coll = *it->second;
+    coll.heads = 0;
+    for (const HeadSighting& s : coll.sightings) {
+      Location candidates[8];
+      const size_t n = keydirs_[s.pdb]->FindCandidates(s.hash, candidates, 8);
+      for (size_t i = 0; i < n; ++i) {
+        if (candidates[i].SameRecord(s.loc)) {
+          ++coll.heads;
+          coll.pdb = s.pdb;
+        }
+      }
+    }
+    std::vector<HeadSighting>().swap(coll.sightings);
+    if (coll.heads > 0) {
+      ++it;
+      continue;
+    }
+    coll.index.ForEachInShard(0, [&](uint64_t, const Location& loc) {
+      if (!before_flush(loc)) MarkDead(loc);
+    });
+    it = collections_.erase(it);
+    ++dropped;
+  }
+  next_incarnation_ = replay_max_inc_.load() + 1;
+  if (!collections_.empty() || dropped > 0) {
+    uint64_t elements = 0;
+    for (const auto& [inc, coll] : collections_) elements += coll->index.Size();
+    spdlog::info("recovery: {} large collections ({} elements); {} without a live head dropped",
+                 collections_.size(), elements, dropped);
   }
 }
 
@@ -349,6 +437,7 @@ Status StoreImpl::Recover() {
       logical_of_[replay_map_[i]] = static_cast<uint8_t>(i);
     }
   }
+  FinishCollections();
   if (last_flush_.file != nullptr) {
     // Everything up to the last FLUSHALL record is dead (what replay counted after it stays).
     bool before = true;

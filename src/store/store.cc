@@ -49,6 +49,7 @@ ValueView ViewOf(const char* record, const format::RecordHeader& h) {
   v.value = std::string_view(record + format::kRecordHeaderSize + h.key_size, h.value_size);
   v.expire_at_ms = h.expires() ? h.expire_at_ms : 0;
   v.type = h.tag.type;
+  v.kind = h.tag.kind;
   return v;
 }
 
@@ -115,7 +116,7 @@ void WriteBatch::Move(std::string key, uint32_t to) { Add(Kind::kMove, std::move
 
 void WriteBatch::ReadKeys(KeysQuery query) { Add(Kind::kReadKeys, std::string()).query = query; }
 
-void WriteBatch::Run(RunFn fn) { Add(Kind::kRun, std::string()).run = std::move(fn); }
+void WriteBatch::Run(RunFn fn, std::string key) { Add(Kind::kRun, std::move(key)).run = std::move(fn); }
 
 // ---- FileTable ---------------------------------------------------------------------------------
 
@@ -873,12 +874,13 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
 }
 
 void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, uint8_t flags,
-                              std::string_view value, int64_t expire_at_ms, uint8_t type) {
+                              std::string_view value, int64_t expire_at_ms, uint8_t type, uint8_t kind) {
   const uint64_t at = group_buf_.size();
   if (expire_at_ms != 0) flags |= format::kFlagExpires;
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
+  if (tombstone || value.size() != format::kHeadValueSize) kind = format::kKindWhole;
   format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms,
-                       format::Tag{tombstone ? uint8_t{0} : type, format::kKindWhole, pdb});
+                       format::Tag{tombstone ? uint8_t{0} : type, kind, pdb});
   PendingRecord r{};
   r.key = key;
   r.hash = hash;
@@ -889,8 +891,60 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   r.expires = expire_at_ms != 0;
   r.expire_s = expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0;
   r.origin = current_origin_;
+  r.kind = kind;
+  if (kind == format::kKindHead) r.inc = format::IncarnationOf(value);
   pending_.push_back(r);
   overlay_.Set(key, OverlayHash(hash, pdb), OverlayEntry{!tombstone, at, pdb});
+}
+
+void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
+                              std::string_view member, std::string_view value, bool tombstone) {
+  const std::string_view key = elem_keys_.emplace_back(format::ElementKey(inc, member));
+  const std::string_view report = elem_keys_.emplace_back(coll_key);
+  const uint64_t hash = Hash(key);
+  const uint64_t at = group_buf_.size();
+  format::AppendRecord(&group_buf_, tombstone ? format::kFlagTombstone : 0, key, tombstone ? std::string_view() : value,
+                       group_now_ms_, 0, format::Tag{type, format::kKindElement, pdb});
+  PendingRecord r{};
+  r.key = key;
+  r.hash = hash;
+  r.db = pdb;
+  r.group_offset = at;
+  r.size = group_buf_.size() - at;
+  r.tombstone = tombstone;
+  r.origin = current_origin_;
+  r.kind = format::kKindElement;
+  r.inc = inc;
+  r.report_key = report;
+  pending_.push_back(r);
+  elem_overlay_.Set(key, hash, OverlayEntry{!tombstone, at, pdb});
+  group_colls_[inc].records.push_back(static_cast<uint32_t>(pending_.size() - 1));
+}
+
+StoreImpl::CurrentValue StoreImpl::CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash,
+                                                  bool need_value) {
+  CurrentValue cur;
+  if (const OverlayEntry* written = elem_overlay_.Find(ekey, hash)) {
+    if (!written->exists) return cur;
+    const char* p = group_buf_.data() + written->group_offset;
+    cur.exists = true;
+    cur.view = ViewOf(p, format::DecodeHeader(p));
+    return cur;
+  }
+  auto it = collections_.find(inc);  // the writer role changes the map: no lock needed to read it
+  if (it == collections_.end()) return cur;
+  std::shared_ptr<DataFile> file;
+  format::RecordHeader h;
+  uint64_t offset = 0;
+  Status s = Lookup(it->second->index, ekey, hash, need_value && options_.verify_checksums, &file, &h, &offset);
+  if (!s.ok()) {
+    if (!s.IsNotFound()) cur.error = std::move(s);
+    return cur;
+  }
+  cur.exists = true;
+  cur.view = ViewOf(file->data() + offset, h);
+  cur.view.pin = std::move(file);
+  return cur;
 }
 
 void StoreImpl::DeleteDb(uint8_t pdb, OpResult* result) {
@@ -951,8 +1005,9 @@ void StoreImpl::MoveKey(const WriteBatch::Op& op, uint8_t from, uint8_t to, OpRe
   const std::string value(cur.view.value);  // the view may point into group_buf_
   const int64_t expire = cur.view.expire_at_ms;
   const uint8_t type = cur.view.type;
+  const uint8_t kind = cur.view.kind;  // a head moves alone: its elements do not name a database
   AppendToGroup(from, op.key, hash, format::kFlagTombstone, {}, 0);
-  AppendToGroup(to, op.key, hash, 0, value, expire, type);
+  AppendToGroup(to, op.key, hash, 0, value, expire, type, kind);
   result->applied = true;
 }
 
@@ -1072,15 +1127,79 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
         *out = std::move(cur.view);
       } else {  // in the group buffer, which moves as the group grows: a copy
         auto copy = std::make_shared<std::string>(cur.view.value);
-        *out = ValueView{copy, *copy, cur.view.expire_at_ms, cur.view.type};
+        *out = ValueView{copy, *copy, cur.view.expire_at_ms, cur.view.type, cur.view.kind};
       }
       return Status::OK();
     }
-    void Execute(WriteBatch::Op op, OpResult* result) override {
-      if (op.kind == WriteBatch::Kind::kRun) {
-        result->error = Status::InvalidArgument("a kRun op cannot run another");
-        return;
+    uint64_t NewIncarnation() override { return store_->next_incarnation_++; }
+    Status GetElement(uint64_t inc, std::string_view member, ValueView* out) override {
+      const std::string ekey = format::ElementKey(inc, member);
+      CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), true);
+      if (!cur.error.ok()) return cur.error;
+      if (!cur.exists) return Status::NotFound();
+      if (cur.view.pin) {
+        *out = std::move(cur.view);
+      } else {
+        auto copy = std::make_shared<std::string>(cur.view.value);
+        *out = ValueView{copy, *copy, 0, cur.view.type, cur.view.kind};
       }
+      return Status::OK();
+    }
+    bool PutElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
+                    std::string_view member, std::string_view value) override {
+      const std::string ekey = format::ElementKey(inc, member);
+      // A record that fails its check still counts as present (the index counts it).
+      const CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), false);
+      const bool existed = cur.exists || !cur.error.ok();
+      store_->AppendElement(store_->GroupDb(db), key, type, inc, member, value, false);
+      if (!existed) ++store_->group_colls_[inc].delta;
+      return !existed;
+    }
+    bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
+                       std::string_view member) override {
+      const std::string ekey = format::ElementKey(inc, member);
+      const CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), false);
+      if (!cur.exists && cur.error.ok()) return false;
+      store_->AppendElement(store_->GroupDb(db), key, type, inc, member, {}, true);
+      --store_->group_colls_[inc].delta;
+      return true;
+    }
+    uint64_t ElementCount(uint64_t inc) override {
+      int64_t n = 0;
+      if (auto it = store_->collections_.find(inc); it != store_->collections_.end()) {
+        n = static_cast<int64_t>(it->second->index.Size());
+      }
+      if (auto it = store_->group_colls_.find(inc); it != store_->group_colls_.end()) n += it->second.delta;
+      return static_cast<uint64_t>(std::max<int64_t>(n, 0));
+    }
+    void ForEachElement(uint64_t inc,
+                        const std::function<void(std::string_view, std::string_view)>& fn) override {
+      // The applied elements the group did not write, then the group's live ones.
+      if (auto it = store_->collections_.find(inc); it != store_->collections_.end()) {
+        it->second->index.ForEachInShard(0, [&](uint64_t, const Location& loc) {
+          const DataFile* file = store_->files_.GetRaw(loc.file);
+          std::string_view member, value;
+          Status error;
+          if (file == nullptr || !store_->ReadElementAt(*file, loc.offset, &member, &value, &error)) return;
+          const std::string_view ekey(member.data() - format::kIncarnationSize,
+                                      member.size() + format::kIncarnationSize);
+          if (!store_->elem_overlay_.empty() && store_->elem_overlay_.Contains(ekey, store_->Hash(ekey))) return;
+          fn(member, value);
+        });
+      }
+      auto g = store_->group_colls_.find(inc);
+      if (g == store_->group_colls_.end()) return;
+      for (const uint32_t i : g->second.records) {
+        const PendingRecord& r = store_->pending_[i];
+        const OverlayEntry* last = store_->elem_overlay_.Find(r.key, r.hash);
+        if (last == nullptr || last->group_offset != r.group_offset || !last->exists) continue;
+        const char* p = store_->group_buf_.data() + r.group_offset;
+        const format::RecordHeader h = format::DecodeHeader(p);
+        fn(r.key.substr(format::kIncarnationSize),
+           std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size));
+      }
+    }
+    void Execute(WriteBatch::Op op, OpResult* result) override {
       // The group's records and overlay refer to the op's key until the group completes: the
       // caller's op may not live that long, this one does.
       store_->ExecuteOp(store_->txn_ops_.Add(std::move(op)), result);
@@ -1113,7 +1232,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       !op.keep_ttl && !op.want_old && !op.want_existed) {
     // A plain SET does not depend on the old value: no lookup (the keydir update finds the old
     // record anyway, to count it dead).
-    AppendToGroup(pdb, op.key, hash, 0, op.value, op.expire_at_ms, op.type);
+    AppendToGroup(pdb, op.key, hash, 0, op.value, op.expire_at_ms, op.type, op.record_kind);
     result->applied = true;
     return;
   }
@@ -1138,7 +1257,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       result->old = cur.view;
     } else {  // still in the group buffer, which moves: give the caller its own copy
       auto copy = std::make_shared<std::string>(cur.view.value);
-      result->old = ValueView{copy, *copy, cur.view.expire_at_ms, cur.view.type};
+      result->old = ValueView{copy, *copy, cur.view.expire_at_ms, cur.view.type, cur.view.kind};
     }
   };
   switch (op.kind) {
@@ -1150,7 +1269,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       }
       keep_old();
       const int64_t expire = op.keep_ttl && cur.exists ? cur.view.expire_at_ms : op.expire_at_ms;
-      AppendToGroup(pdb, op.key, hash, 0, op.value, expire, op.type);
+      AppendToGroup(pdb, op.key, hash, 0, op.value, expire, op.type, op.record_kind);
       result->applied = true;
       return;
     }
@@ -1197,7 +1316,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
         return;
       }
       const std::string value(cur.view.value);  // the view may point into group_buf_
-      AppendToGroup(pdb, op.key, hash, 0, value, want, cur.view.type);
+      AppendToGroup(pdb, op.key, hash, 0, value, want, cur.view.type, cur.view.kind);
       return;
     }
     case WriteBatch::Kind::kUpdate: {
@@ -1205,7 +1324,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
       UpdateDecision d = op.fn(cur.exists ? &cur.view : nullptr);
       if (d.action == UpdateDecision::Action::kPut) {
         const int64_t expire = d.keep_ttl && cur.exists ? cur.view.expire_at_ms : d.expire_at_ms;
-        AppendToGroup(pdb, op.key, hash, 0, d.value, expire, d.type);
+        AppendToGroup(pdb, op.key, hash, 0, d.value, expire, d.type, d.kind);
         result->applied = true;
       } else if (d.action == UpdateDecision::Action::kDelete && cur.exists) {
         AppendToGroup(pdb, op.key, hash, format::kFlagTombstone, {}, 0);
@@ -1299,14 +1418,250 @@ void StoreImpl::MarkDeadLater(const Location& loc) {
 
 void StoreImpl::DrainDeadLater() {
   std::vector<Location> dead;
+  std::vector<std::pair<std::shared_ptr<Collection>, bool>> dropped;
   {
     std::lock_guard lock(dead_later_mu_);
     dead.swap(dead_later_);
+    dropped.swap(dropped_);
   }
+  std::vector<uint64_t> heads_gone;
   for (const Location& loc : dead) {
     // Pinned: a file retired by a compaction meanwhile is gone from the table (nothing to count).
-    AddDeadRecord(files_.Get(loc.file).get(), loc.offset);
+    const std::shared_ptr<DataFile> file = files_.Get(loc.file);
+    AddDeadRecord(file.get(), loc.offset);
+    // An expired head: its collection goes too (the expire cycle does not read records).
+    if (file != nullptr && loc.offset + format::kRecordHeaderSize <= file->size()) {
+      const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
+      if (h.tag.kind == format::kKindHead && !h.tombstone() && h.value_size == format::kHeadValueSize &&
+          loc.offset + h.record_size() <= file->size()) {
+        heads_gone.push_back(format::IncarnationOf(
+            std::string_view(file->data() + loc.offset + format::kRecordHeaderSize + h.key_size, h.value_size)));
+      }
+    }
   }
+  if (!heads_gone.empty()) {
+    QueueTask([this, heads_gone = std::move(heads_gone)] {
+      for (const uint64_t inc : heads_gone) HeadGone(inc);
+      DropDeadCollections();
+    });
+  }
+  // A dropped collection's records are dead (unless a FLUSHALL counted them), then its index is
+  // freed: off the request path, however many elements it had.
+  for (auto& [coll, account] : dropped) {
+    if (!account) continue;
+    std::vector<Location> locs;
+    locs.reserve(coll->index.Size());
+    coll->index.ForEachInShard(0, [&](uint64_t, const Location& loc) { locs.push_back(loc); });
+    for (const Location& loc : locs) AddDeadRecord(files_.Get(loc.file).get(), loc.offset);
+  }
+}
+
+// ---- Large collections --------------------------------------------------------------------------
+
+std::shared_ptr<StoreImpl::Collection> StoreImpl::FindCollection(uint64_t inc) const {
+  std::shared_lock lock(collections_mu_);
+  auto it = collections_.find(inc);
+  return it == collections_.end() ? nullptr : it->second;
+}
+
+StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb) {
+  std::unique_lock lock(collections_mu_);
+  std::shared_ptr<Collection>& slot = collections_[inc];
+  if (!slot) {
+    slot = std::make_shared<Collection>(options_.hash_seed);
+    slot->pdb = pdb;
+  }
+  return *slot;
+}
+
+void StoreImpl::HeadCame(uint64_t inc, uint8_t pdb) {
+  Collection& coll = CollectionFor(inc, pdb);
+  ++coll.heads;
+  coll.pdb = pdb;
+  coll.flushed = false;
+}
+
+void StoreImpl::HeadGone(uint64_t inc) {
+  auto it = collections_.find(inc);
+  if (it == collections_.end()) return;  // dropped already (a FLUSHDB, then its heads' dead records)
+  if (--it->second->heads <= 0) maybe_dead_.push_back(inc);
+}
+
+void StoreImpl::DropDeadCollections() {
+  std::vector<std::pair<std::shared_ptr<Collection>, bool>> gone;
+  {
+    std::unique_lock lock(collections_mu_);
+    for (const uint64_t inc : maybe_dead_) {
+      auto it = collections_.find(inc);
+      if (it == collections_.end() || it->second->heads > 0) continue;
+      gone.emplace_back(std::move(it->second), !it->second->flushed);
+      collections_.erase(it);
+    }
+  }
+  maybe_dead_.clear();
+  if (gone.empty()) return;
+  std::lock_guard lock(dead_later_mu_);
+  for (auto& g : gone) dropped_.push_back(std::move(g));
+}
+
+void StoreImpl::ReleaseRecord(const Location& loc) {
+  DataFile* file = files_.GetRaw(loc.file);
+  if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
+  const char* p = file->data() + loc.offset;
+  const format::RecordHeader h = format::DecodeHeader(p);
+  file->dead_bytes.fetch_add(h.record_size(), std::memory_order_relaxed);
+  if (h.tag.kind == format::kKindHead && !h.tombstone() && h.value_size == format::kHeadValueSize &&
+      loc.offset + h.record_size() <= file->size()) {
+    HeadGone(format::IncarnationOf(std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size)));
+  }
+}
+
+bool StoreImpl::ReadElementAt(const DataFile& file, uint64_t offset, std::string_view* member,
+                              std::string_view* value, Status* error) const {
+  format::RecordHeader h;
+  const format::RecordCheck check =
+      format::CheckRecord(file.data(), file.size(), offset, options_.verify_checksums, &h);
+  if (check != format::RecordCheck::kOk || h.tag.kind != format::kKindElement) {
+    spdlog::error("read of an element in {} at offset {}: {}", file.path(), offset,
+                  check == format::RecordCheck::kOk ? "not an element record" : format::RecordCheckName(check));
+    *error = Status::Corruption(file.path() + " at offset " + std::to_string(offset) + ": " +
+                                (check == format::RecordCheck::kOk ? "not an element record" : format::RecordCheckName(check)));
+    return false;
+  }
+  const char* p = file.data() + offset + format::kRecordHeaderSize;
+  *member = std::string_view(p + format::kIncarnationSize, h.key_size - format::kIncarnationSize);
+  *value = std::string_view(p + h.key_size, h.value_size);
+  return true;
+}
+
+Status StoreImpl::GetElement(uint64_t inc, std::string_view member, ValueView* out) const {
+  Status s;
+  Stable([&] { s = GetElementOnce(inc, member, out); });
+  return s;
+}
+
+Status StoreImpl::GetElementOnce(uint64_t inc, std::string_view member, ValueView* out) const {
+  const std::shared_ptr<Collection> coll = FindCollection(inc);
+  if (!coll) return Status::NotFound();
+  thread_local std::string ekey;
+  ekey.assign(format::ElementKey(inc, member));
+  std::shared_ptr<DataFile> file;
+  format::RecordHeader h;
+  uint64_t offset = 0;
+  Status s = Lookup(coll->index, ekey, Hash(ekey), options_.verify_checksums, &file, &h, &offset);
+  if (!s.ok()) return s;
+  *out = ViewOf(file->data() + offset, h);
+  out->pin = std::move(file);
+  return Status::OK();
+}
+
+uint64_t StoreImpl::ElementCount(uint64_t inc) const {
+  uint64_t n = 0;
+  Stable([&] {  // between groups: a group's changes to the count all or none
+    const std::shared_ptr<Collection> coll = FindCollection(inc);
+    n = coll ? coll->index.Size() : 0;
+  });
+  return n;
+}
+
+namespace {
+
+// The data files a walk over a collection reads, pinned before it copies the index, so no record
+// it finds there can be retired under it. Files added since (compaction outputs) are pinned as
+// they are met.
+class PinnedFiles {
+ public:
+  explicit PinnedFiles(std::vector<std::shared_ptr<DataFile>> files) : files_(std::move(files)) {
+    for (const auto& f : files_) by_index_.emplace(f->index(), f.get());
+  }
+  template <class Table>
+  const DataFile* Get(uint32_t index, const Table& table) {
+    if (auto it = by_index_.find(index); it != by_index_.end()) return it->second;
+    std::shared_ptr<DataFile> f = table.Get(index);
+    if (!f) return nullptr;
+    by_index_.emplace(index, f.get());
+    files_.push_back(std::move(f));
+    return files_.back().get();
+  }
+  void MoveTo(std::vector<std::shared_ptr<const void>>* pins) {
+    for (auto& f : files_) pins->push_back(std::move(f));
+    files_.clear();
+  }
+
+ private:
+  std::vector<std::shared_ptr<DataFile>> files_;
+  std::unordered_map<uint32_t, const DataFile*> by_index_;
+};
+
+}  // namespace
+
+Status StoreImpl::ReadElements(uint64_t inc, std::vector<ElementView>* out,
+                               std::vector<std::shared_ptr<const void>>* pins) const {
+  for (int attempt = 0;; ++attempt) {
+    out->clear();
+    const std::shared_ptr<Collection> coll = FindCollection(inc);
+    if (!coll) return Status::OK();
+    PinnedFiles files(files_.Snapshot());
+    std::vector<Location> locs;
+    {
+      std::shared_lock walk(coll->walk_mu);
+      locs.reserve(coll->index.Size());
+      coll->index.ForEachInShard(0, [&](uint64_t, const Location& loc) { locs.push_back(loc); });
+    }
+    out->reserve(locs.size());
+    bool retired = false;
+    for (const Location& loc : locs) {
+      const DataFile* file = files.Get(loc.file, files_);
+      if (file == nullptr) {  // a compaction output retired by a later compaction meanwhile
+        retired = true;
+        break;
+      }
+      ElementView e;
+      Status error;
+      if (!ReadElementAt(*file, loc.offset, &e.member, &e.value, &error)) return error;
+      out->push_back(e);
+    }
+    if (retired && attempt < 8) continue;
+    if (retired) return Status::Failed("the collection kept moving under compaction; try again");
+    files.MoveTo(pins);
+    return Status::OK();
+  }
+}
+
+uint64_t StoreImpl::ScanElements(uint64_t inc, uint64_t cursor, size_t count,
+                                 const std::function<void(std::string_view, std::string_view)>& fn) const {
+  const std::shared_ptr<Collection> coll = FindCollection(inc);
+  if (!coll) return 0;
+  PinnedFiles files(files_.Snapshot());
+  std::vector<std::pair<uint64_t, Location>> entries;
+  do {
+    coll->index.ScanBucket(0, &cursor, &entries);
+  } while (cursor != 0 && entries.size() < std::max<size_t>(count, 1));
+  for (const auto& [hash, loc] : entries) {
+    const DataFile* file = files.Get(loc.file, files_);
+    std::string_view member, value;
+    Status error;
+    if (file != nullptr && ReadElementAt(*file, loc.offset, &member, &value, &error)) fn(member, value);
+  }
+  return cursor;
+}
+
+bool StoreImpl::RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const {
+  const std::shared_ptr<Collection> coll = FindCollection(inc);
+  if (!coll) return false;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    uint64_t hash = 0;
+    Location loc;
+    if (!coll->index.RandomEntry(random, &hash, &loc)) return false;
+    const std::shared_ptr<DataFile> file = files_.Get(loc.file);
+    std::string_view m, v;
+    Status error;
+    if (file == nullptr || !ReadElementAt(*file, loc.offset, &m, &v, &error)) continue;  // moved: again
+    member->assign(m);
+    value->assign(v);
+    return true;
+  }
+  return false;
 }
 
 void StoreImpl::ApplyGroup() {
@@ -1323,6 +1678,17 @@ void StoreImpl::ApplyGroup() {
     std::atomic_thread_fence(std::memory_order_release);
   }
   const uint32_t pause_us = apply_pause_us_.load(std::memory_order_relaxed);
+  // The collections whose elements the group writes, each locked for walks (ReadElements) until
+  // all of the group's changes to it are in: created here when new (no head names them yet).
+  std::vector<std::pair<uint64_t, Collection*>> touched;
+  std::vector<std::unique_lock<std::shared_mutex>> walk_locks;
+  for (const auto& [inc, g] : group_colls_) {
+    if (g.records.empty()) continue;
+    Collection& coll = CollectionFor(inc, pending_[g.records.front()].db);
+    touched.emplace_back(inc, &coll);
+    maybe_dead_.push_back(inc);  // a collection the group created and deleted again goes at the end
+  }
+  for (auto& [inc, coll] : touched) walk_locks.emplace_back(coll->walk_mu);
   for (const PendingRecord& r : pending_) {
     if (pause_us > 0 && several) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     if (r.swap_db) {
@@ -1334,7 +1700,35 @@ void StoreImpl::ApplyGroup() {
       logical_of_[pa] = r.swap_b;
       continue;  // live for ever (compaction copies it): the map must survive
     }
+    if (r.kind == format::kKindElement) {
+      // Only an element's last record of the group goes to its collection's index.
+      const OverlayEntry* last = elem_overlay_.Find(r.key, r.hash);
+      if (last == nullptr || last->group_offset != r.group_offset) {
+        active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
+        continue;
+      }
+      Collection* coll = nullptr;
+      for (const auto& [inc, c] : touched) {
+        if (inc == r.inc) coll = c;
+      }
+      if (coll == nullptr) continue;  // cannot happen: its overlay entry and group_colls_ go together
+      const Location loc{active_->index(), base + r.group_offset, false, 0};
+      Location old;
+      if (r.tombstone) {
+        if (coll->index.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
+        active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
+      } else if (coll->index.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
+        MarkDead(old);
+      }
+      continue;
+    }
     if (r.flush_db) {  // FLUSHDB: the database's records before this one are dead, this one too
+      for (auto& [inc, coll] : collections_) {
+        if (coll->pdb == r.db && coll->heads > 0) {
+          coll->heads = 0;
+          maybe_dead_.push_back(inc);
+        }
+      }
       Keydir& kd = *keydirs_[r.db];
       for (size_t shard = 0; shard < Keydir::kShards; ++shard) {
         kd.ForEachInShard(shard, [this](uint64_t, const Location& loc) { MarkDeadLater(loc); });
@@ -1344,6 +1738,11 @@ void StoreImpl::ApplyGroup() {
       continue;
     }
     if (r.flush_all) {  // FLUSHALL: every record before this one is dead, this one too
+      for (auto& [inc, coll] : collections_) {
+        coll->heads = 0;
+        coll->flushed = true;
+        maybe_dead_.push_back(inc);
+      }
       for (auto& kd : keydirs_) kd->ClearShards(0, 1);
       for (const auto& file : files_.Snapshot()) {
         file->dead_bytes.store(file.get() == active_.get() ? base + r.group_offset + r.size : file->size(),
@@ -1364,18 +1763,24 @@ void StoreImpl::ApplyGroup() {
     Location old;
     Keydir& kd = *keydirs_[r.db];
     if (r.tombstone) {
-      if (kd.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
+      if (kd.Erase(r.hash, MatcherFor(r.key), &old)) ReleaseRecord(old);
       // A tombstone is never the live version of anything.
       active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
-    } else if (kd.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
-      MarkDead(old);
+    } else {
+      if (kd.Upsert(r.hash, MatcherFor(r.key), loc, &old)) ReleaseRecord(old);
+      if (r.kind == format::kKindHead) HeadCame(r.inc, r.db);
     }
   }
+  walk_locks.clear();
+  // After every record: RENAME's new head counts before its old one is let go.
+  if (!maybe_dead_.empty()) DropDeadCollections();
   if (several) apply_seq_.store(seq + 2, std::memory_order_release);
   if (report_writes_.load(std::memory_order_relaxed) && !pending_.empty()) {
     written_.clear();
     for (const PendingRecord& r : pending_) {
-      if (!r.swap_db) written_.push_back({r.origin, r.key, r.flush_all || r.flush_db});
+      if (!r.swap_db) {
+        written_.push_back({r.origin, r.kind == format::kKindElement ? r.report_key : r.key, r.flush_all || r.flush_db});
+      }
     }
     options_.on_written(written_);
   }
@@ -1384,6 +1789,8 @@ void StoreImpl::ApplyGroup() {
 
 void StoreImpl::ForgetWrittenKeys() {
   overlay_.Clear();
+  elem_overlay_.Clear();
+  group_colls_.clear();
   memo_.valid = false;
   memo_.file.reset();  // unpins the file
 }
@@ -1392,6 +1799,7 @@ void StoreImpl::ClearGroup() {
   pending_.clear();
   ForgetWrittenKeys();
   txn_ops_.Clear();  // after the overlay and the records, which point at the ops' keys
+  elem_keys_.clear();
   flushed_.reset();
   if (group_swapped_) {  // applied (db_map_ has it) or abandoned: the group's map starts over
     for (size_t i = 0; i < keydirs_.size(); ++i) group_map_[i] = db_map_[i].load(std::memory_order_relaxed);
@@ -1479,7 +1887,7 @@ void StoreImpl::DropExpired(uint8_t pdb, std::string_view key, uint64_t hash) {
   if (!Lookup(kd, key, hash, false, &file, &h, &offset).ok() || !Expired(h, NowMs())) return;
   const Location loc{file->index(), offset, true};
   if (kd.EraseIfAt(hash, loc)) {
-    MarkDead(loc);
+    ReleaseRecord(loc);
     expired_keys_.fetch_add(1, std::memory_order_relaxed);
     if (name_expired_.load(std::memory_order_relaxed)) options_.on_expired(logical_of_[pdb], key);
   }
@@ -1550,6 +1958,14 @@ Stats StoreImpl::GetStats() const {
   for (const auto& kd : keydirs_) {
     st.keys += kd->Size();
     st.keydir_bytes += kd->MemoryBytes();
+  }
+  {
+    std::shared_lock lock(collections_mu_);
+    st.collections = collections_.size();
+    for (const auto& [inc, coll] : collections_) {
+      st.collection_elements += coll->index.Size();
+      st.collection_index_bytes += coll->index.MemoryBytes() + sizeof(Collection);
+    }
   }
   for (const auto& file : files_.Snapshot()) {
     ++st.data_files;

@@ -108,6 +108,16 @@ struct ValueView {
   std::string_view value;
   int64_t expire_at_ms = 0;  ///< 0: no expiry
   uint8_t type = 0;          ///< format::ValueType: what `value` encodes (0: a string)
+  /// format::RecordKind: kKindHead when `value` is a large collection's incarnation (its elements
+  /// are read with GetElement and friends, docs/types.md); kKindWhole otherwise.
+  uint8_t kind = 0;
+};
+
+/// One element of a large collection (Store::ReadElements): views into records kept mapped by the
+/// pins the call returned.
+struct ElementView {
+  std::string_view member;
+  std::string_view value;  ///< a hash field's value; empty for a set member
 };
 
 /// What an Update callback decides, given the current value (nullptr if the key is absent).
@@ -118,6 +128,9 @@ struct UpdateDecision {
   int64_t expire_at_ms = 0;  ///< kPut: 0 = no expiry (unless keep_ttl)
   bool keep_ttl = false;     ///< kPut: keep the current expiry
   uint8_t type = 0;          ///< kPut: format::ValueType of `value`
+  /// kPut: format::RecordKind of `value` (kKindHead: RENAME moving a large collection's head,
+  /// whose value is its incarnation).
+  uint8_t kind = 0;
 };
 /// Runs on the writer thread, atomically with respect to every other write. `current` is valid only
 /// during the call.
@@ -181,8 +194,9 @@ class WriteBatch {
   /// included) — DBSIZE, KEYS, SCAN and RANDOMKEY inside MULTI. See KeysQuery for what it returns.
   void ReadKeys(KeysQuery query);
   /// Runs `fn` on the writer thread at this op's place (see RunFn). The op's result is applied
-  /// when `fn` wrote anything.
-  void Run(RunFn fn);
+  /// when `fn` wrote anything. `key`: the one key `fn` writes, when it is a single-key command
+  /// (WATCH counts it written when applied); empty for a script.
+  void Run(RunFn fn, std::string key = {});
 
   /// The database later ops act in (SELECT); 0 until called.
   void SelectDb(uint32_t db) { db_ = db; }
@@ -220,6 +234,7 @@ class WriteBatch {
   struct Op {
     Kind kind = Kind::kPut;
     uint8_t type = 0;      ///< kPut: format::ValueType of the value
+    uint8_t record_kind = 0;  ///< kPut: format::RecordKind (kKindHead: the value is an incarnation)
     uint32_t command = 0;  ///< ops of one command share it (BeginCommand)
     uint32_t db = 0;       ///< the database the op acts in (SelectDb when it was added)
     uint32_t db2 = 0;      ///< kSwapDb: the other database; kMove: the target
@@ -278,13 +293,37 @@ class Txn {
   /// Reads `key` as Store::Get does, but seeing the group's earlier writes. A value still in the
   /// group's buffer is copied (the view owns it); one in a data file is pinned.
   virtual Status Get(uint32_t db, std::string_view key, ValueView* out) = 0;
-  /// Runs one op now, at this place in the group, with the result it would have in a batch. Not
-  /// kRun. The Txn keeps the op (the group refers to its key until it completes): passing it by
-  /// move saves the copy.
+  /// Runs one op now, at this place in the group, with the result it would have in a batch.
+  /// A kRun op runs its function with this Txn. The Txn keeps the op (the group refers to its key
+  /// until it completes): passing it by move saves the copy.
   virtual void Execute(WriteBatch::Op op, OpResult* result) = 0;
   /// How many records the group holds so far: this place's index among the keys the group will
   /// report to Options::on_written (CLIENT TRACKING remembers a read at its place in a group).
   virtual size_t Written() const = 0;
+
+  // Large collections (docs/types.md): a head record (a kPut op with record_kind kKindHead, value =
+  // the incarnation as 8 little-endian bytes) names an incarnation; its elements are records of
+  // their own. Write the elements of a new incarnation before its head: a group cut short by a
+  // crash then leaves elements no head names (dropped at the next start), never a head without
+  // its elements.
+  /// An incarnation never used before.
+  virtual uint64_t NewIncarnation() = 0;
+  /// Reads element `member` of collection `inc`, the group's earlier writes included.
+  virtual Status GetElement(uint64_t inc, std::string_view member, ValueView* out) = 0;
+  /// Sets element `member` of collection `inc` (of `type`, at `key` in database `db`: the key is
+  /// what Options::on_written reports) to `value` (empty for a set member); returns whether it
+  /// was new.
+  virtual bool PutElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
+                          std::string_view member, std::string_view value) = 0;
+  /// Removes element `member`; returns whether it was there.
+  virtual bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
+                             std::string_view member) = 0;
+  /// The number of elements of collection `inc`, the group's writes included.
+  virtual uint64_t ElementCount(uint64_t inc) = 0;
+  /// Calls fn(member, value) for every element of collection `inc`, the group's writes included,
+  /// in no particular order. The views are valid during the call; fn must not use the Txn.
+  virtual void ForEachElement(uint64_t inc,
+                              const std::function<void(std::string_view member, std::string_view value)>& fn) = 0;
 
  protected:
   ~Txn() = default;
@@ -346,6 +385,9 @@ class AtomicHistogram {
 
 struct Stats {
   uint64_t keys = 0;
+  uint64_t collections = 0;          ///< large collections (stored per element)
+  uint64_t collection_elements = 0;  ///< their elements
+  uint64_t collection_index_bytes = 0;  ///< RAM of their element indexes
   uint64_t data_files = 0;
   uint64_t total_bytes = 0;  ///< bytes in all data files
   uint64_t dead_bytes = 0;   ///< bytes of records no longer needed
@@ -434,6 +476,26 @@ class Store {
   virtual uint64_t KeyCount(uint32_t db) const = 0;
   /// Options::databases.
   virtual uint32_t Databases() const = 0;
+
+  // Large collections (docs/types.md): a key whose ValueView has kind kKindHead holds a collection
+  // stored per element; its value is the incarnation (format::IncarnationOf) these calls take.
+  // Any thread. A collection no head names reads as empty.
+  /// Reads element `member` of collection `inc`: NotFound, Corruption, or a pinned view of the
+  /// value. Call it inside ReadTogether with the Get of the head, so both see the same groups.
+  virtual Status GetElement(uint64_t inc, std::string_view member, ValueView* out) const = 0;
+  /// The number of elements (as of the last group applied).
+  virtual uint64_t ElementCount(uint64_t inc) const = 0;
+  /// Every element, as views into records kept mapped by `pins`: one consistent state of the
+  /// collection (a group's writes to it all or none; the writer waits for the walk, which copies
+  /// 16 bytes per element, not the elements). Corruption when a record fails its check.
+  virtual Status ReadElements(uint64_t inc, std::vector<ElementView>* out,
+                              std::vector<std::shared_ptr<const void>>* pins) const = 0;
+  /// HSCAN / SSCAN: as Scan, over the collection's elements (cursor 0 starts and ends). fn's views
+  /// are valid during the call.
+  virtual uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
+                                const std::function<void(std::string_view member, std::string_view value)>& fn) const = 0;
+  /// A random element (the first at or after a slot picked by `random`); false when empty.
+  virtual bool RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const = 0;
 
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;

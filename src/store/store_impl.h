@@ -62,6 +62,13 @@ class StoreImpl final : public Store {
   uint64_t ExpiringKeys(uint32_t db) const override;
   uint64_t KeyCount(uint32_t db) const override;
   uint32_t Databases() const override { return static_cast<uint32_t>(keydirs_.size()); }
+  Status GetElement(uint64_t inc, std::string_view member, ValueView* out) const override;
+  uint64_t ElementCount(uint64_t inc) const override;
+  Status ReadElements(uint64_t inc, std::vector<ElementView>* out,
+                      std::vector<std::shared_ptr<const void>>* pins) const override;
+  uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
+                        const std::function<void(std::string_view, std::string_view)>& fn) const override;
+  bool RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const override;
   void Write(WriteBatch batch, WriteCallback done) override;
   void WriteAll(std::vector<PendingWrite> writes) override;
   // Holding the writer role: whether a group of `writes` surely fits the active file, so a caller
@@ -131,6 +138,9 @@ class StoreImpl final : public Store {
     uint8_t swap_a = 0;
     uint8_t swap_b = 0;
     uint64_t origin = 0;     // the batch's WriteBatch::origin (Options::on_written)
+    uint8_t kind = 0;        // format::RecordKind
+    uint64_t inc = 0;        // an element's collection, or the incarnation a head names
+    std::string_view report_key;  // an element's collection key (Options::on_written)
   };
   // The state of a key as later ops of the same group must see it.
   struct OverlayEntry {
@@ -143,6 +153,52 @@ class StoreImpl final : public Store {
     bool exists = false;
     ValueView view;  // pin is null for a value still in the group buffer
   };
+
+  // A large collection's element index (docs/types.md), shared by readers (shared_ptr) and kept
+  // in collections_ while a live head names its incarnation.
+  struct HeadSighting {  // recovery: a head record replayed as live (it may be replaced later)
+    uint8_t pdb;
+    uint64_t hash;
+    Location loc;
+  };
+  struct Collection {
+    explicit Collection(uint64_t seed) : index(seed, 1) {}
+    Keydir index;  // element key (incarnation + member) -> its record; one shard
+    // The writer holds it exclusively while it applies a group's changes to `index`, ReadElements
+    // shared while it copies the entries: a walk sees a group's writes to the collection all or
+    // none. Point reads do not take it (the group seqlock covers them).
+    mutable std::shared_mutex walk_mu;
+    // Writer role: live heads naming it (two for a moment in RENAME's group), their database, and
+    // whether a FLUSHALL emptied it (its records are then counted dead already).
+    int64_t heads = 0;
+    uint8_t pdb = 0;
+    bool flushed = false;
+    // Recovery: heads replayed as live; those still in their keydir at the end keep it alive.
+    std::mutex replay_mu;
+    std::vector<HeadSighting> sightings;
+  };
+  // Any thread: the collection of `inc`, or null.
+  std::shared_ptr<Collection> FindCollection(uint64_t inc) const;
+  // Writer role (or recovery): the collection of `inc`, created empty when missing.
+  Collection& CollectionFor(uint64_t inc, uint8_t pdb);
+  // Writer role: a head naming `inc` became live / stopped being live.
+  void HeadCame(uint64_t inc, uint8_t pdb);
+  void HeadGone(uint64_t inc);
+  // Writer role: removes collections whose heads all went (maybe_dead_), after a group's changes.
+  void DropDeadCollections();
+  // Writer role: MarkDead, and when the record is a head, HeadGone for its incarnation.
+  void ReleaseRecord(const Location& loc);
+  // Recovery: keeps the collections a live head names, drops the others.
+  void FinishCollections();
+  // Reads the element record at `loc` of `file`: false when it fails its check (*error set).
+  bool ReadElementAt(const DataFile& file, uint64_t offset, std::string_view* member,
+                     std::string_view* value, Status* error) const;
+  Status GetElementOnce(uint64_t inc, std::string_view member, ValueView* out) const;
+  // Writer role: an element's state as the next op of the group sees it.
+  CurrentValue CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash, bool need_value);
+  // Writer role: appends an element record (or its tombstone) of collection `inc` to the group.
+  void AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
+                     std::string_view member, std::string_view value, bool tombstone);
 
   // ---- recovery.cc ----
   // A data file to replay, and its hint file when that passed its checks.
@@ -196,7 +252,7 @@ class StoreImpl final : public Store {
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
   CurrentValue Current(uint8_t pdb, std::string_view key, uint64_t hash, bool need_value);
   void AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,
-                     int64_t expire_at_ms, uint8_t type = 0);
+                     int64_t expire_at_ms, uint8_t type = 0, uint8_t kind = 0);
   Status CommitGroup();
   void ApplyGroup();
   Status Rotate(uint64_t reserve);
@@ -288,6 +344,16 @@ class StoreImpl final : public Store {
     uint64_t offset = 0;
   };
   LookupMemo memo_;
+  // Large collections in the group being built: element records' state (as overlay_ for keys),
+  // their keys (owned here: records and overlay entries point at them), and per incarnation the
+  // change in element count and the group's element records (indexes into pending_).
+  GroupMap<OverlayEntry> elem_overlay_;
+  std::deque<std::string> elem_keys_;
+  struct GroupCollection {
+    int64_t delta = 0;
+    std::vector<uint32_t> records;
+  };
+  std::unordered_map<uint64_t, GroupCollection> group_colls_;
   // Forgets the keys the group wrote (overlay_) and memo_; ClearGroup also drops its records and a
   // script's ops: the state of no group being built.
   void ForgetWrittenKeys();
@@ -368,6 +434,16 @@ class StoreImpl final : public Store {
   std::vector<Location> dead_later_;
   void MarkDeadLater(const Location& loc);
   void DrainDeadLater();
+  // Large collections: incarnation -> element index. Changed by the writer role (and recovery)
+  // under collections_mu_ exclusively; readers and compaction look up under it shared.
+  mutable std::shared_mutex collections_mu_;
+  std::unordered_map<uint64_t, std::shared_ptr<Collection>> collections_;
+  uint64_t next_incarnation_ = 1;              // writer role
+  std::vector<uint64_t> maybe_dead_;           // writer role: incarnations to check after a group
+  std::atomic<uint64_t> replay_max_inc_{0};    // recovery: the largest incarnation any record names
+  // Collections dropped (deleted, expired, flushed): the background thread adds their records to
+  // their files' dead bytes (unless a FLUSHALL counted them) and frees them (dead_later_mu_).
+  std::vector<std::pair<std::shared_ptr<Collection>, bool>> dropped_;
   // Cold reads: set by SweepResidency; true until the first sweep (nothing is known yet).
   std::atomic<bool> maybe_cold_{true};
 };

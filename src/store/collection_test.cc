@@ -1,0 +1,426 @@
+// Large collections stored per element (docs/types.md): head and element records, the element
+// index, and how writes, reads, DEL / RENAME / expiry / FLUSH, restarts (with and without hint
+// files), compaction and keg-check treat them.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "store/check.h"
+#include "store/format.h"
+#include "store/store.h"
+#include "store/test_util.h"
+
+namespace keg::store {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string HeadValue(uint64_t inc) { return std::string(reinterpret_cast<const char*>(&inc), 8); }
+
+class CollectionTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = testing::FreshTestDir("keg_coll");
+    options_.dir = dir_.string();
+    options_.fsync = FsyncPolicy::kNo;
+    options_.max_file_size = 64 * 1024;
+    options_.auto_compaction = false;
+    options_.background_interval_ms = 20;
+    options_.hash_seed = 777;
+    Open();
+  }
+  void TearDown() override {
+    store_.reset();
+    fs::remove_all(dir_);
+  }
+  void Open() {
+    store_.reset();
+    Status s = Store::Open(options_, &store_);
+    ASSERT_TRUE(s.ok()) << s.ToString();
+  }
+  void Reopen() {
+    ASSERT_TRUE(store_->Close().ok());
+    Open();
+  }
+  // Runs `fn` as one kRun op (one group) and waits.
+  void Run(const std::function<void(Txn&)>& fn, uint32_t db = 0) {
+    WriteBatch b;
+    b.SelectDb(db);
+    b.Run(fn);
+    ASSERT_TRUE(store_->WriteSync(std::move(b)).ok());
+  }
+  // Writes the head naming `inc` at `key`, through `txn`.
+  static void PutHead(Txn& txn, const std::string& key, uint64_t inc, uint8_t type = format::kTypeHash,
+                      int64_t expire_at_ms = 0, uint32_t db = 0) {
+    WriteBatch::Op head;
+    head.kind = WriteBatch::Kind::kPut;
+    head.db = db;
+    head.key = key;
+    head.value = HeadValue(inc);
+    head.type = type;
+    head.record_kind = format::kKindHead;
+    head.expire_at_ms = expire_at_ms;
+    OpResult r;
+    txn.Execute(std::move(head), &r);
+  }
+  // Creates hash `key` with `n` fields f<i> = v<i>, elements first and then the head; returns its
+  // incarnation.
+  uint64_t MakeHash(const std::string& key, int n, int64_t expire_at_ms = 0, uint32_t db = 0) {
+    uint64_t inc = 0;
+    Run([&](Txn& txn) {
+      inc = txn.NewIncarnation();
+      for (int i = 0; i < n; ++i) {
+        EXPECT_TRUE(txn.PutElement(db, key, format::kTypeHash, inc, "f" + std::to_string(i), "v" + std::to_string(i)));
+      }
+      PutHead(txn, key, inc, format::kTypeHash, expire_at_ms, db);
+    }, db);
+    return inc;
+  }
+  // The incarnation `key` names, or 0 when it is not a head.
+  uint64_t IncOf(const std::string& key, uint32_t db = 0) {
+    ValueView v;
+    if (!store_->Get(db, key, &v).ok() || v.kind != format::kKindHead) return 0;
+    return format::IncarnationOf(v.value);
+  }
+  std::map<std::string, std::string> All(uint64_t inc) {
+    std::vector<ElementView> out;
+    std::vector<std::shared_ptr<const void>> pins;
+    EXPECT_TRUE(store_->ReadElements(inc, &out, &pins).ok());
+    std::map<std::string, std::string> m;
+    for (const ElementView& e : out) m.emplace(e.member, e.value);
+    EXPECT_EQ(m.size(), out.size()) << "an element listed twice";
+    return m;
+  }
+  std::map<std::string, std::string> Expected(int n) {
+    std::map<std::string, std::string> m;
+    for (int i = 0; i < n; ++i) m["f" + std::to_string(i)] = "v" + std::to_string(i);
+    return m;
+  }
+  // Waits until `pred` holds (background work: dropped collections, expiry).
+  template <class Pred>
+  bool Eventually(Pred pred) {
+    for (int i = 0; i < 500; ++i) {
+      if (pred()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return pred();
+  }
+
+  fs::path dir_;
+  Options options_;
+  std::unique_ptr<Store> store_;
+};
+
+TEST_F(CollectionTest, ElementsAreReadOneByOneWalkedScannedAndCounted) {
+  const uint64_t inc = MakeHash("h", 1000);
+  ASSERT_NE(inc, 0u);
+  ValueView head;
+  ASSERT_TRUE(store_->Get(0, "h", &head).ok());
+  EXPECT_EQ(head.kind, format::kKindHead);
+  EXPECT_EQ(head.type, format::kTypeHash);
+  EXPECT_EQ(format::IncarnationOf(head.value), inc);
+  EXPECT_EQ(store_->ElementCount(inc), 1000u);
+  ValueView v;
+  ASSERT_TRUE(store_->GetElement(inc, "f417", &v).ok());
+  EXPECT_EQ(v.value, "v417");
+  EXPECT_TRUE(store_->GetElement(inc, "f1000", &v).IsNotFound());
+  EXPECT_TRUE(store_->GetElement(inc + 1, "f1", &v).IsNotFound());
+  EXPECT_EQ(All(inc), Expected(1000));
+  // SCAN: every element at least once, the cursor ends at 0.
+  std::map<std::string, std::string> scanned;
+  uint64_t cursor = 0;
+  int calls = 0;
+  do {
+    cursor = store_->ScanElements(inc, cursor, 10, [&](std::string_view m, std::string_view val) {
+      scanned[std::string(m)] = std::string(val);
+    });
+    ++calls;
+  } while (cursor != 0 && calls < 10000);
+  EXPECT_EQ(cursor, 0u);
+  EXPECT_GT(calls, 20);  // in steps, not all at once
+  EXPECT_EQ(scanned, Expected(1000));
+  std::string m, val;
+  std::set<std::string> seen;
+  for (uint64_t r = 0; r < 200; ++r) {
+    ASSERT_TRUE(store_->RandomElement(inc, r * 0x9E3779B97F4A7C15ull, &m, &val));
+    EXPECT_EQ("v" + m.substr(1), val);
+    seen.insert(m);
+  }
+  EXPECT_GT(seen.size(), 50u);
+  // A key of 16 databases does not see it; DBSIZE counts the head alone.
+  EXPECT_EQ(store_->KeyCount(0), 1u);
+  EXPECT_EQ(store_->GetStats().collections, 1u);
+  EXPECT_EQ(store_->GetStats().collection_elements, 1000u);
+}
+
+TEST_F(CollectionTest, ATxnSeesItsGroupsElementWrites) {
+  const uint64_t inc = MakeHash("h", 10);
+  Run([&](Txn& txn) {
+    EXPECT_EQ(txn.ElementCount(inc), 10u);
+    EXPECT_FALSE(txn.PutElement(0, "h", format::kTypeHash, inc, "f3", "new3"));  // replaced
+    EXPECT_TRUE(txn.PutElement(0, "h", format::kTypeHash, inc, "f10", "v10"));   // added
+    EXPECT_TRUE(txn.DeleteElement(0, "h", format::kTypeHash, inc, "f0"));
+    EXPECT_FALSE(txn.DeleteElement(0, "h", format::kTypeHash, inc, "nope"));
+    EXPECT_EQ(txn.ElementCount(inc), 10u);
+    ValueView v;
+    ASSERT_TRUE(txn.GetElement(inc, "f3", &v).ok());
+    EXPECT_EQ(v.value, "new3");
+    EXPECT_TRUE(txn.GetElement(inc, "f0", &v).IsNotFound());
+    std::map<std::string, std::string> seen;
+    txn.ForEachElement(inc, [&](std::string_view m, std::string_view val) {
+      EXPECT_TRUE(seen.emplace(m, val).second) << m;
+    });
+    std::map<std::string, std::string> want = Expected(11);
+    want.erase("f0");
+    want["f3"] = "new3";
+    EXPECT_EQ(seen, want);
+    // Readers do not see the group before it is applied.
+    EXPECT_EQ(store_->ElementCount(inc), 10u);
+  });
+  std::map<std::string, std::string> want = Expected(11);
+  want.erase("f0");
+  want["f3"] = "new3";
+  EXPECT_EQ(All(inc), want);
+  EXPECT_EQ(store_->ElementCount(inc), 10u);
+  Reopen();
+  EXPECT_EQ(All(inc), want);
+}
+
+TEST_F(CollectionTest, DeleteDropsTheCollectionAndCompactionReclaimsIt) {
+  const uint64_t inc = MakeHash("h", 3000);
+  const uint64_t keep = MakeHash("k", 100);
+  ASSERT_TRUE(store_->Sync().ok());
+  const uint64_t before = store_->GetStats().total_bytes;
+  WriteBatch del;
+  del.Delete("h");
+  ASSERT_TRUE(store_->WriteSync(std::move(del)).ok());
+  EXPECT_EQ(store_->ElementCount(inc), 0u);
+  ValueView v;
+  EXPECT_TRUE(store_->GetElement(inc, "f1", &v).IsNotFound());
+  EXPECT_EQ(store_->GetStats().collections, 1u);
+  // Its records are counted dead off the request path, so compaction picks them up.
+  ASSERT_TRUE(Eventually([&] { return store_->GetStats().dead_bytes > before / 2; }))
+      << store_->GetStats().dead_bytes << " of " << before;
+  ASSERT_TRUE(store_->CompactSync().ok());
+  EXPECT_LT(store_->GetStats().total_bytes, before / 4);
+  EXPECT_EQ(All(keep), Expected(100));
+  Reopen();
+  EXPECT_EQ(All(keep), Expected(100));
+  EXPECT_EQ(store_->ElementCount(inc), 0u);
+  EXPECT_EQ(store_->GetStats().collections, 1u);
+}
+
+TEST_F(CollectionTest, RenameMovesTheHeadAloneAndKeepsTheElements) {
+  const uint64_t inc = MakeHash("a", 500);
+  Run([&](Txn& txn) {
+    ValueView head;
+    ASSERT_TRUE(txn.Get(0, "a", &head).ok());
+    WriteBatch::Op put;
+    put.kind = WriteBatch::Kind::kPut;
+    put.key = "b";
+    put.value = std::string(head.value);
+    put.type = head.type;
+    put.record_kind = head.kind;
+    OpResult r;
+    txn.Execute(std::move(put), &r);
+    WriteBatch::Op del;
+    del.kind = WriteBatch::Kind::kDelete;
+    del.key = "a";
+    txn.Execute(std::move(del), &r);
+  });
+  EXPECT_EQ(IncOf("a"), 0u);
+  EXPECT_EQ(IncOf("b"), inc);
+  EXPECT_EQ(All(inc), Expected(500));
+  // MOVE to another database: the head alone again.
+  WriteBatch move;
+  move.Move("b", 3);
+  ASSERT_TRUE(store_->WriteSync(std::move(move)).ok());
+  EXPECT_EQ(IncOf("b", 3), inc);
+  EXPECT_EQ(All(inc), Expected(500));
+  // FLUSHDB of the database it left does not touch it; of its own, drops it.
+  WriteBatch flush0;
+  flush0.DeleteDb();
+  ASSERT_TRUE(store_->WriteSync(std::move(flush0)).ok());
+  EXPECT_EQ(All(inc), Expected(500));
+  Reopen();
+  EXPECT_EQ(IncOf("b", 3), inc);
+  EXPECT_EQ(All(inc), Expected(500));
+  WriteBatch flush3;
+  flush3.SelectDb(3);
+  flush3.DeleteDb();
+  ASSERT_TRUE(store_->WriteSync(std::move(flush3)).ok());
+  EXPECT_EQ(store_->ElementCount(inc), 0u);
+  Reopen();
+  EXPECT_EQ(store_->ElementCount(inc), 0u);
+  EXPECT_EQ(store_->GetStats().collections, 0u);
+}
+
+TEST_F(CollectionTest, ExpiredHeadsTakeTheirElementsWithThem) {
+  const uint64_t soon = MakeHash("soon", 300, NowMs() + 300);
+  const uint64_t later = MakeHash("later", 300, NowMs() + 3'600'000);
+  EXPECT_EQ(store_->ElementCount(soon), 300u);
+  // The active expire cycle drops the head without reading it; the collection follows.
+  ASSERT_TRUE(Eventually([&] { return store_->ElementCount(soon) == 0; }));
+  EXPECT_EQ(IncOf("soon"), 0u);
+  EXPECT_EQ(All(later), Expected(300));
+  // EXPIRE rewrites the head: same incarnation, elements untouched.
+  WriteBatch persist;
+  persist.Expire("later", 0);
+  ASSERT_TRUE(store_->WriteSync(std::move(persist)).ok());
+  ValueView head;
+  ASSERT_TRUE(store_->Get(0, "later", &head).ok());
+  EXPECT_EQ(head.expire_at_ms, 0);
+  EXPECT_EQ(IncOf("later"), later);
+  EXPECT_EQ(All(later), Expected(300));
+  // A head that expired while the store was closed is not revived at the next start.
+  const uint64_t brief = MakeHash("brief", 50, NowMs() + 200);
+  ASSERT_TRUE(store_->Close().ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  Open();
+  EXPECT_EQ(store_->ElementCount(brief), 0u);
+  EXPECT_EQ(All(later), Expected(300));
+  EXPECT_EQ(store_->GetStats().collections, 1u);
+}
+
+TEST_F(CollectionTest, RestartsFromDataFilesAndFromHintFilesAgree) {
+  const uint64_t h1 = MakeHash("h1", 2000);
+  const uint64_t h2 = MakeHash("h2", 700);
+  Run([&](Txn& txn) {
+    for (int i = 0; i < 700; i += 2) txn.DeleteElement(0, "h2", format::kTypeHash, h2, "f" + std::to_string(i));
+    txn.PutElement(0, "h2", format::kTypeHash, h2, "f1", "changed");
+  });
+  // Elements without a head (a group cut short before its head): dropped at the start.
+  uint64_t orphan = 0;
+  Run([&](Txn& txn) {
+    orphan = txn.NewIncarnation();
+    for (int i = 0; i < 20; ++i) txn.PutElement(0, "o", format::kTypeHash, orphan, "x" + std::to_string(i), "y");
+  });
+  std::map<std::string, std::string> want2;
+  for (int i = 1; i < 700; i += 2) want2["f" + std::to_string(i)] = "v" + std::to_string(i);
+  want2["f1"] = "changed";
+  Reopen();  // data files (the writer's are sealed, no hint yet, or some)
+  EXPECT_EQ(All(h1), Expected(2000));
+  EXPECT_EQ(All(h2), want2);
+  EXPECT_EQ(store_->ElementCount(orphan), 0u);
+  // Hint files for every sealed file, then a start from them.
+  ASSERT_TRUE(Eventually([&] {
+    const Stats st = store_->GetStats();
+    return st.hint_files == st.sealed_files;
+  }));
+  Reopen();
+  EXPECT_GT(store_->GetStats().recovery_hint_files, 0u);
+  EXPECT_EQ(All(h1), Expected(2000));
+  EXPECT_EQ(All(h2), want2);
+  EXPECT_EQ(store_->GetStats().collections, 2u);
+  // Incarnations are never reused: a new one is past every one on disk.
+  uint64_t fresh = 0;
+  Run([&](Txn& txn) { fresh = txn.NewIncarnation(); });
+  EXPECT_GT(fresh, std::max({h1, h2, orphan}));
+  // Compaction copies the live elements (and drops the orphans and deleted elements), then a
+  // restart from its outputs' hint files sees the same.
+  ASSERT_TRUE(store_->CompactSync().ok());
+  EXPECT_EQ(All(h1), Expected(2000));
+  EXPECT_EQ(All(h2), want2);
+  ValueView v;
+  ASSERT_TRUE(store_->GetElement(h1, "f1999", &v).ok());
+  EXPECT_EQ(v.value, "v1999");
+  Reopen();
+  EXPECT_EQ(All(h1), Expected(2000));
+  EXPECT_EQ(All(h2), want2);
+  CheckReport report;
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  ASSERT_TRUE(CheckDirectory(options_.dir, false, &report).ok());
+  EXPECT_TRUE(report.clean());
+  EXPECT_EQ(report.live_keys, 2u);
+  EXPECT_EQ(report.collections, 2u);
+  EXPECT_EQ(report.live_elements, 2000u + want2.size());
+}
+
+TEST_F(CollectionTest, FlushAllDropsEveryCollectionAcrossARestart) {
+  const uint64_t a = MakeHash("a", 400);
+  const uint64_t b = MakeHash("b", 400, 0, 5);
+  WriteBatch flush;
+  flush.DeleteAll();
+  ASSERT_TRUE(store_->WriteSync(std::move(flush)).ok());
+  EXPECT_EQ(store_->ElementCount(a), 0u);
+  EXPECT_EQ(store_->ElementCount(b), 0u);
+  // A collection written after the flush, in the same group, lives.
+  uint64_t c = 0;
+  {
+    WriteBatch g;
+    g.DeleteAll();
+    g.Run([&](Txn& txn) {
+      c = txn.NewIncarnation();
+      for (int i = 0; i < 300; ++i) txn.PutElement(0, "c", format::kTypeHash, c, "f" + std::to_string(i), "v" + std::to_string(i));
+      PutHead(txn, "c", c);
+    });
+    ASSERT_TRUE(store_->WriteSync(std::move(g)).ok());
+  }
+  EXPECT_EQ(All(c), Expected(300));
+  Reopen();
+  EXPECT_EQ(store_->ElementCount(a), 0u);
+  EXPECT_EQ(store_->ElementCount(b), 0u);
+  EXPECT_EQ(All(c), Expected(300));
+  EXPECT_EQ(store_->GetStats().collections, 1u);
+}
+
+TEST_F(CollectionTest, AGroupThatCreatesAndDeletesACollectionLeavesNothing) {
+  uint64_t inc = 0;
+  Run([&](Txn& txn) {
+    inc = txn.NewIncarnation();
+    for (int i = 0; i < 200; ++i) txn.PutElement(0, "t", format::kTypeSet, inc, "m" + std::to_string(i), {});
+    PutHead(txn, "t", inc, format::kTypeSet);
+    EXPECT_EQ(txn.ElementCount(inc), 200u);
+    OpResult r;
+    WriteBatch::Op del;
+    del.kind = WriteBatch::Kind::kDelete;
+    del.key = "t";
+    txn.Execute(std::move(del), &r);
+  });
+  EXPECT_EQ(IncOf("t"), 0u);
+  EXPECT_EQ(store_->ElementCount(inc), 0u);
+  EXPECT_EQ(store_->GetStats().collections, 0u);
+}
+
+TEST_F(CollectionTest, WalksSeeAGroupsWritesToTheCollectionAllOrNone) {
+  // Each group moves one "token" element: delete t<i>, add t<i+1>. A walk must always find
+  // exactly one token and the 1000 fixed fields.
+  const uint64_t inc = MakeHash("h", 1000);
+  Run([&](Txn& txn) { txn.PutElement(0, "h", format::kTypeHash, inc, "t0", "x"); });
+  std::atomic<bool> stop{false};
+  std::thread writer([&] {
+    for (int i = 0; i < 2000 && !stop; ++i) {
+      WriteBatch b;
+      b.Run([&, i](Txn& txn) {
+        txn.DeleteElement(0, "h", format::kTypeHash, inc, "t" + std::to_string(i));
+        txn.PutElement(0, "h", format::kTypeHash, inc, "t" + std::to_string(i + 1), "x");
+      });
+      if (!store_->WriteSync(std::move(b)).ok()) break;
+    }
+  });
+  for (int walk = 0; walk < 300 && !::testing::Test::HasFailure(); ++walk) {
+    std::vector<ElementView> out;
+    std::vector<std::shared_ptr<const void>> pins;
+    EXPECT_TRUE(store_->ReadElements(inc, &out, &pins).ok());
+    EXPECT_EQ(out.size(), 1001u);
+    const size_t tokens = static_cast<size_t>(std::count_if(out.begin(), out.end(), [](const ElementView& e) {
+      return e.member[0] == 't';
+    }));
+    EXPECT_EQ(tokens, 1u);
+    // The count too: a group's changes to it all or none.
+    EXPECT_EQ(store_->ElementCount(inc), 1001u);
+  }
+  stop = true;
+  writer.join();
+}
+
+}  // namespace
+}  // namespace keg::store
