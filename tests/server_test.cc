@@ -881,6 +881,117 @@ TEST_F(ServerTest, AcknowledgedWritesSurviveSigkillUnderAlways) {
   }
 }
 
+// Every bulk string of a reply, in order (array headers skipped): HGETALL's fields and values,
+// HSCAN's cursor then its entries.
+std::vector<std::string> Elements(const std::string& r) {
+  std::vector<std::string> out;
+  size_t pos = 0;
+  while (pos < r.size()) {
+    const size_t eol = r.find("\r\n", pos);
+    if (eol == std::string::npos) break;
+    if (r[pos] == '$') {
+      const size_t len = std::stoul(r.substr(pos + 1, eol - pos - 1));
+      out.push_back(r.substr(eol + 2, len));
+      pos = eol + 2 + len + 2;
+    } else {
+      pos = eol + 2;
+    }
+  }
+  return out;
+}
+
+// A field of INFO's reply, or "".
+std::string InfoField(RawClient& c, const std::string& field) {
+  const std::string info = c.Call({"INFO", "keg"});
+  const size_t at = info.find("\n" + field + ":");
+  if (at == std::string::npos) return "";
+  const size_t from = at + field.size() + 2;
+  return info.substr(from, info.find('\r', from) - from);
+}
+
+// Hashes and sets past the thresholds are stored per element (docs/types.md): every command
+// answers as for a small one, through MULTI, scripts, RENAME, EXPIRE, COPY and a SIGKILL.
+TEST_F(ServerTest, LargeCollectionsAnswerAsSmallOnesThroughEverything) {
+  StartKeg({"--appendfsync", "always"});
+  RawClient c(keg_->port());
+  std::string batch;
+  for (int i = 0; i < 2000; ++i) batch += RawClient::Encode({"HSET", "big", "f" + std::to_string(i), "v" + std::to_string(i)});
+  for (int i = 0; i < 1000; ++i) batch += RawClient::Encode({"SADD", "s1", "m" + std::to_string(i)});
+  for (int i = 500; i < 1500; ++i) batch += RawClient::Encode({"SADD", "s2", "m" + std::to_string(i)});
+  c.Send(batch);
+  ASSERT_EQ(c.Read(4000).size(), 4000u * 4);  // ":1\r\n" each
+  EXPECT_EQ(InfoField(c, "large_collections"), "3");
+  EXPECT_EQ(InfoField(c, "large_collection_elements"), "4000");
+  EXPECT_EQ(c.Call({"OBJECT", "ENCODING", "big"}), "$9\r\nhashtable\r\n");
+  EXPECT_EQ(c.Call({"HLEN", "big"}), ":2000\r\n");
+  EXPECT_EQ(c.Call({"HGET", "big", "f1234"}), "$5\r\nv1234\r\n");
+  EXPECT_EQ(c.Call({"HGET", "big", "nope"}), "$-1\r\n");
+  EXPECT_EQ(c.Call({"HSET", "big", "f1", "new", "extra", "x"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"HDEL", "big", "f2", "f3", "nope"}), ":2\r\n");
+  EXPECT_EQ(c.Call({"HINCRBY", "big", "n", "5"}), ":5\r\n");
+  EXPECT_EQ(c.Call({"HLEN", "big"}), ":2000\r\n");
+  EXPECT_EQ(c.Call({"GET", "big"}), "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n");
+  // HSCAN: a real cursor, every field at least once.
+  std::set<std::string> seen;
+  std::string cursor = "0";
+  int calls = 0;
+  do {
+    const std::vector<std::string> r = Elements(c.Call({"HSCAN", "big", cursor, "COUNT", "50"}));
+    ASSERT_GE(r.size(), 1u);
+    cursor = r[0];
+    for (size_t i = 1; i + 1 < r.size(); i += 2) seen.insert(r[i]);
+    ++calls;
+  } while (cursor != "0" && calls < 10000);
+  EXPECT_GT(calls, 10);
+  EXPECT_EQ(seen.size(), 2000u);
+  EXPECT_EQ(Elements(c.Call({"HGETALL", "big"})).size(), 4000u);
+  // MULTI: each read sees the state at its place.
+  EXPECT_EQ(c.Call({"MULTI"}), "+OK\r\n");
+  c.Call({"HGET", "big", "later"});
+  c.Call({"HSET", "big", "later", "1"});
+  c.Call({"HGET", "big", "later"});
+  c.Call({"HLEN", "big"});
+  c.Call({"HDEL", "big", "later"});
+  EXPECT_EQ(c.Call({"EXEC"}), "*5\r\n$-1\r\n:1\r\n$1\r\n1\r\n:2001\r\n:1\r\n");
+  // A script sees its own writes.
+  EXPECT_EQ(c.Call({"EVAL", "redis.call('HSET', KEYS[1], 'lua', 'x'); return {redis.call('HGET', KEYS[1], 'lua'), "
+                            "redis.call('HLEN', KEYS[1]), redis.call('SISMEMBER', KEYS[2], 'm999')}",
+                    "2", "big", "s1"}),
+            "*3\r\n$1\r\nx\r\n:2001\r\n:1\r\n");
+  // Set algebra and moves.
+  EXPECT_EQ(c.Call({"SINTERSTORE", "both", "s1", "s2"}), ":500\r\n");
+  EXPECT_EQ(c.Call({"SCARD", "both"}), ":500\r\n");
+  EXPECT_EQ(c.Call({"SINTERCARD", "2", "s1", "s2"}), ":500\r\n");
+  EXPECT_EQ(c.Call({"SMOVE", "s1", "s2", "m0"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"SISMEMBER", "s2", "m0"}), ":1\r\n");
+  EXPECT_EQ(Elements(c.Call({"SPOP", "s1", "10"})).size(), 10u);
+  EXPECT_EQ(c.Call({"SCARD", "s1"}), ":989\r\n");
+  // RENAME and EXPIRE move or rewrite the head alone; COPY copies every element.
+  EXPECT_EQ(c.Call({"RENAME", "big", "big2"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"EXPIRE", "big2", "1000"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"COPY", "big2", "copy"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"HSET", "copy", "f5", "changed"}), ":0\r\n");
+  EXPECT_EQ(c.Call({"HGET", "big2", "f5"}), "$2\r\nv5\r\n");
+  const std::string digest = c.Call({"DEBUG", "DIGEST-VALUE", "big2"});
+  keg_->proc().Kill();
+  ASSERT_TRUE(keg_->Start()) << keg_->Log();
+  RawClient d(keg_->port());
+  EXPECT_EQ(d.Call({"HLEN", "big2"}), ":2001\r\n");
+  EXPECT_EQ(d.Call({"HGET", "big2", "f1"}), "$3\r\nnew\r\n");
+  EXPECT_EQ(d.Call({"HGET", "copy", "f5"}), "$7\r\nchanged\r\n");
+  EXPECT_EQ(d.Call({"DEBUG", "DIGEST-VALUE", "big2"}), digest);
+  const std::string ttl = d.Call({"TTL", "big2"});
+  EXPECT_TRUE(ttl == ":1000\r\n" || ttl == ":999\r\n" || ttl == ":998\r\n") << ttl;
+  EXPECT_EQ(d.Call({"EXISTS", "big"}), ":0\r\n");
+  EXPECT_EQ(d.Call({"SCARD", "s2"}), ":1001\r\n");
+  EXPECT_EQ(InfoField(d, "large_collections"), "5");
+  // DEL drops a collection at once; UNLINK too.
+  EXPECT_EQ(d.Call({"DEL", "big2", "copy"}), ":2\r\n");
+  EXPECT_EQ(d.Call({"UNLINK", "s1"}), ":1\r\n");
+  EXPECT_EQ(InfoField(d, "large_collections"), "2");
+  EXPECT_EQ(d.Call({"HLEN", "big2"}), ":0\r\n");
+}
+
 TEST_F(ServerTest, SecondServerOnTheSameDirectoryExits) {
   StartKeg();
   ServerProcess second;

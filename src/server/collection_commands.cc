@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "resp/numbers.h"
+#include "server/collection.h"
 #include "server/glob.h"
 #include "server/state.h"
 
@@ -79,9 +80,8 @@ void RandomMembers(Ctx& c, size_t stride) {
       if (count < -INT64_MAX / 2 || count > INT64_MAX / 2) return c.Error("value is out of range");
     }
   }
-  coll::View v;
-  store::ValueView keep;
-  if (!ReadWhole(c, c.arg(1), &v, &keep, [&] {
+  CollectionRead coll(c);
+  if (!coll.Open(c.arg(1), [&] {
         if (with_count) {
           c.out().ArrayHeader(0);
         } else {
@@ -91,14 +91,23 @@ void RandomMembers(Ctx& c, size_t stride) {
     return;
   }
   thread_local std::mt19937_64 rng(std::random_device{}());
-  const size_t size = v.elements.size() / stride;
+  if (!with_count && coll.large() && !c.in_script()) {  // one element: no walk
+    std::string member, value;
+    const uint64_t inc = store::format::IncarnationOf(coll.record().value);
+    if (c.server().store->RandomElement(inc, rng(), &member, &value)) return c.out().Bulk(member);
+    return c.out().Null();
+  }
+  std::vector<Entry> v;
+  if (!coll.All(&v)) return coll.ReplyError();
+  const size_t size = v.size();
+  if (size == 0) return with_count ? c.out().ArrayHeader(0) : c.out().Null();
   const bool resp3 = c.out().protocol() == resp::Protocol::kResp3;
   auto emit = [&](size_t i) {
     if (withvalues && resp3) c.out().ArrayHeader(2);
-    c.out().Bulk(v.elements[stride * i]);
-    if (withvalues) c.out().Bulk(v.elements[stride * i + 1]);
+    c.out().Bulk(v[i].member);
+    if (withvalues) c.out().Bulk(v[i].value);
   };
-  if (!with_count) return c.out().Bulk(v.elements[stride * (rng() % size)]);
+  if (!with_count) return c.out().Bulk(v[rng() % size].member);
   if (count == 0) return c.out().ArrayHeader(0);
   const bool pairs = withvalues && !resp3;  // RESP2: field and value flat
   if (count < 0) {  // repeats allowed, random order
@@ -106,9 +115,7 @@ void RandomMembers(Ctx& c, size_t stride) {
     // The reply is built whole before it is sent: a count the client chose must not make it
     // unbounded (Redis would try, and run out of memory). Past proto-max-bulk-len bytes, refused.
     uint64_t widest = 0;
-    for (size_t i = 0; i + stride <= v.elements.size(); i += stride) {
-      widest = std::max<uint64_t>(widest, v.elements[i].size() + (withvalues ? v.elements[i + 1].size() : 0) + 32);
-    }
+    for (const Entry& e : v) widest = std::max<uint64_t>(widest, e.member.size() + (withvalues ? e.value.size() : 0) + 32);
     const auto limit = static_cast<uint64_t>(c.server().proto_max_bulk_len.load(std::memory_order_relaxed));
     if (n > limit / widest) return c.Error("value is out of range");
     c.out().ArrayHeader(pairs ? n * 2 : n);
@@ -125,27 +132,42 @@ void RandomMembers(Ctx& c, size_t stride) {
   for (size_t i = 0; i < n; ++i) emit(order[i]);
 }
 
-void ScanWhole(Ctx& c, size_t stride) {
+void ScanCollection(Ctx& c) {
   ScanArgs a;
   if (const std::string_view e = ParseScanArgs(c.args().subspan(1), &a, false); !e.empty()) return c.Error(e);
-  coll::View v;
-  store::ValueView keep;
-  if (!ReadWhole(c, c.arg(1), &v, &keep, [&] {
+  CollectionRead coll(c);
+  if (!coll.Open(c.arg(1), [&] {
         c.out().ArrayHeader(2);
         c.out().Bulk("0");
         c.out().ArrayHeader(0);
       })) {
     return;
   }
-  std::vector<size_t> hits;
-  for (size_t i = 0; i + stride <= v.elements.size(); i += stride) {
-    if (!a.use_pattern || GlobMatch(a.pattern, v.elements[i])) hits.push_back(i);
+  const size_t stride = StrideOf(coll.type());
+  std::vector<Entry> hits;
+  uint64_t next = 0;
+  std::vector<std::string> owned;  // a large collection's entries (the scan's views end with it)
+  if (!coll.large()) {  // all of it in one call, cursor 0 (as Redis for a listpack or intset)
+    std::vector<Entry> all;
+    coll.All(&all);
+    for (const Entry& e : all) {
+      if (!a.use_pattern || GlobMatch(a.pattern, e.member)) hits.push_back(e);
+    }
+  } else {
+    const uint64_t inc = store::format::IncarnationOf(coll.record().value);
+    next = c.ScanElements(inc, a.cursor, static_cast<size_t>(a.count), [&](std::string_view m, std::string_view v) {
+      if (a.use_pattern && !GlobMatch(a.pattern, m)) return;
+      owned.emplace_back(m);
+      owned.emplace_back(v);
+    });
+    for (size_t i = 0; i + 1 < owned.size(); i += 2) hits.push_back({owned[i], owned[i + 1]});
   }
   c.out().ArrayHeader(2);
-  c.out().Bulk("0");
+  c.out().Bulk(std::to_string(next));
   c.out().ArrayHeader(hits.size() * stride);
-  for (size_t i : hits) {
-    for (size_t j = 0; j < stride; ++j) c.out().Bulk(v.elements[i + j]);
+  for (const Entry& e : hits) {
+    c.out().Bulk(e.member);
+    if (stride == 2) c.out().Bulk(e.value);
   }
 }
 

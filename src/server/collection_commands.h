@@ -1,5 +1,5 @@
-// Helpers shared by the commands of collections stored whole (commands_hash.cc, commands_set.cc),
-// and SCAN's argument parsing (SCAN, HSCAN, SSCAN). Thread: the handler's.
+// Helpers shared by the hash and set commands (commands_hash.cc, commands_set.cc), and SCAN's
+// argument parsing (SCAN, HSCAN, SSCAN). Thread: the handler's.
 #pragma once
 
 #include <cstddef>
@@ -39,9 +39,8 @@ bool ReadWhole(Ctx& c, std::string_view key, coll::View* out, store::ValueView* 
 /// allowed), 1 for a set.
 void RandomMembers(Ctx& c, size_t stride);
 
-/// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT count] of a collection stored whole: all of it
-/// in one call, cursor 0 (as Redis for a listpack or intset). `stride`: elements per entry (a
-/// hash's field and value: 2; MATCH applies to the first).
-void ScanWhole(Ctx& c, size_t stride);
+/// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT count]: a collection stored whole in one call
+/// (cursor 0, as Redis for a listpack or intset); one stored per element by its cursor.
+void ScanCollection(Ctx& c);
 
 }  // namespace keg::server

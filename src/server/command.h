@@ -109,6 +109,19 @@ class Ctx {
   /// than once and must only collect.
   void ReadTogether(size_t keys, const std::function<void()>& reads);
   bool read_failed() const { return !read_error_.ok(); }
+  /// The accounting LookupTogether does for one key read by a handler's own Get: counts a hit or
+  /// miss, keeps a read error (WRONGTYPE included), sends keymiss. True when found.
+  bool AccountRead(store::Status s, std::string_view key);
+  /// Large collections (a head's incarnation, docs/types.md), read as Get reads: through a
+  /// script's Txn (its group's writes included), or from the store. (EXEC's snapshot holds such a
+  /// collection whole: its handlers never get here.)
+  store::Status GetElement(uint64_t inc, std::string_view member, store::ValueView* out);
+  uint64_t ElementCount(uint64_t inc);
+  store::Status ReadElements(uint64_t inc, std::vector<store::ElementView>* out,
+                             std::vector<std::shared_ptr<const void>>* pins);
+  /// HSCAN / SSCAN of a large collection (in a script: all of it at once, cursor 0).
+  uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
+                        const std::function<void(std::string_view member, std::string_view value)>& fn);
   /// The command being run (its value_type decides WRONGTYPE); set by whoever runs the handler.
   void set_command(const Command* cmd) { cmd_ = cmd; }
   const Command* command() const { return cmd_; }

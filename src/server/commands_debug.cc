@@ -48,11 +48,22 @@ void MixDigest(Digest& d, std::string_view data) {
 // Redis's xorObjectDigest: the type (big endian), then a string's bytes, a set's members (each
 // xored in: order does not matter), a hash's fields with their values (each pair mixed on its
 // own, then xored in), and whether it expires.
-void ValueDigest(Digest& d, const store::ValueView& v, bool expires) {
+void ValueDigest(store::Store& st, Digest& d, const store::ValueView& v, bool expires) {
   const char type[4] = {0, 0, 0, static_cast<char>(v.type)};
   MixDigest(d, std::string_view(type, 4));
   coll::View elements;
-  if (v.type == store::format::kTypeString || !coll::Decode(v.value, &elements)) {
+  std::vector<store::ElementView> large;
+  std::vector<std::shared_ptr<const void>> pins;
+  if (v.kind == store::format::kKindHead) {  // per element: the same entries as stored whole
+    if (st.ReadElements(store::format::IncarnationOf(v.value), &large, &pins).ok()) {
+      for (const store::ElementView& e : large) {
+        elements.elements.push_back(e.member);
+        if (v.type == store::format::kTypeHash) elements.elements.push_back(e.value);
+      }
+    }
+  }
+  if (v.type == store::format::kTypeString ||
+      (v.kind != store::format::kKindHead && !coll::Decode(v.value, &elements))) {
     MixDigest(d, v.value);
   } else if (v.type == store::format::kTypeHash) {
     for (size_t i = 0; i + 1 < elements.elements.size(); i += 2) {
@@ -103,7 +114,7 @@ std::string DatasetDigest(store::Store& st) {
       }
       Digest d{};
       MixDigest(d, key);
-      ValueDigest(d, v, expires);
+      ValueDigest(st, d, v, expires);
       // Redis's xorDigest(final, digest, 20): the SHA1 of the key's digest goes into the total.
       XorDigest(final, std::string_view(reinterpret_cast<const char*>(d.data()), d.size()));
     }
@@ -263,7 +274,7 @@ void Debug(Ctx& c) {
     for (size_t i = 2; i < c.argc(); ++i) {
       Digest d{};
       store::ValueView v;
-      if (c.Lookup(c.arg(i), &v)) ValueDigest(d, v, v.expire_at_ms != 0);
+      if (c.Lookup(c.arg(i), &v)) ValueDigest(*c.server().store, d, v, v.expire_at_ms != 0);
       c.out().SimpleString(Hex(d));
     }
     return;
@@ -326,6 +337,7 @@ std::string_view StringEncoding(std::string_view value) {
 
 std::string_view ValueEncoding(const store::ValueView& v) {
   if (v.type == store::format::kTypeString) return StringEncoding(v.value);
+  if (v.kind == store::format::kKindHead) return "hashtable";  // stored per element: past the thresholds
   const bool converted = !v.value.empty() && (static_cast<uint8_t>(v.value[0]) & coll::kConverted) != 0;
   switch (v.type) {
     case store::format::kTypeHash:

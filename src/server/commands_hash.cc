@@ -1,15 +1,17 @@
 // Hash commands (Redis 7.0's t_hash.c replies and errors). A hash is stored whole (one record, the
-// encoding of server/small_collection.h): reads decode the record, writes are read-modify-write
-// ops on the writer thread at the command's place in the batch. docs/types.md says where large
-// hashes go next (one record per field).
+// encoding of server/small_collection.h) while small, per field past the thresholds
+// (docs/types.md); server/collection.h hides which. Reads run on the I/O thread; writes are kRun
+// ops on the writer at the command's place in the batch.
 #include <cmath>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
 #include <vector>
 
 #include "resp/numbers.h"
+#include "server/collection.h"
 #include "server/collection_commands.h"
 #include "server/command.h"
 #include "server/glob.h"
@@ -29,16 +31,6 @@ using Action = store::UpdateDecision::Action;
 
 constexpr std::string_view kMalformed = kUndecodable;
 
-// Whether `h` is past the listpack thresholds (then it reports hashtable from now on).
-void NoteSize(ServerState& s, coll::Hash* h) {
-  if ((h->flags & coll::kConverted) != 0) return;
-  const auto max_entries = static_cast<size_t>(s.hash_max_entries.load(std::memory_order_relaxed));
-  const auto max_value = static_cast<size_t>(s.hash_max_value.load(std::memory_order_relaxed));
-  bool big = h->size() > max_entries;
-  for (size_t i = 0; i < h->items.size() && !big; ++i) big = h->items[i].size() > max_value;
-  if (big) h->flags |= coll::kConverted;
-}
-
 struct Result {
   int64_t number = 0;
   std::string error;
@@ -47,30 +39,9 @@ struct Result {
   bool deleted = false;  // the hash became empty and went
 };
 
-// Queues the read-modify-write of the hash at `key` (created when absent): `change` edits it and
-// returns false to leave it as it is (res->error set for an error reply). A hash left empty goes.
-void UpdateHash(Ctx& c, std::shared_ptr<Result> res, std::function<bool(coll::Hash&, Result&)> change) {
-  ServerState* server = &c.server();
-  c.batch().Update(std::string(c.arg(1)), [res, server, change = std::move(change)](const ValueView* cur) {
-    UpdateDecision d;
-    coll::Hash h;
-    if (cur != nullptr && !coll::DecodeHash(cur->value, &h)) {
-      res->error = kMalformed;
-      return d;
-    }
-    if (!change(h, *res)) return d;
-    if (h.size() == 0) {
-      res->deleted = true;
-      if (cur != nullptr) d.action = Action::kDelete;
-      return d;
-    }
-    NoteSize(*server, &h);
-    d.action = Action::kPut;
-    d.value = h.Encode();
-    d.type = store::format::kTypeHash;
-    d.keep_ttl = true;
-    return d;
-  });
+// Queues the change of the hash at the command's key (created when absent); a hash left empty goes.
+void UpdateHash(Ctx& c, std::shared_ptr<Result> res, std::function<bool(CollectionEdit&, Result&)> change) {
+  UpdateCollection<Result>(c, store::format::kTypeHash, std::move(res), std::move(change));
 }
 
 // Replies res->error, or `reply`.
@@ -81,62 +52,100 @@ void ThenReply(Ctx& c, std::shared_ptr<Result> res, std::function<void(Result&, 
   });
 }
 
+// HSET of a hash stored whole (or absent), from views of the stored encoding and of the
+// arguments: one encoding written, no string per field. False when the result must be stored per
+// element (the caller then goes through CollectionEdit).
+bool HsetWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, const store::ValueView* cur,
+               const std::vector<std::string>& pairs, Result* res) {
+  coll::View v;
+  if (cur != nullptr && (!coll::Decode(cur->value, &v) || v.elements.size() % 2 != 0)) {
+    res->error = kMalformed;
+    return true;
+  }
+  std::vector<std::string_view> out(v.elements.begin(), v.elements.end());
+  std::unordered_map<std::string_view, size_t> index;  // field -> its slot in out (large hashes)
+  const bool small = out.size() <= 32;
+  if (!small) {
+    for (size_t i = 0; i < out.size(); i += 2) index.emplace(out[i], i);
+  }
+  auto find = [&](std::string_view f) -> long {
+    if (!small) {
+      auto it = index.find(f);
+      return it == index.end() ? -1 : static_cast<long>(it->second);
+    }
+    for (size_t i = 0; i < out.size(); i += 2) {
+      if (out[i] == f) return static_cast<long>(i);
+    }
+    return -1;
+  };
+  int64_t added = 0;
+  size_t bytes = 0;
+  for (size_t i = 0; i + 1 < pairs.size(); i += 2) {
+    if (const long at = find(pairs[i]); at >= 0) {
+      out[static_cast<size_t>(at) + 1] = pairs[i + 1];
+      continue;
+    }
+    if (!small) index.emplace(pairs[i], out.size());
+    out.push_back(pairs[i]);
+    out.push_back(pairs[i + 1]);
+    ++added;
+  }
+  for (std::string_view e : out) bytes += e.size() + 2;
+  if (StoredPerElement(server, store::format::kTypeHash, out.size() / 2, bytes, false)) return false;
+  res->number = added;
+  uint8_t flags = v.flags;
+  if ((flags & coll::kConverted) == 0) {  // past the listpack thresholds: hashtable for good
+    const auto max_entries = static_cast<size_t>(server.hash_max_entries.load(std::memory_order_relaxed));
+    const auto max_value = static_cast<size_t>(server.hash_max_value.load(std::memory_order_relaxed));
+    bool big = out.size() / 2 > max_entries;
+    for (size_t i = 0; i + 1 < pairs.size() && !big; i += 2) {
+      big = pairs[i].size() > max_value || pairs[i + 1].size() > max_value;
+    }
+    if (big) flags |= coll::kConverted;
+  }
+  store::WriteBatch::Op op;
+  op.kind = store::WriteBatch::Kind::kPut;
+  op.db = db;
+  op.key = key;
+  op.value = coll::Encode(flags, out);
+  op.type = store::format::kTypeHash;
+  op.keep_ttl = true;
+  store::OpResult r;
+  txn.Execute(std::move(op), &r);
+  return true;
+}
+
 // HSET key field value [field value ...] / HMSET (replies OK).
 void HsetWith(Ctx& c, bool hmset) {
   if (c.argc() % 2 != 0) return c.Fail(WrongArity(c.arg(0)));
   auto res = std::make_shared<Result>();
   std::vector<std::string> pairs(c.args().begin() + 2, c.args().end());
   ServerState* server = &c.server();
-  // Views of the stored hash and of the arguments, one encoding written: no string per field.
-  c.batch().Update(std::string(c.arg(1)), [res, server, pairs = std::move(pairs)](const ValueView* cur) {
-    UpdateDecision d;
-    coll::View v;
-    if (cur != nullptr && (!coll::Decode(cur->value, &v) || v.elements.size() % 2 != 0)) {
-      res->error = kMalformed;
-      return d;
+  std::string key(c.arg(1));
+  c.batch().Run([res, server, db = c.db(), key, pairs = std::move(pairs)](store::Txn& txn) {
+    store::ValueView cur;
+    const store::Status s = txn.Get(db, key, &cur);
+    if (!s.ok() && !s.IsNotFound()) {
+      res->error = CorruptionError(s);
+      return;
     }
-    std::vector<std::string_view> out(v.elements.begin(), v.elements.end());
-    std::unordered_map<std::string_view, size_t> index;  // field -> its slot in out (large hashes)
-    const bool small = out.size() <= 32;
-    if (!small) {
-      for (size_t i = 0; i < out.size(); i += 2) index.emplace(out[i], i);
+    const bool found = s.ok();
+    if (found && cur.type != store::format::kTypeHash) {
+      res->error = err::kWrongType;
+      return;
     }
-    auto find = [&](std::string_view f) -> long {
-      if (!small) {
-        auto it = index.find(f);
-        return it == index.end() ? -1 : static_cast<long>(it->second);
-      }
-      for (size_t i = 0; i < out.size(); i += 2) {
-        if (out[i] == f) return static_cast<long>(i);
-      }
-      return -1;
-    };
-    for (size_t i = 0; i + 1 < pairs.size(); i += 2) {
-      if (const long at = find(pairs[i]); at >= 0) {
-        out[static_cast<size_t>(at) + 1] = pairs[i + 1];
-        continue;
-      }
-      if (!small) index.emplace(pairs[i], out.size());
-      out.push_back(pairs[i]);
-      out.push_back(pairs[i + 1]);
-      ++res->number;
+    if ((!found || cur.kind != store::format::kKindHead) &&
+        HsetWhole(txn, *server, db, key, found ? &cur : nullptr, pairs, res.get())) {
+      return;
     }
-    uint8_t flags = v.flags;
-    if ((flags & coll::kConverted) == 0) {  // past the listpack thresholds: hashtable for good
-      const auto max_entries = static_cast<size_t>(server->hash_max_entries.load(std::memory_order_relaxed));
-      const auto max_value = static_cast<size_t>(server->hash_max_value.load(std::memory_order_relaxed));
-      bool big = out.size() / 2 > max_entries;
-      for (size_t i = 0; i + 1 < pairs.size() && !big; i += 2) {
-        big = pairs[i].size() > max_value || pairs[i + 1].size() > max_value;
-      }
-      if (big) flags |= coll::kConverted;
+    CollectionEdit h(txn, *server, db, key, store::format::kTypeHash);
+    if (!h.Open()) {
+      res->error = h.error();
+      return;
     }
-    d.action = Action::kPut;
-    d.value = coll::Encode(flags, out);
-    d.type = store::format::kTypeHash;
-    d.keep_ttl = true;
-    return d;
-  });
+    for (size_t i = 0; i + 1 < pairs.size(); i += 2) res->number += h.Put(pairs[i], pairs[i + 1]) ? 1 : 0;
+    h.Commit();
+  }, key);
   c.Notify(kNotifyHash, "hset", c.arg(1));
   ThenReply(c, res, [hmset](Result& r, resp::ReplyBuffer& out) {
     if (hmset) return out.Ok();
@@ -148,9 +157,9 @@ void Hmset(Ctx& c) { HsetWith(c, true); }
 
 void Hsetnx(Ctx& c) {
   auto res = std::make_shared<Result>();
-  UpdateHash(c, res, [field = std::string(c.arg(2)), value = std::string(c.arg(3))](coll::Hash& h, Result& r) {
-    if (h.Find(field) >= 0) return false;
-    h.Set(field, value);
+  UpdateHash(c, res, [field = std::string(c.arg(2)), value = std::string(c.arg(3))](CollectionEdit& h, Result& r) {
+    if (h.Has(field)) return false;
+    h.Put(field, value);
     r.number = 1;
     return true;
   });
@@ -161,8 +170,8 @@ void Hsetnx(Ctx& c) {
 void Hdel(Ctx& c) {
   auto res = std::make_shared<Result>();
   std::vector<std::string> fields(c.args().begin() + 2, c.args().end());
-  UpdateHash(c, res, [fields = std::move(fields)](coll::Hash& h, Result& r) {
-    if (h.size() == 0) return false;  // absent
+  UpdateHash(c, res, [fields = std::move(fields)](CollectionEdit& h, Result& r) {
+    if (!h.exists()) return false;
     for (const std::string& f : fields) r.number += h.Remove(f) ? 1 : 0;
     return r.number > 0;
   });
@@ -182,9 +191,10 @@ void Hincrby(Ctx& c) {
   int64_t by = 0;
   if (!resp::ParseInt64(c.arg(3), &by)) return c.Fail(std::string(err::kNotInteger));
   auto res = std::make_shared<Result>();
-  UpdateHash(c, res, [by, field = std::string(c.arg(2))](coll::Hash& h, Result& r) {
+  UpdateHash(c, res, [by, field = std::string(c.arg(2))](CollectionEdit& h, Result& r) {
     int64_t v = 0;
-    if (const long at = h.Find(field); at >= 0 && !resp::ParseInt64(h.items[static_cast<size_t>(at) * 2 + 1], &v)) {
+    std::string cur;
+    if (h.Get(field, &cur) && !resp::ParseInt64(cur, &v)) {
       r.error = "hash value is not an integer";
       return false;
     }
@@ -193,7 +203,7 @@ void Hincrby(Ctx& c) {
       return false;
     }
     r.number = v + by;
-    h.Set(field, std::to_string(r.number));
+    h.Put(field, std::to_string(r.number));
     return true;
   });
   c.Notify(kNotifyHash, "hincrby", c.arg(1));
@@ -205,9 +215,10 @@ void Hincrbyfloat(Ctx& c) {
   if (!ParseLongDouble(c.arg(3), &by)) return c.Fail(std::string(err::kNotFloat));
   if (std::isnan(by) || std::isinf(by)) return c.Fail("value is NaN or Infinity");
   auto res = std::make_shared<Result>();
-  UpdateHash(c, res, [by, field = std::string(c.arg(2))](coll::Hash& h, Result& r) {
+  UpdateHash(c, res, [by, field = std::string(c.arg(2))](CollectionEdit& h, Result& r) {
     long double v = 0;
-    if (const long at = h.Find(field); at >= 0 && !ParseLongDouble(h.items[static_cast<size_t>(at) * 2 + 1], &v)) {
+    std::string cur;
+    if (h.Get(field, &cur) && !ParseLongDouble(cur, &v)) {
       r.error = "hash value is not a float";
       return false;
     }
@@ -217,71 +228,68 @@ void Hincrbyfloat(Ctx& c) {
       return false;
     }
     r.value = FormatLongDouble(v);
-    h.Set(field, r.value);
+    h.Put(field, r.value);
     return true;
   });
   c.Notify(kNotifyHash, "hincrbyfloat", c.arg(1));
   ThenReply(c, res, [](Result& r, resp::ReplyBuffer& out) { out.Bulk(r.value); });
 }
 
-// The value of `field` in a decoded hash, or null.
-const std::string_view* Field(const coll::View& h, std::string_view field) {
-  for (size_t i = 0; i + 1 < h.elements.size(); i += 2) {
-    if (h.elements[i] == field) return &h.elements[i + 1];
-  }
-  return nullptr;
-}
-
 void Hget(Ctx& c) {
-  coll::View h;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &h, &v, [&] { c.out().Null(); })) return;
-  const std::string_view* f = Field(h, c.arg(2));
-  if (f == nullptr) return c.out().Null();
-  c.out().Bulk(*f);
+  CollectionRead h(c);
+  if (!h.Open(c.arg(1), [&] { c.out().Null(); })) return;
+  std::string_view v;
+  if (!h.Find(c.arg(2), &v)) return h.failed() ? h.ReplyError() : c.out().Null();
+  c.out().Bulk(v);
 }
 
 void Hmget(Ctx& c) {
-  coll::View h;
-  ValueView v;
+  CollectionRead h(c);
   const size_t n = c.argc() - 2;
-  if (!ReadWhole(c, c.arg(1), &h, &v, [&] {
+  if (!h.Open(c.arg(1), [&] {
         c.out().ArrayHeader(n);
         for (size_t i = 0; i < n; ++i) c.out().Null();
       })) {
     return;
   }
+  std::vector<std::optional<std::string_view>> values(n);
+  for (size_t i = 0; i < n; ++i) {
+    std::string_view v;
+    if (h.Find(c.arg(i + 2), &v)) values[i] = v;
+    if (h.failed()) return h.ReplyError();
+  }
   c.out().ArrayHeader(n);
-  for (size_t i = 2; i < c.argc(); ++i) {
-    const std::string_view* f = Field(h, c.arg(i));
-    if (f == nullptr) {
-      c.out().Null();
+  for (const auto& v : values) {
+    if (v) {
+      c.out().Bulk(*v);
     } else {
-      c.out().Bulk(*f);
+      c.out().Null();
     }
   }
 }
 
 void Hlen(Ctx& c) {
-  coll::View h;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &h, &v, [&] { c.out().Integer(0); })) return;
-  c.out().Integer(static_cast<int64_t>(h.elements.size() / 2));
+  CollectionRead h(c);
+  if (!h.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
+  c.out().Integer(static_cast<int64_t>(h.Size()));
 }
 
 void Hstrlen(Ctx& c) {
-  coll::View h;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &h, &v, [&] { c.out().Integer(0); })) return;
-  const std::string_view* f = Field(h, c.arg(2));
-  c.out().Integer(f == nullptr ? 0 : static_cast<int64_t>(f->size()));
+  CollectionRead h(c);
+  if (!h.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
+  std::string_view v;
+  const bool found = h.Find(c.arg(2), &v);
+  if (h.failed()) return h.ReplyError();
+  c.out().Integer(found ? static_cast<int64_t>(v.size()) : 0);
 }
 
 void Hexists(Ctx& c) {
-  coll::View h;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &h, &v, [&] { c.out().Integer(0); })) return;
-  c.out().Integer(Field(h, c.arg(2)) != nullptr ? 1 : 0);
+  CollectionRead h(c);
+  if (!h.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
+  std::string_view v;
+  const bool found = h.Find(c.arg(2), &v);
+  if (h.failed()) return h.ReplyError();
+  c.out().Integer(found ? 1 : 0);
 }
 
 // HKEYS / HVALS / HGETALL (a map in RESP3).
@@ -290,9 +298,8 @@ void Hgetall(Ctx& c) {
   const bool keys = name != "hvals";
   const bool values = name != "hkeys";
   const bool map = keys && values;
-  coll::View h;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &h, &v, [&] {
+  CollectionRead h(c);
+  if (!h.Open(c.arg(1), [&] {
         if (map) {
           c.out().MapHeader(0);
         } else {
@@ -301,21 +308,22 @@ void Hgetall(Ctx& c) {
       })) {
     return;
   }
-  const size_t n = h.elements.size() / 2;
+  std::vector<Entry> entries;
+  if (!h.All(&entries)) return h.ReplyError();
   if (map) {
-    c.out().MapHeader(n);
+    c.out().MapHeader(entries.size());
   } else {
-    c.out().ArrayHeader(n);
+    c.out().ArrayHeader(entries.size());
   }
-  for (size_t i = 0; i < n; ++i) {
-    if (keys) c.out().Bulk(h.elements[2 * i]);
-    if (values) c.out().Bulk(h.elements[2 * i + 1]);
+  for (const Entry& e : entries) {
+    if (keys) c.out().Bulk(e.member);
+    if (values) c.out().Bulk(e.value);
   }
 }
 
 void Hrandfield(Ctx& c) { RandomMembers(c, 2); }
 
-void Hscan(Ctx& c) { ScanWhole(c, 2); }
+void Hscan(Ctx& c) { ScanCollection(c); }
 
 }  // namespace
 

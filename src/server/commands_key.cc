@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "resp/numbers.h"
+#include "server/collection.h"
 #include "server/collection_commands.h"
 #include "server/command.h"
 #include "server/notify.h"
@@ -279,6 +280,7 @@ void RenameWith(Ctx& c, bool nx) {
     std::string value;
     int64_t expire_at_ms = 0;
     uint8_t type = 0;
+    uint8_t kind = 0;
   };
   auto m = std::make_shared<Move>();
   if (src == dst) {
@@ -302,6 +304,7 @@ void RenameWith(Ctx& c, bool nx) {
       m->value.assign(cur->value);
       m->expire_at_ms = cur->expire_at_ms;
       m->type = cur->type;
+      m->kind = cur->kind;  // a large collection's head moves alone: O(1)
       d.action = Action::kDelete;
       return d;
     });
@@ -312,6 +315,7 @@ void RenameWith(Ctx& c, bool nx) {
       d.value = std::move(m->value);
       d.expire_at_ms = m->expire_at_ms;
       d.type = m->type;
+      d.kind = m->kind;
       return d;
     });
     // Redis's order: the destination is added (`new`), then rename_from and rename_to.
@@ -356,34 +360,41 @@ void Copy(Ctx& c) {
   }
   if (to == c.db() && c.arg(1) == c.arg(2)) return c.Fail("source and destination objects are the same");
   struct Copied {
-    bool found = false;
     bool copied = false;
-    std::string value;
-    int64_t expire_at_ms = 0;
-    uint8_t type = 0;
   };
   auto m = std::make_shared<Copied>();
-  c.batch().Update(std::string(c.arg(1)), [m](const ValueView* cur) {
-    if (cur != nullptr) {
-      m->found = true;
-      m->value.assign(cur->value);
-      m->expire_at_ms = cur->expire_at_ms;
-      m->type = cur->type;
-    }
-    return UpdateDecision{};
-  });
-  store::WriteBatch& b = c.batch();
-  b.SelectDb(to);
-  b.Update(std::string(c.arg(2)), [m, replace](const ValueView* cur) {
-    UpdateDecision d;
-    if (!m->found || (cur != nullptr && !replace)) return d;
+  ServerState* server = &c.server();
+  std::string dst(c.arg(2));
+  // One kRun op: a large collection is copied element by element into a new incarnation (O(n),
+  // as Redis copies); anything else is one record.
+  c.batch().Run([m, server, from = c.db(), to, replace, src = std::string(c.arg(1)), dst](store::Txn& txn) {
+    ValueView cur;
+    if (!txn.Get(from, src, &cur).ok()) return;
+    ValueView there;
+    if (!replace && txn.Get(to, dst, &there).ok()) return;
     m->copied = true;
-    d.action = Action::kPut;
-    d.value = std::move(m->value);
-    d.expire_at_ms = m->expire_at_ms;
-    d.type = m->type;
-    return d;
-  });
+    if (cur.kind == store::format::kKindHead) {
+      std::vector<std::string> items;
+      const size_t stride = StrideOf(cur.type);
+      txn.ForEachElement(store::format::IncarnationOf(cur.value), [&](std::string_view k, std::string_view v) {
+        items.emplace_back(k);
+        if (stride == 2) items.emplace_back(v);
+      });
+      const std::vector<std::string_view> views(items.begin(), items.end());
+      WriteCollection(txn, *server, to, dst, cur.type, coll::kConverted, views, false, cur.expire_at_ms);
+      return;
+    }
+    store::WriteBatch::Op op;
+    op.kind = store::WriteBatch::Kind::kPut;
+    op.db = to;
+    op.key = dst;
+    op.value.assign(cur.value);
+    op.type = cur.type;
+    op.expire_at_ms = cur.expire_at_ms;
+    store::OpResult r;
+    txn.Execute(std::move(op), &r);
+  }, dst);
+  c.batch().mutable_ops().back().db = to;  // WATCH: the key written is the target's
   c.Notify(kNotifyNew, "new", c.arg(2), 0, to);
   c.Notify(kNotifyGeneric, "copy_to", c.arg(2), 0, to);
   c.Then([m](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(m->copied ? 1 : 0); });
@@ -395,12 +406,9 @@ void Dump(Ctx& c) {
   const bool found = c.Lookup(c.arg(1), &v);
   if (c.read_failed()) return c.ReplyReadError();
   if (!found) return c.out().Null();
-  if (v.type != store::format::kTypeString) {
-    coll::View h;
-    if (!coll::Decode(v.value, &h)) return c.Error("Corruption: the value's record does not decode");
-    return c.out().Bulk(v.type == store::format::kTypeHash ? rdb::DumpHash(h.elements) : rdb::DumpSet(h.elements));
-  }
-  c.out().Bulk(rdb::DumpString(v.value));
+  std::string payload;
+  if (!DumpRecord(c, std::move(v), &payload)) return;
+  c.out().Bulk(payload);
 }
 
 // RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], with Redis 7.0's checks in its
@@ -437,34 +445,14 @@ void Restore(Ctx& c) {
   // Errors that Redis gives only after BUSYKEY are decided here and replied from the writer.
   std::string error;
   int64_t ttl = 0;
-  std::string value;
-  uint8_t type = store::format::kTypeString;
+  rdb::Loaded loaded;
   if (!resp::ParseInt64(c.arg(2), &ttl)) {
     error = err::kNotInteger;
   } else if (ttl < 0) {
     error = "Invalid TTL value, must be >= 0";
   } else {
-    rdb::Loaded loaded;
     switch (rdb::LoadValue(c.arg(3), static_cast<uint64_t>(MaxBulk(c)), &loaded)) {
       case rdb::LoadResult::kOk:
-        type = loaded.type;
-        if (type == store::format::kTypeHash) {
-          // Stored whole; its encoding as the thresholds say (as Redis converts on load).
-          const auto max_entries = static_cast<size_t>(c.server().hash_max_entries.load(std::memory_order_relaxed));
-          const auto max_value = static_cast<size_t>(c.server().hash_max_value.load(std::memory_order_relaxed));
-          bool big = loaded.elements.size() / 2 > max_entries;
-          for (const std::string& e : loaded.elements) big |= e.size() > max_value;
-          const std::vector<std::string_view> views(loaded.elements.begin(), loaded.elements.end());
-          value = coll::Encode(big ? coll::kConverted : 0, views);
-        } else if (type == store::format::kTypeSet) {
-          uint8_t flags = 0;
-          coll::SettleSet(&flags, &loaded.elements,
-                          static_cast<size_t>(c.server().set_max_intset_entries.load(std::memory_order_relaxed)));
-          const std::vector<std::string_view> views(loaded.elements.begin(), loaded.elements.end());
-          value = coll::Encode(flags, views);
-        } else {
-          value = std::move(loaded.value);
-        }
         break;
       case rdb::LoadResult::kBadVersionOrChecksum:
         error = "DUMP payload version or checksum are wrong";
@@ -489,38 +477,62 @@ void Restore(Ctx& c) {
   struct Outcome {
     std::string error;
     bool busy = false;
+    bool existed = false;
     bool deleted = false;  // the payload's expiry had passed: an existing key went instead
   };
   auto o = std::make_shared<Outcome>();
   o->error = std::move(error);
-  c.batch().Update(std::string(c.arg(1)), [o, replace, at, type, value = std::move(value)](const ValueView* cur) {
-    UpdateDecision d;
-    if (!replace && cur != nullptr) {
+  auto payload = std::make_shared<rdb::Loaded>(std::move(loaded));
+  // One kRun op: a collection is stored whole or per element as the thresholds say (as Redis
+  // converts on load).
+  c.batch().Run([o, replace, at, payload, server = &c.server(), db = c.db(), key = std::string(c.arg(1))](store::Txn& txn) {
+    ValueView cur;
+    o->existed = txn.Get(db, key, &cur).ok();
+    if (!replace && o->existed) {
       o->busy = true;
-      return d;
+      return;
     }
-    if (!o->error.empty()) return d;
+    if (!o->error.empty()) return;
     if (at != 0 && at <= store::NowMs()) {  // already expired: the key goes (REPLACE), nothing is added
-      if (cur != nullptr) d.action = Action::kDelete;
+      if (o->existed) {
+        store::WriteBatch::Op del;
+        del.kind = store::WriteBatch::Kind::kDelete;
+        del.db = db;
+        del.key = key;
+        store::OpResult r;
+        txn.Execute(std::move(del), &r);
+      }
       o->deleted = true;
-      return d;
+      return;
     }
-    d.action = Action::kPut;
-    d.value = value;
-    d.type = type;
-    d.expire_at_ms = at;
-    return d;
-  });
+    if (payload->type != store::format::kTypeString) {
+      const std::vector<std::string_view> views(payload->elements.begin(), payload->elements.end());
+      if (views.empty()) {  // an empty collection is no key (Redis refuses such a payload)
+        o->error = "Bad data format";
+        return;
+      }
+      // Replaces the key, whatever it holds, with the payload's expiry.
+      WriteCollection(txn, *server, db, key, payload->type, 0, views, false, at);
+      return;
+    }
+    store::WriteBatch::Op op;
+    op.kind = store::WriteBatch::Kind::kPut;
+    op.db = db;
+    op.key = key;
+    op.value = std::move(payload->value);
+    op.expire_at_ms = at;
+    store::OpResult r;
+    txn.Execute(std::move(op), &r);
+  }, std::string(c.arg(1)));
   ServerState* server = &c.server();
   // REPLACE deletes the old key and adds the new one: `new` even when the key existed (Redis).
   const bool notify = NotifyKey(c, kNotifyGeneric | kNotifyNew, c.arg(1)).has_value();
-  if (notify) c.batch().mutable_ops().back().want_existed = true;
   c.Then([o, server, idle, idle_seconds, notify, replace, db = c.db(), key = std::string(c.arg(1))](std::span<OpResult> r,
                                                                                       resp::ReplyBuffer& out) {
     if (o->busy) return out.Error("-BUSYKEY Target key name already exists.");
     if (!o->error.empty()) return out.Error(o->error);
     if (notify && !r.empty() && r[0].applied) {
-      if (!o->deleted && (replace || !r[0].existed)) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", key);
+      if (!o->deleted && (replace || !o->existed)) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", key);
       NotifyKeyspaceEvent(*server, db, kNotifyGeneric, o->deleted ? "del" : "restore", key);
     }
     if (idle) server->access.SetIdle(key, idle_seconds, store::NowMs());

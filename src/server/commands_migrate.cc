@@ -22,6 +22,7 @@
 
 #include "resp/numbers.h"
 #include "resp/reply_buffer.h"
+#include "server/collection.h"
 #include "server/command.h"
 #include "server/notify.h"
 #include "server/rdb.h"
@@ -181,7 +182,9 @@ void Migrate(Ctx& c) {
       ttl = v.expire_at_ms - now;
       if (ttl < 1) continue;  // expired meanwhile
     }
-    items.push_back(Item{std::string(c.arg(i)), rdb::DumpString(v.value), ttl});
+    std::string payload;
+    if (!DumpRecord(c, std::move(v), &payload)) return;  // the reply is written
+    items.push_back(Item{std::string(c.arg(i)), std::move(payload), ttl});
   }
   if (items.empty()) return c.out().SimpleString("NOKEY");
 

@@ -174,7 +174,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     // fragmentation ratio is 1. keg does not ask glibc for its allocation counters: mallinfo2
     // walks the whole heap, far too slow for INFO.
     const int64_t peak = std::max(st.sampler.peak_memory(), used);
-    const auto dataset = static_cast<int64_t>(stats.keydir_bytes);
+    const auto dataset = static_cast<int64_t>(stats.keydir_bytes + stats.collection_index_bytes);
     const int64_t overhead = std::max(used - dataset, st.startup_memory);
     const int64_t system = static_cast<int64_t>(sysconf(_SC_PHYS_PAGES)) * sysconf(_SC_PAGESIZE);
     Field(&s, "used_memory", used);
@@ -434,6 +434,10 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     std::snprintf(per_key, sizeof(per_key), "%.2f",
                   stats.keys == 0 ? 0.0 : static_cast<double>(stats.keydir_bytes) / static_cast<double>(stats.keys));
     Field(&s, "keydir_bytes_per_key", std::string(per_key));
+    // Hashes and sets stored per element (docs/types.md): how many, their elements, their indexes.
+    Field(&s, "large_collections", stats.collections);
+    Field(&s, "large_collection_elements", stats.collection_elements);
+    Field(&s, "large_collection_index_bytes", stats.collection_index_bytes);
     Field(&s, "compactions", stats.compactions);
     Field(&s, "compaction_in_progress", st.compaction_running.load() ? 1 : 0);
     Field(&s, "compaction_reclaimed_bytes", stats.compaction_bytes_reclaimed);

@@ -1,6 +1,7 @@
 // Set commands (Redis 7.0's t_set.c replies and errors). A set is stored whole (one record, the
-// encoding of server/small_collection.h), as hashes are: reads decode it, writes are
-// read-modify-write ops on the writer thread at the command's place in the batch. While every
+// encoding of server/small_collection.h) while small, per member past the thresholds, as hashes
+// are (server/collection.h hides which): reads run on the I/O thread, writes are kRun ops on the
+// writer at the command's place in the batch. While every
 // member is an integer and the set is within set-max-intset-entries it reports `intset` and keeps
 // its members in numeric order (as Redis's intset); past that, `hashtable` for good.
 #include <algorithm>
@@ -11,6 +12,7 @@
 #include <vector>
 
 #include "resp/numbers.h"
+#include "server/collection.h"
 #include "server/collection_commands.h"
 #include "server/command.h"
 #include "server/glob.h"
@@ -31,69 +33,6 @@ using Action = store::UpdateDecision::Action;
 constexpr std::string_view kMalformed = kUndecodable;
 constexpr uint8_t kSet = store::format::kTypeSet;
 
-// A set decoded for a change: owned members.
-struct SetValue {
-  uint8_t flags = 0;
-  std::vector<std::string> members;
-  // Views of members' strings: rebuilt (Index) whenever members may have moved.
-  std::unordered_set<std::string_view> index;
-
-  bool Decode(std::string_view value) {
-    coll::View v;
-    if (!coll::Decode(value, &v)) return false;
-    flags = v.flags;
-    members.assign(v.elements.begin(), v.elements.end());
-    Index();
-    return true;
-  }
-  void Index() {
-    index.clear();
-    index.reserve(members.size());
-    for (const std::string& m : members) index.insert(m);
-  }
-  bool Has(std::string_view m) const { return index.count(m) != 0; }
-  // Adds the members not present yet; returns how many.
-  int64_t Add(const std::vector<std::string>& add, ServerState& s) {
-    int64_t added = 0;
-    members.reserve(members.size() + add.size());  // no reallocation below: the views stay valid
-    Index();
-    for (const std::string& m : add) {
-      if (Has(m)) continue;
-      members.push_back(m);
-      index.insert(members.back());
-      ++added;
-    }
-    Settle(s);
-    return added;
-  }
-  int64_t Remove(const std::vector<std::string>& rem) {
-    std::unordered_set<std::string_view> gone;
-    for (const std::string& m : rem) {
-      if (Has(m)) gone.insert(m);
-    }
-    if (gone.empty()) return 0;
-    std::vector<std::string> kept;
-    kept.reserve(members.size() - gone.size());
-    for (std::string& m : members) {
-      if (gone.count(m) == 0) kept.push_back(std::move(m));
-    }
-    const auto n = static_cast<int64_t>(members.size() - kept.size());
-    members = std::move(kept);
-    Index();
-    return n;
-  }
-  // The encoding after a change: an intset while all integers and small enough (kept in numeric
-  // order), else hashtable for good.
-  void Settle(ServerState& s) {
-    coll::SettleSet(&flags, &members, static_cast<size_t>(s.set_max_intset_entries.load(std::memory_order_relaxed)));
-    Index();
-  }
-  std::string Encode() const {
-    std::vector<std::string_view> views(members.begin(), members.end());
-    return coll::Encode(flags, views);
-  }
-};
-
 struct Result {
   int64_t number = 0;
   std::string error;
@@ -102,55 +41,93 @@ struct Result {
   std::vector<std::string> members;
 };
 
-UpdateDecision PutSet(const SetValue& s) {
-  UpdateDecision d;
-  d.action = Action::kPut;
-  d.value = s.Encode();
-  d.type = kSet;
-  d.keep_ttl = true;
-  return d;
+// SADD to a set stored whole (or absent): a hashtable set only grows here, its new members
+// appended to the encoded bytes; an intset is kept in numeric order. False when the result must
+// be stored per element (the caller then goes through CollectionEdit).
+bool SaddWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, const ValueView* cur,
+               const std::vector<std::string>& add, Result* res) {
+  coll::View v;
+  if (cur != nullptr && !coll::Decode(cur->value, &v)) {
+    res->error = kMalformed;
+    return true;
+  }
+  std::string value;
+  if (cur != nullptr && (v.flags & coll::kConverted) != 0) {
+    std::unordered_set<std::string_view> have;
+    const bool small = v.elements.size() <= 16;
+    if (!small) have.insert(v.elements.begin(), v.elements.end());
+    std::vector<std::string_view> extra;
+    for (const std::string& m : add) {
+      const bool present = small ? std::find(v.elements.begin(), v.elements.end(), m) != v.elements.end()
+                                 : have.count(m) != 0;
+      if (present || std::find(extra.begin(), extra.end(), m) != extra.end()) continue;
+      extra.push_back(m);
+    }
+    if (extra.empty()) return true;
+    size_t bytes = cur->value.size();
+    for (std::string_view m : extra) bytes += m.size() + 2;
+    if (StoredPerElement(server, kSet, v.elements.size() + extra.size(), bytes, false)) return false;
+    res->number = static_cast<int64_t>(extra.size());
+    value = coll::Append(cur->value, v, v.flags, extra);
+  } else {
+    // New, or an intset (kept in numeric order).
+    std::vector<std::string> members(v.elements.begin(), v.elements.end());
+    std::unordered_set<std::string_view> have(v.elements.begin(), v.elements.end());
+    int64_t added = 0;
+    for (const std::string& m : add) {
+      if (!have.insert(m).second) continue;
+      members.push_back(m);
+      ++added;
+    }
+    if (added == 0) return true;
+    uint8_t flags = v.flags;
+    const bool intset = coll::SettleSet(
+        &flags, &members, static_cast<size_t>(server.set_max_intset_entries.load(std::memory_order_relaxed)));
+    std::vector<std::string_view> views(members.begin(), members.end());
+    value = coll::Encode(flags, views);
+    if (StoredPerElement(server, kSet, members.size(), value.size(), intset)) return false;
+    res->number = added;
+  }
+  store::WriteBatch::Op op;
+  op.kind = store::WriteBatch::Kind::kPut;
+  op.db = db;
+  op.key = key;
+  op.value = std::move(value);
+  op.type = kSet;
+  op.keep_ttl = true;
+  store::OpResult r;
+  txn.Execute(std::move(op), &r);
+  return true;
 }
 
 void Sadd(Ctx& c) {
   auto res = std::make_shared<Result>();
   std::vector<std::string> add(c.args().begin() + 2, c.args().end());
   ServerState* server = &c.server();
-  c.batch().Update(std::string(c.arg(1)), [res, server, add = std::move(add)](const ValueView* cur) {
-    UpdateDecision d;
-    coll::View v;
-    if (cur != nullptr && !coll::Decode(cur->value, &v)) {
-      res->error = kMalformed;
-      return d;
+  std::string key(c.arg(1));
+  c.batch().Run([res, server, db = c.db(), key, add = std::move(add)](store::Txn& txn) {
+    ValueView cur;
+    const store::Status s = txn.Get(db, key, &cur);
+    if (!s.ok() && !s.IsNotFound()) {
+      res->error = CorruptionError(s);
+      return;
     }
-    if (cur != nullptr && (v.flags & coll::kConverted) != 0) {
-      // A hashtable set only grows here: the new members are appended to the encoded bytes.
-      std::unordered_set<std::string_view> have;
-      const bool small = v.elements.size() <= 16;
-      if (!small) have.insert(v.elements.begin(), v.elements.end());
-      std::vector<std::string_view> extra;
-      for (const std::string& m : add) {
-        const bool present = small ? std::find(v.elements.begin(), v.elements.end(), m) != v.elements.end()
-                                   : have.count(m) != 0;
-        if (present || std::find(extra.begin(), extra.end(), m) != extra.end()) continue;
-        extra.push_back(m);
-      }
-      res->number = static_cast<int64_t>(extra.size());
-      if (extra.empty()) return d;
-      d.action = Action::kPut;
-      d.value = coll::Append(cur->value, v, v.flags, extra);
-      d.type = kSet;
-      d.keep_ttl = true;
-      return d;
+    if (s.ok() && cur.type != kSet) {
+      res->error = err::kWrongType;
+      return;
     }
-    SetValue s;  // new, or an intset (kept in numeric order)
-    if (cur != nullptr && !s.Decode(cur->value)) {
-      res->error = kMalformed;
-      return d;
+    if ((!s.ok() || cur.kind != store::format::kKindHead) &&
+        SaddWhole(txn, *server, db, key, s.ok() ? &cur : nullptr, add, res.get())) {
+      return;
     }
-    res->number = s.Add(add, *server);
-    if (res->number == 0) return d;
-    return PutSet(s);
-  });
+    CollectionEdit set(txn, *server, db, key, kSet);
+    if (!set.Open()) {
+      res->error = set.error();
+      return;
+    }
+    for (const std::string& m : add) res->number += set.Put(m) ? 1 : 0;
+    set.Commit();
+  }, key);
   c.Notify(kNotifySet, "sadd", c.arg(1));
   c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!res->error.empty()) return out.Error(res->error);
@@ -158,25 +135,18 @@ void Sadd(Ctx& c) {
   });
 }
 
+// Queues the change of the set at the command's key; a set left empty goes.
+void UpdateSet(Ctx& c, std::shared_ptr<Result> res, std::function<bool(CollectionEdit&, Result&)> change) {
+  UpdateCollection<Result>(c, kSet, std::move(res), std::move(change));
+}
+
 void Srem(Ctx& c) {
   auto res = std::make_shared<Result>();
   std::vector<std::string> rem(c.args().begin() + 2, c.args().end());
-  c.batch().Update(std::string(c.arg(1)), [res, rem = std::move(rem)](const ValueView* cur) {
-    UpdateDecision d;
-    if (cur == nullptr) return d;
-    SetValue s;
-    if (!s.Decode(cur->value)) {
-      res->error = kMalformed;
-      return d;
-    }
-    res->number = s.Remove(rem);
-    if (res->number == 0) return d;
-    if (s.members.empty()) {
-      res->deleted = true;
-      d.action = Action::kDelete;
-      return d;
-    }
-    return PutSet(s);
+  UpdateSet(c, res, [rem = std::move(rem)](CollectionEdit& set, Result& r) {
+    if (!set.exists()) return false;
+    for (const std::string& m : rem) r.number += set.Remove(m) ? 1 : 0;
+    return r.number > 0;
   });
   c.Then([res, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
@@ -189,11 +159,6 @@ void Srem(Ctx& c) {
   });
 }
 
-std::mt19937_64& Rng() {
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  return rng;
-}
-
 // SPOP key [count].
 void Spop(Ctx& c) {
   if (c.argc() > 3) return c.Fail(std::string(err::kSyntax));
@@ -204,31 +169,13 @@ void Spop(Ctx& c) {
     if (count < 0) return c.Fail("value is out of range, must be positive");
   }
   auto res = std::make_shared<Result>();
-  c.batch().Update(std::string(c.arg(1)), [res, count](const ValueView* cur) {
-    UpdateDecision d;
-    if (cur == nullptr) return d;
-    SetValue s;
-    if (!s.Decode(cur->value)) {
-      res->error = kMalformed;
-      return d;
-    }
-    res->found = true;
-    if (count == 0) return d;
-    const size_t n = std::min<size_t>(static_cast<size_t>(count), s.members.size());
-    for (size_t i = 0; i < n; ++i) {  // a partial shuffle picks n distinct members
-      std::swap(s.members[i], s.members[i + Rng()() % (s.members.size() - i)]);
-    }
-    res->members.assign(std::make_move_iterator(s.members.begin()),
-                        std::make_move_iterator(s.members.begin() + static_cast<std::ptrdiff_t>(n)));
-    s.members.erase(s.members.begin(), s.members.begin() + static_cast<std::ptrdiff_t>(n));
-    if (s.members.empty()) {
-      res->deleted = true;
-      d.action = Action::kDelete;
-      return d;
-    }
-    // An intset stays sorted: re-sort what the shuffle moved (a removal never converts it).
-    coll::SettleSet(&s.flags, &s.members, SIZE_MAX);
-    return PutSet(s);
+  UpdateSet(c, res, [count](CollectionEdit& set, Result& r) {
+    if (!set.exists()) return false;
+    r.found = true;
+    if (count == 0) return false;
+    r.members = set.RandomMembers(static_cast<size_t>(count));
+    for (const std::string& m : r.members) set.Remove(m);
+    return !r.members.empty();
   });
   c.Then([res, with_count, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
@@ -249,60 +196,73 @@ void Spop(Ctx& c) {
 void Srandmember(Ctx& c) { RandomMembers(c, 1); }
 
 void Smembers(Ctx& c) {
-  coll::View s;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &s, &v, [&] { c.out().SetHeader(0); })) return;
-  c.out().SetHeader(s.elements.size());
-  for (std::string_view m : s.elements) c.out().Bulk(m);
+  CollectionRead set(c);
+  if (!set.Open(c.arg(1), [&] { c.out().SetHeader(0); })) return;
+  std::vector<Entry> all;
+  if (!set.All(&all)) return set.ReplyError();
+  c.out().SetHeader(all.size());
+  for (const Entry& e : all) c.out().Bulk(e.member);
 }
 
 void Sismember(Ctx& c) {
-  coll::View s;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &s, &v, [&] { c.out().Integer(0); })) return;
-  c.out().Integer(std::find(s.elements.begin(), s.elements.end(), c.arg(2)) != s.elements.end() ? 1 : 0);
+  CollectionRead set(c);
+  if (!set.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
+  std::string_view v;
+  const bool found = set.Find(c.arg(2), &v);
+  if (set.failed()) return set.ReplyError();
+  c.out().Integer(found ? 1 : 0);
 }
 
 void Smismember(Ctx& c) {
-  coll::View s;
-  ValueView v;
+  CollectionRead set(c);
   const size_t n = c.argc() - 2;
-  if (!ReadWhole(c, c.arg(1), &s, &v, [&] {
+  if (!set.Open(c.arg(1), [&] {
         c.out().ArrayHeader(n);
         for (size_t i = 0; i < n; ++i) c.out().Integer(0);
       })) {
     return;
   }
-  const std::unordered_set<std::string_view> members(s.elements.begin(), s.elements.end());
+  std::vector<int64_t> found(n, 0);
+  if (!set.large() && n > 4) {  // one pass over a whole set
+    std::vector<Entry> all;
+    set.All(&all);
+    std::unordered_set<std::string_view> members;
+    for (const Entry& e : all) members.insert(e.member);
+    for (size_t i = 0; i < n; ++i) found[i] = members.count(c.arg(i + 2)) != 0 ? 1 : 0;
+  } else {
+    for (size_t i = 0; i < n; ++i) {
+      std::string_view v;
+      found[i] = set.Find(c.arg(i + 2), &v) ? 1 : 0;
+      if (set.failed()) return set.ReplyError();
+    }
+  }
   c.out().ArrayHeader(n);
-  for (size_t i = 2; i < c.argc(); ++i) c.out().Integer(members.count(c.arg(i)) != 0 ? 1 : 0);
+  for (int64_t f : found) c.out().Integer(f);
 }
 
 void Scard(Ctx& c) {
-  coll::View s;
-  ValueView v;
-  if (!ReadWhole(c, c.arg(1), &s, &v, [&] { c.out().Integer(0); })) return;
-  c.out().Integer(static_cast<int64_t>(s.elements.size()));
+  CollectionRead set(c);
+  if (!set.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
+  c.out().Integer(static_cast<int64_t>(set.Size()));
 }
 
 enum class Algebra { kInter, kUnion, kDiff };
+using Members = std::vector<std::string_view>;
 
-// The result of SINTER / SUNION / SDIFF over decoded sets (null: a missing key, an empty set).
-std::vector<std::string_view> Combine(Algebra op, const std::vector<const coll::View*>& sets, uint64_t limit = 0) {
+// The result of SINTER / SUNION / SDIFF (null: a missing key, an empty set).
+std::vector<std::string_view> Combine(Algebra op, const std::vector<const Members*>& sets, uint64_t limit = 0) {
   std::vector<std::string_view> out;
   switch (op) {
     case Algebra::kInter: {
-      for (const coll::View* s : sets) {
+      for (const Members* s : sets) {
         if (s == nullptr) return out;
       }
       // Iterate the smallest, probe the others.
-      std::vector<const coll::View*> by_size = sets;
-      std::sort(by_size.begin(), by_size.end(), [](const coll::View* a, const coll::View* b) {
-        return a->elements.size() < b->elements.size();
-      });
+      std::vector<const Members*> by_size = sets;
+      std::sort(by_size.begin(), by_size.end(), [](const Members* a, const Members* b) { return a->size() < b->size(); });
       std::vector<std::unordered_set<std::string_view>> others;
-      for (size_t i = 1; i < by_size.size(); ++i) others.emplace_back(by_size[i]->elements.begin(), by_size[i]->elements.end());
-      for (std::string_view m : by_size[0]->elements) {
+      for (size_t i = 1; i < by_size.size(); ++i) others.emplace_back(by_size[i]->begin(), by_size[i]->end());
+      for (std::string_view m : *by_size[0]) {
         bool all = true;
         for (const auto& o : others) {
           if (o.count(m) == 0) {
@@ -318,9 +278,9 @@ std::vector<std::string_view> Combine(Algebra op, const std::vector<const coll::
     }
     case Algebra::kUnion: {
       std::unordered_set<std::string_view> seen;
-      for (const coll::View* s : sets) {
+      for (const Members* s : sets) {
         if (s == nullptr) continue;
-        for (std::string_view m : s->elements) {
+        for (std::string_view m : *s) {
           if (seen.insert(m).second) out.push_back(m);
         }
       }
@@ -330,10 +290,10 @@ std::vector<std::string_view> Combine(Algebra op, const std::vector<const coll::
       if (sets.empty() || sets[0] == nullptr) return out;
       std::unordered_set<std::string_view> minus;
       for (size_t i = 1; i < sets.size(); ++i) {
-        if (sets[i] != nullptr) minus.insert(sets[i]->elements.begin(), sets[i]->elements.end());
+        if (sets[i] != nullptr) minus.insert(sets[i]->begin(), sets[i]->end());
       }
       std::unordered_set<std::string_view> seen;
-      for (std::string_view m : sets[0]->elements) {
+      for (std::string_view m : *sets[0]) {
         if (minus.count(m) == 0 && seen.insert(m).second) out.push_back(m);
       }
       return out;
@@ -342,34 +302,64 @@ std::vector<std::string_view> Combine(Algebra op, const std::vector<const coll::
   return out;
 }
 
-// Reads `keys` together as sets: false (reply written) on WRONGTYPE or corruption.
-bool ReadSets(Ctx& c, std::span<const std::string_view> keys, std::vector<ValueView>* views,
-              std::vector<coll::View>* sets, std::vector<const coll::View*>* ptrs) {
-  std::vector<bool> found;
-  c.LookupTogether(keys, views, &found);
-  if (c.read_failed()) {
+// The sets at `keys`, read together (all of a group's writes or none, whichever way each is
+// stored): false (reply written) on WRONGTYPE or corruption.
+struct ReadSetsState {
+  std::vector<ValueView> views;
+  std::vector<Members> members;
+  std::vector<const Members*> ptrs;
+  std::vector<std::shared_ptr<const void>> pins;
+};
+bool ReadSets(Ctx& c, std::span<const std::string_view> keys, ReadSetsState* st) {
+  const size_t n = keys.size();
+  std::vector<store::Status> status(n);
+  std::vector<std::vector<store::ElementView>> large(n);
+  std::vector<store::Status> large_status(n);
+  st->views.assign(n, ValueView{});
+  c.ReadTogether(n, [&] {
+    st->pins.clear();
+    for (size_t i = 0; i < n; ++i) {
+      large[i].clear();
+      status[i] = c.Get(keys[i], &st->views[i]);
+      if (status[i].ok() && st->views[i].type == kSet && st->views[i].kind == store::format::kKindHead) {
+        large_status[i] = c.ReadElements(store::format::IncarnationOf(st->views[i].value), &large[i], &st->pins);
+      }
+    }
+  });
+  st->members.assign(n, Members{});
+  st->ptrs.assign(n, nullptr);
+  bool failed = false;
+  for (size_t i = 0; i < n; ++i) {
+    store::Status s = std::move(status[i]);
+    if (s.ok() && st->views[i].type != kSet) s = store::Status::WrongType();
+    if (s.ok() && !large_status[i].ok()) s = std::move(large_status[i]);
+    if (!c.AccountRead(std::move(s), keys[i])) {
+      failed |= c.read_failed();
+      continue;
+    }
+    if (st->views[i].kind == store::format::kKindHead) {
+      for (const store::ElementView& e : large[i]) st->members[i].push_back(e.member);
+    } else {
+      coll::View v;
+      if (!coll::Decode(st->views[i].value, &v)) {
+        c.Error(kMalformed);
+        return false;
+      }
+      st->members[i] = std::move(v.elements);
+    }
+    st->ptrs[i] = &st->members[i];
+  }
+  if (failed) {
     c.ReplyReadError();
     return false;
-  }
-  sets->assign(keys.size(), coll::View{});
-  ptrs->assign(keys.size(), nullptr);
-  for (size_t i = 0; i < keys.size(); ++i) {
-    if (!found[i]) continue;
-    if (!coll::Decode((*views)[i].value, &(*sets)[i])) {
-      c.Error(kMalformed);
-      return false;
-    }
-    (*ptrs)[i] = &(*sets)[i];
   }
   return true;
 }
 
 void AlgebraRead(Ctx& c, Algebra op) {
-  std::vector<ValueView> views;
-  std::vector<coll::View> sets;
-  std::vector<const coll::View*> ptrs;
-  if (!ReadSets(c, c.args().subspan(1), &views, &sets, &ptrs)) return;
-  const std::vector<std::string_view> result = Combine(op, ptrs);
+  ReadSetsState st;
+  if (!ReadSets(c, c.args().subspan(1), &st)) return;
+  const std::vector<std::string_view> result = Combine(op, st.ptrs);
   c.out().SetHeader(result.size());
   for (std::string_view m : result) c.out().Bulk(m);
 }
@@ -392,66 +382,46 @@ void Sintercard(Ctx& c) {
       return c.Error(err::kSyntax);
     }
   }
-  std::vector<ValueView> views;
-  std::vector<coll::View> sets;
-  std::vector<const coll::View*> ptrs;
-  if (!ReadSets(c, c.args().subspan(2, static_cast<size_t>(numkeys)), &views, &sets, &ptrs)) return;
-  c.out().Integer(static_cast<int64_t>(Combine(Algebra::kInter, ptrs, limit).size()));
+  ReadSetsState st;
+  if (!ReadSets(c, c.args().subspan(2, static_cast<size_t>(numkeys)), &st)) return;
+  c.out().Integer(static_cast<int64_t>(Combine(Algebra::kInter, st.ptrs, limit).size()));
 }
 
 // SINTERSTORE / SUNIONSTORE / SDIFFSTORE destination key [key ...]: the sources are read and the
-// destination written by ops at this command's place (one group: atomic). The destination may
-// hold any type (it is replaced); an empty result deletes it.
+// destination written by one kRun op at this command's place (atomic). The destination may hold
+// any type (it is replaced); an empty result deletes it.
 void AlgebraStore(Ctx& c, Algebra op, std::string_view event) {
   struct Shared {
-    std::vector<std::string> values;  // the sources' records (empty: absent)
-    std::vector<bool> present;
     std::string error;
     int64_t size = 0;
     bool deleted = false;
   };
   auto sh = std::make_shared<Shared>();
-  const size_t n = c.argc() - 2;
-  sh->values.resize(n);
-  sh->present.assign(n, false);
-  for (size_t i = 0; i < n; ++i) {
-    c.batch().Update(std::string(c.arg(i + 2)), [sh, i](const ValueView* cur) {
-      if (cur != nullptr) {
-        sh->values[i].assign(cur->value);
-        sh->present[i] = true;
-      }
-      return UpdateDecision{};
-    });
-  }
+  std::vector<std::string> sources(c.args().begin() + 2, c.args().end());
   ServerState* server = &c.server();
-  c.batch().Update(std::string(c.arg(1)), [sh, op, n, server](const ValueView* cur) {
-    UpdateDecision d;
-    std::vector<coll::View> sets(n);
-    std::vector<const coll::View*> ptrs(n, nullptr);
+  std::string dest(c.arg(1));
+  c.batch().Run([sh, op, server, db = c.db(), dest, sources = std::move(sources)](store::Txn& txn) {
+    const size_t n = sources.size();
+    std::vector<std::vector<std::string>> owned(n);
+    std::vector<Members> members(n);
+    std::vector<const Members*> ptrs(n, nullptr);
     for (size_t i = 0; i < n; ++i) {
-      if (!sh->present[i]) continue;
-      if (!coll::Decode(sh->values[i], &sets[i])) {
-        sh->error = kMalformed;
-        return d;
+      CollectionEdit set(txn, *server, db, sources[i], kSet);
+      if (!set.Open()) {
+        sh->error = set.error();
+        return;
       }
-      ptrs[i] = &sets[i];
+      if (!set.exists()) continue;
+      set.ForEach([&](std::string_view m, std::string_view) { owned[i].emplace_back(m); });
+      members[i].assign(owned[i].begin(), owned[i].end());
+      ptrs[i] = &members[i];
     }
     const std::vector<std::string_view> result = Combine(op, ptrs);
     sh->size = static_cast<int64_t>(result.size());
-    if (result.empty()) {
-      if (cur != nullptr) {
-        d.action = Action::kDelete;
-        sh->deleted = true;
-      }
-      return d;
-    }
-    SetValue s;
-    s.members.assign(result.begin(), result.end());
-    s.Settle(*server);
-    d = PutSet(s);
-    d.keep_ttl = false;  // a new value: no expiry (setKey)
-    return d;
-  });
+    sh->deleted = result.empty();
+    // A new value: no expiry (setKey).
+    WriteCollection(txn, *server, db, dest, kSet, 0, result, /*keep_ttl=*/false);
+  }, dest);
   c.Then([sh, event, server, db = c.db(), key = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (!sh->error.empty()) return out.Error(sh->error);
@@ -460,8 +430,6 @@ void AlgebraStore(Ctx& c, Algebra op, std::string_view event) {
     }
     out.Integer(sh->size);
   });
-  // The destination is replaced whatever it holds: only the sources must be sets.
-  c.batch().mutable_ops().back().check_type = false;
 }
 void Sinterstore(Ctx& c) { AlgebraStore(c, Algebra::kInter, "sinterstore"); }
 void Sunionstore(Ctx& c) { AlgebraStore(c, Algebra::kUnion, "sunionstore"); }
@@ -472,56 +440,51 @@ void Sdiffstore(Ctx& c) { AlgebraStore(c, Algebra::kDiff, "sdiffstore"); }
 void Smove(Ctx& c) {
   struct Shared {
     std::string error;
-    int dst_type = -1;       // the destination's type before the move (-1: absent)
     bool moved = false;      // removed from the source
     bool src_deleted = false;
     bool member = false;
     bool dst_added = false;
   };
   auto sh = std::make_shared<Shared>();
-  const std::string member(c.arg(3));
-  const bool same = c.arg(1) == c.arg(2);
   ServerState* server = &c.server();
-  c.batch().Update(std::string(c.arg(2)), [sh](const ValueView* cur) {
-    sh->dst_type = cur != nullptr ? cur->type : -1;
-    return UpdateDecision{};
-  });
-  c.batch().Update(std::string(c.arg(1)), [sh, member, same](const ValueView* cur) {
-    UpdateDecision d;
-    if (cur == nullptr) return d;
-    if (cur->type != kSet || (sh->dst_type >= 0 && sh->dst_type != kSet)) {
+  std::string src(c.arg(1));
+  std::string dst(c.arg(2));
+  c.batch().Run([sh, server, db = c.db(), src, dst, member = std::string(c.arg(3))](store::Txn& txn) {
+    ValueView sv;
+    ValueView dv;
+    const store::Status ss = txn.Get(db, src, &sv);
+    const store::Status ds = txn.Get(db, dst, &dv);
+    if (!ss.ok() && !ss.IsNotFound()) {
+      sh->error = CorruptionError(ss);
+      return;
+    }
+    if (ss.IsNotFound()) return;
+    if (sv.type != kSet || (ds.ok() && dv.type != kSet)) {
       sh->error = err::kWrongType;
-      return d;
+      return;
     }
-    SetValue s;
-    if (!s.Decode(cur->value)) {
-      sh->error = kMalformed;
-      return d;
+    CollectionEdit from(txn, *server, db, src, kSet);
+    if (!from.Open()) {
+      sh->error = from.error();
+      return;
     }
-    if (!s.Has(member)) return d;
+    if (!from.Has(member)) return;
     sh->member = true;
-    if (same) return d;
-    s.Remove({member});
+    if (src == dst) return;
+    CollectionEdit to(txn, *server, db, dst, kSet);
+    if (!to.Open()) {
+      sh->error = to.error();
+      return;
+    }
+    from.Remove(member);
+    from.Commit();
     sh->moved = true;
-    if (s.members.empty()) {
-      sh->src_deleted = true;
-      d.action = Action::kDelete;
-      return d;
+    sh->src_deleted = from.deleted();
+    if (to.Put(member)) {
+      sh->dst_added = true;
+      to.Commit();
     }
-    return PutSet(s);
-  });
-  c.batch().Update(std::string(c.arg(2)), [sh, member, server](const ValueView* cur) {
-    UpdateDecision d;
-    if (!sh->moved) return d;
-    SetValue s;
-    if (cur != nullptr && !s.Decode(cur->value)) {
-      sh->error = kMalformed;
-      return d;
-    }
-    if (s.Add({member}, *server) == 0) return d;
-    sh->dst_added = true;
-    return PutSet(s);
-  });
+  }, src);
   c.Then([sh, server, db = c.db(), src = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1)),
           dst = NotifyKey(c, kNotifySet, c.arg(2))](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!sh->error.empty()) return out.Error(sh->error);
@@ -532,12 +495,9 @@ void Smove(Ctx& c) {
     if (sh->dst_added && dst) NotifyKeyspaceEvent(*server, db, kNotifySet, "sadd", *dst);
     out.Integer(sh->member ? 1 : 0);
   });
-  // The types are checked above, in Redis's order.
-  auto& ops = c.batch().mutable_ops();
-  for (size_t i = ops.size() - 3; i < ops.size(); ++i) ops[i].check_type = false;
 }
 
-void Sscan(Ctx& c) { ScanWhole(c, 1); }
+void Sscan(Ctx& c) { ScanCollection(c); }
 
 }  // namespace
 

@@ -2,13 +2,16 @@
 
 #include "resp/numbers.h"
 #include "server/notify.h"
+#include "server/small_collection.h"
 
 #include "net/file_reads.h"
 #include "server/stats_clock.h"
+#include "store/format.h"
 
 #include <sys/time.h>
 
 #include <algorithm>
+#include <deque>
 #include <bit>
 #include <chrono>
 #include <cctype>
@@ -208,6 +211,13 @@ void Ctx::LookupTogether(std::span<const std::string_view> keys, std::vector<sto
   }
 }
 
+bool Ctx::AccountRead(store::Status s, std::string_view key) {
+  const bool corrupt = !s.ok() && !s.IsNotFound();
+  const bool found = Account(std::move(s));
+  if (!found && !corrupt) NotifyNow(kNotifyKeyMiss, "keymiss", key);
+  return found;
+}
+
 void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
   if (snapshot_ != nullptr || direct_ != nullptr || keys <= 1) {
     reads();  // EXEC, scripts: one state already; one key: its Get sees whole groups
@@ -217,6 +227,37 @@ void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
 }
 
 void Ctx::ReplyReadError() { out_.Error(CorruptionError(read_error_)); }
+
+store::Status Ctx::GetElement(uint64_t inc, std::string_view member, store::ValueView* out) {
+  if (direct_ != nullptr) return direct_->txn->GetElement(inc, member, out);
+  return server_.store->GetElement(inc, member, out);
+}
+
+uint64_t Ctx::ElementCount(uint64_t inc) {
+  if (direct_ != nullptr) return direct_->txn->ElementCount(inc);
+  return server_.store->ElementCount(inc);
+}
+
+store::Status Ctx::ReadElements(uint64_t inc, std::vector<store::ElementView>* out,
+                                std::vector<std::shared_ptr<const void>>* pins) {
+  if (direct_ == nullptr) return server_.store->ReadElements(inc, out, pins);
+  // A script's group: the views the Txn gives last only for its call, so they are copied.
+  auto arena = std::make_shared<std::deque<std::string>>();
+  direct_->txn->ForEachElement(inc, [&](std::string_view m, std::string_view v) {
+    const std::string& member = arena->emplace_back(m);
+    const std::string& value = arena->emplace_back(v);
+    out->push_back({member, value});
+  });
+  pins->push_back(std::move(arena));
+  return store::Status::OK();
+}
+
+uint64_t Ctx::ScanElements(uint64_t inc, uint64_t cursor, size_t count,
+                           const std::function<void(std::string_view, std::string_view)>& fn) {
+  if (direct_ == nullptr) return server_.store->ScanElements(inc, cursor, count, fn);
+  direct_->txn->ForEachElement(inc, fn);
+  return 0;
+}
 
 store::WriteBatch& Ctx::batch() {
   store::WriteBatch& b = direct_ != nullptr ? direct_->batch : client_.batch();
@@ -446,8 +487,8 @@ void WatchRegistry::TouchWritten(const store::WriteBatch& batch, std::span<const
   for (size_t i = 0; i < ops.size() && i < results.size(); ++i) {
     const auto& op = ops[i];
     if (!results[i].applied || op.kind == Kind::kReadKeys || op.kind == Kind::kDeleteAll ||
-        op.kind == Kind::kDeleteDb || op.kind == Kind::kSwapDb || op.kind == Kind::kRun) {
-      continue;  // kRun: a script's own ops are touched one by one (ScriptEngine)
+        op.kind == Kind::kDeleteDb || op.kind == Kind::kSwapDb || (op.kind == Kind::kRun && op.key.empty())) {
+      continue;  // a script's kRun: its own ops are touched one by one (ScriptEngine)
     }
     auto mark = [&](uint32_t db) {
       auto it = watchers_.find(Ctx::SnapshotKey(db, op.key));
@@ -1401,17 +1442,30 @@ void ClientSession::Exec(Ctx& ctx) {
     if (reads_keys) {
       for (size_t k : positions) {
         std::string key(args[k]);
-        batch_.Update(key, [snapshot, key = Ctx::SnapshotKey(db, key)](const store::ValueView* cur) {
-          if (cur != nullptr) {
-            auto copy = std::make_shared<std::string>(cur->value);
-            store::ValueView v;
-            v.value = *copy;
-            v.expire_at_ms = cur->expire_at_ms;
-            v.type = cur->type;
-            v.pin = std::move(copy);
-            (*snapshot)[key] = std::move(v);
+        batch_.Run([snapshot, key, db, skey = Ctx::SnapshotKey(db, key)](store::Txn& txn) {
+          store::ValueView cur;
+          if (!txn.Get(db, key, &cur).ok()) return;
+          auto copy = std::make_shared<std::string>();
+          if (cur.kind == store::format::kKindHead) {
+            // A collection stored per element is captured whole, as it is at this place: the
+            // step's handler reads it as it reads a small one.
+            const bool hash = cur.type == store::format::kTypeHash;
+            std::vector<std::string> items;
+            txn.ForEachElement(store::format::IncarnationOf(cur.value), [&](std::string_view m, std::string_view val) {
+              items.emplace_back(m);
+              if (hash) items.emplace_back(val);
+            });
+            const std::vector<std::string_view> entries(items.begin(), items.end());
+            *copy = coll::Encode(coll::kConverted, entries);
+          } else {
+            copy->assign(cur.value);
           }
-          return store::UpdateDecision{};  // keep
+          store::ValueView v;
+          v.value = *copy;
+          v.expire_at_ms = cur.expire_at_ms;
+          v.type = cur.type;
+          v.pin = std::move(copy);
+          (*snapshot)[skey] = std::move(v);
         });
       }
     }

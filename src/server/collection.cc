@@ -1,0 +1,366 @@
+#include "server/collection.h"
+
+#include <algorithm>
+#include <random>
+
+#include "server/collection_commands.h"
+#include "server/command.h"
+#include "server/rdb.h"
+#include "server/state.h"
+#include "store/format.h"
+
+namespace keg::server {
+namespace {
+
+using store::format::kKindHead;
+using store::format::kKindWhole;
+using store::format::kTypeHash;
+
+std::string HeadValue(uint64_t inc) { return std::string(reinterpret_cast<const char*>(&inc), sizeof(inc)); }
+
+void PutRecord(store::Txn& txn, uint32_t db, std::string_view key, std::string value, uint8_t type,
+               uint8_t kind, bool keep_ttl, int64_t expire_at_ms) {
+  store::WriteBatch::Op op;
+  op.kind = store::WriteBatch::Kind::kPut;
+  op.db = db;
+  op.key.assign(key);
+  op.value = std::move(value);
+  op.type = type;
+  op.record_kind = kind;
+  op.keep_ttl = keep_ttl;
+  op.expire_at_ms = expire_at_ms;
+  store::OpResult r;
+  txn.Execute(std::move(op), &r);
+}
+
+void DeleteKey(store::Txn& txn, uint32_t db, std::string_view key) {
+  store::WriteBatch::Op op;
+  op.kind = store::WriteBatch::Kind::kDelete;
+  op.db = db;
+  op.key.assign(key);
+  store::OpResult r;
+  txn.Execute(std::move(op), &r);
+}
+
+// The whole encoding's flags after a change: a hash past its listpack thresholds reports
+// hashtable for good; a set is settled by SettleSet (intset order, or converted).
+uint8_t HashFlags(ServerState& s, uint8_t flags, std::span<const std::string_view> items) {
+  if ((flags & coll::kConverted) != 0) return flags;
+  const auto max_entries = static_cast<size_t>(s.hash_max_entries.load(std::memory_order_relaxed));
+  const auto max_value = static_cast<size_t>(s.hash_max_value.load(std::memory_order_relaxed));
+  bool big = items.size() / 2 > max_entries;
+  for (size_t i = 0; i < items.size() && !big; ++i) big = items[i].size() > max_value;
+  return big ? flags | coll::kConverted : flags;
+}
+
+}  // namespace
+
+bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, bool intset) {
+  if (intset) return false;
+  int64_t entries = 0;
+  int64_t value = 0;
+  if (type == kTypeHash) {
+    entries = s.hash_max_entries.load(std::memory_order_relaxed);
+    value = s.hash_max_value.load(std::memory_order_relaxed);
+  } else {
+    entries = s.set_max_entries.load(std::memory_order_relaxed);
+    value = s.set_max_value.load(std::memory_order_relaxed);
+  }
+  const auto max_count = static_cast<uint64_t>(std::max<int64_t>(entries, 0));
+  const uint64_t max_bytes = max_count * static_cast<uint64_t>(std::clamp<int64_t>(value, 0, 1 << 20)) *
+                             StrideOf(type) + 16;
+  return count > max_count || bytes > max_bytes;
+}
+
+// ---- CollectionRead ---------------------------------------------------------------------------
+
+bool CollectionRead::Open(std::string_view key, const std::function<void()>& absent) {
+  if (!c_.Lookup(key, &head_)) {
+    if (c_.read_failed()) {
+      c_.ReplyReadError();
+    } else {
+      absent();
+    }
+    return false;
+  }
+  return Adopt(std::move(head_));
+}
+
+bool CollectionRead::Adopt(store::ValueView record) {
+  head_ = std::move(record);
+  if (large()) return true;
+  if (!coll::Decode(head_.value, &whole_) || whole_.elements.size() % StrideOf(head_.type) != 0) {
+    c_.Error(kUndecodable);
+    return false;
+  }
+  return true;
+}
+
+uint64_t CollectionRead::Size() {
+  if (!large()) return whole_.elements.size() / StrideOf(head_.type);
+  return c_.ElementCount(store::format::IncarnationOf(head_.value));
+}
+
+bool CollectionRead::Find(std::string_view member, std::string_view* value) {
+  const size_t stride = StrideOf(head_.type);
+  if (!large()) {
+    for (size_t i = 0; i + stride <= whole_.elements.size(); i += stride) {
+      if (whole_.elements[i] == member) {
+        *value = stride == 2 ? whole_.elements[i + 1] : std::string_view();
+        return true;
+      }
+    }
+    return false;
+  }
+  store::ValueView v;
+  store::Status s = c_.GetElement(store::format::IncarnationOf(head_.value), member, &v);
+  if (s.IsNotFound()) return false;
+  if (!s.ok()) {
+    error_ = std::move(s);
+    return false;
+  }
+  *value = v.value;
+  keep_.push_back(std::move(v));
+  return true;
+}
+
+bool CollectionRead::All(std::vector<Entry>* out) {
+  const size_t stride = StrideOf(head_.type);
+  out->clear();
+  if (!large()) {
+    out->reserve(whole_.elements.size() / stride);
+    for (size_t i = 0; i + stride <= whole_.elements.size(); i += stride) {
+      out->push_back({whole_.elements[i], stride == 2 ? whole_.elements[i + 1] : std::string_view()});
+    }
+    return true;
+  }
+  std::vector<store::ElementView> elements;
+  store::Status s = c_.ReadElements(store::format::IncarnationOf(head_.value), &elements, &pins_);
+  if (!s.ok()) {
+    error_ = std::move(s);
+    return false;
+  }
+  out->reserve(elements.size());
+  for (const store::ElementView& e : elements) out->push_back({e.member, e.value});
+  return true;
+}
+
+void CollectionRead::ReplyError() { c_.Error(CorruptionError(error_)); }
+
+bool DumpRecord(Ctx& c, store::ValueView record, std::string* out) {
+  if (record.type == store::format::kTypeString) {
+    *out = rdb::DumpString(record.value);
+    return true;
+  }
+  const uint8_t type = record.type;
+  CollectionRead coll(c);
+  if (!coll.Adopt(std::move(record))) return false;
+  std::vector<Entry> entries;
+  if (!coll.All(&entries)) {
+    coll.ReplyError();
+    return false;
+  }
+  std::vector<std::string_view> flat;
+  flat.reserve(entries.size() * StrideOf(type));
+  for (const Entry& e : entries) {
+    flat.push_back(e.member);
+    if (type == kTypeHash) flat.push_back(e.value);
+  }
+  *out = type == kTypeHash ? rdb::DumpHash(flat) : rdb::DumpSet(flat);
+  return true;
+}
+
+// ---- Writing ------------------------------------------------------------------------------------
+
+bool WriteCollection(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key, uint8_t type,
+                     uint8_t flags, std::span<const std::string_view> items, bool keep_ttl,
+                     int64_t expire_at_ms) {
+  const size_t stride = StrideOf(type);
+  if (items.empty()) {
+    store::ValueView v;
+    if (txn.Get(db, key, &v).ok()) {
+      DeleteKey(txn, db, key);
+      return true;
+    }
+    return false;
+  }
+  bool intset = false;
+  std::vector<std::string> settled;  // a set's members in intset order, when it is one
+  std::vector<std::string_view> ordered;
+  if (type == kTypeHash) {
+    flags = HashFlags(s, flags, items);
+  } else {
+    settled.reserve(items.size());
+    for (std::string_view m : items) settled.emplace_back(m.data(), m.size());
+    intset = coll::SettleSet(&flags, &settled, static_cast<size_t>(s.set_max_intset_entries.load(std::memory_order_relaxed)));
+    if (intset) {
+      ordered.assign(settled.begin(), settled.end());
+      items = ordered;
+    }
+  }
+  std::string whole = coll::Encode(flags, items);
+  if (!StoredPerElement(s, type, items.size() / stride, whole.size(), intset)) {
+    PutRecord(txn, db, key, std::move(whole), type, kKindWhole, keep_ttl, expire_at_ms);
+    return true;
+  }
+  // Per element: a new incarnation, its elements, then its head (a group cut short leaves
+  // elements no head names, never a head without them).
+  const uint64_t inc = txn.NewIncarnation();
+  for (size_t i = 0; i + stride <= items.size(); i += stride) {
+    txn.PutElement(db, key, type, inc, items[i], stride == 2 ? items[i + 1] : std::string_view());
+  }
+  PutRecord(txn, db, key, HeadValue(inc), type, kKindHead, keep_ttl, expire_at_ms);
+  return true;
+}
+
+// ---- CollectionEdit -----------------------------------------------------------------------------
+
+bool CollectionEdit::Open() {
+  store::ValueView v;
+  store::Status s = txn_.Get(db_, key_, &v);
+  if (s.IsNotFound()) return true;
+  if (!s.ok()) {
+    error_ = CorruptionError(s);
+    return false;
+  }
+  if (v.type != type_) {
+    error_ = err::kWrongType;
+    return false;
+  }
+  exists_ = true;
+  if (v.kind == kKindHead) {
+    large_ = true;
+    inc_ = store::format::IncarnationOf(v.value);
+    return true;
+  }
+  coll::View view;
+  if (!coll::Decode(v.value, &view) || view.elements.size() % StrideOf(type_) != 0) {
+    error_ = kUndecodable;
+    return false;
+  }
+  flags_ = view.flags;
+  items_.assign(view.elements.begin(), view.elements.end());
+  return true;
+}
+
+void CollectionEdit::IndexWhole() {
+  const size_t stride = StrideOf(type_);
+  index_.clear();
+  index_.reserve(items_.size() / stride);
+  for (size_t i = 0; i < items_.size(); i += stride) index_.emplace(items_[i], i);
+  indexed_ = true;
+}
+
+long CollectionEdit::FindWhole(std::string_view member) {
+  const size_t stride = StrideOf(type_);
+  if (items_.size() <= 16 * stride) {
+    for (size_t i = 0; i < items_.size(); i += stride) {
+      if (items_[i] == member) return static_cast<long>(i);
+    }
+    return -1;
+  }
+  if (!indexed_) IndexWhole();
+  auto it = index_.find(member);
+  return it == index_.end() ? -1 : static_cast<long>(it->second);
+}
+
+size_t CollectionEdit::size() {
+  if (large_) return txn_.ElementCount(inc_);
+  return items_.size() / StrideOf(type_);
+}
+
+bool CollectionEdit::Get(std::string_view member, std::string* value) {
+  if (large_) {
+    store::ValueView v;
+    if (!txn_.GetElement(inc_, member, &v).ok()) return false;
+    value->assign(v.value);
+    return true;
+  }
+  const long at = FindWhole(member);
+  if (at < 0) return false;
+  if (StrideOf(type_) == 2) *value = items_[static_cast<size_t>(at) + 1];
+  return true;
+}
+
+bool CollectionEdit::Has(std::string_view member) {
+  if (large_) {
+    store::ValueView v;
+    return txn_.GetElement(inc_, member, &v).ok();
+  }
+  return FindWhole(member) >= 0;
+}
+
+bool CollectionEdit::Put(std::string_view member, std::string_view value) {
+  changed_ = true;
+  if (large_) return txn_.PutElement(db_, key_, type_, inc_, member, value);
+  const size_t stride = StrideOf(type_);
+  const long at = FindWhole(member);
+  if (at >= 0) {
+    if (stride == 2) items_[static_cast<size_t>(at) + 1].assign(value);
+    return false;
+  }
+  // The index holds views of items_' strings: growing the vector may move them.
+  const bool moves = items_.size() + stride > items_.capacity();
+  items_.emplace_back(member);
+  if (stride == 2) items_.emplace_back(value);
+  if (moves) {
+    indexed_ = false;
+  } else if (indexed_) {
+    index_.emplace(items_[items_.size() - stride], items_.size() - stride);
+  }
+  return true;
+}
+
+bool CollectionEdit::Remove(std::string_view member) {
+  if (large_) {
+    const bool was = txn_.DeleteElement(db_, key_, type_, inc_, member);
+    changed_ |= was;
+    return was;
+  }
+  const long at = FindWhole(member);
+  if (at < 0) return false;
+  const auto i = static_cast<size_t>(at);
+  items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i),
+               items_.begin() + static_cast<std::ptrdiff_t>(i + StrideOf(type_)));
+  indexed_ = false;
+  changed_ = true;
+  return true;
+}
+
+void CollectionEdit::ForEach(const std::function<void(std::string_view, std::string_view)>& fn) {
+  if (large_) return txn_.ForEachElement(inc_, fn);
+  const size_t stride = StrideOf(type_);
+  for (size_t i = 0; i + stride <= items_.size(); i += stride) {
+    fn(items_[i], stride == 2 ? std::string_view(items_[i + 1]) : std::string_view());
+  }
+}
+
+std::vector<std::string> CollectionEdit::RandomMembers(size_t n) {
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::vector<std::string> all;
+  ForEach([&](std::string_view m, std::string_view) { all.emplace_back(m); });
+  n = std::min(n, all.size());
+  for (size_t i = 0; i < n; ++i) std::swap(all[i], all[i + rng() % (all.size() - i)]);
+  all.resize(n);
+  return all;
+}
+
+void CollectionEdit::Commit() {
+  if (!changed_) return;
+  if (large_) {
+    if (txn_.ElementCount(inc_) == 0) {
+      DeleteKey(txn_, db_, key_);
+      deleted_ = true;
+    }
+    return;
+  }
+  if (items_.empty()) {
+    if (exists_) DeleteKey(txn_, db_, key_);
+    deleted_ = true;
+    return;
+  }
+  const std::vector<std::string_view> views(items_.begin(), items_.end());
+  WriteCollection(txn_, server_, db_, key_, type_, flags_, views, /*keep_ttl=*/true);
+}
+
+}  // namespace keg::server

@@ -1,0 +1,151 @@
+// Hashes and sets as the commands see them, whichever way they are stored (docs/types.md): whole
+// (one record: server/small_collection.h's encoding) while small, per element (a head record and
+// one record per field or member, through store::Txn and store::Store's element calls) once past
+// the thresholds. Reads go through CollectionRead, writes through CollectionEdit inside the
+// command's kRun op; both hide which way the collection is stored.
+// Thread: CollectionRead, the handler's (an I/O thread, or the writer inside a script);
+// CollectionEdit and WriteCollection, the writer role's (inside a kRun op).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "server/small_collection.h"
+#include "store/format.h"
+#include "store/store.h"
+
+namespace keg::server {
+
+class Ctx;
+struct ServerState;
+
+/// One entry: a set's member (value empty) or a hash's field and value.
+struct Entry {
+  std::string_view member;
+  std::string_view value;
+};
+
+/// Entries per element of the whole encoding: a hash's field and value, a set's member.
+inline size_t StrideOf(uint8_t type) { return type == store::format::kTypeHash ? 2 : 1; }
+
+/// Whether a collection of `type` with `count` entries, whose whole encoding takes `bytes`, is
+/// stored per element: past the type's entry threshold, or past that many entries of the value
+/// threshold in bytes; an intset never is (it is compact, as in Redis).
+bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, bool intset);
+
+/// A collection read by a read command: Open, then Size / Find / All.
+class CollectionRead {
+ public:
+  explicit CollectionRead(Ctx& c) : c_(c) {}
+  /// Reads `key` (Ctx::Lookup, so WRONGTYPE for another type): false when the reply is written
+  /// already — absent() for a missing key, the read error otherwise.
+  bool Open(std::string_view key, const std::function<void()>& absent);
+  /// The same for a record the handler read already (its type checked): false when the reply is
+  /// written (an undecodable value).
+  bool Adopt(store::ValueView record);
+  bool large() const { return head_.kind == store::format::kKindHead; }
+  uint8_t type() const { return head_.type; }
+  const store::ValueView& record() const { return head_; }
+  /// The whole encoding's flags (kConverted); large collections are converted.
+  uint8_t flags() const { return large() ? coll::kConverted : whole_.flags; }
+  /// The number of entries (fields, members).
+  uint64_t Size();
+  /// Finds `member`: true with *value (a hash field's) when present. False when absent, and also
+  /// on a read error: then failed() is true and the handler must reply ReplyError().
+  bool Find(std::string_view member, std::string_view* value);
+  /// Every entry (stored whole: in its order; per element: in no particular order). False on a
+  /// read error (see Find).
+  bool All(std::vector<Entry>* out);
+  bool failed() const { return !error_.ok(); }
+  void ReplyError();
+
+ private:
+  Ctx& c_;
+  store::ValueView head_;
+  coll::View whole_;
+  std::vector<store::ValueView> keep_;
+  std::vector<std::shared_ptr<const void>> pins_;
+  store::Status error_;
+};
+
+/// Redis's DUMP payload of a record a handler read (any type, whichever way stored) into *out:
+/// false when the reply is written instead (a read error).
+bool DumpRecord(Ctx& c, store::ValueView record, std::string* out);
+
+/// Writes `items` (entries of StrideOf(type) strings each) as `key`'s new value of `type`,
+/// replacing whatever it holds: stored whole (with `flags`, settled as the thresholds say) or per
+/// element. keep_ttl keeps the key's expiry; otherwise the value gets `expire_at_ms` (0: none).
+/// An empty `items` deletes the key. Returns whether it wrote.
+bool WriteCollection(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key, uint8_t type,
+                     uint8_t flags, std::span<const std::string_view> items, bool keep_ttl,
+                     int64_t expire_at_ms = 0);
+
+/// A hash or set changed by a write command, inside its kRun op: Open, edit, Commit.
+class CollectionEdit {
+ public:
+  CollectionEdit(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key, uint8_t type)
+      : txn_(txn), server_(s), db_(db), key_(key), type_(type) {}
+  /// Reads the key: false with error() set (the reply text: WRONGTYPE, corruption, undecodable).
+  bool Open();
+  const std::string& error() const { return error_; }
+  bool exists() const { return exists_; }
+  bool large() const { return large_; }
+  size_t size();
+  /// A hash field's value: true with *value (valid until the next change) when present.
+  bool Get(std::string_view member, std::string* value);
+  bool Has(std::string_view member);
+  /// Sets `member` (a hash field: to `value`); returns whether it is new.
+  bool Put(std::string_view member, std::string_view value = {});
+  /// Removes `member`; returns whether it was there.
+  bool Remove(std::string_view member);
+  /// Every entry; fn must not change the collection.
+  void ForEach(const std::function<void(std::string_view member, std::string_view value)>& fn);
+  /// Up to `n` distinct members picked at random (SPOP).
+  std::vector<std::string> RandomMembers(size_t n);
+  /// Writes the changes: a whole collection as one record (or per element once past the
+  /// thresholds), keeping the key's expiry; an emptied collection deletes the key. Large
+  /// collections were written element by element already.
+  void Commit();
+  /// After Commit: the key went (emptied).
+  bool deleted() const { return deleted_; }
+  bool changed() const { return changed_; }
+
+ private:
+  long FindWhole(std::string_view member);  // index of the entry in items_, or -1
+  void IndexWhole();
+
+  store::Txn& txn_;
+  ServerState& server_;
+  uint32_t db_;
+  std::string_view key_;
+  uint8_t type_;
+  std::string error_;
+  bool exists_ = false;
+  bool large_ = false;
+  bool changed_ = false;
+  bool deleted_ = false;
+  uint64_t inc_ = 0;
+  // Stored whole: the entries, owned (StrideOf(type_) strings each), and an index past a few.
+  uint8_t flags_ = 0;
+  std::vector<std::string> items_;
+  std::unordered_map<std::string_view, size_t> index_;
+  bool indexed_ = false;
+};
+
+/// Queues the change of the collection of `type` at the command's key (argument 1) as one kRun op
+/// at the command's place: `change` edits it through a CollectionEdit and returns false to leave it
+/// as it is. `R` is the command's shared result: res->error gets the reply text of a read error
+/// (WRONGTYPE, corruption), res->deleted whether the change emptied the key.
+template <class R>
+void UpdateCollection(Ctx& c, uint8_t type, std::shared_ptr<R> res, std::function<bool(CollectionEdit&, R&)> change);
+
+}  // namespace keg::server
+
+#include "server/collection_inl.h"  // IWYU pragma: keep
