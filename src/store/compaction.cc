@@ -400,7 +400,8 @@ Status StoreImpl::RunCompaction(bool manual) {
       if (!live && (!element || coll != nullptr)) {
         if (h.tag.db >= keydirs_.size()) continue;  // cannot happen: recovery refuses such a directory
         Location candidates[8];
-        const size_t n = (element ? coll->index : *keydirs_[h.tag.db]).FindCandidates(hash, candidates, 8);
+        const size_t n = element ? coll->index.FindCandidates(hash, candidates, 8)
+                                 : keydirs_[h.tag.db]->FindCandidates(hash, candidates, 8);
         for (size_t i = 0; i < n && !live; ++i) {
           live = candidates[i].file == in->index() && candidates[i].offset == here;
         }

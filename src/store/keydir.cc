@@ -3,8 +3,6 @@
 #include <sys/mman.h>
 #include <xxhash.h>
 
-#include <algorithm>
-#include <bit>
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
@@ -64,16 +62,14 @@ Keydir::SlotArray& Keydir::SlotArray::operator=(SlotArray&& o) noexcept {
   return *this;
 }
 
-Keydir::Keydir(uint64_t secret_seed, size_t shards)
-    : shard_mask_(std::clamp<size_t>(std::bit_floor(std::max<size_t>(shards, 1)), 1, kShards) - 1),
-      shards_(std::make_unique<Shard[]>(shard_mask_ + 1)) {
+Keydir::Keydir(uint64_t secret_seed) {
   uint64_t state = secret_seed;
   for (size_t i = 0; i < secret_.size(); i += 8) {
     const uint64_t v = SplitMix64(state);
     for (size_t b = 0; b < 8; ++b) secret_[i + b] = static_cast<uint8_t>(v >> (8 * b));
   }
-  for (size_t i = 0; i < shard_count(); ++i) shards_[i].slots = SlotArray(kInitialCapacity);
-  memory_ = shard_count() * kInitialCapacity * sizeof(Slot);
+  for (Shard& s : shards_) s.slots = SlotArray(kInitialCapacity);
+  memory_ = kShards * kInitialCapacity * sizeof(Slot);
 }
 
 uint64_t Keydir::Hash(std::string_view key) const {
@@ -232,12 +228,12 @@ bool Keydir::ScanBucket(size_t shard_index, uint64_t* cursor,
 }
 
 bool Keydir::RandomEntry(uint64_t random, uint64_t* hash, Location* loc) const {
-  for (size_t n = 0; n < shard_count(); ++n) {
-    const Shard& shard = shards_[(random + n) & shard_mask_];
+  for (size_t n = 0; n < kShards; ++n) {
+    const Shard& shard = shards_[(random + n) % kShards];
     std::shared_lock lock(shard.mu);
     if (shard.count == 0) continue;
     const size_t mask = shard.slots.size() - 1;
-    for (size_t i = (shard_mask_ == 0 ? random : random >> 6) & mask;; i = (i + 1) & mask) {
+    for (size_t i = (random >> 6) & mask;; i = (i + 1) & mask) {
       const Slot& s = shard.slots[i];
       if (s.hash != 0) {
         *hash = s.hash;
@@ -250,7 +246,7 @@ bool Keydir::RandomEntry(uint64_t random, uint64_t* hash, Location* loc) const {
 }
 
 void Keydir::ClearShards(size_t part, size_t parts) {
-  for (size_t i = part; i < shard_count(); i += parts) {
+  for (size_t i = part; i < kShards; i += parts) {
     Shard& shard = shards_[i];
     std::unique_lock lock(shard.mu);
     size_t expiring = 0;
@@ -265,9 +261,8 @@ void Keydir::ClearShards(size_t part, size_t parts) {
 }
 
 void Keydir::Reserve(size_t keys) {
-  const size_t per_shard = CapacityFor(keys / shard_count() + 1);
-  for (size_t i = 0; i < shard_count(); ++i) {
-    Shard& shard = shards_[i];
+  const size_t per_shard = CapacityFor(keys / kShards + 1);
+  for (Shard& shard : shards_) {
     std::unique_lock lock(shard.mu);
     if (shard.slots.size() < per_shard) Resize(shard, per_shard);
   }

@@ -23,7 +23,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <memory>
 #include <shared_mutex>
 #include <utility>
 #include <string_view>
@@ -63,10 +62,7 @@ class Keydir {
   static constexpr size_t kShards = 64;
 
   /// `secret_seed` seeds the hash secret (random per process in the server; fixed in tests).
-  /// `shards`: a power of two up to kShards — a database's keydir has kShards (the default), a
-  /// large collection's element index (docs/types.md) one: a shard costs a cache line and its
-  /// initial table, and one writer and few readers do not contend.
-  explicit Keydir(uint64_t secret_seed, size_t shards = kShards);
+  explicit Keydir(uint64_t secret_seed);
   Keydir(const Keydir&) = delete;
   Keydir& operator=(const Keydir&) = delete;
 
@@ -112,11 +108,8 @@ class Keydir {
     __builtin_prefetch(shard.slots.data() + Home(hash, shard.slots.size() - 1));
   }
 
-  /// The shard of a hash in a keydir of kShards shards (recovery splits the work by it between
-  /// threads).
+  /// The shard of a hash (recovery splits the work by shard between threads).
   static size_t ShardOf(uint64_t hash) { return hash >> 58; }
-  /// The number of shards (the constructor's `shards`).
-  size_t shard_count() const { return shard_mask_ + 1; }
 
   /// Number of keys. Any thread.
   size_t Size() const { return size_.load(std::memory_order_relaxed); }
@@ -198,8 +191,8 @@ class Keydir {
     size_t count = 0;
   };
 
-  Shard& ShardFor(uint64_t hash) { return shards_[ShardOf(hash) & shard_mask_]; }
-  const Shard& ShardFor(uint64_t hash) const { return shards_[ShardOf(hash) & shard_mask_]; }
+  Shard& ShardFor(uint64_t hash) { return shards_[ShardOf(hash)]; }
+  const Shard& ShardFor(uint64_t hash) const { return shards_[ShardOf(hash)]; }
   void Resize(Shard& shard, size_t capacity);
   // The index of the entry under `hash` whose location satisfies `match`, or kNoSlot. The caller
   // holds shard.mu.
@@ -216,8 +209,7 @@ class Keydir {
   }
 
   std::array<uint8_t, 192> secret_;  // XXH3 secret
-  size_t shard_mask_;
-  std::unique_ptr<Shard[]> shards_;
+  std::array<Shard, kShards> shards_;
   std::atomic<size_t> size_{0};
   std::atomic<size_t> memory_{0};
   std::atomic<size_t> expiring_{0};

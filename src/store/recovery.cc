@@ -65,7 +65,8 @@ class Progress {
   Clock::time_point last_;
 };
 
-void StoreImpl::ReplayRecord(Keydir& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
+template <class Index>
+void StoreImpl::ReplayRecord(Index& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
                              uint8_t flags, int64_t expire_at_ms, std::string_view key,
                              int64_t now_ms) {
   const bool expires = (flags & format::kFlagExpires) != 0;
@@ -81,7 +82,7 @@ void StoreImpl::ReplayRecord(Keydir& kd, DataFile* file, uint64_t hash, uint64_t
 }
 
 Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest,
-                                   uint64_t* records) {
+                                   uint64_t* records, uint64_t* elements) {
   const char* data = file->data();
   const uint64_t size = file->size();
   uint64_t off = 0;
@@ -90,6 +91,7 @@ Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool n
     const format::RecordCheck check = format::CheckRecord(data, size, off, true, &h);
     if (check == format::RecordCheck::kOk) {
       ++*records;
+      *elements += h.tag.kind == format::kKindElement ? 1 : 0;
       off += h.record_size();
       continue;
     }
@@ -286,7 +288,7 @@ void StoreImpl::FinishCollections() {
       ++it;
       continue;
     }
-    coll.index.ForEachInShard(0, [&](uint64_t, const Location& loc) {
+    coll.index.ForEach([&](const Location& loc) {
       if (!before_flush(loc)) MarkDead(loc);
     });
     it = collections_.erase(it);
@@ -367,6 +369,7 @@ Status StoreImpl::Recover() {
   // Phase 1 (one thread): every source is checked before anything is replayed — a hint file by
   // its CRC, a data file without a usable hint record by record. Only the newest may be torn.
   uint64_t records = 0;
+  uint64_t elements = 0;  // of large collections: in their own indexes, not in a keydir
   for (size_t i = 0; i < sources.size(); ++i) {
     RecoverySource& src = sources[i];
     const bool newest = i + 1 == sources.size();
@@ -382,6 +385,10 @@ Status StoreImpl::Recover() {
         if (s.ok()) {
           src.file->has_hint = true;
           records += src.hint->count();
+          HintFile::Cursor cursor(*src.hint);
+          format::HintEntry e;
+          std::string_view key;
+          while (cursor.Next(&e, &key)) elements += e.tag.kind == format::kKindElement ? 1 : 0;
           continue;
         }
         // A hint is only a cache of its data file: scan the data file, and remove the bad hint so
@@ -393,7 +400,7 @@ Status StoreImpl::Recover() {
     }
     // A scan: read ahead (the maps are random-access for serving; set back after the replay).
     src.file->Advise(DataFile::Advice::kSequential, 0, src.file->size());
-    s = ValidateDataFile(src.file, newest, &records);
+    s = ValidateDataFile(src.file, newest, &records, &elements);
     if (!s.ok()) {
       spdlog::error("recovery: {}", s.ToString());
       return s;
@@ -408,7 +415,7 @@ Status StoreImpl::Recover() {
   // so every key is still replayed in order, by one thread.
   // Sized for every record in database 0, where a format-1 directory's keys all are (and most
   // keys usually): the other keydirs grow as they fill.
-  keydirs_[0]->Reserve(records);
+  keydirs_[0]->Reserve(records - elements);
   const size_t parts = std::clamp<size_t>(std::thread::hardware_concurrency(), 1, 4);
   std::vector<std::thread> helpers;
   for (size_t p = 1; p < parts; ++p) {

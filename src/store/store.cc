@@ -259,7 +259,8 @@ bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_
          std::memcmp(p + format::kRecordHeaderSize, key.data(), key.size()) == 0;
 }
 
-Status StoreImpl::Lookup(const Keydir& kd, std::string_view key, uint64_t hash, bool verify,
+template <class Index>
+Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                          std::shared_ptr<DataFile>* pin, format::RecordHeader* header,
                          uint64_t* offset) const {
   // A file can be retired between reading its location and pinning it (compaction moved the key);
@@ -1176,7 +1177,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
                         const std::function<void(std::string_view, std::string_view)>& fn) override {
       // The applied elements the group did not write, then the group's live ones.
       if (auto it = store_->collections_.find(inc); it != store_->collections_.end()) {
-        it->second->index.ForEachInShard(0, [&](uint64_t, const Location& loc) {
+        it->second->index.ForEach([&](const Location& loc) {
           const DataFile* file = store_->files_.GetRaw(loc.file);
           std::string_view member, value;
           Status error;
@@ -1451,7 +1452,7 @@ void StoreImpl::DrainDeadLater() {
     if (!account) continue;
     std::vector<Location> locs;
     locs.reserve(coll->index.Size());
-    coll->index.ForEachInShard(0, [&](uint64_t, const Location& loc) { locs.push_back(loc); });
+    coll->index.ForEach([&](const Location& loc) { locs.push_back(loc); });
     for (const Location& loc : locs) AddDeadRecord(files_.Get(loc.file).get(), loc.offset);
   }
 }
@@ -1468,7 +1469,7 @@ StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb) {
   std::unique_lock lock(collections_mu_);
   std::shared_ptr<Collection>& slot = collections_[inc];
   if (!slot) {
-    slot = std::make_shared<Collection>(options_.hash_seed);
+    slot = std::make_shared<Collection>();
     slot->pdb = pdb;
   }
   return *slot;
@@ -1606,7 +1607,7 @@ Status StoreImpl::ReadElements(uint64_t inc, std::vector<ElementView>* out,
     {
       std::shared_lock walk(coll->walk_mu);
       locs.reserve(coll->index.Size());
-      coll->index.ForEachInShard(0, [&](uint64_t, const Location& loc) { locs.push_back(loc); });
+      coll->index.ForEach([&](const Location& loc) { locs.push_back(loc); });
     }
     out->reserve(locs.size());
     bool retired = false;
@@ -1633,11 +1634,9 @@ uint64_t StoreImpl::ScanElements(uint64_t inc, uint64_t cursor, size_t count,
   const std::shared_ptr<Collection> coll = FindCollection(inc);
   if (!coll) return 0;
   PinnedFiles files(files_.Snapshot());
-  std::vector<std::pair<uint64_t, Location>> entries;
-  do {
-    coll->index.ScanBucket(0, &cursor, &entries);
-  } while (cursor != 0 && entries.size() < std::max<size_t>(count, 1));
-  for (const auto& [hash, loc] : entries) {
+  std::vector<Location> entries;
+  coll->index.Scan(&cursor, std::max<size_t>(count, 1), &entries);
+  for (const Location& loc : entries) {
     const DataFile* file = files.Get(loc.file, files_);
     std::string_view member, value;
     Status error;
@@ -1650,9 +1649,8 @@ bool StoreImpl::RandomElement(uint64_t inc, uint64_t random, std::string* member
   const std::shared_ptr<Collection> coll = FindCollection(inc);
   if (!coll) return false;
   for (int attempt = 0; attempt < 8; ++attempt) {
-    uint64_t hash = 0;
     Location loc;
-    if (!coll->index.RandomEntry(random, &hash, &loc)) return false;
+    if (!coll->index.RandomEntry(random + static_cast<uint64_t>(attempt), &loc)) return false;
     const std::shared_ptr<DataFile> file = files_.Get(loc.file);
     std::string_view m, v;
     Status error;

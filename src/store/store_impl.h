@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "store/data_file.h"
+#include "store/element_index.h"
 #include "store/format.h"
 #include "store/group_state.h"
 #include "store/hint_file.h"
@@ -162,8 +163,7 @@ class StoreImpl final : public Store {
     Location loc;
   };
   struct Collection {
-    explicit Collection(uint64_t seed) : index(seed, 1) {}
-    Keydir index;  // element key (incarnation + member) -> its record; one shard
+    ElementIndex index;  // element key (incarnation + member) -> its record
     // The writer holds it exclusively while it applies a group's changes to `index`, ReadElements
     // shared while it copies the entries: a walk sees a group's writes to the collection all or
     // none. Point reads do not take it (the group seqlock covers them).
@@ -207,16 +207,22 @@ class StoreImpl final : public Store {
     std::unique_ptr<HintFile> hint;
   };
   Status Recover();
-  Status ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* records);
+  // Checks every record; counts them into *records, those of large collections' elements into
+  // *elements too.
+  Status ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest, uint64_t* records,
+                          uint64_t* elements);
   void ReplaySources(const std::vector<RecoverySource>& sources, size_t part, size_t parts,
                      Progress* progress);
-  void ReplayRecord(Keydir& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
+  template <class Index>  // a database's Keydir or a collection's ElementIndex
+  void ReplayRecord(Index& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
                     uint8_t flags, int64_t expire_at_ms, std::string_view key, int64_t now_ms);
 
   // ---- store.cc: reads ----
   // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption. `verify`
   // checks the whole record's CRC (the header is always checked).
-  Status Lookup(const Keydir& kd, std::string_view key, uint64_t hash, bool verify,
+  // The index is a database's Keydir or a collection's ElementIndex (store.cc instantiates both).
+  template <class Index>
+  Status Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                 std::shared_ptr<DataFile>* pin, format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
   // Calls fn(key, expire_at_ms) for the record at `loc` when it is live (or expired and now_ms is

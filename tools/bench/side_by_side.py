@@ -310,6 +310,67 @@ def scale(opts, workdir):
     return r
 
 
+def write_hash_file(path, shape):
+    """The RESP that builds issue 17's memory data sets, for redis-cli --pipe: "one" is 1,000,000
+    fields (f%07d -> 10-byte values) in one hash, 1,000 per HSET; "many" is 1,000,000 hashes
+    (h:%07d) of 10 such fields each."""
+    with open(path, "wb") as f:
+        if shape == "one":
+            for start in range(0, 1_000_000, 1000):
+                args = [b"HSET", b"big"]
+                for i in range(start, start + 1000):
+                    args += [b"f%07d" % i, b"v%09d" % i]
+                f.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        else:
+            for h in range(1_000_000):
+                args = [b"HSET", b"h:%07d" % h]
+                for i in range(10):
+                    args += [b"f%07d" % i, b"v%09d" % (h + i)]
+                f.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+
+
+def collection_memory(opts, workdir):
+    """Issue 17's memory and restart targets (everysec): RSS growth for 1,000,000 fields in one
+    hash and for 1,000,000 hashes of 10 fields (keg: its anonymous memory — the data files' pages
+    are page cache, which the kernel reclaims; Redis: its RSS), and the restart time of each (keg
+    from its hint files once they are written; Redis from its AOF)."""
+    r = {}
+    for shape in ("one", "many"):
+        keg, redis = start_pair("everysec", os.path.join(workdir, shape))
+        try:
+            base = {"keg": keg.status_kb("RssAnon"), "redis": redis.status_kb("VmRSS")}
+            path = os.path.join(workdir, f"{shape}.resp")
+            write_hash_file(path, shape)
+            for s in (keg, redis):
+                r[f"{shape}_{s.name}_load_s"] = pipe_load(s, path)
+            os.unlink(path)
+            time.sleep(2)
+            r[f"{shape}_keg_b"] = (keg.status_kb("RssAnon") - base["keg"]) * 1024
+            r[f"{shape}_redis_b"] = (redis.status_kb("VmRSS") - base["redis"]) * 1024
+            # keg writes hint files for sealed data files in the background: wait for them.
+            deadline = time.time() + 120
+            while keg.info("hint_files") != keg.info("sealed_data_files") and time.time() < deadline:
+                time.sleep(0.2)
+            for name in ("keg_restart", "redis_restart"):
+                r[f"{shape}_{name}"] = []
+            for rnd in range(opts.rounds):
+                for s in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+                    s.stop()
+                    r[f"{shape}_{s.name}_restart"].append(s.start())
+            r[f"{shape}_keg_after_restart_b"] = (keg.status_kb("RssAnon") - base["keg"]) * 1024
+            print(f"collections memory ({shape}): keg {r[f'{shape}_keg_b'] / 2**20:.1f} MiB anon "
+                  f"({r[f'{shape}_keg_after_restart_b'] / 2**20:.1f} after restart), Redis "
+                  f"{r[f'{shape}_redis_b'] / 2**20:.1f} MiB RSS, ratio "
+                  f"{r[f'{shape}_keg_b'] / r[f'{shape}_redis_b']:.3f}; restart keg "
+                  f"{statistics.median(r[f'{shape}_keg_restart']):.2f} s, Redis "
+                  f"{statistics.median(r[f'{shape}_redis_restart']):.2f} s; load keg "
+                  f"{r[f'{shape}_keg_load_s']:.1f} s, Redis {r[f'{shape}_redis_load_s']:.1f} s", flush=True)
+        finally:
+            keg.stop()
+            redis.stop()
+    return r
+
+
 PUBSUB_BENCH = os.path.join(ROOT, "build", "bench", "tools", "keg_pubsub_bench")
 
 
@@ -504,6 +565,8 @@ def main():
         scaled = None
         if not opts.only or opts.only == "scale":
             scaled = scale(opts, os.path.join(workdir, "scale"))
+        if opts.only == "collection-memory":  # issue 17's memory targets (about 2 GB of RAM)
+            collection_memory(opts, os.path.join(workdir, "collection-memory"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not opts.only:
