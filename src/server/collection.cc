@@ -88,29 +88,26 @@ bool CollectionRead::Open(std::string_view key, const std::function<void()>& abs
 
 bool CollectionRead::Adopt(store::ValueView record) {
   head_ = std::move(record);
-  if (large()) return true;
-  if (!coll::Decode(head_.value, &whole_) || whole_.elements.size() % StrideOf(head_.type) != 0) {
-    c_.Error(kUndecodable);
-    return false;
-  }
-  return true;
+  uint64_t count = 0;
+  if (large() || (coll::Count(head_.value, &count) && count % StrideOf(head_.type) == 0)) return true;
+  c_.Error(kUndecodable);
+  return false;
 }
 
 uint64_t CollectionRead::Size() {
-  if (!large()) return whole_.elements.size() / StrideOf(head_.type);
+  if (!large()) {
+    uint64_t count = 0;
+    coll::Count(head_.value, &count);  // checked by Adopt
+    return count / StrideOf(head_.type);
+  }
   return c_.ElementCount(store::format::IncarnationOf(head_.value));
 }
 
 bool CollectionRead::Find(std::string_view member, std::string_view* value) {
-  const size_t stride = StrideOf(head_.type);
   if (!large()) {
-    for (size_t i = 0; i + stride <= whole_.elements.size(); i += stride) {
-      if (whole_.elements[i] == member) {
-        *value = stride == 2 ? whole_.elements[i + 1] : std::string_view();
-        return true;
-      }
-    }
-    return false;
+    const int found = coll::Find(head_.value, StrideOf(head_.type), member, value);
+    if (found < 0) error_ = store::Status::Corruption("the value's record does not decode");
+    return found > 0;
   }
   store::ValueView v;
   store::Status s = c_.GetElement(store::format::IncarnationOf(head_.value), member, &v);
@@ -128,6 +125,10 @@ bool CollectionRead::All(std::vector<Entry>* out) {
   const size_t stride = StrideOf(head_.type);
   out->clear();
   if (!large()) {
+    if (!coll::Decode(head_.value, &whole_) || whole_.elements.size() % stride != 0) {
+      error_ = store::Status::Corruption("the value's record does not decode");
+      return false;
+    }
     out->reserve(whole_.elements.size() / stride);
     for (size_t i = 0; i + stride <= whole_.elements.size(); i += stride) {
       out->push_back({whole_.elements[i], stride == 2 ? whole_.elements[i + 1] : std::string_view()});

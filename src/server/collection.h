@@ -54,7 +54,9 @@ class CollectionRead {
   uint8_t type() const { return head_.type; }
   const store::ValueView& record() const { return head_; }
   /// The whole encoding's flags (kConverted); large collections are converted.
-  uint8_t flags() const { return large() ? coll::kConverted : whole_.flags; }
+  uint8_t flags() const {
+    return large() ? coll::kConverted : head_.value.empty() ? 0 : static_cast<uint8_t>(head_.value[0]);
+  }
   /// The number of entries (fields, members).
   uint64_t Size();
   /// Finds `member`: true with *value (a hash field's) when present. False when absent, and also
@@ -69,7 +71,7 @@ class CollectionRead {
  private:
   Ctx& c_;
   store::ValueView head_;
-  coll::View whole_;
+  coll::View whole_;  // decoded by All (point reads scan the encoding in place)
   std::vector<store::ValueView> keep_;
   std::vector<std::shared_ptr<const void>> pins_;
   store::Status error_;

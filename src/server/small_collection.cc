@@ -48,6 +48,35 @@ bool Decode(std::string_view value, View* out) {
   return value.empty();
 }
 
+bool Count(std::string_view value, uint64_t* count) {
+  if (value.empty()) return false;
+  value.remove_prefix(1);
+  return GetVarint(&value, count) && *count <= value.size();
+}
+
+int Find(std::string_view value, size_t stride, std::string_view member, std::string_view* found) {
+  uint64_t count = 0;
+  if (!Count(value, &count) || stride == 0 || count % stride != 0) return -1;
+  value.remove_prefix(1);
+  GetVarint(&value, &count);
+  for (uint64_t i = 0; i < count; i += stride) {
+    uint64_t len = 0;
+    if (!GetVarint(&value, &len) || len > value.size()) return -1;
+    const bool match = len == member.size() && value.compare(0, len, member) == 0;
+    value.remove_prefix(len);
+    for (size_t j = 1; j < stride; ++j) {
+      if (!GetVarint(&value, &len) || len > value.size()) return -1;
+      if (match) *found = value.substr(0, len);
+      value.remove_prefix(len);
+    }
+    if (match) {
+      if (stride == 1) *found = {};
+      return 1;
+    }
+  }
+  return 0;
+}
+
 std::string Encode(uint8_t flags, std::span<const std::string_view> elements) {
   size_t bytes = 1 + 10;
   for (std::string_view e : elements) bytes += e.size() + 5;

@@ -29,6 +29,13 @@ struct View {
 /// damage the CRC missed).
 bool Decode(std::string_view value, View* out);
 
+/// The element count of an encoding, from its header alone; false when malformed.
+bool Count(std::string_view value, uint64_t* count);
+/// Finds `member` among the entries (`stride` elements each: a hash's field and value, a set's
+/// member) of an encoding without decoding it: 1 found (*found: the entry's second element, empty
+/// for a set), 0 absent, -1 malformed.
+int Find(std::string_view value, size_t stride, std::string_view member, std::string_view* found);
+
 /// Encodes `elements` with `flags`.
 std::string Encode(uint8_t flags, std::span<const std::string_view> elements);
 

@@ -86,7 +86,7 @@ uint64_t DataFile::SweepResidency() {
     at += pages * page;
   }
   at = std::min(at, end);
-  resident_upto_.store(at, std::memory_order_relaxed);
+  resident_upto_.store(at == end ? UINT64_MAX : at, std::memory_order_relaxed);
   return at;
 }
 

@@ -55,8 +55,10 @@ class DataFile {
   /// pool thread, never an event loop. Any thread.
   void Fetch(uint64_t offset, uint64_t len) const;
   /// Residency sweep (the server's cron, about once a second): finds the first page of [0, size())
-  /// not in the page cache and stores its offset (size() when the whole file is resident).
-  /// Returns that offset. Any thread; one sweeper at a time.
+  /// not in the page cache and stores its offset — or, when the whole file is resident, "all of
+  /// it, and whatever is appended before the next sweep": appends go through the page cache, so a
+  /// key just written does not cost a mincore until a sweep finds part of the file evicted.
+  /// Returns the resident prefix's length (at most size()). Any thread; one sweeper at a time.
   uint64_t SweepResidency();
   uint64_t resident_upto() const { return resident_upto_.load(std::memory_order_relaxed); }
   /// Access advice for a range of the mapping: kRandom (serving reads: a fault reads one page, not

@@ -102,7 +102,8 @@ class Keydir {
   bool EraseIfAt(uint64_t hash, const Location& expected);
 
   /// Starts loading the cache line where `hash` would be found. Only while no other thread
-  /// mutates the keydir (recovery), since it reads the table without the lock.
+  /// mutates the keydir (recovery, or the writer role, its one mutator), since it reads the table
+  /// without the lock.
   void Prefetch(uint64_t hash) const {
     const Shard& shard = ShardFor(hash);
     __builtin_prefetch(shard.slots.data() + Home(hash, shard.slots.size() - 1));

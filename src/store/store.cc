@@ -474,7 +474,7 @@ uint64_t StoreImpl::SweepResidency() {
   for (const auto& file : files_.Snapshot()) {
     const uint64_t upto = file->SweepResidency();
     resident += upto;
-    cold |= upto < file->size();
+    cold |= file->resident_upto() != UINT64_MAX;  // part of it was evicted
   }
   maybe_cold_.store(cold, std::memory_order_relaxed);
   return resident;
@@ -792,6 +792,16 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   };
   std::vector<std::vector<OpResult>> results(end - begin);
   std::vector<bool> aborted(end - begin, false);
+  if (end - begin > 1 || work[begin].batch.size() > 1) {
+    // Start loading the keydir slots of the group's keys at once: the read-modify-writes of a
+    // pipelined group then find them in cache instead of each waiting for memory in turn. (The
+    // writer role is the keydirs' only mutator, so reading them without the lock is safe here.)
+    for (size_t i = begin; i < end; ++i) {
+      for (const WriteBatch::Op& op : work[i].batch.ops()) {
+        if (!op.key.empty() && op.db < keydirs_.size()) keydirs_[GroupDb(op.db)]->Prefetch(Hash(op.key));
+      }
+    }
+  }
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;
     current_origin_ = batch.origin();
