@@ -57,5 +57,29 @@ TEST(SmallCollectionTest, HashDumpRestoresAndRefusesDuplicateFields) {
   EXPECT_EQ(rdb::LoadValue(rdb::DumpHash(dup), 1 << 20, &loaded), rdb::LoadResult::kBadFormat);
 }
 
+// Point reads scan the encoding in place: the same answers as a decode, malformed input refused.
+TEST(SmallCollectionTest, FindAndCountReadTheEncodingInPlace) {
+  const std::vector<std::string_view> hash = {"f1", "v1", std::string_view("\0x", 2), "", "f3", "longer value"};
+  const std::string enc = Encode(kConverted, hash);
+  uint64_t count = 0;
+  ASSERT_TRUE(Count(enc, &count));
+  EXPECT_EQ(count, 6u);
+  std::string_view v;
+  EXPECT_EQ(Find(enc, 2, "f3", &v), 1);
+  EXPECT_EQ(v, "longer value");
+  EXPECT_EQ(Find(enc, 2, std::string_view("\0x", 2), &v), 1);
+  EXPECT_EQ(v, "");
+  EXPECT_EQ(Find(enc, 2, "v1", &v), 0);  // a value is not a field
+  EXPECT_EQ(Find(enc, 2, "f", &v), 0);
+  EXPECT_EQ(Find(enc, 1, "v1", &v), 1);  // as a set of six members
+  EXPECT_EQ(Find(enc, 4, "f1", &v), -1);  // 6 elements are no whole entries of 4
+  for (size_t cut = 2; cut < enc.size(); ++cut) {  // every truncation before the last entry
+    const int r = Find(std::string_view(enc).substr(0, cut), 2, "f3", &v);
+    EXPECT_EQ(r, -1) << cut;
+  }
+  EXPECT_FALSE(Count("", &count));
+  EXPECT_FALSE(Count(std::string("\0\x05", 2), &count));  // 5 elements cannot fit in no bytes
+}
+
 }  // namespace
 }  // namespace keg::server::coll
