@@ -57,7 +57,8 @@ const char* const kWords[] = {
     "USER", "SKIPME", "yes", "no", "MAXAGE", "normal", "master", "replica", "pubsub", "default",
     "BCAST", "PREFIX", "OPTIN", "OPTOUT", "NOLOOP", "REDIRECT", "KEA", "AKEnm", "Ex", "g$",
     "__keyspace@0__:k", "__keyevent@0__:set", "__redis__:invalidate", "notify-keyspace-events",
-    "tracking-table-max-keys", "client-output-buffer-limit",
+    "tracking-table-max-keys", "client-output-buffer-limit", "hash-max-listpack-entries",
+    "set-max-listpack-entries", "set-max-intset-entries",
     "everything", "commandstats", "errorstats", "latencystats", "keyspace", "server",
     "slowlog-log-slower-than", "maxmemory", "timeout", "appendfsync", "save", "dbfilename",
     "proto-max-bulk-len", "latency-monitor-threshold", "hz", "loglevel", "notice", "ASYNC",
@@ -254,7 +255,13 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // proto-max-bulk-len 32mb (Redis's default is 512mb): every limit check is still reached by the
   // hostile numbers around it, and a long run's memory stays bounded (BITOP of three 512 MB values
   // under ASan would exceed -rss_limit_mb).
-  g_server = new InProcessServer({{"proto-max-bulk-len", "32mb"}});
+  // Collection thresholds of 2: a hash or set of three elements is stored per element (a head and
+  // a record per element, docs/types.md), so both storage paths are fuzzed (CONFIG SET may raise
+  // them again within an input).
+  g_server = new InProcessServer({{"proto-max-bulk-len", "32mb"},
+                                  {"hash-max-listpack-entries", "2"},
+                                  {"set-max-listpack-entries", "2"},
+                                  {"set-max-intset-entries", "2"}});
   if (!g_server->ok()) {
     std::fprintf(stderr, "cannot start the in-process server: %s\n", g_server->error().c_str());
     std::abort();
