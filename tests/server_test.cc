@@ -992,6 +992,21 @@ TEST_F(ServerTest, LargeCollectionsAnswerAsSmallOnesThroughEverything) {
   EXPECT_EQ(d.Call({"HLEN", "big2"}), ":0\r\n");
 }
 
+// Thresholds are hostile numbers too: entries x value must not wrap (2^62 x 64 x 2 is 2^70, which
+// wrapped to 0 bytes and stored every hash per element).
+TEST_F(ServerTest, HugeCollectionThresholdsDoNotOverflow) {
+  StartKeg();
+  RawClient c(keg_->port());
+  EXPECT_EQ(c.Call({"CONFIG", "SET", "hash-max-listpack-entries", "4611686018427387904"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"HSET", "h", "a", "0123456789", "b", "0123456789", "c", "0123456789"}), ":3\r\n");
+  EXPECT_EQ(InfoField(c, "large_collections"), "0");
+  EXPECT_EQ(c.Call({"OBJECT", "ENCODING", "h"}), "$8\r\nlistpack\r\n");
+  EXPECT_EQ(c.Call({"CONFIG", "SET", "hash-max-listpack-entries", "2"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"HSET", "h", "d", "4"}), ":1\r\n");
+  EXPECT_EQ(InfoField(c, "large_collections"), "1");
+  EXPECT_EQ(c.Call({"HLEN", "h"}), ":4\r\n");
+}
+
 TEST_F(ServerTest, SecondServerOnTheSameDirectoryExits) {
   StartKeg();
   ServerProcess second;

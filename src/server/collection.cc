@@ -67,8 +67,10 @@ bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, 
     value = s.set_max_value.load(std::memory_order_relaxed);
   }
   const auto max_count = static_cast<uint64_t>(std::max<int64_t>(entries, 0));
-  const uint64_t max_bytes = max_count * static_cast<uint64_t>(std::clamp<int64_t>(value, 0, 1 << 20)) *
-                             StrideOf(type) + 16;
+  // entries x value x stride, saturated: CONFIG SET accepts any positive int64 for either.
+  const uint64_t per_entry = static_cast<uint64_t>(std::clamp<int64_t>(value, 0, 1 << 20)) * StrideOf(type);
+  const uint64_t max_bytes =
+      per_entry != 0 && max_count > (UINT64_MAX - 16) / per_entry ? UINT64_MAX : max_count * per_entry + 16;
   return count > max_count || bytes > max_bytes;
 }
 
