@@ -985,6 +985,10 @@ TEST_F(ServerTest, LargeCollectionsAnswerAsSmallOnesThroughEverything) {
   EXPECT_EQ(d.Call({"EXISTS", "big"}), ":0\r\n");
   EXPECT_EQ(d.Call({"SCARD", "s2"}), ":1001\r\n");
   EXPECT_EQ(InfoField(d, "large_collections"), "5");
+  // MEMORY USAGE counts the elements' records (sampled), not the head alone.
+  const std::string usage = d.Call({"MEMORY", "USAGE", "big2"});
+  ASSERT_EQ(usage[0], ':') << usage;
+  EXPECT_GT(std::stoll(usage.substr(1)), 2001 * 48) << usage;
   // DEL drops a collection at once; UNLINK too.
   EXPECT_EQ(d.Call({"DEL", "big2", "copy"}), ":2\r\n");
   EXPECT_EQ(d.Call({"UNLINK", "s1"}), ":1\r\n");
