@@ -340,6 +340,16 @@ void CollectionEdit::ForEach(const std::function<void(std::string_view, std::str
 
 std::vector<std::string> CollectionEdit::RandomMembers(size_t n) {
   thread_local std::mt19937_64 rng(std::random_device{}());
+  if (large_ && n <= 64 && n * 4 <= size()) {
+    // A few of many: picked from the index one by one (O(n), not O(size)), distinct.
+    std::vector<std::string> picked;
+    std::string m;
+    for (int attempts = 0; picked.size() < n && attempts < 64 * static_cast<int>(n); ++attempts) {
+      if (!txn_.RandomElement(inc_, rng(), &m)) break;  // the group wrote it: walk below
+      if (std::find(picked.begin(), picked.end(), m) == picked.end()) picked.push_back(m);
+    }
+    if (picked.size() == n) return picked;
+  }
   std::vector<std::string> all;
   ForEach([&](std::string_view m, std::string_view) { all.emplace_back(m); });
   n = std::min(n, all.size());

@@ -109,7 +109,8 @@ class CollectionEdit {
   bool Remove(std::string_view member);
   /// Every entry; fn must not change the collection.
   void ForEach(const std::function<void(std::string_view member, std::string_view value)>& fn);
-  /// Up to `n` distinct members picked at random (SPOP).
+  /// Up to `n` distinct members picked at random (SPOP): a few of a large collection from its
+  /// index (O(n)), else by a walk.
   std::vector<std::string> RandomMembers(size_t n);
   /// Writes the changes: a whole collection as one record (or per element once past the
   /// thresholds), keeping the key's expiry; an emptied collection deletes the key. Large

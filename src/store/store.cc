@@ -1183,6 +1183,19 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       if (auto it = store_->group_colls_.find(inc); it != store_->group_colls_.end()) n += it->second.delta;
       return static_cast<uint64_t>(std::max<int64_t>(n, 0));
     }
+    bool RandomElement(uint64_t inc, uint64_t random, std::string* member) override {
+      if (store_->group_colls_.count(inc) != 0) return false;
+      auto it = store_->collections_.find(inc);
+      if (it == store_->collections_.end()) return false;
+      Location loc;
+      if (!it->second->index.RandomEntry(random, &loc)) return false;
+      const DataFile* file = store_->files_.GetRaw(loc.file);
+      std::string_view m, v;
+      Status error;
+      if (file == nullptr || !store_->ReadElementAt(*file, loc.offset, &m, &v, &error)) return false;
+      member->assign(m);
+      return true;
+    }
     void ForEachElement(uint64_t inc,
                         const std::function<void(std::string_view, std::string_view)>& fn) override {
       // The applied elements the group did not write, then the group's live ones.
