@@ -279,6 +279,17 @@ TEST_F(CollectionTest, ExpiredHeadsTakeTheirElementsWithThem) {
   EXPECT_EQ(head.expire_at_ms, 0);
   EXPECT_EQ(IncOf("later"), later);
   EXPECT_EQ(All(later), Expected(300));
+  // Lazy expiry (the cycle off): a read finds the head expired, and the writer's next turn drops
+  // the collection too, write or not (here a SAVE's sync).
+  store_->SetActiveExpire(false);
+  const uint64_t lazy = MakeHash("lazy", 40, NowMs() + 100);
+  std::this_thread::sleep_for(std::chrono::milliseconds(150));
+  const uint64_t before = store_->GetStats().collections;
+  EXPECT_EQ(IncOf("lazy"), 0u);  // expired: the read queues it for the writer
+  ASSERT_TRUE(store_->Sync().ok());
+  EXPECT_EQ(store_->GetStats().collections, before - 1);
+  EXPECT_EQ(store_->ElementCount(lazy), 0u);
+  store_->SetActiveExpire(true);
   // A head that expired while the store was closed is not revived at the next start.
   const uint64_t brief = MakeHash("brief", 50, NowMs() + 200);
   ASSERT_TRUE(store_->Close().ok());

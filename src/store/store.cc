@@ -745,6 +745,7 @@ void StoreImpl::DrainLazyExpired() {
   ForgetWrittenKeys();  // no group is being built: what it holds is the last group's, now applied
   flushed_.reset();
   for (const auto& [pdb, key] : keys) DropExpired(pdb, key, Hash(key));
+  if (!maybe_dead_.empty()) DropDeadCollections();  // expired heads' collections go now too
 }
 
 void StoreImpl::KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) {
