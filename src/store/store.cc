@@ -1710,6 +1710,11 @@ void StoreImpl::ApplyGroup() {
     touched.emplace_back(inc, &coll);
     maybe_dead_.push_back(inc);  // a collection the group created and deleted again goes at the end
   }
+  // In one global order (by address), so no two groups take two collections' locks in opposite
+  // orders (readers take one at a time, but lock-order checkers cannot know that).
+  std::sort(touched.begin(), touched.end(),
+            [](const auto& a, const auto& b) { return std::less<Collection*>()(a.second, b.second); });
+  walk_locks.reserve(touched.size());
   for (auto& [inc, coll] : touched) walk_locks.emplace_back(coll->walk_mu);
   for (const PendingRecord& r : pending_) {
     if (pause_us > 0 && several) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
