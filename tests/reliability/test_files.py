@@ -87,8 +87,14 @@ class Files(unittest.TestCase):
             offsets.update(range(start, min(end, start + 64)))  # the header and key, byte by byte
             offsets.update(range(start, end, step))
             offsets.update(range(max(start, end - 16), end))
+        offsets = sorted(offsets)
+        if os.environ.get("KEG_SANITIZE"):
+            # A sanitizer build starts ten times slower: every third cut, and each record's first
+            # and last byte (the release build tries them all).
+            edges = {start for _, start, _ in ends} | {end - 1 for _, _, end in ends}
+            offsets = sorted(set(offsets[::3]) | edges)
         tried = 0
-        for off in sorted(offsets):
+        for off in offsets:
             d = self.copy("torn")
             os.truncate(os.path.join(d, newest), off)
             k = self.server(d)
