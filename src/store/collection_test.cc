@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <map>
 #include <set>
 #include <string>
@@ -431,6 +432,58 @@ TEST_F(CollectionTest, WalksSeeAGroupsWritesToTheCollectionAllOrNone) {
   }
   stop = true;
   writer.join();
+}
+
+// A damaged element record is never served: a point read, a walk and a Txn read say Corruption
+// naming the file, a scan skips it; the other elements still read.
+TEST_F(CollectionTest, ADamagedElementIsCorruptionNotAValue) {
+  options_.max_file_size = 1 << 20;
+  Open();
+  const uint64_t inc = MakeHash("h", 300);
+  ASSERT_TRUE(store_->Sync().ok());
+  // The group wrote f0 first, right after the file's header record: flip a byte of its value.
+  fs::path data;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (e.path().extension() == ".data") data = e.path();
+  }
+  const uint64_t at = format::kFileHeaderSize + format::kRecordHeaderSize + format::kIncarnationSize + 2 + 1;
+  {
+    std::fstream f(data, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(static_cast<std::streamoff>(at));
+    char c = 0;
+    f.read(&c, 1);
+    ASSERT_EQ(c, '0');  // "v0"'s second byte
+    c = 'X';
+    f.seekp(static_cast<std::streamoff>(at));
+    f.write(&c, 1);
+  }
+  ValueView v;
+  const Status s = store_->GetElement(inc, "f0", &v);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.ToString().find(data.filename().string()), std::string::npos) << s.ToString();
+  ASSERT_TRUE(store_->GetElement(inc, "f1", &v).ok());
+  EXPECT_EQ(v.value, "v1");
+  std::vector<ElementView> out;
+  std::vector<std::shared_ptr<const void>> pins;
+  EXPECT_TRUE(store_->ReadElements(inc, &out, &pins).IsCorruption());
+  size_t scanned = 0;
+  uint64_t cursor = 0;
+  do {
+    cursor = store_->ScanElements(inc, cursor, 50, [&](std::string_view m, std::string_view) {
+      EXPECT_NE(m, "f0");
+      ++scanned;
+    });
+  } while (cursor != 0);
+  EXPECT_EQ(scanned, 299u);
+  Run([&](Txn& txn) {
+    ValueView got;
+    EXPECT_TRUE(txn.GetElement(inc, "f0", &got).IsCorruption());
+    // A write replaces the damaged element.
+    EXPECT_FALSE(txn.PutElement(0, "h", format::kTypeHash, inc, "f0", "fresh"));
+  });
+  ASSERT_TRUE(store_->GetElement(inc, "f0", &v).ok());
+  EXPECT_EQ(v.value, "fresh");
+  EXPECT_EQ(store_->ElementCount(inc), 300u);
 }
 
 }  // namespace
