@@ -11,6 +11,7 @@ set -euo pipefail
 run_packages=(
   build-essential cmake ninja-build pkg-config
   libasio-dev libspdlog-dev libxxhash-dev liblzf-dev libssl-dev liburing-dev
+  libjemalloc-dev  # keg-server's allocator, as Redis's
   liblua5.1-0-dev lua-cjson-dev lua-bitop-dev  # scripts: Lua 5.1 with cjson and bit, as Redis
   redis-tools  # redis-cli, which README.md's next line tells a new user to run
 )

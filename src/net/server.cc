@@ -285,7 +285,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // Makes room in the buffer for the next read and returns how much to read.
   size_t PrepareRoom() {
     if (begin_ == end_) {
-      begin_ = end_ = 0;
+      begin_ = end_ = peeked_until_ = 0;
       if (cap_ == 0 || cap_ > 4 * kInitialReadBuffer) {  // released when idle, or grown for a large argument
         buf_.reset(new char[kInitialReadBuffer]);  // not zeroed: only the pages used become resident
         cap_ = kInitialReadBuffer;
@@ -296,7 +296,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       if (begin_ > 0) {
         std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
         end_ -= begin_;
-        begin_ = 0;
+        begin_ = peeked_until_ = 0;
       }
       // Room for the argument being read: all of it up to 16 MiB (one read), past that never more
       // than twice what the client has sent. A declared length is the client's claim, not its
@@ -327,7 +327,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   void ReleaseBuffer() {
     buf_.reset();
     cap_ = 0;
-    begin_ = end_ = 0;
+    begin_ = end_ = peeked_until_ = 0;
     qbuf_.store(0, std::memory_order_relaxed);
     qfree_.store(0, std::memory_order_relaxed);
   }
@@ -405,6 +405,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
           break;
         }
       } else {
+        if (begin_ >= peeked_until_) Peek();
         const resp::ParseResult r =
             parser_.Parse(std::span<char>(buf_.get() + begin_, end_ - begin_));
         qbuf_.store(end_ - begin_, std::memory_order_relaxed);
@@ -450,6 +451,16 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       return;
     }
     DoRead();
+  }
+
+  // Hands the session the keys of the next pipelined commands in the buffer (two or more), so
+  // it can start loading what they read while the first ones run; marks them peeked.
+  void Peek() {
+    std::string_view keys[kPeekAhead];
+    size_t scanned = 0;
+    const size_t n = resp::PeekSecondArguments(std::span<const char>(buf_.get() + begin_, end_ - begin_), keys, &scanned);
+    peeked_until_ = begin_ + std::max<size_t>(scanned, 1);
+    if (n >= 2) session_->Prefetch(std::span<const std::string_view>(keys, n));
   }
 
   // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.
@@ -539,6 +550,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   std::unique_ptr<char[]> buf_;
   size_t cap_ = 0;
   size_t begin_ = 0;  // first unconsumed byte
+  size_t peeked_until_ = 0;  // the commands before this offset were handed to Session::Prefetch
+  static constexpr size_t kPeekAhead = 16;
   size_t end_ = 0;    // end of the bytes read
   bool readable_ = true;     // the socket may hold unread data (see DoRead)
   bool watching_ = false;    // a receive (StartReceive) or a readiness wait is pending

@@ -93,6 +93,10 @@ class Session {
   /// Every complete command of this read was executed: submit what was batched. kDone or
   /// kWaitThenNext.
   virtual Outcome EndOfInput() = 0;
+  /// The second arguments (first keys, mostly) of the next pipelined commands, which Execute will
+  /// get soon: the session may start loading what they will read. A hint; it changes no result.
+  /// The views are valid during the call only.
+  virtual void Prefetch(std::span<const std::string_view> keys) { (void)keys; }
   /// True while the session waits for the store (idle timeouts do not apply).
   virtual bool busy() const = 0;
   /// Seconds of idle time after which the connection is closed (0: never). Read each second.

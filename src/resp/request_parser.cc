@@ -209,6 +209,32 @@ bool RequestParser::ParseWholeMultibulk(char* cmd, size_t avail, size_t* used) {
   return true;
 }
 
+size_t PeekSecondArguments(std::span<const char> input, std::span<std::string_view> keys, size_t* scanned) {
+  const char* p = input.data();
+  const char* const end = p + input.size();
+  size_t n = 0;
+  while (n < keys.size() && end - p > 1 && *p == '*') {
+    const char* q = p + 1;
+    int64_t count = 0;
+    if (!FastLength(q, end, &count) || count == 0) break;
+    std::string_view second;
+    int64_t i = 0;
+    for (; i < count; ++i) {
+      int64_t len = 0;
+      if (q == end || *q != '$') break;
+      ++q;
+      if (!FastLength(q, end, &len) || static_cast<size_t>(end - q) < static_cast<size_t>(len) + 2) break;
+      if (i == 1) second = std::string_view(q, static_cast<size_t>(len));
+      q += len + 2;
+    }
+    if (i < count) break;  // partial or not in the fast form
+    keys[n++] = second;
+    p = q;
+  }
+  *scanned = static_cast<size_t>(p - input.data());
+  return n;
+}
+
 size_t RequestParser::FindLineEnd(const char* cmd, size_t avail, size_t from, char target) {
   if (scan_pos_ < from) {
     scan_pos_ = from;

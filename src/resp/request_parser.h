@@ -160,4 +160,13 @@ class RequestParser {
   std::vector<ArgRef> refs_;    // arguments of the multibulk command read so far
 };
 
+/// Looks ahead in a connection's unparsed input without consuming it: for each of the first whole
+/// canonical multibulk commands at the front of `input` (at most keys.size() of them), stores its
+/// second argument (its first key, for most commands) in keys[i], or an empty view when it has
+/// one argument. Stops at the first command that is partial, inline or not in the parser's fast
+/// form. Returns how many it stored (*scanned: the bytes those commands take); the views point
+/// into `input`. Parses nothing for real: a connection uses it to start loading what its next
+/// pipelined commands will read.
+size_t PeekSecondArguments(std::span<const char> input, std::span<std::string_view> keys, size_t* scanned);
+
 }  // namespace keg::resp

@@ -72,6 +72,33 @@ TEST(RequestParserTest, MultibulkCommand) {
   EXPECT_EQ(Parse("*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"), Commands({{"GET", "key"}}));
 }
 
+// The look-ahead a connection does before running a pipeline: second arguments of whole commands
+// only, stopping at a partial or inline one, never reading past the input.
+TEST(RequestParserTest, PeekSecondArgumentsOfWholeCommands) {
+  const std::string in =
+      "*3\r\n$4\r\nHGET\r\n$2\r\nh1\r\n$1\r\nf\r\n"
+      "*1\r\n$4\r\nPING\r\n"
+      "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"
+      "*2\r\n$3\r\nGET\r\n$5\r\nparti";
+  std::string_view keys[8];
+  size_t scanned = 0;
+  ASSERT_EQ(keg::resp::PeekSecondArguments(in, keys, &scanned), 3u);
+  EXPECT_EQ(keys[0], "h1");
+  EXPECT_EQ(keys[1], "");
+  EXPECT_EQ(keys[2], "key");
+  EXPECT_EQ(scanned, in.find("*2\r\n$3\r\nGET\r\n$5"));
+  // At most keys.size() commands.
+  ASSERT_EQ(keg::resp::PeekSecondArguments(in, std::span<std::string_view>(keys, 1), &scanned), 1u);
+  EXPECT_EQ(scanned, in.find("*1\r\n"));
+  // Inline commands and bad lengths stop it: the real parser decides about those.
+  for (const std::string bad : {"GET key\r\n", "*2\r\n$3\r\nGET\r\n$-1\r\n", "*2\r\n$3\r\nGET\r\n$99999999999\r\nk\r\n",
+                                "*1\r\n$3\r\nGET\r\n*2\r\n$03\r\nGET\r\n$1\r\nk\r\n"}) {
+    const size_t n = keg::resp::PeekSecondArguments(bad, keys, &scanned);
+    EXPECT_LE(n, 1u) << bad;
+    EXPECT_LE(scanned, bad.size());
+  }
+}
+
 TEST(RequestParserTest, PipelinedCommandsComeOutInOrder) {
   EXPECT_EQ(Parse("*1\r\n$4\r\nPING\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$1\r\nx\r\n"),
             Commands({{"PING"}, {"PING"}, {"ECHO", "x"}}));

@@ -24,6 +24,12 @@
 #include "server/version.h"
 #include "store/format.h"
 
+// jemalloc's control calls, present when keg-server is linked with it (its Release builds; not the
+// sanitizer builds nor the test binaries, which use glibc's malloc): weak, so null otherwise.
+extern "C" int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) __attribute__((weak));
+extern "C" void malloc_stats_print(void (*write_cb)(void*, const char*), void* cbopaque, const char* opts)
+    __attribute__((weak));
+
 namespace keg::server {
 
 std::string SubcommandSyntaxError(Ctx& c) {
@@ -41,6 +47,16 @@ void Help(Ctx& c, std::initializer_list<std::string_view> lines) {
 
 namespace {
 
+// INFO's mem_allocator, as Redis names it: "jemalloc-5.3.0" (keg-server's Release builds) or "libc".
+std::string AllocatorName() {
+  const char* version = nullptr;
+  size_t size = sizeof(version);
+  if (mallctl != nullptr && mallctl("version", &version, &size, nullptr, 0) == 0 && version != nullptr) {
+    const std::string_view v(version);
+    return "jemalloc-" + std::string(v.substr(0, v.find('-')));  // "5.3.0-0-g54eaed1d..." -> 5.3.0
+  }
+  return "libc";
+}
 
 std::string Section(std::string_view title) { return "# " + std::string(title) + "\r\n"; }
 
@@ -223,7 +239,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
                           "mem_clients_slaves", "mem_clients_normal", "mem_cluster_links", "mem_aof_buffer"}) {
       Field(&s, f, 0);
     }
-    Field(&s, "mem_allocator", std::string("libc"));  // glibc malloc
+    Field(&s, "mem_allocator", AllocatorName());
     Field(&s, "active_defrag_running", 0);
     Field(&s, "lazyfree_pending_objects", 0);
     Field(&s, "lazyfreed_objects", 0);
@@ -811,9 +827,18 @@ void Memory(Ctx& c) {
         "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs "
         "on this base.");
   }
-  if (sub == "malloc-stats" && c.argc() == 2) return out.Verbatim("Stats not supported for the current allocator");
+  if (sub == "malloc-stats" && c.argc() == 2) {
+    if (malloc_stats_print == nullptr) return out.Verbatim("Stats not supported for the current allocator");
+    std::string text;
+    malloc_stats_print([](void* to, const char* part) { static_cast<std::string*>(to)->append(part); }, &text, nullptr);
+    return out.Verbatim(text);
+  }
   if (sub == "purge" && c.argc() == 2) {
-    malloc_trim(0);
+    if (mallctl != nullptr) {  // as Redis's jemalloc_purge: every arena's dirty pages back to the OS
+      mallctl("arena.4096.purge", nullptr, nullptr, nullptr, 0);  // 4096: MALLCTL_ARENAS_ALL
+    } else {
+      malloc_trim(0);
+    }
     return out.Ok();
   }
   c.Error(SubcommandSyntaxError(c));

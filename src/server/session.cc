@@ -1174,6 +1174,10 @@ void ClientSession::FlushPendingPushes() {
   pending_pushes_.clear();
 }
 
+void ClientSession::Prefetch(std::span<const std::string_view> keys) {
+  server_.store->Prefetch(db(), keys);
+}
+
 net::Outcome ClientSession::EndOfInput() {
   // Once per read, at the kernel tick's resolution (CLIENT LIST shows whole seconds).
   timespec ts{};

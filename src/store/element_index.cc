@@ -6,6 +6,8 @@
 #include <new>
 #include <shared_mutex>
 
+#include "store/table_memory.h"
+
 namespace keg::store {
 namespace {
 
@@ -15,12 +17,10 @@ constexpr size_t kInitialCapacity = 16;
 
 ElementIndex::ElementIndex() = default;
 
-ElementIndex::~ElementIndex() { std::free(slots_); }
+ElementIndex::~ElementIndex() { FreeTable(slots_, capacity_ * sizeof(Slot)); }
 
 void ElementIndex::Allocate(size_t capacity) {
-  auto* slots = static_cast<Slot*>(std::calloc(capacity, sizeof(Slot)));  // tag 0: empty
-  if (slots == nullptr) throw std::bad_alloc();
-  slots_ = slots;
+  slots_ = static_cast<Slot*>(AllocateTable(capacity * sizeof(Slot)));  // tag 0: empty
   capacity_ = capacity;
 }
 
@@ -39,10 +39,11 @@ size_t ElementIndex::FindCandidates(uint64_t hash, Location* out, size_t max) co
   std::shared_lock lock(mu_);
   if (capacity_ == 0) return 0;
   size_t n = 0;
-  for (size_t i = Home(tag);; i = Next(i)) {
+  for (size_t i = Home(tag); n < max; i = Next(i)) {
     const Slot& s = slots_[i];
     if (s.tag == 0) break;
-    if (s.tag == tag && n < max) out[n++] = LocationOf(s);
+    if (s.tag != tag) continue;
+    out[n++] = LocationOf(s);
   }
   return n;
 }
@@ -57,7 +58,7 @@ void ElementIndex::Grow() {
     while (slots_[i].tag != 0) i = Next(i);
     slots_[i] = old[j];
   }
-  std::free(old);
+  FreeTable(old, old_capacity * sizeof(Slot));
   memory_.store(capacity_ * sizeof(Slot), std::memory_order_relaxed);
 }
 

@@ -34,7 +34,8 @@ class ElementIndex {
   ElementIndex(const ElementIndex&) = delete;
   ElementIndex& operator=(const ElementIndex&) = delete;
 
-  /// Collects up to `max` locations stored under `hash` (almost always 0 or 1).
+  /// Collects up to `max` locations stored under `hash` (almost always 0 or 1), in probe order,
+  /// stopping once it has `max` (as Keydir::FindCandidates).
   size_t FindCandidates(uint64_t hash, Location* out, size_t max) const;
   /// Points the element (hash + matcher) at `loc`: true and *old when it was present.
   bool Upsert(uint64_t hash, const Keydir::KeyMatcher& is_key, Location loc, Location* old);

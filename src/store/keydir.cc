@@ -1,12 +1,13 @@
 #include "store/keydir.h"
 
-#include <sys/mman.h>
 #include <xxhash.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <mutex>
 #include <new>
+
+#include "store/table_memory.h"
 
 namespace keg::store {
 namespace {
@@ -26,8 +27,6 @@ size_t CapacityFor(size_t keys) {
   return cap;
 }
 
-constexpr size_t kHugePage = 2u << 20;
-
 uint64_t ReverseBits(uint64_t v) {
   v = ((v >> 1) & 0x5555555555555555ull) | ((v & 0x5555555555555555ull) << 1);
   v = ((v >> 2) & 0x3333333333333333ull) | ((v & 0x3333333333333333ull) << 2);
@@ -37,23 +36,14 @@ uint64_t ReverseBits(uint64_t v) {
 
 }  // namespace
 
-Keydir::SlotArray::SlotArray(size_t n) : size_(n) {
-  const size_t bytes = n * sizeof(Slot);
-  if (bytes >= kHugePage) {
-    data_ = static_cast<Slot*>(std::aligned_alloc(kHugePage, bytes));
-    if (data_ != nullptr) madvise(data_, bytes, MADV_HUGEPAGE);  // a hint; failure is harmless
-  } else {
-    data_ = static_cast<Slot*>(std::malloc(bytes));
-  }
-  if (data_ == nullptr) throw std::bad_alloc();
-  std::memset(static_cast<void*>(data_), 0, bytes);  // hash 0 marks an empty slot
-}
+Keydir::SlotArray::SlotArray(size_t n)
+    : data_(static_cast<Slot*>(AllocateTable(n * sizeof(Slot)))), size_(n) {}  // zero: empty slots
 
-Keydir::SlotArray::~SlotArray() { std::free(data_); }
+Keydir::SlotArray::~SlotArray() { FreeTable(data_, size_ * sizeof(Slot)); }
 
 Keydir::SlotArray& Keydir::SlotArray::operator=(SlotArray&& o) noexcept {
   if (this != &o) {
-    std::free(data_);
+    FreeTable(data_, size_ * sizeof(Slot));
     data_ = o.data_;
     size_ = o.size_;
     o.data_ = nullptr;
@@ -82,10 +72,11 @@ size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
   std::shared_lock lock(shard.mu);
   const size_t mask = shard.slots.size() - 1;
   size_t n = 0;
-  for (size_t i = Home(hash, mask);; i = (i + 1) & mask) {
+  for (size_t i = Home(hash, mask); n < max; i = (i + 1) & mask) {
     const Slot& s = shard.slots[i];
     if (s.hash == 0) break;
-    if (n < max && Matches(s, hash)) out[n++] = LocationOf(s);
+    if (!Matches(s, hash)) continue;
+    out[n++] = LocationOf(s);
   }
   return n;
 }

@@ -84,7 +84,9 @@ class Keydir {
     bool (*call_)(const void*, const Location&);
   };
 
-  /// Collects up to `max` locations stored under `hash` (almost always 0 or 1). Any thread.
+  /// Collects up to `max` locations stored under `hash` (almost always 0 or 1), in probe order;
+  /// the walk stops once it has `max`, so a lookup that asks for one first and finds its key
+  /// there does not walk the rest of the probe run. Any thread.
   size_t FindCandidates(uint64_t hash, Location* out, size_t max) const;
 
   /// Writer thread: points `key` (hash + matcher) at `loc`. Returns true and sets *old when the key
@@ -106,6 +108,13 @@ class Keydir {
   /// without the lock.
   void Prefetch(uint64_t hash) const {
     const Shard& shard = ShardFor(hash);
+    __builtin_prefetch(shard.slots.data() + Home(hash, shard.slots.size() - 1));
+  }
+
+  /// The same from any thread: takes the shard's read lock to find the table.
+  void PrefetchLocked(uint64_t hash) const {
+    const Shard& shard = ShardFor(hash);
+    std::shared_lock lock(shard.mu);
     __builtin_prefetch(shard.slots.data() + Home(hash, shard.slots.size() - 1));
   }
 

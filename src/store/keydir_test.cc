@@ -112,6 +112,27 @@ TEST(KeydirTest, CompareAndSetOnlyMovesTheExpectedRecord) {
   EXPECT_EQ(keydir.Size(), 0u);
 }
 
+// Two keys under one hash (a collision): Lookup asks for the first candidate alone, then for all
+// of them when it is not its key, so `max` must stop at the first one in the same order.
+TEST(KeydirTest, CandidatesComeInProbeOrderUpToMax) {
+  Keydir keydir(1);
+  Model model{{"a", "b", "c"}};
+  const uint64_t h = keydir.Hash("a");
+  Location old;
+  keydir.Upsert(h, model.MatcherFor("a"), Location{1, 0, false}, &old);
+  keydir.Upsert(h, model.MatcherFor("b"), Location{1, 1, false}, &old);  // the same hash, another key
+  keydir.Upsert(keydir.Hash("c"), model.MatcherFor("c"), Location{1, 2, false}, &old);
+  Location all[4];
+  ASSERT_EQ(keydir.FindCandidates(h, all, 4), 2u);
+  EXPECT_EQ(all[0].offset, 0u);
+  EXPECT_EQ(all[1].offset, 1u);
+  Location first[4] = {};
+  ASSERT_EQ(keydir.FindCandidates(h, first, 1), 1u);
+  EXPECT_EQ(first[0].offset, 0u);
+  EXPECT_EQ(first[1].offset, 0u);  // untouched past max
+  EXPECT_EQ(first[1].file, 0u);
+}
+
 TEST(KeydirTest, SeedChangesHashes) {
   EXPECT_NE(Keydir(1).Hash("same key"), Keydir(2).Hash("same key"));
   EXPECT_EQ(Keydir(3).Hash("same key"), Keydir(3).Hash("same key"));

@@ -126,6 +126,16 @@ std::shared_ptr<DataFile> FileTable::Get(uint32_t index) const {
   return it == files_.end() ? nullptr : it->second;
 }
 
+void FileTable::Prefetch(uint32_t index, uint64_t offset) const {
+  std::shared_lock lock(mu_);
+  auto it = files_.find(index);
+  if (it == files_.end() || offset >= it->second->size()) return;
+  // A record's header and key: the first cache line, and the next when they straddle it.
+  const char* at = it->second->data() + offset;
+  __builtin_prefetch(at);
+  if (offset + 64 < it->second->size()) __builtin_prefetch(at + 64);
+}
+
 DataFile* FileTable::GetRaw(uint32_t index) const {
   std::shared_lock lock(mu_);
   auto it = files_.find(index);
@@ -138,8 +148,12 @@ void FileTable::Add(std::shared_ptr<DataFile> file) {
 }
 
 void FileTable::Remove(uint32_t index) {
+  std::shared_ptr<DataFile> gone;  // unmapped, if last, after the lock is let go
   std::unique_lock lock(mu_);
-  files_.erase(index);
+  auto it = files_.find(index);
+  if (it == files_.end()) return;
+  gone = std::move(it->second);
+  files_.erase(it);
 }
 
 std::vector<std::shared_ptr<DataFile>> FileTable::Snapshot() const {
@@ -266,10 +280,21 @@ Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, b
   // A file can be retired between reading its location and pinning it (compaction moved the key);
   // the keydir then already names the new place, so look again.
   for (int attempt = 0; attempt < 8; ++attempt) {
+    // The first candidate alone first: almost always the key (a full 64-bit hash matched), so the
+    // probe run past it is not walked. When it is not the key, the whole run is walked afresh (the
+    // keydir may have changed in between) and each candidate checked, the first one again.
     Location candidates[kMaxCandidates];
-    const size_t n = kd.FindCandidates(hash, candidates, kMaxCandidates);
+    size_t n = kd.FindCandidates(hash, candidates, 1);
+    bool whole = n == 0;
     bool retired = false;
-    for (size_t i = 0; i < n; ++i) {
+    for (size_t i = 0;; ++i) {
+      if (i == n) {
+        if (whole) break;
+        n = kd.FindCandidates(hash, candidates, kMaxCandidates);
+        whole = true;
+        i = 0;
+        if (n == 0) break;
+      }
       std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
       if (!file) {
         retired = true;
@@ -342,6 +367,27 @@ Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out) con
   *out = ViewOf(file->data() + offset, h);
   out->pin = std::move(file);
   return Status::OK();
+}
+
+void StoreImpl::Prefetch(uint32_t db, std::span<const std::string_view> keys) const {
+  const Keydir* kd = ReaderKeydir(db);
+  if (kd == nullptr) return;
+  constexpr size_t kMax = 32;
+  uint64_t hashes[kMax];
+  const size_t n = std::min(keys.size(), kMax);
+  for (size_t i = 0; i < n; ++i) {
+    hashes[i] = Hash(keys[i]);
+    kd->PrefetchLocked(hashes[i]);
+  }
+  PrefetchRecords(*kd, std::span<const uint64_t>(hashes, n));
+}
+
+void StoreImpl::PrefetchRecords(const Keydir& kd, std::span<const uint64_t> hashes) const {
+  // By now the first slots have arrived (the loads overlapped): follow each to its record.
+  for (const uint64_t hash : hashes) {
+    Location loc;
+    if (kd.FindCandidates(hash, &loc, 1) == 1) files_.Prefetch(loc.file, loc.offset);
+  }
 }
 
 bool StoreImpl::Exists(uint32_t db, std::string_view key) const {
@@ -797,11 +843,24 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     // Start loading the keydir slots of the group's keys at once: the read-modify-writes of a
     // pipelined group then find them in cache instead of each waiting for memory in turn. (The
     // writer role is the keydirs' only mutator, so reading them without the lock is safe here.)
-    for (size_t i = begin; i < end; ++i) {
+    // Then the records those slots name (a read-modify-write reads its key's record first).
+    constexpr size_t kMax = 64;
+    uint64_t hashes[kMax];
+    const Keydir* kds[kMax];
+    size_t n = 0;
+    for (size_t i = begin; i < end && n < kMax; ++i) {
       for (const WriteBatch::Op& op : work[i].batch.ops()) {
-        if (!op.key.empty() && op.db < keydirs_.size()) keydirs_[GroupDb(op.db)]->Prefetch(Hash(op.key));
+        if (op.key.empty() || op.db >= keydirs_.size()) continue;
+        const uint64_t hash = Hash(op.key);
+        const Keydir* kd = keydirs_[GroupDb(op.db)].get();
+        kd->Prefetch(hash);
+        if (n < kMax) {
+          hashes[n] = hash;
+          kds[n++] = kd;
+        }
       }
     }
+    for (size_t i = 0; i < n; ++i) PrefetchRecords(*kds[i], std::span<const uint64_t>(&hashes[i], 1));
   }
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;

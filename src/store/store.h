@@ -456,6 +456,10 @@ class Store {
   virtual Status Get(uint32_t db, std::string_view key, ValueView* out) const = 0;
   /// True when `key` is present and not expired.
   virtual bool Exists(uint32_t db, std::string_view key) const = 0;
+  /// Starts loading the memory that reads of `keys` (of `db`) will touch — their keydir slots, then
+  /// the records those name — without waiting for it, so a pipeline of reads overlaps its cache
+  /// misses instead of taking them one after another. A hint: it changes nothing. Any thread.
+  virtual void Prefetch(uint32_t db, std::span<const std::string_view> keys) const = 0;
   /// Runs `reads` (Get / Exists calls) so that together they see the store between two groups:
   /// all of a group's writes or none of them, as one command reading several keys must (MGET).
   /// Each Get or Exists on its own already sees whole groups. `reads` may run more than once (a

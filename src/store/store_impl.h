@@ -25,6 +25,7 @@
 #include "store/group_state.h"
 #include "store/hint_file.h"
 #include "store/keydir.h"
+#include "store/rw_spin_lock.h"
 #include "store/store.h"
 
 namespace keg::store {
@@ -43,9 +44,12 @@ class FileTable {
   void Remove(uint32_t index);
   /// All files, ordered by id.
   std::vector<std::shared_ptr<DataFile>> Snapshot() const;
+  /// Starts loading the bytes at `offset` of file `index` into the cache (nothing if it is gone).
+  void Prefetch(uint32_t index, uint64_t offset) const;
 
  private:
-  mutable std::shared_mutex mu_;
+  // A spin lock: readers hold it for a hash lookup (every Get), writers for an insert or erase.
+  mutable RwSpinLock mu_;
   std::unordered_map<uint32_t, std::shared_ptr<DataFile>> files_;
 };
 
@@ -56,6 +60,7 @@ class StoreImpl final : public Store {
 
   Status Get(uint32_t db, std::string_view key, ValueView* out) const override;
   bool Exists(uint32_t db, std::string_view key) const override;
+  void Prefetch(uint32_t db, std::span<const std::string_view> keys) const override;
   uint64_t Scan(uint32_t db, uint64_t cursor, size_t count,
                 const std::function<void(std::string_view, int64_t)>& fn,
                 bool include_expired) const override;
@@ -117,6 +122,8 @@ class StoreImpl final : public Store {
   template <class Read>
   void Stable(Read&& read) const;
   Status GetOnce(uint32_t db, std::string_view key, ValueView* out) const;
+  // Starts loading the records the keydir names under `hashes` (whose slots were prefetched).
+  void PrefetchRecords(const Keydir& kd, std::span<const uint64_t> hashes) const;
   // One item of the writer queue: a batch with its callback, or an internal task.
   struct Request {
     WriteBatch batch;
