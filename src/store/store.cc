@@ -1751,7 +1751,10 @@ void StoreImpl::ApplyGroup() {
   active_->set_size(write_offset_);  // the records become readable before the keydir names them
   // Readers see all of a group or none of it: while its several records change the keydir the
   // sequence is odd, and a lookup that overlapped the change is retried (Stable). Seqlock order:
-  // odd, then the changes (release fence), then even (release store).
+  // odd, then the changes (release fence), then even (release store). A group of one record
+  // changes the keydir in one step, so it only moves the sequence on once it is in: reads that
+  // must see the store at one moment (ReadTogether: MGET a b) run again when a group landed
+  // between them — two one-record groups, a then b, would otherwise give the old a with the new b.
   const bool several = pending_.size() > 1 || group_swapped_;
   const uint64_t seq = apply_seq_.load(std::memory_order_relaxed);
   if (several) {
@@ -1860,7 +1863,7 @@ void StoreImpl::ApplyGroup() {
   walk_locks.clear();
   // After every record: RENAME's new head counts before its old one is let go.
   if (!maybe_dead_.empty()) DropDeadCollections();
-  if (several) apply_seq_.store(seq + 2, std::memory_order_release);
+  apply_seq_.store(seq + 2, std::memory_order_release);
   if (report_writes_.load(std::memory_order_relaxed) && !pending_.empty()) {
     written_.clear();
     for (const PendingRecord& r : pending_) {

@@ -154,6 +154,34 @@ TEST_F(StoreTest, ReadersSeeWholeGroups) {
   EXPECT_EQ(torn.load(), 0);
 }
 
+// Two groups of one record each that land between the reads of one ReadTogether (SET a, then once
+// it is acknowledged SET b, while an MGET a b reads a then b): the reads must run again rather
+// than return the old a with the new b, a state the store never had.
+TEST_F(StoreTest, ReadTogetherSeesNoStateBetweenSingleRecordGroups) {
+  Open();
+  Put("a", "0");
+  Put("b", "0");
+  int runs = 0;
+  std::string a;
+  std::string b;
+  store_->ReadTogether([&] {
+    ++runs;
+    ValueView v;
+    a = store_->Get(0, "a", &v).ok() ? std::string(v.value) : "";
+    if (runs == 1) {
+      // Another client's two writes, each its own group, land between the two reads.
+      std::thread writer([&] {
+        Put("a", "1");
+        Put("b", "1");
+      });
+      writer.join();
+    }
+    b = store_->Get(0, "b", &v).ok() ? std::string(v.value) : "";
+  });
+  EXPECT_EQ(a + b, "11") << "after " << runs << " run(s)";
+  EXPECT_EQ(runs, 2);
+}
+
 // A kRun op (a script) reads its own writes and the group's earlier ones through the Txn, runs
 // ops whose storage is gone when it returns, and its records are durable and visible like any
 // other: right values after the group, after a restart, and no key counted twice.
