@@ -156,6 +156,37 @@ const std::vector<std::vector<Cmd>>& DifferentialCases() {
        {"SPOP", "s", "1", "2"}, {"SRANDMEMBER", "nosuch"}, {"SRANDMEMBER", "nosuch", "2"},
        {"SRANDMEMBER", "s", "0"}, {"SRANDMEMBER", "s", "x"}, {"SSCAN", "t", "0"}, {"SSCAN", "t", "0", "MATCH", "3"},
        {"DUMP", "nosuch"}, {"GET", "s"}, {"HGET", "s", "a"}},
+      // Writes that change nothing (answered from a read when nothing of the connection's is
+      // pending; pipelined, after the writes before them): SADD of members present, SREM and HDEL
+      // of absent ones, of a whole and of a large (per-element) collection, a WATCH they do not
+      // touch, WRONGTYPE, and the same commands right after a write that makes them change things.
+      [] {
+        std::vector<Cmd> c = {{"SADD", "s", "a", "b"}, {"SADD", "s", "a"}, {"SADD", "s", "b", "a"}, {"SREM", "s", "zz"},
+                              {"SREM", "nokey", "a"}, {"HSET", "h", "f", "1"}, {"HDEL", "h", "g"}, {"HDEL", "nokey", "f"},
+                              {"WATCH", "s", "h"}, {"SADD", "s", "a"}, {"SREM", "s", "q"}, {"HDEL", "h", "q"},
+                              {"MULTI"}, {"SCARD", "s"}, {"EXEC"}, {"DEL", "s"}, {"SADD", "s", "a"}, {"SREM", "s", "a"},
+                              {"SADD", "s", "a", "a"}, {"HDEL", "h", "f"}, {"HDEL", "h", "f"}, {"SET", "str", "v"},
+                              {"SADD", "str", "a"}, {"SREM", "str", "a"}, {"HDEL", "str", "f"}};
+        Cmd big = {"SADD", "big"};
+        for (int i = 0; i < 200; ++i) big.push_back("m" + std::to_string(i));
+        c.push_back(big);
+        for (Cmd x : std::vector<Cmd>{{"SADD", "big", "m5", "m150"}, {"SREM", "big", "zz", "m999"}, {"SCARD", "big"},
+                                      {"SADD", "big", "m5", "new"}, {"SREM", "big", "new", "zz"}, {"SCARD", "big"},
+                                      {"OBJECT", "ENCODING", "big"}}) {
+          c.push_back(std::move(x));
+        }
+        Cmd bigh = {"HSET", "bigh"};
+        for (int i = 0; i < 200; ++i) {
+          bigh.push_back("f" + std::to_string(i));
+          bigh.push_back("v");
+        }
+        c.push_back(bigh);
+        for (Cmd x : std::vector<Cmd>{{"HDEL", "bigh", "zz"}, {"HLEN", "bigh"}, {"HDEL", "bigh", "f7", "zz"}, {"HLEN", "bigh"},
+                                      {"HMGET", "bigh", "f1", "f7", "zz"}}) {
+          c.push_back(std::move(x));
+        }
+        return c;
+      }(),
   };
   return cases;
 }

@@ -1,7 +1,9 @@
 #include "server/collection.h"
 
 #include <algorithm>
+#include <optional>
 #include <random>
+#include <unordered_map>
 
 #include "server/collection_commands.h"
 #include "server/command.h"
@@ -74,6 +76,44 @@ bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, 
   return count > max_count || bytes > max_bytes;
 }
 
+bool MembersUnchanged(Ctx& c, uint8_t type, std::string_view key, std::span<const std::string_view> members,
+                      bool present) {
+  if (!c.may_answer_from_read()) return false;
+  const store::Store& st = *c.server().store;
+  const uint32_t db = c.db();
+  const size_t stride = StrideOf(type);
+  bool unchanged = false;
+  // The head and the elements as of one moment: a group landing between the reads (DEL of the
+  // key, then SADD of another member) would otherwise make this answer for a state never seen.
+  st.ReadTogether([&] {
+    unchanged = false;
+    store::ValueView v;
+    const store::Status s = st.Get(db, key, &v);
+    if (s.IsNotFound()) {
+      unchanged = !present;
+      return;
+    }
+    if (!s.ok() || v.type != type) return;  // the write path has the reply (WRONGTYPE, the error)
+    for (std::string_view m : members) {
+      bool found = false;
+      if (v.kind == kKindHead) {
+        store::ValueView e;
+        const store::Status es = st.GetElement(store::format::IncarnationOf(v.value), m, &e);
+        if (!es.ok() && !es.IsNotFound()) return;
+        found = es.ok();
+      } else {
+        std::string_view value;
+        const int f = coll::Find(v.value, stride, m, &value);
+        if (f < 0) return;
+        found = f > 0;
+      }
+      if (found != present) return;
+    }
+    unchanged = true;
+  });
+  return unchanged;
+}
+
 // ---- CollectionRead ---------------------------------------------------------------------------
 
 bool CollectionRead::Open(std::string_view key, const std::function<void()>& absent) {
@@ -88,10 +128,67 @@ bool CollectionRead::Open(std::string_view key, const std::function<void()>& abs
   return Adopt(std::move(head_));
 }
 
+bool CollectionRead::FindTogether(std::string_view key, std::span<const std::string_view> members,
+                                  const std::function<void()>& absent,
+                                  std::vector<std::optional<std::string_view>>* out) {
+  // The head and every element as of one moment: a large collection's elements are records of
+  // their own, and a group landing between two of their reads (HSET h f1, then HSET h f2) would
+  // otherwise give the old f1 with the new f2. Reads only here; the accounting and the reply
+  // after, once (the reads may run again).
+  store::Status s;
+  const Command* cmd = c_.command();
+  c_.ReadTogether(members.size() + 1, [&] {
+    keep_.clear();
+    error_ = store::Status::OK();
+    out->assign(members.size(), std::nullopt);
+    s = c_.Get(key, &head_);
+    if (s.ok() && cmd != nullptr && cmd->value_type >= 0 && head_.type != cmd->value_type) {
+      s = store::Status::WrongType();
+    }
+    if (!s.ok() || (!large() && !Decodable())) return;
+    if (!large() && members.size() > 4) {  // many members of a whole one: one pass over it
+      std::vector<Entry> all;
+      if (!All(&all)) return;
+      std::unordered_map<std::string_view, std::string_view> whole;
+      for (const Entry& e : all) whole.emplace(e.member, e.value);
+      for (size_t i = 0; i < members.size(); ++i) {
+        if (auto it = whole.find(members[i]); it != whole.end()) (*out)[i] = it->second;
+      }
+      return;
+    }
+    for (size_t i = 0; i < members.size(); ++i) {
+      std::string_view v;
+      if (Find(members[i], &v)) (*out)[i] = v;
+      if (failed()) return;
+    }
+  });
+  if (!c_.AccountRead(std::move(s), key)) {
+    if (c_.read_failed()) {
+      c_.ReplyReadError();
+    } else {
+      absent();
+    }
+    return false;
+  }
+  if (!large() && !Decodable()) {
+    c_.Error(kUndecodable);
+    return false;
+  }
+  if (failed()) {
+    ReplyError();
+    return false;
+  }
+  return true;
+}
+
+bool CollectionRead::Decodable() const {
+  uint64_t count = 0;
+  return coll::Count(head_.value, &count) && count % StrideOf(head_.type) == 0;
+}
+
 bool CollectionRead::Adopt(store::ValueView record) {
   head_ = std::move(record);
-  uint64_t count = 0;
-  if (large() || (coll::Count(head_.value, &count) && count % StrideOf(head_.type) == 0)) return true;
+  if (large() || Decodable()) return true;
   c_.Error(kUndecodable);
   return false;
 }

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -40,6 +41,17 @@ inline size_t StrideOf(uint8_t type) { return type == store::format::kTypeHash ?
 /// threshold in bytes; an intset never is (it is compact, as in Redis).
 bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, bool intset);
 
+/// For a write command that changes nothing when its `members` are all present in the collection
+/// of `type` at `key` (present: SADD) or all absent from it, an absent key included (!present:
+/// SREM, HDEL): whether that holds in the store now, read as a read command would read it at
+/// this point (Ctx::may_answer_from_read), all members at one moment. When true the command
+/// answers without queuing a write: it takes effect at that read, and as in Redis a write that
+/// changes nothing writes no record, sends no notification and touches no WATCH. False whenever
+/// it cannot tell (something of the connection's pending, EXEC, a script, another type, a read
+/// error): the command then takes the write path, which has the reply.
+bool MembersUnchanged(Ctx& c, uint8_t type, std::string_view key, std::span<const std::string_view> members,
+                      bool present);
+
 /// A collection read by a read command: Open, then Size / Find / All.
 class CollectionRead {
  public:
@@ -62,6 +74,12 @@ class CollectionRead {
   /// Finds `member`: true with *value (a hash field's) when present. False when absent, and also
   /// on a read error: then failed() is true and the handler must reply ReplyError().
   bool Find(std::string_view member, std::string_view* value);
+  /// Instead of Open and Find: reads `key` and finds each of `members` as of one moment (HMGET,
+  /// SMISMEMBER: a large collection's head and elements read together), (*out)[i] being
+  /// members[i]'s value when present. False when the reply is written already: absent() for a
+  /// missing key, the error otherwise.
+  bool FindTogether(std::string_view key, std::span<const std::string_view> members, const std::function<void()>& absent,
+                    std::vector<std::optional<std::string_view>>* out);
   /// Every entry (stored whole: in its order; per element: in no particular order). False on a
   /// read error (see Find).
   bool All(std::vector<Entry>* out);
@@ -69,6 +87,8 @@ class CollectionRead {
   void ReplyError();
 
  private:
+  bool Decodable() const;  // the whole encoding's count is whole entries
+
   Ctx& c_;
   store::ValueView head_;
   coll::View whole_;  // decoded by All (point reads scan the encoding in place)

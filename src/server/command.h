@@ -129,6 +129,9 @@ class Ctx {
   /// redis.call on the writer thread, where the handler must not touch client(): commands that
   /// would are kNoScript).
   bool inline_only() const;
+  /// A write command may answer from a read made now, as a read command would at this point:
+  /// nothing of the connection's is pending before it, and it runs in neither EXEC nor a script.
+  bool may_answer_from_read() const;
   /// Run by a script's redis.call (on the writer thread, or inline on the leader's): client() is
   /// not the caller's connection to touch.
   bool in_script() const { return direct_ != nullptr; }

@@ -168,6 +168,7 @@ void Hsetnx(Ctx& c) {
 }
 
 void Hdel(Ctx& c) {
+  if (MembersUnchanged(c, store::format::kTypeHash, c.arg(1), c.args().subspan(2), false)) return c.out().Integer(0);
   auto res = std::make_shared<Result>();
   std::vector<std::string> fields(c.args().begin() + 2, c.args().end());
   UpdateHash(c, res, [fields = std::move(fields)](CollectionEdit& h, Result& r) {
@@ -246,17 +247,12 @@ void Hget(Ctx& c) {
 void Hmget(Ctx& c) {
   CollectionRead h(c);
   const size_t n = c.argc() - 2;
-  if (!h.Open(c.arg(1), [&] {
+  std::vector<std::optional<std::string_view>> values;
+  if (!h.FindTogether(c.arg(1), c.args().subspan(2), [&] {
         c.out().ArrayHeader(n);
         for (size_t i = 0; i < n; ++i) c.out().Null();
-      })) {
+      }, &values)) {
     return;
-  }
-  std::vector<std::optional<std::string_view>> values(n);
-  for (size_t i = 0; i < n; ++i) {
-    std::string_view v;
-    if (h.Find(c.arg(i + 2), &v)) values[i] = v;
-    if (h.failed()) return h.ReplyError();
   }
   c.out().ArrayHeader(n);
   for (const auto& v : values) {

@@ -6,6 +6,7 @@
 // its members in numeric order (as Redis's intset); past that, `hashtable` for good.
 #include <algorithm>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_set>
@@ -101,6 +102,9 @@ bool SaddWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
 }
 
 void Sadd(Ctx& c) {
+  // Members all there already (Sidekiq's SADD of its queue name on every push): answered from a
+  // read, as Redis's SADD that adds nothing writes nothing.
+  if (MembersUnchanged(c, kSet, c.arg(1), c.args().subspan(2), true)) return c.out().Integer(0);
   auto res = std::make_shared<Result>();
   std::vector<std::string> add(c.args().begin() + 2, c.args().end());
   ServerState* server = &c.server();
@@ -141,6 +145,7 @@ void UpdateSet(Ctx& c, std::shared_ptr<Result> res, std::function<bool(Collectio
 }
 
 void Srem(Ctx& c) {
+  if (MembersUnchanged(c, kSet, c.arg(1), c.args().subspan(2), false)) return c.out().Integer(0);
   auto res = std::make_shared<Result>();
   std::vector<std::string> rem(c.args().begin() + 2, c.args().end());
   UpdateSet(c, res, [rem = std::move(rem)](CollectionEdit& set, Result& r) {
@@ -216,28 +221,15 @@ void Sismember(Ctx& c) {
 void Smismember(Ctx& c) {
   CollectionRead set(c);
   const size_t n = c.argc() - 2;
-  if (!set.Open(c.arg(1), [&] {
+  std::vector<std::optional<std::string_view>> found;
+  if (!set.FindTogether(c.arg(1), c.args().subspan(2), [&] {
         c.out().ArrayHeader(n);
         for (size_t i = 0; i < n; ++i) c.out().Integer(0);
-      })) {
+      }, &found)) {
     return;
   }
-  std::vector<int64_t> found(n, 0);
-  if (!set.large() && n > 4) {  // one pass over a whole set
-    std::vector<Entry> all;
-    set.All(&all);
-    std::unordered_set<std::string_view> members;
-    for (const Entry& e : all) members.insert(e.member);
-    for (size_t i = 0; i < n; ++i) found[i] = members.count(c.arg(i + 2)) != 0 ? 1 : 0;
-  } else {
-    for (size_t i = 0; i < n; ++i) {
-      std::string_view v;
-      found[i] = set.Find(c.arg(i + 2), &v) ? 1 : 0;
-      if (set.failed()) return set.ReplyError();
-    }
-  }
   c.out().ArrayHeader(n);
-  for (int64_t f : found) c.out().Integer(f);
+  for (const auto& f : found) c.out().Integer(f ? 1 : 0);
 }
 
 void Scard(Ctx& c) {

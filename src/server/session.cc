@@ -128,6 +128,11 @@ Ctx::Ctx(ServerState& server, ClientSession& client, std::span<const std::string
 
 bool Ctx::inline_only() const { return direct_ != nullptr || client_.in_exec(); }
 
+bool Ctx::may_answer_from_read() const {
+  return direct_ == nullptr && snapshot_ == nullptr && !client_.in_exec() && !client_.has_steps() &&
+         client_.pending_ops() == 0;
+}
+
 uint32_t Ctx::db() const {
   if (db_override_ >= 0) return static_cast<uint32_t>(db_override_);
   return direct_ != nullptr ? direct_->db : client_.db();

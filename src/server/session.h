@@ -120,6 +120,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // The pending batch (write commands).
   store::WriteBatch& batch() { return batch_; }
   size_t pending_ops() const { return batch_.size(); }
+  /// Commands of this read wait for the pending batch to reply (their finishers).
+  bool has_steps() const { return !steps_.empty(); }
   void AddStep(size_t first_op, Finisher fn);
   /// Keyspace hit or miss of a read (INFO keyspace_hits / keyspace_misses).
   void CountLookup(bool hit) { ++(hit ? hits_ : misses_); }
