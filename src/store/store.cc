@@ -839,29 +839,34 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   };
   std::vector<std::vector<OpResult>> results(end - begin);
   std::vector<bool> aborted(end - begin, false);
+  // The group's keys, loaded ahead of the ops that read them (a pipelined group's
+  // read-modify-writes would otherwise wait for memory one after another): each key's keydir slot
+  // kSlotsAhead keyed ops before its op, then the record the slot names kRecordsAhead before, by
+  // when the slot has arrived. (The writer role is the keydirs' only mutator, so reading them
+  // without the lock is safe here.)
+  constexpr size_t kSlotsAhead = 16;
+  constexpr size_t kRecordsAhead = 8;
+  ahead_.clear();
   if (end - begin > 1 || work[begin].batch.size() > 1) {
-    // Start loading the keydir slots of the group's keys at once: the read-modify-writes of a
-    // pipelined group then find them in cache instead of each waiting for memory in turn. (The
-    // writer role is the keydirs' only mutator, so reading them without the lock is safe here.)
-    // Then the records those slots name (a read-modify-write reads its key's record first).
-    constexpr size_t kMax = 64;
-    uint64_t hashes[kMax];
-    const Keydir* kds[kMax];
-    size_t n = 0;
-    for (size_t i = begin; i < end && n < kMax; ++i) {
+    for (size_t i = begin; i < end; ++i) {
       for (const WriteBatch::Op& op : work[i].batch.ops()) {
-        if (op.key.empty() || op.db >= keydirs_.size()) continue;
-        const uint64_t hash = Hash(op.key);
-        const Keydir* kd = keydirs_[GroupDb(op.db)].get();
-        kd->Prefetch(hash);
-        if (n < kMax) {
-          hashes[n] = hash;
-          kds[n++] = kd;
-        }
+        if (!op.key.empty() && op.db < keydirs_.size()) ahead_.push_back({keydirs_[GroupDb(op.db)].get(), Hash(op.key)});
       }
     }
-    for (size_t i = 0; i < n; ++i) PrefetchRecords(*kds[i], std::span<const uint64_t>(&hashes[i], 1));
+    for (size_t k = 0; k < ahead_.size() && k < kSlotsAhead; ++k) ahead_[k].kd->Prefetch(ahead_[k].hash);
+    for (size_t k = 0; k < ahead_.size() && k < kRecordsAhead; ++k) {
+      PrefetchRecords(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
+    }
   }
+  size_t keyed = 0;  // keyed ops reached so far (aborted batches' ops are not counted: it drifts, harmlessly)
+  auto load_ahead = [&](const WriteBatch::Op& op) {
+    if (ahead_.empty() || op.key.empty() || op.db >= keydirs_.size()) return;
+    if (const size_t k = keyed + kSlotsAhead; k < ahead_.size()) ahead_[k].kd->Prefetch(ahead_[k].hash);
+    if (const size_t k = keyed + kRecordsAhead; k < ahead_.size()) {
+      PrefetchRecords(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
+    }
+    ++keyed;
+  };
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;
     current_origin_ = batch.origin();
@@ -873,6 +878,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     std::vector<OpResult>& out = results[i - begin];
     out.resize(ops.size());
     for (size_t j = 0; j < ops.size(); ++j) {
+      load_ahead(ops[j]);
       // An op that failed skips the rest of its command (see WriteBatch::BeginCommand).
       if (j > 0 && ops[j].command == ops[j - 1].command && !out[j - 1].error.ok()) {
         out[j].error = out[j - 1].error;

@@ -124,6 +124,12 @@ class StoreImpl final : public Store {
   Status GetOnce(uint32_t db, std::string_view key, ValueView* out) const;
   // Starts loading the records the keydir names under `hashes` (whose slots were prefetched).
   void PrefetchRecords(const Keydir& kd, std::span<const uint64_t> hashes) const;
+  // A group's keys in op order, for ProcessGroup's loads ahead of its ops (writer role; reused).
+  struct AheadKey {
+    const Keydir* kd;
+    uint64_t hash;
+  };
+  std::vector<AheadKey> ahead_;
   // One item of the writer queue: a batch with its callback, or an internal task.
   struct Request {
     WriteBatch batch;
