@@ -230,11 +230,22 @@ struct Command {
   bool (*keyspace)(std::span<const std::string_view> args, store::KeysQuery* query) = nullptr;
   /// Index of this command or subcommand among all of them (ACL permissions); set by the table.
   uint32_t id = 0;
+  /// What the command reads of a large hash or set at each of its keys, for the cold-read check
+  /// before it runs (docs/types.md: a large collection's elements are records of their own): the
+  /// elements its arguments name from first_member on, every member_step-th (HGET, HMGET, HSET,
+  /// SADD ...), or every element with kAllElements (HGETALL, SMEMBERS, SINTER ...); 0: the head
+  /// record alone (HLEN, SCARD, DEL), or elements it cannot name before it runs (the scans' slice,
+  /// SPOP's and SRANDMEMBER's picks: those may fault on the event loop).
+  int first_member = 0;
+  int member_step = 1;
   /// A command on values of one type (store::format::ValueType: the string and bit commands, the
   /// hash commands ...): its reads (Ctx::Lookup) and its read-modify-write ops refuse a key of
   /// another type with WRONGTYPE. -1: any type (DEL, EXPIRE, RENAME ...).
   int value_type = -1;
 };
+
+/// Command::first_member of a command that reads every element of a large collection.
+inline constexpr int kAllElements = -1;
 
 /// The table, looked up case-insensitively. Thread: any (immutable after start).
 const Command* FindCommand(std::string_view name);

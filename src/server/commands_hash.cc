@@ -7,6 +7,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <tuple>
 #include <unordered_map>
 #include <vector>
 
@@ -343,7 +344,16 @@ void RegisterHashCommands(std::vector<Command>* t) {
   t->push_back({"hgetall", 2, kR, 1, 1, 1, Hgetall, "@read @hash @slow"});
   t->push_back({"hrandfield", -2, kR, 1, 1, 1, Hrandfield, "@read @hash @slow"});
   t->push_back({"hscan", -3, kR, 1, 1, 1, Hscan, "@read @hash @slow"});
-  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = store::format::kTypeHash;
+  // The elements each one reads of a large hash (Command::first_member, member_step).
+  const std::unordered_map<std::string_view, std::pair<int, int>> members = {
+      {"hset", {2, 2}}, {"hmset", {2, 2}}, {"hsetnx", {2, 2}}, {"hdel", {2, 1}}, {"hincrby", {2, 2}},
+      {"hincrbyfloat", {2, 2}}, {"hget", {2, 1}}, {"hmget", {2, 1}}, {"hstrlen", {2, 1}}, {"hexists", {2, 1}},
+      {"hkeys", {kAllElements, 1}}, {"hvals", {kAllElements, 1}}, {"hgetall", {kAllElements, 1}}};
+  for (size_t i = first; i < t->size(); ++i) {
+    Command& cmd = (*t)[i];
+    cmd.value_type = store::format::kTypeHash;
+    if (auto it = members.find(cmd.name); it != members.end()) std::tie(cmd.first_member, cmd.member_step) = it->second;
+  }
 }
 
 }  // namespace keg::server

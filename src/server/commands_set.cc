@@ -9,6 +9,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <unordered_map>
 #include <unordered_set>
 #include <vector>
 
@@ -514,7 +515,17 @@ void RegisterSetCommands(std::vector<Command>* t) {
   t->push_back({"sunion", -2, kR, 1, -1, 1, Sunion, "@read @set @slow"});
   t->push_back({"sdiff", -2, kR, 1, -1, 1, Sdiff, "@read @set @slow"});
   t->push_back({"sscan", -3, kR, 1, 1, 1, Sscan, "@read @set @slow"});
-  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = kSet;
+  // The elements each one reads of a large set (Command::first_member, member_step).
+  const std::unordered_map<std::string_view, int> members = {
+      {"sadd", 2}, {"srem", 2}, {"sismember", 2}, {"smismember", 2}, {"smove", 3},
+      {"smembers", kAllElements}, {"sinter", kAllElements},
+      {"sintercard", kAllElements}, {"sunion", kAllElements}, {"sdiff", kAllElements}, {"sinterstore", kAllElements},
+      {"sunionstore", kAllElements}, {"sdiffstore", kAllElements}};
+  for (size_t i = first; i < t->size(); ++i) {
+    Command& cmd = (*t)[i];
+    cmd.value_type = kSet;
+    if (auto it = members.find(cmd.name); it != members.end()) cmd.first_member = it->second;
+  }
 }
 
 }  // namespace keg::server

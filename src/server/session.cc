@@ -9,6 +9,7 @@
 #include "store/format.h"
 
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <deque>
@@ -1043,11 +1044,13 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
 bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_view> args) {
   auto fetch = std::make_shared<ColdFetch>();
   const store::Store& st = *server_.store;
+  std::vector<std::string_view> members;  // the elements the command reads of large collections
   auto look = [&](std::string_view key) {
     const size_t before = fetch->ranges.size();
     // A SELECT queued in MULTI is not followed: a key it names is read on the loop (correct, maybe
     // waiting for the disk).
     st.ColdRanges(db(), key, &fetch->ranges);  // appends nothing, allocates nothing, when resident
+    if (fetch->elements) st.ColdElementRanges(db(), key, members, fetch->all_elements, &fetch->ranges);
     if (fetch->ranges.size() != before) fetch->keys.emplace_back(key);
   };
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
@@ -1073,9 +1076,22 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
       add(*qc, views);
     }
   } else {
+    // (EXEC's queued commands: their keys' records only; a large collection's elements are read
+    // from the loop.)
+    const Command* sub = (!cmd.subcommands.empty() && args.size() >= 2) ? FindSubcommand(cmd, args[1]) : nullptr;
+    const Command& run = sub != nullptr ? *sub : cmd;
+    if (run.first_member != 0) {
+      fetch->elements = true;
+      fetch->all_elements = run.first_member == kAllElements;
+      for (size_t i = static_cast<size_t>(std::max(run.first_member, 0)); run.first_member > 0 && i < args.size();
+           i += static_cast<size_t>(std::max(run.member_step, 1))) {
+        members.push_back(args[i]);
+      }
+    }
     add(cmd, args);
   }
   if (fetch->keys.empty()) return false;
+  fetch->members.assign(members.begin(), members.end());
   // The writes batched before this command go first (their replies come first); it comes again.
   if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return true;
   cold_wait_ = true;
@@ -1101,7 +1117,13 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
     if (fits && link_->ReadFiles(reads, [this, fetch] {
           fetch->ranges.clear();  // read: unpin the files
           ++fetch->round;
-          for (const std::string& key : fetch->keys) server_.store->ColdRanges(db(), key, &fetch->ranges);
+          const std::vector<std::string_view> members(fetch->members.begin(), fetch->members.end());
+          for (const std::string& key : fetch->keys) {
+            server_.store->ColdRanges(db(), key, &fetch->ranges);
+            if (fetch->elements) {
+              server_.store->ColdElementRanges(db(), key, members, fetch->all_elements, &fetch->ranges);
+            }
+          }
           if (fetch->ranges.empty()) {
             ColdDone(*fetch);
           } else {
@@ -1114,13 +1136,35 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
   fetch->ranges.clear();
   std::shared_ptr<net::Link> keep = link_->Self();
   std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
-  pool.Fetch(db(), std::move(fetch->keys), [this, keep, inbox] {
+  std::vector<std::string> keys = fetch->keys;
+  pool.Fetch(db(), std::move(keys), [this, keep, inbox, fetch, store = server_.store.get(), db = db()] {
+    if (fetch->elements) ReadColdElements(*store, db, *fetch);  // this pool thread may wait
     Deliver(inbox, this, keep, [this] {
       cold_wait_ = false;
       fetched_ = true;
       link_->Resume();
     });
   });
+}
+
+void ClientSession::ReadColdElements(const store::Store& st, uint32_t db, const ColdFetch& fetch) {
+  const std::vector<std::string_view> members(fetch.members.begin(), fetch.members.end());
+  std::vector<char> buf(size_t{64} << 10);
+  // Round after round, as ColdElementRanges asks: a record's rest once its header is in.
+  for (int round = 0; round < 3; ++round) {
+    std::vector<store::ColdRange> ranges;
+    for (const std::string& key : fetch.keys) st.ColdElementRanges(db, key, members, fetch.all_elements, &ranges);
+    if (ranges.empty()) return;
+    for (const store::ColdRange& r : ranges) {
+      // Buffered reads whose bytes are thrown away: they fill the page cache the maps read from.
+      for (uint64_t at = 0; at < r.length;) {
+        const ssize_t n = pread(r.fd, buf.data(), std::min<uint64_t>(buf.size(), r.length - at),
+                                static_cast<off_t>(r.offset + at));
+        if (n <= 0) break;  // an I/O error: the command's own read finds and reports it
+        at += static_cast<uint64_t>(n);
+      }
+    }
+  }
 }
 
 void ClientSession::ColdDone(const ColdFetch& fetch) {

@@ -162,6 +162,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // The cold keys of one command and the ranges of their records being read (pinned until read).
   struct ColdFetch {
     std::vector<std::string> keys;
+    // The elements of the large collections at those keys the command reads (Command::first_member).
+    bool elements = false;
+    bool all_elements = false;
+    std::vector<std::string> members;
     std::vector<store::ColdRange> ranges;
     int64_t started_ns = 0;
     int round = 0;
@@ -172,6 +176,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // fetched_ set and the command resumed. I/O thread.
   void ReadCold(std::shared_ptr<ColdFetch> fetch);
   void ColdDone(const ColdFetch& fetch);
+  // On a read pool thread: reads the cold element records `fetch` names into the page cache
+  // (Store::ColdElementRanges, buffered preads), waiting for the disk.
+  static void ReadColdElements(const store::Store& st, uint32_t db, const ColdFetch& fetch);
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
   // Runs a handler, timing it and counting it against its command's stats.
   // `feed`: send the command to MONITOR clients (EXEC feeds its queued commands itself, in order).

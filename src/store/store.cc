@@ -430,30 +430,43 @@ uint64_t PageEnd(uint64_t at) {
 // Calls cold(file, from, to) for each part of the records under `key`'s hash that is not resident:
 // the pages of a record's header and key, or, once those are resident, the pages of the rest of the
 // record. Stops at the first call that returns false; returns whether it was never called.
-template <class Cold>
-bool StoreImpl::VisitCold(const Keydir& kd, std::string_view key, Cold&& cold) const {
+template <class Index, class Cold>
+bool StoreImpl::VisitCold(const Index& index, std::string_view key, Cold&& cold) const {
   Location candidates[kMaxCandidates];
-  const size_t n = kd.FindCandidates(Hash(key), candidates, kMaxCandidates);
+  const size_t n = index.FindCandidates(Hash(key), candidates, kMaxCandidates);
   bool resident = true;
   for (size_t i = 0; i < n; ++i) {
     std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
     if (!file) continue;
-    const uint64_t off = candidates[i].offset;
-    // The header and the key first: only once they are resident may their sizes be read.
-    const uint64_t head_end = off + format::kRecordHeaderSize + key.size();
-    if (!file->Resident(off, head_end - off)) {
-      resident = false;
-      if (!cold(std::move(file), off, head_end)) return false;
-      continue;
-    }
-    // Then the rest of the record past the pages just asked about (often none: one mincore a key).
-    const uint64_t end = RecordEndFor(*file, off, key.size());
-    if (end > PageEnd(head_end) && !file->Resident(PageEnd(head_end), end - PageEnd(head_end))) {
-      resident = false;
-      if (!cold(std::move(file), PageEnd(head_end), end)) return false;
+    if (!VisitColdRecord(std::move(file), candidates[i].offset, key.size(), [&](std::shared_ptr<DataFile>&& f, uint64_t from, uint64_t to) {
+          resident = false;
+          return cold(std::move(f), from, to);
+        })) {
+      return false;
     }
   }
   return resident;
+}
+
+// One record: its header and key first (key_size 0: the header alone, the key's size unknown):
+// only once they are resident may its sizes be read; then the rest of the record past the pages
+// just asked about (often none: one mincore a key). False when cold returned false.
+template <class Cold>
+bool StoreImpl::VisitColdRecord(std::shared_ptr<DataFile> file, uint64_t off, uint64_t key_size, Cold&& cold) const {
+  const uint64_t head_end = off + format::kRecordHeaderSize + key_size;
+  if (!file->Resident(off, head_end - off)) return cold(std::move(file), off, head_end);
+  uint64_t end = 0;
+  if (key_size != 0) {
+    end = RecordEndFor(*file, off, key_size);
+  } else if (off <= file->size() && file->size() - off >= format::kRecordHeaderSize) {
+    const char* p = file->data() + off;
+    end = off + format::kRecordHeaderSize + format::Load<uint32_t>(p + format::kKeySizeOffset) +
+          format::Load<uint32_t>(p + format::kValueSizeOffset);
+  }
+  if (end > PageEnd(head_end) && !file->Resident(PageEnd(head_end), end - PageEnd(head_end))) {
+    return cold(std::move(file), PageEnd(head_end), end);
+  }
+  return true;
 }
 
 bool StoreImpl::KeyResident(uint32_t db, std::string_view key) const {
@@ -473,6 +486,54 @@ void StoreImpl::ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRa
     out->push_back(ColdRange{std::move(file), fd, first, last - first});
     return true;
   });
+}
+
+void StoreImpl::ColdElementRanges(uint32_t db, std::string_view key, std::span<const std::string_view> members,
+                                   bool all, std::vector<ColdRange>* out) const {
+  if (members.empty() && !all) return;
+  ValueView head;
+  if (!KeyResident(db, key) || !Get(db, key, &head).ok() || head.kind != format::kKindHead) return;
+  const uint64_t inc = format::IncarnationOf(head.value);
+  const std::shared_ptr<Collection> coll = FindCollection(inc);
+  if (!coll) return;
+  std::vector<ColdRange> found;
+  auto add = [&found](std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
+    const uint64_t page = DataFile::PageSize();
+    const uint64_t first = from / page * page;
+    const uint64_t last = std::min(PageEnd(to), std::max(file->size(), first));
+    const int fd = file->fd();
+    found.push_back(ColdRange{std::move(file), fd, first, last - first});
+    return true;
+  };
+  if (!all) {
+    for (std::string_view m : members) VisitCold(coll->index, format::ElementKey(inc, m), add);
+  } else {
+    std::vector<Location> locations;
+    coll->index.ForEach([&locations](const Location& loc) { locations.push_back(loc); });
+    std::sort(locations.begin(), locations.end(),
+              [](const Location& a, const Location& b) { return a.file != b.file ? a.file < b.file : a.offset < b.offset; });
+    std::shared_ptr<DataFile> file;
+    for (const Location& loc : locations) {
+      if (!file || file->index() != loc.file) file = files_.Get(loc.file);
+      if (!file || file->resident_upto() == UINT64_MAX) continue;  // wholly resident: nothing to ask
+      VisitColdRecord(file, loc.offset, 0, add);
+    }
+  }
+  if (found.empty()) return;
+  // Elements sit side by side in the files: one range per run of adjacent or overlapping pages.
+  std::sort(found.begin(), found.end(),
+            [](const ColdRange& a, const ColdRange& b) { return a.fd != b.fd ? a.fd < b.fd : a.offset < b.offset; });
+  size_t n = 0;
+  for (size_t i = 1; i < found.size(); ++i) {
+    ColdRange& last = found[n];
+    if (found[i].fd == last.fd && found[i].offset <= last.offset + last.length) {
+      last.length = std::max(last.length, found[i].offset + found[i].length - last.offset);
+    } else {
+      found[++n] = std::move(found[i]);
+    }
+  }
+  found.resize(n + 1);
+  for (ColdRange& r : found) out->push_back(std::move(r));
 }
 
 void StoreImpl::FetchKeys(uint32_t db, std::span<const std::string_view> keys) const {

@@ -560,6 +560,13 @@ class Store {
   /// pages. Appends nothing when the key is resident (no allocation). Never touches a page that is
   /// not resident. Any thread.
   virtual void ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const = 0;
+  /// ColdRanges for the elements of a large hash or set (docs/types.md: records of their own) that
+  /// a command will read: appends what of the element records of `members` — of every element
+  /// with `all` (HGETALL, SMEMBERS) — of the collection at `key` is not in the page cache, by the
+  /// same rules and rounds, adjacent pages merged. Appends nothing unless `key` is a large
+  /// collection whose head is resident (its ColdRanges comes first). Any thread.
+  virtual void ColdElementRanges(uint32_t db, std::string_view key, std::span<const std::string_view> members,
+                                 bool all, std::vector<ColdRange>* out) const = 0;
   /// Asks the kernel which pages of each data file are cached (for MaybeCold and KeyResident's
   /// fast path); returns the bytes of data files found resident from their start. About once a
   /// second, from one thread.

@@ -89,6 +89,8 @@ class StoreImpl final : public Store {
   bool KeyResident(uint32_t db, std::string_view key) const override;
   void FetchKeys(uint32_t db, std::span<const std::string_view> keys) const override;
   void ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const override;
+  void ColdElementRanges(uint32_t db, std::string_view key, std::span<const std::string_view> members, bool all,
+                         std::vector<ColdRange>* out) const override;
   uint64_t SweepResidency() override;
   void DropPageCache() override;
   Stats GetStats() const override;
@@ -106,8 +108,11 @@ class StoreImpl final : public Store {
  private:
   // ColdRanges and KeyResident: calls cold(file, from, to) for each part of the records under a
   // key's hash not in the page cache (store.cc).
+  template <class Index, class Cold>
+  bool VisitCold(const Index& index, std::string_view key, Cold&& cold) const;
+  // The same for the record at `off` of `file`, whatever its key (its header says).
   template <class Cold>
-  bool VisitCold(const Keydir& kd, std::string_view key, Cold&& cold) const;
+  bool VisitColdRecord(std::shared_ptr<DataFile> file, uint64_t off, uint64_t key_size, Cold&& cold) const;
   // The keydir readers use for database `db` (as clients name it), or null when there is no such
   // database. Any thread; call inside Stable (SWAPDB changes the map under the group seqlock).
   const Keydir* ReaderKeydir(uint32_t db) const {
