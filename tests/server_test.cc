@@ -181,8 +181,13 @@ const std::vector<std::vector<Cmd>>& DifferentialCases() {
           bigh.push_back("v");
         }
         c.push_back(bigh);
+        // In a transaction: reads of named members see the writes queued before them, not after.
         for (Cmd x : std::vector<Cmd>{{"HDEL", "bigh", "zz"}, {"HLEN", "bigh"}, {"HDEL", "bigh", "f7", "zz"}, {"HLEN", "bigh"},
-                                      {"HMGET", "bigh", "f1", "f7", "zz"}}) {
+                                      {"HMGET", "bigh", "f1", "f7", "zz"}, {"MULTI"}, {"HGET", "bigh", "f1"},
+                                      {"HSET", "bigh", "f1", "new"}, {"HMGET", "bigh", "f1", "f1", "f2", "zz"},
+                                      {"HEXISTS", "bigh", "f7"}, {"HSTRLEN", "bigh", "f1"}, {"SISMEMBER", "big", "m5"},
+                                      {"SREM", "big", "m5"}, {"SMISMEMBER", "big", "m5", "m6", "zz"}, {"HLEN", "bigh"},
+                                      {"SCARD", "big"}, {"HGET", "bigh", "f1"}, {"EXEC"}}) {
           c.push_back(std::move(x));
         }
         return c;

@@ -1492,22 +1492,42 @@ void ClientSession::Exec(Ctx& ctx) {
       for (const KeyRef& k : CommandKeys(keyed, args)) positions.push_back(k.index);
       reads_keys = !positions.empty();
     }
+    // A command that only looks members up (HGET, HMGET, SISMEMBER ...: Command::first_member)
+    // needs only those of a large collection, not all of it.
+    std::vector<std::string> members;
+    if (reads_keys && keyed.first_member > 0) {
+      for (size_t m = static_cast<size_t>(keyed.first_member); m < args.size();
+           m += static_cast<size_t>(std::max(keyed.member_step, 1))) {
+        if (std::find(members.begin(), members.end(), args[m]) == members.end()) members.emplace_back(args[m]);
+      }
+    }
     if (reads_keys) {
       for (size_t k : positions) {
         std::string key(args[k]);
-        batch_.Run([snapshot, key, db, skey = Ctx::SnapshotKey(db, key)](store::Txn& txn) {
+        batch_.Run([snapshot, key, db, skey = Ctx::SnapshotKey(db, key), members](store::Txn& txn) {
           store::ValueView cur;
           if (!txn.Get(db, key, &cur).ok()) return;
           auto copy = std::make_shared<std::string>();
           if (cur.kind == store::format::kKindHead) {
-            // A collection stored per element is captured whole, as it is at this place: the
-            // step's handler reads it as it reads a small one.
+            // A collection stored per element is captured whole, as it is at this place (or the
+            // members the command looks up, when it names them): the step's handler reads it as
+            // it reads a small one.
             const bool hash = cur.type == store::format::kTypeHash;
+            const uint64_t inc = store::format::IncarnationOf(cur.value);
             std::vector<std::string> items;
-            txn.ForEachElement(store::format::IncarnationOf(cur.value), [&](std::string_view m, std::string_view val) {
-              items.emplace_back(m);
-              if (hash) items.emplace_back(val);
-            });
+            if (!members.empty()) {
+              for (const std::string& m : members) {
+                store::ValueView e;
+                if (!txn.GetElement(inc, m, &e).ok()) continue;  // absent (or unreadable: the
+                items.emplace_back(m);                           // command finds it absent)
+                if (hash) items.emplace_back(e.value);
+              }
+            } else {
+              txn.ForEachElement(inc, [&](std::string_view m, std::string_view val) {
+                items.emplace_back(m);
+                if (hash) items.emplace_back(val);
+              });
+            }
             const std::vector<std::string_view> entries(items.begin(), items.end());
             *copy = coll::Encode(coll::kConverted, entries);
           } else {
