@@ -105,6 +105,16 @@ const std::unordered_map<std::string_view, KeySpec>& KeySpecs() {
     m["copy"] = {ro_access, ow_update};
     m["rename"] = {rw_access_delete, ow_update};
     m["renamenx"] = {rw_access_delete, ow_insert};
+    // Hashes and sets.
+    for (auto n : {"hlen", "hstrlen", "hexists", "sismember", "scard"}) m[n] = {ro, {}};
+    for (auto n : {"hset", "hmset"}) m[n] = {rw_update, {}};
+    for (auto n : {"hsetnx", "sadd"}) m[n] = {{"RW", "insert"}, {}};
+    for (auto n : {"hdel", "srem"}) m[n] = {{"RW", "delete"}, {}};
+    for (auto n : {"hincrby", "hincrbyfloat"}) m[n] = {rw_access_update, {}};
+    m["spop"] = {rw_access_delete, {}};
+    m["smove"] = {rw_access_delete, {"RW", "insert"}};
+    m["sinterstore"] = {rw_update, ro_access};
+    for (auto n : {"sunionstore", "sdiffstore"}) m[n] = {ow_update, ro_access};
     return m;
   }();
   return specs;
@@ -210,6 +220,106 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
   if (rest.empty()) rest = first;
   for (size_t i = 0; i < positions.size(); ++i) out.push_back({positions[i], i == 0 ? first : rest});
   return out;
+}
+
+void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
+  // The flags, as CommandKeys gives them (a SET without GET: OW update).
+  std::vector<std::string_view> first;
+  std::vector<std::string_view> rest;
+  if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro" || cmd.name == "fcall_ro" || cmd.name == "sintercard") {
+    first = {"RO", "access"};
+  } else if (cmd.name == "set" || cmd.name == "bitfield") {  // the flags depend on the arguments
+    first = {"RW", "access", "update", "variable_flags"};
+  } else if (auto it = KeySpecs().find(cmd.name); it != KeySpecs().end()) {
+    first = it->second.first;
+    rest = it->second.rest;
+  } else if ((cmd.flags & kWrite) != 0) {
+    first = {"RW", "access", "update"};
+  } else {
+    first = {"RO", "access"};
+  }
+  auto spec = [&out](const std::vector<std::string_view>& flags, int64_t index, bool keynum, int64_t last_or_keynumidx,
+                     int64_t step_or_firstkey, int64_t limit_or_keystep) {
+    out.MapHeader(3);
+    out.Bulk("flags");
+    out.SetHeader(flags.size());
+    for (std::string_view f : flags) out.SimpleString(f);
+    out.Bulk("begin_search");
+    out.MapHeader(2);
+    out.Bulk("type");
+    out.Bulk("index");
+    out.Bulk("spec");
+    out.MapHeader(1);
+    out.Bulk("index");
+    out.Integer(index);
+    out.Bulk("find_keys");
+    out.MapHeader(2);
+    out.Bulk("type");
+    out.Bulk(keynum ? "keynum" : "range");
+    out.Bulk("spec");
+    out.MapHeader(3);
+    out.Bulk(keynum ? "keynumidx" : "lastkey");
+    out.Integer(last_or_keynumidx);
+    out.Bulk(keynum ? "firstkey" : "keystep");
+    out.Integer(step_or_firstkey);
+    out.Bulk(keynum ? "keystep" : "limit");
+    out.Integer(limit_or_keystep);
+  };
+  // Keys after a count argument (EVAL script numkeys key ...: numkeys at 2; SINTERCARD numkeys
+  // key ...: at 1): keynum specs. MIGRATE's keys depend on its arguments: as Redis, the key
+  // argument (the KEYS form is left to COMMAND GETKEYS).
+  if (cmd.name == "eval" || cmd.name == "evalsha" || cmd.name == "eval_ro" || cmd.name == "evalsha_ro" ||
+      cmd.name == "fcall" || cmd.name == "fcall_ro") {
+    out.ArrayHeader(1);
+    return spec(first, 2, true, 0, 1, 1);
+  }
+  if (cmd.name == "sintercard") {
+    out.ArrayHeader(1);
+    return spec(first, 1, true, 0, 1, 1);
+  }
+  if (cmd.name == "migrate") {  // the key argument, or (incomplete: it may be empty) the keys after KEYS
+    out.ArrayHeader(2);
+    spec(first, 3, false, 0, 1, 0);
+    out.MapHeader(3);
+    out.Bulk("flags");
+    out.SetHeader(4);
+    for (std::string_view f : {"RW", "access", "delete", "incomplete"}) out.SimpleString(f);
+    out.Bulk("begin_search");
+    out.MapHeader(2);
+    out.Bulk("type");
+    out.Bulk("keyword");
+    out.Bulk("spec");
+    out.MapHeader(2);
+    out.Bulk("keyword");
+    out.Bulk("KEYS");
+    out.Bulk("startfrom");
+    out.Integer(-2);
+    out.Bulk("find_keys");
+    out.MapHeader(2);
+    out.Bulk("type");
+    out.Bulk("range");
+    out.Bulk("spec");
+    out.MapHeader(3);
+    out.Bulk("lastkey");
+    out.Integer(-1);
+    out.Bulk("keystep");
+    out.Integer(1);
+    out.Bulk("limit");
+    out.Integer(0);
+    return;
+  }
+  if (cmd.first_key <= 0) return out.ArrayHeader(0);
+  // Range specs from the table's first / last / step; a second one when the keys after the first
+  // have other flags (COPY, RENAME, BITOP).
+  auto last_of = [](int64_t begin, int64_t last) { return last < 0 ? last : last - begin; };
+  if (rest.empty() || rest == first) {
+    out.ArrayHeader(1);
+    return spec(first, cmd.first_key, false, last_of(cmd.first_key, cmd.last_key), cmd.key_step, 0);
+  }
+  out.ArrayHeader(2);
+  spec(first, cmd.first_key, false, 0, 1, 0);
+  const int64_t second = cmd.first_key + cmd.key_step;
+  spec(rest, second, false, last_of(second, cmd.last_key), cmd.key_step, 0);
 }
 
 AclDenial AclCheck(const AclUser& user, const Command& cmd, const Command* sub,

@@ -71,6 +71,10 @@ struct KeyRef {
   std::vector<std::string_view> flags;
 };
 std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_view> args);
+/// COMMAND INFO's key specifications of `cmd` (Redis 7's format: flags, begin_search, find_keys):
+/// range specs from its first / last / step keys, keynum specs for the commands whose keys follow
+/// a count (EVAL, FCALL, SINTERCARD), with the flags CommandKeys gives.
+void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd);
 
 class AclRegistry {
  public:

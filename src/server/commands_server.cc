@@ -663,7 +663,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   out.SetHeader(cats.size());
   for (std::string_view cat : cats) out.SimpleString(cat);
   out.SetHeader(0);    // tips
-  out.ArrayHeader(0);  // key specs
+  KeySpecsReply(out, cmd);
   out.ArrayHeader(cmd.subcommands.size());
   for (const Command& sub : cmd.subcommands) {
     Command full = sub;
@@ -867,7 +867,21 @@ void CommandCmd(Ctx& c) {
     }
     out.ArrayHeader(c.argc() - 2);
     for (size_t i = 2; i < c.argc(); ++i) {
-      const Command* cmd = FindCommand(c.arg(i));
+      // "container|subcommand" names a subcommand, as in Redis 7 (COMMAND INFO object|encoding).
+      const std::string_view name = c.arg(i);
+      const size_t bar = name.find('|');
+      const Command* cmd = FindCommand(name.substr(0, bar));
+      if (cmd != nullptr && bar != std::string_view::npos) {
+        const Command* sub_cmd = FindSubcommand(*cmd, name.substr(bar + 1));
+        if (sub_cmd == nullptr) {
+          out.Null();
+          continue;
+        }
+        Command full = *sub_cmd;
+        if (full.acl_categories.empty()) full.acl_categories = cmd->acl_categories;
+        CommandEntry(out, full, std::string(cmd->name) + "|" + std::string(sub_cmd->name));
+        continue;
+      }
       if (cmd == nullptr) {
         out.Null();
       } else {
