@@ -160,6 +160,21 @@ std::string Sha256Hex(std::string_view data) {
   return HexEncode(std::span<const unsigned char>(hash, len));
 }
 
+// The key flags of `cmd` that do not depend on its arguments: its first key's and (empty: the
+// same) its other keys'.
+void StaticKeyFlags(const Command& cmd, std::vector<std::string_view>* first, std::vector<std::string_view>* rest) {
+  if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro" || cmd.name == "fcall_ro") {
+    *first = {"RO", "access"};
+  } else if (auto it = KeySpecs().find(cmd.name); it != KeySpecs().end()) {
+    *first = it->second.first;
+    *rest = it->second.rest;
+  } else if ((cmd.flags & kWrite) != 0) {
+    *first = {"RW", "access", "update"};
+  } else {
+    *first = {"RO", "access"};
+  }
+}
+
 std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_view> args) {
   std::vector<size_t> positions;
   if (cmd.name == "migrate") {
@@ -207,15 +222,8 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
     }
     first = readonly ? std::vector<std::string_view>{"RO", "access"}
                      : std::vector<std::string_view>{"RW", "access", "update"};
-  } else if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro" || cmd.name == "fcall_ro") {
-    first = {"RO", "access"};
-  } else if (auto it = KeySpecs().find(cmd.name); it != KeySpecs().end()) {
-    first = it->second.first;
-    rest = it->second.rest;
-  } else if ((cmd.flags & kWrite) != 0) {
-    first = {"RW", "access", "update"};
   } else {
-    first = {"RO", "access"};
+    StaticKeyFlags(cmd, &first, &rest);
   }
   if (rest.empty()) rest = first;
   for (size_t i = 0; i < positions.size(); ++i) out.push_back({positions[i], i == 0 ? first : rest});
@@ -223,20 +231,12 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
 }
 
 void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
-  // The flags, as CommandKeys gives them (a SET without GET: OW update).
   std::vector<std::string_view> first;
   std::vector<std::string_view> rest;
-  if (cmd.name == "eval_ro" || cmd.name == "evalsha_ro" || cmd.name == "fcall_ro" || cmd.name == "sintercard") {
-    first = {"RO", "access"};
-  } else if (cmd.name == "set" || cmd.name == "bitfield") {  // the flags depend on the arguments
+  if (cmd.name == "set" || cmd.name == "bitfield") {  // the flags depend on the arguments
     first = {"RW", "access", "update", "variable_flags"};
-  } else if (auto it = KeySpecs().find(cmd.name); it != KeySpecs().end()) {
-    first = it->second.first;
-    rest = it->second.rest;
-  } else if ((cmd.flags & kWrite) != 0) {
-    first = {"RW", "access", "update"};
   } else {
-    first = {"RO", "access"};
+    StaticKeyFlags(cmd, &first, &rest);
   }
   auto spec = [&out](const std::vector<std::string_view>& flags, int64_t index, bool keynum, int64_t last_or_keynumidx,
                      int64_t step_or_firstkey, int64_t limit_or_keystep) {
