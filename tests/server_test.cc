@@ -351,6 +351,15 @@ TEST(ServerVsRedis, CommandInfoKeySpecs) {
     ASSERT_FALSE(name != "ping" && want.empty()) << name;
     EXPECT_EQ(specs(keg.port(), name), want) << name;
   }
+  // container|subcommand names: an unknown one, or one under a command without subcommands, is nil.
+  RawClient r(redis.port());
+  RawClient k(keg.port());
+  for (const Cmd& cmd : std::vector<Cmd>{{"COMMAND", "INFO", "object|nosuch", "get|x", "nosuch|x"},
+                                         {"COMMAND", "INFO", "config|get", "get"}}) {
+    // (Compared up to the first entry's arity: the flags differ, keg has fewer of Redis's.)
+    const std::string want = r.Call(cmd);
+    EXPECT_EQ(k.Call(cmd).substr(0, 31), want.substr(0, 31)) << cmd[2];
+  }
 }
 
 // Before AUTH: which errors win (unknown command and arity before NOAUTH), and EXEC's.

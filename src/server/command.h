@@ -247,6 +247,10 @@ struct Command {
 /// Command::first_member of a command that reads every element of a large collection.
 inline constexpr int kAllElements = -1;
 
+/// The distinct members `cmd` names in `args` (Command::first_member / member_step); none for a
+/// command that names none or reads every element.
+std::vector<std::string_view> MemberArguments(const Command& cmd, std::span<const std::string_view> args);
+
 /// The table, looked up case-insensitively. Thread: any (immutable after start).
 const Command* FindCommand(std::string_view name);
 const std::vector<Command>& AllCommands();

@@ -343,6 +343,16 @@ void Ctx::Error(std::string_view text) { out_.Error(text); }
 
 // ---- helpers ------------------------------------------------------------------------------------
 
+std::vector<std::string_view> MemberArguments(const Command& cmd, std::span<const std::string_view> args) {
+  std::vector<std::string_view> out;
+  if (cmd.first_member <= 0) return out;
+  for (size_t i = static_cast<size_t>(cmd.first_member); i < args.size();
+       i += static_cast<size_t>(std::max(cmd.member_step, 1))) {
+    if (std::find(out.begin(), out.end(), args[i]) == out.end()) out.push_back(args[i]);
+  }
+  return out;
+}
+
 std::string WrongArity(std::string_view name) {
   return "wrong number of arguments for '" + ToLower(name) + "' command";
 }
@@ -1080,14 +1090,9 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
     // from the loop.)
     const Command* sub = (!cmd.subcommands.empty() && args.size() >= 2) ? FindSubcommand(cmd, args[1]) : nullptr;
     const Command& run = sub != nullptr ? *sub : cmd;
-    if (run.first_member != 0) {
-      fetch->elements = true;
-      fetch->all_elements = run.first_member == kAllElements;
-      for (size_t i = static_cast<size_t>(std::max(run.first_member, 0)); run.first_member > 0 && i < args.size();
-           i += static_cast<size_t>(std::max(run.member_step, 1))) {
-        members.push_back(args[i]);
-      }
-    }
+    fetch->elements = run.first_member != 0;
+    fetch->all_elements = run.first_member == kAllElements;
+    members = MemberArguments(run, args);
     add(cmd, args);
   }
   if (fetch->keys.empty()) return false;
@@ -1495,11 +1500,8 @@ void ClientSession::Exec(Ctx& ctx) {
     // A command that only looks members up (HGET, HMGET, SISMEMBER ...: Command::first_member)
     // needs only those of a large collection, not all of it.
     std::vector<std::string> members;
-    if (reads_keys && keyed.first_member > 0) {
-      for (size_t m = static_cast<size_t>(keyed.first_member); m < args.size();
-           m += static_cast<size_t>(std::max(keyed.member_step, 1))) {
-        if (std::find(members.begin(), members.end(), args[m]) == members.end()) members.emplace_back(args[m]);
-      }
+    if (reads_keys) {
+      for (std::string_view m : MemberArguments(keyed, args)) members.emplace_back(m);
     }
     if (reads_keys) {
       for (size_t k : positions) {

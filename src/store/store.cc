@@ -425,6 +425,15 @@ uint64_t PageEnd(uint64_t at) {
   return (at + page - 1) / page * page;
 }
 
+// The whole pages of `file` holding [from, to), never past its end, pinned.
+ColdRange ColdRangeOf(std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
+  const uint64_t page = DataFile::PageSize();
+  const uint64_t first = from / page * page;
+  const uint64_t last = std::min(PageEnd(to), std::max(file->size(), first));
+  const int fd = file->fd();
+  return ColdRange{std::move(file), fd, first, last - first};
+}
+
 }  // namespace
 
 // Calls cold(file, from, to) for each part of the records under `key`'s hash that is not resident:
@@ -479,11 +488,7 @@ void StoreImpl::ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRa
   const Keydir* kd = ReaderKeydir(db);
   if (kd == nullptr) return;
   VisitCold(*kd, key, [out](std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
-    const uint64_t page = DataFile::PageSize();
-    const uint64_t first = from / page * page;
-    const uint64_t last = std::min(PageEnd(to), std::max(file->size(), first));
-    const int fd = file->fd();
-    out->push_back(ColdRange{std::move(file), fd, first, last - first});
+    out->push_back(ColdRangeOf(std::move(file), from, to));
     return true;
   });
 }
@@ -498,11 +503,7 @@ void StoreImpl::ColdElementRanges(uint32_t db, std::string_view key, std::span<c
   if (!coll) return;
   std::vector<ColdRange> found;
   auto add = [&found](std::shared_ptr<DataFile>&& file, uint64_t from, uint64_t to) {
-    const uint64_t page = DataFile::PageSize();
-    const uint64_t first = from / page * page;
-    const uint64_t last = std::min(PageEnd(to), std::max(file->size(), first));
-    const int fd = file->fd();
-    found.push_back(ColdRange{std::move(file), fd, first, last - first});
+    found.push_back(ColdRangeOf(std::move(file), from, to));
     return true;
   };
   if (!all) {
