@@ -12,6 +12,21 @@
 
 namespace keg::server {
 
+ArgCopy::ArgCopy(std::span<const std::string_view> args) : count_(args.size()) {
+  size_t total = 0;
+  for (std::string_view a : args) total += a.size();
+  bytes_.reserve(total);
+  if (args.size() > kInline) more_ends_.reserve(args.size() - kInline);
+  for (size_t i = 0; i < args.size(); ++i) {
+    bytes_.append(args[i]);
+    if (i < kInline) {
+      inline_ends_[i] = bytes_.size();
+    } else {
+      more_ends_.push_back(bytes_.size());
+    }
+  }
+}
+
 std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a, bool allow_type) {
   {
     const std::string_view s = args[1];

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "server/command.h"
 #include "server/small_collection.h"
@@ -16,6 +17,28 @@ namespace keg::server {
 
 /// The reply for a collection whose record does not decode (damage the CRC missed, or a bug).
 inline constexpr std::string_view kUndecodable = "Corruption: the value's record does not decode";
+
+/// A copy of some of a command's arguments, for a queued write that runs after the request buffer
+/// is reused: the bytes in one string, their ends inline up to kInline arguments (a pipelined
+/// HSET or SADD of one field allocates once for its arguments, not once per long argument plus
+/// the vector). Immutable once built; thread: any.
+class ArgCopy {
+ public:
+  explicit ArgCopy(std::span<const std::string_view> args);
+  size_t size() const { return count_; }
+  std::string_view operator[](size_t i) const {
+    const size_t begin = i == 0 ? 0 : End(i - 1);
+    return std::string_view(bytes_).substr(begin, End(i) - begin);
+  }
+
+ private:
+  static constexpr size_t kInline = 6;
+  size_t End(size_t i) const { return i < kInline ? inline_ends_[i] : more_ends_[i - kInline]; }
+  std::string bytes_;
+  size_t count_ = 0;
+  size_t inline_ends_[kInline] = {};
+  std::vector<size_t> more_ends_;
+};
 
 /// SCAN cursor [MATCH pattern] [COUNT count] [TYPE type] (TYPE only with allow_type: SCAN).
 struct ScanArgs {

@@ -44,7 +44,7 @@ enum CommandFlag : uint32_t {
 };
 
 /// A finished op range of the batch: the results of the ops this command added.
-using Finisher = std::function<void(std::span<store::OpResult> results, resp::ReplyBuffer& out)>;
+using Finisher = store::InlineFunction<void(std::span<store::OpResult> results, resp::ReplyBuffer& out)>;
 
 /// A command run by a script's redis.call: on the writer thread, against the group being built
 /// (see scripting.h). The handler's ops go to `batch` and run through `txn` right after it

@@ -57,13 +57,22 @@ void ThenReply(Ctx& c, std::shared_ptr<Result> res, std::function<void(Result&, 
 // arguments: one encoding written, no string per field. False when the result must be stored per
 // element (the caller then goes through CollectionEdit).
 bool HsetWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, const store::ValueView* cur,
-               const std::vector<std::string>& pairs, Result* res) {
-  coll::View v;
+               const ArgCopy& pairs, Result* res) {
+  // The writer's scratch: the decoded hash, changed in place (a pipelined HSET allocates no
+  // vector of its own); emptied after, and its memory let go when a big hash grew it.
+  static thread_local coll::View v;
+  struct Release {
+    ~Release() {
+      v.elements.clear();
+      if (v.elements.capacity() > 1024) v.elements.shrink_to_fit();
+    }
+  } release;
+  v.flags = 0;
   if (cur != nullptr && (!coll::Decode(cur->value, &v) || v.elements.size() % 2 != 0)) {
     res->error = kMalformed;
     return true;
   }
-  std::vector<std::string_view> out(v.elements.begin(), v.elements.end());
+  std::vector<std::string_view>& out = v.elements;
   std::unordered_map<std::string_view, size_t> index;  // field -> its slot in out (large hashes)
   const bool small = out.size() <= 32;
   if (!small) {
@@ -116,41 +125,56 @@ bool HsetWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
   return true;
 }
 
+// An HSET's state, shared by its function on the writer and its finisher: one allocation, and
+// both closures hold only this pointer (std::function stores them without allocating).
+struct HsetJob {
+  HsetJob(ServerState* s, uint32_t d, std::string_view k, std::span<const std::string_view> p, bool m)
+      : server(s), db(d), key(k), pairs(p), hmset(m) {}
+  void Run(store::Txn& txn);
+
+  ServerState* const server;
+  const uint32_t db;
+  const std::string key;
+  const ArgCopy pairs;  // field, value, ...
+  const bool hmset;     // replies OK
+  Result res;           // written on the writer, read by the finisher after
+};
+
+void HsetJob::Run(store::Txn& txn) {
+  store::ValueView cur;
+  const store::Status s = txn.Get(db, key, &cur);
+  if (!s.ok() && !s.IsNotFound()) {
+    res.error = CorruptionError(s);
+    return;
+  }
+  const bool found = s.ok();
+  if (found && cur.type != store::format::kTypeHash) {
+    res.error = err::kWrongType;
+    return;
+  }
+  if ((!found || cur.kind != store::format::kKindHead) &&
+      HsetWhole(txn, *server, db, key, found ? &cur : nullptr, pairs, &res)) {
+    return;
+  }
+  CollectionEdit h(txn, *server, db, key, store::format::kTypeHash);
+  if (!h.Open()) {
+    res.error = h.error();
+    return;
+  }
+  for (size_t i = 0; i + 1 < pairs.size(); i += 2) res.number += h.Put(pairs[i], pairs[i + 1]) ? 1 : 0;
+  h.Commit();
+}
+
 // HSET key field value [field value ...] / HMSET (replies OK).
 void HsetWith(Ctx& c, bool hmset) {
   if (c.argc() % 2 != 0) return c.Fail(WrongArity(c.arg(0)));
-  auto res = std::make_shared<Result>();
-  std::vector<std::string> pairs(c.args().begin() + 2, c.args().end());
-  ServerState* server = &c.server();
-  std::string key(c.arg(1));
-  c.batch().Run([res, server, db = c.db(), key, pairs = std::move(pairs)](store::Txn& txn) {
-    store::ValueView cur;
-    const store::Status s = txn.Get(db, key, &cur);
-    if (!s.ok() && !s.IsNotFound()) {
-      res->error = CorruptionError(s);
-      return;
-    }
-    const bool found = s.ok();
-    if (found && cur.type != store::format::kTypeHash) {
-      res->error = err::kWrongType;
-      return;
-    }
-    if ((!found || cur.kind != store::format::kKindHead) &&
-        HsetWhole(txn, *server, db, key, found ? &cur : nullptr, pairs, res.get())) {
-      return;
-    }
-    CollectionEdit h(txn, *server, db, key, store::format::kTypeHash);
-    if (!h.Open()) {
-      res->error = h.error();
-      return;
-    }
-    for (size_t i = 0; i + 1 < pairs.size(); i += 2) res->number += h.Put(pairs[i], pairs[i + 1]) ? 1 : 0;
-    h.Commit();
-  }, key);
+  auto job = std::make_shared<HsetJob>(&c.server(), c.db(), c.arg(1), c.args().subspan(2), hmset);
+  c.batch().Run([job](store::Txn& txn) { job->Run(txn); }, job->key);
   c.Notify(kNotifyHash, "hset", c.arg(1));
-  ThenReply(c, res, [hmset](Result& r, resp::ReplyBuffer& out) {
-    if (hmset) return out.Ok();
-    out.Integer(r.number);
+  c.Then([job](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!job->res.error.empty()) return out.Error(job->res.error);
+    if (job->hmset) return out.Ok();
+    out.Integer(job->res.number);
   });
 }
 void Hset(Ctx& c) { HsetWith(c, false); }

@@ -47,7 +47,7 @@ struct Result {
 // appended to the encoded bytes; an intset is kept in numeric order. False when the result must
 // be stored per element (the caller then goes through CollectionEdit).
 bool SaddWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, const ValueView* cur,
-               const std::vector<std::string>& add, Result* res) {
+               const ArgCopy& add, Result* res) {
   coll::View v;
   if (cur != nullptr && !coll::Decode(cur->value, &v)) {
     res->error = kMalformed;
@@ -59,7 +59,8 @@ bool SaddWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
     const bool small = v.elements.size() <= 16;
     if (!small) have.insert(v.elements.begin(), v.elements.end());
     std::vector<std::string_view> extra;
-    for (const std::string& m : add) {
+    for (size_t i = 0; i < add.size(); ++i) {
+      const std::string_view m = add[i];
       const bool present = small ? std::find(v.elements.begin(), v.elements.end(), m) != v.elements.end()
                                  : have.count(m) != 0;
       if (present || std::find(extra.begin(), extra.end(), m) != extra.end()) continue;
@@ -76,9 +77,10 @@ bool SaddWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
     std::vector<std::string> members(v.elements.begin(), v.elements.end());
     std::unordered_set<std::string_view> have(v.elements.begin(), v.elements.end());
     int64_t added = 0;
-    for (const std::string& m : add) {
+    for (size_t i = 0; i < add.size(); ++i) {
+      const std::string_view m = add[i];
       if (!have.insert(m).second) continue;
-      members.push_back(m);
+      members.emplace_back(m);
       ++added;
     }
     if (added == 0) return true;
@@ -102,41 +104,54 @@ bool SaddWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
   return true;
 }
 
+// A SADD's state, shared by its function on the writer and its finisher (one allocation; the
+// closures hold only this pointer and std::function-like InlineFunction keeps them in place).
+struct SaddJob {
+  SaddJob(ServerState* s, uint32_t d, std::string_view k, std::span<const std::string_view> m)
+      : server(s), db(d), key(k), add(m) {}
+  void Run(store::Txn& txn);
+
+  ServerState* const server;
+  const uint32_t db;
+  const std::string key;
+  const ArgCopy add;  // the members
+  Result res;         // written on the writer, read by the finisher after
+};
+
+void SaddJob::Run(store::Txn& txn) {
+  ValueView cur;
+  const store::Status s = txn.Get(db, key, &cur);
+  if (!s.ok() && !s.IsNotFound()) {
+    res.error = CorruptionError(s);
+    return;
+  }
+  if (s.ok() && cur.type != kSet) {
+    res.error = err::kWrongType;
+    return;
+  }
+  if ((!s.ok() || cur.kind != store::format::kKindHead) &&
+      SaddWhole(txn, *server, db, key, s.ok() ? &cur : nullptr, add, &res)) {
+    return;
+  }
+  CollectionEdit set(txn, *server, db, key, kSet);
+  if (!set.Open()) {
+    res.error = set.error();
+    return;
+  }
+  for (size_t i = 0; i < add.size(); ++i) res.number += set.Put(add[i]) ? 1 : 0;
+  set.Commit();
+}
+
 void Sadd(Ctx& c) {
   // Members all there already (Sidekiq's SADD of its queue name on every push): answered from a
   // read, as Redis's SADD that adds nothing writes nothing.
   if (MembersUnchanged(c, kSet, c.arg(1), c.args().subspan(2), true)) return c.out().Integer(0);
-  auto res = std::make_shared<Result>();
-  std::vector<std::string> add(c.args().begin() + 2, c.args().end());
-  ServerState* server = &c.server();
-  std::string key(c.arg(1));
-  c.batch().Run([res, server, db = c.db(), key, add = std::move(add)](store::Txn& txn) {
-    ValueView cur;
-    const store::Status s = txn.Get(db, key, &cur);
-    if (!s.ok() && !s.IsNotFound()) {
-      res->error = CorruptionError(s);
-      return;
-    }
-    if (s.ok() && cur.type != kSet) {
-      res->error = err::kWrongType;
-      return;
-    }
-    if ((!s.ok() || cur.kind != store::format::kKindHead) &&
-        SaddWhole(txn, *server, db, key, s.ok() ? &cur : nullptr, add, res.get())) {
-      return;
-    }
-    CollectionEdit set(txn, *server, db, key, kSet);
-    if (!set.Open()) {
-      res->error = set.error();
-      return;
-    }
-    for (const std::string& m : add) res->number += set.Put(m) ? 1 : 0;
-    set.Commit();
-  }, key);
+  auto job = std::make_shared<SaddJob>(&c.server(), c.db(), c.arg(1), c.args().subspan(2));
+  c.batch().Run([job](store::Txn& txn) { job->Run(txn); }, job->key);
   c.Notify(kNotifySet, "sadd", c.arg(1));
-  c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (!res->error.empty()) return out.Error(res->error);
-    out.Integer(res->number);
+  c.Then([job](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!job->res.error.empty()) return out.Error(job->res.error);
+    out.Integer(job->res.number);
   });
 }
 

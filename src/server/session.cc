@@ -1230,6 +1230,9 @@ void ClientSession::FlushPendingPushes() {
 
 void ClientSession::Prefetch(std::span<const std::string_view> keys) {
   server_.store->Prefetch(db(), keys);
+  if (!no_touch_) {
+    for (std::string_view key : keys) server_.access.Prefetch(key);
+  }
 }
 
 net::Outcome ClientSession::EndOfInput() {

@@ -36,15 +36,21 @@ bool DataFile::Resident(uint64_t offset, uint64_t len) const {
   const uint64_t end = std::min(offset + len, size());
   if (end <= resident_upto() || offset >= end) return true;
   const uint64_t page = PageSize();
-  uint64_t first = offset / page * page;
+  const uint64_t last = (end - 1) / page;
+  uint64_t p = offset / page;
+  while (p <= last && PageKnownResident(p)) ++p;
+  if (p > last) return true;
+  // Ask about the pages from the first not known resident; remember the ones that are.
   unsigned char vec[64];
-  while (first < end) {
-    const uint64_t pages = std::min<uint64_t>((end - first + page - 1) / page, sizeof(vec));
-    if (mincore(map_ + first, pages * page, vec) != 0) return true;  // cannot tell: read inline
+  while (p <= last) {
+    const uint64_t pages = std::min<uint64_t>(last - p + 1, sizeof(vec));
+    residency_queries_.fetch_add(1, std::memory_order_relaxed);
+    if (mincore(map_ + p * page, pages * page, vec) != 0) return true;  // cannot tell: read inline
     for (uint64_t i = 0; i < pages; ++i) {
       if ((vec[i] & 1) == 0) return false;
+      resident_pages_[(p + i) / 64].fetch_or(uint64_t{1} << ((p + i) % 64), std::memory_order_relaxed);
     }
-    first += pages * page;
+    p += pages;
   }
   return true;
 }
@@ -71,29 +77,39 @@ void DataFile::Fetch(uint64_t offset, uint64_t len) const {
 uint64_t DataFile::SweepResidency() {
   const uint64_t end = size();
   const uint64_t page = PageSize();
-  constexpr uint64_t kChunk = 4096;  // pages per mincore call
+  constexpr uint64_t kChunk = 4096;  // pages per mincore call (a multiple of 64: whole bitmap words)
   static thread_local unsigned char vec[kChunk];
+  uint64_t prefix = UINT64_MAX;  // the first page found evicted, as a byte offset
   uint64_t at = 0;
   while (at < end) {
     const uint64_t pages = std::min<uint64_t>((end - at + page - 1) / page, kChunk);
-    if (mincore(map_ + at, pages * page, vec) != 0) break;
-    uint64_t i = 0;
-    while (i < pages && (vec[i] & 1) != 0) ++i;
-    if (i < pages) {
-      at += i * page;
+    if (mincore(map_ + at, pages * page, vec) != 0) {
+      if (prefix == UINT64_MAX) prefix = at;
       break;
+    }
+    const uint64_t first_page = at / page;
+    for (uint64_t w = 0; w * 64 < pages; ++w) {
+      uint64_t bits = 0;
+      for (uint64_t i = w * 64; i < std::min(pages, w * 64 + 64); ++i) bits |= uint64_t{vec[i] & 1u} << (i % 64);
+      resident_pages_[first_page / 64 + w].store(bits, std::memory_order_relaxed);
+    }
+    if (prefix == UINT64_MAX) {
+      uint64_t i = 0;
+      while (i < pages && (vec[i] & 1) != 0) ++i;
+      if (i < pages) prefix = at + i * page;
     }
     at += pages * page;
   }
-  at = std::min(at, end);
-  resident_upto_.store(at == end ? UINT64_MAX : at, std::memory_order_relaxed);
-  return at;
+  const uint64_t upto = std::min(prefix, end);
+  resident_upto_.store(upto == end ? UINT64_MAX : upto, std::memory_order_relaxed);
+  return upto;
 }
 
 void DataFile::DropPages() const {
   madvise(map_, map_size_, MADV_DONTNEED);  // a shared file mapping: drops our page-table entries only
   posix_fadvise(fd_, 0, 0, POSIX_FADV_DONTNEED);
   resident_upto_.store(0, std::memory_order_relaxed);
+  for (uint64_t i = 0; i < PageWords(map_size_); ++i) resident_pages_[i].store(0, std::memory_order_relaxed);
 }
 
 void DataFile::Advise(Advice advice, uint64_t offset, uint64_t len) const {

@@ -48,7 +48,8 @@ class DataFile {
 
   /// Whether every page of [offset, offset + len) is in the page cache, so that reading it through
   /// the mapping cannot wait for the disk. Asks the kernel (mincore); never touches the pages.
-  /// Bytes below resident_upto() are taken as resident without asking. Any thread.
+  /// Bytes below resident_upto(), and pages the last sweep (or a check since) found resident, are
+  /// taken as resident without asking. Any thread.
   bool Resident(uint64_t offset, uint64_t len) const;
   /// Brings [offset, offset + len) into the page cache: starts the reads of all its pages at once
   /// (MADV_WILLNEED), then waits for them by touching each page. Blocks on the disk: for a read
@@ -58,9 +59,12 @@ class DataFile {
   /// not in the page cache and stores its offset — or, when the whole file is resident, "all of
   /// it, and whatever is appended before the next sweep": appends go through the page cache, so a
   /// key just written does not cost a mincore until a sweep finds part of the file evicted.
-  /// Returns the resident prefix's length (at most size()). Any thread; one sweeper at a time.
+  /// Records every page's residency too (see Resident). Returns the resident prefix's length (at
+  /// most size()). Any thread; one sweeper at a time.
   uint64_t SweepResidency();
   uint64_t resident_upto() const { return resident_upto_.load(std::memory_order_relaxed); }
+  /// How many times Resident() has asked the kernel, over every file of the process (tests).
+  static uint64_t ResidencyQueries() { return residency_queries_.load(std::memory_order_relaxed); }
   /// Access advice for a range of the mapping: kRandom (serving reads: a fault reads one page, not
   /// the device's read-ahead), kSequential (a scan: read ahead), kWillNeed (start reading now),
   /// kCold (a scan is done with these pages: reclaim them before others; nothing is dropped while
@@ -86,7 +90,15 @@ class DataFile {
         fd_(fd),
         map_(map),
         map_size_(map_size),
-        size_(size) {}
+        size_(size),
+        resident_pages_(new std::atomic<uint64_t>[PageWords(map_size)]) {
+    for (uint64_t i = 0; i < PageWords(map_size); ++i) resident_pages_[i].store(0, std::memory_order_relaxed);
+  }
+
+  static uint64_t PageWords(uint64_t bytes) { return (bytes / PageSize() + 64) / 64; }
+  bool PageKnownResident(uint64_t page) const {
+    return (resident_pages_[page / 64].load(std::memory_order_relaxed) >> (page % 64) & 1) != 0;
+  }
 
   const std::string path_;
   const uint64_t id_;
@@ -96,6 +108,13 @@ class DataFile {
   const uint64_t map_size_;
   std::atomic<uint64_t> size_;
   mutable std::atomic<uint64_t> resident_upto_{0};
+  // One bit per page of the mapping: set when the last sweep, or a check since, found the page
+  // in the page cache. A file partly evicted (memory pressure, or a host that reclaims pages
+  // idle for a minute) then costs a bit test per read, not a mincore: only a page whose bit is
+  // clear is asked about again. A bit can be stale for up to a sweep's interval, as the resident
+  // prefix can.
+  std::unique_ptr<std::atomic<uint64_t>[]> resident_pages_;
+  static inline std::atomic<uint64_t> residency_queries_{0};
 };
 
 }  // namespace keg::store

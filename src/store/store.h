@@ -43,6 +43,7 @@
 #include <string_view>
 #include <vector>
 
+#include "store/inline_function.h"
 #include "store/status.h"
 
 namespace keg::store {
@@ -134,7 +135,7 @@ struct UpdateDecision {
 };
 /// Runs on the writer thread, atomically with respect to every other write. `current` is valid only
 /// during the call.
-using UpdateFn = std::function<UpdateDecision(const ValueView* current)>;
+using UpdateFn = InlineFunction<UpdateDecision(const ValueView* current)>;
 
 enum class PutCondition : uint8_t { kAlways, kIfAbsent, kIfPresent };  // SET, NX, XX
 
@@ -161,7 +162,7 @@ struct OpResult;
 /// writes through `txn`, which sees every earlier op of the group, its own writes included. Its
 /// records are part of the group: durable together, visible to readers together. It must not call
 /// into the store other than through `txn`, nor keep `txn` past the call.
-using RunFn = std::function<void(Txn& txn)>;
+using RunFn = InlineFunction<void(Txn& txn)>;
 
 /// A group of writes applied in order, atomically with respect to other batches.
 class WriteBatch {
@@ -335,7 +336,7 @@ class Txn {
 
 /// Called once per batch on the writer thread. When `status` is not OK nothing of the batch was
 /// acknowledged (results are empty).
-using WriteCallback = std::function<void(const Status& status, std::vector<OpResult> results)>;
+using WriteCallback = InlineFunction<void(const Status& status, std::vector<OpResult> results)>;
 
 /// A histogram with power-of-two buckets: bucket 0 counts values of at most 1, bucket i > 0 those
 /// in (2^(i-1), 2^i]; the last bucket also takes everything larger.
