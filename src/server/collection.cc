@@ -427,12 +427,13 @@ bool CollectionEdit::Remove(std::string_view member) {
   return true;
 }
 
-void CollectionEdit::ForEach(const std::function<void(std::string_view, std::string_view)>& fn) {
+store::Status CollectionEdit::ForEach(const std::function<void(std::string_view, std::string_view)>& fn) {
   if (large_) return txn_.ForEachElement(inc_, fn);
   const size_t stride = StrideOf(type_);
   for (size_t i = 0; i + stride <= items_.size(); i += stride) {
     fn(items_[i], stride == 2 ? std::string_view(items_[i + 1]) : std::string_view());
   }
+  return store::Status::OK();
 }
 
 std::vector<std::string> CollectionEdit::RandomMembers(size_t n) {
@@ -448,7 +449,8 @@ std::vector<std::string> CollectionEdit::RandomMembers(size_t n) {
     if (picked.size() == n) return picked;
   }
   std::vector<std::string> all;
-  ForEach([&](std::string_view m, std::string_view) { all.emplace_back(m); });
+  // An element that fails its check is logged and left where it is: the picks are of the others.
+  (void)ForEach([&](std::string_view m, std::string_view) { all.emplace_back(m); });
   n = std::min(n, all.size());
   for (size_t i = 0; i < n; ++i) std::swap(all[i], all[i + rng() % (all.size() - i)]);
   all.resize(n);

@@ -127,8 +127,9 @@ class CollectionEdit {
   bool Put(std::string_view member, std::string_view value = {});
   /// Removes `member`; returns whether it was there.
   bool Remove(std::string_view member);
-  /// Every entry; fn must not change the collection.
-  void ForEach(const std::function<void(std::string_view member, std::string_view value)>& fn);
+  /// Every entry; fn must not change the collection. Not OK when an element's record fails its
+  /// check (that element is skipped: see Txn::ForEachElement).
+  store::Status ForEach(const std::function<void(std::string_view member, std::string_view value)>& fn);
   /// Up to `n` distinct members picked at random (SPOP): a few of a large collection from its
   /// index (O(n)), else by a walk.
   std::vector<std::string> RandomMembers(size_t n);

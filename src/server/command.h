@@ -70,11 +70,19 @@ struct DirectRun {
   }
 };
 
+/// What a queued read command of an EXEC sees of one of its keys: the value as it was at the
+/// command's place in the transaction, or the failure of that read (a record or element that fails
+/// its check is the command's error, never taken for a missing key). Keyed by Ctx::SnapshotKey.
+struct SnapshotEntry {
+  store::Status status;
+  store::ValueView view;
+};
+using Snapshot = std::unordered_map<std::string, SnapshotEntry>;
+
 class Ctx {
  public:
   Ctx(ServerState& server, ClientSession& client, std::span<const std::string_view> args,
-      resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot,
-      DirectRun* direct = nullptr);
+      resp::ReplyBuffer& out, const Snapshot* snapshot, DirectRun* direct = nullptr);
 
   ServerState& server() { return server_; }
   ClientSession& client() { return client_; }
@@ -170,7 +178,7 @@ class Ctx {
   ClientSession& client_;
   std::span<const std::string_view> args_;
   resp::ReplyBuffer& out_;
-  const std::unordered_map<std::string, store::ValueView>* snapshot_;
+  const Snapshot* snapshot_;
   size_t first_op_;  // the batch's size when this command started
   store::Status read_error_;
   const store::OpResult* keyspace_ = nullptr;

@@ -361,6 +361,7 @@ void Copy(Ctx& c) {
   if (to == c.db() && c.arg(1) == c.arg(2)) return c.Fail("source and destination objects are the same");
   struct Copied {
     bool copied = false;
+    std::string error;  // an element of the source failed its check: nothing was copied
   };
   auto m = std::make_shared<Copied>();
   ServerState* server = &c.server();
@@ -369,21 +370,34 @@ void Copy(Ctx& c) {
   // as Redis copies); anything else is one record.
   c.batch().Run([m, server, from = c.db(), to, replace, src = std::string(c.arg(1)), dst](store::Txn& txn) {
     ValueView cur;
-    if (!txn.Get(from, src, &cur).ok()) return;
+    if (const store::Status s = txn.Get(from, src, &cur); !s.ok()) {
+      if (!s.IsNotFound()) m->error = CorruptionError(s);  // never taken for a missing source
+      return;
+    }
     ValueView there;
-    if (!replace && txn.Get(to, dst, &there).ok()) return;
-    m->copied = true;
+    if (!replace) {
+      const store::Status s = txn.Get(to, dst, &there);
+      if (!s.ok() && !s.IsNotFound()) m->error = CorruptionError(s);
+      if (!s.IsNotFound()) return;
+    }
     if (cur.kind == store::format::kKindHead) {
       std::vector<std::string> items;
       const size_t stride = StrideOf(cur.type);
-      txn.ForEachElement(store::format::IncarnationOf(cur.value), [&](std::string_view k, std::string_view v) {
-        items.emplace_back(k);
-        if (stride == 2) items.emplace_back(v);
-      });
+      const store::Status s =
+          txn.ForEachElement(store::format::IncarnationOf(cur.value), [&](std::string_view k, std::string_view v) {
+            items.emplace_back(k);
+            if (stride == 2) items.emplace_back(v);
+          });
+      if (!s.ok()) {
+        m->error = CorruptionError(s);
+        return;
+      }
+      m->copied = true;
       const std::vector<std::string_view> views(items.begin(), items.end());
       WriteCollection(txn, *server, to, dst, cur.type, coll::kConverted, views, false, cur.expire_at_ms);
       return;
     }
+    m->copied = true;
     store::WriteBatch::Op op;
     op.kind = store::WriteBatch::Kind::kPut;
     op.db = to;
@@ -397,7 +411,10 @@ void Copy(Ctx& c) {
   c.batch().mutable_ops().back().db = to;  // WATCH: the key written is the target's
   c.Notify(kNotifyNew, "new", c.arg(2), 0, to);
   c.Notify(kNotifyGeneric, "copy_to", c.arg(2), 0, to);
-  c.Then([m](std::span<OpResult>, resp::ReplyBuffer& out) { out.Integer(m->copied ? 1 : 0); });
+  c.Then([m](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!m->error.empty()) return out.Error(m->error);
+    out.Integer(m->copied ? 1 : 0);
+  });
 }
 
 // DUMP key: the value in Redis's DUMP format (server/rdb.h), or nil.

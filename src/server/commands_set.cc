@@ -420,7 +420,11 @@ void AlgebraStore(Ctx& c, Algebra op, std::string_view event) {
         return;
       }
       if (!set.exists()) continue;
-      set.ForEach([&](std::string_view m, std::string_view) { owned[i].emplace_back(m); });
+      if (const store::Status s = set.ForEach([&](std::string_view m, std::string_view) { owned[i].emplace_back(m); });
+          !s.ok()) {
+        sh->error = CorruptionError(s);  // a result without the unreadable member would be wrong
+        return;
+      }
       members[i].assign(owned[i].begin(), owned[i].end());
       ptrs[i] = &members[i];
     }

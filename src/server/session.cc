@@ -117,8 +117,7 @@ bool IsPostOrHost(std::string_view name) {
 // ---- Ctx ----------------------------------------------------------------------------------------
 
 Ctx::Ctx(ServerState& server, ClientSession& client, std::span<const std::string_view> args,
-         resp::ReplyBuffer& out, const std::unordered_map<std::string, store::ValueView>* snapshot,
-         DirectRun* direct)
+         resp::ReplyBuffer& out, const Snapshot* snapshot, DirectRun* direct)
     : server_(server),
       client_(client),
       args_(args),
@@ -159,10 +158,11 @@ store::Status Ctx::Get(std::string_view key, store::ValueView* view) {
   if (snapshot_ != nullptr) {
     auto it = snapshot_->find(SnapshotKey(db(), key));
     if (it == snapshot_->end()) return store::Status::NotFound();
-    if (it->second.expire_at_ms != 0 && it->second.expire_at_ms <= store::NowMs()) {
+    if (!it->second.status.ok()) return it->second.status;
+    if (it->second.view.expire_at_ms != 0 && it->second.view.expire_at_ms <= store::NowMs()) {
       return store::Status::NotFound();
     }
-    *view = it->second;
+    *view = it->second.view;
     return store::Status::OK();
   }
   return server_.store->Get(db(), key, view);
@@ -249,19 +249,20 @@ store::Status Ctx::ReadElements(uint64_t inc, std::vector<store::ElementView>* o
   if (direct_ == nullptr) return server_.store->ReadElements(inc, out, pins);
   // A script's group: the views the Txn gives last only for its call, so they are copied.
   auto arena = std::make_shared<std::deque<std::string>>();
-  direct_->txn->ForEachElement(inc, [&](std::string_view m, std::string_view v) {
+  store::Status s = direct_->txn->ForEachElement(inc, [&](std::string_view m, std::string_view v) {
     const std::string& member = arena->emplace_back(m);
     const std::string& value = arena->emplace_back(v);
     out->push_back({member, value});
   });
   pins->push_back(std::move(arena));
-  return store::Status::OK();
+  return s;
 }
 
 uint64_t Ctx::ScanElements(uint64_t inc, uint64_t cursor, size_t count,
                            const std::function<void(std::string_view, std::string_view)>& fn) {
   if (direct_ == nullptr) return server_.store->ScanElements(inc, cursor, count, fn);
-  direct_->txn->ForEachElement(inc, fn);
+  // As Store::ScanElements: an element that fails its check is logged and not returned.
+  (void)direct_->txn->ForEachElement(inc, fn);
   return 0;
 }
 
@@ -1489,7 +1490,7 @@ void ClientSession::Exec(Ctx& ctx) {
                             nullptr, link_->out().muted()});
       continue;
     }
-    auto snapshot = std::make_shared<std::unordered_map<std::string, store::ValueView>>();
+    auto snapshot = std::make_shared<Snapshot>();
     const size_t first = batch_.size();
     // The keys of the command, or of its subcommand (OBJECT ENCODING key, MEMORY USAGE key).
     const Command& keyed = StatsTarget(*cmd, args);
@@ -1511,7 +1512,10 @@ void ClientSession::Exec(Ctx& ctx) {
         std::string key(args[k]);
         batch_.Run([snapshot, key, db, skey = Ctx::SnapshotKey(db, key), members](store::Txn& txn) {
           store::ValueView cur;
-          if (!txn.Get(db, key, &cur).ok()) return;
+          if (const store::Status s = txn.Get(db, key, &cur); !s.ok()) {
+            if (!s.IsNotFound()) (*snapshot)[skey].status = s;  // corrupt: the command's error
+            return;
+          }
           auto copy = std::make_shared<std::string>();
           if (cur.kind == store::format::kKindHead) {
             // A collection stored per element is captured whole, as it is at this place (or the
@@ -1523,15 +1527,23 @@ void ClientSession::Exec(Ctx& ctx) {
             if (!members.empty()) {
               for (const std::string& m : members) {
                 store::ValueView e;
-                if (!txn.GetElement(inc, m, &e).ok()) continue;  // absent (or unreadable: the
-                items.emplace_back(m);                           // command finds it absent)
+                if (const store::Status s = txn.GetElement(inc, m, &e); !s.ok()) {
+                  if (s.IsNotFound()) continue;
+                  (*snapshot)[skey].status = s;  // an element fails its check: the command's error
+                  return;
+                }
+                items.emplace_back(m);
                 if (hash) items.emplace_back(e.value);
               }
             } else {
-              txn.ForEachElement(inc, [&](std::string_view m, std::string_view val) {
+              const store::Status s = txn.ForEachElement(inc, [&](std::string_view m, std::string_view val) {
                 items.emplace_back(m);
                 if (hash) items.emplace_back(val);
               });
+              if (!s.ok()) {
+                (*snapshot)[skey].status = s;
+                return;
+              }
             }
             const std::vector<std::string_view> entries(items.begin(), items.end());
             *copy = coll::Encode(coll::kConverted, entries);
@@ -1543,7 +1555,7 @@ void ClientSession::Exec(Ctx& ctx) {
           v.expire_at_ms = cur.expire_at_ms;
           v.type = cur.type;
           v.pin = std::move(copy);
-          (*snapshot)[skey] = std::move(v);
+          (*snapshot)[skey] = SnapshotEntry{store::Status::OK(), std::move(v)};
         });
       }
     }

@@ -175,9 +175,9 @@ TEST_F(CollectionTest, ATxnSeesItsGroupsElementWrites) {
     EXPECT_EQ(v.value, "new3");
     EXPECT_TRUE(txn.GetElement(inc, "f0", &v).IsNotFound());
     std::map<std::string, std::string> seen;
-    txn.ForEachElement(inc, [&](std::string_view m, std::string_view val) {
+    EXPECT_TRUE(txn.ForEachElement(inc, [&](std::string_view m, std::string_view val) {
       EXPECT_TRUE(seen.emplace(m, val).second) << m;
-    });
+    }).ok());
     std::map<std::string, std::string> want = Expected(11);
     want.erase("f0");
     want["f3"] = "new3";

@@ -1324,15 +1324,20 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       member->assign(m);
       return true;
     }
-    void ForEachElement(uint64_t inc,
-                        const std::function<void(std::string_view, std::string_view)>& fn) override {
+    Status ForEachElement(uint64_t inc,
+                          const std::function<void(std::string_view, std::string_view)>& fn) override {
+      Status first_error;
       // The applied elements the group did not write, then the group's live ones.
       if (auto it = store_->collections_.find(inc); it != store_->collections_.end()) {
         it->second->index.ForEach([&](const Location& loc) {
           const DataFile* file = store_->files_.GetRaw(loc.file);
           std::string_view member, value;
           Status error;
-          if (file == nullptr || !store_->ReadElementAt(*file, loc.offset, &member, &value, &error)) return;
+          if (file == nullptr) return;
+          if (!store_->ReadElementAt(*file, loc.offset, &member, &value, &error)) {
+            if (!error.ok() && first_error.ok()) first_error = std::move(error);
+            return;
+          }
           const std::string_view ekey(member.data() - format::kIncarnationSize,
                                       member.size() + format::kIncarnationSize);
           if (!store_->elem_overlay_.empty() && store_->elem_overlay_.Contains(ekey, store_->Hash(ekey))) return;
@@ -1340,7 +1345,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
         });
       }
       auto g = store_->group_colls_.find(inc);
-      if (g == store_->group_colls_.end()) return;
+      if (g == store_->group_colls_.end()) return first_error;
       for (const uint32_t i : g->second.records) {
         const PendingRecord& r = store_->pending_[i];
         const OverlayEntry* last = store_->elem_overlay_.Find(r.key, r.hash);
@@ -1350,6 +1355,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
         fn(r.key.substr(format::kIncarnationSize),
            std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size));
       }
+      return first_error;
     }
     void Execute(WriteBatch::Op op, OpResult* result) override {
       // The group's records and overlay refer to the op's key until the group completes: the

@@ -326,9 +326,11 @@ class Txn {
   /// ForEachElement instead).
   virtual bool RandomElement(uint64_t inc, uint64_t random, std::string* member) = 0;
   /// Calls fn(member, value) for every element of collection `inc`, the group's writes included,
-  /// in no particular order. The views are valid during the call; fn must not use the Txn.
-  virtual void ForEachElement(uint64_t inc,
-                              const std::function<void(std::string_view member, std::string_view value)>& fn) = 0;
+  /// in no particular order. The views are valid during the call; fn must not use the Txn. An
+  /// element whose record fails its check is not passed to fn: the walk goes on, and returns the
+  /// first such failure (Corruption naming file and offset), OK when there was none.
+  virtual Status ForEachElement(uint64_t inc,
+                                const std::function<void(std::string_view member, std::string_view value)>& fn) = 0;
 
  protected:
   ~Txn() = default;

@@ -195,6 +195,45 @@ class CorruptRecord(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_damaged_element_fails_transactions_and_copies_instead_of_vanishing(self):
+        # A hash and a set past their thresholds are stored per element; one element of each is
+        # damaged. A command queued in MULTI, COPY and SUNIONSTORE used to read it as absent
+        # (answers without the field, a copy without it); each must fail naming the damage.
+        server = keg("--appendfsync", "always")
+        try:
+            r = redis.Redis(port=server.port, socket_timeout=10)
+            r.hset("big", mapping={f"f{i}": f"value-{i}" for i in range(600)})
+            r.hset("big", "victim", "DAMAGE-THIS-VALUE")
+            r.sadd("bigset", *[f"m{i}" for i in range(600)], "DAMAGE-THIS-MEMBER")
+            self.assertEqual(r.object("encoding", "big"), b"hashtable")
+            data_dir = os.path.join(server.dir, "data")
+            for f in sorted(os.listdir(data_dir)):
+                if not f.endswith(".data"):
+                    continue
+                with open(os.path.join(data_dir, f), "r+b") as fh:
+                    blob = fh.read()
+                    for marker in (b"DAMAGE-THIS-VALUE", b"DAMAGE-THIS-MEMBER"):
+                        at = blob.find(marker)
+                        if at >= 0:
+                            fh.seek(at + 3)
+                            fh.write(b"X")
+            for queued in (lambda p: p.hgetall("big"), lambda p: p.hget("big", "victim"),
+                           lambda p: p.hvals("big"), lambda p: p.smembers("bigset")):
+                p = r.pipeline(transaction=True)
+                queued(p)
+                with self.assertRaisesRegex(redis.ResponseError, "Corruption.*at offset"):
+                    p.execute()
+            with self.assertRaisesRegex(redis.ResponseError, "Corruption.*at offset"):
+                r.copy("big", "big-copy")
+            self.assertEqual(r.exists("big-copy"), 0)
+            with self.assertRaisesRegex(redis.ResponseError, "Corruption.*at offset"):
+                r.sunionstore("union", "bigset")
+            self.assertEqual(r.exists("union"), 0)
+            self.assertEqual(r.hget("big", "f7"), b"value-7")  # the rest still reads
+            r.close()
+        finally:
+            server.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
