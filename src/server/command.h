@@ -241,9 +241,10 @@ struct Command {
   /// What the command reads of a large hash or set at each of its keys, for the cold-read check
   /// before it runs (docs/types.md: a large collection's elements are records of their own): the
   /// elements its arguments name from first_member on, every member_step-th (HGET, HMGET, HSET,
-  /// SADD ...), or every element with kAllElements (HGETALL, SMEMBERS, SINTER ...); 0: the head
-  /// record alone (HLEN, SCARD, DEL), or elements it cannot name before it runs (the scans' slice,
-  /// SPOP's and SRANDMEMBER's picks: those may fault on the event loop).
+  /// SADD ...), every element with kAllElements (HGETALL, SMEMBERS, SINTER ...), the slice its
+  /// cursor names with kScanElements (HSCAN, SSCAN); 0: the head record alone (HLEN, SCARD, DEL),
+  /// or elements it cannot name before it runs (SPOP's, SRANDMEMBER's and HRANDFIELD's random
+  /// picks: those may fault on the event loop).
   int first_member = 0;
   int member_step = 1;
   /// A command on values of one type (store::format::ValueType: the string and bit commands, the
@@ -254,10 +255,15 @@ struct Command {
 
 /// Command::first_member of a command that reads every element of a large collection.
 inline constexpr int kAllElements = -1;
+/// Command::first_member of HSCAN / SSCAN: the slice from the cursor (args[2]) they read.
+inline constexpr int kScanElements = -2;
 
 /// The distinct members `cmd` names in `args` (Command::first_member / member_step); none for a
 /// command that names none or reads every element.
 std::vector<std::string_view> MemberArguments(const Command& cmd, std::span<const std::string_view> args);
+/// What `cmd` with `args` reads of a large collection at its key(s) (Command::first_member): for
+/// the cold-read check. Empty for a command that reads no element, or whose arguments are invalid.
+store::ElementSelection ElementsRead(const Command& cmd, std::span<const std::string_view> args);
 
 /// The table, looked up case-insensitively. Thread: any (immutable after start).
 const Command* FindCommand(std::string_view name);

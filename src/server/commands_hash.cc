@@ -372,7 +372,8 @@ void RegisterHashCommands(std::vector<Command>* t) {
   const std::unordered_map<std::string_view, std::pair<int, int>> members = {
       {"hset", {2, 2}}, {"hmset", {2, 2}}, {"hsetnx", {2, 2}}, {"hdel", {2, 1}}, {"hincrby", {2, 2}},
       {"hincrbyfloat", {2, 2}}, {"hget", {2, 1}}, {"hmget", {2, 1}}, {"hstrlen", {2, 1}}, {"hexists", {2, 1}},
-      {"hkeys", {kAllElements, 1}}, {"hvals", {kAllElements, 1}}, {"hgetall", {kAllElements, 1}}};
+      {"hkeys", {kAllElements, 1}}, {"hvals", {kAllElements, 1}}, {"hgetall", {kAllElements, 1}},
+      {"hscan", {kScanElements, 1}}};
   for (size_t i = first; i < t->size(); ++i) {
     Command& cmd = (*t)[i];
     cmd.value_type = store::format::kTypeHash;

@@ -539,7 +539,7 @@ void RegisterSetCommands(std::vector<Command>* t) {
       {"sadd", 2}, {"srem", 2}, {"sismember", 2}, {"smismember", 2}, {"smove", 3},
       {"smembers", kAllElements}, {"sinter", kAllElements},
       {"sintercard", kAllElements}, {"sunion", kAllElements}, {"sdiff", kAllElements}, {"sinterstore", kAllElements},
-      {"sunionstore", kAllElements}, {"sdiffstore", kAllElements}};
+      {"sunionstore", kAllElements}, {"sdiffstore", kAllElements}, {"sscan", kScanElements}};
   for (size_t i = first; i < t->size(); ++i) {
     Command& cmd = (*t)[i];
     cmd.value_type = kSet;

@@ -1,6 +1,7 @@
 #include "server/session.h"
 
 #include "resp/numbers.h"
+#include "server/collection_commands.h"
 #include "server/notify.h"
 #include "server/small_collection.h"
 
@@ -352,6 +353,23 @@ std::vector<std::string_view> MemberArguments(const Command& cmd, std::span<cons
     if (std::find(out.begin(), out.end(), args[i]) == out.end()) out.push_back(args[i]);
   }
   return out;
+}
+
+store::ElementSelection ElementsRead(const Command& cmd, std::span<const std::string_view> args) {
+  store::ElementSelection which;
+  if (cmd.first_member == kAllElements) {
+    which.all = true;
+  } else if (cmd.first_member == kScanElements) {
+    ScanArgs a;
+    if (args.size() >= 3 && ParseScanArgs(args.subspan(1), &a, false).empty()) {
+      which.scan = true;
+      which.cursor = a.cursor;
+      which.count = static_cast<size_t>(a.count);
+    }
+  } else {
+    for (std::string_view m : MemberArguments(cmd, args)) which.members.emplace_back(m);
+  }
+  return which;
 }
 
 std::string WrongArity(std::string_view name) {
@@ -1055,30 +1073,35 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
 bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_view> args) {
   auto fetch = std::make_shared<ColdFetch>();
   const store::Store& st = *server_.store;
-  std::vector<std::string_view> members;  // the elements the command reads of large collections
-  auto look = [&](std::string_view key) {
+  // `which`: what the command reads of the elements of a large collection at `key`.
+  auto look = [&](std::string_view key, const store::ElementSelection& which) {
     const size_t before = fetch->ranges.size();
     // A SELECT queued in MULTI is not followed: a key it names is read on the loop (correct, maybe
     // waiting for the disk).
     st.ColdRanges(db(), key, &fetch->ranges);  // appends nothing, allocates nothing, when resident
-    if (fetch->elements) st.ColdElementRanges(db(), key, members, fetch->all_elements, &fetch->ranges);
-    if (fetch->ranges.size() != before) fetch->keys.emplace_back(key);
+    if (!which.empty()) st.ColdElementRanges(db(), key, which, &fetch->ranges);
+    if (fetch->ranges.size() != before) {
+      fetch->keys.emplace_back(key);
+      fetch->elements.push_back(which);
+    }
   };
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
     const Command* sub = (!c.subcommands.empty() && a.size() >= 2) ? FindSubcommand(c, a[1]) : nullptr;
     const Command& run = sub != nullptr ? *sub : c;
+    // Most commands read no element: no selection built, nothing allocated.
+    const store::ElementSelection which = run.first_member != 0 ? ElementsRead(run, a) : store::ElementSelection{};
     if ((run.flags & kMovableKeys) == 0) {  // keys at first/last/step: no allocation
       if (run.first_key <= 0) return;
       const int argc = static_cast<int>(a.size());
       const int last = run.last_key < 0 ? argc + run.last_key : std::min(run.last_key, argc - 1);
       for (int i = run.first_key; i <= last && i < argc; i += std::max(run.key_step, 1)) {
-        look(a[static_cast<size_t>(i)]);
+        look(a[static_cast<size_t>(i)], which);
       }
       return;
     }
-    for (const KeyRef& ref : CommandKeys(run, a)) look(a[ref.index]);
+    for (const KeyRef& ref : CommandKeys(run, a)) look(a[ref.index], which);
   };
-  if (cmd.name == "exec") {
+  if (cmd.name == "exec") {  // each queued command's keys, and the elements it reads of them
     std::vector<std::string_view> views;
     for (const auto& q : queued_) {
       const Command* qc = FindCommand(q[0]);
@@ -1087,17 +1110,9 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
       add(*qc, views);
     }
   } else {
-    // (EXEC's queued commands: their keys' records only; a large collection's elements are read
-    // from the loop.)
-    const Command* sub = (!cmd.subcommands.empty() && args.size() >= 2) ? FindSubcommand(cmd, args[1]) : nullptr;
-    const Command& run = sub != nullptr ? *sub : cmd;
-    fetch->elements = run.first_member != 0;
-    fetch->all_elements = run.first_member == kAllElements;
-    members = MemberArguments(run, args);
     add(cmd, args);
   }
   if (fetch->keys.empty()) return false;
-  fetch->members.assign(members.begin(), members.end());
   // The writes batched before this command go first (their replies come first); it comes again.
   if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return true;
   cold_wait_ = true;
@@ -1123,12 +1138,9 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
     if (fits && link_->ReadFiles(reads, [this, fetch] {
           fetch->ranges.clear();  // read: unpin the files
           ++fetch->round;
-          const std::vector<std::string_view> members(fetch->members.begin(), fetch->members.end());
-          for (const std::string& key : fetch->keys) {
-            server_.store->ColdRanges(db(), key, &fetch->ranges);
-            if (fetch->elements) {
-              server_.store->ColdElementRanges(db(), key, members, fetch->all_elements, &fetch->ranges);
-            }
+          for (size_t i = 0; i < fetch->keys.size(); ++i) {
+            server_.store->ColdRanges(db(), fetch->keys[i], &fetch->ranges);
+            server_.store->ColdElementRanges(db(), fetch->keys[i], fetch->elements[i], &fetch->ranges);
           }
           if (fetch->ranges.empty()) {
             ColdDone(*fetch);
@@ -1144,7 +1156,7 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
   std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
   std::vector<std::string> keys = fetch->keys;
   pool.Fetch(db(), std::move(keys), [this, keep, inbox, fetch, store = server_.store.get(), db = db()] {
-    if (fetch->elements) ReadColdElements(*store, db, *fetch);  // this pool thread may wait
+    ReadColdElements(*store, db, *fetch);  // this pool thread may wait
     Deliver(inbox, this, keep, [this] {
       cold_wait_ = false;
       fetched_ = true;
@@ -1154,13 +1166,13 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
 }
 
 void ClientSession::ReadColdElements(const store::Store& st, uint32_t db, const ColdFetch& fetch) {
-  const std::vector<std::string_view> members(fetch.members.begin(), fetch.members.end());
-  std::vector<char> buf(size_t{64} << 10);
+  std::vector<char> buf;
   // Round after round, as ColdElementRanges asks: a record's rest once its header is in.
   for (int round = 0; round < 3; ++round) {
     std::vector<store::ColdRange> ranges;
-    for (const std::string& key : fetch.keys) st.ColdElementRanges(db, key, members, fetch.all_elements, &ranges);
+    for (size_t i = 0; i < fetch.keys.size(); ++i) st.ColdElementRanges(db, fetch.keys[i], fetch.elements[i], &ranges);
     if (ranges.empty()) return;
+    buf.resize(size_t{64} << 10);
     for (const store::ColdRange& r : ranges) {
       // Buffered reads whose bytes are thrown away: they fill the page cache the maps read from.
       for (uint64_t at = 0; at < r.length;) {

@@ -162,10 +162,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // The cold keys of one command and the ranges of their records being read (pinned until read).
   struct ColdFetch {
     std::vector<std::string> keys;
-    // The elements of the large collections at those keys the command reads (Command::first_member).
-    bool elements = false;
-    bool all_elements = false;
-    std::vector<std::string> members;
+    // What the command (each queued one, for EXEC) reads of the elements of a large collection at
+    // keys[i] (Command::first_member); a key may come more than once.
+    std::vector<store::ElementSelection> elements;
     std::vector<store::ColdRange> ranges;
     int64_t started_ns = 0;
     int round = 0;

@@ -493,9 +493,9 @@ void StoreImpl::ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRa
   });
 }
 
-void StoreImpl::ColdElementRanges(uint32_t db, std::string_view key, std::span<const std::string_view> members,
-                                   bool all, std::vector<ColdRange>* out) const {
-  if (members.empty() && !all) return;
+void StoreImpl::ColdElementRanges(uint32_t db, std::string_view key, const ElementSelection& which,
+                                   std::vector<ColdRange>* out) const {
+  if (which.empty()) return;
   ValueView head;
   if (!KeyResident(db, key) || !Get(db, key, &head).ok() || head.kind != format::kKindHead) return;
   const uint64_t inc = format::IncarnationOf(head.value);
@@ -506,11 +506,17 @@ void StoreImpl::ColdElementRanges(uint32_t db, std::string_view key, std::span<c
     found.push_back(ColdRangeOf(std::move(file), from, to));
     return true;
   };
-  if (!all) {
-    for (std::string_view m : members) VisitCold(coll->index, format::ElementKey(inc, m), add);
+  if (!which.all && !which.scan) {
+    for (std::string_view m : which.members) VisitCold(coll->index, format::ElementKey(inc, m), add);
   } else {
+    // Every element, or the slice a scan from the cursor reads (the same Scan ScanElements runs).
     std::vector<Location> locations;
-    coll->index.ForEach([&locations](const Location& loc) { locations.push_back(loc); });
+    if (which.all) {
+      coll->index.ForEach([&locations](const Location& loc) { locations.push_back(loc); });
+    } else {
+      uint64_t cursor = which.cursor;
+      coll->index.Scan(&cursor, std::max<size_t>(which.count, 1), &locations);
+    }
     std::sort(locations.begin(), locations.end(),
               [](const Location& a, const Location& b) { return a.file != b.file ? a.file < b.file : a.offset < b.offset; });
     std::shared_ptr<DataFile> file;

@@ -272,6 +272,16 @@ class WriteBatch {
   uint64_t origin_ = 0;
 };
 
+/// Which elements of a large collection a command reads (Store::ColdElementRanges).
+struct ElementSelection {
+  std::vector<std::string> members;  ///< those it names (HGET, HMGET, SISMEMBER, SADD ...)
+  bool all = false;                  ///< every element (HGETALL, SMEMBERS, the set algebra)
+  bool scan = false;                 ///< the slice ScanElements(inc, cursor, count) reads (HSCAN, SSCAN)
+  uint64_t cursor = 0;
+  size_t count = 0;
+  bool empty() const { return members.empty() && !all && !scan; }
+};
+
 /// The outcome of one op of a batch.
 struct OpResult {
   bool applied = false;          ///< the op changed the store (a record was written)
@@ -564,12 +574,12 @@ class Store {
   /// not resident. Any thread.
   virtual void ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const = 0;
   /// ColdRanges for the elements of a large hash or set (docs/types.md: records of their own) that
-  /// a command will read: appends what of the element records of `members` — of every element
-  /// with `all` (HGETALL, SMEMBERS) — of the collection at `key` is not in the page cache, by the
-  /// same rules and rounds, adjacent pages merged. Appends nothing unless `key` is a large
-  /// collection whose head is resident (its ColdRanges comes first). Any thread.
-  virtual void ColdElementRanges(uint32_t db, std::string_view key, std::span<const std::string_view> members,
-                                 bool all, std::vector<ColdRange>* out) const = 0;
+  /// a command will read (`which`): appends what of those element records of the collection at
+  /// `key` is not in the page cache, by the same rules and rounds, adjacent pages merged. Appends
+  /// nothing unless `key` is a large collection whose head is resident (its ColdRanges comes
+  /// first). Any thread.
+  virtual void ColdElementRanges(uint32_t db, std::string_view key, const ElementSelection& which,
+                                 std::vector<ColdRange>* out) const = 0;
   /// Asks the kernel which pages of each data file are cached (for MaybeCold and KeyResident's
   /// fast path); returns the bytes of data files found resident from their start. About once a
   /// second, from one thread.

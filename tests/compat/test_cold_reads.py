@@ -265,6 +265,53 @@ class ColdReads(unittest.TestCase):
                 self.assertGreaterEqual(self.info("cold_read_commands") - before, 3)
                 self.c.hset("bigh", "f9", value_of(9))
 
+    def test_scans_and_transactions_fetch_the_elements_they_read(self):
+        # HSCAN / SSCAN read the slice their cursor names, and EXEC's queued commands the elements
+        # they name: those are fetched off the loop too (they used to fault on it: only the keys'
+        # records were looked at). The head is made resident first (HLEN reads it alone), so a
+        # fetch counted here is for elements.
+        pipe = self.c.pipeline(transaction=False)
+        for i in range(0, 1500, 100):
+            pipe.hset("bigh", mapping={f"f{j}": value_of(j) for j in range(i, i + 100)})
+            pipe.sadd("bigs", *[f"m{j}" + "x" * (j % 300) for j in range(i, i + 100)])
+        pipe.execute()
+        members = {f"m{j}".encode() + b"x" * (j % 300) for j in range(1500)}
+        for name, scan, length, want in (
+                ("hscan", lambda cur: self.c.hscan("bigh", cur, count=200), lambda: self.c.hlen("bigh"), None),
+                ("sscan", lambda cur: self.c.sscan("bigs", cur, count=200), lambda: self.c.scard("bigs"), members)):
+            with self.subTest(command=name):
+                self.make_cold()
+                self.assertEqual(length(), 1500)  # the head, fetched alone
+                before = self.info("cold_read_commands")
+                cursor, first = scan(0)
+                self.assertGreater(len(first), 0)
+                self.assertGreaterEqual(self.info("cold_read_commands") - before, 1)
+                seen = set(first)
+                while cursor != 0:  # the whole walk, cold slice after cold slice, stays right
+                    cursor, more = scan(cursor)
+                    seen |= set(more)
+                if want is None:
+                    self.assertEqual(seen, {f"f{i}".encode() for i in range(1500)})
+                else:
+                    self.assertEqual(seen, want)
+        # Queued while warm (queuing fetches them too), cold again by the EXEC.
+        tx = redis.Connection(port=self.server.port, socket_timeout=30)  # raw replies, no callbacks
+
+        def call(*args):
+            tx.send_command(*args)
+            return tx.read_response()
+
+        self.assertEqual(call("MULTI"), b"OK")
+        for queued in (("HGET", "bigh", "f3"), ("HMGET", "bigh", "f1001", "f77"), ("SISMEMBER", "bigs", "m7" + "x" * 7)):
+            self.assertEqual(call(*queued), b"QUEUED")
+        self.c.execute_command("DEBUG", "DROP-PAGE-CACHE")
+        self.assertEqual(self.c.hlen("bigh"), 1500)
+        self.assertEqual(self.c.scard("bigs"), 1500)
+        before = self.info("cold_read_commands")
+        self.assertEqual(call("EXEC"), [value_of(3), [value_of(1001), value_of(77)], 1])
+        self.assertGreaterEqual(self.info("cold_read_commands") - before, 1)
+        tx.disconnect()
+
 
 if __name__ == "__main__":
     unittest.main()
