@@ -1,6 +1,7 @@
 #include <fcntl.h>
 #include <spdlog/spdlog.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -228,6 +229,10 @@ Status StoreImpl::OpenImpl() {
   });
   background_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "keg-compact");
+    // Below the event loops and the writer (nice +5, about a quarter of a core they contend
+    // for): on a busy machine the clients are served first and compaction, hints and dead-byte
+    // accounting take what is left — all of a core when it is idle. Best effort.
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 5);
     BackgroundLoop();
   });
   return Status::OK();
