@@ -501,9 +501,36 @@ void StoreImpl::ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRa
 void StoreImpl::ColdElementRanges(uint32_t db, std::string_view key, const ElementSelection& which,
                                    std::vector<ColdRange>* out) const {
   if (which.empty()) return;
-  ValueView head;
-  if (!KeyResident(db, key) || !Get(db, key, &head).ok() || head.kind != format::kKindHead) return;
-  const uint64_t inc = format::IncarnationOf(head.value);
+  // The key's head and its incarnation, in one walk of the key's candidates and from resident
+  // pages only, without the checksum: what is fetched is a hint (the command's own read checks
+  // the record). Any other record — the small hash or set most keys are — ends it here: while a
+  // data file is partly cached every HGET / SISMEMBER asks, and a verified Get cost a second
+  // lookup and a CRC per command (HGET -P 16: 0.9 -> 1.3-1.8 us of CPU).
+  const Keydir* kd = ReaderKeydir(db);
+  if (kd == nullptr) return;
+  uint64_t inc = 0;
+  bool is_head = false;
+  Location candidates[kMaxCandidates];
+  const size_t found_candidates = kd->FindCandidates(Hash(key), candidates, kMaxCandidates);
+  for (size_t i = 0; i < found_candidates && !is_head; ++i) {
+    const std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
+    if (!file) continue;
+    const uint64_t off = candidates[i].offset;
+    const uint64_t head_size = format::kRecordHeaderSize + key.size();
+    if (off > file->size() || file->size() - off < head_size) continue;
+    if (!file->Resident(off, head_size)) return;  // its ColdRanges comes first
+    const char* p = file->data() + off;
+    const format::RecordHeader h = format::DecodeHeader(p);
+    if (h.key_size != key.size() || std::memcmp(p + format::kRecordHeaderSize, key.data(), key.size()) != 0) continue;
+    if (h.tag.kind != format::kKindHead || (h.flags & format::kFlagTombstone) != 0 ||
+        h.value_size != format::kIncarnationSize || file->size() - off < head_size + h.value_size ||
+        !file->Resident(off + head_size, h.value_size)) {
+      return;
+    }
+    inc = format::IncarnationOf(std::string_view(p + head_size, h.value_size));
+    is_head = true;
+  }
+  if (!is_head) return;
   const std::shared_ptr<Collection> coll = FindCollection(inc);
   if (!coll) return;
   std::vector<ColdRange> found;
