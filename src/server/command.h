@@ -258,8 +258,8 @@ inline constexpr int kAllElements = -1;
 /// Command::first_member of HSCAN / SSCAN: the slice from the cursor (args[2]) they read.
 inline constexpr int kScanElements = -2;
 
-/// The distinct members `cmd` names in `args` (Command::first_member / member_step); none for a
-/// command that names none or reads every element.
+/// The distinct members `cmd` names in `args` (Command::first_member / member_step), in no
+/// particular order; none for a command that names none or reads every element.
 std::vector<std::string_view> MemberArguments(const Command& cmd, std::span<const std::string_view> args);
 /// What `cmd` with `args` reads of a large collection at its key(s) (Command::first_member): for
 /// the cold-read check. Empty for a command that reads no element, or whose arguments are invalid.

@@ -74,7 +74,9 @@ bool HsetWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
   }
   std::vector<std::string_view>& out = v.elements;
   std::unordered_map<std::string_view, size_t> index;  // field -> its slot in out (large hashes)
-  const bool small = out.size() <= 32;
+  // Searched while the hash and the fields set are few, else indexed (searching made HSET of
+  // 100,000 new fields take 8 s on the writer).
+  const bool small = out.size() + pairs.size() <= 32;
   if (!small) {
     for (size_t i = 0; i < out.size(); i += 2) index.emplace(out[i], i);
   }

@@ -350,8 +350,12 @@ std::vector<std::string_view> MemberArguments(const Command& cmd, std::span<cons
   if (cmd.first_member <= 0) return out;
   for (size_t i = static_cast<size_t>(cmd.first_member); i < args.size();
        i += static_cast<size_t>(std::max(cmd.member_step, 1))) {
-    if (std::find(out.begin(), out.end(), args[i]) == out.end()) out.push_back(args[i]);
+    out.push_back(args[i]);
   }
+  // Distinct in O(n log n): a client may name a million members (a find per member made MULTI /
+  // HMGET of 200,000 fields / EXEC hold its event loop for 27 s).
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
   return out;
 }
 
