@@ -1075,19 +1075,19 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
 }
 
 bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_view> args) {
-  auto fetch = std::make_shared<ColdFetch>();
+  std::shared_ptr<ColdFetch> fetch;  // made at the first cold key: nothing allocated while resident
   const store::Store& st = *server_.store;
   // `which`: what the command reads of the elements of a large collection at `key`.
   auto look = [&](std::string_view key, const store::ElementSelection& which) {
-    const size_t before = fetch->ranges.size();
+    std::vector<store::ColdRange> ranges;  // stays empty, unallocated, when resident
     // A SELECT queued in MULTI is not followed: a key it names is read on the loop (correct, maybe
     // waiting for the disk).
-    st.ColdRanges(db(), key, &fetch->ranges);  // appends nothing, allocates nothing, when resident
-    if (!which.empty()) st.ColdElementRanges(db(), key, which, &fetch->ranges);
-    if (fetch->ranges.size() != before) {
-      fetch->keys.emplace_back(key);
-      fetch->elements.push_back(which);
-    }
+    st.ColdRanges(db(), key, which, &ranges);
+    if (ranges.empty()) return;
+    if (!fetch) fetch = std::make_shared<ColdFetch>();
+    for (store::ColdRange& r : ranges) fetch->ranges.push_back(std::move(r));
+    fetch->keys.emplace_back(key);
+    fetch->elements.push_back(which);
   };
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
     const Command* sub = (!c.subcommands.empty() && a.size() >= 2) ? FindSubcommand(c, a[1]) : nullptr;
@@ -1116,7 +1116,7 @@ bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_
   } else {
     add(cmd, args);
   }
-  if (fetch->keys.empty()) return false;
+  if (!fetch) return false;
   // The writes batched before this command go first (their replies come first); it comes again.
   if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return true;
   cold_wait_ = true;
@@ -1143,8 +1143,7 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
           fetch->ranges.clear();  // read: unpin the files
           ++fetch->round;
           for (size_t i = 0; i < fetch->keys.size(); ++i) {
-            server_.store->ColdRanges(db(), fetch->keys[i], &fetch->ranges);
-            server_.store->ColdElementRanges(db(), fetch->keys[i], fetch->elements[i], &fetch->ranges);
+            server_.store->ColdRanges(db(), fetch->keys[i], fetch->elements[i], &fetch->ranges);
           }
           if (fetch->ranges.empty()) {
             ColdDone(*fetch);

@@ -48,9 +48,18 @@ class FileTable {
   void Prefetch(uint32_t index, uint64_t offset) const;
 
  private:
-  // A spin lock: readers hold it for a hash lookup (every Get), writers for an insert or erase.
+  // The slot of `index`, or nullptr. Under mu_.
+  const std::shared_ptr<DataFile>* Find(uint32_t index) const {
+    const uint32_t i = index - base_;  // wraps past the end when index < base_
+    return i < slots_.size() && slots_[i] ? &slots_[i] : nullptr;
+  }
+
+  // A spin lock: readers hold it for an array load (every Get), writers for an insert or erase.
   mutable RwSpinLock mu_;
-  std::unordered_map<uint32_t, std::shared_ptr<DataFile>> files_;
+  // slots_[i] holds the file of index base_ + i (null once removed): indexes are dense and only
+  // grow, so the array spans the live files' range; removals at the front move base_ up.
+  uint32_t base_ = 0;
+  std::vector<std::shared_ptr<DataFile>> slots_;
 };
 
 class StoreImpl final : public Store {
@@ -88,7 +97,8 @@ class StoreImpl final : public Store {
   bool MaybeCold() const override { return maybe_cold_.load(std::memory_order_relaxed); }
   bool KeyResident(uint32_t db, std::string_view key) const override;
   void FetchKeys(uint32_t db, std::span<const std::string_view> keys) const override;
-  void ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const override;
+  void ColdRanges(uint32_t db, std::string_view key, const ElementSelection& which,
+                  std::vector<ColdRange>* out) const override;
   void ColdElementRanges(uint32_t db, std::string_view key, const ElementSelection& which,
                          std::vector<ColdRange>* out) const override;
   uint64_t SweepResidency() override;
@@ -110,9 +120,20 @@ class StoreImpl final : public Store {
   // key's hash not in the page cache (store.cc).
   template <class Index, class Cold>
   bool VisitCold(const Index& index, std::string_view key, Cold&& cold) const;
+  // The locations under `key`'s hash in `index` to look at, into out[kMaxCandidates]: the first
+  // alone when its record is resident and holds `key` (a key has one entry, so the rest are other
+  // keys': the probe stops at its first match instead of walking on to an empty slot — about a
+  // dozen slots at the keydir's highest load), else all of them.
+  // *first: the first's file, on that path (saves a second FileTable lookup), else left null.
+  template <class Index>
+  size_t CandidatesFor(const Index& index, std::string_view key, Location* out,
+                       std::shared_ptr<DataFile>* first) const;
   // The same for the record at `off` of `file`, whatever its key (its header says).
   template <class Cold>
-  bool VisitColdRecord(std::shared_ptr<DataFile> file, uint64_t off, uint64_t key_size, Cold&& cold) const;
+  bool VisitColdRecord(const std::shared_ptr<DataFile>& file, uint64_t off, uint64_t key_size, Cold&& cold) const;
+  bool HeadIncarnation(const DataFile& file, uint64_t off, std::string_view key, uint64_t* inc) const;
+  // ColdElementRanges once the collection's incarnation is known.
+  void ElementRanges(uint64_t inc, const ElementSelection& which, std::vector<ColdRange>* out) const;
   // The keydir readers use for database `db` (as clients name it), or null when there is no such
   // database. Any thread; call inside Stable (SWAPDB changes the map under the group seqlock).
   const Keydir* ReaderKeydir(uint32_t db) const {
