@@ -55,9 +55,10 @@ void ThenReply(Ctx& c, std::shared_ptr<Result> res, std::function<void(Result&, 
 
 // HSET of a hash stored whole (or absent), from views of the stored encoding and of the
 // arguments: one encoding written, no string per field. False when the result must be stored per
-// element (the caller then goes through CollectionEdit).
-bool HsetWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, const store::ValueView* cur,
-               const ArgCopy& pairs, Result* res) {
+// element (the caller then goes through CollectionEdit); else *value is the encoding to store, or
+// res->error says why nothing is.
+bool HsetWhole(ServerState& server, const store::ValueView* cur, const ArgCopy& pairs, Result* res,
+               std::string* value) {
   // The writer's scratch: the decoded hash, changed in place (a pipelined HSET allocates no
   // vector of its own); emptied after, and its memory let go when a big hash grew it.
   static thread_local coll::View v;
@@ -115,23 +116,18 @@ bool HsetWhole(store::Txn& txn, ServerState& server, uint32_t db, const std::str
     }
     if (big) flags |= coll::kConverted;
   }
-  store::WriteBatch::Op op;
-  op.kind = store::WriteBatch::Kind::kPut;
-  op.db = db;
-  op.key = key;
-  op.value = coll::Encode(flags, out);
-  op.type = store::format::kTypeHash;
-  op.keep_ttl = true;
-  store::OpResult r;
-  txn.Execute(std::move(op), &r);
+  *value = coll::Encode(flags, out);
   return true;
 }
 
-// An HSET's state, shared by its function on the writer and its finisher: one allocation, and
-// both closures hold only this pointer (std::function stores them without allocating).
+// An HSET's state, shared by its functions on the writer and its finisher: one allocation, and
+// the closures hold only this pointer (store::InlineFunction keeps them without allocating).
 struct HsetJob {
   HsetJob(ServerState* s, uint32_t d, std::string_view k, std::span<const std::string_view> p, bool m)
       : server(s), db(d), key(k), pairs(p), hmset(m) {}
+  // The common case, a hash stored whole (or none): the store's read-modify-write of one record.
+  UpdateDecision Update(const ValueView* cur);
+  // The rest (a hash stored per element, or one that grows past the thresholds), through a Txn.
   void Run(store::Txn& txn);
 
   ServerState* const server;
@@ -141,6 +137,24 @@ struct HsetJob {
   const bool hmset;     // replies OK
   Result res;           // written on the writer, read by the finisher after
 };
+
+UpdateDecision HsetJob::Update(const ValueView* cur) {
+  UpdateDecision d;
+  if (cur != nullptr && cur->type != store::format::kTypeHash) {
+    res.error = err::kWrongType;
+    return d;
+  }
+  if ((cur != nullptr && cur->kind == store::format::kKindHead) || !HsetWhole(*server, cur, pairs, &res, &d.value)) {
+    d.action = Action::kRun;
+    return d;
+  }
+  if (res.error.empty()) {
+    d.action = Action::kPut;
+    d.keep_ttl = true;
+    d.type = store::format::kTypeHash;
+  }
+  return d;
+}
 
 void HsetJob::Run(store::Txn& txn) {
   store::ValueView cur;
@@ -154,8 +168,18 @@ void HsetJob::Run(store::Txn& txn) {
     res.error = err::kWrongType;
     return;
   }
-  if ((!found || cur.kind != store::format::kKindHead) &&
-      HsetWhole(txn, *server, db, key, found ? &cur : nullptr, pairs, &res)) {
+  std::string value;
+  if ((!found || cur.kind != store::format::kKindHead) && HsetWhole(*server, found ? &cur : nullptr, pairs, &res, &value)) {
+    if (!res.error.empty()) return;
+    store::WriteBatch::Op op;
+    op.kind = store::WriteBatch::Kind::kPut;
+    op.db = db;
+    op.key = key;
+    op.value = std::move(value);
+    op.type = store::format::kTypeHash;
+    op.keep_ttl = true;
+    store::OpResult r;
+    txn.Execute(std::move(op), &r);
     return;
   }
   CollectionEdit h(txn, *server, db, key, store::format::kTypeHash);
@@ -171,7 +195,8 @@ void HsetJob::Run(store::Txn& txn) {
 void HsetWith(Ctx& c, bool hmset) {
   if (c.argc() % 2 != 0) return c.Fail(WrongArity(c.arg(0)));
   auto job = std::make_shared<HsetJob>(&c.server(), c.db(), c.arg(1), c.args().subspan(2), hmset);
-  c.batch().Run([job](store::Txn& txn) { job->Run(txn); }, job->key);
+  c.batch().UpdateOrRun(
+      job->key, [job](const ValueView* cur) { return job->Update(cur); }, [job](store::Txn& txn) { job->Run(txn); });
   c.Notify(kNotifyHash, "hset", c.arg(1));
   c.Then([job](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!job->res.error.empty()) return out.Error(job->res.error);

@@ -137,6 +137,20 @@ bool Keydir::ReplaceIfAt(uint64_t hash, const Location& expected, Location loc) 
   return true;
 }
 
+bool Keydir::ReplaceAt(uint64_t hash, const Location& expected, Location loc, Location* old) {
+  Shard& shard = ShardFor(hash);
+  std::unique_lock lock(shard.mu);
+  const size_t found =
+      FindSlot(shard, hash, [&](const Location& l) { return l.SameRecord(expected); });
+  if (found == kNoSlot) return false;
+  *old = LocationOf(shard.slots[found]);
+  shard.slots[found].hash = Tag(hash, loc);  // same home slot: the low bits are the hash's
+  shard.slots[found].loc = loc.Pack();
+  CountExpiring(*old, false);
+  CountExpiring(loc, true);
+  return true;
+}
+
 bool Keydir::EraseIfAt(uint64_t hash, const Location& expected) {
   Shard& shard = ShardFor(hash);
   std::unique_lock lock(shard.mu);

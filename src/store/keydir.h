@@ -93,6 +93,12 @@ class Keydir {
   /// was present (its previous location), false when it was inserted.
   bool Upsert(uint64_t hash, const KeyMatcher& is_key, Location loc, Location* old);
 
+  /// Writer thread: Upsert of a key whose entry the caller saw at `expected` (its lookup in the
+  /// same group): found by location, so no record is read to compare keys. False, changing
+  /// nothing, when no entry under `hash` points there any more (compaction moved it): the caller
+  /// then upserts by key.
+  bool ReplaceAt(uint64_t hash, const Location& expected, Location loc, Location* old);
+
   /// Writer thread: removes `key`; returns true and sets *old when it was present.
   bool Erase(uint64_t hash, const KeyMatcher& is_key, Location* old);
 

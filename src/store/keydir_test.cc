@@ -112,6 +112,28 @@ TEST(KeydirTest, CompareAndSetOnlyMovesTheExpectedRecord) {
   EXPECT_EQ(keydir.Size(), 0u);
 }
 
+// The group's apply finds a key's entry by the location its lookup saw; under one hash two keys
+// (a collision) must each keep their own entry, and an entry moved since is not touched.
+TEST(KeydirTest, ReplaceAtFindsTheEntryByLocationOnly) {
+  Keydir keydir(1);
+  Model model{{"a", "b"}};
+  const uint64_t h = keydir.Hash("a");
+  Location old;
+  keydir.Upsert(h, model.MatcherFor("a"), Location{1, 0, false}, &old);
+  keydir.Upsert(h, model.MatcherFor("b"), Location{1, 1, false}, &old);  // the same hash, another key
+  EXPECT_FALSE(keydir.ReplaceAt(h, Location{1, 7, false}, Location{3, 9, false}, &old));  // moved: nothing
+  ASSERT_TRUE(keydir.ReplaceAt(h, Location{1, 1, false}, Location{2, 5, true, 100}, &old));
+  EXPECT_EQ(old.offset, 1u);
+  EXPECT_EQ(keydir.Size(), 2u);
+  EXPECT_EQ(keydir.Expiring(), 1u);
+  Location c[4];
+  ASSERT_EQ(keydir.FindCandidates(h, c, 4), 2u);
+  EXPECT_EQ(c[0].offset, 0u);  // a's entry as it was
+  EXPECT_EQ(c[1].file, 2u);    // b's moved
+  EXPECT_EQ(c[1].offset, 5u);
+  EXPECT_TRUE(c[1].expires);
+}
+
 // Two keys under one hash (a collision): Lookup asks for the first candidate alone, then for all
 // of them when it is not its key, so `max` must stop at the first one in the same order.
 TEST(KeydirTest, CandidatesComeInProbeOrderUpToMax) {

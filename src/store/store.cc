@@ -103,6 +103,12 @@ void WriteBatch::Update(std::string key, UpdateFn fn, bool want_old) {
   op.want_old = want_old;
 }
 
+void WriteBatch::UpdateOrRun(std::string key, UpdateFn fn, RunFn run) {
+  Op& op = Add(Kind::kUpdate, std::move(key));
+  op.fn = std::move(fn);
+  op.run = std::move(run);
+}
+
 void WriteBatch::DeleteAll() { Add(Kind::kDeleteAll, std::string()); }
 
 void WriteBatch::DeleteDb() { Add(Kind::kDeleteDb, std::string()); }
@@ -854,7 +860,7 @@ bool StoreImpl::LeaderHasRoom(const std::vector<PendingWrite>& writes) const {
   bool scripts = false;
   for (const PendingWrite& w : writes) {
     for (const WriteBatch::Op& op : w.batch.ops()) {
-      scripts |= op.kind == WriteBatch::Kind::kRun;
+      scripts |= op.kind == WriteBatch::Kind::kRun || (op.kind == WriteBatch::Kind::kUpdate && op.run);
       bytes += 2 * (format::kRecordHeaderSize + op.key.size() + op.value.size());
     }
   }
@@ -1143,6 +1149,11 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   r.origin = current_origin_;
   r.kind = kind;
   if (kind == format::kKindHead) r.inc = format::IncarnationOf(value);
+  if (memo_.valid && memo_.hash == hash && memo_.db == pdb && memo_.key == key) {
+    r.old_known = true;
+    r.old_file = memo_.file->index();
+    r.old_offset = memo_.offset;
+  }
   pending_.push_back(r);
   overlay_.Set(key, OverlayHash(hash, pdb), OverlayEntry{!tombstone, at, pdb});
 }
@@ -1591,6 +1602,10 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
     case WriteBatch::Kind::kUpdate: {
       keep_old();
       UpdateDecision d = op.fn(cur.exists ? &cur.view : nullptr);
+      if (d.action == UpdateDecision::Action::kRun && op.run) {
+        cur = CurrentValue{};  // let go of the pin before the Txn reads the key again
+        return RunOp(op, result);
+      }
       if (d.action == UpdateDecision::Action::kPut) {
         const int64_t expire = d.keep_ttl && cur.exists ? cur.view.expire_at_ms : d.expire_at_ms;
         AppendToGroup(pdb, op.key, hash, 0, d.value, expire, d.type, d.kind);
@@ -2041,7 +2056,10 @@ void StoreImpl::ApplyGroup() {
       // A tombstone is never the live version of anything.
       active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
     } else {
-      if (kd.Upsert(r.hash, MatcherFor(r.key), loc, &old)) ReleaseRecord(old);
+      if ((r.old_known && kd.ReplaceAt(r.hash, Location{r.old_file, r.old_offset, false, 0}, loc, &old)) ||
+          kd.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
+        ReleaseRecord(old);
+      }
       if (r.kind == format::kKindHead) HeadCame(r.inc, r.db);
     }
   }

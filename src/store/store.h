@@ -123,7 +123,8 @@ struct ElementView {
 
 /// What an Update callback decides, given the current value (nullptr if the key is absent).
 struct UpdateDecision {
-  enum class Action : uint8_t { kKeep, kPut, kDelete };
+  /// kRun: nothing decided; the op's RunFn runs instead, at the same place (WriteBatch::UpdateOrRun).
+  enum class Action : uint8_t { kKeep, kPut, kDelete, kRun };
   Action action = Action::kKeep;
   std::string value;         ///< kPut
   int64_t expire_at_ms = 0;  ///< kPut: 0 = no expiry (unless keep_ttl)
@@ -179,6 +180,10 @@ class WriteBatch {
               ExpireCondition condition = ExpireCondition::kAlways);
   /// Read-modify-write of one key on the writer thread (INCR, APPEND, SETRANGE, ...).
   void Update(std::string key, UpdateFn fn, bool want_old = false);
+  /// Update, for a command whose common case is a rewrite of the key's one record and whose other
+  /// cases need a Txn (a collection stored per element): `fn` sees the current value first and
+  /// either decides, or answers kRun and `run` runs in its place (as Run(run, key) would).
+  void UpdateOrRun(std::string key, UpdateFn fn, RunFn run);
   /// Deletes every key (FLUSHALL / FLUSHDB) at this op's place in the batch: keys written by earlier
   /// ops of the same group go too, later ops see an empty store. Writes one tombstone per key
   /// (O(keys), like Redis's synchronous flush); expired keys are dropped without one.

@@ -181,6 +181,11 @@ class StoreImpl final : public Store {
     uint8_t kind = 0;        // format::RecordKind
     uint64_t inc = 0;        // an element's collection, or the incarnation a head names
     std::string_view report_key;  // an element's collection key (Options::on_written)
+    // Where the keydir had the key when the op that wrote this record looked it up (the group's
+    // memo), so the apply finds its entry by location instead of comparing keys (Keydir::ReplaceAt).
+    bool old_known = false;
+    uint32_t old_file = 0;
+    uint64_t old_offset = 0;
   };
   // The state of a key as later ops of the same group must see it.
   struct OverlayEntry {
