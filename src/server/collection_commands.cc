@@ -2,6 +2,7 @@
 #include "server/collection_commands.h"
 
 #include <algorithm>
+#include <cstring>
 #include <random>
 #include <vector>
 
@@ -15,14 +16,21 @@ namespace keg::server {
 ArgCopy::ArgCopy(std::span<const std::string_view> args) : count_(args.size()) {
   size_t total = 0;
   for (std::string_view a : args) total += a.size();
-  bytes_.reserve(total);
+  char* out = inline_bytes_;
+  if (total > kInlineBytes) {
+    heap_ = std::make_unique_for_overwrite<char[]>(total);
+    out = heap_.get();
+    data_ = out;
+  }
   if (args.size() > kInline) more_ends_.reserve(args.size() - kInline);
+  size_t end = 0;
   for (size_t i = 0; i < args.size(); ++i) {
-    bytes_.append(args[i]);
+    if (!args[i].empty()) std::memcpy(out + end, args[i].data(), args[i].size());
+    end += args[i].size();
     if (i < kInline) {
-      inline_ends_[i] = bytes_.size();
+      inline_ends_[i] = end;
     } else {
-      more_ends_.push_back(bytes_.size());
+      more_ends_.push_back(end);
     }
   }
 }

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <span>
 #include <string>
 #include <string_view>
@@ -25,16 +26,21 @@ inline constexpr std::string_view kUndecodable = "Corruption: the value's record
 class ArgCopy {
  public:
   explicit ArgCopy(std::span<const std::string_view> args);
+  ArgCopy(const ArgCopy&) = delete;  // data_ may point into the object itself
+  ArgCopy& operator=(const ArgCopy&) = delete;
   size_t size() const { return count_; }
   std::string_view operator[](size_t i) const {
     const size_t begin = i == 0 ? 0 : End(i - 1);
-    return std::string_view(bytes_).substr(begin, End(i) - begin);
+    return std::string_view(data_ + begin, End(i) - begin);
   }
 
  private:
   static constexpr size_t kInline = 6;
+  static constexpr size_t kInlineBytes = 64;  // a field and a short value: no allocation
   size_t End(size_t i) const { return i < kInline ? inline_ends_[i] : more_ends_[i - kInline]; }
-  std::string bytes_;
+  char inline_bytes_[kInlineBytes];
+  std::unique_ptr<char[]> heap_;  // when the arguments exceed inline_bytes_
+  const char* data_ = inline_bytes_;
   size_t count_ = 0;
   size_t inline_ends_[kInline] = {};
   std::vector<size_t> more_ends_;

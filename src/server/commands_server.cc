@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <fstream>
@@ -1287,6 +1288,14 @@ const std::vector<Command>& AllCommands() { return TheTable().commands; }
 size_t CommandIdCount() { return TheTable().stats.size(); }
 
 const Command* FindCommand(std::string_view name) {
+  // A pipeline sends one command over and over: the thread's last hit, as it was spelled, is
+  // compared first.
+  thread_local const Command* last = nullptr;
+  thread_local char last_spelling[16];
+  thread_local size_t last_size = 0;
+  if (name.size() == last_size && last_size != 0 && std::memcmp(name.data(), last_spelling, last_size) == 0) {
+    return last;
+  }
   if (name.size() > 32) return nullptr;
   char lower[32];
   for (size_t i = 0; i < name.size(); ++i) {
@@ -1295,7 +1304,13 @@ const Command* FindCommand(std::string_view name) {
   }
   const Table& t = TheTable();
   auto it = t.index.find(std::string_view(lower, name.size()));
-  return it == t.index.end() ? nullptr : &t.commands[it->second];
+  if (it == t.index.end()) return nullptr;
+  if (name.size() <= sizeof(last_spelling)) {
+    last = &t.commands[it->second];
+    std::memcpy(last_spelling, name.data(), name.size());
+    last_size = name.size();
+  }
+  return &t.commands[it->second];
 }
 
 const Command* FindSubcommand(const Command& parent, std::string_view name) {

@@ -67,7 +67,7 @@ int64_t NowMs() {
 WriteBatch::Op& WriteBatch::Add(Kind kind, std::string key) {
   // A pipelined batch grows past one op: room for several at once saves the reallocations (and
   // the moves of every op) of growing 1, 2, 4, 8.
-  if (ops_.capacity() == 0) ops_.reserve(4);
+  if (ops_.capacity() == 0) ops_.reserve(16);
   Op& op = ops_.emplace_back();
   op.kind = kind;
   op.command = command_;
