@@ -289,6 +289,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // Makes room in the buffer for the next read and returns how much to read.
   size_t PrepareRoom() {
     if (begin_ == end_) {
+      parser_.ForgetAhead();
       begin_ = end_ = peeked_until_ = 0;
       if (cap_ == 0 || cap_ > 4 * kInitialReadBuffer) {  // released when idle, or grown for a large argument
         buf_.reset(new char[kInitialReadBuffer]);  // not zeroed: only the pages used become resident
@@ -297,6 +298,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     }
     const size_t wanted = std::max(parser_.BytesWanted(), end_ - begin_ + kMinReadRoom);
     if (cap_ - end_ < kMinReadRoom || cap_ - begin_ < wanted) {
+      parser_.ForgetAhead();  // the buffer moves
       if (begin_ > 0) {
         std::memmove(buf_.get(), buf_.get() + begin_, end_ - begin_);
         end_ -= begin_;
@@ -329,6 +331,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   }
 
   void ReleaseBuffer() {
+    parser_.ForgetAhead();
     buf_.reset();
     cap_ = 0;
     begin_ = end_ = peeked_until_ = 0;
@@ -458,11 +461,12 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   }
 
   // Hands the session the keys of the next pipelined commands in the buffer (two or more), so
-  // it can start loading what they read while the first ones run; marks them peeked.
+  // it can start loading what they read while the first ones run; marks them peeked. The parser
+  // keeps them parsed (RequestParser::ParseAhead): the buffer must not move before they are.
   void Peek() {
     std::string_view keys[kPeekAhead];
     size_t scanned = 0;
-    const size_t n = resp::PeekSecondArguments(std::span<const char>(buf_.get() + begin_, end_ - begin_), keys, &scanned);
+    const size_t n = parser_.ParseAhead(std::span<char>(buf_.get() + begin_, end_ - begin_), keys, &scanned);
     peeked_until_ = begin_ + std::max<size_t>(scanned, 1);
     if (n >= 2) session_->Prefetch(std::span<const std::string_view>(keys, n));
   }

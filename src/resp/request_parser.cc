@@ -150,6 +150,7 @@ RequestParser::RequestParser(const ParserLimits& limits) : limits_(limits) {}
 void RequestParser::Reset() {
   EndCommand();
   args_.clear();
+  ForgetAhead();
 }
 
 void RequestParser::EndCommand() {
@@ -169,6 +170,19 @@ ParseResult RequestParser::Parse(std::span<char> input) {
     if (avail == 0) return {ParseStatus::kNeedMore, pos};
     char* cmd = input.data() + pos;
     size_t used = 0;
+    if (ahead_next_ < ahead_.size()) {
+      const Ahead& a = ahead_[ahead_next_];
+      if (!in_multibulk_ && a.start == cmd && a.size <= avail) {  // parsed by ParseAhead
+        ++ahead_next_;
+        args_.assign(ahead_args_.begin() + static_cast<std::ptrdiff_t>(a.first_arg),
+                     ahead_args_.begin() + static_cast<std::ptrdiff_t>(a.first_arg + a.argc));
+        EndCommand();
+        return {ParseStatus::kCommand, pos + a.size};
+      }
+      ForgetAhead();
+    }
+    if (args_.capacity() > kMaxRetainedArgs) args_ = {};
+    args_.clear();
     if (!in_multibulk_ && cmd[0] == '*' && ParseWholeMultibulk(cmd, avail, &used)) {
       EndCommand();
       return {ParseStatus::kCommand, pos + used};
@@ -183,7 +197,7 @@ ParseResult RequestParser::Parse(std::span<char> input) {
   }
 }
 
-bool RequestParser::ParseWholeMultibulk(char* cmd, size_t avail, size_t* used) {
+bool RequestParser::WholeMultibulk(char* cmd, size_t avail, size_t* used, std::vector<std::string_view>* out) const {
   const char* p = cmd + 1;
   const char* const end = cmd + avail;
   int64_t count = 0;
@@ -191,47 +205,37 @@ bool RequestParser::ParseWholeMultibulk(char* cmd, size_t avail, size_t* used) {
       (auth_required_ && count > limits_.unauth_max_multibulk_len)) {
     return false;
   }
-  if (args_.capacity() > kMaxRetainedArgs) args_ = {};
-  args_.clear();
+  const size_t first = out->size();
   for (int64_t i = 0; i < count; ++i) {
-    if (p == end || *p != '$') return false;
-    ++p;
     int64_t len = 0;
-    if (!FastLength(p, end, &len) || len > limits_.max_bulk_len ||
+    if (p == end || *p != '$' || !FastLength(++p, end, &len) || len > limits_.max_bulk_len ||
         (auth_required_ && len > limits_.unauth_max_bulk_len) ||
         static_cast<size_t>(end - p) < static_cast<size_t>(len) + 2) {
+      out->resize(first);
       return false;
     }
-    args_.emplace_back(p, static_cast<size_t>(len));
+    out->emplace_back(p, static_cast<size_t>(len));
     p += len + 2;  // the payload and the two bytes after it, unchecked as in Redis
   }
   *used = static_cast<size_t>(p - cmd);
   return true;
 }
 
-size_t PeekSecondArguments(std::span<const char> input, std::span<std::string_view> keys, size_t* scanned) {
-  const char* p = input.data();
-  const char* const end = p + input.size();
+size_t RequestParser::ParseAhead(std::span<char> input, std::span<std::string_view> keys, size_t* scanned) {
+  ForgetAhead();
+  if (ahead_args_.capacity() > kMaxRetainedArgs) ahead_args_ = {};
+  size_t pos = 0;
   size_t n = 0;
-  while (n < keys.size() && end - p > 1 && *p == '*') {
-    const char* q = p + 1;
-    int64_t count = 0;
-    if (!FastLength(q, end, &count) || count == 0) break;
-    std::string_view second;
-    int64_t i = 0;
-    for (; i < count; ++i) {
-      int64_t len = 0;
-      if (q == end || *q != '$') break;
-      ++q;
-      if (!FastLength(q, end, &len) || static_cast<size_t>(end - q) < static_cast<size_t>(len) + 2) break;
-      if (i == 1) second = std::string_view(q, static_cast<size_t>(len));
-      q += len + 2;
-    }
-    if (i < count) break;  // partial or not in the fast form
-    keys[n++] = second;
-    p = q;
+  while (n < keys.size() && !in_multibulk_ && input.size() - pos > 1 && input[pos] == '*') {
+    const size_t first = ahead_args_.size();
+    size_t used = 0;
+    if (!WholeMultibulk(input.data() + pos, input.size() - pos, &used, &ahead_args_)) break;
+    const size_t argc = ahead_args_.size() - first;
+    ahead_.push_back(Ahead{input.data() + pos, used, first, argc});
+    keys[n++] = argc > 1 ? ahead_args_[first + 1] : std::string_view();
+    pos += used;
   }
-  *scanned = static_cast<size_t>(p - input.data());
+  *scanned = pos;
   return n;
 }
 

@@ -111,11 +111,33 @@ class RequestParser {
   /// unknown. Lets the caller grow its buffer once for a large argument.
   [[nodiscard]] size_t BytesWanted() const;
 
+  /// Looks ahead in the unparsed input without consuming it: the first whole canonical multibulk
+  /// commands at the front of `input` (at most keys.size() of them) are parsed and kept, so the
+  /// Parse calls that reach them take them as they are; each one's second argument (its first key,
+  /// for most commands) goes to keys[i], an empty view when it has one argument. Stops at the first
+  /// command that is partial, inline, not in the fast form or past a limit (Parse then decides
+  /// about it). Returns how many (*scanned: the bytes they take); the views point into `input`.
+  /// Contract: the bytes of `input` do not change until those commands are parsed; a Parse call
+  /// whose input does not start at the next kept command drops them all (so does ForgetAhead, for
+  /// a caller that moves its buffer, Reset, and a change of limits or authentication).
+  size_t ParseAhead(std::span<char> input, std::span<std::string_view> keys, size_t* scanned);
+  void ForgetAhead() {
+    ahead_.clear();
+    ahead_args_.clear();
+    ahead_next_ = 0;
+  }
+
   /// Applies the unauthenticated limits (true) or the normal ones (false).
-  void set_auth_required(bool required) { auth_required_ = required; }
+  void set_auth_required(bool required) {
+    auth_required_ = required;
+    ForgetAhead();
+  }
   [[nodiscard]] bool auth_required() const { return auth_required_; }
 
-  void set_limits(const ParserLimits& limits) { limits_ = limits; }
+  void set_limits(const ParserLimits& limits) {
+    limits_ = limits;
+    ForgetAhead();
+  }
   [[nodiscard]] const ParserLimits& limits() const { return limits_; }
 
   /// Forgets any partial command.
@@ -131,7 +153,9 @@ class RequestParser {
 
   // Fast path: a multibulk command wholly in the buffer, with canonical numbers within limits.
   // Returns false, having consumed nothing, for anything else; ParseMultibulk then decides.
-  bool ParseWholeMultibulk(char* cmd, size_t avail, size_t* used);
+  bool ParseWholeMultibulk(char* cmd, size_t avail, size_t* used) { return WholeMultibulk(cmd, avail, used, &args_); }
+  // The same, appending the arguments to *out (unchanged size when it returns false).
+  bool WholeMultibulk(char* cmd, size_t avail, size_t* used, std::vector<std::string_view>* out) const;
   // The general path: every rule and error, resumable at any byte.
   ParseStatus ParseMultibulk(char* cmd, size_t avail, size_t* used);
   ParseStatus ParseInline(char* cmd, size_t avail, size_t* used);
@@ -158,15 +182,20 @@ class RequestParser {
   size_t scan_pos_ = 0;         // a line search from cmd_pos_ has looked up to here
   bool scan_hit_nul_ = false;   // ... and found a NUL first: the line can never end
   std::vector<ArgRef> refs_;    // arguments of the multibulk command read so far
+
+  // Commands ParseAhead parsed: where each starts in the caller's buffer, how many bytes it takes,
+  // and its arguments in ahead_args_; ahead_next_ is the next one Parse should reach.
+  struct Ahead {
+    const char* start;
+    size_t size;
+    size_t first_arg;
+    size_t argc;
+  };
+  std::vector<Ahead> ahead_;
+  std::vector<std::string_view> ahead_args_;
+  size_t ahead_next_ = 0;
 };
 
-/// Looks ahead in a connection's unparsed input without consuming it: for each of the first whole
-/// canonical multibulk commands at the front of `input` (at most keys.size() of them), stores its
-/// second argument (its first key, for most commands) in keys[i], or an empty view when it has
-/// one argument. Stops at the first command that is partial, inline or not in the parser's fast
-/// form. Returns how many it stored (*scanned: the bytes those commands take); the views point
-/// into `input`. Parses nothing for real: a connection uses it to start loading what its next
-/// pipelined commands will read.
-size_t PeekSecondArguments(std::span<const char> input, std::span<std::string_view> keys, size_t* scanned);
+
 
 }  // namespace keg::resp

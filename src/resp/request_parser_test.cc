@@ -73,30 +73,56 @@ TEST(RequestParserTest, MultibulkCommand) {
 }
 
 // The look-ahead a connection does before running a pipeline: second arguments of whole commands
-// only, stopping at a partial or inline one, never reading past the input.
-TEST(RequestParserTest, PeekSecondArgumentsOfWholeCommands) {
-  const std::string in =
+// only, stopping at a partial or inline one, never reading past the input; the Parse calls that
+// reach those commands return them as parsed, and a Parse elsewhere drops them.
+TEST(RequestParserTest, ParseAheadOfWholeCommands) {
+  std::string in =
       "*3\r\n$4\r\nHGET\r\n$2\r\nh1\r\n$1\r\nf\r\n"
       "*1\r\n$4\r\nPING\r\n"
       "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"
       "*2\r\n$3\r\nGET\r\n$5\r\nparti";
   std::string_view keys[8];
   size_t scanned = 0;
-  ASSERT_EQ(keg::resp::PeekSecondArguments(in, keys, &scanned), 3u);
+  keg::resp::RequestParser parser;
+  ASSERT_EQ(parser.ParseAhead(in, keys, &scanned), 3u);
   EXPECT_EQ(keys[0], "h1");
   EXPECT_EQ(keys[1], "");
   EXPECT_EQ(keys[2], "key");
   EXPECT_EQ(scanned, in.find("*2\r\n$3\r\nGET\r\n$5"));
+  std::vector<Args> got;
+  size_t pos = 0;
+  for (;;) {
+    const keg::resp::ParseResult r = parser.Parse(std::span<char>(in.data() + pos, in.size() - pos));
+    pos += r.consumed;
+    if (r.status != keg::resp::ParseStatus::kCommand) break;
+    got.emplace_back(parser.args().begin(), parser.args().end());
+  }
+  EXPECT_EQ(got, (std::vector<Args>{{"HGET", "h1", "f"}, {"PING"}, {"GET", "key"}}));
+  EXPECT_EQ(pos, scanned);  // the partial one waits
+  in += "\r\n";
+  ASSERT_EQ(parser.Parse(std::span<char>(in.data() + pos, in.size() - pos)).status, keg::resp::ParseStatus::kCommand);
+  EXPECT_EQ(parser.args()[1], "parti");
   // At most keys.size() commands.
-  ASSERT_EQ(keg::resp::PeekSecondArguments(in, std::span<std::string_view>(keys, 1), &scanned), 1u);
+  ASSERT_EQ(parser.ParseAhead(in, std::span<std::string_view>(keys, 1), &scanned), 1u);
   EXPECT_EQ(scanned, in.find("*1\r\n"));
+  // The buffer moved (a copy elsewhere): the kept command is not taken from the old place.
+  std::string moved = in;
+  ASSERT_EQ(parser.Parse(std::span<char>(moved.data(), moved.size())).status, keg::resp::ParseStatus::kCommand);
+  EXPECT_EQ(parser.args()[1].data(), moved.data() + moved.find("h1"));
   // Inline commands and bad lengths stop it: the real parser decides about those.
-  for (const std::string bad : {"GET key\r\n", "*2\r\n$3\r\nGET\r\n$-1\r\n", "*2\r\n$3\r\nGET\r\n$99999999999\r\nk\r\n",
-                                "*1\r\n$3\r\nGET\r\n*2\r\n$03\r\nGET\r\n$1\r\nk\r\n"}) {
-    const size_t n = keg::resp::PeekSecondArguments(bad, keys, &scanned);
+  for (std::string bad : {"GET key\r\n", "*2\r\n$3\r\nGET\r\n$-1\r\n", "*2\r\n$3\r\nGET\r\n$99999999999\r\nk\r\n",
+                          "*1\r\n$3\r\nGET\r\n*2\r\n$03\r\nGET\r\n$1\r\nk\r\n"}) {
+    keg::resp::RequestParser p;
+    const size_t n = p.ParseAhead(bad, keys, &scanned);
     EXPECT_LE(n, 1u) << bad;
     EXPECT_LE(scanned, bad.size());
   }
+  // Past the unauthenticated limits: not parsed ahead while authentication is required.
+  keg::resp::RequestParser unauth;
+  unauth.set_auth_required(true);
+  std::string big = "*2\r\n$3\r\nGET\r\n$" + std::to_string(unauth.limits().unauth_max_bulk_len + 1) + "\r\n" +
+                    std::string(static_cast<size_t>(unauth.limits().unauth_max_bulk_len) + 1, 'k') + "\r\n";
+  EXPECT_EQ(unauth.ParseAhead(big, keys, &scanned), 0u);
 }
 
 TEST(RequestParserTest, PipelinedCommandsComeOutInOrder) {

@@ -3,7 +3,9 @@
 //  1. Parsing the input whole and parsing it in random pieces (a connection's reads) give the same
 //     commands and the same error — except a line past the inline limits, which (as in Redis) is
 //     refused only if its end has not arrived yet.
-//  2. Each parsed command, encoded back as a multibulk request with ReplyBuffer (arrays of bulks,
+//  2. Parsing in the same pieces with the connection's look-ahead (RequestParser::ParseAhead
+//     before each run of commands, 1-8 of them) gives exactly what parsing without it gave.
+//  3. Each parsed command, encoded back as a multibulk request with ReplyBuffer (arrays of bulks,
 //     large bulks referenced externally), parses back to the same arguments.
 // The first input byte picks the limits (Redis's defaults or tiny ones, authenticated or not) and
 // seeds the piece sizes.
@@ -81,6 +83,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   const rt::ParseOutcome split = rt::ParsePieces(input, pieces, limits, auth_required);
   if (!(whole == split) && !ChunkDependentLimit(whole, split)) abort();
+  const rt::ParseOutcome ahead = rt::ParsePieces(input, pieces, limits, auth_required, 1 + (mode >> 5));
+  if (!(ahead == split)) abort();
 
   for (const std::vector<std::string>& args : whole.commands) {
     const std::string request = EncodeWithReplyBuffer(args);

@@ -22,16 +22,27 @@ struct ParseOutcome {
 };
 
 /// Parses `chunks` as consecutive reads into one buffer.
+/// look_ahead > 0: as a connection does, before parsing past what it looked at, has the parser
+/// parse up to that many commands ahead (RequestParser::ParseAhead); the buffer moves between
+/// chunks without ForgetAhead (the parser must notice).
 inline ParseOutcome ParseChunks(const std::vector<std::string_view>& chunks,
-                                const ParserLimits& limits = {}, bool auth_required = false) {
+                                const ParserLimits& limits = {}, bool auth_required = false,
+                                size_t look_ahead = 0) {
   RequestParser parser(limits);
   parser.set_auth_required(auth_required);
   ParseOutcome outcome;
   std::string buffer;
+  std::vector<std::string_view> keys(look_ahead);
   for (std::string_view chunk : chunks) {
     buffer.append(chunk);
     size_t pos = 0;
+    size_t looked_until = 0;
     for (;;) {
+      if (look_ahead > 0 && pos >= looked_until) {
+        size_t scanned = 0;
+        parser.ParseAhead(std::span<char>(buffer.data() + pos, buffer.size() - pos), keys, &scanned);
+        looked_until = pos + std::max<size_t>(scanned, 1);
+      }
       const ParseResult r = parser.Parse(std::span<char>(buffer.data() + pos, buffer.size() - pos));
       pos += r.consumed;
       if (r.status == ParseStatus::kCommand) {
@@ -53,7 +64,8 @@ inline ParseOutcome ParseChunks(const std::vector<std::string_view>& chunks,
 
 /// Parses `input` delivered in pieces of the given sizes (the last piece takes the rest).
 inline ParseOutcome ParsePieces(std::string_view input, const std::vector<size_t>& sizes,
-                                const ParserLimits& limits = {}, bool auth_required = false) {
+                                const ParserLimits& limits = {}, bool auth_required = false,
+                                size_t look_ahead = 0) {
   std::vector<std::string_view> chunks;
   size_t pos = 0;
   for (size_t s : sizes) {
@@ -63,7 +75,7 @@ inline ParseOutcome ParsePieces(std::string_view input, const std::vector<size_t
     pos += n;
   }
   if (pos < input.size()) chunks.push_back(input.substr(pos));
-  return ParseChunks(chunks, limits, auth_required);
+  return ParseChunks(chunks, limits, auth_required, look_ahead);
 }
 
 /// Encodes `args` as a RESP2 multibulk request.
