@@ -1092,33 +1092,36 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
 bool ClientSession::FetchIfCold(const Command& cmd, std::span<const std::string_view> args) {
   std::shared_ptr<ColdFetch> fetch;  // made at the first cold key: nothing allocated while resident
   const store::Store& st = *server_.store;
-  // `which`: what the command reads of the elements of a large collection at `key`.
-  auto look = [&](std::string_view key, const store::ElementSelection& which) {
+  // `run` with arguments `a` reads `key`, and maybe elements of a large collection there.
+  auto look = [&](std::string_view key, const Command& run, std::span<const std::string_view> a) {
     std::vector<store::ColdRange> ranges;  // stays empty, unallocated, when resident
     // A SELECT queued in MULTI is not followed: a key it names is read on the loop (correct, maybe
     // waiting for the disk).
-    st.ColdRanges(db(), key, which, &ranges);
+    const bool large = st.ColdRanges(db(), key, &ranges);
+    // What the command reads of the elements: worked out only for a large collection, or a key
+    // whose record is still to come (the next round may find it is one); most keys are neither.
+    store::ElementSelection which;
+    if (run.first_member != 0 && (large || !ranges.empty())) which = ElementsRead(run, a);
+    if (large) st.ColdElementRanges(db(), key, which, &ranges);
     if (ranges.empty()) return;
     if (!fetch) fetch = std::make_shared<ColdFetch>();
     for (store::ColdRange& r : ranges) fetch->ranges.push_back(std::move(r));
     fetch->keys.emplace_back(key);
-    fetch->elements.push_back(which);
+    fetch->elements.push_back(std::move(which));
   };
   auto add = [&](const Command& c, std::span<const std::string_view> a) {
     const Command* sub = (!c.subcommands.empty() && a.size() >= 2) ? FindSubcommand(c, a[1]) : nullptr;
     const Command& run = sub != nullptr ? *sub : c;
-    // Most commands read no element: no selection built, nothing allocated.
-    const store::ElementSelection which = run.first_member != 0 ? ElementsRead(run, a) : store::ElementSelection{};
     if ((run.flags & kMovableKeys) == 0) {  // keys at first/last/step: no allocation
       if (run.first_key <= 0) return;
       const int argc = static_cast<int>(a.size());
       const int last = run.last_key < 0 ? argc + run.last_key : std::min(run.last_key, argc - 1);
       for (int i = run.first_key; i <= last && i < argc; i += std::max(run.key_step, 1)) {
-        look(a[static_cast<size_t>(i)], which);
+        look(a[static_cast<size_t>(i)], run, a);
       }
       return;
     }
-    for (const KeyRef& ref : CommandKeys(run, a)) look(a[ref.index], which);
+    for (const KeyRef& ref : CommandKeys(run, a)) look(a[ref.index], run, a);
   };
   if (cmd.name == "exec") {  // each queued command's keys, and the elements it reads of them
     std::vector<std::string_view> views;
@@ -1158,7 +1161,9 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
           fetch->ranges.clear();  // read: unpin the files
           ++fetch->round;
           for (size_t i = 0; i < fetch->keys.size(); ++i) {
-            server_.store->ColdRanges(db(), fetch->keys[i], fetch->elements[i], &fetch->ranges);
+            if (server_.store->ColdRanges(db(), fetch->keys[i], &fetch->ranges)) {
+              server_.store->ColdElementRanges(db(), fetch->keys[i], fetch->elements[i], &fetch->ranges);
+            }
           }
           if (fetch->ranges.empty()) {
             ColdDone(*fetch);

@@ -576,10 +576,9 @@ class Store {
   /// by any means that fills the page cache (buffered pread, io_uring) and asks again until
   /// nothing is appended: one round for most records, two when a record spans past its header's
   /// pages. Appends nothing when the key is resident (no allocation). Never touches a page that is
-  /// not resident. With `which`, when the record is resident and a large collection's head, what
-  /// ColdElementRanges appends too (one walk). Any thread.
-  virtual void ColdRanges(uint32_t db, std::string_view key, const ElementSelection& which,
-                          std::vector<ColdRange>* out) const = 0;
+  /// not resident. Returns true when the key's record is resident and heads a large collection
+  /// (then ColdElementRanges has the rest to say). Any thread.
+  virtual bool ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const = 0;
   /// ColdRanges for the elements of a large hash or set (docs/types.md: records of their own) that
   /// a command will read (`which`): appends what of those element records of the collection at
   /// `key` is not in the page cache, by the same rules and rounds, adjacent pages merged. Appends

@@ -97,8 +97,7 @@ class StoreImpl final : public Store {
   bool MaybeCold() const override { return maybe_cold_.load(std::memory_order_relaxed); }
   bool KeyResident(uint32_t db, std::string_view key) const override;
   void FetchKeys(uint32_t db, std::span<const std::string_view> keys) const override;
-  void ColdRanges(uint32_t db, std::string_view key, const ElementSelection& which,
-                  std::vector<ColdRange>* out) const override;
+  bool ColdRanges(uint32_t db, std::string_view key, std::vector<ColdRange>* out) const override;
   void ColdElementRanges(uint32_t db, std::string_view key, const ElementSelection& which,
                          std::vector<ColdRange>* out) const override;
   uint64_t SweepResidency() override;
