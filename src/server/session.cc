@@ -451,7 +451,7 @@ size_t AccessClock::Slot(std::string_view key) {
     h = (h ^ w) * 0xbf58476d1ce4e5b9ull;
   }
   uint64_t tail = 0;
-  std::memcpy(&tail, key.data() + i, key.size() - i);
+  if (i < key.size()) std::memcpy(&tail, key.data() + i, key.size() - i);  // an empty key's data may be null
   h = (h ^ tail) * 0x94d049bb133111ebull;
   return (h ^ (h >> 29)) & (kSlots - 1);
 }
