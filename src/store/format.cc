@@ -57,7 +57,7 @@ RecordCheck CheckRecord(const char* data, uint64_t size, uint64_t offset, bool v
   if (special != 0) {
     // One special flag alone, no key, no type; only FLUSHDB names a db, only SWAPDB (its map) and
     // the file header carry a value.
-    const bool ok = header->flags == special && (special & (special - 1)) == 0 && header->key_size == 0 && header->tag.type == 0 &&
+    const bool ok = (header->flags & ~kFlagGroupContinues) == special && (special & (special - 1)) == 0 && header->key_size == 0 && header->tag.type == 0 &&
                     header->tag.kind == 0 && (special == kFlagFlushDb || header->tag.db == 0) &&
                     (special == kFlagSwapDb ? header->value_size >= 1 && header->value_size <= 256
                      : special == kFlagFileHeader ? header->value_size == kFileHeaderValueSize

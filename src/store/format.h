@@ -65,8 +65,13 @@ constexpr uint8_t kFlagSwapDb = 16;
 /// The first record of every data file format-2 keg writes: value kFileMagic + u32 version, no
 /// key. A format-1 keg refuses it as an unknown flag rather than misread a typed record.
 constexpr uint8_t kFlagFileHeader = 32;
-constexpr uint8_t kKnownFlags =
-    kFlagTombstone | kFlagExpires | kFlagFlushAll | kFlagFlushDb | kFlagSwapDb | kFlagFileHeader;
+/// Set on every record of a write group (a batch, a pipeline's group, a script, MULTI/EXEC) but
+/// its last: the newest file ending in a record that has it ends inside a group whose write was
+/// cut short (a SIGKILL between two pages of the write, a power loss), and recovery cuts the
+/// group's records off, so a group is all there or not at all. Any other flag may come with it.
+constexpr uint8_t kFlagGroupContinues = 64;
+constexpr uint8_t kKnownFlags = kFlagTombstone | kFlagExpires | kFlagFlushAll | kFlagFlushDb | kFlagSwapDb |
+                                kFlagFileHeader | kFlagGroupContinues;
 /// Flags that mark a record carrying no key (only alone).
 constexpr uint8_t kSpecialFlags = kFlagFlushAll | kFlagFlushDb | kFlagSwapDb | kFlagFileHeader;
 

@@ -86,6 +86,9 @@ Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool n
   const char* data = file->data();
   const uint64_t size = file->size();
   uint64_t off = 0;
+  uint64_t group_start = 0;  // where the group the records since began: after the last group's end
+  uint64_t group_records = 0;
+  uint64_t group_elements = 0;
   while (off < size) {
     format::RecordHeader h;
     const format::RecordCheck check = format::CheckRecord(data, size, off, true, &h);
@@ -93,6 +96,12 @@ Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool n
       ++*records;
       *elements += h.tag.kind == format::kKindElement ? 1 : 0;
       off += h.record_size();
+      ++group_records;
+      group_elements += h.tag.kind == format::kKindElement ? 1 : 0;
+      if ((h.flags & format::kFlagGroupContinues) == 0) {
+        group_start = off;
+        group_records = group_elements = 0;
+      }
       continue;
     }
     const bool torn =
@@ -112,6 +121,22 @@ Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool n
     if (!s.ok()) return s;
     file->set_size(off);
     break;
+  }
+  // The writer's newest file (not a compaction output, whose records are copies that keep the flag
+  // their group gave them) ending inside a group: the group's write was cut short, between two of
+  // its records. All of it goes, as the torn record would have.
+  if (newest && file->id() % format::kFileIdGap == 0 && group_start < file->size()) {
+    spdlog::warn("recovery: {}: a write group cut short at offset {}: cutting its {} records ({} bytes) off "
+                 "the end",
+                 file->path(), group_start, group_records, file->size() - group_start);
+    if (ftruncate(file->fd(), static_cast<off_t>(group_start)) != 0) {
+      return Status::FromErrno("ftruncate", file->path(), static_cast<long long>(group_start), errno);
+    }
+    Status s = io::SyncFile(file->fd(), file->path());
+    if (!s.ok()) return s;
+    file->set_size(group_start);
+    *records -= group_records;
+    *elements -= group_elements;
   }
   return Status::OK();
 }

@@ -1135,7 +1135,8 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   if (expire_at_ms != 0) flags |= format::kFlagExpires;
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
   if (tombstone || value.size() != format::kHeadValueSize) kind = format::kKindWhole;
-  format::AppendRecord(&group_buf_, flags, key, value, group_now_ms_, expire_at_ms,
+  group_last_record_ = group_buf_.size();
+  format::AppendRecord(&group_buf_, flags | format::kFlagGroupContinues, key, value, group_now_ms_, expire_at_ms,
                        format::Tag{tombstone ? uint8_t{0} : type, kind, pdb});
   PendingRecord r{};
   r.key = key;
@@ -1164,7 +1165,8 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   const std::string_view report = elem_keys_.emplace_back(coll_key);
   const uint64_t hash = Hash(key);
   const uint64_t at = group_buf_.size();
-  format::AppendRecord(&group_buf_, tombstone ? format::kFlagTombstone : 0, key, tombstone ? std::string_view() : value,
+  group_last_record_ = group_buf_.size();
+  format::AppendRecord(&group_buf_, (tombstone ? format::kFlagTombstone : 0) | format::kFlagGroupContinues, key, tombstone ? std::string_view() : value,
                        group_now_ms_, 0, format::Tag{type, format::kKindElement, pdb});
   PendingRecord r{};
   r.key = key;
@@ -1213,7 +1215,8 @@ void StoreImpl::DeleteDb(uint8_t pdb, OpResult* result) {
   // deleted too (their overlay entries say so; the keydir is emptied when the group is applied).
   bool any = !flushed_[pdb] && keydirs_[pdb]->Size() > 0;
   const uint64_t at = group_buf_.size();
-  format::AppendRecord(&group_buf_, format::kFlagFlushDb, {}, {}, group_now_ms_, 0, format::Tag{0, 0, pdb});
+  group_last_record_ = group_buf_.size();
+  format::AppendRecord(&group_buf_, format::kFlagFlushDb | format::kFlagGroupContinues, {}, {}, group_now_ms_, 0, format::Tag{0, 0, pdb});
   for (const auto& item : overlay_.items()) {
     if (item.value.db != pdb) continue;
     any |= item.value.exists;
@@ -1240,7 +1243,8 @@ void StoreImpl::SwapDbs(uint32_t a, uint32_t b, OpResult* result) {
   std::swap(group_map_[a], group_map_[b]);
   const uint64_t at = group_buf_.size();
   const std::string map(reinterpret_cast<const char*>(group_map_.data()), keydirs_.size());
-  format::AppendRecord(&group_buf_, format::kFlagSwapDb, {}, map, group_now_ms_, 0);
+  group_last_record_ = group_buf_.size();
+  format::AppendRecord(&group_buf_, format::kFlagSwapDb | format::kFlagGroupContinues, {}, map, group_now_ms_, 0);
   PendingRecord r{};
   r.group_offset = at;
   r.size = group_buf_.size() - at;
@@ -1280,7 +1284,8 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   for (const auto& item : overlay_.items()) any |= item.value.exists;
   result->applied = any;
   const uint64_t at = group_buf_.size();
-  format::AppendRecord(&group_buf_, format::kFlagFlushAll, {}, {}, group_now_ms_, 0);
+  group_last_record_ = group_buf_.size();
+  format::AppendRecord(&group_buf_, format::kFlagFlushAll | format::kFlagGroupContinues, {}, {}, group_now_ms_, 0);
   PendingRecord r{};
   r.group_offset = at;
   r.size = group_buf_.size() - at;
@@ -1644,6 +1649,14 @@ Status StoreImpl::SyncData(int fd, const std::string& path) {
 
 Status StoreImpl::CommitGroup() {
   if (group_buf_.empty()) return Status::OK();
+  // The group's last record ends it: without kFlagGroupContinues, its checksum redone.
+  {
+    char* last = group_buf_.data() + group_last_record_;
+    last[format::kFlagsOffset] = static_cast<char>(static_cast<uint8_t>(last[format::kFlagsOffset]) &
+                                                   ~format::kFlagGroupContinues);
+    const format::RecordHeader h = format::DecodeHeader(last);
+    format::Store<uint32_t>(last, format::ComputeRecordCrc(last, h.record_size()));
+  }
   const uint64_t size = group_buf_.size();
   // Rotate at a group boundary: a group never spans files, and must fit the active mapping. A file
   // holding only its header takes any group; the new file is sized for its header and the group.

@@ -412,6 +412,7 @@ class StoreImpl final : public Store {
   std::bitset<256> flushed_;  // physical databases a FLUSHDB / FLUSHALL of the group emptied
   bool group_swapped_ = false;  // the group holds a SWAPDB
   int64_t group_now_ms_ = 0;  // the clock for every op of the group being built (one read)
+  uint64_t group_last_record_ = 0;  // offset in group_buf_ of its last record (CommitGroup ends the group there)
   bool dirty_ = false;  // written since the last fsync
   int64_t last_sync_ms_ = 0;
   int64_t last_expire_ms_ = 0;

@@ -689,6 +689,41 @@ TEST_F(StoreTest, TornTailAtEveryOffsetOfTheLastThreeRecords) {
   }
 }
 
+// A group of three records (one batch: what a script, MULTI/EXEC or a pipeline writes) whose write
+// stopped at any byte — between its records too, where every record written is whole and valid:
+// after the open all three keys hold their old values, and the group before it is intact.
+TEST_F(StoreTest, AGroupCutShortIsAllGone) {
+  options_.max_file_size = 1 << 20;
+  Open();
+  const std::string keys[3] = {"g1", "g2", "g3"};
+  for (const std::string& k : keys) Put(k, "old-" + k);
+  WriteBatch group;
+  for (const std::string& k : keys) group.Put(k, "new-" + k);
+  ASSERT_TRUE(store_->WriteSync(std::move(group)).ok());
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  const fs::path file = Files(".data").back();
+  const uint64_t full = fs::file_size(file);
+  std::string original(full, '\0');
+  {
+    std::ifstream in(file, std::ios::binary);
+    in.read(original.data(), static_cast<std::streamsize>(full));
+  }
+  const uint64_t group_start = full - 3 * format::RecordSize(2, 6);
+  for (uint64_t cut = group_start; cut <= full; ++cut) {
+    fs::remove_all(dir_);
+    fs::create_directories(dir_);
+    {
+      std::ofstream out(file, std::ios::binary);
+      out.write(original.data(), static_cast<std::streamsize>(cut));
+    }
+    Open();
+    for (const std::string& k : keys) ASSERT_EQ(Get(k), (cut == full ? "new-" : "old-") + k) << "cut at " << cut;
+    EXPECT_EQ(fs::file_size(file), cut == full ? full : group_start) << cut;
+    store_.reset();
+  }
+}
+
 TEST_F(StoreTest, GarbageInTheMiddleOfTheNewestFileIsCorruptionNotATornTail) {
   options_.max_file_size = 1 << 20;
   Open();

@@ -583,10 +583,12 @@ def summarize(samples, requests):
 
 def print_row(r):
     name, requests, k, rd = r
-    kr, _, _, kc, _ = summarize(k, requests)
-    rr, _, _, rc, _ = summarize(rd, requests)
+    kr, _, _, kc, kb = summarize(k, requests)
+    rr, _, _, rc, rb = summarize(rd, requests)
+    # Client busy: the share of one core redis-benchmark used; near 1 the client, not the server,
+    # sets the rate.
     print(f"{name:28s} keg {kr:10,.0f}/s  redis {rr:10,.0f}/s  ratio {kr / rr:5.2f}  "
-          f"CPU s/M req keg {kc:5.2f} redis {rc:5.2f}", flush=True)
+          f"CPU s/M req keg {kc:5.2f} redis {rc:5.2f}  client busy keg {kb:4.2f} redis {rb:4.2f}", flush=True)
 
 
 def plot(data, out_dir):
