@@ -613,6 +613,16 @@ TEST_F(StoreTest, CorruptionInASealedFileRefusesToOpenNamingFileAndOffset) {
   EXPECT_NE(s.message().find("offset 0"), std::string::npos) << s.message();
 }
 
+// A file's bytes, and a file holding the first `n` of `bytes` (a write cut short there).
+std::string ReadBytes(const fs::path& file) {
+  std::string bytes(fs::file_size(file), '\0');
+  std::ifstream(file, std::ios::binary).read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  return bytes;
+}
+void WritePrefix(const fs::path& file, const std::string& bytes, uint64_t n) {
+  std::ofstream(file, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(n));
+}
+
 // A torn write at every byte offset of the newest file's last record: the open succeeds, every
 // earlier record is there, the torn one is not, and the file is cut back.
 TEST_F(StoreTest, TornTailAtEveryOffsetOfTheLastRecord) {
@@ -625,18 +635,11 @@ TEST_F(StoreTest, TornTailAtEveryOffsetOfTheLastRecord) {
   const fs::path file = Files(".data").back();
   const uint64_t full = fs::file_size(file);
   const uint64_t last_size = format::RecordSize(4, 60);
-  std::string original(full, '\0');
-  {
-    std::ifstream in(file, std::ios::binary);
-    in.read(original.data(), static_cast<std::streamsize>(full));
-  }
+  const std::string original = ReadBytes(file);
   for (uint64_t cut = full - last_size; cut < full; ++cut) {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    {
-      std::ofstream out(file, std::ios::binary);
-      out.write(original.data(), static_cast<std::streamsize>(cut));
-    }
+    WritePrefix(file, original, cut);
     Open();
     for (int i = 0; i < 10; ++i) ASSERT_EQ(Get("key" + std::to_string(i)), Value(i, 40)) << cut;
     ASSERT_EQ(Get("last"), "<missing>") << cut;
@@ -660,11 +663,7 @@ TEST_F(StoreTest, TornTailAtEveryOffsetOfTheLastThreeRecords) {
   store_.reset();
   const fs::path file = Files(".data").back();
   const uint64_t full = fs::file_size(file);
-  std::string original(full, '\0');
-  {
-    std::ifstream in(file, std::ios::binary);
-    in.read(original.data(), static_cast<std::streamsize>(full));
-  }
+  const std::string original = ReadBytes(file);
   uint64_t ends[3];  // where each of the last records ends
   uint64_t end = full;
   for (int i = 2; i >= 0; --i) {
@@ -674,10 +673,7 @@ TEST_F(StoreTest, TornTailAtEveryOffsetOfTheLastThreeRecords) {
   for (uint64_t cut = end; cut < full; ++cut) {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    {
-      std::ofstream out(file, std::ios::binary);
-      out.write(original.data(), static_cast<std::streamsize>(cut));
-    }
+    WritePrefix(file, original, cut);
     Open();
     for (int i = 0; i < 3; ++i) {
       ASSERT_EQ(Get(keys[i]), cut >= ends[i] ? values[i] : "old-" + keys[i]) << "cut at " << cut;
@@ -704,19 +700,12 @@ TEST_F(StoreTest, AGroupCutShortIsAllGone) {
   store_.reset();
   const fs::path file = Files(".data").back();
   const uint64_t full = fs::file_size(file);
-  std::string original(full, '\0');
-  {
-    std::ifstream in(file, std::ios::binary);
-    in.read(original.data(), static_cast<std::streamsize>(full));
-  }
+  const std::string original = ReadBytes(file);
   const uint64_t group_start = full - 3 * format::RecordSize(2, 6);
   for (uint64_t cut = group_start; cut <= full; ++cut) {
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    {
-      std::ofstream out(file, std::ios::binary);
-      out.write(original.data(), static_cast<std::streamsize>(cut));
-    }
+    WritePrefix(file, original, cut);
     Open();
     for (const std::string& k : keys) ASSERT_EQ(Get(k), (cut == full ? "new-" : "old-") + k) << "cut at " << cut;
     EXPECT_EQ(fs::file_size(file), cut == full ? full : group_start) << cut;
