@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -205,20 +206,51 @@ std::optional<std::string> NotifyKey(Ctx& c, uint32_t cls, std::string_view key)
 
 using Handler = void (*)(Ctx&);
 
-/// INFO commandstats of one command or subcommand. Relaxed atomics; any thread.
-struct CommandStats {
-  std::atomic<uint64_t> calls{0};
-  std::atomic<uint64_t> nsec{0};  ///< time in the handler (INFO shows µs: sub-µs calls add up)
-  std::atomic<uint64_t> rejected_calls{0};  ///< refused before running (arity, NOAUTH, MULTI)
-  std::atomic<uint64_t> failed_calls{0};    ///< ran and replied an error
+/// INFO commandstats of one command or subcommand. Thread: any.
+///
+/// Counting is on every command's path, so it takes no locked instruction: each thread that counts
+/// owns a shard of its own (the first kShards - 1 threads to count; later ones share the last
+/// shard, with atomic adds) and bumps it with a plain load and store. Readers sum the shards.
+/// Reset() does not write the shards (an owner's load/store could undo it): it records the sums
+/// as a baseline that reads subtract.
+class CommandStats {
+ public:
   /// Latency histogram (LATENCY HISTOGRAM, INFO latencystats): bucket 0 counts calls of at most
   /// 1 µs, bucket i > 0 those in (2^(i-1), 2^i] µs.
   static constexpr size_t kBuckets = 40;
-  std::atomic<uint64_t> latency[kBuckets] = {};
-  void RecordLatency(uint64_t elapsed_ns);
-  /// The upper bound in µs of the bucket holding the `p`-th percentile (0 < p <= 100), or 0.
-  double Percentile(double p) const;
+
+  struct Totals {
+    uint64_t calls = 0;
+    uint64_t nsec = 0;            ///< time in the handler (INFO shows µs: sub-µs calls add up)
+    uint64_t rejected_calls = 0;  ///< refused before running (arity, NOAUTH, MULTI)
+    uint64_t failed_calls = 0;    ///< ran and replied an error
+    uint64_t latency[kBuckets] = {};
+    bool any() const { return calls != 0 || rejected_calls != 0 || failed_calls != 0; }
+    /// The upper bound in µs of the bucket holding the `p`-th percentile (0 < p <= 100), or 0.
+    double Percentile(double p) const;
+  };
+
+  /// A call that ran for `nsec`; its latency goes to the histogram when `histogram`.
+  void AddCall(uint64_t nsec, bool histogram);
+  void AddRejected();
+  void AddFailed();
+  /// Since the last Reset(); each counter exact as of some moment during the call.
+  Totals Read() const;
   void Reset();
+
+ private:
+  static constexpr size_t kShards = 8;
+  struct alignas(64) Shard {
+    std::atomic<uint64_t> calls{0};
+    std::atomic<uint64_t> nsec{0};
+    std::atomic<uint64_t> rejected_calls{0};
+    std::atomic<uint64_t> failed_calls{0};
+    std::atomic<uint64_t> latency[kBuckets] = {};
+  };
+  Totals Sum() const;
+  Shard shards_[kShards];
+  mutable std::mutex mu_;  // guards base_
+  Totals base_;
 };
 
 struct Command {

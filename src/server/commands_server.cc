@@ -372,15 +372,15 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   if (want("commandstats")) {
     begin("Commandstats");
     auto line = [&](const Command& cmd, const std::string& name) {
-      const CommandStats& cs = *cmd.stats;
-      const uint64_t calls = cs.calls.load(std::memory_order_relaxed);
-      const uint64_t rejected = cs.rejected_calls.load(std::memory_order_relaxed);
-      const uint64_t failed = cs.failed_calls.load(std::memory_order_relaxed);
-      if (calls == 0 && rejected == 0 && failed == 0) return;
-      const uint64_t usec = cs.nsec.load(std::memory_order_relaxed) / 1000;
+      const CommandStats::Totals cs = cmd.stats->Read();
+      const uint64_t calls = cs.calls;
+      const uint64_t rejected = cs.rejected_calls;
+      const uint64_t failed = cs.failed_calls;
+      if (!cs.any()) return;
+      const uint64_t usec = cs.nsec / 1000;
       char per_call[32];
       std::snprintf(per_call, sizeof(per_call), "%.2f",
-                    calls == 0 ? 0.0 : static_cast<double>(cs.nsec.load(std::memory_order_relaxed)) / 1000.0 / static_cast<double>(calls));
+                    calls == 0 ? 0.0 : static_cast<double>(cs.nsec) / 1000.0 / static_cast<double>(calls));
       Field(&s, "cmdstat_" + name,
             "calls=" + std::to_string(calls) + ",usec=" + std::to_string(usec) +
                 ",usec_per_call=" + per_call + ",rejected_calls=" + std::to_string(rejected) +
@@ -401,11 +401,12 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       percentiles = st.config.latency_tracking_info_percentiles;
     }
     auto line = [&](const Command& cmd, const std::string& name) {
-      if (cmd.stats->calls.load(std::memory_order_relaxed) == 0) return;
+      const CommandStats::Totals cs = cmd.stats->Read();
+      if (cs.calls == 0) return;
       std::string v;
       for (double p : percentiles) {
         char num[32];
-        std::snprintf(num, sizeof(num), "%.3f", cmd.stats->Percentile(p));
+        std::snprintf(num, sizeof(num), "%.3f", cs.Percentile(p));
         if (!v.empty()) v += ',';
         v += "p" + FormatPercentile(p) + "=" + num;
       }
@@ -1117,9 +1118,10 @@ void Latency(Ctx& c) {
   if (sub == "histogram" && c.argc() >= 2) {
     // Commands with calls, as Redis's latencyAllCommandsFillCDF: cumulative counts per
     // power-of-two bucket of microseconds, up to the last non-empty one.
-    std::vector<std::pair<std::string, const CommandStats*>> wanted;
+    std::vector<std::pair<std::string, CommandStats::Totals>> wanted;
     auto consider = [&](const Command& cmd, const std::string& name) {
-      if (cmd.stats->calls.load() > 0) wanted.emplace_back(name, cmd.stats);
+      CommandStats::Totals t = cmd.stats->Read();
+      if (t.calls > 0) wanted.emplace_back(name, t);
     };
     auto add_command = [&](const Command& cmd) {
       consider(cmd, std::string(cmd.name));
@@ -1145,12 +1147,12 @@ void Latency(Ctx& c) {
       c.out().Bulk(name);
       c.out().MapHeader(2);
       c.out().Bulk("calls");
-      c.out().Integer(static_cast<int64_t>(cs->calls.load()));
+      c.out().Integer(static_cast<int64_t>(cs.calls));
       c.out().Bulk("histogram_usec");
       uint64_t counts[CommandStats::kBuckets];
       size_t last = 0;
       for (size_t i = 0; i < CommandStats::kBuckets; ++i) {
-        counts[i] = cs->latency[i].load(std::memory_order_relaxed);
+        counts[i] = cs.latency[i];
         if (counts[i] != 0) last = i + 1;
       }
       size_t buckets = 0;

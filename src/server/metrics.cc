@@ -97,12 +97,8 @@ template <typename Fn>
 void ForEachCalled(Fn&& fn) {
   for (const Command& cmd : AllCommands()) {
     auto one = [&](const Command& c, const std::string& name) {
-      const CommandStats& cs = *c.stats;
-      if (cs.calls.load(std::memory_order_relaxed) == 0 && cs.rejected_calls.load(std::memory_order_relaxed) == 0 &&
-          cs.failed_calls.load(std::memory_order_relaxed) == 0) {
-        return;
-      }
-      fn(cs, name);
+      const CommandStats::Totals cs = c.stats->Read();
+      if (cs.any()) fn(cs, name);
     };
     one(cmd, std::string(cmd.name));
     for (const Command& sub : cmd.subcommands) one(sub, std::string(cmd.name) + "|" + std::string(sub.name));
@@ -135,24 +131,24 @@ std::string PrometheusText(ServerState& st) {
 
   // Commands.
   w.Family("keg_commands_total", "counter", "Commands run, by command.");
-  ForEachCalled([&](const CommandStats& cs, const std::string& name) {
-    w.Sample("keg_commands_total", Label("cmd", name), cs.calls.load(std::memory_order_relaxed));
+  ForEachCalled([&](const CommandStats::Totals& cs, const std::string& name) {
+    w.Sample("keg_commands_total", Label("cmd", name), cs.calls);
   });
   w.Family("keg_commands_failed_total", "counter", "Commands that ran and answered an error, by command.");
-  ForEachCalled([&](const CommandStats& cs, const std::string& name) {
-    w.Sample("keg_commands_failed_total", Label("cmd", name), cs.failed_calls.load(std::memory_order_relaxed));
+  ForEachCalled([&](const CommandStats::Totals& cs, const std::string& name) {
+    w.Sample("keg_commands_failed_total", Label("cmd", name), cs.failed_calls);
   });
   w.Family("keg_commands_rejected_total", "counter",
            "Commands refused before running (arity, NOAUTH, NOPERM, MULTI), by command.");
-  ForEachCalled([&](const CommandStats& cs, const std::string& name) {
-    w.Sample("keg_commands_rejected_total", Label("cmd", name), cs.rejected_calls.load(std::memory_order_relaxed));
+  ForEachCalled([&](const CommandStats::Totals& cs, const std::string& name) {
+    w.Sample("keg_commands_rejected_total", Label("cmd", name), cs.rejected_calls);
   });
   w.Family("keg_command_duration_seconds", "histogram", "Time to run a command, by command.");
-  ForEachCalled([&](const CommandStats& cs, const std::string& name) {
+  ForEachCalled([&](const CommandStats::Totals& cs, const std::string& name) {
     uint64_t counts[CommandStats::kBuckets];
-    for (size_t i = 0; i < CommandStats::kBuckets; ++i) counts[i] = cs.latency[i].load(std::memory_order_relaxed);
+    for (size_t i = 0; i < CommandStats::kBuckets; ++i) counts[i] = cs.latency[i];
     w.Histogram("keg_command_duration_seconds", Label("cmd", name), counts, CommandStats::kBuckets, 26, 1e-6,
-                static_cast<double>(cs.nsec.load(std::memory_order_relaxed)) / 1e9);
+                static_cast<double>(cs.nsec) / 1e9);
   });
   w.Family("keg_errors_total", "counter", "Error replies, by their first word (ERR, WRONGPASS, ...).");
   for (const auto& [prefix, count] : st.errors.Snapshot()) w.Sample("keg_errors_total", Label("prefix", prefix), count);

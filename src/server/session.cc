@@ -777,32 +777,96 @@ void ClientSession::SetReplyMode(std::string_view mode) {
 void ClientSession::OnErrorReply(std::string_view text) {
   ++errors_;
   server_.errors.Add(text);
-  if (error_target_ != nullptr) error_target_->stats->failed_calls.fetch_add(1, std::memory_order_relaxed);
+  if (error_target_ != nullptr) error_target_->stats->AddFailed();
 }
 
-void CommandStats::RecordLatency(uint64_t elapsed_ns) {
-  const uint64_t us = (elapsed_ns + 999) / 1000;  // rounded up: 1 ns..1 µs is the first bucket
+namespace {
+
+// The calling thread's shard of every CommandStats, and whether it owns it (see CommandStats).
+struct StatsShard {
+  size_t index;
+  bool owned;
+};
+
+StatsShard ThisThreadsShard(size_t shards) {
+  static std::atomic<size_t> next{0};
+  thread_local const StatsShard mine = [&] {
+    const size_t n = next.fetch_add(1, std::memory_order_relaxed);
+    return n + 1 < shards ? StatsShard{n, true} : StatsShard{shards - 1, false};
+  }();
+  return mine;
+}
+
+// Adds `d` to a counter: a plain load and store by the shard's owner, an atomic add otherwise.
+void Bump(std::atomic<uint64_t>& a, uint64_t d, bool owned) {
+  if (owned) {
+    a.store(a.load(std::memory_order_relaxed) + d, std::memory_order_relaxed);
+  } else {
+    a.fetch_add(d, std::memory_order_relaxed);
+  }
+}
+
+}  // namespace
+
+void CommandStats::AddCall(uint64_t nsec, bool histogram) {
+  const StatsShard at = ThisThreadsShard(kShards);
+  Shard& s = shards_[at.index];
+  Bump(s.calls, 1, at.owned);
+  Bump(s.nsec, nsec, at.owned);
+  if (!histogram) return;
+  const uint64_t us = (nsec + 999) / 1000;  // rounded up: 1 ns..1 µs is the first bucket
   size_t b = us <= 1 ? 0 : static_cast<size_t>(std::bit_width(us - 1));
   if (b >= kBuckets) b = kBuckets - 1;
-  latency[b].fetch_add(1, std::memory_order_relaxed);
+  Bump(s.latency[b], 1, at.owned);
 }
 
-double CommandStats::Percentile(double p) const {
-  static_assert(kBuckets == store::Histogram::kBuckets);
-  store::Histogram h;
-  for (size_t i = 0; i < kBuckets; ++i) {
-    h.buckets[i] = latency[i].load(std::memory_order_relaxed);
-    h.count += h.buckets[i];
+void CommandStats::AddRejected() {
+  const StatsShard at = ThisThreadsShard(kShards);
+  Bump(shards_[at.index].rejected_calls, 1, at.owned);
+}
+
+void CommandStats::AddFailed() {
+  const StatsShard at = ThisThreadsShard(kShards);
+  Bump(shards_[at.index].failed_calls, 1, at.owned);
+}
+
+CommandStats::Totals CommandStats::Sum() const {
+  Totals t;
+  for (const Shard& s : shards_) {
+    t.calls += s.calls.load(std::memory_order_relaxed);
+    t.nsec += s.nsec.load(std::memory_order_relaxed);
+    t.rejected_calls += s.rejected_calls.load(std::memory_order_relaxed);
+    t.failed_calls += s.failed_calls.load(std::memory_order_relaxed);
+    for (size_t i = 0; i < kBuckets; ++i) t.latency[i] += s.latency[i].load(std::memory_order_relaxed);
   }
-  return static_cast<double>(h.Percentile(p));
+  return t;
+}
+
+CommandStats::Totals CommandStats::Read() const {
+  Totals t = Sum();  // every shard only grows, so each sum is at least the baseline taken earlier
+  std::lock_guard lock(mu_);
+  t.calls -= base_.calls;
+  t.nsec -= base_.nsec;
+  t.rejected_calls -= base_.rejected_calls;
+  t.failed_calls -= base_.failed_calls;
+  for (size_t i = 0; i < kBuckets; ++i) t.latency[i] -= base_.latency[i];
+  return t;
 }
 
 void CommandStats::Reset() {
-  calls = 0;
-  nsec = 0;
-  rejected_calls = 0;
-  failed_calls = 0;
-  for (auto& b : latency) b.store(0, std::memory_order_relaxed);
+  const Totals now = Sum();
+  std::lock_guard lock(mu_);
+  base_ = now;
+}
+
+double CommandStats::Totals::Percentile(double p) const {
+  static_assert(kBuckets == store::Histogram::kBuckets);
+  store::Histogram h;
+  for (size_t i = 0; i < kBuckets; ++i) {
+    h.buckets[i] = latency[i];
+    h.count += latency[i];
+  }
+  return static_cast<double>(h.Percentile(p));
 }
 
 std::vector<bool> RedactedArguments(std::span<const std::string_view> args) {
@@ -933,11 +997,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
   const int64_t usec = nsec / 1000;
-  target.stats->calls.fetch_add(1, std::memory_order_relaxed);
-  target.stats->nsec.fetch_add(static_cast<uint64_t>(nsec), std::memory_order_relaxed);
-  if (server_.latency_tracking.load(std::memory_order_relaxed)) {
-    target.stats->RecordLatency(static_cast<uint64_t>(nsec));
-  }
+  target.stats->AddCall(static_cast<uint64_t>(nsec), server_.latency_tracking.load(std::memory_order_relaxed));
   error_target_ = nullptr;
   // EXEC itself is not logged, the commands it ran are (as Redis); AUTH and HELLO carry secrets.
   if (server_.slowlog.Wants(usec) && cmd.name != "exec" && cmd.name != "auth" && cmd.name != "hello") {
@@ -1217,7 +1277,7 @@ void ClientSession::ColdDone(const ColdFetch& fetch) {
 
 net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {
   ++commands_;
-  cmd.stats->rejected_calls.fetch_add(1, std::memory_order_relaxed);
+  cmd.stats->AddRejected();
   if (cmd.name == "exec") {
     // A rejected EXEC discards the transaction (Redis's execCommandAbort).
     std::string_view reason = error;
