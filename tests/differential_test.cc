@@ -130,7 +130,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 74)) {
+    switch (Range(0, 86)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -284,6 +284,38 @@ class Generator {
       }
       case 73: return {"SINTERCARD", "2", Key(), Key()};
       case 74: return {"TYPE", Key()};
+      // Lists, on the same keys (WRONGTYPE both ways), whole and per element (tiny thresholds).
+      case 75: case 76: case 77: {
+        Cmd c = {Pick(std::vector<std::string>{"LPUSH", "RPUSH", "LPUSH", "RPUSH", "LPUSHX", "RPUSHX"}), Key()};
+        for (int i = Range(1, 4); i > 0; --i) c.push_back(Member());
+        return c;
+      }
+      case 78: {
+        Cmd c = {Chance(50) ? "LPOP" : "RPOP", Key()};
+        if (Chance(40)) c.push_back(Pick(std::vector<std::string>{"0", "1", "3", "-1", "x"}));
+        return c;
+      }
+      case 79: return {"LRANGE", Key(), std::to_string(Range(-6, 6)), std::to_string(Range(-6, 6))};
+      case 80: return {Chance(50) ? "LINDEX" : "LLEN", Key(), std::to_string(Range(-6, 6))};
+      case 81: return {"LSET", Key(), Pick(std::vector<std::string>{"0", "-1", "2", "9", "x"}), Member()};
+      case 82: return {"LINSERT", Key(), Pick(std::vector<std::string>{"BEFORE", "AFTER", "after", "nope"}), Member(), Member()};
+      case 83: return {"LREM", Key(), std::to_string(Range(-2, 2)), Member()};
+      case 84: return {"LTRIM", Key(), std::to_string(Range(-4, 3)), std::to_string(Range(-4, 3))};
+      case 85: {
+        Cmd c = {"LPOS", Key(), Member()};
+        if (Chance(40)) c.insert(c.end(), {"RANK", Pick(std::vector<std::string>{"1", "-1", "2", "0", "x"})});
+        if (Chance(40)) c.insert(c.end(), {"COUNT", Pick(std::vector<std::string>{"0", "1", "2", "-1"})});
+        if (Chance(20)) c.insert(c.end(), {"MAXLEN", Pick(std::vector<std::string>{"0", "2", "-1"})});
+        return c;
+      }
+      case 86:
+        switch (Range(0, 2)) {
+          case 0: return {"LMOVE", Key(), Key(), Pick(std::vector<std::string>{"LEFT", "RIGHT", "up"}),
+                          Pick(std::vector<std::string>{"LEFT", "RIGHT"})};
+          case 1: return {"RPOPLPUSH", Key(), Key()};
+          default: return {"LMPOP", Pick(std::vector<std::string>{"2", "0", "5"}), Key(), Key(),
+                           Pick(std::vector<std::string>{"LEFT", "RIGHT"}), "COUNT", std::to_string(Range(0, 3))};
+        }
       default: return {"GET", Key()};
     }
   }
@@ -426,9 +458,12 @@ TEST(Differential, RandomSequencesMatchRedisByteForByte) {
     // are stored per element in keg (docs/types.md), and must answer the same.
     const bool tiny = (seed / 2) % 2 == 1;
     const std::string entries = tiny ? "2" : "512";
-    ASSERT_EQ(r.Call({"CONFIG", "SET", "hash-max-listpack-entries", entries, "set-max-intset-entries", entries}), "+OK\r\n");
+    const std::string list_size = tiny ? "2" : "-2";
+    ASSERT_EQ(r.Call({"CONFIG", "SET", "hash-max-listpack-entries", entries, "set-max-intset-entries", entries,
+                      "list-max-listpack-size", list_size}),
+              "+OK\r\n");
     ASSERT_EQ(k.Call({"CONFIG", "SET", "hash-max-listpack-entries", entries, "set-max-intset-entries", entries,
-                      "set-max-listpack-entries", tiny ? "2" : "128"}),
+                      "set-max-listpack-entries", tiny ? "2" : "128", "list-max-listpack-size", list_size}),
               "+OK\r\n");
     // Half the sequences go as one pipelined write, the rest one command at a time.
     const bool pipelined = seed % 2 == 0;

@@ -187,8 +187,9 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
         numkeys <= static_cast<int64_t>(args.size()) - 3) {
       for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
     }
-  } else if (cmd.name == "sintercard") {
-    // sintercard numkeys key... (Redis's sintercardGetKeys: none when numkeys is not valid).
+  } else if (cmd.name == "sintercard" || cmd.name == "lmpop") {
+    // sintercard / lmpop numkeys key... (Redis's sintercardGetKeys, lmpopGetKeys: none when
+    // numkeys is not valid).
     int64_t numkeys = 0;
     if (args.size() >= 3 && resp::ParseInt64(args[1], &numkeys) && numkeys > 0 &&
         numkeys <= static_cast<int64_t>(args.size()) - 2) {
@@ -273,7 +274,7 @@ void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
     out.ArrayHeader(1);
     return spec(first, 2, true, 0, 1, 1);
   }
-  if (cmd.name == "sintercard") {
+  if (cmd.name == "sintercard" || cmd.name == "lmpop") {
     out.ArrayHeader(1);
     return spec(first, 1, true, 0, 1, 1);
   }

@@ -7,6 +7,7 @@
 
 #include "server/collection_commands.h"
 #include "server/command.h"
+#include "server/list.h"
 #include "server/rdb.h"
 #include "server/state.h"
 #include "store/format.h"
@@ -19,6 +20,19 @@ using store::format::kKindWhole;
 using store::format::kTypeHash;
 
 std::string HeadValue(uint64_t inc) { return std::string(reinterpret_cast<const char*>(&inc), sizeof(inc)); }
+
+// The whole encoding's flags after a change: a hash past its listpack thresholds reports
+// hashtable for good; a set is settled by SettleSet (intset order, or converted).
+uint8_t HashFlags(ServerState& s, uint8_t flags, std::span<const std::string_view> items) {
+  if ((flags & coll::kConverted) != 0) return flags;
+  const auto max_entries = static_cast<size_t>(s.hash_max_entries.load(std::memory_order_relaxed));
+  const auto max_value = static_cast<size_t>(s.hash_max_value.load(std::memory_order_relaxed));
+  bool big = items.size() / 2 > max_entries;
+  for (size_t i = 0; i < items.size() && !big; ++i) big = items[i].size() > max_value;
+  return big ? flags | coll::kConverted : flags;
+}
+
+}  // namespace
 
 void PutRecord(store::Txn& txn, uint32_t db, std::string_view key, std::string value, uint8_t type,
                uint8_t kind, bool keep_ttl, int64_t expire_at_ms) {
@@ -43,19 +57,6 @@ void DeleteKey(store::Txn& txn, uint32_t db, std::string_view key) {
   store::OpResult r;
   txn.Execute(std::move(op), &r);
 }
-
-// The whole encoding's flags after a change: a hash past its listpack thresholds reports
-// hashtable for good; a set is settled by SettleSet (intset order, or converted).
-uint8_t HashFlags(ServerState& s, uint8_t flags, std::span<const std::string_view> items) {
-  if ((flags & coll::kConverted) != 0) return flags;
-  const auto max_entries = static_cast<size_t>(s.hash_max_entries.load(std::memory_order_relaxed));
-  const auto max_value = static_cast<size_t>(s.hash_max_value.load(std::memory_order_relaxed));
-  bool big = items.size() / 2 > max_entries;
-  for (size_t i = 0; i < items.size() && !big; ++i) big = items[i].size() > max_value;
-  return big ? flags | coll::kConverted : flags;
-}
-
-}  // namespace
 
 bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, bool intset) {
   if (intset) return false;
@@ -252,6 +253,31 @@ bool DumpRecord(Ctx& c, store::ValueView record, std::string* out) {
     *out = rdb::DumpString(record.value);
     return true;
   }
+  if (record.type == store::format::kTypeList) {
+    std::vector<std::string_view> elements;
+    if (record.kind != kKindHead) {
+      coll::View v;
+      if (!coll::Decode(record.value, &v)) {
+        c.Error(kUndecodable);
+        return false;
+      }
+      *out = rdb::DumpList(v.elements);
+      return true;
+    }
+    // The meta element and the elements as of one moment (an LPOP landing between them would
+    // leave a position without its element).
+    std::vector<store::ValueView> views;
+    store::Status s;
+    c.ReadTogether(3, [&] { s = ListElements(c, store::format::IncarnationOf(record.value), &views); });
+    if (!s.ok()) {
+      c.Error(CorruptionError(s));
+      return false;
+    }
+    elements.reserve(views.size());
+    for (const store::ValueView& v : views) elements.push_back(v.value);
+    *out = rdb::DumpList(elements);
+    return true;
+  }
   const uint8_t type = record.type;
   CollectionRead coll(c);
   if (!coll.Adopt(std::move(record))) return false;
@@ -315,18 +341,25 @@ bool WriteCollection(store::Txn& txn, ServerState& s, uint32_t db, std::string_v
 
 // ---- CollectionEdit -----------------------------------------------------------------------------
 
+int ReadForEdit(store::Txn& txn, uint32_t db, std::string_view key, uint8_t type, store::ValueView* v,
+                std::string* error) {
+  const store::Status s = txn.Get(db, key, v);
+  if (s.IsNotFound()) return 0;
+  if (!s.ok()) {
+    *error = CorruptionError(s);
+    return -1;
+  }
+  if (v->type != type) {
+    *error = err::kWrongType;
+    return -1;
+  }
+  return 1;
+}
+
 bool CollectionEdit::Open() {
   store::ValueView v;
-  store::Status s = txn_.Get(db_, key_, &v);
-  if (s.IsNotFound()) return true;
-  if (!s.ok()) {
-    error_ = CorruptionError(s);
-    return false;
-  }
-  if (v.type != type_) {
-    error_ = err::kWrongType;
-    return false;
-  }
+  const int found = ReadForEdit(txn_, db_, key_, type_, &v, &error_);
+  if (found <= 0) return found == 0;
   exists_ = true;
   if (v.kind == kKindHead) {
     large_ = true;

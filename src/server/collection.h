@@ -109,6 +109,17 @@ bool WriteCollection(store::Txn& txn, ServerState& s, uint32_t db, std::string_v
                      uint8_t flags, std::span<const std::string_view> items, bool keep_ttl,
                      int64_t expire_at_ms = 0);
 
+/// Writes `key`'s record of `type` and `kind` (whole, or a large collection's head) in the group,
+/// at this place. keep_ttl keeps the key's expiry; otherwise it gets `expire_at_ms` (0: none).
+void PutRecord(store::Txn& txn, uint32_t db, std::string_view key, std::string value, uint8_t type,
+               uint8_t kind, bool keep_ttl, int64_t expire_at_ms);
+/// Deletes `key` in the group, at this place.
+void DeleteKey(store::Txn& txn, uint32_t db, std::string_view key);
+/// Reads `key` for a change to its value of `type`: 1 found (*v), 0 absent, -1 with *error set
+/// (the reply: WRONGTYPE, or the read's corruption).
+int ReadForEdit(store::Txn& txn, uint32_t db, std::string_view key, uint8_t type, store::ValueView* v,
+                std::string* error);
+
 /// A hash or set changed by a write command, inside its kRun op: Open, edit, Commit.
 class CollectionEdit {
  public:

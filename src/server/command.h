@@ -317,6 +317,7 @@ void RegisterScriptCommands(std::vector<Command>* table);      // commands_scrip
 void RegisterPubsubCommands(std::vector<Command>* table);      // commands_pubsub.cc
 void RegisterHashCommands(std::vector<Command>* table);        // commands_hash.cc
 void RegisterSetCommands(std::vector<Command>* table);         // commands_set.cc
+void RegisterListCommands(std::vector<Command>* table);        // commands_list.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

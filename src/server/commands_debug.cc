@@ -17,6 +17,7 @@
 
 #include "resp/numbers.h"
 #include "server/command.h"
+#include "server/list.h"
 #include "server/rdb.h"
 #include "server/session.h"
 #include "server/small_collection.h"
@@ -54,7 +55,12 @@ void ValueDigest(store::Store& st, Digest& d, const store::ValueView& v, bool ex
   coll::View elements;
   std::vector<store::ElementView> large;
   std::vector<std::shared_ptr<const void>> pins;
-  if (v.kind == store::format::kKindHead) {  // per element: the same entries as stored whole
+  std::vector<store::ValueView> list;
+  if (v.kind == store::format::kKindHead && v.type == store::format::kTypeList) {  // in order
+    store::Status s;
+    st.ReadTogether([&] { s = ListElements(st, store::format::IncarnationOf(v.value), &list); });
+    for (const store::ValueView& e : list) elements.elements.push_back(e.value);
+  } else if (v.kind == store::format::kKindHead) {  // per element: the same entries as stored whole
     if (st.ReadElements(store::format::IncarnationOf(v.value), &large, &pins).ok()) {
       for (const store::ElementView& e : large) {
         elements.elements.push_back(e.member);
@@ -65,6 +71,8 @@ void ValueDigest(store::Store& st, Digest& d, const store::ValueView& v, bool ex
   if (v.type == store::format::kTypeString ||
       (v.kind != store::format::kKindHead && !coll::Decode(v.value, &elements))) {
     MixDigest(d, v.value);
+  } else if (v.type == store::format::kTypeList) {  // order matters: each element mixed in turn
+    for (std::string_view e : elements.elements) MixDigest(d, e);
   } else if (v.type == store::format::kTypeHash) {
     for (size_t i = 0; i + 1 < elements.elements.size(); i += 2) {
       Digest pair{};
@@ -337,6 +345,7 @@ std::string_view StringEncoding(std::string_view value) {
 
 std::string_view ValueEncoding(const store::ValueView& v) {
   if (v.type == store::format::kTypeString) return StringEncoding(v.value);
+  if (v.type == store::format::kTypeList) return "quicklist";  // as Redis 7.0 reports every list
   if (v.kind == store::format::kKindHead) return "hashtable";  // stored per element: past the thresholds
   const bool converted = !v.value.empty() && (static_cast<uint8_t>(v.value[0]) & coll::kConverted) != 0;
   switch (v.type) {

@@ -5,6 +5,7 @@
 
 #include "resp/numbers.h"
 #include "server/collection.h"
+#include "server/list.h"
 #include "server/collection_commands.h"
 #include "server/command.h"
 #include "server/notify.h"
@@ -380,6 +381,17 @@ void Copy(Ctx& c) {
       if (!s.ok() && !s.IsNotFound()) m->error = CorruptionError(s);
       if (!s.IsNotFound()) return;
     }
+    if (cur.kind == store::format::kKindHead && cur.type == store::format::kTypeList) {
+      std::vector<std::string> items;
+      if (const store::Status s = ListElements(txn, store::format::IncarnationOf(cur.value), &items); !s.ok()) {
+        m->error = CorruptionError(s);
+        return;
+      }
+      m->copied = true;
+      const std::vector<std::string_view> views(items.begin(), items.end());
+      WriteList(txn, *server, to, dst, views, false, cur.expire_at_ms);
+      return;
+    }
     if (cur.kind == store::format::kKindHead) {
       std::vector<std::string> items;
       const size_t stride = StrideOf(cur.type);
@@ -478,7 +490,7 @@ void Restore(Ctx& c) {
         error = "Bad data format";
         break;
       case rdb::LoadResult::kUnsupportedType:
-        error = "Bad data format: keg loads strings, hashes and sets only (no lists, sorted sets or streams yet)";
+        error = "Bad data format: keg loads strings, hashes, sets and lists only (no sorted sets or streams yet)";
         break;
     }
   }
@@ -529,7 +541,11 @@ void Restore(Ctx& c) {
         return;
       }
       // Replaces the key, whatever it holds, with the payload's expiry.
-      WriteCollection(txn, *server, db, key, payload->type, 0, views, false, at);
+      if (payload->type == store::format::kTypeList) {
+        WriteList(txn, *server, db, key, views, false, at);
+      } else {
+        WriteCollection(txn, *server, db, key, payload->type, 0, views, false, at);
+      }
       return;
     }
     store::WriteBatch::Op op;

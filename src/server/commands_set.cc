@@ -495,6 +495,7 @@ void Smove(Ctx& c) {
     from.Remove(member);
     from.Commit();
     sh->moved = true;
+    server->watches.TouchKey(db, dst);  // the batch names the source; Redis signals both
     sh->src_deleted = from.deleted();
     if (to.Put(member)) {
       sh->dst_added = true;

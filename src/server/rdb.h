@@ -2,10 +2,10 @@
 // (type byte, then the object), the RDB version (2 bytes, little endian) and a CRC64 (Jones
 // polynomial, as Redis's crc64.c, 8 bytes little endian) of everything before it.
 //
-// keg writes strings, hashes (RDB_TYPE_HASH) and sets (RDB_TYPE_SET): redis-server 7.0 loads them and
-// picks its own encodings. It reads those and what Redis 7.0 writes for small ones (a listpack
-// hash, an intset); a payload of another type (lists, sorted sets, streams) is refused as Redis
-// refuses a payload it cannot load. Thread: any (pure
+// keg writes strings, hashes (RDB_TYPE_HASH), sets (RDB_TYPE_SET) and lists (RDB_TYPE_LIST):
+// redis-server 7.0 loads them and picks its own encodings. It reads those and what Redis 7.0
+// writes (a listpack hash, an intset, a quicklist of listpacks); a payload of another type (sorted
+// sets, streams) is refused as Redis refuses a payload it cannot load. Thread: any (pure
 // functions).
 #pragma once
 
@@ -33,8 +33,13 @@ std::string DumpHash(const std::vector<std::string_view>& elements);
 /// DUMP of a set: RDB_TYPE_SET, the number of members, then each member.
 std::string DumpSet(const std::vector<std::string_view>& members);
 
-/// A value RESTORE can load: a string (`value`), a hash (`elements`: field, value, ...) or a set
-/// (`elements`: its members).
+/// DUMP of a list: RDB_TYPE_LIST, the number of elements, then each element (redis-server 7.0
+/// loads it into its own encoding).
+std::string DumpList(const std::vector<std::string_view>& elements);
+
+/// A value RESTORE can load: a string (`value`), a hash (`elements`: field, value, ...), a set
+/// (`elements`: its members) or a list (`elements`, in order: RDB_TYPE_LIST or what Redis 7.0
+/// writes, RDB_TYPE_LIST_QUICKLIST_2).
 struct Loaded {
   uint8_t type = 0;  // store::format::ValueType
   std::string value;

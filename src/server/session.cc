@@ -2,6 +2,7 @@
 
 #include "resp/numbers.h"
 #include "server/collection_commands.h"
+#include "server/list.h"
 #include "server/notify.h"
 #include "server/small_collection.h"
 
@@ -552,6 +553,14 @@ void WatchRegistry::TouchWritten(const store::WriteBatch& batch, std::span<const
     mark(op.db);
     if (op.kind == Kind::kMove) mark(op.db2);
   }
+}
+
+void WatchRegistry::TouchKey(uint32_t db, std::string_view key) {
+  if (empty()) return;
+  std::lock_guard lock(mu_);
+  auto it = watchers_.find(Ctx::SnapshotKey(db, key));
+  if (it == watchers_.end()) return;
+  for (ClientSession* c : it->second) c->MarkWatchDirty();
 }
 
 void ErrorStats::Add(std::string_view text) {
@@ -1619,7 +1628,12 @@ void ClientSession::Exec(Ctx& ctx) {
             const bool hash = cur.type == store::format::kTypeHash;
             const uint64_t inc = store::format::IncarnationOf(cur.value);
             std::vector<std::string> items;
-            if (!members.empty()) {
+            if (cur.type == store::format::kTypeList) {  // a list in its order, whole
+              if (const store::Status s = ListElements(txn, inc, &items); !s.ok()) {
+                (*snapshot)[skey].status = s;
+                return;
+              }
+            } else if (!members.empty()) {
               for (const std::string& m : members) {
                 store::ValueView e;
                 if (const store::Status s = txn.GetElement(inc, m, &e); !s.ok()) {
@@ -1641,7 +1655,7 @@ void ClientSession::Exec(Ctx& ctx) {
               }
             }
             const std::vector<std::string_view> entries(items.begin(), items.end());
-            *copy = coll::Encode(coll::kConverted, entries);
+            *copy = coll::Encode(cur.type == store::format::kTypeList ? 0 : coll::kConverted, entries);
           } else {
             copy->assign(cur.value);
           }

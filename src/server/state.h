@@ -49,6 +49,9 @@ class WatchRegistry {
   /// (`results[i].applied`; MOVE: in both databases), as Redis's signalModifiedKey. Touch (before
   /// the ops) handles only the flushes and swaps, which need the state before them.
   void TouchWritten(const store::WriteBatch& batch, std::span<const store::OpResult> results);
+  /// Writer thread, inside a kRun op: marks the watchers of `key` in `db`, a key the op wrote
+  /// besides the one its batch names (LMOVE's and SMOVE's destination, the key LMPOP popped from).
+  void TouchKey(uint32_t db, std::string_view key);
   bool empty() const { return count_.load(std::memory_order_acquire) == 0; }
 
  private:
@@ -289,6 +292,7 @@ struct ServerState {
   std::atomic<int64_t> set_max_intset_entries{512};
   std::atomic<int64_t> set_max_entries{128};
   std::atomic<int64_t> set_max_value{64};
+  std::atomic<int64_t> list_max_listpack_size{-2};
   /// DEBUG SET-DISABLE-DENY-SCRIPTS (tests): scripts may call noscript commands that answer in
   /// place (CLIENT LIST, DEBUG PROTOCOL); never those that act on a connection.
   std::atomic<bool> script_allow_denied{false};

@@ -50,7 +50,8 @@ const char* const kNumbers[] = {
     "+inf", "0x10", " 1", "1 ", "", "00", "-0", "1e", "17179869184", "922337203685477", "253402300800000"};
 const char* const kWords[] = {
     "NX", "XX", "GT", "LT", "CH", "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "GET", "PERSIST",
-    "COUNT", "MATCH", "TYPE", "string", "hash", "set", "WITHVALUES", "*", "k*", "[a-", "\\", "LIMIT", "WITHSCORES", "BYTE",
+    "COUNT", "MATCH", "TYPE", "string", "hash", "set", "list", "LEFT", "RIGHT", "BEFORE", "AFTER", "RANK", "MAXLEN",
+    "list-max-listpack-size", "WITHVALUES", "*", "k*", "[a-", "\\", "LIMIT", "WITHSCORES", "BYTE",
     "BIT", "AND", "OR", "XOR", "NOT", "INCRBY", "OVERFLOW", "WRAP", "SAT", "FAIL", "u8", "i64",
     "u63", "i5", "#1", "SET", "LEN", "IDX", "MINMATCHLEN", "WITHMATCHLEN", "REPLACE", "DB",
     "ABSTTL", "IDLETIME", "FREQ", "ON", "OFF", "SKIP", "WRITE", "ALL", "ID", "ADDR", "LADDR",
@@ -103,7 +104,7 @@ std::string PickArg(FuzzedDataProvider& in) {
 const char* const kLuaParts[] = {
     "return redis.call(", "return redis.pcall(", "redis.call(", "local r = redis.pcall(", "'set'", "'get'",
     "'incr'", "'del'", "'mget'", "'expire'", "'keys'", "'dbsize'", "'eval'", "'multi'", "'info'", "'flushall'",
-    "'client'", "'debug'", "'setrange'", "'getrange'", "'select'", "'swapdb'", "'move'", "'flushdb'", "'hset'", "'hgetall'", "'sadd'", "'smembers'", "'sinterstore'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
+    "'client'", "'debug'", "'setrange'", "'getrange'", "'select'", "'swapdb'", "'move'", "'flushdb'", "'hset'", "'hgetall'", "'sadd'", "'smembers'", "'lpush'", "'rpop'", "'lrange'", "'linsert'", "'sinterstore'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
     "return {", "}", "return ", "cmsgpack.unpack(", "cmsgpack.pack(", "cmsgpack.unpack_one(", "cmsgpack.unpack_limit(",
     "cjson.decode(", "cjson.encode(", "bit.tohex(", "bit.band(", "unpack({1,2,3}, ", "tostring(", "tonumber(",
     "math.random(", "math.randomseed(", "redis.setresp(3)\n", "redis.setresp(2)\n", "redis.sha1hex(",

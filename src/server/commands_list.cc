@@ -1,0 +1,486 @@
+// List commands (Redis 7.0's t_list.c replies and errors). A list is stored whole while small, per
+// element past the thresholds (server/list.h, docs/types.md); reads run on the I/O thread as one
+// consistent state, writes are kRun ops on the writer at the command's place in the batch.
+#include <climits>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "resp/numbers.h"
+#include "server/collection.h"
+#include "server/collection_commands.h"
+#include "server/command.h"
+#include "server/list.h"
+#include "server/notify.h"
+#include "server/state.h"
+#include "store/format.h"
+
+namespace keg::server {
+namespace {
+
+using store::OpResult;
+
+constexpr uint8_t kList = store::format::kTypeList;
+
+struct Result {
+  std::string error;
+  int64_t number = 0;
+  bool exists = false;   // the source key was there (LPOP, LMOVE)
+  bool deleted = false;  // the change emptied the key
+  std::vector<std::string> values;
+  std::string key;  // LMPOP: the key popped from
+};
+
+// Queues the change of the list at `key` as one kRun op: `change` edits it and returns false to
+// leave it as it is; a read error met meanwhile is the reply and nothing is written.
+void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ListEdit&, Result&)> change) {
+  ServerState* server = &c.server();
+  c.batch().Run([res, server, db = c.db(), key, change = std::move(change)](store::Txn& txn) {
+    ListEdit list(txn, *server, db, key);
+    if (!list.Open()) {
+      res->error = list.error();
+      return;
+    }
+    res->exists = list.exists();
+    const bool changed = change(list, *res);
+    if (!list.error().empty()) {
+      res->error = list.error();
+      return;
+    }
+    if (!changed) return;
+    list.Commit();
+    res->deleted = list.deleted();
+  }, key);
+}
+
+// Parses LEFT / RIGHT (Redis's getListPositionFromObjectOrReply).
+bool ParseWhere(std::string_view arg, bool* left) {
+  if (EqualsIgnoreCase(arg, "left")) {
+    *left = true;
+  } else if (EqualsIgnoreCase(arg, "right")) {
+    *left = false;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// LPUSH / RPUSH / LPUSHX / RPUSHX key element [element ...].
+void Push(Ctx& c, bool left, bool only_existing) {
+  auto res = std::make_shared<Result>();
+  std::vector<std::string> values(c.args().begin() + 2, c.args().end());
+  UpdateList(c, std::string(c.arg(1)), res, [left, only_existing, values = std::move(values)](ListEdit& l, Result& r) {
+    if (only_existing && !l.exists()) return false;
+    for (const std::string& v : values) l.Push(left, v);
+    r.number = static_cast<int64_t>(l.size());
+    return true;
+  });
+  c.Notify(kNotifyList, left ? "lpush" : "rpush", c.arg(1));
+  c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    out.Integer(res->number);
+  });
+}
+
+void Lpush(Ctx& c) { Push(c, true, false); }
+void Rpush(Ctx& c) { Push(c, false, false); }
+void Lpushx(Ctx& c) { Push(c, true, true); }
+void Rpushx(Ctx& c) { Push(c, false, true); }
+
+// The events of elements popped from `key` (listElementsRemoved): lpop / rpop, then del when the
+// list went.
+void NotifyPopped(ServerState& server, uint32_t db, const std::optional<std::string>& key, bool left, bool deleted) {
+  if (!key) return;
+  NotifyKeyspaceEvent(server, db, kNotifyList, left ? "lpop" : "rpop", *key);
+  if (deleted) NotifyKeyspaceEvent(server, db, kNotifyGeneric, "del", *key);
+}
+
+// LPOP / RPOP key [count].
+void Pop(Ctx& c, bool left) {
+  if (c.argc() > 3) return c.Fail(WrongArity(c.command() != nullptr ? c.command()->name : "lpop"));
+  const bool with_count = c.argc() == 3;
+  int64_t count = 1;
+  if (with_count) {
+    if (!resp::ParseInt64(c.arg(2), &count) || count < 0) return c.Fail("value is out of range, must be positive");
+  }
+  auto res = std::make_shared<Result>();
+  UpdateList(c, std::string(c.arg(1)), res, [left, count](ListEdit& l, Result& r) {
+    if (!l.exists() || count == 0) return false;
+    std::string v;
+    for (int64_t i = 0; i < count && l.Pop(left, &v); ++i) r.values.push_back(std::move(v));
+    return !r.values.empty();
+  });
+  c.Then([res, left, with_count, server = &c.server(), db = c.db(),
+          key = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (!r.empty() && r[0].applied) NotifyPopped(*server, db, key, left, res->deleted);
+    if (!res->exists) return with_count ? out.NullArray() : out.Null();
+    if (!with_count) return out.Bulk(res->values[0]);
+    out.ArrayHeader(res->values.size());
+    for (const std::string& v : res->values) out.Bulk(v);
+  });
+}
+
+void Lpop(Ctx& c) { Pop(c, true); }
+void Rpop(Ctx& c) { Pop(c, false); }
+
+void Llen(Ctx& c) {
+  ListRead list(c);
+  if (!list.Read(c.arg(1), 1, 0, [&] { c.out().Integer(0); })) return;
+  c.out().Integer(static_cast<int64_t>(list.size()));
+}
+
+void Lindex(Ctx& c) {
+  // The key first, then the index (Redis answers nil for a missing key whatever the index).
+  int64_t index = 0;
+  const bool valid = resp::ParseInt64(c.arg(2), &index);
+  ListRead list(c);
+  // A valid index reads that one element; an invalid one reads none (the error follows).
+  const int64_t at = valid ? index : 0;
+  if (!list.Read(c.arg(1), valid ? at : 1, valid ? (at == -1 ? -1 : at) : 0, [&] { c.out().Null(); })) return;
+  if (!valid) return c.out().Error(err::kNotInteger);
+  // Redis's index: negative from the end; past either end is nil. Read normalised a negative
+  // index that ran past the start to 0: check it here.
+  const auto n = static_cast<int64_t>(list.size());
+  if (index >= n || (index < 0 && index < -n) || list.elements().empty()) return c.out().Null();
+  c.out().Bulk(list.elements()[0]);
+}
+
+void Lrange(Ctx& c) {
+  int64_t start = 0;
+  int64_t stop = 0;
+  if (!resp::ParseInt64(c.arg(2), &start) || !resp::ParseInt64(c.arg(3), &stop)) {
+    return c.out().Error(err::kNotInteger);
+  }
+  ListRead list(c);
+  if (!list.Read(c.arg(1), start, stop, [&] { c.out().ArrayHeader(0); })) return;
+  c.out().ArrayHeader(list.elements().size());
+  for (std::string_view e : list.elements()) c.out().Bulk(e);
+}
+
+// LPOS key element [RANK rank] [COUNT num-matches] [MAXLEN len].
+void Lpos(Ctx& c) {
+  int64_t rank = 1;
+  int64_t count = -1;  // -1: not given
+  int64_t maxlen = 0;
+  for (size_t j = 3; j < c.argc(); ++j) {
+    const bool more = j + 1 < c.argc();
+    if (EqualsIgnoreCase(c.arg(j), "rank") && more) {
+      if (!resp::ParseInt64(c.arg(++j), &rank)) return c.out().Error(err::kNotInteger);
+      if (rank == 0) {
+        return c.out().Error(
+            "RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to "
+            "start from the end of the list");
+      }
+      if (rank == INT64_MIN) {
+        return c.out().Error("value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+      }
+    } else if (EqualsIgnoreCase(c.arg(j), "count") && more) {
+      if (!resp::ParseInt64(c.arg(++j), &count) || count < 0) return c.out().Error("COUNT can't be negative");
+    } else if (EqualsIgnoreCase(c.arg(j), "maxlen") && more) {
+      if (!resp::ParseInt64(c.arg(++j), &maxlen) || maxlen < 0) return c.out().Error("MAXLEN can't be negative");
+    } else {
+      return c.out().Error(err::kSyntax);
+    }
+  }
+  ListRead list(c);
+  if (!list.Read(c.arg(1), 0, -1, [&] {
+        if (count != -1) return c.out().ArrayHeader(0);
+        c.out().Null();
+      })) {
+    return;
+  }
+  const bool backwards = rank < 0;
+  const uint64_t skip = static_cast<uint64_t>(backwards ? -rank : rank) - 1;  // matches before the first reported
+  const std::vector<std::string_view>& all = list.elements();
+  const uint64_t n = all.size();
+  const uint64_t limit = maxlen == 0 ? n : std::min<uint64_t>(n, static_cast<uint64_t>(maxlen));
+  std::vector<int64_t> found;
+  uint64_t matches = 0;
+  for (uint64_t k = 0; k < limit; ++k) {
+    const uint64_t i = backwards ? n - 1 - k : k;
+    if (all[i] != c.arg(2)) continue;
+    if (matches++ < skip) continue;
+    found.push_back(static_cast<int64_t>(i));
+    if (count == -1 || (count != 0 && found.size() >= static_cast<uint64_t>(count))) break;
+  }
+  if (count == -1) return found.empty() ? c.out().Null() : c.out().Integer(found[0]);
+  c.out().ArrayHeader(found.size());
+  for (int64_t i : found) c.out().Integer(i);
+}
+
+void Lset(Ctx& c) {
+  auto res = std::make_shared<Result>();
+  int64_t index = 0;
+  const bool valid = resp::ParseInt64(c.arg(2), &index);
+  UpdateList(c, std::string(c.arg(1)), res, [index, valid, value = std::string(c.arg(3))](ListEdit& l, Result& r) {
+    if (!l.exists()) {
+      r.error = "no such key";
+      return false;
+    }
+    if (!valid) {
+      r.error = std::string(err::kNotInteger);
+      return false;
+    }
+    const auto n = static_cast<int64_t>(l.size());
+    if (index >= n || index < -n) {
+      r.error = "index out of range";
+      return false;
+    }
+    l.Set(static_cast<uint64_t>(index < 0 ? n + index : index), value);
+    return true;
+  });
+  c.Notify(kNotifyList, "lset", c.arg(1));
+  c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    out.Ok();
+  });
+}
+
+// LINSERT key BEFORE|AFTER pivot element.
+void Linsert(Ctx& c) {
+  bool after = false;
+  if (EqualsIgnoreCase(c.arg(2), "after")) {
+    after = true;
+  } else if (!EqualsIgnoreCase(c.arg(2), "before")) {
+    return c.Fail(std::string(err::kSyntax));
+  }
+  auto res = std::make_shared<Result>();
+  UpdateList(c, std::string(c.arg(1)), res,
+             [after, pivot = std::string(c.arg(3)), value = std::string(c.arg(4))](ListEdit& l, Result& r) {
+               if (!l.exists()) return false;
+               std::string e;
+               for (uint64_t i = 0; i < l.size(); ++i) {
+                 if (!l.At(i, &e)) return false;
+                 if (e != pivot) continue;
+                 l.Insert(after ? i + 1 : i, value);
+                 r.number = static_cast<int64_t>(l.size());
+                 return true;
+               }
+               r.number = -1;
+               return false;
+             });
+  c.Notify(kNotifyList, "linsert", c.arg(1));
+  c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    out.Integer(res->number);
+  });
+}
+
+// LREM key count element.
+void Lrem(Ctx& c) {
+  int64_t count = 0;
+  if (!resp::ParseInt64(c.arg(2), &count)) return c.Fail(std::string(err::kNotInteger));
+  auto res = std::make_shared<Result>();
+  UpdateList(c, std::string(c.arg(1)), res, [count, value = std::string(c.arg(3))](ListEdit& l, Result& r) {
+    if (!l.exists()) return false;
+    const uint64_t n = l.size();
+    std::vector<std::string> all(n);
+    for (uint64_t i = 0; i < n; ++i) {
+      if (!l.At(i, &all[i])) return false;
+    }
+    const bool backwards = count < 0;
+    const uint64_t limit = count == 0 ? UINT64_MAX : static_cast<uint64_t>(backwards ? -(count + 1) : count - 1) + 1;
+    std::vector<bool> drop(n, false);
+    uint64_t removed = 0;
+    uint64_t first = n;
+    for (uint64_t k = 0; k < n && removed < limit; ++k) {
+      const uint64_t i = backwards ? n - 1 - k : k;
+      if (all[i] != value) continue;
+      drop[i] = true;
+      ++removed;
+      first = std::min(first, i);
+    }
+    if (removed == 0) return false;
+    std::vector<std::string> rest;
+    for (uint64_t i = first; i < n; ++i) {
+      if (!drop[i]) rest.push_back(std::move(all[i]));
+    }
+    l.ReplaceFrom(first, rest);
+    r.number = static_cast<int64_t>(removed);
+    return true;
+  });
+  c.Then([res, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && !r.empty() && r[0].applied) {
+      NotifyKeyspaceEvent(*server, db, kNotifyList, "lrem", *key);
+      if (res->deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+    }
+    out.Integer(res->number);
+  });
+}
+
+// LTRIM key start stop.
+void Ltrim(Ctx& c) {
+  int64_t start = 0;
+  int64_t stop = 0;
+  if (!resp::ParseInt64(c.arg(2), &start) || !resp::ParseInt64(c.arg(3), &stop)) {
+    return c.Fail(std::string(err::kNotInteger));
+  }
+  auto res = std::make_shared<Result>();
+  UpdateList(c, std::string(c.arg(1)), res, [start, stop](ListEdit& l, Result&) {
+    if (!l.exists()) return false;
+    uint64_t from = 0;
+    uint64_t to = 0;
+    if (list::NormalizeRange(start, stop, l.size(), &from, &to)) {
+      l.Keep(from, to);
+    } else {
+      l.Keep(1, 0);  // nothing kept
+    }
+    return true;
+  });
+  c.Then([res, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1))](
+             std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && res->exists) {  // as Redis: ltrim even when nothing was removed
+      NotifyKeyspaceEvent(*server, db, kNotifyList, "ltrim", *key);
+      if (res->deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+    }
+    out.Ok();
+  });
+}
+
+// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH source destination: one kRun op that
+// pops and pushes (source and destination may be the same list).
+void Move(Ctx& c, bool from_left, bool to_left) {
+  auto res = std::make_shared<Result>();
+  ServerState* server = &c.server();
+  std::string src(c.arg(1));
+  std::string dst(c.arg(2));
+  c.batch().Run([res, server, db = c.db(), src, dst, from_left, to_left](store::Txn& txn) {
+    ListEdit from(txn, *server, db, src);
+    if (!from.Open()) {
+      res->error = from.error();
+      return;
+    }
+    res->exists = from.exists() && from.size() > 0;
+    if (!res->exists) return;
+    std::string value;
+    if (src == dst) {  // a rotation
+      if (!from.Pop(from_left, &value)) {
+        res->error = from.error();
+        return;
+      }
+      from.Push(to_left, value);
+      from.Commit();
+      res->values.push_back(std::move(value));
+      return;
+    }
+    ListEdit to(txn, *server, db, dst);
+    if (!to.Open()) {  // WRONGTYPE of the destination: nothing popped
+      res->error = to.error();
+      return;
+    }
+    if (!from.Pop(from_left, &value)) {
+      res->error = from.error();
+      return;
+    }
+    to.Push(to_left, value);
+    to.Commit();
+    from.Commit();
+    server->watches.TouchKey(db, dst);  // the batch names the source
+    res->deleted = from.deleted();
+    res->values.push_back(std::move(value));
+  }, std::string(c.arg(1)));
+  c.Then([res, server, db = c.db(), from_left, to_left, src = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1)),
+          dst = NotifyKey(c, kNotifyList, c.arg(2))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (!res->exists) return out.Null();
+    if (!r.empty() && r[0].applied) {
+      if (dst) NotifyKeyspaceEvent(*server, db, kNotifyList, to_left ? "lpush" : "rpush", *dst);
+      NotifyPopped(*server, db, src, from_left, res->deleted);
+    }
+    out.Bulk(res->values[0]);
+  });
+}
+
+void Lmove(Ctx& c) {
+  bool from_left = false;
+  bool to_left = false;
+  if (!ParseWhere(c.arg(3), &from_left) || !ParseWhere(c.arg(4), &to_left)) return c.Fail(std::string(err::kSyntax));
+  Move(c, from_left, to_left);
+}
+
+void Rpoplpush(Ctx& c) { Move(c, false, true); }
+
+// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count].
+void Lmpop(Ctx& c) {
+  int64_t numkeys = 0;
+  if (!resp::ParseInt64(c.arg(1), &numkeys) || numkeys < 1) return c.Fail("numkeys should be greater than 0");
+  if (numkeys > static_cast<int64_t>(c.argc()) - 3) return c.Fail(std::string(err::kSyntax));
+  const size_t where_idx = 2 + static_cast<size_t>(numkeys);
+  bool left = false;
+  if (!ParseWhere(c.arg(where_idx), &left)) return c.Fail(std::string(err::kSyntax));
+  int64_t count = -1;
+  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
+    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
+      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) return c.Fail("count should be greater than 0");
+    } else {
+      return c.Fail(std::string(err::kSyntax));
+    }
+  }
+  if (count == -1) count = 1;
+  auto res = std::make_shared<Result>();
+  ServerState* server = &c.server();
+  std::vector<std::string> keys(c.args().begin() + 2, c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
+  c.batch().Run([res, server, db = c.db(), keys, left, count](store::Txn& txn) {
+    for (const std::string& key : keys) {
+      ListEdit l(txn, *server, db, key);
+      if (!l.Open()) {
+        res->error = l.error();
+        return;
+      }
+      if (!l.exists() || l.size() == 0) continue;
+      std::string v;
+      for (int64_t i = 0; i < count && l.Pop(left, &v); ++i) res->values.push_back(std::move(v));
+      if (!l.error().empty()) {
+        res->error = l.error();
+        return;
+      }
+      l.Commit();
+      server->watches.TouchKey(db, key);  // the batch names no key
+      res->deleted = l.deleted();
+      res->key = key;
+      return;
+    }
+  });
+  c.Then([res, server, db = c.db(), left, notify = NotifyKey(c, kNotifyList | kNotifyGeneric, "")](
+             std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (res->key.empty() && res->values.empty()) return out.NullArray();
+    if (notify) NotifyPopped(*server, db, res->key, left, res->deleted);
+    out.ArrayHeader(2);
+    out.Bulk(res->key);
+    out.ArrayHeader(res->values.size());
+    for (const std::string& v : res->values) out.Bulk(v);
+  });
+}
+
+}  // namespace
+
+void RegisterListCommands(std::vector<Command>* t) {
+  const size_t first = t->size();
+  constexpr uint32_t kW = kWrite;
+  constexpr uint32_t kR = kReadOnly;
+  t->push_back({"lpush", -3, kW | kFast, 1, 1, 1, Lpush, "@write @list @fast"});
+  t->push_back({"rpush", -3, kW | kFast, 1, 1, 1, Rpush, "@write @list @fast"});
+  t->push_back({"lpushx", -3, kW | kFast, 1, 1, 1, Lpushx, "@write @list @fast"});
+  t->push_back({"rpushx", -3, kW | kFast, 1, 1, 1, Rpushx, "@write @list @fast"});
+  t->push_back({"lpop", -2, kW | kFast, 1, 1, 1, Lpop, "@write @list @fast"});
+  t->push_back({"rpop", -2, kW | kFast, 1, 1, 1, Rpop, "@write @list @fast"});
+  t->push_back({"lset", 4, kW, 1, 1, 1, Lset, "@write @list @slow"});
+  t->push_back({"linsert", 5, kW, 1, 1, 1, Linsert, "@write @list @slow"});
+  t->push_back({"lrem", 4, kW, 1, 1, 1, Lrem, "@write @list @slow"});
+  t->push_back({"ltrim", 4, kW, 1, 1, 1, Ltrim, "@write @list @slow"});
+  t->push_back({"lmove", 5, kW, 1, 2, 1, Lmove, "@write @list @slow"});
+  t->push_back({"rpoplpush", 3, kW, 1, 2, 1, Rpoplpush, "@write @list @slow"});
+  t->push_back({"lmpop", -4, kW | kMovableKeys, 0, 0, 0, Lmpop, "@write @list @slow"});
+  t->push_back({"llen", 2, kR | kFast, 1, 1, 1, Llen, "@read @list @fast"});
+  t->push_back({"lindex", 3, kR, 1, 1, 1, Lindex, "@read @list @slow"});
+  t->push_back({"lrange", 4, kR, 1, 1, 1, Lrange, "@read @list @slow"});
+  t->push_back({"lpos", -3, kR, 1, 1, 1, Lpos, "@read @list @slow"});
+  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = kList;
+}
+
+}  // namespace keg::server
