@@ -597,6 +597,31 @@ TEST_F(ServerTest, WatchAbortsExecWhenAnotherClientWrites) {
   EXPECT_EQ(a.Read(4), "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n:3\r\n$1\r\n3\r\n");
 }
 
+// A command that writes two keys (SMOVE, LMOVE, RPOPLPUSH) or a key found at run time (LMPOP)
+// dirties a WATCH of each key it wrote, as Redis's signalModifiedKey of both: found by review —
+// the write was counted only for the key the batch names, so an EXEC watching the destination ran.
+TEST_F(ServerTest, WatchSeesEveryKeyAMultiKeyCommandWrites) {
+  StartKeg();
+  RawClient a(keg_->port());
+  RawClient b(keg_->port());
+  const std::vector<std::pair<std::string, Cmd>> cases = {
+      {"dst", {"SMOVE", "src", "dst", "m"}},
+      {"ldst", {"LMOVE", "lsrc", "ldst", "LEFT", "RIGHT"}},
+      {"ldst", {"RPOPLPUSH", "lsrc", "ldst"}},
+      {"lsrc", {"LMPOP", "2", "nokey", "lsrc", "LEFT"}},
+  };
+  for (const auto& [watched, write] : cases) {
+    EXPECT_EQ(a.Call({"SADD", "src", "m"}), ":1\r\n");
+    EXPECT_EQ(a.Call({"RPUSH", "lsrc", "x", "y"}), ":2\r\n");
+    EXPECT_EQ(a.Call({"WATCH", watched}), "+OK\r\n");
+    EXPECT_EQ(b.Call(write).substr(0, 1) == "-", false) << write[0];
+    EXPECT_EQ(a.Call({"MULTI"}), "+OK\r\n");
+    EXPECT_EQ(a.Call({"SET", "side", "effect"}), "+QUEUED\r\n");
+    EXPECT_EQ(a.Call({"EXEC"}), "*-1\r\n") << write[0] << " did not dirty a WATCH of " << watched;
+    EXPECT_EQ(a.Call({"DEL", "src", "dst", "lsrc", "ldst", "side"}).substr(0, 1), ":");
+  }
+}
+
 TEST_F(ServerTest, ScanVisitsEveryKeyAndKeysMatches) {
   StartKeg();
   RawClient c(keg_->port());
