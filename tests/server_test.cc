@@ -598,8 +598,9 @@ TEST_F(ServerTest, WatchAbortsExecWhenAnotherClientWrites) {
 }
 
 // A command that writes two keys (SMOVE, LMOVE, RPOPLPUSH) or a key found at run time (LMPOP)
-// dirties a WATCH of each key it wrote, as Redis's signalModifiedKey of both: found by review —
-// the write was counted only for the key the batch names, so an EXEC watching the destination ran.
+// dirties a WATCH of each key it wrote, as Redis's signalModifiedKey (SMOVE: of the destination
+// only when the member was added there): found by review — the write was counted only for the
+// key the batch names, so an EXEC watching the destination ran.
 TEST_F(ServerTest, WatchSeesEveryKeyAMultiKeyCommandWrites) {
   StartKeg();
   RawClient a(keg_->port());
@@ -620,6 +621,61 @@ TEST_F(ServerTest, WatchSeesEveryKeyAMultiKeyCommandWrites) {
     EXPECT_EQ(a.Call({"EXEC"}), "*-1\r\n") << write[0] << " did not dirty a WATCH of " << watched;
     EXPECT_EQ(a.Call({"DEL", "src", "dst", "lsrc", "ldst", "side"}).substr(0, 1), ":");
   }
+}
+
+// Blocking pops (blocking.h): a client blocked on an empty list is served by a push from another
+// connection, first come first served; a push serves blocked clients before the next command runs
+// (the chained BRPOPLPUSHes are done when RPUSH replies); a timeout answers nil; a client that
+// hangs up while blocked is forgotten, so the next push is not popped for nobody.
+TEST_F(ServerTest, BlockedClientsAreServedInOrderAndForgottenWhenTheyHangUp) {
+  StartKeg();
+  RawClient a(keg_->port());
+  RawClient b(keg_->port());
+  RawClient c(keg_->port());
+  RawClient admin(keg_->port());
+  auto blocked = [&](int n) {
+    for (int i = 0; i < 200; ++i) {
+      if (admin.Call({"INFO", "clients"}).find("blocked_clients:" + std::to_string(n) + "\r\n") != std::string::npos) {
+        return true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return false;
+  };
+  ASSERT_TRUE(a.Send(RawClient::Encode({"BLPOP", "q", "other", "0"})));
+  ASSERT_TRUE(blocked(1));
+  ASSERT_TRUE(b.Send(RawClient::Encode({"BRPOP", "q", "0"})));
+  ASSERT_TRUE(blocked(2));
+  EXPECT_EQ(admin.Call({"RPUSH", "q", "one", "two", "three"}), ":3\r\n");
+  EXPECT_EQ(a.Read(1), "*2\r\n$1\r\nq\r\n$3\r\none\r\n");    // first come: the left end
+  EXPECT_EQ(b.Read(1), "*2\r\n$1\r\nq\r\n$5\r\nthree\r\n");  // then the right end
+  EXPECT_EQ(admin.Call({"LRANGE", "q", "0", "-1"}), "*1\r\n$3\r\ntwo\r\n");
+
+  // Circular BRPOPLPUSH, as Redis's test: served within the push, seen by the next command.
+  ASSERT_TRUE(a.Send(RawClient::Encode({"BRPOPLPUSH", "l1", "l2", "0"})));
+  ASSERT_TRUE(blocked(1));
+  ASSERT_TRUE(b.Send(RawClient::Encode({"BRPOPLPUSH", "l2", "l1", "0"})));
+  ASSERT_TRUE(blocked(2));
+  EXPECT_EQ(admin.Call({"RPUSH", "l1", "foo"}), ":1\r\n");
+  EXPECT_EQ(admin.Call({"LRANGE", "l1", "0", "-1"}), "*1\r\n$3\r\nfoo\r\n");
+  EXPECT_EQ(admin.Call({"EXISTS", "l2"}), ":0\r\n");
+  EXPECT_EQ(a.Read(1), "$3\r\nfoo\r\n");
+  EXPECT_EQ(b.Read(1), "$3\r\nfoo\r\n");
+
+  // A timeout: nil (a nil array for BLPOP), and the connection goes on.
+  EXPECT_EQ(c.Call({"BLPOP", "empty", "0.05"}), "*-1\r\n");
+  EXPECT_EQ(c.Call({"BLMOVE", "empty", "x", "LEFT", "RIGHT", "0.05"}), "$-1\r\n");
+  EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
+
+  // A hang-up while blocked: the element pushed afterwards stays in the list.
+  {
+    RawClient gone(keg_->port());
+    ASSERT_TRUE(gone.Send(RawClient::Encode({"BLPOP", "kept", "0"})));
+    ASSERT_TRUE(blocked(1));
+  }
+  ASSERT_TRUE(blocked(0));
+  EXPECT_EQ(admin.Call({"RPUSH", "kept", "v"}), ":1\r\n");
+  EXPECT_EQ(admin.Call({"LRANGE", "kept", "0", "-1"}), "*1\r\n$1\r\nv\r\n");
 }
 
 TEST_F(ServerTest, ScanVisitsEveryKeyAndKeysMatches) {

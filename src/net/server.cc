@@ -365,6 +365,34 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
                           });
   }
 
+  void WatchClose() override {
+    if (watching_ || closed_) return;  // a pending receive or wait sees the hang-up already
+    watching_ = true;
+    socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
+      self->watching_ = false;
+      if (self->closed_) return;
+      if (ec) {
+        self->Shutdown();
+        return;
+      }
+      char c = 0;
+      ssize_t got;
+      do {
+        got = ::recv(self->fd_, &c, 1, MSG_PEEK);
+      } while (got < 0 && errno == EINTR);
+      if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {  // hung up
+        self->Shutdown();
+        return;
+      }
+      if (got > 0) self->readable_ = true;  // input waits for the session, read once it resumes
+      if (self->waiting_) {
+        self->WatchClose();  // still waiting: watch on (the wait also keeps the connection)
+      } else {
+        self->DoRead();
+      }
+    });
+  }
+
   // Waits for the socket to become readable, holding no buffer (an idle connection's).
   void WaitReadable() {
     watching_ = true;

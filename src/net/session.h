@@ -45,6 +45,10 @@ class Link {
   /// or a read is over 16 KiB: the caller reads another way. The descriptors must stay open until
   /// `done` runs or is dropped (the reads are submitted at the end of the loop's turn). I/O thread.
   virtual bool ReadFiles(std::span<const FileRead> reads, std::function<void()> done) = 0;
+  /// While the session waits (a blocking pop), closes the connection when the peer hangs up, and
+  /// keeps it alive until then: the session learns of the hang-up by being destroyed. Input that
+  /// arrives meanwhile waits for Resume. I/O thread.
+  virtual void WatchClose() = 0;
   /// Closes the connection once the pending replies are written (I/O thread).
   virtual void CloseAfterReply() = 0;
   /// Closes now, dropping unsent replies (I/O thread).

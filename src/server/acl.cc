@@ -187,6 +187,13 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
         numkeys <= static_cast<int64_t>(args.size()) - 3) {
       for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
     }
+  } else if (cmd.name == "blmpop") {
+    // blmpop timeout numkeys key... (Redis's blmpopGetKeys).
+    int64_t numkeys = 0;
+    if (args.size() >= 4 && resp::ParseInt64(args[2], &numkeys) && numkeys > 0 &&
+        numkeys <= static_cast<int64_t>(args.size()) - 3) {
+      for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
+    }
   } else if (cmd.name == "sintercard" || cmd.name == "lmpop") {
     // sintercard / lmpop numkeys key... (Redis's sintercardGetKeys, lmpopGetKeys: none when
     // numkeys is not valid).
@@ -271,6 +278,10 @@ void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
   // argument (the KEYS form is left to COMMAND GETKEYS).
   if (cmd.name == "eval" || cmd.name == "evalsha" || cmd.name == "eval_ro" || cmd.name == "evalsha_ro" ||
       cmd.name == "fcall" || cmd.name == "fcall_ro") {
+    out.ArrayHeader(1);
+    return spec(first, 2, true, 0, 1, 1);
+  }
+  if (cmd.name == "blmpop") {
     out.ArrayHeader(1);
     return spec(first, 2, true, 0, 1, 1);
   }

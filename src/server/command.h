@@ -41,6 +41,7 @@ enum CommandFlag : uint32_t {
   kMovableKeys = 1 << 8,  ///< keys are not only at first/last/step (COMMAND INFO "movablekeys")
   kNoScript = 1 << 9,  ///< refused from scripts (Redis's noscript, and what touches the connection)
   kAllowBusy = 1 << 10,  ///< runs while a script is busy (Redis's allow-busy); others get -BUSY
+  kBlocking = 1 << 11,   ///< may block (BLPOP ...): runs once the connection's pending batch is durable
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 

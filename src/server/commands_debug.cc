@@ -3,6 +3,7 @@
 //
 // keg's log is its save file, so RELOAD and LOADAOF have nothing to load: they make everything
 // durable (fsync) and reply OK; every key is unchanged, which is what callers check.
+#include <cctype>
 #include <openssl/evp.h>
 
 #include <array>
@@ -17,6 +18,7 @@
 
 #include "resp/numbers.h"
 #include "server/command.h"
+#include "server/config.h"
 #include "server/list.h"
 #include "server/rdb.h"
 #include "server/session.h"
@@ -250,6 +252,19 @@ void Debug(Ctx& c) {
     int64_t on = 0;
     if (!resp::ParseInt64(c.arg(2), &on)) return c.Error(err::kNotInteger);
     c.server().cron_paused.store(on != 0, std::memory_order_relaxed);
+    return c.out().Ok();
+  }
+  if (sub == "quicklist-packed-threshold" && c.argc() == 3) {
+    // Redis's threshold for storing a list element in a node of its own (a plain node). keg keeps
+    // every element of a large list in a record of its own whatever its size: accepted, no effect.
+    int64_t bytes = 0;
+    std::string_view arg = c.arg(2);
+    if (arg.size() > 1 && (arg.back() == 'b' || arg.back() == 'B') && std::isdigit(static_cast<unsigned char>(arg[arg.size() - 2])) != 0) {
+      arg.remove_suffix(1);  // "1b": bytes, as Redis's memtoull
+    }
+    if (!ParseMemory(arg, &bytes) || bytes < 0 || bytes > (int64_t{1} << 32) - (int64_t{1} << 20)) {
+      return c.Error("argument must be a memory value bigger than 1 and smaller than 4gb");
+    }
     return c.out().Ok();
   }
   if (sub == "set-active-expire" && c.argc() == 3) {

@@ -1,17 +1,23 @@
 // List commands (Redis 7.0's t_list.c replies and errors). A list is stored whole while small, per
 // element past the thresholds (server/list.h, docs/types.md); reads run on the I/O thread as one
 // consistent state, writes are kRun ops on the writer at the command's place in the batch.
+#include <cerrno>
 #include <climits>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
 
 #include "resp/numbers.h"
+#include "server/blocking.h"
 #include "server/collection.h"
 #include "server/collection_commands.h"
 #include "server/command.h"
 #include "server/list.h"
 #include "server/notify.h"
+#include "server/session.h"
 #include "server/state.h"
 #include "store/format.h"
 
@@ -29,13 +35,24 @@ struct Result {
   bool deleted = false;  // the change emptied the key
   std::vector<std::string> values;
   std::string key;  // LMPOP: the key popped from
+  std::vector<ServedPop> served;  // blocked clients this command's push served (blocking.h)
 };
+
+// The replies of the blocked clients a push served, once its group is durable (in a finisher).
+void SendServed(Result& res, std::span<OpResult> r) {
+  if (res.served.empty()) return;
+  BlockingRegistry::SendReplies(res.served, r.empty() ? store::Status::OK() : r[0].error);
+}
 
 // Queues the change of the list at `key` as one kRun op: `change` edits it and returns false to
 // leave it as it is; a read error met meanwhile is the reply and nothing is written.
-void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ListEdit&, Result&)> change) {
+void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ListEdit&, Result&)> change,
+                bool pushes = false) {
   ServerState* server = &c.server();
-  c.batch().Run([res, server, db = c.db(), key, change = std::move(change)](store::Txn& txn) {
+  // A push serves the clients blocked on the list in its own group (Redis serves them before the
+  // next command); inside EXEC or a script they are served once it ends (Options::on_written).
+  const bool serve = pushes && !c.inline_only();
+  c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     ListEdit list(txn, *server, db, key);
     if (!list.Open()) {
       res->error = list.error();
@@ -50,6 +67,7 @@ void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::funct
     if (!changed) return;
     list.Commit();
     res->deleted = list.deleted();
+    if (serve) server->blocking.ServeNow(txn, db, key, &res->served);
   }, key);
 }
 
@@ -74,9 +92,10 @@ void Push(Ctx& c, bool left, bool only_existing) {
     for (const std::string& v : values) l.Push(left, v);
     r.number = static_cast<int64_t>(l.size());
     return true;
-  });
+  }, /*pushes=*/true);
   c.Notify(kNotifyList, left ? "lpush" : "rpush", c.arg(1));
-  c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
+  c.Then([res](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    SendServed(*res, r);
     if (!res->error.empty()) return out.Error(res->error);
     out.Integer(res->number);
   });
@@ -348,7 +367,8 @@ void Move(Ctx& c, bool from_left, bool to_left) {
   ServerState* server = &c.server();
   std::string src(c.arg(1));
   std::string dst(c.arg(2));
-  c.batch().Run([res, server, db = c.db(), src, dst, from_left, to_left](store::Txn& txn) {
+  const bool serve = !c.inline_only();
+  c.batch().Run([res, server, db = c.db(), src, dst, from_left, to_left, serve](store::Txn& txn) {
     ListEdit from(txn, *server, db, src);
     if (!from.Open()) {
       res->error = from.error();
@@ -364,6 +384,7 @@ void Move(Ctx& c, bool from_left, bool to_left) {
       }
       from.Push(to_left, value);
       from.Commit();
+      if (serve) server->blocking.ServeNow(txn, db, dst, &res->served);
       res->values.push_back(std::move(value));
       return;
     }
@@ -382,9 +403,11 @@ void Move(Ctx& c, bool from_left, bool to_left) {
     server->watches.TouchKey(db, dst);  // the batch names the source
     res->deleted = from.deleted();
     res->values.push_back(std::move(value));
+    if (serve) server->blocking.ServeNow(txn, db, dst, &res->served);
   }, std::string(c.arg(1)));
   c.Then([res, server, db = c.db(), from_left, to_left, src = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1)),
           dst = NotifyKey(c, kNotifyList, c.arg(2))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    SendServed(*res, r);
     if (!res->error.empty()) return out.Error(res->error);
     if (!res->exists) return out.Null();
     if (!r.empty() && r[0].applied) {
@@ -457,6 +480,138 @@ void Lmpop(Ctx& c) {
   });
 }
 
+// Redis's getTimeoutFromObjectOrReply (seconds, fractional): the deadline in ms (0: for ever),
+// or false with the error replied. A timeout past what a deadline can hold is out of range (Redis
+// 7.0 overflows there).
+bool ParseTimeout(Ctx& c, std::string_view arg, int64_t* deadline_ms) {
+  const std::string text(arg);
+  char* end = nullptr;
+  errno = 0;
+  const long double v = text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0
+                            ? std::nanl("")
+                            : std::strtold(text.c_str(), &end);
+  if (std::isnan(v) || end != text.c_str() + text.size() || (errno == ERANGE && v != 0.0L)) {
+    c.Fail("timeout is not a float or out of range");
+    return false;
+  }
+  const long double ms = std::ceil(v * 1000.0L);
+  if (ms < 0) {
+    c.Fail("timeout is negative");
+    return false;
+  }
+  const int64_t now = store::NowMs();
+  if (!(ms < static_cast<long double>(INT64_MAX - now))) {
+    c.Fail("timeout is out of range");
+    return false;
+  }
+  *deadline_ms = ms == 0 ? 0 : now + static_cast<int64_t>(ms);
+  return true;
+}
+
+// The blocking pops: one try now (in MULTI or a script, the only one: nothing blocks there, as in
+// Redis); when every key is empty, the client waits in the registry (blocking.h).
+void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
+  w->db = c.db();
+  ServerState* server = &c.server();
+  if (c.inline_only()) {
+    auto reply = std::make_shared<ReplyWriter>();
+    c.batch().Run([server, w, reply](store::Txn& txn) { *reply = TryBlockedPop(txn, *server, *w, nullptr); });
+    c.Then([reply, null_array = w->null_array()](std::span<OpResult>, resp::ReplyBuffer& out) {
+      if (*reply) return (*reply)(out);
+      if (null_array) return out.NullArray();
+      out.Null();
+    });
+    return;
+  }
+  ClientSession* client = &c.client();
+  w->client = client;
+  w->client_id = client->id();
+  w->link = client->link().Self();
+  client->Block(w);
+  client->link().WatchClose();  // keeps the connection while it waits; a hang-up ends the wait
+  auto reply = std::make_shared<ReplyWriter>();
+  auto served = std::make_shared<std::vector<ServedPop>>();
+  store::WriteBatch batch;
+  batch.SelectDb(w->db);
+  batch.Run([server, w, reply, served](store::Txn& txn) {
+    *reply = TryBlockedPop(txn, *server, *w, nullptr);
+    if (!*reply) {
+      server->blocking.Add(w);  // where writes are serialized: no push slips between
+    } else if (w->kind == BlockedPop::Kind::kMove) {
+      server->blocking.ServeNow(txn, w->db, w->dst, served.get());  // its push may serve others
+    }
+  });
+  server->store->Write(std::move(batch), [w, reply, served](const store::Status& s, std::vector<OpResult>) {
+    BlockingRegistry::SendReplies(*served, s);
+    if (!s.ok()) {
+      *reply = [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); };
+    } else if (!*reply) {
+      return;  // waiting
+    }
+    std::shared_ptr<net::Link> link = w->link.lock();
+    if (!link) return;
+    link->Post([client = w->client, reply] { client->EndBlocked(*reply); });
+  });
+}
+
+// BLPOP / BRPOP key [key ...] timeout.
+void Bpop(Ctx& c, bool left) {
+  auto w = std::make_shared<BlockedPop>();
+  if (!ParseTimeout(c, c.arg(c.argc() - 1), &w->deadline_ms)) return;
+  w->kind = BlockedPop::Kind::kPop;
+  w->left = left;
+  w->keys.assign(c.args().begin() + 1, c.args().end() - 1);
+  BlockingPop(c, std::move(w));
+}
+
+void Blpop(Ctx& c) { Bpop(c, true); }
+void Brpop(Ctx& c) { Bpop(c, false); }
+
+// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout; BRPOPLPUSH source destination timeout
+// (RIGHT LEFT).
+void BlockingMove(Ctx& c, bool from_left, bool to_left, std::string_view timeout) {
+  auto w = std::make_shared<BlockedPop>();
+  if (!ParseTimeout(c, timeout, &w->deadline_ms)) return;
+  w->kind = BlockedPop::Kind::kMove;
+  w->left = from_left;
+  w->to_left = to_left;
+  w->keys = {std::string(c.arg(1))};
+  w->dst = c.arg(2);
+  BlockingPop(c, std::move(w));
+}
+
+void Blmove(Ctx& c) {
+  bool from_left = false;
+  bool to_left = false;
+  if (!ParseWhere(c.arg(3), &from_left) || !ParseWhere(c.arg(4), &to_left)) return c.Fail(std::string(err::kSyntax));
+  BlockingMove(c, from_left, to_left, c.arg(5));
+}
+
+void Brpoplpush(Ctx& c) { BlockingMove(c, false, true, c.arg(3)); }
+
+// BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
+void Blmpop(Ctx& c) {
+  auto w = std::make_shared<BlockedPop>();
+  if (!ParseTimeout(c, c.arg(1), &w->deadline_ms)) return;
+  int64_t numkeys = 0;
+  if (!resp::ParseInt64(c.arg(2), &numkeys) || numkeys < 1) return c.Fail("numkeys should be greater than 0");
+  if (numkeys > static_cast<int64_t>(c.argc()) - 4) return c.Fail(std::string(err::kSyntax));
+  const size_t where_idx = 3 + static_cast<size_t>(numkeys);
+  if (!ParseWhere(c.arg(where_idx), &w->left)) return c.Fail(std::string(err::kSyntax));
+  int64_t count = -1;
+  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
+    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
+      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) return c.Fail("count should be greater than 0");
+    } else {
+      return c.Fail(std::string(err::kSyntax));
+    }
+  }
+  w->kind = BlockedPop::Kind::kMpop;
+  w->count = count == -1 ? 1 : count;
+  w->keys.assign(c.args().begin() + 3, c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
+  BlockingPop(c, std::move(w));
+}
+
 }  // namespace
 
 void RegisterListCommands(std::vector<Command>* t) {
@@ -476,6 +631,11 @@ void RegisterListCommands(std::vector<Command>* t) {
   t->push_back({"lmove", 5, kW, 1, 2, 1, Lmove, "@write @list @slow"});
   t->push_back({"rpoplpush", 3, kW, 1, 2, 1, Rpoplpush, "@write @list @slow"});
   t->push_back({"lmpop", -4, kW | kMovableKeys, 0, 0, 0, Lmpop, "@write @list @slow"});
+  t->push_back({"blpop", -3, kW | kBlocking, 1, -2, 1, Blpop, "@write @list @slow @blocking"});
+  t->push_back({"brpop", -3, kW | kBlocking, 1, -2, 1, Brpop, "@write @list @slow @blocking"});
+  t->push_back({"blmove", 6, kW | kBlocking, 1, 2, 1, Blmove, "@write @list @slow @blocking"});
+  t->push_back({"brpoplpush", 4, kW | kBlocking, 1, 2, 1, Brpoplpush, "@write @list @slow @blocking"});
+  t->push_back({"blmpop", -5, kW | kBlocking | kMovableKeys, 0, 0, 0, Blmpop, "@write @list @slow @blocking"});
   t->push_back({"llen", 2, kR | kFast, 1, 1, 1, Llen, "@read @list @fast"});
   t->push_back({"lindex", 3, kR, 1, 1, 1, Lindex, "@read @list @slow"});
   t->push_back({"lrange", 4, kR, 1, 1, 1, Lrange, "@read @list @slow"});

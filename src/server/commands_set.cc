@@ -495,9 +495,10 @@ void Smove(Ctx& c) {
     from.Remove(member);
     from.Commit();
     sh->moved = true;
-    server->watches.TouchKey(db, dst);  // the batch names the source; Redis signals both
     sh->src_deleted = from.deleted();
     if (to.Put(member)) {
+      // The batch names the source; Redis signals the destination only when the member was added.
+      server->watches.TouchKey(db, dst);
       sh->dst_added = true;
       to.Commit();
     }

@@ -638,6 +638,7 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 }
 
 ClientSession::~ClientSession() {
+  if (blocked_) server_.blocking.Cancel(blocked_);
   if (monitor_.load(std::memory_order_relaxed)) server_.monitors.Remove(this);
   if (tracking_on_) server_.tracking.Disable(id_);
   if (subscriber_ != nullptr) server_.pubsub.UnsubscribeAll(subscriber_.get());
@@ -1147,7 +1148,7 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
     return net::Outcome::kDone;
   }
   // Replies stay in order: anything but a write waits for the pending batch to be durable.
-  if (!steps_.empty() && (cmd->flags & kWrite) == 0) {
+  if (!steps_.empty() && ((cmd->flags & kWrite) == 0 || (cmd->flags & kBlocking) != 0)) {
     if (Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
   }
   // No event loop (and no writer) waits for the disk: cold keys are fetched by the read pool
@@ -1325,6 +1326,14 @@ void ClientSession::Finish() {
   busy_ = false;
   FlushPendingPushes();
   link_->Resume();
+}
+
+void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply) {
+  if (!blocked_) return;  // ended already
+  blocked_.reset();
+  blocked_flag_.store(false, std::memory_order_relaxed);
+  reply(link_->out());
+  Finish();
 }
 
 void ClientSession::FlushPendingPushes() {
@@ -1814,6 +1823,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   }
   std::string flags;
   if (monitor_.load(std::memory_order_relaxed)) flags += 'O';
+  if (blocked_flag_.load(std::memory_order_relaxed)) flags += 'b';
   if (sub + psub + ssub > 0) flags += 'P';
   const uint8_t tracking = tracking_bits_.load(std::memory_order_relaxed);
   if ((tracking & kTrackingOn) != 0) flags += 't';

@@ -61,6 +61,15 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// on the I/O thread once the reply is written.
   void Suspend() { suspended_ = true; }
   void Finish();
+  /// A blocking pop waits (blocking.h): the command is suspended until EndBlocked. I/O thread.
+  void Block(std::shared_ptr<BlockedPop> w) {
+    blocked_ = std::move(w);
+    blocked_flag_.store(true, std::memory_order_relaxed);
+    Suspend();
+  }
+  /// The wait ended: writes its reply and goes on with the input. I/O thread.
+  void EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply);
+  bool blocked() const { return blocked_ != nullptr; }
   /// Close after this reply (QUIT), or right away without one.
   void CloseAfterReply() { close_ = true; }
 
@@ -217,6 +226,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // Per-command outcome flags set by handlers.
   bool suspended_ = false;
+  std::shared_ptr<BlockedPop> blocked_;  // the blocking pop this client waits in
+  std::atomic<bool> blocked_flag_{false};  // blocked_ set (CLIENT LIST's `b`, any thread)
   // A write batch (a write command, EXEC, a script) is on its way to the store: pushes wait for
   // its replies (DeliverPush). A suspended read (DBSIZE, INFO, ...) does not hold them.
   bool write_in_flight_ = false;

@@ -21,8 +21,15 @@ store::Options ServerState::StoreOptions() {
     NotifyKeyspaceEvent(*this, db, kNotifyExpired, "expired", key);
     if (tracking.clients() > 0) tracking.OnExpired(key);
   };
-  o.on_written = [this](std::span<const store::Options::WrittenKey> keys) { tracking.OnWritten(keys); };
+  o.on_written = [this](std::span<const store::Options::WrittenKey> keys) {
+    tracking.OnWritten(keys);
+    blocking.OnWritten(keys);
+  };
   return o;
+}
+
+void ServerState::UpdateWriteReports() {
+  if (store) store->ReportWrites(tracking.clients() > 0 || blocking.used());
 }
 
 void ServerState::ApplyNotifyConfigLocked() {

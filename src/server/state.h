@@ -19,6 +19,7 @@
 
 #include "net/server.h"
 #include "server/acl.h"
+#include "server/blocking.h"
 #include "server/config.h"
 #include "server/monitoring.h"
 #include "server/pubsub.h"
@@ -247,6 +248,7 @@ struct ServerState {
       if (store) store->SetExpiryPaused(paused);
     };
   }
+  ~ServerState() { blocking.Stop(); }  // before the store closes: its thread writes to it
   ServerState(const ServerState&) = delete;
   ServerState& operator=(const ServerState&) = delete;
 
@@ -256,6 +258,11 @@ struct ServerState {
   std::atomic<uint32_t> notify_flags{0};
   /// CLIENT TRACKING (tracking.h) and tracking-table-max-keys.
   Tracking tracking{*this};
+  /// Clients blocked in BLPOP and friends (blocking.h). Declared before the store (its writer
+  /// reports written keys to it until it closes); its thread is stopped first (~ServerState).
+  BlockingRegistry blocking{*this};
+  /// Turns the store's reports of written keys on while tracking or blocking needs them.
+  void UpdateWriteReports();
   std::atomic<uint64_t> tracking_table_max_keys{1000000};
   /// Options for opening the store: the configuration's, with the `expired` notifications' hook.
   store::Options StoreOptions();

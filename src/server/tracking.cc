@@ -72,7 +72,7 @@ void Tracking::UpdateStoreHooks() {
   // Writes are reported to OnWritten, and expired keys named, only while someone tracks.
   if (!server_.store) return;
   const bool on = !clients_.empty();
-  server_.store->ReportWrites(on);
+  server_.store->ReportWrites(on || server_.blocking.used());  // blocking pops need them too
   std::lock_guard config(server_.config_mu);
   server_.ApplyNotifyConfigLocked();  // it names expired keys for tracking too
 }
@@ -264,7 +264,7 @@ void Tracking::OnExpired(std::string_view key) {
   std::lock_guard lock(mu_);
   if (clients_.empty()) return;
   InvalidateLocked(0, key);
-  const store::Options::WrittenKey w{0, key, false};
+  const store::Options::WrittenKey w{0, key, false, 0};
   BroadcastLocked(std::span<const store::Options::WrittenKey>(&w, 1));
 }
 

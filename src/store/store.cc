@@ -2084,7 +2084,8 @@ void StoreImpl::ApplyGroup() {
     written_.clear();
     for (const PendingRecord& r : pending_) {
       if (!r.swap_db) {
-        written_.push_back({r.origin, r.kind == format::kKindElement ? r.report_key : r.key, r.flush_all || r.flush_db});
+        written_.push_back(
+            {r.origin, r.kind == format::kKindElement ? r.report_key : r.key, r.flush_all || r.flush_db, r.db});
       }
     }
     options_.on_written(written_);

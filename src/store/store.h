@@ -91,6 +91,7 @@ struct Options {
     uint64_t origin;
     std::string_view key;
     bool flush_all;  ///< FLUSHALL or FLUSHDB
+    uint32_t db;     ///< the database of the record (blocking pops wake per database)
   };
   std::function<void(std::span<const WrittenKey> keys)> on_written;
 

@@ -149,6 +149,14 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
   // Scripts get Lua made of pieces (random bytes are almost never a script): EVAL body numkeys,
   // SCRIPT LOAD body, FUNCTION LOAD [REPLACE] library.
   const std::string name = args[0];  // a copy: args is resized below
+  // A blocking pop waits for its timeout: a short one (or a bad one), never 0 (for ever), so a
+  // read still gets all its replies.
+  const size_t timeout_at = name == "blmpop" ? 1 : name == "brpoplpush" ? 3 : name == "blmove" ? 5
+                          : (name == "blpop" || name == "brpop") ? args.size() - 1 : 0;
+  if (timeout_at > 0 && timeout_at < args.size()) {
+    static const char* const kTimeouts[] = {"0.01", "0.001", "0.02", "-1", "x", "1e400", "nan"};
+    args[timeout_at] = kTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kTimeouts) - 1)];
+  }
   if (name == "eval" || name == "eval_ro") {
     args.resize(std::max<size_t>(args.size(), 3));
     args[1] = PickScript(in);

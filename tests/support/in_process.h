@@ -199,6 +199,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   }
   /// No io_uring in process: cold reads go through the read pool.
   bool ReadFiles(std::span<const net::FileRead>, std::function<void()>) override { return false; }
+  void WatchClose() override {}  // the harness closes explicitly (Close)
   void CloseAfterReply() override { close_after_reply_ = true; }
   void CloseNow() override { closed_ = true; }
   void Flush() override {}  // Run() returns what out() holds

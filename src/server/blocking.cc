@@ -1,0 +1,279 @@
+#include "server/blocking.h"
+
+#include <spdlog/spdlog.h>
+
+#include <chrono>
+
+#include "server/command.h"
+#include "server/list.h"
+#include "server/session.h"
+#include "server/state.h"
+
+namespace keg::server {
+
+ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only) {
+  auto error = [](std::string text) -> ReplyWriter { return [text](resp::ReplyBuffer& out) { out.Error(text); }; };
+  for (const std::string& key : w.keys) {
+    if (only != nullptr && key != *only) continue;
+    ListEdit src(txn, s, w.db, key);
+    if (!src.Open()) {
+      // Serving a key that became ready (a write to it) but holds another type now (LPUSH, DEL,
+      // SET in one transaction): the client waits on, as Redis serves only lists.
+      if (only != nullptr) return nullptr;
+      return error(src.error());
+    }
+    if (src.size() == 0) continue;
+    std::vector<std::string> values;
+    if (w.kind == BlockedPop::Kind::kMove) {
+      std::string v;
+      if (key == w.dst) {  // a rotation
+        if (!src.Pop(w.left, &v)) return error(src.error());
+        src.Push(w.to_left, v);
+        src.Commit();
+      } else {
+        ListEdit dst(txn, s, w.db, w.dst);
+        if (!dst.Open()) return error(dst.error());  // WRONGTYPE: nothing popped
+        if (!src.Pop(w.left, &v)) return error(src.error());
+        dst.Push(w.to_left, v);
+        dst.Commit();
+        src.Commit();
+        s.watches.TouchKey(w.db, w.dst);
+      }
+      s.watches.TouchKey(w.db, key);
+      return [v = std::move(v)](resp::ReplyBuffer& out) { out.Bulk(v); };
+    }
+    const int64_t n = w.kind == BlockedPop::Kind::kMpop ? w.count : 1;
+    std::string v;
+    for (int64_t i = 0; i < n && src.Pop(w.left, &v); ++i) values.push_back(std::move(v));
+    if (!src.error().empty()) return error(src.error());
+    src.Commit();
+    s.watches.TouchKey(w.db, key);
+    if (w.kind == BlockedPop::Kind::kPop) {
+      return [key, v = std::move(values[0])](resp::ReplyBuffer& out) {
+        out.ArrayHeader(2);
+        out.Bulk(key);
+        out.Bulk(v);
+      };
+    }
+    return [key, values = std::move(values)](resp::ReplyBuffer& out) {
+      out.ArrayHeader(2);
+      out.Bulk(key);
+      out.ArrayHeader(values.size());
+      for (const std::string& e : values) out.Bulk(e);
+    };
+  }
+  return nullptr;
+}
+
+BlockingRegistry::~BlockingRegistry() { Stop(); }
+
+void BlockingRegistry::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+std::string BlockingRegistry::Slot(uint32_t db, std::string_view key) { return Ctx::SnapshotKey(db, key); }
+
+void BlockingRegistry::EnsureThread() {
+  if (thread_.joinable() || stop_) return;
+  thread_ = std::thread([this] { Loop(); });
+}
+
+void BlockingRegistry::Add(const std::shared_ptr<BlockedPop>& w) {
+  {
+    std::lock_guard lock(mu_);
+    if (w->cancelled || w->state != BlockedPop::State::kNew) return;
+    w->state = BlockedPop::State::kWaiting;
+    for (const std::string& key : w->keys) by_key_[Slot(w->db, key)].push_back(w);
+    by_client_[w->client_id] = w;
+    if (w->deadline_ms != 0) deadlines_.emplace(w->deadline_ms, w);
+    count_.fetch_add(1, std::memory_order_relaxed);
+    EnsureThread();
+  }
+  if (!used_.exchange(true)) server_.UpdateWriteReports();
+  cv_.notify_all();  // a new deadline
+}
+
+void BlockingRegistry::RemoveLocked(const std::shared_ptr<BlockedPop>& w) {
+  for (const std::string& key : w->keys) {
+    auto it = by_key_.find(Slot(w->db, key));
+    if (it == by_key_.end()) continue;
+    std::erase(it->second, w);
+    if (it->second.empty()) by_key_.erase(it);
+  }
+  if (auto it = by_client_.find(w->client_id); it != by_client_.end() && it->second == w) by_client_.erase(it);
+  if (w->deadline_ms != 0) {
+    for (auto [it, end] = deadlines_.equal_range(w->deadline_ms); it != end; ++it) {
+      if (it->second == w) {
+        deadlines_.erase(it);
+        break;
+      }
+    }
+  }
+  count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+void BlockingRegistry::Cancel(const std::shared_ptr<BlockedPop>& w) {
+  std::lock_guard lock(mu_);
+  w->cancelled = true;
+  if (w->state == BlockedPop::State::kWaiting) {
+    RemoveLocked(w);
+    w->state = BlockedPop::State::kDone;
+  }
+}
+
+bool BlockingRegistry::Unblock(uint64_t id, bool error) {
+  std::shared_ptr<BlockedPop> w;
+  {
+    std::lock_guard lock(mu_);
+    auto it = by_client_.find(id);
+    if (it == by_client_.end() || it->second->state != BlockedPop::State::kWaiting) return false;
+    w = it->second;
+    RemoveLocked(w);
+    w->state = BlockedPop::State::kDone;
+  }
+  if (error) {
+    Finish(*w, [](resp::ReplyBuffer& out) { out.Error("-UNBLOCKED client unblocked via CLIENT UNBLOCK"); });
+  } else {
+    Finish(*w, nullptr);
+  }
+  return true;
+}
+
+void BlockingRegistry::OnWritten(std::span<const store::Options::WrittenKey> keys) {
+  if (count_.load(std::memory_order_relaxed) == 0) return;
+  bool any = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const store::Options::WrittenKey& k : keys) {
+      if (k.flush_all || !by_key_.contains(Slot(k.db, k.key))) continue;
+      ready_.emplace_back(k.db, std::string(k.key));
+      any = true;
+    }
+  }
+  if (any) cv_.notify_all();
+}
+
+void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply) {
+  std::shared_ptr<net::Link> link = w.link.lock();
+  if (!link) return;  // the connection went
+  link->Post([client = w.client, reply = std::move(reply), null_array = w.null_array()] {
+    client->EndBlocked([&](resp::ReplyBuffer& out) {
+      if (reply) return reply(out);
+      if (null_array) return out.NullArray();
+      out.Null();
+    });
+  });
+}
+
+void BlockingRegistry::Loop() {
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    if (!ready_.empty()) {
+      std::vector<std::pair<uint32_t, std::string>> ready;
+      ready.swap(ready_);
+      lock.unlock();
+      Serve(std::move(ready));
+      lock.lock();
+      continue;
+    }
+    const int64_t now = store::NowMs();
+    std::vector<std::shared_ptr<BlockedPop>> expired;
+    while (!deadlines_.empty() && deadlines_.begin()->first <= now) {
+      std::shared_ptr<BlockedPop> w = deadlines_.begin()->second;
+      if (w->state != BlockedPop::State::kWaiting) {  // being served: look again shortly
+        break;
+      }
+      RemoveLocked(w);
+      w->state = BlockedPop::State::kDone;
+      expired.push_back(std::move(w));
+    }
+    if (!expired.empty()) {
+      lock.unlock();
+      for (const auto& w : expired) Finish(*w, nullptr);
+      lock.lock();
+      continue;
+    }
+    if (deadlines_.empty()) {
+      cv_.wait(lock);
+    } else {
+      const int64_t first = deadlines_.begin()->first;
+      const int64_t wait_ms = first > now ? first - now : 1;
+      cv_.wait_for(lock, std::chrono::milliseconds(wait_ms));
+    }
+  }
+}
+
+void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t, std::string>> keys,
+                                 std::vector<ServedPop>* served) {
+  // A worklist: a served BLMOVE pushes to its destination, whose own clients come next.
+  for (size_t next = 0; next < keys.size(); ++next) {
+    const auto [db, key] = keys[next];
+    const std::string slot = Slot(db, key);
+    for (;;) {
+      std::shared_ptr<BlockedPop> w;
+      {
+        std::lock_guard lock(mu_);
+        auto it = by_key_.find(slot);
+        if (it == by_key_.end()) break;
+        for (const auto& candidate : it->second) {
+          if (candidate->state == BlockedPop::State::kWaiting) {
+            w = candidate;
+            break;
+          }
+        }
+        if (!w) break;
+        w->state = BlockedPop::State::kServing;  // claimed: neither a timeout nor UNBLOCK takes it now
+      }
+      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key);
+      std::lock_guard lock(mu_);
+      if (!reply) {  // nothing (left) to pop: the client waits on
+        if (w->cancelled) {
+          RemoveLocked(w);
+          w->state = BlockedPop::State::kDone;
+        } else {
+          w->state = BlockedPop::State::kWaiting;
+        }
+        break;
+      }
+      RemoveLocked(w);
+      w->state = BlockedPop::State::kDone;
+      if (w->kind == BlockedPop::Kind::kMove && w->dst != key) keys.emplace_back(w->db, w->dst);
+      served->push_back({std::move(w), std::move(reply)});
+    }
+  }
+}
+
+void BlockingRegistry::ServeNow(store::Txn& txn, uint32_t db, const std::string& key, std::vector<ServedPop>* served) {
+  if (count_.load(std::memory_order_relaxed) == 0) return;
+  ServeKeys(txn, {{db, key}}, served);
+}
+
+void BlockingRegistry::SendReplies(std::vector<ServedPop>& served, const store::Status& s) {
+  for (ServedPop& one : served) {
+    if (s.ok()) {
+      Finish(*one.waiter, std::move(one.reply));
+    } else {
+      Finish(*one.waiter, [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); });
+    }
+  }
+  served.clear();
+}
+
+void BlockingRegistry::Serve(std::vector<std::pair<uint32_t, std::string>> ready) {
+  // One op serves every ready key's clients in their order, at one place among the writes.
+  auto served = std::make_shared<std::vector<ServedPop>>();
+  store::WriteBatch batch;
+  batch.Run([this, ready = std::move(ready), served](store::Txn& txn) { ServeKeys(txn, ready, served.get()); });
+  // The replies go once the pops are durable.
+  server_.store->Write(std::move(batch), [served](const store::Status& s, std::vector<store::OpResult>) {
+    SendReplies(*served, s);
+  });
+  cv_.notify_all();  // deadlines passed while serving
+}
+
+}  // namespace keg::server

@@ -1,0 +1,133 @@
+// Blocking list pops: BLPOP, BRPOP, BLMOVE, BRPOPLPUSH and BLMPOP (Redis 7.0's semantics).
+//
+// A blocking command first tries to pop as the plain command would, in a kRun op on the writer
+// role. When every key is empty the same op registers the client here, so no push can slip
+// between the try and the registration: both happen where writes are serialized. A push to a key
+// with clients waiting (any record written under the key: Options::on_written) marks the key
+// ready; this registry's thread then queues one kRun op that serves the key's clients first come,
+// first served, as long as the list has elements, each pop durable before its reply is sent. The
+// same thread times clients out (millisecond deadlines). CLIENT UNBLOCK and a closed connection
+// end a wait too.
+//
+// Thread: Add and the serving op run on the writer role; OnWritten on the writer role's holder;
+// Cancel on the client's I/O thread; Unblock and blocked() on any thread. One mutex guards the
+// waiting clients; replies are posted to each client's I/O thread.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <span>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "net/session.h"
+#include "resp/reply_buffer.h"
+#include "store/store.h"
+
+namespace keg::server {
+
+class ClientSession;
+struct ServerState;
+
+/// Writes a reply on the client's I/O thread.
+using ReplyWriter = std::function<void(resp::ReplyBuffer&)>;
+
+/// One client blocked in a pop. Immutable once registered, except `state` (under the registry's
+/// lock).
+struct BlockedPop {
+  enum class Kind : uint8_t { kPop, kMove, kMpop };
+  Kind kind = Kind::kPop;
+  uint32_t db = 0;
+  std::vector<std::string> keys;  ///< in the order given (the first non-empty one is served)
+  bool left = true;               ///< the end popped
+  bool to_left = true;            ///< kMove: the end pushed
+  std::string dst;                ///< kMove: the destination list
+  int64_t count = 1;              ///< kMpop: at most this many elements
+  int64_t deadline_ms = 0;        ///< 0: waits for ever
+  uint64_t client_id = 0;
+  /// The client: used only on its I/O thread (posted through `link`), which cancels the wait
+  /// before the session goes.
+  ClientSession* client = nullptr;
+  std::weak_ptr<net::Link> link;
+
+  enum class State : uint8_t { kNew, kWaiting, kServing, kDone };
+  State state = State::kNew;  // under BlockingRegistry::mu_
+  bool cancelled = false;     // under BlockingRegistry::mu_: the client went
+  /// The reply when nothing was popped: nil array (BLPOP, BLMPOP) or nil (BLMOVE).
+  bool null_array() const { return kind != Kind::kMove; }
+};
+
+/// Tries `w`'s pop against the group (writer role): from `only` (a key that became ready), or from
+/// the first of w's keys that is a non-empty list. Returns the reply when it popped, or when a key
+/// holds another type (WRONGTYPE, nothing popped); null when there was nothing to pop.
+ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only);
+
+/// A client served, and its reply (sent once the group that served it is durable).
+struct ServedPop {
+  std::shared_ptr<BlockedPop> waiter;
+  ReplyWriter reply;
+};
+
+class BlockingRegistry {
+ public:
+  explicit BlockingRegistry(ServerState& s) : server_(s) {}
+  ~BlockingRegistry();
+  BlockingRegistry(const BlockingRegistry&) = delete;
+  BlockingRegistry& operator=(const BlockingRegistry&) = delete;
+
+  /// Writer role, inside the try's kRun op: `w` waits on its keys (unless its client went).
+  void Add(const std::shared_ptr<BlockedPop>& w);
+  /// The client's I/O thread, when its session goes: the wait ends without a reply.
+  void Cancel(const std::shared_ptr<BlockedPop>& w);
+  /// CLIENT UNBLOCK: ends the wait of client `id` with the timeout's reply or an UNBLOCKED error;
+  /// false when it is not blocked here.
+  bool Unblock(uint64_t id, bool error);
+  /// Clients waiting (INFO blocked_clients). Any thread.
+  size_t blocked() const { return count_.load(std::memory_order_relaxed); }
+  /// Whether any client ever blocked (the store then reports written keys). Any thread.
+  bool used() const { return used_.load(std::memory_order_relaxed); }
+  /// Writer role, inside the op that just pushed to `key` (LPUSH, RPUSH, LMOVE ...): serves the
+  /// clients waiting on it, first come first served, in the same group — so every later command
+  /// sees them served, as in Redis — and the lists their BLMOVEs push to, in turn. Appends them
+  /// to *served; the caller sends the replies once the group is durable (SendReplies).
+  void ServeNow(store::Txn& txn, uint32_t db, const std::string& key, std::vector<ServedPop>* served);
+  /// Sends the replies of clients served by a group that is now durable (any thread).
+  static void SendReplies(std::vector<ServedPop>& served, const store::Status& s);
+  /// Options::on_written: marks the written keys that have clients waiting as ready.
+  void OnWritten(std::span<const store::Options::WrittenKey> keys);
+  /// Stops the thread (server shutdown); waiting clients get no reply.
+  void Stop();
+
+ private:
+  static std::string Slot(uint32_t db, std::string_view key);
+  void EnsureThread();  // holds mu_
+  void Loop();
+  void Serve(std::vector<std::pair<uint32_t, std::string>> ready);
+  // Serves the waiters of each key of `keys` (and of the keys their moves push to) in the group.
+  void ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t, std::string>> keys, std::vector<ServedPop>* served);
+  void RemoveLocked(const std::shared_ptr<BlockedPop>& w);
+  /// Posts `reply` (or the timeout's nil when null) to w's client and resumes it.
+  static void Finish(const BlockedPop& w, ReplyWriter reply);
+
+  ServerState& server_;
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  std::unordered_map<std::string, std::deque<std::shared_ptr<BlockedPop>>> by_key_;  // FIFO per key
+  std::unordered_map<uint64_t, std::shared_ptr<BlockedPop>> by_client_;
+  std::multimap<int64_t, std::shared_ptr<BlockedPop>> deadlines_;
+  std::vector<std::pair<uint32_t, std::string>> ready_;
+  std::atomic<size_t> count_{0};
+  std::atomic<bool> used_{false};
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace keg::server
