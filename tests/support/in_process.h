@@ -101,6 +101,7 @@ class InProcessServer {
   }
   ~InProcessServer() {
     if (state_.cold_reads) state_.cold_reads->Stop();
+    state_.blocking.Stop();  // its thread writes to the store
     if (state_.store) (void)state_.store->Close();
     while (io_.RunOne(std::chrono::milliseconds(0))) {
     }
