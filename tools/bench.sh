@@ -2,8 +2,8 @@
 # The side-by-side benchmark: installs what is missing, builds keg-server (Release) and runs
 # tools/bench/side_by_side.py, which writes docs/benchmarks.md and docs/benchmarks.png.
 #   tools/bench.sh [--rounds N] [--quick] [--only TEXT]   (--only pubsub: the pub/sub part;
-#   --only collections: the hash and set workloads; --only collection-memory: their memory and
-#   restart targets, about 2 GB of RAM)
+#   --only collections: the hash and set workloads; --only lists: the list workloads;
+#   --only collection-memory: the hash and set memory and restart targets, about 2 GB of RAM)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --bench

@@ -190,6 +190,13 @@ def workloads(policy):
             ("SMEMBERS of 100 (collections), everysec", ["-c", "50", "SMEMBERS", "set100"], 200000, 30000),
             ("SMEMBERS of 100 -P 16 (collections), everysec", ["-c", "50", "-P", "16", "SMEMBERS", "set100"], 600000, 100000),
         ]
+        # Lists (issue 18): redis-benchmark's own list tests on its one list `mylist` (per element
+        # in keg once past 128 elements); the pops take what the pushes left.
+        for t in ("lpush", "rpush", "lpop", "rpop"):
+            w += [(f"{t.upper()} (lists), everysec", ["-c", "50", "-t", t], 300000, 50000),
+                  (f"{t.upper()} -P 16 (lists), everysec", ["-c", "50", "-P", "16", "-t", t], 2000000, 300000)]
+        w += [("LRANGE_100 (lists), everysec", ["-c", "50", "-t", "lrange_100"], 100000, 20000),
+              ("LRANGE_100 -P 16 (lists), everysec", ["-c", "50", "-P", "16", "-t", "lrange_100"], 300000, 50000)]
     return w
 
 
