@@ -6,12 +6,24 @@
 
 #include "server/command.h"
 #include "server/list.h"
+#include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
 
 namespace keg::server {
 
-ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only) {
+ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
+                          std::function<void()>* events) {
+  auto notify = [&](const std::string& key, bool deleted, bool created = false) {
+    if (events == nullptr) return;
+    *events = [server = &s, db = w.db, key, deleted, created, left = w.left, move = w.kind == BlockedPop::Kind::kMove,
+               to_left = w.to_left, dst = w.dst] {
+      if (created) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", dst);
+      if (move) NotifyKeyspaceEvent(*server, db, kNotifyList, to_left ? "lpush" : "rpush", dst);
+      NotifyKeyspaceEvent(*server, db, kNotifyList, left ? "lpop" : "rpop", key);
+      if (deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", key);
+    };
+  };
   auto error = [](std::string text) -> ReplyWriter { return [text](resp::ReplyBuffer& out) { out.Error(text); }; };
   for (const std::string& key : w.keys) {
     if (only != nullptr && key != *only) continue;
@@ -30,13 +42,16 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
         if (!src.Pop(w.left, &v)) return error(src.error());
         src.Push(w.to_left, v);
         src.Commit();
+        notify(key, false);
       } else {
         ListEdit dst(txn, s, w.db, w.dst);
         if (!dst.Open()) return error(dst.error());  // WRONGTYPE: nothing popped
         if (!src.Pop(w.left, &v)) return error(src.error());
+        const bool created = !dst.exists();
         dst.Push(w.to_left, v);
         dst.Commit();
         src.Commit();
+        notify(key, src.deleted(), created);
         s.watches.TouchKey(w.db, w.dst);
       }
       s.watches.TouchKey(w.db, key);
@@ -47,6 +62,7 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
     for (int64_t i = 0; i < n && src.Pop(w.left, &v); ++i) values.push_back(std::move(v));
     if (!src.error().empty()) return error(src.error());
     src.Commit();
+    notify(key, src.deleted());
     s.watches.TouchKey(w.db, key);
     if (w.kind == BlockedPop::Kind::kPop) {
       return [key, v = std::move(values[0])](resp::ReplyBuffer& out) {
@@ -229,7 +245,8 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
         if (!w) break;
         w->state = BlockedPop::State::kServing;  // claimed: neither a timeout nor UNBLOCK takes it now
       }
-      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key);
+      std::function<void()> events;
+      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key, &events);
       std::lock_guard lock(mu_);
       if (!reply) {  // nothing (left) to pop: the client waits on
         if (w->cancelled) {
@@ -243,7 +260,7 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
       RemoveLocked(w);
       w->state = BlockedPop::State::kDone;
       if (w->kind == BlockedPop::Kind::kMove && w->dst != key) keys.emplace_back(w->db, w->dst);
-      served->push_back({std::move(w), std::move(reply)});
+      served->push_back({std::move(w), std::move(reply), std::move(events)});
     }
   }
 }
@@ -256,6 +273,7 @@ void BlockingRegistry::ServeNow(store::Txn& txn, uint32_t db, const std::string&
 void BlockingRegistry::SendReplies(std::vector<ServedPop>& served, const store::Status& s) {
   for (ServedPop& one : served) {
     if (s.ok()) {
+      if (one.events) one.events();
       Finish(*one.waiter, std::move(one.reply));
     } else {
       Finish(*one.waiter, [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); });

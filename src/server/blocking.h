@@ -68,12 +68,17 @@ struct BlockedPop {
 /// Tries `w`'s pop against the group (writer role): from `only` (a key that became ready), or from
 /// the first of w's keys that is a non-empty list. Returns the reply when it popped, or when a key
 /// holds another type (WRONGTYPE, nothing popped); null when there was nothing to pop.
-ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only);
+/// When it popped, *events (if given) sends the keyspace events of what it did (lpop / rpop on the
+/// source, del when it went, lpush / rpush on a move's destination), as Redis's serving does; call
+/// it once the group is durable.
+ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
+                          std::function<void()>* events = nullptr);
 
 /// A client served, and its reply (sent once the group that served it is durable).
 struct ServedPop {
   std::shared_ptr<BlockedPop> waiter;
   ReplyWriter reply;
+  std::function<void()> events;  // its keyspace events (TryBlockedPop)
 };
 
 class BlockingRegistry {

@@ -33,6 +33,7 @@ struct Result {
   int64_t number = 0;
   bool exists = false;   // the source key was there (LPOP, LMOVE)
   bool deleted = false;  // the change emptied the key
+  bool created = false;  // LMOVE / RPOPLPUSH: the destination list is new
   std::vector<std::string> values;
   std::string key;  // LMPOP: the key popped from
   std::vector<ServedPop> served;  // blocked clients this command's push served (blocking.h)
@@ -93,8 +94,14 @@ void Push(Ctx& c, bool left, bool only_existing) {
     r.number = static_cast<int64_t>(l.size());
     return true;
   }, /*pushes=*/true);
-  c.Notify(kNotifyList, left ? "lpush" : "rpush", c.arg(1));
-  c.Then([res](std::span<OpResult> r, resp::ReplyBuffer& out) {
+  // `new` when the push created the list (as Redis's dbAdd), then lpush / rpush; then the events
+  // of the blocked clients it served.
+  c.Then([res, left, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyList | kNotifyNew, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (key && !r.empty() && r[0].applied && res->error.empty()) {
+      if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
+      NotifyKeyspaceEvent(*server, db, kNotifyList, left ? "lpush" : "rpush", *key);
+    }
     SendServed(*res, r);
     if (!res->error.empty()) return out.Error(res->error);
     out.Integer(res->number);
@@ -397,6 +404,7 @@ void Move(Ctx& c, bool from_left, bool to_left) {
       res->error = from.error();
       return;
     }
+    res->created = !to.exists();
     to.Push(to_left, value);
     to.Commit();
     from.Commit();
@@ -406,11 +414,12 @@ void Move(Ctx& c, bool from_left, bool to_left) {
     if (serve) server->blocking.ServeNow(txn, db, dst, &res->served);
   }, std::string(c.arg(1)));
   c.Then([res, server, db = c.db(), from_left, to_left, src = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1)),
-          dst = NotifyKey(c, kNotifyList, c.arg(2))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+          dst = NotifyKey(c, kNotifyList | kNotifyNew, c.arg(2))](std::span<OpResult> r, resp::ReplyBuffer& out) {
     SendServed(*res, r);
     if (!res->error.empty()) return out.Error(res->error);
     if (!res->exists) return out.Null();
     if (!r.empty() && r[0].applied) {
+      if (dst && res->created) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *dst);
       if (dst) NotifyKeyspaceEvent(*server, db, kNotifyList, to_left ? "lpush" : "rpush", *dst);
       NotifyPopped(*server, db, src, from_left, res->deleted);
     }
@@ -515,8 +524,12 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
   ServerState* server = &c.server();
   if (c.inline_only()) {
     auto reply = std::make_shared<ReplyWriter>();
-    c.batch().Run([server, w, reply](store::Txn& txn) { *reply = TryBlockedPop(txn, *server, *w, nullptr); });
-    c.Then([reply, null_array = w->null_array()](std::span<OpResult>, resp::ReplyBuffer& out) {
+    auto events = std::make_shared<std::function<void()>>();
+    c.batch().Run([server, w, reply, events](store::Txn& txn) {
+      *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get());
+    });
+    c.Then([reply, events, null_array = w->null_array()](std::span<OpResult>, resp::ReplyBuffer& out) {
+      if (*events) (*events)();
       if (*reply) return (*reply)(out);
       if (null_array) return out.NullArray();
       out.Null();
@@ -533,15 +546,17 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
   auto served = std::make_shared<std::vector<ServedPop>>();
   store::WriteBatch batch;
   batch.SelectDb(w->db);
-  batch.Run([server, w, reply, served](store::Txn& txn) {
-    *reply = TryBlockedPop(txn, *server, *w, nullptr);
+  auto events = std::make_shared<std::function<void()>>();
+  batch.Run([server, w, reply, served, events](store::Txn& txn) {
+    *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get());
     if (!*reply) {
       server->blocking.Add(w);  // where writes are serialized: no push slips between
     } else if (w->kind == BlockedPop::Kind::kMove) {
       server->blocking.ServeNow(txn, w->db, w->dst, served.get());  // its push may serve others
     }
   });
-  server->store->Write(std::move(batch), [w, reply, served](const store::Status& s, std::vector<OpResult>) {
+  server->store->Write(std::move(batch), [w, reply, served, events](const store::Status& s, std::vector<OpResult>) {
+    if (s.ok() && *events) (*events)();
     BlockingRegistry::SendReplies(*served, s);
     if (!s.ok()) {
       *reply = [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); };

@@ -273,6 +273,11 @@ class KeyspaceEventsTest(unittest.TestCase):
         ["BITFIELD", "bf", "SET", "u8", "0", "255"], ["BITFIELD", "bf", "GET", "u8", "0"],
         ["BITOP", "OR", "dest", "bits", "bf"], ["BITOP", "AND", "dest", "nosuch1", "nosuch2"],
         ["GET", "missing"], ["MGET", "n", "missing2"], ["EXISTS", "missing3"],
+        ["RPUSH", "l", "a", "b", "c"], ["LPUSH", "l", "z"], ["LPUSHX", "nol", "x"], ["RPUSHX", "l", "y"],
+        ["LPOP", "l"], ["RPOP", "l", "1"], ["LSET", "l", "0", "q"], ["LINSERT", "l", "BEFORE", "q", "p"],
+        ["LREM", "l", "1", "p"], ["LTRIM", "l", "0", "1"], ["LMOVE", "l", "l2", "LEFT", "RIGHT"],
+        ["RPOPLPUSH", "l2", "l3"], ["LMPOP", "2", "nol", "l3", "LEFT"], ["BLPOP", "l", "0.01"],
+        ["BLPOP", "nol", "0.01"], ["RPUSH", "l4", "x"], ["BLMOVE", "l4", "l5", "LEFT", "LEFT", "0"],
         ["MULTI"], ["SET", "t1", "x"], ["INCR", "t2"], ["EXEC"],
         ["EVAL", "redis.call('set', KEYS[1], 'v'); redis.call('del', KEYS[1]); return 1", "1", "lua1"],
     ]
@@ -327,6 +332,43 @@ class KeyspaceEventsTest(unittest.TestCase):
         for i, (g, e) in enumerate(zip(got, expected)):
             self.assertEqual(g, e, f"event {i}; keg {got[max(0, i - 3):i + 3]} redis {expected[max(0, i - 3):i + 3]}")
         self.assertEqual(len(got), len(expected))
+
+    def served_events(self, server):
+        """Events of pops that serve blocked clients: BLPOP and BLMOVE waiting, then a push."""
+        r = redis.Redis(port=server.port, socket_timeout=10)
+        r.config_set("notify-keyspace-events", "KEA")
+        p = r.pubsub()
+        p.psubscribe("__keyspace@0__:*")
+        p.get_message(timeout=5)
+        for block, push in ((("BLPOP", "a", "0"), ("RPUSH", "a", "x")),
+                            (("BLMOVE", "s", "d", "RIGHT", "LEFT", "0"), ("RPUSH", "s", "y", "z"))):
+            waiter = redis.Redis(port=server.port, socket_timeout=10)
+            t = threading.Thread(target=waiter.execute_command, args=block)
+            t.start()
+            for _ in range(200):  # until it waits
+                if r.info("clients")["blocked_clients"] == 1:
+                    break
+                time.sleep(0.01)
+            r.execute_command(*push)
+            t.join(10)
+            waiter.close()
+        got = []
+        while True:
+            m = p.get_message(timeout=1)
+            if m is None:
+                break
+            got.append((m["channel"], m["data"]))
+        p.close()
+        r.close()
+        return got
+
+    def test_events_of_served_blocked_pops_match_redis(self):
+        with redis_server() as ref:
+            expected = self.served_events(ref)
+        with keg() as server:
+            got = self.served_events(server)
+        self.assertEqual(len(expected), 6)  # rpush lpop del, rpush lpush rpop
+        self.assertEqual(got, expected)
 
     def test_config_letters(self):
         with keg() as server:
