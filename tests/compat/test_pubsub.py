@@ -282,6 +282,16 @@ class KeyspaceEventsTest(unittest.TestCase):
         ["EVAL", "redis.call('set', KEYS[1], 'v'); redis.call('del', KEYS[1]); return 1", "1", "lua1"],
     ]
 
+    @staticmethod
+    def drain(p):
+        """(channel, data) of every message until none comes for a second."""
+        got = []
+        while True:
+            m = p.get_message(timeout=1)
+            if m is None:
+                return got
+            got.append((m["channel"], m["data"]))
+
     def events(self, server):
         r = redis.Redis(port=server.port, socket_timeout=10)
         r.config_set("notify-keyspace-events", "KEAnm")
@@ -306,12 +316,7 @@ class KeyspaceEventsTest(unittest.TestCase):
         time.sleep(0.2)
         c.get("lazy")
         c.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1")
-        got = []
-        while True:
-            m = p.get_message(timeout=1)
-            if m is None:
-                break
-            got.append((m["channel"], m["data"]))
+        got = self.drain(p)
         p.close()
         c.close()
         r.close()
@@ -352,12 +357,7 @@ class KeyspaceEventsTest(unittest.TestCase):
             r.execute_command(*push)
             t.join(10)
             waiter.close()
-        got = []
-        while True:
-            m = p.get_message(timeout=1)
-            if m is None:
-                break
-            got.append((m["channel"], m["data"]))
+        got = self.drain(p)
         p.close()
         r.close()
         return got
