@@ -666,6 +666,11 @@ TEST_F(ServerTest, BlockedClientsAreServedInOrderAndForgottenWhenTheyHangUp) {
   EXPECT_EQ(c.Call({"BLPOP", "empty", "0.05"}), "*-1\r\n");
   EXPECT_EQ(c.Call({"BLMOVE", "empty", "x", "LEFT", "RIGHT", "0.05"}), "$-1\r\n");
   EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
+  // A timeout no deadline can hold is refused (Redis 7.0 overflows there), as are bad ones.
+  EXPECT_EQ(c.Call({"BLPOP", "empty", "inf"}), "-ERR timeout is out of range\r\n");
+  EXPECT_EQ(c.Call({"BLPOP", "empty", "1e300"}), "-ERR timeout is out of range\r\n");
+  EXPECT_EQ(c.Call({"BLPOP", "empty", "nan"}), "-ERR timeout is not a float or out of range\r\n");
+  EXPECT_EQ(c.Call({"BLMPOP", "0", "99", "a", "LEFT"}), "-ERR syntax error\r\n");
 
   // A hang-up while blocked: the element pushed afterwards stays in the list.
   {

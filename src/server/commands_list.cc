@@ -31,11 +31,9 @@ constexpr uint8_t kList = store::format::kTypeList;
 struct Result {
   std::string error;
   int64_t number = 0;
-  bool exists = false;   // the source key was there (LPOP, LMOVE)
+  bool exists = false;   // the key was there before (LPOP; a push: `new` otherwise)
   bool deleted = false;  // the change emptied the key
-  bool created = false;  // LMOVE / RPOPLPUSH: the destination list is new
   std::vector<std::string> values;
-  std::string key;  // LMPOP: the key popped from
   std::vector<ServedPop> served;  // blocked clients this command's push served (blocking.h)
 };
 
@@ -161,9 +159,8 @@ void Lindex(Ctx& c) {
   int64_t index = 0;
   const bool valid = resp::ParseInt64(c.arg(2), &index);
   ListRead list(c);
-  // A valid index reads that one element; an invalid one reads none (the error follows).
-  const int64_t at = valid ? index : 0;
-  if (!list.Read(c.arg(1), valid ? at : 1, valid ? (at == -1 ? -1 : at) : 0, [&] { c.out().Null(); })) return;
+  // A valid index reads that one element; an invalid one reads none (1..0; the error follows).
+  if (!list.Read(c.arg(1), valid ? index : 1, valid ? index : 0, [&] { c.out().Null(); })) return;
   if (!valid) return c.out().Error(err::kNotInteger);
   // Redis's index: negative from the end; past either end is nil. Read normalised a negative
   // index that ran past the start to 0: check it here.
@@ -367,128 +364,6 @@ void Ltrim(Ctx& c) {
   });
 }
 
-// LMOVE source destination LEFT|RIGHT LEFT|RIGHT, RPOPLPUSH source destination: one kRun op that
-// pops and pushes (source and destination may be the same list).
-void Move(Ctx& c, bool from_left, bool to_left) {
-  auto res = std::make_shared<Result>();
-  ServerState* server = &c.server();
-  std::string src(c.arg(1));
-  std::string dst(c.arg(2));
-  const bool serve = !c.inline_only();
-  c.batch().Run([res, server, db = c.db(), src, dst, from_left, to_left, serve](store::Txn& txn) {
-    ListEdit from(txn, *server, db, src);
-    if (!from.Open()) {
-      res->error = from.error();
-      return;
-    }
-    res->exists = from.exists() && from.size() > 0;
-    if (!res->exists) return;
-    std::string value;
-    if (src == dst) {  // a rotation
-      if (!from.Pop(from_left, &value)) {
-        res->error = from.error();
-        return;
-      }
-      from.Push(to_left, value);
-      from.Commit();
-      if (serve) server->blocking.ServeNow(txn, db, dst, &res->served);
-      res->values.push_back(std::move(value));
-      return;
-    }
-    ListEdit to(txn, *server, db, dst);
-    if (!to.Open()) {  // WRONGTYPE of the destination: nothing popped
-      res->error = to.error();
-      return;
-    }
-    if (!from.Pop(from_left, &value)) {
-      res->error = from.error();
-      return;
-    }
-    res->created = !to.exists();
-    to.Push(to_left, value);
-    to.Commit();
-    from.Commit();
-    server->watches.TouchKey(db, dst);  // the batch names the source
-    res->deleted = from.deleted();
-    res->values.push_back(std::move(value));
-    if (serve) server->blocking.ServeNow(txn, db, dst, &res->served);
-  }, std::string(c.arg(1)));
-  c.Then([res, server, db = c.db(), from_left, to_left, src = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1)),
-          dst = NotifyKey(c, kNotifyList | kNotifyNew, c.arg(2))](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    SendServed(*res, r);
-    if (!res->error.empty()) return out.Error(res->error);
-    if (!res->exists) return out.Null();
-    if (!r.empty() && r[0].applied) {
-      if (dst && res->created) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *dst);
-      if (dst) NotifyKeyspaceEvent(*server, db, kNotifyList, to_left ? "lpush" : "rpush", *dst);
-      NotifyPopped(*server, db, src, from_left, res->deleted);
-    }
-    out.Bulk(res->values[0]);
-  });
-}
-
-void Lmove(Ctx& c) {
-  bool from_left = false;
-  bool to_left = false;
-  if (!ParseWhere(c.arg(3), &from_left) || !ParseWhere(c.arg(4), &to_left)) return c.Fail(std::string(err::kSyntax));
-  Move(c, from_left, to_left);
-}
-
-void Rpoplpush(Ctx& c) { Move(c, false, true); }
-
-// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count].
-void Lmpop(Ctx& c) {
-  int64_t numkeys = 0;
-  if (!resp::ParseInt64(c.arg(1), &numkeys) || numkeys < 1) return c.Fail("numkeys should be greater than 0");
-  if (numkeys > static_cast<int64_t>(c.argc()) - 3) return c.Fail(std::string(err::kSyntax));
-  const size_t where_idx = 2 + static_cast<size_t>(numkeys);
-  bool left = false;
-  if (!ParseWhere(c.arg(where_idx), &left)) return c.Fail(std::string(err::kSyntax));
-  int64_t count = -1;
-  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
-    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
-      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) return c.Fail("count should be greater than 0");
-    } else {
-      return c.Fail(std::string(err::kSyntax));
-    }
-  }
-  if (count == -1) count = 1;
-  auto res = std::make_shared<Result>();
-  ServerState* server = &c.server();
-  std::vector<std::string> keys(c.args().begin() + 2, c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
-  c.batch().Run([res, server, db = c.db(), keys, left, count](store::Txn& txn) {
-    for (const std::string& key : keys) {
-      ListEdit l(txn, *server, db, key);
-      if (!l.Open()) {
-        res->error = l.error();
-        return;
-      }
-      if (!l.exists() || l.size() == 0) continue;
-      std::string v;
-      for (int64_t i = 0; i < count && l.Pop(left, &v); ++i) res->values.push_back(std::move(v));
-      if (!l.error().empty()) {
-        res->error = l.error();
-        return;
-      }
-      l.Commit();
-      server->watches.TouchKey(db, key);  // the batch names no key
-      res->deleted = l.deleted();
-      res->key = key;
-      return;
-    }
-  });
-  c.Then([res, server, db = c.db(), left, notify = NotifyKey(c, kNotifyList | kNotifyGeneric, "")](
-             std::span<OpResult>, resp::ReplyBuffer& out) {
-    if (!res->error.empty()) return out.Error(res->error);
-    if (res->key.empty() && res->values.empty()) return out.NullArray();
-    if (notify) NotifyPopped(*server, db, res->key, left, res->deleted);
-    out.ArrayHeader(2);
-    out.Bulk(res->key);
-    out.ArrayHeader(res->values.size());
-    for (const std::string& v : res->values) out.Bulk(v);
-  });
-}
-
 // Redis's getTimeoutFromObjectOrReply (seconds, fractional): the deadline in ms (0: for ever),
 // or false with the error replied. A timeout past what a deadline can hold is out of range (Redis
 // 7.0 overflows there).
@@ -517,25 +392,97 @@ bool ParseTimeout(Ctx& c, std::string_view arg, int64_t* deadline_ms) {
   return true;
 }
 
-// The blocking pops: one try now (in MULTI or a script, the only one: nothing blocks there, as in
-// Redis); when every key is empty, the client waits in the registry (blocking.h).
-void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
+// A pop that never waits, as one kRun op at the command's place: LMOVE, RPOPLPUSH and LMPOP, and
+// the blocking pops inside MULTI or a script (where nothing blocks, as in Redis). A move's push
+// serves the clients blocked on its destination (not inside EXEC or a script: blocking.h).
+void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w) {
   w->db = c.db();
   ServerState* server = &c.server();
-  if (c.inline_only()) {
-    auto reply = std::make_shared<ReplyWriter>();
-    auto events = std::make_shared<std::function<void()>>();
-    c.batch().Run([server, w, reply, events](store::Txn& txn) {
-      *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get());
-    });
-    c.Then([reply, events, null_array = w->null_array()](std::span<OpResult>, resp::ReplyBuffer& out) {
-      if (*events) (*events)();
-      if (*reply) return (*reply)(out);
-      if (null_array) return out.NullArray();
-      out.Null();
-    });
-    return;
+  auto reply = std::make_shared<ReplyWriter>();
+  auto events = std::make_shared<std::function<void()>>();
+  auto served = std::make_shared<std::vector<ServedPop>>();
+  const bool serve = w->kind == BlockedPop::Kind::kMove && !c.inline_only();
+  c.batch().Run([server, w, reply, events, served, serve](store::Txn& txn) {
+    *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get());
+    if (*reply && serve) server->blocking.ServeNow(txn, w->db, w->dst, served.get());
+  });
+  c.Then([reply, events, served, null_array = w->null_array()](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (*events) (*events)();
+    if (!served->empty()) BlockingRegistry::SendReplies(*served, r.empty() ? store::Status::OK() : r[0].error);
+    if (*reply) return (*reply)(out);
+    if (null_array) return out.NullArray();
+    out.Null();
+  });
+}
+
+// Parses LMPOP's and BLMPOP's numkeys key [key ...] LEFT|RIGHT [COUNT count] from args[at] into w;
+// false with the error replied.
+bool ParseMpop(Ctx& c, size_t at, BlockedPop* w) {
+  int64_t numkeys = 0;
+  if (!resp::ParseInt64(c.arg(at), &numkeys) || numkeys < 1) {
+    c.Fail("numkeys should be greater than 0");
+    return false;
   }
+  if (numkeys > static_cast<int64_t>(c.argc() - at) - 2) {  // the keys and LEFT|RIGHT must be there
+    c.Fail(std::string(err::kSyntax));
+    return false;
+  }
+  const size_t where_idx = at + 1 + static_cast<size_t>(numkeys);
+  if (!ParseWhere(c.arg(where_idx), &w->left)) {
+    c.Fail(std::string(err::kSyntax));
+    return false;
+  }
+  int64_t count = -1;
+  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
+    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
+      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) {
+        c.Fail("count should be greater than 0");
+        return false;
+      }
+    } else {
+      c.Fail(std::string(err::kSyntax));
+      return false;
+    }
+  }
+  w->kind = BlockedPop::Kind::kMpop;
+  w->count = count == -1 ? 1 : count;
+  w->keys.assign(c.args().begin() + static_cast<std::ptrdiff_t>(at + 1),
+                 c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
+  return true;
+}
+
+// LMOVE source destination LEFT|RIGHT LEFT|RIGHT; RPOPLPUSH source destination (RIGHT LEFT).
+std::shared_ptr<BlockedPop> MoveOf(Ctx& c, bool from_left, bool to_left) {
+  auto w = std::make_shared<BlockedPop>();
+  w->kind = BlockedPop::Kind::kMove;
+  w->left = from_left;
+  w->to_left = to_left;
+  w->keys = {std::string(c.arg(1))};
+  w->dst = c.arg(2);
+  return w;
+}
+
+void Lmove(Ctx& c) {
+  bool from_left = false;
+  bool to_left = false;
+  if (!ParseWhere(c.arg(3), &from_left) || !ParseWhere(c.arg(4), &to_left)) return c.Fail(std::string(err::kSyntax));
+  PopOnce(c, MoveOf(c, from_left, to_left));
+}
+
+void Rpoplpush(Ctx& c) { PopOnce(c, MoveOf(c, false, true)); }
+
+// LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count].
+void Lmpop(Ctx& c) {
+  auto w = std::make_shared<BlockedPop>();
+  if (ParseMpop(c, 1, w.get())) PopOnce(c, std::move(w));
+}
+
+// The blocking pops: one try now; when every key is empty, the client waits in the registry
+// (blocking.h). In MULTI or a script, the try is all (PopOnce).
+void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
+  if (c.inline_only()) return PopOnce(c, std::move(w));
+  w->db = c.db();
+  ServerState* server = &c.server();
   ClientSession* client = &c.client();
   w->client = client;
   w->client_id = client->id();
@@ -582,49 +529,24 @@ void Bpop(Ctx& c, bool left) {
 void Blpop(Ctx& c) { Bpop(c, true); }
 void Brpop(Ctx& c) { Bpop(c, false); }
 
-// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout; BRPOPLPUSH source destination timeout
-// (RIGHT LEFT).
-void BlockingMove(Ctx& c, bool from_left, bool to_left, std::string_view timeout) {
-  auto w = std::make_shared<BlockedPop>();
-  if (!ParseTimeout(c, timeout, &w->deadline_ms)) return;
-  w->kind = BlockedPop::Kind::kMove;
-  w->left = from_left;
-  w->to_left = to_left;
-  w->keys = {std::string(c.arg(1))};
-  w->dst = c.arg(2);
-  BlockingPop(c, std::move(w));
-}
-
+// BLMOVE source destination LEFT|RIGHT LEFT|RIGHT timeout; BRPOPLPUSH source destination timeout.
 void Blmove(Ctx& c) {
   bool from_left = false;
   bool to_left = false;
   if (!ParseWhere(c.arg(3), &from_left) || !ParseWhere(c.arg(4), &to_left)) return c.Fail(std::string(err::kSyntax));
-  BlockingMove(c, from_left, to_left, c.arg(5));
+  auto w = MoveOf(c, from_left, to_left);
+  if (ParseTimeout(c, c.arg(5), &w->deadline_ms)) BlockingPop(c, std::move(w));
 }
 
-void Brpoplpush(Ctx& c) { BlockingMove(c, false, true, c.arg(3)); }
+void Brpoplpush(Ctx& c) {
+  auto w = MoveOf(c, false, true);
+  if (ParseTimeout(c, c.arg(3), &w->deadline_ms)) BlockingPop(c, std::move(w));
+}
 
 // BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
 void Blmpop(Ctx& c) {
   auto w = std::make_shared<BlockedPop>();
-  if (!ParseTimeout(c, c.arg(1), &w->deadline_ms)) return;
-  int64_t numkeys = 0;
-  if (!resp::ParseInt64(c.arg(2), &numkeys) || numkeys < 1) return c.Fail("numkeys should be greater than 0");
-  if (numkeys > static_cast<int64_t>(c.argc()) - 4) return c.Fail(std::string(err::kSyntax));
-  const size_t where_idx = 3 + static_cast<size_t>(numkeys);
-  if (!ParseWhere(c.arg(where_idx), &w->left)) return c.Fail(std::string(err::kSyntax));
-  int64_t count = -1;
-  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
-    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
-      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) return c.Fail("count should be greater than 0");
-    } else {
-      return c.Fail(std::string(err::kSyntax));
-    }
-  }
-  w->kind = BlockedPop::Kind::kMpop;
-  w->count = count == -1 ? 1 : count;
-  w->keys.assign(c.args().begin() + 3, c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
-  BlockingPop(c, std::move(w));
+  if (ParseTimeout(c, c.arg(1), &w->deadline_ms) && ParseMpop(c, 2, w.get())) BlockingPop(c, std::move(w));
 }
 
 }  // namespace

@@ -394,23 +394,23 @@ std::string DumpHash(const std::vector<std::string_view>& elements) {
   return out;
 }
 
-std::string DumpSet(const std::vector<std::string_view>& members) {
+namespace {
+
+// RDB_TYPE_SET and RDB_TYPE_LIST: the type, the number of strings, then each string.
+std::string DumpStrings(uint8_t type, const std::vector<std::string_view>& strings) {
   std::string out;
-  out.push_back(static_cast<char>(kTypeSet));
-  PutLength(&out, members.size());
-  for (std::string_view m : members) PutStringObject(&out, m);
+  out.push_back(static_cast<char>(type));
+  PutLength(&out, strings.size());
+  for (std::string_view e : strings) PutStringObject(&out, e);
   PutFooter(&out);
   return out;
 }
 
-std::string DumpList(const std::vector<std::string_view>& elements) {
-  std::string out;
-  out.push_back(static_cast<char>(kTypeList));
-  PutLength(&out, elements.size());
-  for (std::string_view e : elements) PutStringObject(&out, e);
-  PutFooter(&out);
-  return out;
-}
+}  // namespace
+
+std::string DumpSet(const std::vector<std::string_view>& members) { return DumpStrings(kTypeSet, members); }
+
+std::string DumpList(const std::vector<std::string_view>& elements) { return DumpStrings(kTypeList, elements); }
 
 LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
   const std::optional<std::string_view> body = CheckFooter(payload);
