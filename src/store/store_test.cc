@@ -1129,8 +1129,11 @@ TEST_F(StoreTest, WriteAllFromInsideAnInlineRunQueuesBehindIt) {
     });
     std::vector<Store::PendingWrite> nested;
     nested.push_back(Store::PendingWrite{std::move(inner), [&](const Status& s, std::vector<OpResult>) {
-      std::lock_guard lock(mu);
-      order.push_back(s.ok() ? "inner" : "inner failed");
+      {
+        std::lock_guard lock(mu);
+        order.push_back(s.ok() ? "inner" : "inner failed");
+      }
+      // Last: once it is set the test may return and its locals (mu) go.
       inner_done.set_value();
     }});
     store_->WriteAll(std::move(nested));
