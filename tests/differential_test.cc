@@ -130,7 +130,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 86)) {
+    switch (Range(0, 97)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -316,8 +316,76 @@ class Generator {
           default: return {"LMPOP", Pick(std::vector<std::string>{"2", "0", "5"}), Key(), Key(),
                            Pick(std::vector<std::string>{"LEFT", "RIGHT"}), "COUNT", std::to_string(Range(0, 3))};
         }
+      // Sorted sets, on the same keys (WRONGTYPE both ways), whole and per element (tiny
+      // thresholds); scores with ties (member order decides), infinities and bad floats.
+      case 87: case 88: {
+        Cmd c = {"ZADD", Key()};
+        if (Chance(30)) c.push_back(Pick(std::vector<std::string>{"NX", "XX", "GT", "LT", "CH", "INCR", "GT", "XX"}));
+        if (Chance(10)) c.push_back(Pick(std::vector<std::string>{"NX", "CH", "LT"}));
+        for (int i = Range(1, 3); i > 0; --i) c.insert(c.end(), {Score(), Member()});
+        if (Chance(5)) c.pop_back();  // syntax
+        return c;
+      }
+      case 89: return {"ZINCRBY", Key(), Score(), Member()};
+      case 90: return {"ZREM", Key(), Member(), Member()};
+      case 91: {
+        Cmd c;
+        switch (Range(0, 3)) {
+          case 0: c = {"ZRANGE", Key(), std::to_string(Range(-5, 5)), std::to_string(Range(-5, 5))}; break;
+          case 1: c = {"ZRANGE", Key(), Bound(), Bound(), "BYSCORE"}; break;
+          case 2: c = {"ZRANGEBYSCORE", Key(), Bound(), Bound()}; break;
+          default: c = {"ZREVRANGEBYSCORE", Key(), Bound(), Bound()}; break;
+        }
+        if (Chance(30)) c.push_back("REV");
+        if (Chance(40)) c.push_back("WITHSCORES");
+        if (Chance(30)) c.insert(c.end(), {"LIMIT", std::to_string(Range(-1, 3)), std::to_string(Range(-1, 3))});
+        return c;
+      }
+      case 92: {
+        const bool rev = Chance(50);
+        // Lex ranges on a key whose scores are all 0: Redis defines them only then.
+        if (Chance(40)) return {"ZADD", "zlex", "0", Member(), "0", Pick(std::vector<std::string>{"m", "a", "zz", ""})};
+        Cmd c = {rev ? "ZREVRANGEBYLEX" : "ZRANGEBYLEX", "zlex", LexBound(), LexBound()};
+        if (Chance(30)) c.insert(c.end(), {"LIMIT", std::to_string(Range(-1, 3)), std::to_string(Range(-1, 3))});
+        return c;
+      }
+      case 93: return Chance(50) ? Cmd{"ZCOUNT", Key(), Bound(), Bound()} : Cmd{"ZLEXCOUNT", "zlex", LexBound(), LexBound()};
+      case 94: return {Pick(std::vector<std::string>{"ZRANK", "ZREVRANK", "ZSCORE"}), Key(), Member()};
+      case 95: {
+        Cmd c = {Pick(std::vector<std::string>{"ZPOPMIN", "ZPOPMAX", "ZCARD", "ZMSCORE"}), Key()};
+        if (c[0] == "ZMSCORE") c.insert(c.end(), {Member(), Member()});
+        if (c[0].starts_with("ZPOP") && Chance(50)) c.push_back(Pick(std::vector<std::string>{"0", "1", "2", "5", "-1"}));
+        return c;
+      }
+      case 96: {
+        switch (Range(0, 4)) {
+          case 0: return {"ZREMRANGEBYRANK", Key(), std::to_string(Range(-3, 3)), std::to_string(Range(-3, 3))};
+          case 1: return {"ZREMRANGEBYSCORE", Key(), Bound(), Bound()};
+          case 2: return {"ZREMRANGEBYLEX", "zlex", LexBound(), LexBound()};
+          case 3: return {"ZMPOP", "2", Key(), Key(), Pick(std::vector<std::string>{"MIN", "MAX"}), "COUNT", "2"};
+          default: return {"ZRANGESTORE", Key(), Key(), "0", std::to_string(Range(-2, 3))};
+        }
+      }
+      case 97: {
+        Cmd c = {Pick(std::vector<std::string>{"ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"}), Key(), "2", Key(), Key()};
+        if (c[0] != "ZDIFFSTORE" && Chance(40)) c.insert(c.end(), {"WEIGHTS", Score(), "2"});
+        if (c[0] != "ZDIFFSTORE" && Chance(40)) {
+          c.insert(c.end(), {"AGGREGATE", Pick(std::vector<std::string>{"SUM", "MIN", "MAX"})});
+        }
+        return c;
+      }
       default: return {"GET", Key()};
     }
+  }
+
+  std::string Score() {
+    return Pick(std::vector<std::string>{"0", "1", "1", "2", "-1", "1.5", "inf", "-inf", "+inf", "3e2", "x", "nan"});
+  }
+  std::string Bound() {
+    return Pick(std::vector<std::string>{"-inf", "+inf", "0", "1", "(1", "2", "(2", "1.5", "x", "-1"});
+  }
+  std::string LexBound() {
+    return Pick(std::vector<std::string>{"-", "+", "[a", "(a", "[m", "(z", "x", "[", "("});
   }
 
   // A Lua string literal of any bytes (decimal escapes for everything not plain).
@@ -365,6 +433,7 @@ class Generator {
       // Collections whose order Redis leaves to its hash tables: compared as sets of elements.
       case 5: return {{Pick(std::vector<std::string>{"HGETALL", "HKEYS", "HVALS", "SMEMBERS"}), Key()}, Compare::kSet};
       case 6: return {{Pick(std::vector<std::string>{"SINTER", "SUNION", "SDIFF"}), Key(), Key()}, Compare::kSet};
+      case 8: return {{Pick(std::vector<std::string>{"ZUNION", "ZINTER", "ZDIFF"}), "2", Key(), Key(), "WITHSCORES"}};
       case 7: return {{"DUMP", Key()}, Compare::kDump};
       default: return {Deterministic()};
     }
@@ -460,10 +529,10 @@ TEST(Differential, RandomSequencesMatchRedisByteForByte) {
     const std::string entries = tiny ? "2" : "512";
     const std::string list_size = tiny ? "2" : "-2";
     ASSERT_EQ(r.Call({"CONFIG", "SET", "hash-max-listpack-entries", entries, "set-max-intset-entries", entries,
-                      "list-max-listpack-size", list_size}),
+                      "list-max-listpack-size", list_size, "zset-max-listpack-entries", tiny ? "2" : "128"}),
               "+OK\r\n");
     ASSERT_EQ(k.Call({"CONFIG", "SET", "hash-max-listpack-entries", entries, "set-max-intset-entries", entries,
-                      "set-max-listpack-entries", tiny ? "2" : "128", "list-max-listpack-size", list_size}),
+                      "set-max-listpack-entries", tiny ? "2" : "128", "list-max-listpack-size", list_size, "zset-max-listpack-entries", tiny ? "2" : "128"}),
               "+OK\r\n");
     // Half the sequences go as one pipelined write, the rest one command at a time.
     const bool pipelined = seed % 2 == 0;

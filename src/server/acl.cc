@@ -187,14 +187,23 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
         numkeys <= static_cast<int64_t>(args.size()) - 3) {
       for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
     }
-  } else if (cmd.name == "blmpop") {
-    // blmpop timeout numkeys key... (Redis's blmpopGetKeys).
+  } else if (cmd.name == "zunionstore" || cmd.name == "zinterstore" || cmd.name == "zdiffstore") {
+    // destination numkeys key... (Redis's zunionInterDiffStoreGetKeys): the destination too.
+    int64_t numkeys = 0;
+    if (args.size() >= 4 && resp::ParseInt64(args[2], &numkeys) && numkeys > 0 &&
+        numkeys <= static_cast<int64_t>(args.size()) - 3) {
+      positions.push_back(1);
+      for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
+    }
+  } else if (cmd.name == "blmpop" || cmd.name == "bzmpop") {
+    // blmpop / bzmpop timeout numkeys key... (Redis's blmpopGetKeys).
     int64_t numkeys = 0;
     if (args.size() >= 4 && resp::ParseInt64(args[2], &numkeys) && numkeys > 0 &&
         numkeys <= static_cast<int64_t>(args.size()) - 3) {
       for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
     }
-  } else if (cmd.name == "sintercard" || cmd.name == "lmpop") {
+  } else if (cmd.name == "sintercard" || cmd.name == "lmpop" || cmd.name == "zmpop" || cmd.name == "zunion" ||
+             cmd.name == "zinter" || cmd.name == "zdiff" || cmd.name == "zintercard") {
     // sintercard / lmpop numkeys key... (Redis's sintercardGetKeys, lmpopGetKeys: none when
     // numkeys is not valid).
     int64_t numkeys = 0;
@@ -281,11 +290,12 @@ void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
     out.ArrayHeader(1);
     return spec(first, 2, true, 0, 1, 1);
   }
-  if (cmd.name == "blmpop") {
+  if (cmd.name == "blmpop" || cmd.name == "bzmpop") {
     out.ArrayHeader(1);
     return spec(first, 2, true, 0, 1, 1);
   }
-  if (cmd.name == "sintercard" || cmd.name == "lmpop") {
+  if (cmd.name == "sintercard" || cmd.name == "lmpop" || cmd.name == "zmpop" || cmd.name == "zunion" ||
+      cmd.name == "zinter" || cmd.name == "zdiff" || cmd.name == "zintercard") {
     out.ArrayHeader(1);
     return spec(first, 1, true, 0, 1, 1);
   }

@@ -9,6 +9,7 @@
 #include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
+#include "server/zset.h"
 
 namespace keg::server {
 
@@ -24,6 +25,7 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
       if (deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", key);
     };
   };
+  if (w.zset) return TryBlockedZpop(txn, s, w, only, events);
   auto error = [](std::string text) -> ReplyWriter { return [text](resp::ReplyBuffer& out) { out.Error(text); }; };
   for (const std::string& key : w.keys) {
     if (only != nullptr && key != *only) continue;

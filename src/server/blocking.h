@@ -51,6 +51,7 @@ struct BlockedPop {
   bool to_left = true;            ///< kMove: the end pushed
   std::string dst;                ///< kMove: the destination list
   int64_t count = 1;              ///< kMpop: at most this many elements
+  bool zset = false;              ///< BZPOPMIN / BZPOPMAX / BZMPOP (left: the minimum)
   int64_t deadline_ms = 0;        ///< 0: waits for ever
   uint64_t client_id = 0;
   /// The client: used only on its I/O thread (posted through `link`), which cancels the wait
@@ -73,6 +74,16 @@ struct BlockedPop {
 /// it once the group is durable.
 ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
                           std::function<void()>* events = nullptr);
+
+class Ctx;
+/// Parses a blocking command's timeout (seconds, fractional; 0 = for ever) into a deadline (0: none);
+/// false with the error replied.
+bool ParseTimeout(Ctx& c, std::string_view arg, int64_t* deadline_ms);
+/// A pop that never waits, as one kRun op at the command's place (LMOVE, LMPOP, ZMPOP, and the
+/// blocking pops inside MULTI or a script).
+void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w);
+/// A blocking pop: one try now; when every key is empty the client waits in the registry.
+void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w);
 
 /// A client served, and its reply (sent once the group that served it is durable).
 struct ServedPop {

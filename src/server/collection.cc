@@ -10,6 +10,7 @@
 #include "server/list.h"
 #include "server/rdb.h"
 #include "server/state.h"
+#include "server/zset.h"
 #include "store/format.h"
 
 namespace keg::server {
@@ -278,6 +279,16 @@ bool DumpRecord(Ctx& c, store::ValueView record, std::string* out) {
     *out = rdb::DumpList(elements);
     return true;
   }
+  if (record.type == store::format::kTypeZset) {
+    std::vector<std::pair<std::string, double>> items;
+    store::Status s;
+    if (!ZsetItems(c, record, &items, &s)) {
+      c.Error(CorruptionError(s));
+      return false;
+    }
+    *out = rdb::DumpZset(items);
+    return true;
+  }
   const uint8_t type = record.type;
   CollectionRead coll(c);
   if (!coll.Adopt(std::move(record))) return false;
@@ -301,6 +312,10 @@ bool DumpRecord(Ctx& c, store::ValueView record, std::string* out) {
 bool WriteCollection(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key, uint8_t type,
                      uint8_t flags, std::span<const std::string_view> items, bool keep_ttl,
                      int64_t expire_at_ms) {
+  if (type == store::format::kTypeZset) {  // kept in order, by its own thresholds
+    WriteZsetEntries(txn, s, db, key, items, keep_ttl, expire_at_ms);
+    return true;
+  }
   const size_t stride = StrideOf(type);
   if (items.empty()) {
     store::ValueView v;

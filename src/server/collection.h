@@ -33,8 +33,11 @@ struct Entry {
   std::string_view value;
 };
 
-/// Entries per element of the whole encoding: a hash's field and value, a set's member.
-inline size_t StrideOf(uint8_t type) { return type == store::format::kTypeHash ? 2 : 1; }
+/// Entries per element of the whole encoding: a hash's field and value, a sorted set's member and
+/// score (8 bytes), a set's member.
+inline size_t StrideOf(uint8_t type) {
+  return type == store::format::kTypeHash || type == store::format::kTypeZset ? 2 : 1;
+}
 
 /// Whether a collection of `type` with `count` entries, whose whole encoding takes `bytes`, is
 /// stored per element: past the type's entry threshold, or past that many entries of the value

@@ -145,6 +145,8 @@ class Ctx {
   /// Run by a script's redis.call (on the writer thread, or inline on the leader's): client() is
   /// not the caller's connection to touch.
   bool in_script() const { return direct_ != nullptr; }
+  /// A script's Txn (its group being built), or null outside scripts.
+  store::Txn* script_txn() const;
   void ReplyReadError();
 
   /// Write commands: the batch to add ops to, and the finisher of this command.
@@ -319,6 +321,7 @@ void RegisterPubsubCommands(std::vector<Command>* table);      // commands_pubsu
 void RegisterHashCommands(std::vector<Command>* table);        // commands_hash.cc
 void RegisterSetCommands(std::vector<Command>* table);         // commands_set.cc
 void RegisterListCommands(std::vector<Command>* table);        // commands_list.cc
+void RegisterZsetCommands(std::vector<Command>* table);        // commands_zset.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

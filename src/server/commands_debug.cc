@@ -66,7 +66,9 @@ void ValueDigest(store::Store& st, Digest& d, const store::ValueView& v, bool ex
     if (st.ReadElements(store::format::IncarnationOf(v.value), &large, &pins).ok()) {
       for (const store::ElementView& e : large) {
         elements.elements.push_back(e.member);
-        if (v.type == store::format::kTypeHash) elements.elements.push_back(e.value);
+        if (v.type == store::format::kTypeHash || v.type == store::format::kTypeZset) {
+          elements.elements.push_back(e.value);
+        }
       }
     }
   }
@@ -75,11 +77,19 @@ void ValueDigest(store::Store& st, Digest& d, const store::ValueView& v, bool ex
     MixDigest(d, v.value);
   } else if (v.type == store::format::kTypeList) {  // order matters: each element mixed in turn
     for (std::string_view e : elements.elements) MixDigest(d, e);
-  } else if (v.type == store::format::kTypeHash) {
+  } else if (v.type == store::format::kTypeHash || v.type == store::format::kTypeZset) {
     for (size_t i = 0; i + 1 < elements.elements.size(); i += 2) {
       Digest pair{};
       MixDigest(pair, elements.elements[i]);
-      MixDigest(pair, elements.elements[i + 1]);
+      std::string_view second = elements.elements[i + 1];
+      char score_text[40];
+      double score = 0;
+      if (v.type == store::format::kTypeZset && store::format::DecodeScore(second, &score)) {
+        // A sorted set's score as Redis mixes it in: "%.17g".
+        const int n = std::snprintf(score_text, sizeof(score_text), "%.17g", score);
+        second = std::string_view(score_text, static_cast<size_t>(n));
+      }
+      MixDigest(pair, second);
       XorDigest(d, std::string_view(reinterpret_cast<const char*>(pair.data()), pair.size()));
     }
   } else {
@@ -361,6 +371,7 @@ std::string_view StringEncoding(std::string_view value) {
 std::string_view ValueEncoding(const store::ValueView& v) {
   if (v.type == store::format::kTypeString) return StringEncoding(v.value);
   if (v.type == store::format::kTypeList) return "quicklist";  // as Redis 7.0 reports every list
+  if (v.type == store::format::kTypeZset) return v.kind == store::format::kKindHead ? "skiplist" : "listpack";
   if (v.kind == store::format::kKindHead) return "hashtable";  // stored per element: past the thresholds
   const bool converted = !v.value.empty() && (static_cast<uint8_t>(v.value[0]) & coll::kConverted) != 0;
   switch (v.type) {

@@ -490,7 +490,7 @@ void Restore(Ctx& c) {
         error = "Bad data format";
         break;
       case rdb::LoadResult::kUnsupportedType:
-        error = "Bad data format: keg loads strings, hashes, sets and lists only (no sorted sets or streams yet)";
+        error = "Bad data format: keg loads strings, hashes, sets, lists and sorted sets only (no streams yet)";
         break;
     }
   }

@@ -367,6 +367,8 @@ void Ltrim(Ctx& c) {
 // Redis's getTimeoutFromObjectOrReply (seconds, fractional): the deadline in ms (0: for ever),
 // or false with the error replied. A timeout past what a deadline can hold is out of range (Redis
 // 7.0 overflows there).
+}  // namespace
+
 bool ParseTimeout(Ctx& c, std::string_view arg, int64_t* deadline_ms) {
   const std::string text(arg);
   char* end = nullptr;
@@ -414,6 +416,8 @@ void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w) {
     out.Null();
   });
 }
+
+namespace {
 
 // Parses LMPOP's and BLMPOP's numkeys key [key ...] LEFT|RIGHT [COUNT count] from args[at] into w;
 // false with the error replied.
@@ -477,6 +481,8 @@ void Lmpop(Ctx& c) {
   if (ParseMpop(c, 1, w.get())) PopOnce(c, std::move(w));
 }
 
+}  // namespace
+
 // The blocking pops: one try now; when every key is empty, the client waits in the registry
 // (blocking.h). In MULTI or a script, the try is all (PopOnce).
 void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
@@ -515,6 +521,8 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
     link->Post([client = w->client, reply] { client->EndBlocked(*reply); });
   });
 }
+
+namespace {
 
 // BLPOP / BRPOP key [key ...] timeout.
 void Bpop(Ctx& c, bool left) {

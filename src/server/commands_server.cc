@@ -1268,6 +1268,7 @@ struct Table {
     RegisterHashCommands(&commands);
     RegisterSetCommands(&commands);
     RegisterListCommands(&commands);
+    RegisterZsetCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

@@ -198,6 +198,10 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("set-max-intset-entries", &Config::set_max_intset_entries, 0, LONG_MAX, true));
     t.push_back(Int("set-max-listpack-entries", &Config::set_max_listpack_entries, 0, LONG_MAX, true));
     t.push_back(Int("set-max-listpack-value", &Config::set_max_listpack_value, 0, LONG_MAX, true, true));
+    t.push_back(Int("zset-max-listpack-entries", &Config::zset_max_listpack_entries, 0, LONG_MAX, true));
+    t.push_back(Int("zset-max-ziplist-entries", &Config::zset_max_listpack_entries, 0, LONG_MAX, true));
+    t.push_back(Int("zset-max-listpack-value", &Config::zset_max_listpack_value, 0, LONG_MAX, true, true));
+    t.push_back(Int("zset-max-ziplist-value", &Config::zset_max_listpack_value, 0, LONG_MAX, true, true));
     t.push_back(Int("list-max-listpack-size", &Config::list_max_listpack_size, INT_MIN, INT_MAX, true));
     t.push_back(Int("list-max-ziplist-size", &Config::list_max_listpack_size, INT_MIN, INT_MAX, true));
     t.push_back(Int("list-compress-depth", &Config::list_compress_depth, 0, INT_MAX, true));

@@ -79,6 +79,8 @@ struct Config {
   int64_t set_max_intset_entries = 512;
   int64_t set_max_listpack_entries = 128;  // Redis 7.2's names, accepted
   int64_t set_max_listpack_value = 64;
+  int64_t zset_max_listpack_entries = 128;  // zset-max-listpack-entries (alias zset-max-ziplist-entries)
+  int64_t zset_max_listpack_value = 64;     // zset-max-listpack-value (alias zset-max-ziplist-value)
   int64_t list_max_listpack_size = -2;  // alias list-max-ziplist-size (keg: docs/types.md, "Lists")
   int64_t list_compress_depth = 0;      // accepted; keg does not compress list nodes
 

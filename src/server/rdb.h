@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace keg::server::rdb {
@@ -37,8 +38,13 @@ std::string DumpSet(const std::vector<std::string_view>& members);
 /// loads it into its own encoding).
 std::string DumpList(const std::vector<std::string_view>& elements);
 
+/// DUMP of a sorted set: RDB_TYPE_ZSET_2, the number of members, then each member and its score
+/// (8 bytes, little endian), as redis-server 7.0 writes a skiplist sorted set.
+std::string DumpZset(const std::vector<std::pair<std::string, double>>& items);
+
 /// A value RESTORE can load: a string (`value`), a hash (`elements`: field, value, ...), a set
-/// (`elements`: its members) or a list (`elements`, in order: RDB_TYPE_LIST or what Redis 7.0
+/// (`elements`: its members), a sorted set (`elements`: member, score as 8 bytes
+/// (store::format::EncodeScore), ...: RDB_TYPE_ZSET, RDB_TYPE_ZSET_2 or RDB_TYPE_ZSET_LISTPACK) or a list (`elements`, in order: RDB_TYPE_LIST or what Redis 7.0
 /// writes, RDB_TYPE_LIST_QUICKLIST_2).
 struct Loaded {
   uint8_t type = 0;  // store::format::ValueType

@@ -1,6 +1,7 @@
 #include "server/session.h"
 
 #include "resp/numbers.h"
+#include "server/collection.h"
 #include "server/collection_commands.h"
 #include "server/list.h"
 #include "server/notify.h"
@@ -241,6 +242,8 @@ store::Status Ctx::GetElement(uint64_t inc, std::string_view member, store::Valu
   if (direct_ != nullptr) return direct_->txn->GetElement(inc, member, out);
   return server_.store->GetElement(inc, member, out);
 }
+
+store::Txn* Ctx::script_txn() const { return direct_ != nullptr ? direct_->txn : nullptr; }
 
 uint64_t Ctx::ElementCount(uint64_t inc) {
   if (direct_ != nullptr) return direct_->txn->ElementCount(inc);
@@ -1634,7 +1637,7 @@ void ClientSession::Exec(Ctx& ctx) {
             // A collection stored per element is captured whole, as it is at this place (or the
             // members the command looks up, when it names them): the step's handler reads it as
             // it reads a small one.
-            const bool hash = cur.type == store::format::kTypeHash;
+            const bool hash = StrideOf(cur.type) == 2;  // a hash's values, a sorted set's scores
             const uint64_t inc = store::format::IncarnationOf(cur.value);
             std::vector<std::string> items;
             if (cur.type == store::format::kTypeList) {  // a list in its order, whole

@@ -74,6 +74,8 @@ void ServerState::ApplyConfigLocked() {
   set_max_intset_entries.store(config.set_max_intset_entries, std::memory_order_relaxed);
   set_max_entries.store(config.set_max_listpack_entries, std::memory_order_relaxed);
   set_max_value.store(config.set_max_listpack_value, std::memory_order_relaxed);
+  zset_max_entries.store(config.zset_max_listpack_entries, std::memory_order_relaxed);
+  zset_max_value.store(config.zset_max_listpack_value, std::memory_order_relaxed);
   list_max_listpack_size.store(config.list_max_listpack_size, std::memory_order_relaxed);
   debug_command.store(config.enable_debug_command == "yes"     ? 1
                       : config.enable_debug_command == "local" ? 2

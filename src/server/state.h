@@ -299,6 +299,8 @@ struct ServerState {
   std::atomic<int64_t> set_max_intset_entries{512};
   std::atomic<int64_t> set_max_entries{128};
   std::atomic<int64_t> set_max_value{64};
+  std::atomic<int64_t> zset_max_entries{128};
+  std::atomic<int64_t> zset_max_value{64};
   std::atomic<int64_t> list_max_listpack_size{-2};
   /// DEBUG SET-DISABLE-DENY-SCRIPTS (tests): scripts may call noscript commands that answer in
   /// place (CLIENT LIST, DEBUG PROTOCOL); never those that act on a connection.

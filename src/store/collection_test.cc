@@ -488,3 +488,90 @@ TEST_F(CollectionTest, ADamagedElementIsCorruptionNotAValue) {
 
 }  // namespace
 }  // namespace keg::store
+
+namespace keg::store {
+namespace {
+
+// A sorted set's order (the store's ordered index) as a reader sees it: (score, member) in order.
+std::vector<std::pair<double, std::string>> Order(const Store& st, uint64_t inc) {
+  std::vector<std::pair<double, std::string>> out;
+  st.ReadOrdered(inc, [&](const OrderedView& v) {
+    out.clear();
+    v.ForRange(0, v.Size(), [&](const OrderedView::Item& it) {
+      out.emplace_back(it.score, std::string(it.member));
+      return true;
+    });
+  });
+  return out;
+}
+
+TEST_F(CollectionTest, ASortedSetsOrderFollowsWritesRestartsAndCompaction) {
+  // A model of the set: member -> score. Scores tie often (the member decides).
+  std::map<std::string, double> model;
+  uint64_t inc = 0;
+  Run([&](Txn& txn) {
+    inc = txn.NewIncarnation();
+    for (int i = 0; i < 2000; ++i) {
+      const std::string m = "m" + std::to_string(i);
+      model[m] = i % 13;
+      txn.PutElement(0, "z", format::kTypeZset, inc, m, format::EncodeScore(i % 13));
+    }
+    PutHead(txn, "z", inc, format::kTypeZset);
+  });
+  auto expected = [&] {
+    std::vector<std::pair<double, std::string>> v;
+    for (const auto& [m, s] : model) v.emplace_back(s, m);
+    std::sort(v.begin(), v.end());
+    return v;
+  };
+  ASSERT_EQ(Order(*store_, inc), expected());
+  // Rescores, removals and re-adds over several groups; a Txn reads the applied order meanwhile.
+  for (int round = 0; round < 5; ++round) {
+    Run([&](Txn& txn) {
+      for (int i = round; i < 2000; i += 7) {
+        const std::string m = "m" + std::to_string(i);
+        if (i % 3 == 0) {
+          txn.DeleteElement(0, "z", format::kTypeZset, inc, m);
+          model.erase(m);
+        } else {
+          const double s = (i * 31 + round) % 17 - 8.5;
+          txn.PutElement(0, "z", format::kTypeZset, inc, m, format::EncodeScore(s));
+          model[m] = s;
+        }
+      }
+      size_t changes = 0;
+      txn.GroupElements(inc, [&](std::string_view, const std::string_view*) { ++changes; });
+      EXPECT_GT(changes, 0u);
+    });
+    ASSERT_EQ(Order(*store_, inc), expected()) << "round " << round;
+  }
+  // Rank and Find through the view.
+  store_->ReadOrdered(inc, [&](const OrderedView& v) {
+    const auto want = expected();
+    double score = 0;
+    uint64_t pos = 0;
+    ASSERT_TRUE(v.Find(want[100].second, &score, &pos));
+    EXPECT_EQ(score, want[100].first);
+    EXPECT_EQ(pos, 100u);
+    EXPECT_FALSE(v.Find("absent", &score, &pos));
+    EXPECT_EQ(v.PartitionPoint([](const OrderedView::Probe& p) { return p.score() < 0; }),
+              static_cast<uint64_t>(std::count_if(want.begin(), want.end(), [](const auto& e) { return e.first < 0; })));
+  });
+  Reopen();  // the order is rebuilt from the element records
+  ASSERT_EQ(Order(*store_, inc), expected());
+  ASSERT_TRUE(store_->CompactSync().ok());  // every element record moves: the order follows
+  ASSERT_EQ(Order(*store_, inc), expected());
+  Run([&](Txn& txn) {  // and later writes still find their entries
+    for (int i = 1; i < 2000; i += 5) {
+      const std::string m = "m" + std::to_string(i);
+      txn.PutElement(0, "z", format::kTypeZset, inc, m, format::EncodeScore(-i));
+      model[m] = -i;
+    }
+  });
+  ASSERT_EQ(Order(*store_, inc), expected());
+  Reopen();
+  ASSERT_EQ(Order(*store_, inc), expected());
+}
+
+}  // namespace
+}  // namespace keg::store

@@ -315,6 +315,22 @@ Status StoreImpl::RunCompaction(bool manual) {
       }
       for (const auto& [m, inc] : element_moves) {
         auto it = collections_.find(inc);  // the writer role: no lock needed to read the map
+        if (it != collections_.end() && it->second->ordered) {
+          // A sorted set's order names the record too: repointed under the walk lock, which its
+          // readers hold. The copy holds the same member and score.
+          Collection& coll = *it->second;
+          const Location to = Location::Unpack(m.to);
+          const DataFile* file = files_.GetRaw(to.file);
+          std::string_view member, value;
+          double score = 0;
+          Status error;
+          if (file != nullptr && ReadElementAt(*file, to.offset, &member, &value, &error) &&
+              format::DecodeScore(value, &score)) {
+            std::unique_lock walk(coll.walk_mu);
+            coll.ordered->Repoint(score, member, Location{Location::Unpack(m.from).file, Location::Unpack(m.from).offset, false, 0}.Pack(),
+                                  Location{to.file, to.offset, false, 0}.Pack(), WriterMemberFn());
+          }
+        }
         if (it != collections_.end() &&
             it->second->index.ReplaceIfAt(m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
           ++moved;

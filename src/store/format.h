@@ -109,6 +109,20 @@ inline uint64_t IncarnationOf(std::string_view bytes) {
   return v;
 }
 
+/// A sorted set element's value (docs/types.md): its score, the IEEE double's 8 bytes, little endian.
+constexpr size_t kScoreSize = 8;
+inline std::string EncodeScore(double score) {
+  std::string v(kScoreSize, '\0');
+  std::memcpy(v.data(), &score, kScoreSize);
+  return v;
+}
+/// False when `value` is not a score (damage the CRC missed).
+inline bool DecodeScore(std::string_view value, double* score) {
+  if (value.size() != kScoreSize) return false;
+  std::memcpy(score, value.data(), kScoreSize);
+  return true;
+}
+
 /// The three bytes format 2 gave meaning to; all zero is a format-1 record (a string, db 0).
 struct Tag {
   uint8_t type = kTypeString;

@@ -319,6 +319,7 @@ void StoreImpl::FinishCollections() {
     it = collections_.erase(it);
     ++dropped;
   }
+  BuildOrderedIndexes();
   next_incarnation_ = replay_max_inc_.load() + 1;
   if (!collections_.empty() || dropped > 0) {
     uint64_t elements = 0;
@@ -326,6 +327,39 @@ void StoreImpl::FinishCollections() {
     spdlog::info("recovery: {} large collections ({} elements); {} without a live head dropped",
                  collections_.size(), elements, dropped);
   }
+}
+
+void StoreImpl::BuildOrderedIndexes() {
+  const OrderedIndex::MemberFn member_of = WriterMemberFn();
+  size_t sets = 0;
+  for (auto& [inc, coll] : collections_) {
+    std::vector<OrderedIndex::Entry> entries;
+    bool zset = true;
+    coll->index.ForEach([&](const Location& loc) {
+      if (!zset) return;
+      const DataFile* file = files_.GetRaw(loc.file);
+      if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
+      const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
+      if (h.tag.type != format::kTypeZset) {
+        zset = false;
+        return;
+      }
+      std::string_view member, value;
+      double score = 0;
+      Status error;
+      if (ReadElementAt(*file, loc.offset, &member, &value, &error) && format::DecodeScore(value, &score)) {
+        entries.push_back({score, Location{loc.file, loc.offset, false, 0}.Pack()});
+      }
+    });
+    if (!zset || entries.empty()) continue;
+    std::sort(entries.begin(), entries.end(), [&](const OrderedIndex::Entry& a, const OrderedIndex::Entry& b) {
+      return a.score != b.score ? a.score < b.score : member_of(a.loc) < member_of(b.loc);
+    });
+    coll->ordered = std::make_unique<OrderedIndex>();
+    coll->ordered->Assign(std::move(entries));
+    ++sets;
+  }
+  if (sets > 0) spdlog::info("recovery: ordered {} large sorted sets", sets);
 }
 
 Status StoreImpl::Recover() {

@@ -1177,6 +1177,7 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   r.tombstone = tombstone;
   r.origin = current_origin_;
   r.kind = format::kKindElement;
+  r.type = type;
   r.inc = inc;
   r.report_key = report;
   pending_.push_back(r);
@@ -1484,6 +1485,30 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       }
       return first_error;
     }
+    void GroupElements(uint64_t inc,
+                       const std::function<void(std::string_view, const std::string_view*)>& fn) override {
+      auto g = store_->group_colls_.find(inc);
+      if (g == store_->group_colls_.end()) return;
+      for (const uint32_t i : g->second.records) {
+        const PendingRecord& r = store_->pending_[i];
+        const OverlayEntry* last = store_->elem_overlay_.Find(r.key, r.hash);
+        if (last == nullptr || last->group_offset != r.group_offset) continue;
+        const std::string_view member = r.key.substr(format::kIncarnationSize);
+        if (!last->exists) {
+          fn(member, nullptr);
+          continue;
+        }
+        const char* p = store_->group_buf_.data() + r.group_offset;
+        const format::RecordHeader h = format::DecodeHeader(p);
+        const std::string_view value(p + format::kRecordHeaderSize + h.key_size, h.value_size);
+        fn(member, &value);
+      }
+    }
+    void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) override {
+      auto it = store_->collections_.find(inc);  // the writer role: no lock needed
+      const Collection* coll = it != store_->collections_.end() && it->second->ordered ? it->second.get() : nullptr;
+      store_->LendOrdered(inc, coll, [this](uint32_t index) { return store_->files_.GetRaw(index); }, fn);
+    }
     void Execute(WriteBatch::Op op, OpResult* result) override {
       // The group's records and overlay refer to the op's key until the group completes: the
       // caller's op may not live that long, this one does.
@@ -1761,15 +1786,127 @@ std::shared_ptr<StoreImpl::Collection> StoreImpl::FindCollection(uint64_t inc) c
   return it == collections_.end() ? nullptr : it->second;
 }
 
-StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb) {
+StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb, uint8_t type) {
   std::unique_lock lock(collections_mu_);
   std::shared_ptr<Collection>& slot = collections_[inc];
   if (!slot) {
     slot = std::make_shared<Collection>();
     slot->pdb = pdb;
   }
+  // A sorted set's first element creates its order (ApplyGroup holds the walk lock by then).
+  if (type == format::kTypeZset && !slot->ordered) slot->ordered = std::make_unique<OrderedIndex>();
   return *slot;
 }
+
+OrderedIndex::MemberFn StoreImpl::WriterMemberFn() const {
+  return [this](uint64_t packed) -> std::string_view {
+    const Location loc = Location::Unpack(packed);
+    const DataFile* file = files_.GetRaw(loc.file);
+    std::string_view member, value;
+    Status error;
+    if (file == nullptr || !ReadElementAt(*file, loc.offset, &member, &value, &error)) return {};
+    return member;
+  };
+}
+
+namespace {
+
+// The score in the element record at `loc` (ReadElementAt's check); false when unreadable.
+template <class Read>
+bool ScoreAt(const Read& read, const Location& loc, double* score) {
+  std::string_view member, value;
+  return read(loc, &member, &value) && format::DecodeScore(value, score);
+}
+
+uint64_t PackedLoc(const Location& loc) { return Location{loc.file, loc.offset, false, 0}.Pack(); }
+
+}  // namespace
+
+void StoreImpl::UpdateOrdered(Collection& coll, std::string_view member, bool had_old, const Location& old,
+                              bool has_now, const Location& now) {
+  auto read = [this](const Location& loc, std::string_view* m, std::string_view* v) {
+    const DataFile* file = files_.GetRaw(loc.file);
+    Status error;
+    return file != nullptr && ReadElementAt(*file, loc.offset, m, v, &error);
+  };
+  const OrderedIndex::MemberFn member_of = WriterMemberFn();
+  double score = 0;
+  if (had_old && ScoreAt(read, old, &score)) coll.ordered->Erase(score, member, PackedLoc(old), member_of);
+  if (has_now && ScoreAt(read, now, &score)) coll.ordered->Insert(score, member, PackedLoc(now), member_of);
+}
+
+void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll,
+                            const std::function<const DataFile*(uint32_t)>& file_of,
+                            const std::function<void(const OrderedView&)>& fn) const {
+  class View final : public OrderedView {
+   public:
+    View(const StoreImpl& store, uint64_t inc, const Collection* coll,
+         const std::function<const DataFile*(uint32_t)>& file_of)
+        : store_(store), inc_(inc), coll_(coll), idx_(coll != nullptr ? coll->ordered.get() : nullptr),
+          file_of_(file_of), member_of_([this](uint64_t loc) { return MemberAt(loc); }) {}
+    uint64_t Size() const override { return idx_ != nullptr ? idx_->Size() : 0; }
+    uint64_t PartitionPoint(const Before& before) const override {
+      if (idx_ == nullptr) return 0;
+      return idx_->PartitionPoint(
+          [&](const OrderedIndex::Entry& e) { return before(Probe(*this, e.score, e.loc)); });
+    }
+    void ForRange(uint64_t from, uint64_t to, const std::function<bool(const Item&)>& fn) const override {
+      if (idx_ == nullptr) return;
+      idx_->ForRange(from, to, [&](const OrderedIndex::Entry& e) { return fn(Item{e.score, MemberAt(e.loc)}); });
+    }
+    bool Find(std::string_view member, double* score, uint64_t* pos) const override {
+      if (idx_ == nullptr) return false;
+      const std::string ekey = format::ElementKey(inc_, member);
+      std::shared_ptr<DataFile> file;
+      format::RecordHeader h;
+      uint64_t offset = 0;
+      Status s = store_.Lookup(coll_->index, ekey, store_.Hash(ekey), false, &file, &h, &offset);
+      if (!s.ok()) {
+        if (!s.IsNotFound() && error_.ok()) error_ = std::move(s);
+        return false;
+      }
+      const char* p = file->data() + offset + format::kRecordHeaderSize;
+      if (!format::DecodeScore(std::string_view(p + h.key_size, h.value_size), score)) {
+        if (error_.ok()) {
+          error_ = Status::Corruption(file->path() + " at offset " + std::to_string(offset) + ": not a score");
+        }
+        return false;
+      }
+      const double sc = *score;
+      *pos = idx_->PartitionPoint(
+          [&](const OrderedIndex::Entry& e) { return OrderedIndex::Less(e, sc, member, member_of_); });
+      return true;
+    }
+    const Status& error() const override { return error_; }
+
+   protected:
+    std::string_view MemberAt(uint64_t packed) const override {
+      const Location loc = Location::Unpack(packed);
+      const DataFile* file = file_of_(loc.file);
+      std::string_view member, value;
+      Status error;
+      if (file == nullptr) {
+        error = Status::Failed("a sorted set's record was moved away during a read; try again");
+      } else if (store_.ReadElementAt(*file, loc.offset, &member, &value, &error)) {
+        return member;
+      }
+      if (error_.ok()) error_ = std::move(error);
+      return {};
+    }
+
+   private:
+    const StoreImpl& store_;
+    uint64_t inc_;
+    const Collection* coll_;
+    const OrderedIndex* idx_;
+    const std::function<const DataFile*(uint32_t)>& file_of_;
+    OrderedIndex::MemberFn member_of_;
+    mutable Status error_;
+  };
+  const View view(*this, inc, coll, file_of);
+  fn(view);
+}
+
 
 void StoreImpl::HeadCame(uint64_t inc, uint8_t pdb) {
   Collection& coll = CollectionFor(inc, pdb);
@@ -1958,6 +2095,17 @@ bool StoreImpl::RandomElement(uint64_t inc, uint64_t random, std::string* member
   return false;
 }
 
+void StoreImpl::ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const {
+  const std::shared_ptr<Collection> coll = FindCollection(inc);
+  if (!coll || !coll->ordered) {
+    LendOrdered(inc, nullptr, [](uint32_t) -> const DataFile* { return nullptr; }, fn);
+    return;
+  }
+  PinnedFiles files(files_.Snapshot());  // before the walk lock: no record can be retired under it
+  std::shared_lock walk(coll->walk_mu);
+  LendOrdered(inc, coll.get(), [&](uint32_t index) { return files.Get(index, files_); }, fn);
+}
+
 void StoreImpl::ApplyGroup() {
   const uint64_t base = write_offset_;
   write_offset_ += group_buf_.size();
@@ -1981,7 +2129,8 @@ void StoreImpl::ApplyGroup() {
   std::vector<std::unique_lock<std::shared_mutex>> walk_locks;
   for (const auto& [inc, g] : group_colls_) {
     if (g.records.empty()) continue;
-    Collection& coll = CollectionFor(inc, pending_[g.records.front()].db);
+    const PendingRecord& first = pending_[g.records.front()];
+    Collection& coll = CollectionFor(inc, first.db, first.type);
     touched.emplace_back(inc, &coll);
     maybe_dead_.push_back(inc);  // a collection the group created and deleted again goes at the end
   }
@@ -2016,11 +2165,17 @@ void StoreImpl::ApplyGroup() {
       if (coll == nullptr) continue;  // cannot happen: its overlay entry and group_colls_ go together
       const Location loc{active_->index(), base + r.group_offset, false, 0};
       Location old;
+      const std::string_view member = r.key.substr(format::kIncarnationSize);
       if (r.tombstone) {
-        if (coll->index.Erase(r.hash, MatcherFor(r.key), &old)) MarkDead(old);
+        if (coll->index.Erase(r.hash, MatcherFor(r.key), &old)) {
+          if (coll->ordered) UpdateOrdered(*coll, member, true, old, false, loc);
+          MarkDead(old);
+        }
         active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
-      } else if (coll->index.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
-        MarkDead(old);
+      } else {
+        const bool had = coll->index.Upsert(r.hash, MatcherFor(r.key), loc, &old);
+        if (coll->ordered) UpdateOrdered(*coll, member, had, old, true, loc);
+        if (had) MarkDead(old);
       }
       continue;
     }
@@ -2270,7 +2425,8 @@ Stats StoreImpl::GetStats() const {
     st.collections = collections_.size();
     for (const auto& [inc, coll] : collections_) {
       st.collection_elements += coll->index.Size();
-      st.collection_index_bytes += coll->index.MemoryBytes() + sizeof(Collection);
+      st.collection_index_bytes += coll->index.MemoryBytes() + sizeof(Collection) +
+                                   (coll->ordered ? coll->ordered->MemoryBytes() : 0);
     }
   }
   for (const auto& file : files_.Snapshot()) {

@@ -122,6 +122,47 @@ struct ElementView {
   std::string_view value;  ///< a hash field's value; empty for a set member
 };
 
+/// A large sorted set's members in order (docs/types.md, "Sorted sets"): by score, then member
+/// bytes. Lent to a function by Store::ReadOrdered / Txn::ReadOrdered, valid during the call; one
+/// consistent state of the collection. Positions are 0-based ranks.
+class OrderedView {
+ public:
+  struct Item {
+    double score = 0;
+    std::string_view member;  ///< valid during the ReadOrdered call
+  };
+  /// One entry as a search sees it: its score, and its member read on demand (a record read, so
+  /// a predicate that can decide from the score alone should).
+  class Probe {
+   public:
+    Probe(const OrderedView& view, double score, uint64_t loc) : view_(view), score_(score), loc_(loc) {}
+    double score() const { return score_; }
+    std::string_view member() const { return view_.MemberAt(loc_); }
+
+   private:
+    const OrderedView& view_;
+    double score_;
+    uint64_t loc_;
+  };
+  using Before = std::function<bool(const Probe&)>;
+
+  virtual uint64_t Size() const = 0;
+  /// The number of leading members for which `before` holds (true for a prefix of the order,
+  /// false after it): O(log n) calls.
+  virtual uint64_t PartitionPoint(const Before& before) const = 0;
+  /// Calls fn for the members at positions [from, to) in order while it returns true.
+  virtual void ForRange(uint64_t from, uint64_t to, const std::function<bool(const Item&)>& fn) const = 0;
+  /// Finds `member`: true with its score and position.
+  virtual bool Find(std::string_view member, double* score, uint64_t* pos) const = 0;
+  /// The first failure of a record read by this view (Corruption naming file and offset); its
+  /// member then read as empty.
+  virtual const Status& error() const = 0;
+
+ protected:
+  ~OrderedView() = default;
+  virtual std::string_view MemberAt(uint64_t loc) const = 0;
+};
+
 /// What an Update callback decides, given the current value (nullptr if the key is absent).
 struct UpdateDecision {
   /// kRun: nothing decided; the op's RunFn runs instead, at the same place (WriteBatch::UpdateOrRun).
@@ -347,6 +388,13 @@ class Txn {
   /// first such failure (Corruption naming file and offset), OK when there was none.
   virtual Status ForEachElement(uint64_t inc,
                                 const std::function<void(std::string_view member, std::string_view value)>& fn) = 0;
+  /// Calls fn(member, value) for each element of collection `inc` the group wrote so far, with
+  /// its state now: value null when the group deleted it.
+  virtual void GroupElements(uint64_t inc,
+                             const std::function<void(std::string_view member, const std::string_view* value)>& fn) = 0;
+  /// Lends fn the order of sorted set `inc` as applied, without the group's writes (combine with
+  /// GroupElements). An unknown incarnation reads as empty.
+  virtual void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) = 0;
 
  protected:
   ~Txn() = default;
@@ -523,6 +571,10 @@ class Store {
                                 const std::function<void(std::string_view member, std::string_view value)>& fn) const = 0;
   /// A random element (the first at or after a slot picked by `random`); false when empty.
   virtual bool RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const = 0;
+  /// Lends fn the order of sorted set `inc` as of one group (a group's writes to it all or none;
+  /// the writer waits while fn runs: keep it short). Call it inside ReadTogether with the Get of
+  /// the head. An unknown incarnation reads as empty.
+  virtual void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const = 0;
 
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;

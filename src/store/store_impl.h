@@ -21,6 +21,7 @@
 
 #include "store/data_file.h"
 #include "store/element_index.h"
+#include "store/ordered_index.h"
 #include "store/format.h"
 #include "store/group_state.h"
 #include "store/hint_file.h"
@@ -84,6 +85,7 @@ class StoreImpl final : public Store {
   uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
                         const std::function<void(std::string_view, std::string_view)>& fn) const override;
   bool RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const override;
+  void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const override;
   void Write(WriteBatch batch, WriteCallback done) override;
   void WriteAll(std::vector<PendingWrite> writes) override;
   // Holding the writer role: whether a group of `writes` surely fits the active file, so a caller
@@ -178,6 +180,7 @@ class StoreImpl final : public Store {
     uint8_t swap_b = 0;
     uint64_t origin = 0;     // the batch's WriteBatch::origin (Options::on_written)
     uint8_t kind = 0;        // format::RecordKind
+    uint8_t type = 0;        // an element's format::ValueType
     uint64_t inc = 0;        // an element's collection, or the incarnation a head names
     std::string_view report_key;  // an element's collection key (Options::on_written)
     // Where the keydir had the key when the op that wrote this record looked it up (the group's
@@ -207,6 +210,9 @@ class StoreImpl final : public Store {
   };
   struct Collection {
     ElementIndex index;  // element key (incarnation + member) -> its record
+    // A sorted set's members in order (created with the collection's first zset element); under
+    // walk_mu: the writer changes it holding walk_mu exclusively, readers hold it shared.
+    std::unique_ptr<OrderedIndex> ordered;
     // The writer holds it exclusively while it applies a group's changes to `index`, ReadElements
     // shared while it copies the entries: a walk sees a group's writes to the collection all or
     // none. Point reads do not take it (the group seqlock covers them).
@@ -222,8 +228,23 @@ class StoreImpl final : public Store {
   };
   // Any thread: the collection of `inc`, or null.
   std::shared_ptr<Collection> FindCollection(uint64_t inc) const;
-  // Writer role (or recovery): the collection of `inc`, created empty when missing.
-  Collection& CollectionFor(uint64_t inc, uint8_t pdb);
+  // Writer role (or recovery): the collection of `inc`, created empty when missing; `type` is
+  // its elements' (format::ValueType; 0 when unknown): a sorted set gets its ordered index.
+  Collection& CollectionFor(uint64_t inc, uint8_t pdb, uint8_t type = 0);
+  // Writer role: the ordered index's reader of members (files read raw: the writer never retires
+  // a file under itself).
+  OrderedIndex::MemberFn WriterMemberFn() const;
+  // Writer role: keeps a sorted set's ordered index in step with its element index: the element
+  // at `old` (when had_old) went, and the one at `now` (when has_now) came.
+  void UpdateOrdered(Collection& coll, std::string_view member, bool had_old, const Location& old, bool has_now,
+                     const Location& now);
+  // Recovery: builds the ordered index of every sorted set from its element index.
+  void BuildOrderedIndexes();
+  // Lends fn an OrderedView of collection `inc` (`coll` null: empty), its records' files resolved
+  // by file_of (null: retired). The caller holds what keeps the index still (walk_mu, or the
+  // writer role).
+  void LendOrdered(uint64_t inc, const Collection* coll, const std::function<const DataFile*(uint32_t)>& file_of,
+                   const std::function<void(const OrderedView&)>& fn) const;
   // Writer role: a head naming `inc` became live / stopped being live.
   void HeadCame(uint64_t inc, uint8_t pdb);
   void HeadGone(uint64_t inc);

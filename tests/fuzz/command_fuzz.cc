@@ -59,7 +59,9 @@ const char* const kWords[] = {
     "BCAST", "PREFIX", "OPTIN", "OPTOUT", "NOLOOP", "REDIRECT", "KEA", "AKEnm", "Ex", "g$",
     "__keyspace@0__:k", "__keyevent@0__:set", "__redis__:invalidate", "notify-keyspace-events",
     "tracking-table-max-keys", "client-output-buffer-limit", "hash-max-listpack-entries",
-    "set-max-listpack-entries", "set-max-intset-entries",
+    "set-max-listpack-entries", "set-max-intset-entries", "zset-max-listpack-entries", "zset-max-listpack-value",
+    "BYSCORE", "BYLEX", "REV", "LIMIT", "WITHSCORES", "WEIGHTS", "AGGREGATE", "MIN", "MAX", "SUM", "GT", "LT", "NX",
+    "XX", "CH", "INCR", "(1", "[a", "(a", "-", "+", "-inf", "+inf", "inf", "nan",
     "everything", "commandstats", "errorstats", "latencystats", "keyspace", "server",
     "slowlog-log-slower-than", "maxmemory", "timeout", "appendfsync", "save", "dbfilename",
     "proto-max-bulk-len", "latency-monitor-threshold", "hz", "loglevel", "notice", "ASYNC",
@@ -104,7 +106,7 @@ std::string PickArg(FuzzedDataProvider& in) {
 const char* const kLuaParts[] = {
     "return redis.call(", "return redis.pcall(", "redis.call(", "local r = redis.pcall(", "'set'", "'get'",
     "'incr'", "'del'", "'mget'", "'expire'", "'keys'", "'dbsize'", "'eval'", "'multi'", "'info'", "'flushall'",
-    "'client'", "'debug'", "'setrange'", "'getrange'", "'select'", "'swapdb'", "'move'", "'flushdb'", "'hset'", "'hgetall'", "'sadd'", "'smembers'", "'lpush'", "'rpop'", "'lrange'", "'linsert'", "'sinterstore'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
+    "'client'", "'debug'", "'setrange'", "'getrange'", "'select'", "'swapdb'", "'move'", "'flushdb'", "'hset'", "'hgetall'", "'sadd'", "'smembers'", "'lpush'", "'rpop'", "'lrange'", "'linsert'", "'sinterstore'", "'zadd'", "'zrange'", "'zpopmin'", "'zrangebyscore'", "'zunionstore'", "KEYS[1]", "ARGV[1]", "'k'", "'x'", ",", ")", ")\n",
     "return {", "}", "return ", "cmsgpack.unpack(", "cmsgpack.pack(", "cmsgpack.unpack_one(", "cmsgpack.unpack_limit(",
     "cjson.decode(", "cjson.encode(", "bit.tohex(", "bit.band(", "unpack({1,2,3}, ", "tostring(", "tonumber(",
     "math.random(", "math.randomseed(", "redis.setresp(3)\n", "redis.setresp(2)\n", "redis.sha1hex(",
@@ -151,8 +153,9 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
   const std::string name = args[0];  // a copy: args is resized below
   // A blocking pop waits for its timeout: a short one (or a bad one), never 0 (for ever), so a
   // read still gets all its replies.
-  const size_t timeout_at = name == "blmpop" ? 1 : name == "brpoplpush" ? 3 : name == "blmove" ? 5
-                          : (name == "blpop" || name == "brpop") ? args.size() - 1 : 0;
+  const size_t timeout_at = name == "blmpop" || name == "bzmpop" ? 1 : name == "brpoplpush" ? 3 : name == "blmove" ? 5
+                          : (name == "blpop" || name == "brpop" || name == "bzpopmin" || name == "bzpopmax") ? args.size() - 1
+                                                                                                           : 0;
   if (timeout_at > 0 && timeout_at < args.size()) {
     static const char* const kTimeouts[] = {"0.01", "0.001", "0.02", "-1", "x", "1e400", "nan"};
     args[timeout_at] = kTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kTimeouts) - 1)];

@@ -1,0 +1,1223 @@
+// Sorted set commands (Redis 7.0's t_zset.c replies and errors). A sorted set is stored whole while
+// small, per member past the thresholds with the store's ordered index (server/zset.h,
+// docs/types.md): reads run on the I/O thread as one consistent state, writes are kRun ops on the
+// writer at the command's place in the batch.
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <climits>
+#include <cmath>
+#include <cstdlib>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+#include <vector>
+
+#include "resp/numbers.h"
+#include "server/blocking.h"
+#include "server/collection.h"
+#include "server/collection_commands.h"
+#include "server/command.h"
+#include "server/glob.h"
+#include "server/notify.h"
+#include "server/session.h"
+#include "server/small_collection.h"
+#include "server/state.h"
+#include "server/zset.h"
+#include "store/format.h"
+
+namespace keg::server {
+
+using store::OpResult;
+using Scored = std::vector<std::pair<std::string, double>>;
+
+namespace {
+
+constexpr uint8_t kZset = store::format::kTypeZset;
+constexpr uint8_t kSet = store::format::kTypeSet;
+constexpr std::string_view kNotFloat = "value is not a valid float";
+constexpr std::string_view kNan = "resulting score is not a number (NaN)";
+
+// Redis's getDoubleFromObject: strtod over the whole text, no leading space, no NaN, no overflow.
+bool ParseScore(std::string_view text, double* out) {
+  if (text.empty() || text.size() > 5120 || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
+  const std::string buf(text);
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(buf.c_str(), &end);
+  if (end != buf.c_str() + buf.size() || std::isnan(v)) return false;
+  if (errno == ERANGE && (std::isinf(v) || v == 0)) return false;
+  *out = v;
+  return true;
+}
+
+// Members with their scores, as a reply: flat (RESP2, or RESP3 without nesting) or one
+// [member, score] array each (RESP3 nested).
+void ReplyScored(resp::ReplyBuffer& out, const Scored& items, bool withscores, bool nested) {
+  if (!withscores) {
+    out.ArrayHeader(items.size());
+    for (const auto& [m, s] : items) out.Bulk(m);
+    return;
+  }
+  nested = nested && out.protocol() == resp::Protocol::kResp3;
+  out.ArrayHeader(nested ? items.size() : items.size() * 2);
+  for (const auto& [m, s] : items) {
+    if (nested) out.ArrayHeader(2);
+    out.Bulk(m);
+    out.Double(s);
+  }
+}
+
+struct Result {
+  std::string error;
+  int64_t number = 0;
+  bool exists = false;
+  bool deleted = false;
+  bool has_score = false;
+  double score = 0;
+  Scored items;
+  std::vector<ServedPop> served;
+};
+
+// Queues the change of the sorted set at `key` as one kRun op (see UpdateList): `change` edits it
+// and returns false to leave it as it is. With `serves`, clients blocked on the key are served
+// in the same group (ZADD, ZINCRBY; not inside EXEC or a script).
+void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ZsetEdit&, Result&)> change,
+                bool serves = false) {
+  ServerState* server = &c.server();
+  const bool serve = serves && !c.inline_only();
+  c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
+    ZsetEdit z(txn, *server, db, key);
+    if (!z.Open()) {
+      res->error = z.error();
+      return;
+    }
+    res->exists = z.exists();
+    const bool changed = change(z, *res);
+    if (!z.error().empty()) {
+      res->error = z.error();
+      return;
+    }
+    if (!changed) return;
+    z.Commit();
+    res->deleted = z.deleted();
+    if (serve) server->blocking.ServeNow(txn, db, key, &res->served);
+  }, key);
+}
+
+void SendServed(Result& res, std::span<OpResult> r) {
+  if (res.served.empty()) return;
+  BlockingRegistry::SendReplies(res.served, r.empty() ? store::Status::OK() : r[0].error);
+}
+
+// ---- ZADD / ZINCRBY / ZREM ----------------------------------------------------------------------
+
+enum : uint32_t { kNx = 1, kXx = 2, kGt = 4, kLt = 8, kCh = 16, kIncr = 32 };
+
+void ZaddGeneric(Ctx& c, uint32_t flags) {
+  size_t at = 2;
+  if ((flags & kIncr) == 0) {
+    for (; at < c.argc(); ++at) {
+      const std::string_view o = c.arg(at);
+      if (EqualsIgnoreCase(o, "nx")) {
+        flags |= kNx;
+      } else if (EqualsIgnoreCase(o, "xx")) {
+        flags |= kXx;
+      } else if (EqualsIgnoreCase(o, "ch")) {
+        flags |= kCh;
+      } else if (EqualsIgnoreCase(o, "incr")) {
+        flags |= kIncr;
+      } else if (EqualsIgnoreCase(o, "gt")) {
+        flags |= kGt;
+      } else if (EqualsIgnoreCase(o, "lt")) {
+        flags |= kLt;
+      } else {
+        break;
+      }
+    }
+  }
+  const size_t rest = c.argc() - at;
+  if (rest == 0 || rest % 2 != 0) return c.Fail(std::string(err::kSyntax));
+  const bool nx = (flags & kNx) != 0;
+  const bool xx = (flags & kXx) != 0;
+  const bool gt = (flags & kGt) != 0;
+  const bool lt = (flags & kLt) != 0;
+  const bool incr = (flags & kIncr) != 0;
+  if (nx && xx) return c.Fail("XX and NX options at the same time are not compatible");
+  if ((gt && nx) || (lt && nx) || (gt && lt)) {
+    return c.Fail("GT, LT, and/or NX options at the same time are not compatible");
+  }
+  if (incr && rest > 2) return c.Fail("INCR option supports a single increment-element pair");
+  std::vector<std::pair<std::string, double>> pairs;
+  pairs.reserve(rest / 2);
+  for (size_t j = at; j < c.argc(); j += 2) {
+    double score = 0;
+    if (!ParseScore(c.arg(j), &score)) return c.Fail(std::string(kNotFloat));
+    pairs.emplace_back(std::string(c.arg(j + 1)), score);
+  }
+  auto res = std::make_shared<Result>();
+  UpdateZset(c, std::string(c.arg(1)), res, [flags, pairs = std::move(pairs)](ZsetEdit& z, Result& r) {
+    const bool only_existing = (flags & kXx) != 0;
+    if (!z.exists() && only_existing) return false;
+    int64_t added = 0;
+    int64_t updated = 0;
+    for (const auto& [member, given] : pairs) {
+      double cur = 0;
+      const bool had = z.Score(member, &cur);
+      if (!z.error().empty()) return false;
+      double score = given;
+      if (had) {
+        if ((flags & kNx) != 0) continue;
+        if ((flags & kIncr) != 0) {
+          score = cur + given;
+          if (std::isnan(score)) {
+            r.error = std::string(kNan);
+            return added + updated > 0;
+          }
+        }
+        if (((flags & kGt) != 0 && score <= cur) || ((flags & kLt) != 0 && score >= cur)) continue;
+        r.has_score = true;
+        r.score = score;
+        if (score != cur) {  // -0 and 0 are equal: no update, as Redis
+          z.Put(member, score);
+          ++updated;
+        }
+      } else {
+        if (only_existing) continue;
+        z.Put(member, score);
+        ++added;
+        r.has_score = true;
+        r.score = score;
+      }
+    }
+    r.number = (flags & kCh) != 0 ? added + updated : added;
+    return added + updated > 0;
+  }, /*serves=*/true);
+  c.Then([res, incr, server = &c.server(), db = c.db(),
+          key = NotifyKey(c, kNotifyZset | kNotifyNew, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    const bool applied = !r.empty() && r[0].applied;
+    if (key && applied) {
+      if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
+      NotifyKeyspaceEvent(*server, db, kNotifyZset, incr ? "zincr" : "zadd", *key);
+    }
+    SendServed(*res, r);
+    if (!res->error.empty()) return out.Error(res->error);
+    if (incr) return res->has_score ? out.Double(res->score) : out.Null();
+    out.Integer(res->number);
+  });
+}
+
+void Zadd(Ctx& c) { ZaddGeneric(c, 0); }
+void Zincrby(Ctx& c) {
+  double inc = 0;
+  if (!ParseScore(c.arg(2), &inc)) return c.Fail(std::string(kNotFloat));
+  ZaddGeneric(c, kIncr);
+}
+
+void Zrem(Ctx& c) {
+  auto res = std::make_shared<Result>();
+  std::vector<std::string> members(c.args().begin() + 2, c.args().end());
+  UpdateZset(c, std::string(c.arg(1)), res, [members = std::move(members)](ZsetEdit& z, Result& r) {
+    if (!z.exists()) return false;
+    for (const std::string& m : members) r.number += z.Remove(m) ? 1 : 0;
+    return r.number > 0;
+  });
+  c.Then([res, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && !r.empty() && r[0].applied) {
+      NotifyKeyspaceEvent(*server, db, kNotifyZset, "zrem", *key);
+      if (res->deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+    }
+    out.Integer(res->number);
+  });
+}
+
+// ---- Reads: ZCARD, ZSCORE, ZMSCORE, ZRANK, ZCOUNT, ZLEXCOUNT -----------------------------------
+
+void Zcard(Ctx& c) {
+  uint64_t n = 0;
+  if (!ReadZset(c, c.arg(1), [&] { c.out().Integer(0); }, [&](const ZsetSeq& z) { n = z.size(); })) return;
+  c.out().Integer(static_cast<int64_t>(n));
+}
+
+void Zscore(Ctx& c) {
+  bool found = false;
+  double score = 0;
+  if (!ReadZset(c, c.arg(1), [&] { c.out().Null(); },
+                [&](const ZsetSeq& z) { found = z.Score(c.arg(2), &score); })) {
+    return;
+  }
+  if (!found) return c.out().Null();
+  c.out().Double(score);
+}
+
+void Zmscore(Ctx& c) {
+  std::vector<std::optional<double>> scores;
+  const size_t n = c.argc() - 2;
+  if (!ReadZset(c, c.arg(1),
+                [&] {
+                  c.out().ArrayHeader(n);
+                  for (size_t i = 0; i < n; ++i) c.out().Null();
+                },
+                [&](const ZsetSeq& z) {
+                  scores.assign(n, std::nullopt);
+                  for (size_t i = 0; i < n; ++i) {
+                    double s = 0;
+                    if (z.Score(c.arg(i + 2), &s)) scores[i] = s;
+                  }
+                })) {
+    return;
+  }
+  c.out().ArrayHeader(n);
+  for (const auto& s : scores) s ? c.out().Double(*s) : c.out().Null();
+}
+
+// ZRANK / ZREVRANK key member [WITHSCORE] (7.2's WITHSCORE is not 7.0's: arity 3).
+void RankGeneric(Ctx& c, bool rev) {
+  bool found = false;
+  uint64_t rank = 0;
+  if (!ReadZset(c, c.arg(1), [&] { c.out().Null(); }, [&](const ZsetSeq& z) {
+        double score = 0;
+        found = z.Score(c.arg(2), &score);
+        if (!found) return;
+        zset::Before key;
+        key.kind = zset::Before::kKey;
+        key.score = score;
+        key.member = c.arg(2);
+        rank = z.Rank(key);
+        if (rev) rank = z.size() - 1 - rank;
+      })) {
+    return;
+  }
+  if (!found) return c.out().Null();
+  c.out().Integer(static_cast<int64_t>(rank));
+}
+void Zrank(Ctx& c) { RankGeneric(c, false); }
+void Zrevrank(Ctx& c) { RankGeneric(c, true); }
+
+// ZCOUNT key min max (scores) / ZLEXCOUNT key min max (members): the items between the bounds.
+void CountGeneric(Ctx& c, bool lex) {
+  zset::Before lo, hi;
+  if (lex ? !zset::ParseLexRange(c.arg(2), c.arg(3), &lo, &hi) : !zset::ParseScoreRange(c.arg(2), c.arg(3), &lo, &hi)) {
+    return c.out().Error(lex ? "min or max not valid string range item" : "min or max is not a float");
+  }
+  uint64_t n = 0;
+  if (!ReadZset(c, c.arg(1), [&] { c.out().Integer(0); }, [&](const ZsetSeq& z) {
+        const uint64_t a = z.Rank(lo);
+        const uint64_t b = z.Rank(hi);
+        n = b > a ? b - a : 0;
+      })) {
+    return;
+  }
+  c.out().Integer(static_cast<int64_t>(n));
+}
+void Zcount(Ctx& c) { CountGeneric(c, false); }
+void Zlexcount(Ctx& c) { CountGeneric(c, true); }
+
+// ---- Ranges -------------------------------------------------------------------------------------
+
+// What a ZRANGE-family command asked for.
+struct RangeSpec {
+  enum Type : uint8_t { kRank, kScore, kLex } type = kRank;
+  bool rev = false;
+  bool withscores = false;
+  int64_t start = 0;  // kRank
+  int64_t stop = 0;
+  zset::Before lo, hi;  // kScore, kLex (lo: before the min, hi: at most the max)
+  int64_t offset = 0;
+  int64_t limit = -1;
+  std::string min_text, max_text;  // the bounds' own text (lo / hi view into them)
+};
+
+// The items of `spec` from `z`, in reply order.
+void CollectRange(const ZsetSeq& z, const RangeSpec& spec, Scored* out) {
+  out->clear();
+  const uint64_t n = z.size();
+  uint64_t a = 0;
+  uint64_t b = 0;  // forward ranks [a, b)
+  if (spec.type == RangeSpec::kRank) {
+    int64_t start = spec.start;
+    int64_t end = spec.stop;
+    const auto len = static_cast<int64_t>(n);
+    if (start < 0) start = len + start;
+    if (end < 0) end = len + end;
+    if (start < 0) start = 0;
+    if (start > end || start >= len) return;
+    if (end >= len) end = len - 1;
+    if (spec.rev) {
+      a = static_cast<uint64_t>(len - 1 - end);
+      b = static_cast<uint64_t>(len - start);
+    } else {
+      a = static_cast<uint64_t>(start);
+      b = static_cast<uint64_t>(end + 1);
+    }
+  } else {
+    a = z.Rank(spec.lo);
+    b = z.Rank(spec.hi);
+    if (b <= a || spec.offset < 0) return;
+    const auto off = static_cast<uint64_t>(spec.offset);
+    if (off >= b - a) return;
+    uint64_t take = b - a - off;
+    if (spec.limit >= 0) take = std::min<uint64_t>(take, static_cast<uint64_t>(spec.limit));
+    if (spec.rev) {
+      b -= off;
+      a = b - take;
+    } else {
+      a += off;
+      b = a + take;
+    }
+  }
+  out->reserve(b - a);
+  z.Range(a, b, [&](const zset::Item& it) {
+    out->emplace_back(std::string(it.member), it.score);
+    return true;
+  });
+  if (spec.rev) std::reverse(out->begin(), out->end());
+}
+
+// Parses the range bounds of `spec` from args min_idx / max_idx: false with the error text.
+bool ParseBounds(RangeSpec* spec, std::string_view min, std::string_view max, std::string* error) {
+  if (spec->rev && spec->type != RangeSpec::kRank) std::swap(min, max);  // given as max min
+  spec->min_text = min;
+  spec->max_text = max;
+  switch (spec->type) {
+    case RangeSpec::kRank:
+      if (!resp::ParseInt64(min, &spec->start) || !resp::ParseInt64(max, &spec->stop)) {
+        *error = std::string(err::kNotInteger);
+        return false;
+      }
+      return true;
+    case RangeSpec::kScore:
+      if (!zset::ParseScoreRange(spec->min_text, spec->max_text, &spec->lo, &spec->hi)) {
+        *error = "min or max is not a float";
+        return false;
+      }
+      return true;
+    case RangeSpec::kLex:
+      if (!zset::ParseLexRange(spec->min_text, spec->max_text, &spec->lo, &spec->hi)) {
+        *error = "min or max not valid string range item";
+        return false;
+      }
+      return true;
+  }
+  return false;
+}
+
+// Redis's zrangeGenericCommand argument parsing from args[first] = key (src), first+1 = min,
+// first+2 = max, options after. `type` / `rev` preset by the legacy commands.
+bool ParseRange(Ctx& c, size_t first, bool store, RangeSpec* spec, bool fixed_type, std::string* error) {
+  bool type_set = fixed_type;
+  bool rev_set = fixed_type;
+  for (size_t j = first + 3; j < c.argc(); ++j) {
+    const size_t left = c.argc() - j - 1;
+    const std::string_view o = c.arg(j);
+    if (!store && EqualsIgnoreCase(o, "withscores")) {
+      spec->withscores = true;
+    } else if (EqualsIgnoreCase(o, "limit") && left >= 2) {
+      if (!resp::ParseInt64(c.arg(j + 1), &spec->offset) || !resp::ParseInt64(c.arg(j + 2), &spec->limit)) {
+        *error = std::string(err::kNotInteger);
+        return false;
+      }
+      j += 2;
+    } else if (!rev_set && EqualsIgnoreCase(o, "rev")) {
+      spec->rev = true;
+      rev_set = true;
+    } else if (!type_set && EqualsIgnoreCase(o, "bylex")) {
+      spec->type = RangeSpec::kLex;
+      type_set = true;
+    } else if (!type_set && EqualsIgnoreCase(o, "byscore")) {
+      spec->type = RangeSpec::kScore;
+      type_set = true;
+    } else {
+      *error = std::string(err::kSyntax);
+      return false;
+    }
+  }
+  // Redis checks LIMIT by whether a limit was given: -1 counts as none.
+  if (spec->limit != -1 && spec->type == RangeSpec::kRank) {
+    *error = "syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX";
+    return false;
+  }
+  if (spec->withscores && spec->type == RangeSpec::kLex) {
+    *error = "syntax error, WITHSCORES not supported in combination with BYLEX";
+    return false;
+  }
+  return ParseBounds(spec, c.arg(first + 1), c.arg(first + 2), error);
+}
+
+void RangeRead(Ctx& c, RangeSpec::Type type, bool rev, bool fixed) {
+  RangeSpec spec;
+  spec.type = type;
+  spec.rev = rev;
+  std::string error;
+  if (!ParseRange(c, 1, false, &spec, fixed, &error)) return c.out().Error(error);
+  Scored items;
+  if (!ReadZset(c, c.arg(1), [&] { c.out().ArrayHeader(0); },
+                [&](const ZsetSeq& z) { CollectRange(z, spec, &items); })) {
+    return;
+  }
+  ReplyScored(c.out(), items, spec.withscores, true);
+}
+
+void Zrange(Ctx& c) { RangeRead(c, RangeSpec::kRank, false, false); }
+void Zrevrange(Ctx& c) { RangeRead(c, RangeSpec::kRank, true, true); }
+void Zrangebyscore(Ctx& c) { RangeRead(c, RangeSpec::kScore, false, true); }
+void Zrevrangebyscore(Ctx& c) { RangeRead(c, RangeSpec::kScore, true, true); }
+void Zrangebylex(Ctx& c) { RangeRead(c, RangeSpec::kLex, false, true); }
+void Zrevrangebylex(Ctx& c) { RangeRead(c, RangeSpec::kLex, true, true); }
+
+// ZRANGESTORE dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count].
+void Zrangestore(Ctx& c) {
+  auto spec = std::make_shared<RangeSpec>();
+  std::string error;
+  // The bounds view into the spec's own copies of the arguments (it lives in the op).
+  if (!ParseRange(c, 2, true, spec.get(), false, &error)) return c.Fail(error);
+  auto res = std::make_shared<Result>();
+  ServerState* server = &c.server();
+  c.batch().Run([res, server, spec, db = c.db(), dst = std::string(c.arg(1)), src = std::string(c.arg(2))](
+                    store::Txn& txn) {
+    ZsetEdit z(txn, *server, db, src);
+    if (!z.Open()) {
+      res->error = z.error();
+      return;
+    }
+    Scored items;
+    if (z.exists()) z.WithSeq([&](const ZsetSeq& seq) { CollectRange(seq, *spec, &items); });
+    if (!z.error().empty()) {
+      res->error = z.error();
+      return;
+    }
+    store::ValueView there;
+    res->exists = txn.Get(db, dst, &there).ok();
+    res->number = static_cast<int64_t>(items.size());
+    if (items.empty() && !res->exists) return;
+    WriteZset(txn, *server, db, dst, std::move(items), false);
+    server->watches.TouchKey(db, dst);
+  }, std::string(c.arg(1)));
+  c.Then([res, server, db = c.db(), key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && !r.empty() && r[0].applied) {
+      if (res->number > 0) {
+        NotifyKeyspaceEvent(*server, db, kNotifyZset, "zrangestore", *key);
+      } else {
+        NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+      }
+    }
+    out.Integer(res->number);
+  });
+}
+
+// ---- ZREMRANGEBY* -------------------------------------------------------------------------------
+
+void RemRange(Ctx& c, RangeSpec::Type type, std::string_view event) {
+  auto spec = std::make_shared<RangeSpec>();
+  spec->type = type;
+  std::string error;
+  spec->min_text = c.arg(2);
+  spec->max_text = c.arg(3);
+  if (type == RangeSpec::kRank) {
+    if (!resp::ParseInt64(c.arg(2), &spec->start) || !resp::ParseInt64(c.arg(3), &spec->stop)) {
+      return c.Fail(std::string(err::kNotInteger));
+    }
+  } else if (type == RangeSpec::kScore) {
+    if (!zset::ParseScoreRange(spec->min_text, spec->max_text, &spec->lo, &spec->hi)) {
+      return c.Fail("min or max is not a float");
+    }
+  } else if (!zset::ParseLexRange(spec->min_text, spec->max_text, &spec->lo, &spec->hi)) {
+    return c.Fail("min or max not valid string range item");
+  }
+  auto res = std::make_shared<Result>();
+  UpdateZset(c, std::string(c.arg(1)), res, [spec](ZsetEdit& z, Result& r) {
+    if (!z.exists()) return false;
+    Scored items;
+    z.WithSeq([&](const ZsetSeq& seq) { CollectRange(seq, *spec, &items); });
+    if (!z.error().empty()) return false;
+    for (const auto& [m, s] : items) z.Remove(m);
+    r.number = static_cast<int64_t>(items.size());
+    return !items.empty();
+  });
+  c.Then([res, event, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && !r.empty() && r[0].applied) {
+      NotifyKeyspaceEvent(*server, db, kNotifyZset, event, *key);
+      if (res->deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+    }
+    out.Integer(res->number);
+  });
+}
+
+void Zremrangebyrank(Ctx& c) { RemRange(c, RangeSpec::kRank, "zremrangebyrank"); }
+void Zremrangebyscore(Ctx& c) { RemRange(c, RangeSpec::kScore, "zremrangebyscore"); }
+void Zremrangebylex(Ctx& c) { RemRange(c, RangeSpec::kLex, "zremrangebylex"); }
+
+// ---- Pops ---------------------------------------------------------------------------------------
+
+// Pops up to `count` members from the low (min) or high end.
+Scored PopItems(ZsetEdit& z, bool min, int64_t count) {
+  Scored items;
+  z.WithSeq([&](const ZsetSeq& seq) {
+    items.clear();
+    const uint64_t n = seq.size();
+    const uint64_t k = std::min<uint64_t>(n, static_cast<uint64_t>(count));
+    seq.Range(min ? 0 : n - k, min ? k : n, [&](const zset::Item& it) {
+      items.emplace_back(std::string(it.member), it.score);
+      return true;
+    });
+    if (!min) std::reverse(items.begin(), items.end());
+  });
+  if (!z.error().empty()) return {};
+  for (const auto& [m, s] : items) z.Remove(m);
+  return items;
+}
+
+// ZPOPMIN / ZPOPMAX key [count].
+void Zpop(Ctx& c, bool min) {
+  if (c.argc() > 3) return c.Fail(std::string(err::kSyntax));
+  int64_t count = -1;
+  if (c.argc() == 3 && (!resp::ParseInt64(c.arg(2), &count) || count < 0)) {
+    return c.Fail("value is out of range, must be positive");
+  }
+  auto res = std::make_shared<Result>();
+  UpdateZset(c, std::string(c.arg(1)), res, [min, count](ZsetEdit& z, Result& r) {
+    if (!z.exists() || count == 0) return false;
+    r.items = PopItems(z, min, count == -1 ? 1 : count);
+    return !r.items.empty();
+  });
+  c.Then([res, min, nested = count != -1, server = &c.server(), db = c.db(),
+          key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && !r.empty() && r[0].applied) {
+      NotifyKeyspaceEvent(*server, db, kNotifyZset, min ? "zpopmin" : "zpopmax", *key);
+      if (res->deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+    }
+    ReplyScored(out, res->items, true, nested);
+  });
+}
+void Zpopmin(Ctx& c) { Zpop(c, true); }
+void Zpopmax(Ctx& c) { Zpop(c, false); }
+
+// Parses ZMPOP's and BZMPOP's numkeys key [key ...] MIN|MAX [COUNT count] from args[at] into w.
+bool ParseZmpop(Ctx& c, size_t at, BlockedPop* w) {
+  int64_t numkeys = 0;
+  if (!resp::ParseInt64(c.arg(at), &numkeys) || numkeys < 1) {
+    c.Fail("numkeys should be greater than 0");
+    return false;
+  }
+  if (numkeys > static_cast<int64_t>(c.argc() - at) - 2) {
+    c.Fail(std::string(err::kSyntax));
+    return false;
+  }
+  const size_t where_idx = at + 1 + static_cast<size_t>(numkeys);
+  if (EqualsIgnoreCase(c.arg(where_idx), "min")) {
+    w->left = true;
+  } else if (EqualsIgnoreCase(c.arg(where_idx), "max")) {
+    w->left = false;
+  } else {
+    c.Fail(std::string(err::kSyntax));
+    return false;
+  }
+  int64_t count = -1;
+  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
+    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
+      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) {
+        c.Fail("count should be greater than 0");
+        return false;
+      }
+    } else {
+      c.Fail(std::string(err::kSyntax));
+      return false;
+    }
+  }
+  w->zset = true;
+  w->kind = BlockedPop::Kind::kMpop;
+  w->count = count == -1 ? 1 : count;
+  w->keys.assign(c.args().begin() + static_cast<std::ptrdiff_t>(at + 1),
+                 c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
+  return true;
+}
+
+void Zmpop(Ctx& c) {
+  auto w = std::make_shared<BlockedPop>();
+  if (ParseZmpop(c, 1, w.get())) PopOnce(c, std::move(w));
+}
+
+void Bzmpop(Ctx& c) {
+  auto w = std::make_shared<BlockedPop>();
+  if (ParseTimeout(c, c.arg(1), &w->deadline_ms) && ParseZmpop(c, 2, w.get())) BlockingPop(c, std::move(w));
+}
+
+// BZPOPMIN / BZPOPMAX key [key ...] timeout.
+void Bzpop(Ctx& c, bool min) {
+  auto w = std::make_shared<BlockedPop>();
+  if (!ParseTimeout(c, c.arg(c.argc() - 1), &w->deadline_ms)) return;
+  w->zset = true;
+  w->kind = BlockedPop::Kind::kPop;
+  w->left = min;
+  w->keys.assign(c.args().begin() + 1, c.args().end() - 1);
+  BlockingPop(c, std::move(w));
+}
+void Bzpopmin(Ctx& c) { Bzpop(c, true); }
+void Bzpopmax(Ctx& c) { Bzpop(c, false); }
+
+// ---- ZRANDMEMBER, ZSCAN -------------------------------------------------------------------------
+
+void Zrandmember(Ctx& c) {
+  // Redis's order of checks (as RandomMembers for HRANDFIELD): the count, the syntax, the range.
+  const bool with_count = c.argc() >= 3;
+  int64_t count = 1;
+  if (with_count) {
+    if (!resp::ParseInt64(c.arg(2), &count)) return c.out().Error(err::kNotInteger);
+    if (count == INT64_MIN) {
+      return c.out().Error("value is out of range, value must between -9223372036854775807 and 9223372036854775807");
+    }
+  }
+  if (c.argc() > 4 || (c.argc() == 4 && !EqualsIgnoreCase(c.arg(3), "withscores"))) {
+    return c.out().Error(err::kSyntax);
+  }
+  const bool withscores = c.argc() == 4;
+  if (withscores && (count < -INT64_MAX / 2 || count > INT64_MAX / 2)) return c.out().Error("value is out of range");
+  // A negative count's reply is built whole: bounded by proto-max-bulk-len (Redis would try).
+  if (count < 0) {
+    const auto limit = static_cast<uint64_t>(c.server().proto_max_bulk_len.load(std::memory_order_relaxed));
+    if (static_cast<uint64_t>(-count) > limit / 32) return c.out().Error("value is out of range");
+  }
+  Scored all;
+  if (!ReadZset(c, c.arg(1), [&] { with_count ? c.out().ArrayHeader(0) : c.out().Null(); },
+                [&](const ZsetSeq& z) {
+                  all.clear();
+                  // A few picks of a large set by rank; otherwise the whole of it.
+                  const uint64_t n = z.size();
+                  if (n == 0) return;
+                  static thread_local std::mt19937_64 rng{std::random_device{}()};
+                  if (!with_count || (count < 0 && static_cast<uint64_t>(-count) <= 64)) {
+                    const uint64_t picks = with_count ? static_cast<uint64_t>(-count) : 1;
+                    for (uint64_t i = 0; i < picks; ++i) {
+                      const uint64_t r = rng() % n;
+                      z.Range(r, r + 1, [&](const zset::Item& it) {
+                        all.emplace_back(std::string(it.member), it.score);
+                        return true;
+                      });
+                    }
+                    return;
+                  }
+                  z.Range(0, n, [&](const zset::Item& it) {
+                    all.emplace_back(std::string(it.member), it.score);
+                    return true;
+                  });
+                })) {
+    return;
+  }
+  static thread_local std::mt19937_64 rng{std::random_device{}()};
+  if (!with_count) {
+    if (all.empty()) return c.out().Null();
+    return c.out().Bulk(all[0].first);
+  }
+  if (count == 0 || all.empty()) return c.out().ArrayHeader(0);
+  Scored picked;
+  if (count < 0) {  // with repetition: the picks made by rank above, or drawn from the whole set
+    const auto want = static_cast<uint64_t>(-count);
+    if (want <= 64) {
+      picked = std::move(all);
+    } else {
+      picked.reserve(static_cast<size_t>(want));
+      for (uint64_t i = 0; i < want; ++i) picked.push_back(all[rng() % all.size()]);
+    }
+  } else {
+    std::shuffle(all.begin(), all.end(), rng);
+    if (static_cast<uint64_t>(count) < all.size()) all.resize(static_cast<size_t>(count));
+    picked = std::move(all);
+  }
+  ReplyScored(c.out(), picked, withscores, true);
+}
+
+// ZSCAN key cursor [MATCH pattern] [COUNT count]: the whole set in one reply (cursor 0), as
+// Redis answers for a listpack; a large set is read in order in slices of its ranks.
+void Zscan(Ctx& c) {
+  ScanArgs a;
+  if (const std::string_view e = ParseScanArgs(c.args().subspan(1), &a, false); !e.empty()) return c.out().Error(e);
+  const uint64_t cursor = a.cursor;
+  const int64_t count = a.count;
+  const std::string_view pattern = a.use_pattern ? a.pattern : std::string_view();
+  Scored items;
+  uint64_t next = 0;
+  if (!ReadZset(c, c.arg(1),
+                [&] {
+                  c.out().ArrayHeader(2);
+                  c.out().Bulk("0");
+                  c.out().ArrayHeader(0);
+                },
+                [&](const ZsetSeq& z) {
+                  items.clear();
+                  const uint64_t n = z.size();
+                  // Small sets whole; large ones by rank from the cursor (a member present for the
+                  // whole scan and not moving in rank is returned once; Redis guarantees more for its
+                  // hash table, keg documents this).
+                  const bool whole = n <= static_cast<uint64_t>(std::max<int64_t>(c.server().zset_max_entries.load(), 0));
+                  const uint64_t from = whole ? 0 : std::min(cursor, n);
+                  const uint64_t to = whole ? n : std::min<uint64_t>(n, from + static_cast<uint64_t>(count));
+                  z.Range(from, to, [&](const zset::Item& it) {
+                    items.emplace_back(std::string(it.member), it.score);
+                    return true;
+                  });
+                  next = to >= n ? 0 : to;
+                })) {
+    return;
+  }
+  c.out().ArrayHeader(2);
+  c.out().Bulk(std::to_string(next));
+  size_t shown = 0;
+  for (const auto& [m, s] : items) {
+    if (!a.use_pattern || GlobMatch(pattern, m, false)) ++shown;
+  }
+  c.out().ArrayHeader(shown * 2);
+  for (const auto& [m, s] : items) {
+    if (a.use_pattern && !GlobMatch(pattern, m, false)) continue;
+    c.out().Bulk(m);
+    c.out().Double(s);
+  }
+}
+
+// ---- ZUNION / ZINTER / ZDIFF and their STORE forms, ZINTERCARD ---------------------------------
+
+enum class SetOp : uint8_t { kUnion, kInter, kDiff };
+enum class Aggregate : uint8_t { kSum, kMin, kMax };
+
+struct AlgebraSpec {
+  SetOp op = SetOp::kUnion;
+  std::vector<std::string> keys;
+  std::vector<double> weights;
+  Aggregate aggregate = Aggregate::kSum;
+  bool withscores = false;
+  int64_t limit = 0;  // ZINTERCARD: 0 unlimited
+};
+
+// One input: a sorted set's members with scores, or a set's (score 1).
+struct Source {
+  bool exists = false;
+  Scored items;
+};
+
+// Parses numkeys key [key ...] [WEIGHTS w ...] [AGGREGATE SUM|MIN|MAX] [WITHSCORES] from
+// args[at]; the keys' types are checked first by the caller (Redis looks them up before the
+// options). False with the error text.
+bool ParseAlgebra(Ctx& c, size_t at, bool store, bool card_only, AlgebraSpec* spec, std::string* error,
+                  std::string_view name, bool* options_failed = nullptr) {
+  int64_t numkeys = 0;
+  if (!resp::ParseInt64(c.arg(at), &numkeys)) {
+    *error = std::string(err::kNotInteger);
+    return false;
+  }
+  if (numkeys < 1) {
+    *error = "at least 1 input key is needed for '" + std::string(name) + "' command";
+    return false;
+  }
+  if (numkeys > static_cast<int64_t>(c.argc() - at - 1)) {
+    *error = std::string(err::kSyntax);
+    return false;
+  }
+  size_t j = at + 1;
+  for (int64_t i = 0; i < numkeys; ++i, ++j) spec->keys.emplace_back(c.arg(j));
+  spec->weights.assign(spec->keys.size(), 1.0);
+  // From here on the errors are the options': Redis replies them after WRONGTYPE of a key.
+  if (options_failed != nullptr) *options_failed = true;
+  while (j < c.argc()) {
+    const size_t remaining = c.argc() - j;
+    const std::string_view o = c.arg(j);
+    if (spec->op != SetOp::kDiff && !card_only && remaining >= spec->keys.size() + 1 &&
+        EqualsIgnoreCase(o, "weights")) {
+      ++j;
+      for (size_t i = 0; i < spec->keys.size(); ++i, ++j) {
+        if (!ParseScore(c.arg(j), &spec->weights[i])) {
+          *error = "weight value is not a float";
+          return false;
+        }
+      }
+    } else if (spec->op != SetOp::kDiff && !card_only && remaining >= 2 && EqualsIgnoreCase(o, "aggregate")) {
+      const std::string_view a = c.arg(j + 1);
+      if (EqualsIgnoreCase(a, "sum")) {
+        spec->aggregate = Aggregate::kSum;
+      } else if (EqualsIgnoreCase(a, "min")) {
+        spec->aggregate = Aggregate::kMin;
+      } else if (EqualsIgnoreCase(a, "max")) {
+        spec->aggregate = Aggregate::kMax;
+      } else {
+        *error = std::string(err::kSyntax);
+        return false;
+      }
+      j += 2;
+    } else if (!store && !card_only && EqualsIgnoreCase(o, "withscores")) {
+      spec->withscores = true;
+      ++j;
+    } else if (card_only && remaining >= 2 && EqualsIgnoreCase(o, "limit")) {
+      // Redis's getPositiveLongFromObjectOrReply with its message: for a non-number too.
+      if (!resp::ParseInt64(c.arg(j + 1), &spec->limit) || spec->limit < 0) {
+        *error = "LIMIT can't be negative";
+        return false;
+      }
+      j += 2;
+    } else {
+      *error = std::string(err::kSyntax);
+      return false;
+    }
+  }
+  if (options_failed != nullptr) *options_failed = false;
+  return true;
+}
+
+void AggregateInto(double* target, double v, Aggregate a) {
+  switch (a) {
+    case Aggregate::kSum:
+      *target += v;
+      if (std::isnan(*target)) *target = 0;  // inf + -inf
+      break;
+    case Aggregate::kMin: *target = std::min(*target, v); break;
+    case Aggregate::kMax: *target = std::max(*target, v); break;
+  }
+}
+
+double Weighted(double score, double weight) {
+  const double v = score * weight;
+  return std::isnan(v) ? 0 : v;  // inf * 0
+}
+
+// The result of the operation over `src` (src[i] for spec.keys[i]), in order; *card the count.
+Scored Compute(const AlgebraSpec& spec, std::vector<Source>& src, uint64_t* card = nullptr) {
+  std::vector<size_t> order(src.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  Scored out;
+  if (spec.op == SetOp::kDiff) {
+    if (src.empty() || src[0].items.empty()) return out;
+    std::unordered_set<std::string_view> drop;
+    for (size_t i = 1; i < src.size(); ++i) {
+      for (const auto& [m, s] : src[i].items) drop.insert(m);
+    }
+    for (const auto& [m, s] : src[0].items) {
+      if (drop.count(m) == 0) out.emplace_back(m, s);
+    }
+  } else if (spec.op == SetOp::kInter) {
+    std::stable_sort(order.begin(), order.end(),
+                     [&](size_t a, size_t b) { return src[a].items.size() < src[b].items.size(); });
+    if (src[order[0]].items.empty()) return out;
+    std::vector<std::unordered_map<std::string_view, double>> maps(src.size());
+    for (size_t k = 1; k < order.size(); ++k) {
+      for (const auto& [m, s] : src[order[k]].items) maps[order[k]].emplace(m, s);
+    }
+    uint64_t n = 0;
+    for (const auto& [m, s] : src[order[0]].items) {
+      double score = Weighted(s, spec.weights[order[0]]);
+      bool all = true;
+      for (size_t k = 1; k < order.size() && all; ++k) {
+        auto it = maps[order[k]].find(m);
+        if (it == maps[order[k]].end()) {
+          all = false;
+          break;
+        }
+        AggregateInto(&score, Weighted(it->second, spec.weights[order[k]]), spec.aggregate);
+      }
+      if (!all) continue;
+      ++n;
+      if (card != nullptr) {
+        if (spec.limit != 0 && n >= static_cast<uint64_t>(spec.limit)) break;
+        continue;
+      }
+      out.emplace_back(m, score);
+    }
+    if (card != nullptr) *card = n;
+  } else {
+    std::unordered_map<std::string_view, double> acc;
+    std::vector<std::string_view> seen;
+    for (size_t i = 0; i < src.size(); ++i) {
+      for (const auto& [m, s] : src[i].items) {
+        const double v = Weighted(s, spec.weights[i]);
+        auto [it, added] = acc.try_emplace(m, v);
+        if (added) {
+          seen.push_back(m);
+        } else {
+          AggregateInto(&it->second, v, spec.aggregate);
+        }
+      }
+    }
+    out.reserve(seen.size());
+    for (std::string_view m : seen) out.emplace_back(std::string(m), acc[m]);
+  }
+  std::sort(out.begin(), out.end(),
+            [](const auto& a, const auto& b) { return zset::Less(a.second, a.first, b.second, b.first); });
+  return out;
+}
+
+// Reads one source on a reader: false with the error text.
+bool ReadSourceOnce(Ctx& c, const std::string& key, Source* src, std::string* error) {
+  src->items.clear();
+  store::ValueView v;
+  const store::Status s = c.Get(key, &v);
+  if (s.IsNotFound()) return true;
+  if (!s.ok()) {
+    *error = CorruptionError(s);
+    return false;
+  }
+  src->exists = true;
+  if (v.type == kSet) {
+    if (v.kind == store::format::kKindHead) {
+      std::vector<store::ElementView> elems;
+      std::vector<std::shared_ptr<const void>> pins;
+      const store::Status es = c.ReadElements(store::format::IncarnationOf(v.value), &elems, &pins);
+      if (!es.ok()) {
+        *error = CorruptionError(es);
+        return false;
+      }
+      for (const auto& e : elems) src->items.emplace_back(std::string(e.member), 1.0);
+      return true;
+    }
+    coll::View cv;
+    if (!coll::Decode(v.value, &cv)) {
+      *error = std::string(kUndecodable);
+      return false;
+    }
+    for (std::string_view m : cv.elements) src->items.emplace_back(std::string(m), 1.0);
+    return true;
+  }
+  if (v.type != kZset) {
+    *error = std::string(err::kWrongType);
+    return false;
+  }
+  store::Status es;
+  bool ok = ZsetItems(c, v, &src->items, &es);
+  if (!ok) *error = CorruptionError(es);
+  return ok;
+}
+
+// Reads one source inside a kRun op.
+bool TxnSource(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, Source* src,
+               std::string* error) {
+  store::ValueView v;
+  const store::Status s = txn.Get(db, key, &v);
+  if (s.IsNotFound()) return true;
+  if (!s.ok()) {
+    *error = CorruptionError(s);
+    return false;
+  }
+  src->exists = true;
+  if (v.type == kSet) {
+    CollectionEdit set(txn, server, db, key, kSet);
+    if (!set.Open()) {
+      *error = set.error();
+      return false;
+    }
+    const store::Status fs = set.ForEach([&](std::string_view m, std::string_view) { src->items.emplace_back(m, 1.0); });
+    if (!fs.ok()) {
+      *error = CorruptionError(fs);
+      return false;
+    }
+    return true;
+  }
+  if (v.type != kZset) {
+    *error = std::string(err::kWrongType);
+    return false;
+  }
+  ZsetEdit z(txn, server, db, key);
+  if (!z.Open()) {
+    *error = z.error();
+    return false;
+  }
+  z.WithSeq([&](const ZsetSeq& seq) {
+    src->items.clear();
+    seq.Range(0, seq.size(), [&](const zset::Item& it) {
+      src->items.emplace_back(std::string(it.member), it.score);
+      return true;
+    });
+  });
+  if (!z.error().empty()) {
+    *error = z.error();
+    return false;
+  }
+  return true;
+}
+
+// ZUNION / ZINTER / ZDIFF numkeys key ... [WEIGHTS ...] [AGGREGATE ...] [WITHSCORES]; ZINTERCARD.
+void AlgebraRead(Ctx& c, SetOp op, bool card_only, std::string_view name) {
+  AlgebraSpec spec;
+  spec.op = op;
+  std::string error;
+  // Redis looks the keys up (WRONGTYPE) before it parses the options; the keys come first here too.
+  int64_t numkeys = 0;
+  if (resp::ParseInt64(c.arg(1), &numkeys) && numkeys >= 1 && numkeys <= static_cast<int64_t>(c.argc() - 2)) {
+    for (int64_t i = 0; i < numkeys; ++i) {
+      store::ValueView v;
+      const store::Status s = c.Get(c.arg(2 + static_cast<size_t>(i)), &v);
+      if (s.ok() && v.type != kZset && v.type != kSet) return c.out().Error(err::kWrongType);
+    }
+  }
+  if (!ParseAlgebra(c, 1, false, card_only, &spec, &error, name)) return c.out().Error(error);
+  std::vector<Source> src(spec.keys.size());
+  bool failed = false;
+  c.ReadTogether(spec.keys.size() + 1, [&] {
+    failed = false;
+    for (size_t i = 0; i < spec.keys.size() && !failed; ++i) {
+      src[i] = Source{};
+      failed = !ReadSourceOnce(c, spec.keys[i], &src[i], &error);
+    }
+  });
+  if (failed) return c.out().Error(error);
+  if (card_only) {
+    uint64_t n = 0;
+    Compute(spec, src, &n);
+    return c.out().Integer(static_cast<int64_t>(n));
+  }
+  const Scored out = Compute(spec, src);
+  ReplyScored(c.out(), out, spec.withscores, true);
+}
+
+void Zunion(Ctx& c) { AlgebraRead(c, SetOp::kUnion, false, "zunion"); }
+void Zinter(Ctx& c) { AlgebraRead(c, SetOp::kInter, false, "zinter"); }
+void Zdiff(Ctx& c) { AlgebraRead(c, SetOp::kDiff, false, "zdiff"); }
+void Zintercard(Ctx& c) { AlgebraRead(c, SetOp::kInter, true, "zintercard"); }
+
+// ZUNIONSTORE / ZINTERSTORE / ZDIFFSTORE destination numkeys key ... [WEIGHTS ...] [AGGREGATE ...].
+void AlgebraStore(Ctx& c, SetOp op, std::string_view name) {
+  auto spec = std::make_shared<AlgebraSpec>();
+  spec->op = op;
+  std::string error;
+  bool options_failed = false;
+  if (!ParseAlgebra(c, 2, true, false, spec.get(), &error, name, &options_failed) && !options_failed) {
+    return c.Fail(error);
+  }
+  auto res = std::make_shared<Result>();
+  ServerState* server = &c.server();
+  c.batch().Run([res, server, spec, db = c.db(), dst = std::string(c.arg(1)), option_error = error](store::Txn& txn) {
+    // The keys' types first, then the options' error (Redis's order).
+    for (const std::string& key : spec->keys) {
+      store::ValueView v;
+      if (txn.Get(db, key, &v).ok() && v.type != kZset && v.type != kSet) {
+        res->error = std::string(err::kWrongType);
+        return;
+      }
+    }
+    if (!option_error.empty()) {
+      res->error = option_error;
+      return;
+    }
+    std::vector<Source> src(spec->keys.size());
+    for (size_t i = 0; i < spec->keys.size(); ++i) {
+      if (!TxnSource(txn, *server, db, spec->keys[i], &src[i], &res->error)) return;
+    }
+    Scored out = Compute(*spec, src);
+    store::ValueView there;
+    res->exists = txn.Get(db, dst, &there).ok();
+    res->number = static_cast<int64_t>(out.size());
+    if (out.empty() && !res->exists) return;
+    WriteZset(txn, *server, db, dst, std::move(out), false);
+    server->watches.TouchKey(db, dst);
+  }, std::string(c.arg(1)));
+  c.Then([res, server, db = c.db(), event = std::string(name),
+          key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key && !r.empty() && r[0].applied) {
+      if (res->number > 0) {
+        NotifyKeyspaceEvent(*server, db, kNotifyZset, event, *key);
+      } else {
+        NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+      }
+    }
+    out.Integer(res->number);
+  });
+}
+
+void Zunionstore(Ctx& c) { AlgebraStore(c, SetOp::kUnion, "zunionstore"); }
+void Zinterstore(Ctx& c) { AlgebraStore(c, SetOp::kInter, "zinterstore"); }
+void Zdiffstore(Ctx& c) { AlgebraStore(c, SetOp::kDiff, "zdiffstore"); }
+
+}  // namespace
+
+// ---- Blocking pops' serving (blocking.h) --------------------------------------------------------
+
+std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s, const BlockedPop& w,
+                                                      const std::string* only, std::function<void()>* events) {
+  for (const std::string& key : w.keys) {
+    if (only != nullptr && key != *only) continue;
+    ZsetEdit z(txn, s, w.db, key);
+    if (!z.Open()) {
+      if (only != nullptr) return nullptr;  // another type now: the client waits on
+      return [text = z.error()](resp::ReplyBuffer& out) { out.Error(text); };
+    }
+    if (!z.exists() || z.size() == 0) continue;
+    Scored items = PopItems(z, w.left, w.kind == BlockedPop::Kind::kMpop ? w.count : 1);
+    if (!z.error().empty()) return [text = z.error()](resp::ReplyBuffer& out) { out.Error(text); };
+    z.Commit();
+    if (events != nullptr) {
+      *events = [server = &s, db = w.db, key, deleted = z.deleted(), min = w.left] {
+        NotifyKeyspaceEvent(*server, db, kNotifyZset, min ? "zpopmin" : "zpopmax", key);
+        if (deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", key);
+      };
+    }
+    s.watches.TouchKey(w.db, key);
+    if (w.kind == BlockedPop::Kind::kPop) {
+      return [key, item = std::move(items[0])](resp::ReplyBuffer& out) {
+        out.ArrayHeader(3);
+        out.Bulk(key);
+        out.Bulk(item.first);
+        out.Double(item.second);
+      };
+    }
+    return [key, items = std::move(items)](resp::ReplyBuffer& out) {
+      out.ArrayHeader(2);
+      out.Bulk(key);
+      out.ArrayHeader(items.size());
+      for (const auto& [m, sc] : items) {
+        out.ArrayHeader(2);
+        out.Bulk(m);
+        out.Double(sc);
+      }
+    };
+  }
+  return nullptr;
+}
+
+void RegisterZsetCommands(std::vector<Command>* t) {
+  const size_t first = t->size();
+  constexpr uint32_t kW = kWrite;
+  constexpr uint32_t kR = kReadOnly;
+  t->push_back({"zadd", -4, kW | kFast, 1, 1, 1, Zadd, "@write @sortedset @fast"});
+  t->push_back({"zincrby", 4, kW | kFast, 1, 1, 1, Zincrby, "@write @sortedset @fast"});
+  t->push_back({"zrem", -3, kW | kFast, 1, 1, 1, Zrem, "@write @sortedset @fast"});
+  t->push_back({"zremrangebyrank", 4, kW, 1, 1, 1, Zremrangebyrank, "@write @sortedset @slow"});
+  t->push_back({"zremrangebyscore", 4, kW, 1, 1, 1, Zremrangebyscore, "@write @sortedset @slow"});
+  t->push_back({"zremrangebylex", 4, kW, 1, 1, 1, Zremrangebylex, "@write @sortedset @slow"});
+  t->push_back({"zpopmin", -2, kW | kFast, 1, 1, 1, Zpopmin, "@write @sortedset @fast"});
+  t->push_back({"zpopmax", -2, kW | kFast, 1, 1, 1, Zpopmax, "@write @sortedset @fast"});
+  t->push_back({"zmpop", -4, kW | kMovableKeys, 0, 0, 0, Zmpop, "@write @sortedset @slow"});
+  t->push_back({"bzpopmin", -3, kW | kFast | kBlocking, 1, -2, 1, Bzpopmin, "@write @sortedset @fast @blocking"});
+  t->push_back({"bzpopmax", -3, kW | kFast | kBlocking, 1, -2, 1, Bzpopmax, "@write @sortedset @fast @blocking"});
+  t->push_back({"bzmpop", -5, kW | kBlocking | kMovableKeys, 0, 0, 0, Bzmpop, "@write @sortedset @slow @blocking"});
+  t->push_back({"zrangestore", -5, kW, 1, 2, 1, Zrangestore, "@write @sortedset @slow"});
+  t->push_back({"zunionstore", -4, kW | kMovableKeys, 1, 1, 1, Zunionstore, "@write @sortedset @slow"});
+  t->push_back({"zinterstore", -4, kW | kMovableKeys, 1, 1, 1, Zinterstore, "@write @sortedset @slow"});
+  t->push_back({"zdiffstore", -4, kW | kMovableKeys, 1, 1, 1, Zdiffstore, "@write @sortedset @slow"});
+  t->push_back({"zcard", 2, kR | kFast, 1, 1, 1, Zcard, "@read @sortedset @fast"});
+  t->push_back({"zscore", 3, kR | kFast, 1, 1, 1, Zscore, "@read @sortedset @fast"});
+  t->push_back({"zmscore", -3, kR | kFast, 1, 1, 1, Zmscore, "@read @sortedset @fast"});
+  t->push_back({"zrank", 3, kR | kFast, 1, 1, 1, Zrank, "@read @sortedset @fast"});
+  t->push_back({"zrevrank", 3, kR | kFast, 1, 1, 1, Zrevrank, "@read @sortedset @fast"});
+  t->push_back({"zcount", 4, kR | kFast, 1, 1, 1, Zcount, "@read @sortedset @fast"});
+  t->push_back({"zlexcount", 4, kR | kFast, 1, 1, 1, Zlexcount, "@read @sortedset @fast"});
+  t->push_back({"zrange", -4, kR, 1, 1, 1, Zrange, "@read @sortedset @slow"});
+  t->push_back({"zrevrange", -4, kR, 1, 1, 1, Zrevrange, "@read @sortedset @slow"});
+  t->push_back({"zrangebyscore", -4, kR, 1, 1, 1, Zrangebyscore, "@read @sortedset @slow"});
+  t->push_back({"zrevrangebyscore", -4, kR, 1, 1, 1, Zrevrangebyscore, "@read @sortedset @slow"});
+  t->push_back({"zrangebylex", -4, kR, 1, 1, 1, Zrangebylex, "@read @sortedset @slow"});
+  t->push_back({"zrevrangebylex", -4, kR, 1, 1, 1, Zrevrangebylex, "@read @sortedset @slow"});
+  t->push_back({"zrandmember", -2, kR, 1, 1, 1, Zrandmember, "@read @sortedset @slow"});
+  t->push_back({"zscan", -3, kR, 1, 1, 1, Zscan, "@read @sortedset @slow"});
+  t->push_back({"zunion", -3, kR | kMovableKeys, 0, 0, 0, Zunion, "@read @sortedset @slow"});
+  t->push_back({"zinter", -3, kR | kMovableKeys, 0, 0, 0, Zinter, "@read @sortedset @slow"});
+  t->push_back({"zdiff", -3, kR | kMovableKeys, 0, 0, 0, Zdiff, "@read @sortedset @slow"});
+  t->push_back({"zintercard", -3, kR | kMovableKeys, 0, 0, 0, Zintercard, "@read @sortedset @slow"});
+  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = kZset;
+}
+
+}  // namespace keg::server

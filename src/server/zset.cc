@@ -1,0 +1,516 @@
+#include "server/zset.h"
+
+#include <algorithm>
+#include <cerrno>
+#include <cmath>
+#include <cstdlib>
+#include <cctype>
+
+#include "server/collection.h"
+#include "server/collection_commands.h"
+#include "server/command.h"
+#include "server/small_collection.h"
+#include "server/state.h"
+#include "store/format.h"
+
+namespace keg::server {
+
+using store::format::kKindHead;
+using store::format::kKindWhole;
+constexpr uint8_t kZset = store::format::kTypeZset;
+
+namespace zset {
+
+namespace {
+
+// Redis's zslParseRange item: "(" exclusive, else a float (inf, -inf included; NaN refused).
+bool ParseScoreItem(std::string_view text, double* v, bool* exclusive) {
+  *exclusive = !text.empty() && text[0] == '(';
+  if (*exclusive) text.remove_prefix(1);
+  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
+  const std::string buf(text);
+  char* end = nullptr;
+  *v = std::strtod(buf.c_str(), &end);
+  return end == buf.c_str() + buf.size() && !std::isnan(*v);
+}
+
+// Redis's zslParseLexRangeItem: "[x" inclusive, "(x" exclusive, "-" and "+" the ends.
+bool ParseLexItem(std::string_view text, std::string_view* v, bool* exclusive, int* inf) {
+  *inf = 0;
+  *exclusive = false;
+  if (text.empty()) return false;
+  switch (text[0]) {
+    case '+':
+      if (text.size() != 1) return false;
+      *inf = 1;
+      return true;
+    case '-':
+      if (text.size() != 1) return false;
+      *inf = -1;
+      return true;
+    case '(':
+      *exclusive = true;
+      *v = text.substr(1);
+      return true;
+    case '[':
+      *v = text.substr(1);
+      return true;
+    default: return false;
+  }
+}
+
+}  // namespace
+
+bool ParseScoreRange(std::string_view min, std::string_view max, Before* lo, Before* hi) {
+  lo->kind = Before::kScoreBelow;
+  hi->kind = Before::kScoreAtMost;
+  return ParseScoreItem(min, &lo->score, &lo->exclusive) && ParseScoreItem(max, &hi->score, &hi->exclusive);
+}
+
+bool ParseLexRange(std::string_view min, std::string_view max, Before* lo, Before* hi) {
+  lo->kind = Before::kLexBelow;
+  hi->kind = Before::kLexAtMost;
+  if (!ParseLexItem(min, &lo->member, &lo->exclusive, &lo->inf) ||
+      !ParseLexItem(max, &hi->member, &hi->exclusive, &hi->inf)) {
+    return false;
+  }
+  // "-" as a max holds nothing; "+" as a min is past everything.
+  return true;
+}
+
+}  // namespace zset
+
+// ---- ZsetSeq ------------------------------------------------------------------------------------
+
+uint64_t ZsetSeq::Rank(const zset::Before& before) const {
+  uint64_t p = 0;
+  if (c_ != nullptr && c_->Size() > 0) {
+    p = c_->PartitionPoint([&](const store::OrderedView::Probe& probe) {
+      return before(probe.score(), [&] { return probe.member(); });
+    });
+  }
+  const auto removed_before =
+      static_cast<uint64_t>(std::lower_bound(removed_.begin(), removed_.end(), p) - removed_.begin());
+  const auto added_before = static_cast<uint64_t>(
+      std::partition_point(added_.begin(), added_.end(),
+                           [&](const Added& a) { return before(a.score, [&] { return a.member; }); }) -
+      added_.begin());
+  return p - removed_before + added_before;
+}
+
+void ZsetSeq::Locate(uint64_t r, uint64_t* p_out, size_t* j_out, size_t* k_out) const {
+  const uint64_t n = committed_size();
+  uint64_t p = 0;
+  size_t j = 0;
+  size_t k = 0;
+  uint64_t eff = 0;
+  for (;;) {
+    uint64_t e = n;
+    if (j < added_.size()) e = std::min(e, added_[j].ip);
+    if (k < removed_.size()) e = std::min(e, removed_[k]);
+    if (e > p && eff + (e - p) > r) {  // r falls in the committed run [p, e)
+      p += r - eff;
+      break;
+    }
+    eff += e - p;
+    p = e;
+    bool found = false;
+    while (j < added_.size() && added_[j].ip == p) {
+      if (eff == r) {
+        found = true;
+        break;
+      }
+      ++eff;
+      ++j;
+    }
+    if (found) break;
+    if (k < removed_.size() && removed_[k] == p) {
+      ++p;
+      ++k;
+      continue;
+    }
+    if (p >= n && j >= added_.size()) break;  // past the end
+  }
+  *p_out = p;
+  *j_out = j;
+  *k_out = k;
+}
+
+void ZsetSeq::Range(uint64_t from, uint64_t to, const std::function<bool(const zset::Item&)>& fn) const {
+  to = std::min(to, size());
+  if (from >= to) return;
+  uint64_t need = to - from;
+  uint64_t p = 0;
+  size_t j = 0;
+  size_t k = 0;
+  Locate(from, &p, &j, &k);
+  const uint64_t n = committed_size();
+  while (need > 0) {
+    if (j < added_.size() && added_[j].ip <= p) {
+      --need;
+      if (!fn(zset::Item{added_[j].score, added_[j].member})) return;
+      ++j;
+      continue;
+    }
+    if (p >= n) break;
+    if (k < removed_.size() && removed_[k] == p) {
+      ++p;
+      ++k;
+      continue;
+    }
+    uint64_t stop = std::min(n, p + need);
+    if (j < added_.size()) stop = std::min(stop, added_[j].ip);
+    if (k < removed_.size()) stop = std::min(stop, removed_[k]);
+    bool go = true;
+    c_->ForRange(p, stop, [&](const store::OrderedView::Item& it) {
+      go = fn(zset::Item{it.score, it.member});
+      return go;
+    });
+    if (!go) return;
+    need -= stop - p;
+    p = stop;
+  }
+}
+
+bool ZsetSeq::Score(std::string_view member, double* score) const {
+  if (auto it = added_scores_.find(member); it != added_scores_.end()) {
+    *score = it->second;
+    return true;
+  }
+  if (c_ == nullptr || changed_.count(member) != 0) return false;
+  uint64_t pos = 0;
+  return c_->Find(member, score, &pos);
+}
+
+store::Status ZsetSeq::error() const { return c_ != nullptr ? c_->error() : store::Status::OK(); }
+
+void ZsetSeq::SetWhole(std::vector<zset::Item> items) {
+  for (const zset::Item& it : items) {
+    added_.push_back({it.score, it.member, 0});
+    added_scores_[it.member] = it.score;
+  }
+  Finish();
+}
+
+void ZsetSeq::AddGroupChanges(store::Txn& txn, uint64_t inc) {
+  txn.GroupElements(inc, [&](std::string_view m, const std::string_view* value) {
+    const std::string_view member = arena_.emplace_back(m);
+    changed_.insert(member);
+    double old = 0;
+    uint64_t pos = 0;
+    if (c_ != nullptr && c_->Find(member, &old, &pos)) removed_.push_back(pos);
+    double score = 0;
+    if (value != nullptr && store::format::DecodeScore(*value, &score)) {
+      added_.push_back({score, member, 0});
+      added_scores_[member] = score;
+    }
+  });
+  Finish();
+}
+
+void ZsetSeq::Finish() {
+  std::sort(removed_.begin(), removed_.end());
+  std::sort(added_.begin(), added_.end(),
+            [](const Added& a, const Added& b) { return zset::Less(a.score, a.member, b.score, b.member); });
+  if (c_ == nullptr || c_->Size() == 0) return;
+  for (Added& a : added_) {
+    zset::Before key;
+    key.kind = zset::Before::kKey;
+    key.score = a.score;
+    key.member = a.member;
+    a.ip = c_->PartitionPoint([&](const store::OrderedView::Probe& probe) {
+      return key(probe.score(), [&] { return probe.member(); });
+    });
+  }
+}
+
+// ---- Reading ------------------------------------------------------------------------------------
+
+namespace {
+
+// A whole encoding's items (member, 8-byte score alternating); false when malformed.
+bool DecodeWhole(std::string_view value, std::vector<zset::Item>* out, coll::View* v) {
+  if (!coll::Decode(value, v) || v->elements.size() % 2 != 0) return false;
+  out->clear();
+  out->reserve(v->elements.size() / 2);
+  for (size_t i = 0; i < v->elements.size(); i += 2) {
+    double score = 0;
+    if (!store::format::DecodeScore(v->elements[i + 1], &score)) return false;
+    out->push_back({score, v->elements[i]});
+  }
+  return true;
+}
+
+// Lends fn the order of large sorted set `inc`: in a script, the applied order with its group's
+// changes; otherwise the store's, as of one group.
+void WithLarge(Ctx& c, uint64_t inc, const std::function<void(const ZsetSeq&)>& fn) {
+  if (store::Txn* txn = c.script_txn()) {
+    txn->ReadOrdered(inc, [&](const store::OrderedView& view) {
+      ZsetSeq seq;
+      seq.SetCommitted(&view);
+      seq.AddGroupChanges(*txn, inc);
+      fn(seq);
+    });
+    return;
+  }
+  c.server().store->ReadOrdered(inc, [&](const store::OrderedView& view) {
+    ZsetSeq seq;
+    seq.SetCommitted(&view);
+    fn(seq);
+  });
+}
+
+}  // namespace
+
+bool ReadZset(Ctx& c, std::string_view key, const std::function<void()>& absent,
+              const std::function<void(const ZsetSeq&)>& work) {
+  store::ValueView head;
+  store::Status s;
+  store::Status element_error;
+  bool undecodable = false;
+  c.ReadTogether(2, [&] {
+    undecodable = false;
+    element_error = store::Status::OK();
+    s = c.Get(key, &head);
+    if (s.ok() && head.type != kZset) s = store::Status::WrongType();
+    if (!s.ok()) return;
+    if (head.kind != kKindHead) {
+      std::vector<zset::Item> items;
+      coll::View v;
+      if (!DecodeWhole(head.value, &items, &v)) {
+        undecodable = true;
+        return;
+      }
+      ZsetSeq seq;
+      seq.SetWhole(std::move(items));
+      work(seq);
+      return;
+    }
+    WithLarge(c, store::format::IncarnationOf(head.value), [&](const ZsetSeq& seq) {
+      work(seq);
+      element_error = seq.error();
+    });
+  });
+  if (!c.AccountRead(s, key)) {
+    if (c.read_failed()) {
+      c.ReplyReadError();
+    } else {
+      absent();
+    }
+    return false;
+  }
+  if (undecodable) {
+    c.out().Error(kUndecodable);
+    return false;
+  }
+  if (!element_error.ok()) {
+    c.out().Error(CorruptionError(element_error));
+    return false;
+  }
+  return true;
+}
+
+bool ZsetItems(Ctx& c, const store::ValueView& record, std::vector<std::pair<std::string, double>>* out,
+               store::Status* error) {
+  out->clear();
+  auto collect = [&](const ZsetSeq& seq) {
+    out->clear();
+    seq.Range(0, seq.size(), [&](const zset::Item& it) {
+      out->emplace_back(std::string(it.member), it.score);
+      return true;
+    });
+  };
+  if (record.kind != kKindHead) {
+    std::vector<zset::Item> items;
+    coll::View v;
+    if (!DecodeWhole(record.value, &items, &v)) {
+      *error = store::Status::Corruption("the value's record does not decode");
+      return false;
+    }
+    ZsetSeq seq;
+    seq.SetWhole(std::move(items));
+    collect(seq);
+    return true;
+  }
+  store::Status s;
+  c.ReadTogether(2, [&] {
+    WithLarge(c, store::format::IncarnationOf(record.value), [&](const ZsetSeq& seq) {
+      collect(seq);
+      s = seq.error();
+    });
+  });
+  *error = s;
+  return s.ok();
+}
+
+// ---- Writing ------------------------------------------------------------------------------------
+
+bool ZsetPastThresholds(ServerState& s, size_t count, size_t max_member) {
+  const int64_t entries = s.zset_max_entries.load(std::memory_order_relaxed);
+  const int64_t value = s.zset_max_value.load(std::memory_order_relaxed);
+  return static_cast<int64_t>(std::min<size_t>(count, INT64_MAX)) > entries ||
+         static_cast<int64_t>(std::min<size_t>(max_member, INT64_MAX)) > value;
+}
+
+namespace {
+
+std::string HeadValue(uint64_t inc) { return std::string(reinterpret_cast<const char*>(&inc), sizeof(inc)); }
+
+void WriteSorted(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key,
+                 std::vector<std::pair<std::string_view, double>>& items, bool converted, bool keep_ttl,
+                 int64_t expire_at_ms) {
+  if (items.empty()) {
+    store::ValueView v;
+    if (txn.Get(db, key, &v).ok()) DeleteKey(txn, db, key);
+    return;
+  }
+  size_t longest = 0;
+  for (const auto& [m, sc] : items) longest = std::max(longest, m.size());
+  if (!converted && !ZsetPastThresholds(s, items.size(), longest)) {
+    std::sort(items.begin(), items.end(),
+              [](const auto& a, const auto& b) { return zset::Less(a.second, a.first, b.second, b.first); });
+    std::vector<std::string> scores;
+    scores.reserve(items.size());
+    std::vector<std::string_view> flat;
+    flat.reserve(items.size() * 2);
+    for (const auto& [m, sc] : items) scores.push_back(store::format::EncodeScore(sc));
+    for (size_t i = 0; i < items.size(); ++i) {
+      flat.push_back(items[i].first);
+      flat.push_back(scores[i]);
+    }
+    PutRecord(txn, db, key, coll::Encode(0, flat), kZset, kKindWhole, keep_ttl, expire_at_ms);
+    return;
+  }
+  // Per element: a new incarnation, its elements, then its head.
+  const uint64_t inc = txn.NewIncarnation();
+  for (const auto& [m, sc] : items) txn.PutElement(db, key, kZset, inc, m, store::format::EncodeScore(sc));
+  PutRecord(txn, db, key, HeadValue(inc), kZset, kKindHead, keep_ttl, expire_at_ms);
+}
+
+}  // namespace
+
+void WriteZset(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key,
+               std::vector<std::pair<std::string, double>> items, bool keep_ttl, int64_t expire_at_ms) {
+  std::vector<std::pair<std::string_view, double>> views;
+  views.reserve(items.size());
+  for (const auto& [m, sc] : items) views.emplace_back(m, sc);
+  WriteSorted(txn, s, db, key, views, false, keep_ttl, expire_at_ms);
+}
+
+void WriteZsetEntries(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key,
+                      std::span<const std::string_view> items, bool keep_ttl, int64_t expire_at_ms) {
+  std::vector<std::pair<std::string_view, double>> views;
+  views.reserve(items.size() / 2);
+  for (size_t i = 0; i + 1 < items.size(); i += 2) {
+    double score = 0;
+    if (store::format::DecodeScore(items[i + 1], &score)) views.emplace_back(items[i], score);
+  }
+  WriteSorted(txn, s, db, key, views, false, keep_ttl, expire_at_ms);
+}
+
+// ---- ZsetEdit -----------------------------------------------------------------------------------
+
+bool ZsetEdit::Open() {
+  store::ValueView v;
+  const int found = ReadForEdit(txn_, db_, key_, kZset, &v, &error_);
+  if (found < 0) return false;
+  exists_ = found == 1;
+  if (!exists_) return true;
+  if (v.kind == kKindHead) {
+    large_ = true;
+    inc_ = store::format::IncarnationOf(v.value);
+    return true;
+  }
+  std::vector<zset::Item> items;
+  coll::View view;
+  if (!DecodeWhole(v.value, &items, &view)) {
+    error_ = std::string(kUndecodable);
+    return false;
+  }
+  for (const zset::Item& it : items) whole_[std::string(it.member)] = it.score;
+  return true;
+}
+
+uint64_t ZsetEdit::size() { return large_ ? txn_.ElementCount(inc_) : whole_.size(); }
+
+bool ZsetEdit::Score(std::string_view member, double* score) {
+  if (!large_) {
+    auto it = whole_.find(std::string(member));
+    if (it == whole_.end()) return false;
+    *score = it->second;
+    return true;
+  }
+  store::ValueView e;
+  const store::Status s = txn_.GetElement(inc_, member, &e);
+  if (!s.ok()) {
+    if (!s.IsNotFound() && error_.empty()) error_ = CorruptionError(s);
+    return false;
+  }
+  if (!store::format::DecodeScore(e.value, score)) {
+    if (error_.empty()) error_ = std::string(kUndecodable);
+    return false;
+  }
+  return true;
+}
+
+bool ZsetEdit::Put(std::string_view member, double score) {
+  changed_ = true;
+  if (!large_) {
+    auto [it, added] = whole_.try_emplace(std::string(member), score);
+    it->second = score;
+    return added;
+  }
+  return txn_.PutElement(db_, key_, kZset, inc_, member, store::format::EncodeScore(score));
+}
+
+bool ZsetEdit::Remove(std::string_view member) {
+  if (!large_) {
+    if (whole_.erase(std::string(member)) == 0) return false;
+    changed_ = true;
+    return true;
+  }
+  const bool was = txn_.DeleteElement(db_, key_, kZset, inc_, member);
+  changed_ = changed_ || was;
+  return was;
+}
+
+void ZsetEdit::WithSeq(const std::function<void(const ZsetSeq&)>& fn) {
+  if (!large_) {
+    std::vector<zset::Item> items;
+    items.reserve(whole_.size());
+    for (const auto& [m, sc] : whole_) items.push_back({sc, m});
+    ZsetSeq seq;
+    seq.SetWhole(std::move(items));
+    fn(seq);
+    return;
+  }
+  txn_.ReadOrdered(inc_, [&](const store::OrderedView& view) {
+    ZsetSeq seq;
+    seq.SetCommitted(&view);
+    seq.AddGroupChanges(txn_, inc_);
+    fn(seq);
+    if (const store::Status s = seq.error(); !s.ok() && error_.empty()) error_ = CorruptionError(s);
+  });
+}
+
+void ZsetEdit::Commit() {
+  if (!changed_) return;
+  if (large_) {
+    if (txn_.ElementCount(inc_) == 0) {
+      DeleteKey(txn_, db_, key_);
+      deleted_ = true;
+    }
+    return;
+  }
+  if (whole_.empty()) {
+    if (exists_) DeleteKey(txn_, db_, key_);
+    deleted_ = true;
+    return;
+  }
+  std::vector<std::pair<std::string_view, double>> items;
+  items.reserve(whole_.size());
+  for (const auto& [m, sc] : whole_) items.emplace_back(m, sc);
+  WriteSorted(txn_, server_, db_, key_, items, false, /*keep_ttl=*/true, 0);
+}
+
+}  // namespace keg::server

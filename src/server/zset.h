@@ -1,0 +1,192 @@
+// Sorted sets as the commands see them (docs/types.md, "Sorted sets"), whichever way they are
+// stored: whole (one record: server/small_collection.h's encoding, member and 8-byte score
+// alternating, in order) while within zset-max-listpack-entries / -value; per element once past
+// them: a head naming an incarnation, one element record per member (value: the score,
+// store::format::EncodeScore), and the store's ordered index over them (store::OrderedView).
+//
+// ZsetSeq is the order a command reads: the applied order (an OrderedView), minus the members
+// the group being built changed, plus their new state (`added`) — or, for a whole sorted set,
+// just `added`. Ranks, bounds and ranges are O(log n + changes + m).
+//
+// Thread: ReadZset, the handler's (an I/O thread, or the writer inside a script); ZsetEdit and
+// WriteZset, the writer role's (inside a kRun op).
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include "resp/reply_buffer.h"
+#include "store/store.h"
+
+namespace keg::server {
+
+class Ctx;
+struct ServerState;
+struct BlockedPop;
+struct ServedPop;
+
+namespace zset {
+
+struct Item {
+  double score = 0;
+  std::string_view member;
+};
+
+/// Redis's order: by score, then member bytes.
+inline bool Less(double as, std::string_view am, double bs, std::string_view bm) {
+  return as != bs ? as < bs : am < bm;
+}
+
+/// A prefix of the order, as a predicate on (score, member): the items before a range's start or
+/// at most its end.
+struct Before {
+  enum Kind : uint8_t {
+    kScoreBelow,   ///< score < score (or <= with exclusive: ZRANGEBYSCORE's "(min")
+    kScoreAtMost,  ///< score <= score (or < with exclusive)
+    kLexBelow,     ///< member < member (or <=); inf -1: nothing, +1: everything
+    kLexAtMost,    ///< member <= member (or <)
+    kKey,          ///< (score, member) orders before (this.score, this.member): a rank
+  };
+  Kind kind = kKey;
+  double score = 0;
+  bool exclusive = false;
+  std::string_view member;
+  int inf = 0;
+
+  template <class MemberFn>
+  bool operator()(double s, const MemberFn& member_of) const {
+    switch (kind) {
+      case kScoreBelow: return exclusive ? s <= score : s < score;
+      case kScoreAtMost: return exclusive ? s < score : s <= score;
+      case kLexBelow:
+        if (inf != 0) return inf > 0;
+        return exclusive ? member_of() <= member : member_of() < member;
+      case kLexAtMost:
+        if (inf != 0) return inf > 0;
+        return exclusive ? member_of() < member : member_of() <= member;
+      case kKey: return s != score ? s < score : member_of() < member;
+    }
+    return false;
+  }
+};
+
+/// A score range (ZRANGEBYSCORE's min max): false when either is not a float.
+bool ParseScoreRange(std::string_view min, std::string_view max, Before* lo, Before* hi);
+/// A lex range ("[a", "(a", "-", "+"): false when either is not valid.
+bool ParseLexRange(std::string_view min, std::string_view max, Before* lo, Before* hi);
+
+}  // namespace zset
+
+/// The order of one sorted set as a command reads it (see the file comment). Valid inside the
+/// function it is lent to (ReadZset, ZsetEdit::WithSeq).
+class ZsetSeq {
+ public:
+  uint64_t size() const { return committed_size() - removed_.size() + added_.size(); }
+  /// How many items `before` holds for (a prefix of the order).
+  uint64_t Rank(const zset::Before& before) const;
+  /// Calls fn for the items at ranks [from, to) in order while it returns true.
+  void Range(uint64_t from, uint64_t to, const std::function<bool(const zset::Item&)>& fn) const;
+  /// The score of `member`: false when absent.
+  bool Score(std::string_view member, double* score) const;
+  /// The first failure of a record read (then a member read as empty): the command's error.
+  store::Status error() const;
+
+  // Building (zset.cc).
+  void SetCommitted(const store::OrderedView* c) { c_ = c; }
+  /// A whole sorted set's items (any order: sorted here); the views must outlive the sequence.
+  void SetWhole(std::vector<zset::Item> items);
+  /// The group's changes to a large sorted set (Txn::GroupElements), against the committed order.
+  void AddGroupChanges(store::Txn& txn, uint64_t inc);
+
+ private:
+  struct Added {
+    double score;
+    std::string_view member;
+    uint64_t ip;  // committed items ordered before it
+  };
+  uint64_t committed_size() const { return c_ != nullptr ? c_->Size() : 0; }
+  void Finish();  // sorts removed_ and added_, computes ip
+  // The place of rank r: the committed position p, the next added index j, removed index k.
+  void Locate(uint64_t r, uint64_t* p, size_t* j, size_t* k) const;
+
+  const store::OrderedView* c_ = nullptr;
+  std::vector<uint64_t> removed_;  // committed positions the group changed
+  std::vector<Added> added_;       // in order
+  std::unordered_map<std::string_view, double> added_scores_;
+  std::unordered_set<std::string_view> changed_;  // members the group wrote (committed lookups stale)
+  std::deque<std::string> arena_;
+};
+
+/// Reads the sorted set at `key` (WRONGTYPE for another type) and runs work(seq) on one
+/// consistent state of it; work may run more than once (a group landed meanwhile) and must only
+/// collect. False when the reply is written already: absent() for a missing key, the error
+/// otherwise.
+bool ReadZset(Ctx& c, std::string_view key, const std::function<void()>& absent,
+              const std::function<void(const ZsetSeq&)>& work);
+
+/// Whether a sorted set of `count` members, the longest `max_member` bytes, goes past
+/// zset-max-listpack-entries / -value (then it is stored per element, and reports skiplist).
+bool ZsetPastThresholds(ServerState& s, size_t count, size_t max_member);
+
+/// Writes `items` as `key`'s new sorted set (whole or per element by the thresholds), replacing
+/// whatever it holds; empty deletes the key. keep_ttl keeps its expiry, else it gets
+/// `expire_at_ms` (0: none).
+void WriteZset(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key,
+               std::vector<std::pair<std::string, double>> items, bool keep_ttl, int64_t expire_at_ms = 0);
+/// The same from the generic entries (member, 8-byte score) of a whole encoding or a copy.
+void WriteZsetEntries(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key,
+                      std::span<const std::string_view> items, bool keep_ttl, int64_t expire_at_ms);
+
+/// A sorted set changed by a write command inside its kRun op: Open, edit, Commit.
+class ZsetEdit {
+ public:
+  ZsetEdit(store::Txn& txn, ServerState& s, uint32_t db, std::string_view key)
+      : txn_(txn), server_(s), db_(db), key_(key) {}
+  /// Reads the key: false with error() set (WRONGTYPE, corruption, undecodable).
+  bool Open();
+  const std::string& error() const { return error_; }
+  bool exists() const { return exists_; }
+  uint64_t size();
+  bool Score(std::string_view member, double* score);
+  /// Sets member's score; returns whether it is new.
+  bool Put(std::string_view member, double score);
+  bool Remove(std::string_view member);
+  /// Lends fn the current order (the group's changes included).
+  void WithSeq(const std::function<void(const ZsetSeq&)>& fn);
+  /// Writes the changes; an emptied sorted set deletes the key.
+  void Commit();
+  bool changed() const { return changed_; }
+  bool deleted() const { return deleted_; }
+
+ private:
+  store::Txn& txn_;
+  ServerState& server_;
+  uint32_t db_;
+  std::string_view key_;
+  std::string error_;
+  bool exists_ = false;
+  bool large_ = false;
+  bool changed_ = false;
+  bool deleted_ = false;
+  uint64_t inc_ = 0;
+  std::unordered_map<std::string, double> whole_;  // stored whole: member -> score
+};
+
+/// BZPOPMIN / BZPOPMAX / BZMPOP's pop (blocking.h's TryBlockedPop for w.zset).
+std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s, const BlockedPop& w,
+                                                      const std::string* only, std::function<void()>* events);
+
+/// The whole encoding's entries of a sorted set read for DUMP / DEBUG DIGEST: (member, score),
+/// in order. False with *error on a read error.
+bool ZsetItems(Ctx& c, const store::ValueView& record, std::vector<std::pair<std::string, double>>* out,
+               store::Status* error);
+
+}  // namespace keg::server
