@@ -130,7 +130,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 97)) {
+    switch (Range(0, 98)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -372,6 +372,17 @@ class Generator {
         if (c[0] != "ZDIFFSTORE" && Chance(40)) {
           c.insert(c.end(), {"AGGREGATE", Pick(std::vector<std::string>{"SUM", "MIN", "MAX"})});
         }
+        return c;
+      }
+      case 98: {  // SORT of lists, sets and sorted sets (numeric errors, ALPHA, GET, STORE)
+        Cmd c = {Chance(70) ? "SORT" : "SORT_RO", Key()};
+        if (Chance(50)) c.push_back("ALPHA");
+        if (Chance(40)) c.push_back(Pick(std::vector<std::string>{"DESC", "ASC"}));
+        if (Chance(30)) c.insert(c.end(), {"LIMIT", std::to_string(Range(-1, 3)), std::to_string(Range(-1, 3))});
+        if (Chance(20)) c.insert(c.end(), {"GET", Pick(std::vector<std::string>{"#", "k:*", "f*->a", "nostar"})});
+        // (No BY nosort: it leaves a set in its own order, which Redis does not define.)
+        if (Chance(15)) c.insert(c.end(), {"BY", Pick(std::vector<std::string>{"k:*", "a*->b"})});
+        if (c[0] == "SORT" && Chance(30)) c.insert(c.end(), {"STORE", Key()});
         return c;
       }
       default: return {"GET", Key()};

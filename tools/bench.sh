@@ -3,7 +3,9 @@
 # tools/bench/side_by_side.py, which writes docs/benchmarks.md and docs/benchmarks.png.
 #   tools/bench.sh [--rounds N] [--quick] [--only TEXT]   (--only pubsub: the pub/sub part;
 #   --only collections: the hash and set workloads; --only lists: the list workloads;
-#   --only collection-memory: the hash and set memory and restart targets, about 2 GB of RAM)
+#   --only collection-memory: the hash and set memory and restart targets, about 2 GB of RAM;
+#   --only zsets: the sorted set workloads; --only zset-list-memory: 1,000,000 members in one
+#   sorted set and 1,000,000 elements in one list, memory and restart)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --bench

@@ -187,6 +187,21 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
         numkeys <= static_cast<int64_t>(args.size()) - 3) {
       for (size_t i = 3; i < 3 + static_cast<size_t>(numkeys); ++i) positions.push_back(i);
     }
+  } else if (cmd.name == "sort") {
+    // sort key ... [STORE dst] (Redis's sortGetKeys): the key, and the last STORE's destination
+    // (LIMIT's, GET's and BY's arguments skipped).
+    positions.push_back(1);
+    size_t store_at = 0;
+    for (size_t i = 2; i < args.size(); ++i) {
+      if (EqualsIgnoreCase(args[i], "limit")) {
+        i += 2;
+      } else if (EqualsIgnoreCase(args[i], "get") || EqualsIgnoreCase(args[i], "by")) {
+        i += 1;
+      } else if (EqualsIgnoreCase(args[i], "store") && i + 1 < args.size()) {
+        store_at = i + 1;
+      }
+    }
+    if (store_at != 0) positions.push_back(store_at);
   } else if (cmd.name == "zunionstore" || cmd.name == "zinterstore" || cmd.name == "zdiffstore") {
     // destination numkeys key... (Redis's zunionInterDiffStoreGetKeys): the destination too.
     int64_t numkeys = 0;

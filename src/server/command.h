@@ -322,6 +322,7 @@ void RegisterHashCommands(std::vector<Command>* table);        // commands_hash.
 void RegisterSetCommands(std::vector<Command>* table);         // commands_set.cc
 void RegisterListCommands(std::vector<Command>* table);        // commands_list.cc
 void RegisterZsetCommands(std::vector<Command>* table);        // commands_zset.cc
+void RegisterSortCommands(std::vector<Command>* table);        // commands_sort.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

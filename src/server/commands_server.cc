@@ -1269,6 +1269,7 @@ struct Table {
     RegisterSetCommands(&commands);
     RegisterListCommands(&commands);
     RegisterZsetCommands(&commands);
+    RegisterSortCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

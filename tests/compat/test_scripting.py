@@ -1,5 +1,6 @@
 """Applications' Lua against keg-server, unmodified: redis-py's Lock and script helpers, and
-Debian's python3-limits (fixed-window rate limiting through its Lua scripts). Each test also runs
+Debian's python3-limits (fixed-window and moving-window rate limiting through its Lua scripts; the
+moving window keeps its hits in a list: LPUSH, LTRIM, LINDEX, LRANGE). Each test also runs
 against redis-server 7.0, so a wrong expectation cannot pass for keg alone."""
 import threading
 import time
@@ -101,6 +102,25 @@ class ScriptingCases:
         self.assertGreater(reset, time.time() - 1)
         time.sleep(1.1)  # the window expired with its key
         self.assertTrue(limiter.hit(five, "user", "login"))
+
+    def test_limits_moving_window(self):
+        storage = limits.storage.RedisStorage(f"redis://127.0.0.1:{self.server.port}")
+        limiter = limits.strategies.MovingWindowRateLimiter(storage)
+        three = limits.parse("3/2 seconds")
+        start = time.time()
+        self.assertEqual([limiter.hit(three, "api", "k") for _ in range(4)], [True, True, True, False])
+        self.assertEqual(self.r.type("LIMITER/api/k/3/2/second"), b"list")
+        self.assertEqual(self.r.llen("LIMITER/api/k/3/2/second"), 3)
+        reset, remaining = limiter.get_window_stats(three, "api", "k")
+        self.assertEqual(remaining, 0)
+        # The oldest hit leaves the window at about start + 2 (limits' script returns it as a Lua
+        # number: truncated to whole seconds by the reply conversion, in Redis as in keg).
+        self.assertGreaterEqual(reset, int(start) + 1)
+        self.assertLessEqual(reset, start + 3)
+        self.assertTrue(limiter.hit(three, "api", "other"))  # its own window
+        time.sleep(max(0, start + 2.2 - time.time()))  # every hit slid out of the window
+        self.assertTrue(limiter.test(three, "api", "k"))
+        self.assertEqual([limiter.hit(three, "api", "k") for _ in range(4)], [True, True, True, False])
 
 
 class KegScripting(ScriptingCases, unittest.TestCase):

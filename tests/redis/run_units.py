@@ -31,7 +31,7 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 # pub/sub issue's pubsub and pubsubshard.
 DEFAULT_UNITS = [
     "unit/protocol", "unit/keyspace", "unit/scan", "unit/info-command", "unit/type/string",
-    "unit/type/incr", "unit/type/list", "unit/type/list-2", "unit/type/list-3", "unit/type/hash", "unit/type/set", "unit/type/zset", "unit/expire", "unit/other", "unit/multi", "unit/quit",
+    "unit/type/incr", "unit/type/list", "unit/type/list-2", "unit/type/list-3", "unit/type/hash", "unit/type/set", "unit/type/zset", "unit/sort", "unit/expire", "unit/other", "unit/multi", "unit/quit",
     "unit/latency-monitor", "unit/slowlog", "unit/introspection", "unit/introspection-2",
     "unit/querybuf", "unit/dump", "unit/bitops", "unit/bitfield", "unit/pause",
     "unit/scripting", "unit/functions", "unit/pubsub", "unit/pubsubshard", "unit/tracking",

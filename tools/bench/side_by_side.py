@@ -197,6 +197,15 @@ def workloads(policy):
                   (f"{t.upper()} -P 16 (lists), everysec", ["-c", "50", "-P", "16", "-t", t], 2000000, 300000)]
         w += [("LRANGE_100 (lists), everysec", ["-c", "50", "-t", "lrange_100"], 100000, 20000),
               ("LRANGE_100 -P 16 (lists), everysec", ["-c", "50", "-P", "16", "-t", "lrange_100"], 300000, 50000)]
+        # Sorted sets (issue 18): redis-benchmark's ZADD (random members into its one sorted set
+        # `myzset`: large, per member in keg) and ZPOPMIN (taking what ZADD left), and a
+        # ZRANGEBYSCORE of 10 members of zset100k (100,000 members, load_collections).
+        for t in ("zadd", "zpopmin"):
+            w += [(f"{t.upper()} (zsets), everysec", ["-c", "50", "-r", "100000", "-t", t], 300000, 50000),
+                  (f"{t.upper()} -P 16 (zsets), everysec", ["-c", "50", "-r", "100000", "-P", "16", "-t", t], 2000000, 300000)]
+        zr = ["ZRANGEBYSCORE", "zset100k", "50000", "50009"]
+        w += [("ZRANGEBYSCORE of 10 (zsets), everysec", ["-c", "50", *zr], 300000, 50000),
+              ("ZRANGEBYSCORE of 10 -P 16 (zsets), everysec", ["-c", "50", "-P", "16", *zr], 1000000, 150000)]
     return w
 
 
@@ -208,6 +217,12 @@ def load_collections(server):
         args += [f"field:{i:04d}", f"value:{i:04d}"]
     server.command("HSET", "hash100", *args)
     server.command("SADD", "set100", *[f"member:{i:04d}" for i in range(100)])
+    server.command("DEL", "zset100k")
+    for start in range(0, 100_000, 1000):
+        args = []
+        for i in range(start, start + 1000):
+            args += [str(i), f"member:{i:06d}"]
+        server.command("ZADD", "zset100k", *args)
 
 
 def write_load_file(path, keys):
@@ -320,13 +335,21 @@ def scale(opts, workdir):
 def write_hash_file(path, shape):
     """The RESP that builds issue 17's memory data sets, for redis-cli --pipe: "one" is 1,000,000
     fields (f%07d -> 10-byte values) in one hash, 1,000 per HSET; "many" is 1,000,000 hashes
-    (h:%07d) of 10 such fields each."""
+    (h:%07d) of 10 such fields each; issue 18's "zset" is 1,000,000 members (m%09d, scores
+    scattered) in one sorted set and "list" 1,000,000 elements (e%09d) in one list, 1,000 per
+    command."""
     with open(path, "wb") as f:
         if shape == "one":
             for start in range(0, 1_000_000, 1000):
                 args = [b"HSET", b"big"]
                 for i in range(start, start + 1000):
                     args += [b"f%07d" % i, b"v%09d" % i]
+                f.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
+        elif shape in ("zset", "list"):  # issue 18: one sorted set / one list of 1,000,000
+            for start in range(0, 1_000_000, 1000):
+                args = [b"ZADD", b"bigz"] if shape == "zset" else [b"RPUSH", b"bigl"]
+                for i in range(start, start + 1000):
+                    args += [b"%d" % ((i * 7919) % 1_000_003), b"m%09d" % i] if shape == "zset" else [b"e%09d" % i]
                 f.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
         else:
             for h in range(1_000_000):
@@ -336,13 +359,13 @@ def write_hash_file(path, shape):
                 f.write(b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args))
 
 
-def collection_memory(opts, workdir):
+def collection_memory(opts, workdir, shapes=("one", "many")):
     """Issue 17's memory and restart targets (everysec): RSS growth for 1,000,000 fields in one
     hash and for 1,000,000 hashes of 10 fields (keg: its anonymous memory — the data files' pages
     are page cache, which the kernel reclaims; Redis: its RSS), and the restart time of each (keg
     from its hint files once they are written; Redis from its AOF)."""
     r = {}
-    for shape in ("one", "many"):
+    for shape in shapes:
         keg, redis = start_pair("everysec", os.path.join(workdir, shape))
         try:
             base = {"keg": keg.status_kb("RssAnon"), "redis": redis.status_kb("VmRSS")}
@@ -574,6 +597,8 @@ def main():
             scaled = scale(opts, os.path.join(workdir, "scale"))
         if opts.only == "collection-memory":  # issue 17's memory targets (about 2 GB of RAM)
             collection_memory(opts, os.path.join(workdir, "collection-memory"))
+        if opts.only == "zset-list-memory":  # issue 18's: 1,000,000 members in one sorted set / list
+            collection_memory(opts, os.path.join(workdir, "zset-list-memory"), ("zset", "list"))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     if not opts.only:

@@ -1,7 +1,7 @@
 // Unmodified Node.js clients against keg-server: ioredis 5 and 6, node-redis 4 and 5, the
 // Lua-based libraries on top of them: redlock (locks) and rate-limiter-flexible, and pub/sub:
 // ioredis 6 (RESP3) and node-redis 5 subscribers, two Socket.IO servers with
-// @socket.io/redis-adapter exchanging broadcasts through keg.
+// @socket.io/redis-adapter exchanging broadcasts through keg, and the Bull job queue.
 // Usage: KEG_SERVER=/path/to/keg-server node compat.js   (exit 0 when every check passes)
 'use strict';
 const assert = require('node:assert/strict');
@@ -164,6 +164,54 @@ async function rateLimiterChecks(port) {
   client.disconnect();
 }
 
+// Bull 4 (job queue: Lua scripts, lists with BRPOPLPUSH, sorted sets for delayed jobs and
+// retries' backoff, pub/sub): 1,000 jobs, a tenth of them delayed, every seventh failing its
+// first attempt and retried; each completes exactly once, the delayed ones not before their delay.
+async function bullChecks(port) {
+  const Queue = require('bull');
+  const queue = new Queue('keg-jobs', { redis: { port, host: '127.0.0.1' } });
+  const total = 1000;
+  const done = new Map();  // i -> attempts made when it completed
+  const added = new Map();  // i -> [time added, delay]
+  let failures = 0;
+  const finished = new Promise((resolve, reject) => {
+    queue.on('completed', (job) => {
+      const i = job.data.i;
+      if (done.has(i)) reject(new Error('job ' + i + ' completed twice'));
+      done.set(i, job.attemptsMade);
+      if (done.size === total) resolve();
+    });
+    queue.on('failed', () => { failures++; });
+    queue.on('error', reject);
+  });
+  queue.process(8, async (job) => {
+    const { i } = job.data;
+    const [at, delay] = added.get(i);
+    if (delay > 0 && Date.now() < at + delay) throw new Error('delayed job ' + i + ' ran early');
+    if (i % 7 === 0 && job.attemptsMade === 0) throw new Error('first attempt of ' + i + ' fails');
+    return i * 2;
+  });
+  const jobs = [];
+  for (let i = 0; i < total; i++) {
+    const delay = i % 10 === 3 ? 50 + (i % 150) : 0;
+    added.set(i, [Date.now(), delay]);
+    jobs.push({ data: { i }, opts: { attempts: 3, backoff: { type: 'fixed', delay: 20 }, delay, removeOnComplete: false } });
+  }
+  await queue.addBulk(jobs);
+  await Promise.race([finished, new Promise((_, rej) => setTimeout(() => rej(new Error(
+    `timed out: ${done.size} of ${total} completed, ${failures} failed attempts`)), 60000))]);
+  const retried = Math.floor((total - 1) / 7) + 1;
+  assert.equal(failures, retried);
+  for (let i = 0; i < total; i++) assert.equal(done.get(i), i % 7 === 0 ? 1 : 0, 'attempts of job ' + i);
+  const counts = await queue.getJobCounts();
+  assert.equal(counts.completed, total);
+  assert.equal(counts.failed, 0);
+  assert.equal(counts.waiting + counts.active + counts.delayed, 0);
+  const last = (await queue.getCompleted(0, 0))[0];
+  assert.equal(last.returnvalue, last.data.i * 2);
+  await queue.close();
+}
+
 // Pub/sub with ioredis 6 (RESP3: messages are pushes, the connection still runs commands) and
 // node-redis 5 (its own subscriber connection): channels, patterns, order.
 async function pubsubChecks(port) {
@@ -319,6 +367,7 @@ async function main() {
     await run('pub/sub: ioredis 6 (RESP3) and node-redis 5 subscribers', () => pubsubChecks(keg.port));
     await run('Socket.IO 4 with @socket.io/redis-adapter: two servers through keg', () => socketIoChecks(keg.port));
     await run('node-redis 5 client-side caching (RESP3, CLIENT TRACKING)', () => clientSideCacheChecks(keg.port));
+    await run('Bull 4: 1,000 jobs with delays and retries', () => bullChecks(keg.port));
   } finally {
     keg.proc.kill('SIGTERM');
     await new Promise((r) => keg.proc.on('exit', r));
