@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""Model-based test: random command sequences against keg-server and an in-memory model of what
-Redis would answer, with restarts (graceful, and SIGKILL under appendfsync always),
+"""Model-based test: random command sequences (strings, hashes, sets, lists, sorted sets) against
+keg-server and an in-memory model of what Redis would answer, with restarts (graceful, and SIGKILL under appendfsync always),
 compactions and page-cache drops (the cold-read path) in between. Every reply is compared with the model's; the first divergence fails the
 run and prints the seed and the step, which reproduce it:
 
@@ -28,6 +28,20 @@ DUMPED = object()  # any bulk string: a DUMP payload
 DBS = 4  # of keg's 16: the commands below move keys between these
 
 
+class Z(dict):
+    """A sorted set in the model: member -> score (a dict subclass of its own, so it is not taken
+    for a hash)."""
+
+
+def fmt_score(d):
+    """A score as Redis replies it in RESP2 ("%.17g")."""
+    return ("%.17g" % d).encode()
+
+
+def zorder(z):
+    return sorted(z.items(), key=lambda kv: (kv[1], kv[0]))
+
+
 class Model:
     """Databases 0..DBS-1, each key -> value (bytes) and the keys with an expiry (all far in
     the future); `db` is the connection's (SELECT; 0 again after a reconnect)."""
@@ -50,7 +64,8 @@ class Model:
 
     def set(self, k, v, keep_ttl=False):
         # Collections are copied: a value copied to another key (COPY, RENAME) is its own.
-        self.data[k] = dict(v) if isinstance(v, dict) else set(v) if isinstance(v, set) else v
+        self.data[k] = (Z(v) if isinstance(v, Z) else dict(v) if isinstance(v, dict) else set(v) if isinstance(v, set)
+                        else list(v) if isinstance(v, list) else v)
         if not keep_ttl:
             self.ttl.discard(k)
 
@@ -70,12 +85,14 @@ def step(rng, m, keys):
     k2 = rng.choice(keys)
     cur = m.data.get(k)
     # A string command on a hash or set answers WRONGTYPE and changes nothing.
-    wrong = isinstance(cur, (dict, set))
-    r = rng.randrange(36)
+    wrong = isinstance(cur, (dict, set, list))
+    r = rng.randrange(40)
     if r in (2, 3, 6, 7, 8, 9, 19, 20, 21, 25, 26) and wrong:
         return {2: ("SET", k, b"v", "XX", "GET"), 3: ("GET", k), 6: ("INCRBY", k, 1), 7: ("APPEND", k, b"x"),
                 8: ("STRLEN", k), 9: ("GETDEL", k), 19: ("SETBIT", k, 1, 1), 20: ("GETBIT", k, 1),
                 21: ("BITCOUNT", k), 25: ("SETRANGE", k, 1, b"x"), 26: ("GETSET", k, b"v")}[r], WRONGTYPE
+    if r >= 36:
+        return list_zset_step(rng, m, k, cur, r)
     if r >= 31:
         return collection_step(rng, m, k, cur, r)
     if r == 0:
@@ -271,7 +288,7 @@ MEMBERS = [b"1", b"2", b"-7", b"10", b"a", b"bb"]
 def collection_step(rng, m, k, cur, r):
     """Hash and set commands on k: (args, expected). Replies whose order keg does not promise are
     compared as a dict or a set (see matches)."""
-    is_hash = isinstance(cur, dict)
+    is_hash = isinstance(cur, dict) and not isinstance(cur, Z)
     is_set = isinstance(cur, set)
     if r in (31, 32, 33) and is_set or r in (34, 35) and is_hash or (cur is not None and not is_hash and not is_set):
         return ("HLEN", k) if r < 34 else ("SCARD", k), WRONGTYPE
@@ -339,6 +356,86 @@ def collection_step(rng, m, k, cur, r):
     return ("SCARD", k), len(cur or set())
 
 
+def list_zset_step(rng, m, k, cur, r):
+    """List and sorted set commands on k: (args, expected)."""
+    if r in (36, 37):
+        if cur is not None and not isinstance(cur, list):
+            return ("LLEN", k), WRONGTYPE
+        lst = list(cur or [])
+        if r == 36:
+            c = rng.random()
+            if c < 0.6:
+                vs = [value(rng)[:100] for _ in range(rng.randint(1, 3))]
+                left = rng.random() < 0.5
+                for v in vs:
+                    if left:
+                        lst.insert(0, v)
+                    else:
+                        lst.append(v)
+                m.set(k, lst, keep_ttl=True)
+                return ("LPUSH" if left else "RPUSH", k, *vs), len(lst)
+            left = rng.random() < 0.5
+            if not lst:
+                return ("LPOP" if left else "RPOP", k), None
+            v = lst.pop(0 if left else -1)
+            if lst:
+                m.set(k, lst, keep_ttl=True)
+            else:
+                m.delete(k)
+            return ("LPOP" if left else "RPOP", k), v
+        c = rng.random()
+        if c < 0.4:
+            return ("LRANGE", k, 0, -1), lst
+        if c < 0.7:
+            i = rng.randint(-4, 4)
+            return ("LINDEX", k, i), lst[i] if -len(lst) <= i < len(lst) else None
+        return ("LLEN", k), len(lst)
+    if cur is not None and not isinstance(cur, Z):
+        return ("ZCARD", k), WRONGTYPE
+    z = Z(cur or {})
+    if r == 38:
+        c = rng.random()
+        x = rng.choice(MEMBERS)
+        if c < 0.5:
+            sc = rng.randint(-6, 6) / 2
+            new = x not in z
+            z[x] = sc
+            m.set(k, z, keep_ttl=True)
+            return ("ZADD", k, fmt_score(sc), x), 1 if new else 0
+        if c < 0.75:
+            z[x] = z.get(x, 0) + 1.5
+            m.set(k, z, keep_ttl=True)
+            return ("ZINCRBY", k, "1.5", x), fmt_score(z[x])
+        n = 1 if z.pop(x, None) is not None else 0
+        if z:
+            if n:
+                m.set(k, z, keep_ttl=True)
+        elif cur is not None:
+            m.delete(k)
+        return ("ZREM", k, x), n
+    c = rng.random()
+    order = zorder(z)
+    if c < 0.3:
+        return ("ZRANGE", k, 0, -1, "WITHSCORES"), [b for mem, sc in order for b in (mem, fmt_score(sc))]
+    if c < 0.5:
+        x = rng.choice(MEMBERS)
+        return ("ZSCORE", k, x), fmt_score(z[x]) if x in z else None
+    if c < 0.7:
+        x = rng.choice(MEMBERS)
+        return ("ZRANK", k, x), [mem for mem, _ in order].index(x) if x in z else None
+    if c < 0.85:
+        return ("ZCARD", k), len(z)
+    if not order:
+        return ("ZPOPMIN", k), []
+    mem, sc = order[0]
+    del z[mem]
+    if z:
+        m.set(k, z, keep_ttl=True)
+    else:
+        m.delete(k)
+    return ("ZPOPMIN", k), [mem, fmt_score(sc)]
+
+
 def matches(got, want):
     if isinstance(want, tuple) and want and want[0] == "DICT":
         return isinstance(got, list) and len(got) % 2 == 0 and dict(zip(got[0::2], got[1::2])) == want[1] \
@@ -357,10 +454,11 @@ def matches(got, want):
 def run(opts):
     rng = random.Random(opts.seed)
     work = tempfile.mkdtemp(prefix="keg_model_")
-    # Odd seeds with tiny collection thresholds: hashes and sets of more than one element are then
-    # stored per element (docs/types.md).
+    # Odd seeds with tiny collection thresholds: hashes, sets, sorted sets and lists of more than
+    # one element are then stored per element (docs/types.md).
     tiny = ["--hash-max-listpack-entries", "1", "--set-max-listpack-entries", "1",
-            "--set-max-intset-entries", "1"] if opts.seed % 2 == 1 else []
+            "--set-max-intset-entries", "1", "--zset-max-listpack-entries", "1",
+            "--list-max-listpack-size", "1"] if opts.seed % 2 == 1 else []
     keg = Keg(os.path.join(work, "data"), "--appendfsync", "always", "--data-file-size", "1mb",
               "--enable-debug-command", "yes", *tiny, log=os.path.join(work, "keg.log"))
     keys = [f"m:{i}" for i in range(12)] + ["m:\x00bin\r\n", "m:" + "k" * 300]

@@ -401,6 +401,60 @@ def collection_memory(opts, workdir, shapes=("one", "many")):
     return r
 
 
+def wake_once(waiter, pusher, pop, push, lines):
+    """One blocked-client wake: `waiter` sends a blocking pop and is blocked (the server's
+    blocked_clients shows it), then `pusher` sends the push; the time from the push's send to the
+    waiter's reply, in ms."""
+    waiter.sendall(pop)
+    time.sleep(0.002)  # the pop is parsed and blocked well before the push
+    t0 = time.perf_counter()
+    pusher.sendall(push)
+    got = b""
+    while got.count(b"\r\n") < lines:  # the whole reply: [key, value] or [key, member, score]
+        got += waiter.recv(4096)
+    t1 = time.perf_counter()
+    pusher.recv(4096)  # the push's own reply
+    return (t1 - t0) * 1000
+
+
+def wake_latency(opts, workdir):
+    """Issue 18's blocked-client wake target: p99 of the time from a push to the reply of the
+    client blocked on it (BLPOP woken by LPUSH, BZPOPMIN by ZADD), keg and Redis alternating, for
+    each fsync policy."""
+    n = 300 if opts.quick else 2000
+    for policy in ("everysec", "always"):
+        keg, redis = start_pair(policy, os.path.join(workdir, policy))
+        try:
+            res = {}
+            for kind, pop, push, lines in (
+                    ("BLPOP/LPUSH", b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n",
+                     b"*3\r\n$5\r\nLPUSH\r\n$1\r\nq\r\n$1\r\nx\r\n", 5),
+                    ("BZPOPMIN/ZADD", b"*3\r\n$8\r\nBZPOPMIN\r\n$1\r\nz\r\n$1\r\n0\r\n",
+                     b"*4\r\n$4\r\nZADD\r\n$1\r\nz\r\n$1\r\n1\r\n$1\r\nm\r\n", 7)):
+                samples = {"keg": [], "redis": []}
+                conns = {}
+                for s in (keg, redis):
+                    conns[s.name] = (socket.create_connection(("127.0.0.1", s.port)),
+                                     socket.create_connection(("127.0.0.1", s.port)))
+                for i in range(n):  # alternating keg and Redis
+                    for s in ((keg, redis) if i % 2 == 0 else (redis, keg)):
+                        w, p = conns[s.name]
+                        samples[s.name].append(wake_once(w, p, pop, push, lines))
+                for pair in conns.values():
+                    for c in pair:
+                        c.close()
+                for name, v in samples.items():
+                    v.sort()
+                    res[(kind, name)] = (v[len(v) // 2], v[int(len(v) * 0.99)], v[-1])
+                print(f"wake {kind}, {policy}: keg p50 {res[(kind, 'keg')][0]:.3f} p99 "
+                      f"{res[(kind, 'keg')][1]:.3f} max {res[(kind, 'keg')][2]:.3f} ms; Redis p50 "
+                      f"{res[(kind, 'redis')][0]:.3f} p99 {res[(kind, 'redis')][1]:.3f} max "
+                      f"{res[(kind, 'redis')][2]:.3f} ms ({n} wakes each)", flush=True)
+        finally:
+            keg.stop()
+            redis.stop()
+
+
 PUBSUB_BENCH = os.path.join(ROOT, "build", "bench", "tools", "keg_pubsub_bench")
 
 
@@ -597,6 +651,8 @@ def main():
             scaled = scale(opts, os.path.join(workdir, "scale"))
         if opts.only == "collection-memory":  # issue 17's memory targets (about 2 GB of RAM)
             collection_memory(opts, os.path.join(workdir, "collection-memory"))
+        if opts.only == "wake":  # issue 18's blocked-client wake latency
+            wake_latency(opts, os.path.join(workdir, "wake"))
         if opts.only == "zset-list-memory":  # issue 18's: 1,000,000 members in one sorted set / list
             collection_memory(opts, os.path.join(workdir, "zset-list-memory"), ("zset", "list"))
     finally:
