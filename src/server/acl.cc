@@ -115,6 +115,24 @@ const std::unordered_map<std::string_view, KeySpec>& KeySpecs() {
     m["smove"] = {rw_access_delete, {"RW", "insert"}};
     m["sinterstore"] = {rw_update, ro_access};
     for (auto n : {"sunionstore", "sdiffstore"}) m[n] = {ow_update, ro_access};
+    // Lists, sorted sets and SORT (Redis 7.0's key specs).
+    const std::vector<std::string_view> rw_insert = {"RW", "insert"};
+    const std::vector<std::string_view> rw_delete = {"RW", "delete"};
+    for (auto n : {"lmove", "blmove", "rpoplpush", "brpoplpush"}) m[n] = {rw_access_delete, rw_insert};
+    for (auto n : {"lpush", "rpush", "lpushx", "rpushx", "linsert"}) m[n] = {rw_insert, {}};
+    for (auto n : {"lpop", "rpop", "lmpop", "blmpop", "blpop", "brpop", "zpopmin", "zpopmax", "zmpop", "bzmpop",
+                   "bzpopmin", "bzpopmax"}) {
+      m[n] = {rw_access_delete, {}};
+    }
+    for (auto n : {"lrem", "ltrim", "zrem", "zremrangebyrank", "zremrangebyscore", "zremrangebylex"}) {
+      m[n] = {rw_delete, {}};
+    }
+    m["lset"] = {rw_update, {}};
+    m["zadd"] = {rw_update, {}};
+    m["zincrby"] = {rw_access_update, {}};
+    for (auto n : {"llen", "zcard"}) m[n] = {ro, {}};
+    for (auto n : {"zrangestore", "zunionstore", "zinterstore", "zdiffstore"}) m[n] = {ow_update, ro_access};
+    m["sort"] = {ro_access, ow_update};
     return m;
   }();
   return specs;

@@ -78,6 +78,12 @@ bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, 
   return count > max_count || bytes > max_bytes;
 }
 
+bool KeyAbsentNow(Ctx& c, std::string_view key) {
+  if (!c.may_answer_from_read()) return false;
+  store::ValueView v;
+  return c.server().store->Get(c.db(), key, &v).IsNotFound();
+}
+
 bool MembersUnchanged(Ctx& c, uint8_t type, std::string_view key, std::span<const std::string_view> members,
                       bool present) {
   if (!c.may_answer_from_read()) return false;

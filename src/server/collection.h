@@ -55,6 +55,11 @@ bool StoredPerElement(ServerState& s, uint8_t type, size_t count, size_t bytes, 
 bool MembersUnchanged(Ctx& c, uint8_t type, std::string_view key, std::span<const std::string_view> members,
                       bool present);
 
+/// For a write command that changes nothing when `key` is absent (LPOP, ZPOPMIN on a missing
+/// key): whether it is absent in the store now, read as MembersUnchanged reads (its conditions).
+/// When true the command answers without queuing a write.
+bool KeyAbsentNow(Ctx& c, std::string_view key);
+
 /// A collection read by a read command: Open, then Size / Find / All.
 class CollectionRead {
  public:

@@ -197,6 +197,7 @@ void HsetWith(Ctx& c, bool hmset) {
   auto job = std::make_shared<HsetJob>(&c.server(), c.db(), c.arg(1), c.args().subspan(2), hmset);
   c.batch().UpdateOrRun(
       job->key, [job](const ValueView* cur) { return job->Update(cur); }, [job](store::Txn& txn) { job->Run(txn); });
+  c.Notify(kNotifyNew, "new", c.arg(1));  // when it creates the hash (Redis's dbAdd)
   c.Notify(kNotifyHash, "hset", c.arg(1));
   c.Then([job](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!job->res.error.empty()) return out.Error(job->res.error);
@@ -215,6 +216,7 @@ void Hsetnx(Ctx& c) {
     r.number = 1;
     return true;
   });
+  c.Notify(kNotifyNew, "new", c.arg(1));  // when it creates the hash (Redis's dbAdd)
   c.Notify(kNotifyHash, "hset", c.arg(1));
   ThenReply(c, res, [](Result& r, resp::ReplyBuffer& out) { out.Integer(r.number); });
 }
@@ -259,6 +261,7 @@ void Hincrby(Ctx& c) {
     h.Put(field, std::to_string(r.number));
     return true;
   });
+  c.Notify(kNotifyNew, "new", c.arg(1));  // when it creates the hash (Redis's dbAdd)
   c.Notify(kNotifyHash, "hincrby", c.arg(1));
   ThenReply(c, res, [](Result& r, resp::ReplyBuffer& out) { out.Integer(r.number); });
 }
@@ -284,6 +287,7 @@ void Hincrbyfloat(Ctx& c) {
     h.Put(field, r.value);
     return true;
   });
+  c.Notify(kNotifyNew, "new", c.arg(1));  // when it creates the hash (Redis's dbAdd)
   c.Notify(kNotifyHash, "hincrbyfloat", c.arg(1));
   ThenReply(c, res, [](Result& r, resp::ReplyBuffer& out) { out.Bulk(r.value); });
 }

@@ -127,6 +127,8 @@ void Pop(Ctx& c, bool left) {
   if (with_count) {
     if (!resp::ParseInt64(c.arg(2), &count) || count < 0) return c.Fail("value is out of range, must be positive");
   }
+  // Nothing to pop: answered from a read, as Redis's pop of a missing key writes nothing.
+  if (KeyAbsentNow(c, c.arg(1))) return with_count ? c.out().NullArray() : c.out().Null();
   auto res = std::make_shared<Result>();
   UpdateList(c, std::string(c.arg(1)), res, [left, count](ListEdit& l, Result& r) {
     if (!l.exists() || count == 0) return false;
@@ -576,10 +578,10 @@ void RegisterListCommands(std::vector<Command>* t) {
   t->push_back({"lmove", 5, kW, 1, 2, 1, Lmove, "@write @list @slow"});
   t->push_back({"rpoplpush", 3, kW, 1, 2, 1, Rpoplpush, "@write @list @slow"});
   t->push_back({"lmpop", -4, kW | kMovableKeys, 0, 0, 0, Lmpop, "@write @list @slow"});
-  t->push_back({"blpop", -3, kW | kBlocking, 1, -2, 1, Blpop, "@write @list @slow @blocking"});
-  t->push_back({"brpop", -3, kW | kBlocking, 1, -2, 1, Brpop, "@write @list @slow @blocking"});
-  t->push_back({"blmove", 6, kW | kBlocking, 1, 2, 1, Blmove, "@write @list @slow @blocking"});
-  t->push_back({"brpoplpush", 4, kW | kBlocking, 1, 2, 1, Brpoplpush, "@write @list @slow @blocking"});
+  t->push_back({"blpop", -3, kW | kBlocking | kNoScript, 1, -2, 1, Blpop, "@write @list @slow @blocking"});
+  t->push_back({"brpop", -3, kW | kBlocking | kNoScript, 1, -2, 1, Brpop, "@write @list @slow @blocking"});
+  t->push_back({"blmove", 6, kW | kBlocking | kNoScript, 1, 2, 1, Blmove, "@write @list @slow @blocking"});
+  t->push_back({"brpoplpush", 4, kW | kBlocking | kNoScript, 1, 2, 1, Brpoplpush, "@write @list @slow @blocking"});
   t->push_back({"blmpop", -5, kW | kBlocking | kMovableKeys, 0, 0, 0, Blmpop, "@write @list @slow @blocking"});
   t->push_back({"llen", 2, kR | kFast, 1, 1, 1, Llen, "@read @list @fast"});
   t->push_back({"lindex", 3, kR, 1, 1, 1, Lindex, "@read @list @slow"});

@@ -152,6 +152,7 @@ void Sadd(Ctx& c) {
   if (MembersUnchanged(c, kSet, c.arg(1), c.args().subspan(2), true)) return c.out().Integer(0);
   auto job = std::make_shared<SaddJob>(&c.server(), c.db(), c.arg(1), c.args().subspan(2));
   c.batch().Run([job](store::Txn& txn) { job->Run(txn); }, job->key);
+  c.Notify(kNotifyNew, "new", c.arg(1));  // when it creates the set (Redis's dbAdd)
   c.Notify(kNotifySet, "sadd", c.arg(1));
   c.Then([job](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!job->res.error.empty()) return out.Error(job->res.error);

@@ -467,7 +467,7 @@ void Sort(Ctx& c) {
 
 void RegisterSortCommands(std::vector<Command>* t) {
   t->push_back({"sort", -2, kWrite | kMovableKeys, 1, 1, 1, Sort, "@write @set @sortedset @list @slow @dangerous"});
-  t->push_back({"sort_ro", -2, kReadOnly, 1, 1, 1, SortRo, "@read @set @sortedset @list @slow @dangerous"});
+  t->push_back({"sort_ro", -2, kReadOnly | kMovableKeys, 1, 1, 1, SortRo, "@read @set @sortedset @list @slow @dangerous"});
 }
 
 }  // namespace keg::server

@@ -583,6 +583,8 @@ void Zpop(Ctx& c, bool min) {
   if (c.argc() == 3 && (!resp::ParseInt64(c.arg(2), &count) || count < 0)) {
     return c.Fail("value is out of range, must be positive");
   }
+  // Nothing to pop (redis-benchmark's ZPOPMIN once its set is empty): answered from a read.
+  if (KeyAbsentNow(c, c.arg(1))) return c.out().ArrayHeader(0);
   auto res = std::make_shared<Result>();
   UpdateZset(c, std::string(c.arg(1)), res, [min, count](ZsetEdit& z, Result& r) {
     if (!z.exists() || count == 0) return false;
@@ -1191,8 +1193,8 @@ void RegisterZsetCommands(std::vector<Command>* t) {
   t->push_back({"zpopmin", -2, kW | kFast, 1, 1, 1, Zpopmin, "@write @sortedset @fast"});
   t->push_back({"zpopmax", -2, kW | kFast, 1, 1, 1, Zpopmax, "@write @sortedset @fast"});
   t->push_back({"zmpop", -4, kW | kMovableKeys, 0, 0, 0, Zmpop, "@write @sortedset @slow"});
-  t->push_back({"bzpopmin", -3, kW | kFast | kBlocking, 1, -2, 1, Bzpopmin, "@write @sortedset @fast @blocking"});
-  t->push_back({"bzpopmax", -3, kW | kFast | kBlocking, 1, -2, 1, Bzpopmax, "@write @sortedset @fast @blocking"});
+  t->push_back({"bzpopmin", -3, kW | kFast | kBlocking | kNoScript, 1, -2, 1, Bzpopmin, "@write @sortedset @fast @blocking"});
+  t->push_back({"bzpopmax", -3, kW | kFast | kBlocking | kNoScript, 1, -2, 1, Bzpopmax, "@write @sortedset @fast @blocking"});
   t->push_back({"bzmpop", -5, kW | kBlocking | kMovableKeys, 0, 0, 0, Bzmpop, "@write @sortedset @slow @blocking"});
   t->push_back({"zrangestore", -5, kW, 1, 2, 1, Zrangestore, "@write @sortedset @slow"});
   t->push_back({"zunionstore", -4, kW | kMovableKeys, 1, 1, 1, Zunionstore, "@write @sortedset @slow"});

@@ -1519,6 +1519,11 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
    private:
     StoreImpl* store_;
   };
+  // A command that sends `new` (a collection write creating its key) learns whether its key was
+  // live before it, as a put does.
+  if (op.want_existed && !op.key.empty() && op.db < keydirs_.size()) {
+    result->existed = Current(GroupDb(op.db), op.key, Hash(op.key), false).exists;
+  }
   const size_t records = pending_.size();
   GroupTxn txn(this);
   op.run(txn);
@@ -1798,14 +1803,21 @@ StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb, uint8
   return *slot;
 }
 
+std::string_view StoreImpl::MemberForCompare(const DataFile& file, uint64_t offset) const {
+  format::RecordHeader h;
+  if (format::CheckRecord(file.data(), file.size(), offset, false, &h) != format::RecordCheck::kOk ||
+      h.tag.kind != format::kKindElement || h.key_size < format::kIncarnationSize) {
+    return {};
+  }
+  const char* p = file.data() + offset + format::kRecordHeaderSize;
+  return std::string_view(p + format::kIncarnationSize, h.key_size - format::kIncarnationSize);
+}
+
 OrderedIndex::MemberFn StoreImpl::WriterMemberFn() const {
   return [this](uint64_t packed) -> std::string_view {
     const Location loc = Location::Unpack(packed);
     const DataFile* file = files_.GetRaw(loc.file);
-    std::string_view member, value;
-    Status error;
-    if (file == nullptr || !ReadElementAt(*file, loc.offset, &member, &value, &error)) return {};
-    return member;
+    return file != nullptr ? MemberForCompare(*file, loc.offset) : std::string_view();
   };
 }
 
@@ -1843,12 +1855,13 @@ void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll,
     View(const StoreImpl& store, uint64_t inc, const Collection* coll,
          const std::function<const DataFile*(uint32_t)>& file_of)
         : store_(store), inc_(inc), coll_(coll), idx_(coll != nullptr ? coll->ordered.get() : nullptr),
-          file_of_(file_of), member_of_([this](uint64_t loc) { return MemberAt(loc); }) {}
+          file_of_(file_of), member_of_([this](uint64_t loc) { return CompareMember(loc); }) {}
     uint64_t Size() const override { return idx_ != nullptr ? idx_->Size() : 0; }
     uint64_t PartitionPoint(const Before& before) const override {
       if (idx_ == nullptr) return 0;
-      return idx_->PartitionPoint(
-          [&](const OrderedIndex::Entry& e) { return before(Probe(*this, e.score, e.loc)); });
+      return idx_->PartitionPoint([&](const OrderedIndex::Entry& e) {
+        return before(Probe(*this, e.score, e.loc, /*for_compare=*/true));
+      });
     }
     void ForRange(uint64_t from, uint64_t to, const std::function<bool(const Item&)>& fn) const override {
       if (idx_ == nullptr) return;
@@ -1880,6 +1893,11 @@ void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll,
     const Status& error() const override { return error_; }
 
    protected:
+    std::string_view CompareMember(uint64_t packed) const override {
+      const Location loc = Location::Unpack(packed);
+      const DataFile* file = file_of_(loc.file);
+      return file != nullptr ? store_.MemberForCompare(*file, loc.offset) : std::string_view();
+    }
     std::string_view MemberAt(uint64_t packed) const override {
       const Location loc = Location::Unpack(packed);
       const DataFile* file = file_of_(loc.file);
@@ -2101,8 +2119,11 @@ void StoreImpl::ReadOrdered(uint64_t inc, const std::function<void(const Ordered
     LendOrdered(inc, nullptr, [](uint32_t) -> const DataFile* { return nullptr; }, fn);
     return;
   }
-  PinnedFiles files(files_.Snapshot());  // before the walk lock: no record can be retired under it
+  // Files are pinned as the view meets them, under the walk lock: a record the ordered index
+  // names cannot be retired while it is held (compaction repoints an entry, under the lock held
+  // exclusively, before it retires the record's file), so a file met here is still in the table.
   std::shared_lock walk(coll->walk_mu);
+  PinnedFiles files({});
   LendOrdered(inc, coll.get(), [&](uint32_t index) { return files.Get(index, files_); }, fn);
 }
 

@@ -135,14 +135,16 @@ class OrderedView {
   /// a predicate that can decide from the score alone should).
   class Probe {
    public:
-    Probe(const OrderedView& view, double score, uint64_t loc) : view_(view), score_(score), loc_(loc) {}
+    Probe(const OrderedView& view, double score, uint64_t loc, bool for_compare = false)
+        : view_(view), score_(score), loc_(loc), for_compare_(for_compare) {}
     double score() const { return score_; }
-    std::string_view member() const { return view_.MemberAt(loc_); }
+    std::string_view member() const { return for_compare_ ? view_.CompareMember(loc_) : view_.MemberAt(loc_); }
 
    private:
     const OrderedView& view_;
     double score_;
     uint64_t loc_;
+    bool for_compare_;
   };
   using Before = std::function<bool(const Probe&)>;
 
@@ -160,7 +162,10 @@ class OrderedView {
 
  protected:
   ~OrderedView() = default;
+  /// The member at `loc`, its record checked as any read (an item served).
   virtual std::string_view MemberAt(uint64_t loc) const = 0;
+  /// The same for a comparison in a search: the header checked, not the CRC.
+  virtual std::string_view CompareMember(uint64_t loc) const = 0;
 };
 
 /// What an Update callback decides, given the current value (nullptr if the key is absent).

@@ -257,6 +257,10 @@ class StoreImpl final : public Store {
   // Reads the element record at `loc` of `file`: false when it fails its check (*error set).
   bool ReadElementAt(const DataFile& file, uint64_t offset, std::string_view* member,
                      std::string_view* value, Status* error) const;
+  // The member of the element record at `offset` for an ordering comparison: its header checked,
+  // not its CRC (a search reads log n members; what is served is read with ReadElementAt). Empty
+  // when the header fails its check.
+  std::string_view MemberForCompare(const DataFile& file, uint64_t offset) const;
   Status GetElementOnce(uint64_t inc, std::string_view member, ValueView* out) const;
   // Writer role: an element's state as the next op of the group sees it.
   CurrentValue CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash, bool need_value);
