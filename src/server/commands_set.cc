@@ -408,6 +408,8 @@ void AlgebraStore(Ctx& c, Algebra op, std::string_view event) {
     std::string error;
     int64_t size = 0;
     bool deleted = false;
+    bool existed = false;                // the destination, before
+    std::vector<std::string> missing;   // sources not there (keymiss, as Redis's lookupKeyRead)
   };
   auto sh = std::make_shared<Shared>();
   std::vector<std::string> sources(c.args().begin() + 2, c.args().end());
@@ -424,7 +426,10 @@ void AlgebraStore(Ctx& c, Algebra op, std::string_view event) {
         sh->error = set.error();
         return;
       }
-      if (!set.exists()) continue;
+      if (!set.exists()) {
+        sh->missing.push_back(sources[i]);
+        continue;
+      }
       if (const store::Status s = set.ForEach([&](std::string_view m, std::string_view) { owned[i].emplace_back(m); });
           !s.ok()) {
         sh->error = CorruptionError(s);  // a result without the unreadable member would be wrong
@@ -436,13 +441,20 @@ void AlgebraStore(Ctx& c, Algebra op, std::string_view event) {
     const std::vector<std::string_view> result = Combine(op, ptrs);
     sh->size = static_cast<int64_t>(result.size());
     sh->deleted = result.empty();
+    ValueView there;
+    sh->existed = txn.Get(db, dest, &there).ok();
     // A new value: no expiry (setKey).
     WriteCollection(txn, *server, db, dest, kSet, 0, result, /*keep_ttl=*/false);
   }, dest);
-  c.Then([sh, event, server, db = c.db(), key = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1))](
+  c.Then([sh, event, server, db = c.db(),
+          key = NotifyKey(c, kNotifySet | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, c.arg(1))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (!sh->error.empty()) return out.Error(sh->error);
+    if (key) {
+      for (const std::string& m : sh->missing) NotifyKeyspaceEvent(*server, db, kNotifyKeyMiss, "keymiss", m);
+    }
     if (key && !r.empty() && r.back().applied) {
+      if (!sh->deleted && !sh->existed) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
       NotifyKeyspaceEvent(*server, db, sh->deleted ? kNotifyGeneric : kNotifySet, sh->deleted ? "del" : event, *key);
     }
     out.Integer(sh->size);
@@ -461,6 +473,7 @@ void Smove(Ctx& c) {
     bool src_deleted = false;
     bool member = false;
     bool dst_added = false;
+    bool dst_created = false;
   };
   auto sh = std::make_shared<Shared>();
   ServerState* server = &c.server();
@@ -497,6 +510,7 @@ void Smove(Ctx& c) {
     from.Commit();
     sh->moved = true;
     sh->src_deleted = from.deleted();
+    sh->dst_created = !to.exists();
     if (to.Put(member)) {
       // The batch names the source; Redis signals the destination only when the member was added.
       server->watches.TouchKey(db, dst);
@@ -505,13 +519,16 @@ void Smove(Ctx& c) {
     }
   }, src);
   c.Then([sh, server, db = c.db(), src = NotifyKey(c, kNotifySet | kNotifyGeneric, c.arg(1)),
-          dst = NotifyKey(c, kNotifySet, c.arg(2))](std::span<OpResult>, resp::ReplyBuffer& out) {
+          dst = NotifyKey(c, kNotifySet | kNotifyNew, c.arg(2))](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (!sh->error.empty()) return out.Error(sh->error);
     if (sh->moved && src) {
       NotifyKeyspaceEvent(*server, db, kNotifySet, "srem", *src);
       if (sh->src_deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *src);
     }
-    if (sh->dst_added && dst) NotifyKeyspaceEvent(*server, db, kNotifySet, "sadd", *dst);
+    if (sh->dst_added && dst) {
+      if (sh->dst_created) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *dst);
+      NotifyKeyspaceEvent(*server, db, kNotifySet, "sadd", *dst);
+    }
     out.Integer(sh->member ? 1 : 0);
   });
 }

@@ -75,6 +75,7 @@ std::optional<std::string> LookupByPattern(SortSource& src, const std::string& p
 
 struct Sorted {
   std::string error;
+  bool source_missing = false;  // keymiss, as Redis's lookupKeyRead
   std::vector<std::optional<std::string>> rows;  // the reply's elements (GET results flattened)
 };
 
@@ -85,7 +86,10 @@ Sorted RunSort(SortSource& src, const std::string& key, SortSpec spec, bool in_s
   std::vector<std::string> elems;
   const int found = src.Elements(key, &type, &elems, &out.error);
   if (found < 0) return out;
-  if (found == 0) elems.clear();
+  if (found == 0) {
+    elems.clear();
+    out.source_missing = true;
+  }
   // A set has no order of its own: sorted as bytes when the result is stored or a script reads
   // it, so replicas and scripts see the same (Redis's rule).
   if (spec.dontsort && type == store::format::kTypeSet && (spec.has_store || in_script)) {
@@ -388,6 +392,7 @@ void SortRead(Ctx& c, const SortSpec& spec) {
   ReaderSource src(c);
   const std::string key(c.arg(1));
   c.ReadTogether(2, [&] { result = RunSort(src, key, spec, c.in_script()); });
+  if (result.source_missing) c.NotifyNow(kNotifyKeyMiss, "keymiss", key);
   if (!result.error.empty()) return c.out().Error(result.error);
   ReplyRows(c.out(), result);
 }
@@ -416,7 +421,9 @@ void Sort(Ctx& c) {
       TxnSource src(txn, *server, db);
       res->sorted = RunSort(src, key, *spec, in_script);
     });
-    c.Then([res](std::span<OpResult>, resp::ReplyBuffer& out) {
+    c.Then([res, server, db = c.db(), key = NotifyKey(c, kNotifyKeyMiss, c.arg(1))](std::span<OpResult>,
+                                                                                     resp::ReplyBuffer& out) {
+      if (key && res->sorted.source_missing) NotifyKeyspaceEvent(*server, db, kNotifyKeyMiss, "keymiss", *key);
       if (!res->sorted.error.empty()) return out.Error(res->sorted.error);
       ReplyRows(out, res->sorted);
     });
@@ -427,6 +434,7 @@ void Sort(Ctx& c) {
     std::string error;
     int64_t stored = 0;
     bool existed = false;
+    bool source_missing = false;
   };
   auto res = std::make_shared<Out>();
   ServerState* server = &c.server();
@@ -434,6 +442,7 @@ void Sort(Ctx& c) {
   c.batch().Run([res, spec, server, in_script, db = c.db(), key = std::string(c.arg(1))](store::Txn& txn) {
     TxnSource src(txn, *server, db);
     Sorted sorted = RunSort(src, key, *spec, in_script);
+    res->source_missing = sorted.source_missing;
     if (!sorted.error.empty()) {
       res->error = std::move(sorted.error);
       return;
@@ -449,11 +458,14 @@ void Sort(Ctx& c) {
     WriteList(txn, *server, db, spec->store, views, false);
     server->watches.TouchKey(db, spec->store);
   }, spec->store);
-  c.Then([res, server, db = c.db(), key = NotifyKey(c, kNotifyList | kNotifyGeneric, spec->store)](
+  c.Then([res, server, db = c.db(), src = std::string(c.arg(1)),
+          key = NotifyKey(c, kNotifyList | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, spec->store)](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (key && res->source_missing) NotifyKeyspaceEvent(*server, db, kNotifyKeyMiss, "keymiss", src);
     if (!res->error.empty()) return out.Error(res->error);
     if (key && !r.empty() && r[0].applied) {
       if (res->stored > 0) {
+        if (!res->existed) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
         NotifyKeyspaceEvent(*server, db, kNotifyList, "sortstore", *key);
       } else {
         NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);

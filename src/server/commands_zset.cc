@@ -80,7 +80,13 @@ struct Result {
   double score = 0;
   Scored items;
   std::vector<ServedPop> served;
+  std::vector<std::string> missing;  // keys read and not there (keymiss, as Redis's lookupKeyRead)
 };
+
+// The keymiss events of a write command's missing reads, before its own events.
+void NotifyMissing(ServerState& server, uint32_t db, const Result& res) {
+  for (const std::string& k : res.missing) NotifyKeyspaceEvent(server, db, kNotifyKeyMiss, "keymiss", k);
+}
 
 // Queues the change of the sorted set at `key` as one kRun op (see UpdateList): `change` edits it
 // and returns false to leave it as it is. With `serves`, clients blocked on the key are served
@@ -486,6 +492,7 @@ void Zrangestore(Ctx& c) {
       return;
     }
     Scored items;
+    if (!z.exists()) res->missing.push_back(src);
     if (z.exists()) z.WithSeq([&](const ZsetSeq& seq) { CollectRange(seq, *spec, &items); });
     if (!z.error().empty()) {
       res->error = z.error();
@@ -498,11 +505,14 @@ void Zrangestore(Ctx& c) {
     WriteZset(txn, *server, db, dst, std::move(items), false);
     server->watches.TouchKey(db, dst);
   }, std::string(c.arg(1)));
-  c.Then([res, server, db = c.db(), key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](
+  c.Then([res, server, db = c.db(),
+          key = NotifyKey(c, kNotifyZset | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, c.arg(1))](
              std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (!res->error.empty()) return out.Error(res->error);
+    if (key) NotifyMissing(*server, db, *res);
     if (key && !r.empty() && r[0].applied) {
       if (res->number > 0) {
+        if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
         NotifyKeyspaceEvent(*server, db, kNotifyZset, "zrangestore", *key);
       } else {
         NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
@@ -1066,6 +1076,9 @@ void AlgebraRead(Ctx& c, SetOp op, bool card_only, std::string_view name) {
     }
   });
   if (failed) return c.out().Error(error);
+  for (size_t i = 0; i < spec.keys.size(); ++i) {
+    if (!src[i].exists) c.NotifyNow(kNotifyKeyMiss, "keymiss", spec.keys[i]);
+  }
   if (card_only) {
     uint64_t n = 0;
     Compute(spec, src, &n);
@@ -1107,6 +1120,7 @@ void AlgebraStore(Ctx& c, SetOp op, std::string_view name) {
     std::vector<Source> src(spec->keys.size());
     for (size_t i = 0; i < spec->keys.size(); ++i) {
       if (!TxnSource(txn, *server, db, spec->keys[i], &src[i], &res->error)) return;
+      if (!src[i].exists) res->missing.push_back(spec->keys[i]);
     }
     Scored out = Compute(*spec, src);
     store::ValueView there;
@@ -1117,10 +1131,13 @@ void AlgebraStore(Ctx& c, SetOp op, std::string_view name) {
     server->watches.TouchKey(db, dst);
   }, std::string(c.arg(1)));
   c.Then([res, server, db = c.db(), event = std::string(name),
-          key = NotifyKey(c, kNotifyZset | kNotifyGeneric, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+          key = NotifyKey(c, kNotifyZset | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
     if (!res->error.empty()) return out.Error(res->error);
+    if (key) NotifyMissing(*server, db, *res);
     if (key && !r.empty() && r[0].applied) {
       if (res->number > 0) {
+        if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
         NotifyKeyspaceEvent(*server, db, kNotifyZset, event, *key);
       } else {
         NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
