@@ -1158,6 +1158,57 @@ std::string InfoField(RawClient& c, const std::string& field) {
   return info.substr(from, info.find('\r', from) - from);
 }
 
+// A sorted set past the thresholds (per member, with the ordered index) answers through MULTI,
+// scripts, RENAME, EXPIRE, COPY, a SIGKILL and a compaction as a small one would.
+TEST_F(ServerTest, LargeSortedSetsAnswerThroughEverything) {
+  StartKeg({"--appendfsync", "always"});
+  RawClient c(keg_->port());
+  std::string batch;
+  for (int i = 0; i < 2000; ++i) {
+    batch += RawClient::Encode({"ZADD", "z", std::to_string(i % 100), "m" + std::to_string(i)});
+  }
+  c.Send(batch);
+  ASSERT_EQ(c.Read(2000).size(), 2000u * 4);  // ":1\r\n" each
+  EXPECT_EQ(c.Call({"OBJECT", "ENCODING", "z"}), "$8\r\nskiplist\r\n");
+  EXPECT_EQ(c.Call({"ZCARD", "z"}), ":2000\r\n");
+  // Score 0: m0, m100, m1000, m1100, ... in member order.
+  EXPECT_EQ(c.Call({"ZRANGE", "z", "0", "2"}), "*3\r\n$2\r\nm0\r\n$4\r\nm100\r\n$5\r\nm1000\r\n");
+  EXPECT_EQ(c.Call({"ZRANK", "z", "m1"}), ":20\r\n");
+  EXPECT_EQ(c.Call({"ZCOUNT", "z", "(98", "+inf"}), ":20\r\n");
+  // MULTI: each read sees the state at its place, OBJECT ENCODING included.
+  EXPECT_EQ(c.Call({"MULTI"}), "+OK\r\n");
+  c.Call({"ZADD", "z", "-1", "first"});
+  c.Call({"ZRANGE", "z", "0", "0", "WITHSCORES"});
+  c.Call({"ZPOPMIN", "z"});
+  c.Call({"ZRANK", "z", "m0"});
+  c.Call({"OBJECT", "ENCODING", "z"});
+  EXPECT_EQ(c.Call({"EXEC"}), "*5\r\n:1\r\n*2\r\n$5\r\nfirst\r\n$2\r\n-1\r\n*2\r\n$5\r\nfirst\r\n$2\r\n-1\r\n"
+                              ":0\r\n$8\r\nskiplist\r\n");
+  // A script sees its own writes in order.
+  EXPECT_EQ(c.Call({"EVAL", "redis.call('ZADD', KEYS[1], 1000, 'top'); redis.call('ZREM', KEYS[1], 'm0'); "
+                            "return {redis.call('ZREVRANGE', KEYS[1], 0, 0), redis.call('ZRANK', KEYS[1], 'm100')}",
+                    "1", "z"}),
+            "*2\r\n*1\r\n$3\r\ntop\r\n:0\r\n");
+  EXPECT_EQ(c.Call({"RENAME", "z", "z2"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"EXPIRE", "z2", "1000"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"COPY", "z2", "zc"}), ":1\r\n");
+  EXPECT_EQ(c.Call({"ZINCRBY", "zc", "5", "m1"}), "$1\r\n6\r\n");
+  EXPECT_EQ(c.Call({"ZSCORE", "z2", "m1"}), "$1\r\n1\r\n");
+  const std::string digest = c.Call({"DEBUG", "DIGEST-VALUE", "z2", "zc"});
+  const std::string range = c.Call({"ZRANGE", "z2", "0", "-1", "WITHSCORES"});
+  keg_->proc().Kill();
+  ASSERT_TRUE(keg_->Start()) << keg_->Log();
+  RawClient d(keg_->port());
+  EXPECT_EQ(d.Call({"DEBUG", "DIGEST-VALUE", "z2", "zc"}), digest);
+  EXPECT_EQ(d.Call({"ZRANGE", "z2", "0", "-1", "WITHSCORES"}), range);
+  EXPECT_EQ(d.Call({"OBJECT", "ENCODING", "z2"}), "$8\r\nskiplist\r\n");
+  EXPECT_EQ(d.Call({"COMPACT"}), "+OK\r\n");
+  EXPECT_EQ(d.Call({"ZRANGE", "z2", "0", "-1", "WITHSCORES"}), range);
+  EXPECT_EQ(d.Call({"ZRANK", "zc", "m1"}), d.Call({"ZCOUNT", "zc", "-inf", "(6"}));
+  EXPECT_EQ(d.Call({"DEL", "z2"}), ":1\r\n");
+  EXPECT_EQ(d.Call({"ZCARD", "z2"}), ":0\r\n");
+}
+
 // Hashes and sets past the thresholds are stored per element (docs/types.md): every command
 // answers as for a small one, through MULTI, scripts, RENAME, EXPIRE, COPY and a SIGKILL.
 TEST_F(ServerTest, LargeCollectionsAnswerAsSmallOnesThroughEverything) {

@@ -371,7 +371,11 @@ std::string_view StringEncoding(std::string_view value) {
 std::string_view ValueEncoding(const store::ValueView& v) {
   if (v.type == store::format::kTypeString) return StringEncoding(v.value);
   if (v.type == store::format::kTypeList) return "quicklist";  // as Redis 7.0 reports every list
-  if (v.type == store::format::kTypeZset) return v.kind == store::format::kKindHead ? "skiplist" : "listpack";
+  if (v.type == store::format::kTypeZset) {
+    // Stored whole only while small (never marked converted), except EXEC's copy of a large one.
+    const bool converted = !v.value.empty() && (static_cast<uint8_t>(v.value[0]) & coll::kConverted) != 0;
+    return v.kind == store::format::kKindHead || converted ? "skiplist" : "listpack";
+  }
   if (v.kind == store::format::kKindHead) return "hashtable";  // stored per element: past the thresholds
   const bool converted = !v.value.empty() && (static_cast<uint8_t>(v.value[0]) & coll::kConverted) != 0;
   switch (v.type) {
