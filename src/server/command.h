@@ -127,6 +127,9 @@ class Ctx {
   /// collection whole: its handlers never get here.)
   store::Status GetElement(uint64_t inc, std::string_view member, store::ValueView* out);
   uint64_t ElementCount(uint64_t inc);
+  /// store::Store::GetElements, or (in a script) GetElement of each through its Txn.
+  store::Status GetElements(uint64_t inc, std::span<const std::string_view> members,
+                            std::vector<std::string_view>* values, std::vector<std::shared_ptr<const void>>* pins);
   store::Status ReadElements(uint64_t inc, std::vector<store::ElementView>* out,
                              std::vector<std::shared_ptr<const void>>* pins);
   /// HSCAN / SSCAN of a large collection (in a script: all of it at once, cursor 0).

@@ -82,7 +82,7 @@ bool ListRead::Read(std::string_view key, int64_t start, int64_t stop, const std
   store::Status element_error;
   bool undecodable = false;
   c_.ReadTogether(3, [&] {
-    keep_.clear();
+    pins_.clear();
     elements_.clear();
     size_ = 0;
     from_ = 0;
@@ -121,17 +121,16 @@ bool ListRead::Read(std::string_view key, int64_t start, int64_t stop, const std
     size_ = meta.count;
     if (!list::NormalizeRange(start, stop, size_, &from, &to)) return;
     from_ = from;
-    elements_.reserve(to - from + 1);
-    keep_.reserve(to - from + 1);
-    for (uint64_t i = from; i <= to; ++i) {
-      store::ValueView ev;
-      store::Status es = c_.GetElement(inc, list::PositionMember(meta.first + i), &ev);
-      if (!es.ok()) {
-        element_error = es.IsNotFound() ? store::Status::Corruption("a list element is missing") : es;
-        return;
-      }
-      elements_.push_back(ev.value);
-      keep_.push_back(std::move(ev));
+    // One batched read: the collection looked up once, each data file pinned once.
+    std::vector<std::string> names;
+    names.reserve(to - from + 1);
+    for (uint64_t i = from; i <= to; ++i) names.push_back(list::PositionMember(meta.first + i));
+    const std::vector<std::string_view> members(names.begin(), names.end());
+    store::Status es = c_.GetElements(inc, members, &elements_, &pins_);
+    if (!es.ok()) {
+      element_error = es.IsNotFound() ? store::Status::Corruption("a list element is missing") : es;
+      elements_.clear();
+      return;
     }
   });
   if (!c_.AccountRead(std::move(s), key)) {

@@ -75,7 +75,7 @@ class ListRead {
   uint64_t size_ = 0;
   uint64_t from_ = 0;
   std::vector<std::string_view> elements_;
-  std::vector<store::ValueView> keep_;
+  std::vector<std::shared_ptr<const void>> pins_;  // keep elements_ of a large list mapped
 };
 
 /// Every element of the large list `inc`, in order, through the group's Txn (DUMP, COPY, EXEC's

@@ -243,6 +243,19 @@ store::Status Ctx::GetElement(uint64_t inc, std::string_view member, store::Valu
   return server_.store->GetElement(inc, member, out);
 }
 
+store::Status Ctx::GetElements(uint64_t inc, std::span<const std::string_view> members,
+                               std::vector<std::string_view>* values, std::vector<std::shared_ptr<const void>>* pins) {
+  if (direct_ == nullptr) return server_.store->GetElements(inc, members, values, pins);
+  values->clear();
+  for (std::string_view m : members) {
+    store::ValueView v;
+    if (store::Status s = direct_->txn->GetElement(inc, m, &v); !s.ok()) return s;
+    values->push_back(v.value);
+    pins->push_back(std::move(v.pin));
+  }
+  return store::Status::OK();
+}
+
 store::Txn* Ctx::script_txn() const { return direct_ != nullptr ? direct_->txn : nullptr; }
 
 uint64_t Ctx::ElementCount(uint64_t inc) {

@@ -2007,6 +2007,74 @@ Status StoreImpl::GetElementOnce(uint64_t inc, std::string_view member, ValueVie
   return Status::OK();
 }
 
+Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> members,
+                              std::vector<std::string_view>* values,
+                              std::vector<std::shared_ptr<const void>>* pins) const {
+  Status result;
+  Stable([&] {
+    values->clear();
+    result = Status::OK();
+    const std::shared_ptr<Collection> coll = FindCollection(inc);
+    if (!coll) {
+      result = Status::NotFound();
+      return;
+    }
+    // The files met, pinned once each (a range of a list is almost always in one or two files).
+    std::vector<std::pair<uint32_t, std::shared_ptr<DataFile>>> met;
+    auto file_of = [&](uint32_t index) -> const DataFile* {
+      for (const auto& [i, f] : met) {
+        if (i == index) return f.get();
+      }
+      std::shared_ptr<DataFile> f = files_.Get(index);
+      if (!f) return nullptr;
+      met.emplace_back(index, std::move(f));
+      return met.back().second.get();
+    };
+    std::string ekey;
+    values->reserve(members.size());
+    for (std::string_view member : members) {
+      ekey.assign(format::ElementKey(inc, member));
+      const uint64_t hash = Hash(ekey);
+      Location candidates[kMaxCandidates];
+      const size_t n = coll->index.FindCandidates(hash, candidates, kMaxCandidates);
+      bool found = false;
+      bool retired = false;
+      for (size_t i = 0; i < n && !found; ++i) {
+        const DataFile* file = file_of(candidates[i].file);
+        if (file == nullptr) {
+          retired = true;
+          continue;
+        }
+        if (!RecordHasKey(*file, candidates[i].offset, ekey)) continue;
+        format::RecordHeader h;
+        const format::RecordCheck check =
+            format::CheckRecord(file->data(), file->size(), candidates[i].offset, options_.verify_checksums, &h);
+        if (check != format::RecordCheck::kOk) {
+          result = Status::Corruption(file->path() + " at offset " + std::to_string(candidates[i].offset) + ": " +
+                                      format::RecordCheckName(check));
+          return;
+        }
+        const char* p = file->data() + candidates[i].offset + format::kRecordHeaderSize;
+        values->emplace_back(p + h.key_size, h.value_size);
+        found = true;
+      }
+      if (found) continue;
+      if (retired) {  // moved by a compaction meanwhile: the one-element read looks again
+        ValueView v;
+        result = GetElementOnce(inc, member, &v);
+        if (!result.ok()) return;
+        values->push_back(v.value);
+        pins->push_back(std::move(v.pin));
+        continue;
+      }
+      result = Status::NotFound();
+      return;
+    }
+    for (auto& [i, f] : met) pins->push_back(std::move(f));
+  });
+  return result;
+}
+
 uint64_t StoreImpl::ElementCount(uint64_t inc) const {
   uint64_t n = 0;
   Stable([&] {  // between groups: a group's changes to the count all or none

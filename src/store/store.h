@@ -563,6 +563,13 @@ class Store {
   /// Reads element `member` of collection `inc`: NotFound, Corruption, or a pinned view of the
   /// value. Call it inside ReadTogether with the Get of the head, so both see the same groups.
   virtual Status GetElement(uint64_t inc, std::string_view member, ValueView* out) const = 0;
+  /// GetElement of several members at once (LRANGE of a large list): (*values)[i] is members[i]'s
+  /// value, a view into a record kept mapped by `pins` (one per data file met: no reference count
+  /// is touched per element). NotFound when one of them is missing (nothing else is then
+  /// reliable), Corruption when one fails its check. Call it inside ReadTogether, as GetElement.
+  virtual Status GetElements(uint64_t inc, std::span<const std::string_view> members,
+                             std::vector<std::string_view>* values,
+                             std::vector<std::shared_ptr<const void>>* pins) const = 0;
   /// The number of elements (as of the last group applied).
   virtual uint64_t ElementCount(uint64_t inc) const = 0;
   /// Every element, as views into records kept mapped by `pins`: one consistent state of the

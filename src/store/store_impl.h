@@ -86,6 +86,8 @@ class StoreImpl final : public Store {
                         const std::function<void(std::string_view, std::string_view)>& fn) const override;
   bool RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const override;
   void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const override;
+  Status GetElements(uint64_t inc, std::span<const std::string_view> members, std::vector<std::string_view>* values,
+                     std::vector<std::shared_ptr<const void>>* pins) const override;
   void Write(WriteBatch batch, WriteCallback done) override;
   void WriteAll(std::vector<PendingWrite> writes) override;
   // Holding the writer role: whether a group of `writes` surely fits the active file, so a caller
