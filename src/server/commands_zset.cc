@@ -324,6 +324,37 @@ void CountGeneric(Ctx& c, bool lex) {
 void Zcount(Ctx& c) { CountGeneric(c, false); }
 void Zlexcount(Ctx& c) { CountGeneric(c, true); }
 
+// A STORE form's result written to `dst` in its op (replacing whatever it holds; an empty
+// result deletes it), with what its finisher needs: the count, whether dst was there.
+void StoreResult(store::Txn& txn, ServerState& server, uint32_t db, const std::string& dst, Scored items, Result* res) {
+  store::ValueView there;
+  res->exists = txn.Get(db, dst, &there).ok();
+  res->number = static_cast<int64_t>(items.size());
+  if (items.empty() && !res->exists) return;
+  WriteZset(txn, server, db, dst, std::move(items), false);
+  server.watches.TouchKey(db, dst);
+}
+
+// A STORE form's finisher: keymiss for its missing sources, then `new` and `event` on the
+// destination (or `del` when the result was empty), then the count.
+void ThenStored(Ctx& c, std::shared_ptr<Result> res, std::string event) {
+  c.Then([res, server = &c.server(), db = c.db(), event = std::move(event),
+          key = NotifyKey(c, kNotifyZset | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, c.arg(1))](
+             std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!res->error.empty()) return out.Error(res->error);
+    if (key) NotifyMissing(*server, db, *res);
+    if (key && !r.empty() && r[0].applied) {
+      if (res->number > 0) {
+        if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
+        NotifyKeyspaceEvent(*server, db, kNotifyZset, event, *key);
+      } else {
+        NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
+      }
+    }
+    out.Integer(res->number);
+  });
+}
+
 // ---- Ranges -------------------------------------------------------------------------------------
 
 // What a ZRANGE-family command asked for.
@@ -498,28 +529,9 @@ void Zrangestore(Ctx& c) {
       res->error = z.error();
       return;
     }
-    store::ValueView there;
-    res->exists = txn.Get(db, dst, &there).ok();
-    res->number = static_cast<int64_t>(items.size());
-    if (items.empty() && !res->exists) return;
-    WriteZset(txn, *server, db, dst, std::move(items), false);
-    server->watches.TouchKey(db, dst);
+    StoreResult(txn, *server, db, dst, std::move(items), res.get());
   }, std::string(c.arg(1)));
-  c.Then([res, server, db = c.db(),
-          key = NotifyKey(c, kNotifyZset | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, c.arg(1))](
-             std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (!res->error.empty()) return out.Error(res->error);
-    if (key) NotifyMissing(*server, db, *res);
-    if (key && !r.empty() && r[0].applied) {
-      if (res->number > 0) {
-        if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
-        NotifyKeyspaceEvent(*server, db, kNotifyZset, "zrangestore", *key);
-      } else {
-        NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
-      }
-    }
-    out.Integer(res->number);
-  });
+  ThenStored(c, res, "zrangestore");
 }
 
 // ---- ZREMRANGEBY* -------------------------------------------------------------------------------
@@ -1122,29 +1134,9 @@ void AlgebraStore(Ctx& c, SetOp op, std::string_view name) {
       if (!TxnSource(txn, *server, db, spec->keys[i], &src[i], &res->error)) return;
       if (!src[i].exists) res->missing.push_back(spec->keys[i]);
     }
-    Scored out = Compute(*spec, src);
-    store::ValueView there;
-    res->exists = txn.Get(db, dst, &there).ok();
-    res->number = static_cast<int64_t>(out.size());
-    if (out.empty() && !res->exists) return;
-    WriteZset(txn, *server, db, dst, std::move(out), false);
-    server->watches.TouchKey(db, dst);
+    StoreResult(txn, *server, db, dst, Compute(*spec, src), res.get());
   }, std::string(c.arg(1)));
-  c.Then([res, server, db = c.db(), event = std::string(name),
-          key = NotifyKey(c, kNotifyZset | kNotifyGeneric | kNotifyNew | kNotifyKeyMiss, c.arg(1))](
-             std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (!res->error.empty()) return out.Error(res->error);
-    if (key) NotifyMissing(*server, db, *res);
-    if (key && !r.empty() && r[0].applied) {
-      if (res->number > 0) {
-        if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
-        NotifyKeyspaceEvent(*server, db, kNotifyZset, event, *key);
-      } else {
-        NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", *key);
-      }
-    }
-    out.Integer(res->number);
-  });
+  ThenStored(c, res, std::string(name));
 }
 
 void Zunionstore(Ctx& c) { AlgebraStore(c, SetOp::kUnion, "zunionstore"); }
