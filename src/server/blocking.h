@@ -79,6 +79,9 @@ class Ctx;
 /// Parses a blocking command's timeout (seconds, fractional; 0 = for ever) into a deadline (0: none);
 /// false with the error replied.
 bool ParseTimeout(Ctx& c, std::string_view arg, int64_t* deadline_ms);
+/// Parses LMPOP's / BLMPOP's (zset: ZMPOP's / BZMPOP's) numkeys key [key ...] LEFT|RIGHT (MIN|MAX)
+/// [COUNT count] from args[at] into w; false with the error replied.
+bool ParseMpop(Ctx& c, size_t at, bool zset, BlockedPop* w);
 /// A pop that never waits, as one kRun op at the command's place (LMOVE, LMPOP, ZMPOP, and the
 /// blocking pops inside MULTI or a script).
 void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w);

@@ -419,25 +419,25 @@ void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w) {
   });
 }
 
-namespace {
-
-// Parses LMPOP's and BLMPOP's numkeys key [key ...] LEFT|RIGHT [COUNT count] from args[at] into w;
-// false with the error replied.
-bool ParseMpop(Ctx& c, size_t at, BlockedPop* w) {
+bool ParseMpop(Ctx& c, size_t at, bool zset, BlockedPop* w) {
   int64_t numkeys = 0;
   if (!resp::ParseInt64(c.arg(at), &numkeys) || numkeys < 1) {
     c.Fail("numkeys should be greater than 0");
     return false;
   }
-  if (numkeys > static_cast<int64_t>(c.argc() - at) - 2) {  // the keys and LEFT|RIGHT must be there
+  if (numkeys > static_cast<int64_t>(c.argc() - at) - 2) {  // the keys and the end word must be there
     c.Fail(std::string(err::kSyntax));
     return false;
   }
   const size_t where_idx = at + 1 + static_cast<size_t>(numkeys);
-  if (!ParseWhere(c.arg(where_idx), &w->left)) {
+  const std::string_view where = c.arg(where_idx);
+  const bool valid = zset ? (EqualsIgnoreCase(where, "min") || EqualsIgnoreCase(where, "max"))
+                          : ParseWhere(where, &w->left);
+  if (!valid) {
     c.Fail(std::string(err::kSyntax));
     return false;
   }
+  if (zset) w->left = EqualsIgnoreCase(where, "min");
   int64_t count = -1;
   for (size_t j = where_idx + 1; j < c.argc(); ++j) {
     if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
@@ -450,12 +450,15 @@ bool ParseMpop(Ctx& c, size_t at, BlockedPop* w) {
       return false;
     }
   }
+  w->zset = zset;
   w->kind = BlockedPop::Kind::kMpop;
   w->count = count == -1 ? 1 : count;
   w->keys.assign(c.args().begin() + static_cast<std::ptrdiff_t>(at + 1),
                  c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
   return true;
 }
+
+namespace {
 
 // LMOVE source destination LEFT|RIGHT LEFT|RIGHT; RPOPLPUSH source destination (RIGHT LEFT).
 std::shared_ptr<BlockedPop> MoveOf(Ctx& c, bool from_left, bool to_left) {
@@ -480,7 +483,7 @@ void Rpoplpush(Ctx& c) { PopOnce(c, MoveOf(c, false, true)); }
 // LMPOP numkeys key [key ...] LEFT|RIGHT [COUNT count].
 void Lmpop(Ctx& c) {
   auto w = std::make_shared<BlockedPop>();
-  if (ParseMpop(c, 1, w.get())) PopOnce(c, std::move(w));
+  if (ParseMpop(c, 1, false, w.get())) PopOnce(c, std::move(w));
 }
 
 }  // namespace
@@ -556,7 +559,7 @@ void Brpoplpush(Ctx& c) {
 // BLMPOP timeout numkeys key [key ...] LEFT|RIGHT [COUNT count].
 void Blmpop(Ctx& c) {
   auto w = std::make_shared<BlockedPop>();
-  if (ParseTimeout(c, c.arg(1), &w->deadline_ms) && ParseMpop(c, 2, w.get())) BlockingPop(c, std::move(w));
+  if (ParseTimeout(c, c.arg(1), &w->deadline_ms) && ParseMpop(c, 2, false, w.get())) BlockingPop(c, std::move(w));
 }
 
 }  // namespace

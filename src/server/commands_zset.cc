@@ -626,54 +626,14 @@ void Zpop(Ctx& c, bool min) {
 void Zpopmin(Ctx& c) { Zpop(c, true); }
 void Zpopmax(Ctx& c) { Zpop(c, false); }
 
-// Parses ZMPOP's and BZMPOP's numkeys key [key ...] MIN|MAX [COUNT count] from args[at] into w.
-bool ParseZmpop(Ctx& c, size_t at, BlockedPop* w) {
-  int64_t numkeys = 0;
-  if (!resp::ParseInt64(c.arg(at), &numkeys) || numkeys < 1) {
-    c.Fail("numkeys should be greater than 0");
-    return false;
-  }
-  if (numkeys > static_cast<int64_t>(c.argc() - at) - 2) {
-    c.Fail(std::string(err::kSyntax));
-    return false;
-  }
-  const size_t where_idx = at + 1 + static_cast<size_t>(numkeys);
-  if (EqualsIgnoreCase(c.arg(where_idx), "min")) {
-    w->left = true;
-  } else if (EqualsIgnoreCase(c.arg(where_idx), "max")) {
-    w->left = false;
-  } else {
-    c.Fail(std::string(err::kSyntax));
-    return false;
-  }
-  int64_t count = -1;
-  for (size_t j = where_idx + 1; j < c.argc(); ++j) {
-    if (count == -1 && EqualsIgnoreCase(c.arg(j), "count") && j + 1 < c.argc()) {
-      if (!resp::ParseInt64(c.arg(++j), &count) || count < 1) {
-        c.Fail("count should be greater than 0");
-        return false;
-      }
-    } else {
-      c.Fail(std::string(err::kSyntax));
-      return false;
-    }
-  }
-  w->zset = true;
-  w->kind = BlockedPop::Kind::kMpop;
-  w->count = count == -1 ? 1 : count;
-  w->keys.assign(c.args().begin() + static_cast<std::ptrdiff_t>(at + 1),
-                 c.args().begin() + static_cast<std::ptrdiff_t>(where_idx));
-  return true;
-}
-
 void Zmpop(Ctx& c) {
   auto w = std::make_shared<BlockedPop>();
-  if (ParseZmpop(c, 1, w.get())) PopOnce(c, std::move(w));
+  if (ParseMpop(c, 1, true, w.get())) PopOnce(c, std::move(w));
 }
 
 void Bzmpop(Ctx& c) {
   auto w = std::make_shared<BlockedPop>();
-  if (ParseTimeout(c, c.arg(1), &w->deadline_ms) && ParseZmpop(c, 2, w.get())) BlockingPop(c, std::move(w));
+  if (ParseTimeout(c, c.arg(1), &w->deadline_ms) && ParseMpop(c, 2, true, w.get())) BlockingPop(c, std::move(w));
 }
 
 // BZPOPMIN / BZPOPMAX key [key ...] timeout.

@@ -154,6 +154,7 @@ struct ReplayItem {
   int64_t expire_at_ms;
   uint8_t kind = 0;  // format::RecordKind
   uint64_t inc = 0;  // an element's collection, or the incarnation a head names
+  uint8_t type = 0;  // format::ValueType
 };
 constexpr size_t kReplayBatch = 32;
 
@@ -178,7 +179,7 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
         // Into its collection's index, created on first sight (its head may come later, or never:
         // FinishCollections keeps only collections a live head names).
         if (last_coll == nullptr || last_inc != r.inc) {
-          last_coll = &CollectionFor(r.inc, r.db);
+          last_coll = &CollectionFor(r.inc, r.db, r.type);
           last_inc = r.inc;
         }
         ReplayRecord(last_coll->index, file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
@@ -240,7 +241,7 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
   // A replay item; a head's incarnation is read from its record (hint files do not hold values).
   auto Item = [&](std::string_view key, uint64_t offset, uint64_t size, uint8_t flags, format::Tag tag,
                   int64_t expire_at_ms) {
-    ReplayItem item{Hash(key), key, offset, size, flags, tag.db, expire_at_ms, tag.kind, 0};
+    ReplayItem item{Hash(key), key, offset, size, flags, tag.db, expire_at_ms, tag.kind, 0, tag.type};
     if (tag.kind == format::kKindElement && key.size() >= format::kIncarnationSize) {
       item.inc = format::IncarnationOf(key);
     } else if (tag.kind == format::kKindHead && (flags & format::kFlagTombstone) == 0 &&
@@ -333,25 +334,19 @@ void StoreImpl::BuildOrderedIndexes() {
   const OrderedIndex::MemberFn member_of = WriterMemberFn();
   size_t sets = 0;
   for (auto& [inc, coll] : collections_) {
+    if (coll->type != format::kTypeZset) continue;  // the replay noted each collection's type
     std::vector<OrderedIndex::Entry> entries;
-    bool zset = true;
+    entries.reserve(coll->index.Size());
     coll->index.ForEach([&](const Location& loc) {
-      if (!zset) return;
       const DataFile* file = files_.GetRaw(loc.file);
-      if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
-      const format::RecordHeader h = format::DecodeHeader(file->data() + loc.offset);
-      if (h.tag.type != format::kTypeZset) {
-        zset = false;
-        return;
-      }
       std::string_view member, value;
       double score = 0;
       Status error;
-      if (ReadElementAt(*file, loc.offset, &member, &value, &error) && format::DecodeScore(value, &score)) {
+      if (file != nullptr && ReadElementAt(*file, loc.offset, &member, &value, &error) &&
+          format::DecodeScore(value, &score)) {
         entries.push_back({score, Location{loc.file, loc.offset, false, 0}.Pack()});
       }
     });
-    if (!zset || entries.empty()) continue;
     std::sort(entries.begin(), entries.end(), [&](const OrderedIndex::Entry& a, const OrderedIndex::Entry& b) {
       return a.score != b.score ? a.score < b.score : member_of(a.loc) < member_of(b.loc);
     });

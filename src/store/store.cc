@@ -1798,6 +1798,7 @@ StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb, uint8
     slot = std::make_shared<Collection>();
     slot->pdb = pdb;
   }
+  if (type != 0) slot->type = type;
   // A sorted set's first element creates its order (ApplyGroup holds the walk lock by then).
   if (type == format::kTypeZset && !slot->ordered) slot->ordered = std::make_unique<OrderedIndex>();
   return *slot;

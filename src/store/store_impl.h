@@ -215,6 +215,7 @@ class StoreImpl final : public Store {
     // A sorted set's members in order (created with the collection's first zset element); under
     // walk_mu: the writer changes it holding walk_mu exclusively, readers hold it shared.
     std::unique_ptr<OrderedIndex> ordered;
+    uint8_t type = 0;  // its elements' format::ValueType, once one was seen
     // The writer holds it exclusively while it applies a group's changes to `index`, ReadElements
     // shared while it copies the entries: a walk sees a group's writes to the collection all or
     // none. Point reads do not take it (the group seqlock covers them).
