@@ -575,3 +575,68 @@ TEST_F(CollectionTest, ASortedSetsOrderFollowsWritesRestartsAndCompaction) {
 
 }  // namespace
 }  // namespace keg::store
+
+namespace keg::store {
+namespace {
+
+// Flips the first byte of `needle` in the data files of `dir`; false when it is in none.
+bool FlipFirst(const fs::path& dir, const std::string& needle) {
+  for (const auto& e : fs::directory_iterator(dir)) {
+    if (e.path().extension() != ".data") continue;
+    std::string bytes(fs::file_size(e.path()), '\0');
+    std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+    f.read(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    const size_t at = bytes.find(needle);
+    if (at == std::string::npos) continue;
+    f.clear();
+    f.seekp(static_cast<std::streamoff>(at));
+    const char c = static_cast<char>(bytes[at] ^ 0x20);
+    f.write(&c, 1);
+    return true;
+  }
+  return false;
+}
+
+// A damaged element record read through the batched read (LRANGE) or served from a sorted set's
+// order is Corruption naming its file, never a value.
+TEST_F(CollectionTest, DamagedElementsInBatchedAndOrderedReadsAreCorruption) {
+  options_.max_file_size = 1 << 20;
+  Open();
+  const uint64_t hinc = MakeHash("h", 300);
+  uint64_t zinc = 0;
+  Run([&](Txn& txn) {
+    zinc = txn.NewIncarnation();
+    for (int i = 0; i < 300; ++i) {
+      const std::string m = i == 150 ? "needle-member" : "z" + std::to_string(i);
+      txn.PutElement(0, "z", format::kTypeZset, zinc, m, format::EncodeScore(i));
+    }
+    PutHead(txn, "z", zinc, format::kTypeZset);
+  });
+  ASSERT_TRUE(store_->Sync().ok());
+  std::vector<std::string_view> values;
+  std::vector<std::shared_ptr<const void>> pins;
+  const std::vector<std::string_view> fields = {"f1", "f2", "f3"};
+  ASSERT_TRUE(store_->GetElements(hinc, fields, &values, &pins).ok());
+  EXPECT_EQ(values, (std::vector<std::string_view>{"v1", "v2", "v3"}));
+  const std::vector<std::string_view> absent = {"f1", "nope"};
+  EXPECT_TRUE(store_->GetElements(hinc, absent, &values, &pins).IsNotFound());
+  ASSERT_TRUE(FlipFirst(dir_, "v2"));  // f2's value (the first "v2" written)
+  const Status s = store_->GetElements(hinc, fields, &values, &pins);
+  EXPECT_TRUE(s.IsCorruption()) << s.ToString();
+  EXPECT_NE(s.ToString().find(".data"), std::string::npos) << s.ToString();
+  ASSERT_TRUE(FlipFirst(dir_, "needle-member"));
+  Status served;
+  std::vector<std::string> members;
+  store_->ReadOrdered(zinc, [&](const OrderedView& v) {
+    v.ForRange(0, v.Size(), [&](const OrderedView::Item& it) {
+      members.emplace_back(it.member);
+      return true;
+    });
+    served = v.error();
+  });
+  EXPECT_TRUE(served.IsCorruption()) << served.ToString();
+  EXPECT_EQ(std::count(members.begin(), members.end(), "needle-member"), 0);
+}
+
+}  // namespace
+}  // namespace keg::store
