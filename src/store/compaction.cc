@@ -331,8 +331,20 @@ Status StoreImpl::RunCompaction(bool manual) {
                                   Location{to.file, to.offset, false, 0}.Pack(), WriterMemberFn());
           }
         }
-        if (it != collections_.end() &&
-            it->second->index.ReplaceIfAt(m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
+        // A list's index is keyed by the member: read back from the copy (same key).
+        std::string_view ekey;
+        bool keyed = it != collections_.end();
+        if (keyed && it->second->positions) {
+          const Location to = Location::Unpack(m.to);
+          const DataFile* file = files_.GetRaw(to.file);
+          const std::string_view member = file != nullptr ? MemberForCompare(*file, to.offset) : std::string_view();
+          keyed = member.data() != nullptr;  // null: its header failed (it was checked as it was copied)
+          if (keyed) {
+            ekey = std::string_view(member.data() - format::kIncarnationSize, member.size() + format::kIncarnationSize);
+          }
+        }
+        if (keyed &&
+            it->second->ReplaceIfAt(ekey, m.hash, Location::Unpack(m.from), Location::Unpack(m.to))) {
           ++moved;
         } else {  // the element or its whole collection went while we copied
           files_.GetRaw(Location::Unpack(m.to).file)->dead_bytes.fetch_add(m.size, std::memory_order_relaxed);
@@ -423,7 +435,7 @@ Status StoreImpl::RunCompaction(bool manual) {
       if (!live && (!element || coll != nullptr)) {
         if (h.tag.db >= keydirs_.size()) continue;  // cannot happen: recovery refuses such a directory
         Location candidates[8];
-        const size_t n = element ? coll->index.FindCandidates(hash, candidates, 8)
+        const size_t n = element ? coll->FindCandidates(key, hash, candidates, 8)
                                  : keydirs_[h.tag.db]->FindCandidates(hash, candidates, 8);
         for (size_t i = 0; i < n && !live; ++i) {
           live = candidates[i].file == in->index() && candidates[i].offset == here;

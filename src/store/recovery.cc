@@ -73,12 +73,24 @@ void StoreImpl::ReplayRecord(Index& kd, DataFile* file, uint64_t hash, uint64_t 
   Location old;
   if ((flags & format::kFlagTombstone) != 0 || (expires && expire_at_ms <= now_ms)) {
     // Deleted or expired: older versions are dead, and so is this record.
-    if (kd.Erase(hash, MatcherFor(key), &old)) MarkDead(old);
+    bool had = false;
+    if constexpr (std::is_same_v<Index, Collection>) {
+      had = kd.Erase(key, hash, MatcherFor(key), &old);
+    } else {
+      had = kd.Erase(hash, MatcherFor(key), &old);
+    }
+    if (had) MarkDead(old);
     file->dead_bytes.fetch_add(record_size, std::memory_order_relaxed);
     return;
   }
   const Location loc{file->index(), offset, expires, expires ? Location::ExpireSeconds(expire_at_ms) : 0};
-  if (kd.Upsert(hash, MatcherFor(key), loc, &old)) MarkDead(old);
+  bool had = false;
+  if constexpr (std::is_same_v<Index, Collection>) {
+    had = kd.Upsert(key, hash, MatcherFor(key), loc, &old);
+  } else {
+    had = kd.Upsert(hash, MatcherFor(key), loc, &old);
+  }
+  if (had) MarkDead(old);
 }
 
 Status StoreImpl::ValidateDataFile(const std::shared_ptr<DataFile>& file, bool newest,
@@ -182,7 +194,7 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
           last_coll = &CollectionFor(r.inc, r.db, r.type);
           last_inc = r.inc;
         }
-        ReplayRecord(last_coll->index, file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
+        ReplayRecord(*last_coll, file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
         continue;
       }
       ReplayRecord(*keydirs_[r.db], file, r.hash, r.offset, r.size, r.flags, r.expire_at_ms, r.key, now);
@@ -233,7 +245,12 @@ void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t
       }
       return;
     }
-    if (Keydir::ShardOf(item.hash) % parts != part) return;
+    // A list's elements all go to one thread (by incarnation), so its positional index sees them
+    // in log order and spans only what the list held; any other record goes by its own hash.
+    const bool list_element = item.kind == format::kKindElement && item.type == format::kTypeList;
+    if (Keydir::ShardOf(list_element ? Hash(item.key.substr(0, format::kIncarnationSize)) : item.hash) % parts != part) {
+      return;
+    }
     if (item.kind != format::kKindWhole) note_inc(item.inc);
     batch[n++] = item;
     if (n == kReplayBatch) flush();
@@ -314,7 +331,7 @@ void StoreImpl::FinishCollections() {
       ++it;
       continue;
     }
-    coll.index.ForEach([&](const Location& loc) {
+    coll.ForEach([&](const Location& loc) {
       if (!before_flush(loc)) MarkDead(loc);
     });
     it = collections_.erase(it);
@@ -324,7 +341,7 @@ void StoreImpl::FinishCollections() {
   next_incarnation_ = replay_max_inc_.load() + 1;
   if (!collections_.empty() || dropped > 0) {
     uint64_t elements = 0;
-    for (const auto& [inc, coll] : collections_) elements += coll->index.Size();
+    for (const auto& [inc, coll] : collections_) elements += coll->Size();
     spdlog::info("recovery: {} large collections ({} elements); {} without a live head dropped",
                  collections_.size(), elements, dropped);
   }
@@ -336,8 +353,8 @@ void StoreImpl::BuildOrderedIndexes() {
   for (auto& [inc, coll] : collections_) {
     if (coll->type != format::kTypeZset) continue;  // the replay noted each collection's type
     std::vector<OrderedIndex::Entry> entries;
-    entries.reserve(coll->index.Size());
-    coll->index.ForEach([&](const Location& loc) {
+    entries.reserve(coll->Size());
+    coll->ForEach([&](const Location& loc) {
       const DataFile* file = files_.GetRaw(loc.file);
       std::string_view member, value;
       double score = 0;

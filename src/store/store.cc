@@ -315,13 +315,13 @@ Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, b
     // probe run past it is not walked. When it is not the key, the whole run is walked afresh (the
     // keydir may have changed in between) and each candidate checked, the first one again.
     Location candidates[kMaxCandidates];
-    size_t n = kd.FindCandidates(hash, candidates, 1);
+    size_t n = Candidates(kd, key, hash, candidates, 1);
     bool whole = n == 0;
     bool retired = false;
     for (size_t i = 0;; ++i) {
       if (i == n) {
         if (whole) break;
-        n = kd.FindCandidates(hash, candidates, kMaxCandidates);
+        n = Candidates(kd, key, hash, candidates, kMaxCandidates);
         whole = true;
         i = 0;
         if (n == 0) break;
@@ -471,7 +471,7 @@ template <class Index>
 size_t StoreImpl::CandidatesFor(const Index& index, std::string_view key, Location* out,
                                 std::shared_ptr<DataFile>* first) const {
   const uint64_t hash = Hash(key);
-  if (index.FindCandidates(hash, out, 1) == 0) return 0;
+  if (Candidates(index, key, hash, out, 1) == 0) return 0;
   if (std::shared_ptr<DataFile> file = files_.Get(out[0].file)) {
     const uint64_t off = out[0].offset;
     const uint64_t head_size = format::kRecordHeaderSize + key.size();
@@ -484,7 +484,7 @@ size_t StoreImpl::CandidatesFor(const Index& index, std::string_view key, Locati
       }
     }
   }
-  return index.FindCandidates(hash, out, kMaxCandidates);
+  return Candidates(index, key, hash, out, kMaxCandidates);
 }
 
 // Calls cold(file, from, to) for each part of the records under `key`'s hash that is not resident:
@@ -618,15 +618,15 @@ void StoreImpl::ElementRanges(uint64_t inc, const ElementSelection& which, std::
     return true;
   };
   if (!which.all && !which.scan) {
-    for (std::string_view m : which.members) VisitCold(coll->index, format::ElementKey(inc, m), add);
+    for (std::string_view m : which.members) VisitCold(*coll, format::ElementKey(inc, m), add);
   } else {
     // Every element, or the slice a scan from the cursor reads (the same Scan ScanElements runs).
     std::vector<Location> locations;
     if (which.all) {
-      coll->index.ForEach([&locations](const Location& loc) { locations.push_back(loc); });
+      coll->ForEach([&locations](const Location& loc) { locations.push_back(loc); });
     } else {
       uint64_t cursor = which.cursor;
-      coll->index.Scan(&cursor, std::max<size_t>(which.count, 1), &locations);
+      coll->Scan(&cursor, std::max<size_t>(which.count, 1), &locations);
     }
     std::sort(locations.begin(), locations.end(),
               [](const Location& a, const Location& b) { return a.file != b.file ? a.file < b.file : a.offset < b.offset; });
@@ -1200,7 +1200,7 @@ StoreImpl::CurrentValue StoreImpl::CurrentElement(uint64_t inc, std::string_view
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
-  Status s = Lookup(it->second->index, ekey, hash, need_value && options_.verify_checksums, &file, &h, &offset);
+  Status s = Lookup(*it->second, ekey, hash, need_value && options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) {
     if (!s.IsNotFound()) cur.error = std::move(s);
     return cur;
@@ -1434,7 +1434,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
     uint64_t ElementCount(uint64_t inc) override {
       int64_t n = 0;
       if (auto it = store_->collections_.find(inc); it != store_->collections_.end()) {
-        n = static_cast<int64_t>(it->second->index.Size());
+        n = static_cast<int64_t>(it->second->Size());
       }
       if (auto it = store_->group_colls_.find(inc); it != store_->group_colls_.end()) n += it->second.delta;
       return static_cast<uint64_t>(std::max<int64_t>(n, 0));
@@ -1444,7 +1444,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       auto it = store_->collections_.find(inc);
       if (it == store_->collections_.end()) return false;
       Location loc;
-      if (!it->second->index.RandomEntry(random, &loc)) return false;
+      if (!it->second->RandomEntry(random, &loc)) return false;
       const DataFile* file = store_->files_.GetRaw(loc.file);
       std::string_view m, v;
       Status error;
@@ -1457,7 +1457,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       Status first_error;
       // The applied elements the group did not write, then the group's live ones.
       if (auto it = store_->collections_.find(inc); it != store_->collections_.end()) {
-        it->second->index.ForEach([&](const Location& loc) {
+        it->second->ForEach([&](const Location& loc) {
           const DataFile* file = store_->files_.GetRaw(loc.file);
           std::string_view member, value;
           Status error;
@@ -1777,8 +1777,8 @@ void StoreImpl::DrainDeadLater() {
   for (auto& [coll, account] : dropped) {
     if (!account) continue;
     std::vector<Location> locs;
-    locs.reserve(coll->index.Size());
-    coll->index.ForEach([&](const Location& loc) { locs.push_back(loc); });
+    locs.reserve(coll->Size());
+    coll->ForEach([&](const Location& loc) { locs.push_back(loc); });
     for (const Location& loc : locs) AddDeadRecord(files_.Get(loc.file).get(), loc.offset);
   }
 }
@@ -1801,6 +1801,11 @@ StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb, uint8
   if (type != 0) slot->type = type;
   // A sorted set's first element creates its order (ApplyGroup holds the walk lock by then).
   if (type == format::kTypeZset && !slot->ordered) slot->ordered = std::make_unique<OrderedIndex>();
+  // A list's first element creates its positional index (nothing is in `index` yet: every element
+  // record names its type, so the first one seen decides).
+  if (type == format::kTypeList && !slot->positions && slot->index.Size() == 0) {
+    slot->positions = std::make_unique<PositionIndex>();
+  }
   return *slot;
 }
 
@@ -1874,7 +1879,7 @@ void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll,
       std::shared_ptr<DataFile> file;
       format::RecordHeader h;
       uint64_t offset = 0;
-      Status s = store_.Lookup(coll_->index, ekey, store_.Hash(ekey), false, &file, &h, &offset);
+      Status s = store_.Lookup(*coll_, ekey, store_.Hash(ekey), false, &file, &h, &offset);
       if (!s.ok()) {
         if (!s.IsNotFound() && error_.ok()) error_ = std::move(s);
         return false;
@@ -2001,7 +2006,7 @@ Status StoreImpl::GetElementOnce(uint64_t inc, std::string_view member, ValueVie
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
-  Status s = Lookup(coll->index, ekey, Hash(ekey), options_.verify_checksums, &file, &h, &offset);
+  Status s = Lookup(*coll, ekey, Hash(ekey), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
   *out = ViewOf(file->data() + offset, h);
   out->pin = std::move(file);
@@ -2037,7 +2042,7 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
       ekey.assign(format::ElementKey(inc, member));
       const uint64_t hash = Hash(ekey);
       Location candidates[kMaxCandidates];
-      const size_t n = coll->index.FindCandidates(hash, candidates, kMaxCandidates);
+      const size_t n = coll->FindCandidates(ekey, hash, candidates, kMaxCandidates);
       bool found = false;
       bool retired = false;
       for (size_t i = 0; i < n && !found; ++i) {
@@ -2080,7 +2085,7 @@ uint64_t StoreImpl::ElementCount(uint64_t inc) const {
   uint64_t n = 0;
   Stable([&] {  // between groups: a group's changes to the count all or none
     const std::shared_ptr<Collection> coll = FindCollection(inc);
-    n = coll ? coll->index.Size() : 0;
+    n = coll ? coll->Size() : 0;
   });
   return n;
 }
@@ -2126,8 +2131,8 @@ Status StoreImpl::ReadElements(uint64_t inc, std::vector<ElementView>* out,
     std::vector<Location> locs;
     {
       std::shared_lock walk(coll->walk_mu);
-      locs.reserve(coll->index.Size());
-      coll->index.ForEach([&](const Location& loc) { locs.push_back(loc); });
+      locs.reserve(coll->Size());
+      coll->ForEach([&](const Location& loc) { locs.push_back(loc); });
     }
     out->reserve(locs.size());
     bool retired = false;
@@ -2155,7 +2160,7 @@ uint64_t StoreImpl::ScanElements(uint64_t inc, uint64_t cursor, size_t count,
   if (!coll) return 0;
   PinnedFiles files(files_.Snapshot());
   std::vector<Location> entries;
-  coll->index.Scan(&cursor, std::max<size_t>(count, 1), &entries);
+  coll->Scan(&cursor, std::max<size_t>(count, 1), &entries);
   for (const Location& loc : entries) {
     const DataFile* file = files.Get(loc.file, files_);
     std::string_view member, value;
@@ -2170,7 +2175,7 @@ bool StoreImpl::RandomElement(uint64_t inc, uint64_t random, std::string* member
   if (!coll) return false;
   for (int attempt = 0; attempt < 8; ++attempt) {
     Location loc;
-    if (!coll->index.RandomEntry(random + static_cast<uint64_t>(attempt), &loc)) return false;
+    if (!coll->RandomEntry(random + static_cast<uint64_t>(attempt), &loc)) return false;
     const std::shared_ptr<DataFile> file = files_.Get(loc.file);
     std::string_view m, v;
     Status error;
@@ -2257,13 +2262,13 @@ void StoreImpl::ApplyGroup() {
       Location old;
       const std::string_view member = r.key.substr(format::kIncarnationSize);
       if (r.tombstone) {
-        if (coll->index.Erase(r.hash, MatcherFor(r.key), &old)) {
+        if (coll->Erase(r.key, r.hash, MatcherFor(r.key), &old)) {
           if (coll->ordered) UpdateOrdered(*coll, member, true, old, false, loc);
           MarkDead(old);
         }
         active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
       } else {
-        const bool had = coll->index.Upsert(r.hash, MatcherFor(r.key), loc, &old);
+        const bool had = coll->Upsert(r.key, r.hash, MatcherFor(r.key), loc, &old);
         if (coll->ordered) UpdateOrdered(*coll, member, had, old, true, loc);
         if (had) MarkDead(old);
       }
@@ -2514,9 +2519,8 @@ Stats StoreImpl::GetStats() const {
     std::shared_lock lock(collections_mu_);
     st.collections = collections_.size();
     for (const auto& [inc, coll] : collections_) {
-      st.collection_elements += coll->index.Size();
-      st.collection_index_bytes += coll->index.MemoryBytes() + sizeof(Collection) +
-                                   (coll->ordered ? coll->ordered->MemoryBytes() : 0);
+      st.collection_elements += coll->Size();
+      st.collection_index_bytes += coll->MemoryBytes() + sizeof(Collection);
     }
   }
   for (const auto& file : files_.Snapshot()) {

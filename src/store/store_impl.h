@@ -22,6 +22,7 @@
 #include "store/data_file.h"
 #include "store/element_index.h"
 #include "store/ordered_index.h"
+#include "store/position_index.h"
 #include "store/format.h"
 #include "store/group_state.h"
 #include "store/hint_file.h"
@@ -211,7 +212,11 @@ class StoreImpl final : public Store {
     Location loc;
   };
   struct Collection {
-    ElementIndex index;  // element key (incarnation + member) -> its record
+    // Element key (incarnation + member) -> its record: a list's positions in `positions`
+    // (created with its first element), every other type's in `index`. Use the methods below,
+    // which pick the one that holds the collection's elements.
+    ElementIndex index;
+    std::unique_ptr<PositionIndex> positions;
     // A sorted set's members in order (created with the collection's first zset element); under
     // walk_mu: the writer changes it holding walk_mu exclusively, readers hold it shared.
     std::unique_ptr<OrderedIndex> ordered;
@@ -228,7 +233,56 @@ class StoreImpl final : public Store {
     // Recovery: heads replayed as live; those still in their keydir at the end keep it alive.
     std::mutex replay_mu;
     std::vector<HeadSighting> sightings;
+
+    // The element index's interface, keyed by the element key too (a list's index needs its
+    // member, the hashed one its hash); the threads are the indexes' (see their headers).
+    static std::string_view MemberOf(std::string_view ekey) {
+      return ekey.size() >= format::kIncarnationSize ? ekey.substr(format::kIncarnationSize) : std::string_view();
+    }
+    size_t FindCandidates(std::string_view ekey, uint64_t hash, Location* out, size_t max) const {
+      if (positions) return max > 0 && positions->Find(MemberOf(ekey), out) ? 1 : 0;
+      return index.FindCandidates(hash, out, max);
+    }
+    bool Upsert(std::string_view ekey, uint64_t hash, const Keydir::KeyMatcher& is_key, Location loc,
+                Location* old) {
+      return positions ? positions->Upsert(MemberOf(ekey), loc, old) : index.Upsert(hash, is_key, loc, old);
+    }
+    bool Erase(std::string_view ekey, uint64_t hash, const Keydir::KeyMatcher& is_key, Location* old) {
+      return positions ? positions->Erase(MemberOf(ekey), old) : index.Erase(hash, is_key, old);
+    }
+    bool ReplaceIfAt(std::string_view ekey, uint64_t hash, const Location& expected, Location loc) {
+      return positions ? positions->ReplaceIfAt(MemberOf(ekey), expected, loc)
+                       : index.ReplaceIfAt(hash, expected, loc);
+    }
+    size_t Size() const { return positions ? positions->Size() : index.Size(); }
+    size_t MemoryBytes() const {
+      return index.MemoryBytes() + (positions ? positions->MemoryBytes() : 0) + (ordered ? ordered->MemoryBytes() : 0);
+    }
+    void ForEach(const std::function<void(const Location&)>& fn) const {
+      if (positions) {
+        positions->ForEach(fn);
+      } else {
+        index.ForEach(fn);
+      }
+    }
+    void Scan(uint64_t* cursor, size_t count, std::vector<Location>* out) const {
+      if (positions) {
+        positions->Scan(cursor, count, out);
+      } else {
+        index.Scan(cursor, count, out);
+      }
+    }
+    bool RandomEntry(uint64_t random, Location* loc) const {
+      return positions ? positions->RandomEntry(random, loc) : index.RandomEntry(random, loc);
+    }
   };
+  // The candidate locations of `key` (hash `hash`) in a database's keydir or a collection.
+  static size_t Candidates(const Keydir& kd, std::string_view, uint64_t hash, Location* out, size_t max) {
+    return kd.FindCandidates(hash, out, max);
+  }
+  static size_t Candidates(const Collection& c, std::string_view key, uint64_t hash, Location* out, size_t max) {
+    return c.FindCandidates(key, hash, out, max);
+  }
   // Any thread: the collection of `inc`, or null.
   std::shared_ptr<Collection> FindCollection(uint64_t inc) const;
   // Writer role (or recovery): the collection of `inc`, created empty when missing; `type` is
@@ -284,14 +338,14 @@ class StoreImpl final : public Store {
                           uint64_t* elements);
   void ReplaySources(const std::vector<RecoverySource>& sources, size_t part, size_t parts,
                      Progress* progress);
-  template <class Index>  // a database's Keydir or a collection's ElementIndex
+  template <class Index>  // a database's Keydir or a Collection
   void ReplayRecord(Index& kd, DataFile* file, uint64_t hash, uint64_t offset, uint64_t record_size,
                     uint8_t flags, int64_t expire_at_ms, std::string_view key, int64_t now_ms);
 
   // ---- store.cc: reads ----
   // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption. `verify`
   // checks the whole record's CRC (the header is always checked).
-  // The index is a database's Keydir or a collection's ElementIndex (store.cc instantiates both).
+  // The index is a database's Keydir or a Collection (store.cc instantiates both).
   template <class Index>
   Status Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                 std::shared_ptr<DataFile>* pin, format::RecordHeader* header, uint64_t* offset) const;
