@@ -170,6 +170,38 @@ TEST_F(CommandTest, KeyspaceReadsInsideMultiSeeTheirPlace) {
   EXPECT_EQ(Run({{"KEYS", "*"}}).size(), "*2\r\n$2\r\nx1\r\n$1\r\ny\r\n"s.size());
 }
 
+// SORT_RO's BY and GET patterns name keys only known as it runs: inside MULTI they are read at
+// its place in the transaction (the transaction's own earlier writes included), as SORT's are and
+// as Redis runs a transaction's commands one after another.
+TEST_F(CommandTest, SortRoPatternsInsideMultiReadTheirKeysAtItsPlace) {
+  EXPECT_EQ(Run({{"RPUSH", "l", "1", "2", "3"}, {"MSET", "w_1", "30", "w_2", "20", "w_3", "10", "o_1", "a"},
+                 {"MULTI"}, {"SET", "o_2", "b"}, {"SORT_RO", "l", "BY", "w_*", "GET", "o_*", "GET", "#"},
+                 {"SORT", "l", "BY", "w_*", "GET", "o_*"}, {"EXEC"}}),
+            ":3\r\n+OK\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n+QUEUED\r\n"
+            "*3\r\n+OK\r\n"
+            "*6\r\n$-1\r\n$1\r\n3\r\n$1\r\nb\r\n$1\r\n2\r\n$1\r\na\r\n$1\r\n1\r\n"
+            "*3\r\n$-1\r\n$1\r\nb\r\n$1\r\na\r\n");
+}
+
+// SORT's BY and GET read keys the command does not name, so only a user with access to every key
+// may use them (Redis's rule), in a script too: there the script's caller is that user.
+TEST_F(CommandTest, SortPatternsInScriptsNeedTheCallersAccessToEveryKey) {
+  EXPECT_EQ(Run({{"ACL", "SETUSER", "u2", "on", ">pw", "~l*", "+@all"}, {"RPUSH", "l", "2", "1"}}), "+OK\r\n:2\r\n");
+  auto u2 = InProcessClient::Connect(server_);
+  EXPECT_EQ(u2->Run({{"AUTH", "u2", "pw"},
+                     {"EVAL", "return redis.pcall('sort', 'l', 'by', 'w_*')", "1", "l"},
+                     {"EVAL", "return redis.pcall('sort_ro', 'l', 'get', 'o_*')", "1", "l"},
+                     {"EVAL", "return redis.call('sort', 'l', 'by', 'nosort')", "1", "l"},
+                     {"SORT", "l", "GET", "#"}}),
+            "+OK\r\n"
+            "-ERR BY option of SORT denied due to insufficient ACL permissions.\r\n"
+            "-ERR GET option of SORT denied due to insufficient ACL permissions.\r\n"
+            "*2\r\n$1\r\n2\r\n$1\r\n1\r\n"
+            "-ERR GET option of SORT denied due to insufficient ACL permissions.\r\n");
+  EXPECT_EQ(Run({{"EVAL", "return redis.call('sort', 'l', 'by', 'w_*')", "1", "l"}}),  // the default user may
+            "*2\r\n$1\r\n1\r\n$1\r\n2\r\n");
+}
+
 // ACL users: AUTH as a user, NOPERM for a command or a key outside the user's rules (and an
 // ACL LOG entry), MULTI aborted by a refused command, EXEC refusing a command whose rules changed
 // after it was queued, RESET back to the default user, DELUSER.

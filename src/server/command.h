@@ -24,6 +24,7 @@
 
 namespace keg::server {
 
+struct AclUser;
 class ClientSession;
 struct Command;
 struct ServerState;
@@ -58,6 +59,9 @@ struct DirectRun {
   std::string failure;        ///< set by Ctx::Fail
   bool failed = false;
   uint32_t db = 0;            ///< the script's selected database (SELECT in a script changes it)
+  /// The script caller's user (the ScriptRun holds it), for handlers with ACL rules of their own
+  /// (SORT's BY / GET); null: no restriction.
+  const AclUser* user = nullptr;
   uint64_t hits = 0;          ///< keyspace hits and misses of its reads
   uint64_t misses = 0;
   /// Ready for the next command; the batch keeps its capacity (a script reuses one DirectRun).
@@ -148,6 +152,9 @@ class Ctx {
   /// Run by a script's redis.call (on the writer thread, or inline on the leader's): client() is
   /// not the caller's connection to touch.
   bool in_script() const { return direct_ != nullptr; }
+  /// The user whose permissions the command runs with: the connection's, or in a script its
+  /// caller's (null: unrestricted).
+  const AclUser* acl_user() const;
   /// A script's Txn (its group being built), or null outside scripts.
   store::Txn* script_txn() const;
   void ReplyReadError();

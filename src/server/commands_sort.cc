@@ -337,9 +337,9 @@ class TxnSource final : public SortSource {
 // Parses SORT's options from args[2] on: false with the error replied (c.Fail / c.out()).
 bool ParseSort(Ctx& c, bool readonly, SortSpec* spec, std::string* error) {
   // BY and GET read keys the command does not name: only for a user with access to every key
-  // (Redis's rule). Inside a script the caller's user was checked for the script's own keys
-  // only; keg does not see it here (docs/server.md lists the difference).
-  const bool full_key_access = c.in_script() || c.client().user().all_keys;
+  // (Redis's rule; in a script, the script's caller).
+  const AclUser* user = c.acl_user();
+  const bool full_key_access = user == nullptr || user->all_keys;
   for (size_t j = 2; j < c.argc(); ++j) {
     const size_t left = c.argc() - j - 1;
     const std::string_view o = c.arg(j);
@@ -397,11 +397,38 @@ void SortRead(Ctx& c, const SortSpec& spec) {
   ReplyRows(c.out(), result);
 }
 
+// A SORT that reads, in the writer's batch order (SORT without STORE; SORT_RO inside EXEC, whose
+// patterns name keys only known as it runs): one kRun op reads the source and the patterns' keys
+// at its place, then the reply is answered as a read command's would be.
+void SortInOrder(Ctx& c, const std::shared_ptr<SortSpec>& spec) {
+  struct Out {
+    Sorted sorted;
+  };
+  auto res = std::make_shared<Out>();
+  ServerState* server = &c.server();
+  const bool in_script = c.in_script();
+  c.batch().Run([res, spec, server, in_script, db = c.db(), key = std::string(c.arg(1))](store::Txn& txn) {
+    TxnSource src(txn, *server, db);
+    res->sorted = RunSort(src, key, *spec, in_script);
+  });
+  c.Then([res, server, db = c.db(), key = NotifyKey(c, kNotifyKeyMiss, c.arg(1))](std::span<OpResult>,
+                                                                                   resp::ReplyBuffer& out) {
+    if (key && res->sorted.source_missing) NotifyKeyspaceEvent(*server, db, kNotifyKeyMiss, "keymiss", *key);
+    if (!res->sorted.error.empty()) return out.Error(res->sorted.error);
+    ReplyRows(out, res->sorted);
+  });
+}
+
 void SortRo(Ctx& c) {
-  SortSpec spec;
+  auto spec = std::make_shared<SortSpec>();
   std::string error;
-  if (!ParseSort(c, true, &spec, &error)) return c.out().Error(error);
-  SortRead(c, spec);
+  // Inside EXEC (the session runs it as it runs writes): at its place, patterns' keys included.
+  if (c.client().in_exec() && !c.in_script()) {
+    if (!ParseSort(c, true, spec.get(), &error)) return c.Fail(error);
+    return SortInOrder(c, spec);
+  }
+  if (!ParseSort(c, true, spec.get(), &error)) return c.out().Error(error);
+  SortRead(c, *spec);
 }
 
 // SORT: a read unless it STOREs; then one kRun op writes the result as a list.
@@ -409,27 +436,8 @@ void Sort(Ctx& c) {
   auto spec = std::make_shared<SortSpec>();
   std::string error;
   const bool ok = ParseSort(c, false, spec.get(), &error);
-  if (!spec->has_store) {  // a read, in the writer's batch order: answered as a read command would
-    if (!ok) return c.Fail(error);
-    struct Out {
-      Sorted sorted;
-    };
-    auto res = std::make_shared<Out>();
-    ServerState* server = &c.server();
-    const bool in_script = c.in_script();
-    c.batch().Run([res, spec, server, in_script, db = c.db(), key = std::string(c.arg(1))](store::Txn& txn) {
-      TxnSource src(txn, *server, db);
-      res->sorted = RunSort(src, key, *spec, in_script);
-    });
-    c.Then([res, server, db = c.db(), key = NotifyKey(c, kNotifyKeyMiss, c.arg(1))](std::span<OpResult>,
-                                                                                     resp::ReplyBuffer& out) {
-      if (key && res->sorted.source_missing) NotifyKeyspaceEvent(*server, db, kNotifyKeyMiss, "keymiss", *key);
-      if (!res->sorted.error.empty()) return out.Error(res->sorted.error);
-      ReplyRows(out, res->sorted);
-    });
-    return;
-  }
   if (!ok) return c.Fail(error);
+  if (!spec->has_store) return SortInOrder(c, spec);  // a read, in the writer's batch order
   struct Out {
     std::string error;
     int64_t stored = 0;

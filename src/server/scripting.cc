@@ -1525,6 +1525,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   DirectRun& direct = call_direct_;  // reused: its batch keeps its capacity from call to call
   direct.Reset(r.txn);
   direct.db = r.run->db;  // SELECT in a script changes the script's database, not the caller's
+  direct.user = r.run->user.get();
   resp::ReplyBuffer& out = out_scratch_;
   out.Clear();
   out.set_protocol(r.resp);

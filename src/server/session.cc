@@ -130,6 +130,8 @@ Ctx::Ctx(ServerState& server, ClientSession& client, std::span<const std::string
       first_op_(direct != nullptr ? 0 : client.pending_ops()),
       direct_(direct) {}
 
+const AclUser* Ctx::acl_user() const { return direct_ != nullptr ? direct_->user : &client_.user(); }
+
 bool Ctx::inline_only() const { return direct_ != nullptr || client_.in_exec(); }
 
 bool Ctx::may_answer_from_read() const {
@@ -1585,7 +1587,8 @@ void ClientSession::Exec(Ctx& ctx) {
     // replying through a step, as writes do).
     const uint32_t db = this->db();
     batch_.SelectDb(db);
-    if ((cmd->flags & kWrite) != 0 || cmd->name == "select") {
+    // SORT_RO too: its BY / GET patterns name keys that a copy made ahead could not hold.
+    if ((cmd->flags & kWrite) != 0 || cmd->name == "select" || cmd->name == "sort_ro") {
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
       RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
