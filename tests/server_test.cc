@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <fstream>
 #include <random>
+#include <map>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -1189,6 +1190,37 @@ TEST_F(ServerTest, LargeSortedSetsAnswerThroughEverything) {
                             "return {redis.call('ZREVRANGE', KEYS[1], 0, 0), redis.call('ZRANK', KEYS[1], 'm100')}",
                     "1", "z"}),
             "*2\r\n*1\r\n$3\r\ntop\r\n:0\r\n");
+  // ZSCAN walks the element index's cursor: a member present for the whole scan comes exactly
+  // once, with its score, even while writes move every rank (a cursor of ranks repeated some).
+  {
+    std::map<std::string, int> times;
+    std::map<std::string, std::string> score;
+    std::string cursor = "0";
+    int calls = 0;
+    int low = 0;
+    do {
+      const std::vector<std::string> r = Elements(c.Call({"ZSCAN", "z", cursor, "COUNT", "50"}));
+      ASSERT_GE(r.size(), 1u);
+      cursor = r[0];
+      for (size_t i = 1; i + 1 < r.size(); i += 2) {
+        ++times[r[i]];
+        score[r[i]] = r[i + 1];
+      }
+      for (int k = 0; k < 20; ++k) c.Call({"ZADD", "z", "-5", "low" + std::to_string(low++)});
+    } while (cursor != "0" && ++calls < 10000);
+    EXPECT_GT(calls, 10);
+    for (int i = 1; i < 2000; ++i) ASSERT_EQ(times["m" + std::to_string(i)], 1) << i;
+    EXPECT_EQ(times["top"], 1);
+    EXPECT_EQ(score["top"], "1000");
+    EXPECT_EQ(score["m1234"], "34");
+    std::vector<std::string> lows;
+    for (int k = 0; k < low; ++k) lows.push_back("low" + std::to_string(k));
+    std::vector<std::string> zrem = {"ZREM", "z"};
+    zrem.insert(zrem.end(), lows.begin(), lows.end());
+    EXPECT_EQ(c.Call(zrem), ":" + std::to_string(low) + "\r\n");
+    const std::vector<std::string> m = Elements(c.Call({"ZSCAN", "z", "0", "MATCH", "m123?", "COUNT", "5000"}));
+    EXPECT_EQ(m.size(), 1u + 2 * 10);  // the cursor, m1230..m1239 with scores
+  }
   EXPECT_EQ(c.Call({"RENAME", "z", "z2"}), "+OK\r\n");
   EXPECT_EQ(c.Call({"EXPIRE", "z2", "1000"}), ":1\r\n");
   EXPECT_EQ(c.Call({"COPY", "z2", "zc"}), ":1\r\n");

@@ -720,50 +720,46 @@ void Zrandmember(Ctx& c) {
   ReplyScored(c.out(), picked, withscores, true);
 }
 
-// ZSCAN key cursor [MATCH pattern] [COUNT count]: the whole set in one reply (cursor 0), as
-// Redis answers for a listpack; a large set is read in order in slices of its ranks.
+// ZSCAN key cursor [MATCH pattern] [COUNT count]: a small set whole in one reply (cursor 0), in
+// its order, as Redis answers for a listpack; a large one by its element index's cursor, as HSCAN
+// and SSCAN (a member present for the whole scan is returned exactly once, as Redis's hash-table
+// cursor guarantees, however the set's ranks move meanwhile).
 void Zscan(Ctx& c) {
   ScanArgs a;
   if (const std::string_view e = ParseScanArgs(c.args().subspan(1), &a, false); !e.empty()) return c.out().Error(e);
-  const uint64_t cursor = a.cursor;
-  const int64_t count = a.count;
-  const std::string_view pattern = a.use_pattern ? a.pattern : std::string_view();
-  Scored items;
-  uint64_t next = 0;
-  if (!ReadZset(c, c.arg(1),
-                [&] {
-                  c.out().ArrayHeader(2);
-                  c.out().Bulk("0");
-                  c.out().ArrayHeader(0);
-                },
-                [&](const ZsetSeq& z) {
-                  items.clear();
-                  const uint64_t n = z.size();
-                  // Small sets whole; large ones by rank from the cursor (a member present for the
-                  // whole scan and not moving in rank is returned once; Redis guarantees more for its
-                  // hash table, keg documents this).
-                  const bool whole = n <= static_cast<uint64_t>(std::max<int64_t>(c.server().zset_max_entries.load(), 0));
-                  const uint64_t from = whole ? 0 : std::min(cursor, n);
-                  const uint64_t to = whole ? n : std::min<uint64_t>(n, from + static_cast<uint64_t>(count));
-                  z.Range(from, to, [&](const zset::Item& it) {
-                    items.emplace_back(std::string(it.member), it.score);
-                    return true;
-                  });
-                  next = to >= n ? 0 : to;
-                })) {
+  CollectionRead coll(c);
+  if (!coll.Open(c.arg(1), [&] {
+        c.out().ArrayHeader(2);
+        c.out().Bulk("0");
+        c.out().ArrayHeader(0);
+      })) {
     return;
   }
+  Scored items;
+  uint64_t next = 0;
+  bool damaged = false;
+  auto add = [&](std::string_view member, std::string_view score_bytes) {
+    double score = 0;
+    if (!store::format::DecodeScore(score_bytes, &score)) {
+      damaged = true;
+      return;
+    }
+    if (!a.use_pattern || GlobMatch(a.pattern, member, false)) items.emplace_back(std::string(member), score);
+  };
+  if (!coll.large()) {
+    std::vector<Entry> all;
+    coll.All(&all);
+    for (const Entry& e : all) add(e.member, e.value);
+  } else {
+    next = c.ScanElements(store::format::IncarnationOf(coll.record().value), a.cursor, static_cast<size_t>(a.count), add);
+  }
+  if (damaged) return c.out().Error(kUndecodable);
   c.out().ArrayHeader(2);
   c.out().Bulk(std::to_string(next));
-  size_t shown = 0;
-  for (const auto& [m, s] : items) {
-    if (!a.use_pattern || GlobMatch(pattern, m, false)) ++shown;
-  }
-  c.out().ArrayHeader(shown * 2);
-  for (const auto& [m, s] : items) {
-    if (a.use_pattern && !GlobMatch(pattern, m, false)) continue;
+  c.out().ArrayHeader(items.size() * 2);
+  for (const auto& [m, sc] : items) {
     c.out().Bulk(m);
-    c.out().Double(s);
+    c.out().Double(sc);
   }
 }
 
@@ -1188,7 +1184,16 @@ void RegisterZsetCommands(std::vector<Command>* t) {
   t->push_back({"zinter", -3, kR | kMovableKeys, 0, 0, 0, Zinter, "@read @sortedset @slow"});
   t->push_back({"zdiff", -3, kR | kMovableKeys, 0, 0, 0, Zdiff, "@read @sortedset @slow"});
   t->push_back({"zintercard", -3, kR | kMovableKeys, 0, 0, 0, Zintercard, "@read @sortedset @slow"});
-  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = kZset;
+  // The elements each one reads of a large set by name (Command::first_member: fetched off the
+  // event loop when cold, and all a transaction's copy needs of it); ZSCAN the slice at its cursor.
+  // The commands reading by rank or score read the order, and read all of a copy in EXEC.
+  const std::unordered_map<std::string_view, int> members = {
+      {"zscore", 2}, {"zmscore", 2}, {"zrem", 2}, {"zincrby", 3}, {"zscan", kScanElements}};
+  for (size_t i = first; i < t->size(); ++i) {
+    Command& cmd = (*t)[i];
+    cmd.value_type = kZset;
+    if (auto it = members.find(cmd.name); it != members.end()) cmd.first_member = it->second;
+  }
 }
 
 }  // namespace keg::server

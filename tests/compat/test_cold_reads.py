@@ -274,11 +274,14 @@ class ColdReads(unittest.TestCase):
         for i in range(0, 1500, 100):
             pipe.hset("bigh", mapping={f"f{j}": value_of(j) for j in range(i, i + 100)})
             pipe.sadd("bigs", *[f"m{j}" + "x" * (j % 300) for j in range(i, i + 100)])
+            pipe.zadd("bigz", {f"m{j}" + "x" * (j % 300): j for j in range(i, i + 100)})
         pipe.execute()
         members = {f"m{j}".encode() + b"x" * (j % 300) for j in range(1500)}
+        scored = {(f"m{j}".encode() + b"x" * (j % 300), float(j)) for j in range(1500)}
         for name, scan, length, want in (
                 ("hscan", lambda cur: self.c.hscan("bigh", cur, count=200), lambda: self.c.hlen("bigh"), None),
-                ("sscan", lambda cur: self.c.sscan("bigs", cur, count=200), lambda: self.c.scard("bigs"), members)):
+                ("sscan", lambda cur: self.c.sscan("bigs", cur, count=200), lambda: self.c.scard("bigs"), members),
+                ("zscan", lambda cur: self.c.zscan("bigz", cur, count=200), lambda: self.c.zcard("bigz"), scored)):
             with self.subTest(command=name):
                 self.make_cold()
                 self.assertEqual(length(), 1500)  # the head, fetched alone
@@ -294,6 +297,13 @@ class ColdReads(unittest.TestCase):
                     self.assertEqual(seen, {f"f{i}".encode() for i in range(1500)})
                 else:
                     self.assertEqual(seen, want)
+        # ZSCORE / ZMSCORE fetch the members they name (the head made resident first).
+        self.make_cold()
+        self.assertEqual(self.c.zcard("bigz"), 1500)
+        before = self.info("cold_read_commands")
+        self.assertEqual(self.c.zscore("bigz", "m1234" + "x" * 34), 1234.0)
+        self.assertEqual(self.c.zmscore("bigz", ["m77" + "x" * 77, "nope"]), [77.0, None])
+        self.assertGreaterEqual(self.info("cold_read_commands") - before, 1)
         # Queued while warm (queuing fetches them too), cold again by the EXEC.
         tx = redis.Connection(port=self.server.port, socket_timeout=30)  # raw replies, no callbacks
 
