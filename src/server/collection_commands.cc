@@ -185,12 +185,21 @@ void ScanCollection(Ctx& c) {
     });
     for (size_t i = 0; i + 1 < owned.size(); i += 2) hits.push_back({owned[i], owned[i + 1]});
   }
+  const bool zset = coll.type() == store::format::kTypeZset;  // its values are 8-byte scores
+  std::vector<double> scores(zset ? hits.size() : 0);
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!store::format::DecodeScore(hits[i].value, &scores[i])) return c.Error(kUndecodable);
+  }
   c.out().ArrayHeader(2);
   c.out().Bulk(std::to_string(next));
   c.out().ArrayHeader(hits.size() * stride);
-  for (const Entry& e : hits) {
-    c.out().Bulk(e.member);
-    if (stride == 2) c.out().Bulk(e.value);
+  for (size_t i = 0; i < hits.size(); ++i) {
+    c.out().Bulk(hits[i].member);
+    if (zset) {
+      c.out().Double(scores[i]);
+    } else if (stride == 2) {
+      c.out().Bulk(hits[i].value);
+    }
   }
 }
 

@@ -68,8 +68,9 @@ bool ReadWhole(Ctx& c, std::string_view key, coll::View* out, store::ValueView* 
 /// allowed), 1 for a set.
 void RandomMembers(Ctx& c, size_t stride);
 
-/// HSCAN / SSCAN key cursor [MATCH pattern] [COUNT count]: a collection stored whole in one call
-/// (cursor 0, as Redis for a listpack or intset); one stored per element by its cursor.
+/// HSCAN / SSCAN / ZSCAN key cursor [MATCH pattern] [COUNT count]: a collection stored whole in one call
+/// (cursor 0, as Redis for a listpack or intset); one stored per element by its cursor. A sorted
+/// set's scores are formatted as Redis formats doubles.
 void ScanCollection(Ctx& c);
 
 }  // namespace keg::server

@@ -724,44 +724,7 @@ void Zrandmember(Ctx& c) {
 // its order, as Redis answers for a listpack; a large one by its element index's cursor, as HSCAN
 // and SSCAN (a member present for the whole scan is returned exactly once, as Redis's hash-table
 // cursor guarantees, however the set's ranks move meanwhile).
-void Zscan(Ctx& c) {
-  ScanArgs a;
-  if (const std::string_view e = ParseScanArgs(c.args().subspan(1), &a, false); !e.empty()) return c.out().Error(e);
-  CollectionRead coll(c);
-  if (!coll.Open(c.arg(1), [&] {
-        c.out().ArrayHeader(2);
-        c.out().Bulk("0");
-        c.out().ArrayHeader(0);
-      })) {
-    return;
-  }
-  Scored items;
-  uint64_t next = 0;
-  bool damaged = false;
-  auto add = [&](std::string_view member, std::string_view score_bytes) {
-    double score = 0;
-    if (!store::format::DecodeScore(score_bytes, &score)) {
-      damaged = true;
-      return;
-    }
-    if (!a.use_pattern || GlobMatch(a.pattern, member, false)) items.emplace_back(std::string(member), score);
-  };
-  if (!coll.large()) {
-    std::vector<Entry> all;
-    coll.All(&all);
-    for (const Entry& e : all) add(e.member, e.value);
-  } else {
-    next = c.ScanElements(store::format::IncarnationOf(coll.record().value), a.cursor, static_cast<size_t>(a.count), add);
-  }
-  if (damaged) return c.out().Error(kUndecodable);
-  c.out().ArrayHeader(2);
-  c.out().Bulk(std::to_string(next));
-  c.out().ArrayHeader(items.size() * 2);
-  for (const auto& [m, sc] : items) {
-    c.out().Bulk(m);
-    c.out().Double(sc);
-  }
-}
+void Zscan(Ctx& c) { ScanCollection(c); }
 
 // ---- ZUNION / ZINTER / ZDIFF and their STORE forms, ZINTERCARD ---------------------------------
 
