@@ -181,6 +181,10 @@ TEST_F(CommandTest, SortRoPatternsInsideMultiReadTheirKeysAtItsPlace) {
             "*3\r\n+OK\r\n"
             "*6\r\n$-1\r\n$1\r\n3\r\n$1\r\nb\r\n$1\r\n2\r\n$1\r\na\r\n$1\r\n1\r\n"
             "*3\r\n$-1\r\n$1\r\nb\r\n$1\r\na\r\n");
+  // A failed write just before it is not its failure.
+  EXPECT_EQ(Run({{"MULTI"}, {"HSET", "w_1", "f", "1"}, {"SORT_RO", "nosuch"}, {"EXEC"}}),
+            "+OK\r\n+QUEUED\r\n+QUEUED\r\n*2\r\n"
+            "-WRONGTYPE Operation against a key holding the wrong kind of value\r\n*0\r\n");
 }
 
 // SORT's BY and GET read keys the command does not name, so only a user with access to every key

@@ -1589,6 +1589,9 @@ void ClientSession::Exec(Ctx& ctx) {
     batch_.SelectDb(db);
     // SORT_RO too: its BY / GET patterns name keys that a copy made ahead could not hold.
     if ((cmd->flags & kWrite) != 0 || cmd->name == "select" || cmd->name == "sort_ro") {
+      // Ops of their own (RunHandler begins a command for writes only): a failed write queued
+      // just before is not this command's failure.
+      if ((cmd->flags & kWrite) == 0) batch_.BeginCommand();
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
       RunHandler(*cmd, wctx, /*feed=*/false);
       continue;
