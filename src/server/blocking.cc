@@ -261,6 +261,9 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
       }
       RemoveLocked(w);
       w->state = BlockedPop::State::kDone;
+      // Before the op's writes are applied (and their invalidations posted): those wait for it.
+      // (Not cancelled, under mu_: the session is alive, as it cancels under mu_ before it goes.)
+      if (!w->cancelled) w->client->ServedReplyComing();
       if (w->kind == BlockedPop::Kind::kMove && w->dst != key) keys.emplace_back(w->db, w->dst);
       served->push_back({std::move(w), std::move(reply), std::move(events)});
     }

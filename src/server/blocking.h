@@ -54,8 +54,8 @@ struct BlockedPop {
   bool zset = false;              ///< BZPOPMIN / BZPOPMAX / BZMPOP (left: the minimum)
   int64_t deadline_ms = 0;        ///< 0: waits for ever
   uint64_t client_id = 0;
-  /// The client: used only on its I/O thread (posted through `link`), which cancels the wait
-  /// before the session goes.
+  /// The client: used on its I/O thread (posted through `link`), which cancels the wait before
+  /// the session goes; elsewhere only under the registry's lock while not `cancelled`.
   ClientSession* client = nullptr;
   std::weak_ptr<net::Link> link;
 

@@ -1351,7 +1351,8 @@ void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& re
   blocked_.reset();
   blocked_flag_.store(false, std::memory_order_relaxed);
   reply(link_->out());
-  Finish();
+  served_reply_coming_.store(false, std::memory_order_relaxed);
+  Finish();  // the pushes held back for the reply follow it
 }
 
 void ClientSession::FlushPendingPushes() {
@@ -1767,7 +1768,7 @@ void ClientSession::DeliverPush(std::string_view bytes) {
   // invalidations of its own writes after the reply). A suspended command (DBSIZE, INFO, SAVE...
   // waiting for the writer) holds nothing back: the write that caused the push came before it, so
   // the push goes before its reply, as Redis would send it.
-  if (write_in_flight_) {
+  if (write_in_flight_ || served_reply_coming_.load(std::memory_order_acquire)) {
     pending_pushes_.append(bytes);
     return;
   }

@@ -69,6 +69,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   }
   /// The wait ended: writes its reply and goes on with the input. I/O thread.
   void EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply);
+  /// The blocking pop was served (in a write op: any thread); its reply comes once that write is
+  /// durable, and pushes (invalidations of what the pop wrote) wait for it, as after a client's
+  /// own write (Redis runs the served pop as the client's command).
+  void ServedReplyComing() { served_reply_coming_.store(true, std::memory_order_release); }
   bool blocked() const { return blocked_ != nullptr; }
   /// Close after this reply (QUIT), or right away without one.
   void CloseAfterReply() { close_ = true; }
@@ -231,6 +235,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // A write batch (a write command, EXEC, a script) is on its way to the store: pushes wait for
   // its replies (DeliverPush). A suspended read (DBSIZE, INFO, ...) does not hold them.
   bool write_in_flight_ = false;
+  std::atomic<bool> served_reply_coming_{false};  // ServedReplyComing .. EndBlocked
   bool close_ = false;
 
   // The batch being collected from this read, and the finishers of its commands.
