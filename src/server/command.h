@@ -287,7 +287,8 @@ struct Command {
   /// before it runs (docs/types.md: a large collection's elements are records of their own): the
   /// elements its arguments name from first_member on, every member_step-th (HGET, HMGET, HSET,
   /// SADD ...), every element with kAllElements (HGETALL, SMEMBERS, SINTER ...), the slice its
-  /// cursor names with kScanElements (HSCAN, SSCAN); 0: the head record alone (HLEN, SCARD, DEL),
+  /// cursor names with kScanElements (HSCAN, SSCAN), a list's range with kListRange (LRANGE,
+  /// LINDEX); 0: the head record alone (HLEN, SCARD, DEL),
   /// or elements it cannot name before it runs (SPOP's, SRANDMEMBER's and HRANDFIELD's random
   /// picks: those may fault on the event loop).
   int first_member = 0;
@@ -302,6 +303,9 @@ struct Command {
 inline constexpr int kAllElements = -1;
 /// Command::first_member of HSCAN / SSCAN: the slice from the cursor (args[2]) they read.
 inline constexpr int kScanElements = -2;
+/// Command::first_member of LRANGE / LINDEX: a list's elements from index args[2] to args[3]
+/// (LINDEX: args[2] alone).
+inline constexpr int kListRange = -3;
 
 /// The distinct members `cmd` names in `args` (Command::first_member / member_step), in no
 /// particular order; none for a command that names none or reads every element.

@@ -590,7 +590,12 @@ void RegisterListCommands(std::vector<Command>* t) {
   t->push_back({"lindex", 3, kR, 1, 1, 1, Lindex, "@read @list @slow"});
   t->push_back({"lrange", 4, kR, 1, 1, 1, Lrange, "@read @list @slow"});
   t->push_back({"lpos", -3, kR, 1, 1, 1, Lpos, "@read @list @slow"});
-  for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = kList;
+  for (size_t i = first; i < t->size(); ++i) {
+    Command& cmd = (*t)[i];
+    cmd.value_type = kList;
+    // The elements they read of a large list, fetched off the event loop when cold.
+    if (cmd.name == "lrange" || cmd.name == "lindex") cmd.first_member = kListRange;
+  }
 }
 
 }  // namespace keg::server

@@ -383,6 +383,12 @@ store::ElementSelection ElementsRead(const Command& cmd, std::span<const std::st
   store::ElementSelection which;
   if (cmd.first_member == kAllElements) {
     which.all = true;
+  } else if (cmd.first_member == kListRange) {
+    if (args.size() >= 3 && resp::ParseInt64(args[2], &which.start) &&
+        (args.size() < 4 || resp::ParseInt64(args[3], &which.stop))) {
+      if (args.size() < 4) which.stop = which.start;
+      which.list_range = true;
+    }
   } else if (cmd.first_member == kScanElements) {
     ScanArgs a;
     if (args.size() >= 3 && ParseScanArgs(args.subspan(1), &a, false).empty()) {

@@ -275,6 +275,14 @@ void PositionIndex::Scan(uint64_t* cursor, size_t count, std::vector<Location>* 
   *cursor = 0;
 }
 
+bool PositionIndex::Bounds(uint64_t* first, uint64_t* count) const {
+  std::shared_lock lock(mu_);
+  if (chunks_.empty()) return false;  // trimmed: the front chunk is never empty
+  *first = (base_ << kShift) + static_cast<uint64_t>(std::countr_zero(chunks_.front()->present));
+  *count = size_.load(std::memory_order_relaxed) - (has_meta_ ? 1 : 0);
+  return true;
+}
+
 bool PositionIndex::RandomEntry(uint64_t random, Location* loc) const {
   std::shared_lock lock(mu_);
   if (!chunks_.empty()) {

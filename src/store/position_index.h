@@ -59,6 +59,10 @@ class PositionIndex {
   /// A scan in position order: appends about `count` locations from `*cursor` on and sets
   /// `*cursor` to where to go on, 0 when done (start with 0). The meta element is not scanned.
   void Scan(uint64_t* cursor, size_t count, std::vector<Location>* out) const;
+  /// The lowest position held (the deque's; far positions aside) and how many positions are held
+  /// (the meta element not counted): false when none. A list's positions are contiguous, so its
+  /// element i is at *first + i.
+  bool Bounds(uint64_t* first, uint64_t* count) const;
   /// Some entry picked from `random`; false when empty.
   bool RandomEntry(uint64_t random, Location* loc) const;
 

@@ -73,10 +73,15 @@ TEST(PositionIndexTest, AQueueKeepsItsEntriesAndOnlyItsSize) {
   }
   m.Check();
   EXPECT_EQ(m.index.Size(), 4000u);
+  uint64_t lowest = 0, held = 0;
+  ASSERT_TRUE(m.index.Bounds(&lowest, &held));
+  EXPECT_EQ(lowest, first);
+  EXPECT_EQ(held, 4000u);
   EXPECT_LE(m.index.MemoryBytes(), 4000u * 6);
   while (first < end) m.Del(first++);
   EXPECT_EQ(m.index.Size(), 0u);
   EXPECT_LE(m.index.MemoryBytes(), 64u);
+  EXPECT_FALSE(m.index.Bounds(&lowest, &held));
 }
 
 TEST(PositionIndexTest, RandomOperationsAtBothEndsAndInsideMatchAModel) {

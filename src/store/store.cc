@@ -617,13 +617,31 @@ void StoreImpl::ElementRanges(uint64_t inc, const ElementSelection& which, std::
     found.push_back(ColdRangeOf(std::move(file), from, to));
     return true;
   };
-  if (!which.all && !which.scan) {
+  if (!which.all && !which.scan && !which.list_range) {
     for (std::string_view m : which.members) VisitCold(*coll, format::ElementKey(inc, m), add);
   } else {
-    // Every element, or the slice a scan from the cursor reads (the same Scan ScanElements runs).
+    // Every element, the slice a scan from the cursor reads (the same Scan ScanElements runs), or
+    // a list's range (and its meta element: the read starts there).
     std::vector<Location> locations;
     if (which.all) {
       coll->ForEach([&locations](const Location& loc) { locations.push_back(loc); });
+    } else if (which.list_range) {
+      VisitCold(*coll, format::ElementKey(inc, ""), add);
+      uint64_t first = 0;
+      uint64_t len = 0;
+      if (coll->positions && coll->positions->Bounds(&first, &len) && len > 0 && len < (uint64_t{1} << 62)) {
+        // Redis's normalisation (LRANGE's; LINDEX is the range of one).
+        const auto n = static_cast<int64_t>(len);
+        int64_t from = which.start < 0 ? std::max<int64_t>(which.start + n, 0) : which.start;
+        int64_t to = which.stop < 0 ? which.stop + n : std::min(which.stop, n - 1);
+        for (int64_t i = from; i <= to && i < n; ++i) {
+          const uint64_t pos = first + static_cast<uint64_t>(i);
+          char member[8];
+          for (int b = 0; b < 8; ++b) member[b] = static_cast<char>(pos >> (56 - 8 * b));
+          Location loc;
+          if (coll->positions->Find(std::string_view(member, 8), &loc)) locations.push_back(loc);
+        }
+      }
     } else {
       uint64_t cursor = which.cursor;
       coll->Scan(&cursor, std::max<size_t>(which.count, 1), &locations);

@@ -331,7 +331,12 @@ struct ElementSelection {
   bool scan = false;                 ///< the slice ScanElements(inc, cursor, count) reads (HSCAN, SSCAN)
   uint64_t cursor = 0;
   size_t count = 0;
-  bool empty() const { return members.empty() && !all && !scan; }
+  /// A large list's elements [start, stop] by index, negative from the end (LRANGE, LINDEX), and
+  /// its meta element.
+  bool list_range = false;
+  int64_t start = 0;
+  int64_t stop = 0;
+  bool empty() const { return members.empty() && !all && !scan && !list_range; }
 };
 
 /// The outcome of one op of a batch.

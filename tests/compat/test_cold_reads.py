@@ -297,6 +297,22 @@ class ColdReads(unittest.TestCase):
                     self.assertEqual(seen, {f"f{i}".encode() for i in range(1500)})
                 else:
                     self.assertEqual(seen, want)
+        # LRANGE / LINDEX of a large list fetch the range they read (and the list's meta element),
+        # the head made resident first (TYPE reads it alone).
+        pipe = self.c.pipeline(transaction=False)
+        for i in range(0, 1500, 100):
+            pipe.rpush("bigl", *[value_of(j) for j in range(i, i + 100)])
+        pipe.execute()
+        for name, call, want in (
+                ("lrange", lambda: self.c.lrange("bigl", 700, 760), [value_of(j) for j in range(700, 761)]),
+                ("lrange from the end", lambda: self.c.lrange("bigl", -30, -1), [value_of(j) for j in range(1470, 1500)]),
+                ("lindex", lambda: self.c.lindex("bigl", -1234), value_of(1500 - 1234))):
+            with self.subTest(command=name):
+                self.make_cold()
+                self.assertEqual(self.c.type("bigl"), b"list")
+                before = self.info("cold_read_commands")
+                self.assertEqual(call(), want)
+                self.assertGreaterEqual(self.info("cold_read_commands") - before, 1)
         # ZSCORE / ZMSCORE fetch the members they name (the head made resident first).
         self.make_cold()
         self.assertEqual(self.c.zcard("bigz"), 1500)
