@@ -337,6 +337,7 @@ void RegisterSetCommands(std::vector<Command>* table);         // commands_set.c
 void RegisterListCommands(std::vector<Command>* table);        // commands_list.cc
 void RegisterZsetCommands(std::vector<Command>* table);        // commands_zset.cc
 void RegisterSortCommands(std::vector<Command>* table);        // commands_sort.cc
+void RegisterReplicationCommands(std::vector<Command>* table);  // commands_replication.cc
 
 /// Shared error texts (Redis 7.0's).
 namespace err {

@@ -1270,6 +1270,7 @@ struct Table {
     RegisterListCommands(&commands);
     RegisterZsetCommands(&commands);
     RegisterSortCommands(&commands);
+    RegisterReplicationCommands(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

@@ -621,4 +621,49 @@ LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* v
   return LoadStringObject(in, max_len, value) ? LoadResult::kOk : LoadResult::kBadFormat;
 }
 
+namespace {
+
+constexpr uint8_t kOpcodeAux = 250;
+constexpr uint8_t kOpcodeExpireTimeMs = 252;
+constexpr uint8_t kOpcodeSelectDb = 254;
+constexpr uint8_t kOpcodeEof = 255;
+
+void PutAux(std::string* out, std::string_view key, std::string_view value) {
+  out->push_back(static_cast<char>(kOpcodeAux));
+  PutStringObject(out, key);
+  PutStringObject(out, value);
+}
+
+}  // namespace
+
+void FileHeader(std::string* out, int64_t now_ms) {
+  out->append("REDIS0010");  // RDB_VERSION 10, as "REDIS%04d"
+  PutAux(out, "redis-ver", "7.0.15");
+  PutAux(out, "redis-bits", "64");
+  PutAux(out, "ctime", std::to_string(now_ms / 1000));
+  PutAux(out, "used-mem", "0");
+  PutAux(out, "aof-base", "0");
+}
+
+void FileSelectDb(std::string* out, uint32_t db) {
+  out->push_back(static_cast<char>(kOpcodeSelectDb));
+  PutLength(out, db);
+}
+
+void FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms) {
+  if (dump_payload.size() < 11) return;  // a type byte, an object, a 10-byte footer at least
+  if (expire_at_ms != 0) {
+    out->push_back(static_cast<char>(kOpcodeExpireTimeMs));
+    PutLittleEndian(out, static_cast<uint64_t>(expire_at_ms), 8);
+  }
+  out->push_back(dump_payload[0]);  // the value's type
+  PutStringObject(out, key);
+  out->append(dump_payload.substr(1, dump_payload.size() - 11));
+}
+
+void FileEnd(std::string* out) {
+  out->push_back(static_cast<char>(kOpcodeEof));
+  PutLittleEndian(out, Crc64(0, *out), 8);
+}
+
 }  // namespace keg::server::rdb

@@ -59,6 +59,17 @@ LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out);
 /// value longer than `max_len` (proto-max-bulk-len) is kBadFormat, checked before allocating.
 LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value);
 
+/// An RDB file (version 10), as redis-server 7.0 writes one for SAVE or a full sync, built piece by
+/// piece: FileHeader (the magic and aux fields redis-ver, redis-bits, ctime, used-mem, aof-base),
+/// then for each non-empty database FileSelectDb and its keys (FileKey, from a DUMP payload of the
+/// value: its type byte and object are reused, its footer dropped), then FileEnd (EOF opcode and
+/// the CRC64 of everything before it).
+void FileHeader(std::string* out, int64_t now_ms);
+void FileSelectDb(std::string* out, uint32_t db);
+/// `expire_at_ms` 0: no expiry.
+void FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms);
+void FileEnd(std::string* out);
+
 /// FUNCTION DUMP: each library's code as an RDB_OPCODE_FUNCTION2 entry, then version and CRC64,
 /// byte for byte as redis-server 7.0 writes it (FUNCTION RESTORE on either side reads it).
 std::string DumpFunctions(const std::vector<std::string>& codes);

@@ -51,6 +51,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::string name() const;
   void set_name(std::string name);
   void set_lib(std::string_view field, std::string value);
+  /// REPLCONF rdb-only: SYNC sends the snapshot alone (redis-cli --rdb). I/O thread.
+  bool rdb_only() const { return rdb_only_; }
+  void set_rdb_only(bool on) { rdb_only_ = on; }
   bool in_multi() const { return in_multi_; }
   bool in_exec() const { return in_exec_; }
   /// The selected database (SELECT). I/O thread (db() also from any thread: CLIENT LIST).
@@ -237,6 +240,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   bool write_in_flight_ = false;
   std::atomic<bool> served_reply_coming_{false};  // ServedReplyComing .. EndBlocked
   bool close_ = false;
+  bool rdb_only_ = false;  // REPLCONF rdb-only
 
   // The batch being collected from this read, and the finishers of its commands.
   store::WriteBatch batch_;

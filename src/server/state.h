@@ -152,6 +152,35 @@ class ErrorStats {
 /// CLIENT PAUSE / UNPAUSE. A command that must wait parks its connection here (returning
 /// kWaitThenRetry); every parked connection is resumed on its I/O thread when the pause ends, at
 /// CLIENT UNPAUSE or at the end time (a timer thread), and runs the command again.
+/// Threads doing one long job each (a SYNC's snapshot) that shutdown waits for before the store
+/// closes. Thread: any.
+class BackgroundJobs {
+ public:
+  /// Runs fn on a thread of its own.
+  void Run(std::function<void()> fn) {
+    {
+      std::lock_guard lock(mu_);
+      ++running_;
+    }
+    std::thread([this, fn = std::move(fn)] {
+      fn();
+      std::lock_guard lock(mu_);  // nothing touches `this` once the lock is released
+      --running_;
+      cv_.notify_all();
+    }).detach();
+  }
+  /// Waits until every job ran to its end.
+  void Wait() {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [this] { return running_ == 0; });
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  int running_ = 0;
+};
+
 class PauseState {
  public:
   PauseState() = default;
@@ -261,6 +290,7 @@ struct ServerState {
   /// Clients blocked in BLPOP and friends (blocking.h). Declared before the store (its writer
   /// reports written keys to it until it closes); its thread is stopped first (~ServerState).
   BlockingRegistry blocking{*this};
+  BackgroundJobs jobs;  // SYNC's snapshots
   /// Turns the store's reports of written keys on while tracking or blocking needs them.
   void UpdateWriteReports();
   std::atomic<uint64_t> tracking_table_max_keys{1000000};

@@ -2172,6 +2172,89 @@ Status StoreImpl::ReadElements(uint64_t inc, std::vector<ElementView>* out,
   }
 }
 
+Status StoreImpl::VisitSnapshot(const std::function<bool(const SnapshotItem&)>& fn) {
+  // On the writer, between groups: every key's location, every live collection's element
+  // locations (by incarnation: the heads say which), and the files, pinned.
+  struct Key {
+    uint32_t db;
+    Location loc;
+  };
+  std::vector<Key> keys;
+  std::unordered_map<uint64_t, std::vector<Location>> elements;
+  std::vector<std::shared_ptr<DataFile>> pinned;
+  int64_t now = 0;
+  const bool ran = RunOnWriter([&] {
+    now = NowMs();
+    pinned = files_.Snapshot();
+    for (uint32_t db = 0; db < keydirs_.size(); ++db) {
+      const Keydir& kd = *keydirs_[db_map_[db].load(std::memory_order_relaxed)];
+      keys.reserve(keys.size() + kd.Size());
+      for (size_t shard = 0; shard < Keydir::kShards; ++shard) {
+        kd.ForEachInShard(shard, [&](uint64_t, const Location& loc) { keys.push_back({db, loc}); });
+      }
+    }
+    for (const auto& [inc, coll] : collections_) {
+      if (coll->heads <= 0) continue;
+      std::vector<Location>& locs = elements[inc];
+      locs.reserve(coll->Size());
+      coll->ForEach([&locs](const Location& loc) { locs.push_back(loc); });
+    }
+  });
+  if (!ran) return Status::Failed("the store is closing");
+  std::unordered_map<uint32_t, const DataFile*> file_of;
+  for (const auto& f : pinned) file_of.emplace(f->index(), f.get());
+  // Reads the record at `loc` (checked whole): false with *error when it fails.
+  auto read = [&](const Location& loc, format::RecordHeader* h, const char** p, Status* error) {
+    auto it = file_of.find(loc.file);
+    if (it == file_of.end()) {
+      *error = Status::Corruption("data file " + std::to_string(loc.file) + " named by the index is missing");
+      return false;
+    }
+    const DataFile& file = *it->second;
+    const format::RecordCheck check = format::CheckRecord(file.data(), file.size(), loc.offset, true, h);
+    if (check != format::RecordCheck::kOk) {
+      *error = Status::Corruption(file.path() + " at offset " + std::to_string(loc.offset) + ": " +
+                                  format::RecordCheckName(check));
+      spdlog::error("snapshot read of {} at offset {}: {}", file.path(), loc.offset, format::RecordCheckName(check));
+      return false;
+    }
+    *p = file.data() + loc.offset;
+    return true;
+  };
+  SnapshotItem item;
+  for (const Key& k : keys) {
+    format::RecordHeader h;
+    const char* p = nullptr;
+    Status error;
+    if (!read(k.loc, &h, &p, &error)) return error;
+    if (h.tombstone() || (h.expires() && h.expire_at_ms <= now)) continue;
+    item.db = k.db;
+    item.key = std::string_view(p + format::kRecordHeaderSize, h.key_size);
+    item.value = ViewOf(p, h);
+    item.elements.clear();
+    if (h.tag.kind == format::kKindHead) {
+      auto it = elements.find(format::IncarnationOf(item.value.value));
+      if (it != elements.end()) {
+        for (const Location& loc : it->second) {
+          format::RecordHeader eh;
+          const char* ep = nullptr;
+          if (!read(loc, &eh, &ep, &error)) return error;
+          const std::string_view ekey(ep + format::kRecordHeaderSize, eh.key_size);
+          if (ekey.size() < format::kIncarnationSize) continue;
+          item.elements.push_back({ekey.substr(format::kIncarnationSize), std::string_view(ep + format::kRecordHeaderSize + eh.key_size, eh.value_size)});
+        }
+      }
+      if (h.tag.type == format::kTypeList) {  // positions (8 bytes, big endian) sort as numbers
+        std::erase_if(item.elements, [](const ElementView& e) { return e.member.empty(); });
+        std::sort(item.elements.begin(), item.elements.end(),
+                  [](const ElementView& a, const ElementView& b) { return a.member < b.member; });
+      }
+    }
+    if (!fn(item)) break;
+  }
+  return Status::OK();
+}
+
 uint64_t StoreImpl::ScanElements(uint64_t inc, uint64_t cursor, size_t count,
                                  const std::function<void(std::string_view, std::string_view)>& fn) const {
   const std::shared_ptr<Collection> coll = FindCollection(inc);

@@ -122,6 +122,16 @@ struct ElementView {
   std::string_view value;  ///< a hash field's value; empty for a set member
 };
 
+/// One key of Store::VisitSnapshot: views valid during the visit's call.
+struct SnapshotItem {
+  uint32_t db = 0;  ///< the logical database
+  std::string_view key;
+  ValueView value;  ///< type, kind, expiry; a head's value is its incarnation
+  /// A large collection's elements (value.kind == kKindHead): a list's in order, its meta element
+  /// left out; a sorted set's values are their 8-byte scores.
+  std::vector<ElementView> elements;
+};
+
 /// A large sorted set's members in order (docs/types.md, "Sorted sets"): by score, then member
 /// bytes. Lent to a function by Store::ReadOrdered / Txn::ReadOrdered, valid during the call; one
 /// consistent state of the collection. Positions are 0-based ranks.
@@ -592,6 +602,15 @@ class Store {
   /// the writer waits while fn runs: keep it short). Call it inside ReadTogether with the Get of
   /// the head. An unknown incarnation reads as empty.
   virtual void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const = 0;
+
+  /// Visits every live key of every database as of one moment between two groups, for a full
+  /// snapshot (SYNC, a replica's full sync): the locations of the keys and of the large
+  /// collections' elements are copied on the writer (8-16 bytes each, no record read: writes wait
+  /// about that long), then fn reads them on the calling thread, the data files kept mapped,
+  /// while writes go on. Keys expired at that moment are left out. fn returns false to stop.
+  /// Corruption (naming file and offset) when a record fails its check; Failed when the store is
+  /// closing. Any thread but the writer's.
+  virtual Status VisitSnapshot(const std::function<bool(const SnapshotItem&)>& fn) = 0;
 
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;

@@ -81,6 +81,7 @@ class StoreImpl final : public Store {
   uint32_t Databases() const override { return static_cast<uint32_t>(keydirs_.size()); }
   Status GetElement(uint64_t inc, std::string_view member, ValueView* out) const override;
   uint64_t ElementCount(uint64_t inc) const override;
+  Status VisitSnapshot(const std::function<bool(const SnapshotItem&)>& fn) override;
   Status ReadElements(uint64_t inc, std::vector<ElementView>* out,
                       std::vector<std::shared_ptr<const void>>* pins) const override;
   uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
