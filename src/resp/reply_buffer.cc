@@ -128,6 +128,14 @@ void ReplyBuffer::Bulk(std::string_view value, Keepalive keep) {
   Append(kCrlf);
 }
 
+void ReplyBuffer::Raw(std::string_view bytes, Keepalive keep) {
+  if (!keep || bytes.size() < external_threshold_) {
+    Raw(bytes);
+    return;
+  }
+  AppendExternal(bytes, std::move(keep));
+}
+
 void ReplyBuffer::Null() { Append(protocol_ == Protocol::kResp3 ? "_\r\n"sv : "$-1\r\n"sv); }
 
 void ReplyBuffer::NullArray() { Append(protocol_ == Protocol::kResp3 ? "_\r\n"sv : "*-1\r\n"sv); }

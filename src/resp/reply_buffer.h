@@ -100,6 +100,9 @@ class ReplyBuffer {
   void Verbatim(std::string_view text, std::string_view format = "txt");
   /// Bytes that are already valid RESP.
   void Raw(std::string_view bytes);
+  /// The same, referenced without a copy (`keep` held until they are consumed) when they are at
+  /// least external_threshold() bytes: a replication snapshot's RDB after its `$<length>` line.
+  void Raw(std::string_view bytes, Keepalive keep);
   /// Bytes that are already valid RESP, written even while muted: pub/sub messages and
   /// (un)subscribe confirmations, which Redis sends whatever CLIENT REPLY says.
   void Push(std::string_view bytes);

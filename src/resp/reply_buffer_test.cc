@@ -127,6 +127,23 @@ TEST(ReplyBufferTest, LargeValuesAreSentFromWhereTheyLie) {
   EXPECT_EQ(Pending(out), "+OK\r\n$100\r\n" + value + "\r\n:7\r\n");
 }
 
+TEST(ReplyBufferTest, LargeRawBytesAreSentFromWhereTheyLieWithoutACrlf) {
+  ReplyBuffer out(16);
+  auto rdb = std::make_shared<std::string>(100, 'r');  // a snapshot after its "$100" line
+  out.Raw("$100\r\n");
+  out.Raw(*rdb, rdb);
+  EXPECT_EQ(rdb.use_count(), 2);
+  std::vector<iovec> iov(8);
+  ASSERT_EQ(out.Gather(iov), 2u);
+  EXPECT_EQ(iov[1].iov_base, rdb->data());
+  EXPECT_EQ(Pending(out), "$100\r\n" + *rdb);
+  out.Consume(out.size());
+  EXPECT_EQ(rdb.use_count(), 1);
+  out.Raw("+OK\r\n", rdb);  // small: copied, not held
+  EXPECT_EQ(rdb.use_count(), 1);
+  EXPECT_EQ(Pending(out), "+OK\r\n");
+}
+
 TEST(ReplyBufferTest, KeepaliveIsReleasedOnlyWhenItsBytesAreConsumed) {
   ReplyBuffer out(16);
   auto pin = std::make_shared<int>(1);

@@ -119,7 +119,7 @@ void Sync(Ctx& c) {
         client->link().out().Error(StorageError(s));
       } else {
         client->link().out().Raw("$" + std::to_string(rdb->size()) + "\r\n");
-        client->link().out().Raw(*rdb);
+        client->link().out().Raw(*rdb, rdb);  // sent from the string, not copied
       }
       client->Finish();
     });
