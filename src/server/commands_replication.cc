@@ -126,6 +126,15 @@ void Sync(Ctx& c) {
   });
 }
 
+// ROLE: keg is a primary with no replicas yet (INFO replication says the same): its offset in the
+// replication stream, 0 while there is no stream, and the empty list of its replicas.
+void Role(Ctx& c) {
+  c.out().ArrayHeader(3);
+  c.out().Bulk("master");
+  c.out().Integer(0);
+  c.out().ArrayHeader(0);
+}
+
 }  // namespace
 
 store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
@@ -157,6 +166,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
 
 void RegisterReplicationCommands(std::vector<Command>* t) {
   t->push_back({"replconf", -1, kAdmin | kNoScript | kAllowBusy, 0, 0, 0, Replconf, "@admin @slow @dangerous"});
+  t->push_back({"role", 1, kNoScript | kFast, 0, 0, 0, Role, "@admin @fast @dangerous"});
   t->push_back({"sync", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, Sync, "@admin @slow @dangerous"});
 }
 

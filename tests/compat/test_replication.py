@@ -112,6 +112,13 @@ class SnapshotTest(unittest.TestCase):
         with self.assertRaises(redis.ResponseError) as e:
             self.c.execute_command("SYNC")
         self.assertIn("rdb-only", str(e.exception))
+        # ROLE as redis-server answers it for a primary without replicas.
+        server = kegtest.redis()
+        try:
+            self.assertEqual(self.c.execute_command("ROLE"),
+                             redis.Redis(port=server.port).execute_command("ROLE"))
+        finally:
+            server.stop()
         with self.assertRaises(redis.ResponseError) as e:
             self.c.execute_command("REPLCONF", "nonsense", "1")
         self.assertEqual(str(e.exception), "Unrecognized REPLCONF option: nonsense")
