@@ -122,10 +122,13 @@ bool ListRead::Read(std::string_view key, int64_t start, int64_t stop, const std
     if (!list::NormalizeRange(start, stop, size_, &from, &to)) return;
     from_ = from;
     // One batched read: the collection looked up once, each data file pinned once.
-    std::vector<std::string> names;
-    names.reserve(to - from + 1);
-    for (uint64_t i = from; i <= to; ++i) names.push_back(list::PositionMember(meta.first + i));
-    const std::vector<std::string_view> members(names.begin(), names.end());
+    // The members, 8 bytes each, side by side in one buffer (no string per element).
+    std::string names;
+    names.reserve((to - from + 1) * 8);
+    for (uint64_t i = from; i <= to; ++i) names += list::PositionMember(meta.first + i);
+    std::vector<std::string_view> members;
+    members.reserve(to - from + 1);
+    for (size_t at = 0; at < names.size(); at += 8) members.emplace_back(names.data() + at, 8);
     store::Status es = c_.GetElements(inc, members, &elements_, &pins_);
     if (!es.ok()) {
       element_error = es.IsNotFound() ? store::Status::Corruption("a list element is missing") : es;

@@ -626,20 +626,26 @@ void StoreImpl::ElementRanges(uint64_t inc, const ElementSelection& which, std::
     if (which.all) {
       coll->ForEach([&locations](const Location& loc) { locations.push_back(loc); });
     } else if (which.list_range) {
+      // In position order, which is nearly file order already: each record looked at as it comes
+      // (no list of locations, no sort: this runs before every LRANGE while anything may be cold).
       VisitCold(*coll, format::ElementKey(inc, ""), add);
       uint64_t first = 0;
       uint64_t len = 0;
       if (coll->positions && coll->positions->Bounds(&first, &len) && len > 0 && len < (uint64_t{1} << 62)) {
         // Redis's normalisation (LRANGE's; LINDEX is the range of one).
         const auto n = static_cast<int64_t>(len);
-        int64_t from = which.start < 0 ? std::max<int64_t>(which.start + n, 0) : which.start;
-        int64_t to = which.stop < 0 ? which.stop + n : std::min(which.stop, n - 1);
+        const int64_t from = which.start < 0 ? std::max<int64_t>(which.start + n, 0) : which.start;
+        const int64_t to = which.stop < 0 ? which.stop + n : std::min(which.stop, n - 1);
+        std::shared_ptr<DataFile> file;
         for (int64_t i = from; i <= to && i < n; ++i) {
           const uint64_t pos = first + static_cast<uint64_t>(i);
           char member[8];
           for (int b = 0; b < 8; ++b) member[b] = static_cast<char>(pos >> (56 - 8 * b));
           Location loc;
-          if (coll->positions->Find(std::string_view(member, 8), &loc)) locations.push_back(loc);
+          if (!coll->positions->Find(std::string_view(member, 8), &loc)) continue;
+          if (!file || file->index() != loc.file) file = files_.Get(loc.file);
+          if (!file || file->resident_upto() == UINT64_MAX) continue;  // wholly resident
+          VisitColdRecord(file, loc.offset, 0, add);
         }
       }
     } else {
@@ -2058,7 +2064,7 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
     values->reserve(members.size());
     for (std::string_view member : members) {
       ekey.assign(format::ElementKey(inc, member));
-      const uint64_t hash = Hash(ekey);
+      const uint64_t hash = coll->positions ? 0 : Hash(ekey);  // a list's index needs no hash
       Location candidates[kMaxCandidates];
       const size_t n = coll->FindCandidates(ekey, hash, candidates, kMaxCandidates);
       bool found = false;
