@@ -128,8 +128,17 @@ PositionIndex::Chunk** PositionIndex::Holding(uint64_t pos, size_t* i) const {
   return const_cast<Chunk**>(&c);
 }
 
+void PositionIndex::FindMany(std::span<const std::string_view> members, Location* out, uint8_t* found) const {
+  std::shared_lock lock(mu_);
+  for (size_t i = 0; i < members.size(); ++i) found[i] = FindLocked(members[i], &out[i]) ? 1 : 0;
+}
+
 bool PositionIndex::Find(std::string_view member, Location* out) const {
   std::shared_lock lock(mu_);
+  return FindLocked(member, out);
+}
+
+bool PositionIndex::FindLocked(std::string_view member, Location* out) const {
   if (member.empty()) {
     if (has_meta_) *out = meta_;
     return has_meta_;

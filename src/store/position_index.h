@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <span>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
@@ -42,6 +43,9 @@ class PositionIndex {
 
   /// The location of the element whose member is `member`: false when absent.
   bool Find(std::string_view member, Location* out) const;
+  /// Find of each of `members` under one hold of the lock (LRANGE's batch): found[i] is 1 with
+  /// out[i] set, or 0.
+  void FindMany(std::span<const std::string_view> members, Location* out, uint8_t* found) const;
   /// Points the element at `loc`: true and *old when it was present. False, not indexed, for a
   /// member that is neither a position nor the meta member.
   bool Upsert(std::string_view member, Location loc, Location* old);
@@ -95,6 +99,7 @@ class PositionIndex {
   // Holding mu_: the chunk whose slot *i holds `pos`; null when no chunk does (it may be in far_:
   // a far position stays there even once the deque grows to reach it).
   Chunk** Holding(uint64_t pos, size_t* i) const;
+  bool FindLocked(std::string_view member, Location* out) const;  // holding mu_ (shared)
   void Trim();                                // holding mu_ exclusively: drops empty ends
   void Account();                             // holding mu_ exclusively: refreshes memory_
 

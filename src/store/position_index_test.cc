@@ -52,6 +52,23 @@ struct Model {
       ASSERT_TRUE(index.Find(Member(pos), &got)) << pos;
       ASSERT_TRUE(got.SameRecord(loc)) << pos;
     }
+    // FindMany agrees with Find, for present and absent positions alike.
+    std::vector<std::string> names;
+    for (const auto& [pos, loc] : want) {
+      names.push_back(Member(pos));
+      names.push_back(Member(pos + 1));
+    }
+    const std::vector<std::string_view> views(names.begin(), names.end());
+    std::vector<Location> many(views.size());
+    std::vector<uint8_t> found(views.size());
+    index.FindMany(views, many.data(), found.data());
+    for (size_t i = 0; i < views.size(); ++i) {
+      Location one;
+      ASSERT_EQ(found[i] == 1, index.Find(views[i], &one)) << i;
+      if (found[i] == 1) {
+        ASSERT_TRUE(one.SameRecord(many[i])) << i;
+      }
+    }
     std::vector<Location> seen;
     index.ForEach([&](const Location& l) { seen.push_back(l); });
     ASSERT_EQ(seen.size(), want.size());

@@ -2062,11 +2062,25 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
     };
     std::string ekey;
     values->reserve(members.size());
-    for (std::string_view member : members) {
+    // A list's elements are looked up together, under one hold of its index's lock.
+    std::vector<Location> listed;
+    std::vector<uint8_t> listed_found;
+    if (coll->positions) {
+      listed.resize(members.size());
+      listed_found.resize(members.size());
+      coll->positions->FindMany(members, listed.data(), listed_found.data());
+    }
+    for (size_t m = 0; m < members.size(); ++m) {
+      const std::string_view member = members[m];
       ekey.assign(format::ElementKey(inc, member));
-      const uint64_t hash = coll->positions ? 0 : Hash(ekey);  // a list's index needs no hash
       Location candidates[kMaxCandidates];
-      const size_t n = coll->FindCandidates(ekey, hash, candidates, kMaxCandidates);
+      size_t n = 0;
+      if (coll->positions) {
+        candidates[0] = listed[m];
+        n = listed_found[m];
+      } else {
+        n = coll->FindCandidates(ekey, Hash(ekey), candidates, kMaxCandidates);
+      }
       bool found = false;
       bool retired = false;
       for (size_t i = 0; i < n && !found; ++i) {
