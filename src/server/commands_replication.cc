@@ -15,6 +15,7 @@
 #include "server/command.h"
 #include "server/rdb.h"
 #include "server/replication.h"
+#include "server/scripting.h"
 #include "server/session.h"
 #include "server/small_collection.h"
 #include "server/state.h"
@@ -86,11 +87,14 @@ void Replconf(Ctx& c) {
   if (c.argc() % 2 == 0) return c.Error(err::kSyntax);
   for (size_t j = 1; j + 1 < c.argc(); j += 2) {
     const std::string option = ToLower(c.arg(j));
+    int64_t v = 0;
     if (option == "rdb-only") {
-      int64_t v = 0;
-      if (!resp::ParseInt64(c.arg(j + 1), &v) || (v != 0 && v != 1)) return c.Error(err::kSyntax);
+      if (!resp::ParseInt64(c.arg(j + 1), &v)) return c.Error(err::kNotInteger);
+      if (v != 0 && v != 1) return c.Error("value is out of range, value must between 0 and 1");
       c.client().set_rdb_only(v == 1);
-    } else if (option == "listening-port" || option == "ip-address" || option == "capa") {
+    } else if (option == "listening-port") {
+      if (!resp::ParseInt64(c.arg(j + 1), &v)) return c.Error(err::kNotInteger);
+    } else if (option == "ip-address" || option == "capa") {
       // Noted by Redis for INFO replication and its choice of framing; keg's SYNC sends the
       // length-prefixed framing every client reads, and lists no replica yet.
     } else {
@@ -140,12 +144,17 @@ void Role(Ctx& c) {
 store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
   out->clear();
   rdb::FileHeader(out, store::NowMs());
+  // The function libraries (as of now: they change only by FUNCTION commands, rarely), as Redis
+  // writes them before the keys.
+  if (!rdb::FileFunctions(out, s.scripts->functions().Dump())) {
+    return store::Status::Corruption("FUNCTION DUMP gave a payload too short to be one");
+  }
   uint32_t db = UINT32_MAX;
   std::string payload;
   store::Status bad;
   uint64_t keys = 0;
   store::Status st = s.store->VisitSnapshot([&](const store::SnapshotItem& item) {
-    if (!PayloadOf(item, &payload)) {
+    if (!PayloadOf(item, &payload) || payload.size() < 11) {
       bad = store::Status::Corruption("the value of key '" + std::string(item.key) + "' does not decode");
       return false;
     }
@@ -153,7 +162,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
       db = item.db;
       rdb::FileSelectDb(out, db);
     }
-    rdb::FileKey(out, item.key, payload, item.value.expire_at_ms);
+    (void)rdb::FileKey(out, item.key, payload, item.value.expire_at_ms);  // long enough: checked above
     ++keys;
     return true;
   });

@@ -650,8 +650,14 @@ void FileSelectDb(std::string* out, uint32_t db) {
   PutLength(out, db);
 }
 
-void FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms) {
-  if (dump_payload.size() < 11) return;  // a type byte, an object, a 10-byte footer at least
+bool FileFunctions(std::string* out, std::string_view function_dump) {
+  if (function_dump.size() < 10) return false;  // the entries, then a 10-byte footer
+  out->append(function_dump.substr(0, function_dump.size() - 10));
+  return true;
+}
+
+bool FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms) {
+  if (dump_payload.size() < 11) return false;  // a type byte, an object, a 10-byte footer at least
   if (expire_at_ms != 0) {
     out->push_back(static_cast<char>(kOpcodeExpireTimeMs));
     PutLittleEndian(out, static_cast<uint64_t>(expire_at_ms), 8);
@@ -659,6 +665,7 @@ void FileKey(std::string* out, std::string_view key, std::string_view dump_paylo
   out->push_back(dump_payload[0]);  // the value's type
   PutStringObject(out, key);
   out->append(dump_payload.substr(1, dump_payload.size() - 11));
+  return true;
 }
 
 void FileEnd(std::string* out) {

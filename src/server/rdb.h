@@ -66,8 +66,11 @@ LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* v
 /// the CRC64 of everything before it).
 void FileHeader(std::string* out, int64_t now_ms);
 void FileSelectDb(std::string* out, uint32_t db);
-/// `expire_at_ms` 0: no expiry.
-void FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms);
+/// `expire_at_ms` 0: no expiry. False (nothing written) when `dump_payload` is too short to be one.
+bool FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms);
+/// The function libraries of a FUNCTION DUMP payload (its RDB_OPCODE_FUNCTION2 entries, which an
+/// RDB file holds after its aux fields); false when it is too short to be one.
+bool FileFunctions(std::string* out, std::string_view function_dump);
 void FileEnd(std::string* out);
 
 /// FUNCTION DUMP: each library's code as an RDB_OPCODE_FUNCTION2 entry, then version and CRC64,

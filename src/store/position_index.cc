@@ -138,13 +138,21 @@ bool PositionIndex::Find(std::string_view member, Location* out) const {
   return FindLocked(member, out);
 }
 
+bool PositionIndex::FindPosition(uint64_t pos, Location* out) const {
+  std::shared_lock lock(mu_);
+  return FindPositionLocked(pos, out);
+}
+
 bool PositionIndex::FindLocked(std::string_view member, Location* out) const {
   if (member.empty()) {
     if (has_meta_) *out = meta_;
     return has_meta_;
   }
   uint64_t pos = 0;
-  if (!PositionOf(member, &pos)) return false;
+  return PositionOf(member, &pos) && FindPositionLocked(pos, out);
+}
+
+bool PositionIndex::FindPositionLocked(uint64_t pos, Location* out) const {
   size_t i = 0;
   if (Chunk** c = Holding(pos, &i)) {
     *out = (*c)->At(i);

@@ -43,6 +43,8 @@ class PositionIndex {
 
   /// The location of the element whose member is `member`: false when absent.
   bool Find(std::string_view member, Location* out) const;
+  /// Find by position (the member's number).
+  bool FindPosition(uint64_t pos, Location* out) const;
   /// Find of each of `members` under one hold of the lock (LRANGE's batch): found[i] is 1 with
   /// out[i] set, or 0.
   void FindMany(std::span<const std::string_view> members, Location* out, uint8_t* found) const;
@@ -100,6 +102,7 @@ class PositionIndex {
   // a far position stays there even once the deque grows to reach it).
   Chunk** Holding(uint64_t pos, size_t* i) const;
   bool FindLocked(std::string_view member, Location* out) const;  // holding mu_ (shared)
+  bool FindPositionLocked(uint64_t pos, Location* out) const;       // holding mu_ (shared)
   void Trim();                                // holding mu_ exclusively: drops empty ends
   void Account();                             // holding mu_ exclusively: refreshes memory_
 

@@ -638,11 +638,8 @@ void StoreImpl::ElementRanges(uint64_t inc, const ElementSelection& which, std::
         const int64_t to = which.stop < 0 ? which.stop + n : std::min(which.stop, n - 1);
         std::shared_ptr<DataFile> file;
         for (int64_t i = from; i <= to && i < n; ++i) {
-          const uint64_t pos = first + static_cast<uint64_t>(i);
-          char member[8];
-          for (int b = 0; b < 8; ++b) member[b] = static_cast<char>(pos >> (56 - 8 * b));
           Location loc;
-          if (!coll->positions->Find(std::string_view(member, 8), &loc)) continue;
+          if (!coll->positions->FindPosition(first + static_cast<uint64_t>(i), &loc)) continue;
           if (!file || file->index() != loc.file) file = files_.Get(loc.file);
           if (!file || file->resident_upto() == UINT64_MAX) continue;  // wholly resident
           VisitColdRecord(file, loc.offset, 0, add);

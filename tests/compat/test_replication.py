@@ -80,6 +80,8 @@ class SnapshotTest(unittest.TestCase):
 
     def test_redis_loads_the_same_data_set(self):
         fill(self.c)
+        lib = "#!lua name=snaplib\nredis.register_function('echo1', function(keys, args) return args[1] end)"
+        self.c.execute_command("FUNCTION", "LOAD", lib)
         self.assertEqual(self.c.object("encoding", "bigl"), b"quicklist")
         self.assertEqual(self.c.object("encoding", "bigz"), b"skiplist")
         path = self.take()
@@ -96,6 +98,8 @@ class SnapshotTest(unittest.TestCase):
             self.assertEqual(r.lrange("bigl", 0, 4), self.c.lrange("bigl", 0, 4))
             self.assertGreater(r.pttl("ttl"), 3_000_000)
             self.assertEqual(r.zscore("z", "c"), float("-inf"))
+            # The function libraries travel with the data, as in Redis's RDB.
+            self.assertEqual(r.execute_command("FCALL", "echo1", 0, "hi"), b"hi")
             r.close()
         finally:
             server.stop()
@@ -117,11 +121,21 @@ class SnapshotTest(unittest.TestCase):
         try:
             self.assertEqual(self.c.execute_command("ROLE"),
                              redis.Redis(port=server.port).execute_command("ROLE"))
+            # REPLCONF's errors, as redis-server words them.
+            for args, text in ((("nonsense", "1"), "Unrecognized REPLCONF option: nonsense"),
+                               (("rdb-only",), "syntax error"),
+                               (("rdb-only", "2"), "value is out of range, value must between 0 and 1"),
+                               (("rdb-only", "x"), "value is not an integer or out of range"),
+                               (("listening-port", "x"), "value is not an integer or out of range")):
+                with self.subTest(args=args):
+                    with self.assertRaises(redis.ResponseError) as e:
+                        self.c.execute_command("REPLCONF", *args)
+                    self.assertEqual(str(e.exception), text)
+                    with self.assertRaises(redis.ResponseError) as theirs:
+                        redis.Redis(port=server.port).execute_command("REPLCONF", *args)
+                    self.assertEqual(str(theirs.exception), text)
         finally:
             server.stop()
-        with self.assertRaises(redis.ResponseError) as e:
-            self.c.execute_command("REPLCONF", "nonsense", "1")
-        self.assertEqual(str(e.exception), "Unrecognized REPLCONF option: nonsense")
 
     def test_the_snapshot_is_one_moment_while_writes_go_on(self):
         # Writers move value between two keys in transactions (their sum stays 0) and grow a list
