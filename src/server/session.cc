@@ -1353,7 +1353,10 @@ void ClientSession::Finish() {
 }
 
 void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply) {
-  if (!blocked_) return;  // ended already
+  if (!blocked_) {  // ended already: nothing more is held back for a reply
+    served_reply_coming_.store(false, std::memory_order_relaxed);
+    return;
+  }
   blocked_.reset();
   blocked_flag_.store(false, std::memory_order_relaxed);
   reply(link_->out());
