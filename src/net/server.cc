@@ -685,6 +685,40 @@ class ServerImpl {
 
   uint16_t port() const { return bound_port_; }
 
+  void Barrier(std::function<void()> done) {
+    // Two hops per loop: the first runs after the handler running at the call (and what it
+    // posted before the call); the second, posted from the first to the loop's end, after
+    // whatever that handler posted later.
+    auto left = std::make_shared<std::atomic<size_t>>(workers_.size());
+    auto fn = std::make_shared<std::function<void()>>(std::move(done));
+    for (auto& w : workers_) {
+      asio::io_context* io = &w->io;
+      asio::post(*io, [io, left, fn] {
+        asio::post(*io, [left, fn] {
+          if (left->fetch_sub(1) == 1) (*fn)();
+        });
+      });
+    }
+  }
+
+  bool Adopt(int fd, std::function<std::unique_ptr<Session>(Link*)> make) {
+    Worker* target = workers_[next_worker_++ % workers_.size()].get();
+    asio::post(target->io, [this, target, fd, make = std::move(make)] {
+      asio::ip::tcp::socket socket(target->io);
+      asio::error_code ec;
+      socket.assign(asio::ip::tcp::v4(), fd, ec);
+      if (ec) socket.assign(asio::ip::tcp::v6(), fd, ec);
+      if (ec) {
+        spdlog::warn("adopting a connection: {}", ec.message());
+        ::close(fd);
+        return;
+      }
+      auto conn = std::make_shared<Connection>(target, std::move(socket), limits_);
+      conn->Start(make(conn.get()));
+    });
+    return true;
+  }
+
   Traffic GetTraffic() const {
     Traffic t;
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -774,6 +808,10 @@ bool Server::Start(std::string* error) { return impl_->Start(error); }
 void Server::StopAccepting() { impl_->StopAccepting(); }
 void Server::Stop() { impl_->Stop(); }
 uint16_t Server::port() const { return impl_->port(); }
+void Server::Barrier(std::function<void()> done) { impl_->Barrier(std::move(done)); }
+bool Server::Adopt(int fd, std::function<std::unique_ptr<Session>(Link*)> make) {
+  return impl_->Adopt(fd, std::move(make));
+}
 Traffic Server::GetTraffic() const { return impl_->GetTraffic(); }
 
 bool Listen(asio::io_context& io, const std::vector<std::string>& bind, uint16_t port, int backlog,

@@ -85,6 +85,12 @@ class Server {
   uint16_t port() const;
   /// Traffic so far. Any thread.
   Traffic GetTraffic() const;
+  /// Runs `done` (on an I/O thread) once every I/O thread has finished the handler it was running
+  /// at the call and run what that handler posted to its own loop. Any thread.
+  void Barrier(std::function<void()> done);
+  /// Makes a connected socket (a replica's link to its primary) a connection of an I/O thread,
+  /// whose session `make` creates there. Takes `fd` (closed on failure). Any thread.
+  bool Adopt(int fd, std::function<std::unique_ptr<Session>(Link*)> make);
 
  private:
   std::unique_ptr<ServerImpl> impl_;

@@ -14,7 +14,22 @@
 namespace keg::server {
 
 ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
-                          std::function<void()>* events) {
+                          std::function<void()>* events, PropagatedCommand* prop) {
+  // What replicas get: the pop without blocking.
+  auto propagate = [&](const std::string& key, size_t popped) {
+    if (prop == nullptr) return;
+    prop->db = w.db;
+    prop->resp.clear();
+    const std::string_view end = w.left ? "LEFT" : "RIGHT";
+    if (w.kind == BlockedPop::Kind::kMove) {
+      AppendCommand(&prop->resp, {"LMOVE", key, w.dst, end, w.to_left ? "LEFT" : "RIGHT"});
+    } else if (w.kind == BlockedPop::Kind::kPop) {
+      AppendCommand(&prop->resp, {w.left ? "LPOP" : "RPOP", key});
+    } else {
+      const std::string n = std::to_string(popped);
+      AppendCommand(&prop->resp, {w.left ? "LPOP" : "RPOP", key, n});
+    }
+  };
   auto notify = [&](const std::string& key, bool deleted, bool created = false) {
     if (events == nullptr) return;
     *events = [server = &s, db = w.db, key, deleted, created, left = w.left, move = w.kind == BlockedPop::Kind::kMove,
@@ -25,7 +40,7 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
       if (deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", key);
     };
   };
-  if (w.zset) return TryBlockedZpop(txn, s, w, only, events);
+  if (w.zset) return TryBlockedZpop(txn, s, w, only, events, prop);
   auto error = [](std::string text) -> ReplyWriter { return [text](resp::ReplyBuffer& out) { out.Error(text); }; };
   for (const std::string& key : w.keys) {
     if (only != nullptr && key != *only) continue;
@@ -57,6 +72,7 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
         s.watches.TouchKey(w.db, w.dst);
       }
       s.watches.TouchKey(w.db, key);
+      propagate(key, 1);
       return [v = std::move(v)](resp::ReplyBuffer& out) { out.Bulk(v); };
     }
     const int64_t n = w.kind == BlockedPop::Kind::kMpop ? w.count : 1;
@@ -66,6 +82,7 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
     src.Commit();
     notify(key, src.deleted());
     s.watches.TouchKey(w.db, key);
+    propagate(key, values.size());
     if (w.kind == BlockedPop::Kind::kPop) {
       return [key, v = std::move(values[0])](resp::ReplyBuffer& out) {
         out.ArrayHeader(2);
@@ -248,7 +265,8 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
         w->state = BlockedPop::State::kServing;  // claimed: neither a timeout nor UNBLOCK takes it now
       }
       std::function<void()> events;
-      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key, &events);
+      PropagatedCommand prop;
+      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key, &events, &prop);
       std::lock_guard lock(mu_);
       if (!reply) {  // nothing (left) to pop: the client waits on
         if (w->cancelled) {
@@ -265,7 +283,7 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
       // (Not cancelled, under mu_: the session is alive, as it cancels under mu_ before it goes.)
       if (!w->cancelled) w->client->ServedReplyComing();
       if (w->kind == BlockedPop::Kind::kMove && w->dst != key) keys.emplace_back(w->db, w->dst);
-      served->push_back({std::move(w), std::move(reply), std::move(events)});
+      served->push_back({std::move(w), std::move(reply), std::move(events), std::move(prop)});
     }
   }
 }
@@ -273,6 +291,16 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
 void BlockingRegistry::ServeNow(store::Txn& txn, uint32_t db, const std::string& key, std::vector<ServedPop>* served) {
   if (count_.load(std::memory_order_relaxed) == 0) return;
   ServeKeys(txn, {{db, key}}, served);
+}
+
+std::vector<PropagatedCommand> BlockingRegistry::Propagations(const std::vector<ServedPop>& served,
+                                                               const PropagatedCommand* first) {
+  std::vector<PropagatedCommand> out;
+  if (first != nullptr && !first->resp.empty()) out.push_back(*first);
+  for (const ServedPop& p : served) {
+    if (!p.prop.resp.empty()) out.push_back(p.prop);
+  }
+  return out;
 }
 
 void BlockingRegistry::SendReplies(std::vector<ServedPop>& served, const store::Status& s) {
@@ -293,7 +321,8 @@ void BlockingRegistry::Serve(std::vector<std::pair<uint32_t, std::string>> ready
   store::WriteBatch batch;
   batch.Run([this, ready = std::move(ready), served](store::Txn& txn) { ServeKeys(txn, ready, served.get()); });
   // The replies go once the pops are durable.
-  server_.store->Write(std::move(batch), [served](const store::Status& s, std::vector<store::OpResult>) {
+  server_.store->Write(std::move(batch), [this, served](const store::Status& s, std::vector<store::OpResult>) {
+    if (s.ok() && server_.repl.active()) server_.repl.AppendCommands(Propagations(*served));
     SendReplies(*served, s);
   });
   cv_.notify_all();  // deadlines passed while serving

@@ -30,6 +30,7 @@
 
 #include "net/session.h"
 #include "resp/reply_buffer.h"
+#include "server/replication.h"
 #include "store/store.h"
 
 namespace keg::server {
@@ -72,8 +73,10 @@ struct BlockedPop {
 /// When it popped, *events (if given) sends the keyspace events of what it did (lpop / rpop on the
 /// source, del when it went, lpush / rpush on a move's destination), as Redis's serving does; call
 /// it once the group is durable.
+/// When it popped, *prop (if given) is what replicas get for it: the pop without blocking (LPOP
+/// key, RPOP key count, LMOVE, ZPOPMIN ...), as Redis rewrites a served blocking command.
 ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
-                          std::function<void()>* events = nullptr);
+                          std::function<void()>* events = nullptr, PropagatedCommand* prop = nullptr);
 
 class Ctx;
 /// Parses a blocking command's timeout (seconds, fractional; 0 = for ever) into a deadline (0: none);
@@ -93,6 +96,7 @@ struct ServedPop {
   std::shared_ptr<BlockedPop> waiter;
   ReplyWriter reply;
   std::function<void()> events;  // its keyspace events (TryBlockedPop)
+  PropagatedCommand prop;        // what replicas get for it (TryBlockedPop)
 };
 
 class BlockingRegistry {
@@ -118,6 +122,10 @@ class BlockingRegistry {
   /// sees them served, as in Redis — and the lists their BLMOVEs push to, in turn. Appends them
   /// to *served; the caller sends the replies once the group is durable (SendReplies).
   void ServeNow(store::Txn& txn, uint32_t db, const std::string& key, std::vector<ServedPop>* served);
+  /// What replicas get for `first` (a command's own pop, when given) and then the pops of
+  /// `served`, in order (writer role, once the group is durable).
+  static std::vector<PropagatedCommand> Propagations(const std::vector<ServedPop>& served,
+                                                     const PropagatedCommand* first = nullptr);
   /// Sends the replies of clients served by a group that is now durable (any thread).
   static void SendReplies(std::vector<ServedPop>& served, const store::Status& s);
   /// Options::on_written: marks the written keys that have clients waiting as ready.

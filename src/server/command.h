@@ -25,6 +25,7 @@
 namespace keg::server {
 
 struct AclUser;
+struct PropagatedCommand;
 class ClientSession;
 struct Command;
 struct ServerState;
@@ -179,6 +180,26 @@ class Ctx {
   /// Any command: an error reply in this command's place.
   void Error(std::string_view text);
 
+  // Replication (replication.h): by default a write command propagates its own arguments when
+  // one of its ops applied. These say otherwise; each is a relaxed load when no replica attached.
+  /// Whether what this command propagates is recorded (a replica is attached); handlers build a
+  /// rewrite only then.
+  bool propagating() const;
+  /// Propagates `args` (a deterministic form: PEXPIREAT for EXPIRE ...) instead.
+  void PropagateAs(std::span<const std::string_view> args);
+  void PropagateAs(std::initializer_list<std::string_view> args) {
+    PropagateAs(std::span<const std::string_view>(args.begin(), args.size()));
+  }
+  /// What it propagates is known only once its ops ran (SPOP's members, a script's effects):
+  /// `late` runs on the writer with the command's op results (Propagation::late).
+  void PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late);
+  /// What was asked, for whoever runs the handler: 0 its arguments, 1 `prop_args_`, 2 `prop_late_`.
+  int propagation_mode() const { return prop_mode_; }
+  std::string& propagated_resp() { return prop_resp_; }
+  std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)>& propagated_late() {
+    return prop_late_;
+  }
+
   /// Inside EXEC, for a command that reads the whole keyspace (Command::keyspace): the keyspace
   /// as its ReadKeys op read it at its place in the transaction. Null otherwise.
   const store::OpResult* keyspace() const { return keyspace_; }
@@ -198,6 +219,9 @@ class Ctx {
   const store::OpResult* keyspace_ = nullptr;
   DirectRun* direct_ = nullptr;
   int64_t db_override_ = -1;  // set_db
+  int prop_mode_ = 0;         // PropagateAs / PropagateLate
+  std::string prop_resp_;
+  std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> prop_late_;
   const Command* cmd_ = nullptr;
   // Events waiting for their ops' results (Notify), handed to the finisher by Then.
   struct Note {

@@ -112,6 +112,15 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
                                       : lt ? store::ExpireCondition::kLT
                                            : store::ExpireCondition::kAlways;
   c.batch().Expire(std::string(c.arg(1)), when > 0 ? when : 1, cond);
+  if (c.propagating()) {
+    // An absolute time in milliseconds (a DEL when it has passed), as Redis propagates EXPIRE.
+    if (when <= store::NowMs()) {
+      c.PropagateAs({"DEL", c.arg(1)});
+    } else {
+      const std::string at = std::to_string(when);
+      c.PropagateAs({"PEXPIREAT", c.arg(1), at});
+    }
+  }
   // A time already past deletes the key (the store decides against the group's clock, a moment
   // later: the event follows the same test a moment earlier).
   c.Notify(kNotifyGeneric, when <= store::NowMs() ? "del" : "expire", c.arg(1));
@@ -512,6 +521,23 @@ void Restore(Ctx& c) {
   auto o = std::make_shared<Outcome>();
   o->error = std::move(error);
   auto payload = std::make_shared<rdb::Loaded>(std::move(loaded));
+  if (c.propagating()) {
+    // Replicas get the expiry as an absolute time (ABSTTL), or a DEL when it had passed, as Redis.
+    std::vector<std::string_view> args(c.args().begin(), c.args().end());
+    const std::string at_text = std::to_string(at);
+    if (at != 0 && !absttl) {
+      args[2] = at_text;
+      args.push_back("ABSTTL");
+    }
+    std::string restore;
+    AppendCommand(&restore, args);
+    std::string del;
+    AppendCommand(&del, {"DEL", c.arg(1)});
+    c.PropagateLate([o, db = c.db(), restore = std::move(restore), del = std::move(del)](
+                        std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
+      out->push_back(PropagatedCommand{db, o->deleted ? del : restore});
+    });
+  }
   // One kRun op: a collection is stored whole or per element as the thresholds say (as Redis
   // converts on load).
   c.batch().Run([o, replace, at, payload, server = &c.server(), db = c.db(), key = std::string(c.arg(1))](store::Txn& txn) {

@@ -51,6 +51,14 @@ void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::funct
   // A push serves the clients blocked on the list in its own group (Redis serves them before the
   // next command); inside EXEC or a script they are served once it ends (Options::on_written).
   const bool serve = pushes && !c.inline_only();
+  if (serve && c.propagating()) {
+    // Replicas get the push, then the pops it served.
+    PropagatedCommand own{c.db(), {}};
+    AppendCommand(&own.resp, c.args());
+    c.PropagateLate([res, own = std::move(own)](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
+      for (PropagatedCommand& p : BlockingRegistry::Propagations(res->served, &own)) out->push_back(std::move(p));
+    });
+  }
   c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     ListEdit list(txn, *server, db, key);
     if (!list.Open()) {
@@ -406,8 +414,13 @@ void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w) {
   auto events = std::make_shared<std::function<void()>>();
   auto served = std::make_shared<std::vector<ServedPop>>();
   const bool serve = w->kind == BlockedPop::Kind::kMove && !c.inline_only();
-  c.batch().Run([server, w, reply, events, served, serve](store::Txn& txn) {
-    *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get());
+  auto prop = std::make_shared<PropagatedCommand>();
+  // Replicas get the pop (a blocking one inside MULTI as the plain pop), then those it served.
+  c.PropagateLate([prop, served](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
+    for (PropagatedCommand& p : BlockingRegistry::Propagations(*served, prop.get())) out->push_back(std::move(p));
+  });
+  c.batch().Run([server, w, reply, events, served, serve, prop](store::Txn& txn) {
+    *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get(), prop.get());
     if (*reply && serve) server->blocking.ServeNow(txn, w->db, w->dst, served.get());
   });
   c.Then([reply, events, served, null_array = w->null_array()](std::span<OpResult> r, resp::ReplyBuffer& out) {
@@ -505,15 +518,19 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
   store::WriteBatch batch;
   batch.SelectDb(w->db);
   auto events = std::make_shared<std::function<void()>>();
-  batch.Run([server, w, reply, served, events](store::Txn& txn) {
-    *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get());
+  auto prop = std::make_shared<PropagatedCommand>();
+  batch.Run([server, w, reply, served, events, prop](store::Txn& txn) {
+    *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get(), prop.get());
     if (!*reply) {
       server->blocking.Add(w);  // where writes are serialized: no push slips between
     } else if (w->kind == BlockedPop::Kind::kMove) {
       server->blocking.ServeNow(txn, w->db, w->dst, served.get());  // its push may serve others
     }
   });
-  server->store->Write(std::move(batch), [w, reply, served, events](const store::Status& s, std::vector<OpResult>) {
+  server->store->Write(std::move(batch), [server, w, reply, served, events, prop](const store::Status& s,
+                                                                                  std::vector<OpResult>) {
+    // The writer role, the group durable: replicas get the pop as the plain one.
+    if (s.ok() && server->repl.active()) server->repl.AppendCommands(BlockingRegistry::Propagations(*served, prop.get()));
     if (s.ok() && *events) (*events)();
     BlockingRegistry::SendReplies(*served, s);
     if (!s.ok()) {

@@ -1,9 +1,7 @@
-// Redis's replication protocol, its first part (issue 19; docs/server.md, "Replication"): a full
-// snapshot of the data set in Redis's RDB format, sent by SYNC to a client that asked for the
-// snapshot alone (REPLCONF rdb-only 1: `redis-cli --rdb FILE`, a backup redis-server loads). The
-// command stream that follows a snapshot for a real replica is not built yet: SYNC without
-// rdb-only, and PSYNC, are refused rather than leave a replica with a snapshot it never hears
-// more of.
+// Redis's replication protocol, the primary's commands (issue 19; docs/server.md,
+// "Replication"): SYNC / PSYNC (a full sync: the RDB snapshot, then the stream; or a partial
+// resync from the backlog), REPLCONF, ROLE and WAIT. The stream itself is replication.h's.
+#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -82,21 +80,40 @@ bool PayloadOf(const store::SnapshotItem& item, std::string* out) {
   }
 }
 
-// REPLCONF option value [option value ...]: what a replica (or redis-cli) tells about itself.
+int64_t NowMonoMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// REPLCONF option value [option value ...]: what a replica (or redis-cli) tells about itself, and
+// ACK, with which a replica reports the offset it applied (no reply, as Redis).
 void Replconf(Ctx& c) {
   if (c.argc() % 2 == 0) return c.Error(err::kSyntax);
   for (size_t j = 1; j + 1 < c.argc(); j += 2) {
     const std::string option = ToLower(c.arg(j));
     int64_t v = 0;
+    if (option == "ack" || option == "fack") {
+      // A replica's ack: never answered. From a connection that is not a replica it means
+      // nothing (Redis ignores it too).
+      if (!resp::ParseInt64(c.arg(j + 1), &v) || v < 0) return;
+      if (option == "ack") {
+        if (Replica* r = c.client().replica()) c.server().repl.Ack(*r, static_cast<uint64_t>(v), NowMonoMs());
+      }
+      return;
+    }
+    if (option == "getack") {
+      return;  // only a primary asks it, of its replicas (this server is a primary)
+    }
     if (option == "rdb-only") {
       if (!resp::ParseInt64(c.arg(j + 1), &v)) return c.Error(err::kNotInteger);
       if (v != 0 && v != 1) return c.Error("value is out of range, value must between 0 and 1");
       c.client().set_rdb_only(v == 1);
     } else if (option == "listening-port") {
       if (!resp::ParseInt64(c.arg(j + 1), &v)) return c.Error(err::kNotInteger);
-    } else if (option == "ip-address" || option == "capa") {
-      // Noted by Redis for INFO replication and its choice of framing; keg's SYNC sends the
-      // length-prefixed framing every client reads, and lists no replica yet.
+      c.client().set_replica_listening_port(v);
+    } else if (option == "ip-address" || option == "capa" || option == "rdb-filter-only") {
+      // keg sends the `$<length>` framing every replica reads; the replica's address in INFO is
+      // the connection's.
     } else {
       return c.Error("Unrecognized REPLCONF option: " + std::string(c.arg(j)));
     }
@@ -104,44 +121,156 @@ void Replconf(Ctx& c) {
   c.out().Ok();
 }
 
-// SYNC: the snapshot, as `$<length>\r\n` and the RDB file's bytes (no CRLF after them).
-void Sync(Ctx& c) {
-  if (!c.client().rdb_only()) {
-    return c.Error("keg does not stream the replication feed yet: SYNC sends a snapshot only after "
-                   "REPLCONF rdb-only 1 (redis-cli --rdb)");
-  }
+// The peer's address without the port ("127.0.0.1" of "127.0.0.1:5000").
+std::string PeerIp(const std::string& peer) {
+  const size_t colon = peer.rfind(':');
+  std::string ip = colon == std::string::npos ? peer : peer.substr(0, colon);
+  if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
+  return ip;
+}
+
+// SYNC and PSYNC replid offset. A partial resync (+CONTINUE) when the stream still holds what the
+// replica lacks of the history it names; otherwise a full one: +FULLRESYNC <replid> <offset> (not
+// for SYNC), then the RDB snapshot as `$<length>` and its bytes, taken between two groups at that
+// offset of the stream, and from then on the stream. With REPLCONF rdb-only 1 (redis-cli --rdb)
+// SYNC sends the snapshot alone.
+void SyncCommand(Ctx& c) {
   ClientSession* client = &c.client();
-  std::shared_ptr<net::Link> keep = client->link().Self();
   ServerState* server = &c.server();
+  if (client->replica() != nullptr) return;  // already a replica: ignored, as Redis
+  const bool psync = EqualsIgnoreCase(c.arg(0), "psync");
+  const bool rdb_only = client->rdb_only();
+  ReplicationFeed& feed = server->repl;
+  if (psync) {
+    int64_t offset = 0;
+    if (!resp::ParseInt64(c.arg(2), &offset)) return c.Error(err::kNotInteger);
+    // PSYNC names the first byte it lacks; the stream's offsets count the bytes before it.
+    std::shared_ptr<Replica> r;
+    if (!rdb_only && offset >= 1) {
+      r = feed.TryContinue(c.arg(1), static_cast<uint64_t>(offset - 1), client->id(), client->link().Self(),
+                           PeerIp(client->peer()), client->replica_listening_port());
+    }
+    if (r) {
+      c.out().Raw("+CONTINUE " + feed.replid() + "\r\n");
+      client->BecomeReplica(r);
+      feed.Online(r);
+      feed.sync_partial_ok.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("replication: partial resync of replica {} from offset {}", client->peer(), offset);
+      return;
+    }
+    if (c.arg(1) != "?") feed.sync_partial_err.fetch_add(1, std::memory_order_relaxed);
+  }
+  if (!rdb_only) {
+    feed.Activate();
+    std::lock_guard lock(server->config_mu);
+    server->ApplyNotifyConfigLocked();  // the expire cycle names the keys it drops (their DEL)
+    if (server->store) server->store->ReportExpiredInGroups(true);
+  }
+  std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
-  // Off the event loop: the snapshot reads every record (the writer waits only for its copy).
-  server->jobs.Run([client, keep, server] {
-    auto rdb = std::make_shared<std::string>();
-    const store::Status s = WriteRdbSnapshot(*server, rdb.get());
-    keep->Post([client, rdb, s] {
-      if (!s.ok()) {
-        client->link().out().Error(StorageError(s));
-      } else {
+  spdlog::info("replication: {} from {}: full sync", rdb_only ? "snapshot" : "replica", client->peer());
+  // The snapshot, off the event loop: it reads every record (the writer waits only for its copy of
+  // the locations).
+  auto job = [client, keep, server, psync, rdb_only] {
+    server->jobs.Run([client, keep, server, psync, rdb_only] {
+      auto rdb = std::make_shared<std::string>();
+      std::shared_ptr<Replica> replica;
+      uint64_t offset = 0;
+      const store::Status s = WriteRdbSnapshot(*server, rdb.get(), [&] {
+        if (rdb_only) return;
+        // On the writer, between two groups: the snapshot is the stream up to here.
+        offset = server->repl.MarkSnapshot();
+        replica = server->repl.Add(client->id(), keep, PeerIp(keep->peer()), client->replica_listening_port(), offset);
+        if (psync) {
+          keep->Post([client, line = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n"] {
+            client->link().out().Raw(line);
+            client->link().Flush();
+          });
+        }
+      });
+      keep->Post([client, server, rdb, s, replica] {
+        if (!s.ok()) {
+          if (replica) server->repl.Remove(replica.get());
+          client->link().out().Error(StorageError(s));
+          client->Finish();
+          if (replica) client->link().CloseAfterReply();
+          return;
+        }
         client->link().out().Raw("$" + std::to_string(rdb->size()) + "\r\n");
         client->link().out().Raw(*rdb, rdb);  // sent from the string, not copied
-      }
+        if (replica) {
+          client->BecomeReplica(replica);
+          server->repl.Online(replica);
+          server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
+          spdlog::info("replication: snapshot of {} bytes sent to replica {}; streaming", rdb->size(),
+                       client->peer());
+        }
+        client->Finish();
+      });
+    });
+  };
+  // Every batch built before the stream was on (which says nothing of what it propagates) must be
+  // queued before the snapshot's moment: after the I/O threads' barrier, it is.
+  if (!rdb_only && server->io_barrier) {
+    server->io_barrier(std::move(job));
+  } else {
+    job();
+  }
+}
+
+// ROLE: a primary's offset in the stream and its replicas (ip, port, acked offset).
+void Role(Ctx& c) {
+  ReplicationFeed& feed = c.server().repl;
+  const std::vector<Replica> replicas = feed.Replicas();
+  c.out().ArrayHeader(3);
+  c.out().Bulk("master");
+  c.out().Integer(static_cast<int64_t>(feed.offset()));
+  size_t online = 0;
+  for (const Replica& r : replicas) online += r.online ? 1 : 0;
+  c.out().ArrayHeader(online);
+  for (const Replica& r : replicas) {
+    if (!r.online) continue;
+    c.out().ArrayHeader(3);
+    c.out().Bulk(r.ip);
+    c.out().Bulk(std::to_string(r.port));
+    c.out().Bulk(std::to_string(r.acked));
+  }
+}
+
+// WAIT numreplicas timeout: blocks until that many replicas acked this client's last write (or the
+// timeout, in milliseconds; 0 waits for ever), and replies how many did.
+void Wait(Ctx& c) {
+  int64_t n = 0;
+  int64_t timeout = 0;
+  if (!resp::ParseInt64(c.arg(1), &n)) return c.Error(err::kNotInteger);
+  if (!resp::ParseInt64(c.arg(2), &timeout)) return c.Error("timeout is not an integer or out of range");
+  if (timeout < 0) return c.Error("timeout is negative");
+  ReplicationFeed& feed = c.server().repl;
+  ClientSession* client = &c.client();
+  const uint64_t offset = client->write_offset();
+  const size_t acked = feed.CountAcked(offset);
+  // Inside MULTI (or a script) it cannot wait: the count now, as Redis.
+  if (c.inline_only() || acked >= static_cast<uint64_t>(std::max<int64_t>(n, 0)) || feed.replica_count() == 0) {
+    return c.out().Integer(static_cast<int64_t>(acked));
+  }
+  client->Suspend();
+  client->link().WatchClose();  // keeps the connection while it waits; a hang-up ends the wait
+  std::weak_ptr<net::Link> weak = client->link().Self();
+  const int64_t deadline = timeout == 0 ? 0 : NowMonoMs() + std::max<int64_t>(timeout, 1);
+  feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, [weak, client, &feed, offset] {
+    std::shared_ptr<net::Link> link = weak.lock();
+    if (!link) return;
+    link->Post([client, &feed, offset] {
+      client->link().out().Integer(static_cast<int64_t>(feed.CountAcked(offset)));
       client->Finish();
     });
   });
-}
-
-// ROLE: keg is a primary with no replicas yet (INFO replication says the same): its offset in the
-// replication stream, 0 while there is no stream, and the empty list of its replicas.
-void Role(Ctx& c) {
-  c.out().ArrayHeader(3);
-  c.out().Bulk("master");
-  c.out().Integer(0);
-  c.out().ArrayHeader(0);
+  feed.RequestAcks();
 }
 
 }  // namespace
 
-store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
+store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment) {
   out->clear();
   rdb::FileHeader(out, store::NowMs());
   // The function libraries (as of now: they change only by FUNCTION commands, rarely), as Redis
@@ -153,7 +282,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
   std::string payload;
   store::Status bad;
   uint64_t keys = 0;
-  store::Status st = s.store->VisitSnapshot([&](const store::SnapshotItem& item) {
+  store::Status st = s.store->VisitSnapshot(at_moment, [&](const store::SnapshotItem& item) {
     if (!PayloadOf(item, &payload) || payload.size() < 11) {
       bad = store::Status::Corruption("the value of key '" + std::string(item.key) + "' does not decode");
       return false;
@@ -176,7 +305,9 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out) {
 void RegisterReplicationCommands(std::vector<Command>* t) {
   t->push_back({"replconf", -1, kAdmin | kNoScript | kAllowBusy, 0, 0, 0, Replconf, "@admin @slow @dangerous"});
   t->push_back({"role", 1, kNoScript | kFast, 0, 0, 0, Role, "@admin @fast @dangerous"});
-  t->push_back({"sync", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, Sync, "@admin @slow @dangerous"});
+  t->push_back({"sync", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
+  t->push_back({"psync", -3, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
+  t->push_back({"wait", 3, kNoScript, 0, 0, 0, Wait, "@slow @connection"});
 }
 
 }  // namespace keg::server

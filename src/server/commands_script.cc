@@ -27,6 +27,15 @@ void TakeArguments(Ctx& c, size_t numkeys, ScriptRun* run) {
   }
 }
 
+// A FUNCTION command that changed the libraries (which live beside the data, not in a batch):
+// replicas get it now, as Redis propagates it.
+void PropagateNow(Ctx& c) {
+  if (!c.server().repl.active()) return;
+  std::string resp;
+  AppendCommand(&resp, c.args());
+  c.server().repl.Append(ReplicationFeed::kNoDb, resp);
+}
+
 // Adds the script to the connection's batch (run by the writer, ScriptEngine::Run) and replies
 // with what it answered once the batch is durable.
 void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
@@ -40,6 +49,14 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   // allocation, where a shared_ptr capture costs one): the finisher is in the connection's
   // InFlight, or in a DirectRun, until after the batch (so the op) has run.
   ScriptRun* raw = run.get();
+  if (c.propagating()) {
+    // Replicas get the script's effects (the write commands it ran), as Redis 7.0 replicates
+    // scripts: the script itself may not be deterministic.
+    run->effects = std::make_shared<std::vector<PropagatedCommand>>();
+    c.PropagateLate([effects = run->effects](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
+      for (PropagatedCommand& e : *effects) out->push_back(std::move(e));
+    });
+  }
   c.batch().Run([raw](store::Txn& txn) { raw->engine->Run(*raw, txn); });
   c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {
     if (run->failed) {
@@ -200,10 +217,12 @@ void FunctionCmd(Ctx& c) {
     }
     std::string name;
     if (std::string error = registry.Load(c.arg(c.argc() - 1), replace, &name); !error.empty()) return c.Error(error);
+    PropagateNow(c);
     return out.Bulk(name);
   }
   if (sub == "delete" && c.argc() == 3) {
     if (std::string error = registry.Delete(c.arg(2)); !error.empty()) return c.Error(error);
+    PropagateNow(c);
     return out.Ok();
   }
   if (sub == "flush" && c.argc() <= 3) {
@@ -211,6 +230,7 @@ void FunctionCmd(Ctx& c) {
       return c.Error("FUNCTION FLUSH only supports SYNC|ASYNC option");
     }
     if (std::string error = registry.Flush(); !error.empty()) return c.Error(error);
+    PropagateNow(c);
     return out.Ok();
   }
   if (sub == "kill" && c.argc() == 2) {
@@ -222,6 +242,7 @@ void FunctionCmd(Ctx& c) {
     const std::string_view policy = c.argc() == 4 ? c.arg(3) : std::string_view("append");
     const auto max_len = static_cast<uint64_t>(c.server().proto_max_bulk_len.load(std::memory_order_relaxed));
     if (std::string error = registry.Restore(c.arg(2), policy, max_len); !error.empty()) return c.Error(error);
+    PropagateNow(c);
     return out.Ok();
   }
   if (sub == "list") {

@@ -294,9 +294,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "rejected_connections", st.counters.rejected_connections.load());
     // Features keg does not have yet (replication, eviction, pub/sub, fork, MIGRATE, defrag,
     // tracking) report what Redis reports while they are idle.
-    Field(&s, "sync_full", 0);
-    Field(&s, "sync_partial_ok", 0);
-    Field(&s, "sync_partial_err", 0);
+    Field(&s, "sync_full", st.repl.sync_full.load());
+    Field(&s, "sync_partial_ok", st.repl.sync_partial_ok.load());
+    Field(&s, "sync_partial_err", st.repl.sync_partial_err.load());
     Field(&s, "expired_keys", stats.expired_keys);
     Field(&s, "expired_stale_perc", std::string("0.00"));
     Field(&s, "expired_time_cap_reached_count", stats.expire_time_cap_reached);
@@ -336,16 +336,27 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   if (want("replication")) {
     begin("Replication");
     Field(&s, "role", std::string("master"));
-    Field(&s, "connected_slaves", 0);
+    const std::vector<Replica> replicas = st.repl.Replicas();
+    Field(&s, "connected_slaves", static_cast<int64_t>(replicas.size()));
+    const int64_t now_ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    for (size_t i = 0; i < replicas.size(); ++i) {
+      const Replica& r = replicas[i];
+      const int64_t lag = r.ack_ms == 0 ? 0 : (now_ms - r.ack_ms) / 1000;
+      Field(&s, "slave" + std::to_string(i),
+            "ip=" + r.ip + ",port=" + std::to_string(r.port) + ",state=" + (r.online ? "online" : "wait_bgsave") +
+                ",offset=" + std::to_string(r.acked) + ",lag=" + std::to_string(lag));
+    }
     Field(&s, "master_failover_state", std::string("no-failover"));
-    Field(&s, "master_replid", st.run_id);
+    Field(&s, "master_replid", st.repl.replid());
     Field(&s, "master_replid2", std::string(40, '0'));
-    Field(&s, "master_repl_offset", 0);
+    Field(&s, "master_repl_offset", static_cast<int64_t>(st.repl.offset()));
     Field(&s, "second_repl_offset", -1);
-    Field(&s, "repl_backlog_active", 0);
-    Field(&s, "repl_backlog_size", 1048576);
-    Field(&s, "repl_backlog_first_byte_offset", 0);
-    Field(&s, "repl_backlog_histlen", 0);
+    const auto [first, histlen] = st.repl.BacklogRange();
+    Field(&s, "repl_backlog_active", st.repl.active() ? 1 : 0);
+    Field(&s, "repl_backlog_size", static_cast<int64_t>(st.repl.backlog_size()));
+    Field(&s, "repl_backlog_first_byte_offset", st.repl.active() ? static_cast<int64_t>(first) : 0);
+    Field(&s, "repl_backlog_histlen", st.repl.active() ? static_cast<int64_t>(histlen) : 0);
   }
   if (want("cpu")) {
     begin("CPU");

@@ -195,6 +195,17 @@ void Spop(Ctx& c) {
     if (count < 0) return c.Fail("value is out of range, must be positive");
   }
   auto res = std::make_shared<Result>();
+  if (c.propagating()) {
+    // The members it picked at random, as SREM (Redis propagates SPOP so).
+    c.PropagateLate([res, db = c.db(), key = std::string(c.arg(1))](std::span<const OpResult>,
+                                                                    std::vector<PropagatedCommand>* out) {
+      std::vector<std::string_view> args{"SREM", key};
+      for (const std::string& m : res->members) args.push_back(m);
+      PropagatedCommand p{db, {}};
+      AppendCommand(&p.resp, args);
+      out->push_back(std::move(p));
+    });
+  }
   UpdateSet(c, res, [count](CollectionEdit& set, Result& r) {
     if (!set.exists()) return false;
     r.found = true;

@@ -165,6 +165,18 @@ void Set(Ctx& c) {
     }
   }
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), at, cond, keep_ttl, get);
+  if (c.propagating() && (at != 0 || cond != store::PutCondition::kAlways || get)) {
+    // What it did, deterministically: the expiry as an absolute time (Redis's PXAT rewrite); the
+    // condition held (it is propagated only when applied).
+    const std::string at_text = std::to_string(at);
+    if (at != 0) {
+      c.PropagateAs({"SET", c.arg(1), c.arg(2), "PXAT", at_text});
+    } else if (keep_ttl) {
+      c.PropagateAs({"SET", c.arg(1), c.arg(2), "KEEPTTL"});
+    } else {
+      c.PropagateAs({"SET", c.arg(1), c.arg(2)});
+    }
+  }
   if (get) c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
   NotifyStringWrite(c, c.arg(1), "set", at != 0);
   c.Then([get](std::span<OpResult> r, resp::ReplyBuffer& out) {
@@ -193,6 +205,10 @@ void SetexWith(Ctx& c, const char* unit, const char* name) {
     return;
   }
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(3)), at);
+  if (c.propagating()) {
+    const std::string at_text = std::to_string(at);
+    c.PropagateAs({"SET", c.arg(1), c.arg(3), "PXAT", at_text});
+  }
   NotifyStringWrite(c, c.arg(1), "set", true);
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }
@@ -289,6 +305,22 @@ void Getex(Ctx& c) {
     cap->event = persist ? "persist" : "expire";
     return d;
   });
+  if (c.propagating()) {
+    // What it did to the expiry: PEXPIREAT (absolute), PERSIST, or DEL when the time had passed.
+    c.PropagateLate([cap, at, db = c.db(), key = std::string(c.arg(1))](std::span<const OpResult>,
+                                                                        std::vector<PropagatedCommand>* out) {
+      PropagatedCommand p{db, {}};
+      const std::string at_text = std::to_string(at);
+      if (cap->event == "del") {
+        AppendCommand(&p.resp, {"DEL", key});
+      } else if (cap->event == "persist") {
+        AppendCommand(&p.resp, {"PERSIST", key});
+      } else {
+        AppendCommand(&p.resp, {"PEXPIREAT", key, at_text});
+      }
+      out->push_back(std::move(p));
+    });
+  }
   c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
   c.Then([cap, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyGeneric, c.arg(1))](std::span<OpResult> r,
                                                                                   resp::ReplyBuffer& out) {

@@ -95,6 +95,14 @@ void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::funct
                 bool serves = false) {
   ServerState* server = &c.server();
   const bool serve = serves && !c.inline_only();
+  if (serve && c.propagating()) {
+    // Replicas get the write, then the pops it served.
+    PropagatedCommand own{c.db(), {}};
+    AppendCommand(&own.resp, c.args());
+    c.PropagateLate([res, own = std::move(own)](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
+      for (PropagatedCommand& p : BlockingRegistry::Propagations(res->served, &own)) out->push_back(std::move(p));
+    });
+  }
   c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     ZsetEdit z(txn, *server, db, key);
     if (!z.Open()) {
@@ -1067,7 +1075,8 @@ void Zdiffstore(Ctx& c) { AlgebraStore(c, SetOp::kDiff, "zdiffstore"); }
 // ---- Blocking pops' serving (blocking.h) --------------------------------------------------------
 
 std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s, const BlockedPop& w,
-                                                      const std::string* only, std::function<void()>* events) {
+                                                      const std::string* only, std::function<void()>* events,
+                                                      PropagatedCommand* prop) {
   for (const std::string& key : w.keys) {
     if (only != nullptr && key != *only) continue;
     ZsetEdit z(txn, s, w.db, key);
@@ -1086,6 +1095,17 @@ std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerSt
       };
     }
     s.watches.TouchKey(w.db, key);
+    if (prop != nullptr) {
+      prop->db = w.db;
+      prop->resp.clear();
+      const std::string_view name = w.left ? "ZPOPMIN" : "ZPOPMAX";
+      if (w.kind == BlockedPop::Kind::kPop) {
+        AppendCommand(&prop->resp, {name, key});
+      } else {
+        const std::string n = std::to_string(items.size());
+        AppendCommand(&prop->resp, {name, key, n});
+      }
+    }
     if (w.kind == BlockedPop::Kind::kPop) {
       return [key, item = std::move(items[0])](resp::ReplyBuffer& out) {
         out.ArrayHeader(3);

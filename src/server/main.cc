@@ -208,6 +208,7 @@ int main(int argc, char** argv) {
       &state.limits);
   // Before Start: an INFO from the first client may read it.
   state.traffic = [&server] { return server.GetTraffic(); };
+  state.io_barrier = [&server](std::function<void()> done) { server.Barrier(std::move(done)); };
   // SIGINT / SIGTERM shut down cleanly from the moment a client can see the port (a signal sent
   // right after the first PING must not find the default action, which kills).
   asio::io_context main_io;

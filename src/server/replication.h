@@ -1,19 +1,205 @@
-// Replication (issue 19; docs/server.md, "Replication"): what is built so far is the full
-// snapshot a SYNC sends, in Redis's RDB format (commands_replication.cc).
+// Replication (issue 19; docs/server.md, "Replication"), the primary's side: the RDB snapshot a
+// full sync sends (commands_replication.cc), and the stream of writes that follows it — Redis's
+// replication buffer and backlog — with its byte offsets, the replicas it feeds, their acks, and
+// WAIT.
+//
+// What a write propagates is decided where it is applied (the writer role, design.md "one
+// serialized place"): each write command says what it propagates (its own arguments, a rewrite
+// into a deterministic form — relative expiries made absolute, SPOP's random pick as SREM, a
+// script's effects, a served blocking pop as the plain pop — or nothing when none of its ops
+// applied), and the batch's completion appends that to the stream once its group is durable, in
+// the order groups are applied. A full sync's snapshot is taken between two groups, at a known
+// offset of the stream, so snapshot + stream from that offset is exactly the data set.
 #pragma once
 
+#include <atomic>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <condition_variable>
+#include <mutex>
+#include <thread>
+#include <span>
 #include <string>
+#include <string_view>
+#include <vector>
 
+#include "net/session.h"
 #include "store/store.h"
 
 namespace keg::server {
 
+class ClientSession;
 struct ServerState;
 
 /// Writes an RDB file (version 10, as redis-server 7.0.15 writes one: aux fields, a SELECTDB per
 /// non-empty database, each live key with its expiry, EOF and CRC64) of the whole store as of one
-/// moment (Store::VisitSnapshot) to *out. Corruption when a record fails its check or a value does
-/// not decode. Any thread but the writer's; reads every record, so not an event loop's.
-store::Status WriteRdbSnapshot(ServerState& s, std::string* out);
+/// moment (Store::VisitSnapshot) to *out. `at_moment`, when given, runs on the writer at that
+/// moment (a full sync notes the stream's offset there). Corruption when a record fails its check
+/// or a value does not decode. Any thread but the writer's; reads every record, so not an event
+/// loop's.
+store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment = nullptr);
+
+/// Appends `args` as a RESP array of bulk strings.
+void AppendCommand(std::string* out, std::span<const std::string_view> args);
+void AppendCommand(std::string* out, std::initializer_list<std::string_view> args);
+
+/// One command of the stream (a RESP array) and the database it acts in (ReplicationFeed::kNoDb:
+/// MULTI, EXEC, PING, REPLCONF GETACK).
+struct PropagatedCommand {
+  uint32_t db = 0;
+  std::string resp;
+};
+
+/// What one write command propagates (Redis's also_propagate for one call), filled on the
+/// command's I/O thread (its arguments or their rewrite) or on the writer (`late`: what only the
+/// run knows, such as SPOP's members or a script's effects). Appended to the stream only when one
+/// of its ops applied (or `always`); more than one command goes in MULTI ... EXEC.
+struct Propagation {
+  size_t first_op = 0;  ///< the command's ops in its batch: [first_op, first_op + op_count)
+  size_t op_count = 0;
+  PropagatedCommand command;  ///< when `late` is not set
+  /// Run on the writer role at the batch's completion, with the command's op results: appends
+  /// what it propagates to `out`.
+  std::function<void(std::span<const store::OpResult> results, std::vector<PropagatedCommand>* out)> late;
+  /// Propagated whether or not an op applied (a command that writes outside the batch's ops).
+  bool always = false;
+};
+
+/// One replica connected to this server (its connection is a client that sent SYNC or PSYNC).
+struct Replica {
+  uint64_t client_id = 0;
+  std::weak_ptr<net::Link> link;
+  std::string ip;
+  int64_t port = 0;            ///< REPLCONF listening-port
+  // Under ReplicationFeed::mu_:
+  bool online = false;         ///< its snapshot was sent: it gets the stream
+  bool posted = false;         ///< a send to it is queued on its I/O thread
+  uint64_t sent = 0;           ///< stream offset sent up to
+  uint64_t acked = 0;          ///< REPLCONF ACK: offset the replica has applied (and made durable)
+  int64_t ack_ms = 0;          ///< when it last acked
+};
+
+/// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread
+/// (one mutex; active() and offset() are atomic loads).
+class ReplicationFeed {
+ public:
+  /// A command that acts in no database (MULTI, EXEC, PING, REPLCONF GETACK): no SELECT before it.
+  static constexpr uint32_t kNoDb = UINT32_MAX;
+
+  ReplicationFeed();
+
+  /// Write commands say what they propagate only while this is true: from the first replica on
+  /// (Redis creates its backlog then, and keeps it). One relaxed load.
+  bool active() const { return active_.load(std::memory_order_relaxed); }
+  /// The replication id (40 hex digits) and the stream's end offset (master_repl_offset).
+  const std::string& replid() const { return replid_; }
+  uint64_t offset() const { return end_.load(std::memory_order_acquire); }
+  void set_backlog_size(uint64_t bytes);
+  uint64_t backlog_size() const { return backlog_size_.load(std::memory_order_relaxed); }
+
+  // ---- The writer role (Append also from any thread, for what is ordered with no write:
+  // FUNCTION LOAD, PING).
+  /// Appends `commands` (RESP arrays) acting in `db`, after a SELECT when the stream's last
+  /// database differs; wakes the replicas.
+  void Append(uint32_t db, std::string_view commands);
+  /// Appends the propagations of one completed batch (a connection's turn of commands, an EXEC
+  /// when `transaction`: MULTI ... EXEC around more than one command) with its op results.
+  void AppendBatch(std::span<Propagation> props, std::span<const store::OpResult> results, bool transaction);
+  /// Appends commands that did not come through a connection's batch (blocked pops served by the
+  /// registry), in MULTI ... EXEC when there are several.
+  void AppendCommands(std::vector<PropagatedCommand> cmds);
+  /// At a full sync's snapshot moment: the offset the snapshot is at; the next command appended
+  /// names its database (a new replica knows none).
+  uint64_t MarkSnapshot();
+
+  // ---- Replicas (their connection's I/O thread).
+  /// Creates the backlog (once): from here on writes are captured.
+  void Activate();
+  /// A replica that will get the stream from offset `from` once Online.
+  std::shared_ptr<Replica> Add(uint64_t client_id, std::shared_ptr<net::Link> link, std::string ip, int64_t port,
+                               uint64_t from);
+  /// Starts sending it the stream (from its offset on).
+  void Online(const std::shared_ptr<Replica>& r);
+  void Remove(const Replica* r);
+  /// PSYNC replid offset: when the stream still holds everything after `offset` (the bytes the
+  /// replica has) of the history `replid` names, a replica (not yet online) that will get it
+  /// from there; null otherwise.
+  std::shared_ptr<Replica> TryContinue(std::string_view replid, uint64_t offset, uint64_t client_id,
+                                       std::shared_ptr<net::Link> link, std::string ip, int64_t port);
+  /// REPLCONF ACK.
+  void Ack(Replica& r, uint64_t offset, int64_t now_ms);
+  /// Replicas that acked at least `offset` (WAIT).
+  size_t CountAcked(uint64_t offset) const;
+  size_t replica_count() const;
+  /// For INFO replication and ROLE.
+  std::vector<Replica> Replicas() const;
+  /// First byte's offset held and bytes held (repl_backlog_first_byte_offset / histlen).
+  std::pair<uint64_t, uint64_t> BacklogRange() const;
+
+  /// WAIT: calls fn (on whichever thread saw it: an ack's I/O thread, or the feed's timer) once,
+  /// when acks bring the count of replicas at `offset` to `count`, or at `deadline_ms` (steady
+  /// clock; 0: none), or when `link` is gone.
+  void OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
+               std::function<void()> fn);
+  /// REPLCONF GETACK * into the stream: the replicas ack at once (WAIT).
+  void RequestAcks();
+  /// repl-ping-replica-period (seconds): the timer appends a PING this often while replicas are
+  /// attached, so they see the link alive.
+  void set_ping_period(int64_t seconds) { ping_period_s_.store(seconds, std::memory_order_relaxed); }
+
+  ~ReplicationFeed();
+
+  /// INFO stats: full syncs served, partial resyncs accepted and refused.
+  std::atomic<uint64_t> sync_full{0};
+  std::atomic<uint64_t> sync_partial_ok{0};
+  std::atomic<uint64_t> sync_partial_err{0};
+
+ private:
+  struct Block {
+    std::unique_ptr<char[]> bytes;
+    size_t cap = 0;
+    size_t size = 0;     // under mu_
+    uint64_t start = 0;  // the stream offset of bytes[0]
+  };
+  struct Waiter {
+    uint64_t offset;
+    size_t count;
+    int64_t deadline_ms;
+    std::weak_ptr<net::Link> link;
+    std::function<void()> fn;
+  };
+  // The feed's thread ("keg-repl", from Activate): WAIT's deadlines, the periodic PING.
+  void TimerLoop();
+  void AppendLocked(std::string_view bytes);
+  // A SELECT first when `db` is not the stream's last database (kNoDb: none needed).
+  void SelectLocked(uint32_t db);
+  // Writes `cmds` with the SELECTs they need, in MULTI ... EXEC as a whole (`wrap_all`) or by
+  // `groups` ([begin, end) ranges of cmds).
+  void WriteLocked(const std::vector<PropagatedCommand>& cmds, const std::vector<std::pair<size_t, size_t>>& groups,
+                   bool wrap_all);
+  void TrimLocked();
+  void WakeLocked();
+  void Send(const std::shared_ptr<Replica>& r);
+  size_t CountAckedLocked(uint64_t offset) const;
+
+  std::atomic<bool> active_{false};
+  std::string replid_;
+  std::atomic<uint64_t> backlog_size_{1 << 20};
+  std::atomic<uint64_t> end_{0};
+  // The writer role's: the database the stream's last command acted in (kNoDb: none yet).
+  uint32_t last_db_ = kNoDb;
+  std::string scratch_;  // the writer's: a batch's bytes
+
+  mutable std::mutex mu_;
+  std::deque<std::shared_ptr<Block>> blocks_;
+  std::vector<std::shared_ptr<Replica>> replicas_;
+  std::vector<Waiter> waiters_;
+  std::atomic<int64_t> ping_period_s_{10};
+  std::condition_variable cv_;
+  bool stop_ = false;
+  std::thread timer_;
+};
 
 }  // namespace keg::server

@@ -22,6 +22,7 @@ extern "C" {
 #include "net/server.h"
 #include "resp/numbers.h"
 #include "server/acl.h"
+#include "server/replication.h"
 #include "server/command.h"
 #include "server/lua_libs.h"
 #include "server/session.h"
@@ -1543,6 +1544,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   const keg::server::Command& target = StatsTarget(*cmd, argv);
   const int64_t t0 = StatsNowNs();
   ctx.set_command(cmd);
+  const uint32_t cmd_db = direct.db;
   cmd->handler(ctx);
   r.run->db = direct.db;
   // MONITOR shows what the script ran, after the EVAL itself (as Redis: "[0 lua]").
@@ -1574,6 +1576,22 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     uint64_t applied = 0;
     for (const store::OpResult& res : results) applied += res.applied ? 1 : 0;
     server_.counters.changes_since_save.fetch_add(applied, std::memory_order_relaxed);
+    // The script's effects, for replicas: what this command changed, as it propagates it.
+    if (r.run->effects && applied > 0) {
+      switch (ctx.propagation_mode()) {
+        case 0: {
+          PropagatedCommand p{cmd_db, {}};
+          AppendCommand(&p.resp, argv);
+          r.run->effects->push_back(std::move(p));
+          break;
+        }
+        case 1:
+          r.run->effects->push_back(PropagatedCommand{cmd_db, std::move(ctx.propagated_resp())});
+          break;
+        default:
+          ctx.propagated_late()(results, r.run->effects.get());
+      }
+    }
   }
   if (direct.failed) {
     out.Error(direct.failure);

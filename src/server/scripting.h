@@ -129,6 +129,9 @@ struct ScriptRun {
   ClientSession* client = nullptr;  ///< the caller; handlers in direct mode never touch it
   uint32_t db = 0;  ///< the database the script acts in: the caller's, until the script SELECTs
   std::shared_ptr<const AclUser> user;  ///< the caller's user: each redis.call is checked against it
+  /// While replicas are attached: the write commands the script ran that changed something (its
+  /// effects, filled on the writer), for the replication stream (replication.h).
+  std::shared_ptr<std::vector<PropagatedCommand>> effects;
   // Out, on the writer thread:
   std::string reply;  ///< RESP in the caller's protocol, when !failed
   std::string error;  ///< the error reply ("-ERR ..."), when failed

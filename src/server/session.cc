@@ -349,6 +349,21 @@ void Ctx::Then(Finisher fn) {
   client_.AddStep(first_op_, std::move(fn));
 }
 
+bool Ctx::propagating() const { return server_.repl.active(); }
+
+void Ctx::PropagateAs(std::span<const std::string_view> args) {
+  if (!propagating()) return;
+  prop_mode_ = 1;
+  prop_resp_.clear();
+  AppendCommand(&prop_resp_, args);
+}
+
+void Ctx::PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late) {
+  if (!propagating()) return;
+  prop_mode_ = 2;
+  prop_late_ = std::move(late);
+}
+
 void Ctx::Fail(std::string text) {
   if (direct_ != nullptr) {
     direct_->failed = true;
@@ -662,6 +677,10 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 }
 
 ClientSession::~ClientSession() {
+  if (replica_) {
+    spdlog::info("replication: connection with replica {} lost", link_->peer());
+    server_.repl.Remove(replica_.get());
+  }
   if (blocked_) server_.blocking.Cancel(blocked_);
   if (monitor_.load(std::memory_order_relaxed)) server_.monitors.Remove(this);
   if (tracking_on_) server_.tracking.Disable(id_);
@@ -673,6 +692,7 @@ ClientSession::~ClientSession() {
 }
 
 uint32_t ClientSession::idle_timeout_seconds() const {
+  if (replica_) return 0;  // a replica is never an idle client (repl-timeout covers it)
   return server_.timeout.load(std::memory_order_relaxed);
 }
 
@@ -1027,9 +1047,15 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
     KeyPositions(target, ctx.argc(), &key_positions_);
     for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
   }
+  const size_t first_op = batch_.size();
   const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
+  // What it propagates to replicas (one relaxed load while none is attached).
+  if (server_.repl.active() && batch_.size() > first_op &&
+      (((cmd.flags | target.flags) & kWrite) != 0 || ctx.propagation_mode() != 0)) {
+    Capture(cmd, ctx, first_op);
+  }
   const int64_t usec = nsec / 1000;
   target.stats->AddCall(static_cast<uint64_t>(nsec), server_.latency_tracking.load(std::memory_order_relaxed));
   error_target_ = nullptr;
@@ -1042,6 +1068,31 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   if (feed && !server_.monitors.empty() && ((cmd.flags | target.flags) & kAdmin) == 0) {
     server_.monitors.Feed(*this, ctx.args());
   }
+}
+
+void ClientSession::Capture(const Command& cmd, Ctx& ctx, size_t first_op) {
+  (void)cmd;
+  Propagation p;
+  p.first_op = first_op;
+  p.op_count = batch_.size() - first_op;
+  switch (ctx.propagation_mode()) {
+    case 0:
+      p.command.db = ctx.db();
+      AppendCommand(&p.command.resp, ctx.args());
+      break;
+    case 1:
+      p.command.db = ctx.db();
+      p.command.resp = std::move(ctx.propagated_resp());
+      break;
+    default:
+      p.late = std::move(ctx.propagated_late());
+  }
+  props_.push_back(std::move(p));
+}
+
+void ClientSession::BecomeReplica(std::shared_ptr<Replica> r) {
+  replica_ = std::move(r);
+  reply_off_ = true;  // a replica gets the stream, never replies (Redis's CLIENT_SLAVE)
 }
 
 void ClientSession::ReplyError(std::string_view text) {
@@ -1395,6 +1446,8 @@ net::Outcome ClientSession::Submit(bool exec) {
   flight->exec = exec;
   flight->muted = link_->out().muted();
   if (exec) flight->owned_args = std::move(queued_);
+  flight->props = std::move(props_);
+  props_.clear();
   steps_.clear();
   queued_.clear();
   store::WriteBatch batch = std::move(batch_);
@@ -1432,8 +1485,14 @@ net::Outcome ClientSession::Submit(bool exec) {
   const bool first_of_turn = turn.writes.empty();
   std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
   turn.writes.push_back(store::Store::PendingWrite{
-      std::move(batch), [this, keep, flight, inbox](const store::Status& status,
-                                                    std::vector<store::OpResult> results) {
+      std::move(batch), [this, keep, flight, inbox, server](const store::Status& status,
+                                                            std::vector<store::OpResult> results) {
+        // The writer role, the group durable: what the batch propagates joins the stream here, in
+        // the order groups are applied.
+        if (!flight->props.empty() && status.ok()) {
+          server->repl.AppendBatch(flight->props, results, flight->exec);
+          flight->write_offset = server->repl.offset();
+        }
         Deliver(inbox, this, keep, [this, flight, status, results = std::move(results)]() mutable {
           Complete(*flight, status, results);
         });
@@ -1453,6 +1512,7 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
                              std::vector<store::OpResult>& results) {
   busy_ = false;
   write_in_flight_ = false;
+  write_offset_ = std::max(write_offset_, flight.write_offset);
   resp::ReplyBuffer& out = link_->out();
   const bool was_muted = out.muted();
   out.set_muted(flight.muted);

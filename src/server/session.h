@@ -56,6 +56,16 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   void set_rdb_only(bool on) { rdb_only_ = on; }
   bool in_multi() const { return in_multi_; }
   bool in_exec() const { return in_exec_; }
+
+  // Replication (replication.h). I/O thread.
+  /// REPLCONF listening-port: the port this replica listens on (INFO's slaveN:port).
+  int64_t replica_listening_port() const { return replica_port_; }
+  void set_replica_listening_port(int64_t port) { replica_port_ = port; }
+  /// This connection is a replica (it sent SYNC or PSYNC): it gets the stream, and no replies.
+  void BecomeReplica(std::shared_ptr<Replica> r);
+  Replica* replica() const { return replica_.get(); }
+  /// The stream's offset after this client's last write (WAIT).
+  uint64_t write_offset() const { return write_offset_; }
   /// The selected database (SELECT). I/O thread (db() also from any thread: CLIENT LIST).
   uint32_t db() const { return db_.load(std::memory_order_relaxed); }
   void set_db(uint32_t db) { db_.store(db, std::memory_order_relaxed); }
@@ -168,6 +178,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     bool exec = false;
     bool muted = false;  // EXEC's own reply muted (CLIENT REPLY)
     std::vector<std::vector<std::string>> owned_args;  // EXEC: the queued commands' arguments
+    std::vector<Propagation> props;  // what its commands propagate (while a replica is attached)
+    uint64_t write_offset = 0;       // the stream's end after them (set on the writer)
   };
 
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
@@ -245,6 +257,13 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // The batch being collected from this read, and the finishers of its commands.
   store::WriteBatch batch_;
   std::vector<Step> steps_;
+  std::vector<Propagation> props_;  // what the batch's commands propagate (replication.h)
+  // Records what a write command just run by RunHandler propagates (ops from first_op on).
+  void Capture(const Command& cmd, Ctx& ctx, size_t first_op);
+  // Replication.
+  int64_t replica_port_ = 0;
+  std::shared_ptr<Replica> replica_;
+  uint64_t write_offset_ = 0;
   bool busy_ = false;  // a batch or a suspended command is in flight
   bool parked_ = false;  // waiting for CLIENT PAUSE to end (PauseState::Park)
   bool cold_wait_ = false;  // waiting for the command's cold keys to be read

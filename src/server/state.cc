@@ -20,6 +20,17 @@ store::Options ServerState::StoreOptions() {
   o.on_expired = [this](uint32_t db, std::string_view key) {
     NotifyKeyspaceEvent(*this, db, kNotifyExpired, "expired", key);
     if (tracking.clients() > 0) tracking.OnExpired(key);
+    // Replicas do not expire keys: they wait for the primary's DEL (as Redis's propagateDeletion).
+    if (repl.active()) {
+      std::string del;
+      AppendCommand(&del, {"DEL", key});
+      repl.Append(db, del);
+    }
+  };
+  o.on_expired_in_group = [this](uint32_t db, std::string_view key) {
+    std::string del;
+    AppendCommand(&del, {"DEL", key});
+    repl.Append(db, del);
   };
   o.on_written = [this](std::span<const store::Options::WrittenKey> keys) {
     tracking.OnWritten(keys);
@@ -39,7 +50,7 @@ void ServerState::ApplyNotifyConfigLocked() {
   // expired key is invalidated), need them.
   if (store) {
     store->NameExpiredKeys(((f & kNotifyExpired) != 0 && (f & (kNotifyKeyspace | kNotifyKeyevent)) != 0) ||
-                           tracking.clients() > 0);
+                           tracking.clients() > 0 || repl.active());
   }
 }
 

@@ -23,6 +23,7 @@
 #include "server/config.h"
 #include "server/monitoring.h"
 #include "server/pubsub.h"
+#include "server/replication.h"
 #include "server/tracking.h"
 #include "server/cold_reads.h"
 #include "server/scripting.h"
@@ -291,6 +292,13 @@ struct ServerState {
   /// reports written keys to it until it closes); its thread is stopped first (~ServerState).
   BlockingRegistry blocking{*this};
   BackgroundJobs jobs;  // SYNC's snapshots
+  /// The replication stream and the replicas it feeds (replication.h). Declared before the store:
+  /// its writer appends to it until it closes.
+  ReplicationFeed repl;
+  /// net::Server::Barrier (set by main once listening; null in process tests): a full sync waits
+  /// for it so that every batch built before replication started, which says nothing of what it
+  /// propagates, is queued before its snapshot (replication.h).
+  std::function<void(std::function<void()> done)> io_barrier;
   /// Turns the store's reports of written keys on while tracking or blocking needs them.
   void UpdateWriteReports();
   std::atomic<uint64_t> tracking_table_max_keys{1000000};

@@ -1143,7 +1143,10 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     memo_.header = h;
     memo_.offset = offset;
   }
-  if (Expired(h, now)) return cur;
+  if (Expired(h, now)) {
+    if (report_expired_in_groups_.load(std::memory_order_relaxed)) options_.on_expired_in_group(logical_of_[pdb], key);
+    return cur;
+  }
   cur.exists = true;
   cur.view = ViewOf(file->data() + offset, h);
   cur.view.pin = std::move(file);
@@ -2189,7 +2192,8 @@ Status StoreImpl::ReadElements(uint64_t inc, std::vector<ElementView>* out,
   }
 }
 
-Status StoreImpl::VisitSnapshot(const std::function<bool(const SnapshotItem&)>& fn) {
+Status StoreImpl::VisitSnapshot(const std::function<void()>& at_moment,
+                                const std::function<bool(const SnapshotItem&)>& fn) {
   // On the writer, between groups: every key's location, every live collection's element
   // locations (by incarnation: the heads say which), and the files, pinned.
   struct Key {
@@ -2221,6 +2225,7 @@ Status StoreImpl::VisitSnapshot(const std::function<bool(const SnapshotItem&)>& 
       coll->ForEach([&locs](const Location& loc) { locs.push_back(loc); });
       element_count += locs.size();
     }
+    if (at_moment) at_moment();
     held = std::chrono::steady_clock::now() - start;
   });
   if (!ran) return Status::Failed("the store is closing");

@@ -100,6 +100,13 @@ struct Options {
   /// notifications' `expired`). Thread: the writer role's holder; it must not call back into the
   /// store.
   std::function<void(uint32_t db, std::string_view key)> on_expired;
+
+  /// Called with the database and key of each expired record an op of a group found as its key's
+  /// current value (the op then acts as if the key were absent), while Store::ReportExpiredInGroups
+  /// is on: a replica, which does not expire keys itself, must get a DEL for it before the write
+  /// (replication). The key is not dropped by this; a key may be reported more than once. Thread:
+  /// the writer role's holder; it must not call back into the store.
+  std::function<void(uint32_t db, std::string_view key)> on_expired_in_group;
 };
 
 /// A value read from the store: a view into a memory-mapped data file, with a pin that keeps the
@@ -610,7 +617,10 @@ class Store {
   /// while writes go on. Keys expired at that moment are left out. fn returns false to stop.
   /// Corruption (naming file and offset) when a record fails its check; Failed when the store is
   /// closing. Any thread but the writer's.
-  virtual Status VisitSnapshot(const std::function<bool(const SnapshotItem&)>& fn) = 0;
+  /// `at_moment` (when set) runs on the writer at that moment: it must be quick and must not call
+  /// into the store (a full sync notes the replication stream's offset there).
+  virtual Status VisitSnapshot(const std::function<void()>& at_moment,
+                               const std::function<bool(const SnapshotItem&)>& fn) = 0;
 
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;
@@ -688,6 +698,8 @@ class Store {
   /// drops keys by their keydir entries alone); on, it reads each expired key's record to name it
   /// (a page of a data file, which may fault). Any thread.
   virtual void NameExpiredKeys(bool on) = 0;
+  /// Whether Options::on_expired_in_group is called (replicas attached). Any thread.
+  virtual void ReportExpiredInGroups(bool on) = 0;
   /// Whether Options::on_written is called (CLIENT TRACKING on). Off by default: a group then
   /// collects no keys for it. Any thread.
   virtual void ReportWrites(bool on) = 0;

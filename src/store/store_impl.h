@@ -81,7 +81,8 @@ class StoreImpl final : public Store {
   uint32_t Databases() const override { return static_cast<uint32_t>(keydirs_.size()); }
   Status GetElement(uint64_t inc, std::string_view member, ValueView* out) const override;
   uint64_t ElementCount(uint64_t inc) const override;
-  Status VisitSnapshot(const std::function<bool(const SnapshotItem&)>& fn) override;
+  Status VisitSnapshot(const std::function<void()>& at_moment,
+                       const std::function<bool(const SnapshotItem&)>& fn) override;
   Status ReadElements(uint64_t inc, std::vector<ElementView>* out,
                       std::vector<std::shared_ptr<const void>>* pins) const override;
   uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
@@ -112,6 +113,9 @@ class StoreImpl final : public Store {
   void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   void ReportWrites(bool on) override { report_writes_.store(on && options_.on_written != nullptr, std::memory_order_relaxed); }
+  void ReportExpiredInGroups(bool on) override {
+    report_expired_in_groups_.store(on && options_.on_expired_in_group != nullptr, std::memory_order_relaxed);
+  }
   void NameExpiredKeys(bool on) override { name_expired_.store(on && options_.on_expired != nullptr, std::memory_order_relaxed); }
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
   void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
@@ -514,6 +518,7 @@ class StoreImpl final : public Store {
 
   std::atomic<bool> active_expire_{true};
   std::atomic<bool> name_expired_{false};  // call options_.on_expired (NameExpiredKeys)
+  std::atomic<bool> report_expired_in_groups_{false};  // call options_.on_expired_in_group
   std::atomic<bool> report_writes_{false};  // call options_.on_written (ReportWrites)
   uint64_t current_origin_ = 0;  // writer role: the origin of the batch whose ops run
   std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused

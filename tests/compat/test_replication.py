@@ -1,4 +1,5 @@
-"""Replication (issue 19), its first part: the full snapshot SYNC sends in Redis's RDB format.
+"""Replication (issue 19): the full snapshot SYNC sends in Redis's RDB format, and a redis-server
+replica of keg fed by keg's replication stream.
 
 `redis-cli --rdb FILE` (REPLCONF capa eof, REPLCONF rdb-only 1, SYNC) against keg writes a file
 that redis-check-rdb accepts and redis-server 7.0.15 loads into the same data set (DEBUG DIGEST,
@@ -11,6 +12,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 import redis
@@ -111,11 +113,6 @@ class SnapshotTest(unittest.TestCase):
             self.assertEqual(redis.Redis(port=server.port).dbsize(), 0)
         finally:
             server.stop()
-        # A replica that would wait for the command stream after the snapshot is refused, not
-        # left with a snapshot it never hears more of.
-        with self.assertRaises(redis.ResponseError) as e:
-            self.c.execute_command("SYNC")
-        self.assertIn("rdb-only", str(e.exception))
         # ROLE as redis-server answers it for a primary without replicas.
         server = kegtest.redis()
         try:
@@ -175,6 +172,256 @@ class SnapshotTest(unittest.TestCase):
             stop.set()
             for t in threads:
                 t.join()
+
+
+def wait_synced(primary, replica, timeout=30.0):
+    """Until the replica's link is up and it applied everything the primary's stream holds."""
+    deadline = time.time() + timeout
+    last = None
+    while time.time() < deadline:
+        info = replica.info("replication")
+        want = primary.info("replication")["master_repl_offset"]
+        last = (info.get("master_link_status"), info.get("slave_repl_offset"), want)
+        if info.get("master_link_status") == "up" and info.get("slave_repl_offset") == want:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"replica not in sync: {last}")
+
+
+def digests_equal(test, primary, replica):
+    """The whole data set equal (DEBUG DIGEST); when not, which keys differ, database by database."""
+    # A key past its expiry is still in a replica's digest until the primary's expire cycle drops
+    # it and its DEL arrives (replicas do not expire keys): allow that a moment.
+    deadline = time.time() + 3
+    while True:
+        mine = primary.execute_command("DEBUG", "DIGEST")
+        theirs = replica.execute_command("DEBUG", "DIGEST")
+        if mine == theirs:
+            return
+        if time.time() > deadline:
+            break
+        time.sleep(0.05)
+    diff = []
+    p_port = primary.connection_pool.connection_kwargs["port"]
+    r_port = replica.connection_pool.connection_kwargs["port"]
+    for db in range(16):
+        p = redis.Redis(port=p_port, db=db)
+        r = redis.Redis(port=r_port, db=db)
+        for key in sorted(set(p.keys()) | set(r.keys())):
+            a = p.execute_command("DEBUG", "DIGEST-VALUE", key)
+            b = r.execute_command("DEBUG", "DIGEST-VALUE", key)
+            if a != b or p.pttl(key) // 1000 != r.pttl(key) // 1000:
+                diff.append((db, key, p.type(key), r.type(key), p.pttl(key), r.pttl(key)))
+        p.close()
+        r.close()
+    test.fail(f"data sets differ: {diff[:20]}")
+
+
+class RedisReplicaOfKegTest(unittest.TestCase):
+    """redis-server 7.0.15 as a replica of keg: the full sync, then the stream of every kind of
+    write keg rewrites for a replica (relative expiries, SPOP, scripts, MULTI, served blocking
+    pops, expired keys), a partial resync, WAIT."""
+
+    def setUp(self):
+        self.keg = kegtest.keg("--enable-debug-command", "yes")
+        self.c = redis.Redis(port=self.keg.port)
+        self.replica = None
+
+    def tearDown(self):
+        self.c.close()
+        if self.replica is not None:
+            self.replica.stop()
+        self.keg.stop()
+
+    def attach(self):
+        self.replica = kegtest.redis("--replicaof", "127.0.0.1", str(self.keg.port),
+                                     "--enable-debug-command", "yes")
+        self.r = redis.Redis(port=self.replica.port)
+        wait_synced(self.c, self.r)
+
+    def test_full_sync_then_every_kind_of_write(self):
+        fill(self.c)
+        self.attach()
+        digests_equal(self, self.c, self.r)
+        self.assertEqual(self.c.info("stats")["sync_full"], 1)
+        info = self.c.info("replication")
+        self.assertEqual(info["connected_slaves"], 1)
+        self.assertEqual(info["slave0"]["state"], "online")
+        self.assertEqual(info["slave0"]["port"], self.replica.port)
+        role = self.c.execute_command("ROLE")
+        self.assertEqual(role[0], b"master")
+        self.assertEqual(role[2][0][1], str(self.replica.port).encode())
+
+        c = self.c
+        c.set("ex", "v", ex=1000)
+        c.set("px", "v", px=2_000_000)
+        c.set("nx", "v", nx=True, ex=50)
+        c.setex("setex", 100, "v")
+        c.psetex("psetex", 100_000, "v")
+        c.set("keep", "v", ex=100)
+        c.set("keep", "w", keepttl=True)
+        c.expire("s", 500)
+        c.pexpire("n", 500_000)
+        c.expireat("long", int(time.time()) + 900)
+        c.getex("ttl", ex=777)
+        c.getex("ex", persist=True)
+        c.expire("gone-by-expire", 100)
+        c.set("gone-by-expire", "v")
+        c.expire("gone-by-expire", -1)
+        c.incrbyfloat("float", "1.1")
+        c.incrbyfloat("float", "2.0e2")
+        c.hincrbyfloat("h", "fl", "0.5")
+        c.sadd("pop", *[f"m{i}" for i in range(50)])
+        c.spop("pop")
+        c.spop("pop", 5)
+        c.spop("bigs", 100)
+        c.srem("bigs", "m1999")
+        c.eval("redis.call('incr', KEYS[1]); redis.call('rpush', KEYS[2], redis.call('get', KEYS[1]));"
+               "redis.call('spop', KEYS[3]); return redis.call('time')[1]", 3, "ctr", "lst", "pop")
+        c.eval("redis.call('select', 3); redis.call('set', 'from-script', 'x'); return 1", 0)
+        p = c.pipeline(transaction=True)
+        p.incr("tx")
+        p.lpush("tx-list", "a", "b")
+        p.zadd("tx-z", {"m": 1})
+        p.expire("tx", 300)
+        p.execute()
+        c.zadd("bigz", {"new": 3.25})
+        c.zincrby("bigz", 2.5, "m3")
+        c.zpopmin("bigz", 3)
+        c.zremrangebyscore("bigz", 100, 200)
+        c.lmove("bigl", "moved", "LEFT", "RIGHT")
+        c.rpoplpush("bigl", "moved")
+        c.ltrim("bigl", 0, 3000)
+        c.lset("bigl", 5, "changed")
+        c.linsert("bigl", "BEFORE", "changed", "inserted")
+        c.sort("intset", store="sorted")
+        c.sinterstore("inter", "set", "set")
+        c.zunionstore("zu", ["z", "bigz"])
+        c.copy("s", "s-copy")
+        c.rename("s-copy", "s-renamed")
+        c.move("s-renamed", 3)
+        c.restore("restored", 5000, c.dump("bigh"))
+        c.restore("restored-abs", int(time.time() * 1000) + 60_000, c.dump("l"), absttl=True)
+        c.setrange("s", 10, "tail")
+        c.append("s", "!")
+        c.getdel("n")
+        c.hdel("bigh", "f5", "f6")
+        c.hset("bigh", "f7", "new")
+        c.bitfield("bits").set("u8", 0, 200).incrby("u8", 8, 3).execute()
+        c.setbit("bits2", 77, 1)
+        c.execute_command("FUNCTION", "LOAD",
+                          "#!lua name=lib\nredis.register_function('setit', function(k, a) "
+                          "return redis.call('set', k[1], a[1]) end)")
+        c.execute_command("FCALL", "setit", 1, "via-fcall", "v")
+        for db in (3, 15):
+            other = redis.Redis(port=self.keg.port, db=db)
+            other.set("in-other-db", db)
+            other.close()
+        c.swapdb(3, 15)
+        redis.Redis(port=self.keg.port, db=15).flushdb()
+        # Keys expiring on keg: the replica gets their DEL (it does not expire keys itself).
+        for i in range(20):
+            c.set(f"short{i}", "v", px=100)
+        time.sleep(0.6)
+        c.get("short3")  # a read finds it expired too
+        c.set("short5", "again", nx=True)  # a write over an expired key
+        c.incr("short6")
+        # Blocking pops served by pushes from another connection, and by a script.
+        results = []
+
+        def block(cmd):
+            b = redis.Redis(port=self.keg.port)
+            results.append(b.execute_command(*cmd))
+            b.close()
+
+        waiters = [threading.Thread(target=block, args=(cmd,)) for cmd in (
+            ("BLPOP", "q1", "0"), ("BRPOPLPUSH", "q2", "q2-dst", "0"), ("BLMOVE", "q3", "q3-dst", "LEFT", "LEFT", "0"),
+            ("BZPOPMIN", "zq", "0"), ("BLMPOP", "0", "1", "q4", "LEFT", "COUNT", "2"),
+            ("BZMPOP", "0", "1", "zq2", "MAX", "COUNT", "2"))]
+        for t in waiters:
+            t.start()
+        deadline = time.time() + 10
+        while c.info("clients")["blocked_clients"] < len(waiters) and time.time() < deadline:
+            time.sleep(0.02)
+        self.assertEqual(c.info("clients")["blocked_clients"], len(waiters))
+        c.rpush("q1", "a", "b")
+        c.rpush("q2", "x")
+        c.eval("redis.call('rpush', 'q3', 'y', 'z'); return 1", 0)
+        c.zadd("zq", {"one": 1, "two": 2})
+        c.rpush("q4", "1", "2", "3")
+        c.zadd("zq2", {"a": 1, "b": 2, "c": 3})
+        for t in waiters:
+            t.join(10)
+        self.assertEqual(len(results), len(waiters))
+        self.assertEqual(c.execute_command("WAIT", 1, 5000), 1)
+        wait_synced(self.c, self.r)
+        digests_equal(self, self.c, self.r)
+        for db in (0, 3, 15):
+            mine = redis.Redis(port=self.keg.port, db=db)
+            theirs = redis.Redis(port=self.replica.port, db=db)
+            self.assertEqual(sorted(theirs.keys()), sorted(mine.keys()), db)
+            mine.close()
+            theirs.close()
+        self.assertGreater(self.r.pttl("ex"), -2)
+        self.assertEqual(self.r.ttl("ex"), -1)  # persisted
+        self.assertAlmostEqual(self.r.pttl("px"), self.c.pttl("px"), delta=2000)
+        self.assertEqual(self.r.execute_command("FUNCTION", "LIST")[0][1], b"lib")
+
+    def test_partial_resync_after_the_link_drops(self):
+        self.c.set("before", 1)
+        self.attach()
+        self.r.execute_command("CLIENT", "KILL", "TYPE", "master")
+        for i in range(100):
+            self.c.rpush("during", i)
+        wait_synced(self.c, self.r)
+        stats = self.c.info("stats")
+        self.assertEqual(stats["sync_full"], 1)
+        self.assertEqual(stats["sync_partial_ok"], 1)
+        digests_equal(self, self.c, self.r)
+        # A history keg does not have: a full sync.
+        self.assertEqual(self.c.execute_command("WAIT", 1, 5000), 1)
+
+    def test_writes_during_the_full_sync_all_arrive(self):
+        # Writers run while the replica attaches: every write lands either in the snapshot or in
+        # the stream after it, never in neither or both.
+        self.c.set("a", 0)
+        self.c.set("b", 0)
+        stop = threading.Event()
+
+        def writer(n):
+            w = redis.Redis(port=self.keg.port)
+            while not stop.is_set():
+                p = w.pipeline(transaction=False)
+                for _ in range(20):
+                    p.incrby("a", 3)
+                    p.decrby("b", 3)
+                    p.rpush(f"grow{n}", "x")
+                p.execute()
+            w.close()
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+        for t in threads:
+            t.start()
+        try:
+            time.sleep(0.3)
+            self.attach()
+            time.sleep(0.3)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        self.assertEqual(self.c.execute_command("WAIT", 1, 5000), 1)
+        wait_synced(self.c, self.r)
+        digests_equal(self, self.c, self.r)
+        self.assertEqual(int(self.r.get("a")) + int(self.r.get("b")), 0)
+
+    def test_wait_without_replicas_and_in_multi(self):
+        self.c.set("k", "v")
+        self.assertEqual(self.c.execute_command("WAIT", 0, 0), 0)
+        self.assertEqual(self.c.execute_command("WAIT", 1, 200), 0)
+        with self.assertRaises(redis.ResponseError) as e:
+            self.c.execute_command("WAIT", 1, -1)
+        self.assertEqual(str(e.exception), "timeout is negative")
 
 
 if __name__ == "__main__":

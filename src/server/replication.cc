@@ -1,0 +1,369 @@
+// The replication stream (replication.h): a list of blocks holding the stream's bytes, shared by
+// the backlog and every replica's unsent part (as Redis 7's shared replication buffer), trimmed
+// once a block is both older than the backlog's size and sent to every replica.
+#include "server/replication.h"
+
+#include <pthread.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <random>
+
+#include <spdlog/spdlog.h>
+
+namespace keg::server {
+
+namespace {
+
+constexpr size_t kBlockBytes = size_t{64} << 10;
+
+std::string RandomHex40() {
+  std::random_device rd;
+  std::mt19937_64 rng((uint64_t{rd()} << 32) ^ rd());
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string id(40, '0');
+  for (char& ch : id) ch = kHex[rng() & 15];
+  return id;
+}
+
+}  // namespace
+
+void AppendCommand(std::string* out, std::span<const std::string_view> args) {
+  out->push_back('*');
+  out->append(std::to_string(args.size()));
+  out->append("\r\n");
+  for (std::string_view a : args) {
+    out->push_back('$');
+    out->append(std::to_string(a.size()));
+    out->append("\r\n");
+    out->append(a);
+    out->append("\r\n");
+  }
+}
+
+void AppendCommand(std::string* out, std::initializer_list<std::string_view> args) {
+  AppendCommand(out, std::span<const std::string_view>(args.begin(), args.size()));
+}
+
+ReplicationFeed::ReplicationFeed() : replid_(RandomHex40()) {}
+
+void ReplicationFeed::set_backlog_size(uint64_t bytes) {
+  backlog_size_.store(std::max<uint64_t>(bytes, 16 * 1024), std::memory_order_relaxed);
+  std::lock_guard lock(mu_);
+  TrimLocked();
+}
+
+void ReplicationFeed::Activate() {
+  std::lock_guard lock(mu_);
+  if (active_.load(std::memory_order_relaxed)) return;
+  active_.store(true, std::memory_order_release);
+  timer_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "keg-repl");
+    TimerLoop();
+  });
+  spdlog::info("replication: backlog created ({} bytes), replication id {}", backlog_size(), replid_);
+}
+
+void ReplicationFeed::AppendLocked(std::string_view bytes) {
+  while (!bytes.empty()) {
+    if (blocks_.empty() || blocks_.back()->size == blocks_.back()->cap) {
+      auto b = std::make_shared<Block>();
+      b->cap = std::max(kBlockBytes, std::min(bytes.size(), size_t{16} << 20));
+      b->bytes = std::make_unique<char[]>(b->cap);
+      b->start = end_.load(std::memory_order_relaxed);
+      blocks_.push_back(std::move(b));
+    }
+    Block& b = *blocks_.back();
+    const size_t n = std::min(bytes.size(), b.cap - b.size);
+    std::memcpy(b.bytes.get() + b.size, bytes.data(), n);
+    b.size += n;
+    end_.store(end_.load(std::memory_order_relaxed) + n, std::memory_order_release);
+    bytes.remove_prefix(n);
+  }
+}
+
+void ReplicationFeed::TrimLocked() {
+  const uint64_t end = end_.load(std::memory_order_relaxed);
+  const uint64_t keep_from = end > backlog_size() ? end - backlog_size() : 0;
+  uint64_t needed = keep_from;
+  for (const auto& r : replicas_) needed = std::min(needed, r->sent);
+  while (blocks_.size() > 1 && blocks_.front()->start + blocks_.front()->size <= needed) blocks_.pop_front();
+}
+
+void ReplicationFeed::WakeLocked() {
+  for (const auto& r : replicas_) {
+    if (!r->online || r->posted) continue;
+    std::shared_ptr<net::Link> link = r->link.lock();
+    if (!link) continue;
+    r->posted = true;
+    link->Post([this, r] { Send(r); });
+  }
+}
+
+void ReplicationFeed::Send(const std::shared_ptr<Replica>& r) {
+  std::shared_ptr<net::Link> link = r->link.lock();
+  if (!link) return;
+  struct Slice {
+    std::shared_ptr<Block> block;
+    size_t from, to;
+  };
+  std::vector<Slice> slices;
+  {
+    std::lock_guard lock(mu_);
+    r->posted = false;
+    const uint64_t end = end_.load(std::memory_order_relaxed);
+    for (const auto& b : blocks_) {
+      const uint64_t b_end = b->start + b->size;
+      if (b_end <= r->sent || b->start >= end) continue;
+      const size_t from = static_cast<size_t>(std::max(r->sent, b->start) - b->start);
+      slices.push_back({b, from, b->size});
+    }
+    r->sent = end;
+    TrimLocked();
+  }
+  for (const Slice& s : slices) {
+    link->out().Raw(std::string_view(s.block->bytes.get() + s.from, s.to - s.from), s.block);
+  }
+  link->Flush();
+}
+
+void ReplicationFeed::SelectLocked(uint32_t db) {
+  if (db == kNoDb || db == last_db_) return;
+  std::string select;
+  const std::string n = std::to_string(db);
+  AppendCommand(&select, {"SELECT", n});
+  AppendLocked(select);
+  last_db_ = db;
+}
+
+void ReplicationFeed::Append(uint32_t db, std::string_view commands) {
+  std::lock_guard lock(mu_);
+  SelectLocked(db);
+  AppendLocked(commands);
+  TrimLocked();
+  WakeLocked();
+}
+
+void ReplicationFeed::AppendBatch(std::span<Propagation> props, std::span<const store::OpResult> results,
+                                  bool transaction) {
+  std::vector<PropagatedCommand> cmds;
+  std::vector<PropagatedCommand> one;
+  // Each command's propagation, and where a command of its own propagates several (a script's
+  // effects, SPOP's), the bounds of its MULTI ... EXEC.
+  std::vector<std::pair<size_t, size_t>> groups;
+  for (Propagation& p : props) {
+    std::span<const store::OpResult> mine;
+    if (p.first_op + p.op_count <= results.size()) mine = results.subspan(p.first_op, p.op_count);
+    const bool applied = std::any_of(mine.begin(), mine.end(), [](const store::OpResult& r) { return r.applied; });
+    if (!applied && !p.always) continue;
+    const size_t begin = cmds.size();
+    if (p.late) {
+      one.clear();
+      p.late(mine, &one);
+      for (PropagatedCommand& c : one) cmds.push_back(std::move(c));
+    } else {
+      cmds.push_back(std::move(p.command));
+    }
+    if (cmds.size() - begin > 1) groups.emplace_back(begin, cmds.size());
+  }
+  if (cmds.empty()) return;
+  std::lock_guard lock(mu_);
+  WriteLocked(cmds, groups, transaction && cmds.size() > 1);
+}
+
+void ReplicationFeed::AppendCommands(std::vector<PropagatedCommand> cmds) {
+  if (cmds.empty()) return;
+  std::vector<std::pair<size_t, size_t>> groups;
+  std::lock_guard lock(mu_);
+  WriteLocked(cmds, groups, cmds.size() > 1);
+}
+
+void ReplicationFeed::WriteLocked(const std::vector<PropagatedCommand>& cmds,
+                                  const std::vector<std::pair<size_t, size_t>>& groups, bool wrap_all) {
+  static const std::string kMulti = "*1\r\n$5\r\nMULTI\r\n";
+  static const std::string kExec = "*1\r\n$4\r\nEXEC\r\n";
+  auto put = [&](const PropagatedCommand& c) {
+    SelectLocked(c.db);
+    AppendLocked(c.resp);
+  };
+  if (wrap_all) AppendLocked(kMulti);
+  size_t g = 0;
+  for (size_t i = 0; i < cmds.size(); ++i) {
+    if (!wrap_all && g < groups.size() && groups[g].first == i) AppendLocked(kMulti);
+    put(cmds[i]);
+    if (!wrap_all && g < groups.size() && groups[g].second == i + 1) {
+      AppendLocked(kExec);
+      ++g;
+    }
+  }
+  if (wrap_all) AppendLocked(kExec);
+  TrimLocked();
+  WakeLocked();
+}
+
+uint64_t ReplicationFeed::MarkSnapshot() {
+  std::lock_guard lock(mu_);
+  last_db_ = kNoDb;
+  return end_.load(std::memory_order_relaxed);
+}
+
+namespace {
+
+std::shared_ptr<Replica> MakeReplica(uint64_t client_id, std::shared_ptr<net::Link> link, std::string ip, int64_t port,
+                                     uint64_t from) {
+  auto r = std::make_shared<Replica>();
+  r->client_id = client_id;
+  r->link = link;
+  r->ip = std::move(ip);
+  r->port = port;
+  r->sent = from;
+  r->acked = from;
+  return r;
+}
+
+}  // namespace
+
+std::shared_ptr<Replica> ReplicationFeed::Add(uint64_t client_id, std::shared_ptr<net::Link> link, std::string ip,
+                                              int64_t port, uint64_t from) {
+  auto r = MakeReplica(client_id, std::move(link), std::move(ip), port, from);
+  std::lock_guard lock(mu_);
+  replicas_.push_back(r);
+  return r;
+}
+
+void ReplicationFeed::Online(const std::shared_ptr<Replica>& r) {
+  std::lock_guard lock(mu_);
+  r->online = true;
+  WakeLocked();
+}
+
+void ReplicationFeed::Remove(const Replica* r) {
+  std::lock_guard lock(mu_);
+  std::erase_if(replicas_, [r](const std::shared_ptr<Replica>& x) { return x.get() == r; });
+  TrimLocked();
+}
+
+std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, uint64_t offset, uint64_t client_id,
+                                                      std::shared_ptr<net::Link> link, std::string ip, int64_t port) {
+  if (!active() || replid != replid_) return nullptr;
+  std::lock_guard lock(mu_);
+  const uint64_t end = end_.load(std::memory_order_relaxed);
+  const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
+  if (offset < first || offset > end) return nullptr;
+  auto r = MakeReplica(client_id, std::move(link), std::move(ip), port, offset);
+  replicas_.push_back(r);
+  return r;
+}
+
+void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
+  std::vector<std::function<void()>> fire;
+  {
+    std::lock_guard lock(mu_);
+    r.acked = std::max(r.acked, offset);
+    r.ack_ms = now_ms;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      // (A waiter whose client went is dropped by the timer.)
+      if (CountAckedLocked(it->offset) >= it->count) {
+        fire.push_back(std::move(it->fn));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  for (auto& fn : fire) fn();
+}
+
+size_t ReplicationFeed::CountAckedLocked(uint64_t offset) const {
+  size_t n = 0;
+  for (const auto& r : replicas_) n += r->online && r->acked >= offset ? size_t{1} : size_t{0};
+  return n;
+}
+
+size_t ReplicationFeed::CountAcked(uint64_t offset) const {
+  std::lock_guard lock(mu_);
+  return CountAckedLocked(offset);
+}
+
+size_t ReplicationFeed::replica_count() const {
+  std::lock_guard lock(mu_);
+  return replicas_.size();
+}
+
+std::vector<Replica> ReplicationFeed::Replicas() const {
+  std::lock_guard lock(mu_);
+  std::vector<Replica> out;
+  for (const auto& r : replicas_) {
+    Replica copy;
+    copy.client_id = r->client_id;
+    copy.ip = r->ip;
+    copy.port = r->port;
+    copy.online = r->online;
+    copy.sent = r->sent;
+    copy.acked = r->acked;
+    copy.ack_ms = r->ack_ms;
+    out.push_back(std::move(copy));
+  }
+  return out;
+}
+
+std::pair<uint64_t, uint64_t> ReplicationFeed::BacklogRange() const {
+  std::lock_guard lock(mu_);
+  const uint64_t end = end_.load(std::memory_order_relaxed);
+  const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
+  return {first + 1, end - first};
+}
+
+void ReplicationFeed::OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
+                              std::function<void()> fn) {
+  std::lock_guard lock(mu_);
+  waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), std::move(fn)});
+  cv_.notify_all();
+}
+
+void ReplicationFeed::RequestAcks() {
+  static const std::string kGetack = "*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n";
+  Append(kNoDb, kGetack);
+}
+
+ReplicationFeed::~ReplicationFeed() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (timer_.joinable()) timer_.join();
+}
+
+void ReplicationFeed::TimerLoop() {
+  using Clock = std::chrono::steady_clock;
+  auto last_ping = Clock::now();
+  std::unique_lock lock(mu_);
+  while (!stop_) {
+    cv_.wait_for(lock, std::chrono::milliseconds(100));
+    if (stop_) break;
+    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    std::vector<std::function<void()>> fire;
+    for (auto it = waiters_.begin(); it != waiters_.end();) {
+      if ((it->deadline_ms != 0 && now >= it->deadline_ms) || it->link.expired()) {
+        fire.push_back(std::move(it->fn));
+        it = waiters_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+    const int64_t period = ping_period_s_.load(std::memory_order_relaxed);
+    const bool ping = !replicas_.empty() && period > 0 && Clock::now() - last_ping >= std::chrono::seconds(period);
+    lock.unlock();
+    for (auto& fn : fire) fn();
+    if (ping) {
+      last_ping = Clock::now();
+      static const std::string kPing = "*1\r\n$4\r\nPING\r\n";
+      Append(kNoDb, kPing);
+    }
+    lock.lock();
+  }
+}
+
+}  // namespace keg::server
