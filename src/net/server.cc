@@ -177,6 +177,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   int fd() const override { return fd_; }
   size_t query_buffer_bytes() const override { return qbuf_.load(std::memory_order_relaxed); }
   size_t query_buffer_free() const override { return qfree_.load(std::memory_order_relaxed); }
+  uint64_t input_consumed() const override { return consumed_; }
 
   // Once a second on the I/O thread: idle timeout and the soft output limit.
   void Tick(int64_t now_ms) {
@@ -446,6 +447,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
         qbuf_.store(end_ - begin_, std::memory_order_relaxed);
         qfree_.store(cap_ - (end_ - begin_), std::memory_order_relaxed);  // consumed bytes are reused
         begin_ += r.consumed;
+        consumed_ += r.consumed;
         if (r.status == resp::ParseStatus::kNeedMore) {
           outcome = session_->EndOfInput();
           if (outcome == Outcome::kWaitThenNext) waiting_ = true;
@@ -586,6 +588,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   std::unique_ptr<char[]> buf_;
   size_t cap_ = 0;
   size_t begin_ = 0;  // first unconsumed byte
+  uint64_t consumed_ = 0;  // bytes parsed since the connection began (input_consumed)
   size_t peeked_until_ = 0;  // the commands before this offset were handed to Session::Prefetch
   static constexpr size_t kPeekAhead = 16;
   size_t end_ = 0;    // end of the bytes read

@@ -73,6 +73,9 @@ class Link {
   virtual int fd() const = 0;
   /// Bytes in the query buffer from the command being run on (CLIENT LIST `qbuf=`). Any thread.
   virtual size_t query_buffer_bytes() const = 0;
+  /// Bytes of input parsed so far, through the end of the command being executed (a replica's
+  /// position in its primary's stream). I/O thread.
+  virtual uint64_t input_consumed() const = 0;
   /// Room left in the query buffer (CLIENT LIST `qbuf-free=`; 0 once an idle connection's buffer
   /// was released). Any thread.
   virtual size_t query_buffer_free() const = 0;

@@ -560,28 +560,12 @@ void Restore(Ctx& c) {
       o->deleted = true;
       return;
     }
-    if (payload->type != store::format::kTypeString) {
-      const std::vector<std::string_view> views(payload->elements.begin(), payload->elements.end());
-      if (views.empty()) {  // an empty collection is no key (Redis refuses such a payload)
-        o->error = "Bad data format";
-        return;
-      }
-      // Replaces the key, whatever it holds, with the payload's expiry.
-      if (payload->type == store::format::kTypeList) {
-        WriteList(txn, *server, db, key, views, false, at);
-      } else {
-        WriteCollection(txn, *server, db, key, payload->type, 0, views, false, at);
-      }
+    if (payload->type != store::format::kTypeString && payload->elements.empty()) {
+      o->error = "Bad data format";  // an empty collection is no key (Redis refuses such a payload)
       return;
     }
-    store::WriteBatch::Op op;
-    op.kind = store::WriteBatch::Kind::kPut;
-    op.db = db;
-    op.key = key;
-    op.value = std::move(payload->value);
-    op.expire_at_ms = at;
-    store::OpResult r;
-    txn.Execute(std::move(op), &r);
+    // Replaces the key, whatever it holds, with the payload's expiry.
+    WriteLoaded(txn, *server, db, key, *payload, at);
   }, std::string(c.arg(1)));
   ServerState* server = &c.server();
   // REPLACE deletes the old key and adds the new one: `new` even when the key existed (Redis).

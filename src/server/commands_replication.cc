@@ -102,7 +102,9 @@ void Replconf(Ctx& c) {
       return;
     }
     if (option == "getack") {
-      return;  // only a primary asks it, of its replicas (this server is a primary)
+      // The primary asks this replica for its offset now (WAIT); no other connection is answered.
+      if (c.client().master_link()) c.client().SendAck();
+      return;
     }
     if (option == "rdb-only") {
       if (!resp::ParseInt64(c.arg(j + 1), &v)) return c.Error(err::kNotInteger);
@@ -218,9 +220,37 @@ void SyncCommand(Ctx& c) {
   }
 }
 
-// ROLE: a primary's offset in the stream and its replicas (ip, port, acked offset).
+// REPLICAOF host port | NO ONE (and its old name SLAVEOF): follow a primary, or be one again.
+void Replicaof(Ctx& c) {
+  ReplicaOf& me = c.server().replica_of;
+  if (EqualsIgnoreCase(c.arg(1), "no") && EqualsIgnoreCase(c.arg(2), "one")) {
+    if (me.active()) {
+      me.Unfollow();
+      spdlog::info("replication: MASTER MODE enabled (user request from '{}')", c.client().peer());
+    }
+    return c.out().Ok();
+  }
+  if (c.client().replica() != nullptr) return c.Error("Command is not valid when client is a replica.");
+  int64_t port = 0;
+  if (!resp::ParseInt64(c.arg(2), &port) || port < 0 || port > 65535) return c.Error("Invalid master port");
+  if (!me.Follow(std::string(c.arg(1)), port)) return c.out().SimpleString("OK Already connected to specified master");
+  c.out().Ok();
+}
+
+// ROLE: a primary's offset in the stream and its replicas (ip, port, acked offset); a replica's
+// primary, the state of its link, and its offset.
 void Role(Ctx& c) {
   ReplicationFeed& feed = c.server().repl;
+  if (c.server().replica_of.active()) {
+    const ReplicaOf::Status st = c.server().replica_of.status();
+    c.out().ArrayHeader(5);
+    c.out().Bulk("slave");
+    c.out().Bulk(st.host);
+    c.out().Integer(st.port);
+    c.out().Bulk(st.state);
+    c.out().Integer(st.link_up ? static_cast<int64_t>(st.offset) : -1);
+    return;
+  }
   const std::vector<Replica> replicas = feed.Replicas();
   c.out().ArrayHeader(3);
   c.out().Bulk("master");
@@ -305,6 +335,8 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
 void RegisterReplicationCommands(std::vector<Command>* t) {
   t->push_back({"replconf", -1, kAdmin | kNoScript | kAllowBusy, 0, 0, 0, Replconf, "@admin @slow @dangerous"});
   t->push_back({"role", 1, kNoScript | kFast, 0, 0, 0, Role, "@admin @fast @dangerous"});
+  t->push_back({"replicaof", 3, kAdmin | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
+  t->push_back({"slaveof", 3, kAdmin | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
   t->push_back({"sync", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"psync", -3, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"wait", 3, kNoScript, 0, 0, 0, Wait, "@slow @connection"});

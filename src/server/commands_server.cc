@@ -335,7 +335,31 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   }
   if (want("replication")) {
     begin("Replication");
-    Field(&s, "role", std::string("master"));
+    if (st.replica_of.active()) {
+      // A replica's fields, in Redis's order (Sentinel reads them).
+      const ReplicaOf::Status me = st.replica_of.status();
+      int64_t priority = 100;
+      bool read_only = true;
+      {
+        std::lock_guard lock(st.config_mu);
+        priority = st.config.replica_priority;
+        read_only = st.config.replica_read_only;
+      }
+      Field(&s, "role", std::string("slave"));
+      Field(&s, "master_host", me.host);
+      Field(&s, "master_port", me.port);
+      Field(&s, "master_link_status", std::string(me.link_up ? "up" : "down"));
+      Field(&s, "master_last_io_seconds_ago", me.last_io_s);
+      Field(&s, "master_sync_in_progress", me.sync_in_progress ? 1 : 0);
+      Field(&s, "slave_read_repl_offset", static_cast<int64_t>(me.read_offset));
+      Field(&s, "slave_repl_offset", static_cast<int64_t>(me.offset));
+      if (!me.link_up) Field(&s, "master_link_down_since_seconds", me.down_since_s);
+      Field(&s, "slave_priority", priority);
+      Field(&s, "slave_read_only", read_only ? 1 : 0);
+      Field(&s, "replica_announced", 1);
+    } else {
+      Field(&s, "role", std::string("master"));
+    }
     const std::vector<Replica> replicas = st.repl.Replicas();
     Field(&s, "connected_slaves", static_cast<int64_t>(replicas.size()));
     const int64_t now_ms =
@@ -349,9 +373,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     }
     Field(&s, "master_failover_state", std::string("no-failover"));
     Field(&s, "master_replid", st.repl.replid());
-    Field(&s, "master_replid2", std::string(40, '0'));
+    Field(&s, "master_replid2", st.repl.replid2());
     Field(&s, "master_repl_offset", static_cast<int64_t>(st.repl.offset()));
-    Field(&s, "second_repl_offset", -1);
+    Field(&s, "second_repl_offset", st.repl.second_offset());
     const auto [first, histlen] = st.repl.BacklogRange();
     Field(&s, "repl_backlog_active", st.repl.active() ? 1 : 0);
     Field(&s, "repl_backlog_size", static_cast<int64_t>(st.repl.backlog_size()));

@@ -185,6 +185,27 @@ const std::vector<Directive>& Table() {
                  },
                  [](const Config& c) { return KeyspaceEventsString(c.notify_keyspace_events); }});
     t.push_back(String("dir", &Config::dir, false));
+    t.push_back(String("masterauth", &Config::masterauth, true));
+    t.push_back(String("masteruser", &Config::masteruser, true));
+    t.push_back(Bool("replica-read-only", &Config::replica_read_only, true));
+    t.push_back(Bool("slave-read-only", &Config::replica_read_only, true));
+    t.push_back(Bool("replica-serve-stale-data", &Config::replica_serve_stale_data, true));
+    t.push_back(Bool("slave-serve-stale-data", &Config::replica_serve_stale_data, true));
+    t.push_back(Int("replica-priority", &Config::replica_priority, 0, INT_MAX, true));
+    t.push_back(Int("slave-priority", &Config::replica_priority, 0, INT_MAX, true));
+    t.push_back(Int("repl-backlog-size", &Config::repl_backlog_size, 1, LLONG_MAX, true, true));
+    t.push_back(Int("repl-ping-replica-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
+    t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
+    t.push_back(Int("repl-timeout", &Config::repl_timeout, 1, INT_MAX, true));
+    t.push_back({"replicaof", false,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 2) return std::string("wrong number of arguments");
+                   int64_t port = 0;
+                   if (!resp::ParseInt64(a[1], &port) || port < 0 || port > 65535) return std::string("Invalid master port");
+                   c.replicaof = std::string(a[0]) + " " + std::string(a[1]);
+                   return std::string();
+                 },
+                 [](const Config& c) { return c.replicaof; }});
     t.push_back(Int("slowlog-log-slower-than", &Config::slowlog_log_slower_than, -1, kMax, true));
     t.push_back(Int("slowlog-max-len", &Config::slowlog_max_len, 0, LONG_MAX, true));
     t.push_back(Int("latency-monitor-threshold", &Config::latency_monitor_threshold, 0, kMax, true));

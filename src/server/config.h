@@ -46,7 +46,17 @@ struct Config {
   int64_t pubsub_output_hard = 32ll << 20;  // client-output-buffer-limit pubsub <hard> <soft> <seconds>
   int64_t pubsub_output_soft = 8ll << 20;
   int64_t pubsub_output_soft_seconds = 60;
-  int64_t replica_output_hard = 256ll << 20;  // the replica class (kept for CONFIG GET until replication)
+  // Replication (Redis's names and defaults; replica.h, replication.h).
+  std::string masterauth;
+  std::string masteruser;
+  bool replica_read_only = true;         // alias slave-read-only
+  bool replica_serve_stale_data = true;  // alias slave-serve-stale-data
+  int64_t replica_priority = 100;        // alias slave-priority (INFO, for Sentinel)
+  int64_t repl_backlog_size = 1ll << 20;
+  int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
+  int64_t repl_timeout = 60;
+  std::string replicaof;                  // "host port" from the config file, followed at start
+  int64_t replica_output_hard = 256ll << 20;  // client-output-buffer-limit replica <hard> <soft> <seconds>
   int64_t replica_output_soft = 64ll << 20;
   int64_t replica_output_soft_seconds = 60;
   // Logging.

@@ -209,6 +209,9 @@ int main(int argc, char** argv) {
   // Before Start: an INFO from the first client may read it.
   state.traffic = [&server] { return server.GetTraffic(); };
   state.io_barrier = [&server](std::function<void()> done) { server.Barrier(std::move(done)); };
+  state.adopt = [&server](int fd, std::function<std::unique_ptr<keg::net::Session>(keg::net::Link*)> make) {
+    return server.Adopt(fd, std::move(make));
+  };
   // SIGINT / SIGTERM shut down cleanly from the moment a client can see the port (a signal sent
   // right after the first PING must not find the default action, which kills).
   asio::io_context main_io;
@@ -240,6 +243,14 @@ int main(int argc, char** argv) {
                                          keg::server::UsedMemory()};
   });
   spdlog::info("Ready to accept connections on port {}", state.port);
+  std::string replicaof;
+  {
+    std::lock_guard lock(state.config_mu);
+    replicaof = state.config.replicaof;
+  }
+  if (const size_t space = replicaof.find(' '); space != std::string::npos) {  // the replicaof directive
+    (void)state.replica_of.Follow(replicaof.substr(0, space), std::stoll(replicaof.substr(space + 1)));
+  }
 
   // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN.
   stop.get_future().wait();
@@ -253,6 +264,7 @@ int main(int argc, char** argv) {
   state.pause.Unpause();  // paused connections run their commands before the store closes
   state.cold_reads->Stop();  // finishes the fetches queued (their commands then run)
   state.blocking.Stop();  // its thread queues writes (serving blocked clients): not once the store goes
+  state.replica_of.Stop();  // a sync being loaded writes to the store
   state.jobs.Wait();  // snapshots being sent read the store
   // Close drains the writer queue (their replies are posted to the still-running I/O threads),
   // fsyncs and releases the directory lock.

@@ -130,6 +130,7 @@ class Reader {
  public:
   explicit Reader(std::string_view bytes) : bytes_(bytes) {}
   bool AtEnd() const { return pos_ == bytes_.size(); }
+  size_t Remaining() const { return bytes_.size() - pos_; }
   bool Byte(uint8_t* b) {
     if (pos_ >= bytes_.size()) return false;
     *b = static_cast<uint8_t>(bytes_[pos_++]);
@@ -459,7 +460,7 @@ LoadResult LoadZset(uint8_t type, Reader& in, uint64_t body_size, uint64_t max_l
     std::vector<std::string> flat;
     std::string lp;
     if (!LoadStringObject(in, max_len, &lp) || !ParseListpack(lp, max_len, &flat) || flat.empty() ||
-        flat.size() % 2 != 0 || !in.AtEnd()) {
+        flat.size() % 2 != 0) {
       return LoadResult::kBadFormat;
     }
     for (size_t i = 0; i < flat.size(); i += 2) {
@@ -495,7 +496,6 @@ LoadResult LoadZset(uint8_t type, Reader& in, uint64_t body_size, uint64_t max_l
       out->elements.push_back(std::move(member));
       out->elements.push_back(ScoreBytes(score));
     }
-    if (!in.AtEnd()) return LoadResult::kBadFormat;
   }
   // Redis refuses a sorted set with a duplicate member (corrupt-dump tests): so does keg.
   std::vector<std::string_view> members;
@@ -507,12 +507,12 @@ LoadResult LoadZset(uint8_t type, Reader& in, uint64_t body_size, uint64_t max_l
 
 }  // namespace
 
-LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
-  const std::optional<std::string_view> body = CheckFooter(payload);
-  if (!body) return LoadResult::kBadVersionOrChecksum;
-  Reader in(*body);
-  uint8_t type = 0;
-  if (!in.Byte(&type)) return LoadResult::kBadFormat;
+namespace {
+
+// One object of RDB type `type` (a DUMP payload's, or a key's in an RDB file) from `in`, which it
+// may not read to its end. Counts are checked against the bytes left before anything is allocated.
+LoadResult LoadObject(uint8_t type, Reader& in, uint64_t max_len, Loaded* out) {
+  const uint64_t limit = in.Remaining();
   if (type == kTypeString) {
     out->type = 0;
     return LoadStringObject(in, max_len, &out->value) ? LoadResult::kOk : LoadResult::kBadFormat;
@@ -523,19 +523,18 @@ LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
     if (type == kTypeHashListpack) {  // what redis-server 7.0 writes for a small hash
       std::string lp;
       if (!LoadStringObject(in, max_len, &lp) || !ParseListpack(lp, max_len, &out->elements) ||
-          out->elements.empty() || out->elements.size() % 2 != 0 || !in.AtEnd()) {
+          out->elements.empty() || out->elements.size() % 2 != 0) {
         return LoadResult::kBadFormat;
       }
     } else {
       uint64_t n = 0;
       bool encoded = false;
-      if (!in.Length(&n, &encoded) || encoded || n == 0 || n > body->size()) return LoadResult::kBadFormat;
+      if (!in.Length(&n, &encoded) || encoded || n == 0 || n > limit) return LoadResult::kBadFormat;
       for (uint64_t i = 0; i < 2 * n; ++i) {
         std::string e;
         if (!LoadStringObject(in, max_len, &e)) return LoadResult::kBadFormat;
         out->elements.push_back(std::move(e));
       }
-      if (!in.AtEnd()) return LoadResult::kBadFormat;
     }
     // Redis refuses a hash with a duplicate field (corrupt-dump tests): so does keg.
     std::vector<std::string_view> fields;
@@ -549,20 +548,19 @@ LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
     out->elements.clear();
     if (type == kTypeSetIntset) {
       std::string is;
-      if (!LoadStringObject(in, max_len, &is) || !ParseIntset(is, &out->elements) || !in.AtEnd()) {
+      if (!LoadStringObject(in, max_len, &is) || !ParseIntset(is, &out->elements)) {
         return LoadResult::kBadFormat;
       }
       return LoadResult::kOk;
     }
     uint64_t n = 0;
     bool encoded = false;
-    if (!in.Length(&n, &encoded) || encoded || n == 0 || n > body->size()) return LoadResult::kBadFormat;
+    if (!in.Length(&n, &encoded) || encoded || n == 0 || n > limit) return LoadResult::kBadFormat;
     for (uint64_t i = 0; i < n; ++i) {
       std::string e;
       if (!LoadStringObject(in, max_len, &e)) return LoadResult::kBadFormat;
       out->elements.push_back(std::move(e));
     }
-    if (!in.AtEnd()) return LoadResult::kBadFormat;
     std::vector<std::string_view> sorted(out->elements.begin(), out->elements.end());
     std::sort(sorted.begin(), sorted.end());
     if (std::adjacent_find(sorted.begin(), sorted.end()) != sorted.end()) return LoadResult::kBadFormat;
@@ -573,7 +571,7 @@ LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
     out->elements.clear();
     uint64_t n = 0;
     bool encoded = false;
-    if (!in.Length(&n, &encoded) || encoded || n == 0 || n > body->size()) return LoadResult::kBadFormat;
+    if (!in.Length(&n, &encoded) || encoded || n == 0 || n > limit) return LoadResult::kBadFormat;
     for (uint64_t i = 0; i < n; ++i) {
       if (type == kTypeList) {
         std::string e;
@@ -598,14 +596,27 @@ LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
         return LoadResult::kBadFormat;  // Redis refuses an empty node (corrupt-dump tests)
       }
     }
-    if (!in.AtEnd()) return LoadResult::kBadFormat;
     return LoadResult::kOk;
   }
   if (type == kTypeZset || type == kTypeZset2 || type == kTypeZsetListpack) {
-    return LoadZset(type, in, body->size(), max_len, out);
+    return LoadZset(type, in, limit, max_len, out);
   }
   const bool object_type = type <= 7 || (type >= 9 && type <= 21);
   return object_type ? LoadResult::kUnsupportedType : LoadResult::kBadFormat;
+}
+
+}  // namespace
+
+LoadResult LoadValue(std::string_view payload, uint64_t max_len, Loaded* out) {
+  const std::optional<std::string_view> body = CheckFooter(payload);
+  if (!body) return LoadResult::kBadVersionOrChecksum;
+  Reader in(*body);
+  uint8_t type = 0;
+  if (!in.Byte(&type)) return LoadResult::kBadFormat;
+  const LoadResult r = LoadObject(type, in, max_len, out);
+  // (A string's payload was never held to its end: as before, and as Redis reads it.)
+  if (r == LoadResult::kOk && type != kTypeString && !in.AtEnd()) return LoadResult::kBadFormat;
+  return r;
 }
 
 LoadResult LoadString(std::string_view payload, uint64_t max_len, std::string* value) {
@@ -666,6 +677,91 @@ bool FileKey(std::string* out, std::string_view key, std::string_view dump_paylo
   PutStringObject(out, key);
   out->append(dump_payload.substr(1, dump_payload.size() - 11));
   return true;
+}
+
+LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit) {
+  constexpr uint8_t kOpcodeFunctionOld = 246, kOpcodeModuleAux = 247, kOpcodeIdle = 248, kOpcodeFreq = 249,
+                    kOpcodeResizeDb = 251, kOpcodeExpireTime = 253;
+  if (file.size() < 9 + 1 + 8 || file.substr(0, 5) != "REDIS") return LoadResult::kBadFormat;
+  int version = 0;
+  for (char ch : file.substr(5, 4)) {
+    if (ch < '0' || ch > '9') return LoadResult::kBadFormat;
+    version = version * 10 + (ch - '0');
+  }
+  if (version < 1 || version > kVersion) return LoadResult::kBadVersionOrChecksum;
+  // The CRC64 of everything before it (0: the writer did not compute one, rdbchecksum no).
+  uint64_t crc = 0;
+  for (int i = 7; i >= 0; --i) crc = (crc << 8) | static_cast<uint8_t>(file[file.size() - 8 + static_cast<size_t>(i)]);
+  if (crc != 0 && Crc64(0, file.substr(0, file.size() - 8)) != crc) return LoadResult::kBadVersionOrChecksum;
+  Reader in(file.substr(9, file.size() - 9 - 8));
+  uint32_t db = 0;
+  int64_t expire_at_ms = 0;
+  for (;;) {
+    uint8_t op = 0;
+    if (!in.Byte(&op)) return LoadResult::kBadFormat;  // no EOF opcode
+    std::string_view raw;
+    uint64_t len = 0;
+    bool encoded = false;
+    switch (op) {
+      case kOpcodeEof:
+        return in.AtEnd() ? LoadResult::kOk : LoadResult::kBadFormat;
+      case kOpcodeSelectDb:
+        if (!in.Length(&len, &encoded) || encoded || len > UINT32_MAX) return LoadResult::kBadFormat;
+        db = static_cast<uint32_t>(len);
+        continue;
+      case kOpcodeResizeDb: {
+        uint64_t expires = 0;
+        if (!in.Length(&len, &encoded) || encoded || !in.Length(&expires, &encoded) || encoded) return LoadResult::kBadFormat;
+        continue;
+      }
+      case kOpcodeAux: {
+        std::string key;
+        std::string value;
+        if (!LoadStringObject(in, max_len, &key) || !LoadStringObject(in, max_len, &value)) return LoadResult::kBadFormat;
+        if (visit.aux) visit.aux(key, value);
+        continue;
+      }
+      case kOpcodeExpireTimeMs: {
+        if (!in.Bytes(8, &raw)) return LoadResult::kBadFormat;
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
+        expire_at_ms = static_cast<int64_t>(v);
+        continue;
+      }
+      case kOpcodeExpireTime: {
+        if (!in.Bytes(4, &raw)) return LoadResult::kBadFormat;
+        uint32_t v = 0;
+        for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
+        expire_at_ms = int64_t{static_cast<int32_t>(v)} * 1000;
+        continue;
+      }
+      case kOpcodeIdle:
+        if (!in.Length(&len, &encoded) || encoded) return LoadResult::kBadFormat;
+        continue;
+      case kOpcodeFreq:
+        if (!in.Byte(&op)) return LoadResult::kBadFormat;
+        continue;
+      case kOpcodeFunction2: {
+        std::string code;
+        if (!LoadStringObject(in, max_len, &code)) return LoadResult::kBadFormat;
+        if (visit.function && !visit.function(std::move(code))) return LoadResult::kBadFormat;
+        continue;
+      }
+      case kOpcodeFunctionOld:
+      case kOpcodeModuleAux:
+        return LoadResult::kUnsupportedType;
+      default:
+        break;
+    }
+    // A key: its value's type (op), its name, its object.
+    std::string key;
+    if (!LoadStringObject(in, max_len, &key)) return LoadResult::kBadFormat;
+    Loaded value;
+    const LoadResult r = LoadObject(op, in, max_len, &value);
+    if (r != LoadResult::kOk) return r;
+    if (!visit.key(db, std::move(key), std::move(value), expire_at_ms)) return LoadResult::kBadFormat;
+    expire_at_ms = 0;
+  }
 }
 
 void FileEnd(std::string* out) {

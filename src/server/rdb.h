@@ -10,6 +10,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -72,6 +73,20 @@ bool FileKey(std::string* out, std::string_view key, std::string_view dump_paylo
 /// RDB file holds after its aux fields); false when it is too short to be one.
 bool FileFunctions(std::string* out, std::string_view function_dump);
 void FileEnd(std::string* out);
+
+/// What LoadFile reports, in the file's order. Returning false stops it (kBadFormat).
+struct FileVisitor {
+  std::function<void(std::string_view name, std::string_view value)> aux;  ///< may be null
+  /// A function library's code (RDB_OPCODE_FUNCTION2).
+  std::function<bool(std::string code)> function;
+  /// A key of database `db` with its value, and its expiry (0: none; may be past).
+  std::function<bool(uint32_t db, std::string key, Loaded value, int64_t expire_at_ms)> key;
+};
+/// Reads a whole RDB file (versions 1 to 10, as a full sync from redis-server 7.0 or keg sends):
+/// its checksum (unless 0), aux fields, function libraries, databases and keys with their expiry
+/// (LRU / LFU hints skipped). kUnsupportedType for what keg cannot load (module data, Redis 7.0's
+/// streams); every length is checked against the bytes left.
+LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit);
 
 /// FUNCTION DUMP: each library's code as an RDB_OPCODE_FUNCTION2 entry, then version and CRC64,
 /// byte for byte as redis-server 7.0 writes it (FUNCTION RESTORE on either side reads it).

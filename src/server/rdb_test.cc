@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <string>
+#include <vector>
 
 namespace keg::server::rdb {
 namespace {
@@ -57,6 +58,43 @@ TEST(Rdb, RefusesBadPayloads) {
             LoadResult::kUnsupportedType);
   // Longer than the limit.
   EXPECT_EQ(LoadString(DumpString(std::string(5000, 'a')), 1000, &out), LoadResult::kBadFormat);
+}
+
+TEST(Rdb, LoadFileReadsWhatFileKeyWrote) {
+  std::string file;
+  FileHeader(&file, 1700000000000);
+  ASSERT_TRUE(FileFunctions(&file, DumpFunctions({"#!lua name=lib\nredis.register_function('f', function() return 1 end)"})));
+  FileSelectDb(&file, 0);
+  ASSERT_TRUE(FileKey(&file, "s", DumpString("hello"), 0));
+  ASSERT_TRUE(FileKey(&file, "n", DumpString("12345"), 1700000001234));
+  FileSelectDb(&file, 7);
+  ASSERT_TRUE(FileKey(&file, "l", DumpList({"a", "b", "c"}), 0));
+  ASSERT_TRUE(FileKey(&file, "h", DumpHash({"f", "v", "g", "w"}), 0));
+  FileEnd(&file);
+  std::vector<std::string> seen;
+  std::vector<std::string> codes;
+  FileVisitor v;
+  v.function = [&](std::string code) {
+    codes.push_back(std::move(code));
+    return true;
+  };
+  v.key = [&](uint32_t db, std::string key, Loaded value, int64_t at) {
+    seen.push_back(std::to_string(db) + ":" + key + ":" + std::to_string(value.type) + ":" +
+                   (value.type == 0 ? value.value : std::to_string(value.elements.size())) + ":" + std::to_string(at));
+    return true;
+  };
+  ASSERT_EQ(LoadFile(file, 1 << 20, v), LoadResult::kOk);
+  EXPECT_EQ(codes.size(), 1u);
+  EXPECT_EQ(seen, (std::vector<std::string>{"0:s:0:hello:0", "0:n:0:12345:1700000001234", "7:l:1:3:0", "7:h:4:4:0"}));
+  // Any flipped byte fails the file's checksum; a cut file has no EOF; a bad magic is refused.
+  std::string flipped = file;
+  flipped[file.size() / 2] = static_cast<char>(flipped[file.size() / 2] ^ 1);
+  EXPECT_EQ(LoadFile(flipped, 1 << 20, v), LoadResult::kBadVersionOrChecksum);
+  EXPECT_NE(LoadFile(file.substr(0, file.size() - 20), 1 << 20, v), LoadResult::kOk);
+  EXPECT_EQ(LoadFile("NOTRDB0010" + file.substr(10), 1 << 20, v), LoadResult::kBadFormat);
+  // A visitor that refuses stops the load.
+  v.key = [](uint32_t, std::string, Loaded, int64_t) { return false; };
+  EXPECT_EQ(LoadFile(file, 1 << 20, v), LoadResult::kBadFormat);
 }
 
 }  // namespace

@@ -48,6 +48,69 @@ void AppendCommand(std::string* out, std::initializer_list<std::string_view> arg
 
 ReplicationFeed::ReplicationFeed() : replid_(RandomHex40()) {}
 
+std::string ReplicationFeed::replid() const {
+  std::lock_guard lock(mu_);
+  return replid_;
+}
+
+std::string ReplicationFeed::replid2() const {
+  std::lock_guard lock(mu_);
+  return replid2_;
+}
+
+int64_t ReplicationFeed::second_offset() const {
+  std::lock_guard lock(mu_);
+  return second_offset_;
+}
+
+void ReplicationFeed::StartHistory(std::string replid, uint64_t offset) {
+  std::vector<std::shared_ptr<Replica>> dropped;
+  {
+    std::lock_guard lock(mu_);
+    replid_ = std::move(replid);
+    replid2_ = std::string(40, '0');
+    second_offset_ = -1;
+    blocks_.clear();
+    end_.store(offset, std::memory_order_release);
+    last_db_ = kNoDb;
+    dropped.swap(replicas_);
+  }
+  for (const auto& r : dropped) {
+    if (std::shared_ptr<net::Link> link = r->link.lock()) link->Post([link] { link->CloseNow(); });
+  }
+}
+
+void ReplicationFeed::ShiftHistoryLocked(std::string replid) {
+  replid2_ = std::move(replid_);
+  second_offset_ = static_cast<int64_t>(end_.load(std::memory_order_relaxed)) + 1;
+  replid_ = std::move(replid);
+  // The replicas of this server learn the new id by reconnecting: their PSYNC of the old one
+  // continues (+CONTINUE <new id>), as Redis's shiftReplicationId and disconnectSlaves.
+  for (const auto& r : replicas_) {
+    if (std::shared_ptr<net::Link> link = r->link.lock()) link->Post([link] { link->CloseNow(); });
+  }
+}
+
+void ReplicationFeed::ContinueAs(std::string replid) {
+  std::lock_guard lock(mu_);
+  if (replid == replid_) return;
+  ShiftHistoryLocked(std::move(replid));
+}
+
+void ReplicationFeed::Promote() {
+  std::lock_guard lock(mu_);
+  ShiftHistoryLocked(RandomHex40());
+  last_db_ = kNoDb;  // the primary's last SELECT is not known here
+  forwarding_.store(false, std::memory_order_relaxed);
+}
+
+void ReplicationFeed::Forward(std::string_view bytes) {
+  std::lock_guard lock(mu_);
+  AppendLocked(bytes);
+  TrimLocked();
+  WakeLocked();
+}
+
 void ReplicationFeed::set_backlog_size(uint64_t bytes) {
   backlog_size_.store(std::max<uint64_t>(bytes, 16 * 1024), std::memory_order_relaxed);
   std::lock_guard lock(mu_);
@@ -246,11 +309,15 @@ void ReplicationFeed::Remove(const Replica* r) {
 
 std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, uint64_t offset, uint64_t client_id,
                                                       std::shared_ptr<net::Link> link, std::string ip, int64_t port) {
-  if (!active() || replid != replid_) return nullptr;
+  if (!active()) return nullptr;
   std::lock_guard lock(mu_);
   const uint64_t end = end_.load(std::memory_order_relaxed);
   const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
-  if (offset < first || offset > end) return nullptr;
+  // This history, or the one before a promotion up to where it ended (PSYNC's offsets count from
+  // 1: second_offset_ is the first one the old history does not have).
+  const bool ours = replid == replid_ ||
+                    (replid == replid2_ && static_cast<int64_t>(offset) + 1 <= second_offset_);
+  if (!ours || offset < first || offset > end) return nullptr;
   auto r = MakeReplica(client_id, std::move(link), std::move(ip), port, offset);
   replicas_.push_back(r);
   return r;
@@ -354,7 +421,8 @@ void ReplicationFeed::TimerLoop() {
       }
     }
     const int64_t period = ping_period_s_.load(std::memory_order_relaxed);
-    const bool ping = !replicas_.empty() && period > 0 && Clock::now() - last_ping >= std::chrono::seconds(period);
+    const bool ping = !replicas_.empty() && period > 0 && !forwarding() &&
+                      Clock::now() - last_ping >= std::chrono::seconds(period);
     lock.unlock();
     for (auto& fn : fire) fn();
     if (ping) {

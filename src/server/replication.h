@@ -93,8 +93,13 @@ class ReplicationFeed {
   /// Write commands say what they propagate only while this is true: from the first replica on
   /// (Redis creates its backlog then, and keeps it). One relaxed load.
   bool active() const { return active_.load(std::memory_order_relaxed); }
-  /// The replication id (40 hex digits) and the stream's end offset (master_repl_offset).
-  const std::string& replid() const { return replid_; }
+  /// The replication id (40 hex digits) and the stream's end offset (master_repl_offset). On a
+  /// replica, its primary's: the stream is the primary's, forwarded byte for byte.
+  std::string replid() const;
+  /// The history before the last change of id (a promotion): replid2 and second_repl_offset (the
+  /// first offset it does not cover; -1 when none).
+  std::string replid2() const;
+  int64_t second_offset() const;
   uint64_t offset() const { return end_.load(std::memory_order_acquire); }
   void set_backlog_size(uint64_t bytes);
   uint64_t backlog_size() const { return backlog_size_.load(std::memory_order_relaxed); }
@@ -113,6 +118,22 @@ class ReplicationFeed {
   /// At a full sync's snapshot moment: the offset the snapshot is at; the next command appended
   /// names its database (a new replica knows none).
   uint64_t MarkSnapshot();
+
+  // ---- This server as a replica (replica.h).
+  /// A full sync from a primary: the stream is now its history `replid` at `offset` (the bytes
+  /// held are dropped, and the replicas of this server, whose history that was, disconnected).
+  void StartHistory(std::string replid, uint64_t offset);
+  /// The primary's +CONTINUE named a new id (it was promoted): the old one stays valid up to here.
+  void ContinueAs(std::string replid);
+  /// Appends bytes of the primary's stream as they are (no SELECT of its own). Any thread, in
+  /// the primary's order.
+  void Forward(std::string_view bytes);
+  /// While forwarding, the feed adds nothing of its own (no PING): its offsets are the primary's.
+  void set_forwarding(bool on) { forwarding_.store(on, std::memory_order_relaxed); }
+  bool forwarding() const { return forwarding_.load(std::memory_order_relaxed); }
+  /// REPLICAOF NO ONE: a new history starts here; the old id stays valid up to here, so replicas
+  /// of the old primary continue with this one (PSYNC of replid2).
+  void Promote();
 
   // ---- Replicas (their connection's I/O thread).
   /// Creates the backlog (once): from here on writes are captured.
@@ -173,6 +194,8 @@ class ReplicationFeed {
   // The feed's thread ("keg-repl", from Activate): WAIT's deadlines, the periodic PING.
   void TimerLoop();
   void AppendLocked(std::string_view bytes);
+  // A new id from here on; the old one stays valid up to here (replid2 / second_repl_offset).
+  void ShiftHistoryLocked(std::string replid);
   // A SELECT first when `db` is not the stream's last database (kNoDb: none needed).
   void SelectLocked(uint32_t db);
   // Writes `cmds` with the SELECTs they need, in MULTI ... EXEC as a whole (`wrap_all`) or by
@@ -185,7 +208,10 @@ class ReplicationFeed {
   size_t CountAckedLocked(uint64_t offset) const;
 
   std::atomic<bool> active_{false};
-  std::string replid_;
+  std::atomic<bool> forwarding_{false};
+  std::string replid_;   // under mu_
+  std::string replid2_ = std::string(40, '0');
+  int64_t second_offset_ = -1;
   std::atomic<uint64_t> backlog_size_{1 << 20};
   std::atomic<uint64_t> end_{0};
   // The writer role's: the database the stream's last command acted in (kNoDb: none yet).

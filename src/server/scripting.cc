@@ -1521,6 +1521,11 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       *error = "Write commands are not allowed from read-only scripts.";
       return "";
     }
+    if (server_.replica_of.active() && server_.replica_read_only.load(std::memory_order_relaxed) &&
+        !r.run->client->master_link()) {
+      *error = "-READONLY You can't write against a read only replica.";
+      return "";
+    }
     wrote_.store(true, std::memory_order_release);  // from now on SCRIPT KILL cannot stop it
   }
   DirectRun& direct = call_direct_;  // reused: its batch keeps its capacity from call to call

@@ -677,6 +677,10 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 }
 
 ClientSession::~ClientSession() {
+  if (master_link_) {
+    spdlog::info("replication: the link with the primary ({}) closed", link_->peer());
+    server_.replica_of.LinkClosed(master_gen_);
+  }
   if (replica_) {
     spdlog::info("replication: connection with replica {} lost", link_->peer());
     server_.repl.Remove(replica_.get());
@@ -692,7 +696,7 @@ ClientSession::~ClientSession() {
 }
 
 uint32_t ClientSession::idle_timeout_seconds() const {
-  if (replica_) return 0;  // a replica is never an idle client (repl-timeout covers it)
+  if (replica_ || master_link_) return 0;  // replication links are never idle clients (repl-timeout covers them)
   return server_.timeout.load(std::memory_order_relaxed);
 }
 
@@ -1052,7 +1056,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
   // What it propagates to replicas (one relaxed load while none is attached).
-  if (server_.repl.active() && batch_.size() > first_op &&
+  if (server_.repl.active() && !master_link_ && batch_.size() > first_op &&
       (((cmd.flags | target.flags) & kWrite) != 0 || ctx.propagation_mode() != 0)) {
     Capture(cmd, ctx, first_op);
   }
@@ -1095,6 +1099,47 @@ void ClientSession::BecomeReplica(std::shared_ptr<Replica> r) {
   reply_off_ = true;  // a replica gets the stream, never replies (Redis's CLIENT_SLAVE)
 }
 
+void ClientSession::BecomeMasterLink(uint64_t gen, uint64_t offset) {
+  master_link_ = true;
+  master_gen_ = gen;
+  master_base_ = offset;
+  last_cmd_end_ = offset;
+  reply_off_ = true;  // the primary gets no replies, but to REPLCONF GETACK (Redis's master client)
+  set_name("");
+}
+
+void ClientSession::SendAck() {
+  const std::string offset = std::to_string(server_.replica_of.applied());
+  std::string ack;
+  AppendCommand(&ack, {"REPLCONF", "ACK", offset});
+  link_->out().Push(ack);
+  link_->Flush();
+}
+
+void ClientSession::ForwardFromMaster(std::span<const std::string_view> args) {
+  const uint64_t end = master_base_ + link_->input_consumed();
+  server_.replica_of.Heard();
+  server_.replica_of.Read(end);
+  if (forwarded_) {  // EXEC: with its batch
+    forwarded_ = false;
+    return;
+  }
+  std::string raw;
+  AppendCommand(&raw, args);
+  last_cmd_end_ = end;
+  if (!steps_.empty()) {
+    // After the writes pending before it (its own included), once they are durable.
+    Propagation p;
+    p.first_op = batch_.size();
+    p.always = true;
+    p.command = PropagatedCommand{ReplicationFeed::kNoDb, std::move(raw)};
+    props_.push_back(std::move(p));
+    return;
+  }
+  server_.repl.Forward(raw);
+  if (!busy_) server_.replica_of.Applied(end);
+}
+
 void ClientSession::ReplyError(std::string_view text) {
   if (steps_.empty()) {
     link_->out().Error(text);
@@ -1113,6 +1158,7 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
     out.set_muted(false);
     return r;
   }
+  if (master_link_) ForwardFromMaster(args);
   fetched_ = false;  // the fetch was for this command, however it ended
   skip_armed_ = skip_requested_;  // SKIP mutes the command after it
   skip_requested_ = false;
@@ -1161,9 +1207,16 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
     return Reject(*cmd, "-NOAUTH Authentication required.");
   }
   if (acl_version_ != server_.acl.version()) RefreshUser();
-  if (!user_->unrestricted()) {
+  if (!user_->unrestricted() && !master_link_) {
     if (const std::string denied = CheckAcl(*cmd, args, false); !denied.empty()) {
       return Reject(*cmd, denied);
+    }
+  }
+  // A read-only replica takes writes from its primary alone (Redis's -READONLY).
+  if (server_.replica_of.active() && !master_link_ && server_.replica_read_only.load(std::memory_order_relaxed)) {
+    const Command* sub = (!cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
+    if (((cmd->flags | (sub != nullptr ? sub->flags : 0)) & kWrite) != 0) {
+      return Reject(*cmd, "-READONLY You can't write against a read only replica.");
     }
   }
   if (server_.tracking.clients() > 0) {
@@ -1448,6 +1501,8 @@ net::Outcome ClientSession::Submit(bool exec) {
   if (exec) flight->owned_args = std::move(queued_);
   flight->props = std::move(props_);
   props_.clear();
+  flight->input_end = last_cmd_end_;
+  flight->forward = master_link_;
   steps_.clear();
   queued_.clear();
   store::WriteBatch batch = std::move(batch_);
@@ -1456,6 +1511,10 @@ net::Outcome ClientSession::Submit(bool exec) {
   if (batch.empty() && !exec) {
     std::vector<store::OpResult> none;
     RunSteps(*flight, none);
+    if (master_link_) {  // commands that wrote nothing (failed): forwarded all the same
+      for (Propagation& p : flight->props) server_.repl.Forward(p.command.resp);
+      server_.replica_of.Applied(flight->input_end);
+    }
     return net::Outcome::kDone;
   }
   ServerState* server = &server_;
@@ -1490,7 +1549,8 @@ net::Outcome ClientSession::Submit(bool exec) {
         // The writer role, the group durable: what the batch propagates joins the stream here, in
         // the order groups are applied.
         if (!flight->props.empty() && status.ok()) {
-          server->repl.AppendBatch(flight->props, results, flight->exec);
+          // (The master link's are its primary's bytes, MULTI and EXEC included: never wrapped.)
+          server->repl.AppendBatch(flight->props, results, flight->exec && !flight->forward);
           flight->write_offset = server->repl.offset();
         }
         Deliver(inbox, this, keep, [this, flight, status, results = std::move(results)]() mutable {
@@ -1513,6 +1573,7 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
   busy_ = false;
   write_in_flight_ = false;
   write_offset_ = std::max(write_offset_, flight.write_offset);
+  if (master_link_ && status.ok()) server_.replica_of.Applied(flight.input_end);
   resp::ReplyBuffer& out = link_->out();
   const bool was_muted = out.muted();
   out.set_muted(flight.muted);
@@ -1802,6 +1863,16 @@ void ClientSession::Exec(Ctx& ctx) {
     RunSteps(*flight, none);  // still in EXEC: MONITOR refuses, DBSIZE counts here
     in_exec_ = false;
     return;
+  }
+  if (master_link_) {
+    // The primary's EXEC goes to this server's stream with the transaction's batch.
+    Propagation p;
+    p.first_op = batch_.size();
+    p.always = true;
+    p.command = PropagatedCommand{ReplicationFeed::kNoDb, "*1\r\n$4\r\nEXEC\r\n"};
+    props_.push_back(std::move(p));
+    last_cmd_end_ = master_base_ + link_->input_consumed();
+    forwarded_ = true;
   }
   Submit(true);
   suspended_ = true;

@@ -66,6 +66,13 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   Replica* replica() const { return replica_.get(); }
   /// The stream's offset after this client's last write (WAIT).
   uint64_t write_offset() const { return write_offset_; }
+  /// This connection is the link to this server's primary (replica.h), of ReplicaOf generation
+  /// `gen`, its input starting at stream offset `offset`.
+  void BecomeMasterLink(uint64_t gen, uint64_t offset);
+  bool master_link() const { return master_link_; }
+  /// The master link: REPLCONF ACK <offset applied and durable> to the primary (written even
+  /// though the link's replies are off).
+  void SendAck();
   /// The selected database (SELECT). I/O thread (db() also from any thread: CLIENT LIST).
   uint32_t db() const { return db_.load(std::memory_order_relaxed); }
   void set_db(uint32_t db) { db_.store(db, std::memory_order_relaxed); }
@@ -180,6 +187,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     std::vector<std::vector<std::string>> owned_args;  // EXEC: the queued commands' arguments
     std::vector<Propagation> props;  // what its commands propagate (while a replica is attached)
     uint64_t write_offset = 0;       // the stream's end after them (set on the writer)
+    uint64_t input_end = 0;          // the master link: the stream offset its commands end at
+    bool forward = false;            // the master link's: its props are the primary's bytes
   };
 
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
@@ -264,6 +273,15 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   int64_t replica_port_ = 0;
   std::shared_ptr<Replica> replica_;
   uint64_t write_offset_ = 0;
+  // The master link (BecomeMasterLink).
+  bool master_link_ = false;
+  uint64_t master_gen_ = 0;
+  uint64_t master_base_ = 0;     // the stream offset at the link's first input byte
+  uint64_t last_cmd_end_ = 0;    // the stream offset the last command run ends at
+  bool forwarded_ = false;       // the command being run was forwarded already (EXEC)
+  // The master link, after each command: its bytes go to this server's own stream, in the order
+  // they take effect (with the pending batch, or now), and the applied offset moves.
+  void ForwardFromMaster(std::span<const std::string_view> args);
   bool busy_ = false;  // a batch or a suspended command is in flight
   bool parked_ = false;  // waiting for CLIENT PAUSE to end (PauseState::Park)
   bool cold_wait_ = false;  // waiting for the command's cold keys to be read

@@ -59,6 +59,9 @@ void ServerState::ApplyConfigLocked() {
   tracking_table_max_keys.store(static_cast<uint64_t>(config.tracking_table_max_keys), std::memory_order_relaxed);
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);
+  replica_read_only.store(config.replica_read_only, std::memory_order_relaxed);
+  repl.set_backlog_size(static_cast<uint64_t>(config.repl_backlog_size));
+  repl.set_ping_period(config.repl_ping_replica_period);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);
   acl.SetDefaultPassword(config.requirepass);  // only when requirepass changed (ACL SETUSER default stays)
   acl.log_max_len.store(config.acllog_max_len, std::memory_order_relaxed);

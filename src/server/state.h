@@ -23,6 +23,7 @@
 #include "server/config.h"
 #include "server/monitoring.h"
 #include "server/pubsub.h"
+#include "server/replica.h"
 #include "server/replication.h"
 #include "server/tracking.h"
 #include "server/cold_reads.h"
@@ -275,7 +276,8 @@ class Sampler {
 struct ServerState {
   ServerState() {
     pause.on_change = [this](bool paused) {
-      if (store) store->SetExpiryPaused(paused);
+      // A replica never expires keys itself (replica.h): a pause's end does not resume it.
+      if (store) store->SetExpiryPaused(paused || replica_of.active());
     };
   }
   ~ServerState() { blocking.Stop(); }  // before the store closes: its thread writes to it
@@ -299,6 +301,10 @@ struct ServerState {
   /// for it so that every batch built before replication started, which says nothing of what it
   /// propagates, is queued before its snapshot (replication.h).
   std::function<void(std::function<void()> done)> io_barrier;
+  /// net::Server::Adopt (set by main once listening; null in process tests).
+  std::function<bool(int fd, std::function<std::unique_ptr<net::Session>(net::Link*)> make)> adopt;
+  /// This server as a replica (REPLICAOF; replica.h). Stopped by main before the store closes.
+  ReplicaOf replica_of{*this};
   /// Turns the store's reports of written keys on while tracking or blocking needs them.
   void UpdateWriteReports();
   std::atomic<uint64_t> tracking_table_max_keys{1000000};
@@ -320,6 +326,7 @@ struct ServerState {
   std::atomic<uint64_t> config_epoch{0};  // bumps on CONFIG SET (sessions refresh their limits)
   std::atomic<uint32_t> timeout{0};
   std::atomic<int64_t> maxclients{10000};
+  std::atomic<bool> replica_read_only{true};  // replica-read-only
   std::atomic<bool> protected_mode{true};
   std::atomic<int64_t> proto_max_bulk_len{512ll * 1024 * 1024};
 

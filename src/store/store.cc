@@ -1111,7 +1111,7 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     if (!written->exists) return cur;
     const char* p = group_buf_.data() + written->group_offset;
     const format::RecordHeader h = format::DecodeHeader(p);
-    if (Expired(h, now)) return cur;
+    if (Expired(h, now) && !writes_see_expired_.load(std::memory_order_relaxed)) return cur;
     cur.exists = true;
     cur.view = ViewOf(p, h);
     return cur;
@@ -1143,7 +1143,7 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     memo_.header = h;
     memo_.offset = offset;
   }
-  if (Expired(h, now)) {
+  if (Expired(h, now) && !writes_see_expired_.load(std::memory_order_relaxed)) {
     if (report_expired_in_groups_.load(std::memory_order_relaxed)) options_.on_expired_in_group(logical_of_[pdb], key);
     return cur;
   }

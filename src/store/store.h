@@ -698,6 +698,10 @@ class Store {
   /// drops keys by their keydir entries alone); on, it reads each expired key's record to name it
   /// (a page of a data file, which may fault). Any thread.
   virtual void NameExpiredKeys(bool on) = 0;
+  /// A replica's writes (its primary's stream) see a key past its expiry as present, as Redis's
+  /// master client does: the primary decides when a key expires and sends its DEL. Reads (Get,
+  /// Exists, scans) still see it absent. Pair with SetExpiryPaused(true). Any thread.
+  virtual void WritesSeeExpired(bool on) = 0;
   /// Whether Options::on_expired_in_group is called (replicas attached). Any thread.
   virtual void ReportExpiredInGroups(bool on) = 0;
   /// Whether Options::on_written is called (CLIENT TRACKING on). Off by default: a group then

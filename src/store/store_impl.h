@@ -113,6 +113,7 @@ class StoreImpl final : public Store {
   void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   void ReportWrites(bool on) override { report_writes_.store(on && options_.on_written != nullptr, std::memory_order_relaxed); }
+  void WritesSeeExpired(bool on) override { writes_see_expired_.store(on, std::memory_order_relaxed); }
   void ReportExpiredInGroups(bool on) override {
     report_expired_in_groups_.store(on && options_.on_expired_in_group != nullptr, std::memory_order_relaxed);
   }
@@ -519,6 +520,7 @@ class StoreImpl final : public Store {
   std::atomic<bool> active_expire_{true};
   std::atomic<bool> name_expired_{false};  // call options_.on_expired (NameExpiredKeys)
   std::atomic<bool> report_expired_in_groups_{false};  // call options_.on_expired_in_group
+  std::atomic<bool> writes_see_expired_{false};  // WritesSeeExpired
   std::atomic<bool> report_writes_{false};  // call options_.on_written (ReportWrites)
   uint64_t current_origin_ = 0;  // writer role: the origin of the batch whose ops run
   std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused

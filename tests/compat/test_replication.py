@@ -424,5 +424,150 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         self.assertEqual(str(e.exception), "timeout is negative")
 
 
+def write_mix(c, port):
+    """Writes of every kind (relative expiries, random pops, scripts, transactions, other
+    databases, keys that expire) through the client `c` of the server on `port`."""
+    c.set("ex", "v", ex=1000)
+    c.setex("setex", 100, "v")
+    c.expire("s", 500)
+    c.incrbyfloat("float", "1.5")
+    c.sadd("pop", *[f"m{i}" for i in range(40)])
+    c.spop("pop", 3)
+    c.spop("bigs", 50)
+    c.eval("redis.call('incr', KEYS[1]); redis.call('rpush', KEYS[2], redis.call('get', KEYS[1])); return 1",
+           2, "ctr", "lst")
+    p = c.pipeline(transaction=True)
+    p.incr("tx")
+    p.lpush("tx-list", "a", "b")
+    p.zadd("tx-z", {"m": 1})
+    p.execute()
+    c.zpopmin("bigz", 3)
+    c.lmove("bigl", "moved", "LEFT", "RIGHT")
+    c.hdel("bigh", "f5")
+    c.restore("restored", 50_000, c.dump("bigh"))
+    for db in (3, 15):
+        other = redis.Redis(port=port, db=db)
+        other.set("in-other-db", db)
+        other.expire(f"list{db}", 900)
+        other.close()
+    for i in range(10):
+        c.set(f"short{i}", "v", px=50)
+    time.sleep(0.3)
+    pipe = c.pipeline(transaction=False)
+    for i in range(500):
+        pipe.incr(f"counter{i % 37}")
+        pipe.rpush("stream-list", i)
+    pipe.execute()
+
+
+class KegReplicaTest(unittest.TestCase):
+    """keg as a replica: of keg (two replicas and a replica of a replica), of redis-server 7.0.15;
+    read-only; a promotion (REPLICAOF NO ONE) after which the old primary and the other replicas
+    continue with a partial resync."""
+
+    def setUp(self):
+        self.servers = []
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+
+    def start(self, *extra):
+        s = kegtest.keg("--enable-debug-command", "yes", *extra)
+        self.servers.append(s)
+        return s, redis.Redis(port=s.port)
+
+    def test_keg_replicas_and_a_replica_of_a_replica(self):
+        primary, p = self.start()
+        fill(p)
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        r2, c2 = self.start()
+        self.assertEqual(c2.execute_command("REPLICAOF", "127.0.0.1", str(primary.port)), b"OK")
+        r3, c3 = self.start("--replicaof", "127.0.0.1", str(r1.port))  # of a replica
+        for c in (c1, c2):
+            wait_synced(p, c)
+        wait_synced(c1, c3)
+        write_mix(p, primary.port)
+        self.assertEqual(p.execute_command("WAIT", 2, 5000), 2)
+        for c in (c1, c2):
+            wait_synced(p, c)
+            digests_equal(self, p, c)
+        wait_synced(c1, c3)
+        digests_equal(self, p, c3)
+        # The replicas' streams are the primary's, with its offsets.
+        self.assertEqual(c1.info("replication")["master_repl_offset"], p.info("replication")["master_repl_offset"])
+        info = c1.info("replication")
+        self.assertEqual(info["role"], "slave")
+        self.assertEqual(info["master_link_status"], "up")
+        self.assertEqual(info["master_port"], primary.port)
+        self.assertEqual(info["connected_slaves"], 1)
+        self.assertEqual(c1.execute_command("ROLE")[:4], [b"slave", b"127.0.0.1", primary.port, b"connected"])
+        # Read-only, to clients; reads go on.
+        with self.assertRaises(redis.ReadOnlyError):
+            c1.set("x", 1)
+        with self.assertRaises(redis.ResponseError):
+            c1.eval("return redis.call('set', 'x', 1)", 0)
+        self.assertEqual(c1.get("s"), p.get("s"))
+        self.assertEqual(c1.execute_command("REPLICAOF", "127.0.0.1", str(primary.port)),
+                         b"OK Already connected to specified master")
+        self.assertEqual(p.info("replication")["connected_slaves"], 2)
+
+    def test_a_promotion_then_partial_resyncs(self):
+        primary, p = self.start()
+        fill(p)
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        r2, c2 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        for c in (c1, c2):
+            wait_synced(p, c)
+        write_mix(p, primary.port)
+        for c in (c1, c2):
+            wait_synced(p, c)
+        old_id = p.info("replication")["master_replid"]
+        # r1 becomes the primary; the old one and r2 follow it.
+        self.assertEqual(c1.execute_command("REPLICAOF", "NO", "ONE"), b"OK")
+        c1.set("after-promotion", 1)
+        info = c1.info("replication")
+        self.assertEqual(info["role"], "master")
+        self.assertEqual(info["master_replid2"], old_id)
+        c2.execute_command("REPLICAOF", "127.0.0.1", str(r1.port))
+        p.execute_command("REPLICAOF", "127.0.0.1", str(r1.port))
+        for c in (c2, p):
+            wait_synced(c1, c)
+            digests_equal(self, c1, c)
+        stats = c1.info("stats")
+        self.assertEqual(stats["sync_full"], 0)
+        self.assertEqual(stats["sync_partial_ok"], 2)
+        self.assertEqual(p.get("after-promotion"), b"1")
+        with self.assertRaises(redis.ReadOnlyError):
+            p.set("x", 1)
+
+    def test_keg_replica_of_redis_and_a_restart(self):
+        server = kegtest.redis("--enable-debug-command", "yes")
+        self.servers.append(server)
+        rp = redis.Redis(port=server.port)
+        fill(rp)
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(server.port))
+        wait_synced(rp, c1)
+        digests_equal(self, rp, c1)
+        write_mix(rp, server.port)
+        self.assertEqual(rp.execute_command("WAIT", 1, 5000), 1)
+        wait_synced(rp, c1)
+        digests_equal(self, rp, c1)
+        # SIGKILL the replica and start it again on its directory: it syncs again and catches up
+        # with what was written meanwhile.
+        r1.proc.kill()
+        r1.proc.wait()
+        rp.set("while-down", 1)
+        rp.incr("counter3")
+        binary = os.environ.get("KEG_SERVER", "keg-server")
+        again = kegtest.Server(lambda port, d: [binary, "--port", str(port), "--dir", os.path.join(r1.dir, "data"),
+                                                "--enable-debug-command", "yes", "--replicaof", "127.0.0.1",
+                                                str(server.port)], "keg")
+        self.servers.append(again)
+        c = redis.Redis(port=again.port)
+        wait_synced(rp, c)
+        digests_equal(self, rp, c)
+
+
 if __name__ == "__main__":
     unittest.main()

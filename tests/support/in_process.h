@@ -213,6 +213,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   bool loopback() const override { return true; }
   size_t query_buffer_bytes() const override { return 0; }
   size_t query_buffer_free() const override { return 0; }
+  uint64_t input_consumed() const override { return 0; }
 
  private:
   InProcessClient() = default;

@@ -1,0 +1,485 @@
+// This server as a replica (replica.h).
+#include "server/replica.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include <spdlog/spdlog.h>
+
+#include "resp/numbers.h"
+#include "server/collection.h"
+#include "server/list.h"
+#include "server/rdb.h"
+#include "server/session.h"
+#include "server/state.h"
+#include "store/format.h"
+
+namespace keg::server {
+
+namespace {
+
+int64_t MonoMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+// A blocking connection to the primary for the handshake and the snapshot. Every read and write is
+// bounded by the socket's timeout (repl-timeout).
+class Wire {
+ public:
+  ~Wire() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+  // Connects within `timeout_ms`; the error, or empty.
+  std::string Connect(const std::string& host, int64_t port, int64_t timeout_ms) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* res = nullptr;
+    const std::string service = std::to_string(port);
+    if (const int rc = getaddrinfo(host.c_str(), service.c_str(), &hints, &res); rc != 0) {
+      return std::string("resolving ") + host + ": " + gai_strerror(rc);
+    }
+    std::string error = "no address";
+    for (addrinfo* a = res; a != nullptr; a = a->ai_next) {
+      const int fd = ::socket(a->ai_family, a->ai_socktype | SOCK_NONBLOCK | SOCK_CLOEXEC, a->ai_protocol);
+      if (fd < 0) {
+        error = std::strerror(errno);
+        continue;
+      }
+      int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
+      if (rc < 0 && errno == EINPROGRESS) {
+        pollfd p{fd, POLLOUT, 0};
+        rc = ::poll(&p, 1, static_cast<int>(timeout_ms));
+        int so_error = 0;
+        socklen_t len = sizeof(so_error);
+        if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0) {
+          rc = 0;
+        } else {
+          error = rc == 0 ? "connection timed out" : std::strerror(so_error != 0 ? so_error : errno);
+          rc = -1;
+        }
+      } else if (rc < 0) {
+        error = std::strerror(errno);
+      }
+      if (rc == 0) {
+        fd_ = fd;
+        break;
+      }
+      ::close(fd);
+    }
+    freeaddrinfo(res);
+    if (fd_ < 0) return error;
+    // Blocking from here, each call bounded by the timeout.
+    const int flags = fcntl(fd_, F_GETFL);
+    fcntl(fd_, F_SETFL, flags & ~O_NONBLOCK);
+    timeval tv{};
+    tv.tv_sec = timeout_ms / 1000;
+    tv.tv_usec = static_cast<suseconds_t>((timeout_ms % 1000) * 1000);
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    return "";
+  }
+  bool Send(std::string_view bytes) {
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd_, bytes.data(), bytes.size(), MSG_NOSIGNAL);
+      if (n <= 0) {
+        if (n < 0 && errno == EINTR) continue;
+        return false;
+      }
+      bytes.remove_prefix(static_cast<size_t>(n));
+    }
+    return true;
+  }
+  // One line without its CRLF (a byte at a time: nothing past it is read, so what follows stays
+  // in the socket for whoever reads next). False on a closed link, a timeout, or a line too long.
+  bool Line(std::string* line) {
+    line->clear();
+    for (;;) {
+      char ch = 0;
+      const ssize_t n = ::recv(fd_, &ch, 1, 0);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return false;
+      if (ch == '\n') {
+        if (!line->empty() && line->back() == '\r') line->pop_back();
+        return true;
+      }
+      line->push_back(ch);
+      if (line->size() > 64 * 1024) return false;
+    }
+  }
+  bool Exactly(size_t n, std::string* out, const std::function<bool()>& still_wanted) {
+    out->resize(n);
+    size_t at = 0;
+    while (at < n) {
+      const ssize_t r = ::recv(fd_, out->data() + at, std::min<size_t>(n - at, size_t{1} << 20), 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0 || !still_wanted()) return false;
+      at += static_cast<size_t>(r);
+    }
+    return true;
+  }
+  // A command and its one-line reply.
+  bool Call(std::initializer_list<std::string_view> args, std::string* reply) {
+    std::string cmd;
+    AppendCommand(&cmd, args);
+    return Send(cmd) && Line(reply);
+  }
+  int Release() {
+    const int fd = fd_;
+    fd_ = -1;
+    return fd;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+}  // namespace
+
+void WriteLoaded(store::Txn& txn, ServerState& s, uint32_t db, const std::string& key, rdb::Loaded& v, int64_t at) {
+  if (v.type != store::format::kTypeString) {
+    const std::vector<std::string_view> views(v.elements.begin(), v.elements.end());
+    if (v.type == store::format::kTypeList) {
+      WriteList(txn, s, db, key, views, false, at);
+    } else {
+      WriteCollection(txn, s, db, key, v.type, 0, views, false, at);
+    }
+    return;
+  }
+  store::WriteBatch::Op op;
+  op.kind = store::WriteBatch::Kind::kPut;
+  op.db = db;
+  op.key = key;
+  op.value = std::move(v.value);
+  op.expire_at_ms = at;
+  store::OpResult r;
+  txn.Execute(std::move(op), &r);
+}
+
+ReplicaOf::~ReplicaOf() { Stop(); }
+
+void ReplicaOf::Stop() {
+  std::thread t;
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+    ++gen_;
+    t.swap(thread_);
+  }
+  cv_.notify_all();
+  if (t.joinable()) t.join();
+}
+
+bool ReplicaOf::Follow(const std::string& host, int64_t port) {
+  std::thread old;
+  uint64_t gen = 0;
+  {
+    std::lock_guard lock(mu_);
+    if (stop_) return false;
+    if (active_.load(std::memory_order_relaxed) && host == host_ && port == port_) return false;
+    gen = ++gen_;
+    host_ = host;
+    port_ = port;
+    state_ = "connect";
+    down_since_ms_ = MonoMs();
+    old.swap(thread_);
+  }
+  cv_.notify_all();
+  if (old.joinable()) old.join();  // it sees the new generation and closes its link
+  ApplyMode(true);
+  spdlog::info("replication: following {}:{}", host, port);
+  std::lock_guard lock(mu_);
+  if (gen == gen_) thread_ = std::thread([this, gen, host, port] { Run(gen, host, port); });
+  return true;
+}
+
+void ReplicaOf::Unfollow() {
+  std::thread old;
+  {
+    std::lock_guard lock(mu_);
+    if (!active_.load(std::memory_order_relaxed)) return;
+    ++gen_;
+    old.swap(thread_);
+  }
+  cv_.notify_all();
+  if (old.joinable()) old.join();
+  ApplyMode(false);
+  server_.repl.Promote();
+  spdlog::info("replication: a primary now (REPLICAOF NO ONE); replication id {}, the old one valid up to offset {}",
+               server_.repl.replid(), server_.repl.second_offset() - 1);
+}
+
+void ReplicaOf::ApplyMode(bool replica) {
+  active_.store(replica, std::memory_order_relaxed);
+  server_.repl.set_forwarding(replica);
+  if (server_.store) {
+    server_.store->WritesSeeExpired(replica);
+    server_.store->SetExpiryPaused(replica || server_.pause.MustWait(true));
+    server_.store->ReportExpiredInGroups(!replica && server_.repl.active());
+  }
+}
+
+ReplicaOf::Status ReplicaOf::status() const {
+  Status st;
+  std::lock_guard lock(mu_);
+  st.host = host_;
+  st.port = port_;
+  st.state = state_;
+  st.link_up = link_open_;
+  const int64_t now = MonoMs();
+  const int64_t heard = heard_ms_.load(std::memory_order_relaxed);
+  st.last_io_s = heard == 0 ? -1 : (now - heard) / 1000;
+  st.down_since_s = link_open_ ? 0 : (now - down_since_ms_) / 1000;
+  st.sync_in_progress = state_ == "sync";
+  st.offset = applied();
+  st.read_offset = read_.load(std::memory_order_acquire);
+  return st;
+}
+
+void ReplicaOf::Heard() { heard_ms_.store(MonoMs(), std::memory_order_relaxed); }
+
+void ReplicaOf::LinkClosed(uint64_t gen) {
+  {
+    std::lock_guard lock(mu_);
+    if (gen != gen_) return;
+    link_open_ = false;
+    down_since_ms_ = MonoMs();
+  }
+  cv_.notify_all();
+}
+
+bool ReplicaOf::Current(uint64_t gen) const {
+  std::lock_guard lock(mu_);
+  return gen == gen_ && !stop_;
+}
+
+void ReplicaOf::SetState(uint64_t gen, const char* state) {
+  std::lock_guard lock(mu_);
+  if (gen == gen_) state_ = state;
+}
+
+bool ReplicaOf::Pause(uint64_t gen, int64_t ms) {
+  std::unique_lock lock(mu_);
+  cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return gen != gen_ || stop_; });
+  return gen == gen_ && !stop_;
+}
+
+void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port) {
+  pthread_setname_np(pthread_self(), "keg-replica");
+  while (Current(gen)) {
+    Connect(gen, host, port);
+    if (!Pause(gen, 1000)) break;  // Redis's replicationCron retries about once a second
+  }
+}
+
+void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
+  int64_t timeout_s = 60;
+  std::string masterauth;
+  std::string masteruser;
+  {
+    std::lock_guard lock(server_.config_mu);
+    timeout_s = server_.config.repl_timeout;
+    masterauth = server_.config.masterauth;
+    masteruser = server_.config.masteruser;
+  }
+  SetState(gen, "connecting");
+  Wire wire;
+  if (std::string error = wire.Connect(host, port, timeout_s * 1000); !error.empty()) {
+    spdlog::warn("replication: connecting to primary {}:{}: {}", host, port, error);
+    return;
+  }
+  spdlog::info("replication: connected to primary {}:{}; handshake", host, port);
+  std::string reply;
+  auto fail = [&](std::string_view step) {
+    spdlog::warn("replication: primary {}:{} {}: {}", host, port, step, reply.empty() ? "no reply (link closed or timed out)" : reply);
+  };
+  // PING: any reply but a hang-up will do (-NOAUTH is fine: AUTH comes next), as Redis.
+  if (!wire.Call({"PING"}, &reply) || reply.empty()) return fail("PING");
+  if (!masterauth.empty()) {
+    const bool ok = masteruser.empty() ? wire.Call({"AUTH", masterauth}, &reply) : wire.Call({"AUTH", masteruser, masterauth}, &reply);
+    if (!ok || reply.rfind("+OK", 0) != 0) return fail("AUTH");
+  }
+  const std::string my_port = std::to_string(server_.port.load());
+  if (!wire.Call({"REPLCONF", "listening-port", my_port}, &reply)) return fail("REPLCONF listening-port");
+  // Not `capa eof`: the primary then sends the length-prefixed payload, read exactly.
+  if (!wire.Call({"REPLCONF", "capa", "psync2"}, &reply)) return fail("REPLCONF capa");
+  // The history this server has: its stream's id and offset (after a sync, or as a primary).
+  std::string replid = "?";
+  std::string offset = "-1";
+  if (server_.repl.active()) {
+    replid = server_.repl.replid();
+    offset = std::to_string(server_.repl.offset() + 1);
+  }
+  if (!wire.Call({"PSYNC", replid, offset}, &reply)) return fail("PSYNC");
+  if (!Current(gen)) return;
+  uint64_t start = 0;
+  if (reply.rfind("+FULLRESYNC ", 0) == 0) {
+    // +FULLRESYNC <replid> <offset>, then (after newlines sent while the primary prepares it) the
+    // snapshot as $<length> and its bytes.
+    const std::string rest = reply.substr(12);
+    const size_t space = rest.find(' ');
+    int64_t off = 0;
+    if (space != 40 || !resp::ParseInt64(std::string_view(rest).substr(41), &off) || off < 0) return fail("PSYNC (a malformed +FULLRESYNC)");
+    const std::string new_id = rest.substr(0, 40);
+    SetState(gen, "sync");
+    std::string line;
+    do {
+      if (!wire.Line(&line)) return fail("sync (reading the snapshot's length)");
+      Heard();
+    } while (line.empty());
+    int64_t len = 0;
+    if (line[0] != '$' || !resp::ParseInt64(std::string_view(line).substr(1), &len) || len < 0) {
+      reply = line;
+      return fail("sync (an unexpected payload; keg reads the length-prefixed framing)");
+    }
+    spdlog::info("replication: full sync from {}:{}: {} bytes of RDB at offset {}", host, port, len, off);
+    std::string rdb;
+    if (!wire.Exactly(static_cast<size_t>(len), &rdb, [&] {
+          Heard();
+          return Current(gen);
+        })) {
+      return fail("sync (reading the snapshot)");
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    if (std::string error = Load(rdb); !error.empty()) {
+      reply = error;
+      return fail("sync (loading the snapshot)");
+    }
+    server_.repl.Activate();
+    server_.repl.StartHistory(new_id, static_cast<uint64_t>(off));
+    start = static_cast<uint64_t>(off);
+    spdlog::info("replication: snapshot loaded in {:.2f} s; streaming from offset {}",
+                 std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), off);
+  } else if (reply.rfind("+CONTINUE", 0) == 0) {
+    // +CONTINUE [<new replid>]: the primary's backlog has what this server lacks.
+    if (reply.size() >= 10 + 40) server_.repl.ContinueAs(reply.substr(10, 40));
+    start = server_.repl.offset();
+    spdlog::info("replication: partial resync with {}:{} from offset {}", host, port, start + 1);
+  } else {
+    return fail("PSYNC");
+  }
+  Applied(start);
+  Read(start);
+  Heard();
+  // The link becomes a connection of an I/O thread; its session applies the stream.
+  const int fd = wire.Release();
+  std::shared_ptr<std::weak_ptr<net::Link>> adopted = std::make_shared<std::weak_ptr<net::Link>>();
+  {
+    std::lock_guard lock(mu_);
+    if (gen != gen_ || stop_) {
+      ::close(fd);
+      return;
+    }
+    link_open_ = true;
+    state_ = "connected";
+  }
+  if (!server_.adopt || !server_.adopt(fd, [this, gen, start](net::Link* link) -> std::unique_ptr<net::Session> {
+        auto session = std::make_unique<ClientSession>(server_, link);
+        session->BecomeMasterLink(gen, start);
+        std::lock_guard lock(mu_);
+        link_ = link->Self();
+        session_ = session.get();
+        return session;
+      })) {
+    LinkClosed(gen);
+    return;
+  }
+  // While the link lives: REPLCONF ACK every second, and repl-timeout.
+  for (;;) {
+    if (!Pause(gen, 1000)) break;
+    std::shared_ptr<net::Link> link;
+    ClientSession* session = nullptr;
+    {
+      std::lock_guard lock(mu_);
+      if (!link_open_) return;
+      link = link_.lock();
+      session = session_;
+    }
+    if (!link) continue;  // being set up
+    const int64_t heard = heard_ms_.load(std::memory_order_relaxed);
+    if (MonoMs() - heard > timeout_s * 1000) {
+      spdlog::warn("replication: timeout: nothing from the primary for {} s; reconnecting", timeout_s);
+      link->Post([link] { link->CloseNow(); });
+      continue;
+    }
+    // (The session lives as long as its connection, which the task holds.)
+    link->Post([link, session] { session->SendAck(); });
+  }
+  // A new generation (REPLICAOF elsewhere, NO ONE, shutdown): this link goes.
+  std::shared_ptr<net::Link> link;
+  {
+    std::lock_guard lock(mu_);
+    link = link_.lock();
+  }
+  if (link) link->Post([link] { link->CloseNow(); });
+}
+
+std::string ReplicaOf::Load(const std::string& rdb) {
+  // Checked whole first (magic, CRC64, every object): a bad snapshot leaves the data set as it was.
+  const uint64_t max_len = static_cast<uint64_t>(server_.proto_max_bulk_len.load(std::memory_order_relaxed));
+  uint64_t keys = 0;
+  rdb::FileVisitor count;
+  count.function = [](std::string) { return true; };
+  count.key = [&](uint32_t db, std::string, rdb::Loaded, int64_t) {
+    ++keys;
+    return db < server_.store->Databases();
+  };
+  if (const rdb::LoadResult r = rdb::LoadFile(rdb, max_len, count); r != rdb::LoadResult::kOk) {
+    return r == rdb::LoadResult::kUnsupportedType ? "it holds a type keg does not have (a stream, module data)"
+                                                  : "it is not a valid RDB file (format or checksum)";
+  }
+  // Then the data set is replaced: FLUSHALL, the libraries, the keys in batches.
+  store::WriteBatch flush;
+  flush.DeleteAll();
+  if (store::Status s = server_.store->WriteSync(std::move(flush)); !s.ok()) return s.ToString();
+  std::vector<std::string> codes;
+  store::WriteBatch batch;
+  size_t in_batch = 0;
+  store::Status failed;
+  auto write = [&]() {
+    if (in_batch == 0) return;
+    if (store::Status s = server_.store->WriteSync(std::move(batch)); !s.ok()) failed = s;
+    batch = store::WriteBatch();
+    in_batch = 0;
+  };
+  rdb::FileVisitor apply;
+  apply.function = [&](std::string code) {
+    codes.push_back(std::move(code));
+    return true;
+  };
+  apply.key = [&](uint32_t db, std::string key, rdb::Loaded value, int64_t at) {
+    auto v = std::make_shared<rdb::Loaded>(std::move(value));
+    batch.Run([this, db, key, v, at](store::Txn& txn) { WriteLoaded(txn, server_, db, key, *v, at); }, key);
+    if (++in_batch == 1000) write();
+    return failed.ok();
+  };
+  (void)rdb::LoadFile(rdb, max_len, apply);
+  write();
+  if (!failed.ok()) return failed.ToString();
+  std::string error = server_.scripts->functions().Flush();
+  for (const std::string& code : codes) {
+    std::string name;
+    if (error.empty()) error = server_.scripts->functions().Load(code, true, &name);
+  }
+  if (!error.empty()) return "loading its function libraries: " + error;
+  spdlog::info("replication: loaded {} keys and {} function libraries", keys, codes.size());
+  return "";
+}
+
+}  // namespace keg::server

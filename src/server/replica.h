@@ -1,0 +1,119 @@
+// This server as a replica (issue 19; docs/server.md, "Replication"): REPLICAOF host port.
+//
+// A thread ("keg-replica") connects to the primary and speaks Redis's handshake with blocking
+// reads: PING, AUTH (masterauth / masteruser), REPLCONF listening-port and capa psync2, then PSYNC
+// with the history it has (its feed's id and offset) or `? -1`. On +FULLRESYNC it reads the RDB
+// payload whole, checks it (magic, CRC64, every object) before touching the data set, then
+// replaces the data set with it (FLUSHALL and the keys, in batches) and takes the primary's id and
+// offset for its own stream. The socket is then handed to an I/O thread (net::Server::Adopt) as
+// the master link: a ClientSession that applies the stream's commands as any client's, without
+// replies (but to REPLCONF GETACK), may write although the server is read-only, forwards each
+// command's bytes to this server's own feed in the order they take effect (its replicas get the
+// primary's stream, with the primary's offsets), and acknowledges an offset only once the writes
+// up to it are durable under this server's fsync policy (so the primary's WAIT counts durable
+// copies). The thread sends REPLCONF ACK every second, closes a link silent for repl-timeout, and
+// reconnects after a drop with PSYNC (a partial resync from the primary's backlog).
+//
+// While a replica: writes from clients get -READONLY (replica-read-only), keys do not expire here
+// (the primary's DEL comes in the stream; reads already see an expired key as absent), and the
+// stream's writes see keys past their expiry as present, as Redis's master client.
+//
+// Thread: Follow / Unfollow / status from any thread; one mutex.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "net/session.h"
+#include "store/store.h"
+
+namespace keg::server {
+
+class ClientSession;
+struct ServerState;
+namespace rdb {
+struct Loaded;
+}
+
+/// Writes `v` (RESTORE's payload, or a key of an RDB file) at `key` of `db`, replacing what is
+/// there, with expiry `at` (0: none): a collection stored whole or per element as the thresholds
+/// say. Writer role (inside a kRun op).
+void WriteLoaded(store::Txn& txn, ServerState& s, uint32_t db, const std::string& key, rdb::Loaded& v, int64_t at);
+
+class ReplicaOf {
+ public:
+  explicit ReplicaOf(ServerState& server) : server_(server) {}
+  ~ReplicaOf();
+  ReplicaOf(const ReplicaOf&) = delete;
+  ReplicaOf& operator=(const ReplicaOf&) = delete;
+
+  /// REPLICAOF host port: follows that primary from now on (the previous link, if any, is
+  /// closed). False when it already follows it.
+  bool Follow(const std::string& host, int64_t port);
+  /// REPLICAOF NO ONE: a primary again (the feed starts a new history; keys expire here again).
+  void Unfollow();
+  /// Stops the thread (shutdown).
+  void Stop();
+  /// Whether this server is a replica now. One relaxed load.
+  bool active() const { return active_.load(std::memory_order_relaxed); }
+
+  struct Status {
+    std::string host;
+    int64_t port = 0;
+    std::string state;        ///< ROLE's: connect, connecting, sync, connected
+    bool link_up = false;
+    int64_t last_io_s = -1;   ///< seconds since the primary last sent anything
+    int64_t down_since_s = 0; ///< seconds the link has been down (0 while up)
+    bool sync_in_progress = false;
+    uint64_t offset = 0;      ///< applied and durable (slave_repl_offset)
+    uint64_t read_offset = 0; ///< read from the stream (slave_read_repl_offset)
+  };
+  Status status() const;
+
+  // ---- The master link's session (its I/O thread).
+  /// Bytes of the stream up to `offset` are applied and durable.
+  void Applied(uint64_t offset) { applied_.store(offset, std::memory_order_release); }
+  void Read(uint64_t offset) { read_.store(offset, std::memory_order_release); }
+  uint64_t applied() const { return applied_.load(std::memory_order_acquire); }
+  /// The primary sent something.
+  void Heard();
+  /// The link of generation `gen` closed.
+  void LinkClosed(uint64_t gen);
+
+ private:
+  void Run(uint64_t gen, std::string host, int64_t port);
+  // One connection's life: handshake, sync, then the link until it closes. False to stop.
+  void Connect(uint64_t gen, const std::string& host, int64_t port);
+  bool Current(uint64_t gen) const;
+  void SetState(uint64_t gen, const char* state);
+  // Replaces the data set with an RDB file's (already read whole); the error, or empty.
+  std::string Load(const std::string& rdb);
+  // Sleeps up to `ms`, waking when the generation changes; false if it did.
+  bool Pause(uint64_t gen, int64_t ms);
+  void ApplyMode(bool replica);
+
+  ServerState& server_;
+  std::atomic<bool> active_{false};
+  std::atomic<uint64_t> applied_{0};
+  std::atomic<uint64_t> read_{0};
+  std::atomic<int64_t> heard_ms_{0};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  uint64_t gen_ = 0;       // bumps on every Follow / Unfollow
+  bool link_open_ = false; // the adopted link of gen_ is alive
+  std::weak_ptr<net::Link> link_;
+  ClientSession* session_ = nullptr;  // link_'s; used only through a task holding link_
+  std::string host_;
+  int64_t port_ = 0;
+  std::string state_ = "connect";
+  int64_t down_since_ms_ = 0;
+  bool stop_ = false;
+  std::thread thread_;
+};
+
+}  // namespace keg::server
