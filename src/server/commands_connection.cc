@@ -253,7 +253,7 @@ void Client(Ctx& c) {
         if (type != "normal" && type != "master" && type != "replica" && type != "pubsub") {
           return c.Error("Unknown client type '" + std::string(c.arg(i)) + "'");
         }
-        list_type = type == "replica" ? "none" : type;
+        list_type = type;
       } else if (opt == "id" && i + 1 < c.argc()) {
         for (++i; i < c.argc(); ++i) {
           int64_t id = 0;
@@ -279,7 +279,6 @@ void Client(Ctx& c) {
     std::string addr, laddr, user;
     int64_t id = 0;
     int64_t maxage = 0;  // seconds; 0: any age
-    bool none = false;   // a filter no keg client can match
     std::string kill_type;  // empty: any
     bool skipme = true;
     const bool old_form = c.argc() == 3;
@@ -300,15 +299,13 @@ void Client(Ctx& c) {
           if (v != "yes" && v != "no") return c.Error(err::kSyntax);
           skipme = v == "yes";
         } else if (opt == "type") {
-          // keg's clients are normal or pubsub ones: the replication classes match nobody yet
-          // (Redis's getClientTypeByName names the valid ones).
+          // Redis's getClientTypeByName: slave is replica's old name.
           const std::string type = ToLower(c.arg(i + 1));
           if (type != "normal" && type != "master" && type != "slave" && type != "replica" &&
               type != "pubsub") {
             return c.Error("Unknown client type '" + std::string(c.arg(i + 1)) + "'");
           }
-          if (type != "normal" && type != "pubsub") none = true;
-          kill_type = type;
+          kill_type = type == "slave" ? "replica" : type;
         } else if (opt == "user") {
           if (c.server().acl.Get(c.arg(i + 1)) == nullptr) {
             return c.Error("No such user '" + std::string(c.arg(i + 1)) + "'");
@@ -325,7 +322,6 @@ void Client(Ctx& c) {
     bool kill_me = false;
     const int64_t now_ms = store::NowMs();
     c.server().clients.ForEach([&](ClientSession& s) {
-      if (none) return;
       if (!kill_type.empty() && s.client_type() != kill_type) return;
       if (id != 0 && s.id() != static_cast<uint64_t>(id)) return;
       if (maxage > 0 && (now_ms - s.created_ms()) / 1000 < maxage) return;

@@ -145,6 +145,7 @@ class Wire {
     fd_ = -1;
     return fd;
   }
+  int fd() const { return fd_; }
 
  private:
   int fd_ = -1;
@@ -174,51 +175,61 @@ void WriteLoaded(store::Txn& txn, ServerState& s, uint32_t db, const std::string
 
 ReplicaOf::~ReplicaOf() { Stop(); }
 
+void ReplicaOf::InterruptLocked() {
+  // Wakes a handshake or snapshot read blocked on the old primary (its thread then sees the new
+  // generation and ends).
+  if (wire_fd_ >= 0) ::shutdown(wire_fd_, SHUT_RDWR);
+}
+
 void ReplicaOf::Stop() {
-  std::thread t;
+  std::vector<std::thread> threads;
   {
     std::lock_guard lock(mu_);
     stop_ = true;
     ++gen_;
-    t.swap(thread_);
+    InterruptLocked();
+    threads.swap(old_threads_);
+    if (thread_.joinable()) threads.push_back(std::move(thread_));
   }
   cv_.notify_all();
-  if (t.joinable()) t.join();
+  for (std::thread& t : threads) t.join();
 }
 
 bool ReplicaOf::Follow(const std::string& host, int64_t port) {
-  std::thread old;
-  uint64_t gen = 0;
   {
     std::lock_guard lock(mu_);
     if (stop_) return false;
     if (active_.load(std::memory_order_relaxed) && host == host_ && port == port_) return false;
-    gen = ++gen_;
-    host_ = host;
-    port_ = port;
-    state_ = "connect";
-    down_since_ms_ = MonoMs();
-    old.swap(thread_);
   }
-  cv_.notify_all();
-  if (old.joinable()) old.join();  // it sees the new generation and closes its link
+  // A primary's writes in flight finish before the server turns replica: the mode changes on the
+  // writer, between two groups.
   ApplyMode(true);
-  spdlog::info("replication: following {}:{}", host, port);
   std::lock_guard lock(mu_);
-  if (gen == gen_) thread_ = std::thread([this, gen, host, port] { Run(gen, host, port); });
+  const uint64_t gen = ++gen_;
+  InterruptLocked();
+  host_ = host;
+  port_ = port;
+  state_ = "connect";
+  link_open_ = false;
+  down_since_ms_ = MonoMs();
+  // The old thread sees the new generation and ends (closing its link); joined at Stop.
+  if (thread_.joinable()) old_threads_.push_back(std::move(thread_));
+  thread_ = std::thread([this, gen, host, port] { Run(gen, host, port); });
+  cv_.notify_all();
+  spdlog::info("replication: following {}:{}", host, port);
   return true;
 }
 
 void ReplicaOf::Unfollow() {
-  std::thread old;
   {
     std::lock_guard lock(mu_);
     if (!active_.load(std::memory_order_relaxed)) return;
     ++gen_;
-    old.swap(thread_);
+    InterruptLocked();
+    link_open_ = false;
+    if (thread_.joinable()) old_threads_.push_back(std::move(thread_));
   }
   cv_.notify_all();
-  if (old.joinable()) old.join();
   ApplyMode(false);
   server_.repl.Promote();
   spdlog::info("replication: a primary now (REPLICAOF NO ONE); replication id {}, the old one valid up to offset {}",
@@ -304,6 +315,19 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
     spdlog::warn("replication: connecting to primary {}:{}: {}", host, port, error);
     return;
   }
+  {
+    // A new generation interrupts a blocking read on it (InterruptLocked).
+    std::lock_guard lock(mu_);
+    if (gen != gen_ || stop_) return;
+    wire_fd_ = wire.fd();
+  }
+  struct Unregister {
+    ReplicaOf* self;
+    ~Unregister() {
+      std::lock_guard lock(self->mu_);
+      self->wire_fd_ = -1;
+    }
+  } unregister{this};
   spdlog::info("replication: connected to primary {}:{}; handshake", host, port);
   std::string reply;
   auto fail = [&](std::string_view step) {
@@ -378,14 +402,12 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
   Read(start);
   Heard();
   // The link becomes a connection of an I/O thread; its session applies the stream.
-  const int fd = wire.Release();
-  std::shared_ptr<std::weak_ptr<net::Link>> adopted = std::make_shared<std::weak_ptr<net::Link>>();
+  int fd = -1;
   {
     std::lock_guard lock(mu_);
-    if (gen != gen_ || stop_) {
-      ::close(fd);
-      return;
-    }
+    if (gen != gen_ || stop_) return;
+    fd = wire.Release();
+    wire_fd_ = -1;
     link_open_ = true;
     state_ = "connected";
   }

@@ -28,6 +28,7 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "net/session.h"
 #include "store/store.h"
@@ -84,12 +85,14 @@ class ReplicaOf {
   void Heard();
   /// The link of generation `gen` closed.
   void LinkClosed(uint64_t gen);
+  /// Whether generation `gen` is still the one followed (a link of an older one must apply
+  /// nothing more).
+  bool Current(uint64_t gen) const;
 
  private:
   void Run(uint64_t gen, std::string host, int64_t port);
   // One connection's life: handshake, sync, then the link until it closes. False to stop.
   void Connect(uint64_t gen, const std::string& host, int64_t port);
-  bool Current(uint64_t gen) const;
   void SetState(uint64_t gen, const char* state);
   // Replaces the data set with an RDB file's (already read whole); the error, or empty.
   std::string Load(const std::string& rdb);
@@ -113,7 +116,10 @@ class ReplicaOf {
   std::string state_ = "connect";
   int64_t down_since_ms_ = 0;
   bool stop_ = false;
+  int wire_fd_ = -1;  // the handshake's socket while the thread uses it
   std::thread thread_;
+  std::vector<std::thread> old_threads_;  // of earlier generations, ending; joined at Stop
+  void InterruptLocked();
 };
 
 }  // namespace keg::server

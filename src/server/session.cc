@@ -1096,11 +1096,13 @@ void ClientSession::Capture(const Command& cmd, Ctx& ctx, size_t first_op) {
 
 void ClientSession::BecomeReplica(std::shared_ptr<Replica> r) {
   replica_ = std::move(r);
+  repl_role_.store(kRoleReplica, std::memory_order_relaxed);
   reply_off_ = true;  // a replica gets the stream, never replies (Redis's CLIENT_SLAVE)
 }
 
 void ClientSession::BecomeMasterLink(uint64_t gen, uint64_t offset) {
   master_link_ = true;
+  repl_role_.store(kRoleMaster, std::memory_order_relaxed);
   master_gen_ = gen;
   master_base_ = offset;
   last_cmd_end_ = offset;
@@ -1158,7 +1160,7 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
     out.set_muted(false);
     return r;
   }
-  if (master_link_) ForwardFromMaster(args);
+  if (master_link_ && r != net::Outcome::kClose) ForwardFromMaster(args);
   fetched_ = false;  // the fetch was for this command, however it ended
   skip_armed_ = skip_requested_;  // SKIP mutes the command after it
   skip_requested_ = false;
@@ -1169,6 +1171,8 @@ net::Outcome ClientSession::Execute(std::span<const std::string_view> args) {
 
 net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> args) {
   parked_ = false;
+  // A link to a primary this server no longer follows applies nothing more.
+  if (master_link_ && !server_.replica_of.Current(master_gen_)) return net::Outcome::kClose;
   if (IsPostOrHost(args[0])) {
     spdlog::warn("Possible SECURITY ATTACK detected. It looks like somebody is sending POST or "
                  "Host: commands to keg. Connection from {} aborted.", link_->peer());
@@ -1985,6 +1989,9 @@ std::string ClientSession::Describe(int64_t now_ms) const {
     ssub = s->n_shard.load(std::memory_order_relaxed);
   }
   std::string flags;
+  const uint8_t role = repl_role_.load(std::memory_order_relaxed);
+  if (role == kRoleMaster) flags += 'M';
+  if (role == kRoleReplica) flags += 'S';
   if (monitor_.load(std::memory_order_relaxed)) flags += 'O';
   if (blocked_flag_.load(std::memory_order_relaxed)) flags += 'b';
   if (sub + psub + ssub > 0) flags += 'P';

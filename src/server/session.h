@@ -144,8 +144,12 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// write in flight (Redis sends a client's own invalidations after its reply).
   void DeliverPush(std::string_view bytes);
 
-  /// "normal" or "pubsub" (CLIENT LIST / KILL TYPE). Any thread.
+  /// "normal", "pubsub", "master" (the link to this server's primary) or "replica" (a replica's
+  /// connection), as Redis's getClientType (CLIENT LIST / KILL TYPE). Any thread.
   std::string_view client_type() const {
+    const uint8_t role = repl_role_.load(std::memory_order_relaxed);
+    if (role == kRoleMaster) return "master";
+    if (role == kRoleReplica) return "replica";
     const Subscriber* s = subscriber_ptr_.load(std::memory_order_acquire);
     return s != nullptr && s->any() ? "pubsub" : "normal";
   }
@@ -273,6 +277,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   int64_t replica_port_ = 0;
   std::shared_ptr<Replica> replica_;
   uint64_t write_offset_ = 0;
+  // client_type()'s view of the two above (any thread).
+  static constexpr uint8_t kRoleNone = 0, kRoleMaster = 1, kRoleReplica = 2;
+  std::atomic<uint8_t> repl_role_{kRoleNone};
   // The master link (BecomeMasterLink).
   bool master_link_ = false;
   uint64_t master_gen_ = 0;

@@ -41,9 +41,9 @@ def wait_for_port(port, proc, timeout=20.0):
 class Server:
     """A server process on a free port, in its own temporary directory."""
 
-    def __init__(self, argv_for_port, name):
+    def __init__(self, argv_for_port, name, port=None):
         self.dir = tempfile.mkdtemp(prefix=f"keg_compat_{name}_")
-        self.port = free_port()
+        self.port = port or free_port()
         self.log = open(os.path.join(self.dir, "server.log"), "wb")
         self.proc = subprocess.Popen(argv_for_port(self.port, self.dir), stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=self.dir,

@@ -511,6 +511,14 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(c1.execute_command("REPLICAOF", "127.0.0.1", str(primary.port)),
                          b"OK Already connected to specified master")
         self.assertEqual(p.info("replication")["connected_slaves"], 2)
+        # The replication links are clients of their own types (Redis's getClientType).
+        self.assertEqual(len(p.client_list(_type="replica")), 2)
+        self.assertEqual(len(c1.client_list(_type="master")), 1)
+        self.assertIn("S", p.client_list(_type="replica")[0]["flags"])
+        # What Sentinel sends a replica it repoints: normal clients go, the link to the primary stays.
+        c1.execute_command("CLIENT", "KILL", "TYPE", "normal")
+        c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+        self.assertEqual(len(c1.client_list(_type="master")), 1)
 
     def test_a_promotion_then_partial_resyncs(self):
         primary, p = self.start()

@@ -1,0 +1,215 @@
+"""Automatic failover of keg by redis-sentinel 7.0.15 (issue 19), with unmodified clients.
+
+Three sentinels (quorum 2, down-after-milliseconds 1000) watch a keg primary and two keg replicas.
+A writer goes through redis-py's Sentinel client and counts a write as acknowledged only when
+`WAIT 1` confirmed it. The primary is SIGKILLed, then the new one SIGSTOPped: each time Sentinel
+promotes a replica, the writer follows, the old primary rejoins as a replica, and no acknowledged
+write is lost. The same SIGKILL scenario with redis-server nodes gives the reference failover time.
+"""
+import os
+import signal
+import threading
+import time
+import unittest
+
+import redis
+import redis.sentinel
+
+import kegtest
+
+SENTINEL_CONF = """port {port}
+bind 127.0.0.1
+dir {dir}
+sentinel monitor mymaster 127.0.0.1 {primary} 2
+sentinel down-after-milliseconds mymaster 1000
+sentinel failover-timeout mymaster 10000
+sentinel parallel-syncs mymaster 2
+"""
+
+
+def wait_for(what, cond, timeout=30.0, step=0.05):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if cond():
+                return
+        except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+            pass
+        time.sleep(step)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def sentinel(primary_port):
+    def argv(port, d):
+        conf = os.path.join(d, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write(SENTINEL_CONF.format(port=port, dir=d, primary=primary_port))
+        return ["redis-server", conf, "--sentinel"]
+    return kegtest.Server(argv, "sentinel")
+
+
+class Cluster:
+    """A primary, two replicas of the given kind and three sentinels watching them."""
+
+    def __init__(self, kind):
+        self.kind = kind
+        self.nodes = {}
+        self.retired = []  # servers restarted on their directory: stopped (again) last
+        primary = self.start()
+        self.start("--replicaof", "127.0.0.1", str(primary.port))
+        self.start("--replicaof", "127.0.0.1", str(primary.port))
+        self.sentinels = [sentinel(primary.port) for _ in range(3)]
+        self.s = [redis.Redis(port=s.port, decode_responses=True) for s in self.sentinels]
+        for s in self.s:
+            def ready(s=s):
+                m = dict(zip(*[iter(s.execute_command("SENTINEL", "MASTER", "mymaster"))] * 2))
+                return int(m["num-slaves"]) == 2 and int(m["num-other-sentinels"]) == 2
+            wait_for("the sentinels to know every node", ready, timeout=60)
+
+    def start(self, *extra, directory=None, port=None):
+        if self.kind == "keg":
+            binary = os.environ.get("KEG_SERVER", "keg-server")
+            server = kegtest.Server(lambda port, d: [binary, "--port", str(port),
+                                                     "--dir", directory or os.path.join(d, "data"), *extra], "keg",
+                                    port=port)
+        else:
+            server = kegtest.redis(*extra)
+        self.nodes[server.port] = server
+        return server
+
+    def master_port(self):
+        return int(self.s[0].execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME", "mymaster")[1])
+
+    def stop(self):
+        for s in self.sentinels:
+            s.stop()
+        for n in self.nodes.values():
+            if n.proc.poll() is None:
+                try:
+                    os.kill(n.proc.pid, signal.SIGCONT)
+                except OSError:
+                    pass
+            n.stop()
+        for n in self.retired:
+            n.stop()
+
+    def failover_after(self, fault):
+        """Applies fault(primary server) and returns (seconds until the sentinels name a new
+        primary that says it is one, its port)."""
+        old = self.master_port()
+        t0 = time.time()
+        fault(self.nodes[old])
+
+        def promoted():
+            port = self.master_port()
+            return port != old and redis.Redis(port=port, socket_timeout=1).execute_command("ROLE")[0] == b"master"
+        wait_for("a failover", promoted, timeout=60, step=0.02)
+        return time.time() - t0, self.master_port()
+
+
+class Writer(threading.Thread):
+    """SET w<i> i through redis-py's Sentinel client; i is acknowledged when WAIT 1 says a
+    replica has it."""
+
+    def __init__(self, sentinel_ports):
+        super().__init__()
+        self.sentinel = redis.sentinel.Sentinel([("127.0.0.1", p) for p in sentinel_ports],
+                                                socket_timeout=0.5)
+        self.stop_flag = threading.Event()
+        self.acked = []
+        self.errors = 0
+
+    def run(self):
+        master = self.sentinel.master_for("mymaster", socket_timeout=0.5)
+        i = 0
+        while not self.stop_flag.is_set():
+            try:
+                master.set(f"w{i}", i)
+                if master.execute_command("WAIT", 1, 1000) >= 1:
+                    self.acked.append(i)
+                i += 1
+            except (redis.ConnectionError, redis.TimeoutError, redis.ResponseError):
+                self.errors += 1
+                time.sleep(0.05)
+
+    def stop(self):
+        self.stop_flag.set()
+        self.join(30)
+
+
+class SentinelFailoverTest(unittest.TestCase):
+    def setUp(self):
+        self.clusters = []
+
+    def tearDown(self):
+        for c in self.clusters:
+            c.stop()
+
+    def cluster(self, kind):
+        c = Cluster(kind)
+        self.clusters.append(c)
+        return c
+
+    def check_no_acked_write_lost(self, cluster, writer):
+        m = redis.Redis(port=cluster.master_port())
+        lost = [i for i in writer.acked if m.get(f"w{i}") != str(i).encode()]
+        self.assertEqual(lost, [], f"{len(lost)} of {len(writer.acked)} acknowledged writes lost")
+
+    def test_keg_failover_kill_and_stop(self):
+        reference = self.cluster("redis")
+        redis_time, _ = reference.failover_after(lambda n: n.proc.kill())
+        reference.stop()
+        self.clusters.remove(reference)
+
+        c = self.cluster("keg")
+        writer = Writer([s.port for s in c.sentinels])
+        writer.start()
+        try:
+            wait_for("writes", lambda: len(writer.acked) > 50)
+            # SIGKILL the primary.
+            old = c.master_port()
+            old_dir = os.path.join(c.nodes[old].dir, "data")
+            keg_time, new = c.failover_after(lambda n: n.proc.kill())
+            print(f"\nfailover after SIGKILL: keg {keg_time:.2f} s, redis-server {redis_time:.2f} s")
+            self.assertLessEqual(keg_time, redis_time + 1.0)
+            n = len(writer.acked)
+            wait_for("writes through the new primary", lambda: len(writer.acked) > n + 50)
+            # The old primary comes back on its data and port, a primary as it was: Sentinel makes
+            # it a replica of the new one.
+            c.nodes[old].proc.wait()
+            c.retired.append(c.nodes[old])  # its directory holds the data it comes back on
+            c.start(directory=old_dir, port=old)
+            r = redis.Redis(port=old)
+            wait_for("the old primary to rejoin as a replica",
+                     lambda: r.info("replication")["role"] == "slave"
+                     and r.info("replication")["master_port"] == new
+                     and r.info("replication")["master_link_status"] == "up", timeout=60)
+            # SIGSTOP the new primary: another failover; once it runs again, Sentinel demotes it.
+            stopped = c.master_port()
+            t, newer = c.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))
+            print(f"failover after SIGSTOP: keg {t:.2f} s")
+            os.kill(c.nodes[stopped].proc.pid, signal.SIGCONT)
+            s = redis.Redis(port=stopped)
+            wait_for("the stopped primary to be made a replica",
+                     lambda: s.info("replication")["role"] == "slave"
+                     and s.info("replication")["master_port"] == newer
+                     and s.info("replication")["master_link_status"] == "up", timeout=60)
+            n = len(writer.acked)
+            wait_for("writes after the second failover", lambda: len(writer.acked) > n + 50)
+        finally:
+            writer.stop()
+        self.check_no_acked_write_lost(c, writer)
+        # Every node ends with the same data as the primary.
+        m = redis.Redis(port=c.master_port())
+        m.execute_command("WAIT", 3, 5000)
+        for port, node in c.nodes.items():
+            if node.proc.poll() is not None or port == c.master_port():
+                continue
+            replica = redis.Redis(port=port)
+            wait_for(f"node {port} in sync", lambda: replica.info("replication").get("slave_repl_offset")
+                     == m.info("replication")["master_repl_offset"])
+            self.assertEqual(replica.dbsize(), m.dbsize())
+
+
+if __name__ == "__main__":
+    unittest.main()
