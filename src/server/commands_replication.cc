@@ -223,7 +223,12 @@ void SyncCommand(Ctx& c) {
 // REPLICAOF host port | NO ONE (and its old name SLAVEOF): follow a primary, or be one again.
 void Replicaof(Ctx& c) {
   ReplicaOf& me = c.server().replica_of;
+  ServerState& st = c.server();
   if (EqualsIgnoreCase(c.arg(1), "no") && EqualsIgnoreCase(c.arg(2), "one")) {
+    {
+      std::lock_guard lock(st.config_mu);  // what CONFIG GET / REWRITE say of replicaof
+      st.config.replicaof.clear();
+    }
     if (me.active()) {
       me.Unfollow();
       spdlog::info("replication: MASTER MODE enabled (user request from '{}')", c.client().peer());
@@ -233,6 +238,10 @@ void Replicaof(Ctx& c) {
   if (c.client().replica() != nullptr) return c.Error("Command is not valid when client is a replica.");
   int64_t port = 0;
   if (!resp::ParseInt64(c.arg(2), &port) || port < 0 || port > 65535) return c.Error("Invalid master port");
+  {
+    std::lock_guard lock(st.config_mu);
+    st.config.replicaof = std::string(c.arg(1)) + " " + std::to_string(port);
+  }
   if (!me.Follow(std::string(c.arg(1)), port)) return c.out().SimpleString("OK Already connected to specified master");
   c.out().Ok();
 }

@@ -1,5 +1,6 @@
 // Server commands: INFO, CONFIG, COMMAND, TIME, SAVE / BGSAVE / LASTSAVE, BGREWRITEAOF, COMPACT,
 // SHUTDOWN, SLOWLOG, LATENCY; and the table itself.
+#include <fcntl.h>
 #include <malloc.h>
 #include <sys/resource.h>
 #include <sys/time.h>
@@ -7,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <deque>
 #include <filesystem>
@@ -657,7 +659,40 @@ void ConfigCmd(Ctx& c) {
     }
     return c.out().Ok();
   }
-  if (sub == "rewrite" && c.argc() == 2) return c.Error("CONFIG REWRITE is not supported by keg; edit the config file");
+  if (sub == "rewrite" && c.argc() == 2) {
+    // The file keg was started with, each directive's line holding its value now, comments kept
+    // (RewriteConfigText); written to a temporary file, fsynced and renamed over it.
+    if (st.config_file.empty()) return c.Error("The server is running without a config file");
+    std::string old_text;
+    if (FILE* f = std::fopen(st.config_file.c_str(), "rb")) {
+      char buf[8192];
+      for (size_t n; (n = std::fread(buf, 1, sizeof(buf), f)) > 0;) old_text.append(buf, n);
+      std::fclose(f);
+    }
+    std::string text;
+    {
+      std::lock_guard lock(st.config_mu);
+      text = RewriteConfigText(old_text, st.config);
+    }
+    const std::string tmp = st.config_file + ".tmp-rewrite";
+    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    std::string error;
+    if (fd < 0) {
+      error = std::strerror(errno);
+    } else {
+      const ssize_t n = write(fd, text.data(), text.size());
+      if (n != static_cast<ssize_t>(text.size()) || fsync(fd) != 0) error = n < 0 ? std::strerror(errno) : "short write";
+      close(fd);
+      if (error.empty() && rename(tmp.c_str(), st.config_file.c_str()) != 0) error = std::strerror(errno);
+      if (!error.empty()) unlink(tmp.c_str());
+    }
+    if (!error.empty()) {
+      spdlog::warn("CONFIG REWRITE of {} failed: {}", st.config_file, error);
+      return c.Error("Rewriting config file: " + error);
+    }
+    spdlog::info("CONFIG REWRITE executed with success.");
+    return c.out().Ok();
+  }
   if (sub == "help" && c.argc() == 2) {
     return Help(c, {"GET <pattern>", "    Return parameters matching the glob-like <pattern> and their values.",
                     "SET <directive> <value>", "    Set the configuration <directive> to <value>.", "RESETSTAT",

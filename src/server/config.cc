@@ -1,12 +1,14 @@
 #include "server/config.h"
 
 #include <algorithm>
-#include <climits>
 #include <cctype>
+#include <climits>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <functional>
+#include <map>
+#include <set>
 #include <sstream>
 
 #include "resp/numbers.h"
@@ -488,6 +490,116 @@ std::string FormatPercentile(double p) {
   while (!s.empty() && s.back() == '0') s.pop_back();
   if (!s.empty() && s.back() == '.') s.pop_back();
   return s;
+}
+
+namespace {
+
+// A value as a config file line holds it: bare when it is one plain word, else in double quotes
+// with Redis's escapes (sdscatrepr), so SplitLine reads it back as the same one argument.
+std::string QuoteValue(const std::string& v) {
+  const bool plain = !v.empty() && std::all_of(v.begin(), v.end(), [](char ch) {
+    return std::isgraph(static_cast<unsigned char>(ch)) && ch != '"' && ch != '\'' && ch != '\\';
+  });
+  if (plain) return v;
+  std::string out = "\"";
+  for (char ch : v) {
+    switch (ch) {
+      case '\\': out += "\\\\"; break;
+      case '"': out += "\\\""; break;
+      case '\n': out += "\\n"; break;
+      case '\r': out += "\\r"; break;
+      case '\t': out += "\\t"; break;
+      default:
+        if (std::isprint(static_cast<unsigned char>(ch))) {
+          out += ch;
+        } else {
+          char hex[5];
+          std::snprintf(hex, sizeof(hex), "\\x%02x", static_cast<unsigned char>(ch));
+          out += hex;
+        }
+    }
+  }
+  return out + "\"";
+}
+
+}  // namespace
+
+std::string RewriteConfigText(std::string_view old_text, const Config& current) {
+  // Kept as they are: lines whose directive has several lines or several words of its own.
+  static const std::set<std::string> kVerbatim = {"client-output-buffer-limit", "user", "save", "bind",
+                                                   "include", "rename-command", "loadmodule",
+                                                   "latency-tracking-info-percentiles"};
+  // Old names of a directive: rewritten where the file has them, never added.
+  static const std::map<std::string, std::string> kAliases = {
+      {"slave-read-only", "replica-read-only"},
+      {"slave-serve-stale-data", "replica-serve-stale-data"},
+      {"slave-priority", "replica-priority"},
+      {"repl-ping-slave-period", "repl-ping-replica-period"},
+      {"lua-time-limit", "busy-reply-threshold"},
+      {"hash-max-ziplist-entries", "hash-max-listpack-entries"},
+      {"hash-max-ziplist-value", "hash-max-listpack-value"},
+      {"zset-max-ziplist-entries", "zset-max-listpack-entries"},
+      {"zset-max-ziplist-value", "zset-max-listpack-value"},
+      {"list-max-ziplist-size", "list-max-listpack-size"}};
+  // Words of their own (host and port), written bare.
+  static const std::set<std::string> kWords = {"replicaof"};
+  const Config defaults;
+  auto value_of = [](const Config& c, const std::string& name, std::string* out) {
+    for (auto& [n, v] : GetDirectives(c, name)) {
+      if (n == name) {
+        *out = v;
+        return true;
+      }
+    }
+    return false;
+  };
+  auto line_for = [&](const std::string& name, const std::string& value) {
+    return name + " " + (kWords.count(name) != 0 ? value : QuoteValue(value));
+  };
+  std::string out;
+  std::set<std::string> done;
+  size_t pos = 0;
+  while (pos < old_text.size()) {
+    size_t nl = old_text.find('\n', pos);
+    if (nl == std::string_view::npos) nl = old_text.size();
+    const std::string_view raw = old_text.substr(pos, nl - pos);
+    pos = nl + 1;
+    std::string_view line = raw;
+    while (!line.empty() && std::isspace(static_cast<unsigned char>(line.front()))) line.remove_prefix(1);
+    std::vector<std::string> words;
+    if (line.empty() || line[0] == '#' || !SplitLine(line, &words) || words.empty()) {
+      out.append(raw).push_back('\n');
+      continue;
+    }
+    std::string name = Lower(words[0]);
+    if (name == "slaveof") name = "replicaof";
+    std::string value;
+    if (kVerbatim.count(name) != 0 || !value_of(current, name, &value)) {
+      out.append(raw).push_back('\n');  // verbatim, or not a directive keg knows
+      continue;
+    }
+    const auto alias = kAliases.find(name);
+    const std::string& canonical = alias != kAliases.end() ? alias->second : name;
+    if (done.count(canonical) != 0 || !done.insert(name).second) continue;  // written already
+    done.insert(canonical);
+    if (kWords.count(name) != 0 && value.empty()) continue;  // REPLICAOF NO ONE: the line goes
+    out += line_for(name, value) + "\n";
+  }
+  bool marked = false;
+  for (auto& [name, value] : GetDirectives(current, "*")) {
+    if (done.count(name) != 0 || kVerbatim.count(name) != 0 || kAliases.count(name) != 0) continue;
+    std::string def;
+    if (value_of(defaults, name, &def) && def == value) continue;
+    if (kWords.count(name) != 0 && value.empty()) continue;
+    if (!marked) {
+      if (!out.empty() && out.back() != '\n') out.push_back('\n');
+      out += "# Generated by CONFIG REWRITE\n";
+      marked = true;
+    }
+    out += line_for(name, value) + "\n";
+    done.insert(name);
+  }
+  return out;
 }
 
 bool ParseConfigText(std::string_view text, Config* config, std::string* error) {

@@ -232,8 +232,9 @@ void ReplicaOf::Unfollow() {
   cv_.notify_all();
   ApplyMode(false);
   server_.repl.Promote();
-  spdlog::info("replication: a primary now (REPLICAOF NO ONE); replication id {}, the old one valid up to offset {}",
-               server_.repl.replid(), server_.repl.second_offset() - 1);
+  spdlog::info("replication: a primary now (REPLICAOF NO ONE); replication id {}, the old one valid up to offset {} "
+               "(applied {}, read {})",
+               server_.repl.replid(), server_.repl.second_offset() - 1, applied(), read_.load());
 }
 
 void ReplicaOf::ApplyMode(bool replica) {
