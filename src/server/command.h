@@ -192,7 +192,10 @@ class Ctx {
   }
   /// What it propagates is known only once its ops ran (SPOP's members, a script's effects):
   /// `late` runs on the writer with the command's op results (Propagation::late).
-  void PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late);
+  /// `transaction`: several commands it gives go in MULTI ... EXEC (a script's effects).
+  void PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late,
+                     bool transaction = false);
+  bool propagated_transaction() const { return prop_transaction_; }
   /// What was asked, for whoever runs the handler: 0 its arguments, 1 `prop_args_`, 2 `prop_late_`.
   int propagation_mode() const { return prop_mode_; }
   std::string& propagated_resp() { return prop_resp_; }
@@ -220,6 +223,7 @@ class Ctx {
   DirectRun* direct_ = nullptr;
   int64_t db_override_ = -1;  // set_db
   int prop_mode_ = 0;         // PropagateAs / PropagateLate
+  bool prop_transaction_ = false;
   std::string prop_resp_;
   std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> prop_late_;
   const Command* cmd_ = nullptr;

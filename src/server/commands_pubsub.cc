@@ -92,7 +92,17 @@ void PUnsubscribe(Ctx& c) {
   me.SubscriptionsChanged();
 }
 
-void Publish(Ctx& c) { c.out().Integer(c.server().pubsub.Publish(Kind::kChannel, c.arg(1), c.arg(2))); }
+void Publish(Ctx& c) {
+  c.out().Integer(c.server().pubsub.Publish(Kind::kChannel, c.arg(1), c.arg(2)));
+  // Replicas publish it to their own subscribers, as Redis propagates PUBLISH (not a replica's
+  // own: its stream is its primary's).
+  ReplicationFeed& feed = c.server().repl;
+  if (feed.active() && !feed.forwarding() && !c.in_script()) {
+    std::string resp;
+    AppendCommand(&resp, c.args());
+    feed.Append(c.db(), resp);
+  }
+}
 void SPublish(Ctx& c) { c.out().Integer(c.server().pubsub.Publish(Kind::kShard, c.arg(1), c.arg(2))); }
 
 void PubsubCmd(Ctx& c) {

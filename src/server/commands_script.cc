@@ -55,7 +55,7 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
     run->effects = std::make_shared<std::vector<PropagatedCommand>>();
     c.PropagateLate([effects = run->effects](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
       for (PropagatedCommand& e : *effects) out->push_back(std::move(e));
-    });
+    }, /*transaction=*/true);
   }
   c.batch().Run([raw](store::Txn& txn) { raw->engine->Run(*raw, txn); });
   c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {

@@ -228,7 +228,7 @@ void ReplicationFeed::AppendBatch(std::span<Propagation> props, std::span<const 
     } else {
       cmds.push_back(std::move(p.command));
     }
-    if (cmds.size() - begin > 1) groups.emplace_back(begin, cmds.size());
+    if (p.transaction && cmds.size() - begin > 1) groups.emplace_back(begin, cmds.size());
   }
   if (cmds.empty()) return;
   std::lock_guard lock(mu_);
@@ -239,7 +239,7 @@ void ReplicationFeed::AppendCommands(std::vector<PropagatedCommand> cmds) {
   if (cmds.empty()) return;
   std::vector<std::pair<size_t, size_t>> groups;
   std::lock_guard lock(mu_);
-  WriteLocked(cmds, groups, cmds.size() > 1);
+  WriteLocked(cmds, groups, false);
 }
 
 void ReplicationFeed::WriteLocked(const std::vector<PropagatedCommand>& cmds,
@@ -250,10 +250,17 @@ void ReplicationFeed::WriteLocked(const std::vector<PropagatedCommand>& cmds,
     SelectLocked(c.db);
     AppendLocked(c.resp);
   };
-  if (wrap_all) AppendLocked(kMulti);
+  // The SELECT of a transaction's first command goes before its MULTI, as Redis writes it.
+  if (wrap_all) {
+    SelectLocked(cmds.front().db);
+    AppendLocked(kMulti);
+  }
   size_t g = 0;
   for (size_t i = 0; i < cmds.size(); ++i) {
-    if (!wrap_all && g < groups.size() && groups[g].first == i) AppendLocked(kMulti);
+    if (!wrap_all && g < groups.size() && groups[g].first == i) {
+      SelectLocked(cmds[i].db);
+      AppendLocked(kMulti);
+    }
     put(cmds[i]);
     if (!wrap_all && g < groups.size() && groups[g].second == i + 1) {
       AppendLocked(kExec);

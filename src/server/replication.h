@@ -55,7 +55,7 @@ struct PropagatedCommand {
 /// What one write command propagates (Redis's also_propagate for one call), filled on the
 /// command's I/O thread (its arguments or their rewrite) or on the writer (`late`: what only the
 /// run knows, such as SPOP's members or a script's effects). Appended to the stream only when one
-/// of its ops applied (or `always`); more than one command goes in MULTI ... EXEC.
+/// of its ops applied (or `always`).
 struct Propagation {
   size_t first_op = 0;  ///< the command's ops in its batch: [first_op, first_op + op_count)
   size_t op_count = 0;
@@ -65,6 +65,9 @@ struct Propagation {
   std::function<void(std::span<const store::OpResult> results, std::vector<PropagatedCommand>* out)> late;
   /// Propagated whether or not an op applied (a command that writes outside the batch's ops).
   bool always = false;
+  /// Several commands `late` gives go in MULTI ... EXEC (a script's effects, as Redis); otherwise
+  /// one after another (a push and the blocked pops it served, as Redis).
+  bool transaction = false;
 };
 
 /// One replica connected to this server (its connection is a client that sent SYNC or PSYNC).
@@ -113,7 +116,7 @@ class ReplicationFeed {
   /// when `transaction`: MULTI ... EXEC around more than one command) with its op results.
   void AppendBatch(std::span<Propagation> props, std::span<const store::OpResult> results, bool transaction);
   /// Appends commands that did not come through a connection's batch (blocked pops served by the
-  /// registry), in MULTI ... EXEC when there are several.
+  /// registry), one after another.
   void AppendCommands(std::vector<PropagatedCommand> cmds);
   /// At a full sync's snapshot moment: the offset the snapshot is at; the next command appended
   /// names its database (a new replica knows none).

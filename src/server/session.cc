@@ -358,9 +358,11 @@ void Ctx::PropagateAs(std::span<const std::string_view> args) {
   AppendCommand(&prop_resp_, args);
 }
 
-void Ctx::PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late) {
+void Ctx::PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late,
+                        bool transaction) {
   if (!propagating()) return;
   prop_mode_ = 2;
+  prop_transaction_ = transaction;
   prop_late_ = std::move(late);
 }
 
@@ -1090,6 +1092,7 @@ void ClientSession::Capture(const Command& cmd, Ctx& ctx, size_t first_op) {
       break;
     default:
       p.late = std::move(ctx.propagated_late());
+      p.transaction = ctx.propagated_transaction();
   }
   props_.push_back(std::move(p));
 }
