@@ -284,6 +284,11 @@ void Wait(Ctx& c) {
   if (!resp::ParseInt64(c.arg(1), &n)) return c.Error(err::kNotInteger);
   if (!resp::ParseInt64(c.arg(2), &timeout)) return c.Error("timeout is not an integer or out of range");
   if (timeout < 0) return c.Error("timeout is negative");
+  if (c.server().replica_of.active()) {
+    return c.Error("WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a "
+                   "replica is configured to be writable (which is not the default) writes to replicas are "
+                   "just local and are not propagated.");
+  }
   ReplicationFeed& feed = c.server().repl;
   ClientSession* client = &c.client();
   const uint64_t offset = client->write_offset();

@@ -1254,7 +1254,7 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   }
   // CLIENT PAUSE: a command that must wait parks the connection until the pause ends, as Redis
   // postpones it; the writes batched from this read before it go first.
-  if (server_.pause.MustWait(true)) {
+  if (server_.pause.MustWait(true) && !master_link_) {  // (a primary's stream is never paused, as Redis)
     // A script that cannot write (EVAL_RO, a no-writes script or function) is a read here.
     auto writes = [this](const Command& c, std::span<const std::string_view> a) {
       return (c.flags & kWrite) != 0 && !((c.flags & kMovableKeys) != 0 && ScriptCannotWrite(*server_.scripts, a));

@@ -515,6 +515,12 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(len(p.client_list(_type="replica")), 2)
         self.assertEqual(len(c1.client_list(_type="master")), 1)
         self.assertIn("S", p.client_list(_type="replica")[0]["flags"])
+        with self.assertRaises(redis.ResponseError) as e:
+            c1.execute_command("WAIT", 1, 10)
+        self.assertIn("WAIT cannot be used with replica instances", str(e.exception))
+        with self.assertRaises(redis.ResponseError) as e:
+            c1.execute_command("CONFIG", "REWRITE")  # started without a config file
+        self.assertEqual(str(e.exception), "The server is running without a config file")
         # What Sentinel sends a replica it repoints: normal clients go, the link to the primary stays.
         c1.execute_command("CLIENT", "KILL", "TYPE", "normal")
         c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
