@@ -709,8 +709,10 @@ class ServerImpl {
     asio::post(target->io, [this, target, fd, make = std::move(make)] {
       asio::ip::tcp::socket socket(target->io);
       asio::error_code ec;
-      socket.assign(asio::ip::tcp::v4(), fd, ec);
-      if (ec) socket.assign(asio::ip::tcp::v6(), fd, ec);
+      sockaddr_storage addr{};
+      socklen_t len = sizeof(addr);
+      const bool v6 = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.ss_family == AF_INET6;
+      socket.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
       if (ec) {
         spdlog::warn("adopting a connection: {}", ec.message());
         ::close(fd);
