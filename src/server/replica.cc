@@ -181,6 +181,18 @@ void ReplicaOf::InterruptLocked() {
   if (wire_fd_ >= 0) ::shutdown(wire_fd_, SHUT_RDWR);
 }
 
+void ReplicaOf::RetireThreadLocked() {
+  if (thread_.joinable()) old_threads_.emplace_back(std::move(thread_), ended_);
+  for (auto it = old_threads_.begin(); it != old_threads_.end();) {
+    if (it->second && it->second->load(std::memory_order_acquire)) {
+      it->first.join();  // it ended: at once
+      it = old_threads_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
 void ReplicaOf::Stop() {
   std::vector<std::thread> threads;
   {
@@ -188,7 +200,8 @@ void ReplicaOf::Stop() {
     stop_ = true;
     ++gen_;
     InterruptLocked();
-    threads.swap(old_threads_);
+    for (auto& [t, ended] : old_threads_) threads.push_back(std::move(t));
+    old_threads_.clear();
     if (thread_.joinable()) threads.push_back(std::move(thread_));
   }
   cv_.notify_all();
@@ -212,9 +225,13 @@ bool ReplicaOf::Follow(const std::string& host, int64_t port) {
   state_ = "connect";
   link_open_ = false;
   down_since_ms_ = MonoMs();
-  // The old thread sees the new generation and ends (closing its link); joined at Stop.
-  if (thread_.joinable()) old_threads_.push_back(std::move(thread_));
-  thread_ = std::thread([this, gen, host, port] { Run(gen, host, port); });
+  // The old thread sees the new generation and ends (closing its link).
+  RetireThreadLocked();
+  ended_ = std::make_shared<std::atomic<bool>>(false);
+  thread_ = std::thread([this, gen, host, port, ended = ended_] {
+    Run(gen, host, port);
+    ended->store(true, std::memory_order_release);
+  });
   cv_.notify_all();
   spdlog::info("replication: following {}:{}", host, port);
   return true;
@@ -227,7 +244,7 @@ void ReplicaOf::Unfollow() {
     ++gen_;
     InterruptLocked();
     link_open_ = false;
-    if (thread_.joinable()) old_threads_.push_back(std::move(thread_));
+    RetireThreadLocked();
   }
   cv_.notify_all();
   ApplyMode(false);

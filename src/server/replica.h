@@ -118,7 +118,12 @@ class ReplicaOf {
   bool stop_ = false;
   int wire_fd_ = -1;  // the handshake's socket while the thread uses it
   std::thread thread_;
-  std::vector<std::thread> old_threads_;  // of earlier generations, ending; joined at Stop
+  // Threads of earlier generations, ending (each with its "ended" flag): the ended ones are
+  // joined at the next Follow / Unfollow, the rest at Stop.
+  std::vector<std::pair<std::thread, std::shared_ptr<std::atomic<bool>>>> old_threads_;
+  std::shared_ptr<std::atomic<bool>> ended_;  // thread_'s flag
+  // Moves thread_ to old_threads_ and joins those that ended. mu_ held.
+  void RetireThreadLocked();
   void InterruptLocked();
 };
 

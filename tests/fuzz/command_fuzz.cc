@@ -11,7 +11,8 @@
 // stop except by SHUTDOWN":
 //  1. Every reply is well-formed RESP2/RESP3, and a read of N commands gets exactly N replies,
 //     unless the connection closed (QUIT, CLIENT KILL) or its client used CLIENT REPLY, MONITOR or
-//     a (un)subscribe command; RESP3 pushes are not counted as replies.
+//     a (un)subscribe command; RESP3 pushes are not counted as replies. A client that sent SYNC or
+//     PSYNC is a replica from then on: its output is the replication stream, not checked.
 //  2. After each input a fresh connection still gets PONG and a SET/GET round trip.
 // State: the server and its store live for the whole run; after each input the keyspace is
 // flushed and the configuration restored, so an input replays the same way alone.
@@ -234,6 +235,7 @@ size_t CountReplies(std::string_view bytes) {
 void Reset() {
   keg::server::ServerState& state = g_server->state();
   state.pause.Unpause();
+  state.replica_of.Unfollow();  // REPLICAOF host port: a primary again, read-write
   g_server->clear_shutdown();
   {
     std::lock_guard lock(state.config_mu);
@@ -297,6 +299,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                                  InProcessClient::Connect(*g_server)};
   size_t commands = 0;
   bool muted[2] = {false, false};
+  // SYNC / PSYNC make the connection a replica: its output is the replication stream from then on
+  // (an RDB payload without a CRLF after it, then commands), not replies.
+  bool replica[2] = {false, false};
   using namespace std::chrono_literals;
   while (in.remaining_bytes() > 0 && commands < 48) {
     const int which = in.ConsumeBool() ? 1 : 0;
@@ -317,6 +322,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
            keg::server::EqualsIgnoreCase(cmd[1], "reply")) ||
           keg::server::EqualsIgnoreCase(cmd[0], "monitor") || subscribes) {
         muted[which] = true;
+      }
+      if (keg::server::EqualsIgnoreCase(cmd[0], "sync") || keg::server::EqualsIgnoreCase(cmd[0], "psync")) {
+        muted[which] = true;
+        replica[which] = true;
       }
       pauses |= cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
                 keg::server::EqualsIgnoreCase(cmd[1], "pause");
@@ -341,7 +350,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       replies = c.Run(read);
     }
-    const size_t got = CountReplies(replies);
+    const size_t got = replica[which] ? 0 : CountReplies(replies);
+    // A replica that never acks would hold the other client's WAIT: it leaves once it got its sync.
+    if (replica[which]) c.Close();
     if (c.hung() || (!c.closed() && !muted[which] && got != read.size())) {
       std::fprintf(stderr, "%zu commands got %zu replies%s:\n", read.size(), got,
                    c.hung() ? " (hung)" : "");
