@@ -21,13 +21,14 @@ store::Options ServerState::StoreOptions() {
     NotifyKeyspaceEvent(*this, db, kNotifyExpired, "expired", key);
     if (tracking.clients() > 0) tracking.OnExpired(key);
     // Replicas do not expire keys: they wait for the primary's DEL (as Redis's propagateDeletion).
-    if (repl.active()) {
+    if (repl.active() && !repl.forwarding()) {  // (a replica's stream is its primary's alone)
       std::string del;
       AppendCommand(&del, {"DEL", key});
       repl.Append(db, del);
     }
   };
   o.on_expired_in_group = [this](uint32_t db, std::string_view key) {
+    if (repl.forwarding()) return;
     std::string del;
     AppendCommand(&del, {"DEL", key});
     repl.Append(db, del);
