@@ -233,9 +233,9 @@ class SentinelFailoverTest(unittest.TestCase):
             t, newer = c.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))
             print(f"failover after SIGSTOP: keg {t:.2f} s, redis-server {redis_times[1]:.2f} s")
             # Sentinel notices a promotion by polling INFO once a second: one sample of either
-            # can be up to a second late. The best of two against the best of two.
+            # can be up to a second late. The mean of the two faults against Redis's mean.
             if SLOW == 1:
-                self.assertLessEqual(min(keg_time, t), min(redis_times) + 1.0)
+                self.assertLessEqual((keg_time + t) / 2, sum(redis_times) / 2 + 1.0)
             os.kill(c.nodes[stopped].proc.pid, signal.SIGCONT)
             s = redis.Redis(port=stopped)
             wait_for("the stopped primary to be made a replica",
