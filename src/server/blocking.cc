@@ -293,6 +293,16 @@ void BlockingRegistry::ServeNow(store::Txn& txn, uint32_t db, const std::string&
   ServeKeys(txn, {{db, key}}, served);
 }
 
+void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served) {
+  if (!c.propagating()) return;
+  PropagatedCommand own{c.db(), {}};
+  AppendCommand(&own.resp, c.args());
+  c.PropagateLate([served = std::move(served), own = std::move(own)](std::span<const store::OpResult>,
+                                                                     std::vector<PropagatedCommand>* out) {
+    for (PropagatedCommand& p : BlockingRegistry::Propagations(*served, &own)) out->push_back(std::move(p));
+  });
+}
+
 std::vector<PropagatedCommand> BlockingRegistry::Propagations(const std::vector<ServedPop>& served,
                                                                const PropagatedCommand* first) {
   std::vector<PropagatedCommand> out;

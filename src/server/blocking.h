@@ -99,6 +99,10 @@ struct ServedPop {
   PropagatedCommand prop;        // what replicas get for it (TryBlockedPop)
 };
 
+/// A write that may serve blocked clients in its own op (a push, ZADD): replicas get its
+/// arguments, then the pops it served (`served`, filled on the writer), one after another.
+void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served);
+
 class BlockingRegistry {
  public:
   explicit BlockingRegistry(ServerState& s) : server_(s) {}

@@ -51,14 +51,7 @@ void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::funct
   // A push serves the clients blocked on the list in its own group (Redis serves them before the
   // next command); inside EXEC or a script they are served once it ends (Options::on_written).
   const bool serve = pushes && !c.inline_only();
-  if (serve && c.propagating()) {
-    // Replicas get the push, then the pops it served.
-    PropagatedCommand own{c.db(), {}};
-    AppendCommand(&own.resp, c.args());
-    c.PropagateLate([res, own = std::move(own)](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
-      for (PropagatedCommand& p : BlockingRegistry::Propagations(res->served, &own)) out->push_back(std::move(p));
-    });
-  }
+  if (serve) PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served));
   c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     ListEdit list(txn, *server, db, key);
     if (!list.Open()) {

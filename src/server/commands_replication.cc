@@ -1,7 +1,6 @@
 // Redis's replication protocol, the primary's commands (issue 19; docs/server.md,
 // "Replication"): SYNC / PSYNC (a full sync: the RDB snapshot, then the stream; or a partial
 // resync from the backlog), REPLCONF, ROLE and WAIT. The stream itself is replication.h's.
-#include <chrono>
 #include <memory>
 #include <string>
 #include <utility>
@@ -17,6 +16,7 @@
 #include "server/session.h"
 #include "server/small_collection.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "store/format.h"
 
 namespace keg::server {
@@ -80,11 +80,6 @@ bool PayloadOf(const store::SnapshotItem& item, std::string* out) {
   }
 }
 
-int64_t NowMonoMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // REPLCONF option value [option value ...]: what a replica (or redis-cli) tells about itself, and
 // ACK, with which a replica reports the offset it applied (no reply, as Redis).
 void Replconf(Ctx& c) {
@@ -97,7 +92,7 @@ void Replconf(Ctx& c) {
       // nothing (Redis ignores it too).
       if (!resp::ParseInt64(c.arg(j + 1), &v) || v < 0) return;
       if (option == "ack") {
-        if (Replica* r = c.client().replica()) c.server().repl.Ack(*r, static_cast<uint64_t>(v), NowMonoMs());
+        if (Replica* r = c.client().replica()) c.server().repl.Ack(*r, static_cast<uint64_t>(v), MonoMs());
       }
       return;
     }
@@ -300,7 +295,9 @@ void Wait(Ctx& c) {
   client->Suspend();
   client->link().WatchClose();  // keeps the connection while it waits; a hang-up ends the wait
   std::weak_ptr<net::Link> weak = client->link().Self();
-  const int64_t deadline = timeout == 0 ? 0 : NowMonoMs() + std::max<int64_t>(timeout, 1);
+  // (A timeout past a year is for ever: now + timeout must not overflow.)
+  constexpr int64_t kYearMs = int64_t{365} * 24 * 3600 * 1000;
+  const int64_t deadline = timeout == 0 || timeout > kYearMs ? 0 : MonoMs() + timeout;
   feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, [weak, client, &feed, offset] {
     std::shared_ptr<net::Link> link = weak.lock();
     if (!link) return;

@@ -24,6 +24,7 @@
 #include "server/session.h"
 #include "server/scripting.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "server/version.h"
 #include "store/format.h"
 
@@ -364,8 +365,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     }
     const std::vector<Replica> replicas = st.repl.Replicas();
     Field(&s, "connected_slaves", static_cast<int64_t>(replicas.size()));
-    const int64_t now_ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+    const int64_t now_ms = MonoMs();
     for (size_t i = 0; i < replicas.size(); ++i) {
       const Replica& r = replicas[i];
       const int64_t lag = r.ack_ms == 0 ? 0 : (now_ms - r.ack_ms) / 1000;

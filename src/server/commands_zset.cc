@@ -95,14 +95,7 @@ void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::funct
                 bool serves = false) {
   ServerState* server = &c.server();
   const bool serve = serves && !c.inline_only();
-  if (serve && c.propagating()) {
-    // Replicas get the write, then the pops it served.
-    PropagatedCommand own{c.db(), {}};
-    AppendCommand(&own.resp, c.args());
-    c.PropagateLate([res, own = std::move(own)](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
-      for (PropagatedCommand& p : BlockingRegistry::Propagations(res->served, &own)) out->push_back(std::move(p));
-    });
-  }
+  if (serve) PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served));
   c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     ZsetEdit z(txn, *server, db, key);
     if (!z.Open()) {

@@ -21,6 +21,7 @@ extern "C" {
 #include "server/command.h"
 #include "server/rdb.h"
 #include "server/scripting.h"
+#include "server/stats_clock.h"
 #include "server/version.h"
 
 namespace keg::server {
@@ -40,12 +41,6 @@ bool ValidName(std::string_view name) {
 constexpr const char* kCollectKey = "__keg_collect";
 constexpr const char* kLoadStartKey = "__keg_load_start";
 constexpr int64_t kLoadTimeoutMs = 500;  // Redis's LOAD_TIMEOUT_MS
-
-int64_t MonoMs() {
-  timespec ts{};
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
-}
 
 // Pushes {err = "ERR <text>"} and raises it. Only literals or Lua-owned strings: Lua unwinds with
 // longjmp past this frame.

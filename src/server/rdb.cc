@@ -725,14 +725,15 @@ LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& 
         if (!in.Bytes(8, &raw)) return LoadResult::kBadFormat;
         uint64_t v = 0;
         for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
-        expire_at_ms = static_cast<int64_t>(v);
+        // 0 (the epoch) and past INT64_MAX are long past: 1 ms, never "no expiry" or negative.
+        expire_at_ms = v == 0 || v > static_cast<uint64_t>(INT64_MAX) ? 1 : static_cast<int64_t>(v);
         continue;
       }
       case kOpcodeExpireTime: {
         if (!in.Bytes(4, &raw)) return LoadResult::kBadFormat;
         uint32_t v = 0;
         for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
-        expire_at_ms = int64_t{static_cast<int32_t>(v)} * 1000;
+        expire_at_ms = std::max<int64_t>(int64_t{static_cast<int32_t>(v)} * 1000, 1);
         continue;
       }
       case kOpcodeIdle:

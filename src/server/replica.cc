@@ -25,16 +25,12 @@
 #include "server/rdb.h"
 #include "server/session.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "store/format.h"
 
 namespace keg::server {
 
 namespace {
-
-int64_t MonoMs() {
-  return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 // A blocking connection to the primary for the handshake and the snapshot. Every read and write is
 // bounded by the socket's timeout (repl-timeout).
@@ -123,14 +119,16 @@ class Wire {
       if (line->size() > 64 * 1024) return false;
     }
   }
+  // Exactly `n` bytes. The length is the primary's word: memory grows with the bytes that
+  // arrive, never to a claimed length up front.
   bool Exactly(size_t n, std::string* out, const std::function<bool()>& still_wanted) {
-    out->resize(n);
-    size_t at = 0;
-    while (at < n) {
-      const ssize_t r = ::recv(fd_, out->data() + at, std::min<size_t>(n - at, size_t{1} << 20), 0);
+    out->clear();
+    std::vector<char> buf(size_t{1} << 20);
+    while (out->size() < n) {
+      const ssize_t r = ::recv(fd_, buf.data(), std::min(n - out->size(), buf.size()), 0);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0 || !still_wanted()) return false;
-      at += static_cast<size_t>(r);
+      out->append(buf.data(), static_cast<size_t>(r));
     }
     return true;
   }

@@ -12,6 +12,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/stats_clock.h"
+
 namespace keg::server {
 
 namespace {
@@ -287,8 +289,7 @@ std::shared_ptr<Replica> MakeReplica(uint64_t client_id, std::shared_ptr<net::Li
   r->link = link;
   r->ip = std::move(ip);
   r->port = port;
-  r->sent = from;
-  r->acked = from;
+  r->sent = from;  // (acked stays 0 until its first REPLCONF ACK, as Redis's repl_ack_off)
   return r;
 }
 
@@ -369,15 +370,7 @@ std::vector<Replica> ReplicationFeed::Replicas() const {
   std::lock_guard lock(mu_);
   std::vector<Replica> out;
   for (const auto& r : replicas_) {
-    Replica copy;
-    copy.client_id = r->client_id;
-    copy.ip = r->ip;
-    copy.port = r->port;
-    copy.online = r->online;
-    copy.sent = r->sent;
-    copy.acked = r->acked;
-    copy.ack_ms = r->ack_ms;
-    out.push_back(std::move(copy));
+    out.push_back(*r);
   }
   return out;
 }
@@ -417,7 +410,7 @@ void ReplicationFeed::TimerLoop() {
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::milliseconds(100));
     if (stop_) break;
-    const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now().time_since_epoch()).count();
+    const int64_t now = MonoMs();
     std::vector<std::function<void()>> fire;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if ((it->deadline_ms != 0 && now >= it->deadline_ms) || it->link.expired()) {

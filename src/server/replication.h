@@ -219,7 +219,6 @@ class ReplicationFeed {
   std::atomic<uint64_t> end_{0};
   // The writer role's: the database the stream's last command acted in (kNoDb: none yet).
   uint32_t last_db_ = kNoDb;
-  std::string scratch_;  // the writer's: a batch's bytes
 
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Block>> blocks_;

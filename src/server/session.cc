@@ -1060,7 +1060,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   // What it propagates to replicas (one relaxed load while none is attached).
   if (server_.repl.active() && !master_link_ && batch_.size() > first_op &&
       (((cmd.flags | target.flags) & kWrite) != 0 || ctx.propagation_mode() != 0)) {
-    Capture(cmd, ctx, first_op);
+    Capture(ctx, first_op);
   }
   const int64_t usec = nsec / 1000;
   target.stats->AddCall(static_cast<uint64_t>(nsec), server_.latency_tracking.load(std::memory_order_relaxed));
@@ -1076,8 +1076,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   }
 }
 
-void ClientSession::Capture(const Command& cmd, Ctx& ctx, size_t first_op) {
-  (void)cmd;
+void ClientSession::Capture(Ctx& ctx, size_t first_op) {
   Propagation p;
   p.first_op = first_op;
   p.op_count = batch_.size() - first_op;

@@ -272,7 +272,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<Step> steps_;
   std::vector<Propagation> props_;  // what the batch's commands propagate (replication.h)
   // Records what a write command just run by RunHandler propagates (ops from first_op on).
-  void Capture(const Command& cmd, Ctx& ctx, size_t first_op);
+  void Capture(Ctx& ctx, size_t first_op);
   // Replication.
   int64_t replica_port_ = 0;
   std::shared_ptr<Replica> replica_;

@@ -49,6 +49,12 @@ Calibration& TheCalibration() {
 
 }  // namespace
 
+int64_t MonoMs() {
+  timespec ts{};
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
+}
+
 int64_t StatsNowNs() {
   Calibration& c = TheCalibration();
   const uint64_t scale = c.scale.load(std::memory_order_relaxed);

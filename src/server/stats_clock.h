@@ -13,6 +13,10 @@ namespace keg::server {
 /// rate is known to about a millionth. Any thread.
 int64_t StatsNowNs();
 
+/// Monotonic milliseconds (CLOCK_MONOTONIC): deadlines and ages (WAIT, replication acks and
+/// timeouts, FUNCTION LOAD's time limit). Any thread.
+int64_t MonoMs();
+
 /// Nanoseconds since `start` (a StatsNowNs reading), never negative: two readings on different
 /// threads, or on either side of the calibration, may differ by a few nanoseconds the wrong way,
 /// and a duration is added to unsigned counters.

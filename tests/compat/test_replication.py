@@ -9,6 +9,7 @@ data set while writes go on.
 """
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -581,6 +582,144 @@ class KegReplicaTest(unittest.TestCase):
         c = redis.Redis(port=again.port)
         wait_synced(rp, c)
         digests_equal(self, rp, c)
+
+
+class FakePrimary(threading.Thread):
+    """A primary that answers the handshake and sends `rdb` as a full sync's snapshot, then
+    nothing (the replica keeps its link)."""
+
+    def __init__(self, rdb):
+        super().__init__(daemon=True)
+        self.rdb = rdb
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.conns = []
+        self.syncs = 0
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+            f = conn.makefile("rb")
+            try:
+                while True:
+                    line = f.readline()
+                    if not line:
+                        break
+                    if not line.startswith(b"*"):
+                        continue
+                    args = []
+                    for _ in range(int(line[1:])):
+                        n = int(f.readline()[1:])
+                        args.append(f.read(n + 2)[:-2].upper())
+                    if args[0] == b"PSYNC":
+                        self.syncs += 1
+                        conn.sendall(b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$%d\r\n" % len(self.rdb) + self.rdb)
+                    elif args[0] == b"PING":
+                        conn.sendall(b"+PONG\r\n")
+                    else:
+                        conn.sendall(b"+OK\r\n")
+            except (OSError, ValueError):
+                pass
+
+    def stop(self):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class ReplicaSnapshotCheckTest(unittest.TestCase):
+    """A replica checks a full sync's snapshot whole before it replaces its data set: a damaged one
+    leaves the data as it was; the same snapshot undamaged replaces it."""
+
+    def test_a_damaged_snapshot_changes_nothing(self):
+        source = kegtest.keg()
+        replica = kegtest.keg()
+        d = tempfile.mkdtemp(prefix="keg_fake_primary_")
+        try:
+            c = redis.Redis(port=source.port)
+            for i in range(200):
+                c.set(f"from-snapshot{i}", "x" * 50)
+            path = os.path.join(d, "dump.rdb")
+            subprocess.run(["redis-cli", "-p", str(source.port), "--rdb", path], capture_output=True, timeout=60, check=True)
+            with open(path, "rb") as f:
+                good = f.read()
+            bad = bytearray(good)
+            bad[len(bad) // 2] ^= 0x20
+            r = redis.Redis(port=replica.port)
+            r.set("mine", "kept")
+            for rdb, damaged in ((bytes(bad), True), (good, False)):
+                fake = FakePrimary(rdb)
+                fake.start()
+                try:
+                    r.execute_command("REPLICAOF", "127.0.0.1", str(fake.port))
+                    if damaged:
+                        deadline = time.time() + 10
+                        while fake.syncs < 2 and time.time() < deadline:  # refused, and tried again
+                            time.sleep(0.05)
+                        self.assertGreaterEqual(fake.syncs, 2)
+                        self.assertEqual(r.get("mine"), b"kept")
+                        self.assertEqual(r.dbsize(), 1)
+                        self.assertEqual(r.info("replication")["master_link_status"], "down")
+                    else:
+                        deadline = time.time() + 10
+                        while r.info("replication")["master_link_status"] != "up" and time.time() < deadline:
+                            time.sleep(0.05)
+                        self.assertIsNone(r.get("mine"))
+                        self.assertEqual(r.dbsize(), 200)
+                finally:
+                    r.execute_command("REPLICAOF", "NO", "ONE")
+                    fake.stop()
+        finally:
+            source.stop()
+            replica.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+
+class ReplicationErrorsTest(unittest.TestCase):
+    """The replication commands' errors, as redis-server words them; WAIT with the largest timeout
+    waits (now + timeout must not overflow into an expired deadline)."""
+
+    def test_errors_match_redis(self):
+        keg = kegtest.keg()
+        ref = kegtest.redis()
+        try:
+            cases = [("PSYNC", "?", "notanumber"), ("REPLICAOF", "127.0.0.1", "99999"),
+                     ("REPLICAOF", "127.0.0.1", "x"), ("WAIT", "x", "0"), ("WAIT", "0", "x"), ("WAIT", "0", "-1")]
+            for args in cases:
+                with self.subTest(args=args):
+                    texts = []
+                    for port in (keg.port, ref.port):
+                        with self.assertRaises(redis.ResponseError) as e:
+                            redis.Redis(port=port).execute_command(*args)
+                        texts.append(str(e.exception))
+                    self.assertEqual(texts[0], texts[1])
+        finally:
+            keg.stop()
+            ref.stop()
+
+    def test_wait_with_the_largest_timeout_waits(self):
+        keg = kegtest.keg()
+        try:
+            # A replica that never acks: SYNC on a raw connection.
+            fake = socket.create_connection(("127.0.0.1", keg.port))
+            fake.sendall(b"*1\r\n$4\r\nSYNC\r\n")
+            c = redis.Redis(port=keg.port)
+            deadline = time.time() + 10
+            while c.info("replication")["connected_slaves"] < 1 and time.time() < deadline:
+                time.sleep(0.05)
+            w = redis.Redis(port=keg.port, socket_timeout=1)
+            w.set("k", "v")
+            with self.assertRaises(redis.TimeoutError):
+                w.execute_command("WAIT", 1, 2**63 - 1)
+            fake.close()
+        finally:
+            keg.stop()
 
 
 if __name__ == "__main__":
