@@ -684,6 +684,11 @@ class ServerImpl {
       worker->io.stop();
       worker->thread.join();
     }
+    // Every connection goes now, while what its session's destructor reaches (the log, the server
+    // state) is alive: handlers still queued on a stopped io_context hold connections until the
+    // io_context is destroyed. The acceptors first (they live on worker 0's io_context).
+    acceptors_.clear();
+    workers_.clear();
   }
 
   uint16_t port() const { return bound_port_; }
@@ -705,7 +710,11 @@ class ServerImpl {
   }
 
   bool Adopt(int fd, std::function<std::unique_ptr<Session>(Link*)> make) {
-    Worker* target = workers_[next_worker_++ % workers_.size()].get();
+    if (workers_.empty()) {  // stopped
+      ::close(fd);
+      return false;
+    }
+    Worker* target = workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()].get();
     asio::post(target->io, [this, target, fd, make = std::move(make)] {
       asio::ip::tcp::socket socket(target->io);
       asio::error_code ec;
@@ -744,7 +753,7 @@ class ServerImpl {
 
  private:
   void Accept(asio::ip::tcp::acceptor* acceptor) {
-    Worker* target = workers_[next_worker_++ % workers_.size()].get();
+    Worker* target = workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()].get();
     acceptor->async_accept(target->io, [this, acceptor, target](const asio::error_code& ec,
                                                                 asio::ip::tcp::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
@@ -801,7 +810,7 @@ class ServerImpl {
   Limits* limits_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
-  size_t next_worker_ = 0;
+  std::atomic<size_t> next_worker_{0};  // round robin: the acceptor's thread and Adopt's callers
   int64_t last_accept_warning_ms_ = 0;  // the acceptor's thread
   uint16_t bound_port_ = 0;
 };

@@ -79,7 +79,10 @@ class Server {
   bool Start(std::string* error);
   /// Stops accepting new connections; existing ones keep running.
   void StopAccepting();
-  /// Closes every connection and joins the I/O threads.
+  /// Closes every connection, joins the I/O threads and destroys every session before it returns
+  /// (a session's destructor may log and reach the server's state: both must outlive Stop).
+  /// Afterwards Adopt refuses, Barrier never runs `done` and GetTraffic reads zeros; callers of
+  /// Adopt, Barrier and GetTraffic on other threads must have stopped before Stop is called.
   void Stop();
   /// The bound port (useful with port 0).
   uint16_t port() const;

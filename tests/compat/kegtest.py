@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -51,7 +52,9 @@ class Server:
         wait_for_port(self.port, self.proc)
 
     def stop(self):
-        if self.proc.poll() is None:
+        """SIGTERM (SIGKILL after 20 s), then the directory goes. Returns the exit status."""
+        died = self.proc.poll()  # exited before being asked to: a crash unless the test killed it
+        if died is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
@@ -59,7 +62,23 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        self._show_log_if_failed(died)
         shutil.rmtree(self.dir, ignore_errors=True)
+        return self.proc.returncode
+
+    def _show_log_if_failed(self, died):
+        """The end of the server's log on stderr when it crashed or a sanitizer reported: the
+        directory is removed next, and a CI run keeps only the test's output."""
+        try:
+            with open(os.path.join(self.dir, "server.log"), "rb") as f:
+                text = f.read().decode("utf-8", "replace")
+        except OSError:
+            return
+        crashed = (died is not None and died not in (0, -signal.SIGKILL)) or self.proc.returncode < 0
+        if crashed or "Sanitizer" in text:
+            tail = "\n".join(text.splitlines()[-80:])
+            print(f"\n--- {self.dir}/server.log (exit {died}), last lines:\n{tail}\n---",
+                  file=sys.stderr)
 
     def __enter__(self):
         return self

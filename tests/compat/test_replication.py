@@ -234,11 +234,19 @@ class RedisReplicaOfKegTest(unittest.TestCase):
             self.replica.stop()
         self.keg.stop()
 
-    def attach(self):
+    def attach(self, synced=True):
+        """Starts the replica; until it applied everything (`synced`) or, while writes go on and
+        the primary's offset moves, until its link is up."""
         self.replica = kegtest.redis("--replicaof", "127.0.0.1", str(self.keg.port),
                                      "--enable-debug-command", "yes")
         self.r = redis.Redis(port=self.replica.port)
-        wait_synced(self.c, self.r)
+        if synced:
+            wait_synced(self.c, self.r)
+            return
+        deadline = time.time() + 30
+        while self.r.info("replication").get("master_link_status") != "up":
+            self.assertLess(time.time(), deadline, "the replica's link never came up")
+            time.sleep(0.05)
 
     def test_full_sync_then_every_kind_of_write(self):
         fill(self.c)
@@ -405,7 +413,7 @@ class RedisReplicaOfKegTest(unittest.TestCase):
             t.start()
         try:
             time.sleep(0.3)
-            self.attach()
+            self.attach(synced=False)
             time.sleep(0.3)
         finally:
             stop.set()
@@ -526,6 +534,22 @@ class KegReplicaTest(unittest.TestCase):
         c1.execute_command("CLIENT", "KILL", "TYPE", "normal")
         c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         self.assertEqual(len(c1.client_list(_type="master")), 1)
+
+    def test_shutdown_with_replication_links_open_exits_cleanly(self):
+        # A primary with two replicas, one of them with a replica of its own, stopped while every
+        # link is open: each node shuts down with status 0 (the sessions of the links went after
+        # the log did, and a shutdown crashed).
+        primary, p = self.start()
+        p.set("k", "v")
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        r2, c2 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        r3, c3 = self.start("--replicaof", "127.0.0.1", str(r1.port))
+        for c in (c1, c2):
+            wait_synced(p, c)
+        wait_synced(c1, c3)
+        for server in (r1, primary, r2, r3):  # a replica with a replica, the primary, the others
+            self.servers.remove(server)
+            self.assertEqual(server.stop(), 0)
 
     def test_a_promotion_then_partial_resyncs(self):
         primary, p = self.start()
