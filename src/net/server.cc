@@ -170,6 +170,10 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     CheckOutputLimits();
   }
   void set_pubsub(bool on) override { pubsub_ = on; }
+  void set_replica() override {
+    replica_ = true;
+    exempt_ = out_.size();
+  }
   resp::ReplyBuffer& out() override { return out_; }
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }
@@ -503,15 +507,24 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
 
   // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.
   bool CheckOutputLimits() {
-    const size_t pending = out_.size();
-    const uint64_t hard = (pubsub_ ? limits_->pubsub_hard_limit : limits_->output_hard_limit).load(std::memory_order_relaxed);
-    const uint64_t soft = (pubsub_ ? limits_->pubsub_soft_limit : limits_->output_soft_limit).load(std::memory_order_relaxed);
+    const size_t pending = out_.size() - std::min(exempt_, out_.size());
+    // The class (Redis's getClientType): a replica's, a subscriber's, or a normal client's.
+    const std::atomic<uint64_t>& hard_limit = replica_  ? limits_->replica_hard_limit
+                                              : pubsub_ ? limits_->pubsub_hard_limit
+                                                        : limits_->output_hard_limit;
+    const std::atomic<uint64_t>& soft_limit = replica_  ? limits_->replica_soft_limit
+                                              : pubsub_ ? limits_->pubsub_soft_limit
+                                                        : limits_->output_soft_limit;
+    const std::atomic<uint32_t>& soft_seconds = replica_  ? limits_->replica_soft_seconds
+                                                : pubsub_ ? limits_->pubsub_soft_seconds
+                                                          : limits_->output_soft_seconds;
+    const uint64_t hard = hard_limit.load(std::memory_order_relaxed);
+    const uint64_t soft = soft_limit.load(std::memory_order_relaxed);
     bool over = hard > 0 && pending > hard;
     if (!over && soft > 0 && pending > soft) {
       const int64_t now_ms = SteadyMs();
       if (soft_since_ms_ == 0) soft_since_ms_ = now_ms;
-      over = now_ms - soft_since_ms_ >=
-             int64_t{(pubsub_ ? limits_->pubsub_soft_seconds : limits_->output_soft_seconds).load(std::memory_order_relaxed)} * 1000;
+      over = now_ms - soft_since_ms_ >= int64_t{soft_seconds.load(std::memory_order_relaxed)} * 1000;
     } else if (soft == 0 || pending <= soft) {
       soft_since_ms_ = 0;
     }
@@ -534,6 +547,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       Worker::Add(worker_->writes, 1);
       Worker::Add(worker_->bytes_out, static_cast<uint64_t>(written));
       out_.Consume(static_cast<size_t>(written));
+      exempt_ -= std::min(exempt_, static_cast<size_t>(written));  // the exempt bytes go first
       if (out_.empty()) {
         AfterWrite();
         return;
@@ -581,6 +595,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   Worker* worker_;
   asio::ip::tcp::socket socket_;
   bool pubsub_ = false;  // client-output-buffer-limit class: pubsub (true) or normal
+  bool replica_ = false;  // ... or replica, which wins
+  size_t exempt_ = 0;     // the first bytes of out_ not counted against it (a replica's snapshot)
   Limits* limits_;
   resp::RequestParser parser_;
   resp::ReplyBuffer out_;

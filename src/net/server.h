@@ -26,6 +26,11 @@ struct Limits {
   std::atomic<uint64_t> pubsub_hard_limit{32ull << 20};
   std::atomic<uint64_t> pubsub_soft_limit{8ull << 20};
   std::atomic<uint32_t> pubsub_soft_seconds{60};
+  /// client-output-buffer-limit replica <hard> <soft> <soft seconds>: for replicas' connections
+  /// (the stream not yet written to them; not the snapshot of their full sync).
+  std::atomic<uint64_t> replica_hard_limit{256ull << 20};
+  std::atomic<uint64_t> replica_soft_limit{64ull << 20};
+  std::atomic<uint32_t> replica_soft_seconds{60};
   /// TCP keepalive interval in seconds (0: off).
   std::atomic<uint32_t> tcp_keepalive{300};
   /// Cold reads each event loop keeps in the kernel at once (FileReads); the rest wait their turn.

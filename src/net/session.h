@@ -60,6 +60,10 @@ class Link {
   /// client-output-buffer-limit's `pubsub` class instead of `normal` (Redis's getClientType). I/O
   /// thread.
   virtual void set_pubsub(bool on) = 0;
+  /// The connection is a replica's: its output buffer is held to client-output-buffer-limit's
+  /// `replica` class, not counting what out() holds at this call (the snapshot of a full sync,
+  /// which Redis does not count either). I/O thread.
+  virtual void set_replica() = 0;
   /// The reply buffer of the connection (I/O thread).
   virtual resp::ReplyBuffer& out() = 0;
   /// The parser, for its per-connection limits (I/O thread).

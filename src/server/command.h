@@ -44,6 +44,10 @@ enum CommandFlag : uint32_t {
   kNoScript = 1 << 9,  ///< refused from scripts (Redis's noscript, and what touches the connection)
   kAllowBusy = 1 << 10,  ///< runs while a script is busy (Redis's allow-busy); others get -BUSY
   kBlocking = 1 << 11,   ///< may block (BLPOP ...): runs once the connection's pending batch is durable
+  kStale = 1 << 12,      ///< served by a replica whose primary link is down even with
+                         ///< replica-serve-stale-data no (Redis's stale); set from kStaleCommands
+  kRunsScript = 1 << 13, ///< EVAL*, FCALL*: may write, but what a replica or min-replicas-to-write
+                         ///< refuses is decided from the script's flags (Redis's scriptPrepareForRun)
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 

@@ -456,7 +456,7 @@ void Client(Ctx& c) {
         "REPLY (ON|OFF|SKIP)", "    Control the replies sent to the current connection.",
         "NO-EVICT (ON|OFF)", "    Protect current client connection from eviction (keg never evicts clients).",
         "NO-TOUCH (ON|OFF)", "    Will not touch LRU/LFU stats when this mode is on.",
-        "HELP", "    Print this help."};
+        "HELP", "    Prints this help."};
     out.ArrayHeader(std::size(kHelp));
     for (const char* line : kHelp) out.SimpleString(line);
     return;

@@ -222,7 +222,7 @@ void Debug(Ctx& c) {
         "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
         "    default.",
         "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
-        "HELP", "    Print this help."};
+        "HELP", "    Prints this help."};
     c.out().ArrayHeader(std::size(kLines));
     for (std::string_view l : kLines) c.out().SimpleString(l);
     return;

@@ -70,6 +70,30 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
 // EVAL script numkeys key... arg... (and its SHA and read-only forms): the script joins the
 // connection's write batch as one op, run where writes are serialized; the reply comes once the
 // group holding its writes is durable.
+// Redis's scriptPrepareForRun: what a replica whose link is down (replica-serve-stale-data no), a
+// read-only replica, an *_RO command and min-replicas-to-write refuse, decided from the script's
+// flags before it runs. "" when it may run. (A script without a shebang is checked as it writes.)
+std::string RefusedBeforeRun(Ctx& c, uint32_t flags, bool ro_command) {
+  ServerState& st = c.server();
+  const bool obey = c.client().master_link();  // the primary's stream runs what it sends
+  const bool stale = !obey && st.RunningStale();
+  if ((flags & kScriptEvalCompat) != 0) {
+    return stale ? "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'." : "";
+  }
+  if (stale && (flags & kScriptAllowStale) == 0) {
+    return "-MASTERDOWN Link with MASTER is down, replica-serve-stale-data is set to 'no' and 'allow-stale' flag is "
+           "not set on the script.";
+  }
+  if ((flags & kScriptNoWrites) == 0) {
+    if (!obey && st.replica_of.active() && st.replica_read_only.load(std::memory_order_relaxed)) {
+      return "-READONLY Can not run script with write flag on readonly replica";
+    }
+    if (ro_command) return "Can not execute a script with write flag using *_ro command.";
+    if (!obey && !st.EnoughGoodReplicas()) return "-NOREPLICAS Not enough good replicas to write.";
+  }
+  return "";
+}
+
 void EvalWith(Ctx& c, bool by_sha, bool read_only) {
   ScriptEngine& engine = *c.server().scripts;
   if (by_sha && c.arg(1).size() != 40) return c.Fail(std::string(kNoScriptError));
@@ -90,9 +114,7 @@ void EvalWith(Ctx& c, bool by_sha, bool read_only) {
     if (run->script == nullptr) return c.Fail(error);
   }
   const uint32_t flags = run->script->flags;
-  if ((flags & kScriptEvalCompat) == 0 && (flags & kScriptNoWrites) == 0 && read_only) {
-    return c.Fail("Can not execute a script with write flag using *_ro command.");
-  }
+  if (std::string refused = RefusedBeforeRun(c, flags, read_only); !refused.empty()) return c.Fail(std::move(refused));
   run->read_only = read_only || (flags & kScriptNoWrites) != 0;
   TakeArguments(c, static_cast<size_t>(numkeys), run.get());
   Queue(c, std::move(run));
@@ -163,8 +185,8 @@ void FcallWith(Ctx& c, bool read_only) {
     return c.Fail("Number of keys can't be greater than number of args");
   }
   if (numkeys < 0) return c.Fail("Number of keys can't be negative");
-  if ((info->flags & kScriptNoWrites) == 0 && read_only) {
-    return c.Fail("Can not execute a script with write flag using *_ro command.");
+  if (std::string refused = RefusedBeforeRun(c, info->flags, read_only); !refused.empty()) {
+    return c.Fail(std::move(refused));
   }
   auto run = std::make_shared<ScriptRun>();
   run->function = info->name;
@@ -338,7 +360,7 @@ void FunctionCmd(Ctx& c) {
 }  // namespace
 
 void RegisterScriptCommands(std::vector<Command>* t) {
-  constexpr uint32_t kEval = kWrite | kMovableKeys | kNoScript;
+  constexpr uint32_t kEval = kWrite | kMovableKeys | kNoScript | kRunsScript;
   t->push_back({"eval", -3, kEval, 0, 0, 0, Eval, "@slow @scripting"});
   t->push_back({"evalsha", -3, kEval, 0, 0, 0, Evalsha, "@slow @scripting"});
   t->push_back({"eval_ro", -3, kEval, 0, 0, 0, EvalRo, "@slow @scripting"});

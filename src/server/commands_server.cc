@@ -46,7 +46,7 @@ void Help(Ctx& c, std::initializer_list<std::string_view> lines) {
   c.out().SimpleString(ToUpper(c.arg(0)) + " <subcommand> [<arg> [value] [opt] ...]. Subcommands are:");
   for (std::string_view l : lines) c.out().SimpleString(l);
   c.out().SimpleString("HELP");
-  c.out().SimpleString("    Print this help.");
+  c.out().SimpleString("    Prints this help.");
 }
 
 namespace {
@@ -366,6 +366,11 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     const std::vector<Replica> replicas = st.repl.Replicas();
     Field(&s, "connected_slaves", static_cast<int64_t>(replicas.size()));
     const int64_t now_ms = MonoMs();
+    const int64_t min_to_write = st.min_replicas_to_write.load(std::memory_order_relaxed);
+    const int64_t min_max_lag = st.min_replicas_max_lag.load(std::memory_order_relaxed);
+    if (min_to_write > 0 && min_max_lag > 0) {
+      Field(&s, "min_slaves_good_slaves", static_cast<int64_t>(st.repl.GoodReplicas(min_max_lag, now_ms)));
+    }
     for (size_t i = 0; i < replicas.size(); ++i) {
       const Replica& r = replicas[i];
       const int64_t lag = r.ack_ms == 0 ? 0 : (now_ms - r.ack_ms) / 1000;
@@ -716,6 +721,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   if (cmd.flags & kNoAuth) flags.push_back("no_auth");
   if (cmd.flags & kNoMulti) flags.push_back("no_multi");
   if (cmd.flags & kNoScript) flags.push_back("noscript");
+  if (cmd.flags & kStale) flags.push_back("stale");
   if (cmd.flags & kFast) flags.push_back("fast");
   if (cmd.flags & kAllowBusy) flags.push_back("allow_busy");
   if (cmd.flags & kMovableKeys) flags.push_back("movablekeys");
@@ -1316,6 +1322,36 @@ void RegisterServerCommands(std::vector<Command>* t) {
 }
 
 namespace {
+// Redis 7.0's commands with the `stale` flag (src/commands/*.json): "name" for a command,
+// "name|sub" for a subcommand, "name|*" for every subcommand of a container (as in Redis, a
+// container has no flags of its own: its subcommand's decide).
+constexpr std::string_view kStaleCommands[] = {
+    "acl|*", "auth", "client|*", "cluster|*", "command", "command|*", "config|*", "debug", "discard", "echo",
+    "eval", "eval_ro", "evalsha", "evalsha_ro", "exec", "failover", "fcall", "fcall_ro", "function|help",
+    "hello", "info", "lastsave", "latency|*", "memory|help", "module|help", "monitor", "multi", "object|help",
+    "psubscribe", "publish", "pubsub|*", "punsubscribe", "quit", "readonly", "readwrite", "replconf",
+    "replicaof", "reset", "role", "script|help", "script|load", "select", "sentinel|help", "shutdown",
+    "slaveof", "slowlog|*", "spublish", "ssubscribe", "subscribe", "sunsubscribe", "time", "unsubscribe",
+    "unwatch", "watch", "xgroup|help", "xinfo|help"};
+
+void MarkStale(std::vector<Command>* commands) {
+  for (std::string_view entry : kStaleCommands) {
+    const size_t bar = entry.find('|');
+    const std::string_view name = entry.substr(0, bar);
+    for (Command& cmd : *commands) {
+      if (cmd.name != name) continue;
+      if (bar == std::string_view::npos) {
+        cmd.flags |= kStale;
+        continue;
+      }
+      const std::string_view sub = entry.substr(bar + 1);
+      for (Command& s : cmd.subcommands) {
+        if (sub == "*" || s.name == sub) s.flags |= kStale;
+      }
+    }
+  }
+}
+
 struct NameHash {
   using is_transparent = void;
   size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
@@ -1341,6 +1377,7 @@ struct Table {
     RegisterZsetCommands(&commands);
     RegisterSortCommands(&commands);
     RegisterReplicationCommands(&commands);
+    MarkStale(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

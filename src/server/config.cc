@@ -199,6 +199,10 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("repl-ping-replica-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-timeout", &Config::repl_timeout, 1, INT_MAX, true));
+    t.push_back(Int("min-replicas-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
+    t.push_back(Int("min-slaves-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
+    t.push_back(Int("min-replicas-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));
+    t.push_back(Int("min-slaves-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));
     t.push_back({"replicaof", false,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    if (a.size() != 2) return std::string("wrong number of arguments");
@@ -535,6 +539,8 @@ std::string RewriteConfigText(std::string_view old_text, const Config& current) 
       {"slave-serve-stale-data", "replica-serve-stale-data"},
       {"slave-priority", "replica-priority"},
       {"repl-ping-slave-period", "repl-ping-replica-period"},
+      {"min-slaves-to-write", "min-replicas-to-write"},
+      {"min-slaves-max-lag", "min-replicas-max-lag"},
       {"lua-time-limit", "busy-reply-threshold"},
       {"hash-max-ziplist-entries", "hash-max-listpack-entries"},
       {"hash-max-ziplist-value", "hash-max-listpack-value"},

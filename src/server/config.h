@@ -55,6 +55,8 @@ struct Config {
   int64_t repl_backlog_size = 1ll << 20;
   int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
   int64_t repl_timeout = 60;
+  int64_t min_replicas_to_write = 0;  // alias min-slaves-to-write (0: off)
+  int64_t min_replicas_max_lag = 10;  // alias min-slaves-max-lag (seconds; 0: off)
   std::string replicaof;                  // "host port" from the config file, followed at start
   int64_t replica_output_hard = 256ll << 20;  // client-output-buffer-limit replica <hard> <soft> <seconds>
   int64_t replica_output_soft = 64ll << 20;

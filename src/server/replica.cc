@@ -279,6 +279,11 @@ ReplicaOf::Status ReplicaOf::status() const {
   return st;
 }
 
+bool ReplicaOf::link_up() const {
+  std::lock_guard lock(mu_);
+  return link_open_;
+}
+
 void ReplicaOf::Heard() { heard_ms_.store(MonoMs(), std::memory_order_relaxed); }
 
 void ReplicaOf::LinkClosed(uint64_t gen) {
@@ -286,6 +291,7 @@ void ReplicaOf::LinkClosed(uint64_t gen) {
     std::lock_guard lock(mu_);
     if (gen != gen_) return;
     link_open_ = false;
+    state_ = "connect";
     down_since_ms_ = MonoMs();
   }
   cv_.notify_all();
@@ -311,6 +317,7 @@ void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port) {
   pthread_setname_np(pthread_self(), "keg-replica");
   while (Current(gen)) {
     Connect(gen, host, port);
+    SetState(gen, "connect");  // waiting for the next attempt (Redis's REPL_STATE_CONNECT)
     if (!Pause(gen, 1000)) break;  // Redis's replicationCron retries about once a second
   }
 }

@@ -75,6 +75,8 @@ class ReplicaOf {
     uint64_t read_offset = 0; ///< read from the stream (slave_read_repl_offset)
   };
   Status status() const;
+  /// The link to the primary is up (its sync done): Redis's repl_state == REPL_STATE_CONNECTED.
+  bool link_up() const;
 
   // ---- The master link's session (its I/O thread).
   /// Bytes of the stream up to `offset` are applied and durable.

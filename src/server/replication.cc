@@ -148,7 +148,45 @@ void ReplicationFeed::AppendLocked(std::string_view bytes) {
   }
 }
 
+void ReplicationFeed::set_limits(uint64_t hard, uint64_t soft, int64_t soft_seconds) {
+  hard_limit_.store(hard, std::memory_order_relaxed);
+  soft_limit_.store(soft, std::memory_order_relaxed);
+  soft_seconds_.store(soft_seconds, std::memory_order_relaxed);
+}
+
+void ReplicationFeed::DropOverLimitLocked() {
+  const uint64_t hard = hard_limit_.load(std::memory_order_relaxed);
+  const uint64_t soft = soft_limit_.load(std::memory_order_relaxed);
+  const uint64_t end = end_.load(std::memory_order_relaxed);
+  int64_t now = 0;
+  for (auto it = replicas_.begin(); it != replicas_.end();) {
+    Replica& r = **it;
+    const uint64_t held = end - r.sent;  // (an online replica's connection holds its part)
+    bool over = false;
+    if (!r.online) {
+      over = hard > 0 && held > hard;
+      if (!over && soft > 0 && held > soft) {
+        if (now == 0) now = MonoMs();
+        if (r.soft_since_ms == 0) r.soft_since_ms = now;
+        over = now - r.soft_since_ms >= soft_seconds_.load(std::memory_order_relaxed) * 1000;
+      } else if (soft == 0 || held <= soft) {
+        r.soft_since_ms = 0;
+      }
+    }
+    if (!over) {
+      ++it;
+      continue;
+    }
+    spdlog::warn("replication: replica {}:{} scheduled to be closed for overcoming of output buffer limits ({} bytes "
+                 "of the stream held for it while its snapshot is built)",
+                 r.ip, r.port, held);
+    if (std::shared_ptr<net::Link> link = r.link.lock()) link->Post([link] { link->CloseNow(); });
+    it = replicas_.erase(it);
+  }
+}
+
 void ReplicationFeed::TrimLocked() {
+  DropOverLimitLocked();
   const uint64_t end = end_.load(std::memory_order_relaxed);
   const uint64_t keep_from = end > backlog_size() ? end - backlog_size() : 0;
   uint64_t needed = keep_from;
@@ -306,6 +344,7 @@ std::shared_ptr<Replica> ReplicationFeed::Add(uint64_t client_id, std::shared_pt
 void ReplicationFeed::Online(const std::shared_ptr<Replica>& r) {
   std::lock_guard lock(mu_);
   r->online = true;
+  r->ack_ms = MonoMs();  // its lag counts from here until its first ack (Redis's putSlaveOnline)
   WakeLocked();
 }
 
@@ -359,6 +398,13 @@ size_t ReplicationFeed::CountAckedLocked(uint64_t offset) const {
 size_t ReplicationFeed::CountAcked(uint64_t offset) const {
   std::lock_guard lock(mu_);
   return CountAckedLocked(offset);
+}
+
+size_t ReplicationFeed::GoodReplicas(int64_t max_lag_s, int64_t now_ms) const {
+  std::lock_guard lock(mu_);
+  size_t n = 0;
+  for (const auto& r : replicas_) n += r->online && (now_ms - r->ack_ms) / 1000 <= max_lag_s ? size_t{1} : size_t{0};
+  return n;
 }
 
 size_t ReplicationFeed::replica_count() const {

@@ -82,6 +82,7 @@ struct Replica {
   uint64_t sent = 0;           ///< stream offset sent up to
   uint64_t acked = 0;          ///< REPLCONF ACK: offset the replica has applied (and made durable)
   int64_t ack_ms = 0;          ///< when it last acked
+  int64_t soft_since_ms = 0;   ///< while not online: since when the stream held for it passed the soft limit
 };
 
 /// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread
@@ -105,6 +106,10 @@ class ReplicationFeed {
   int64_t second_offset() const;
   uint64_t offset() const { return end_.load(std::memory_order_acquire); }
   void set_backlog_size(uint64_t bytes);
+  /// client-output-buffer-limit replica: a replica that is not online yet (its snapshot is being
+  /// built) and for which the stream holds more than `hard` bytes, or more than `soft` for
+  /// `soft_seconds`, is disconnected (once online, its connection holds it to the same limits).
+  void set_limits(uint64_t hard, uint64_t soft, int64_t soft_seconds);
   uint64_t backlog_size() const { return backlog_size_.load(std::memory_order_relaxed); }
 
   // ---- The writer role (Append also from any thread, for what is ordered with no write:
@@ -156,6 +161,9 @@ class ReplicationFeed {
   void Ack(Replica& r, uint64_t offset, int64_t now_ms);
   /// Replicas that acked at least `offset` (WAIT).
   size_t CountAcked(uint64_t offset) const;
+  /// Online replicas whose last ack is at most `max_lag_s` whole seconds old at `now_ms` (steady
+  /// clock): Redis's repl_good_slaves_count for min-replicas-to-write.
+  size_t GoodReplicas(int64_t max_lag_s, int64_t now_ms) const;
   size_t replica_count() const;
   /// For INFO replication and ROLE.
   std::vector<Replica> Replicas() const;
@@ -208,6 +216,8 @@ class ReplicationFeed {
   void TrimLocked();
   void WakeLocked();
   void Send(const std::shared_ptr<Replica>& r);
+  // Disconnects the replicas waiting for their snapshot that passed the limits (set_limits).
+  void DropOverLimitLocked();
   size_t CountAckedLocked(uint64_t offset) const;
 
   std::atomic<bool> active_{false};
@@ -225,6 +235,9 @@ class ReplicationFeed {
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;
   std::atomic<int64_t> ping_period_s_{10};
+  std::atomic<uint64_t> hard_limit_{256ull << 20};
+  std::atomic<uint64_t> soft_limit_{64ull << 20};
+  std::atomic<int64_t> soft_seconds_{60};
   std::condition_variable cv_;
   bool stop_ = false;
   std::thread timer_;

@@ -1526,6 +1526,10 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       *error = "-READONLY You can't write against a read only replica.";
       return "";
     }
+    if (!r.run->client->master_link() && !server_.EnoughGoodReplicas()) {
+      *error = "-NOREPLICAS Not enough good replicas to write.";
+      return "";
+    }
     wrote_.store(true, std::memory_order_release);  // from now on SCRIPT KILL cannot stop it
   }
   DirectRun& direct = call_direct_;  // reused: its batch keeps its capacity from call to call
@@ -1618,25 +1622,41 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
   return reply_scratch_;
 }
 
+bool DeclaredScriptFlags(ScriptEngine& engine, std::span<const std::string_view> args, uint32_t* flags) {
+  if (args.size() < 2) return false;
+  const std::string name = ToLower(args[0]);
+  uint32_t f = 0;
+  if (name == "eval" || name == "eval_ro" || name == "evalsha" || name == "evalsha_ro") {
+    const bool by_sha = name[4] == 's';
+    if (by_sha && args[1].size() != 40) return false;
+    std::shared_ptr<const Script> script = engine.cache().Find(by_sha ? args[1] : std::string_view(Sha1Hex(args[1])));
+    if (script != nullptr) {
+      f = script->flags;
+    } else {
+      if (by_sha) return false;
+      Script parsed;  // not cached yet: its shebang says
+      std::string error;
+      if (!ParseShebang(args[1], &parsed, &error)) return false;
+      f = parsed.flags;
+    }
+    if ((f & kScriptEvalCompat) != 0) return false;
+  } else if (name == "fcall" || name == "fcall_ro") {
+    const FunctionInfo* info = nullptr;
+    if (engine.functions().Find(args[1], &info) == nullptr) return false;
+    f = info->flags;
+  } else {
+    return false;
+  }
+  *flags = f;
+  return true;
+}
+
 bool ScriptCannotWrite(ScriptEngine& engine, std::span<const std::string_view> args) {
   if (args.size() < 2) return false;
   const std::string name = ToLower(args[0]);
   if (name == "eval_ro" || name == "evalsha_ro" || name == "fcall_ro") return true;
-  if (name == "eval" || name == "evalsha") {
-    std::shared_ptr<const Script> script =
-        engine.cache().Find(name == "eval" ? std::string_view(Sha1Hex(args[1])) : args[1]);
-    if (script == nullptr && name == "eval") {  // not cached yet: its shebang says
-      Script parsed;
-      std::string error;
-      return ParseShebang(args[1], &parsed, &error) && (parsed.flags & kScriptNoWrites) != 0;
-    }
-    return script != nullptr && (script->flags & kScriptNoWrites) != 0;
-  }
-  if (name == "fcall") {
-    const FunctionInfo* info = nullptr;
-    return engine.functions().Find(args[1], &info) != nullptr && (info->flags & kScriptNoWrites) != 0;
-  }
-  return false;
+  uint32_t flags = 0;
+  return DeclaredScriptFlags(engine, args, &flags) && (flags & kScriptNoWrites) != 0;
 }
 
 }  // namespace keg::server

@@ -142,6 +142,11 @@ struct ScriptRun {
 /// _RO forms, a cached script with the no-writes flag, a no-writes function. CLIENT PAUSE WRITE
 /// lets those run, as Redis does. Any thread.
 bool ScriptCannotWrite(ScriptEngine& engine, std::span<const std::string_view> args);
+/// The flags (kScript*) a script declared in its shebang, or a function's, for `args` (EVAL,
+/// EVALSHA, FCALL or their _RO forms); false when it declared none (no shebang), is not known
+/// (EVALSHA of an uncached sha, an unknown function) or `args` runs no script. Redis derives such a
+/// command's write and stale flags from these (evalGetCommandFlags). Any thread.
+bool DeclaredScriptFlags(ScriptEngine& engine, std::span<const std::string_view> args, uint32_t* flags);
 
 /// The Lua side: one interpreter, used under the writer role only.
 class ScriptEngine {

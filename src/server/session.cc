@@ -1100,6 +1100,7 @@ void ClientSession::BecomeReplica(std::shared_ptr<Replica> r) {
   replica_ = std::move(r);
   repl_role_.store(kRoleReplica, std::memory_order_relaxed);
   reply_off_ = true;  // a replica gets the stream, never replies (Redis's CLIENT_SLAVE)
+  link_->set_replica();  // the replica output-buffer class, past its snapshot (queued already)
 }
 
 void ClientSession::BecomeMasterLink(uint64_t gen, uint64_t offset) {
@@ -1218,12 +1219,17 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
       return Reject(*cmd, denied);
     }
   }
+  // min-replicas-to-write (Redis's checkGoodReplicasStatus): a write, or an EXEC of queued writes,
+  // while too few replicas acked lately.
+  if (server_.min_replicas_to_write.load(std::memory_order_relaxed) > 0 && !master_link_) {
+    const bool writes = (EffectiveFlags(*cmd, args) & kWrite) != 0 ||
+                        (in_multi_ && cmd->name == "exec" && QueuedCommandsHave(kWrite, false));
+    if (writes && !server_.EnoughGoodReplicas()) return Reject(*cmd, "-NOREPLICAS Not enough good replicas to write.");
+  }
   // A read-only replica takes writes from its primary alone (Redis's -READONLY).
-  if (server_.replica_of.active() && !master_link_ && server_.replica_read_only.load(std::memory_order_relaxed)) {
-    const Command* sub = (!cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
-    if (((cmd->flags | (sub != nullptr ? sub->flags : 0)) & kWrite) != 0) {
-      return Reject(*cmd, "-READONLY You can't write against a read only replica.");
-    }
+  if (server_.replica_of.active() && !master_link_ && server_.replica_read_only.load(std::memory_order_relaxed) &&
+      (EffectiveFlags(*cmd, args) & kWrite) != 0) {
+    return Reject(*cmd, "-READONLY You can't write against a read only replica.");
   }
   if (server_.tracking.clients() > 0) {
     // The tracking table back under tracking-table-max-keys before each command (Redis's
@@ -1239,6 +1245,13 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
     const std::string fullname = std::string(cmd->name) + (sub != nullptr ? "|" + std::string(sub->name) : "");
     return Reject(*cmd, "Can't execute '" + fullname +
                             "': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context");
+  }
+  // A replica whose link is down with replica-serve-stale-data no serves only Redis's `stale`
+  // commands (INFO, REPLICAOF, ...): an EXEC only when every queued command is one.
+  if (!master_link_ && !server_.replica_serve_stale_data.load(std::memory_order_relaxed) && server_.RunningStale()) {
+    if ((EffectiveFlags(*cmd, args) & kStale) == 0 || (in_multi_ && cmd->name == "exec" && !QueuedCommandsHave(kStale, true))) {
+      return Reject(*cmd, "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.");
+    }
   }
   // A script past busy-reply-threshold holds the writer: only the commands Redis allows then run
   // (SCRIPT KILL, SHUTDOWN NOSAVE, the connection's own). One atomic load.
@@ -1417,6 +1430,34 @@ void ClientSession::ColdDone(const ColdFetch& fetch) {
   cold_wait_ = false;
   fetched_ = true;
   link_->Resume();
+}
+
+uint32_t ClientSession::EffectiveFlags(const Command& cmd, std::span<const std::string_view> args) const {
+  const Command* sub = (!cmd.subcommands.empty() && args.size() >= 2) ? FindSubcommand(cmd, args[1]) : nullptr;
+  // A subcommand's flags decide (a container's kWrite too, where a table puts it there).
+  uint32_t f = sub != nullptr ? (sub->flags | (cmd.flags & kWrite)) : cmd.flags;
+  if ((f & kRunsScript) != 0) {
+    f &= ~kWrite;  // Redis's EVAL and FCALL are no write commands...
+    uint32_t declared = 0;
+    if (DeclaredScriptFlags(*server_.scripts, args, &declared)) {  // ...unless their script says
+      f &= ~kStale;
+      if ((declared & kScriptNoWrites) == 0) f |= kWrite;
+      if ((declared & kScriptAllowStale) != 0) f |= kStale;
+    }
+  }
+  return f;
+}
+
+bool ClientSession::QueuedCommandsHave(uint32_t flag, bool every) const {
+  std::vector<std::string_view> views;
+  for (const auto& q : queued_) {
+    const Command* qc = FindCommand(q[0]);
+    if (qc == nullptr) continue;
+    views.assign(q.begin(), q.end());
+    const bool has = (EffectiveFlags(*qc, views) & flag) != 0;
+    if (has != every) return has;  // some has it (any), or one lacks it (every)
+  }
+  return every;
 }
 
 net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {

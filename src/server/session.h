@@ -227,6 +227,11 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<std::string> WatchedKeyNames() const;
   // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
   net::Outcome Reject(const Command& cmd, std::string_view error);
+  // The flags Redis's processCommand checks a command with (getCommandFlags): its subcommand's,
+  // and for EVAL / FCALL kWrite and kStale from the script's declared flags (none without them).
+  uint32_t EffectiveFlags(const Command& cmd, std::span<const std::string_view> args) const;
+  // Whether some command queued in MULTI (or, `every`, each one) has `flag` (EffectiveFlags).
+  bool QueuedCommandsHave(uint32_t flag, bool every) const;
   void set_authenticated(bool yes);
   // The user again, after ACL SETUSER / DELUSER (a deleted user may run nothing).
   void RefreshUser();

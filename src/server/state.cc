@@ -1,6 +1,7 @@
 #include "server/state.h"
 
 #include "server/notify.h"
+#include "server/stats_clock.h"
 
 #include <pthread.h>
 #include <unistd.h>
@@ -55,12 +56,26 @@ void ServerState::ApplyNotifyConfigLocked() {
   }
 }
 
+bool ServerState::EnoughGoodReplicas() const {
+  const int64_t want = min_replicas_to_write.load(std::memory_order_relaxed);
+  const int64_t max_lag = min_replicas_max_lag.load(std::memory_order_relaxed);
+  if (want <= 0 || max_lag <= 0 || replica_of.active()) return true;
+  return static_cast<int64_t>(repl.GoodReplicas(max_lag, MonoMs())) >= want;
+}
+
+bool ServerState::RunningStale() const {
+  return !replica_serve_stale_data.load(std::memory_order_relaxed) && replica_of.active() && !replica_of.link_up();
+}
+
 void ServerState::ApplyConfigLocked() {
   ApplyNotifyConfigLocked();
   tracking_table_max_keys.store(static_cast<uint64_t>(config.tracking_table_max_keys), std::memory_order_relaxed);
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);
   replica_read_only.store(config.replica_read_only, std::memory_order_relaxed);
+  replica_serve_stale_data.store(config.replica_serve_stale_data, std::memory_order_relaxed);
+  min_replicas_to_write.store(config.min_replicas_to_write, std::memory_order_relaxed);
+  min_replicas_max_lag.store(config.min_replicas_max_lag, std::memory_order_relaxed);
   repl.set_backlog_size(static_cast<uint64_t>(config.repl_backlog_size));
   repl.set_ping_period(config.repl_ping_replica_period);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);
@@ -76,6 +91,11 @@ void ServerState::ApplyConfigLocked() {
   limits.pubsub_hard_limit.store(static_cast<uint64_t>(config.pubsub_output_hard));
   limits.pubsub_soft_limit.store(static_cast<uint64_t>(config.pubsub_output_soft));
   limits.pubsub_soft_seconds.store(seconds(config.pubsub_output_soft_seconds));
+  limits.replica_hard_limit.store(static_cast<uint64_t>(config.replica_output_hard));
+  limits.replica_soft_limit.store(static_cast<uint64_t>(config.replica_output_soft));
+  limits.replica_soft_seconds.store(seconds(config.replica_output_soft_seconds));
+  repl.set_limits(static_cast<uint64_t>(config.replica_output_hard), static_cast<uint64_t>(config.replica_output_soft),
+                  config.replica_output_soft_seconds);
   limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
   limits.file_read_depth.store(static_cast<uint32_t>(config.cold_read_depth));
   slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);

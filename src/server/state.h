@@ -327,6 +327,9 @@ struct ServerState {
   std::atomic<uint32_t> timeout{0};
   std::atomic<int64_t> maxclients{10000};
   std::atomic<bool> replica_read_only{true};  // replica-read-only
+  std::atomic<bool> replica_serve_stale_data{true};
+  std::atomic<int64_t> min_replicas_to_write{0};
+  std::atomic<int64_t> min_replicas_max_lag{10};
   std::atomic<bool> protected_mode{true};
   std::atomic<int64_t> proto_max_bulk_len{512ll * 1024 * 1024};
 
@@ -382,6 +385,14 @@ struct ServerState {
   void ApplyConfigLocked();
   /// The notify-keyspace-events part of it (again once the store is open). config_mu held.
   void ApplyNotifyConfigLocked();
+
+  /// Redis's checkGoodReplicasStatus: false when this primary has min-replicas-to-write set (with
+  /// min-replicas-max-lag) and fewer replicas acked within max-lag seconds; writes are then
+  /// refused with -NOREPLICAS. Always true on a replica. Any thread; two relaxed loads when off.
+  bool EnoughGoodReplicas() const;
+  /// Redis's running-stale state: a replica whose link to its primary is down while
+  /// replica-serve-stale-data is no (commands without Redis's `stale` flag get -MASTERDOWN).
+  bool RunningStale() const;
 };
 
 }  // namespace keg::server

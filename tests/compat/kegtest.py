@@ -53,8 +53,7 @@ class Server:
 
     def stop(self):
         """SIGTERM (SIGKILL after 20 s), then the directory goes. Returns the exit status."""
-        died = self.proc.poll()  # exited before being asked to: a crash unless the test killed it
-        if died is None:
+        if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout=20)
@@ -62,11 +61,11 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
-        self._show_log_if_failed(died)
+        self._show_log_if_failed()
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 
-    def _show_log_if_failed(self, died):
+    def _show_log_if_failed(self):
         """The end of the server's log on stderr when it crashed or a sanitizer reported: the
         directory is removed next, and a CI run keeps only the test's output."""
         try:
@@ -74,10 +73,10 @@ class Server:
                 text = f.read().decode("utf-8", "replace")
         except OSError:
             return
-        crashed = (died is not None and died not in (0, -signal.SIGKILL)) or self.proc.returncode < 0
+        crashed = self.proc.returncode not in (0, -signal.SIGKILL)
         if crashed or "Sanitizer" in text:
             tail = "\n".join(text.splitlines()[-80:])
-            print(f"\n--- {self.dir}/server.log (exit {died}), last lines:\n{tail}\n---",
+            print(f"\n--- {self.dir}/server.log (exit {self.proc.returncode}), last lines:\n{tail}\n---",
                   file=sys.stderr)
 
     def __enter__(self):

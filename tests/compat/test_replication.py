@@ -8,6 +8,7 @@ small and large encodings, expiries, several databases — and the snapshot is o
 data set while writes go on.
 """
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -743,6 +744,170 @@ class ReplicationErrorsTest(unittest.TestCase):
                 w.execute_command("WAIT", 1, 2**63 - 1)
             fake.close()
         finally:
+            keg.stop()
+
+
+def replies(port, commands):
+    """Each command's reply, or its error's text, on a fresh connection to `port`."""
+    c = redis.Redis(port=port)
+    out = []
+    for args in commands:
+        try:
+            out.append(c.execute_command(*args))
+        except redis.ResponseError as e:
+            out.append(f"error: {e}")
+    c.close()
+    return out
+
+
+class WriteSafetyTest(unittest.TestCase):
+    """min-replicas-to-write / min-replicas-max-lag (-NOREPLICAS) and replica-serve-stale-data no
+    (-MASTERDOWN): the same replies as redis-server for commands, transactions and scripts with and
+    without declared flags; then with real replicas that stop acking and links that go down."""
+
+    NOREPLICAS = [
+        ("CONFIG", "SET", "min-replicas-to-write", "1"), ("SET", "k", "v"), ("GET", "k"), ("INCR", "n"),
+        ("MULTI",), ("SET", "a", "1"), ("GET", "a"), ("EXEC",), ("MULTI",), ("GET", "a"), ("EXEC",),
+        ("MULTI",), ("EVAL", "#!lua\nreturn 1", "0"), ("EXEC",),
+        ("EVAL", "return redis.call('set','x',1)", "0"), ("EVAL", "return redis.call('get','x')", "0"),
+        ("EVAL", "#!lua\nreturn redis.call('get','x')", "0"), ("EVAL", "#!lua flags=no-writes\nreturn 1", "0"),
+        ("EVAL_RO", "#!lua\nreturn 1", "0"),
+        ("FUNCTION", "LOAD", "#!lua name=l\nredis.register_function('f', function() return 1 end)"),
+        ("PUBLISH", "ch", "m"), ("DEL", "k"), ("CONFIG", "SET", "min-replicas-max-lag", "0"), ("SET", "k", "v"),
+        ("CONFIG", "SET", "min-replicas-max-lag", "10"), ("CONFIG", "SET", "min-slaves-to-write", "0"),
+        ("SET", "k", "v"), ("CONFIG", "GET", "min-replicas-to-write"), ("CONFIG", "GET", "min-slaves-max-lag")]
+    # A replica of a port nothing listens on: its link stays down.
+    STALE = [
+        ("SCRIPT", "LOAD", "#!lua flags=allow-stale,no-writes\nreturn 2"),
+        ("CONFIG", "SET", "replica-serve-stale-data", "no"), ("REPLICAOF", "127.0.0.1", "1"),
+        ("GET", "k"), ("PING",), ("ECHO", "x"), ("DBSIZE",), ("CONFIG", "GET", "maxclients"), ("SELECT", "2"),
+        ("EVAL", "return 1", "0"), ("EVAL", "#!lua\nreturn 1", "0"),
+        ("EVAL", "#!lua flags=allow-stale,no-writes\nreturn 1", "0"), ("EVAL", "#!lua flags=allow-stale\nreturn 1", "0"),
+        ("EVALSHA", "c6e1a7c5d1cd2cbf5a2b9cb0b0e1dbb1c6d47a5f", "0"), ("SCRIPT", "EXISTS", "x"),
+        ("MULTI",), ("GET", "x"), ("EXEC",), ("MULTI",), ("ECHO", "x"), ("EXEC",), ("SET", "k", "v"),
+        ("CLIENT", "GETNAME"), ("MEMORY", "USAGE", "k"), ("MEMORY", "HELP"), ("ROLE",),
+        ("CONFIG", "SET", "replica-serve-stale-data", "yes"), ("GET", "k"), ("REPLICAOF", "NO", "ONE")]
+
+    def test_replies_match_redis(self):
+        keg = kegtest.keg()
+        ref = kegtest.redis()
+        try:
+            for name, commands in (("noreplicas", self.NOREPLICAS), ("stale", self.STALE)):
+                mine = replies(keg.port, commands)
+                theirs = replies(ref.port, commands)
+                for args, a, b in zip(commands, mine, theirs):
+                    with self.subTest(case=name, command=args):
+                        self.assertEqual(a, b)
+            self.assertIn("NOREPLICAS", str(replies(keg.port, [("CONFIG", "SET", "min-replicas-to-write", "3"),
+                                                               ("SET", "k", "v")])[1]))
+        finally:
+            keg.stop()
+            ref.stop()
+
+    def test_writes_stop_when_replicas_stop_acking(self):
+        primary = kegtest.keg("--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
+        replica = None
+        try:
+            p = redis.Redis(port=primary.port)
+            with self.assertRaises(redis.ResponseError) as e:
+                p.set("k", "v")
+            self.assertEqual(str(e.exception), "NOREPLICAS Not enough good replicas to write.")
+            replica = kegtest.keg("--replicaof", "127.0.0.1", str(primary.port))
+            r = redis.Redis(port=replica.port)
+            wait_synced(p, r)
+            self.assertEqual(p.info("replication")["min_slaves_good_slaves"], 1)
+            self.assertTrue(p.set("k", "v"))
+            # The replica stops (no acks): past max-lag whole seconds writes are refused, reads go on.
+            os.kill(replica.proc.pid, signal.SIGSTOP)
+            deadline = time.time() + 10
+            refused = None
+            while time.time() < deadline and refused is None:
+                try:
+                    p.set("k", "v2")
+                    time.sleep(0.1)
+                except redis.ResponseError as e:
+                    refused = str(e)
+            self.assertEqual(refused, "NOREPLICAS Not enough good replicas to write.")
+            self.assertEqual(p.info("replication")["min_slaves_good_slaves"], 0)
+            self.assertIn(p.get("k"), (b"v", b"v2"))
+            os.kill(replica.proc.pid, signal.SIGCONT)
+            deadline = time.time() + 10
+            while p.info("replication")["min_slaves_good_slaves"] < 1:
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.1)
+            self.assertTrue(p.set("k", "v3"))
+        finally:
+            if replica is not None:
+                os.kill(replica.proc.pid, signal.SIGCONT)
+                replica.stop()
+            primary.stop()
+
+    def test_a_replica_cut_off_from_its_primary_serves_no_stale_data(self):
+        primary = kegtest.keg()
+        p = redis.Redis(port=primary.port)
+        p.set("k", "v")
+        replica = kegtest.keg("--replicaof", "127.0.0.1", str(primary.port), "--replica-serve-stale-data", "no")
+        try:
+            r = redis.Redis(port=replica.port)
+            wait_synced(p, r)
+            self.assertEqual(r.get("k"), b"v")
+            port = primary.port
+            data = os.path.join(primary.dir, "data")
+            primary.proc.kill()
+            primary.proc.wait()
+            deadline = time.time() + 10
+            while r.info("replication")["master_link_status"] != "down":
+                self.assertLess(time.time(), deadline)
+                time.sleep(0.05)
+            with self.assertRaises(redis.ResponseError) as e:
+                r.get("k")
+            self.assertEqual(str(e.exception),
+                             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.")
+            self.assertEqual(r.info("replication")["role"], "slave")
+            # The primary back on its data and port: the replica serves again once its link is up.
+            binary = os.environ.get("KEG_SERVER", "keg-server")
+            back = kegtest.Server(lambda prt, d: [binary, "--port", str(prt), "--dir", data], "keg", port=port)
+            try:
+                wait_synced(redis.Redis(port=port), r)
+                self.assertEqual(r.get("k"), b"v")
+            finally:
+                back.stop()
+        finally:
+            replica.stop()
+            primary.stop()
+
+
+class ReplicaOutputLimitTest(unittest.TestCase):
+    """client-output-buffer-limit replica: a replica that stops reading is disconnected once the
+    stream held for it passes the hard limit (the primary's memory does not grow with it); it
+    reconnects and syncs when it runs again."""
+
+    def test_a_stalled_replica_is_disconnected_then_resyncs(self):
+        keg = kegtest.keg("--client-output-buffer-limit", "replica", "2mb", "1mb", "60", "--repl-backlog-size", "64kb",
+                          "--enable-debug-command", "yes")
+        replica = kegtest.redis("--replicaof", "127.0.0.1", str(keg.port), "--enable-debug-command", "yes")
+        try:
+            c = redis.Redis(port=keg.port)
+            r = redis.Redis(port=replica.port)
+            c.set("k", "v")
+            wait_synced(c, r)
+            os.kill(replica.proc.pid, signal.SIGSTOP)
+            value = "x" * 10_000
+            deadline = time.time() + 30
+            while c.info("replication")["connected_slaves"] > 0:
+                self.assertLess(time.time(), deadline, "the stalled replica was never disconnected")
+                p = c.pipeline(transaction=False)
+                for i in range(100):
+                    p.set(f"big{i % 500}", value)
+                p.execute()
+            with open(os.path.join(keg.dir, "server.log")) as f:
+                self.assertIn("overcoming of output buffer limits", f.read())
+            os.kill(replica.proc.pid, signal.SIGCONT)
+            wait_synced(c, r)
+            digests_equal(self, c, r)
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+            replica.stop()
             keg.stop()
 
 

@@ -205,6 +205,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   void CloseNow() override { closed_ = true; }
   void Flush() override {}  // Run() returns what out() holds
   void set_pubsub(bool) override {}  // no output limits in process
+  void set_replica() override {}
   resp::ReplyBuffer& out() override { return out_; }
   resp::RequestParser& parser() override { return parser_; }
   const std::string& peer() const override { return peer_; }
