@@ -434,9 +434,11 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
     link_open_ = true;
     state_ = "connected";
   }
-  if (!server_.adopt || !server_.adopt(fd, [this, gen, start](net::Link* link) -> std::unique_ptr<net::Session> {
+  const uint32_t db = server_.repl.stream_db();  // 0 after a full sync; else where the stream was
+  if (!server_.adopt || !server_.adopt(fd, [this, gen, start, db](net::Link* link) -> std::unique_ptr<net::Session> {
         auto session = std::make_unique<ClientSession>(server_, link);
         session->BecomeMasterLink(gen, start);
+        session->set_db(db);
         std::lock_guard lock(mu_);
         link_ = link->Self();
         session_ = session.get();

@@ -75,6 +75,7 @@ void ReplicationFeed::StartHistory(std::string replid, uint64_t offset) {
     blocks_.clear();
     end_.store(offset, std::memory_order_release);
     last_db_ = kNoDb;
+    stream_db_ = 0;
     dropped.swap(replicas_);
   }
   for (const auto& r : dropped) {
@@ -106,8 +107,14 @@ void ReplicationFeed::Promote() {
   forwarding_.store(false, std::memory_order_relaxed);
 }
 
-void ReplicationFeed::Forward(std::string_view bytes) {
+uint32_t ReplicationFeed::stream_db() const {
   std::lock_guard lock(mu_);
+  return stream_db_;
+}
+
+void ReplicationFeed::Forward(std::string_view bytes, uint32_t selects) {
+  std::lock_guard lock(mu_);
+  if (selects != kNoDb) stream_db_ = selects;
   AppendLocked(bytes);
   TrimLocked();
   WakeLocked();
@@ -238,6 +245,7 @@ void ReplicationFeed::SelectLocked(uint32_t db) {
   AppendCommand(&select, {"SELECT", n});
   AppendLocked(select);
   last_db_ = db;
+  stream_db_ = db;
 }
 
 void ReplicationFeed::Append(uint32_t db, std::string_view commands) {
@@ -288,6 +296,7 @@ void ReplicationFeed::WriteLocked(const std::vector<PropagatedCommand>& cmds,
   static const std::string kExec = "*1\r\n$4\r\nEXEC\r\n";
   auto put = [&](const PropagatedCommand& c) {
     SelectLocked(c.db);
+    if (c.selects != kNoDb) stream_db_ = c.selects;
     AppendLocked(c.resp);
   };
   // The SELECT of a transaction's first command goes before its MULTI, as Redis writes it.

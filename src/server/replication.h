@@ -50,6 +50,8 @@ void AppendCommand(std::string* out, std::initializer_list<std::string_view> arg
 struct PropagatedCommand {
   uint32_t db = 0;
   std::string resp;
+  /// A replica forwarding its primary's SELECT: the database it selects (UINT32_MAX: not one).
+  uint32_t selects = UINT32_MAX;
 };
 
 /// What one write command propagates (Redis's also_propagate for one call), filled on the
@@ -134,8 +136,12 @@ class ReplicationFeed {
   /// The primary's +CONTINUE named a new id (it was promoted): the old one stays valid up to here.
   void ContinueAs(std::string replid);
   /// Appends bytes of the primary's stream as they are (no SELECT of its own). Any thread, in
-  /// the primary's order.
-  void Forward(std::string_view bytes);
+  /// the primary's order. `selects`: the database when the bytes are a SELECT.
+  void Forward(std::string_view bytes, uint32_t selects = kNoDb);
+  /// The database the stream's last SELECT selected (0 before any, and after a full sync): where
+  /// a master link continuing the stream after a partial resync starts (Redis's cached master
+  /// keeps its database).
+  uint32_t stream_db() const;
   /// While forwarding, the feed adds nothing of its own (no PING): its offsets are the primary's.
   void set_forwarding(bool on) { forwarding_.store(on, std::memory_order_relaxed); }
   bool forwarding() const { return forwarding_.load(std::memory_order_relaxed); }
@@ -229,6 +235,7 @@ class ReplicationFeed {
   std::atomic<uint64_t> end_{0};
   // The writer role's: the database the stream's last command acted in (kNoDb: none yet).
   uint32_t last_db_ = kNoDb;
+  uint32_t stream_db_ = 0;  // under mu_: what the last SELECT in the stream selected
 
   mutable std::mutex mu_;
   std::deque<std::shared_ptr<Block>> blocks_;

@@ -1132,16 +1132,23 @@ void ClientSession::ForwardFromMaster(std::span<const std::string_view> args) {
   std::string raw;
   AppendCommand(&raw, args);
   last_cmd_end_ = end;
+  // A SELECT's database goes with it: a partial resync continues the stream in it. (Its argument,
+  // not db(): inside the primary's MULTI it is queued, and selects at EXEC.)
+  uint32_t selects = ReplicationFeed::kNoDb;
+  if (int64_t n = 0; args.size() == 2 && EqualsIgnoreCase(args[0], "select") && resp::ParseInt64(args[1], &n) &&
+                     n >= 0 && n < static_cast<int64_t>(server_.store->Databases())) {
+    selects = static_cast<uint32_t>(n);
+  }
   if (!steps_.empty()) {
     // After the writes pending before it (its own included), once they are durable.
     Propagation p;
     p.first_op = batch_.size();
     p.always = true;
-    p.command = PropagatedCommand{ReplicationFeed::kNoDb, std::move(raw)};
+    p.command = PropagatedCommand{ReplicationFeed::kNoDb, std::move(raw), selects};
     props_.push_back(std::move(p));
     return;
   }
-  server_.repl.Forward(raw);
+  server_.repl.Forward(raw, selects);
   if (!busy_) server_.replica_of.Applied(end);
 }
 

@@ -552,6 +552,40 @@ class KegReplicaTest(unittest.TestCase):
             self.servers.remove(server)
             self.assertEqual(server.stop(), 0)
 
+    def test_a_partial_resync_continues_in_the_streams_database(self):
+        # The primary selects a database once; after the link drops and a partial resync, its
+        # stream goes on without a new SELECT, and the replica must apply it in that database
+        # (it applied it in database 0). A keg primary and a redis-server one; a SELECT inside a
+        # transaction too.
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                if kind == "keg":
+                    primary, _ = self.start()
+                else:
+                    primary = kegtest.redis("--enable-debug-command", "yes")
+                    self.servers.append(primary)
+                replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port))
+                p3 = redis.Redis(port=primary.port, db=3)
+                p3.set("a", 1)
+                wait_synced(p3, r)
+                r.execute_command("CLIENT", "KILL", "TYPE", "master")
+                p3.set("b", 2)
+                wait_synced(p3, r)
+                tx = p3.pipeline(transaction=True)
+                tx.set("c", 3)
+                tx.execute_command("SELECT", "5")
+                tx.set("d", 4)
+                tx.execute()
+                p3.connection_pool.reset()
+                wait_synced(p3, r)
+                r.execute_command("CLIENT", "KILL", "TYPE", "master")
+                redis.Redis(port=primary.port, db=5).set("e", 5)
+                wait_synced(p3, r)
+                self.assertGreaterEqual(redis.Redis(port=primary.port).info("stats")["sync_partial_ok"], 2)
+                for db, keys in ((0, []), (3, [b"a", b"b", b"c"]), (5, [b"d", b"e"])):
+                    self.assertEqual(sorted(redis.Redis(port=replica.port, db=db).keys()), keys, (kind, db))
+                digests_equal(self, redis.Redis(port=primary.port), r)
+
     def test_a_promotion_then_partial_resyncs(self):
         primary, p = self.start()
         fill(p)
