@@ -23,6 +23,7 @@ extern "C" {
 #include "server/scripting.h"
 #include "server/stats_clock.h"
 #include "server/version.h"
+#include "store/io.h"
 
 namespace keg::server {
 namespace {
@@ -343,45 +344,9 @@ std::string FunctionRegistry::CommitLocked(Map next) {
     std::vector<std::string> codes;
     for (const auto& [name, lib] : next) codes.push_back(lib->code);
     const std::string payload = rdb::DumpFunctions(codes);
-    const std::string tmp = path_ + ".tmp";
-    const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      const int e = errno;
-      spdlog::error("functions: open {}: {}", tmp, std::strerror(e));
-      return "Error saving the functions: open " + tmp + ": " + std::strerror(e);
-    }
-    size_t done = 0;
-    while (done < payload.size()) {  // pwrite, as every file of the data directory is written
-      const ssize_t n = pwrite(fd, payload.data() + done, payload.size() - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) continue;
-      if (n <= 0) {
-        const int e = errno;
-        close(fd);
-        unlink(tmp.c_str());
-        spdlog::error("functions: write {} at offset {}: {}", tmp, done, std::strerror(e));
-        return "Error saving the functions: write " + tmp + ": " + std::strerror(e);
-      }
-      done += static_cast<size_t>(n);
-    }
-    if (fdatasync(fd) != 0) {
-      const int e = errno;
-      close(fd);
-      unlink(tmp.c_str());
-      spdlog::error("functions: fdatasync {}: {}", tmp, std::strerror(e));
-      return "Error saving the functions: fdatasync " + tmp + ": " + std::strerror(e);
-    }
-    close(fd);
-    if (rename(tmp.c_str(), path_.c_str()) != 0) {
-      const int e = errno;
-      unlink(tmp.c_str());
-      spdlog::error("functions: rename {} to {}: {}", tmp, path_, std::strerror(e));
-      return "Error saving the functions: rename: " + std::string(std::strerror(e));
-    }
-    const std::string dir = path_.substr(0, path_.rfind('/') == std::string::npos ? 0 : path_.rfind('/'));
-    const int dfd = open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-      if (fsync(dfd) != 0) spdlog::error("functions: fsync of directory {}: {}", dir, std::strerror(errno));
-      close(dfd);
+    if (const store::Status st = store::io::ReplaceFile(path_, payload); !st.ok()) {
+      spdlog::error("functions: saving {}: {}", path_, st.ToString());
+      return "Error saving the functions: " + st.ToString();
     }
   }
   libraries_ = std::move(next);

@@ -172,6 +172,29 @@ int main(int argc, char** argv) {
     spdlog::shutdown();
     return 1;
   }
+  // Where a clean shutdown left the data set in its replication history: continued (a replica's
+  // PSYNC resyncs partially; a primary's replicas that have all of it too). Removed before any write.
+  const std::string history_path = cfg.dir + "/replication.state";
+  {
+    keg::server::SavedHistory history;
+    bool found = false;
+    if (std::string why = keg::server::TakeHistory(history_path, &history, &found); !why.empty()) {
+      spdlog::critical("cannot remove {}: {}", history_path, why);
+      spdlog::shutdown();
+      return 1;
+    }
+    if (found) {
+      const bool replica = !cfg.replicaof.empty();
+      state.repl.Restore(history, replica);
+      if (!replica) {
+        std::lock_guard lock(state.config_mu);
+        state.ApplyNotifyConfigLocked();  // the expire cycle names the keys it drops (their DEL)
+        state.store->ReportExpiredInGroups(true);
+      }
+      spdlog::info("replication: the data set is at offset {} of history {} (saved at the last shutdown){}",
+                   history.offset, history.replid, replica ? "" : "; a primary now, that history valid up to it");
+    }
+  }
   const keg::store::Stats stats = state.store->GetStats();
   spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
                secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);
@@ -272,6 +295,17 @@ int main(int argc, char** argv) {
   if (http) http->Stop();  // before the store goes: a scrape may be reading its stats
   server.Stop();
   state.store.reset();
+  if (s.ok() && state.repl.active()) {
+    // Every write up to the stream's end is in the closed data files (the master link applies
+    // nothing once replica_of stopped): a restart continues from here.
+    const keg::server::SavedHistory history = state.repl.Current();
+    if (std::string why = keg::server::SaveHistory(history_path, history); !why.empty()) {
+      spdlog::error("replication: saving {}: {} (the next start does a full sync)", history_path, why);
+    } else {
+      spdlog::info("replication: saved offset {} of history {} for a partial resync after restart", history.offset,
+                   history.replid);
+    }
+  }
   if (!s.ok()) {
     spdlog::error("closing the store: {}", s.ToString());
     spdlog::shutdown();

@@ -435,13 +435,20 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
     state_ = "connected";
   }
   const uint32_t db = server_.repl.stream_db();  // 0 after a full sync; else where the stream was
-  if (!server_.adopt || !server_.adopt(fd, [this, gen, start, db](net::Link* link) -> std::unique_ptr<net::Session> {
+  // This generation's link, once an I/O thread set it up (under mu_). Only this thread touches it:
+  // by the time it ends, a newer generation's link may be up, and it is not this one's to close.
+  struct Adopted {
+    std::weak_ptr<net::Link> link;
+    ClientSession* session = nullptr;  // used only through a task holding the link
+  };
+  auto adopted = std::make_shared<Adopted>();
+  if (!server_.adopt || !server_.adopt(fd, [this, gen, start, db, adopted](net::Link* link) -> std::unique_ptr<net::Session> {
         auto session = std::make_unique<ClientSession>(server_, link);
         session->BecomeMasterLink(gen, start);
         session->set_db(db);
         std::lock_guard lock(mu_);
-        link_ = link->Self();
-        session_ = session.get();
+        adopted->link = link->Self();
+        adopted->session = session.get();
         return session;
       })) {
     LinkClosed(gen);
@@ -455,8 +462,8 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
     {
       std::lock_guard lock(mu_);
       if (!link_open_) return;
-      link = link_.lock();
-      session = session_;
+      link = adopted->link.lock();
+      session = adopted->session;
     }
     if (!link) continue;  // being set up
     const int64_t heard = heard_ms_.load(std::memory_order_relaxed);
@@ -472,7 +479,7 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
   std::shared_ptr<net::Link> link;
   {
     std::lock_guard lock(mu_);
-    link = link_.lock();
+    link = adopted->link.lock();
   }
   if (link) link->Post([link] { link->CloseNow(); });
 }
@@ -492,6 +499,7 @@ std::string ReplicaOf::Load(const std::string& rdb) {
                                                   : "it is not a valid RDB file (format or checksum)";
   }
   // Then the data set is replaced: FLUSHALL, the libraries, the keys in batches.
+  server_.repl.ForgetHistory();
   store::WriteBatch flush;
   flush.DeleteAll();
   if (store::Status s = server_.store->WriteSync(std::move(flush)); !s.ok()) return s.ToString();

@@ -111,8 +111,6 @@ class ReplicaOf {
   std::condition_variable cv_;
   uint64_t gen_ = 0;       // bumps on every Follow / Unfollow
   bool link_open_ = false; // the adopted link of gen_ is alive
-  std::weak_ptr<net::Link> link_;
-  ClientSession* session_ = nullptr;  // link_'s; used only through a task holding link_
   std::string host_;
   int64_t port_ = 0;
   std::string state_ = "connect";

@@ -7,12 +7,16 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cctype>
 #include <cstring>
+#include <fstream>
 #include <random>
 
 #include <spdlog/spdlog.h>
 
+#include "resp/numbers.h"
 #include "server/stats_clock.h"
+#include "store/io.h"
 
 namespace keg::server {
 
@@ -51,24 +55,24 @@ void AppendCommand(std::string* out, std::initializer_list<std::string_view> arg
 ReplicationFeed::ReplicationFeed() : replid_(RandomHex40()) {}
 
 std::string ReplicationFeed::replid() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   return replid_;
 }
 
 std::string ReplicationFeed::replid2() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   return replid2_;
 }
 
 int64_t ReplicationFeed::second_offset() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   return second_offset_;
 }
 
 void ReplicationFeed::StartHistory(std::string replid, uint64_t offset) {
   std::vector<std::shared_ptr<Replica>> dropped;
   {
-    std::lock_guard lock(mu_);
+    Guard lock(*this);
     replid_ = std::move(replid);
     replid2_ = std::string(40, '0');
     second_offset_ = -1;
@@ -90,30 +94,90 @@ void ReplicationFeed::ShiftHistoryLocked(std::string replid) {
   // The replicas of this server learn the new id by reconnecting: their PSYNC of the old one
   // continues (+CONTINUE <new id>), as Redis's shiftReplicationId and disconnectSlaves.
   for (const auto& r : replicas_) {
-    if (std::shared_ptr<net::Link> link = r->link.lock()) link->Post([link] { link->CloseNow(); });
+    if (std::shared_ptr<net::Link> link = r->link.lock()) {
+      link->Post([link] { link->CloseNow(); });
+      keep_.push_back(std::move(link));  // released after mu_ (Guard)
+    }
   }
 }
 
+void ReplicationFeed::ForgetHistory() { StartHistory(RandomHex40(), 0); }
+
+void ReplicationFeed::Restore(const SavedHistory& h, bool replica) {
+  StartHistory(h.replid, h.offset);
+  {
+    Guard lock(*this);
+    stream_db_ = h.db;
+    if (!replica) ShiftHistoryLocked(RandomHex40());
+  }
+  Activate();
+}
+
+SavedHistory ReplicationFeed::Current() const {
+  Guard lock(*this);
+  return SavedHistory{replid_, end_.load(std::memory_order_relaxed), stream_db_};
+}
+
+std::string SaveHistory(const std::string& path, const SavedHistory& h) {
+  const std::string text = "replid " + h.replid + "\noffset " + std::to_string(h.offset) + "\ndb " + std::to_string(h.db) + "\n";
+  const store::Status s = store::io::ReplaceFile(path, text);
+  return s.ok() ? "" : s.ToString();
+}
+
+std::string TakeHistory(const std::string& path, SavedHistory* h, bool* found) {
+  *found = false;
+  std::ifstream in(path);
+  if (!in) return "";
+  std::string key;
+  std::string value;
+  bool id = false;
+  bool off = false;
+  bool db = false;
+  while (in >> key >> value) {
+    int64_t n = 0;
+    if (key == "replid" && value.size() == 40 &&
+        std::all_of(value.begin(), value.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)); })) {
+      h->replid = value;
+      id = true;
+    } else if (key == "offset" && resp::ParseInt64(value, &n) && n >= 0) {
+      h->offset = static_cast<uint64_t>(n);
+      off = true;
+    } else if (key == "db" && resp::ParseInt64(value, &n) && n >= 0 && n <= UINT32_MAX) {
+      h->db = static_cast<uint32_t>(n);
+      db = true;
+    }
+  }
+  in.close();
+  // Gone before the first write: from here on the data set moves past it.
+  if (const store::Status s = store::io::RemoveFile(path); !s.ok()) return s.ToString();
+  if (!id || !off || !db) {
+    spdlog::warn("replication: {} does not parse; ignored (a full sync will follow)", path);
+    return "";
+  }
+  *found = true;
+  return "";
+}
+
 void ReplicationFeed::ContinueAs(std::string replid) {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   if (replid == replid_) return;
   ShiftHistoryLocked(std::move(replid));
 }
 
 void ReplicationFeed::Promote() {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   ShiftHistoryLocked(RandomHex40());
   last_db_ = kNoDb;  // the primary's last SELECT is not known here
   forwarding_.store(false, std::memory_order_relaxed);
 }
 
 uint32_t ReplicationFeed::stream_db() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   return stream_db_;
 }
 
 void ReplicationFeed::Forward(std::string_view bytes, uint32_t selects) {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   if (selects != kNoDb) stream_db_ = selects;
   AppendLocked(bytes);
   TrimLocked();
@@ -122,12 +186,12 @@ void ReplicationFeed::Forward(std::string_view bytes, uint32_t selects) {
 
 void ReplicationFeed::set_backlog_size(uint64_t bytes) {
   backlog_size_.store(std::max<uint64_t>(bytes, 16 * 1024), std::memory_order_relaxed);
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   TrimLocked();
 }
 
 void ReplicationFeed::Activate() {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   if (active_.load(std::memory_order_relaxed)) return;
   active_.store(true, std::memory_order_release);
   timer_ = std::thread([this] {
@@ -187,7 +251,10 @@ void ReplicationFeed::DropOverLimitLocked() {
     spdlog::warn("replication: replica {}:{} scheduled to be closed for overcoming of output buffer limits ({} bytes "
                  "of the stream held for it while its snapshot is built)",
                  r.ip, r.port, held);
-    if (std::shared_ptr<net::Link> link = r.link.lock()) link->Post([link] { link->CloseNow(); });
+    if (std::shared_ptr<net::Link> link = r.link.lock()) {
+      link->Post([link] { link->CloseNow(); });
+      keep_.push_back(std::move(link));  // released after mu_ (Guard)
+    }
     it = replicas_.erase(it);
   }
 }
@@ -208,6 +275,7 @@ void ReplicationFeed::WakeLocked() {
     if (!link) continue;
     r->posted = true;
     link->Post([this, r] { Send(r); });
+    keep_.push_back(std::move(link));  // released after mu_ (Guard)
   }
 }
 
@@ -220,7 +288,7 @@ void ReplicationFeed::Send(const std::shared_ptr<Replica>& r) {
   };
   std::vector<Slice> slices;
   {
-    std::lock_guard lock(mu_);
+    Guard lock(*this);
     r->posted = false;
     const uint64_t end = end_.load(std::memory_order_relaxed);
     for (const auto& b : blocks_) {
@@ -249,7 +317,7 @@ void ReplicationFeed::SelectLocked(uint32_t db) {
 }
 
 void ReplicationFeed::Append(uint32_t db, std::string_view commands) {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   SelectLocked(db);
   AppendLocked(commands);
   TrimLocked();
@@ -279,14 +347,14 @@ void ReplicationFeed::AppendBatch(std::span<Propagation> props, std::span<const 
     if (p.transaction && cmds.size() - begin > 1) groups.emplace_back(begin, cmds.size());
   }
   if (cmds.empty()) return;
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   WriteLocked(cmds, groups, transaction && cmds.size() > 1);
 }
 
 void ReplicationFeed::AppendCommands(std::vector<PropagatedCommand> cmds) {
   if (cmds.empty()) return;
   std::vector<std::pair<size_t, size_t>> groups;
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   WriteLocked(cmds, groups, false);
 }
 
@@ -322,7 +390,7 @@ void ReplicationFeed::WriteLocked(const std::vector<PropagatedCommand>& cmds,
 }
 
 uint64_t ReplicationFeed::MarkSnapshot() {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   last_db_ = kNoDb;
   return end_.load(std::memory_order_relaxed);
 }
@@ -345,20 +413,20 @@ std::shared_ptr<Replica> MakeReplica(uint64_t client_id, std::shared_ptr<net::Li
 std::shared_ptr<Replica> ReplicationFeed::Add(uint64_t client_id, std::shared_ptr<net::Link> link, std::string ip,
                                               int64_t port, uint64_t from) {
   auto r = MakeReplica(client_id, std::move(link), std::move(ip), port, from);
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   replicas_.push_back(r);
   return r;
 }
 
 void ReplicationFeed::Online(const std::shared_ptr<Replica>& r) {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   r->online = true;
   r->ack_ms = MonoMs();  // its lag counts from here until its first ack (Redis's putSlaveOnline)
   WakeLocked();
 }
 
 void ReplicationFeed::Remove(const Replica* r) {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   std::erase_if(replicas_, [r](const std::shared_ptr<Replica>& x) { return x.get() == r; });
   TrimLocked();
 }
@@ -366,7 +434,7 @@ void ReplicationFeed::Remove(const Replica* r) {
 std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, uint64_t offset, uint64_t client_id,
                                                       std::shared_ptr<net::Link> link, std::string ip, int64_t port) {
   if (!active()) return nullptr;
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   const uint64_t end = end_.load(std::memory_order_relaxed);
   const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
   // This history, or the one before a promotion up to where it ended (PSYNC's offsets count from
@@ -382,7 +450,7 @@ std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, u
 void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
   std::vector<std::function<void()>> fire;
   {
-    std::lock_guard lock(mu_);
+    Guard lock(*this);
     r.acked = std::max(r.acked, offset);
     r.ack_ms = now_ms;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
@@ -405,24 +473,24 @@ size_t ReplicationFeed::CountAckedLocked(uint64_t offset) const {
 }
 
 size_t ReplicationFeed::CountAcked(uint64_t offset) const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   return CountAckedLocked(offset);
 }
 
 size_t ReplicationFeed::GoodReplicas(int64_t max_lag_s, int64_t now_ms) const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   size_t n = 0;
   for (const auto& r : replicas_) n += r->online && (now_ms - r->ack_ms) / 1000 <= max_lag_s ? size_t{1} : size_t{0};
   return n;
 }
 
 size_t ReplicationFeed::replica_count() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   return replicas_.size();
 }
 
 std::vector<Replica> ReplicationFeed::Replicas() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   std::vector<Replica> out;
   for (const auto& r : replicas_) {
     out.push_back(*r);
@@ -431,7 +499,7 @@ std::vector<Replica> ReplicationFeed::Replicas() const {
 }
 
 std::pair<uint64_t, uint64_t> ReplicationFeed::BacklogRange() const {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   const uint64_t end = end_.load(std::memory_order_relaxed);
   const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
   return {first + 1, end - first};
@@ -439,7 +507,7 @@ std::pair<uint64_t, uint64_t> ReplicationFeed::BacklogRange() const {
 
 void ReplicationFeed::OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
                               std::function<void()> fn) {
-  std::lock_guard lock(mu_);
+  Guard lock(*this);
   waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), std::move(fn)});
   cv_.notify_all();
 }
@@ -451,7 +519,7 @@ void ReplicationFeed::RequestAcks() {
 
 ReplicationFeed::~ReplicationFeed() {
   {
-    std::lock_guard lock(mu_);
+    Guard lock(*this);
     stop_ = true;
   }
   cv_.notify_all();

@@ -72,6 +72,22 @@ struct Propagation {
   bool transaction = false;
 };
 
+/// Where a cleanly stopped server's data set is in its replication history (Redis keeps this in
+/// its RDB's repl-id, repl-offset and repl-stream-db aux fields): the stream's id, the offset every
+/// write up to which is in the data files, and the database its last SELECT selected. Saved at
+/// shutdown once the store is closed; taken (read and removed, durably) at start before any write,
+/// so a data set that moved on after it never claims it.
+struct SavedHistory {
+  std::string replid;
+  uint64_t offset = 0;
+  uint32_t db = 0;
+};
+/// Writes `h` to `path` (store::io::ReplaceFile). "" or the error.
+std::string SaveHistory(const std::string& path, const SavedHistory& h);
+/// Reads `path` into *h (*found: there was one that parses) and removes it. The error when it
+/// cannot be removed (the server must not start: the file would outlive the data set's next write).
+std::string TakeHistory(const std::string& path, SavedHistory* h, bool* found);
+
 /// One replica connected to this server (its connection is a client that sent SYNC or PSYNC).
 struct Replica {
   uint64_t client_id = 0;
@@ -133,6 +149,10 @@ class ReplicationFeed {
   /// A full sync from a primary: the stream is now its history `replid` at `offset` (the bytes
   /// held are dropped, and the replicas of this server, whose history that was, disconnected).
   void StartHistory(std::string replid, uint64_t offset);
+  /// A full sync starts replacing the data set: the history held so far no longer describes it
+  /// (a new random id at offset 0; the replicas of this server go), so neither a shutdown nor a
+  /// PSYNC during or after a failed load claims it.
+  void ForgetHistory();
   /// The primary's +CONTINUE named a new id (it was promoted): the old one stays valid up to here.
   void ContinueAs(std::string replid);
   /// Appends bytes of the primary's stream as they are (no SELECT of its own). Any thread, in
@@ -145,6 +165,14 @@ class ReplicationFeed {
   /// While forwarding, the feed adds nothing of its own (no PING): its offsets are the primary's.
   void set_forwarding(bool on) { forwarding_.store(on, std::memory_order_relaxed); }
   bool forwarding() const { return forwarding_.load(std::memory_order_relaxed); }
+  /// At start, before any write: continues the history `h` a clean shutdown saved. As a replica
+  /// (`replica`: the replicaof directive names its primary), its PSYNC then asks for what follows
+  /// `h.offset`; as a primary (Redis's way after loading its RDB), a new id starts at `h.offset`
+  /// with `h.replid` valid up to it, so replicas that have exactly that resync partially. Creates
+  /// the backlog.
+  void Restore(const SavedHistory& h, bool replica);
+  /// What to save at shutdown (stream_db included).
+  SavedHistory Current() const;
   /// REPLICAOF NO ONE: a new history starts here; the old id stays valid up to here, so replicas
   /// of the old primary continue with this one (PSYNC of replid2).
   void Promote();
@@ -238,6 +266,25 @@ class ReplicationFeed {
   uint32_t stream_db_ = 0;  // under mu_: what the last SELECT in the stream selected
 
   mutable std::mutex mu_;
+  // mu_ for a scope. Connections referenced under it (to post a send or a close to) are kept in
+  // keep_ and released only after mu_ is: dropping the last reference to one destroys its session,
+  // whose destructor takes mu_ (Remove) — on this thread, that would deadlock.
+  class Guard {
+   public:
+    explicit Guard(const ReplicationFeed& feed) : feed_(feed), lock_(feed.mu_) {}
+    ~Guard() {
+      std::vector<std::shared_ptr<net::Link>> release;
+      release.swap(feed_.keep_);
+      lock_.unlock();
+    }  // `release` goes here, mu_ free
+    Guard(const Guard&) = delete;
+    Guard& operator=(const Guard&) = delete;
+
+   private:
+    const ReplicationFeed& feed_;
+    std::unique_lock<std::mutex> lock_;
+  };
+  mutable std::vector<std::shared_ptr<net::Link>> keep_;  // under mu_; see Guard
   std::deque<std::shared_ptr<Block>> blocks_;
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;

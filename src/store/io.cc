@@ -61,6 +61,36 @@ Status SyncDir(const std::string& dir) {
   return s;
 }
 
+namespace {
+std::string DirOf(const std::string& path) {
+  const size_t slash = path.rfind('/');
+  return slash == std::string::npos ? "." : (slash == 0 ? "/" : path.substr(0, slash));
+}
+}  // namespace
+
+Status ReplaceFile(const std::string& path, std::string_view bytes) {
+  const std::string tmp = path + ".tmp";
+  const int fd = open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return Status::FromErrno("open", tmp, -1, errno);
+  Status s = WriteAll(fd, tmp, 0, bytes.data(), bytes.size());
+  if (s.ok()) s = SyncFile(fd, tmp);
+  close(fd);
+  if (s.ok() && rename(tmp.c_str(), path.c_str()) != 0) s = Status::FromErrno("rename to " + path, tmp, -1, errno);
+  if (!s.ok()) {
+    unlink(tmp.c_str());
+    return s;
+  }
+  return SyncDir(DirOf(path));
+}
+
+Status RemoveFile(const std::string& path) {
+  if (unlink(path.c_str()) != 0) {
+    if (errno == ENOENT) return Status::OK();
+    return Status::FromErrno("unlink", path, -1, errno);
+  }
+  return SyncDir(DirOf(path));
+}
+
 Status ListDir(const std::string& dir, std::vector<std::string>* names) {
   DIR* d = opendir(dir.c_str());
   if (d == nullptr) return Status::FromErrno("open directory", dir, -1, errno);

@@ -25,6 +25,12 @@ Status WriteAll(int fd, std::string_view path, uint64_t offset, const void* data
 Status SyncFile(int fd, std::string_view path);
 /// fsync of a directory, so creations, renames and deletions in it are durable.
 Status SyncDir(const std::string& dir);
+/// Replaces the file `path` with `bytes` durably and atomically: written to `path`.tmp, fdatasynced,
+/// renamed over `path`, its directory fsynced. After an error (naming file, offset and errno)
+/// `path` is as it was.
+Status ReplaceFile(const std::string& path, std::string_view bytes);
+/// Removes `path` durably (its directory fsynced); a missing file is no error.
+Status RemoveFile(const std::string& path);
 /// Names of the entries of `dir` (no "." or "..").
 Status ListDir(const std::string& dir, std::vector<std::string>* names);
 /// Size of an open file.

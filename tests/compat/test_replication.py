@@ -586,6 +586,66 @@ class KegReplicaTest(unittest.TestCase):
                     self.assertEqual(sorted(redis.Redis(port=replica.port, db=db).keys()), keys, (kind, db))
                 digests_equal(self, redis.Redis(port=primary.port), r)
 
+    @staticmethod
+    def halt(server):
+        """SIGTERM and its exit status; the directory stays (tearDown removes it)."""
+        server.proc.send_signal(signal.SIGTERM)
+        return server.proc.wait(timeout=30)
+
+    def restart(self, server, *extra):
+        """The same server again, on the data directory and port of `server` (stopped)."""
+        binary = os.environ.get("KEG_SERVER", "keg-server")
+        data = getattr(server, "data", os.path.join(server.dir, "data"))
+        again = kegtest.Server(lambda port, d: [binary, "--port", str(port), "--dir", data,
+                                                "--enable-debug-command", "yes", *extra], "keg", port=server.port)
+        again.data = data
+        self.servers.append(again)
+        return again, redis.Redis(port=again.port)
+
+    def test_restarts_resync_partially(self):
+        # A replica and then a primary stopped cleanly come back where they were in the stream
+        # (Redis's repl-id / repl-offset in its RDB): a partial resync, not a full one. A replica
+        # killed with SIGKILL has no such claim: a full sync.
+        primary, p = self.start()
+        fill(p)
+        replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        self.assertEqual(self.halt(replica), 0)
+        state = os.path.join(replica.dir, "data", "replication.state")
+        self.assertTrue(os.path.exists(state))
+        write_mix(p, primary.port)  # while it is away
+        replica, r = self.restart(replica, "--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        self.assertFalse(os.path.exists(state))  # taken at start: a crash from here claims nothing
+        stats = p.info("stats")
+        self.assertEqual((stats["sync_full"], stats["sync_partial_ok"]), (1, 1))
+        digests_equal(self, p, r)
+        # The primary stopped cleanly and started again: a new id, the old one valid up to where it
+        # stopped; the replica, which has exactly that, continues.
+        old_id = p.info("replication")["master_replid"]
+        self.assertEqual(self.halt(primary), 0)
+        primary, p = self.restart(primary)
+        wait_synced(p, r)
+        info = p.info("replication")
+        self.assertEqual(info["master_replid2"], old_id)
+        self.assertNotEqual(info["master_replid"], old_id)
+        stats = p.info("stats")
+        self.assertEqual((stats["sync_full"], stats["sync_partial_ok"]), (0, 1))
+        self.assertEqual(r.info("replication")["master_replid"], info["master_replid"])
+        p.set("after-restarts", 1)
+        wait_synced(p, r)
+        self.assertEqual(r.get("after-restarts"), b"1")
+        digests_equal(self, p, r)
+        # SIGKILL: no saved history, a full sync.
+        replica.proc.kill()
+        replica.proc.wait()
+        self.assertFalse(os.path.exists(state))
+        p.set("while-killed", 1)
+        replica, r = self.restart(replica, "--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        self.assertEqual(p.info("stats")["sync_full"], 1)
+        digests_equal(self, p, r)
+
     def test_a_promotion_then_partial_resyncs(self):
         primary, p = self.start()
         fill(p)

@@ -305,7 +305,9 @@ class InjectedErrors(Base):
             with self.assertRaises(resp.ReplyError):
                 c.call("FCALL", "f2", "0")  # not loaded
             self.assertEqual(c.call("FCALL", "f1", "0"), b"one")
-        self.assertRegex(k.log_text(), r"functions: write .*functions\.rdb\.tmp at offset 0: No space left")
+        self.assertRegex(k.log_text(), r"functions: saving .*functions\.rdb: .*write .*functions\.rdb\.tmp at offset 0: "
+                                       r"No space left")
+        self.assertRegex(k.log_text(), r"fdatasync .*functions\.rdb\.tmp: Input/output error")
         # The store itself was never touched: writes go on.
         self.assertEqual(c.call("SET", "a", "1"), b"OK")
         self.assertEqual(c.call("FUNCTION", "LOAD", lib.format("later", "f3", "three")), b"later")
