@@ -136,6 +136,20 @@ void SyncCommand(Ctx& c) {
   ServerState* server = &c.server();
   if (client->replica() != nullptr) return;  // already a replica: ignored, as Redis
   const bool psync = EqualsIgnoreCase(c.arg(0), "psync");
+  // PSYNC <replid> <offset> FAILOVER: this server's primary hands over (its FAILOVER): with the
+  // same history, this server becomes the primary, then answers the PSYNC as one.
+  if (psync && c.argc() > 3 && EqualsIgnoreCase(c.arg(3), "failover")) {
+    spdlog::warn("Failover request received for replid {}.", c.arg(1));
+    if (!server->replica_of.active()) return c.Error("PSYNC FAILOVER can't be sent to a master.");
+    if (!EqualsIgnoreCase(c.arg(1), server->repl.replid())) return c.Error("PSYNC FAILOVER replid must match my replid.");
+    {
+      std::lock_guard lock(server->config_mu);
+      server->config.replicaof.clear();
+    }
+    server->replica_of.Unfollow();
+    spdlog::info("replication: MASTER MODE enabled (failover request from '{}')", client->peer());
+  }
+  if (server->failover.active()) return c.Error("-NOMASTERLINK Can't SYNC while failing over");
   const bool rdb_only = client->rdb_only();
   ReplicationFeed& feed = server->repl;
   if (psync) {
@@ -219,6 +233,7 @@ void SyncCommand(Ctx& c) {
 void Replicaof(Ctx& c) {
   ReplicaOf& me = c.server().replica_of;
   ServerState& st = c.server();
+  if (st.failover.active()) return c.Error("REPLICAOF not allowed while failing over.");
   if (EqualsIgnoreCase(c.arg(1), "no") && EqualsIgnoreCase(c.arg(2), "one")) {
     {
       std::lock_guard lock(st.config_mu);  // what CONFIG GET / REWRITE say of replicaof
@@ -238,6 +253,39 @@ void Replicaof(Ctx& c) {
     st.config.replicaof = std::string(c.arg(1)) + " " + std::to_string(port);
   }
   if (!me.Follow(std::string(c.arg(1)), port)) return c.out().SimpleString("OK Already connected to specified master");
+  c.out().Ok();
+}
+
+// FAILOVER [TO host port [FORCE]] [TIMEOUT ms] | FAILOVER ABORT (Redis 7.0's arguments and errors;
+// Failover in replica.h does the rest).
+void FailoverCommand(Ctx& c) {
+  Failover& failover = c.server().failover;
+  if (c.argc() == 2 && EqualsIgnoreCase(c.arg(1), "abort")) {
+    if (std::string error = failover.Abort(); !error.empty()) return c.Error(error);
+    return c.out().Ok();
+  }
+  int64_t timeout_ms = 0;
+  bool force = false;
+  int64_t port = 0;
+  std::string host;
+  bool have_host = false;
+  for (size_t j = 1; j < c.argc(); ++j) {
+    if (EqualsIgnoreCase(c.arg(j), "timeout") && j + 1 < c.argc() && timeout_ms == 0) {
+      if (!resp::ParseInt64(c.arg(j + 1), &timeout_ms)) return c.Error(err::kNotInteger);
+      if (timeout_ms <= 0) return c.Error("FAILOVER timeout must be greater than 0");
+      ++j;
+    } else if (EqualsIgnoreCase(c.arg(j), "to") && j + 2 < c.argc() && !have_host) {
+      if (!resp::ParseInt64(c.arg(j + 2), &port)) return c.Error(err::kNotInteger);
+      host = std::string(c.arg(j + 1));
+      have_host = true;
+      j += 2;
+    } else if (EqualsIgnoreCase(c.arg(j), "force") && !force) {
+      force = true;
+    } else {
+      return c.Error(err::kSyntax);
+    }
+  }
+  if (std::string error = failover.Start(host, port, timeout_ms, force); !error.empty()) return c.Error(error);
   c.out().Ok();
 }
 
@@ -351,6 +399,7 @@ void RegisterReplicationCommands(std::vector<Command>* t) {
   t->push_back({"sync", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"psync", -3, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"wait", 3, kNoScript, 0, 0, 0, Wait, "@slow @connection"});
+  t->push_back({"failover", -1, kAdmin | kNoScript, 0, 0, 0, FailoverCommand, "@admin @slow @dangerous"});
 }
 
 }  // namespace keg::server

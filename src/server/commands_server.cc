@@ -378,7 +378,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
             "ip=" + r.ip + ",port=" + std::to_string(r.port) + ",state=" + (r.online ? "online" : "wait_bgsave") +
                 ",offset=" + std::to_string(r.acked) + ",lag=" + std::to_string(lag));
     }
-    Field(&s, "master_failover_state", std::string("no-failover"));
+    Field(&s, "master_failover_state", std::string(st.failover.state_name()));
     Field(&s, "master_replid", st.repl.replid());
     Field(&s, "master_replid2", st.repl.replid2());
     Field(&s, "master_repl_offset", static_cast<int64_t>(st.repl.offset()));

@@ -11,7 +11,9 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <limits>
 #include <chrono>
 #include <cstring>
 #include <utility>
@@ -206,7 +208,7 @@ void ReplicaOf::Stop() {
   for (std::thread& t : threads) t.join();
 }
 
-bool ReplicaOf::Follow(const std::string& host, int64_t port) {
+bool ReplicaOf::Follow(const std::string& host, int64_t port, bool failover) {
   {
     std::lock_guard lock(mu_);
     if (stop_) return false;
@@ -226,8 +228,8 @@ bool ReplicaOf::Follow(const std::string& host, int64_t port) {
   // The old thread sees the new generation and ends (closing its link).
   RetireThreadLocked();
   ended_ = std::make_shared<std::atomic<bool>>(false);
-  thread_ = std::thread([this, gen, host, port, ended = ended_] {
-    Run(gen, host, port);
+  thread_ = std::thread([this, gen, host, port, failover, ended = ended_] {
+    Run(gen, host, port, failover);
     ended->store(true, std::memory_order_release);
   });
   cv_.notify_all();
@@ -313,16 +315,16 @@ bool ReplicaOf::Pause(uint64_t gen, int64_t ms) {
   return gen == gen_ && !stop_;
 }
 
-void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port) {
+void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port, bool failover) {
   pthread_setname_np(pthread_self(), "keg-replica");
   while (Current(gen)) {
-    Connect(gen, host, port);
+    Connect(gen, host, port, failover);
     SetState(gen, "connect");  // waiting for the next attempt (Redis's REPL_STATE_CONNECT)
     if (!Pause(gen, 1000)) break;  // Redis's replicationCron retries about once a second
   }
 }
 
-void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
+void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, bool failover) {
   int64_t timeout_s = 60;
   std::string masterauth;
   std::string masteruser;
@@ -373,8 +375,16 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port) {
     replid = server_.repl.replid();
     offset = std::to_string(server_.repl.offset() + 1);
   }
-  if (!wire.Call({"PSYNC", replid, offset}, &reply)) return fail("PSYNC");
+  // A FAILOVER's PSYNC makes the target (a replica of this server, sharing its id) a primary.
+  const bool sent = failover ? wire.Call({"PSYNC", replid, offset, "FAILOVER"}, &reply)
+                             : wire.Call({"PSYNC", replid, offset}, &reply);
+  if (!sent) return fail("PSYNC");
   if (!Current(gen)) return;
+  if (failover) {
+    const bool ok = reply.rfind("+FULLRESYNC ", 0) == 0 || reply.rfind("+CONTINUE", 0) == 0;
+    server_.failover.PsyncAnswered(ok);  // (on a refusal: this server is a primary again)
+    if (!ok) return fail("PSYNC FAILOVER");
+  }
   uint64_t start = 0;
   if (reply.rfind("+FULLRESYNC ", 0) == 0) {
     // +FULLRESYNC <replid> <offset>, then (after newlines sent while the primary prepares it) the
@@ -535,6 +545,147 @@ std::string ReplicaOf::Load(const std::string& rdb) {
   if (!error.empty()) return "loading its function libraries: " + error;
   spdlog::info("replication: loaded {} keys and {} function libraries", keys, codes.size());
   return "";
+}
+
+const char* Failover::state_name() const {
+  switch (state_.load(std::memory_order_acquire)) {
+    case kWaitForSync:
+      return "waiting-for-sync";
+    case kInProgress:
+      return "failover-in-progress";
+    default:
+      return "no-failover";
+  }
+}
+
+std::string Failover::Start(const std::string& host, int64_t port, int64_t timeout_ms, bool force) {
+  std::unique_lock lock(mu_);
+  if (state_.load(std::memory_order_relaxed) != kNone) return "FAILOVER already in progress.";
+  if (server_.replica_of.active()) return "FAILOVER is not valid when server is a replica.";
+  const std::vector<Replica> replicas = server_.repl.Replicas();
+  if (replicas.empty()) return "FAILOVER requires connected replicas.";
+  if (force && (timeout_ms == 0 || host.empty())) {
+    return "FAILOVER with force option requires both a timeout and target HOST and IP.";
+  }
+  if (!host.empty()) {
+    auto it = std::find_if(replicas.begin(), replicas.end(),
+                           [&](const Replica& r) { return r.ip == host && r.port == port; });
+    if (it == replicas.end()) return "FAILOVER target HOST and PORT is not a replica.";
+    if (!it->online) return "FAILOVER target replica is not online.";
+    spdlog::info("FAILOVER requested to {}:{}.", host, port);
+  } else {
+    spdlog::info("FAILOVER requested to any replica.");
+  }
+  if (thread_.joinable()) {  // the last one's, ended
+    lock.unlock();
+    thread_.join();
+    lock.lock();
+  }
+  host_ = host;
+  port_ = port;
+  const int64_t now = MonoMs();
+  end_ms_ = timeout_ms <= 0 ? 0 : (timeout_ms > INT64_MAX - now ? INT64_MAX : now + timeout_ms);
+  force_ = force;
+  state_.store(kWaitForSync, std::memory_order_release);
+  // Writes wait (as CLIENT PAUSE WRITE, the expire cycle too) so the stream stops growing.
+  server_.pause.Pause(std::numeric_limits<int64_t>::max(), false);
+  server_.repl.set_pings_paused(true);
+  thread_ = std::thread([this] {
+    pthread_setname_np(pthread_self(), "keg-failover");
+    Wait();
+  });
+  return "";
+}
+
+void Failover::Wait() {
+  std::unique_lock lock(mu_);
+  while (!stop_ && state_.load(std::memory_order_relaxed) == kWaitForSync) {
+    const int64_t now = MonoMs();
+    bool go = false;
+    if (end_ms_ != 0 && now >= end_ms_) {
+      if (!force_) {
+        EndLocked("Replica never caught up before timeout");
+        return;
+      }
+      spdlog::info("FAILOVER to {}:{} time out exceeded, failing over.", host_, port_);
+      go = true;
+    } else {
+      // The target (or the first replica) that acked all of the stream.
+      const uint64_t offset = server_.repl.offset();
+      for (const Replica& r : server_.repl.Replicas()) {
+        const bool target = host_.empty() || (r.ip == host_ && r.port == port_);
+        if (target && r.online && r.acked == offset) {
+          host_ = r.ip;
+          port_ = r.port;
+          go = true;
+          spdlog::info("Failover target {}:{} is synced, failing over.", host_, port_);
+          break;
+        }
+      }
+    }
+    if (go) {
+      state_.store(kInProgress, std::memory_order_release);
+      const std::string host = host_;
+      const int64_t port = port_;
+      lock.unlock();
+      {
+        std::lock_guard config(server_.config_mu);  // what CONFIG GET / REWRITE say of replicaof
+        server_.config.replicaof = host + " " + std::to_string(port);
+      }
+      server_.replica_of.Follow(host, port, true);
+      return;
+    }
+    cv_.wait_for(lock, std::chrono::milliseconds(10));
+  }
+}
+
+void Failover::PsyncAnswered(bool ok) {
+  std::lock_guard lock(mu_);
+  if (state_.load(std::memory_order_relaxed) != kInProgress) return;
+  if (ok) {
+    EndLocked(nullptr);
+    return;
+  }
+  EndLocked("Failover target rejected psync request");
+}
+
+std::string Failover::Abort() {
+  std::lock_guard lock(mu_);
+  if (state_.load(std::memory_order_relaxed) == kNone) return "No failover in progress.";
+  EndLocked("Failover manually aborted");
+  return "";
+}
+
+void Failover::EndLocked(const char* why) {
+  const int state = state_.load(std::memory_order_relaxed);
+  if (state == kNone) return;
+  if (why != nullptr) {
+    if (host_.empty()) {
+      spdlog::info("FAILOVER to any replica aborted: {}", why);
+    } else {
+      spdlog::info("FAILOVER to {}:{} aborted: {}", host_, port_, why);
+    }
+    if (state == kInProgress) {  // a primary again (a new history, as Redis's replicationUnsetMaster)
+      {
+        std::lock_guard config(server_.config_mu);
+        server_.config.replicaof.clear();
+      }
+      server_.replica_of.Unfollow();
+    }
+  }
+  state_.store(kNone, std::memory_order_release);
+  server_.repl.set_pings_paused(false);
+  server_.pause.Unpause();
+  cv_.notify_all();
+}
+
+void Failover::Stop() {
+  {
+    std::lock_guard lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
 }
 
 }  // namespace keg::server

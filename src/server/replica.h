@@ -54,8 +54,9 @@ class ReplicaOf {
   ReplicaOf& operator=(const ReplicaOf&) = delete;
 
   /// REPLICAOF host port: follows that primary from now on (the previous link, if any, is
-  /// closed). False when it already follows it.
-  bool Follow(const std::string& host, int64_t port);
+  /// closed). False when it already follows it. `failover`: a FAILOVER's last step, whose PSYNC
+  /// carries FAILOVER (the target promotes itself) and reports its answer to Failover.
+  bool Follow(const std::string& host, int64_t port, bool failover = false);
   /// REPLICAOF NO ONE: a primary again (the feed starts a new history; keys expire here again).
   void Unfollow();
   /// Stops the thread (shutdown).
@@ -92,9 +93,9 @@ class ReplicaOf {
   bool Current(uint64_t gen) const;
 
  private:
-  void Run(uint64_t gen, std::string host, int64_t port);
+  void Run(uint64_t gen, std::string host, int64_t port, bool failover);
   // One connection's life: handshake, sync, then the link until it closes. False to stop.
-  void Connect(uint64_t gen, const std::string& host, int64_t port);
+  void Connect(uint64_t gen, const std::string& host, int64_t port, bool failover);
   void SetState(uint64_t gen, const char* state);
   // Replaces the data set with an RDB file's (already read whole); the error, or empty.
   std::string Load(const std::string& rdb);
@@ -125,6 +126,47 @@ class ReplicaOf {
   // Moves thread_ to old_threads_ and joins those that ended. mu_ held.
   void RetireThreadLocked();
   void InterruptLocked();
+};
+
+/// FAILOVER [TO host port [FORCE]] [TIMEOUT ms] | ABORT (Redis 7.0's coordinated failover): this
+/// primary pauses writes, waits until the target replica (or any) acked the whole stream, then
+/// follows it with PSYNC <replid> <offset> FAILOVER, which makes the target promote itself (a
+/// partial resync both ways); writes resume once the PSYNC is answered. Past TIMEOUT it aborts,
+/// or with FORCE fails over anyway. Thread: any (its own thread waits for the sync).
+class Failover {
+ public:
+  enum State { kNone = 0, kWaitForSync = 1, kInProgress = 2 };
+  explicit Failover(ServerState& server) : server_(server) {}
+  ~Failover() { Stop(); }
+  Failover(const Failover&) = delete;
+  Failover& operator=(const Failover&) = delete;
+
+  /// INFO's master_failover_state.
+  const char* state_name() const;
+  bool active() const { return state_.load(std::memory_order_acquire) != kNone; }
+  /// FAILOVER: "" (started) or Redis's error. `host` empty: any replica; `timeout_ms` 0: none.
+  std::string Start(const std::string& host, int64_t port, int64_t timeout_ms, bool force);
+  /// FAILOVER ABORT: "" or Redis's error.
+  std::string Abort();
+  /// ReplicaOf's thread: the failover's PSYNC was answered (+CONTINUE / +FULLRESYNC: `ok`).
+  void PsyncAnswered(bool ok);
+  /// Shutdown.
+  void Stop();
+
+ private:
+  void Wait();  // the thread: until a replica caught up, the timeout, an abort
+  void EndLocked(const char* why);  // back to no failover; writes resume. mu_ held.
+
+  ServerState& server_;
+  std::atomic<int> state_{kNone};
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::string host_;  // the target ("" until one is chosen)
+  int64_t port_ = 0;
+  int64_t end_ms_ = 0;  // steady clock; 0: no timeout
+  bool force_ = false;
+  bool stop_ = false;
+  std::thread thread_;
 };
 
 }  // namespace keg::server

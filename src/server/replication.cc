@@ -544,7 +544,7 @@ void ReplicationFeed::TimerLoop() {
       }
     }
     const int64_t period = ping_period_s_.load(std::memory_order_relaxed);
-    const bool ping = !replicas_.empty() && period > 0 && !forwarding() &&
+    const bool ping = !replicas_.empty() && period > 0 && !forwarding() && !pings_paused_.load(std::memory_order_relaxed) &&
                       Clock::now() - last_ping >= std::chrono::seconds(period);
     lock.unlock();
     for (auto& fn : fire) fn();

@@ -214,6 +214,8 @@ class ReplicationFeed {
   /// repl-ping-replica-period (seconds): the timer appends a PING this often while replicas are
   /// attached, so they see the link alive.
   void set_ping_period(int64_t seconds) { ping_period_s_.store(seconds, std::memory_order_relaxed); }
+  /// While a FAILOVER waits for a replica to ack the whole stream, no PING goes into it.
+  void set_pings_paused(bool on) { pings_paused_.store(on, std::memory_order_relaxed); }
 
   ~ReplicationFeed();
 
@@ -289,6 +291,7 @@ class ReplicationFeed {
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;
   std::atomic<int64_t> ping_period_s_{10};
+  std::atomic<bool> pings_paused_{false};
   std::atomic<uint64_t> hard_limit_{256ull << 20};
   std::atomic<uint64_t> soft_limit_{64ull << 20};
   std::atomic<int64_t> soft_seconds_{60};

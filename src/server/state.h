@@ -360,6 +360,7 @@ struct ServerState {
   AclRegistry acl;  // users (ACL); the default user's password follows requirepass
   ClientRegistry clients;
   PauseState pause;
+  Failover failover{*this};  // FAILOVER (after replica_of, repl and pause: it uses them)
   Sampler sampler;
   /// The network layer's traffic (set by main once listening; null in process).
   std::function<net::Traffic()> traffic;
