@@ -1,13 +1,14 @@
 """Automatic failover of keg by redis-sentinel 7.0.15 (issue 19), with unmodified clients.
 
 Three sentinels (quorum 2, down-after-milliseconds 1000) watch a keg primary and two keg replicas.
-A writer goes through redis-py's Sentinel client and counts a write as acknowledged only when
-WAIT confirmed it (by both replicas: asserted; by one: reported). The primary is SIGKILLed, then the new one SIGSTOPped: each time Sentinel
-promotes a replica, the writer follows, the old primary rejoins as a replica, and no acknowledged
-write is lost. The same SIGKILL scenario with redis-server nodes gives the reference failover time.
+Two writers, through redis-py's Sentinel client and through ioredis's `sentinels` (Node), count a
+write as acknowledged only when WAIT confirmed it (by both replicas: asserted; by one: reported).
+The primary is SIGKILLed, then the new one SIGSTOPped: each time Sentinel promotes a replica, both
+writers follow, the old primary rejoins as a replica, and no acknowledged write is lost. The same SIGKILL scenario with redis-server nodes gives the reference failover time.
 """
 import os
 import signal
+import subprocess
 import threading
 import time
 import unittest
@@ -164,6 +165,36 @@ class Writer(threading.Thread):
         self.join(30)
 
 
+class NodeWriter(threading.Thread):
+    """The same writes through ioredis's `sentinels` support (node/sentinel_writer.js), keys io<i>:
+    its output lines say which writes WAIT confirmed."""
+
+    def __init__(self, sentinel_ports):
+        super().__init__(daemon=True)
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.proc = subprocess.Popen(["node", "sentinel_writer.js", str(SLOW), *map(str, sentinel_ports)],
+                                     cwd=os.path.join(here, "node"), stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        self.acked = []
+        self.acked_all = []
+        self.errors = None
+
+    def run(self):
+        for line in self.proc.stdout:
+            kind, value = line.split()
+            if kind == "1":
+                self.acked.append(int(value))
+            elif kind == "2":
+                self.acked_all.append(int(value))
+            else:
+                self.errors = int(value)
+
+    def stop(self):
+        self.proc.stdin.close()
+        self.proc.wait(30)
+        self.join(30)
+
+
 class SentinelFailoverTest(unittest.TestCase):
     def setUp(self):
         self.clusters = []
@@ -177,15 +208,15 @@ class SentinelFailoverTest(unittest.TestCase):
         self.clusters.append(c)
         return c
 
-    def check_no_acked_write_lost(self, cluster, writer):
+    def check_no_acked_write_lost(self, cluster, writer, prefix="w"):
         m = redis.Redis(port=cluster.master_port())
-        lost = [i for i in writer.acked_all if m.get(f"w{i}") != str(i).encode()]
+        lost = [i for i in writer.acked_all if m.get(f"{prefix}{i}") != str(i).encode()]
         self.assertEqual(lost, [], f"{len(lost)} of {len(writer.acked_all)} writes both replicas acknowledged lost")
         # A write only one replica had acknowledged survives when Sentinel promotes that one; it
         # chooses on offsets it read up to 5 s before (sentinelSelectSlave), so a replica still
         # catching up can be chosen over one that had more: reported, not asserted.
-        lost_one = [i for i in writer.acked if m.get(f"w{i}") != str(i).encode()]
-        print(f"acknowledged by both replicas: {len(writer.acked_all)}, none lost; by one: "
+        lost_one = [i for i in writer.acked if m.get(f"{prefix}{i}") != str(i).encode()]
+        print(f"{prefix}: acknowledged by both replicas: {len(writer.acked_all)}, none lost; by one: "
               f"{len(writer.acked)}, {len(lost_one)} lost")
 
     def test_keg_failover_kill_and_stop(self):
@@ -207,15 +238,17 @@ class SentinelFailoverTest(unittest.TestCase):
         c = self.cluster("keg")
         writer = Writer([s.port for s in c.sentinels])
         writer.start()
+        node = NodeWriter([s.port for s in c.sentinels])  # ioredis, beside redis-py
+        node.start()
         try:
-            wait_for("writes", lambda: len(writer.acked) > 50)
+            wait_for("writes", lambda: len(writer.acked) > 50 and len(node.acked) > 50)
             # SIGKILL the primary.
             old = c.master_port()
             old_dir = os.path.join(c.nodes[old].dir, "data")
             keg_time, new = c.failover_after(lambda n: n.proc.kill())
             print(f"\nfailover after SIGKILL: keg {keg_time:.2f} s, redis-server {redis_times[0]:.2f} s")
-            n = len(writer.acked)
-            wait_for("writes through the new primary", lambda: len(writer.acked) > n + 20)
+            n, k = len(writer.acked), len(node.acked)
+            wait_for("writes through the new primary", lambda: len(writer.acked) > n + 20 and len(node.acked) > k + 20)
             # The old primary comes back on its data and port, a primary as it was: Sentinel makes
             # it a replica of the new one.
             c.nodes[old].proc.wait()
@@ -242,11 +275,13 @@ class SentinelFailoverTest(unittest.TestCase):
                      lambda: s.info("replication")["role"] == "slave"
                      and s.info("replication")["master_port"] == newer
                      and s.info("replication")["master_link_status"] == "up", timeout=60)
-            n = len(writer.acked)
-            wait_for("writes after the second failover", lambda: len(writer.acked) > n + 20)
+            n, k = len(writer.acked), len(node.acked)
+            wait_for("writes after the second failover", lambda: len(writer.acked) > n + 20 and len(node.acked) > k + 20)
         finally:
             writer.stop()
+            node.stop()
         self.check_no_acked_write_lost(c, writer)
+        self.check_no_acked_write_lost(c, node, prefix="io")
         # Every node ends with the same data as the primary.
         m = redis.Redis(port=c.master_port())
         m.execute_command("WAIT", 3, 5000)
