@@ -576,11 +576,9 @@ std::string Failover::Start(const std::string& host, int64_t port, int64_t timeo
   } else {
     spdlog::info("FAILOVER requested to any replica.");
   }
-  if (thread_.joinable()) {  // the last one's, ended
-    lock.unlock();
-    thread_.join();
-    lock.lock();
-  }
+  // The last failover's thread has ended, or is ending without mu_ (its state is kNone): joined
+  // with mu_ held, so a concurrent FAILOVER cannot join it too.
+  if (thread_.joinable()) thread_.join();
   host_ = host;
   port_ = port;
   const int64_t now = MonoMs();
