@@ -44,6 +44,16 @@ def wait_for(what, cond, timeout=30.0, step=0.05):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def wait_for_writes(writer, node):
+    """Until both writers got 20 more writes acknowledged (through a new primary)."""
+    n, k = len(writer.acked), len(node.acked)
+    try:
+        wait_for("writes through the new primary", lambda: len(writer.acked) > n + 20 and len(node.acked) > k + 20)
+    except AssertionError as e:
+        raise AssertionError(f"{e}: redis-py {n} -> {len(writer.acked)} acknowledged, "
+                             f"ioredis {k} -> {len(node.acked)}") from None
+
+
 def sentinel(primary_port):
     def argv(port, d):
         conf = os.path.join(d, "sentinel.conf")
@@ -82,6 +92,7 @@ class Cluster:
                 return [binary, os.path.join(d, "keg.conf"), "--port", str(port),
                         "--dir", directory or os.path.join(d, "data"), *extra]
             server = kegtest.Server(argv, "keg", port=port)
+            server.data = directory or os.path.join(server.dir, "data")
         else:
             server = kegtest.redis(*extra)
         self.nodes[server.port] = server
@@ -129,6 +140,39 @@ class Cluster:
             return port != old and redis.Redis(port=port, socket_timeout=1).execute_command("ROLE")[0] == b"master"
         wait_for("a failover", promoted, timeout=60, step=0.02)
         return time.time() - t0, self.master_port()
+
+
+    def kill_primary_and_rejoin(self, progress):
+        """SIGKILL of the primary; `progress()` once another is promoted; then the old one starts
+        again on its data and port, a primary as it was, and Sentinel makes it a replica of the new
+        one. Returns the seconds to the promotion."""
+        old = self.master_port()
+        t, new = self.failover_after(lambda n: n.proc.kill())
+        progress()
+        self.nodes[old].proc.wait()
+        self.retired.append(self.nodes[old])  # its directory holds the data it comes back on
+        self.start(directory=self.nodes[old].data, port=old)
+        r = redis.Redis(port=old)
+        wait_for("the old primary to rejoin as a replica",
+                 lambda: r.info("replication")["role"] == "slave"
+                 and r.info("replication")["master_port"] == new
+                 and r.info("replication")["master_link_status"] == "up", timeout=60)
+        return t
+
+    def stop_primary_and_resume(self, progress):
+        """SIGSTOP of the primary; once another is promoted it runs again and Sentinel demotes it;
+        then `progress()` (ioredis keeps its connection to a stopped primary until a READONLY
+        sends it to the sentinels). Returns the seconds to the promotion."""
+        stopped = self.master_port()
+        t, newer = self.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))
+        os.kill(self.nodes[stopped].proc.pid, signal.SIGCONT)
+        s = redis.Redis(port=stopped)
+        wait_for("the stopped primary to be made a replica",
+                 lambda: s.info("replication")["role"] == "slave"
+                 and s.info("replication")["master_port"] == newer
+                 and s.info("replication")["master_link_status"] == "up", timeout=60)
+        progress()
+        return t
 
 
 class Writer(threading.Thread):
@@ -211,6 +255,13 @@ class SentinelFailoverTest(unittest.TestCase):
     def check_no_acked_write_lost(self, cluster, writer, prefix="w"):
         m = redis.Redis(port=cluster.master_port())
         lost = [i for i in writer.acked_all if m.get(f"{prefix}{i}") != str(i).encode()]
+        for i in lost[:5]:  # where each lost write is, if anywhere
+            where = {}
+            for port, node in cluster.nodes.items():
+                if node.proc.poll() is None:
+                    r = redis.Redis(port=port)
+                    where[port] = (r.execute_command("ROLE")[0], r.get(f"{prefix}{i}"), r.dbsize())
+            print(f"lost {prefix}{i}: primary {cluster.master_port()}, nodes {where}")
         self.assertEqual(lost, [], f"{len(lost)} of {len(writer.acked_all)} writes both replicas acknowledged lost")
         # A write only one replica had acknowledged survives when Sentinel promotes that one; it
         # chooses on offsets it read up to 5 s before (sentinelSelectSlave), so a replica still
@@ -240,48 +291,65 @@ class SentinelFailoverTest(unittest.TestCase):
         writer.start()
         node = NodeWriter([s.port for s in c.sentinels])  # ioredis, beside redis-py
         node.start()
+        def progress():  # both writers get writes through the new primary
+            wait_for_writes(writer, node)
+
         try:
             wait_for("writes", lambda: len(writer.acked) > 50 and len(node.acked) > 50)
-            # SIGKILL the primary.
-            old = c.master_port()
-            old_dir = os.path.join(c.nodes[old].dir, "data")
-            keg_time, new = c.failover_after(lambda n: n.proc.kill())
+            keg_time = c.kill_primary_and_rejoin(progress)
             print(f"\nfailover after SIGKILL: keg {keg_time:.2f} s, redis-server {redis_times[0]:.2f} s")
-            n, k = len(writer.acked), len(node.acked)
-            wait_for("writes through the new primary", lambda: len(writer.acked) > n + 20 and len(node.acked) > k + 20)
-            # The old primary comes back on its data and port, a primary as it was: Sentinel makes
-            # it a replica of the new one.
-            c.nodes[old].proc.wait()
-            c.retired.append(c.nodes[old])  # its directory holds the data it comes back on
-            c.start(directory=old_dir, port=old)
-            r = redis.Redis(port=old)
-            wait_for("the old primary to rejoin as a replica",
-                     lambda: r.info("replication")["role"] == "slave"
-                     and r.info("replication")["master_port"] == new
-                     and r.info("replication")["master_link_status"] == "up", timeout=60)
-            # SIGSTOP the new primary: another failover; once it runs again, Sentinel demotes it.
-            # (First the rejoined replica settles after its full sync: see Cluster.caught_up.)
+            # (The rejoined replica settles after its full sync first: see Cluster.caught_up.)
             time.sleep(3)
-            stopped = c.master_port()
-            t, newer = c.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))
+            t = c.stop_primary_and_resume(progress)
             print(f"failover after SIGSTOP: keg {t:.2f} s, redis-server {redis_times[1]:.2f} s")
             # Sentinel notices a promotion by polling INFO once a second: one sample of either
             # can be up to a second late. The mean of the two faults against Redis's mean.
             if SLOW == 1:
                 self.assertLessEqual((keg_time + t) / 2, sum(redis_times) / 2 + 1.0)
-            os.kill(c.nodes[stopped].proc.pid, signal.SIGCONT)
-            s = redis.Redis(port=stopped)
-            wait_for("the stopped primary to be made a replica",
-                     lambda: s.info("replication")["role"] == "slave"
-                     and s.info("replication")["master_port"] == newer
-                     and s.info("replication")["master_link_status"] == "up", timeout=60)
-            n, k = len(writer.acked), len(node.acked)
-            wait_for("writes after the second failover", lambda: len(writer.acked) > n + 20 and len(node.acked) > k + 20)
         finally:
             writer.stop()
             node.stop()
         self.check_no_acked_write_lost(c, writer)
         self.check_no_acked_write_lost(c, node, prefix="io")
+        self.check_converged(c)
+
+    @unittest.skipUnless(os.environ.get("KEG_FAILOVER_SOAK"), "tools/soak.sh --failovers N runs it")
+    def test_keg_failover_soak(self):
+        """KEG_FAILOVER_SOAK failovers in a row, SIGKILL and SIGSTOP of the primary in turn, with
+        both writers: after each, both follow and no write both replicas acknowledged is lost."""
+        rounds = int(os.environ["KEG_FAILOVER_SOAK"])
+        c = self.cluster("keg")
+        writer = Writer([s.port for s in c.sentinels])
+        writer.start()
+        node = NodeWriter([s.port for s in c.sentinels])
+        node.start()
+
+        def progress():
+            wait_for_writes(writer, node)
+
+        times = {"SIGKILL": [], "SIGSTOP": []}
+        try:
+            wait_for("writes", lambda: len(writer.acked) > 50 and len(node.acked) > 50)
+            for i in range(rounds):
+                fault = "SIGKILL" if i % 2 == 0 else "SIGSTOP"
+                t = c.kill_primary_and_rejoin(progress) if i % 2 == 0 else c.stop_primary_and_resume(progress)
+                times[fault].append(t)
+                print(f"failover {i + 1}/{rounds} ({fault}): {t:.2f} s", flush=True)
+                time.sleep(3)  # a rejoined replica settles (Cluster.caught_up)
+        finally:
+            writer.stop()
+            node.stop()
+        for fault, ts in times.items():
+            if ts:
+                ts.sort()
+                print(f"{fault}: {len(ts)} failovers, {ts[0]:.2f} / {ts[len(ts) // 2]:.2f} / {ts[-1]:.2f} s "
+                      "(min / median / max)")
+        self.check_no_acked_write_lost(c, writer)
+        self.check_no_acked_write_lost(c, node, prefix="io")
+        self.check_converged(c)
+
+    def check_converged(self, c):
+        """Every running node has the primary's data and names it in its config file."""
         # Every node ends with the same data as the primary.
         m = redis.Redis(port=c.master_port())
         m.execute_command("WAIT", 3, 5000)

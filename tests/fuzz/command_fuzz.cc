@@ -234,6 +234,7 @@ size_t CountReplies(std::string_view bytes) {
 
 void Reset() {
   keg::server::ServerState& state = g_server->state();
+  (void)state.failover.Abort();  // a FAILOVER waiting for a replica (none answers here)
   state.pause.Unpause();
   state.replica_of.Unfollow();  // REPLICAOF host port: a primary again, read-write
   g_server->clear_shutdown();
@@ -327,8 +328,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         muted[which] = true;
         replica[which] = true;
       }
-      pauses |= cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
-                keg::server::EqualsIgnoreCase(cmd[1], "pause");
+      pauses |= (cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
+                 keg::server::EqualsIgnoreCase(cmd[1], "pause")) ||
+                keg::server::EqualsIgnoreCase(cmd[0], "failover");  // a started FAILOVER pauses writes
     }
     InProcessClient& c = *clients[which];
     if (c.closed()) continue;
@@ -344,6 +346,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Commands after the pause park until it ends: end it after a short wait, and the parked
       // commands must then run and reply.
       replies = c.Run(read, 100ms);
+      (void)g_server->state().failover.Abort();
       g_server->state().pause.Unpause();
       c.clear_hung();
       replies += c.Run({});

@@ -14,6 +14,11 @@ const redis = new Redis({
   // A stopped primary answers nothing: give up on a command, and its connection, after this.
   commandTimeout: 500 * slow,
   maxRetriesPerRequest: 1,
+  // WAIT counts the acknowledgements of its own connection's writes: a WAIT queued while
+  // reconnecting, or resent on the next connection, would confirm nothing of the SET before it on
+  // the old one (and report every replica). Fail such commands instead: the loop repeats the SET.
+  enableOfflineQueue: false,
+  autoResendUnfulfilledCommands: false,
   // A demoted primary answers writes with READONLY: reconnect, asking the sentinels again.
   reconnectOnError: (err) => err.message.startsWith("READONLY"),
   retryStrategy: () => 50,
