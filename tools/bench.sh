@@ -6,7 +6,8 @@
 #   --only collection-memory: the hash and set memory and restart targets, about 2 GB of RAM;
 #   --only zsets: the sorted set workloads; --only zset-list-memory: 1,000,000 members in one
 #   sorted set and 1,000,000 elements in one list, memory and restart; --only wake: the time
-#   from a push to the reply of the client blocked on it, p50 / p99)
+#   from a push to the reply of the client blocked on it, p50 / p99; --only replicas: SET and GET
+#   on a primary with two replicas attached, every node durable under everysec)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --bench

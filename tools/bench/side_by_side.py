@@ -455,6 +455,46 @@ def wake_latency(opts, workdir):
             redis.stop()
 
 
+def with_replicas(opts, workdir):
+    """Issue 19's target: SET and GET on a primary with two replicas attached, every node durable
+    under the same fsync policy (Redis's replicas with appendonly too), keg and Redis alternating,
+    unpipelined and -P 16. Rows as the main table's."""
+    policy = "everysec"
+    d = os.path.join(workdir, policy)
+    keg, redis = start_pair(policy, d)
+    nodes = [keg, redis]
+    try:
+        for i in range(2):
+            nodes.append(Server(f"keg-replica{i}", lambda port, dd: [
+                KEG, "--port", str(port), "--dir", os.path.join(dd, "data"), "--appendfsync", policy,
+                "--logfile", "keg.log", "--replicaof", "127.0.0.1", str(keg.port)], d))
+            nodes.append(Server(f"redis-replica{i}", lambda port, dd: [
+                "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", dd, "--save", "",
+                "--appendonly", "yes", "--appendfsync", policy, "--auto-aof-rewrite-percentage", "0",
+                "--logfile", "redis.log", "--replicaof", "127.0.0.1", str(redis.port)], d))
+        for s in (keg, redis):
+            wait_field(s, "connected_slaves", "2")
+        base = ["-c", "50", "-r", "100000", "-d", "100"]
+        for s in (keg, redis):  # warm up: every key exists (and is replicated)
+            bench(s, ["-t", "set", *base], 50000 if opts.quick else 300000)
+        results = []
+        for name, args, n in ((f"SET, 2 replicas, {policy}", ["-t", "set", *base], 300000),
+                              (f"GET, 2 replicas, {policy}", ["-t", "get", *base], 300000),
+                              (f"SET -P 16, 2 replicas, {policy}", ["-t", "set", "-P", "16", *base], 2000000),
+                              (f"GET -P 16, 2 replicas, {policy}", ["-t", "get", "-P", "16", *base], 2000000)):
+            count = n // 6 if opts.quick else n
+            samples = {"keg": [], "redis": []}
+            for rnd in range(opts.rounds):
+                for s in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+                    samples[s.name].append(bench(s, args, count))
+            results.append((name, count, samples["keg"], samples["redis"]))
+            print_row(results[-1])
+        return results
+    finally:
+        for s in nodes:
+            s.stop()
+
+
 PUBSUB_BENCH = os.path.join(ROOT, "build", "bench", "tools", "keg_pubsub_bench")
 
 
@@ -653,6 +693,8 @@ def main():
             collection_memory(opts, os.path.join(workdir, "collection-memory"))
         if opts.only == "wake":  # issue 18's blocked-client wake latency
             wake_latency(opts, os.path.join(workdir, "wake"))
+        if opts.only == "replicas":  # issue 19's: SET / GET with two replicas attached
+            with_replicas(opts, os.path.join(workdir, "replicas"))
         if opts.only == "zset-list-memory":  # issue 18's: 1,000,000 members in one sorted set / list
             collection_memory(opts, os.path.join(workdir, "zset-list-memory"), ("zset", "list"))
     finally:
