@@ -150,6 +150,11 @@ void SyncCommand(Ctx& c) {
     spdlog::info("replication: MASTER MODE enabled (failover request from '{}')", client->peer());
   }
   if (server->failover.active()) return c.Error("-NOMASTERLINK Can't SYNC while failing over");
+  // A replica serves a replica of its own only while its link to its primary is up (its stream
+  // is the primary's, and it has none to give meanwhile), as Redis.
+  if (server->replica_of.active() && !server->replica_of.link_up()) {
+    return c.Error("-NOMASTERLINK Can't SYNC while not connected with my master");
+  }
   const bool rdb_only = client->rdb_only();
   ReplicationFeed& feed = server->repl;
   if (psync) {

@@ -882,7 +882,8 @@ class WriteSafetyTest(unittest.TestCase):
         ("EVALSHA", "c6e1a7c5d1cd2cbf5a2b9cb0b0e1dbb1c6d47a5f", "0"), ("SCRIPT", "EXISTS", "x"),
         ("MULTI",), ("GET", "x"), ("EXEC",), ("MULTI",), ("ECHO", "x"), ("EXEC",), ("SET", "k", "v"),
         ("CLIENT", "GETNAME"), ("MEMORY", "USAGE", "k"), ("MEMORY", "HELP"), ("ROLE",),
-        ("CONFIG", "SET", "replica-serve-stale-data", "yes"), ("GET", "k"), ("REPLICAOF", "NO", "ONE")]
+        ("CONFIG", "SET", "replica-serve-stale-data", "yes"), ("GET", "k"), ("PSYNC", "?", "-1"),
+        ("REPLICAOF", "NO", "ONE")]
 
     def test_replies_match_redis(self):
         keg = kegtest.keg()
