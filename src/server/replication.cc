@@ -239,7 +239,8 @@ void ReplicationFeed::DropOverLimitLocked() {
       if (!over && soft > 0 && held > soft) {
         if (now == 0) now = MonoMs();
         if (r.soft_since_ms == 0) r.soft_since_ms = now;
-        over = now - r.soft_since_ms >= soft_seconds_.load(std::memory_order_relaxed) * 1000;
+        // (Seconds compared as seconds: a hostile CONFIG SET value times 1000 would overflow.)
+        over = (now - r.soft_since_ms) / 1000 >= soft_seconds_.load(std::memory_order_relaxed);
       } else if (soft == 0 || held <= soft) {
         r.soft_since_ms = 0;
       }
