@@ -284,10 +284,11 @@ int main(int argc, char** argv) {
   server.StopAccepting();
   state.ready.store(false, std::memory_order_release);
   state.sampler.Stop();  // it reads the server's traffic
+  state.failover.Stop();
+  state.pause.PauseForFailover(false);
   state.pause.Unpause();  // paused connections run their commands before the store closes
   state.cold_reads->Stop();  // finishes the fetches queued (their commands then run)
   state.blocking.Stop();  // its thread queues writes (serving blocked clients): not once the store goes
-  state.failover.Stop();
   state.replica_of.Stop();  // a sync being loaded writes to the store
   state.jobs.Wait();  // snapshots being sent read the store
   // Close drains the writer queue (their replies are posted to the still-running I/O threads),

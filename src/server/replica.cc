@@ -13,7 +13,6 @@
 
 #include <algorithm>
 #include <cerrno>
-#include <limits>
 #include <chrono>
 #include <cstring>
 #include <utility>
@@ -585,8 +584,8 @@ std::string Failover::Start(const std::string& host, int64_t port, int64_t timeo
   end_ms_ = timeout_ms <= 0 ? 0 : (timeout_ms > INT64_MAX - now ? INT64_MAX : now + timeout_ms);
   force_ = force;
   state_.store(kWaitForSync, std::memory_order_release);
-  // Writes wait (as CLIENT PAUSE WRITE, the expire cycle too) so the stream stops growing.
-  server_.pause.Pause(std::numeric_limits<int64_t>::max(), false);
+  // Writes wait (as under CLIENT PAUSE WRITE, the expire cycle too) so the stream stops growing.
+  server_.pause.PauseForFailover(true);
   server_.repl.set_pings_paused(true);
   thread_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "keg-failover");
@@ -673,7 +672,7 @@ void Failover::EndLocked(const char* why) {
   }
   state_.store(kNone, std::memory_order_release);
   server_.repl.set_pings_paused(false);
-  server_.pause.Unpause();
+  server_.pause.PauseForFailover(false);
   cv_.notify_all();
 }
 

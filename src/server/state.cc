@@ -238,9 +238,10 @@ void PauseState::Pause(int64_t end_ms, bool all) {
   }
   // on_change runs under the lock, so a pause and an unpause racing cannot leave the store's
   // expiry paused with no pause in force.
-  if (mode_.load() == 0 && on_change) on_change(true);
+  const int old = mode_.load();
+  if (old == 0 && on_change) on_change(true);
   end_ms_ = end_ms;
-  mode_.store(all ? 2 : 1, std::memory_order_release);
+  mode_.store((old & kFailover) | (all ? kClientAll : kClientWrite), std::memory_order_release);
   if (!timer_.joinable()) timer_ = std::thread([this] { TimerLoop(); });
   cv_.notify_all();
 }
@@ -251,10 +252,30 @@ void PauseState::Unpause() {
 }
 
 void PauseState::EndLocked() {
-  if (mode_.load() == 0) return;
-  mode_.store(0, std::memory_order_release);
-  if (on_change) on_change(false);
-  // Post only queues the resume on each connection's I/O thread (and keeps it alive until then).
+  const int old = mode_.load();
+  if ((old & kClientMask) == 0) return;
+  mode_.store(old & kFailover, std::memory_order_release);
+  if ((old & kFailover) == 0 && on_change) on_change(false);
+  ResumeParkedLocked();
+}
+
+void PauseState::PauseForFailover(bool on) {
+  std::lock_guard lock(mu_);
+  const int old = mode_.load();
+  if (on == ((old & kFailover) != 0)) return;
+  if (on) {
+    if (old == 0 && on_change) on_change(true);
+    mode_.store(old | kFailover, std::memory_order_release);
+    return;
+  }
+  mode_.store(old & ~kFailover, std::memory_order_release);
+  if ((old & kClientMask) == 0 && on_change) on_change(false);
+  ResumeParkedLocked();
+}
+
+void PauseState::ResumeParkedLocked() {
+  // Post only queues the resume on each connection's I/O thread (and keeps it alive until then);
+  // a command that must still wait (the other pause) parks again.
   for (const std::shared_ptr<net::Link>& link : parked_) {
     net::Link* l = link.get();
     l->Post([l] { l->Resume(); });
@@ -277,7 +298,7 @@ size_t PauseState::parked() const {
 void PauseState::TimerLoop() {
   std::unique_lock lock(mu_);
   while (!stop_) {
-    if (mode_.load() == 0) {
+    if ((mode_.load() & kClientMask) == 0) {  // no client pause to end (a FAILOVER ends its own)
       cv_.wait(lock);
       continue;
     }

@@ -189,17 +189,20 @@ class PauseState {
   PauseState(const PauseState&) = delete;
   PauseState& operator=(const PauseState&) = delete;
   ~PauseState();
-  /// Pauses every command (`all`) or only those that may write, until `end_ms` (wall clock);
-  /// replaces the current pause, as Redis's last CLIENT PAUSE wins. `on_change(true/false)` is
-  /// called, with the pause's lock held (it must be quick and must not call back), when a pause
-  /// starts and when it ends (the store's expiry follows it).
+  /// CLIENT PAUSE: pauses every command (`all`) or only those that may write, until `end_ms`
+  /// (wall clock); replaces the current client pause, as Redis's last CLIENT PAUSE wins.
+  /// `on_change(true/false)` is called, with the pause's lock held (it must be quick and must not
+  /// call back), when the first pause starts and when the last ends (the store's expiry follows).
   void Pause(int64_t end_ms, bool all);
+  /// CLIENT UNPAUSE: ends the client pause (not a FAILOVER's).
   void Unpause();
+  /// A FAILOVER's pause of writes, kept apart from CLIENT PAUSE as Redis's PAUSE_DURING_FAILOVER.
+  void PauseForFailover(bool on);
   /// True when a command (that may write: `write`) must wait now. Any thread; one relaxed load
   /// when nothing is paused.
   bool MustWait(bool write) const {
     const int mode = mode_.load(std::memory_order_acquire);
-    return mode == 2 || (mode == 1 && write);
+    return mode != 0 && ((mode & kClientMask) == kClientAll || write);
   }
   /// Parks `link` until the pause ends; false when it already ended (run the command now).
   bool Park(std::shared_ptr<net::Link> link, bool write);
@@ -208,12 +211,18 @@ class PauseState {
   std::function<void(bool paused)> on_change;  // set once, before any pause
 
  private:
-  void EndLocked();  // ends the pause (if any) and resumes the parked; mu_ held
+  void EndLocked();  // ends the client pause (if any) and resumes the parked; mu_ held
+  void ResumeParkedLocked();  // (a parked command still paused parks again)
   void TimerLoop();
 
+  // mode_: the client pause in the low bits (kClientWrite or kClientAll), kFailover beside it.
+  static constexpr int kClientWrite = 1;
+  static constexpr int kClientAll = 2;
+  static constexpr int kClientMask = 3;
+  static constexpr int kFailover = 4;
   mutable std::mutex mu_;
   std::condition_variable cv_;
-  std::atomic<int> mode_{0};  // 0: off, 1: WRITE, 2: ALL
+  std::atomic<int> mode_{0};
   int64_t end_ms_ = 0;
   std::vector<std::shared_ptr<net::Link>> parked_;
   std::thread timer_;

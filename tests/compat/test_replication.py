@@ -1085,6 +1085,10 @@ class FailoverTest(unittest.TestCase):
         with self.assertRaises(redis.TimeoutError):
             w.set("paused", 1)
         self.assertEqual(p.get("unacked"), b"1")
+        # Its pause is its own: CLIENT UNPAUSE does not end it (Redis's PAUSE_DURING_FAILOVER).
+        self.assertEqual(p.execute_command("CLIENT", "UNPAUSE"), b"OK")
+        with self.assertRaises(redis.TimeoutError):
+            redis.Redis(port=P.port, socket_timeout=0.2).set("still-paused", 1)
         wait_until("the timeout", lambda: p.info("replication")["master_failover_state"] == "no-failover")
         self.assertEqual(role(p), b"master")
         self.assertTrue(p.set("resumed", 1))
