@@ -153,11 +153,22 @@ class Cluster:
         self.retired.append(self.nodes[old])  # its directory holds the data it comes back on
         self.start(directory=self.nodes[old].data, port=old)
         r = redis.Redis(port=old)
-        wait_for("the old primary to rejoin as a replica",
-                 lambda: r.info("replication")["role"] == "slave"
-                 and r.info("replication")["master_port"] == new
-                 and r.info("replication")["master_link_status"] == "up", timeout=60)
+        self.wait_replica_of(r, new, "the old primary to rejoin as a replica")
         return t
+
+    def wait_replica_of(self, r, primary, what):
+        """Until `r` is a replica of `primary` with its link up; else what it says and its log."""
+        try:
+            wait_for(what, lambda: r.info("replication")["role"] == "slave"
+                     and r.info("replication")["master_port"] == primary
+                     and r.info("replication")["master_link_status"] == "up", timeout=60)
+        except AssertionError:
+            port = r.connection_pool.connection_kwargs["port"]
+            print(f"\n{what}: node {port} says {r.info('replication')}; primary per Sentinel "
+                  f"{self.master_port()}")
+            with open(os.path.join(self.nodes[port].dir, "server.log"), errors="replace") as f:
+                print("".join(f.readlines()[-40:]))
+            raise
 
     def stop_primary_and_resume(self, progress):
         """SIGSTOP of the primary; once another is promoted it runs again and Sentinel demotes it;
@@ -166,11 +177,7 @@ class Cluster:
         stopped = self.master_port()
         t, newer = self.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))
         os.kill(self.nodes[stopped].proc.pid, signal.SIGCONT)
-        s = redis.Redis(port=stopped)
-        wait_for("the stopped primary to be made a replica",
-                 lambda: s.info("replication")["role"] == "slave"
-                 and s.info("replication")["master_port"] == newer
-                 and s.info("replication")["master_link_status"] == "up", timeout=60)
+        self.wait_replica_of(redis.Redis(port=stopped), newer, "the stopped primary to be made a replica")
         progress()
         return t
 
