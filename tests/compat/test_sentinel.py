@@ -157,11 +157,16 @@ class Cluster:
         return t
 
     def wait_replica_of(self, r, primary, what):
-        """Until `r` is a replica of `primary` with its link up; else what it says and its log."""
+        """Until `r` is a replica, with its link up, of the primary Sentinel names (`primary`, or
+        another if Sentinel failed over again meanwhile: reported); else what it says and its log."""
+        def done():
+            info = r.info("replication")
+            return (info["role"] == "slave" and info["master_port"] == self.master_port()
+                    and info["master_link_status"] == "up")
         try:
-            wait_for(what, lambda: r.info("replication")["role"] == "slave"
-                     and r.info("replication")["master_port"] == primary
-                     and r.info("replication")["master_link_status"] == "up", timeout=60)
+            wait_for(what, done, timeout=60)
+            if self.master_port() != primary:
+                print(f"\nSentinel failed over again: {primary} -> {self.master_port()}", flush=True)
         except AssertionError:
             port = r.connection_pool.connection_kwargs["port"]
             print(f"\n{what}: node {port} says {r.info('replication')}; primary per Sentinel "
