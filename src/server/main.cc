@@ -183,6 +183,10 @@ int main(int argc, char** argv) {
       spdlog::shutdown();
       return 1;
     }
+    if (found && history.db >= state.store->Databases()) {  // a damaged file: not a database here
+      spdlog::warn("replication: {} names database {}; ignored (a full sync will follow)", history_path, history.db);
+      found = false;
+    }
     if (found) {
       const bool replica = !cfg.replicaof.empty();
       state.repl.Restore(history, replica);

@@ -638,6 +638,17 @@ class KegReplicaTest(unittest.TestCase):
         wait_synced(p, r)
         self.assertEqual(r.get("after-restarts"), b"1")
         digests_equal(self, p, r)
+        # A damaged file (a database this server does not have) is ignored, and removed.
+        self.assertEqual(self.halt(replica), 0)
+        with open(state) as f:
+            saved = f.read()
+        with open(state, "w") as f:
+            f.write(saved.replace(saved[saved.index("db "):], "db 99\n"))
+        replica, r = self.restart(replica, "--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        self.assertFalse(os.path.exists(state))
+        self.assertEqual(p.info("stats")["sync_full"], 1)
+        digests_equal(self, p, r)
         # SIGKILL: no saved history, a full sync.
         replica.proc.kill()
         replica.proc.wait()
@@ -645,7 +656,7 @@ class KegReplicaTest(unittest.TestCase):
         p.set("while-killed", 1)
         replica, r = self.restart(replica, "--replicaof", "127.0.0.1", str(primary.port))
         wait_synced(p, r)
-        self.assertEqual(p.info("stats")["sync_full"], 1)
+        self.assertEqual(p.info("stats")["sync_full"], 2)
         digests_equal(self, p, r)
 
     def test_a_promotion_then_partial_resyncs(self):
