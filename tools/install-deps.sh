@@ -23,6 +23,7 @@ test_packages=(
   tcl dpkg-dev  # Redis's own test suite (tools/redis-tests.sh): its runner, apt-get source
   prometheus-redis-exporter  # tests/compat/test_observability.py: what operators scrape
   prometheus  # promtool checks keg's /metrics exposition (command_test)
+  gdb  # a hung compat test prints its servers' threads (tests/compat/kegtest.py's watchdog)
 )
 
 bench_packages=(redis-server redis-tools gnuplot-nox fio)  # fio: tools/bench-disk.sh's reference

@@ -70,7 +70,7 @@ print("\n".join(rows))
 PY
 if [[ $failovers -gt 0 ]]; then
   echo "== Sentinel failovers: $failovers"
-  if ! (cd tests/compat && KEG_FAILOVER_SOAK=$failovers /usr/bin/python3 -m unittest -v \
+  if ! (cd tests/compat && KEG_FAILOVER_SOAK=$failovers KEG_TEST_WATCHDOG=0 /usr/bin/python3 -m unittest -v \
       test_sentinel.SentinelFailoverTest.test_keg_failover_soak) > "$out/failover.log" 2>&1; then
     status=1
     echo "FAILED: see $out/failover.log"

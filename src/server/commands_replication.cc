@@ -108,9 +108,15 @@ void Replconf(Ctx& c) {
     } else if (option == "listening-port") {
       if (!resp::ParseInt64(c.arg(j + 1), &v)) return c.Error(err::kNotInteger);
       c.client().set_replica_listening_port(v);
-    } else if (option == "ip-address" || option == "capa" || option == "rdb-filter-only") {
-      // keg sends the `$<length>` framing every replica reads; the replica's address in INFO is
-      // the connection's.
+    } else if (option == "ip-address") {
+      // Redis's limit (NET_HOST_STR_LEN) and text.
+      if (c.arg(j + 1).size() >= 256) {
+        return c.Error("REPLCONF ip-address provided by replica instance is too long: " +
+                       std::to_string(c.arg(j + 1).size()) + " bytes");
+      }
+      c.client().set_replica_announced_ip(std::string(c.arg(j + 1)));
+    } else if (option == "capa" || option == "rdb-filter-only") {
+      // keg sends the `$<length>` framing every replica reads.
     } else {
       return c.Error("Unrecognized REPLCONF option: " + std::string(c.arg(j)));
     }
@@ -124,6 +130,12 @@ std::string PeerIp(const std::string& peer) {
   std::string ip = colon == std::string::npos ? peer : peer.substr(0, colon);
   if (ip.size() >= 2 && ip.front() == '[' && ip.back() == ']') ip = ip.substr(1, ip.size() - 2);
   return ip;
+}
+
+// The address a replica is listed under: the one it announced (REPLCONF ip-address), else the
+// connection's.
+std::string ReplicaIp(const ClientSession& client) {
+  return client.replica_announced_ip().empty() ? PeerIp(client.peer()) : client.replica_announced_ip();
 }
 
 // SYNC and PSYNC replid offset. A partial resync (+CONTINUE) when the stream still holds what the
@@ -164,7 +176,7 @@ void SyncCommand(Ctx& c) {
     std::shared_ptr<Replica> r;
     if (!rdb_only && offset >= 1) {
       r = feed.TryContinue(c.arg(1), static_cast<uint64_t>(offset - 1), client->id(), client->link().Self(),
-                           PeerIp(client->peer()), client->replica_listening_port());
+                           ReplicaIp(*client), client->replica_listening_port());
     }
     if (r) {
       c.out().Raw("+CONTINUE " + feed.replid() + "\r\n");
@@ -196,7 +208,7 @@ void SyncCommand(Ctx& c) {
         if (rdb_only) return;
         // On the writer, between two groups: the snapshot is the stream up to here.
         offset = server->repl.MarkSnapshot();
-        replica = server->repl.Add(client->id(), keep, PeerIp(keep->peer()), client->replica_listening_port(), offset);
+        replica = server->repl.Add(client->id(), keep, ReplicaIp(*client), client->replica_listening_port(), offset);
         if (psync) {
           keep->Post([client, line = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n"] {
             client->link().out().Raw(line);

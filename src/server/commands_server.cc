@@ -343,10 +343,12 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       const ReplicaOf::Status me = st.replica_of.status();
       int64_t priority = 100;
       bool read_only = true;
+      bool announced = true;
       {
         std::lock_guard lock(st.config_mu);
         priority = st.config.replica_priority;
         read_only = st.config.replica_read_only;
+        announced = st.config.replica_announced;
       }
       Field(&s, "role", std::string("slave"));
       Field(&s, "master_host", me.host);
@@ -359,7 +361,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       if (!me.link_up) Field(&s, "master_link_down_since_seconds", me.down_since_s);
       Field(&s, "slave_priority", priority);
       Field(&s, "slave_read_only", read_only ? 1 : 0);
-      Field(&s, "replica_announced", 1);
+      Field(&s, "replica_announced", announced ? 1 : 0);
     } else {
       Field(&s, "role", std::string("master"));
     }

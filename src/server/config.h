@@ -52,6 +52,11 @@ struct Config {
   bool replica_read_only = true;         // alias slave-read-only
   bool replica_serve_stale_data = true;  // alias slave-serve-stale-data
   int64_t replica_priority = 100;        // alias slave-priority (INFO, for Sentinel)
+  // What a replica tells its primary to list it as (REPLCONF ip-address / listening-port; INFO's
+  // slaveN:ip= and port=, which Sentinel connects to): behind NAT or a proxy. "" / 0: its own.
+  std::string replica_announce_ip;    // alias slave-announce-ip
+  int64_t replica_announce_port = 0;  // alias slave-announce-port
+  bool replica_announced = true;      // INFO replica_announced (Sentinel hides one that says 0)
   int64_t repl_backlog_size = 1ll << 20;
   int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
   int64_t repl_timeout = 60;

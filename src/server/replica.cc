@@ -327,11 +327,15 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   int64_t timeout_s = 60;
   std::string masterauth;
   std::string masteruser;
+  std::string announce_ip;
+  int64_t announce_port = 0;
   {
     std::lock_guard lock(server_.config_mu);
     timeout_s = server_.config.repl_timeout;
     masterauth = server_.config.masterauth;
     masteruser = server_.config.masteruser;
+    announce_ip = server_.config.replica_announce_ip;
+    announce_port = server_.config.replica_announce_port;
   }
   SetState(gen, "connecting");
   Wire wire;
@@ -363,8 +367,13 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     const bool ok = masteruser.empty() ? wire.Call({"AUTH", masterauth}, &reply) : wire.Call({"AUTH", masteruser, masterauth}, &reply);
     if (!ok || reply.rfind("+OK", 0) != 0) return fail("AUTH");
   }
-  const std::string my_port = std::to_string(server_.port.load());
+  // The address the primary lists this replica under (and Sentinel connects to): the announced
+  // one if set (replica-announce-port / -ip), else this server's port and the link's address.
+  const std::string my_port = std::to_string(announce_port != 0 ? announce_port : server_.port.load());
   if (!wire.Call({"REPLCONF", "listening-port", my_port}, &reply)) return fail("REPLCONF listening-port");
+  if (!announce_ip.empty() && (!wire.Call({"REPLCONF", "ip-address", announce_ip}, &reply) || reply.rfind("+OK", 0) != 0)) {
+    return fail("REPLCONF ip-address");
+  }
   // Not `capa eof`: the primary then sends the length-prefixed payload, read exactly.
   if (!wire.Call({"REPLCONF", "capa", "psync2"}, &reply)) return fail("REPLCONF capa");
   // The history this server has: its stream's id and offset (after a sync, or as a primary).

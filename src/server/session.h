@@ -61,6 +61,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// REPLCONF listening-port: the port this replica listens on (INFO's slaveN:port).
   int64_t replica_listening_port() const { return replica_port_; }
   void set_replica_listening_port(int64_t port) { replica_port_ = port; }
+  /// REPLCONF ip-address: the address this replica announces ("" : the connection's).
+  const std::string& replica_announced_ip() const { return replica_ip_; }
+  void set_replica_announced_ip(std::string ip) { replica_ip_ = std::move(ip); }
   /// This connection is a replica (it sent SYNC or PSYNC): it gets the stream, and no replies.
   void BecomeReplica(std::shared_ptr<Replica> r);
   Replica* replica() const { return replica_.get(); }
@@ -280,6 +283,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   void Capture(Ctx& ctx, size_t first_op);
   // Replication.
   int64_t replica_port_ = 0;
+  std::string replica_ip_;
   std::shared_ptr<Replica> replica_;
   uint64_t write_offset_ = 0;
   // client_type()'s view of the two above (any thread).

@@ -11,7 +11,10 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import traceback
+import unittest
 
 
 def _die_with_parent():
@@ -39,6 +42,52 @@ def wait_for_port(port, proc, timeout=20.0):
     raise RuntimeError(f"nothing listening on {port}")
 
 
+# Every live Server, for the watchdog's report. Guarded by the GIL (appends and removes only).
+_live_servers = []
+
+
+def _watchdog_fire(test_id, seconds):
+    """Runs on the watchdog's timer thread when one test outlived its budget: a hung test otherwise
+    ends only at ctest's timeout, and CI shows nothing of where it stood. Prints every thread's
+    stack and the end of each live server's log, then ends the process (its servers die with it)."""
+    out = [f"\n=== watchdog: {test_id} still running after {seconds} s; every thread's stack:"]
+    for ident, frame in sys._current_frames().items():
+        if ident == threading.get_ident():
+            continue
+        out.append(f"--- thread {ident}:\n" + "".join(traceback.format_stack(frame)))
+    for server in list(_live_servers):
+        out.append(f"--- {server.dir}/server.log (pid {server.proc.pid}), last lines:\n"
+                   + server.log_tail(60))
+        if server.proc.poll() is None and shutil.which("gdb"):
+            try:  # where a hung server's threads stand
+                stacks = subprocess.run(["gdb", "-p", str(server.proc.pid), "-batch", "-ex",
+                                         "thread apply all bt 30"], capture_output=True, text=True,
+                                        timeout=60).stdout
+                out.append(f"--- pid {server.proc.pid}'s threads:\n{stacks}")
+            except (OSError, subprocess.SubprocessError) as e:
+                out.append(f"--- gdb on pid {server.proc.pid}: {e}")
+    print("\n".join(out), file=sys.stderr, flush=True)
+    os._exit(3)
+
+
+def _run_with_watchdog(self, result=None, _run=unittest.TestCase.run):
+    """unittest.TestCase.run under a per-test budget: KEG_TEST_WATCHDOG seconds (default 300,
+    0 = none; tools/soak.sh turns it off for its long runs)."""
+    seconds = float(os.environ.get("KEG_TEST_WATCHDOG", "300"))
+    if seconds <= 0:
+        return _run(self, result)
+    timer = threading.Timer(seconds, _watchdog_fire, (self.id(), seconds))
+    timer.daemon = True
+    timer.start()
+    try:
+        return _run(self, result)
+    finally:
+        timer.cancel()
+
+
+unittest.TestCase.run = _run_with_watchdog
+
+
 class Server:
     """A server process on a free port, in its own temporary directory."""
 
@@ -49,6 +98,7 @@ class Server:
         self.proc = subprocess.Popen(argv_for_port(self.port, self.dir), stdout=self.log,
                                      stderr=subprocess.STDOUT, cwd=self.dir,
                                      preexec_fn=_die_with_parent)
+        _live_servers.append(self)
         wait_for_port(self.port, self.proc)
 
     def stop(self):
@@ -61,18 +111,26 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         self.log.close()
+        if self in _live_servers:
+            _live_servers.remove(self)
         self._show_log_if_failed()
         shutil.rmtree(self.dir, ignore_errors=True)
         return self.proc.returncode
 
-    def _show_log_if_failed(self):
-        """The end of the server's log on stderr when it crashed or a sanitizer reported: the
-        directory is removed next, and a CI run keeps only the test's output."""
+    def log_tail(self, lines=None):
+        """The last `lines` lines of the server's log (all of it for None; "" when it cannot be
+        read)."""
         try:
             with open(os.path.join(self.dir, "server.log"), "rb") as f:
                 text = f.read().decode("utf-8", "replace")
         except OSError:
-            return
+            return ""
+        return text if lines is None else "\n".join(text.splitlines()[-lines:])
+
+    def _show_log_if_failed(self):
+        """The end of the server's log on stderr when it crashed or a sanitizer reported: the
+        directory is removed next, and a CI run keeps only the test's output."""
+        text = self.log_tail()
         crashed = self.proc.returncode not in (0, -signal.SIGKILL)
         if crashed or "Sanitizer" in text:
             tail = "\n".join(text.splitlines()[-80:])
@@ -84,6 +142,104 @@ class Server:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+class Proxy:
+    """A TCP proxy on loopback in front of a server's port, to partition it: cut() drops every byte
+    either way on the open connections and leaves new ones hanging unanswered, as behind a dead link
+    (nobody sees a connection close); heal() closes what the cut left behind, as the peers' timeouts
+    would, and forwards new connections again. Each connection has two daemon threads, one per
+    direction; the state is guarded by `_mu`."""
+
+    class _Pair:
+        def __init__(self, a, b):
+            self.socks = (a, b)
+            self.cut = False
+
+        def close(self):
+            for s in self.socks:
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+                s.close()
+
+    def __init__(self, target_port):
+        self.target = target_port
+        self._mu = threading.Lock()
+        self._cut = False
+        self._pairs = set()
+        self._held = []  # connections accepted during a cut: never answered
+        self._listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+        self.port = self._listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self._listener.accept()
+            except OSError:
+                return  # closed
+            with self._mu:
+                if self._cut:
+                    self._held.append(client)
+                    continue
+            try:
+                upstream = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+                upstream.settimeout(None)
+            except OSError:
+                client.close()
+                continue
+            pair = Proxy._Pair(client, upstream)
+            with self._mu:
+                self._pairs.add(pair)
+            for src, dst in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(pair, src, dst), daemon=True).start()
+
+    def _pump(self, pair, src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if not pair.cut:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        with self._mu:
+            if pair.cut:
+                return  # heal() closes it
+            self._pairs.discard(pair)
+        pair.close()
+
+    def cut(self):
+        with self._mu:
+            self._cut = True
+            for pair in self._pairs:
+                pair.cut = True
+
+    def heal(self):
+        with self._mu:
+            self._cut = False
+            dead = [p for p in self._pairs if p.cut]
+            self._pairs.difference_update(dead)
+            held, self._held = self._held, []
+        for pair in dead:
+            pair.close()
+        for s in held:
+            s.close()
+
+    def stop(self):
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not)
+        except OSError:
+            pass
+        self._listener.close()
+        self.heal()
+        with self._mu:
+            pairs, self._pairs = list(self._pairs), set()
+        for pair in pairs:
+            pair.close()
 
 
 def rss_kb(pid):
@@ -101,7 +257,7 @@ def keg(*extra):
                                    *extra], "keg")
 
 
-def redis(*extra):
+def redis(*extra, port=None):
     return Server(lambda port, d: ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                                    "--save", "", "--appendonly", "no", "--dir", d, *extra],
-                  "redis")
+                  "redis", port=port)

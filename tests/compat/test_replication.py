@@ -538,6 +538,43 @@ class KegReplicaTest(unittest.TestCase):
         c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         self.assertEqual(len(c1.client_list(_type="master")), 1)
 
+    def test_a_replica_is_listed_under_the_address_it_announces(self):
+        # replica-announce-ip / -port (what Sentinel connects to, behind NAT or a proxy): a keg
+        # replica announcing to keg and to redis-server, a redis-server replica announcing to keg;
+        # each primary lists the announced address in INFO and ROLE. CONFIG SET takes effect at the
+        # next connection to the primary.
+        primary, p = self.start()
+        ref = kegtest.redis()
+        self.servers.append(ref)
+        rp = redis.Redis(port=ref.port)
+        for port, c in ((primary.port, p), (ref.port, rp)):
+            r, rc = self.start("--replicaof", "127.0.0.1", str(port), "--replica-announce-ip", "10.9.8.7",
+                               "--replica-announce-port", "4444")
+            wait_until("the replica online", lambda: c.info("replication").get("slave0", {}).get("state") == "online")
+            slave = c.info("replication")["slave0"]
+            self.assertEqual((slave["ip"], slave["port"]), ("10.9.8.7", 4444))
+            self.assertEqual(c.execute_command("ROLE")[2][0][:2], [b"10.9.8.7", b"4444"])
+            self.assertEqual(rc.config_get("replica-announce-*"), {"replica-announce-ip": "10.9.8.7",
+                                                                   "replica-announce-port": "4444"})
+            rc.config_set("replica-announce-port", 0)
+            rc.config_set("replica-announce-ip", "")
+            rc.execute_command("CLIENT", "KILL", "TYPE", "master")  # reconnects, as itself
+            wait_until("the replica listed as itself", lambda: c.info("replication").get("slave0", {}).get("port") == r.port)
+            self.assertEqual(c.info("replication")["slave0"]["ip"], "127.0.0.1")
+            self.servers.remove(r)
+            r.stop()
+        theirs = kegtest.redis("--replicaof", "127.0.0.1", str(primary.port), "--replica-announce-port", "4555")
+        self.servers.append(theirs)
+        wait_until("redis-server's replica listed", lambda: p.info("replication").get("slave0", {}).get("port") == 4555)
+        # The errors, as redis-server words them.
+        for c in (p, rp):
+            with self.assertRaises(redis.ResponseError) as e:
+                c.execute_command("REPLCONF", "ip-address", "x" * 300)
+            self.assertEqual(str(e.exception), "REPLCONF ip-address provided by replica instance is too long: 300 bytes")
+            with self.assertRaises(redis.ResponseError) as e:
+                c.config_set("replica-announce-port", 70000)
+            self.assertIn("argument must be between 0 and 65535 inclusive", str(e.exception))
+
     def test_shutdown_with_replication_links_open_exits_cleanly(self):
         # A primary with two replicas, one of them with a replica of its own, stopped while every
         # link is open: each node shuts down with status 0 (the sessions of the links went after

@@ -3,8 +3,10 @@
 Three sentinels (quorum 2, down-after-milliseconds 1000) watch a keg primary and two keg replicas.
 Two writers, through redis-py's Sentinel client and through ioredis's `sentinels` (Node), count a
 write as acknowledged only when WAIT confirmed it (by both replicas: asserted; by one: reported).
-The primary is SIGKILLed, then the new one SIGSTOPped: each time Sentinel promotes a replica, both
-writers follow, the old primary rejoins as a replica, and no acknowledged write is lost. The same SIGKILL scenario with redis-server nodes gives the reference failover time.
+Every node is reached through its own TCP proxy on loopback (kegtest.Proxy). The primary is
+SIGKILLed, then the new one SIGSTOPped, then the next one cut off at its proxy: each time Sentinel
+promotes a replica, both writers follow, the old primary rejoins as a replica, and no acknowledged
+write is lost. The same faults on redis-server nodes give the reference failover times.
 """
 import os
 import signal
@@ -64,16 +66,19 @@ def sentinel(primary_port):
 
 
 class Cluster:
-    """A primary, two replicas of the given kind and three sentinels watching them."""
+    """A primary, two replicas of the given kind and three sentinels watching them. `proxied`: each
+    node is reached only through its own kegtest.Proxy (replicas announce its port), so a node can
+    be partitioned; `nodes` is keyed by the port others use (the proxy's, or the node's)."""
 
-    def __init__(self, kind):
+    def __init__(self, kind, proxied=False):
         self.kind = kind
+        self.proxied = proxied
         self.nodes = {}
         self.retired = []  # servers restarted on their directory: stopped (again) last
         primary = self.start()
-        self.start("--replicaof", "127.0.0.1", str(primary.port))
-        self.start("--replicaof", "127.0.0.1", str(primary.port))
-        self.sentinels = [sentinel(primary.port) for _ in range(3)]
+        self.start("--replicaof", "127.0.0.1", str(primary.public_port))
+        self.start("--replicaof", "127.0.0.1", str(primary.public_port))
+        self.sentinels = [sentinel(primary.public_port) for _ in range(3)]
         self.s = [redis.Redis(port=s.port, decode_responses=True) for s in self.sentinels]
         for s in self.s:
             def ready(s=s):
@@ -81,7 +86,13 @@ class Cluster:
                 return int(m["num-slaves"]) == 2 and int(m["num-other-sentinels"]) == 2
             wait_for("the sentinels to know every node", ready, timeout=60)
 
-    def start(self, *extra, directory=None, port=None):
+    def start(self, *extra, directory=None, port=None, proxy=None):
+        """A node on `port` (else a free one), on `directory` (else a new one); proxied: behind
+        `proxy` (a node that restarts keeps its own), else a new one."""
+        if self.proxied:
+            port = port or kegtest.free_port()
+            proxy = proxy or kegtest.Proxy(port)
+            extra = (*extra, "--replica-announce-port", str(proxy.port))
         if self.kind == "keg":
             binary = os.environ.get("KEG_SERVER", "keg-server")
 
@@ -94,8 +105,10 @@ class Cluster:
             server = kegtest.Server(argv, "keg", port=port)
             server.data = directory or os.path.join(server.dir, "data")
         else:
-            server = kegtest.redis(*extra)
-        self.nodes[server.port] = server
+            server = kegtest.redis(*extra, port=port)
+        server.proxy = proxy
+        server.public_port = proxy.port if proxy else server.port
+        self.nodes[server.public_port] = server
         return server
 
     def master_port(self):
@@ -113,6 +126,9 @@ class Cluster:
             n.stop()
         for n in self.retired:
             n.stop()
+        for n in self.nodes.values():
+            if n.proxy:
+                n.proxy.stop()
 
     def caught_up(self):
         """Until every replica has applied what the primary's stream held a moment ago. (A replica
@@ -149,9 +165,10 @@ class Cluster:
         old = self.master_port()
         t, new = self.failover_after(lambda n: n.proc.kill())
         progress()
-        self.nodes[old].proc.wait()
-        self.retired.append(self.nodes[old])  # its directory holds the data it comes back on
-        self.start(directory=self.nodes[old].data, port=old)
+        gone = self.nodes[old]
+        gone.proc.wait()
+        self.retired.append(gone)  # its directory holds the data it comes back on
+        self.start(directory=gone.data, port=gone.port, proxy=gone.proxy)
         r = redis.Redis(port=old)
         self.wait_replica_of(r, new, "the old primary to rejoin as a replica")
         return t
@@ -174,6 +191,17 @@ class Cluster:
             with open(os.path.join(self.nodes[port].dir, "server.log"), errors="replace") as f:
                 print("".join(f.readlines()[-40:]))
             raise
+
+    def partition_primary_and_heal(self, progress):
+        """The primary's links cut at its proxy (it runs on, unreachable); once another is promoted
+        the links come back and Sentinel demotes it; then `progress()`. Returns the seconds to the
+        promotion."""
+        cut = self.master_port()
+        t, newer = self.failover_after(lambda n: n.proxy.cut())
+        self.nodes[cut].proxy.heal()
+        self.wait_replica_of(redis.Redis(port=cut), newer, "the partitioned primary to be made a replica")
+        progress()
+        return t
 
     def stop_primary_and_resume(self, progress):
         """SIGSTOP of the primary; once another is promoted it runs again and Sentinel demotes it;
@@ -249,6 +277,7 @@ class NodeWriter(threading.Thread):
         self.proc.stdin.close()
         self.proc.wait(30)
         self.join(30)
+        self.proc.stdout.close()
 
 
 class SentinelFailoverTest(unittest.TestCase):
@@ -258,11 +287,6 @@ class SentinelFailoverTest(unittest.TestCase):
     def tearDown(self):
         for c in self.clusters:
             c.stop()
-
-    def cluster(self, kind):
-        c = Cluster(kind)
-        self.clusters.append(c)
-        return c
 
     def check_no_acked_write_lost(self, cluster, writer, prefix="w"):
         m = redis.Redis(port=cluster.master_port())
@@ -282,17 +306,29 @@ class SentinelFailoverTest(unittest.TestCase):
         print(f"{prefix}: acknowledged by both replicas: {len(writer.acked_all)}, none lost; by one: "
               f"{len(writer.acked)}, {len(lost_one)} lost")
 
-    def test_keg_failover_kill_and_stop(self):
-        # The reference: the same cluster of redis-server nodes, the same writer, the same fault.
+    def cluster(self, kind):
+        c = Cluster(kind, proxied=True)
+        self.clusters.append(c)
+        return c
+
+    # The faults, in the order the tests apply them: name, Cluster method.
+    FAULTS = [("SIGKILL", Cluster.kill_primary_and_rejoin), ("SIGSTOP", Cluster.stop_primary_and_resume),
+              ("partition", Cluster.partition_primary_and_heal)]
+
+    def test_keg_failover_kill_stop_and_partition(self):
+        # The reference: the same cluster of redis-server nodes, the same writer, the same faults.
         reference = self.cluster("redis")
         ref_writer = Writer([s.port for s in reference.sentinels])
         ref_writer.start()
+        redis_times = {}
         try:
             wait_for("writes", lambda: len(ref_writer.acked) > 50)
-            redis_times = [reference.failover_after(lambda n: n.proc.kill())[0]]
+            redis_times["SIGKILL"] = reference.failover_after(lambda n: n.proc.kill())[0]
             stopped = reference.master_port()
-            redis_times.append(reference.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))[0])
+            redis_times["SIGSTOP"] = reference.failover_after(lambda n: os.kill(n.proc.pid, signal.SIGSTOP))[0]
             os.kill(reference.nodes[stopped].proc.pid, signal.SIGCONT)
+            time.sleep(3)  # the resumed node settles as a replica (Cluster.caught_up)
+            redis_times["partition"] = reference.partition_primary_and_heal(lambda: None)
         finally:
             ref_writer.stop()
         reference.stop()
@@ -306,18 +342,18 @@ class SentinelFailoverTest(unittest.TestCase):
         def progress():  # both writers get writes through the new primary
             wait_for_writes(writer, node)
 
+        keg_times = {}
         try:
             wait_for("writes", lambda: len(writer.acked) > 50 and len(node.acked) > 50)
-            keg_time = c.kill_primary_and_rejoin(progress)
-            print(f"\nfailover after SIGKILL: keg {keg_time:.2f} s, redis-server {redis_times[0]:.2f} s")
-            # (The rejoined replica settles after its full sync first: see Cluster.caught_up.)
-            time.sleep(3)
-            t = c.stop_primary_and_resume(progress)
-            print(f"failover after SIGSTOP: keg {t:.2f} s, redis-server {redis_times[1]:.2f} s")
+            for name, fault in self.FAULTS:
+                keg_times[name] = fault(c, progress)
+                print(f"\nfailover after {name}: keg {keg_times[name]:.2f} s, redis-server {redis_times[name]:.2f} s",
+                      flush=True)
+                time.sleep(3)  # a rejoined replica settles after its sync (Cluster.caught_up)
             # Sentinel notices a promotion by polling INFO once a second: one sample of either
-            # can be up to a second late. The mean of the two faults against Redis's mean.
+            # can be up to a second late. The mean of the faults against Redis's mean.
             if SLOW == 1:
-                self.assertLessEqual((keg_time + t) / 2, sum(redis_times) / 2 + 1.0)
+                self.assertLessEqual(sum(keg_times.values()) / 3, sum(redis_times.values()) / 3 + 1.0)
         finally:
             writer.stop()
             node.stop()
@@ -327,8 +363,9 @@ class SentinelFailoverTest(unittest.TestCase):
 
     @unittest.skipUnless(os.environ.get("KEG_FAILOVER_SOAK"), "tools/soak.sh --failovers N runs it")
     def test_keg_failover_soak(self):
-        """KEG_FAILOVER_SOAK failovers in a row, SIGKILL and SIGSTOP of the primary in turn, with
-        both writers: after each, both follow and no write both replicas acknowledged is lost."""
+        """KEG_FAILOVER_SOAK failovers in a row, SIGKILL, SIGSTOP and a partition of the primary in
+        turn, with both writers: after each, both follow and no write both replicas acknowledged is
+        lost."""
         rounds = int(os.environ["KEG_FAILOVER_SOAK"])
         c = self.cluster("keg")
         writer = Writer([s.port for s in c.sentinels])
@@ -339,22 +376,22 @@ class SentinelFailoverTest(unittest.TestCase):
         def progress():
             wait_for_writes(writer, node)
 
-        times = {"SIGKILL": [], "SIGSTOP": []}
+        times = {name: [] for name, _ in self.FAULTS}
         try:
             wait_for("writes", lambda: len(writer.acked) > 50 and len(node.acked) > 50)
             for i in range(rounds):
-                fault = "SIGKILL" if i % 2 == 0 else "SIGSTOP"
-                t = c.kill_primary_and_rejoin(progress) if i % 2 == 0 else c.stop_primary_and_resume(progress)
-                times[fault].append(t)
-                print(f"failover {i + 1}/{rounds} ({fault}): {t:.2f} s", flush=True)
+                name, fault = self.FAULTS[i % len(self.FAULTS)]
+                t = fault(c, progress)
+                times[name].append(t)
+                print(f"failover {i + 1}/{rounds} ({name}): {t:.2f} s", flush=True)
                 time.sleep(3)  # a rejoined replica settles (Cluster.caught_up)
         finally:
             writer.stop()
             node.stop()
-        for fault, ts in times.items():
+        for name, ts in times.items():
             if ts:
                 ts.sort()
-                print(f"{fault}: {len(ts)} failovers, {ts[0]:.2f} / {ts[len(ts) // 2]:.2f} / {ts[-1]:.2f} s "
+                print(f"{name}: {len(ts)} failovers, {ts[0]:.2f} / {ts[len(ts) // 2]:.2f} / {ts[-1]:.2f} s "
                       "(min / median / max)")
         self.check_no_acked_write_lost(c, writer)
         self.check_no_acked_write_lost(c, node, prefix="io")
