@@ -569,6 +569,16 @@ const char* Failover::state_name() const {
 std::string Failover::Start(const std::string& host, int64_t port, int64_t timeout_ms, bool force) {
   std::unique_lock lock(mu_);
   if (state_.load(std::memory_order_relaxed) != kNone) return "FAILOVER already in progress.";
+  if (thread_.joinable()) {
+    // The last failover ended (state kNone), but its thread may still be waiting for mu_ to
+    // return (an ABORT ends it from another thread): joined without mu_, or neither goes on.
+    // Taken out first, so a concurrent FAILOVER cannot join it too; that one may start meanwhile.
+    std::thread last = std::move(thread_);
+    lock.unlock();
+    last.join();
+    lock.lock();
+    if (state_.load(std::memory_order_relaxed) != kNone) return "FAILOVER already in progress.";
+  }
   if (server_.replica_of.active()) return "FAILOVER is not valid when server is a replica.";
   const std::vector<Replica> replicas = server_.repl.Replicas();
   if (replicas.empty()) return "FAILOVER requires connected replicas.";
@@ -584,9 +594,6 @@ std::string Failover::Start(const std::string& host, int64_t port, int64_t timeo
   } else {
     spdlog::info("FAILOVER requested to any replica.");
   }
-  // The last failover's thread has ended, or is ending without mu_ (its state is kNone): joined
-  // with mu_ held, so a concurrent FAILOVER cannot join it too.
-  if (thread_.joinable()) thread_.join();
   host_ = host;
   port_ = port;
   const int64_t now = MonoMs();

@@ -558,7 +558,9 @@ class KegReplicaTest(unittest.TestCase):
                                                                    "replica-announce-port": "4444"})
             rc.config_set("replica-announce-port", 0)
             rc.config_set("replica-announce-ip", "")
-            rc.execute_command("CLIENT", "KILL", "TYPE", "master")  # reconnects, as itself
+            # (The link is a client of type master once the snapshot is loaded.)
+            wait_until("the link up", lambda: rc.info("replication")["master_link_status"] == "up")
+            self.assertEqual(rc.execute_command("CLIENT", "KILL", "TYPE", "master"), 1)  # reconnects, as itself
             wait_until("the replica listed as itself", lambda: c.info("replication").get("slave0", {}).get("port") == r.port)
             self.assertEqual(c.info("replication")["slave0"]["ip"], "127.0.0.1")
             self.servers.remove(r)
@@ -1115,6 +1117,23 @@ class FailoverTest(unittest.TestCase):
         n.set("after", 1)
         wait_synced(n, p)
         digests_equal(self, n, p)
+
+    def test_failover_right_after_an_abort(self):
+        # FAILOVER joined the aborted failover's thread while holding the lock that thread needed
+        # to end: the server hung for good (one run of compat.replication in 20 under load; in
+        # this loop at once).
+        P, p, R, r = self.pair()
+        os.kill(R.proc.pid, signal.SIGSTOP)  # the target never catches up: each one is aborted
+        p.set("unacked", 1)
+        c = redis.Redis(port=P.port, socket_timeout=10)
+        try:
+            for _ in range(200):
+                self.assertEqual(c.execute_command("FAILOVER", "TO", "127.0.0.1", str(R.port)), b"OK")
+                self.assertEqual(c.execute_command("FAILOVER", "ABORT"), b"OK")
+        finally:
+            os.kill(R.proc.pid, signal.SIGCONT)
+        self.assertEqual(c.info("replication")["master_failover_state"], "no-failover")
+        self.assertTrue(c.set("after", 1))
 
     def test_a_target_that_does_not_catch_up(self):
         P, p, R, r = self.pair()
