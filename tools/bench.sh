@@ -7,7 +7,8 @@
 #   --only zsets: the sorted set workloads; --only zset-list-memory: 1,000,000 members in one
 #   sorted set and 1,000,000 elements in one list, memory and restart; --only wake: the time
 #   from a push to the reply of the client blocked on it, p50 / p99; --only replicas: SET and GET
-#   on a primary with two replicas attached, every node durable under everysec)
+#   on a primary with two replicas attached, every node durable under everysec; --only fullsync
+#   [--keys N]: a full sync of N keys (10,000,000) to a new replica, and the primary's p99 meanwhile)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/install-deps.sh --bench

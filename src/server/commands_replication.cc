@@ -389,13 +389,18 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
   store::Status bad;
   uint64_t keys = 0;
   store::Status st = s.store->VisitSnapshot(at_moment, [&](const store::SnapshotItem& item) {
-    if (!PayloadOf(item, &payload) || payload.size() < 11) {
-      bad = store::Status::Corruption("the value of key '" + std::string(item.key) + "' does not decode");
-      return false;
-    }
     if (item.db != db) {
       db = item.db;
       rdb::FileSelectDb(out, db);
+    }
+    if (item.value.type == kTypeString) {
+      rdb::FileStringKey(out, item.key, item.value.value, item.value.expire_at_ms);
+      ++keys;
+      return true;
+    }
+    if (!PayloadOf(item, &payload) || payload.size() < 11) {
+      bad = store::Status::Corruption("the value of key '" + std::string(item.key) + "' does not decode");
+      return false;
     }
     (void)rdb::FileKey(out, item.key, payload, item.value.expire_at_ms);  // long enough: checked above
     ++keys;

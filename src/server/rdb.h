@@ -69,6 +69,9 @@ void FileHeader(std::string* out, int64_t now_ms);
 void FileSelectDb(std::string* out, uint32_t db);
 /// `expire_at_ms` 0: no expiry. False (nothing written) when `dump_payload` is too short to be one.
 bool FileKey(std::string* out, std::string_view key, std::string_view dump_payload, int64_t expire_at_ms);
+/// A string key's entry: what FileKey writes of DumpString(value), without building that payload
+/// (and its checksum, which the file's replaces).
+void FileStringKey(std::string* out, std::string_view key, std::string_view value, int64_t expire_at_ms);
 /// The function libraries of a FUNCTION DUMP payload (its RDB_OPCODE_FUNCTION2 entries, which an
 /// RDB file holds after its aux fields); false when it is too short to be one.
 bool FileFunctions(std::string* out, std::string_view function_dump);
@@ -83,10 +86,10 @@ struct FileVisitor {
   std::function<bool(uint32_t db, std::string key, Loaded value, int64_t expire_at_ms)> key;
 };
 /// Reads a whole RDB file (versions 1 to 10, as a full sync from redis-server 7.0 or keg sends):
-/// its checksum (unless 0), aux fields, function libraries, databases and keys with their expiry
+/// its checksum (unless 0, or verify_crc is false: the caller checked it), aux fields, function libraries, databases and keys with their expiry
 /// (LRU / LFU hints skipped). kUnsupportedType for what keg cannot load (module data, Redis 7.0's
 /// streams); every length is checked against the bytes left.
-LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit);
+LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit, bool verify_crc = true);
 
 /// FUNCTION DUMP: each library's code as an RDB_OPCODE_FUNCTION2 entry, then version and CRC64,
 /// byte for byte as redis-server 7.0 writes it (FUNCTION RESTORE on either side reads it).

@@ -14,6 +14,8 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
 #include <utility>
 #include <vector>
@@ -124,6 +126,9 @@ class Wire {
   // arrive, never to a claimed length up front.
   bool Exactly(size_t n, std::string* out, const std::function<bool()>& still_wanted) {
     out->clear();
+    // Address space only (pages are touched as bytes arrive), up to a bound: the length is the
+    // peer's word.
+    out->reserve(std::min<size_t>(n, size_t{1} << 30));
     std::vector<char> buf(size_t{1} << 20);
     while (out->size() < n) {
       const ssize_t r = ::recv(fd_, buf.data(), std::min(n - out->size(), buf.size()), 0);
@@ -415,11 +420,32 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     }
     spdlog::info("replication: full sync from {}:{}: {} bytes of RDB at offset {}", host, port, len, off);
     std::string rdb;
+    // The file's CRC64 (its last 8 bytes cover the rest) is computed as the bytes arrive (each
+    // call of the callback: what the reads before it appended).
+    uint64_t crc = 0;
+    size_t summed = 0;
+    const size_t covered = static_cast<size_t>(len) >= 8 ? static_cast<size_t>(len) - 8 : 0;
     if (!wire.Exactly(static_cast<size_t>(len), &rdb, [&] {
           Heard();
+          const size_t upto = std::min(rdb.size(), covered);
+          if (upto > summed) {
+            crc = rdb::Crc64(crc, std::string_view(rdb).substr(summed, upto - summed));
+            summed = upto;
+          }
           return Current(gen);
         })) {
       return fail("sync (reading the snapshot)");
+    }
+    if (rdb.size() >= covered && covered > summed) {  // (the last read's bytes)
+      crc = rdb::Crc64(crc, std::string_view(rdb).substr(summed, covered - summed));
+      summed = covered;
+    }
+    uint64_t stored = 0;
+    for (size_t i = 0; i < 8 && rdb.size() >= 8; ++i) stored |= uint64_t{static_cast<uint8_t>(rdb[rdb.size() - 8 + i])} << (8 * i);
+    // (0: a primary that does not compute one, rdbchecksum no.)
+    if (rdb.size() < 8 || summed != covered || (stored != 0 && stored != crc)) {
+      reply = "it is not a valid RDB file (checksum)";
+      return fail("sync (loading the snapshot)");
     }
     const auto t0 = std::chrono::steady_clock::now();
     if (std::string error = Load(rdb); !error.empty()) {
@@ -512,7 +538,7 @@ std::string ReplicaOf::Load(const std::string& rdb) {
     ++keys;
     return db < server_.store->Databases();
   };
-  if (const rdb::LoadResult r = rdb::LoadFile(rdb, max_len, count); r != rdb::LoadResult::kOk) {
+  if (const rdb::LoadResult r = rdb::LoadFile(rdb, max_len, count, /*verify_crc=*/false); r != rdb::LoadResult::kOk) {
     return r == rdb::LoadResult::kUnsupportedType ? "it holds a type keg does not have (a stream, module data)"
                                                   : "it is not a valid RDB file (format or checksum)";
   }
@@ -524,12 +550,30 @@ std::string ReplicaOf::Load(const std::string& rdb) {
   std::vector<std::string> codes;
   store::WriteBatch batch;
   size_t in_batch = 0;
-  store::Status failed;
+  // A few batches in flight: the writer applies one while this thread parses the next.
+  std::mutex mu;
+  std::condition_variable cv;
+  int in_flight = 0;
+  store::Status failed;  // guarded by mu
   auto write = [&]() {
     if (in_batch == 0) return;
-    if (store::Status s = server_.store->WriteSync(std::move(batch)); !s.ok()) failed = s;
+    {
+      std::unique_lock lock(mu);
+      cv.wait(lock, [&] { return in_flight < 4; });
+      ++in_flight;
+    }
+    server_.store->Write(std::move(batch), [&](const store::Status& s, std::vector<store::OpResult>) {
+      std::lock_guard lock(mu);
+      if (!s.ok() && failed.ok()) failed = s;
+      --in_flight;
+      cv.notify_all();
+    });
     batch = store::WriteBatch();
     in_batch = 0;
+  };
+  auto ok = [&] {
+    std::lock_guard lock(mu);
+    return failed.ok();
   };
   rdb::FileVisitor apply;
   apply.function = [&](std::string code) {
@@ -540,11 +584,15 @@ std::string ReplicaOf::Load(const std::string& rdb) {
     auto v = std::make_shared<rdb::Loaded>(std::move(value));
     batch.Run([this, db, key, v, at](store::Txn& txn) { WriteLoaded(txn, server_, db, key, *v, at); }, key);
     if (++in_batch == 1000) write();
-    return failed.ok();
+    return ok();
   };
-  (void)rdb::LoadFile(rdb, max_len, apply);
+  (void)rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/false);
   write();
-  if (!failed.ok()) return failed.ToString();
+  {
+    std::unique_lock lock(mu);
+    cv.wait(lock, [&] { return in_flight == 0; });  // (the callbacks use this frame)
+    if (!failed.ok()) return failed.ToString();
+  }
   std::string error = server_.scripts->functions().Flush();
   for (const std::string& code : codes) {
     std::string name;

@@ -175,9 +175,14 @@ class Cluster:
 
     def wait_replica_of(self, r, primary, what):
         """Until `r` is a replica, with its link up, of the primary Sentinel names (`primary`, or
-        another if Sentinel failed over again meanwhile: reported); else what it says and its log."""
+        another if Sentinel failed over again meanwhile, `r` itself even: reported); else what it
+        says and its log."""
+        port = r.connection_pool.connection_kwargs["port"]
+
         def done():
             info = r.info("replication")
+            if self.master_port() == port:
+                return info["role"] == "master"
             return (info["role"] == "slave" and info["master_port"] == self.master_port()
                     and info["master_link_status"] == "up")
         try:
@@ -185,7 +190,6 @@ class Cluster:
             if self.master_port() != primary:
                 print(f"\nSentinel failed over again: {primary} -> {self.master_port()}", flush=True)
         except AssertionError:
-            port = r.connection_pool.connection_kwargs["port"]
             print(f"\n{what}: node {port} says {r.info('replication')}; primary per Sentinel "
                   f"{self.master_port()}")
             with open(os.path.join(self.nodes[port].dir, "server.log"), errors="replace") as f:

@@ -16,6 +16,7 @@ import datetime
 import io
 import os
 import platform
+import random
 import resource
 import shutil
 import signal
@@ -24,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -495,6 +497,141 @@ def with_replicas(opts, workdir):
             s.stop()
 
 
+class LatencyProbe(threading.Thread):
+    """GET and SET of existing keys (key:<n>, n < keys) in turn on one connection, about 1,000 a
+    second: each request's latency in seconds goes to `samples` (swap it out to start a phase)."""
+
+    def __init__(self, port, keys):
+        super().__init__(daemon=True)
+        self.sock = socket.create_connection(("127.0.0.1", port))
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.keys = keys
+        self.samples = []
+        self.stopping = threading.Event()
+        self.buf = b""
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            data = self.sock.recv(65536)
+            if not data:
+                raise ConnectionError("probe connection closed")
+            self.buf += data
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _reply(self):
+        line = self._line()
+        if line[:1] == b"$" and int(line[1:]) >= 0:
+            n = int(line[1:]) + 2
+            while len(self.buf) < n:
+                self.buf += self.sock.recv(65536)
+            self.buf = self.buf[n:]
+        elif line[:1] == b"-":
+            raise RuntimeError(f"probe: {line!r}")
+
+    def run(self):
+        rng = random.Random(7)
+        i = 0
+        while not self.stopping.is_set():
+            key = b"key:%d" % rng.randrange(self.keys)
+            if i % 2 == 0:
+                cmd = b"*2\r\n$3\r\nGET\r\n$%d\r\n%s\r\n" % (len(key), key)
+            else:
+                cmd = b"*3\r\n$3\r\nSET\r\n$%d\r\n%s\r\n$5\r\nprobe\r\n" % (len(key), key)
+            t0 = time.perf_counter()
+            self.sock.sendall(cmd)
+            self._reply()
+            self.samples.append(time.perf_counter() - t0)
+            i += 1
+            time.sleep(0.001)
+
+    def phase(self, seconds=None):
+        """Starts a new phase; after `seconds` (if given) returns the samples of the one that ended."""
+        if seconds:
+            time.sleep(seconds)
+        done, self.samples = self.samples, []
+        return done
+
+
+def p99_ms(samples):
+    return statistics.quantiles(samples, n=100)[98] * 1000 if len(samples) >= 100 else float("nan")
+
+
+def full_sync(opts, workdir):
+    """Issue 19's target: a full sync of --keys keys (default 10,000,000: DEBUG POPULATE, 32-byte
+    values) from a primary to a new replica of the same kind, from REPLICAOF until the replica's
+    link is up with the data loaded; keg against Redis (fork and RDB, diskless with no delay: its
+    fastest), in turn, --rounds rounds. Meanwhile a probe measures the primary's latency (GET / SET,
+    about 1,000 a second): its p99 during the sync against 10 s of steady state before, and the
+    primary's RSS growth during the sync. Every node durable under everysec."""
+    policy = "everysec"
+    keys = opts.keys
+    d = os.path.join(workdir, policy)
+    keg = Server("keg", lambda port, dd: [KEG, "--port", str(port), "--dir", os.path.join(dd, "data"),
+                                          "--appendfsync", policy, "--logfile", "keg.log",
+                                          "--enable-debug-command", "yes"], d)
+    redis = Server("redis", lambda port, dd: [
+        "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", dd, "--save", "",
+        "--appendonly", "yes", "--appendfsync", policy, "--auto-aof-rewrite-percentage", "0",
+        "--logfile", "redis.log", "--enable-debug-command", "yes", "--repl-diskless-sync-delay", "0"], d)
+    replica_argv = {
+        "keg": lambda port, dd: [KEG, "--port", str(port), "--dir", os.path.join(dd, "data"),
+                                 "--appendfsync", policy, "--logfile", "keg.log"],
+        "redis": lambda port, dd: ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", dd,
+                                   "--save", "", "--appendonly", "yes", "--appendfsync", policy,
+                                   "--auto-aof-rewrite-percentage", "0", "--logfile", "redis.log"]}
+    rows = {"keg": [], "redis": []}
+    try:
+        for s in (keg, redis):
+            t0 = time.time()
+            s.command("DEBUG", "POPULATE", str(keys), "key", "32")
+            if s.command("DBSIZE") != str(keys):
+                sys.exit(f"{s.name}: DEBUG POPULATE left DBSIZE {s.command('DBSIZE')}")
+            print(f"{s.name}: {keys:,} keys populated in {time.time() - t0:.1f} s", flush=True)
+        for rnd in range(opts.rounds):
+            for primary in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+                probe = LatencyProbe(primary.port, keys)
+                probe.start()
+                steady = probe.phase(10)
+                rss0 = primary.status_kb("VmRSS")
+                replica = Server(f"{primary.name}-replica{rnd}", replica_argv[primary.name], d)
+                rss_max = rss0
+                t0 = time.time()
+                replica.command("REPLICAOF", "127.0.0.1", str(primary.port))
+                while True:
+                    rss_max = max(rss_max, primary.status_kb("VmRSS"))
+                    info = replica.command("INFO", "replication")
+                    if "master_link_status:up" in info and "master_sync_in_progress:0" in info:
+                        break
+                    if time.time() - t0 > 1800:
+                        sys.exit(f"{primary.name}: the full sync did not end in 30 minutes")
+                    time.sleep(0.05)
+                took = time.time() - t0
+                during = probe.phase()
+                probe.stopping.set()
+                probe.join()
+                if replica.command("DBSIZE") != str(keys):
+                    sys.exit(f"{primary.name}'s replica has DBSIZE {replica.command('DBSIZE')}")
+                row = (took, p99_ms(steady), p99_ms(during), (rss_max - rss0) / 1024)
+                rows[primary.name].append(row)
+                print(f"full sync of {keys:,} keys, {primary.name}: {took:.1f} s; primary p99 steady "
+                      f"{row[1]:.2f} ms, during the sync {row[2]:.2f} ms ({row[2] / row[1]:.1f}x); primary "
+                      f"RSS +{row[3]:,.0f} MiB", flush=True)
+                replica.stop()
+                shutil.rmtree(replica.dir, ignore_errors=True)
+        med = {k: [statistics.median(r[i] for r in v) for i in range(4)] for k, v in rows.items()}
+        print(f"full sync of {keys:,} keys ({policy}; medians of {opts.rounds}): keg {med['keg'][0]:.1f} s, "
+              f"redis {med['redis'][0]:.1f} s: keg {med['redis'][0] / med['keg'][0]:.2f}x faster; primary p99 "
+              f"during / steady: keg {med['keg'][2]:.2f} / {med['keg'][1]:.2f} ms "
+              f"({med['keg'][2] / med['keg'][1]:.1f}x), redis {med['redis'][2]:.2f} / {med['redis'][1]:.2f} ms "
+              f"({med['redis'][2] / med['redis'][1]:.1f}x); primary RSS growth keg {med['keg'][3]:,.0f} MiB, "
+              f"redis {med['redis'][3]:,.0f} MiB")
+        return med
+    finally:
+        keg.stop()
+        redis.stop()
+
+
 PUBSUB_BENCH = os.path.join(ROOT, "build", "bench", "tools", "keg_pubsub_bench")
 
 
@@ -695,6 +832,8 @@ def main():
             wake_latency(opts, os.path.join(workdir, "wake"))
         if opts.only == "replicas":  # issue 19's: SET / GET with two replicas attached
             with_replicas(opts, os.path.join(workdir, "replicas"))
+        if opts.only == "fullsync":  # issue 19's: a full sync of --keys keys, and the primary's p99
+            full_sync(opts, os.path.join(workdir, "fullsync"))
         if opts.only == "zset-list-memory":  # issue 18's: 1,000,000 members in one sorted set / list
             collection_memory(opts, os.path.join(workdir, "zset-list-memory"), ("zset", "list"))
     finally:
