@@ -7,8 +7,8 @@
 # Markdown table of the figures to build/soak/summary.md (what docs/reliability.md quotes).
 # Default: 1,000 cycles per policy and mode, each killing keg within 0.05-0.6 s of load (about
 # 50 minutes on 2 cores). Then --failovers (default 100; 0: none) failovers of a keg primary by three
-# redis-sentinels, SIGKILL and SIGSTOP in turn, with redis-py and ioredis writing through them
-# (tests/compat/test_sentinel.py test_keg_failover_soak; about 12 minutes per 100): no write both
+# redis-sentinels, SIGKILL, SIGSTOP and a partition in turn, with redis-py and ioredis writing through them
+# (tests/compat/test_sentinel.py test_keg_failover_soak; about 20 s a failover): no write both
 # replicas acknowledged may be lost. Its log: build/soak/failover.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."

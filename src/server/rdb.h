@@ -86,8 +86,8 @@ struct FileVisitor {
   std::function<bool(uint32_t db, std::string key, Loaded value, int64_t expire_at_ms)> key;
 };
 /// Reads a whole RDB file (versions 1 to 10, as a full sync from redis-server 7.0 or keg sends):
-/// its checksum (unless 0, or verify_crc is false: the caller checked it), aux fields, function libraries, databases and keys with their expiry
-/// (LRU / LFU hints skipped). kUnsupportedType for what keg cannot load (module data, Redis 7.0's
+/// its checksum (unless 0, or verify_crc is false: the caller checked it), aux fields, function
+/// libraries, databases and keys with their expiry (LRU / LFU hints skipped). kUnsupportedType for what keg cannot load (module data, Redis 7.0's
 /// streams); every length is checked against the bytes left.
 LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit, bool verify_crc = true);
 

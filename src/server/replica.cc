@@ -15,8 +15,8 @@
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
-#include <mutex>
 #include <cstring>
+#include <mutex>
 #include <utility>
 #include <vector>
 

@@ -190,6 +190,8 @@ class Proxy:
             except OSError:
                 client.close()
                 continue
+            for s in (client, upstream):  # as transparent as it can be: no Nagle delay added
+                s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             pair = Proxy._Pair(client, upstream)
             with self._mu:
                 self._pairs.add(pair)
