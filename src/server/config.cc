@@ -194,12 +194,12 @@ const std::vector<Directive>& Table() {
     t.push_back(Bool("replica-serve-stale-data", &Config::replica_serve_stale_data, true));
     t.push_back(Bool("slave-serve-stale-data", &Config::replica_serve_stale_data, true));
     t.push_back(Int("replica-priority", &Config::replica_priority, 0, INT_MAX, true));
+    t.push_back(Int("slave-priority", &Config::replica_priority, 0, INT_MAX, true));
     t.push_back(String("replica-announce-ip", &Config::replica_announce_ip, true));
     t.push_back(String("slave-announce-ip", &Config::replica_announce_ip, true));
     t.push_back(Int("replica-announce-port", &Config::replica_announce_port, 0, 65535, true));
     t.push_back(Int("slave-announce-port", &Config::replica_announce_port, 0, 65535, true));
     t.push_back(Bool("replica-announced", &Config::replica_announced, true));
-    t.push_back(Int("slave-priority", &Config::replica_priority, 0, INT_MAX, true));
     t.push_back(Int("repl-backlog-size", &Config::repl_backlog_size, 1, LLONG_MAX, true, true));
     t.push_back(Int("repl-ping-replica-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));

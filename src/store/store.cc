@@ -8,13 +8,13 @@
 #include <pthread.h>
 
 #include <algorithm>
-#include <tuple>
 #include <cerrno>
 #include <chrono>
 #include <future>
 #include <mutex>
 #include <random>
 #include <thread>
+#include <tuple>
 
 #include "store/io.h"
 #include "store/store_impl.h"

@@ -613,8 +613,9 @@ class Store {
   /// Visits every live key of every database as of one moment between two groups, for a full
   /// snapshot (SYNC, a replica's full sync): the locations of the keys and of the large
   /// collections' elements are copied on the writer (8-16 bytes each, no record read: writes wait
-  /// about that long), then fn reads them on the calling thread, the data files kept mapped,
-  /// while writes go on. Keys expired at that moment are left out. fn returns false to stop.
+  /// about that long), then fn reads them on the calling thread (database by database, each in the
+  /// files' order, front to back), the data files kept mapped, while writes go on. Keys expired at
+  /// that moment are left out. fn returns false to stop.
   /// Corruption (naming file and offset) when a record fails its check; Failed when the store is
   /// closing. Any thread but the writer's.
   /// `at_moment` (when set) runs on the writer at that moment: it must be quick and must not call
