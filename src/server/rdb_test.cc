@@ -19,7 +19,7 @@ std::string Reseal(std::string payload) {
 TEST(Rdb, Crc64IsRedisJones) { EXPECT_EQ(Crc64(0, "123456789"), 0xe9c6d914c4b8d9caULL); }
 
 // Crc64 takes eight bytes at a time: equal to the bit-at-a-time definition (reflected Jones) for
-// every length and alignment, and continued across any split (a streamed RDB's checksum).
+// every length and alignment, and continued across any split (Crc64(Crc64(0, a), b)).
 TEST(Rdb, Crc64WordAtATimeMatchesBitAtATime) {
   auto reference = [](uint64_t crc, std::string_view bytes) {
     for (char c : bytes) {

@@ -420,32 +420,11 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     }
     spdlog::info("replication: full sync from {}:{}: {} bytes of RDB at offset {}", host, port, len, off);
     std::string rdb;
-    // The file's CRC64 (its last 8 bytes cover the rest) is computed as the bytes arrive (each
-    // call of the callback: what the reads before it appended).
-    uint64_t crc = 0;
-    size_t summed = 0;
-    const size_t covered = static_cast<size_t>(len) >= 8 ? static_cast<size_t>(len) - 8 : 0;
     if (!wire.Exactly(static_cast<size_t>(len), &rdb, [&] {
           Heard();
-          const size_t upto = std::min(rdb.size(), covered);
-          if (upto > summed) {
-            crc = rdb::Crc64(crc, std::string_view(rdb).substr(summed, upto - summed));
-            summed = upto;
-          }
           return Current(gen);
         })) {
       return fail("sync (reading the snapshot)");
-    }
-    if (rdb.size() >= covered && covered > summed) {  // (the last read's bytes)
-      crc = rdb::Crc64(crc, std::string_view(rdb).substr(summed, covered - summed));
-      summed = covered;
-    }
-    uint64_t stored = 0;
-    for (size_t i = 0; i < 8 && rdb.size() >= 8; ++i) stored |= uint64_t{static_cast<uint8_t>(rdb[rdb.size() - 8 + i])} << (8 * i);
-    // (0: a primary that does not compute one, rdbchecksum no.)
-    if (rdb.size() < 8 || summed != covered || (stored != 0 && stored != crc)) {
-      reply = "it is not a valid RDB file (checksum)";
-      return fail("sync (loading the snapshot)");
     }
     const auto t0 = std::chrono::steady_clock::now();
     if (std::string error = Load(rdb); !error.empty()) {
@@ -538,7 +517,7 @@ std::string ReplicaOf::Load(const std::string& rdb) {
     ++keys;
     return db < server_.store->Databases();
   };
-  if (const rdb::LoadResult r = rdb::LoadFile(rdb, max_len, count, /*verify_crc=*/false); r != rdb::LoadResult::kOk) {
+  if (const rdb::LoadResult r = rdb::LoadFile(rdb, max_len, count); r != rdb::LoadResult::kOk) {
     return r == rdb::LoadResult::kUnsupportedType ? "it holds a type keg does not have (a stream, module data)"
                                                   : "it is not a valid RDB file (format or checksum)";
   }
@@ -586,7 +565,7 @@ std::string ReplicaOf::Load(const std::string& rdb) {
     if (++in_batch == 1000) write();
     return ok();
   };
-  (void)rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/false);
+  (void)rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/false);  // checked above
   write();
   {
     std::unique_lock lock(mu);

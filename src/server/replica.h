@@ -97,8 +97,7 @@ class ReplicaOf {
   // One connection's life: handshake, sync, then the link until it closes. False to stop.
   void Connect(uint64_t gen, const std::string& host, int64_t port, bool failover);
   void SetState(uint64_t gen, const char* state);
-  // Replaces the data set with an RDB file's (already read whole, its CRC64 checked by the caller);
-  // the error, or empty.
+  // Replaces the data set with an RDB file's (already read whole); the error, or empty.
   std::string Load(const std::string& rdb);
   // Sleeps up to `ms`, waking when the generation changes; false if it did.
   bool Pause(uint64_t gen, int64_t ms);
