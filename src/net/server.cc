@@ -427,8 +427,16 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     Process();
   }
 
-  // Runs every complete command in the buffer, then writes the replies.
+  // Runs every complete command in the buffer, then writes the replies. Not re-entered: a command
+  // that flushes its own link (REPLCONF GETACK's ack, a tracking push, a message to itself) or
+  // resumes it runs inside this loop, and a read from there would parse the next commands while
+  // this one still runs on the parser's arguments (they point into the buffer, which a read may
+  // move): a replica forwarded the command after a GETACK in the GETACK's place, shifting its
+  // stream's offsets from its primary's. The loop sees what such a call changed (waiting_), and
+  // reads once it is done.
   void Process() {
+    if (processing_) return;
+    processing_ = true;
     while (!waiting_ && !closed_ && !close_after_reply_) {
       if (!protocol_error_.empty()) {
         out_.Error(protocol_error_);
@@ -484,6 +492,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
           break;
       }
     }
+    processing_ = false;
     if (closed_) return;
     StartWrite();
     if (!CheckOutputLimits()) return;
@@ -572,6 +581,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
 
   // All output is written.
   void AfterWrite() {
+    if (processing_) return;  // a flush from a command: Process reads (or closes) when done
     if (close_after_reply_ && !waiting_) {
       Shutdown();
       return;
@@ -594,6 +604,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
 
   Worker* worker_;
   asio::ip::tcp::socket socket_;
+  bool processing_ = false;  // inside Process (which is not re-entered)
   bool pubsub_ = false;  // client-output-buffer-limit class: pubsub (true) or normal
   bool replica_ = false;  // ... or replica, which wins
   size_t exempt_ = 0;     // the first bytes of out_ not counted against it (a replica's snapshot)

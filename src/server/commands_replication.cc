@@ -353,8 +353,9 @@ void Wait(Ctx& c) {
   ClientSession* client = &c.client();
   const uint64_t offset = client->write_offset();
   const size_t acked = feed.CountAcked(offset);
-  // Inside MULTI (or a script) it cannot wait: the count now, as Redis.
-  if (c.inline_only() || acked >= static_cast<uint64_t>(std::max<int64_t>(n, 0)) || feed.replica_count() == 0) {
+  // Inside MULTI (or a script) it cannot wait: the count now, as Redis. With no replica attached it
+  // waits out its timeout, as Redis does.
+  if (c.inline_only() || acked >= static_cast<uint64_t>(std::max<int64_t>(n, 0))) {
     return c.out().Integer(static_cast<int64_t>(acked));
   }
   client->Suspend();
@@ -371,7 +372,7 @@ void Wait(Ctx& c) {
       client->Finish();
     });
   });
-  feed.RequestAcks();
+  if (feed.replica_count() > 0) feed.RequestAcks();
 }
 
 }  // namespace

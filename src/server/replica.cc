@@ -242,15 +242,20 @@ bool ReplicaOf::Follow(const std::string& host, int64_t port, bool failover) {
 }
 
 void ReplicaOf::Unfollow() {
+  uint64_t gen = 0;
   {
     std::lock_guard lock(mu_);
     if (!active_.load(std::memory_order_relaxed)) return;
-    ++gen_;
+    gen = ++gen_;
     InterruptLocked();
     link_open_ = false;
     RetireThreadLocked();
   }
   cv_.notify_all();
+  // A sync being loaded stops at its next batch (its history not taken): the data set is not
+  // written behind this primary's back once it is one.
+  std::lock_guard history(history_mu_);
+  if (!Current(gen)) return;  // followed another meanwhile (REPLICAOF host port)
   ApplyMode(false);
   server_.repl.Promote();
   spdlog::info("replication: a primary now (REPLICAOF NO ONE); replication id {}, the old one valid up to offset {} "
@@ -295,7 +300,11 @@ void ReplicaOf::Heard() { heard_ms_.store(MonoMs(), std::memory_order_relaxed); 
 void ReplicaOf::LinkClosed(uint64_t gen) {
   {
     std::lock_guard lock(mu_);
-    if (gen != gen_) return;
+    --live_links_;
+    if (gen != gen_) {
+      cv_.notify_all();  // (Quiesce)
+      return;
+    }
     link_open_ = false;
     state_ = "connect";
     down_since_ms_ = MonoMs();
@@ -317,6 +326,52 @@ bool ReplicaOf::Pause(uint64_t gen, int64_t ms) {
   std::unique_lock lock(mu_);
   cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return gen != gen_ || stop_; });
   return gen == gen_ && !stop_;
+}
+
+bool ReplicaOf::Quiesce(uint64_t gen) {
+  using namespace std::chrono_literals;
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  // 1. The links of earlier connections are gone. (A link lives until its last batch completed:
+  //    its bytes are in the feed and it applies nothing more.)
+  {
+    std::unique_lock lock(mu_);
+    if (!cv_.wait_until(lock, deadline, [&] { return live_links_ == 0 || gen != gen_ || stop_; })) {
+      // Rather than never reconnecting: the race this closes needs a batch 10 s in flight.
+      spdlog::warn("replication: {} earlier link(s) with the primary still open after 10 s; going on",
+                   live_links_);
+    }
+    if (gen != gen_ || stop_) return false;
+  }
+  // 2. Every batch an I/O thread built before now (a client's write accepted while this server was
+  //    a primary) is queued (the I/O threads' barrier), 3. then applied, its bytes appended to the
+  //    feed (the store's barrier, behind them on the writer).
+  struct Signal {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool set = false;
+  };
+  auto signal = std::make_shared<Signal>();
+  auto set = [signal] {
+    std::lock_guard lock(signal->mu);
+    signal->set = true;
+    signal->cv.notify_all();
+  };
+  store::Store* store = server_.store.get();
+  if (store == nullptr) return true;
+  if (server_.io_barrier) {
+    server_.io_barrier([store, set] { store->Barrier(set); });
+  } else {
+    store->Barrier(set);
+  }
+  std::unique_lock lock(signal->mu);
+  while (!signal->set) {
+    if (signal->cv.wait_for(lock, 100ms) == std::cv_status::timeout && !Current(gen)) return false;
+    if (std::chrono::steady_clock::now() > deadline + 10s) {
+      spdlog::warn("replication: the writes in flight did not complete within 20 s; retrying");
+      return false;
+    }
+  }
+  return true;
 }
 
 void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port, bool failover) {
@@ -381,6 +436,11 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   }
   // Not `capa eof`: the primary then sends the length-prefixed payload, read exactly.
   if (!wire.Call({"REPLCONF", "capa", "psync2"}, &reply)) return fail("REPLCONF capa");
+  if (!Quiesce(gen)) return;
+  // From the PSYNC until the history it answers is in place, no other generation's sync or a
+  // promotion (Unfollow) runs: each starts from the history and data set the one before left.
+  std::unique_lock history(history_mu_);
+  if (!Current(gen)) return;
   // The history this server has: its stream's id and offset (after a sync, or as a primary).
   std::string replid = "?";
   std::string offset = "-1";
@@ -427,10 +487,13 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
       return fail("sync (reading the snapshot)");
     }
     const auto t0 = std::chrono::steady_clock::now();
-    if (std::string error = Load(rdb); !error.empty()) {
+    if (std::string error = Load(gen, rdb); !error.empty()) {
       reply = error;
       return fail("sync (loading the snapshot)");
     }
+    // (A newer generation follows another primary: this snapshot's history is not taken. Load
+    // forgot the one before, so the next PSYNC asks for a full sync.)
+    if (!Current(gen)) return;
     server_.repl.Activate();
     server_.repl.StartHistory(new_id, static_cast<uint64_t>(off));
     start = static_cast<uint64_t>(off);
@@ -447,6 +510,7 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   Applied(start);
   Read(start);
   Heard();
+  history.unlock();
   // The link becomes a connection of an I/O thread; its session applies the stream.
   int fd = -1;
   {
@@ -470,6 +534,7 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
         session->BecomeMasterLink(gen, start);
         session->set_db(db);
         std::lock_guard lock(mu_);
+        ++live_links_;  // until ~ClientSession's LinkClosed
         adopted->link = link->Self();
         adopted->session = session.get();
         return session;
@@ -507,17 +572,24 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   if (link) link->Post([link] { link->CloseNow(); });
 }
 
-std::string ReplicaOf::Load(const std::string& rdb) {
+std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
+  constexpr const char* kStale = "interrupted: this server follows another primary now, or none";
   // Checked whole first (magic, CRC64, every object): a bad snapshot leaves the data set as it was.
   const uint64_t max_len = static_cast<uint64_t>(server_.proto_max_bulk_len.load(std::memory_order_relaxed));
   uint64_t keys = 0;
   rdb::FileVisitor count;
   count.function = [](std::string) { return true; };
+  bool stale = false;
   count.key = [&](uint32_t db, std::string, rdb::Loaded, int64_t) {
-    ++keys;
+    if (++keys % 65536 == 0 && !Current(gen)) {
+      stale = true;
+      return false;
+    }
     return db < server_.store->Databases();
   };
-  if (const rdb::LoadResult r = rdb::LoadFile(rdb, max_len, count); r != rdb::LoadResult::kOk) {
+  const rdb::LoadResult checked = rdb::LoadFile(rdb, max_len, count);
+  if (stale || !Current(gen)) return kStale;
+  if (const rdb::LoadResult r = checked; r != rdb::LoadResult::kOk) {
     return r == rdb::LoadResult::kUnsupportedType ? "it holds a type keg does not have (a stream, module data)"
                                                   : "it is not a valid RDB file (format or checksum)";
   }
@@ -536,6 +608,12 @@ std::string ReplicaOf::Load(const std::string& rdb) {
   store::Status failed;  // guarded by mu
   auto write = [&]() {
     if (in_batch == 0) return;
+    if (!Current(gen)) {  // a newer generation: the rest is not loaded
+      stale = true;
+      batch = store::WriteBatch();
+      in_batch = 0;
+      return;
+    }
     {
       std::unique_lock lock(mu);
       cv.wait(lock, [&] { return in_flight < 4; });
@@ -563,7 +641,7 @@ std::string ReplicaOf::Load(const std::string& rdb) {
     auto v = std::make_shared<rdb::Loaded>(std::move(value));
     batch.Run([this, db, key, v, at](store::Txn& txn) { WriteLoaded(txn, server_, db, key, *v, at); }, key);
     if (++in_batch == 1000) write();
-    return ok();
+    return ok() && !stale;
   };
   (void)rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/false);  // checked above
   write();
@@ -572,6 +650,7 @@ std::string ReplicaOf::Load(const std::string& rdb) {
     cv.wait(lock, [&] { return in_flight == 0; });  // (the callbacks use this frame)
     if (!failed.ok()) return failed.ToString();
   }
+  if (stale) return kStale;
   std::string error = server_.scripts->functions().Flush();
   for (const std::string& code : codes) {
     std::string name;

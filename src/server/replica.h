@@ -97,8 +97,15 @@ class ReplicaOf {
   // One connection's life: handshake, sync, then the link until it closes. False to stop.
   void Connect(uint64_t gen, const std::string& host, int64_t port, bool failover);
   void SetState(uint64_t gen, const char* state);
+  // Before a PSYNC: waits until every write this server applied, or accepted before it turned
+  // replica, is in its feed, so that the offset it sends covers them (the stream from there on is
+  // applied: a write landing after it would be applied twice and shift this server's offsets from
+  // its primary's, and a later partial resync would then skip bytes). False to give up.
+  bool Quiesce(uint64_t gen);
   // Replaces the data set with an RDB file's (already read whole); the error, or empty.
-  std::string Load(const std::string& rdb);
+  // (Checked whole first; then FLUSHALL and the keys. Stops early, with an error, once `gen` is
+  // not the current generation.)
+  std::string Load(uint64_t gen, const std::string& rdb);
   // Sleeps up to `ms`, waking when the generation changes; false if it did.
   bool Pause(uint64_t gen, int64_t ms);
   void ApplyMode(bool replica);
@@ -112,6 +119,11 @@ class ReplicaOf {
   std::condition_variable cv_;
   uint64_t gen_ = 0;       // bumps on every Follow / Unfollow
   bool link_open_ = false; // the adopted link of gen_ is alive
+  int live_links_ = 0;     // master-link sessions of any generation not destroyed yet
+  // Held by a connection from its PSYNC until the history it was answered is in place (its
+  // snapshot loaded), and by Unfollow: one generation's sync never overlaps another's, nor a
+  // promotion. Taken before mu_, never while waiting for an I/O thread.
+  std::mutex history_mu_;
   std::string host_;
   int64_t port_ = 0;
   std::string state_ = "connect";

@@ -194,11 +194,16 @@ void ReplicationFeed::Activate() {
   Guard lock(*this);
   if (active_.load(std::memory_order_relaxed)) return;
   active_.store(true, std::memory_order_release);
+  StartTimerLocked();
+  spdlog::info("replication: backlog created ({} bytes), replication id {}", backlog_size(), replid_);
+}
+
+void ReplicationFeed::StartTimerLocked() {
+  if (timer_.joinable()) return;
   timer_ = std::thread([this] {
     pthread_setname_np(pthread_self(), "keg-repl");
     TimerLoop();
   });
-  spdlog::info("replication: backlog created ({} bytes), replication id {}", backlog_size(), replid_);
 }
 
 void ReplicationFeed::AppendLocked(std::string_view bytes) {
@@ -510,6 +515,7 @@ void ReplicationFeed::OnAcked(uint64_t offset, size_t count, int64_t deadline_ms
                               std::function<void()> fn) {
   Guard lock(*this);
   waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), std::move(fn)});
+  StartTimerLocked();  // a WAIT with no replica ever attached still times out
   cv_.notify_all();
 }
 

@@ -238,8 +238,10 @@ class ReplicationFeed {
     std::weak_ptr<net::Link> link;
     std::function<void()> fn;
   };
-  // The feed's thread ("keg-repl", from Activate): WAIT's deadlines, the periodic PING.
+  // The feed's thread ("keg-repl", from Activate or the first WAIT): WAIT's deadlines, the
+  // periodic PING.
   void TimerLoop();
+  void StartTimerLocked();
   void AppendLocked(std::string_view bytes);
   // A new id from here on; the old one stays valid up to here (replid2 / second_repl_offset).
   void ShiftHistoryLocked(std::string replid);

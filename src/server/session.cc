@@ -1131,6 +1131,17 @@ void ClientSession::ForwardFromMaster(std::span<const std::string_view> args) {
   }
   std::string raw;
   AppendCommand(&raw, args);
+  if (end - last_cmd_end_ != raw.size()) {
+    // This server's stream would no longer match its primary's byte for byte (its replicas, and a
+    // partial resync after a promotion, count on it): never expected (the primary's stream is
+    // canonical RESP), so the history is dropped and the next sync is a full one.
+    spdlog::error("replication: a command of the primary's stream ({}) took {} bytes at offset {}, forwarded as {}: "
+                  "this server's stream no longer matches; dropping the link and the history for a full sync",
+                  args[0], end - last_cmd_end_, last_cmd_end_, raw.size());
+    server_.repl.ForgetHistory();
+    link_->CloseNow();
+    return;
+  }
   last_cmd_end_ = end;
   // A SELECT's database goes with it: a partial resync continues the stream in it. (Its argument,
   // not db(): inside the primary's MULTI it is queued, and selects at EXEC.)

@@ -999,6 +999,10 @@ void StoreImpl::KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> do
   if (!QueueTask([this, db, done] { done(KeyCount(db)); })) done(KeyCount(db));
 }
 
+void StoreImpl::Barrier(std::function<void()> done) {
+  if (!QueueTask(done)) done();
+}
+
 void StoreImpl::RunWork(std::vector<Request>& work) {
   DrainLazyExpired();  // reads queued these before the requests they precede
   // Consecutive batches form one group (one write, one fsync); a task runs between groups.

@@ -649,6 +649,11 @@ class Store {
   /// or at once on the caller's thread when the store is closing.
   virtual void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) = 0;
 
+  /// `done` runs on the writer thread once every batch queued before this call was applied and its
+  /// callback ran; at once, on the caller's thread, when the store is closing. (A replica's PSYNC
+  /// offset must cover every write it applied: replica.h.)
+  virtual void Barrier(std::function<void()> done) = 0;
+
   /// Runs a compaction of every sealed file now, in the background; `done` runs when it finishes
   /// (on the background thread).
   virtual void Compact(std::function<void(const Status&)> done) = 0;

@@ -111,6 +111,7 @@ class StoreImpl final : public Store {
   void DropPageCache() override;
   Stats GetStats() const override;
   void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) override;
+  void Barrier(std::function<void()> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
   void ReportWrites(bool on) override { report_writes_.store(on && options_.on_written != nullptr, std::memory_order_relaxed); }
   void WritesSeeExpired(bool on) override { writes_see_expired_.store(on, std::memory_order_relaxed); }

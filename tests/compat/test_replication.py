@@ -428,7 +428,10 @@ class RedisReplicaOfKegTest(unittest.TestCase):
     def test_wait_without_replicas_and_in_multi(self):
         self.c.set("k", "v")
         self.assertEqual(self.c.execute_command("WAIT", 0, 0), 0)
+        # With no replica it waits out its timeout, as Redis does (it did not wait at all).
+        t0 = time.monotonic()
         self.assertEqual(self.c.execute_command("WAIT", 1, 200), 0)
+        self.assertGreaterEqual(time.monotonic() - t0, 0.2)
         with self.assertRaises(redis.ResponseError) as e:
             self.c.execute_command("WAIT", 1, -1)
         self.assertEqual(str(e.exception), "timeout is negative")
@@ -726,6 +729,95 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(p.get("after-promotion"), b"1")
         with self.assertRaises(redis.ReadOnlyError):
             p.set("x", 1)
+
+    def hammer(self, port, stop, wait_every=0):
+        """Pipelines of INCR ctr and SET k<i> on `port` until `stop`; with `wait_every`, a WAIT 1 10
+        after every that many pipelines (its GETACK goes into the stream)."""
+        c = redis.Redis(port=port)
+        i = 0
+        while not stop.is_set():
+            pipe = c.pipeline(transaction=False)
+            for _ in range(20):
+                pipe.incr("ctr")
+                pipe.set(f"k{i}", i)
+                i += 1
+            pipe.execute()
+            if wait_every and i % (20 * wait_every) == 0:
+                c.execute_command("WAIT", 1, 10)
+
+    @staticmethod
+    def waiter(port, stop):
+        """INCR w then WAIT 1 10, until `stop`."""
+        c = redis.Redis(port=port)
+        while not stop.is_set():
+            c.incr("w")
+            c.execute_command("WAIT", 1, 10)
+
+    def assert_same_stream(self, p, *replicas):
+        """Every replica applied all of the primary's stream, its own stream (what its replicas
+        and a partial resync after a promotion get) ends at the same offset, and the data is the
+        same."""
+        self.assertEqual(p.execute_command("WAIT", len(replicas), 10000), len(replicas))
+        want = p.info("replication")["master_repl_offset"]
+        for c in replicas:
+            wait_until("the replica to apply the whole stream",
+                       lambda: c.info("replication").get("slave_repl_offset") == want, timeout=60)
+            info = c.info("replication")
+            self.assertEqual((info["slave_repl_offset"], info["master_repl_offset"], c.get("ctr")),
+                             (want, want, p.get("ctr")), "applied, own stream's end, counter")
+            digests_equal(self, p, c)
+
+    def test_the_stream_is_forwarded_byte_for_byte_under_waits(self):
+        """A replica's stream is its primary's, byte for byte, while pipelined writes and WAITs
+        (whose REPLCONF GETACK comes between the writes) go on. Regression: a GETACK's ack flushed
+        the link from inside the command, which read and ran the next commands there; the replica
+        then forwarded the last of those in the GETACK's place (duplicated, GETACK lost)."""
+        primary, p = self.start()
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        r2, c2 = self.start("--replicaof", "127.0.0.1", str(r1.port))  # gets r1's stream
+        wait_synced(p, c1)
+        wait_synced(c1, c2)
+        stop = threading.Event()
+        writers = [threading.Thread(target=self.hammer, args=(primary.port, stop)) for _ in range(2)]
+        writers += [threading.Thread(target=self.waiter, args=(primary.port, stop)) for _ in range(3)]
+        for w in writers:
+            w.start()
+        time.sleep(8)
+        stop.set()
+        for w in writers:
+            w.join()
+        self.assert_same_stream(p, c1)
+        wait_synced(c1, c2)
+        self.assertEqual(c2.info("replication")["master_repl_offset"], p.info("replication")["master_repl_offset"])
+        digests_equal(self, p, c2)
+
+    def test_switching_primaries_under_writes(self):
+        """A replica moved between two primaries of one history (its primary and that one's
+        other replica) 20 times while writes go on, its writer slowed (DEBUG APPLY-PAUSE) so that
+        syncs and batches are in flight at each switch: it ends with the primary's data and
+        offsets. Regression: a full sync still loading when REPLICAOF named another primary went
+        on writing the data set, and set its stale history over the newer one's."""
+        primary, p = self.start()
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        r2, c2 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, c1)
+        wait_synced(p, c2)
+        c2.execute_command("DEBUG", "APPLY-PAUSE", 20)
+        stop = threading.Event()
+        writers = [threading.Thread(target=self.hammer, args=(primary.port, stop, 10)) for _ in range(2)]
+        for w in writers:
+            w.start()
+        try:
+            for n in range(20):
+                target = r1 if n % 2 == 0 else primary
+                c2.execute_command("REPLICAOF", "127.0.0.1", str(target.port))
+                time.sleep(0.3)
+        finally:
+            stop.set()
+            for w in writers:
+                w.join()
+        c2.execute_command("DEBUG", "APPLY-PAUSE", 0)
+        self.assert_same_stream(p, c1, c2)
 
     def test_keg_replica_of_redis_and_a_restart(self):
         server = kegtest.redis("--enable-debug-command", "yes")

@@ -302,6 +302,9 @@ class SentinelFailoverTest(unittest.TestCase):
                     r = redis.Redis(port=port)
                     where[port] = (r.execute_command("ROLE")[0], r.get(f"{prefix}{i}"), r.dbsize())
             print(f"lost {prefix}{i}: primary {cluster.master_port()}, nodes {where}")
+        if lost:  # what each node and sentinel did: CI keeps only the test's output
+            for port, node in list(cluster.nodes.items()) + [(None, n) for n in cluster.retired + cluster.sentinels]:
+                print(f"--- {node.dir}/server.log (public port {port}), last lines:\n{node.log_tail(60)}\n---")
         self.assertEqual(lost, [], f"{len(lost)} of {len(writer.acked_all)} writes both replicas acknowledged lost")
         # A write only one replica had acknowledged survives when Sentinel promotes that one; it
         # chooses on offsets it read up to 5 s before (sentinelSelectSlave), so a replica still
@@ -413,6 +416,9 @@ class SentinelFailoverTest(unittest.TestCase):
             wait_for(f"node {port} in sync", lambda: replica.info("replication").get("slave_repl_offset")
                      == m.info("replication")["master_repl_offset"])
             self.assertEqual(replica.dbsize(), m.dbsize())
+            # Its own stream (what a partial resync after its promotion continues) is the
+            # primary's, byte for byte: it ends at the same offset.
+            self.assertEqual(replica.info("replication")["master_repl_offset"], m.info("replication")["master_repl_offset"])
         # Sentinel's CONFIG REWRITE kept each node's config file current: the primary's names no
         # primary, each replica's names the new one; the comments stay.
         for port, node in c.nodes.items():
