@@ -164,6 +164,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (!writing_ && out_.empty()) Shutdown();
   }
   void CloseNow() override { Shutdown(); }
+  bool closed() const override { return closed_; }
   void Flush() override {
     if (closed_) return;
     StartWrite();

@@ -53,6 +53,8 @@ class Link {
   virtual void CloseAfterReply() = 0;
   /// Closes now, dropping unsent replies (I/O thread).
   virtual void CloseNow() = 0;
+  /// Whether the connection closed (either end). I/O thread.
+  virtual bool closed() const = 0;
   /// Starts sending what out() holds, outside the processing of a command (MONITOR lines posted
   /// from other connections). I/O thread.
   virtual void Flush() = 0;

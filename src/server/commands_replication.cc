@@ -1,8 +1,15 @@
 // Redis's replication protocol, the primary's commands (issue 19; docs/server.md,
 // "Replication"): SYNC / PSYNC (a full sync: the RDB snapshot, then the stream; or a partial
 // resync from the backlog), REPLCONF, ROLE and WAIT. The stream itself is replication.h's.
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <condition_variable>
 #include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -92,7 +99,13 @@ void Replconf(Ctx& c) {
       // nothing (Redis ignores it too).
       if (!resp::ParseInt64(c.arg(j + 1), &v) || v < 0) return;
       if (option == "ack") {
-        if (Replica* r = c.client().replica()) c.server().repl.Ack(*r, static_cast<uint64_t>(v), MonoMs());
+        if (const std::shared_ptr<Replica>& r = c.client().replica_shared()) {
+          if (r->online_on_ack) {  // loaded its diskless snapshot: the stream starts
+            r->online_on_ack = false;
+            c.server().repl.Online(r);
+          }
+          c.server().repl.Ack(*r, static_cast<uint64_t>(v), MonoMs());
+        }
       }
       return;
     }
@@ -115,8 +128,10 @@ void Replconf(Ctx& c) {
                        std::to_string(c.arg(j + 1).size()) + " bytes");
       }
       c.client().set_replica_announced_ip(std::string(c.arg(j + 1)));
-    } else if (option == "capa" || option == "rdb-filter-only") {
-      // keg sends the `$<length>` framing every replica reads.
+    } else if (option == "capa") {
+      // eof: the snapshot may come in the diskless framing, built as it is sent (SyncCommand).
+      if (EqualsIgnoreCase(c.arg(j + 1), "eof")) c.client().set_capa_eof();
+    } else if (option == "rdb-filter-only") {
     } else {
       return c.Error("Unrecognized REPLCONF option: " + std::string(c.arg(j)));
     }
@@ -136,6 +151,125 @@ std::string PeerIp(const std::string& peer) {
 // connection's.
 std::string ReplicaIp(const ClientSession& client) {
   return client.replica_announced_ip().empty() ? PeerIp(client.peer()) : client.replica_announced_ip();
+}
+
+// A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
+// a replica that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
+// characters. The file goes in pieces as it is built (WriteRdbSnapshot's drain), this job waiting
+// while more than 16 MiB of it is unsent, so the primary never holds the whole file. Runs on a
+// background job; the link's own work is posted to its I/O thread (`keep` holds it, and so
+// `client`).
+void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& keep, ServerState* server, bool psync,
+                    bool rdb_only) {
+  constexpr size_t kCheckEvery = size_t{4} << 20;
+  constexpr size_t kMaxUnsent = size_t{16} << 20;
+  const std::string mark = RandomHex40();
+  std::shared_ptr<Replica> replica;
+  bool started = false;  // the framing's first line is on its way
+  // What the I/O thread says of the link: how much is unsent, whether it closed.
+  struct Flow {
+    std::mutex mu;
+    std::condition_variable cv;
+    uint64_t asked = 0;
+    uint64_t answered = 0;
+    size_t unsent = 0;
+    bool closed = false;
+  };
+  auto flow = std::make_shared<Flow>();
+  // Until the link has at most kMaxUnsent bytes unsent (true), or closed, or a replica that
+  // stopped reading for repl-timeout, or shutdown (false: the snapshot stops, the link closes).
+  int64_t timeout_s = 60;
+  {
+    std::lock_guard lock(server->config_mu);
+    timeout_s = server->config.repl_timeout;
+  }
+  auto wait_for_room = [&]() -> bool {
+    const auto since = std::chrono::steady_clock::now();
+    for (;;) {
+      uint64_t ticket = 0;
+      {
+        std::lock_guard lock(flow->mu);
+        ticket = ++flow->asked;
+      }
+      keep->Post([client, flow, ticket] {
+        const size_t unsent = client->link().out().size();
+        const bool closed = client->link().closed();
+        std::lock_guard lock(flow->mu);
+        flow->unsent = unsent;
+        flow->closed = closed;
+        flow->answered = ticket;
+        flow->cv.notify_all();
+      });
+      std::unique_lock lock(flow->mu);
+      while (!flow->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return flow->answered >= ticket; })) {
+        if (!server->ready.load(std::memory_order_acquire)) return false;  // shutting down
+      }
+      if (flow->closed) return false;
+      if (flow->unsent <= kMaxUnsent) return true;
+      lock.unlock();
+      if (!server->ready.load(std::memory_order_acquire)) return false;
+      if (std::chrono::steady_clock::now() - since > std::chrono::seconds(timeout_s)) {
+        spdlog::warn("replication: replica {} read nothing of its snapshot for {} s; closing", client->peer(), timeout_s);
+        return false;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+  };
+  size_t since_check = 0;
+  auto drain = [&](std::string* out) -> bool {
+    auto piece = std::make_shared<std::string>(std::move(*out));
+    out->clear();
+    keep->Post([client, piece] {
+      if (client->link().closed()) return;
+      client->link().out().Raw(*piece, piece);  // sent from the piece, not copied
+      client->link().Flush();
+    });
+    since_check += piece->size();
+    if (since_check < kCheckEvery) return true;
+    since_check = 0;
+    return wait_for_room();
+  };
+  std::string buffer;
+  const store::Status s = WriteRdbSnapshot(*server, &buffer, [&] {
+    std::string head;
+    if (!rdb_only) {
+      // On the writer, between two groups: the snapshot is the stream up to here.
+      const uint64_t offset = server->repl.MarkSnapshot();
+      replica = server->repl.Add(client->id(), keep, ReplicaIp(*client), client->replica_listening_port(), offset);
+      if (psync) head = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n";
+    }
+    head += "$EOF:" + mark + "\r\n";
+    started = true;
+    keep->Post([client, head = std::move(head)] {
+      client->link().out().Raw(head);
+      client->link().Flush();
+    });
+  }, drain);
+  keep->Post([client, server, s, replica, started, mark] {
+    if (!s.ok()) {
+      if (replica) server->repl.Remove(replica.get());
+      if (!started) {
+        client->link().out().Error(StorageError(s));
+        client->Finish();
+        if (replica) client->link().CloseAfterReply();
+        return;
+      }
+      // Part of the payload is sent: nothing else can be said on this link.
+      if (!s.IsAborted()) spdlog::warn("replication: snapshot for {} failed: {}", client->peer(), s.ToString());
+      client->link().CloseNow();
+      client->Finish();
+      return;
+    }
+    client->link().out().Raw(mark);
+    if (replica) {
+      replica->online_on_ack = true;
+      client->BecomeReplica(replica);
+      server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
+      spdlog::info("replication: snapshot streamed to replica {} (diskless framing); the stream follows its first ack",
+                   client->peer());
+    }
+    client->Finish();
+  });
 }
 
 // SYNC and PSYNC replid offset. A partial resync (+CONTINUE) when the stream still holds what the
@@ -199,8 +333,13 @@ void SyncCommand(Ctx& c) {
   spdlog::info("replication: {} from {}: full sync", rdb_only ? "snapshot" : "replica", client->peer());
   // The snapshot, off the event loop: it reads every record (the writer waits only for its copy of
   // the locations).
-  auto job = [client, keep, server, psync, rdb_only] {
-    server->jobs.Run([client, keep, server, psync, rdb_only] {
+  const bool eof = client->capa_eof();
+  auto job = [client, keep, server, psync, rdb_only, eof] {
+    server->jobs.Run([client, keep, server, psync, rdb_only, eof] {
+      // Below the I/O threads and the writer (nice 10, this thread only): on a machine with few
+      // cores the clients' commands go first, the snapshot takes what is left.
+      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+      if (eof) return StreamSnapshot(client, keep, server, psync, rdb_only);
       auto rdb = std::make_shared<std::string>();
       std::shared_ptr<Replica> replica;
       uint64_t offset = 0;
@@ -377,8 +516,20 @@ void Wait(Ctx& c) {
 
 }  // namespace
 
-store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment) {
+store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment,
+                               const std::function<bool(std::string* out)>& drain) {
   out->clear();
+  constexpr size_t kPiece = size_t{1} << 20;
+  uint64_t crc = 0;     // of the pieces drained
+  uint64_t total = 0;   // their bytes
+  bool stopped = false;
+  auto give = [&] {
+    crc = rdb::Crc64(crc, *out);
+    total += out->size();
+    if (!drain(out)) stopped = true;
+    out->clear();
+    return !stopped;
+  };
   rdb::FileHeader(out, store::NowMs());
   // The function libraries (as of now: they change only by FUNCTION commands, rarely), as Redis
   // writes them before the keys.
@@ -397,7 +548,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
     if (item.value.type == kTypeString) {
       rdb::FileStringKey(out, item.key, item.value.value, item.value.expire_at_ms);
       ++keys;
-      return true;
+      return !drain || out->size() < kPiece || give();
     }
     if (!PayloadOf(item, &payload) || payload.size() < 11) {
       bad = store::Status::Corruption("the value of key '" + std::string(item.key) + "' does not decode");
@@ -405,12 +556,18 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
     }
     (void)rdb::FileKey(out, item.key, payload, item.value.expire_at_ms);  // long enough: checked above
     ++keys;
-    return true;
+    return !drain || out->size() < kPiece || give();
   });
   if (st.ok()) st = bad;
+  if (st.ok() && stopped) st = store::Status::Aborted();
   if (!st.ok()) return st;
-  rdb::FileEnd(out);
-  spdlog::info("snapshot: {} keys, {} bytes of RDB", keys, out->size());
+  rdb::FileEnd(out, crc);
+  if (!drain) {
+    total = out->size();
+  } else if (!give()) {
+    return store::Status::Aborted();
+  }
+  spdlog::info("snapshot: {} keys, {} bytes of RDB", keys, total);
   return st;
 }
 

@@ -794,9 +794,9 @@ LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& 
   }
 }
 
-void FileEnd(std::string* out) {
+void FileEnd(std::string* out, uint64_t crc_before) {
   out->push_back(static_cast<char>(kOpcodeEof));
-  PutLittleEndian(out, Crc64(0, *out), 8);
+  PutLittleEndian(out, Crc64(crc_before, *out), 8);
 }
 
 }  // namespace keg::server::rdb

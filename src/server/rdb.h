@@ -75,7 +75,9 @@ void FileStringKey(std::string* out, std::string_view key, std::string_view valu
 /// The function libraries of a FUNCTION DUMP payload (its RDB_OPCODE_FUNCTION2 entries, which an
 /// RDB file holds after its aux fields); false when it is too short to be one.
 bool FileFunctions(std::string* out, std::string_view function_dump);
-void FileEnd(std::string* out);
+/// `crc_before`: the CRC64 of the file's bytes before *out (a file sent in pieces: those already
+/// gone), 0 when *out holds it all.
+void FileEnd(std::string* out, uint64_t crc_before = 0);
 
 /// What LoadFile reports, in the file's order. Returning false stops it (kBadFormat).
 struct FileVisitor {

@@ -37,6 +37,8 @@ namespace {
 
 // A blocking connection to the primary for the handshake and the snapshot. Every read and write is
 // bounded by the socket's timeout (repl-timeout).
+constexpr size_t kEofMarkBytes = 40;  // RDB_EOF_MARK_SIZE
+
 class Wire {
  public:
   ~Wire() {
@@ -137,6 +139,22 @@ class Wire {
       out->append(buf.data(), static_cast<size_t>(r));
     }
     return true;
+  }
+  // Bytes until `mark` (the diskless framing's end), without it. The same bound on memory as
+  // Exactly: it grows with what arrives.
+  bool UntilMark(const std::string& mark, std::string* out, const std::function<bool()>& still_wanted) {
+    out->clear();
+    std::vector<char> buf(size_t{1} << 20);
+    for (;;) {
+      const ssize_t r = ::recv(fd_, buf.data(), buf.size(), 0);
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0 || !still_wanted()) return false;
+      out->append(buf.data(), static_cast<size_t>(r));
+      if (out->size() >= mark.size() && out->compare(out->size() - mark.size(), mark.size(), mark) == 0) {
+        out->resize(out->size() - mark.size());
+        return true;
+      }
+    }
   }
   // A command and its one-line reply.
   bool Call(std::initializer_list<std::string_view> args, std::string* reply) {
@@ -434,8 +452,9 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   if (!announce_ip.empty() && (!wire.Call({"REPLCONF", "ip-address", announce_ip}, &reply) || reply.rfind("+OK", 0) != 0)) {
     return fail("REPLCONF ip-address");
   }
-  // Not `capa eof`: the primary then sends the length-prefixed payload, read exactly.
-  if (!wire.Call({"REPLCONF", "capa", "psync2"}, &reply)) return fail("REPLCONF capa");
+  // As Redis's replicas: the snapshot may come in either framing (`$<length>`, or diskless
+  // `$EOF:<mark>` ... `<mark>`).
+  if (!wire.Call({"REPLCONF", "capa", "eof", "capa", "psync2"}, &reply)) return fail("REPLCONF capa");
   if (!Quiesce(gen)) return;
   // From the PSYNC until the history it answers is in place, no other generation's sync or a
   // promotion (Unfollow) runs: each starts from the history and data set the one before left.
@@ -473,18 +492,21 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
       if (!wire.Line(&line)) return fail("sync (reading the snapshot's length)");
       Heard();
     } while (line.empty());
-    int64_t len = 0;
-    if (line[0] != '$' || !resp::ParseInt64(std::string_view(line).substr(1), &len) || len < 0) {
-      reply = line;
-      return fail("sync (an unexpected payload; keg reads the length-prefixed framing)");
-    }
-    spdlog::info("replication: full sync from {}:{}: {} bytes of RDB at offset {}", host, port, len, off);
+    auto still_wanted = [&] {
+      Heard();
+      return Current(gen);
+    };
     std::string rdb;
-    if (!wire.Exactly(static_cast<size_t>(len), &rdb, [&] {
-          Heard();
-          return Current(gen);
-        })) {
-      return fail("sync (reading the snapshot)");
+    int64_t len = 0;
+    if (line.rfind("$EOF:", 0) == 0 && line.size() == 5 + kEofMarkBytes) {
+      spdlog::info("replication: full sync from {}:{} (diskless framing) at offset {}", host, port, off);
+      if (!wire.UntilMark(line.substr(5), &rdb, still_wanted)) return fail("sync (reading the snapshot)");
+    } else if (line[0] == '$' && resp::ParseInt64(std::string_view(line).substr(1), &len) && len >= 0) {
+      spdlog::info("replication: full sync from {}:{}: {} bytes of RDB at offset {}", host, port, len, off);
+      if (!wire.Exactly(static_cast<size_t>(len), &rdb, still_wanted)) return fail("sync (reading the snapshot)");
+    } else {
+      reply = line;
+      return fail("sync (an unexpected payload: neither $<length> nor $EOF:<mark>)");
     }
     const auto t0 = std::chrono::steady_clock::now();
     if (std::string error = Load(gen, rdb); !error.empty()) {
@@ -542,9 +564,11 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     LinkClosed(gen);
     return;
   }
-  // While the link lives: REPLCONF ACK every second, and repl-timeout.
+  // While the link lives: REPLCONF ACK every second, and repl-timeout. The first as soon as the
+  // link is set up: after a diskless snapshot the primary starts the stream on it.
+  bool first = true;
   for (;;) {
-    if (!Pause(gen, 1000)) break;
+    if (!Pause(gen, first ? 5 : 1000)) break;
     std::shared_ptr<net::Link> link;
     ClientSession* session = nullptr;
     {
@@ -562,6 +586,7 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     }
     // (The session lives as long as its connection, which the task holds.)
     link->Post([link, session] { session->SendAck(); });
+    first = false;
   }
   // A new generation (REPLICAOF elsewhere, NO ONE, shutdown): this link goes.
   std::shared_ptr<net::Link> link;

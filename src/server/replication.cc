@@ -20,10 +20,6 @@
 
 namespace keg::server {
 
-namespace {
-
-constexpr size_t kBlockBytes = size_t{64} << 10;
-
 std::string RandomHex40() {
   std::random_device rd;
   std::mt19937_64 rng((uint64_t{rd()} << 32) ^ rd());
@@ -32,6 +28,10 @@ std::string RandomHex40() {
   for (char& ch : id) ch = kHex[rng() & 15];
   return id;
 }
+
+namespace {
+
+constexpr size_t kBlockBytes = size_t{64} << 10;
 
 }  // namespace
 

@@ -33,13 +33,19 @@ namespace keg::server {
 class ClientSession;
 struct ServerState;
 
+/// 40 random hex digits: a replication id, a diskless snapshot's end mark.
+std::string RandomHex40();
+
 /// Writes an RDB file (version 10, as redis-server 7.0.15 writes one: aux fields, a SELECTDB per
 /// non-empty database, each live key with its expiry, EOF and CRC64) of the whole store as of one
 /// moment (Store::VisitSnapshot) to *out. `at_moment`, when given, runs on the writer at that
 /// moment (a full sync notes the stream's offset there). Corruption when a record fails its check
 /// or a value does not decode. Any thread but the writer's; reads every record, so not an event
-/// loop's.
-store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment = nullptr);
+/// loop's. With `drain`, the file goes in pieces: drain(out) is called each time *out holds about 1 MiB
+/// (and once at the end) and must take its bytes (leave it empty); it returns false to stop (the
+/// snapshot then ends Aborted). Peak memory is then a piece, not the file.
+store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment = nullptr,
+                               const std::function<bool(std::string* out)>& drain = nullptr);
 
 /// Appends `args` as a RESP array of bulk strings.
 void AppendCommand(std::string* out, std::span<const std::string_view> args);
@@ -101,6 +107,10 @@ struct Replica {
   uint64_t acked = 0;          ///< REPLCONF ACK: offset the replica has applied (and made durable)
   int64_t ack_ms = 0;          ///< when it last acked
   int64_t soft_since_ms = 0;   ///< while not online: since when the stream held for it passed the soft limit
+  /// Its I/O thread only: a diskless snapshot was sent; the stream starts at its first REPLCONF
+  /// ACK (it may have read past the snapshot's end mark: nothing may follow it until it loaded),
+  /// as Redis's repl_start_cmd_stream_on_ack.
+  bool online_on_ack = false;
 };
 
 /// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread

@@ -54,6 +54,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// REPLCONF rdb-only: SYNC sends the snapshot alone (redis-cli --rdb). I/O thread.
   bool rdb_only() const { return rdb_only_; }
   void set_rdb_only(bool on) { rdb_only_ = on; }
+  /// REPLCONF capa eof: it reads the diskless framing ($EOF:<mark> ... <mark>).
+  bool capa_eof() const { return capa_eof_; }
+  void set_capa_eof() { capa_eof_ = true; }
   bool in_multi() const { return in_multi_; }
   bool in_exec() const { return in_exec_; }
 
@@ -67,6 +70,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// This connection is a replica (it sent SYNC or PSYNC): it gets the stream, and no replies.
   void BecomeReplica(std::shared_ptr<Replica> r);
   Replica* replica() const { return replica_.get(); }
+  const std::shared_ptr<Replica>& replica_shared() const { return replica_; }
   /// The stream's offset after this client's last write (WAIT).
   uint64_t write_offset() const { return write_offset_; }
   /// This connection is the link to this server's primary (replica.h), of ReplicaOf generation
@@ -274,6 +278,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::atomic<bool> served_reply_coming_{false};  // ServedReplyComing .. EndBlocked
   bool close_ = false;
   bool rdb_only_ = false;  // REPLCONF rdb-only
+  bool capa_eof_ = false;  // REPLCONF capa eof
 
   // The batch being collected from this read, and the finishers of its commands.
   store::WriteBatch batch_;

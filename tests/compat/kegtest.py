@@ -260,6 +260,10 @@ def keg(*extra):
 
 
 def redis(*extra, port=None):
+    """A redis-server with no persistence. A full sync it serves to a replica that reads the
+    diskless framing (redis-server's replicas, keg's) starts at once, not after Redis's default
+    5-second wait for more replicas (repl-diskless-sync-delay 0)."""
     return Server(lambda port, d: ["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                                   "--save", "", "--appendonly", "no", "--dir", d, *extra],
+                                   "--save", "", "--appendonly", "no", "--dir", d,
+                                   "--repl-diskless-sync-delay", "0", *extra],
                   "redis", port=port)

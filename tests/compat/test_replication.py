@@ -7,6 +7,7 @@ which covers every key, value and expiry of every database, equal on both sides)
 small and large encodings, expiries, several databases — and the snapshot is one moment of the
 data set while writes go on.
 """
+import contextlib
 import os
 import signal
 import shutil
@@ -730,6 +731,25 @@ class KegReplicaTest(unittest.TestCase):
         with self.assertRaises(redis.ReadOnlyError):
             p.set("x", 1)
 
+    def test_a_large_snapshot_is_streamed_in_the_diskless_framing(self):
+        """A full sync of about 40 MB to a keg and a redis-server replica (both declare `capa
+        eof`): the primary sends it as it builds it, in pieces, held back while 16 MiB are unsent
+        ($EOF:<mark> framing; the stream follows each replica's first ack), while writes go on."""
+        primary, p = self.start()
+        p.execute_command("DEBUG", "POPULATE", 300000, "key", 100)
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        ref = kegtest.redis("--replicaof", "127.0.0.1", str(primary.port), "--enable-debug-command", "yes")
+        self.servers.append(ref)
+        cr = redis.Redis(port=ref.port)
+        with self.writing(primary.port):
+            time.sleep(1)
+        for c in (c1, cr):
+            wait_synced(p, c, timeout=120)
+            digests_equal(self, p, c)
+        self.assertEqual(p.info("stats")["sync_full"], 2)
+        self.assertEqual(primary.log_tail().count("(diskless framing)"), 2)
+        self.assertIn("full sync from 127.0.0.1:%d (diskless framing)" % primary.port, r1.log_tail())
+
     def hammer(self, port, stop, wait_every=0):
         """Pipelines of INCR ctr and SET k<i> on `port` until `stop`; with `wait_every`, a WAIT 1 10
         after every that many pipelines (its GETACK goes into the stream)."""
@@ -744,6 +764,21 @@ class KegReplicaTest(unittest.TestCase):
             pipe.execute()
             if wait_every and i % (20 * wait_every) == 0:
                 c.execute_command("WAIT", 1, 10)
+
+    @contextlib.contextmanager
+    def writing(self, port, hammers=1, waiters=0, wait_every=0):
+        """While the block runs: `hammers` threads of hammer() and `waiters` of waiter() on `port`."""
+        stop = threading.Event()
+        threads = [threading.Thread(target=self.hammer, args=(port, stop, wait_every)) for _ in range(hammers)]
+        threads += [threading.Thread(target=self.waiter, args=(port, stop)) for _ in range(waiters)]
+        for t in threads:
+            t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
 
     @staticmethod
     def waiter(port, stop):
@@ -777,15 +812,8 @@ class KegReplicaTest(unittest.TestCase):
         r2, c2 = self.start("--replicaof", "127.0.0.1", str(r1.port))  # gets r1's stream
         wait_synced(p, c1)
         wait_synced(c1, c2)
-        stop = threading.Event()
-        writers = [threading.Thread(target=self.hammer, args=(primary.port, stop)) for _ in range(2)]
-        writers += [threading.Thread(target=self.waiter, args=(primary.port, stop)) for _ in range(3)]
-        for w in writers:
-            w.start()
-        time.sleep(8)
-        stop.set()
-        for w in writers:
-            w.join()
+        with self.writing(primary.port, hammers=2, waiters=3):
+            time.sleep(8)
         self.assert_same_stream(p, c1)
         wait_synced(c1, c2)
         self.assertEqual(c2.info("replication")["master_repl_offset"], p.info("replication")["master_repl_offset"])
@@ -803,19 +831,11 @@ class KegReplicaTest(unittest.TestCase):
         wait_synced(p, c1)
         wait_synced(p, c2)
         c2.execute_command("DEBUG", "APPLY-PAUSE", 20)
-        stop = threading.Event()
-        writers = [threading.Thread(target=self.hammer, args=(primary.port, stop, 10)) for _ in range(2)]
-        for w in writers:
-            w.start()
-        try:
+        with self.writing(primary.port, hammers=2, wait_every=10):
             for n in range(20):
                 target = r1 if n % 2 == 0 else primary
                 c2.execute_command("REPLICAOF", "127.0.0.1", str(target.port))
                 time.sleep(0.3)
-        finally:
-            stop.set()
-            for w in writers:
-                w.join()
         c2.execute_command("DEBUG", "APPLY-PAUSE", 0)
         self.assert_same_stream(p, c1, c2)
 

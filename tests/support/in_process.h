@@ -176,7 +176,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   bool hung() const { return hung_; }
   /// For a wait that was expected (a command parked by CLIENT PAUSE): a later Run waits again.
   void clear_hung() { hung_ = false; }
-  bool closed() const { return closed_ || close_after_reply_; }
+  bool closed() const override { return closed_ || close_after_reply_; }
 
   /// The test is done with this client: it reads no more; what is posted for it still runs when
   /// another client pumps the queue (as a closed connection's handlers run on its I/O thread).
