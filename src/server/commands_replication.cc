@@ -333,7 +333,11 @@ void SyncCommand(Ctx& c) {
   spdlog::info("replication: {} from {}: full sync", rdb_only ? "snapshot" : "replica", client->peer());
   // The snapshot, off the event loop: it reads every record (the writer waits only for its copy of
   // the locations).
-  const bool eof = client->capa_eof();
+  bool eof = client->capa_eof();
+  {
+    std::lock_guard lock(server->config_mu);
+    eof = eof && server->config.repl_diskless_sync;
+  }
   auto job = [client, keep, server, psync, rdb_only, eof] {
     server->jobs.Run([client, keep, server, psync, rdb_only, eof] {
       // Below the I/O threads and the writer (nice 10, this thread only): on a machine with few

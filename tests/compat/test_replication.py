@@ -749,6 +749,14 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(p.info("stats")["sync_full"], 2)
         self.assertEqual(primary.log_tail().count("(diskless framing)"), 2)
         self.assertIn("full sync from 127.0.0.1:%d (diskless framing)" % primary.port, r1.log_tail())
+        # repl-diskless-sync no: the snapshot built first, then sent with its length.
+        self.assertTrue(p.config_set("repl-diskless-sync", "no"))
+        self.assertEqual(p.config_get("repl-diskless-sync"), {"repl-diskless-sync": "no"})
+        r3, c3 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, c3, timeout=120)
+        digests_equal(self, p, c3)
+        self.assertRegex(r3.log_tail(), r"full sync from 127\.0\.0\.1:\d+: \d+ bytes of RDB")
+        self.assertNotIn("diskless framing", r3.log_tail())
 
     def hammer(self, port, stop, wait_every=0):
         """Pipelines of INCR ctr and SET k<i> on `port` until `stop`; with `wait_every`, a WAIT 1 10
