@@ -161,6 +161,12 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
     static const char* const kTimeouts[] = {"0.01", "0.001", "0.02", "-1", "x", "1e400", "nan"};
     args[timeout_at] = kTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kTimeouts) - 1)];
   }
+  // WAIT (no replica acks here) waits out its timeout in milliseconds, as Redis's: a short one or a
+  // bad one, never 0 (for ever).
+  if (name == "wait" && args.size() >= 3) {
+    static const char* const kWaitTimeouts[] = {"1", "5", "20", "-1", "x", "99999999999999999999"};
+    args[2] = kWaitTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kWaitTimeouts) - 1)];
+  }
   if (name == "eval" || name == "eval_ro") {
     args.resize(std::max<size_t>(args.size(), 3));
     args[1] = PickScript(in);
