@@ -1,11 +1,12 @@
 // This server as a replica (issue 19; docs/server.md, "Replication"): REPLICAOF host port.
 //
 // A thread ("keg-replica") connects to the primary and speaks Redis's handshake with blocking
-// reads: PING, AUTH (masterauth / masteruser), REPLCONF listening-port and capa psync2, then PSYNC
-// with the history it has (its feed's id and offset) or `? -1`. On +FULLRESYNC it reads the RDB
-// payload whole, checks it (magic, CRC64, every object) before touching the data set, then
-// replaces the data set with it (FLUSHALL and the keys, in batches) and takes the primary's id and
-// offset for its own stream. The socket is then handed to an I/O thread (net::Server::Adopt) as
+// reads: PING, AUTH (masterauth / masteruser), REPLCONF listening-port and capa eof psync2, then
+// (once every write this server applied is in its feed: Quiesce) PSYNC with the history it has
+// (its feed's id and offset) or `? -1`. On +FULLRESYNC it reads the RDB payload whole
+// (`$<length>` or the diskless `$EOF:<mark>` framing), checks it (magic, CRC64, every object)
+// before touching the data set, then replaces the data set with it (FLUSHALL and the keys, in
+// batches; stopped by a newer REPLICAOF) and takes the primary's id and offset for its own stream. The socket is then handed to an I/O thread (net::Server::Adopt) as
 // the master link: a ClientSession that applies the stream's commands as any client's, without
 // replies (but to REPLCONF GETACK), may write although the server is read-only, forwards each
 // command's bytes to this server's own feed in the order they take effect (its replicas get the
@@ -18,7 +19,8 @@
 // (the primary's DEL comes in the stream; reads already see an expired key as absent), and the
 // stream's writes see keys past their expiry as present, as Redis's master client.
 //
-// Thread: Follow / Unfollow / status from any thread; one mutex.
+// Thread: Follow / Unfollow / status from any thread; mu_, and history_mu_ (taken before it) for
+// one generation's sync at a time.
 #pragma once
 
 #include <atomic>
