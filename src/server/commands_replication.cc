@@ -209,7 +209,8 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
       lock.unlock();
       if (!server->ready.load(std::memory_order_acquire)) return false;
       if (std::chrono::steady_clock::now() - since > std::chrono::seconds(timeout_s)) {
-        spdlog::warn("replication: replica {} read nothing of its snapshot for {} s; closing", client->peer(), timeout_s);
+        spdlog::warn("replication: replica {} left more than 16 MiB of its snapshot unread for {} s; closing",
+                     client->peer(), timeout_s);
         return false;
       }
       std::this_thread::sleep_for(std::chrono::milliseconds(1));

@@ -584,7 +584,7 @@ void Info(Ctx& c) {
   ClientSession* client = &c.client();
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
-  st->store->KeyCountAsync(0, [st, client, keep, reply, wanted = std::move(wanted)](uint64_t) {
+  st->store->Barrier([st, client, keep, reply, wanted = std::move(wanted)] {
     keep->Post([st, client, reply, wanted] {
       reply(*st, client->link().out(), wanted);
       client->Finish();

@@ -758,6 +758,37 @@ class KegReplicaTest(unittest.TestCase):
         self.assertRegex(r3.log_tail(), r"full sync from 127\.0\.0\.1:\d+: \d+ bytes of RDB")
         self.assertNotIn("diskless framing", r3.log_tail())
 
+    def test_a_streamed_snapshot_stops_for_a_replica_that_stops_reading_or_hangs_up(self):
+        """A replica (a raw socket saying `capa eof`) that stops reading its streamed snapshot is
+        dropped after repl-timeout (the snapshot's thread waits for room meanwhile), one that hangs
+        up mid-payload is dropped at once; neither stays listed, the primary keeps serving and the
+        next replica syncs."""
+        primary, p = self.start()
+        p.execute_command("DEBUG", "POPULATE", 1500000, "key", 100)  # about 50 MB of RDB
+        p.config_set("repl-timeout", 2)
+
+        def fake_replica():
+            s = socket.create_connection(("127.0.0.1", primary.port))
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            s.sendall(b"*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n")
+            self.assertEqual(s.recv(5), b"+OK\r\n")
+            s.sendall(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")
+            return s
+
+        stuck = fake_replica()  # reads nothing more
+        wait_until("the stuck replica to be dropped",
+                   lambda: "of its snapshot unread for 2 s; closing" in primary.log_tail(), timeout=60)
+        wait_until("no replica listed", lambda: p.info("replication")["connected_slaves"] == 0)
+        stuck.close()
+        gone = fake_replica()
+        self.assertTrue(gone.recv(65536).startswith(b"+FULLRESYNC"))
+        gone.close()  # mid-payload
+        wait_until("no replica listed", lambda: p.info("replication")["connected_slaves"] == 0)
+        self.assertEqual(p.set("after", 1), True)
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, c1, timeout=120)
+        digests_equal(self, p, c1)
+
     def hammer(self, port, stop, wait_every=0):
         """Pipelines of INCR ctr and SET k<i> on `port` until `stop`; with `wait_every`, a WAIT 1 10
         after every that many pipelines (its GETACK goes into the stream)."""
