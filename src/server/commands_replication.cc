@@ -100,9 +100,9 @@ void Replconf(Ctx& c) {
       if (!resp::ParseInt64(c.arg(j + 1), &v) || v < 0) return;
       if (option == "ack") {
         if (const std::shared_ptr<Replica>& r = c.client().replica_shared()) {
-          if (r->online_on_ack) {  // loaded its diskless snapshot: the stream starts
-            r->online_on_ack = false;
-            c.server().repl.Online(r);
+          if (r->stream_on_ack) {  // loaded its diskless snapshot: the stream starts
+            r->stream_on_ack = false;
+            c.server().repl.StartStream(r);
           }
           c.server().repl.Ack(*r, static_cast<uint64_t>(v), MonoMs());
         }
@@ -263,8 +263,9 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
     }
     client->link().out().Raw(mark);
     if (replica) {
-      replica->online_on_ack = true;
+      replica->stream_on_ack = true;
       client->BecomeReplica(replica);
+      server->repl.Online(replica, /*stream=*/false);
       server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
       spdlog::info("replication: snapshot streamed to replica {} (diskless framing); the stream follows its first ack",
                    client->peer());

@@ -237,9 +237,9 @@ void ReplicationFeed::DropOverLimitLocked() {
   int64_t now = 0;
   for (auto it = replicas_.begin(); it != replicas_.end();) {
     Replica& r = **it;
-    const uint64_t held = end - r.sent;  // (an online replica's connection holds its part)
+    const uint64_t held = end - r.sent;  // (a streaming replica's connection holds its part)
     bool over = false;
-    if (!r.online) {
+    if (!r.streaming) {
       over = hard > 0 && held > hard;
       if (!over && soft > 0 && held > soft) {
         if (now == 0) now = MonoMs();
@@ -255,7 +255,7 @@ void ReplicationFeed::DropOverLimitLocked() {
       continue;
     }
     spdlog::warn("replication: replica {}:{} scheduled to be closed for overcoming of output buffer limits ({} bytes "
-                 "of the stream held for it while its snapshot is built)",
+                 "of the stream held for it while its snapshot is built or loaded)",
                  r.ip, r.port, held);
     if (std::shared_ptr<net::Link> link = r.link.lock()) {
       link->Post([link] { link->CloseNow(); });
@@ -276,7 +276,7 @@ void ReplicationFeed::TrimLocked() {
 
 void ReplicationFeed::WakeLocked() {
   for (const auto& r : replicas_) {
-    if (!r->online || r->posted) continue;
+    if (!r->streaming || r->posted) continue;
     std::shared_ptr<net::Link> link = r->link.lock();
     if (!link) continue;
     r->posted = true;
@@ -424,10 +424,17 @@ std::shared_ptr<Replica> ReplicationFeed::Add(uint64_t client_id, std::shared_pt
   return r;
 }
 
-void ReplicationFeed::Online(const std::shared_ptr<Replica>& r) {
+void ReplicationFeed::Online(const std::shared_ptr<Replica>& r, bool stream) {
   Guard lock(*this);
   r->online = true;
-  r->ack_ms = MonoMs();  // its lag counts from here until its first ack (Redis's putSlaveOnline)
+  r->ack_ms = MonoMs();  // its lag counts from here until its first ack (Redis's replicaPutOnline)
+  r->streaming = stream;
+  if (stream) WakeLocked();
+}
+
+void ReplicationFeed::StartStream(const std::shared_ptr<Replica>& r) {
+  Guard lock(*this);
+  r->streaming = true;
   WakeLocked();
 }
 

@@ -101,16 +101,17 @@ struct Replica {
   std::string ip;
   int64_t port = 0;            ///< REPLCONF listening-port
   // Under ReplicationFeed::mu_:
-  bool online = false;         ///< its snapshot was sent: it gets the stream
+  bool online = false;         ///< its snapshot was sent (INFO's state=online; WAIT, min-replicas, FAILOVER count it)
+  bool streaming = false;      ///< it gets the stream: from online on, or after a diskless snapshot its first ack
   bool posted = false;         ///< a send to it is queued on its I/O thread
   uint64_t sent = 0;           ///< stream offset sent up to
   uint64_t acked = 0;          ///< REPLCONF ACK: offset the replica has applied (and made durable)
   int64_t ack_ms = 0;          ///< when it last acked
-  int64_t soft_since_ms = 0;   ///< while not online: since when the stream held for it passed the soft limit
+  int64_t soft_since_ms = 0;   ///< while not streaming: since when the stream held for it passed the soft limit
   /// Its I/O thread only: a diskless snapshot was sent; the stream starts at its first REPLCONF
   /// ACK (it may have read past the snapshot's end mark: nothing may follow it until it loaded),
   /// as Redis's repl_start_cmd_stream_on_ack.
-  bool online_on_ack = false;
+  bool stream_on_ack = false;
 };
 
 /// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread
@@ -193,8 +194,11 @@ class ReplicationFeed {
   /// A replica that will get the stream from offset `from` once Online.
   std::shared_ptr<Replica> Add(uint64_t client_id, std::shared_ptr<net::Link> link, std::string ip, int64_t port,
                                uint64_t from);
-  /// Starts sending it the stream (from its offset on).
-  void Online(const std::shared_ptr<Replica>& r);
+  /// Its snapshot was sent: it is online (Redis's replicaPutOnline), and, when `stream`, gets the
+  /// stream from its offset on. Otherwise the stream waits for StartStream (a diskless snapshot's
+  /// replica: at its first ack).
+  void Online(const std::shared_ptr<Replica>& r, bool stream = true);
+  void StartStream(const std::shared_ptr<Replica>& r);
   void Remove(const Replica* r);
   /// PSYNC replid offset: when the stream still holds everything after `offset` (the bytes the
   /// replica has) of the history `replid` names, a replica (not yet online) that will get it

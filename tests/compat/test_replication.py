@@ -789,6 +789,54 @@ class KegReplicaTest(unittest.TestCase):
         wait_synced(p, c1, timeout=120)
         digests_equal(self, p, c1)
 
+    def test_a_streamed_snapshot_puts_its_replica_online_and_the_stream_waits_for_its_ack(self):
+        """As Redis 7.0: once a streamed (`$EOF:`) snapshot is sent its replica is online (INFO's
+        state=online, counted by min-replicas-to-write, a FAILOVER target) while it still loads;
+        the stream starts at its first REPLCONF ACK. (keg listed it as wait_bgsave until its ack: a
+        replica that reported itself in sync could still be refused as a FAILOVER target.)"""
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                s = (kegtest.keg if kind == "keg" else kegtest.redis)("--enable-debug-command", "yes")
+                self.servers.append(s)
+                p = redis.Redis(port=s.port)
+                for i in range(100):
+                    p.set(f"k{i}", i)
+                sock = socket.create_connection(("127.0.0.1", s.port))
+                sock.settimeout(10)
+                sock.sendall(b"*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n")
+                self.assertEqual(sock.recv(5), b"+OK\r\n")
+                sock.sendall(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")
+                data = b""
+
+                def more():
+                    chunk = sock.recv(65536)
+                    self.assertTrue(chunk, "the primary hung up mid-snapshot")
+                    return chunk
+
+                while data.lstrip(b"\n").count(b"\r\n") < 2:  # +FULLRESYNC and $EOF:<mark> (newlines: keepalives)
+                    data += more()
+                data = data.lstrip(b"\n")
+                fullresync, eof, body = data.split(b"\r\n", 2)
+                self.assertTrue(fullresync.startswith(b"+FULLRESYNC ") and eof.startswith(b"$EOF:"), data[:100])
+                mark = eof[5:]
+                self.assertEqual(len(mark), 40)
+                while len(body) < 40 or not body.endswith(mark):
+                    body += more()
+                wait_until("the replica listed online",
+                           lambda: p.info("replication").get("slave0", {}).get("state") == "online")
+                p.set("after", 1)
+                sock.settimeout(0.5)
+                with self.assertRaises(socket.timeout):
+                    sock.recv(65536)  # the stream waits for its ack
+                sock.settimeout(10)
+                sock.sendall(b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n")
+                got = b""
+                while b"after" not in got:
+                    chunk = sock.recv(65536)
+                    self.assertTrue(chunk)
+                    got += chunk
+                sock.close()
+
     def hammer(self, port, stop, wait_every=0):
         """Pipelines of INCR ctr and SET k<i> on `port` until `stop`; with `wait_every`, a WAIT 1 10
         after every that many pipelines (its GETACK goes into the stream)."""
