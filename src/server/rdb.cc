@@ -185,6 +185,8 @@ class Reader {
   size_t pos_ = 0;
 };
 
+// Redis's rdbGenericLoadStringObject: a string, integer-encoded or LZF-compressed. `value` null:
+// its framing and lengths are checked and it is skipped, not decoded (LZF data is not decompressed).
 bool LoadStringObject(Reader& in, uint64_t max_len, std::string* value) {
   uint64_t len = 0;
   bool encoded = false;
@@ -222,6 +224,7 @@ bool LoadStringObject(Reader& in, uint64_t max_len, std::string* value) {
         }
         std::string_view compressed;
         if (!in.Bytes(static_cast<size_t>(clen), &compressed)) return false;
+        if (value == nullptr) return true;
         value->resize(static_cast<size_t>(plain));
         const unsigned int n = lzf_decompress(compressed.data(), static_cast<unsigned int>(clen),
                                               value->data(), static_cast<unsigned int>(plain));
@@ -230,14 +233,14 @@ bool LoadStringObject(Reader& in, uint64_t max_len, std::string* value) {
       default:
         return false;
     }
-    *value = std::to_string(v);
+    if (value != nullptr) *value = std::to_string(v);
     return true;
   }
   std::string_view raw;
   if (!in.Bytes(static_cast<size_t>(std::min<uint64_t>(len, std::numeric_limits<size_t>::max())), &raw)) {
     return false;
   }
-  value->assign(raw);
+  if (value != nullptr) value->assign(raw);
   return true;
 }
 
@@ -785,8 +788,14 @@ LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& 
     }
     // A key: its value's type (op), its name, its object.
     std::string key;
-    if (!LoadStringObject(in, max_len, &key)) return LoadResult::kBadFormat;
     Loaded value;
+    if (visit.skim_strings && op == kTypeString) {
+      if (!LoadStringObject(in, max_len, nullptr) || !LoadStringObject(in, max_len, nullptr)) return LoadResult::kBadFormat;
+      if (!visit.key(db, std::move(key), std::move(value), expire_at_ms)) return LoadResult::kBadFormat;
+      expire_at_ms = 0;
+      continue;
+    }
+    if (!LoadStringObject(in, max_len, &key)) return LoadResult::kBadFormat;
     const LoadResult r = LoadObject(op, in, max_len, &value);
     if (r != LoadResult::kOk) return r;
     if (!visit.key(db, std::move(key), std::move(value), expire_at_ms)) return LoadResult::kBadFormat;

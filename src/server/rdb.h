@@ -86,6 +86,9 @@ struct FileVisitor {
   std::function<bool(std::string code)> function;
   /// A key of database `db` with its value, and its expiry (0: none; may be past).
   std::function<bool(uint32_t db, std::string key, Loaded value, int64_t expire_at_ms)> key;
+  /// A check pass: string keys' names and values are skipped, their framing and lengths checked
+  /// but not decoded (LZF data is not decompressed), and `key` gets them empty.
+  bool skim_strings = false;
 };
 /// Reads a whole RDB file (versions 1 to 10, as a full sync from redis-server 7.0 or keg sends):
 /// its checksum (unless 0, or verify_crc is false: the caller checked it), aux fields, function

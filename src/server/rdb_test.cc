@@ -114,6 +114,24 @@ TEST(Rdb, LoadFileReadsWhatFileKeyWrote) {
   EXPECT_EQ(LoadFile(flipped, 1 << 20, v), LoadResult::kBadVersionOrChecksum);
   EXPECT_NE(LoadFile(file.substr(0, file.size() - 20), 1 << 20, v), LoadResult::kOk);
   EXPECT_EQ(LoadFile("NOTRDB0010" + file.substr(10), 1 << 20, v), LoadResult::kBadFormat);
+  // A skim (the replica's check pass): strings skipped, not decoded; the rest as before; a cut
+  // file and an LZF claim past the limit still refused.
+  seen.clear();
+  v.skim_strings = true;
+  ASSERT_EQ(LoadFile(file, 1 << 20, v), LoadResult::kOk);
+  EXPECT_EQ(seen, (std::vector<std::string>{"0::0::0", "0::0::1700000001234", "7:l:1:3:0", "7:h:4:4:0"}));
+  EXPECT_NE(LoadFile(file.substr(0, file.size() - 20), 1 << 20, v), LoadResult::kOk);
+  std::string compressed;  // an LZF-compressed value (FileStringKey compresses what shrinks)
+  FileHeader(&compressed, 1700000000000);
+  FileSelectDb(&compressed, 0);
+  FileStringKey(&compressed, "z", std::string(4000, 'z'), 0);
+  FileEnd(&compressed);
+  seen.clear();
+  ASSERT_EQ(LoadFile(compressed, 1 << 20, v), LoadResult::kOk);
+  EXPECT_EQ(LoadFile(compressed, 1000, v), LoadResult::kBadFormat);  // its plain length is checked
+  v.skim_strings = false;
+  ASSERT_EQ(LoadFile(compressed, 1 << 20, v), LoadResult::kOk);
+  EXPECT_EQ(seen.back(), "0:z:0:" + std::string(4000, 'z') + ":0");
   // A visitor that refuses stops the load.
   v.key = [](uint32_t, std::string, Loaded, int64_t) { return false; };
   EXPECT_EQ(LoadFile(file, 1 << 20, v), LoadResult::kBadFormat);

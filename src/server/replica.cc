@@ -17,6 +17,7 @@
 #include <condition_variable>
 #include <cstring>
 #include <mutex>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -171,6 +172,37 @@ class Wire {
 
  private:
   int fd_ = -1;
+};
+
+// While it lives: a newline to the primary on `fd` each second, as Redis's replicas send while they
+// load a snapshot (replicationSendNewlineToMaster): the primary counts this replica alive for
+// repl-timeout meanwhile. Its thread only writes (non-blocking); the owner does not use the socket
+// until it is destroyed.
+class NewlineKeepalive {
+ public:
+  explicit NewlineKeepalive(int fd)
+      : thread_([this, fd] {
+          std::unique_lock lock(mu_);
+          while (!cv_.wait_for(lock, std::chrono::seconds(1), [this] { return done_; })) {
+            (void)::send(fd, "\n", 1, MSG_NOSIGNAL | MSG_DONTWAIT);  // (a full buffer: the next one)
+          }
+        }) {}
+  ~NewlineKeepalive() {
+    {
+      std::lock_guard lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    thread_.join();
+  }
+  NewlineKeepalive(const NewlineKeepalive&) = delete;
+  NewlineKeepalive& operator=(const NewlineKeepalive&) = delete;
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  std::thread thread_;  // last: started once the rest is set up
 };
 
 }  // namespace
@@ -509,7 +541,12 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
       return fail("sync (an unexpected payload: neither $<length> nor $EOF:<mark>)");
     }
     const auto t0 = std::chrono::steady_clock::now();
-    if (std::string error = Load(gen, rdb); !error.empty()) {
+    std::string error;
+    {
+      NewlineKeepalive keepalive(wire.fd());
+      error = Load(gen, rdb);
+    }
+    if (!error.empty()) {
       reply = error;
       return fail("sync (loading the snapshot)");
     }
@@ -599,11 +636,15 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
 
 std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
   constexpr const char* kStale = "interrupted: this server follows another primary now, or none";
-  // Checked whole first (magic, CRC64, every object): a bad snapshot leaves the data set as it was.
+  // Checked whole first (magic, CRC64, the framing of every entry; objects other than strings
+  // decoded): a bad snapshot leaves the data set as it was. (String values are decoded only by the
+  // apply pass: one whose bytes the CRC64 covers yet whose LZF data does not decompress, or one of
+  // a primary not writing checksums, fails the sync with part of it applied.)
   const uint64_t max_len = static_cast<uint64_t>(server_.proto_max_bulk_len.load(std::memory_order_relaxed));
   uint64_t keys = 0;
   rdb::FileVisitor count;
   count.function = [](std::string) { return true; };
+  count.skim_strings = true;  // (the CRC64 covers their bytes; what the apply pass decodes, it checks)
   bool stale = false;
   count.key = [&](uint32_t db, std::string, rdb::Loaded, int64_t) {
     if (++keys % 65536 == 0 && !Current(gen)) {
@@ -663,8 +704,13 @@ std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
     return true;
   };
   apply.key = [&](uint32_t db, std::string key, rdb::Loaded value, int64_t at) {
-    auto v = std::make_shared<rdb::Loaded>(std::move(value));
-    batch.Run([this, db, key, v, at](store::Txn& txn) { WriteLoaded(txn, server_, db, key, *v, at); }, key);
+    if (value.type == store::format::kTypeString) {  // most keys: a plain put, no Txn
+      batch.SelectDb(db);
+      batch.Put(std::move(key), std::move(value.value), at);
+    } else {
+      auto v = std::make_shared<rdb::Loaded>(std::move(value));
+      batch.Run([this, db, key, v, at](store::Txn& txn) { WriteLoaded(txn, server_, db, key, *v, at); }, key);
+    }
     if (++in_batch == 1000) write();
     return ok() && !stale;
   };

@@ -479,6 +479,30 @@ void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
   for (auto& fn : fire) fn();
 }
 
+void ReplicationFeed::Heard(Replica& r, int64_t now_ms) {
+  Guard lock(*this);
+  r.ack_ms = std::max(r.ack_ms, now_ms);
+}
+
+void ReplicationFeed::DropSilentLocked(int64_t now_ms) {
+  const int64_t timeout_s = timeout_s_.load(std::memory_order_relaxed);
+  for (auto it = replicas_.begin(); it != replicas_.end();) {
+    Replica& r = **it;
+    // (Whole seconds compared, as Redis: a huge repl-timeout times 1000 would overflow.)
+    if (!r.online || (now_ms - r.ack_ms) / 1000 <= timeout_s) {
+      ++it;
+      continue;
+    }
+    spdlog::warn("replication: Disconnecting timedout replica (streaming sync): {}:{} (nothing heard for {} s)", r.ip,
+                 r.port, (now_ms - r.ack_ms) / 1000);
+    if (std::shared_ptr<net::Link> link = r.link.lock()) {
+      link->Post([link] { link->CloseNow(); });
+      keep_.push_back(std::move(link));  // released after mu_ (Guard)
+    }
+    it = replicas_.erase(it);
+  }
+}
+
 size_t ReplicationFeed::CountAckedLocked(uint64_t offset) const {
   size_t n = 0;
   for (const auto& r : replicas_) n += r->online && r->acked >= offset ? size_t{1} : size_t{0};
@@ -548,6 +572,7 @@ void ReplicationFeed::TimerLoop() {
     cv_.wait_for(lock, std::chrono::milliseconds(100));
     if (stop_) break;
     const int64_t now = MonoMs();
+    DropSilentLocked(now);
     std::vector<std::function<void()>> fire;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if ((it->deadline_ms != 0 && now >= it->deadline_ms) || it->link.expired()) {
@@ -560,7 +585,10 @@ void ReplicationFeed::TimerLoop() {
     const int64_t period = ping_period_s_.load(std::memory_order_relaxed);
     const bool ping = !replicas_.empty() && period > 0 && !forwarding() && !pings_paused_.load(std::memory_order_relaxed) &&
                       Clock::now() - last_ping >= std::chrono::seconds(period);
+    std::vector<std::shared_ptr<net::Link>> release;  // (as Guard: links let go with mu_ free)
+    release.swap(keep_);
     lock.unlock();
+    release.clear();
     for (auto& fn : fire) fn();
     if (ping) {
       last_ping = Clock::now();

@@ -207,6 +207,9 @@ class ReplicationFeed {
                                        std::shared_ptr<net::Link> link, std::string ip, int64_t port);
   /// REPLCONF ACK.
   void Ack(Replica& r, uint64_t offset, int64_t now_ms);
+  /// The replica's connection read something (a newline a loading replica sends each second, an
+  /// ack): it is alive at `now_ms`, as Redis's repl_ack_time.
+  void Heard(Replica& r, int64_t now_ms);
   /// Replicas that acked at least `offset` (WAIT).
   size_t CountAcked(uint64_t offset) const;
   /// Online replicas whose last ack is at most `max_lag_s` whole seconds old at `now_ms` (steady
@@ -228,6 +231,9 @@ class ReplicationFeed {
   /// repl-ping-replica-period (seconds): the timer appends a PING this often while replicas are
   /// attached, so they see the link alive.
   void set_ping_period(int64_t seconds) { ping_period_s_.store(seconds, std::memory_order_relaxed); }
+  /// repl-timeout (seconds): the timer drops an online replica heard nothing from for longer
+  /// (Redis's "Disconnecting timedout replica (streaming sync)").
+  void set_timeout(int64_t seconds) { timeout_s_.store(seconds, std::memory_order_relaxed); }
   /// While a FAILOVER waits for a replica to ack the whole stream, no PING goes into it.
   void set_pings_paused(bool on) { pings_paused_.store(on, std::memory_order_relaxed); }
 
@@ -307,6 +313,9 @@ class ReplicationFeed {
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;
   std::atomic<int64_t> ping_period_s_{10};
+  std::atomic<int64_t> timeout_s_{60};
+  // Timer thread, under mu_: drops online replicas silent past timeout_s_.
+  void DropSilentLocked(int64_t now_ms);
   std::atomic<bool> pings_paused_{false};
   std::atomic<uint64_t> hard_limit_{256ull << 20};
   std::atomic<uint64_t> soft_limit_{64ull << 20};

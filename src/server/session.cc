@@ -1554,6 +1554,7 @@ net::Outcome ClientSession::EndOfInput() {
                              std::memory_order_relaxed);
   FlushCounters();
   RefreshLimits();
+  if (replica_) server_.repl.Heard(*replica_, MonoMs());  // alive (repl-timeout): an ack, or a loading one's newline
   if (steps_.empty()) return net::Outcome::kDone;
   return Submit(false);
 }

@@ -837,6 +837,56 @@ class KegReplicaTest(unittest.TestCase):
                     got += chunk
                 sock.close()
 
+    def test_a_silent_online_replica_is_dropped_after_repl_timeout(self):
+        """As Redis 7.0 (keg and redis-server side by side): an online replica from which nothing
+        comes (no REPLCONF ACK, no newline) for longer than repl-timeout is disconnected and no
+        longer listed; one that sends only newlines (what a replica loading a large snapshot
+        sends each second) stays. (keg kept a silent replica listed for ever.)"""
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                s = (kegtest.keg if kind == "keg" else kegtest.redis)("--repl-timeout", "2")
+                self.servers.append(s)
+                p = redis.Redis(port=s.port)
+                p.set("k", "v")
+
+                def attach():
+                    sock = socket.create_connection(("127.0.0.1", s.port))
+                    sock.settimeout(10)
+                    sock.sendall(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")  # no capa eof: `$<len>` framing
+                    data = b""
+                    while True:
+                        data += sock.recv(65536)
+                        body = data.lstrip(b"\n")
+                        if body.count(b"\r\n") >= 2:
+                            length = int(body.split(b"\r\n")[1][1:])
+                            if len(body.split(b"\r\n", 2)[2]) >= length:
+                                break
+                    sock.sendall(b"*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n$1\r\n0\r\n")
+                    wait_until("the replica online", lambda: p.info("replication").get("connected_slaves") == 1
+                               and p.info("replication")["slave0"]["state"] == "online")
+                    return sock
+
+                talker = attach()
+                deadline = time.time() + 5
+                while time.time() < deadline:  # newlines only, for more than repl-timeout
+                    talker.sendall(b"\n")
+                    time.sleep(0.5)
+                self.assertEqual(p.info("replication")["connected_slaves"], 1)
+                talker.close()
+                wait_until("the closed one gone", lambda: p.info("replication")["connected_slaves"] == 0)
+                silent = attach()
+                t0 = time.time()
+                wait_until("the silent replica dropped", lambda: p.info("replication")["connected_slaves"] == 0,
+                           timeout=15)
+                self.assertGreater(time.time() - t0, 1.5)
+                silent.settimeout(5)
+                try:
+                    while silent.recv(65536):  # (the stream's PINGs, then the close)
+                        pass
+                except ConnectionResetError:
+                    pass
+                silent.close()
+
     def hammer(self, port, stop, wait_every=0):
         """Pipelines of INCR ctr and SET k<i> on `port` until `stop`; with `wait_every`, a WAIT 1 10
         after every that many pipelines (its GETACK goes into the stream)."""

@@ -88,11 +88,18 @@ class Server:
             time.sleep(0.01)
 
     def stop(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout=300)
-        except subprocess.TimeoutExpired:
+        # SIGTERM again every 10 s (a redis-server replica was seen to miss the first one, and
+        # stayed up), SIGKILL after 300 s.
+        for _ in range(30):
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+                break
+            except subprocess.TimeoutExpired:
+                pass
+        else:
             self.proc.kill()
+            self.proc.wait()
         self.log.close()
 
     def status_kb(self, field):
