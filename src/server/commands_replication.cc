@@ -1,11 +1,16 @@
 // Redis's replication protocol, the primary's commands (issue 19; docs/server.md,
 // "Replication"): SYNC / PSYNC (a full sync: the RDB snapshot, then the stream; or a partial
 // resync from the backlog), REPLCONF, ROLE and WAIT. The stream itself is replication.h's.
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <condition_variable>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -155,18 +160,20 @@ std::string ReplicaIp(const ClientSession& client) {
 
 // A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
 // a replica that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
-// characters. The file goes in pieces as it is built (WriteRdbSnapshot's drain), this job waiting
-// while more than 16 MiB of it is unsent, so the primary never holds the whole file. Runs on a
-// background job; the link's own work is posted to its I/O thread (`keep` holds it, and so
-// `client`).
+// characters. The file goes in pieces as it is built (WriteRdbSnapshot's drain), written to the
+// socket by this job itself (a dup of the link's descriptor, once the I/O thread sent the first
+// line): the I/O thread, which serves other clients, does none of that work, and the primary never
+// holds more than a piece of the file. Meanwhile the link writes nothing (its command has not
+// finished); the end mark goes through it again. Runs on a background job; the link's own work is
+// posted to its I/O thread (`keep` holds it, and so `client`).
 void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& keep, ServerState* server, bool psync,
                     bool rdb_only) {
   constexpr size_t kCheckEvery = size_t{4} << 20;
-  constexpr size_t kMaxUnsent = size_t{16} << 20;
   const std::string mark = RandomHex40();
   std::shared_ptr<Replica> replica;
   bool started = false;  // the framing's first line is on its way
-  // What the I/O thread says of the link: how much is unsent, whether it closed.
+  // What the I/O thread says of the link: how much of its output is unsent, whether it closed,
+  // and (once asked for, with nothing unsent) a duplicate of its descriptor.
   struct Flow {
     std::mutex mu;
     std::condition_variable cv;
@@ -174,61 +181,87 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
     uint64_t answered = 0;
     size_t unsent = 0;
     bool closed = false;
+    int fd = -1;
   };
   auto flow = std::make_shared<Flow>();
-  // Until the link has at most kMaxUnsent bytes unsent (true), or closed, or a replica that
-  // stopped reading for repl-timeout, or shutdown (false: the snapshot stops, the link closes).
   int64_t timeout_s = 60;
   {
     std::lock_guard lock(server->config_mu);
     timeout_s = server->config.repl_timeout;
   }
-  auto wait_for_room = [&]() -> bool {
-    const auto since = std::chrono::steady_clock::now();
-    for (;;) {
-      uint64_t ticket = 0;
-      {
-        std::lock_guard lock(flow->mu);
-        ticket = ++flow->asked;
-      }
-      keep->Post([client, flow, ticket] {
-        const size_t unsent = client->link().out().size();
-        const bool closed = client->link().closed();
-        std::lock_guard lock(flow->mu);
-        flow->unsent = unsent;
-        flow->closed = closed;
-        flow->answered = ticket;
-        flow->cv.notify_all();
-      });
-      std::unique_lock lock(flow->mu);
-      while (!flow->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return flow->answered >= ticket; })) {
-        if (!server->ready.load(std::memory_order_acquire)) return false;  // shutting down
-      }
-      if (flow->closed) return false;
-      if (flow->unsent <= kMaxUnsent) return true;
-      lock.unlock();
-      if (!server->ready.load(std::memory_order_acquire)) return false;
-      if (std::chrono::steady_clock::now() - since > std::chrono::seconds(timeout_s)) {
-        spdlog::warn("replication: replica {} left more than 16 MiB of its snapshot unread for {} s; closing",
-                     client->peer(), timeout_s);
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  // Asks the I/O thread about the link (and, with `want_fd`, for the descriptor once nothing is
+  // unsent). False when it closed or the server shuts down.
+  auto ask = [&](bool want_fd) -> bool {
+    uint64_t ticket = 0;
+    {
+      std::lock_guard lock(flow->mu);
+      ticket = ++flow->asked;
     }
+    keep->Post([client, flow, ticket, want_fd] {
+      const size_t unsent = client->link().out().size();
+      const bool closed = client->link().closed();
+      const int fd = want_fd && !closed && unsent == 0 ? ::fcntl(client->link().fd(), F_DUPFD_CLOEXEC, 0) : -1;
+      std::lock_guard lock(flow->mu);
+      flow->unsent = unsent;
+      flow->closed = closed;
+      if (fd >= 0) flow->fd = fd;
+      flow->answered = ticket;
+      flow->cv.notify_all();
+    });
+    std::unique_lock lock(flow->mu);
+    while (!flow->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return flow->answered >= ticket; })) {
+      if (!server->ready.load(std::memory_order_acquire)) return false;  // shutting down
+    }
+    return !flow->closed && server->ready.load(std::memory_order_acquire);
+  };
+  int fd = -1;  // this job's descriptor of the socket, once the first line was sent
+  auto give_up = [&](std::string_view why) {
+    spdlog::warn("replication: replica {} {}; closing", client->peer(), why);
+    return false;
+  };
+  // Writes `bytes` whole: waits (poll) while the socket is full, up to repl-timeout without progress.
+  auto send_all = [&](std::string_view bytes) -> bool {
+    auto last_progress = std::chrono::steady_clock::now();
+    while (!bytes.empty()) {
+      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        bytes.remove_prefix(static_cast<size_t>(n));
+        last_progress = std::chrono::steady_clock::now();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
+        return give_up(std::string("hung up during its snapshot (") + std::strerror(errno) + ")");
+      }
+      pollfd p{fd, POLLOUT, 0};
+      (void)::poll(&p, 1, 100);
+      if (!server->ready.load(std::memory_order_acquire)) return false;  // shutting down
+      if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(timeout_s)) {
+        return give_up("left the rest of its snapshot unread for " + std::to_string(timeout_s) + " s");
+      }
+    }
+    return true;
   };
   size_t since_check = 0;
   auto drain = [&](std::string* out) -> bool {
-    auto piece = std::make_shared<std::string>(std::move(*out));
+    if (fd < 0) {  // the first piece: once the I/O thread sent the first line
+      for (;;) {
+        if (!ask(true)) return false;
+        std::lock_guard lock(flow->mu);
+        if (flow->fd >= 0) {
+          fd = flow->fd;
+          break;
+        }
+        if (flow->unsent == 0) return give_up("cannot be sent its snapshot (its descriptor could not be duplicated)");
+      }
+    }
+    const bool ok = send_all(*out);
+    since_check += out->size();
     out->clear();
-    keep->Post([client, piece] {
-      if (client->link().closed()) return;
-      client->link().out().Raw(*piece, piece);  // sent from the piece, not copied
-      client->link().Flush();
-    });
-    since_check += piece->size();
+    if (!ok) return false;
     if (since_check < kCheckEvery) return true;
     since_check = 0;
-    return wait_for_room();
+    return ask(false);  // (a CLIENT KILL closes the link, not this descriptor)
   };
   std::string buffer;
   const store::Status s = WriteRdbSnapshot(*server, &buffer, [&] {
@@ -246,6 +279,7 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
       client->link().Flush();
     });
   }, drain);
+  if (fd >= 0) ::close(fd);  // (the link's own descriptor closes with it)
   keep->Post([client, server, s, replica, started, mark] {
     if (!s.ok()) {
       if (replica) server->repl.Remove(replica.get());
@@ -342,8 +376,11 @@ void SyncCommand(Ctx& c) {
   }
   auto job = [client, keep, server, psync, rdb_only, eof] {
     server->jobs.Run([client, keep, server, psync, rdb_only, eof] {
-      // Below the I/O threads and the writer (nice 10, this thread only): on a machine with few
-      // cores the clients' commands go first, the snapshot takes what is left.
+      // Below the I/O threads and the writer (nice 10, this thread of its own only): on a
+      // machine with few cores the clients' commands go first, the snapshot takes what is left.
+      // (Not SCHED_IDLE: on a saturated primary it would starve, and the full sync with it.
+      // One run with it, the replica under SCHED_IDLE too, still had the primary's p99 during a
+      // 10M-key sync at 4x its steady p99, 2026-12-03.)
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
       if (eof) return StreamSnapshot(client, keep, server, psync, rdb_only);
       auto rdb = std::make_shared<std::string>();

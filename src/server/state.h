@@ -151,9 +151,6 @@ class ErrorStats {
   std::unordered_map<std::string, uint64_t> counts_;
 };
 
-/// CLIENT PAUSE / UNPAUSE. A command that must wait parks its connection here (returning
-/// kWaitThenRetry); every parked connection is resumed on its I/O thread when the pause ends, at
-/// CLIENT UNPAUSE or at the end time (a timer thread), and runs the command again.
 /// Threads doing one long job each (a SYNC's snapshot) that shutdown waits for before the store
 /// closes. Thread: any.
 class BackgroundJobs {
@@ -183,6 +180,9 @@ class BackgroundJobs {
   int running_ = 0;
 };
 
+/// CLIENT PAUSE / UNPAUSE. A command that must wait parks its connection here (returning
+/// kWaitThenRetry); every parked connection is resumed on its I/O thread when the pause ends, at
+/// CLIENT UNPAUSE or at the end time (a timer thread), and runs the command again.
 class PauseState {
  public:
   PauseState() = default;
