@@ -550,8 +550,9 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
       reply = error;
       return fail("sync (loading the snapshot)");
     }
-    // (A newer generation follows another primary: this snapshot's history is not taken. Load
-    // forgot the one before, so the next PSYNC asks for a full sync.)
+    // (A newer generation follows another primary: this snapshot's history is not taken. A load
+    // that did change the data set forgot the history before, so the next PSYNC asks for a full
+    // sync; one into the staging databases left both as they were.)
     if (!Current(gen)) return;
     server_.repl.Activate();
     server_.repl.StartHistory(new_id, static_cast<uint64_t>(off));
@@ -636,34 +637,45 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
 
 std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
   constexpr const char* kStale = "interrupted: this server follows another primary now, or none";
-  // Checked whole first (magic, CRC64, the framing of every entry; objects other than strings
-  // decoded): a bad snapshot leaves the data set as it was. (String values are decoded only by the
-  // apply pass: one whose bytes the CRC64 covers yet whose LZF data does not decompress, or one of
-  // a primary not writing checksums, fails the sync with part of it applied.)
+  store::Store& st = *server_.store;
   const uint64_t max_len = static_cast<uint64_t>(server_.proto_max_bulk_len.load(std::memory_order_relaxed));
-  uint64_t keys = 0;
-  rdb::FileVisitor count;
-  count.function = [](std::string) { return true; };
-  count.skim_strings = true;  // (the CRC64 covers their bytes; what the apply pass decodes, it checks)
-  bool stale = false;
-  count.key = [&](uint32_t db, std::string, rdb::Loaded, int64_t) {
-    if (++keys % 65536 == 0 && !Current(gen)) {
-      stale = true;
-      return false;
-    }
-    return db < server_.store->Databases();
-  };
-  const rdb::LoadResult checked = rdb::LoadFile(rdb, max_len, count);
-  if (stale || !Current(gen)) return kStale;
-  if (const rdb::LoadResult r = checked; r != rdb::LoadResult::kOk) {
+  auto invalid = [](rdb::LoadResult r) -> std::string {
     return r == rdb::LoadResult::kUnsupportedType ? "it holds a type keg does not have (a stream, module data)"
                                                   : "it is not a valid RDB file (format or checksum)";
+  };
+  // With staging databases (up to 128 databases, docs/format.md): one pass into them, swapped in
+  // for the data set at the end in one group. The data set changes all at once or not at all: a
+  // bad snapshot, an interruption or a crash leaves it (and this server's history) as it was, and
+  // meanwhile clients read it (replica-serve-stale-data), as Redis's repl-diskless-load swapdb.
+  const uint32_t base = st.StagingBase();
+  uint64_t keys = 0;
+  bool stale = false;
+  if (base == 0) {
+    // Without them: checked whole first (magic, CRC64, the framing of every entry; objects other
+    // than strings decoded), then the data set is replaced in place. (A string whose bytes the
+    // CRC64 covers yet whose LZF data does not decompress, or a crash during the load, leaves
+    // part of it applied; the history is forgotten first, so the next sync is a full one.)
+    rdb::FileVisitor count;
+    count.function = [](std::string) { return true; };
+    count.skim_strings = true;
+    count.key = [&](uint32_t db, std::string, rdb::Loaded, int64_t) {
+      if (++keys % 65536 == 0 && !Current(gen)) {
+        stale = true;
+        return false;
+      }
+      return db < st.Databases();
+    };
+    const rdb::LoadResult checked = rdb::LoadFile(rdb, max_len, count);
+    if (stale || !Current(gen)) return kStale;
+    if (checked != rdb::LoadResult::kOk) return invalid(checked);
+    server_.repl.ForgetHistory();
+    store::WriteBatch flush;
+    flush.DeleteAll();
+    if (store::Status s = st.WriteSync(std::move(flush)); !s.ok()) return s.ToString();
+    keys = 0;
+  } else if (store::Status s = st.BeginStaging(); !s.ok()) {
+    return "preparing the staging databases: " + s.ToString();
   }
-  // Then the data set is replaced: FLUSHALL, the libraries, the keys in batches.
-  server_.repl.ForgetHistory();
-  store::WriteBatch flush;
-  flush.DeleteAll();
-  if (store::Status s = server_.store->WriteSync(std::move(flush)); !s.ok()) return s.ToString();
   std::vector<std::string> codes;
   store::WriteBatch batch;
   size_t in_batch = 0;
@@ -685,7 +697,7 @@ std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
       cv.wait(lock, [&] { return in_flight < 4; });
       ++in_flight;
     }
-    server_.store->Write(std::move(batch), [&](const store::Status& s, std::vector<store::OpResult>) {
+    st.Write(std::move(batch), [&](const store::Status& s, std::vector<store::OpResult>) {
       std::lock_guard lock(mu);
       if (!s.ok() && failed.ok()) failed = s;
       --in_flight;
@@ -698,12 +710,19 @@ std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
     std::lock_guard lock(mu);
     return failed.ok();
   };
+  bool bad_db = false;
   rdb::FileVisitor apply;
   apply.function = [&](std::string code) {
     codes.push_back(std::move(code));
     return true;
   };
   apply.key = [&](uint32_t db, std::string key, rdb::Loaded value, int64_t at) {
+    if (db >= st.Databases()) {  // not a database here
+      bad_db = true;
+      return false;
+    }
+    db += base;
+    ++keys;
     if (value.type == store::format::kTypeString) {  // most keys: a plain put, no Txn
       batch.SelectDb(db);
       batch.Put(std::move(key), std::move(value.value), at);
@@ -714,21 +733,41 @@ std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
     if (++in_batch == 1000) write();
     return ok() && !stale;
   };
-  (void)rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/false);  // checked above
-  write();
+  // (In place: checked above. Staged: the CRC64 is checked before the first key.)
+  const rdb::LoadResult loaded = rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/base != 0);
+  if (loaded == rdb::LoadResult::kOk) write();
+  std::string error;
   {
     std::unique_lock lock(mu);
     cv.wait(lock, [&] { return in_flight == 0; });  // (the callbacks use this frame)
-    if (!failed.ok()) return failed.ToString();
+    if (!failed.ok()) error = failed.ToString();
   }
-  if (stale) return kStale;
-  std::string error = server_.scripts->functions().Flush();
+  if (error.empty() && (stale || !Current(gen))) error = kStale;
+  if (error.empty() && bad_db) error = "it holds a database past `databases`";
+  if (error.empty() && loaded != rdb::LoadResult::kOk) error = invalid(loaded);
+  if (base != 0) {
+    if (!error.empty()) {
+      if (store::Status s = st.EndStaging(false); !s.ok()) {
+        spdlog::warn("replication: emptying the staging databases: {}", s.ToString());
+      }
+      return error;
+    }
+    // (history_mu_ is held: no promotion or other sync runs between the check above and here.)
+    server_.repl.ForgetHistory();
+    if (store::Status s = st.EndStaging(true); !s.ok()) {
+      return s.IsAborted() ? "a FLUSHALL ran during the load" : "swapping the loaded data set in: " + s.ToString();
+    }
+  } else if (!error.empty()) {
+    return error;
+  }
+  error = server_.scripts->functions().Flush();
   for (const std::string& code : codes) {
     std::string name;
     if (error.empty()) error = server_.scripts->functions().Load(code, true, &name);
   }
   if (!error.empty()) return "loading its function libraries: " + error;
-  spdlog::info("replication: loaded {} keys and {} function libraries", keys, codes.size());
+  spdlog::info("replication: loaded {} keys and {} function libraries{}", keys, codes.size(),
+               base != 0 ? " (into the staging databases, then swapped in)" : "");
   return "";
 }
 

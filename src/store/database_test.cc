@@ -298,19 +298,118 @@ TEST_F(DatabaseTest, FewerDatabasesThanTheDirectoryHoldsIsRefused) {
   options_.databases = 21;
   Open();
   EXPECT_EQ(Get(20, "k"), "v");
-  // A SWAPDB with a database past the new count is refused too, though that database holds nothing.
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  // A SWAPDB with a database past the new count's physical ones (16 and their 16 staging
+  // databases) is refused too, though that database holds nothing.
+  options_.databases = 40;
+  Open();
   WriteBatch b;
-  b.SelectDb(20);
-  b.Delete("k");  // nothing of database 20 left ...
-  b.SwapDb(3, 20);  // ... but the map names it
+  b.SelectDb(35);
+  b.Put("k", "v");
+  b.Delete("k");  // nothing of database 35 left ...
+  b.SwapDb(3, 35);  // ... but the map names it
   Write(std::move(b));
-  ASSERT_TRUE(store_->CompactSync().ok());  // no record of database 20 survives, the swap's does
+  ASSERT_TRUE(store_->CompactSync().ok());  // no record of database 35 survives, the swap's does
   ASSERT_TRUE(store_->Close().ok());
   store_.reset();
   options_.databases = 16;
   st = Store::Open(options_, &s);
   EXPECT_FALSE(st.ok());
   EXPECT_NE(st.ToString().find("more databases"), std::string::npos) << st.ToString();
+}
+
+// The staging databases (a replica's full sync): a load there is invisible to readers and
+// snapshots until EndStaging swaps it in, all at once; a crash during it (the note left) loses
+// only the load; a FLUSHALL during it refuses the swap.
+TEST_F(DatabaseTest, StagingIsSwappedInWholeOrNotAtAll) {
+  Open();
+  const uint32_t base = store_->StagingBase();
+  ASSERT_EQ(base, 16u);
+  ASSERT_EQ(store_->Databases(), 16u);
+  Put(0, "old", "1");
+  Put(3, "old3", "1");
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  EXPECT_TRUE(fs::exists(dir_ / "STAGING"));
+  Put(base + 0, "new", "2");
+  Put(base + 5, "new5", "2");
+  EXPECT_EQ(Get(0, "old"), "1");  // readers see the old data set meanwhile
+  EXPECT_EQ(Get(0, "new"), "<missing>");
+  EXPECT_EQ(store_->KeyCount(0), 1u);
+  size_t in_snapshot = 0;
+  ASSERT_TRUE(store_->VisitSnapshot([] {}, [&](const SnapshotItem&) { return ++in_snapshot, true; }).ok());
+  EXPECT_EQ(in_snapshot, 2u);  // the visible keys only
+  ASSERT_TRUE(store_->EndStaging(true).ok());
+  EXPECT_FALSE(fs::exists(dir_ / "STAGING"));
+  EXPECT_EQ(Get(0, "new"), "2");
+  EXPECT_EQ(Get(5, "new5"), "2");
+  EXPECT_EQ(Get(0, "old"), "<missing>");
+  EXPECT_EQ(Get(3, "old3"), "<missing>");
+  for (uint32_t db = base; db < 2 * base; ++db) EXPECT_EQ(store_->KeyCount(db), 0u) << db;
+  Reopen();
+  EXPECT_EQ(Get(0, "new"), "2");
+  EXPECT_EQ(Get(5, "new5"), "2");
+  EXPECT_EQ(Get(0, "old"), "<missing>");
+  EXPECT_EQ(store_->KeyCount(base + 0), 0u);
+
+  // Interrupted (the store closes with the note there, as after a crash): the next Open keeps
+  // the data set and discards the load.
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  Put(base + 0, "partial", "3");
+  Reopen();
+  EXPECT_EQ(Get(0, "new"), "2");
+  EXPECT_EQ(Get(0, "partial"), "<missing>");
+  EXPECT_EQ(store_->KeyCount(base + 0), 0u);
+  EXPECT_FALSE(fs::exists(dir_ / "STAGING"));
+  // ... but not under another `databases` (its staging databases are other ones).
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  Put(base + 0, "partial", "3");
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  options_.databases = 20;
+  std::unique_ptr<Store> s;
+  Status st = Store::Open(options_, &s);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("databases 16"), std::string::npos) << st.ToString();
+  options_.databases = 16;
+  Open();
+  EXPECT_EQ(Get(0, "partial"), "<missing>");
+
+  // A FLUSHALL during the load empties the staging databases too: the swap is refused.
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  Put(base + 0, "lost", "4");
+  WriteBatch flush;
+  flush.DeleteAll();
+  Write(std::move(flush));
+  Put(0, "after-flush", "5");
+  EXPECT_TRUE(store_->EndStaging(true).IsAborted());
+  EXPECT_EQ(Get(0, "after-flush"), "5");
+  EXPECT_EQ(Get(0, "lost"), "<missing>");
+  EXPECT_FALSE(fs::exists(dir_ / "STAGING"));
+
+  // EndStaging(false): the load is dropped, the data set stays.
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  Put(base + 1, "dropped", "6");
+  ASSERT_TRUE(store_->EndStaging(false).ok());
+  EXPECT_EQ(Get(0, "after-flush"), "5");
+  EXPECT_EQ(Get(1, "dropped"), "<missing>");
+  EXPECT_EQ(store_->KeyCount(base + 1), 0u);
+}
+
+// Keys in a staging database without the note are a visible database's of a directory written
+// with more databases: refused, as before there were staging databases.
+TEST_F(DatabaseTest, KeysInAStagingDatabaseWithoutTheNoteAreRefused) {
+  options_.databases = 8;
+  Open();
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  Put(8 + 2, "k", "v");
+  ASSERT_TRUE(store_->Close().ok());
+  store_.reset();
+  fs::remove(dir_ / "STAGING");
+  std::unique_ptr<Store> s;
+  Status st = Store::Open(options_, &s);
+  EXPECT_FALSE(st.ok());
+  EXPECT_NE(st.ToString().find("at least 11"), std::string::npos) << st.ToString();
 }
 
 // Expired keys of every database are reclaimed by the active cycle, and named with their database.

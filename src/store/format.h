@@ -220,6 +220,9 @@ const char* RecordCheckName(RecordCheck check);
 // ---- File names ------------------------------------------------------------------------------
 
 constexpr std::string_view kLockFileName = "LOCK";
+/// Present while a load into the staging databases is under way (Store::BeginStaging): it holds
+/// "databases <n>\n", the count the load ran under.
+constexpr std::string_view kStagingFileName = "STAGING";
 constexpr std::string_view kDataSuffix = ".data";
 constexpr std::string_view kHintSuffix = ".hint";
 constexpr std::string_view kTempSuffix = ".tmp";

@@ -199,7 +199,10 @@ std::vector<std::shared_ptr<DataFile>> FileTable::Snapshot() const {
 
 StoreImpl::StoreImpl(const Options& options) : options_(options) {
   const uint64_t seed = options.hash_seed != 0 ? options.hash_seed : RandomSeed();
-  const uint32_t n = std::clamp<uint32_t>(options.databases, 1, 256);
+  const uint32_t visible = std::clamp<uint32_t>(options.databases, 1, 256);
+  visible_dbs_ = visible;
+  // As many staging databases behind them while that fits the record's db byte (docs/format.md).
+  const uint32_t n = visible <= 128 ? visible * 2 : visible;
   for (uint32_t i = 0; i < n; ++i) {
     keydirs_.push_back(std::make_unique<Keydir>(seed));
     db_map_[i].store(static_cast<uint8_t>(i), std::memory_order_relaxed);
@@ -242,6 +245,8 @@ Status StoreImpl::OpenImpl() {
     return Status::FromErrno("lock", lock_path, -1, err);
   }
   Status s = Recover();
+  bool staging_leftover = false;
+  if (s.ok()) s = CheckStaging(&staging_leftover);
   if (s.ok()) s = CreateActiveFile(options_.max_file_size);
   if (!s.ok()) {
     close(lock_fd_);
@@ -262,7 +267,87 @@ Status StoreImpl::OpenImpl() {
     (void)setpriority(PRIO_PROCESS, static_cast<id_t>(::gettid()), 5);
     BackgroundLoop();
   });
+  if (staging_leftover) {
+    spdlog::warn("recovery: a replica's full sync was interrupted (its staging databases hold part of it); "
+                 "discarding that part");
+    if (Status e = EndStaging(false); !e.ok()) spdlog::warn("recovery: emptying the staging databases: {}", e.ToString());
+  }
   return Status::OK();
+}
+
+Status StoreImpl::CheckStaging(bool* leftover) {
+  *leftover = false;
+  const uint32_t base = StagingBase();
+  uint32_t last = 0;  // the last logical database past the visible ones holding keys, plus one
+  for (uint32_t db = visible_dbs_; db < keydirs_.size(); ++db) {
+    if (keydirs_[db_map_[db].load(std::memory_order_relaxed)]->Size() > 0) last = db + 1;
+  }
+  const std::string note_path = options_.dir + "/" + std::string(format::kStagingFileName);
+  std::string note;
+  if (const int fd = ::open(note_path.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+    char buf[64];
+    const ssize_t n = ::read(fd, buf, sizeof(buf));
+    ::close(fd);
+    note.assign(buf, n > 0 ? static_cast<size_t>(n) : 0);
+    if (note.empty()) note = "?";
+  } else if (errno != ENOENT) {
+    return Status::FromErrno("open", note_path, -1, errno);
+  }
+  if (note.empty()) {
+    if (last == 0) return Status::OK();
+    return Status::InvalidArgument("data directory " + options_.dir + " holds keys of database " +
+                                   std::to_string(last - 1) + ": set `databases` to at least " + std::to_string(last));
+  }
+  if (base == 0 || note != "databases " + std::to_string(visible_dbs_) + "\n") {
+    return Status::InvalidArgument("data directory " + options_.dir + " holds part of a replica's full sync that was "
+                                   "interrupted under other settings (" + format::kStagingFileName.data() +
+                                   " says: " + note.substr(0, note.find('\n')) + "): start with that `databases` "
+                                   "once to discard it");
+  }
+  *leftover = true;
+  return Status::OK();
+}
+
+Status StoreImpl::EmptyStaging() {
+  WriteBatch b;
+  for (uint32_t i = 0; i < visible_dbs_; ++i) {
+    b.SelectDb(StagingBase() + i);
+    b.DeleteDb();
+  }
+  return WriteSync(std::move(b), nullptr);
+}
+
+Status StoreImpl::BeginStaging() {
+  if (StagingBase() == 0) return Status::InvalidArgument("no staging databases (more than 128 databases)");
+  // The note first: a crash after it and before the load's first key leaves nothing to discard.
+  Status s = io::ReplaceFile(options_.dir + "/" + std::string(format::kStagingFileName),
+                             "databases " + std::to_string(visible_dbs_) + "\n");
+  if (s.ok()) s = EmptyStaging();
+  staging_flushes_ = FlushAlls();  // (EmptyStaging is FLUSHDBs: a FLUSHALL from now on counts)
+  return s;
+}
+
+Status StoreImpl::EndStaging(bool swap_in) {
+  if (StagingBase() == 0) return Status::InvalidArgument("no staging databases (more than 128 databases)");
+  Status s;
+  if (swap_in) {
+    WriteBatch b;
+    const uint64_t flushes = staging_flushes_;
+    b.SetPrecondition([this, flushes](const WriteBatch&, const WriteBatch::KeyProbe&) { return FlushAlls() == flushes; });
+    for (uint32_t i = 0; i < visible_dbs_; ++i) b.SwapDb(i, StagingBase() + i);
+    for (uint32_t i = 0; i < visible_dbs_; ++i) {
+      b.SelectDb(StagingBase() + i);
+      b.DeleteDb();
+    }
+    s = WriteSync(std::move(b), nullptr);
+  }
+  if (!swap_in || s.IsAborted()) {
+    if (Status e = EmptyStaging(); !e.ok() && s.ok()) s = e;
+  }
+  if (s.ok() || s.IsAborted()) {
+    if (Status e = io::RemoveFile(options_.dir + "/" + std::string(format::kStagingFileName)); !e.ok() && s.ok()) s = e;
+  }
+  return s;
 }
 
 Status StoreImpl::Close() {
@@ -1307,6 +1392,7 @@ void StoreImpl::MoveKey(const WriteBatch::Op& op, uint8_t from, uint8_t to, OpRe
 }
 
 void StoreImpl::DeleteAllKeys(OpResult* result) {
+  flush_alls_.fetch_add(1, std::memory_order_relaxed);
   // One FLUSHALL record: everything before it is deleted, at replay too. No key is read or written
   // one by one, so a flush of a data set larger than memory costs no disk read.
   bool any = false;
@@ -2222,7 +2308,7 @@ Status StoreImpl::VisitSnapshot(const std::function<void()>& at_moment,
     const auto start = std::chrono::steady_clock::now();
     now = NowMs();
     pinned = files_.Snapshot();
-    for (uint32_t db = 0; db < keydirs_.size(); ++db) {
+    for (uint32_t db = 0; db < visible_dbs_; ++db) {  // (not the staging databases)
       const Keydir& kd = *keydirs_[db_map_[db].load(std::memory_order_relaxed)];
       for (size_t shard = 0; shard < Keydir::kShards; ++shard) {
         kd.ForEachInShard(shard, [&](uint64_t, const Location& loc) {

@@ -576,8 +576,28 @@ class Store {
   virtual uint64_t ExpiringKeys(uint32_t db) const = 0;
   /// Number of keys of a database as of the last applied group (INFO keyspace). Any thread.
   virtual uint64_t KeyCount(uint32_t db) const = 0;
-  /// Options::databases.
+  /// Options::databases: the databases clients name (0 to Databases() - 1).
   virtual uint32_t Databases() const = 0;
+  /// The staging databases (a replica's full sync loads there, then swaps them in: docs/format.md):
+  /// as many as Databases(), from logical database StagingBase() on, reached like any other
+  /// through WriteBatch::SelectDb and the reads; never in a snapshot (VisitSnapshot). 0 when there
+  /// are none (more than 128 databases: the record's db byte has no room for them).
+  virtual uint32_t StagingBase() const = 0;
+  /// FLUSHALL ops run so far (this process): a load into the staging databases, which a FLUSHALL
+  /// empties too, checks it did not change before swapping them in. Any thread; on the writer
+  /// role (a batch's precondition), it counts every op before.
+  virtual uint64_t FlushAlls() const = 0;
+  /// A load into the staging databases (a replica's full sync): BeginStaging empties them and
+  /// notes in the directory that a load is under way (a crash leaves the note: the next Open
+  /// empties them again, and otherwise refuses a directory with keys there, as one written with
+  /// more databases). EndStaging(true) swaps them in for the visible ones, all in one group (readers
+  /// and recovery see the old data set or the new, never part of either), then empties them (the
+  /// old data set goes); Aborted, nothing swapped, when a FLUSHALL ran since BeginStaging (it
+  /// emptied them too). EndStaging(false) empties them. Either way the note goes. Synchronous,
+  /// through the writer; the caller runs one load at a time. InvalidArgument without staging
+  /// databases (StagingBase 0).
+  virtual Status BeginStaging() = 0;
+  virtual Status EndStaging(bool swap_in) = 0;
 
   // Large collections (docs/types.md): a key whose ValueView has kind kKindHead holds a collection
   // stored per element; its value is the incarnation (format::IncarnationOf) these calls take.

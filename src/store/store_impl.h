@@ -78,7 +78,11 @@ class StoreImpl final : public Store {
   bool RandomKey(uint32_t db, std::string* key) const override;
   uint64_t ExpiringKeys(uint32_t db) const override;
   uint64_t KeyCount(uint32_t db) const override;
-  uint32_t Databases() const override { return static_cast<uint32_t>(keydirs_.size()); }
+  uint32_t Databases() const override { return visible_dbs_; }
+  uint32_t StagingBase() const override { return keydirs_.size() > visible_dbs_ ? visible_dbs_ : 0; }
+  uint64_t FlushAlls() const override { return flush_alls_.load(std::memory_order_relaxed); }
+  Status BeginStaging() override;
+  Status EndStaging(bool swap_in) override;
   Status GetElement(uint64_t inc, std::string_view member, ValueView* out) const override;
   uint64_t ElementCount(uint64_t inc) const override;
   Status VisitSnapshot(const std::function<void()>& at_moment,
@@ -429,8 +433,17 @@ class StoreImpl final : public Store {
 
   const Options options_;
   int lock_fd_ = -1;
-  // One keydir per physical database; a record's db byte names its keydir for ever.
+  // One keydir per physical database; a record's db byte names its keydir for ever. The first
+  // visible_dbs_ logical databases are the clients'; the rest (as many, when they fit) are the
+  // staging databases (StagingBase).
   std::vector<std::unique_ptr<Keydir>> keydirs_;
+  uint32_t visible_dbs_ = 0;
+  std::atomic<uint64_t> flush_alls_{0};  // FLUSHALL ops run (writer role), for FlushAlls
+  uint64_t staging_flushes_ = 0;          // FlushAlls at BeginStaging (the loading thread's)
+  // After recovery: keys in a staging database are a crashed load's when its note is there (then
+  // *leftover), else the directory's refusal. Empties them with a batch (writer running).
+  Status CheckStaging(bool* leftover);
+  Status EmptyStaging();
   // Logical database (as clients name it) -> physical, as applied (readers) ...
   std::array<std::atomic<uint8_t>, 256> db_map_{};
   // ... and as the group being built sees it (writer role), and physical -> logical as applied

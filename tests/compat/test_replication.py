@@ -647,6 +647,69 @@ class KegReplicaTest(unittest.TestCase):
         self.servers.append(again)
         return again, redis.Redis(port=again.port)
 
+    def staged_sync(self, keys=200000):
+        """A replica with a data set of its own (1,000 `old:<i>` keys in db 0, one in db 5), its
+        writer slowed (DEBUG APPLY-PAUSE), pointed at a primary of `keys` keys: (primary, p,
+        replica, r), the sync under way."""
+        primary, p = self.start()
+        p.execute_command("DEBUG", "POPULATE", keys, "new", 10)
+        replica, r = self.start()
+        pipe = r.pipeline(transaction=False)
+        for i in range(1000):
+            pipe.set(f"old:{i}", i)
+        pipe.execute()
+        r.execute_command("MOVE", "old:0", 5)
+        r.execute_command("DEBUG", "APPLY-PAUSE", 30)  # 1,000-key batches of the load: ~30 ms each
+        r.execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+        wait_until("the load to start", lambda: "full sync from" in replica.log_tail(), timeout=30)
+        return primary, p, replica, r
+
+    def test_a_full_sync_swaps_the_data_set_in_at_once(self):
+        """While a keg replica loads a full sync, its clients read its old data set whole; then the
+        new one, whole: never a mix, never an empty one (it loads into its staging databases and
+        swaps them in, as Redis's repl-diskless-load swapdb). (keg used to flush first and load in
+        place: DBSIZE 0, then growing.)"""
+        primary, p, replica, r = self.staged_sync()
+        seen = set()
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            n = r.dbsize()
+            seen.add(n)
+            if n == 200000:
+                break
+            self.assertEqual(n, 999, f"the replica's db 0 read {n} keys during its load (seen: {sorted(seen)})")
+            if r.get("old:1") != b"1":  # swapped in since the DBSIZE
+                self.assertEqual(r.dbsize(), 200000)
+                seen.add(200000)
+                break
+            time.sleep(0.02)
+        self.assertEqual(seen, {999, 200000})
+        self.assertIsNone(r.get("old:1"))
+        r.execute_command("DEBUG", "APPLY-PAUSE", 0)
+        wait_synced(p, r)
+        digests_equal(self, p, r)
+        r.execute_command("SELECT", 5)
+        self.assertEqual(r.dbsize(), 0)  # every database was replaced
+
+    def test_a_replica_killed_during_its_full_sync_keeps_its_data_set(self):
+        """SIGKILL a keg replica during the load of a full sync: restarted, it has its old data set
+        whole (the load's part is discarded, logged), then syncs again. (keg used to come back with
+        part of the new data set.)"""
+        primary, p, replica, r = self.staged_sync()
+        time.sleep(1.5)  # well into the load
+        replica.proc.kill()
+        replica.proc.wait()
+        replica, r = self.restart(replica)
+        self.assertEqual(r.dbsize(), 999)
+        self.assertEqual(r.get("old:1"), b"1")
+        self.assertIn("discarding that part", replica.log_tail())
+        r.execute_command("SELECT", 5)
+        self.assertEqual(r.dbsize(), 1)
+        r.execute_command("SELECT", 0)
+        r.execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+        wait_synced(p, r, timeout=120)
+        digests_equal(self, p, r)
+
     def test_restarts_resync_partially(self):
         # A replica and then a primary stopped cleanly come back where they were in the stream
         # (Redis's repl-id / repl-offset in its RDB): a partial resync, not a full one. A replica
