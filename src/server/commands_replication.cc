@@ -11,6 +11,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstring>
+#include <deque>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -160,11 +161,11 @@ std::string ReplicaIp(const ClientSession& client) {
 
 // A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
 // a replica that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
-// characters. The file goes in pieces as it is built (WriteRdbSnapshot's drain), written to the
-// socket by this job itself (a dup of the link's descriptor, once the I/O thread sent the first
-// line): the I/O thread, which serves other clients, does none of that work, and the primary never
-// holds more than a piece of the file. Meanwhile the link writes nothing (its command has not
-// finished); the end mark goes through it again. Runs on a background job; the link's own work is
+// characters. The file goes in 1 MiB pieces as it is built (WriteRdbSnapshot's drain), written to
+// the socket by a sender thread of this job's (a dup of the link's descriptor, once the I/O thread
+// sent the first line): the I/O thread, which serves other clients, does none of that work, and
+// the primary holds at most 8 pieces of the file. Meanwhile the link writes nothing (its command
+// has not finished); the end mark goes through it again. Runs on a background job; the link's own work is
 // posted to its I/O thread (`keep` holds it, and so `client`).
 void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& keep, ServerState* server, bool psync,
                     bool rdb_only) {
@@ -242,29 +243,70 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
     }
     return true;
   };
+  // The pieces go to a sender thread of this job's (nice 10 too), which writes them while this one
+  // builds the next: building and sending take a core each, as when the I/O thread sent them.
+  struct Queue {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::deque<std::string> pieces;  // at most kQueued
+    bool done = false;    // no more pieces (or abandon them: abort)
+    bool abort = false;
+    bool failed = false;  // the sender gave up: the replica hung up, or did not read
+  } q;
+  constexpr size_t kQueued = 8;
+  std::thread sender;
+  auto send_loop = [&] {
+    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+    for (;;) {
+      std::string piece;
+      {
+        std::unique_lock lock(q.mu);
+        q.cv.wait(lock, [&] { return !q.pieces.empty() || q.done; });
+        if (q.abort || q.pieces.empty()) return;
+        piece = std::move(q.pieces.front());
+        q.pieces.pop_front();
+        q.cv.notify_all();
+      }
+      if (!send_all(piece)) {
+        std::lock_guard lock(q.mu);
+        q.failed = true;
+        q.cv.notify_all();
+        return;
+      }
+    }
+  };
   size_t since_check = 0;
   auto drain = [&](std::string* out) -> bool {
     if (fd < 0) {  // the first piece: once the I/O thread sent the first line
       for (;;) {
         if (!ask(true)) return false;
-        std::lock_guard lock(flow->mu);
-        if (flow->fd >= 0) {
-          fd = flow->fd;
-          break;
+        {
+          std::lock_guard lock(flow->mu);
+          if (flow->fd >= 0) {
+            fd = flow->fd;
+            break;
+          }
+          if (flow->unsent == 0) return give_up("cannot be sent its snapshot (its descriptor could not be duplicated)");
         }
-        if (flow->unsent == 0) return give_up("cannot be sent its snapshot (its descriptor could not be duplicated)");
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the first line still on its way
       }
+      sender = std::thread(send_loop);
     }
-    const bool ok = send_all(*out);
     since_check += out->size();
+    {
+      std::unique_lock lock(q.mu);
+      q.cv.wait(lock, [&] { return q.pieces.size() < kQueued || q.failed; });
+      if (q.failed) return false;
+      q.pieces.push_back(std::move(*out));
+      q.cv.notify_all();
+    }
     out->clear();
-    if (!ok) return false;
     if (since_check < kCheckEvery) return true;
     since_check = 0;
     return ask(false);  // (a CLIENT KILL closes the link, not this descriptor)
   };
   std::string buffer;
-  const store::Status s = WriteRdbSnapshot(*server, &buffer, [&] {
+  const store::Status built = WriteRdbSnapshot(*server, &buffer, [&] {
     std::string head;
     if (!rdb_only) {
       // On the writer, between two groups: the snapshot is the stream up to here.
@@ -279,7 +321,21 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
       client->link().Flush();
     });
   }, drain);
+  bool send_failed = false;
+  if (sender.joinable()) {
+    {
+      std::lock_guard lock(q.mu);
+      q.done = true;
+      q.abort = !built.ok();  // (what is queued of a failed snapshot is not sent)
+      q.cv.notify_all();
+    }
+    // A failed one (the link closed, say): a sender waiting for room gives up now.
+    if (!built.ok()) (void)::shutdown(fd, SHUT_RDWR);
+    sender.join();  // the last pieces sent (or the sender gave up)
+    send_failed = q.failed;
+  }
   if (fd >= 0) ::close(fd);  // (the link's own descriptor closes with it)
+  const store::Status s = built.ok() && send_failed ? store::Status::Aborted() : built;
   keep->Post([client, server, s, replica, started, mark] {
     if (!s.ok()) {
       if (replica) server->repl.Remove(replica.get());

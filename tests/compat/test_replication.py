@@ -710,6 +710,24 @@ class KegReplicaTest(unittest.TestCase):
         wait_synced(p, r, timeout=120)
         digests_equal(self, p, r)
 
+    def test_past_128_databases_a_full_sync_loads_in_place(self):
+        """With more than 128 databases there are no staging databases (the record's db byte has
+        no room): the replica checks the snapshot whole and loads it in place; the data sets match,
+        databases past 128 included."""
+        primary, p = self.start("--databases", "200")
+        fill(p)
+        p.execute_command("SELECT", 150)
+        p.set("far", "away")
+        p.execute_command("SELECT", 0)
+        replica, r = self.start("--databases", "200")
+        r.set("mine", 1)
+        r.execute_command("REPLICAOF", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        digests_equal(self, p, r)
+        self.assertIsNone(r.get("mine"))
+        self.assertIn("replication: loaded", replica.log_tail())
+        self.assertNotIn("staging", replica.log_tail())
+
     def test_restarts_resync_partially(self):
         # A replica and then a primary stopped cleanly come back where they were in the stream
         # (Redis's repl-id / repl-offset in its RDB): a partial resync, not a full one. A replica
