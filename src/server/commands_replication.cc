@@ -165,8 +165,8 @@ std::string ReplicaIp(const ClientSession& client) {
 // the socket by a sender thread of this job's (a dup of the link's descriptor, once the I/O thread
 // sent the first line): the I/O thread, which serves other clients, does none of that work, and
 // the primary holds at most 8 pieces of the file. Meanwhile the link writes nothing (its command
-// has not finished); the end mark goes through it again. Runs on a background job; the link's own work is
-// posted to its I/O thread (`keep` holds it, and so `client`).
+// has not finished); the end mark goes through it again. Runs on a background job; the link's own
+// work is posted to its I/O thread (`keep` holds it, and so `client`).
 void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& keep, ServerState* server, bool psync,
                     bool rdb_only) {
   constexpr size_t kCheckEvery = size_t{4} << 20;

@@ -709,16 +709,117 @@ void FileStringKey(std::string* out, std::string_view key, std::string_view valu
   PutStringObject(out, value);
 }
 
-LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit, bool verify_crc) {
-  constexpr uint8_t kOpcodeFunctionOld = 246, kOpcodeModuleAux = 247, kOpcodeIdle = 248, kOpcodeFreq = 249,
-                    kOpcodeResizeDb = 251, kOpcodeExpireTime = 253;
-  if (file.size() < 9 + 1 + 8 || file.substr(0, 5) != "REDIS") return LoadResult::kBadFormat;
+namespace {
+
+// What the entries of an RDB file carry to the ones after them.
+struct EntryState {
+  uint32_t db = 0;
+  int64_t expire_at_ms = 0;
+  bool eof = false;      // the EOF opcode was read
+  bool refused = false;  // the visitor refused an entry (kBadFormat, and the load stops)
+};
+
+// The magic and version (the first 9 bytes).
+LoadResult CheckHeader(std::string_view head) {
+  if (head.size() < 9 || head.substr(0, 5) != "REDIS") return LoadResult::kBadFormat;
   int version = 0;
-  for (char ch : file.substr(5, 4)) {
+  for (char ch : head.substr(5, 4)) {
     if (ch < '0' || ch > '9') return LoadResult::kBadFormat;
     version = version * 10 + (ch - '0');
   }
-  if (version < 1 || version > kVersion) return LoadResult::kBadVersionOrChecksum;
+  return version < 1 || version > kVersion ? LoadResult::kBadVersionOrChecksum : LoadResult::kOk;
+}
+
+// One entry (an opcode and what it carries) from `in`: its state changes in *st, a key or a
+// function or an aux field goes to the visitor. On a failure *st may be changed (a caller that
+// tries again restores it).
+LoadResult LoadEntry(Reader& in, uint64_t max_len, const FileVisitor& visit, EntryState* st) {
+  constexpr uint8_t kOpcodeFunctionOld = 246, kOpcodeModuleAux = 247, kOpcodeIdle = 248, kOpcodeFreq = 249,
+                    kOpcodeResizeDb = 251, kOpcodeExpireTime = 253;
+  uint8_t op = 0;
+  if (!in.Byte(&op)) return LoadResult::kBadFormat;  // no EOF opcode
+  std::string_view raw;
+  uint64_t len = 0;
+  bool encoded = false;
+  switch (op) {
+    case kOpcodeEof:
+      st->eof = true;
+      return LoadResult::kOk;
+    case kOpcodeSelectDb:
+      if (!in.Length(&len, &encoded) || encoded || len > UINT32_MAX) return LoadResult::kBadFormat;
+      st->db = static_cast<uint32_t>(len);
+      return LoadResult::kOk;
+    case kOpcodeResizeDb: {
+      uint64_t expires = 0;
+      if (!in.Length(&len, &encoded) || encoded || !in.Length(&expires, &encoded) || encoded) return LoadResult::kBadFormat;
+      return LoadResult::kOk;
+    }
+    case kOpcodeAux: {
+      std::string key;
+      std::string value;
+      if (!LoadStringObject(in, max_len, &key) || !LoadStringObject(in, max_len, &value)) return LoadResult::kBadFormat;
+      if (visit.aux) visit.aux(key, value);
+      return LoadResult::kOk;
+    }
+    case kOpcodeExpireTimeMs: {
+      if (!in.Bytes(8, &raw)) return LoadResult::kBadFormat;
+      uint64_t v = 0;
+      for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
+      // 0 (the epoch) and past INT64_MAX are long past: 1 ms, never "no expiry" or negative.
+      st->expire_at_ms = v == 0 || v > static_cast<uint64_t>(INT64_MAX) ? 1 : static_cast<int64_t>(v);
+      return LoadResult::kOk;
+    }
+    case kOpcodeExpireTime: {
+      if (!in.Bytes(4, &raw)) return LoadResult::kBadFormat;
+      uint32_t v = 0;
+      for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
+      st->expire_at_ms = std::max<int64_t>(int64_t{static_cast<int32_t>(v)} * 1000, 1);
+      return LoadResult::kOk;
+    }
+    case kOpcodeIdle:
+      if (!in.Length(&len, &encoded) || encoded) return LoadResult::kBadFormat;
+      return LoadResult::kOk;
+    case kOpcodeFreq:
+      return in.Byte(&op) ? LoadResult::kOk : LoadResult::kBadFormat;
+    case kOpcodeFunction2: {
+      std::string code;
+      if (!LoadStringObject(in, max_len, &code)) return LoadResult::kBadFormat;
+      if (visit.function && !visit.function(std::move(code))) {
+        st->refused = true;
+        return LoadResult::kBadFormat;
+      }
+      return LoadResult::kOk;
+    }
+    case kOpcodeFunctionOld:
+    case kOpcodeModuleAux:
+      return LoadResult::kUnsupportedType;
+    default:
+      break;
+  }
+  // A key: its value's type (op), its name, its object.
+  std::string key;
+  Loaded value;
+  if (visit.skim_strings && op == kTypeString) {
+    if (!LoadStringObject(in, max_len, nullptr) || !LoadStringObject(in, max_len, nullptr)) return LoadResult::kBadFormat;
+  } else {
+    if (!LoadStringObject(in, max_len, &key)) return LoadResult::kBadFormat;
+    const LoadResult r = LoadObject(op, in, max_len, &value);
+    if (r != LoadResult::kOk) return r;
+  }
+  const int64_t at = st->expire_at_ms;
+  st->expire_at_ms = 0;
+  if (!visit.key(st->db, std::move(key), std::move(value), at)) {
+    st->refused = true;
+    return LoadResult::kBadFormat;
+  }
+  return LoadResult::kOk;
+}
+
+}  // namespace
+
+LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit, bool verify_crc) {
+  if (file.size() < 9 + 1 + 8) return LoadResult::kBadFormat;
+  if (const LoadResult r = CheckHeader(file); r != LoadResult::kOk) return r;
   // The CRC64 of everything before it (0: the writer did not compute one, rdbchecksum no).
   uint64_t crc = 0;
   for (int i = 7; i >= 0; --i) crc = (crc << 8) | static_cast<uint8_t>(file[file.size() - 8 + static_cast<size_t>(i)]);
@@ -726,81 +827,88 @@ LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& 
     return LoadResult::kBadVersionOrChecksum;
   }
   Reader in(file.substr(9, file.size() - 9 - 8));
-  uint32_t db = 0;
-  int64_t expire_at_ms = 0;
+  EntryState st;
+  while (!st.eof) {
+    if (const LoadResult r = LoadEntry(in, max_len, visit, &st); r != LoadResult::kOk) return r;
+  }
+  return in.AtEnd() ? LoadResult::kOk : LoadResult::kBadFormat;
+}
+
+struct StreamLoader::State {
+  EntryState entry;
+};
+
+StreamLoader::StreamLoader(uint64_t max_len, const FileVisitor& visit)
+    : max_len_(max_len), visit_(visit), state_(std::make_unique<State>()) {}
+
+StreamLoader::~StreamLoader() = default;
+
+LoadResult StreamLoader::Feed(std::string_view bytes) {
+  if (result_ != LoadResult::kOk) return result_;
+  buffer_.append(bytes);
+  received_ += bytes.size();
+  result_ = Parse(false);
+  return result_;
+}
+
+LoadResult StreamLoader::Finish() {
+  if (result_ != LoadResult::kOk) return result_;
+  result_ = Parse(true);
+  if (result_ == LoadResult::kOk && !crc_checked_) result_ = LoadResult::kBadFormat;  // it ended early
+  return result_;
+}
+
+LoadResult StreamLoader::Parse(bool final) {
+  // The CRC64 of what was parsed, brought up to cursor_ (in runs, not entry by entry).
+  auto sum = [this] {
+    crc_ = Crc64(crc_, std::string_view(buffer_).substr(summed_, cursor_ - summed_));
+    summed_ = cursor_;
+  };
+  if (!header_done_) {
+    if (buffer_.size() < 9) return final ? LoadResult::kBadFormat : LoadResult::kOk;
+    if (const LoadResult r = CheckHeader(buffer_); r != LoadResult::kOk) return r;
+    cursor_ = 9;
+    header_done_ = true;
+  }
   for (;;) {
-    uint8_t op = 0;
-    if (!in.Byte(&op)) return LoadResult::kBadFormat;  // no EOF opcode
-    std::string_view raw;
-    uint64_t len = 0;
-    bool encoded = false;
-    switch (op) {
-      case kOpcodeEof:
-        return in.AtEnd() ? LoadResult::kOk : LoadResult::kBadFormat;
-      case kOpcodeSelectDb:
-        if (!in.Length(&len, &encoded) || encoded || len > UINT32_MAX) return LoadResult::kBadFormat;
-        db = static_cast<uint32_t>(len);
-        continue;
-      case kOpcodeResizeDb: {
-        uint64_t expires = 0;
-        if (!in.Length(&len, &encoded) || encoded || !in.Length(&expires, &encoded) || encoded) return LoadResult::kBadFormat;
-        continue;
-      }
-      case kOpcodeAux: {
-        std::string key;
-        std::string value;
-        if (!LoadStringObject(in, max_len, &key) || !LoadStringObject(in, max_len, &value)) return LoadResult::kBadFormat;
-        if (visit.aux) visit.aux(key, value);
-        continue;
-      }
-      case kOpcodeExpireTimeMs: {
-        if (!in.Bytes(8, &raw)) return LoadResult::kBadFormat;
-        uint64_t v = 0;
-        for (int i = 7; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
-        // 0 (the epoch) and past INT64_MAX are long past: 1 ms, never "no expiry" or negative.
-        expire_at_ms = v == 0 || v > static_cast<uint64_t>(INT64_MAX) ? 1 : static_cast<int64_t>(v);
-        continue;
-      }
-      case kOpcodeExpireTime: {
-        if (!in.Bytes(4, &raw)) return LoadResult::kBadFormat;
-        uint32_t v = 0;
-        for (int i = 3; i >= 0; --i) v = (v << 8) | static_cast<uint8_t>(raw[static_cast<size_t>(i)]);
-        expire_at_ms = std::max<int64_t>(int64_t{static_cast<int32_t>(v)} * 1000, 1);
-        continue;
-      }
-      case kOpcodeIdle:
-        if (!in.Length(&len, &encoded) || encoded) return LoadResult::kBadFormat;
-        continue;
-      case kOpcodeFreq:
-        if (!in.Byte(&op)) return LoadResult::kBadFormat;
-        continue;
-      case kOpcodeFunction2: {
-        std::string code;
-        if (!LoadStringObject(in, max_len, &code)) return LoadResult::kBadFormat;
-        if (visit.function && !visit.function(std::move(code))) return LoadResult::kBadFormat;
-        continue;
-      }
-      case kOpcodeFunctionOld:
-      case kOpcodeModuleAux:
-        return LoadResult::kUnsupportedType;
-      default:
-        break;
-    }
-    // A key: its value's type (op), its name, its object.
-    std::string key;
-    Loaded value;
-    if (visit.skim_strings && op == kTypeString) {
-      if (!LoadStringObject(in, max_len, nullptr) || !LoadStringObject(in, max_len, nullptr)) return LoadResult::kBadFormat;
-      if (!visit.key(db, std::move(key), std::move(value), expire_at_ms)) return LoadResult::kBadFormat;
-      expire_at_ms = 0;
+    const std::string_view rest = std::string_view(buffer_).substr(cursor_);
+    if (state_->entry.eof) {  // then the CRC64 of everything before it, and nothing more
+      if (crc_checked_) return rest.empty() ? LoadResult::kOk : LoadResult::kBadFormat;
+      if (rest.size() < 8) return final ? LoadResult::kBadFormat : LoadResult::kOk;
+      sum();
+      uint64_t crc = 0;
+      for (int i = 7; i >= 0; --i) crc = (crc << 8) | static_cast<uint8_t>(rest[static_cast<size_t>(i)]);
+      if (crc != 0 && crc != crc_) return LoadResult::kBadVersionOrChecksum;
+      crc_checked_ = true;
+      cursor_ += 8;
+      summed_ = cursor_;
       continue;
     }
-    if (!LoadStringObject(in, max_len, &key)) return LoadResult::kBadFormat;
-    const LoadResult r = LoadObject(op, in, max_len, &value);
-    if (r != LoadResult::kOk) return r;
-    if (!visit.key(db, std::move(key), std::move(value), expire_at_ms)) return LoadResult::kBadFormat;
-    expire_at_ms = 0;
+    if (rest.empty() || (!final && rest.size() < retry_at_)) break;
+    // An entry parses whole or not at all: one that fails may only be incomplete (its counts are
+    // checked against the bytes at hand), so it is tried again once what is buffered of it has
+    // doubled, and at the end (then its failure is the file's).
+    Reader in(rest);
+    const EntryState before = state_->entry;
+    const LoadResult r = LoadEntry(in, max_len_, visit_, &state_->entry);
+    if (r == LoadResult::kOk) {
+      cursor_ += rest.size() - in.Remaining();
+      retry_at_ = 0;
+      continue;
+    }
+    if (final || state_->entry.refused || r == LoadResult::kUnsupportedType) return r;
+    state_->entry = before;
+    retry_at_ = rest.size() * 2;
+    break;
   }
+  // What was parsed goes from the front now and then (a memmove of what is left: usually less
+  // than one piece).
+  if (cursor_ >= (size_t{4} << 20)) {
+    sum();
+    buffer_.erase(0, cursor_);
+    cursor_ = summed_ = 0;
+  }
+  return LoadResult::kOk;
 }
 
 void FileEnd(std::string* out, uint64_t crc_before) {

@@ -11,6 +11,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -95,6 +96,39 @@ struct FileVisitor {
 /// libraries, databases and keys with their expiry (LRU / LFU hints skipped). kUnsupportedType for what keg cannot load (module data, Redis 7.0's
 /// streams); every length is checked against the bytes left.
 LoadResult LoadFile(std::string_view file, uint64_t max_len, const FileVisitor& visit, bool verify_crc = true);
+
+/// LoadFile of a file that arrives in pieces (a replica's full sync, loaded as it is received):
+/// each entry goes to the visitor once it is whole; the checksum is checked at the end (a caller
+/// that must not act on a damaged file acts only after Finish is kOk). Memory: about the largest
+/// entry, plus one piece. Thread: one at a time; `visit` must outlive it.
+class StreamLoader {
+ public:
+  StreamLoader(uint64_t max_len, const FileVisitor& visit);
+  ~StreamLoader();
+  StreamLoader(const StreamLoader&) = delete;
+  StreamLoader& operator=(const StreamLoader&) = delete;
+  /// The next bytes. kOk: go on; anything else: the load failed (it stays failed).
+  LoadResult Feed(std::string_view bytes);
+  /// No more bytes: kOk when the file ended with its EOF opcode and a matching checksum (or 0).
+  LoadResult Finish();
+  uint64_t received() const { return received_; }
+
+ private:
+  struct State;
+  LoadResult Parse(bool final);
+  const uint64_t max_len_;
+  const FileVisitor& visit_;
+  std::unique_ptr<State> state_;
+  std::string buffer_;  // bytes from cursor_ on are not parsed yet
+  size_t cursor_ = 0;
+  size_t retry_at_ = 0;  // an entry failed with less: wait until this many bytes are at hand
+  uint64_t crc_ = 0;     // CRC64 of the bytes parsed before summed_
+  size_t summed_ = 0;
+  uint64_t received_ = 0;
+  bool header_done_ = false;
+  bool crc_checked_ = false;
+  LoadResult result_ = LoadResult::kOk;
+};
 
 /// FUNCTION DUMP: each library's code as an RDB_OPCODE_FUNCTION2 entry, then version and CRC64,
 /// byte for byte as redis-server 7.0 writes it (FUNCTION RESTORE on either side reads it).

@@ -137,5 +137,82 @@ TEST(Rdb, LoadFileReadsWhatFileKeyWrote) {
   EXPECT_EQ(LoadFile(file, 1 << 20, v), LoadResult::kBadFormat);
 }
 
+// StreamLoader: the same file fed in pieces of any size visits what LoadFile visits, in order; a
+// damaged, cut or longer file fails; a large entry split over many pieces is waited for.
+TEST(Rdb, StreamLoaderReadsAFileFedInPieces) {
+  std::string file;
+  FileHeader(&file, 1700000000000);
+  ASSERT_TRUE(FileFunctions(&file, DumpFunctions({"#!lua name=lib\nredis.register_function('f', function() return 1 end)"})));
+  FileSelectDb(&file, 0);
+  for (int i = 0; i < 300; ++i) {
+    FileStringKey(&file, "k" + std::to_string(i), std::string(static_cast<size_t>(i % 50), 'v'), i % 3 == 0 ? 1700000001000 + i : 0);
+  }
+  FileSelectDb(&file, 3);
+  std::vector<std::string> fields;
+  for (int i = 0; i < 2000; ++i) fields.push_back("field" + std::to_string(i));
+  std::vector<std::string_view> views(fields.begin(), fields.end());
+  ASSERT_TRUE(FileKey(&file, "bighash", DumpHash(views), 0));  // about 20 KB in one entry
+  ASSERT_TRUE(FileKey(&file, "l", DumpList({"a", "b"}), 0));
+  FileStringKey(&file, "z", std::string(4000, 'z'), 0);  // LZF
+  FileEnd(&file);
+  auto visitor = [](std::vector<std::string>* seen) {
+    FileVisitor v;
+    v.function = [seen](std::string code) {
+      seen->push_back("fn:" + std::to_string(code.size()));
+      return true;
+    };
+    v.key = [seen](uint32_t db, std::string key, Loaded value, int64_t at) {
+      seen->push_back(std::to_string(db) + ":" + key + ":" + std::to_string(value.type) + ":" +
+                      (value.type == 0 ? value.value : std::to_string(value.elements.size())) + ":" + std::to_string(at));
+      return true;
+    };
+    return v;
+  };
+  std::vector<std::string> whole;
+  FileVisitor vw = visitor(&whole);
+  ASSERT_EQ(LoadFile(file, 1 << 20, vw), LoadResult::kOk);
+  ASSERT_EQ(whole.size(), 1u + 300 + 3);
+  for (size_t piece : {size_t{1}, size_t{7}, size_t{4096}, size_t{65536}, file.size()}) {
+    std::vector<std::string> seen;
+    FileVisitor v = visitor(&seen);
+    StreamLoader loader(1 << 20, v);
+    for (size_t at = 0; at < file.size(); at += piece) {
+      ASSERT_EQ(loader.Feed(std::string_view(file).substr(at, piece)), LoadResult::kOk) << piece << " at " << at;
+    }
+    EXPECT_EQ(loader.Finish(), LoadResult::kOk) << piece;
+    EXPECT_EQ(seen, whole) << piece;
+    EXPECT_EQ(loader.received(), file.size());
+  }
+  auto stream = [&](std::string_view bytes, size_t piece) {
+    std::vector<std::string> seen;
+    FileVisitor v = visitor(&seen);
+    StreamLoader loader(1 << 20, v);
+    for (size_t at = 0; at < bytes.size(); at += piece) {
+      if (LoadResult r = loader.Feed(bytes.substr(at, piece)); r != LoadResult::kOk) return r;
+    }
+    return loader.Finish();
+  };
+  // A flipped byte in a value: the checksum at the end says so.
+  std::string flipped = file;
+  flipped[file.size() / 3] = static_cast<char>(flipped[file.size() / 3] ^ 1);
+  EXPECT_NE(stream(flipped, 1000), LoadResult::kOk);
+  std::string crc_flipped = file;
+  crc_flipped[file.size() - 2] = static_cast<char>(crc_flipped[file.size() - 2] ^ 1);
+  EXPECT_EQ(stream(crc_flipped, 1000), LoadResult::kBadVersionOrChecksum);
+  EXPECT_EQ(stream(std::string_view(file).substr(0, file.size() - 3), 1000), LoadResult::kBadFormat);  // cut
+  EXPECT_EQ(stream(std::string_view(file).substr(0, file.size() / 2), 1000), LoadResult::kBadFormat);
+  EXPECT_EQ(stream(file + "x", 1000), LoadResult::kBadFormat);  // something after the checksum
+  EXPECT_EQ(stream("NOTRDB0010" + file.substr(10), 1000), LoadResult::kBadFormat);
+  // A visitor that refuses stops it at once, without trying the entry again.
+  int calls = 0;
+  FileVisitor refuse;
+  refuse.function = [](std::string) { return true; };
+  refuse.key = [&calls](uint32_t, std::string, Loaded, int64_t) { return ++calls, false; };
+  StreamLoader loader(1 << 20, refuse);
+  EXPECT_EQ(loader.Feed(file), LoadResult::kBadFormat);
+  EXPECT_EQ(calls, 1);
+  EXPECT_EQ(loader.Feed("more"), LoadResult::kBadFormat);
+}
+
 }  // namespace
 }  // namespace keg::server::rdb

@@ -125,35 +125,38 @@ class Wire {
       if (line->size() > 64 * 1024) return false;
     }
   }
-  // Exactly `n` bytes. The length is the primary's word: memory grows with the bytes that
-  // arrive, never to a claimed length up front.
-  bool Exactly(size_t n, std::string* out, const std::function<bool()>& still_wanted) {
-    out->clear();
-    // Address space only (pages are touched as bytes arrive), up to a bound: the length is the
-    // peer's word.
-    out->reserve(std::min<size_t>(n, size_t{1} << 30));
+  // Exactly `n` bytes, to `sink` as they arrive (false from it stops this, false). The length is
+  // the primary's word: nothing is sized by it.
+  bool Exactly(size_t n, const std::function<bool(std::string_view)>& sink, const std::function<bool()>& still_wanted) {
     std::vector<char> buf(size_t{1} << 20);
-    while (out->size() < n) {
-      const ssize_t r = ::recv(fd_, buf.data(), std::min(n - out->size(), buf.size()), 0);
+    size_t got = 0;
+    while (got < n) {
+      const ssize_t r = ::recv(fd_, buf.data(), std::min(n - got, buf.size()), 0);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0 || !still_wanted()) return false;
-      out->append(buf.data(), static_cast<size_t>(r));
+      got += static_cast<size_t>(r);
+      if (!sink(std::string_view(buf.data(), static_cast<size_t>(r)))) return false;
     }
     return true;
   }
-  // Bytes until `mark` (the diskless framing's end), without it. The same bound on memory as
-  // Exactly: it grows with what arrives.
-  bool UntilMark(const std::string& mark, std::string* out, const std::function<bool()>& still_wanted) {
-    out->clear();
+  // Bytes until `mark` (the diskless framing's end), without it, to `sink` as they arrive: all but
+  // the last mark's length of them, which may be the mark.
+  bool UntilMark(const std::string& mark, const std::function<bool(std::string_view)>& sink,
+                 const std::function<bool()>& still_wanted) {
     std::vector<char> buf(size_t{1} << 20);
+    std::string held;  // received, not yet given: the last mark.size() bytes at most, then a piece
     for (;;) {
       const ssize_t r = ::recv(fd_, buf.data(), buf.size(), 0);
       if (r < 0 && errno == EINTR) continue;
       if (r <= 0 || !still_wanted()) return false;
-      out->append(buf.data(), static_cast<size_t>(r));
-      if (out->size() >= mark.size() && out->compare(out->size() - mark.size(), mark.size(), mark) == 0) {
-        out->resize(out->size() - mark.size());
-        return true;
+      held.append(buf.data(), static_cast<size_t>(r));
+      if (held.size() >= mark.size() && held.compare(held.size() - mark.size(), mark.size(), mark) == 0) {
+        return sink(std::string_view(held).substr(0, held.size() - mark.size()));
+      }
+      if (held.size() > mark.size()) {
+        const size_t give = held.size() - mark.size();
+        if (!sink(std::string_view(held).substr(0, give))) return false;
+        held.erase(0, give);
       }
     }
   }
@@ -528,24 +531,30 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
       Heard();
       return Current(gen);
     };
-    std::string rdb;
     int64_t len = 0;
+    std::function<bool(const Sink&)> source;
     if (line.rfind("$EOF:", 0) == 0 && line.size() == 5 + kEofMarkBytes) {
       spdlog::info("replication: full sync from {}:{} (diskless framing) at offset {}", host, port, off);
-      if (!wire.UntilMark(line.substr(5), &rdb, still_wanted)) return fail("sync (reading the snapshot)");
+      source = [&wire, &still_wanted, mark = line.substr(5)](const Sink& sink) {
+        return wire.UntilMark(mark, sink, still_wanted);
+      };
     } else if (line[0] == '$' && resp::ParseInt64(std::string_view(line).substr(1), &len) && len >= 0) {
       spdlog::info("replication: full sync from {}:{}: {} bytes of RDB at offset {}", host, port, len, off);
-      if (!wire.Exactly(static_cast<size_t>(len), &rdb, still_wanted)) return fail("sync (reading the snapshot)");
+      source = [&wire, &still_wanted, len](const Sink& sink) {
+        return wire.Exactly(static_cast<size_t>(len), sink, still_wanted);
+      };
     } else {
       reply = line;
       return fail("sync (an unexpected payload: neither $<length> nor $EOF:<mark>)");
     }
     const auto t0 = std::chrono::steady_clock::now();
     std::string error;
+    bool received = false;
     {
-      NewlineKeepalive keepalive(wire.fd());
-      error = Load(gen, rdb);
+      NewlineKeepalive keepalive(wire.fd());  // (while it loads, also while it receives)
+      error = Load(gen, source, &received);
     }
+    if (!received) return fail("sync (reading the snapshot)");
     if (!error.empty()) {
       reply = error;
       return fail("sync (loading the snapshot)");
@@ -635,8 +644,9 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   if (link) link->Post([link] { link->CloseNow(); });
 }
 
-std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
+std::string ReplicaOf::Load(uint64_t gen, const std::function<bool(const Sink&)>& source, bool* received) {
   constexpr const char* kStale = "interrupted: this server follows another primary now, or none";
+  *received = true;
   store::Store& st = *server_.store;
   const uint64_t max_len = static_cast<uint64_t>(server_.proto_max_bulk_len.load(std::memory_order_relaxed));
   auto invalid = [](rdb::LoadResult r) -> std::string {
@@ -650,7 +660,13 @@ std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
   const uint32_t base = st.StagingBase();
   uint64_t keys = 0;
   bool stale = false;
+  std::string rdb;  // the whole file, without staging databases
   if (base == 0) {
+    *received = source([&rdb](std::string_view piece) {
+      rdb.append(piece);
+      return true;
+    });
+    if (!*received) return "";
     // Without them: checked whole first (magic, CRC64, the framing of every entry; objects other
     // than strings decoded), then the data set is replaced in place. (A string whose bytes the
     // CRC64 covers yet whose LZF data does not decompress, or a crash during the load, leaves
@@ -733,8 +749,23 @@ std::string ReplicaOf::Load(uint64_t gen, const std::string& rdb) {
     if (++in_batch == 1000) write();
     return ok() && !stale;
   };
-  // (In place: checked above. Staged: the CRC64 is checked before the first key.)
-  const rdb::LoadResult loaded = rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/base != 0);
+  rdb::LoadResult loaded = rdb::LoadResult::kOk;
+  if (base == 0) {
+    loaded = rdb::LoadFile(rdb, max_len, apply, /*verify_crc=*/false);  // checked above
+  } else {
+    // Loaded as it arrives; the checksum is checked at the end, before the swap.
+    rdb::StreamLoader loader(max_len, apply);
+    bool stopped = false;  // by the loader (a bad entry, a refusal), not the link
+    *received = source([&](std::string_view piece) {
+      if (loader.Feed(piece) == rdb::LoadResult::kOk) return true;
+      stopped = true;
+      return false;
+    });
+    if (stopped) *received = true;
+    loaded = stopped || !*received ? loader.Feed({}) : loader.Finish();
+    if (!*received && loaded == rdb::LoadResult::kOk) loaded = rdb::LoadResult::kBadFormat;  // (cut short)
+    spdlog::info("replication: {} bytes of RDB received and loaded as they came", loader.received());
+  }
   if (loaded == rdb::LoadResult::kOk) write();
   std::string error;
   {

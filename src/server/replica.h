@@ -26,9 +26,11 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
+#include <string_view>
 #include <thread>
 #include <vector>
 
@@ -104,10 +106,13 @@ class ReplicaOf {
   // applied: a write landing after it would be applied twice and shift this server's offsets from
   // its primary's, and a later partial resync would then skip bytes). False to give up.
   bool Quiesce(uint64_t gen);
-  // Replaces the data set with an RDB file's (already read whole); the error, or empty.
-  // (Checked whole first; then FLUSHALL and the keys. Stops early, with an error, once `gen` is
-  // not the current generation.)
-  std::string Load(uint64_t gen, const std::string& rdb);
+  // Replaces the data set with an RDB file's, which `source` reads and hands to its sink piece by
+  // piece (false: the link failed, or the sink said stop); the error, or empty. With staging
+  // databases the file is loaded as it arrives, into them, and swapped in at the end; without,
+  // it is read whole, checked, then loaded in place. *received: false when the link failed.
+  // Stops early, with an error, once `gen` is not the current generation.
+  using Sink = std::function<bool(std::string_view)>;
+  std::string Load(uint64_t gen, const std::function<bool(const Sink&)>& source, bool* received);
   // Sleeps up to `ms`, waking when the generation changes; false if it did.
   bool Pause(uint64_t gen, int64_t ms);
   void ApplyMode(bool replica);
