@@ -496,10 +496,11 @@ Status StoreImpl::Recover() {
   for (auto& t : helpers) t.join();
   for (const RecoverySource& src : sources) src.file->Advise(DataFile::Advice::kRandom, 0, src.file->size());
   if (const uint32_t max_db = replay_max_db_.load(); max_db >= keydirs_.size()) {
-    // (Physical databases: with `databases` N up to 128 there are 2N, the staging ones included.)
+    // (A physical database: with that many visible ones it is reachable whichever database the
+    // SWAPDB map makes it; fewer may do, CheckStaging then says how many.)
     return Status::InvalidArgument("data directory " + options_.dir + " holds keys of database " +
                                    std::to_string(max_db) + ": set `databases` to at least " +
-                                   std::to_string(max_db <= 255 ? max_db / 2 + 1 : max_db + 1));
+                                   std::to_string(max_db + 1));
   }
   if (replay_swapped_) {  // the last SWAPDB's map, which must be a permutation of the databases
     std::vector<bool> seen(keydirs_.size(), false);

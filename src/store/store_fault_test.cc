@@ -30,7 +30,10 @@ std::atomic<int> g_compaction_writes{0};  // writes to compaction outputs, faile
 std::atomic<std::thread::id> g_watched_thread{};
 std::atomic<int> g_syncs_on_watched{0};
 
+std::atomic<int> g_staging_note_fault{0};
+
 int Hook(io::FaultOp op, std::string_view path) {
+  if (path.ends_with("STAGING.tmp") && op == io::FaultOp::kWrite) return g_staging_note_fault;
   if (path.ends_with(".data.tmp") && op == io::FaultOp::kWrite) {
     g_compaction_writes.fetch_add(1);
     return g_compaction_write_fault;
@@ -50,6 +53,7 @@ class StoreFaultTest : public ::testing::Test {
     g_write_fault = 0;
     g_sync_fault = 0;
     g_compaction_write_fault = 0;
+    g_staging_note_fault = 0;
     io::SetFaultHook(Hook);
     ASSERT_TRUE(Store::Open(options_, &store_).ok());
   }
@@ -236,6 +240,26 @@ TEST_F(StoreFaultTest, EverySecFsyncFailureAlsoStopsWrites) {
   }
   EXPECT_TRUE(store_->GetStats().writes_failed);
   EXPECT_EQ(Put("k2", "v").code(), Status::Code::kFailed);
+}
+
+// A replica's full sync whose staging note cannot be written does not start: the error names the
+// file and errno, the data set and the staging databases stay as they were, and the next try works.
+TEST_F(StoreFaultTest, AStagingNoteThatCannotBeWrittenStartsNoLoad) {
+  ASSERT_TRUE(Put("k", "v").ok());
+  g_staging_note_fault = EIO;
+  const Status s = store_->BeginStaging();
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.ToString().find("STAGING.tmp"), std::string::npos) << s.ToString();
+  EXPECT_FALSE(fs::exists(dir_ / "STAGING"));
+  EXPECT_EQ(Get("k"), "v");
+  g_staging_note_fault = 0;
+  ASSERT_TRUE(store_->BeginStaging().ok());
+  WriteBatch b;
+  b.SelectDb(store_->StagingBase());
+  b.Put("k", "new");
+  ASSERT_TRUE(store_->WriteSync(std::move(b)).ok());
+  ASSERT_TRUE(store_->EndStaging(true).ok());
+  EXPECT_EQ(Get("k"), "new");
 }
 
 }  // namespace

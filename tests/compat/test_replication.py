@@ -1181,6 +1181,41 @@ class ReplicaSnapshotCheckTest(unittest.TestCase):
             replica.stop()
             shutil.rmtree(d, ignore_errors=True)
 
+    def test_a_snapshot_with_a_database_past_databases_changes_nothing(self):
+        """A snapshot whose keys of database 0 load fine but which then names database 20 (its
+        primary has 32 databases, the replica 16): refused with the reason logged, the replica's
+        data set whole, and none of database 0's loaded keys shows."""
+        source = kegtest.keg("--databases", "32")
+        replica = kegtest.keg()
+        d = tempfile.mkdtemp(prefix="keg_fake_primary_")
+        try:
+            c = redis.Redis(port=source.port)
+            for i in range(200):
+                c.set(f"from-snapshot{i}", i)
+            c.execute_command("SELECT", 20)
+            c.set("far", 1)
+            path = os.path.join(d, "dump.rdb")
+            subprocess.run(["redis-cli", "-p", str(source.port), "--rdb", path], capture_output=True, timeout=60, check=True)
+            with open(path, "rb") as f:
+                rdb = f.read()
+            r = redis.Redis(port=replica.port)
+            r.set("mine", "kept")
+            fake = FakePrimary(rdb)
+            fake.start()
+            try:
+                r.execute_command("REPLICAOF", "127.0.0.1", str(fake.port))
+                wait_until("the sync refused", lambda: "it holds a database past `databases`" in replica.log_tail())
+                self.assertEqual(r.get("mine"), b"kept")
+                self.assertEqual(r.dbsize(), 1)
+                self.assertIsNone(r.get("from-snapshot1"))
+            finally:
+                r.execute_command("REPLICAOF", "NO", "ONE")
+                fake.stop()
+        finally:
+            source.stop()
+            replica.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
 
 class ReplicationErrorsTest(unittest.TestCase):
     """The replication commands' errors, as redis-server words them; WAIT with the largest timeout
