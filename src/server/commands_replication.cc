@@ -7,6 +7,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <condition_variable>
@@ -160,21 +161,47 @@ std::string ReplicaIp(const ClientSession& client) {
 }
 
 // A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
-// a replica that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
-// characters. The file goes in 1 MiB pieces as it is built (WriteRdbSnapshot's drain), written to
-// the socket by a sender thread of this job's (a dup of the link's descriptor, once the I/O thread
-// sent the first line): the I/O thread, which serves other clients, does none of that work, and
-// the primary holds at most 8 pieces of the file. Meanwhile the link writes nothing (its command
-// has not finished); the end mark goes through it again. Runs on a background job; the link's own
-// work is posted to its I/O thread (`keep` holds it, and so `client`).
-void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& keep, ServerState* server, bool psync,
-                    bool rdb_only) {
+// replicas that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
+// characters. One snapshot serves every target (the replicas that asked within
+// repl-diskless-sync-delay): each gets the same pieces and the same offset. The file goes in 1 MiB
+// pieces as it is built (WriteRdbSnapshot's drain), written to each socket by a sender thread of
+// this job's per target (a dup of the link's descriptor, once the I/O thread sent the first line):
+// the I/O threads, which serve other clients, do none of that work, and the primary holds at most
+// 8 pieces of the file. The slowest target paces the build (as Redis's); one that hangs up, or
+// reads nothing for repl-timeout, is dropped and the others go on. Meanwhile a target's link writes
+// nothing (its command has not finished); the end mark goes through it again. Runs on a
+// background job; each link's own work is posted to its I/O thread (`keep` holds it, and so
+// `client`).
+}  // namespace
+
+// A replica (or redis-cli --rdb) a diskless snapshot is for.
+struct SnapshotTarget {
+  ClientSession* client = nullptr;
+  std::shared_ptr<net::Link> keep;  // holds the link, and so `client`
+  bool psync = false;
+  bool rdb_only = false;
+};
+
+// Replicas whose diskless full sync waits to start (repl-diskless-sync-delay): one snapshot for all.
+struct PendingSync {
+  std::vector<SnapshotTarget> targets;  // under ServerState::pending_sync_mu
+  std::condition_variable cv;           // repl-diskless-sync-max-replicas joined
+};
+
+namespace {
+
+
+void StreamSnapshot(ServerState* server, const std::vector<SnapshotTarget>& targets) {
   constexpr size_t kCheckEvery = size_t{4} << 20;
+  constexpr size_t kQueued = 8;
   const std::string mark = RandomHex40();
-  std::shared_ptr<Replica> replica;
-  bool started = false;  // the framing's first line is on its way
-  // What the I/O thread says of the link: how much of its output is unsent, whether it closed,
-  // and (once asked for, with nothing unsent) a duplicate of its descriptor.
+  int64_t timeout_s = 60;
+  {
+    std::lock_guard lock(server->config_mu);
+    timeout_s = server->config.repl_timeout;
+  }
+  // What the I/O thread says of a link: how much of its output is unsent, whether it closed, and
+  // (once asked for, with nothing unsent) a duplicate of its descriptor.
   struct Flow {
     std::mutex mu;
     std::condition_variable cv;
@@ -184,21 +211,44 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
     bool closed = false;
     int fd = -1;
   };
-  auto flow = std::make_shared<Flow>();
-  int64_t timeout_s = 60;
-  {
-    std::lock_guard lock(server->config_mu);
-    timeout_s = server->config.repl_timeout;
+  using Piece = std::shared_ptr<const std::string>;
+  // One target's state. `q` is shared with its sender thread (under q.mu); the rest is this
+  // thread's.
+  struct Target {
+    SnapshotTarget t;
+    std::shared_ptr<Flow> flow = std::make_shared<Flow>();
+    std::shared_ptr<Replica> replica;
+    bool started = false;  // the framing's first line is on its way
+    bool dead = false;     // dropped: gets no more pieces
+    int fd = -1;           // this job's descriptor of the socket, once the first line was sent
+    std::thread sender;
+    struct Queue {
+      std::mutex mu;
+      std::condition_variable cv;
+      std::deque<Piece> pieces;  // at most kQueued
+      bool done = false;    // no more pieces (or abandon them: abort)
+      bool abort = false;
+      bool failed = false;  // the sender gave up: the replica hung up, or did not read
+    } q;
+  };
+  std::vector<std::unique_ptr<Target>> all;
+  for (const SnapshotTarget& t : targets) {
+    all.push_back(std::make_unique<Target>());
+    all.back()->t = t;
   }
-  // Asks the I/O thread about the link (and, with `want_fd`, for the descriptor once nothing is
+  auto give_up = [&](Target& x, std::string_view why) {
+    spdlog::warn("replication: replica {} {}; closing", x.t.client->peer(), why);
+    return false;
+  };
+  // Asks the I/O thread about x's link (and, with `want_fd`, for the descriptor once nothing is
   // unsent). False when it closed or the server shuts down.
-  auto ask = [&](bool want_fd) -> bool {
+  auto ask = [&](Target& x, bool want_fd) -> bool {
     uint64_t ticket = 0;
     {
-      std::lock_guard lock(flow->mu);
-      ticket = ++flow->asked;
+      std::lock_guard lock(x.flow->mu);
+      ticket = ++x.flow->asked;
     }
-    keep->Post([client, flow, ticket, want_fd] {
+    x.t.keep->Post([client = x.t.client, flow = x.flow, ticket, want_fd] {
       const size_t unsent = client->link().out().size();
       const bool closed = client->link().closed();
       const int fd = want_fd && !closed && unsent == 0 ? ::fcntl(client->link().fd(), F_DUPFD_CLOEXEC, 0) : -1;
@@ -209,22 +259,18 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
       flow->answered = ticket;
       flow->cv.notify_all();
     });
-    std::unique_lock lock(flow->mu);
-    while (!flow->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return flow->answered >= ticket; })) {
+    std::unique_lock lock(x.flow->mu);
+    while (!x.flow->cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return x.flow->answered >= ticket; })) {
       if (!server->ready.load(std::memory_order_acquire)) return false;  // shutting down
     }
-    return !flow->closed && server->ready.load(std::memory_order_acquire);
+    return !x.flow->closed && server->ready.load(std::memory_order_acquire);
   };
-  int fd = -1;  // this job's descriptor of the socket, once the first line was sent
-  auto give_up = [&](std::string_view why) {
-    spdlog::warn("replication: replica {} {}; closing", client->peer(), why);
-    return false;
-  };
-  // Writes `bytes` whole: waits (poll) while the socket is full, up to repl-timeout without progress.
-  auto send_all = [&](std::string_view bytes) -> bool {
+  // Writes `bytes` whole to x: waits (poll) while the socket is full, up to repl-timeout without
+  // progress. On x's sender thread.
+  auto send_all = [&](Target& x, std::string_view bytes) -> bool {
     auto last_progress = std::chrono::steady_clock::now();
     while (!bytes.empty()) {
-      const ssize_t n = ::send(fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      const ssize_t n = ::send(x.fd, bytes.data(), bytes.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         bytes.remove_prefix(static_cast<size_t>(n));
         last_progress = std::chrono::steady_clock::now();
@@ -232,136 +278,183 @@ void StreamSnapshot(ClientSession* client, const std::shared_ptr<net::Link>& kee
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK) {
-        return give_up(std::string("hung up during its snapshot (") + std::strerror(errno) + ")");
+        return give_up(x, std::string("hung up during its snapshot (") + std::strerror(errno) + ")");
       }
-      pollfd p{fd, POLLOUT, 0};
+      pollfd p{x.fd, POLLOUT, 0};
       (void)::poll(&p, 1, 100);
       if (!server->ready.load(std::memory_order_acquire)) return false;  // shutting down
+      {
+        std::lock_guard lock(x.q.mu);
+        if (x.q.abort) return false;  // dropped by the job
+      }
       if (std::chrono::steady_clock::now() - last_progress > std::chrono::seconds(timeout_s)) {
-        return give_up("left the rest of its snapshot unread for " + std::to_string(timeout_s) + " s");
+        return give_up(x, "left the rest of its snapshot unread for " + std::to_string(timeout_s) + " s");
       }
     }
     return true;
   };
-  // The pieces go to a sender thread of this job's (nice 10 too), which writes them while this one
-  // builds the next: building and sending take a core each, as when the I/O thread sent them.
-  struct Queue {
-    std::mutex mu;
-    std::condition_variable cv;
-    std::deque<std::string> pieces;  // at most kQueued
-    bool done = false;    // no more pieces (or abandon them: abort)
-    bool abort = false;
-    bool failed = false;  // the sender gave up: the replica hung up, or did not read
-  } q;
-  constexpr size_t kQueued = 8;
-  std::thread sender;
-  auto send_loop = [&] {
+  // x's sender thread (nice 10 too): writes the pieces while the job builds the next.
+  auto send_loop = [&](Target* x) {
     (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
     for (;;) {
-      std::string piece;
+      Piece piece;
       {
-        std::unique_lock lock(q.mu);
-        q.cv.wait(lock, [&] { return !q.pieces.empty() || q.done; });
-        if (q.abort || q.pieces.empty()) return;
-        piece = std::move(q.pieces.front());
-        q.pieces.pop_front();
-        q.cv.notify_all();
+        std::unique_lock lock(x->q.mu);
+        x->q.cv.wait(lock, [&] { return !x->q.pieces.empty() || x->q.done; });
+        if (x->q.abort || x->q.pieces.empty()) return;
+        piece = std::move(x->q.pieces.front());
+        x->q.pieces.pop_front();
+        x->q.cv.notify_all();
       }
-      if (!send_all(piece)) {
-        std::lock_guard lock(q.mu);
-        q.failed = true;
-        q.cv.notify_all();
+      if (!send_all(*x, *piece)) {
+        std::lock_guard lock(x->q.mu);
+        x->q.failed = true;
+        x->q.cv.notify_all();
         return;
       }
     }
   };
+  // Drops x: it gets no more pieces, and its sender stops (a send blocked on a full socket too).
+  auto drop = [&](Target& x) {
+    if (x.dead) return;
+    x.dead = true;
+    {
+      std::lock_guard lock(x.q.mu);
+      x.q.done = x.q.abort = true;
+      x.q.cv.notify_all();
+    }
+    if (x.fd >= 0) (void)::shutdown(x.fd, SHUT_RDWR);
+  };
+  auto any_alive = [&] {
+    return std::any_of(all.begin(), all.end(), [](const std::unique_ptr<Target>& x) { return !x->dead; });
+  };
+  bool have_fds = false;
   size_t since_check = 0;
   auto drain = [&](std::string* out) -> bool {
-    if (fd < 0) {  // the first piece: once the I/O thread sent the first line
-      for (;;) {
-        if (!ask(true)) return false;
-        {
-          std::lock_guard lock(flow->mu);
-          if (flow->fd >= 0) {
-            fd = flow->fd;
+    if (!have_fds) {  // the first piece: once the I/O threads sent the first lines
+      have_fds = true;
+      for (auto& xp : all) {
+        Target& x = *xp;
+        for (;;) {
+          if (!ask(x, true)) {
+            drop(x);
             break;
           }
-          if (flow->unsent == 0) return give_up("cannot be sent its snapshot (its descriptor could not be duplicated)");
+          {
+            std::lock_guard lock(x.flow->mu);
+            if (x.flow->fd >= 0) {
+              x.fd = x.flow->fd;
+              break;
+            }
+            if (x.flow->unsent == 0) {
+              give_up(x, "cannot be sent its snapshot (its descriptor could not be duplicated)");
+              drop(x);
+              break;
+            }
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the first line still on its way
         }
-        std::this_thread::sleep_for(std::chrono::milliseconds(1));  // the first line still on its way
+        if (!x.dead) x.sender = std::thread(send_loop, &x);
       }
-      sender = std::thread(send_loop);
     }
     since_check += out->size();
-    {
-      std::unique_lock lock(q.mu);
-      q.cv.wait(lock, [&] { return q.pieces.size() < kQueued || q.failed; });
-      if (q.failed) return false;
-      q.pieces.push_back(std::move(*out));
-      q.cv.notify_all();
-    }
+    Piece piece = std::make_shared<const std::string>(std::move(*out));
     out->clear();
-    if (since_check < kCheckEvery) return true;
-    since_check = 0;
-    return ask(false);  // (a CLIENT KILL closes the link, not this descriptor)
+    for (auto& xp : all) {
+      Target& x = *xp;
+      if (x.dead) continue;
+      std::unique_lock lock(x.q.mu);
+      x.q.cv.wait(lock, [&] { return x.q.pieces.size() < kQueued || x.q.failed; });
+      if (x.q.failed) {
+        lock.unlock();
+        drop(x);
+        continue;
+      }
+      x.q.pieces.push_back(piece);
+      x.q.cv.notify_all();
+    }
+    if (since_check >= kCheckEvery) {
+      since_check = 0;
+      for (auto& xp : all) {
+        if (!xp->dead && !ask(*xp, false)) drop(*xp);  // (a CLIENT KILL closes the link, not this descriptor)
+      }
+    }
+    return any_alive();
   };
   std::string buffer;
   const store::Status built = WriteRdbSnapshot(*server, &buffer, [&] {
-    std::string head;
-    if (!rdb_only) {
-      // On the writer, between two groups: the snapshot is the stream up to here.
-      const uint64_t offset = server->repl.MarkSnapshot();
-      replica = server->repl.Add(client->id(), keep, ReplicaIp(*client), client->replica_listening_port(), offset);
-      if (psync) head = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n";
+    // On the writer, between two groups: the snapshot is the stream up to here.
+    uint64_t offset = 0;
+    bool marked = false;
+    for (auto& xp : all) {
+      Target& x = *xp;
+      std::string head;
+      if (!x.t.rdb_only) {
+        if (!marked) {
+          offset = server->repl.MarkSnapshot();
+          marked = true;
+        }
+        x.replica = server->repl.Add(x.t.client->id(), x.t.keep, ReplicaIp(*x.t.client),
+                                     x.t.client->replica_listening_port(), offset);
+        if (x.t.psync) head = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n";
+      }
+      head += "$EOF:" + mark + "\r\n";
+      x.started = true;
+      x.t.keep->Post([client = x.t.client, head = std::move(head)] {
+        client->link().out().Raw(head);
+        client->link().Flush();
+      });
     }
-    head += "$EOF:" + mark + "\r\n";
-    started = true;
-    keep->Post([client, head = std::move(head)] {
-      client->link().out().Raw(head);
-      client->link().Flush();
-    });
   }, drain);
-  bool send_failed = false;
-  if (sender.joinable()) {
-    {
-      std::lock_guard lock(q.mu);
-      q.done = true;
-      q.abort = !built.ok();  // (what is queued of a failed snapshot is not sent)
-      q.cv.notify_all();
+  size_t delivered = 0;
+  for (auto& xp : all) {
+    Target& x = *xp;
+    bool send_failed = x.dead;
+    if (x.sender.joinable()) {
+      {
+        std::lock_guard lock(x.q.mu);
+        x.q.done = true;
+        x.q.abort = x.q.abort || !built.ok();  // (what is queued of a failed snapshot is not sent)
+        x.q.cv.notify_all();
+      }
+      // A failed one (the link closed, say): a sender waiting for room gives up now.
+      if (!built.ok()) (void)::shutdown(x.fd, SHUT_RDWR);
+      x.sender.join();  // the last pieces sent (or the sender gave up)
+      send_failed = send_failed || x.q.failed;
     }
-    // A failed one (the link closed, say): a sender waiting for room gives up now.
-    if (!built.ok()) (void)::shutdown(fd, SHUT_RDWR);
-    sender.join();  // the last pieces sent (or the sender gave up)
-    send_failed = q.failed;
-  }
-  if (fd >= 0) ::close(fd);  // (the link's own descriptor closes with it)
-  const store::Status s = built.ok() && send_failed ? store::Status::Aborted() : built;
-  keep->Post([client, server, s, replica, started, mark] {
-    if (!s.ok()) {
-      if (replica) server->repl.Remove(replica.get());
-      if (!started) {
-        client->link().out().Error(StorageError(s));
+    if (x.fd >= 0) ::close(x.fd);  // (the link's own descriptor closes with it)
+    const store::Status s = built.ok() && send_failed ? store::Status::Aborted() : built;
+    if (s.ok()) ++delivered;
+    x.t.keep->Post([client = x.t.client, server, s, replica = x.replica, started = x.started, mark] {
+      if (!s.ok()) {
+        if (replica) server->repl.Remove(replica.get());
+        if (!started) {
+          client->link().out().Error(StorageError(s));
+          client->Finish();
+          if (replica) client->link().CloseAfterReply();
+          return;
+        }
+        // Part of the payload is sent: nothing else can be said on this link.
+        if (!s.IsAborted()) spdlog::warn("replication: snapshot for {} failed: {}", client->peer(), s.ToString());
+        client->link().CloseNow();
         client->Finish();
-        if (replica) client->link().CloseAfterReply();
         return;
       }
-      // Part of the payload is sent: nothing else can be said on this link.
-      if (!s.IsAborted()) spdlog::warn("replication: snapshot for {} failed: {}", client->peer(), s.ToString());
-      client->link().CloseNow();
+      client->link().out().Raw(mark);
+      if (replica) {
+        replica->stream_on_ack = true;
+        client->BecomeReplica(replica);
+        server->repl.Online(replica, /*stream=*/false);
+        server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
+        spdlog::info("replication: snapshot streamed to replica {} (diskless framing); the stream follows its first ack",
+                     client->peer());
+      }
       client->Finish();
-      return;
-    }
-    client->link().out().Raw(mark);
-    if (replica) {
-      replica->stream_on_ack = true;
-      client->BecomeReplica(replica);
-      server->repl.Online(replica, /*stream=*/false);
-      server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
-      spdlog::info("replication: snapshot streamed to replica {} (diskless framing); the stream follows its first ack",
-                   client->peer());
-    }
-    client->Finish();
-  });
+    });
+  }
+  if (all.size() > 1) {
+    spdlog::info("replication: one snapshot built for {} replicas, sent whole to {}", all.size(), delivered);
+  }
 }
 
 // SYNC and PSYNC replid offset. A partial resync (+CONTINUE) when the stream still holds what the
@@ -426,19 +519,55 @@ void SyncCommand(Ctx& c) {
   // The snapshot, off the event loop: it reads every record (the writer waits only for its copy of
   // the locations).
   bool eof = client->capa_eof();
+  int64_t delay_s = 0;
+  int64_t max_replicas = 0;
   {
     std::lock_guard lock(server->config_mu);
     eof = eof && server->config.repl_diskless_sync;
+    delay_s = server->config.repl_diskless_sync_delay;
+    max_replicas = server->config.repl_diskless_sync_max_replicas;
   }
-  auto job = [client, keep, server, psync, rdb_only, eof] {
-    server->jobs.Run([client, keep, server, psync, rdb_only, eof] {
+  // A replica's diskless sync joins the one that waits to start, if any (its snapshot is not begun:
+  // repl-diskless-sync-delay); else it starts one, which waits that long (or until
+  // repl-diskless-sync-max-replicas joined) for others to share it, as Redis's.
+  std::shared_ptr<PendingSync> group;
+  if (eof && !rdb_only) {
+    std::lock_guard lock(server->pending_sync_mu);
+    const bool joined = server->pending_sync != nullptr;
+    if (!joined) server->pending_sync = std::make_shared<PendingSync>();
+    group = server->pending_sync;
+    group->targets.push_back(SnapshotTarget{client, keep, psync, rdb_only});
+    if (max_replicas > 0 && group->targets.size() >= static_cast<size_t>(max_replicas)) group->cv.notify_all();
+    if (joined) {
+      spdlog::info("replication: replica {} shares the full sync that starts next ({} replicas)", client->peer(),
+                   group->targets.size());
+      return;
+    }
+  }
+  auto job = [client, keep, server, psync, rdb_only, eof, group, delay_s, max_replicas] {
+    server->jobs.Run([client, keep, server, psync, rdb_only, eof, group, delay_s, max_replicas] {
       // Below the I/O threads and the writer (nice 10, this thread of its own only): on a
       // machine with few cores the clients' commands go first, the snapshot takes what is left.
       // (Not SCHED_IDLE: on a saturated primary it would starve, and the full sync with it.
-      // One run with it, the replica under SCHED_IDLE too, still had the primary's p99 during a
-      // 10M-key sync at 4x its steady p99, 2026-12-03.)
+      // Single rounds with it, the replica on a CPU of its own, had the primary's p99 during a
+      // 10M-key sync at 0.6x its steady p99 against 1.8x, but the sync took 16-18 s against 11-12,
+      // 2026-12-03.)
       (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
-      if (eof) return StreamSnapshot(client, keep, server, psync, rdb_only);
+      if (group) {
+        std::vector<SnapshotTarget> targets;
+        {
+          std::unique_lock lock(server->pending_sync_mu);
+          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(delay_s);
+          while (std::chrono::steady_clock::now() < until && server->ready.load(std::memory_order_acquire) &&
+                 !(max_replicas > 0 && group->targets.size() >= static_cast<size_t>(max_replicas))) {
+            group->cv.wait_until(lock, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+          }
+          if (server->pending_sync == group) server->pending_sync = nullptr;  // later ones start another
+          targets = group->targets;
+        }
+        return StreamSnapshot(server, targets);
+      }
+      if (eof) return StreamSnapshot(server, {SnapshotTarget{client, keep, psync, rdb_only}});
       auto rdb = std::make_shared<std::string>();
       std::shared_ptr<Replica> replica;
       uint64_t offset = 0;

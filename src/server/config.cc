@@ -205,6 +205,8 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-timeout", &Config::repl_timeout, 1, INT_MAX, true));
     t.push_back(Bool("repl-diskless-sync", &Config::repl_diskless_sync, true));
+    t.push_back(Int("repl-diskless-sync-delay", &Config::repl_diskless_sync_delay, 0, INT_MAX, true));
+    t.push_back(Int("repl-diskless-sync-max-replicas", &Config::repl_diskless_sync_max_replicas, 0, INT_MAX, true));
     t.push_back(Int("min-replicas-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-slaves-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-replicas-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));

@@ -61,6 +61,10 @@ struct Config {
   int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
   int64_t repl_timeout = 60;
   bool repl_diskless_sync = true;        // a full sync streams the snapshot to replicas that read $EOF:
+  // Seconds a diskless full sync waits for more replicas to share its snapshot (Redis: 5; keg's
+  // snapshot costs no fork, so it starts at once unless told), and how many end the wait early.
+  int64_t repl_diskless_sync_delay = 0;
+  int64_t repl_diskless_sync_max_replicas = 0;
   int64_t min_replicas_to_write = 0;  // alias min-slaves-to-write (0: off)
   int64_t min_replicas_max_lag = 10;  // alias min-slaves-max-lag (seconds; 0: off)
   std::string replicaof;                  // "host port" from the config file, followed at start

@@ -33,6 +33,7 @@
 namespace keg::server {
 
 class ClientSession;
+struct PendingSync;
 
 /// Who watches which keys (WATCH). A write marks the watchers of its keys dirty on the writer
 /// thread, just before it is applied, so an EXEC queued behind it sees the mark in its own
@@ -303,6 +304,10 @@ struct ServerState {
   /// reports written keys to it until it closes); its thread is stopped first (~ServerState).
   BlockingRegistry blocking{*this};
   BackgroundJobs jobs;  // SYNC's snapshots
+  /// The diskless full sync that waits to start (repl-diskless-sync-delay), which a replica asking
+  /// now joins; null when none waits (commands_replication.cc).
+  std::mutex pending_sync_mu;
+  std::shared_ptr<PendingSync> pending_sync;
   /// The replication stream and the replicas it feeds (replication.h). Declared before the store:
   /// its writer appends to it until it closes.
   ReplicationFeed repl;

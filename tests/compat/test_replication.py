@@ -870,6 +870,45 @@ class KegReplicaTest(unittest.TestCase):
         wait_synced(p, c1, timeout=120)
         digests_equal(self, p, c1)
 
+    def test_replicas_that_ask_within_the_delay_share_one_snapshot(self):
+        """repl-diskless-sync-delay: replicas asking for a full sync within it get one snapshot
+        built once (each its own copy of the pieces, the same offset); one that stops reading is
+        dropped after repl-timeout and the others finish. repl-diskless-sync-max-replicas starts it
+        as soon as that many joined."""
+        primary, p = self.start("--repl-diskless-sync-delay", "3", "--repl-timeout", "2")
+        self.assertEqual(p.config_get("repl-diskless-sync*"),
+                         {"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "3",
+                          "repl-diskless-sync-max-replicas": "0"})
+        p.execute_command("DEBUG", "POPULATE", 300000, "key", 100)
+        stuck = socket.create_connection(("127.0.0.1", primary.port))  # reads nothing after +FULLRESYNC
+        stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        stuck.sendall(b"*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n")
+        self.assertEqual(stuck.recv(5), b"+OK\r\n")
+        stuck.sendall(b"*3\r\n$5\r\nPSYNC\r\n$1\r\n?\r\n$2\r\n-1\r\n")
+        replicas = [self.start("--replicaof", "127.0.0.1", str(primary.port)) for _ in range(2)]
+        with self.writing(primary.port):
+            time.sleep(1)
+        for _, c in replicas:
+            wait_synced(p, c, timeout=120)
+            digests_equal(self, p, c)
+        self.assertEqual(p.info("stats")["sync_full"], 2)
+        log = primary.log_tail()
+        self.assertIn("one snapshot built for 3 replicas, sent whole to 2", log)
+        self.assertEqual(log.count("shares the full sync that starts next"), 2)
+        self.assertIn("of its snapshot unread for 2 s; closing", log)
+        stuck.close()
+        # max-replicas: two replicas start it long before the delay's end.
+        p.config_set("repl-diskless-sync-delay", 60)
+        p.config_set("repl-diskless-sync-max-replicas", 2)
+        t0 = time.time()
+        more = [self.start("--replicaof", "127.0.0.1", str(primary.port)) for _ in range(2)]
+        for _, c in more:
+            wait_synced(p, c, timeout=50)
+            digests_equal(self, p, c)
+        self.assertLess(time.time() - t0, 50)
+        self.assertEqual(p.info("stats")["sync_full"], 4)
+        self.assertIn("one snapshot built for 2 replicas, sent whole to 2", primary.log_tail())
+
     def test_a_streamed_snapshot_puts_its_replica_online_and_the_stream_waits_for_its_ack(self):
         """As Redis 7.0: once a streamed (`$EOF:`) snapshot is sent its replica is online (INFO's
         state=online, counted by min-replicas-to-write, a FAILOVER target) while it still loads;
