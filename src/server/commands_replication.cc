@@ -160,18 +160,6 @@ std::string ReplicaIp(const ClientSession& client) {
   return client.replica_announced_ip().empty() ? PeerIp(client.peer()) : client.replica_announced_ip();
 }
 
-// A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
-// replicas that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
-// characters. One snapshot serves every target (the replicas that asked within
-// repl-diskless-sync-delay): each gets the same pieces and the same offset. The file goes in 1 MiB
-// pieces as it is built (WriteRdbSnapshot's drain), written to each socket by a sender thread of
-// this job's per target (a dup of the link's descriptor, once the I/O thread sent the first line):
-// the I/O threads, which serve other clients, do none of that work, and the primary holds at most
-// 8 pieces of the file. The slowest target paces the build (as Redis's); one that hangs up, or
-// reads nothing for repl-timeout, is dropped and the others go on. Meanwhile a target's link writes
-// nothing (its command has not finished); the end mark goes through it again. Runs on a
-// background job; each link's own work is posted to its I/O thread (`keep` holds it, and so
-// `client`).
 }  // namespace
 
 // A replica (or redis-cli --rdb) a diskless snapshot is for.
@@ -190,7 +178,18 @@ struct PendingSync {
 
 namespace {
 
-
+// A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
+// replicas that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
+// characters. One snapshot serves every target (the replicas that asked within
+// repl-diskless-sync-delay): each gets the same pieces and the same offset. The file goes in 1 MiB
+// pieces as it is built (WriteRdbSnapshot's drain), written to each socket by a sender thread of
+// this job's per target (a dup of the link's descriptor, once the I/O thread sent the first line):
+// the I/O threads, which serve other clients, do none of that work, and the primary holds at most
+// 8 pieces of the file. The slowest target paces the build (as Redis's); one that hangs up, or
+// reads nothing for repl-timeout, is dropped and the others go on. Meanwhile a target's link writes
+// nothing (its command has not finished); the end mark goes through it again. Runs on a
+// background job; each link's own work is posted to its I/O thread (`keep` holds it, and so
+// `client`).
 void StreamSnapshot(ServerState* server, const std::vector<SnapshotTarget>& targets) {
   constexpr size_t kCheckEvery = size_t{4} << 20;
   constexpr size_t kQueued = 8;
