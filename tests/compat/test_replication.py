@@ -879,7 +879,7 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(p.config_get("repl-diskless-sync*"),
                          {"repl-diskless-sync": "yes", "repl-diskless-sync-delay": "3",
                           "repl-diskless-sync-max-replicas": "0"})
-        p.execute_command("DEBUG", "POPULATE", 300000, "key", 100)
+        p.execute_command("DEBUG", "POPULATE", 100000, "key", 100)
         stuck = socket.create_connection(("127.0.0.1", primary.port))  # reads nothing after +FULLRESYNC
         stuck.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
         stuck.sendall(b"*5\r\n$8\r\nREPLCONF\r\n$4\r\ncapa\r\n$3\r\neof\r\n$4\r\ncapa\r\n$6\r\npsync2\r\n")
@@ -897,15 +897,14 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(log.count("shares the full sync that starts next"), 2)
         self.assertIn("of its snapshot unread for 2 s; closing", log)
         stuck.close()
-        # max-replicas: two replicas start it long before the delay's end.
-        p.config_set("repl-diskless-sync-delay", 60)
+        # max-replicas: two replicas start it long before the delay's end (3600 s: the syncs
+        # could not end within the test's time without it, even in CI's TSAN build).
+        p.config_set("repl-diskless-sync-delay", 3600)
         p.config_set("repl-diskless-sync-max-replicas", 2)
-        t0 = time.time()
         more = [self.start("--replicaof", "127.0.0.1", str(primary.port)) for _ in range(2)]
         for _, c in more:
-            wait_synced(p, c, timeout=50)
+            wait_synced(p, c, timeout=300)
             digests_equal(self, p, c)
-        self.assertLess(time.time() - t0, 50)
         self.assertEqual(p.info("stats")["sync_full"], 4)
         self.assertIn("one snapshot built for 2 replicas, sent whole to 2", primary.log_tail())
 
@@ -1050,13 +1049,19 @@ class KegReplicaTest(unittest.TestCase):
         and a partial resync after a promotion get) ends at the same offset, and the data is the
         same."""
         self.assertEqual(p.execute_command("WAIT", len(replicas), 10000), len(replicas))
-        want = p.info("replication")["master_repl_offset"]
         for c in replicas:
-            wait_until("the replica to apply the whole stream",
-                       lambda: c.info("replication").get("slave_repl_offset") == want, timeout=60)
-            info = c.info("replication")
-            self.assertEqual((info["slave_repl_offset"], info["master_repl_offset"], c.get("ctr")),
-                             (want, want, p.get("ctr")), "applied, own stream's end, counter")
+            # The primary's offset read afresh each time: its PING (repl-ping-replica-period) can
+            # move it while a slow replica (CI's TSAN build) catches up.
+            seen = []
+
+            def same():
+                want = p.info("replication")["master_repl_offset"]
+                info = c.info("replication")
+                seen[:] = [(info.get("slave_repl_offset"), info.get("master_repl_offset")), (want, want)]
+                return seen[0] == seen[1]
+
+            wait_until("the replica to apply the whole stream, its own stream ending there", same, timeout=60)
+            self.assertEqual(c.get("ctr"), p.get("ctr"))
             digests_equal(self, p, c)
 
     def test_the_stream_is_forwarded_byte_for_byte_under_waits(self):
@@ -1467,6 +1472,11 @@ class FailoverTest(unittest.TestCase):
         p.sadd("set", *range(50))
         R, r = self.node(replica_kind, "--replicaof", "127.0.0.1", str(P.port))
         wait_synced(p, r)
+        # The primary's view too: redis-server puts a replica online only once it noticed its
+        # snapshot's child end (its cron), after the replica already loaded it (CI's TSAN run once
+        # asked FAILOVER in between: "target replica is not online").
+        wait_until("the primary to list its replica online",
+                   lambda: p.info("replication").get("slave0", {}).get("state") == "online")
         return P, p, R, r
 
     def test_errors_match_redis(self):
