@@ -244,6 +244,15 @@ class Proxy:
             pair.close()
 
 
+def slow(seconds):
+    """Marks a test that takes about `seconds` in a Release build, so shard.py can balance a
+    module's shards (unmarked tests weigh 1 s)."""
+    def mark(test):
+        test.keg_seconds = seconds
+        return test
+    return mark
+
+
 def rss_kb(pid):
     """A process's resident memory (VmRSS) in KiB."""
     with open(f"/proc/{pid}/status") as f:

@@ -542,6 +542,7 @@ class KegReplicaTest(unittest.TestCase):
         c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         self.assertEqual(len(c1.client_list(_type="master")), 1)
 
+    @kegtest.slow(4)
     def test_a_replica_is_listed_under_the_address_it_announces(self):
         # replica-announce-ip / -port (what Sentinel connects to, behind NAT or a proxy): a keg
         # replica announcing to keg and to redis-server, a redis-server replica announcing to keg;
@@ -597,6 +598,7 @@ class KegReplicaTest(unittest.TestCase):
             self.servers.remove(server)
             self.assertEqual(server.stop(), 0)
 
+    @kegtest.slow(8)
     def test_a_partial_resync_continues_in_the_streams_database(self):
         # The primary selects a database once; after the link drops and a partial resync, its
         # stream goes on without a new SELECT, and the replica must apply it in that database
@@ -664,6 +666,7 @@ class KegReplicaTest(unittest.TestCase):
         wait_until("the load to start", lambda: "full sync from" in replica.log_tail(), timeout=30)
         return primary, p, replica, r
 
+    @kegtest.slow(24)
     def test_a_full_sync_swaps_the_data_set_in_at_once(self):
         """While a keg replica loads a full sync, its clients read its old data set whole; then the
         new one, whole: never a mix, never an empty one (it loads into its staging databases and
@@ -691,6 +694,7 @@ class KegReplicaTest(unittest.TestCase):
         r.execute_command("SELECT", 5)
         self.assertEqual(r.dbsize(), 0)  # every database was replaced
 
+    @kegtest.slow(4)
     def test_a_replica_killed_during_its_full_sync_keeps_its_data_set(self):
         """SIGKILL a keg replica during the load of a full sync: restarted, it has its old data set
         whole (the load's part is discarded, logged), then syncs again. (keg used to come back with
@@ -728,6 +732,7 @@ class KegReplicaTest(unittest.TestCase):
         self.assertIn("replication: loaded", replica.log_tail())
         self.assertNotIn("staging", replica.log_tail())
 
+    @kegtest.slow(3)
     def test_restarts_resync_partially(self):
         # A replica and then a primary stopped cleanly come back where they were in the stream
         # (Redis's repl-id / repl-offset in its RDB): a partial resync, not a full one. A replica
@@ -812,6 +817,7 @@ class KegReplicaTest(unittest.TestCase):
         with self.assertRaises(redis.ReadOnlyError):
             p.set("x", 1)
 
+    @kegtest.slow(12)
     def test_a_large_snapshot_is_streamed_in_the_diskless_framing(self):
         """A full sync of about 40 MB to a keg and a redis-server replica (both declare `capa
         eof`): the primary sends it as it builds it, in pieces, held back while 16 MiB are unsent
@@ -839,6 +845,7 @@ class KegReplicaTest(unittest.TestCase):
         self.assertRegex(r3.log_tail(), r"full sync from 127\.0\.0\.1:\d+: \d+ bytes of RDB")
         self.assertNotIn("diskless framing", r3.log_tail())
 
+    @kegtest.slow(28)
     def test_a_streamed_snapshot_stops_for_a_replica_that_stops_reading_or_hangs_up(self):
         """A replica (a raw socket saying `capa eof`) that stops reading its streamed snapshot is
         dropped after repl-timeout (the snapshot's thread waits for room meanwhile), one that hangs
@@ -870,6 +877,7 @@ class KegReplicaTest(unittest.TestCase):
         wait_synced(p, c1, timeout=120)
         digests_equal(self, p, c1)
 
+    @kegtest.slow(23)
     def test_replicas_that_ask_within_the_delay_share_one_snapshot(self):
         """repl-diskless-sync-delay: replicas asking for a full sync within it get one snapshot
         built once (each its own copy of the pieces, the same offset); one that stops reading is
@@ -963,6 +971,7 @@ class KegReplicaTest(unittest.TestCase):
                     got += chunk
                 sock.close()
 
+    @kegtest.slow(16)
     def test_a_silent_online_replica_is_dropped_after_repl_timeout(self):
         """As Redis 7.0 (keg and redis-server side by side): an online replica from which nothing
         comes (no REPLCONF ACK, no newline) for longer than repl-timeout is disconnected and no
@@ -1071,6 +1080,7 @@ class KegReplicaTest(unittest.TestCase):
             self.assertEqual(c.get("ctr"), p.get("ctr"))
             digests_equal(self, p, c)
 
+    @kegtest.slow(10)
     def test_the_stream_is_forwarded_byte_for_byte_under_waits(self):
         """A replica's stream is its primary's, byte for byte, while pipelined writes and WAITs
         (whose REPLCONF GETACK comes between the writes) go on. Regression: a GETACK's ack flushed
@@ -1088,6 +1098,7 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(c2.info("replication")["master_repl_offset"], p.info("replication")["master_repl_offset"])
         digests_equal(self, p, c2)
 
+    @kegtest.slow(9)
     def test_switching_primaries_under_writes(self):
         """A replica moved between two primaries of one history (its primary and that one's
         other replica) 20 times while writes go on, its writer slowed (DEBUG APPLY-PAUSE) so that
@@ -1189,6 +1200,7 @@ class ReplicaSnapshotCheckTest(unittest.TestCase):
     """A replica checks a full sync's snapshot whole before it replaces its data set: a damaged one
     leaves the data as it was; the same snapshot undamaged replaces it."""
 
+    @kegtest.slow(11)
     def test_a_damaged_snapshot_changes_nothing(self):
         source = kegtest.keg()
         replica = kegtest.keg()
@@ -1367,6 +1379,7 @@ class WriteSafetyTest(unittest.TestCase):
             keg.stop()
             ref.stop()
 
+    @kegtest.slow(3)
     def test_writes_stop_when_replicas_stop_acking(self):
         primary = kegtest.keg("--min-replicas-to-write", "1", "--min-replicas-max-lag", "2")
         replica = None
