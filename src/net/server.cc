@@ -88,6 +88,25 @@ struct Worker {
   std::thread thread;
   std::list<std::weak_ptr<Connection>> connections;  // I/O thread only
   std::unique_ptr<asio::steady_timer> tick;
+  /// Link::PostIdle's work, run by the thread's loop (Run) once no handler is ready or a batch of
+  /// kIdleBatch ran. I/O thread only. After `io`: destroyed first (it holds connections).
+  std::vector<std::function<void()>> at_idle;
+  static constexpr size_t kIdleBatch = 64;
+
+  // The thread's loop: io.run(), except that between batches of handlers it runs `at_idle`.
+  void Run() {
+    std::vector<std::function<void()>> due;
+    while (!io.stopped()) {
+      size_t ran = 0;
+      while (ran < kIdleBatch && io.poll_one() > 0) ++ran;
+      if (!at_idle.empty()) {
+        due.swap(at_idle);
+        for (auto& fn : due) fn();
+        due.clear();
+      }
+      if (ran < kIdleBatch && at_idle.empty()) io.run_one();  // nothing ready: wait for an event
+    }
+  }
 };
 
 class Connection final : public Link, public std::enable_shared_from_this<Connection> {
@@ -148,6 +167,18 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     std::shared_ptr<Connection> self = weak_from_this().lock();
     if (!self) return;
     asio::post(worker_->io, [self = std::move(self), fn = std::move(fn)] { fn(); });
+  }
+  void PostIdle(std::function<void()> fn) override {
+    std::shared_ptr<Connection> self = weak_from_this().lock();
+    if (!self) return;
+    std::function<void()> run = [self = std::move(self), fn = std::move(fn)] { fn(); };
+    if (this_thread_io == &worker_->io) {
+      worker_->at_idle.push_back(std::move(run));
+      return;
+    }
+    asio::post(worker_->io, [worker = worker_, run = std::move(run)]() mutable {
+      worker->at_idle.push_back(std::move(run));
+    });
   }
   std::shared_ptr<Link> Self() override { return shared_from_this(); }
   void Resume() override {
@@ -669,7 +700,7 @@ class ServerImpl {
         pthread_setname_np(pthread_self(), name.c_str());
         auto guard = asio::make_work_guard(worker->io);
         this_thread_io = &worker->io;
-        worker->io.run();
+        worker->Run();
         this_thread_io = nullptr;
       });
     }

@@ -34,6 +34,10 @@ class Link {
   /// Runs fn later on the connection's I/O thread; the connection stays alive until it has run.
   /// Any thread. Does nothing if the connection is already gone.
   virtual void Post(std::function<void()> fn) = 0;
+  /// As Post, but fn runs once the I/O thread has run the handlers ready there (at most a batch of
+  /// them; Redis's beforeSleep): work that gains from carrying all of that batch's effects at once,
+  /// such as a replica's send of the stream. Any thread.
+  virtual void PostIdle(std::function<void()> fn) = 0;
   /// A strong reference that keeps the connection (and so its session) alive, for completions
   /// that arrive from other threads.
   virtual std::shared_ptr<Link> Self() = 0;

@@ -280,7 +280,7 @@ void ReplicationFeed::WakeLocked() {
     std::shared_ptr<net::Link> link = r->link.lock();
     if (!link) continue;
     r->posted = true;
-    link->Post([this, r] { Send(r); });
+    link->PostIdle([this, r] { Send(r); });  // after the groups the loop's batch completes
     keep_.push_back(std::move(link));  // released after mu_ (Guard)
   }
 }

@@ -542,6 +542,34 @@ class KegReplicaTest(unittest.TestCase):
         c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         self.assertEqual(len(c1.client_list(_type="master")), 1)
 
+    def test_the_stream_reaches_replicas_while_the_primary_is_saturated(self):
+        # The primary sends the stream to a replica once its event loop has run the handlers ready
+        # (Redis's beforeSleep), so one send carries every write of that batch; a loop that always
+        # has more ready (clients flooding it with deep pipelines) still sends after each batch of
+        # handlers: the replica keeps receiving all along (whether it keeps up is its own speed).
+        primary, p = self.start()
+        replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        flood = subprocess.Popen(["redis-benchmark", "-p", str(primary.port), "-t", "set", "-P", "10000",
+                                  "-c", "16", "-n", "1000000000", "-r", "1000", "-q"],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            time.sleep(1)
+            for i in range(5):
+                self.assertIsNone(flood.poll())
+                processed = p.info("stats")["total_commands_processed"]
+                received = r.info("replication")["slave_read_repl_offset"]
+                time.sleep(1)
+                self.assertGreater(p.info("stats")["total_commands_processed"] - processed, 10_000,
+                                   "the flood stopped")
+                self.assertGreater(r.info("replication")["slave_read_repl_offset"] - received, 100_000,
+                                   f"second {i}: the replica received nothing")
+        finally:
+            flood.kill()
+            flood.wait()
+        wait_synced(p, r, timeout=120)
+        digests_equal(self, p, r)
+
     @kegtest.slow(4)
     def test_a_replica_is_listed_under_the_address_it_announces(self):
         # replica-announce-ip / -port (what Sentinel connects to, behind NAT or a proxy): a keg

@@ -413,12 +413,16 @@ class SentinelFailoverTest(unittest.TestCase):
             if node.proc.poll() is not None or port == c.master_port():
                 continue
             replica = redis.Redis(port=port)
-            wait_for(f"node {port} in sync", lambda: replica.info("replication").get("slave_repl_offset")
-                     == m.info("replication")["master_repl_offset"])
+
+            def in_sync():
+                # Its own stream (what a partial resync after its promotion continues) is the
+                # primary's, byte for byte: it ends at the same offset. Both read again each time:
+                # the primary's PINGs and GETACKs move its offset between two reads.
+                r = replica.info("replication")
+                end = m.info("replication")["master_repl_offset"]
+                return r.get("slave_repl_offset") == end and r["master_repl_offset"] == end
+            wait_for(f"node {port} in sync, its own stream ending where the primary's does", in_sync)
             self.assertEqual(replica.dbsize(), m.dbsize())
-            # Its own stream (what a partial resync after its promotion continues) is the
-            # primary's, byte for byte: it ends at the same offset.
-            self.assertEqual(replica.info("replication")["master_repl_offset"], m.info("replication")["master_repl_offset"])
         # Sentinel's CONFIG REWRITE kept each node's config file current: the primary's names no
         # primary, each replica's names the new one; the comments stay.
         for port, node in c.nodes.items():

@@ -192,6 +192,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
     if (!self) return;
     server_->io().Post([self = std::move(self), fn = std::move(fn)] { fn(); });
   }
+  void PostIdle(std::function<void()> fn) override { Post(std::move(fn)); }  // its tasks run in turn
   std::shared_ptr<net::Link> Self() override { return shared_from_this(); }
   void Resume() override {
     if (closed_) return;
