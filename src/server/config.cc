@@ -207,6 +207,17 @@ const std::vector<Directive>& Table() {
     t.push_back(Bool("repl-diskless-sync", &Config::repl_diskless_sync, true));
     t.push_back(Int("repl-diskless-sync-delay", &Config::repl_diskless_sync_delay, 0, INT_MAX, true));
     t.push_back(Int("repl-diskless-sync-max-replicas", &Config::repl_diskless_sync_max_replicas, 0, INT_MAX, true));
+    t.push_back({"repl-diskless-load", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   const std::string l = Lower(a[0]);
+                   if (l != "disabled" && l != "on-empty-db" && l != "swapdb") {
+                     return std::string("argument(s) must be one of the following: disabled, on-empty-db, swapdb");
+                   }
+                   c.repl_diskless_load = l;
+                   return std::string();
+                 },
+                 [](const Config& c) { return c.repl_diskless_load; }});
     t.push_back(Int("min-replicas-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-slaves-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-replicas-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));

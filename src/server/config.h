@@ -65,6 +65,12 @@ struct Config {
   // snapshot costs no fork, so it starts at once unless told), and how many end the wait early.
   int64_t repl_diskless_sync_delay = 0;
   int64_t repl_diskless_sync_max_replicas = 0;
+  // How a replica loads a full sync (Redis's directive; its default). Every value is accepted and
+  // means the same in keg, whose load always has what each promises: the snapshot goes into
+  // staging databases as it arrives and is swapped in whole once checked (Redis's swapdb without
+  // its risk), so a failed sync changes nothing (Redis's disabled) and never empties the data set
+  // first (on-empty-db). Reported as set, for tools and Redis's tests that set and read it.
+  std::string repl_diskless_load = "disabled";  // disabled | on-empty-db | swapdb
   int64_t min_replicas_to_write = 0;  // alias min-slaves-to-write (0: off)
   int64_t min_replicas_max_lag = 10;  // alias min-slaves-max-lag (seconds; 0: off)
   std::string replicaof;                  // "host port" from the config file, followed at start

@@ -106,6 +106,17 @@ TEST(ConfigTest, RuntimeSetRefusesImmutableDirectivesAndGetMatchesGlobs) {
   EXPECT_EQ(save[0].second, "");
 }
 
+TEST(ConfigTest, ReplDisklessLoadTakesRedissValues) {
+  Config c;
+  EXPECT_EQ(GetDirectives(c, "repl-diskless-load")[0].second, "disabled");  // Redis's default
+  EXPECT_EQ(SetDirective(&c, "repl-diskless-load", {"SWAPDB"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "repl-diskless-load")[0].second, "swapdb");
+  EXPECT_EQ(SetDirective(&c, "repl-diskless-load", {"on-empty-db"}, true), "");
+  EXPECT_EQ(SetDirective(&c, "repl-diskless-load", {"sometimes"}, true),
+            "argument(s) must be one of the following: disabled, on-empty-db, swapdb");
+  EXPECT_EQ(c.repl_diskless_load, "on-empty-db");  // a refused value changes nothing
+}
+
 TEST(ConfigTest, DirectivesKegHonoursOneWay) {
   Config c;
   // keg's value is accepted; another well-formed one is refused with the reason; a malformed one
