@@ -77,6 +77,25 @@ Directive Int(std::string_view name, int64_t Config::*field, int64_t lo, int64_t
           [=](const Config& c) { return memory ? FormatMemory(c.*field) : std::to_string(c.*field); }};
 }
 
+// One of `values` (case-insensitive, kept in lower case), with Redis's error for an enum.
+Directive OneOf(std::string_view name, std::string Config::*field, std::initializer_list<std::string_view> values,
+                bool runtime) {
+  std::vector<std::string_view> allowed(values);
+  return {name, runtime,
+          [field, allowed](Config& c, const std::vector<std::string_view>& a) {
+            if (a.size() != 1) return std::string("wrong number of arguments");
+            const std::string v = Lower(a[0]);
+            if (std::find(allowed.begin(), allowed.end(), v) == allowed.end()) {
+              std::string err = "argument(s) must be one of the following: ";
+              for (size_t i = 0; i < allowed.size(); ++i) err += (i > 0 ? ", " : "") + std::string(allowed[i]);
+              return err;
+            }
+            c.*field = v;
+            return std::string();
+          },
+          [field](const Config& c) { return c.*field; }};
+}
+
 Directive String(std::string_view name, std::string Config::*field, bool runtime) {
   return {name, runtime,
           [field](Config& c, const std::vector<std::string_view>& a) {
@@ -207,17 +226,7 @@ const std::vector<Directive>& Table() {
     t.push_back(Bool("repl-diskless-sync", &Config::repl_diskless_sync, true));
     t.push_back(Int("repl-diskless-sync-delay", &Config::repl_diskless_sync_delay, 0, INT_MAX, true));
     t.push_back(Int("repl-diskless-sync-max-replicas", &Config::repl_diskless_sync_max_replicas, 0, INT_MAX, true));
-    t.push_back({"repl-diskless-load", true,
-                 [](Config& c, const std::vector<std::string_view>& a) {
-                   if (a.size() != 1) return std::string("wrong number of arguments");
-                   const std::string l = Lower(a[0]);
-                   if (l != "disabled" && l != "on-empty-db" && l != "swapdb") {
-                     return std::string("argument(s) must be one of the following: disabled, on-empty-db, swapdb");
-                   }
-                   c.repl_diskless_load = l;
-                   return std::string();
-                 },
-                 [](const Config& c) { return c.repl_diskless_load; }});
+    t.push_back(OneOf("repl-diskless-load", &Config::repl_diskless_load, {"disabled", "on-empty-db", "swapdb"}, true));
     t.push_back(Int("min-replicas-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-slaves-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-replicas-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));
@@ -279,17 +288,7 @@ const std::vector<Directive>& Table() {
                    }
                    return s;
                  }});
-    t.push_back({"enable-debug-command", false,
-                 [](Config& c, const std::vector<std::string_view>& a) {
-                   if (a.size() != 1) return std::string("wrong number of arguments");
-                   const std::string v = Lower(a[0]);
-                   if (v != "no" && v != "yes" && v != "local") {
-                     return std::string("argument(s) must be one of the following: no, yes, local");
-                   }
-                   c.enable_debug_command = v;
-                   return std::string();
-                 },
-                 [](const Config& c) { return c.enable_debug_command; }});
+    t.push_back(OneOf("enable-debug-command", &Config::enable_debug_command, {"no", "yes", "local"}, false));
     t.push_back({"appendfsync", false,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    if (a.size() != 1) return std::string("wrong number of arguments");
