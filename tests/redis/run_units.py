@@ -13,7 +13,9 @@ Files (tab-separated, '#' starts a comment):
   expected-failures.txt   UNIT <TAB> TEST NAME <TAB> REASON
 """
 import argparse
+import concurrent.futures
 import os
+import queue
 import re
 import shutil
 import signal
@@ -96,14 +98,17 @@ def start_server(args, workdir):
     return proc, port
 
 
-def run_unit(args, unit, skip=()):
+def run_unit(args, unit, skip=(), slot=0):
     """Returns (passed names, failed names, server died?, seconds, log text). `skip`: test names
-    the runner leaves out (--skipfile)."""
+    the runner leaves out (--skipfile). `slot`: which of the --jobs concurrent runners this is; each
+    slot has its own range for the runner's own listening port (--baseport), so two runners
+    starting together never pick the same one."""
     workdir = tempfile.mkdtemp(prefix="keg_redis_tests_")
     proc, port = start_server(args, workdir)
     started = time.time()
     cmd = ["./runtest", "--host", "127.0.0.1", "--port", str(port), "--single", unit,
            "--singledb", "--durable", "--timeout", str(args.timeout), "--clients", "1",
+           "--baseport", str(21111 + 100 * slot),
            # keg has no maxmemory (its data lives on disk; eviction is not a keg feature): the
            # harness's own tag for servers without it leaves those tests out, for Redis too.
            "--tags", "-needs:config-maxmemory"]
@@ -161,6 +166,9 @@ def main():
     ap.add_argument("--timeout", type=int, default=120, help="runtest's per-test watchdog (s)")
     ap.add_argument("--unit-timeout", type=int, default=900)
     ap.add_argument("--verbose", action="store_true", help="print each unit's runner output")
+    ap.add_argument("--jobs", type=int, default=3,
+                    help="units run at once, each with its own server (the units mostly wait: "
+                         "timeouts, expiries, sleeps)")
     args = ap.parse_args()
     units = [u if u.startswith("unit/") else "unit/" + u for u in args.units.split()]
 
@@ -180,21 +188,41 @@ def main():
     now_passing = set()
     collected = {}
     total_keg = total_redis = 0
+    def evaluate(unit):
+        """Runs one unit (twice when it has listed failures); called on a pool thread."""
+        slot = slots.get()
+        try:
+            passed, failed, died, seconds, out, server_log = run_unit(args, unit, slot=slot)
+            passed_set = set(passed)
+            # A test that fails inside MULTI (say on GEOADD, which keg lacks) leaves the harness's
+            # client in MULTI, and every later test of the unit fails on QUEUED. So a unit with
+            # listed failures runs a second time with those tests skipped: the tests after them
+            # are judged on their own. The first run alone says whether a listed test now passes.
+            listed = sorted(n for n, why in expected.get(unit, {}).items() if not why.startswith("flaky:"))
+            if listed and not args.against_redis:
+                p2, _, died2, s2, out2, log2 = run_unit(args, unit, skip=listed, slot=slot)
+                passed_set |= set(p2) - set(listed)
+                died = died or died2
+                seconds += s2
+                out += "\n[second run, listed failures skipped]\n" + out2
+                server_log += log2
+            return passed, passed_set, failed, died, seconds, out, server_log
+        finally:
+            slots.put(slot)
+
+    jobs = max(1, args.jobs)
+    slots = queue.Queue()
+    for i in range(jobs):
+        slots.put(i)
+    # The longest units start first (list-3, expire, scripting: about half of the ~4 minutes);
+    # results are judged and printed in the units' order.
+    first = ["unit/type/list-3", "unit/expire", "unit/scripting", "unit/type/string"]
+    order = [u for u in first if u in units] + [u for u in units if u not in first]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+        futures = {u: pool.submit(evaluate, u) for u in order}
+        results = {u: futures[u].result() for u in units}
     for unit in units:
-        passed, failed, died, seconds, out, server_log = run_unit(args, unit)
-        passed_set = set(passed)
-        # A test that fails inside MULTI (say on GEOADD, which keg lacks) leaves the harness's client
-        # in MULTI, and every later test of the unit fails on QUEUED. So a unit with listed
-        # failures runs a second time with those tests skipped: the tests after them are judged on
-        # their own. The first run alone says whether a listed test now passes.
-        listed = sorted(n for n, why in expected.get(unit, {}).items() if not why.startswith("flaky:"))
-        if listed and not args.against_redis:
-            p2, _, died2, s2, out2, log2 = run_unit(args, unit, skip=listed)
-            passed_set |= set(p2) - set(listed)
-            died = died or died2
-            seconds += s2
-            out += "\n[second run, listed failures skipped]\n" + out2
-            server_log += log2
+        passed, passed_set, failed, died, seconds, out, server_log = results[unit]
         collected[unit] = passed
         if args.verbose:
             print(out)
