@@ -342,7 +342,6 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.
   const Command* error_target_ = nullptr;
-  bool rejecting_ = false;
 
   // Local counters, added to the server's once per read.
   uint64_t commands_ = 0;
