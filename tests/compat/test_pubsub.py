@@ -1,6 +1,7 @@
 """Pub/sub against a real keg-server: redis-py's PubSub, raw RESP2/RESP3 bytes compared with
 redis-server's, ordering across I/O threads, a subscriber that never reads, ACL channels."""
 import os
+import selectors
 import socket
 import threading
 import time
@@ -37,6 +38,26 @@ def read_for(s, seconds=0.3):
         if not chunk:
             return out
         out += chunk
+
+
+def read_each(socks, seconds):
+    """Everything the server sends on each of `socks` until all are quiet for `seconds` (one wait
+    for all, not one per socket)."""
+    out = {sock: b"" for sock in socks}
+    with selectors.DefaultSelector() as sel:
+        for sock in socks:
+            sel.register(sock, selectors.EVENT_READ)
+        while sel.get_map():
+            ready = sel.select(seconds)
+            if not ready:
+                break
+            for key, _ in ready:
+                chunk = key.fileobj.recv(65536)
+                if chunk:
+                    out[key.fileobj] += chunk
+                else:
+                    sel.unregister(key.fileobj)
+    return tuple(out[sock] for sock in socks)
 
 
 class PubSubTest(unittest.TestCase):
@@ -448,7 +469,7 @@ class TrackingTest(unittest.TestCase):
                 time.sleep(what)
             else:
                 who.sendall(b"".join(what))
-            out.append((read_for(tracker, 0.2), read_for(redir, 0.2)))
+            out.append(read_each((tracker, redir), 0.2))
         tracker.close()
         redir.close()
         writer.close()
