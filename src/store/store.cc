@@ -917,14 +917,14 @@ void StoreImpl::Write(WriteBatch batch, WriteCallback done) {
 void StoreImpl::WriteAll(std::vector<PendingWrite> writes) {
   // Leader path (LevelDB's group commit, without the queue): when no group is being written and
   // nothing waits, the caller writes its batches itself — no wake-up of the writer thread and no
-  // hand-off back, which is most of an unpipelined write's latency. Not under `always`: there the
-  // group waits for an fdatasync, and the writer thread lets the caller's event loop gather the
-  // next group meanwhile.
+  // hand-off back, which is most of an unpipelined write's latency. Under `always` the caller
+  // syncs too, as Redis's event loop does in beforeSleep: the server calls this at its loop's
+  // idle point, when every ready handler has added its batches (docs/server.md, "always").
   // A caller already writing inline (a script that lets its event loop run the handlers that are
   // ready: net::PollCurrentLoop) queues: it holds the role, and its group is not complete. (Without
   // this it would try_lock a mutex it owns: undefined behaviour, though glibc answers "busy".)
   thread_local bool leading = false;
-  if (options_.fsync != FsyncPolicy::kAlways && !leading) {
+  if (!leading) {
     std::unique_lock role(role_mu_, std::try_to_lock);
     if (role.owns_lock()) {
       bool idle = false;

@@ -21,9 +21,9 @@
 //   queued, appends it with one write, applies appendfsync (group commit), updates the keydir, and
 //   then runs each batch's callback — on the writer thread. A callback must be quick and must not
 //   call Write/WriteAll/WriteSync: the server's posts the result back to the connection's I/O thread.
-// - WriteAll under `everysec` / `no`: when the writer is idle and nothing is queued, the calling
-//   thread takes the writer role and does all of the above itself, callbacks included, before
-//   WriteAll returns (no hand-off: an unpipelined write costs no thread switch). Only one thread
+// - WriteAll: when the writer is idle and nothing is queued, the calling thread takes the writer
+//   role and does all of the above itself — under `always` the fdatasync too — callbacks included,
+//   before WriteAll returns (no hand-off: an unpipelined write costs no thread switch). Only one thread
 //   holds the role at a time, so writes stay serialized either way. A kRun function may run long
 //   on the caller's thread this way; if it lets that thread run other work meanwhile (the server's
 //   busy scripts do), a WriteAll made by that work queues for the writer thread, behind the group.
@@ -646,8 +646,8 @@ class Store {
   /// Queues a batch for the writer; `done` runs on the writer thread.
   virtual void Write(WriteBatch batch, WriteCallback done) = 0;
   /// Queues several batches at once, in order (one lock, one wake-up of the writer): what an I/O
-  /// thread collected from all its connections in one turn of its event loop. Under `everysec` /
-  /// `no`, when the writer is idle the batches are written on the calling thread and their
+  /// thread collected from all its connections in one turn of its event loop. When the writer is
+  /// idle the batches are written (under `always`, and synced) on the calling thread and their
   /// callbacks run before this returns (see Threads above).
   struct PendingWrite {
     WriteBatch batch;
