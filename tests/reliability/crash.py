@@ -190,6 +190,7 @@ class Suite:
         self.crash_time = None
         self.file_size = "1mb"
         self.tiny = False  # tiny collection thresholds this cycle
+        self.io_threads = 1
 
     # ---- the server ----
     def start(self):
@@ -204,7 +205,8 @@ class Suite:
             [self.opts.server, "--port", str(self.port), "--dir", self.dir, "--appendfsync",
              self.opts.policy, "--data-file-size", self.file_size, "--compaction-frag-trigger",
              "40"] + (["--hash-max-listpack-entries", "1", "--set-max-listpack-entries", "1",
-                       "--set-max-intset-entries", "1"] if self.tiny else []),
+                       "--set-max-intset-entries", "1"] if self.tiny else [])
+            + ["--io-threads", str(self.io_threads)],
             stdout=self.log, stderr=subprocess.STDOUT, env=env, preexec_fn=die_with_parent)
 
     def wait_ready(self, timeout=120):
@@ -351,6 +353,10 @@ class Suite:
         # per element (a head and a record per element, docs/types.md), and converted there from
         # whole when a write finds them past the thresholds.
         self.tiny = n % 2 == 1
+        # Every third cycle with two I/O threads: the two contend for the writer role, so under
+        # `always` one commits its turn inline (with its fdatasync) while the other's groups go
+        # to the writer thread — both paths killed at random moments.
+        self.io_threads = 2 if n % 3 == 2 else 1
         stop = threading.Event()
         stats = {"acked": [0] * self.opts.clients, "errors": []}
         clients = [Client(c, self.port, [k for k in self.keys if k.startswith(f"k:{c}:")],
@@ -410,7 +416,8 @@ class Suite:
         print(f"cycle {n + 1}: {scenario:10s} ran {run_for:.2f} s, {acked} acknowledged, "
               f"restart {secs * 1000:.0f} ms" + (" (killed during compaction)" if during_compaction
                                                  else "") +
-              (" (killed during recovery)" if during_recovery else ""), flush=True)
+              (" (killed during recovery)" if during_recovery else "") +
+              (" (2 I/O threads)" if self.io_threads > 1 else ""), flush=True)
 
     def run(self):
         t0 = time.monotonic()
