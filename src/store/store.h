@@ -22,9 +22,9 @@
 //   then runs each batch's callback — on the writer thread. A callback must be quick and must not
 //   call Write/WriteAll/WriteSync: the server's posts the result back to the connection's I/O thread.
 // - WriteAll: when the writer is idle and nothing is queued, the calling thread takes the writer
-//   role and does all of the above itself — under `always` the fdatasync too — callbacks included,
-//   before WriteAll returns (no hand-off: an unpipelined write costs no thread switch). Only one thread
-//   holds the role at a time, so writes stay serialized either way. A kRun function may run long
+//   role and does all of the above itself (under `always` the fdatasync too), callbacks included,
+//   before WriteAll returns (no hand-off: an unpipelined write costs no thread switch). Only one
+//   thread holds the role at a time, so writes stay serialized either way. A kRun function may run long
 //   on the caller's thread this way; if it lets that thread run other work meanwhile (the server's
 //   busy scripts do), a WriteAll made by that work queues for the writer thread, behind the group.
 // - Compaction and hint files are written by a background thread; results are installed by the
