@@ -24,9 +24,10 @@
 // - WriteAll: when the writer is idle and nothing is queued, the calling thread takes the writer
 //   role and does all of the above itself (under `always` the fdatasync too), callbacks included,
 //   before WriteAll returns (no hand-off: an unpipelined write costs no thread switch). Only one
-//   thread holds the role at a time, so writes stay serialized either way. A kRun function may run long
-//   on the caller's thread this way; if it lets that thread run other work meanwhile (the server's
-//   busy scripts do), a WriteAll made by that work queues for the writer thread, behind the group.
+//   thread holds the role at a time, so writes stay serialized either way. A kRun function may
+//   run long on the caller's thread this way; if it lets that thread run other work meanwhile
+//   (the server's busy scripts do), a WriteAll made by that work queues for the writer thread,
+//   behind the group.
 // - Compaction and hint files are written by a background thread; results are installed by the
 //   writer thread so a newer write is never overwritten.
 // - Close (or the destructor) stops both threads after the queue drains.
