@@ -133,9 +133,15 @@ class Server:
         text = self.log_tail()
         crashed = self.proc.returncode not in (0, -signal.SIGKILL)
         if crashed or "Sanitizer" in text:
-            tail = "\n".join(text.splitlines()[-80:])
-            print(f"\n--- {self.dir}/server.log (exit {self.proc.returncode}), last lines:\n{tail}\n---",
-                  file=sys.stderr)
+            lines = text.splitlines()
+            # A sanitizer's report whole from its first line (its two stacks are what tell the
+            # race), with the 20 log lines before it; else the log's last 80 lines.
+            first = next((i for i, l in enumerate(lines) if "Sanitizer" in l and
+                          ("WARNING" in l or "ERROR" in l)), None)
+            shown = lines[max(0, first - 20):first + 200] if first is not None else lines[-80:]
+            what = "from the sanitizer's report" if first is not None else "last lines"
+            print(f"\n--- {self.dir}/server.log (exit {self.proc.returncode}), {what}:\n"
+                  + "\n".join(shown) + "\n---", file=sys.stderr)
 
     def __enter__(self):
         return self
