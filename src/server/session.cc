@@ -1637,7 +1637,8 @@ net::Outcome ClientSession::Submit(bool exec) {
       turn_batcher.writes.clear();
       st->WriteAll(std::move(writes));
     };
-    if (server_.config.appendfsync == store::FsyncPolicy::kAlways) {
+    // (The store's policy, fixed: `server_.config` is CONFIG SET's, read under config_mu only.)
+    if (st->fsync_policy() == store::FsyncPolicy::kAlways) {
       link_->PostIdle(std::move(flush));
     } else {
       link_->Post(std::move(flush));

@@ -655,6 +655,8 @@ class Store {
     WriteCallback done;
   };
   virtual void WriteAll(std::vector<PendingWrite> writes) = 0;
+  /// The policy the store was opened with (fixed for its lifetime; any thread).
+  virtual FsyncPolicy fsync_policy() const = 0;
   /// Writes a batch and waits for it (tools and tests).
   virtual Status WriteSync(WriteBatch batch, std::vector<OpResult>* results = nullptr) = 0;
 

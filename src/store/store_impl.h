@@ -97,6 +97,7 @@ class StoreImpl final : public Store {
                      std::vector<std::shared_ptr<const void>>* pins) const override;
   void Write(WriteBatch batch, WriteCallback done) override;
   void WriteAll(std::vector<PendingWrite> writes) override;
+  FsyncPolicy fsync_policy() const override { return options_.fsync; }
   // Holding the writer role: whether a group of `writes` surely fits the active file, so a caller
   // may write it inline without rotating.
   bool LeaderHasRoom(const std::vector<PendingWrite>& writes) const;

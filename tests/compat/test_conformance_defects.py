@@ -172,6 +172,46 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(self.server.proc.returncode, 0)
 
 
+class ConfigSetBesideWrites(unittest.TestCase):
+    """CONFIG SET replaces the whole configuration (under config_mu) on its connection's I/O thread
+    while writes run on another: nothing on a request path may read that copy unlocked. A
+    ThreadSanitizer build stops the server on such a read (exit 66); this test then fails. (Found
+    2026-12-04: the commit path read `config.appendfsync` per write; now the store's own policy.
+    Shown failing under TSAN before the fix.)"""
+
+    def test_config_set_on_one_thread_while_another_writes(self):
+        server = keg("--io-threads", "2", "--appendfsync", "always")
+        try:
+            writer = redis.Redis(port=server.port, socket_timeout=30)  # first connection: thread 0
+            setter = redis.Redis(port=server.port, socket_timeout=30)  # second: thread 1
+            writer.ping()
+            setter.ping()
+            stop = threading.Event()
+
+            def write():
+                i = 0
+                while not stop.is_set():
+                    writer.set(f"k{i % 100}", i)
+                    i += 1
+
+            t = threading.Thread(target=write)
+            t.start()
+            try:
+                for i in range(300):
+                    setter.config_set("maxclients", 1000 + i)
+            finally:
+                stop.set()
+                t.join()
+            self.assertTrue(writer.ping())
+            self.assertTrue(setter.ping())
+            self.assertIsNone(server.proc.poll(), "keg-server exited")
+            self.assertNotIn("ThreadSanitizer", server.log_tail())
+            writer.close()
+            setter.close()
+        finally:
+            server.stop()
+
+
 class HostileCounts(unittest.TestCase):
     def test_commands_naming_many_members_hold_neither_the_loop_nor_the_writer(self):
         # EXEC's snapshot and the cold-read check list the members a command names; that list
