@@ -187,12 +187,16 @@ class ConfigSetBesideWrites(unittest.TestCase):
             writer.ping()
             setter.ping()
             stop = threading.Event()
+            errors = []
 
             def write():
                 i = 0
-                while not stop.is_set():
-                    writer.set(f"k{i % 100}", i)
-                    i += 1
+                try:
+                    while not stop.is_set():
+                        writer.set(f"k{i % 100}", i)
+                        i += 1
+                except redis.RedisError as e:  # the server went away mid-run
+                    errors.append(e)
 
             t = threading.Thread(target=write)
             t.start()
@@ -202,6 +206,7 @@ class ConfigSetBesideWrites(unittest.TestCase):
             finally:
                 stop.set()
                 t.join()
+            self.assertEqual(errors, [])
             self.assertTrue(writer.ping())
             self.assertTrue(setter.ping())
             self.assertIsNone(server.proc.poll(), "keg-server exited")
