@@ -1150,6 +1150,23 @@ void ClientSession::ForwardFromMaster(std::span<const std::string_view> args) {
                      n >= 0 && n < static_cast<int64_t>(server_.store->Databases())) {
     selects = static_cast<uint32_t>(n);
   }
+  if (in_multi_) {
+    // MULTI or a queued command: held until the EXEC (or a DISCARD) ends the transaction.
+    if (multi_forward_.empty()) {
+      multi_start_ = end - raw.size();
+      multi_selects_ = ReplicationFeed::kNoDb;
+    }
+    multi_forward_ += raw;
+    if (selects != ReplicationFeed::kNoDb) multi_selects_ = selects;
+    return;
+  }
+  if (!multi_forward_.empty()) {
+    // The transaction ended without a write to submit (an EXEC of reads, an aborted one, a
+    // DISCARD): forwarded whole now. (Only an EXEC ran its queued SELECT.)
+    if (selects == ReplicationFeed::kNoDb && EqualsIgnoreCase(args[0], "exec")) selects = multi_selects_;
+    raw.insert(0, multi_forward_);
+    multi_forward_.clear();
+  }
   if (!steps_.empty()) {
     // After the writes pending before it (its own included), once they are durable.
     Propagation p;
@@ -1567,7 +1584,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   if (exec) flight->owned_args = std::move(queued_);
   flight->props = std::move(props_);
   props_.clear();
-  flight->input_end = last_cmd_end_;
+  flight->input_end = AppliedEnd();  // (a transaction being queued: before its MULTI)
   flight->forward = master_link_;
   steps_.clear();
   queued_.clear();
@@ -1944,11 +1961,16 @@ void ClientSession::Exec(Ctx& ctx) {
     return;
   }
   if (master_link_) {
-    // The primary's EXEC goes to this server's stream with the transaction's batch.
+    // The primary's EXEC goes to this server's stream with the transaction's batch, and with it
+    // the MULTI and the queued commands held since (ForwardFromMaster).
     Propagation p;
     p.first_op = batch_.size();
     p.always = true;
-    p.command = PropagatedCommand{ReplicationFeed::kNoDb, "*1\r\n$4\r\nEXEC\r\n"};
+    const uint32_t selects = multi_forward_.empty() ? ReplicationFeed::kNoDb : multi_selects_;
+    std::string raw = std::move(multi_forward_);
+    multi_forward_.clear();
+    raw += "*1\r\n$4\r\nEXEC\r\n";
+    p.command = PropagatedCommand{ReplicationFeed::kNoDb, std::move(raw), selects};
     props_.push_back(std::move(p));
     last_cmd_end_ = master_base_ + link_->input_consumed();
     forwarded_ = true;

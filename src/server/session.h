@@ -300,6 +300,15 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   uint64_t master_base_ = 0;     // the stream offset at the link's first input byte
   uint64_t last_cmd_end_ = 0;    // the stream offset the last command run ends at
   bool forwarded_ = false;       // the command being run was forwarded already (EXEC)
+  // The primary's transaction being queued: its bytes (MULTI included) wait here and go to this
+  // server's stream whole with its EXEC, and the applied offset stays at multi_start_ (its
+  // MULTI's first byte) until then, as Redis's master client: a replica of this one that takes
+  // its full sync meanwhile, or a PSYNC after the link drops, starts before the MULTI.
+  std::string multi_forward_;
+  uint32_t multi_selects_ = 0;   // the last SELECT queued in it (ReplicationFeed::kNoDb: none)
+  uint64_t multi_start_ = 0;
+  // The stream offset the writes run so far end at (before a transaction being queued).
+  uint64_t AppliedEnd() const { return multi_forward_.empty() ? last_cmd_end_ : multi_start_; }
   // The master link, after each command: its bytes go to this server's own stream, in the order
   // they take effect (with the pending batch, or now), and the applied offset moves.
   void ForwardFromMaster(std::span<const std::string_view> args);

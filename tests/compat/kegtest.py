@@ -250,6 +250,31 @@ class Proxy:
             pair.close()
 
 
+def resp(*args):
+    """A command in RESP, as clients send it (arguments: bytes, or anything str() spells)."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def read_commands(f):
+    """The commands a client sends on the binary file `f`, each a list of bytes, until it closes
+    (lines that are not arrays — a replica's keepalive newlines — skipped)."""
+    while True:
+        line = f.readline()
+        if not line:
+            return
+        if not line.startswith(b"*"):
+            continue
+        args = []
+        for _ in range(int(line[1:])):
+            n = int(f.readline()[1:])
+            args.append(f.read(n + 2)[:-2])
+        yield args
+
+
 def slow(seconds):
     """Marks a test that takes about `seconds` in a Release build, so shard.py can balance a
     module's shards (unmarked tests weigh 1 s)."""

@@ -9,21 +9,13 @@ import unittest
 
 import redis
 
-from kegtest import keg, redis as redis_server, rss_kb
+from kegtest import keg, redis as redis_server, resp, rss_kb
 
 
 def connect(port):
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     return s
-
-
-def resp(*args):
-    out = b"*%d\r\n" % len(args)
-    for a in args:
-        a = a if isinstance(a, bytes) else str(a).encode()
-        out += b"$%d\r\n%s\r\n" % (len(a), a)
-    return out
 
 
 def read_for(s, seconds=0.3):

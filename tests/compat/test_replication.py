@@ -21,6 +21,7 @@ import unittest
 import redis
 
 import kegtest
+from kegtest import resp
 
 
 def fill(c):
@@ -1207,18 +1208,9 @@ class FakePrimary(threading.Thread):
             except OSError:
                 return
             self.conns.append(conn)
-            f = conn.makefile("rb")
             try:
-                while True:
-                    line = f.readline()
-                    if not line:
-                        break
-                    if not line.startswith(b"*"):
-                        continue
-                    args = []
-                    for _ in range(int(line[1:])):
-                        n = int(f.readline()[1:])
-                        args.append(f.read(n + 2)[:-2].upper())
+                for args in kegtest.read_commands(conn.makefile("rb")):
+                    args = [a.upper() for a in args]
                     if args[0] == b"PSYNC":
                         self.syncs += 1
                         conn.sendall(b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$%d\r\n" % len(self.rdb) + self.rdb)
@@ -1317,6 +1309,153 @@ class ReplicaSnapshotCheckTest(unittest.TestCase):
             source.stop()
             replica.stop()
             shutil.rmtree(d, ignore_errors=True)
+
+
+class StreamingFakePrimary(threading.Thread):
+    """A primary whose stream the test writes byte by byte: a full sync answers with `rdb` at
+    offset 0; a PSYNC of its id within the stream gets +CONTINUE and the stream from there. Keeps
+    each PSYNC's arguments and the last REPLCONF ACK's offset."""
+
+    REPLID = b"b" * 40
+
+    def __init__(self, rdb):
+        super().__init__(daemon=True)
+        self.rdb = rdb
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        self.stream = b""
+        self.conn = None
+        self.psyncs = []
+        self.acks = []
+        self.mu = threading.Lock()
+
+    def run(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            try:
+                for args in kegtest.read_commands(conn.makefile("rb")):
+                    name = args[0].upper()
+                    if name == b"PSYNC":
+                        with self.mu:
+                            self.psyncs.append((args[1], int(args[2])))
+                            want = int(args[2])
+                            if args[1] == self.REPLID and 1 <= want <= len(self.stream) + 1:
+                                conn.sendall(b"+CONTINUE " + self.REPLID + b"\r\n" + self.stream[want - 1:])
+                            else:
+                                conn.sendall(b"+FULLRESYNC " + self.REPLID + b" 0\r\n$%d\r\n" % len(self.rdb) +
+                                             self.rdb + self.stream)
+                            self.conn = conn
+                    elif name == b"REPLCONF" and args[1].upper() == b"ACK":
+                        self.acks.append(int(args[2]))
+                    elif name == b"PING":
+                        conn.sendall(b"+PONG\r\n")
+                    else:
+                        conn.sendall(b"+OK\r\n")
+            except (OSError, ValueError):
+                pass
+
+    def send(self, data):
+        with self.mu:
+            self.stream += data
+            self.conn.sendall(data)
+
+    def drop(self):
+        with self.mu:
+            self.conn.shutdown(socket.SHUT_RDWR)
+            self.conn.close()
+            self.conn = None
+
+    def stop(self):
+        self.sock.close()
+        with self.mu:
+            if self.conn is not None:
+                self.conn.close()
+
+
+class SplitTransactionTest(unittest.TestCase):
+    """A transaction of the primary's stream that reaches a replica in two pieces (MULTI and a
+    queued write, then the rest): the replica's stream and applied offset do not move past the
+    MULTI until the EXEC, as Redis's master client, so a replica of the replica that takes its
+    full sync in between, an ack, and a PSYNC after the link drops there all start before the
+    MULTI and the transaction is neither half-applied nor lost downstream."""
+
+    def setUp(self):
+        self.servers = []
+        self.fake = None
+        empty = kegtest.keg()
+        d = tempfile.mkdtemp(prefix="keg_fake_primary_")
+        try:
+            path = os.path.join(d, "dump.rdb")
+            subprocess.run(["redis-cli", "-p", str(empty.port), "--rdb", path], capture_output=True, timeout=60, check=True)
+            with open(path, "rb") as f:
+                self.rdb = f.read()
+        finally:
+            empty.stop()
+            shutil.rmtree(d, ignore_errors=True)
+
+    def tearDown(self):
+        for s in self.servers:
+            s.stop()
+        if self.fake is not None:
+            self.fake.stop()
+
+    def start(self, *extra):
+        s = kegtest.keg(*extra)
+        self.servers.append(s)
+        return s, redis.Redis(port=s.port)
+
+    def follow_fake(self):
+        self.fake = StreamingFakePrimary(self.rdb)
+        self.fake.start()
+        mid, m = self.start("--replicaof", "127.0.0.1", str(self.fake.port))
+        wait_until("the replica's link up", lambda: m.info("replication")["master_link_status"] == "up")
+        self.fake.send(resp("SET", "before", "1"))
+        wait_until("the first write applied", lambda: m.get("before") == b"1")
+        return mid, m
+
+    def test_a_replica_of_the_replica_synced_inside_the_transaction_gets_it_whole(self):
+        mid, m = self.follow_fake()
+        head = resp("MULTI") + resp("SET", "a", "1")
+        start = len(self.fake.stream)
+        self.fake.send(head)
+        wait_until("the queued part read", lambda: m.info("replication")["slave_read_repl_offset"] == start + len(head))
+        time.sleep(0.2)
+        self.assertEqual(m.info("replication")["master_repl_offset"], start)  # not forwarded yet
+        acks = len(self.fake.acks)
+        wait_until("an ack after the queued part", lambda: len(self.fake.acks) > acks + 1, timeout=5)
+        self.assertEqual(self.fake.acks[-1], start)  # acked up to the MULTI, not past it
+        sub, s = self.start("--replicaof", "127.0.0.1", str(mid.port))
+        wait_until("the replica's replica synced", lambda: s.info("replication")["master_link_status"] == "up")
+        self.assertEqual(s.info("replication")["master_repl_offset"], start)
+        self.fake.send(resp("SET", "b", "2") + resp("EXEC"))
+        end = len(self.fake.stream)
+        wait_until("the transaction through both", lambda: s.info("replication")["master_repl_offset"] == end)
+        for c in (m, s):
+            self.assertEqual((c.get("before"), c.get("a"), c.get("b")), (b"1", b"1", b"2"))
+        self.assertEqual(m.execute_command("DBSIZE"), s.execute_command("DBSIZE"))
+
+    def test_a_link_dropped_inside_the_transaction_resumes_before_its_multi(self):
+        mid, m = self.follow_fake()
+        sub, s = self.start("--replicaof", "127.0.0.1", str(mid.port))
+        wait_until("the replica's replica synced", lambda: s.info("replication")["master_link_status"] == "up")
+        start = len(self.fake.stream)
+        self.fake.send(resp("MULTI") + resp("INCR", "n"))
+        wait_until("the queued part read", lambda: m.info("replication")["slave_read_repl_offset"] > start)
+        # The primary's link drops here; the primary then has the whole transaction in its stream.
+        self.fake.drop()
+        with self.fake.mu:
+            self.fake.stream += resp("INCR", "n") + resp("EXEC")
+        end = len(self.fake.stream)
+        wait_until("a PSYNC after the drop", lambda: len(self.fake.psyncs) >= 2)
+        self.assertEqual(self.fake.psyncs[-1], (StreamingFakePrimary.REPLID, start + 1))
+        wait_until("the transaction through both", lambda: s.info("replication")["master_repl_offset"] == end)
+        self.assertEqual(m.get("n"), b"2")
+        self.assertEqual(s.get("n"), b"2")
 
 
 class ReplicationErrorsTest(unittest.TestCase):
