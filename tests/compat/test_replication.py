@@ -1311,20 +1311,15 @@ class ReplicaSnapshotCheckTest(unittest.TestCase):
             shutil.rmtree(d, ignore_errors=True)
 
 
-class StreamingFakePrimary(threading.Thread):
+class StreamingFakePrimary(FakePrimary):
     """A primary whose stream the test writes byte by byte: a full sync answers with `rdb` at
     offset 0; a PSYNC of its id within the stream gets +CONTINUE and the stream from there. Keeps
-    each PSYNC's arguments and the last REPLCONF ACK's offset."""
+    each PSYNC's arguments and each REPLCONF ACK's offset."""
 
     REPLID = b"b" * 40
 
     def __init__(self, rdb):
-        super().__init__(daemon=True)
-        self.rdb = rdb
-        self.sock = socket.socket()
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(8)
-        self.port = self.sock.getsockname()[1]
+        super().__init__(rdb)
         self.stream = b""
         self.conn = None
         self.psyncs = []
