@@ -194,6 +194,50 @@ TEST_F(CollectionTest, ATxnSeesItsGroupsElementWrites) {
   EXPECT_EQ(All(inc), want);
 }
 
+// An element a group writes again with a value of the same size (a list's meta element under a
+// pipeline of pushes) keeps one record: the group's first one, holding the last value.
+TEST_F(CollectionTest, AnElementRewrittenInItsGroupIsOneRecord) {
+  const uint64_t inc = MakeHash("h", 10);
+  const uint64_t before = store_->GetStats().group_records;
+  const uint64_t bytes_before = store_->GetStats().bytes_written;
+  Run([&](Txn& txn) {
+    for (int i = 0; i < 100; ++i) txn.PutElement(0, "h", format::kTypeHash, inc, "n", "v" + std::to_string(i % 10));
+    ValueView v;
+    ASSERT_TRUE(txn.GetElement(inc, "n", &v).ok());
+    EXPECT_EQ(v.value, "v9");
+    txn.PutElement(0, "h", format::kTypeHash, inc, "f1", "w1");      // an element written before the group
+    txn.PutElement(0, "h", format::kTypeHash, inc, "n", "longer");   // another size: a record of its own
+    txn.PutElement(0, "h", format::kTypeHash, inc, "n", "v7");       // the last record is 6 bytes: another
+    txn.PutElement(0, "h", format::kTypeHash, inc, "n", "v8");       // and that one takes this
+    ASSERT_TRUE(txn.GetElement(inc, "n", &v).ok());
+    EXPECT_EQ(v.value, "v8");
+  });
+  EXPECT_EQ(store_->GetStats().group_records - before, 4u);  // n, f1, n "longer", n "v8"
+  EXPECT_LT(store_->GetStats().bytes_written - bytes_before, 4u * 100);
+  std::map<std::string, std::string> want = Expected(10);
+  want["n"] = "v8";
+  want["f1"] = "w1";
+  EXPECT_EQ(All(inc), want);
+  Reopen();
+  EXPECT_EQ(All(inc), want);
+  // A flush in between: the element after it is a record of its own (the flush goes before it).
+  uint64_t c = 0;
+  Run([&](Txn& txn) {
+    c = txn.NewIncarnation();
+    txn.PutElement(0, "c", format::kTypeHash, c, "x", "1");
+    OpResult r;
+    WriteBatch::Op flush;
+    flush.kind = WriteBatch::Kind::kDeleteAll;
+    txn.Execute(std::move(flush), &r);
+    txn.PutElement(0, "c", format::kTypeHash, c, "x", "2");
+    PutHead(txn, "c", c);
+  });
+  EXPECT_EQ(All(c), (std::map<std::string, std::string>{{"x", "2"}}));
+  Reopen();
+  EXPECT_EQ(All(c), (std::map<std::string, std::string>{{"x", "2"}}));
+  EXPECT_EQ(IncOf("h"), 0u);
+}
+
 TEST_F(CollectionTest, DeleteDropsTheCollectionAndCompactionReclaimsIt) {
   const uint64_t inc = MakeHash("h", 3000);
   const uint64_t keep = MakeHash("k", 100);

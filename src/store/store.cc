@@ -1122,6 +1122,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     return;
   }
   group_buf_.clear();
+  group_barrier_ = 0;
   ClearGroup();
   group_now_ms_ = NowMs();
   const WriteBatch::KeyProbe live = [this](uint32_t db, std::string_view key) {
@@ -1275,9 +1276,11 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
 
 void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
                               std::string_view member, std::string_view value, bool tombstone) {
-  const std::string_view key = elem_keys_.emplace_back(format::ElementKey(inc, member));
+  element_key_scratch_.assign(format::ElementKey(inc, member));
+  const uint64_t hash = Hash(element_key_scratch_);
+  if (!tombstone && RewriteElementInPlace(element_key_scratch_, hash, pdb, type, value)) return;
+  const std::string_view key = elem_keys_.emplace_back(element_key_scratch_);
   const std::string_view report = elem_keys_.emplace_back(coll_key);
-  const uint64_t hash = Hash(key);
   const uint64_t at = group_buf_.size();
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, (tombstone ? format::kFlagTombstone : 0) | format::kFlagGroupContinues, key, tombstone ? std::string_view() : value,
@@ -1297,6 +1300,31 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   pending_.push_back(r);
   elem_overlay_.Set(key, hash, OverlayEntry{!tombstone, at, pdb});
   group_colls_[inc].records.push_back(static_cast<uint32_t>(pending_.size() - 1));
+}
+
+bool StoreImpl::RewriteElementInPlace(std::string_view key, uint64_t hash, uint8_t pdb, uint8_t type,
+                                      std::string_view value) {
+  // An element this group wrote already, to a value of the same size (a list's meta element,
+  // rewritten by each push and pop of a pipeline; HINCRBY of one field): its record in the group
+  // buffer takes the new value, instead of a second record that would be dead on arrival. The
+  // group reaches the file whole or not at all (docs/format.md), so where in it the value sits
+  // does not matter; no reader outside the writer sees group_buf_, and no op keeps a view into
+  // it across a write (an append may move it anyway).
+  const OverlayEntry* written = elem_overlay_.Find(key, hash);
+  if (written == nullptr || !written->exists || written->group_offset < group_barrier_) return false;
+  char* p = group_buf_.data() + written->group_offset;
+  const format::RecordHeader h = format::DecodeHeader(p);
+  if (h.tombstone() || h.value_size != value.size() || h.tag.type != type || h.tag.kind != format::kKindElement ||
+      h.tag.db != pdb) {
+    return false;
+  }
+  std::memmove(p + format::kRecordHeaderSize + h.key_size, value.data(), value.size());  // (may be itself)
+  format::Store<uint32_t>(p, format::ComputeRecordCrc(p, h.record_size()));
+  // (The pending record stays as it was: same key, place and size. The newer op's origin.)
+  auto it = std::lower_bound(pending_.begin(), pending_.end(), written->group_offset,
+                             [](const PendingRecord& r, uint64_t at) { return r.group_offset < at; });
+  if (it != pending_.end() && it->group_offset == written->group_offset) it->origin = current_origin_;
+  return true;
 }
 
 StoreImpl::CurrentValue StoreImpl::CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash,
@@ -1332,6 +1360,7 @@ void StoreImpl::DeleteDb(uint8_t pdb, OpResult* result) {
   const uint64_t at = group_buf_.size();
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, format::kFlagFlushDb | format::kFlagGroupContinues, {}, {}, group_now_ms_, 0, format::Tag{0, 0, pdb});
+  group_barrier_ = group_buf_.size();
   for (const auto& item : overlay_.items()) {
     if (item.value.db != pdb) continue;
     any |= item.value.exists;
@@ -1360,6 +1389,7 @@ void StoreImpl::SwapDbs(uint32_t a, uint32_t b, OpResult* result) {
   const std::string map(reinterpret_cast<const char*>(group_map_.data()), keydirs_.size());
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, format::kFlagSwapDb | format::kFlagGroupContinues, {}, map, group_now_ms_, 0);
+  group_barrier_ = group_buf_.size();
   PendingRecord r{};
   r.group_offset = at;
   r.size = group_buf_.size() - at;
@@ -1402,6 +1432,7 @@ void StoreImpl::DeleteAllKeys(OpResult* result) {
   const uint64_t at = group_buf_.size();
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, format::kFlagFlushAll | format::kFlagGroupContinues, {}, {}, group_now_ms_, 0);
+  group_barrier_ = group_buf_.size();
   PendingRecord r{};
   r.group_offset = at;
   r.size = group_buf_.size() - at;

@@ -336,6 +336,10 @@ class StoreImpl final : public Store {
   // Writer role: appends an element record (or its tombstone) of collection `inc` to the group.
   void AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
                      std::string_view member, std::string_view value, bool tombstone);
+  // AppendElement's rewrite of an element record this group holds already (same value size, no
+  // flush or swap since): true when done. `key` is the element key, `hash` its Hash.
+  bool RewriteElementInPlace(std::string_view key, uint64_t hash, uint8_t pdb, uint8_t type, std::string_view value);
+  std::string element_key_scratch_;  // AppendElement's (writer role)
 
   // ---- recovery.cc ----
   // A data file to replay, and its hint file when that passed its checks.
@@ -516,6 +520,9 @@ class StoreImpl final : public Store {
   bool group_swapped_ = false;  // the group holds a SWAPDB
   int64_t group_now_ms_ = 0;  // the clock for every op of the group being built (one read)
   uint64_t group_last_record_ = 0;  // offset in group_buf_ of its last record (CommitGroup ends the group there)
+  // Offset in group_buf_ just past its last FLUSHALL / FLUSHDB / SWAPDB record: an element record
+  // before it is never rewritten in place (AppendElement), since the flush or swap follows it.
+  uint64_t group_barrier_ = 0;
   bool dirty_ = false;  // written since the last fsync
   int64_t last_sync_ms_ = 0;
   int64_t last_expire_ms_ = 0;
