@@ -102,6 +102,12 @@ inline std::string ElementKey(uint64_t incarnation, std::string_view element) {
   if (!element.empty()) std::memcpy(key.data() + kIncarnationSize, element.data(), element.size());
   return key;
 }
+/// ElementKey into `out` (its memory reused: no allocation once it is large enough).
+inline void AssignElementKey(std::string* out, uint64_t incarnation, std::string_view element) {
+  out->resize(kIncarnationSize + element.size());
+  std::memcpy(out->data(), &incarnation, kIncarnationSize);
+  if (!element.empty()) std::memcpy(out->data() + kIncarnationSize, element.data(), element.size());
+}
 /// The incarnation an element record's key (at least kIncarnationSize bytes) or a head's value names.
 inline uint64_t IncarnationOf(std::string_view bytes) {
   uint64_t v;

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <string_view>
 #include <utility>
@@ -124,6 +125,46 @@ class OpPool {
   static constexpr size_t kKeepChunks = 8;
   std::vector<std::unique_ptr<WriteBatch::Op[]>> chunks_;
   size_t used_ = 0;
+};
+
+/// Bytes one group keeps (its element records' keys): Store copies them into 64 KiB chunks that
+/// never move, so the views it returns stay valid until Clear. The chunks are kept from group to
+/// group (but those beyond the first few a huge group took), so storing costs no allocation.
+class ByteArena {
+ public:
+  std::string_view Store(std::string_view bytes) {
+    if (bytes.size() > kChunk / 4) {  // a large one: its own allocation
+      large_.push_back(std::make_unique<char[]>(bytes.size()));
+      std::memcpy(large_.back().get(), bytes.data(), bytes.size());
+      return {large_.back().get(), bytes.size()};
+    }
+    if (chunks_.empty()) {
+      chunks_.push_back(std::make_unique<char[]>(kChunk));
+      current_ = 0;
+      used_ = 0;
+    } else if (used_ + bytes.size() > kChunk) {  // the next chunk, kept or new
+      if (++current_ == chunks_.size()) chunks_.push_back(std::make_unique<char[]>(kChunk));
+      used_ = 0;
+    }
+    char* at = chunks_[current_].get() + used_;
+    if (!bytes.empty()) std::memcpy(at, bytes.data(), bytes.size());
+    used_ += bytes.size();
+    return {at, bytes.size()};
+  }
+  void Clear() {
+    current_ = 0;
+    used_ = 0;
+    large_.clear();
+    if (chunks_.size() > kKeepChunks) chunks_.resize(kKeepChunks);
+  }
+
+ private:
+  static constexpr size_t kChunk = 64 * 1024;
+  static constexpr size_t kKeepChunks = 4;
+  std::vector<std::unique_ptr<char[]>> chunks_;
+  size_t current_ = 0;  // the chunk being filled (when chunks_ is not empty)
+  size_t used_ = 0;     // bytes of it used
+  std::vector<std::unique_ptr<char[]>> large_;
 };
 
 }  // namespace keg::store

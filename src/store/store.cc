@@ -1275,12 +1275,11 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
 }
 
 void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
-                              std::string_view member, std::string_view value, bool tombstone) {
-  element_key_scratch_.assign(format::ElementKey(inc, member));
-  const uint64_t hash = Hash(element_key_scratch_);
-  if (!tombstone && RewriteElementInPlace(element_key_scratch_, hash, pdb, type, value)) return;
-  const std::string_view key = elem_keys_.emplace_back(element_key_scratch_);
-  const std::string_view report = elem_keys_.emplace_back(coll_key);
+                              std::string_view ekey, uint64_t hash, std::string_view value, bool tombstone) {
+  if (!tombstone && RewriteElementInPlace(ekey, hash, pdb, type, value)) return;
+  const std::string_view key = elem_keys_.Store(ekey);
+  if (last_report_key_.data() == nullptr || last_report_key_ != coll_key) last_report_key_ = elem_keys_.Store(coll_key);
+  const std::string_view report = last_report_key_;
   const uint64_t at = group_buf_.size();
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, (tombstone ? format::kFlagTombstone : 0) | format::kFlagGroupContinues, key, tombstone ? std::string_view() : value,
@@ -1546,7 +1545,8 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
     }
     uint64_t NewIncarnation() override { return store_->next_incarnation_++; }
     Status GetElement(uint64_t inc, std::string_view member, ValueView* out) override {
-      const std::string ekey = format::ElementKey(inc, member);
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
       CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), true);
       if (!cur.error.ok()) return cur.error;
       if (!cur.exists) return Status::NotFound();
@@ -1560,20 +1560,24 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
     }
     bool PutElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                     std::string_view member, std::string_view value) override {
-      const std::string ekey = format::ElementKey(inc, member);
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
+      const uint64_t hash = store_->Hash(ekey);
       // A record that fails its check still counts as present (the index counts it).
-      const CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), false);
+      const CurrentValue cur = store_->CurrentElement(inc, ekey, hash, false);
       const bool existed = cur.exists || !cur.error.ok();
-      store_->AppendElement(store_->GroupDb(db), key, type, inc, member, value, false);
+      store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, value, false);
       if (!existed) ++store_->group_colls_[inc].delta;
       return !existed;
     }
     bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                        std::string_view member) override {
-      const std::string ekey = format::ElementKey(inc, member);
-      const CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), false);
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
+      const uint64_t hash = store_->Hash(ekey);
+      const CurrentValue cur = store_->CurrentElement(inc, ekey, hash, false);
       if (!cur.exists && cur.error.ok()) return false;
-      store_->AppendElement(store_->GroupDb(db), key, type, inc, member, {}, true);
+      store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, {}, true);
       --store_->group_colls_[inc].delta;
       return true;
     }
@@ -2148,7 +2152,7 @@ Status StoreImpl::GetElementOnce(uint64_t inc, std::string_view member, ValueVie
   const std::shared_ptr<Collection> coll = FindCollection(inc);
   if (!coll) return Status::NotFound();
   thread_local std::string ekey;
-  ekey.assign(format::ElementKey(inc, member));
+  format::AssignElementKey(&ekey, inc, member);
   std::shared_ptr<DataFile> file;
   format::RecordHeader h;
   uint64_t offset = 0;
@@ -2194,7 +2198,7 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
     }
     for (size_t m = 0; m < members.size(); ++m) {
       const std::string_view member = members[m];
-      ekey.assign(format::ElementKey(inc, member));
+      format::AssignElementKey(&ekey, inc, member);
       Location candidates[kMaxCandidates];
       size_t n = 0;
       if (coll->positions) {
@@ -2628,7 +2632,8 @@ void StoreImpl::ClearGroup() {
   pending_.clear();
   ForgetWrittenKeys();
   txn_ops_.Clear();  // after the overlay and the records, which point at the ops' keys
-  elem_keys_.clear();
+  elem_keys_.Clear();
+  last_report_key_ = {};
   flushed_.reset();
   if (group_swapped_) {  // applied (db_map_ has it) or abandoned: the group's map starts over
     for (size_t i = 0; i < keydirs_.size(); ++i) group_map_[i] = db_map_[i].load(std::memory_order_relaxed);

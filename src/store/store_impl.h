@@ -334,12 +334,13 @@ class StoreImpl final : public Store {
   // Writer role: an element's state as the next op of the group sees it.
   CurrentValue CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash, bool need_value);
   // Writer role: appends an element record (or its tombstone) of collection `inc` to the group.
-  void AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
-                     std::string_view member, std::string_view value, bool tombstone);
+  // `ekey` is the element's key (format::ElementKey), `hash` its Hash: copied as needed.
+  void AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc, std::string_view ekey,
+                     uint64_t hash, std::string_view value, bool tombstone);
   // AppendElement's rewrite of an element record this group holds already (same value size, no
   // flush or swap since): true when done. `key` is the element key, `hash` its Hash.
   bool RewriteElementInPlace(std::string_view key, uint64_t hash, uint8_t pdb, uint8_t type, std::string_view value);
-  std::string element_key_scratch_;  // AppendElement's (writer role)
+  std::string txn_element_key_;  // the group Txn's element key being looked up or written (writer role)
 
   // ---- recovery.cc ----
   // A data file to replay, and its hint file when that passed its checks.
@@ -504,7 +505,8 @@ class StoreImpl final : public Store {
   // their keys (owned here: records and overlay entries point at them), and per incarnation the
   // change in element count and the group's element records (indexes into pending_).
   GroupMap<OverlayEntry> elem_overlay_;
-  std::deque<std::string> elem_keys_;
+  ByteArena elem_keys_;
+  std::string_view last_report_key_;  // the last collection key stored in elem_keys_ (each is stored once in a row)
   struct GroupCollection {
     int64_t delta = 0;
     std::vector<uint32_t> records;
