@@ -3,6 +3,7 @@
 // resync from the backlog), REPLCONF, ROLE and WAIT. The stream itself is replication.h's.
 #include <fcntl.h>
 #include <poll.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -32,6 +33,7 @@
 #include "server/state.h"
 #include "server/stats_clock.h"
 #include "store/format.h"
+#include "store/io.h"
 
 namespace keg::server {
 
@@ -456,6 +458,66 @@ void StreamSnapshot(ServerState* server, const std::vector<SnapshotTarget>& targ
   }
 }
 
+// A disk-based sync's snapshot: written to `path` in pieces, then mapped read-only and unlinked
+// (the mapping keeps the bytes until the last send is done with them). Errors name the file, the
+// offset and errno. Thread: the snapshot job's; the mapping is shared with the link that sends it.
+class SnapshotFile {
+ public:
+  class Mapping {
+   public:
+    Mapping(void* at, size_t size) : at_(at), size_(size) {}
+    ~Mapping() { ::munmap(at_, size_); }
+    Mapping(const Mapping&) = delete;
+    Mapping& operator=(const Mapping&) = delete;
+    std::string_view bytes() const { return {static_cast<const char*>(at_), size_}; }
+
+   private:
+    void* at_;
+    size_t size_;
+  };
+
+  explicit SnapshotFile(std::string path) : path_(std::move(path)) {
+    fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd_ < 0) error_ = store::Status::FromErrno("open", path_, -1, errno);
+  }
+  ~SnapshotFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!unlinked_) (void)::unlink(path_.c_str());
+  }
+  SnapshotFile(const SnapshotFile&) = delete;
+  SnapshotFile& operator=(const SnapshotFile&) = delete;
+
+  /// Writes `piece` at the end and empties it; false (error() says why) when the write failed.
+  bool Append(std::string& piece) {
+    if (!error_.ok()) return false;
+    error_ = store::io::WriteAll(fd_, path_, size_, piece.data(), piece.size());
+    if (!error_.ok()) {
+      spdlog::error("replication: the full sync's snapshot file: {}", error_.ToString());
+      return false;
+    }
+    size_ += piece.size();
+    piece.clear();
+    return true;
+  }
+  /// Maps what was written and unlinks the file.
+  store::Status Map(std::shared_ptr<const Mapping>* out) {
+    if (!error_.ok()) return error_;
+    void* at = ::mmap(nullptr, size_, PROT_READ, MAP_SHARED, fd_, 0);
+    if (at == MAP_FAILED) return store::Status::FromErrno("mmap", path_, -1, errno);
+    *out = std::make_shared<const Mapping>(at, size_);
+    unlinked_ = ::unlink(path_.c_str()) == 0;
+    return store::Status::OK();
+  }
+  const store::Status& error() const { return error_; }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  uint64_t size_ = 0;
+  bool unlinked_ = false;
+  store::Status error_;
+};
+
 // SYNC and PSYNC replid offset. A partial resync (+CONTINUE) when the stream still holds what the
 // replica lacks of the history it names; otherwise a full one: +FULLRESYNC <replid> <offset> (not
 // for SYNC), then the RDB snapshot as `$<length>` and its bytes, taken between two groups at that
@@ -567,10 +629,21 @@ void SyncCommand(Ctx& c) {
         return StreamSnapshot(server, targets);
       }
       if (eof) return StreamSnapshot(server, {SnapshotTarget{client, keep, psync, rdb_only}});
-      auto rdb = std::make_shared<std::string>();
+      // Not diskless (a replica without `capa eof`, or repl-diskless-sync no): the length goes
+      // first, so the file is written whole before it is sent, as Redis's disk-based sync —
+      // into the data directory, then sent from its mapping (page cache the kernel may reclaim,
+      // not the heap: 10,000,000 keys make ~400 MB) and unlinked at once (SnapshotFile).
+      std::string dir;
+      {
+        std::lock_guard lock(server->config_mu);
+        dir = server->config.dir;
+      }
+      // (*.tmp: should the server die meanwhile, its next start removes it.)
+      SnapshotFile file(dir + "/temp-sync-" + std::to_string(client->id()) + ".rdb.tmp");
+      std::string piece;
       std::shared_ptr<Replica> replica;
       uint64_t offset = 0;
-      const store::Status s = WriteRdbSnapshot(*server, rdb.get(), [&] {
+      store::Status s = WriteRdbSnapshot(*server, &piece, [&] {
         if (rdb_only) return;
         // On the writer, between two groups: the snapshot is the stream up to here.
         offset = server->repl.MarkSnapshot();
@@ -581,7 +654,10 @@ void SyncCommand(Ctx& c) {
             client->link().Flush();
           });
         }
-      });
+      }, [&](std::string* out) { return file.Append(*out); });
+      std::shared_ptr<const SnapshotFile::Mapping> rdb;
+      if (s.IsAborted() && !file.error().ok()) s = file.error();
+      if (s.ok()) s = file.Map(&rdb);
       keep->Post([client, server, rdb, s, replica] {
         if (!s.ok()) {
           if (replica) server->repl.Remove(replica.get());
@@ -590,13 +666,13 @@ void SyncCommand(Ctx& c) {
           if (replica) client->link().CloseAfterReply();
           return;
         }
-        client->link().out().Raw("$" + std::to_string(rdb->size()) + "\r\n");
-        client->link().out().Raw(*rdb, rdb);  // sent from the string, not copied
+        client->link().out().Raw("$" + std::to_string(rdb->bytes().size()) + "\r\n");
+        client->link().out().Raw(rdb->bytes(), rdb);  // sent from the mapping, not copied
         if (replica) {
           client->BecomeReplica(replica);
           server->repl.Online(replica);
           server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
-          spdlog::info("replication: snapshot of {} bytes sent to replica {}; streaming", rdb->size(),
+          spdlog::info("replication: snapshot of {} bytes sent to replica {}; streaming", rdb->bytes().size(),
                        client->peer());
         }
         client->Finish();

@@ -284,11 +284,11 @@ def slow(seconds):
     return mark
 
 
-def rss_kb(pid):
-    """A process's resident memory (VmRSS) in KiB."""
+def rss_kb(pid, field="VmRSS"):
+    """A process's resident memory (VmRSS; RssAnon: its heap, not the files it maps) in KiB."""
     with open(f"/proc/{pid}/status") as f:
         for line in f:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1])
     return 0
 

@@ -9,6 +9,7 @@ data set while writes go on.
 """
 import contextlib
 import os
+import re
 import signal
 import shutil
 import socket
@@ -865,14 +866,30 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(p.info("stats")["sync_full"], 2)
         self.assertEqual(primary.log_tail().count("(diskless framing)"), 2)
         self.assertIn("full sync from 127.0.0.1:%d (diskless framing)" % primary.port, r1.log_tail())
-        # repl-diskless-sync no: the snapshot built first, then sent with its length.
+        # repl-diskless-sync no: the snapshot built first, then sent with its length — from a file
+        # in the data directory, not from the heap (the primary's anonymous memory grows by far less
+        # than the ~31 MB snapshot), and the file is gone after.
         self.assertTrue(p.config_set("repl-diskless-sync", "no"))
         self.assertEqual(p.config_get("repl-diskless-sync"), {"repl-diskless-sync": "no"})
+        for i in range(200):  # 20 MB that LZF cannot shrink: the snapshot's bulk
+            p.set(f"random{i}", os.urandom(100_000))
+        base = kegtest.rss_kb(primary.proc.pid, "RssAnon")
         r3, c3 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        peak = base
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            peak = max(peak, kegtest.rss_kb(primary.proc.pid, "RssAnon"))
+            if c3.info("replication")["master_link_status"] == "up":
+                break
+            time.sleep(0.02)
         wait_synced(p, c3, timeout=120)
         digests_equal(self, p, c3)
+        snapshot_bytes = int(re.search(r"snapshot of (\d+) bytes sent", primary.log_tail()).group(1))
+        self.assertGreater(snapshot_bytes, 30_000_000)
+        self.assertLess((peak - base) * 1024, snapshot_bytes // 2)
         self.assertRegex(r3.log_tail(), r"full sync from 127\.0\.0\.1:\d+: \d+ bytes of RDB")
         self.assertNotIn("diskless framing", r3.log_tail())
+        self.assertEqual([f for f in os.listdir(os.path.join(primary.dir, "data")) if f.startswith("temp-sync-")], [])
 
     @kegtest.slow(28)
     def test_a_streamed_snapshot_stops_for_a_replica_that_stops_reading_or_hangs_up(self):
