@@ -287,6 +287,14 @@ void Hincrbyfloat(Ctx& c) {
     h.Put(field, r.value);
     return true;
   });
+  if (c.propagating()) {  // its result, as Redis propagates HINCRBYFLOAT: HSET key field value
+    c.PropagateLate([res, db = c.db(), key = std::string(c.arg(1)), field = std::string(c.arg(2))](
+                        std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
+      PropagatedCommand p{db, {}};
+      AppendCommand(&p.resp, {"HSET", key, field, res->value});
+      out->push_back(std::move(p));
+    });
+  }
   c.Notify(kNotifyNew, "new", c.arg(1));  // when it creates the hash (Redis's dbAdd)
   c.Notify(kNotifyHash, "hincrbyfloat", c.arg(1));
   ThenReply(c, res, [](Result& r, resp::ReplyBuffer& out) { out.Bulk(r.value); });

@@ -225,6 +225,7 @@ void Getset(Ctx& c) {
 
 void Getdel(Ctx& c) {
   c.batch().Delete(std::string(c.arg(1)), true);
+  c.PropagateAs({"DEL", c.arg(1)});  // as Redis: replicas and the stream see a DEL
   c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
   c.Notify(kNotifyGeneric, "del", c.arg(1));
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { BulkOrNull(out, r[0].old); });
@@ -400,6 +401,16 @@ void Incrbyfloat(Ctx& c) {
     d.keep_ttl = true;
     return d;
   });
+  if (c.propagating()) {
+    // Its result, as Redis propagates INCRBYFLOAT (the same value on every replica, whatever
+    // its floating point): SET key value KEEPTTL.
+    c.PropagateLate([cap, db = c.db(), key = std::string(c.arg(1))](std::span<const OpResult>,
+                                                                    std::vector<PropagatedCommand>* out) {
+      PropagatedCommand p{db, {}};
+      AppendCommand(&p.resp, {"SET", key, cap->value, "KEEPTTL"});
+      out->push_back(std::move(p));
+    });
+  }
   NotifyStringWrite(c, c.arg(1), "incrbyfloat");
   ThenValueOrError(c, cap);
 }

@@ -231,15 +231,17 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("min-slaves-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-replicas-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));
     t.push_back(Int("min-slaves-max-lag", &Config::min_replicas_max_lag, 0, INT_MAX, true));
-    t.push_back({"replicaof", false,
-                 [](Config& c, const std::vector<std::string_view>& a) {
-                   if (a.size() != 2) return std::string("wrong number of arguments");
-                   int64_t port = 0;
-                   if (!resp::ParseInt64(a[1], &port) || port < 0 || port > 65535) return std::string("Invalid master port");
-                   c.replicaof = std::string(a[0]) + " " + std::string(a[1]);
-                   return std::string();
-                 },
-                 [](const Config& c) { return c.replicaof; }});
+    for (const char* name : {"replicaof", "slaveof"}) {  // (slaveof: its old name, as Redis's alias)
+      t.push_back({name, false,
+                   [](Config& c, const std::vector<std::string_view>& a) {
+                     if (a.size() != 2) return std::string("wrong number of arguments");
+                     int64_t port = 0;
+                     if (!resp::ParseInt64(a[1], &port) || port < 0 || port > 65535) return std::string("Invalid master port");
+                     c.replicaof = std::string(a[0]) + " " + std::string(a[1]);
+                     return std::string();
+                   },
+                   [](const Config& c) { return c.replicaof; }});
+    }
     t.push_back(Int("slowlog-log-slower-than", &Config::slowlog_log_slower_than, -1, kMax, true));
     t.push_back(Int("slowlog-max-len", &Config::slowlog_max_len, 0, LONG_MAX, true));
     t.push_back(Int("latency-monitor-threshold", &Config::latency_monitor_threshold, 0, kMax, true));
@@ -498,7 +500,8 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
   static const std::pair<std::string_view, std::string_view> kFixed[] = {
       {"save", ""},        {"appendonly", "yes"},
       {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"},
-      {"daemonize", "no"}};
+      {"daemonize", "no"}, {"maxmemory-samples", "5"},         {"maxmemory-clients", "0"},
+      {"maxmemory-eviction-tenacity", "10"}};
   for (const auto& [n, v] : kFixed) {
     if (GlobMatch(pattern, n, true)) out.emplace_back(std::string(n), std::string(v));
   }
@@ -564,7 +567,8 @@ std::string RewriteConfigText(std::string_view old_text, const Config& current) 
       {"hash-max-ziplist-value", "hash-max-listpack-value"},
       {"zset-max-ziplist-entries", "zset-max-listpack-entries"},
       {"zset-max-ziplist-value", "zset-max-listpack-value"},
-      {"list-max-ziplist-size", "list-max-listpack-size"}};
+      {"list-max-ziplist-size", "list-max-listpack-size"},
+      {"slaveof", "replicaof"}};
   // Words of their own (host and port), written bare.
   static const std::set<std::string> kWords = {"replicaof"};
   const Config defaults;

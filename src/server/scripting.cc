@@ -209,6 +209,9 @@ struct ScriptEngine::Running {
   int64_t start_ns = 0;
   int64_t threshold_ms = 5000;
   bool in_call = false;  // redis.call is running (the count hook must not re-enter)
+  // redis.set_repl: REPL_AOF (1) | REPL_REPLICA (2). Without REPL_REPLICA the commands that follow
+  // are not propagated to replicas; keg's data files keep every write whatever REPL_AOF says.
+  int repl_flags = 3;
 };
 
 namespace {
@@ -747,13 +750,14 @@ struct LuaApi {
   }
 
   static int SetRepl(lua_State* L) {
-    Run(L, "redis.set_repl can only be called inside a script invocation");
+    ScriptEngine::Running* r = Run(L, "redis.set_repl can only be called inside a script invocation");
     if (lua_gettop(L) != 1) RaiseError(L, "redis.set_repl() requires two arguments.");
     const int flags = static_cast<int>(lua_tonumber(L, -1));
     if ((flags & ~3) != 0) {
       RaiseError(L, "Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE.");
     }
-    return 0;  // keg has no replication stream yet: a script's writes are always kept
+    r->repl_flags = flags;
+    return 0;
   }
 
   static int ReplicateCommands(lua_State* L) {
@@ -1586,7 +1590,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     for (const store::OpResult& res : results) applied += res.applied ? 1 : 0;
     server_.counters.changes_since_save.fetch_add(applied, std::memory_order_relaxed);
     // The script's effects, for replicas: what this command changed, as it propagates it.
-    if (r.run->effects && applied > 0) {
+    if (r.run->effects && applied > 0 && (r.repl_flags & 2) != 0) {
       switch (ctx.propagation_mode()) {
         case 0: {
           PropagatedCommand p{cmd_db, {}};

@@ -940,6 +940,14 @@ std::vector<bool> RedactedArguments(std::span<const std::string_view> args) {
     }
   } else if (EqualsIgnoreCase(args[0], "acl") && args.size() > 2 && EqualsIgnoreCase(args[1], "setuser")) {
     for (size_t i = 2; i < args.size(); ++i) redact[i] = true;  // the user's name and rules (Redis)
+  } else if (EqualsIgnoreCase(args[0], "config") && args.size() > 3 && EqualsIgnoreCase(args[1], "set")) {
+    // The values of Redis's sensitive directives (SENSITIVE_CONFIG), each name-value pair.
+    for (size_t j = 2; j + 1 < args.size(); j += 2) {
+      if (EqualsIgnoreCase(args[j], "masterauth") || EqualsIgnoreCase(args[j], "masteruser") ||
+          EqualsIgnoreCase(args[j], "requirepass")) {
+        redact[j + 1] = true;
+      }
+    }
   } else if (EqualsIgnoreCase(args[0], "migrate")) {
     for (size_t j = 6; j < args.size(); ++j) {
       if (EqualsIgnoreCase(args[j], "keys")) break;

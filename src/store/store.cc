@@ -826,9 +826,15 @@ bool StoreImpl::VisitRecord(const Location& loc, int64_t now_ms,
       format::RecordCheck::kOk) {
     return false;
   }
-  if (h.tombstone() || (h.expires() && h.expire_at_ms <= now_ms)) return true;
-  fn(std::string_view(file->data() + loc.offset + format::kRecordHeaderSize, h.key_size),
-     h.expires() ? h.expire_at_ms : 0);
+  if (h.tombstone()) return true;
+  const std::string_view key(file->data() + loc.offset + format::kRecordHeaderSize, h.key_size);
+  if (h.expires() && h.expire_at_ms <= now_ms) {
+    // Met by SCAN, KEYS or RANDOMKEY: dropped soon after, as a Get drops it (Redis's
+    // expireIfNeeded on the keys those visit; a replica's stream gets the DEL).
+    DropExpiredLater(h.tag.db, key);
+    return true;
+  }
+  fn(key, h.expires() ? h.expire_at_ms : 0);
   return true;
 }
 

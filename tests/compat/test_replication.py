@@ -573,6 +573,46 @@ class KegReplicaTest(unittest.TestCase):
         digests_equal(self, p, r)
 
     @kegtest.slow(4)
+    def test_what_a_script_keeps_from_replicas_and_rewritten_commands(self):
+        """redis.set_repl(redis.REPL_NONE) keeps the script's next writes from the replicas (the
+        primary keeps them), REPL_ALL turns it back on, as Redis; and the commands Redis rewrites
+        for its stream arrive rewritten (GETDEL as DEL, INCRBYFLOAT as SET KEEPTTL, HINCRBYFLOAT as
+        HSET): a raw SYNC reads them off the primary's stream."""
+        primary, p = self.start()
+        r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, c1)
+        p.eval("""
+            redis.set_repl(redis.REPL_NONE)
+            redis.call('set', 'primary-only', '1')
+            redis.set_repl(redis.REPL_ALL)
+            redis.call('set', 'everywhere', '2')
+            return 1""", 0)
+        self.assertEqual(p.execute_command("WAIT", 1, 5000), 1)
+        self.assertEqual((p.get("primary-only"), p.get("everywhere")), (b"1", b"2"))
+        self.assertEqual((c1.get("primary-only"), c1.get("everywhere")), (None, b"2"))
+        # The stream itself.
+        s = socket.create_connection(("127.0.0.1", primary.port), timeout=10)
+        try:
+            s.sendall(b"SYNC\r\n")
+            f = s.makefile("rb")
+            line = f.readline()
+            while not line.startswith(b"$"):
+                line = f.readline()
+            f.read(int(line[1:]))
+            p.set("g", "v", px=3_600_000)
+            p.getdel("g")
+            p.incrbyfloat("f", "1.5")
+            p.hincrbyfloat("h", "x", "2.5")
+            got = []
+            for cmd in kegtest.read_commands(f):
+                if cmd[0].upper() not in (b"PING", b"SELECT"):
+                    got.append([a.decode() for a in cmd])
+                if len(got) == 4:
+                    break
+        finally:
+            s.close()
+        self.assertEqual(got[1:], [["DEL", "g"], ["SET", "f", "1.5", "KEEPTTL"], ["HSET", "h", "x", "2.5"]])
+
     def test_a_replica_is_listed_under_the_address_it_announces(self):
         # replica-announce-ip / -port (what Sentinel connects to, behind NAT or a proxy): a keg
         # replica announcing to keg and to redis-server, a redis-server replica announcing to keg;
