@@ -21,7 +21,9 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
     prop->db = w.db;
     prop->resp.clear();
     const std::string_view end = w.left ? "LEFT" : "RIGHT";
-    if (w.kind == BlockedPop::Kind::kMove) {
+    if (w.kind == BlockedPop::Kind::kMove && w.rpoplpush) {
+      AppendCommand(&prop->resp, {"RPOPLPUSH", key, w.dst});
+    } else if (w.kind == BlockedPop::Kind::kMove) {
       AppendCommand(&prop->resp, {"LMOVE", key, w.dst, end, w.to_left ? "LEFT" : "RIGHT"});
     } else if (w.kind == BlockedPop::Kind::kPop) {
       AppendCommand(&prop->resp, {w.left ? "LPOP" : "RPOP", key});

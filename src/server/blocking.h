@@ -51,6 +51,7 @@ struct BlockedPop {
   bool left = true;               ///< the end popped
   bool to_left = true;            ///< kMove: the end pushed
   std::string dst;                ///< kMove: the destination list
+  bool rpoplpush = false;         ///< kMove by BRPOPLPUSH: propagated as RPOPLPUSH (as Redis), not LMOVE
   int64_t count = 1;              ///< kMpop: at most this many elements
   bool zset = false;              ///< BZPOPMIN / BZPOPMAX / BZMPOP (left: the minimum)
   int64_t deadline_ms = 0;        ///< 0: waits for ever

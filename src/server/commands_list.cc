@@ -563,6 +563,7 @@ void Blmove(Ctx& c) {
 
 void Brpoplpush(Ctx& c) {
   auto w = MoveOf(c, false, true);
+  w->rpoplpush = true;
   if (ParseTimeout(c, c.arg(3), &w->deadline_ms)) BlockingPop(c, std::move(w));
 }
 

@@ -577,7 +577,7 @@ class KegReplicaTest(unittest.TestCase):
         """redis.set_repl(redis.REPL_NONE) keeps the script's next writes from the replicas (the
         primary keeps them), REPL_ALL turns it back on, as Redis; and the commands Redis rewrites
         for its stream arrive rewritten (GETDEL as DEL, INCRBYFLOAT as SET KEEPTTL, HINCRBYFLOAT as
-        HSET): a raw SYNC reads them off the primary's stream."""
+        HSET, BRPOPLPUSH as RPOPLPUSH): a raw SYNC reads them off the primary's stream."""
         primary, p = self.start()
         r1, c1 = self.start("--replicaof", "127.0.0.1", str(primary.port))
         wait_synced(p, c1)
@@ -603,15 +603,18 @@ class KegReplicaTest(unittest.TestCase):
             p.getdel("g")
             p.incrbyfloat("f", "1.5")
             p.hincrbyfloat("h", "x", "2.5")
+            p.rpush("l", "a")
+            p.brpoplpush("l", "l2", 1)
             got = []
             for cmd in kegtest.read_commands(f):
                 if cmd[0].upper() not in (b"PING", b"SELECT"):
                     got.append([a.decode() for a in cmd])
-                if len(got) == 4:
+                if len(got) == 6:
                     break
         finally:
             s.close()
-        self.assertEqual(got[1:], [["DEL", "g"], ["SET", "f", "1.5", "KEEPTTL"], ["HSET", "h", "x", "2.5"]])
+        self.assertEqual(got[1:], [["DEL", "g"], ["SET", "f", "1.5", "KEEPTTL"], ["HSET", "h", "x", "2.5"],
+                                   ["RPUSH", "l", "a"], ["RPOPLPUSH", "l", "l2"]])
 
     def test_a_replica_is_listed_under_the_address_it_announces(self):
         # replica-announce-ip / -port (what Sentinel connects to, behind NAT or a proxy): a keg
