@@ -1323,7 +1323,7 @@ bool StoreImpl::RewriteElementInPlace(std::string_view key, uint64_t hash, uint8
       h.tag.db != pdb) {
     return false;
   }
-  std::memmove(p + format::kRecordHeaderSize + h.key_size, value.data(), value.size());  // (may be itself)
+  if (!value.empty()) std::memmove(p + format::kRecordHeaderSize + h.key_size, value.data(), value.size());  // (may be itself)
   format::Store<uint32_t>(p, format::ComputeRecordCrc(p, h.record_size()));
   // (The pending record stays as it was: same key, place and size. The newer op's origin.)
   auto it = std::lower_bound(pending_.begin(), pending_.end(), written->group_offset,

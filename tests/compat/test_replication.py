@@ -929,7 +929,10 @@ class KegReplicaTest(unittest.TestCase):
         digests_equal(self, p, c3)
         snapshot_bytes = int(re.search(r"snapshot of (\d+) bytes sent", primary.log_tail()).group(1))
         self.assertGreater(snapshot_bytes, 30_000_000)
-        self.assertLess((peak - base) * 1024, snapshot_bytes // 2)
+        if os.environ.get("KEG_SANITIZE", "") in ("", "OFF"):
+            # (Not under a sanitizer: ASan's allocator keeps freed pieces in its quarantine, so
+            # the growth there says nothing of what keg holds: 25 MB in the run that showed it.)
+            self.assertLess((peak - base) * 1024, snapshot_bytes // 2)
         self.assertRegex(r3.log_tail(), r"full sync from 127\.0\.0\.1:\d+: \d+ bytes of RDB")
         self.assertNotIn("diskless framing", r3.log_tail())
         self.assertEqual([f for f in os.listdir(os.path.join(primary.dir, "data")) if f.startswith("temp-sync-")], [])
