@@ -451,6 +451,10 @@ std::string SetFixedDirective(std::string_view name, const std::vector<std::stri
     if (v != "yes" && v != "no") return "argument must be 'yes' or 'no'";
     return v == "yes" ? "" : "keg logs every write; appendonly cannot be turned off";
   }
+  if (n == "aof-use-rdb-preamble") {
+    if (v != "yes" && v != "no") return "argument must be 'yes' or 'no'";
+    return v == "no" ? "" : "keg's log is not an AOF: it has no RDB preamble";
+  }
   if (n == "save") {
     // Any number of "<seconds> <changes>" pairs in one argument; "" turns snapshots off.
     if (values.size() != 1) return "wrong number of arguments";
@@ -501,7 +505,7 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
       {"save", ""},        {"appendonly", "yes"},
       {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"},
       {"daemonize", "no"}, {"maxmemory-samples", "5"},         {"maxmemory-clients", "0"},
-      {"maxmemory-eviction-tenacity", "10"}};
+      {"maxmemory-eviction-tenacity", "10"}, {"aof-use-rdb-preamble", "no"}};
   for (const auto& [n, v] : kFixed) {
     if (GlobMatch(pattern, n, true)) out.emplace_back(std::string(n), std::string(v));
   }
