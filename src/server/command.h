@@ -48,6 +48,8 @@ enum CommandFlag : uint32_t {
                          ///< replica-serve-stale-data no (Redis's stale); set from kStaleCommands
   kRunsScript = 1 << 13, ///< EVAL*, FCALL*: may write, but what a replica or min-replicas-to-write
                          ///< refuses is decided from the script's flags (Redis's scriptPrepareForRun)
+  kMayReplicate = 1 << 14,  ///< writes nothing but goes to replicas (PUBLISH, SPUBLISH: Redis's
+                            ///< may-replicate): a read-only script may not run it
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 

@@ -163,8 +163,8 @@ void RegisterPubsubCommands(std::vector<Command>* t) {
   t->push_back({"punsubscribe", -1, kSub, 0, 0, 0, PUnsubscribe, "@pubsub @slow"});
   t->push_back({"ssubscribe", -2, kSub, 0, 0, 0, SSubscribe, "@pubsub @slow"});
   t->push_back({"sunsubscribe", -1, kSub, 0, 0, 0, SUnsubscribe, "@pubsub @slow"});
-  t->push_back({"publish", 3, kFast, 0, 0, 0, Publish, "@pubsub @fast"});
-  t->push_back({"spublish", 3, kFast, 0, 0, 0, SPublish, "@pubsub @fast"});
+  t->push_back({"publish", 3, kFast | kMayReplicate, 0, 0, 0, Publish, "@pubsub @fast"});
+  t->push_back({"spublish", 3, kFast | kMayReplicate, 0, 0, 0, SPublish, "@pubsub @fast"});
   t->push_back({"pubsub", -2, 0, 0, 0, 0, PubsubCmd, "@slow",
                 {{"channels", -2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},
                  {"numsub", -2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},

@@ -1520,9 +1520,9 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     for (size_t i = 0; i < r.run->numkeys; ++i) keys.push_back(r.run->arg(i));
     if (!keys.empty()) server_.tracking.RememberInGroup(r.run->tracking_id, keys, r.txn->Written());
   }
-  // PUBLISH and SPUBLISH are Redis's may-replicate commands: a read-only script may not run them
-  // either (what CLIENT PAUSE WRITE counts on).
-  if (r.run->read_only && (flags & kWrite) == 0 && (cmd->name == "publish" || cmd->name == "spublish")) {
+  // Nor may a read-only script run what goes to replicas without writing (what CLIENT PAUSE WRITE
+  // counts on).
+  if (r.run->read_only && (flags & kMayReplicate) != 0) {
     *error = "Write commands are not allowed from read-only scripts.";
     return "";
   }

@@ -95,18 +95,18 @@ constexpr uint8_t kMaxKind = kKindElement;
 /// alone (docs/types.md).
 constexpr size_t kIncarnationSize = 8;
 constexpr size_t kHeadValueSize = kIncarnationSize;
-/// The key of an element record.
-inline std::string ElementKey(uint64_t incarnation, std::string_view element) {
-  std::string key(kIncarnationSize + element.size(), '\0');
-  std::memcpy(key.data(), &incarnation, kIncarnationSize);
-  if (!element.empty()) std::memcpy(key.data() + kIncarnationSize, element.data(), element.size());
-  return key;
-}
-/// ElementKey into `out` (its memory reused: no allocation once it is large enough).
+/// The key of an element record, into `out` (its memory reused: no allocation once it is large
+/// enough).
 inline void AssignElementKey(std::string* out, uint64_t incarnation, std::string_view element) {
   out->resize(kIncarnationSize + element.size());
   std::memcpy(out->data(), &incarnation, kIncarnationSize);
   if (!element.empty()) std::memcpy(out->data() + kIncarnationSize, element.data(), element.size());
+}
+/// The key of an element record.
+inline std::string ElementKey(uint64_t incarnation, std::string_view element) {
+  std::string key;
+  AssignElementKey(&key, incarnation, element);
+  return key;
 }
 /// The incarnation an element record's key (at least kIncarnationSize bytes) or a head's value names.
 inline uint64_t IncarnationOf(std::string_view bytes) {

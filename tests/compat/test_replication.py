@@ -1273,16 +1273,21 @@ class FakePrimary(threading.Thread):
             self.conns.append(conn)
             try:
                 for args in kegtest.read_commands(conn.makefile("rb")):
-                    args = [a.upper() for a in args]
-                    if args[0] == b"PSYNC":
-                        self.syncs += 1
-                        conn.sendall(b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$%d\r\n" % len(self.rdb) + self.rdb)
-                    elif args[0] == b"PING":
+                    name = args[0].upper()
+                    if name == b"PING":
                         conn.sendall(b"+PONG\r\n")
-                    else:
+                    elif not self.answer(conn, name, args):
                         conn.sendall(b"+OK\r\n")
             except (OSError, ValueError):
                 pass
+
+    def answer(self, conn, name, args):
+        """Answers a command other than PING; False to answer +OK."""
+        if name != b"PSYNC":
+            return False
+        self.syncs += 1
+        conn.sendall(b"+FULLRESYNC " + b"a" * 40 + b" 0\r\n$%d\r\n" % len(self.rdb) + self.rdb)
+        return True
 
     def stop(self):
         self.sock.close()
@@ -1389,33 +1394,22 @@ class StreamingFakePrimary(FakePrimary):
         self.acks = []
         self.mu = threading.Lock()
 
-    def run(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            try:
-                for args in kegtest.read_commands(conn.makefile("rb")):
-                    name = args[0].upper()
-                    if name == b"PSYNC":
-                        with self.mu:
-                            self.psyncs.append((args[1], int(args[2])))
-                            want = int(args[2])
-                            if args[1] == self.REPLID and 1 <= want <= len(self.stream) + 1:
-                                conn.sendall(b"+CONTINUE " + self.REPLID + b"\r\n" + self.stream[want - 1:])
-                            else:
-                                conn.sendall(b"+FULLRESYNC " + self.REPLID + b" 0\r\n$%d\r\n" % len(self.rdb) +
-                                             self.rdb + self.stream)
-                            self.conn = conn
-                    elif name == b"REPLCONF" and args[1].upper() == b"ACK":
-                        self.acks.append(int(args[2]))
-                    elif name == b"PING":
-                        conn.sendall(b"+PONG\r\n")
-                    else:
-                        conn.sendall(b"+OK\r\n")
-            except (OSError, ValueError):
-                pass
+    def answer(self, conn, name, args):
+        if name == b"PSYNC":
+            with self.mu:
+                self.psyncs.append((args[1], int(args[2])))
+                want = int(args[2])
+                if args[1] == self.REPLID and 1 <= want <= len(self.stream) + 1:
+                    conn.sendall(b"+CONTINUE " + self.REPLID + b"\r\n" + self.stream[want - 1:])
+                else:
+                    conn.sendall(b"+FULLRESYNC " + self.REPLID + b" 0\r\n$%d\r\n" % len(self.rdb) +
+                                 self.rdb + self.stream)
+                self.conn = conn
+            return True
+        if name == b"REPLCONF" and args[1].upper() == b"ACK":
+            self.acks.append(int(args[2]))  # (a primary does not answer an ack)
+            return True
+        return False
 
     def send(self, data):
         with self.mu:
@@ -1427,12 +1421,6 @@ class StreamingFakePrimary(FakePrimary):
             self.conn.shutdown(socket.SHUT_RDWR)
             self.conn.close()
             self.conn = None
-
-    def stop(self):
-        self.sock.close()
-        with self.mu:
-            if self.conn is not None:
-                self.conn.close()
 
 
 class SplitTransactionTest(unittest.TestCase):

@@ -9,6 +9,7 @@
 """
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -285,6 +286,43 @@ class InjectedErrors(Base):
         k.start()
         c = k.conn()
         self.assertEqual(c.call("MGET", "a", "b", "c"), [b"1", None, b"3"])
+        c.close()
+
+    def test_a_failed_snapshot_file_fails_its_sync_only(self):
+        """A full sync that is not diskless writes its snapshot to a file in the data directory
+        first: a failed write of it (ENOSPC) is the replica's error reply, logged with the file,
+        offset and errno; no file is left, the data set is untouched, and the next sync works."""
+        k = self.start("everysec")
+        c = k.conn()
+        for i in range(100):
+            c.call("SET", f"k{i}", "v" * 100)
+        self.assertEqual(c.call("CONFIG", "SET", "repl-diskless-sync", "no"), b"OK")
+        data = os.path.join(self.work, "data")
+
+        def sync():
+            s = socket.create_connection(("127.0.0.1", k.port), timeout=30)
+            try:
+                s.sendall(b"SYNC\r\n")
+                f = s.makefile("rb")
+                line = f.readline()
+                while line == b"\n":  # keepalives
+                    line = f.readline()
+                return line, (f.read(int(line[1:])) if line.startswith(b"$") else b"")
+            finally:
+                s.close()
+
+        self.inject("pwrite", 28)  # ENOSPC
+        line, _ = sync()
+        self.heal()
+        self.assertTrue(line.startswith(b"-"), line)
+        self.assertIn(b"No space left on device", line)
+        self.assertRegex(k.log_text(), r"temp-sync-\d+\.rdb\.tmp at offset \d+: No space left on device \(errno 28\)")
+        self.assertEqual([n for n in os.listdir(data) if n.startswith("temp-sync-")], [])
+        self.assertEqual(c.call("GET", "k7"), b"v" * 100)
+        line, rdb = sync()
+        self.assertTrue(line.startswith(b"$"), line)
+        self.assertTrue(rdb.startswith(b"REDIS"), rdb[:10])
+        self.assertEqual([n for n in os.listdir(data) if n.startswith("temp-sync-")], [])
         c.close()
 
     def test_failed_function_save_is_not_acknowledged(self):
