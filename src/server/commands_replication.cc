@@ -109,10 +109,7 @@ void Replconf(Ctx& c) {
       if (!resp::ParseInt64(c.arg(j + 1), &v) || v < 0) return;
       if (option == "ack") {
         if (const std::shared_ptr<Replica>& r = c.client().replica_shared()) {
-          if (r->stream_on_ack) {  // loaded its diskless snapshot: the stream starts
-            r->stream_on_ack = false;
-            c.server().repl.StartStream(r);
-          }
+          if (c.client().TakeStreamOnAck()) c.server().repl.StartStream(r);  // loaded its diskless snapshot
           c.server().repl.Ack(*r, static_cast<uint64_t>(v), MonoMs());
         }
       }
@@ -443,8 +440,7 @@ void StreamSnapshot(ServerState* server, const std::vector<SnapshotTarget>& targ
       }
       client->link().out().Raw(mark);
       if (replica) {
-        replica->stream_on_ack = true;
-        client->BecomeReplica(replica);
+        client->BecomeReplica(replica, /*stream_on_ack=*/true);
         server->repl.Online(replica, /*stream=*/false);
         server->repl.sync_full.fetch_add(1, std::memory_order_relaxed);
         spdlog::info("replication: snapshot streamed to replica {} (diskless framing); the stream follows its first ack",
@@ -480,10 +476,7 @@ class SnapshotFile {
     fd_ = ::open(path_.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd_ < 0) error_ = store::Status::FromErrno("open", path_, -1, errno);
   }
-  ~SnapshotFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!unlinked_) (void)::unlink(path_.c_str());
-  }
+  ~SnapshotFile() { Close(); }
   SnapshotFile(const SnapshotFile&) = delete;
   SnapshotFile& operator=(const SnapshotFile&) = delete;
 
@@ -509,6 +502,13 @@ class SnapshotFile {
     return store::Status::OK();
   }
   const store::Status& error() const { return error_; }
+  /// Closes the file and removes it if Map did not (a failed sync leaves no file). Idempotent.
+  void Close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+    if (!unlinked_) (void)::unlink(path_.c_str());
+    unlinked_ = true;
+  }
 
  private:
   std::string path_;
@@ -658,6 +658,7 @@ void SyncCommand(Ctx& c) {
       std::shared_ptr<const SnapshotFile::Mapping> rdb;
       if (s.IsAborted() && !file.error().ok()) s = file.error();
       if (s.ok()) s = file.Map(&rdb);
+      file.Close();  // before the reply: whoever reads it finds no file left
       keep->Post([client, server, rdb, s, replica] {
         if (!s.ok()) {
           if (replica) server->repl.Remove(replica.get());

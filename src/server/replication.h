@@ -108,10 +108,8 @@ struct Replica {
   uint64_t acked = 0;          ///< REPLCONF ACK: offset the replica has applied (and made durable)
   int64_t ack_ms = 0;          ///< when it last acked
   int64_t soft_since_ms = 0;   ///< while not streaming: since when the stream held for it passed the soft limit
-  /// Its I/O thread only: a diskless snapshot was sent; the stream starts at its first REPLCONF
-  /// ACK (it may have read past the snapshot's end mark: nothing may follow it until it loaded),
-  /// as Redis's repl_start_cmd_stream_on_ack.
-  bool stream_on_ack = false;
+  // (Nothing here belongs to the replica's I/O thread alone: ReplicationFeed::Replicas copies
+  // every field under the mutex, from any thread. That state is its ClientSession's.)
 };
 
 /// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread

@@ -1104,8 +1104,9 @@ void ClientSession::Capture(Ctx& ctx, size_t first_op) {
   props_.push_back(std::move(p));
 }
 
-void ClientSession::BecomeReplica(std::shared_ptr<Replica> r) {
+void ClientSession::BecomeReplica(std::shared_ptr<Replica> r, bool stream_on_ack) {
   replica_ = std::move(r);
+  stream_on_ack_ = stream_on_ack;
   repl_role_.store(kRoleReplica, std::memory_order_relaxed);
   reply_off_ = true;  // a replica gets the stream, never replies (Redis's CLIENT_SLAVE)
   link_->set_replica();  // the replica output-buffer class, past its snapshot (queued already)

@@ -14,6 +14,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "net/session.h"
@@ -68,7 +69,12 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   const std::string& replica_announced_ip() const { return replica_ip_; }
   void set_replica_announced_ip(std::string ip) { replica_ip_ = std::move(ip); }
   /// This connection is a replica (it sent SYNC or PSYNC): it gets the stream, and no replies.
-  void BecomeReplica(std::shared_ptr<Replica> r);
+  /// With `stream_on_ack`, a diskless snapshot was sent: the stream starts at its first REPLCONF
+  /// ACK (it may have read past the snapshot's end mark: nothing may follow it until it loaded),
+  /// as Redis's repl_start_cmd_stream_on_ack.
+  void BecomeReplica(std::shared_ptr<Replica> r, bool stream_on_ack = false);
+  /// True once: the ack that starts the stream of a replica BecomeReplica(r, true) made.
+  bool TakeStreamOnAck() { return std::exchange(stream_on_ack_, false); }
   Replica* replica() const { return replica_.get(); }
   const std::shared_ptr<Replica>& replica_shared() const { return replica_; }
   /// The stream's offset after this client's last write (WAIT).
@@ -290,6 +296,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   int64_t replica_port_ = 0;
   std::string replica_ip_;
   std::shared_ptr<Replica> replica_;
+  bool stream_on_ack_ = false;
   uint64_t write_offset_ = 0;
   // client_type()'s view of the two above (any thread).
   static constexpr uint8_t kRoleNone = 0, kRoleMaster = 1, kRoleReplica = 2;

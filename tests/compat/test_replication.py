@@ -1747,6 +1747,58 @@ class FailoverTest(unittest.TestCase):
             r.execute_command("FAILOVER")
         self.assertEqual(str(e.exception), "FAILOVER is not valid when server is a replica.")
 
+    def test_a_target_still_loading_its_snapshot_is_waited_for(self):
+        """A replica that was sent a streamed (`$EOF:`) snapshot is online, so it may be named
+        the target while it still loads; the failover waits for its first REPLCONF ACK to reach
+        the primary's offset, then hands over (keg and redis-server alike). (keg's failover
+        thread read, unlocked, a field the replica's I/O thread writes at that ack: a data race
+        ThreadSanitizer reported in CI.)"""
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                P, p = self.node(kind, "--repl-diskless-sync-delay", "0")
+                for i in range(100):
+                    p.set(f"k{i}", i)
+                target = socket.socket()
+                target.bind(("127.0.0.1", 0))
+                target.listen(1)
+                port = target.getsockname()[1]
+                sock = socket.create_connection(("127.0.0.1", P.port))
+                sock.settimeout(10)
+                for command in (("REPLCONF", "listening-port", str(port)),
+                                ("REPLCONF", "capa", "eof", "capa", "psync2")):
+                    sock.sendall(kegtest.resp(*command))
+                    self.assertEqual(sock.recv(5), b"+OK\r\n")
+                sock.sendall(kegtest.resp("PSYNC", "?", "-1"))
+                data = b""
+                while data.lstrip(b"\n").count(b"\r\n") < 2:
+                    chunk = sock.recv(65536)
+                    self.assertTrue(chunk)
+                    data += chunk
+                fullresync, eof, body = data.lstrip(b"\n").split(b"\r\n", 2)
+                mark = eof[5:]
+                while not body.endswith(mark):
+                    chunk = sock.recv(65536)
+                    self.assertTrue(chunk)
+                    body += chunk
+                wait_until("the loading replica listed online",
+                           lambda: p.info("replication").get("slave0", {}).get("state") == "online")
+                p.set("after", 1)  # the stream moves past the snapshot (the replica acked nothing yet)
+                self.assertEqual(p.execute_command("FAILOVER", "TO", "127.0.0.1", str(port), "TIMEOUT", "10000"), b"OK")
+                time.sleep(0.3)  # the failover thread looks at its replicas every few ms meanwhile
+                self.assertEqual(p.info("replication")["master_failover_state"], "waiting-for-sync")
+                target.settimeout(0)
+                with self.assertRaises(BlockingIOError):
+                    target.accept()  # not before the ack
+                offset = p.info("replication")["master_repl_offset"]
+                time.sleep(0.1)  # (the failover thread's last looks come after this INFO's)
+                sock.sendall(kegtest.resp("REPLCONF", "ACK", str(offset)))
+                target.settimeout(10)
+                conn, _ = target.accept()  # the primary follows its target: the handover is on
+                conn.close()
+                sock.close()
+                target.close()
+                p.close()
+
     def test_handover_in_every_direction(self):
         for kinds in (("keg", "keg"), ("redis", "keg"), ("keg", "redis")):
             with self.subTest(primary=kinds[0], replica=kinds[1]):
