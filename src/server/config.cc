@@ -291,6 +291,23 @@ const std::vector<Directive>& Table() {
                    return s;
                  }});
     t.push_back(OneOf("enable-debug-command", &Config::enable_debug_command, {"no", "yes", "local"}, false));
+    t.push_back(String("pidfile", &Config::pidfile, false));
+    t.push_back(Bool("rdbcompression", &Config::rdbcompression, true));
+    t.push_back({"dbfilename", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   if (a[0].find('/') != std::string_view::npos) return std::string("dbfilename can't be a path, just a filename");
+                   c.dbfilename = std::string(a[0]);
+                   return std::string();
+                 },
+                 [](const Config& c) { return c.dbfilename; }});
+    t.push_back(Bool("always-show-logo", &Config::always_show_logo, false));
+    t.push_back(Bool("no-appendfsync-on-rewrite", &Config::no_appendfsync_on_rewrite, true));
+    t.push_back(Bool("activerehashing", &Config::activerehashing, true));
+    t.push_back(OneOf("enable-protected-configs", &Config::enable_protected_configs, {"no", "yes", "local"}, false));
+    t.push_back(OneOf("enable-module-command", &Config::enable_module_command, {"no", "yes", "local"}, false));
+    t.push_back(OneOf("propagation-error-behavior", &Config::propagation_error_behavior,
+                      {"ignore", "panic", "panic-on-replicas"}, true));
     t.push_back({"appendfsync", false,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    if (a.size() != 1) return std::string("wrong number of arguments");
@@ -486,6 +503,11 @@ std::string SetDirective(Config* config, std::string_view name,
     return err;
   }
   if (at_runtime && !d->mutable_at_runtime) return "can't set immutable config";
+  // Redis's protected configs keg has at runtime (dir is immutable in keg). (`local` is taken as
+  // allowing it: the caller's address is not known here; dbfilename names no file in keg.)
+  if (at_runtime && d->name == "dbfilename" && config->enable_protected_configs == "no") {
+    return "can't set protected config";
+  }
   Config copy = *config;
   std::string err = d->set(copy, values);
   if (err == "wrong number of arguments") err = "Bad directive or wrong number of arguments";

@@ -98,6 +98,18 @@ struct Config {
   bool latency_tracking = true;           // per-command latency histograms
   std::vector<double> latency_tracking_info_percentiles = {50.0, 99.0, 99.9};
   std::string enable_debug_command = "no";  // no | yes | local
+  // Redis's directives for its RDB file and process, accepted so a redis.conf (and Redis's test
+  // suite's) starts keg. pidfile and rdbcompression act as in Redis; the others describe what keg
+  // does not have (conf/keg.conf says which and why) and are reported as set.
+  std::string pidfile;                     // written at start, removed at a clean exit ("": none)
+  bool rdbcompression = true;              // LZF in DUMP payloads and full-sync snapshots
+  std::string dbfilename = "dump.rdb";     // keg has no SAVE file: not used
+  bool always_show_logo = false;           // keg logs no logo
+  bool no_appendfsync_on_rewrite = false;  // keg's log has no rewrite
+  bool activerehashing = true;             // keg's keydir rehashes incrementally on its own
+  std::string enable_protected_configs = "no";      // no | yes | local (CONFIG SET dbfilename)
+  std::string enable_module_command = "no";         // no | yes | local (keg has no modules)
+  std::string propagation_error_behavior = "ignore";  // ignore | panic | panic-on-replicas
   // Scripts.
   int64_t busy_reply_threshold = 5000;  // milliseconds (alias lua-time-limit); 0: never busy
   // Small collections are stored whole while within these (Redis's names and defaults; they also

@@ -142,6 +142,32 @@ TEST(ConfigTest, DirectivesKegHonoursOneWay) {
   EXPECT_EQ(SetDirective(&c, "no-such-directive", {"1"}, true), "Bad directive or wrong number of arguments");
 }
 
+TEST(ConfigTest, RedisRdbAndProcessDirectivesAsRedisValidatesThem) {
+  Config c;
+  EXPECT_EQ(SetDirective(&c, "pidfile", {"/run/keg.pid"}, false), "");
+  EXPECT_EQ(c.pidfile, "/run/keg.pid");
+  EXPECT_EQ(SetDirective(&c, "pidfile", {"/tmp/x.pid"}, true), "can't set immutable config");
+  EXPECT_TRUE(c.rdbcompression);  // Redis's default
+  EXPECT_EQ(SetDirective(&c, "rdbcompression", {"no"}, true), "");
+  EXPECT_FALSE(c.rdbcompression);
+  EXPECT_EQ(SetDirective(&c, "rdbcompression", {"maybe"}, true), "argument must be 'yes' or 'no'");
+  EXPECT_EQ(SetDirective(&c, "dbfilename", {"data/dump.rdb"}, false), "dbfilename can't be a path, just a filename");
+  EXPECT_EQ(SetDirective(&c, "dbfilename", {"other.rdb"}, false), "");
+  // A protected config, as in Redis 7.0: refused at runtime unless enable-protected-configs.
+  EXPECT_EQ(SetDirective(&c, "dbfilename", {"third.rdb"}, true), "can't set protected config");
+  EXPECT_EQ(SetDirective(&c, "enable-protected-configs", {"yes"}, false), "");
+  EXPECT_EQ(SetDirective(&c, "dbfilename", {"third.rdb"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "dbfilename")[0].second, "third.rdb");
+  EXPECT_EQ(SetDirective(&c, "always-show-logo", {"yes"}, true), "can't set immutable config");
+  EXPECT_EQ(SetDirective(&c, "enable-module-command", {"local"}, false), "");
+  EXPECT_EQ(SetDirective(&c, "propagation-error-behavior", {"panic-on-replicas"}, true), "");
+  EXPECT_EQ(SetDirective(&c, "propagation-error-behavior", {"loud"}, true),
+            "argument(s) must be one of the following: ignore, panic, panic-on-replicas");
+  for (const char* name : {"no-appendfsync-on-rewrite", "activerehashing"}) {
+    EXPECT_EQ(SetDirective(&c, name, {"no"}, true), "") << name;
+  }
+}
+
 TEST(ConfigTest, LatencyTrackingPercentiles) {
   Config c;
   EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"50 99.9 100"}, true), "");

@@ -7,7 +7,9 @@
 
 #include <asio.hpp>
 #include <chrono>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <future>
 #include <random>
@@ -132,6 +134,26 @@ int main(int argc, char** argv) {
   spdlog::info("keg {} starting (speaks Redis {}), pid {}, port {}, dir {}, appendfsync {}, "
                "io-threads {}", keg::server::kKegVersion, keg::server::kRedisVersion, getpid(),
                cfg.port, cfg.dir, fsync, cfg.io_threads);
+
+  // pidfile (Redis's createPidFile, best effort): written now, removed when main returns.
+  struct PidFile {
+    std::string path;
+    ~PidFile() {
+      if (!path.empty()) (void)::unlink(path.c_str());
+    }
+  } pid_file;
+  if (!cfg.pidfile.empty()) {
+    if (FILE* f = std::fopen(cfg.pidfile.c_str(), "w")) {
+      std::fprintf(f, "%d\n", static_cast<int>(getpid()));
+      if (std::fclose(f) == 0) {
+        pid_file.path = cfg.pidfile;
+      } else {
+        spdlog::warn("Failed to write PID file {}: {} (errno {})", cfg.pidfile, std::strerror(errno), errno);
+      }
+    } else {
+      spdlog::warn("Failed to write PID file {}: {} (errno {})", cfg.pidfile, std::strerror(errno), errno);
+    }
+  }
 
   RaiseFileLimit(state);
 

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <bit>
 #include <charconv>
 #include <cmath>
@@ -265,11 +266,13 @@ uint64_t Crc64(uint64_t crc, std::string_view bytes) {
 
 namespace {
 
+std::atomic<bool> g_compression{true};  // SetCompression
+
 // A string object's encoding (no type byte), as rdbSaveStringObject: integers compact, long values
-// LZF-compressed when that saves at least 4 bytes.
+// LZF-compressed (under rdbcompression yes) when that saves at least 4 bytes.
 void PutStringObject(std::string* out, std::string_view value) {
   bool done = value.size() <= 11 && PutInteger(out, value);
-  if (!done && value.size() > 20) {
+  if (!done && value.size() > 20 && g_compression.load(std::memory_order_relaxed)) {
     // As rdbSaveLzfStringObject: only when the compressed form is at least 4 bytes shorter.
     std::string compressed(value.size() - 4, '\0');
     const unsigned int n = value.size() - 4 > std::numeric_limits<unsigned int>::max()
@@ -309,6 +312,8 @@ std::optional<std::string_view> CheckFooter(std::string_view payload) {
 }
 
 }  // namespace
+
+void SetCompression(bool on) { g_compression.store(on, std::memory_order_relaxed); }
 
 std::string DumpString(std::string_view value) {
   std::string out;

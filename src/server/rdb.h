@@ -28,6 +28,9 @@ uint64_t Crc64(uint64_t crc, std::string_view bytes);
 /// DUMP of a string value: byte for byte what redis-server 7.0 (rdbcompression yes) writes —
 /// integers in their compact encodings, values over 20 bytes LZF-compressed when that saves space.
 std::string DumpString(std::string_view value);
+/// rdbcompression: whether DUMP payloads and snapshots LZF-compress strings (yes by default, as
+/// Redis's server.rdb_compression). Any thread.
+void SetCompression(bool on);
 
 enum class LoadResult { kOk, kBadVersionOrChecksum, kBadFormat, kUnsupportedType };
 

@@ -1,6 +1,7 @@
 #include "server/state.h"
 
 #include "server/notify.h"
+#include "server/rdb.h"
 #include "server/stats_clock.h"
 
 #include <pthread.h>
@@ -69,6 +70,7 @@ bool ServerState::RunningStale() const {
 
 void ServerState::ApplyConfigLocked() {
   ApplyNotifyConfigLocked();
+  rdb::SetCompression(config.rdbcompression);
   tracking_table_max_keys.store(static_cast<uint64_t>(config.tracking_table_max_keys), std::memory_order_relaxed);
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);

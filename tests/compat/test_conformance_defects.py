@@ -4,7 +4,9 @@ Each test was run against the keg-server of commit 662173c (before the fixes) an
 `KEG_SERVER=/path/to/old/keg-server /usr/bin/python3 -m unittest test_conformance_defects` shows it.
 """
 import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 import unittest
@@ -12,6 +14,7 @@ import unittest
 import redis
 
 from kegtest import keg
+from kegtest import redis as redis_server
 
 
 def raw(port, payload, timeout=5.0):
@@ -330,3 +333,56 @@ class CorruptRecord(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RedisConfigDirectives(unittest.TestCase):
+    """Directives of Redis's own test configuration (its tests/assets/default.conf) that keg refused
+    at start ('Bad directive'), side by side with redis-server 7.0.15: pidfile holds the pid while
+    the server runs and is gone after a clean exit; rdbcompression decides whether DUMP payloads
+    are LZF-compressed (byte for byte Redis's, both ways); the rest are validated and reported as
+    redis-server does (keg has no AOF rewrite, modules, logo or SAVE file: conf/keg.conf)."""
+
+    ARGS = ["--always-show-logo", "yes", "--rdbcompression", "no", "--dbfilename", "dump.rdb",
+            "--no-appendfsync-on-rewrite", "no", "--activerehashing", "yes",
+            "--enable-protected-configs", "no", "--enable-module-command", "no",
+            "--propagation-error-behavior", "panic"]
+    NAMES = ["always-show-logo", "rdbcompression", "dbfilename", "no-appendfsync-on-rewrite", "activerehashing",
+             "enable-protected-configs", "enable-module-command", "propagation-error-behavior"]
+
+    def test_redis_test_suite_directives(self):
+        work = tempfile.mkdtemp(prefix="keg_directives_")
+        self.addCleanup(shutil.rmtree, work, True)
+        servers = {}
+        for kind, start in (("keg", keg), ("redis", redis_server)):
+            pidfile = os.path.join(work, kind + ".pid")
+            servers[kind] = (start("--pidfile", pidfile, *self.ARGS), pidfile)
+        replies = {}
+        for kind, (server, pidfile) in servers.items():
+            try:
+                with open(pidfile) as f:
+                    self.assertEqual(f.read(), f"{server.proc.pid}\n", kind)
+                c = redis.Redis(port=server.port, socket_timeout=10)
+                got = [c.config_get(name) for name in self.NAMES]
+                c.set("k", "a" * 100)
+                plain = c.dump("k")
+                c.config_set("rdbcompression", "yes")
+                packed = c.dump("k")
+                errors = []
+                for name, value in (("dbfilename", "other.rdb"), ("propagation-error-behavior", "loud"),
+                                    ("always-show-logo", "no"), ("rdbcompression", "maybe")):
+                    try:
+                        c.config_set(name, value)
+                        errors.append(None)
+                    except redis.ResponseError as e:
+                        errors.append(str(e))
+                replies[kind] = (got, plain, packed, errors)
+                c.close()
+            finally:
+                server.stop()
+            self.assertFalse(os.path.exists(pidfile), f"{kind} left its pid file")
+        self.assertEqual(replies["keg"], replies["redis"])
+        got, plain, packed, errors = replies["keg"]
+        self.assertIn(b"a" * 100, plain)  # rdbcompression no: as it is
+        self.assertLess(len(packed), 30)  # yes: LZF
+        self.assertEqual(got[1], {"rdbcompression": "no"})
+        self.assertTrue(all(errors), errors)
