@@ -326,7 +326,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "tracking_total_keys", st.tracking.keys());
     Field(&s, "tracking_total_items", st.tracking.items());
     Field(&s, "tracking_total_prefixes", st.tracking.prefixes());
-    Field(&s, "unexpected_error_replies", 0);
+    Field(&s, "unexpected_error_replies", st.unexpected_error_replies.load(std::memory_order_relaxed));
     Field(&s, "total_error_replies", st.counters.error_replies.load());
     Field(&s, "dump_payload_sanitizations", 0);
     Field(&s, "total_reads_processed", traffic.reads);

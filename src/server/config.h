@@ -99,8 +99,9 @@ struct Config {
   std::vector<double> latency_tracking_info_percentiles = {50.0, 99.0, 99.9};
   std::string enable_debug_command = "no";  // no | yes | local
   // Redis's directives for its RDB file and process, accepted so a redis.conf (and Redis's test
-  // suite's) starts keg. pidfile and rdbcompression act as in Redis; the others describe what keg
-  // does not have (conf/keg.conf says which and why) and are reported as set.
+  // suite's) starts keg. pidfile, rdbcompression and propagation-error-behavior act as in Redis;
+  // the others describe what keg does not have (conf/keg.conf says which and why) and are
+  // reported as set.
   std::string pidfile;                     // written at start, removed at a clean exit ("": none)
   bool rdbcompression = true;              // LZF in DUMP payloads and full-sync snapshots
   std::string dbfilename = "dump.rdb";     // keg has no SAVE file: not used

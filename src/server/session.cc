@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <deque>
 #include <bit>
 #include <chrono>
@@ -838,6 +839,27 @@ void ClientSession::OnErrorReply(std::string_view text) {
   ++errors_;
   server_.errors.Add(text);
   if (error_target_ != nullptr) error_target_->stats->AddFailed();
+  if (master_link_ || replica_) {
+    // An error a replication link would send (it is not sent): a command of the primary's stream
+    // failed here, or a replica's command did. Logged and counted as Redis's afterErrorReply; under
+    // propagation-error-behavior panic / panic-on-replicas a read-only replica stops rather than
+    // go on diverging from its primary (Redis's test configuration sets panic).
+    const char* from = master_link_ ? "replica" : "master";
+    const char* to = master_link_ ? "master" : "replica";
+    const std::string_view command = error_target_ != nullptr ? error_target_->name : "<unknown>";
+    // As the reply spells it ("-CODE message", or "message" that gets "ERR "), without the dash.
+    const std::string said = !text.empty() && text[0] == '-' ? std::string(text.substr(1)) : "ERR " + std::string(text);
+    spdlog::warn("== CRITICAL == This {} is sending an error to its {}: '{}' after processing the command '{}'", from,
+                 to, std::string_view(said).substr(0, 4096), command);
+    server_.unexpected_error_replies.fetch_add(1, std::memory_order_relaxed);
+    if (master_link_ && server_.replica_read_only.load(std::memory_order_relaxed) &&
+        server_.propagation_error_behavior.load(std::memory_order_relaxed) != 0) {
+      spdlog::critical("This replica panicked sending an error to its master after processing the command '{}'",
+                       command);
+      spdlog::shutdown();
+      std::abort();
+    }
+  }
 }
 
 namespace {

@@ -1504,6 +1504,43 @@ class SplitTransactionTest(unittest.TestCase):
         self.assertEqual(s.get("n"), b"2")
 
 
+class PropagationErrorTest(unittest.TestCase):
+    """A command of the primary's stream that fails on the replica (the replica diverged): logged
+    with Redis's words and counted in INFO's unexpected_error_replies (keg dropped it silently);
+    under propagation-error-behavior panic (Redis's test configuration) a read-only replica stops
+    instead of going on. Redis's afterErrorReply."""
+
+    setUp = SplitTransactionTest.setUp
+    tearDown = SplitTransactionTest.tearDown
+    start = SplitTransactionTest.start
+
+    def follow_fake(self, *extra):
+        self.fake = StreamingFakePrimary(self.rdb)
+        self.fake.start()
+        replica, r = self.start("--replicaof", "127.0.0.1", str(self.fake.port), *extra)
+        wait_until("the replica's link up", lambda: r.info("replication")["master_link_status"] == "up")
+        self.fake.send(resp("SET", "s", "abc"))
+        wait_until("the first write applied", lambda: r.get("s") == b"abc")
+        return replica, r
+
+    def test_logged_and_counted(self):
+        replica, r = self.follow_fake()
+        self.fake.send(resp("INCR", "s") + resp("SET", "after", "1"))
+        wait_until("the write after it applied", lambda: r.get("after") == b"1")
+        self.assertEqual(r.info("stats")["unexpected_error_replies"], 1)
+        self.assertIn("== CRITICAL == This replica is sending an error to its master: "
+                      "'ERR value is not an integer or out of range' after processing the command 'incr'",
+                      replica.log_tail())
+
+    def test_panic_stops_the_replica(self):
+        replica, r = self.follow_fake("--propagation-error-behavior", "panic")
+        self.fake.send(resp("INCR", "s"))
+        wait_until("the replica stopped", lambda: replica.proc.poll() is not None)
+        self.assertEqual(replica.proc.returncode, -signal.SIGABRT)
+        self.assertIn("This replica panicked sending an error to its master after processing the command 'incr'",
+                      replica.log_tail())
+
+
 class ReplicationErrorsTest(unittest.TestCase):
     """The replication commands' errors, as redis-server words them; WAIT with the largest timeout
     waits (now + timeout must not overflow into an expired deadline)."""
