@@ -1455,13 +1455,14 @@ class SplitTransactionTest(unittest.TestCase):
         self.servers.append(s)
         return s, redis.Redis(port=s.port)
 
-    def follow_fake(self):
+    def follow_fake(self, *extra, first=(b"before", b"1")):
+        """A keg replica (started with `extra`) of a StreamingFakePrimary that streamed SET `first`."""
         self.fake = StreamingFakePrimary(self.rdb)
         self.fake.start()
-        mid, m = self.start("--replicaof", "127.0.0.1", str(self.fake.port))
+        mid, m = self.start("--replicaof", "127.0.0.1", str(self.fake.port), *extra)
         wait_until("the replica's link up", lambda: m.info("replication")["master_link_status"] == "up")
-        self.fake.send(resp("SET", "before", "1"))
-        wait_until("the first write applied", lambda: m.get("before") == b"1")
+        self.fake.send(resp("SET", *first))
+        wait_until("the first write applied", lambda: m.get(first[0]) == first[1])
         return mid, m
 
     def test_a_replica_of_the_replica_synced_inside_the_transaction_gets_it_whole(self):
@@ -1515,13 +1516,7 @@ class PropagationErrorTest(unittest.TestCase):
     start = SplitTransactionTest.start
 
     def follow_fake(self, *extra):
-        self.fake = StreamingFakePrimary(self.rdb)
-        self.fake.start()
-        replica, r = self.start("--replicaof", "127.0.0.1", str(self.fake.port), *extra)
-        wait_until("the replica's link up", lambda: r.info("replication")["master_link_status"] == "up")
-        self.fake.send(resp("SET", "s", "abc"))
-        wait_until("the first write applied", lambda: r.get("s") == b"abc")
-        return replica, r
+        return SplitTransactionTest.follow_fake(self, *extra, first=(b"s", b"abc"))
 
     def test_logged_and_counted(self):
         replica, r = self.follow_fake()
