@@ -1283,6 +1283,8 @@ class FakePrimary(threading.Thread):
 
     def answer(self, conn, name, args):
         """Answers a command other than PING; False to answer +OK."""
+        if name == b"REPLCONF" and args[1].upper() == b"ACK":
+            return True  # a primary does not answer an ack (a +OK would land in the replica's stream)
         if name != b"PSYNC":
             return False
         self.syncs += 1
