@@ -105,7 +105,7 @@ struct Config {
   std::string pidfile;                     // written at start, removed at a clean exit ("": none)
   bool rdbcompression = true;              // LZF in DUMP payloads and full-sync snapshots
   std::string dbfilename = "dump.rdb";     // keg has no SAVE file: not used
-  bool always_show_logo = false;           // keg logs no logo
+  bool always_show_logo = false;           // a start-up line with " PID: n" (keg has no logo)
   bool no_appendfsync_on_rewrite = false;  // keg's log has no rewrite
   bool activerehashing = true;             // keg's keydir rehashes incrementally on its own
   std::string enable_protected_configs = "no";      // no | yes | local (CONFIG SET dbfilename)

@@ -134,6 +134,12 @@ int main(int argc, char** argv) {
   spdlog::info("keg {} starting (speaks Redis {}), pid {}, port {}, dir {}, appendfsync {}, "
                "io-threads {}", keg::server::kKegVersion, keg::server::kRedisVersion, getpid(),
                cfg.port, cfg.dir, fsync, cfg.io_threads);
+  // always-show-logo: Redis logs its logo, which names the pid as " PID: n" (what Redis's test
+  // harness waits for). keg has no logo: one line in its place.
+  if (cfg.always_show_logo) {
+    spdlog::info("keg {}, Redis {} protocol, mode=standalone, port={}, PID: {}", keg::server::kKegVersion,
+                 keg::server::kRedisVersion, cfg.port, getpid());
+  }
 
   // pidfile (Redis's createPidFile, best effort): written now, removed when main returns.
   struct PidFile {
@@ -274,6 +280,7 @@ int main(int argc, char** argv) {
   std::thread signal_thread([&] { main_io.run(); });
   if (!server.Start(&error)) {
     spdlog::critical("{}", error);
+    spdlog::warn("Failed listening on port {} (TCP), aborting.", cfg.port);  // (Redis's words: its tests match them)
     main_io.stop();
     signal_thread.join();
     (void)state.store->Close();  // nothing was written; the bind error is what matters

@@ -6,6 +6,7 @@ Each test was run against the keg-server of commit 662173c (before the fixes) an
 import os
 import shutil
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -338,7 +339,8 @@ if __name__ == "__main__":
 class RedisConfigDirectives(unittest.TestCase):
     """Directives of Redis's own test configuration (its tests/assets/default.conf) that keg refused
     at start ('Bad directive'), side by side with redis-server 7.0.15: pidfile holds the pid while
-    the server runs and is gone after a clean exit; rdbcompression decides whether DUMP payloads
+    the server runs and is gone after a clean exit; always-show-logo logs " PID: n" and a busy
+    port "Failed listening on port n (TCP), aborting." (what Redis's test harness looks for); rdbcompression decides whether DUMP payloads
     are LZF-compressed (byte for byte Redis's, both ways); the rest are validated and reported as
     redis-server does (keg has no AOF rewrite, modules, logo or SAVE file: conf/keg.conf)."""
 
@@ -361,6 +363,15 @@ class RedisConfigDirectives(unittest.TestCase):
             try:
                 with open(pidfile) as f:
                     self.assertEqual(f.read(), f"{server.proc.pid}\n", kind)
+                # always-show-logo yes: Redis's logo names " PID: n" (its test harness waits for it).
+                self.assertIn(f" PID: {server.proc.pid}", server.log_tail(), kind)
+                # A second server on the same port: Redis's words, which its test harness matches.
+                binary = os.environ.get("KEG_SERVER", "keg-server") if kind == "keg" else "redis-server"
+                second = subprocess.run([binary, "--port", str(server.port), "--dir", work, "--save", "",
+                                         "--appendonly", "no" if kind == "redis" else "yes"],
+                                        capture_output=True, text=True, timeout=60, cwd=work)
+                self.assertEqual(second.returncode, 1, kind)
+                self.assertIn(f"Failed listening on port {server.port} (TCP), aborting.", second.stdout, kind)
                 c = redis.Redis(port=server.port, socket_timeout=10)
                 got = [c.config_get(name) for name in self.NAMES]
                 c.set("k", "a" * 100)
