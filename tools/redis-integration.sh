@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Redis 7.0.15's own integration units (replication, psync2, failover, ...) with keg-server in
+# place of redis-server: the harness starts every server itself (not external mode), from its
+# tests/assets/default.conf plus each test's overrides. Not part of tools/test.sh yet (issue 19):
+# a discovery tool, whose results the issue's notes record.
+#
+#   tools/redis-integration.sh [--server BIN] UNIT...      e.g. integration/replication-2
+#
+# Uses the suite tools/redis-tests.sh fetched (run that once first). In a scratch copy of it,
+# src/redis-server is a wrapper that execs keg-server (same pid, as the harness needs) on the
+# harness's config file minus the lines keg refuses on purpose or lacks: `save <points>` (keg has
+# no RDB snapshots), `appendonly no` (keg always logs), `unixsocket` (keg listens on TCP only);
+# src/redis-cli and src/redis-benchmark are the installed ones. Prints the harness's [ok] / [err]
+# lines; exits with the harness's status.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+server="$root/build/release/src/server/keg-server"
+if [[ "${1:-}" == "--server" ]]; then
+  server=$(realpath "$2")
+  shift 2
+fi
+if [[ $# -eq 0 ]]; then
+  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  exit 2
+fi
+version=$(dpkg-query -W -f='${Version}' redis-server)
+src="$root/build/redis-tests/src-$version"
+if [[ ! -x "$src/runtest" ]]; then
+  echo "redis-integration: no Redis test suite in $src: run tools/redis-tests.sh once first" >&2
+  exit 1
+fi
+[[ -x "$server" ]] || { echo "redis-integration: no keg-server at $server" >&2; exit 1; }
+work=$(mktemp -d /tmp/keg-redis-integration.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+cp -r "$src/." "$work/"
+mkdir -p "$work/src"
+cat > "$work/src/redis-server" <<EOF
+#!/usr/bin/env bash
+if [[ -f "\${1:-}" ]]; then
+  conf=\$(mktemp "$work/keg-conf.XXXXXX")
+  grep -v -E '^(save |appendonly no|unixsocket)' "\$1" > "\$conf" || true
+  shift
+  exec "$server" "\$conf" "\$@"
+fi
+exec "$server" "\$@"
+EOF
+chmod +x "$work/src/redis-server"
+ln -sf "$(command -v redis-cli)" "$work/src/redis-cli"
+ln -sf "$(command -v redis-benchmark)" "$work/src/redis-benchmark"
+args=()
+for unit in "$@"; do args+=(--single "$unit"); done
+cd "$work"
+set +e
+tclsh tests/test_helper.tcl "${args[@]}" --clients 3 --timeout 120 2>&1 |
+  sed 's/\x1b\[[0-9;]*m//g' | grep -E '^\[(ok|err|exception)\]|done\]|TIMEOUT|All tests passed|failed'
+status=${PIPESTATUS[0]}
+exit "$status"
