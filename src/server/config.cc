@@ -33,6 +33,8 @@ struct Directive {
   // Returns "" or the reason the value is bad.
   std::function<std::string(Config&, const std::vector<std::string_view>&)> set;
   std::function<std::string(const Config&)> get;
+  /// Redis's PROTECTED_CONFIG: CONFIG SET refuses it unless enable-protected-configs allows it.
+  bool protected_config = false;
 };
 
 std::string ParseYesNo(std::string_view v, bool* out) {
@@ -300,7 +302,7 @@ const std::vector<Directive>& Table() {
                    c.dbfilename = std::string(a[0]);
                    return std::string();
                  },
-                 [](const Config& c) { return c.dbfilename; }});
+                 [](const Config& c) { return c.dbfilename; }, /*protected_config=*/true});
     t.push_back(Bool("always-show-logo", &Config::always_show_logo, false));
     t.push_back(Bool("no-appendfsync-on-rewrite", &Config::no_appendfsync_on_rewrite, true));
     t.push_back(Bool("activerehashing", &Config::activerehashing, true));
@@ -503,9 +505,9 @@ std::string SetDirective(Config* config, std::string_view name,
     return err;
   }
   if (at_runtime && !d->mutable_at_runtime) return "can't set immutable config";
-  // Redis's protected configs keg has at runtime (dir is immutable in keg). (`local` is taken as
-  // allowing it: the caller's address is not known here; dbfilename names no file in keg.)
-  if (at_runtime && d->name == "dbfilename" && config->enable_protected_configs == "no") {
+  // (`local` is taken as allowing it: the caller's address is not known here. Redis's other
+  // protected config, dir, is immutable in keg.)
+  if (at_runtime && d->protected_config && config->enable_protected_configs == "no") {
     return "can't set protected config";
   }
   Config copy = *config;

@@ -149,13 +149,13 @@ int main(int argc, char** argv) {
     }
   } pid_file;
   if (!cfg.pidfile.empty()) {
+    bool written = false;
     if (FILE* f = std::fopen(cfg.pidfile.c_str(), "w")) {
-      std::fprintf(f, "%d\n", static_cast<int>(getpid()));
-      if (std::fclose(f) == 0) {
-        pid_file.path = cfg.pidfile;
-      } else {
-        spdlog::warn("Failed to write PID file {}: {} (errno {})", cfg.pidfile, std::strerror(errno), errno);
-      }
+      const bool printed = std::fprintf(f, "%d\n", static_cast<int>(getpid())) > 0;
+      written = std::fclose(f) == 0 && printed;
+    }
+    if (written) {
+      pid_file.path = cfg.pidfile;
     } else {
       spdlog::warn("Failed to write PID file {}: {} (errno {})", cfg.pidfile, std::strerror(errno), errno);
     }

@@ -853,7 +853,7 @@ void ClientSession::OnErrorReply(std::string_view text) {
                  to, std::string_view(said).substr(0, 4096), command);
     server_.unexpected_error_replies.fetch_add(1, std::memory_order_relaxed);
     if (master_link_ && server_.replica_read_only.load(std::memory_order_relaxed) &&
-        server_.propagation_error_behavior.load(std::memory_order_relaxed) != 0) {
+        server_.panic_on_propagation_error.load(std::memory_order_relaxed)) {
       spdlog::critical("This replica panicked sending an error to its master after processing the command '{}'",
                        command);
       spdlog::shutdown();

@@ -75,10 +75,7 @@ void ServerState::ApplyConfigLocked() {
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);
   maxclients.store(config.maxclients, std::memory_order_relaxed);
   replica_read_only.store(config.replica_read_only, std::memory_order_relaxed);
-  propagation_error_behavior.store(config.propagation_error_behavior == "panic"               ? 1
-                                   : config.propagation_error_behavior == "panic-on-replicas" ? 2
-                                                                                              : 0,
-                                   std::memory_order_relaxed);
+  panic_on_propagation_error.store(config.propagation_error_behavior != "ignore", std::memory_order_relaxed);
   replica_serve_stale_data.store(config.replica_serve_stale_data, std::memory_order_relaxed);
   min_replicas_to_write.store(config.min_replicas_to_write, std::memory_order_relaxed);
   min_replicas_max_lag.store(config.min_replicas_max_lag, std::memory_order_relaxed);

@@ -341,8 +341,9 @@ struct ServerState {
   std::atomic<uint32_t> timeout{0};
   std::atomic<int64_t> maxclients{10000};
   std::atomic<bool> replica_read_only{true};  // replica-read-only
-  // propagation-error-behavior: 0 ignore, 1 panic, 2 panic-on-replicas (ClientSession::OnErrorReply).
-  std::atomic<uint8_t> propagation_error_behavior{0};
+  // propagation-error-behavior panic or panic-on-replicas (the same for keg, which has no AOF to
+  // load): a read-only replica aborts on an error in its primary's stream (ClientSession::OnErrorReply).
+  std::atomic<bool> panic_on_propagation_error{false};
   std::atomic<uint64_t> unexpected_error_replies{0};  // INFO stats: errors a replication link "sent"
   std::atomic<bool> replica_serve_stale_data{true};
   std::atomic<int64_t> min_replicas_to_write{0};

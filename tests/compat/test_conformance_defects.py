@@ -397,3 +397,14 @@ class RedisConfigDirectives(unittest.TestCase):
         self.assertLess(len(packed), 30)  # yes: LZF
         self.assertEqual(got[1], {"rdbcompression": "no"})
         self.assertTrue(all(errors), errors)
+
+    def test_a_pid_file_that_cannot_be_written_is_logged_and_the_server_runs(self):
+        # As Redis (best effort), and said with the path and errno.
+        missing = os.path.join(tempfile.gettempdir(), "keg-no-such-dir-%d" % os.getpid(), "keg.pid")
+        server = keg("--pidfile", missing)
+        try:
+            self.assertTrue(redis.Redis(port=server.port, socket_timeout=10).ping())
+            self.assertIn(f"Failed to write PID file {missing}: No such file or directory (errno 2)", server.log_tail())
+        finally:
+            server.stop()
+        self.assertFalse(os.path.exists(missing))
