@@ -16,4 +16,10 @@ bool Listen(asio::io_context& io, const std::vector<std::string>& bind, uint16_t
             std::vector<std::unique_ptr<asio::ip::tcp::acceptor>>* acceptors, uint16_t* bound_port,
             std::string* error);
 
+/// Opens, binds and listens on the Unix domain socket `path` (a file left there is removed first,
+/// as Redis does), with permissions `perm` when not 0 (unixsocketperm). False with the reason in
+/// *error otherwise.
+bool ListenUnix(asio::io_context& io, const std::string& path, uint32_t perm, int backlog,
+                std::unique_ptr<asio::local::stream_protocol::acceptor>* acceptor, std::string* error);
+
 }  // namespace keg::net

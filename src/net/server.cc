@@ -6,6 +6,9 @@
 #include <ctime>
 #include <pthread.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <asio.hpp>
 #include <chrono>
@@ -41,12 +44,34 @@ int64_t CoarseSteadyMs() {
   return int64_t{ts.tv_sec} * 1000 + ts.tv_nsec / 1'000'000;
 }
 
+using Socket = asio::generic::stream_protocol::socket;  // a TCP or a Unix domain stream socket
+
 std::string Endpoint(const asio::ip::tcp::endpoint& e) {
   const asio::ip::address a = e.address();
   if (a.is_v6() && !a.to_v6().is_v4_mapped()) return a.to_string() + ":" + std::to_string(e.port());
   const std::string ip = a.is_v6() ? asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).to_string()
                                    : a.to_string();
   return ip + ":" + std::to_string(e.port());
+}
+
+// "ip:port" of a socket's own end (`peer` false) or its peer's; for a Unix domain socket "path:0"
+// for both ends, the path the server's socket is bound to (as Redis's CLIENT LIST shows them).
+std::string SocketAddress(const Socket& socket, bool peer) {
+  asio::error_code ec;
+  const asio::generic::stream_protocol::endpoint g = peer ? socket.remote_endpoint(ec) : socket.local_endpoint(ec);
+  if (ec) return "?:0";
+  if (g.data()->sa_family == AF_UNIX) {
+    const asio::generic::stream_protocol::endpoint own = socket.local_endpoint(ec);
+    if (ec) return "?:0";
+    asio::local::stream_protocol::endpoint u;
+    std::memcpy(u.data(), own.data(), own.size());
+    u.resize(own.size());
+    return u.path() + ":0";
+  }
+  asio::ip::tcp::endpoint e;
+  if (g.size() > e.capacity()) return "?:0";
+  std::memcpy(e.data(), g.data(), g.size());
+  return Endpoint(e);
 }
 
 // The event loop of the I/O thread this is (set while it runs), for PollCurrentLoop.
@@ -111,14 +136,19 @@ struct Worker {
 
 class Connection final : public Link, public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Worker* worker, asio::ip::tcp::socket socket, Limits* limits)
+  Connection(Worker* worker, Socket socket, Limits* limits)
       : worker_(worker), socket_(std::move(socket)), limits_(limits) {
     asio::error_code ec;
-    peer_ = Endpoint(socket_.remote_endpoint(ec));
-    local_ = Endpoint(socket_.local_endpoint(ec));
-    socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+    unix_ = socket_.local_endpoint(ec).data()->sa_family == AF_UNIX;
+    peer_ = SocketAddress(socket_, true);
+    local_ = SocketAddress(socket_, false);
+    loopback_ = unix_ || IsLoopback();
+    if (!unix_) {
+      const int one = 1;
+      setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     const uint32_t keepalive = limits_->tcp_keepalive.load(std::memory_order_relaxed);
-    if (keepalive > 0) {
+    if (keepalive > 0 && !unix_) {
       socket_.set_option(asio::socket_base::keep_alive(true), ec);
       const int idle = static_cast<int>(keepalive);
       const int interval = std::max(idle / 3, 1);
@@ -134,14 +164,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // from the client registry.
   ~Connection() override { session_.reset(); }
 
-  bool loopback() const override {
-    asio::error_code ec;
-    const asio::ip::address a = socket_.remote_endpoint(ec).address();
-    if (ec) return false;
-    if (a.is_loopback()) return true;
-    return a.is_v6() && a.to_v6().is_v4_mapped() &&
-           asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
-  }
+  bool loopback() const override { return loopback_; }
+  bool unix_socket() const override { return unix_; }
 
   void Start(std::unique_ptr<Session> session) {
     session_ = std::move(session);
@@ -153,6 +177,20 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     registration_ = std::prev(worker_->connections.end());
     registered_ = true;
     DoRead();
+  }
+
+  // Whether a TCP peer is on this machine (the constructor's, once).
+  bool IsLoopback() const {
+    asio::error_code ec;
+    const asio::generic::stream_protocol::endpoint g = socket_.remote_endpoint(ec);
+    if (ec) return false;
+    asio::ip::tcp::endpoint e;
+    if (g.size() > e.capacity()) return false;
+    std::memcpy(e.data(), g.data(), g.size());
+    const asio::ip::address a = e.address();
+    if (a.is_loopback()) return true;
+    return a.is_v6() && a.to_v6().is_v4_mapped() &&
+           asio::ip::make_address_v4(asio::ip::v4_mapped, a.to_v6()).is_loopback();
   }
 
   // Sends `bytes` (a refusal) and closes, without a session.
@@ -405,7 +443,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   void WatchClose() override {
     if (watching_ || closed_) return;  // a pending receive or wait sees the hang-up already
     watching_ = true;
-    socket_.async_wait(asio::ip::tcp::socket::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
+    socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
       self->watching_ = false;
       if (self->closed_) return;
       if (ec) {
@@ -433,7 +471,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // Waits for the socket to become readable, holding no buffer (an idle connection's).
   void WaitReadable() {
     watching_ = true;
-    socket_.async_wait(asio::ip::tcp::socket::wait_read,
+    socket_.async_wait(asio::socket_base::wait_read,
                        [self = shared_from_this()](const asio::error_code& ec) {
                          self->watching_ = false;
                          if (self->closed_) return;
@@ -599,7 +637,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       return;
     }
     writing_ = true;
-    socket_.async_wait(asio::ip::tcp::socket::wait_write,
+    socket_.async_wait(asio::socket_base::wait_write,
                        [self = shared_from_this()](const asio::error_code& ec) {
                          self->writing_ = false;
                          if (self->closed_) return;
@@ -625,7 +663,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (closed_) return;
     closed_ = true;
     asio::error_code ec;
-    socket_.shutdown(asio::ip::tcp::socket::shutdown_both, ec);
+    socket_.shutdown(asio::socket_base::shutdown_both, ec);
     socket_.close(ec);
     out_.Clear();
     if (registered_) {
@@ -635,7 +673,9 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   }
 
   Worker* worker_;
-  asio::ip::tcp::socket socket_;
+  Socket socket_;
+  bool unix_ = false;      // a Unix domain socket's connection (set at construction)
+  bool loopback_ = false;  // the peer is on this machine (likewise)
   bool processing_ = false;  // inside Process (which is not re-entered)
   bool pubsub_ = false;  // client-output-buffer-limit class: pubsub (true) or normal
   bool replica_ = false;  // ... or replica, which wins
@@ -689,7 +729,14 @@ class ServerImpl {
     if (!Listen(io, options_.bind, options_.port, options_.backlog, &acceptors_, &bound_port_, error)) {
       return false;
     }
+    if (!options_.unixsocket.empty()) {
+      if (!ListenUnix(io, options_.unixsocket, options_.unixsocket_perm, options_.backlog, &unix_acceptor_, error)) {
+        return false;
+      }
+      unix_bound_ = true;
+    }
     for (auto& acceptor : acceptors_) Accept(acceptor.get());
+    if (unix_acceptor_) Accept(unix_acceptor_.get());
     for (size_t i = 0; i < workers_.size(); ++i) {
       Worker* worker = workers_[i].get();
       worker->tick = std::make_unique<asio::steady_timer>(worker->io);
@@ -710,10 +757,7 @@ class ServerImpl {
   void StopAccepting() {
     std::promise<void> done;
     asio::post(workers_[0]->io, [&] {
-      for (auto& a : acceptors_) {
-        asio::error_code ec;
-        a->close(ec);
-      }
+      CloseAcceptors();
       done.set_value();
     });
     done.get_future().wait();
@@ -731,12 +775,7 @@ class ServerImpl {
         }
         for (auto& c : live) c->CloseNow();
         worker->tick->cancel();
-        if (worker == workers_[0].get()) {
-          for (auto& a : acceptors_) {
-            asio::error_code ec;
-            a->close(ec);
-          }
-        }
+        if (worker == workers_[0].get()) CloseAcceptors();
         done.set_value();
       });
       done.get_future().wait();
@@ -747,7 +786,12 @@ class ServerImpl {
     // state) is alive: handlers still queued on a stopped io_context hold connections until the
     // io_context is destroyed. The acceptors first (they live on worker 0's io_context).
     acceptors_.clear();
+    unix_acceptor_.reset();
     workers_.clear();
+    if (unix_bound_) {  // as Redis at shutdown: the socket file goes with the server
+      (void)::unlink(options_.unixsocket.c_str());
+      unix_bound_ = false;
+    }
   }
 
   uint16_t port() const { return bound_port_; }
@@ -775,12 +819,12 @@ class ServerImpl {
     }
     Worker* target = workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()].get();
     asio::post(target->io, [this, target, fd, make = std::move(make)] {
-      asio::ip::tcp::socket socket(target->io);
+      Socket socket(target->io);
       asio::error_code ec;
       sockaddr_storage addr{};
       socklen_t len = sizeof(addr);
-      const bool v6 = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 && addr.ss_family == AF_INET6;
-      socket.assign(v6 ? asio::ip::tcp::v6() : asio::ip::tcp::v4(), fd, ec);
+      const int family = getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) == 0 ? addr.ss_family : AF_INET;
+      socket.assign(asio::generic::stream_protocol(family, family == AF_UNIX ? 0 : IPPROTO_TCP), fd, ec);
       if (ec) {
         spdlog::warn("adopting a connection: {}", ec.message());
         ::close(fd);
@@ -811,14 +855,22 @@ class ServerImpl {
   }
 
  private:
-  void Accept(asio::ip::tcp::acceptor* acceptor) {
+  void CloseAcceptors() {
+    asio::error_code ec;
+    for (auto& a : acceptors_) a->close(ec);
+    if (unix_acceptor_) unix_acceptor_->close(ec);
+  }
+
+  // Accepts connections on `acceptor` (TCP or Unix domain) for the I/O threads, round robin.
+  template <typename Acceptor>
+  void Accept(Acceptor* acceptor) {
     Worker* target = workers_[next_worker_.fetch_add(1, std::memory_order_relaxed) % workers_.size()].get();
     acceptor->async_accept(target->io, [this, acceptor, target](const asio::error_code& ec,
-                                                                asio::ip::tcp::socket socket) {
+                                                                typename Acceptor::protocol_type::socket socket) {
       if (ec == asio::error::operation_aborted || !acceptor->is_open()) return;
       if (!ec) {
         // The socket belongs to target's io_context: set it up there.
-        asio::post(target->io, [this, target, s = std::move(socket)]() mutable {
+        asio::post(target->io, [this, target, s = Socket(std::move(socket))]() mutable {
           auto conn = std::make_shared<Connection>(target, std::move(s), limits_);
           std::string refusal;
           std::unique_ptr<Session> session = factory_(conn.get(), conn->loopback(), &refusal);
@@ -869,6 +921,8 @@ class ServerImpl {
   Limits* limits_;
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
+  std::unique_ptr<asio::local::stream_protocol::acceptor> unix_acceptor_;  // unixsocket's, if set
+  bool unix_bound_ = false;  // the socket file is ours: Stop removes it (main thread)
   std::atomic<size_t> next_worker_{0};  // round robin: the acceptor's thread and Adopt's callers
   int64_t last_accept_warning_ms_ = 0;  // the acceptor's thread
   uint16_t bound_port_ = 0;
@@ -917,6 +971,31 @@ bool Listen(asio::io_context& io, const std::vector<std::string>& bind, uint16_t
     *bound_port = acceptor->local_endpoint().port();
     acceptors->push_back(std::move(acceptor));
   }
+  return true;
+}
+
+bool ListenUnix(asio::io_context& io, const std::string& path, uint32_t perm, int backlog,
+                std::unique_ptr<asio::local::stream_protocol::acceptor>* acceptor, std::string* error) {
+  (void)::unlink(path.c_str());  // a stale socket file of an earlier run (Redis ignores this error too)
+  asio::error_code ec;
+  auto a = std::make_unique<asio::local::stream_protocol::acceptor>(io);
+  asio::local::stream_protocol::endpoint ep;
+  if (path.size() >= sizeof(sockaddr_un::sun_path)) {
+    ec = asio::error::name_too_long;
+  } else {
+    ep = asio::local::stream_protocol::endpoint(path);
+    a->open(ep.protocol(), ec);
+  }
+  if (!ec) a->bind(ep, ec);
+  if (!ec && perm != 0 && ::chmod(path.c_str(), static_cast<mode_t>(perm)) != 0) {
+    ec = asio::error_code(errno, asio::system_category());
+  }
+  if (!ec) a->listen(backlog, ec);
+  if (ec) {
+    *error = "Failed opening Unix socket: " + path + ": " + ec.message();
+    return false;
+  }
+  *acceptor = std::move(a);
   return true;
 }
 

@@ -53,6 +53,10 @@ struct ServerOptions {
   uint16_t port = 6379;
   int io_threads = 1;
   int backlog = 511;
+  /// unixsocket: a Unix domain socket to listen on as well (empty: none), removed by Stop;
+  /// unixsocketperm: its permission bits (0: the umask's).
+  std::string unixsocket;
+  uint32_t unixsocket_perm = 0;
 };
 
 class ServerImpl;

@@ -74,11 +74,13 @@ class Link {
   virtual resp::ReplyBuffer& out() = 0;
   /// The parser, for its per-connection limits (I/O thread).
   virtual resp::RequestParser& parser() = 0;
-  /// "ip:port" of the peer and of the local end.
+  /// "ip:port" of the peer and of the local end ("path:0" for both ends of a Unix socket).
   virtual const std::string& peer() const = 0;
   virtual const std::string& local() const = 0;
-  /// Whether the peer is on this machine (127.0.0.0/8, ::1, or v4-mapped loopback).
+  /// Whether the peer is on this machine (127.0.0.0/8, ::1, v4-mapped loopback, a Unix socket).
   virtual bool loopback() const = 0;
+  /// Whether this is a Unix domain socket's connection (CLIENT LIST flag `U`).
+  virtual bool unix_socket() const { return false; }
   /// File descriptor of the socket (CLIENT LIST `fd=`).
   virtual int fd() const = 0;
   /// Bytes in the query buffer from the command being run on (CLIENT LIST `qbuf=`). Any thread.

@@ -131,6 +131,25 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("cold-read-depth", &Config::cold_read_depth, 1, 256, true));
     t.push_back(Int("tcp-backlog", &Config::tcp_backlog, 0, INT32_MAX, false));
     t.push_back(Int("tcp-keepalive", &Config::tcp_keepalive, 0, INT32_MAX, true));
+    t.push_back(String("unixsocket", &Config::unixsocket, false));
+    t.push_back({"unixsocketperm", false,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   int64_t v = 0;  // octal, as Redis's OCTAL_CONFIG
+                   const std::string_view d = a[0];
+                   if (d.empty() || d.size() > 12 || d.find_first_not_of("01234567") != std::string_view::npos) {
+                     return std::string("argument couldn't be parsed into an integer");
+                   }
+                   for (char ch : d) v = v * 8 + (ch - '0');
+                   if (v > 0777) return std::string("argument must be between 0 and 511 inclusive");
+                   c.unixsocketperm = v;
+                   return std::string();
+                 },
+                 [](const Config& c) {
+                   char buf[16];
+                   std::snprintf(buf, sizeof(buf), "%llo", static_cast<unsigned long long>(c.unixsocketperm));
+                   return std::string(buf);
+                 }});
     t.push_back(Bool("protected-mode", &Config::protected_mode, true));
     t.push_back(String("requirepass", &Config::requirepass, true));
     t.push_back(Int("acllog-max-len", &Config::acllog_max_len, 0, kMax, true));

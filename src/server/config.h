@@ -28,6 +28,8 @@ struct Config {
   int64_t cold_read_depth = 6;     // of those, in the kernel at once per event loop
   int64_t tcp_backlog = 511;
   int64_t tcp_keepalive = 300;
+  std::string unixsocket;       // a Unix domain socket to listen on as well ("": none)
+  int64_t unixsocketperm = 0;   // its permission bits (octal in the file; 0: the umask's)
   bool protected_mode = true;
   std::string requirepass;
   int64_t acllog_max_len = 128;

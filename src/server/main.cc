@@ -244,6 +244,8 @@ int main(int argc, char** argv) {
   net_options.port = static_cast<uint16_t>(cfg.port);
   net_options.io_threads = static_cast<int>(cfg.io_threads);
   net_options.backlog = static_cast<int>(cfg.tcp_backlog);
+  net_options.unixsocket = cfg.unixsocket;
+  net_options.unixsocket_perm = static_cast<uint32_t>(cfg.unixsocketperm);
   keg::net::Server server(
       net_options,
       [&state](keg::net::Link* link, bool loopback, std::string* refusal)
@@ -280,7 +282,9 @@ int main(int argc, char** argv) {
   std::thread signal_thread([&] { main_io.run(); });
   if (!server.Start(&error)) {
     spdlog::critical("{}", error);
-    spdlog::warn("Failed listening on port {} (TCP), aborting.", cfg.port);  // (Redis's words: its tests match them)
+    if (error.rfind("Failed opening Unix socket", 0) != 0) {
+      spdlog::warn("Failed listening on port {} (TCP), aborting.", cfg.port);  // (Redis's words: its tests match them)
+    }
     main_io.stop();
     signal_thread.join();
     (void)state.store->Close();  // nothing was written; the bind error is what matters
@@ -299,6 +303,7 @@ int main(int argc, char** argv) {
                                          keg::server::UsedMemory()};
   });
   spdlog::info("Ready to accept connections on port {}", state.port);
+  if (!cfg.unixsocket.empty()) spdlog::info("The server is now ready to accept connections at {}", cfg.unixsocket);
   std::string replicaof;
   {
     std::lock_guard lock(state.config_mu);

@@ -2127,6 +2127,7 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   if ((tracking & kTrackingOn) != 0) flags += 't';
   if ((tracking & kTrackingBroken) != 0) flags += 'R';
   if ((tracking & kTrackingBcast) != 0) flags += 'B';
+  if (link_->unix_socket()) flags += 'U';
   if (flags.empty()) flags = "N";
   const int64_t age = (now_ms - created_ms_) / 1000;
   const int64_t idle = (now_ms - last_interaction_ms_.load(std::memory_order_relaxed)) / 1000;

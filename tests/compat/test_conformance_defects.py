@@ -408,3 +408,62 @@ class RedisConfigDirectives(unittest.TestCase):
         finally:
             server.stop()
         self.assertFalse(os.path.exists(missing))
+
+
+class UnixSocket(unittest.TestCase):
+    """unixsocket / unixsocketperm (Redis's test harness gives every server one, and redis-benchmark
+    -s, redis-cli -s and every client library's unix_socket_path use it), side by side with
+    redis-server 7.0.15: commands over the socket, the file's permissions, CLIENT LIST's
+    `addr=path:0 laddr=path:0 flags=U`, the directives immutable at run time, a stale socket file
+    of an earlier run replaced at start, the file removed at a clean exit."""
+
+    def test_unix_socket_as_redis(self):
+        work = tempfile.mkdtemp(prefix="keg_unix_")
+        self.addCleanup(shutil.rmtree, work, True)
+        seen = {}
+        for kind, start in (("keg", keg), ("redis", redis_server)):
+            path = os.path.join(work, kind + ".sock")
+            with socket.socket(socket.AF_UNIX) as stale:  # an earlier run's file, no longer listening
+                stale.bind(path)
+            server = start("--unixsocket", path, "--unixsocketperm", "700")
+            try:
+                self.assertEqual(os.stat(path).st_mode & 0o777, 0o700, kind)
+                c = redis.Redis(unix_socket_path=path, socket_timeout=10, decode_responses=True)
+                c.set("k", "v" * 1000)
+                value = c.get("k")
+                pipe = c.pipeline(transaction=False)
+                for i in range(1000):
+                    pipe.incr("n")
+                counts = pipe.execute()
+                info = c.client_list()[0]
+                try:
+                    c.config_set("unixsocket", os.path.join(work, "other.sock"))
+                    refused = None
+                except redis.ResponseError as e:
+                    refused = str(e)
+                cfg = {k: v.replace(path, "PATH") for k, v in c.config_get("unixsocket*").items()}
+                seen[kind] = (value, counts[-1], cfg, info["addr"].replace(path, "PATH"),
+                              info["laddr"].replace(path, "PATH"), info["flags"], refused,
+                              # TCP still serves beside it
+                              redis.Redis(port=server.port, socket_timeout=10).get("n"))
+                c.close()
+            finally:
+                server.stop()
+            self.assertFalse(os.path.exists(path), f"{kind} left its socket file")
+        self.assertEqual(seen["keg"], seen["redis"])
+        value, last, cfg, addr, laddr, flags, refused, over_tcp = seen["keg"]
+        self.assertEqual((value, last, over_tcp), ("v" * 1000, 1000, b"1000"))
+        self.assertEqual(cfg, {"unixsocket": "PATH", "unixsocketperm": "700"})
+        self.assertEqual((addr, laddr, flags), ("PATH:0", "PATH:0", "U"))
+        self.assertIn("can't set immutable config", refused)
+
+    def test_a_socket_that_cannot_be_opened_stops_the_start_with_its_reason(self):
+        # As Redis: "Failed opening Unix socket: ..." and exit status 1, nothing served half-way.
+        missing = os.path.join(tempfile.gettempdir(), "keg-no-such-dir-%d" % os.getpid(), "keg.sock")
+        work = tempfile.mkdtemp(prefix="keg_unix_")
+        self.addCleanup(shutil.rmtree, work, True)
+        binary = os.environ.get("KEG_SERVER", "keg-server")
+        run = subprocess.run([binary, "--port", "0", "--dir", work, "--unixsocket", missing],
+                             capture_output=True, text=True, timeout=60, cwd=work)
+        self.assertEqual(run.returncode, 1)
+        self.assertIn(f"Failed opening Unix socket: {missing}: No such file or directory", run.stdout + run.stderr)
