@@ -21,6 +21,7 @@
 #include "server/config.h"
 #include "server/list.h"
 #include "server/rdb.h"
+#include "server/replication.h"
 #include "server/session.h"
 #include "server/small_collection.h"
 #include "store/format.h"
@@ -212,6 +213,8 @@ void Debug(Ctx& c) {
         "    it is used instead of the 'key' prefix. These are not propagated to",
         "    replicas. Cluster slots are not respected so keys not belonging to the",
         "    current node can be created in cluster mode.",
+        "REPLICATE <command> [<arg> ...]",
+        "    Send <command> to the replicas as if it were a write of this server (not run here).",
         "PROTOCOL <type>",
         "    Reply with a test value of the specified type. <type> can be: string,",
         "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
@@ -345,12 +348,23 @@ void Debug(Ctx& c) {
                             " keys\n[Expires HT]\nkeys with an expiry: " +
                             std::to_string(c.server().store->ExpiringKeys(index)) + "\n");
   }
-  if (sub == "object" && c.argc() == 3) {
-    store::ValueView v;
-    if (!c.Lookup(c.arg(2), &v)) {
-      if (c.read_failed()) return c.ReplyReadError();
-      return c.Error(err::kNoSuchKey);
+  if (sub == "replicate" && c.argc() >= 3) {
+    // Redis's test hook: the command goes to the replication stream only, at its end now (as
+    // Redis feeds it to its replicas in the stream's current database).
+    if (c.server().repl.active()) {
+      std::string resp;
+      AppendCommand(&resp, c.args().subspan(2));
+      c.server().repl.Append(ReplicationFeed::kNoDb, resp);
     }
+    return c.out().Ok();
+  }
+  if (sub == "object" && c.argc() == 3) {
+    // As Redis's, from the data set as it is: a key past its expiry that is still held (a
+    // replica's, until its primary's DEL) is shown too.
+    store::ValueView v;
+    const store::Status s = c.server().store->GetEvenIfExpired(c.db(), c.arg(2), &v);
+    if (s.IsNotFound()) return c.Error(err::kNoSuchKey);
+    if (!s.ok()) return c.out().Error(CorruptionError(s));
     return c.out().SimpleString(
         "Value at:0x0 refcount:1 encoding:" + std::string(ValueEncoding(v)) +
         " serializedlength:" + std::to_string(rdb::DumpString(v.value).size() - 11) + " lru:0 lru_seconds_idle:" +

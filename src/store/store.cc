@@ -469,7 +469,13 @@ Status StoreImpl::Get(uint32_t db, std::string_view key, ValueView* out) const {
   return s;
 }
 
-Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out) const {
+Status StoreImpl::GetEvenIfExpired(uint32_t db, std::string_view key, ValueView* out) const {
+  Status s;
+  Stable([&] { s = GetOnce(db, key, out, true); });
+  return s;
+}
+
+Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out, bool even_if_expired) const {
   const Keydir* kd = ReaderKeydir(db);
   if (kd == nullptr) return Status::NotFound();
   std::shared_ptr<DataFile> file;
@@ -477,7 +483,7 @@ Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out) con
   uint64_t offset = 0;
   Status s = Lookup(*kd, key, Hash(key), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
-  if (h.expires() && h.expire_at_ms <= NowMs()) {  // clock only if needed
+  if (h.expires() && !even_if_expired && h.expire_at_ms <= NowMs()) {  // clock only if needed
     DropExpiredLater(h.tag.db, key);
     return Status::NotFound();
   }

@@ -549,6 +549,10 @@ class Store {
   /// A key found expired is dropped soon after by the writer (lazy expiry, as Redis deletes an
   /// expired key it reads), before any write or task queued after this call.
   virtual Status Get(uint32_t db, std::string_view key, ValueView* out) const = 0;
+  /// Get, except that a key past its expiry is read as present (and not dropped): what the data
+  /// set holds, for DEBUG OBJECT, which Redis answers from its dictionary alone (a replica keeps
+  /// such keys until its primary's DEL).
+  virtual Status GetEvenIfExpired(uint32_t db, std::string_view key, ValueView* out) const = 0;
   /// True when `key` is present and not expired.
   virtual bool Exists(uint32_t db, std::string_view key) const = 0;
   /// Starts loading the memory that reads of `keys` (of `db`) will touch — their keydir slots, then

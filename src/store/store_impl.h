@@ -70,6 +70,7 @@ class StoreImpl final : public Store {
   ~StoreImpl() override;
 
   Status Get(uint32_t db, std::string_view key, ValueView* out) const override;
+  Status GetEvenIfExpired(uint32_t db, std::string_view key, ValueView* out) const override;
   bool Exists(uint32_t db, std::string_view key) const override;
   void Prefetch(uint32_t db, std::span<const std::string_view> keys) const override;
   uint64_t Scan(uint32_t db, uint64_t cursor, size_t count,
@@ -163,7 +164,7 @@ class StoreImpl final : public Store {
   // Runs `read` until it ran wholly between two groups' keydir changes (apply_seq_).
   template <class Read>
   void Stable(Read&& read) const;
-  Status GetOnce(uint32_t db, std::string_view key, ValueView* out) const;
+  Status GetOnce(uint32_t db, std::string_view key, ValueView* out, bool even_if_expired = false) const;
   // Starts loading the records the keydir names under `hashes` (whose slots were prefetched).
   void PrefetchRecords(const Keydir& kd, std::span<const uint64_t> hashes) const;
   // A group's keys in op order, for ProcessGroup's loads ahead of its ops (writer role; reused).

@@ -1222,6 +1222,51 @@ class KegReplicaTest(unittest.TestCase):
         c2.execute_command("DEBUG", "APPLY-PAUSE", 0)
         self.assert_same_stream(p, c1, c2)
 
+    def test_a_key_past_its_expiry_stays_for_the_primarys_writes(self):
+        """Redis's "Replication of an expired key does not delete the expired key": the primary's
+        INCR of a key that expired on the replica meanwhile (the replica stopped) acts on the key
+        as it is, keeping it (DEBUG OBJECT shows it), while reads see it absent; side by side with
+        a redis-server replica. (keg's DEBUG OBJECT read it as a client does: 'no such key'.)"""
+        primary, p = self.start()
+        p.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        ref = kegtest.redis("--enable-debug-command", "yes", "--replicaof", "127.0.0.1", str(primary.port))
+        self.servers.append(ref)
+        rr = redis.Redis(port=ref.port)
+        replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        for c in (r, rr):
+            wait_synced(p, c)
+        p.set("k", 1, px=300)
+        for c in (r, rr):
+            wait_synced(p, c)
+        seen = {}
+        for kind, server, c in (("keg", replica, r), ("redis", ref, rr)):
+            os.kill(server.proc.pid, signal.SIGSTOP)
+        try:
+            self.assertEqual(p.incr("k"), 2)
+            time.sleep(0.4)
+        finally:
+            for server in (replica, ref):
+                os.kill(server.proc.pid, signal.SIGCONT)
+        for kind, c in (("keg", r), ("redis", rr)):
+            wait_synced(p, c)
+            seen[kind] = (c.exists("k"), c.execute_command("DEBUG", "OBJECT", "k").split(b" ")[3], c.get("k"))
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (0, b"encoding:int", None))
+
+    def test_debug_replicate_feeds_the_replicas_only(self):
+        """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                server = (kegtest.keg if kind == "keg" else kegtest.redis)("--enable-debug-command", "yes")
+                self.servers.append(server)
+                p = redis.Redis(port=server.port)
+                replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+                wait_synced(p, r)
+                self.assertEqual(p.execute_command("DEBUG", "REPLICATE", "SET", "only-there", "v"), b"OK")
+                p.set("after", 1)
+                wait_until("the write after it", lambda: r.get("after") == b"1")
+                self.assertEqual((p.get("only-there"), r.get("only-there")), (None, b"v"))
+
     def test_keg_replica_of_redis_and_a_restart(self):
         server = kegtest.redis("--enable-debug-command", "yes")
         self.servers.append(server)
