@@ -320,8 +320,8 @@ void ReplicaOf::ApplyMode(bool replica) {
   active_.store(replica, std::memory_order_relaxed);
   server_.repl.set_forwarding(replica);
   if (server_.store) {
-    server_.store->WritesSeeExpired(replica);
     server_.store->SetExpiryPaused(replica || server_.pause.MustWait(true));
+    server_.store->TrackOwnExpiries(replica);  // a writable replica's clients' keys expire here
     server_.store->ReportExpiredInGroups(!replica && server_.repl.active());
   }
 }

@@ -1622,6 +1622,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   store::WriteBatch batch = std::move(batch_);
   batch_ = store::WriteBatch();
   batch.set_origin(id_);  // CLIENT TRACKING NOLOOP knows a client's own writes
+  batch.set_sees_expired(master_link_);  // the primary's writes act on keys it has not expired yet
   if (batch.empty() && !exec) {
     std::vector<store::OpResult> none;
     RunSteps(*flight, none);

@@ -1173,6 +1173,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;
     current_origin_ = batch.origin();
+    current_sees_expired_ = batch.sees_expired();
     if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
       continue;
@@ -1191,6 +1192,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     }
     if (batch.postcondition()) batch.postcondition()(batch, out);
   }
+  current_sees_expired_ = false;  // the writer's own work after the group (the expire cycle) does not
   Status s = CommitGroup();
   if (!s.ok()) {
     for (size_t i = begin; i < end; ++i) work[i].done(s, {});
@@ -1214,7 +1216,7 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     if (!written->exists) return cur;
     const char* p = group_buf_.data() + written->group_offset;
     const format::RecordHeader h = format::DecodeHeader(p);
-    if (Expired(h, now) && !writes_see_expired_.load(std::memory_order_relaxed)) return cur;
+    if (Expired(h, now) && !current_sees_expired_) return cur;
     cur.exists = true;
     cur.view = ViewOf(p, h);
     return cur;
@@ -1246,7 +1248,7 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     memo_.header = h;
     memo_.offset = offset;
   }
-  if (Expired(h, now) && !writes_see_expired_.load(std::memory_order_relaxed)) {
+  if (Expired(h, now) && !current_sees_expired_) {
     if (report_expired_in_groups_.load(std::memory_order_relaxed)) options_.on_expired_in_group(logical_of_[pdb], key);
     return cur;
   }
@@ -1259,7 +1261,14 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
 void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, uint8_t flags,
                               std::string_view value, int64_t expire_at_ms, uint8_t type, uint8_t kind) {
   const uint64_t at = group_buf_.size();
-  if (expire_at_ms != 0) flags |= format::kFlagExpires;
+  if (expire_at_ms != 0) {
+    flags |= format::kFlagExpires;
+    if (!current_sees_expired_ && track_own_expiries_.load(std::memory_order_relaxed)) {
+      std::string k(1, static_cast<char>(pdb));
+      k.append(key);
+      own_expiring_.insert(std::move(k));
+    }
+  }
   const bool tombstone = (flags & format::kFlagTombstone) != 0;
   if (tombstone || value.size() != format::kHeadValueSize) kind = format::kKindWhole;
   group_last_record_ = group_buf_.size();
@@ -2720,6 +2729,7 @@ std::shared_ptr<DataFile> StoreImpl::Periodic() {
   if (now - last_expire_ms_ >= kExpireIntervalMs) {
     last_expire_ms_ = now;
     ActiveExpireCycle();
+    ExpireOwnKeys();
   }
   return to_sync;
 }
@@ -2736,6 +2746,29 @@ void StoreImpl::DropExpired(uint8_t pdb, std::string_view key, uint64_t hash) {
     ReleaseRecord(loc);
     expired_keys_.fetch_add(1, std::memory_order_relaxed);
     if (name_expired_.load(std::memory_order_relaxed)) options_.on_expired(logical_of_[pdb], key);
+  }
+}
+
+void StoreImpl::ExpireOwnKeys() {
+  if (!track_own_expiries_.load(std::memory_order_relaxed)) {
+    own_expiring_.clear();
+    return;
+  }
+  const int64_t now = NowMs();
+  for (auto it = own_expiring_.begin(); it != own_expiring_.end();) {
+    const auto pdb = static_cast<uint8_t>((*it)[0]);
+    const std::string_view key = std::string_view(*it).substr(1);
+    const uint64_t hash = Hash(key);
+    std::shared_ptr<DataFile> file;
+    format::RecordHeader h;
+    uint64_t offset = 0;
+    const bool found = pdb < keydirs_.size() && Lookup(*keydirs_[pdb], key, hash, false, &file, &h, &offset).ok();
+    if (found && h.expires() && !Expired(h, now)) {
+      ++it;  // not yet
+      continue;
+    }
+    if (found && h.expires()) DropExpired(pdb, key, hash);
+    it = own_expiring_.erase(it);
   }
 }
 

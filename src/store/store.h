@@ -297,6 +297,11 @@ class WriteBatch {
   /// Options::on_written (CLIENT TRACKING's NOLOOP).
   void set_origin(uint64_t origin) { origin_ = origin; }
   uint64_t origin() const { return origin_; }
+  /// The batch is a replica's primary's stream: its ops see a key past its expiry as present, as
+  /// Redis's master client does (the primary decides when a key expires and sends its DEL). Other
+  /// batches, a writable replica's own clients' included, see such a key absent.
+  void set_sees_expired(bool on) { sees_expired_ = on; }
+  bool sees_expired() const { return sees_expired_; }
 
   size_t size() const { return ops_.size(); }
   bool empty() const { return ops_.empty(); }
@@ -340,6 +345,7 @@ class WriteBatch {
   uint32_t command_ = 0;
   uint32_t db_ = 0;
   uint64_t origin_ = 0;
+  bool sees_expired_ = false;
 };
 
 /// Which elements of a large collection a command reads (Store::ColdElementRanges).
@@ -731,10 +737,12 @@ class Store {
   /// drops keys by their keydir entries alone); on, it reads each expired key's record to name it
   /// (a page of a data file, which may fault). Any thread.
   virtual void NameExpiredKeys(bool on) = 0;
-  /// A replica's writes (its primary's stream) see a key past its expiry as present, as Redis's
-  /// master client does: the primary decides when a key expires and sends its DEL. Reads (Get,
-  /// Exists, scans) still see it absent. Pair with SetExpiryPaused(true). Any thread.
-  virtual void WritesSeeExpired(bool on) = 0;
+  /// A replica's own expiries (Redis's expireSlaveKeys): while on, a key given an expiry by a
+  /// batch that does not see expired keys (a writable replica's own clients, not its primary's
+  /// stream) is remembered, and the writer drops each such key once it expires, every expire
+  /// cycle, whether or not the cycle itself is paused (a replica's is: its primary's keys wait for
+  /// its DEL). Off forgets them. Any thread.
+  virtual void TrackOwnExpiries(bool on) = 0;
   /// Whether Options::on_expired_in_group is called (replicas attached). Any thread.
   virtual void ReportExpiredInGroups(bool on) = 0;
   /// Whether Options::on_written is called (CLIENT TRACKING on). Off by default: a group then

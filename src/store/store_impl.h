@@ -17,6 +17,7 @@
 #include <string_view>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "store/data_file.h"
@@ -119,8 +120,8 @@ class StoreImpl final : public Store {
   void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) override;
   void Barrier(std::function<void()> done) override;
   void SetActiveExpire(bool on) override { active_expire_.store(on, std::memory_order_relaxed); }
+  void TrackOwnExpiries(bool on) override { track_own_expiries_.store(on, std::memory_order_relaxed); }
   void ReportWrites(bool on) override { report_writes_.store(on && options_.on_written != nullptr, std::memory_order_relaxed); }
-  void WritesSeeExpired(bool on) override { writes_see_expired_.store(on, std::memory_order_relaxed); }
   void ReportExpiredInGroups(bool on) override {
     report_expired_in_groups_.store(on && options_.on_expired_in_group != nullptr, std::memory_order_relaxed);
   }
@@ -411,6 +412,9 @@ class StoreImpl final : public Store {
   // giving up the role), or null.
   std::shared_ptr<DataFile> Periodic();
   void ActiveExpireCycle();
+  // TrackOwnExpiries' part of the cycle: drops the remembered keys that expired, forgets those gone
+  // or no longer expiring.
+  void ExpireOwnKeys();
   // Writer thread: removes `key` from the keydir if its newest record has expired (no tombstone
   // needed: the expired record shadows older ones, as in ActiveExpireCycle).
   void DropExpired(uint8_t pdb, std::string_view key, uint64_t hash);
@@ -545,7 +549,10 @@ class StoreImpl final : public Store {
   std::atomic<bool> active_expire_{true};
   std::atomic<bool> name_expired_{false};  // call options_.on_expired (NameExpiredKeys)
   std::atomic<bool> report_expired_in_groups_{false};  // call options_.on_expired_in_group
-  std::atomic<bool> writes_see_expired_{false};  // WritesSeeExpired
+  bool current_sees_expired_ = false;  // writer role: WriteBatch::sees_expired of the batch whose ops run
+  std::atomic<bool> track_own_expiries_{false};  // TrackOwnExpiries
+  // Writer role: the keys TrackOwnExpiries remembers, each its physical database's byte + the key.
+  std::unordered_set<std::string> own_expiring_;
   std::atomic<bool> report_writes_{false};  // call options_.on_written (ReportWrites)
   uint64_t current_origin_ = 0;  // writer role: the origin of the batch whose ops run
   std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused

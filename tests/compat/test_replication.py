@@ -1253,6 +1253,39 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], (0, b"encoding:int", None))
 
+    def test_a_writable_replica_expires_its_own_keys_and_not_its_primarys(self):
+        """replica-read-only no, beside a redis-server replica of the same keg primary: the
+        replica's own clients see a key past its expiry as absent, also when they write it (INCR
+        creates it anew, without the TTL: keg's INCR found the old value, as the primary's stream
+        does); keys the replica's clients gave a TTL expire on the replica (keg kept them forever:
+        a replica has no expire cycle of its own); keys of the primary past their expiry stay until
+        the primary's DEL (DBSIZE counts them)."""
+        primary, p = self.start()
+        p.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        ref = kegtest.redis("--enable-debug-command", "yes", "--replicaof", "127.0.0.1", str(primary.port),
+                            "--replica-read-only", "no")
+        self.servers.append(ref)
+        replicas = {"keg": self.start("--replicaof", "127.0.0.1", str(primary.port), "--replica-read-only", "no")[1],
+                    "redis": redis.Redis(port=ref.port)}
+        for c in replicas.values():
+            wait_synced(p, c)
+        p.set("m1", 5, px=10)
+        p.set("m2", 5, px=10)
+        for c in replicas.values():
+            wait_synced(p, c)
+        time.sleep(0.05)
+        seen = {}
+        for kind, c in replicas.items():
+            own = [c.set("own", 1, px=200), c.set("lasting", 1, ex=100)]
+            got = [c.dbsize(), c.exists("m1", "m2"), c.incr("m1"), c.ttl("m1"), c.get("m2"), c.dbsize()]
+            seen[kind] = (own, got)
+        time.sleep(0.3)
+        for kind, c in replicas.items():
+            wait_until(f"{kind}: its own key expired", lambda: c.dbsize() == 3)  # m1, m2 (held), lasting
+            seen[kind] += (sorted(c.keys()), c.get("lasting"))
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], ([True, True], [4, 0, 1, -1, None, 4], [b"lasting", b"m1"], b"1"))
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):
