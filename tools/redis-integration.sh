@@ -32,7 +32,8 @@ if [[ ! -x "$src/runtest" ]]; then
 fi
 [[ -x "$server" ]] || { echo "redis-integration: no keg-server at $server" >&2; exit 1; }
 work=$(mktemp -d /tmp/keg-redis-integration.XXXXXX)
-trap 'rm -rf "$work"' EXIT
+# KEG_INTEGRATION_VERBOSE also keeps the scratch copy (the servers' logs are in its tests/tmp).
+if [[ -z "${KEG_INTEGRATION_VERBOSE:-}" ]]; then trap 'rm -rf "$work"' EXIT; else echo "scratch copy: $work"; fi
 cp -r "$src/." "$work/"
 mkdir -p "$work/src"
 cat > "$work/src/redis-server" <<EOF
@@ -50,9 +51,13 @@ ln -sf "$(command -v redis-cli)" "$work/src/redis-cli"
 ln -sf "$(command -v redis-benchmark)" "$work/src/redis-benchmark"
 args=()
 for unit in "$@"; do args+=(--single "$unit"); done
+[[ -n "${KEG_INTEGRATION_VERBOSE:-}" ]] && args+=(--dont-clean)
 cd "$work"
 set +e
+# KEG_INTEGRATION_VERBOSE=1: the harness's whole output (a failure's reason follows its [err]).
+filter='^\[(ok|err|exception)\]|done\]|TIMEOUT|All tests passed|failed'
+[[ -n "${KEG_INTEGRATION_VERBOSE:-}" ]] && filter='.'
 tclsh tests/test_helper.tcl "${args[@]}" --clients 3 --timeout 120 2>&1 |
-  sed 's/\x1b\[[0-9;]*m//g' | grep -E '^\[(ok|err|exception)\]|done\]|TIMEOUT|All tests passed|failed'
+  sed 's/\x1b\[[0-9;]*m//g' | grep -E "$filter"
 status=${PIPESTATUS[0]}
 exit "$status"

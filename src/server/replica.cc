@@ -430,7 +430,10 @@ bool ReplicaOf::Quiesce(uint64_t gen) {
 void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port, bool failover) {
   pthread_setname_np(pthread_self(), "keg-replica");
   while (Current(gen)) {
-    Connect(gen, host, port, failover);
+    // PSYNC ... FAILOVER only while the failover that started this link is in progress (as
+    // Redis): once answered, a reconnect to the new primary is a plain PSYNC (which it accepts;
+    // the flag it refuses from a replica of its own).
+    Connect(gen, host, port, failover && server_.failover.in_progress());
     SetState(gen, "connect");  // waiting for the next attempt (Redis's REPL_STATE_CONNECT)
     if (!Pause(gen, 1000)) break;  // Redis's replicationCron retries about once a second
   }
@@ -509,8 +512,14 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   if (!Current(gen)) return;
   if (failover) {
     const bool ok = reply.rfind("+FULLRESYNC ", 0) == 0 || reply.rfind("+CONTINUE", 0) == 0;
-    server_.failover.PsyncAnswered(ok);  // (on a refusal: this server is a primary again)
-    if (!ok) return fail("PSYNC FAILOVER");
+    if (!ok) {
+      // A primary again (Unfollow, which takes history_mu_: released first, or this thread
+      // would wait for itself and the failover would never end).
+      history.unlock();
+      server_.failover.PsyncAnswered(false);
+      return fail("PSYNC FAILOVER");
+    }
+    server_.failover.PsyncAnswered(true);
   }
   uint64_t start = 0;
   if (reply.rfind("+FULLRESYNC ", 0) == 0) {

@@ -163,6 +163,8 @@ class Failover {
   /// INFO's master_failover_state.
   const char* state_name() const;
   bool active() const { return state_.load(std::memory_order_acquire) != kNone; }
+  /// The primary follows its target and waits for its PSYNC FAILOVER to be answered.
+  bool in_progress() const { return state_.load(std::memory_order_acquire) == kInProgress; }
   /// FAILOVER: "" (started) or Redis's error. `host` empty: any replica; `timeout_ms` 0: none.
   std::string Start(const std::string& host, int64_t port, int64_t timeout_ms, bool force);
   /// FAILOVER ABORT: "" or Redis's error.

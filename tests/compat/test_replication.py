@@ -1940,6 +1940,47 @@ class FailoverTest(unittest.TestCase):
         wait_synced(n, p)
         digests_equal(self, n, p)
 
+    def test_a_target_that_rejects_the_psync_aborts_the_failover(self):
+        """Redis's "failover aborts if target rejects sync request" (its ACL forbids PSYNC): the
+        old primary logs the reason, is a primary again and its two replicas come back by partial
+        resync; keg and redis-server alike. (keg's link thread waited for a lock it held itself:
+        the server stayed in failover-in-progress and a replica for good.)"""
+        for kind in ("keg", "redis"):
+            with self.subTest(kind=kind):
+                P, p, R, r = self.pair(kind, kind)
+                R2, r2 = self.node(kind, "--replicaof", "127.0.0.1", str(P.port))
+                wait_synced(p, r2)
+                before = p.info("stats")
+                r.execute_command("ACL", "SETUSER", "default", "-psync")
+                self.assertEqual(p.execute_command("FAILOVER", "TO", "127.0.0.1", str(R.port)), b"OK")
+                wait_until("the failover to end", lambda: p.info("replication")["master_failover_state"] == "no-failover")
+                r.execute_command("ACL", "SETUSER", "default", "+psync")
+                for c in (r, r2):
+                    wait_synced(p, c)
+                self.assertEqual((role(p), role(r), role(r2)), (b"master", b"slave", b"slave"))
+                after = p.info("stats")
+                self.assertEqual((after["sync_partial_ok"] - before["sync_partial_ok"],
+                                  after["sync_full"] - before["sync_full"]), (2, 0))
+                self.assertIn("Failover target rejected psync request", P.log_tail())
+                self.assertTrue(p.set("after", 1))
+                wait_synced(p, r)
+                digests_equal(self, p, r)
+
+    def test_a_link_dropped_after_a_failover_reconnects(self):
+        """After FAILOVER hands over, the old primary is a replica like any other: when its link
+        drops it reconnects with a plain PSYNC (keg kept sending PSYNC ... FAILOVER, which the new
+        primary refuses from a replica: the old primary never came back)."""
+        for kind in ("keg", "redis"):
+            with self.subTest(new_primary=kind):
+                P, p, R, r = self.pair("keg", kind)
+                self.assertEqual(p.execute_command("FAILOVER", "TO", "127.0.0.1", str(R.port)), b"OK")
+                wait_until("the handover", lambda: role(r) == b"master" and role(p) == b"slave"
+                           and p.info("replication")["master_link_status"] == "up")
+                self.assertGreaterEqual(r.execute_command("CLIENT", "KILL", "TYPE", "replica"), 1)
+                r.set("after-the-drop", 1)
+                wait_synced(r, p)
+                self.assertEqual(p.get("after-the-drop"), b"1")
+
     def test_failover_right_after_an_abort(self):
         # FAILOVER joined the aborted failover's thread while holding the lock that thread needed
         # to end: the server hung for good (one run of compat.replication in 20 under load; in
