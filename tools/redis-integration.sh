@@ -8,8 +8,8 @@
 #
 # Uses the suite tools/redis-tests.sh fetched (run that once first). In a scratch copy of it,
 # src/redis-server is a wrapper that execs keg-server (same pid, as the harness needs) on the
-# harness's config file minus the lines keg refuses on purpose or lacks: `save <points>` (keg has
-# no RDB snapshots) and `appendonly no` (keg always logs);
+# harness's config file, first removing from it (in place) the lines keg refuses on purpose:
+# `save <points>` (keg has no RDB snapshots) and `appendonly no` (keg always logs);
 # src/redis-cli and src/redis-benchmark are the installed ones. Prints the harness's [ok] / [err]
 # lines; exits with the harness's status.
 set -euo pipefail
@@ -39,10 +39,8 @@ mkdir -p "$work/src"
 cat > "$work/src/redis-server" <<EOF
 #!/usr/bin/env bash
 if [[ -f "\${1:-}" ]]; then
-  conf=\$(mktemp "$work/keg-conf.XXXXXX")
-  grep -v -E '^(save |appendonly no)' "\$1" > "\$conf" || true
-  shift
-  exec "$server" "\$conf" "\$@"
+  # In place: CONFIG REWRITE then writes the file the harness starts the server from again.
+  sed -i -E '/^(save |appendonly no)/d' "\$1"
 fi
 exec "$server" "\$@"
 EOF

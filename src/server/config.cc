@@ -241,6 +241,7 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("slave-announce-port", &Config::replica_announce_port, 0, 65535, true));
     t.push_back(Bool("replica-announced", &Config::replica_announced, true));
     t.push_back(Int("repl-backlog-size", &Config::repl_backlog_size, 1, LLONG_MAX, true, true));
+    t.push_back(Int("repl-backlog-ttl", &Config::repl_backlog_ttl, 0, LONG_MAX, true));
     t.push_back(Int("repl-ping-replica-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-timeout", &Config::repl_timeout, 1, INT_MAX, true));

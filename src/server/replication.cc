@@ -567,12 +567,26 @@ ReplicationFeed::~ReplicationFeed() {
 void ReplicationFeed::TimerLoop() {
   using Clock = std::chrono::steady_clock;
   auto last_ping = Clock::now();
+  int64_t alone_since_ms = MonoMs();  // repl-backlog-ttl: since when no replica is attached
+  bool dropped_backlog = false;       // ... and whether that made a new history already
   std::unique_lock lock(mu_);
   while (!stop_) {
     cv_.wait_for(lock, std::chrono::milliseconds(100));
     if (stop_) break;
     const int64_t now = MonoMs();
     DropSilentLocked(now);
+    const int64_t ttl = backlog_ttl_s_.load(std::memory_order_relaxed);
+    if (!replicas_.empty() || forwarding()) {
+      alone_since_ms = now;
+      dropped_backlog = false;
+    } else if (ttl > 0 && !dropped_backlog && now - alone_since_ms > (ttl > INT64_MAX / 1000 ? INT64_MAX : ttl * 1000)) {
+      dropped_backlog = true;
+      replid_ = RandomHex40();
+      replid2_ = std::string(40, '0');
+      second_offset_ = -1;
+      blocks_.clear();  // the stream goes on at the same offset, in the new history
+      spdlog::info("Replication backlog freed after {} seconds without connected replicas.", ttl);
+    }
     std::vector<std::function<void()>> fire;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if ((it->deadline_ms != 0 && now >= it->deadline_ms) || it->link.expired()) {

@@ -232,6 +232,10 @@ class ReplicationFeed {
   /// repl-timeout (seconds): the timer drops an online replica heard nothing from for longer
   /// (Redis's "Disconnecting timedout replica (streaming sync)").
   void set_timeout(int64_t seconds) { timeout_s_.store(seconds, std::memory_order_relaxed); }
+  /// repl-backlog-ttl (seconds; 0: never): a primary without replicas for longer drops its backlog
+  /// and starts a new history (Redis's changeReplicationId + freeReplicationBacklog), so a replica
+  /// that comes back later does a full sync. A replica keeps its own.
+  void set_backlog_ttl(int64_t seconds) { backlog_ttl_s_.store(seconds, std::memory_order_relaxed); }
   /// While a FAILOVER waits for a replica to ack the whole stream, no PING goes into it.
   void set_pings_paused(bool on) { pings_paused_.store(on, std::memory_order_relaxed); }
 
@@ -312,6 +316,7 @@ class ReplicationFeed {
   std::vector<Waiter> waiters_;
   std::atomic<int64_t> ping_period_s_{10};
   std::atomic<int64_t> timeout_s_{60};
+  std::atomic<int64_t> backlog_ttl_s_{3600};
   // Timer thread, under mu_: drops online replicas silent past timeout_s_.
   void DropSilentLocked(int64_t now_ms);
   std::atomic<bool> pings_paused_{false};

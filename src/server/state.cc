@@ -81,6 +81,7 @@ void ServerState::ApplyConfigLocked() {
   min_replicas_max_lag.store(config.min_replicas_max_lag, std::memory_order_relaxed);
   repl.set_backlog_size(static_cast<uint64_t>(config.repl_backlog_size));
   repl.set_ping_period(config.repl_ping_replica_period);
+  repl.set_backlog_ttl(config.repl_backlog_ttl);
   repl.set_timeout(config.repl_timeout);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);
   acl.SetDefaultPassword(config.requirepass);  // only when requirepass changed (ACL SETUSER default stays)

@@ -1286,6 +1286,33 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], ([True, True], [4, 0, 1, -1, None, 4], [b"lasting", b"m1"], b"1"))
 
+    def test_repl_backlog_ttl_ends_the_history_of_a_primary_left_alone(self):
+        """repl-backlog-ttl (Redis's test suite sets it; keg refused the directive): a primary
+        without replicas for longer starts a new history, so a replica that comes back then does a
+        full sync; within the TTL it continues (partial). keg and redis-server primaries alike."""
+        for kind in ("keg", "redis"):
+            for ttl, want in ((1, "sync_full"), (3600, "sync_partial_ok")):
+                with self.subTest(primary=kind, ttl=ttl):
+                    server = (kegtest.keg if kind == "keg" else kegtest.redis)("--repl-backlog-ttl", str(ttl))
+                    self.servers.append(server)
+                    p = redis.Redis(port=server.port)
+                    self.assertEqual(p.config_get("repl-backlog-ttl"), {"repl-backlog-ttl": str(ttl)})
+                    replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+                    wait_synced(p, r)
+                    before = p.info("stats")
+                    # The replica cannot come back (its PSYNC refused) for longer than the TTL.
+                    p.execute_command("ACL", "SETUSER", "default", "-psync", "-sync")
+                    p.execute_command("CLIENT", "KILL", "TYPE", "replica")
+                    p.set("while-alone", 1)
+                    time.sleep(2.5)
+                    p.execute_command("ACL", "SETUSER", "default", "+psync", "+sync")
+                    wait_synced(p, r)
+                    after = p.info("stats")
+                    self.assertEqual(after[want] - before[want], 1)
+                    self.assertEqual(r.get("while-alone"), b"1")
+                    replica.stop()
+                    server.stop()
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):
