@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Redis 7.0.15's own integration units (replication, psync2, failover, ...) with keg-server in
 # place of redis-server: the harness starts every server itself (not external mode), from its
-# tests/assets/default.conf plus each test's overrides. Not part of tools/test.sh yet (issue 19):
-# a discovery tool, whose results the issue's notes record.
+# tests/assets/default.conf plus each test's overrides. tools/test.sh runs the --suite units.
 #
 #   tools/redis-integration.sh [--server BIN] UNIT...      e.g. integration/replication-2
+#   tools/redis-integration.sh [--server BIN] --suite      the units tools/test.sh runs
+#
+# --suite runs the units tests/redis/integration-units.txt lists, skipping the tests it lists with
+# their reasons.
 #
 # Uses the suite tools/redis-tests.sh fetched (run that once first). In a scratch copy of it,
 # src/redis-server is a wrapper that execs keg-server (same pid, as the harness needs) on the
@@ -20,8 +23,16 @@ if [[ "${1:-}" == "--server" ]]; then
   server=$(realpath "$2")
   shift 2
 fi
+skips=()
+if [[ "${1:-}" == "--suite" ]]; then
+  shift
+  list="$root/tests/redis/integration-units.txt"
+  mapfile -t units < <(grep -E '^integration/' "$list")
+  while IFS=$'\t' read -r _ name _; do skips+=(--skiptest "$name"); done < <(grep -E '^skip'$'\t' "$list")
+  set -- "${units[@]}"
+fi
 if [[ $# -eq 0 ]]; then
-  sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+  sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
   exit 2
 fi
 version=$(dpkg-query -W -f='${Version}' redis-server)
@@ -49,6 +60,7 @@ ln -sf "$(command -v redis-cli)" "$work/src/redis-cli"
 ln -sf "$(command -v redis-benchmark)" "$work/src/redis-benchmark"
 args=()
 for unit in "$@"; do args+=(--single "$unit"); done
+args+=("${skips[@]}")
 [[ -n "${KEG_INTEGRATION_VERBOSE:-}" ]] && args+=(--dont-clean)
 cd "$work"
 set +e

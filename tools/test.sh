@@ -6,7 +6,8 @@
 #      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 60) seconds;
 #   4. builds with ThreadSanitizer and runs every test a third time (the store's threads);
 #   5. runs Redis 7.0.15's own test suite against the Release build (tools/redis-tests.sh), which
-#      counts as one test.
+#      counts as one test, and its integration units with keg as every server the harness starts
+#      (tools/redis-integration.sh --suite), one test more.
 # Ends with one line "tests: N passed, N failed"; exits non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -61,6 +62,17 @@ done
 # tests/redis/expected-failures.txt, and a listed test that passes fails the run too.
 echo "== Redis's test suite (tools/redis-tests.sh)"
 if tools/redis-tests.sh --server build/release/src/server/keg-server; then
+  passed=$((passed + 1))
+else
+  failed=$((failed + 1))
+  status=1
+fi
+
+# Redis 7.0.15's integration units (replication, psync2, failover, redis-cli, redis-benchmark) with
+# keg in place of every redis-server the harness starts: tests/redis/integration-units.txt lists
+# them, and the tests skipped with their reasons. One test.
+echo "== Redis's integration units (tools/redis-integration.sh --suite)"
+if tools/redis-integration.sh --server build/release/src/server/keg-server --suite; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))
