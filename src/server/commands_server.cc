@@ -159,9 +159,14 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "server_time_usec", now * 1000);
     Field(&s, "uptime_in_seconds", (now - st.start_ms) / 1000);
     Field(&s, "uptime_in_days", (now - st.start_ms) / 86400000);
-    // keg has no server cron at a configurable rate: Redis's default hz.
-    Field(&s, "hz", 10);
-    Field(&s, "configured_hz", 10);
+    // keg has no server cron at a configurable rate: the hz directive is reported as set.
+    int64_t hz = 10;
+    {
+      std::lock_guard lock(st.config_mu);
+      hz = st.config.hz;
+    }
+    Field(&s, "hz", hz);
+    Field(&s, "configured_hz", hz);
     Field(&s, "lru_clock", (now / 1000) & ((1 << 24) - 1));
     Field(&s, "executable", st.executable);
     Field(&s, "config_file", st.config_file);
@@ -172,6 +177,9 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       io_threads = st.config.io_threads;
     }
     Field(&s, "io_threads_active", io_threads > 1 ? 1 : 0);
+    if (const int64_t until = st.shutdown_deadline_ms.load(std::memory_order_relaxed); until != 0) {
+      Field(&s, "shutdown_in_milliseconds", std::max<int64_t>(until - MonoMs(), 0));
+    }
   }
   if (want("clients")) {
     begin("Clients");
@@ -239,8 +247,11 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     for (const char* f : {"allocator_frag_bytes", "allocator_rss_bytes", "rss_overhead_bytes", "mem_fragmentation_bytes"}) {
       Field(&s, f, 0);
     }
-    for (const char* f : {"mem_not_counted_for_evict", "mem_replication_backlog", "mem_total_replication_buffers",
-                          "mem_clients_slaves", "mem_clients_normal", "mem_cluster_links", "mem_aof_buffer"}) {
+    const uint64_t repl_buffers = st.repl.buffer_bytes();
+    Field(&s, "mem_not_counted_for_evict", 0);
+    Field(&s, "mem_replication_backlog", static_cast<int64_t>(std::min(repl_buffers, st.repl.backlog_size())));
+    Field(&s, "mem_total_replication_buffers", static_cast<int64_t>(repl_buffers));
+    for (const char* f : {"mem_clients_slaves", "mem_clients_normal", "mem_cluster_links", "mem_aof_buffer"}) {
       Field(&s, f, 0);
     }
     Field(&s, "mem_allocator", AllocatorName());
@@ -1069,13 +1080,32 @@ void Compact(Ctx& c) {
 }
 
 void Shutdown(Ctx& c) {
+  bool nosave = false;
+  bool save = false;
+  bool now = false;
+  bool force = false;
+  bool abort = false;
   for (size_t i = 1; i < c.argc(); ++i) {
     const std::string opt = ToLower(c.arg(i));
-    if (opt == "abort") return c.Error("No shutdown in progress.");
-    if (opt != "nosave" && opt != "save" && opt != "now" && opt != "force") return c.Error(err::kSyntax);
+    if (opt == "nosave") {
+      nosave = true;
+    } else if (opt == "save") {
+      save = true;
+    } else if (opt == "now") {
+      now = true;
+    } else if (opt == "force") {
+      force = true;
+    } else if (opt == "abort") {
+      abort = true;
+    } else {
+      return c.Error(err::kSyntax);
+    }
   }
-  bool nosave = false;
-  for (size_t i = 1; i < c.argc(); ++i) nosave |= EqualsIgnoreCase(c.arg(i), "nosave");
+  if ((abort && (nosave || save || now || force)) || (nosave && save)) return c.Error(err::kSyntax);
+  if (abort) {
+    if (c.server().abort_shutdown && c.server().abort_shutdown()) return c.out().Ok();
+    return c.Error("No shutdown in progress.");
+  }
   if (c.server().scripts->busy()) {
     // The busy script holds the writer role and its group is not written: SHUTDOWN NOSAVE ends the
     // process now, and none of the script's writes exist (every acknowledged write is in the data
@@ -1086,8 +1116,12 @@ void Shutdown(Ctx& c) {
     std::_Exit(0);
   }
   spdlog::warn("User requested shutdown...");
-  if (c.server().request_shutdown) c.server().request_shutdown();
-  c.client().Suspend();  // no reply: the connection closes with the server, as in Redis
+  // No reply: the connection closes with the server, as in Redis; unless a SHUTDOWN ABORT ends a
+  // wait for the replicas first (then the error).
+  c.client().Suspend();
+  c.client().link().WatchClose();  // keeps the connection while it waits (a hang-up ends it)
+  c.server().AddShutdownWaiter(c.client().link().Self(), &c.client());
+  if (c.server().request_shutdown) c.server().request_shutdown(now);
 }
 
 void Slowlog(Ctx& c) {

@@ -242,6 +242,17 @@ const std::vector<Directive>& Table() {
     t.push_back(Bool("replica-announced", &Config::replica_announced, true));
     t.push_back(Int("repl-backlog-size", &Config::repl_backlog_size, 1, LLONG_MAX, true, true));
     t.push_back(Int("repl-backlog-ttl", &Config::repl_backlog_ttl, 0, LONG_MAX, true));
+    t.push_back(Int("shutdown-timeout", &Config::shutdown_timeout, 0, INT32_MAX, true));
+    t.push_back({"hz", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   if (a.size() != 1) return std::string("wrong number of arguments");
+                   int64_t v = 0;
+                   if (!resp::ParseInt64(a[0], &v)) return std::string("argument couldn't be parsed into an integer");
+                   if (v < 0 || v > INT32_MAX) return std::string("argument must be between 0 and 2147483647 inclusive");
+                   c.hz = std::clamp<int64_t>(v, 1, 500);  // as Redis's updateHZ
+                   return std::string();
+                 },
+                 [](const Config& c) { return std::to_string(c.hz); }});
     t.push_back(Int("repl-ping-replica-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-timeout", &Config::repl_timeout, 1, INT_MAX, true));

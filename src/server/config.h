@@ -60,7 +60,9 @@ struct Config {
   int64_t replica_announce_port = 0;  // alias slave-announce-port
   bool replica_announced = true;      // INFO replica_announced (Sentinel hides one that says 0)
   int64_t repl_backlog_size = 1ll << 20;
-  int64_t repl_backlog_ttl = 3600;  // seconds a primary with no replica keeps its history (0: for ever)
+  int64_t repl_backlog_ttl = 3600;
+  int64_t hz = 10;  // Redis's server cron rate (1-500): reported (INFO hz); keg's timers are fixed
+  int64_t shutdown_timeout = 10;  // seconds a shutdown waits for lagging replicas (0: it does not)  // seconds a primary with no replica keeps its history (0: for ever)
   int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
   int64_t repl_timeout = 60;
   bool repl_diskless_sync = true;        // a full sync streams the snapshot to replicas that read $EOF:

@@ -168,6 +168,29 @@ TEST(ConfigTest, RedisRdbAndProcessDirectivesAsRedisValidatesThem) {
   }
 }
 
+// Directives Redis's integration tests set, as redis-server 7.0.15 reads and prints them.
+TEST(ConfigTest, UnixSocketShutdownBacklogAndHzDirectives) {
+  Config c;
+  EXPECT_EQ(SetDirective(&c, "unixsocket", {"/tmp/keg.sock"}, false), "");
+  EXPECT_EQ(SetDirective(&c, "unixsocket", {"/tmp/other.sock"}, true), "can't set immutable config");
+  EXPECT_EQ(SetDirective(&c, "unixsocketperm", {"700"}, false), "");
+  EXPECT_EQ(c.unixsocketperm, 0700);  // octal, as Redis's OCTAL_CONFIG
+  EXPECT_EQ(GetDirectives(c, "unixsocketperm")[0].second, "700");
+  EXPECT_EQ(SetDirective(&c, "unixsocketperm", {"789"}, false), "argument couldn't be parsed into an integer");
+  EXPECT_EQ(SetDirective(&c, "unixsocketperm", {"1000"}, false), "argument must be between 0 and 511 inclusive");
+  EXPECT_EQ(GetDirectives(c, "shutdown-timeout")[0].second, "10");
+  EXPECT_EQ(SetDirective(&c, "shutdown-timeout", {"300"}, true), "");
+  EXPECT_EQ(SetDirective(&c, "shutdown-timeout", {"-1"}, true), "argument must be between 0 and 2147483647 inclusive");
+  EXPECT_EQ(GetDirectives(c, "repl-backlog-ttl")[0].second, "3600");
+  EXPECT_EQ(SetDirective(&c, "repl-backlog-ttl", {"0"}, true), "");
+  EXPECT_EQ(SetDirective(&c, "hz", {"100"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "hz")[0].second, "100");
+  EXPECT_EQ(SetDirective(&c, "hz", {"100000"}, true), "");  // clamped, as Redis's updateHZ
+  EXPECT_EQ(GetDirectives(c, "hz")[0].second, "500");
+  EXPECT_EQ(SetDirective(&c, "hz", {"0"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "hz")[0].second, "1");
+}
+
 TEST(ConfigTest, LatencyTrackingPercentiles) {
   Config c;
   EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"50 99.9 100"}, true), "");

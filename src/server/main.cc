@@ -11,7 +11,9 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <condition_variable>
 #include <future>
+#include <mutex>
 #include <random>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -22,7 +24,9 @@
 #include "server/config.h"
 #include "server/metrics.h"
 #include "server/session.h"
+#include "server/replication.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "server/version.h"
 
 namespace {
@@ -83,6 +87,102 @@ void RaiseFileLimit(keg::server::ServerState& state) {
     std::lock_guard lock(state.config_mu);
     state.config.maxclients = std::max<int64_t>(clients, 1);
     state.ApplyConfigLocked();
+  }
+}
+
+// What main waits for: SHUTDOWN and SIGINT / SIGTERM. Any thread.
+class ShutdownRequests {
+ public:
+  /// `now`: without waiting for the replicas (SHUTDOWN NOW, a second signal).
+  void Request(bool now) {
+    std::lock_guard lock(mu_);
+    requested_ = true;
+    now_ = now_ || now;
+    cv_.notify_all();
+  }
+  /// SHUTDOWN ABORT: false when no shutdown is requested, or main already goes on with it.
+  bool Abort() {
+    {
+      std::lock_guard lock(mu_);
+      if (!requested_ || committed_) return false;
+      requested_ = false;
+      now_ = false;
+      cv_.notify_all();
+    }
+    spdlog::info("Shutdown manually aborted.");
+    return true;
+  }
+  bool requested() {
+    std::lock_guard lock(mu_);
+    return requested_;
+  }
+
+ private:
+  friend void WaitForShutdown(keg::server::ServerState& state, ShutdownRequests& r);
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool requested_ = false;
+  bool now_ = false;
+  bool committed_ = false;  // main goes on with the shutdown: no abort any more
+};
+
+// Whether every replica acked the whole stream (Redis's isReadyToShutdown). Any thread.
+bool ReplicasCaughtUp(keg::server::ServerState& state) {
+  if (!state.repl.active()) return true;
+  const uint64_t offset = state.repl.offset();
+  for (const keg::server::Replica& r : state.repl.Replicas()) {
+    if (r.acked != offset) return false;
+  }
+  return true;
+}
+
+// Main thread: returns once a shutdown is requested and, unless it is to happen now or
+// shutdown-timeout is 0, the replicas caught up with the stream or the timeout passed (Redis 7's
+// graceful shutdown: writes pause meanwhile, so acknowledged writes reach the replicas before the
+// primary goes). A SHUTDOWN ABORT during that wait resumes serving, and this waits again. Logs
+// the replicas still lagging as Redis's finishShutdown does.
+void WaitForShutdown(keg::server::ServerState& state, ShutdownRequests& r) {
+  using keg::server::MonoMs;
+  std::unique_lock lock(r.mu_);
+  for (;;) {
+    r.cv_.wait(lock, [&] { return r.requested_; });
+    const int64_t timeout_s = state.shutdown_timeout.load(std::memory_order_relaxed);
+    if (r.now_ || timeout_s <= 0 || ReplicasCaughtUp(state)) break;
+    lock.unlock();
+    const int64_t deadline = MonoMs() + timeout_s * 1000;
+    state.pause.PauseForShutdown(true);
+    state.shutdown_deadline_ms.store(deadline, std::memory_order_relaxed);
+    state.repl.RequestAcks();
+    spdlog::info("Waiting for replicas before shutting down.");
+    lock.lock();
+    bool go = false;
+    while (r.requested_ && !go) {
+      go = r.now_ || MonoMs() >= deadline || ReplicasCaughtUp(state);
+      if (!go) r.cv_.wait_for(lock, std::chrono::milliseconds(10));
+    }
+    state.shutdown_deadline_ms.store(0, std::memory_order_relaxed);
+    if (go) break;
+    // Aborted: serving again; the SHUTDOWNs that waited get Redis's error.
+    lock.unlock();
+    state.pause.PauseForShutdown(false);
+    state.FailShutdownWaiters();
+    lock.lock();
+  }
+  r.committed_ = true;
+  lock.unlock();
+  if (!state.repl.active()) return;
+  const std::vector<keg::server::Replica> replicas = state.repl.Replicas();
+  const uint64_t offset = state.repl.offset();
+  size_t lagging = 0;
+  const int64_t now_s = MonoMs() / 1000;
+  for (const keg::server::Replica& rep : replicas) {
+    if (rep.acked == offset) continue;
+    ++lagging;
+    spdlog::warn("Lagging replica {}:{} reported offset {} behind master, lag={}, state={}.", rep.ip, rep.port,
+                 offset - rep.acked, rep.online ? now_s - rep.ack_ms / 1000 : 0, rep.online ? "online" : "send_bulk");
+  }
+  if (!replicas.empty()) {
+    spdlog::info("{} of {} replicas are in sync when shutting down.", replicas.size() - lagging, replicas.size());
   }
 }
 
@@ -232,12 +332,9 @@ int main(int argc, char** argv) {
                secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);
 
   // SHUTDOWN (from an I/O thread) and the signals both end up here.
-  std::promise<void> stop;
-  std::atomic<bool> stopping{false};
-  auto request_stop = [&] {
-    if (!stopping.exchange(true)) stop.set_value();
-  };
-  state.request_shutdown = request_stop;
+  ShutdownRequests shutdown;
+  state.request_shutdown = [&shutdown](bool now) { shutdown.Request(now); };
+  state.abort_shutdown = [&shutdown] { return shutdown.Abort(); };
 
   keg::net::ServerOptions net_options;
   net_options.bind = cfg.bind;
@@ -273,12 +370,17 @@ int main(int argc, char** argv) {
   // right after the first PING must not find the default action, which kills).
   asio::io_context main_io;
   asio::signal_set signals(main_io, SIGINT, SIGTERM);
-  signals.async_wait([&](const asio::error_code& e, int sig) {
-    if (!e) {
-      spdlog::warn("Received {} scheduling shutdown...", sig == SIGINT ? "SIGINT" : "SIGTERM");
-      request_stop();
-    }
-  });
+  // A second signal while the first shutdown waits for the replicas: at once (Redis's "You
+  // insist").
+  std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& e, int sig) {
+    if (e) return;
+    const bool again = shutdown.requested();
+    spdlog::warn("Received {} scheduling shutdown{}", sig == SIGINT ? "SIGINT" : "SIGTERM",
+                 again ? " (again: without waiting for the replicas)" : "...");
+    shutdown.Request(again);
+    signals.async_wait(on_signal);
+  };
+  signals.async_wait(on_signal);
   std::thread signal_thread([&] { main_io.run(); });
   if (!server.Start(&error)) {
     spdlog::critical("{}", error);
@@ -313,8 +415,9 @@ int main(int argc, char** argv) {
     (void)state.replica_of.Follow(replicaof.substr(0, space), std::stoll(replicaof.substr(space + 1)));
   }
 
-  // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN.
-  stop.get_future().wait();
+  // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN; then for the
+  // replicas to catch up (shutdown-timeout), unless it is aborted.
+  WaitForShutdown(state, shutdown);
   main_io.stop();
   signal_thread.join();
 

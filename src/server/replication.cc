@@ -190,6 +190,13 @@ void ReplicationFeed::set_backlog_size(uint64_t bytes) {
   TrimLocked();
 }
 
+uint64_t ReplicationFeed::buffer_bytes() const {
+  Guard lock(*this);
+  uint64_t bytes = 0;
+  for (const auto& b : blocks_) bytes += b->cap;
+  return bytes;
+}
+
 void ReplicationFeed::Activate() {
   Guard lock(*this);
   if (active_.load(std::memory_order_relaxed)) return;

@@ -138,6 +138,9 @@ class ReplicationFeed {
   /// `soft_seconds`, is disconnected (once online, its connection holds it to the same limits).
   void set_limits(uint64_t hard, uint64_t soft, int64_t soft_seconds);
   uint64_t backlog_size() const { return backlog_size_.load(std::memory_order_relaxed); }
+  /// Bytes the stream's blocks hold (backlog and what replicas have not been sent): INFO's
+  /// mem_total_replication_buffers, as Redis's shared replication buffer.
+  uint64_t buffer_bytes() const;
 
   // ---- The writer role (Append also from any thread, for what is ordered with no write:
   // FUNCTION LOAD, PING).

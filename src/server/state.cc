@@ -2,6 +2,7 @@
 
 #include "server/notify.h"
 #include "server/rdb.h"
+#include "server/session.h"
 #include "server/stats_clock.h"
 
 #include <pthread.h>
@@ -82,6 +83,7 @@ void ServerState::ApplyConfigLocked() {
   repl.set_backlog_size(static_cast<uint64_t>(config.repl_backlog_size));
   repl.set_ping_period(config.repl_ping_replica_period);
   repl.set_backlog_ttl(config.repl_backlog_ttl);
+  shutdown_timeout.store(config.shutdown_timeout, std::memory_order_relaxed);
   repl.set_timeout(config.repl_timeout);
   protected_mode.store(config.protected_mode, std::memory_order_relaxed);
   acl.SetDefaultPassword(config.requirepass);  // only when requirepass changed (ACL SETUSER default stays)
@@ -246,7 +248,7 @@ void PauseState::Pause(int64_t end_ms, bool all) {
   const int old = mode_.load();
   if (old == 0 && on_change) on_change(true);
   end_ms_ = end_ms;
-  mode_.store((old & kFailover) | (all ? kClientAll : kClientWrite), std::memory_order_release);
+  mode_.store((old & kPurposes) | (all ? kClientAll : kClientWrite), std::memory_order_release);
   if (!timer_.joinable()) timer_ = std::thread([this] { TimerLoop(); });
   cv_.notify_all();
 }
@@ -259,22 +261,23 @@ void PauseState::Unpause() {
 void PauseState::EndLocked() {
   const int old = mode_.load();
   if ((old & kClientMask) == 0) return;
-  mode_.store(old & kFailover, std::memory_order_release);
-  if ((old & kFailover) == 0 && on_change) on_change(false);
+  mode_.store(old & kPurposes, std::memory_order_release);
+  if ((old & kPurposes) == 0 && on_change) on_change(false);
   ResumeParkedLocked();
 }
 
-void PauseState::PauseForFailover(bool on) {
+void PauseState::PauseWrites(int purpose, bool on) {
   std::lock_guard lock(mu_);
   const int old = mode_.load();
-  if (on == ((old & kFailover) != 0)) return;
+  if (on == ((old & purpose) != 0)) return;
   if (on) {
     if (old == 0 && on_change) on_change(true);
-    mode_.store(old | kFailover, std::memory_order_release);
+    mode_.store(old | purpose, std::memory_order_release);
     return;
   }
-  mode_.store(old & ~kFailover, std::memory_order_release);
-  if ((old & kClientMask) == 0 && on_change) on_change(false);
+  const int left = old & ~purpose;
+  mode_.store(left, std::memory_order_release);
+  if (left == 0 && on_change) on_change(false);
   ResumeParkedLocked();
 }
 
@@ -313,6 +316,31 @@ void PauseState::TimerLoop() {
       continue;
     }
     cv_.wait_for(lock, std::chrono::milliseconds(std::min<int64_t>(left, 100)));
+  }
+}
+
+}  // namespace keg::server
+
+namespace keg::server {
+
+void ServerState::AddShutdownWaiter(std::weak_ptr<net::Link> link, ClientSession* client) {
+  std::lock_guard lock(shutdown_waiters_mu);
+  shutdown_waiters.emplace_back(std::move(link), client);
+}
+
+void ServerState::FailShutdownWaiters() {
+  std::vector<std::pair<std::weak_ptr<net::Link>, ClientSession*>> waiters;
+  {
+    std::lock_guard lock(shutdown_waiters_mu);
+    waiters.swap(shutdown_waiters);
+  }
+  for (auto& [weak, client] : waiters) {
+    std::shared_ptr<net::Link> link = weak.lock();
+    if (!link) continue;  // gone (and with it its session)
+    link->Post([client] {
+      client->link().out().Error("Errors trying to SHUTDOWN. Check logs.");
+      client->Finish();
+    });
   }
 }
 

@@ -198,7 +198,9 @@ class PauseState {
   /// CLIENT UNPAUSE: ends the client pause (not a FAILOVER's).
   void Unpause();
   /// A FAILOVER's pause of writes, kept apart from CLIENT PAUSE as Redis's PAUSE_DURING_FAILOVER.
-  void PauseForFailover(bool on);
+  void PauseForFailover(bool on) { PauseWrites(kFailover, on); }
+  /// A shutdown's pause of writes while it waits for its replicas (PAUSE_DURING_SHUTDOWN).
+  void PauseForShutdown(bool on) { PauseWrites(kShutdown, on); }
   /// True when a command (that may write: `write`) must wait now. Any thread; one relaxed load
   /// when nothing is paused.
   bool MustWait(bool write) const {
@@ -212,15 +214,18 @@ class PauseState {
   std::function<void(bool paused)> on_change;  // set once, before any pause
 
  private:
+  void PauseWrites(int purpose, bool on);  // kFailover or kShutdown on or off
   void EndLocked();  // ends the client pause (if any) and resumes the parked; mu_ held
   void ResumeParkedLocked();  // (a parked command still paused parks again)
   void TimerLoop();
 
-  // mode_: the client pause in the low bits (kClientWrite or kClientAll), kFailover beside it.
+  // mode_: the client pause in the low bits (kClientWrite or kClientAll), kFailover and kShutdown beside it.
   static constexpr int kClientWrite = 1;
   static constexpr int kClientAll = 2;
   static constexpr int kClientMask = 3;
   static constexpr int kFailover = 4;
+  static constexpr int kShutdown = 8;
+  static constexpr int kPurposes = kFailover | kShutdown;  // the pauses that are not CLIENT PAUSE's
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::atomic<int> mode_{0};
@@ -397,8 +402,22 @@ struct ServerState {
   std::string executable;
   std::string config_file;
 
-  /// Asks main to shut down (SHUTDOWN); set by main before the I/O threads start. Any thread.
-  std::function<void()> request_shutdown;
+  /// Asks main to shut down (SHUTDOWN; `now`: without waiting for the replicas to catch up);
+  /// set by main before the I/O threads start. Any thread.
+  std::function<void(bool now)> request_shutdown;
+  /// SHUTDOWN ABORT: ends a shutdown still waiting for its replicas (false: none was). Any thread.
+  std::function<bool()> abort_shutdown;
+  /// shutdown-timeout (seconds; 0: a shutdown does not wait for the replicas).
+  std::atomic<int64_t> shutdown_timeout{10};
+  /// While a shutdown waits for its replicas: when that wait ends (MonoMs; 0: no such wait). INFO's
+  /// shutdown_in_milliseconds.
+  std::atomic<int64_t> shutdown_deadline_ms{0};
+  /// Connections whose SHUTDOWN waits with the server (no reply: the server exits); a SHUTDOWN
+  /// ABORT answers them "Errors trying to SHUTDOWN. Check logs.", as Redis. Any thread.
+  void AddShutdownWaiter(std::weak_ptr<net::Link> link, ClientSession* client);
+  void FailShutdownWaiters();
+  std::mutex shutdown_waiters_mu;
+  std::vector<std::pair<std::weak_ptr<net::Link>, ClientSession*>> shutdown_waiters;
 
   /// Applies `config` to the atomics and the logger. Call with config_mu held.
   void ApplyConfigLocked();

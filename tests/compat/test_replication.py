@@ -1313,6 +1313,59 @@ class KegReplicaTest(unittest.TestCase):
                     replica.stop()
                     server.stop()
 
+    def test_a_primary_shutting_down_waits_for_its_replicas(self):
+        """Redis 7's graceful shutdown (shutdown-timeout; keg exited at once, so a write
+        acknowledged just before a SIGTERM could be missing on the replica that then takes over):
+        writes pause, INFO shows shutdown_in_milliseconds, and the primary exits only once its
+        stopped replica caught up; SHUTDOWN ABORT during the wait resumes serving and the waiting
+        SHUTDOWN gets Redis's error; SHUTDOWN NOW does not wait. keg and redis-server alike."""
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                server = (kegtest.keg if kind == "keg" else kegtest.redis)("--shutdown-timeout", "60")
+                self.servers.append(server)
+                p = redis.Redis(port=server.port, socket_timeout=30)
+                replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+                wait_synced(p, r)
+                # SHUTDOWN ABORT: the waiting SHUTDOWN gets an error, the primary serves on.
+                os.kill(replica.proc.pid, signal.SIGSTOP)
+                try:
+                    p.set("k", 1)
+                    waiting = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                    waiting.sendall(b"SHUTDOWN\r\n")
+                    wait_until("the wait", lambda: p.info("server").get("shutdown_in_milliseconds", 0) > 0)
+                    self.assertTrue(p.execute_command("SHUTDOWN", "ABORT"))  # (redis-py: OK is True)
+                    self.assertEqual(waiting.recv(100), b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n")
+                    waiting.close()
+                    with self.assertRaises(redis.ResponseError) as e:
+                        p.execute_command("SHUTDOWN", "ABORT")
+                    self.assertEqual(str(e.exception), "No shutdown in progress.")
+                    self.assertEqual(p.incr("k"), 2)
+                    # SIGTERM: it waits for the stopped replica, then exits once it caught up.
+                    server.proc.send_signal(signal.SIGTERM)
+                    wait_until("the wait", lambda: p.info("server").get("shutdown_in_milliseconds", 0) > 0)
+                    time.sleep(0.3)
+                    self.assertIsNone(server.proc.poll())
+                finally:
+                    os.kill(replica.proc.pid, signal.SIGCONT)
+                self.assertEqual(server.proc.wait(timeout=30), 0)
+                self.assertEqual(r.get("k"), b"2")
+                self.assertIn("Waiting for replicas before shutting down", server.log_tail())
+                replica.stop()
+        # SHUTDOWN NOW: no wait.
+        server = kegtest.keg("--shutdown-timeout", "60")
+        self.servers.append(server)
+        p = redis.Redis(port=server.port, socket_timeout=30)
+        replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+        wait_synced(p, r)
+        os.kill(replica.proc.pid, signal.SIGSTOP)
+        try:
+            p.set("k", 1)
+            with self.assertRaises(redis.ConnectionError):
+                p.execute_command("SHUTDOWN", "NOW")
+            self.assertEqual(server.proc.wait(timeout=10), 0)
+        finally:
+            os.kill(replica.proc.pid, signal.SIGCONT)
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):

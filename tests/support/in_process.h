@@ -85,7 +85,7 @@ class InProcessServer {
     }
     state_.start_ms = store::NowMs();
     state_.run_id = std::string(40, 'a');
-    state_.request_shutdown = [this] { shutdown_requested_ = true; };
+    state_.request_shutdown = [this](bool) { shutdown_requested_ = true; };
     if (ok_) {
       const store::Status s = store::Store::Open(state_.StoreOptions(), &state_.store);
       ok_ = s.ok();
