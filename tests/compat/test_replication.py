@@ -1319,15 +1319,19 @@ class KegReplicaTest(unittest.TestCase):
         writes pause, INFO shows shutdown_in_milliseconds, and the primary exits only once its
         stopped replica caught up; SHUTDOWN ABORT during the wait resumes serving and the waiting
         SHUTDOWN gets Redis's error; SHUTDOWN NOW does not wait. keg and redis-server alike."""
+        def primary_with_a_stopped_replica(kind):
+            server = (kegtest.keg if kind == "keg" else kegtest.redis)("--shutdown-timeout", "60")
+            self.servers.append(server)
+            p = redis.Redis(port=server.port, socket_timeout=30)
+            replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+            wait_synced(p, r)
+            os.kill(replica.proc.pid, signal.SIGSTOP)
+            return server, p, replica, r
+
         for kind in ("keg", "redis"):
             with self.subTest(primary=kind):
-                server = (kegtest.keg if kind == "keg" else kegtest.redis)("--shutdown-timeout", "60")
-                self.servers.append(server)
-                p = redis.Redis(port=server.port, socket_timeout=30)
-                replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
-                wait_synced(p, r)
                 # SHUTDOWN ABORT: the waiting SHUTDOWN gets an error, the primary serves on.
-                os.kill(replica.proc.pid, signal.SIGSTOP)
+                server, p, replica, r = primary_with_a_stopped_replica(kind)
                 try:
                     p.set("k", 1)
                     waiting = socket.create_connection(("127.0.0.1", server.port), timeout=30)
@@ -1352,12 +1356,7 @@ class KegReplicaTest(unittest.TestCase):
                 self.assertIn("Waiting for replicas before shutting down", server.log_tail())
                 replica.stop()
         # SHUTDOWN NOW: no wait.
-        server = kegtest.keg("--shutdown-timeout", "60")
-        self.servers.append(server)
-        p = redis.Redis(port=server.port, socket_timeout=30)
-        replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
-        wait_synced(p, r)
-        os.kill(replica.proc.pid, signal.SIGSTOP)
+        server, p, replica, r = primary_with_a_stopped_replica("keg")
         try:
             p.set("k", 1)
             with self.assertRaises(redis.ConnectionError):
