@@ -181,6 +181,31 @@ bool BlockingRegistry::Unblock(uint64_t id, bool error) {
   return true;
 }
 
+void BlockingRegistry::UnblockAll() {
+  std::vector<std::shared_ptr<BlockedPop>> all;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, w] : by_client_) {
+      if (w->state == BlockedPop::State::kWaiting) all.push_back(w);
+    }
+    for (const auto& w : all) {
+      RemoveLocked(w);
+      w->state = BlockedPop::State::kDone;
+    }
+  }
+  for (const auto& w : all) {
+    std::shared_ptr<net::Link> link = w->link.lock();
+    if (!link) continue;  // the connection went
+    net::Link* l = link.get();  // (Post keeps the connection alive until the task ran)
+    link->Post([client = w->client, l] {
+      client->EndBlocked([](resp::ReplyBuffer& out) {
+        out.Error("-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)");
+      });
+      l->CloseAfterReply();
+    });
+  }
+}
+
 void BlockingRegistry::OnWritten(std::span<const store::Options::WrittenKey> keys) {
   if (count_.load(std::memory_order_relaxed) == 0) return;
   bool any = false;

@@ -118,6 +118,11 @@ class BlockingRegistry {
   /// CLIENT UNBLOCK: ends the wait of client `id` with the timeout's reply or an UNBLOCKED error;
   /// false when it is not blocked here.
   bool Unblock(uint64_t id, bool error);
+  /// This server becomes a replica (Redis's disconnectAllBlockedClients): every waiting client
+  /// gets `-UNBLOCKED force unblock from blocking operation, instance state changed (master ->
+  /// replica?)` and its connection closes after it. Otherwise a push of the new primary's stream
+  /// would serve it, popping on the replica alone (the two data sets then differ). Any thread.
+  void UnblockAll();
   /// Clients waiting (INFO blocked_clients). Any thread.
   size_t blocked() const { return count_.load(std::memory_order_relaxed); }
   /// Whether any client ever blocked (the store then reports written keys). Any thread.

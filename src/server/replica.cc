@@ -274,6 +274,7 @@ bool ReplicaOf::Follow(const std::string& host, int64_t port, bool failover) {
   // A primary's writes in flight finish before the server turns replica: the mode changes on the
   // writer, between two groups.
   ApplyMode(true);
+  server_.blocking.UnblockAll();  // clients blocked here must not be served by the primary's stream
   std::lock_guard lock(mu_);
   const uint64_t gen = ++gen_;
   InterruptLocked();

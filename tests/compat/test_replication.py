@@ -1365,6 +1365,33 @@ class KegReplicaTest(unittest.TestCase):
         finally:
             os.kill(replica.proc.pid, signal.SIGCONT)
 
+    def test_clients_blocked_on_a_primary_that_becomes_a_replica_are_unblocked(self):
+        """Redis's "BLPOP followed by role change, issue #2473": a client blocked on a primary that
+        turns replica gets -UNBLOCKED and is disconnected, as from redis-server. (keg left it
+        blocked: the new primary's RPUSH then served it on the replica alone, popping an element
+        the primary kept: the data sets differed for good.)"""
+        seen = {}
+        for kind in ("keg", "redis"):
+            with self.subTest(kind=kind):
+                start = kegtest.keg if kind == "keg" else kegtest.redis
+                a_server, b_server = start(), start()
+                self.servers += [a_server, b_server]
+                a, b = redis.Redis(port=a_server.port), redis.Redis(port=b_server.port)
+                blocked = socket.create_connection(("127.0.0.1", b_server.port), timeout=10)
+                blocked.sendall(resp("BLPOP", "foo", "0"))
+                wait_until("the client to block", lambda: b.info("clients")["blocked_clients"] == 1)
+                b.execute_command("REPLICAOF", "127.0.0.1", str(a_server.port))
+                reply = blocked.recv(200)
+                closed = blocked.recv(10) == b""
+                blocked.close()
+                wait_synced(a, b)
+                a.rpush("foo", "a", "b", "c")
+                wait_synced(a, b)
+                seen[kind] = (reply, closed, a.lrange("foo", 0, -1), b.lrange("foo", 0, -1))
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (b"-UNBLOCKED force unblock from blocking operation, instance state changed "
+                                       b"(master -> replica?)\r\n", True, [b"a", b"b", b"c"], [b"a", b"b", b"c"]))
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):
