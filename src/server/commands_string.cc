@@ -218,6 +218,7 @@ void Psetex(Ctx& c) { SetexWith(c, "px", "psetex"); }
 void Getset(Ctx& c) {
   c.batch().Put(std::string(c.arg(1)), std::string(c.arg(2)), 0, store::PutCondition::kAlways,
                 false, true);
+  if (c.propagating()) c.PropagateAs({"SET", c.arg(1), c.arg(2)});  // as Redis 7 (its GETSET rewrite)
   c.Notify(kNotifyKeyMiss, "keymiss", c.arg(1));
   NotifyStringWrite(c, c.arg(1), "set", false);
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { BulkOrNull(out, r[0].old); });

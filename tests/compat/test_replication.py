@@ -1392,6 +1392,27 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], (b"-UNBLOCKED force unblock from blocking operation, instance state changed "
                                        b"(master -> replica?)\r\n", True, [b"a", b"b", b"c"], [b"a", b"b", b"c"]))
 
+    def test_getset_and_set_get_propagate_as_set(self):
+        """Redis's "GETSET replication": GETSET and SET ... GET reach the replicas as SET (keg
+        forwarded GETSET as itself); the replica's commandstats show three SETs, as with a
+        redis-server primary."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = (kegtest.keg if kind == "keg" else kegtest.redis)()
+            self.servers.append(server)
+            p = redis.Redis(port=server.port)
+            replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+            wait_synced(p, r)
+            r.config_resetstat()
+            p.set("test", "foo")
+            p.getset("test", "bar")
+            p.set("test", "vaz", get=True)
+            wait_synced(p, r)
+            stats = r.info("commandstats")
+            seen[kind] = (stats.get("cmdstat_set", {}).get("calls"), "cmdstat_getset" in stats, r.get("test"))
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (3, False, b"vaz"))
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):
