@@ -202,6 +202,10 @@ class Ctx {
   void PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late,
                      bool transaction = false);
   bool propagated_transaction() const { return prop_transaction_; }
+  /// Propagated even when none of its ops changed anything (FLUSHDB / FLUSHALL of empty
+  /// databases, which Redis 7 always propagates).
+  void PropagateAlways() { prop_always_ = true; }
+  bool propagated_always() const { return prop_always_; }
   /// What was asked, for whoever runs the handler: 0 its arguments, 1 `prop_args_`, 2 `prop_late_`.
   int propagation_mode() const { return prop_mode_; }
   std::string& propagated_resp() { return prop_resp_; }
@@ -230,6 +234,7 @@ class Ctx {
   int64_t db_override_ = -1;  // set_db
   int prop_mode_ = 0;         // PropagateAs / PropagateLate
   bool prop_transaction_ = false;
+  bool prop_always_ = false;
   std::string prop_resp_;
   std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> prop_late_;
   const Command* cmd_ = nullptr;

@@ -651,6 +651,7 @@ void Flush(Ctx& c) {
   } else {
     c.batch().DeleteAll();
   }
+  c.PropagateAlways();  // as Redis 7: replicas get every FLUSHDB / FLUSHALL, empty databases or not
   c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
 }
 

@@ -1110,6 +1110,7 @@ void ClientSession::Capture(Ctx& ctx, size_t first_op) {
   Propagation p;
   p.first_op = first_op;
   p.op_count = batch_.size() - first_op;
+  p.always = ctx.propagated_always();
   switch (ctx.propagation_mode()) {
     case 0:
       p.command.db = ctx.db();

@@ -1413,6 +1413,29 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], (3, False, b"vaz"))
 
+    def test_every_flush_is_propagated_even_of_empty_databases(self):
+        """Redis's "FLUSHDB / FLUSHALL should replicate": each FLUSHDB and FLUSHALL reaches the
+        replicas, also of databases already empty (keg dropped those: nothing applied)."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = (kegtest.keg if kind == "keg" else kegtest.redis)()
+            self.servers.append(server)
+            p = redis.Redis(port=server.port)
+            replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+            wait_synced(p, r)
+            r.config_resetstat()
+            p.set("key", "value")
+            for _ in range(3):
+                p.flushdb()
+            for _ in range(3):
+                p.flushall()
+            wait_synced(p, r)
+            stats = r.info("commandstats")
+            seen[kind] = (stats.get("cmdstat_flushdb", {}).get("calls"), stats.get("cmdstat_flushall", {}).get("calls"),
+                          r.dbsize())
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (3, 3, 0))
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):
