@@ -1460,8 +1460,24 @@ void ScriptEngine::Run(ScriptRun& run, store::Txn& txn) {
     running_run_ = nullptr;
   }
   running_flag_.store(false, std::memory_order_release);
-  busy_.store(false, std::memory_order_release);
+  std::vector<std::shared_ptr<net::Link>> parked;
+  {
+    std::lock_guard lock(busy_mu_);
+    busy_.store(false, std::memory_order_release);
+    parked.swap(busy_parked_);
+  }
   kill_.store(false, std::memory_order_release);
+  for (const std::shared_ptr<net::Link>& link : parked) {
+    net::Link* l = link.get();  // (Post keeps the connection alive until the task ran)
+    link->Post([l] { l->Resume(); });
+  }
+}
+
+bool ScriptEngine::ParkWhileBusy(std::shared_ptr<net::Link> link) {
+  std::lock_guard lock(busy_mu_);
+  if (!busy_.load(std::memory_order_acquire)) return false;
+  busy_parked_.push_back(std::move(link));
+  return true;
 }
 
 std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_view> argv, std::string* error) {

@@ -28,6 +28,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "net/session.h"
 #include "resp/reply_buffer.h"
 #include "server/command.h"
 #include "server/functions.h"
@@ -169,6 +170,11 @@ class ScriptEngine {
   std::string_view busy_error() const {
     return running_function_.load(std::memory_order_acquire) ? kBusyFunctionError : kBusyScriptError;
   }
+  /// The primary's stream on a replica waits out a busy script (Redis accumulates it rather than
+  /// answering -BUSY, which would make the replica diverge): parks `link` until the script ends,
+  /// then resumes it (Link::Resume, on its I/O thread). False, doing nothing, when no script is
+  /// busy now.
+  bool ParkWhileBusy(std::shared_ptr<net::Link> link);
   /// SCRIPT KILL (`function` false) or FUNCTION KILL: "" when the busy script will stop, else the
   /// error reply (NOTBUSY, UNKILLABLE, or BUSY when it is the other kind).
   std::string Kill(bool function);
@@ -208,6 +214,8 @@ class ScriptEngine {
   std::atomic<bool> running_function_{false};
   Running* running_ = nullptr;
   std::atomic<bool> busy_{false};
+  std::mutex busy_mu_;  // ParkWhileBusy against the end of the busy script
+  std::vector<std::shared_ptr<net::Link>> busy_parked_;  // under busy_mu_
   std::atomic<bool> kill_{false};
   std::atomic<bool> running_flag_{false};
   std::atomic<bool> wrote_{false};

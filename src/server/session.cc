@@ -1323,6 +1323,13 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   // A script past busy-reply-threshold holds the writer: only the commands Redis allows then run
   // (SCRIPT KILL, SHUTDOWN NOSAVE, the connection's own). One atomic load.
   if (server_.scripts->busy()) {
+    if (master_link_) {
+      // The primary's stream waits (as Redis's processInputBuffer) and runs once the script ends.
+      if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
+      if (server_.scripts->ParkWhileBusy(link_->Self())) return net::Outcome::kWaitThenRetry;
+    }
+  }
+  if (server_.scripts->busy() && !master_link_) {
     const Command* sub = (!cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
     if (((cmd->flags | (sub != nullptr ? sub->flags : 0)) & kAllowBusy) == 0) {
       return Reject(*cmd, server_.scripts->busy_error());

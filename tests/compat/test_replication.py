@@ -1436,6 +1436,36 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], (3, 3, 0))
 
+    def test_the_primarys_stream_waits_out_a_busy_script_on_the_replica(self):
+        """Redis's "Master stream is correctly processed while the replica has a script in -BUSY
+        state": the stream's commands wait for the script to end, then run (keg answered them
+        -BUSY, so the replica lost them; under propagation-error-behavior panic it aborted)."""
+        primary, p = self.start()
+        replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port), "--busy-reply-threshold", "100",
+                                "--propagation-error-behavior", "panic")
+        wait_synced(p, r)
+        busy = ("local t = redis.call('TIME'); local deadline = t[1] * 1000000 + t[2] + 1500000 "
+                "while true do t = redis.call('TIME'); if t[1] * 1000000 + t[2] > deadline then break end end")
+        result = {}
+        runner = threading.Thread(target=lambda: result.setdefault("r", redis.Redis(port=replica.port).eval(busy, 0)))
+        runner.start()
+        wait_until("the script to be busy", lambda: "BUSY" in str(self._reply(r, "PING")))
+        for i in range(200):
+            p.incr("n")
+            p.set(f"k{i}", i)
+        runner.join(timeout=30)
+        wait_synced(p, r)
+        self.assertIsNone(replica.proc.poll())
+        self.assertEqual(r.get("n"), b"200")
+        digests_equal(self, p, r)
+
+    @staticmethod
+    def _reply(c, *args):
+        try:
+            return c.execute_command(*args)
+        except redis.ResponseError as e:
+            return e
+
     def test_debug_replicate_feeds_the_replicas_only(self):
         """DEBUG REPLICATE (Redis's test hook): the command goes to the stream, not run here."""
         for kind in ("keg", "redis"):
