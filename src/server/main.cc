@@ -6,13 +6,12 @@
 #include <unistd.h>
 
 #include <asio.hpp>
-#include <chrono>
 #include <cerrno>
+#include <chrono>
+#include <condition_variable>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <condition_variable>
-#include <future>
 #include <mutex>
 #include <random>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -23,8 +22,8 @@
 #include "net/server.h"
 #include "server/config.h"
 #include "server/metrics.h"
-#include "server/session.h"
 #include "server/replication.h"
+#include "server/session.h"
 #include "server/state.h"
 #include "server/stats_clock.h"
 #include "server/version.h"
