@@ -334,10 +334,10 @@ void ServerState::FailShutdownWaiters() {
     std::lock_guard lock(shutdown_waiters_mu);
     waiters.swap(shutdown_waiters);
   }
-  for (auto& [weak, client] : waiters) {
-    std::shared_ptr<net::Link> link = weak.lock();
+  for (auto& waiter : waiters) {
+    std::shared_ptr<net::Link> link = waiter.first.lock();
     if (!link) continue;  // gone (and with it its session)
-    link->Post([client] {
+    link->Post([client = waiter.second] {
       client->link().out().Error("Errors trying to SHUTDOWN. Check logs.");
       client->Finish();
     });
