@@ -54,6 +54,13 @@ std::string Endpoint(const asio::ip::tcp::endpoint& e) {
   return ip + ":" + std::to_string(e.port());
 }
 
+// A TCP endpoint held in a generic one (false: not one that fits).
+bool AsTcp(const asio::generic::stream_protocol::endpoint& g, asio::ip::tcp::endpoint* e) {
+  if (g.size() > e->capacity()) return false;
+  std::memcpy(e->data(), g.data(), g.size());
+  return true;
+}
+
 // "ip:port" of a socket's own end (`peer` false) or its peer's; for a Unix domain socket "path:0"
 // for both ends, the path the server's socket is bound to (as Redis's CLIENT LIST shows them).
 std::string SocketAddress(const Socket& socket, bool peer) {
@@ -69,9 +76,7 @@ std::string SocketAddress(const Socket& socket, bool peer) {
     return u.path() + ":0";
   }
   asio::ip::tcp::endpoint e;
-  if (g.size() > e.capacity()) return "?:0";
-  std::memcpy(e.data(), g.data(), g.size());
-  return Endpoint(e);
+  return AsTcp(g, &e) ? Endpoint(e) : "?:0";
 }
 
 // The event loop of the I/O thread this is (set while it runs), for PollCurrentLoop.
@@ -185,8 +190,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     const asio::generic::stream_protocol::endpoint g = socket_.remote_endpoint(ec);
     if (ec) return false;
     asio::ip::tcp::endpoint e;
-    if (g.size() > e.capacity()) return false;
-    std::memcpy(e.data(), g.data(), g.size());
+    if (!AsTcp(g, &e)) return false;
     const asio::ip::address a = e.address();
     if (a.is_loopback()) return true;
     return a.is_v6() && a.to_v6().is_v4_mapped() &&

@@ -1392,18 +1392,23 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], (b"-UNBLOCKED force unblock from blocking operation, instance state changed "
                                        b"(master -> replica?)\r\n", True, [b"a", b"b", b"c"], [b"a", b"b", b"c"]))
 
+    def primary_and_fresh_replica(self, kind):
+        """A primary of `kind` and a keg replica in sync with it, its commandstats reset."""
+        server = (kegtest.keg if kind == "keg" else kegtest.redis)()
+        self.servers.append(server)
+        p = redis.Redis(port=server.port)
+        _, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+        wait_synced(p, r)
+        r.config_resetstat()
+        return p, r
+
     def test_getset_and_set_get_propagate_as_set(self):
         """Redis's "GETSET replication": GETSET and SET ... GET reach the replicas as SET (keg
         forwarded GETSET as itself); the replica's commandstats show three SETs, as with a
         redis-server primary."""
         seen = {}
         for kind in ("keg", "redis"):
-            server = (kegtest.keg if kind == "keg" else kegtest.redis)()
-            self.servers.append(server)
-            p = redis.Redis(port=server.port)
-            replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
-            wait_synced(p, r)
-            r.config_resetstat()
+            p, r = self.primary_and_fresh_replica(kind)
             p.set("test", "foo")
             p.getset("test", "bar")
             p.set("test", "vaz", get=True)
@@ -1418,12 +1423,7 @@ class KegReplicaTest(unittest.TestCase):
         replicas, also of databases already empty (keg dropped those: nothing applied)."""
         seen = {}
         for kind in ("keg", "redis"):
-            server = (kegtest.keg if kind == "keg" else kegtest.redis)()
-            self.servers.append(server)
-            p = redis.Redis(port=server.port)
-            replica, r = self.start("--replicaof", "127.0.0.1", str(server.port))
-            wait_synced(p, r)
-            r.config_resetstat()
+            p, r = self.primary_and_fresh_replica(kind)
             p.set("key", "value")
             for _ in range(3):
                 p.flushdb()
