@@ -329,6 +329,7 @@ void Debug(Ctx& c) {
     if (size > c.server().proto_max_bulk_len.load()) return c.Error(err::kTooBig);
     const std::string prefix = c.argc() >= 4 ? std::string(c.arg(3)) : std::string("key");
     store::WriteBatch batch;
+    batch.SelectDb(c.db());  // the client's database, as Redis's
     for (int64_t j = 0; j < count; ++j) {
       std::string value = "value:" + std::to_string(j);
       if (size > 0) value.resize(static_cast<size_t>(size), '\0');

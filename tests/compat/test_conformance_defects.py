@@ -56,6 +56,23 @@ class ConformanceDefects(unittest.TestCase):
         self.assert_alive()
         self.assertEqual(self.r.exists("k"), 0)
 
+    def test_debug_populate_fills_the_clients_database(self):
+        """DEBUG POPULATE writes into the database the client selected, as Redis's (keg's went to
+        database 0 whatever the client's: Redis's test harness selects 9, so its
+        "Diskless load swapdb" test found an empty database)."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = keg("--enable-debug-command", "yes") if kind == "keg" else redis_server("--enable-debug-command", "yes")
+            try:
+                c = redis.Redis(port=server.port, db=9)
+                c.execute_command("DEBUG", "POPULATE", "10", "p", "5")
+                c.execute_command("DEBUG", "POPULATE", "12", "p")  # the first 10 exist: 2 more
+                seen[kind] = (c.dbsize(), redis.Redis(port=server.port, db=0).dbsize(), c.get("p:3"), c.get("p:11"))
+            finally:
+                server.stop()
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (12, 0, b"value", b"value:11"))
+
     def test_shutdown_and_save_inside_multi_abort_the_transaction(self):
         for cmd in (b"SHUTDOWN", b"SAVE"):
             reply = raw(self.server.port, b"MULTI\r\nSET a 1\r\n" + cmd + b"\r\nEXEC\r\nGET a\r\n")
