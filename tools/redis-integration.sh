@@ -11,8 +11,8 @@
 #
 # Uses the suite tools/redis-tests.sh fetched (run that once first). In a scratch copy of it,
 # src/redis-server is a wrapper that execs keg-server (same pid, as the harness needs) on the
-# harness's config file, first removing from it (in place) the lines keg refuses on purpose:
-# `save <points>` (keg has no RDB snapshots) and `appendonly no` (keg always logs);
+# harness's config file, first removing from it (in place) the line keg refuses on purpose:
+# `appendonly no` (keg always logs);
 # src/redis-cli and src/redis-benchmark are the installed ones. Prints the harness's [ok] / [err]
 # lines; exits with the harness's status.
 set -euo pipefail
@@ -51,7 +51,7 @@ cat > "$work/src/redis-server" <<EOF
 #!/usr/bin/env bash
 if [[ -f "\${1:-}" ]]; then
   # In place: CONFIG REWRITE then writes the file the harness starts the server from again.
-  sed -i -E '/^(save |appendonly no)/d' "\$1"
+  sed -i -E '/^appendonly no/d' "\$1"
 fi
 exec "$server" "\$@"
 EOF
@@ -61,6 +61,9 @@ ln -sf "$(command -v redis-benchmark)" "$work/src/redis-benchmark"
 args=()
 for unit in "$@"; do args+=(--single "$unit"); done
 args+=("${skips[@]}")
+# KEG_INTEGRATION_ARGS: more of the harness's options, e.g. '--skiptest NAME' or '--only NAME'.
+read -r -a extra <<< "${KEG_INTEGRATION_ARGS:-}"
+args+=("${extra[@]}")
 [[ -n "${KEG_INTEGRATION_VERBOSE:-}" ]] && args+=(--dont-clean)
 cd "$work"
 set +e

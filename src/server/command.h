@@ -50,6 +50,8 @@ enum CommandFlag : uint32_t {
                          ///< refuses is decided from the script's flags (Redis's scriptPrepareForRun)
   kMayReplicate = 1 << 14,  ///< writes nothing but goes to replicas (PUBLISH, SPUBLISH: Redis's
                             ///< may-replicate): a read-only script may not run it
+  kNoAsyncLoading = 1 << 15,  ///< refused (-LOADING) while a replica loads a full sync (Redis's
+                              ///< no-async-loading: REPLICAOF, SAVE, ...)
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 

@@ -177,6 +177,18 @@ struct PendingSync {
 
 namespace {
 
+// A newline to a replica whose full sync is being prepared, as Redis's primaries send each second
+// (replicationCron): the replica counts it as heard from, so its repl-timeout does not expire
+// meanwhile. Posted to the link's I/O thread: a primary whose loop is blocked (DEBUG SLEEP) sends
+// none, as Redis's. Only while nothing else is being written to the link.
+void SendKeepalive(const SnapshotTarget& t) {
+  t.keep->Post([client = t.client] {
+    if (client->link().closed()) return;
+    client->link().out().Raw("\n");
+    client->link().Flush();
+  });
+}
+
 // A full sync's snapshot in the diskless framing, as redis-server's repl-diskless-sync sends it to
 // replicas that declared `capa eof`: `$EOF:<40 random characters>`, the RDB, the same 40
 // characters. One snapshot serves every target (the replicas that asked within
@@ -576,6 +588,7 @@ void SyncCommand(Ctx& c) {
   }
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
+  client->MarkSyncing();  // CLIENT KILL TYPE replica ends its sync
   spdlog::info("replication: {} from {}: full sync", rdb_only ? "snapshot" : "replica", client->peer());
   // The snapshot, off the event loop: it reads every record (the writer waits only for its copy of
   // the locations).
@@ -617,11 +630,31 @@ void SyncCommand(Ctx& c) {
       if (group) {
         std::vector<SnapshotTarget> targets;
         {
+          // The delay and the count are read again each 100 ms: a CONFIG SET of either applies to
+          // the sync that waits (as Redis's replicationCron reads them).
+          const auto since = std::chrono::steady_clock::now();
+          auto keepalive_at = since + std::chrono::seconds(1);
+          int64_t delay = delay_s;
+          int64_t enough = max_replicas;
           std::unique_lock lock(server->pending_sync_mu);
-          const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(delay_s);
-          while (std::chrono::steady_clock::now() < until && server->ready.load(std::memory_order_acquire) &&
-                 !(max_replicas > 0 && group->targets.size() >= static_cast<size_t>(max_replicas))) {
+          for (;;) {
+            const auto until = since + std::chrono::seconds(delay);
+            if (std::chrono::steady_clock::now() >= until || !server->ready.load(std::memory_order_acquire) ||
+                (enough > 0 && group->targets.size() >= static_cast<size_t>(enough))) {
+              break;
+            }
             group->cv.wait_until(lock, std::min(until, std::chrono::steady_clock::now() + std::chrono::milliseconds(100)));
+            if (std::chrono::steady_clock::now() >= keepalive_at) {  // (before their +FULLRESYNC)
+              keepalive_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+              for (const SnapshotTarget& t : group->targets) SendKeepalive(t);
+            }
+            lock.unlock();  // (config_mu is never taken under pending_sync_mu)
+            {
+              std::lock_guard config(server->config_mu);
+              delay = server->config.repl_diskless_sync_delay;
+              enough = server->config.repl_diskless_sync_max_replicas;
+            }
+            lock.lock();
           }
           if (server->pending_sync == group) server->pending_sync = nullptr;  // later ones start another
           targets = group->targets;
@@ -654,7 +687,14 @@ void SyncCommand(Ctx& c) {
             client->link().Flush();
           });
         }
-      }, [&](std::string* out) { return file.Append(*out); });
+      }, [&, keepalive_at = std::chrono::steady_clock::now() + std::chrono::seconds(1)](std::string* out) mutable {
+        // Newlines while the file is written (after the +FULLRESYNC, before the length), as Redis's.
+        if (std::chrono::steady_clock::now() >= keepalive_at) {
+          keepalive_at = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+          SendKeepalive(SnapshotTarget{client, keep, psync, rdb_only});
+        }
+        return file.Append(*out);
+      });
       std::shared_ptr<const SnapshotFile::Mapping> rdb;
       if (s.IsAborted() && !file.error().ok()) s = file.error();
       if (s.ok()) s = file.Map(&rdb);
@@ -823,7 +863,9 @@ void Wait(Ctx& c) {
 store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment,
                                const std::function<bool(std::string* out)>& drain) {
   out->clear();
-  constexpr size_t kPiece = size_t{1} << 20;
+  // 1 MiB pieces; 16 KiB (Redis's buffer) while rdb-key-save-delay slows the build, so that a
+  // replica hears of it key by key.
+  const size_t kPiece = s.rdb_key_save_delay.load(std::memory_order_relaxed) != 0 ? size_t{16} << 10 : size_t{1} << 20;
   uint64_t crc = 0;     // of the pieces drained
   uint64_t total = 0;   // their bytes
   bool stopped = false;
@@ -845,6 +887,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
   store::Status bad;
   uint64_t keys = 0;
   store::Status st = s.store->VisitSnapshot(at_moment, [&](const store::SnapshotItem& item) {
+    DebugDelay(s.rdb_key_save_delay.load(std::memory_order_relaxed));
     if (item.db != db) {
       db = item.db;
       rdb::FileSelectDb(out, db);
@@ -878,10 +921,10 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
 void RegisterReplicationCommands(std::vector<Command>* t) {
   t->push_back({"replconf", -1, kAdmin | kNoScript | kAllowBusy, 0, 0, 0, Replconf, "@admin @slow @dangerous"});
   t->push_back({"role", 1, kNoScript | kFast, 0, 0, 0, Role, "@admin @fast @dangerous"});
-  t->push_back({"replicaof", 3, kAdmin | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
-  t->push_back({"slaveof", 3, kAdmin | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
-  t->push_back({"sync", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
-  t->push_back({"psync", -3, kAdmin | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
+  t->push_back({"replicaof", 3, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
+  t->push_back({"slaveof", 3, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
+  t->push_back({"sync", 1, kAdmin | kNoAsyncLoading | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
+  t->push_back({"psync", -3, kAdmin | kNoAsyncLoading | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"wait", 3, kNoScript, 0, 0, 0, Wait, "@slow @connection"});
   t->push_back({"failover", -1, kAdmin | kNoScript, 0, 0, 0, FailoverCommand, "@admin @slow @dangerous"});
 }

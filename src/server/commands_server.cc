@@ -263,8 +263,10 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     begin("Persistence");
     // keg never forks: the fork and copy-on-write fields are Redis's idle values. SAVE / BGSAVE are
     // fsyncs (rdb_saves counts them); compaction is keg's AOF rewrite.
-    Field(&s, "loading", 0);
-    Field(&s, "async_loading", 0);
+    // A replica loading a full sync: into staging databases while serving the old data set (Redis's
+    // async loading), or in place (past 128 databases, docs/format.md).
+    Field(&s, "loading", st.loading.load() ? 1 : 0);
+    Field(&s, "async_loading", st.async_loading.load() ? 1 : 0);
     for (const char* f : {"current_cow_peak", "current_cow_size", "current_cow_size_age", "current_fork_perc",
                           "current_save_keys_processed", "current_save_keys_total"}) {
       Field(&s, f, 0);
@@ -633,18 +635,15 @@ void ConfigCmd(Ctx& c) {
     Config copy = st.config;
     for (size_t i = 2; i < c.argc(); i += 2) {
       // client-output-buffer-limit takes "class hard soft secs" in one value.
-      std::vector<std::string> words;
-      std::string_view v = c.arg(i + 1);
-      size_t pos = 0;
-      while (pos < v.size()) {
-        while (pos < v.size() && v[pos] == ' ') ++pos;
-        size_t e = pos;
-        while (e < v.size() && v[e] != ' ') ++e;
-        if (e > pos) words.emplace_back(v.substr(pos, e - pos));
-        pos = e;
-      }
+      const std::string_view v = c.arg(i + 1);
+      const std::vector<std::string> words = SplitWords(v);
       std::vector<std::string_view> values;
       const std::string name = ToLower(c.arg(i));
+      // Redis's deny-loading directives: not while a replica loads a full sync.
+      if ((name == "appendonly" || name == "repl-diskless-load" || name == "dir") &&
+          (st.async_loading.load(std::memory_order_relaxed) || st.loading.load(std::memory_order_relaxed))) {
+        return c.out().Error("-LOADING Redis is loading the dataset in memory");
+      }
       if (name == "client-output-buffer-limit" || name == "bind") {
         values.assign(words.begin(), words.end());
       } else {
@@ -1347,10 +1346,10 @@ void RegisterServerCommands(std::vector<Command>* t) {
                 {"shards", -2, 0, 0, 0, 0, nullptr, "@slow"},
                 {"slaves", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"slots", -2, 0, 0, 0, 0, nullptr, "@slow"}}});
-  t->push_back({"save", 1, kAdmin | kNoMulti | kNoScript, 0, 0, 0, Save, "@admin @slow @dangerous"});
-  t->push_back({"bgsave", -1, kAdmin | kNoScript, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
+  t->push_back({"save", 1, kAdmin | kNoAsyncLoading | kNoMulti | kNoScript, 0, 0, 0, Save, "@admin @slow @dangerous"});
+  t->push_back({"bgsave", -1, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});
-  t->push_back({"bgrewriteaof", 1, kAdmin | kNoScript, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
+  t->push_back({"bgrewriteaof", 1, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
   t->push_back({"compact", -1, kAdmin | kNoScript, 0, 0, 0, Compact, "@admin @slow"});
   t->push_back({"shutdown", -1, kAdmin | kNoMulti | kNoScript | kAllowBusy, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
   t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});

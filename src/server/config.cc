@@ -98,6 +98,23 @@ Directive OneOf(std::string_view name, std::string Config::*field, std::initiali
           [field](const Config& c) { return c.*field; }};
 }
 
+}  // namespace
+
+std::vector<std::string> SplitWords(std::string_view value) {
+  std::vector<std::string> words;
+  size_t pos = 0;
+  while (pos < value.size()) {
+    while (pos < value.size() && value[pos] == ' ') ++pos;
+    size_t e = pos;
+    while (e < value.size() && value[e] != ' ') ++e;
+    if (e > pos) words.emplace_back(value.substr(pos, e - pos));
+    pos = e;
+  }
+  return words;
+}
+
+namespace {
+
 Directive String(std::string_view name, std::string Config::*field, bool runtime) {
   return {name, runtime,
           [field](Config& c, const std::vector<std::string_view>& a) {
@@ -124,6 +141,31 @@ const std::vector<Directive>& Table() {
                    return s;
                  }});
     t.push_back(Int("port", &Config::port, 0, 65535, false));
+    // Redis's RDB save points ("<seconds> <changes>" pairs), accepted and reported as set: keg's log
+    // holds every write once it is acknowledged (appendfsync), which satisfies any of them, and
+    // it writes no RDB file. CONFIG SET replaces them (one argument), each line of a config file
+    // adds its pair, `save ""` removes them all, as Redis's.
+    t.push_back({"save", true,
+                 [](Config& c, const std::vector<std::string_view>& a) {
+                   std::vector<std::string> words;
+                   for (std::string_view v : a) {
+                     for (std::string& w : SplitWords(v)) words.push_back(std::move(w));
+                   }
+                   if (words.size() % 2 != 0) return std::string("Invalid save parameters");
+                   for (const std::string& w : words) {
+                     int64_t n = 0;
+                     if (!resp::ParseInt64(w, &n) || n < 0) return std::string("Invalid save parameters");
+                   }
+                   std::string joined;
+                   for (const std::string& w : words) joined += (joined.empty() ? "" : " ") + w;
+                   if (a.size() == 1 || joined.empty()) {
+                     c.save = joined;  // CONFIG SET's one argument, or "": replaces
+                   } else {
+                     c.save += (c.save.empty() ? "" : " ") + joined;  // a config file's line: adds
+                   }
+                   return std::string();
+                 },
+                 [](const Config& c) { return c.save; }});
     t.push_back(Int("metrics-port", &Config::metrics_port, 0, 65535, false));
     t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
     t.push_back(Int("databases", &Config::databases, 1, 256, false));
@@ -253,12 +295,17 @@ const std::vector<Directive>& Table() {
                    return std::string();
                  },
                  [](const Config& c) { return std::to_string(c.hz); }});
+    t.push_back(Bool("dynamic-hz", &Config::dynamic_hz, true));
     t.push_back(Int("repl-ping-replica-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-ping-slave-period", &Config::repl_ping_replica_period, 1, INT_MAX, true));
     t.push_back(Int("repl-timeout", &Config::repl_timeout, 1, INT_MAX, true));
     t.push_back(Bool("repl-diskless-sync", &Config::repl_diskless_sync, true));
     t.push_back(Int("repl-diskless-sync-delay", &Config::repl_diskless_sync_delay, 0, INT_MAX, true));
     t.push_back(Int("repl-diskless-sync-max-replicas", &Config::repl_diskless_sync_max_replicas, 0, INT_MAX, true));
+    t.push_back(Int("rdb-key-save-delay", &Config::rdb_key_save_delay, INT_MIN, INT_MAX, true));
+    t.push_back(Int("loading-process-events-interval-bytes", &Config::loading_process_events_interval_bytes, 1024,
+                    INT_MAX, true, true));
+    t.push_back(Int("key-load-delay", &Config::key_load_delay, INT_MIN, INT_MAX, true));
     t.push_back(OneOf("repl-diskless-load", &Config::repl_diskless_load, {"disabled", "on-empty-db", "swapdb"}, true));
     t.push_back(Int("min-replicas-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
     t.push_back(Int("min-slaves-to-write", &Config::min_replicas_to_write, 0, INT_MAX, true));
@@ -505,13 +552,6 @@ std::string SetFixedDirective(std::string_view name, const std::vector<std::stri
     if (v != "yes" && v != "no") return "argument must be 'yes' or 'no'";
     return v == "no" ? "" : "keg's log is not an AOF: it has no RDB preamble";
   }
-  if (n == "save") {
-    // Any number of "<seconds> <changes>" pairs in one argument; "" turns snapshots off.
-    if (values.size() != 1) return "wrong number of arguments";
-    return v.find_first_not_of(' ') == std::string::npos
-               ? ""
-               : "keg has no RDB snapshots: every write is already in its log (see appendfsync)";
-  }
   if (n == "cluster-enabled" || n == "daemonize") {
     if (at_runtime) return "can't set immutable config";
     if (values.size() != 1) return "wrong number of arguments";
@@ -557,7 +597,7 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
   // Redis directives keg does not have, answered with the values that describe keg, for clients
   // and tools that read them (redis-benchmark reads save and appendonly).
   static const std::pair<std::string_view, std::string_view> kFixed[] = {
-      {"save", ""},        {"appendonly", "yes"},
+      {"appendonly", "yes"},
       {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"},
       {"daemonize", "no"}, {"maxmemory-samples", "5"},         {"maxmemory-clients", "0"},
       {"maxmemory-eviction-tenacity", "10"}, {"aof-use-rdb-preamble", "no"}};

@@ -60,9 +60,9 @@ struct Config {
   int64_t replica_announce_port = 0;  // alias slave-announce-port
   bool replica_announced = true;      // INFO replica_announced (Sentinel hides one that says 0)
   int64_t repl_backlog_size = 1ll << 20;
-  int64_t repl_backlog_ttl = 3600;
+  int64_t repl_backlog_ttl = 3600;  // seconds a primary with no replica keeps its history (0: for ever)
   int64_t hz = 10;  // Redis's server cron rate (1-500): reported (INFO hz); keg's timers are fixed
-  int64_t shutdown_timeout = 10;  // seconds a shutdown waits for lagging replicas (0: it does not)  // seconds a primary with no replica keeps its history (0: for ever)
+  int64_t shutdown_timeout = 10;  // seconds a shutdown waits for lagging replicas (0: it does not)
   int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
   int64_t repl_timeout = 60;
   bool repl_diskless_sync = true;        // a full sync streams the snapshot to replicas that read $EOF:
@@ -70,6 +70,15 @@ struct Config {
   // snapshot costs no fork, so it starts at once unless told), and how many end the wait early.
   int64_t repl_diskless_sync_delay = 0;
   int64_t repl_diskless_sync_max_replicas = 0;
+  // Redis's test hooks (hidden directives there): microseconds slept per key while a full sync's
+  // snapshot is built (rdb-key-save-delay) and while a replica loads one (key-load-delay); a
+  // negative -N sleeps 1 µs once in N keys on average (Redis's debugDelay).
+  int64_t rdb_key_save_delay = 0;
+  int64_t key_load_delay = 0;
+  // Accepted and reported for redis.conf files and Redis's tests, with no effect: a replica serves
+  // clients all through a load (it loads into staging databases), and keg's timers do not follow hz.
+  int64_t loading_process_events_interval_bytes = 2 * 1024 * 1024;
+  bool dynamic_hz = true;
   // How a replica loads a full sync (Redis's directive; its default). Every value is accepted and
   // means the same in keg, whose load always has what each promises: the snapshot goes into
   // staging databases as it arrives and is swapped in whole once checked (Redis's swapdb without
@@ -87,6 +96,7 @@ struct Config {
   std::string logfile;  // empty: standard output
   // Storage (keg::store::Options; fixed once the store is open).
   std::string dir = "./data";
+  std::string save;  // Redis's RDB save points, as set (keg writes no RDB: its log holds every write)
   int64_t databases = 16;  // 1-256 (a record's db byte)
   store::FsyncPolicy appendfsync = store::FsyncPolicy::kEverySec;
   int64_t data_file_size = 256ll * 1024 * 1024;
@@ -139,6 +149,10 @@ bool ParseConfigText(std::string_view text, Config* config, std::string* error);
 
 /// Reads the optional config file and the "--name value ..." overrides, as redis-server does.
 bool LoadConfig(int argc, char** argv, Config* config, std::string* error);
+
+/// The space-separated words of a value (a multi-word directive's one CONFIG SET argument, such
+/// as client-output-buffer-limit's "class hard soft secs"); runs of spaces count as one.
+std::vector<std::string> SplitWords(std::string_view value);
 
 /// Sets one directive (config file, command line, or CONFIG SET when `at_runtime`: then the storage
 /// and network directives are refused as immutable). Returns "" on success, else the reason in

@@ -42,6 +42,7 @@ constexpr size_t kEofMarkBytes = 40;  // RDB_EOF_MARK_SIZE
 
 class Wire {
  public:
+  static constexpr std::string_view kTimedOut = "connection timed out";
   ~Wire() {
     if (fd_ >= 0) ::close(fd_);
   }
@@ -71,7 +72,7 @@ class Wire {
         if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0) {
           rc = 0;
         } else {
-          error = rc == 0 ? "connection timed out" : std::strerror(so_error != 0 ? so_error : errno);
+          error = rc == 0 ? std::string(kTimedOut) : std::strerror(so_error != 0 ? so_error : errno);
           rc = -1;
         }
       } else if (rc < 0) {
@@ -109,13 +110,15 @@ class Wire {
     return true;
   }
   // One line without its CRLF (a byte at a time: nothing past it is read, so what follows stays
-  // in the socket for whoever reads next). False on a closed link, a timeout, or a line too long.
+  // in the socket for whoever reads next). False on a closed link, a timeout (timed_out() then
+  // says so), or a line too long.
   bool Line(std::string* line) {
     line->clear();
     for (;;) {
       char ch = 0;
       const ssize_t n = ::recv(fd_, &ch, 1, 0);
       if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) timed_out_ = true;  // SO_RCVTIMEO
       if (n <= 0) return false;
       if (ch == '\n') {
         if (!line->empty() && line->back() == '\r') line->pop_back();
@@ -172,9 +175,12 @@ class Wire {
     return fd;
   }
   int fd() const { return fd_; }
+  /// Whether a read waited repl-timeout for nothing.
+  bool timed_out() const { return timed_out_; }
 
  private:
   int fd_ = -1;
+  bool timed_out_ = false;
 };
 
 // While it lives: a newline to the primary on `fd` each second, as Redis's replicas send while they
@@ -457,6 +463,10 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   SetState(gen, "connecting");
   Wire wire;
   if (std::string error = wire.Connect(host, port, timeout_s * 1000); !error.empty()) {
+    if (error == Wire::kTimedOut) {
+      spdlog::warn("Timeout connecting to the MASTER... (primary {}:{}: no connection in {} s)", host, port, timeout_s);
+      return;
+    }
     spdlog::warn("replication: connecting to primary {}:{}: {}", host, port, error);
     return;
   }
@@ -474,9 +484,20 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     }
   } unregister{this};
   spdlog::info("replication: connected to primary {}:{}; handshake", host, port);
+  SetState(gen, "handshake");  // until the PSYNC's answer (Redis's handshake states)
   std::string reply;
+  bool transfer = false;  // the snapshot is coming (Redis's REPL_STATE_TRANSFER)
   auto fail = [&](std::string_view step) {
-    spdlog::warn("replication: primary {}:{} {}: {}", host, port, step, reply.empty() ? "no reply (link closed or timed out)" : reply);
+    if (wire.timed_out()) {
+      // Redis's words, which operators (and its tests) look for: nothing heard for repl-timeout.
+      spdlog::warn("{} (primary {}:{}, {}: nothing for {} s)",
+                   transfer ? "Timeout receiving bulk data from MASTER... If the problem persists try to set the "
+                              "'repl-timeout' parameter in keg.conf to a larger value."
+                            : "Timeout connecting to the MASTER...",
+                   host, port, step, timeout_s);
+      return;
+    }
+    spdlog::warn("replication: primary {}:{} {}: {}", host, port, step, reply.empty() ? "no reply (link closed)" : reply);
   };
   // PING: any reply but a hang-up will do (-NOAUTH is fine: AUTH comes next), as Redis.
   if (!wire.Call({"PING"}, &reply) || reply.empty()) return fail("PING");
@@ -507,8 +528,11 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     offset = std::to_string(server_.repl.offset() + 1);
   }
   // A FAILOVER's PSYNC makes the target (a replica of this server, sharing its id) a primary.
-  const bool sent = failover ? wire.Call({"PSYNC", replid, offset, "FAILOVER"}, &reply)
-                             : wire.Call({"PSYNC", replid, offset}, &reply);
+  bool sent = failover ? wire.Call({"PSYNC", replid, offset, "FAILOVER"}, &reply)
+                       : wire.Call({"PSYNC", replid, offset}, &reply);
+  // Newlines before the answer: the primary keeps the link alive while the full sync it will
+  // answer with waits to start (repl-diskless-sync-delay), as Redis's; each restarts repl-timeout.
+  while (sent && reply.empty() && Current(gen)) sent = wire.Line(&reply);
   if (!sent) return fail("PSYNC");
   if (!Current(gen)) return;
   if (failover) {
@@ -531,6 +555,8 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     int64_t off = 0;
     if (space != 40 || !resp::ParseInt64(std::string_view(rest).substr(41), &off) || off < 0) return fail("PSYNC (a malformed +FULLRESYNC)");
     const std::string new_id = rest.substr(0, 40);
+    reply.clear();  // (what a failure from here reports: not the +FULLRESYNC)
+    transfer = true;
     SetState(gen, "sync");
     std::string line;
     do {
@@ -668,6 +694,12 @@ std::string ReplicaOf::Load(uint64_t gen, const std::function<bool(const Sink&)>
   // bad snapshot, an interruption or a crash leaves it (and this server's history) as it was, and
   // meanwhile clients read it (replica-serve-stale-data), as Redis's repl-diskless-load swapdb.
   const uint32_t base = st.StagingBase();
+  // INFO async_loading (staged: the old data set is served meanwhile) or loading, until this ends.
+  struct LoadingFlag {
+    std::atomic<bool>& flag;
+    ~LoadingFlag() { flag.store(false, std::memory_order_relaxed); }
+  } loading{base != 0 ? server_.async_loading : server_.loading};
+  loading.flag.store(true, std::memory_order_relaxed);
   uint64_t keys = 0;
   bool stale = false;
   std::string rdb;  // the whole file, without staging databases
@@ -743,6 +775,7 @@ std::string ReplicaOf::Load(uint64_t gen, const std::function<bool(const Sink&)>
     return true;
   };
   apply.key = [&](uint32_t db, std::string key, rdb::Loaded value, int64_t at) {
+    DebugDelay(server_.key_load_delay.load(std::memory_order_relaxed));
     if (db >= st.Databases()) {  // not a database here
       bad_db = true;
       return false;

@@ -190,12 +190,7 @@ void ReplicationFeed::set_backlog_size(uint64_t bytes) {
   TrimLocked();
 }
 
-uint64_t ReplicationFeed::buffer_bytes() const {
-  Guard lock(*this);
-  uint64_t bytes = 0;
-  for (const auto& b : blocks_) bytes += b->cap;
-  return bytes;
-}
+uint64_t ReplicationFeed::buffer_bytes() const { return live_bytes_->load(std::memory_order_relaxed); }
 
 void ReplicationFeed::Activate() {
   Guard lock(*this);
@@ -216,9 +211,7 @@ void ReplicationFeed::StartTimerLocked() {
 void ReplicationFeed::AppendLocked(std::string_view bytes) {
   while (!bytes.empty()) {
     if (blocks_.empty() || blocks_.back()->size == blocks_.back()->cap) {
-      auto b = std::make_shared<Block>();
-      b->cap = std::max(kBlockBytes, std::min(bytes.size(), size_t{16} << 20));
-      b->bytes = std::make_unique<char[]>(b->cap);
+      auto b = std::make_shared<Block>(live_bytes_, std::max(kBlockBytes, std::min(bytes.size(), size_t{16} << 20)));
       b->start = end_.load(std::memory_order_relaxed);
       blocks_.push_back(std::move(b));
     }

@@ -138,8 +138,9 @@ class ReplicationFeed {
   /// `soft_seconds`, is disconnected (once online, its connection holds it to the same limits).
   void set_limits(uint64_t hard, uint64_t soft, int64_t soft_seconds);
   uint64_t backlog_size() const { return backlog_size_.load(std::memory_order_relaxed); }
-  /// Bytes the stream's blocks hold (backlog and what replicas have not been sent): INFO's
-  /// mem_total_replication_buffers, as Redis's shared replication buffer.
+  /// Bytes the stream's blocks hold (the backlog, and what replicas have not been sent or their
+  /// connections not yet written): INFO's mem_total_replication_buffers, as Redis's shared
+  /// replication buffer. Any thread.
   uint64_t buffer_bytes() const;
 
   // ---- The writer role (Append also from any thread, for what is ordered with no write:
@@ -250,11 +251,22 @@ class ReplicationFeed {
   std::atomic<uint64_t> sync_partial_err{0};
 
  private:
+  // Bytes of every block alive: in blocks_, or only in a replica connection's output (sent to it,
+  // not yet written to its socket). Shared with the blocks, which may outlive the feed there.
+  using LiveBytes = std::shared_ptr<std::atomic<uint64_t>>;
   struct Block {
+    Block(LiveBytes counter, size_t capacity)
+        : bytes(std::make_unique<char[]>(capacity)), cap(capacity), live(std::move(counter)) {
+      live->fetch_add(cap, std::memory_order_relaxed);
+    }
+    ~Block() { live->fetch_sub(cap, std::memory_order_relaxed); }
+    Block(const Block&) = delete;
+    Block& operator=(const Block&) = delete;
     std::unique_ptr<char[]> bytes;
     size_t cap = 0;
     size_t size = 0;     // under mu_
     uint64_t start = 0;  // the stream offset of bytes[0]
+    LiveBytes live;
   };
   struct Waiter {
     uint64_t offset;
@@ -315,6 +327,7 @@ class ReplicationFeed {
   };
   mutable std::vector<std::shared_ptr<net::Link>> keep_;  // under mu_; see Guard
   std::deque<std::shared_ptr<Block>> blocks_;
+  LiveBytes live_bytes_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;
   std::atomic<int64_t> ping_period_s_{10};

@@ -1320,6 +1320,12 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
       return Reject(*cmd, "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.");
     }
   }
+  // While a full sync loads, what would change the replication setup or save it is refused, as
+  // Redis's processCommand (an EXEC when a queued command is one).
+  if ((server_.async_loading.load(std::memory_order_relaxed) || server_.loading.load(std::memory_order_relaxed)) &&
+      ((cmd->flags & kNoAsyncLoading) != 0 || (in_multi_ && cmd->name == "exec" && QueuedCommandsHave(kNoAsyncLoading, false)))) {
+    return Reject(*cmd, "-LOADING Redis is loading the dataset in memory");
+  }
   // A script past busy-reply-threshold holds the writer: only the commands Redis allows then run
   // (SCRIPT KILL, SHUTDOWN NOSAVE, the connection's own). One atomic load.
   if (server_.scripts->busy()) {

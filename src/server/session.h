@@ -73,6 +73,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// ACK (it may have read past the snapshot's end mark: nothing may follow it until it loaded),
   /// as Redis's repl_start_cmd_stream_on_ack.
   void BecomeReplica(std::shared_ptr<Replica> r, bool stream_on_ack = false);
+  /// A full sync (or a redis-cli --rdb snapshot) is being prepared for this connection: a replica
+  /// for CLIENT LIST / KILL TYPE from now on, as Redis's SYNC flags it at once. I/O thread.
+  void MarkSyncing() { repl_role_.store(kRoleReplica, std::memory_order_relaxed); }
   /// True once: the ack that starts the stream of a replica BecomeReplica(r, true) made.
   bool TakeStreamOnAck() { return std::exchange(stream_on_ack_, false); }
   Replica* replica() const { return replica_.get(); }

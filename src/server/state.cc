@@ -9,10 +9,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <chrono>
+#include <climits>
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
+#include <thread>
 
 #include <spdlog/spdlog.h>
 
@@ -89,6 +93,8 @@ void ServerState::ApplyConfigLocked() {
   acl.SetDefaultPassword(config.requirepass);  // only when requirepass changed (ACL SETUSER default stays)
   acl.log_max_len.store(config.acllog_max_len, std::memory_order_relaxed);
   proto_max_bulk_len.store(config.proto_max_bulk_len, std::memory_order_relaxed);
+  rdb_key_save_delay.store(config.rdb_key_save_delay, std::memory_order_relaxed);
+  key_load_delay.store(config.key_load_delay, std::memory_order_relaxed);
   limits.query_buffer_limit.store(static_cast<uint64_t>(config.client_query_buffer_limit));
   limits.output_hard_limit.store(static_cast<uint64_t>(config.output_hard));
   limits.output_soft_limit.store(static_cast<uint64_t>(config.output_soft));
@@ -139,6 +145,16 @@ void ServerState::ApplyConfigLocked() {
 }
 
 int64_t UsedMemory() { return Resident().anon; }
+
+void DebugDelay(int64_t usec) {
+  if (usec == 0) return;
+  if (usec < 0) {
+    thread_local std::minstd_rand random(std::random_device{}());
+    const auto one_in = static_cast<uint64_t>(usec == INT64_MIN ? INT64_MAX : -usec);
+    usec = random() % one_in == 0 ? 1 : 0;
+  }
+  if (usec > 0) std::this_thread::sleep_for(std::chrono::microseconds(usec));
+}
 
 ResidentMemory Resident() {
   std::ifstream in("/proc/self/statm");

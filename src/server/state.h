@@ -235,6 +235,10 @@ class PauseState {
   bool stop_ = false;
 };
 
+/// Redis's debugDelay, for its test hooks (rdb-key-save-delay, key-load-delay): sleeps `usec`
+/// microseconds when positive; when negative, 1 µs with probability 1 / -usec. Any thread.
+void DebugDelay(int64_t usec);
+
 /// Redis's used_memory on keg: the process's own resident memory (anonymous pages; the mapped data
 /// files are page cache). Not glibc's mallinfo2, which walks every free chunk of the heap (hundreds
 /// of milliseconds with a million keys). Any thread.
@@ -355,6 +359,12 @@ struct ServerState {
   std::atomic<int64_t> min_replicas_max_lag{10};
   std::atomic<bool> protected_mode{true};
   std::atomic<int64_t> proto_max_bulk_len{512ll * 1024 * 1024};
+  std::atomic<int64_t> rdb_key_save_delay{0};  // Config::rdb_key_save_delay (DebugDelay)
+  std::atomic<int64_t> key_load_delay{0};      // Config::key_load_delay (DebugDelay)
+  // A replica loading a full sync: into staging databases, the old data set served meanwhile
+  // (INFO async_loading), or in place (INFO loading).
+  std::atomic<bool> async_loading{false};
+  std::atomic<bool> loading{false};
 
   Counters counters;
   ErrorStats errors;

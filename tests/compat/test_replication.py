@@ -1436,6 +1436,81 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], (3, 3, 0))
 
+    def test_a_replica_waiting_for_its_full_sync_is_in_handshake_and_times_out(self):
+        """Redis's "Slave enters handshake" / "Slave is able to detect timeout during handshake":
+        while the primary delays the diskless sync it will answer the PSYNC with, the replica is
+        in `handshake` (keg said `connecting`), kept alive by the primary's newlines; once the
+        primary stops sending them (DEBUG SLEEP), the replica gives up after repl-timeout with
+        Redis's log line. With a keg primary and a redis-server one; the replica is keg."""
+        for kind in ("keg", "redis"):
+            with self.subTest(primary=kind):
+                if kind == "keg":
+                    server = kegtest.keg("--enable-debug-command", "yes")
+                else:
+                    server = kegtest.redis("--enable-debug-command", "yes")
+                self.servers.append(server)
+                p = redis.Redis(port=server.port)
+                p.config_set("repl-diskless-sync", "yes")
+                p.config_set("repl-diskless-sync-delay", "1000")
+                replica, r = self.start()
+                r.config_set("repl-timeout", "2")
+                r.replicaof("127.0.0.1", server.port)
+                deadline = time.time() + 10
+                while r.execute_command("ROLE")[3] != b"handshake" and time.time() < deadline:
+                    time.sleep(0.05)
+                self.assertEqual(r.execute_command("ROLE")[3], b"handshake")
+                time.sleep(3.5)  # past repl-timeout: the newlines keep the replica waiting
+                self.assertEqual(r.execute_command("ROLE")[3], b"handshake")
+                self.assertNotIn("Timeout connecting to the MASTER", replica.log_tail())
+                sleeper = threading.Thread(target=lambda: redis.Redis(port=server.port).execute_command("DEBUG", "SLEEP", "4"))
+                sleeper.start()
+                deadline = time.time() + 10
+                while "Timeout connecting to the MASTER" not in replica.log_tail() and time.time() < deadline:
+                    time.sleep(0.1)
+                sleeper.join()
+                self.assertIn("Timeout connecting to the MASTER", replica.log_tail())
+                # A shorter delay set meanwhile applies to the sync that waits: the replica syncs.
+                p.set("k", "v")
+                p.config_set("repl-diskless-sync-delay", "0")
+                wait_synced(p, r)
+                self.assertEqual(r.get("k"), b"v")
+
+    def test_a_replica_loading_a_sync_reports_it_and_refuses_what_redis_refuses(self):
+        """Redis's "Diskless load swapdb (async_loading)" tests: while a replica loads a full sync
+        (slowed by the primary's rdb-key-save-delay) it says async_loading:1, serves its old data
+        set, and answers -LOADING to REPLICAOF and CONFIG SET appendonly; the primary lists the
+        syncing connection as a replica, so CLIENT KILL TYPE replica ends the sync (keg listed it
+        as normal: the kill found nothing) and the replica keeps its old data set."""
+        primary, p = self.start()
+        p.execute_command("DEBUG", "POPULATE", "2000", "master", "100")
+        p.config_set("rdb-key-save-delay", "2000")  # 2 ms a key: 4 s
+        replica, r = self.start()
+        r.execute_command("DEBUG", "POPULATE", "20", "replica", "10")
+        r.replicaof("127.0.0.1", primary.port)
+        deadline = time.time() + 10
+        while r.info("persistence")["async_loading"] != 1 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(r.info("persistence")["async_loading"], 1)
+        self.assertEqual(r.info("persistence")["loading"], 0)
+        self.assertEqual(r.dbsize(), 20)  # the old data set, served meanwhile
+        for cmd in (("REPLICAOF", "NO", "ONE"), ("CONFIG", "SET", "appendonly", "no"), ("SAVE",)):
+            with self.assertRaisesRegex(redis.exceptions.BusyLoadingError, "^Redis is loading the dataset in memory"):
+                r.execute_command(*cmd)  # (redis-py's class for -LOADING, the code stripped)
+        self.assertEqual([c["flags"] for c in p.client_list() if c["cmd"] == "psync"], ["S"])
+        p.config_set("repl-diskless-sync-delay", "5")  # the next sync waits: the replica is between
+        self.assertEqual(p.execute_command("CLIENT", "KILL", "TYPE", "replica"), 1)
+        deadline = time.time() + 10
+        while r.info("persistence")["async_loading"] != 0 and time.time() < deadline:
+            time.sleep(0.05)
+        self.assertEqual(r.info("persistence")["async_loading"], 0)
+        self.assertEqual(r.dbsize(), 20)
+        self.assertEqual(r.get("replica:3"), b"value:3\0\0\0")  # (padded to 10 bytes)
+        p.config_set("rdb-key-save-delay", "0")
+        p.config_set("repl-diskless-sync-delay", "0")
+        wait_synced(p, r)
+        self.assertEqual(r.dbsize(), 2000)
+        self.assertEqual(r.execute_command("DEBUG", "DIGEST"), p.execute_command("DEBUG", "DIGEST"))
+
     def test_the_primarys_stream_waits_out_a_busy_script_on_the_replica(self):
         """Redis's "Master stream is correctly processed while the replica has a script in -BUSY
         state": the stream's commands wait for the script to end, then run (keg answered them
