@@ -237,6 +237,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (!writing_ && out_.empty()) Shutdown();
   }
   void CloseNow() override { Shutdown(); }
+  bool OnItsThread() const override { return worker_->io.get_executor().running_in_this_thread(); }
   bool closed() const override { return closed_; }
   void Flush() override {
     if (closed_) return;
@@ -669,6 +670,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     asio::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_both, ec);
     socket_.close(ec);
+    if (session_) session_->OnClose();
     out_.Clear();
     if (registered_) {
       worker_->connections.erase(registration_);

@@ -57,6 +57,8 @@ class Link {
   virtual void CloseAfterReply() = 0;
   /// Closes now, dropping unsent replies (I/O thread).
   virtual void CloseNow() = 0;
+  /// Whether the calling thread is this connection's I/O thread. Any thread.
+  virtual bool OnItsThread() const = 0;
   /// Whether the connection closed (either end). I/O thread.
   virtual bool closed() const = 0;
   /// Starts sending what out() holds, outside the processing of a command (MONITOR lines posted
@@ -120,6 +122,9 @@ class Session {
   virtual bool busy() const = 0;
   /// Seconds of idle time after which the connection is closed (0: never). Read each second.
   virtual uint32_t idle_timeout_seconds() const = 0;
+  /// The socket is closed (the peer hung up, or this server closed it); called once, on the I/O
+  /// thread. The session may live on until the work it has in flight completes.
+  virtual void OnClose() {}
 };
 
 /// Creates the session of a new connection, or refuses it: returns null with `*refusal` set to the

@@ -320,6 +320,7 @@ void Client(Ctx& c) {
     }
     int64_t killed = 0;
     bool kill_me = false;
+    std::vector<std::shared_ptr<net::Link>> targets;
     const int64_t now_ms = store::NowMs();
     c.server().clients.ForEach([&](ClientSession& s) {
       if (!kill_type.empty() && s.client_type() != kill_type) return;
@@ -334,10 +335,19 @@ void Client(Ctx& c) {
         ++killed;
         return;
       }
-      ClientSession* target = &s;
-      target->link().Post([target] { target->link().CloseNow(); });
+      targets.push_back(s.link().Self());
       ++killed;
     });
+    // Closed before the reply, as Redis's freeClient: one on this I/O thread at once (its
+    // replica, say, sees the hang-up before the caller sees the reply), others on theirs.
+    for (std::shared_ptr<net::Link>& link : targets) {
+      if (link->OnItsThread()) {
+        link->CloseNow();
+      } else {
+        link->Post([link] { link->CloseNow(); });
+      }
+    }
+    targets.clear();  // (a session closed here may go now, outside clients.ForEach)
     if (kill_me) me.CloseAfterReply();
     if (old_form) {
       if (killed == 0) return c.Error("No such client");

@@ -357,19 +357,26 @@ bool ReplicaOf::link_up() const {
 
 void ReplicaOf::Heard() { heard_ms_.store(MonoMs(), std::memory_order_relaxed); }
 
-void ReplicaOf::LinkClosed(uint64_t gen) {
+void ReplicaOf::LinkDown(uint64_t gen) {
   {
     std::lock_guard lock(mu_);
-    --live_links_;
-    if (gen != gen_) {
-      cv_.notify_all();  // (Quiesce)
-      return;
-    }
+    // (A link of this generation that is open is this one: a new one opens only once this one's
+    // session is gone, Quiesce.)
+    if (gen != gen_ || !link_open_) return;
     link_open_ = false;
     state_ = "connect";
     down_since_ms_ = MonoMs();
   }
   cv_.notify_all();
+}
+
+void ReplicaOf::LinkClosed(uint64_t gen) {
+  LinkDown(gen);
+  {
+    std::lock_guard lock(mu_);
+    --live_links_;
+  }
+  cv_.notify_all();  // (Quiesce)
 }
 
 bool ReplicaOf::Current(uint64_t gen) const {

@@ -90,7 +90,11 @@ class ReplicaOf {
   uint64_t applied() const { return applied_.load(std::memory_order_acquire); }
   /// The primary sent something.
   void Heard();
-  /// The link of generation `gen` closed.
+  /// The link of generation `gen` hung up (its socket closed): down from now on (INFO, ROLE), and
+  /// its thread reconnects. I/O thread.
+  void LinkDown(uint64_t gen);
+  /// The link of generation `gen` is gone (its session, after its last batch completed): down, if
+  /// LinkDown did not say so first, and a new link may start its sync (Quiesce).
   void LinkClosed(uint64_t gen);
   /// Whether generation `gen` is still the one followed (a link of an older one must apply
   /// nothing more).

@@ -679,11 +679,18 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
   server_.counters.connections.fetch_add(1, std::memory_order_relaxed);
 }
 
-ClientSession::~ClientSession() {
+void ClientSession::OnClose() {
+  // Gone for CLIENT LIST / KILL, INFO clients and the rest at once, as Redis's freeClient; the
+  // session itself lives until its work in flight completes.
+  server_.clients.Remove(this);
   if (master_link_) {
     spdlog::info("replication: the link with the primary ({}) closed", link_->peer());
-    server_.replica_of.LinkClosed(master_gen_);
+    server_.replica_of.LinkDown(master_gen_);
   }
+}
+
+ClientSession::~ClientSession() {
+  if (master_link_) server_.replica_of.LinkClosed(master_gen_);
   if (replica_) {
     spdlog::info("replication: connection with replica {} lost", link_->peer());
     server_.repl.Remove(replica_.get());

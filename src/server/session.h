@@ -76,6 +76,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// A full sync (or a redis-cli --rdb snapshot) is being prepared for this connection: a replica
   /// for CLIENT LIST / KILL TYPE from now on, as Redis's SYNC flags it at once. I/O thread.
   void MarkSyncing() { repl_role_.store(kRoleReplica, std::memory_order_relaxed); }
+  /// net::Session: the connection leaves the client registry (CLIENT LIST, KILL) and a master
+  /// link's hang-up takes the link down (INFO master_link_status, ROLE) at once, not once its
+  /// last batch completed and the session goes. Never called under the registry's lock.
+  void OnClose() override;
   /// True once: the ack that starts the stream of a replica BecomeReplica(r, true) made.
   bool TakeStreamOnAck() { return std::exchange(stream_on_ack_, false); }
   Replica* replica() const { return replica_.get(); }

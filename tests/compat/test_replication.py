@@ -1511,6 +1511,29 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(r.dbsize(), 2000)
         self.assertEqual(r.execute_command("DEBUG", "DIGEST"), p.execute_command("DEBUG", "DIGEST"))
 
+    def test_client_kill_closes_the_connection_before_it_replies(self):
+        """Redis closes a killed client before it replies (freeClient): the next command of the
+        same pipeline no longer lists it, and a replica whose link a MULTI on the primary killed
+        already says `down` when the EXEC's reply arrives (Redis's "Diskless load swapdb
+        (async_loading)" reads it right then). keg closed it after replying: the replica was still
+        listed, and that test took the old link for the new one. With a keg and a redis-server
+        primary (the replica is keg)."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            p, r = self.primary_and_fresh_replica(kind)
+            pipe = p.pipeline(transaction=False)
+            pipe.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            pipe.execute_command("CLIENT", "LIST", "TYPE", "replica")
+            killed, listed = pipe.execute()
+            wait_synced(p, r)
+            tx = p.pipeline(transaction=True)
+            tx.execute_command("CLIENT", "KILL", "TYPE", "replica")
+            tx.set("k", "x" * 16384)
+            tx.execute()
+            seen[kind] = (killed, listed, r.info("replication")["master_link_status"])
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (1, b"", "down"))
+
     def test_the_primarys_stream_waits_out_a_busy_script_on_the_replica(self):
         """Redis's "Master stream is correctly processed while the replica has a script in -BUSY
         state": the stream's commands wait for the script to end, then run (keg answered them

@@ -204,6 +204,7 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   void WatchClose() override {}  // the harness closes explicitly (Close)
   void CloseAfterReply() override { close_after_reply_ = true; }
   void CloseNow() override { closed_ = true; }
+  bool OnItsThread() const override { return false; }  // (CLIENT KILL posts its close)
   void Flush() override {}  // Run() returns what out() holds
   void set_pubsub(bool) override {}  // no output limits in process
   void set_replica() override {}
