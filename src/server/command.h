@@ -51,7 +51,8 @@ enum CommandFlag : uint32_t {
   kMayReplicate = 1 << 14,  ///< writes nothing but goes to replicas (PUBLISH, SPUBLISH: Redis's
                             ///< may-replicate): a read-only script may not run it
   kNoAsyncLoading = 1 << 15,  ///< refused (-LOADING) while a replica loads a full sync (Redis's
-                              ///< no-async-loading: REPLICAOF, SAVE, ...)
+                              ///< no-async-loading: SYNC, SAVE, ...; not REPLICAOF, which keg
+                              ///< takes then: it interrupts the load, which changes nothing)
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 

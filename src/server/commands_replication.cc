@@ -921,8 +921,8 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
 void RegisterReplicationCommands(std::vector<Command>* t) {
   t->push_back({"replconf", -1, kAdmin | kNoScript | kAllowBusy, 0, 0, 0, Replconf, "@admin @slow @dangerous"});
   t->push_back({"role", 1, kNoScript | kFast, 0, 0, 0, Role, "@admin @fast @dangerous"});
-  t->push_back({"replicaof", 3, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
-  t->push_back({"slaveof", 3, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
+  t->push_back({"replicaof", 3, kAdmin | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
+  t->push_back({"slaveof", 3, kAdmin | kNoScript, 0, 0, 0, Replicaof, "@admin @slow @dangerous"});
   t->push_back({"sync", 1, kAdmin | kNoAsyncLoading | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"psync", -3, kAdmin | kNoAsyncLoading | kNoMulti | kNoScript, 0, 0, 0, SyncCommand, "@admin @slow @dangerous"});
   t->push_back({"wait", 3, kNoScript, 0, 0, 0, Wait, "@slow @connection"});

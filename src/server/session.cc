@@ -1327,8 +1327,9 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
       return Reject(*cmd, "-MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.");
     }
   }
-  // While a full sync loads, what would change the replication setup or save it is refused, as
-  // Redis's processCommand (an EXEC when a queued command is one).
+  // While a full sync loads, what Redis refuses then (no-async-loading: a replica's SYNC, SAVE...)
+  // is refused, as its processCommand does (an EXEC when a queued command is one). Not REPLICAOF:
+  // keg's load is interrupted by it and leaves the data set as it was.
   if ((server_.async_loading.load(std::memory_order_relaxed) || server_.loading.load(std::memory_order_relaxed)) &&
       ((cmd->flags & kNoAsyncLoading) != 0 || (in_multi_ && cmd->name == "exec" && QueuedCommandsHave(kNoAsyncLoading, false)))) {
     return Reject(*cmd, "-LOADING Redis is loading the dataset in memory");
