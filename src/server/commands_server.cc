@@ -184,8 +184,12 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   if (want("clients")) {
     begin("Clients");
     size_t max_input = 0;
-    st.clients.ForEach([&](ClientSession& c) { max_input = std::max(max_input, c.link().query_buffer_bytes()); });
-    Field(&s, "connected_clients", st.clients.size());
+    size_t connected = 0;  // as Redis's: every connection but its replicas' (the primary's counts)
+    st.clients.ForEach([&](ClientSession& c) {
+      max_input = std::max(max_input, c.link().query_buffer_bytes());
+      if (c.client_type() != "replica") ++connected;
+    });
+    Field(&s, "connected_clients", connected);
     Field(&s, "cluster_connections", 0);
     Field(&s, "maxclients", st.maxclients.load());
     Field(&s, "client_recent_max_input_buffer", max_input);

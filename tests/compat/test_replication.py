@@ -1535,6 +1535,17 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], (1, b"", "down"))
 
+    def test_connected_clients_leaves_out_replicas(self):
+        """INFO connected_clients counts every connection but the replicas', as Redis's (keg
+        counted its replica too: Redis's "Shutting down master waits for replica then aborted"
+        expects 3 with a replica and 3 clients); a replica counts its primary's link."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            p, r = self.primary_and_fresh_replica(kind)
+            seen[kind] = (p.info("clients")["connected_clients"], r.info("clients")["connected_clients"])
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (1, 2))
+
     def test_the_primarys_stream_waits_out_a_busy_script_on_the_replica(self):
         """Redis's "Master stream is correctly processed while the replica has a script in -BUSY
         state": the stream's commands wait for the script to end, then run (keg answered them
