@@ -339,6 +339,12 @@ void PauseState::TimerLoop() {
 
 namespace keg::server {
 
+size_t ServerState::ShutdownWaiters() {
+  std::lock_guard lock(shutdown_waiters_mu);
+  return static_cast<size_t>(std::count_if(shutdown_waiters.begin(), shutdown_waiters.end(),
+                                           [](const auto& w) { return !w.first.expired(); }));
+}
+
 void ServerState::AddShutdownWaiter(std::weak_ptr<net::Link> link, ClientSession* client) {
   std::lock_guard lock(shutdown_waiters_mu);
   shutdown_waiters.emplace_back(std::move(link), client);

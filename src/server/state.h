@@ -426,6 +426,9 @@ struct ServerState {
   /// ABORT answers them "Errors trying to SHUTDOWN. Check logs.", as Redis. Any thread.
   void AddShutdownWaiter(std::weak_ptr<net::Link> link, ClientSession* client);
   void FailShutdownWaiters();
+  /// Connections (still open) waiting in SHUTDOWN: INFO blocked_clients counts them, as Redis's
+  /// BLOCKED_SHUTDOWN. Any thread.
+  size_t ShutdownWaiters();
   std::mutex shutdown_waiters_mu;
   std::vector<std::pair<std::weak_ptr<net::Link>, ClientSession*>> shutdown_waiters;
 
