@@ -389,9 +389,10 @@ void ReplicaOf::SetState(uint64_t gen, const char* state) {
   if (gen == gen_) state_ = state;
 }
 
-bool ReplicaOf::Pause(uint64_t gen, int64_t ms) {
+bool ReplicaOf::Pause(uint64_t gen, int64_t ms, bool until_down) {
   std::unique_lock lock(mu_);
-  cv_.wait_for(lock, std::chrono::milliseconds(ms), [&] { return gen != gen_ || stop_; });
+  cv_.wait_for(lock, std::chrono::milliseconds(ms),
+               [&] { return gen != gen_ || stop_ || (until_down && !link_open_); });
   return gen == gen_ && !stop_;
 }
 
@@ -658,7 +659,7 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   // link is set up: after a diskless snapshot the primary starts the stream on it.
   bool first = true;
   for (;;) {
-    if (!Pause(gen, first ? 5 : 1000)) break;
+    if (!Pause(gen, first ? 5 : 1000, /*until_down=*/true)) break;  // (a hang-up: reconnect now)
     std::shared_ptr<net::Link> link;
     ClientSession* session = nullptr;
     {

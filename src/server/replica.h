@@ -117,8 +117,9 @@ class ReplicaOf {
   // Stops early, with an error, once `gen` is not the current generation.
   using Sink = std::function<bool(std::string_view)>;
   std::string Load(uint64_t gen, const std::function<bool(const Sink&)>& source, bool* received);
-  // Sleeps up to `ms`, waking when the generation changes; false if it did.
-  bool Pause(uint64_t gen, int64_t ms);
+  // Sleeps up to `ms`, waking when the generation changes (false if it did), and with
+  // `until_down` also when the link goes down (LinkDown).
+  bool Pause(uint64_t gen, int64_t ms, bool until_down = false);
   void ApplyMode(bool replica);
 
   ServerState& server_;
