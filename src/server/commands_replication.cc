@@ -865,7 +865,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
   out->clear();
   // 1 MiB pieces; 16 KiB (Redis's buffer) while rdb-key-save-delay slows the build, so that a
   // replica hears of it key by key.
-  const size_t kPiece = s.rdb_key_save_delay.load(std::memory_order_relaxed) != 0 ? size_t{16} << 10 : size_t{1} << 20;
+  const size_t piece_bytes = s.rdb_key_save_delay.load(std::memory_order_relaxed) != 0 ? size_t{16} << 10 : size_t{1} << 20;
   uint64_t crc = 0;     // of the pieces drained
   uint64_t total = 0;   // their bytes
   bool stopped = false;
@@ -895,7 +895,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
     if (item.value.type == kTypeString) {
       rdb::FileStringKey(out, item.key, item.value.value, item.value.expire_at_ms);
       ++keys;
-      return !drain || out->size() < kPiece || give();
+      return !drain || out->size() < piece_bytes || give();
     }
     if (!PayloadOf(item, &payload) || payload.size() < 11) {
       bad = store::Status::Corruption("the value of key '" + std::string(item.key) + "' does not decode");
@@ -903,7 +903,7 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
     }
     (void)rdb::FileKey(out, item.key, payload, item.value.expire_at_ms);  // long enough: checked above
     ++keys;
-    return !drain || out->size() < kPiece || give();
+    return !drain || out->size() < piece_bytes || give();
   });
   if (st.ok()) st = bad;
   if (st.ok() && stopped) st = store::Status::Aborted();
