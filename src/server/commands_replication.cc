@@ -863,6 +863,11 @@ void Wait(Ctx& c) {
 store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment,
                                const std::function<bool(std::string* out)>& drain) {
   out->clear();
+  struct Building {  // INFO rdb_bgsave_in_progress while this runs
+    std::atomic<int>& n;
+    explicit Building(std::atomic<int>& count) : n(count) { n.fetch_add(1, std::memory_order_relaxed); }
+    ~Building() { n.fetch_sub(1, std::memory_order_relaxed); }
+  } building(s.snapshots_building);
   // 1 MiB pieces; 16 KiB (Redis's buffer) while rdb-key-save-delay slows the build, so that a
   // replica hears of it key by key.
   const size_t piece_bytes = s.rdb_key_save_delay.load(std::memory_order_relaxed) != 0 ? size_t{16} << 10 : size_t{1} << 20;
@@ -887,7 +892,13 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
   store::Status bad;
   uint64_t keys = 0;
   store::Status st = s.store->VisitSnapshot(at_moment, [&](const store::SnapshotItem& item) {
-    DebugDelay(s.rdb_key_save_delay.load(std::memory_order_relaxed));
+    if (const int64_t delay = s.rdb_key_save_delay.load(std::memory_order_relaxed); delay != 0) {
+      DebugDelay(delay);
+      if (!s.ready.load(std::memory_order_acquire)) {  // shutting down: not 1 s a key more
+        stopped = true;
+        return false;
+      }
+    }
     if (item.db != db) {
       db = item.db;
       rdb::FileSelectDb(out, db);

@@ -266,7 +266,8 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   if (want("persistence")) {
     begin("Persistence");
     // keg never forks: the fork and copy-on-write fields are Redis's idle values. SAVE / BGSAVE are
-    // fsyncs (rdb_saves counts them); compaction is keg's AOF rewrite.
+    // fsyncs (rdb_saves counts them); compaction is keg's AOF rewrite; a full sync's snapshot being
+    // built is its BGSAVE in progress.
     // A replica loading a full sync: into staging databases while serving the old data set (Redis's
     // async loading), or in place (past 128 databases, docs/format.md).
     Field(&s, "loading", st.loading.load() ? 1 : 0);
@@ -276,7 +277,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       Field(&s, f, 0);
     }
     Field(&s, "rdb_changes_since_last_save", st.counters.changes_since_save.load());
-    Field(&s, "rdb_bgsave_in_progress", 0);
+    Field(&s, "rdb_bgsave_in_progress", st.snapshots_building.load(std::memory_order_relaxed) > 0 ? 1 : 0);
     Field(&s, "rdb_last_save_time", st.last_save_s.load());
     Field(&s, "rdb_last_bgsave_status", std::string("ok"));
     Field(&s, "rdb_last_bgsave_time_sec", -1);

@@ -365,6 +365,9 @@ struct ServerState {
   // (INFO async_loading), or in place (INFO loading).
   std::atomic<bool> async_loading{false};
   std::atomic<bool> loading{false};
+  // Snapshots being built (a full sync's, redis-cli --rdb's): INFO rdb_bgsave_in_progress, keg's
+  // counterpart of Redis's RDB child.
+  std::atomic<int> snapshots_building{0};
 
   Counters counters;
   ErrorStats errors;

@@ -1559,6 +1559,37 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(seen["keg"], seen["redis"])
         self.assertEqual(seen["keg"], (1, 2))
 
+    def test_a_snapshot_being_built_shows_as_a_bgsave_in_progress(self):
+        """Redis's "Don't disconnect with replicas before loading transferred RDB when full sync"
+        waits for rdb_bgsave_in_progress:1 and the replica in wait_bgsave on a primary slowed by
+        rdb-key-save-delay: keg's full sync builds a snapshot where Redis forks its RDB child, and
+        said 0. Then the primary shuts down at once (keg's snapshot went on sleeping a second a
+        key). Keg and redis-server primaries; the replica is keg."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = (kegtest.keg if kind == "keg" else kegtest.redis)("--repl-diskless-sync", "no")
+            self.servers.append(server)
+            p = redis.Redis(port=server.port)
+            for i in range(10):
+                p.set(f"k{i}", i)
+            p.config_set("rdb-key-save-delay", "1000000")  # 1 s a key
+            _, r = self.start("--replicaof", "127.0.0.1", str(server.port))
+            deadline = time.time() + 5
+            while (p.info("persistence")["rdb_bgsave_in_progress"] != 1 or "slave0" not in p.info("replication")) \
+                    and time.time() < deadline:
+                time.sleep(0.05)
+            bgsave = p.info("persistence")["rdb_bgsave_in_progress"]
+            state = p.info("replication").get("slave0", {}).get("state")
+            t0 = time.time()
+            try:
+                p.shutdown(nosave=True)
+            except redis.ConnectionError:
+                pass
+            server.proc.wait(timeout=30)
+            seen[kind] = (bgsave, state, time.time() - t0 < 3)
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (1, "wait_bgsave", True))
+
     def test_the_primarys_stream_waits_out_a_busy_script_on_the_replica(self):
         """Redis's "Master stream is correctly processed while the replica has a script in -BUSY
         state": the stream's commands wait for the script to end, then run (keg answered them
