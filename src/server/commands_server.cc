@@ -645,8 +645,7 @@ void ConfigCmd(Ctx& c) {
       std::vector<std::string_view> values;
       const std::string name = ToLower(c.arg(i));
       // Redis's deny-loading directives: not while a replica loads a full sync.
-      if ((name == "appendonly" || name == "repl-diskless-load" || name == "dir") &&
-          (st.async_loading.load(std::memory_order_relaxed) || st.loading.load(std::memory_order_relaxed))) {
+      if ((name == "appendonly" || name == "repl-diskless-load" || name == "dir") && st.LoadingSync()) {
         return c.out().Error("-LOADING Redis is loading the dataset in memory");
       }
       if (name == "client-output-buffer-limit" || name == "bind") {

@@ -1330,8 +1330,9 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   // While a full sync loads, what Redis refuses then (no-async-loading: a replica's SYNC, SAVE...)
   // is refused, as its processCommand does (an EXEC when a queued command is one). Not REPLICAOF:
   // keg's load is interrupted by it and leaves the data set as it was.
-  if ((server_.async_loading.load(std::memory_order_relaxed) || server_.loading.load(std::memory_order_relaxed)) &&
-      ((cmd->flags & kNoAsyncLoading) != 0 || (in_multi_ && cmd->name == "exec" && QueuedCommandsHave(kNoAsyncLoading, false)))) {
+  // (The command's own flags first: the common command pays one test.)
+  if (((cmd->flags & kNoAsyncLoading) != 0 || (in_multi_ && cmd->name == "exec")) && server_.LoadingSync() &&
+      ((cmd->flags & kNoAsyncLoading) != 0 || QueuedCommandsHave(kNoAsyncLoading, false))) {
     return Reject(*cmd, "-LOADING Redis is loading the dataset in memory");
   }
   // A script past busy-reply-threshold holds the writer: only the commands Redis allows then run

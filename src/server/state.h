@@ -365,6 +365,10 @@ struct ServerState {
   // (INFO async_loading), or in place (INFO loading).
   std::atomic<bool> async_loading{false};
   std::atomic<bool> loading{false};
+  /// Whether a full sync is being loaded (either way): Redis's -LOADING refusals apply. Any thread.
+  bool LoadingSync() const {
+    return async_loading.load(std::memory_order_relaxed) || loading.load(std::memory_order_relaxed);
+  }
   // Snapshots being built (a full sync's, redis-cli --rdb's): INFO rdb_bgsave_in_progress, keg's
   // counterpart of Redis's RDB child.
   std::atomic<int> snapshots_building{0};

@@ -1487,6 +1487,10 @@ class KegReplicaTest(unittest.TestCase):
         p.config_set("rdb-key-save-delay", "2000")  # 2 ms a key: 4 s
         replica, r = self.start()
         r.execute_command("DEBUG", "POPULATE", "20", "replica", "10")
+        queued = redis.Redis(port=replica.port, single_connection_client=True)
+        queued.execute_command("MULTI")
+        queued.execute_command("SET", "queued", "1")
+        queued.execute_command("BGSAVE")
         r.replicaof("127.0.0.1", primary.port)
         deadline = time.time() + 10
         while r.info("persistence")["async_loading"] != 1 and time.time() < deadline:
@@ -1494,9 +1498,13 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(r.info("persistence")["async_loading"], 1)
         self.assertEqual(r.info("persistence")["loading"], 0)
         self.assertEqual(r.dbsize(), 20)  # the old data set, served meanwhile
-        for cmd in (("CONFIG", "SET", "appendonly", "no"), ("SAVE",)):
+        for cmd in (("CONFIG", "SET", "appendonly", "no"), ("CONFIG", "SET", "dir", "/tmp"), ("SAVE",)):
             with self.assertRaisesRegex(redis.exceptions.BusyLoadingError, "^Redis is loading the dataset in memory"):
                 r.execute_command(*cmd)  # (redis-py's class for -LOADING, the code stripped)
+        # One queued before the load began: its EXEC is refused and the transaction discarded.
+        with self.assertRaisesRegex(redis.exceptions.ExecAbortError, "^Transaction discarded because of: LOADING"):
+            queued.execute_command("EXEC")
+        self.assertIsNone(r.get("queued"))
         self.assertEqual([c["flags"] for c in p.client_list() if c["cmd"] == "psync"], ["S"])
         p.config_set("repl-diskless-sync-delay", "5")  # the next sync waits: the replica is between
         self.assertEqual(p.execute_command("CLIENT", "KILL", "TYPE", "replica"), 1)
