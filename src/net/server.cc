@@ -730,9 +730,10 @@ class ServerImpl {
     for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
   }
 
-  bool Start(std::string* error) {
+  bool Listen(std::string* error) {
+    if (listening_) return true;
     asio::io_context& io = workers_[0]->io;
-    if (!Listen(io, options_.bind, options_.port, options_.backlog, &acceptors_, &bound_port_, error)) {
+    if (!keg::net::Listen(io, options_.bind, options_.port, options_.backlog, &acceptors_, &bound_port_, error)) {
       return false;
     }
     if (!options_.unixsocket.empty()) {
@@ -741,6 +742,12 @@ class ServerImpl {
       }
       unix_bound_ = true;
     }
+    listening_ = true;
+    return true;
+  }
+
+  bool Start(std::string* error) {
+    if (!Listen(error)) return false;
     for (auto& acceptor : acceptors_) Accept(acceptor.get());
     if (unix_acceptor_) Accept(unix_acceptor_.get());
     for (size_t i = 0; i < workers_.size(); ++i) {
@@ -929,6 +936,7 @@ class ServerImpl {
   std::vector<std::unique_ptr<asio::ip::tcp::acceptor>> acceptors_;
   std::unique_ptr<asio::local::stream_protocol::acceptor> unix_acceptor_;  // unixsocket's, if set
   bool unix_bound_ = false;  // the socket file is ours: Stop removes it (main thread)
+  bool listening_ = false;  // Listen succeeded (main thread)
   std::atomic<size_t> next_worker_{0};  // round robin: the acceptor's thread and Adopt's callers
   int64_t last_accept_warning_ms_ = 0;  // the acceptor's thread
   uint16_t bound_port_ = 0;
@@ -937,6 +945,7 @@ class ServerImpl {
 Server::Server(ServerOptions options, SessionFactory factory, Limits* limits)
     : impl_(std::make_unique<ServerImpl>(std::move(options), std::move(factory), limits)) {}
 Server::~Server() { Stop(); }
+bool Server::Listen(std::string* error) { return impl_->Listen(error); }
 bool Server::Start(std::string* error) { return impl_->Start(error); }
 void Server::StopAccepting() { impl_->StopAccepting(); }
 void Server::Stop() { impl_->Stop(); }

@@ -84,7 +84,11 @@ class Server {
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
 
-  /// Binds every address and starts the I/O threads. Returns false (with *error) when a bind fails.
+  /// Binds every address (port() is then known); nothing is accepted yet: a client's connection
+  /// waits in the listen backlog until Start. Returns false (with *error) when a bind fails.
+  bool Listen(std::string* error);
+  /// Listens (if Listen was not called) and starts accepting and the I/O threads. Returns false
+  /// (with *error) when a bind fails.
   bool Start(std::string* error);
   /// Stops accepting new connections; existing ones keep running.
   void StopAccepting();

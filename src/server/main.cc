@@ -286,6 +286,9 @@ int main(int argc, char** argv) {
     spdlog::shutdown();
     return 1;
   }
+  // A replica (the replicaof directive) drops no expired key of its own: it waits for its
+  // primary's DEL (ReplicaOf::ApplyMode keeps it so once it follows, below).
+  if (!cfg.replicaof.empty()) state.store->SetExpiryPaused(true);
   {
     std::lock_guard lock(state.config_mu);
     state.ApplyNotifyConfigLocked();
@@ -381,8 +384,28 @@ int main(int argc, char** argv) {
   };
   signals.async_wait(on_signal);
   std::thread signal_thread([&] { main_io.run(); });
-  if (!server.Start(&error)) {
+  // Bound first, accepting last: what a client may read from its first command on (INFO's
+  // tcp_port, the role the replicaof directive sets) is in place before one is accepted.
+  const bool listening = server.Listen(&error);
+  if (listening) state.port = server.port();
+  // The replicaof directive: a replica before any client is served, as Redis (which sets it while
+  // it loads its config), so no client finds a writable primary and no key expires here meanwhile.
+  // The link waits until the server is ready (ReplicaOf::Run).
+  std::string replicaof;
+  {
+    std::lock_guard lock(state.config_mu);
+    replicaof = state.config.replicaof;
+  }
+  if (const size_t space = replicaof.find(' '); listening && space != std::string::npos) {
+    (void)state.replica_of.Follow(replicaof.substr(0, space), std::stoll(replicaof.substr(space + 1)));
+  }
+  // Ready before the first client is accepted: what waits for it (the replica link, a full
+  // sync's sender, which take "not ready" for "shutting down") never sees a served client first.
+  state.ready.store(listening, std::memory_order_release);
+  if (!listening || !server.Start(&error)) {
     spdlog::critical("{}", error);
+    state.ready.store(false, std::memory_order_release);
+    state.replica_of.Stop();
     if (error.rfind("Failed opening Unix socket", 0) != 0) {
       spdlog::warn("Failed listening on port {} (TCP), aborting.", cfg.port);  // (Redis's words: its tests match them)
     }
@@ -392,8 +415,6 @@ int main(int argc, char** argv) {
     spdlog::shutdown();
     return 1;
   }
-  state.port = server.port();
-  state.ready.store(true, std::memory_order_release);
   state.sampler.Start([&state, &server] {
     // Every 100 ms, as Redis's serverCron: the tracking table back under tracking-table-max-keys.
     if (!state.cron_paused.load(std::memory_order_relaxed)) {  // DEBUG PAUSE-CRON
@@ -405,14 +426,6 @@ int main(int argc, char** argv) {
   });
   spdlog::info("Ready to accept connections on port {}", state.port);
   if (!cfg.unixsocket.empty()) spdlog::info("The server is now ready to accept connections at {}", cfg.unixsocket);
-  std::string replicaof;
-  {
-    std::lock_guard lock(state.config_mu);
-    replicaof = state.config.replicaof;
-  }
-  if (const size_t space = replicaof.find(' '); space != std::string::npos) {  // the replicaof directive
-    (void)state.replica_of.Follow(replicaof.substr(0, space), std::stoll(replicaof.substr(space + 1)));
-  }
 
   // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN; then for the
   // replicas to catch up (shutdown-timeout), unless it is aborted.

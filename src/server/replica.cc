@@ -444,6 +444,10 @@ bool ReplicaOf::Quiesce(uint64_t gen) {
 
 void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port, bool failover) {
   pthread_setname_np(pthread_self(), "keg-replica");
+  // Followed from the replicaof directive before the server accepts: it connects once serving.
+  while (!server_.ready.load(std::memory_order_acquire)) {
+    if (!Pause(gen, 10)) return;
+  }
   while (Current(gen)) {
     // PSYNC ... FAILOVER only while the failover that started this link is in progress (as
     // Redis): once answered, a reconnect to the new primary is a plain PSYNC (which it accepts;

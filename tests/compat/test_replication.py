@@ -544,6 +544,50 @@ class KegReplicaTest(unittest.TestCase):
         c1.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
         self.assertEqual(len(c1.client_list(_type="master")), 1)
 
+    @kegtest.slow(12)
+    def test_a_server_started_as_a_replica_is_one_for_its_first_client(self):
+        """A server started with the replicaof directive is a replica from its first connection
+        on (Redis sets it while loading its config): role slave, -READONLY for a write. keg
+        opened its port and only then took the directive, and a client quick enough (CI's was)
+        found a writable primary with no master_link_status. A client here connects in a tight
+        loop while the server starts, 80 times, beside four busy processes that widen the window
+        as CI's load did (the old binary failed 6 of 7 runs, within 62 starts). A sanitizer
+        build, slow enough to widen it alone, starts 20 times without them."""
+        binary = os.environ.get("KEG_SERVER", "keg-server")
+        sanitized = bool(os.environ.get("KEG_SANITIZE"))
+        hogs = [] if sanitized else [subprocess.Popen(["sh", "-c", "while :; do :; done"]) for _ in range(4)]
+        self.addCleanup(lambda: [h.kill() or h.wait() for h in hogs])
+        for attempt in range(20 if sanitized else 80):
+            port = kegtest.free_port()
+            d = tempfile.mkdtemp(prefix="keg_first_client_")
+            proc = subprocess.Popen([binary, "--port", str(port), "--dir", os.path.join(d, "data"),
+                                     "--replicaof", "127.0.0.1", "1"],  # nothing listens on port 1
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=d)
+            try:
+                deadline = time.monotonic() + 30
+                while True:
+                    self.assertLess(time.monotonic(), deadline, "the server never opened its port")
+                    try:
+                        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+                        break
+                    except OSError:
+                        pass
+                with s:
+                    s.sendall(resp("INFO", "replication") + resp("SET", "k", "v"))
+                    got = b""
+                    while b"-READONLY" not in got and b"+OK" not in got:
+                        chunk = s.recv(65536)
+                        if not chunk:
+                            break
+                        got += chunk
+                self.assertIn(b"role:slave", got, f"start {attempt}")
+                self.assertIn(b"master_link_status:down", got, f"start {attempt}")
+                self.assertIn(b"-READONLY You can't write against a read only replica.", got, f"start {attempt}")
+            finally:
+                proc.kill()
+                proc.wait()
+                shutil.rmtree(d, ignore_errors=True)
+
     def test_the_stream_reaches_replicas_while_the_primary_is_saturated(self):
         # The primary sends the stream to a replica once its event loop has run the handlers ready
         # (Redis's beforeSleep), so one send carries every write of that batch; a loop that always
