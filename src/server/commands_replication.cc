@@ -563,7 +563,10 @@ void SyncCommand(Ctx& c) {
   ReplicationFeed& feed = server->repl;
   if (psync) {
     int64_t offset = 0;
-    if (!resp::ParseInt64(c.arg(2), &offset)) return c.Error(err::kNotInteger);
+    if (!resp::ParseInt64(c.arg(2), &offset)) {
+      spdlog::warn("Replica {} asks for synchronization but with a wrong offset", client->peer());
+      return c.Error(err::kNotInteger);
+    }
     // PSYNC names the first byte it lacks; the stream's offsets count the bytes before it.
     std::shared_ptr<Replica> r;
     if (!rdb_only && offset >= 1) {

@@ -284,7 +284,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "rdb_current_bgsave_time_sec", -1);
     Field(&s, "rdb_saves", st.saves.load());
     Field(&s, "rdb_last_cow_size", 0);
-    Field(&s, "rdb_last_load_keys_expired", 0);
+    Field(&s, "rdb_last_load_keys_expired", st.load_keys_expired.load(std::memory_order_relaxed));
     Field(&s, "rdb_last_load_keys_loaded", stats.recovery_records);
     Field(&s, "aof_enabled", 1);
     Field(&s, "aof_rewrite_in_progress", st.compaction_running.load() ? 1 : 0);
@@ -673,6 +673,10 @@ void ConfigCmd(Ctx& c) {
     st.counters.keyspace_misses = 0;
     st.counters.error_replies = 0;
     st.counters.connections = 0;
+    st.unexpected_error_replies = 0;
+    st.repl.sync_full = 0;  // (Redis's resetServerStats resets these three too)
+    st.repl.sync_partial_ok = 0;
+    st.repl.sync_partial_err = 0;
     st.errors.Reset();
     for (const Command& cmd : AllCommands()) {
       cmd.stats->Reset();
@@ -1356,8 +1360,19 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"bgrewriteaof", 1, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
   t->push_back({"compact", -1, kAdmin | kNoScript, 0, 0, 0, Compact, "@admin @slow"});
   t->push_back({"shutdown", -1, kAdmin | kNoMulti | kNoScript | kAllowBusy, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
-  t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous"});
-  t->push_back({"latency", -2, kAdmin | kNoScript, 0, 0, 0, Latency, "@admin @slow @dangerous"});
+  t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous",
+                {{"get", -2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"len", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"reset", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"help", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
+  t->push_back({"latency", -2, kAdmin | kNoScript, 0, 0, 0, Latency, "@admin @slow @dangerous",
+                {{"doctor", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"graph", 3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"help", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                 {"histogram", -2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"history", 3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"latest", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"reset", -2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"}}});
 }
 
 namespace {

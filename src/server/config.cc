@@ -166,6 +166,38 @@ const std::vector<Directive>& Table() {
                    return std::string();
                  },
                  [](const Config& c) { return c.save; }});
+    // SHUTDOWN's flags for a signal (Redis 7.0's multi-argument enum): CONFIG SET's one argument
+    // or a config line's words; "default" alone, or dropped beside others; SAVE with NOSAVE refused.
+    for (auto [name, field] : {std::pair{"shutdown-on-sigterm", &Config::shutdown_on_sigterm},
+                               std::pair{"shutdown-on-sigint", &Config::shutdown_on_sigint}}) {
+      t.push_back({name, true,
+                   [field](Config& c, const std::vector<std::string_view>& a) {
+                     static constexpr std::string_view kFlags[] = {"save", "nosave", "now", "force"};
+                     bool on[4] = {};
+                     bool any = false;
+                     for (std::string_view v : a) {
+                       for (const std::string& w : SplitWords(v)) {
+                         const std::string word = Lower(w);
+                         any = true;
+                         if (word == "default") continue;
+                         const auto* it = std::find(std::begin(kFlags), std::end(kFlags), word);
+                         if (it == std::end(kFlags)) {
+                           return std::string("argument(s) must be one of the following: default, save, nosave, now, force");
+                         }
+                         on[it - std::begin(kFlags)] = true;
+                       }
+                     }
+                     if (!any) return std::string("argument(s) must be one of the following: default, save, nosave, now, force");
+                     if (on[0] && on[1]) return std::string("shutdown options SAVE and NOSAVE can't be used simultaneously");
+                     std::string flags;
+                     for (size_t i = 0; i < 4; ++i) {
+                       if (on[i]) flags += (flags.empty() ? "" : " ") + std::string(kFlags[i]);
+                     }
+                     c.*field = flags.empty() ? "default" : flags;
+                     return std::string();
+                   },
+                   [field](const Config& c) { return c.*field; }});
+    }
     t.push_back(Int("metrics-port", &Config::metrics_port, 0, 65535, false));
     t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
     t.push_back(Int("databases", &Config::databases, 1, 256, false));

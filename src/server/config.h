@@ -96,6 +96,12 @@ struct Config {
   std::string logfile;  // empty: standard output
   // Storage (keg::store::Options; fixed once the store is open).
   std::string dir = "./data";
+  /// shutdown-on-sigterm / shutdown-on-sigint: Redis's flags, in its order ("default", or some of
+  /// "save nosave now force"). keg heeds `now` (no wait for lagging replicas); save, nosave and
+  /// force change nothing here (the log is durable already; nothing in keg's exit can fail as an
+  /// RDB save can).
+  std::string shutdown_on_sigterm = "default";
+  std::string shutdown_on_sigint = "default";
   std::string save;  // Redis's RDB save points, as set (keg writes no RDB: its log holds every write)
   int64_t databases = 16;  // 1-256 (a record's db byte)
   store::FsyncPolicy appendfsync = store::FsyncPolicy::kEverySec;

@@ -280,15 +280,15 @@ int main(int argc, char** argv) {
   const auto t0 = std::chrono::steady_clock::now();
   state.startup_memory = keg::server::UsedMemory();
   std::filesystem::create_directories(cfg.dir, ec);
-  keg::store::Status s = keg::store::Store::Open(state.StoreOptions(), &state.store);
+  keg::store::Options store_options = state.StoreOptions();
+  // Keys found expired: dropped below by a primary (their DELs to its backlog) or kept by a replica.
+  store_options.keep_expired_at_open = true;
+  keg::store::Status s = keg::store::Store::Open(store_options, &state.store);
   if (!s.ok()) {
     spdlog::critical("cannot open the data directory {}: {}", cfg.dir, s.ToString());
     spdlog::shutdown();
     return 1;
   }
-  // A replica (the replicaof directive) drops no expired key of its own: it waits for its
-  // primary's DEL (ReplicaOf::ApplyMode keeps it so once it follows, below).
-  if (!cfg.replicaof.empty()) state.store->SetExpiryPaused(true);
   {
     std::lock_guard lock(state.config_mu);
     state.ApplyNotifyConfigLocked();
@@ -328,6 +328,16 @@ int main(int argc, char** argv) {
       spdlog::info("replication: the data set is at offset {} of history {} (saved at the last shutdown){}",
                    history.offset, history.replid, replica ? "" : "; a primary now, that history valid up to it");
     }
+  }
+  if (cfg.replicaof.empty()) {
+    // What expired while the server was down goes before it serves, as Redis's primary skips
+    // expired keys while it loads its RDB (INFO rdb_last_load_keys_expired); with a replication
+    // history restored their DELs go to the backlog, so the replicas that resume from it drop
+    // them too. (A replica keeps them for its primary's DELs.)
+    const uint64_t expired = state.store->ExpireAllDue();
+    state.load_keys_expired.store(expired, std::memory_order_relaxed);
+    if (expired > 0) spdlog::info("Done loading: {} keys expired while the server was down were dropped", expired);
+    state.store->SetExpiryPaused(false);  // (opened paused: StoreOptions)
   }
   const keg::store::Stats stats = state.store->GetStats();
   spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
@@ -377,9 +387,16 @@ int main(int argc, char** argv) {
   std::function<void(const asio::error_code&, int)> on_signal = [&](const asio::error_code& e, int sig) {
     if (e) return;
     const bool again = shutdown.requested();
+    // shutdown-on-sigterm / -sigint `now`: without waiting for the replicas either.
+    std::string flags;
+    {
+      std::lock_guard lock(state.config_mu);
+      flags = sig == SIGINT ? state.config.shutdown_on_sigint : state.config.shutdown_on_sigterm;
+    }
+    const bool now = again || flags.find("now") != std::string::npos;
     spdlog::warn("Received {} scheduling shutdown{}", sig == SIGINT ? "SIGINT" : "SIGTERM",
-                 again ? " (again: without waiting for the replicas)" : "...");
-    shutdown.Request(again);
+                 again ? " (again: without waiting for the replicas)" : now ? " (now: without waiting for the replicas)" : "...");
+    shutdown.Request(now);
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);

@@ -274,6 +274,14 @@ void ReplicationFeed::TrimLocked() {
   while (blocks_.size() > 1 && blocks_.front()->start + blocks_.front()->size <= needed) blocks_.pop_front();
 }
 
+uint64_t ReplicationFeed::FirstLocked(uint64_t end) const {
+  if (blocks_.empty()) return end;
+  // The blocks hold whole 64 KiB pieces (and what lagging replicas still need); the backlog is
+  // the last repl-backlog-size bytes of them, to the byte.
+  const uint64_t size = backlog_size();
+  return std::max(blocks_.front()->start, end > size ? end - size : 0);
+}
+
 void ReplicationFeed::WakeLocked() {
   for (const auto& r : replicas_) {
     if (!r->streaming || r->posted) continue;
@@ -449,7 +457,7 @@ std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, u
   if (!active()) return nullptr;
   Guard lock(*this);
   const uint64_t end = end_.load(std::memory_order_relaxed);
-  const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
+  const uint64_t first = FirstLocked(end);
   // This history, or the one before a promotion up to where it ended (PSYNC's offsets count from
   // 1: second_offset_ is the first one the old history does not have).
   const bool ours = replid == replid_ ||
@@ -538,7 +546,7 @@ std::vector<Replica> ReplicationFeed::Replicas() const {
 std::pair<uint64_t, uint64_t> ReplicationFeed::BacklogRange() const {
   Guard lock(*this);
   const uint64_t end = end_.load(std::memory_order_relaxed);
-  const uint64_t first = blocks_.empty() ? end : blocks_.front()->start;
+  const uint64_t first = FirstLocked(end);
   return {first + 1, end - first};
 }
 
@@ -596,16 +604,19 @@ void ReplicationFeed::TimerLoop() {
         ++it;
       }
     }
+    // On the ticks of repl-ping-replica-period since the start, as Redis's cron (not the moment a
+    // replica attaches after a quiet spell: a replica that comes and goes between two ticks moves
+    // no offset).
     const int64_t period = ping_period_s_.load(std::memory_order_relaxed);
-    const bool ping = !replicas_.empty() && period > 0 && !forwarding() && !pings_paused_.load(std::memory_order_relaxed) &&
-                      Clock::now() - last_ping >= std::chrono::seconds(period);
+    const bool tick = period > 0 && Clock::now() - last_ping >= std::chrono::seconds(period);
+    if (tick) last_ping = Clock::now();
+    const bool ping = tick && !replicas_.empty() && !forwarding() && !pings_paused_.load(std::memory_order_relaxed);
     std::vector<std::shared_ptr<net::Link>> release;  // (as Guard: links let go with mu_ free)
     release.swap(keep_);
     lock.unlock();
     release.clear();
     for (auto& fn : fire) fn();
     if (ping) {
-      last_ping = Clock::now();
       static const std::string kPing = "*1\r\n$4\r\nPING\r\n";
       Append(kNoDb, kPing);
     }

@@ -289,6 +289,9 @@ class ReplicationFeed {
   void WriteLocked(const std::vector<PropagatedCommand>& cmds, const std::vector<std::pair<size_t, size_t>>& groups,
                    bool wrap_all);
   void TrimLocked();
+  // The first offset of the backlog (PSYNC can continue from it): at most repl-backlog-size
+  // bytes before `end`. Under mu_.
+  uint64_t FirstLocked(uint64_t end) const;
   void WakeLocked();
   void Send(const std::shared_ptr<Replica>& r);
   // Disconnects the replicas waiting for their snapshot that passed the limits (set_limits).

@@ -854,10 +854,10 @@ void ClientSession::OnErrorReply(std::string_view text) {
     const char* from = master_link_ ? "replica" : "master";
     const char* to = master_link_ ? "master" : "replica";
     const std::string_view command = error_target_ != nullptr ? error_target_->name : "<unknown>";
-    // As the reply spells it ("-CODE message", or "message" that gets "ERR "), without the dash.
-    const std::string said = !text.empty() && text[0] == '-' ? std::string(text.substr(1)) : "ERR " + std::string(text);
+    // The error as the command gave it, as Redis's afterErrorReply logs it ("-CODE message" with
+    // its dash, a plain "message" without the "ERR " the reply adds).
     spdlog::warn("== CRITICAL == This {} is sending an error to its {}: '{}' after processing the command '{}'", from,
-                 to, std::string_view(said).substr(0, 4096), command);
+                 to, text.substr(0, 4096), command);
     server_.unexpected_error_replies.fetch_add(1, std::memory_order_relaxed);
     if (master_link_ && server_.replica_read_only.load(std::memory_order_relaxed) &&
         server_.panic_on_propagation_error.load(std::memory_order_relaxed)) {
@@ -1256,6 +1256,10 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
     link_->CloseNow();
     return net::Outcome::kDone;
   }
+  // A replica's connection (from its SYNC / PSYNC on) carries the stream one way and REPLCONF
+  // ACKs the other: a command that would be answered ends it, as Redis's (a reply would corrupt
+  // the replica's stream).
+  if (replica_ != nullptr && !EqualsIgnoreCase(args[0], "replconf")) return EndRogueReplica(args);
   const Command* cmd = FindCommand(args[0]);
   if (cmd == nullptr) {
     if (in_multi_) multi_error_ = true;
@@ -1547,6 +1551,26 @@ bool ClientSession::QueuedCommandsHave(uint32_t flag, bool every) const {
     if (has != every) return has;  // some has it (any), or one lacks it (every)
   }
   return every;
+}
+
+net::Outcome ClientSession::EndRogueReplica(std::span<const std::string_view> args) {
+  ++commands_;
+  const Command* cmd = FindCommand(args[0]);
+  const Command* sub = (cmd != nullptr && !cmd->subcommands.empty() && args.size() >= 2) ? FindSubcommand(*cmd, args[1]) : nullptr;
+  const std::string name = cmd == nullptr ? "<unknown>" : std::string(cmd->name) + (sub != nullptr ? "|" + std::string(sub->name) : "");
+  // What Redis answers a replica's command (processCommand) is logged as an error sent to a
+  // replica (OnErrorReply); the command is not run: its reply could not be sent anyway.
+  // (In Redis's order: the reply's first bytes end the connection, then the error is counted.)
+  spdlog::warn("Replica generated a reply to command '{}', disconnecting it: {}", name, Describe(store::NowMs()));
+  if (cmd == nullptr) {
+    ReplyError(UnknownCommand(args));
+  } else if ((EffectiveFlags(*cmd, args) & (kWrite | kReadOnly | kMayReplicate | kRunsScript)) != 0) {
+    error_target_ = &StatsTarget(*cmd, args);
+    ReplyError("Replica can't interact with the keyspace");
+    error_target_ = nullptr;
+  }
+  link_->CloseNow();
+  return net::Outcome::kDone;
 }
 
 net::Outcome ClientSession::Reject(const Command& cmd, std::string_view error) {

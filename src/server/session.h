@@ -247,6 +247,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<std::string> WatchedKeyNames() const;
   // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
   net::Outcome Reject(const Command& cmd, std::string_view error);
+  /// A command on a replica's connection (not REPLCONF): logged as Redis logs it, not run, and
+  /// the connection closed.
+  net::Outcome EndRogueReplica(std::span<const std::string_view> args);
   // The flags Redis's processCommand checks a command with (getCommandFlags): its subcommand's,
   // and for EVAL / FCALL kWrite and kStale from the script's declared flags (none without them).
   uint32_t EffectiveFlags(const Command& cmd, std::span<const std::string_view> args) const;

@@ -411,6 +411,8 @@ struct ServerState {
   std::atomic<uint64_t> next_client_id{1};
   std::atomic<int64_t> last_save_s{0};
   std::atomic<bool> compaction_running{false};
+  /// Keys found expired and dropped at startup (INFO rdb_last_load_keys_expired).
+  std::atomic<uint64_t> load_keys_expired{0};
   int64_t start_ms = 0;
   std::string run_id;
   std::atomic<uint16_t> port{0};  // the bound port, known once listening

@@ -174,7 +174,8 @@ constexpr size_t kReplayBatch = 32;
 
 void StoreImpl::ReplaySources(const std::vector<RecoverySource>& sources, size_t part, size_t parts,
                               Progress* progress) {
-  const int64_t now = NowMs();
+  // Kept at open: no record counts as expired here (INT64_MIN: none is due).
+  const int64_t now = options_.keep_expired_at_open ? INT64_MIN : NowMs();
   ReplayItem batch[kReplayBatch];
   size_t n = 0;
   DataFile* file = nullptr;

@@ -198,6 +198,7 @@ std::vector<std::shared_ptr<DataFile>> FileTable::Snapshot() const {
 // ---- Open / Close ------------------------------------------------------------------------------
 
 StoreImpl::StoreImpl(const Options& options) : options_(options) {
+  expiry_paused_.store(options.keep_expired_at_open, std::memory_order_relaxed);
   const uint64_t seed = options.hash_seed != 0 ? options.hash_seed : RandomSeed();
   const uint32_t visible = std::clamp<uint32_t>(options.databases, 1, 256);
   visible_dbs_ = visible;
@@ -2802,34 +2803,61 @@ void StoreImpl::ActiveExpireCycle() {
     expire_cursor_ = (at + 1) % total;
     const size_t pdb = at / Keydir::kShards;
     const size_t shard = at % Keydir::kShards;
-    Keydir& keydir = *keydirs_[pdb];
-    if (keydir.Expiring() == 0) continue;
-    expired.clear();
-    // The keydir keeps each expiry (in seconds, rounded up): no record is read, so a data set
-    // larger than memory costs this cycle no disk read. A key goes at most a second after its
-    // exact time; reads see it absent from that exact time on (they check the record).
-    keydir.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
-      if (loc.expires && int64_t{loc.expire_s} * 1000 <= now) expired.emplace_back(hash, loc);
-    });
-    const bool name = name_expired_.load(std::memory_order_relaxed);
-    for (const auto& [hash, loc] : expired) {
-      if (keydir.EraseIfAt(hash, loc)) {
-        MarkDeadLater(loc);  // its size is in its header: not read here
-        expired_keys_.fetch_add(1, std::memory_order_relaxed);
-        // Keyspace notifications name the key: its record is read (the writer's files are never
-        // retired under it); INT64_MIN visits it although expired.
-        if (name) {
-          VisitRecord(loc, INT64_MIN, [&](std::string_view key, int64_t) {
-            options_.on_expired(logical_of_[pdb], key);
-          });
-        }
-      }
-    }
+    (void)ExpireShard(pdb, shard, now, false, &expired);
     if (std::chrono::steady_clock::now() >= deadline) {
       expire_time_cap_reached_.fetch_add(1, std::memory_order_relaxed);
       break;
     }
   }
+}
+
+size_t StoreImpl::ExpireShard(size_t pdb, size_t shard, int64_t now, bool exact,
+                               std::vector<std::pair<uint64_t, Location>>* expired) {
+  Keydir& keydir = *keydirs_[pdb];
+  if (keydir.Expiring() == 0) return 0;
+  expired->clear();
+  // The keydir keeps each expiry (in seconds, rounded up): no record is read, so a data set
+  // larger than memory costs this cycle no disk read. A key goes at most a second after its
+  // exact time; reads see it absent from that exact time on (they check the record). `exact`
+  // reads the records of the keys due within the current second.
+  keydir.ForEachInShard(shard, [&](uint64_t hash, const Location& loc) {
+    if (!loc.expires) return;
+    if (int64_t{loc.expire_s} * 1000 <= now) {
+      expired->emplace_back(hash, loc);
+    } else if (exact && (int64_t{loc.expire_s} - 1) * 1000 < now) {
+      (void)VisitRecord(loc, INT64_MIN, [&](std::string_view, int64_t at_ms) {
+        if (at_ms != 0 && at_ms <= now) expired->emplace_back(hash, loc);
+      });
+    }
+  });
+  const bool name = name_expired_.load(std::memory_order_relaxed);
+  size_t dropped = 0;
+  for (const auto& [hash, loc] : *expired) {
+    if (keydir.EraseIfAt(hash, loc)) {
+      ++dropped;
+      MarkDeadLater(loc);  // its size is in its header: not read here
+      expired_keys_.fetch_add(1, std::memory_order_relaxed);
+      // Keyspace notifications name the key: its record is read (the writer's files are never
+      // retired under it); INT64_MIN visits it although expired.
+      if (name) {
+        VisitRecord(loc, INT64_MIN, [&](std::string_view key, int64_t) {
+          options_.on_expired(logical_of_[pdb], key);
+        });
+      }
+    }
+  }
+  return dropped;
+}
+
+uint64_t StoreImpl::ExpireAllDue() {
+  std::lock_guard role(role_mu_);
+  const int64_t now = NowMs();
+  std::vector<std::pair<uint64_t, Location>> expired;
+  uint64_t dropped = 0;
+  for (size_t pdb = 0; pdb < keydirs_.size(); ++pdb) {
+    for (size_t shard = 0; shard < Keydir::kShards; ++shard) dropped += ExpireShard(pdb, shard, now, true, &expired);
+  }
+  return dropped;
 }
 
 Stats StoreImpl::GetStats() const {

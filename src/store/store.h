@@ -58,6 +58,12 @@ enum class FsyncPolicy : uint8_t {
 
 struct Options {
   std::string dir = "./data";
+  /// Recovery keeps the keys it finds expired (else it drops them, no DEL for anyone), and the
+  /// store starts with expiry paused (SetExpiryPaused): a replica keeps them for its primary's
+  /// DELs, a primary drops them with ExpireAllDue once its replication history is back, so that
+  /// their DELs reach its backlog (as Redis's primary skips expired keys while loading its RDB
+  /// and feeds their DELs to its backlog).
+  bool keep_expired_at_open = false;
   FsyncPolicy fsync = FsyncPolicy::kEverySec;
   /// A data file is sealed and a new one started when a write would take it past this size.
   uint64_t max_file_size = 256ull * 1024 * 1024;
@@ -755,6 +761,12 @@ class Store {
   /// it expired (those are dropped once unpaused); reads still see them as absent. CLIENT PAUSE
   /// WRITE, as Redis stops expiring keys while writes are paused. Any thread.
   virtual void SetExpiryPaused(bool paused) = 0;
+  /// Drops every key expired by now, in every database, at once (no time budget; expiry being
+  /// paused or the active cycle off does not stop it), calling Options::on_expired for each while
+  /// NameExpiredKeys is on. Returns how many. For startup, before any client: a primary drops
+  /// what expired while it was down before it serves (Redis skips expired keys when a primary
+  /// loads its RDB, and sends their DELs to its backlog). Any thread; takes the writer role.
+  virtual uint64_t ExpireAllDue() = 0;
   /// Tests (DEBUG APPLY-PAUSE): the writer sleeps this long between the keydir updates of a
   /// group's records, widening the window in which a reader could see part of a group. Any thread.
   virtual void SetApplyPauseUs(uint32_t us) = 0;

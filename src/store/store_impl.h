@@ -127,6 +127,7 @@ class StoreImpl final : public Store {
   }
   void NameExpiredKeys(bool on) override { name_expired_.store(on && options_.on_expired != nullptr, std::memory_order_relaxed); }
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
+  uint64_t ExpireAllDue() override;
   void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
   void ReadTogether(const std::function<void()>& reads) const override;
   Status Close() override;
@@ -412,6 +413,11 @@ class StoreImpl final : public Store {
   // giving up the role), or null.
   std::shared_ptr<DataFile> Periodic();
   void ActiveExpireCycle();
+  // Drops the expired keys of one keydir shard (`expired`: scratch space); returns how many.
+  // `exact`: also those due within the current second (their records read). Holding the writer
+  // role.
+  size_t ExpireShard(size_t pdb, size_t shard, int64_t now, bool exact,
+                     std::vector<std::pair<uint64_t, Location>>* expired);
   // TrackOwnExpiries' part of the cycle: drops the remembered keys that expired, forgets those gone
   // or no longer expiring.
   void ExpireOwnKeys();

@@ -783,6 +783,93 @@ class KegReplicaTest(unittest.TestCase):
         wait_until("the load to start", lambda: "full sync from" in replica.log_tail(), timeout=30)
         return primary, p, replica, r
 
+    def test_keys_that_expired_while_the_primary_was_down_go_before_it_serves(self):
+        """Redis's primary skips the keys that expired while it was down as it loads its RDB
+        (INFO rdb_last_load_keys_expired) and sends their DELs to its backlog, so a replica that
+        resumes partially drops them too (Redis's "PSYNC2: Partial resync after Master restart
+        using RDB aux fields with expire"). keg kept them until its expire cycle came by, after
+        it served: counted by DBSIZE, and rdb_last_load_keys_expired said 0."""
+        primary, p = self.start()
+        replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        wait_synced(p, r)
+        p.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", 0)
+        for db in range(3):
+            c = redis.Redis(port=primary.port, db=db)
+            pipe = c.pipeline(transaction=False)
+            for i in range(100):
+                pipe.set(f"k{i}", "v", px=50)
+            pipe.set("stays", 1)
+            pipe.execute()
+        wait_synced(p, r)
+        time.sleep(0.2)
+        self.assertEqual(r.dbsize(), 101)  # a replica waits for its primary's DEL
+        self.assertEqual(self.halt(primary), 0)
+        primary, p = self.restart(primary)
+        self.assertEqual(p.dbsize(), 1)  # gone before the first client
+        self.assertEqual(p.info("persistence")["rdb_last_load_keys_expired"], 300)
+        wait_synced(p, r)
+        self.assertEqual(p.info("stats")["sync_partial_ok"], 1)  # the DELs came through the backlog
+        for db in range(3):
+            self.assertEqual(redis.Redis(port=replica.port, db=db).dbsize(), 1, db)
+        digests_equal(self, p, r)
+        # CONFIG RESETSTAT zeroes the sync counters (as Redis's resetServerStats; keg kept them).
+        p.config_resetstat()
+        self.assertEqual(p.info("stats")["sync_partial_ok"], 0)
+        # The backlog is the last repl-backlog-size bytes of the stream, to the byte (keg kept
+        # whole 64 KiB blocks: 50 KB of history in a 16 KB backlog, and a PSYNC from its start
+        # continued where Redis's needs a full sync).
+        p.config_set("repl-backlog-size", 16384)
+        p.set("big", "x" * 50000)
+        info = p.info("replication")
+        self.assertEqual(info["repl_backlog_histlen"], 16384)
+        self.assertEqual(info["repl_backlog_first_byte_offset"], info["master_repl_offset"] - 16384 + 1)
+
+    def test_a_replicas_connection_that_sends_a_command_is_closed(self):
+        """A connection that became a replica (SYNC, PSYNC) gets the stream and sends REPLCONF
+        ACKs: a command that would be answered ends it, logged as Redis logs it ("Replica
+        generated a reply to command 'ping', disconnecting it: ..."; a keyspace command first as
+        the error a primary sends its replica), since a reply would corrupt the stream; a PSYNC
+        whose offset is not a number is refused and logged. keg muted such replies and kept the
+        connection (Redis's "replica do not write the reply to the replication link")."""
+        for kind in ("keg", "redis"):
+            with self.subTest(kind):
+                server = kegtest.keg() if kind == "keg" else kegtest.redis()
+                try:
+                    for sync, command, logged in (
+                            (resp("SYNC"), resp("PING"), ["Replica generated a reply to command 'ping', disconnecting it: id="]),
+                            (resp("PSYNC", "?", "-1"), resp("SLOWLOG", "GET"),
+                             ["Replica generated a reply to command 'slowlog|get', disconnecting it: id="]),
+                            (resp("PSYNC", "?", "-1"), resp("GET", "foo"),
+                             ["Replica generated a reply to command 'get', disconnecting it: id=",
+                              "== CRITICAL == This master is sending an error to its replica: "
+                              "'Replica can't interact with the keyspace' after processing the command 'get'"])):
+                        s = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+                        with s:
+                            s.sendall(sync)
+                            got = b""
+                            while b"\r\n" not in got.lstrip(b"\n"):  # the +FULLRESYNC line, or the $len of SYNC's payload
+                                got += s.recv(65536)
+                            s.sendall(command)
+                            closed_in = time.monotonic() + 10
+                            while time.monotonic() < closed_in:
+                                try:
+                                    if not s.recv(65536):
+                                        break
+                                except (ConnectionResetError, socket.timeout):
+                                    break
+                            else:
+                                self.fail(f"{kind}: the replica's connection stayed open after {command!r}")
+                        wait_until("the log lines", lambda: all(line in server.log_tail() for line in logged), timeout=10)
+                    c = redis.Redis(port=server.port)
+                    self.assertTrue(c.ping())
+                    with self.assertRaisesRegex(redis.ResponseError, "^value is not an integer or out of range$"):
+                        c.execute_command("PSYNC", "replicationid", "offset_str")
+                    wait_until("the wrong offset logged",
+                               lambda: re.search(r"Replica \S+ asks for synchronization but with a wrong offset",
+                                                 server.log_tail()) is not None, timeout=10)
+                finally:
+                    server.stop()
+
     @kegtest.slow(24)
     def test_a_full_sync_swaps_the_data_set_in_at_once(self):
         """While a keg replica loads a full sync, its clients read its old data set whole; then the
@@ -1408,6 +1495,24 @@ class KegReplicaTest(unittest.TestCase):
             self.assertEqual(server.proc.wait(timeout=10), 0)
         finally:
             os.kill(replica.proc.pid, signal.SIGCONT)
+        # shutdown-on-sigterm now (and shutdown-on-sigint): a signal does not wait either (keg
+        # refused the directives; its signals always waited).
+        for kind in ("keg", "redis"):
+            for sig, name in ((signal.SIGTERM, "shutdown-on-sigterm"), (signal.SIGINT, "shutdown-on-sigint")):
+                with self.subTest(primary=kind, directive=name):
+                    server, p, replica, r = primary_with_a_stopped_replica(kind)
+                    try:
+                        with self.assertRaisesRegex(redis.ResponseError, "SAVE and NOSAVE can't be used simultaneously"):
+                            p.config_set(name, "save nosave")
+                        self.assertTrue(p.config_set(name, "force NOW"))
+                        self.assertEqual(p.config_get(name), {name: "now force"})
+                        p.set("k", 1)
+                        started = time.monotonic()
+                        server.proc.send_signal(sig)
+                        self.assertEqual(server.proc.wait(timeout=30), 0)
+                        self.assertLess(time.monotonic() - started, 5)  # not shutdown-timeout's 60 s
+                    finally:
+                        os.kill(replica.proc.pid, signal.SIGCONT)
 
     def test_clients_blocked_on_a_primary_that_becomes_a_replica_are_unblocked(self):
         """Redis's "BLPOP followed by role change, issue #2473": a client blocked on a primary that
@@ -1990,7 +2095,7 @@ class PropagationErrorTest(unittest.TestCase):
         wait_until("the write after it applied", lambda: r.get("after") == b"1")
         self.assertEqual(r.info("stats")["unexpected_error_replies"], 1)
         self.assertIn("== CRITICAL == This replica is sending an error to its master: "
-                      "'ERR value is not an integer or out of range' after processing the command 'incr'",
+                      "'value is not an integer or out of range' after processing the command 'incr'",
                       replica.log_tail())
 
     def test_panic_stops_the_replica(self):
