@@ -4,6 +4,7 @@
 // keg's log is its save file, so RELOAD and LOADAOF have nothing to load: they make everything
 // durable (fsync) and reply OK; every key is unchanged, which is what callers check.
 #include <cctype>
+#include <csignal>
 #include <openssl/evp.h>
 
 #include <array>
@@ -15,6 +16,8 @@
 #include <memory>
 #include <thread>
 #include <unordered_map>
+
+#include <spdlog/spdlog.h>
 
 #include "resp/numbers.h"
 #include "server/command.h"
@@ -220,6 +223,7 @@ void Debug(Ctx& c) {
         "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
         "    true, false.",
         "RELOAD", "    Flush the log to disk (keg's log is its save file).",
+        "SEGFAULT", "    Crash the server with sigsegv.",
         "SET-ACTIVE-EXPIRE <0|1>",
         "    Setting it to 0 disables expiring keys in background when they are not",
         "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
@@ -228,6 +232,13 @@ void Debug(Ctx& c) {
         "HELP", "    Prints this help."};
     c.out().ArrayHeader(std::size(kLines));
     for (std::string_view l : kLines) c.out().SimpleString(l);
+    return;
+  }
+  if (sub == "segfault" && c.argc() == 2) {
+    // As Redis: the server dies of SIGSEGV, its crash report in the log (crash_report.h).
+    spdlog::warn("DEBUG SEGFAULT: crashing the server on purpose");
+    spdlog::default_logger()->flush();
+    ::raise(SIGSEGV);
     return;
   }
   if (sub == "sleep" && c.argc() == 3) {

@@ -168,9 +168,10 @@ const std::vector<Directive>& Table() {
                  [](const Config& c) { return c.save; }});
     // SHUTDOWN's flags for a signal (Redis 7.0's multi-argument enum): CONFIG SET's one argument
     // or a config line's words; "default" alone, or dropped beside others; SAVE with NOSAVE refused.
-    for (auto [name, field] : {std::pair{"shutdown-on-sigterm", &Config::shutdown_on_sigterm},
-                               std::pair{"shutdown-on-sigint", &Config::shutdown_on_sigint}}) {
-      t.push_back({name, true,
+    for (const auto& entry : {std::pair{"shutdown-on-sigterm", &Config::shutdown_on_sigterm},
+                              std::pair{"shutdown-on-sigint", &Config::shutdown_on_sigint}}) {
+      std::string Config::*field = entry.second;  // (a plain variable: lambdas capture it)
+      t.push_back({entry.first, true,
                    [field](Config& c, const std::vector<std::string_view>& a) {
                      static constexpr std::string_view kFlags[] = {"save", "nosave", "now", "force"};
                      bool on[4] = {};
@@ -202,6 +203,8 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("io-threads", &Config::io_threads, 1, 128, false));
     t.push_back(Int("databases", &Config::databases, 1, 256, false));
     t.push_back(Bool("cold-read-io-uring", &Config::cold_read_io_uring, true));
+    t.push_back(Bool("crash-log-enabled", &Config::crash_log_enabled, true));
+    t.push_back(Bool("crash-memcheck-enabled", &Config::crash_memcheck_enabled, true));
     t.push_back(Int("cold-read-depth", &Config::cold_read_depth, 1, 256, true));
     t.push_back(Int("tcp-backlog", &Config::tcp_backlog, 0, INT32_MAX, false));
     t.push_back(Int("tcp-keepalive", &Config::tcp_keepalive, 0, INT32_MAX, true));

@@ -24,6 +24,11 @@ struct Config {
   int64_t port = 6379;
   int64_t metrics_port = 0;  // HTTP /metrics and /health (0: off)
   int64_t io_threads = 1;
+  /// crash-log-enabled: a fatal signal writes the crash report to the log (crash_report.h).
+  bool crash_log_enabled = true;
+  /// crash-memcheck-enabled: accepted for Redis's configs (Redis tests memory after a crash;
+  /// keg does not).
+  bool crash_memcheck_enabled = true;
   bool cold_read_io_uring = true;  // cold reads from each event loop's io_uring, else the read pool
   int64_t cold_read_depth = 6;     // of those, in the kernel at once per event loop
   int64_t tcp_backlog = 511;

@@ -19,6 +19,7 @@
 #include <spdlog/spdlog.h>
 
 #include "net/http_server.h"
+#include "server/crash_report.h"
 #include "net/server.h"
 #include "server/config.h"
 #include "server/metrics.h"
@@ -203,6 +204,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   SetupLogging(state.config);
+  keg::server::InstallCrashReport(state.config.logfile);
   {
     std::lock_guard lock(state.config_mu);
     state.ApplyConfigLocked();

@@ -20,6 +20,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "server/crash_report.h"
+
 namespace keg::server {
 
 store::Options ServerState::StoreOptions() {
@@ -75,6 +77,7 @@ bool ServerState::RunningStale() const {
 
 void ServerState::ApplyConfigLocked() {
   ApplyNotifyConfigLocked();
+  SetCrashReportEnabled(config.crash_log_enabled);
   rdb::SetCompression(config.rdbcompression);
   tracking_table_max_keys.store(static_cast<uint64_t>(config.tracking_table_max_keys), std::memory_order_relaxed);
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);

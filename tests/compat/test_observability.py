@@ -16,6 +16,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import unittest
 import threading
@@ -381,3 +382,45 @@ class Recovery(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+@unittest.skipIf(os.environ.get("KEG_SANITIZE"), "a sanitizer build leaves fatal signals to the sanitizer's report")
+class CrashReport(unittest.TestCase):
+    """A fatal signal leaves a crash report in the log, in Redis's words (Redis's
+    integration/logging: "Crash report generated on SIGABRT" / "on DEBUG SEGFAULT"): the signal,
+    and the stack of the thread that crashed with keg's functions named; the process still dies
+    of the signal. keg died silently (and had no DEBUG SEGFAULT)."""
+
+    def crash(self, how, signo, logfile=False):
+        """Crashes a keg `how` ("segfault": DEBUG SEGFAULT; else the signal `signo`); returns its
+        crash report from the stack trace on (from --logfile's file when `logfile`)."""
+        d = tempfile.mkdtemp(prefix="keg_crash_")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "keg.log")
+        server = keg("--enable-debug-command", "yes", *(["--logfile", path] if logfile else []))
+        try:
+            if how == "segfault":
+                with self.assertRaises(redis.ConnectionError):
+                    redis.Redis(port=server.port, socket_timeout=10).execute_command("DEBUG", "SEGFAULT")
+            else:
+                server.proc.send_signal(signo)
+            self.assertEqual(server.proc.wait(timeout=30), -signo)
+            if logfile:
+                with open(path) as f:
+                    text = f.read()
+            else:
+                text = server.log_tail()
+            self.assertRegex(text, rf"keg \S+ crashed by signal: {signo} ")
+            report = text[text.index("------ STACK TRACE ------"):]
+            self.assertIn("=== KEG BUG REPORT END.", report)
+            return report
+        finally:
+            server.stop()
+
+    def test_debug_segfault(self):
+        report = self.crash("segfault", 11)
+        self.assertIn("keg-server(", report)
+        self.assertRegex(report, r"Debug|RunHandler")  # the command's frames, named (-rdynamic)
+
+    def test_sigabrt_into_the_logfile(self):
+        self.crash("kill", 6, logfile=True)
