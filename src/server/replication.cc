@@ -265,21 +265,25 @@ void ReplicationFeed::DropOverLimitLocked() {
   }
 }
 
+uint64_t ReplicationFeed::NeededFromLocked(uint64_t end) const {
+  const uint64_t size = backlog_size();
+  uint64_t needed = end > size ? end - size : 0;
+  for (const auto& r : replicas_) needed = std::min(needed, r->sent);
+  return needed;
+}
+
 void ReplicationFeed::TrimLocked() {
   DropOverLimitLocked();
-  const uint64_t end = end_.load(std::memory_order_relaxed);
-  const uint64_t keep_from = end > backlog_size() ? end - backlog_size() : 0;
-  uint64_t needed = keep_from;
-  for (const auto& r : replicas_) needed = std::min(needed, r->sent);
+  const uint64_t needed = NeededFromLocked(end_.load(std::memory_order_relaxed));
   while (blocks_.size() > 1 && blocks_.front()->start + blocks_.front()->size <= needed) blocks_.pop_front();
 }
 
 uint64_t ReplicationFeed::FirstLocked(uint64_t end) const {
   if (blocks_.empty()) return end;
-  // The blocks hold whole 64 KiB pieces (and what lagging replicas still need); the backlog is
-  // the last repl-backlog-size bytes of them, to the byte.
-  const uint64_t size = backlog_size();
-  return std::max(blocks_.front()->start, end > size ? end - size : 0);
+  // The blocks are whole 64 KiB pieces; the backlog is, to the byte, what they are kept for: the
+  // last repl-backlog-size bytes, and what a replica still needs (Redis's backlog outgrows its
+  // size for a slow replica too, and a PSYNC may continue from there).
+  return std::max(blocks_.front()->start, NeededFromLocked(end));
 }
 
 void ReplicationFeed::WakeLocked() {

@@ -289,8 +289,11 @@ class ReplicationFeed {
   void WriteLocked(const std::vector<PropagatedCommand>& cmds, const std::vector<std::pair<size_t, size_t>>& groups,
                    bool wrap_all);
   void TrimLocked();
-  // The first offset of the backlog (PSYNC can continue from it): at most repl-backlog-size
-  // bytes before `end`. Under mu_.
+  // The first offset the stream must keep: repl-backlog-size bytes before `end`, or what a
+  // replica has not been sent yet if earlier. Under mu_.
+  uint64_t NeededFromLocked(uint64_t end) const;
+  // The first offset of the backlog (a PSYNC can continue from it): NeededFromLocked, to the
+  // byte, within the blocks kept. Under mu_.
   uint64_t FirstLocked(uint64_t end) const;
   void WakeLocked();
   void Send(const std::shared_ptr<Replica>& r);
