@@ -73,7 +73,7 @@ const char* SignalName(int sig) {
   }
 }
 
-void OnFatalSignal(int sig, siginfo_t* info, void* /*ucontext*/) {
+[[maybe_unused]] void OnFatalSignal(int sig, siginfo_t* info, void* /*ucontext*/) {  // (unused under a sanitizer)
   if (!report_enabled.load(std::memory_order_relaxed)) {
     ::raise(sig);  // (SA_RESETHAND: the default action)
     return;
