@@ -19,9 +19,9 @@
 #include <spdlog/spdlog.h>
 
 #include "net/http_server.h"
-#include "server/crash_report.h"
 #include "net/server.h"
 #include "server/config.h"
+#include "server/crash_report.h"
 #include "server/metrics.h"
 #include "server/replication.h"
 #include "server/session.h"
