@@ -820,6 +820,7 @@ class KegReplicaTest(unittest.TestCase):
         # continued where Redis's needs a full sync).
         p.config_set("repl-backlog-size", 16384)
         p.set("big", "x" * 50000)
+        wait_synced(p, r)  # (what a replica has not been sent yet is kept too)
         info = p.info("replication")
         self.assertEqual(info["repl_backlog_histlen"], 16384)
         self.assertEqual(info["repl_backlog_first_byte_offset"], info["master_repl_offset"] - 16384 + 1)
