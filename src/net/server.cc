@@ -466,11 +466,51 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       }
       if (got > 0) self->readable_ = true;  // input waits for the session, read once it resumes
       if (self->waiting_) {
+        // Input while the session waits (a blocked client's next command): the socket stays
+        // readable, so watching on would wake at once, again and again (a core spun until the
+        // wait ended). It is read into the buffer's free room instead — the buffer must not move:
+        // the waiting command's arguments point into it — and Resume runs it; a hang-up after it
+        // is still seen. With no room left the watch stops and the rest waits in the socket.
+        if (got > 0 && !self->TakeInputWhileWaiting()) return;
         self->WatchClose();  // still waiting: watch on (the wait also keeps the connection)
       } else {
         self->DoRead();
       }
     });
+  }
+
+  // WatchClose's read while the session waits: appends what the socket holds to the buffer's free
+  // room, without moving it. False when the watch must stop: no room left (the input stays in the
+  // socket, `readable_`), or the connection closed (a hang-up, an error, the query buffer limit).
+  bool TakeInputWhileWaiting() {
+    const size_t room = cap_ > end_ ? cap_ - end_ : 0;
+    if (room == 0) return false;
+    ssize_t got;
+    do {
+      got = ::recv(fd_, buf_.get() + end_, room, 0);
+    } while (got < 0 && errno == EINTR);
+    if (got == 0 || (got < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+      Shutdown();
+      return false;
+    }
+    if (got < 0) {  // (EAGAIN: nothing after all)
+      readable_ = false;
+      return true;
+    }
+    const auto n = static_cast<size_t>(got);
+    Worker::Add(worker_->reads, 1);
+    Worker::Add(worker_->bytes_in, n);
+    end_ += n;
+    readable_ = n == room;  // the room filled: there may be more
+    last_active_ms_ = CoarseSteadyMs();
+    qbuf_.store(end_ - begin_, std::memory_order_relaxed);
+    qfree_.store(cap_ - (end_ - begin_), std::memory_order_relaxed);
+    if (end_ - begin_ > limits_->query_buffer_limit.load(std::memory_order_relaxed)) {
+      spdlog::warn("closing client that reached max query buffer length: {} ({} bytes)", peer_, end_ - begin_);
+      Shutdown();
+      return false;
+    }
+    return !readable_;  // more beyond the room: stop watching (it would wake at once)
   }
 
   // Waits for the socket to become readable, holding no buffer (an idle connection's).

@@ -49,6 +49,48 @@ class ConformanceDefects(unittest.TestCase):
         self.assertTrue(self.r.ping())
         self.assertIsNone(self.server.proc.poll(), "keg-server exited")
 
+    def test_a_blocked_client_that_sends_more_does_not_spin_the_server(self):
+        """A client blocked in BLPOP that sends another command meanwhile: the command waits
+        (its reply after BLPOP's, as Redis's), the server idles, and a hang-up still ends the
+        wait. keg's watch for the hang-up woke at once, again and again, on the unread input: a
+        core at 60 % until the client was served (119 ticks of CPU in 2 s; now 0-1)."""
+        def cpu_ticks():
+            with open(f"/proc/{self.server.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return int(fields[11]) + int(fields[12])  # utime + stime
+
+        blocked = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+        self.addCleanup(blocked.close)
+        blocked.sendall(b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n")
+        wait = time.time() + 10
+        while self.r.info("clients")["blocked_clients"] != 1:
+            self.assertLess(time.time(), wait)
+            time.sleep(0.01)
+        blocked.sendall(b"*1\r\n$4\r\nPING\r\n")
+        time.sleep(0.3)
+        before = cpu_ticks()
+        time.sleep(2)
+        self.assertLess(cpu_ticks() - before, 40, "the server spun while the client was blocked")
+        self.r.lpush("q", "x")
+        got = b""
+        while not got.endswith(b"+PONG\r\n"):
+            got += blocked.recv(100)
+        self.assertEqual(got, b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n+PONG\r\n")
+        # Input, then a hang-up, while blocked: the wait ends (blocked_clients back to 0).
+        other = socket.create_connection(("127.0.0.1", self.server.port), timeout=10)
+        other.sendall(b"*3\r\n$5\r\nBLPOP\r\n$2\r\nq2\r\n$1\r\n0\r\n")
+        while self.r.info("clients")["blocked_clients"] != 1:
+            time.sleep(0.01)
+        other.sendall(b"*1\r\n$4\r\nPING\r\n")
+        time.sleep(0.2)
+        other.close()
+        wait = time.time() + 10
+        while self.r.info("clients")["blocked_clients"] != 0:
+            self.assertLess(time.time(), wait, "the hang-up did not end the wait")
+            time.sleep(0.01)
+        self.assertEqual(self.r.lpush("q2", "y"), 1)  # nobody popped it
+        self.assert_alive()
+
     def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
         for offset in (9223372036854775807, 9223372036854775806, 536870912):
             with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
