@@ -592,6 +592,7 @@ void SyncCommand(Ctx& c) {
   std::shared_ptr<net::Link> keep = client->link().Self();
   client->Suspend();
   client->MarkSyncing();  // CLIENT KILL TYPE replica ends its sync
+  client->link().WatchClose();  // and so does its hang-up (Session::OnClose)
   spdlog::info("replication: {} from {}: full sync", rdb_only ? "snapshot" : "replica", client->peer());
   // The snapshot, off the event loop: it reads every record (the writer waits only for its copy of
   // the locations).

@@ -456,6 +456,12 @@ void ReplicationFeed::Remove(const Replica* r) {
   TrimLocked();
 }
 
+void ReplicationFeed::RemoveClient(uint64_t client_id) {
+  Guard lock(*this);
+  std::erase_if(replicas_, [client_id](const std::shared_ptr<Replica>& x) { return x->client_id == client_id; });
+  TrimLocked();
+}
+
 std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, uint64_t offset, uint64_t client_id,
                                                       std::shared_ptr<net::Link> link, std::string ip, int64_t port) {
   if (!active()) return nullptr;

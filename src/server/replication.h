@@ -202,6 +202,9 @@ class ReplicationFeed {
   void Online(const std::shared_ptr<Replica>& r, bool stream = true);
   void StartStream(const std::shared_ptr<Replica>& r);
   void Remove(const Replica* r);
+  /// Removes the replica of connection `client_id`, if any (one that hung up during its full
+  /// sync, before it streams). Any thread.
+  void RemoveClient(uint64_t client_id);
   /// PSYNC replid offset: when the stream still holds everything after `offset` (the bytes the
   /// replica has) of the history `replid` names, a replica (not yet online) that will get it
   /// from there; null otherwise.

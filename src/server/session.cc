@@ -687,6 +687,12 @@ void ClientSession::OnClose() {
     spdlog::info("replication: the link with the primary ({}) closed", link_->peer());
     server_.replica_of.LinkDown(master_gen_);
   }
+  if (replica_ == nullptr && repl_role_.load(std::memory_order_relaxed) == kRoleReplica) {
+    // A replica that hung up while its full sync was prepared (its socket is watched meanwhile):
+    // no longer counted (INFO connected_slaves) nor kept the stream for, as Redis's freeClient.
+    spdlog::info("replication: replica {} hung up during its full sync", link_->peer());
+    server_.repl.RemoveClient(id_);
+  }
 }
 
 ClientSession::~ClientSession() {

@@ -825,6 +825,31 @@ class KegReplicaTest(unittest.TestCase):
         self.assertEqual(info["repl_backlog_histlen"], 16384)
         self.assertEqual(info["repl_backlog_first_byte_offset"], info["master_repl_offset"] - 16384 + 1)
 
+    def test_a_replica_that_hangs_up_during_its_full_sync_is_forgotten(self):
+        """A replica that hangs up while its full sync waits for a slow snapshot is no longer
+        counted (INFO connected_slaves) nor kept the stream for, as Redis's (its
+        replication-buffer unit: "All replicas share one global replication buffer"). keg noticed
+        only when it sent the snapshot (here: 100 keys at rdb-key-save-delay 1 s each)."""
+        for kind in ("keg", "redis"):
+            with self.subTest(kind):
+                server = kegtest.keg() if kind == "keg" else kegtest.redis()
+                try:
+                    c = redis.Redis(port=server.port)
+                    c.config_set("rdb-key-save-delay", 1000000)
+                    c.config_set("repl-diskless-sync-delay", 0)
+                    pipe = c.pipeline(transaction=False)
+                    for i in range(100):
+                        pipe.set(f"k{i}", i)
+                    pipe.execute()
+                    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                    s.sendall(resp("PSYNC", "?", "-1"))
+                    wait_until("the sync", lambda: c.info("replication")["connected_slaves"] == 1, timeout=10)
+                    s.close()
+                    wait_until("the replica forgotten", lambda: c.info("replication")["connected_slaves"] == 0,
+                               timeout=10)
+                finally:
+                    server.stop()
+
     def test_a_replicas_connection_that_sends_a_command_is_closed(self):
         """A connection that became a replica (SYNC, PSYNC) gets the stream and sends REPLCONF
         ACKs: a command that would be answered ends it, logged as Redis logs it ("Replica
