@@ -505,11 +505,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     last_active_ms_ = CoarseSteadyMs();
     qbuf_.store(end_ - begin_, std::memory_order_relaxed);
     qfree_.store(cap_ - (end_ - begin_), std::memory_order_relaxed);
-    if (end_ - begin_ > limits_->query_buffer_limit.load(std::memory_order_relaxed)) {
-      spdlog::warn("closing client that reached max query buffer length: {} ({} bytes)", peer_, end_ - begin_);
-      Shutdown();
-      return false;
-    }
+    if (!WithinQueryBufferLimit()) return false;
     return !readable_;  // more beyond the room: stop watching (it would wake at once)
   }
 
@@ -532,14 +528,16 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   void OnRead(size_t n) {
     end_ += n;
     last_active_ms_ = CoarseSteadyMs();
-    const uint64_t limit = limits_->query_buffer_limit.load(std::memory_order_relaxed);
-    if (end_ - begin_ > limit) {
-      spdlog::warn("closing client that reached max query buffer length: {} ({} bytes)", peer_,
-                   end_ - begin_);
-      Shutdown();
-      return;
-    }
+    if (!WithinQueryBufferLimit()) return;
     Process();
+  }
+
+  // False (and closed, logged as Redis) when the unprocessed input is past client-query-buffer-limit.
+  bool WithinQueryBufferLimit() {
+    if (end_ - begin_ <= limits_->query_buffer_limit.load(std::memory_order_relaxed)) return true;
+    spdlog::warn("closing client that reached max query buffer length: {} ({} bytes)", peer_, end_ - begin_);
+    Shutdown();
+    return false;
   }
 
   // Runs every complete command in the buffer, then writes the replies. Not re-entered: a command

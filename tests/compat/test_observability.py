@@ -391,14 +391,17 @@ class CrashReport(unittest.TestCase):
     and the stack of the thread that crashed with keg's functions named; the process still dies
     of the signal. keg died silently (and had no DEBUG SEGFAULT)."""
 
-    def crash(self, how, signo, logfile=False):
+    def crash(self, how, signo, logfile=False, report=True):
         """Crashes a keg `how` ("segfault": DEBUG SEGFAULT; else the signal `signo`); returns its
-        crash report from the stack trace on (from --logfile's file when `logfile`)."""
+        crash report from the stack trace on (from --logfile's file when `logfile`). `report`
+        False: crash-log-enabled no (CONFIG SET), and no report is written (returns None)."""
         d = tempfile.mkdtemp(prefix="keg_crash_")
         self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, "keg.log")
         server = keg("--enable-debug-command", "yes", *(["--logfile", path] if logfile else []))
         try:
+            if not report:
+                redis.Redis(port=server.port).config_set("crash-log-enabled", "no")
             if how == "segfault":
                 with self.assertRaises(redis.ConnectionError):
                     redis.Redis(port=server.port, socket_timeout=10).execute_command("DEBUG", "SEGFAULT")
@@ -410,6 +413,10 @@ class CrashReport(unittest.TestCase):
                     text = f.read()
             else:
                 text = server.log_tail()
+            if not report:
+                self.assertNotIn("crashed by signal", text)
+                self.assertNotIn("STACK TRACE", text)
+                return None
             self.assertRegex(text, rf"keg \S+ crashed by signal: {signo} ")
             report = text[text.index("------ STACK TRACE ------"):]
             self.assertIn("=== KEG BUG REPORT END.", report)
@@ -424,3 +431,6 @@ class CrashReport(unittest.TestCase):
 
     def test_sigabrt_into_the_logfile(self):
         self.crash("kill", 6, logfile=True)
+
+    def test_crash_log_disabled(self):
+        self.crash("segfault", 11, report=False)  # dies of the signal all the same

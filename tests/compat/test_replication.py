@@ -1530,6 +1530,11 @@ class KegReplicaTest(unittest.TestCase):
                     try:
                         with self.assertRaisesRegex(redis.ResponseError, "SAVE and NOSAVE can't be used simultaneously"):
                             p.config_set(name, "save nosave")
+                        for bad in ("bogus", "now bogus", ""):
+                            with self.assertRaisesRegex(redis.ResponseError, "argument\\(s\\) must be one of the "
+                                                        "following: default, save, nosave, now, force"):
+                                p.config_set(name, bad)
+                        self.assertEqual(p.config_get(name), {name: "default"})  # unchanged by the refusals
                         self.assertTrue(p.config_set(name, "force NOW"))
                         self.assertEqual(p.config_get(name), {name: "now force"})
                         p.set("k", 1)
