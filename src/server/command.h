@@ -53,6 +53,11 @@ enum CommandFlag : uint32_t {
   kNoAsyncLoading = 1 << 15,  ///< refused (-LOADING) while a replica loads a full sync (Redis's
                               ///< no-async-loading: SYNC, SAVE, ...; not REPLICAOF, which keg
                               ///< takes then: it interrupts the load, which changes nothing)
+  kWritesCache = 1 << 16,  ///< with kWrite: a read whose only write is a cache of what it read
+                           ///< (PFCOUNT's cardinality in its key's header). It joins the write
+                           ///< batch (in order, propagated when it wrote), but a read-only replica
+                           ///< runs it, min-replicas-to-write does not refuse it, and COMMAND
+                           ///< shows it readonly, as Redis's
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 
@@ -379,6 +384,7 @@ void RegisterSetCommands(std::vector<Command>* table);         // commands_set.c
 void RegisterListCommands(std::vector<Command>* table);        // commands_list.cc
 void RegisterZsetCommands(std::vector<Command>* table);        // commands_zset.cc
 void RegisterSortCommands(std::vector<Command>* table);        // commands_sort.cc
+void RegisterHllCommands(std::vector<Command>* table);         // commands_hll.cc
 void RegisterReplicationCommands(std::vector<Command>* table);  // commands_replication.cc
 
 /// Shared error texts (Redis 7.0's).

@@ -735,7 +735,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   out.Bulk(full_name);
   out.Integer(cmd.arity);
   std::vector<std::string_view> flags;
-  if (cmd.flags & kWrite) flags.push_back("write");
+  if ((cmd.flags & kWrite) && !(cmd.flags & kWritesCache)) flags.push_back("write");
   if (cmd.flags & kReadOnly) flags.push_back("readonly");
   if (cmd.flags & kAdmin) flags.push_back("admin");
   if (cmd.flags & kNoAuth) flags.push_back("no_auth");
@@ -745,6 +745,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   if (cmd.flags & kFast) flags.push_back("fast");
   if (cmd.flags & kAllowBusy) flags.push_back("allow_busy");
   if (cmd.flags & kMovableKeys) flags.push_back("movablekeys");
+  if (cmd.flags & kMayReplicate) flags.push_back("may_replicate");
   out.SetHeader(flags.size());
   for (std::string_view f : flags) out.SimpleString(f);
   out.Integer(cmd.first_key);
@@ -1430,6 +1431,7 @@ struct Table {
     RegisterListCommands(&commands);
     RegisterZsetCommands(&commands);
     RegisterSortCommands(&commands);
+    RegisterHllCommands(&commands);
     RegisterReplicationCommands(&commands);
     MarkStale(&commands);
     for (size_t i = 0; i < commands.size(); ++i) {

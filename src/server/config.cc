@@ -377,6 +377,7 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("list-max-listpack-size", &Config::list_max_listpack_size, INT_MIN, INT_MAX, true));
     t.push_back(Int("list-max-ziplist-size", &Config::list_max_listpack_size, INT_MIN, INT_MAX, true));
     t.push_back(Int("list-compress-depth", &Config::list_compress_depth, 0, INT_MAX, true));
+    t.push_back(Int("hll-sparse-max-bytes", &Config::hll_sparse_max_bytes, 0, LONG_MAX, true, true));
     t.push_back({"latency-tracking-info-percentiles", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    // One argument holding space-separated percentiles (CONFIG SET's form), or one

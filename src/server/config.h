@@ -150,6 +150,7 @@ struct Config {
   int64_t zset_max_listpack_value = 64;     // zset-max-listpack-value (alias zset-max-ziplist-value)
   int64_t list_max_listpack_size = -2;  // alias list-max-ziplist-size (keg: docs/types.md, "Lists")
   int64_t list_compress_depth = 0;      // accepted; keg does not compress list nodes
+  int64_t hll_sparse_max_bytes = 3000;  // a HyperLogLog longer than this sparse is made dense
 
   store::Options StoreOptions() const;
 };

@@ -335,6 +335,7 @@ void ReplicationFeed::SelectLocked(uint32_t db) {
 }
 
 void ReplicationFeed::Append(uint32_t db, std::string_view commands) {
+  if (forwarding()) return;  // a replica's stream is its primary's, byte for byte (see AppendBatch)
   Guard lock(*this);
   SelectLocked(db);
   AppendLocked(commands);
@@ -370,7 +371,7 @@ void ReplicationFeed::AppendBatch(std::span<Propagation> props, std::span<const 
 }
 
 void ReplicationFeed::AppendCommands(std::vector<PropagatedCommand> cmds) {
-  if (cmds.empty()) return;
+  if (cmds.empty() || forwarding()) return;
   std::vector<std::pair<size_t, size_t>> groups;
   Guard lock(*this);
   WriteLocked(cmds, groups, false);

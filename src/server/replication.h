@@ -146,13 +146,16 @@ class ReplicationFeed {
   // ---- The writer role (Append also from any thread, for what is ordered with no write:
   // FUNCTION LOAD, PING).
   /// Appends `commands` (RESP arrays) acting in `db`, after a SELECT when the stream's last
-  /// database differs; wakes the replicas.
+  /// database differs; wakes the replicas. Nothing while forwarding: a replica's own writes (a
+  /// writable replica's clients, PFCOUNT's cache) stay local, as Redis's, and its stream and
+  /// offsets stay its primary's, which its replicas and a PSYNC after a promotion count on.
   void Append(uint32_t db, std::string_view commands);
   /// Appends the propagations of one completed batch (a connection's turn of commands, an EXEC
-  /// when `transaction`: MULTI ... EXEC around more than one command) with its op results.
+  /// when `transaction`: MULTI ... EXEC around more than one command) with its op results. While
+  /// forwarding, only the master link's batches may come here (the caller checks).
   void AppendBatch(std::span<Propagation> props, std::span<const store::OpResult> results, bool transaction);
   /// Appends commands that did not come through a connection's batch (blocked pops served by the
-  /// registry), one after another.
+  /// registry), one after another; nothing while forwarding, as Append.
   void AppendCommands(std::vector<PropagatedCommand> cmds);
   /// At a full sync's snapshot moment: the offset the snapshot is at; the next command appended
   /// names its database (a new replica knows none).

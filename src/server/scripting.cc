@@ -1548,11 +1548,11 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
       return "";
     }
     if (server_.replica_of.active() && server_.replica_read_only.load(std::memory_order_relaxed) &&
-        !r.run->client->master_link()) {
+        !r.run->client->master_link() && (flags & kWritesCache) == 0) {
       *error = "-READONLY You can't write against a read only replica.";
       return "";
     }
-    if (!r.run->client->master_link() && !server_.EnoughGoodReplicas()) {
+    if (!r.run->client->master_link() && !server_.EnoughGoodReplicas() && (flags & kWritesCache) == 0) {
       *error = "-NOREPLICAS Not enough good replicas to write.";
       return "";
     }

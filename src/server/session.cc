@@ -1101,7 +1101,8 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
   // What it propagates to replicas (one relaxed load while none is attached).
-  if (server_.repl.active() && !master_link_ && batch_.size() > first_op &&
+  // (Not a replica's own: its stream is its primary's alone, ReplicationFeed::Append.)
+  if (server_.repl.active() && !master_link_ && !server_.repl.forwarding() && batch_.size() > first_op &&
       (((cmd.flags | target.flags) & kWrite) != 0 || ctx.propagation_mode() != 0)) {
     Capture(ctx, first_op);
   }
@@ -1306,13 +1307,13 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   // min-replicas-to-write (Redis's checkGoodReplicasStatus): a write, or an EXEC of queued writes,
   // while too few replicas acked lately.
   if (server_.min_replicas_to_write.load(std::memory_order_relaxed) > 0 && !master_link_) {
-    const bool writes = (EffectiveFlags(*cmd, args) & kWrite) != 0 ||
+    const bool writes = (EffectiveFlags(*cmd, args) & (kWrite | kWritesCache)) == kWrite ||
                         (in_multi_ && cmd->name == "exec" && QueuedCommandsHave(kWrite, false));
     if (writes && !server_.EnoughGoodReplicas()) return Reject(*cmd, "-NOREPLICAS Not enough good replicas to write.");
   }
   // A read-only replica takes writes from its primary alone (Redis's -READONLY).
   if (server_.replica_of.active() && !master_link_ && server_.replica_read_only.load(std::memory_order_relaxed) &&
-      (EffectiveFlags(*cmd, args) & kWrite) != 0) {
+      (EffectiveFlags(*cmd, args) & (kWrite | kWritesCache)) == kWrite) {
     return Reject(*cmd, "-READONLY You can't write against a read only replica.");
   }
   if (server_.tracking.clients() > 0) {
@@ -1368,7 +1369,7 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   if (server_.pause.MustWait(true) && !master_link_) {  // (a primary's stream is never paused, as Redis)
     // A script that cannot write (EVAL_RO, a no-writes script or function) is a read here.
     auto writes = [this](const Command& c, std::span<const std::string_view> a) {
-      return (c.flags & kWrite) != 0 && !((c.flags & kMovableKeys) != 0 && ScriptCannotWrite(*server_.scripts, a));
+      return (c.flags & (kWrite | kMayReplicate)) != 0 && !((c.flags & kMovableKeys) != 0 && ScriptCannotWrite(*server_.scripts, a));
     };
     bool write = writes(*cmd, args);
     if (cmd->name == "exec") {
@@ -1716,7 +1717,7 @@ net::Outcome ClientSession::Submit(bool exec) {
                                                             std::vector<store::OpResult> results) {
         // The writer role, the group durable: what the batch propagates joins the stream here, in
         // the order groups are applied.
-        if (!flight->props.empty() && status.ok()) {
+        if (!flight->props.empty() && status.ok() && (flight->forward || !server->repl.forwarding())) {
           // (The master link's are its primary's bytes, MULTI and EXEC included: never wrapped.)
           server->repl.AppendBatch(flight->props, results, flight->exec && !flight->forward);
           flight->write_offset = server->repl.offset();

@@ -128,6 +128,7 @@ void ServerState::ApplyConfigLocked() {
   zset_max_entries.store(config.zset_max_listpack_entries, std::memory_order_relaxed);
   zset_max_value.store(config.zset_max_listpack_value, std::memory_order_relaxed);
   list_max_listpack_size.store(config.list_max_listpack_size, std::memory_order_relaxed);
+  hll_sparse_max_bytes.store(config.hll_sparse_max_bytes, std::memory_order_relaxed);
   debug_command.store(config.enable_debug_command == "yes"     ? 1
                       : config.enable_debug_command == "local" ? 2
                                                                : 0,

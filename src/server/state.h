@@ -390,6 +390,7 @@ struct ServerState {
   std::atomic<int64_t> zset_max_entries{128};
   std::atomic<int64_t> zset_max_value{64};
   std::atomic<int64_t> list_max_listpack_size{-2};
+  std::atomic<int64_t> hll_sparse_max_bytes{3000};  // hll-sparse-max-bytes
   /// DEBUG SET-DISABLE-DENY-SCRIPTS (tests): scripts may call noscript commands that answer in
   /// place (CLIENT LIST, DEBUG PROTOCOL); never those that act on a connection.
   std::atomic<bool> script_allow_denied{false};

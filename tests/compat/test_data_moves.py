@@ -35,6 +35,79 @@ class DataMoves(unittest.TestCase):
             self.assertEqual(self.k.get(f"from-redis{i}"), v)
             self.assertEqual(self.r.get(f"from-keg{i}"), v)
 
+    def test_hyperloglogs_move_between_keg_and_redis_and_count_alike(self):
+        """A HyperLogLog is a string in Redis's format: the same elements give the same registers,
+        estimate and (dense) bytes on both servers, and a sketch built on either counts and grows
+        on the other (DUMP / RESTORE, GET / SET)."""
+        for n in (3, 500, 5000):  # sparse, sparse, dense
+            items = [f"item:{i}" for i in range(n)]
+            for c in (self.k, self.r):
+                c.delete(f"h{n}")
+                for at in range(0, n, 1000):
+                    self.assertEqual(c.pfadd(f"h{n}", *items[at:at + 1000]), 1)
+            count = self.r.pfcount(f"h{n}")
+            self.assertEqual(self.k.pfcount(f"h{n}"), count)
+            self.assertEqual(self.k.execute_command("PFDEBUG", "ENCODING", f"h{n}"),
+                             self.r.execute_command("PFDEBUG", "ENCODING", f"h{n}"))
+            self.assertEqual(self.k.execute_command("PFDEBUG", "GETREG", f"h{n}"),
+                             self.r.execute_command("PFDEBUG", "GETREG", f"h{n}"))  # both dense now
+            self.assertEqual(self.k.get(f"h{n}"), self.r.get(f"h{n}"))  # dense, cache written: byte for byte
+            # Each server's sketch on the other: the same count, and no register grows for the
+            # elements it holds already.
+            self.k.restore(f"from-redis{n}", 0, self.r.dump(f"h{n}"))
+            self.r.restore(f"from-keg{n}", 0, self.k.dump(f"h{n}"))
+            self.assertEqual(self.k.pfcount(f"from-redis{n}"), count)
+            self.assertEqual(self.r.pfcount(f"from-keg{n}"), count)
+            self.assertEqual(self.k.pfadd(f"from-redis{n}", *items[:1000]), 0)
+            self.assertEqual(self.r.pfadd(f"from-keg{n}", *items[:1000]), 0)
+        # A sparse sketch Redis wrote, set as a plain string on keg, grows and merges there as on Redis.
+        self.r.delete("s1", "s2")
+        self.r.pfadd("s1", "a", "b", "c")
+        self.r.pfadd("s2", "c", "d", "e")
+        for name in ("s1", "s2"):
+            self.k.set(name, self.r.get(name))
+        for c in (self.k, self.r):
+            self.assertEqual(c.pfmerge("u", "s1", "s2"), True)
+            self.assertEqual(c.pfcount("u"), 5)
+            self.assertEqual(c.pfcount("s1", "s2", "h3"), 8)
+            self.assertEqual(c.pfadd("s1", "f"), 1)
+        self.assertEqual(self.k.pfcount("s1"), self.r.pfcount("s1"))
+        self.assertEqual(self.k.execute_command("PFDEBUG", "DECODE", "s1"),
+                         self.r.execute_command("PFDEBUG", "DECODE", "s1"))
+
+    def test_hyperloglog_errors_are_redis_s(self):
+        after = []
+        for c in (self.k, self.r):
+            c.delete("str", "list", "hll")
+            c.set("str", "not a sketch")
+            c.rpush("list", "x")
+            c.pfadd("hll", "a")
+            for args, want in ((("PFADD", "str", "x"), "WRONGTYPE Key is not a valid HyperLogLog string value."),
+                               (("PFCOUNT", "str"), "WRONGTYPE Key is not a valid HyperLogLog string value."),
+                               (("PFCOUNT", "hll", "str"), "WRONGTYPE Key is not a valid HyperLogLog string value."),
+                               (("PFMERGE", "hll", "str"), "WRONGTYPE Key is not a valid HyperLogLog string value."),
+                               (("PFADD", "list", "x"), "WRONGTYPE Operation against a key holding the wrong kind of value"),
+                               (("PFDEBUG", "ENCODING", "nokey"), "The specified key does not exist"),
+                               (("PFDEBUG", "NOSUCH", "hll"), "Unknown PFDEBUG subcommand 'NOSUCH'"),
+                               (("PFDEBUG", "ENCODING"), "wrong number of arguments for 'pfdebug' command")):
+                with self.subTest(server=c.connection_pool.connection_kwargs["port"], args=args):
+                    with self.assertRaises(redis.ResponseError) as e:
+                        c.execute_command(*args)
+                    self.assertEqual(str(e.exception), want)
+            self.assertEqual(c.get("str"), b"not a sketch")  # a failed PFADD / PFMERGE writes nothing
+            # A sparse sketch whose runs pass the last register: INVALIDOBJ for a count, nothing
+            # written; PFADD reads the runs only up to the register it sets (as Redis's), and
+            # both servers leave the same bytes.
+            c.append("hll", "hello")
+            before = c.get("hll")
+            with self.assertRaises(redis.ResponseError) as e:
+                c.pfcount("hll")
+            self.assertEqual(str(e.exception), "INVALIDOBJ Corrupted HLL object detected")
+            self.assertEqual(c.get("hll"), before)
+            self.assertEqual(c.pfadd("hll", "zzz"), 1)
+            after.append(c.get("hll"))
+        self.assertEqual(after[0], after[1])
+
     def test_migrate_from_keg_to_redis_with_auth_ttl_and_keys(self):
         self.k.set("a", "1")
         self.k.set("b", "2", ex=1000)

@@ -850,6 +850,58 @@ class KegReplicaTest(unittest.TestCase):
                 finally:
                     server.stop()
 
+    def test_a_writable_replicas_own_writes_stay_local(self):
+        """A writable replica's own clients' writes (and PFCOUNT's cache, which any replica
+        writes) change its data set only: its stream and offsets stay its primary's, as Redis's
+        ("writes to replicas are just local and are not propagated"), so its replicas get the
+        primary's writes alone and a PSYNC after a promotion continues at an offset the primary
+        knows. keg put them into the stream it forwards: the replica's offset ran ahead of its
+        primary's and its own replica got the writes."""
+        for kind in ("keg", "redis"):
+            with self.subTest(kind):
+                def start(*extra):
+                    s = kegtest.keg(*extra) if kind == "keg" else kegtest.redis(*extra)
+                    self.servers.append(s)
+                    return s, redis.Redis(port=s.port)
+                primary, p = start()
+                mid, m = start("--replicaof", "127.0.0.1", str(primary.port), "--replica-read-only", "no")
+                leaf, l = start("--replicaof", "127.0.0.1", str(mid.port))
+                p.set("from-primary", 1)
+                p.pfadd("hll", "a", "b", "c")
+                wait_synced(p, m)
+                wait_synced(m, l)
+                self.assertTrue(m.set("local", 1))
+                self.assertEqual(m.pfadd("local-hll", "x"), 1)
+                self.assertEqual(m.pfcount("hll"), 3)  # writes its cache (p's is stale)
+                p.set("later", 2)
+                wait_synced(p, m)
+                wait_synced(m, l)
+                offset = p.info("replication")["master_repl_offset"]
+                self.assertEqual(m.info("replication")["master_repl_offset"], offset)
+                self.assertEqual(l.info("replication")["master_repl_offset"], offset)
+                self.assertEqual(l.get("later"), b"2")
+                self.assertEqual(l.exists("local", "local-hll"), 0)
+                self.assertEqual(m.exists("local", "local-hll"), 2)
+                self.assertNotEqual(m.get("hll"), p.get("hll"))  # the replica's cache, its own
+                for s in list(self.servers):
+                    s.stop()
+                    self.servers.remove(s)
+
+    def test_pfcount_on_a_primary_updates_its_replicas_cache_too(self):
+        """PFCOUNT writes the cardinality it computed into the sketch's header; a primary
+        propagates it, so its replicas' copies stay byte for byte its own (Redis's PFCOUNT:
+        "we need to propagate the change")."""
+        primary, p = self.start()
+        replica, r = self.start("--replicaof", "127.0.0.1", str(primary.port))
+        p.pfadd("hll", *[f"e{i}" for i in range(100)])
+        wait_synced(p, r)
+        self.assertEqual(r.get("hll")[15], 0x80)  # the cache stale on both
+        self.assertEqual(p.pfcount("hll"), 100)
+        self.assertEqual(p.get("hll")[15], 0)
+        wait_synced(p, r)
+        self.assertEqual(r.get("hll"), p.get("hll"))
+        digests_equal(self, p, r)
+
     def test_a_replicas_connection_that_sends_a_command_is_closed(self):
         """A connection that became a replica (SYNC, PSYNC) gets the stream and sends REPLCONF
         ACKs: a command that would be answered ends it, logged as Redis logs it ("Replica

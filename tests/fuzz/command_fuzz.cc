@@ -5,7 +5,8 @@
 // command's name (and subcommand) comes from the live command table, so every command added later
 // is fuzzed without touching this file; its arguments come from a pool of a few keys, hostile
 // numbers (INT64 limits, 2^32, offsets near proto-max-bulk-len, NaN, inf), the option words the
-// commands take, DUMP payloads with valid checksums (some with a damaged body), and raw bytes. Commands are grouped into reads (pipelines) of random length.
+// commands take, DUMP payloads with valid checksums (some with a damaged body), HyperLogLog headers
+// with damaged runs, and raw bytes. Commands are grouped into reads (pipelines) of random length.
 //
 // Oracles, beyond "no crash, no hang, no leak, no sanitizer report, the server never asked to
 // stop except by SHUTDOWN":
@@ -69,13 +70,14 @@ const char* const kWords[] = {
     "SYNC", "RESET", "LEN", "DROP-PAGE-CACHE", "HELP", "HISTORY", "LATEST", "DOCTOR", "GRAPH", "command", "NOSAVE",
     "ABORT", "FORCE", "NOW", "SAMPLES", "USAGE", "STATS", "ENCODING", "REFCOUNT", "TIMEOUT",
     "ERROR", "protover", "3", "2", "AUTH", "SETNAME", "127.0.0.1:1", "LIBRARYNAME", "WITHCODE",
+    "GETREG", "DECODE", "TODENSE", "hll-sparse-max-bytes",
     // ACL rules and users.
     "u1", ">pw", "<pw", "pw", "nopass", "resetpass", "~*", "~k*", "%R~k*", "%W~x", "allkeys", "resetkeys",
     "&*", "+@all", "-@all", "+get", "-set", "+@read", "-@dangerous", "+select|0", "+client|id", "(~x)",
     "#0000000000000000000000000000000000000000000000000000000000000000"};
 
 std::string PickArg(FuzzedDataProvider& in) {
-  switch (in.ConsumeIntegralInRange<int>(0, 6)) {
+  switch (in.ConsumeIntegralInRange<int>(0, 7)) {
     case 0:
     case 1:
       return kKeys[in.ConsumeIntegralInRange<size_t>(0, std::size(kKeys) - 1)];
@@ -95,6 +97,19 @@ std::string PickArg(FuzzedDataProvider& in) {
         for (int i = 0; i < 8; ++i) p.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
       }
       return p;
+    }
+    case 6: {
+      // A HyperLogLog header (SET as a value, then PFADD / PFCOUNT / PFMERGE / PFDEBUG read it):
+      // sparse, dense or an unknown encoding, its cache valid or not, then runs of any bytes
+      // (runs past the last register, XZERO cut short), or a sparse sketch's one XZERO run
+      // before them.
+      std::string s = "HYLL";
+      s.push_back(static_cast<char>(in.ConsumeIntegralInRange<uint8_t>(0, 2)));
+      s.append(3, '\0');
+      for (int i = 0; i < 8; ++i) s.push_back(static_cast<char>(in.ConsumeIntegral<uint8_t>()));
+      if (in.ConsumeBool()) s += std::string("\x7f\xff", 2);
+      s += in.ConsumeRandomLengthString(64);
+      return s;
     }
     default:
       return in.ConsumeRandomLengthString(64);
