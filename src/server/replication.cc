@@ -31,7 +31,7 @@ std::string RandomHex40() {
 
 namespace {
 
-constexpr size_t kBlockBytes = size_t{64} << 10;
+constexpr size_t kBlockBytes = size_t{16} << 10;  // Redis's PROTO_REPLY_CHUNK_BYTES
 
 }  // namespace
 
@@ -280,7 +280,7 @@ void ReplicationFeed::TrimLocked() {
 
 uint64_t ReplicationFeed::FirstLocked(uint64_t end) const {
   if (blocks_.empty()) return end;
-  // The blocks are whole 64 KiB pieces; the backlog is, to the byte, what they are kept for: the
+  // The blocks are whole 16 KiB pieces; the backlog is, to the byte, what they are kept for: the
   // last repl-backlog-size bytes, and what a replica still needs (Redis's backlog outgrows its
   // size for a slow replica too, and a PSYNC may continue from there).
   return std::max(blocks_.front()->start, NeededFromLocked(end));

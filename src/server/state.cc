@@ -107,11 +107,16 @@ void ServerState::ApplyConfigLocked() {
   limits.pubsub_hard_limit.store(static_cast<uint64_t>(config.pubsub_output_hard));
   limits.pubsub_soft_limit.store(static_cast<uint64_t>(config.pubsub_output_soft));
   limits.pubsub_soft_seconds.store(seconds(config.pubsub_output_soft_seconds));
-  limits.replica_hard_limit.store(static_cast<uint64_t>(config.replica_output_hard));
+  // A replica's hard limit below repl-backlog-size counts as repl-backlog-size (Redis's
+  // checkClientOutputBufferLimits): a partial resync of a backlog's worth must not end in a
+  // disconnection, and what the replica holds is the backlog's memory anyway. 0 stays "none".
+  const uint64_t replica_hard = config.replica_output_hard == 0
+                                    ? 0
+                                    : static_cast<uint64_t>(std::max(config.replica_output_hard, config.repl_backlog_size));
+  limits.replica_hard_limit.store(replica_hard);
   limits.replica_soft_limit.store(static_cast<uint64_t>(config.replica_output_soft));
   limits.replica_soft_seconds.store(seconds(config.replica_output_soft_seconds));
-  repl.set_limits(static_cast<uint64_t>(config.replica_output_hard), static_cast<uint64_t>(config.replica_output_soft),
-                  config.replica_output_soft_seconds);
+  repl.set_limits(replica_hard, static_cast<uint64_t>(config.replica_output_soft), config.replica_output_soft_seconds);
   limits.tcp_keepalive.store(static_cast<uint32_t>(config.tcp_keepalive));
   limits.file_read_depth.store(static_cast<uint32_t>(config.cold_read_depth));
   slowlog.slower_than_us.store(config.slowlog_log_slower_than, std::memory_order_relaxed);
