@@ -133,6 +133,11 @@ const std::unordered_map<std::string_view, KeySpec>& KeySpecs() {
     for (auto n : {"llen", "zcard"}) m[n] = {ro, {}};
     for (auto n : {"zrangestore", "zunionstore", "zinterstore", "zdiffstore"}) m[n] = {ow_update, ro_access};
     m["sort"] = {ro_access, ow_update};
+    // HyperLogLogs: PFCOUNT's cache write is no write to ACL (Redis's RW ACCESS: read access).
+    m["pfadd"] = {rw_insert, {}};
+    m["pfcount"] = {{"RW", "access"}, {}};
+    m["pfmerge"] = {{"RW", "access", "insert"}, ro_access};
+    m["pfdebug"] = {{"RW", "access"}, {}};
     return m;
   }();
   return specs;

@@ -745,7 +745,7 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   if (cmd.flags & kFast) flags.push_back("fast");
   if (cmd.flags & kAllowBusy) flags.push_back("allow_busy");
   if (cmd.flags & kMovableKeys) flags.push_back("movablekeys");
-  if (cmd.flags & kMayReplicate) flags.push_back("may_replicate");
+  // (kMayReplicate is not shown: Redis hides may_replicate on purpose.)
   out.SetHeader(flags.size());
   for (std::string_view f : flags) out.SimpleString(f);
   out.Integer(cmd.first_key);

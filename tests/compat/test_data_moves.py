@@ -107,6 +107,16 @@ class DataMoves(unittest.TestCase):
             self.assertEqual(c.pfadd("hll", "zzz"), 1)
             after.append(c.get("hll"))
         self.assertEqual(after[0], after[1])
+        # PFCOUNT is a read to COMMAND and ACL (its cache write aside), PFADD a write, as Redis's
+        # (keg shows no denyoom flag on any command: it never evicts).
+        answers = []
+        for c in (self.k, self.r):
+            c.execute_command("ACL", "SETUSER", "u", "on", "nopass", "+@all", "%R~read*", "%W~write*", "%RW~rw*")
+            answers.append([c.execute_command("ACL", "DRYRUN", "u", cmd, key, *extra)
+                            for cmd, extra in (("PFCOUNT", ()), ("PFADD", ("a",)), ("PFMERGE", ("rw",)))
+                            for key in ("read", "write", "rw")] +
+                           [c.execute_command("COMMAND", "INFO", "pfcount")["pfcount"]["flags"]])
+        self.assertEqual(answers[0], answers[1])
 
     def test_migrate_from_keg_to_redis_with_auth_ttl_and_keys(self):
         self.k.set("a", "1")
