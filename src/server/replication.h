@@ -152,7 +152,8 @@ class ReplicationFeed {
   void Append(uint32_t db, std::string_view commands);
   /// Appends the propagations of one completed batch (a connection's turn of commands, an EXEC
   /// when `transaction`: MULTI ... EXEC around more than one command) with its op results. While
-  /// forwarding, only the master link's batches may come here (the caller checks).
+  /// forwarding, only the master link's batches come here (a replica's own commands are not
+  /// captured: ClientSession::RunHandler).
   void AppendBatch(std::span<Propagation> props, std::span<const store::OpResult> results, bool transaction);
   /// Appends commands that did not come through a connection's batch (blocked pops served by the
   /// registry), one after another; nothing while forwarding, as Append.

@@ -1717,7 +1717,10 @@ net::Outcome ClientSession::Submit(bool exec) {
                                                             std::vector<store::OpResult> results) {
         // The writer role, the group durable: what the batch propagates joins the stream here, in
         // the order groups are applied.
-        if (!flight->props.empty() && status.ok() && (flight->forward || !server->repl.forwarding())) {
+        // (Whether to propagate was decided when the command ran, RunHandler: a write that ran
+        // while this server was a primary goes in even if it turned replica since, so that its
+        // stream never lacks a write its data has.)
+        if (!flight->props.empty() && status.ok()) {
           // (The master link's are its primary's bytes, MULTI and EXEC included: never wrapped.)
           server->repl.AppendBatch(flight->props, results, flight->exec && !flight->forward);
           flight->write_offset = server->repl.offset();
