@@ -406,6 +406,7 @@ void StreamSnapshot(ServerState* server, const std::vector<SnapshotTarget>& targ
         }
         x.replica = server->repl.Add(x.t.client->id(), x.t.keep, ReplicaIp(*x.t.client),
                                      x.t.client->replica_listening_port(), offset);
+        if (x.t.client->gone()) server->repl.Remove(x.replica.get());  // it left before its moment
         if (x.t.psync) head = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n";
       }
       head += "$EOF:" + mark + "\r\n";
@@ -685,6 +686,7 @@ void SyncCommand(Ctx& c) {
         // On the writer, between two groups: the snapshot is the stream up to here.
         offset = server->repl.MarkSnapshot();
         replica = server->repl.Add(client->id(), keep, ReplicaIp(*client), client->replica_listening_port(), offset);
+        if (client->gone()) server->repl.Remove(replica.get());  // it left before its moment
         if (psync) {
           keep->Post([client, line = "+FULLRESYNC " + server->repl.replid() + " " + std::to_string(offset) + "\r\n"] {
             client->link().out().Raw(line);
@@ -698,6 +700,12 @@ void SyncCommand(Ctx& c) {
           SendKeepalive(SnapshotTarget{client, keep, psync, rdb_only});
         }
         return file.Append(*out);
+      }, [&] {
+        // A replica's file nobody waits for any more (it hung up, REPLICAOF elsewhere, CLIENT
+        // KILL) is not built to its end.
+        if (!client->gone() && (rdb_only || !replica || server->repl.Holds(replica.get()))) return true;
+        spdlog::info("replication: a full sync's snapshot file abandoned: its replica left");
+        return false;
       });
       std::shared_ptr<const SnapshotFile::Mapping> rdb;
       if (s.IsAborted() && !file.error().ok()) s = file.error();
@@ -865,7 +873,7 @@ void Wait(Ctx& c) {
 }  // namespace
 
 store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment,
-                               const std::function<bool(std::string* out)>& drain) {
+                               const std::function<bool(std::string* out)>& drain, const std::function<bool()>& wanted) {
   out->clear();
   struct Building {  // INFO rdb_bgsave_in_progress while this runs
     std::atomic<int>& n;
@@ -896,12 +904,18 @@ store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::func
   store::Status bad;
   uint64_t keys = 0;
   store::Status st = s.store->VisitSnapshot(at_moment, [&](const store::SnapshotItem& item) {
+    bool ask = wanted && (keys & 1023) == 0;
     if (const int64_t delay = s.rdb_key_save_delay.load(std::memory_order_relaxed); delay != 0) {
       DebugDelay(delay);
       if (!s.ready.load(std::memory_order_acquire)) {  // shutting down: not 1 s a key more
         stopped = true;
         return false;
       }
+      ask = static_cast<bool>(wanted);
+    }
+    if (ask && !wanted()) {
+      stopped = true;
+      return false;
     }
     if (item.db != db) {
       db = item.db;

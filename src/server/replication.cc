@@ -463,6 +463,11 @@ void ReplicationFeed::RemoveClient(uint64_t client_id) {
   TrimLocked();
 }
 
+bool ReplicationFeed::Holds(const Replica* r) {
+  Guard lock(*this);
+  return std::any_of(replicas_.begin(), replicas_.end(), [r](const std::shared_ptr<Replica>& x) { return x.get() == r; });
+}
+
 std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, uint64_t offset, uint64_t client_id,
                                                       std::shared_ptr<net::Link> link, std::string ip, int64_t port) {
   if (!active()) return nullptr;

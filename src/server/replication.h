@@ -43,9 +43,13 @@ std::string RandomHex40();
 /// or a value does not decode. Any thread but the writer's; reads every record, so not an event
 /// loop's. With `drain`, the file goes in pieces: drain(out) is called each time *out holds about 1 MiB
 /// (and once at the end) and must take its bytes (leave it empty); it returns false to stop (the
-/// snapshot then ends Aborted). Peak memory is then a piece, not the file.
+/// snapshot then ends Aborted). Peak memory is then a piece, not the file. `wanted`, when given, is
+/// asked every 1024 keys (every key while rdb-key-save-delay slows the build) whether anyone still
+/// waits for the snapshot; false ends it Aborted (Redis kills a child whose RDB no replica waits
+/// for).
 store::Status WriteRdbSnapshot(ServerState& s, std::string* out, const std::function<void()>& at_moment = nullptr,
-                               const std::function<bool(std::string* out)>& drain = nullptr);
+                               const std::function<bool(std::string* out)>& drain = nullptr,
+                               const std::function<bool()>& wanted = nullptr);
 
 /// Appends `args` as a RESP array of bulk strings.
 void AppendCommand(std::string* out, std::span<const std::string_view> args);
@@ -209,6 +213,9 @@ class ReplicationFeed {
   /// Removes the replica of connection `client_id`, if any (one that hung up during its full
   /// sync, before it streams). Any thread.
   void RemoveClient(uint64_t client_id);
+  /// Whether `r` is still one of the replicas (not removed: hung up, killed, over its limit). Any
+  /// thread.
+  bool Holds(const Replica* r);
   /// PSYNC replid offset: when the stream still holds everything after `offset` (the bytes the
   /// replica has) of the history `replid` names, a replica (not yet online) that will get it
   /// from there; null otherwise.

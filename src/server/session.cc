@@ -682,6 +682,7 @@ ClientSession::ClientSession(ServerState& server, net::Link* link)
 void ClientSession::OnClose() {
   // Gone for CLIENT LIST / KILL, INFO clients and the rest at once, as Redis's freeClient; the
   // session itself lives until its work in flight completes.
+  gone_.store(true);  // (before RemoveClient below: see gone())
   server_.clients.Remove(this);
   if (master_link_) {
     spdlog::info("replication: the link with the primary ({}) closed", link_->peer());

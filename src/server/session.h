@@ -76,6 +76,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// A full sync (or a redis-cli --rdb snapshot) is being prepared for this connection: a replica
   /// for CLIENT LIST / KILL TYPE from now on, as Redis's SYNC flags it at once. I/O thread.
   void MarkSyncing() { repl_role_.store(kRoleReplica, std::memory_order_relaxed); }
+  /// The connection closed (set by OnClose before it lets go of a replica being prepared). Any
+  /// thread: a full sync's job, which adds the replica at its snapshot's moment, checks it after
+  /// the add, so a replica that left just before is not kept.
+  bool gone() const { return gone_.load(); }
   /// net::Session: the connection leaves the client registry (CLIENT LIST, KILL) and a master
   /// link's hang-up takes the link down (INFO master_link_status, ROLE) at once, not once its
   /// last batch completed and the session goes. Never called under the registry's lock.
@@ -311,6 +315,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // client_type()'s view of the two above (any thread).
   static constexpr uint8_t kRoleNone = 0, kRoleMaster = 1, kRoleReplica = 2;
   std::atomic<uint8_t> repl_role_{kRoleNone};
+  std::atomic<bool> gone_{false};  // gone()
   // The master link (BecomeMasterLink).
   bool master_link_ = false;
   uint64_t master_gen_ = 0;

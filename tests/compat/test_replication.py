@@ -476,6 +476,21 @@ def write_mix(c, port):
     pipe.execute()
 
 
+def slow_full_sync(server, name, value):
+    """100 keys on `server`, whose snapshots take 1 s a key (rdb-key-save-delay), `name` set to
+    `value`, and a raw connection that asked for a full sync (PSYNC ? -1): (client, socket)."""
+    c = redis.Redis(port=server.port)
+    c.config_set("rdb-key-save-delay", 1000000)
+    c.config_set(name, value)
+    pipe = c.pipeline(transaction=False)
+    for i in range(100):
+        pipe.set(f"k{i}", i)
+    pipe.execute()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(resp("PSYNC", "?", "-1"))
+    return c, s
+
+
 class KegReplicaTest(unittest.TestCase):
     """keg as a replica: of keg (two replicas and a replica of a replica), of redis-server 7.0.15;
     read-only; a promotion (REPLICAOF NO ONE) after which the old primary and the other replicas
@@ -834,19 +849,30 @@ class KegReplicaTest(unittest.TestCase):
             with self.subTest(kind):
                 server = kegtest.keg() if kind == "keg" else kegtest.redis()
                 try:
-                    c = redis.Redis(port=server.port)
-                    c.config_set("rdb-key-save-delay", 1000000)
-                    c.config_set("repl-diskless-sync-delay", 0)
-                    pipe = c.pipeline(transaction=False)
-                    for i in range(100):
-                        pipe.set(f"k{i}", i)
-                    pipe.execute()
-                    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
-                    s.sendall(resp("PSYNC", "?", "-1"))
+                    c, s = slow_full_sync(server, "repl-diskless-sync-delay", 0)
                     wait_until("the sync", lambda: c.info("replication")["connected_slaves"] == 1, timeout=10)
                     s.close()
                     wait_until("the replica forgotten", lambda: c.info("replication")["connected_slaves"] == 0,
                                timeout=10)
+                finally:
+                    server.stop()
+
+    def test_a_snapshot_file_no_replica_waits_for_is_not_built_to_its_end(self):
+        """A disk-based full sync (repl-diskless-sync no) whose replica leaves while its file is
+        built stops building it, as Redis kills a child whose RDB no replica waits for (and no
+        save point wants: keg has none). keg went on to the end (here 100 keys at 1 s each)."""
+        for kind in ("keg", "redis"):
+            with self.subTest(kind):
+                server = kegtest.keg() if kind == "keg" else kegtest.redis()
+                try:
+                    c, s = slow_full_sync(server, "repl-diskless-sync", "no")
+                    wait_until("the snapshot started", lambda: c.info("persistence")["rdb_bgsave_in_progress"] == 1,
+                               timeout=10)
+                    s.close()
+                    wait_until("the snapshot stopped", lambda: c.info("persistence")["rdb_bgsave_in_progress"] == 0,
+                               timeout=10)
+                    self.assertEqual(c.info("replication")["connected_slaves"], 0)
+                    self.assertEqual(c.dbsize(), 100)
                 finally:
                     server.stop()
 
