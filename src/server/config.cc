@@ -533,8 +533,9 @@ bool ParseMemory(std::string_view text, int64_t* out) {
     }
   }
   int64_t v = 0;
-  if (!resp::ParseInt64(l, &v)) return false;
-  if (v != 0 && (v > INT64_MAX / mul || v < INT64_MIN / mul)) return false;
+  // No sign (Redis's memtoull): "-1" is no memory value, whatever range the directive has.
+  if (l.starts_with('-') || !resp::ParseInt64(l, &v)) return false;
+  if (v != 0 && v > INT64_MAX / mul) return false;
   *out = v * mul;
   return true;
 }

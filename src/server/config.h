@@ -183,7 +183,8 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
 /// the file does not name whose value differs from the default, as Redis's rewriteConfig.
 std::string RewriteConfigText(std::string_view old_text, const Config& current);
 
-/// Redis's memory units: "1gb" -> 1073741824, "10k" -> 10000. False if not a size.
+/// Redis's memory units: "1gb" -> 1073741824, "10k" -> 10000. False if not a size (a negative
+/// one included, as Redis's memtoull).
 bool ParseMemory(std::string_view text, int64_t* out);
 
 std::string_view LogLevelName(LogLevel level);

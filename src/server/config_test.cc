@@ -72,6 +72,12 @@ TEST(ConfigTest, ParsesDirectivesUnitsAndQuotes) {
   EXPECT_EQ(v, 1024ll * 1024 * 1024);
   EXPECT_FALSE(ParseMemory("12x", &v));
   EXPECT_FALSE(ParseMemory("99999999999999gb", &v));
+  EXPECT_FALSE(ParseMemory("-1", &v));
+  // Redis's words for a negative memory value, not the directive's range.
+  Config c2;
+  EXPECT_EQ(SetDirective(&c2, "hll-sparse-max-bytes", {"-1"}, true), "argument must be a memory value");
+  EXPECT_EQ(SetDirective(&c2, "hll-sparse-max-bytes", {"1kb"}, true), "");
+  EXPECT_EQ(c2.hll_sparse_max_bytes, 1024);
 }
 
 TEST(ConfigTest, ErrorsNameTheLineAndTheDirective) {

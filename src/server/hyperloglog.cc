@@ -87,8 +87,9 @@ void DenseHistogram(const uint8_t* p, Histogram* h) {
   }
 }
 
-// Walks the runs of a sparse sketch: fn(first register, length, value) for each, in order. False
-// when a run goes past the last register, an XZERO is cut short, or the runs stop short of it.
+// Walks the runs of a sparse sketch: fn(first register, length, value, xzero: a two-byte XZERO run)
+// for each, in order. False when a run goes past the last register, an XZERO is cut short, or the
+// runs stop short of it.
 template <typename Fn>
 bool ForEachRun(std::string_view sketch, Fn&& fn) {
   const auto* p = reinterpret_cast<const uint8_t*>(sketch.data()) + kHeaderSize;
@@ -97,10 +98,11 @@ bool ForEachRun(std::string_view sketch, Fn&& fn) {
   while (p < end) {
     size_t len = 0;
     uint8_t value = 0;
+    const bool xzero = (*p & 0xc0) == 0x40;
     if ((*p & 0xc0) == 0) {  // ZERO
       len = (*p & 0x3f) + 1u;
       ++p;
-    } else if ((*p & 0xc0) == 0x40) {  // XZERO
+    } else if (xzero) {
       if (end - p < 2) return false;
       len = ((static_cast<size_t>(*p & 0x3f) << 8) | p[1]) + 1;
       p += 2;
@@ -110,7 +112,7 @@ bool ForEachRun(std::string_view sketch, Fn&& fn) {
       ++p;
     }
     if (len > kRegisters - at) return false;
-    fn(at, len, value);
+    fn(at, len, value, xzero);
     at += len;
   }
   return at == kRegisters;
@@ -123,7 +125,7 @@ bool Decode(std::string_view sketch, uint8_t* regs) {
     return true;
   }
   std::memset(regs, 0, kRegisters);
-  return ForEachRun(sketch, [&](size_t at, size_t len, uint8_t v) { std::memset(regs + at, v, len); });
+  return ForEachRun(sketch, [&](size_t at, size_t len, uint8_t v, bool) { std::memset(regs + at, v, len); });
 }
 
 // The header of `from` (its cache included) with `encoding`, then the registers so encoded.
@@ -324,7 +326,7 @@ bool MergeInto(std::string_view sketch, uint8_t* regs) {
     for (size_t i = 0; i < kRegisters; ++i) regs[i] = std::max(regs[i], DenseGet(p, i));
     return true;
   }
-  return ForEachRun(sketch, [&](size_t at, size_t len, uint8_t v) {
+  return ForEachRun(sketch, [&](size_t at, size_t len, uint8_t v, bool) {
     if (v == 0) return;
     for (size_t i = at; i < at + len; ++i) regs[i] = std::max(regs[i], v);
   });
@@ -340,7 +342,7 @@ bool Count(std::string_view sketch, uint64_t* out) {
   Histogram h{};
   if (Encoding(sketch) == kDense) {
     DenseHistogram(Registers(sketch), &h);
-  } else if (!ForEachRun(sketch, [&](size_t, size_t len, uint8_t v) { h[v] += static_cast<uint32_t>(len); })) {
+  } else if (!ForEachRun(sketch, [&](size_t, size_t len, uint8_t v, bool) { h[v] += static_cast<uint32_t>(len); })) {
     return false;
   }
   *out = EstimateHistogram(h);
@@ -438,20 +440,16 @@ bool ToDense(std::string* sketch) {
 
 bool DescribeSparse(std::string_view sketch, std::string* out) {
   out->clear();
-  const auto* p = reinterpret_cast<const uint8_t*>(sketch.data()) + kHeaderSize;
-  const auto* end = reinterpret_cast<const uint8_t*>(sketch.data()) + sketch.size();
-  while (p < end) {
-    if ((*p & 0xc0) == 0) {
-      *out += "z:" + std::to_string((*p & 0x3f) + 1) + " ";
-      ++p;
-    } else if ((*p & 0xc0) == 0x40) {
-      if (end - p < 2) return false;
-      *out += "Z:" + std::to_string(((*p & 0x3f) << 8 | p[1]) + 1) + " ";
-      p += 2;
+  const bool whole = ForEachRun(sketch, [&](size_t, size_t len, uint8_t v, bool xzero) {
+    if (v != 0) {
+      *out += "v:" + std::to_string(v) + "," + std::to_string(len) + " ";
     } else {
-      *out += "v:" + std::to_string(((*p >> 2) & 0x1f) + 1) + "," + std::to_string((*p & 3) + 1) + " ";
-      ++p;
+      *out += (xzero ? "Z:" : "z:") + std::to_string(len) + " ";
     }
+  });
+  if (!whole) {
+    out->clear();
+    return false;
   }
   if (!out->empty()) out->pop_back();
   return true;

@@ -80,7 +80,8 @@ bool Raise(std::string* sketch, const uint8_t* regs, bool dense, size_t sparse_m
 bool ToDense(std::string* sketch);
 
 /// PFDEBUG DECODE: a sparse sketch's runs as text, Redis's words ("z:3 Z:100 v:2,1": ZERO, XZERO,
-/// VAL value,length). False when an XZERO run is cut short by the end of the value.
+/// VAL value,length). False when the runs do not add up to the registers (Redis prints whatever
+/// runs there are; a hostile 33 MB string of them would make a text five times its size).
 bool DescribeSparse(std::string_view sketch, std::string* out);
 
 /// PFSELFTEST: checks the register packing, the sparse and dense encodings against each other and

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -144,13 +145,15 @@ TEST(HyperLogLogTest, CorruptRunsAreDetected) {
   EXPECT_FALSE(Count(many, &n));
   std::vector<uint8_t> regs(kRegisters, 0);
   EXPECT_FALSE(MergeInto(many, regs.data()));
+  std::string text;
+  EXPECT_FALSE(DescribeSparse(many, &text));
+  EXPECT_TRUE(text.empty());
   std::string s = many;
   EXPECT_FALSE(ToDense(&s));
   bool changed = false;
   EXPECT_FALSE(AddAll(&s, {"a"}, 3000, &changed));
   std::string cut = header + std::string(1, static_cast<char>(0x40));  // an XZERO without its second byte
   EXPECT_FALSE(Count(cut, &n));
-  std::string text;
   EXPECT_FALSE(DescribeSparse(cut, &text));
   std::string short_runs = header + std::string(1, static_cast<char>(0x00));  // 1 register of 16384
   EXPECT_FALSE(Count(short_runs, &n));
@@ -165,6 +168,17 @@ TEST(HyperLogLogTest, DescribesSparseRunsInRedissWords) {
   ASSERT_TRUE(AddAll(&s, {"a"}, 3000, &changed));  // register 12711, value 2
   ASSERT_TRUE(DescribeSparse(s, &text));
   EXPECT_EQ(text, "Z:12711 v:2,1 Z:3672");
+  ASSERT_TRUE(AddAll(&s, Elements(0, 500), 3000, &changed));  // short zero runs too
+  ASSERT_TRUE(DescribeSparse(s, &text));
+  EXPECT_NE(text.find("z:"), std::string::npos);
+  size_t total = 0;  // the runs' lengths add up to the registers
+  for (size_t at = 0; at < text.size();) {
+    const size_t end = std::min(text.find(' ', at), text.size());
+    const std::string run = text.substr(at, end - at);
+    total += std::stoul(run.substr(run.find_last_of(":,") + 1));
+    at = end + 1;
+  }
+  EXPECT_EQ(total, kRegisters);
 }
 
 TEST(HyperLogLogTest, SelfTestPasses) { EXPECT_EQ(SelfTest(), ""); }
