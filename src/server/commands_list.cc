@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,31 +44,33 @@ void SendServed(Result& res, std::span<OpResult> r) {
   BlockingRegistry::SendReplies(res.served, r.empty() ? store::Status::OK() : r[0].error);
 }
 
-// Queues the change of the list at `key` as one kRun op: `change` edits it and returns false to
-// leave it as it is; a read error met meanwhile is the reply and nothing is written.
-void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ListEdit&, Result&)> change,
-                bool pushes = false) {
-  ServerState* server = &c.server();
-  // A push serves the clients blocked on the list in its own group (Redis serves them before the
-  // next command); inside EXEC or a script they are served once it ends (Options::on_written).
-  const bool serve = pushes && !c.inline_only();
-  if (serve) PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served));
-  c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
-    ListEdit list(txn, *server, db, key);
-    if (!list.Open()) {
-      res->error = list.error();
-      return;
-    }
-    res->exists = list.exists();
-    const bool changed = change(list, *res);
-    if (!list.error().empty()) {
-      res->error = list.error();
-      return;
-    }
-    if (!changed) return;
-    list.Commit();
-    res->deleted = list.deleted();
-    if (serve) server->blocking.ServeNow(txn, db, key, &res->served);
+// The body of a list command's kRun op on the writer: opens the list at `key`, lets `change` edit
+// it (false: leave it as it is) and commits; a read error met meanwhile is res's error and nothing
+// is written. `serve`: serve the clients blocked on the list in this group (a push).
+template <class Change>
+void EditList(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, Result& res, bool serve,
+              Change&& change) {
+  ListEdit list(txn, server, db, key);
+  if (!list.Open()) {
+    res.error = list.error();
+    return;
+  }
+  res.exists = list.exists();
+  const bool changed = change(list, res);
+  if (!list.error().empty()) {
+    res.error = list.error();
+    return;
+  }
+  if (!changed) return;
+  list.Commit();
+  res.deleted = list.deleted();
+  if (serve) server.blocking.ServeNow(txn, db, key, &res.served);
+}
+
+// Queues the change of the list at `key` as one kRun op (EditList; not a push: Push serves).
+void UpdateList(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ListEdit&, Result&)> change) {
+  c.batch().Run([res, server = &c.server(), db = c.db(), key, change = std::move(change)](store::Txn& txn) {
+    EditList(txn, *server, db, key, *res, /*serve=*/false, change);
   }, key);
 }
 
@@ -83,27 +86,53 @@ bool ParseWhere(std::string_view arg, bool* left) {
   return true;
 }
 
+// A push's state, shared by its function on the writer and its finisher: one allocation, and the
+// closures hold only this pointer (store::InlineFunction keeps them without allocating).
+struct PushJob {
+  PushJob(Ctx& c, bool l, bool x)
+      : server(&c.server()),
+        db(c.db()),
+        key(c.arg(1)),
+        values(c.args().subspan(2)),
+        notify_key(NotifyKey(c, kNotifyList | kNotifyNew, c.arg(1))),
+        left(l),
+        only_existing(x) {}
+  ServerState* const server;
+  const uint32_t db;
+  const std::string key;
+  const ArgCopy values;
+  const std::optional<std::string> notify_key;  // set when list or new events are wanted
+  const bool left;
+  const bool only_existing;  // LPUSHX / RPUSHX
+  Result res;                // written on the writer, read by the finisher after
+};
+
 // LPUSH / RPUSH / LPUSHX / RPUSHX key element [element ...].
 void Push(Ctx& c, bool left, bool only_existing) {
-  auto res = std::make_shared<Result>();
-  std::vector<std::string> values(c.args().begin() + 2, c.args().end());
-  UpdateList(c, std::string(c.arg(1)), res, [left, only_existing, values = std::move(values)](ListEdit& l, Result& r) {
-    if (only_existing && !l.exists()) return false;
-    for (const std::string& v : values) l.Push(left, v);
-    r.number = static_cast<int64_t>(l.size());
-    return true;
-  }, /*pushes=*/true);
+  auto job = std::make_shared<PushJob>(c, left, only_existing);
+  // A push serves the clients blocked on the list in its own group (Redis serves them before the
+  // next command); inside EXEC or a script they are served once it ends (Options::on_written).
+  const bool serve = !c.inline_only();
+  if (serve) PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(job, &job->res.served));
+  c.batch().Run([job, serve](store::Txn& txn) {
+    EditList(txn, *job->server, job->db, job->key, job->res, serve, [&job = *job](ListEdit& l, Result& r) {
+      if (job.only_existing && !l.exists()) return false;
+      for (size_t i = 0; i < job.values.size(); ++i) l.Push(job.left, job.values[i]);
+      r.number = static_cast<int64_t>(l.size());
+      return true;
+    });
+  }, job->key);
   // `new` when the push created the list (as Redis's dbAdd), then lpush / rpush; then the events
   // of the blocked clients it served.
-  c.Then([res, left, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyList | kNotifyNew, c.arg(1))](
-             std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (key && !r.empty() && r[0].applied && res->error.empty()) {
-      if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
-      NotifyKeyspaceEvent(*server, db, kNotifyList, left ? "lpush" : "rpush", *key);
+  c.Then([job](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    Result& res = job->res;
+    if (job->notify_key && !r.empty() && r[0].applied && res.error.empty()) {
+      if (!res.exists) NotifyKeyspaceEvent(*job->server, job->db, kNotifyNew, "new", *job->notify_key);
+      NotifyKeyspaceEvent(*job->server, job->db, kNotifyList, job->left ? "lpush" : "rpush", *job->notify_key);
     }
-    SendServed(*res, r);
-    if (!res->error.empty()) return out.Error(res->error);
-    out.Integer(res->number);
+    SendServed(res, r);
+    if (!res.error.empty()) return out.Error(res.error);
+    out.Integer(res.number);
   });
 }
 
@@ -120,6 +149,27 @@ void NotifyPopped(ServerState& server, uint32_t db, const std::optional<std::str
   if (deleted) NotifyKeyspaceEvent(server, db, kNotifyGeneric, "del", *key);
 }
 
+// A pop's state, as PushJob's: one allocation.
+struct PopJob {
+  PopJob(Ctx& c, bool l, bool w, int64_t n)
+      : server(&c.server()),
+        db(c.db()),
+        key(c.arg(1)),
+        notify_key(NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1))),
+        left(l),
+        with_count(w),
+        count(n) {}
+  ServerState* const server;
+  const uint32_t db;
+  const std::string key;
+  const std::optional<std::string> notify_key;  // set when list or generic events are wanted
+  const bool left;
+  const bool with_count;
+  const int64_t count;
+  std::string one;  // the element popped without a count (no vector for it)
+  Result res;       // written on the writer, read by the finisher after
+};
+
 // LPOP / RPOP key [count].
 void Pop(Ctx& c, bool left) {
   if (c.argc() > 3) return c.Fail(WrongArity(c.command() != nullptr ? c.command()->name : "lpop"));
@@ -130,21 +180,24 @@ void Pop(Ctx& c, bool left) {
   }
   // Nothing to pop: answered from a read, as Redis's pop of a missing key writes nothing.
   if (KeyAbsentNow(c, c.arg(1))) return with_count ? c.out().NullArray() : c.out().Null();
-  auto res = std::make_shared<Result>();
-  UpdateList(c, std::string(c.arg(1)), res, [left, count](ListEdit& l, Result& r) {
-    if (!l.exists() || count == 0) return false;
-    std::string v;
-    for (int64_t i = 0; i < count && l.Pop(left, &v); ++i) r.values.push_back(std::move(v));
-    return !r.values.empty();
-  });
-  c.Then([res, left, with_count, server = &c.server(), db = c.db(),
-          key = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (!res->error.empty()) return out.Error(res->error);
-    if (!r.empty() && r[0].applied) NotifyPopped(*server, db, key, left, res->deleted);
-    if (!res->exists) return with_count ? out.NullArray() : out.Null();
-    if (!with_count) return out.Bulk(res->values[0]);
-    out.ArrayHeader(res->values.size());
-    for (const std::string& v : res->values) out.Bulk(v);
+  auto job = std::make_shared<PopJob>(c, left, with_count, count);
+  c.batch().Run([job](store::Txn& txn) {
+    EditList(txn, *job->server, job->db, job->key, job->res, /*serve=*/false, [&job = *job](ListEdit& l, Result& r) {
+      if (!l.exists() || job.count == 0) return false;
+      if (!job.with_count) return l.Pop(job.left, &job.one);
+      std::string v;
+      for (int64_t i = 0; i < job.count && l.Pop(job.left, &v); ++i) r.values.push_back(std::move(v));
+      return !r.values.empty();
+    });
+  }, job->key);
+  c.Then([job](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    const Result& res = job->res;
+    if (!res.error.empty()) return out.Error(res.error);
+    if (!r.empty() && r[0].applied) NotifyPopped(*job->server, job->db, job->notify_key, job->left, res.deleted);
+    if (!res.exists) return job->with_count ? out.NullArray() : out.Null();
+    if (!job->with_count) return out.Bulk(job->one);
+    out.ArrayHeader(res.values.size());
+    for (const std::string& v : res.values) out.Bulk(v);
   });
 }
 

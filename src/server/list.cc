@@ -29,11 +29,15 @@ std::string PositionMember(uint64_t pos) {
   return m;
 }
 
+std::string_view EncodeMeta(const Meta& m, char (&buf)[16]) {
+  std::memcpy(buf, &m.first, 8);
+  std::memcpy(buf + 8, &m.count, 8);
+  return std::string_view(buf, sizeof(buf));
+}
+
 std::string EncodeMeta(const Meta& m) {
-  std::string v(16, '\0');
-  std::memcpy(v.data(), &m.first, 8);
-  std::memcpy(v.data() + 8, &m.count, 8);
-  return v;
+  char buf[16];
+  return std::string(EncodeMeta(m, buf));
 }
 
 bool DecodeMeta(std::string_view value, Meta* out) {
@@ -227,13 +231,14 @@ bool ListEdit::Open() {
   if (v.kind == kKindHead) {
     large_ = true;
     inc_ = store::format::IncarnationOf(v.value);
-    store::ValueView mv;
-    const store::Status s = txn_.GetElement(inc_, list::kMetaMember, &mv);
+    bool decoded = false;
+    const store::Status s = txn_.ReadElement(inc_, list::kMetaMember,
+                                             [&](std::string_view value) { decoded = list::DecodeMeta(value, &meta_); });
     if (!s.ok()) {
       error_ = CorruptionError(s.IsNotFound() ? store::Status::Corruption("a large list without its meta element") : s);
       return false;
     }
-    if (!list::DecodeMeta(mv.value, &meta_)) {
+    if (!decoded) {
       error_ = kUndecodable;
       return false;
     }
@@ -244,7 +249,7 @@ bool ListEdit::Open() {
     error_ = kUndecodable;
     return false;
   }
-  items_.assign(view.elements.begin(), view.elements.end());
+  items().assign(view.elements.begin(), view.elements.end());
   return true;
 }
 
@@ -267,7 +272,7 @@ void ListEdit::Drop(uint64_t pos) { txn_.DeleteElement(db_, key_, kTypeList, inc
 
 bool ListEdit::At(uint64_t i, std::string* out) {
   if (!large_) {
-    *out = items_[i];
+    *out = items()[i];
     return true;
   }
   return Get(meta_.first + i, out);
@@ -276,7 +281,7 @@ bool ListEdit::At(uint64_t i, std::string* out) {
 void ListEdit::Set(uint64_t i, std::string_view value) {
   changed_ = true;
   if (!large_) {
-    items_[i].assign(value);
+    items()[i].assign(value);
     return;
   }
   Put(meta_.first + i, value);
@@ -286,9 +291,9 @@ void ListEdit::Push(bool left, std::string_view value) {
   changed_ = true;
   if (!large_) {
     if (left) {
-      items_.emplace_front(value);
+      items().emplace_front(value);
     } else {
-      items_.emplace_back(value);
+      items().emplace_back(value);
     }
     return;
   }
@@ -306,11 +311,11 @@ bool ListEdit::Pop(bool left, std::string* out) {
   if (!large_) {
     changed_ = true;
     if (left) {
-      *out = std::move(items_.front());
-      items_.pop_front();
+      *out = std::move(items().front());
+      items().pop_front();
     } else {
-      *out = std::move(items_.back());
-      items_.pop_back();
+      *out = std::move(items().back());
+      items().pop_back();
     }
     return true;
   }
@@ -326,7 +331,7 @@ bool ListEdit::Pop(bool left, std::string* out) {
 void ListEdit::Insert(uint64_t i, std::string_view value) {
   changed_ = true;
   if (!large_) {
-    items_.emplace(items_.begin() + static_cast<std::ptrdiff_t>(i), value);
+    items().emplace(items().begin() + static_cast<std::ptrdiff_t>(i), value);
     return;
   }
   std::string moved;
@@ -349,7 +354,7 @@ void ListEdit::Insert(uint64_t i, std::string_view value) {
 void ListEdit::Erase(uint64_t i) {
   changed_ = true;
   if (!large_) {
-    items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i));
+    items().erase(items().begin() + static_cast<std::ptrdiff_t>(i));
     return;
   }
   std::string moved;
@@ -381,11 +386,11 @@ void ListEdit::Keep(uint64_t from, uint64_t to) {
   changed_ = true;
   if (!large_) {
     if (from >= n) {
-      items_.clear();
+      items().clear();
       return;
     }
-    items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(to + 1), items_.end());
-    items_.erase(items_.begin(), items_.begin() + static_cast<std::ptrdiff_t>(from));
+    items().erase(items().begin() + static_cast<std::ptrdiff_t>(to + 1), items().end());
+    items().erase(items().begin(), items().begin() + static_cast<std::ptrdiff_t>(from));
     return;
   }
   // O(removed), as Redis's LTRIM: a tombstone per dropped element.
@@ -399,8 +404,8 @@ void ListEdit::Keep(uint64_t from, uint64_t to) {
 void ListEdit::ReplaceFrom(uint64_t i, const std::vector<std::string>& rest) {
   changed_ = true;
   if (!large_) {
-    items_.erase(items_.begin() + static_cast<std::ptrdiff_t>(i), items_.end());
-    items_.insert(items_.end(), rest.begin(), rest.end());
+    items().erase(items().begin() + static_cast<std::ptrdiff_t>(i), items().end());
+    items().insert(items().end(), rest.begin(), rest.end());
     return;
   }
   for (size_t j = 0; j < rest.size(); ++j) Put(meta_.first + i + j, rest[j]);
@@ -416,10 +421,11 @@ void ListEdit::Commit() {
     return;
   }
   if (large_) {
-    txn_.PutElement(db_, key_, kTypeList, inc_, list::kMetaMember, list::EncodeMeta(meta_));
+    char meta[16];
+    txn_.PutElement(db_, key_, kTypeList, inc_, list::kMetaMember, list::EncodeMeta(meta_, meta));
     return;
   }
-  const std::vector<std::string_view> views(items_.begin(), items_.end());
+  const std::vector<std::string_view> views(items().begin(), items().end());
   WriteList(txn_, server_, db_, key_, views, /*keep_ttl=*/true);
 }
 

@@ -15,6 +15,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -41,6 +42,8 @@ struct Meta {
   uint64_t count = 0;
 };
 std::string EncodeMeta(const Meta& m);
+/// EncodeMeta into `buf`, without allocating: the view is of buf.
+std::string_view EncodeMeta(const Meta& m, char (&buf)[16]);
 /// False when `value` is not a meta element's (damage the CRC missed).
 bool DecodeMeta(std::string_view value, Meta* out);
 
@@ -102,7 +105,7 @@ class ListEdit {
   bool Open();
   const std::string& error() const { return error_; }
   bool exists() const { return exists_; }
-  uint64_t size() const { return large_ ? meta_.count : items_.size(); }
+  uint64_t size() const { return large_ ? meta_.count : items_opt_ ? items_opt_->size() : 0; }
   /// Element i; false with error() set when its record fails its check.
   bool At(uint64_t i, std::string* out);
   void Set(uint64_t i, std::string_view value);
@@ -138,7 +141,10 @@ class ListEdit {
   bool deleted_ = false;
   uint64_t inc_ = 0;
   list::Meta meta_;
-  std::deque<std::string> items_;  // stored whole: the elements
+  // Stored whole: the elements. Its constructor allocates (libstdc++): made on the first use, so
+  // an edit of a large list allocates nothing for it.
+  std::optional<std::deque<std::string>> items_opt_;
+  std::deque<std::string>& items() { return items_opt_ ? *items_opt_ : items_opt_.emplace(); }
 };
 
 }  // namespace keg::server

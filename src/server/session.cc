@@ -1643,9 +1643,17 @@ void ClientSession::FlushPendingPushes() {
 }
 
 void ClientSession::Prefetch(std::span<const std::string_view> keys) {
-  server_.store->Prefetch(db(), keys);
+  // A key repeated by the next command (a pipeline of pushes to one list) is loaded once.
+  std::string_view unique[16];
+  size_t n = 0;
+  for (std::string_view key : keys) {
+    if (n == std::size(unique)) break;
+    if (n == 0 || key != unique[n - 1]) unique[n++] = key;
+  }
+  const std::span<const std::string_view> todo(unique, n);
+  server_.store->Prefetch(db(), todo);
   if (!no_touch_) {
-    for (std::string_view key : keys) server_.access.Prefetch(key);
+    for (std::string_view key : todo) server_.access.Prefetch(key);
   }
 }
 

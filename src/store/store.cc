@@ -1580,6 +1580,16 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       }
       return Status::OK();
     }
+    Status ReadElement(uint64_t inc, std::string_view member,
+                       const std::function<void(std::string_view)>& fn) override {
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
+      const CurrentValue cur = store_->CurrentElement(inc, ekey, store_->Hash(ekey), true);
+      if (!cur.error.ok()) return cur.error;
+      if (!cur.exists) return Status::NotFound();
+      fn(cur.view.value);  // cur.view.pin, when set, keeps the file mapped meanwhile
+      return Status::OK();
+    }
     bool PutElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                     std::string_view member, std::string_view value) override {
       std::string& ekey = store_->txn_element_key_;

@@ -408,6 +408,12 @@ class Txn {
   virtual uint64_t NewIncarnation() = 0;
   /// Reads element `member` of collection `inc`, the group's earlier writes included.
   virtual Status GetElement(uint64_t inc, std::string_view member, ValueView* out) = 0;
+  /// GetElement for a value used at once (a list's meta element): calls fn(value) and returns OK,
+  /// or returns NotFound or the read error without calling it. The view is valid during the call
+  /// only (it may lie in the group's buffer, which moves); unlike GetElement nothing is pinned or
+  /// copied.
+  virtual Status ReadElement(uint64_t inc, std::string_view member,
+                             const std::function<void(std::string_view value)>& fn) = 0;
   /// Sets element `member` of collection `inc` (of `type`, at `key` in database `db`: the key is
   /// what Options::on_written reports) to `value` (empty for a set member); returns whether it
   /// was new.
