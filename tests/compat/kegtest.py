@@ -299,6 +299,13 @@ def keg(*extra):
                                    *extra], "keg")
 
 
+def server_kinds():
+    """The servers a side-by-side test checks alike: ("keg", "redis"); keg alone in a sanitizer
+    build, where the redis-server half would check nothing new (it is the same binary in every
+    build: the Release run has checked it)."""
+    return ("keg",) if os.environ.get("KEG_SANITIZE") else ("keg", "redis")
+
+
 def redis(*extra, port=None):
     """A redis-server with no persistence. A full sync it serves to a replica that reads the
     diskless framing (redis-server's replicas, keg's) starts at once, not after Redis's default
