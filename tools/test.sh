@@ -3,7 +3,7 @@
 #   1. installs what is missing (tools/install-deps.sh --test);
 #   2. builds Release with g++ (warnings are errors) and runs every test;
 #   3. builds with clang, AddressSanitizer + UndefinedBehaviorSanitizer, and runs every test again,
-#      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 60) seconds;
+#      plus each libFuzzer target for KEG_FUZZ_SECONDS (default 30) seconds;
 #   4. builds with ThreadSanitizer and runs every test a third time (the store's threads);
 #   5. runs Redis 7.0.15's own test suite against the Release build (tools/redis-tests.sh), which
 #      counts as one test, and its integration units with keg as every server the harness starts
@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 
 tools/install-deps.sh --test
 
-fuzz_seconds=${KEG_FUZZ_SECONDS:-60}
+fuzz_seconds=${KEG_FUZZ_SECONDS:-30}
 jobs=$(nproc)
 
 cmake -S . -B build/release -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEG_WERROR=ON
