@@ -194,6 +194,30 @@ TEST_F(CollectionTest, ATxnSeesItsGroupsElementWrites) {
   EXPECT_EQ(All(inc), want);
 }
 
+// Txn::ReadElement hands its callback the value where it lies: in the group buffer for an element
+// the group wrote (the view is good for the call), in the data file for one it did not; NotFound
+// (the callback not called) for a missing or deleted one.
+TEST_F(CollectionTest, ReadElementSeesTheGroupsWritesWithoutACopy) {
+  const uint64_t inc = MakeHash("h", 10);
+  Run([&](Txn& txn) {
+    std::string got;
+    auto read = [&](std::string_view member) {
+      got = "(not called)";
+      return txn.ReadElement(inc, member, [&](std::string_view value) { got.assign(value); });
+    };
+    ASSERT_TRUE(read("f3").ok());  // applied: from the data file
+    EXPECT_EQ(got, "v3");
+    txn.PutElement(0, "h", format::kTypeHash, inc, "f3", "group's");
+    ASSERT_TRUE(read("f3").ok());  // written by the group: from its buffer
+    EXPECT_EQ(got, "group's");
+    EXPECT_TRUE(read("nope").IsNotFound());
+    EXPECT_EQ(got, "(not called)");
+    txn.DeleteElement(0, "h", format::kTypeHash, inc, "f4");
+    EXPECT_TRUE(read("f4").IsNotFound());
+    EXPECT_TRUE(txn.ReadElement(inc + 1, "f1", [](std::string_view) { ADD_FAILURE(); }).IsNotFound());
+  });
+}
+
 // An element a group writes again with a value of the same size (a list's meta element under a
 // pipeline of pushes) keeps one record: the group's first one, holding the last value.
 TEST_F(CollectionTest, AnElementRewrittenInItsGroupIsOneRecord) {
