@@ -194,7 +194,7 @@ void ZsetSeq::SetWhole(std::vector<zset::Item> items) {
 
 void ZsetSeq::AddGroupChanges(store::Txn& txn, uint64_t inc) {
   txn.GroupElements(inc, [&](std::string_view m, const std::string_view* value) {
-    const std::string_view member = arena_.emplace_back(m);
+    const std::string_view member = (arena_ ? *arena_ : arena_.emplace()).emplace_back(m);
     changed_.insert(member);
     double old = 0;
     uint64_t pos = 0;

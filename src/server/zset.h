@@ -15,6 +15,7 @@
 #include <cstdint>
 #include <deque>
 #include <functional>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -123,7 +124,9 @@ class ZsetSeq {
   std::vector<Added> added_;       // in order
   std::unordered_map<std::string_view, double> added_scores_;
   std::unordered_set<std::string_view> changed_;  // members the group wrote (committed lookups stale)
-  std::deque<std::string> arena_;
+  // The members the group wrote, copied (their views last only for GroupElements' call). Made on
+  // the first use: a deque's constructor allocates (libstdc++), and most reads add none.
+  std::optional<std::deque<std::string>> arena_;
 };
 
 /// Reads the sorted set at `key` (WRONGTYPE for another type) and runs work(seq) on one

@@ -8,6 +8,7 @@
 #include <pthread.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <chrono>
 #include <future>
@@ -2293,25 +2294,44 @@ namespace {
 // they are met.
 class PinnedFiles {
  public:
-  explicit PinnedFiles(std::vector<std::shared_ptr<DataFile>> files) : files_(std::move(files)) {
-    for (const auto& f : files_) by_index_.emplace(f->index(), f.get());
+  explicit PinnedFiles(std::vector<std::shared_ptr<DataFile>> files) {
+    for (auto& f : files) Add(std::move(f));
   }
   template <class Table>
   const DataFile* Get(uint32_t index, const Table& table) {
+    for (size_t i = 0; i < inline_count_; ++i) {
+      if (inline_[i]->index() == index) return inline_[i].get();
+    }
     if (auto it = by_index_.find(index); it != by_index_.end()) return it->second;
     std::shared_ptr<DataFile> f = table.Get(index);
     if (!f) return nullptr;
-    by_index_.emplace(index, f.get());
-    files_.push_back(std::move(f));
-    return files_.back().get();
+    return Add(std::move(f));
   }
   void MoveTo(std::vector<std::shared_ptr<const void>>* pins) {
-    for (auto& f : files_) pins->push_back(std::move(f));
-    files_.clear();
+    for (size_t i = 0; i < inline_count_; ++i) pins->push_back(std::move(inline_[i]));
+    inline_count_ = 0;
+    for (auto& f : more_) pins->push_back(std::move(f));
+    more_.clear();
+    by_index_.clear();
   }
 
  private:
-  std::vector<std::shared_ptr<DataFile>> files_;
+  const DataFile* Add(std::shared_ptr<DataFile> f) {
+    const DataFile* raw = f.get();
+    if (inline_count_ < inline_.size()) {
+      inline_[inline_count_++] = std::move(f);
+    } else {
+      by_index_.emplace(raw->index(), raw);
+      more_.push_back(std::move(f));
+    }
+    return raw;
+  }
+
+  // Most reads meet one to three files: those are kept inline and found by a scan (a read then
+  // allocates nothing here); the rest in a map.
+  std::array<std::shared_ptr<DataFile>, 4> inline_;
+  size_t inline_count_ = 0;
+  std::vector<std::shared_ptr<DataFile>> more_;
   std::unordered_map<uint32_t, const DataFile*> by_index_;
 };
 
