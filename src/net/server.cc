@@ -275,6 +275,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       if (watching_) {
         // The pending receive reads into the buffer: it is cancelled, and its handler frees the
         // buffer (unless the receive completed first: then it brought data, and the buffer stays).
+        // So is a watch for a hang-up that outlived its wait (WatchClose): its handler reads on.
         release_buffer_ = true;
         asio::error_code ec;
         socket_.cancel(ec);
@@ -450,7 +451,21 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     watching_ = true;
     socket_.async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const asio::error_code& ec) {
       self->watching_ = false;
+      const bool release = self->release_buffer_;
+      self->release_buffer_ = false;
       if (self->closed_) return;
+      if (ec == asio::error::operation_aborted) {
+        // Cancelled by Tick to free an idle buffer: the wait outlived the session's (a served
+        // blocking pop, a finished snapshot), which resumed meanwhile. Not a hang-up: keg closed
+        // such a connection 2 s after its wait ended, a replica that had its snapshot included.
+        if (release && !self->waiting_) self->ReleaseBuffer();
+        if (self->waiting_) {
+          self->WatchClose();
+        } else {
+          self->DoRead();
+        }
+        return;
+      }
       if (ec) {
         self->Shutdown();
         return;

@@ -91,6 +91,43 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(self.r.lpush("q2", "y"), 1)  # nobody popped it
         self.assert_alive()
 
+    def test_a_connection_whose_wait_ended_survives_being_idle(self):
+        """A client whose blocking command ended — BLPOP served by a push, BLPOP and WAIT timed
+        out — and then stays idle for longer than the 2 s after which an idle connection's buffer
+        is freed keeps its connection, as in Redis. keg closed it: freeing the buffer cancelled the
+        watch for a hang-up that the wait had left pending, and the cancel read as a hang-up
+        (redis-py reconnected unseen; a raw client, a MULTI or a subscriber lost its connection).
+        The same closed a replica 2 s after its full sync's request (issue 19)."""
+        for kind in ("keg", "redis"):
+            server = self.server if kind == "keg" else redis_server()
+            if kind == "redis":
+                self.addCleanup(server.stop)
+            c = redis.Redis(port=server.port)
+            c.ping()
+            connections = c.info("stats")["total_connections_received"]
+
+            def call(s, payload, reply):
+                s.sendall(payload)
+                got = b""
+                while len(got) < len(reply):
+                    chunk = s.recv(100)
+                    self.assertTrue(chunk, f"{kind}: the connection closed ({got!r})")
+                    got += chunk
+                self.assertEqual(got, reply, kind)
+
+            socks = [socket.create_connection(("127.0.0.1", server.port), timeout=10) for _ in range(3)]
+            for s in socks:
+                self.addCleanup(s.close)
+            threading.Timer(0.3, lambda: c.rpush("q", "x")).start()
+            call(socks[0], b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$1\r\n0\r\n", b"*2\r\n$1\r\nq\r\n$1\r\nx\r\n")
+            call(socks[1], b"*3\r\n$5\r\nBLPOP\r\n$1\r\nq\r\n$4\r\n0.05\r\n", b"*-1\r\n")
+            call(socks[2], b"*3\r\n$4\r\nWAIT\r\n$1\r\n1\r\n$2\r\n50\r\n", b":0\r\n")
+            time.sleep(3)
+            for s in socks:
+                call(s, b"*1\r\n$4\r\nPING\r\n", b"+PONG\r\n")
+            connections += 3
+            self.assertEqual(c.info("stats")["total_connections_received"], connections, kind)
+
     def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
         for offset in (9223372036854775807, 9223372036854775806, 536870912):
             with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
