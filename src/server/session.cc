@@ -714,6 +714,9 @@ ClientSession::~ClientSession() {
 
 uint32_t ClientSession::idle_timeout_seconds() const {
   if (replica_ || master_link_) return 0;  // replication links are never idle clients (repl-timeout covers them)
+  // Nor, as in Redis (clientsCronHandleTimeout), a subscriber or a MONITOR: they wait to be sent
+  // to, not to send.
+  if (subscribed() || monitoring()) return 0;
   return server_.timeout.load(std::memory_order_relaxed);
 }
 

@@ -128,6 +128,43 @@ class ConformanceDefects(unittest.TestCase):
             connections += 3
             self.assertEqual(c.info("stats")["total_connections_received"], connections, kind)
 
+    def test_the_idle_timeout_spares_subscribers_monitors_and_blocked_clients(self):
+        """`timeout 1`, as Redis's clientsCronHandleTimeout: a subscriber (channel, pattern or
+        shard channel), a MONITOR and a blocked client stay however long they are silent; an idle
+        client, one inside MULTI and one that unsubscribed from everything are closed. keg closed
+        subscribers and monitors too (a pub/sub client on a quiet channel lost its connection)."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = (keg if kind == "keg" else redis_server)("--timeout", "1")
+            self.addCleanup(server.stop)
+            clients = {}
+            for name, cmd in (("idle", b"PING\r\n"), ("multi", b"MULTI\r\n"), ("blpop", b"BLPOP q 0\r\n"),
+                              ("subscribe", b"SUBSCRIBE ch\r\n"), ("psubscribe", b"PSUBSCRIBE ch*\r\n"),
+                              ("ssubscribe", b"SSUBSCRIBE sh\r\n"), ("monitor", b"MONITOR\r\n"),
+                              ("unsubscribed", b"SUBSCRIBE ch\r\nUNSUBSCRIBE\r\n")):
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                self.addCleanup(s.close)
+                s.sendall(cmd)
+                clients[name] = s
+            time.sleep(3.5)
+            for name, s in clients.items():
+                s.settimeout(0.2)
+                alive = True
+                try:
+                    while True:
+                        if not s.recv(4096):
+                            alive = False
+                            break
+                except socket.timeout:
+                    pass
+                except ConnectionResetError:
+                    alive = False
+                seen[(kind, name)] = alive
+        self.assertEqual({k: v for k, v in seen.items() if k[0] == "keg"},
+                         {("keg", k[1]): v for k, v in seen.items() if k[0] == "redis"})
+        self.assertEqual(sorted(name for (kind, name), alive in seen.items() if kind == "keg" and alive),
+                         ["blpop", "monitor", "psubscribe", "ssubscribe", "subscribe"])
+
     def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
         for offset in (9223372036854775807, 9223372036854775806, 536870912):
             with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
