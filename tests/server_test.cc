@@ -670,9 +670,17 @@ TEST_F(ServerTest, BlockedClientsAreServedInOrderAndForgottenWhenTheyHangUp) {
   EXPECT_EQ(a.Read(1), "$3\r\nfoo\r\n");
   EXPECT_EQ(b.Read(1), "$3\r\nfoo\r\n");
 
-  // A timeout: nil (a nil array for BLPOP), and the connection goes on.
+  // A timeout: a nil array, BLMOVE's and BRPOPLPUSH's too (Redis 7.0's replyToBlockedClientTimedOut;
+  // keg answered them a nil bulk), and the connection goes on. Without waiting (inside MULTI) the
+  // moves answer a nil bulk, as Redis's.
   EXPECT_EQ(c.Call({"BLPOP", "empty", "0.05"}), "*-1\r\n");
-  EXPECT_EQ(c.Call({"BLMOVE", "empty", "x", "LEFT", "RIGHT", "0.05"}), "$-1\r\n");
+  EXPECT_EQ(c.Call({"BLMOVE", "empty", "x", "LEFT", "RIGHT", "0.05"}), "*-1\r\n");
+  EXPECT_EQ(c.Call({"BRPOPLPUSH", "empty", "x", "0.05"}), "*-1\r\n");
+  EXPECT_EQ(c.Call({"MULTI"}), "+OK\r\n");
+  EXPECT_EQ(c.Call({"BLMOVE", "empty", "x", "LEFT", "RIGHT", "0"}), "+QUEUED\r\n");
+  EXPECT_EQ(c.Call({"BRPOPLPUSH", "empty", "x", "0"}), "+QUEUED\r\n");
+  EXPECT_EQ(c.Call({"BLPOP", "empty", "0"}), "+QUEUED\r\n");
+  EXPECT_EQ(c.Call({"EXEC"}), "*3\r\n$-1\r\n$-1\r\n*-1\r\n");
   EXPECT_EQ(c.Call({"PING"}), "+PONG\r\n");
   // A timeout no deadline can hold is refused (Redis 7.0 overflows there), as are bad ones.
   EXPECT_EQ(c.Call({"BLPOP", "empty", "inf"}), "-ERR timeout is out of range\r\n");

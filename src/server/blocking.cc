@@ -223,11 +223,10 @@ void BlockingRegistry::OnWritten(std::span<const store::Options::WrittenKey> key
 void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply) {
   std::shared_ptr<net::Link> link = w.link.lock();
   if (!link) return;  // the connection went
-  link->Post([client = w.client, reply = std::move(reply), null_array = w.null_array()] {
+  link->Post([client = w.client, reply = std::move(reply)] {
     client->EndBlocked([&](resp::ReplyBuffer& out) {
       if (reply) return reply(out);
-      if (null_array) return out.NullArray();
-      out.Null();
+      out.NullArray();  // a timeout or CLIENT UNBLOCK: BLMOVE's too (BlockedPop::null_array)
     });
   });
 }

@@ -64,7 +64,9 @@ struct BlockedPop {
   enum class State : uint8_t { kNew, kWaiting, kServing, kDone };
   State state = State::kNew;  // under BlockingRegistry::mu_
   bool cancelled = false;     // under BlockingRegistry::mu_: the client went
-  /// The reply when nothing was popped: nil array (BLPOP, BLMPOP) or nil (BLMOVE).
+  /// The reply when nothing was popped without waiting (inside MULTI or a script): nil array
+  /// (BLPOP, BLMPOP) or nil (BLMOVE, BRPOPLPUSH). A wait that times out or is ended by CLIENT
+  /// UNBLOCK replies a nil array for every kind, as Redis 7.0's replyToBlockedClientTimedOut.
   bool null_array() const { return kind != Kind::kMove; }
 };
 

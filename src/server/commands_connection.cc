@@ -423,15 +423,18 @@ void Client(Ctx& c) {
     return out.Ok();
   }
   if (sub == "unblock" && (c.argc() == 3 || c.argc() == 4)) {
-    // A client blocked in BLPOP and friends (blocking.h) gets the timeout's reply, or with ERROR
-    // the UNBLOCKED error; 0 when the client is not blocked (CLIENT PAUSE does not count).
+    // A client blocked in BLPOP and friends (blocking.h) or in WAIT gets the timeout's reply, or
+    // with ERROR the UNBLOCKED error; 0 when the client is not blocked (CLIENT PAUSE does not
+    // count).
     if (c.argc() == 4 && !EqualsIgnoreCase(c.arg(3), "timeout") && !EqualsIgnoreCase(c.arg(3), "error")) {
       return c.Error("CLIENT UNBLOCK reason should be TIMEOUT or ERROR");
     }
     int64_t id = 0;
     if (!resp::ParseInt64(c.arg(2), &id)) return c.Error(err::kNotInteger);
     const bool error = c.argc() == 4 && EqualsIgnoreCase(c.arg(3), "error");
-    return out.Integer(id > 0 && c.server().blocking.Unblock(static_cast<uint64_t>(id), error) ? 1 : 0);
+    const bool unblocked = id > 0 && (c.server().blocking.Unblock(static_cast<uint64_t>(id), error) ||
+                                      c.server().repl.Unblock(static_cast<uint64_t>(id), error));
+    return out.Integer(unblocked ? 1 : 0);
   }
   if ((sub == "no-evict" || sub == "no-touch") && c.argc() == 3) {
     const std::string v = ToLower(c.arg(2));

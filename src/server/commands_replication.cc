@@ -859,11 +859,17 @@ void Wait(Ctx& c) {
   // (A timeout past a year is for ever: now + timeout must not overflow.)
   constexpr int64_t kYearMs = int64_t{365} * 24 * 3600 * 1000;
   const int64_t deadline = timeout == 0 || timeout > kYearMs ? 0 : MonoMs() + timeout;
-  feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, [weak, client, &feed, offset] {
+  client->SetBlockedInWait(true);  // blocked_clients, CLIENT LIST's `b`, CLIENT UNBLOCK, as Redis's BLOCKED_WAIT
+  feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, client->id(), [weak, client, &feed, offset](bool error) {
     std::shared_ptr<net::Link> link = weak.lock();
     if (!link) return;
-    link->Post([client, &feed, offset] {
-      client->link().out().Integer(static_cast<int64_t>(feed.CountAcked(offset)));
+    link->Post([client, &feed, offset, error] {
+      client->SetBlockedInWait(false);
+      if (error) {
+        client->link().out().Error("-UNBLOCKED client unblocked via CLIENT UNBLOCK");
+      } else {
+        client->link().out().Integer(static_cast<int64_t>(feed.CountAcked(offset)));
+      }
       client->Finish();
     });
   });

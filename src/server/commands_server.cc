@@ -195,7 +195,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     Field(&s, "client_recent_max_input_buffer", max_input);
     // Replies are written as they are produced; what a client has not read yet is not tracked.
     Field(&s, "client_recent_max_output_buffer", 0);
-    Field(&s, "blocked_clients", static_cast<int64_t>(st.pause.parked() + st.blocking.blocked() + st.ShutdownWaiters()));
+    Field(&s, "blocked_clients", static_cast<int64_t>(st.pause.parked() + st.blocking.blocked() + st.repl.waiting() + st.ShutdownWaiters()));
     Field(&s, "tracking_clients", st.tracking.clients());
     Field(&s, "clients_in_timeout_table", 0);
   }

@@ -120,8 +120,8 @@ std::string PrometheusText(ServerState& st) {
   w.One("keg_uptime_seconds", "gauge", "Seconds since the server started.",
         static_cast<double>(now - st.start_ms) / 1000.0);
   w.One("keg_connected_clients", "gauge", "Client connections.", static_cast<double>(st.clients.size()));
-  w.One("keg_blocked_clients", "gauge", "Clients waiting in a blocking pop, for CLIENT PAUSE to end or in SHUTDOWN.",
-        static_cast<double>(st.pause.parked() + st.blocking.blocked() + st.ShutdownWaiters()));
+  w.One("keg_blocked_clients", "gauge", "Clients waiting in a blocking pop, in WAIT, for CLIENT PAUSE to end or in SHUTDOWN.",
+        static_cast<double>(st.pause.parked() + st.blocking.blocked() + st.repl.waiting() + st.ShutdownWaiters()));
   w.One("keg_connections_received_total", "counter", "Connections accepted.",
         static_cast<double>(st.counters.connections.load()));
   w.One("keg_connections_rejected_total", "counter", "Connections refused (maxclients, protected mode).",

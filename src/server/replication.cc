@@ -485,7 +485,7 @@ std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, u
 }
 
 void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
-  std::vector<std::function<void()>> fire;
+  std::vector<std::function<void(bool)>> fire;
   {
     Guard lock(*this);
     r.acked = std::max(r.acked, offset);
@@ -499,8 +499,9 @@ void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
         ++it;
       }
     }
+    waiting_.store(waiters_.size(), std::memory_order_relaxed);
   }
-  for (auto& fn : fire) fn();
+  for (auto& fn : fire) fn(false);
 }
 
 void ReplicationFeed::Heard(Replica& r, int64_t now_ms) {
@@ -567,11 +568,29 @@ std::pair<uint64_t, uint64_t> ReplicationFeed::BacklogRange() const {
 }
 
 void ReplicationFeed::OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
-                              std::function<void()> fn) {
+                              uint64_t client_id, std::function<void(bool error)> fn) {
   Guard lock(*this);
-  waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), std::move(fn)});
+  waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), client_id, std::move(fn)});
+  waiting_.store(waiters_.size(), std::memory_order_relaxed);
   StartTimerLocked();  // a WAIT with no replica ever attached still times out
   cv_.notify_all();
+}
+
+bool ReplicationFeed::Unblock(uint64_t client_id, bool error) {
+  std::function<void(bool)> fn;
+  {
+    Guard lock(*this);
+    for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
+      if (it->client_id != client_id || it->link.expired()) continue;
+      fn = std::move(it->fn);
+      waiters_.erase(it);
+      waiting_.store(waiters_.size(), std::memory_order_relaxed);
+      break;
+    }
+  }
+  if (!fn) return false;
+  fn(error);
+  return true;
 }
 
 void ReplicationFeed::RequestAcks() {
@@ -611,7 +630,7 @@ void ReplicationFeed::TimerLoop() {
       blocks_.clear();  // the stream goes on at the same offset, in the new history
       spdlog::info("Replication backlog freed after {} seconds without connected replicas.", ttl);
     }
-    std::vector<std::function<void()>> fire;
+    std::vector<std::function<void(bool)>> fire;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if ((it->deadline_ms != 0 && now >= it->deadline_ms) || it->link.expired()) {
         fire.push_back(std::move(it->fn));
@@ -620,6 +639,7 @@ void ReplicationFeed::TimerLoop() {
         ++it;
       }
     }
+    waiting_.store(waiters_.size(), std::memory_order_relaxed);
     // On the ticks of repl-ping-replica-period since the start, as Redis's cron (not the moment a
     // replica attaches after a quiet spell: a replica that comes and goes between two ticks moves
     // no offset).
@@ -631,7 +651,7 @@ void ReplicationFeed::TimerLoop() {
     release.swap(keep_);
     lock.unlock();
     release.clear();
-    for (auto& fn : fire) fn();
+    for (auto& fn : fire) fn(false);
     if (ping) {
       static const std::string kPing = "*1\r\n$4\r\nPING\r\n";
       Append(kNoDb, kPing);

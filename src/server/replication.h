@@ -240,8 +240,14 @@ class ReplicationFeed {
   /// WAIT: calls fn (on whichever thread saw it: an ack's I/O thread, or the feed's timer) once,
   /// when acks bring the count of replicas at `offset` to `count`, or at `deadline_ms` (steady
   /// clock; 0: none), or when `link` is gone.
+  /// fn's argument: false, except when CLIENT UNBLOCK ... ERROR ended the wait (Unblock).
   void OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
-               std::function<void()> fn);
+               uint64_t client_id, std::function<void(bool error)> fn);
+  /// CLIENT UNBLOCK of a client in WAIT: calls its fn (with `error`) now, on this thread; false
+  /// when that client waits in no WAIT.
+  bool Unblock(uint64_t client_id, bool error);
+  /// Clients waiting in WAIT (INFO's blocked_clients). Any thread.
+  size_t waiting() const { return waiting_.load(std::memory_order_relaxed); }
   /// REPLCONF GETACK * into the stream: the replicas ack at once (WAIT).
   void RequestAcks();
   /// repl-ping-replica-period (seconds): the timer appends a PING this often while replicas are
@@ -287,7 +293,8 @@ class ReplicationFeed {
     size_t count;
     int64_t deadline_ms;
     std::weak_ptr<net::Link> link;
-    std::function<void()> fn;
+    uint64_t client_id;
+    std::function<void(bool error)> fn;
   };
   // The feed's thread ("keg-repl", from Activate or the first WAIT): WAIT's deadlines, the
   // periodic PING.
@@ -350,6 +357,7 @@ class ReplicationFeed {
   LiveBytes live_bytes_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;
+  std::atomic<size_t> waiting_{0};  // waiters_.size(), set under mu_ as it changes
   std::atomic<int64_t> ping_period_s_{10};
   std::atomic<int64_t> timeout_s_{60};
   std::atomic<int64_t> backlog_ttl_s_{3600};

@@ -118,6 +118,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// own write (Redis runs the served pop as the client's command).
   void ServedReplyComing() { served_reply_coming_.store(true, std::memory_order_release); }
   bool blocked() const { return blocked_ != nullptr; }
+  /// WAIT waits for acks (CLIENT LIST's `b`). I/O thread.
+  void SetBlockedInWait(bool on) { blocked_flag_.store(on, std::memory_order_relaxed); }
   /// Close after this reply (QUIT), or right away without one.
   void CloseAfterReply() { close_ = true; }
 
@@ -291,7 +293,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // Per-command outcome flags set by handlers.
   bool suspended_ = false;
   std::shared_ptr<BlockedPop> blocked_;  // the blocking pop this client waits in
-  std::atomic<bool> blocked_flag_{false};  // blocked_ set (CLIENT LIST's `b`, any thread)
+  std::atomic<bool> blocked_flag_{false};  // blocked_ set, or in WAIT (CLIENT LIST's `b`, any thread)
   // A write batch (a write command, EXEC, a script) is on its way to the store: pushes wait for
   // its replies (DeliverPush). A suspended read (DBSIZE, INFO, ...) does not hold them.
   bool write_in_flight_ = false;

@@ -165,6 +165,49 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(sorted(name for (kind, name), alive in seen.items() if kind == "keg" and alive),
                          ["blpop", "monitor", "psubscribe", "ssubscribe", "subscribe"])
 
+    def test_client_unblock_ends_a_wait_and_a_move_times_out_with_a_nil_array(self):
+        """As Redis 7.0 (replyToBlockedClientTimedOut): a client in WAIT is blocked — counted in
+        blocked_clients, `b` in CLIENT LIST — and CLIENT UNBLOCK ends its wait with the count of
+        acks (TIMEOUT) or the UNBLOCKED error; BLMOVE and BRPOPLPUSH end a wait (CLIENT UNBLOCK or
+        their timeout) with a nil array, as BLPOP. keg left WAIT blocked (CLIENT UNBLOCK answered
+        0, blocked_clients 0) and answered the moves a nil bulk."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = self.server if kind == "keg" else redis_server()
+            if kind == "redis":
+                self.addCleanup(server.stop)
+            r = redis.Redis(port=server.port)
+            for cmd in (b"WAIT 1 0", b"BLMOVE a b LEFT LEFT 0", b"BRPOPLPUSH a b 0"):
+                for how in ((), ("TIMEOUT",), ("ERROR",)):
+                    s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                    self.addCleanup(s.close)
+                    s.sendall(b"CLIENT ID\r\n")
+                    cid = int(s.recv(100)[1:])
+                    s.sendall(cmd + b"\r\n")
+                    deadline = time.time() + 5
+                    while r.info("clients")["blocked_clients"] != 1:
+                        self.assertLess(time.time(), deadline, f"{kind}: {cmd!r} is not counted as blocked")
+                        time.sleep(0.01)
+                    line = [c for c in r.client_list() if int(c["id"]) == cid][0]
+                    unblocked = r.execute_command("CLIENT", "UNBLOCK", cid, *how)
+                    reply = s.recv(100)
+                    seen[(kind, cmd, how)] = (line["flags"], unblocked, reply, r.info("clients")["blocked_clients"])
+            s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            self.addCleanup(s.close)
+            s.sendall(b"BLMOVE a b LEFT LEFT 0.01\r\nBRPOPLPUSH a b 0.01\r\n")
+            got = b""
+            while got.count(b"\r\n") < 2:
+                got += s.recv(100)
+            seen[(kind, "timeouts")] = got
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", b"WAIT 1 0", ("ERROR",))],
+                         ("b", 1, b"-UNBLOCKED client unblocked via CLIENT UNBLOCK\r\n", 0))
+        self.assertEqual(seen[("keg", b"WAIT 1 0", ("TIMEOUT",))], ("b", 1, b":0\r\n", 0))
+        self.assertEqual(seen[("keg", b"BLMOVE a b LEFT LEFT 0", ())], ("b", 1, b"*-1\r\n", 0))
+        self.assertEqual(seen[("keg", "timeouts")], b"*-1\r\n*-1\r\n")
+
     def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
         for offset in (9223372036854775807, 9223372036854775806, 536870912):
             with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
