@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Redis 7.0.15's own integration units (replication, psync2, failover, ...) with keg-server in
-# place of redis-server: the harness starts every server itself (not external mode), from its
+# Redis 7.0.15's own integration units (replication, psync2, failover, ...), and the units the
+# external mode skips (unit/wait, unit/obuf-limits, ...), with keg-server in place of
+# redis-server: the harness starts every server itself (not external mode), from its
 # tests/assets/default.conf plus each test's overrides. tools/test.sh runs the --suite units.
 #
 #   tools/redis-integration.sh [--server BIN] UNIT...      e.g. integration/replication-2
@@ -27,7 +28,7 @@ skips=()
 if [[ "${1:-}" == "--suite" ]]; then
   shift
   list="$root/tests/redis/integration-units.txt"
-  mapfile -t units < <(grep -E '^integration/' "$list")
+  mapfile -t units < <(grep -E '^(integration|unit)/' "$list")
   while IFS=$'\t' read -r _ name _; do skips+=(--skiptest "$name"); done < <(grep -E '^skip'$'\t' "$list")
   set -- "${units[@]}"
 fi

@@ -21,6 +21,9 @@ namespace {
 
 constexpr size_t kInitialReadBuffer = 16 * 1024;
 constexpr size_t kPreallocMax = 16 * 1024 * 1024;  // a big argument's room reserved at once, at most
+// Below this many reply bytes a command's output is not checked against the output limits until
+// its batch ends (Redis's 16 KiB reply buffer, which its limits do not count, plays that part).
+constexpr size_t kOutputCheckFrom = 16 * 1024;
 constexpr int64_t kReleaseIdleMs = 2000;  // an idle connection's query buffer is freed after this
 constexpr size_t kMinReadRoom = 4 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;    // Redis's PROTO_IOBUF_LEN
@@ -241,8 +244,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   bool closed() const override { return closed_; }
   void Flush() override {
     if (closed_) return;
+    if (!CheckOutputLimits()) return;  // before the write, as in Process
     StartWrite();
-    CheckOutputLimits();
   }
   void set_pubsub(bool on) override { pubsub_ = on; }
   void set_replica() override {
@@ -256,6 +259,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   int fd() const override { return fd_; }
   size_t query_buffer_bytes() const override { return qbuf_.load(std::memory_order_relaxed); }
   size_t query_buffer_free() const override { return qfree_.load(std::memory_order_relaxed); }
+  size_t output_bytes() const override { return omem_.load(std::memory_order_relaxed); }
   uint64_t input_consumed() const override { return consumed_; }
 
   // Once a second on the I/O thread: idle timeout and the soft output limit.
@@ -619,11 +623,16 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
           close_after_reply_ = true;
           break;
       }
+      // As Redis checks its client-output-buffer-limit as replies are added, before they are
+      // written: a reply (or a pipeline's replies) past the hard limit closes the connection with
+      // none of them sent, and the commands after it are not run. (keg checked after writing, so
+      // what the socket took at once never counted: a 150 KB LRANGE passed a 100 KB limit.)
+      if (out_.size() > kOutputCheckFrom && !CheckOutputLimits()) break;
     }
     processing_ = false;
     if (closed_) return;
-    StartWrite();
     if (!CheckOutputLimits()) return;
+    StartWrite();
     if (close_after_reply_ && !writing_ && out_.empty() && !waiting_) {
       Shutdown();
       return;
@@ -645,6 +654,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.
   bool CheckOutputLimits() {
     const size_t pending = out_.size() - std::min(exempt_, out_.size());
+    omem_.store(pending, std::memory_order_relaxed);
     // The class (Redis's getClientType): a replica's, a subscriber's, or a normal client's.
     const std::atomic<uint64_t>& hard_limit = replica_  ? limits_->replica_hard_limit
                                               : pubsub_ ? limits_->pubsub_hard_limit
@@ -685,6 +695,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       Worker::Add(worker_->bytes_out, static_cast<uint64_t>(written));
       out_.Consume(static_cast<size_t>(written));
       exempt_ -= std::min(exempt_, static_cast<size_t>(written));  // the exempt bytes go first
+      omem_.store(out_.size() - std::min(exempt_, out_.size()), std::memory_order_relaxed);
       if (out_.empty()) {
         AfterWrite();
         return;
@@ -773,6 +784,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   int fd_ = -1;        // likewise (CLIENT LIST)
   std::atomic<size_t> qbuf_{0};   // query_buffer_bytes()
   std::atomic<size_t> qfree_{0};  // query_buffer_free()
+  std::atomic<size_t> omem_{0};   // output_bytes()
 };
 
 class ServerImpl {

@@ -93,6 +93,9 @@ class Link {
   /// Room left in the query buffer (CLIENT LIST `qbuf-free=`; 0 once an idle connection's buffer
   /// was released). Any thread.
   virtual size_t query_buffer_free() const = 0;
+  /// Reply bytes not yet taken by the socket, as of the connection's last write or limit check
+  /// (CLIENT LIST `omem=`, what client-output-buffer-limit measures). Any thread.
+  virtual size_t output_bytes() const { return 0; }
 };
 
 /// How a session answers one command.

@@ -427,16 +427,19 @@ AclDenial AclCheck(const AclUser& user, const Command& cmd, const Command* sub,
       last = args.size();
     }
     for (size_t i = first; i < last && i < args.size(); ++i) {
-      const bool ok = std::any_of(user.channels.begin(), user.channels.end(), [&](const std::string& p) {
-        return literal ? p == args[i] : GlobMatch(p, args[i]);
-      });
-      if (!ok) {
+      if (!AclChannelAllowed(user, args[i], literal)) {
         *arg_index = i;
         return AclDenial::kChannel;
       }
     }
   }
   return AclDenial::kNone;
+}
+
+bool AclChannelAllowed(const AclUser& user, std::string_view channel, bool literal) {
+  if (user.all_channels) return true;
+  return std::any_of(user.channels.begin(), user.channels.end(),
+                     [&](const std::string& p) { return literal ? p == channel : GlobMatch(p, channel); });
 }
 
 // ---- Rules -------------------------------------------------------------------------------------

@@ -63,6 +63,10 @@ enum class AclDenial { kNone, kCommand, kKey, kChannel };
 AclDenial AclCheck(const AclUser& user, const Command& cmd, const Command* sub,
                    std::span<const std::string_view> args, size_t* arg_index);
 
+/// Whether `user` may use `channel` (Redis's ACLCheckChannelAgainstList): a channel must match
+/// one of the user's patterns; a pattern being subscribed (`literal`) must be one of them.
+bool AclChannelAllowed(const AclUser& user, std::string_view channel, bool literal);
+
 /// The keys of a command line and what each is used for (Redis 7.0's key-spec flags: "RO", "RW",
 /// "OW", "RM", then "access", "update", "insert", "delete"), for COMMAND GETKEYSANDFLAGS and ACL.
 /// `cmd` is the command or subcommand that runs; movable keys (MIGRATE ... KEYS) included.

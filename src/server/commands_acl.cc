@@ -103,6 +103,33 @@ void AclDryrun(Ctx& c) {
   }
 }
 
+// After ACL SETUSER: the clients authenticated as `name` subscribed to a channel or pattern the
+// user may no longer use are closed, as Redis's ACLKillPubsubClientsIfNeeded — before the reply
+// for those of this I/O thread (all of them with one I/O thread: the caller's next CLIENT LIST no
+// longer lists them), the caller itself after its reply.
+void KillSubscribersBeyond(Ctx& c, std::string_view name) {
+  const std::shared_ptr<const AclUser> user = c.server().acl.Get(name);
+  if (user == nullptr || user->all_channels) return;
+  ClientSession& me = c.client();
+  std::vector<std::pair<std::shared_ptr<net::Link>, ClientSession*>> targets;
+  c.server().clients.ForEach([&](ClientSession& s) {
+    if (!s.subscribed() || s.user_name() != name) return;
+    targets.emplace_back(s.link().Self(), &s);
+  });
+  for (auto& [link, session] : targets) {
+    if (session == &me) {
+      if (session->SubscribedBeyond(*user)) me.CloseAfterReply();
+    } else if (link->OnItsThread()) {
+      if (session->SubscribedBeyond(*user)) link->CloseNow();
+    } else {
+      link->Post([link = link, session = session, user] {
+        if (!link->closed() && session->SubscribedBeyond(*user)) link->CloseNow();
+      });
+    }
+  }
+  targets.clear();  // (a session closed here may go now, outside clients.ForEach)
+}
+
 void Acl(Ctx& c) {
   const std::string sub = ToLower(c.arg(1));
   AclRegistry& acl = c.server().acl;
@@ -111,6 +138,7 @@ void Acl(Ctx& c) {
     const std::vector<std::string_view> rules(c.args().begin() + 3, c.args().end());
     const std::string err = acl.SetUser(c.arg(2), rules);
     if (!err.empty()) return c.Error(err);
+    KillSubscribersBeyond(c, c.arg(2));
     return out.Ok();
   }
   if (sub == "deluser" && c.argc() >= 3) {

@@ -464,7 +464,8 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
     }
     auto line = [&](const Command& cmd, const std::string& name) {
       const CommandStats::Totals cs = cmd.stats->Read();
-      if (cs.calls == 0) return;
+      // As Redis: a command with no latency sample (latency-tracking no) is not listed.
+      if (cs.calls == 0 || std::all_of(std::begin(cs.latency), std::end(cs.latency), [](uint64_t n) { return n == 0; })) return;
       std::string v;
       for (double p : percentiles) {
         char num[32];

@@ -240,7 +240,8 @@ const std::vector<Directive>& Table() {
     t.push_back({"client-output-buffer-limit", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    // "normal <hard> <soft> <seconds>", possibly several classes on one line.
-                   if (a.empty() || a.size() % 4 != 0) return std::string("wrong number of arguments");
+                   if (a.empty()) return std::string();  // as Redis: nothing to change
+                   if (a.size() % 4 != 0) return std::string("Wrong number of arguments in buffer limit configuration.");
                    for (size_t i = 0; i < a.size(); i += 4) {
                      const std::string cls = Lower(a[i]);
                      int64_t hard = 0;

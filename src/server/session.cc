@@ -712,6 +712,19 @@ ClientSession::~ClientSession() {
   FlushCounters();
 }
 
+bool ClientSession::SubscribedBeyond(const AclUser& user) const {
+  if (subscriber_ == nullptr || user.all_channels) return false;
+  for (const std::string& p : subscriber_->patterns) {
+    if (!AclChannelAllowed(user, p, true)) return true;
+  }
+  for (const auto* set : {&subscriber_->channels, &subscriber_->shard_channels}) {
+    for (std::string_view ch : *set) {
+      if (!AclChannelAllowed(user, ch, false)) return true;
+    }
+  }
+  return false;
+}
+
 uint32_t ClientSession::idle_timeout_seconds() const {
   if (replica_ || master_link_) return 0;  // replication links are never idle clients (repl-timeout covers them)
   // Nor, as in Redis (clientsCronHandleTimeout), a subscriber or a MONITOR: they wait to be sent
@@ -855,7 +868,10 @@ void ClientSession::SetReplyMode(std::string_view mode) {
 void ClientSession::OnErrorReply(std::string_view text) {
   ++errors_;
   server_.errors.Add(text);
-  if (error_target_ != nullptr) error_target_->stats->AddFailed();
+  // A suspended command's late error (a blocking pop or WAIT ended by CLIENT UNBLOCK ... ERROR)
+  // is its failed call, as in Redis.
+  const Command* failed = error_target_ != nullptr ? error_target_ : suspended_ ? suspended_target_ : nullptr;
+  if (failed != nullptr) failed->stats->AddFailed();
   if (master_link_ || replica_) {
     // An error a replication link would send (it is not sent): a command of the primary's stream
     // failed here, or a replica's command did. Logged and counted as Redis's afterErrorReply; under
@@ -1394,6 +1410,7 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   }
   if (in_multi_ && (cmd->flags & kMultiControl) == 0) {
     queued_.emplace_back(args.begin(), args.end());
+    multi_queued_.store(static_cast<int64_t>(queued_.size()), std::memory_order_relaxed);
     link_->out().SimpleString("QUEUED");
     ++commands_;
     return net::Outcome::kDone;
@@ -1829,12 +1846,14 @@ void ClientSession::RunSteps(InFlight& flight, std::vector<store::OpResult>& res
 
 void ClientSession::BeginMulti() {
   in_multi_ = true;
+  multi_queued_.store(0, std::memory_order_relaxed);
   multi_error_ = false;
   queued_.clear();
 }
 
 void ClientSession::Discard() {
   in_multi_ = false;
+  multi_queued_.store(-1, std::memory_order_relaxed);
   multi_error_ = false;
   queued_.clear();
   Unwatch();
@@ -1885,6 +1904,7 @@ void ClientSession::Exec(Ctx& ctx) {
     return;
   }
   in_multi_ = false;
+  multi_queued_.store(-1, std::memory_order_relaxed);
   in_exec_ = true;
   // Every queued command becomes part of one batch: writes add their ops; reads of keys capture
   // the values at their place in the batch and reply from them; the rest reply at the end.
@@ -2147,6 +2167,7 @@ void ClientSession::Reset() {
   reply_off_ = skip_requested_ = skip_armed_ = no_touch_ = false;
   link_->out().set_muted(false);
   in_multi_ = false;
+  multi_queued_.store(-1, std::memory_order_relaxed);
   multi_error_ = false;
   queued_.clear();
   Unwatch();
@@ -2199,16 +2220,18 @@ std::string ClientSession::Describe(int64_t now_ms) const {
   if ((tracking & kTrackingBcast) != 0) flags += 'B';
   if (link_->unix_socket()) flags += 'U';
   if (flags.empty()) flags = "N";
+  const size_t omem = link_->output_bytes();
   const int64_t age = (now_ms - created_ms_) / 1000;
   const int64_t idle = (now_ms - last_interaction_ms_.load(std::memory_order_relaxed)) / 1000;
   std::string s = "id=" + std::to_string(id_) + " addr=" + link_->peer() + " laddr=" +
                   link_->local() + " fd=" + std::to_string(link_->fd()) + " name=" + name +
                   " age=" + std::to_string(age) + " idle=" + std::to_string(idle) +
                   " flags=" + flags + " db=" + std::to_string(db()) + " sub=" + std::to_string(sub) + " psub=" + std::to_string(psub) +
-                  " ssub=" + std::to_string(ssub) + " multi=-1 qbuf=" +
+                  " ssub=" + std::to_string(ssub) + " multi=" + std::to_string(multi_queued_.load(std::memory_order_relaxed)) + " qbuf=" +
                   std::to_string(link_->query_buffer_bytes()) +
                   " qbuf-free=" + std::to_string(link_->query_buffer_free()) + " argv-mem=0"
-                  " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=" + cmd_name +
+                  " multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=" + std::to_string(omem) + " tot-mem=" +
+                  std::to_string(link_->query_buffer_bytes() + link_->query_buffer_free() + omem) + " events=r cmd=" + cmd_name +
                   " user=" + user + " redir=" + std::to_string(tracking_redirect_.load(std::memory_order_relaxed)) + " resp=" + std::to_string(resp_.load());
   if (!lib_name.empty() || !lib_ver.empty()) s += " lib-name=" + lib_name + " lib-ver=" + lib_ver;
   return s;

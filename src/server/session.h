@@ -103,7 +103,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   /// The command will reply later (COMPACT, SAVE): Execute returns kWaitThenNext; call Finish()
   /// on the I/O thread once the reply is written.
-  void Suspend() { suspended_ = true; }
+  void Suspend() {
+    suspended_ = true;
+    suspended_target_ = error_target_;
+  }
   void Finish();
   /// A blocking pop waits (blocking.h): the command is suspended until EndBlocked. I/O thread.
   void Block(std::shared_ptr<BlockedPop> w) {
@@ -147,6 +150,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   Subscriber* subscriber();
   /// Subscribed to any channel, pattern or shard channel (Redis's CLIENT_PUBSUB flag).
   bool subscribed() const { return subscriber_ != nullptr && subscriber_->any(); }
+  /// Subscribed to a channel, shard channel or pattern `user` may not use (Redis's
+  /// ACLKillPubsubClientsIfNeeded: such a client is closed). I/O thread.
+  bool SubscribedBeyond(const AclUser& user) const;
   /// After (un)subscribing: the connection's output-limit class follows.
   void SubscriptionsChanged() { link_->set_pubsub(subscribed()); }
   // CLIENT TRACKING (tracking.h). The mode as this connection set it (I/O thread).
@@ -343,6 +349,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // MULTI.
   bool in_multi_ = false;
+  std::atomic<int64_t> multi_queued_{-1};  // commands queued in MULTI, -1 outside (CLIENT LIST `multi=`, any thread)
   bool in_exec_ = false;
   bool multi_error_ = false;
   std::vector<std::vector<std::string>> queued_;
@@ -375,6 +382,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.
   const Command* error_target_ = nullptr;
+  const Command* suspended_target_ = nullptr;  // error_target_ when the command suspended (its late errors)
 
   // Local counters, added to the server's once per read.
   uint64_t commands_ = 0;

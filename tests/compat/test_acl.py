@@ -177,6 +177,48 @@ class Acl(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_subscribers_are_closed_when_their_channels_are_revoked(self):
+        """As Redis's ACLKillPubsubClientsIfNeeded (its unit/acl "Subscribers are killed when
+        revoked of ... permission"): ACL SETUSER that takes a channel, shard channel or pattern
+        away from a user closes that user's clients subscribed to it before it replies (CLIENT LIST
+        no longer lists them); subscribers the new rules still allow stay. keg kept them all."""
+        import socket
+        import time
+        seen = {}
+        for kind, server in (("keg", self.keg_server), ("redis", self.redis_server)):
+            admin = redis.Redis(port=server.port, socket_timeout=10)
+            cases = (("SUBSCRIBE foo:1", "&foo:1"), ("SSUBSCRIBE foo:1", "&foo:1"),
+                     ("PSUBSCRIBE bar:*", "&bar:*"), ("SUBSCRIBE foo:1", "allchannels"),
+                     ("SUBSCRIBE baz:1", "&baz:*"))
+            for cmd, grant in cases:
+                admin.execute_command("ACL", "SETUSER", "psuser", "on", ">pspass", "+@all", "resetchannels", grant)
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+                self.addCleanup(s.close)
+                s.sendall(b"AUTH psuser pspass\r\nCLIENT SETNAME deathrow\r\n" + cmd.encode() + b"\r\n")
+                got = b""
+                while got.count(b"\r\n") < 2 + 4:  # +OK +OK and the subscription's 3-element reply
+                    got += s.recv(1000)
+                # Revoke everything but baz:* (the last case keeps its subscription).
+                admin.execute_command("ACL", "SETUSER", "psuser", "resetchannels", "&baz:*")
+                listed = "name=deathrow" in admin.execute_command("CLIENT", "LIST").decode()
+                s.settimeout(2)
+                try:
+                    closed = s.recv(100) == b""
+                except socket.timeout:
+                    closed = False
+                seen[(kind, cmd, grant)] = (listed, closed)
+                s.close()
+                deadline = time.time() + 5
+                while "name=deathrow" in admin.execute_command("CLIENT", "LIST").decode():
+                    self.assertLess(time.time(), deadline)
+                    time.sleep(0.01)
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", "SUBSCRIBE foo:1", "&foo:1")], (False, True))
+        self.assertEqual(seen[("keg", "PSUBSCRIBE bar:*", "&bar:*")], (False, True))
+        self.assertEqual(seen[("keg", "SUBSCRIBE baz:1", "&baz:*")], (True, False))
+
 
 if __name__ == "__main__":
     unittest.main()

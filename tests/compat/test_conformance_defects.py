@@ -208,6 +208,53 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(seen[("keg", b"BLMOVE a b LEFT LEFT 0", ())], ("b", 1, b"*-1\r\n", 0))
         self.assertEqual(seen[("keg", "timeouts")], b"*-1\r\n*-1\r\n")
 
+    def test_client_list_shows_queued_commands_and_unsent_output(self):
+        """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
+        client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
+        so a slow subscriber could not be told from a quick one; and a reply past the hard
+        output limit closes the client before any of it is sent, as Redis checks the limit as
+        replies are added (keg checked after writing, so what the socket took never counted)."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = self.server if kind == "keg" else redis_server()
+            if kind == "redis":
+                self.addCleanup(server.stop)
+            r = redis.Redis(port=server.port, decode_responses=True)
+            m = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            self.addCleanup(m.close)
+            m.sendall(b"CLIENT SETNAME m\r\nMULTI\r\nSET a 1\r\nGET a\r\n")
+            got = b""
+            while got.count(b"\r\n") < 4:
+                got += m.recv(100)
+            sub = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            self.addCleanup(sub.close)
+            sub.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sub.sendall(b"CLIENT SETNAME sub\r\nSUBSCRIBE ch\r\n")
+            time.sleep(0.2)
+            for _ in range(700):  # 7 MB the subscriber never reads: more than the socket buffers hold (4 MB)
+                r.publish("ch", "x" * 10000)
+            clients = {c["name"]: c for c in r.client_list()}
+            seen[(kind, "multi")] = clients["m"]["multi"]
+            omem = int(clients["sub"]["omem"])
+            self.assertGreater(omem, 500_000, kind)
+            r.config_set("client-output-buffer-limit", "normal 100000 0 0")
+            r.rpush("big", *(["x" * 1000] * 150))
+            big = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            self.addCleanup(big.close)
+            big.sendall(b"LRANGE big 0 -1\r\n")
+            got = b""
+            while True:
+                chunk = big.recv(65536)
+                if not chunk:
+                    break
+                got += chunk
+            seen[(kind, "big")] = got
+            r.config_set("client-output-buffer-limit", "normal 0 0 0")
+        self.assertEqual(seen[("keg", "multi")], seen[("redis", "multi")])
+        self.assertEqual(seen[("keg", "multi")], "2")
+        self.assertEqual(seen[("keg", "big")], b"")
+        self.assertEqual(seen[("redis", "big")], b"")
+
     def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
         for offset in (9223372036854775807, 9223372036854775806, 536870912):
             with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
