@@ -24,6 +24,9 @@ constexpr size_t kPreallocMax = 16 * 1024 * 1024;  // a big argument's room rese
 // Below this many reply bytes a command's output is not checked against the output limits until
 // its batch ends (Redis's 16 KiB reply buffer, which its limits do not count, plays that part).
 constexpr size_t kOutputCheckFrom = 16 * 1024;
+// Redis's 1 KiB for an unauthenticated client, past its 16 KiB reply buffer (which its limits do
+// not count).
+constexpr size_t kUnauthenticatedOutput = kOutputCheckFrom + 1024;
 constexpr int64_t kReleaseIdleMs = 2000;  // an idle connection's query buffer is freed after this
 constexpr size_t kMinReadRoom = 4 * 1024;
 constexpr size_t kReadChunk = 16 * 1024;    // Redis's PROTO_IOBUF_LEN
@@ -667,7 +670,9 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
                                                           : limits_->output_soft_seconds;
     const uint64_t hard = hard_limit.load(std::memory_order_relaxed);
     const uint64_t soft = soft_limit.load(std::memory_order_relaxed);
-    bool over = hard > 0 && pending > hard;
+    // An unauthenticated client's replies (NOAUTH errors) are held to 17 KiB, as Redis's
+    // checkClientOutputBufferLimits: one that sends without reading cannot make keg queue them.
+    bool over = (hard > 0 && pending > hard) || (pending > kUnauthenticatedOutput && session_ && session_->awaiting_auth());
     if (!over && soft > 0 && pending > soft) {
       const int64_t now_ms = SteadyMs();
       if (soft_since_ms_ == 0) soft_since_ms_ = now_ms;

@@ -123,6 +123,9 @@ class Session {
   virtual void Prefetch(std::span<const std::string_view> keys) { (void)keys; }
   /// True while the session waits for the store (idle timeouts do not apply).
   virtual bool busy() const = 0;
+  /// The client has not authenticated where it must: its unsent replies are held to 17 KiB, as
+  /// Redis holds them (a client that sends without reading is closed). I/O thread.
+  virtual bool awaiting_auth() const { return false; }
   /// Seconds of idle time after which the connection is closed (0: never). Read each second.
   virtual uint32_t idle_timeout_seconds() const = 0;
   /// The socket is closed (the peer hung up, or this server closed it); called once, on the I/O

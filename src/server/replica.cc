@@ -515,6 +515,11 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   if (!wire.Call({"PING"}, &reply) || reply.empty()) return fail("PING");
   if (!masterauth.empty()) {
     const bool ok = masteruser.empty() ? wire.Call({"AUTH", masterauth}, &reply) : wire.Call({"AUTH", masteruser, masterauth}, &reply);
+    if (ok && !reply.empty() && reply[0] == '-') {
+      // Redis's words, which operators (and its tests) look for.
+      spdlog::warn("Unable to AUTH to MASTER: {} (primary {}:{})", reply, host, port);
+      return;
+    }
     if (!ok || reply.rfind("+OK", 0) != 0) return fail("AUTH");
   }
   // The address the primary lists this replica under (and Sentinel connects to): the announced

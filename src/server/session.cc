@@ -1386,7 +1386,9 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
   }
   // CLIENT PAUSE: a command that must wait parks the connection until the pause ends, as Redis
   // postpones it; the writes batched from this read before it go first.
-  if (server_.pause.MustWait(true) && !master_link_) {  // (a primary's stream is never paused, as Redis)
+  // (A primary's stream is not paused: Redis 7.0 pauses it, the replica reading on meanwhile —
+  // slave_read_repl_offset grows — and applying it at the end; keg's link would stop reading.)
+  if (server_.pause.MustWait(true) && !master_link_) {
     // A script that cannot write (EVAL_RO, a no-writes script or function) is a read here.
     auto writes = [this](const Command& c, std::span<const std::string_view> a) {
       return (c.flags & (kWrite | kMayReplicate)) != 0 && !((c.flags & kMovableKeys) != 0 && ScriptCannotWrite(*server_.scripts, a));

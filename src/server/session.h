@@ -33,6 +33,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   net::Outcome EndOfInput() override;
   void Prefetch(std::span<const std::string_view> keys) override;
   bool busy() const override { return busy_ || parked_ || cold_wait_; }
+  bool awaiting_auth() const override { return !authenticated_; }
   uint32_t idle_timeout_seconds() const override;
 
   // ---- for handlers (I/O thread) ----
