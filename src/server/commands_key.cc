@@ -652,7 +652,20 @@ void Flush(Ctx& c) {
     c.batch().DeleteAll();
   }
   c.PropagateAlways();  // as Redis 7: replicas get every FLUSHDB / FLUSHALL, empty databases or not
-  c.Then([](std::span<OpResult>, resp::ReplyBuffer& out) { out.Ok(); });
+  // FLUSHALL with save points set: Redis saves its (empty) RDB there and then, so
+  // rdb_changes_since_last_save is 0 after it; keg's log holds the flush, durable as any write.
+  bool saves = false;
+  if (!EqualsIgnoreCase(c.arg(0), "flushdb")) {
+    std::lock_guard lock(c.server().config_mu);
+    saves = !c.server().config.save.empty();
+  }
+  c.Then([server = &c.server(), saves](std::span<OpResult>, resp::ReplyBuffer& out) {
+    if (saves) {
+      server->counters.changes_since_save = 0;
+      server->last_save_s = store::NowMs() / 1000;
+    }
+    out.Ok();
+  });
 }
 
 // MOVE key db: 1 when moved; 0 when the key is absent here or present there (Redis 7.0).

@@ -255,6 +255,28 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(seen[("keg", "big")], b"")
         self.assertEqual(seen[("redis", "big")], b"")
 
+    def test_flushall_with_save_points_leaves_no_changes_to_save(self):
+        """Redis's unit/other "FLUSHALL should reset the dirty counter to 0 if we enable save":
+        with save points set FLUSHALL saves, so rdb_changes_since_last_save is 0 after it; FLUSHDB
+        and a FLUSHALL without save points count as changes. keg counted them all."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = self.server if kind == "keg" else redis_server()
+            if kind == "redis":
+                self.addCleanup(server.stop)
+            r = redis.Redis(port=server.port)
+            for save in ("3600 1 300 100 60 10000", ""):
+                r.config_set("save", save)
+                for flush in ("FLUSHALL", "FLUSHDB"):
+                    r.set("key", "value")
+                    r.execute_command(flush)
+                    seen[(kind, save, flush)] = r.info("persistence")["rdb_changes_since_last_save"] > 0
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertFalse(seen[("keg", "3600 1 300 100 60 10000", "FLUSHALL")])
+        self.assertTrue(seen[("keg", "3600 1 300 100 60 10000", "FLUSHDB")])
+
     def test_setrange_with_offset_near_int64_max_is_refused_not_a_crash(self):
         for offset in (9223372036854775807, 9223372036854775806, 536870912):
             with self.assertRaisesRegex(redis.ResponseError, "string exceeds maximum allowed size"):
