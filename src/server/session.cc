@@ -684,6 +684,7 @@ void ClientSession::OnClose() {
   // session itself lives until its work in flight completes.
   gone_.store(true);  // (before RemoveClient below: see gone())
   server_.clients.Remove(this);
+  if (parked_) server_.pause.Unpark(link_);  // no longer waiting for the pause (blocked_clients)
   if (master_link_) {
     spdlog::info("replication: the link with the primary ({}) closed", link_->peer());
     server_.replica_of.LinkDown(master_gen_);
@@ -1406,6 +1407,9 @@ net::Outcome ClientSession::ExecuteCommand(std::span<const std::string_view> arg
       if (!steps_.empty() && Submit(false) != net::Outcome::kDone) return net::Outcome::kWaitThenRetry;
       if (server_.pause.Park(link_->Self(), write)) {
         parked_ = true;
+        // A client that hangs up while paused is gone at once, as in Redis (it left CLIENT LIST
+        // and blocked_clients only when the pause ended).
+        link_->WatchClose();
         return net::Outcome::kWaitThenRetry;
       }
     }

@@ -323,6 +323,17 @@ bool PauseState::Park(std::shared_ptr<net::Link> link, bool write) {
   return true;
 }
 
+void PauseState::Unpark(const net::Link* link) {
+  std::shared_ptr<net::Link> gone;  // let go with mu_ free
+  {
+    std::lock_guard lock(mu_);
+    auto it = std::find_if(parked_.begin(), parked_.end(), [&](const auto& l) { return l.get() == link; });
+    if (it == parked_.end()) return;
+    gone = std::move(*it);
+    parked_.erase(it);
+  }
+}
+
 size_t PauseState::parked() const {
   std::lock_guard lock(mu_);
   return parked_.size();

@@ -209,6 +209,8 @@ class PauseState {
   }
   /// Parks `link` until the pause ends; false when it already ended (run the command now).
   bool Park(std::shared_ptr<net::Link> link, bool write);
+  /// A parked connection closed: it is no longer waiting (blocked_clients).
+  void Unpark(const net::Link* link);
   /// Connections waiting (INFO blocked_clients).
   size_t parked() const;
   std::function<void(bool paused)> on_change;  // set once, before any pause

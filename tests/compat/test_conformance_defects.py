@@ -255,6 +255,42 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(seen[("keg", "big")], b"")
         self.assertEqual(seen[("redis", "big")], b"")
 
+    def test_a_client_that_hangs_up_while_paused_is_gone_at_once(self):
+        """CLIENT PAUSE WRITE holds two clients' SETs; one hangs up: as in Redis it leaves CLIENT
+        LIST and blocked_clients at once, its SET never runs, and the other's runs at UNPAUSE
+        (with what it pipelined meanwhile). keg kept the gone client parked until the pause
+        ended (blocked_clients 2)."""
+        seen = {}
+        for kind in ("keg", "redis"):
+            server = self.server if kind == "keg" else redis_server()
+            if kind == "redis":
+                self.addCleanup(server.stop)
+            r = redis.Redis(port=server.port)
+            r.delete("a")
+            r.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+            gone = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            gone.sendall(b"SET a 1\r\n")
+            held = socket.create_connection(("127.0.0.1", server.port), timeout=5)
+            self.addCleanup(held.close)
+            held.sendall(b"SET a 2\r\n")
+            deadline = time.time() + 5
+            while r.info("clients")["blocked_clients"] != 2:
+                self.assertLess(time.time(), deadline, kind)
+                time.sleep(0.01)
+            gone.close()
+            held.sendall(b"GET a\r\n")
+            while r.info("clients")["blocked_clients"] != 1:
+                self.assertLess(time.time(), deadline, f"{kind}: the client that hung up is still waiting")
+                time.sleep(0.01)
+            clients = len(r.client_list())
+            r.execute_command("CLIENT", "UNPAUSE")
+            got = b""
+            while got.count(b"\r\n") < 3:
+                got += held.recv(100)
+            seen[kind] = (clients, got, r.get("a"))
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"], (2, b"+OK\r\n$1\r\n2\r\n", b"2"))
+
     def test_flushall_with_save_points_leaves_no_changes_to_save(self):
         """Redis's unit/other "FLUSHALL should reset the dirty counter to 0 if we enable save":
         with save points set FLUSHALL saves, so rdb_changes_since_last_save is 0 after it; FLUSHDB
