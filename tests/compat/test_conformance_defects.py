@@ -45,6 +45,13 @@ class ConformanceDefects(unittest.TestCase):
         self.r.close()
         self.server.stop()
 
+    def keg_and_redis(self):
+        """("keg", this test's server), then ("redis", a redis-server started for the comparison)."""
+        yield "keg", self.server
+        ref = redis_server()
+        self.addCleanup(ref.stop)
+        yield "redis", ref
+
     def assert_alive(self):
         self.assertTrue(self.r.ping())
         self.assertIsNone(self.server.proc.poll(), "keg-server exited")
@@ -98,10 +105,7 @@ class ConformanceDefects(unittest.TestCase):
         watch for a hang-up that the wait had left pending, and the cancel read as a hang-up
         (redis-py reconnected unseen; a raw client, a MULTI or a subscriber lost its connection).
         The same closed a replica 2 s after its full sync's request (issue 19)."""
-        for kind in ("keg", "redis"):
-            server = self.server if kind == "keg" else redis_server()
-            if kind == "redis":
-                self.addCleanup(server.stop)
+        for kind, server in self.keg_and_redis():
             c = redis.Redis(port=server.port)
             c.ping()
             connections = c.info("stats")["total_connections_received"]
@@ -172,10 +176,7 @@ class ConformanceDefects(unittest.TestCase):
         their timeout) with a nil array, as BLPOP. keg left WAIT blocked (CLIENT UNBLOCK answered
         0, blocked_clients 0) and answered the moves a nil bulk."""
         seen = {}
-        for kind in ("keg", "redis"):
-            server = self.server if kind == "keg" else redis_server()
-            if kind == "redis":
-                self.addCleanup(server.stop)
+        for kind, server in self.keg_and_redis():
             r = redis.Redis(port=server.port)
             for cmd in (b"WAIT 1 0", b"BLMOVE a b LEFT LEFT 0", b"BRPOPLPUSH a b 0"):
                 for how in ((), ("TIMEOUT",), ("ERROR",)):
@@ -215,10 +216,7 @@ class ConformanceDefects(unittest.TestCase):
         output limit closes the client before any of it is sent, as Redis checks the limit as
         replies are added (keg checked after writing, so what the socket took never counted)."""
         seen = {}
-        for kind in ("keg", "redis"):
-            server = self.server if kind == "keg" else redis_server()
-            if kind == "redis":
-                self.addCleanup(server.stop)
+        for kind, server in self.keg_and_redis():
             r = redis.Redis(port=server.port, decode_responses=True)
             m = socket.create_connection(("127.0.0.1", server.port), timeout=5)
             self.addCleanup(m.close)
@@ -261,10 +259,7 @@ class ConformanceDefects(unittest.TestCase):
         (with what it pipelined meanwhile). keg kept the gone client parked until the pause
         ended (blocked_clients 2)."""
         seen = {}
-        for kind in ("keg", "redis"):
-            server = self.server if kind == "keg" else redis_server()
-            if kind == "redis":
-                self.addCleanup(server.stop)
+        for kind, server in self.keg_and_redis():
             r = redis.Redis(port=server.port)
             r.delete("a")
             r.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
@@ -296,10 +291,7 @@ class ConformanceDefects(unittest.TestCase):
         with save points set FLUSHALL saves, so rdb_changes_since_last_save is 0 after it; FLUSHDB
         and a FLUSHALL without save points count as changes. keg counted them all."""
         seen = {}
-        for kind in ("keg", "redis"):
-            server = self.server if kind == "keg" else redis_server()
-            if kind == "redis":
-                self.addCleanup(server.stop)
+        for kind, server in self.keg_and_redis():
             r = redis.Redis(port=server.port)
             for save in ("3600 1 300 100 60 10000", ""):
                 r.config_set("save", save)
