@@ -184,17 +184,20 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   if (want("clients")) {
     begin("Clients");
     size_t max_input = 0;
+    size_t max_output = 0;
     size_t connected = 0;  // as Redis's: every connection but its replicas' (the primary's counts)
     st.clients.ForEach([&](ClientSession& c) {
       max_input = std::max(max_input, c.link().query_buffer_bytes());
+      max_output = std::max(max_output, c.link().output_bytes());
       if (c.client_type() != "replica") ++connected;
     });
     Field(&s, "connected_clients", connected);
     Field(&s, "cluster_connections", 0);
     Field(&s, "maxclients", st.maxclients.load());
     Field(&s, "client_recent_max_input_buffer", max_input);
-    // Replies are written as they are produced; what a client has not read yet is not tracked.
-    Field(&s, "client_recent_max_output_buffer", 0);
+    // The largest of the clients' unsent replies now (CLIENT LIST's omem; Redis keeps the peak
+    // of the last few seconds).
+    Field(&s, "client_recent_max_output_buffer", max_output);
     Field(&s, "blocked_clients", static_cast<int64_t>(st.pause.parked() + st.blocking.blocked() + st.repl.waiting() + st.ShutdownWaiters()));
     Field(&s, "tracking_clients", st.tracking.clients());
     Field(&s, "clients_in_timeout_table", 0);

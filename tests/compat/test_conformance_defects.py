@@ -212,7 +212,8 @@ class ConformanceDefects(unittest.TestCase):
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
-        so a slow subscriber could not be told from a quick one; and a reply past the hard
+        so a slow subscriber could not be told from a quick one (nor by INFO's
+        client_recent_max_output_buffer, always 0); and a reply past the hard
         output limit closes the client before any of it is sent, as Redis checks the limit as
         replies are added (keg checked after writing, so what the socket took never counted)."""
         seen = {}
@@ -235,6 +236,8 @@ class ConformanceDefects(unittest.TestCase):
             seen[(kind, "multi")] = clients["m"]["multi"]
             omem = int(clients["sub"]["omem"])
             self.assertGreater(omem, 500_000, kind)
+            # INFO's largest output buffer sees it too (keg's was always 0).
+            self.assertGreater(r.info("clients")["client_recent_max_output_buffer"], 500_000, kind)
             r.config_set("client-output-buffer-limit", "normal 100000 0 0")
             r.rpush("big", *(["x" * 1000] * 150))
             big = socket.create_connection(("127.0.0.1", server.port), timeout=5)
