@@ -499,7 +499,6 @@ void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
         ++it;
       }
     }
-    waiting_.store(waiters_.size(), std::memory_order_relaxed);
   }
   for (auto& fn : fire) fn(false);
 }
@@ -571,7 +570,6 @@ void ReplicationFeed::OnAcked(uint64_t offset, size_t count, int64_t deadline_ms
                               uint64_t client_id, std::function<void(bool error)> fn) {
   Guard lock(*this);
   waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), client_id, std::move(fn)});
-  waiting_.store(waiters_.size(), std::memory_order_relaxed);
   StartTimerLocked();  // a WAIT with no replica ever attached still times out
   cv_.notify_all();
 }
@@ -584,13 +582,17 @@ bool ReplicationFeed::Unblock(uint64_t client_id, bool error) {
       if (it->client_id != client_id || it->link.expired()) continue;
       fn = std::move(it->fn);
       waiters_.erase(it);
-      waiting_.store(waiters_.size(), std::memory_order_relaxed);
       break;
     }
   }
   if (!fn) return false;
   fn(error);
   return true;
+}
+
+size_t ReplicationFeed::waiting() const {
+  Guard lock(*this);
+  return waiters_.size();
 }
 
 void ReplicationFeed::RequestAcks() {
@@ -639,7 +641,6 @@ void ReplicationFeed::TimerLoop() {
         ++it;
       }
     }
-    waiting_.store(waiters_.size(), std::memory_order_relaxed);
     // On the ticks of repl-ping-replica-period since the start, as Redis's cron (not the moment a
     // replica attaches after a quiet spell: a replica that comes and goes between two ticks moves
     // no offset).

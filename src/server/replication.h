@@ -247,7 +247,7 @@ class ReplicationFeed {
   /// when that client waits in no WAIT.
   bool Unblock(uint64_t client_id, bool error);
   /// Clients waiting in WAIT (INFO's blocked_clients). Any thread.
-  size_t waiting() const { return waiting_.load(std::memory_order_relaxed); }
+  size_t waiting() const;
   /// REPLCONF GETACK * into the stream: the replicas ack at once (WAIT).
   void RequestAcks();
   /// repl-ping-replica-period (seconds): the timer appends a PING this often while replicas are
@@ -357,7 +357,6 @@ class ReplicationFeed {
   LiveBytes live_bytes_ = std::make_shared<std::atomic<uint64_t>>(0);
   std::vector<std::shared_ptr<Replica>> replicas_;
   std::vector<Waiter> waiters_;
-  std::atomic<size_t> waiting_{0};  // waiters_.size(), set under mu_ as it changes
   std::atomic<int64_t> ping_period_s_{10};
   std::atomic<int64_t> timeout_s_{60};
   std::atomic<int64_t> backlog_ttl_s_{3600};

@@ -871,7 +871,7 @@ void ClientSession::OnErrorReply(std::string_view text) {
   server_.errors.Add(text);
   // A suspended command's late error (a blocking pop or WAIT ended by CLIENT UNBLOCK ... ERROR)
   // is its failed call, as in Redis.
-  const Command* failed = error_target_ != nullptr ? error_target_ : suspended_ ? suspended_target_ : nullptr;
+  const Command* failed = error_target_ != nullptr ? error_target_ : suspended_target_;
   if (failed != nullptr) failed->stats->AddFailed();
   if (master_link_ || replica_) {
     // An error a replication link would send (it is not sent): a command of the primary's stream
@@ -1629,6 +1629,7 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   const Command* sub = &StatsTarget(cmd, args);
   last_subcommand_.store(sub == &cmd ? nullptr : sub, std::memory_order_relaxed);
   suspended_ = false;
+  suspended_target_ = nullptr;
   close_ = false;
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
   if (tracking_on_) RememberTracked(cmd, args);  // before the read: a write meanwhile invalidates
@@ -1644,6 +1645,7 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
 }
 
 void ClientSession::Finish() {
+  suspended_target_ = nullptr;  // its reply is written: later errors are not its
   link_->out().set_muted(false);
   busy_ = false;
   FlushPendingPushes();
@@ -1858,11 +1860,15 @@ void ClientSession::BeginMulti() {
 }
 
 void ClientSession::Discard() {
+  LeaveMulti();
+  Unwatch();
+}
+
+void ClientSession::LeaveMulti() {
   in_multi_ = false;
   multi_queued_.store(-1, std::memory_order_relaxed);
   multi_error_ = false;
   queued_.clear();
-  Unwatch();
 }
 
 void ClientSession::Watch(std::span<const std::string_view> keys) {
@@ -2172,10 +2178,7 @@ void ClientSession::Reset() {
   }
   reply_off_ = skip_requested_ = skip_armed_ = no_touch_ = false;
   link_->out().set_muted(false);
-  in_multi_ = false;
-  multi_queued_.store(-1, std::memory_order_relaxed);
-  multi_error_ = false;
-  queued_.clear();
+  LeaveMulti();
   Unwatch();
   set_db(0);
   set_protocol(resp::Protocol::kResp2);

@@ -351,6 +351,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // MULTI.
   bool in_multi_ = false;
   std::atomic<int64_t> multi_queued_{-1};  // commands queued in MULTI, -1 outside (CLIENT LIST `multi=`, any thread)
+  void LeaveMulti();  // out of MULTI, its queue dropped (DISCARD, RESET)
   bool in_exec_ = false;
   bool multi_error_ = false;
   std::vector<std::vector<std::string>> queued_;
@@ -383,7 +384,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   // The command an error reply is counted against (failed_calls / rejected_calls), if any.
   const Command* error_target_ = nullptr;
-  const Command* suspended_target_ = nullptr;  // error_target_ when the command suspended (its late errors)
+  // error_target_ of a suspended command, until its reply is written (Finish): its late errors.
+  const Command* suspended_target_ = nullptr;
 
   // Local counters, added to the server's once per read.
   uint64_t commands_ = 0;
