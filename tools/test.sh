@@ -8,7 +8,8 @@
 #   5. runs Redis 7.0.15's own test suite against the Release build (tools/redis-tests.sh), which
 #      counts as one test, and its integration units with keg as every server the harness starts
 #      (tools/redis-integration.sh --suite), one test more.
-# Ends with one line "tests: N passed, N failed"; exits non-zero when anything failed.
+# Ends with the names of the failed tests, if any, and one line "tests: N passed, N failed"; exits
+# non-zero when anything failed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,6 +37,7 @@ export TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
 passed=0
 failed=0
 status=0
+failed_names=()
 for dir in build/release build/sanitize build/tsan; do
   echo "== ctest in $dir"
   log=$(mktemp)
@@ -44,6 +46,11 @@ for dir in build/release build/sanitize build/tsan; do
   fi
   # "100% tests passed, 0 tests failed out of 207"
   summary=$(grep -E 'tests failed out of [0-9]+' "$log" | tail -1 || true)
+  # ctest's "The following tests FAILED:" list, one "  N - name (Failed)" line each: kept for the
+  # end, where CI's tail shows it.
+  while IFS= read -r line; do
+    failed_names+=("$dir: ${line#"${line%%[![:space:]]*}"}")
+  done < <(sed -n '/The following tests FAILED:/,$p' "$log" | grep -E '^[[:space:]]+[0-9]+ - ' || true)
   rm -f "$log"
   if [[ -z "$summary" ]]; then
     echo "test.sh: no ctest summary from $dir" >&2
@@ -65,6 +72,7 @@ if tools/redis-tests.sh --server build/release/src/server/keg-server; then
   passed=$((passed + 1))
 else
   failed=$((failed + 1))
+  failed_names+=("tools/redis-tests.sh")
   status=1
 fi
 
@@ -76,8 +84,12 @@ if tools/redis-integration.sh --server build/release/src/server/keg-server --sui
   passed=$((passed + 1))
 else
   failed=$((failed + 1))
+  failed_names+=("tools/redis-integration.sh --suite")
   status=1
 fi
 
+for name in "${failed_names[@]}"; do
+  echo "failed: $name"
+done
 echo "tests: $passed passed, $failed failed"
 exit $status
