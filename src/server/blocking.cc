@@ -124,6 +124,17 @@ void BlockingRegistry::Add(const std::shared_ptr<BlockedPop>& w) {
   {
     std::lock_guard lock(mu_);
     if (w->cancelled || w->state != BlockedPop::State::kNew) return;
+    // A pop that passed the read-only check on its I/O thread while this server was a primary and
+    // reached the writer after REPLICAOF turned it into a replica: it blocked before the change, so
+    // the change ends it (UnblockAll took mu_ after the mode changed, so it ran before this lock or
+    // the mode is seen here). Waiting on would let the primary's stream serve it on this replica
+    // alone. (On a writable replica a client may block, as in Redis.)
+    if (server_.replica_of.active() && server_.replica_read_only.load(std::memory_order_relaxed) &&
+        (w->client == nullptr || !w->client->master_link())) {
+      w->state = BlockedPop::State::kDone;
+      EndForRoleChange(*w);
+      return;
+    }
     w->state = BlockedPop::State::kWaiting;
     for (const std::string& key : w->keys) by_key_[Slot(w->db, key)].push_back(w);
     by_client_[w->client_id] = w;
@@ -193,17 +204,17 @@ void BlockingRegistry::UnblockAll() {
       w->state = BlockedPop::State::kDone;
     }
   }
-  for (const auto& w : all) {
-    std::shared_ptr<net::Link> link = w->link.lock();
-    if (!link) continue;  // the connection went
-    net::Link* l = link.get();  // (Post keeps the connection alive until the task ran)
-    link->Post([client = w->client, l] {
-      client->EndBlocked([](resp::ReplyBuffer& out) {
-        out.Error("-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)");
-      });
-      l->CloseAfterReply();
-    });
-  }
+  for (const auto& w : all) EndForRoleChange(*w);
+}
+
+void BlockingRegistry::EndForRoleChange(const BlockedPop& w) {
+  std::shared_ptr<net::Link> link = w.link.lock();
+  if (!link) return;  // the connection went
+  net::Link* l = link.get();  // (Post keeps the connection alive until the task ran)
+  link->Post([client = w.client, l] {
+    client->EndBlocked([](resp::ReplyBuffer& out) { out.Error(kUnblockedByRoleChange); });
+    l->CloseAfterReply();
+  });
 }
 
 void BlockingRegistry::OnWritten(std::span<const store::Options::WrittenKey> keys) {

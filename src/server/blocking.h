@@ -38,6 +38,11 @@ namespace keg::server {
 class ClientSession;
 struct ServerState;
 
+/// What a client blocked in a pop or in WAIT gets when this server becomes a replica (Redis's
+/// disconnectAllBlockedClients); its connection closes after it.
+inline constexpr const char* kUnblockedByRoleChange =
+    "-UNBLOCKED force unblock from blocking operation, instance state changed (master -> replica?)";
+
 /// Writes a reply on the client's I/O thread.
 using ReplyWriter = std::function<void(resp::ReplyBuffer&)>;
 
@@ -113,7 +118,8 @@ class BlockingRegistry {
   BlockingRegistry(const BlockingRegistry&) = delete;
   BlockingRegistry& operator=(const BlockingRegistry&) = delete;
 
-  /// Writer role, inside the try's kRun op: `w` waits on its keys (unless its client went).
+  /// Writer role, inside the try's kRun op: `w` waits on its keys (unless its client went, or this
+  /// server is a read-only replica by now: then it ends as UnblockAll ends a wait).
   void Add(const std::shared_ptr<BlockedPop>& w);
   /// The client's I/O thread, when its session goes: the wait ends without a reply.
   void Cancel(const std::shared_ptr<BlockedPop>& w);
@@ -155,6 +161,8 @@ class BlockingRegistry {
   void RemoveLocked(const std::shared_ptr<BlockedPop>& w);
   /// Posts `reply` (or the timeout's nil when null) to w's client and resumes it.
   static void Finish(const BlockedPop& w, ReplyWriter reply);
+  /// Posts kUnblockedByRoleChange to w's client, whose connection then closes (any thread).
+  static void EndForRoleChange(const BlockedPop& w);
 
   ServerState& server_;
   mutable std::mutex mu_;

@@ -860,13 +860,16 @@ void Wait(Ctx& c) {
   constexpr int64_t kYearMs = int64_t{365} * 24 * 3600 * 1000;
   const int64_t deadline = timeout == 0 || timeout > kYearMs ? 0 : MonoMs() + timeout;
   client->SetBlockedInWait(true);  // blocked_clients, CLIENT LIST's `b`, CLIENT UNBLOCK, as Redis's BLOCKED_WAIT
-  feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, client->id(), [weak, client, &feed, offset](bool error) {
+  feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, client->id(), [weak, client, &feed, offset](WaitEnd end) {
     std::shared_ptr<net::Link> link = weak.lock();
     if (!link) return;
-    link->Post([client, &feed, offset, error] {
+    link->Post([client, &feed, offset, end] {
       client->SetBlockedInWait(false);
-      if (error) {
+      if (end == WaitEnd::kUnblockError) {
         client->link().out().Error("-UNBLOCKED client unblocked via CLIENT UNBLOCK");
+      } else if (end == WaitEnd::kRoleChange) {
+        client->link().out().Error(kUnblockedByRoleChange);
+        client->link().CloseAfterReply();
       } else {
         client->link().out().Integer(static_cast<int64_t>(feed.CountAcked(offset)));
       }

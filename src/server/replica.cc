@@ -280,7 +280,10 @@ bool ReplicaOf::Follow(const std::string& host, int64_t port, bool failover) {
   // A primary's writes in flight finish before the server turns replica: the mode changes on the
   // writer, between two groups.
   ApplyMode(true);
-  server_.blocking.UnblockAll();  // clients blocked here must not be served by the primary's stream
+  // Clients blocked here must not be served by the primary's stream, nor wait for acks of a
+  // stream that is no longer this server's (Redis's disconnectAllBlockedClients).
+  server_.blocking.UnblockAll();
+  server_.repl.UnblockAll();
   std::lock_guard lock(mu_);
   const uint64_t gen = ++gen_;
   InterruptLocked();

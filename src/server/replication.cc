@@ -485,7 +485,7 @@ std::shared_ptr<Replica> ReplicationFeed::TryContinue(std::string_view replid, u
 }
 
 void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
-  std::vector<std::function<void(bool)>> fire;
+  std::vector<std::function<void(WaitEnd)>> fire;
   {
     Guard lock(*this);
     r.acked = std::max(r.acked, offset);
@@ -500,7 +500,7 @@ void ReplicationFeed::Ack(Replica& r, uint64_t offset, int64_t now_ms) {
       }
     }
   }
-  for (auto& fn : fire) fn(false);
+  for (auto& fn : fire) fn(WaitEnd::kCount);
 }
 
 void ReplicationFeed::Heard(Replica& r, int64_t now_ms) {
@@ -567,15 +567,23 @@ std::pair<uint64_t, uint64_t> ReplicationFeed::BacklogRange() const {
 }
 
 void ReplicationFeed::OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
-                              uint64_t client_id, std::function<void(bool error)> fn) {
-  Guard lock(*this);
-  waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), client_id, std::move(fn)});
-  StartTimerLocked();  // a WAIT with no replica ever attached still times out
-  cv_.notify_all();
+                              uint64_t client_id, std::function<void(WaitEnd)> fn) {
+  {
+    Guard lock(*this);
+    // A WAIT that passed its replica check while this server was a primary and registers after
+    // REPLICAOF made it a replica: UnblockAll ran before this lock, so it ends here as it would have.
+    if (!forwarding()) {
+      waiters_.push_back(Waiter{offset, count, deadline_ms, std::move(link), client_id, std::move(fn)});
+      StartTimerLocked();  // a WAIT with no replica ever attached still times out
+      cv_.notify_all();
+      return;
+    }
+  }
+  fn(WaitEnd::kRoleChange);
 }
 
 bool ReplicationFeed::Unblock(uint64_t client_id, bool error) {
-  std::function<void(bool)> fn;
+  std::function<void(WaitEnd)> fn;
   {
     Guard lock(*this);
     for (auto it = waiters_.begin(); it != waiters_.end(); ++it) {
@@ -586,8 +594,19 @@ bool ReplicationFeed::Unblock(uint64_t client_id, bool error) {
     }
   }
   if (!fn) return false;
-  fn(error);
+  fn(error ? WaitEnd::kUnblockError : WaitEnd::kCount);
   return true;
+}
+
+void ReplicationFeed::UnblockAll() {
+  std::vector<Waiter> all;
+  {
+    Guard lock(*this);
+    all.swap(waiters_);
+  }
+  for (Waiter& w : all) {
+    if (!w.link.expired()) w.fn(WaitEnd::kRoleChange);
+  }
 }
 
 size_t ReplicationFeed::waiting() const {
@@ -632,7 +651,7 @@ void ReplicationFeed::TimerLoop() {
       blocks_.clear();  // the stream goes on at the same offset, in the new history
       spdlog::info("Replication backlog freed after {} seconds without connected replicas.", ttl);
     }
-    std::vector<std::function<void(bool)>> fire;
+    std::vector<std::function<void(WaitEnd)>> fire;
     for (auto it = waiters_.begin(); it != waiters_.end();) {
       if ((it->deadline_ms != 0 && now >= it->deadline_ms) || it->link.expired()) {
         fire.push_back(std::move(it->fn));
@@ -652,7 +671,7 @@ void ReplicationFeed::TimerLoop() {
     release.swap(keep_);
     lock.unlock();
     release.clear();
-    for (auto& fn : fire) fn(false);
+    for (auto& fn : fire) fn(WaitEnd::kCount);
     if (ping) {
       static const std::string kPing = "*1\r\n$4\r\nPING\r\n";
       Append(kNoDb, kPing);

@@ -118,6 +118,11 @@ struct Replica {
 
 /// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread
 /// (one mutex; active() and offset() are atomic loads).
+/// How a WAIT ended: with its count of acks (they came, or its timeout, or CLIENT UNBLOCK ...
+/// TIMEOUT), by CLIENT UNBLOCK ... ERROR, or because this server became a replica (the client gets
+/// kUnblockedByRoleChange and its connection closes).
+enum class WaitEnd : uint8_t { kCount, kUnblockError, kRoleChange };
+
 class ReplicationFeed {
  public:
   /// A command that acts in no database (MULTI, EXEC, PING, REPLCONF GETACK): no SELECT before it.
@@ -240,12 +245,16 @@ class ReplicationFeed {
   /// WAIT: calls fn (on whichever thread saw it: an ack's I/O thread, or the feed's timer) once,
   /// when acks bring the count of replicas at `offset` to `count`, or at `deadline_ms` (steady
   /// clock; 0: none), or when `link` is gone.
-  /// fn's argument: false, except when CLIENT UNBLOCK ... ERROR ended the wait (Unblock).
+  /// fn's argument says how the wait ended (WaitEnd). On a replica (forwarding) fn is called at
+  /// once with kRoleChange.
   void OnAcked(uint64_t offset, size_t count, int64_t deadline_ms, std::weak_ptr<net::Link> link,
-               uint64_t client_id, std::function<void(bool error)> fn);
-  /// CLIENT UNBLOCK of a client in WAIT: calls its fn (with `error`) now, on this thread; false
-  /// when that client waits in no WAIT.
+               uint64_t client_id, std::function<void(WaitEnd)> fn);
+  /// CLIENT UNBLOCK of a client in WAIT: calls its fn (kUnblockError with `error`, else kCount)
+  /// now, on this thread; false when that client waits in no WAIT.
   bool Unblock(uint64_t client_id, bool error);
+  /// This server became a replica (after set_forwarding(true)): every WAIT ends with kRoleChange,
+  /// on this thread (Redis's disconnectAllBlockedClients).
+  void UnblockAll();
   /// Clients waiting in WAIT (INFO's blocked_clients). Any thread.
   size_t waiting() const;
   /// REPLCONF GETACK * into the stream: the replicas ack at once (WAIT).
@@ -294,7 +303,7 @@ class ReplicationFeed {
     int64_t deadline_ms;
     std::weak_ptr<net::Link> link;
     uint64_t client_id;
-    std::function<void(bool error)> fn;
+    std::function<void(WaitEnd)> fn;
   };
   // The feed's thread ("keg-repl", from Activate or the first WAIT): WAIT's deadlines, the
   // periodic PING.

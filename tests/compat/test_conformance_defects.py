@@ -221,6 +221,77 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(seen[("keg", b"BLMOVE a b LEFT LEFT 0", ())], ("b", 1, b"*-1\r\n", 0))
         self.assertEqual(seen[("keg", "timeouts")], b"*-1\r\n*-1\r\n")
 
+    def test_becoming_a_replica_ends_every_wait(self):
+        """REPLICAOF host port ends every blocking wait with Redis's UNBLOCKED error and closes the
+        connection (Redis's disconnectAllBlockedClients): a pop left waiting would be served by the
+        new primary's stream on this replica alone, and a WAIT would count acks of a stream that is
+        no longer this server's. keg ended the pops but left WAIT blocked for ever."""
+        unused = socket.socket()
+        unused.bind(("127.0.0.1", 0))  # a port nobody listens on: the replica's link stays down
+        self.addCleanup(unused.close)
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            r = redis.Redis(port=server.port)
+            clients = {cmd: self.connect(server, cmd + b"\r\n")
+                       for cmd in (b"WAIT 1 0", b"BLPOP q 0", b"BZPOPMIN z 0", b"BLMOVE a b LEFT LEFT 0")}
+            deadline = time.time() + 5
+            while r.info("clients")["blocked_clients"] != len(clients):
+                self.assertLess(time.time(), deadline, f"{kind}: the clients did not block")
+                time.sleep(0.01)
+            r.slaveof("127.0.0.1", unused.getsockname()[1])
+            for cmd, s in clients.items():
+                s.settimeout(5)
+                got = b""
+                while True:
+                    try:
+                        chunk = s.recv(1000)
+                    except socket.timeout:
+                        got += b"<still waiting>"
+                        break
+                    if not chunk:
+                        got += b"<closed>"
+                        break
+                    got += chunk
+                seen[(kind, cmd)] = got
+            seen[(kind, "blocked_clients")] = r.info("clients")["blocked_clients"]
+            r.slaveof()
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", b"WAIT 1 0")], b"-UNBLOCKED force unblock from blocking operation, "
+                         b"instance state changed (master -> replica?)\r\n<closed>")
+
+    def test_a_blocking_pop_racing_replicaof_does_not_wait_on_the_replica(self):
+        """A BLPOP and a REPLICAOF sent at the same moment on two connections: the pop either ran
+        first and was ended by the role change (UNBLOCKED), or came after it (READONLY), as in
+        Redis. keg let a pop that passed the read-only check before the change register its wait
+        after the change had ended the others: it then waited on the replica, where the new
+        primary's push served it on the replica alone (Redis's integration/replication
+        "BLPOP followed by role change, issue #2473": the digests differed)."""
+        unused = socket.socket()
+        unused.bind(("127.0.0.1", 0))
+        self.addCleanup(unused.close)
+        port = unused.getsockname()[1]
+        slaveof = f"SLAVEOF 127.0.0.1 {port}\r\n".encode()
+        control = self.connect(self.server)
+        for i in range(200):
+            pop = self.connect(self.server)
+            pop.sendall(b"BLPOP q 0\r\n")
+            control.sendall(slaveof)
+            self.assertEqual(read_lines(control, 1), b"+OK\r\n")
+            pop.settimeout(5)
+            try:
+                got = pop.recv(1000)
+            except socket.timeout:
+                got = b"<still waiting>"
+            self.assertTrue(got.startswith(b"-UNBLOCKED force unblock") or got.startswith(b"-READONLY"),
+                            f"round {i}: {got!r}")
+            pop.close()
+            control.sendall(b"SLAVEOF NO ONE\r\n")
+            self.assertEqual(read_lines(control, 1), b"+OK\r\n")
+        self.assertEqual(self.r.info("clients")["blocked_clients"], 0)
+        self.assert_alive()
+
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
