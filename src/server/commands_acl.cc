@@ -107,13 +107,16 @@ void AclDryrun(Ctx& c) {
 // user may no longer use are closed, as Redis's ACLKillPubsubClientsIfNeeded — before the reply
 // for those of this I/O thread (all of them with one I/O thread: the caller's next CLIENT LIST no
 // longer lists them), the caller itself after its reply.
+// Whether a client is subscribed is asked on its own I/O thread, never here: its subscriptions are
+// that thread's, and a SUBSCRIBE allowed by the old rules may be running there right now (the task
+// posted to it runs after that command, and sees the new subscription).
 void KillSubscribersBeyond(Ctx& c, std::string_view name) {
   const std::shared_ptr<const AclUser> user = c.server().acl.Get(name);
   if (user == nullptr || user->all_channels) return;
   ClientSession& me = c.client();
   std::vector<std::pair<std::shared_ptr<net::Link>, ClientSession*>> targets;
   c.server().clients.ForEach([&](ClientSession& s) {
-    if (!s.subscribed() || s.user_name() != name) return;
+    if (s.user_name() != name) return;
     targets.emplace_back(s.link().Self(), &s);
   });
   for (auto& [link, session] : targets) {

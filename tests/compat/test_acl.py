@@ -219,6 +219,46 @@ class Acl(unittest.TestCase):
         self.assertEqual(seen[("keg", "PSUBSCRIBE bar:*", "&bar:*")], (False, True))
         self.assertEqual(seen[("keg", "SUBSCRIBE baz:1", "&baz:*")], (True, False))
 
+    def test_a_subscribe_racing_the_revocation_of_its_channel_does_not_stay(self):
+        """A SUBSCRIBE and the ACL SETUSER that takes its channel away, sent at the same moment on
+        two connections: either the SUBSCRIBE comes first and the revocation closes the client
+        (as Redis's ACLKillPubsubClientsIfNeeded), or it comes after and is refused (NOPERM).
+        keg's SETUSER looked for subscribers from its own thread: a client whose SUBSCRIBE had
+        passed the old rules but not yet subscribed was skipped, and stayed subscribed to the
+        revoked channel (and that look read the client's subscriptions while their thread wrote
+        them)."""
+        import socket
+        admin = socket.create_connection(("127.0.0.1", self.keg_server.port), timeout=5)
+        self.addCleanup(admin.close)
+
+        def reply(s):
+            got = b""
+            while not got.endswith(b"\r\n"):
+                got += s.recv(1000)
+            return got
+        for i in range(300):
+            admin.sendall(b"ACL SETUSER racer on >pw +@all resetchannels &ch\r\n")
+            self.assertEqual(reply(admin), b"+OK\r\n")
+            s = socket.create_connection(("127.0.0.1", self.keg_server.port), timeout=5)
+            s.sendall(b"AUTH racer pw\r\n")
+            self.assertEqual(reply(s), b"+OK\r\n")
+            s.sendall(b"SUBSCRIBE ch\r\n")
+            admin.sendall(b"ACL SETUSER racer resetchannels &other\r\n")
+            self.assertEqual(reply(admin), b"+OK\r\n")
+            s.settimeout(2)
+            got = b""
+            try:
+                while not got.startswith(b"-NOPERM"):  # refused: nothing more to wait for
+                    chunk = s.recv(1000)
+                    if not chunk:
+                        got += b"<closed>"
+                        break
+                    got += chunk
+            except socket.timeout:
+                pass
+            s.close()
+            self.assertTrue(got.startswith(b"-NOPERM") or got.endswith(b"<closed>"), f"round {i}: {got!r}")
+
 
 if __name__ == "__main__":
     unittest.main()
