@@ -880,16 +880,20 @@ class ServerImpl {
   uint16_t port() const { return bound_port_; }
 
   void Barrier(std::function<void()> done) {
-    // Two hops per loop: the first runs after the handler running at the call (and what it
+    // Three hops per loop: the first runs after the handler running at the call (and what it
     // posted before the call); the second, posted from the first to the loop's end, after
-    // whatever that handler posted later.
+    // whatever that handler posted later; the third, from the second to the end of the loop's
+    // idle work (at_idle, run in order), after the work they left for the loop's idle moment (a
+    // turn's write group under appendfsync always: Link::PostIdle).
     auto left = std::make_shared<std::atomic<size_t>>(workers_.size());
     auto fn = std::make_shared<std::function<void()>>(std::move(done));
     for (auto& w : workers_) {
-      asio::io_context* io = &w->io;
-      asio::post(*io, [io, left, fn] {
-        asio::post(*io, [left, fn] {
-          if (left->fetch_sub(1) == 1) (*fn)();
+      Worker* worker = w.get();
+      asio::post(worker->io, [worker, left, fn] {
+        asio::post(worker->io, [worker, left, fn] {
+          worker->at_idle.push_back([left, fn] {
+            if (left->fetch_sub(1) == 1) (*fn)();
+          });
         });
       });
     }

@@ -416,7 +416,20 @@ void Client(Ctx& c) {
     const int64_t now = store::NowMs();
     if (ms > INT64_MAX - now) return c.Error("timeout is out of range");
     c.server().pause.Pause(ms == 0 ? 0 : now + ms, all);
-    return out.Ok();
+    // The reply once the writes that passed the pause's check on other I/O threads just before
+    // are applied (and in the replication stream): after OK nothing more is written, as in Redis,
+    // whose one thread ran them before it read the PAUSE. (Inside MULTI: at once.)
+    if (c.inline_only()) return out.Ok();
+    ClientSession* client = &c.client();
+    std::shared_ptr<net::Link> keep = client->link().Self();
+    client->Suspend();
+    c.server().AfterWritesInFlight([client, keep] {
+      keep->Post([client] {
+        client->link().out().Ok();
+        client->Finish();
+      });
+    });
+    return;
   }
   if (sub == "unpause" && c.argc() == 2) {
     c.server().pause.Unpause();

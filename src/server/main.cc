@@ -147,13 +147,18 @@ void WaitForShutdown(keg::server::ServerState& state, ShutdownRequests& r) {
   for (;;) {
     r.cv_.wait(lock, [&] { return r.requested_; });
     const int64_t timeout_s = state.shutdown_timeout.load(std::memory_order_relaxed);
-    if (r.now_ || timeout_s <= 0 || ReplicasCaughtUp(state)) break;
+    if (r.now_ || timeout_s <= 0 || !state.repl.active()) break;
     lock.unlock();
     const int64_t deadline = MonoMs() + timeout_s * 1000;
     state.pause.PauseForShutdown(true);
+    // The stream's end is known once the writes that passed the pause's check just before it are
+    // in it; then the replicas may already have it all.
+    state.WaitForWritesInFlight([&] { return MonoMs() >= deadline; });
     state.shutdown_deadline_ms.store(deadline, std::memory_order_relaxed);
-    state.repl.RequestAcks();
-    spdlog::info("Waiting for replicas before shutting down.");
+    if (!ReplicasCaughtUp(state)) {
+      state.repl.RequestAcks();
+      spdlog::info("Waiting for replicas before shutting down.");
+    }
     lock.lock();
     bool go = false;
     while (r.requested_ && !go) {

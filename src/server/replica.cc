@@ -414,35 +414,14 @@ bool ReplicaOf::Quiesce(uint64_t gen) {
     if (gen != gen_ || stop_) return false;
   }
   // 2. Every batch an I/O thread built before now (a client's write accepted while this server was
-  //    a primary) is queued (the I/O threads' barrier), 3. then applied, its bytes appended to the
-  //    feed (the store's barrier, behind them on the writer).
-  struct Signal {
-    std::mutex mu;
-    std::condition_variable cv;
-    bool set = false;
-  };
-  auto signal = std::make_shared<Signal>();
-  auto set = [signal] {
-    std::lock_guard lock(signal->mu);
-    signal->set = true;
-    signal->cv.notify_all();
-  };
-  store::Store* store = server_.store.get();
-  if (store == nullptr) return true;
-  if (server_.io_barrier) {
-    server_.io_barrier([store, set] { store->Barrier(set); });
-  } else {
-    store->Barrier(set);
-  }
-  std::unique_lock lock(signal->mu);
-  while (!signal->set) {
-    if (signal->cv.wait_for(lock, 100ms) == std::cv_status::timeout && !Current(gen)) return false;
-    if (std::chrono::steady_clock::now() > deadline + 10s) {
-      spdlog::warn("replication: the writes in flight did not complete within 20 s; retrying");
-      return false;
-    }
-  }
-  return true;
+  //    a primary) is queued, 3. then applied, its bytes appended to the feed.
+  bool late = false;
+  const bool done = server_.WaitForWritesInFlight([&] {
+    late = std::chrono::steady_clock::now() > deadline + 10s;
+    return late || !Current(gen);
+  });
+  if (late) spdlog::warn("replication: the writes in flight did not complete within 20 s; retrying");
+  return done;
 }
 
 void ReplicaOf::Run(uint64_t gen, std::string host, int64_t port, bool failover) {
@@ -921,6 +900,12 @@ std::string Failover::Start(const std::string& host, int64_t port, int64_t timeo
 }
 
 void Failover::Wait() {
+  // The stream has stopped growing once the writes that passed the pause's check just before it
+  // are in it: a target that acked less would lose them (acknowledged writes) when promoted.
+  server_.WaitForWritesInFlight([this] {
+    std::lock_guard lock(mu_);
+    return stop_ || state_.load(std::memory_order_relaxed) != kWaitForSync || (end_ms_ != 0 && MonoMs() >= end_ms_);
+  });
   std::unique_lock lock(mu_);
   while (!stop_ && state_.load(std::memory_order_relaxed) == kWaitForSync) {
     const int64_t now = MonoMs();

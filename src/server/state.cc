@@ -71,6 +71,35 @@ bool ServerState::EnoughGoodReplicas() const {
   return static_cast<int64_t>(repl.GoodReplicas(max_lag, MonoMs())) >= want;
 }
 
+void ServerState::AfterWritesInFlight(std::function<void()> done) {
+  store::Store* st = store.get();
+  if (st == nullptr) return done();
+  if (io_barrier) {
+    io_barrier([st, done = std::move(done)]() mutable { st->Barrier(std::move(done)); });
+  } else {
+    st->Barrier(std::move(done));
+  }
+}
+
+bool ServerState::WaitForWritesInFlight(const std::function<bool()>& stop) {
+  struct Signal {
+    std::mutex mu;
+    std::condition_variable cv;
+    bool set = false;
+  };
+  auto signal = std::make_shared<Signal>();  // (outlives a give-up: the barrier still runs)
+  AfterWritesInFlight([signal] {
+    std::lock_guard lock(signal->mu);
+    signal->set = true;
+    signal->cv.notify_all();
+  });
+  std::unique_lock lock(signal->mu);
+  while (!signal->set) {
+    if (signal->cv.wait_for(lock, std::chrono::milliseconds(100)) == std::cv_status::timeout && stop()) return false;
+  }
+  return true;
+}
+
 bool ServerState::RunningStale() const {
   return !replica_serve_stale_data.load(std::memory_order_relaxed) && replica_of.active() && !replica_of.link_up();
 }

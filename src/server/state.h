@@ -453,6 +453,16 @@ struct ServerState {
   /// min-replicas-max-lag) and fewer replicas acked within max-lag seconds; writes are then
   /// refused with -NOREPLICAS. Always true on a replica. Any thread; two relaxed loads when off.
   bool EnoughGoodReplicas() const;
+  /// Runs `done` once every write a command dispatched before this call is applied and its group
+  /// durable, so in the replication stream: the batches the I/O threads have built, a turn's group
+  /// not yet handed to the store included (io_barrier, then the store's Barrier). On the writer
+  /// thread; at once, here, without a store. A pause of writes (CLIENT PAUSE, FAILOVER, a
+  /// shutdown waiting for its replicas) waits for this before it says the stream stopped: a write
+  /// that passed the pause's check on another I/O thread just before is still coming. Any thread.
+  void AfterWritesInFlight(std::function<void()> done);
+  /// AfterWritesInFlight, waited for: false when `stop()` said to give up first (checked every
+  /// 100 ms). Not on an I/O thread.
+  bool WaitForWritesInFlight(const std::function<bool()>& stop);
   /// Redis's running-stale state: a replica whose link to its primary is down while
   /// replica-serve-stale-data is no (commands without Redis's `stale` flag get -MASTERDOWN).
   bool RunningStale() const;

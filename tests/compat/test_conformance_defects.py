@@ -292,6 +292,49 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(self.r.info("clients")["blocked_clients"], 0)
         self.assert_alive()
 
+    def test_no_write_lands_after_client_pause_replied(self):
+        """Once CLIENT PAUSE WRITE has replied, no write is applied until the pause ends — what a
+        failover tool relies on when it reads the primary's offset next and waits for a replica to
+        reach it. Four connections pipeline INCRs; a GET pipelined right after the PAUSE reads the
+        counter, and 50 ms later it must not have moved. keg replied at once, while writes that
+        had passed the pause's check on other I/O threads were still on their way to the writer:
+        7 of 20 rounds saw the counter move after the OK (Redis: 0)."""
+        for kind, server in self.keg_and_redis():
+            stop = threading.Event()
+
+            def load():
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+                try:
+                    while not stop.is_set():
+                        s.sendall(b"INCR counter\r\n" * 200)
+                        read_lines(s, 200)
+                except OSError:
+                    pass
+                finally:
+                    s.close()
+            loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+            for t in loaders:
+                t.start()
+            r = redis.Redis(port=server.port, socket_timeout=10)
+            time.sleep(0.3)
+            moved = 0
+            try:
+                for _ in range(20):
+                    p = r.pipeline(transaction=False)
+                    p.execute_command("CLIENT", "PAUSE", "5000", "WRITE")
+                    p.get("counter")
+                    before = int(p.execute()[1])
+                    time.sleep(0.05)
+                    moved += int(r.get("counter")) != before
+                    r.execute_command("CLIENT", "UNPAUSE")
+                    time.sleep(0.03)
+            finally:
+                stop.set()
+                r.execute_command("CLIENT", "UNPAUSE")
+                for t in loaders:
+                    t.join(10)
+            self.assertEqual(moved, 0, f"{kind}: rounds whose counter moved after PAUSE replied")
+
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,

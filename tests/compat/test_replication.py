@@ -2598,6 +2598,55 @@ class FailoverTest(unittest.TestCase):
                 wait_synced(r, p)
                 self.assertEqual(p.get("after-the-drop"), b"1")
 
+    def test_no_acknowledged_write_is_lost_to_a_failover_under_load(self):
+        """FAILOVER while four connections pipeline INCRs on the primary, five handovers back and
+        forth: every INCR the old primary acknowledged is in the new primary's counter. keg's
+        failover pauses writes and hands over once the target acked the whole stream; it looked at
+        the stream while writes that had passed the pause's check on other I/O threads were still
+        on their way to the writer, so the target could be promoted without them, and they were
+        acknowledged all the same."""
+        P, p, R, r = self.pair()
+        nodes = [(P, p), (R, r)]
+        for round_ in range(5):
+            (A, a), (B, b) = nodes[round_ % 2], nodes[(round_ + 1) % 2]
+            stop = threading.Event()
+            acked = []
+
+            def load():
+                s = socket.create_connection(("127.0.0.1", A.port), timeout=10)
+                top = 0
+                try:
+                    while not stop.is_set():
+                        s.sendall(b"INCR counter\r\n" * 100)
+                        got = b""
+                        while got.count(b"\r\n") < 100:
+                            chunk = s.recv(65536)
+                            if not chunk:
+                                return
+                            got += chunk
+                        for line in got.split(b"\r\n"):
+                            if line.startswith(b":"):
+                                top = max(top, int(line[1:]))
+                except OSError:
+                    pass
+                finally:
+                    acked.append(top)
+                    s.close()
+            loaders = [threading.Thread(target=load, daemon=True) for _ in range(4)]
+            for t in loaders:
+                t.start()
+            time.sleep(0.2)
+            self.assertEqual(a.execute_command("FAILOVER", "TO", "127.0.0.1", str(B.port)), b"OK")
+            wait_until("the handover", lambda: role(b) == b"master" and role(a) == b"slave"
+                       and a.info("replication")["master_link_status"] == "up")
+            stop.set()
+            for t in loaders:
+                t.join(10)
+            self.assertGreater(max(acked), 0)
+            self.assertGreaterEqual(int(b.get("counter")), max(acked), f"handover {round_}: acknowledged INCRs lost")
+            wait_synced(b, a)
+            digests_equal(self, b, a)
+
     def test_failover_right_after_an_abort(self):
         # FAILOVER joined the aborted failover's thread while holding the lock that thread needed
         # to end: the server hung for good (one run of compat.replication in 20 under load; in
