@@ -231,6 +231,20 @@ void BlockingRegistry::OnWritten(std::span<const store::Options::WrittenKey> key
   if (any) cv_.notify_all();
 }
 
+void BlockingRegistry::OnSwapDb(uint32_t a, uint32_t b) {
+  if (count_.load(std::memory_order_relaxed) == 0) return;
+  bool any = false;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, w] : by_client_) {
+      if (w->db != a && w->db != b) continue;
+      for (const std::string& key : w->keys) ready_.emplace_back(w->db, key);
+      any = true;
+    }
+  }
+  if (any) cv_.notify_all();
+}
+
 void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply) {
   std::shared_ptr<net::Link> link = w.link.lock();
   if (!link) return;  // the connection went

@@ -148,6 +148,9 @@ class BlockingRegistry {
   static void SendReplies(std::vector<ServedPop>& served, const store::Status& s);
   /// Options::on_written: marks the written keys that have clients waiting as ready.
   void OnWritten(std::span<const store::Options::WrittenKey> keys);
+  /// Options::on_swapdb: every key of databases a and b that has clients waiting is ready (each
+  /// now holds what the other database had), as Redis's swapdb (scanDatabaseForReadyKeys).
+  void OnSwapDb(uint32_t a, uint32_t b);
   /// Stops the thread (server shutdown); waiting clients get no reply.
   void Stop();
 

@@ -46,6 +46,7 @@ store::Options ServerState::StoreOptions() {
     tracking.OnWritten(keys);
     blocking.OnWritten(keys);
   };
+  o.on_swapdb = [this](uint32_t a, uint32_t b) { blocking.OnSwapDb(a, b); };
   return o;
 }
 

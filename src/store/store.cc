@@ -2659,6 +2659,11 @@ void StoreImpl::ApplyGroup() {
   // After every record: RENAME's new head counts before its old one is let go.
   if (!maybe_dead_.empty()) DropDeadCollections();
   apply_seq_.store(seq + 2, std::memory_order_release);
+  if (group_swapped_ && options_.on_swapdb) {
+    for (const PendingRecord& r : pending_) {
+      if (r.swap_db) options_.on_swapdb(r.swap_a, r.swap_b);
+    }
+  }
   if (report_writes_.load(std::memory_order_relaxed) && !pending_.empty()) {
     written_.clear();
     for (const PendingRecord& r : pending_) {

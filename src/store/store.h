@@ -101,6 +101,11 @@ struct Options {
     uint32_t db;     ///< the database of the record (blocking pops wake per database)
   };
   std::function<void(std::span<const WrittenKey> keys)> on_written;
+  /// Called for each SWAPDB record of an applied group (the two databases, as the batch named
+  /// them), after the group is visible, before any of its batches' callbacks: clients blocked on
+  /// a key of either may now be served. Thread: the writer role's holder; it must not call back
+  /// into the store.
+  std::function<void(uint32_t a, uint32_t b)> on_swapdb;
 
   /// Called with the database and key of each record dropped because it expired (by the expire
   /// cycle, or after a read found it expired), while Store::NameExpiredKeys is on (keyspace

@@ -335,6 +335,37 @@ class ConformanceDefects(unittest.TestCase):
                     t.join(10)
             self.assertEqual(moved, 0, f"{kind}: rounds whose counter moved after PAUSE replied")
 
+    def test_swapdb_serves_the_clients_blocked_on_either_database(self):
+        """SWAPDB wakes the clients blocked on a key of either database that now holds what they
+        wait for (Redis's swapdb: scanDatabaseForReadyKeys): a BLPOP in database 0 on a list that
+        was in database 1, a BZPOPMIN likewise; a BLPOP whose key is now a string waits on. keg
+        served them only at the next push to the key."""
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            r = redis.Redis(port=server.port, db=1)
+            r.rpush("q", "a", "b")
+            r.zadd("z", {"m": 1})
+            r.set("s", "x")
+            clients = {cmd: self.connect(server, cmd + b"\r\n") for cmd in (b"BLPOP q 0", b"BZPOPMIN z 0", b"BLPOP s 0")}
+            deadline = time.time() + 5
+            while r.info("clients")["blocked_clients"] != len(clients):
+                self.assertLess(time.time(), deadline, f"{kind}: the clients did not block")
+                time.sleep(0.01)
+            self.assertTrue(r.swapdb(0, 1))
+            for cmd, s in clients.items():
+                s.settimeout(1)
+                try:
+                    seen[(kind, cmd)] = s.recv(1000)
+                except socket.timeout:
+                    seen[(kind, cmd)] = b"<still waiting>"
+            seen[(kind, "left")] = (r.info("clients")["blocked_clients"], redis.Redis(port=server.port).lrange("q", 0, -1))
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", b"BLPOP q 0")], b"*2\r\n$1\r\nq\r\n$1\r\na\r\n")
+        self.assertEqual(seen[("keg", b"BLPOP s 0")], b"<still waiting>")
+        self.assertEqual(seen[("keg", "left")], (1, [b"b"]))
+
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
