@@ -873,7 +873,8 @@ void Memory(Ctx& c) {
     int64_t samples = 5;
     for (size_t i = 3; i < c.argc(); i += 2) {
       if (!EqualsIgnoreCase(c.arg(i), "samples") || i + 1 >= c.argc()) return c.Error(err::kSyntax);
-      if (!resp::ParseInt64(c.arg(i + 1), &samples) || samples < 0) return c.Error(err::kNotInteger);
+      if (!resp::ParseInt64(c.arg(i + 1), &samples)) return c.Error(err::kNotInteger);
+      if (samples < 0) return c.Error(err::kSyntax);  // (Redis's words for a negative count)
     }
     store::ValueView v;
     const bool found = c.Lookup(c.arg(2), &v);

@@ -366,6 +366,23 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(seen[("keg", b"BLPOP s 0")], b"<still waiting>")
         self.assertEqual(seen[("keg", "left")], (1, [b"b"]))
 
+    def test_memory_usage_samples_errors_as_redis(self):
+        """MEMORY USAGE's SAMPLES: a negative count is Redis's syntax error, a non-number its
+        integer error (keg answered the integer error for both)."""
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            r = redis.Redis(port=server.port)
+            r.set("k", "v")
+            for n in ("-1", "-9223372036854775808", "x", "0"):
+                try:
+                    seen[(kind, n)] = r.execute_command("MEMORY", "USAGE", "k", "SAMPLES", n) is not None
+                except redis.ResponseError as e:
+                    seen[(kind, n)] = str(e)
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", "-1")], "syntax error")
+
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
