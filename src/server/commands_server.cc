@@ -1360,6 +1360,11 @@ void RegisterServerCommands(std::vector<Command>* t) {
                 {"shards", -2, 0, 0, 0, 0, nullptr, "@slow"},
                 {"slaves", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                 {"slots", -2, 0, 0, 0, 0, nullptr, "@slow"}}});
+  // The cluster connection commands, as a server without cluster support answers them (some
+  // clients send READONLY to a replica; ACL rules may name them).
+  t->push_back({"readonly", 1, kFast, 0, 0, 0, Cluster, "@fast @connection"});
+  t->push_back({"readwrite", 1, kFast, 0, 0, 0, Cluster, "@fast @connection"});
+  t->push_back({"asking", 1, kFast, 0, 0, 0, Cluster, "@fast @connection"});
   t->push_back({"save", 1, kAdmin | kNoAsyncLoading | kNoMulti | kNoScript, 0, 0, 0, Save, "@admin @slow @dangerous"});
   t->push_back({"bgsave", -1, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Bgsave, "@admin @slow @dangerous"});
   t->push_back({"lastsave", 1, kFast, 0, 0, 0, Lastsave, "@fast @admin @dangerous"});

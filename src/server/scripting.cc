@@ -1523,6 +1523,18 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     size_t index = 0;
     const AclDenial denial = AclCheck(*r.run->user, *cmd, sub, argv, &index);
     if (denial != AclDenial::kNone) {
+      // ACL LOG, as Redis's scriptCall: context "lua" (inside EXEC too, as Redis 7.0 logs it).
+      // (The caller's Describe may be read from any thread, as CLIENT LIST does.)
+      AclRegistry::LogEntry e;
+      e.reason = denial == AclDenial::kCommand ? "command" : denial == AclDenial::kKey ? "key" : "channel";
+      e.context = "lua";
+      e.object = denial == AclDenial::kCommand
+                     ? (sub != nullptr ? std::string(cmd->name) + "|" + std::string(sub->name) : std::string(cmd->name))
+                     : std::string(argv[index]);
+      e.username = r.run->user->name;
+      e.ctime_ms = store::NowMs();
+      if (r.run->client != nullptr) e.client_info = r.run->client->Describe(e.ctime_ms);
+      server_.acl.Log(std::move(e));
       *error = denial == AclDenial::kCommand ? "The user executing the script can't run this command or subcommand"
                : denial == AclDenial::kKey   ? "The user executing the script can't access at least one of the keys mentioned in the command"
                                              : "The user executing the script can't publish to the channel mentioned in the command";

@@ -145,6 +145,32 @@ class Acl(unittest.TestCase):
         self.assertEqual(len(k.execute_command("ACL", "GENPASS")), 64)
         self.assertEqual(len(k.execute_command("ACL", "GENPASS", "5")), 2)
 
+    def test_commands_a_script_is_denied_are_logged(self):
+        """A redis.call that the caller's ACL rules refuse is an ACL LOG entry with context "lua"
+        (in a transaction too), as Redis's scriptCall; keg logged none (Redis's unit/acl "ACL can
+        log errors in the context of Lua scripting")."""
+        seen = []
+        for c in self.both():
+            c.execute_command("ACL", "SETUSER", "scripter", "on", ">pw", "+@all", "-incr", "~k:*", "resetchannels", "&ch")
+            c.execute_command("AUTH", "scripter", "pw")
+            for script in ("redis.call('incr', 'k:1')", "redis.call('get', 'other')", "redis.call('publish', 'no', 'x')"):
+                with self.assertRaises(redis.ResponseError):
+                    c.execute_command("EVAL", script, "0")
+            p = c.pipeline(transaction=True)
+            p.execute_command("EVAL", "redis.call('incr', 'k:2')", "0")
+            p.execute_command("FCALL_RO", "missing", "0")
+            try:
+                p.execute()
+            except redis.ResponseError:
+                pass
+            c.execute_command("AUTH", "default", "")
+            seen.append([{kk: v for kk, v in zip(e[::2], e[1::2]) if kk not in (b"client-info", b"age-seconds")}
+                         for e in c.execute_command("ACL", "LOG")])
+        self.assertEqual(seen[0], seen[1])
+        self.assertEqual([(e[b"reason"], e[b"context"], e[b"object"]) for e in seen[0]],
+                         [(b"command", b"lua", b"incr"), (b"channel", b"lua", b"no"), (b"key", b"lua", b"other")])
+        self.assertEqual(seen[0][0][b"count"], 2)
+
     def test_redis_py_logs_in_with_a_username(self):
         k = redis.Redis(port=self.keg_server.port, socket_timeout=10)
         k.acl_setuser("app", enabled=True, passwords=["+apppw"], keys=["app:*"], commands=["+@all"])
