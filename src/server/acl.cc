@@ -1,13 +1,21 @@
 #include "server/acl.h"
 
+#include <fcntl.h>
 #include <openssl/evp.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
+#include <cstring>
+#include <fstream>
 #include <unordered_map>
 
 #include "resp/numbers.h"
+#include "server/config.h"
 #include "server/glob.h"
+#include "store/store.h"
 
 namespace keg::server {
 namespace {
@@ -446,6 +454,8 @@ bool AclChannelAllowed(const AclUser& user, std::string_view channel, bool liter
 
 namespace {
 
+std::atomic<bool> pubsub_default_all{false};  // acl-pubsub-default allchannels
+
 void SetCommand(AclUser& u, const Entry& e, bool allow) {
   u.commands[e.cmd->id] = allow ? 1 : 0;
   if (!allow) u.all_commands = false;
@@ -539,7 +549,7 @@ std::string ApplyRule(AclUser& u, std::string_view op) {
     u.passwords.clear();
     u.all_keys = false;
     u.keys.clear();
-    u.all_channels = false;
+    u.all_channels = pubsub_default_all.load(std::memory_order_relaxed);  // (Redis's reset)
     u.channels.clear();
     u.enabled = false;
     u.sanitize_payload = 1;
@@ -648,21 +658,101 @@ AclUser NewUser(std::string_view name) {
   AclUser u;
   u.name = std::string(name);
   u.commands.assign(CommandIdCount(), 0);
+  u.all_channels = pubsub_default_all.load(std::memory_order_relaxed);
   return u;
 }
 
-}  // namespace
-
-// ---- Registry ----------------------------------------------------------------------------------
-
-AclRegistry::AclRegistry() {
+AclUser DefaultUser() {
   AclUser d = NewUser("default");
   d.enabled = true;
   d.nopass = true;
   d.all_keys = true;
   d.all_channels = true;
   SetAllCommands(d, true);
-  users_.emplace("default", std::make_shared<const AclUser>(std::move(d)));
+  return d;
+}
+
+}  // namespace
+
+// ---- Registry ----------------------------------------------------------------------------------
+
+AclRegistry::AclRegistry() { users_.emplace("default", std::make_shared<const AclUser>(DefaultUser())); }
+
+void SetAclPubsubDefault(bool all_channels) { pubsub_default_all.store(all_channels, std::memory_order_relaxed); }
+
+std::string AclRegistry::LoadFile(const std::string& path, std::string_view shown) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return "Error loading ACLs, opening file '" + path + "': " + std::strerror(errno);
+  std::map<std::string, std::shared_ptr<const AclUser>, std::less<>> users;
+  std::string errors;
+  std::string line;
+  for (int number = 1; std::getline(in, line); ++number) {
+    const size_t first = line.find_first_not_of(" \t\r\n");
+    if (first == std::string::npos) continue;  // blank
+    const size_t last = line.find_last_not_of(" \t\r\n");
+    const std::vector<std::string> words = SplitWords(std::string_view(line).substr(first, last - first + 1));
+    const std::string where = std::string(shown) + ":" + std::to_string(number);
+    if (words.size() < 2 || words[0] != "user") {
+      errors += where + " should start with user keyword followed by the username. ";
+      continue;
+    }
+    if (users.contains(words[1])) {
+      errors += "WARNING: Duplicate user '" + words[1] + "' found on line " + std::to_string(number) + ". ";
+      continue;
+    }
+    AclUser u = NewUser(words[1]);
+    for (size_t i = 2; i < words.size(); ++i) {
+      if (std::string err = ApplyRule(u, words[i]); !err.empty()) {
+        errors += where + ": Error in applying operation '" + words[i] + "': " + err + ". ";
+        break;  // (what follows may depend on it)
+      }
+    }
+    users.emplace(words[1], std::make_shared<const AclUser>(std::move(u)));
+  }
+  if (!errors.empty()) {
+    return errors + "WARNING: ACL errors detected, no change to the previously active ACL rules was performed";
+  }
+  if (!users.contains("default")) users.emplace("default", std::make_shared<const AclUser>(DefaultUser()));
+  std::lock_guard lock(mu_);
+  users_.swap(users);
+  version_.fetch_add(1, std::memory_order_release);
+  return {};
+}
+
+bool AclRegistry::SaveFile(const std::string& path) const {
+  std::string text;
+  for (const auto& u : Users()) text += "user " + u->name + " " + Describe(*u) + "\n";
+  const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(store::NowMs());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    spdlog::warn("Opening temp ACL file for ACL SAVE: {}: {} (errno {})", tmp, std::strerror(errno), errno);
+    return false;
+  }
+  size_t done = 0;
+  while (done < text.size()) {
+    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      spdlog::warn("Writing ACL file for ACL SAVE: {} at offset {}: {} (errno {})", tmp, done, std::strerror(errno), errno);
+      ::close(fd);
+      ::unlink(tmp.c_str());
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  if (::fsync(fd) != 0) {
+    spdlog::warn("Syncing ACL file for ACL SAVE: {}: {} (errno {})", tmp, std::strerror(errno), errno);
+    ::close(fd);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  ::close(fd);
+  if (::rename(tmp.c_str(), path.c_str()) != 0) {
+    spdlog::warn("Renaming ACL file for ACL SAVE: {} to {}: {} (errno {})", tmp, path, std::strerror(errno), errno);
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
 }
 
 std::string AclRegistry::SetUser(std::string_view name, std::span<const std::string_view> rules) {

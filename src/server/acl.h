@@ -95,6 +95,16 @@ class AclRegistry {
   std::vector<std::shared_ptr<const AclUser>> Users() const;
   /// True when `pass` is one of the user's passwords (or the user is nopass) and the user is on.
   bool CheckCredentials(std::string_view name, std::string_view pass) const;
+  /// ACL LOAD, and the aclfile at start: replaces every user with those of the file at `path`
+  /// (Redis's format; `shown` names it in errors), all or nothing. A file without "default" gets
+  /// the default one a new server has. Returns "" or Redis's errors ("<file>:<line>: ...",
+  /// ending "WARNING: ACL errors detected, no change to the previously active ACL rules was
+  /// performed"). The caller closes the connections of every user but default (Redis frees
+  /// the old users and their clients).
+  std::string LoadFile(const std::string& path, std::string_view shown);
+  /// ACL SAVE: writes every user to `path` (a temporary file, fsynced, renamed over it). False
+  /// with the reason logged (file, errno).
+  bool SaveFile(const std::string& path) const;
   /// CONFIG SET requirepass: the default user's password becomes `pass` ("" = nopass).
   void SetDefaultPassword(std::string_view pass);
   /// Bumped by every change; a connection compares it to refresh its user.
@@ -129,6 +139,14 @@ class AclRegistry {
   mutable std::mutex log_mu_;
   std::deque<LogEntry> log_;  // newest first
 };
+
+struct ServerState;
+/// The aclfile's path ("" when none is configured): a relative one is taken from `dir`. *shown
+/// (if given): the path as configured, for messages.
+std::string AclFilePath(ServerState& s, std::string* shown = nullptr);
+
+/// acl-pubsub-default: whether new users (and `reset`) start with every channel. Any thread.
+void SetAclPubsubDefault(bool all_channels);
 
 /// ACL categories in Redis's order (ACL CAT).
 std::span<const std::string_view> AclCategories();

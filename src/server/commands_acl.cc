@@ -133,6 +133,17 @@ void KillSubscribersBeyond(Ctx& c, std::string_view name) {
   targets.clear();  // (a session closed here may go now, outside clients.ForEach)
 }
 
+}  // namespace
+
+std::string AclFilePath(ServerState& s, std::string* shown) {
+  std::lock_guard lock(s.config_mu);
+  if (shown != nullptr) *shown = s.config.aclfile;
+  if (s.config.aclfile.empty() || s.config.aclfile[0] == '/') return s.config.aclfile;
+  return s.config.dir + "/" + s.config.aclfile;
+}
+
+namespace {
+
 void Acl(Ctx& c) {
   const std::string sub = ToLower(c.arg(1));
   AclRegistry& acl = c.server().acl;
@@ -175,10 +186,34 @@ void Acl(Ctx& c) {
   }
   if (sub == "whoami" && c.argc() == 2) return out.Bulk(c.client().user_name());
   if (sub == "load" || sub == "save") {
-    return c.Error(
-        "This Redis instance is not configured to use an ACL file. You may want to specify users via the "
-        "ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file "
-        "set) in order to store users in the Redis configuration.");
+    std::string shown;
+    const std::string path = AclFilePath(c.server(), &shown);
+    if (path.empty()) {
+      return c.Error(
+          "This Redis instance is not configured to use an ACL file. You may want to specify users via the "
+          "ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file "
+          "set) in order to store users in the Redis configuration.");
+    }
+    if (sub == "save") {
+      if (!acl.SaveFile(path)) return c.Error("There was an error trying to save the ACLs. Please check the server logs for more information");
+      return out.Ok();
+    }
+    if (std::string errors = acl.LoadFile(path, shown); !errors.empty()) return c.Error(errors);
+    // Every user but default is a new one now: their connections are closed, this one after its
+    // reply (Redis frees the old users with their clients).
+    ClientSession& me = c.client();
+    bool close_me = false;
+    c.server().clients.ForEach([&](ClientSession& s) {
+      if (s.user_name() == "default") return;
+      if (&s == &me) {
+        close_me = true;
+        return;
+      }
+      ClientSession* target = &s;
+      target->link().Post([target] { target->link().CloseNow(); });
+    });
+    if (close_me) me.CloseAfterReply();
+    return out.Ok();
   }
   if (sub == "cat" && c.argc() == 2) {
     const auto cats = AclCategories();

@@ -409,6 +409,8 @@ const std::vector<Directive>& Table() {
                  }});
     t.push_back(OneOf("enable-debug-command", &Config::enable_debug_command, {"no", "yes", "local"}, false));
     t.push_back(String("pidfile", &Config::pidfile, false));
+    t.push_back(String("aclfile", &Config::aclfile, false));
+    t.push_back(OneOf("acl-pubsub-default", &Config::acl_pubsub_default, {"resetchannels", "allchannels"}, true));
     t.push_back(Bool("rdbcompression", &Config::rdbcompression, true));
     t.push_back({"dbfilename", true,
                  [](Config& c, const std::vector<std::string_view>& a) {

@@ -40,6 +40,12 @@ struct Config {
   int64_t acllog_max_len = 128;
   /// "user <name> <rules...>" lines (Redis's users in the config file), applied at start.
   std::vector<std::vector<std::string>> users;
+  /// aclfile: the file of users (Redis's format, "user <name> <rules...>" lines) loaded at start
+  /// instead of `user` lines (both at once is refused, as Redis), reloaded by ACL LOAD and
+  /// written by ACL SAVE. A relative path is taken from `dir`, as Redis's (which chdirs there).
+  /// "": none.
+  std::string aclfile;
+  std::string acl_pubsub_default = "resetchannels";  ///< resetchannels | allchannels: new users' channels
   int64_t maxclients = 10000;
   int64_t timeout = 0;
   // Limits.

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <mutex>
 #include <random>
+#include <set>
 #include <spdlog/sinks/basic_file_sink.h>
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
@@ -215,11 +216,32 @@ int main(int argc, char** argv) {
     state.ApplyConfigLocked();
   }
   // Users from the config file, after requirepass (a "user default ..." line wins, as in Redis).
+  // Each user once; "default" starts over from `reset` (Redis's ACLLoadConfiguredUsers).
+  std::set<std::string> declared;
   for (const std::vector<std::string>& user : state.config.users) {
-    const std::vector<std::string_view> rules(user.begin() + 1, user.end());
+    if (!declared.insert(user[0]).second) {
+      std::fprintf(stderr, "Error in user declaration '%s': Duplicate user found. A user can only be defined once in config files\n",
+                   user[0].c_str());
+      return 1;
+    }
+    std::vector<std::string_view> rules(user.begin() + 1, user.end());
+    if (user[0] == "default") rules.insert(rules.begin(), "reset");
     const std::string err = state.acl.SetUser(user[0], rules);
     if (!err.empty()) {
       std::fprintf(stderr, "Error in user declaration '%s': %s\n", user[0].c_str(), err.c_str());
+      return 1;
+    }
+  }
+  if (std::string shown, path = keg::server::AclFilePath(state, &shown); !path.empty()) {
+    if (!state.config.users.empty()) {
+      std::fprintf(stderr,
+                   "Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is "
+                   "invalid. This setup is very likely to lead to configuration errors and security holes, please "
+                   "define either an ACL file or declare users directly in your redis.conf, but not both.\n");
+      return 1;
+    }
+    if (const std::string errors = state.acl.LoadFile(path, shown); !errors.empty()) {
+      std::fprintf(stderr, "Aborting Redis startup because of ACL errors: %s\n", errors.c_str());
       return 1;
     }
   }

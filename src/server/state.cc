@@ -108,6 +108,7 @@ bool ServerState::RunningStale() const {
 void ServerState::ApplyConfigLocked() {
   ApplyNotifyConfigLocked();
   SetCrashReportEnabled(config.crash_log_enabled);
+  SetAclPubsubDefault(config.acl_pubsub_default == "allchannels");
   rdb::SetCompression(config.rdbcompression);
   tracking_table_max_keys.store(static_cast<uint64_t>(config.tracking_table_max_keys), std::memory_order_relaxed);
   timeout.store(static_cast<uint32_t>(config.timeout), std::memory_order_relaxed);

@@ -185,7 +185,15 @@ class Acl(unittest.TestCase):
         self.assertEqual(k.acl_getuser("app")["keys"], ["~app:*"])
 
     def test_users_from_the_config_file_and_deluser_closes_connections(self):
-        server = keg("--user", "alice on >apw ~* &* +@all", "--user", "default on >dpw")
+        # A "user default" line starts from `reset`, as Redis's ACLLoadConfiguredUsers: here
+        # "default on >dpw" alone would leave default without a command (keg kept its +@all).
+        bare = keg("--user", "default on >dpw")
+        try:
+            with self.assertRaisesRegex(redis.exceptions.NoPermissionError, "no permissions to run the 'ping'"):
+                redis.Redis(port=bare.port, password="dpw", socket_timeout=10).ping()
+        finally:
+            bare.stop()
+        server = keg("--user", "alice on >apw ~* &* +@all", "--user", "default on >dpw ~* &* +@all")
         try:
             with self.assertRaisesRegex(redis.exceptions.RedisError, "NOAUTH|Authentication required"):
                 redis.Redis(port=server.port, socket_timeout=10).ping()
