@@ -133,6 +133,24 @@ void KillSubscribersBeyond(Ctx& c, std::string_view name) {
   targets.clear();  // (a session closed here may go now, outside clients.ForEach)
 }
 
+// Closes the connections authenticated as a user `doomed(name)` says: the caller's after its
+// reply, the others on their I/O threads.
+template <typename Doomed>
+void CloseClientsOf(Ctx& c, Doomed doomed) {
+  ClientSession& me = c.client();
+  bool close_me = false;
+  c.server().clients.ForEach([&](ClientSession& s) {
+    if (!doomed(s.user_name())) return;
+    if (&s == &me) {
+      close_me = true;
+      return;
+    }
+    ClientSession* target = &s;
+    target->link().Post([target] { target->link().CloseNow(); });
+  });
+  if (close_me) me.CloseAfterReply();
+}
+
 }  // namespace
 
 std::string AclFilePath(ServerState& s, std::string* shown) {
@@ -162,19 +180,9 @@ void Acl(Ctx& c) {
     }
     const int deleted = acl.DeleteUsers(names);
     // Connections authenticated as a deleted user are closed (Redis's ACLFreeUserAndKillClients).
-    ClientSession& me = c.client();
-    bool close_me = false;
-    c.server().clients.ForEach([&](ClientSession& s) {
-      const std::string name = s.user_name();
-      if (std::find(names.begin(), names.end(), name) == names.end() || acl.Get(name) != nullptr) return;
-      if (&s == &me) {
-        close_me = true;
-        return;
-      }
-      ClientSession* target = &s;
-      target->link().Post([target] { target->link().CloseNow(); });
+    CloseClientsOf(c, [&](const std::string& name) {
+      return std::find(names.begin(), names.end(), name) != names.end() && acl.Get(name) == nullptr;
     });
-    if (close_me) me.CloseAfterReply();
     return out.Integer(deleted);
   }
   if (sub == "getuser" && c.argc() == 3) return AclGetuser(c);
@@ -199,20 +207,9 @@ void Acl(Ctx& c) {
       return out.Ok();
     }
     if (std::string errors = acl.LoadFile(path, shown); !errors.empty()) return c.Error(errors);
-    // Every user but default is a new one now: their connections are closed, this one after its
-    // reply (Redis frees the old users with their clients).
-    ClientSession& me = c.client();
-    bool close_me = false;
-    c.server().clients.ForEach([&](ClientSession& s) {
-      if (s.user_name() == "default") return;
-      if (&s == &me) {
-        close_me = true;
-        return;
-      }
-      ClientSession* target = &s;
-      target->link().Post([target] { target->link().CloseNow(); });
-    });
-    if (close_me) me.CloseAfterReply();
+    // Every user but default is a new one now: their connections are closed (Redis frees the old
+    // users with their clients).
+    CloseClientsOf(c, [](const std::string& name) { return name != "default"; });
     return out.Ok();
   }
   if (sub == "cat" && c.argc() == 2) {
