@@ -1,9 +1,7 @@
 #include "server/acl.h"
 
-#include <fcntl.h>
 #include <openssl/evp.h>
 #include <spdlog/spdlog.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -15,6 +13,7 @@
 #include "resp/numbers.h"
 #include "server/config.h"
 #include "server/glob.h"
+#include "store/io.h"
 #include "store/store.h"
 
 namespace keg::server {
@@ -722,37 +721,26 @@ std::string AclRegistry::LoadFile(const std::string& path, std::string_view show
 bool AclRegistry::SaveFile(const std::string& path) const {
   std::string text;
   for (const auto& u : Users()) text += "user " + u->name + " " + Describe(*u) + "\n";
-  const std::string tmp = path + ".tmp-" + std::to_string(getpid()) + "-" + std::to_string(store::NowMs());
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    spdlog::warn("Opening temp ACL file for ACL SAVE: {}: {} (errno {})", tmp, std::strerror(errno), errno);
-    return false;
-  }
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      spdlog::warn("Writing ACL file for ACL SAVE: {} at offset {}: {} (errno {})", tmp, done, std::strerror(errno), errno);
-      ::close(fd);
-      ::unlink(tmp.c_str());
-      return false;
-    }
-    done += static_cast<size_t>(n);
-  }
-  if (::fsync(fd) != 0) {
-    spdlog::warn("Syncing ACL file for ACL SAVE: {}: {} (errno {})", tmp, std::strerror(errno), errno);
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    spdlog::warn("Renaming ACL file for ACL SAVE: {} to {}: {} (errno {})", tmp, path, std::strerror(errno), errno);
-    ::unlink(tmp.c_str());
+  // (A temporary file, fsynced, renamed over the old one, the directory synced.)
+  if (const store::Status s = store::io::ReplaceFile(path, text); !s.ok()) {
+    spdlog::warn("ACL SAVE: {}", s.ToString());
     return false;
   }
   return true;
+}
+
+AclRegistry::LogEntry AclDenialEntry(AclDenial denial, const Command& cmd, const Command* sub,
+                                     std::span<const std::string_view> args, size_t index, std::string context,
+                                     std::string username) {
+  AclRegistry::LogEntry e;
+  e.reason = denial == AclDenial::kCommand ? "command" : denial == AclDenial::kKey ? "key" : "channel";
+  e.context = std::move(context);
+  e.object = denial != AclDenial::kCommand ? std::string(args[index])
+             : sub != nullptr               ? std::string(cmd.name) + "|" + std::string(sub->name)
+                                            : std::string(cmd.name);
+  e.username = std::move(username);
+  e.ctime_ms = store::NowMs();
+  return e;
 }
 
 std::string AclRegistry::SetUser(std::string_view name, std::span<const std::string_view> rules) {

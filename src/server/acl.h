@@ -140,6 +140,13 @@ class AclRegistry {
   std::deque<LogEntry> log_;  // newest first
 };
 
+/// The ACL LOG entry of a refused command (AclCheck's `denial` and key index): reason, object
+/// (the command's full name, or the key / channel argument), `context` (toplevel, multi, lua),
+/// user and time; the caller adds client_info.
+AclRegistry::LogEntry AclDenialEntry(AclDenial denial, const Command& cmd, const Command* sub,
+                                     std::span<const std::string_view> args, size_t index, std::string context,
+                                     std::string username);
+
 struct ServerState;
 /// The aclfile's path ("" when none is configured): a relative one is taken from `dir`. *shown
 /// (if given): the path as configured, for messages.

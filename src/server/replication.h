@@ -116,13 +116,13 @@ struct Replica {
   // every field under the mutex, from any thread. That state is its ClientSession's.)
 };
 
-/// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread
-/// (one mutex; active() and offset() are atomic loads).
 /// How a WAIT ended: with its count of acks (they came, or its timeout, or CLIENT UNBLOCK ...
 /// TIMEOUT), by CLIENT UNBLOCK ... ERROR, or because this server became a replica (the client gets
 /// kUnblockedByRoleChange and its connection closes).
 enum class WaitEnd : uint8_t { kCount, kUnblockError, kRoleChange };
 
+/// The replication stream. Thread: Append and MarkSnapshot on the writer role; the rest any thread
+/// (one mutex; active() and offset() are atomic loads).
 class ReplicationFeed {
  public:
   /// A command that acts in no database (MULTI, EXEC, PING, REPLCONF GETACK): no SELECT before it.

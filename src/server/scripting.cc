@@ -1525,14 +1525,7 @@ std::string_view ScriptEngine::Command(Running& r, std::span<const std::string_v
     if (denial != AclDenial::kNone) {
       // ACL LOG, as Redis's scriptCall: context "lua" (inside EXEC too, as Redis 7.0 logs it).
       // (The caller's Describe may be read from any thread, as CLIENT LIST does.)
-      AclRegistry::LogEntry e;
-      e.reason = denial == AclDenial::kCommand ? "command" : denial == AclDenial::kKey ? "key" : "channel";
-      e.context = "lua";
-      e.object = denial == AclDenial::kCommand
-                     ? (sub != nullptr ? std::string(cmd->name) + "|" + std::string(sub->name) : std::string(cmd->name))
-                     : std::string(argv[index]);
-      e.username = r.run->user->name;
-      e.ctime_ms = store::NowMs();
+      AclRegistry::LogEntry e = AclDenialEntry(denial, *cmd, sub, argv, index, "lua", r.run->user->name);
       if (r.run->client != nullptr) e.client_info = r.run->client->Describe(e.ctime_ms);
       server_.acl.Log(std::move(e));
       *error = denial == AclDenial::kCommand ? "The user executing the script can't run this command or subcommand"

@@ -807,15 +807,9 @@ std::string ClientSession::CheckAcl(const Command& cmd, std::span<const std::str
   size_t index = 0;
   const AclDenial denial = AclCheck(*user_, cmd, sub, args, &index);
   if (denial == AclDenial::kNone) return {};
-  AclRegistry::LogEntry e;
-  e.reason = denial == AclDenial::kCommand ? "command" : denial == AclDenial::kKey ? "key" : "channel";
-  e.context = in_multi_ || in_exec ? "multi" : "toplevel";
-  const std::string fullname = sub != nullptr ? std::string(cmd.name) + "|" + std::string(sub->name) : std::string(cmd.name);
-  e.object = denial == AclDenial::kCommand ? fullname : std::string(args[index]);
-  e.username = user_->name;
-  e.ctime_ms = store::NowMs();
+  AclRegistry::LogEntry e = AclDenialEntry(denial, cmd, sub, args, index, in_multi_ || in_exec ? "multi" : "toplevel", user_->name);
   e.client_info = Describe(e.ctime_ms);
-  server_.acl.Log(std::move(e));
+  server_.acl.Log(e);
   if (in_exec) {
     return std::string("-NOPERM ACLs rules changed between the moment the transaction was accumulated and the EXEC "
                        "call. This command is no longer allowed for the following reason: ") +
@@ -824,7 +818,7 @@ std::string ClientSession::CheckAcl(const Command& cmd, std::span<const std::str
                                             : "no permission to touch the specified keys");
   }
   if (denial == AclDenial::kCommand) {
-    return "-NOPERM this user has no permissions to run the '" + fullname + "' command";
+    return "-NOPERM this user has no permissions to run the '" + e.object + "' command";
   }
   if (denial == AclDenial::kChannel) {
     return "-NOPERM this user has no permissions to access one of the channels used as arguments";

@@ -171,6 +171,73 @@ class Acl(unittest.TestCase):
                          [(b"command", b"lua", b"incr"), (b"channel", b"lua", b"no"), (b"key", b"lua", b"other")])
         self.assertEqual(seen[0][0][b"count"], 2)
 
+    def test_aclfile_load_save_and_their_errors(self):
+        """aclfile as Redis 7.0's: loaded at start (a missing or bad file, or user lines beside it,
+        stop the start with Redis's words), ACL SAVE writes the users and ACL LOAD brings them
+        back, closing the connections of every user but default; a bad file changes nothing, and
+        a file that cannot be written is an error."""
+        import socket
+        import subprocess
+        import tempfile
+        work = tempfile.mkdtemp(prefix="keg_aclfile_")
+        self.addCleanup(__import__("shutil").rmtree, work, True)
+        acl = os.path.join(work, "users.acl")
+        binary = os.environ.get("KEG_SERVER", "keg-server")
+
+        def start_fails(*extra):
+            run = subprocess.run([binary, "--port", "0", "--dir", os.path.join(work, "data"), "--aclfile", acl, *extra],
+                                 capture_output=True, text=True, timeout=60, cwd=work)
+            return run.returncode, run.stdout + run.stderr
+        code, out = start_fails()
+        self.assertEqual(code, 1)
+        self.assertIn(f"Aborting Redis startup because of ACL errors: Error loading ACLs, opening file '{acl}'", out)
+        with open(acl, "w") as f:
+            f.write("user alice on >apw ~* &* +@all\n")
+        code, out = start_fails("--user", "bob on >bpw")
+        self.assertEqual(code, 1)
+        self.assertIn("users defined in redis.conf and at the same setting an ACL file path is invalid", out)
+
+        server = keg("--aclfile", acl)
+        self.addCleanup(server.stop)
+        admin = redis.Redis(port=server.port, socket_timeout=10)
+        self.assertEqual(sorted(admin.acl_users()), ["alice", "default"])
+        admin.execute_command("ACL", "SETUSER", "eve", "on", ">epw", "+get", "~*")
+        self.assertEqual(admin.execute_command("ACL", "SAVE"), b"OK")
+        with open(acl) as f:
+            self.assertIn("user eve on ", f.read())
+        eve = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+        self.addCleanup(eve.close)
+        eve.sendall(b"AUTH eve epw\r\nGET k\r\n")
+        got = b""
+        while got.count(b"\r\n") < 2:
+            got += eve.recv(100)
+        self.assertEqual(got, b"+OK\r\n$-1\r\n")
+        # A bad line: nothing changes, and Redis's error names the line.
+        with open(acl, "a") as f:
+            f.write("user mallory on +nosuchcommand\n")
+        with self.assertRaisesRegex(redis.ResponseError, r"users.acl:4: Error in applying operation '\+nosuchcommand'.*"
+                                    "no change to the previously active ACL rules was performed"):
+            admin.execute_command("ACL", "LOAD")
+        self.assertEqual(sorted(admin.acl_users()), ["alice", "default", "eve"])
+        eve.sendall(b"GET k\r\n")
+        self.assertEqual(eve.recv(100), b"$-1\r\n")  # (its connection stays)
+        # A good file: its users replace all, eve's connection is closed, default's is not.
+        with open(acl, "w") as f:
+            f.write("user alice on >apw ~* &* +@all\n")
+        self.assertEqual(admin.execute_command("ACL", "LOAD"), b"OK")
+        self.assertEqual(sorted(admin.acl_users()), ["alice", "default"])
+        self.assertEqual(eve.recv(100), b"")  # closed
+        self.assertTrue(admin.ping())
+        # A file that cannot be replaced (a directory with a file in it, even for root): the
+        # error, and the reason in the log.
+        os.remove(acl)
+        os.mkdir(acl)
+        open(os.path.join(acl, "x"), "w").close()
+        with self.assertRaisesRegex(redis.ResponseError, "There was an error trying to save the ACLs"):
+            admin.execute_command("ACL", "SAVE")
+        with open(os.path.join(server.dir, "server.log")) as f:
+            self.assertIn("ACL SAVE: ", f.read())
+
     def test_redis_py_logs_in_with_a_username(self):
         k = redis.Redis(port=self.keg_server.port, socket_timeout=10)
         k.acl_setuser("app", enabled=True, passwords=["+apppw"], keys=["app:*"], commands=["+@all"])
