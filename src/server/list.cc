@@ -20,12 +20,16 @@ using store::format::kTypeList;
 
 namespace list {
 
-std::string PositionMember(uint64_t pos) {
-  std::string m(8, '\0');
+void WritePositionMember(char* out, uint64_t pos) {
   for (int i = 7; i >= 0; --i) {
-    m[static_cast<size_t>(i)] = static_cast<char>(pos & 0xff);
+    out[i] = static_cast<char>(pos & 0xff);
     pos >>= 8;
   }
+}
+
+std::string PositionMember(uint64_t pos) {
+  std::string m(8, '\0');
+  WritePositionMember(m.data(), pos);
   return m;
 }
 
@@ -127,12 +131,13 @@ bool ListRead::Read(std::string_view key, int64_t start, int64_t stop, const std
     from_ = from;
     // One batched read: the collection looked up once, each data file pinned once.
     // The members, 8 bytes each, side by side in one buffer (no string per element).
-    std::string names;
-    names.reserve((to - from + 1) * 8);
-    for (uint64_t i = from; i <= to; ++i) names += list::PositionMember(meta.first + i);
+    std::string names((to - from + 1) * 8, '\0');
     std::vector<std::string_view> members;
     members.reserve(to - from + 1);
-    for (size_t at = 0; at < names.size(); at += 8) members.emplace_back(names.data() + at, 8);
+    for (size_t at = 0; at < names.size(); at += 8) {
+      list::WritePositionMember(names.data() + at, meta.first + from + at / 8);
+      members.emplace_back(names.data() + at, 8);
+    }
     store::Status es = c_.GetElements(inc, members, &elements_, &pins_);
     if (!es.ok()) {
       element_error = es.IsNotFound() ? store::Status::Corruption("a list element is missing") : es;

@@ -36,6 +36,8 @@ inline constexpr std::string_view kMetaMember = "";
 
 /// The element record member of position `pos`.
 std::string PositionMember(uint64_t pos);
+/// PositionMember written to out[0..8).
+void WritePositionMember(char* out, uint64_t pos);
 
 struct Meta {
   uint64_t first = kMiddle;

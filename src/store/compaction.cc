@@ -434,7 +434,7 @@ Status StoreImpl::RunCompaction(bool manual) {
       const std::shared_ptr<Collection> coll = element ? FindCollection(format::IncarnationOf(key)) : nullptr;
       if (!live && (!element || coll != nullptr)) {
         if (h.tag.db >= keydirs_.size()) continue;  // cannot happen: recovery refuses such a directory
-        Location candidates[8];
+        LocationBuffer<8> candidates;
         const size_t n = element ? coll->FindCandidates(key, hash, candidates, 8)
                                  : keydirs_[h.tag.db]->FindCandidates(hash, candidates, 8);
         for (size_t i = 0; i < n && !live; ++i) {

@@ -57,6 +57,19 @@ struct Location {
   bool SameRecord(const Location& o) const { return file == o.file && offset == o.offset; }
 };
 
+/// Room for N locations, left uninitialised: a `Location[N]` is zeroed where it is declared, which
+/// on a key lookup's path writes 24 * N bytes for nothing (LRANGE of 100: the largest single cost of
+/// reading its elements). Index lookups write the locations they return; read only those.
+template <size_t N>
+struct LocationBuffer {
+  LocationBuffer() {}  // `at` is not initialised
+  union {
+    Location at[N];
+  };
+  operator Location*() { return at; }
+  operator const Location*() const { return at; }
+};
+
 class Keydir {
  public:
   static constexpr size_t kShards = 64;

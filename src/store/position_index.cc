@@ -133,14 +133,14 @@ void PositionIndex::FindMany(std::span<const std::string_view> members, Location
   for (size_t i = 0; i < members.size(); ++i) found[i] = FindLocked(members[i], &out[i]) ? 1 : 0;
 }
 
+void PositionIndex::FindPositions(uint64_t first, size_t n, Location* out, uint8_t* found) const {
+  std::shared_lock lock(mu_);
+  for (size_t i = 0; i < n; ++i) found[i] = FindPositionLocked(first + i, &out[i]) ? 1 : 0;
+}
+
 bool PositionIndex::Find(std::string_view member, Location* out) const {
   std::shared_lock lock(mu_);
   return FindLocked(member, out);
-}
-
-bool PositionIndex::FindPosition(uint64_t pos, Location* out) const {
-  std::shared_lock lock(mu_);
-  return FindPositionLocked(pos, out);
 }
 
 bool PositionIndex::FindLocked(std::string_view member, Location* out) const {

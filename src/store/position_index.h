@@ -43,11 +43,12 @@ class PositionIndex {
 
   /// The location of the element whose member is `member`: false when absent.
   bool Find(std::string_view member, Location* out) const;
-  /// Find by position (the member's number).
-  bool FindPosition(uint64_t pos, Location* out) const;
   /// Find of each of `members` under one hold of the lock (LRANGE's batch): found[i] is 1 with
   /// out[i] set, or 0.
   void FindMany(std::span<const std::string_view> members, Location* out, uint8_t* found) const;
+  /// Find of the positions first .. first + n - 1 under one hold of the lock (LRANGE's cold
+  /// check): found[i] is 1 with out[i] set, or 0.
+  void FindPositions(uint64_t first, size_t n, Location* out, uint8_t* found) const;
   /// Points the element at `loc`: true and *old when it was present. False, not indexed, for a
   /// member that is neither a position nor the meta member.
   bool Upsert(std::string_view member, Location loc, Location* old);

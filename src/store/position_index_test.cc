@@ -69,6 +69,21 @@ struct Model {
         ASSERT_TRUE(one.SameRecord(many[i])) << i;
       }
     }
+    // FindPositions agrees with Find over a run of positions around each one held (the run's
+    // ends and the positions between entries included).
+    for (const auto& [pos, loc] : want) {
+      const uint64_t first = pos >= 3 ? pos - 3 : 0;
+      Location run[8];
+      uint8_t run_found[8];
+      index.FindPositions(first, 8, run, run_found);
+      for (size_t i = 0; i < 8; ++i) {
+        Location one;
+        ASSERT_EQ(run_found[i] == 1, index.Find(Member(first + i), &one)) << first + i;
+        if (run_found[i] == 1) {
+          ASSERT_TRUE(one.SameRecord(run[i])) << first + i;
+        }
+      }
+    }
     std::vector<Location> seen;
     index.ForEach([&](const Location& l) { seen.push_back(l); });
     ASSERT_EQ(seen.size(), want.size());

@@ -318,7 +318,7 @@ void StoreImpl::FinishCollections() {
     Collection& coll = *it->second;
     coll.heads = 0;
     for (const HeadSighting& s : coll.sightings) {
-      Location candidates[8];
+      LocationBuffer<8> candidates;
       const size_t n = keydirs_[s.pdb]->FindCandidates(s.hash, candidates, 8);
       for (size_t i = 0; i < n; ++i) {
         if (candidates[i].SameRecord(s.loc)) {
