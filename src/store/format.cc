@@ -41,7 +41,7 @@ RecordCheck CheckRecord(const char* data, uint64_t size, uint64_t offset, bool v
                         RecordHeader* header) {
   if (offset > size || size - offset < kRecordHeaderSize) return RecordCheck::kTruncated;
   const char* p = data + offset;
-  *header = DecodeHeader(p);
+  DecodeHeaderInto(p, header);
   const uint8_t special = header->flags & kSpecialFlags;
   if ((header->flags & ~kKnownFlags) != 0 || header->tag.type > kMaxType || header->tag.kind > kMaxKind ||
       header->key_size > kMaxKeySize || (header->tombstone() && header->value_size != 0) ||
