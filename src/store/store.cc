@@ -1290,7 +1290,9 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, flags | format::kFlagGroupContinues, key, value, group_now_ms_, expire_at_ms,
                        format::Tag{tombstone ? uint8_t{0} : type, kind, pdb});
-  PendingRecord r{};
+  // Built in place: a local copied in by push_back was read back with loads wider than the field
+  // stores before them (a store-forwarding stall per record written).
+  PendingRecord& r = pending_.emplace_back();
   r.key = key;
   r.hash = hash;
   r.db = pdb;
@@ -1307,7 +1309,6 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
     r.old_file = memo_.file->index();
     r.old_offset = memo_.offset;
   }
-  pending_.push_back(r);
   overlay_.Set(key, OverlayHash(hash, pdb), OverlayEntry{!tombstone, at, pdb});
 }
 
@@ -1321,7 +1322,7 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   group_last_record_ = group_buf_.size();
   format::AppendRecord(&group_buf_, (tombstone ? format::kFlagTombstone : 0) | format::kFlagGroupContinues, key, tombstone ? std::string_view() : value,
                        group_now_ms_, 0, format::Tag{type, format::kKindElement, pdb});
-  PendingRecord r{};
+  PendingRecord& r = pending_.emplace_back();  // in place, as AppendToGroup's
   r.key = key;
   r.hash = hash;
   r.db = pdb;
@@ -1333,7 +1334,6 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   r.type = type;
   r.inc = inc;
   r.report_key = report;
-  pending_.push_back(r);
   elem_overlay_.Set(key, hash, OverlayEntry{!tombstone, at, pdb});
   group_colls_[inc].records.push_back(static_cast<uint32_t>(pending_.size() - 1));
 }
