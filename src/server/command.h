@@ -136,7 +136,7 @@ class Ctx {
   /// Runs `reads` (Get calls of `keys` keys) so that they see the store together
   /// (store::Store::ReadTogether; with one key a Get alone already does); `reads` may run more
   /// than once and must only collect.
-  void ReadTogether(size_t keys, const std::function<void()>& reads);
+  void ReadTogether(size_t keys, store::FunctionRef<void()> reads);
   bool read_failed() const { return !read_error_.ok(); }
   /// The accounting LookupTogether does for one key read by a handler's own Get: counts a hit or
   /// miss, keeps a read error (WRONGTYPE included), sends keymiss. True when found.

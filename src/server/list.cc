@@ -130,15 +130,27 @@ bool ListRead::Read(std::string_view key, int64_t start, int64_t stop, const std
     if (!list::NormalizeRange(start, stop, size_, &from, &to)) return;
     from_ = from;
     // One batched read: the collection looked up once, each data file pinned once.
-    // The members, 8 bytes each, side by side in one buffer (no string per element).
-    std::string names((to - from + 1) * 8, '\0');
-    std::vector<std::string_view> members;
-    members.reserve(to - from + 1);
-    for (size_t at = 0; at < names.size(); at += 8) {
-      list::WritePositionMember(names.data() + at, meta.first + from + at / 8);
-      members.emplace_back(names.data() + at, 8);
+    // The members, 8 bytes each, side by side in one buffer (no string per element); on the
+    // stack for up to kOnStack of them (LRANGE of 100).
+    constexpr size_t kOnStack = 128;
+    const size_t n = to - from + 1;
+    char names_stack[kOnStack * 8];
+    std::string_view members_stack[kOnStack];
+    std::string names_heap;
+    std::vector<std::string_view> members_heap;
+    char* names = names_stack;
+    std::string_view* members = members_stack;
+    if (n > kOnStack) {
+      names_heap.resize(n * 8);
+      members_heap.resize(n);
+      names = names_heap.data();
+      members = members_heap.data();
     }
-    store::Status es = c_.GetElements(inc, members, &elements_, &pins_);
+    for (size_t i = 0; i < n; ++i) {
+      list::WritePositionMember(names + i * 8, meta.first + from + i);
+      members[i] = std::string_view(names + i * 8, 8);
+    }
+    store::Status es = c_.GetElements(inc, std::span<const std::string_view>(members, n), &elements_, &pins_);
     if (!es.ok()) {
       element_error = es.IsNotFound() ? store::Status::Corruption("a list element is missing") : es;
       elements_.clear();

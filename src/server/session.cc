@@ -231,7 +231,7 @@ bool Ctx::AccountRead(store::Status s, std::string_view key) {
   return found;
 }
 
-void Ctx::ReadTogether(size_t keys, const std::function<void()>& reads) {
+void Ctx::ReadTogether(size_t keys, store::FunctionRef<void()> reads) {
   if (snapshot_ != nullptr || direct_ != nullptr || keys <= 1) {
     reads();  // EXEC, scripts: one state already; one key: its Get sees whole groups
   } else {

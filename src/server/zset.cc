@@ -136,7 +136,7 @@ void ZsetSeq::Locate(uint64_t r, uint64_t* p_out, size_t* j_out, size_t* k_out) 
   *k_out = k;
 }
 
-void ZsetSeq::Range(uint64_t from, uint64_t to, const std::function<bool(const zset::Item&)>& fn) const {
+void ZsetSeq::Range(uint64_t from, uint64_t to, store::FunctionRef<bool(const zset::Item&)> fn) const {
   to = std::min(to, size());
   if (from >= to) return;
   uint64_t need = to - from;
@@ -243,7 +243,7 @@ bool DecodeWhole(std::string_view value, std::vector<zset::Item>* out, coll::Vie
 
 // Lends fn the order of large sorted set `inc`: in a script, the applied order with its group's
 // changes; otherwise the store's, as of one group.
-void WithLarge(Ctx& c, uint64_t inc, const std::function<void(const ZsetSeq&)>& fn) {
+void WithLarge(Ctx& c, uint64_t inc, store::FunctionRef<void(const ZsetSeq&)> fn) {
   if (store::Txn* txn = c.script_txn()) {
     txn->ReadOrdered(inc, [&](const store::OrderedView& view) {
       ZsetSeq seq;
@@ -262,8 +262,8 @@ void WithLarge(Ctx& c, uint64_t inc, const std::function<void(const ZsetSeq&)>& 
 
 }  // namespace
 
-bool ReadZset(Ctx& c, std::string_view key, const std::function<void()>& absent,
-              const std::function<void(const ZsetSeq&)>& work) {
+bool ReadZset(Ctx& c, std::string_view key, store::FunctionRef<void()> absent,
+              store::FunctionRef<void(const ZsetSeq&)> work) {
   store::ValueView head;
   store::Status s;
   store::Status element_error;
@@ -474,7 +474,7 @@ bool ZsetEdit::Remove(std::string_view member) {
   return was;
 }
 
-void ZsetEdit::WithSeq(const std::function<void(const ZsetSeq&)>& fn) {
+void ZsetEdit::WithSeq(store::FunctionRef<void(const ZsetSeq&)> fn) {
   if (!large_) {
     std::vector<zset::Item> items;
     items.reserve(whole_.size());

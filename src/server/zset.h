@@ -95,7 +95,7 @@ class ZsetSeq {
   /// How many items `before` holds for (a prefix of the order).
   uint64_t Rank(const zset::Before& before) const;
   /// Calls fn for the items at ranks [from, to) in order while it returns true.
-  void Range(uint64_t from, uint64_t to, const std::function<bool(const zset::Item&)>& fn) const;
+  void Range(uint64_t from, uint64_t to, store::FunctionRef<bool(const zset::Item&)> fn) const;
   /// The score of `member`: false when absent.
   bool Score(std::string_view member, double* score) const;
   /// The first failure of a record read (then a member read as empty): the command's error.
@@ -133,8 +133,8 @@ class ZsetSeq {
 /// consistent state of it; work may run more than once (a group landed meanwhile) and must only
 /// collect. False when the reply is written already: absent() for a missing key, the error
 /// otherwise.
-bool ReadZset(Ctx& c, std::string_view key, const std::function<void()>& absent,
-              const std::function<void(const ZsetSeq&)>& work);
+bool ReadZset(Ctx& c, std::string_view key, store::FunctionRef<void()> absent,
+              store::FunctionRef<void(const ZsetSeq&)> work);
 
 /// Whether a sorted set of `count` members, the longest `max_member` bytes, goes past
 /// zset-max-listpack-entries / -value (then it is stored per element, and reports skiplist).
@@ -164,7 +164,7 @@ class ZsetEdit {
   bool Put(std::string_view member, double score);
   bool Remove(std::string_view member);
   /// Lends fn the current order (the group's changes included).
-  void WithSeq(const std::function<void(const ZsetSeq&)>& fn);
+  void WithSeq(store::FunctionRef<void(const ZsetSeq&)> fn);
   /// Writes the changes; an emptied sorted set deletes the key.
   void Commit();
   bool changed() const { return changed_; }

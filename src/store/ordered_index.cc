@@ -45,7 +45,7 @@ void OrderedIndex::Locate(size_t pos, size_t* chunk, size_t* at) const {
   *at = static_cast<size_t>(rest);
 }
 
-size_t OrderedIndex::PartitionPoint(const Before& before) const {
+size_t OrderedIndex::PartitionPoint(Before before) const {
   if (size_ == 0) return 0;
   // The first chunk whose last entry is not before: the partition point is inside it.
   size_t lo = 0;
@@ -84,7 +84,7 @@ OrderedIndex::Entry OrderedIndex::At(size_t pos) const {
   return chunks_[c]->e[at];
 }
 
-void OrderedIndex::ForRange(size_t from, size_t to, const std::function<bool(const Entry&)>& fn) const {
+void OrderedIndex::ForRange(size_t from, size_t to, FunctionRef<bool(const Entry&)> fn) const {
   to = std::min(to, size_);
   if (from >= to) return;
   size_t c = 0;

@@ -20,6 +20,8 @@
 #include <string_view>
 #include <vector>
 
+#include "store/function_ref.h"
+
 namespace keg::store {
 
 class OrderedIndex {
@@ -31,7 +33,7 @@ class OrderedIndex {
   /// The member of the element record at `loc` (valid while the caller keeps the files mapped).
   using MemberFn = std::function<std::string_view(uint64_t loc)>;
   /// A predicate true for a prefix of the order and false after it.
-  using Before = std::function<bool(const Entry&)>;
+  using Before = FunctionRef<bool(const Entry&)>;
 
   OrderedIndex() = default;
   OrderedIndex(const OrderedIndex&) = delete;
@@ -41,11 +43,11 @@ class OrderedIndex {
   size_t MemoryBytes() const;
 
   /// The number of leading entries for which `before` holds: O(log n) calls of it.
-  size_t PartitionPoint(const Before& before) const;
+  size_t PartitionPoint(Before before) const;
   /// The entry at position `pos` (< Size()).
   Entry At(size_t pos) const;
   /// Calls fn for the entries at positions [from, to) in order while it returns true.
-  void ForRange(size_t from, size_t to, const std::function<bool(const Entry&)>& fn) const;
+  void ForRange(size_t from, size_t to, FunctionRef<bool(const Entry&)> fn) const;
 
   /// Inserts (score, member) at `loc`.
   void Insert(double score, std::string_view member, uint64_t loc, const MemberFn& member_of);

@@ -462,7 +462,7 @@ void StoreImpl::Stable(Read&& read) const {
   }
 }
 
-void StoreImpl::ReadTogether(const std::function<void()>& reads) const {
+void StoreImpl::ReadTogether(FunctionRef<void()> reads) const {
   Stable([&] {
     ++read_together_depth;
     reads();
@@ -1701,10 +1701,11 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
         fn(member, &value);
       }
     }
-    void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) override {
+    void ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) override {
       auto it = store_->collections_.find(inc);  // the writer role: no lock needed
       const Collection* coll = it != store_->collections_.end() && it->second->ordered ? it->second.get() : nullptr;
-      store_->LendOrdered(inc, coll, [this](uint32_t index) { return store_->files_.GetRaw(index); }, fn);
+      auto file_of = [this](uint32_t index) { return store_->files_.GetRaw(index); };
+      store_->LendOrdered(inc, coll, file_of, fn);
     }
     void Execute(WriteBatch::Op op, OpResult* result) override {
       // The group's records and overlay refer to the op's key until the group completes: the
@@ -2050,23 +2051,21 @@ void StoreImpl::UpdateOrdered(Collection& coll, std::string_view member, bool ha
   if (has_now && ScoreAt(read, now, &score)) coll.ordered->Insert(score, member, PackedLoc(now), member_of);
 }
 
-void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll,
-                            const std::function<const DataFile*(uint32_t)>& file_of,
-                            const std::function<void(const OrderedView&)>& fn) const {
+void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll, FunctionRef<const DataFile*(uint32_t)> file_of,
+                            FunctionRef<void(const OrderedView&)> fn) const {
   class View final : public OrderedView {
    public:
-    View(const StoreImpl& store, uint64_t inc, const Collection* coll,
-         const std::function<const DataFile*(uint32_t)>& file_of)
+    View(const StoreImpl& store, uint64_t inc, const Collection* coll, FunctionRef<const DataFile*(uint32_t)> file_of)
         : store_(store), inc_(inc), coll_(coll), idx_(coll != nullptr ? coll->ordered.get() : nullptr),
           file_of_(file_of), member_of_([this](uint64_t loc) { return CompareMember(loc); }) {}
     uint64_t Size() const override { return idx_ != nullptr ? idx_->Size() : 0; }
-    uint64_t PartitionPoint(const Before& before) const override {
+    uint64_t PartitionPoint(Before before) const override {
       if (idx_ == nullptr) return 0;
       return idx_->PartitionPoint([&](const OrderedIndex::Entry& e) {
         return before(Probe(*this, e.score, e.loc, /*for_compare=*/true));
       });
     }
-    void ForRange(uint64_t from, uint64_t to, const std::function<bool(const Item&)>& fn) const override {
+    void ForRange(uint64_t from, uint64_t to, FunctionRef<bool(const Item&)> fn) const override {
       if (idx_ == nullptr) return;
       idx_->ForRange(from, to, [&](const OrderedIndex::Entry& e) { return fn(Item{e.score, MemberAt(e.loc)}); });
     }
@@ -2120,7 +2119,7 @@ void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll,
     uint64_t inc_;
     const Collection* coll_;
     const OrderedIndex* idx_;
-    const std::function<const DataFile*(uint32_t)>& file_of_;
+    FunctionRef<const DataFile*(uint32_t)> file_of_;  // LendOrdered's: lives as long as this view
     OrderedIndex::MemberFn member_of_;
     mutable Status error_;
   };
@@ -2210,97 +2209,6 @@ Status StoreImpl::GetElementOnce(uint64_t inc, std::string_view member, ValueVie
   return Status::OK();
 }
 
-Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> members,
-                              std::vector<std::string_view>* values,
-                              std::vector<std::shared_ptr<const void>>* pins) const {
-  Status result;
-  Stable([&] {
-    values->clear();
-    result = Status::OK();
-    const std::shared_ptr<Collection> coll = FindCollection(inc);
-    if (!coll) {
-      result = Status::NotFound();
-      return;
-    }
-    // The files met, pinned once each (a range of a list is almost always in one or two files).
-    std::vector<std::pair<uint32_t, std::shared_ptr<DataFile>>> met;
-    auto file_of = [&](uint32_t index) -> const DataFile* {
-      for (const auto& [i, f] : met) {
-        if (i == index) return f.get();
-      }
-      std::shared_ptr<DataFile> f = files_.Get(index);
-      if (!f) return nullptr;
-      met.emplace_back(index, std::move(f));
-      return met.back().second.get();
-    };
-    std::string ekey;
-    values->reserve(members.size());
-    // A list's elements are looked up together, under one hold of its index's lock.
-    std::vector<Location> listed;
-    std::vector<uint8_t> listed_found;
-    if (coll->positions) {
-      listed.resize(members.size());
-      listed_found.resize(members.size());
-      coll->positions->FindMany(members, listed.data(), listed_found.data());
-    }
-    for (size_t m = 0; m < members.size(); ++m) {
-      const std::string_view member = members[m];
-      format::AssignElementKey(&ekey, inc, member);
-      LocationBuffer<kMaxCandidates> candidates;
-      size_t n = 0;
-      if (coll->positions) {
-        candidates[0] = listed[m];
-        n = listed_found[m];
-      } else {
-        n = coll->FindCandidates(ekey, Hash(ekey), candidates, kMaxCandidates);
-      }
-      bool found = false;
-      bool retired = false;
-      for (size_t i = 0; i < n && !found; ++i) {
-        const DataFile* file = file_of(candidates[i].file);
-        if (file == nullptr) {
-          retired = true;
-          continue;
-        }
-        if (!RecordHasKey(*file, candidates[i].offset, ekey)) continue;
-        format::RecordHeader h;
-        const format::RecordCheck check =
-            format::CheckRecord(file->data(), file->size(), candidates[i].offset, options_.verify_checksums, &h);
-        if (check != format::RecordCheck::kOk) {
-          result = Status::Corruption(file->path() + " at offset " + std::to_string(candidates[i].offset) + ": " +
-                                      format::RecordCheckName(check));
-          return;
-        }
-        const char* p = file->data() + candidates[i].offset + format::kRecordHeaderSize;
-        values->emplace_back(p + h.key_size, h.value_size);
-        found = true;
-      }
-      if (found) continue;
-      if (retired) {  // moved by a compaction meanwhile: the one-element read looks again
-        ValueView v;
-        result = GetElementOnce(inc, member, &v);
-        if (!result.ok()) return;
-        values->push_back(v.value);
-        pins->push_back(std::move(v.pin));
-        continue;
-      }
-      result = Status::NotFound();
-      return;
-    }
-    for (auto& [i, f] : met) pins->push_back(std::move(f));
-  });
-  return result;
-}
-
-uint64_t StoreImpl::ElementCount(uint64_t inc) const {
-  uint64_t n = 0;
-  Stable([&] {  // between groups: a group's changes to the count all or none
-    const std::shared_ptr<Collection> coll = FindCollection(inc);
-    n = coll ? coll->Size() : 0;
-  });
-  return n;
-}
-
 namespace {
 
 // The data files a walk over a collection reads, pinned before it copies the index, so no record
@@ -2350,6 +2258,99 @@ class PinnedFiles {
 };
 
 }  // namespace
+
+Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> members,
+                              std::vector<std::string_view>* values,
+                              std::vector<std::shared_ptr<const void>>* pins) const {
+  Status result;
+  Stable([&] {
+    values->clear();
+    result = Status::OK();
+    const std::shared_ptr<Collection> coll = FindCollection(inc);
+    if (!coll) {
+      result = Status::NotFound();
+      return;
+    }
+    // The files met, pinned once each (a range of a list is almost always in one or two files).
+    PinnedFiles met({});
+    auto file_of = [&](uint32_t index) { return met.Get(index, files_); };
+    thread_local std::string ekey;  // an element key is longer than a short string's room
+    values->reserve(members.size());
+    // A list's elements are looked up together, under one hold of its index's lock; up to
+    // kOnStack of them (LRANGE of 100) without allocating.
+    constexpr size_t kOnStack = 128;
+    LocationBuffer<kOnStack> listed_stack;
+    uint8_t listed_found_stack[kOnStack];
+    std::vector<Location> listed_heap;
+    std::vector<uint8_t> listed_found_heap;
+    Location* listed = listed_stack;
+    uint8_t* listed_found = listed_found_stack;
+    if (coll->positions) {
+      if (members.size() > kOnStack) {
+        listed_heap.resize(members.size());
+        listed_found_heap.resize(members.size());
+        listed = listed_heap.data();
+        listed_found = listed_found_heap.data();
+      }
+      coll->positions->FindMany(members, listed, listed_found);
+    }
+    for (size_t m = 0; m < members.size(); ++m) {
+      const std::string_view member = members[m];
+      format::AssignElementKey(&ekey, inc, member);
+      LocationBuffer<kMaxCandidates> candidates;
+      size_t n = 0;
+      if (coll->positions) {
+        candidates[0] = listed[m];
+        n = listed_found[m];
+      } else {
+        n = coll->FindCandidates(ekey, Hash(ekey), candidates, kMaxCandidates);
+      }
+      bool found = false;
+      bool retired = false;
+      for (size_t i = 0; i < n && !found; ++i) {
+        const DataFile* file = file_of(candidates[i].file);
+        if (file == nullptr) {
+          retired = true;
+          continue;
+        }
+        if (!RecordHasKey(*file, candidates[i].offset, ekey)) continue;
+        format::RecordHeader h;
+        const format::RecordCheck check =
+            format::CheckRecord(file->data(), file->size(), candidates[i].offset, options_.verify_checksums, &h);
+        if (check != format::RecordCheck::kOk) {
+          result = Status::Corruption(file->path() + " at offset " + std::to_string(candidates[i].offset) + ": " +
+                                      format::RecordCheckName(check));
+          return;
+        }
+        const char* p = file->data() + candidates[i].offset + format::kRecordHeaderSize;
+        values->emplace_back(p + h.key_size, h.value_size);
+        found = true;
+      }
+      if (found) continue;
+      if (retired) {  // moved by a compaction meanwhile: the one-element read looks again
+        ValueView v;
+        result = GetElementOnce(inc, member, &v);
+        if (!result.ok()) return;
+        values->push_back(v.value);
+        pins->push_back(std::move(v.pin));
+        continue;
+      }
+      result = Status::NotFound();
+      return;
+    }
+    met.MoveTo(pins);
+  });
+  return result;
+}
+
+uint64_t StoreImpl::ElementCount(uint64_t inc) const {
+  uint64_t n = 0;
+  Stable([&] {  // between groups: a group's changes to the count all or none
+    const std::shared_ptr<Collection> coll = FindCollection(inc);
+    n = coll ? coll->Size() : 0;
+  });
+  return n;
+}
 
 Status StoreImpl::ReadElements(uint64_t inc, std::vector<ElementView>* out,
                                std::vector<std::shared_ptr<const void>>* pins) const {
@@ -2530,7 +2531,7 @@ bool StoreImpl::RandomElement(uint64_t inc, uint64_t random, std::string* member
   return false;
 }
 
-void StoreImpl::ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const {
+void StoreImpl::ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) const {
   const std::shared_ptr<Collection> coll = FindCollection(inc);
   if (!coll || !coll->ordered) {
     LendOrdered(inc, nullptr, [](uint32_t) -> const DataFile* { return nullptr; }, fn);

@@ -44,6 +44,7 @@
 #include <string_view>
 #include <vector>
 
+#include "store/function_ref.h"
 #include "store/inline_function.h"
 #include "store/status.h"
 
@@ -175,14 +176,14 @@ class OrderedView {
     uint64_t loc_;
     bool for_compare_;
   };
-  using Before = std::function<bool(const Probe&)>;
+  using Before = FunctionRef<bool(const Probe&)>;
 
   virtual uint64_t Size() const = 0;
   /// The number of leading members for which `before` holds (true for a prefix of the order,
   /// false after it): O(log n) calls.
-  virtual uint64_t PartitionPoint(const Before& before) const = 0;
+  virtual uint64_t PartitionPoint(Before before) const = 0;
   /// Calls fn for the members at positions [from, to) in order while it returns true.
-  virtual void ForRange(uint64_t from, uint64_t to, const std::function<bool(const Item&)>& fn) const = 0;
+  virtual void ForRange(uint64_t from, uint64_t to, FunctionRef<bool(const Item&)> fn) const = 0;
   /// Finds `member`: true with its score and position.
   virtual bool Find(std::string_view member, double* score, uint64_t* pos) const = 0;
   /// The first failure of a record read by this view (Corruption naming file and offset); its
@@ -445,7 +446,7 @@ class Txn {
                              const std::function<void(std::string_view member, const std::string_view* value)>& fn) = 0;
   /// Lends fn the order of sorted set `inc` as applied, without the group's writes (combine with
   /// GroupElements). An unknown incarnation reads as empty.
-  virtual void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) = 0;
+  virtual void ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) = 0;
 
  protected:
   ~Txn() = default;
@@ -586,7 +587,7 @@ class Store {
   /// all of a group's writes or none of them, as one command reading several keys must (MGET).
   /// Each Get or Exists on its own already sees whole groups. `reads` may run more than once (a
   /// group was applied meanwhile): it must only collect what it reads. Any thread.
-  virtual void ReadTogether(const std::function<void()>& reads) const = 0;
+  virtual void ReadTogether(FunctionRef<void()> reads) const = 0;
 
   /// Iterates the keys as Redis's SCAN does: start with cursor 0 and pass each returned cursor back
   /// until it returns 0. Each call visits about `count` keys, calling fn(key, expire_at_ms) for the
@@ -656,7 +657,7 @@ class Store {
   /// Lends fn the order of sorted set `inc` as of one group (a group's writes to it all or none;
   /// the writer waits while fn runs: keep it short). Call it inside ReadTogether with the Get of
   /// the head. An unknown incarnation reads as empty.
-  virtual void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const = 0;
+  virtual void ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) const = 0;
 
   /// Visits every live key of every database as of one moment between two groups, for a full
   /// snapshot (SYNC, a replica's full sync): the locations of the keys and of the large

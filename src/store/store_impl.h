@@ -94,7 +94,7 @@ class StoreImpl final : public Store {
   uint64_t ScanElements(uint64_t inc, uint64_t cursor, size_t count,
                         const std::function<void(std::string_view, std::string_view)>& fn) const override;
   bool RandomElement(uint64_t inc, uint64_t random, std::string* member, std::string* value) const override;
-  void ReadOrdered(uint64_t inc, const std::function<void(const OrderedView&)>& fn) const override;
+  void ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) const override;
   Status GetElements(uint64_t inc, std::span<const std::string_view> members, std::vector<std::string_view>* values,
                      std::vector<std::shared_ptr<const void>>* pins) const override;
   void Write(WriteBatch batch, WriteCallback done) override;
@@ -129,7 +129,7 @@ class StoreImpl final : public Store {
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
   uint64_t ExpireAllDue() override;
   void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
-  void ReadTogether(const std::function<void()>& reads) const override;
+  void ReadTogether(FunctionRef<void()> reads) const override;
   Status Close() override;
 
   Status OpenImpl();
@@ -318,8 +318,8 @@ class StoreImpl final : public Store {
   // Lends fn an OrderedView of collection `inc` (`coll` null: empty), its records' files resolved
   // by file_of (null: retired). The caller holds what keeps the index still (walk_mu, or the
   // writer role).
-  void LendOrdered(uint64_t inc, const Collection* coll, const std::function<const DataFile*(uint32_t)>& file_of,
-                   const std::function<void(const OrderedView&)>& fn) const;
+  void LendOrdered(uint64_t inc, const Collection* coll, FunctionRef<const DataFile*(uint32_t)> file_of,
+                   FunctionRef<void(const OrderedView&)> fn) const;
   // Writer role: a head naming `inc` became live / stopped being live.
   void HeadCame(uint64_t inc, uint8_t pdb);
   void HeadGone(uint64_t inc);
