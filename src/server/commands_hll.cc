@@ -10,6 +10,7 @@
 #include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
+#include "store/format.h"
 
 namespace keg::server {
 namespace {
@@ -39,7 +40,12 @@ void MergeKeys(Ctx& c, const std::shared_ptr<Outcome>& o) {
   for (size_t j = 1; j < c.argc(); ++j) {
     c.batch().Update(std::string(c.arg(j)), [o](const ValueView* cur) {
       if (cur == nullptr || !o->error.empty()) return UpdateDecision{};
-      if (!hll::IsSketch(cur->value)) {
+      // Each key's type and sketch in turn, the first failure the reply (Redis's
+      // isHLLObjectOrReply per key): a string that is no sketch before a later key of another
+      // type answers "not a valid HyperLogLog", not the generic WRONGTYPE.
+      if (cur->type != store::format::kTypeString) {
+        o->error = err::kWrongType;
+      } else if (!hll::IsSketch(cur->value)) {
         o->error = hll::kNotHll;
       } else if (!hll::MergeInto(cur->value, o->regs.data())) {
         o->error = hll::kCorrupt;
@@ -103,6 +109,10 @@ void Pfcount(Ctx& c) {
     c.batch().Update(std::string(c.arg(1)), [o](const ValueView* cur) {
       UpdateDecision d;
       if (cur == nullptr) return d;  // 0: PFADD would have created it
+      if (cur->type != store::format::kTypeString) {
+        o->error = err::kWrongType;
+        return d;
+      }
       if (!hll::IsSketch(cur->value)) {
         o->error = hll::kNotHll;
         return d;
@@ -246,6 +256,9 @@ void RegisterHllCommands(std::vector<Command>* t) {
   t->push_back({"pfdebug", 3, kWrite | kAdmin, 2, 2, 1, Pfdebug, "@write @hyperloglog @admin @slow @dangerous"});
   t->push_back({"pfselftest", 1, kAdmin, 0, 0, 0, Pfselftest, "@hyperloglog @admin @slow @dangerous"});
   for (size_t i = first; i < t->size(); ++i) (*t)[i].value_type = 0;  // format::kTypeString
+  // PFCOUNT and PFMERGE check their keys' types themselves, key by key (MergeKeys).
+  (*t)[first + 1].value_type = -1;
+  (*t)[first + 2].value_type = -1;
 }
 
 }  // namespace keg::server

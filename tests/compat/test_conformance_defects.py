@@ -383,6 +383,28 @@ class ConformanceDefects(unittest.TestCase):
                 self.assertEqual(value, seen[("redis",) + key[1:]], key)
         self.assertEqual(seen[("keg", "-1")], "syntax error")
 
+    def test_pfmerge_and_pfcount_check_their_keys_in_order_as_redis(self):
+        """A string that is no sketch before a key of another type: Redis's "not a valid
+        HyperLogLog" (its keys are checked one by one), where keg answered the generic WRONGTYPE
+        (differential test, seed 2872); and the generic one when the other type comes first."""
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            r = redis.Redis(port=server.port)
+            r.set("str", "not a sketch")
+            r.zadd("zs", {"a": 1})
+            r.pfadd("hll", "x")
+            for args in (("PFMERGE", "dst", "str", "zs"), ("PFMERGE", "dst", "zs", "str"),
+                         ("PFCOUNT", "str", "zs"), ("PFCOUNT", "zs", "str"), ("PFCOUNT", "zs"),
+                         ("PFMERGE", "zs", "hll"), ("PFCOUNT", "hll", "nokey")):
+                try:
+                    seen[(kind,) + args] = r.execute_command(*args)
+                except redis.ResponseError as e:
+                    seen[(kind,) + args] = str(e)
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertIn("not a valid HyperLogLog", seen[("keg", "PFMERGE", "dst", "str", "zs")])
+
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
