@@ -80,6 +80,70 @@ bool ParseLexRange(std::string_view min, std::string_view max, Before* lo, Befor
 
 }  // namespace zset
 
+// ---- GroupChanges -------------------------------------------------------------------------------
+
+namespace zset {
+
+namespace {
+
+bool AddedBefore(const GroupChanges::Added& a, double score, std::string_view member) {
+  return Less(a.score, a.member, score, member);
+}
+
+}  // namespace
+
+void GroupChanges::Apply(const store::OrderedView* c, std::string_view m, const std::string_view* value) {
+  std::string_view member;
+  if (auto it = changed.find(m); it != changed.end()) {
+    member = *it;
+    // Its state in the group so far goes: the new record replaces it.
+    if (auto a = added_scores.find(member); a != added_scores.end()) {
+      const double old = a->second;
+      auto at = std::lower_bound(added.begin(), added.end(), std::make_pair(old, member),
+                                 [](const Added& x, const std::pair<double, std::string_view>& k) {
+                                   return AddedBefore(x, k.first, k.second);
+                                 });
+      if (at != added.end() && at->member == member) added.erase(at);
+      added_scores.erase(a);
+    }
+  } else {
+    member = (arena ? *arena : arena.emplace()).emplace_back(m);
+    changed.insert(member);
+    double old = 0;
+    uint64_t pos = 0;
+    if (c != nullptr && c->Find(member, &old, &pos)) removed.insert(std::upper_bound(removed.begin(), removed.end(), pos), pos);
+  }
+  double score = 0;
+  if (value == nullptr || !store::format::DecodeScore(*value, &score)) return;
+  uint64_t ip = 0;
+  if (c != nullptr && c->Size() > 0) {
+    Before key;
+    key.kind = Before::kKey;
+    key.score = score;
+    key.member = member;
+    ip = c->PartitionPoint([&](const store::OrderedView::Probe& probe) {
+      return key(probe.score(), [&] { return probe.member(); });
+    });
+  }
+  auto at = std::lower_bound(added.begin(), added.end(), std::make_pair(score, member),
+                             [](const Added& x, const std::pair<double, std::string_view>& k) {
+                               return AddedBefore(x, k.first, k.second);
+                             });
+  added.insert(at, Added{score, member, ip});
+  added_scores[member] = score;
+}
+
+void GroupChanges::AddWhole(double score, std::string_view member) {
+  added.push_back({score, member, 0});
+  added_scores[member] = score;
+}
+
+void GroupChanges::SortWhole() {
+  std::sort(added.begin(), added.end(), [](const Added& a, const Added& b) { return Less(a.score, a.member, b.score, b.member); });
+}
+
+}  // namespace zset
+
 // ---- ZsetSeq ------------------------------------------------------------------------------------
 
 uint64_t ZsetSeq::Rank(const zset::Before& before) const {
@@ -90,11 +154,11 @@ uint64_t ZsetSeq::Rank(const zset::Before& before) const {
     });
   }
   const auto removed_before =
-      static_cast<uint64_t>(std::lower_bound(removed_.begin(), removed_.end(), p) - removed_.begin());
+      static_cast<uint64_t>(std::lower_bound(g_->removed.begin(), g_->removed.end(), p) - g_->removed.begin());
   const auto added_before = static_cast<uint64_t>(
-      std::partition_point(added_.begin(), added_.end(),
+      std::partition_point(g_->added.begin(), g_->added.end(),
                            [&](const Added& a) { return before(a.score, [&] { return a.member; }); }) -
-      added_.begin());
+      g_->added.begin());
   return p - removed_before + added_before;
 }
 
@@ -106,8 +170,8 @@ void ZsetSeq::Locate(uint64_t r, uint64_t* p_out, size_t* j_out, size_t* k_out) 
   uint64_t eff = 0;
   for (;;) {
     uint64_t e = n;
-    if (j < added_.size()) e = std::min(e, added_[j].ip);
-    if (k < removed_.size()) e = std::min(e, removed_[k]);
+    if (j < g_->added.size()) e = std::min(e, g_->added[j].ip);
+    if (k < g_->removed.size()) e = std::min(e, g_->removed[k]);
     if (e > p && eff + (e - p) > r) {  // r falls in the committed run [p, e)
       p += r - eff;
       break;
@@ -115,7 +179,7 @@ void ZsetSeq::Locate(uint64_t r, uint64_t* p_out, size_t* j_out, size_t* k_out) 
     eff += e - p;
     p = e;
     bool found = false;
-    while (j < added_.size() && added_[j].ip == p) {
+    while (j < g_->added.size() && g_->added[j].ip == p) {
       if (eff == r) {
         found = true;
         break;
@@ -124,12 +188,12 @@ void ZsetSeq::Locate(uint64_t r, uint64_t* p_out, size_t* j_out, size_t* k_out) 
       ++j;
     }
     if (found) break;
-    if (k < removed_.size() && removed_[k] == p) {
+    if (k < g_->removed.size() && g_->removed[k] == p) {
       ++p;
       ++k;
       continue;
     }
-    if (p >= n && j >= added_.size()) break;  // past the end
+    if (p >= n && j >= g_->added.size()) break;  // past the end
   }
   *p_out = p;
   *j_out = j;
@@ -146,21 +210,21 @@ void ZsetSeq::Range(uint64_t from, uint64_t to, store::FunctionRef<bool(const zs
   Locate(from, &p, &j, &k);
   const uint64_t n = committed_size();
   while (need > 0) {
-    if (j < added_.size() && added_[j].ip <= p) {
+    if (j < g_->added.size() && g_->added[j].ip <= p) {
       --need;
-      if (!fn(zset::Item{added_[j].score, added_[j].member})) return;
+      if (!fn(zset::Item{g_->added[j].score, g_->added[j].member})) return;
       ++j;
       continue;
     }
     if (p >= n) break;
-    if (k < removed_.size() && removed_[k] == p) {
+    if (k < g_->removed.size() && g_->removed[k] == p) {
       ++p;
       ++k;
       continue;
     }
     uint64_t stop = std::min(n, p + need);
-    if (j < added_.size()) stop = std::min(stop, added_[j].ip);
-    if (k < removed_.size()) stop = std::min(stop, removed_[k]);
+    if (j < g_->added.size()) stop = std::min(stop, g_->added[j].ip);
+    if (k < g_->removed.size()) stop = std::min(stop, g_->removed[k]);
     bool go = true;
     c_->ForRange(p, stop, [&](const store::OrderedView::Item& it) {
       go = fn(zset::Item{it.score, it.member});
@@ -173,11 +237,11 @@ void ZsetSeq::Range(uint64_t from, uint64_t to, store::FunctionRef<bool(const zs
 }
 
 bool ZsetSeq::Score(std::string_view member, double* score) const {
-  if (auto it = added_scores_.find(member); it != added_scores_.end()) {
+  if (auto it = g_->added_scores.find(member); it != g_->added_scores.end()) {
     *score = it->second;
     return true;
   }
-  if (c_ == nullptr || changed_.count(member) != 0) return false;
+  if (c_ == nullptr || g_->changed.count(member) != 0) return false;
   uint64_t pos = 0;
   return c_->Find(member, score, &pos);
 }
@@ -185,43 +249,33 @@ bool ZsetSeq::Score(std::string_view member, double* score) const {
 store::Status ZsetSeq::error() const { return c_ != nullptr ? c_->error() : store::Status::OK(); }
 
 void ZsetSeq::SetWhole(std::vector<zset::Item> items) {
-  for (const zset::Item& it : items) {
-    added_.push_back({it.score, it.member, 0});
-    added_scores_[it.member] = it.score;
-  }
-  Finish();
+  for (const zset::Item& it : items) own_.AddWhole(it.score, it.member);
+  own_.SortWhole();
+  g_ = &own_;
 }
 
 void ZsetSeq::AddGroupChanges(store::Txn& txn, uint64_t inc) {
-  txn.GroupElements(inc, [&](std::string_view m, const std::string_view* value) {
-    const std::string_view member = (arena_ ? *arena_ : arena_.emplace()).emplace_back(m);
-    changed_.insert(member);
-    double old = 0;
-    uint64_t pos = 0;
-    if (c_ != nullptr && c_->Find(member, &old, &pos)) removed_.push_back(pos);
-    double score = 0;
-    if (value != nullptr && store::format::DecodeScore(*value, &score)) {
-      added_.push_back({score, member, 0});
-      added_scores_[member] = score;
-    }
-  });
-  Finish();
-}
-
-void ZsetSeq::Finish() {
-  std::sort(removed_.begin(), removed_.end());
-  std::sort(added_.begin(), added_.end(),
-            [](const Added& a, const Added& b) { return zset::Less(a.score, a.member, b.score, b.member); });
-  if (c_ == nullptr || c_->Size() == 0) return;
-  for (Added& a : added_) {
-    zset::Before key;
-    key.kind = zset::Before::kKey;
-    key.score = a.score;
-    key.member = a.member;
-    a.ip = c_->PartitionPoint([&](const store::OrderedView::Probe& probe) {
-      return key(probe.score(), [&] { return probe.member(); });
-    });
+  // Per writer thread, the changes of the group being built to each large sorted set its ops
+  // read: dropped when the group's epoch moves on.
+  struct Kept {
+    uint64_t epoch = 0;
+    std::unordered_map<uint64_t, std::unique_ptr<zset::GroupChanges>> by_inc;
+  };
+  thread_local Kept kept;
+  const uint64_t epoch = txn.GroupEpoch();
+  if (kept.epoch != epoch) {
+    kept.by_inc.clear();
+    kept.epoch = epoch;
   }
+  std::unique_ptr<zset::GroupChanges>& g = kept.by_inc[inc];
+  if (!g || !txn.GroupCursorValid(inc, g->cursor)) g = std::make_unique<zset::GroupChanges>();
+  txn.GroupElementsFrom(inc, &g->cursor, [&](std::string_view m, const std::string_view* value) {
+    g->Apply(c_, m, value);
+  });
+  g_ = g.get();
+  // A record that failed its check while folding in (this command reports it): the next command
+  // starts over and meets it again, instead of trusting what was folded without it.
+  if (c_ != nullptr && !c_->error().ok()) g->cursor.epoch = ~uint64_t{0};
 }
 
 // ---- Reading ------------------------------------------------------------------------------------

@@ -24,6 +24,13 @@ namespace keg::store {
 namespace {
 
 constexpr size_t kMaxCandidates = 8;
+
+// Txn::GroupEpoch values, unique in the process: a cache keyed by one cannot be taken for another
+// store's (tests run several stores in one process).
+uint64_t NextGroupEpoch() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1, std::memory_order_relaxed);
+}
 // A group larger than this is committed before the next batch joins it, bounding writer memory.
 constexpr size_t kMaxGroupBytes = 64u << 20;
 // Room a group holding scripts must find in the active file to be written inline (WriteAll):
@@ -198,7 +205,7 @@ std::vector<std::shared_ptr<DataFile>> FileTable::Snapshot() const {
 
 // ---- Open / Close ------------------------------------------------------------------------------
 
-StoreImpl::StoreImpl(const Options& options) : options_(options) {
+StoreImpl::StoreImpl(const Options& options) : options_(options), group_epoch_(NextGroupEpoch()) {
   expiry_paused_.store(options.keep_expired_at_open, std::memory_order_relaxed);
   const uint64_t seed = options.hash_seed != 0 ? options.hash_seed : RandomSeed();
   const uint32_t visible = std::clamp<uint32_t>(options.databases, 1, 256);
@@ -1314,6 +1321,7 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
 
 void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
                               std::string_view ekey, uint64_t hash, std::string_view value, bool tombstone) {
+  ++group_colls_[inc].writes;
   if (!tombstone && RewriteElementInPlace(ekey, hash, pdb, type, value)) return;
   const std::string_view key = elem_keys_.Store(ekey);
   if (last_report_key_.data() == nullptr || last_report_key_ != coll_key) last_report_key_ = elem_keys_.Store(coll_key);
@@ -1675,10 +1683,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
         const PendingRecord& r = store_->pending_[i];
         const OverlayEntry* last = store_->elem_overlay_.Find(r.key, r.hash);
         if (last == nullptr || last->group_offset != r.group_offset || !last->exists) continue;
-        const char* p = store_->group_buf_.data() + r.group_offset;
-        const format::RecordHeader h = format::DecodeHeader(p);
-        fn(r.key.substr(format::kIncarnationSize),
-           std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size));
+        fn(r.key.substr(format::kIncarnationSize), ValueInGroup(r));
       }
       return first_error;
     }
@@ -1695,11 +1700,38 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
           fn(member, nullptr);
           continue;
         }
-        const char* p = store_->group_buf_.data() + r.group_offset;
-        const format::RecordHeader h = format::DecodeHeader(p);
-        const std::string_view value(p + format::kRecordHeaderSize + h.key_size, h.value_size);
+        const std::string_view value = ValueInGroup(r);
         fn(member, &value);
       }
+    }
+    uint64_t GroupEpoch() const override { return store_->group_epoch_; }
+    bool GroupCursorValid(uint64_t inc, const GroupCursor& cursor) override {
+      if (cursor.epoch == 0) return true;  // fresh: a walk from the start
+      if (cursor.epoch != store_->group_epoch_) return false;
+      auto g = store_->group_colls_.find(inc);
+      if (g == store_->group_colls_.end()) return cursor.records == 0 && cursor.writes == 0;
+      // Every write since the cursor added a record: none rewrote one it walked.
+      return cursor.records <= g->second.records.size() && cursor.writes <= g->second.writes &&
+             g->second.writes - cursor.writes == g->second.records.size() - cursor.records;
+    }
+    void GroupElementsFrom(uint64_t inc, GroupCursor* cursor,
+                           FunctionRef<void(std::string_view, const std::string_view*)> fn) override {
+      if (cursor->epoch != store_->group_epoch_) *cursor = GroupCursor{store_->group_epoch_, 0, 0};
+      auto g = store_->group_colls_.find(inc);
+      if (g == store_->group_colls_.end()) return;
+      const std::vector<uint32_t>& records = g->second.records;
+      for (size_t i = cursor->records; i < records.size(); ++i) {
+        const PendingRecord& r = store_->pending_[records[i]];
+        const std::string_view member = r.key.substr(format::kIncarnationSize);
+        if (r.tombstone) {
+          fn(member, nullptr);
+          continue;
+        }
+        const std::string_view value = ValueInGroup(r);
+        fn(member, &value);
+      }
+      cursor->records = records.size();
+      cursor->writes = g->second.writes;
     }
     void ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) override {
       auto it = store_->collections_.find(inc);  // the writer role: no lock needed
@@ -1715,6 +1747,14 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
     size_t Written() const override { return store_->pending_.size(); }
 
    private:
+    // The value of group record `r` where it lies in the group buffer (valid until the group's
+    // next write, which may move the buffer).
+    std::string_view ValueInGroup(const PendingRecord& r) const {
+      const char* p = store_->group_buf_.data() + r.group_offset;
+      const format::RecordHeader h = format::DecodeHeader(p);
+      return std::string_view(p + format::kRecordHeaderSize + h.key_size, h.value_size);
+    }
+
     StoreImpl* store_;
   };
   // A command that sends `new` (a collection write creating its key) learns whether its key was
@@ -2693,6 +2733,7 @@ void StoreImpl::ApplyGroup() {
 }
 
 void StoreImpl::ForgetWrittenKeys() {
+  group_epoch_ = NextGroupEpoch();
   overlay_.Clear();
   elem_overlay_.Clear();
   group_colls_.clear();

@@ -390,6 +390,13 @@ struct OpResult {
   bool existed = false;
 };
 
+/// How far a walk of one collection's writes in the group being built got (Txn::GroupElementsFrom).
+struct GroupCursor {
+  uint64_t epoch = 0;   ///< the group state walked (Txn::GroupEpoch); 0: nothing walked yet
+  size_t records = 0;   ///< element records walked
+  uint64_t writes = 0;  ///< element writes seen (records, and values rewritten in place)
+};
+
 /// The store as a kRun op's function sees it: the group being built, at the op's place. Thread:
 /// the writer role's holder (the writer thread, or a WriteAll caller), during the call only.
 class Txn {
@@ -444,8 +451,24 @@ class Txn {
   /// its state now: value null when the group deleted it.
   virtual void GroupElements(uint64_t inc,
                              const std::function<void(std::string_view member, const std::string_view* value)>& fn) = 0;
+  /// The state of the group being built: changes when a group starts and when a FLUSHALL in it
+  /// forgets what it wrote. Unique in the process, so state derived from a group's writes (a sorted
+  /// set's order with them) can be kept under it and reused by its later ops.
+  virtual uint64_t GroupEpoch() const = 0;
+  /// Whether `cursor` still describes a prefix of collection `inc`'s records in this group state:
+  /// false for another epoch, or when a value it walked was rewritten in place since (an element
+  /// written again with a value of the same size takes its record's place). Then walk from a
+  /// fresh cursor.
+  virtual bool GroupCursorValid(uint64_t inc, const GroupCursor& cursor) = 0;
+  /// Calls fn(member, value) for each element record of collection `inc` the group wrote after
+  /// *cursor (every one, for a fresh cursor), in the order written — value null for a deletion;
+  /// a member may come more than once, its last record being its state — and moves the cursor
+  /// past them. The views are valid during the call; fn must not use the Txn.
+  virtual void GroupElementsFrom(uint64_t inc, GroupCursor* cursor,
+                                 FunctionRef<void(std::string_view member, const std::string_view* value)> fn) = 0;
   /// Lends fn the order of sorted set `inc` as applied, without the group's writes (combine with
-  /// GroupElements). An unknown incarnation reads as empty.
+  /// GroupElements). An unknown incarnation reads as empty. It does not change while a group is
+  /// built (the group's writes reach it when the group is applied).
   virtual void ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> fn) = 0;
 
  protected:

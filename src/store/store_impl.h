@@ -524,7 +524,9 @@ class StoreImpl final : public Store {
   struct GroupCollection {
     int64_t delta = 0;
     std::vector<uint32_t> records;
+    uint64_t writes = 0;  // element writes: records, and values rewritten in place (Txn::GroupCursorValid)
   };
+  uint64_t group_epoch_ = 0;  // Txn::GroupEpoch: a new one at each ForgetWrittenKeys (every group start)
   std::unordered_map<uint64_t, GroupCollection> group_colls_;
   // Forgets the keys the group wrote (overlay_) and memo_; ClearGroup also drops its records and a
   // script's ops: the state of no group being built.
