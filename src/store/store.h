@@ -437,9 +437,11 @@ class Txn {
                              std::string_view member) = 0;
   /// The number of elements of collection `inc`, the group's writes included.
   virtual uint64_t ElementCount(uint64_t inc) = 0;
-  /// A random element of collection `inc` as applied (the first at or after a slot picked by
-  /// `random`): false when it is empty, or when the group wrote elements of it (then walk it with
-  /// ForEachElement instead).
+  /// A random element of collection `inc` as applied and not written by the group (the first at
+  /// or after a slot picked by `random`; one the group wrote — SPOP's earlier pops — is passed
+  /// over for another pick): false when none was found in a few picks (empty, or mostly written
+  /// by the group: then walk it with ForEachElement instead). The group's new elements are not
+  /// among the picks.
   virtual bool RandomElement(uint64_t inc, uint64_t random, std::string* member) = 0;
   /// Calls fn(member, value) for every element of collection `inc`, the group's writes included,
   /// in no particular order. The views are valid during the call; fn must not use the Txn. An

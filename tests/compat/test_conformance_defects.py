@@ -472,6 +472,41 @@ class ConformanceDefects(unittest.TestCase):
         for i, (got, want) in enumerate(zip(replies["keg"], replies["redis"])):
             self.assertEqual(got, want, script[i] if i < len(script) else "final ZRANGE")
 
+    def test_pops_of_a_large_set_in_one_group_are_distinct_and_live(self):
+        """SPOP and SRANDMEMBER in one group (MULTI, a pipeline) on a set stored per member pick
+        from the applied index and pass over what the group wrote (keg walked the whole set for
+        each once the group had written any of it: 3 ms per SPOP of 580,000 members). No member
+        is popped twice, none the group removed is returned, and popped plus left is the set."""
+        r = self.r
+        r.config_set("set-max-intset-entries", 16)
+        r.config_set("set-max-listpack-entries", 16)
+        members = {f"m{i:05d}" for i in range(5000)}
+        r.sadd("s", *members)
+        removed = sorted(members)[:2000]
+        p = r.pipeline(transaction=True)
+        p.srem("s", *removed)
+        for _ in range(300):
+            p.spop("s")
+        p.spop("s", 40)
+        p.srandmember("s", 10)
+        replies = p.execute()
+        popped = [m.decode() for m in replies[1:301]] + [m.decode() for m in replies[301]]
+        self.assertEqual(len(popped), 340)
+        self.assertEqual(len(set(popped)), 340, "a member popped twice")
+        self.assertFalse(set(popped) & set(removed), "a member removed earlier in the group popped")
+        left = {m.decode() for m in r.smembers("s")}
+        self.assertEqual(left | set(popped), members - set(removed))
+        self.assertFalse(left & set(popped))
+        self.assertTrue({m.decode() for m in replies[302]} <= left)
+        # Pipelined without MULTI, as redis-benchmark sends them.
+        p = r.pipeline(transaction=False)
+        for _ in range(500):
+            p.spop("s")
+        more = [m.decode() for m in p.execute()]
+        self.assertEqual(len(set(more)), 500)
+        self.assertFalse(set(more) & (set(popped) | set(removed)))
+        self.assertEqual(r.scard("s"), len(left) - 500)
+
     def test_client_list_shows_queued_commands_and_unsent_output(self):
         """CLIENT LIST's multi= (commands queued in MULTI, -1 outside) and omem= (reply bytes the
         client has not read yet) as Redis's: keg printed multi=-1 and omem=0 for every client,
