@@ -2350,8 +2350,8 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
       LocationBuffer<kMaxCandidates> candidates;
       size_t n = 0;
       if (coll->positions) {
-        candidates[0] = listed[m];
         n = listed_found[m];
+        if (n != 0) candidates[0] = listed[m];  // (an entry not found was never written)
       } else {
         n = coll->FindCandidates(ekey, Hash(ekey), candidates, kMaxCandidates);
       }
