@@ -31,6 +31,7 @@ uint64_t NextGroupEpoch() {
   static std::atomic<uint64_t> next{1};
   return next.fetch_add(1, std::memory_order_relaxed);
 }
+
 // A group larger than this is committed before the next batch joins it, bounding writer memory.
 constexpr size_t kMaxGroupBytes = 64u << 20;
 // Room a group holding scripts must find in the active file to be written inline (WriteAll):
@@ -1321,7 +1322,8 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
 
 void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
                               std::string_view ekey, uint64_t hash, std::string_view value, bool tombstone) {
-  ++group_colls_[inc].writes;
+  GroupCollection& group_coll = group_colls_[inc];  // (a map's references survive its inserts)
+  ++group_coll.writes;
   if (!tombstone && RewriteElementInPlace(ekey, hash, pdb, type, value)) return;
   const std::string_view key = elem_keys_.Store(ekey);
   if (last_report_key_.data() == nullptr || last_report_key_ != coll_key) last_report_key_ = elem_keys_.Store(coll_key);
@@ -1343,7 +1345,7 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   r.inc = inc;
   r.report_key = report;
   elem_overlay_.Set(key, hash, OverlayEntry{!tombstone, at, pdb});
-  group_colls_[inc].records.push_back(static_cast<uint32_t>(pending_.size() - 1));
+  group_coll.records.push_back(static_cast<uint32_t>(pending_.size() - 1));
 }
 
 bool StoreImpl::RewriteElementInPlace(std::string_view key, uint64_t hash, uint8_t pdb, uint8_t type,

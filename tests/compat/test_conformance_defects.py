@@ -888,6 +888,44 @@ class CorruptRecord(unittest.TestCase):
         finally:
             server.stop()
 
+    def test_a_damaged_member_met_by_a_groups_pops_fails_each_of_them(self):
+        # A sorted set past its threshold, one member's record header damaged (an unknown flag).
+        # In one MULTI, ZREM of that member, then pops: each pop folds the group's changes in
+        # against the applied order, meets the damaged record and fails naming it. The group's
+        # folded changes are kept across its commands (ZsetSeq::AddGroupChanges); one that met
+        # damage is not trusted by the next pop, which meets it again, instead of popping as
+        # if the member were not there.
+        server = keg("--appendfsync", "always")
+        try:
+            r = redis.Redis(port=server.port, socket_timeout=10)
+            r.zadd("big", {f"m{i:04d}": i for i in range(600)})
+            r.zadd("big", {"DAMAGE-THIS-MEMBER": 1000})
+            self.assertEqual(r.object("encoding", "big"), b"skiplist")
+            data_dir = os.path.join(server.dir, "data")
+            damaged = False
+            for f in sorted(os.listdir(data_dir)):
+                if not f.endswith(".data"):
+                    continue
+                with open(os.path.join(data_dir, f), "r+b") as fh:
+                    blob = fh.read()
+                    at = blob.find(b"DAMAGE-THIS-MEMBER")
+                    if at >= 0:
+                        flags_at = at - 8 - 32 + 4  # the member follows the incarnation and the header
+                        fh.seek(flags_at)
+                        fh.write(bytes([blob[flags_at] | 0x80]))
+                        damaged = True
+            self.assertTrue(damaged)
+            p = r.pipeline(transaction=True)
+            p.zrem("big", "DAMAGE-THIS-MEMBER").zpopmin("big").zpopmin("big")
+            replies = p.execute(raise_on_error=False)
+            for reply in replies[1:]:
+                self.assertIsInstance(reply, redis.ResponseError, replies)
+                self.assertRegex(str(reply), "Corruption.*at offset")
+            self.assertEqual(r.zscore("big", "m0001"), 1.0)  # the rest still reads
+            r.close()
+        finally:
+            server.stop()
+
 
 if __name__ == "__main__":
     unittest.main()
