@@ -189,8 +189,17 @@ void ZsetSeq::Locate(uint64_t r, uint64_t* p_out, size_t* j_out, size_t* k_out) 
     }
     if (found) break;
     if (k < g_->removed.size() && g_->removed[k] == p) {
-      ++p;
-      ++k;
+      // A run of removed positions p, p + 1, ... (a group's pops from one end) is passed in
+      // O(log k), not one at a time: removed is sorted and distinct, so removed[i] - i never
+      // decreases and the run is where it stays p - k. It stops at the next added item's place.
+      const auto from = g_->removed.begin() + static_cast<std::ptrdiff_t>(k);
+      const auto run_end = std::partition_point(from, g_->removed.end(), [&](const uint64_t& at) {
+        return at - static_cast<uint64_t>(&at - g_->removed.data()) == p - k;
+      });
+      uint64_t skip = static_cast<uint64_t>(run_end - from);
+      if (j < g_->added.size()) skip = std::min(skip, g_->added[j].ip - p);  // (ip > p here)
+      p += skip;
+      k += skip;
       continue;
     }
     if (p >= n && j >= g_->added.size()) break;  // past the end

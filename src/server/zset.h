@@ -142,6 +142,9 @@ class ZsetSeq {
   /// committed order (SetCommitted first). Thread: the writer role's; the changes are kept per
   /// thread under the group's epoch, and the views stay valid until the group's next write.
   void AddGroupChanges(store::Txn& txn, uint64_t inc);
+  /// The changes to read through, as AddGroupChanges sets them (tests); `g` must outlive the
+  /// sequence.
+  void SetChanges(const zset::GroupChanges* g) { g_ = g; }
 
  private:
   using Added = zset::GroupChanges::Added;
