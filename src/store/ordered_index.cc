@@ -6,13 +6,14 @@
 namespace keg::store {
 
 size_t OrderedIndex::MemoryBytes() const {
-  return chunks_.size() * (sizeof(Chunk) + sizeof(std::unique_ptr<Chunk>) + sizeof(int64_t)) + sizeof(*this);
+  return (chunks_.size() - head_) * sizeof(Chunk) + chunks_.size() * (sizeof(std::unique_ptr<Chunk>) + sizeof(int64_t)) +
+         sizeof(*this);
 }
 
 void OrderedIndex::Rebuild() {
   fenwick_.assign(chunks_.size() + 1, 0);
   for (size_t i = 1; i <= chunks_.size(); ++i) {
-    fenwick_[i] += chunks_[i - 1]->n;
+    if (chunks_[i - 1]) fenwick_[i] += chunks_[i - 1]->n;
     const size_t parent = i + (i & (~i + 1));
     if (parent <= chunks_.size()) fenwick_[parent] += fenwick_[i];
   }
@@ -48,7 +49,7 @@ void OrderedIndex::Locate(size_t pos, size_t* chunk, size_t* at) const {
 size_t OrderedIndex::PartitionPoint(Before before) const {
   if (size_ == 0) return 0;
   // The first chunk whose last entry is not before: the partition point is inside it.
-  size_t lo = 0;
+  size_t lo = head_;
   size_t hi = chunks_.size();
   while (lo < hi) {
     const size_t mid = lo + (hi - lo) / 2;
@@ -99,7 +100,9 @@ void OrderedIndex::ForRange(size_t from, size_t to, FunctionRef<bool(const Entry
 }
 
 void OrderedIndex::Insert(double score, std::string_view member, uint64_t loc, const MemberFn& member_of) {
-  if (chunks_.empty()) {
+  if (size_ == 0) {  // (no live chunk)
+    chunks_.clear();
+    head_ = 0;
     chunks_.push_back(std::make_unique<Chunk>());
     Rebuild();
   }
@@ -133,23 +136,50 @@ void OrderedIndex::RemoveAt(size_t c, size_t at) {
   std::memmove(ch.e + at, ch.e + at + 1, sizeof(Entry) * (ch.n - at - 1));
   --ch.n;
   --size_;
+  Add(c, -1);
   if (ch.n == 0) {
-    chunks_.erase(chunks_.begin() + static_cast<std::ptrdiff_t>(c));
+    DropChunk(c);
+    return;
+  }
+  // Under a quarter full: merged into a neighbour when both fit in 3/4 of a chunk — but not an end
+  // chunk, which pops from that end empty and remove in O(1) (a merge rebuilds the tree).
+  if (ch.n >= kChunk / 4 || c == head_ || c + 1 == chunks_.size()) return;
+  const size_t left = chunks_[c - 1]->n + ch.n <= kChunk * 3 / 4   ? c - 1
+                      : chunks_[c + 1]->n + ch.n <= kChunk * 3 / 4 ? c
+                                                                   : chunks_.size();
+  if (left == chunks_.size()) return;
+  Chunk& a = *chunks_[left];
+  Chunk& b = *chunks_[left + 1];
+  std::memcpy(a.e + a.n, b.e, sizeof(Entry) * b.n);
+  Add(left, b.n);
+  Add(left + 1, -static_cast<int64_t>(b.n));
+  a.n += b.n;
+  b.n = 0;
+  DropChunk(left + 1);
+}
+
+void OrderedIndex::DropChunk(size_t c) {
+  if (size_ == 0) {
+    chunks_.clear();
+    head_ = 0;
     Rebuild();
     return;
   }
-  Add(c, -1);
-  if (ch.n >= kChunk / 4) return;
-  // Under a quarter full: merged into a neighbour when both fit in 3/4 of a chunk.
-  const size_t left = c > 0 && chunks_[c - 1]->n + ch.n <= kChunk * 3 / 4 ? c - 1
-                      : c + 1 < chunks_.size() && chunks_[c + 1]->n + ch.n <= kChunk * 3 / 4 ? c
-                                                                                             : chunks_.size();
-  if (left == chunks_.size()) return;
-  Chunk& a = *chunks_[left];
-  const Chunk& b = *chunks_[left + 1];
-  std::memcpy(a.e + a.n, b.e, sizeof(Entry) * b.n);
-  a.n += b.n;
-  chunks_.erase(chunks_.begin() + static_cast<std::ptrdiff_t>(left) + 1);
+  if (c + 1 == chunks_.size()) {  // the last: no other node of the tree counts it
+    chunks_.pop_back();
+    fenwick_.pop_back();
+    return;
+  }
+  if (c == head_) {  // the first: retired in place (its size is 0 in the tree already)
+    chunks_[c].reset();
+    ++head_;
+    if (head_ < 64 || head_ * 2 < chunks_.size()) return;
+    chunks_.erase(chunks_.begin(), chunks_.begin() + static_cast<std::ptrdiff_t>(head_));
+    head_ = 0;
+    Rebuild();
+    return;
+  }
+  chunks_.erase(chunks_.begin() + static_cast<std::ptrdiff_t>(c));
   Rebuild();
 }
 
@@ -172,6 +202,7 @@ bool OrderedIndex::Repoint(double score, std::string_view member, uint64_t from,
 
 void OrderedIndex::Assign(std::vector<Entry> entries) {
   chunks_.clear();
+  head_ = 0;
   size_ = entries.size();
   const size_t fill = kChunk * 3 / 4;
   for (size_t i = 0; i < entries.size(); i += fill) {

@@ -7,7 +7,10 @@
 // live in chunks of up to kChunk entries, each chunk sorted and the chunks in order; a Fenwick
 // tree over the chunk sizes gives ranks and positions in O(log n). Chunks split when full and
 // merge with a neighbour when under a quarter full, so they stay about 3/4 full: ~21 bytes per
-// member.
+// member. The first and last chunks do not merge: pops from either end (ZPOPMIN, ZPOPMAX) empty
+// them, and an emptied end chunk goes in O(1) — the last is dropped, the first retired in place
+// (chunks [0, head_) are retired, of size 0 in the tree, and dropped together once they are half
+// of the array) — where removing a chunk from the array rebuilt the tree, O(chunks).
 //
 // Thread: not synchronised. The store's writer role mutates it while holding the collection's
 // walk lock exclusively; readers hold that lock shared.
@@ -78,8 +81,10 @@ class OrderedIndex {
   void Add(size_t chunk, int64_t delta);                     // Fenwick update
   size_t Prefix(size_t chunk) const;                         // entries in chunks [0, chunk)
   void RemoveAt(size_t chunk, size_t at);
+  void DropChunk(size_t chunk);  // removes an empty chunk
 
-  std::vector<std::unique_ptr<Chunk>> chunks_;
+  std::vector<std::unique_ptr<Chunk>> chunks_;  // [0, head_) retired (null), the rest live
+  size_t head_ = 0;
   std::vector<int64_t> fenwick_;  // 1-based over chunks_' sizes
   size_t size_ = 0;
 };

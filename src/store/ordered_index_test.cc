@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
@@ -127,6 +128,53 @@ TEST(OrderedIndexTest, AssignedInOrderAndAboutTwentyOneBytesPerMember) {
   for (int i = 0; i < 100000; ++i) m.Put("r" + std::to_string(i), static_cast<double>(rng() % 1000000));
   m.Check();
   EXPECT_LE(static_cast<double>(m.index.MemoryBytes()) / static_cast<double>(m.index.Size()), 33.0);
+}
+
+TEST(OrderedIndexTest, PopsFromEitherEndBetweenInsertsKeepOrderRanksAndMemory) {
+  // ZPOPMIN / ZPOPMAX empty the end chunks (the first retired in place, the last dropped), with
+  // ZADDs landing anywhere — before the first live chunk too — and ranks read meanwhile.
+  Model m;
+  std::mt19937_64 rng(11);
+  for (int i = 0; i < 60000; ++i) m.Put("s" + std::to_string(i), static_cast<double>(rng() % 100000));
+  m.Check();
+  const size_t full = m.index.MemoryBytes();
+  int added = 0;
+  for (int step = 0; step < 50000; ++step) {
+    const uint64_t r = rng() % 10;
+    if (r < 6 && !m.order.empty()) {
+      m.Remove(m.order.begin()->second);  // ZPOPMIN
+    } else if (r < 8 && !m.order.empty()) {
+      m.Remove(std::prev(m.order.end())->second);  // ZPOPMAX
+    } else {
+      m.Put("n" + std::to_string(added++), static_cast<double>(rng() % 100000));
+    }
+    if (step % 5000 == 0) {
+      m.Check();
+      if (!m.order.empty()) {
+        const size_t pos = rng() % m.order.size();
+        auto it = m.order.begin();
+        std::advance(it, static_cast<std::ptrdiff_t>(pos));
+        EXPECT_EQ(m.members[m.index.At(pos).loc], it->second);
+        const double sc = it->first;
+        const std::string mem = it->second;
+        EXPECT_EQ(m.index.PartitionPoint([&](const OrderedIndex::Entry& e) {
+                    return OrderedIndex::Less(e, sc, mem, m.member_of);
+                  }),
+                  pos);
+      }
+    }
+  }
+  m.Check();
+  // Popped to well under half: the retired chunks went (memory follows the members).
+  EXPECT_LT(m.index.Size(), 60000u / 2);
+  EXPECT_LT(m.index.MemoryBytes(), full * 3 / 4);
+  // Popped to empty from the front, then usable again.
+  while (!m.order.empty()) m.Remove(m.order.begin()->second);
+  m.Check();
+  EXPECT_EQ(m.index.Size(), 0u);
+  m.Put("again", 1);
+  m.Put("before", 0);
+  m.Check();
 }
 
 }  // namespace
