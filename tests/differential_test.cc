@@ -130,7 +130,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 99)) {
+    switch (Range(0, 100)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -402,6 +402,47 @@ class Generator {
           case 2: return Chance(60) ? Cmd{"PFCOUNT", Pick(hlls)} : Cmd{"PFCOUNT", any(), any()};
           case 3: return {"PFMERGE", Pick(hlls), any(), any()};
           default: return {"PFDEBUG", Pick(std::vector<std::string>{"ENCODING", "TODENSE", "DECODE"}), Pick(hlls)};
+        }
+      }
+      case 100: {  // sorted-set reads not above, and the blocking pops (served at once, or a 10 ms wait)
+        switch (Range(0, 5)) {
+          case 0: {
+            Cmd c = {"ZREVRANGE", Key(), std::to_string(Range(-5, 5)), std::to_string(Range(-5, 5))};
+            if (Chance(50)) c.push_back("WITHSCORES");
+            return c;
+          }
+          case 1: {
+            Cmd c = {"ZINTERCARD", Pick(std::vector<std::string>{"2", "2", "0", "x"}), Key(), Key()};
+            if (Chance(40)) c.insert(c.end(), {"LIMIT", Pick(std::vector<std::string>{"0", "1", "2", "-1"})});
+            return c;
+          }
+          case 2: {
+            Cmd c = {Pick(std::vector<std::string>{"ZUNION", "ZINTER", "ZDIFF"}), "2", Key(), Key()};
+            if (Chance(50)) c.push_back("WITHSCORES");
+            return c;
+          }
+          case 3: {
+            Cmd c = {"ZRANGE", "zlex", LexBound(), LexBound(), "BYLEX"};
+            if (Chance(40)) c.push_back("REV");
+            if (Chance(30)) c.insert(c.end(), {"LIMIT", std::to_string(Range(-1, 3)), std::to_string(Range(-1, 3))});
+            return c;
+          }
+          case 4: {
+            const std::string timeout = Pick(std::vector<std::string>{"0.01", "0.01", "0.01", "-1", "x"});
+            switch (Range(0, 2)) {
+              case 0: return {Chance(50) ? "BLPOP" : "BRPOP", Key(), Key(), timeout};
+              case 1: return {"BLMOVE", Key(), Key(), Pick(std::vector<std::string>{"LEFT", "RIGHT"}),
+                              Pick(std::vector<std::string>{"LEFT", "RIGHT"}), timeout};
+              default: return {"BLMPOP", timeout, "2", Key(), Key(), Pick(std::vector<std::string>{"LEFT", "RIGHT"}),
+                               "COUNT", std::to_string(Range(1, 3))};
+            }
+          }
+          default: {
+            const std::string timeout = Pick(std::vector<std::string>{"0.01", "0.01", "0.01", "-1", "x"});
+            if (Chance(50)) return {Chance(50) ? "BZPOPMIN" : "BZPOPMAX", Key(), Key(), timeout};
+            return {"BZMPOP", timeout, "2", Key(), Key(), Pick(std::vector<std::string>{"MIN", "MAX"}), "COUNT",
+                    std::to_string(Range(1, 3))};
+          }
         }
       }
       default: return {"GET", Key()};
