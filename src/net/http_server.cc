@@ -8,7 +8,6 @@
 #include <cstring>
 
 #include <array>
-#include <asio.hpp>
 #include <atomic>
 #include <chrono>
 #include <future>
@@ -16,6 +15,7 @@
 #include <spdlog/spdlog.h>
 #include <thread>
 
+#include "net/asio_recv.h"  // (before any receive: see there)
 #include "net/listen.h"
 
 namespace keg::net {

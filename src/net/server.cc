@@ -1,5 +1,6 @@
 #include "net/server.h"
 
+#include "net/asio_recv.h"  // (before any receive: see there)
 #include "net/file_reads.h"
 #include "net/listen.h"
 
@@ -10,7 +11,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <asio.hpp>
 #include <chrono>
 #include <cstring>
 #include <list>
@@ -298,14 +298,13 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // known or likely to hold data (`readable_`): after a read that filled its room it reads again
   // at once; after one that drained the socket it leaves a receive pending (async_receive into the
   // buffer's free room) and returns. Asio runs a pending receive when the descriptor's edge comes
-  // (the descriptor is registered edge-triggered once), but first tries it at once unless its last
-  // read returned 0 bytes: an unpipelined request costs epoll_wait, one recv, one writev and one
-  // recv that fails with EAGAIN (strace). Telling Asio a short read drained the socket (an explicit
-  // specialization of its detail::reactive_socket_recv_op_base::do_perform) removed that recv but
-  // no measurable CPU: on this VM an unpipelined request's cost is the loop's sleep and wake-up
-  // (2026-12-02, 50 clients: 11.0 vs 11.05 us of server CPU per HGET). (An async_wait would cost an
-  // epoll_ctl per request: Asio re-arms the descriptor for every readiness wait.) A connection
-  // whose buffer was released while idle waits with async_wait instead (Tick). Calls nested in the
+  // (the descriptor is registered edge-triggered once); net/asio_recv.h makes it wait for that edge
+  // after a short read rather than try the receive at once, which cost a recv failing with EAGAIN
+  // per unpipelined request (per batch with -P 16), as Redis has none: 2026-12-05, 50 clients, GET
+  // 11.2 -> 10.0 us of server CPU per request, GET -P 16 0.89 -> 0.77 (docs/benchmarks.md). (Not
+  // async_wait: a wait queued after an edge was taken with nothing pending would miss it; Asio's
+  // receive retries on the next start.) A connection whose buffer was released while idle waits
+  // with async_wait instead (Tick). Calls nested in the
   // processing of a read only set `read_again_`: the outer call loops, so a client streaming data
   // cannot grow the stack; after a few rounds it yields to the other connections of the thread.
   void DoRead() {
