@@ -3,6 +3,9 @@
 // resync from the backlog), REPLCONF, ROLE and WAIT. The stream itself is replication.h's.
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <sys/syscall.h>
 #include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -38,6 +41,34 @@
 namespace keg::server {
 
 namespace {
+
+// The snapshot's threads (the job building it, a sender per replica) run below the I/O threads and
+// the writer: nice 10, and a scheduler slice of 100 µs (Linux 6.12+ takes a SCHED_OTHER thread's
+// sched_runtime as its slice; earlier kernels ignore it). Under EEVDF a running thread keeps its
+// CPU for its slice (RUN_TO_PARITY, 0.75 ms by default) before a woken one with an earlier deadline
+// takes it: an I/O thread woken by a request — or the client itself, on a shared core — waited up
+// to that long behind the snapshot at any nice value. Also names the thread (top, perf). Thread:
+// the calling one.
+void RunBelowClients(const char* name) {
+  (void)pthread_setname_np(pthread_self(), name);
+  (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+  struct {  // the kernel's struct sched_attr, SCHED_ATTR_SIZE_VER0 (<linux/sched/types.h> clashes with glibc's)
+    uint32_t size;
+    uint32_t sched_policy;
+    uint64_t sched_flags;
+    int32_t sched_nice;
+    uint32_t sched_priority;
+    uint64_t sched_runtime;
+    uint64_t sched_deadline;
+    uint64_t sched_period;
+  } attr{};
+  static_assert(sizeof(attr) == 48);
+  attr.size = sizeof(attr);
+  attr.sched_policy = SCHED_OTHER;
+  attr.sched_nice = 10;
+  attr.sched_runtime = 100'000;
+  (void)syscall(SYS_sched_setattr, 0, &attr, 0);
+}
 
 using store::format::kKindHead;
 using store::format::kTypeHash;
@@ -305,7 +336,7 @@ void StreamSnapshot(ServerState* server, const std::vector<SnapshotTarget>& targ
   };
   // x's sender thread (nice 10 too): writes the pieces while the job builds the next.
   auto send_loop = [&](Target* x) {
-    (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+    RunBelowClients("keg-snap-send");
     for (;;) {
       Piece piece;
       {
@@ -631,7 +662,7 @@ void SyncCommand(Ctx& c) {
       // Single rounds with it, the replica on a CPU of its own, had the primary's p99 during a
       // 10M-key sync at 0.6x its steady p99 against 1.8x, but the sync took 16-18 s against 11-12,
       // 2026-12-03.)
-      (void)setpriority(PRIO_PROCESS, static_cast<id_t>(gettid()), 10);
+      RunBelowClients("keg-snapshot");
       if (group) {
         std::vector<SnapshotTarget> targets;
         {
