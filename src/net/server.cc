@@ -157,6 +157,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (!unix_) {
       const int one = 1;
       setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+      // Each receive learns whether the socket is drained (net/asio_recv.h).
+      setsockopt(socket_.native_handle(), IPPROTO_TCP, TCP_INQ, &one, sizeof(one));
     }
     const uint32_t keepalive = limits_->tcp_keepalive.load(std::memory_order_relaxed);
     if (keepalive > 0 && !unix_) {
@@ -299,8 +301,9 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   // at once; after one that drained the socket it leaves a receive pending (async_receive into the
   // buffer's free room) and returns. Asio runs a pending receive when the descriptor's edge comes
   // (the descriptor is registered edge-triggered once); net/asio_recv.h makes it wait for that edge
-  // after a short read rather than try the receive at once, which cost a recv failing with EAGAIN
-  // per unpipelined request (per batch with -P 16), as Redis has none: 2026-12-05, 50 clients, GET
+  // after a read that drained the socket (TCP_INQ says so: no byte and no FIN left) rather than try
+  // the receive at once, which cost a recv failing with EAGAIN per unpipelined request (per batch
+  // with -P 16), as Redis has none: 2026-12-05, 50 clients, GET
   // 11.2 -> 10.0 us of server CPU per request, GET -P 16 0.89 -> 0.77 (docs/benchmarks.md). (Not
   // async_wait: a wait queued after an edge was taken with nothing pending would miss it; Asio's
   // receive retries on the next start.) A connection whose buffer was released while idle waits
