@@ -29,7 +29,8 @@ import threading
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-KEG = os.path.join(ROOT, "build", "bench", "src", "server", "keg-server")
+# KEG_BENCH_SERVER: another keg-server binary (comparing two builds).
+KEG = os.environ.get("KEG_BENCH_SERVER") or os.path.join(ROOT, "build", "bench", "src", "server", "keg-server")
 TICKS = os.sysconf("SC_CLK_TCK")
 NOTES_MARKER = "<!-- Everything below this line is written by hand and kept by tools/bench.sh. -->"
 
@@ -640,9 +641,10 @@ def full_sync(opts, workdir):
         "redis": lambda port, dd: nice + ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--dir", dd,
                                           "--save", "", "--appendonly", "yes", "--appendfsync", policy,
                                           "--auto-aof-rewrite-percentage", "0", "--logfile", "redis.log"]}
-    rows = {"keg": [], "redis": []}
+    kinds = [k for k in ("keg", "redis") if k in opts.fullsync_servers.split(",")]
+    rows = {k: [] for k in kinds}
     try:
-        for s in (keg, redis):
+        for s in (x for x in (keg, redis) if x.name in kinds):
             t0 = time.time()
             s.command("DEBUG", "POPULATE", str(keys), "key", "32")
             if s.command("DBSIZE") != str(keys):
@@ -651,11 +653,11 @@ def full_sync(opts, workdir):
         # keg writes hint files for its sealed data files in the background (keg-compact): wait for
         # them, or the first rounds measure that work beside the sync.
         t0 = time.time()
-        while keg.info("hint_files") != keg.info("sealed_data_files") and time.time() - t0 < 300:
+        while "keg" in kinds and keg.info("hint_files") != keg.info("sealed_data_files") and time.time() - t0 < 300:
             time.sleep(0.5)
         print(f"keg: hint files written {time.time() - t0:.1f} s later", flush=True)
         for rnd in range(opts.rounds):
-            for primary in ((keg, redis) if rnd % 2 == 0 else (redis, keg)):
+            for primary in (x for x in ((keg, redis) if rnd % 2 == 0 else (redis, keg)) if x.name in kinds):
                 probe = LatencyProbe(primary.port, keys)
                 probe.start()
                 steady = probe.phase(10)
@@ -686,8 +688,14 @@ def full_sync(opts, workdir):
                 replica.stop()
                 shutil.rmtree(replica.dir, ignore_errors=True)
         med = {k: [statistics.median(r[i] for r in v) for i in range(4)] for k, v in rows.items()}
-        print(f"full sync of {keys:,} keys ({policy}; replicas at nice {opts.replica_nice}{', SCHED_IDLE' if opts.replica_idle else ''}"
-              f"{f', on CPU {opts.replica_cpu}, primaries on {primary_cpus}' if primary_cpus else ''}; medians of {opts.rounds}): keg {med['keg'][0]:.1f} s, "
+        where = (f"{policy}; replicas at nice {opts.replica_nice}{', SCHED_IDLE' if opts.replica_idle else ''}"
+                 f"{f', on CPU {opts.replica_cpu}, primaries on {primary_cpus}' if primary_cpus else ''}; medians of {opts.rounds}")
+        if len(kinds) < 2:
+            m = med[kinds[0]]
+            print(f"full sync of {keys:,} keys ({where}): {kinds[0]} {m[0]:.1f} s; primary p99 during / steady "
+                  f"{m[2]:.2f} / {m[1]:.2f} ms ({m[2] / m[1]:.1f}x); primary RSS growth {m[3]:,.0f} MiB")
+            return med
+        print(f"full sync of {keys:,} keys ({where}): keg {med['keg'][0]:.1f} s, "
               f"redis {med['redis'][0]:.1f} s: keg {med['redis'][0] / med['keg'][0]:.2f}x faster; primary p99 "
               f"during / steady: keg {med['keg'][2]:.2f} / {med['keg'][1]:.2f} ms "
               f"({med['keg'][2] / med['keg'][1]:.1f}x), redis {med['redis'][2]:.2f} / {med['redis'][1]:.2f} ms "
@@ -836,6 +844,8 @@ def main():
     ap.add_argument("--replica-cpu", type=int,
                     help="fullsync: run the replicas on this CPU only and the primaries and the probe on "
                          "the others (a stand-in for their own machine)")
+    ap.add_argument("--fullsync-servers", default="keg,redis",
+                    help="fullsync: the primaries to measure, keg, redis or both (keg,redis)")
     ap.add_argument("--quick", action="store_true", help="fewer requests (a smoke run)")
     ap.add_argument("--out", default=os.path.join(ROOT, "docs"))
     ap.add_argument("--replot", action="store_true", help="redraw the chart from benchmarks.md")
