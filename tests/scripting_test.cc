@@ -301,6 +301,9 @@ TEST_F(ScriptingTest, BusyScriptsKillAndShutdownNosave) {
     EXPECT_EQ(reply, "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n");
     EXPECT_EQ(other.Call({"FUNCTION", "KILL"}),
               "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n");
+    // (SUBSCRIBE too, as Redis 7.0: it has no allow-busy flag.)
+    EXPECT_EQ(other.Call({"SUBSCRIBE", "ch"}),
+              "-BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.\r\n");
     EXPECT_EQ(other.Call({"SCRIPT", "KILL"}), "+OK\r\n");
     const std::string killed = runner.Read(1);
     EXPECT_NE(killed.find("Script killed by user with SCRIPT KILL"), std::string::npos) << killed;

@@ -298,20 +298,20 @@ void Acl(Ctx& c) {
 }  // namespace
 
 void RegisterAclCommands(std::vector<Command>* t) {
-  t->push_back({"acl", -2, kNoScript, 0, 0, 0, Acl, "@slow",
-                {{"cat", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                 {"deluser", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"dryrun", -4, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"genpass", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                 {"getuser", 3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+  t->push_back({"acl", -2, 0, 0, 0, 0, Acl, "@slow",
+                {{"cat", -2, kNoScript, 0, 0, 0, nullptr, "@slow"},
+                 {"deluser", -3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"dryrun", -4, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"genpass", -2, kNoScript, 0, 0, 0, nullptr, "@slow"},
+                 {"getuser", 3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow"},
-                 {"list", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"load", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"log", -2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"save", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"setuser", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"users", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"whoami", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
+                 {"list", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"load", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"log", -2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"save", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"setuser", -3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"users", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"whoami", 2, kNoScript, 0, 0, 0, nullptr, "@slow"}}});
 }
 
 }  // namespace keg::server

@@ -726,10 +726,10 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->push_back({"swapdb", 3, kW | kFast, 0, 0, 0, Swapdb, "@keyspace @write @fast @dangerous"});
   t->push_back({"dump", 2, kR, 1, 1, 1, Dump, "@keyspace @read @slow"});
   t->push_back({"touch", -2, kR | kFast, 1, -1, 1, Touch, "@keyspace @read @fast"});
-  t->push_back({"object", -2, kR | kNoTouch, 0, 0, 0, Object, "@keyspace @read @slow",
+  t->push_back({"object", -2, kNoTouch, 0, 0, 0, Object, "@slow",
                 {{"encoding", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
                  {"freq", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
-                 {"help", 2, kR | kNoTouch, 0, 0, 0, nullptr, "@keyspace @slow"},
+                 {"help", 2, kNoTouch, 0, 0, 0, nullptr, "@keyspace @slow"},
                  {"idletime", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
                  {"refcount", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"}}});
   t->push_back({"restore", -4, kW, 1, 1, 1, Restore, "@keyspace @write @slow @dangerous"});

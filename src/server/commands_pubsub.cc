@@ -156,7 +156,7 @@ void PubsubCmd(Ctx& c) {
 
 void RegisterPubsubCommands(std::vector<Command>* t) {
   // Redis 7.0's flags: pubsub noscript loading stale (PUBLISH: pubsub loading stale fast).
-  constexpr uint32_t kSub = kNoScript | kAllowBusy;
+  constexpr uint32_t kSub = kNoScript;  // (while a script is busy: -BUSY, as Redis)
   t->push_back({"subscribe", -2, kSub, 0, 0, 0, Subscribe, "@pubsub @slow"});
   t->push_back({"unsubscribe", -1, kSub, 0, 0, 0, Unsubscribe, "@pubsub @slow"});
   t->push_back({"psubscribe", -2, kSub, 0, 0, 0, PSubscribe, "@pubsub @slow"});

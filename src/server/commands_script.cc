@@ -360,26 +360,26 @@ void FunctionCmd(Ctx& c) {
 }  // namespace
 
 void RegisterScriptCommands(std::vector<Command>* t) {
-  constexpr uint32_t kEval = kWrite | kMovableKeys | kNoScript | kRunsScript;
+  constexpr uint32_t kEval = kWrite | kMovableKeys | kNoScript | kRunsScript | kSkipMonitor | kNoMandatoryKeys;
   t->push_back({"eval", -3, kEval, 0, 0, 0, Eval, "@slow @scripting"});
   t->push_back({"evalsha", -3, kEval, 0, 0, 0, Evalsha, "@slow @scripting"});
   t->push_back({"eval_ro", -3, kEval, 0, 0, 0, EvalRo, "@slow @scripting"});
   t->push_back({"evalsha_ro", -3, kEval, 0, 0, 0, EvalshaRo, "@slow @scripting"});
-  t->push_back({"script", -2, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting",
+  t->push_back({"script", -2, 0, 0, 0, 0, ScriptCmd, "@slow",
                 {{"debug", 3, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"},
                  {"exists", -3, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"},
                  {"flush", -2, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"},
-                 {"help", 2, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"},
+                 {"help", 2, 0, 0, 0, 0, ScriptCmd, "@slow @scripting"},
                  {"kill", 2, kNoScript | kAllowBusy, 0, 0, 0, ScriptCmd, "@slow @scripting"},
                  {"load", 3, kNoScript, 0, 0, 0, ScriptCmd, "@slow @scripting"}}});
   t->push_back({"fcall", -3, kEval, 0, 0, 0, Fcall, "@slow @scripting"});
   t->push_back({"fcall_ro", -3, kEval, 0, 0, 0, FcallRo, "@slow @scripting"});
   constexpr uint32_t kFn = kNoScript;
-  t->push_back({"function", -2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting",
+  t->push_back({"function", -2, 0, 0, 0, 0, FunctionCmd, "@slow",
                 {{"delete", 3, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},
                  {"dump", 2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting"},
                  {"flush", -2, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},
-                 {"help", 2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting"},
+                 {"help", 2, 0, 0, 0, 0, FunctionCmd, "@slow @scripting"},
                  {"kill", 2, kFn | kAllowBusy, 0, 0, 0, FunctionCmd, "@slow @scripting"},
                  {"list", -2, kFn, 0, 0, 0, FunctionCmd, "@slow @scripting"},
                  {"load", -3, kFn | kWrite, 0, 0, 0, FunctionCmd, "@write @slow @scripting"},

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <optional>
 #include <sstream>
+#include <span>
 #include <spdlog/spdlog.h>
 
 #include "resp/numbers.h"
@@ -738,17 +739,26 @@ void CommandEntry(resp::ReplyBuffer& out, const Command& cmd, std::string_view f
   out.ArrayHeader(10);
   out.Bulk(full_name);
   out.Integer(cmd.arity);
-  std::vector<std::string_view> flags;
-  if ((cmd.flags & kWrite) && !(cmd.flags & kWritesCache)) flags.push_back("write");
-  if (cmd.flags & kReadOnly) flags.push_back("readonly");
+  std::vector<std::string_view> flags;  // in Redis's order (addReplyCommandFlags)
+  // EVAL and FCALL show neither (their scripts decide); their _RO forms readonly, as Redis's.
+  if ((cmd.flags & kWrite) && !(cmd.flags & (kWritesCache | kRunsScript))) flags.push_back("write");
+  if ((cmd.flags & kReadOnly) || ((cmd.flags & kRunsScript) && full_name.ends_with("_ro"))) flags.push_back("readonly");
+  if (cmd.flags & kDenyOom) flags.push_back("denyoom");
   if (cmd.flags & kAdmin) flags.push_back("admin");
-  if (cmd.flags & kNoAuth) flags.push_back("no_auth");
-  if (cmd.flags & kNoMulti) flags.push_back("no_multi");
+  if (cmd.flags & kPubsub) flags.push_back("pubsub");
   if (cmd.flags & kNoScript) flags.push_back("noscript");
+  if (cmd.flags & kBlocking) flags.push_back("blocking");
+  if (cmd.flags & kLoading) flags.push_back("loading");
   if (cmd.flags & kStale) flags.push_back("stale");
+  if (cmd.flags & kSkipMonitor) flags.push_back("skip_monitor");
+  if (cmd.flags & kSkipSlowlog) flags.push_back("skip_slowlog");
   if (cmd.flags & kFast) flags.push_back("fast");
-  if (cmd.flags & kAllowBusy) flags.push_back("allow_busy");
+  if (cmd.flags & kNoAuth) flags.push_back("no_auth");
+  if (cmd.flags & kNoMandatoryKeys) flags.push_back("no_mandatory_keys");
+  if (cmd.flags & kNoAsyncLoading) flags.push_back("no_async_loading");
+  if (cmd.flags & kNoMulti) flags.push_back("no_multi");
   if (cmd.flags & kMovableKeys) flags.push_back("movablekeys");
+  if (cmd.flags & kAllowBusy) flags.push_back("allow_busy");
   // (kMayReplicate is not shown: Redis hides may_replicate on purpose.)
   out.SetHeader(flags.size());
   for (std::string_view f : flags) out.SimpleString(f);
@@ -1311,21 +1321,21 @@ void Latency(Ctx& c) {
 
 void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"info", -1, 0, 0, 0, 0, Info, "@slow @dangerous"});
-  t->push_back({"config", -2, kAdmin | kNoScript, 0, 0, 0, ConfigCmd, "@admin @slow @dangerous",
-                {{"get", -3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"set", -4, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"resetstat", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                 {"rewrite", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+  t->push_back({"config", -2, 0, 0, 0, 0, ConfigCmd, "@slow",
+                {{"get", -3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"set", -4, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"resetstat", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                 {"rewrite", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
   t->push_back({"command", -1, 0, 0, 0, 0, CommandCmd, "@slow @connection",
                 {{"count", 2, 0, 0, 0, 0, nullptr, "@slow @connection"},
                  {"info", -2, 0, 0, 0, 0, nullptr, "@slow @connection"},
                  {"list", -2, 0, 0, 0, 0, nullptr, "@slow @connection"},
-                 {"getkeys", -3, 0, 0, 0, 0, nullptr, "@slow @connection"},
-                 {"getkeysandflags", -3, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"getkeys", -4, 0, 0, 0, 0, nullptr, "@slow @connection"},
+                 {"getkeysandflags", -4, 0, 0, 0, 0, nullptr, "@slow @connection"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
   t->push_back({"time", 1, kFast, 0, 0, 0, Time, "@fast"});
-  t->push_back({"memory", -2, kReadOnly, 0, 0, 0, Memory, "@slow",
+  t->push_back({"memory", -2, 0, 0, 0, 0, Memory, "@slow",
                 {{"doctor", 2, 0, 0, 0, 0, nullptr, "@slow"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow"},
                  {"malloc-stats", 2, 0, 0, 0, 0, nullptr, "@slow"},
@@ -1333,33 +1343,33 @@ void RegisterServerCommands(std::vector<Command>* t) {
                  {"stats", 2, 0, 0, 0, 0, nullptr, "@slow"},
                  {"usage", -3, kReadOnly | kNoTouch, 2, 2, 1, nullptr, "@read @slow"}}});
   t->push_back({"cluster", -2, 0, 0, 0, 0, Cluster, "@slow",
-               {{"addslots", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"addslotsrange", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"bumpepoch", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"count-failure-reports", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"countkeysinslot", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"delslots", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"delslotsrange", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"failover", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"flushslots", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"forget", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"getkeysinslot", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"help", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"info", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"keyslot", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"links", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"meet", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"myid", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"nodes", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"replicas", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"replicate", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"reset", -2, kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"saveconfig", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"set-config-epoch", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"setslot", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"shards", -2, 0, 0, 0, 0, nullptr, "@slow"},
-                {"slaves", -2, 0, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
-                {"slots", -2, 0, 0, 0, 0, nullptr, "@slow"}}});
+               {{"addslots", -3, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"addslotsrange", -4, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"bumpepoch", 2, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"count-failure-reports", 3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"countkeysinslot", 3, 0, 0, 0, 0, nullptr, "@slow"},
+                {"delslots", -3, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"delslotsrange", -4, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"failover", -2, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"flushslots", 2, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"forget", 3, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"getkeysinslot", 4, 0, 0, 0, 0, nullptr, "@slow"},
+                {"help", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"info", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"keyslot", 3, 0, 0, 0, 0, nullptr, "@slow"},
+                {"links", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"meet", -4, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"myid", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"nodes", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"replicas", 3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"replicate", 3, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"reset", -2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"saveconfig", 2, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"set-config-epoch", 3, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"setslot", -4, kAdmin | kNoAsyncLoading, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"shards", 2, 0, 0, 0, 0, nullptr, "@slow"},
+                {"slaves", 3, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
+                {"slots", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
   // The cluster connection commands, as a server without cluster support answers them (some
   // clients send READONLY to a replica; ACL rules may name them).
   t->push_back({"readonly", 1, kFast, 0, 0, 0, Cluster, "@fast @connection"});
@@ -1371,12 +1381,12 @@ void RegisterServerCommands(std::vector<Command>* t) {
   t->push_back({"bgrewriteaof", 1, kAdmin | kNoAsyncLoading | kNoScript, 0, 0, 0, Bgrewriteaof, "@admin @slow @dangerous"});
   t->push_back({"compact", -1, kAdmin | kNoScript, 0, 0, 0, Compact, "@admin @slow"});
   t->push_back({"shutdown", -1, kAdmin | kNoMulti | kNoScript | kAllowBusy, 0, 0, 0, Shutdown, "@admin @slow @dangerous"});
-  t->push_back({"slowlog", -2, kAdmin, 0, 0, 0, Slowlog, "@admin @slow @dangerous",
+  t->push_back({"slowlog", -2, 0, 0, 0, 0, Slowlog, "@slow",
                 {{"get", -2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"len", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"reset", 2, kAdmin, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
-  t->push_back({"latency", -2, kAdmin | kNoScript, 0, 0, 0, Latency, "@admin @slow @dangerous",
+  t->push_back({"latency", -2, 0, 0, 0, 0, Latency, "@slow",
                 {{"doctor", 2, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"graph", 3, kAdmin | kNoScript, 0, 0, 0, nullptr, "@admin @slow @dangerous"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow"},
@@ -1399,19 +1409,39 @@ constexpr std::string_view kStaleCommands[] = {
     "slaveof", "slowlog|*", "spublish", "ssubscribe", "subscribe", "sunsubscribe", "time", "unsubscribe",
     "unwatch", "watch", "xgroup|help", "xinfo|help"};
 
-void MarkStale(std::vector<Command>* commands) {
-  for (std::string_view entry : kStaleCommands) {
+// The same for `loading`, `denyoom` and `pubsub` (shown by COMMAND; see command.h) and `skip_slowlog`.
+constexpr std::string_view kLoadingCommands[] = {
+    "acl|*", "auth", "client|*", "cluster|help", "command", "command|*", "config|*", "debug", "discard", "echo",
+    "exec", "function|help", "hello", "info", "lastsave", "latency|*", "memory|help", "monitor", "multi",
+    "object|help", "psubscribe", "publish", "pubsub|*", "punsubscribe", "quit", "readonly", "readwrite", "replconf",
+    "reset", "role", "script|help", "select", "shutdown", "slowlog|*", "spublish", "ssubscribe", "subscribe",
+    "sunsubscribe", "time", "unsubscribe", "unwatch", "watch"};
+constexpr std::string_view kDenyOomCommands[] = {
+    "append", "bitfield", "bitop", "blmove", "brpoplpush", "copy", "decr", "decrby", "function|load",
+    "function|restore", "getset", "hincrby", "hincrbyfloat", "hmset", "hset", "hsetnx", "incr", "incrby",
+    "incrbyfloat", "linsert", "lmove", "lpush", "lpushx", "lset", "mset", "msetnx", "pfadd", "pfdebug", "pfmerge",
+    "psetex", "restore", "rpoplpush", "rpush", "rpushx", "sadd", "sdiffstore", "set", "setbit", "setex", "setnx",
+    "setrange", "sinterstore", "sort", "sunionstore", "zadd", "zdiffstore", "zincrby", "zinterstore", "zrangestore",
+    "zunionstore"};
+constexpr std::string_view kPubsubCommands[] = {
+    "psubscribe", "publish", "pubsub|channels", "pubsub|numpat", "pubsub|numsub", "pubsub|shardchannels",
+    "pubsub|shardnumsub", "punsubscribe", "spublish", "ssubscribe", "subscribe", "sunsubscribe", "unsubscribe"};
+constexpr std::string_view kSkipSlowlogCommands[] = {"exec"};
+
+// Sets `flag` on the commands `entries` name (as kStaleCommands).
+void MarkFlag(std::vector<Command>* commands, std::span<const std::string_view> entries, uint32_t flag) {
+  for (std::string_view entry : entries) {
     const size_t bar = entry.find('|');
     const std::string_view name = entry.substr(0, bar);
     for (Command& cmd : *commands) {
       if (cmd.name != name) continue;
       if (bar == std::string_view::npos) {
-        cmd.flags |= kStale;
+        cmd.flags |= flag;
         continue;
       }
       const std::string_view sub = entry.substr(bar + 1);
       for (Command& s : cmd.subcommands) {
-        if (sub == "*" || s.name == sub) s.flags |= kStale;
+        if (sub == "*" || s.name == sub) s.flags |= flag;
       }
     }
   }
@@ -1443,7 +1473,11 @@ struct Table {
     RegisterSortCommands(&commands);
     RegisterHllCommands(&commands);
     RegisterReplicationCommands(&commands);
-    MarkStale(&commands);
+    MarkFlag(&commands, kStaleCommands, kStale);
+    MarkFlag(&commands, kLoadingCommands, kLoading);
+    MarkFlag(&commands, kDenyOomCommands, kDenyOom);
+    MarkFlag(&commands, kPubsubCommands, kPubsub);
+    MarkFlag(&commands, kSkipSlowlogCommands, kSkipSlowlog);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a

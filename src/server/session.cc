@@ -1124,8 +1124,9 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   const int64_t usec = nsec / 1000;
   target.stats->AddCall(static_cast<uint64_t>(nsec), server_.latency_tracking.load(std::memory_order_relaxed));
   error_target_ = nullptr;
-  // EXEC itself is not logged, the commands it ran are (as Redis); AUTH and HELLO carry secrets.
-  if (server_.slowlog.Wants(usec) && cmd.name != "exec" && cmd.name != "auth" && cmd.name != "hello") {
+  // EXEC itself is not logged (kSkipSlowlog), the commands it ran are (as Redis); AUTH and HELLO
+  // carry secrets.
+  if (server_.slowlog.Wants(usec) && (cmd.flags & kSkipSlowlog) == 0 && cmd.name != "auth" && cmd.name != "hello") {
     server_.slowlog.Add(ctx.args(), RedactedArguments(ctx.args()), usec, link_->peer(), name());
   }
   server_.latency.AddIfNeeded((cmd.flags & kFast) != 0 ? "fast-command" : "command", usec / 1000);
