@@ -475,9 +475,17 @@ def write_mix(c, port):
         other.set("in-other-db", db)
         other.expire(f"list{db}", 900)
         other.close()
+    expired = c.info("stats")["expired_keys"]
     for i in range(10):
         c.set(f"short{i}", "v", px=50)
     time.sleep(0.3)
+    # Until the expire cycle has dropped them (up to a second after they expire): their DELs go to
+    # the replicas then, and a caller that waits for the replicas' offsets next must see them in
+    # it (a promotion right after would otherwise race them: a replica ahead of the new primary
+    # cannot resync partially).
+    deadline = time.time() + 10
+    while c.info("stats")["expired_keys"] < expired + 10 and time.time() < deadline:
+        time.sleep(0.05)
     pipe = c.pipeline(transaction=False)
     for i in range(500):
         pipe.incr(f"counter{i % 37}")
