@@ -64,7 +64,7 @@ enum CommandFlag : uint32_t {
                           ///< command once it listens, and during a replica's load all but kNoAsyncLoading's)
   kDenyOom = 1 << 18,     ///< "denyoom": Redis refuses it past maxmemory (keg's maxmemory is 0)
   kPubsub = 1 << 19,      ///< "pubsub"
-  kSkipMonitor = 1 << 20, ///< "skip_monitor": EVAL*, FCALL* (MONITOR shows them as they start)
+  kSkipMonitor = 1 << 20, ///< "skip_monitor": EVAL*, FCALL* (Redis feeds MONITOR for them itself)
   kSkipSlowlog = 1 << 21, ///< "skip_slowlog": EXEC (the slow log has its commands, not it)
   kNoMandatoryKeys = 1 << 22,  ///< "no_mandatory_keys": EVAL*, FCALL* (numkeys may be 0)
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
