@@ -58,8 +58,8 @@ enum CommandFlag : uint32_t {
                            ///< batch (in order, propagated when it wrote), but a read-only replica
                            ///< runs it, min-replicas-to-write does not refuse it, and COMMAND
                            ///< shows it readonly, as Redis's
-  // Redis's flags that COMMAND shows and that change nothing in keg but kSkipSlowlog's (set from
-  // lists in commands_server.cc, as Redis 7.0's src/commands/*.json):
+  // Redis's flags that COMMAND shows and that change nothing in keg but kSkipSlowlog's (kLoading
+  // and kDenyOom set from lists in commands_server.cc, as Redis 7.0's src/commands/*.json):
   kLoading = 1 << 17,     ///< "loading": Redis serves it while loading its data (keg serves every
                           ///< command once it listens, and during a replica's load all but kNoAsyncLoading's)
   kDenyOom = 1 << 18,     ///< "denyoom": Redis refuses it past maxmemory (keg's maxmemory is 0)

@@ -572,7 +572,7 @@ void RegisterConnectionCommands(std::vector<Command>* t) {
                  {"trackinginfo", 2, kNoScript, 0, 0, 0, nullptr, "@slow @connection"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow @connection"}}});
   t->push_back({"multi", 1, kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Multi, "@fast @transaction"});
-  t->push_back({"exec", 1, kMultiControl | kNoScript, 0, 0, 0, Exec, "@slow @transaction"});
+  t->push_back({"exec", 1, kMultiControl | kNoScript | kSkipSlowlog, 0, 0, 0, Exec, "@slow @transaction"});
   t->push_back({"discard", 1, kMultiControl | kFast | kNoScript | kAllowBusy, 0, 0, 0, Discard, "@fast @transaction"});
   t->push_back({"watch", -2, kMultiControl | kFast | kNoScript | kAllowBusy, 1, -1, 1, Watch, "@fast @transaction"});
   t->push_back({"unwatch", 1, kFast | kNoScript | kAllowBusy, 0, 0, 0, Unwatch, "@fast @transaction"});

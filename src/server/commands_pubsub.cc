@@ -156,21 +156,21 @@ void PubsubCmd(Ctx& c) {
 
 void RegisterPubsubCommands(std::vector<Command>* t) {
   // Redis 7.0's flags: pubsub noscript loading stale (PUBLISH: pubsub loading stale fast).
-  constexpr uint32_t kSub = kNoScript;  // (while a script is busy: -BUSY, as Redis)
+  constexpr uint32_t kSub = kPubsub | kNoScript;  // (while a script is busy: -BUSY, as Redis)
   t->push_back({"subscribe", -2, kSub, 0, 0, 0, Subscribe, "@pubsub @slow"});
   t->push_back({"unsubscribe", -1, kSub, 0, 0, 0, Unsubscribe, "@pubsub @slow"});
   t->push_back({"psubscribe", -2, kSub, 0, 0, 0, PSubscribe, "@pubsub @slow"});
   t->push_back({"punsubscribe", -1, kSub, 0, 0, 0, PUnsubscribe, "@pubsub @slow"});
   t->push_back({"ssubscribe", -2, kSub, 0, 0, 0, SSubscribe, "@pubsub @slow"});
   t->push_back({"sunsubscribe", -1, kSub, 0, 0, 0, SUnsubscribe, "@pubsub @slow"});
-  t->push_back({"publish", 3, kFast | kMayReplicate, 0, 0, 0, Publish, "@pubsub @fast"});
-  t->push_back({"spublish", 3, kFast | kMayReplicate, 0, 0, 0, SPublish, "@pubsub @fast"});
+  t->push_back({"publish", 3, kPubsub | kFast | kMayReplicate, 0, 0, 0, Publish, "@pubsub @fast"});
+  t->push_back({"spublish", 3, kPubsub | kFast | kMayReplicate, 0, 0, 0, SPublish, "@pubsub @fast"});
   t->push_back({"pubsub", -2, 0, 0, 0, 0, PubsubCmd, "@slow",
-                {{"channels", -2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},
-                 {"numsub", -2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},
-                 {"numpat", 2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},
-                 {"shardchannels", -2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},
-                 {"shardnumsub", -2, 0, 0, 0, 0, nullptr, "@pubsub @slow"},
+                {{"channels", -2, kPubsub, 0, 0, 0, nullptr, "@pubsub @slow"},
+                 {"numsub", -2, kPubsub, 0, 0, 0, nullptr, "@pubsub @slow"},
+                 {"numpat", 2, kPubsub, 0, 0, 0, nullptr, "@pubsub @slow"},
+                 {"shardchannels", -2, kPubsub, 0, 0, 0, nullptr, "@pubsub @slow"},
+                 {"shardnumsub", -2, kPubsub, 0, 0, 0, nullptr, "@pubsub @slow"},
                  {"help", 2, 0, 0, 0, 0, nullptr, "@slow"}}});
 }
 

@@ -1409,7 +1409,7 @@ constexpr std::string_view kStaleCommands[] = {
     "slaveof", "slowlog|*", "spublish", "ssubscribe", "subscribe", "sunsubscribe", "time", "unsubscribe",
     "unwatch", "watch", "xgroup|help", "xinfo|help"};
 
-// The same for `loading`, `denyoom` and `pubsub` (shown by COMMAND; see command.h) and `skip_slowlog`.
+// The same for `loading` and `denyoom` (shown by COMMAND; see command.h).
 constexpr std::string_view kLoadingCommands[] = {
     "acl|*", "auth", "client|*", "cluster|help", "command", "command|*", "config|*", "debug", "discard", "echo",
     "exec", "function|help", "hello", "info", "lastsave", "latency|*", "memory|help", "monitor", "multi",
@@ -1423,10 +1423,6 @@ constexpr std::string_view kDenyOomCommands[] = {
     "psetex", "restore", "rpoplpush", "rpush", "rpushx", "sadd", "sdiffstore", "set", "setbit", "setex", "setnx",
     "setrange", "sinterstore", "sort", "sunionstore", "zadd", "zdiffstore", "zincrby", "zinterstore", "zrangestore",
     "zunionstore"};
-constexpr std::string_view kPubsubCommands[] = {
-    "psubscribe", "publish", "pubsub|channels", "pubsub|numpat", "pubsub|numsub", "pubsub|shardchannels",
-    "pubsub|shardnumsub", "punsubscribe", "spublish", "ssubscribe", "subscribe", "sunsubscribe", "unsubscribe"};
-constexpr std::string_view kSkipSlowlogCommands[] = {"exec"};
 
 // Sets `flag` on the commands `entries` name (as kStaleCommands).
 void MarkFlag(std::vector<Command>* commands, std::span<const std::string_view> entries, uint32_t flag) {
@@ -1476,8 +1472,6 @@ struct Table {
     MarkFlag(&commands, kStaleCommands, kStale);
     MarkFlag(&commands, kLoadingCommands, kLoading);
     MarkFlag(&commands, kDenyOomCommands, kDenyOom);
-    MarkFlag(&commands, kPubsubCommands, kPubsub);
-    MarkFlag(&commands, kSkipSlowlogCommands, kSkipSlowlog);
     for (size_t i = 0; i < commands.size(); ++i) {
       index.emplace(std::string(commands[i].name), i);
       // Stats live as long as the table (a deque never moves its elements); every copy of a
