@@ -8,6 +8,7 @@
 #include <climits>
 #include <cstring>
 #include <fstream>
+#include <initializer_list>
 #include <unordered_map>
 
 #include "resp/numbers.h"
@@ -140,6 +141,11 @@ const std::unordered_map<std::string_view, KeySpec>& KeySpecs() {
     for (auto n : {"llen", "zcard"}) m[n] = {ro, {}};
     for (auto n : {"zrangestore", "zunionstore", "zinterstore", "zdiffstore"}) m[n] = {ow_update, ro_access};
     m["sort"] = {ro_access, ow_update};
+    // GEO (Redis 7.0's key specs): GEOADD edits its key; the searches read theirs and overwrite
+    // their STORE / STOREDIST destination (GEOSEARCHSTORE's first key).
+    m["geoadd"] = {rw_update, {}};
+    for (auto n : {"georadius", "georadiusbymember"}) m[n] = {ro_access, ow_update};
+    m["geosearchstore"] = {ow_update, ro_access};
     // HyperLogLogs: PFCOUNT's cache write is no write to ACL (Redis's RW ACCESS: read access).
     m["pfadd"] = {rw_insert, {}};
     m["pfcount"] = {{"RW", "access"}, {}};
@@ -232,6 +238,20 @@ std::vector<KeyRef> CommandKeys(const Command& cmd, std::span<const std::string_
       }
     }
     if (store_at != 0) positions.push_back(store_at);
+  } else if (cmd.name == "georadius" || cmd.name == "georadiusbymember") {
+    // key ... [STORE dst] [STOREDIST dst] (Redis 7.0's key specs, which COMMAND GETKEYS and ACL
+    // use): the key, then the argument after the first STORE and the one after the first
+    // STOREDIST, each looked for from the options' start (args[6], GEORADIUSBYMEMBER's args[5]).
+    positions.push_back(1);
+    const size_t from = cmd.name == "georadius" ? 6 : 5;
+    for (std::string_view keyword : {"store", "storedist"}) {
+      for (size_t i = from; i + 1 < args.size(); ++i) {
+        if (EqualsIgnoreCase(args[i], keyword)) {
+          positions.push_back(i + 1);
+          break;
+        }
+      }
+    }
   } else if (cmd.name == "zunionstore" || cmd.name == "zinterstore" || cmd.name == "zdiffstore") {
     // destination numkeys key... (Redis's zunionInterDiffStoreGetKeys): the destination too.
     int64_t numkeys = 0;
@@ -344,13 +364,13 @@ void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
     out.ArrayHeader(1);
     return spec(first, 1, true, 0, 1, 1);
   }
-  if (cmd.name == "migrate") {  // the key argument, or (incomplete: it may be empty) the keys after KEYS
-    out.ArrayHeader(2);
-    spec(first, 3, false, 0, 1, 0);
+  // A key found after a keyword (MIGRATE's KEYS, GEORADIUS's STORE): a keyword spec.
+  auto keyword_spec = [&out](std::initializer_list<std::string_view> flags, std::string_view keyword, int64_t startfrom,
+                             int64_t lastkey) {
     out.MapHeader(3);
     out.Bulk("flags");
-    out.SetHeader(4);
-    for (std::string_view f : {"RW", "access", "delete", "incomplete"}) out.SimpleString(f);
+    out.SetHeader(flags.size());
+    for (std::string_view f : flags) out.SimpleString(f);
     out.Bulk("begin_search");
     out.MapHeader(2);
     out.Bulk("type");
@@ -358,9 +378,9 @@ void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
     out.Bulk("spec");
     out.MapHeader(2);
     out.Bulk("keyword");
-    out.Bulk("KEYS");
+    out.Bulk(keyword);
     out.Bulk("startfrom");
-    out.Integer(-2);
+    out.Integer(startfrom);
     out.Bulk("find_keys");
     out.MapHeader(2);
     out.Bulk("type");
@@ -368,12 +388,23 @@ void KeySpecsReply(resp::ReplyBuffer& out, const Command& cmd) {
     out.Bulk("spec");
     out.MapHeader(3);
     out.Bulk("lastkey");
-    out.Integer(-1);
+    out.Integer(lastkey);
     out.Bulk("keystep");
     out.Integer(1);
     out.Bulk("limit");
     out.Integer(0);
-    return;
+  };
+  if (cmd.name == "migrate") {  // the key argument, or (incomplete: it may be empty) the keys after KEYS
+    out.ArrayHeader(2);
+    spec(first, 3, false, 0, 1, 0);
+    return keyword_spec({"RW", "access", "delete", "incomplete"}, "KEYS", -2, -1);
+  }
+  if (cmd.name == "georadius" || cmd.name == "georadiusbymember") {  // key, STORE dst, STOREDIST dst
+    const int64_t from = cmd.name == "georadius" ? 6 : 5;
+    out.ArrayHeader(3);
+    spec(first, 1, false, 0, 1, 0);
+    keyword_spec({"OW", "update"}, "STORE", from, 0);
+    return keyword_spec({"OW", "update"}, "STOREDIST", from, 0);
   }
   if (cmd.first_key <= 0) return out.ArrayHeader(0);
   // Range specs from the table's first / last / step; a second one when the keys after the first

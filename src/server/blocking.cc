@@ -249,10 +249,11 @@ void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply) {
   std::shared_ptr<net::Link> link = w.link.lock();
   if (!link) return;  // the connection went
   link->Post([client = w.client, reply = std::move(reply)] {
+    const bool served = reply != nullptr;
     client->EndBlocked([&](resp::ReplyBuffer& out) {
       if (reply) return reply(out);
       out.NullArray();  // a timeout or CLIENT UNBLOCK: BLMOVE's too (BlockedPop::null_array)
-    });
+    }, served);
   });
 }
 
@@ -344,10 +345,11 @@ void BlockingRegistry::ServeNow(store::Txn& txn, uint32_t db, const std::string&
   ServeKeys(txn, {{db, key}}, served);
 }
 
-void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served) {
+void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served,
+                      std::span<const std::string_view> as) {
   if (!c.propagating()) return;
   PropagatedCommand own{c.db(), {}};
-  AppendCommand(&own.resp, c.args());
+  AppendCommand(&own.resp, as.empty() ? c.args() : as);
   c.PropagateLate([served = std::move(served), own = std::move(own)](std::span<const store::OpResult>,
                                                                      std::vector<PropagatedCommand>* out) {
     for (PropagatedCommand& p : BlockingRegistry::Propagations(*served, &own)) out->push_back(std::move(p));

@@ -393,6 +393,7 @@ void RegisterSetCommands(std::vector<Command>* table);         // commands_set.c
 void RegisterListCommands(std::vector<Command>* table);        // commands_list.cc
 void RegisterZsetCommands(std::vector<Command>* table);        // commands_zset.cc
 void RegisterSortCommands(std::vector<Command>* table);        // commands_sort.cc
+void RegisterGeoCommands(std::vector<Command>* table);         // commands_geo.cc
 void RegisterHllCommands(std::vector<Command>* table);         // commands_hll.cc
 void RegisterReplicationCommands(std::vector<Command>* table);  // commands_replication.cc
 

@@ -586,7 +586,7 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
     }
     std::shared_ptr<net::Link> link = w->link.lock();
     if (!link) return;
-    link->Post([client = w->client, reply] { client->EndBlocked(*reply); });
+    link->Post([client = w->client, reply, served = s.ok()] { client->EndBlocked(*reply, served); });
   });
 }
 

@@ -849,7 +849,12 @@ void CommandGetkeys(Ctx& c) {
     return c.Error("Invalid number of arguments specified for command");
   }
   const std::vector<KeyRef> keys = CommandKeys(*cmd, line);
-  if (keys.empty()) return c.Error("Invalid arguments specified for command");
+  if (keys.empty()) {
+    // A command whose keys may be none (EVAL, FCALL with numkeys 0: Redis's no_mandatory_keys)
+    // has an empty list, as Redis's.
+    if ((cmd->flags & kNoMandatoryKeys) != 0) return c.out().ArrayHeader(0);
+    return c.Error("Invalid arguments specified for command");
+  }
   resp::ReplyBuffer& out = c.out();
   out.ArrayHeader(keys.size());
   for (const KeyRef& k : keys) {
@@ -1418,7 +1423,7 @@ constexpr std::string_view kLoadingCommands[] = {
     "sunsubscribe", "time", "unsubscribe", "unwatch", "watch"};
 constexpr std::string_view kDenyOomCommands[] = {
     "append", "bitfield", "bitop", "blmove", "brpoplpush", "copy", "decr", "decrby", "function|load",
-    "function|restore", "getset", "hincrby", "hincrbyfloat", "hmset", "hset", "hsetnx", "incr", "incrby",
+    "function|restore", "geoadd", "georadius", "georadiusbymember", "geosearchstore", "getset", "hincrby", "hincrbyfloat", "hmset", "hset", "hsetnx", "incr", "incrby",
     "incrbyfloat", "linsert", "lmove", "lpush", "lpushx", "lset", "mset", "msetnx", "pfadd", "pfdebug", "pfmerge",
     "psetex", "restore", "rpoplpush", "rpush", "rpushx", "sadd", "sdiffstore", "set", "setbit", "setex", "setnx",
     "setrange", "sinterstore", "sort", "sunionstore", "zadd", "zdiffstore", "zincrby", "zinterstore", "zrangestore",
@@ -1466,6 +1471,7 @@ struct Table {
     RegisterSetCommands(&commands);
     RegisterListCommands(&commands);
     RegisterZsetCommands(&commands);
+    RegisterGeoCommands(&commands);
     RegisterSortCommands(&commands);
     RegisterHllCommands(&commands);
     RegisterReplicationCommands(&commands);

@@ -41,19 +41,6 @@ constexpr uint8_t kSet = store::format::kTypeSet;
 constexpr std::string_view kNotFloat = "value is not a valid float";
 constexpr std::string_view kNan = "resulting score is not a number (NaN)";
 
-// Redis's getDoubleFromObject: strtod over the whole text, no leading space, no NaN, no overflow.
-bool ParseScore(std::string_view text, double* out) {
-  if (text.empty() || text.size() > 5120 || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
-  const std::string buf(text);
-  char* end = nullptr;
-  errno = 0;
-  const double v = std::strtod(buf.c_str(), &end);
-  if (end != buf.c_str() + buf.size() || std::isnan(v)) return false;
-  if (errno == ERANGE && (std::isinf(v) || v == 0)) return false;
-  *out = v;
-  return true;
-}
-
 // Members with their scores, as a reply: flat (RESP2, or RESP3 without nesting) or one
 // [member, score] array each (RESP3 nested).
 void ReplyScored(resp::ReplyBuffer& out, const Scored& items, bool withscores, bool nested) {
@@ -90,12 +77,17 @@ void NotifyMissing(ServerState& server, uint32_t db, const Result& res) {
 
 // Queues the change of the sorted set at `key` as one kRun op (see UpdateList): `change` edits it
 // and returns false to leave it as it is. With `serves`, clients blocked on the key are served
-// in the same group (ZADD, ZINCRBY; not inside EXEC or a script).
+// in the same group (ZADD, ZINCRBY; not inside EXEC or a script). `propagate_as`: what replicas
+// get instead of the command's arguments (empty: those).
 void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ZsetEdit&, Result&)> change,
-                bool serves = false) {
+                bool serves = false, std::span<const std::string_view> propagate_as = {}) {
   ServerState* server = &c.server();
   const bool serve = serves && !c.inline_only();
-  if (serve) PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served));
+  if (serve) {
+    PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served), propagate_as);
+  } else if (!propagate_as.empty()) {
+    c.PropagateAs(propagate_as);
+  }
   c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     ZsetEdit z(txn, *server, db, key);
     if (!z.Open()) {
@@ -122,7 +114,66 @@ void SendServed(Result& res, std::span<OpResult> r) {
 
 // ---- ZADD / ZINCRBY / ZREM ----------------------------------------------------------------------
 
-enum : uint32_t { kNx = 1, kXx = 2, kGt = 4, kLt = 8, kCh = 16, kIncr = 32 };
+constexpr uint32_t kNx = kZaddNx, kXx = kZaddXx, kGt = kZaddGt, kLt = kZaddLt, kCh = kZaddCh, kIncr = kZaddIncr;
+
+}  // namespace
+
+void ZaddPairs(Ctx& c, uint32_t flags, std::vector<std::pair<std::string, double>> pairs,
+               std::span<const std::string_view> propagate_as) {
+  const bool incr = (flags & kIncr) != 0;
+  auto res = std::make_shared<Result>();
+  UpdateZset(c, std::string(c.arg(1)), res, [flags, pairs = std::move(pairs)](ZsetEdit& z, Result& r) {
+    const bool only_existing = (flags & kXx) != 0;
+    if (!z.exists() && only_existing) return false;
+    int64_t added = 0;
+    int64_t updated = 0;
+    for (const auto& [member, given] : pairs) {
+      double cur = 0;
+      const bool had = z.Score(member, &cur);
+      if (!z.error().empty()) return false;
+      double score = given;
+      if (had) {
+        if ((flags & kNx) != 0) continue;
+        if ((flags & kIncr) != 0) {
+          score = cur + given;
+          if (std::isnan(score)) {
+            r.error = std::string(kNan);
+            return added + updated > 0;
+          }
+        }
+        if (((flags & kGt) != 0 && score <= cur) || ((flags & kLt) != 0 && score >= cur)) continue;
+        r.has_score = true;
+        r.score = score;
+        if (score != cur) {  // -0 and 0 are equal: no update, as Redis
+          z.Put(member, score);
+          ++updated;
+        }
+      } else {
+        if (only_existing) continue;
+        z.Put(member, score);
+        ++added;
+        r.has_score = true;
+        r.score = score;
+      }
+    }
+    r.number = (flags & kCh) != 0 ? added + updated : added;
+    return added + updated > 0;
+  }, /*serves=*/true, propagate_as);
+  c.Then([res, incr, server = &c.server(), db = c.db(),
+          key = NotifyKey(c, kNotifyZset | kNotifyNew, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    const bool applied = !r.empty() && r[0].applied;
+    if (key && applied) {
+      if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
+      NotifyKeyspaceEvent(*server, db, kNotifyZset, incr ? "zincr" : "zadd", *key);
+    }
+    SendServed(*res, r);
+    if (!res->error.empty()) return out.Error(res->error);
+    if (incr) return res->has_score ? out.Double(res->score) : out.Null();
+    out.Integer(res->number);
+  });
+}
+
+namespace {
 
 void ZaddGeneric(Ctx& c, uint32_t flags) {
   size_t at = 2;
@@ -165,56 +216,7 @@ void ZaddGeneric(Ctx& c, uint32_t flags) {
     if (!ParseScore(c.arg(j), &score)) return c.Fail(std::string(kNotFloat));
     pairs.emplace_back(std::string(c.arg(j + 1)), score);
   }
-  auto res = std::make_shared<Result>();
-  UpdateZset(c, std::string(c.arg(1)), res, [flags, pairs = std::move(pairs)](ZsetEdit& z, Result& r) {
-    const bool only_existing = (flags & kXx) != 0;
-    if (!z.exists() && only_existing) return false;
-    int64_t added = 0;
-    int64_t updated = 0;
-    for (const auto& [member, given] : pairs) {
-      double cur = 0;
-      const bool had = z.Score(member, &cur);
-      if (!z.error().empty()) return false;
-      double score = given;
-      if (had) {
-        if ((flags & kNx) != 0) continue;
-        if ((flags & kIncr) != 0) {
-          score = cur + given;
-          if (std::isnan(score)) {
-            r.error = std::string(kNan);
-            return added + updated > 0;
-          }
-        }
-        if (((flags & kGt) != 0 && score <= cur) || ((flags & kLt) != 0 && score >= cur)) continue;
-        r.has_score = true;
-        r.score = score;
-        if (score != cur) {  // -0 and 0 are equal: no update, as Redis
-          z.Put(member, score);
-          ++updated;
-        }
-      } else {
-        if (only_existing) continue;
-        z.Put(member, score);
-        ++added;
-        r.has_score = true;
-        r.score = score;
-      }
-    }
-    r.number = (flags & kCh) != 0 ? added + updated : added;
-    return added + updated > 0;
-  }, /*serves=*/true);
-  c.Then([res, incr, server = &c.server(), db = c.db(),
-          key = NotifyKey(c, kNotifyZset | kNotifyNew, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    const bool applied = !r.empty() && r[0].applied;
-    if (key && applied) {
-      if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
-      NotifyKeyspaceEvent(*server, db, kNotifyZset, incr ? "zincr" : "zadd", *key);
-    }
-    SendServed(*res, r);
-    if (!res->error.empty()) return out.Error(res->error);
-    if (incr) return res->has_score ? out.Double(res->score) : out.Null();
-    out.Integer(res->number);
-  });
+  ZaddPairs(c, flags, std::move(pairs));
 }
 
 void Zadd(Ctx& c) { ZaddGeneric(c, 0); }

@@ -1112,6 +1112,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
     for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
   }
   const size_t first_op = batch_.size();
+  const bool was_blocked = blocked_ != nullptr;
   const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
@@ -1126,7 +1127,12 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   error_target_ = nullptr;
   // EXEC itself is not logged (kSkipSlowlog), the commands it ran are (as Redis); AUTH and HELLO
   // carry secrets.
-  if (server_.slowlog.Wants(usec) && (cmd.flags & kSkipSlowlog) == 0 && cmd.name != "auth" && cmd.name != "hello") {
+  if (!was_blocked && blocked_ != nullptr) {
+    // It blocked: logged when served (EndBlocked).
+    blocked_args_.assign(ctx.args().begin(), ctx.args().end());
+    blocked_usec_ = usec;
+  } else if (server_.slowlog.Wants(usec) && (cmd.flags & kSkipSlowlog) == 0 && cmd.name != "auth" &&
+             cmd.name != "hello") {
     server_.slowlog.Add(ctx.args(), RedactedArguments(ctx.args()), usec, link_->peer(), name());
   }
   server_.latency.AddIfNeeded((cmd.flags & kFast) != 0 ? "fast-command" : "command", usec / 1000);
@@ -1647,14 +1653,21 @@ void ClientSession::Finish() {
   link_->Resume();
 }
 
-void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply) {
+void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool served) {
   if (!blocked_) {  // ended already: nothing more is held back for a reply
     served_reply_coming_.store(false, std::memory_order_relaxed);
     return;
   }
   blocked_.reset();
   blocked_flag_.store(false, std::memory_order_relaxed);
+  const int64_t t0 = StatsNowNs();
   reply(link_->out());
+  const int64_t usec = blocked_usec_ + StatsSinceNs(t0) / 1000;
+  if (served && server_.slowlog.Wants(usec)) {
+    const std::vector<std::string_view> args(blocked_args_.begin(), blocked_args_.end());
+    server_.slowlog.Add(args, RedactedArguments(args), usec, link_->peer(), name());
+  }
+  blocked_args_.clear();
   served_reply_coming_.store(false, std::memory_order_relaxed);
   Finish();  // the pushes held back for the reply follow it
 }

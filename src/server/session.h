@@ -115,8 +115,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     blocked_flag_.store(true, std::memory_order_relaxed);
     Suspend();
   }
-  /// The wait ended: writes its reply and goes on with the input. I/O thread.
-  void EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply);
+  /// The wait ended: writes its reply and goes on with the input. `served`: it popped (then the
+  /// command goes to the slow log now, as Redis logs a blocking command when it is served, not
+  /// when it blocks or times out). I/O thread.
+  void EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool served = false);
   /// The blocking pop was served (in a write op: any thread); its reply comes once that write is
   /// durable, and pushes (invalidations of what the pop wrote) wait for it, as after a client's
   /// own write (Redis runs the served pop as the client's command).
@@ -300,6 +302,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // Per-command outcome flags set by handlers.
   bool suspended_ = false;
   std::shared_ptr<BlockedPop> blocked_;  // the blocking pop this client waits in
+  std::vector<std::string> blocked_args_;  // its command line, and how long its handler took (the
+  int64_t blocked_usec_ = 0;               // slow log's entry once served)
   std::atomic<bool> blocked_flag_{false};  // blocked_ set, or in WAIT (CLIENT LIST's `b`, any thread)
   // A write batch (a write command, EXEC, a script) is on its way to the store: pushes wait for
   // its replies (DeliverPush). A suspended read (DBSIZE, INFO, ...) does not hold them.

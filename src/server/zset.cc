@@ -19,6 +19,18 @@ using store::format::kKindHead;
 using store::format::kKindWhole;
 constexpr uint8_t kZset = store::format::kTypeZset;
 
+bool ParseScore(std::string_view text, double* out) {
+  if (text.empty() || text.size() > 5120 || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
+  const std::string buf(text);
+  char* end = nullptr;
+  errno = 0;
+  const double v = std::strtod(buf.c_str(), &end);
+  if (end != buf.c_str() + buf.size() || std::isnan(v)) return false;
+  if (errno == ERANGE && (std::isinf(v) || v == 0)) return false;
+  *out = v;
+  return true;
+}
+
 namespace zset {
 
 namespace {

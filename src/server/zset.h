@@ -164,6 +164,19 @@ class ZsetSeq {
 bool ReadZset(Ctx& c, std::string_view key, store::FunctionRef<void()> absent,
               store::FunctionRef<void(const ZsetSeq&)> work);
 
+/// Parses a score as Redis's getDoubleFromObject: strtod over the whole text, no leading space, no
+/// NaN, no overflow.
+bool ParseScore(std::string_view text, double* out);
+
+/// ZADD's options (ZaddPairs).
+enum ZaddFlag : uint32_t { kZaddNx = 1, kZaddXx = 2, kZaddGt = 4, kZaddLt = 8, kZaddCh = 16, kZaddIncr = 32 };
+/// ZADD of (member, score) pairs with `flags` (checked: no NX with XX ...) to the key args[1]: its
+/// op, its events (zadd, zincr), its reply, and the clients blocked on the key served (GEOADD
+/// adds its points through it). `propagate_as`: what replicas get instead of the arguments
+/// (GEOADD's ZADD, as Redis's), empty for the arguments.
+void ZaddPairs(Ctx& c, uint32_t flags, std::vector<std::pair<std::string, double>> pairs,
+               std::span<const std::string_view> propagate_as = {});
+
 /// Whether a sorted set of `count` members, the longest `max_member` bytes, goes past
 /// zset-max-listpack-entries / -value (then it is stored per element, and reports skiplist).
 bool ZsetPastThresholds(ServerState& s, size_t count, size_t max_member);

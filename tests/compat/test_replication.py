@@ -311,6 +311,13 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         c.zincrby("bigz", 2.5, "m3")
         c.zpopmin("bigz", 3)
         c.zremrangebyscore("bigz", 100, 200)
+        # GEO: GEOADD reaches the replica as ZADD; the STORE forms as they are.
+        c.execute_command("GEOADD", "geo", "CH", 13.361389, 38.115556, "Palermo", 15.087269, 37.502669, "Catania")
+        c.execute_command("GEOADD", "bigz", 2.349014, 48.864716, "Paris")  # into a large sorted set
+        c.georadiusbymember("geo", "Palermo", 200, unit="km", store_dist="geo-near")
+        c.geosearchstore("geo-box", "geo", longitude=14, latitude=38, width=400, height=400, unit="km")
+        c.set("geo-gone", "v")
+        c.georadius("geo", 0, 0, 1, unit="km", store="geo-gone")  # nothing found: deletes it
         c.lmove("bigl", "moved", "LEFT", "RIGHT")
         c.rpoplpush("bigl", "moved")
         c.ltrim("bigl", 0, 3000)
@@ -467,6 +474,10 @@ def write_mix(c, port):
     p.zadd("tx-z", {"m": 1})
     p.execute()
     c.zpopmin("bigz", 3)
+    # GEO: GEOADD goes to replicas as ZADD (Redis's rewrite); the STORE forms as they are.
+    c.execute_command("GEOADD", "geo", 13.361389, 38.115556, "Palermo", 15.087269, 37.502669, "Catania")
+    c.georadius("geo", 15, 37, 200, unit="km", store="geo-near")
+    c.geosearchstore("geo-dist", "geo", member="Palermo", radius=300, unit="km", storedist=True)
     c.lmove("bigl", "moved", "LEFT", "RIGHT")
     c.hdel("bigh", "f5")
     c.restore("restored", 50_000, c.dump("bigh"))

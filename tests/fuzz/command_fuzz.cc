@@ -64,6 +64,8 @@ const char* const kWords[] = {
     "set-max-listpack-entries", "set-max-intset-entries", "zset-max-listpack-entries", "zset-max-listpack-value",
     "BYSCORE", "BYLEX", "REV", "LIMIT", "WITHSCORES", "WEIGHTS", "AGGREGATE", "MIN", "MAX", "SUM", "GT", "LT", "NX",
     "XX", "CH", "INCR", "(1", "[a", "(a", "-", "+", "-inf", "+inf", "inf", "nan",
+    "WITHDIST", "WITHCOORD", "WITHHASH", "ANY", "ASC", "DESC", "STORE", "STOREDIST", "FROMMEMBER", "FROMLONLAT",
+    "BYRADIUS", "BYBOX", "m", "km", "mi", "ft", "13.361389", "38.115556", "180", "-85.05112878", "85.05112878",
     "everything", "commandstats", "errorstats", "latencystats", "keyspace", "server",
     "slowlog-log-slower-than", "maxmemory", "timeout", "appendfsync", "save", "dbfilename",
     "proto-max-bulk-len", "latency-monitor-threshold", "hz", "loglevel", "notice", "ASYNC",

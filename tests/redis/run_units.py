@@ -30,12 +30,12 @@ ROOT = os.path.dirname(os.path.dirname(HERE))
 
 # The units of the conformance issue, in the order Redis's test_helper runs them, unit/pause
 # (CLIENT PAUSE, which the issue asks for), the scripting issue's scripting and functions, and the
-# pub/sub issue's pubsub and pubsubshard, and unit/hyperloglog (PFADD, PFCOUNT, PFMERGE).
+# pub/sub issue's pubsub and pubsubshard, unit/hyperloglog (PFADD, PFCOUNT, PFMERGE) and unit/geo.
 DEFAULT_UNITS = [
     "unit/protocol", "unit/keyspace", "unit/scan", "unit/info-command", "unit/type/string",
     "unit/type/incr", "unit/type/list", "unit/type/list-2", "unit/type/list-3", "unit/type/hash", "unit/type/set", "unit/type/zset", "unit/sort", "unit/expire", "unit/other", "unit/multi", "unit/quit",
     "unit/latency-monitor", "unit/slowlog", "unit/introspection", "unit/introspection-2",
-    "unit/querybuf", "unit/dump", "unit/bitops", "unit/bitfield", "unit/hyperloglog", "unit/pause",
+    "unit/querybuf", "unit/dump", "unit/bitops", "unit/bitfield", "unit/geo", "unit/hyperloglog", "unit/pause",
     "unit/scripting", "unit/functions", "unit/pubsub", "unit/pubsubshard", "unit/tracking",
 ]
 
