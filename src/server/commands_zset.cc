@@ -373,12 +373,12 @@ struct RangeSpec {
   std::string min_text, max_text;  // the bounds' own text (lo / hi view into them)
 };
 
-// The items of `spec` from `z`, in reply order.
-void CollectRange(const ZsetSeq& z, const RangeSpec& spec, Scored* out) {
-  out->clear();
+// The forward ranks [*a, *b) of `spec`'s items in `z`.
+void RangeRanks(const ZsetSeq& z, const RangeSpec& spec, uint64_t* a_out, uint64_t* b_out) {
+  *a_out = *b_out = 0;
   const uint64_t n = z.size();
   uint64_t a = 0;
-  uint64_t b = 0;  // forward ranks [a, b)
+  uint64_t b = 0;
   if (spec.type == RangeSpec::kRank) {
     int64_t start = spec.start;
     int64_t end = spec.stop;
@@ -411,12 +411,74 @@ void CollectRange(const ZsetSeq& z, const RangeSpec& spec, Scored* out) {
       b = a + take;
     }
   }
+  *a_out = a;
+  *b_out = b;
+}
+
+// The items of `spec` from `z`, in reply order.
+void CollectRange(const ZsetSeq& z, const RangeSpec& spec, Scored* out) {
+  out->clear();
+  uint64_t a = 0;
+  uint64_t b = 0;
+  RangeRanks(z, spec, &a, &b);
+  if (b <= a) return;
   out->reserve(b - a);
   z.Range(a, b, [&](const zset::Item& it) {
     out->emplace_back(std::string(it.member), it.score);
     return true;
   });
   if (spec.rev) std::reverse(out->begin(), out->end());
+}
+
+// A range read's items, their members copied into one buffer: no allocation per member, and
+// none at all once the thread's buffers have grown (RangeRead keeps one per thread).
+struct FlatItems {
+  struct Entry {
+    size_t at;
+    size_t size;
+    double score;
+  };
+  std::string bytes;
+  std::vector<Entry> items;
+  void Clear() {
+    bytes.clear();
+    items.clear();
+  }
+  std::string_view Member(const Entry& e) const { return std::string_view(bytes.data() + e.at, e.size); }
+  // Buffers a large read grew are given back rather than kept by the thread.
+  void Trim() {
+    if (bytes.capacity() > (1U << 20)) std::string().swap(bytes);
+    if (items.capacity() > (1U << 14)) std::vector<Entry>().swap(items);
+  }
+};
+
+void CollectRange(const ZsetSeq& z, const RangeSpec& spec, FlatItems* out) {
+  out->Clear();
+  uint64_t a = 0;
+  uint64_t b = 0;
+  RangeRanks(z, spec, &a, &b);
+  if (b <= a) return;
+  z.Range(a, b, [&](const zset::Item& it) {
+    out->items.push_back(FlatItems::Entry{out->bytes.size(), it.member.size(), it.score});
+    out->bytes.append(it.member);
+    return true;
+  });
+  if (spec.rev) std::reverse(out->items.begin(), out->items.end());
+}
+
+void ReplyScored(resp::ReplyBuffer& out, const FlatItems& flat, bool withscores, bool nested) {
+  if (!withscores) {
+    out.ArrayHeader(flat.items.size());
+    for (const FlatItems::Entry& e : flat.items) out.Bulk(flat.Member(e));
+    return;
+  }
+  nested = nested && out.protocol() == resp::Protocol::kResp3;
+  out.ArrayHeader(nested ? flat.items.size() : flat.items.size() * 2);
+  for (const FlatItems::Entry& e : flat.items) {
+    if (nested) out.ArrayHeader(2);
+    out.Bulk(flat.Member(e));
+    out.Double(e.score);
+  }
 }
 
 // Parses the range bounds of `spec` from args min_idx / max_idx: false with the error text.
@@ -495,12 +557,13 @@ void RangeRead(Ctx& c, RangeSpec::Type type, bool rev, bool fixed) {
   spec.rev = rev;
   std::string error;
   if (!ParseRange(c, 1, false, &spec, fixed, &error)) return c.out().Error(error);
-  Scored items;
-  if (!ReadZset(c, c.arg(1), [&] { c.out().ArrayHeader(0); },
-                [&](const ZsetSeq& z) { CollectRange(z, spec, &items); })) {
-    return;
+  thread_local FlatItems items;
+  items.Clear();
+  if (ReadZset(c, c.arg(1), [&] { c.out().ArrayHeader(0); },
+               [&](const ZsetSeq& z) { CollectRange(z, spec, &items); })) {
+    ReplyScored(c.out(), items, spec.withscores, true);
   }
-  ReplyScored(c.out(), items, spec.withscores, true);
+  items.Trim();
 }
 
 void Zrange(Ctx& c) { RangeRead(c, RangeSpec::kRank, false, false); }

@@ -19,7 +19,28 @@ using store::format::kKindHead;
 using store::format::kKindWhole;
 constexpr uint8_t kZset = store::format::kTypeZset;
 
+namespace {
+
+// A plain decimal integer of at most 15 digits ("-" allowed, leading zeros too): converted
+// exactly, as strtod would, without its cost (the common score or bound: ZADD 5, ZRANGEBYSCORE 1 9).
+bool SmallInteger(std::string_view text, double* out) {
+  const bool negative = !text.empty() && text[0] == '-';
+  const std::string_view digits = negative ? text.substr(1) : text;
+  if (digits.empty() || digits.size() > 15) return false;
+  int64_t v = 0;
+  for (char c : digits) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  const auto d = static_cast<double>(v);  // exact: below 2^53
+  *out = negative ? -d : d;               // "-0" is -0.0, as strtod gives
+  return true;
+}
+
+}  // namespace
+
 bool ParseScore(std::string_view text, double* out) {
+  if (SmallInteger(text, out)) return true;
   if (text.empty() || text.size() > 5120 || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
   const std::string buf(text);
   char* end = nullptr;
@@ -39,6 +60,7 @@ namespace {
 bool ParseScoreItem(std::string_view text, double* v, bool* exclusive) {
   *exclusive = !text.empty() && text[0] == '(';
   if (*exclusive) text.remove_prefix(1);
+  if (SmallInteger(text, v)) return true;
   if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
   const std::string buf(text);
   char* end = nullptr;
@@ -160,7 +182,13 @@ void GroupChanges::SortWhole() {
 
 uint64_t ZsetSeq::Rank(const zset::Before& before) const {
   uint64_t p = 0;
-  if (c_ != nullptr && c_->Size() > 0) {
+  if (c_ != nullptr && c_->Size() > 0 &&
+      (before.kind == zset::Before::kScoreBelow || before.kind == zset::Before::kScoreAtMost)) {
+    // A bound on scores alone: kScoreBelow counts s < score (s <= score when exclusive, "(min"),
+    // kScoreAtMost s <= score (s < score when exclusive).
+    const bool inclusive = before.kind == zset::Before::kScoreBelow ? before.exclusive : !before.exclusive;
+    p = c_->CountBelow(before.score, inclusive);
+  } else if (c_ != nullptr && c_->Size() > 0) {
     p = c_->PartitionPoint([&](const store::OrderedView::Probe& probe) {
       return before(probe.score(), [&] { return probe.member(); });
     });

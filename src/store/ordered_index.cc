@@ -46,7 +46,8 @@ void OrderedIndex::Locate(size_t pos, size_t* chunk, size_t* at) const {
   *at = static_cast<size_t>(rest);
 }
 
-size_t OrderedIndex::PartitionPoint(Before before) const {
+template <class Pred>
+size_t OrderedIndex::PartitionPointIf(const Pred& before) const {
   if (size_ == 0) return 0;
   // The first chunk whose last entry is not before: the partition point is inside it.
   size_t lo = head_;
@@ -64,6 +65,15 @@ size_t OrderedIndex::PartitionPoint(Before before) const {
   const Chunk& c = *chunks_[lo];
   const Entry* it = std::partition_point(c.e, c.e + c.n, [&](const Entry& e) { return before(e); });
   return Prefix(lo) + static_cast<size_t>(it - c.e);
+}
+
+size_t OrderedIndex::PartitionPoint(Before before) const {
+  return PartitionPointIf([&](const Entry& e) { return before(e); });
+}
+
+size_t OrderedIndex::CountBelow(double score, bool inclusive) const {
+  if (inclusive) return PartitionPointIf([score](const Entry& e) { return e.score <= score; });
+  return PartitionPointIf([score](const Entry& e) { return e.score < score; });
 }
 
 size_t OrderedIndex::Find(double score, std::string_view member, const MemberFn& member_of, size_t* chunk,

@@ -47,6 +47,9 @@ class OrderedIndex {
 
   /// The number of leading entries for which `before` holds: O(log n) calls of it.
   size_t PartitionPoint(Before before) const;
+  /// The number of entries scored below `score` (at most `score` when `inclusive`): PartitionPoint
+  /// on scores alone, its comparisons inline (ZRANGEBYSCORE's bounds, ZCOUNT, the GEO cells).
+  size_t CountBelow(double score, bool inclusive) const;
   /// The entry at position `pos` (< Size()).
   Entry At(size_t pos) const;
   /// Calls fn for the entries at positions [from, to) in order while it returns true.
@@ -69,6 +72,9 @@ class OrderedIndex {
   }
 
  private:
+  // PartitionPoint with the predicate inline (ordered_index.cc).
+  template <class Pred>
+  size_t PartitionPointIf(const Pred& before) const;
   static constexpr size_t kChunk = 256;
   struct Chunk {
     uint32_t n = 0;

@@ -2117,6 +2117,9 @@ void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll, FunctionRef<co
         return before(Probe(*this, e.score, e.loc, /*for_compare=*/true));
       });
     }
+    uint64_t CountBelow(double score, bool inclusive) const override {
+      return idx_ != nullptr ? idx_->CountBelow(score, inclusive) : 0;
+    }
     void ForRange(uint64_t from, uint64_t to, FunctionRef<bool(const Item&)> fn) const override {
       if (idx_ == nullptr) return;
       idx_->ForRange(from, to, [&](const OrderedIndex::Entry& e) { return fn(Item{e.score, MemberAt(e.loc)}); });

@@ -182,6 +182,11 @@ class OrderedView {
   /// The number of leading members for which `before` holds (true for a prefix of the order,
   /// false after it): O(log n) calls.
   virtual uint64_t PartitionPoint(Before before) const = 0;
+  /// The number of leading members scored below `score` (at most `score` when `inclusive`): a
+  /// PartitionPoint on scores alone, which a view may answer without a call per comparison.
+  virtual uint64_t CountBelow(double score, bool inclusive) const {
+    return PartitionPoint([&](const Probe& p) { return inclusive ? p.score() <= score : p.score() < score; });
+  }
   /// Calls fn for the members at positions [from, to) in order while it returns true.
   virtual void ForRange(uint64_t from, uint64_t to, FunctionRef<bool(const Item&)> fn) const = 0;
   /// Finds `member`: true with its score and position.
