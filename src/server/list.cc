@@ -337,9 +337,12 @@ bool ListEdit::Pop(bool left, std::string* out) {
     return true;
   }
   const uint64_t pos = left ? meta_.first : meta_.first + meta_.count - 1;
-  if (!Get(pos, out)) return false;
+  const store::Status s = txn_.TakeElement(db_, key_, kTypeList, inc_, list::PositionMember(pos), out);
+  if (!s.ok()) {
+    error_ = CorruptionError(s.IsNotFound() ? store::Status::Corruption("a list element is missing") : s);
+    return false;
+  }
   changed_ = true;
-  Drop(pos);
   if (left) ++meta_.first;
   --meta_.count;
   return true;

@@ -1627,6 +1627,19 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       if (!existed) ++store_->group_colls_[inc].delta;
       return !existed;
     }
+    Status TakeElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
+                       std::string* value) override {
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
+      const uint64_t hash = store_->Hash(ekey);
+      const CurrentValue cur = store_->CurrentElement(inc, ekey, hash, true);
+      if (!cur.error.ok()) return cur.error;
+      if (!cur.exists) return Status::NotFound();
+      value->assign(cur.view.value);  // before the append: the view may lie in the group's buffer
+      store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, {}, true);
+      --store_->group_colls_[inc].delta;
+      return Status::OK();
+    }
     bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                        std::string_view member) override {
       std::string& ekey = store_->txn_element_key_;
