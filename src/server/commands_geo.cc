@@ -309,7 +309,6 @@ void RunSearch(std::span<const std::string_view> args, uint32_t flags, const Zse
 
 // A distance as Redis's addReplyDoubleDistance: four decimals, rounded to nearest (llrint).
 std::string Distance4(double d) {
-  if (d == 0) return "0.0000";
   const long long v = std::llrint(d * 10000.0);
   const unsigned long long u = v < 0 ? 0ULL - static_cast<unsigned long long>(v) : static_cast<unsigned long long>(v);
   char buf[48];
@@ -407,25 +406,9 @@ void Geoadd(Ctx& c) {
 
 // ---- GEOPOS / GEOHASH / GEODIST -----------------------------------------------------------------
 
-// The scores of args[from..] in the sorted set at args[1] (nullopt: absent member or key); false
-// when the reply is written (WRONGTYPE, a read error, or `absent` for a missing key when set).
-bool MemberScores(Ctx& c, size_t from, std::vector<std::optional<double>>* scores) {
-  const size_t n = c.argc() - from;
-  scores->assign(n, std::nullopt);
-  bool missing = false;
-  const bool found = ReadZset(c, c.arg(1), [&] { missing = true; }, [&](const ZsetSeq& z) {
-    scores->assign(n, std::nullopt);
-    for (size_t i = 0; i < n; ++i) {
-      double s = 0;
-      if (z.Score(c.arg(from + i), &s)) (*scores)[i] = s;
-    }
-  });
-  return found || missing;
-}
-
 void Geopos(Ctx& c) {
   std::vector<std::optional<double>> scores;
-  if (!MemberScores(c, 2, &scores)) return;
+  if (!ReadScores(c, 2, c.argc() - 2, &scores)) return;
   c.out().ArrayHeader(scores.size());
   for (const auto& s : scores) {
     double lon = 0;
@@ -442,7 +425,7 @@ void Geopos(Ctx& c) {
 
 void Geohash(Ctx& c) {
   std::vector<std::optional<double>> scores;
-  if (!MemberScores(c, 2, &scores)) return;
+  if (!ReadScores(c, 2, c.argc() - 2, &scores)) return;
   c.out().ArrayHeader(scores.size());
   std::string hash;
   for (const auto& s : scores) {
@@ -463,16 +446,10 @@ void Geodist(Ctx& c) {
   } else if (c.argc() > 5) {
     return c.out().Error(err::kSyntax);
   }
-  std::optional<double> a, b;
-  bool missing = false;
-  if (!ReadZset(c, c.arg(1), [&] { missing = true; }, [&](const ZsetSeq& z) {
-        double s = 0;
-        a = z.Score(c.arg(2), &s) ? std::optional<double>(s) : std::nullopt;
-        b = z.Score(c.arg(3), &s) ? std::optional<double>(s) : std::nullopt;
-      })) {
-    if (missing) c.out().Null();
-    return;
-  }
+  std::vector<std::optional<double>> scores;
+  if (!ReadScores(c, 2, 2, &scores)) return;
+  const std::optional<double>& a = scores[0];
+  const std::optional<double>& b = scores[1];
   double lon1 = 0, lat1 = 0, lon2 = 0, lat2 = 0;
   if (!a || !b || !geo::DecodeScore(*a, &lon1, &lat1) || !geo::DecodeScore(*b, &lon2, &lat2)) return c.out().Null();
   c.out().Bulk(Distance4(geo::Distance(lon1, lat1, lon2, lat2) / to_meters));

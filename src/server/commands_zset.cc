@@ -266,22 +266,8 @@ void Zscore(Ctx& c) {
 
 void Zmscore(Ctx& c) {
   std::vector<std::optional<double>> scores;
-  const size_t n = c.argc() - 2;
-  if (!ReadZset(c, c.arg(1),
-                [&] {
-                  c.out().ArrayHeader(n);
-                  for (size_t i = 0; i < n; ++i) c.out().Null();
-                },
-                [&](const ZsetSeq& z) {
-                  scores.assign(n, std::nullopt);
-                  for (size_t i = 0; i < n; ++i) {
-                    double s = 0;
-                    if (z.Score(c.arg(i + 2), &s)) scores[i] = s;
-                  }
-                })) {
-    return;
-  }
-  c.out().ArrayHeader(n);
+  if (!ReadScores(c, 2, c.argc() - 2, &scores)) return;
+  c.out().ArrayHeader(scores.size());
   for (const auto& s : scores) s ? c.out().Double(*s) : c.out().Null();
 }
 
@@ -415,18 +401,23 @@ void RangeRanks(const ZsetSeq& z, const RangeSpec& spec, uint64_t* a_out, uint64
   *b_out = b;
 }
 
-// The items of `spec` from `z`, in reply order.
-void CollectRange(const ZsetSeq& z, const RangeSpec& spec, Scored* out) {
-  out->clear();
+// Calls add(item) for the items of `spec` from `z`, in forward order (the caller reverses REV's).
+template <class Add>
+void VisitRange(const ZsetSeq& z, const RangeSpec& spec, Add&& add) {
   uint64_t a = 0;
   uint64_t b = 0;
   RangeRanks(z, spec, &a, &b);
   if (b <= a) return;
-  out->reserve(b - a);
   z.Range(a, b, [&](const zset::Item& it) {
-    out->emplace_back(std::string(it.member), it.score);
+    add(it);
     return true;
   });
+}
+
+// The items of `spec` from `z`, in reply order.
+void CollectRange(const ZsetSeq& z, const RangeSpec& spec, Scored* out) {
+  out->clear();
+  VisitRange(z, spec, [&](const zset::Item& it) { out->emplace_back(std::string(it.member), it.score); });
   if (spec.rev) std::reverse(out->begin(), out->end());
 }
 
@@ -454,14 +445,9 @@ struct FlatItems {
 
 void CollectRange(const ZsetSeq& z, const RangeSpec& spec, FlatItems* out) {
   out->Clear();
-  uint64_t a = 0;
-  uint64_t b = 0;
-  RangeRanks(z, spec, &a, &b);
-  if (b <= a) return;
-  z.Range(a, b, [&](const zset::Item& it) {
+  VisitRange(z, spec, [&](const zset::Item& it) {
     out->items.push_back(FlatItems::Entry{out->bytes.size(), it.member.size(), it.score});
     out->bytes.append(it.member);
-    return true;
   });
   if (spec.rev) std::reverse(out->items.begin(), out->items.end());
 }

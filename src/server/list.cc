@@ -270,13 +270,15 @@ bool ListEdit::Open() {
   return true;
 }
 
+bool ListEdit::ElementFailed(const store::Status& s) {
+  error_ = CorruptionError(s.IsNotFound() ? store::Status::Corruption("a list element is missing") : s);
+  return false;
+}
+
 bool ListEdit::Get(uint64_t pos, std::string* out) {
   store::ValueView v;
   const store::Status s = txn_.GetElement(inc_, list::PositionMember(pos), &v);
-  if (!s.ok()) {
-    error_ = CorruptionError(s.IsNotFound() ? store::Status::Corruption("a list element is missing") : s);
-    return false;
-  }
+  if (!s.ok()) return ElementFailed(s);
   out->assign(v.value);
   return true;
 }
@@ -338,10 +340,7 @@ bool ListEdit::Pop(bool left, std::string* out) {
   }
   const uint64_t pos = left ? meta_.first : meta_.first + meta_.count - 1;
   const store::Status s = txn_.TakeElement(db_, key_, kTypeList, inc_, list::PositionMember(pos), out);
-  if (!s.ok()) {
-    error_ = CorruptionError(s.IsNotFound() ? store::Status::Corruption("a list element is missing") : s);
-    return false;
-  }
+  if (!s.ok()) return ElementFailed(s);
   changed_ = true;
   if (left) ++meta_.first;
   --meta_.count;

@@ -129,6 +129,8 @@ class ListEdit {
 
  private:
   bool Get(uint64_t pos, std::string* out);
+  // A failed read of an element: error_ says so (a missing one is corruption); returns false.
+  bool ElementFailed(const store::Status& s);
   void Put(uint64_t pos, std::string_view value);
   void Drop(uint64_t pos);
 

@@ -413,6 +413,19 @@ bool ReadZset(Ctx& c, std::string_view key, store::FunctionRef<void()> absent,
   return true;
 }
 
+bool ReadScores(Ctx& c, size_t from, size_t count, std::vector<std::optional<double>>* scores) {
+  scores->assign(count, std::nullopt);
+  bool missing = false;
+  const bool found = ReadZset(c, c.arg(1), [&] { missing = true; }, [&](const ZsetSeq& z) {
+    scores->assign(count, std::nullopt);  // (a read that runs again starts afresh)
+    for (size_t i = 0; i < count; ++i) {
+      double s = 0;
+      if (z.Score(c.arg(from + i), &s)) (*scores)[i] = s;
+    }
+  });
+  return found || missing;
+}
+
 bool ZsetItems(Ctx& c, const store::ValueView& record, std::vector<std::pair<std::string, double>>* out,
                store::Status* error) {
   out->clear();

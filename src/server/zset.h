@@ -164,6 +164,11 @@ class ZsetSeq {
 bool ReadZset(Ctx& c, std::string_view key, store::FunctionRef<void()> absent,
               store::FunctionRef<void(const ZsetSeq&)> work);
 
+/// The scores of the `count` members named by args[from ...] in the sorted set at args[1]
+/// (nullopt: an absent member, or every one when the key is absent): ZMSCORE, GEOPOS, GEOHASH,
+/// GEODIST. False when the reply is written already (WRONGTYPE, a read error).
+bool ReadScores(Ctx& c, size_t from, size_t count, std::vector<std::optional<double>>* scores);
+
 /// Parses a score as Redis's getDoubleFromObject: strtod over the whole text, no leading space, no
 /// NaN, no overflow.
 bool ParseScore(std::string_view text, double* out);

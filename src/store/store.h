@@ -443,14 +443,7 @@ class Txn {
   /// Reads element `member` into *value and removes it, finding it once (a list's pop): OK,
   /// NotFound (nothing removed) or the read error (nothing removed).
   virtual Status TakeElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
-                             std::string* value) {
-    ValueView v;
-    Status s = GetElement(inc, member, &v);
-    if (!s.ok()) return s;
-    value->assign(v.value);
-    DeleteElement(db, key, type, inc, member);
-    return Status::OK();
-  }
+                             std::string* value) = 0;
   /// The number of elements of collection `inc`, the group's writes included.
   virtual uint64_t ElementCount(uint64_t inc) = 0;
   /// A random element of collection `inc` as applied and not written by the group (the first at
