@@ -97,33 +97,36 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
     if (when > INT64_MAX / 1000 || when < INT64_MIN / 1000) return c.Fail(invalid);
     when *= 1000;
   }
+  const int64_t now = store::NowMs();
   if (!absolute) {
-    const int64_t now = store::NowMs();
     if ((when > 0 && when > INT64_MAX - now) || (when < 0 && when < INT64_MIN + now)) {
       return c.Fail(invalid);
     }
     when += now;
   }
-  // The store applies the condition and deletes the key when the time is already past; 0 would
-  // mean "persist" there, so a time at or before the epoch becomes 1 ms (also past).
+  // A time already past (as Redis's checkAlreadyExpired: at or before now) deletes the key. It is
+  // decided here, once: the store compares an expiry with its group's clock, which inside a script
+  // started before this handler ran (EXPIRE k 0 then kept k for a millisecond, and the script's
+  // next write to k met the old value), so a past time goes to it as 1 ms after the epoch, past
+  // for any clock (and never 0, which means "persist" there). The conditions compare the same
+  // way with it: the key's own expiry, when it has one, is in the future.
+  const bool past = when <= now;
   const store::ExpireCondition cond = nx   ? store::ExpireCondition::kNX
                                       : xx ? store::ExpireCondition::kXX
                                       : gt ? store::ExpireCondition::kGT
                                       : lt ? store::ExpireCondition::kLT
                                            : store::ExpireCondition::kAlways;
-  c.batch().Expire(std::string(c.arg(1)), when > 0 ? when : 1, cond);
+  c.batch().Expire(std::string(c.arg(1)), past ? 1 : when, cond);
   if (c.propagating()) {
     // An absolute time in milliseconds (a DEL when it has passed), as Redis propagates EXPIRE.
-    if (when <= store::NowMs()) {
+    if (past) {
       c.PropagateAs({"DEL", c.arg(1)});
     } else {
       const std::string at = std::to_string(when);
       c.PropagateAs({"PEXPIREAT", c.arg(1), at});
     }
   }
-  // A time already past deletes the key (the store decides against the group's clock, a moment
-  // later: the event follows the same test a moment earlier).
-  c.Notify(kNotifyGeneric, when <= store::NowMs() ? "del" : "expire", c.arg(1));
+  c.Notify(kNotifyGeneric, past ? "del" : "expire", c.arg(1));
   c.Then([](std::span<OpResult> r, resp::ReplyBuffer& out) { out.Integer(r[0].applied ? 1 : 0); });
 }
 void Expire(Ctx& c) { ExpireWith(c, true, false); }

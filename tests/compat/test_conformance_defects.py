@@ -645,6 +645,54 @@ class ConformanceDefects(unittest.TestCase):
         self.r.set("x", "y")
         self.assertEqual(self.r.slowlog_len(), 0)
 
+    def test_expire_0_in_a_script_deletes_the_key_for_the_scripts_next_command(self):
+        """EXPIRE k 0 deletes k at once, inside a script too (Redis's checkAlreadyExpired): the
+        script's next write makes a new value of another type. keg's store compared the time with
+        its group's clock, which a script's handler runs after, so k stayed for that millisecond
+        and SADD met the string: WRONGTYPE (Redis's unit/introspection-2, "command stats for
+        scripts", failed so now and then). Each script body is new: compiling it takes the
+        handler past the group's millisecond."""
+        for i in range(40):
+            self.r.set("ek", "v")
+            body = (f"-- {i}\nredis.call('set', KEYS[1], 0); redis.call('expire', KEYS[1], 0); "
+                    "return redis.call('sadd', KEYS[1], 'm')")
+            self.assertEqual(self.r.eval(body, 1, "ek"), 1, f"script {i}")
+            self.assertEqual(self.r.type("ek"), b"set")
+
+    def test_a_blocking_pop_is_in_the_slowlog_when_served_not_when_it_times_out(self):
+        """As Redis 7.0: a blocked BLPOP enters the slow log once served, with its own command
+        line, after the push that served it; one that times out is not logged (keg logged it when
+        it blocked, so the served one came before the push and the timed-out one was there)."""
+        self.r.config_set("slowlog-log-slower-than", 0)
+        try:
+            self.r.slowlog_reset()
+            self.assertIsNone(self.r.blpop("nothing-here", 0.05))
+            commands = [e["command"] for e in self.r.slowlog_get(10)]
+            self.assertFalse(any(c.startswith(b"BLPOP") for c in commands), commands)
+            waiter = redis.Redis(port=self.server.port)
+            result = []
+            t = threading.Thread(target=lambda: result.append(waiter.blpop("served-list", 0)))
+            t.start()
+            deadline = time.time() + 10
+            while self.r.info("clients")["blocked_clients"] < 1 and time.time() < deadline:
+                time.sleep(0.01)
+            self.r.slowlog_reset()
+            self.r.rpush("served-list", "x")
+            t.join(10)
+            waiter.close()
+            self.assertEqual(result, [(b"served-list", b"x")])
+            deadline = time.time() + 10
+            commands = []
+            while time.time() < deadline:  # the served pop's entry comes with its reply
+                commands = [e["command"] for e in self.r.slowlog_get(10)]
+                if any(c.startswith(b"BLPOP") for c in commands):
+                    break
+                time.sleep(0.01)
+            self.assertEqual(commands[0], b"BLPOP served-list 0", commands)
+            self.assertIn(b"RPUSH served-list x", commands[1:])
+        finally:
+            self.r.config_set("slowlog-log-slower-than", 10000)
+
     def test_exec_aborts_when_a_watched_key_expired(self):
         # A key that had already expired when WATCH ran does not abort EXEC (as in Redis), so the
         # test first makes sure WATCH saw w alive: under `always` on a loaded machine (CI's sanitize
