@@ -46,8 +46,12 @@ class Wire {
   ~Wire() {
     if (fd_ >= 0) ::close(fd_);
   }
-  // Connects within `timeout_ms`; the error, or empty.
-  std::string Connect(const std::string& host, int64_t port, int64_t timeout_ms) {
+  // Connects within `timeout_ms`; the error, or empty. `in_flight` is called (on this thread) once
+  // a connection attempt is under way and not answered at once: not while the name resolves, nor
+  // for a refusal that is back by the time connect() returns (loopback's), as Redis's replica
+  // shows REPL_STATE_CONNECTING only between its connect() and the next turn of its event loop.
+  template <class InFlight>
+  std::string Connect(const std::string& host, int64_t port, int64_t timeout_ms, InFlight&& in_flight) {
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -66,7 +70,11 @@ class Wire {
       int rc = ::connect(fd, a->ai_addr, a->ai_addrlen);
       if (rc < 0 && errno == EINPROGRESS) {
         pollfd p{fd, POLLOUT, 0};
-        rc = ::poll(&p, 1, static_cast<int>(timeout_ms));
+        rc = ::poll(&p, 1, 0);
+        if (rc == 0) {
+          in_flight();
+          rc = ::poll(&p, 1, static_cast<int>(timeout_ms));
+        }
         int so_error = 0;
         socklen_t len = sizeof(so_error);
         if (rc == 1 && getsockopt(fd, SOL_SOCKET, SO_ERROR, &so_error, &len) == 0 && so_error == 0) {
@@ -454,9 +462,9 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
     announce_ip = server_.config.replica_announce_ip;
     announce_port = server_.config.replica_announce_port;
   }
-  SetState(gen, "connecting");
   Wire wire;
-  if (std::string error = wire.Connect(host, port, timeout_s * 1000); !error.empty()) {
+  if (std::string error = wire.Connect(host, port, timeout_s * 1000, [&] { SetState(gen, "connecting"); });
+      !error.empty()) {
     if (error == Wire::kTimedOut) {
       spdlog::warn("Timeout connecting to the MASTER... (primary {}:{}: no connection in {} s)", host, port, timeout_s);
       return;

@@ -7,6 +7,7 @@ which covers every key, value and expiry of every database, equal on both sides)
 small and large encodings, expiries, several databases — and the snapshot is one moment of the
 data set while writes go on.
 """
+import collections
 import contextlib
 import os
 import re
@@ -2350,6 +2351,30 @@ class WriteSafetyTest(unittest.TestCase):
         finally:
             keg.stop()
             ref.stop()
+
+    @kegtest.slow(3)
+    def test_a_replica_whose_primary_refuses_is_seen_waiting_not_connecting(self):
+        """A replica of a port nothing listens on, asked ROLE and INFO in a tight loop across
+        three of its once-a-second attempts: `connect` (waiting for the next attempt), as Redis,
+        which tries and learns of the refusal within one turn of its event loop. keg's replica
+        thread said `connecting` from before it resolved the name until the refusal came back, and
+        a client that asked meanwhile saw it (CI's test_replies_match_redis once did, under load).
+        "localhost" to resolve widens that window: the binary before the fix failed 2 runs of 2
+        (1 and 2 of about 13,500 ROLE replies said `connecting`)."""
+        for kind in kegtest.server_kinds():
+            with self.subTest(server=kind):
+                server = kegtest.keg() if kind == "keg" else kegtest.redis()
+                try:
+                    c = redis.Redis(port=server.port)
+                    c.replicaof("localhost", 1)
+                    seen = collections.Counter()
+                    deadline = time.monotonic() + 2.5
+                    while time.monotonic() < deadline:
+                        seen[c.execute_command("ROLE")[3]] += 1
+                        seen[c.info("replication")["master_link_status"]] += 1
+                    self.assertEqual(set(seen), {b"connect", "down"}, seen)
+                finally:
+                    server.stop()
 
     @kegtest.slow(3)
     def test_writes_stop_when_replicas_stop_acking(self):
