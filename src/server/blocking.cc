@@ -245,10 +245,18 @@ void BlockingRegistry::OnSwapDb(uint32_t a, uint32_t b) {
   if (any) cv_.notify_all();
 }
 
-void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply) {
+void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply, std::function<void()> events) {
   std::shared_ptr<net::Link> link = w.link.lock();
-  if (!link) return;  // the connection went
-  link->Post([client = w.client, reply = std::move(reply)] {
+  if (!link) {  // the connection went; what it popped is popped all the same
+    if (events) events();
+    return;
+  }
+  // Behind the completions already on their way to the client's I/O thread: an EXEC or script
+  // that served it finishes (its later commands run, its reply and keyspace events go) before
+  // this pop's events and reply, as in Redis.
+  ClientSession* client = w.client;
+  client->DeliverInOrder(std::move(link), [client, reply = std::move(reply), events = std::move(events)] {
+    if (events) events();
     const bool served = reply != nullptr;
     client->EndBlocked([&](resp::ReplyBuffer& out) {
       if (reply) return reply(out);
@@ -369,8 +377,7 @@ std::vector<PropagatedCommand> BlockingRegistry::Propagations(const std::vector<
 void BlockingRegistry::SendReplies(std::vector<ServedPop>& served, const store::Status& s) {
   for (ServedPop& one : served) {
     if (s.ok()) {
-      if (one.events) one.events();
-      Finish(*one.waiter, std::move(one.reply));
+      Finish(*one.waiter, std::move(one.reply), std::move(one.events));
     } else {
       Finish(*one.waiter, [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); });
     }

@@ -164,8 +164,11 @@ class BlockingRegistry {
   // Serves the waiters of each key of `keys` (and of the keys their moves push to) in the group.
   void ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t, std::string>> keys, std::vector<ServedPop>* served);
   void RemoveLocked(const std::shared_ptr<BlockedPop>& w);
-  /// Posts `reply` (or the timeout's nil when null) to w's client and resumes it.
-  static void Finish(const BlockedPop& w, ReplyWriter reply);
+  /// Sends `reply` (or the timeout's nil when null) to w's client and resumes it, on its I/O
+  /// thread after the completions delivered there before (ClientSession::DeliverInOrder);
+  /// `events`, the keyspace events of what it popped, go just before the reply (at once when the
+  /// client is gone). Any thread.
+  static void Finish(const BlockedPop& w, ReplyWriter reply, std::function<void()> events = nullptr);
   /// Posts kUnblockedByRoleChange to w's client, whose connection then closes (any thread).
   static void EndForRoleChange(const BlockedPop& w);
 

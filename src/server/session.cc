@@ -27,6 +27,23 @@
 #include <spdlog/spdlog.h>
 
 namespace keg::server {
+
+// Completed batches on their way back to one I/O thread. The writer appends; only the append that
+// finds the inbox empty posts a drain, so a group that completes many batches of one I/O thread
+// wakes it once (one post, one reactor interrupt) instead of once per batch. Its items run in the
+// order they came, whichever thread delivered them: Asio runs a post made by an I/O thread's own
+// handler only after that handler returns, behind posts other threads made meanwhile, so two
+// completions posted separately could swap (ClientSession::DeliverInOrder).
+struct CompletionInbox {
+  struct Item {
+    ClientSession* session;
+    std::shared_ptr<net::Link> keep;  // keeps the session alive until Complete runs
+    std::function<void()> complete;
+  };
+  std::mutex mu;
+  std::vector<Item> items;
+};
+
 namespace {
 
 // The unknown-command text, built as Redis 7.0 builds it (server.c processCommand).
@@ -60,19 +77,6 @@ struct TurnBatcher {
   std::vector<store::Store::PendingWrite> writes;
 };
 thread_local TurnBatcher turn_batcher;
-
-// Completed batches on their way back to one I/O thread. The writer appends; only the append that
-// finds the inbox empty posts a drain, so a group that completes many batches of one I/O thread
-// wakes it once (one post, one reactor interrupt) instead of once per batch.
-struct CompletionInbox {
-  struct Item {
-    ClientSession* session;
-    std::shared_ptr<net::Link> keep;  // keeps the session alive until Complete runs
-    std::function<void()> complete;
-  };
-  std::mutex mu;
-  std::vector<Item> items;
-};
 
 std::shared_ptr<CompletionInbox> ThisThreadInbox() {
   thread_local std::shared_ptr<CompletionInbox> inbox = std::make_shared<CompletionInbox>();
@@ -667,6 +671,7 @@ bool ClientRegistry::WithClient(uint64_t id, const std::function<void(ClientSess
 ClientSession::ClientSession(ServerState& server, net::Link* link)
     : server_(server),
       link_(link),
+      inbox_(ThisThreadInbox()),
       id_(server.next_client_id.fetch_add(1)),
       created_ms_(store::NowMs()),
       last_interaction_ms_(created_ms_) {
@@ -1521,7 +1526,7 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
   }
   fetch->ranges.clear();
   std::shared_ptr<net::Link> keep = link_->Self();
-  std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
+  std::shared_ptr<CompletionInbox> inbox = inbox_;
   std::vector<std::string> keys = fetch->keys;
   pool.Fetch(db(), std::move(keys), [this, keep, inbox, fetch, store = server_.store.get(), db = db()] {
     ReadColdElements(*store, db, *fetch);  // this pool thread may wait
@@ -1653,6 +1658,10 @@ void ClientSession::Finish() {
   link_->Resume();
 }
 
+void ClientSession::DeliverInOrder(std::shared_ptr<net::Link> keep, std::function<void()> fn) {
+  Deliver(inbox_, this, std::move(keep), std::move(fn));
+}
+
 void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool served) {
   if (!blocked_) {  // ended already: nothing more is held back for a reply
     served_reply_coming_.store(false, std::memory_order_relaxed);
@@ -1756,7 +1765,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   std::shared_ptr<net::Link> keep = link_->Self();
   TurnBatcher& turn = turn_batcher;
   const bool first_of_turn = turn.writes.empty();
-  std::shared_ptr<CompletionInbox> inbox = ThisThreadInbox();
+  std::shared_ptr<CompletionInbox> inbox = inbox_;
   turn.writes.push_back(store::Store::PendingWrite{
       std::move(batch), [this, keep, flight, inbox, server](const store::Status& status,
                                                             std::vector<store::OpResult> results) {

@@ -23,6 +23,8 @@
 
 namespace keg::server {
 
+struct CompletionInbox;  // session.cc: completions on their way back to one I/O thread
+
 class ClientSession final : public net::Session, private resp::ErrorObserver {
  public:
   ClientSession(ServerState& server, net::Link* link);
@@ -115,6 +117,14 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     blocked_flag_.store(true, std::memory_order_relaxed);
     Suspend();
   }
+  /// Runs `fn` on this session's I/O thread after every write completion delivered to that thread
+  /// before it, in order (the completions of all its sessions share one queue, drained by one
+  /// post). A blocked client's reply goes this way (BlockingRegistry::Finish): the EXEC or script
+  /// whose push served it has run its last commands (a SLOWLOG RESET, a PUBLISH ...) by then, as
+  /// in Redis, where the blocked client is served after the command that served it. A plain post
+  /// could overtake: Asio queues an I/O thread's own posts until its handler returns. Any thread;
+  /// `keep` is this session's link, which keeps it alive until `fn` ran.
+  void DeliverInOrder(std::shared_ptr<net::Link> keep, std::function<void()> fn);
   /// The wait ended: writes its reply and goes on with the input. `served`: it popped (then the
   /// command goes to the slow log now, as Redis logs a blocking command when it is served, not
   /// when it blocks or times out). I/O thread.
@@ -284,6 +294,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
 
   ServerState& server_;
   net::Link* link_;
+  /// The completion queue of the I/O thread that created this session (its own): set once.
+  const std::shared_ptr<CompletionInbox> inbox_;
   const uint64_t id_;
   const int64_t created_ms_;
   resp::Protocol protocol_ = resp::Protocol::kResp2;
