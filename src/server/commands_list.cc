@@ -577,16 +577,25 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
                                                                                   std::vector<OpResult>) {
     // The writer role, the group durable: replicas get the pop as the plain one.
     if (s.ok() && server->repl.active()) server->repl.AppendCommands(BlockingRegistry::Propagations(*served, prop.get()));
-    if (s.ok() && *events) (*events)();
-    BlockingRegistry::SendReplies(*served, s);
     if (!s.ok()) {
       *reply = [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); };
     } else if (!*reply) {
-      return;  // waiting
+      return;  // waiting (nothing popped, nobody served)
     }
-    std::shared_ptr<net::Link> link = w->link.lock();
-    if (!link) return;
-    link->Post([client = w->client, reply, served = s.ok()] { client->EndBlocked(*reply, served); });
+    // Its events and reply, then those of the clients its move's push served: each on its client's
+    // I/O thread behind the completions already on their way there (the push that filled the
+    // list sends its lpush first), as BlockingRegistry::Finish.
+    std::function<void()> popped = s.ok() ? std::move(*events) : nullptr;
+    if (std::shared_ptr<net::Link> link = w->link.lock()) {
+      ClientSession* popper = w->client;
+      popper->DeliverInOrder(std::move(link), [popper, reply, served = s.ok(), popped = std::move(popped)] {
+        if (popped) popped();
+        popper->EndBlocked(*reply, served);
+      });
+    } else if (popped) {
+      popped();  // the connection went; what it popped is popped all the same
+    }
+    BlockingRegistry::SendReplies(*served, s);
   });
 }
 
