@@ -36,7 +36,6 @@ namespace keg::server {
 // completions posted separately could swap (ClientSession::DeliverInOrder).
 struct CompletionInbox {
   struct Item {
-    ClientSession* session;
     std::shared_ptr<net::Link> keep;  // keeps the session alive until Complete runs
     std::function<void()> complete;
   };
@@ -85,14 +84,14 @@ std::shared_ptr<CompletionInbox> ThisThreadInbox() {
 
 // From any thread: queues `complete` for the I/O thread that owns `inbox`; only the first of a
 // burst posts (one wake-up of that event loop for all the completions that arrive meanwhile).
-void Deliver(const std::shared_ptr<CompletionInbox>& inbox, ClientSession* session, std::shared_ptr<net::Link> keep,
+void Deliver(const std::shared_ptr<CompletionInbox>& inbox, std::shared_ptr<net::Link> keep,
              std::function<void()> complete) {
   bool first = false;
   net::Link* link = keep.get();
   {
     std::lock_guard lock(inbox->mu);
     first = inbox->items.empty();
-    inbox->items.push_back(CompletionInbox::Item{session, std::move(keep), std::move(complete)});
+    inbox->items.push_back(CompletionInbox::Item{std::move(keep), std::move(complete)});
   }
   if (first) {
     link->Post([inbox] {
@@ -1526,11 +1525,10 @@ void ClientSession::ReadCold(std::shared_ptr<ColdFetch> fetch) {
   }
   fetch->ranges.clear();
   std::shared_ptr<net::Link> keep = link_->Self();
-  std::shared_ptr<CompletionInbox> inbox = inbox_;
   std::vector<std::string> keys = fetch->keys;
-  pool.Fetch(db(), std::move(keys), [this, keep, inbox, fetch, store = server_.store.get(), db = db()] {
+  pool.Fetch(db(), std::move(keys), [this, keep, fetch, store = server_.store.get(), db = db()] {
     ReadColdElements(*store, db, *fetch);  // this pool thread may wait
-    Deliver(inbox, this, keep, [this] {
+    Deliver(inbox_, keep, [this] {
       cold_wait_ = false;
       fetched_ = true;
       link_->Resume();
@@ -1659,7 +1657,7 @@ void ClientSession::Finish() {
 }
 
 void ClientSession::DeliverInOrder(std::shared_ptr<net::Link> keep, std::function<void()> fn) {
-  Deliver(inbox_, this, std::move(keep), std::move(fn));
+  Deliver(inbox_, std::move(keep), std::move(fn));
 }
 
 void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool served) {
@@ -1765,9 +1763,8 @@ net::Outcome ClientSession::Submit(bool exec) {
   std::shared_ptr<net::Link> keep = link_->Self();
   TurnBatcher& turn = turn_batcher;
   const bool first_of_turn = turn.writes.empty();
-  std::shared_ptr<CompletionInbox> inbox = inbox_;
   turn.writes.push_back(store::Store::PendingWrite{
-      std::move(batch), [this, keep, flight, inbox, server](const store::Status& status,
+      std::move(batch), [this, keep, flight, server](const store::Status& status,
                                                             std::vector<store::OpResult> results) {
         // The writer role, the group durable: what the batch propagates joins the stream here, in
         // the order groups are applied.
@@ -1779,7 +1776,7 @@ net::Outcome ClientSession::Submit(bool exec) {
           server->repl.AppendBatch(flight->props, results, flight->exec && !flight->forward);
           flight->write_offset = server->repl.offset();
         }
-        Deliver(inbox, this, keep, [this, flight, status, results = std::move(results)]() mutable {
+        Deliver(inbox_, keep, [this, flight, status, results = std::move(results)]() mutable {
           Complete(*flight, status, results);
         });
       }});

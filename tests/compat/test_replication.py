@@ -2358,8 +2358,8 @@ class WriteSafetyTest(unittest.TestCase):
         three of its once-a-second attempts: `connect` (waiting for the next attempt), as Redis,
         which tries and learns of the refusal within one turn of its event loop. keg's replica
         thread said `connecting` from before it resolved the name until the refusal came back, and
-        a client that asked meanwhile saw it (CI's test_replies_match_redis once did, under load).
-        "localhost" to resolve widens that window: the binary before the fix failed 2 runs of 2
+        a client that asked meanwhile saw it (test_replies_match_redis did once, in a ctest run
+        at 3 jobs). "localhost" to resolve widens that window: the binary before the fix failed 2 runs of 2
         (1 and 2 of about 13,500 ROLE replies said `connecting`)."""
         for kind in kegtest.server_kinds():
             with self.subTest(server=kind):
