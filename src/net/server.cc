@@ -645,15 +645,16 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     DoRead();
   }
 
-  // Hands the session the keys of the next pipelined commands in the buffer (two or more), so
+  // Hands the session the names and keys of the next pipelined commands in the buffer (two or more), so
   // it can start loading what they read while the first ones run; marks them peeked. The parser
   // keeps them parsed (RequestParser::ParseAhead): the buffer must not move before they are.
   void Peek() {
+    std::string_view names[kPeekAhead];
     std::string_view keys[kPeekAhead];
     size_t scanned = 0;
-    const size_t n = parser_.ParseAhead(std::span<char>(buf_.get() + begin_, end_ - begin_), keys, &scanned);
+    const size_t n = parser_.ParseAhead(std::span<char>(buf_.get() + begin_, end_ - begin_), keys, &scanned, names);
     peeked_until_ = begin_ + std::max<size_t>(scanned, 1);
-    if (n >= 2) session_->Prefetch(std::span<const std::string_view>(keys, n));
+    if (n >= 2) session_->Prefetch(std::span<const std::string_view>(names, n), std::span<const std::string_view>(keys, n));
   }
 
   // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.

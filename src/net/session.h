@@ -117,10 +117,13 @@ class Session {
   /// Every complete command of this read was executed: submit what was batched. kDone or
   /// kWaitThenNext.
   virtual Outcome EndOfInput() = 0;
-  /// The second arguments (first keys, mostly) of the next pipelined commands, which Execute will
-  /// get soon: the session may start loading what they will read. A hint; it changes no result.
-  /// The views are valid during the call only.
-  virtual void Prefetch(std::span<const std::string_view> keys) { (void)keys; }
+  /// The names and second arguments (first keys, mostly) of the next pipelined commands, which
+  /// Execute will get soon: the session may start loading what they will read. A hint; it changes
+  /// no result. Both spans are as long; the views are valid during the call only.
+  virtual void Prefetch(std::span<const std::string_view> names, std::span<const std::string_view> keys) {
+    (void)names;
+    (void)keys;
+  }
   /// True while the session waits for the store (idle timeouts do not apply).
   virtual bool busy() const = 0;
   /// The client has not authenticated where it must: its unsent replies are held to 17 KiB, as

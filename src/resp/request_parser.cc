@@ -221,7 +221,8 @@ bool RequestParser::WholeMultibulk(char* cmd, size_t avail, size_t* used, std::v
   return true;
 }
 
-size_t RequestParser::ParseAhead(std::span<char> input, std::span<std::string_view> keys, size_t* scanned) {
+size_t RequestParser::ParseAhead(std::span<char> input, std::span<std::string_view> keys, size_t* scanned,
+                                 std::span<std::string_view> names) {
   ForgetAhead();
   if (ahead_args_.capacity() > kMaxRetainedArgs) ahead_args_ = {};
   size_t pos = 0;
@@ -232,6 +233,7 @@ size_t RequestParser::ParseAhead(std::span<char> input, std::span<std::string_vi
     if (!WholeMultibulk(input.data() + pos, input.size() - pos, &used, &ahead_args_)) break;
     const size_t argc = ahead_args_.size() - first;
     ahead_.push_back(Ahead{input.data() + pos, used, first, argc});
+    if (n < names.size()) names[n] = ahead_args_[first];
     keys[n++] = argc > 1 ? ahead_args_[first + 1] : std::string_view();
     pos += used;
   }

@@ -114,13 +114,15 @@ class RequestParser {
   /// Looks ahead in the unparsed input without consuming it: the first whole canonical multibulk
   /// commands at the front of `input` (at most keys.size() of them) are parsed and kept, so the
   /// Parse calls that reach them take them as they are; each one's second argument (its first key,
-  /// for most commands) goes to keys[i], an empty view when it has one argument. Stops at the first
+  /// for most commands) goes to keys[i], an empty view when it has one argument, and, when `names`
+  /// is given (as long as `keys`), its first argument to names[i]. Stops at the first
   /// command that is partial, inline, not in the fast form or past a limit (Parse then decides
   /// about it). Returns how many (*scanned: the bytes they take); the views point into `input`.
   /// Contract: the bytes of `input` do not change until those commands are parsed; a Parse call
   /// whose input does not start at the next kept command drops them all (so does ForgetAhead, for
   /// a caller that moves its buffer, Reset, and a change of limits or authentication).
-  size_t ParseAhead(std::span<char> input, std::span<std::string_view> keys, size_t* scanned);
+  size_t ParseAhead(std::span<char> input, std::span<std::string_view> keys, size_t* scanned,
+                    std::span<std::string_view> names = {});
   void ForgetAhead() {
     ahead_.clear();
     ahead_args_.clear();

@@ -82,12 +82,16 @@ TEST(RequestParserTest, ParseAheadOfWholeCommands) {
       "*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n"
       "*2\r\n$3\r\nGET\r\n$5\r\nparti";
   std::string_view keys[8];
+  std::string_view names[8];
   size_t scanned = 0;
   keg::resp::RequestParser parser;
-  ASSERT_EQ(parser.ParseAhead(in, keys, &scanned), 3u);
+  ASSERT_EQ(parser.ParseAhead(in, keys, &scanned, names), 3u);
   EXPECT_EQ(keys[0], "h1");
   EXPECT_EQ(keys[1], "");
   EXPECT_EQ(keys[2], "key");
+  EXPECT_EQ(names[0], "HGET");
+  EXPECT_EQ(names[1], "PING");
+  EXPECT_EQ(names[2], "GET");
   EXPECT_EQ(scanned, in.find("*2\r\n$3\r\nGET\r\n$5"));
   std::vector<Args> got;
   size_t pos = 0;

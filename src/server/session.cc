@@ -1685,19 +1685,36 @@ void ClientSession::FlushPendingPushes() {
   pending_pushes_.clear();
 }
 
-void ClientSession::Prefetch(std::span<const std::string_view> keys) {
-  // A key repeated by the next command (a pipeline of pushes to one list) is loaded once.
-  std::string_view unique[16];
+namespace {
+
+// a == b for the short strings of command names, without a call to memcmp.
+bool SameBytes(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (a[i] != b[i]) return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+void ClientSession::Prefetch(std::span<const std::string_view> names, std::span<const std::string_view> keys) {
+  // The keys reads will look up, each once (a key repeated by the next command is loaded once).
+  // A write command's key is left to the write group, which loads every op's key ahead of the op
+  // on the thread that runs it (StoreImpl::ProcessGroup): loading it here too doubled the work.
+  std::string_view reads[16];
   size_t n = 0;
-  for (std::string_view key : keys) {
-    if (n == std::size(unique)) break;
-    if (n == 0 || key != unique[n - 1]) unique[n++] = key;
+  bool write = false;  // names[i - 1]'s command is a write
+  for (size_t i = 0; i < keys.size(); ++i) {
+    if (i == 0 || !SameBytes(names[i], names[i - 1])) {  // a pipeline repeats one command: looked up once
+      const Command* cmd = FindCommand(names[i]);
+      write = cmd != nullptr && (cmd->flags & kWrite) != 0;
+    }
+    if (i > 0 && keys[i] == keys[i - 1]) continue;
+    if (!no_touch_) server_.access.Prefetch(keys[i]);  // every command touches its keys' clocks
+    if (!write && n < std::size(reads)) reads[n++] = keys[i];
   }
-  const std::span<const std::string_view> todo(unique, n);
-  server_.store->Prefetch(db(), todo);
-  if (!no_touch_) {
-    for (std::string_view key : todo) server_.access.Prefetch(key);
-  }
+  if (n > 0) server_.store->Prefetch(db(), std::span<const std::string_view>(reads, n));
 }
 
 net::Outcome ClientSession::EndOfInput() {

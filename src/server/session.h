@@ -33,7 +33,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // ---- net::Session ----
   net::Outcome Execute(std::span<const std::string_view> args) override;
   net::Outcome EndOfInput() override;
-  void Prefetch(std::span<const std::string_view> keys) override;
+  void Prefetch(std::span<const std::string_view> names, std::span<const std::string_view> keys) override;
   bool busy() const override { return busy_ || parked_ || cold_wait_; }
   bool awaiting_auth() const override { return !authenticated_; }
   uint32_t idle_timeout_seconds() const override;

@@ -67,9 +67,7 @@ uint64_t Keydir::Hash(std::string_view key) const {
   return h == 0 ? 1 : h;
 }
 
-size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
-  const Shard& shard = ShardFor(hash);
-  std::shared_lock lock(shard.mu);
+[[gnu::always_inline]] inline size_t Keydir::Probe(const Shard& shard, uint64_t hash, Location* out, size_t max) {
   const size_t mask = shard.slots.size() - 1;
   size_t n = 0;
   for (size_t i = Home(hash, mask); n < max; i = (i + 1) & mask) {
@@ -79,6 +77,16 @@ size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
     out[n++] = LocationOf(s);
   }
   return n;
+}
+
+size_t Keydir::FindCandidates(uint64_t hash, Location* out, size_t max) const {
+  const Shard& shard = ShardFor(hash);
+  std::shared_lock lock(shard.mu);
+  return Probe(shard, hash, out, max);
+}
+
+size_t Keydir::FindCandidatesUnlocked(uint64_t hash, Location* out, size_t max) const {
+  return Probe(ShardFor(hash), hash, out, max);
 }
 
 template <typename Match>

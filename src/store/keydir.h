@@ -101,6 +101,9 @@ class Keydir {
   /// the walk stops once it has `max`, so a lookup that asks for one first and finds its key
   /// there does not walk the rest of the probe run. Any thread.
   size_t FindCandidates(uint64_t hash, Location* out, size_t max) const;
+  /// The same without the shard's read lock (two atomic operations a lookup): only while no other
+  /// thread mutates the keydir (the writer role, its one mutator, or recovery).
+  size_t FindCandidatesUnlocked(uint64_t hash, Location* out, size_t max) const;
 
   /// Writer thread: points `key` (hash + matcher) at `loc`. Returns true and sets *old when the key
   /// was present (its previous location), false when it was inserted.
@@ -223,6 +226,8 @@ class Keydir {
   Shard& ShardFor(uint64_t hash) { return shards_[ShardOf(hash)]; }
   const Shard& ShardFor(uint64_t hash) const { return shards_[ShardOf(hash)]; }
   void Resize(Shard& shard, size_t capacity);
+  // FindCandidates's walk of the probe run; the caller holds shard.mu or the writer role.
+  static size_t Probe(const Shard& shard, uint64_t hash, Location* out, size_t max);
   // The index of the entry under `hash` whose location satisfies `match`, or kNoSlot. The caller
   // holds shard.mu.
   static constexpr size_t kNoSlot = static_cast<size_t>(-1);

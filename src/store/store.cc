@@ -145,6 +145,10 @@ std::shared_ptr<DataFile> FileTable::Get(uint32_t index) const {
 
 void FileTable::Prefetch(uint32_t index, uint64_t offset) const {
   std::shared_lock lock(mu_);
+  PrefetchUnlocked(index, offset);
+}
+
+void FileTable::PrefetchUnlocked(uint32_t index, uint64_t offset) const {
   const std::shared_ptr<DataFile>* f = Find(index);
   if (f == nullptr || offset >= (*f)->size()) return;
   // A record's header and key: the first cache line, and the next when they straddle it.
@@ -405,7 +409,7 @@ bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_
   return std::memcmp(k, key.data(), key.size()) == 0;
 }
 
-template <class Index>
+template <class Index, bool kAsWriter>
 Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                          std::shared_ptr<DataFile>* pin, format::RecordHeader* header,
                          uint64_t* offset) const {
@@ -416,18 +420,18 @@ Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, b
     // probe run past it is not walked. When it is not the key, the whole run is walked afresh (the
     // keydir may have changed in between) and each candidate checked, the first one again.
     LocationBuffer<kMaxCandidates> candidates;
-    size_t n = Candidates(kd, key, hash, candidates, 1);
+    size_t n = Candidates<kAsWriter>(kd, key, hash, candidates, 1);
     bool whole = n == 0;
     bool retired = false;
     for (size_t i = 0;; ++i) {
       if (i == n) {
         if (whole) break;
-        n = Candidates(kd, key, hash, candidates, kMaxCandidates);
+        n = Candidates<kAsWriter>(kd, key, hash, candidates, kMaxCandidates);
         whole = true;
         i = 0;
         if (n == 0) break;
       }
-      std::shared_ptr<DataFile> file = files_.Get(candidates[i].file);
+      std::shared_ptr<DataFile> file = kAsWriter ? files_.GetUnlocked(candidates[i].file) : files_.Get(candidates[i].file);
       if (!file) {
         retired = true;
         continue;
@@ -520,11 +524,16 @@ void StoreImpl::Prefetch(uint32_t db, std::span<const std::string_view> keys) co
   PrefetchRecords(*kd, std::span<const uint64_t>(hashes, n));
 }
 
+template <bool kAsWriter>
 void StoreImpl::PrefetchRecords(const Keydir& kd, std::span<const uint64_t> hashes) const {
   // By now the first slots have arrived (the loads overlapped): follow each to its record.
   for (const uint64_t hash : hashes) {
     Location loc;
-    if (kd.FindCandidates(hash, &loc, 1) == 1) files_.Prefetch(loc.file, loc.offset);
+    if constexpr (kAsWriter) {
+      if (kd.FindCandidatesUnlocked(hash, &loc, 1) == 1) files_.PrefetchUnlocked(loc.file, loc.offset);
+    } else if (kd.FindCandidates(hash, &loc, 1) == 1) {
+      files_.Prefetch(loc.file, loc.offset);
+    }
   }
 }
 
@@ -578,7 +587,7 @@ template <class Index>
 size_t StoreImpl::CandidatesFor(const Index& index, std::string_view key, Location* out,
                                 std::shared_ptr<DataFile>* first) const {
   const uint64_t hash = Hash(key);
-  if (Candidates(index, key, hash, out, 1) == 0) return 0;
+  if (Candidates<false>(index, key, hash, out, 1) == 0) return 0;
   if (std::shared_ptr<DataFile> file = files_.Get(out[0].file)) {
     const uint64_t off = out[0].offset;
     const uint64_t head_size = format::kRecordHeaderSize + key.size();
@@ -591,7 +600,7 @@ size_t StoreImpl::CandidatesFor(const Index& index, std::string_view key, Locati
       }
     }
   }
-  return Candidates(index, key, hash, out, kMaxCandidates);
+  return Candidates<false>(index, key, hash, out, kMaxCandidates);
 }
 
 // Calls cold(file, from, to) for each part of the records under `key`'s hash that is not resident:
@@ -1177,20 +1186,24 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   if (end - begin > 1 || work[begin].batch.size() > 1) {
     for (size_t i = begin; i < end; ++i) {
       for (const WriteBatch::Op& op : work[i].batch.ops()) {
-        if (!op.key.empty() && op.db < keydirs_.size()) ahead_.push_back({keydirs_[GroupDb(op.db)].get(), Hash(op.key)});
+        if (!op.key.empty() && op.db < keydirs_.size()) ahead_.push_back({keydirs_[GroupDb(op.db)].get(), Hash(op.key), &op});
       }
     }
     for (size_t k = 0; k < ahead_.size() && k < kSlotsAhead; ++k) ahead_[k].kd->Prefetch(ahead_[k].hash);
     for (size_t k = 0; k < ahead_.size() && k < kRecordsAhead; ++k) {
-      PrefetchRecords(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
+      PrefetchRecords<true>(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
     }
   }
-  size_t keyed = 0;  // keyed ops reached so far (aborted batches' ops are not counted: it drifts, harmlessly)
+  size_t keyed = 0;  // keyed ops reached so far: ahead_[keyed] is the next op's key
   auto load_ahead = [&](const WriteBatch::Op& op) {
     if (ahead_.empty() || op.key.empty() || op.db >= keydirs_.size()) return;
+    if (keyed < ahead_.size() && ahead_[keyed].op == &op) {
+      hashed_op_ = &op;
+      hashed_op_hash_ = ahead_[keyed].hash;
+    }
     if (const size_t k = keyed + kSlotsAhead; k < ahead_.size()) ahead_[k].kd->Prefetch(ahead_[k].hash);
     if (const size_t k = keyed + kRecordsAhead; k < ahead_.size()) {
-      PrefetchRecords(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
+      PrefetchRecords<true>(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
     }
     ++keyed;
   };
@@ -1200,6 +1213,9 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     current_sees_expired_ = batch.sees_expired();
     if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
+      if (!ahead_.empty()) {  // its keys were queued in ahead_: step over them
+        for (const WriteBatch::Op& op : batch.ops()) keyed += !op.key.empty() && op.db < keydirs_.size() ? 1u : 0u;
+      }
       continue;
     }
     const auto& ops = batch.ops();
@@ -1213,6 +1229,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
         continue;
       }
       ExecuteOp(ops[j], &out[j]);
+      hashed_op_ = nullptr;
     }
     if (batch.postcondition()) batch.postcondition()(batch, out);
   }
@@ -1253,12 +1270,11 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
   // know whether the key exists, not to checksum what it replaces.
   const bool verify = need_value && options_.verify_checksums;
   if (memo_.valid && memo_.hash == hash && memo_.db == pdb && memo_.key == key &&
-      (memo_.verified || !verify)) {
-    file = memo_.file;
+      (memo_.verified || !verify) && (file = files_.GetUnlocked(memo_.file))) {
     h = memo_.header;
     offset = memo_.offset;
   } else {
-    Status s = Lookup(*keydirs_[pdb], key, hash, verify, &file, &h, &offset);
+    Status s = Lookup<Keydir, true>(*keydirs_[pdb], key, hash, verify, &file, &h, &offset);
     if (!s.ok()) {
       if (!s.IsNotFound()) cur.error = std::move(s);
       return cur;
@@ -1268,7 +1284,7 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     memo_.hash = hash;
     memo_.db = pdb;
     memo_.key.assign(key);
-    memo_.file = file;
+    memo_.file = file->index();
     memo_.header = h;
     memo_.offset = offset;
   }
@@ -1314,7 +1330,7 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   if (kind == format::kKindHead) r.inc = format::IncarnationOf(value);
   if (memo_.valid && memo_.hash == hash && memo_.db == pdb && memo_.key == key) {
     r.old_known = true;
-    r.old_file = memo_.file->index();
+    r.old_file = memo_.file;
     r.old_offset = memo_.offset;
   }
   overlay_.Set(key, OverlayHash(hash, pdb), OverlayEntry{!tombstone, at, pdb});
@@ -1421,7 +1437,6 @@ void StoreImpl::DeleteDb(uint8_t pdb, OpResult* result) {
   r.origin = current_origin_;
   pending_.push_back(r);
   memo_.valid = false;
-  memo_.file.reset();
   flushed_[pdb] = true;
 }
 
@@ -1805,7 +1820,7 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
   if (op.kind == WriteBatch::Kind::kDeleteDb) return DeleteDb(pdb, result);
   if (op.kind == WriteBatch::Kind::kReadKeys) return ReadKeys(pdb, op.query, result);
   if (op.kind == WriteBatch::Kind::kMove) return MoveKey(op, pdb, GroupDb(op.db2), result);
-  const uint64_t hash = Hash(op.key);
+  const uint64_t hash = &op == hashed_op_ ? hashed_op_hash_ : Hash(op.key);
   if (op.kind == WriteBatch::Kind::kPut && op.put_condition == PutCondition::kAlways &&
       !op.keep_ttl && !op.want_old && !op.want_existed) {
     // A plain SET does not depend on the old value: no lookup (the keydir update finds the old
@@ -2227,7 +2242,7 @@ void StoreImpl::DropDeadCollections() {
 }
 
 void StoreImpl::ReleaseRecord(const Location& loc) {
-  DataFile* file = files_.GetRaw(loc.file);
+  DataFile* file = files_.GetRawUnlocked(loc.file);
   if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
   const char* p = file->data() + loc.offset;
   const format::RecordHeader h = format::DecodeHeader(p);
@@ -2766,7 +2781,6 @@ void StoreImpl::ForgetWrittenKeys() {
   elem_overlay_.Clear();
   group_colls_.clear();
   memo_.valid = false;
-  memo_.file.reset();  // unpins the file
 }
 
 void StoreImpl::ClearGroup() {

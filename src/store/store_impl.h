@@ -49,6 +49,17 @@ class FileTable {
   std::vector<std::shared_ptr<DataFile>> Snapshot() const;
   /// Starts loading the bytes at `offset` of file `index` into the cache (nothing if it is gone).
   void Prefetch(uint32_t index, uint64_t offset) const;
+  /// Get, GetRaw and Prefetch without the lock (two atomic operations each): for the writer role
+  /// alone, the one that adds and removes files, so nothing changes the table under it.
+  std::shared_ptr<DataFile> GetUnlocked(uint32_t index) const {
+    const std::shared_ptr<DataFile>* f = Find(index);
+    return f == nullptr ? nullptr : *f;
+  }
+  DataFile* GetRawUnlocked(uint32_t index) const {
+    const std::shared_ptr<DataFile>* f = Find(index);
+    return f == nullptr ? nullptr : f->get();
+  }
+  void PrefetchUnlocked(uint32_t index, uint64_t offset) const;
 
  private:
   // The slot of `index`, or nullptr. Under mu_.
@@ -168,13 +179,19 @@ class StoreImpl final : public Store {
   void Stable(Read&& read) const;
   Status GetOnce(uint32_t db, std::string_view key, ValueView* out, bool even_if_expired = false) const;
   // Starts loading the records the keydir names under `hashes` (whose slots were prefetched).
+  template <bool kAsWriter = false>  // (see Lookup)
   void PrefetchRecords(const Keydir& kd, std::span<const uint64_t> hashes) const;
   // A group's keys in op order, for ProcessGroup's loads ahead of its ops (writer role; reused).
   struct AheadKey {
     const Keydir* kd;
     uint64_t hash;
+    const WriteBatch::Op* op;  // whose key it is
   };
   std::vector<AheadKey> ahead_;
+  // The op ProcessGroup is about to run and its key's hash, from ahead_ (ExecuteOp hashes any
+  // other op's key itself). Writer role.
+  const WriteBatch::Op* hashed_op_ = nullptr;
+  uint64_t hashed_op_hash_ = 0;
   // One item of the writer queue: a batch with its callback, or an internal task.
   struct Request {
     WriteBatch batch;
@@ -295,9 +312,12 @@ class StoreImpl final : public Store {
     }
   };
   // The candidate locations of `key` (hash `hash`) in a database's keydir or a collection.
+  // (kAsWriter: see Lookup; a collection's index takes its lock either way.)
+  template <bool kAsWriter>
   static size_t Candidates(const Keydir& kd, std::string_view, uint64_t hash, Location* out, size_t max) {
-    return kd.FindCandidates(hash, out, max);
+    return kAsWriter ? kd.FindCandidatesUnlocked(hash, out, max) : kd.FindCandidates(hash, out, max);
   }
+  template <bool kAsWriter>
   static size_t Candidates(const Collection& c, std::string_view key, uint64_t hash, Location* out, size_t max) {
     return c.FindCandidates(key, hash, out, max);
   }
@@ -369,7 +389,9 @@ class StoreImpl final : public Store {
   // Finds the live record of `key`; the pin keeps its file mapped. NotFound / Corruption. `verify`
   // checks the whole record's CRC (the header is always checked).
   // The index is a database's Keydir or a Collection (store.cc instantiates both).
-  template <class Index>
+  // kAsWriter: the caller holds the writer role, so a database's keydir and the file table are
+  // read without their locks (nothing else changes them).
+  template <class Index, bool kAsWriter = false>
   Status Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                 std::shared_ptr<DataFile>* pin, format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
@@ -501,16 +523,18 @@ class StoreImpl final : public Store {
   OpPool txn_ops_;
   GroupMap<OverlayEntry> overlay_;
   // The last key Current() found in the files, for the group being built: a script or MULTI that
-  // reads a key and then updates it (GET then INCR) looks it up once. Cleared with overlay_; what it
-  // pins stays valid meanwhile (only the writer changes a key's value, and the group has not been
-  // applied; compaction moves records but not what they hold).
+  // reads a key and then updates it (GET then INCR) looks it up once. Cleared with overlay_; the
+  // record it names stays valid meanwhile (only the writer changes a key's value, and the group has
+  // not been applied; compaction moves records but not what they hold). It names the file by index,
+  // not by a pin (two atomic operations an op less): a hit whose file was retired meanwhile looks
+  // the key up again.
   struct LookupMemo {
     bool valid = false;
     bool verified = false;  // its CRC was checked
     uint64_t hash = 0;
     uint8_t db = 0;
     std::string key;
-    std::shared_ptr<DataFile> file;
+    uint32_t file = 0;
     format::RecordHeader header;
     uint64_t offset = 0;
   };
