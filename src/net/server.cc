@@ -645,9 +645,9 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     DoRead();
   }
 
-  // Hands the session the names and keys of the next pipelined commands in the buffer (two or more), so
-  // it can start loading what they read while the first ones run; marks them peeked. The parser
-  // keeps them parsed (RequestParser::ParseAhead): the buffer must not move before they are.
+  // Hands the session the names and keys of the next pipelined commands in the buffer (two or
+  // more), so it can start loading what they read while the first ones run; marks them peeked. The
+  // parser keeps them parsed (RequestParser::ParseAhead): the buffer must not move before they are.
   void Peek() {
     std::string_view names[kPeekAhead];
     std::string_view keys[kPeekAhead];

@@ -1704,15 +1704,21 @@ void ClientSession::Prefetch(std::span<const std::string_view> names, std::span<
   // on the thread that runs it (StoreImpl::ProcessGroup): loading it here too doubled the work.
   std::string_view reads[16];
   size_t n = 0;
-  bool write = false;  // names[i - 1]'s command is a write
+  bool write = false;       // names[i - 1]'s command is a write
+  bool last_added = false;  // keys[i - 1] is reads[n - 1]
   for (size_t i = 0; i < keys.size(); ++i) {
     if (i == 0 || !SameBytes(names[i], names[i - 1])) {  // a pipeline repeats one command: looked up once
       const Command* cmd = FindCommand(names[i]);
       write = cmd != nullptr && (cmd->flags & kWrite) != 0;
     }
-    if (i > 0 && keys[i] == keys[i - 1]) continue;
-    if (!no_touch_) server_.access.Prefetch(keys[i]);  // every command touches its keys' clocks
-    if (!write && n < std::size(reads)) reads[n++] = keys[i];
+    const bool repeat = i > 0 && keys[i] == keys[i - 1];
+    if (!repeat && !no_touch_) server_.access.Prefetch(keys[i]);  // every command touches its keys' clocks
+    if (write) {
+      last_added = false;
+    } else if (!(repeat && last_added)) {
+      last_added = n < std::size(reads);
+      if (last_added) reads[n++] = keys[i];
+    }
   }
   if (n > 0) server_.store->Prefetch(db(), std::span<const std::string_view>(reads, n));
 }

@@ -62,7 +62,7 @@ class FileTable {
   void PrefetchUnlocked(uint32_t index, uint64_t offset) const;
 
  private:
-  // The slot of `index`, or nullptr. Under mu_.
+  // The slot of `index`, or nullptr. Under mu_, or by the writer role (the table's one mutator).
   const std::shared_ptr<DataFile>* Find(uint32_t index) const {
     const uint32_t i = index - base_;  // wraps past the end when index < base_
     return i < slots_.size() && slots_[i] ? &slots_[i] : nullptr;
