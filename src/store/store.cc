@@ -1195,17 +1195,17 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     }
   }
   size_t keyed = 0;  // keyed ops reached so far: ahead_[keyed] is the next op's key
-  auto load_ahead = [&](const WriteBatch::Op& op) {
-    if (ahead_.empty() || op.key.empty() || op.db >= keydirs_.size()) return;
-    if (keyed < ahead_.size() && ahead_[keyed].op == &op) {
-      hashed_op_ = &op;
-      hashed_op_hash_ = ahead_[keyed].hash;
-    }
+  // Loads ahead for the op about to run; true with *hash its key's hash when ahead_ has it.
+  auto load_ahead = [&](const WriteBatch::Op& op, uint64_t* hash) {
+    if (ahead_.empty() || op.key.empty() || op.db >= keydirs_.size()) return false;
+    const bool known = keyed < ahead_.size() && ahead_[keyed].op == &op;
+    if (known) *hash = ahead_[keyed].hash;
     if (const size_t k = keyed + kSlotsAhead; k < ahead_.size()) ahead_[k].kd->Prefetch(ahead_[k].hash);
     if (const size_t k = keyed + kRecordsAhead; k < ahead_.size()) {
       PrefetchRecords<true>(*ahead_[k].kd, std::span<const uint64_t>(&ahead_[k].hash, 1));
     }
     ++keyed;
+    return known;
   };
   for (size_t i = begin; i < end; ++i) {
     const WriteBatch& batch = work[i].batch;
@@ -1222,12 +1222,17 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     std::vector<OpResult>& out = results[i - begin];
     out.resize(ops.size());
     for (size_t j = 0; j < ops.size(); ++j) {
-      load_ahead(ops[j]);
+      uint64_t hash = 0;
+      const bool hashed = load_ahead(ops[j], &hash);
       // An op that failed skips the rest of its command (see WriteBatch::BeginCommand).
       if (j > 0 && ops[j].command == ops[j - 1].command && !out[j - 1].error.ok()) {
         out[j].error = out[j - 1].error;
         continue;
       }
+      // Set for exactly this call: a pointer left behind could name another op at the same address
+      // later (a later group's, or a script's), which would then take this key's hash.
+      hashed_op_ = hashed ? &ops[j] : nullptr;
+      hashed_op_hash_ = hash;
       ExecuteOp(ops[j], &out[j]);
       hashed_op_ = nullptr;
     }

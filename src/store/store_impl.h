@@ -188,8 +188,8 @@ class StoreImpl final : public Store {
     const WriteBatch::Op* op;  // whose key it is
   };
   std::vector<AheadKey> ahead_;
-  // The op ProcessGroup is about to run and its key's hash, from ahead_ (ExecuteOp hashes any
-  // other op's key itself). Writer role.
+  // The op ProcessGroup is running and its key's hash, from ahead_ (ExecuteOp hashes any other
+  // op's key itself); null outside that one ExecuteOp call. Writer role.
   const WriteBatch::Op* hashed_op_ = nullptr;
   uint64_t hashed_op_hash_ = 0;
   // One item of the writer queue: a batch with its callback, or an internal task.
