@@ -1183,10 +1183,12 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   constexpr size_t kSlotsAhead = 16;
   constexpr size_t kRecordsAhead = 8;
   ahead_.clear();
+  // The ops with an entry in ahead_ (one each, in op order).
+  auto keyed_op = [this](const WriteBatch::Op& op) { return !op.key.empty() && op.db < keydirs_.size(); };
   if (end - begin > 1 || work[begin].batch.size() > 1) {
     for (size_t i = begin; i < end; ++i) {
       for (const WriteBatch::Op& op : work[i].batch.ops()) {
-        if (!op.key.empty() && op.db < keydirs_.size()) ahead_.push_back({keydirs_[GroupDb(op.db)].get(), Hash(op.key), &op});
+        if (keyed_op(op)) ahead_.push_back({keydirs_[GroupDb(op.db)].get(), Hash(op.key), &op});
       }
     }
     for (size_t k = 0; k < ahead_.size() && k < kSlotsAhead; ++k) ahead_[k].kd->Prefetch(ahead_[k].hash);
@@ -1197,7 +1199,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
   size_t keyed = 0;  // keyed ops reached so far: ahead_[keyed] is the next op's key
   // Loads ahead for the op about to run; true with *hash its key's hash when ahead_ has it.
   auto load_ahead = [&](const WriteBatch::Op& op, uint64_t* hash) {
-    if (ahead_.empty() || op.key.empty() || op.db >= keydirs_.size()) return false;
+    if (ahead_.empty() || !keyed_op(op)) return false;
     const bool known = keyed < ahead_.size() && ahead_[keyed].op == &op;
     if (known) *hash = ahead_[keyed].hash;
     if (const size_t k = keyed + kSlotsAhead; k < ahead_.size()) ahead_[k].kd->Prefetch(ahead_[k].hash);
@@ -1214,7 +1216,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
       if (!ahead_.empty()) {  // its keys were queued in ahead_: step over them
-        for (const WriteBatch::Op& op : batch.ops()) keyed += !op.key.empty() && op.db < keydirs_.size() ? 1u : 0u;
+        for (const WriteBatch::Op& op : batch.ops()) keyed += keyed_op(op) ? 1u : 0u;
       }
       continue;
     }
