@@ -828,6 +828,10 @@ class ServerImpl {
       worker->tick = std::make_unique<asio::steady_timer>(worker->io);
       worker->file_reads = FileReads::Create(worker->io, &limits_->file_read_depth);  // null without io_uring
       ScheduleTick(worker);
+      if (i == 0 && options_.first_loop_on_caller) {
+        caller_loop_ = true;  // RunFirstLoop runs it
+        continue;
+      }
       worker->thread = std::thread([worker, i] {
         const std::string name = "keg-io-" + std::to_string(i);
         pthread_setname_np(pthread_self(), name.c_str());
@@ -838,6 +842,18 @@ class ServerImpl {
       });
     }
     return true;
+  }
+
+  void RunFirstLoop() {
+    if (!caller_loop_) return;
+    Worker* worker = workers_[0].get();
+    {
+      auto guard = asio::make_work_guard(worker->io);
+      this_thread_io = &worker->io;
+      worker->Run();
+      this_thread_io = nullptr;
+    }
+    first_loop_done_.set_value();  // (Stop waits for it; nothing of the worker is touched after)
   }
 
   void StopAccepting() {
@@ -851,8 +867,9 @@ class ServerImpl {
 
   void Stop() {
     for (auto& w : workers_) {
-      if (!w->thread.joinable()) continue;
       Worker* worker = w.get();
+      const bool on_caller = caller_loop_ && worker == workers_[0].get();
+      if (!w->thread.joinable() && !on_caller) continue;
       std::promise<void> done;
       asio::post(worker->io, [&, worker] {
         std::vector<std::shared_ptr<Connection>> live;
@@ -866,7 +883,12 @@ class ServerImpl {
       });
       done.get_future().wait();
       worker->io.stop();
-      worker->thread.join();
+      if (on_caller) {
+        first_loop_done_.get_future().wait();
+        caller_loop_ = false;
+      } else {
+        worker->thread.join();
+      }
     }
     // Every connection goes now, while what its session's destructor reaches (the log, the server
     // state) is alive: handlers still queued on a stopped io_context hold connections until the
@@ -1014,6 +1036,10 @@ class ServerImpl {
   std::unique_ptr<asio::local::stream_protocol::acceptor> unix_acceptor_;  // unixsocket's, if set
   bool unix_bound_ = false;  // the socket file is ours: Stop removes it (main thread)
   bool listening_ = false;  // Listen succeeded (main thread)
+  // The first loop is RunFirstLoop's (first_loop_on_caller, set by Start); Stop waits for
+  // first_loop_done_ instead of joining a thread.
+  bool caller_loop_ = false;
+  std::promise<void> first_loop_done_;
   std::atomic<size_t> next_worker_{0};  // round robin: the acceptor's thread and Adopt's callers
   int64_t last_accept_warning_ms_ = 0;  // the acceptor's thread
   uint16_t bound_port_ = 0;
@@ -1024,6 +1050,7 @@ Server::Server(ServerOptions options, SessionFactory factory, Limits* limits)
 Server::~Server() { Stop(); }
 bool Server::Listen(std::string* error) { return impl_->Listen(error); }
 bool Server::Start(std::string* error) { return impl_->Start(error); }
+void Server::RunFirstLoop() { impl_->RunFirstLoop(); }
 void Server::StopAccepting() { impl_->StopAccepting(); }
 void Server::Stop() { impl_->Stop(); }
 uint16_t Server::port() const { return impl_->port(); }

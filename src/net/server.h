@@ -57,6 +57,14 @@ struct ServerOptions {
   /// unixsocketperm: its permission bits (0: the umask's).
   std::string unixsocket;
   uint32_t unixsocket_perm = 0;
+  /// The first I/O loop runs on the thread that calls Server::RunFirstLoop (keg-server's main
+  /// thread) instead of a thread of its own. A signal sent to the process goes to its main thread
+  /// first, so a SIGSTOP then stops that loop before it handles anything more: with one I/O thread
+  /// (the default) the server answers nothing once `kill -STOP` returned, as Redis (whose main
+  /// thread runs its event loop). A loop on a thread of its own ran on until the scheduler gave the
+  /// woken main thread a CPU, and a busy machine took long enough to let a replica answer
+  /// REPLCONF GETACK after it had been stopped.
+  bool first_loop_on_caller = false;
 };
 
 class ServerImpl;
@@ -76,7 +84,8 @@ const void* CurrentLoop();
 /// end of the loop's current turn). False, doing nothing, on any other thread.
 bool PostToCurrentLoop(std::function<void()> fn);
 
-/// Thread: construct, Start and Stop from one thread (main); the rest runs on the I/O threads.
+/// Thread: construct, Start and Stop from one thread (main; with first_loop_on_caller, Start and
+/// RunFirstLoop on main, Stop on another thread); the rest runs on the I/O threads.
 class Server {
  public:
   Server(ServerOptions options, SessionFactory factory, Limits* limits);
@@ -90,9 +99,13 @@ class Server {
   /// Listens (if Listen was not called) and starts accepting and the I/O threads. Returns false
   /// (with *error) when a bind fails.
   bool Start(std::string* error);
+  /// With first_loop_on_caller, after Start succeeded: runs the first I/O loop on the calling
+  /// thread until Stop (called on another thread) stops it. Otherwise returns at once.
+  void RunFirstLoop();
   /// Stops accepting new connections; existing ones keep running.
   void StopAccepting();
-  /// Closes every connection, joins the I/O threads and destroys every session before it returns
+  /// Closes every connection, joins the I/O threads (and waits for RunFirstLoop to return) and
+  /// destroys every session before it returns
   /// (a session's destructor may log and reach the server's state: both must outlive Stop).
   /// Afterwards Adopt refuses, Barrier never runs `done` and GetTraffic reads zeros; callers of
   /// Adopt, Barrier and GetTraffic on other threads must have stopped before Stop is called.

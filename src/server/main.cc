@@ -2,6 +2,7 @@
 // recovers keg does not listen: clients connect once every key is back (see docs/server.md).
 #include <sys/resource.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -137,7 +138,7 @@ bool ReplicasCaughtUp(keg::server::ServerState& state) {
   return true;
 }
 
-// Main thread: returns once a shutdown is requested and, unless it is to happen now or
+// keg-control: returns once a shutdown is requested and, unless it is to happen now or
 // shutdown-timeout is 0, the replicas caught up with the stream or the timeout passed (Redis 7's
 // graceful shutdown: writes pause meanwhile, so acknowledged writes reach the replicas before the
 // primary goes). A SHUTDOWN ABORT during that wait resumes serving, and this waits again. Logs
@@ -384,6 +385,7 @@ int main(int argc, char** argv) {
   net_options.backlog = static_cast<int>(cfg.tcp_backlog);
   net_options.unixsocket = cfg.unixsocket;
   net_options.unixsocket_perm = static_cast<uint32_t>(cfg.unixsocketperm);
+  net_options.first_loop_on_caller = true;
   keg::net::Server server(
       net_options,
       [&state](keg::net::Link* link, bool loopback, std::string* refusal)
@@ -473,46 +475,56 @@ int main(int argc, char** argv) {
   spdlog::info("Ready to accept connections on port {}", state.port);
   if (!cfg.unixsocket.empty()) spdlog::info("The server is now ready to accept connections at {}", cfg.unixsocket);
 
-  // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN; then for the
-  // replicas to catch up (shutdown-timeout), unless it is aborted.
-  WaitForShutdown(state, shutdown);
-  main_io.stop();
-  signal_thread.join();
+  // Serving. The first I/O loop runs on this, the process's main thread (first_loop_on_caller: a
+  // SIGSTOP stops it before it handles anything more, as Redis's event loop); the wait for a
+  // shutdown and the shutdown itself run on keg-control, whose server.Stop ends that loop.
+  int exit_code = 0;
+  std::thread control([&] {
+    pthread_setname_np(pthread_self(), "keg-control");
+    // Wait for SIGINT / SIGTERM (handled since before the port opened) or SHUTDOWN; then for the
+    // replicas to catch up (shutdown-timeout), unless it is aborted.
+    WaitForShutdown(state, shutdown);
+    main_io.stop();
+    signal_thread.join();
 
-  spdlog::info("shutting down: no new connections; finishing the writes in flight");
-  server.StopAccepting();
-  state.ready.store(false, std::memory_order_release);
-  state.sampler.Stop();  // it reads the server's traffic
-  state.failover.Stop();
-  state.pause.PauseForFailover(false);
-  state.pause.Unpause();  // paused connections run their commands before the store closes
-  state.cold_reads->Stop();  // finishes the fetches queued (their commands then run)
-  state.blocking.Stop();  // its thread queues writes (serving blocked clients): not once the store goes
-  state.replica_of.Stop();  // a sync being loaded writes to the store
-  state.jobs.Wait();  // snapshots being sent read the store
-  // Close drains the writer queue (their replies are posted to the still-running I/O threads),
-  // fsyncs and releases the directory lock.
-  s = state.store->Close();
-  if (http) http->Stop();  // before the store goes: a scrape may be reading its stats
-  server.Stop();
-  state.store.reset();
-  if (s.ok() && state.repl.active()) {
-    // Every write up to the stream's end is in the closed data files (the master link applies
-    // nothing once replica_of stopped): a restart continues from here.
-    const keg::server::SavedHistory history = state.repl.Current();
-    if (std::string why = keg::server::SaveHistory(history_path, history); !why.empty()) {
-      spdlog::error("replication: saving {}: {} (the next start does a full sync)", history_path, why);
-    } else {
-      spdlog::info("replication: saved offset {} of history {} for a partial resync after restart", history.offset,
-                   history.replid);
+    spdlog::info("shutting down: no new connections; finishing the writes in flight");
+    server.StopAccepting();
+    state.ready.store(false, std::memory_order_release);
+    state.sampler.Stop();  // it reads the server's traffic
+    state.failover.Stop();
+    state.pause.PauseForFailover(false);
+    state.pause.Unpause();  // paused connections run their commands before the store closes
+    state.cold_reads->Stop();  // finishes the fetches queued (their commands then run)
+    state.blocking.Stop();  // its thread queues writes (serving blocked clients): not once the store goes
+    state.replica_of.Stop();  // a sync being loaded writes to the store
+    state.jobs.Wait();  // snapshots being sent read the store
+    // Close drains the writer queue (their replies are posted to the still-running I/O threads),
+    // fsyncs and releases the directory lock.
+    s = state.store->Close();
+    if (http) http->Stop();  // before the store goes: a scrape may be reading its stats
+    server.Stop();
+    state.store.reset();
+    if (s.ok() && state.repl.active()) {
+      // Every write up to the stream's end is in the closed data files (the master link applies
+      // nothing once replica_of stopped): a restart continues from here.
+      const keg::server::SavedHistory history = state.repl.Current();
+      if (std::string why = keg::server::SaveHistory(history_path, history); !why.empty()) {
+        spdlog::error("replication: saving {}: {} (the next start does a full sync)", history_path, why);
+      } else {
+        spdlog::info("replication: saved offset {} of history {} for a partial resync after restart", history.offset,
+                     history.replid);
+      }
     }
-  }
-  if (!s.ok()) {
-    spdlog::error("closing the store: {}", s.ToString());
+    if (!s.ok()) {
+      spdlog::error("closing the store: {}", s.ToString());
+      spdlog::shutdown();
+      exit_code = 1;
+      return;
+    }
+    spdlog::info("keg is now ready to exit, bye bye...");
     spdlog::shutdown();
-    return 1;
-  }
-  spdlog::info("keg is now ready to exit, bye bye...");
-  spdlog::shutdown();
-  return 0;
+  });
+  server.RunFirstLoop();
+  control.join();
+  return exit_code;
 }

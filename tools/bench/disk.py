@@ -273,8 +273,7 @@ def cold_phase(port, opts, value, pid, profile=None):
     t.start()
     recorder = None
     if profile:
-        io_tid = next(t for t in os.listdir(f"/proc/{pid}/task")
-                      if open(f"/proc/{pid}/task/{t}/comm").read().strip() == "keg-io-0")
+        io_tid = str(pid)  # the main thread runs the first I/O loop (keg-io-0 in INFO's thread_cpu_*)
         recorder = subprocess.Popen(["perf", "record", "-q", "-F", "1999", "-g", "-t", io_tid, "-o", profile,
                                      "--", "sleep", str(max(2, opts.seconds // 2))],
                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
