@@ -107,13 +107,28 @@ __attribute__((target("sse4.2"))) uint64_t ThreeWay(uint64_t c0, const uint8_t**
   return c0;
 }
 
-__attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const uint8_t* p, size_t n) {
+// Inputs of three short blocks or more: the interleaved streams (their tables built on first use).
+__attribute__((target("sse4.2"), noinline)) uint64_t ExtendLong(uint64_t c0, const uint8_t** p, size_t* n) {
   static const ZerosTable kLongZeros = MakeZeros(kLongBlock);
   static const ZerosTable kShortZeros = MakeZeros(kShortBlock);
+  c0 = ThreeWay(c0, p, n, kLongBlock, kLongZeros);
+  return ThreeWay(c0, p, n, kShortBlock, kShortZeros);
+}
+
+// Records are mostly tens of bytes: a short input takes no table, and its last 0-7 bytes take at
+// most three instructions (4, 2, 1 bytes) instead of one per byte.
+__attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const uint8_t* p, size_t n) {
   uint64_t c0 = ~crc;
-  c0 = ThreeWay(c0, &p, &n, kLongBlock, kLongZeros);
-  c0 = ThreeWay(c0, &p, &n, kShortBlock, kShortZeros);
-  while (n >= 8) {
+  if (n >= 3 * kShortBlock) c0 = ExtendLong(c0, &p, &n);
+  while (n >= 16) {
+    uint64_t w0, w1;
+    std::memcpy(&w0, p, 8);
+    std::memcpy(&w1, p + 8, 8);
+    c0 = _mm_crc32_u64(_mm_crc32_u64(c0, w0), w1);
+    p += 16;
+    n -= 16;
+  }
+  if (n >= 8) {
     uint64_t word;
     std::memcpy(&word, p, 8);
     c0 = _mm_crc32_u64(c0, word);
@@ -121,10 +136,19 @@ __attribute__((target("sse4.2"))) uint32_t ExtendSse42(uint32_t crc, const uint8
     n -= 8;
   }
   uint32_t c32 = static_cast<uint32_t>(c0);
-  while (n > 0) {
-    c32 = _mm_crc32_u8(c32, *p++);
-    --n;
+  if (n & 4) {
+    uint32_t word;
+    std::memcpy(&word, p, 4);
+    c32 = _mm_crc32_u32(c32, word);
+    p += 4;
   }
+  if (n & 2) {
+    uint16_t half;
+    std::memcpy(&half, p, 2);
+    c32 = _mm_crc32_u16(c32, half);
+    p += 2;
+  }
+  if (n & 1) c32 = _mm_crc32_u8(c32, *p);
   return ~c32;
 }
 #endif

@@ -37,7 +37,8 @@ TEST(Crc32cTest, UsesHardwareWhereAvailable) {
 
 }  // namespace
 // The three-way interleaved hardware path must agree with the byte-at-a-time table for every
-// length around its block boundaries (256 and 8192 bytes, three at a time) and any alignment.
+// length around its block boundaries (256 and 8192 bytes, three at a time), every short length,
+// and any alignment.
 TEST(Crc32cTest, InterleavedPathMatchesTheTable) {
   std::vector<uint8_t> data(3 * 8192 * 2 + 3 * 256 * 3 + 64);
   uint32_t x = 12345;
@@ -55,7 +56,9 @@ TEST(Crc32cTest, InterleavedPathMatchesTheTable) {
   };
   const size_t lengths[] = {0, 1, 7, 8, 255, 767, 768, 769, 770, 3 * 256 * 2 + 5, 24575, 24576,
                             24577, 24576 + 768, 49152, data.size() - 3};
-  for (size_t len : lengths) {
+  std::vector<size_t> all(std::begin(lengths), std::end(lengths));
+  for (size_t len = 0; len <= 80; ++len) all.push_back(len);  // a record's sizes: every tail of 0-15 bytes
+  for (size_t len : all) {
     for (size_t offset : {0u, 1u, 3u}) {
       EXPECT_EQ(crc32c::Value(data.data() + offset, len), table(data.data() + offset, len))
           << "length " << len << " offset " << offset;
