@@ -35,6 +35,7 @@ char* ReplyBuffer::Reserve(size_t bytes) {
     const size_t capacity = std::max(kChunkSize, bytes);
     chunks_.push_back({std::make_unique_for_overwrite<char[]>(capacity), capacity});
     capacity_ += capacity;
+    open_ = nullptr;
     write_pos_ = chunks_.back().data.get();
     write_end_ = write_pos_ + capacity;
   }
@@ -43,17 +44,14 @@ char* ReplyBuffer::Reserve(size_t bytes) {
 
 void ReplyBuffer::Commit(size_t bytes) {
   if (muted_) return;  // the reserved bytes are simply reused
-  const uint64_t chunk_id = front_chunk_id_ + chunks_.size() - 1;
-  if (!segments_.empty()) {
-    Segment& last = segments_.back();
-    if (!last.keep && last.chunk_id == chunk_id && last.data + last.size == write_pos_) {
-      last.size += bytes;
-      write_pos_ += bytes;
-      size_ += bytes;
-      return;
-    }
+  if (open_ != nullptr) {  // (it ends at write_pos_: the bytes follow it)
+    open_->size += bytes;
+    write_pos_ += bytes;
+    size_ += bytes;
+    return;
   }
-  segments_.push_back({write_pos_, bytes, nullptr, chunk_id});
+  segments_.push_back({write_pos_, bytes, nullptr, front_chunk_id_ + chunks_.size() - 1});
+  open_ = &segments_.back();
   write_pos_ += bytes;
   size_ += bytes;
 }
@@ -76,6 +74,7 @@ void ReplyBuffer::AppendSanitized(std::string_view text) {
 void ReplyBuffer::AppendExternal(std::string_view bytes, Keepalive keep) {
   if (bytes.empty() || muted_) return;
   segments_.push_back({bytes.data(), bytes.size(), std::move(keep), 0});
+  open_ = nullptr;
   size_ += bytes.size();
 }
 
@@ -230,6 +229,7 @@ void ReplyBuffer::Consume(size_t bytes) {
       break;
     }
     bytes -= left;
+    if (&front == open_) open_ = nullptr;
     segments_.pop_front();  // releases its keepalive
     head_offset_ = 0;
   }
@@ -256,6 +256,7 @@ void ReplyBuffer::Reclaim() {
     // Nothing pending lives in the write chunk: reuse it from its start, or drop it if it was
     // sized for one large reply.
     Chunk& back = chunks_.back();
+    open_ = nullptr;  // (no pending segment is in the write chunk: none was open)
     if (back.capacity > kChunkSize) {
       capacity_ = 0;
       chunks_.clear();
@@ -269,6 +270,7 @@ void ReplyBuffer::Reclaim() {
 
 void ReplyBuffer::Clear() {
   segments_.clear();
+  open_ = nullptr;
   head_offset_ = 0;
   size_ = 0;
   Reclaim();

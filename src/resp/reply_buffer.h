@@ -152,6 +152,10 @@ class ReplyBuffer {
   char* write_pos_ = nullptr;  // free space in chunks_.back(): [write_pos_, write_end_)
   char* write_end_ = nullptr;
   std::deque<Segment> segments_;  // pending, in order; the first may be partly consumed
+  // segments_.back() while it is a chunk's bytes ending at write_pos_, which Commit extends; else
+  // null. (A deque keeps its elements in place as it grows or is consumed at the other end; the
+  // buffer is neither copied nor moved.)
+  Segment* open_ = nullptr;
   bool muted_ = false;
   size_t head_offset_ = 0;        // bytes of segments_.front() already consumed
   size_t size_ = 0;

@@ -233,5 +233,68 @@ TEST(ReplyBufferTest, SteadyLoadNeverDrainsButStaysCorrect) {
   EXPECT_LE(out.capacity(), 2 * ReplyBuffer::kChunkSize);  // consumed chunks were freed
 }
 
+// Every way the pending bytes change, mixed at random against a plain string: a reply appended to
+// the last run of chunk bytes, after a referenced value, after a partial or whole write, a new
+// chunk, a drained buffer reused, Clear.
+TEST(ReplyBufferTest, RandomAppendsAndWritesKeepTheBytesInOrder) {
+  ReplyBuffer out(64);
+  auto pin = std::make_shared<int>(1);
+  const std::string big(200, 'R');  // referenced (over the threshold) when pinned
+  std::string expected;
+  uint32_t x = 2463534242u;
+  auto next = [&x] {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    return x;
+  };
+  for (int step = 0; step < 20000; ++step) {
+    switch (next() % 8) {
+      case 0:
+      case 1: {
+        const std::string v(next() % 40, static_cast<char>('a' + next() % 26));
+        out.Bulk(v);
+        expected += "$" + std::to_string(v.size()) + "\r\n" + v + "\r\n";
+        break;
+      }
+      case 2:
+        out.Bulk(big, pin);
+        expected += "$200\r\n" + big + "\r\n";
+        break;
+      case 3:
+        out.Ok();
+        expected += "+OK\r\n";
+        break;
+      case 4: {
+        const std::string v(ReplyBuffer::kChunkSize / 3 + next() % 100, 'c');  // fills chunks
+        out.Bulk(v);
+        expected += "$" + std::to_string(v.size()) + "\r\n" + v + "\r\n";
+        break;
+      }
+      case 5:
+      case 6: {
+        const size_t n = expected.empty() ? 0 : next() % (expected.size() + 1);
+        out.Consume(n);
+        expected.erase(0, n);
+        break;
+      }
+      case 7:
+        if (next() % 16 == 0) {
+          out.Clear();
+          expected.clear();
+        } else {
+          out.Integer(static_cast<int64_t>(next()));
+          expected += ":" + std::to_string(x) + "\r\n";
+        }
+        break;
+    }
+    ASSERT_EQ(out.size(), expected.size()) << "step " << step;
+    if (step % 16 == 0) {
+      ASSERT_EQ(Pending(out), expected) << "step " << step;
+    }
+  }
+  ASSERT_EQ(Pending(out), expected);
+}
+
 }  // namespace
 }  // namespace keg::resp
