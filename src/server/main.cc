@@ -431,7 +431,10 @@ int main(int argc, char** argv) {
     signals.async_wait(on_signal);
   };
   signals.async_wait(on_signal);
-  std::thread signal_thread([&] { main_io.run(); });
+  std::thread signal_thread([&] {
+    pthread_setname_np(pthread_self(), "keg-signals");  // (else the process's name: the first loop's, see below)
+    main_io.run();
+  });
   // Bound first, accepting last: what a client may read from its first command on (INFO's
   // tcp_port, the role the replicaof directive sets) is in place before one is accepted.
   const bool listening = server.Listen(&error);
