@@ -27,9 +27,10 @@ void ElementIndex::Allocate(size_t capacity) {
 template <typename Match>
 size_t ElementIndex::FindSlot(uint32_t tag, const Match& match) const {
   if (capacity_ == 0) return kNoSlot;
-  for (size_t i = Home(tag);; i = Next(i)) {
+  const size_t home = Home(tag);
+  for (size_t i = home, d = 0;; i = Next(i), ++d) {
     const Slot& s = slots_[i];
-    if (s.tag == 0) return kNoSlot;
+    if (s.tag == 0 || Distance(i, Home(s.tag)) < d) return kNoSlot;  // (the run's order: see Place)
     if (s.tag == tag && match(LocationOf(s))) return i;
   }
 }
@@ -39,13 +40,48 @@ size_t ElementIndex::FindCandidates(uint64_t hash, Location* out, size_t max) co
   std::shared_lock lock(mu_);
   if (capacity_ == 0) return 0;
   size_t n = 0;
-  for (size_t i = Home(tag); n < max; i = Next(i)) {
+  for (size_t i = Home(tag), d = 0; n < max; i = Next(i), ++d) {
     const Slot& s = slots_[i];
-    if (s.tag == 0) break;
+    if (s.tag == 0 || Distance(i, Home(s.tag)) < d) break;
     if (s.tag != tag) continue;
     out[n++] = LocationOf(s);
   }
   return n;
+}
+
+void ElementIndex::Place(Slot slot) {
+  // Robin Hood insertion: walking from the entry's home, it takes the first slot that is empty or
+  // holds an entry closer to its own home, and that entry moves on in its place. So every run
+  // holds its entries in the order of their homes, and a lookup stops at the first entry homed
+  // after its own (FindSlot). Plain linear probing walked every lookup to the run's end: at 85 %
+  // load about 20 slots (compaction's liveness checks of a 100,000-field hash read 35 a record).
+  size_t d = 0;
+  for (size_t i = Home(slot.tag);; i = Next(i), ++d) {
+    Slot& s = slots_[i];
+    if (s.tag == 0) {
+      s = slot;
+      return;
+    }
+    const size_t sd = Distance(i, Home(s.tag));
+    if (sd < d) {
+      std::swap(s, slot);
+      d = sd;
+    }
+  }
+}
+
+void ElementIndex::FindEach(std::span<const uint64_t> hashes, FunctionRef<void(size_t, const Location&)> fn) const {
+  std::shared_lock lock(mu_);
+  if (capacity_ == 0) return;
+  for (const uint64_t hash : hashes) __builtin_prefetch(slots_ + Home(TagOf(hash)));
+  for (size_t k = 0; k < hashes.size(); ++k) {
+    const uint32_t tag = TagOf(hashes[k]);
+    for (size_t i = Home(tag), d = 0;; i = Next(i), ++d) {
+      const Slot& s = slots_[i];
+      if (s.tag == 0 || Distance(i, Home(s.tag)) < d) break;
+      if (s.tag == tag) fn(k, LocationOf(s));
+    }
+  }
 }
 
 void ElementIndex::Grow() {
@@ -53,10 +89,7 @@ void ElementIndex::Grow() {
   const size_t old_capacity = capacity_;
   Allocate(old_capacity == 0 ? kInitialCapacity : old_capacity + old_capacity / 2);
   for (size_t j = 0; j < old_capacity; ++j) {
-    if (old[j].tag == 0) continue;
-    size_t i = Home(old[j].tag);
-    while (slots_[i].tag != 0) i = Next(i);
-    slots_[i] = old[j];
+    if (old[j].tag != 0) Place(old[j]);
   }
   FreeTable(old, old_capacity * sizeof(Slot));
   memory_.store(capacity_ * sizeof(Slot), std::memory_order_relaxed);
@@ -71,16 +104,16 @@ bool ElementIndex::Upsert(uint64_t hash, const Keydir::KeyMatcher& is_key, Locat
     return true;
   }
   if ((count_ + 1) * 20 > capacity_ * 17) Grow();  // past 85 % full
-  size_t i = Home(tag);
-  while (slots_[i].tag != 0) i = Next(i);
-  slots_[i] = SlotFor(tag, loc);
+  Place(SlotFor(tag, loc));
   ++count_;
   size_.store(count_, std::memory_order_relaxed);
   return false;
 }
 
 void ElementIndex::RemoveAt(size_t i) {
-  // Backward-shift deletion: pull later entries of the same probe run into the hole.
+  // Backward-shift deletion: pull later entries of the same probe run into the hole. (The entries
+  // it moves are those homed at or before the hole: with the run in home order (Place), the ones
+  // right after it, each one step back, which keeps the order.)
   size_t j = i;
   for (;;) {
     j = Next(j);

@@ -4,14 +4,16 @@
 //
 // Each entry is 12 bytes: 32 bits of the hash (never 0: 0 marks an empty slot) and the location
 // (file and offset, 63 bits; element records never expire). Open addressing with linear probing
-// and backward-shift deletion, like the keydir, but an entry's home slot is fastrange(tag, n) —
-// monotonic in the tag — so the table may have any size: it grows by half at 85 % load, keeping
+// and backward-shift deletion, like the keydir, but with Robin Hood insertion (a run keeps its
+// entries in the order of their homes, so a lookup stops at the first entry homed after its own),
+// and an entry's home slot is fastrange(tag, n) — monotonic in the tag — so the table may have
+// any size: it grows by half at 85 % load, keeping
 // the load between about 57 % and 85 % (at most 21 bytes per element, about 17 on average), where
 // doubling a power-of-two table would leave it as low as 40 % (30 bytes). Scans walk tags in
 // order, so SCAN's cursor is a tag, which growing never invalidates: an element present for a
 // whole scan is returned exactly once (a cursor never splits equal tags).
 //
-// Thread: FindCandidates, Size, MemoryBytes, ForEach, Scan and RandomEntry from any thread (under
+// Thread: FindCandidates, FindEach, Size, MemoryBytes, ForEach, Scan and RandomEntry from any thread (under
 // the index's read lock); Upsert, Erase and ReplaceIfAt from one mutator at a time (the store's
 // writer role, or recovery's replay threads, which the lock serialises).
 #pragma once
@@ -20,8 +22,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <span>
 #include <vector>
 
+#include "store/function_ref.h"
 #include "store/keydir.h"
 #include "store/rw_spin_lock.h"
 
@@ -37,6 +41,11 @@ class ElementIndex {
   /// Collects up to `max` locations stored under `hash` (almost always 0 or 1), in probe order,
   /// stopping once it has `max` (as Keydir::FindCandidates).
   size_t FindCandidates(uint64_t hash, Location* out, size_t max) const;
+  /// FindCandidates for each of `hashes` under one hold of the read lock, every probe's first
+  /// slot loaded ahead before the first is walked: calls fn(i, location) for each entry stored
+  /// under hashes[i]. For compaction's liveness checks, whose random probes of a large index are
+  /// cache misses one after another otherwise. fn must not call back into the index.
+  void FindEach(std::span<const uint64_t> hashes, FunctionRef<void(size_t, const Location&)> fn) const;
   /// Points the element (hash + matcher) at `loc`: true and *old when it was present.
   bool Upsert(uint64_t hash, const Keydir::KeyMatcher& is_key, Location loc, Location* old);
   /// Removes the element: true and *old when it was present.
@@ -74,6 +83,9 @@ class ElementIndex {
     return Slot{tag, static_cast<uint32_t>(packed), static_cast<uint32_t>(packed >> 32)};
   }
   size_t Next(size_t i) const { return i + 1 == capacity_ ? 0 : i + 1; }
+  // How far slot i lies past `home` (a run may wrap from the table's end to its start).
+  size_t Distance(size_t i, size_t home) const { return i >= home ? i - home : i + capacity_ - home; }
+  void Place(Slot slot);  // holds mu_ exclusively; a free slot exists
   template <typename Match>
   size_t FindSlot(uint32_t tag, const Match& match) const;  // holds mu_; kNoSlot when absent
   void RemoveAt(size_t i);                                   // holds mu_ exclusively

@@ -2,9 +2,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <iterator>
 #include <map>
 #include <random>
 #include <set>
+#include <span>
 #include <vector>
 
 namespace keg::store {
@@ -108,6 +111,71 @@ TEST(ElementIndexTest, ScanReturnsEveryStableEntryOnceWhileTheTableChanges) {
       EXPECT_GT(calls, 300);  // in steps of about `count` (a run of entries at least)
     }
   }
+}
+
+// Lookups stop at the first entry homed after their own (Robin Hood order): random puts, updates,
+// erases and moves over clustered tags, some homed at the table's end (runs that wrap), checked
+// against a model after every step, through FindCandidates and FindEach.
+TEST(ElementIndexTest, RandomChangesAgreeWithAModel) {
+  Model m;
+  std::mt19937_64 rng(11);
+  auto hash = [&rng]() -> uint64_t {
+    switch (rng() % 4) {
+      case 0: return (uint64_t{0xFFFFFF00} + rng() % 256) << 32 | (rng() & 0xFFFFFFFF);  // the table's end
+      case 1: return (uint64_t{0x40000000} + rng() % 64) << 32 | (rng() & 0xFFFFFFFF);   // one cluster
+      case 2: return (uint64_t{0x7000000} + rng() % 256) << 32 | (rng() & 0xFFFFFFFF);  // equal tags (a few)
+      default: return rng();
+    }
+  };
+  std::set<uint64_t> erased;
+  uint64_t next_offset = 1;
+  for (int step = 0; step < 6000; ++step) {
+    const uint64_t op = rng() % 10;
+    if (op < 5 || m.hash_of.empty()) {
+      if (m.hash_of.size() < 200 || op < 3) {
+        m.Put(hash(), next_offset++);
+      }
+    } else if (op < 8) {
+      auto it = m.hash_of.begin();
+      std::advance(it, static_cast<long>(rng() % m.hash_of.size()));
+      const uint64_t off = it->first;
+      if (op == 5) {
+        m.Put(it->second, off);  // an update in place
+      } else {
+        ASSERT_TRUE(m.Del(off));
+        erased.insert(off);
+      }
+    } else {  // a move (compaction), then moved back
+      auto it = m.hash_of.begin();
+      std::advance(it, static_cast<long>(rng() % m.hash_of.size()));
+      const Location moved{2, it->first, false, 0};
+      ASSERT_TRUE(m.index.ReplaceIfAt(it->second, Model::At(it->first), moved));
+      ASSERT_TRUE(m.index.ReplaceIfAt(it->second, moved, Model::At(it->first)));
+    }
+    if (step % 50 != 0) continue;
+    ASSERT_EQ(m.index.Size(), m.hash_of.size());
+    std::vector<uint64_t> hashes;
+    std::vector<uint64_t> offsets;
+    for (const auto& [off, h] : m.hash_of) {
+      ASSERT_TRUE(m.Has(off)) << "step " << step << ", offset " << off;
+      hashes.push_back(h);
+      offsets.push_back(off);
+    }
+    std::vector<bool> found(hashes.size(), false);
+    for (size_t from = 0; from < hashes.size(); from += 32) {
+      const size_t n = std::min<size_t>(32, hashes.size() - from);
+      m.index.FindEach(std::span<const uint64_t>(hashes.data() + from, n), [&](size_t i, const Location& l) {
+        if (l.offset == offsets[from + i]) found[from + i] = true;
+      });
+    }
+    for (size_t i = 0; i < found.size(); ++i) ASSERT_TRUE(found[i]) << "FindEach, offset " << offsets[i];
+    for (const uint64_t off : erased) {
+      // Its hash is gone from the model: no entry of the index may still name it.
+      m.index.ForEach([&](const Location& l) { ASSERT_NE(l.offset, off); });
+    }
+  }
+  EXPECT_GT(m.hash_of.size(), 100u);
+  EXPECT_GT(erased.size(), 500u);
 }
 
 TEST(ElementIndexTest, RandomEntriesCoverTheTable) {
