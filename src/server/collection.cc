@@ -381,6 +381,14 @@ bool CollectionEdit::Open() {
   store::ValueView v;
   const int found = ReadForEdit(txn_, db_, key_, type_, &v, &error_);
   if (found <= 0) return found == 0;
+  return OpenFrom(v);
+}
+
+bool CollectionEdit::OpenFrom(const store::ValueView& v) {
+  if (v.type != type_) {
+    error_ = err::kWrongType;
+    return false;
+  }
   exists_ = true;
   if (v.kind == kKindHead) {
     large_ = true;

@@ -183,7 +183,8 @@ void HsetJob::Run(store::Txn& txn) {
     return;
   }
   CollectionEdit h(txn, *server, db, key, store::format::kTypeHash);
-  if (!h.Open()) {
+  // A large hash's head, read above (HsetWhole, which is not called for one, writes nothing).
+  if (!(found && cur.kind == store::format::kKindHead ? h.OpenFrom(cur) : h.Open())) {
     res.error = h.error();
     return;
   }

@@ -138,7 +138,8 @@ void SaddJob::Run(store::Txn& txn) {
     return;
   }
   CollectionEdit set(txn, *server, db, key, kSet);
-  if (!set.Open()) {
+  // A large set's head, read above (SaddWhole, which may write, is not called for one).
+  if (!(s.ok() && cur.kind == store::format::kKindHead ? set.OpenFrom(cur) : set.Open())) {
     res.error = set.error();
     return;
   }
