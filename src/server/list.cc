@@ -230,11 +230,11 @@ void WriteList(store::Txn& txn, ServerState& s, uint32_t db, std::string_view ke
   }
   // Per element: a new incarnation, its elements and meta element, then its head (a group cut
   // short leaves elements no head names, never a head without them).
-  const uint64_t inc = txn.NewIncarnation();
+  const uint64_t inc = txn.NewIncarnation();  // (so none of its elements exists yet)
   for (size_t i = 0; i < items.size(); ++i) {
-    txn.PutElement(db, key, kTypeList, inc, list::PositionMember(list::kMiddle + i), items[i]);
+    txn.AddElement(db, key, kTypeList, inc, list::PositionMember(list::kMiddle + i), items[i]);
   }
-  txn.PutElement(db, key, kTypeList, inc, list::kMetaMember, list::EncodeMeta({list::kMiddle, items.size()}));
+  txn.AddElement(db, key, kTypeList, inc, list::kMetaMember, list::EncodeMeta({list::kMiddle, items.size()}));
   std::string head(sizeof(inc), '\0');
   std::memcpy(head.data(), &inc, sizeof(inc));
   PutRecord(txn, db, key, std::move(head), kTypeList, kKindHead, keep_ttl, expire_at_ms);
@@ -316,12 +316,9 @@ void ListEdit::Push(bool left, std::string_view value) {
     }
     return;
   }
-  if (left) {
-    --meta_.first;
-    Put(meta_.first, value);
-  } else {
-    Put(meta_.first + meta_.count, value);
-  }
+  // A position past either end holds no element (a pop drops its own): no lookup before the write.
+  const uint64_t pos = left ? --meta_.first : meta_.first + meta_.count;
+  txn_.AddElement(db_, key_, kTypeList, inc_, list::PositionMember(pos), value);
   ++meta_.count;
 }
 

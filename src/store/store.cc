@@ -1343,11 +1343,12 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   overlay_.Set(key, OverlayHash(hash, pdb), OverlayEntry{!tombstone, at, pdb});
 }
 
-void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
-                              std::string_view ekey, uint64_t hash, std::string_view value, bool tombstone) {
+StoreImpl::GroupCollection& StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type,
+                                                     uint64_t inc, std::string_view ekey, uint64_t hash,
+                                                     std::string_view value, bool tombstone, bool fresh) {
   GroupCollection& group_coll = group_colls_[inc];  // (a map's references survive its inserts)
   ++group_coll.writes;
-  if (!tombstone && RewriteElementInPlace(ekey, hash, pdb, type, value)) return;
+  if (!tombstone && !fresh && RewriteElementInPlace(ekey, hash, pdb, type, value)) return group_coll;
   const std::string_view key = elem_keys_.Store(ekey);
   if (last_report_key_.data() == nullptr || last_report_key_ != coll_key) last_report_key_ = elem_keys_.Store(coll_key);
   const std::string_view report = last_report_key_;
@@ -1369,6 +1370,7 @@ void StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t ty
   r.report_key = report;
   elem_overlay_.Set(key, hash, OverlayEntry{!tombstone, at, pdb});
   group_coll.records.push_back(static_cast<uint32_t>(pending_.size() - 1));
+  return group_coll;
 }
 
 bool StoreImpl::RewriteElementInPlace(std::string_view key, uint64_t hash, uint8_t pdb, uint8_t type,
@@ -1645,9 +1647,17 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       // A record that fails its check still counts as present (the index counts it).
       const CurrentValue cur = store_->CurrentElement(inc, ekey, hash, false);
       const bool existed = cur.exists || !cur.error.ok();
-      store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, value, false);
-      if (!existed) ++store_->group_colls_[inc].delta;
+      GroupCollection& group_coll = store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, value, false);
+      if (!existed) ++group_coll.delta;
       return !existed;
+    }
+    void AddElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
+                    std::string_view value) override {
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
+      ++store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, store_->Hash(ekey), value, false,
+                              /*fresh=*/true)
+            .delta;
     }
     Status TakeElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
                        std::string* value) override {

@@ -437,6 +437,12 @@ class Txn {
   /// was new.
   virtual bool PutElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                           std::string_view member, std::string_view value) = 0;
+  /// PutElement of a member the caller knows is absent (a list's push to the position past either
+  /// end: no element lies outside them; the group may have deleted one there), without looking it
+  /// up; counted as new. (Were one there after all, its record is superseded as by PutElement,
+  /// and ElementCount is one too high until the group is applied.)
+  virtual void AddElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
+                          std::string_view value) = 0;
   /// Removes element `member`; returns whether it was there.
   virtual bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                              std::string_view member) = 0;

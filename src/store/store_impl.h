@@ -359,10 +359,14 @@ class StoreImpl final : public Store {
   Status GetElementOnce(uint64_t inc, std::string_view member, ValueView* out) const;
   // Writer role: an element's state as the next op of the group sees it.
   CurrentValue CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash, bool need_value);
+  struct GroupCollection;
   // Writer role: appends an element record (or its tombstone) of collection `inc` to the group.
-  // `ekey` is the element's key (format::ElementKey), `hash` its Hash: copied as needed.
-  void AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc, std::string_view ekey,
-                     uint64_t hash, std::string_view value, bool tombstone);
+  // `ekey` is the element's key (format::ElementKey), `hash` its Hash: copied as needed. `fresh`:
+  // the caller knows the group holds no live record of the element (no in-place rewrite is
+  // tried). Returns the group's state of the collection.
+  GroupCollection& AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type, uint64_t inc,
+                                 std::string_view ekey, uint64_t hash, std::string_view value, bool tombstone,
+                                 bool fresh = false);
   // AppendElement's rewrite of an element record this group holds already (same value size, no
   // flush or swap since): true when done. `key` is the element key, `hash` its Hash.
   bool RewriteElementInPlace(std::string_view key, uint64_t hash, uint8_t pdb, uint8_t type, std::string_view value);
