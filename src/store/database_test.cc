@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <string>
@@ -414,11 +415,21 @@ TEST_F(DatabaseTest, KeysInAStagingDatabaseWithoutTheNoteAreRefused) {
 
 // Expired keys of every database are reclaimed by the active cycle, and named with their database.
 TEST_F(DatabaseTest, ExpireCycleCoversEveryDatabase) {
-  std::vector<std::pair<uint32_t, std::string>> expired;
-  std::mutex mu;
-  options_.on_expired = [&](uint32_t db, std::string_view key) {
-    std::lock_guard lock(mu);
-    expired.emplace_back(db, std::string(key));
+  // The cycle drops the key, then names it: the test waits for the name, and the names live as
+  // long as the store that reports them (the store is closed in TearDown, after this body: a
+  // callback on locals of the body hung or crashed when it ran after the body had returned).
+  struct Names {
+    std::mutex mu;
+    std::vector<std::pair<uint32_t, std::string>> expired;
+  };
+  auto names = std::make_shared<Names>();
+  options_.on_expired = [names](uint32_t db, std::string_view key) {
+    std::lock_guard lock(names->mu);
+    names->expired.emplace_back(db, std::string(key));
+  };
+  auto named = [&names] {
+    std::lock_guard lock(names->mu);
+    return names->expired.size();
   };
   Open();
   store_->NameExpiredKeys(true);
@@ -427,12 +438,14 @@ TEST_F(DatabaseTest, ExpireCycleCoversEveryDatabase) {
   b.Put("t", "v", NowMs() + 50);
   Write(std::move(b));
   EXPECT_EQ(store_->ExpiringKeys(9), 1u);
-  for (int i = 0; i < 100 && store_->KeyCount(9) > 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  for (int i = 0; i < 100 && (store_->KeyCount(9) > 0 || named() == 0); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
   EXPECT_EQ(store_->KeyCount(9), 0u);
-  std::lock_guard lock(mu);
-  ASSERT_EQ(expired.size(), 1u);
-  EXPECT_EQ(expired[0].first, 9u);
-  EXPECT_EQ(expired[0].second, "t");
+  std::lock_guard lock(names->mu);
+  ASSERT_EQ(names->expired.size(), 1u);
+  EXPECT_EQ(names->expired[0].first, 9u);
+  EXPECT_EQ(names->expired[0].second, "t");
 }
 
 }  // namespace
