@@ -1,5 +1,9 @@
 #include "store/keydir.h"
 
+// XXH3 compiled into Hash (xxhash.h's own option): a key is hashed 2-4 times a write (its head,
+// an element's key, a list's meta element) and the library call's generic entry cost about as
+// much as the hashing of a short key.
+#define XXH_INLINE_ALL
 #include <xxhash.h>
 
 #include <cstdlib>
