@@ -1346,7 +1346,11 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
 StoreImpl::GroupCollection& StoreImpl::AppendElement(uint8_t pdb, std::string_view coll_key, uint8_t type,
                                                      uint64_t inc, std::string_view ekey, uint64_t hash,
                                                      std::string_view value, bool tombstone, bool fresh) {
-  GroupCollection& group_coll = group_colls_[inc];  // (a map's references survive its inserts)
+  if (group_coll_last_ == nullptr || group_coll_last_inc_ != inc) {
+    group_coll_last_ = &group_colls_[inc];
+    group_coll_last_inc_ = inc;
+  }
+  GroupCollection& group_coll = *group_coll_last_;
   ++group_coll.writes;
   if (!tombstone && !fresh && RewriteElementInPlace(ekey, hash, pdb, type, value)) return group_coll;
   const std::string_view key = elem_keys_.Store(ekey);
@@ -1668,8 +1672,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       if (!cur.error.ok()) return cur.error;
       if (!cur.exists) return Status::NotFound();
       value->assign(cur.view.value);  // before the append: the view may lie in the group's buffer
-      store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, {}, true);
-      --store_->group_colls_[inc].delta;
+      --store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, {}, true).delta;
       return Status::OK();
     }
     bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
@@ -1679,8 +1682,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       const uint64_t hash = store_->Hash(ekey);
       const CurrentValue cur = store_->CurrentElement(inc, ekey, hash, false);
       if (!cur.exists && cur.error.ok()) return false;
-      store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, {}, true);
-      --store_->group_colls_[inc].delta;
+      --store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey, hash, {}, true).delta;
       return true;
     }
     uint64_t ElementCount(uint64_t inc) override {
@@ -2797,6 +2799,7 @@ void StoreImpl::ForgetWrittenKeys() {
   overlay_.Clear();
   elem_overlay_.Clear();
   group_colls_.clear();
+  group_coll_last_ = nullptr;
   memo_.valid = false;
 }
 
