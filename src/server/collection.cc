@@ -385,10 +385,6 @@ bool CollectionEdit::Open() {
 }
 
 bool CollectionEdit::OpenFrom(const store::ValueView& v) {
-  if (v.type != type_) {
-    error_ = err::kWrongType;
-    return false;
-  }
   exists_ = true;
   if (v.kind == kKindHead) {
     large_ = true;

@@ -135,8 +135,9 @@ class CollectionEdit {
       : txn_(txn), server_(s), db_(db), key_(key), type_(type) {}
   /// Reads the key: false with error() set (the reply text: WRONGTYPE, corruption, undecodable).
   bool Open();
-  /// Open from `v`, the key's value as the caller read it through the same Txn with nothing written
-  /// since (a pipelined HSET or SADD of a large collection read its head once, not twice).
+  /// Open from `v`, the key's value of this edit's type (the caller checked it) as the caller read
+  /// it through the same Txn with nothing written since (a pipelined HSET or SADD of a large
+  /// collection reads its head once, not twice).
   bool OpenFrom(const store::ValueView& v);
   const std::string& error() const { return error_; }
   bool exists() const { return exists_; }

@@ -478,8 +478,6 @@ Status StoreImpl::RunCompaction(bool manual) {
           ++held_uses;
           c.coll = held.get();
           if (c.coll == nullptr) continue;
-        } else if (!c.live) {
-          keydirs_[h.tag.db]->PrefetchLocked(c.hash);
         }
         ++n;
       }

@@ -27,25 +27,22 @@ void ElementIndex::Allocate(size_t capacity) {
 template <typename Match>
 size_t ElementIndex::FindSlot(uint32_t tag, const Match& match) const {
   if (capacity_ == 0) return kNoSlot;
-  const size_t home = Home(tag);
-  for (size_t i = home, d = 0;; i = Next(i), ++d) {
+  // The run ends at an empty slot or at the first entry homed after `tag`'s (its order: see Place).
+  for (size_t i = Home(tag), d = 0;; i = Next(i), ++d) {
     const Slot& s = slots_[i];
-    if (s.tag == 0 || Distance(i, Home(s.tag)) < d) return kNoSlot;  // (the run's order: see Place)
+    if (s.tag == 0 || Distance(i, Home(s.tag)) < d) return kNoSlot;
     if (s.tag == tag && match(LocationOf(s))) return i;
   }
 }
 
 size_t ElementIndex::FindCandidates(uint64_t hash, Location* out, size_t max) const {
-  const uint32_t tag = TagOf(hash);
+  if (max == 0) return 0;
   std::shared_lock lock(mu_);
-  if (capacity_ == 0) return 0;
   size_t n = 0;
-  for (size_t i = Home(tag), d = 0; n < max; i = Next(i), ++d) {
-    const Slot& s = slots_[i];
-    if (s.tag == 0 || Distance(i, Home(s.tag)) < d) break;
-    if (s.tag != tag) continue;
-    out[n++] = LocationOf(s);
-  }
+  FindSlot(TagOf(hash), [&](const Location& loc) {
+    out[n++] = loc;
+    return n == max;
+  });
   return n;
 }
 
@@ -75,12 +72,10 @@ void ElementIndex::FindEach(std::span<const uint64_t> hashes, FunctionRef<void(s
   if (capacity_ == 0) return;
   for (const uint64_t hash : hashes) __builtin_prefetch(slots_ + Home(TagOf(hash)));
   for (size_t k = 0; k < hashes.size(); ++k) {
-    const uint32_t tag = TagOf(hashes[k]);
-    for (size_t i = Home(tag), d = 0;; i = Next(i), ++d) {
-      const Slot& s = slots_[i];
-      if (s.tag == 0 || Distance(i, Home(s.tag)) < d) break;
-      if (s.tag == tag) fn(k, LocationOf(s));
-    }
+    FindSlot(TagOf(hashes[k]), [&](const Location& loc) {
+      fn(k, loc);
+      return false;  // every entry with the tag
+    });
   }
 }
 

@@ -87,7 +87,9 @@ class ElementIndex {
   size_t Distance(size_t i, size_t home) const { return i >= home ? i - home : i + capacity_ - home; }
   void Place(Slot slot);  // holds mu_ exclusively; a free slot exists
   template <typename Match>
-  size_t FindSlot(uint32_t tag, const Match& match) const;  // holds mu_; kNoSlot when absent
+  // The first slot of `tag`'s probe run holding `tag` whose location `match` accepts (each entry
+  // with the tag is offered in turn); kNoSlot when none. Holds mu_.
+  size_t FindSlot(uint32_t tag, const Match& match) const;
   void RemoveAt(size_t i);                                   // holds mu_ exclusively
   void Grow();                                               // holds mu_ exclusively
   void Allocate(size_t capacity);
