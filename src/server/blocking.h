@@ -185,4 +185,28 @@ class BlockingRegistry {
   std::thread thread_;
 };
 
+/// The body of a list or sorted set command's kRun op on the writer (writer role): opens the `Edit`
+/// (ListEdit, ZsetEdit) of `key`, lets `change` edit it (false: leave it as it is) and commits; an
+/// error met meanwhile is res.error and nothing is written. With `serve`, the clients blocked on
+/// the key are served in the same group (a push, ZADD). `Res` has error, exists, deleted, served.
+template <class Edit, class Res, class Change>
+void EditThenServe(store::Txn& txn, ServerState& server, BlockingRegistry* serve, uint32_t db,
+                   const std::string& key, Res& res, Change&& change) {
+  Edit e(txn, server, db, key);
+  if (!e.Open()) {
+    res.error = e.error();
+    return;
+  }
+  res.exists = e.exists();
+  const bool changed = change(e, res);
+  if (!e.error().empty()) {
+    res.error = e.error();
+    return;
+  }
+  if (!changed) return;
+  e.Commit();
+  res.deleted = e.deleted();
+  if (serve != nullptr) serve->ServeNow(txn, db, key, &res.served);
+}
+
 }  // namespace keg::server

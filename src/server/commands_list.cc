@@ -44,27 +44,12 @@ void SendServed(Result& res, std::span<OpResult> r) {
   BlockingRegistry::SendReplies(res.served, r.empty() ? store::Status::OK() : r[0].error);
 }
 
-// The body of a list command's kRun op on the writer: opens the list at `key`, lets `change` edit
-// it (false: leave it as it is) and commits; a read error met meanwhile is res's error and nothing
-// is written. `serve`: serve the clients blocked on the list in this group (a push).
+// The body of a list command's kRun op on the writer (EditThenServe); `serve`: serve the clients
+// blocked on the list in this group (a push).
 template <class Change>
 void EditList(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, Result& res, bool serve,
               Change&& change) {
-  ListEdit list(txn, server, db, key);
-  if (!list.Open()) {
-    res.error = list.error();
-    return;
-  }
-  res.exists = list.exists();
-  const bool changed = change(list, res);
-  if (!list.error().empty()) {
-    res.error = list.error();
-    return;
-  }
-  if (!changed) return;
-  list.Commit();
-  res.deleted = list.deleted();
-  if (serve) server.blocking.ServeNow(txn, db, key, &res.served);
+  EditThenServe<ListEdit>(txn, server, serve ? &server.blocking : nullptr, db, key, res, change);
 }
 
 // Queues the change of the list at `key` as one kRun op (EditList; not a push: Push serves).

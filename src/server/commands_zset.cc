@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <map>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <unordered_map>
@@ -79,31 +80,32 @@ void NotifyMissing(ServerState& server, uint32_t db, const Result& res) {
 // and returns false to leave it as it is. With `serves`, clients blocked on the key are served
 // in the same group (ZADD, ZINCRBY; not inside EXEC or a script). `propagate_as`: what replicas
 // get instead of the command's arguments (empty: those).
-void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ZsetEdit&, Result&)> change,
-                bool serves = false, std::span<const std::string_view> propagate_as = {}) {
-  ServerState* server = &c.server();
+// The body of a sorted set command's kRun op on the writer (EditThenServe); `serve`: serve the
+// clients blocked on the key in this group (ZADD, ZINCRBY).
+template <class Change>
+void EditZset(store::Txn& txn, ServerState& server, uint32_t db, const std::string& key, Result& res, bool serve,
+              Change&& change) {
+  EditThenServe<ZsetEdit>(txn, server, serve ? &server.blocking : nullptr, db, key, res, change);
+}
+
+// Whether the command serves blocked clients in its own group (not inside EXEC or a script, which
+// serve them once they end); registers what replicas get either way.
+bool Propagate(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served, bool serves,
+               std::span<const std::string_view> propagate_as) {
   const bool serve = serves && !c.inline_only();
   if (serve) {
-    PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served), propagate_as);
+    PropagateServing(c, std::move(served), propagate_as);
   } else if (!propagate_as.empty()) {
     c.PropagateAs(propagate_as);
   }
-  c.batch().Run([res, server, db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
-    ZsetEdit z(txn, *server, db, key);
-    if (!z.Open()) {
-      res->error = z.error();
-      return;
-    }
-    res->exists = z.exists();
-    const bool changed = change(z, *res);
-    if (!z.error().empty()) {
-      res->error = z.error();
-      return;
-    }
-    if (!changed) return;
-    z.Commit();
-    res->deleted = z.deleted();
-    if (serve) server->blocking.ServeNow(txn, db, key, &res->served);
+  return serve;
+}
+
+void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ZsetEdit&, Result&)> change,
+                bool serves = false, std::span<const std::string_view> propagate_as = {}) {
+  const bool serve = Propagate(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served), serves, propagate_as);
+  c.batch().Run([res, server = &c.server(), db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
+    EditZset(txn, *server, db, key, *res, serve, change);
   }, key);
 }
 
@@ -116,60 +118,88 @@ void SendServed(Result& res, std::span<OpResult> r) {
 
 constexpr uint32_t kNx = kZaddNx, kXx = kZaddXx, kGt = kZaddGt, kLt = kZaddLt, kCh = kZaddCh, kIncr = kZaddIncr;
 
+// A ZADD's state, shared by its function on the writer and its finisher: one allocation, and the
+// closures hold only this pointer (store::InlineFunction keeps them without allocating).
+struct ZaddJob {
+  ZaddJob(Ctx& c, uint32_t f, std::vector<std::pair<std::string, double>> p)
+      : server(&c.server()),
+        db(c.db()),
+        key(c.arg(1)),
+        flags(f),
+        pairs(std::move(p)),
+        notify_key(NotifyKey(c, kNotifyZset | kNotifyNew, c.arg(1))) {}
+  bool Apply(ZsetEdit& z, Result& r) const;
+
+  ServerState* const server;
+  const uint32_t db;
+  const std::string key;
+  const uint32_t flags;
+  const std::vector<std::pair<std::string, double>> pairs;
+  const std::optional<std::string> notify_key;  // set when zset or new events are wanted
+  bool serve = false;
+  Result res;  // written on the writer, read by the finisher after
+};
+
+bool ZaddJob::Apply(ZsetEdit& z, Result& r) const {
+  const bool only_existing = (flags & kXx) != 0;
+  if (!z.exists() && only_existing) return false;
+  int64_t added = 0;
+  int64_t updated = 0;
+  for (const auto& [member, given] : pairs) {
+    double cur = 0;
+    const bool had = z.Score(member, &cur);
+    if (!z.error().empty()) return false;
+    double score = given;
+    if (had) {
+      if ((flags & kNx) != 0) continue;
+      if ((flags & kIncr) != 0) {
+        score = cur + given;
+        if (std::isnan(score)) {
+          r.error = std::string(kNan);
+          return added + updated > 0;
+        }
+      }
+      if (((flags & kGt) != 0 && score <= cur) || ((flags & kLt) != 0 && score >= cur)) continue;
+      r.has_score = true;
+      r.score = score;
+      if (score != cur) {  // -0 and 0 are equal: no update, as Redis
+        z.Put(member, score);
+        ++updated;
+      }
+    } else {
+      if (only_existing) continue;
+      z.Put(member, score);
+      ++added;
+      r.has_score = true;
+      r.score = score;
+    }
+  }
+  r.number = (flags & kCh) != 0 ? added + updated : added;
+  return added + updated > 0;
+}
+
 }  // namespace
 
 void ZaddPairs(Ctx& c, uint32_t flags, std::vector<std::pair<std::string, double>> pairs,
                std::span<const std::string_view> propagate_as) {
-  const bool incr = (flags & kIncr) != 0;
-  auto res = std::make_shared<Result>();
-  UpdateZset(c, std::string(c.arg(1)), res, [flags, pairs = std::move(pairs)](ZsetEdit& z, Result& r) {
-    const bool only_existing = (flags & kXx) != 0;
-    if (!z.exists() && only_existing) return false;
-    int64_t added = 0;
-    int64_t updated = 0;
-    for (const auto& [member, given] : pairs) {
-      double cur = 0;
-      const bool had = z.Score(member, &cur);
-      if (!z.error().empty()) return false;
-      double score = given;
-      if (had) {
-        if ((flags & kNx) != 0) continue;
-        if ((flags & kIncr) != 0) {
-          score = cur + given;
-          if (std::isnan(score)) {
-            r.error = std::string(kNan);
-            return added + updated > 0;
-          }
-        }
-        if (((flags & kGt) != 0 && score <= cur) || ((flags & kLt) != 0 && score >= cur)) continue;
-        r.has_score = true;
-        r.score = score;
-        if (score != cur) {  // -0 and 0 are equal: no update, as Redis
-          z.Put(member, score);
-          ++updated;
-        }
-      } else {
-        if (only_existing) continue;
-        z.Put(member, score);
-        ++added;
-        r.has_score = true;
-        r.score = score;
-      }
+  auto job = std::make_shared<ZaddJob>(c, flags, std::move(pairs));
+  job->serve = Propagate(c, std::shared_ptr<const std::vector<ServedPop>>(job, &job->res.served), /*serves=*/true,
+                         propagate_as);
+  c.batch().Run([job](store::Txn& txn) {
+    EditZset(txn, *job->server, job->db, job->key, job->res, job->serve,
+             [&job = *job](ZsetEdit& z, Result& r) { return job.Apply(z, r); });
+  }, job->key);
+  c.Then([job](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    Result& res = job->res;
+    const bool incr = (job->flags & kIncr) != 0;
+    if (job->notify_key && !r.empty() && r[0].applied) {
+      if (!res.exists) NotifyKeyspaceEvent(*job->server, job->db, kNotifyNew, "new", *job->notify_key);
+      NotifyKeyspaceEvent(*job->server, job->db, kNotifyZset, incr ? "zincr" : "zadd", *job->notify_key);
     }
-    r.number = (flags & kCh) != 0 ? added + updated : added;
-    return added + updated > 0;
-  }, /*serves=*/true, propagate_as);
-  c.Then([res, incr, server = &c.server(), db = c.db(),
-          key = NotifyKey(c, kNotifyZset | kNotifyNew, c.arg(1))](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    const bool applied = !r.empty() && r[0].applied;
-    if (key && applied) {
-      if (!res->exists) NotifyKeyspaceEvent(*server, db, kNotifyNew, "new", *key);
-      NotifyKeyspaceEvent(*server, db, kNotifyZset, incr ? "zincr" : "zadd", *key);
-    }
-    SendServed(*res, r);
-    if (!res->error.empty()) return out.Error(res->error);
-    if (incr) return res->has_score ? out.Double(res->score) : out.Null();
-    out.Integer(res->number);
+    SendServed(res, r);
+    if (!res.error.empty()) return out.Error(res.error);
+    if (incr) return res.has_score ? out.Double(res.score) : out.Null();
+    out.Integer(res.number);
   });
 }
 

@@ -47,8 +47,12 @@ void OrderedIndex::Locate(size_t pos, size_t* chunk, size_t* at) const {
 }
 
 template <class Pred>
-size_t OrderedIndex::PartitionPointIf(const Pred& before) const {
-  if (size_ == 0) return 0;
+bool OrderedIndex::LocateIf(const Pred& before, size_t* chunk, size_t* at) const {
+  if (size_ == 0) {
+    *chunk = 0;
+    *at = 0;
+    return false;
+  }
   // The first chunk whose last entry is not before: the partition point is inside it.
   size_t lo = head_;
   size_t hi = chunks_.size();
@@ -61,10 +65,22 @@ size_t OrderedIndex::PartitionPointIf(const Pred& before) const {
       hi = mid;
     }
   }
-  if (lo == chunks_.size()) return size_;
+  if (lo == chunks_.size()) {
+    *chunk = chunks_.size() - 1;
+    *at = chunks_.back()->n;
+    return false;
+  }
   const Chunk& c = *chunks_[lo];
-  const Entry* it = std::partition_point(c.e, c.e + c.n, [&](const Entry& e) { return before(e); });
-  return Prefix(lo) + static_cast<size_t>(it - c.e);
+  *chunk = lo;
+  *at = static_cast<size_t>(std::partition_point(c.e, c.e + c.n, [&](const Entry& e) { return before(e); }) - c.e);
+  return true;
+}
+
+template <class Pred>
+size_t OrderedIndex::PartitionPointIf(const Pred& before) const {
+  size_t c = 0;
+  size_t at = 0;
+  return LocateIf(before, &c, &at) ? Prefix(c) + at : size_;
 }
 
 size_t OrderedIndex::PartitionPoint(Before before) const {
@@ -76,16 +92,10 @@ size_t OrderedIndex::CountBelow(double score, bool inclusive) const {
   return PartitionPointIf([score](const Entry& e) { return e.score < score; });
 }
 
-size_t OrderedIndex::Find(double score, std::string_view member, const MemberFn& member_of, size_t* chunk,
-                          size_t* at) const {
-  const size_t pos = PartitionPoint([&](const Entry& e) { return Less(e, score, member, member_of); });
-  if (pos < size_) {
-    Locate(pos, chunk, at);
-  } else {
-    *chunk = chunks_.empty() ? 0 : chunks_.size() - 1;
-    *at = chunks_.empty() ? 0 : chunks_.back()->n;
-  }
-  return pos;
+bool OrderedIndex::Find(double score, std::string_view member, const MemberFn& member_of, size_t* chunk,
+                        size_t* at) const {
+  // Inline (no FunctionRef per step); a member is read only where scores tie.
+  return LocateIf([&](const Entry& e) { return Less(e, score, member, member_of); }, chunk, at);
 }
 
 OrderedIndex::Entry OrderedIndex::At(size_t pos) const {
@@ -196,7 +206,23 @@ void OrderedIndex::DropChunk(size_t c) {
 bool OrderedIndex::Erase(double score, std::string_view member, uint64_t loc, const MemberFn& member_of) {
   size_t c = 0;
   size_t at = 0;
-  if (Find(score, member, member_of, &c, &at) >= size_ || chunks_[c]->e[at].loc != loc) return false;
+  // The entry points at `loc`: among the first few entries of `score` it is found by location
+  // alone, with no member read (a ZADD that changes a score erases its old entry); past them (many
+  // members share the score, as in a set ranged by lex), by member.
+  if (!LocateIf([score](const Entry& e) { return e.score < score; }, &c, &at)) return false;
+  for (int i = 0; i < kEraseScan; ++i) {
+    const Chunk& ch = *chunks_[c];
+    if (ch.e[at].score != score) return false;
+    if (ch.e[at].loc == loc) {
+      RemoveAt(c, at);
+      return true;
+    }
+    if (++at == ch.n) {
+      if (++c == chunks_.size()) return false;
+      at = 0;
+    }
+  }
+  if (!Find(score, member, member_of, &c, &at) || chunks_[c]->e[at].loc != loc) return false;
   RemoveAt(c, at);
   return true;
 }
@@ -205,7 +231,7 @@ bool OrderedIndex::Repoint(double score, std::string_view member, uint64_t from,
                            const MemberFn& member_of) {
   size_t c = 0;
   size_t at = 0;
-  if (Find(score, member, member_of, &c, &at) >= size_ || chunks_[c]->e[at].loc != from) return false;
+  if (!Find(score, member, member_of, &c, &at) || chunks_[c]->e[at].loc != from) return false;
   chunks_[c]->e[at].loc = to;
   return true;
 }

@@ -72,16 +72,21 @@ class OrderedIndex {
   }
 
  private:
+  // The first entry for which `before` (a prefix predicate, inline) does not hold: its chunk and
+  // index in it. False when there is none (*chunk, *at: the end of the last chunk, if any).
+  template <class Pred>
+  bool LocateIf(const Pred& before, size_t* chunk, size_t* at) const;
   // PartitionPoint with the predicate inline (ordered_index.cc).
   template <class Pred>
   size_t PartitionPointIf(const Pred& before) const;
   static constexpr size_t kChunk = 256;
+  static constexpr int kEraseScan = 8;  // entries of a score Erase checks by location alone
   struct Chunk {
     uint32_t n = 0;
     Entry e[kChunk];
   };
-  // The position of the first entry not before (score, member), and its chunk and index in it.
-  size_t Find(double score, std::string_view member, const MemberFn& member_of, size_t* chunk, size_t* at) const;
+  // The first entry not before (score, member): its chunk and index in it (LocateIf).
+  bool Find(double score, std::string_view member, const MemberFn& member_of, size_t* chunk, size_t* at) const;
   void Locate(size_t pos, size_t* chunk, size_t* at) const;  // pos < size_
   void Rebuild();                                            // the Fenwick tree, from the chunks
   void Add(size_t chunk, int64_t delta);                     // Fenwick update

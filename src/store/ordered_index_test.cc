@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <iterator>
 #include <map>
 #include <random>
@@ -109,6 +110,44 @@ TEST(OrderedIndexTest, RepointsOnlyFromTheExpectedPlace) {
   m.Check();
   m.Remove("k500");
   m.Check();
+}
+
+TEST(OrderedIndexTest, EraseMatchesTheLocationWithinItsScoreOnly) {
+  // Erase looks for the entry by location among the first entries of its score, then by member:
+  // a run of one score over several chunks, entries either side of it, and stale locations.
+  Model m;
+  int reads = 0;
+  OrderedIndex::MemberFn counted = [&](uint64_t loc) {
+    ++reads;
+    return std::string_view(m.members[loc]);
+  };
+  for (int i = 0; i < 900; ++i) m.Put("tie" + std::to_string(1000 + i), 5);  // one run, 4+ chunks
+  for (int i = 0; i < 300; ++i) m.Put("u" + std::to_string(i), i < 150 ? i - 150 : i);  // distinct
+  m.Check();
+  // A distinct score: found by location with no member read; a wrong location is refused.
+  const auto [s_u, loc_u] = m.where["u200"];
+  reads = 0;
+  EXPECT_FALSE(m.index.Erase(s_u, "u200", loc_u + 1, counted));
+  EXPECT_FALSE(m.index.Erase(s_u + 0.5, "u200", loc_u, counted));  // no entry of that score
+  EXPECT_EQ(reads, 0);
+  // Past the first entries of the run: by member (reads), and the location must still match.
+  const auto [s_t, loc_t] = m.where["tie1700"];
+  EXPECT_FALSE(m.index.Erase(s_t, "tie1700", loc_u, counted));
+  EXPECT_GT(reads, 0);
+  EXPECT_TRUE(m.index.Erase(s_t, "tie1700", loc_t, counted));
+  m.order.erase({s_t, "tie1700"});
+  m.where.erase("tie1700");
+  m.Check();
+  // Every other entry, in an order that takes the run from both ends and the middle.
+  std::vector<std::string> all;
+  for (const auto& [member, w] : m.where) all.push_back(member);
+  std::shuffle(all.begin(), all.end(), std::mt19937_64(11));
+  for (size_t i = 0; i < all.size(); ++i) {
+    m.Remove(all[i]);
+    if (i % 200 == 0) m.Check();
+  }
+  m.Check();
+  EXPECT_EQ(m.index.Size(), 0u);
 }
 
 TEST(OrderedIndexTest, AssignedInOrderAndAboutTwentyOneBytesPerMember) {

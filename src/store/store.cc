@@ -2126,7 +2126,7 @@ OrderedIndex::MemberFn StoreImpl::WriterMemberFn() const {
 
 namespace {
 
-// The score in the element record at `loc` (ReadElementAt's check); false when unreadable.
+// The score in the element record at `loc` (read by `read`); false when unreadable.
 template <class Read>
 bool ScoreAt(const Read& read, const Location& loc, double* score) {
   std::string_view member, value;
@@ -2139,10 +2139,22 @@ uint64_t PackedLoc(const Location& loc) { return Location{loc.file, loc.offset, 
 
 void StoreImpl::UpdateOrdered(Collection& coll, std::string_view member, bool had_old, const Location& old,
                               bool has_now, const Location& now) {
+  // The header checks without the CRC, as member comparisons (MemberForCompare): the new record
+  // is the group's own, just written, and a damaged old one leaves its entry behind either way (with
+  // the CRC it is not read; without, its score does not decode or does not match — or, the damage
+  // elsewhere, its entry goes as it should).
   auto read = [this](const Location& loc, std::string_view* m, std::string_view* v) {
     const DataFile* file = files_.GetRaw(loc.file);
-    Status error;
-    return file != nullptr && ReadElementAt(*file, loc.offset, m, v, &error);
+    format::RecordHeader h;
+    if (file == nullptr ||
+        format::CheckRecord(file->data(), file->size(), loc.offset, false, &h) != format::RecordCheck::kOk ||
+        h.tag.kind != format::kKindElement || h.key_size < format::kIncarnationSize) {
+      return false;
+    }
+    const char* p = file->data() + loc.offset + format::kRecordHeaderSize;
+    *m = std::string_view(p + format::kIncarnationSize, h.key_size - format::kIncarnationSize);
+    *v = std::string_view(p + h.key_size, h.value_size);
+    return true;
   };
   const OrderedIndex::MemberFn member_of = WriterMemberFn();
   double score = 0;
