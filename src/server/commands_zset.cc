@@ -163,12 +163,12 @@ bool ZaddJob::Apply(ZsetEdit& z, Result& r) const {
       r.has_score = true;
       r.score = score;
       if (score != cur) {  // -0 and 0 are equal: no update, as Redis
-        z.Put(member, score);
+        z.PutKnown(member, score, true);
         ++updated;
       }
     } else {
       if (only_existing) continue;
-      z.Put(member, score);
+      z.PutKnown(member, score, false);
       ++added;
       r.has_score = true;
       r.score = score;

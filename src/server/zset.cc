@@ -579,6 +579,15 @@ bool ZsetEdit::Put(std::string_view member, double score) {
   return txn_.PutElement(db_, key_, kZset, inc_, member, store::format::EncodeScore(score));
 }
 
+void ZsetEdit::PutKnown(std::string_view member, double score, bool exists) {
+  if (!large_) {
+    Put(member, score);
+    return;
+  }
+  changed_ = true;
+  txn_.PutKnownElement(db_, key_, kZset, inc_, member, store::format::EncodeScore(score), exists);
+}
+
 bool ZsetEdit::Remove(std::string_view member) {
   if (!large_) {
     if (whole_.erase(std::string(member)) == 0) return false;

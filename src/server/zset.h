@@ -208,6 +208,8 @@ class ZsetEdit {
   bool Score(std::string_view member, double* score);
   /// Sets member's score; returns whether it is new.
   bool Put(std::string_view member, double score);
+  /// Put of a member Score just looked up (`exists`: what it returned), without a second lookup.
+  void PutKnown(std::string_view member, double score, bool exists);
   bool Remove(std::string_view member);
   /// Lends fn the current order (the group's changes included).
   void WithSeq(store::FunctionRef<void(const ZsetSeq&)> fn);

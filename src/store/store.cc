@@ -1663,6 +1663,16 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
                               /*fresh=*/true)
             .delta;
     }
+    void PutKnownElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
+                         std::string_view value, bool exists) override {
+      std::string& ekey = store_->txn_element_key_;
+      format::AssignElementKey(&ekey, inc, member);
+      // Absent: no live record of it in the group either (the read saw the group's), so no
+      // in-place rewrite is tried.
+      GroupCollection& group_coll = store_->AppendElement(store_->GroupDb(db), key, type, inc, ekey,
+                                                          store_->Hash(ekey), value, false, /*fresh=*/!exists);
+      if (!exists) ++group_coll.delta;
+    }
     Status TakeElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
                        std::string* value) override {
       std::string& ekey = store_->txn_element_key_;

@@ -443,6 +443,11 @@ class Txn {
   /// and ElementCount is one too high until the group is applied.)
   virtual void AddElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc, std::string_view member,
                           std::string_view value) = 0;
+  /// PutElement of a member whose presence the caller learnt in this group (GetElement: a ZADD
+  /// reads the score it replaces), without looking it up again: `exists` as that read found it,
+  /// counted as new when it is false. The caller must not have changed the element since.
+  virtual void PutKnownElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
+                               std::string_view member, std::string_view value, bool exists) = 0;
   /// Removes element `member`; returns whether it was there.
   virtual bool DeleteElement(uint32_t db, std::string_view key, uint8_t type, uint64_t inc,
                              std::string_view member) = 0;
