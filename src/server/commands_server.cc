@@ -582,6 +582,7 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
       Field(&s, "cold_read_wait_usec", cold->wait_usec());
     }
     Field(&s, "data_files_maybe_cold", st.store->MaybeCold() ? 1 : 0);
+    Field(&s, "data_files_pages_read_back", st.store->PagesReadBack());
     for (const auto& [name, cpu] : threads()) {
       Field(&s, "thread_cpu_" + name, "user=" + Fixed(cpu.first, 3) + ",sys=" + Fixed(cpu.second, 3));
     }

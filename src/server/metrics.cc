@@ -176,6 +176,9 @@ std::string PrometheusText(ServerState& st) {
   w.One("keg_data_files_maybe_cold", "gauge",
         "1 when the last residency sweep found a data file page out of the page cache (cold reads possible).",
         st.store->MaybeCold() ? 1.0 : 0.0);
+  w.One("keg_data_files_pages_read_back_total", "counter",
+        "Data file pages the residency sweep found evicted, few, from a store otherwise in memory, and read back.",
+        static_cast<double>(st.store->PagesReadBack()));
   if (const ColdReads* cold = st.cold_reads.get()) {
     w.One("keg_cold_read_commands_total", "counter", "Commands that waited for their cold keys to be read (io_uring or the read pool).",
           static_cast<double>(cold->fetches()));

@@ -80,18 +80,22 @@ uint64_t DataFile::SweepResidency() {
   constexpr uint64_t kChunk = 4096;  // pages per mincore call (a multiple of 64: whole bitmap words)
   static thread_local unsigned char vec[kChunk];
   uint64_t prefix = UINT64_MAX;  // the first page found evicted, as a byte offset
+  uint64_t evicted = 0;
   uint64_t at = 0;
   while (at < end) {
     const uint64_t pages = std::min<uint64_t>((end - at + page - 1) / page, kChunk);
     if (mincore(map_ + at, pages * page, vec) != 0) {
       if (prefix == UINT64_MAX) prefix = at;
+      evicted += (end - at + page - 1) / page;  // (not known: counted out)
       break;
     }
     const uint64_t first_page = at / page;
     for (uint64_t w = 0; w * 64 < pages; ++w) {
       uint64_t bits = 0;
-      for (uint64_t i = w * 64; i < std::min(pages, w * 64 + 64); ++i) bits |= uint64_t{vec[i] & 1u} << (i % 64);
+      const uint64_t n = std::min(pages, w * 64 + 64) - w * 64;
+      for (uint64_t i = w * 64; i < w * 64 + n; ++i) bits |= uint64_t{vec[i] & 1u} << (i % 64);
       resident_pages_[first_page / 64 + w].store(bits, std::memory_order_relaxed);
+      evicted += n - static_cast<uint64_t>(__builtin_popcountll(bits));
     }
     if (prefix == UINT64_MAX) {
       uint64_t i = 0;
@@ -102,7 +106,24 @@ uint64_t DataFile::SweepResidency() {
   }
   const uint64_t upto = std::min(prefix, end);
   resident_upto_.store(upto == end ? UINT64_MAX : upto, std::memory_order_relaxed);
+  evicted_pages_.store(upto == end ? 0 : evicted, std::memory_order_relaxed);
   return upto;
+}
+
+void DataFile::FetchEvicted() const {
+  if (evicted_pages() == 0) return;
+  const uint64_t end = size();
+  const uint64_t page = PageSize();
+  for (uint64_t p = resident_upto() / page; p * page < end;) {
+    if (PageKnownResident(p)) {
+      ++p;
+      continue;
+    }
+    uint64_t last = p;
+    while ((last + 1) * page < end && !PageKnownResident(last + 1)) ++last;
+    Fetch(p * page, (last - p + 1) * page);
+    p = last + 1;
+  }
 }
 
 void DataFile::DropPages() const {

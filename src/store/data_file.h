@@ -63,6 +63,11 @@ class DataFile {
   /// most size()). Any thread; one sweeper at a time.
   uint64_t SweepResidency();
   uint64_t resident_upto() const { return resident_upto_.load(std::memory_order_relaxed); }
+  /// Pages of [0, size()) the last sweep found out of the page cache.
+  uint64_t evicted_pages() const { return evicted_pages_.load(std::memory_order_relaxed); }
+  /// Reads the pages the last sweep found evicted back into the page cache (Fetch, a run of
+  /// adjacent pages at a time). Blocks on the disk. Any thread; the sweeper's.
+  void FetchEvicted() const;
   /// How many times Resident() has asked the kernel, over every file of the process (tests).
   static uint64_t ResidencyQueries() { return residency_queries_.load(std::memory_order_relaxed); }
   /// Access advice for a range of the mapping: kRandom (serving reads: a fault reads one page, not
@@ -108,6 +113,7 @@ class DataFile {
   const uint64_t map_size_;
   std::atomic<uint64_t> size_;
   mutable std::atomic<uint64_t> resident_upto_{0};
+  std::atomic<uint64_t> evicted_pages_{0};
   // One bit per page of the mapping: set when the last sweep, or a check since, found the page
   // in the page cache. A file partly evicted (memory pressure, or a host that reclaims pages
   // idle for a minute) then costs a bit test per read, not a mincore: only a page whose bit is

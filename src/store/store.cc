@@ -840,18 +840,42 @@ void StoreImpl::FetchKeys(uint32_t db, std::span<const std::string_view> keys) c
 }
 
 uint64_t StoreImpl::SweepResidency() {
-  bool cold = false;
+  const auto files = files_.Snapshot();
   uint64_t resident = 0;
-  for (const auto& file : files_.Snapshot()) {
-    const uint64_t upto = file->SweepResidency();
-    resident += upto;
-    cold |= file->resident_upto() != UINT64_MAX;  // part of it was evicted
+  uint64_t evicted = 0;
+  uint64_t pages = 0;
+  for (const auto& file : files) {
+    resident += file->SweepResidency();
+    evicted += file->evicted_pages();
+    pages += file->size() / DataFile::PageSize();
   }
+  // A few pages gone from a store that was otherwise all in memory — a host that reclaims pages
+  // left idle (this machine's DAMON_RECLAIM takes a minute-old dead record's page) — are read
+  // back rather than put every read command on the cold path (its checks cost a ZRANGEBYSCORE
+  // a quarter more CPU) for as long as nobody reads them, which for dead records is for good.
+  // Not after DropPageCache (tests and benches make keys cold on purpose), and not when more
+  // than 1% of the pages went (or 16 MiB): then memory is short and cold reads are real.
+  const uint64_t heal_limit = std::min<uint64_t>(4096, std::max<uint64_t>(256, pages / 100));
+  if (evicted > 0 && evicted <= heal_limit && !pages_dropped_.load(std::memory_order_relaxed)) {
+    resident = 0;
+    for (const auto& file : files) {
+      if (file->evicted_pages() > 0) {
+        file->FetchEvicted();
+        file->SweepResidency();
+      }
+      resident += std::min(file->resident_upto(), file->size());
+    }
+    pages_read_back_.fetch_add(evicted, std::memory_order_relaxed);
+  }
+  bool cold = false;
+  for (const auto& file : files) cold |= file->resident_upto() != UINT64_MAX;  // part of it was evicted
+  if (!cold) pages_dropped_.store(false, std::memory_order_relaxed);
   maybe_cold_.store(cold, std::memory_order_relaxed);
   return resident;
 }
 
 void StoreImpl::DropPageCache() {
+  pages_dropped_.store(true, std::memory_order_relaxed);
   for (const auto& file : files_.Snapshot()) file->DropPages();
   SweepResidency();
 }

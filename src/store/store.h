@@ -791,6 +791,10 @@ class Store {
   /// fast path); returns the bytes of data files found resident from their start. About once a
   /// second, from one thread.
   virtual uint64_t SweepResidency() = 0;
+  /// Pages sweeps found evicted and read back, in all: a few pages gone from a store otherwise in
+  /// memory (a host reclaiming idle pages) are read back so that MaybeCold stays false (not after
+  /// DropPageCache, nor when more than 1% of the pages went). Any thread.
+  virtual uint64_t PagesReadBack() const = 0;
   /// Tests and DEBUG DROP-PAGE-CACHE: evicts the data files' clean pages from the page cache (and
   /// this process's page tables), then sweeps, so the next reads are cold. Written pages stay
   /// until they are written back (sync first). Any thread.

@@ -126,6 +126,7 @@ class StoreImpl final : public Store {
   void ColdElementRanges(uint32_t db, std::string_view key, const ElementSelection& which,
                          std::vector<ColdRange>* out) const override;
   uint64_t SweepResidency() override;
+  uint64_t PagesReadBack() const override { return pages_read_back_.load(std::memory_order_relaxed); }
   void DropPageCache() override;
   Stats GetStats() const override;
   void KeyCountAsync(uint32_t db, std::function<void(uint64_t keys)> done) override;
@@ -662,6 +663,10 @@ class StoreImpl final : public Store {
   std::vector<std::pair<std::shared_ptr<Collection>, bool>> dropped_;
   // Cold reads: set by SweepResidency; true until the first sweep (nothing is known yet).
   std::atomic<bool> maybe_cold_{true};
+  // Set by DropPageCache, cleared by the first sweep that finds every page back: until then a
+  // sweep reads nothing back (SweepResidency).
+  std::atomic<bool> pages_dropped_{false};
+  std::atomic<uint64_t> pages_read_back_{0};  // by sweeps, in all
 };
 
 }  // namespace keg::store

@@ -2,6 +2,7 @@
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -330,6 +331,70 @@ TEST_F(StoreTest, KeyResidencyAndFetch) {
     cold = !store_->KeyResident(0, "small");
   }
   EXPECT_TRUE(cold);
+}
+
+// A host that reclaims idle pages (DAMON_RECLAIM on these machines) takes a few pages of dead
+// records that nobody reads again: the sweep reads such a few back, or every later read would take
+// the cold path for good. Not after DropPageCache: those evictions are meant.
+TEST_F(StoreTest, SweepReadsBackAFewEvictedPagesButNotADroppedCache) {
+  options_.max_file_size = 8 << 20;  // one file of about 400 pages
+  Open();
+  for (int i = 0; i < 200; ++i) Put("k" + std::to_string(i), Value(i, 8192));
+  ASSERT_TRUE(store_->Sync().ok());  // clean pages can be evicted
+  store_->SweepResidency();
+  ASSERT_FALSE(store_->MaybeCold());
+  std::string data;
+  for (const auto& e : fs::directory_iterator(dir_)) {
+    if (e.path().extension() == ".data") data = e.path().string();
+  }
+  ASSERT_FALSE(data.empty());
+  // 4 pages of the file (never mapped by a read: a page a mapping uses is not evicted by advice);
+  // whether they went, asked of a mapping of our own.
+  auto evict_a_few = [&](off_t offset) {
+    const int fd = open(data.c_str(), O_RDONLY);
+    ASSERT_GE(fd, 0);
+    EXPECT_EQ(posix_fadvise(fd, offset, 16 * 1024, POSIX_FADV_DONTNEED), 0);
+    close(fd);
+  };
+  auto cached = [&](off_t offset) {
+    const int fd = open(data.c_str(), O_RDONLY);
+    const size_t size = fs::file_size(data);
+    void* m = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
+    close(fd);
+    unsigned char vec[4] = {};
+    const bool ok = m != MAP_FAILED && mincore(static_cast<char*>(m) + offset, sizeof(vec) * 4096, vec) == 0;
+    if (m != MAP_FAILED) munmap(m, size);
+    return ok && (vec[0] & vec[1] & vec[2] & vec[3] & 1) != 0;
+  };
+  evict_a_few(512 * 1024);
+  if (cached(512 * 1024)) GTEST_SKIP() << "the file system does not evict pages on request";
+  const uint64_t before = store_->PagesReadBack();
+  store_->SweepResidency();
+  EXPECT_TRUE(cached(512 * 1024));
+  EXPECT_FALSE(store_->MaybeCold());
+  EXPECT_LE(store_->PagesReadBack() - before, 8u);
+  EXPECT_TRUE(store_->KeyResident(0, "k64"));
+  // A dropped cache stays cold: sweeps read nothing back until every page is back by itself.
+  bool dropped = false;
+  for (int attempt = 0; attempt < 20 && !dropped; ++attempt) {  // (see KeyResidencyAndFetch)
+    store_->DropPageCache();
+    dropped = !store_->KeyResident(0, "k100");
+  }
+  ASSERT_TRUE(dropped);
+  const uint64_t after_drop = store_->PagesReadBack();
+  store_->SweepResidency();
+  EXPECT_TRUE(store_->MaybeCold());
+  EXPECT_EQ(store_->PagesReadBack(), after_drop);
+  for (int i = 0; i < 200; ++i) EXPECT_EQ(Get("k" + std::to_string(i)), Value(i, 8192));
+  store_->SweepResidency();
+  EXPECT_FALSE(store_->MaybeCold());
+  // Warm again: a few evicted pages are read back again (of records written since).
+  for (int i = 200; i < 260; ++i) Put("k" + std::to_string(i), Value(i, 8192));
+  ASSERT_TRUE(store_->Sync().ok());
+  evict_a_few(static_cast<off_t>(fs::file_size(data)) - 64 * 1024);
+  store_->SweepResidency();
+  EXPECT_FALSE(store_->MaybeCold());
+  EXPECT_GT(store_->PagesReadBack(), after_drop);
 }
 
 // Compaction in bounded memory: past compaction_max_moves records it installs what it copied and
