@@ -213,9 +213,16 @@ class PubSubTest(unittest.TestCase):
             s = connect(self.server.port)
             s.sendall(resp("SUBSCRIBE", "order") if i % 2 == 0 else resp("PSUBSCRIBE", "ord*"))
             subs.append(s)
-        self.wait_subscribers("order", subscribers // 2)
-        while self.r.pubsub_numpat() < 1:
-            time.sleep(0.01)
+        # Each subscriber's confirmation, before anything is published. (PUBSUB NUMPAT counts
+        # patterns, not their subscribers: waiting for it to reach 1 let a loaded run publish
+        # before the last PSUBSCRIBE took effect, and that subscriber missed 300 messages.)
+        for s in subs:
+            s.settimeout(10)
+            got = b""
+            while b"subscribe\r\n" not in got:
+                chunk = s.recv(4096)
+                self.assertTrue(chunk, "closed before its subscription was confirmed")
+                got += chunk
 
         def publish(n):
             c = redis.Redis(port=self.server.port, socket_timeout=10)
