@@ -437,8 +437,9 @@ void ListEdit::Commit() {
     return;
   }
   if (large_) {
+    // Open read the meta element: it is there (no second lookup to learn so).
     char meta[16];
-    txn_.PutElement(db_, key_, kTypeList, inc_, list::kMetaMember, list::EncodeMeta(meta_, meta));
+    txn_.PutKnownElement(db_, key_, kTypeList, inc_, list::kMetaMember, list::EncodeMeta(meta_, meta), /*exists=*/true);
     return;
   }
   const std::vector<std::string_view> views(items().begin(), items().end());
