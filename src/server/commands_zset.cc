@@ -76,10 +76,6 @@ void NotifyMissing(ServerState& server, uint32_t db, const Result& res) {
   for (const std::string& k : res.missing) NotifyKeyspaceEvent(server, db, kNotifyKeyMiss, "keymiss", k);
 }
 
-// Queues the change of the sorted set at `key` as one kRun op (see UpdateList): `change` edits it
-// and returns false to leave it as it is. With `serves`, clients blocked on the key are served
-// in the same group (ZADD, ZINCRBY; not inside EXEC or a script). `propagate_as`: what replicas
-// get instead of the command's arguments (empty: those).
 // The body of a sorted set command's kRun op on the writer (EditThenServe); `serve`: serve the
 // clients blocked on the key in this group (ZADD, ZINCRBY).
 template <class Change>
@@ -101,6 +97,10 @@ bool Propagate(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served, boo
   return serve;
 }
 
+// Queues the change of the sorted set at `key` as one kRun op (see UpdateList): `change` edits it
+// and returns false to leave it as it is. With `serves`, clients blocked on the key are served
+// in the same group (ZADD, ZINCRBY; not inside EXEC or a script). `propagate_as`: what replicas
+// get instead of the command's arguments (empty: those).
 void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ZsetEdit&, Result&)> change,
                 bool serves = false, std::span<const std::string_view> propagate_as = {}) {
   const bool serve = Propagate(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served), serves, propagate_as);
