@@ -840,6 +840,7 @@ void StoreImpl::FetchKeys(uint32_t db, std::span<const std::string_view> keys) c
 }
 
 uint64_t StoreImpl::SweepResidency() {
+  std::lock_guard sweeping(sweep_mu_);
   const auto files = files_.Snapshot();
   uint64_t resident = 0;
   uint64_t evicted = 0;
@@ -851,8 +852,8 @@ uint64_t StoreImpl::SweepResidency() {
   }
   // A few pages gone from a store that was otherwise all in memory — a host that reclaims pages
   // left idle (this machine's DAMON_RECLAIM takes a minute-old dead record's page) — are read
-  // back rather than put every read command on the cold path (its checks cost a ZRANGEBYSCORE
-  // a quarter more CPU) for as long as nobody reads them, which for dead records is for good.
+  // back rather than put every command on the cold-read check for as long as nobody reads them,
+  // which for dead records is for good.
   // Not after DropPageCache (tests and benches make keys cold on purpose), and not when more
   // than 1% of the pages went (or 16 MiB): then memory is short and cold reads are real.
   const uint64_t heal_limit = std::min<uint64_t>(4096, std::max<uint64_t>(256, pages / 100));
@@ -875,8 +876,11 @@ uint64_t StoreImpl::SweepResidency() {
 }
 
 void StoreImpl::DropPageCache() {
-  pages_dropped_.store(true, std::memory_order_relaxed);
-  for (const auto& file : files_.Snapshot()) file->DropPages();
+  {
+    std::lock_guard sweeping(sweep_mu_);  // after any sweep under way
+    pages_dropped_.store(true, std::memory_order_relaxed);
+    for (const auto& file : files_.Snapshot()) file->DropPages();
+  }
   SweepResidency();
 }
 
@@ -2140,14 +2144,22 @@ StoreImpl::Collection& StoreImpl::CollectionFor(uint64_t inc, uint8_t pdb, uint8
   return *slot;
 }
 
-std::string_view StoreImpl::MemberForCompare(const DataFile& file, uint64_t offset) const {
+bool StoreImpl::ElementForIndex(const DataFile& file, uint64_t offset, std::string_view* member,
+                                std::string_view* value) const {
   format::RecordHeader h;
   if (format::CheckRecord(file.data(), file.size(), offset, false, &h) != format::RecordCheck::kOk ||
       h.tag.kind != format::kKindElement || h.key_size < format::kIncarnationSize) {
-    return {};
+    return false;
   }
   const char* p = file.data() + offset + format::kRecordHeaderSize;
-  return std::string_view(p + format::kIncarnationSize, h.key_size - format::kIncarnationSize);
+  *member = std::string_view(p + format::kIncarnationSize, h.key_size - format::kIncarnationSize);
+  *value = std::string_view(p + h.key_size, h.value_size);
+  return true;
+}
+
+std::string_view StoreImpl::MemberForCompare(const DataFile& file, uint64_t offset) const {
+  std::string_view member, value;
+  return ElementForIndex(file, offset, &member, &value) ? member : std::string_view();
 }
 
 OrderedIndex::MemberFn StoreImpl::WriterMemberFn() const {
@@ -2160,40 +2172,25 @@ OrderedIndex::MemberFn StoreImpl::WriterMemberFn() const {
 
 namespace {
 
-// The score in the element record at `loc` (read by `read`); false when unreadable.
-template <class Read>
-bool ScoreAt(const Read& read, const Location& loc, double* score) {
-  std::string_view member, value;
-  return read(loc, &member, &value) && format::DecodeScore(value, score);
-}
-
 uint64_t PackedLoc(const Location& loc) { return Location{loc.file, loc.offset, false, 0}.Pack(); }
 
 }  // namespace
 
 void StoreImpl::UpdateOrdered(Collection& coll, std::string_view member, bool had_old, const Location& old,
                               bool has_now, const Location& now) {
-  // The header checks without the CRC, as member comparisons (MemberForCompare): the new record
+  // The header checks without the CRC, as member comparisons (ElementForIndex): the new record
   // is the group's own, just written, and a damaged old one leaves its entry behind either way (with
   // the CRC it is not read; without, its score does not decode or does not match — or, the damage
   // elsewhere, its entry goes as it should).
-  auto read = [this](const Location& loc, std::string_view* m, std::string_view* v) {
+  auto score_at = [this](const Location& loc, double* score) {  // false when unreadable
     const DataFile* file = files_.GetRaw(loc.file);
-    format::RecordHeader h;
-    if (file == nullptr ||
-        format::CheckRecord(file->data(), file->size(), loc.offset, false, &h) != format::RecordCheck::kOk ||
-        h.tag.kind != format::kKindElement || h.key_size < format::kIncarnationSize) {
-      return false;
-    }
-    const char* p = file->data() + loc.offset + format::kRecordHeaderSize;
-    *m = std::string_view(p + format::kIncarnationSize, h.key_size - format::kIncarnationSize);
-    *v = std::string_view(p + h.key_size, h.value_size);
-    return true;
+    std::string_view m, v;
+    return file != nullptr && ElementForIndex(*file, loc.offset, &m, &v) && format::DecodeScore(v, score);
   };
   const OrderedIndex::MemberFn member_of = WriterMemberFn();
   double score = 0;
-  if (had_old && ScoreAt(read, old, &score)) coll.ordered->Erase(score, member, PackedLoc(old), member_of);
-  if (has_now && ScoreAt(read, now, &score)) coll.ordered->Insert(score, member, PackedLoc(now), member_of);
+  if (had_old && score_at(old, &score)) coll.ordered->Erase(score, member, PackedLoc(old), member_of);
+  if (has_now && score_at(now, &score)) coll.ordered->Insert(score, member, PackedLoc(now), member_of);
 }
 
 void StoreImpl::LendOrdered(uint64_t inc, const Collection* coll, FunctionRef<const DataFile*(uint32_t)> file_of,

@@ -357,6 +357,10 @@ class StoreImpl final : public Store {
   // not its CRC (a search reads log n members; what is served is read with ReadElementAt). Empty
   // when the header fails its check.
   std::string_view MemberForCompare(const DataFile& file, uint64_t offset) const;
+  // The member and value of the element record at `offset` for the ordered index's own use
+  // (comparisons, the scores UpdateOrdered moves entries by): its header checked, not its CRC.
+  // False when the header fails its check.
+  bool ElementForIndex(const DataFile& file, uint64_t offset, std::string_view* member, std::string_view* value) const;
   Status GetElementOnce(uint64_t inc, std::string_view member, ValueView* out) const;
   // Writer role: an element's state as the next op of the group sees it.
   CurrentValue CurrentElement(uint64_t inc, std::string_view ekey, uint64_t hash, bool need_value);
@@ -666,6 +670,9 @@ class StoreImpl final : public Store {
   // Set by DropPageCache, cleared by the first sweep that finds every page back: until then a
   // sweep reads nothing back (SweepResidency).
   std::atomic<bool> pages_dropped_{false};
+  // One sweep at a time (the sweeper thread's, DropPageCache's): a sweep that began before a drop
+  // must not end after it and clear pages_dropped_ with what it saw before.
+  std::mutex sweep_mu_;
   std::atomic<uint64_t> pages_read_back_{0};  // by sweeps, in all
 };
 
