@@ -131,7 +131,7 @@ class Generator {
   // Commands whose replies do not depend on time or on the server's hash order. Inside MULTI, no
   // DEBUG DIGEST: keg answers it with the state after the transaction.
   Cmd Deterministic(bool in_multi = false) {
-    switch (Range(0, 105)) {
+    switch (Range(0, 108)) {
       case 0: case 1: case 2: return SetWithOptions();
       case 3: case 4: return {"GET", Key()};
       case 5: return {"DEL", Key(), Key()};
@@ -507,6 +507,11 @@ class Generator {
         }
         return c;
       }
+      // Between databases, ordered against the pipeline's pending writes (and in MULTI): the
+      // sequence starts in database 0 and FLUSHALL empties every one.
+      case 106: return {"SELECT", Pick(std::vector<std::string>{"0", "1", "1", "16", "x"})};
+      case 107: return {"MOVE", Key(), Pick(std::vector<std::string>{"0", "1", "1", "2", "-1", "x"})};
+      case 108: return {"SWAPDB", Pick(std::vector<std::string>{"0", "1", "2"}), Pick(std::vector<std::string>{"0", "1", "x"})};
       default: return {"GET", Key()};
     }
   }

@@ -544,14 +544,16 @@ void ReplicaOf::Connect(uint64_t gen, const std::string& host, int64_t port, boo
   if (!Current(gen)) return;
   if (failover) {
     const bool ok = reply.rfind("+FULLRESYNC ", 0) == 0 || reply.rfind("+CONTINUE", 0) == 0;
-    if (!ok) {
-      // A primary again (Unfollow, which takes history_mu_: released first, or this thread
-      // would wait for itself and the failover would never end).
-      history.unlock();
-      server_.failover.PsyncAnswered(false);
-      return fail("PSYNC FAILOVER");
-    }
-    server_.failover.PsyncAnswered(true);
+    // Lock order: the failover's lock before history_mu_. A failover that ends otherwise (this
+    // answer rejected, FAILOVER ABORT) makes the server a primary again under the failover's lock
+    // (Unfollow, which takes history_mu_), so the answer is given with history_mu_ released: a
+    // FAILOVER ABORT just as the target answered would otherwise hang both for good.
+    history.unlock();
+    server_.failover.PsyncAnswered(ok);
+    if (!ok) return fail("PSYNC FAILOVER");
+    history.lock();
+    // Aborted meanwhile (a primary again) or followed another: nothing was taken from this link.
+    if (!Current(gen)) return;
   }
   uint64_t start = 0;
   if (reply.rfind("+FULLRESYNC ", 0) == 0) {

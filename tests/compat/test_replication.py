@@ -2627,6 +2627,30 @@ class FailoverTest(unittest.TestCase):
                 wait_synced(p, r)
                 digests_equal(self, p, r)
 
+    def test_a_handover_then_a_rejected_failover_on_one_server(self):
+        """One server's link thread first ends a failover that its target accepted, later one its
+        target rejected. keg's link thread took the failover's lock while holding its history lock
+        on an accepted PSYNC, and a failover ended otherwise (rejected, FAILOVER ABORT) took them
+        the other way round (it makes the server a primary again, which takes the history lock):
+        a FAILOVER ABORT within microseconds of the target's answer hung both for good, the I/O
+        thread that ran it and the writes the failover paused. The TSan build's lock-order check
+        sees it from this sequence (its server aborts); Redis's integration/failover found it."""
+        P, p, R, r = self.pair()
+        for source, target, port in ((p, r, R.port), (r, p, P.port)):
+            self.assertEqual(source.execute_command("FAILOVER", "TO", "127.0.0.1", str(port)), b"OK")
+            wait_until("the handover", lambda: role(target) == b"master" and role(source) == b"slave"
+                       and source.info("replication")["master_link_status"] == "up")
+        # P, a primary again, hands over to R once more; R refuses the PSYNC.
+        wait_synced(p, r)
+        r.execute_command("ACL", "SETUSER", "default", "-psync")
+        self.assertEqual(p.execute_command("FAILOVER", "TO", "127.0.0.1", str(R.port)), b"OK")
+        wait_until("the failover to end", lambda: p.info("replication")["master_failover_state"] == "no-failover")
+        r.execute_command("ACL", "SETUSER", "default", "+psync")
+        self.assertEqual(role(p), b"master")
+        self.assertTrue(p.set("after", 1))
+        wait_synced(p, r)
+        digests_equal(self, p, r)
+
     def test_a_link_dropped_after_a_failover_reconnects(self):
         """After FAILOVER hands over, the old primary is a replica like any other: when its link
         drops it reconnects with a plain PSYNC (keg kept sending PSYNC ... FAILOVER, which the new
