@@ -125,7 +125,17 @@ std::string InfoText(ServerState& st, const std::vector<std::string>& wanted) {
   const ResidentMemory resident = Resident();
   const int64_t used = resident.anon;  // UsedMemory(), without reading /proc again
   st.sampler.NotePeak(used);
-  const net::Traffic traffic = st.traffic ? st.traffic() : net::Traffic{};
+  net::Traffic traffic = st.traffic ? st.traffic() : net::Traffic{};
+  {
+    std::lock_guard lock(st.traffic_base_mu);  // since the last CONFIG RESETSTAT
+    const net::Traffic& base = st.traffic_base;
+    traffic.bytes_in -= std::min(traffic.bytes_in, base.bytes_in);
+    traffic.bytes_out -= std::min(traffic.bytes_out, base.bytes_out);
+    traffic.reads -= std::min(traffic.reads, base.reads);
+    traffic.writes -= std::min(traffic.writes, base.writes);
+    traffic.threaded_reads -= std::min(traffic.threaded_reads, base.threaded_reads);
+    traffic.threaded_writes -= std::min(traffic.threaded_writes, base.threaded_writes);
+  }
   // CPU by thread (/proc/self/task), read once for the CPU and Keg sections.
   std::optional<std::vector<std::pair<std::string, std::pair<double, double>>>> thread_cpu;
   auto threads = [&]() -> const auto& {
@@ -684,6 +694,13 @@ void ConfigCmd(Ctx& c) {
     st.repl.sync_partial_ok = 0;
     st.repl.sync_partial_err = 0;
     st.errors.Reset();
+    st.sampler.Reset();
+    st.saves = 0;  // rdb_saves
+    if (st.traffic) {
+      const net::Traffic now = st.traffic();
+      std::lock_guard lock(st.traffic_base_mu);
+      st.traffic_base = now;
+    }
     for (const Command& cmd : AllCommands()) {
       cmd.stats->Reset();
       for (const Command& s : cmd.subcommands) s.stats->Reset();

@@ -265,10 +265,16 @@ void Sampler::Start(std::function<Reading()> read) {
       const double secs = std::max(std::chrono::duration<double>(t - last_time).count(), 1e-3);
       NotePeak(now.used_memory);
       lock.lock();
-      rates_[0][next_] = static_cast<double>(now.commands - last.commands) / secs;
-      rates_[1][next_] = static_cast<double>(now.bytes_in - last.bytes_in) / secs;
-      rates_[2][next_] = static_cast<double>(now.bytes_out - last.bytes_out) / secs;
-      next_ = (next_ + 1) % kSamples;
+      if (reset_) {
+        reset_ = false;  // the counters may have been zeroed: this sample only takes them
+      } else {
+        // A counter below its last sample was zeroed meanwhile (CONFIG RESETSTAT): counted from 0.
+        auto delta = [](uint64_t cur, uint64_t prev) { return static_cast<double>(cur >= prev ? cur - prev : cur); };
+        rates_[0][next_] = delta(now.commands, last.commands) / secs;
+        rates_[1][next_] = delta(now.bytes_in, last.bytes_in) / secs;
+        rates_[2][next_] = delta(now.bytes_out, last.bytes_out) / secs;
+        next_ = (next_ + 1) % kSamples;
+      }
       last = now;
       last_time = t;
     }
@@ -279,6 +285,13 @@ void Sampler::NotePeak(int64_t used) {
   int64_t peak = peak_.load(std::memory_order_relaxed);
   while (used > peak && !peak_.compare_exchange_weak(peak, used, std::memory_order_relaxed)) {
   }
+}
+
+void Sampler::Reset() {
+  std::lock_guard lock(mu_);
+  for (auto& metric : rates_) std::fill(std::begin(metric), std::end(metric), 0.0);
+  next_ = 0;
+  reset_ = true;
 }
 
 double Sampler::Mean(size_t metric) const {

@@ -276,6 +276,8 @@ class Sampler {
   /// Stops the thread (before what `read` reads goes away). Idempotent.
   void Stop();
   double ops_per_sec() const { return Mean(0); }
+  /// CONFIG RESETSTAT (Redis's resetServerStats): the rates start again from 0. Any thread.
+  void Reset();
   double input_kbps() const { return Mean(1) / 1024; }
   double output_kbps() const { return Mean(2) / 1024; }
   int64_t peak_memory() const { return peak_.load(std::memory_order_relaxed); }
@@ -289,6 +291,7 @@ class Sampler {
   std::condition_variable cv_;
   double rates_[3][kSamples] = {};
   size_t next_ = 0;
+  bool reset_ = false;  // Reset() since the last sample: the next one only takes the counters
   std::atomic<int64_t> peak_{0};
   std::thread thread_;
   bool stop_ = false;
@@ -407,6 +410,10 @@ struct ServerState {
   Sampler sampler;
   /// The network layer's traffic (set by main once listening; null in process).
   std::function<net::Traffic()> traffic;
+  /// traffic() at the last CONFIG RESETSTAT: INFO reports what came after it, as Redis resets its
+  /// counters (the metrics endpoint's stay monotonic, as Prometheus counters are).
+  std::mutex traffic_base_mu;
+  net::Traffic traffic_base;  // guarded by traffic_base_mu
   int64_t startup_memory = 0;  // allocated bytes before the store opened (used_memory_startup)
   std::atomic<uint64_t> saves{0};  // SAVE / BGSAVE runs (rdb_saves)
   MonitorRegistry monitors;
