@@ -694,6 +694,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
 
   void StartWrite() {
     if (writing_ || closed_ || out_.empty()) return;
+    if (close_after_reply_ && !waiting_) Leave();  // these are the last replies
     iovec iov[kMaxIovecs];
     const size_t n = out_.Gather(std::span<iovec>(iov, kMaxIovecs));
     // Try the write right away: the common case completes without a trip through the reactor.
@@ -736,13 +737,25 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (!waiting_) DoRead();
   }
 
+  // Out of the server's view (CLIENT LIST, INFO clients, the target of a tracking redirect): the
+  // session's OnClose, once. A connection that closes after its reply leaves before that reply is
+  // written, as Redis frees such a client in the event-loop turn that wrote it: a client that read
+  // QUIT's +OK must not find the connection still there from a connection on another I/O thread
+  // (an invalidation sent to it instead of tracking-redir-broken to the tracking client; under
+  // load one in a hundred, when this thread lost its CPU between the write and the close).
+  void Leave() {
+    if (left_ || !session_) return;
+    left_ = true;
+    session_->OnClose();
+  }
+
   void Shutdown() {
     if (closed_) return;
     closed_ = true;
     asio::error_code ec;
     socket_.shutdown(asio::socket_base::shutdown_both, ec);
     socket_.close(ec);
-    if (session_) session_->OnClose();
+    Leave();
     out_.Clear();
     if (registered_) {
       worker_->connections.erase(registration_);
@@ -782,6 +795,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
   bool retry_ = false;    // re-run the last command on Resume
   std::string protocol_error_;  // sent (then the connection closes) once earlier replies are out
   bool close_after_reply_ = false;
+  bool left_ = false;  // Leave() ran
   bool closed_ = false;
   bool registered_ = false;
   std::list<std::weak_ptr<Connection>>::iterator registration_;
