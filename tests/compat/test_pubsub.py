@@ -20,25 +20,12 @@ def connect(port):
     return s
 
 
-def read_for(s, seconds=0.3):
-    """Everything the server sends until it is quiet for `seconds`."""
-    out = b""
-    s.settimeout(seconds)
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except socket.timeout:
-            return out
-        if not chunk:
-            return out
-        out += chunk
-
-
 def read_until(s, marker, seconds=10):
-    """What the server sends until `marker` is in it (less if it is quiet for `seconds`)."""
+    """What the server sends until `marker` is in it, or it is quiet for `seconds` (always, when
+    `marker` is None)."""
     out = b""
     s.settimeout(seconds)
-    while marker not in out:
+    while marker is None or marker not in out:
         try:
             chunk = s.recv(65536)
         except socket.timeout:
@@ -47,6 +34,11 @@ def read_until(s, marker, seconds=10):
             return out
         out += chunk
     return out
+
+
+def read_for(s, seconds=0.3):
+    """Everything the server sends until it is quiet for `seconds`."""
+    return read_until(s, None, seconds)
 
 
 def read_each(socks, seconds):
