@@ -409,6 +409,22 @@ bool StoreImpl::RecordHasKey(const DataFile& file, uint64_t offset, std::string_
   return std::memcmp(k, key.data(), key.size()) == 0;
 }
 
+bool StoreImpl::RecordHasElementKey(const DataFile& file, uint64_t offset, uint64_t inc,
+                                    std::string_view member) const {
+  const uint64_t size = file.size();
+  if (offset > size || size - offset < format::kRecordHeaderSize) return false;
+  const char* p = file.data() + offset;
+  const uint32_t key_size = format::Load<uint32_t>(p + format::kKeySizeOffset);
+  if (key_size != format::kIncarnationSize + member.size() || size - offset - format::kRecordHeaderSize < key_size) {
+    return false;
+  }
+  const char* k = p + format::kRecordHeaderSize;
+  if (format::Load<uint64_t>(k) != inc) return false;  // AssignElementKey's bytes: host order
+  k += format::kIncarnationSize;
+  if (member.size() == 8) return format::Load<uint64_t>(k) == format::Load<uint64_t>(member.data());  // a list's
+  return member.empty() || std::memcmp(k, member.data(), member.size()) == 0;
+}
+
 template <class Index, bool kAsWriter>
 Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                          std::shared_ptr<DataFile>* pin, format::RecordHeader* header,
@@ -2441,13 +2457,13 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
     }
     for (size_t m = 0; m < members.size(); ++m) {
       const std::string_view member = members[m];
-      format::AssignElementKey(&ekey, inc, member);
       LocationBuffer<kMaxCandidates> candidates;
       size_t n = 0;
       if (coll->positions) {
         n = listed_found[m];
         if (n != 0) candidates[0] = listed[m];  // (an entry not found was never written)
       } else {
+        format::AssignElementKey(&ekey, inc, member);  // for its hash
         n = coll->FindCandidates(ekey, Hash(ekey), candidates, kMaxCandidates);
       }
       bool found = false;
@@ -2458,7 +2474,7 @@ Status StoreImpl::GetElements(uint64_t inc, std::span<const std::string_view> me
           retired = true;
           continue;
         }
-        if (!RecordHasKey(*file, candidates[i].offset, ekey)) continue;
+        if (!RecordHasElementKey(*file, candidates[i].offset, inc, member)) continue;
         format::RecordHeader h;
         const format::RecordCheck check =
             format::CheckRecord(file->data(), file->size(), candidates[i].offset, options_.verify_checksums, &h);

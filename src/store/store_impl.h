@@ -404,6 +404,9 @@ class StoreImpl final : public Store {
   Status Lookup(const Index& kd, std::string_view key, uint64_t hash, bool verify,
                 std::shared_ptr<DataFile>* pin, format::RecordHeader* header, uint64_t* offset) const;
   bool RecordHasKey(const DataFile& file, uint64_t offset, std::string_view key) const;
+  // The same for the key of element `member` of collection `inc` (format::AssignElementKey's
+  // bytes), compared in place: no key is built.
+  bool RecordHasElementKey(const DataFile& file, uint64_t offset, uint64_t inc, std::string_view member) const;
   // Calls fn(key, expire_at_ms) for the record at `loc` when it is live (or expired and now_ms is
   // INT64_MIN); false if its file was retired meanwhile or its header fails its check.
   bool VisitRecord(const Location& loc, int64_t now_ms,
