@@ -322,21 +322,26 @@ void Client(Ctx& c) {
     bool kill_me = false;
     std::vector<std::shared_ptr<net::Link>> targets;
     const int64_t now_ms = store::NowMs();
-    c.server().clients.ForEach([&](ClientSession& s) {
-      if (!kill_type.empty() && s.client_type() != kill_type) return;
-      if (id != 0 && s.id() != static_cast<uint64_t>(id)) return;
-      if (maxage > 0 && (now_ms - s.created_ms()) / 1000 < maxage) return;
-      if (!addr.empty() && s.peer() != addr) return;
-      if (!laddr.empty() && s.local() != laddr) return;
-      if (!user.empty() && s.user_name() != user) return;
+    // The victims leave the registry here, at once (CLIENT LIST, INFO clients, a tracking
+    // redirect to one of them), as Redis's freeClient: a command after this one's reply never
+    // finds one still there, though a victim on another I/O thread closes there a little later.
+    // The caller leaves with its reply (Link::CloseAfterReply).
+    c.server().clients.RemoveIf([&](ClientSession& s) {
+      if (!kill_type.empty() && s.client_type() != kill_type) return false;
+      if (id != 0 && s.id() != static_cast<uint64_t>(id)) return false;
+      if (maxage > 0 && (now_ms - s.created_ms()) / 1000 < maxage) return false;
+      if (!addr.empty() && s.peer() != addr) return false;
+      if (!laddr.empty() && s.local() != laddr) return false;
+      if (!user.empty() && s.user_name() != user) return false;
       if (&s == &me) {
-        if (skipme && !old_form) return;
+        if (skipme && !old_form) return false;
         kill_me = true;
         ++killed;
-        return;
+        return false;
       }
       targets.push_back(s.link().Self());
       ++killed;
+      return true;
     });
     // Closed before the reply, as Redis's freeClient: one on this I/O thread at once (its
     // replica, say, sees the hang-up before the caller sees the reply), others on theirs.

@@ -665,6 +665,12 @@ bool ClientRegistry::WithClient(uint64_t id, const std::function<void(ClientSess
   return false;
 }
 
+void ClientRegistry::RemoveIf(const std::function<bool(ClientSession&)>& pred) {
+  std::lock_guard lock(mu_);
+  clients_.erase(std::remove_if(clients_.begin(), clients_.end(), [&](ClientSession* c) { return pred(*c); }),
+                 clients_.end());
+}
+
 // ---- ClientSession ------------------------------------------------------------------------------
 
 ClientSession::ClientSession(ServerState& server, net::Link* link)

@@ -74,6 +74,9 @@ class ClientRegistry {
   void ForEach(const std::function<void(ClientSession&)>& fn) const;
   /// Calls fn with the client of this id, under the registry lock; false if there is none.
   bool WithClient(uint64_t id, const std::function<void(ClientSession&)>& fn) const;
+  /// Removes every client `pred` (called under the registry lock) is true for: CLIENT KILL takes
+  /// its victims out at once, before their connections close on their own I/O threads.
+  void RemoveIf(const std::function<bool(ClientSession&)>& pred);
 
  private:
   mutable std::mutex mu_;
