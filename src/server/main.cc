@@ -376,7 +376,14 @@ int main(int argc, char** argv) {
   // SHUTDOWN (from an I/O thread) and the signals both end up here.
   ShutdownRequests shutdown;
   state.request_shutdown = [&shutdown](bool now) { shutdown.Request(now); };
-  state.abort_shutdown = [&shutdown] { return shutdown.Abort(); };
+  // The SHUTDOWNs that waited get Redis's error here, at the abort: keg-control answers them too
+  // when it was waiting for the replicas, but an abort before it woke to the request leaves it
+  // asleep (the request is gone), and they waited for good.
+  state.abort_shutdown = [&shutdown, &state] {
+    if (!shutdown.Abort()) return false;
+    state.FailShutdownWaiters();
+    return true;
+  };
 
   keg::net::ServerOptions net_options;
   net_options.bind = cfg.bind;

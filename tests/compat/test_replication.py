@@ -2732,6 +2732,38 @@ class FailoverTest(unittest.TestCase):
         self.assertEqual(c.info("replication")["master_failover_state"], "no-failover")
         self.assertTrue(c.set("after", 1))
 
+    def test_shutdown_abort_right_after_the_shutdown_answers_the_waiter(self):
+        """SHUTDOWN waiting for a lagging replica, SHUTDOWN ABORT from another connection as soon as
+        it is accepted: the waiting SHUTDOWN gets Redis's error at once. The abort was answered
+        only by the thread that waits for the replicas, once it saw the request: an abort before it
+        woke up left the SHUTDOWN waiting for good (Redis's "Shutting down master waits for replica
+        then aborted" hung so, io-threads 4 under load)."""
+        P, p, R, r = self.pair()
+        os.kill(R.proc.pid, signal.SIGSTOP)
+        try:
+            p.incr("lag")  # the stopped replica never acks this
+            aborter = redis.Redis(port=P.port, socket_timeout=10)
+            for i in range(100):
+                waiter = socket.create_connection(("127.0.0.1", P.port), timeout=5)
+                waiter.sendall(b"SHUTDOWN\r\n")
+                while True:
+                    try:
+                        aborter.execute_command("SHUTDOWN", "ABORT")
+                        break
+                    except redis.ResponseError as e:
+                        self.assertEqual(str(e), "No shutdown in progress.")
+                waiter.settimeout(5)
+                try:
+                    reply = waiter.recv(100)
+                except socket.timeout:
+                    reply = b"(nothing in 5 s)"
+                self.assertEqual(reply, b"-ERR Errors trying to SHUTDOWN. Check logs.\r\n", f"round {i}")
+                waiter.close()
+            aborter.close()
+        finally:
+            os.kill(R.proc.pid, signal.SIGCONT)
+        self.assertTrue(p.set("after", 1))
+
     def test_a_target_that_does_not_catch_up(self):
         P, p, R, r = self.pair()
         os.kill(R.proc.pid, signal.SIGSTOP)
