@@ -107,7 +107,10 @@ class Observability(unittest.TestCase):
                 for i in range(20000):
                     pipe.set(f"k{i}", "v" * 100)
                 pipe.execute()
+                c.save()
+                self.assertGreaterEqual(c.info("persistence")["rdb_saves"], 1)
                 c.config_resetstat()
+                self.assertEqual(c.info("persistence")["rdb_saves"], 0)
                 stats = c.info("stats")
                 self.assertLess(stats["total_commands_processed"], 5)
                 self.assertLess(stats["total_net_input_bytes"], 1000)
