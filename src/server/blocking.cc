@@ -224,11 +224,31 @@ void BlockingRegistry::OnWritten(std::span<const store::Options::WrittenKey> key
     std::lock_guard lock(mu_);
     for (const store::Options::WrittenKey& k : keys) {
       if (k.flush_all || !by_key_.contains(Slot(k.db, k.key))) continue;
+      if (k.deferred) {
+        held_[k.origin].emplace_back(k.db, std::string(k.key));
+        any_held_.store(true, std::memory_order_relaxed);
+        continue;
+      }
       ready_.emplace_back(k.db, std::string(k.key));
       any = true;
     }
   }
   if (any) cv_.notify_all();
+}
+
+void BlockingRegistry::Release(uint64_t origin) {
+  // (Relaxed is enough: OnWritten ran before the group's callback, which handed the EXEC's
+  // completion to this thread through a lock.)
+  if (!any_held_.load(std::memory_order_relaxed)) return;
+  {
+    std::lock_guard lock(mu_);
+    auto it = held_.find(origin);
+    if (it == held_.end()) return;
+    for (auto& k : it->second) ready_.push_back(std::move(k));
+    held_.erase(it);
+    any_held_.store(!held_.empty(), std::memory_order_relaxed);
+  }
+  cv_.notify_all();
 }
 
 void BlockingRegistry::OnSwapDb(uint32_t a, uint32_t b) {

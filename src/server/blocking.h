@@ -148,8 +148,14 @@ class BlockingRegistry {
                                                      const PropagatedCommand* first = nullptr);
   /// Sends the replies of clients served by a group that is now durable (any thread).
   static void SendReplies(std::vector<ServedPop>& served, const store::Status& s);
-  /// Options::on_written: marks the written keys that have clients waiting as ready.
+  /// Options::on_written: marks the written keys that have clients waiting as ready; those of a
+  /// batch that defers wake-ups (EXEC's) are held for its origin until Release.
   void OnWritten(std::span<const store::Options::WrittenKey> keys);
+  /// Client `origin`'s EXEC has run every command (its I/O thread, after the steps): the keys its
+  /// group wrote that clients wait on are ready now. Otherwise a client woken by the EXEC's push
+  /// on another I/O thread could be served before the EXEC's later commands ran (a SLOWLOG RESET
+  /// erased the served BLPOP's entry). Any thread; cheap when nothing is held.
+  void Release(uint64_t origin);
   /// Options::on_swapdb: every key of databases a and b that has clients waiting is ready (each
   /// now holds what the other database had), as Redis's swapdb (scanDatabaseForReadyKeys).
   void OnSwapDb(uint32_t a, uint32_t b);
@@ -179,6 +185,9 @@ class BlockingRegistry {
   std::unordered_map<uint64_t, std::shared_ptr<BlockedPop>> by_client_;
   std::multimap<int64_t, std::shared_ptr<BlockedPop>> deadlines_;
   std::vector<std::pair<uint32_t, std::string>> ready_;
+  // Keys written by an EXEC still running its commands, by its client (Release).
+  std::unordered_map<uint64_t, std::vector<std::pair<uint32_t, std::string>>> held_;
+  std::atomic<bool> any_held_{false};  // !held_.empty(), read without the lock
   std::atomic<size_t> count_{0};
   std::atomic<bool> used_{false};
   bool stop_ = false;

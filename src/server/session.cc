@@ -1757,6 +1757,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   store::WriteBatch batch = std::move(batch_);
   batch_ = store::WriteBatch();
   batch.set_origin(id_);  // CLIENT TRACKING NOLOOP knows a client's own writes
+  batch.set_defers_wakes(exec);  // the clients an EXEC's writes wake wait for it (Complete)
   batch.set_sees_expired(master_link_);  // the primary's writes act on keys it has not expired yet
   if (batch.empty() && !exec) {
     std::vector<store::OpResult> none;
@@ -1870,6 +1871,7 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
   if (flight.exec) {
     in_exec_ = false;
     Unwatch();
+    server_.blocking.Release(id_);  // every command ran: the clients its writes woke are served now
   }
   FlushPendingPushes();  // invalidations that came while the write was in flight
   link_->Resume();

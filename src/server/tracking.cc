@@ -264,7 +264,7 @@ void Tracking::OnExpired(std::string_view key) {
   std::lock_guard lock(mu_);
   if (clients_.empty()) return;
   InvalidateLocked(0, key);
-  const store::Options::WrittenKey w{0, key, false, 0};
+  const store::Options::WrittenKey w{0, key, false, 0, false};
   BroadcastLocked(std::span<const store::Options::WrittenKey>(&w, 1));
 }
 

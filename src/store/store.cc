@@ -1257,6 +1257,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     const WriteBatch& batch = work[i].batch;
     current_origin_ = batch.origin();
     current_sees_expired_ = batch.sees_expired();
+    if (batch.defers_wakes()) deferring_origins_.push_back(batch.origin());
     if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
       if (!ahead_.empty()) {  // its keys were queued in ahead_: step over them
@@ -2844,8 +2845,12 @@ void StoreImpl::ApplyGroup() {
     written_.clear();
     for (const PendingRecord& r : pending_) {
       if (!r.swap_db) {
-        written_.push_back(
-            {r.origin, r.kind == format::kKindElement ? r.report_key : r.key, r.flush_all || r.flush_db, r.db});
+        // (A group holds a batch or two that defer: a scan of them is cheaper than a set.)
+        const bool deferred = !deferring_origins_.empty() &&
+                              std::find(deferring_origins_.begin(), deferring_origins_.end(), r.origin) !=
+                                  deferring_origins_.end();
+        written_.push_back({r.origin, r.kind == format::kKindElement ? r.report_key : r.key,
+                            r.flush_all || r.flush_db, r.db, deferred});
       }
     }
     options_.on_written(written_);
@@ -2864,6 +2869,7 @@ void StoreImpl::ForgetWrittenKeys() {
 
 void StoreImpl::ClearGroup() {
   pending_.clear();
+  deferring_origins_.clear();
   ForgetWrittenKeys();
   txn_ops_.Clear();  // after the overlay and the records, which point at the ops' keys
   elem_keys_.Clear();

@@ -100,6 +100,7 @@ struct Options {
     std::string_view key;
     bool flush_all;  ///< FLUSHALL or FLUSHDB
     uint32_t db;     ///< the database of the record (blocking pops wake per database)
+    bool deferred;   ///< its batch defers wake-ups (WriteBatch::set_defers_wakes)
   };
   std::function<void(std::span<const WrittenKey> keys)> on_written;
   /// Called for each SWAPDB record of an applied group (the two databases, as the batch named
@@ -314,6 +315,11 @@ class WriteBatch {
   /// Options::on_written (CLIENT TRACKING's NOLOOP).
   void set_origin(uint64_t origin) { origin_ = origin; }
   uint64_t origin() const { return origin_; }
+  /// Options::on_written reports the batch's keys as `deferred`: the server wakes the clients
+  /// waiting on them only when the batch's origin says so (EXEC: once every command it holds ran,
+  /// as Redis serves blocked clients after the command that served them).
+  void set_defers_wakes(bool on) { defers_wakes_ = on; }
+  bool defers_wakes() const { return defers_wakes_; }
   /// The batch is a replica's primary's stream: its ops see a key past its expiry as present, as
   /// Redis's master client does (the primary decides when a key expires and sends its DEL). Other
   /// batches, a writable replica's own clients' included, see such a key absent.
@@ -363,6 +369,7 @@ class WriteBatch {
   uint32_t db_ = 0;
   uint64_t origin_ = 0;
   bool sees_expired_ = false;
+  bool defers_wakes_ = false;
 };
 
 /// Which elements of a large collection a command reads (Store::ColdElementRanges).

@@ -607,6 +607,7 @@ class StoreImpl final : public Store {
   std::unordered_set<std::string> own_expiring_;
   std::atomic<bool> report_writes_{false};  // call options_.on_written (ReportWrites)
   uint64_t current_origin_ = 0;  // writer role: the origin of the batch whose ops run
+  std::vector<uint64_t> deferring_origins_;  // writer role: the group's batches that defer wake-ups
   std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused
   std::atomic<bool> expiry_paused_{false};
   // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry

@@ -988,6 +988,37 @@ TEST_F(StoreTest, ReportsEachGroupsWrittenKeysWithTheirOrigin) {
   EXPECT_EQ(groups[0], want);
 }
 
+// WriteBatch::set_defers_wakes (EXEC): that batch's keys are reported deferred, those of another
+// batch of the same group not (the server holds only the EXEC's wake-ups until it has run).
+TEST_F(StoreTest, ReportsTheKeysOfABatchThatDefersWakesAsDeferred) {
+  std::mutex mu;
+  std::vector<std::tuple<uint64_t, std::string, bool>> seen;
+  options_.on_written = [&](std::span<const Options::WrittenKey> keys) {
+    std::lock_guard lock(mu);
+    for (const auto& k : keys) seen.emplace_back(k.origin, std::string(k.key), k.deferred);
+  };
+  Open();
+  store_->ReportWrites(true);
+  std::promise<void> done[2];
+  std::vector<Store::PendingWrite> writes;
+  for (int i = 0; i < 2; ++i) {
+    WriteBatch b;
+    b.set_origin(static_cast<uint64_t>(8 + i));
+    b.set_defers_wakes(i == 0);
+    b.Put(i == 0 ? "exec-key" : "plain-key", "v");
+    writes.push_back(Store::PendingWrite{std::move(b), [&done, i](const Status& st, std::vector<OpResult>) {
+                                           EXPECT_TRUE(st.ok());
+                                           done[i].set_value();
+                                         }});
+  }
+  store_->WriteAll(std::move(writes));
+  done[0].get_future().wait();
+  done[1].get_future().wait();
+  std::lock_guard lock(mu);
+  const std::vector<std::tuple<uint64_t, std::string, bool>> want = {{8, "exec-key", true}, {9, "plain-key", false}};
+  EXPECT_EQ(seen, want);
+}
+
 // Options::on_expired (keyspace notifications' `expired`, tracking): named only while
 // NameExpiredKeys is on, for keys the expire cycle drops and for keys a read found expired.
 TEST_F(StoreTest, NamesExpiredKeysOnlyWhenAsked) {
