@@ -6,9 +6,11 @@
 
 #include "server/command.h"
 #include "server/list.h"
+#include "server/monitoring.h"
 #include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "server/zset.h"
 
 namespace keg::server {
@@ -265,23 +267,16 @@ void BlockingRegistry::OnSwapDb(uint32_t a, uint32_t b) {
   if (any) cv_.notify_all();
 }
 
-void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply, std::function<void()> events) {
+void BlockingRegistry::Finish(const BlockedPop& w, ReplyWriter reply) {
   std::shared_ptr<net::Link> link = w.link.lock();
-  if (!link) {  // the connection went; what it popped is popped all the same
-    if (events) events();
-    return;
-  }
-  // Behind the completions already on their way to the client's I/O thread: an EXEC or script
-  // that served it finishes (its later commands run, its reply and keyspace events go) before
-  // this pop's events and reply, as in Redis.
+  if (!link) return;  // the connection went; what it popped is popped all the same
+  // Behind the completions already on their way to the client's I/O thread.
   ClientSession* client = w.client;
-  client->DeliverInOrder(std::move(link), [client, reply = std::move(reply), events = std::move(events)] {
-    if (events) events();
-    const bool served = reply != nullptr;
+  client->DeliverInOrder(std::move(link), [client, reply = std::move(reply)] {
     client->EndBlocked([&](resp::ReplyBuffer& out) {
       if (reply) return reply(out);
       out.NullArray();  // a timeout or CLIENT UNBLOCK: BLMOVE's too (BlockedPop::null_array)
-    }, served);
+    }, /*log=*/false);  // (a served one was logged when its reply was sent: SendReplies)
   });
 }
 
@@ -346,7 +341,9 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
       }
       std::function<void()> events;
       PropagatedCommand prop;
+      const int64_t t0 = StatsNowNs();
       ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key, &events, &prop);
+      const int64_t serve_usec = StatsSinceNs(t0) / 1000;
       std::lock_guard lock(mu_);
       if (!reply) {  // nothing (left) to pop: the client waits on
         if (w->cancelled) {
@@ -363,7 +360,7 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
       // (Not cancelled, under mu_: the session is alive, as it cancels under mu_ before it goes.)
       if (!w->cancelled) w->client->ServedReplyComing();
       if (w->kind == BlockedPop::Kind::kMove && w->dst != key) keys.emplace_back(w->db, w->dst);
-      served->push_back({std::move(w), std::move(reply), std::move(events), std::move(prop)});
+      served->push_back({std::move(w), std::move(reply), std::move(events), std::move(prop), &server_.slowlog, serve_usec});
     }
   }
 }
@@ -371,6 +368,22 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
 void BlockingRegistry::ServeNow(store::Txn& txn, uint32_t db, const std::string& key, std::vector<ServedPop>* served) {
   if (count_.load(std::memory_order_relaxed) == 0) return;
   ServeKeys(txn, {{db, key}}, served);
+}
+
+void BlockingRegistry::ServeWritten(store::Txn& txn, size_t from, std::vector<ServedPop>* served) {
+  if (count_.load(std::memory_order_relaxed) == 0) return;
+  std::vector<std::pair<uint32_t, std::string>> keys;
+  {
+    std::lock_guard lock(mu_);
+    txn.WrittenKeysFrom(from, [&](uint32_t db, std::string_view key) {
+      // (A transaction writes few keys, each often several times: a scan beats a set.)
+      for (const auto& [d, k] : keys) {
+        if (d == db && k == key) return;
+      }
+      if (by_key_.contains(Slot(db, key))) keys.emplace_back(db, std::string(key));
+    });
+  }
+  if (!keys.empty()) ServeKeys(txn, std::move(keys), served);
 }
 
 void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served,
@@ -397,7 +410,16 @@ std::vector<PropagatedCommand> BlockingRegistry::Propagations(const std::vector<
 void BlockingRegistry::SendReplies(std::vector<ServedPop>& served, const store::Status& s) {
   for (ServedPop& one : served) {
     if (s.ok()) {
-      Finish(*one.waiter, std::move(one.reply), std::move(one.events));
+      // Here, not on the served client's I/O thread: a command the serving client sends next (a
+      // SLOWLOG RESET, a PUBLISH) comes after them, as in Redis.
+      if (one.events) one.events();
+      const BlockedPop& w = *one.waiter;
+      const int64_t usec = w.handler_usec + one.serve_usec;
+      if (one.slowlog != nullptr && one.slowlog->Wants(usec)) {
+        const std::vector<std::string_view> args(w.argv.begin(), w.argv.end());
+        one.slowlog->Add(args, RedactedArguments(args), usec, w.peer, w.name);
+      }
+      Finish(w, std::move(one.reply));
     } else {
       Finish(*one.waiter, [text = StorageError(s)](resp::ReplyBuffer& out) { out.Error(text); });
     }

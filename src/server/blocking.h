@@ -2,12 +2,13 @@
 //
 // A blocking command first tries to pop as the plain command would, in a kRun op on the writer
 // role. When every key is empty the same op registers the client here, so no push can slip
-// between the try and the registration: both happen where writes are serialized. A push to a key
-// with clients waiting (any record written under the key: Options::on_written) marks the key
-// ready; this registry's thread then queues one kRun op that serves the key's clients first come,
-// first served, as long as the list has elements, each pop durable before its reply is sent. The
-// same thread times clients out (millisecond deadlines). CLIENT UNBLOCK and a closed connection
-// end a wait too.
+// between the try and the registration: both happen where writes are serialized. A push serves
+// the key's clients in its own op (ServeNow), an EXEC or a script those of every key it wrote in
+// its last op (ServeWritten): first come, first served, as long as the list has elements, each
+// pop durable before its reply is sent. Any other write to a key with clients waiting (a record
+// written under the key: Options::on_written) marks the key ready; this registry's thread then
+// queues one kRun op that serves it. The same thread times clients out (millisecond deadlines).
+// CLIENT UNBLOCK and a closed connection end a wait too.
 //
 // Thread: Add and the serving op run on the writer role; OnWritten on the writer role's holder;
 // Cancel on the client's I/O thread; Unblock and blocked() on any thread. One mutex guards the
@@ -36,6 +37,7 @@
 namespace keg::server {
 
 class ClientSession;
+class SlowLog;
 struct ServerState;
 
 /// What a client blocked in a pop or in WAIT gets when this server becomes a replica (Redis's
@@ -65,6 +67,12 @@ struct BlockedPop {
   /// the session goes; elsewhere only under the registry's lock while not `cancelled`.
   ClientSession* client = nullptr;
   std::weak_ptr<net::Link> link;
+  /// The slow log's entry once served (BlockingPop, before the first try): the command line, the
+  /// client's address and name, how long the command ran before it waited.
+  std::vector<std::string> argv;
+  std::string peer;
+  std::string name;
+  int64_t handler_usec = 0;
 
   enum class State : uint8_t { kNew, kWaiting, kServing, kDone };
   State state = State::kNew;  // under BlockingRegistry::mu_
@@ -105,6 +113,8 @@ struct ServedPop {
   ReplyWriter reply;
   std::function<void()> events;  // its keyspace events (TryBlockedPop)
   PropagatedCommand prop;        // what replicas get for it (TryBlockedPop)
+  SlowLog* slowlog = nullptr;    // where its entry goes (SendReplies)
+  int64_t serve_usec = 0;        // how long serving it took
 };
 
 /// A write that may serve blocked clients in its own op (a push, ZADD): replicas get its
@@ -142,11 +152,17 @@ class BlockingRegistry {
   /// sees them served, as in Redis — and the lists their BLMOVEs push to, in turn. Appends them
   /// to *served; the caller sends the replies once the group is durable (SendReplies).
   void ServeNow(store::Txn& txn, uint32_t db, const std::string& key, std::vector<ServedPop>* served);
+  /// Writer role, in the last op of an EXEC or of a script: serves, as ServeNow, the clients
+  /// waiting on every key the group wrote from record `from` on (Txn::Written), in the order first
+  /// written.
+  void ServeWritten(store::Txn& txn, size_t from, std::vector<ServedPop>* served);
   /// What replicas get for `first` (a command's own pop, when given) and then the pops of
   /// `served`, in order (writer role, once the group is durable).
   static std::vector<PropagatedCommand> Propagations(const std::vector<ServedPop>& served,
                                                      const PropagatedCommand* first = nullptr);
-  /// Sends the replies of clients served by a group that is now durable (any thread).
+  /// Once the group that served them is durable, on the thread of the command that served them
+  /// before its next command runs (any thread): their keyspace events and slow-log entries go now,
+  /// as Redis's serving adds them before the next command; their replies go to their I/O threads.
   static void SendReplies(std::vector<ServedPop>& served, const store::Status& s);
   /// Options::on_written: marks the written keys that have clients waiting as ready; those of a
   /// batch that defers wake-ups (EXEC's) are held for its origin until Release.
@@ -171,10 +187,9 @@ class BlockingRegistry {
   void ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t, std::string>> keys, std::vector<ServedPop>* served);
   void RemoveLocked(const std::shared_ptr<BlockedPop>& w);
   /// Sends `reply` (or the timeout's nil when null) to w's client and resumes it, on its I/O
-  /// thread after the completions delivered there before (ClientSession::DeliverInOrder);
-  /// `events`, the keyspace events of what it popped, go just before the reply (at once when the
-  /// client is gone). Any thread.
-  static void Finish(const BlockedPop& w, ReplyWriter reply, std::function<void()> events = nullptr);
+  /// thread after the completions delivered there before (ClientSession::DeliverInOrder). Any
+  /// thread.
+  static void Finish(const BlockedPop& w, ReplyWriter reply);
   /// Posts kUnblockedByRoleChange to w's client, whose connection then closes (any thread).
   static void EndForRoleChange(const BlockedPop& w);
 

@@ -219,6 +219,13 @@ class Ctx {
   void PropagateLate(std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> late,
                      bool transaction = false);
   bool propagated_transaction() const { return prop_transaction_; }
+  /// Commands that follow what the command propagates, outside the transaction `late` forms (the
+  /// pops of the clients a script served: Redis propagates them after the script's MULTI ... EXEC).
+  /// Run on the writer as `late` is.
+  void PropagateAfter(std::function<void(std::vector<PropagatedCommand>*)> after) {
+    if (propagating()) prop_after_ = std::move(after);
+  }
+  std::function<void(std::vector<PropagatedCommand>*)>& propagated_after() { return prop_after_; }
   /// Propagated even when none of its ops changed anything (FLUSHDB / FLUSHALL of empty
   /// databases, which Redis 7 always propagates).
   void PropagateAlways() { prop_always_ = true; }
@@ -254,6 +261,7 @@ class Ctx {
   bool prop_always_ = false;
   std::string prop_resp_;
   std::function<void(std::span<const store::OpResult>, std::vector<PropagatedCommand>*)> prop_late_;
+  std::function<void(std::vector<PropagatedCommand>*)> prop_after_;
   const Command* cmd_ = nullptr;
   // Events waiting for their ops' results (Notify), handed to the finisher by Then.
   struct Note {

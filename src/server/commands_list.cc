@@ -20,6 +20,7 @@
 #include "server/notify.h"
 #include "server/session.h"
 #include "server/state.h"
+#include "server/stats_clock.h"
 #include "store/format.h"
 
 namespace keg::server {
@@ -536,12 +537,16 @@ void Lmpop(Ctx& c) {
 // (blocking.h). In MULTI or a script, the try is all (PopOnce).
 void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
   if (c.inline_only()) return PopOnce(c, std::move(w));
+  const int64_t t0 = StatsNowNs();
   w->db = c.db();
   ServerState* server = &c.server();
   ClientSession* client = &c.client();
   w->client = client;
   w->client_id = client->id();
   w->link = client->link().Self();
+  w->argv.assign(c.args().begin(), c.args().end());
+  w->peer = client->peer();
+  w->name = client->name();
   client->Block(w);
   client->link().WatchClose();  // keeps the connection while it waits; a hang-up ends the wait
   auto reply = std::make_shared<ReplyWriter>();
@@ -558,6 +563,7 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
       server->blocking.ServeNow(txn, w->db, w->dst, served.get());  // its push may serve others
     }
   });
+  w->handler_usec = StatsSinceNs(t0) / 1000;  // (before the try: w is not changed once it may wait)
   server->store->Write(std::move(batch), [server, w, reply, served, events, prop](const store::Status& s,
                                                                                   std::vector<OpResult>) {
     // The writer role, the group durable: replicas get the pop as the plain one.

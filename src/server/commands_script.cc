@@ -57,8 +57,20 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
       for (PropagatedCommand& e : *effects) out->push_back(std::move(e));
     }, /*transaction=*/true);
   }
-  c.batch().Run([raw](store::Txn& txn) { raw->engine->Run(*raw, txn); });
-  c.Then([run](std::span<OpResult>, resp::ReplyBuffer& out) {
+  if (!c.inline_only()) {
+    run->serve = &c.server().blocking;
+    // The pops it serves reach replicas after the script's effects, as in Redis.
+    c.PropagateAfter([run](std::vector<PropagatedCommand>* out) {
+      for (PropagatedCommand& p : BlockingRegistry::Propagations(run->served)) out->push_back(std::move(p));
+    });
+  }
+  c.batch().Run([raw](store::Txn& txn) {
+    const size_t from = txn.Written();
+    raw->engine->Run(*raw, txn);
+    if (raw->serve != nullptr) raw->serve->ServeWritten(txn, from, &raw->served);
+  });
+  c.Then([run](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    if (!run->served.empty()) BlockingRegistry::SendReplies(run->served, r.empty() ? store::Status::OK() : r[0].error);
     if (run->failed) {
       out.Error(run->error);
     } else {

@@ -30,6 +30,7 @@
 
 #include "net/session.h"
 #include "resp/reply_buffer.h"
+#include "server/blocking.h"
 #include "server/command.h"
 #include "server/functions.h"
 #include "store/store.h"
@@ -137,6 +138,10 @@ struct ScriptRun {
   std::string reply;  ///< RESP in the caller's protocol, when !failed
   std::string error;  ///< the error reply ("-ERR ..."), when failed
   bool failed = false;
+  /// Not in EXEC nor in another script: the registry that serves the clients blocked on what the
+  /// script wrote, at its end in its op (as Redis serves them after the script).
+  BlockingRegistry* serve = nullptr;
+  std::vector<ServedPop> served;  ///< those it served (filled on the writer), replied to with the script
 };
 
 /// Whether `args` (an EVAL, EVALSHA, FCALL or their _RO forms) runs a script that cannot write: the

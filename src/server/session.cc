@@ -1171,6 +1171,14 @@ void ClientSession::Capture(Ctx& ctx, size_t first_op) {
       p.transaction = ctx.propagated_transaction();
   }
   props_.push_back(std::move(p));
+  if (ctx.propagated_after()) {
+    Propagation after;
+    after.first_op = props_.back().first_op;
+    after.op_count = props_.back().op_count;
+    after.late = [fn = std::move(ctx.propagated_after())](std::span<const store::OpResult>,
+                                                          std::vector<PropagatedCommand>* out) { fn(out); };
+    props_.push_back(std::move(after));
+  }
 }
 
 void ClientSession::BecomeReplica(std::shared_ptr<Replica> r, bool stream_on_ack) {
@@ -1666,7 +1674,7 @@ void ClientSession::DeliverInOrder(std::shared_ptr<net::Link> keep, std::functio
   Deliver(inbox_, std::move(keep), std::move(fn));
 }
 
-void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool served) {
+void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool log) {
   if (!blocked_) {  // ended already: nothing more is held back for a reply
     served_reply_coming_.store(false, std::memory_order_relaxed);
     return;
@@ -1676,7 +1684,7 @@ void ClientSession::EndBlocked(const std::function<void(resp::ReplyBuffer&)>& re
   const int64_t t0 = StatsNowNs();
   reply(link_->out());
   const int64_t usec = blocked_usec_ + StatsSinceNs(t0) / 1000;
-  if (served && server_.slowlog.Wants(usec)) {
+  if (log && server_.slowlog.Wants(usec)) {
     const std::vector<std::string_view> args(blocked_args_.begin(), blocked_args_.end());
     server_.slowlog.Add(args, RedactedArguments(args), usec, link_->peer(), name());
   }
@@ -1750,6 +1758,8 @@ net::Outcome ClientSession::Submit(bool exec) {
   if (exec) flight->owned_args = std::move(queued_);
   flight->props = std::move(props_);
   props_.clear();
+  flight->served = std::move(exec_served_);
+  exec_served_.reset();
   flight->input_end = AppliedEnd();  // (a transaction being queued: before its MULTI)
   flight->forward = master_link_;
   steps_.clear();
@@ -1804,6 +1814,11 @@ net::Outcome ClientSession::Submit(bool exec) {
         if (!flight->props.empty() && status.ok()) {
           // (The master link's are its primary's bytes, MULTI and EXEC included: never wrapped.)
           server->repl.AppendBatch(flight->props, results, flight->exec && !flight->forward);
+          flight->write_offset = server->repl.offset();
+        }
+        // The pops of the clients an EXEC served follow its transaction, as Redis propagates them.
+        if (flight->served && !flight->served->empty() && status.ok() && server->repl.active()) {
+          server->repl.AppendCommands(BlockingRegistry::Propagations(*flight->served));
           flight->write_offset = server->repl.offset();
         }
         Deliver(inbox_, keep, [this, flight, status, results = std::move(results)]() mutable {
@@ -1871,7 +1886,10 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
   if (flight.exec) {
     in_exec_ = false;
     Unwatch();
-    server_.blocking.Release(id_);  // every command ran: the clients its writes woke are served now
+    // Every command ran: the clients it served get their replies (and slow-log entries, events)
+    // now, and those its writes woke otherwise (Release) are served.
+    if (flight.served) BlockingRegistry::SendReplies(*flight.served, status);
+    server_.blocking.Release(id_);
   }
   FlushPendingPushes();  // invalidations that came while the write was in flight
   link_->Resume();
@@ -2152,6 +2170,15 @@ void ClientSession::Exec(Ctx& ctx) {
     props_.push_back(std::move(p));
     last_cmd_end_ = master_base_ + link_->input_consumed();
     forwarded_ = true;
+  }
+  if (server_.blocking.used() && !master_link_) {
+    // The clients blocked on what the transaction wrote are served in its group, right after it
+    // (Redis serves them after EXEC, before the next command): any later command sees them served.
+    auto served = std::make_shared<std::vector<ServedPop>>();
+    batch_.Run([blocking = &server_.blocking, served](store::Txn& txn) {
+      blocking->ServeWritten(txn, txn.BatchBegan(), served.get());
+    });
+    exec_served_ = std::move(served);
   }
   Submit(true);
   suspended_ = true;

@@ -125,10 +125,11 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// could overtake: Asio queues an I/O thread's own posts until its handler returns. Any thread;
   /// `keep` is this session's link, which keeps it alive until `fn` ran.
   void DeliverInOrder(std::shared_ptr<net::Link> keep, std::function<void()> fn);
-  /// The wait ended: writes its reply and goes on with the input. `served`: it popped (then the
-  /// command goes to the slow log now, as Redis logs a blocking command when it is served, not
-  /// when it blocks or times out). I/O thread.
-  void EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool served = false);
+  /// The wait ended: writes its reply and goes on with the input. `log`: it popped on its first
+  /// try (then the command goes to the slow log now, as Redis logs a blocking command when it is
+  /// served, not when it blocks or times out; a client served while it waited was logged by
+  /// BlockingRegistry::SendReplies). I/O thread.
+  void EndBlocked(const std::function<void(resp::ReplyBuffer&)>& reply, bool log = false);
   /// The blocking pop was served (in a write op: any thread); its reply comes once that write is
   /// durable, and pushes (invalidations of what the pop wrote) wait for it, as after a client's
   /// own write (Redis runs the served pop as the client's command).
@@ -238,6 +239,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     uint64_t write_offset = 0;       // the stream's end after them (set on the writer)
     uint64_t input_end = 0;          // the master link: the stream offset its commands end at
     bool forward = false;            // the master link's: its props are the primary's bytes
+    // EXEC: the blocked clients its writes served in its last op (filled on the writer); their
+    // replies go once every command of the EXEC ran (Complete), their pops to replicas after it.
+    std::shared_ptr<std::vector<ServedPop>> served;
   };
 
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
@@ -329,6 +333,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   store::WriteBatch batch_;
   std::vector<Step> steps_;
   std::vector<Propagation> props_;  // what the batch's commands propagate (replication.h)
+  std::shared_ptr<std::vector<ServedPop>> exec_served_;  // Exec to Submit: InFlight::served
   // Records what a write command just run by RunHandler propagates (ops from first_op on).
   void Capture(Ctx& ctx, size_t first_op);
   // Replication.

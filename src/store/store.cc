@@ -1258,6 +1258,7 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     current_origin_ = batch.origin();
     current_sees_expired_ = batch.sees_expired();
     if (batch.defers_wakes()) deferring_origins_.push_back(batch.origin());
+    batch_began_ = pending_.size();
     if (batch.precondition() && !batch.precondition()(batch, live)) {
       aborted[i - begin] = true;
       if (!ahead_.empty()) {  // its keys were queued in ahead_: step over them
@@ -1859,6 +1860,15 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       store_->ExecuteOp(store_->txn_ops_.Add(std::move(op)), result);
     }
     size_t Written() const override { return store_->pending_.size(); }
+    size_t BatchBegan() const override { return store_->batch_began_; }
+    void WrittenKeysFrom(size_t from, FunctionRef<void(uint32_t db, std::string_view key)> fn) const override {
+      const std::vector<PendingRecord>& p = store_->pending_;
+      for (size_t i = from; i < p.size(); ++i) {
+        const PendingRecord& r = p[i];
+        if (r.swap_db || r.flush_all || r.flush_db) continue;
+        fn(r.db, r.kind == format::kKindElement ? r.report_key : r.key);
+      }
+    }
 
    private:
     // The value of group record `r` where it lies in the group buffer (valid until the group's

@@ -423,6 +423,13 @@ class Txn {
   /// How many records the group holds so far: this place's index among the keys the group will
   /// report to Options::on_written (CLIENT TRACKING remembers a read at its place in a group).
   virtual size_t Written() const = 0;
+  /// Written() when the batch whose op runs began (its first record's index, when it wrote one).
+  virtual size_t BatchBegan() const = 0;
+  /// Calls fn(db, key) for the key of each record the group holds from index `from` on (Written()
+  /// taken earlier), as Options::on_written reports them: an element's collection key, none for
+  /// a FLUSHALL, FLUSHDB or SWAPDB record. A key comes once per record. The view is valid during
+  /// the call; fn must not use the Txn.
+  virtual void WrittenKeysFrom(size_t from, FunctionRef<void(uint32_t db, std::string_view key)> fn) const = 0;
 
   // Large collections (docs/types.md): a head record (a kPut op with record_kind kKindHead, value =
   // the incarnation as 8 little-endian bytes) names an incarnation; its elements are records of

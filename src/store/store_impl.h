@@ -608,6 +608,7 @@ class StoreImpl final : public Store {
   std::atomic<bool> report_writes_{false};  // call options_.on_written (ReportWrites)
   uint64_t current_origin_ = 0;  // writer role: the origin of the batch whose ops run
   std::vector<uint64_t> deferring_origins_;  // writer role: the group's batches that defer wake-ups
+  size_t batch_began_ = 0;  // writer role: pending_.size() when the batch whose ops run began (Txn::BatchBegan)
   std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused
   std::atomic<bool> expiry_paused_{false};
   // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry

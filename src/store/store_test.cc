@@ -71,6 +71,21 @@ class StoreTest : public ::testing::Test {
     store_.reset();
     return Store::Open(options_, &store_);
   }
+  // Hands `batches` to the writer together (WriteAll: one group when it is idle) and waits for
+  // each to complete; every one must succeed.
+  void WriteTogether(std::vector<WriteBatch> batches) {
+    std::vector<std::promise<void>> done(batches.size());
+    std::vector<Store::PendingWrite> writes;
+    for (size_t i = 0; i < batches.size(); ++i) {
+      writes.push_back(Store::PendingWrite{std::move(batches[i]), [&done, i](const Status& st, std::vector<OpResult>) {
+                                             EXPECT_TRUE(st.ok());
+                                             done[i].set_value();
+                                           }});
+    }
+    store_->WriteAll(std::move(writes));
+    for (std::promise<void>& d : done) d.get_future().wait();
+  }
+
   void Reopen() {
     ASSERT_TRUE(store_->Close().ok());
     Open();
@@ -999,24 +1014,54 @@ TEST_F(StoreTest, ReportsTheKeysOfABatchThatDefersWakesAsDeferred) {
   };
   Open();
   store_->ReportWrites(true);
-  std::promise<void> done[2];
-  std::vector<Store::PendingWrite> writes;
+  std::vector<WriteBatch> batches(2);
   for (int i = 0; i < 2; ++i) {
-    WriteBatch b;
+    WriteBatch& b = batches[static_cast<size_t>(i)];
     b.set_origin(static_cast<uint64_t>(8 + i));
     b.set_defers_wakes(i == 0);
     b.Put(i == 0 ? "exec-key" : "plain-key", "v");
-    writes.push_back(Store::PendingWrite{std::move(b), [&done, i](const Status& st, std::vector<OpResult>) {
-                                           EXPECT_TRUE(st.ok());
-                                           done[i].set_value();
-                                         }});
   }
-  store_->WriteAll(std::move(writes));
-  done[0].get_future().wait();
-  done[1].get_future().wait();
+  WriteTogether(std::move(batches));
   std::lock_guard lock(mu);
   const std::vector<std::tuple<uint64_t, std::string, bool>> want = {{8, "exec-key", true}, {9, "plain-key", false}};
   EXPECT_EQ(seen, want);
+}
+
+// Txn::BatchBegan and Txn::WrittenKeysFrom (an EXEC serves the clients blocked on what it wrote):
+// the second batch of a group begins after the first one's records; the keys come in order, an
+// element's as its collection's key, none for a FLUSHDB record.
+TEST_F(StoreTest, ATxnListsTheKeysItsBatchWrote) {
+  Open();
+  std::vector<std::pair<size_t, std::vector<std::pair<uint32_t, std::string>>>> seen(2);
+  std::vector<WriteBatch> batches(2);
+  for (int i = 0; i < 2; ++i) {
+    WriteBatch& b = batches[static_cast<size_t>(i)];
+    if (i == 0) {
+      b.Put("first", "1");
+      b.Put("second", "2");
+    } else {
+      b.SelectDb(3);
+      b.Put("third", "3");
+      b.Run([](Txn& txn) {
+        const uint64_t inc = txn.NewIncarnation();
+        txn.PutElement(3, "coll", format::kTypeSet, inc, "m", "");
+      });
+      b.DeleteAll();
+    }
+    b.Run([&seen, i](Txn& txn) {
+      seen[static_cast<size_t>(i)].first = txn.BatchBegan();
+      txn.WrittenKeysFrom(txn.BatchBegan(), [&](uint32_t db, std::string_view key) {
+        seen[static_cast<size_t>(i)].second.emplace_back(db, std::string(key));
+      });
+    });
+  }
+  WriteTogether(std::move(batches));
+  const std::vector<std::pair<uint32_t, std::string>> first = {{0, "first"}, {0, "second"}};
+  EXPECT_EQ(seen[0].first, 0u);
+  EXPECT_EQ(seen[0].second, first);
+  const std::vector<std::pair<uint32_t, std::string>> second = {{3, "third"}, {3, "coll"}};
+  EXPECT_EQ(seen[1].first, 2u);
+  EXPECT_EQ(seen[1].second, second);
 }
 
 // Options::on_expired (keyspace notifications' `expired`, tracking): named only while

@@ -367,7 +367,7 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         waiters = [threading.Thread(target=block, args=(cmd,)) for cmd in (
             ("BLPOP", "q1", "0"), ("BRPOPLPUSH", "q2", "q2-dst", "0"), ("BLMOVE", "q3", "q3-dst", "LEFT", "LEFT", "0"),
             ("BZPOPMIN", "zq", "0"), ("BLMPOP", "0", "1", "q4", "LEFT", "COUNT", "2"),
-            ("BZMPOP", "0", "1", "zq2", "MAX", "COUNT", "2"))]
+            ("BZMPOP", "0", "1", "zq2", "MAX", "COUNT", "2"), ("BLPOP", "q5", "0"))]
         for t in waiters:
             t.start()
         deadline = time.time() + 10
@@ -380,6 +380,10 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         c.zadd("zq", {"one": 1, "two": 2})
         c.rpush("q4", "1", "2", "3")
         c.zadd("zq2", {"a": 1, "b": 2, "c": 3})
+        tx = c.pipeline(transaction=True)  # served after the EXEC: its LPOP follows the EXEC
+        tx.rpush("q5", "m", "n")
+        tx.set("after-q5", 1)
+        tx.execute()
         for t in waiters:
             t.join(10)
         self.assertEqual(len(results), len(waiters))
