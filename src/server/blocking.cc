@@ -386,8 +386,11 @@ void BlockingRegistry::ServeWritten(store::Txn& txn, size_t from, std::vector<Se
   if (!keys.empty()) ServeKeys(txn, std::move(keys), served);
 }
 
-void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served,
+void PropagateServing(Ctx& c, std::shared_ptr<std::vector<ServedPop>> served,
                       std::span<const std::string_view> as) {
+  // (Not before any client ever blocked: a push's hot path stays as it was. A first wait that
+  // starts between this handler and its op, in a group that then fails, is the one left out.)
+  if (c.server().blocking.used()) c.client().ServesBlocked(served);
   if (!c.propagating()) return;
   PropagatedCommand own{c.db(), {}};
   AppendCommand(&own.resp, as.empty() ? c.args() : as);

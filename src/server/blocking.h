@@ -119,8 +119,9 @@ struct ServedPop {
 
 /// A write that may serve blocked clients in its own op (a push, ZADD): replicas get its
 /// arguments (or `as`, a rewrite: GEOADD's ZADD), then the pops it served (`served`, filled on the
-/// writer), one after another.
-void PropagateServing(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served,
+/// writer), one after another; and should its group fail, they get its error
+/// (ClientSession::ServesBlocked).
+void PropagateServing(Ctx& c, std::shared_ptr<std::vector<ServedPop>> served,
                       std::span<const std::string_view> as = {});
 
 class BlockingRegistry {

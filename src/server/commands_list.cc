@@ -99,7 +99,7 @@ void Push(Ctx& c, bool left, bool only_existing) {
   // A push serves the clients blocked on the list in its own group (Redis serves them before the
   // next command); inside EXEC or a script they are served once it ends (Options::on_written).
   const bool serve = !c.inline_only();
-  if (serve) PropagateServing(c, std::shared_ptr<const std::vector<ServedPop>>(job, &job->res.served));
+  if (serve) PropagateServing(c, std::shared_ptr<std::vector<ServedPop>>(job, &job->res.served));
   c.batch().Run([job, serve](store::Txn& txn) {
     EditList(txn, *job->server, job->db, job->key, job->res, serve, [&job = *job](ListEdit& l, Result& r) {
       if (job.only_existing && !l.exists()) return false;
@@ -446,6 +446,7 @@ void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w) {
   auto events = std::make_shared<std::function<void()>>();
   auto served = std::make_shared<std::vector<ServedPop>>();
   const bool serve = w->kind == BlockedPop::Kind::kMove && !c.inline_only();
+  if (serve) c.client().ServesBlocked(served);
   auto prop = std::make_shared<PropagatedCommand>();
   // Replicas get the pop (a blocking one inside MULTI as the plain pop), then those it served.
   c.PropagateLate([prop, served](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {

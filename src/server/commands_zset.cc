@@ -86,7 +86,7 @@ void EditZset(store::Txn& txn, ServerState& server, uint32_t db, const std::stri
 
 // Whether the command serves blocked clients in its own group (not inside EXEC or a script, which
 // serve them once they end); registers what replicas get either way.
-bool Propagate(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served, bool serves,
+bool Propagate(Ctx& c, std::shared_ptr<std::vector<ServedPop>> served, bool serves,
                std::span<const std::string_view> propagate_as) {
   const bool serve = serves && !c.inline_only();
   if (serve) {
@@ -103,7 +103,7 @@ bool Propagate(Ctx& c, std::shared_ptr<const std::vector<ServedPop>> served, boo
 // get instead of the command's arguments (empty: those).
 void UpdateZset(Ctx& c, std::string key, std::shared_ptr<Result> res, std::function<bool(ZsetEdit&, Result&)> change,
                 bool serves = false, std::span<const std::string_view> propagate_as = {}) {
-  const bool serve = Propagate(c, std::shared_ptr<const std::vector<ServedPop>>(res, &res->served), serves, propagate_as);
+  const bool serve = Propagate(c, std::shared_ptr<std::vector<ServedPop>>(res, &res->served), serves, propagate_as);
   c.batch().Run([res, server = &c.server(), db = c.db(), key, serve, change = std::move(change)](store::Txn& txn) {
     EditZset(txn, *server, db, key, *res, serve, change);
   }, key);
@@ -183,7 +183,7 @@ bool ZaddJob::Apply(ZsetEdit& z, Result& r) const {
 void ZaddPairs(Ctx& c, uint32_t flags, std::vector<std::pair<std::string, double>> pairs,
                std::span<const std::string_view> propagate_as) {
   auto job = std::make_shared<ZaddJob>(c, flags, std::move(pairs));
-  job->serve = Propagate(c, std::shared_ptr<const std::vector<ServedPop>>(job, &job->res.served), /*serves=*/true,
+  job->serve = Propagate(c, std::shared_ptr<std::vector<ServedPop>>(job, &job->res.served), /*serves=*/true,
                          propagate_as);
   c.batch().Run([job](store::Txn& txn) {
     EditZset(txn, *job->server, job->db, job->key, job->res, job->serve,

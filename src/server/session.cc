@@ -1758,8 +1758,10 @@ net::Outcome ClientSession::Submit(bool exec) {
   if (exec) flight->owned_args = std::move(queued_);
   flight->props = std::move(props_);
   props_.clear();
-  flight->served = std::move(exec_served_);
+  flight->exec_served = std::move(exec_served_);
   exec_served_.reset();
+  flight->served = std::move(serving_);
+  serving_.clear();
   flight->input_end = AppliedEnd();  // (a transaction being queued: before its MULTI)
   flight->forward = master_link_;
   steps_.clear();
@@ -1817,8 +1819,8 @@ net::Outcome ClientSession::Submit(bool exec) {
           flight->write_offset = server->repl.offset();
         }
         // The pops of the clients an EXEC served follow its transaction, as Redis propagates them.
-        if (flight->served && !flight->served->empty() && status.ok() && server->repl.active()) {
-          server->repl.AppendCommands(BlockingRegistry::Propagations(*flight->served));
+        if (flight->exec_served && !flight->exec_served->empty() && status.ok() && server->repl.active()) {
+          server->repl.AppendCommands(BlockingRegistry::Propagations(*flight->exec_served));
           flight->write_offset = server->repl.offset();
         }
         Deliver(inbox_, keep, [this, flight, status, results = std::move(results)]() mutable {
@@ -1883,13 +1885,13 @@ void ClientSession::Complete(InFlight& flight, const store::Status& status,
     RunSteps(flight, results);
   }
   out.set_muted(was_muted);
+  // Every command ran: the clients they served and did not answer (an EXEC's; all of them when
+  // the group failed) get their replies, slow-log entries and events now.
+  for (const auto& served : flight.served) BlockingRegistry::SendReplies(*served, status);
   if (flight.exec) {
     in_exec_ = false;
     Unwatch();
-    // Every command ran: the clients it served get their replies (and slow-log entries, events)
-    // now, and those its writes woke otherwise (Release) are served.
-    if (flight.served) BlockingRegistry::SendReplies(*flight.served, status);
-    server_.blocking.Release(id_);
+    server_.blocking.Release(id_);  // those its writes woke otherwise are served now
   }
   FlushPendingPushes();  // invalidations that came while the write was in flight
   link_->Resume();
@@ -2178,6 +2180,7 @@ void ClientSession::Exec(Ctx& ctx) {
     batch_.Run([blocking = &server_.blocking, served](store::Txn& txn) {
       blocking->ServeWritten(txn, txn.BatchBegan(), served.get());
     });
+    serving_.push_back(served);
     exec_served_ = std::move(served);
   }
   Submit(true);

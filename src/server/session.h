@@ -206,6 +206,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   /// Commands of this read wait for the pending batch to reply (their finishers).
   bool has_steps() const { return !steps_.empty(); }
   void AddStep(size_t first_op, Finisher fn);
+  /// A command of the batch being built may serve blocked clients into `served` (on the writer):
+  /// those its finisher has not replied to get their replies after the batch's steps, or the
+  /// group's error when it failed (no finisher runs then). I/O thread.
+  void ServesBlocked(std::shared_ptr<std::vector<ServedPop>> served) { serving_.push_back(std::move(served)); }
   /// Keyspace hit or miss of a read (INFO keyspace_hits / keyspace_misses).
   void CountLookup(bool hit) { ++(hit ? hits_ : misses_); }
   /// An error in this command's place (deferred while a batch is pending).
@@ -240,8 +244,11 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
     uint64_t input_end = 0;          // the master link: the stream offset its commands end at
     bool forward = false;            // the master link's: its props are the primary's bytes
     // EXEC: the blocked clients its writes served in its last op (filled on the writer); their
-    // replies go once every command of the EXEC ran (Complete), their pops to replicas after it.
-    std::shared_ptr<std::vector<ServedPop>> served;
+    // pops go to replicas after it.
+    std::shared_ptr<std::vector<ServedPop>> exec_served;
+    // The clients its commands may serve (ServesBlocked), EXEC's included: replied to after its
+    // steps ran (those a command's finisher has not), or with the group's error when it failed.
+    std::vector<std::shared_ptr<std::vector<ServedPop>>> served;
   };
 
   net::Outcome ExecuteCommand(std::span<const std::string_view> args);
@@ -333,7 +340,8 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   store::WriteBatch batch_;
   std::vector<Step> steps_;
   std::vector<Propagation> props_;  // what the batch's commands propagate (replication.h)
-  std::shared_ptr<std::vector<ServedPop>> exec_served_;  // Exec to Submit: InFlight::served
+  std::shared_ptr<std::vector<ServedPop>> exec_served_;  // Exec to Submit: InFlight::exec_served
+  std::vector<std::shared_ptr<std::vector<ServedPop>>> serving_;  // to Submit: InFlight::served
   // Records what a write command just run by RunHandler propagates (ops from first_op on).
   void Capture(Ctx& ctx, size_t first_op);
   // Replication.

@@ -288,6 +288,39 @@ class InjectedErrors(Base):
         self.assertEqual(c.call("MGET", "a", "b", "c"), [b"1", None, b"3"])
         c.close()
 
+    def test_clients_served_by_a_failed_group_get_its_error(self):
+        """A push, an EXEC and a script whose group fails to write serve nobody: each client
+        blocked on their list gets the write's error instead of waiting for a reply that never
+        comes (keg claimed the waiter for the failed group and dropped its reply)."""
+        k = self.start("everysec")
+        c = k.conn()
+        ways = {
+            "push": [("LPUSH", "q", "x")],
+            "exec": [("MULTI",), ("LPUSH", "q", "x"), ("EXEC",)],
+            "script": [("EVAL", "return redis.call('lpush', KEYS[1], 'x')", "1", "q")],
+        }
+        for way, commands in ways.items():
+            with self.subTest(way=way):
+                waiter = k.conn(timeout=10)
+                waiter.send([("BLPOP", "q", "0")])
+                deadline = time.monotonic() + 10
+                while b"blocked_clients:1" not in c.call("INFO", "clients") and time.monotonic() < deadline:
+                    time.sleep(0.01)
+                self.inject("pwrite", 5)
+                c.send(commands)
+                replies = [c.read() for _ in commands]
+                self.heal()
+                self.assertTrue(any(isinstance(r, resp.ReplyError) or
+                                    (isinstance(r, list) and any(isinstance(x, resp.ReplyError) for x in r))
+                                    for r in replies), replies)
+                got = waiter.read()  # (a hang here times out: socket.timeout)
+                self.assertIsInstance(got, resp.ReplyError, got)
+                self.assertTrue(str(got).startswith(MISCONF), str(got))
+                self.assertEqual(c.call("LLEN", "q"), 0)  # nothing was pushed, nothing popped
+                self.assertEqual(waiter.call("PING"), b"PONG")
+                waiter.close()
+        c.close()
+
     def test_a_failed_snapshot_file_fails_its_sync_only(self):
         """A full sync that is not diskless writes its snapshot to a file in the data directory
         first: a failed write of it (ENOSPC) is the replica's error reply, logged with the file,
