@@ -386,6 +386,19 @@ void BlockingRegistry::ServeWritten(store::Txn& txn, size_t from, std::vector<Se
   if (!keys.empty()) ServeKeys(txn, std::move(keys), served);
 }
 
+void BlockingRegistry::ServeSwapped(store::Txn& txn, uint32_t a, uint32_t b, std::vector<ServedPop>* served) {
+  if (count_.load(std::memory_order_relaxed) == 0) return;
+  std::vector<std::pair<uint32_t, std::string>> keys;
+  {
+    std::lock_guard lock(mu_);
+    for (const auto& [id, w] : by_client_) {
+      if (w->db != a && w->db != b) continue;
+      for (const std::string& key : w->keys) keys.emplace_back(w->db, key);
+    }
+  }
+  if (!keys.empty()) ServeKeys(txn, std::move(keys), served);
+}
+
 void PropagateServing(Ctx& c, std::shared_ptr<std::vector<ServedPop>> served,
                       std::span<const std::string_view> as) {
   // (Not before any client ever blocked: a push's hot path stays as it was. A first wait that

@@ -157,6 +157,9 @@ class BlockingRegistry {
   /// waiting on every key the group wrote from record `from` on (Txn::Written), in the order first
   /// written.
   void ServeWritten(store::Txn& txn, size_t from, std::vector<ServedPop>* served);
+  /// Writer role, right after a SWAPDB of databases a and b: serves, as ServeNow, the clients
+  /// waiting on a key of either (each now holds what the other database had).
+  void ServeSwapped(store::Txn& txn, uint32_t a, uint32_t b, std::vector<ServedPop>* served);
   /// What replicas get for `first` (a command's own pop, when given) and then the pops of
   /// `served`, in order (writer role, once the group is durable).
   static std::vector<PropagatedCommand> Propagations(const std::vector<ServedPop>& served,

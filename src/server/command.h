@@ -67,6 +67,10 @@ enum CommandFlag : uint32_t {
   kSkipMonitor = 1 << 20, ///< "skip_monitor": EVAL*, FCALL* (Redis feeds MONITOR for them itself)
   kSkipSlowlog = 1 << 21, ///< "skip_slowlog": EXEC (the slow log has its commands, not it)
   kNoMandatoryKeys = 1 << 22,  ///< "no_mandatory_keys": EVAL*, FCALL* (numkeys may be 0)
+  kWakes = 1 << 23,  ///< may make a key a non-empty list or sorted set without serving the clients
+                     ///< blocked on it itself (RENAME, COPY, MOVE, SWAPDB, RESTORE, SORT STORE, the
+                     ///< STORE forms): they are served in its group, right after it (as Redis
+                     ///< serves them before the next command). Pushes and ZADD serve in their op.
   // Every command that is not kWrite runs only once the connection's pending batch is durable.
 };
 

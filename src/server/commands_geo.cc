@@ -553,12 +553,12 @@ void RegisterGeoCommands(std::vector<Command>* t) {
   t->push_back({"geopos", -2, kR, 1, 1, 1, Geopos, "@read @geo @slow"});
   t->push_back({"geohash", -2, kR, 1, 1, 1, Geohash, "@read @geo @slow"});
   t->push_back({"geodist", -4, kR, 1, 1, 1, Geodist, "@read @geo @slow"});
-  t->push_back({"georadius", -6, kW | kMovableKeys, 1, 1, 1, Georadius, "@write @geo @slow"});
-  t->push_back({"georadiusbymember", -5, kW | kMovableKeys, 1, 1, 1, Georadiusbymember, "@write @geo @slow"});
+  t->push_back({"georadius", -6, kW | kWakes | kMovableKeys, 1, 1, 1, Georadius, "@write @geo @slow"});
+  t->push_back({"georadiusbymember", -5, kW | kWakes | kMovableKeys, 1, 1, 1, Georadiusbymember, "@write @geo @slow"});
   t->push_back({"georadius_ro", -6, kR, 1, 1, 1, GeoradiusRo, "@read @geo @slow"});
   t->push_back({"georadiusbymember_ro", -5, kR, 1, 1, 1, GeoradiusbymemberRo, "@read @geo @slow"});
   t->push_back({"geosearch", -7, kR, 1, 1, 1, Geosearch, "@read @geo @slow"});
-  t->push_back({"geosearchstore", -8, kW, 1, 2, 1, Geosearchstore, "@write @geo @slow"});
+  t->push_back({"geosearchstore", -8, kW | kWakes, 1, 2, 1, Geosearchstore, "@write @geo @slow"});
   for (size_t i = first; i < t->size(); ++i) {
     Command& cmd = (*t)[i];
     cmd.value_type = kZset;

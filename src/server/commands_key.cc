@@ -722,11 +722,11 @@ void RegisterKeyCommands(std::vector<Command>* t) {
   t->back().keyspace = RandomkeyQuery;
   t->push_back({"dbsize", 1, kR | kFast, 0, 0, 0, Dbsize, "@keyspace @read @fast"});
   t->back().keyspace = DbsizeQuery;
-  t->push_back({"rename", 3, kW, 1, 2, 1, Rename, "@keyspace @write @slow"});
-  t->push_back({"renamenx", 3, kW | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
-  t->push_back({"copy", -3, kW, 1, 2, 1, Copy, "@keyspace @write @slow"});
-  t->push_back({"move", 3, kW | kFast, 1, 1, 1, Move, "@keyspace @write @fast"});
-  t->push_back({"swapdb", 3, kW | kFast, 0, 0, 0, Swapdb, "@keyspace @write @fast @dangerous"});
+  t->push_back({"rename", 3, kW | kWakes, 1, 2, 1, Rename, "@keyspace @write @slow"});
+  t->push_back({"renamenx", 3, kW | kWakes | kFast, 1, 2, 1, Renamenx, "@keyspace @write @fast"});
+  t->push_back({"copy", -3, kW | kWakes, 1, 2, 1, Copy, "@keyspace @write @slow"});
+  t->push_back({"move", 3, kW | kWakes | kFast, 1, 1, 1, Move, "@keyspace @write @fast"});
+  t->push_back({"swapdb", 3, kW | kWakes | kFast, 0, 0, 0, Swapdb, "@keyspace @write @fast @dangerous"});
   t->push_back({"dump", 2, kR, 1, 1, 1, Dump, "@keyspace @read @slow"});
   t->push_back({"touch", -2, kR | kFast, 1, -1, 1, Touch, "@keyspace @read @fast"});
   t->push_back({"object", -2, kNoTouch, 0, 0, 0, Object, "@slow",
@@ -735,7 +735,7 @@ void RegisterKeyCommands(std::vector<Command>* t) {
                  {"help", 2, kNoTouch, 0, 0, 0, nullptr, "@keyspace @slow"},
                  {"idletime", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"},
                  {"refcount", 3, kR | kNoTouch, 2, 2, 1, nullptr, "@keyspace @read @slow"}}});
-  t->push_back({"restore", -4, kW, 1, 1, 1, Restore, "@keyspace @write @slow @dangerous"});
+  t->push_back({"restore", -4, kW | kWakes, 1, 1, 1, Restore, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushdb", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
   t->push_back({"flushall", -1, kW, 0, 0, 0, Flush, "@keyspace @write @slow @dangerous"});
 }

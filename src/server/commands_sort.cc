@@ -486,7 +486,7 @@ void Sort(Ctx& c) {
 }  // namespace
 
 void RegisterSortCommands(std::vector<Command>* t) {
-  t->push_back({"sort", -2, kWrite | kMovableKeys, 1, 1, 1, Sort, "@write @set @sortedset @list @slow @dangerous"});
+  t->push_back({"sort", -2, kWrite | kWakes | kMovableKeys, 1, 1, 1, Sort, "@write @set @sortedset @list @slow @dangerous"});
   t->push_back({"sort_ro", -2, kReadOnly | kMovableKeys, 1, 1, 1, SortRo, "@read @set @sortedset @list @slow @dangerous"});
 }
 

@@ -1218,10 +1218,10 @@ void RegisterZsetCommands(std::vector<Command>* t) {
   t->push_back({"bzpopmin", -3, kW | kFast | kBlocking | kNoScript, 1, -2, 1, Bzpopmin, "@write @sortedset @fast @blocking"});
   t->push_back({"bzpopmax", -3, kW | kFast | kBlocking | kNoScript, 1, -2, 1, Bzpopmax, "@write @sortedset @fast @blocking"});
   t->push_back({"bzmpop", -5, kW | kBlocking | kMovableKeys, 0, 0, 0, Bzmpop, "@write @sortedset @slow @blocking"});
-  t->push_back({"zrangestore", -5, kW, 1, 2, 1, Zrangestore, "@write @sortedset @slow"});
-  t->push_back({"zunionstore", -4, kW | kMovableKeys, 1, 1, 1, Zunionstore, "@write @sortedset @slow"});
-  t->push_back({"zinterstore", -4, kW | kMovableKeys, 1, 1, 1, Zinterstore, "@write @sortedset @slow"});
-  t->push_back({"zdiffstore", -4, kW | kMovableKeys, 1, 1, 1, Zdiffstore, "@write @sortedset @slow"});
+  t->push_back({"zrangestore", -5, kW | kWakes, 1, 2, 1, Zrangestore, "@write @sortedset @slow"});
+  t->push_back({"zunionstore", -4, kW | kWakes | kMovableKeys, 1, 1, 1, Zunionstore, "@write @sortedset @slow"});
+  t->push_back({"zinterstore", -4, kW | kWakes | kMovableKeys, 1, 1, 1, Zinterstore, "@write @sortedset @slow"});
+  t->push_back({"zdiffstore", -4, kW | kWakes | kMovableKeys, 1, 1, 1, Zdiffstore, "@write @sortedset @slow"});
   t->push_back({"zcard", 2, kR | kFast, 1, 1, 1, Zcard, "@read @sortedset @fast"});
   t->push_back({"zscore", 3, kR | kFast, 1, 1, 1, Zscore, "@read @sortedset @fast"});
   t->push_back({"zmscore", -3, kR | kFast, 1, 1, 1, Zmscore, "@read @sortedset @fast"});

@@ -1126,6 +1126,9 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
+  if ((cmd.flags & kWakes) != 0 && batch_.size() > first_op && server_.blocking.blocked() > 0 && !ctx.inline_only()) {
+    ServeAfter(ctx, cmd);
+  }
   // What it propagates to replicas (one relaxed load while none is attached).
   // (Not a replica's own: its stream is its primary's alone, ReplicationFeed::Append.)
   if (server_.repl.active() && !master_link_ && !server_.repl.forwarding() && batch_.size() > first_op &&
@@ -1150,6 +1153,26 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   if (feed && !server_.monitors.empty() && ((cmd.flags | target.flags) & kAdmin) == 0) {
     server_.monitors.Feed(*this, ctx.args());
   }
+}
+
+void ClientSession::ServeAfter(Ctx& ctx, const Command& cmd) {
+  if (!wake_cursor_) wake_cursor_ = std::make_shared<size_t>(kNoRecord);
+  auto served = std::make_shared<std::vector<ServedPop>>();
+  int64_t a = -1;
+  int64_t b = -1;
+  if (cmd.name == "swapdb" && !(resp::ParseInt64(ctx.arg(1), &a) && resp::ParseInt64(ctx.arg(2), &b))) return;
+  batch_.Run([blocking = &server_.blocking, cursor = wake_cursor_, served, a, b](store::Txn& txn) {
+    if (a >= 0) {
+      blocking->ServeSwapped(txn, static_cast<uint32_t>(a), static_cast<uint32_t>(b), served.get());
+    } else {
+      blocking->ServeWritten(txn, *cursor == kNoRecord ? txn.BatchBegan() : *cursor, served.get());
+    }
+    *cursor = txn.Written();
+  });
+  ServesBlocked(served);  // replied to after the batch's steps (Complete)
+  ctx.PropagateAfter([served](std::vector<PropagatedCommand>* out) {
+    for (PropagatedCommand& p : BlockingRegistry::Propagations(*served)) out->push_back(std::move(p));
+  });
 }
 
 void ClientSession::Capture(Ctx& ctx, size_t first_op) {
@@ -1762,6 +1785,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   exec_served_.reset();
   flight->served = std::move(serving_);
   serving_.clear();
+  wake_cursor_.reset();
   flight->input_end = AppliedEnd();  // (a transaction being queued: before its MULTI)
   flight->forward = master_link_;
   steps_.clear();

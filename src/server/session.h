@@ -342,6 +342,14 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::vector<Propagation> props_;  // what the batch's commands propagate (replication.h)
   std::shared_ptr<std::vector<ServedPop>> exec_served_;  // Exec to Submit: InFlight::exec_served
   std::vector<std::shared_ptr<std::vector<ServedPop>>> serving_;  // to Submit: InFlight::served
+  // The batch being built's kWakes serve ops: the group record the next one scans from (kNoRecord:
+  // from the batch's first, Txn::BatchBegan). Each scans only what was written since the last
+  // one, so a pipeline of them costs linear time. A new one per batch (Submit).
+  std::shared_ptr<size_t> wake_cursor_;
+  static constexpr size_t kNoRecord = ~size_t{0};
+  // A kWakes command wrote: queues the op that serves the clients blocked on what it wrote (or,
+  // SWAPDB, on either database), right after its ops. I/O thread.
+  void ServeAfter(Ctx& ctx, const Command& cmd);
   // Records what a write command just run by RunHandler propagates (ops from first_op on).
   void Capture(Ctx& ctx, size_t first_op);
   // Replication.

@@ -367,7 +367,7 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         waiters = [threading.Thread(target=block, args=(cmd,)) for cmd in (
             ("BLPOP", "q1", "0"), ("BRPOPLPUSH", "q2", "q2-dst", "0"), ("BLMOVE", "q3", "q3-dst", "LEFT", "LEFT", "0"),
             ("BZPOPMIN", "zq", "0"), ("BLMPOP", "0", "1", "q4", "LEFT", "COUNT", "2"),
-            ("BZMPOP", "0", "1", "zq2", "MAX", "COUNT", "2"), ("BLPOP", "q5", "0"))]
+            ("BZMPOP", "0", "1", "zq2", "MAX", "COUNT", "2"), ("BLPOP", "q5", "0"), ("BRPOP", "q6", "0"))]
         for t in waiters:
             t.start()
         deadline = time.time() + 10
@@ -384,9 +384,15 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         tx.rpush("q5", "m", "n")
         tx.set("after-q5", 1)
         tx.execute()
+        p = c.pipeline(transaction=False)  # served right after the RENAME, before the RPUSH
+        p.rpush("q6-src", "r1", "r2")
+        p.rename("q6-src", "q6")
+        p.rpush("q6", "r3")
+        p.execute()
         for t in waiters:
             t.join(10)
         self.assertEqual(len(results), len(waiters))
+        self.assertIn((b"q6", b"r2"), results)  # (as Redis: served before the pipeline's RPUSH)
         self.assertEqual(c.execute_command("WAIT", 1, 5000), 1)
         wait_synced(self.c, self.r)
         digests_equal(self, self.c, self.r)
