@@ -1126,14 +1126,15 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
-  if ((cmd.flags & kWakes) != 0 && batch_.size() > first_op && server_.blocking.blocked() > 0 && !ctx.inline_only()) {
-    ServeAfter(ctx, cmd);
-  }
   // What it propagates to replicas (one relaxed load while none is attached).
   // (Not a replica's own: its stream is its primary's alone, ReplicationFeed::Append.)
-  if (server_.repl.active() && !master_link_ && !server_.repl.forwarding() && batch_.size() > first_op &&
+  const bool propagates = server_.repl.active() && !master_link_ && !server_.repl.forwarding();
+  if (propagates && batch_.size() > first_op &&
       (((cmd.flags | target.flags) & kWrite) != 0 || ctx.propagation_mode() != 0)) {
     Capture(ctx, first_op);
+  }
+  if ((cmd.flags & kWakes) != 0 && batch_.size() > first_op && server_.blocking.blocked() > 0 && !ctx.inline_only()) {
+    ServeAfter(ctx, cmd, propagates);
   }
   const int64_t usec = nsec / 1000;
   target.stats->AddCall(static_cast<uint64_t>(nsec), server_.latency_tracking.load(std::memory_order_relaxed));
@@ -1155,7 +1156,7 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   }
 }
 
-void ClientSession::ServeAfter(Ctx& ctx, const Command& cmd) {
+void ClientSession::ServeAfter(Ctx& ctx, const Command& cmd, bool propagates) {
   if (!wake_cursor_) wake_cursor_ = std::make_shared<size_t>(kNoRecord);
   auto served = std::make_shared<std::vector<ServedPop>>();
   int64_t a = -1;
@@ -1170,9 +1171,15 @@ void ClientSession::ServeAfter(Ctx& ctx, const Command& cmd) {
     *cursor = txn.Written();
   });
   ServesBlocked(served);  // replied to after the batch's steps (Complete)
-  ctx.PropagateAfter([served](std::vector<PropagatedCommand>* out) {
-    for (PropagatedCommand& p : BlockingRegistry::Propagations(*served)) out->push_back(std::move(p));
-  });
+  if (propagates) {  // replicas get the pops after the command (when the op popped)
+    Propagation p;
+    p.first_op = batch_.size() - 1;
+    p.op_count = 1;
+    p.late = [served](std::span<const store::OpResult>, std::vector<PropagatedCommand>* out) {
+      for (PropagatedCommand& c : BlockingRegistry::Propagations(*served)) out->push_back(std::move(c));
+    };
+    props_.push_back(std::move(p));
+  }
 }
 
 void ClientSession::Capture(Ctx& ctx, size_t first_op) {

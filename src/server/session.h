@@ -348,8 +348,9 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::shared_ptr<size_t> wake_cursor_;
   static constexpr size_t kNoRecord = ~size_t{0};
   // A kWakes command wrote: queues the op that serves the clients blocked on what it wrote (or,
-  // SWAPDB, on either database), right after its ops. I/O thread.
-  void ServeAfter(Ctx& ctx, const Command& cmd);
+  // SWAPDB, on either database), right after its ops; `propagates`: replicas get the pops after
+  // the command. I/O thread.
+  void ServeAfter(Ctx& ctx, const Command& cmd, bool propagates);
   // Records what a write command just run by RunHandler propagates (ops from first_op on).
   void Capture(Ctx& ctx, size_t first_op);
   // Replication.
