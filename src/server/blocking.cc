@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <chrono>
+#include <unordered_set>
 
 #include "server/command.h"
 #include "server/list.h"
@@ -374,13 +375,11 @@ void BlockingRegistry::ServeWritten(store::Txn& txn, size_t from, std::vector<Se
   if (count_.load(std::memory_order_relaxed) == 0) return;
   std::vector<std::pair<uint32_t, std::string>> keys;
   {
+    std::unordered_set<std::string> seen;  // (a key comes once per record: linear, however many)
     std::lock_guard lock(mu_);
     txn.WrittenKeysFrom(from, [&](uint32_t db, std::string_view key) {
-      // (A transaction writes few keys, each often several times: a scan beats a set.)
-      for (const auto& [d, k] : keys) {
-        if (d == db && k == key) return;
-      }
-      if (by_key_.contains(Slot(db, key))) keys.emplace_back(db, std::string(key));
+      std::string slot = Slot(db, key);
+      if (by_key_.contains(slot) && seen.insert(std::move(slot)).second) keys.emplace_back(db, std::string(key));
     });
   }
   if (!keys.empty()) ServeKeys(txn, std::move(keys), served);

@@ -785,6 +785,37 @@ class ConformanceDefects(unittest.TestCase):
                 with server:
                     check(server.port)
 
+    def test_an_exec_filling_many_lists_serves_each_waiter_before_its_reply(self):
+        """200 clients blocked each on a list of its own, and one EXEC that pushes to all 200:
+        when EXEC's reply comes every list is empty again (each client was served in the EXEC's
+        group) and each client got its own element. The keys with waiters are found once per
+        record written, however many (a hostile transaction costs linear time)."""
+        with keg("--io-threads", "2") as server:
+            r = redis.Redis(port=server.port, socket_timeout=20)
+            waiters = []
+            for i in range(200):
+                s = socket.create_connection(("127.0.0.1", server.port), timeout=20)
+                s.sendall(f"BLPOP many:{i} 0\r\n".encode())
+                waiters.append(s)
+            deadline = time.time() + 20
+            while r.info("clients")["blocked_clients"] < 200 and time.time() < deadline:
+                time.sleep(0.01)
+            self.assertEqual(r.info("clients")["blocked_clients"], 200)
+            p = r.pipeline(transaction=True)
+            for i in range(200):
+                p.rpush(f"many:{i}", f"v{i}")
+            p.set("marker", 1)
+            p.execute()
+            self.assertEqual(r.dbsize(), 1)  # only the marker: every list was popped empty
+            for i, s in enumerate(waiters):
+                want = f"*2\r\n${len(f'many:{i}')}\r\nmany:{i}\r\n${len(f'v{i}')}\r\nv{i}\r\n".encode()
+                got = b""
+                while len(got) < len(want):
+                    got += s.recv(4096)
+                self.assertEqual(got, want)
+                s.close()
+            r.close()
+
     def check_served_before_the_next_command(self, port):
         r = redis.Redis(port=port, socket_timeout=10)
         r.config_set("slowlog-log-slower-than", 0)
