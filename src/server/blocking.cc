@@ -124,6 +124,10 @@ void BlockingRegistry::EnsureThread() {
 }
 
 void BlockingRegistry::Add(const std::shared_ptr<BlockedPop>& w) {
+  // Before the client counts as blocked: whoever sees it counted (INFO blocked_clients) sees the
+  // registry used too (a push then registers what it serves: PropagateServing), and the store
+  // reports writes from now on.
+  if (!used_.exchange(true)) server_.UpdateWriteReports();
   {
     std::lock_guard lock(mu_);
     if (w->cancelled || w->state != BlockedPop::State::kNew) return;
@@ -145,7 +149,6 @@ void BlockingRegistry::Add(const std::shared_ptr<BlockedPop>& w) {
     count_.fetch_add(1, std::memory_order_relaxed);
     EnsureThread();
   }
-  if (!used_.exchange(true)) server_.UpdateWriteReports();
   cv_.notify_all();  // a new deadline
 }
 
