@@ -97,7 +97,8 @@ struct PushJob {
 void Push(Ctx& c, bool left, bool only_existing) {
   auto job = std::make_shared<PushJob>(c, left, only_existing);
   // A push serves the clients blocked on the list in its own group (Redis serves them before the
-  // next command); inside EXEC or a script they are served once it ends (Options::on_written).
+  // next command); inside EXEC or a script, the EXEC's or script's last op serves them
+  // (BlockingRegistry::ServeWritten).
   const bool serve = !c.inline_only();
   if (serve) PropagateServing(c, std::shared_ptr<std::vector<ServedPop>>(job, &job->res.served));
   c.batch().Run([job, serve](store::Txn& txn) {

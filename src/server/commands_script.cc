@@ -59,7 +59,8 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   }
   if (!c.inline_only()) {
     run->serve = &c.server().blocking;
-    c.client().ServesBlocked(std::shared_ptr<std::vector<ServedPop>>(run, &run->served));
+    // (Only once a client ever blocked, as PropagateServing: EVAL's hot path stays as it was.)
+    if (run->serve->used()) c.client().ServesBlocked(std::shared_ptr<std::vector<ServedPop>>(run, &run->served));
     // The pops it serves reach replicas after the script's effects, as in Redis.
     c.PropagateAfter([run](std::vector<PropagatedCommand>* out) {
       for (PropagatedCommand& p : BlockingRegistry::Propagations(run->served)) out->push_back(std::move(p));
