@@ -2382,6 +2382,11 @@ class WriteSafetyTest(unittest.TestCase):
                     while time.monotonic() < deadline:
                         seen[c.execute_command("ROLE")[3]] += 1
                         seen[c.info("replication")["master_link_status"]] += 1
+                    if kind == "redis":
+                        # Redis learns of the refusal in the next turn of its loop, which a ROLE
+                        # can fall into on a loaded machine: 1 of 19,746 said `connecting` once in
+                        # a full run (CI-like load). keg answers `connect` until then.
+                        self.assertLessEqual(seen.pop(b"connecting", 0), 3, seen)
                     self.assertEqual(set(seen), {b"connect", "down"}, seen)
                 finally:
                     server.stop()
