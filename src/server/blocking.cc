@@ -257,16 +257,21 @@ void BlockingRegistry::Release(uint64_t origin) {
   cv_.notify_all();
 }
 
+void BlockingRegistry::AddKeysOfDbsLocked(uint32_t a, uint32_t b, std::vector<std::pair<uint32_t, std::string>>* out) const {
+  for (const auto& [id, w] : by_client_) {
+    if (w->db != a && w->db != b) continue;
+    for (const std::string& key : w->keys) out->emplace_back(w->db, key);
+  }
+}
+
 void BlockingRegistry::OnSwapDb(uint32_t a, uint32_t b) {
   if (count_.load(std::memory_order_relaxed) == 0) return;
   bool any = false;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [id, w] : by_client_) {
-      if (w->db != a && w->db != b) continue;
-      for (const std::string& key : w->keys) ready_.emplace_back(w->db, key);
-      any = true;
-    }
+    const size_t before = ready_.size();
+    AddKeysOfDbsLocked(a, b, &ready_);
+    any = ready_.size() != before;
   }
   if (any) cv_.notify_all();
 }
@@ -393,10 +398,7 @@ void BlockingRegistry::ServeSwapped(store::Txn& txn, uint32_t a, uint32_t b, std
   std::vector<std::pair<uint32_t, std::string>> keys;
   {
     std::lock_guard lock(mu_);
-    for (const auto& [id, w] : by_client_) {
-      if (w->db != a && w->db != b) continue;
-      for (const std::string& key : w->keys) keys.emplace_back(w->db, key);
-    }
+    AddKeysOfDbsLocked(a, b, &keys);
   }
   if (!keys.empty()) ServeKeys(txn, std::move(keys), served);
 }
@@ -411,17 +413,22 @@ void PropagateServing(Ctx& c, std::shared_ptr<std::vector<ServedPop>> served,
   AppendCommand(&own.resp, as.empty() ? c.args() : as);
   c.PropagateLate([served = std::move(served), own = std::move(own)](std::span<const store::OpResult>,
                                                                      std::vector<PropagatedCommand>* out) {
-    for (PropagatedCommand& p : BlockingRegistry::Propagations(*served, &own)) out->push_back(std::move(p));
+    BlockingRegistry::AppendPropagations(*served, out, &own);
   });
+}
+
+void BlockingRegistry::AppendPropagations(const std::vector<ServedPop>& served, std::vector<PropagatedCommand>* out,
+                                           const PropagatedCommand* first) {
+  if (first != nullptr && !first->resp.empty()) out->push_back(*first);
+  for (const ServedPop& p : served) {
+    if (!p.prop.resp.empty()) out->push_back(p.prop);
+  }
 }
 
 std::vector<PropagatedCommand> BlockingRegistry::Propagations(const std::vector<ServedPop>& served,
                                                                const PropagatedCommand* first) {
   std::vector<PropagatedCommand> out;
-  if (first != nullptr && !first->resp.empty()) out.push_back(*first);
-  for (const ServedPop& p : served) {
-    if (!p.prop.resp.empty()) out.push_back(p.prop);
-  }
+  AppendPropagations(served, &out, first);
   return out;
 }
 

@@ -164,6 +164,9 @@ class BlockingRegistry {
   /// `served`, in order (writer role, once the group is durable).
   static std::vector<PropagatedCommand> Propagations(const std::vector<ServedPop>& served,
                                                      const PropagatedCommand* first = nullptr);
+  /// The same, appended to *out (a Propagation's `late`).
+  static void AppendPropagations(const std::vector<ServedPop>& served, std::vector<PropagatedCommand>* out,
+                                 const PropagatedCommand* first = nullptr);
   /// Once the group that served them is durable, on the thread of the command that served them
   /// before its next command runs (any thread): their keyspace events and slow-log entries go now,
   /// as Redis's serving adds them before the next command; their replies go to their I/O threads.
@@ -190,6 +193,8 @@ class BlockingRegistry {
   // Serves the waiters of each key of `keys` (and of the keys their moves push to) in the group.
   void ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t, std::string>> keys, std::vector<ServedPop>* served);
   void RemoveLocked(const std::shared_ptr<BlockedPop>& w);
+  // Appends the keys the clients waiting in database a or b wait on (holds mu_; SWAPDB).
+  void AddKeysOfDbsLocked(uint32_t a, uint32_t b, std::vector<std::pair<uint32_t, std::string>>* out) const;
   /// Sends `reply` (or the timeout's nil when null) to w's client and resumes it, on its I/O
   /// thread after the completions delivered there before (ClientSession::DeliverInOrder). Any
   /// thread.

@@ -451,7 +451,7 @@ void PopOnce(Ctx& c, std::shared_ptr<BlockedPop> w) {
   auto prop = std::make_shared<PropagatedCommand>();
   // Replicas get the pop (a blocking one inside MULTI as the plain pop), then those it served.
   c.PropagateLate([prop, served](std::span<const OpResult>, std::vector<PropagatedCommand>* out) {
-    for (PropagatedCommand& p : BlockingRegistry::Propagations(*served, prop.get())) out->push_back(std::move(p));
+    BlockingRegistry::AppendPropagations(*served, out, prop.get());
   });
   c.batch().Run([server, w, reply, events, served, serve, prop](store::Txn& txn) {
     *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get(), prop.get());

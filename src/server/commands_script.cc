@@ -63,7 +63,7 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
     if (run->serve->used()) c.client().ServesBlocked(std::shared_ptr<std::vector<ServedPop>>(run, &run->served));
     // The pops it serves reach replicas after the script's effects, as in Redis.
     c.PropagateAfter([run](std::vector<PropagatedCommand>* out) {
-      for (PropagatedCommand& p : BlockingRegistry::Propagations(run->served)) out->push_back(std::move(p));
+      BlockingRegistry::AppendPropagations(run->served, out);
     });
   }
   c.batch().Run([raw](store::Txn& txn) {

@@ -1176,7 +1176,7 @@ void ClientSession::ServeAfter(Ctx& ctx, const Command& cmd, bool propagates) {
     p.first_op = batch_.size() - 1;
     p.op_count = 1;
     p.late = [served](std::span<const store::OpResult>, std::vector<PropagatedCommand>* out) {
-      for (PropagatedCommand& c : BlockingRegistry::Propagations(*served)) out->push_back(std::move(c));
+      BlockingRegistry::AppendPropagations(*served, out);
     };
     props_.push_back(std::move(p));
   }

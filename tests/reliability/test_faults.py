@@ -289,7 +289,7 @@ class InjectedErrors(Base):
         c.close()
 
     def test_clients_served_by_a_failed_group_get_its_error(self):
-        """A push, an EXEC and a script whose group fails to write serve nobody: each client
+        """A push, an EXEC, a script and a RENAME whose group fails to write serve nobody: each client
         blocked on their list gets the write's error instead of waiting for a reply that never
         comes (keg claimed the waiter for the failed group and dropped its reply)."""
         k = self.start("everysec")
@@ -298,9 +298,12 @@ class InjectedErrors(Base):
             "push": [("LPUSH", "q", "x")],
             "exec": [("MULTI",), ("LPUSH", "q", "x"), ("EXEC",)],
             "script": [("EVAL", "return redis.call('lpush', KEYS[1], 'x')", "1", "q")],
+            "rename": [("RENAME", "src", "q")],  # a kWakes command: its own serve op
         }
         for way, commands in ways.items():
             with self.subTest(way=way):
+                if way == "rename":
+                    self.assertEqual(c.call("RPUSH", "src", "x"), 1)
                 waiter = k.conn(timeout=10)
                 waiter.send([("BLPOP", "q", "0")])
                 deadline = time.monotonic() + 10
