@@ -1,12 +1,17 @@
 // libFuzzer target for the command layer: random command sequences through ClientSession and the
 // real store, in process (tests/support/in_process.h), under ASan/UBSan.
 //
-// The input is decoded with FuzzedDataProvider into up to 48 commands on two connections. A
+// The input is decoded with FuzzedDataProvider into up to 48 commands on three connections. A
 // command's name (and subcommand) comes from the live command table, so every command added later
 // is fuzzed without touching this file; its arguments come from a pool of a few keys, hostile
 // numbers (INT64 limits, 2^32, offsets near proto-max-bulk-len, NaN, inf), the option words the
 // commands take, DUMP payloads with valid checksums (some with a damaged body), HyperLogLog headers
 // with damaged runs, and raw bytes. Commands are grouped into reads (pipelines) of random length.
+// A read is either run to its last reply before the next one, or only sent: its connection stays
+// in flight — a blocking pop waiting, for ever or briefly, a write group under way — while the other
+// connections' reads run (and may serve it, rename or delete its key, or CLIENT UNBLOCK it by the
+// ids the fuzzer is told), until its next read or the end of the input collects it, or the end of
+// the input closes it with its reply outstanding.
 //
 // Oracles, beyond "no crash, no hang, no leak, no sanitizer report, the server never asked to
 // stop except by SHUTDOWN":
@@ -15,6 +20,9 @@
 //     a (un)subscribe command; RESP3 pushes are not counted as replies. A client that sent SYNC or
 //     PSYNC is a replica from then on: its output is the replication stream, not checked.
 //  2. After each input a fresh connection still gets PONG and a SET/GET round trip.
+//  3. A read left in flight gets all its replies once what it waits on ends: a client still
+//     blocked on keys when collected is unblocked as CLIENT UNBLOCK does (its pop replies nil),
+//     and nothing else it waits on may outlast the usual 10 s.
 // State: the server and its store live for the whole run; after each input the keyspace is
 // flushed and the configuration restored, so an input replays the same way alone.
 #include <fuzzer/FuzzedDataProvider.h>
@@ -42,6 +50,7 @@ using keg::testing::InProcessServer;
 InProcessServer* g_server = nullptr;
 keg::server::Config* g_initial_config = nullptr;
 bool g_verbose = false;  // KEG_FUZZ_VERBOSE=1: print each command (to replay a finding)
+std::vector<std::string> g_client_ids;  // this input's connections, for CLIENT UNBLOCK / KILL ID
 
 const char* const kKeys[] = {"k", "key", "{t}a", "{t}b", "x"};
 const char* const kNumbers[] = {
@@ -84,6 +93,9 @@ std::string PickArg(FuzzedDataProvider& in) {
     case 1:
       return kKeys[in.ConsumeIntegralInRange<size_t>(0, std::size(kKeys) - 1)];
     case 2:
+      if (!g_client_ids.empty() && in.ConsumeIntegralInRange<int>(0, 7) == 0) {
+        return g_client_ids[in.ConsumeIntegralInRange<size_t>(0, g_client_ids.size() - 1)];
+      }
       return kNumbers[in.ConsumeIntegralInRange<size_t>(0, std::size(kNumbers) - 1)];
     case 3:
       return kWords[in.ConsumeIntegralInRange<size_t>(0, std::size(kWords) - 1)];
@@ -149,7 +161,9 @@ std::string PickScript(FuzzedDataProvider& in) {
 }
 
 // A command from the table (a subcommand for container commands), or now and then a made-up name.
-std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
+// `in_flight`: the read is only sent (its replies collected later), so a blocking pop may wait for
+// ever or long enough for another connection to serve it.
+std::vector<std::string> PickCommand(FuzzedDataProvider& in, bool in_flight) {
   const auto& table = keg::server::AllCommands();
   std::vector<std::string> args;
   if (in.ConsumeIntegralInRange<int>(0, 63) == 0) {
@@ -169,14 +183,14 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in) {
   // Scripts get Lua made of pieces (random bytes are almost never a script): EVAL body numkeys,
   // SCRIPT LOAD body, FUNCTION LOAD [REPLACE] library.
   const std::string name = args[0];  // a copy: args is resized below
-  // A blocking pop waits for its timeout: a short one (or a bad one), never 0 (for ever), so a
-  // read still gets all its replies.
+  // A blocking pop waits for its timeout: a short one (or a bad one), never 0 (for ever) in a
+  // read that is waited for, so it still gets all its replies.
   const size_t timeout_at = name == "blmpop" || name == "bzmpop" ? 1 : name == "brpoplpush" ? 3 : name == "blmove" ? 5
                           : (name == "blpop" || name == "brpop" || name == "bzpopmin" || name == "bzpopmax") ? args.size() - 1
                                                                                                            : 0;
   if (timeout_at > 0 && timeout_at < args.size()) {
-    static const char* const kTimeouts[] = {"0.01", "0.001", "0.02", "-1", "x", "1e400", "nan"};
-    args[timeout_at] = kTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kTimeouts) - 1)];
+    static const char* const kTimeouts[] = {"0.01", "0.001", "0.02", "-1", "x", "1e400", "nan", "0", "0.5", "0"};
+    args[timeout_at] = kTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kTimeouts) - (in_flight ? 1 : 4))];
   }
   // WAIT (no replica acks here) waits out its timeout in milliseconds, as Redis's: a short one or a
   // bad one, never 0 (for ever).
@@ -317,23 +331,75 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   return 0;
 }
 
+// One connection of an input, and what the oracle knows of it.
+struct FuzzClient {
+  std::shared_ptr<InProcessClient> conn;
+  bool muted = false;    // its reply count is not checked (CLIENT REPLY, MONITOR, (un)subscribe)
+  bool replica = false;  // SYNC / PSYNC made it a replica: its output is the replication stream
+  std::vector<std::vector<std::string>> in_flight;  // the read sent and not yet collected
+};
+
+// Fails the run: `read` got `got` replies (`replies`) where each command owes one.
+[[noreturn]] void FailReplies(const std::vector<std::vector<std::string>>& read, size_t got, bool hung,
+                              const std::string& replies) {
+  std::fprintf(stderr, "%zu commands got %zu replies%s:\n", read.size(), got, hung ? " (hung)" : "");
+  for (const auto& cmd : read) {
+    for (const auto& a : cmd) std::fprintf(stderr, "%s ", a.c_str());
+    std::fprintf(stderr, "\n");
+  }
+  std::fprintf(stderr, "%s\n", replies.c_str());
+  std::abort();
+}
+
+// Checks the replies of `read` on `c` (oracle 1), closing a connection that became a replica.
+void CheckReplies(FuzzClient& c, const std::vector<std::vector<std::string>>& read, const std::string& replies) {
+  const size_t got = c.replica ? 0 : CountReplies(replies);
+  // A replica that never acks would hold the other clients' WAIT: it leaves once it got its sync.
+  if (c.replica) c.conn->Close();
+  if (c.conn->hung() || (!c.conn->closed() && !c.muted && got != read.size())) {
+    FailReplies(read, got, c.conn->hung(), replies);
+  }
+}
+
+// Collects the read `c` left in flight (oracle 3). While the client is still blocked on keys it is
+// unblocked as CLIENT UNBLOCK <id> does; what else it waits for (a write group, WAIT's few
+// milliseconds) is waited for.
+void Collect(FuzzClient& c) {
+  if (c.in_flight.empty()) return;
+  InProcessClient& conn = *c.conn;
+  // Each blocking command of the read may block in turn; the rest is bounded by Finish's 10 s
+  // (which also closes the connection after a SHUTDOWN, as the server's exit would).
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (!g_server->shutdown_requested() && conn.Pump() && std::chrono::steady_clock::now() < until) {
+    if (conn.session().blocked()) (void)g_server->state().blocking.Unblock(conn.session().id(), false);
+    (void)conn.Pump(std::chrono::milliseconds(5));
+  }
+  const std::string replies = conn.Finish();
+  const std::vector<std::vector<std::string>> read = std::move(c.in_flight);
+  c.in_flight.clear();
+  CheckReplies(c, read, replies);
+}
+
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
-  std::shared_ptr<InProcessClient> clients[2] = {InProcessClient::Connect(*g_server),
-                                                 InProcessClient::Connect(*g_server)};
+  FuzzClient clients[3];
+  g_client_ids.clear();
+  for (FuzzClient& c : clients) {
+    c.conn = InProcessClient::Connect(*g_server);
+    g_client_ids.push_back(std::to_string(c.conn->session().id()));
+  }
   size_t commands = 0;
-  bool muted[2] = {false, false};
-  // SYNC / PSYNC make the connection a replica: its output is the replication stream from then on
-  // (an RDB payload without a CRLF after it, then commands), not replies.
-  bool replica[2] = {false, false};
   using namespace std::chrono_literals;
   while (in.remaining_bytes() > 0 && commands < 48) {
-    const int which = in.ConsumeBool() ? 1 : 0;
+    const size_t which = in.ConsumeIntegralInRange<size_t>(0, 2);
+    FuzzClient& fc = clients[which];
+    Collect(fc);  // a connection's reads are answered in order: the one in flight first
+    bool send_only = in.ConsumeIntegralInRange<int>(0, 3) == 0;
     std::vector<std::vector<std::string>> read;
     bool pauses = false;  // CLIENT PAUSE in this read: its later commands may wait for the pause
     const size_t n = in.ConsumeIntegralInRange<size_t>(1, 6);
     for (size_t i = 0; i < n && in.remaining_bytes() > 0; ++i) {
-      read.push_back(PickCommand(in));
+      read.push_back(PickCommand(in, send_only));
       ++commands;
       const auto& cmd = read.back();
       // CLIENT REPLY OFF|SKIP drops replies on purpose, MONITOR adds lines (and a second MONITOR
@@ -345,24 +411,31 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       if ((cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
            keg::server::EqualsIgnoreCase(cmd[1], "reply")) ||
           keg::server::EqualsIgnoreCase(cmd[0], "monitor") || subscribes) {
-        muted[which] = true;
+        fc.muted = true;
       }
       if (keg::server::EqualsIgnoreCase(cmd[0], "sync") || keg::server::EqualsIgnoreCase(cmd[0], "psync")) {
-        muted[which] = true;
-        replica[which] = true;
+        fc.muted = true;
+        fc.replica = true;
       }
       pauses |= (cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
                  keg::server::EqualsIgnoreCase(cmd[1], "pause")) ||
                 keg::server::EqualsIgnoreCase(cmd[0], "failover");  // a started FAILOVER pauses writes
     }
-    InProcessClient& c = *clients[which];
+    InProcessClient& c = *fc.conn;
     if (c.closed()) continue;
     if (g_verbose) {
       for (const auto& cmd : read) {
-        std::fprintf(stderr, "client %d:", which);
+        std::fprintf(stderr, "client %zu%s:", which, send_only ? " (sent only)" : "");
         for (const auto& a : cmd) std::fprintf(stderr, " '%s'", a.c_str());
         std::fprintf(stderr, "\n");
       }
+    }
+    // A pause or a sync is run to its end (the harness lifts the pause; a replica leaves).
+    send_only = send_only && !pauses && !fc.replica;
+    if (send_only) {
+      c.Send(read);
+      fc.in_flight = std::move(read);
+      continue;
     }
     std::string replies;
     if (pauses) {
@@ -376,24 +449,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } else {
       replies = c.Run(read);
     }
-    const size_t got = replica[which] ? 0 : CountReplies(replies);
-    // A replica that never acks would hold the other client's WAIT: it leaves once it got its sync.
-    if (replica[which]) c.Close();
-    if (c.hung() || (!c.closed() && !muted[which] && got != read.size())) {
-      std::fprintf(stderr, "%zu commands got %zu replies%s:\n", read.size(), got,
-                   c.hung() ? " (hung)" : "");
-      for (const auto& cmd : read) {
-        for (const auto& a : cmd) std::fprintf(stderr, "%s ", a.c_str());
-        std::fprintf(stderr, "\n");
-      }
-      std::fprintf(stderr, "%s\n", replies.c_str());
-      std::abort();
-    }
+    CheckReplies(fc, read, replies);
   }
-  for (auto& c : clients) {
-    c->Close();
-    c.reset();
+  // What is still in flight is collected, or its connection closes with the replies outstanding
+  // (a blocked client that hangs up; what it was served, if anything, is lost with it, as in Redis).
+  for (FuzzClient& c : clients) {
+    if (!c.in_flight.empty() && in.ConsumeBool()) Collect(c);
   }
+  for (FuzzClient& c : clients) {
+    c.conn->Close();
+    c.conn.reset();
+  }
+  g_client_ids.clear();
   Reset();
   return 0;
 }

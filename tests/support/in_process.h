@@ -146,9 +146,19 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   /// not come after `hang_after` sets hung() and returns what was sent.
   std::string Run(const std::vector<std::vector<std::string>>& commands,
                   std::chrono::milliseconds hang_after = std::chrono::seconds(10)) {
+    Send(commands);
+    return Finish(hang_after);
+  }
+  /// Run's first half: hands `commands` to the session as one read and returns without waiting
+  /// for what they wait on (a blocking pop, a write group). Other clients may run meanwhile (their
+  /// Run pumps the shared queue, so this client's completions run too); Finish collects.
+  void Send(const std::vector<std::vector<std::string>>& commands) {
     for (const auto& c : commands) input_.push_back(c);
     input_done_ = false;
     Process();
+  }
+  /// Run's second half: waits for every reply of what was sent; as Run.
+  std::string Finish(std::chrono::milliseconds hang_after = std::chrono::seconds(10)) {
     // Wait for every completion the store posts back; each may resume processing.
     while (waiting_ && !closed_) {
       if (server_->shutdown_requested()) {
@@ -170,6 +180,17 @@ class InProcessClient final : public net::Link, public std::enable_shared_from_t
   }
   std::string RunOne(std::vector<std::string> command) {
     return Run(std::vector<std::vector<std::string>>{std::move(command)});
+  }
+
+  /// Runs what was posted (completions of any client's work, this client's too): the first task
+  /// waited for up to `wait`, then every ready one. True if this client still waits for something
+  /// (a blocking pop, a write group).
+  bool Pump(std::chrono::milliseconds wait = std::chrono::milliseconds(0)) {
+    if (waiting_ && !closed_ && RunOnePosted(wait)) {
+      while (RunOnePosted(std::chrono::milliseconds(0))) {
+      }
+    }
+    return waiting_ && !closed_;
   }
 
   /// True once a reply did not come in time (a hang).
