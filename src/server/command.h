@@ -395,6 +395,10 @@ void RegisterKeyCommands(std::vector<Command>* table);      // commands_key.cc
 void RegisterServerCommands(std::vector<Command>* table);   // commands_server.cc
 void RegisterConnectionCommands(std::vector<Command>* table);  // commands_connection.cc
 void RegisterDebugCommands(std::vector<Command>* table);       // commands_debug.cc
+/// DEBUG DIGEST's value: Redis's dataset digest (xor over keys of mix(key) then the value's digest,
+/// after mixing in the database number), so the same data gives the same digest in keg and in
+/// Redis; 40 hex digits. Any thread (it reads through the store).
+std::string DatasetDigest(store::Store& st);
 void RegisterBitCommands(std::vector<Command>* table);         // commands_bit.cc
 void RegisterMigrateCommands(std::vector<Command>* table);     // commands_migrate.cc
 void RegisterAclCommands(std::vector<Command>* table);         // commands_acl.cc

@@ -112,8 +112,8 @@ std::string Hex(const Digest& d) {
   return out;
 }
 
-// DEBUG DIGEST: Redis's dataset digest (xor over keys of mix(key) then the value's digest, after
-// mixing in the database number), so the same data gives the same digest in keg and in Redis.
+}  // namespace
+
 std::string DatasetDigest(store::Store& st) {
   Digest final{};
   for (uint32_t db = 0; db < st.Databases(); ++db) {
@@ -145,6 +145,8 @@ std::string DatasetDigest(store::Store& st) {
   }
   return Hex(final);
 }
+
+namespace {
 
 void DebugProtocol(Ctx& c) {
   const std::string name = ToLower(c.arg(2));

@@ -1445,6 +1445,7 @@ bool StoreImpl::RewriteElementInPlace(std::string_view key, uint64_t hash, uint8
   auto it = std::lower_bound(pending_.begin(), pending_.end(), written->group_offset,
                              [](const PendingRecord& r, uint64_t at) { return r.group_offset < at; });
   if (it != pending_.end() && it->group_offset == written->group_offset) it->origin = current_origin_;
+  ++group_rewrites_;
   return true;
 }
 
@@ -1886,10 +1887,14 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
   if (op.want_existed && !op.key.empty() && op.db < keydirs_.size()) {
     result->existed = Current(GroupDb(op.db), op.key, Hash(op.key), false).exists;
   }
+  // Applied: the op wrote a record, or rewrote one the group wrote before (a second ZINCRBY, ZADD
+  // or LSET of one element in a pipeline). Without the rewrites such a command counted as not
+  // applied: replicas never got it (their data diverged), nor were its keyspace events sent.
   const size_t records = pending_.size();
+  const uint64_t rewrites = group_rewrites_;
   GroupTxn txn(this);
   op.run(txn);
-  result->applied = pending_.size() != records;
+  result->applied = pending_.size() != records || group_rewrites_ != rewrites;
 }
 
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {

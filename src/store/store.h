@@ -389,7 +389,7 @@ struct ElementSelection {
 
 /// The outcome of one op of a batch.
 struct OpResult {
-  bool applied = false;          ///< the op changed the store (a record was written)
+  bool applied = false;          ///< the op changed the store (a record written, or one its group wrote rewritten)
   std::optional<ValueView> old;  ///< the previous value, when asked for and present
   /// Not OK when the op could not run: the key's current record fails its checksum (Corruption,
   /// naming file and offset). Nothing was written for it, and the rest of its command was skipped.

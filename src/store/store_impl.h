@@ -530,6 +530,9 @@ class StoreImpl final : public Store {
   uint64_t write_offset_ = 0;
   std::string group_buf_;
   std::vector<PendingRecord> pending_;
+  // Element records of this group rewritten in place (RewriteElementInPlace): a kRun op that only
+  // rewrote wrote all the same, so RunOp counts these with pending_'s growth. Writer thread.
+  uint64_t group_rewrites_ = 0;
   // Ops a kRun function executed through its Txn: pending_ and overlay_ point at their keys, so
   // they live until the group completes (the pool never moves them). Writer thread.
   OpPool txn_ops_;

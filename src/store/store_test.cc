@@ -1064,6 +1064,28 @@ TEST_F(StoreTest, ATxnListsTheKeysItsBatchWrote) {
   EXPECT_EQ(seen[1].second, second);
 }
 
+// A kRun op whose only write rewrites an element its group wrote before (in place: the same size,
+// RewriteElementInPlace) is applied: commands propagate, notify and count as written on that
+// flag. It was not (found by the command fuzzer's replication oracle): a pipelined second ZINCRBY
+// of one member never reached replicas.
+TEST_F(StoreTest, AnOpThatOnlyRewritesAnElementOfItsGroupIsApplied) {
+  Open();
+  WriteBatch b;
+  uint64_t inc = 0;
+  b.Run([&](Txn& txn) {
+    inc = txn.NewIncarnation();
+    txn.PutElement(0, "coll", format::kTypeHash, inc, "f", "aaaa");
+  });
+  b.Run([&](Txn& txn) { txn.PutElement(0, "coll", format::kTypeHash, inc, "f", "bbbb"); });
+  b.Run([](Txn&) {});
+  std::vector<OpResult> r;
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &r).ok());
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_TRUE(r[0].applied);
+  EXPECT_TRUE(r[1].applied);
+  EXPECT_FALSE(r[2].applied);
+}
+
 // Options::on_expired (keyspace notifications' `expired`, tracking): named only while
 // NameExpiredKeys is on, for keys the expire cycle drops and for keys a read found expired.
 TEST_F(StoreTest, NamesExpiredKeysOnlyWhenAsked) {
