@@ -459,6 +459,20 @@ class StreamReader {
   uint64_t command_bytes_ = 0;
 };
 
+// The mirror's connection lives on threads of its own: an I/O thread serves one server (a loop
+// turn's write batches are gathered per thread, and a session's completions go through the inbox
+// of the thread that made it), and the calling thread plays the primary's.
+std::shared_ptr<InProcessClient> ConnectToMirror() {
+  std::shared_ptr<InProcessClient> mirror;
+  std::thread([&] { mirror = InProcessClient::Connect(*g_mirror); }).join();
+  return mirror;
+}
+std::string RunOnMirror(InProcessClient& mirror, const std::vector<std::vector<std::string>>& cmds) {
+  std::string replies;
+  std::thread([&] { replies = mirror.Run(cmds); }).join();
+  return replies;
+}
+
 // Oracle 4: reads the feed until it reached the primary's offset, replays its commands on the
 // mirror, and compares the digests. A key whose expiry falls between the two digests differs
 // once: the check is repeated (the primary's expiry DEL comes through the feed meanwhile).
@@ -479,7 +493,7 @@ void CheckReplicaDigest(InProcessClient& feed, StreamReader& stream, InProcessCl
           std::fprintf(stderr, "\n");
         }
       }
-      if (!cmds.empty()) (void)mirror.Run(cmds);
+      if (!cmds.empty()) (void)RunOnMirror(mirror, cmds);
       const uint64_t end = g_server->state().repl.offset();
       if (stream.snapshot_done() && stream.start_offset() + stream.command_bytes() == end) break;
       if (feed.closed() || std::chrono::steady_clock::now() > until) {
@@ -581,8 +595,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::shared_ptr<InProcessClient> mirror;
   StreamReader stream;
   if (check_replica) {
-    mirror = InProcessClient::Connect(*g_mirror);
-    (void)mirror->Run({{"FLUSHALL"}});
+    mirror = ConnectToMirror();
+    (void)RunOnMirror(*mirror, {{"FLUSHALL"}});
     feed = InProcessClient::Connect(*g_server);
     stream.Add(feed->Run({{"PSYNC", "?", "-1"}}));
   }
