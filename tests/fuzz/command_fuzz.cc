@@ -171,7 +171,8 @@ std::string PickScript(FuzzedDataProvider& in) {
 // A command from the table (a subcommand for container commands), or now and then a made-up name.
 // `in_flight`: the read is only sent (its replies collected later), so a blocking pop may wait for
 // ever or long enough for another connection to serve it.
-std::vector<std::string> PickCommand(FuzzedDataProvider& in, bool in_flight) {
+// *timeout_at: the index of a blocking pop's timeout argument, 0 if none.
+std::vector<std::string> PickCommand(FuzzedDataProvider& in, bool in_flight, size_t* timeout_at_out) {
   const auto& table = keg::server::AllCommands();
   std::vector<std::string> args;
   if (in.ConsumeIntegralInRange<int>(0, 63) == 0) {
@@ -196,6 +197,7 @@ std::vector<std::string> PickCommand(FuzzedDataProvider& in, bool in_flight) {
   const size_t timeout_at = name == "blmpop" || name == "bzmpop" ? 1 : name == "brpoplpush" ? 3 : name == "blmove" ? 5
                           : (name == "blpop" || name == "brpop" || name == "bzpopmin" || name == "bzpopmax") ? args.size() - 1
                                                                                                            : 0;
+  *timeout_at_out = timeout_at < args.size() ? timeout_at : 0;
   if (timeout_at > 0 && timeout_at < args.size()) {
     static const char* const kTimeouts[] = {"0.01", "0.001", "0.02", "-1", "x", "1e400", "nan", "0", "0.5", "0"};
     args[timeout_at] = kTimeouts[in.ConsumeIntegralInRange<size_t>(0, std::size(kTimeouts) - (in_flight ? 1 : 4))];
@@ -359,7 +361,8 @@ extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // the registry exists, so this runs before its destructor).
   std::atexit([] {
     for (InProcessServer* s : {g_server, g_mirror}) {
-      s->state().replica_of.Stop();  // (REPLICAOF's link thread; TSan counts one left a leak)
+      s->state().failover.Stop();    // (FAILOVER's and REPLICAOF's threads: TSan counts one
+      s->state().replica_of.Stop();  // left unjoined at exit a leak)
       if (s->state().cold_reads) s->state().cold_reads->Stop();
       (void)s->state().store->Close();
     }
@@ -607,9 +610,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     bool send_only = in.ConsumeIntegralInRange<int>(0, 3) == 0;
     std::vector<std::vector<std::string>> read;
     bool pauses = false;  // CLIENT PAUSE in this read: its later commands may wait for the pause
+    std::vector<std::pair<size_t, size_t>> timeouts;  // (command, argument) of blocking pops' timeouts
     const size_t n = in.ConsumeIntegralInRange<size_t>(1, 6);
     for (size_t i = 0; i < n && in.remaining_bytes() > 0; ++i) {
-      read.push_back(PickCommand(in, send_only));
+      size_t timeout_at = 0;
+      read.push_back(PickCommand(in, send_only, &timeout_at));
+      if (timeout_at > 0) timeouts.emplace_back(read.size() - 1, timeout_at);
       ++commands;
       const auto& cmd = read.back();
       // CLIENT REPLY OFF|SKIP drops replies on purpose, MONITOR adds lines (and a second MONITOR
@@ -632,6 +638,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                  keg::server::EqualsIgnoreCase(cmd[1], "pause")) ||
                 keg::server::EqualsIgnoreCase(cmd[0], "failover");  // a started FAILOVER pauses writes
     }
+    // A pause or a sync is run to its end (the harness lifts the pause; a replica leaves).
+    if (send_only && (pauses || fc.replica)) {
+      send_only = false;
+      // Waited for after all: no pop may wait for ever (or long).
+      for (const auto& [cmd, at] : timeouts) {
+        if (read[cmd][at] == "0" || read[cmd][at] == "0.5") read[cmd][at] = "0.01";
+      }
+    }
     InProcessClient& c = *fc.conn;
     if (c.closed()) continue;
     if (g_verbose) {
@@ -642,8 +656,6 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::fprintf(stderr, "\n");
       }
     }
-    // A pause or a sync is run to its end (the harness lifts the pause; a replica leaves).
-    send_only = send_only && !pauses && !fc.replica;
     if (send_only) {
       c.Send(read);
       fc.in_flight = std::move(read);
