@@ -242,6 +242,13 @@ std::string Printable(std::string_view bytes) {
   return out;
 }
 
+// One command on a line of stderr, after `prefix`, its arguments quoted and Printable.
+void PrintCommand(const std::string& prefix, const std::vector<std::string>& cmd) {
+  std::fprintf(stderr, "%s", prefix.c_str());
+  for (const auto& a : cmd) std::fprintf(stderr, " '%s'", Printable(a).c_str());
+  std::fprintf(stderr, "\n");
+}
+
 // Skips one RESP2/RESP3 value at `pos`; false if `bytes` does not hold a well-formed one there.
 bool SkipValue(std::string_view bytes, size_t* pos, int depth = 0) {
   if (depth > 2048 || *pos >= bytes.size()) return false;  // scripts nest replies up to 1,000 deep
@@ -490,11 +497,7 @@ void CheckReplicaDigest(InProcessClient& feed, StreamReader& stream, InProcessCl
       stream.Add(feed.Run({}));
       const std::vector<std::vector<std::string>> cmds = stream.Take();
       if (g_verbose) {
-        for (const auto& cmd : cmds) {
-          std::fprintf(stderr, "stream:");
-          for (const auto& a : cmd) std::fprintf(stderr, " '%s'", Printable(a).c_str());
-          std::fprintf(stderr, "\n");
-        }
+        for (const auto& cmd : cmds) PrintCommand("stream:", cmd);
       }
       if (!cmds.empty()) (void)RunOnMirror(mirror, cmds);
       const uint64_t end = g_server->state().repl.offset();
@@ -522,7 +525,7 @@ void CheckReplicaDigest(InProcessClient& feed, StreamReader& stream, InProcessCl
 
 // Commands after which oracle 4 does not hold by design, or whose effect on the feed is not
 // modelled: DEBUG changes data without propagating; REPLICAOF, FAILOVER and SHUTDOWN end the
-// primary's role or the feed; CLIENT KILL may cut the feed; SYNC / PSYNC / MONITOR are other feeds.
+// primary's role or the feed; CLIENT KILL may cut the feed; SYNC / PSYNC start other feeds.
 bool EndsReplicaCheck(const std::vector<std::string>& cmd) {
   static const char* const kNames[] = {"debug", "replicaof", "slaveof", "failover", "shutdown", "sync", "psync"};
   for (const char* n : kNames) {
@@ -544,11 +547,8 @@ struct FuzzClient {
 [[noreturn]] void FailReplies(const std::vector<std::vector<std::string>>& read, size_t got, bool hung,
                               const std::string& replies) {
   std::fprintf(stderr, "%zu commands got %zu replies%s:\n", read.size(), got, hung ? " (hung)" : "");
-  for (const auto& cmd : read) {
-    for (const auto& a : cmd) std::fprintf(stderr, "%s ", a.c_str());
-    std::fprintf(stderr, "\n");
-  }
-  std::fprintf(stderr, "%s\n", replies.c_str());
+  for (const auto& cmd : read) PrintCommand("", cmd);
+  std::fprintf(stderr, "%s\n", Printable(replies).c_str());
   std::abort();
 }
 
@@ -650,11 +650,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (c.closed()) continue;
     if (g_verbose) {
       std::fprintf(stderr, "-- a read of %zu\n", read.size());
-      for (const auto& cmd : read) {
-        std::fprintf(stderr, "client %zu%s:", which, send_only ? " (sent only)" : "");
-        for (const auto& a : cmd) std::fprintf(stderr, " '%s'", Printable(a).c_str());
-        std::fprintf(stderr, "\n");
-      }
+      const std::string prefix = "client " + std::to_string(which) + (send_only ? " (sent only):" : ":");
+      for (const auto& cmd : read) PrintCommand(prefix, cmd);
     }
     if (send_only) {
       c.Send(read);
