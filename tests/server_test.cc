@@ -690,6 +690,43 @@ TEST_F(ServerTest, SoftOutputLimitClosesAClientThatStaysAboveIt) {
   EXPECT_TRUE(slow.Closed(5000));
 }
 
+// The soft limit counts the time the output stays above it without a break: a client that drains
+// its output (here: reads every reply) and then goes above the limit again gets its whole
+// <soft seconds> from then. Found by review (hunting a flaky run of Redis's obuf-limits unit):
+// only a check (a command's replies, the tick) restarted the timer, not a write that drained the
+// output, so when no check fell into the drained moment the timer ran on from the first time the
+// limit was passed, and the client was closed 1.5 s after it passed it again, not 3 s.
+TEST_F(ServerTest, SoftOutputLimitRestartsItsTimerWhenTheOutputDrains) {
+  StartKeg({"--client-output-buffer-limit", "normal", "0", "1mb", "3"});
+  RawClient c(keg_->port());
+  const std::string value(2 << 20, 'v');
+  ASSERT_EQ(c.Call({"SET", "v", value}), "+OK\r\n");
+  std::string batch;
+  for (int i = 0; i < 10; ++i) batch += RawClient::Encode({"GET", "v"});  // 20 MB of replies
+  RawClient slow(keg_->port());
+  ASSERT_EQ(slow.Call({"CLIENT", "SETNAME", "slow"}), "+OK\r\n");
+  auto connected = [&] { return c.Call({"CLIENT", "LIST"}).find("name=slow ") != std::string::npos; };
+  ASSERT_TRUE(slow.Send(batch));  // above the limit: the timer starts
+  std::this_thread::sleep_for(std::chrono::milliseconds(1500));
+  ASSERT_TRUE(connected());
+  // Drain: read every reply (keg writes the rest as the socket takes it), then at once pass the
+  // limit again with replies no socket buffer holds.
+  EXPECT_EQ(slow.Read(10, 10000).size(), 10 * (value.size() + 12));
+  const auto again = std::chrono::steady_clock::now();
+  ASSERT_TRUE(slow.Send(batch));
+  // Closed no sooner than 3 s after it went above the limit again (the tick checks once a second).
+  bool closed = false;
+  double closed_after = 0;
+  while (!closed) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    closed_after = std::chrono::duration<double>(std::chrono::steady_clock::now() - again).count();
+    closed = !connected();
+    if (closed_after > 10) break;
+  }
+  EXPECT_TRUE(closed) << "still connected after 10 s";
+  EXPECT_GE(closed_after, 3.0) << "closed " << closed_after << " s after passing the soft limit again";
+}
+
 TEST_F(ServerTest, QueryBufferLimitClosesTheClient) {
   StartKeg({"--client-query-buffer-limit", "1mb"});
   RawClient c(keg_->port());

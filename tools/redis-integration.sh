@@ -68,10 +68,14 @@ args+=("${extra[@]}")
 [[ -n "${KEG_INTEGRATION_VERBOSE:-}" ]] && args+=(--dont-clean)
 cd "$work"
 set +e
-# KEG_INTEGRATION_VERBOSE=1: the harness's whole output (a failure's reason follows its [err]).
+# KEG_INTEGRATION_VERBOSE=1: the harness's whole output. Otherwise its [ok] / [err] lines, with
+# up to four lines after an [err] or [exception]: the failed assertion (the reason a flaky
+# test failed in a CI log).
 filter='^\[(ok|err|exception)\]|done\]|TIMEOUT|All tests passed|failed'
 [[ -n "${KEG_INTEGRATION_VERBOSE:-}" ]] && filter='.'
 tclsh tests/test_helper.tcl "${args[@]}" --clients 3 --timeout 120 2>&1 |
-  sed 's/\x1b\[[0-9;]*m//g' | grep -E "$filter"
+  sed 's/\x1b\[[0-9;]*m//g' |
+  awk -v f="$filter" '$0 ~ f { print; after = ($0 ~ /^\[(err|exception)\]/) ? 4 : 0; next }
+                      after > 0 && $0 !~ /^\[/ { print; after--; next } { after = 0 }'
 status=${PIPESTATUS[0]}
 exit "$status"

@@ -657,22 +657,27 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (n >= 2) session_->Prefetch(std::span<const std::string_view>(names, n), std::span<const std::string_view>(keys, n));
   }
 
+  // The limits of this connection's class (Redis's getClientType): a replica's, a subscriber's,
+  // or a normal client's.
+  const std::atomic<uint64_t>& SoftLimit() const {
+    return replica_ ? limits_->replica_soft_limit : pubsub_ ? limits_->pubsub_soft_limit : limits_->output_soft_limit;
+  }
+
   // False (and closed) when the output is past a limit. Reads the clock only above the soft limit.
+  // The soft limit's timer runs while the output stays above it: it restarts whenever a check
+  // or a write (StartWrite) finds the output at or below the limit, so what CLIENT LIST's omem
+  // shows and the timer agree (a check that found it above, then a write that drained it, then
+  // output above it again no longer counts from the first check).
   bool CheckOutputLimits() {
     const size_t pending = out_.size() - std::min(exempt_, out_.size());
-    omem_.store(pending, std::memory_order_relaxed);
-    // The class (Redis's getClientType): a replica's, a subscriber's, or a normal client's.
     const std::atomic<uint64_t>& hard_limit = replica_  ? limits_->replica_hard_limit
                                               : pubsub_ ? limits_->pubsub_hard_limit
                                                         : limits_->output_hard_limit;
-    const std::atomic<uint64_t>& soft_limit = replica_  ? limits_->replica_soft_limit
-                                              : pubsub_ ? limits_->pubsub_soft_limit
-                                                        : limits_->output_soft_limit;
     const std::atomic<uint32_t>& soft_seconds = replica_  ? limits_->replica_soft_seconds
                                                 : pubsub_ ? limits_->pubsub_soft_seconds
                                                           : limits_->output_soft_seconds;
     const uint64_t hard = hard_limit.load(std::memory_order_relaxed);
-    const uint64_t soft = soft_limit.load(std::memory_order_relaxed);
+    const uint64_t soft = SoftLimit().load(std::memory_order_relaxed);
     // An unauthenticated client's replies (NOAUTH errors) are held to 17 KiB, as Redis's
     // checkClientOutputBufferLimits: one that sends without reading cannot make keg queue them.
     bool over = (hard > 0 && pending > hard) || (pending > kUnauthenticatedOutput && session_ && session_->awaiting_auth());
@@ -683,6 +688,7 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     } else if (soft == 0 || pending <= soft) {
       soft_since_ms_ = 0;
     }
+    omem_.store(pending, std::memory_order_relaxed);  // after the timer, as in StartWrite
     if (over) {
       spdlog::warn("client {} scheduled to be closed for overcoming of output buffer limits "
                    "({} bytes pending)", peer_, pending);
@@ -704,7 +710,9 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
       Worker::Add(worker_->bytes_out, static_cast<uint64_t>(written));
       out_.Consume(static_cast<size_t>(written));
       exempt_ -= std::min(exempt_, static_cast<size_t>(written));  // the exempt bytes go first
-      omem_.store(out_.size() - std::min(exempt_, out_.size()), std::memory_order_relaxed);
+      const size_t pending = out_.size() - std::min(exempt_, out_.size());
+      if (soft_since_ms_ != 0 && pending <= SoftLimit().load(std::memory_order_relaxed)) soft_since_ms_ = 0;
+      omem_.store(pending, std::memory_order_relaxed);
       if (out_.empty()) {
         AfterWrite();
         return;
