@@ -29,18 +29,27 @@
 //     whatever order the three connections' commands, blocked pops, transactions and scripts ran
 //     in. Inputs with commands that change data without propagating by design (DEBUG), change the
 //     primary's role (REPLICAOF, FAILOVER), or may cut the feed (SHUTDOWN, CLIENT KILL) skip it.
+//  5. Recovery: on some inputs the commands run on a fresh server of their own (1 MiB data
+//     files, so values seal files and hint files are written); once its writes are done a copy
+//     of its directory — what a SIGKILL would leave — opens to the server's DEBUG DIGEST, and so
+//     does the copy closed and opened again (a clean restart). Inputs with commands that make the
+//     server a replica (REPLICAOF, SLAVEOF, FAILOVER) skip it.
 // State: the server and its store live for the whole run; after each input the keyspace is
-// flushed and the configuration restored, so an input replays the same way alone.
+// flushed and the configuration restored, so an input replays the same way alone. (Oracle 5's
+// fresh servers are discarded after their input.)
 #include <fuzzer/FuzzedDataProvider.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <string_view>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <spdlog/spdlog.h>
@@ -55,6 +64,8 @@ using keg::testing::InProcessClient;
 using keg::testing::InProcessServer;
 
 InProcessServer* g_server = nullptr;
+// The server this input runs on: g_server, or a fresh one for oracle 5.
+InProcessServer* g_current = nullptr;
 InProcessServer* g_mirror = nullptr;  // replays the primary's replication stream (oracle 4)
 keg::server::Config* g_initial_config = nullptr;
 bool g_verbose = false;  // KEG_FUZZ_VERBOSE=1: print each command (to replay a finding)
@@ -306,6 +317,27 @@ size_t CountReplies(std::string_view bytes) {
   return count;
 }
 
+// The servers' configuration. proto-max-bulk-len 32mb (Redis's default is 512mb): every limit
+// check is still reached by the hostile numbers around it, and a long run's memory stays bounded
+// (BITOP of three 512 MB values under ASan would exceed -rss_limit_mb). Collection thresholds of
+// 2: a hash or set of three elements is stored per element (a head and a record per element,
+// docs/types.md), so both storage paths are fuzzed (CONFIG SET may raise them again within an
+// input). Oracle 5's fresh servers (`fresh`) also seal their data files at 1 MiB, so a large value
+// starts a new file and the background thread writes hint files, and compact only when told:
+// the copy of a directory is taken while no compaction runs.
+std::vector<std::pair<std::string, std::string>> Directives(bool fresh) {
+  std::vector<std::pair<std::string, std::string>> d = {{"proto-max-bulk-len", "32mb"},
+                                                        {"hash-max-listpack-entries", "2"},
+                                                        {"set-max-listpack-entries", "2"},
+                                                        {"set-max-intset-entries", "2"},
+                                                        {"loglevel", "warning"}};  // (then off)
+  if (fresh) {
+    d.emplace_back("data-file-size", "1mb");
+    d.emplace_back("auto-compaction", "no");
+  }
+  return d;
+}
+
 void Reset() {
   keg::server::ServerState& state = g_server->state();
   (void)state.failover.Abort();  // a FAILOVER waiting for a replica (none answers here)
@@ -341,16 +373,7 @@ void Reset() {
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
   // Quiet: the server logs warnings for some of what the fuzzer sends.
-  // proto-max-bulk-len 32mb (Redis's default is 512mb): every limit check is still reached by the
-  // hostile numbers around it, and a long run's memory stays bounded (BITOP of three 512 MB values
-  // under ASan would exceed -rss_limit_mb).
-  // Collection thresholds of 2: a hash or set of three elements is stored per element (a head and
-  // a record per element, docs/types.md), so both storage paths are fuzzed (CONFIG SET may raise
-  // them again within an input).
-  g_server = new InProcessServer({{"proto-max-bulk-len", "32mb"},
-                                  {"hash-max-listpack-entries", "2"},
-                                  {"set-max-listpack-entries", "2"},
-                                  {"set-max-intset-entries", "2"}});
+  g_server = new InProcessServer(Directives(false));
   if (!g_server->ok()) {
     std::fprintf(stderr, "cannot start the in-process server: %s\n", g_server->error().c_str());
     std::abort();
@@ -488,7 +511,7 @@ std::string RunOnMirror(InProcessClient& mirror, const std::vector<std::vector<s
 // once: the check is repeated (the primary's expiry DEL comes through the feed meanwhile).
 void CheckReplicaDigest(InProcessClient& feed, StreamReader& stream, InProcessClient& mirror) {
   using namespace std::chrono_literals;
-  auto admin = InProcessClient::Connect(*g_server);
+  auto admin = InProcessClient::Connect(*g_current);
   std::string primary;
   std::string replayed;
   for (int attempt = 0; attempt < 4; ++attempt) {
@@ -500,7 +523,7 @@ void CheckReplicaDigest(InProcessClient& feed, StreamReader& stream, InProcessCl
         for (const auto& cmd : cmds) PrintCommand("stream:", cmd);
       }
       if (!cmds.empty()) (void)RunOnMirror(mirror, cmds);
-      const uint64_t end = g_server->state().repl.offset();
+      const uint64_t end = g_current->state().repl.offset();
       if (stream.snapshot_done() && stream.start_offset() + stream.command_bytes() == end) break;
       if (feed.closed() || std::chrono::steady_clock::now() > until) {
         std::fprintf(stderr, "the replication feed %s at offset %llu + %llu of %llu\n",
@@ -513,7 +536,7 @@ void CheckReplicaDigest(InProcessClient& feed, StreamReader& stream, InProcessCl
     }
     // (Not DEBUG DIGEST: DEBUG is disabled here, enable-debug-command no, as it is for the fuzzed
     // commands.)
-    primary = keg::server::DatasetDigest(*g_server->state().store);
+    primary = keg::server::DatasetDigest(*g_current->state().store);
     replayed = keg::server::DatasetDigest(*g_mirror->state().store);
     if (primary == replayed) return;
     std::this_thread::sleep_for(2ms);
@@ -533,6 +556,74 @@ bool EndsReplicaCheck(const std::vector<std::string>& cmd) {
   }
   return cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
          keg::server::EqualsIgnoreCase(cmd[1], "kill");
+}
+
+// Commands after which oracle 5 does not hold by design: REPLICAOF, SLAVEOF and FAILOVER make
+// the server a replica (which may load a sync into staging databases, and keeps expired keys).
+bool EndsRecoveryCheck(const std::vector<std::string>& cmd) {
+  static const char* const kNames[] = {"replicaof", "slaveof", "failover"};
+  for (const char* n : kNames) {
+    if (keg::server::EqualsIgnoreCase(cmd[0], n)) return true;
+  }
+  return false;
+}
+
+// Oracle 5: once the server's writes are done, a copy of its directory (what a SIGKILL leaves:
+// every write the OS took) opens to the digest the server serves, and so does the copy closed and
+// opened again. A key whose expiry falls between the digests differs once: the check is repeated
+// while the server's own digest changed meanwhile.
+void CheckRecoveredDigest(InProcessServer& server) {
+  using namespace std::chrono_literals;
+  keg::server::ServerState& st = server.state();
+  const auto until = std::chrono::steady_clock::now() + 10s;
+  while (st.compaction_running.load()) {  // COMPACT ASYNC, BGREWRITEAOF: a copy is taken between
+    if (std::chrono::steady_clock::now() > until) {
+      std::fprintf(stderr, "a compaction ran for 10 s\n");
+      std::abort();
+    }
+    std::this_thread::sleep_for(1ms);
+  }
+  std::atomic<bool> applied{false};
+  st.store->Barrier([&applied] { applied = true; });
+  while (!applied) std::this_thread::sleep_for(100us);
+  keg::store::Options options;
+  {
+    std::lock_guard lock(st.config_mu);
+    options = st.config.StoreOptions();
+  }
+  options.dir = server.dir() + ".copy";
+  std::error_code ec;
+  for (int attempt = 0; attempt < 8; ++attempt) {
+    const std::string served = keg::server::DatasetDigest(*st.store);
+    std::filesystem::remove_all(options.dir, ec);
+    std::filesystem::copy(server.dir(), options.dir, std::filesystem::copy_options::recursive, ec);
+    if (ec) {
+      std::fprintf(stderr, "cannot copy %s: %s\n", server.dir().c_str(), ec.message().c_str());
+      std::abort();
+    }
+    std::string recovered[2];  // after the crash, after a clean restart
+    for (std::string& digest : recovered) {
+      std::unique_ptr<keg::store::Store> copy;
+      const keg::store::Status s = keg::store::Store::Open(options, &copy);
+      if (!s.ok()) {
+        std::fprintf(stderr, "the copy of the server's directory does not open: %s\n", s.ToString().c_str());
+        std::abort();
+      }
+      digest = keg::server::DatasetDigest(*copy);
+      (void)copy->Close();
+    }
+    std::filesystem::remove_all(options.dir, ec);
+    if (g_verbose) {
+      std::fprintf(stderr, "recovery: served %s, recovered %s, after a clean restart %s\n", served.c_str(),
+                   recovered[0].c_str(), recovered[1].c_str());
+    }
+    if (recovered[0] == served && recovered[1] == served) return;
+    if (keg::server::DatasetDigest(*st.store) == served) {
+      std::fprintf(stderr, "the server serves digest %s; its directory recovers %s, and %s after a clean restart\n",
+                   served.c_str(), recovered[0].c_str(), recovered[1].c_str());
+      std::abort();
+    }
+  }
 }
 
 // One connection of an input, and what the oracle knows of it.
@@ -572,8 +663,8 @@ void Collect(FuzzClient& c) {
   // Each blocking command of the read may block in turn; the rest is bounded by Finish's 10 s
   // (which also closes the connection after a SHUTDOWN, as the server's exit would).
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(10);
-  while (!g_server->shutdown_requested() && conn.Pump() && std::chrono::steady_clock::now() < until) {
-    if (conn.session().blocked()) (void)g_server->state().blocking.Unblock(conn.session().id(), false);
+  while (!g_current->shutdown_requested() && conn.Pump() && std::chrono::steady_clock::now() < until) {
+    if (conn.session().blocked()) (void)g_current->state().blocking.Unblock(conn.session().id(), false);
     (void)conn.Pump(std::chrono::milliseconds(5));
   }
   const std::string replies = conn.Finish();
@@ -584,23 +675,37 @@ void Collect(FuzzClient& c) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   FuzzedDataProvider in(data, size);
+  // Oracle 4 on one input in four (a full sync per input costs): the feed subscribes first.
+  // Oracle 5 on one in four (a server per input costs), one in eight both.
+  const int oracles = in.ConsumeIntegralInRange<int>(0, 7);
+  bool check_replica = oracles < 2;
+  bool check_recovery = oracles == 1 || oracles == 2;
+  std::unique_ptr<InProcessServer> fresh;
+  g_current = g_server;
+  if (check_recovery) {
+    fresh = std::make_unique<InProcessServer>(Directives(true));
+    if (!fresh->ok()) {
+      std::fprintf(stderr, "cannot start a fresh server: %s\n", fresh->error().c_str());
+      std::abort();
+    }
+    spdlog::set_level(spdlog::level::off);
+    g_current = fresh.get();
+  }
   FuzzClient clients[3];
   g_client_ids.clear();
   for (FuzzClient& c : clients) {
-    c.conn = InProcessClient::Connect(*g_server);
+    c.conn = InProcessClient::Connect(*g_current);
     g_client_ids.push_back(std::to_string(c.conn->session().id()));
   }
   size_t commands = 0;
   using namespace std::chrono_literals;
-  // Oracle 4 on one input in four (a full sync per input costs): the feed subscribes first.
-  bool check_replica = in.ConsumeIntegralInRange<int>(0, 3) == 0;
   std::shared_ptr<InProcessClient> feed;
   std::shared_ptr<InProcessClient> mirror;
   StreamReader stream;
   if (check_replica) {
     mirror = ConnectToMirror();
     (void)RunOnMirror(*mirror, {{"FLUSHALL"}});
-    feed = InProcessClient::Connect(*g_server);
+    feed = InProcessClient::Connect(*g_current);
     stream.Add(feed->Run({{"PSYNC", "?", "-1"}}));
   }
   while (in.remaining_bytes() > 0 && commands < 48) {
@@ -634,6 +739,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         fc.replica = true;
       }
       if (EndsReplicaCheck(cmd)) check_replica = false;
+      if (EndsRecoveryCheck(cmd)) check_recovery = false;
       pauses |= (cmd.size() >= 2 && keg::server::EqualsIgnoreCase(cmd[0], "client") &&
                  keg::server::EqualsIgnoreCase(cmd[1], "pause")) ||
                 keg::server::EqualsIgnoreCase(cmd[0], "failover");  // a started FAILOVER pauses writes
@@ -663,8 +769,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       // Commands after the pause park until it ends: end it after a short wait, and the parked
       // commands must then run and reply.
       replies = c.Run(read, 100ms);
-      (void)g_server->state().failover.Abort();
-      g_server->state().pause.Unpause();
+      (void)g_current->state().failover.Abort();
+      g_current->state().pause.Unpause();
       c.clear_hung();
       replies += c.Run({});
     } else {
@@ -684,13 +790,21 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (feed) {
     // The closed connections' work still completes (their groups, their pops, the registry's);
     // the oracle waits for the feed to reach the primary's offset.
-    if (check_replica && !g_server->shutdown_requested()) CheckReplicaDigest(*feed, stream, *mirror);
+    if (check_replica && !g_current->shutdown_requested()) CheckReplicaDigest(*feed, stream, *mirror);
     feed->Close();
     feed.reset();
     mirror->Close();
     mirror.reset();
   }
   g_client_ids.clear();
-  Reset();
+  if (!fresh) {
+    Reset();
+    return 0;
+  }
+  if (check_recovery && !fresh->shutdown_requested()) CheckRecoveredDigest(*fresh);
+  fresh->state().failover.Stop();
+  fresh->state().replica_of.Stop();
+  fresh.reset();
+  g_current = nullptr;
   return 0;
 }

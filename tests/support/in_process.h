@@ -114,6 +114,8 @@ class InProcessServer {
 
   bool ok() const { return ok_; }
   const std::string& error() const { return error_; }
+  /// The store's directory (removed with the server).
+  const std::string& dir() const { return dir_; }
   server::ServerState& state() { return state_; }
   IoQueue& io() { return io_; }
   bool shutdown_requested() const { return shutdown_requested_; }
