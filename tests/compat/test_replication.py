@@ -10,6 +10,7 @@ data set while writes go on.
 import collections
 import contextlib
 import os
+import random
 import re
 import signal
 import shutil
@@ -467,6 +468,82 @@ class RedisReplicaOfKegTest(unittest.TestCase):
         self.assertEqual(str(e.exception), "timeout is negative")
 
 
+RANDOM_KEYS = {"string": ["a", "b"], "hash": ["h1", "h2"], "set": ["s1", "s2"], "list": ["l1", "l2"],
+               "zset": ["z1", "z2"]}
+RANDOM_SCRIPT = ("redis.call('rpush', KEYS[1], ARGV[1]); redis.call('zincrby', KEYS[2], 1, ARGV[1]); "
+                 "local n = redis.call('incr', KEYS[3]); if n % 3 == 0 then redis.call('del', KEYS[1]) end; return n")
+
+
+def random_command(rnd):
+    """One random write (or blocking pop): every type, the commands that move or serve elements
+    between keys, and rewrites of one element (ZINCRBY, LSET, HINCRBY). Each type has two keys of
+    its own (one in ten picks takes any key: WRONGTYPE, and RENAME / COPY / MOVE / SWAPDB mix the
+    types) and six members, so the commands of one write group keep meeting the same elements."""
+    every = [k for keys in RANDOM_KEYS.values() for k in keys]
+
+    def key(kind):
+        return rnd.choice(every) if rnd.random() < 0.1 else rnd.choice(RANDOM_KEYS[kind])
+
+    a, h, st, l, z = (lambda kind=kind: key(kind) for kind in ("string", "hash", "set", "list", "zset"))
+    any_ = lambda: rnd.choice(every)  # noqa: E731
+    m = lambda: f"m{rnd.randrange(6)}"  # noqa: E731
+    v = lambda: rnd.choice(["v", "12", "-3", "x" * rnd.randrange(1, 90)])  # noqa: E731
+    many = lambda f: [x for _ in range(rnd.randrange(1, 8)) for x in f()]  # noqa: E731
+    return rnd.choice([
+        lambda: ["SET", a(), v()], lambda: ["SET", a(), v(), "EX", 1000], lambda: ["APPEND", a(), v()],
+        lambda: ["INCR", a()], lambda: ["INCRBYFLOAT", a(), "1.5"], lambda: ["SETRANGE", a(), rnd.randrange(50), v()],
+        lambda: ["GETDEL", a()], lambda: ["MSET", a(), v(), a(), v()],
+        lambda: ["HSET", h(), *many(lambda: [m(), v()])], lambda: ["HDEL", h(), m(), m()],
+        lambda: ["HINCRBY", h(), m(), 3], lambda: ["HINCRBY", h(), m(), 3], lambda: ["HINCRBYFLOAT", h(), m(), "0.5"],
+        lambda: ["SADD", st(), *many(lambda: [m()])], lambda: ["SREM", st(), m(), m()], lambda: ["SPOP", st(), 2],
+        lambda: ["SMOVE", st(), st(), m()], lambda: ["SINTERSTORE", st(), st(), st()],
+        lambda: ["SUNIONSTORE", st(), st(), st()],
+        lambda: ["LPUSH", l(), *many(lambda: [v()])], lambda: ["RPUSH", l(), *many(lambda: [m()])],
+        lambda: ["LPOP", l()], lambda: ["RPOP", l(), 2], lambda: ["LSET", l(), rnd.randrange(-3, 3), v()],
+        lambda: ["LSET", l(), rnd.randrange(-3, 3), v()],
+        lambda: ["LINSERT", l(), "BEFORE", v(), m()], lambda: ["LREM", l(), 1, v()], lambda: ["LTRIM", l(), 1, -2],
+        lambda: ["LMOVE", l(), l(), "LEFT", "RIGHT"], lambda: ["RPOPLPUSH", l(), l()],
+        lambda: ["BLMOVE", l(), l(), "RIGHT", "LEFT", "0.02"], lambda: ["BLPOP", l(), l(), "0.02"],
+        lambda: ["BRPOPLPUSH", l(), l(), "0.02"],
+        lambda: ["ZADD", z(), *many(lambda: [rnd.randrange(100), m()])], lambda: ["ZADD", z(), "INCR", 2, m()],
+        lambda: ["ZINCRBY", z(), 1, m()], lambda: ["ZINCRBY", z(), 1, m()], lambda: ["ZREM", z(), m()],
+        lambda: ["ZPOPMIN", z()], lambda: ["BZPOPMAX", z(), z(), "0.02"], lambda: ["ZUNIONSTORE", z(), 2, z(), z()],
+        lambda: ["ZREMRANGEBYRANK", z(), 0, 1],
+        lambda: ["DEL", any_()], lambda: ["UNLINK", any_()], lambda: ["EXPIRE", any_(), 1000],
+        lambda: ["PERSIST", any_()], lambda: ["EXPIRE", any_(), -1], lambda: ["RENAME", any_(), any_()],
+        lambda: ["COPY", any_(), any_(), "REPLACE"], lambda: ["MOVE", any_(), 1], lambda: ["SWAPDB", 0, 1],
+        lambda: ["SORT", l(), "ALPHA", "STORE", l()], lambda: ["EVAL", RANDOM_SCRIPT, 3, l(), z(), a(), m()],
+    ])()
+
+
+def random_writes(port, seed, count, errors):
+    """`count` random writes on one connection: single commands, pipelines of up to 10 and
+    MULTI/EXEC blocks. Error replies (WRONGTYPE, no such key) are expected; a lost connection or
+    a protocol error is appended to `errors`."""
+    rnd = random.Random(seed)
+    c = redis.Redis(port=port, socket_timeout=30)
+    try:
+        for _ in range(count):
+            kind = rnd.random()
+            if kind < 0.5:
+                try:
+                    c.execute_command(*random_command(rnd))
+                except redis.ResponseError:
+                    pass
+            else:
+                pipe = c.pipeline(transaction=kind < 0.65)
+                for _ in range(rnd.randrange(2, 10)):
+                    pipe.execute_command(*random_command(rnd))
+                try:
+                    pipe.execute(raise_on_error=False)
+                except redis.ResponseError:  # EXECABORT
+                    pass
+    except redis.RedisError as e:
+        errors.append(f"seed {seed}: {e!r}")
+    finally:
+        c.close()
+
+
 def write_mix(c, port):
     """Writes of every kind (relative expiries, random pops, scripts, transactions, other
     databases, keys that expire) through the client `c` of the server on `port`."""
@@ -546,6 +623,55 @@ class KegReplicaTest(unittest.TestCase):
         s = kegtest.keg("--enable-debug-command", "yes", *extra)
         self.servers.append(s)
         return s, redis.Redis(port=s.port)
+
+    @kegtest.slow(6)
+    def test_concurrent_random_writes_on_four_io_threads_reach_every_replica_and_survive_sigkill(self):
+        """Six connections send random writes of every type at once to a primary with io-threads 4:
+        pipelines, MULTI/EXEC, scripts, blocking pops and moves served across connections,
+        RENAME / COPY / MOVE / SWAPDB, over a few keys so the commands keep meeting each other's
+        keys. After each round a keg replica and a redis-server replica hold the primary's data set
+        (DEBUG DIGEST), and the primary, killed with SIGKILL and started again on its directory,
+        serves that data set. The order of effects across connections, I/O threads, the writer and
+        the blocking registry is what this checks: a replica replays the primary's stream in its
+        order, and a restart replays the log in its order."""
+        # Small-collection thresholds of 4: most collections are stored per element (a record each).
+        small = ("--hash-max-listpack-entries", "4", "--set-max-listpack-entries", "4",
+                 "--set-max-intset-entries", "4", "--zset-max-listpack-entries", "4",
+                 "--list-max-listpack-size", "4")
+        primary, p = self.start("--io-threads", "4", *small)
+        keg_replica, kr = self.start("--replicaof", "127.0.0.1", str(primary.port), *small)
+        redis_replica = kegtest.redis("--replicaof", "127.0.0.1", str(primary.port),
+                                      "--enable-debug-command", "yes")
+        self.servers.append(redis_replica)
+        rr = redis.Redis(port=redis_replica.port)
+        wait_synced(p, kr)
+        wait_synced(p, rr)
+        seed = int(os.environ.get("KEG_RANDOM_SEED", "0"))  # another seed: another run of the test
+        # Short rounds, each checked: a divergence is seen before later writes of its key erase it.
+        for round_ in range(10):
+            errors = []
+            threads = [threading.Thread(target=random_writes, args=(primary.port, seed + 1000 * round_ + i, 40, errors))
+                       for i in range(6)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            self.assertEqual(errors, [])
+            self.assertEqual(p.execute_command("WAIT", 2, 10000), 2)
+            for replica in (kr, rr):
+                wait_synced(p, replica)
+            all_digests_equal(self, p, [kr, rr])
+            if round_ % 5 != 4:
+                continue
+            served = p.execute_command("DEBUG", "DIGEST")
+            self.assertNotEqual(served, b"0" * 40, "the rounds left no data")
+            primary.proc.kill()
+            primary.proc.wait()
+            primary, p = self.restart(primary, "--io-threads", "4", *small)
+            self.assertEqual(p.execute_command("DEBUG", "DIGEST"), served, f"round {round_}: after SIGKILL")
+            for replica in (kr, rr):
+                wait_synced(p, replica)
+            all_digests_equal(self, p, [kr, rr])
 
     def test_keg_replicas_and_a_replica_of_a_replica(self):
         primary, p = self.start()
