@@ -632,43 +632,53 @@ class KegReplicaTest(unittest.TestCase):
         self.servers.append(s)
         return s, redis.Redis(port=s.port)
 
+    # Small-collection thresholds of 4: most collections are stored per element (a record each).
+    SMALL = ("--hash-max-listpack-entries", "4", "--set-max-listpack-entries", "4",
+             "--set-max-intset-entries", "4", "--zset-max-listpack-entries", "4", "--list-max-listpack-size", "4")
+
+    def random_writes_setup(self):
+        """A keg primary with io-threads 4 and SMALL, a keg replica and a redis-server replica of
+        it, synced: (primary, p, [keg replica's client, redis replica's client])."""
+        primary, p = self.start("--io-threads", "4", *self.SMALL)
+        _, kr = self.start("--replicaof", "127.0.0.1", str(primary.port), *self.SMALL)
+        redis_replica = kegtest.redis("--replicaof", "127.0.0.1", str(primary.port), "--enable-debug-command", "yes")
+        self.servers.append(redis_replica)
+        rr = redis.Redis(port=redis_replica.port)
+        wait_synced(p, kr)
+        wait_synced(p, rr)
+        return primary, p, [kr, rr]
+
+    @staticmethod
+    def random_writers(port, seed, count, errors):
+        """Six started threads of random_writes on `port` (seeds seed .. seed + 5)."""
+        threads = [threading.Thread(target=random_writes, args=(port, seed + i, count, errors)) for i in range(6)]
+        for t in threads:
+            t.start()
+        return threads
+
     @kegtest.slow(6)
     def test_concurrent_random_writes_on_four_io_threads_reach_every_replica_and_survive_sigkill(self):
         """Six connections send random writes of every type at once to a primary with io-threads 4:
         pipelines, MULTI/EXEC, scripts, blocking pops and moves served across connections,
         RENAME / COPY / MOVE / SWAPDB, keys that expire within 30 ms, over a few keys so the
-        commands keep meeting each other's keys. After each round a keg replica and a redis-server replica hold the primary's data set
-        (DEBUG DIGEST), and the primary, killed with SIGKILL and started again on its directory,
-        serves that data set. The order of effects across connections, I/O threads, the writer and
-        the blocking registry is what this checks: a replica replays the primary's stream in its
-        order, and a restart replays the log in its order."""
-        # Small-collection thresholds of 4: most collections are stored per element (a record each).
-        small = ("--hash-max-listpack-entries", "4", "--set-max-listpack-entries", "4",
-                 "--set-max-intset-entries", "4", "--zset-max-listpack-entries", "4",
-                 "--list-max-listpack-size", "4")
-        primary, p = self.start("--io-threads", "4", *small)
-        keg_replica, kr = self.start("--replicaof", "127.0.0.1", str(primary.port), *small)
-        redis_replica = kegtest.redis("--replicaof", "127.0.0.1", str(primary.port),
-                                      "--enable-debug-command", "yes")
-        self.servers.append(redis_replica)
-        rr = redis.Redis(port=redis_replica.port)
-        wait_synced(p, kr)
-        wait_synced(p, rr)
+        commands keep meeting each other's keys. After each round a keg replica and a redis-server
+        replica hold the primary's data set (DEBUG DIGEST), and the primary, killed with SIGKILL
+        and started again on its directory, serves that data set. The order of effects across
+        connections, I/O threads, the writer and the blocking registry is what this checks: a
+        replica replays the primary's stream in its order, and a restart replays the log in its
+        order."""
+        primary, p, replicas = self.random_writes_setup()
         seed = int(os.environ.get("KEG_RANDOM_SEED", "0"))  # another seed: another run of the test
         # Short rounds, each checked: a divergence is seen before later writes of its key erase it.
         for round_ in range(10):
             errors = []
-            threads = [threading.Thread(target=random_writes, args=(primary.port, seed + 1000 * round_ + i, 40, errors))
-                       for i in range(6)]
-            for t in threads:
-                t.start()
-            for t in threads:
+            for t in self.random_writers(primary.port, seed + 1000 * round_, 40, errors):
                 t.join()
             self.assertEqual(errors, [])
             self.assertEqual(p.execute_command("WAIT", 2, 10000), 2)
-            for replica in (kr, rr):
+            for replica in replicas:
                 wait_synced(p, replica)
-            all_digests_equal(self, p, [kr, rr])
+            all_digests_equal(self, p, replicas)
             if round_ % 5 != 4:
                 continue
             time.sleep(1.5)  # the short expiries' keys gone (the expire cycle drops them within a second)
@@ -676,11 +686,34 @@ class KegReplicaTest(unittest.TestCase):
             self.assertNotEqual(served, b"0" * 40, "the rounds left no data")
             primary.proc.kill()
             primary.proc.wait()
-            primary, p = self.restart(primary, "--io-threads", "4", *small)
+            primary, p = self.restart(primary, "--io-threads", "4", *self.SMALL)
             self.assertEqual(p.execute_command("DEBUG", "DIGEST"), served, f"round {round_}: after SIGKILL")
-            for replica in (kr, rr):
+            for replica in replicas:
                 wait_synced(p, replica)
-            all_digests_equal(self, p, [kr, rr])
+            all_digests_equal(self, p, replicas)
+
+    @kegtest.slow(8)
+    def test_replicas_converge_with_a_primary_killed_under_random_writes(self):
+        """The same random writes, and the primary SIGKILLed while they go on: started again on its
+        directory, its replicas (which may have applied more or less of its stream than its log
+        holds) sync with it again and hold its data set."""
+        primary, p, replicas = self.random_writes_setup()
+        seed = int(os.environ.get("KEG_RANDOM_SEED", "0"))
+        rnd = random.Random(seed)
+        for round_ in range(3):
+            errors = []  # the writers' connections break at the kill
+            threads = self.random_writers(primary.port, seed + 1000 * round_, 400, errors)
+            time.sleep(rnd.uniform(0.05, 0.4))
+            primary.proc.kill()
+            primary.proc.wait()
+            for t in threads:
+                t.join()
+            self.assertTrue(errors, "the writers were done before the kill: nothing was under way")
+            primary, p = self.restart(primary, "--io-threads", "4", *self.SMALL)
+            time.sleep(1.5)  # the short expiries' keys gone, their DELs sent
+            for replica in replicas:
+                wait_synced(p, replica)
+            all_digests_equal(self, p, replicas)
 
     def test_keg_replicas_and_a_replica_of_a_replica(self):
         primary, p = self.start()

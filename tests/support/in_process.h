@@ -102,6 +102,7 @@ class InProcessServer {
   ~InProcessServer() {
     if (state_.cold_reads) state_.cold_reads->Stop();
     state_.blocking.Stop();  // its thread writes to the store
+    state_.jobs.Wait();      // a SYNC's snapshot thread reads the store and posts to io_ (as main())
     if (state_.store) (void)state_.store->Close();
     while (io_.RunOne(std::chrono::milliseconds(0))) {
     }
