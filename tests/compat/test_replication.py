@@ -702,7 +702,7 @@ class KegReplicaTest(unittest.TestCase):
         rnd = random.Random(seed)
         for round_ in range(3):
             errors = []  # the writers' connections break at the kill
-            threads = self.random_writers(primary.port, seed + 1000 * round_, 400, errors)
+            threads = self.random_writers(primary.port, seed + 1000 * round_, 100000, errors)  # until the kill
             time.sleep(rnd.uniform(0.05, 0.4))
             primary.proc.kill()
             primary.proc.wait()
