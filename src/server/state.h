@@ -156,7 +156,7 @@ class ErrorStats {
 };
 
 /// Threads doing one long job each (a SYNC's snapshot) that shutdown waits for before the store
-/// closes. Thread: any.
+/// closes: once Wait() returns, every job and everything it held are gone. Thread: any.
 class BackgroundJobs {
  public:
   /// Runs fn on a thread of its own.
@@ -165,8 +165,11 @@ class BackgroundJobs {
       std::lock_guard lock(mu_);
       ++running_;
     }
-    std::thread([this, fn = std::move(fn)] {
+    std::thread([this, fn = std::move(fn)]() mutable {
       fn();
+      // Its captures go before Wait() can return: the last reference to a connection (a SYNC's
+      // replica, its session) is destroyed here, and its destructor reaches the ServerState.
+      fn = nullptr;
       std::lock_guard lock(mu_);  // nothing touches `this` once the lock is released
       --running_;
       cv_.notify_all();
