@@ -657,8 +657,8 @@ class Connection final : public Link, public std::enable_shared_from_this<Connec
     if (n >= 2) session_->Prefetch(std::span<const std::string_view>(names, n), std::span<const std::string_view>(keys, n));
   }
 
-  // The limits of this connection's class (Redis's getClientType): a replica's, a subscriber's,
-  // or a normal client's.
+  // The soft limit of this connection's class (Redis's getClientType): a replica's, a
+  // subscriber's, or a normal client's.
   const std::atomic<uint64_t>& SoftLimit() const {
     return replica_ ? limits_->replica_soft_limit : pubsub_ ? limits_->pubsub_soft_limit : limits_->output_soft_limit;
   }
