@@ -695,7 +695,7 @@ TEST_F(ServerTest, SoftOutputLimitClosesAClientThatStaysAboveIt) {
 // <soft seconds> from then. Found by review (hunting a flaky run of Redis's obuf-limits unit):
 // only a check (a command's replies, the tick) restarted the timer, not a write that drained the
 // output, so when no check fell into the drained moment the timer ran on from the first time the
-// limit was passed, and the client was closed 1.5 s after it passed it again, not 3 s.
+// limit was passed, and the client was closed 2.4 s after it passed it again, not 3 s.
 TEST_F(ServerTest, SoftOutputLimitRestartsItsTimerWhenTheOutputDrains) {
   StartKeg({"--client-output-buffer-limit", "normal", "0", "1mb", "3"});
   RawClient c(keg_->port());
