@@ -476,7 +476,8 @@ RANDOM_SCRIPT = ("redis.call('rpush', KEYS[1], ARGV[1]); redis.call('zincrby', K
 
 def random_command(rnd):
     """One random write (or blocking pop): every type, the commands that move or serve elements
-    between keys, and rewrites of one element (ZINCRBY, LSET, HINCRBY). Each type has two keys of
+    between keys, and rewrites of one element (ZINCRBY, LSET, HINCRBY: listed twice, so twice as
+    likely as the others). Each type has two keys of
     its own (one in ten picks takes any key: WRONGTYPE, and RENAME / COPY / MOVE / SWAPDB mix the
     types) and six members, so the commands of one write group keep meeting the same elements."""
     every = [k for keys in RANDOM_KEYS.values() for k in keys]
@@ -513,7 +514,7 @@ def random_command(rnd):
         lambda: ["PERSIST", any_()], lambda: ["EXPIRE", any_(), -1], lambda: ["RENAME", any_(), any_()],
         lambda: ["COPY", any_(), any_(), "REPLACE"], lambda: ["MOVE", any_(), 1], lambda: ["SWAPDB", 0, 1],
         lambda: ["SORT", l(), "ALPHA", "STORE", l()], lambda: ["EVAL", RANDOM_SCRIPT, 3, l(), z(), a(), m()],
-        # Short expiries: the primary's expiry DELs interleave with the writes.
+        # Short expiries (the primary's expiry DELs interleave with the writes), then more kinds.
         lambda: ["SET", a(), v(), "PX", 30], lambda: ["PEXPIRE", any_(), 40], lambda: ["GETEX", a(), "PX", 30],
         lambda: ["SET", a(), v(), "KEEPTTL", "GET"], lambda: ["SETNX", a(), v()], lambda: ["HSETNX", h(), m(), v()],
         lambda: ["LMPOP", 2, l(), l(), "RIGHT", "COUNT", 2], lambda: ["BLMPOP", "0.02", 2, l(), l(), "LEFT"],
