@@ -10,13 +10,16 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <random>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "server/command.h"
 #include "server/rdb.h"
 #include "support/server_process.h"
 
@@ -646,25 +649,48 @@ std::string Printable(const std::string& r) {
   return Show(one, 400);
 }
 
+// A redis-server and a keg-server for one test, each on a free loopback port with the same
+// extra arguments; keg's data directory (under the test's temp dir, named after `name`) is removed
+// when the pair goes. `ok` is false when either did not start.
+struct ServerPair {
+  ServerPair(const std::string& name, const std::vector<std::string>& extra) {
+    redis_port = FreePort();
+    std::vector<std::string> r = {"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1",
+                                  "--save", "", "--appendonly", "no", "--logfile", "/dev/null"};
+    r.insert(r.end(), extra.begin(), extra.end());
+    keg_port = FreePort();
+    dir = ::testing::TempDir() + name + "_" + std::to_string(getpid());
+    std::filesystem::remove_all(dir);
+    std::vector<std::string> k = {KEG_SERVER_PATH, "--port", std::to_string(keg_port), "--dir", dir,
+                                  "--logfile", "/dev/null"};
+    k.insert(k.end(), extra.begin(), extra.end());
+    ok = redis.Start(r, redis_port) && keg.Start(k, keg_port);
+  }
+  ~ServerPair() {
+    keg.Signal(SIGTERM);  // (waits for it to exit)
+    std::filesystem::remove_all(dir);
+  }
+  ServerPair(const ServerPair&) = delete;
+  ServerPair& operator=(const ServerPair&) = delete;
+
+  int redis_port = 0;
+  int keg_port = 0;
+  std::string dir;
+  ServerProcess redis;
+  ServerProcess keg;
+  bool ok = false;
+};
+
 TEST(Differential, RandomSequencesMatchRedisByteForByte) {
   const char* seq_env = std::getenv("KEG_DIFF_SEQUENCES");
   const char* seed_env = std::getenv("KEG_DIFF_SEED");
   const int sequences = seq_env != nullptr ? std::atoi(seq_env) : 2000;
   const uint64_t first_seed = seed_env != nullptr ? std::strtoull(seed_env, nullptr, 10) : 1;
 
-  const int redis_port = FreePort();
-  ServerProcess redis;
-  ASSERT_TRUE(redis.Start({"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1",
-                           "--save", "", "--appendonly", "no", "--logfile", "/dev/null",
-                           "--enable-debug-command", "yes"},
-                          redis_port))
-      << "redis-server must be on PATH";
-  const int keg_port = FreePort();
-  const std::string dir = ::testing::TempDir() + "keg_differential_" + std::to_string(getpid());
-  std::filesystem::remove_all(dir);
-  ServerProcess keg;
-  ASSERT_TRUE(keg.Start({KEG_SERVER_PATH, "--port", std::to_string(keg_port), "--dir", dir,
-                         "--logfile", "/dev/null", "--enable-debug-command", "yes"}, keg_port));
+  ServerPair servers("keg_differential", {"--enable-debug-command", "yes"});
+  ASSERT_TRUE(servers.ok) << "redis-server must be on PATH";
+  const int redis_port = servers.redis_port;
+  const int keg_port = servers.keg_port;
 
   int failures = 0;
   size_t commands = 0;
@@ -737,8 +763,6 @@ TEST(Differential, RandomSequencesMatchRedisByteForByte) {
   std::printf("differential: %d sequences, %zu commands, seeds %llu..%llu\n", sequences, commands,
               static_cast<unsigned long long>(first_seed),
               static_cast<unsigned long long>(first_seed + static_cast<uint64_t>(sequences) - 1));
-  keg.Signal(SIGTERM);
-  std::filesystem::remove_all(dir);
 }
 
 // GEO searches against Redis on one data set: a sorted set of 3,000 random points (stored per
@@ -760,19 +784,10 @@ TEST(Differential, GeoSearchesMatchRedisByteForByte) {
     return std::string(buf);
   };
 
-  const int redis_port = FreePort();
-  ServerProcess redis;
-  ASSERT_TRUE(redis.Start({"redis-server", "--port", std::to_string(redis_port), "--bind", "127.0.0.1", "--save",
-                           "", "--appendonly", "no", "--logfile", "/dev/null"},
-                          redis_port));
-  const int keg_port = FreePort();
-  const std::string dir = ::testing::TempDir() + "keg_differential_geo_" + std::to_string(getpid());
-  std::filesystem::remove_all(dir);
-  ServerProcess keg;
-  ASSERT_TRUE(keg.Start({KEG_SERVER_PATH, "--port", std::to_string(keg_port), "--dir", dir, "--logfile", "/dev/null"},
-                        keg_port));
-  RawClient r(redis_port);
-  RawClient k(keg_port);
+  ServerPair servers("keg_differential_geo", {});
+  ASSERT_TRUE(servers.ok) << "redis-server must be on PATH";
+  RawClient r(servers.redis_port);
+  RawClient k(servers.keg_port);
   auto both = [&](const Cmd& c) {
     const std::string want = r.Call(c);
     const std::string got = k.Call(c);
@@ -857,8 +872,169 @@ TEST(Differential, GeoSearchesMatchRedisByteForByte) {
     if (!same) ++failures;
   }
   std::printf("differential geo: %d queries\n", queries);
-  keg.Signal(SIGTERM);
-  std::filesystem::remove_all(dir);
+}
+
+// The keywords of a command as Redis documents them (the "token" fields of COMMAND DOCS name),
+// read from a redis-server's RESP2 reply: each is the bulk string after a bulk "token".
+std::vector<std::string> RedisTokens(RawClient& redis, const std::string& name) {
+  const std::string r = redis.Call({"COMMAND", "DOCS", name});
+  std::vector<std::string> out;
+  const std::string mark = "$5\r\ntoken\r\n$";
+  for (size_t pos = r.find(mark); pos != std::string::npos; pos = r.find(mark, pos + 1)) {
+    const size_t len_at = pos + mark.size();
+    const size_t eol = r.find("\r\n", len_at);
+    if (eol == std::string::npos) break;
+    const auto len = static_cast<size_t>(std::strtoull(r.c_str() + len_at, nullptr, 10));
+    if (eol + 2 + len > r.size()) break;
+    std::string t = r.substr(eol + 2, len);
+    if (std::find(out.begin(), out.end(), t) == out.end()) out.push_back(std::move(t));
+  }
+  return out;
+}
+
+// Hostile arguments to every command: for each command of keg's table, random argument lists made
+// of its keywords (Redis's COMMAND DOCS tokens), numbers at and past every limit (64-bit ends and
+// overflow, 2^31 and 2^32, floats, inf, nan, "", leading and trailing spaces, hex) and keys of each
+// type, sent to keg and to redis-server: the replies must be equal byte for byte — the error
+// texts, and which check wins when several fail. Commands whose reply Redis leaves to its hash
+// tables or to chance (SMEMBERS, SCAN, SPOP ...) must agree on whether and which error. The cases
+// the sweep that built this test found differing come first (GETEX's time checked after the key,
+// the SCAN cursors strtoul takes, ZCOUNT's strtod bounds, SPOP's count text, PEXPIRE's negative
+// limit). Commands that block, change the connection or the server, or need a replica are left
+// out. KEG_DIFF_HOSTILE_CASES=N cases per command (default 200), KEG_DIFF_SEED=S.
+TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
+  const char* n_env = std::getenv("KEG_DIFF_HOSTILE_CASES");
+  const char* seed_env = std::getenv("KEG_DIFF_SEED");
+  const int per_command = n_env != nullptr ? std::atoi(n_env) : 200;
+  std::mt19937_64 rng(seed_env != nullptr ? std::strtoull(seed_env, nullptr, 10) : 1);
+  auto range = [&](size_t n) { return static_cast<size_t>(std::uniform_int_distribution<size_t>(0, n - 1)(rng)); };
+
+  ServerPair servers("keg_differential_hostile", {});
+  ASSERT_TRUE(servers.ok) << "redis-server must be on PATH";
+  RawClient r(servers.redis_port);
+  RawClient k(servers.keg_port);
+  auto setup = [&] {
+    for (RawClient* c : {&r, &k}) {
+      ASSERT_EQ(c->Call({"FLUSHALL"}), "+OK\r\n");
+      c->Call({"SET", "s", "hello"});
+      c->Call({"SET", "n", "10"});
+      c->Call({"HSET", "h", "f1", "1", "f2", "2.5", "a", "x"});
+      c->Call({"SADD", "st", "1", "2", "a"});
+      c->Call({"RPUSH", "l", "1", "2", "a", "2"});
+      c->Call({"ZADD", "z", "1", "a", "2", "b", "2.5", "c"});
+    }
+  };
+  // Not sent: what blocks, closes or changes the connection or the server, needs a replica, or
+  // answers with the server's own state (INFO, TIME, CLIENT, CONFIG ...); DUMP (keg writes other
+  // encodings, checked by the sequence test) and keg's own COMPACT.
+  const std::vector<std::string_view> skipped = {
+      "acl", "asking", "auth", "bgrewriteaof", "bgsave", "client", "cluster", "command", "compact", "config",
+      "dbsize", "debug", "discard", "dump", "eval", "eval_ro", "evalsha", "evalsha_ro", "exec", "failover",
+      "fcall", "fcall_ro", "flushall", "flushdb", "function", "hello", "info", "lastsave", "latency", "lolwut",
+      "memory", "migrate", "module", "monitor", "move", "multi", "object", "pfdebug", "pfselftest", "psubscribe",
+      "psync", "punsubscribe", "quit", "readonly", "readwrite", "replconf", "replicaof", "reset", "role",
+      "save", "script", "select", "shutdown", "slaveof", "slowlog", "ssubscribe", "subscribe", "sunsubscribe",
+      "swapdb", "sync", "time", "unsubscribe", "unwatch", "wait", "watch"};
+  const std::vector<std::string_view> unordered = {"hrandfield", "keys", "randomkey", "scan", "sdiff", "sinter",
+                                                   "smembers", "spop", "srandmember", "sscan", "sunion", "zrandmember"};
+  auto contains = [](const std::vector<std::string_view>& v, std::string_view x) {
+    return std::find(v.begin(), v.end(), x) != v.end();
+  };
+  int failures = 0;
+  size_t cases = 0;
+  auto check = [&](const Cmd& c) {
+    const std::string want = r.Call(c);
+    const std::string got = k.Call(c);
+    ++cases;
+    bool same = got == want;
+    // (SORT of a set BY a pattern without '*' leaves it unsorted: in its hash table's order.)
+    const std::string lower = server::ToLower(c[0]);
+    if (!same && (contains(unordered, lower) || (lower.starts_with("sort") && c.size() > 1 && c[1] == "st"))) {
+      same = (got[0] == '-') == (want[0] == '-') && (got[0] != '-' || got == want);
+    }
+    if (!same) {
+      ADD_FAILURE() << Show(c, 60) << "\n  keg:   " << Printable(got) << "\n  redis: " << Printable(want);
+      ++failures;
+      setup();
+    }
+  };
+
+  setup();
+  const std::vector<Cmd> found = {
+      {"GETEX", "missing", "EX", "x"}, {"GETEX", "h", "PX", "-5"}, {"GETEX", "s", "EXAT", "x"},
+      {"HSCAN", "h", "-1"}, {"SSCAN", "st", ""}, {"ZSCAN", "z", "+0"}, {"SSCAN", "st", "-"},
+      {"SSCAN", "st", " 1"}, {"HSCAN", "h", "18446744073709551616"}, {"HSCAN", "s", "0", "COUNT", "x"},
+      {"HSCAN", "missing", "0", "BOGUS"}, {"ZSCAN", "z", "0", "COUNT"}, {"SCAN", "-1", "COUNT", "1"},
+      {"ZCOUNT", "z", "", " 2"}, {"ZRANGEBYSCORE", "z", "(", "+inf"}, {"ZREVRANGEBYSCORE", "z", "2 ", "0"},
+      {"ZRANGE", "z", "(0x1", "\t3", "BYSCORE"}, {"ZREMRANGEBYSCORE", "z", " ", "1"},
+      {"SPOP", "st", "1.5"}, {"SPOP", "st", "x"}, {"SPOP", "st", "-1"},
+      {"EXPIRE", "n", "-9223372036854775"}, {"EXISTS", "n"}, {"PEXPIRE", "s", "-9223372036854775808"},
+      {"EXISTS", "s"}, {"EXPIRE", "h", "-9223372036854776"}, {"PEXPIRE", "h", "9223372036854775807"},
+      {"EXPIRE", "l", "100"}, {"EXPIRE", "l", "1", "GT", "XX"}, {"EXPIRE", "l", "200", "XX", "LT"},
+      {"EXPIRE", "l", "50", "lt", "xx"}, {"TTL", "l"}, {"EXPIRE", "st", "50", "XX", "LT"}, {"TTL", "st"}};
+  for (const Cmd& c : found) check(c);
+
+  const std::vector<std::string> hostile = {
+      "-1", "0", "1", "3", "-9223372036854775808", "9223372036854775807", "9223372036854775808",
+      "-9223372036854775809", "18446744073709551616", "1.5", "inf", "-inf", "nan", "1e308", "", "x",
+      "4294967296", "2147483648", "-2147483649", "(1", "[a", "+", "-", "0x10", " 1", "1 ", "-0"};
+  const std::vector<std::string> keys = {"s", "n", "h", "st", "l", "z", "missing"};
+  const std::vector<std::string> plain = {"1", "2", "a", "f1", "*", "0"};
+  std::vector<const server::Command*> commands;
+  for (const server::Command& c : server::AllCommands()) commands.push_back(&c);
+  std::sort(commands.begin(), commands.end(), [](auto* a, auto* b) { return a->name < b->name; });
+  for (const server::Command* cmd : commands) {
+    if (failures >= 10) break;
+    if (contains(skipped, cmd->name) || (cmd->flags & server::kBlocking) != 0) continue;
+    const std::string name(cmd->name);
+    const std::vector<std::string> tokens = RedisTokens(r, name);
+    // The key a command of this family expects, most of the time.
+    std::string own = "s";
+    if (name[0] == 'z') own = "z";
+    if (name[0] == 'h') own = "h";
+    if (name[0] == 'l' || name[0] == 'r') own = "l";
+    if (name[0] == 's' && !name.starts_with("set") && !name.starts_with("sub") && name != "strlen" && name != "sort" &&
+        name != "sort_ro") {
+      own = "st";
+    }
+    setup();
+    for (int i = 0; i < per_command && failures < 10; ++i) {
+      const auto arity = static_cast<size_t>(std::abs(cmd->arity));
+      const size_t n = cmd->arity > 0 ? arity - 1 : arity - 1 + range(7);
+      const size_t last = cmd->last_key < 0 ? n : static_cast<size_t>(cmd->last_key);
+      Cmd c = {name};
+      for (size_t p = 1; p <= n; ++p) {
+        const auto first = static_cast<size_t>(std::max(cmd->first_key, 0));
+        if (first >= 1 && p >= first && p <= last && (p - first) % static_cast<size_t>(std::max(cmd->key_step, 1)) == 0) {
+          c.push_back(range(2) == 0 ? own : keys[range(keys.size())]);
+          continue;
+        }
+        const size_t roll = range(10);
+        if (!tokens.empty() && roll < 4) {
+          c.push_back(tokens[range(tokens.size())]);
+        } else if (roll < 8) {
+          c.push_back(hostile[range(hostile.size())]);
+        } else {
+          c.push_back(plain[range(plain.size())]);
+        }
+      }
+      // Where keg knowingly differs: Redis 7.0 tries to build a reply of that many random picks
+      // (and hangs), keg refuses it; LPOS RANK -2^63, which Redis 7.0 negates (undefined
+      // behaviour), keg refuses as Redis 7.2 does.
+      auto has = [&](auto pred) { return std::any_of(c.begin() + 1, c.end(), pred); };
+      const bool huge_pick = (name == "hrandfield" || name == "srandmember" || name == "zrandmember") &&
+                             has([](const std::string& a) { return a.size() > 4 && a[0] == '-'; });
+      const bool lpos_min = name == "lpos" && has([](const std::string& a) { return a == "-9223372036854775808"; });
+      if (!huge_pick && !lpos_min) check(c);
+      // A time of a few ms (PEXPIRE k 3, SET k v PX 1) ends between the two servers' calls: once
+      // it has ended on both, the next case sees the same data.
+      if (name == "pexpire" || name == "psetex" || name == "set" || name == "getex" || name == "restore") {
+        std::this_thread::sleep_for(std::chrono::milliseconds(4));
+      }
+      if (i % 20 == 19) setup();
+    }
+  }
+  std::printf("differential hostile arguments: %zu cases, %zu commands\n", cases, commands.size());
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include "server/collection_commands.h"
 
 #include <algorithm>
+#include <cctype>
 #include <cstring>
 #include <random>
 #include <vector>
@@ -35,23 +36,33 @@ ArgCopy::ArgCopy(std::span<const std::string_view> args) : count_(args.size()) {
   }
 }
 
-std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a, bool allow_type) {
-  {
-    const std::string_view s = args[1];
-    bool ok = !s.empty();
-    uint64_t v = 0;
-    for (char ch : s) {
-      const uint64_t d = static_cast<uint64_t>(ch - '0');
-      if (ch < '0' || ch > '9' || v > (UINT64_MAX - d) / 10) {
-        ok = false;
-        break;
-      }
-      v = v * 10 + d;
-    }
-    if (!ok) return "invalid cursor";
-    a->cursor = v;
+bool ParseScanCursor(std::string_view text, uint64_t* cursor) {
+  // Redis's parseScanCursorOrReply: strtoul(ptr, &eptr, 10), refused when the first byte is a
+  // space, when eptr is not at the string's end (its NUL), or on ERANGE.
+  text = text.substr(0, text.find('\0'));
+  if (!text.empty() && std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
+  size_t i = 0;
+  const bool negative = !text.empty() && text[0] == '-';
+  if (!text.empty() && (text[0] == '-' || text[0] == '+')) i = 1;
+  if (i == text.size()) {  // "" is 0 (no digits, and eptr at the end); a lone sign is not
+    *cursor = 0;
+    return i == 0;
   }
-  for (size_t i = 2; i < args.size(); i += 2) {
+  uint64_t v = 0;
+  for (; i < text.size(); ++i) {
+    const char ch = text[i];
+    if (ch < '0' || ch > '9') return false;
+    const auto d = static_cast<uint64_t>(ch - '0');
+    if (v > (UINT64_MAX - d) / 10) return false;  // ERANGE
+    v = v * 10 + d;
+  }
+  *cursor = negative ? 0 - v : v;  // strtoul negates in unsigned arithmetic
+  return true;
+}
+
+std::string_view ParseScanOptions(std::span<const std::string_view> args, size_t from, ScanArgs* a,
+                                  bool allow_type) {
+  for (size_t i = from; i < args.size(); i += 2) {
     const std::string opt = ToLower(args[i]);
     if (i + 1 >= args.size()) return err::kSyntax;
     if (opt == "count") {
@@ -67,6 +78,11 @@ std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs*
     }
   }
   return {};
+}
+
+std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a, bool allow_type) {
+  if (!ParseScanCursor(args[1], &a->cursor)) return "invalid cursor";
+  return ParseScanOptions(args, 2, a, allow_type);
 }
 
 bool ReadWhole(Ctx& c, std::string_view key, coll::View* out, store::ValueView* keep,
@@ -156,8 +172,10 @@ void RandomMembers(Ctx& c, size_t stride) {
 }
 
 void ScanCollection(Ctx& c) {
+  // Redis's order: the cursor, then the key (missing: an empty scan, its options unread; the
+  // wrong type: WRONGTYPE), then the options.
   ScanArgs a;
-  if (const std::string_view e = ParseScanArgs(c.args().subspan(1), &a, false); !e.empty()) return c.Error(e);
+  if (!ParseScanCursor(c.arg(2), &a.cursor)) return c.Error("invalid cursor");
   CollectionRead coll(c);
   if (!coll.Open(c.arg(1), [&] {
         c.out().ArrayHeader(2);
@@ -166,6 +184,7 @@ void ScanCollection(Ctx& c) {
       })) {
     return;
   }
+  if (const std::string_view e = ParseScanOptions(c.args(), 3, &a, false); !e.empty()) return c.Error(e);
   const size_t stride = StrideOf(coll.type());
   std::vector<Entry> hits;
   uint64_t next = 0;

@@ -54,6 +54,13 @@ struct ScanArgs {
   bool use_pattern = false;
   std::string type;
 };
+/// Parses a cursor as Redis does (strtoul, base 10): no leading space; a sign is taken ("-1" is
+/// 2^64 - 1); "" is 0; the text ends at a NUL byte (a C string's end); past 2^64 - 1 refused.
+bool ParseScanCursor(std::string_view text, uint64_t* cursor);
+/// Parses the options from args[from] on (COUNT, MATCH, TYPE when `allow_type`): the error text,
+/// or empty.
+std::string_view ParseScanOptions(std::span<const std::string_view> args, size_t from, ScanArgs* a,
+                                  bool allow_type);
 /// Parses args[1] (the cursor) and the options after it: the error text, or empty.
 std::string_view ParseScanArgs(std::span<const std::string_view> args, ScanArgs* a, bool allow_type = true);
 

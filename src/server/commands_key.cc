@@ -99,9 +99,9 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
   }
   const int64_t now = store::NowMs();
   if (!absolute) {
-    if ((when > 0 && when > INT64_MAX - now) || (when < 0 && when < INT64_MIN + now)) {
-      return c.Fail(invalid);
-    }
+    // Only a sum past INT64_MAX is refused, as Redis's check: a negative time plus now (> 0)
+    // cannot wrap, and is past (PEXPIRE k -9223372036854775808 deletes k, as there).
+    if (when > INT64_MAX - now) return c.Fail(invalid);
     when += now;
   }
   // A time already past (as Redis's checkAlreadyExpired: at or before now) deletes the key. It is
@@ -111,11 +111,13 @@ void ExpireWith(Ctx& c, bool seconds, bool absolute) {
   // for any clock (and never 0, which means "persist" there). The conditions compare the same
   // way with it: the key's own expiry, when it has one, is in the future.
   const bool past = when <= now;
-  const store::ExpireCondition cond = nx   ? store::ExpireCondition::kNX
-                                      : xx ? store::ExpireCondition::kXX
-                                      : gt ? store::ExpireCondition::kGT
-                                      : lt ? store::ExpireCondition::kLT
-                                           : store::ExpireCondition::kAlways;
+  // XX may come with GT or LT, and both must hold (GT alone already needs an expiry).
+  const store::ExpireCondition cond = nx         ? store::ExpireCondition::kNX
+                                      : gt       ? store::ExpireCondition::kGT
+                                      : xx && lt ? store::ExpireCondition::kXXLT
+                                      : xx       ? store::ExpireCondition::kXX
+                                      : lt       ? store::ExpireCondition::kLT
+                                                 : store::ExpireCondition::kAlways;
   c.batch().Expire(std::string(c.arg(1)), past ? 1 : when, cond);
   if (c.propagating()) {
     // An absolute time in milliseconds (a DEL when it has passed), as Redis propagates EXPIRE.

@@ -192,8 +192,8 @@ void Spop(Ctx& c) {
   const bool with_count = c.argc() == 3;
   int64_t count = 1;
   if (with_count) {
-    if (!resp::ParseInt64(c.arg(2), &count)) return c.Fail(std::string(err::kNotInteger));
-    if (count < 0) return c.Fail("value is out of range, must be positive");
+    // (Redis's getPositiveLongFromObjectOrReply: one text for a count that is no integer too.)
+    if (!resp::ParseInt64(c.arg(2), &count) || count < 0) return c.Fail("value is out of range, must be positive");
   }
   auto res = std::make_shared<Result>();
   if (c.propagating()) {

@@ -281,18 +281,18 @@ void Getex(Ctx& c) {
     }
   }
   int64_t at = 0;
-  if (expiry.set) {
-    std::string error;
-    if (!expiry.Resolve("getex", &at, &error)) {
-      c.Fail(error);
-      return;
-    }
-  }
   auto cap = std::make_shared<Captured>();
+  // A bad time is refused once the key is found a string, as Redis checks it after the lookup:
+  // a missing key gets nil and one of another type WRONGTYPE, whatever the time.
+  if (expiry.set) expiry.Resolve("getex", &at, &cap->error);
   const bool change = expiry.set || persist;
   c.batch().Update(std::string(c.arg(1)), [cap, change, persist, at](const ValueView* cur) {
     UpdateDecision d;
-    if (cur == nullptr) return d;
+    if (cur == nullptr) {
+      cap->error.clear();
+      return d;
+    }
+    if (!cap->error.empty()) return d;
     cap->found = true;
     cap->value.assign(cur->value);
     if (!change || (persist && cur->expire_at_ms == 0)) return d;
@@ -327,7 +327,9 @@ void Getex(Ctx& c) {
   c.Then([cap, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyGeneric, c.arg(1))](std::span<OpResult> r,
                                                                                   resp::ReplyBuffer& out) {
     if (key && !r.empty() && r[0].applied) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, cap->event, *key);
-    if (cap->found) {
+    if (!cap->error.empty()) {
+      out.Error(cap->error);
+    } else if (cap->found) {
       out.Bulk(cap->value);
     } else {
       out.Null();

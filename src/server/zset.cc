@@ -57,15 +57,17 @@ namespace zset {
 namespace {
 
 // Redis's zslParseRange item: "(" exclusive, else a float (inf, -inf included; NaN refused).
+// Redis reads it with strtod and only checks that the end pointer is at a NUL, so as there: the
+// text ends at a NUL byte, leading white space is skipped, and "" (or "(") is 0.
 bool ParseScoreItem(std::string_view text, double* v, bool* exclusive) {
+  text = text.substr(0, text.find('\0'));
   *exclusive = !text.empty() && text[0] == '(';
   if (*exclusive) text.remove_prefix(1);
   if (SmallInteger(text, v)) return true;
-  if (text.empty() || std::isspace(static_cast<unsigned char>(text[0])) != 0) return false;
   const std::string buf(text);
   char* end = nullptr;
   *v = std::strtod(buf.c_str(), &end);
-  return end == buf.c_str() + buf.size() && !std::isnan(*v);
+  return *end == '\0' && !std::isnan(*v);
 }
 
 // Redis's zslParseLexRangeItem: "[x" inclusive, "(x" exclusive, "-" and "+" the ends.

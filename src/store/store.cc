@@ -1989,6 +1989,9 @@ void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
         case ExpireCondition::kLT:
           ok = now_at == 0 || want < now_at;
           break;
+        case ExpireCondition::kXXLT:
+          ok = now_at != 0 && want < now_at;
+          break;
       }
       if (want == 0 && now_at == 0) ok = false;  // PERSIST of a key without expiry
       if (!ok) return;

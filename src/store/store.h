@@ -223,8 +223,8 @@ using UpdateFn = InlineFunction<UpdateDecision(const ValueView* current)>;
 
 enum class PutCondition : uint8_t { kAlways, kIfAbsent, kIfPresent };  // SET, NX, XX
 
-/// Redis 7's EXPIRE conditions.
-enum class ExpireCondition : uint8_t { kAlways, kNX, kXX, kGT, kLT };
+/// Redis 7's EXPIRE conditions. XX may come with GT (which implies it) or LT: kXXLT.
+enum class ExpireCondition : uint8_t { kAlways, kNX, kXX, kGT, kLT, kXXLT };
 
 /// What a WriteBatch::ReadKeys op reads, into its OpResult.
 struct KeysQuery {

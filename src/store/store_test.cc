@@ -1141,8 +1141,11 @@ TEST_F(StoreTest, ExpireConditionsAndPersist) {
   ValueView v;
   ASSERT_TRUE(store_->Get(0, "k", &v).ok());
   EXPECT_EQ(v.expire_at_ms, t1 - 1);
+  EXPECT_FALSE(expire(t1 - 1, ExpireCondition::kXXLT));  // XX LT: not below
+  EXPECT_TRUE(expire(t1 - 2, ExpireCondition::kXXLT));
   EXPECT_TRUE(expire(0, ExpireCondition::kAlways));   // PERSIST
   EXPECT_FALSE(expire(0, ExpireCondition::kAlways));  // nothing to persist
+  EXPECT_FALSE(expire(t1, ExpireCondition::kXXLT));   // no TTL: XX fails where LT alone sets one
   Reopen();
   ASSERT_TRUE(store_->Get(0, "k", &v).ok());
   EXPECT_EQ(v.expire_at_ms, 0);
