@@ -215,7 +215,9 @@ void ScanCollection(Ctx& c) {
   for (size_t i = 0; i < hits.size(); ++i) {
     c.out().Bulk(hits[i].member);
     if (zset) {
-      c.out().Double(scores[i]);
+      // A bulk string in RESP3 too: Redis's ZSCAN replies with the scores' text, not doubles.
+      char text[32];
+      c.out().Bulk(std::string_view(text, resp::FormatDouble(scores[i], text)));
     } else if (stride == 2) {
       c.out().Bulk(hits[i].value);
     }
