@@ -900,7 +900,8 @@ std::vector<std::string> RedisTokens(RawClient& redis, const std::string& name) 
 // tables or to chance (SMEMBERS, SCAN, SPOP ...) must agree on whether and which error. The cases
 // the sweep that built this test found differing come first (GETEX's time checked after the key,
 // the SCAN cursors strtoul takes, ZCOUNT's strtod bounds, SPOP's count text, PEXPIRE's negative
-// limit). Commands that block, change the connection or the server, or need a replica are left
+// limit, EXPIRE's XX with GT or LT, CONFIG SET's sizes as memtoull reads them, CLIENT LIST ID,
+// WAIT's count). Commands that block, change the connection or the server, or need a replica are left
 // out. Every other case goes over RESP3. KEG_DIFF_HOSTILE_CASES=N cases per command (default
 // 200), KEG_DIFF_SEED=S.
 TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
@@ -976,7 +977,13 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
       {"EXPIRE", "n", "-9223372036854775"}, {"EXISTS", "n"}, {"PEXPIRE", "s", "-9223372036854775808"},
       {"EXISTS", "s"}, {"EXPIRE", "h", "-9223372036854776"}, {"PEXPIRE", "h", "9223372036854775807"},
       {"EXPIRE", "l", "100"}, {"EXPIRE", "l", "1", "GT", "XX"}, {"EXPIRE", "l", "200", "XX", "LT"},
-      {"EXPIRE", "l", "50", "lt", "xx"}, {"TTL", "l"}, {"EXPIRE", "st", "50", "XX", "LT"}, {"TTL", "st"}};
+      {"EXPIRE", "l", "50", "lt", "xx"}, {"TTL", "l"}, {"EXPIRE", "st", "50", "XX", "LT"}, {"TTL", "st"},
+      {"CONFIG", "SET", "maxclients", "-1"}, {"CONFIG", "SET", "proto-max-bulk-len", "9223372036854775808"},
+      {"CONFIG", "SET", "client-query-buffer-limit", "18446744073709551616"},
+      {"CONFIG", "SET", "proto-max-bulk-len", ""}, {"CONFIG", "SET", "zset-max-listpack-value", "kb"},
+      {"CONFIG", "GET", "zset-max-listpack-value"}, {"CONFIG", "SET", "zset-max-listpack-value", "64"},
+      {"CLIENT", "LIST", "ID", "0"}, {"CLIENT", "LIST", "ID", "-1"}, {"WAIT", "9223372036854775807", "0"},
+      {"WAIT", "4294967296", "0"}};
   for (const Cmd& c : found) check(c, false);
   check({"ZSCAN", "z", "0"}, true);  // its scores are bulk strings in RESP3 too
 

@@ -257,7 +257,8 @@ void Client(Ctx& c) {
       } else if (opt == "id" && i + 1 < c.argc()) {
         for (++i; i < c.argc(); ++i) {
           int64_t id = 0;
-          if (!resp::ParseInt64(c.arg(i), &id) || id <= 0) return c.Error("Invalid client ID");
+          // Any integer, as Redis: one no client has (0, -1) lists nothing.
+          if (!resp::ParseInt64(c.arg(i), &id)) return c.Error("Invalid client ID");
           ids.push_back(static_cast<uint64_t>(id));
         }
       } else {

@@ -865,16 +865,16 @@ void Role(Ctx& c) {
 // WAIT numreplicas timeout: blocks until that many replicas acked this client's last write (or the
 // timeout, in milliseconds; 0 waits for ever), and replies how many did.
 void Wait(Ctx& c) {
+  if (c.server().replica_of.active()) {  // (before the arguments, as Redis)
+    return c.Error("WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a "
+                   "replica is configured to be writable (which is not the default) writes to replicas are "
+                   "just local and are not propagated.");
+  }
   int64_t n = 0;
   int64_t timeout = 0;
   if (!resp::ParseInt64(c.arg(1), &n)) return c.Error(err::kNotInteger);
   if (!resp::ParseInt64(c.arg(2), &timeout)) return c.Error("timeout is not an integer or out of range");
   if (timeout < 0) return c.Error("timeout is negative");
-  if (c.server().replica_of.active()) {
-    return c.Error("WAIT cannot be used with replica instances. Please also note that since Redis 4.0 if a "
-                   "replica is configured to be writable (which is not the default) writes to replicas are "
-                   "just local and are not propagated.");
-  }
   ReplicationFeed& feed = c.server().repl;
   ClientSession* client = &c.client();
   const uint64_t offset = client->write_offset();
@@ -884,6 +884,11 @@ void Wait(Ctx& c) {
   if (c.inline_only() || acked >= static_cast<uint64_t>(std::max<int64_t>(n, 0))) {
     return c.out().Integer(static_cast<int64_t>(acked));
   }
+  // A blocked WAIT keeps its count in an int in Redis 7.0 (blockingState.numreplicas): what it
+  // waits for is the count's low 32 bits, so WAIT 9223372036854775807 0 (-1) and WAIT 4294967296 0
+  // (0) answer at once, and WAIT 4294967297 0 waits for 1 replica.
+  const auto wanted = static_cast<int32_t>(n);
+  if (wanted <= static_cast<int64_t>(acked)) return c.out().Integer(static_cast<int64_t>(acked));
   client->Suspend();
   client->link().WatchClose();  // keeps the connection while it waits; a hang-up ends the wait
   std::weak_ptr<net::Link> weak = client->link().Self();
@@ -891,7 +896,7 @@ void Wait(Ctx& c) {
   constexpr int64_t kYearMs = int64_t{365} * 24 * 3600 * 1000;
   const int64_t deadline = timeout == 0 || timeout > kYearMs ? 0 : MonoMs() + timeout;
   client->SetBlockedInWait(true);  // blocked_clients, CLIENT LIST's `b`, CLIENT UNBLOCK, as Redis's BLOCKED_WAIT
-  feed.OnAcked(offset, static_cast<size_t>(n), deadline, weak, client->id(), [weak, client, &feed, offset](WaitEnd end) {
+  feed.OnAcked(offset, static_cast<size_t>(wanted), deadline, weak, client->id(), [weak, client, &feed, offset](WaitEnd end) {
     std::shared_ptr<net::Link> link = weak.lock();
     if (!link) return;
     link->Post([client, &feed, offset, end] {

@@ -64,12 +64,15 @@ Directive Int(std::string_view name, int64_t Config::*field, int64_t lo, int64_t
           [=](Config& c, const std::vector<std::string_view>& a) {
             if (a.size() != 1) return std::string("wrong number of arguments");
             int64_t v = 0;
-            const bool ok = memory ? ParseMemory(a[0], &v) : resp::ParseInt64(a[0], &v);
+            uint64_t bytes = 0;
+            const bool ok = memory ? ParseMemoryBytes(a[0], &bytes) : resp::ParseInt64(a[0], &v);
             if (!ok) {
               return std::string(memory ? "argument must be a memory value"
                                         : "argument couldn't be parsed into an integer");
             }
-            if (v < lo || v > hi) {
+            const bool past = memory && bytes > static_cast<uint64_t>(INT64_MAX);  // out of every range
+            if (memory && !past) v = static_cast<int64_t>(bytes);
+            if (past || v < lo || v > hi) {
               return "argument must be between " + std::to_string(lo) + " and " +
                      std::to_string(hi) + " inclusive";
             }
@@ -230,7 +233,7 @@ const std::vector<Directive>& Table() {
     t.push_back(Bool("protected-mode", &Config::protected_mode, true));
     t.push_back(String("requirepass", &Config::requirepass, true));
     t.push_back(Int("acllog-max-len", &Config::acllog_max_len, 0, kMax, true));
-    t.push_back(Int("maxclients", &Config::maxclients, 1, INT32_MAX, true));
+    t.push_back(Int("maxclients", &Config::maxclients, 1, UINT32_MAX, true));
     t.push_back(Int("tracking-table-max-keys", &Config::tracking_table_max_keys, 0, INT64_MAX, true));
     t.push_back(Int("timeout", &Config::timeout, 0, INT32_MAX, true));
     t.push_back(Int("proto-max-bulk-len", &Config::proto_max_bulk_len, 1024 * 1024, kMax, true,
@@ -522,24 +525,36 @@ std::string_view LogLevelName(LogLevel level) {
   return "warning";
 }
 
-bool ParseMemory(std::string_view text, int64_t* out) {
-  std::string l = Lower(text);
-  int64_t mul = 1;
-  static const std::pair<std::string_view, int64_t> kUnits[] = {
-      {"kb", 1024}, {"mb", 1024 * 1024}, {"gb", 1024ll * 1024 * 1024},
-      {"k", 1000},  {"m", 1000 * 1000},  {"g", 1000ll * 1000 * 1000}, {"b", 1}};
+bool ParseMemoryBytes(std::string_view text, uint64_t* out) {
+  text = text.substr(0, text.find('\0'));
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  const std::string unit = Lower(text.substr(digits));
+  uint64_t mul = 1;
+  static const std::pair<std::string_view, uint64_t> kUnits[] = {
+      {"", 1}, {"b", 1}, {"k", 1000}, {"kb", 1024}, {"m", 1000 * 1000}, {"mb", 1024 * 1024},
+      {"g", 1000ull * 1000 * 1000}, {"gb", 1024ull * 1024 * 1024}};
+  bool known = false;
   for (const auto& [suffix, m] : kUnits) {
-    if (l.size() > suffix.size() && l.ends_with(suffix)) {
-      l.resize(l.size() - suffix.size());
+    if (unit == suffix) {
       mul = m;
-      break;
+      known = true;
     }
   }
-  int64_t v = 0;
-  // No sign (Redis's memtoull): "-1" is no memory value, whatever range the directive has.
-  if (l.starts_with('-') || !resp::ParseInt64(l, &v)) return false;
-  if (v != 0 && v > INT64_MAX / mul) return false;
-  *out = v * mul;
+  if (!known || digits >= 128) return false;  // (Redis copies the digits into 128 bytes)
+  uint64_t v = 0;
+  for (size_t i = 0; i < digits; ++i) {
+    const auto d = static_cast<uint64_t>(text[i] - '0');
+    v = v > (UINT64_MAX - d) / 10 ? UINT64_MAX : v * 10 + d;
+  }
+  *out = v != 0 && v > UINT64_MAX / mul ? UINT64_MAX : v * mul;
+  return true;
+}
+
+bool ParseMemory(std::string_view text, int64_t* out) {
+  uint64_t v = 0;
+  if (!ParseMemoryBytes(text, &v) || v > static_cast<uint64_t>(INT64_MAX)) return false;
+  *out = static_cast<int64_t>(v);
   return true;
 }
 

@@ -189,8 +189,13 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
 /// the file does not name whose value differs from the default, as Redis's rewriteConfig.
 std::string RewriteConfigText(std::string_view old_text, const Config& current);
 
-/// Redis's memory units: "1gb" -> 1073741824, "10k" -> 10000. False if not a size (a negative
-/// one included, as Redis's memtoull).
+/// A size as Redis's memtoull reads it: digits (maybe none: "" and "kb" are 0), then nothing or one
+/// unit (b, k, kb, m, mb, g, gb, any case), the text ending at a NUL; no sign, no space. "1gb" ->
+/// 1073741824, "10k" -> 10000. A number past 2^64 - 1, or one its unit carries past it, is
+/// UINT64_MAX (Redis: strtoull's ERANGE value, or a product that wraps), so that a directive's
+/// range refuses it with its range's text, as Redis's. False if not a size.
+bool ParseMemoryBytes(std::string_view text, uint64_t* out);
+/// ParseMemoryBytes, and false too past INT64_MAX.
 bool ParseMemory(std::string_view text, int64_t* out);
 
 std::string_view LogLevelName(LogLevel level);
