@@ -901,7 +901,8 @@ std::vector<std::string> RedisTokens(RawClient& redis, const std::string& name) 
 // the sweep that built this test found differing come first (GETEX's time checked after the key,
 // the SCAN cursors strtoul takes, ZCOUNT's strtod bounds, SPOP's count text, PEXPIRE's negative
 // limit, EXPIRE's XX with GT or LT, CONFIG SET's sizes as memtoull reads them, CLIENT LIST ID,
-// WAIT's count). Commands that block, change the connection or the server, or need a replica are left
+// WAIT's count, CLIENT LIST's filters, SCRIPT FLUSH's and CLIENT PAUSE's and UNBLOCK's extra
+// arguments). Commands that block, change the connection or the server, or need a replica are left
 // out. Every other case goes over RESP3. KEG_DIFF_HOSTILE_CASES=N cases per command (default
 // 200), KEG_DIFF_SEED=S.
 TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
@@ -983,7 +984,9 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
       {"CONFIG", "SET", "proto-max-bulk-len", ""}, {"CONFIG", "SET", "zset-max-listpack-value", "kb"},
       {"CONFIG", "GET", "zset-max-listpack-value"}, {"CONFIG", "SET", "zset-max-listpack-value", "64"},
       {"CLIENT", "LIST", "ID", "0"}, {"CLIENT", "LIST", "ID", "-1"}, {"WAIT", "9223372036854775807", "0"},
-      {"WAIT", "4294967296", "0"}};
+      {"WAIT", "4294967296", "0"}, {"SCRIPT", "FLUSH", "SYNC", "SYNC"}, {"CLIENT", "UNBLOCK", "1", "ERROR", "x"},
+      {"CLIENT", "PAUSE", "1", "WRITE", "x"}, {"CLIENT", "LIST", "TYPE", "h", "MASTER"},
+      {"CLIENT", "LIST", "TYPE", "slave"}, {"CLIENT", "LIST", "ID", "1", "TYPE", "normal"}};
   for (const Cmd& c : found) check(c, false);
   check({"ZSCAN", "z", "0"}, true);  // its scores are bulk strings in RESP3 too
 

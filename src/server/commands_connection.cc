@@ -244,26 +244,24 @@ void Client(Ctx& c) {
     return me.protocol() == resp::Protocol::kResp3 ? out.Verbatim(line) : out.Bulk(line);
   }
   if (sub == "list") {
+    // As Redis 7.0: one filter, TYPE t or ID id [id ...]; anything else a syntax error.
     std::vector<uint64_t> ids;
     std::string list_type;  // empty: any
-    for (size_t i = 2; i < c.argc(); ++i) {
-      const std::string opt = ToLower(c.arg(i));
-      if (opt == "type" && i + 1 < c.argc()) {
-        const std::string type = ToLower(c.arg(++i));
-        if (type != "normal" && type != "master" && type != "replica" && type != "pubsub") {
-          return c.Error("Unknown client type '" + std::string(c.arg(i)) + "'");
-        }
-        list_type = type;
-      } else if (opt == "id" && i + 1 < c.argc()) {
-        for (++i; i < c.argc(); ++i) {
-          int64_t id = 0;
-          // Any integer, as Redis: one no client has (0, -1) lists nothing.
-          if (!resp::ParseInt64(c.arg(i), &id)) return c.Error("Invalid client ID");
-          ids.push_back(static_cast<uint64_t>(id));
-        }
-      } else {
-        return c.Error(err::kSyntax);
+    if (c.argc() == 4 && EqualsIgnoreCase(c.arg(2), "type")) {
+      list_type = ToLower(c.arg(3));
+      if (list_type == "slave") list_type = "replica";
+      if (list_type != "normal" && list_type != "master" && list_type != "replica" && list_type != "pubsub") {
+        return c.Error("Unknown client type '" + std::string(c.arg(3)) + "'");
       }
+    } else if (c.argc() > 3 && EqualsIgnoreCase(c.arg(2), "id")) {
+      for (size_t i = 3; i < c.argc(); ++i) {
+        int64_t id = 0;
+        // Any integer, as Redis: one no client has (0, -1) lists nothing.
+        if (!resp::ParseInt64(c.arg(i), &id)) return c.Error("Invalid client ID");
+        ids.push_back(static_cast<uint64_t>(id));
+      }
+    } else if (c.argc() != 2) {
+      return c.Error(err::kSyntax);
     }
     std::string text;
     const int64_t now = store::NowMs();
@@ -505,9 +503,11 @@ void Client(Ctx& c) {
     for (const char* line : kHelp) out.SimpleString(line);
     return;
   }
+  // PAUSE and UNBLOCK take 3 or 4 arguments (their arity says at least 3): past that, Redis's
+  // subcommand syntax error.
+  if (sub == "pause" || sub == "unblock") return c.Error(SubcommandSyntaxError(c));
   if (sub == "getname" || sub == "setname" || sub == "id" || sub == "info" || sub == "setinfo" ||
-      sub == "no-evict" || sub == "no-touch" || sub == "reply" || sub == "help" || sub == "pause" ||
-      sub == "unpause" || sub == "unblock") {
+      sub == "no-evict" || sub == "no-touch" || sub == "reply" || sub == "help" || sub == "unpause") {
     return c.Error(WrongArity("client|" + sub));
   }
   c.Error("unknown subcommand '" + std::string(c.arg(1)).substr(0, 128) + "'. Try CLIENT HELP.");

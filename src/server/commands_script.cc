@@ -154,10 +154,9 @@ void ScriptCmd(Ctx& c) {
                     "    Kill the currently executing Lua script.", "LOAD <script>",
                     "    Load a script into the scripts cache without executing it."});
   }
-  if (sub == "flush" && c.argc() <= 3) {
-    if (c.argc() == 3) {
-      const std::string mode = ToLower(c.arg(2));
-      if (mode != "sync" && mode != "async") return c.Error("SCRIPT FLUSH only support SYNC|ASYNC option");
+  if (sub == "flush") {  // (any number of arguments: past one, Redis's option error)
+    if (c.argc() > 3 || (c.argc() == 3 && !EqualsIgnoreCase(c.arg(2), "sync") && !EqualsIgnoreCase(c.arg(2), "async"))) {
+      return c.Error("SCRIPT FLUSH only support SYNC|ASYNC option");
     }
     engine.cache().Flush();
     return c.out().Ok();
