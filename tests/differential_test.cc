@@ -929,6 +929,13 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
       c->Call({"SADD", "st", "1", "2", "a"});
       c->Call({"RPUSH", "l", "1", "2", "a", "2"});
       c->Call({"ZADD", "z", "1", "a", "2", "b", "2.5", "c"});
+      // Values at the limits, for the arithmetic (INCR, HINCRBY, INCRBYFLOAT, ZINCRBY ...).
+      c->Call({"SET", "maxint", "9223372036854775807"});
+      c->Call({"SET", "minint", "-9223372036854775808"});
+      c->Call({"SET", "flt", "1.5e308"});
+      c->Call({"SET", "empty", ""});
+      c->Call({"HSET", "h2", "max", "9223372036854775807", "min", "-9223372036854775808", "fl", "1.7976931348623157e308"});
+      c->Call({"ZADD", "z2", "inf", "pinf", "-inf", "ninf", "1.7976931348623157e308", "big", "0", "a"});
     }
   };
   // Not sent: what blocks, closes or changes the connection or the server, needs a replica, or
@@ -993,8 +1000,10 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
   const std::vector<std::string> hostile = {
       "-1", "0", "1", "3", "-9223372036854775808", "9223372036854775807", "9223372036854775808",
       "-9223372036854775809", "18446744073709551616", "1.5", "inf", "-inf", "nan", "1e308", "", "x",
-      "4294967296", "2147483648", "-2147483649", "(1", "[a", "+", "-", "0x10", " 1", "1 ", "-0"};
-  const std::vector<std::string> keys = {"s", "n", "h", "st", "l", "z", "missing"};
+      "4294967296", "2147483648", "-2147483649", "(1", "[a", "+", "-", "0x10", " 1", "1 ", "-0",
+      "-1.7976931348623157e308", "4.9e-324", "1e-320", "(inf", "(-inf", "max", "min", "fl", "pinf", "ninf", "big"};
+  const std::vector<std::string> keys = {"s", "n", "h", "st", "l", "z", "missing", "maxint", "minint",
+                                         "flt", "empty", "h2", "z2"};
   const std::vector<std::string> plain = {"1", "2", "a", "f1", "*", "0"};
   std::vector<const server::Command*> commands;
   for (const server::Command& c : server::AllCommands()) commands.push_back(&c);
@@ -1041,7 +1050,11 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
       const bool huge_pick = (name == "hrandfield" || name == "srandmember" || name == "zrandmember") &&
                              has([](const std::string& a) { return a.size() > 4 && a[0] == '-'; });
       const bool lpos_min = name == "lpos" && has([](const std::string& a) { return a == "-9223372036854775808"; });
-      if (!huge_pick && !lpos_min) check(c, i % 2 == 1);  // every other case over RESP3
+      // A lexicographic range over members of different scores (z2's) is unspecified in Redis.
+      const bool mixed_lex = has([](const std::string& a) { return a == "z2"; }) &&
+                             (name.find("lex") != std::string::npos ||
+                              has([](const std::string& a) { return server::ToLower(a) == "bylex"; }));
+      if (!huge_pick && !lpos_min && !mixed_lex) check(c, i % 2 == 1);  // every other case over RESP3
       // A time of a few ms (PEXPIRE k 3, SET k v PX 1) ends between the two servers' calls: once
       // it has ended on both, the next case sees the same data.
       if (name == "pexpire" || name == "psetex" || name == "set" || name == "getex" || name == "restore") {
