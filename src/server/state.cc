@@ -36,6 +36,11 @@ store::Options ServerState::StoreOptions() {
       repl.Append(db, del);
     }
   };
+  // (Only the event: the write that replaced the key invalidates it for tracking clients, and
+  // goes to replicas, where it replaces the key too.)
+  o.on_expired_replaced = [this](uint32_t db, std::string_view key) {
+    NotifyKeyspaceEvent(*this, db, kNotifyExpired, "expired", key);
+  };
   o.on_expired_in_group = [this](uint32_t db, std::string_view key) {
     if (repl.forwarding()) return;
     std::string del;

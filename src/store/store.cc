@@ -1343,6 +1343,10 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
   }
   if (Expired(h, now) && !current_sees_expired_) {
     if (report_expired_in_groups_.load(std::memory_order_relaxed)) options_.on_expired_in_group(logical_of_[pdb], key);
+    // Dropped after the group, as when a read finds it (its `expired` then), unless the group
+    // replaces it: then the apply sends `expired` (Options::on_expired_replaced) and the drop
+    // finds a live record. (EXPIRE or RENAME of such a key write nothing: Redis drops it at once.)
+    DropExpiredLater(pdb, key);
     return cur;
   }
   cur.exists = true;
@@ -1379,6 +1383,7 @@ void StoreImpl::AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, 
   r.expires = expire_at_ms != 0;
   r.expire_s = expire_at_ms != 0 ? Location::ExpireSeconds(expire_at_ms) : 0;
   r.origin = current_origin_;
+  r.sees_expired = current_sees_expired_;
   r.kind = kind;
   if (kind == format::kKindHead) r.inc = format::IncarnationOf(value);
   if (memo_.valid && memo_.hash == hash && memo_.db == pdb && memo_.key == key) {
@@ -2338,6 +2343,17 @@ void StoreImpl::DropDeadCollections() {
   for (auto& g : gone) dropped_.push_back(std::move(g));
 }
 
+bool StoreImpl::RecordExpiredAt(const Location& loc, int64_t now_ms) const {
+  if (!loc.expires) return false;
+  const int64_t ceil_ms = int64_t{loc.expire_s} * 1000;  // expire_s is the expiry rounded up
+  if (ceil_ms <= now_ms) return true;
+  if (ceil_ms - 1000 >= now_ms) return false;
+  std::shared_ptr<DataFile> file = files_.Get(loc.file);
+  format::RecordHeader h;
+  return file && format::CheckRecord(file->data(), file->size(), loc.offset, false, &h) == format::RecordCheck::kOk &&
+         h.expires() && h.expire_at_ms <= now_ms;
+}
+
 void StoreImpl::ReleaseRecord(const Location& loc) {
   DataFile* file = files_.GetRawUnlocked(loc.file);
   if (file == nullptr || loc.offset + format::kRecordHeaderSize > file->size()) return;
@@ -2838,14 +2854,23 @@ void StoreImpl::ApplyGroup() {
     const Location loc{active_->index(), base + r.group_offset, r.expires, r.expire_s};
     Location old;
     Keydir& kd = *keydirs_[r.db];
+    // The record this one replaces had expired (the write found the key absent): `expired` for
+    // it, as Redis's lookupKeyWrite deletes it first (Options::on_expired_replaced).
+    auto replaced = [&](const Location& o) {
+      if (o.expires && !r.sees_expired && name_expired_.load(std::memory_order_relaxed) &&
+          options_.on_expired_replaced && RecordExpiredAt(o, group_now_ms_)) {
+        options_.on_expired_replaced(logical_of_[r.db], r.key);
+      }
+      ReleaseRecord(o);
+    };
     if (r.tombstone) {
-      if (kd.Erase(r.hash, MatcherFor(r.key), &old)) ReleaseRecord(old);
+      if (kd.Erase(r.hash, MatcherFor(r.key), &old)) replaced(old);
       // A tombstone is never the live version of anything.
       active_->dead_bytes.fetch_add(r.size, std::memory_order_relaxed);
     } else {
       if ((r.old_known && kd.ReplaceAt(r.hash, Location{r.old_file, r.old_offset, false, 0}, loc, &old)) ||
           kd.Upsert(r.hash, MatcherFor(r.key), loc, &old)) {
-        ReleaseRecord(old);
+        replaced(old);
       }
       if (r.kind == format::kKindHead) HeadCame(r.inc, r.db);
     }

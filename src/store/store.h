@@ -115,6 +115,15 @@ struct Options {
   /// store.
   std::function<void(uint32_t db, std::string_view key)> on_expired;
 
+  /// Called with the database and key of each record a group replaced (with a new value or a
+  /// tombstone) whose expiry had passed at the group's time — a write over a key whose TTL ended
+  /// before the expire cycle dropped it — while Store::NameExpiredKeys is on, before the batches'
+  /// callbacks: Redis deletes such a key when the write looks it up and sends `expired` before the
+  /// write's own event. Not for the records of a batch that sees expired keys (a replica's
+  /// stream). Once per replaced record. Thread: the writer role's holder; it must not call back
+  /// into the store.
+  std::function<void(uint32_t db, std::string_view key)> on_expired_replaced;
+
   /// Called with the database and key of each expired record an op of a group found as its key's
   /// current value (the op then acts as if the key were absent), while Store::ReportExpiredInGroups
   /// is on: a replica, which does not expire keys itself, must get a DEL for it before the write

@@ -218,6 +218,7 @@ class StoreImpl final : public Store {
     uint8_t swap_a = 0;
     uint8_t swap_b = 0;
     uint64_t origin = 0;     // the batch's WriteBatch::origin (Options::on_written)
+    bool sees_expired = false;  // the batch's WriteBatch::sees_expired (Options::on_expired_replaced)
     uint8_t kind = 0;        // format::RecordKind
     uint8_t type = 0;        // an element's format::ValueType
     uint64_t inc = 0;        // an element's collection, or the incarnation a head names
@@ -348,6 +349,9 @@ class StoreImpl final : public Store {
   void DropDeadCollections();
   // Writer role: MarkDead, and when the record is a head, HeadGone for its incarnation.
   void ReleaseRecord(const Location& loc);
+  // Whether the key record at `loc` (a keydir location, with its coarse expiry) had expired at
+  // `now_ms`: its header is read only within the second its expiry names. Writer role.
+  bool RecordExpiredAt(const Location& loc, int64_t now_ms) const;
   // Recovery: keeps the collections a live head names, drops the others.
   void FinishCollections();
   // Reads the element record at `loc` of `file`: false when it fails its check (*error set).

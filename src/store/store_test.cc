@@ -1121,6 +1121,52 @@ TEST_F(StoreTest, NamesExpiredKeysOnlyWhenAsked) {
   EXPECT_EQ(named, (std::vector<std::string>{"cycle", "lazy"}));
 }
 
+// Options::on_expired_replaced: a write over a key whose record has expired (not yet dropped)
+// names it once, before the write's callback; a write over a live key, or from a batch that sees
+// expired keys (a replica's stream), does not; and the drop queued by the lookup finds a live key.
+TEST_F(StoreTest, NamesAnExpiredKeyAWriteReplaces) {
+  std::mutex mu;
+  std::vector<std::string> named;  // "replaced:k" or "dropped:k", in order
+  options_.on_expired_replaced = [&](uint32_t, std::string_view key) {
+    std::lock_guard lock(mu);
+    named.push_back("replaced:" + std::string(key));
+  };
+  options_.on_expired = [&](uint32_t, std::string_view key) {
+    std::lock_guard lock(mu);
+    named.push_back("dropped:" + std::string(key));
+  };
+  Open();
+  store_->NameExpiredKeys(true);
+  store_->SetActiveExpire(false);
+  Put("a", "v", NowMs() + 20);
+  Put("b", "v", NowMs() + 20);
+  Put("live", "v", NowMs() + 100000);
+  Put("r", "v", NowMs() + 20);
+  std::this_thread::sleep_for(std::chrono::milliseconds(60));
+  Put("a", "new");  // a plain SET: no lookup, named when applied
+  {
+    WriteBatch b;  // a read-modify-write: looked up, then replaced; named once
+    b.Update("b", [](const ValueView* cur) {
+      UpdateDecision d;
+      d.action = UpdateDecision::Action::kPut;
+      d.value = cur == nullptr ? "absent" : "present";
+      return d;
+    });
+    ASSERT_TRUE(store_->WriteSync(std::move(b)).ok());
+  }
+  EXPECT_EQ(Get("b"), "absent");
+  Put("live", "v2");
+  {
+    WriteBatch b;
+    b.set_sees_expired(true);  // a replica's stream: the key is its primary's to expire
+    b.Put("r", "primary's");
+    ASSERT_TRUE(store_->WriteSync(std::move(b)).ok());
+  }
+  Put("other", "v");  // a later group: the drops queued by the lookups find live keys
+  std::lock_guard lock(mu);
+  EXPECT_EQ(named, (std::vector<std::string>{"replaced:a", "replaced:b"}));
+}
+
 TEST_F(StoreTest, ExpireConditionsAndPersist) {
   Open();
   Put("k", "v");

@@ -379,6 +379,72 @@ class KeyspaceEventsTest(unittest.TestCase):
             self.assertEqual(g, e, f"event {i}; keg {got[max(0, i - 3):i + 3]} redis {expected[max(0, i - 3):i + 3]}")
         self.assertEqual(len(got), len(expected))
 
+    # Writes to keys whose TTL has just ended, the expire cycle off: each list is run after the
+    # setup (key(s) with a 20 ms TTL, then 60 ms), its events compared one command at a time.
+    OVER_EXPIRED = [
+        [["SET", "k", "v2"]], [["PSETEX", "k", "100000", "v"]], [["INCR", "k"]], [["APPEND", "k", "x"]],
+        [["SET", "k", "v", "NX"]], [["SET", "k", "v", "XX"]], [["SETRANGE", "k", "2", "x"]], [["GETDEL", "k"]],
+        [["GETEX", "k", "EX", "100"]], [["HSET", "k", "f", "v"]], [["LPUSH", "k", "x"]], [["SADD", "k", "m"]],
+        [["ZADD", "k", "1", "m"]], [["DEL", "k"]], [["EXPIRE", "k", "100"]], [["PERSIST", "k"]],
+        [["RENAME", "k", "k2"]], [["RENAME", "src", "k"]], [["COPY", "src", "k"]], [["MSET", "k", "1", "x", "2"]],
+        [["INCR", "k"], ["INCR", "k"]], [["EXPIRE", "k", "100"], ["SET", "k", "v"]],
+        [["MULTI"], ["SET", "k", "1"], ["INCR", "k"], ["EXEC"]],
+        [["EVAL", "redis.call('incr', KEYS[1]); return redis.call('get', KEYS[1])", "1", "k"]],
+    ]
+
+    def over_expired_events(self, server):
+        r = redis.Redis(port=server.port, socket_timeout=10)
+        r.config_set("notify-keyspace-events", "KEA")
+        c = redis.Redis(port=server.port, socket_timeout=10)
+        c.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        p = r.pubsub()
+        p.psubscribe("__keyevent@0__:*")
+        p.get_message(timeout=5)
+        runs = []
+        for cmds in self.OVER_EXPIRED:
+            c.delete("k", "k2", "x")
+            c.set("src", "s")
+            c.set("k", "old", px=20)
+            time.sleep(0.06)
+            self.drain_now(p)
+            got = []
+            for cmd in cmds:
+                try:
+                    c.execute_command(*cmd)
+                except redis.exceptions.ResponseError:
+                    pass
+                time.sleep(0.25)  # a drop the command leaves to the writer comes within 100 ms
+                got.append([(ch.split(b":", 1)[1], key) for ch, key in self.drain_now(p)])
+            runs.append(got)
+        c.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "1")
+        p.close()
+        c.close()
+        r.close()
+        return runs
+
+    @staticmethod
+    def drain_now(p):
+        got = []
+        while (m := p.get_message(timeout=0.05)) is not None:
+            got.append((m["channel"], m["data"]))
+        return got
+
+    def test_writes_over_keys_just_expired_send_expired_first_as_redis(self):
+        """A write that finds its key expired before the expire cycle dropped it: Redis deletes the
+        key in the write's lookup and sends `expired` before the write's own events (keg sent
+        none when the write replaced the key, before 2026-12-07)."""
+        with redis_server("--enable-debug-command", "yes") as ref:
+            expected = self.over_expired_events(ref)
+        with keg("--enable-debug-command", "yes") as server:
+            got = self.over_expired_events(server)
+        self.assertIn([(b"expired", b"k"), (b"set", b"k")], expected[0])  # the reference does it
+        for cmds, g, e in zip(self.OVER_EXPIRED, got, expected):
+            if cmds[0][0] == "EVAL":
+                # One known difference: a script's commands send their events as they run, inside
+                # the group; the replaced key's `expired` comes when the group is applied, after.
+                g, e = [sorted(x) for x in g], [sorted(x) for x in e]
+            self.assertEqual(g, e, cmds)
+
     def served_events(self, server):
         """Events of pops that serve blocked clients: BLPOP and BLMOVE waiting, then a push."""
         r = redis.Redis(port=server.port, socket_timeout=10)
