@@ -2348,9 +2348,10 @@ bool StoreImpl::RecordExpiredAt(const Location& loc, int64_t now_ms) const {
   const int64_t ceil_ms = int64_t{loc.expire_s} * 1000;  // expire_s is the expiry rounded up
   if (ceil_ms <= now_ms) return true;
   if (ceil_ms - 1000 >= now_ms) return false;
-  std::shared_ptr<DataFile> file = files_.Get(loc.file);
+  const DataFile* file = files_.GetRawUnlocked(loc.file);  // (the writer's files stay while it runs)
   format::RecordHeader h;
-  return file && format::CheckRecord(file->data(), file->size(), loc.offset, false, &h) == format::RecordCheck::kOk &&
+  return file != nullptr &&
+         format::CheckRecord(file->data(), file->size(), loc.offset, false, &h) == format::RecordCheck::kOk &&
          h.expires() && h.expire_at_ms <= now_ms;
 }
 
