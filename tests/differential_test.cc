@@ -902,7 +902,8 @@ std::vector<std::string> RedisTokens(RawClient& redis, const std::string& name) 
 // key, the SCAN cursors strtoul takes, ZCOUNT's strtod bounds, SPOP's count text, PEXPIRE's
 // negative limit, EXPIRE's XX with GT or LT, CONFIG SET's sizes as memtoull reads them, CLIENT
 // LIST ID and filters, WAIT's count, SCRIPT FLUSH's, CLIENT PAUSE's and UNBLOCK's extra
-// arguments, COMMAND GETKEYS of an unknown subcommand and of PFMERGE without sources). Commands
+// arguments, COMMAND GETKEYS of an unknown subcommand and of PFMERGE without sources, CONFIG
+// SET's eviction directives, enum and percentile texts, repl-backlog-size's minimum). Commands
 // that block, change the connection or the server, or need a replica are left out; then the
 // subcommands of the containers that change nothing here (OBJECT, MEMORY, CLIENT, ACL, COMMAND
 // ...). Every other case goes over RESP3. KEG_DIFF_HOSTILE_CASES=N cases per command (default
@@ -998,7 +999,14 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
       {"CLIENT", "PAUSE", "1", "WRITE", "x"}, {"CLIENT", "LIST", "TYPE", "h", "MASTER"},
       {"CLIENT", "LIST", "TYPE", "slave"}, {"CLIENT", "LIST", "ID", "1", "TYPE", "normal"},
       {"COMMAND", "GETKEYS", "client", "nosuch"}, {"COMMAND", "GETKEYS", "object", "encoding", "k"},
-      {"COMMAND", "GETKEYS", "pfmerge", "k"}, {"COMMAND", "GETKEYSANDFLAGS", "pfmerge", "k", "j"}};
+      {"COMMAND", "GETKEYS", "pfmerge", "k"}, {"COMMAND", "GETKEYSANDFLAGS", "pfmerge", "k", "j"},
+      {"CONFIG", "SET", "maxmemory-samples", "0"}, {"CONFIG", "SET", "maxmemory-samples", "7"},
+      {"CONFIG", "GET", "maxmemory-samples"}, {"CONFIG", "SET", "maxmemory-samples", "5"},
+      {"CONFIG", "SET", "maxmemory-eviction-tenacity", "101"}, {"CONFIG", "SET", "maxmemory-clients", "-1"},
+      {"CONFIG", "SET", "maxmemory-clients", "0%"}, {"CONFIG", "SET", "maxmemory-clients", "150%"},
+      {"CONFIG", "SET", "acl-pubsub-default", "x"}, {"CONFIG", "SET", "latency-tracking-info-percentiles", "101"},
+      {"CONFIG", "SET", "latency-tracking-info-percentiles", "50 x"}, {"CONFIG", "SET", "repl-backlog-size", "1"},
+      {"CONFIG", "GET", "repl-backlog-size"}, {"CONFIG", "SET", "repl-backlog-size", "1mb"}};
   for (const Cmd& c : found) check(c, false);
   check({"ZSCAN", "z", "0"}, true);  // its scores are bulk strings in RESP3 too
 

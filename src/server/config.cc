@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -321,7 +323,16 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("replica-announce-port", &Config::replica_announce_port, 0, 65535, true));
     t.push_back(Int("slave-announce-port", &Config::replica_announce_port, 0, 65535, true));
     t.push_back(Bool("replica-announced", &Config::replica_announced, true));
-    t.push_back(Int("repl-backlog-size", &Config::repl_backlog_size, 1, LLONG_MAX, true, true));
+    {
+      // At least 16 KiB, as Redis's resizeReplicationBacklog makes it (CONFIG SET 1 reads 16384).
+      Directive backlog = Int("repl-backlog-size", &Config::repl_backlog_size, 1, LLONG_MAX, true, true);
+      backlog.set = [inner = backlog.set](Config& c, const std::vector<std::string_view>& a) {
+        std::string err = inner(c, a);
+        if (err.empty()) c.repl_backlog_size = std::max<int64_t>(c.repl_backlog_size, 16 * 1024);
+        return err;
+      };
+      t.push_back(std::move(backlog));
+    }
     t.push_back(Int("repl-backlog-ttl", &Config::repl_backlog_ttl, 0, LONG_MAX, true));
     t.push_back(Int("shutdown-timeout", &Config::shutdown_timeout, 0, INT32_MAX, true));
     t.push_back({"hz", true,
@@ -382,22 +393,40 @@ const std::vector<Directive>& Table() {
     t.push_back(Int("list-max-ziplist-size", &Config::list_max_listpack_size, INT_MIN, INT_MAX, true));
     t.push_back(Int("list-compress-depth", &Config::list_compress_depth, 0, INT_MAX, true));
     t.push_back(Int("hll-sparse-max-bytes", &Config::hll_sparse_max_bytes, 0, LONG_MAX, true, true));
+    t.push_back(Int("maxmemory-samples", &Config::maxmemory_samples, 1, INT_MAX, true));
+    t.push_back(Int("maxmemory-eviction-tenacity", &Config::maxmemory_eviction_tenacity, 0, 100, true));
     t.push_back({"latency-tracking-info-percentiles", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    // One argument holding space-separated percentiles (CONFIG SET's form), or one
-                   // per argument (a config file line); each 0..100.
-                   std::vector<double> out;
-                   for (std::string_view arg : a) {
-                     std::istringstream in{std::string(arg)};
-                     std::string word;
-                     while (in >> word) {
-                       char* end = nullptr;
-                       const double v = std::strtod(word.c_str(), &end);
-                       if (end != word.c_str() + word.size() || !(v >= 0.0 && v <= 100.0)) {
-                         return std::string("latency-tracking-info-percentiles parameter should be between 0.0 and 100.0");
-                       }
-                       out.push_back(v);
+                   // per argument (a config file line); each 0..100. The one argument is split at
+                   // each space, as Redis's sdssplitlen: "50  99" holds an empty word, which is no
+                   // number; "" alone is no percentile.
+                   std::vector<std::string> words;
+                   if (a.size() == 1) {
+                     for (size_t from = 0; !a[0].empty();) {
+                       const size_t at = a[0].find(' ', from);
+                       words.emplace_back(a[0].substr(from, at == std::string_view::npos ? at : at - from));
+                       if (at == std::string_view::npos) break;
+                       from = at + 1;
                      }
+                   } else {
+                     words.assign(a.begin(), a.end());
+                   }
+                   std::vector<double> out;
+                   for (const std::string& word : words) {
+                     // Redis's string2d: the whole word a number (no leading space), in range, not NaN.
+                     char* end = nullptr;
+                     errno = 0;
+                     const double v = std::strtod(word.c_str(), &end);
+                     if (word.empty() || std::isspace(static_cast<unsigned char>(word[0])) != 0 ||
+                         end != word.c_str() + word.size() || std::isnan(v) ||
+                         (errno == ERANGE && (std::isinf(v) || v == 0))) {
+                       return std::string("Invalid latency-tracking-info-percentiles parameters");
+                     }
+                     if (v < 0.0 || v > 100.0) {
+                       return std::string("latency-tracking-info-percentiles parameters should sit between [0.0,100.0]");
+                     }
+                     out.push_back(v);
                    }
                    c.latency_tracking_info_percentiles = std::move(out);
                    return std::string();
@@ -413,7 +442,7 @@ const std::vector<Directive>& Table() {
     t.push_back(OneOf("enable-debug-command", &Config::enable_debug_command, {"no", "yes", "local"}, false));
     t.push_back(String("pidfile", &Config::pidfile, false));
     t.push_back(String("aclfile", &Config::aclfile, false));
-    t.push_back(OneOf("acl-pubsub-default", &Config::acl_pubsub_default, {"resetchannels", "allchannels"}, true));
+    t.push_back(OneOf("acl-pubsub-default", &Config::acl_pubsub_default, {"allchannels", "resetchannels"}, true));
     t.push_back(Bool("rdbcompression", &Config::rdbcompression, true));
     t.push_back({"dbfilename", true,
                  [](Config& c, const std::vector<std::string_view>& a) {
@@ -587,6 +616,25 @@ std::string SetFixedDirective(std::string_view name, const std::vector<std::stri
     if (!ParseMemory(values[0], &bytes)) return "argument must be a memory value";
     return bytes == 0 ? "" : "keg keeps its data on disk and never evicts: maxmemory must be 0";
   }
+  if (n == "maxmemory-clients") {
+    // A size, or a percentage of maxmemory kept as its negative (Redis: -100..SSIZE_MAX); a size
+    // past 2^63 - 1 reads as a negative too, as in Redis.
+    if (values.size() != 1) return "wrong number of arguments";
+    const std::string_view text = values[0];
+    int64_t amount = 0;
+    int64_t percent = 0;
+    uint64_t bytes = 0;
+    if (text.size() > 1 && text.back() == '%' && resp::ParseInt64(text.substr(0, text.size() - 1), &percent) &&
+        percent >= 0) {
+      amount = -percent;
+    } else if (ParseMemoryBytes(text, &bytes)) {
+      amount = static_cast<int64_t>(bytes);
+    } else {
+      return "argument must be a memory or percent value";
+    }
+    if (amount < -100) return "percentage argument must be less or equal to 100";
+    return amount == 0 ? "" : "keg never evicts clients: maxmemory-clients must be 0";
+  }
   if (n == "maxmemory-policy") {
     static const char* const kPolicies[] = {"volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
                                             "allkeys-lru", "allkeys-lfu", "allkeys-random", "noeviction"};
@@ -654,8 +702,7 @@ std::vector<std::pair<std::string, std::string>> GetDirectives(const Config& con
   static const std::pair<std::string_view, std::string_view> kFixed[] = {
       {"appendonly", "yes"},
       {"maxmemory", "0"},  {"maxmemory-policy", "noeviction"}, {"cluster-enabled", "no"},
-      {"daemonize", "no"}, {"maxmemory-samples", "5"},         {"maxmemory-clients", "0"},
-      {"maxmemory-eviction-tenacity", "10"}, {"aof-use-rdb-preamble", "no"}};
+      {"daemonize", "no"}, {"maxmemory-clients", "0"}, {"aof-use-rdb-preamble", "no"}};
   for (const auto& [n, v] : kFixed) {
     if (GlobMatch(pattern, n, true)) out.emplace_back(std::string(n), std::string(v));
   }

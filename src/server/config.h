@@ -73,6 +73,9 @@ struct Config {
   int64_t repl_backlog_size = 1ll << 20;
   int64_t repl_backlog_ttl = 3600;  // seconds a primary with no replica keeps its history (0: for ever)
   int64_t hz = 10;  // Redis's server cron rate (1-500): reported (INFO hz); keg's timers are fixed
+  // Redis's eviction tuning: checked and reported as Redis's, changing nothing (keg never evicts).
+  int64_t maxmemory_samples = 5;
+  int64_t maxmemory_eviction_tenacity = 10;
   int64_t shutdown_timeout = 10;  // seconds a shutdown waits for lagging replicas (0: it does not)
   int64_t repl_ping_replica_period = 10;  // alias repl-ping-slave-period
   int64_t repl_timeout = 60;

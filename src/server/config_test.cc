@@ -218,9 +218,11 @@ TEST(ConfigTest, LatencyTrackingPercentiles) {
   EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"50 99.9 100"}, true), "");
   EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "50 99.9 100");
   EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"101"}, true),
-            "latency-tracking-info-percentiles parameter should be between 0.0 and 100.0");
+            "latency-tracking-info-percentiles parameters should sit between [0.0,100.0]");
   EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"x"}, true),
-            "latency-tracking-info-percentiles parameter should be between 0.0 and 100.0");
+            "Invalid latency-tracking-info-percentiles parameters");
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"nan"}, true),
+            "Invalid latency-tracking-info-percentiles parameters");
   EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "50 99.9 100");  // unchanged
   EXPECT_EQ(SetDirective(&c, "latency-tracking", {"no"}, true), "");
   EXPECT_FALSE(c.latency_tracking);
