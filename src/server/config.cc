@@ -558,6 +558,7 @@ bool ParseMemoryBytes(std::string_view text, uint64_t* out) {
   text = text.substr(0, text.find('\0'));
   size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  if (text.size() - digits > 2) return false;  // no unit is longer (and a long tail is not copied)
   const std::string unit = Lower(text.substr(digits));
   uint64_t mul = 1;
   static const std::pair<std::string_view, uint64_t> kUnits[] = {

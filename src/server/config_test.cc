@@ -161,6 +161,24 @@ TEST(ConfigTest, DirectivesKegHonoursOneWay) {
   EXPECT_EQ(SetDirective(&c, "daemonize", {"no"}, false), "");
   EXPECT_NE(SetDirective(&c, "daemonize", {"yes"}, false).find("foreground"), std::string::npos);
   EXPECT_EQ(SetDirective(&c, "cluster-enabled", {"yes"}, true), "can't set immutable config");
+  // maxmemory-clients: a size or a percentage, as Redis reads them; only 0 is keg's.
+  EXPECT_EQ(SetDirective(&c, "maxmemory-clients", {"0"}, true), "");
+  EXPECT_EQ(SetDirective(&c, "maxmemory-clients", {"0%"}, true), "");
+  EXPECT_NE(SetDirective(&c, "maxmemory-clients", {"10mb"}, true).find("never evicts clients"), std::string::npos);
+  EXPECT_NE(SetDirective(&c, "maxmemory-clients", {"5%"}, true).find("never evicts clients"), std::string::npos);
+  EXPECT_EQ(SetDirective(&c, "maxmemory-clients", {"101%"}, true), "percentage argument must be less or equal to 100");
+  EXPECT_EQ(SetDirective(&c, "maxmemory-clients", {"-1"}, true), "argument must be a memory or percent value");
+  // The eviction tuning is kept and reported, as Redis checks it.
+  EXPECT_EQ(SetDirective(&c, "maxmemory-samples", {"7"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "maxmemory-samples")[0].second, "7");
+  EXPECT_NE(SetDirective(&c, "maxmemory-eviction-tenacity", {"101"}, true).find("between 0 and 100"), std::string::npos);
+  // Sizes as memtoull reads them: "" and a bare unit are 0; a long tail is no unit.
+  EXPECT_EQ(SetDirective(&c, "zset-max-listpack-value", {""}, true), "");
+  EXPECT_EQ(c.zset_max_listpack_value, 0);
+  EXPECT_EQ(SetDirective(&c, "zset-max-listpack-value", {"1" + std::string(1000, 'x')}, true),
+            "argument must be a memory value");
+  EXPECT_EQ(SetDirective(&c, "repl-backlog-size", {"1"}, true), "");
+  EXPECT_EQ(c.repl_backlog_size, 16 * 1024);  // Redis's minimum
   EXPECT_EQ(SetDirective(&c, "no-such-directive", {"1"}, true), "Bad directive or wrong number of arguments");
 }
 
@@ -223,7 +241,13 @@ TEST(ConfigTest, LatencyTrackingPercentiles) {
             "Invalid latency-tracking-info-percentiles parameters");
   EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"nan"}, true),
             "Invalid latency-tracking-info-percentiles parameters");
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"50  99"}, true),  // an empty word
+            "Invalid latency-tracking-info-percentiles parameters");
   EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "50 99.9 100");  // unchanged
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {"50", "99"}, false), "");  // a file line
+  EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "50 99");
+  EXPECT_EQ(SetDirective(&c, "latency-tracking-info-percentiles", {""}, true), "");  // none
+  EXPECT_EQ(GetDirectives(c, "latency-tracking-info-percentiles")[0].second, "");
   EXPECT_EQ(SetDirective(&c, "latency-tracking", {"no"}, true), "");
   EXPECT_FALSE(c.latency_tracking);
 }

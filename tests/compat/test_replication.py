@@ -760,6 +760,9 @@ class KegReplicaTest(unittest.TestCase):
             c1.execute_command("WAIT", 1, 10)
         self.assertIn("WAIT cannot be used with replica instances", str(e.exception))
         with self.assertRaises(redis.ResponseError) as e:
+            c1.execute_command("WAIT", "x", 10)  # the role is checked before the arguments, as Redis
+        self.assertIn("WAIT cannot be used with replica instances", str(e.exception))
+        with self.assertRaises(redis.ResponseError) as e:
             c1.execute_command("CONFIG", "REWRITE")  # started without a config file
         self.assertEqual(str(e.exception), "The server is running without a config file")
         # What Sentinel sends a replica it repoints: normal clients go, the link to the primary stays.
