@@ -1058,7 +1058,12 @@ TEST(Differential, HostileArgumentsToEveryCommandMatchRedis) {
       {"CONFIG", "SET", "latency-tracking-info-percentiles", "50 x"},
       {"CONFIG", "SET", "repl-backlog-size", "1"},
       {"CONFIG", "GET", "repl-backlog-size"},
-      {"CONFIG", "SET", "repl-backlog-size", "1mb"}};
+      {"CONFIG", "SET", "repl-backlog-size", "1mb"},
+      {"CONFIG", "SET", "client-output-buffer-limit", " "},
+      {"CONFIG", "SET", "client-output-buffer-limit", "pubsub 1mb 1mb 10 "},
+      {"CONFIG", "SET", "client-output-buffer-limit", "pubsub  1mb 1mb 10"},
+      {"CONFIG", "SET", "client-output-buffer-limit", ""},
+      {"CONFIG", "GET", "client-output-buffer-limit"}};
   for (const Cmd& c : found) check(c, false);
   check({"ZSCAN", "z", "0"}, true);  // its scores are bulk strings in RESP3 too
 

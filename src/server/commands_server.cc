@@ -664,7 +664,9 @@ void ConfigCmd(Ctx& c) {
       if ((name == "appendonly" || name == "repl-diskless-load" || name == "dir") && st.LoadingSync()) {
         return c.out().Error("-LOADING Redis is loading the dataset in memory");
       }
-      if (name == "client-output-buffer-limit" || name == "bind") {
+      if (name == "client-output-buffer-limit") {
+        values = SplitAtEachSpace(v);  // as Redis's sdssplitlen: " " is two empty words
+      } else if (name == "bind") {
         values.assign(words.begin(), words.end());
       } else {
         values.push_back(v);
@@ -676,6 +678,18 @@ void ConfigCmd(Ctx& c) {
       if (!why.empty()) {
         return c.Error("CONFIG SET failed (possibly related to argument '" + std::string(c.arg(i)) +
                        "') - " + why);
+      }
+    }
+    // As Redis's updateMaxclients: more clients than the descriptor limit can hold are refused
+    // (the soft limit is raised first, as far as the hard one allows).
+    if (copy.maxclients > st.config.maxclients) {
+      const int64_t allowed = RaiseFileLimitFor(copy.maxclients, st.store->GetStats().data_files);
+      if (allowed < copy.maxclients) {
+        return c.Error(
+            "CONFIG SET failed (possibly related to argument 'maxclients') - The operating system "
+            "is "
+            "not able to handle the specified number of clients, try with " +
+            std::to_string(allowed));
       }
     }
     st.config = std::move(copy);

@@ -118,6 +118,17 @@ std::vector<std::string> SplitWords(std::string_view value) {
   return words;
 }
 
+std::vector<std::string_view> SplitAtEachSpace(std::string_view value) {
+  std::vector<std::string_view> words;
+  for (size_t from = 0; !value.empty();) {
+    const size_t at = value.find(' ', from);
+    words.push_back(value.substr(from, at == std::string_view::npos ? at : at - from));
+    if (at == std::string_view::npos) break;
+    from = at + 1;
+  }
+  return words;
+}
+
 namespace {
 
 Directive String(std::string_view name, std::string Config::*field, bool runtime) {
@@ -401,20 +412,13 @@ const std::vector<Directive>& Table() {
                    // per argument (a config file line); each 0..100. The one argument is split at
                    // each space, as Redis's sdssplitlen: "50  99" holds an empty word, which is no
                    // number; "" alone is no percentile.
-                   std::vector<std::string> words;
-                   if (a.size() == 1) {
-                     for (size_t from = 0; !a[0].empty();) {
-                       const size_t at = a[0].find(' ', from);
-                       words.emplace_back(a[0].substr(from, at == std::string_view::npos ? at : at - from));
-                       if (at == std::string_view::npos) break;
-                       from = at + 1;
-                     }
-                   } else {
-                     words.assign(a.begin(), a.end());
-                   }
+                   const std::vector<std::string_view> words =
+                       a.size() == 1 ? SplitAtEachSpace(a[0]) : a;
                    std::vector<double> out;
-                   for (const std::string& word : words) {
-                     // Redis's string2d: the whole word a number (no leading space), in range, not NaN.
+                   for (const std::string_view w : words) {
+                     const std::string word(w);  // (strtod needs the NUL)
+                     // Redis's string2d: the whole word a number (no leading space), in range, not
+                     // NaN.
                      char* end = nullptr;
                      errno = 0;
                      const double v = std::strtod(word.c_str(), &end);

@@ -171,9 +171,12 @@ bool ParseConfigText(std::string_view text, Config* config, std::string* error);
 /// Reads the optional config file and the "--name value ..." overrides, as redis-server does.
 bool LoadConfig(int argc, char** argv, Config* config, std::string* error);
 
-/// The space-separated words of a value (a multi-word directive's one CONFIG SET argument, such
-/// as client-output-buffer-limit's "class hard soft secs"); runs of spaces count as one.
+/// The space-separated words of a value (bind's one CONFIG SET argument, an ACL file line's
+/// rules); runs of spaces count as one.
 std::vector<std::string> SplitWords(std::string_view value);
+/// A multi-word directive's one CONFIG SET argument split at each space, as Redis's sdssplitlen:
+/// "" is no word, " " two empty ones (which the directive then refuses). Views into `value`.
+std::vector<std::string_view> SplitAtEachSpace(std::string_view value);
 
 /// Sets one directive (config file, command line, or CONFIG SET when `at_runtime`: then the storage
 /// and network directives are refused as immutable). Returns "" on success, else the reason in

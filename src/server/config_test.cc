@@ -297,4 +297,23 @@ TEST(ConfigTest, RewriteKeepsCommentsAndWritesCurrentValues) {
   EXPECT_EQ(back.masterauth, "a secret \"quoted\"");
 }
 
+// CONFIG SET's one argument of a multi-word directive, split as Redis's sdssplitlen: each space
+// ends a word, so " " holds two empty words (which client-output-buffer-limit then refuses).
+TEST(ConfigTest, SplitsAMultiWordValueAtEachSpace) {
+  using V = std::vector<std::string_view>;
+  EXPECT_EQ(SplitAtEachSpace(""), V{});
+  EXPECT_EQ(SplitAtEachSpace(" "), (V{"", ""}));
+  EXPECT_EQ(SplitAtEachSpace("normal 0 0 0"), (V{"normal", "0", "0", "0"}));
+  EXPECT_EQ(SplitAtEachSpace("a  b "), (V{"a", "", "b", ""}));
+  Config c;
+  EXPECT_EQ(
+      SetDirective(&c, "client-output-buffer-limit", SplitAtEachSpace("pubsub 1mb 1mb 10 "), true),
+      "Wrong number of arguments in buffer limit configuration.");
+  EXPECT_EQ(
+      SetDirective(&c, "client-output-buffer-limit", SplitAtEachSpace("pubsub 1mb 2mb 10"), true),
+      "");
+  EXPECT_EQ(c.pubsub_output_hard, 1024 * 1024);
+  EXPECT_EQ(c.pubsub_output_soft, 2 * 1024 * 1024);
+}
+
 }  // namespace keg::server

@@ -72,24 +72,19 @@ void SetupLogging(const keg::server::Config& config) {
 }  // namespace
 
 // As Redis: maxclients connections need that many descriptors plus some for files; raise the soft
-// limit as far as the hard one allows, and lower maxclients when even that is not enough.
+// limit as far as the hard one allows, and lower maxclients when even that is not enough. (Before
+// the store opens: its data files are counted when CONFIG SET raises maxclients.)
 void RaiseFileLimit(keg::server::ServerState& state) {
-  constexpr rlim_t kReserved = 32;  // data files, hint files, the listening sockets, logs
-  const rlim_t want = static_cast<rlim_t>(state.maxclients.load()) + kReserved;
-  rlimit limit{};
-  if (getrlimit(RLIMIT_NOFILE, &limit) != 0 || limit.rlim_cur >= want) return;
-  const rlim_t old = limit.rlim_cur;
-  limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? want : std::min(want, limit.rlim_max);
-  if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = old;
-  if (limit.rlim_cur < want) {
-    const int64_t clients = static_cast<int64_t>(limit.rlim_cur) - static_cast<int64_t>(kReserved);
-    spdlog::warn("You requested maxclients of {} requiring at least {} max file descriptors; the "
-                 "limit is {}, so maxclients is now {}", state.maxclients.load(), want,
-                 limit.rlim_cur, std::max<int64_t>(clients, 1));
-    std::lock_guard lock(state.config_mu);
-    state.config.maxclients = std::max<int64_t>(clients, 1);
-    state.ApplyConfigLocked();
-  }
+  const int64_t wanted = state.maxclients.load();
+  const int64_t allowed = keg::server::RaiseFileLimitFor(wanted, 0);
+  if (allowed >= wanted) return;
+  spdlog::warn(
+      "You requested maxclients of {} requiring at least {} max file descriptors; the "
+      "limit is {}, so maxclients is now {}",
+      wanted, wanted + 32, allowed + 32, std::max<int64_t>(allowed, 1));
+  std::lock_guard lock(state.config_mu);
+  state.config.maxclients = std::max<int64_t>(allowed, 1);
+  state.ApplyConfigLocked();
 }
 
 // What main waits for: SHUTDOWN and SIGINT / SIGTERM. Any thread.

@@ -6,6 +6,7 @@
 #include "server/stats_clock.h"
 
 #include <pthread.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -187,6 +188,21 @@ void ServerState::ApplyConfigLocked() {
       break;
   }
   config_epoch.fetch_add(1, std::memory_order_release);
+}
+
+int64_t RaiseFileLimitFor(int64_t maxclients, uint64_t data_files) {
+  constexpr rlim_t kReserved = 32;  // as Redis's CONFIG_MIN_RESERVED_FDS
+  const rlim_t reserved = kReserved + static_cast<rlim_t>(data_files);
+  const rlim_t want = static_cast<rlim_t>(std::max<int64_t>(maxclients, 0)) + reserved;
+  rlimit limit{};
+  if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return maxclients;  // (as Redis: nothing known)
+  if (limit.rlim_cur < want) {
+    const rlim_t old = limit.rlim_cur;
+    limit.rlim_cur = limit.rlim_max == RLIM_INFINITY ? want : std::min(want, limit.rlim_max);
+    if (setrlimit(RLIMIT_NOFILE, &limit) != 0) limit.rlim_cur = old;
+  }
+  if (limit.rlim_cur >= want) return maxclients;
+  return static_cast<int64_t>(limit.rlim_cur) - static_cast<int64_t>(reserved);
 }
 
 int64_t UsedMemory() { return Resident().anon; }

@@ -1204,6 +1204,49 @@ if __name__ == "__main__":
     unittest.main()
 
 
+class FileLimit(unittest.TestCase):
+    """maxclients and the descriptor limit, side by side with redis-server 7.0.15 started under the
+    same RLIMIT_NOFILE (600, soft and hard: prlimit): both lower maxclients at start to what the
+    limit holds, and CONFIG SET refuses more clients than it can hold with Redis's text (keg
+    reserves one more descriptor per data file it keeps open, so it names that many fewer). keg
+    accepted any maxclients before, and clients past the limit then took the descriptors its data
+    files need (a new data file, compaction, a hint file failed with EMFILE)."""
+
+    LIMIT = 600
+
+    def start(self, kind):
+        if kind == "keg":
+            binary = os.environ.get("KEG_SERVER", "keg-server")
+            argv = lambda port, d: [binary, "--port", str(port), "--dir", os.path.join(d, "data")]
+        else:
+            argv = lambda port, d: ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                    "--appendonly", "no", "--dir", d]
+        server = kegtest.Server(lambda port, d: ["prlimit", f"--nofile={self.LIMIT}:{self.LIMIT}", *argv(port, d)], kind)
+        self.addCleanup(server.stop)
+        r = redis.Redis(port=server.port, socket_timeout=10)
+        self.addCleanup(r.close)
+        return r
+
+    def test_config_set_maxclients_past_the_descriptor_limit_is_refused_as_redis(self):
+        for kind in kegtest.server_kinds():
+            with self.subTest(kind):
+                r = self.start(kind)
+                files = int(r.info("keg")["data_files"]) if kind == "keg" else 0
+                holds = self.LIMIT - 32 - files
+                # At start, from the default 10,000 (keg counts its data files once it runs).
+                self.assertEqual(r.config_get("maxclients")["maxclients"], str(self.LIMIT - 32))
+                with self.assertRaises(redis.ResponseError) as e:
+                    r.config_set("maxclients", 1000)
+                self.assertEqual(str(e.exception), "CONFIG SET failed (possibly related to argument 'maxclients') - "
+                                 f"The operating system is not able to handle the specified number of clients, try with {holds}")
+                self.assertEqual(r.config_get("maxclients")["maxclients"], str(self.LIMIT - 32))
+                self.assertTrue(r.config_set("maxclients", 100))
+                self.assertTrue(r.config_set("maxclients", holds))
+                self.assertEqual(r.config_get("maxclients")["maxclients"], str(holds))
+                with self.assertRaises(redis.ResponseError):
+                    r.config_set("maxclients", holds + 1)
+
+
 class RedisConfigDirectives(unittest.TestCase):
     """Directives of Redis's own test configuration (its tests/assets/default.conf) that keg refused
     at start ('Bad directive'), side by side with redis-server 7.0.15: pidfile holds the pid while
