@@ -72,16 +72,19 @@ void SetupLogging(const keg::server::Config& config) {
 }  // namespace
 
 // As Redis: maxclients connections need that many descriptors plus some for files; raise the soft
-// limit as far as the hard one allows, and lower maxclients when even that is not enough. (Before
-// the store opens: its data files are counted when CONFIG SET raises maxclients.)
-void RaiseFileLimit(keg::server::ServerState& state) {
+// limit as far as the hard one allows, and lower maxclients when even that is not enough. Called
+// before the store opens (its recovery reads every data file) and again once it is open, with the
+// `data_files` it keeps open.
+void RaiseFileLimit(keg::server::ServerState& state, uint64_t data_files) {
   const int64_t wanted = state.maxclients.load();
-  const int64_t allowed = keg::server::RaiseFileLimitFor(wanted, 0);
+  const int64_t allowed = keg::server::RaiseFileLimitFor(wanted, data_files);
   if (allowed >= wanted) return;
+  const uint64_t reserved = 32 + data_files;
   spdlog::warn(
-      "You requested maxclients of {} requiring at least {} max file descriptors; the "
-      "limit is {}, so maxclients is now {}",
-      wanted, wanted + 32, allowed + 32, std::max<int64_t>(allowed, 1));
+      "You requested maxclients of {} requiring at least {} max file descriptors ({} data "
+      "files open); the limit is {}, so maxclients is now {}",
+      wanted, static_cast<uint64_t>(wanted) + reserved, data_files,
+      static_cast<uint64_t>(allowed + static_cast<int64_t>(reserved)), std::max<int64_t>(allowed, 1));
   std::lock_guard lock(state.config_mu);
   state.config.maxclients = std::max<int64_t>(allowed, 1);
   state.ApplyConfigLocked();
@@ -285,7 +288,7 @@ int main(int argc, char** argv) {
     }
   }
 
-  RaiseFileLimit(state);
+  RaiseFileLimit(state, 0);
 
   // The metrics and health endpoint starts first, so a readiness probe sees the recovery (503).
   std::unique_ptr<keg::net::HttpServer> http;
@@ -365,6 +368,7 @@ int main(int argc, char** argv) {
     state.store->SetExpiryPaused(false);  // (opened paused: StoreOptions)
   }
   const keg::store::Stats stats = state.store->GetStats();
+  RaiseFileLimit(state, stats.data_files);
   spdlog::info("DB loaded from disk: {:.3f} seconds, {} keys in {} data files ({} bytes, {} dead)",
                secs, stats.keys, stats.data_files, stats.total_bytes, stats.dead_bytes);
 
