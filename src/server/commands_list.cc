@@ -394,6 +394,7 @@ void Ltrim(Ctx& c) {
     } else {
       l.Keep(1, 0);  // nothing kept
     }
+    if (!l.changed()) l.Touch();  // the whole list kept: still a change to WATCH and trackers, as Redis
     return true;
   });
   c.Then([res, server = &c.server(), db = c.db(), key = NotifyKey(c, kNotifyList | kNotifyGeneric, c.arg(1))](

@@ -122,6 +122,9 @@ class ListEdit {
   void Keep(uint64_t from, uint64_t to);
   /// Replaces elements from index i on with `rest` (LREM): the list's length becomes i + rest.size().
   void ReplaceFrom(uint64_t i, const std::vector<std::string>& rest);
+  /// Names the list changed to WATCH and CLIENT TRACKING though it stays as it was (store::Txn::
+  /// Touch): Redis's LTRIM signals its key whatever it trims.
+  void Touch() { txn_.Touch(db_, key_); }
   /// Writes the changes (keeping the key's expiry); an emptied list deletes the key.
   void Commit();
   bool changed() const { return changed_; }

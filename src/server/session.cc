@@ -586,7 +586,7 @@ void WatchRegistry::TouchWritten(const store::WriteBatch& batch, std::span<const
   const auto& ops = batch.ops();
   for (size_t i = 0; i < ops.size() && i < results.size(); ++i) {
     const auto& op = ops[i];
-    if (!results[i].applied || op.kind == Kind::kReadKeys || op.kind == Kind::kDeleteAll ||
+    if (!(results[i].applied || results[i].touched) || op.kind == Kind::kReadKeys || op.kind == Kind::kDeleteAll ||
         op.kind == Kind::kDeleteDb || op.kind == Kind::kSwapDb || (op.kind == Kind::kRun && op.key.empty())) {
       continue;  // a script's kRun: its own ops are touched one by one (ScriptEngine)
     }

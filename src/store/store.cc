@@ -1867,6 +1867,9 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
     }
     size_t Written() const override { return store_->pending_.size(); }
     size_t BatchBegan() const override { return store_->batch_began_; }
+    void Touch(uint32_t db, std::string_view key) override {
+      store_->touched_.push_back({store_->pending_.size(), store_->current_origin_, db, std::string(key)});
+    }
     void WrittenKeysFrom(size_t from, FunctionRef<void(uint32_t db, std::string_view key)> fn) const override {
       const std::vector<PendingRecord>& p = store_->pending_;
       for (size_t i = from; i < p.size(); ++i) {
@@ -1897,9 +1900,11 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
   // applied: replicas never got it (their data diverged), nor were its keyspace events sent.
   const size_t records = pending_.size();
   const uint64_t rewrites = group_rewrites_;
+  const size_t touched = touched_.size();
   GroupTxn txn(this);
   op.run(txn);
   result->applied = pending_.size() != records || group_rewrites_ != rewrites;
+  result->touched = touched_.size() != touched;
 }
 
 void StoreImpl::ExecuteOp(const WriteBatch::Op& op, OpResult* result) {
@@ -2885,18 +2890,29 @@ void StoreImpl::ApplyGroup() {
       if (r.swap_db) options_.on_swapdb(r.swap_a, r.swap_b);
     }
   }
-  if (report_writes_.load(std::memory_order_relaxed) && !pending_.empty()) {
+  if (report_writes_.load(std::memory_order_relaxed) && (!pending_.empty() || !touched_.empty())) {
     written_.clear();
-    for (const PendingRecord& r : pending_) {
+    // (A group holds a batch or two that defer: a scan of them is cheaper than a set.)
+    auto deferred = [this](uint64_t origin) {
+      return !deferring_origins_.empty() &&
+             std::find(deferring_origins_.begin(), deferring_origins_.end(), origin) != deferring_origins_.end();
+    };
+    size_t next_touched = 0;  // touched_ is in group order
+    auto touched_before = [&](size_t record) {
+      for (; next_touched < touched_.size() && touched_[next_touched].at <= record; ++next_touched) {
+        const TouchedKey& t = touched_[next_touched];
+        written_.push_back({t.origin, t.key, false, t.db, deferred(t.origin)});
+      }
+    };
+    for (size_t i = 0; i < pending_.size(); ++i) {
+      touched_before(i);
+      const PendingRecord& r = pending_[i];
       if (!r.swap_db) {
-        // (A group holds a batch or two that defer: a scan of them is cheaper than a set.)
-        const bool deferred = !deferring_origins_.empty() &&
-                              std::find(deferring_origins_.begin(), deferring_origins_.end(), r.origin) !=
-                                  deferring_origins_.end();
         written_.push_back({r.origin, r.kind == format::kKindElement ? r.report_key : r.key,
-                            r.flush_all || r.flush_db, r.db, deferred});
+                            r.flush_all || r.flush_db, r.db, deferred(r.origin)});
       }
     }
+    touched_before(SIZE_MAX);
     options_.on_written(written_);
   }
   ClearGroup();
@@ -2913,6 +2929,7 @@ void StoreImpl::ForgetWrittenKeys() {
 
 void StoreImpl::ClearGroup() {
   pending_.clear();
+  touched_.clear();
   deferring_origins_.clear();
   ForgetWrittenKeys();
   txn_ops_.Clear();  // after the overlay and the records, which point at the ops' keys

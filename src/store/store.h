@@ -409,6 +409,9 @@ struct OpResult {
   std::vector<std::string> key_list;
   /// The op's key was live before it (set for ops with want_existed).
   bool existed = false;
+  /// A kRun op named a key changed though it wrote no record for it (Txn::Touch): WATCH and
+  /// CLIENT TRACKING treat it as written; replicas get nothing (as Redis, whose dirty count stays).
+  bool touched = false;
 };
 
 /// How far a walk of one collection's writes in the group being built got (Txn::GroupElementsFrom).
@@ -434,6 +437,12 @@ class Txn {
   virtual size_t Written() const = 0;
   /// Written() when the batch whose op runs began (its first record's index, when it wrote one).
   virtual size_t BatchBegan() const = 0;
+  /// Names `key` (of database `db`) changed although nothing is written for it, as Redis's
+  /// signalModifiedKey for a command that leaves its key as it was (LTRIM keeping a whole list):
+  /// Options::on_written reports it at this place among the group's records (CLIENT TRACKING),
+  /// and the op's OpResult::touched is set (WATCH). Not a record: not in Written() nor
+  /// WrittenKeysFrom, and nothing for replicas.
+  virtual void Touch(uint32_t db, std::string_view key) = 0;
   /// Calls fn(db, key) for the key of each record the group holds from index `from` on (Written()
   /// taken earlier), as Options::on_written reports them: an element's collection key, none for
   /// a FLUSHALL, FLUSHDB or SWAPDB record. A key comes once per record. The view is valid during

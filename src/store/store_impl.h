@@ -617,6 +617,15 @@ class StoreImpl final : public Store {
   std::vector<uint64_t> deferring_origins_;  // writer role: the group's batches that defer wake-ups
   size_t batch_began_ = 0;  // writer role: pending_.size() when the batch whose ops run began (Txn::BatchBegan)
   std::vector<Options::WrittenKey> written_;  // writer role: on_written's argument, reused
+  // Keys the group's ops named changed without a record (Txn::Touch), each with the number of
+  // records the group held then (its place among them). Writer role; cleared with the group.
+  struct TouchedKey {
+    size_t at;
+    uint64_t origin;
+    uint32_t db;
+    std::string key;
+  };
+  std::vector<TouchedKey> touched_;
   std::atomic<bool> expiry_paused_{false};
   // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry
   // a lookup that overlapped a change, so none sees part of a group.

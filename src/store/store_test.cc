@@ -1003,6 +1003,48 @@ TEST_F(StoreTest, ReportsEachGroupsWrittenKeysWithTheirOrigin) {
   EXPECT_EQ(groups[0], want);
 }
 
+// Txn::Touch (LTRIM keeping its whole list): the key is reported at its place among the group's
+// records, in its own group too (one that writes nothing), the op counts as touched, not applied,
+// and nothing is written.
+TEST_F(StoreTest, ATouchedKeyIsReportedAtItsPlaceWithoutARecord) {
+  std::mutex mu;
+  std::vector<std::vector<std::pair<uint64_t, std::string>>> groups;
+  options_.on_written = [&](std::span<const Options::WrittenKey> keys) {
+    std::lock_guard lock(mu);
+    groups.emplace_back();
+    for (const auto& k : keys) groups.back().emplace_back(k.origin, std::string(k.key));
+  };
+  Open();
+  store_->ReportWrites(true);
+  const uint64_t bytes = store_->GetStats().total_bytes;
+  WriteBatch only;
+  only.set_origin(3);
+  only.Run([](Txn& txn) { txn.Touch(0, "kept"); });
+  std::vector<OpResult> r;
+  ASSERT_TRUE(store_->WriteSync(std::move(only), &r).ok());
+  EXPECT_TRUE(r[0].touched);
+  EXPECT_FALSE(r[0].applied);
+  EXPECT_EQ(store_->GetStats().total_bytes, bytes);  // no record
+  EXPECT_EQ(Get("kept"), "<missing>");
+  WriteBatch b;
+  b.set_origin(5);
+  b.Put("a", "1");
+  b.Run([](Txn& txn) {
+    txn.Touch(0, "t1");
+    EXPECT_EQ(txn.Written(), 1u);  // a touch is no record
+  });
+  b.Put("b", "2");
+  b.Run([](Txn& txn) { txn.Touch(0, "t2"); });
+  ASSERT_TRUE(store_->WriteSync(std::move(b), &r).ok());
+  EXPECT_FALSE(r[0].touched);
+  EXPECT_TRUE(r[1].touched);
+  EXPECT_TRUE(r[3].touched);
+  std::lock_guard lock(mu);
+  const std::vector<std::vector<std::pair<uint64_t, std::string>>> want = {
+      {{3, "kept"}}, {{5, "a"}, {5, "t1"}, {5, "b"}, {5, "t2"}}};
+  EXPECT_EQ(groups, want);
+}
+
 // WriteBatch::set_defers_wakes (EXEC): that batch's keys are reported deferred, those of another
 // batch of the same group not (the server holds only the EXEC's wake-ups until it has run).
 TEST_F(StoreTest, ReportsTheKeysOfABatchThatDefersWakesAsDeferred) {

@@ -906,6 +906,36 @@ class ConformanceDefects(unittest.TestCase):
             reply = b"".join(f.readline() for _ in range(4))
         self.assertEqual(reply, b"+OK\r\n+QUEUED\r\n*-1\r\n$-1\r\n")
 
+    def test_an_ltrim_that_keeps_the_whole_list_still_touches_watch_and_trackers_as_redis(self):
+        # Redis's LTRIM signals its key whatever it trims: a WATCH of the list aborts EXEC and a
+        # tracking client hears of it. keg wrote nothing for it and did neither (a sweep of CLIENT
+        # TRACKING BCAST against redis-server over the differential test's sequences found it).
+        for kind, server in self.keg_and_redis():
+            with self.subTest(kind):
+                r = redis.Redis(port=server.port, socket_timeout=10)
+                self.addCleanup(r.close)
+                other = redis.Redis(port=server.port, socket_timeout=10)
+                self.addCleanup(other.close)
+                sub = self.connect(server, b"CLIENT ID\r\n")
+                f = sub.makefile("rb")
+                redirect = int(f.readline()[1:])
+                sub.sendall(b"SUBSCRIBE __redis__:invalidate\r\n")
+                self.assertEqual(read_lines(sub, 6).count(b"subscribe"), 1)
+                other.execute_command("CLIENT", "TRACKING", "ON", "REDIRECT", redirect, "BCAST")
+                r.rpush("l", "a", "b")
+                self.assertIn(b"$1\r\nl\r\n", read_lines(sub, 8))  # the push's own invalidation
+                for start, stop in ((0, -1), (-100, 100)):
+                    pipe = r.pipeline()
+                    pipe.watch("l")
+                    other.ltrim("l", start, stop)
+                    pipe.multi()
+                    pipe.get("x")
+                    with self.assertRaises(redis.WatchError, msg=f"LTRIM l {start} {stop}"):
+                        pipe.execute()
+                    self.assertIn(b"$1\r\nl\r\n", read_lines(sub, 8), f"LTRIM l {start} {stop}")
+                self.assertEqual(r.lrange("l", 0, -1), [b"a", b"b"])
+                self.assertEqual(r.delete("l"), 1)
+
     def test_client_kill_with_an_unknown_type_is_an_error(self):
         with self.assertRaisesRegex(redis.ResponseError, "Unknown client type 'wrong'"):
             self.r.execute_command("CLIENT", "KILL", "TYPE", "wrong")
