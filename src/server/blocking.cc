@@ -171,6 +171,11 @@ void BlockingRegistry::RemoveLocked(const std::shared_ptr<BlockedPop>& w) {
   count_.fetch_sub(1, std::memory_order_relaxed);
 }
 
+void BlockingRegistry::ReplyComing(const std::shared_ptr<BlockedPop>& w) {
+  std::lock_guard lock(mu_);  // (the session cancels under mu_ before it goes: alive while set)
+  if (!w->cancelled) w->client->ServedReplyComing();
+}
+
 void BlockingRegistry::Cancel(const std::shared_ptr<BlockedPop>& w) {
   std::lock_guard lock(mu_);
   w->cancelled = true;

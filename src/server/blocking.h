@@ -134,6 +134,10 @@ class BlockingRegistry {
   /// Writer role, inside the try's kRun op: `w` waits on its keys (unless its client went, or this
   /// server is a read-only replica by now: then it ends as UnblockAll ends a wait).
   void Add(const std::shared_ptr<BlockedPop>& w);
+  /// Writer role, inside the try's kRun op when it popped at once: the invalidations its own
+  /// writes post to its client wait for its reply (ClientSession::ServedReplyComing), as Redis
+  /// sends them after it. Nothing when the client went (Cancel).
+  void ReplyComing(const std::shared_ptr<BlockedPop>& w);
   /// The client's I/O thread, when its session goes: the wait ends without a reply.
   void Cancel(const std::shared_ptr<BlockedPop>& w);
   /// CLIENT UNBLOCK: ends the wait of client `id` with the timeout's reply or an UNBLOCKED error;

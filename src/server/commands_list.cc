@@ -562,7 +562,10 @@ void BlockingPop(Ctx& c, std::shared_ptr<BlockedPop> w) {
     *reply = TryBlockedPop(txn, *server, *w, nullptr, events.get(), prop.get());
     if (!*reply) {
       server->blocking.Add(w);  // where writes are serialized: no push slips between
-    } else if (w->kind == BlockedPop::Kind::kMove) {
+      return;
+    }
+    server->blocking.ReplyComing(w);  // its invalidations after its reply
+    if (w->kind == BlockedPop::Kind::kMove) {
       server->blocking.ServeNow(txn, w->db, w->dst, served.get());  // its push may serve others
     }
   });

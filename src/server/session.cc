@@ -1682,6 +1682,10 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
   if (tracking_on_) RememberTracked(cmd, args);  // before the read: a write meanwhile invalidates
   RunHandler(cmd, ctx);
+  // A read-only command that writes (PFCOUNT's cache): its keys are remembered after its write.
+  if (tracking_on_ && (StatsTarget(cmd, args).flags & (kWrite | kReadOnly)) == (kWrite | kReadOnly)) {
+    RememberTrackedInGroup(cmd, args);
+  }
   // CLIENT CACHING applies to one command (and to a whole transaction), as Redis's resetClient.
   if (tracking_caching_ && !in_multi_ && cmd.name != "client") tracking_caching_ = false;
   if (close_) return net::Outcome::kClose;
@@ -2050,19 +2054,11 @@ void ClientSession::Exec(Ctx& ctx) {
       if ((cmd->flags & kWrite) == 0) batch_.BeginCommand();
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
       RunHandler(*cmd, wctx, /*feed=*/false);
+      if (tracking_on_) RememberTrackedInGroup(*cmd, args);  // SORT_RO, PFCOUNT: after their ops
       continue;
     }
-    if (tracking_on_ && TracksReads()) {
-      // At the read's place in the transaction's group: only the writes after it invalidate.
-      std::vector<std::string_view> keys = TrackedKeys(*cmd, args);
-      if (!keys.empty()) {
-        batch_.Run([tracking = &server_.tracking, id = id_, owned = std::vector<std::string>(keys.begin(), keys.end())](
-                       store::Txn& txn) {
-          std::vector<std::string_view> read(owned.begin(), owned.end());
-          tracking->RememberInGroup(id, read, txn.Written());
-        });
-      }
-    }
+    // At the read's place in the transaction's group: only the writes after it invalidate.
+    if (tracking_on_) RememberTrackedInGroup(*cmd, args);
     batch_.BeginCommand();
     // A command reading the whole keyspace reads it at its place (its ReadKeys op's result).
     store::KeysQuery query;
@@ -2259,7 +2255,7 @@ void ClientSession::DeliverPush(std::string_view bytes) {
 std::vector<std::string_view> ClientSession::TrackedKeys(const Command& cmd, std::span<const std::string_view> args) {
   std::vector<std::string_view> keys;
   const Command& target = StatsTarget(cmd, args);
-  if ((target.flags & kReadOnly) == 0 || (target.flags & kWrite) != 0) return keys;
+  if ((target.flags & kReadOnly) == 0) return keys;
   if ((target.flags & kMovableKeys) != 0) {
     for (const KeyRef& ref : CommandKeys(target, args)) keys.push_back(args[ref.index]);
   } else {
@@ -2271,8 +2267,21 @@ std::vector<std::string_view> ClientSession::TrackedKeys(const Command& cmd, std
 
 void ClientSession::RememberTracked(const Command& cmd, std::span<const std::string_view> args) {
   if (!TracksReads()) return;  // OPTIN: only after CLIENT CACHING yes; OPTOUT: not after CACHING no
+  if ((StatsTarget(cmd, args).flags & kWrite) != 0) return;  // (RememberTrackedInGroup, after it)
   const std::vector<std::string_view> keys = TrackedKeys(cmd, args);
   if (!keys.empty()) server_.tracking.Remember(id_, keys);
+}
+
+void ClientSession::RememberTrackedInGroup(const Command& cmd, std::span<const std::string_view> args) {
+  if (!TracksReads()) return;
+  const std::vector<std::string_view> keys = TrackedKeys(cmd, args);
+  if (keys.empty()) return;
+  batch_.BeginCommand();  // an op of its own: a failed write just before does not skip it
+  batch_.Run([tracking = &server_.tracking, id = id_, owned = std::vector<std::string>(keys.begin(), keys.end())](
+                 store::Txn& txn) {
+    const std::vector<std::string_view> read(owned.begin(), owned.end());
+    tracking->RememberInGroup(id, read, txn.Written());
+  });
 }
 
 void ClientSession::Reset() {

@@ -414,9 +414,15 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   std::string pending_pushes_;
   // Writes pending_pushes_ (after a write's replies, or a suspended command's).
   void FlushPendingPushes();
-  // Remembers the keys a read command is about to read, for a tracking connection.
+  // Remembers the keys a read command is about to read, for a tracking connection (not those of a
+  // read-only command that also writes, PFCOUNT's cache: RememberTrackedInGroup after it).
   void RememberTracked(const Command& cmd, std::span<const std::string_view> args);
-  // The keys a read-only command reads (none for other commands).
+  // Queues to batch_ the remembering of the keys a read-only command reads, at this place in its
+  // group: only the group's writes after it invalidate them (a transaction's reads; a PFCOUNT, so
+  // its own cache write does not invalidate what it read, as Redis remembers after the command).
+  void RememberTrackedInGroup(const Command& cmd, std::span<const std::string_view> args);
+  // The keys a read-only command reads (none for other commands), as Redis's call() remembers
+  // them for every CMD_READONLY command, those that may write a cache (PFCOUNT) included.
   std::vector<std::string_view> TrackedKeys(const Command& cmd, std::span<const std::string_view> args);
   std::atomic<const Subscriber*> subscriber_ptr_{nullptr};  // the same, for CLIENT LIST (any thread)
 

@@ -563,6 +563,45 @@ class TrackingTest(unittest.TestCase):
             self.assertEqual(g, e, f"step {i}")
 
 
+    def remembered_conversation(self, port):
+        """One RESP3 tracking client: each step's bytes (replies and pushes) up to a PING's reply."""
+        s = connect(port)
+        steps = [
+            [("HELLO", "3")], [("CLIENT", "TRACKING", "on")],
+            # PFCOUNT reads (Redis's CMD_READONLY) though it may write its cache: remembered after
+            # that write, so the first count does not invalidate what it read.
+            [("PFADD", "h", "a")], [("PFCOUNT", "h")], [("PFADD", "h", "b")], [("PFCOUNT", "h", "h2")],
+            [("PFADD", "h2", "x")],
+            # SORT_RO and PFCOUNT inside a transaction; a read after a write that fails (WRONGTYPE).
+            [("RPUSH", "l", "1")], [("MULTI",), ("SORT_RO", "s"), ("PFCOUNT", "c"), ("GETDEL", "l"), ("GET", "k"),
+                                    ("EXEC",)],
+            [("SADD", "s", "1")], [("PFADD", "c", "1")], [("SET", "k", "1")],
+            # A blocking pop that pops at once: its own invalidation after its reply.
+            [("LRANGE", "l", "0", "-1")], [("BLPOP", "l", "1")],
+            [("ZADD", "z", "1", "m")], [("ZRANGE", "z", "0", "-1")], [("BZPOPMIN", "z", "1")],
+        ]
+        out = []
+        for step in steps:
+            s.sendall(b"".join(resp(*c) for c in step) + resp("PING", "sync-mark"))
+            out.append(read_until(s, b"sync-mark\r\n"))
+        s.close()
+        return out
+
+    def test_reads_are_remembered_and_own_invalidations_follow_replies_as_redis(self):
+        # Each part failed on 5b5eb78: PFCOUNT and SORT_RO in MULTI were not
+        # remembered, a read in MULTI after a failed write was skipped with it, and a blocking pop
+        # served at once had its invalidation before its reply.
+        with redis_server() as ref:
+            expected = self.remembered_conversation(ref.port)
+        with keg() as server:
+            got = self.remembered_conversation(server.port)
+        self.assertIn(b"invalidate", b"".join(expected))
+        self.assertEqual(len(got), len(expected))
+        for i, (g, e) in enumerate(zip(got, expected)):
+            if i == 0:  # HELLO names the server and the connection's id
+                continue
+            self.assertEqual(g, e, f"step {i}")
+
     # A script that writes its key, then runs for 300 ms (on keg's writer thread under `always`).
     SLOW_WRITE = ("redis.call('set', KEYS[1], 'x') local t = redis.call('time') "
                   "local start = t[1] * 1000000 + t[2] "
