@@ -569,7 +569,9 @@ void WatchRegistry::Touch(const store::WriteBatch& batch, const store::WriteBatc
           touched = live(db, key);
         } else if (op.kind == Kind::kDeleteDb) {
           touched = db == op.db && live(db, key);
-        } else if (db == op.db || db == op.db2) {  // SWAPDB: the key is replaced by the other db's
+        } else if (op.db != op.db2 && (db == op.db || db == op.db2)) {
+          // SWAPDB: the key is replaced by the other db's (SWAPDB of a db with itself touches
+          // nothing, as Redis's dbSwapDatabases returns before touchAllWatchedKeysInDb)
           touched = live(op.db, key) || live(op.db2, key);
         }
         if (!touched) continue;

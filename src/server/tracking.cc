@@ -205,8 +205,9 @@ void Tracking::OnWritten(std::span<const store::Options::WrittenKey> keys) {
   }
   size_t next_read = 0;  // group_reads_ are in group order
   for (size_t i = 0; i < keys.size(); ++i) {
-    // A read made in the group before this record: from here on its key is remembered.
-    for (; next_read < group_reads_.size() && group_reads_[next_read].written <= i; ++next_read) {
+    // A read made in the group before this record: from here on its key is remembered. (By the
+    // record's place, not i: SWAPDB records are not in `keys`, touched keys are in no record.)
+    for (; next_read < group_reads_.size() && group_reads_[next_read].written <= keys[i].record; ++next_read) {
       RememberLocked(group_reads_[next_read].id, group_reads_[next_read].key);
     }
     const auto& w = keys[i];

@@ -2901,7 +2901,7 @@ void StoreImpl::ApplyGroup() {
     auto touched_before = [&](size_t record) {
       for (; next_touched < touched_.size() && touched_[next_touched].at <= record; ++next_touched) {
         const TouchedKey& t = touched_[next_touched];
-        written_.push_back({t.origin, t.key, false, t.db, deferred(t.origin)});
+        written_.push_back({t.origin, t.key, false, t.db, deferred(t.origin), t.at});
       }
     };
     for (size_t i = 0; i < pending_.size(); ++i) {
@@ -2909,7 +2909,7 @@ void StoreImpl::ApplyGroup() {
       const PendingRecord& r = pending_[i];
       if (!r.swap_db) {
         written_.push_back({r.origin, r.kind == format::kKindElement ? r.report_key : r.key,
-                            r.flush_all || r.flush_db, r.db, deferred(r.origin)});
+                            r.flush_all || r.flush_db, r.db, deferred(r.origin), i});
       }
     }
     touched_before(SIZE_MAX);

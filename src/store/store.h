@@ -101,6 +101,11 @@ struct Options {
     bool flush_all;  ///< FLUSHALL or FLUSHDB
     uint32_t db;     ///< the database of the record (blocking pops wake per database)
     bool deferred;   ///< its batch defers wake-ups (WriteBatch::set_defers_wakes)
+    /// Its place in the group as Txn::Written counts it: the record's index among the group's
+    /// records (SWAPDB's, not reported, included); for a touched key (Txn::Touch), the number of
+    /// records before it. A read placed at Txn::Written() == n came before the entries whose
+    /// `record` is n or more.
+    size_t record = 0;
   };
   std::function<void(std::span<const WrittenKey> keys)> on_written;
   /// Called for each SWAPDB record of an applied group (the two databases, as the batch named

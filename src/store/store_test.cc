@@ -1008,11 +1008,11 @@ TEST_F(StoreTest, ReportsEachGroupsWrittenKeysWithTheirOrigin) {
 // and nothing is written.
 TEST_F(StoreTest, ATouchedKeyIsReportedAtItsPlaceWithoutARecord) {
   std::mutex mu;
-  std::vector<std::vector<std::pair<uint64_t, std::string>>> groups;
+  std::vector<std::vector<std::tuple<uint64_t, std::string, size_t>>> groups;
   options_.on_written = [&](std::span<const Options::WrittenKey> keys) {
     std::lock_guard lock(mu);
     groups.emplace_back();
-    for (const auto& k : keys) groups.back().emplace_back(k.origin, std::string(k.key));
+    for (const auto& k : keys) groups.back().emplace_back(k.origin, std::string(k.key), k.record);
   };
   Open();
   store_->ReportWrites(true);
@@ -1040,8 +1040,9 @@ TEST_F(StoreTest, ATouchedKeyIsReportedAtItsPlaceWithoutARecord) {
   EXPECT_TRUE(r[1].touched);
   EXPECT_TRUE(r[3].touched);
   std::lock_guard lock(mu);
-  const std::vector<std::vector<std::pair<uint64_t, std::string>>> want = {
-      {{3, "kept"}}, {{5, "a"}, {5, "t1"}, {5, "b"}, {5, "t2"}}};
+  // (record: a read placed at Txn::Written() == n came before the entries whose record is >= n)
+  const std::vector<std::vector<std::tuple<uint64_t, std::string, size_t>>> want = {
+      {{3, "kept", 0}}, {{5, "a", 0}, {5, "t1", 1}, {5, "b", 1}, {5, "t2", 2}}};
   EXPECT_EQ(groups, want);
 }
 

@@ -87,6 +87,14 @@ class ConformanceDefects(unittest.TestCase):
             s.sendall(payload)
         return s
 
+    def clients(self, server, n):
+        """`n` redis-py clients of `server`, closed after the test."""
+        out = []
+        for _ in range(n):
+            out.append(redis.Redis(port=server.port, socket_timeout=10))
+            self.addCleanup(out[-1].close)
+        return out
+
     def assert_alive(self):
         self.assertTrue(self.r.ping())
         self.assertIsNone(self.server.proc.poll(), "keg-server exited")
@@ -912,10 +920,7 @@ class ConformanceDefects(unittest.TestCase):
         # TRACKING BCAST against redis-server over the differential test's sequences found it).
         for kind, server in self.keg_and_redis():
             with self.subTest(kind):
-                r = redis.Redis(port=server.port, socket_timeout=10)
-                self.addCleanup(r.close)
-                other = redis.Redis(port=server.port, socket_timeout=10)
-                self.addCleanup(other.close)
+                r, other = self.clients(server, 2)
                 sub = self.connect(server, b"CLIENT ID\r\n")
                 f = sub.makefile("rb")
                 redirect = int(f.readline()[1:])
@@ -935,6 +940,26 @@ class ConformanceDefects(unittest.TestCase):
                     self.assertIn(b"$1\r\nl\r\n", read_lines(sub, 8), f"LTRIM l {start} {stop}")
                 self.assertEqual(r.lrange("l", 0, -1), [b"a", b"b"])
                 self.assertEqual(r.delete("l"), 1)
+
+    def test_swapdb_of_a_database_with_itself_touches_no_watched_key_as_redis(self):
+        # Redis's dbSwapDatabases returns before touching watched keys when both are one database;
+        # keg aborted the watcher's EXEC (a WATCH sweep against redis-server found it).
+        for kind, server in self.keg_and_redis():
+            with self.subTest(kind):
+                r, other = self.clients(server, 2)
+                r.set("w", "1")
+                for a, b, aborts in ((0, 0, False), (1, 1, False), (0, 1, True)):
+                    pipe = r.pipeline()
+                    pipe.watch("w")
+                    self.assertTrue(other.swapdb(a, b))
+                    pipe.multi()
+                    pipe.get("nothing")
+                    if aborts:
+                        with self.assertRaises(redis.WatchError, msg=f"SWAPDB {a} {b}"):
+                            pipe.execute()
+                    else:
+                        self.assertEqual(pipe.execute(), [None], f"SWAPDB {a} {b}")
+                other.swapdb(0, 1)
 
     def test_client_kill_with_an_unknown_type_is_an_error(self):
         with self.assertRaisesRegex(redis.ResponseError, "Unknown client type 'wrong'"):

@@ -579,6 +579,11 @@ class TrackingTest(unittest.TestCase):
             # A blocking pop that pops at once: its own invalidation after its reply.
             [("LRANGE", "l", "0", "-1")], [("BLPOP", "l", "1")],
             [("ZADD", "z", "1", "m")], [("ZRANGE", "z", "0", "-1")], [("BZPOPMIN", "z", "1")],
+            # Reads placed among a transaction's records: after a SWAPDB (a record never reported),
+            # and before an LTRIM that keeps its list (reported, no record).
+            [("MULTI",), ("SWAPDB", "1", "0"), ("BITPOS", "k2", "1"), ("SETBIT", "k2", "126", "0"), ("EXEC",)],
+            [("RPUSH", "l2", "1", "2")],
+            [("MULTI",), ("SET", "x", "1"), ("LRANGE", "l2", "0", "-1"), ("LTRIM", "l2", "0", "-1"), ("EXEC",)],
         ]
         out = []
         for step in steps:
@@ -588,9 +593,10 @@ class TrackingTest(unittest.TestCase):
         return out
 
     def test_reads_are_remembered_and_own_invalidations_follow_replies_as_redis(self):
-        # Each part failed on 5b5eb78: PFCOUNT and SORT_RO in MULTI were not
-        # remembered, a read in MULTI after a failed write was skipped with it, and a blocking pop
-        # served at once had its invalidation before its reply.
+        # Each part differed on 5b5eb78 (checked one by one): PFCOUNT, and SORT_RO and PFCOUNT in
+        # MULTI were not remembered, a read in MULTI after a failed write was skipped with it, a
+        # blocking pop served at once had its invalidation before its reply, a read placed after
+        # a SWAPDB record was remembered one record late (after the write that invalidates it).
         with redis_server() as ref:
             expected = self.remembered_conversation(ref.port)
         with keg() as server:
