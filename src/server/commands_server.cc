@@ -685,11 +685,9 @@ void ConfigCmd(Ctx& c) {
     if (copy.maxclients > st.config.maxclients) {
       const int64_t allowed = RaiseFileLimitFor(copy.maxclients, st.store->GetStats().data_files);
       if (allowed < copy.maxclients) {
-        return c.Error(
-            "CONFIG SET failed (possibly related to argument 'maxclients') - The operating system "
-            "is "
-            "not able to handle the specified number of clients, try with " +
-            std::to_string(allowed));
+        return c.Error("CONFIG SET failed (possibly related to argument 'maxclients') - The operating "
+                       "system is not able to handle the specified number of clients, try with " +
+                       std::to_string(allowed));
       }
     }
     st.config = std::move(copy);
