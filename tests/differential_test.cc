@@ -803,29 +803,34 @@ std::string WithPushes(RawClient& c, const Cmd& cmd) {
   }
 }
 
-// Which keys a write touched, as CLIENT TRACKING and WATCH see them (Redis's signalModifiedKey),
-// over the random sequences of RandomSequencesMatchRedisByteForByte: each sequence in one of three
-// ways, by seed. (0) A BCAST tracker on a connection of its own: the set of keys it is told of
+// What a write signals — the keys CLIENT TRACKING and WATCH see touched (Redis's
+// signalModifiedKey), and its keyspace events — over the random sequences of
+// RandomSequencesMatchRedisByteForByte: each sequence in one of four ways, by seed. (0) A BCAST tracker on a connection of its own: the set of keys it is told of
 // after each command. (1) Default tracking on the sequence's own connection (RESP3): each
 // command's reply and the invalidations around it, byte for byte (what it read is remembered;
 // its own writes' invalidations follow their replies). (2) One watcher per key WATCHes it before
-// each command, then runs MULTI PING EXEC: the keys whose EXEC aborted. Sequences with BITFIELD or
+// each command, then runs MULTI PING EXEC: the keys whose EXEC aborted. (3) A subscriber of every
+// keyspace and keyevent notification (notify-keyspace-events KEA): the events of each command, in
+// order, byte for byte, up to a marker published after it (sequences with scripts left out: inside
+// EXEC a script's events come before those of the commands queued before it, docs/server.md).
+// Sequences with BITFIELD or
 // PFDEBUG are skipped: Redis creates or grows a string without signalling the key for a BITFIELD
 // whose SET fails with OVERFLOW FAIL, and rewrites it for PFDEBUG TODENSE (keg tells trackers and
 // watchers of both: its value changed). KEG_DIFF_TRACKING_SEQUENCES=N (default 1200),
 // KEG_DIFF_SEED=S.
-TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
+TEST(Differential, TrackingWatchAndEventsSeeWhatRedisSignals) {
   const char* seq_env = std::getenv("KEG_DIFF_TRACKING_SEQUENCES");
   const char* seed_env = std::getenv("KEG_DIFF_SEED");
   const int sequences = seq_env != nullptr ? std::atoi(seq_env) : 1200;
   const uint64_t first_seed = seed_env != nullptr ? std::strtoull(seed_env, nullptr, 10) : 1;
-  ServerPair servers("keg_differential_tracking", {"--enable-debug-command", "yes"});
+  ServerPair servers("keg_differential_tracking",
+                     {"--enable-debug-command", "yes", "--notify-keyspace-events", "KEA"});
   ASSERT_TRUE(servers.ok) << "redis-server must be on PATH";
   const std::vector<std::string> keys = {"a", "b", "c", "counter", "f", std::string("bin\0k", 5), "k:1", "k:2",
                                          "long-key-name-with-colons:x:y", "g1", "g2", "hll1", "hll2", "zlex", "x"};
   int failures = 0;
-  size_t checked[3] = {0, 0, 0};
-  size_t signalled[3] = {0, 0, 0};
+  size_t checked[4] = {0, 0, 0, 0};
+  size_t signalled[4] = {0, 0, 0, 0};
   // First the sequences the sweeps that built this test found differing (seed, mode), each failing
   // on 1809116: LTRIM keeping its list (BCAST; WATCH), PFCOUNT and SORT_RO remembered, a read after
   // a failed write in MULTI, a blocking pop's own invalidation, a read after SWAPDB in MULTI
@@ -835,7 +840,7 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
                                                  {11273, 2}, {2671, 2}};
   for (int i = 0; i < sequences; ++i) {
     const uint64_t seed = first_seed + static_cast<uint64_t>(i);
-    runs.emplace_back(seed, static_cast<int>(seed % 3));
+    runs.emplace_back(seed, static_cast<int>(seed % 4));
   }
   for (const auto& [seed, mode] : runs) {
     if (failures >= 5) break;
@@ -844,7 +849,8 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
     bool skip = false;
     for (const Step& st : steps) {
       for (const std::string& a : st.cmd) {
-        skip = skip || a.find("BITFIELD") != std::string::npos || a == "PFDEBUG" || (mode == 1 && a == "HELLO");
+        skip = skip || a.find("BITFIELD") != std::string::npos || a == "PFDEBUG" || (mode == 1 && a == "HELLO") ||
+               (mode == 3 && (a == "EVAL" || a == "EVALSHA" || a == "FCALL"));
       }
     }
     if (skip) continue;
@@ -852,8 +858,9 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
     RawClient k(servers.keg_port);
     ASSERT_EQ(r.Call({"FLUSHALL"}), "+OK\r\n");
     ASSERT_EQ(k.Call({"FLUSHALL"}), "+OK\r\n");
-    std::vector<std::unique_ptr<RawClient>> rw, kw;  // mode 0: one tracker each; mode 2: a watcher per key
-    const size_t watchers = mode == 0 ? 1 : mode == 2 ? keys.size() : 0;
+    // Mode 0: a tracker each; 2: a watcher per key; 3: a subscriber each.
+    std::vector<std::unique_ptr<RawClient>> rw, kw;
+    const size_t watchers = mode == 0 || mode == 3 ? 1 : mode == 2 ? keys.size() : 0;
     for (size_t x = 0; x < watchers; ++x) {
       rw.push_back(std::make_unique<RawClient>(servers.redis_port));
       kw.push_back(std::make_unique<RawClient>(servers.keg_port));
@@ -867,6 +874,11 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
       for (RawClient* t : {&r, &k}) {
         t->Call({"HELLO", "3"});
         ASSERT_EQ(t->Call({"CLIENT", "TRACKING", "ON"}), "+OK\r\n");
+      }
+    } else if (mode == 3) {
+      for (RawClient* t : {rw[0].get(), kw[0].get()}) {
+        t->Send(RawClient::Encode({"PSUBSCRIBE", "__key*__:*"}) + RawClient::Encode({"SUBSCRIBE", "mark"}));
+        ASSERT_EQ(Split(t->Read(2, 5000)).size(), 2u);
       }
     }
     bool in_multi = false;
@@ -899,6 +911,22 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
       } else if (mode == 1 && !queued && steps[j].compare == Compare::kExact) {
         seen_keg = Printable(got);
         seen_redis = Printable(want);
+      } else if (mode == 3 && !queued && name != "MULTI") {
+        // The events up to the marker's message, as they came.
+        auto events = [](RawClient& main, RawClient& sub) {
+          main.Call({"PUBLISH", "mark", "x"});
+          std::string out;
+          for (std::string f; !(f = sub.Read(1, 5000)).empty();) {
+            if (f.find("$4\r\nmark\r\n") != std::string::npos) return out;
+            out += f;
+          }
+          return out + "<no marker>";
+        };
+        const std::string from_keg = events(k, *kw[0]);
+        const std::string from_redis = events(r, *rw[0]);
+        if (!from_redis.empty()) ++signalled[3];
+        seen_keg = Printable(from_keg);
+        seen_redis = Printable(from_redis);
       } else if (watch) {
         for (size_t x = 0; x < keys.size(); ++x) {
           const std::string multi = RawClient::Encode({"MULTI"}) + RawClient::Encode({"PING"}) + RawClient::Encode({"EXEC"});
@@ -913,11 +941,14 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
         continue;
       }
       ++checked[mode];
-      if (mode == 1 ? want.find("invalidate") != std::string::npos : !seen_redis.empty()) ++signalled[mode];
+      if (mode == 1 ? want.find("invalidate") != std::string::npos : mode != 3 && !seen_redis.empty()) {
+        ++signalled[mode];
+      }
       if (seen_keg != seen_redis) {
         std::ostringstream seq;
         for (size_t x = 0; x <= j; ++x) seq << "  " << Show(steps[x].cmd) << "\n";
-        static const char* const kModes[] = {"BCAST tracker told of", "reply and pushes", "watchers aborted"};
+        static const char* const kModes[] = {"BCAST tracker told of", "reply and pushes", "watchers aborted",
+                                             "keyspace events"};
         ADD_FAILURE() << "seed " << seed << ", command " << j << ": " << Show(cmd) << "\n  " << kModes[mode]
                       << "\n  keg:   " << seen_keg << "\n  redis: " << seen_redis << "\nsequence:\n" << seq.str();
         ++failures;
@@ -925,9 +956,9 @@ TEST(Differential, TrackingAndWatchSeeWhatRedisSignals) {
       }
     }
   }
-  std::printf("tracking and watch: %zu sequences; commands checked (signalling) BCAST %zu (%zu), default %zu (%zu), "
-              "WATCH %zu (%zu)\n", runs.size(), checked[0], signalled[0], checked[1], signalled[1], checked[2],
-              signalled[2]);
+  std::printf("tracking, watch and events: %zu sequences; commands checked (signalling) BCAST %zu (%zu), default "
+              "%zu (%zu), WATCH %zu (%zu), keyspace events %zu (%zu)\n", runs.size(), checked[0], signalled[0],
+              checked[1], signalled[1], checked[2], signalled[2], checked[3], signalled[3]);
 }
 
 // GEO searches against Redis on one data set: a sorted set of 3,000 random points (stored per
