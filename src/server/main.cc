@@ -79,12 +79,11 @@ void RaiseFileLimit(keg::server::ServerState& state, uint64_t data_files) {
   const int64_t wanted = state.maxclients.load();
   const int64_t allowed = keg::server::RaiseFileLimitFor(wanted, data_files);
   if (allowed >= wanted) return;
-  const uint64_t reserved = 32 + data_files;
   spdlog::warn(
-      "You requested maxclients of {} requiring at least {} max file descriptors ({} data "
-      "files open); the limit is {}, so maxclients is now {}",
-      wanted, static_cast<uint64_t>(wanted) + reserved, data_files,
-      static_cast<uint64_t>(allowed + static_cast<int64_t>(reserved)), std::max<int64_t>(allowed, 1));
+      "You requested maxclients of {}; the open files limit holds {} clients beside {} descriptors "
+      "kept for keg ({} data files open), so maxclients is now {}",
+      wanted, allowed, static_cast<uint64_t>(keg::server::kReservedDescriptors) + data_files, data_files,
+      std::max<int64_t>(allowed, 1));
   std::lock_guard lock(state.config_mu);
   state.config.maxclients = std::max<int64_t>(allowed, 1);
   state.ApplyConfigLocked();

@@ -191,8 +191,7 @@ void ServerState::ApplyConfigLocked() {
 }
 
 int64_t RaiseFileLimitFor(int64_t maxclients, uint64_t data_files) {
-  constexpr rlim_t kReserved = 32;  // as Redis's CONFIG_MIN_RESERVED_FDS
-  const rlim_t reserved = kReserved + static_cast<rlim_t>(data_files);
+  const rlim_t reserved = static_cast<rlim_t>(kReservedDescriptors) + static_cast<rlim_t>(data_files);
   const rlim_t want = static_cast<rlim_t>(std::max<int64_t>(maxclients, 0)) + reserved;
   rlimit limit{};
   if (getrlimit(RLIMIT_NOFILE, &limit) != 0) return maxclients;  // (as Redis: nothing known)

@@ -247,9 +247,10 @@ class PauseState {
 /// microseconds when positive; when negative, 1 µs with probability 1 / -usec. Any thread.
 void DebugDelay(int64_t usec);
 
-/// As Redis's adjustOpenFilesLimit: `maxclients` connections need that many descriptors, plus 32
-/// for the listening sockets, logs and the like, plus one per data file keg holds open
-/// (`data_files`). Raises the soft RLIMIT_NOFILE toward that (as far as the hard limit allows) and
+/// Descriptors kept for the listening sockets, logs and the like (Redis's CONFIG_MIN_RESERVED_FDS).
+inline constexpr int64_t kReservedDescriptors = 32;
+/// As Redis's adjustOpenFilesLimit: `maxclients` connections need that many descriptors, plus
+/// kReservedDescriptors, plus one per data file keg holds open (`data_files`). Raises the soft RLIMIT_NOFILE toward that (as far as the hard limit allows) and
 /// returns how many clients the limit then allows: `maxclients` when it sufficed. Any thread.
 int64_t RaiseFileLimitFor(int64_t maxclients, uint64_t data_files);
 
