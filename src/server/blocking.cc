@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
 #include <chrono>
 #include <unordered_set>
 
@@ -16,8 +17,9 @@
 
 namespace keg::server {
 
-ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
-                          std::function<void()>* events, PropagatedCommand* prop) {
+ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w,
+                          const std::string* only, std::function<void()>* events,
+                          PropagatedCommand* prop, bool* other_type) {
   // What replicas get: the pop without blocking.
   auto propagate = [&](const std::string& key, size_t popped) {
     if (prop == nullptr) return;
@@ -45,7 +47,7 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
       if (deleted) NotifyKeyspaceEvent(*server, db, kNotifyGeneric, "del", key);
     };
   };
-  if (w.zset) return TryBlockedZpop(txn, s, w, only, events, prop);
+  if (w.zset) return TryBlockedZpop(txn, s, w, only, events, prop, other_type);
   auto error = [](std::string text) -> ReplyWriter { return [text](resp::ReplyBuffer& out) { out.Error(text); }; };
   for (const std::string& key : w.keys) {
     if (only != nullptr && key != *only) continue;
@@ -53,7 +55,10 @@ ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, 
     if (!src.Open()) {
       // Serving a key that became ready (a write to it) but holds another type now (LPUSH, DEL,
       // SET in one transaction): the client waits on, as Redis serves only lists.
-      if (only != nullptr) return nullptr;
+      if (only != nullptr) {
+        if (other_type != nullptr) *other_type = true;
+        return nullptr;
+      }
       return error(src.error());
     }
     if (src.size() == 0) continue;
@@ -338,6 +343,10 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
   for (size_t next = 0; next < keys.size(); ++next) {
     const auto [db, key] = keys[next];
     const std::string slot = Slot(db, key);
+    // Waiters this key's type does not serve (a BZPOPMIN's on a list): passed over, as Redis's
+    // serveClientsBlockedOnListKey skips the clients not blocked on a list; those after them are
+    // served.
+    std::vector<const BlockedPop*> passed;
     for (;;) {
       std::shared_ptr<BlockedPop> w;
       {
@@ -345,7 +354,8 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
         auto it = by_key_.find(slot);
         if (it == by_key_.end()) break;
         for (const auto& candidate : it->second) {
-          if (candidate->state == BlockedPop::State::kWaiting) {
+          if (candidate->state == BlockedPop::State::kWaiting &&
+              std::find(passed.begin(), passed.end(), candidate.get()) == passed.end()) {
             w = candidate;
             break;
           }
@@ -356,17 +366,20 @@ void BlockingRegistry::ServeKeys(store::Txn& txn, std::vector<std::pair<uint32_t
       std::function<void()> events;
       PropagatedCommand prop;
       const int64_t t0 = StatsNowNs();
-      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key, &events, &prop);
+      bool other_type = false;
+      ReplyWriter reply = TryBlockedPop(txn, server_, *w, &key, &events, &prop, &other_type);
       const int64_t serve_usec = StatsSinceNs(t0) / 1000;
       std::lock_guard lock(mu_);
-      if (!reply) {  // nothing (left) to pop: the client waits on
+      if (!reply) {  // nothing (left) for it to pop: the client waits on
         if (w->cancelled) {
           RemoveLocked(w);
           w->state = BlockedPop::State::kDone;
         } else {
           w->state = BlockedPop::State::kWaiting;
         }
-        break;
+        if (!other_type) break;  // the key is empty or gone: nobody else gets anything either
+        passed.push_back(w.get());
+        continue;
       }
       RemoveLocked(w);
       w->state = BlockedPop::State::kDone;

@@ -91,8 +91,11 @@ struct BlockedPop {
 /// it once the group is durable.
 /// When it popped, *prop (if given) is what replicas get for it: the pop without blocking (LPOP
 /// key, RPOP key count, LMOVE, ZPOPMIN ...), as Redis rewrites a served blocking command.
-ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w, const std::string* only,
-                          std::function<void()>* events = nullptr, PropagatedCommand* prop = nullptr);
+/// *other_type (if given) is set when `only` holds a type w does not pop (a sorted set for BLPOP,
+/// a list for BZPOPMIN): w waits on, and the key's waiters of the other kind may be served.
+ReplyWriter TryBlockedPop(store::Txn& txn, ServerState& s, const BlockedPop& w,
+                          const std::string* only, std::function<void()>* events = nullptr,
+                          PropagatedCommand* prop = nullptr, bool* other_type = nullptr);
 
 class Ctx;
 /// Parses a blocking command's timeout (seconds, fractional; 0 = for ever) into a deadline (0: none);

@@ -1148,14 +1148,18 @@ void Zdiffstore(Ctx& c) { AlgebraStore(c, SetOp::kDiff, "zdiffstore"); }
 
 // ---- Blocking pops' serving (blocking.h) --------------------------------------------------------
 
-std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s, const BlockedPop& w,
-                                                      const std::string* only, std::function<void()>* events,
-                                                      PropagatedCommand* prop) {
+std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s,
+                                                       const BlockedPop& w, const std::string* only,
+                                                       std::function<void()>* events,
+                                                       PropagatedCommand* prop, bool* other_type) {
   for (const std::string& key : w.keys) {
     if (only != nullptr && key != *only) continue;
     ZsetEdit z(txn, s, w.db, key);
     if (!z.Open()) {
-      if (only != nullptr) return nullptr;  // another type now: the client waits on
+      if (only != nullptr) {  // another type now: the client waits on
+        if (other_type != nullptr) *other_type = true;
+        return nullptr;
+      }
       return [text = z.error()](resp::ReplyBuffer& out) { out.Error(text); };
     }
     if (!z.exists() || z.size() == 0) continue;

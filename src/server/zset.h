@@ -233,9 +233,11 @@ class ZsetEdit {
 };
 
 /// BZPOPMIN / BZPOPMAX / BZMPOP's pop (blocking.h's TryBlockedPop for w.zset).
-std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s, const BlockedPop& w,
-                                                      const std::string* only, std::function<void()>* events,
-                                                      PropagatedCommand* prop = nullptr);
+std::function<void(resp::ReplyBuffer&)> TryBlockedZpop(store::Txn& txn, ServerState& s,
+                                                       const BlockedPop& w, const std::string* only,
+                                                       std::function<void()>* events,
+                                                       PropagatedCommand* prop = nullptr,
+                                                       bool* other_type = nullptr);
 
 /// The whole encoding's entries of a sorted set read for DUMP / DEBUG DIGEST: (member, score),
 /// in order. False with *error on a read error.

@@ -1342,7 +1342,8 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     memo_.offset = offset;
   }
   if (Expired(h, now) && !current_sees_expired_) {
-    if (report_expired_in_groups_.load(std::memory_order_relaxed)) options_.on_expired_in_group(logical_of_[pdb], key);
+    if (report_expired_in_groups_.load(std::memory_order_relaxed))
+      options_.on_expired_in_group(GroupLogicalDb(pdb), key);
     // Dropped after the group, as when a read finds it (its `expired` then), unless the group
     // replaces it: then the apply sends `expired` (Options::on_expired_replaced) and the drop
     // finds a live record. (EXPIRE or RENAME of such a key write nothing: Redis drops it at once.)
@@ -1875,7 +1876,7 @@ void StoreImpl::RunOp(const WriteBatch::Op& op, OpResult* result) {
       for (size_t i = from; i < p.size(); ++i) {
         const PendingRecord& r = p[i];
         if (r.swap_db || r.flush_all || r.flush_db) continue;
-        fn(r.db, r.kind == format::kKindElement ? r.report_key : r.key);
+        fn(store_->GroupLogicalDb(r.db), r.kind == format::kKindElement ? r.report_key : r.key);
       }
     }
 
@@ -2909,7 +2910,7 @@ void StoreImpl::ApplyGroup() {
       const PendingRecord& r = pending_[i];
       if (!r.swap_db) {
         written_.push_back({r.origin, r.kind == format::kKindElement ? r.report_key : r.key,
-                            r.flush_all || r.flush_db, r.db, deferred(r.origin), i});
+                            r.flush_all || r.flush_db, logical_of_[r.db], deferred(r.origin), i});
       }
     }
     touched_before(SIZE_MAX);

@@ -99,7 +99,9 @@ struct Options {
     uint64_t origin;
     std::string_view key;
     bool flush_all;  ///< FLUSHALL or FLUSHDB
-    uint32_t db;     ///< the database of the record (blocking pops wake per database)
+    /// The database of the record as clients name it (blocking pops wake per database): through
+    /// the map SWAPDB changes, as the group left it.
+    uint32_t db;
     bool deferred;   ///< its batch defers wake-ups (WriteBatch::set_defers_wakes)
     /// Its place in the group as Txn::Written counts it: the record's index among the group's
     /// records (SWAPDB's, not reported, included); for a touched key (Txn::Touch), the number of
@@ -449,8 +451,9 @@ class Txn {
   /// WrittenKeysFrom, and nothing for replicas.
   virtual void Touch(uint32_t db, std::string_view key) = 0;
   /// Calls fn(db, key) for the key of each record the group holds from index `from` on (Written()
-  /// taken earlier), as Options::on_written reports them: an element's collection key, none for
-  /// a FLUSHALL, FLUSHDB or SWAPDB record. A key comes once per record. The view is valid during
+  /// taken earlier), as Options::on_written reports them: an element's collection key (in the
+  /// database clients name, as the group so far maps it), none for a FLUSHALL, FLUSHDB or SWAPDB
+  /// record. A key comes once per record. The view is valid during
   /// the call; fn must not use the Txn.
   virtual void WrittenKeysFrom(size_t from, FunctionRef<void(uint32_t db, std::string_view key)> fn) const = 0;
 

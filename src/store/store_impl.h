@@ -441,6 +441,15 @@ class StoreImpl final : public Store {
   // Writer role: the physical database of logical `db` for the group being built (SWAPDB ops of
   // the group included); db 0's when out of range (the server checks ranges first).
   uint8_t GroupDb(uint32_t db) const { return db < keydirs_.size() ? group_map_[db] : group_map_[0]; }
+  // The logical database whose keys physical database `pdb` holds as the group being built sees
+  // it (group_map_ inverted: the group's own SWAPDB records included). What the server is told a
+  // record's database is: its clients name logical databases.
+  uint32_t GroupLogicalDb(uint8_t pdb) const {
+    for (uint32_t db = 0; db < keydirs_.size(); ++db) {
+      if (group_map_[db] == pdb) return db;
+    }
+    return pdb;
+  }
   // The key's state as the next op of the group sees it; `need_value` when the op reads the bytes.
   CurrentValue Current(uint8_t pdb, std::string_view key, uint64_t hash, bool need_value);
   void AppendToGroup(uint8_t pdb, std::string_view key, uint64_t hash, uint8_t flags, std::string_view value,

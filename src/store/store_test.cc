@@ -1107,6 +1107,40 @@ TEST_F(StoreTest, ATxnListsTheKeysItsBatchWrote) {
   EXPECT_EQ(seen[1].second, second);
 }
 
+// After SWAPDB, Options::on_written and Txn::WrittenKeysFrom name the database a client names
+// (logical), not the physical one SWAPDB exchanged: the clients blocked on a key are found by it.
+// They named the physical one, so after an odd number of SWAPDBs an EXEC's or a script's push
+// (served through WrittenKeysFrom) and a RENAME onto the key (through on_written) served nobody.
+// Within the group, a write before its own SWAPDB is named where its key is after the swap.
+TEST_F(StoreTest, WrittenKeysAreNamedByTheDatabaseClientsUseAfterSwapDb) {
+  std::mutex mu;
+  std::vector<std::pair<uint32_t, std::string>> reported;
+  options_.on_written = [&](std::span<const Options::WrittenKey> keys) {
+    std::lock_guard lock(mu);
+    for (const auto& k : keys) reported.emplace_back(k.db, std::string(k.key));
+  };
+  Open();
+  store_->ReportWrites(true);
+  WriteBatch swap;
+  swap.SwapDb(0, 1);
+  ASSERT_TRUE(store_->WriteSync(std::move(swap)).ok());
+  std::vector<std::pair<uint32_t, std::string>> listed;
+  WriteBatch b;
+  b.Put("in0", "v");  // database 0 (physical 1 now)
+  b.SelectDb(2);
+  b.Put("in2", "v");
+  b.SwapDb(2, 3);  // in2 is in database 3 from here on
+  b.Run([&listed](Txn& txn) {
+    txn.WrittenKeysFrom(
+        0, [&](uint32_t db, std::string_view key) { listed.emplace_back(db, std::string(key)); });
+  });
+  ASSERT_TRUE(store_->WriteSync(std::move(b)).ok());
+  const std::vector<std::pair<uint32_t, std::string>> want = {{0, "in0"}, {3, "in2"}};
+  EXPECT_EQ(listed, want);
+  std::lock_guard lock(mu);
+  EXPECT_EQ(reported, want);
+}
+
 // A kRun op whose only write rewrites an element its group wrote before (in place: the same size,
 // RewriteElementInPlace) is applied: commands propagate, notify and count as written on that
 // flag. It was not (found by the command fuzzer's replication oracle): a pipelined second ZINCRBY

@@ -95,6 +95,22 @@ class ConformanceDefects(unittest.TestCase):
             self.addCleanup(out[-1].close)
         return out
 
+    def wait_blocked(self, r, n, what):
+        """Waits (5 s at most) until INFO's blocked_clients on `r`'s server is `n`."""
+        deadline = time.time() + 5
+        while r.info("clients")["blocked_clients"] != n:
+            self.assertLess(time.time(), deadline, what)
+            time.sleep(0.01)
+
+    @staticmethod
+    def received(s, timeout):
+        """What raw connection `s` receives within `timeout` seconds, or b"<still waiting>"."""
+        s.settimeout(timeout)
+        try:
+            return s.recv(1000)
+        except socket.timeout:
+            return b"<still waiting>"
+
     def assert_alive(self):
         self.assertTrue(self.r.ping())
         self.assertIsNone(self.server.proc.poll(), "keg-server exited")
@@ -226,10 +242,7 @@ class ConformanceDefects(unittest.TestCase):
                     s = self.connect(server, b"CLIENT ID\r\n")
                     cid = int(s.recv(100)[1:])
                     s.sendall(cmd + b"\r\n")
-                    deadline = time.time() + 5
-                    while r.info("clients")["blocked_clients"] != 1:
-                        self.assertLess(time.time(), deadline, f"{kind}: {cmd!r} is not counted as blocked")
-                        time.sleep(0.01)
+                    self.wait_blocked(r, 1, f"{kind}: {cmd!r} is not counted as blocked")
                     line = [c for c in r.client_list() if int(c["id"]) == cid][0]
                     unblocked = r.execute_command("CLIENT", "UNBLOCK", cid, *how)
                     reply = s.recv(100)
@@ -258,10 +271,7 @@ class ConformanceDefects(unittest.TestCase):
             r = redis.Redis(port=server.port)
             clients = {cmd: self.connect(server, cmd + b"\r\n")
                        for cmd in (b"WAIT 1 0", b"BLPOP q 0", b"BZPOPMIN z 0", b"BLMOVE a b LEFT LEFT 0")}
-            deadline = time.time() + 5
-            while r.info("clients")["blocked_clients"] != len(clients):
-                self.assertLess(time.time(), deadline, f"{kind}: the clients did not block")
-                time.sleep(0.01)
+            self.wait_blocked(r, len(clients), f"{kind}: the clients did not block")
             r.slaveof("127.0.0.1", unused.getsockname()[1])
             for cmd, s in clients.items():
                 s.settimeout(5)
@@ -371,17 +381,10 @@ class ConformanceDefects(unittest.TestCase):
             r.zadd("z", {"m": 1})
             r.set("s", "x")
             clients = {cmd: self.connect(server, cmd + b"\r\n") for cmd in (b"BLPOP q 0", b"BZPOPMIN z 0", b"BLPOP s 0")}
-            deadline = time.time() + 5
-            while r.info("clients")["blocked_clients"] != len(clients):
-                self.assertLess(time.time(), deadline, f"{kind}: the clients did not block")
-                time.sleep(0.01)
+            self.wait_blocked(r, len(clients), f"{kind}: the clients did not block")
             self.assertTrue(r.swapdb(0, 1))
             for cmd, s in clients.items():
-                s.settimeout(1)
-                try:
-                    seen[(kind, cmd)] = s.recv(1000)
-                except socket.timeout:
-                    seen[(kind, cmd)] = b"<still waiting>"
+                seen[(kind, cmd)] = self.received(s, 1)
             seen[(kind, "left")] = (r.info("clients")["blocked_clients"], redis.Redis(port=server.port).lrange("q", 0, -1))
         for key, value in seen.items():
             if key[0] == "keg":
@@ -389,6 +392,70 @@ class ConformanceDefects(unittest.TestCase):
         self.assertEqual(seen[("keg", b"BLPOP q 0")], b"*2\r\n$1\r\nq\r\n$1\r\na\r\n")
         self.assertEqual(seen[("keg", b"BLPOP s 0")], b"<still waiting>")
         self.assertEqual(seen[("keg", "left")], (1, [b"b"]))
+
+    def test_after_swapdb_every_kind_of_write_serves_blocked_clients(self):
+        """After an odd number of SWAPDBs, a push inside EXEC, one in a script and a RENAME onto a
+        waited key serve the clients blocked on it, as before the swap (blocking sweep against
+        Redis, seed 17): keg looked the written keys up under the store's physical database, which
+        a SWAPDB exchanges, so those clients waited until a plain push to their key."""
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            r = redis.Redis(port=server.port)
+            self.assertTrue(r.swapdb(0, 1))
+            cmds = (b"BLPOP q1 0", b"BLPOP q2 0", b"BLPOP q3 0", b"BLPOP q4 0")
+            clients = {cmd: self.connect(server, cmd + b"\r\n") for cmd in cmds}
+            self.wait_blocked(r, len(clients), f"{kind}: the clients did not block")
+            p = r.pipeline(transaction=True)
+            p.rpush("q1", "exec")
+            p.execute()
+            r.eval("return redis.call('rpush', KEYS[1], 'script')", 1, "q2")
+            r.rpush("src", "renamed")
+            r.rename("src", "q3")
+            r.lpush("q4", "push")
+            for cmd, s in clients.items():
+                seen[(kind, cmd)] = self.received(s, 1)
+            seen[(kind, "left")] = r.info("clients")["blocked_clients"]
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", b"BLPOP q2 0")], b"*2\r\n$2\r\nq2\r\n$6\r\nscript\r\n")
+        self.assertEqual(seen[("keg", "left")], 0)
+
+    def test_a_waiter_of_the_other_type_does_not_stop_those_behind_it(self):
+        """Clients blocked on one key by list and sorted set pops: a push serves the list pops
+        behind a BZPOPMIN that came first, a ZADD the sorted set pops behind a BLPOP, whether the
+        write is a plain command, in EXEC or in a script (Redis's serveClientsBlockedOnListKey
+        passes over the clients not blocked on a list). keg stopped at the first client the key
+        could not serve, so those behind it waited on (blocking sweep against Redis, seed 320)."""
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            r = redis.Redis(port=server.port)
+            writes = {
+                "push": lambda: r.rpush("k1", "a", "b"),
+                "exec": lambda: r.pipeline(transaction=True).rpush("k2", "a", "b").execute(),
+                "script": lambda: r.eval("return redis.call('rpush', KEYS[1], 'a', 'b')", 1, "k3"),
+                "zadd": lambda: r.zadd("k4", {"a": 1, "b": 2}),
+            }
+            for n, (name, write) in enumerate(writes.items(), 1):
+                key = f"k{n}".encode()
+                if name == "zadd":
+                    cmds = (b"BLPOP " + key + b" 0", b"BZPOPMIN " + key + b" 0", b"BZMPOP 0 1 " + key + b" MAX")
+                else:
+                    cmds = (b"BZPOPMIN " + key + b" 0", b"BLPOP " + key + b" 0", b"BLMPOP 0 1 " + key + b" RIGHT")
+                clients = []
+                for cmd in cmds:  # blocked one after another: served in this order
+                    clients.append(self.connect(server, cmd + b"\r\n"))
+                    self.wait_blocked(r, len(clients), f"{kind}: {cmd} did not block")
+                write()
+                for cmd, s in zip(cmds, clients):
+                    seen[(kind, name, cmd)] = self.received(s, 0.5)
+                    s.close()
+                self.wait_blocked(r, 0, f"{kind}: the clients did not go")
+        for key, value in seen.items():
+            if key[0] == "keg":
+                self.assertEqual(value, seen[("redis",) + key[1:]], key)
+        self.assertEqual(seen[("keg", "script", b"BLMPOP 0 1 k3 RIGHT")], b"*2\r\n$2\r\nk3\r\n*1\r\n$1\r\nb\r\n")
+        self.assertEqual(seen[("keg", "push", b"BZPOPMIN k1 0")], b"<still waiting>")
 
     def test_memory_usage_samples_errors_as_redis(self):
         """MEMORY USAGE's SAMPLES: a negative count is Redis's syntax error, a non-number its
@@ -583,10 +650,7 @@ class ConformanceDefects(unittest.TestCase):
             gone = socket.create_connection(("127.0.0.1", server.port), timeout=5)
             gone.sendall(b"SET a 1\r\n")
             held = self.connect(server, b"SET a 2\r\n")
-            deadline = time.time() + 5
-            while r.info("clients")["blocked_clients"] != 2:
-                self.assertLess(time.time(), deadline, kind)
-                time.sleep(0.01)
+            self.wait_blocked(r, 2, kind)
             gone.close()
             held.sendall(b"GET a\r\n")
             while r.info("clients")["blocked_clients"] != 1:
