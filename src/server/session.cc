@@ -1061,6 +1061,11 @@ void MonitorRegistry::Feed(const ClientSession& from, std::span<const std::strin
 }
 
 void MonitorRegistry::Feed(uint32_t db, std::string_view source, std::span<const std::string_view> args) {
+  Send(Line(db, source, args));
+}
+
+std::string MonitorRegistry::Line(uint32_t db, std::string_view source,
+                                  std::span<const std::string_view> args) {
   timeval tv{};
   gettimeofday(&tv, nullptr);
   char head[80];
@@ -1099,6 +1104,10 @@ void MonitorRegistry::Feed(uint32_t db, std::string_view source, std::span<const
     line += "\"";
   }
   line += "\r\n";
+  return line;
+}
+
+void MonitorRegistry::Send(std::string line) {
   auto shared = std::make_shared<const std::string>(std::move(line));
   std::lock_guard lock(mu_);
   for (ClientSession* m : monitors_) {  // the sender too, if it monitors (as Redis)
@@ -1123,11 +1132,18 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
     KeyPositions(target, ctx.argc(), &key_positions_);
     for (size_t i : key_positions_) server_.access.Touch(ctx.arg(i), now);
   }
+  // MONITOR shows a script before what it runs (Redis's evalCommand feeds it first); other
+  // commands after they ran (below).
+  const bool runs_script = ((cmd.flags | target.flags) & kRunsScript) != 0;
+  const bool shown =
+      feed && !server_.monitors.empty() && ((cmd.flags | target.flags) & kAdmin) == 0;
+  if (shown && runs_script) FeedMonitors(ctx.args());
   const size_t first_op = batch_.size();
   const bool was_blocked = blocked_ != nullptr;
   const int64_t t0 = StatsNowNs();
   cmd.handler(ctx);
   const int64_t nsec = StatsSinceNs(t0);
+  if (runs_script && batch_.size() > first_op) script_in_batch_ = true;
   // What it propagates to replicas (one relaxed load while none is attached).
   // (Not a replica's own: its stream is its primary's alone, ReplicationFeed::Append.)
   const bool propagates = server_.repl.active() && !master_link_ && !server_.repl.forwarding();
@@ -1153,9 +1169,21 @@ void ClientSession::RunHandler(const Command& cmd, Ctx& ctx, bool feed) {
   }
   server_.latency.AddIfNeeded((cmd.flags & kFast) != 0 ? "fast-command" : "command", usec / 1000);
   // MONITOR, after the command ran (as Redis's call()); admin commands are not shown.
-  if (feed && !server_.monitors.empty() && ((cmd.flags | target.flags) & kAdmin) == 0) {
-    server_.monitors.Feed(*this, ctx.args());
+  const bool fed_itself = std::exchange(exec_fed_, false);
+  if (shown && !runs_script && !fed_itself) FeedMonitors(ctx.args());
+}
+
+void ClientSession::FeedMonitors(std::span<const std::string_view> args) {
+  if (!script_in_batch_) {
+    server_.monitors.Feed(*this, args);
+    return;
   }
+  batch_.BeginCommand();  // an op of its own, and the command's ops after it theirs
+  batch_.Run([monitors = &server_.monitors,
+              line = MonitorRegistry::Line(db(), link_->peer(), args)](store::Txn&) mutable {
+    monitors->Send(std::move(line));
+  });
+  batch_.BeginCommand();
 }
 
 void ClientSession::ServeAfter(Ctx& ctx, const Command& cmd, bool propagates) {
@@ -1805,6 +1833,7 @@ net::Outcome ClientSession::Submit(bool exec) {
   queued_.clear();
   store::WriteBatch batch = std::move(batch_);
   batch_ = store::WriteBatch();
+  script_in_batch_ = false;
   batch.set_origin(id_);  // CLIENT TRACKING NOLOOP knows a client's own writes
   batch.set_defers_wakes(exec);  // the clients an EXEC's writes wake wait for it (Complete)
   batch.set_sees_expired(master_link_);  // the primary's writes act on keys it has not expired yet
@@ -2031,10 +2060,6 @@ void ClientSession::Exec(Ctx& ctx) {
     std::span<const std::string_view> args((*views)[i]);
     const Command* cmd = FindCommand(args[0]);
     ++commands_;
-    // MONITOR sees the queued commands here, in order, before EXEC itself (as Redis).
-    if (!server_.monitors.empty() && ((cmd->flags | StatsTarget(*cmd, args).flags) & kAdmin) == 0) {
-      server_.monitors.Feed(*this, args);
-    }
     // ACL rules may have changed since the command was queued (Redis checks again in EXEC).
     if (acl_version_ != server_.acl.version()) RefreshUser();
     if (!user_->unrestricted()) {
@@ -2045,6 +2070,12 @@ void ClientSession::Exec(Ctx& ctx) {
         continue;
       }
     }
+    // MONITOR sees the queued commands it runs here, in order, before EXEC itself (as Redis);
+    // after a script, through ops placed after it (FeedMonitors); a SELECT once it ran, with the
+    // database it selected, as Redis feeds each after its call.
+    const bool shown =
+        !server_.monitors.empty() && ((cmd->flags | StatsTarget(*cmd, args).flags) & kAdmin) == 0;
+    if (shown && cmd->name != "select") FeedMonitors(args);
     // Each command acts in the database selected at its place (a queued SELECT runs at its place,
     // replying through a step, as writes do).
     const uint32_t db = this->db();
@@ -2056,6 +2087,7 @@ void ClientSession::Exec(Ctx& ctx) {
       if ((cmd->flags & kWrite) == 0) batch_.BeginCommand();
       Ctx wctx(server_, *this, args, link_->out(), nullptr);
       RunHandler(*cmd, wctx, /*feed=*/false);
+      if (shown && cmd->name == "select") FeedMonitors(args);
       if (tracking_on_) RememberTrackedInGroup(*cmd, args);  // SORT_RO, PFCOUNT: after their ops
       continue;
     }
@@ -2211,6 +2243,11 @@ void ClientSession::Exec(Ctx& ctx) {
     });
     serving_.push_back(served);
     exec_served_ = std::move(served);
+  }
+  // EXEC's own MONITOR line after the "lua" lines of a script it ran (RunHandler leaves it out).
+  if (script_in_batch_ && !server_.monitors.empty()) {
+    FeedMonitors(ctx.args());
+    exec_fed_ = true;
   }
   Submit(true);
   suspended_ = true;

@@ -279,6 +279,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // Runs a handler, timing it and counting it against its command's stats.
   // `feed`: send the command to MONITOR clients (EXEC feeds its queued commands itself, in order).
   void RunHandler(const Command& cmd, Ctx& ctx, bool feed = true);
+  // MONITOR's line for `args` (this client, its database now): sent now, or, while a script is
+  // in the batch being built (script_in_batch_), by an op at this place in it, so the line comes
+  // after the "lua" lines the script sends when it runs on the writer, as Redis orders them.
+  void FeedMonitors(std::span<const std::string_view> args);
   void OnErrorReply(std::string_view text) override;
   std::vector<std::string> WatchedKeyNames() const;
   // Refuses a command (arity, NOAUTH) with Redis's reply; flags an open MULTI.
@@ -407,6 +411,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // CACHING flag for the next command, and pushes waiting for the replies in flight.
   static constexpr uint8_t kTrackingOn = 1, kTrackingBcast = 2, kTrackingBroken = 4;
   bool tracking_on_ = false;
+  // A script's op is in batch_ (EVAL, FCALL ... in a pipeline or an EXEC): FeedMonitors places
+  // the MONITOR lines of what follows in the batch. Cleared when the batch is sent.
+  bool script_in_batch_ = false;
+  bool exec_fed_ = false;  // EXEC fed MONITOR its own line (after a script's): RunHandler does not
   Tracking::Mode tracking_mode_;
   bool tracking_caching_ = false;
   std::atomic<uint8_t> tracking_bits_{0};

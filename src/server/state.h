@@ -123,6 +123,10 @@ class MonitorRegistry {
   void Feed(const ClientSession& from, std::span<const std::string_view> args);
   /// The same for a command a script ran: "[<db> lua]" in place of the client's address. Any thread.
   void Feed(uint32_t db, std::string_view source, std::span<const std::string_view> args);
+  /// Feed's line, formatted now, and its sending (later, from another thread). Any thread.
+  static std::string Line(uint32_t db, std::string_view source,
+                          std::span<const std::string_view> args);
+  void Send(std::string line);
 
  private:
   mutable std::mutex mu_;

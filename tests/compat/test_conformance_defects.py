@@ -6,6 +6,7 @@ Each test was run against the keg-server of commit 662173c (before the fixes) an
 import os
 import shutil
 import random
+import re
 import socket
 import subprocess
 import tempfile
@@ -456,6 +457,37 @@ class ConformanceDefects(unittest.TestCase):
                 self.assertEqual(value, seen[("redis",) + key[1:]], key)
         self.assertEqual(seen[("keg", "script", b"BLMPOP 0 1 k3 RIGHT")], b"*2\r\n$2\r\nk3\r\n*1\r\n$1\r\nb\r\n")
         self.assertEqual(seen[("keg", "push", b"BZPOPMIN k1 0")], b"<still waiting>")
+
+    def test_monitor_shows_scripts_in_pipelines_and_transactions_in_order_as_redis(self):
+        """MONITOR lists a script's commands ("[0 lua]") right after its EVAL and before what the
+        client sent after it, in a pipeline and inside EXEC (EXEC last), and a SELECT queued in a
+        transaction under the database it selected, as Redis feeds each command after its call
+        (MONITOR sweep against Redis). keg listed the commands after a script, and EXEC, before
+        the script's own: those were fed when the batch was built, the script's when it ran."""
+        def command(*args):
+            return b"*%d\r\n" % len(args) + b"".join(b"$%d\r\n%s\r\n" % (len(a), a) for a in args)
+        seen = {}
+        for kind, server in self.keg_and_redis():
+            monitor = self.connect(server, b"MONITOR\r\n")
+            monitor.settimeout(5)
+            self.assertEqual(monitor.recv(5), b"+OK\r\n")
+            client = self.connect(server)
+            client.sendall(command(b"EVAL", b"redis.call('set', 'k', 'v') return 1", b"0") + command(b"SET", b"a", b"b")
+                           + command(b"EVAL", b"return redis.call('get', 'k')", b"0") + command(b"GET", b"a")
+                           + command(b"MULTI") + command(b"EVAL", b"return redis.call('incr', 'n')", b"0")
+                           + command(b"SET", b"x", b"y") + command(b"SELECT", b"1") + command(b"SET", b"z", b"w")
+                           + command(b"EXEC") + command(b"ECHO", b"END"))
+            lines = b""
+            while b'"ECHO" "END"' not in lines:
+                lines += monitor.recv(65536)
+            # "+1700000000.123456 [0 127.0.0.1:5000] ..." without the time and the address
+            seen[kind] = [re.sub(rb"^\+[0-9.]+ \[(\d+) (lua|[^\]]+)\]",
+                                 lambda m: b"[" + m.group(1) + (b" lua]" if m.group(2) == b"lua" else b"]"), line)
+                          for line in lines.split(b"\r\n") if line]
+        self.assertEqual(seen["keg"], seen["redis"])
+        self.assertEqual(seen["keg"][:3], [b"""[0] "EVAL" "redis.call('set', 'k', 'v') return 1" "0\"""",
+                                           b'[0 lua] "set" "k" "v"', b'[0] "SET" "a" "b"'])
+        self.assertEqual(seen["keg"][-3:], [b'[1] "SET" "z" "w"', b'[1] "EXEC"', b'[1] "ECHO" "END"'])
 
     def test_memory_usage_samples_errors_as_redis(self):
         """MEMORY USAGE's SAMPLES: a negative count is Redis's syntax error, a non-number its
