@@ -68,11 +68,18 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
   }
   c.batch().Run([raw](store::Txn& txn) {
     const size_t from = txn.Written();
-    raw->engine->Run(*raw, txn);
+    {
+      PubSub::Hold hold(&raw->published);
+      raw->engine->Run(*raw, txn);
+    }
     if (raw->serve != nullptr) raw->serve->ServeWritten(txn, from, &raw->served);
   });
-  c.Then([run](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    if (!run->served.empty()) BlockingRegistry::SendReplies(run->served, r.empty() ? store::Status::OK() : r[0].error);
+  c.Then([run, server = &c.server()](std::span<OpResult> r, resp::ReplyBuffer& out) {
+    // (Not when its group failed to be written: nothing it did happened.)
+    if (!run->published.empty() && (r.empty() || r[0].error.ok()))
+      server->pubsub.SendHeld(run->published);
+    if (!run->served.empty())
+      BlockingRegistry::SendReplies(run->served, r.empty() ? store::Status::OK() : r[0].error);
     if (run->failed) {
       out.Error(run->error);
     } else {

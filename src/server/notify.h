@@ -1,9 +1,9 @@
 // Keyspace notifications (notify-keyspace-events), as Redis 7.0's notify.c: an event about a key is
 // published on `__keyspace@0__:<key>` (message: the event) and `__keyevent@0__:<event>` (message:
 // the key), for the classes the configuration turns on. Events are sent once the write that
-// causes them is done — after its group is durable for a client's command, at once inside a
-// script or EXEC (as Redis sends them while the command runs) — and, like all of pub/sub, are
-// fire and forget.
+// causes them is done: after its group is durable, in the order of the commands of the client's
+// batch (a pipeline, an EXEC); a script's with its reply (held while it runs on the writer:
+// PubSub::Hold). Like all of pub/sub, they are fire and forget.
 #pragma once
 
 #include <cstdint>

@@ -195,6 +195,18 @@ void PubSub::UnsubscribeAll(Subscriber* s) {
   s->n_patterns.store(0, std::memory_order_relaxed);
 }
 
+namespace {
+thread_local std::vector<PubSub::HeldMessage>* t_held = nullptr;  // PubSub::Hold
+}  // namespace
+
+PubSub::Hold::Hold(std::vector<HeldMessage>* held) : previous_(t_held) { t_held = held; }
+
+PubSub::Hold::~Hold() { t_held = previous_; }
+
+void PubSub::SendHeld(const std::vector<HeldMessage>& held) {
+  for (const HeldMessage& m : held) Publish(m.kind, m.channel, m.message);
+}
+
 int64_t PubSub::Publish(Kind kind, std::string_view channel, std::string_view message) {
   const bool shard = kind == Kind::kShard;
   if ((shard ? shard_channel_count() : channel_count() + pattern_count()) == 0) return 0;
@@ -202,6 +214,17 @@ int64_t PubSub::Publish(Kind kind, std::string_view channel, std::string_view me
   int64_t receivers = 0;
   std::shared_lock lock(mu_);
   const Map& m = map(kind);
+  if (t_held != nullptr) {  // counted now, sent later (Hold)
+    if (auto it = m.find(channel); it != m.end())
+      receivers += static_cast<int64_t>(it->second.size());
+    if (!shard) {
+      for (const auto& [pattern, subs] : patterns_) {
+        if (GlobMatch(pattern, channel)) receivers += static_cast<int64_t>(subs.size());
+      }
+    }
+    t_held->push_back({kind, std::string(channel), std::string(message)});
+    return receivers;
+  }
   if (auto it = m.find(channel); it != m.end()) {
     const std::string bytes = Encode({shard ? "smessage" : "message", channel, message});
     std::shared_ptr<const std::string> shared;

@@ -75,7 +75,32 @@ class PubSub {
   /// Sends `message` to the subscribers of `channel` (and, for kChannel, of every matching
   /// pattern); returns how many received it. Any thread; in place for receivers on the caller's
   /// event loop (their buffers are written at the end of its turn), posted for the others.
+  /// While a Hold is alive on the calling thread, the message is held there instead (its
+  /// receivers counted now) and goes out with SendHeld.
   int64_t Publish(Kind kind, std::string_view channel, std::string_view message);
+
+  /// A message held back by a Hold.
+  struct HeldMessage {
+    Kind kind;
+    std::string channel;
+    std::string message;
+  };
+  /// While alive, Publish on this thread holds what it would send in *held: a script runs on the
+  /// writer before its group is durable, and what it publishes — its PUBLISHes and keyspace
+  /// events — goes with its reply (SendHeld), after the messages of the commands its client sent
+  /// before it, as Redis sends each command's as it runs. Nests (the previous one comes back).
+  class Hold {
+   public:
+    explicit Hold(std::vector<HeldMessage>* held);
+    ~Hold();
+    Hold(const Hold&) = delete;
+    Hold& operator=(const Hold&) = delete;
+
+   private:
+    std::vector<HeldMessage>* previous_;
+  };
+  /// Publishes the messages `held` holds, in order. Any thread.
+  void SendHeld(const std::vector<HeldMessage>& held);
 
   /// PUBSUB CHANNELS / SHARDCHANNELS: the channels with subscribers matching `pattern` (all when
   /// null). PUBSUB NUMSUB / SHARDNUMSUB: subscribers of one channel. NUMPAT: distinct patterns.

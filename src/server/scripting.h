@@ -33,6 +33,7 @@
 #include "server/blocking.h"
 #include "server/command.h"
 #include "server/functions.h"
+#include "server/pubsub.h"
 #include "store/store.h"
 
 struct lua_State;
@@ -135,6 +136,8 @@ struct ScriptRun {
   /// effects, filled on the writer), for the replication stream (replication.h).
   std::shared_ptr<std::vector<PropagatedCommand>> effects;
   // Out, on the writer thread:
+  /// What it published (PUBLISH, keyspace events), sent with its reply (PubSub::Hold).
+  std::vector<PubSub::HeldMessage> published;
   std::string reply;  ///< RESP in the caller's protocol, when !failed
   std::string error;  ///< the error reply ("-ERR ..."), when failed
   bool failed = false;
