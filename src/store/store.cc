@@ -1342,8 +1342,9 @@ StoreImpl::CurrentValue StoreImpl::Current(uint8_t pdb, std::string_view key, ui
     memo_.offset = offset;
   }
   if (Expired(h, now) && !current_sees_expired_) {
-    if (report_expired_in_groups_.load(std::memory_order_relaxed))
-      options_.on_expired_in_group(GroupLogicalDb(pdb), key);
+    // (The DEL goes into the replication stream now, ahead of the group's commands: it names the
+    // database as the applied map does, before any SWAPDB of the group, not as GroupLogicalDb.)
+    if (report_expired_in_groups_.load(std::memory_order_relaxed)) options_.on_expired_in_group(logical_of_[pdb], key);
     // Dropped after the group, as when a read finds it (its `expired` then), unless the group
     // replaces it: then the apply sends `expired` (Options::on_expired_replaced) and the drop
     // finds a live record. (EXPIRE or RENAME of such a key write nothing: Redis drops it at once.)

@@ -263,6 +263,22 @@ class RedisReplicaOfKegTest(unittest.TestCase):
             self.assertLess(time.time(), deadline, "the replica's link never came up")
             time.sleep(0.05)
 
+    def test_an_expired_key_a_transaction_reads_after_its_swapdb_goes_in_the_right_database(self):
+        """MULTI; SWAPDB 0 1; APPEND k: k of the database swapped in has expired (the expire cycle
+        off). The DEL the primary sends for it goes into the stream ahead of the transaction, so it
+        must name the database before the swap (1), not after it (0): naming 0 deleted the live k
+        there on the replica (a change of this session did, caught by the random-writes test)."""
+        self.c.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
+        self.attach()
+        self.c.set("k", "live")
+        redis.Redis(port=self.keg.port, db=1).set("k", "old", px=1)
+        time.sleep(0.05)
+        self.assertEqual(self.c.pipeline(transaction=True).swapdb(0, 1).append("k", "new").execute(), [True, 3])
+        self.assertEqual(self.c.execute_command("WAIT", 1, 10000), 1)
+        for db, want in ((0, b"new"), (1, b"live")):
+            self.assertEqual(redis.Redis(port=self.keg.port, db=db).get("k"), want)
+            self.assertEqual(redis.Redis(port=self.replica.port, db=db).get("k"), want, f"the replica's db {db}")
+
     def test_full_sync_then_every_kind_of_write(self):
         fill(self.c)
         self.attach()
