@@ -75,9 +75,9 @@ void Queue(Ctx& c, std::shared_ptr<ScriptRun> run) {
     if (raw->serve != nullptr) raw->serve->ServeWritten(txn, from, &raw->served);
   });
   c.Then([run, server = &c.server()](std::span<OpResult> r, resp::ReplyBuffer& out) {
-    // (Not when its group failed to be written: nothing it did happened.)
-    if (!run->published.empty() && (r.empty() || r[0].error.ok()))
-      server->pubsub.SendHeld(run->published);
+    // (A step runs once its group is durable: when the group fails, what the script published
+    // is dropped with it, test_a_script_whose_group_fails_publishes_nothing.)
+    if (!run->published.empty()) server->pubsub.SendHeld(run->published);
     if (!run->served.empty())
       BlockingRegistry::SendReplies(run->served, r.empty() ? store::Status::OK() : r[0].error);
     if (run->failed) {

@@ -324,6 +324,29 @@ class InjectedErrors(Base):
                 waiter.close()
         c.close()
 
+    def test_a_script_whose_group_fails_publishes_nothing(self):
+        """A script's PUBLISHes and keyspace events wait for its group (PubSub::Hold): when the
+        group fails to write, its client gets the error and subscribers get nothing of it; the
+        next script's message and event arrive, in its order."""
+        k = self.start("everysec")
+        c = k.conn()
+        self.assertEqual(c.call("CONFIG", "SET", "notify-keyspace-events", "KEA"), b"OK")
+        sub = k.conn(timeout=5)
+        sub.send([("SUBSCRIBE", "ch"), ("SUBSCRIBE", "__keyevent@0__:set")])
+        sub.read()
+        sub.read()
+        script = "redis.call('publish', 'ch', ARGV[1]) return redis.call('set', KEYS[1], ARGV[1])"
+        self.inject("pwrite", 5)
+        with self.assertRaises(resp.ReplyError) as e:
+            c.call("EVAL", script, "1", "k", "lost")
+        self.heal()
+        self.assertTrue(str(e.exception).startswith(MISCONF), str(e.exception))
+        self.assertEqual(c.call("EVAL", script, "1", "k", "kept"), b"OK")
+        self.assertEqual(sub.read(), [b"message", b"ch", b"kept"])
+        self.assertEqual(sub.read(), [b"message", b"__keyevent@0__:set", b"k"])
+        sub.close()
+        c.close()
+
     def test_a_failed_snapshot_file_fails_its_sync_only(self):
         """A full sync that is not diskless writes its snapshot to a file in the data directory
         first: a failed write of it (ENOSPC) is the replica's error reply, logged with the file,
