@@ -2,6 +2,7 @@
 # The reliability suite's long mode: many more SIGKILL and power-loss cycles than CI runs, and
 # many Sentinel failovers in a row.
 #   tools/soak.sh [--cycles N] [--policies "always everysec no"] [--seed S] [--failovers N]
+#                 [--linearizable N]
 # Builds Release, then runs tests/reliability/crash.py for every policy, first with kill -9, then
 # with simulated power loss (the fault shim); writes one JSON report per run to build/soak/ and a
 # Markdown table of the figures to build/soak/summary.md (what docs/reliability.md quotes).
@@ -9,20 +10,25 @@
 # 50 minutes on 2 cores). Then --failovers (default 100; 0: none) failovers of a keg primary by three
 # redis-sentinels, SIGKILL, SIGSTOP and a partition in turn, with redis-py and ioredis writing through them
 # (tests/compat/test_sentinel.py test_keg_failover_soak; about 20 s a failover): no write both
-# replicas acknowledged may be lost. Its log: build/soak/failover.log.
+# replicas acknowledged may be lost. Its log: build/soak/failover.log. Then --linearizable (default
+# 20; 0: none) runs of tests/reliability/linearizable.py, 60 s each, alternately under everysec and
+# under always with 5 SIGKILLs, each on a new seed: every history must be linearizable. Their log:
+# build/soak/linearizable.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cycles=1000
 policies="always everysec no"
 seed=$(date +%s)
 failovers=100
+linearizable=20
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --cycles) cycles=$2; shift 2 ;;
     --policies) policies=$2; shift 2 ;;
     --seed) seed=$2; shift 2 ;;
     --failovers) failovers=$2; shift 2 ;;
-    *) echo "usage: $0 [--cycles N] [--policies \"always everysec no\"] [--seed S] [--failovers N]" >&2; exit 2 ;;
+    --linearizable) linearizable=$2; shift 2 ;;
+    *) echo "usage: $0 [--cycles N] [--policies \"always everysec no\"] [--seed S] [--failovers N] [--linearizable N]" >&2; exit 2 ;;
   esac
 done
 tools/install-deps.sh --test
@@ -77,4 +83,14 @@ if [[ $failovers -gt 0 ]]; then
   fi
   grep -E "^(SIGKILL|SIGSTOP|w:|io:)" "$out/failover.log" || true
 fi
+for ((i = 0; i < linearizable; i++)); do
+  args=(--seconds 60 --seed $((seed + i)))
+  ((i % 2)) && args+=(--policy always --kills 5)
+  echo "== linearizability $((i + 1))/$linearizable: ${args[*]}" | tee -a "$out/linearizable.log"
+  if ! /usr/bin/python3 tests/reliability/linearizable.py "${args[@]}" >> "$out/linearizable.log" 2>&1; then
+    status=1
+    echo "FAILED: see $out/linearizable.log"
+  fi
+  tail -1 "$out/linearizable.log"
+done
 exit $status
