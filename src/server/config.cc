@@ -463,6 +463,8 @@ const std::vector<Directive>& Table() {
     t.push_back(OneOf("enable-module-command", &Config::enable_module_command, {"no", "yes", "local"}, false));
     t.push_back(OneOf("propagation-error-behavior", &Config::propagation_error_behavior,
                       {"ignore", "panic", "panic-on-replicas"}, true));
+    t.push_back(OneOf("sanitize-dump-payload", &Config::sanitize_dump_payload,
+                      {"no", "yes", "clients"}, true));
     t.push_back({"appendfsync", false,
                  [](Config& c, const std::vector<std::string_view>& a) {
                    if (a.size() != 1) return std::string("wrong number of arguments");

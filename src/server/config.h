@@ -146,6 +146,8 @@ struct Config {
   std::string enable_protected_configs = "no";      // no | yes | local (CONFIG SET dbfilename)
   std::string enable_module_command = "no";         // no | yes | local (keg has no modules)
   std::string propagation_error_behavior = "ignore";  // ignore | panic | panic-on-replicas
+  // no | yes | clients: RESTORE checks every payload whole whatever it says (Redis's yes).
+  std::string sanitize_dump_payload = "no";
   // Scripts.
   int64_t busy_reply_threshold = 5000;  // milliseconds (alias lua-time-limit); 0: never busy
   // Small collections are stored whole while within these (Redis's names and defaults; they also

@@ -206,6 +206,13 @@ TEST(ConfigTest, RedisRdbAndProcessDirectivesAsRedisValidatesThem) {
   for (const char* name : {"no-appendfsync-on-rewrite", "activerehashing"}) {
     EXPECT_EQ(SetDirective(&c, name, {"no"}, true), "") << name;
   }
+  // A redis.conf that sets it starts keg (RESTORE checks every payload whole whatever it says).
+  EXPECT_EQ(GetDirectives(c, "sanitize-dump-payload")[0].second, "no");
+  EXPECT_EQ(SetDirective(&c, "sanitize-dump-payload", {"CLIENTS"}, false), "");
+  EXPECT_EQ(SetDirective(&c, "sanitize-dump-payload", {"yes"}, true), "");
+  EXPECT_EQ(GetDirectives(c, "sanitize-dump-payload")[0].second, "yes");
+  EXPECT_EQ(SetDirective(&c, "sanitize-dump-payload", {"foo"}, true),
+            "argument(s) must be one of the following: no, yes, clients");
 }
 
 // Directives Redis's integration tests set, as redis-server 7.0.15 reads and prints them.

@@ -778,14 +778,16 @@ def check(history):
                 continue
             # An op in flight at a crash took effect (here), or never did — then neither did the
             # client's later ops, and the client is finished (idx >= done).
-            new_state, ok = op.apply(state) if op.ret is not None else _apply_unacked(op, state)
-            if not ok:
-                continue
-            nidx = idx[:c] + (idx[c] + 1,) + idx[c + 1:]
-            child = (nidx, new_state)
-            if child not in seen:
-                seen.add(child)
-                children.append((op.ret if op.ret is not None else op.deadline, child))
+            if op.ret is not None:
+                new_state, ok = op.apply(state)
+            else:
+                new_state, ok = _apply_unacked(op, state) if op.deadline >= op.inv else (None, False)
+            if ok:
+                nidx = idx[:c] + (idx[c] + 1,) + idx[c + 1:]
+                child = (nidx, new_state)
+                if child not in seen:
+                    seen.add(child)
+                    children.append((op.ret if op.ret is not None else op.deadline, child))
             if op.ret is None:  # or it never ran, nor the client's later ops
                 drop = (idx[:c] + (len(clients[c]),) + idx[c + 1:], state)
                 if drop not in seen:
@@ -808,7 +810,7 @@ def check(history):
                 lines.append("    then " + repr(op))
     lines.append("the last operations placed:")
     placed = sorted((op for c in range(n) for op in clients[c][max(0, idx[c] - 3):idx[c]]),
-                    key=lambda op: op.ret)
+                    key=lambda op: op.ret or op.inv)
     lines += ["  " + repr(op) for op in placed[-12:]]
     return False, "\n".join(lines)
 
@@ -904,7 +906,8 @@ def main():
         for ops in ctx.history.values():
             for op in ops:
                 if op.ret is None:
-                    op.deadline = min(k for k in ctx.kills_ns if k >= op.inv)
+                    # Sent after the kill, on a connection not yet seen dead: it never ran.
+                    op.deadline = min((k for k in ctx.kills_ns if k >= op.inv), default=op.inv - 1)
         t0 = time.monotonic()
         ok, report = check(ctx.history)
         print(f"checked in {time.monotonic() - t0:.1f} s: {report.splitlines()[0]}")
