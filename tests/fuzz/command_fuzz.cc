@@ -5,13 +5,14 @@
 // command's name (and subcommand) comes from the live command table, so every command added later
 // is fuzzed without touching this file; its arguments come from a pool of a few keys, hostile
 // numbers (INT64 limits, 2^32, offsets near proto-max-bulk-len, NaN, inf), the option words the
-// commands take, DUMP payloads with valid checksums (some with a damaged body), HyperLogLog headers
+// commands take, DUMP payloads with valid checksums (strings, and each type and encoding as
+// redis-server writes it; some with a damaged body), HyperLogLog headers
 // with damaged runs, and raw bytes. Commands are grouped into reads (pipelines) of random length.
 // A read is either run to its last reply before the next one, or only sent: its connection stays
-// in flight — a blocking pop waiting, for ever or briefly, a write group under way — while the other
-// connections' reads run (and may serve it, rename or delete its key, or CLIENT UNBLOCK it by the
-// ids the fuzzer is told), until its next read or the end of the input collects it, or the end of
-// the input closes it with its reply outstanding.
+// in flight — a blocking pop waiting, for ever or briefly, a write group under way — while the
+// other connections' reads run (and may serve it, rename or delete its key, or CLIENT UNBLOCK it by
+// the ids the fuzzer is told), until its next read or the end of the input collects it, or the end
+// of the input closes it with its reply outstanding.
 //
 // Oracles, beyond "no crash, no hang, no leak, no sanitizer report, the server never asked to
 // stop except by SHUTDOWN":
@@ -106,6 +107,49 @@ const char* const kWords[] = {
     "&*", "+@all", "-@all", "+get", "-set", "+@read", "-@dangerous", "+select|0", "+client|id", "(~x)",
     "#0000000000000000000000000000000000000000000000000000000000000000"};
 
+// DUMP payloads redis-server 7.0.15 wrote, one per type and encoding it writes (RDB 10), so the
+// fuzzer's RESTOREs reach each decoder of keg's, whole or damaged.
+const std::string_view kRedisPayloads[] = {
+    // a listpack hash
+    std::string_view("\x10\xc3\x21\x39\x0b\x39\x00\x00\x00\x06\x00\x82\x66\x31\x03\x82\x76\x20\x03"
+                     "\x0a\x66\x32\x03\x02\x01\x82\x66\x33\x03\x9e\x78\xe0\x14\x00\x01\x1f\xff\x0a"
+                     "\x00\xaf\x82\x9e\xbd\x1a\xd9\x5b\xc2",
+                     47),
+    // a listpack sorted set (with inf)
+    std::string_view("\x11\x24\x24\x00\x00\x00\x08\x00\x81\x63\x02\xdf\xfd\x02\x81\x61\x02\x01\x01"
+                     "\x81\x62\x02\x83\x32\x2e\x35\x04\x83\x69\x6e\x66\x04\x83\x69\x6e\x66\x04\xff"
+                     "\x0a\x00\x54\x4d\x45\xc7\x9a\x1a\x41\xa8",
+                     48),
+    // an intset
+    std::string_view(
+        "\x0b\x1c\x04\x00\x00\x00\x05\x00\x00\x00\xf9\xff\xff\xff\x01\x00\x00\x00\x02\x00\x00\x00"
+        "\x03\x00\x00\x00\xa0\x86\x01\x00\x0a\x00\x29\xb9\x7d\xfc\x05\x98\xe5\x06",
+        40),
+    // a set
+    std::string_view("\x02\x03\x01\x63\x01\x61\x01\x62\x0a\x00\xd5\x1b\xc2\xf0\x96\x8e\x69\xc3",
+                     18),
+    // a quicklist of three listpack nodes
+    std::string_view("\x12\x03\x02\x0d\x0d\x00\x00\x00\x02\x00\x81\x61\x02\x81\x62\x02\xff\x02\x0c"
+                     "\x0c\x00\x00\x00\x02\x00\x81\x63\x02\x01\x01\xff\x02\x09\x09\x00\x00\x00\x01"
+                     "\x00\x02\x01\xff\x0a\x00\xde\x90\x00\xa3\x75\xbd\xb3\x48",
+                     52),
+    // an LZF string
+    std::string_view("\x00\xc3\x09\x40\x64\x01\x61\x61\xe0\x57\x00\x01\x61\x61\x0a\x00\xe8\xa3\xb5"
+                     "\x07\xb0\x6d\xf2\x71",
+                     24),
+    // an integer string
+    std::string_view("\x00\xc1\x39\x30\x0a\x00\x9d\x94\xea\x27\x93\xfc\x08\xb9", 14),
+    // a hash of integer values
+    std::string_view(
+        "\x04\x02\x01\x61\xc0\x01\x01\x62\xc0\x02\x0a\x00\x17\x14\x3a\x96\xeb\xa7\x5d\x5c", 20),
+    // a set of integers
+    std::string_view("\x02\x02\xc0\x02\xc0\x01\x0a\x00\x0b\x85\x00\x52\xae\xa9\x1f\xa1", 16),
+    // a sorted set with binary scores
+    std::string_view("\x05\x02\x01\x62\x00\x00\x00\x00\x00\x00\x00\x40\x01\x61\x00\x00\x00\x00\x00"
+                     "\x00\xf0\x3f\x0a\x00\x7b\x29\x9e\x12\xce\x94\x08\xd4",
+                     32),
+};
+
 std::string PickArg(FuzzedDataProvider& in) {
   switch (in.ConsumeIntegralInRange<int>(0, 7)) {
     case 0:
@@ -121,10 +165,17 @@ std::string PickArg(FuzzedDataProvider& in) {
     case 4:
       return std::to_string(in.ConsumeIntegral<int64_t>());
     case 5: {
-      // A DUMP payload with a valid checksum (the decoder is reached), its body perhaps damaged.
-      std::string p = keg::server::rdb::DumpString(in.ConsumeRandomLengthString(64));
+      // A DUMP payload with a valid checksum (the decoder is reached): a string keg wrote or one of
+      // Redis's payloads, its body perhaps damaged in up to three bytes.
+      std::string p = in.ConsumeBool()
+                          ? keg::server::rdb::DumpString(in.ConsumeRandomLengthString(64))
+                          : std::string(kRedisPayloads[in.ConsumeIntegralInRange<size_t>(
+                                0, std::size(kRedisPayloads) - 1)]);
       if (in.ConsumeBool() && p.size() > 10) {
-        p[in.ConsumeIntegralInRange<size_t>(0, p.size() - 11)] = static_cast<char>(in.ConsumeIntegral<uint8_t>());
+        for (int damaged = in.ConsumeIntegralInRange<int>(1, 3); damaged > 0; --damaged) {
+          p[in.ConsumeIntegralInRange<size_t>(0, p.size() - 11)] =
+              static_cast<char>(in.ConsumeIntegral<uint8_t>());
+        }
         p.resize(p.size() - 8);
         const uint64_t crc = keg::server::rdb::Crc64(0, p);
         for (int i = 0; i < 8; ++i) p.push_back(static_cast<char>((crc >> (8 * i)) & 0xFF));
