@@ -24,7 +24,9 @@ restarted; a command whose reply never came may have taken effect (at any moment
 or not, as a durable server allows; everything acknowledged must be there.
 
 A failure prints the seed, the deepest point the search reached, the commands that could come next
-there and what each replied. Usage:
+there and what each replied. --against-redis runs the clients against redis-server instead, and
+--check-model STEPS replays one client's operations against redis-server comparing the whole
+keyspace with the model's after each: both check the model (run them after changing it). Usage:
   linearizable.py [--seconds 20] [--clients 6] [--policy everysec] [--kills 0] [--seed S]
 Exit status 0 when the history is linearizable.
 """
@@ -1140,6 +1142,63 @@ def _apply_unacked(op, state):
     return view.freeze(), True
 
 
+def keyspace(conn):
+    """The model's view of a server's keys (both databases), read with plain commands."""
+    out = []
+    for db in range(DBS):
+        conn.call("SELECT", str(db))
+        row = []
+        for k in KEYS:
+            t = conn.call("TYPE", k)
+            if t == b"none":
+                row.append(None)
+                continue
+            ttl = conn.call("TTL", k) > 0
+            if t == b"string":
+                row.append(("s", conn.call("GET", k), ttl))
+            elif t == b"list":
+                row.append(("l", tuple(conn.call("LRANGE", k, 0, -1)), ttl))
+            elif t == b"hash":
+                r = conn.call("HGETALL", k)
+                row.append(("h", frozenset(zip(r[0::2], r[1::2])), ttl))
+            elif t == b"set":
+                row.append(("S", frozenset(conn.call("SMEMBERS", k)), ttl))
+            else:
+                r = conn.call("ZRANGE", k, 0, -1, "WITHSCORES")
+                row.append(("z", frozenset((m, int(float(s))) for m, s in zip(r[0::2], r[1::2])), ttl))
+        out.append(tuple(row))
+    return tuple(out)
+
+
+def check_model(server, seed, steps):
+    """One client's random operations against redis-server, one at a time: after each, the model's
+    state must equal the server's keyspace. Finds a mistake in the model at the command that
+    makes it (the concurrent check can only say that no order fits)."""
+    for db in (0, 1):
+        gen = Generator(random.Random(seed + db), db)
+        conn, probe = server.conn(), server.conn()
+        conn.call("FLUSHALL")
+        conn.call("SELECT", str(db))
+        state = keyspace(probe)
+        for step in range(steps):
+            op = gen.op(0)
+            wire = op.wire()
+            conn.send(wire)
+            replies = [conn.read() for _ in wire]
+            op.reply = replies[0] if op.kind != "multi" else replies
+            new, ok = op.apply(state)
+            real = keyspace(probe)
+            if not ok or new != real:
+                print(f"FAIL (seed {seed}): the model is wrong at step {step} in db{db}: {op!r}\n"
+                      f"  model before: {state}\n  model after:  {new}\n  server after: {real}")
+                return 1
+            state = new
+        conn.close()
+        probe.close()
+    print(f"PASS: the model followed redis-server for {steps} operations in each database")
+    return 0
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seconds", type=float, default=20)
@@ -1150,6 +1209,8 @@ def main():
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--against-redis", action="store_true",
                    help="run the clients against redis-server (no keg chaos): checks the model")
+    p.add_argument("--check-model", type=int, metavar="STEPS", default=0,
+                   help="check the model against redis-server, one operation at a time, and exit")
     a = p.parse_args()
     if a.kills and a.policy != "always":
         p.error("--kills needs --policy always (under everysec an acknowledged write may be lost)")
@@ -1164,6 +1225,13 @@ def main():
           f"{'per element from 2 elements' if tiny else 'whole (small)'}", flush=True)
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory(prefix="keg-lin-") as tmp:
+        if a.check_model:
+            redis = RedisServer(os.path.join(tmp, "data"), log=os.path.join(tmp, "redis.log"))
+            redis.start()
+            try:
+                return check_model(redis, seed, a.check_model)
+            finally:
+                redis.stop()
         if a.against_redis:
             keg = RedisServer(os.path.join(tmp, "data"), log=os.path.join(tmp, "redis.log"))
         else:
