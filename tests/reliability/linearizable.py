@@ -1209,11 +1209,20 @@ def main():
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--against-redis", action="store_true",
                    help="run the clients against redis-server (no keg chaos): checks the model")
+    p.add_argument("--save", metavar="FILE", help="on a failure, write the history there (pickle)")
+    p.add_argument("--recheck", metavar="FILE", help="check a history --save wrote, and exit")
     p.add_argument("--check-model", type=int, metavar="STEPS", default=0,
                    help="check the model against redis-server, one operation at a time, and exit")
     a = p.parse_args()
     if a.kills and a.policy != "always":
         p.error("--kills needs --policy always (under everysec an acknowledged write may be lost)")
+    if a.recheck:
+        import pickle
+        with open(a.recheck, "rb") as f:
+            history = pickle.load(f)
+        ok, report = check(history)
+        print(report if not ok else "PASS: linearizable")
+        return 0 if ok else 1
     seed = a.seed if a.seed is not None else random.randrange(1 << 30)
     # Odd seeds: collections of two or more elements are stored per element (docs/types.md), and
     # converted there from whole and back as they grow and shrink.
@@ -1291,6 +1300,11 @@ def main():
         print(f"checked in {time.monotonic() - t0:.1f} s: {report.splitlines()[0]}")
         if not ok:
             print(f"FAIL (seed {seed}):\n{report}")
+            if a.save:
+                import pickle
+                with open(a.save, "wb") as f:
+                    pickle.dump(ctx.history, f)
+                print(f"history written to {a.save} (--recheck {a.save})")
             return 1
         print("PASS: linearizable")
         return 0
