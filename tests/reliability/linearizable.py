@@ -684,6 +684,8 @@ class Op:
 
     def apply(self, state):
         """(new state, True) when the model gives the reply the server gave, else (None, False)."""
+        if self.kind == "keyspace":
+            return (state, True) if state == self.reply else (None, False)
         view = View(state)
         if self.kind == "cmd":
             expected = run(view, self.db, self.cmds[0], self.reply)
@@ -718,6 +720,8 @@ class Op:
 
     def __repr__(self):
         t = lambda ns: "-" if ns is None else f"{ns / 1e6:.3f}"  # noqa: E731
+        if self.kind == "keyspace":
+            return f"the keyspace after a restart [{t(self.inv)}..{t(self.ret)} ms]: {self.reply}"
         body = (" ".join(map(str, self.cmds[0])) if self.kind == "cmd" else
                 f"{self.kind.upper()}[" + "; ".join(" ".join(map(str, c)) for c in self.cmds) + "]")
         return f"c{self.client}/db{self.db} [{t(self.inv)}..{t(self.ret)} ms] {body} -> {self.reply!r}"
@@ -831,6 +835,9 @@ class Client(threading.Thread):
 
     def connect(self):
         while not self.ctx.stop.is_set():
+            if self.ctx.crashing.is_set():  # the restarted server's keyspace is read first
+                time.sleep(0.01)
+                continue
             try:
                 c = resp.Conn(self.ctx.keg.port, timeout=60)
                 if self.db:
@@ -1026,6 +1033,8 @@ def changes_nothing(op):
     removes its real-time bound on the rest). Without this, k concurrent reads make 2^k nodes."""
     if op.ret is None:
         return False
+    if op.kind == "keyspace":
+        return True
     if op.kind == "cmd":
         return _changes_nothing(op.cmds[0], op.reply)
     if op.kind == "multi":
@@ -1037,8 +1046,9 @@ def changes_nothing(op):
         op.cmds[0][0] in READS and op.cmds[1][0] in READS)
 
 
-def check(history):
-    """Returns (True, None) when the history is linearizable, else (False, report)."""
+def check(history, budget=5_000_000):
+    """Returns (True, None) when the history is linearizable, else (False, report). A search that
+    visits `budget` nodes without an answer counts as a failure (reported as undecided)."""
     clients = [ops for _, ops in sorted(history.items()) if ops]
     n = len(clients)
     # A client's ops with a reply come first (replies come in order); the rest were in flight.
@@ -1056,6 +1066,8 @@ def check(history):
     while stack:
         idx, state = stack.pop()
         nodes += 1
+        if nodes > budget:
+            break
         progress = sum(min(i, d) for i, d in zip(idx, done))
         if progress > best[0]:
             best = (progress, (idx, state))
@@ -1103,7 +1115,8 @@ def check(history):
         children.sort(key=lambda x: -x[0])
         stack.extend(ch for _, ch in children)
     idx, state = best[1]
-    lines = [f"not linearizable: {best[0]} of {total} acknowledged operations placed at best "
+    verdict = "undecided: the search gave up" if stack else "not linearizable"
+    lines = [f"{verdict}: {best[0]} of {total} acknowledged operations placed at best "
              f"({nodes} search nodes); the model's state there:"]
     for db in range(DBS):
         lines.append(f"  db{db}: " + ", ".join(f"{k}={state[db][i]!r}" for i, k in enumerate(KEYS)
@@ -1264,6 +1277,15 @@ def main():
             ctx.kills_ns.append(time.monotonic_ns())
             chaos.note("SIGKILL and restart")
             keg.start()
+            # What the restart recovered, read before any client is back: an op of its own, whose
+            # reply is the whole keyspace.
+            snap = Op(999_000 + len(ctx.kills_ns), 0, "keyspace", [])
+            snap.inv = time.monotonic_ns()
+            conn = keg.conn()
+            snap.reply = keyspace(conn)
+            conn.close()
+            snap.ret = time.monotonic_ns()
+            ctx.history[snap.client] = [snap]
             ctx.crashing.clear()
         time.sleep(max(0.0, t0 + a.seconds - time.monotonic()))
         ctx.stop.set()
