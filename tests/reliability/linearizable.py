@@ -1084,6 +1084,13 @@ def check(history, budget=5_000_000):
             if idx[c] >= len(clients[c]):
                 continue
             op = clients[c][idx[c]]
+            if op.ret is None:
+                # In flight at a crash: it never ran, nor the client's later ops (always possible,
+                # whatever the time), or it ran before the crash (below).
+                drop = (idx[:c] + (len(clients[c]),) + idx[c + 1:], state)
+                if drop not in seen:
+                    seen.add(drop)
+                    children.append((op.deadline, drop))
             if op.inv > min_ret:
                 continue
             if noop[c][idx[c]]:
@@ -1094,8 +1101,6 @@ def check(history, budget=5_000_000):
                     seen.add(child)
                     break
                 continue
-            # An op in flight at a crash took effect (here), or never did — then neither did the
-            # client's later ops, and the client is finished (idx >= done).
             if op.ret is not None:
                 new_state, ok = op.apply(state)
             else:
@@ -1106,11 +1111,6 @@ def check(history, budget=5_000_000):
                 if child not in seen:
                     seen.add(child)
                     children.append((op.ret if op.ret is not None else op.deadline, child))
-            if op.ret is None:  # or it never ran, nor the client's later ops
-                drop = (idx[:c] + (len(clients[c]),) + idx[c + 1:], state)
-                if drop not in seen:
-                    seen.add(drop)
-                    children.append((op.deadline, drop))
         # Depth first, the child whose op replied earliest on top.
         children.sort(key=lambda x: -x[0])
         stack.extend(ch for _, ch in children)
