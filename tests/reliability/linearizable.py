@@ -922,10 +922,12 @@ class Chaos(threading.Thread):
     def __init__(self, ctx, seed, keg_only=True):
         super().__init__(daemon=True)
         self.ctx, self.rng, self.keg_only = ctx, random.Random(seed), keg_only
+        self.log = []  # (monotonic ns after it, what): for a failure's report
         self.events = {}
 
-    def note(self, what):
+    def note(self, what, detail=""):
         self.events[what] = self.events.get(what, 0) + 1
+        self.log.append((time.monotonic_ns(), f"{what} {detail}".rstrip()))
 
     def run(self):
         ctx, r = self.ctx, self.rng
@@ -942,11 +944,13 @@ class Chaos(threading.Thread):
                     ctx.keg.call("DEBUG", "DROP-PAGE-CACHE")
                     self.note("DEBUG DROP-PAGE-CACHE")
                 elif what < 55:
-                    ctx.keg.call("DEBUG", "COLD-READ-DELAY", str(r.choice([0, 0, 1, 3])))
-                    self.note("DEBUG COLD-READ-DELAY")
+                    ms = r.choice([0, 0, 1, 3])
+                    ctx.keg.call("DEBUG", "COLD-READ-DELAY", str(ms))
+                    self.note("DEBUG COLD-READ-DELAY", ms)
                 elif what < 70:
-                    ctx.keg.call("DEBUG", "APPLY-PAUSE", str(r.choice([0, 0, 50, 300])))
-                    self.note("DEBUG APPLY-PAUSE")
+                    us = r.choice([0, 0, 50, 300])
+                    ctx.keg.call("DEBUG", "APPLY-PAUSE", str(us))
+                    self.note("DEBUG APPLY-PAUSE", us)
                 elif what < 84:
                     ctx.keg.call("CLIENT", "PAUSE", str(r.choice([5, 20])), r.choice(["WRITE", "ALL"]))
                     self.note("CLIENT PAUSE")
@@ -1326,6 +1330,8 @@ def main():
                 import pickle
                 with open(a.save, "wb") as f:
                     pickle.dump(ctx.history, f)
+                with open(a.save + ".chaos", "w") as f:
+                    f.writelines(f"{t / 1e6:.3f} ms {what}\n" for t, what in chaos.log)
                 print(f"history written to {a.save} (--recheck {a.save})")
             return 1
         print("PASS: linearizable")
