@@ -4,8 +4,10 @@ a sequential model of Redis in some order that respects real time.
 
 Clients (each a thread with its own connection, so on several I/O threads) send random commands
 over a few keys in databases 0 and 1 — strings, counters, lists, hashes, sets, sorted sets, TTL
-flags, multi-key commands (MSET, MGET, DEL, EXISTS, RENAME, COPY, LMOVE, MOVE, SWAPDB, FLUSHDB),
-MULTI/EXEC blocks and scripts of two commands — one at a time or pipelined (up to 4 per write).
+flags, multi-key commands (MSET, MGET, DEL, EXISTS, RENAME, COPY, LMOVE, MOVE, SWAPDB, FLUSHDB,
+the STORE forms), blocking pops with short timeouts, MULTI/EXEC blocks and scripts of two
+commands — one at a time or pipelined (up to 4 per write). On odd seeds the server stores
+collections of two or more elements per element (thresholds of 1).
 Each command's invocation time is taken before its bytes are sent and its response time after its
 reply was read, so each interval holds the moment the server ran it. The history is linearizable
 when there is one order of all commands that (a) keeps each connection's commands in the order it
@@ -16,15 +18,22 @@ finds such an order or shows there is none.
 
 While the clients run, a chaos thread makes the server work the way races need: COMPACT, DEBUG
 DROP-PAGE-CACHE (reads then go to the cold-read pool), DEBUG COLD-READ-DELAY, DEBUG APPLY-PAUSE
-(the writer dawdles between a group's keydir updates), SIGSTOP / SIGCONT of the whole server, and
-a filler client writing large values to database 2, so data files fill, seal and compact.
+(the writer dawdles between a group's keydir updates), CLIENT PAUSE, SIGSTOP / SIGCONT of the whole
+server, and a filler client writing large values to database 2, so data files fill, seal and
+compact.
 
 --kills N: under `appendfsync always` the server is SIGKILLed N times at random moments and
-restarted; a command whose reply never came may have taken effect (at any moment after it was sent)
-or not, as a durable server allows; everything acknowledged must be there.
+restarted; a command whose reply never came may have taken effect (after it was sent and before
+the kill) or not, as a durable server allows; everything acknowledged must be there. After each
+restart the whole keyspace is read before the clients come back, an operation of the history too.
+
+A command whose reply shows it changed nothing (a read, an error, a DEL of nothing ...) is placed
+as soon as it fits, without trying other orders there (sound: it changes no state, and placing it
+only lifts its real-time bound on the rest); a search past 5M nodes gives up and fails.
 
 A failure prints the seed, the deepest point the search reached, the commands that could come next
-there and what each replied. --against-redis runs the clients against redis-server instead, and
+there and what each replied; --save FILE keeps the history (and FILE.chaos the chaos thread's
+actions with their times) for --recheck FILE. --against-redis runs the clients against redis-server instead, and
 --check-model STEPS replays one client's operations against redis-server comparing the whole
 keyspace with the model's after each: both check the model (run them after changing it). Usage:
   linearizable.py [--seconds 20] [--clients 6] [--policy everysec] [--kills 0] [--seed S]
