@@ -170,14 +170,7 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
       if (failed()) return;
     }
   });
-  if (!c_.AccountRead(std::move(s), key)) {
-    if (c_.read_failed()) {
-      c_.ReplyReadError();
-    } else {
-      absent();
-    }
-    return false;
-  }
+  if (!Accounted(std::move(s), key, absent)) return false;
   if (!large() && !Decodable()) {
     c_.Error(kUndecodable);
     return false;
@@ -187,6 +180,40 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
     return false;
   }
   return true;
+}
+
+bool CollectionRead::CountTogether(std::string_view key, const std::function<void()>& absent,
+                                   uint64_t* count) {
+  store::Status s;
+  const Command* cmd = c_.command();
+  *count = 0;
+  c_.ReadTogether(2, [&] {  // reads only here (they may run again)
+    s = c_.Get(key, &head_);
+    if (s.ok() && cmd != nullptr && cmd->value_type >= 0 && head_.type != cmd->value_type) {
+      s = store::Status::WrongType();
+    }
+    if (s.ok() && large()) *count = c_.ElementCount(store::format::IncarnationOf(head_.value));
+  });
+  if (!Accounted(std::move(s), key, absent)) return false;
+  if (!large()) {
+    if (!Decodable()) {
+      c_.Error(kUndecodable);
+      return false;
+    }
+    *count = Size();
+  }
+  return true;
+}
+
+bool CollectionRead::Accounted(store::Status s, std::string_view key,
+                               const std::function<void()>& absent) {
+  if (c_.AccountRead(std::move(s), key)) return true;
+  if (c_.read_failed()) {
+    c_.ReplyReadError();
+  } else {
+    absent();
+  }
+  return false;
 }
 
 bool CollectionRead::Decodable() const {

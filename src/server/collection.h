@@ -79,6 +79,10 @@ class CollectionRead {
   }
   /// The number of entries (fields, members).
   uint64_t Size();
+  /// HLEN, SCARD: Open and Size with the head and a large collection's count read at one moment
+  /// (a group landing between the two reads — MULTI / DEL h / HSET h ... / EXEC — counted a
+  /// collection it had dropped: 0). False when the reply is written already (`absent`, an error).
+  bool CountTogether(std::string_view key, const std::function<void()>& absent, uint64_t* count);
   /// Finds `member`: true with *value (a hash field's) when present. False when absent, and also
   /// on a read error: then failed() is true and the handler must reply ReplyError().
   bool Find(std::string_view member, std::string_view* value);
@@ -96,6 +100,9 @@ class CollectionRead {
 
  private:
   bool Decodable() const;  // the whole encoding's count is whole entries
+  // Counts the read of `key` (status `s`); when it found nothing to read, replies absent() or the
+  // read's error and returns false.
+  bool Accounted(store::Status s, std::string_view key, const std::function<void()>& absent);
 
   Ctx& c_;
   store::ValueView head_;

@@ -301,12 +301,31 @@ void Hincrbyfloat(Ctx& c) {
   ThenReply(c, res, [](Result& r, resp::ReplyBuffer& out) { out.Bulk(r.value); });
 }
 
-void Hget(Ctx& c) {
+// HGET, HSTRLEN, HEXISTS: the field's value (nullopt: none) with the hash's head read at the same
+// moment (FindTogether): a large hash's head and element are records of their own, and a group
+// landing between the two reads (MULTI / DEL h / HSET h f v / EXEC) made the field look absent
+// in a hash that had it all along. False when the reply is written already (`absent` or an error).
+bool FindField(Ctx& c, const std::function<void()>& absent,
+               std::optional<std::string_view>* value) {
   CollectionRead h(c);
-  if (!h.Open(c.arg(1), [&] { c.out().Null(); })) return;
-  std::string_view v;
-  if (!h.Find(c.arg(2), &v)) return h.failed() ? h.ReplyError() : c.out().Null();
-  c.out().Bulk(v);
+  const std::string_view field = c.arg(2);
+  std::vector<std::optional<std::string_view>> found;
+  if (!h.FindTogether(c.arg(1), std::span<const std::string_view>(&field, 1), absent, &found))
+    return false;
+  *value = found[0];
+  return true;
+}
+
+void Hget(Ctx& c) {
+  std::optional<std::string_view> v;
+  if (!FindField(
+          c, [&] { c.out().Null(); }, &v))
+    return;
+  if (v) {
+    c.out().Bulk(*v);
+  } else {
+    c.out().Null();
+  }
 }
 
 void Hmget(Ctx& c) {
@@ -331,26 +350,27 @@ void Hmget(Ctx& c) {
 
 void Hlen(Ctx& c) {
   CollectionRead h(c);
-  if (!h.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
-  c.out().Integer(static_cast<int64_t>(h.Size()));
+  uint64_t n = 0;
+  if (!h.CountTogether(
+          c.arg(1), [&] { c.out().Integer(0); }, &n))
+    return;
+  c.out().Integer(static_cast<int64_t>(n));
 }
 
 void Hstrlen(Ctx& c) {
-  CollectionRead h(c);
-  if (!h.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
-  std::string_view v;
-  const bool found = h.Find(c.arg(2), &v);
-  if (h.failed()) return h.ReplyError();
-  c.out().Integer(found ? static_cast<int64_t>(v.size()) : 0);
+  std::optional<std::string_view> v;
+  if (!FindField(
+          c, [&] { c.out().Integer(0); }, &v))
+    return;
+  c.out().Integer(v ? static_cast<int64_t>(v->size()) : 0);
 }
 
 void Hexists(Ctx& c) {
-  CollectionRead h(c);
-  if (!h.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
-  std::string_view v;
-  const bool found = h.Find(c.arg(2), &v);
-  if (h.failed()) return h.ReplyError();
-  c.out().Integer(found ? 1 : 0);
+  std::optional<std::string_view> v;
+  if (!FindField(
+          c, [&] { c.out().Integer(0); }, &v))
+    return;
+  c.out().Integer(v ? 1 : 0);
 }
 
 // HKEYS / HVALS / HGETALL (a map in RESP3).

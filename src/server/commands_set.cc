@@ -243,12 +243,17 @@ void Smembers(Ctx& c) {
 }
 
 void Sismember(Ctx& c) {
+  // The head and the member read at one moment (FindTogether): a group landing between the two
+  // reads of a large set (MULTI / DEL s / SADD s m / EXEC) made the member look absent.
   CollectionRead set(c);
-  if (!set.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
-  std::string_view v;
-  const bool found = set.Find(c.arg(2), &v);
-  if (set.failed()) return set.ReplyError();
-  c.out().Integer(found ? 1 : 0);
+  const std::string_view member = c.arg(2);
+  std::vector<std::optional<std::string_view>> found;
+  if (!set.FindTogether(
+          c.arg(1), std::span<const std::string_view>(&member, 1), [&] { c.out().Integer(0); },
+          &found)) {
+    return;
+  }
+  c.out().Integer(found[0] ? 1 : 0);
 }
 
 void Smismember(Ctx& c) {
@@ -267,8 +272,11 @@ void Smismember(Ctx& c) {
 
 void Scard(Ctx& c) {
   CollectionRead set(c);
-  if (!set.Open(c.arg(1), [&] { c.out().Integer(0); })) return;
-  c.out().Integer(static_cast<int64_t>(set.Size()));
+  uint64_t n = 0;
+  if (!set.CountTogether(
+          c.arg(1), [&] { c.out().Integer(0); }, &n))
+    return;
+  c.out().Integer(static_cast<int64_t>(n));
 }
 
 enum class Algebra { kInter, kUnion, kDiff };
