@@ -138,21 +138,17 @@ bool CollectionRead::Open(std::string_view key, const std::function<void()>& abs
 
 bool CollectionRead::FindTogether(std::string_view key, std::span<const std::string_view> members,
                                   const std::function<void()>& absent,
-                                  std::vector<std::optional<std::string_view>>* out) {
+                                  std::span<std::optional<std::string_view>> out) {
   // The head and every element as of one moment: a large collection's elements are records of
   // their own, and a group landing between two of their reads (HSET h f1, then HSET h f2) would
   // otherwise give the old f1 with the new f2. Reads only here; the accounting and the reply
   // after, once (the reads may run again).
   store::Status s;
-  const Command* cmd = c_.command();
   c_.ReadTogether(members.size() + 1, [&] {
     keep_.clear();
     error_ = store::Status::OK();
-    out->assign(members.size(), std::nullopt);
-    s = c_.Get(key, &head_);
-    if (s.ok() && cmd != nullptr && cmd->value_type >= 0 && head_.type != cmd->value_type) {
-      s = store::Status::WrongType();
-    }
+    std::fill(out.begin(), out.end(), std::nullopt);
+    s = GetHead(key);
     if (!s.ok() || (!large() && !Decodable())) return;
     if (!large() && members.size() > 4) {  // many members of a whole one: one pass over it
       std::vector<Entry> all;
@@ -160,13 +156,13 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
       std::unordered_map<std::string_view, std::string_view> whole;
       for (const Entry& e : all) whole.emplace(e.member, e.value);
       for (size_t i = 0; i < members.size(); ++i) {
-        if (auto it = whole.find(members[i]); it != whole.end()) (*out)[i] = it->second;
+        if (auto it = whole.find(members[i]); it != whole.end()) out[i] = it->second;
       }
       return;
     }
     for (size_t i = 0; i < members.size(); ++i) {
       std::string_view v;
-      if (Find(members[i], &v)) (*out)[i] = v;
+      if (Find(members[i], &v)) out[i] = v;
       if (failed()) return;
     }
   });
@@ -185,13 +181,9 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
 bool CollectionRead::CountTogether(std::string_view key, const std::function<void()>& absent,
                                    uint64_t* count) {
   store::Status s;
-  const Command* cmd = c_.command();
   *count = 0;
   c_.ReadTogether(2, [&] {  // reads only here (they may run again)
-    s = c_.Get(key, &head_);
-    if (s.ok() && cmd != nullptr && cmd->value_type >= 0 && head_.type != cmd->value_type) {
-      s = store::Status::WrongType();
-    }
+    s = GetHead(key);
     if (s.ok() && large()) *count = c_.ElementCount(store::format::IncarnationOf(head_.value));
   });
   if (!Accounted(std::move(s), key, absent)) return false;
@@ -203,6 +195,15 @@ bool CollectionRead::CountTogether(std::string_view key, const std::function<voi
     *count = Size();
   }
   return true;
+}
+
+store::Status CollectionRead::GetHead(std::string_view key) {
+  store::Status s = c_.Get(key, &head_);
+  const Command* cmd = c_.command();
+  if (s.ok() && cmd != nullptr && cmd->value_type >= 0 && head_.type != cmd->value_type) {
+    s = store::Status::WrongType();
+  }
+  return s;
 }
 
 bool CollectionRead::Accounted(store::Status s, std::string_view key,

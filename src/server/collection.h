@@ -87,11 +87,11 @@ class CollectionRead {
   /// on a read error: then failed() is true and the handler must reply ReplyError().
   bool Find(std::string_view member, std::string_view* value);
   /// Instead of Open and Find: reads `key` and finds each of `members` as of one moment (HMGET,
-  /// SMISMEMBER: a large collection's head and elements read together), (*out)[i] being
-  /// members[i]'s value when present. False when the reply is written already: absent() for a
+  /// SMISMEMBER: a large collection's head and elements read together), out[i] (the caller sizes
+  /// `out` as `members`) being members[i]'s value when present. False when the reply is written already: absent() for a
   /// missing key, the error otherwise.
   bool FindTogether(std::string_view key, std::span<const std::string_view> members, const std::function<void()>& absent,
-                    std::vector<std::optional<std::string_view>>* out);
+                    std::span<std::optional<std::string_view>> out);
   /// Every entry (stored whole: in its order; per element: in no particular order). False on a
   /// read error (see Find).
   bool All(std::vector<Entry>* out);
@@ -100,6 +100,8 @@ class CollectionRead {
 
  private:
   bool Decodable() const;  // the whole encoding's count is whole entries
+  // Reads `key`'s record into head_: WRONGTYPE when the running command's type is another.
+  store::Status GetHead(std::string_view key);
   // Counts the read of `key` (status `s`); when it found nothing to read, replies absent() or the
   // read's error and returns false.
   bool Accounted(store::Status s, std::string_view key, const std::function<void()>& absent);

@@ -309,18 +309,13 @@ bool FindField(Ctx& c, const std::function<void()>& absent,
                std::optional<std::string_view>* value) {
   CollectionRead h(c);
   const std::string_view field = c.arg(2);
-  std::vector<std::optional<std::string_view>> found;
-  if (!h.FindTogether(c.arg(1), std::span<const std::string_view>(&field, 1), absent, &found))
-    return false;
-  *value = found[0];
-  return true;
+  return h.FindTogether(c.arg(1), std::span<const std::string_view>(&field, 1), absent,
+                        std::span<std::optional<std::string_view>>(value, 1));
 }
 
 void Hget(Ctx& c) {
   std::optional<std::string_view> v;
-  if (!FindField(
-          c, [&] { c.out().Null(); }, &v))
-    return;
+  if (!FindField(c, [&] { c.out().Null(); }, &v)) return;
   if (v) {
     c.out().Bulk(*v);
   } else {
@@ -331,11 +326,11 @@ void Hget(Ctx& c) {
 void Hmget(Ctx& c) {
   CollectionRead h(c);
   const size_t n = c.argc() - 2;
-  std::vector<std::optional<std::string_view>> values;
+  std::vector<std::optional<std::string_view>> values(n);
   if (!h.FindTogether(c.arg(1), c.args().subspan(2), [&] {
         c.out().ArrayHeader(n);
         for (size_t i = 0; i < n; ++i) c.out().Null();
-      }, &values)) {
+      }, values)) {
     return;
   }
   c.out().ArrayHeader(n);
@@ -351,25 +346,19 @@ void Hmget(Ctx& c) {
 void Hlen(Ctx& c) {
   CollectionRead h(c);
   uint64_t n = 0;
-  if (!h.CountTogether(
-          c.arg(1), [&] { c.out().Integer(0); }, &n))
-    return;
+  if (!h.CountTogether(c.arg(1), [&] { c.out().Integer(0); }, &n)) return;
   c.out().Integer(static_cast<int64_t>(n));
 }
 
 void Hstrlen(Ctx& c) {
   std::optional<std::string_view> v;
-  if (!FindField(
-          c, [&] { c.out().Integer(0); }, &v))
-    return;
+  if (!FindField(c, [&] { c.out().Integer(0); }, &v)) return;
   c.out().Integer(v ? static_cast<int64_t>(v->size()) : 0);
 }
 
 void Hexists(Ctx& c) {
   std::optional<std::string_view> v;
-  if (!FindField(
-          c, [&] { c.out().Integer(0); }, &v))
-    return;
+  if (!FindField(c, [&] { c.out().Integer(0); }, &v)) return;
   c.out().Integer(v ? 1 : 0);
 }
 

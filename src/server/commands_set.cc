@@ -247,23 +247,23 @@ void Sismember(Ctx& c) {
   // reads of a large set (MULTI / DEL s / SADD s m / EXEC) made the member look absent.
   CollectionRead set(c);
   const std::string_view member = c.arg(2);
-  std::vector<std::optional<std::string_view>> found;
-  if (!set.FindTogether(
-          c.arg(1), std::span<const std::string_view>(&member, 1), [&] { c.out().Integer(0); },
-          &found)) {
+  std::optional<std::string_view> found;
+  const auto absent = [&] { c.out().Integer(0); };
+  if (!set.FindTogether(c.arg(1), std::span<const std::string_view>(&member, 1), absent,
+                        std::span<std::optional<std::string_view>>(&found, 1))) {
     return;
   }
-  c.out().Integer(found[0] ? 1 : 0);
+  c.out().Integer(found ? 1 : 0);
 }
 
 void Smismember(Ctx& c) {
   CollectionRead set(c);
   const size_t n = c.argc() - 2;
-  std::vector<std::optional<std::string_view>> found;
+  std::vector<std::optional<std::string_view>> found(n);
   if (!set.FindTogether(c.arg(1), c.args().subspan(2), [&] {
         c.out().ArrayHeader(n);
         for (size_t i = 0; i < n; ++i) c.out().Integer(0);
-      }, &found)) {
+      }, found)) {
     return;
   }
   c.out().ArrayHeader(n);
@@ -273,9 +273,7 @@ void Smismember(Ctx& c) {
 void Scard(Ctx& c) {
   CollectionRead set(c);
   uint64_t n = 0;
-  if (!set.CountTogether(
-          c.arg(1), [&] { c.out().Integer(0); }, &n))
-    return;
+  if (!set.CountTogether(c.arg(1), [&] { c.out().Integer(0); }, &n)) return;
   c.out().Integer(static_cast<int64_t>(n));
 }
 
