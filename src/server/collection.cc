@@ -1,8 +1,10 @@
 #include "server/collection.h"
 
 #include <algorithm>
+#include <chrono>
 #include <optional>
 #include <random>
+#include <thread>
 #include <unordered_map>
 
 #include "server/collection_commands.h"
@@ -122,6 +124,11 @@ bool MembersUnchanged(Ctx& c, uint8_t type, std::string_view key, std::span<cons
   return unchanged;
 }
 
+void ReadGap(Ctx& c) {
+  const uint32_t us = c.server().read_gap_us.load(std::memory_order_relaxed);
+  if (us != 0) std::this_thread::sleep_for(std::chrono::microseconds(us));
+}
+
 // ---- CollectionRead ---------------------------------------------------------------------------
 
 bool CollectionRead::Open(std::string_view key, const std::function<void()>& absent) {
@@ -141,15 +148,9 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
                                   std::span<std::optional<std::string_view>> out) {
   // The head and every element as of one moment: a large collection's elements are records of
   // their own, and a group landing between two of their reads (HSET h f1, then HSET h f2) would
-  // otherwise give the old f1 with the new f2. Reads only here; the accounting and the reply
-  // after, once (the reads may run again).
-  store::Status s;
-  c_.ReadTogether(members.size() + 1, [&] {
-    keep_.clear();
-    error_ = store::Status::OK();
+  // otherwise give the old f1 with the new f2.
+  return OpenWith(key, absent, [&] {
     std::fill(out.begin(), out.end(), std::nullopt);
-    s = GetHead(key);
-    if (!s.ok() || (!large() && !Decodable())) return;
     if (!large() && members.size() > 4) {  // many members of a whole one: one pass over it
       std::vector<Entry> all;
       if (!All(&all)) return;
@@ -166,16 +167,6 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
       if (failed()) return;
     }
   });
-  if (!Accounted(std::move(s), key, absent)) return false;
-  if (!large() && !Decodable()) {
-    c_.Error(kUndecodable);
-    return false;
-  }
-  if (failed()) {
-    ReplyError();
-    return false;
-  }
-  return true;
 }
 
 bool CollectionRead::CountTogether(std::string_view key, const std::function<void()>& absent,
@@ -222,11 +213,37 @@ bool CollectionRead::Decodable() const {
   return coll::Count(head_.value, &count) && count % StrideOf(head_.type) == 0;
 }
 
-bool CollectionRead::Adopt(store::ValueView record) {
+bool CollectionRead::Take(store::ValueView record) {
   head_ = std::move(record);
-  if (large() || Decodable()) return true;
+  return large() || Decodable();
+}
+
+bool CollectionRead::Adopt(store::ValueView record) {
+  if (Take(std::move(record))) return true;
   c_.Error(kUndecodable);
   return false;
+}
+
+bool CollectionRead::OpenWith(std::string_view key, const std::function<void()>& absent,
+                              store::FunctionRef<void()> reads) {
+  store::Status s;
+  c_.ReadTogether(2, [&] {  // reads only here (they may run again); accounting and replies after
+    keep_.clear();
+    pins_.clear();
+    error_ = store::Status::OK();
+    s = GetHead(key);
+    if (s.ok() && (large() || Decodable())) reads();
+  });
+  if (!Accounted(std::move(s), key, absent)) return false;
+  if (!large() && !Decodable()) {
+    c_.Error(kUndecodable);
+    return false;
+  }
+  if (failed()) {
+    ReplyError();
+    return false;
+  }
+  return true;
 }
 
 uint64_t CollectionRead::Size() {
@@ -244,6 +261,7 @@ bool CollectionRead::Find(std::string_view member, std::string_view* value) {
     if (found < 0) error_ = store::Status::Corruption("the value's record does not decode");
     return found > 0;
   }
+  ReadGap(c_);
   store::ValueView v;
   store::Status s = c_.GetElement(store::format::IncarnationOf(head_.value), member, &v);
   if (s.IsNotFound()) return false;
@@ -270,6 +288,7 @@ bool CollectionRead::All(std::vector<Entry>* out) {
     }
     return true;
   }
+  ReadGap(c_);
   std::vector<store::ElementView> elements;
   store::Status s = c_.ReadElements(store::format::IncarnationOf(head_.value), &elements, &pins_);
   if (!s.ok()) {
@@ -283,54 +302,45 @@ bool CollectionRead::All(std::vector<Entry>* out) {
 
 void CollectionRead::ReplyError() { c_.Error(CorruptionError(error_)); }
 
-bool DumpRecord(Ctx& c, store::ValueView record, std::string* out) {
+namespace {
+
+// DUMP's payload of `record` into *out: "" or the error's text. Reads only (inside DumpKey's
+// ReadTogether, so it may run again), no reply.
+std::string DumpValue(Ctx& c, const store::ValueView& record, std::string* out) {
   if (record.type == store::format::kTypeString) {
     *out = rdb::DumpString(record.value);
-    return true;
+    return {};
   }
   if (record.type == store::format::kTypeList) {
-    std::vector<std::string_view> elements;
     if (record.kind != kKindHead) {
       coll::View v;
-      if (!coll::Decode(record.value, &v)) {
-        c.Error(kUndecodable);
-        return false;
-      }
+      if (!coll::Decode(record.value, &v)) return std::string(kUndecodable);
       *out = rdb::DumpList(v.elements);
-      return true;
+      return {};
     }
-    // The meta element and the elements as of one moment (an LPOP landing between them would
-    // leave a position without its element).
+    ReadGap(c);
     std::vector<store::ValueView> views;
-    store::Status s;
-    c.ReadTogether(3, [&] { s = ListElements(c, store::format::IncarnationOf(record.value), &views); });
-    if (!s.ok()) {
-      c.Error(CorruptionError(s));
-      return false;
-    }
+    const store::Status s = ListElements(c, store::format::IncarnationOf(record.value), &views);
+    if (!s.ok()) return CorruptionError(s);
+    std::vector<std::string_view> elements;
     elements.reserve(views.size());
     for (const store::ValueView& v : views) elements.push_back(v.value);
     *out = rdb::DumpList(elements);
-    return true;
+    return {};
   }
   if (record.type == store::format::kTypeZset) {
+    if (record.kind == kKindHead) ReadGap(c);
     std::vector<std::pair<std::string, double>> items;
     store::Status s;
-    if (!ZsetItems(c, record, &items, &s)) {
-      c.Error(CorruptionError(s));
-      return false;
-    }
+    if (!ZsetItems(c, record, &items, &s)) return CorruptionError(s);
     *out = rdb::DumpZset(items);
-    return true;
+    return {};
   }
   const uint8_t type = record.type;
   CollectionRead coll(c);
-  if (!coll.Adopt(std::move(record))) return false;
+  if (!coll.Take(record)) return std::string(kUndecodable);
   std::vector<Entry> entries;
-  if (!coll.All(&entries)) {
-    coll.ReplyError();
-    return false;
-  }
+  if (!coll.All(&entries)) return CorruptionError(coll.error());
   std::vector<std::string_view> flat;
   flat.reserve(entries.size() * StrideOf(type));
   for (const Entry& e : entries) {
@@ -338,7 +348,34 @@ bool DumpRecord(Ctx& c, store::ValueView record, std::string* out) {
     if (type == kTypeHash) flat.push_back(e.value);
   }
   *out = type == kTypeHash ? rdb::DumpHash(flat) : rdb::DumpSet(flat);
-  return true;
+  return {};
+}
+
+}  // namespace
+
+int DumpKey(Ctx& c, std::string_view key, std::string* payload, int64_t* expire_at_ms) {
+  store::ValueView v;
+  store::Status s;
+  std::string error;
+  // The key and (a large collection's) elements as of one moment: a group replacing the key
+  // between the two reads made DUMP of a hash that existed all along answer nil.
+  c.ReadTogether(2, [&] {
+    payload->clear();
+    error.clear();
+    s = c.Get(key, &v);
+    if (s.ok()) error = DumpValue(c, v, payload);
+  });
+  if (!c.AccountRead(std::move(s), key)) {
+    if (!c.read_failed()) return 0;
+    c.ReplyReadError();
+    return -1;
+  }
+  if (!error.empty()) {
+    c.Error(error);
+    return -1;
+  }
+  *expire_at_ms = v.expire_at_ms;
+  return 1;
 }
 
 // ---- Writing ------------------------------------------------------------------------------------

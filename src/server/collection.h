@@ -60,6 +60,10 @@ bool MembersUnchanged(Ctx& c, uint8_t type, std::string_view key, std::span<cons
 /// When true the command answers without queuing a write.
 bool KeyAbsentNow(Ctx& c, std::string_view key);
 
+/// DEBUG READ-GAP: sleeps the configured microseconds (tests; one relaxed load otherwise). Called
+/// between a large collection's head read and its element reads.
+void ReadGap(Ctx& c);
+
 /// A collection read by a read command: Open, then Size / Find / All.
 class CollectionRead {
  public:
@@ -70,6 +74,8 @@ class CollectionRead {
   /// The same for a record the handler read already (its type checked): false when the reply is
   /// written (an undecodable value).
   bool Adopt(store::ValueView record);
+  /// Adopt without a reply: false when the record does not decode (DumpValue).
+  bool Take(store::ValueView record);
   bool large() const { return head_.kind == store::format::kKindHead; }
   uint8_t type() const { return head_.type; }
   const store::ValueView& record() const { return head_; }
@@ -95,7 +101,17 @@ class CollectionRead {
   /// Every entry (stored whole: in its order; per element: in no particular order). False on a
   /// read error (see Find).
   bool All(std::vector<Entry>* out);
+  /// Instead of Open: reads `key` and runs `reads` (All, or the store's RandomElement /
+  /// ScanElements of record()'s incarnation) as of one moment — a large collection's head and
+  /// elements read apart let a group land between them (MULTI / DEL h / HSET h ... / EXEC), and
+  /// HGETALL answered
+  /// {} for a hash that existed all along. `reads` runs only for a found, decodable record, may run
+  /// more than once, and must only read (errors: into failed()). False when the reply is written
+  /// already: absent() for a missing key, WRONGTYPE, or a read error (including `reads`' own).
+  bool OpenWith(std::string_view key, const std::function<void()>& absent,
+                store::FunctionRef<void()> reads);
   bool failed() const { return !error_.ok(); }
+  const store::Status& error() const { return error_; }
   void ReplyError();
 
  private:
@@ -114,9 +130,11 @@ class CollectionRead {
   store::Status error_;
 };
 
-/// Redis's DUMP payload of a record a handler read (any type, whichever way stored) into *out:
-/// false when the reply is written instead (a read error).
-bool DumpRecord(Ctx& c, store::ValueView record, std::string* out);
+/// Reads `key` and writes Redis's DUMP payload of its value (any type, whichever way stored) into
+/// *payload and its expiry (0: none) into *expire_at_ms, the head and a large collection's elements
+/// read as of one moment (DUMP, MIGRATE). 1: found; 0: missing; -1: the reply (an error) is
+/// written.
+int DumpKey(Ctx& c, std::string_view key, std::string* payload, int64_t* expire_at_ms);
 
 /// Writes `items` (entries of StrideOf(type) strings each) as `key`'s new value of `type`,
 /// replacing whatever it holds: stored whole (with `flags`, settled as the thresholds say) or per

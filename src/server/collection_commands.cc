@@ -120,24 +120,30 @@ void RandomMembers(Ctx& c, size_t stride) {
     }
   }
   CollectionRead coll(c);
-  if (!coll.Open(c.arg(1), [&] {
-        if (with_count) {
-          c.out().ArrayHeader(0);
-        } else {
-          c.out().Null();
-        }
+  thread_local std::mt19937_64 rng(std::random_device{}());
+  std::vector<Entry> v;
+  bool one = false;  // one element of a large collection: no walk
+  std::optional<std::string> member;
+  const auto absent = [&] {
+    if (with_count) {
+      c.out().ArrayHeader(0);
+    } else {
+      c.out().Null();
+    }
+  };
+  if (!coll.OpenWith(c.arg(1), absent, [&] {
+        v.clear();
+        member.reset();
+        one = !with_count && coll.large() && !c.in_script();
+        if (!one) return (void)coll.All(&v);
+        const uint64_t inc = store::format::IncarnationOf(coll.record().value);
+        ReadGap(c);
+        std::string m, value;
+        if (c.server().store->RandomElement(inc, rng(), &m, &value)) member = std::move(m);
       })) {
     return;
   }
-  thread_local std::mt19937_64 rng(std::random_device{}());
-  if (!with_count && coll.large() && !c.in_script()) {  // one element: no walk
-    std::string member, value;
-    const uint64_t inc = store::format::IncarnationOf(coll.record().value);
-    if (c.server().store->RandomElement(inc, rng(), &member, &value)) return c.out().Bulk(member);
-    return c.out().Null();
-  }
-  std::vector<Entry> v;
-  if (!coll.All(&v)) return coll.ReplyError();
+  if (one) return member ? c.out().Bulk(*member) : c.out().Null();
   const size_t size = v.size();
   if (size == 0) return with_count ? c.out().ArrayHeader(0) : c.out().Null();
   const bool resp3 = c.out().protocol() == resp::Protocol::kResp3;
@@ -176,34 +182,43 @@ void ScanCollection(Ctx& c) {
   // wrong type: WRONGTYPE), then the options.
   ScanArgs a;
   if (!ParseScanCursor(c.arg(2), &a.cursor)) return c.Error("invalid cursor");
+  // The options' error comes after the key's (missing: an empty scan; the wrong type: WRONGTYPE).
+  const std::string_view options_error = ParseScanOptions(c.args(), 3, &a, false);
   CollectionRead coll(c);
-  if (!coll.Open(c.arg(1), [&] {
-        c.out().ArrayHeader(2);
-        c.out().Bulk("0");
-        c.out().ArrayHeader(0);
+  std::vector<Entry> all;
+  uint64_t next = 0;
+  std::vector<std::string> owned;  // a large collection's entries (the scan's views end with it)
+  const auto absent = [&] {
+    c.out().ArrayHeader(2);
+    c.out().Bulk("0");
+    c.out().ArrayHeader(0);
+  };
+  if (!coll.OpenWith(c.arg(1), absent, [&] {
+        all.clear();
+        owned.clear();
+        next = 0;
+        if (!options_error.empty()) return;
+        if (!coll.large())
+          return (void)coll.All(&all);  // all in one call, cursor 0 (as Redis
+                                        // for a listpack or intset)
+        const uint64_t inc = store::format::IncarnationOf(coll.record().value);
+        ReadGap(c);
+        next = c.ScanElements(inc, a.cursor, static_cast<size_t>(a.count),
+                              [&](std::string_view m, std::string_view v) {
+                                if (a.use_pattern && !GlobMatch(a.pattern, m)) return;
+                                owned.emplace_back(m);
+                                owned.emplace_back(v);
+                              });
       })) {
     return;
   }
-  if (const std::string_view e = ParseScanOptions(c.args(), 3, &a, false); !e.empty()) return c.Error(e);
+  if (!options_error.empty()) return c.Error(options_error);
   const size_t stride = StrideOf(coll.type());
   std::vector<Entry> hits;
-  uint64_t next = 0;
-  std::vector<std::string> owned;  // a large collection's entries (the scan's views end with it)
-  if (!coll.large()) {  // all of it in one call, cursor 0 (as Redis for a listpack or intset)
-    std::vector<Entry> all;
-    coll.All(&all);
-    for (const Entry& e : all) {
-      if (!a.use_pattern || GlobMatch(a.pattern, e.member)) hits.push_back(e);
-    }
-  } else {
-    const uint64_t inc = store::format::IncarnationOf(coll.record().value);
-    next = c.ScanElements(inc, a.cursor, static_cast<size_t>(a.count), [&](std::string_view m, std::string_view v) {
-      if (a.use_pattern && !GlobMatch(a.pattern, m)) return;
-      owned.emplace_back(m);
-      owned.emplace_back(v);
-    });
-    for (size_t i = 0; i + 1 < owned.size(); i += 2) hits.push_back({owned[i], owned[i + 1]});
+  for (const Entry& e : all) {
+    if (!a.use_pattern || GlobMatch(a.pattern, e.member)) hits.push_back(e);
   }
+  for (size_t i = 0; i + 1 < owned.size(); i += 2) hits.push_back({owned[i], owned[i + 1]});
   const bool zset = coll.type() == store::format::kTypeZset;  // its values are 8-byte scores
   std::vector<double> scores(zset ? hits.size() : 0);
   for (size_t i = 0; i < scores.size(); ++i) {

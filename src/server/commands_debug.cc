@@ -201,16 +201,23 @@ void Debug(Ctx& c) {
     static constexpr std::string_view kLines[] = {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "APPLY-PAUSE <microseconds>",
-        "    (keg) Make the writer sleep this long between the keydir updates of a group's records.",
+        "    (keg) Make the writer sleep this long between the keydir updates of a group's "
+        "records.",
         "COLD-READ-DELAY <milliseconds>",
-        "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk would.",
-        "DIGEST", "    Output a hex signature representing the current DB content (Redis's algorithm).",
-        "DIGEST-VALUE <key> [<key> ...]", "    Output a hex signature of the values of all the specified keys.",
+        "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk "
+        "would.",
+        "DIGEST",
+        "    Output a hex signature representing the current DB content (Redis's algorithm).",
+        "DIGEST-VALUE <key> [<key> ...]",
+        "    Output a hex signature of the values of all the specified keys.",
         "DROP-PAGE-CACHE",
         "    (keg) Evict the data files' clean pages from the page cache: the next reads are cold.",
-        "HTSTATS <dbid>", "    Return the size of the keydir.",
-        "LOADAOF", "    Flush the log to disk (keg has nothing to reload).",
-        "OBJECT <key>", "    Show low level info about the `key` and associated value.",
+        "HTSTATS <dbid>",
+        "    Return the size of the keydir.",
+        "LOADAOF",
+        "    Flush the log to disk (keg has nothing to reload).",
+        "OBJECT <key>",
+        "    Show low level info about the `key` and associated value.",
         "PAUSE-CRON <0|1>",
         "    Stop periodic cron job processing.",
         "POPULATE <count> [<prefix>] [<size>]",
@@ -224,14 +231,21 @@ void Debug(Ctx& c) {
         "    Reply with a test value of the specified type. <type> can be: string,",
         "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
         "    true, false.",
-        "RELOAD", "    Flush the log to disk (keg's log is its save file).",
-        "SEGFAULT", "    Crash the server with sigsegv.",
+        "READ-GAP <microseconds>",
+        "    (keg) Make a read of a large collection sleep this long between its head and its "
+        "elements.",
+        "RELOAD",
+        "    Flush the log to disk (keg's log is its save file).",
+        "SEGFAULT",
+        "    Crash the server with sigsegv.",
         "SET-ACTIVE-EXPIRE <0|1>",
         "    Setting it to 0 disables expiring keys in background when they are not",
         "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
         "    default.",
-        "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
-        "HELP", "    Prints this help."};
+        "SLEEP <seconds>",
+        "    Stop the server for <seconds>. Decimals allowed.",
+        "HELP",
+        "    Prints this help."};
     c.out().ArrayHeader(std::size(kLines));
     for (std::string_view l : kLines) c.out().SimpleString(l);
     return;
@@ -260,6 +274,13 @@ void Debug(Ctx& c) {
     int64_t us = 0;
     if (!resp::ParseInt64(c.arg(2), &us) || us < 0 || us > 1'000'000) return c.Error(err::kNotInteger);
     c.server().store->SetApplyPauseUs(static_cast<uint32_t>(us));
+    return c.out().Ok();
+  }
+  if (sub == "read-gap" && c.argc() == 3) {
+    int64_t us = 0;
+    if (!resp::ParseInt64(c.arg(2), &us) || us < 0 || us > 1'000'000)
+      return c.Error(err::kNotInteger);
+    c.server().read_gap_us.store(static_cast<uint32_t>(us), std::memory_order_relaxed);
     return c.out().Ok();
   }
   if (sub == "cold-read-delay" && c.argc() == 3) {

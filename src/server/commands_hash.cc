@@ -305,17 +305,20 @@ void Hincrbyfloat(Ctx& c) {
 // moment (FindTogether): a large hash's head and element are records of their own, and a group
 // landing between the two reads (MULTI / DEL h / HSET h f v / EXEC) made the field look absent
 // in a hash that had it all along. False when the reply is written already (`absent` or an error).
-bool FindField(Ctx& c, const std::function<void()>& absent,
+// *value points into `h` (the records it keeps): the caller's `h` must outlive its use.
+bool FindField(Ctx& c, CollectionRead& h, const std::function<void()>& absent,
                std::optional<std::string_view>* value) {
-  CollectionRead h(c);
   const std::string_view field = c.arg(2);
   return h.FindTogether(c.arg(1), std::span<const std::string_view>(&field, 1), absent,
                         std::span<std::optional<std::string_view>>(value, 1));
 }
 
 void Hget(Ctx& c) {
+  CollectionRead h(c);
   std::optional<std::string_view> v;
-  if (!FindField(c, [&] { c.out().Null(); }, &v)) return;
+  if (!FindField(
+          c, h, [&] { c.out().Null(); }, &v))
+    return;
   if (v) {
     c.out().Bulk(*v);
   } else {
@@ -351,14 +354,20 @@ void Hlen(Ctx& c) {
 }
 
 void Hstrlen(Ctx& c) {
+  CollectionRead h(c);
   std::optional<std::string_view> v;
-  if (!FindField(c, [&] { c.out().Integer(0); }, &v)) return;
+  if (!FindField(
+          c, h, [&] { c.out().Integer(0); }, &v))
+    return;
   c.out().Integer(v ? static_cast<int64_t>(v->size()) : 0);
 }
 
 void Hexists(Ctx& c) {
+  CollectionRead h(c);
   std::optional<std::string_view> v;
-  if (!FindField(c, [&] { c.out().Integer(0); }, &v)) return;
+  if (!FindField(
+          c, h, [&] { c.out().Integer(0); }, &v))
+    return;
   c.out().Integer(v ? 1 : 0);
 }
 
@@ -369,17 +378,15 @@ void Hgetall(Ctx& c) {
   const bool values = name != "hkeys";
   const bool map = keys && values;
   CollectionRead h(c);
-  if (!h.Open(c.arg(1), [&] {
-        if (map) {
-          c.out().MapHeader(0);
-        } else {
-          c.out().ArrayHeader(0);
-        }
-      })) {
-    return;
-  }
   std::vector<Entry> entries;
-  if (!h.All(&entries)) return h.ReplyError();
+  const auto absent = [&] {
+    if (map) {
+      c.out().MapHeader(0);
+    } else {
+      c.out().ArrayHeader(0);
+    }
+  };
+  if (!h.OpenWith(c.arg(1), absent, [&] { h.All(&entries); })) return;
   if (map) {
     c.out().MapHeader(entries.size());
   } else {

@@ -445,12 +445,11 @@ void Copy(Ctx& c) {
 
 // DUMP key: the value in Redis's DUMP format (server/rdb.h), or nil.
 void Dump(Ctx& c) {
-  ValueView v;
-  const bool found = c.Lookup(c.arg(1), &v);
-  if (c.read_failed()) return c.ReplyReadError();
-  if (!found) return c.out().Null();
   std::string payload;
-  if (!DumpRecord(c, std::move(v), &payload)) return;
+  int64_t expire_at_ms = 0;
+  const int found = DumpKey(c, c.arg(1), &payload, &expire_at_ms);
+  if (found < 0) return;  // the reply is written
+  if (found == 0) return c.out().Null();
   c.out().Bulk(payload);
 }
 

@@ -172,18 +172,16 @@ void Migrate(Ctx& c) {
   std::vector<Item> items;
   const int64_t now = store::NowMs();
   for (size_t i = first_key; i < first_key + num_keys; ++i) {
-    store::ValueView v;
-    if (!c.Lookup(c.arg(i), &v)) {
-      if (c.read_failed()) return c.ReplyReadError();
-      continue;
-    }
+    std::string payload;
+    int64_t expire_at_ms = 0;
+    const int found = DumpKey(c, c.arg(i), &payload, &expire_at_ms);
+    if (found < 0) return;  // the reply is written
+    if (found == 0) continue;
     int64_t ttl = 0;
-    if (v.expire_at_ms != 0) {
-      ttl = v.expire_at_ms - now;
+    if (expire_at_ms != 0) {
+      ttl = expire_at_ms - now;
       if (ttl < 1) continue;  // expired meanwhile
     }
-    std::string payload;
-    if (!DumpRecord(c, std::move(v), &payload)) return;  // the reply is written
     items.push_back(Item{std::string(c.arg(i)), std::move(payload), ttl});
   }
   if (items.empty()) return c.out().SimpleString("NOKEY");

@@ -235,9 +235,10 @@ void Srandmember(Ctx& c) { RandomMembers(c, 1); }
 
 void Smembers(Ctx& c) {
   CollectionRead set(c);
-  if (!set.Open(c.arg(1), [&] { c.out().SetHeader(0); })) return;
   std::vector<Entry> all;
-  if (!set.All(&all)) return set.ReplyError();
+  if (!set.OpenWith(
+          c.arg(1), [&] { c.out().SetHeader(0); }, [&] { set.All(&all); }))
+    return;
   c.out().SetHeader(all.size());
   for (const Entry& e : all) c.out().Bulk(e.member);
 }

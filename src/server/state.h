@@ -329,6 +329,9 @@ struct ServerState {
   /// before the store: its writer publishes `expired` events until it closes.
   PubSub pubsub;
   std::atomic<uint32_t> notify_flags{0};
+  /// DEBUG READ-GAP (tests): microseconds a read of a large collection sleeps between its head's
+  /// read and its elements' (ReadGap), widening the moment a group could land between them.
+  std::atomic<uint32_t> read_gap_us{0};
   /// CLIENT TRACKING (tracking.h) and tracking-table-max-keys.
   Tracking tracking{*this};
   /// Clients blocked in BLPOP and friends (blocking.h). Declared before the store (its writer

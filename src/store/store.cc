@@ -491,11 +491,34 @@ void StoreImpl::Stable(Read&& read) const {
 }
 
 void StoreImpl::ReadTogether(FunctionRef<void()> reads) const {
-  Stable([&] {
-    ++read_together_depth;
-    reads();
-    --read_together_depth;
-  });
+  if (read_together_depth > 0) return reads();
+  struct Depth {  // the reads' own Stable calls run once: this loop checks the whole
+    Depth() { ++read_together_depth; }
+    ~Depth() { --read_together_depth; }
+    Depth(const Depth&) = delete;
+    Depth& operator=(const Depth&) = delete;
+  };
+  // Optimistic (as Stable) a few times; reads that groups kept landing beside (a walk of a large
+  // collection while writes stream in would otherwise start again for ever) then hold the writer
+  // off between two groups (apply_gate_) for as long as they take.
+  constexpr int kOptimistic = 4;
+  for (unsigned spins = 0, overlapped = 0; overlapped < kOptimistic;) {
+    const uint64_t before = apply_seq_.load(std::memory_order_acquire);
+    if ((before & 1) != 0) {  // a group is being applied
+      if (++spins > 64) std::this_thread::yield();
+      continue;
+    }
+    {
+      Depth depth;
+      reads();
+    }
+    std::atomic_thread_fence(std::memory_order_acquire);
+    if (apply_seq_.load(std::memory_order_relaxed) == before) return;
+    ++overlapped;
+  }
+  std::shared_lock gate(apply_gate_);
+  Depth depth;
+  reads();
 }
 
 Status StoreImpl::Get(uint32_t db, std::string_view key, ValueView* out) const {
@@ -2750,6 +2773,7 @@ void StoreImpl::ReadOrdered(uint64_t inc, FunctionRef<void(const OrderedView&)> 
 }
 
 void StoreImpl::ApplyGroup() {
+  std::unique_lock gate(apply_gate_);  // (ReadTogether's last resort waits for the group)
   const uint64_t base = write_offset_;
   write_offset_ += group_buf_.size();
   active_->set_size(write_offset_);  // the records become readable before the keydir names them

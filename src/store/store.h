@@ -671,7 +671,9 @@ class Store {
   /// Runs `reads` (Get / Exists calls) so that together they see the store between two groups:
   /// all of a group's writes or none of them, as one command reading several keys must (MGET).
   /// Each Get or Exists on its own already sees whole groups. `reads` may run more than once (a
-  /// group was applied meanwhile): it must only collect what it reads. Any thread.
+  /// group was applied meanwhile): it must only collect what it reads. Reads that groups keep
+  /// landing beside run, after a few tries, while the writer waits (no group applied meanwhile):
+  /// `reads` must not wait for the writer (no Write, Sync or KeyCount in it). Any thread.
   virtual void ReadTogether(FunctionRef<void()> reads) const = 0;
 
   /// Iterates the keys as Redis's SCAN does: start with cursor 0 and pass each returned cursor back

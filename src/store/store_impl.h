@@ -639,6 +639,11 @@ class StoreImpl final : public Store {
   // Odd while ApplyGroup changes the keydir for a group of several records: readers (Stable) retry
   // a lookup that overlapped a change, so none sees part of a group.
   alignas(64) std::atomic<uint64_t> apply_seq_{0};
+  // ReadTogether's last resort: ApplyGroup holds it exclusively while it applies a group, and reads
+  // that groups kept landing beside (a walk of a large collection under a steady stream of writes)
+  // run holding it shared, so between two groups — the writer waits for them, as every client of
+  // Redis waits for its HGETALL. Order: before walk_mu and collections_mu_.
+  mutable std::shared_mutex apply_gate_;
   std::atomic<uint32_t> apply_pause_us_{0};
 
   // Counters.
