@@ -201,8 +201,8 @@ void Debug(Ctx& c) {
     static constexpr std::string_view kLines[] = {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "APPLY-PAUSE <microseconds>",
-        "    (keg) Make the writer sleep this long between the keydir updates of a group's "
-        "records.",
+        "    (keg) Make the writer sleep this long before each keydir update of a group, and "
+        "after.",
         "COLD-READ-DELAY <milliseconds>",
         "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk "
         "would.",
@@ -344,7 +344,15 @@ void Debug(Ctx& c) {
     for (size_t i = 2; i < c.argc(); ++i) {
       Digest d{};
       store::ValueView v;
-      if (c.Lookup(c.arg(i), &v)) ValueDigest(*c.server().store, d, v, v.expire_at_ms != 0);
+      store::Status s;
+      // The key and a large collection's elements as of one moment (a group replacing the key
+      // between them digested a collection without its elements).
+      c.ReadTogether(2, [&] {
+        d = Digest{};
+        s = c.Get(c.arg(i), &v);
+        if (s.ok()) ValueDigest(*c.server().store, d, v, v.expire_at_ms != 0);
+      });
+      if (!c.AccountRead(std::move(s), c.arg(i))) d = Digest{};
       c.out().SimpleString(Hex(d));
     }
     return;

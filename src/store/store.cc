@@ -2777,18 +2777,16 @@ void StoreImpl::ApplyGroup() {
   const uint64_t base = write_offset_;
   write_offset_ += group_buf_.size();
   active_->set_size(write_offset_);  // the records become readable before the keydir names them
-  // Readers see all of a group or none of it: while its several records change the keydir the
-  // sequence is odd, and a lookup that overlapped the change is retried (Stable). Seqlock order:
-  // odd, then the changes (release fence), then even (release store). A group of one record
-  // changes the keydir in one step, so it only moves the sequence on once it is in: reads that
-  // must see the store at one moment (ReadTogether: MGET a b) run again when a group landed
-  // between them — two one-record groups, a then b, would otherwise give the old a with the new b.
-  const bool several = pending_.size() > 1 || group_swapped_;
+  // Readers see all of a group or none of it: while its records change the keydir the sequence
+  // is odd, and a lookup that overlapped the change is retried (Stable), as are reads that must
+  // see the store at one moment (ReadTogether: MGET a b) when a group landed between them — two
+  // one-record groups, a then b, would otherwise give the old a with the new b. Seqlock order:
+  // odd, then the changes (release fence), then even (release store). A group of one record too:
+  // skipping its odd phase let TOUCH a a answer 1 beside DEL a — the first read before the
+  // change, the second after it, and the check before the sequence moved on.
   const uint64_t seq = apply_seq_.load(std::memory_order_relaxed);
-  if (several) {
-    apply_seq_.store(seq + 1, std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_release);
-  }
+  apply_seq_.store(seq + 1, std::memory_order_relaxed);
+  std::atomic_thread_fence(std::memory_order_release);
   const uint32_t pause_us = apply_pause_us_.load(std::memory_order_relaxed);
   // The collections whose elements the group writes, each locked for walks (ReadElements) until
   // all of the group's changes to it are in: created here when new (no head names them yet).
@@ -2808,7 +2806,7 @@ void StoreImpl::ApplyGroup() {
   walk_locks.reserve(touched.size());
   for (auto& [inc, coll] : touched) walk_locks.emplace_back(coll->walk_mu);
   for (const PendingRecord& r : pending_) {
-    if (pause_us > 0 && several) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
+    if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));
     if (r.swap_db) {
       const uint8_t pa = db_map_[r.swap_a].load(std::memory_order_relaxed);
       const uint8_t pb = db_map_[r.swap_b].load(std::memory_order_relaxed);
@@ -2907,6 +2905,8 @@ void StoreImpl::ApplyGroup() {
       if (r.kind == format::kKindHead) HeadCame(r.inc, r.db);
     }
   }
+  if (pause_us > 0)
+    std::this_thread::sleep_for(std::chrono::microseconds(pause_us));  // (and after)
   walk_locks.clear();
   // After every record: RENAME's new head counts before its old one is let go.
   if (!maybe_dead_.empty()) DropDeadCollections();

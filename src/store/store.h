@@ -870,8 +870,9 @@ class Store {
   /// what expired while it was down before it serves (Redis skips expired keys when a primary
   /// loads its RDB, and sends their DELs to its backlog). Any thread; takes the writer role.
   virtual uint64_t ExpireAllDue() = 0;
-  /// Tests (DEBUG APPLY-PAUSE): the writer sleeps this long between the keydir updates of a
-  /// group's records, widening the window in which a reader could see part of a group. Any thread.
+  /// Tests (DEBUG APPLY-PAUSE): the writer sleeps this long before each keydir update of a group's
+  /// records, and after the last, widening the window in which a reader could see part of a group
+  /// (or a ReadTogether one record's change). Any thread.
   virtual void SetApplyPauseUs(uint32_t us) = 0;
 
   /// Drains the writer queue, syncs, stops the threads and releases the directory lock.

@@ -18,7 +18,8 @@ finds such an order or shows there is none.
 
 While the clients run, a chaos thread makes the server work the way races need: COMPACT, DEBUG
 DROP-PAGE-CACHE (reads then go to the cold-read pool), DEBUG COLD-READ-DELAY, DEBUG APPLY-PAUSE
-(the writer dawdles between a group's keydir updates), CLIENT PAUSE, SIGSTOP / SIGCONT of the whole
+(the writer dawdles between a group's keydir updates), DEBUG READ-GAP (a read of a large
+collection dawdles between its head and its elements), CLIENT PAUSE, SIGSTOP / SIGCONT of the whole
 server, and a filler client writing large values to database 2, so data files fill, seal and
 compact.
 
@@ -956,10 +957,14 @@ class Chaos(threading.Thread):
                     ms = r.choice([0, 0, 1, 3])
                     ctx.keg.call("DEBUG", "COLD-READ-DELAY", str(ms))
                     self.note("DEBUG COLD-READ-DELAY", ms)
-                elif what < 70:
+                elif what < 63:
                     us = r.choice([0, 0, 50, 300])
                     ctx.keg.call("DEBUG", "APPLY-PAUSE", str(us))
                     self.note("DEBUG APPLY-PAUSE", us)
+                elif what < 70:  # a large collection's head and elements read 20-100 us apart
+                    us = r.choice([0, 0, 20, 100])
+                    ctx.keg.call("DEBUG", "READ-GAP", str(us))
+                    self.note("DEBUG READ-GAP", us)
                 elif what < 84:
                     ctx.keg.call("CLIENT", "PAUSE", str(r.choice([5, 20])), r.choice(["WRITE", "ALL"]))
                     self.note("CLIENT PAUSE")
