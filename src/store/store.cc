@@ -473,6 +473,10 @@ Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, b
 
 namespace {
 thread_local int read_together_depth = 0;  // inside ReadTogether: its loop checks the whole
+// Inside ReadTogether: the moment its reads judge expiry by (0: the clock at each read). One
+// command's reads see one time, as Redis's (server.mstime while fixed_time_expire is set): EXISTS
+// k k of a key expiring meanwhile is 0 or 2, never 1.
+thread_local int64_t read_together_now_ms = 0;
 }  // namespace
 
 template <class Read>
@@ -492,9 +496,15 @@ void StoreImpl::Stable(Read&& read) const {
 
 void StoreImpl::ReadTogether(FunctionRef<void()> reads) const {
   if (read_together_depth > 0) return reads();
-  struct Depth {  // the reads' own Stable calls run once: this loop checks the whole
-    Depth() { ++read_together_depth; }
-    ~Depth() { --read_together_depth; }
+  struct Depth {  // the reads' own Stable calls run once: this loop checks the whole; one clock
+    Depth() {
+      ++read_together_depth;
+      read_together_now_ms = NowMs();
+    }
+    ~Depth() {
+      --read_together_depth;
+      read_together_now_ms = 0;
+    }
     Depth(const Depth&) = delete;
     Depth& operator=(const Depth&) = delete;
   };
@@ -541,7 +551,8 @@ Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out, boo
   uint64_t offset = 0;
   Status s = Lookup(*kd, key, Hash(key), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
-  if (h.expires() && !even_if_expired && h.expire_at_ms <= NowMs()) {  // clock only if needed
+  if (h.expires() && !even_if_expired &&
+      h.expire_at_ms <= (read_together_now_ms != 0 ? read_together_now_ms : NowMs())) {  // clock only if needed
     DropExpiredLater(h.tag.db, key);
     return Status::NotFound();
   }

@@ -225,6 +225,23 @@ TEST_F(StoreTest, ReadTogetherSeesNoHalfOfAOneRecordGroup) {
   EXPECT_EQ(torn, 0) << "of 200 ReadTogethers saw a present, then missing (or the reverse)";
 }
 
+// The reads of one ReadTogether judge expiry at one moment, as one Redis command does
+// (server.mstime): a key expiring between two of them was present to the first and missing to the
+// second (EXISTS k k answered 1).
+TEST_F(StoreTest, ReadTogetherJudgesExpiryAtOneMoment) {
+  Open();
+  Put("k", "v", NowMs() + 30);
+  bool first = false;
+  bool second = false;
+  store_->ReadTogether([&] {
+    first = store_->Exists(0, "k");
+    std::this_thread::sleep_for(std::chrono::milliseconds(60));  // k expires meanwhile
+    second = store_->Exists(0, "k");
+  });
+  EXPECT_EQ(first, second);
+  EXPECT_FALSE(store_->Exists(0, "k"));  // expired for the next command
+}
+
 // Two groups of one record each that land between the reads of one ReadTogether (SET a, then once
 // it is acknowledged SET b, while an MGET a b reads a then b): the reads must run again rather
 // than return the old a with the new b, a state the store never had.
