@@ -1205,6 +1205,29 @@ class KilledAcrossIoThreads(unittest.TestCase):
         self.assertEqual(listed, 0, f"{listed} of 300 killed clients listed after CLIENT KILL")
 
 
+class ExecReadsJudgeExpiryAtItsMoment(unittest.TestCase):
+    """MULTI / GET k / SET x 1 / EXEC reads k where the writer runs the transaction, at the
+    group's moment, as Redis runs EXEC at one time (server.mstime). The reply was built later,
+    after the group was applied (and synced), and judged k's expiry again by the clock then: a k
+    expiring in between answered nil although the transaction ran while it existed (and an INCR k
+    beside it saw it). DEBUG APPLY-PAUSE stretches the apply past k's expiry here."""
+
+    def test_a_key_present_when_exec_ran_is_read_as_present(self):
+        with keg("--enable-debug-command", "yes") as server:
+            r = redis.Redis(port=server.port, socket_timeout=30)
+            r.execute_command("DEBUG", "APPLY-PAUSE", "100000")  # 100 ms around each record
+            r.set("k", "v", px=300)  # (acknowledged ~200 ms after it ran: k has ~100 ms left)
+            ttl = r.pttl("k")
+            p = r.pipeline(transaction=True)
+            p.get("k")
+            p.set("x", "1")
+            got = p.execute()  # runs at once, applied ~200 ms later: k expired by the reply
+            r.execute_command("DEBUG", "APPLY-PAUSE", "0")
+            self.assertGreater(ttl, 20, "too slow to test: k had expired before EXEC")
+            self.assertEqual(got, [b"v", True])
+            self.assertIsNone(r.get("k"))  # expired for the commands after
+
+
 class LargeCollectionReadsBesideReplacement(unittest.TestCase):
     """A read of one field or member, or the count, of a collection stored per element (thresholds
     of 1 here) read its head and then the element or count in two separate reads; a transaction
