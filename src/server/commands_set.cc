@@ -348,12 +348,15 @@ bool ReadSets(Ctx& c, std::span<const std::string_view> keys, ReadSetsState* st)
   std::vector<std::vector<store::ElementView>> large(n);
   std::vector<store::Status> large_status(n);
   st->views.assign(n, ValueView{});
-  c.ReadTogether(n, [&] {
+  // n + 1: one key is two reads too when it is a large set (its head, then its elements; read
+  // apart, SINTER s of a set a transaction was replacing answered an empty set).
+  c.ReadTogether(n + 1, [&] {
     st->pins.clear();
     for (size_t i = 0; i < n; ++i) {
       large[i].clear();
       status[i] = c.Get(keys[i], &st->views[i]);
       if (status[i].ok() && st->views[i].type == kSet && st->views[i].kind == store::format::kKindHead) {
+        ReadGap(c);
         large_status[i] = c.ReadElements(store::format::IncarnationOf(st->views[i].value), &large[i], &st->pins);
       }
     }

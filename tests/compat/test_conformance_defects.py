@@ -1240,7 +1240,8 @@ class LargeCollectionReadsBesideReplacement(unittest.TestCase):
     random members, DUMP) had the same gap: {} or nil for a key that existed all along. With DEBUG
     READ-GAP widening every such gap to 200 us, the code before that fix gave 746 wrong answers
     here (HSCAN, SSCAN, DUMP, SMEMBERS ...); lists and sorted sets, read at one moment already,
-    are read too."""
+    are read too. The set algebra of one key (SUNION s, SDIFF s, SINTERCARD 1 s) read its keys
+    together only when there were two or more: 253 wrong answers here before that fix."""
 
     def test_a_replaced_collection_is_read_whole_or_not_at_all(self):
         tiny = ("--hash-max-listpack-entries", "1", "--set-max-listpack-entries", "1",
@@ -1291,6 +1292,8 @@ class LargeCollectionReadsBesideReplacement(unittest.TestCase):
                 # Every entry: the head, then a walk of the elements (empty when it came too late)
                 (("HGETALL", "h"), pairs), (("HSCAN", "h", "0"), pairs), (("SMEMBERS", "s"), members),
                 (("SSCAN", "s", "0"), members), (("SRANDMEMBER", "s", "2"), members),
+                (("SINTER", "s"), members), (("SUNION", "s"), members), (("SDIFF", "s"), members),
+                (("SINTERCARD", "1", "s"), 2),
                 (("HRANDFIELD", "h"), lambda got: got in (b"f1", b"f2")),
                 (("DUMP", "h"), lambda got: got is not None and len(got) > 20),
                 (("DUMP", "s"), lambda got: got is not None and len(got) > 10),
