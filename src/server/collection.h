@@ -104,10 +104,10 @@ class CollectionRead {
   /// Instead of Open: reads `key` and runs `reads` (All, or the store's RandomElement /
   /// ScanElements of record()'s incarnation) as of one moment — a large collection's head and
   /// elements read apart let a group land between them (MULTI / DEL h / HSET h ... / EXEC), and
-  /// HGETALL answered
-  /// {} for a hash that existed all along. `reads` runs only for a found, decodable record, may run
-  /// more than once, and must only read (errors: into failed()). False when the reply is written
-  /// already: absent() for a missing key, WRONGTYPE, or a read error (including `reads`' own).
+  /// HGETALL answered {} for a hash that existed all along. `reads` runs only for a found,
+  /// decodable record, may run more than once, and must only read (errors: into failed()). False
+  /// when the reply is written already: absent() for a missing key, WRONGTYPE, or a read error
+  /// (including `reads`' own).
   bool OpenWith(std::string_view key, const std::function<void()>& absent,
                 store::FunctionRef<void()> reads);
   bool failed() const { return !error_.ok(); }

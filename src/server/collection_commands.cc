@@ -198,9 +198,8 @@ void ScanCollection(Ctx& c) {
         owned.clear();
         next = 0;
         if (!options_error.empty()) return;
-        if (!coll.large())
-          return (void)coll.All(&all);  // all in one call, cursor 0 (as Redis
-                                        // for a listpack or intset)
+        // A small one all in one call, cursor 0 (as Redis for a listpack or intset).
+        if (!coll.large()) return (void)coll.All(&all);
         const uint64_t inc = store::format::IncarnationOf(coll.record().value);
         ReadGap(c);
         next = c.ScanElements(inc, a.cursor, static_cast<size_t>(a.count),
