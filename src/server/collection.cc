@@ -171,20 +171,10 @@ bool CollectionRead::FindTogether(std::string_view key, std::span<const std::str
 
 bool CollectionRead::CountTogether(std::string_view key, const std::function<void()>& absent,
                                    uint64_t* count) {
-  store::Status s;
   *count = 0;
-  c_.ReadTogether(2, [&] {  // reads only here (they may run again)
-    s = GetHead(key);
-    if (s.ok() && large()) *count = c_.ElementCount(store::format::IncarnationOf(head_.value));
-  });
-  if (!Accounted(std::move(s), key, absent)) return false;
-  if (!large()) {
-    if (!Decodable()) {
-      c_.Error(kUndecodable);
-      return false;
-    }
-    *count = Size();
-  }
+  // A large one's count read with its head; a whole one's is in the head.
+  if (!OpenWith(key, absent, [&] { *count = large() ? Size() : 0; })) return false;
+  if (!large()) *count = Size();
   return true;
 }
 

@@ -94,8 +94,8 @@ class CollectionRead {
   bool Find(std::string_view member, std::string_view* value);
   /// Instead of Open and Find: reads `key` and finds each of `members` as of one moment (HMGET,
   /// SMISMEMBER: a large collection's head and elements read together), out[i] (the caller sizes
-  /// `out` as `members`) being members[i]'s value when present. False when the reply is written already: absent() for a
-  /// missing key, the error otherwise.
+  /// `out` as `members`) being members[i]'s value when present. False when the reply is written
+  /// already: absent() for a missing key, the error otherwise.
   bool FindTogether(std::string_view key, std::span<const std::string_view> members, const std::function<void()>& absent,
                     std::span<std::optional<std::string_view>> out);
   /// Every entry (stored whole: in its order; per element: in no particular order). False on a

@@ -201,23 +201,16 @@ void Debug(Ctx& c) {
     static constexpr std::string_view kLines[] = {
         "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
         "APPLY-PAUSE <microseconds>",
-        "    (keg) Make the writer sleep this long before each keydir update of a group, and "
-        "after.",
+        "    (keg) Make the writer sleep this long before each keydir update of a group, and after.",
         "COLD-READ-DELAY <milliseconds>",
-        "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk "
-        "would.",
-        "DIGEST",
-        "    Output a hex signature representing the current DB content (Redis's algorithm).",
-        "DIGEST-VALUE <key> [<key> ...]",
-        "    Output a hex signature of the values of all the specified keys.",
+        "    (keg) Make every fetch of the cold-read pool wait this long first, as a slow disk would.",
+        "DIGEST", "    Output a hex signature representing the current DB content (Redis's algorithm).",
+        "DIGEST-VALUE <key> [<key> ...]", "    Output a hex signature of the values of all the specified keys.",
         "DROP-PAGE-CACHE",
         "    (keg) Evict the data files' clean pages from the page cache: the next reads are cold.",
-        "HTSTATS <dbid>",
-        "    Return the size of the keydir.",
-        "LOADAOF",
-        "    Flush the log to disk (keg has nothing to reload).",
-        "OBJECT <key>",
-        "    Show low level info about the `key` and associated value.",
+        "HTSTATS <dbid>", "    Return the size of the keydir.",
+        "LOADAOF", "    Flush the log to disk (keg has nothing to reload).",
+        "OBJECT <key>", "    Show low level info about the `key` and associated value.",
         "PAUSE-CRON <0|1>",
         "    Stop periodic cron job processing.",
         "POPULATE <count> [<prefix>] [<size>]",
@@ -232,20 +225,15 @@ void Debug(Ctx& c) {
         "    integer, double, bignum, null, array, set, map, attrib, push, verbatim,",
         "    true, false.",
         "READ-GAP <microseconds>",
-        "    (keg) Make a read of a large collection sleep this long between its head and its "
-        "elements.",
-        "RELOAD",
-        "    Flush the log to disk (keg's log is its save file).",
-        "SEGFAULT",
-        "    Crash the server with sigsegv.",
+        "    (keg) Make a read of a large collection sleep this long between its head and elements.",
+        "RELOAD", "    Flush the log to disk (keg's log is its save file).",
+        "SEGFAULT", "    Crash the server with sigsegv.",
         "SET-ACTIVE-EXPIRE <0|1>",
         "    Setting it to 0 disables expiring keys in background when they are not",
         "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
         "    default.",
-        "SLEEP <seconds>",
-        "    Stop the server for <seconds>. Decimals allowed.",
-        "HELP",
-        "    Prints this help."};
+        "SLEEP <seconds>", "    Stop the server for <seconds>. Decimals allowed.",
+        "HELP", "    Prints this help."};
     c.out().ArrayHeader(std::size(kLines));
     for (std::string_view l : kLines) c.out().SimpleString(l);
     return;
@@ -278,8 +266,7 @@ void Debug(Ctx& c) {
   }
   if (sub == "read-gap" && c.argc() == 3) {
     int64_t us = 0;
-    if (!resp::ParseInt64(c.arg(2), &us) || us < 0 || us > 1'000'000)
-      return c.Error(err::kNotInteger);
+    if (!resp::ParseInt64(c.arg(2), &us) || us < 0 || us > 1'000'000) return c.Error(err::kNotInteger);
     c.server().read_gap_us.store(static_cast<uint32_t>(us), std::memory_order_relaxed);
     return c.out().Ok();
   }

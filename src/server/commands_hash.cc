@@ -316,9 +316,7 @@ bool FindField(Ctx& c, CollectionRead& h, const std::function<void()>& absent,
 void Hget(Ctx& c) {
   CollectionRead h(c);
   std::optional<std::string_view> v;
-  if (!FindField(
-          c, h, [&] { c.out().Null(); }, &v))
-    return;
+  if (!FindField(c, h, [&] { c.out().Null(); }, &v)) return;
   if (v) {
     c.out().Bulk(*v);
   } else {
@@ -356,18 +354,14 @@ void Hlen(Ctx& c) {
 void Hstrlen(Ctx& c) {
   CollectionRead h(c);
   std::optional<std::string_view> v;
-  if (!FindField(
-          c, h, [&] { c.out().Integer(0); }, &v))
-    return;
+  if (!FindField(c, h, [&] { c.out().Integer(0); }, &v)) return;
   c.out().Integer(v ? static_cast<int64_t>(v->size()) : 0);
 }
 
 void Hexists(Ctx& c) {
   CollectionRead h(c);
   std::optional<std::string_view> v;
-  if (!FindField(
-          c, h, [&] { c.out().Integer(0); }, &v))
-    return;
+  if (!FindField(c, h, [&] { c.out().Integer(0); }, &v)) return;
   c.out().Integer(v ? 1 : 0);
 }
 

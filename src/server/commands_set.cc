@@ -236,9 +236,7 @@ void Srandmember(Ctx& c) { RandomMembers(c, 1); }
 void Smembers(Ctx& c) {
   CollectionRead set(c);
   std::vector<Entry> all;
-  if (!set.OpenWith(
-          c.arg(1), [&] { c.out().SetHeader(0); }, [&] { set.All(&all); }))
-    return;
+  if (!set.OpenWith(c.arg(1), [&] { c.out().SetHeader(0); }, [&] { set.All(&all); })) return;
   c.out().SetHeader(all.size());
   for (const Entry& e : all) c.out().Bulk(e.member);
 }

@@ -473,10 +473,17 @@ Status StoreImpl::Lookup(const Index& kd, std::string_view key, uint64_t hash, b
 
 namespace {
 thread_local int read_together_depth = 0;  // inside ReadTogether: its loop checks the whole
-// Inside ReadTogether: the moment its reads judge expiry by (0: the clock at each read). One
-// command's reads see one time, as Redis's (server.mstime while fixed_time_expire is set): EXISTS
-// k k of a key expiring meanwhile is 0 or 2, never 1.
+// Inside ReadTogether: the moment its reads judge expiry by, taken at the first read that needs
+// it (0: not yet). One command's reads see one time, as Redis's (server.mstime while
+// fixed_time_expire is set): EXISTS k k of a key expiring meanwhile is 0 or 2, never 1.
 thread_local int64_t read_together_now_ms = 0;
+
+// The time a read judges expiry by: the clock, or ReadTogether's one reading.
+int64_t ReadNowMs() {
+  if (read_together_depth == 0) return NowMs();
+  if (read_together_now_ms == 0) read_together_now_ms = NowMs();
+  return read_together_now_ms;
+}
 }  // namespace
 
 template <class Read>
@@ -497,13 +504,10 @@ void StoreImpl::Stable(Read&& read) const {
 void StoreImpl::ReadTogether(FunctionRef<void()> reads) const {
   if (read_together_depth > 0) return reads();
   struct Depth {  // the reads' own Stable calls run once: this loop checks the whole; one clock
-    Depth() {
-      ++read_together_depth;
-      read_together_now_ms = NowMs();
-    }
+    Depth() { ++read_together_depth; }
     ~Depth() {
       --read_together_depth;
-      read_together_now_ms = 0;
+      read_together_now_ms = 0;  // (each attempt reads the clock afresh, when it needs it)
     }
     Depth(const Depth&) = delete;
     Depth& operator=(const Depth&) = delete;
@@ -551,8 +555,7 @@ Status StoreImpl::GetOnce(uint32_t db, std::string_view key, ValueView* out, boo
   uint64_t offset = 0;
   Status s = Lookup(*kd, key, Hash(key), options_.verify_checksums, &file, &h, &offset);
   if (!s.ok()) return s;
-  if (h.expires() && !even_if_expired &&
-      h.expire_at_ms <= (read_together_now_ms != 0 ? read_together_now_ms : NowMs())) {  // clock only if needed
+  if (h.expires() && !even_if_expired && h.expire_at_ms <= ReadNowMs()) {  // clock only if needed
     DropExpiredLater(h.tag.db, key);
     return Status::NotFound();
   }
@@ -2916,8 +2919,7 @@ void StoreImpl::ApplyGroup() {
       if (r.kind == format::kKindHead) HeadCame(r.inc, r.db);
     }
   }
-  if (pause_us > 0)
-    std::this_thread::sleep_for(std::chrono::microseconds(pause_us));  // (and after)
+  if (pause_us > 0) std::this_thread::sleep_for(std::chrono::microseconds(pause_us));  // and after
   walk_locks.clear();
   // After every record: RENAME's new head counts before its old one is let go.
   if (!maybe_dead_.empty()) DropDeadCollections();

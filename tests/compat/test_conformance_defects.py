@@ -1252,7 +1252,11 @@ class LargeCollectionReadsBesideReplacement(unittest.TestCase):
             wrong = []
             # Each read of a large collection sleeps 200 us between its head and its elements (at
             # full speed the gap is a few hundred nanoseconds: HGETALL got {} 2 times in 3 s here).
-            redis.Redis(port=server.port).execute_command("DEBUG", "READ-GAP", "200")
+            control = redis.Redis(port=server.port)
+            for bad in ("-1", "1000001", "x"):  # microseconds, 0 to 1 s
+                with self.assertRaisesRegex(redis.ResponseError, "not an integer or out of range"):
+                    control.execute_command("DEBUG", "READ-GAP", bad)
+            control.execute_command("DEBUG", "READ-GAP", "200")
 
             def replace():
                 c = socket.create_connection(("127.0.0.1", server.port), timeout=30)
