@@ -221,6 +221,7 @@ size_t ReplyBuffer::Gather(std::span<iovec> out) const {
 void ReplyBuffer::Consume(size_t bytes) {
   bytes = std::min(bytes, size_);
   size_ -= bytes;
+  consumed_ += bytes;
   while (bytes > 0) {
     Segment& front = segments_.front();
     const size_t left = front.size - head_offset_;
@@ -269,11 +270,38 @@ void ReplyBuffer::Reclaim() {
 }
 
 void ReplyBuffer::Clear() {
+  consumed_ += size_;
   segments_.clear();
   open_ = nullptr;
   head_offset_ = 0;
   size_ = 0;
   Reclaim();
+}
+
+std::string ReplyBuffer::TakeSince(uint64_t mark) {
+  const size_t take = static_cast<size_t>(std::min<uint64_t>(added() - std::min(mark, added()), size_));
+  std::string taken(take, '\0');
+  size_t left = take;  // still to move, from the back
+  while (left > 0) {
+    Segment& back = segments_.back();
+    // The front segment's consumed head is not pending: it is never taken.
+    const size_t pending = back.size - (segments_.size() == 1 ? head_offset_ : 0);
+    const size_t n = std::min(left, pending);
+    left -= n;
+    std::memcpy(taken.data() + left, back.data + (back.size - n), n);
+    back.size -= n;
+    if (n == pending) {
+      if (&back == open_) open_ = nullptr;
+      if (segments_.size() == 1) head_offset_ = 0;
+      segments_.pop_back();  // releases its keepalive
+    }
+  }
+  // A chunk's bytes after the last segment are not reused: the next reply starts a new segment.
+  open_ = nullptr;
+  size_ -= take;
+  consumed_ += take;  // (added() is unchanged: they were added; Raw adds them again)
+  Reclaim();
+  return taken;
 }
 
 }  // namespace keg::resp

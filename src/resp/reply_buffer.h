@@ -27,6 +27,7 @@
 #include <deque>
 #include <memory>
 #include <span>
+#include <string>
 #include <string_view>
 
 namespace keg::resp {
@@ -120,6 +121,12 @@ class ReplyBuffer {
   void Consume(size_t bytes);
   /// Drops everything.
   void Clear();
+  /// Every byte ever added (consumed, dropped or pending): a mark for TakeSince.
+  [[nodiscard]] uint64_t added() const { return consumed_ + size_; }
+  /// Removes the pending bytes added after `mark` (an earlier added()) and returns them, external
+  /// ranges copied (their keepalives released): a reply held back, to be added again with Raw().
+  /// Bytes of them already consumed (written) stay written: only the pending ones are returned.
+  std::string TakeSince(uint64_t mark);
 
   [[nodiscard]] size_t external_threshold() const { return external_threshold_; }
 
@@ -158,6 +165,7 @@ class ReplyBuffer {
   Segment* open_ = nullptr;
   bool muted_ = false;
   size_t head_offset_ = 0;        // bytes of segments_.front() already consumed
+  uint64_t consumed_ = 0;         // bytes consumed, cleared or taken, ever (added())
   size_t size_ = 0;
   size_t capacity_ = 0;
 };

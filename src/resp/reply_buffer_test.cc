@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <memory>
 #include <string>
@@ -170,6 +171,35 @@ TEST(ReplyBufferTest, ClearReleasesKeepalives) {
   EXPECT_EQ(Pending(out), "");
 }
 
+TEST(ReplyBufferTest, TakeSinceHoldsBackWhatWasAddedAfterAMark) {
+  ReplyBuffer out(16);
+  auto pin = std::make_shared<int>(1);
+  out.Ok();
+  const uint64_t mark = out.added();
+  const std::string value(100, 'v');
+  out.Bulk(value, pin);  // referenced, not copied
+  out.Integer(7);
+  const std::string taken = out.TakeSince(mark);
+  EXPECT_EQ(taken, "$100\r\n" + value + "\r\n:7\r\n");
+  EXPECT_EQ(pin.use_count(), 1);  // copied out: the range is released
+  EXPECT_EQ(Pending(out), "+OK\r\n");
+  EXPECT_EQ(out.added(), mark + taken.size());
+  out.Integer(1);  // what follows is not glued to a taken segment
+  out.Raw(taken);
+  EXPECT_EQ(Pending(out), "+OK\r\n:1\r\n" + taken);
+
+  // Bytes written (consumed) since the mark stay written: only the pending rest is taken.
+  ReplyBuffer w(16);
+  const uint64_t m = w.added();
+  w.SimpleString("abcdef");
+  w.Consume(3);
+  EXPECT_EQ(w.TakeSince(m), "cdef\r\n");  // "+ab" was written
+  EXPECT_TRUE(w.empty());
+  EXPECT_EQ(w.TakeSince(m), "");
+  w.Ok();
+  EXPECT_EQ(Pending(w), "+OK\r\n");
+}
+
 // ---- Gather / Consume across chunks ---------------------------------------------------------
 
 TEST(ReplyBufferTest, PartialConsumeResumesMidSlice) {
@@ -241,6 +271,12 @@ TEST(ReplyBufferTest, RandomAppendsAndWritesKeepTheBytesInOrder) {
   auto pin = std::make_shared<int>(1);
   const std::string big(200, 'R');  // referenced (over the threshold) when pinned
   std::string expected;
+  uint64_t added = 0;  // every byte added, as ReplyBuffer::added() counts them
+  uint64_t mark = 0;   // an earlier added(), for TakeSince
+  auto expect = [&](const std::string& bytes) {
+    expected += bytes;
+    added += bytes.size();
+  };
   uint32_t x = 2463534242u;
   auto next = [&x] {
     x ^= x << 13;
@@ -249,26 +285,26 @@ TEST(ReplyBufferTest, RandomAppendsAndWritesKeepTheBytesInOrder) {
     return x;
   };
   for (int step = 0; step < 20000; ++step) {
-    switch (next() % 8) {
+    switch (next() % 9) {
       case 0:
       case 1: {
         const std::string v(next() % 40, static_cast<char>('a' + next() % 26));
         out.Bulk(v);
-        expected += "$" + std::to_string(v.size()) + "\r\n" + v + "\r\n";
+        expect("$" + std::to_string(v.size()) + "\r\n" + v + "\r\n");
         break;
       }
       case 2:
         out.Bulk(big, pin);
-        expected += "$200\r\n" + big + "\r\n";
+        expect("$200\r\n" + big + "\r\n");
         break;
       case 3:
         out.Ok();
-        expected += "+OK\r\n";
+        expect("+OK\r\n");
         break;
       case 4: {
         const std::string v(ReplyBuffer::kChunkSize / 3 + next() % 100, 'c');  // fills chunks
         out.Bulk(v);
-        expected += "$" + std::to_string(v.size()) + "\r\n" + v + "\r\n";
+        expect("$" + std::to_string(v.size()) + "\r\n" + v + "\r\n");
         break;
       }
       case 5:
@@ -284,10 +320,23 @@ TEST(ReplyBufferTest, RandomAppendsAndWritesKeepTheBytesInOrder) {
           expected.clear();
         } else {
           out.Integer(static_cast<int64_t>(next()));
-          expected += ":" + std::to_string(x) + "\r\n";
+          expect(":" + std::to_string(x) + "\r\n");
         }
         break;
+      case 8: {  // what was added since the mark held back (the pending part of it), maybe added again
+        const size_t n = static_cast<size_t>(std::min<uint64_t>(added - mark, expected.size()));
+        const std::string taken = out.TakeSince(mark);
+        ASSERT_EQ(taken, expected.substr(expected.size() - n)) << "step " << step;
+        expected.erase(expected.size() - n);
+        if (next() % 2 == 0) {
+          out.Raw(taken);
+          expect(taken);
+        }
+        break;
+      }
     }
+    if (next() % 8 == 0) mark = out.added();
+    ASSERT_EQ(out.added(), added) << "step " << step;
     ASSERT_EQ(out.size(), expected.size()) << "step " << step;
     if (step % 16 == 0) {
       ASSERT_EQ(Pending(out), expected) << "step " << step;

@@ -1711,6 +1711,8 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   close_ = false;
   Ctx ctx(server_, *this, args, link_->out(), nullptr);
   if (tracking_on_) RememberTracked(cmd, args);  // before the read: a write meanwhile invalidates
+  const uint64_t expired_reads = store::ExpiredReadsOnThisThread();
+  const uint64_t reply_mark = link_->out().added();
   RunHandler(cmd, ctx);
   // A read-only command that writes (PFCOUNT's cache): its keys are remembered after its write.
   if (tracking_on_ && (StatsTarget(cmd, args).flags & (kWrite | kReadOnly)) == (kWrite | kReadOnly)) {
@@ -1719,11 +1721,34 @@ net::Outcome ClientSession::Dispatch(const Command& cmd, std::span<const std::st
   // CLIENT CACHING applies to one command (and to a whole transaction), as Redis's resetClient.
   if (tracking_caching_ && !in_multi_ && cmd.name != "client") tracking_caching_ = false;
   if (close_) return net::Outcome::kClose;
+  // A read that found a key expired left its drop to the writer: while the drop is named (keyspace
+  // `expired` events, tracking, replicas), the reply waits until the writer ran, so the event (the
+  // invalidation, the replicas' DEL) comes first, as Redis sends it while the read runs — a
+  // subscriber saw a PUBLISH the reader sent after the reply before the key's `expired`. (A
+  // command that wrote replies after its group, which drops them first: Store's ProcessGroup.)
+  if (!suspended_ && steps_.empty() && !master_link_ &&
+      store::ExpiredReadsOnThisThread() != expired_reads && server_.store->NamingExpiredKeys()) {
+    HoldReplyForExpiredDrops(reply_mark);
+  }
   if (suspended_) {
     busy_ = true;
     return net::Outcome::kWaitThenNext;
   }
   return net::Outcome::kDone;
+}
+
+void ClientSession::HoldReplyForExpiredDrops(uint64_t reply_mark) {
+  std::string reply = link_->out().TakeSince(reply_mark);
+  std::shared_ptr<net::Link> keep = link_->Self();
+  Suspend();
+  reply_held_ = true;  // this client's own invalidations (of what it read) follow the reply, as Redis's
+  server_.store->Barrier([this, keep, reply = std::move(reply)]() mutable {
+    keep->Post([this, reply = std::move(reply)] {
+      link_->out().Raw(reply);
+      reply_held_ = false;
+      Finish();  // then the pushes held back
+    });
+  });
 }
 
 void ClientSession::Finish() {
@@ -2283,7 +2308,7 @@ void ClientSession::DeliverPush(std::string_view bytes) {
   // invalidations of its own writes after the reply). A suspended command (DBSIZE, INFO, SAVE...
   // waiting for the writer) holds nothing back: the write that caused the push came before it, so
   // the push goes before its reply, as Redis would send it.
-  if (write_in_flight_ || served_reply_coming_.load(std::memory_order_acquire)) {
+  if (write_in_flight_ || reply_held_ || served_reply_coming_.load(std::memory_order_acquire)) {
     pending_pushes_.append(bytes);
     return;
   }

@@ -276,6 +276,10 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // (Store::ColdElementRanges, buffered preads), waiting for the disk.
   static void ReadColdElements(const store::Store& st, uint32_t db, const ColdFetch& fetch);
   net::Outcome Dispatch(const Command& cmd, std::span<const std::string_view> args);
+  // Holds back the reply written since `reply_mark` (ReplyBuffer::added()) until the writer has
+  // dropped the expired keys the command's reads found (Store::Barrier), then writes it: the
+  // command is suspended meanwhile. I/O thread.
+  void HoldReplyForExpiredDrops(uint64_t reply_mark);
   // Runs a handler, timing it and counting it against its command's stats.
   // `feed`: send the command to MONITOR clients (EXEC feeds its queued commands itself, in order).
   void RunHandler(const Command& cmd, Ctx& ctx, bool feed = true);
@@ -335,6 +339,7 @@ class ClientSession final : public net::Session, private resp::ErrorObserver {
   // A write batch (a write command, EXEC, a script) is on its way to the store: pushes wait for
   // its replies (DeliverPush). A suspended read (DBSIZE, INFO, ...) does not hold them.
   bool write_in_flight_ = false;
+  bool reply_held_ = false;  // HoldReplyForExpiredDrops: pushes wait for the reply, as for a write's
   std::atomic<bool> served_reply_coming_{false};  // ServedReplyComing .. EndBlocked
   bool close_ = false;
   bool rdb_only_ = false;  // REPLCONF rdb-only

@@ -478,6 +478,9 @@ thread_local int read_together_depth = 0;  // inside ReadTogether: its loop chec
 // fixed_time_expire is set): EXISTS k k of a key expiring meanwhile is 0 or 2, never 1.
 thread_local int64_t read_together_now_ms = 0;
 
+// ExpiredReadsOnThisThread().
+thread_local uint64_t expired_reads = 0;
+
 // The time a read judges expiry by: the clock, or ReadTogether's one reading.
 int64_t ReadNowMs() {
   if (read_together_depth == 0) return NowMs();
@@ -1186,7 +1189,10 @@ void StoreImpl::WriterLoop() {
   }
 }
 
+uint64_t ExpiredReadsOnThisThread() { return expired_reads; }
+
 void StoreImpl::DropExpiredLater(uint8_t pdb, std::string_view key) const {
+  ++expired_reads;
   std::lock_guard lock(lazy_mu_);
   // Bounded: a flood of reads of expired keys must not grow memory; the active cycle catches up.
   if (lazy_expired_.size() < 4096) lazy_expired_.emplace_back(pdb, std::string(key));
@@ -1330,6 +1336,10 @@ void StoreImpl::ProcessGroup(std::vector<Request>& work, size_t begin, size_t en
     return;
   }
   ApplyGroup();
+  // The keys its ops (a transaction's or a script's reads, an EXPIRE of an expired key ...) and
+  // the reads before it found expired go before its replies: their `expired` events precede them,
+  // as Redis sends them while the command runs.
+  DrainLazyExpired();
   for (size_t i = begin; i < end; ++i) {
     if (aborted[i - begin]) {
       work[i].done(Status::Aborted(), {});

@@ -846,6 +846,8 @@ class Store {
   /// drops keys by their keydir entries alone); on, it reads each expired key's record to name it
   /// (a page of a data file, which may fault). Any thread.
   virtual void NameExpiredKeys(bool on) = 0;
+  /// Whether NameExpiredKeys is on. Any thread.
+  virtual bool NamingExpiredKeys() const = 0;
   /// A replica's own expiries (Redis's expireSlaveKeys): while on, a key given an expiry by a
   /// batch that does not see expired keys (a writable replica's own clients, not its primary's
   /// stream) is remembered, and the writer drops each such key once it expires, every expire
@@ -881,5 +883,12 @@ class Store {
 
 /// Milliseconds since the Unix epoch (the clock of TTLs).
 int64_t NowMs();
+
+/// How many times a read on the calling thread found a key expired and left its drop to the
+/// writer (which drops it, and calls Options::on_expired, at its next round, before the replies
+/// of the group it runs with): a command whose reads moved this holds its reply until the writer
+/// ran (Store::Barrier), so the key's `expired` event comes first, as Redis sends it while the
+/// read runs. A counter of the calling thread, never reset.
+uint64_t ExpiredReadsOnThisThread();
 
 }  // namespace keg::store

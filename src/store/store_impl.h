@@ -138,6 +138,7 @@ class StoreImpl final : public Store {
     report_expired_in_groups_.store(on && options_.on_expired_in_group != nullptr, std::memory_order_relaxed);
   }
   void NameExpiredKeys(bool on) override { name_expired_.store(on && options_.on_expired != nullptr, std::memory_order_relaxed); }
+  bool NamingExpiredKeys() const override { return name_expired_.load(std::memory_order_relaxed); }
   void SetExpiryPaused(bool paused) override { expiry_paused_.store(paused, std::memory_order_relaxed); }
   uint64_t ExpireAllDue() override;
   void SetApplyPauseUs(uint32_t us) override { apply_pause_us_.store(us, std::memory_order_relaxed); }
