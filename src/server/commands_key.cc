@@ -181,12 +181,19 @@ void Keys(Ctx& c) {
   store::Store* store = c.server().store.get();
   WalkOffTheLoop(c, [store, db = c.db(), pattern, all]() -> ReplyFn {
     auto keys = std::make_shared<std::vector<std::string>>();
-    uint64_t cursor = 0;
-    do {
-      cursor = store->Scan(db, cursor, 1024, [&](std::string_view k, int64_t) {
-        if (all || GlobMatch(pattern, k)) keys->emplace_back(k);
-      });
-    } while (cursor != 0);
+    // The keys of one moment, as Redis's KEYS (which stops the server for the walk): a walk
+    // beside writes listed a key renamed meanwhile under both names or neither, and the keys of
+    // both databases across a SWAPDB. A walk that writes keep landing beside ends holding the
+    // writer off (Store::ReadTogether).
+    store->ReadTogether([&] {
+      keys->clear();
+      uint64_t cursor = 0;
+      do {
+        cursor = store->Scan(db, cursor, 1024, [&](std::string_view k, int64_t) {
+          if (all || GlobMatch(pattern, k)) keys->emplace_back(k);
+        });
+      } while (cursor != 0);
+    });
     return [keys](resp::ReplyBuffer& out) {
       out.ArrayHeader(keys->size());
       for (const std::string& k : *keys) out.Bulk(k);
@@ -242,7 +249,10 @@ void Randomkey(Ctx& c) {
   store::Store* store = c.server().store.get();
   WalkOffTheLoop(c, [store, db = c.db()]() -> ReplyFn {
     auto key = std::make_shared<std::string>();
-    if (!store->RandomKey(db, key.get())) return [](resp::ReplyBuffer& out) { out.Null(); };
+    bool found = false;
+    // (Together: the database's keydir and the key read from it are of one moment, SWAPDB or not.)
+    store->ReadTogether([&] { found = store->RandomKey(db, key.get()); });
+    if (!found) return [](resp::ReplyBuffer& out) { out.Null(); };
     return [key](resp::ReplyBuffer& out) { out.Bulk(*key); };
   });
 }

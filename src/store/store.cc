@@ -970,7 +970,7 @@ uint64_t StoreImpl::Scan(uint32_t db, uint64_t cursor, size_t count,
   // Cursor layout: bits 0-5 the shard, the rest the shard's reverse-binary bucket cursor.
   size_t shard = cursor & (Keydir::kShards - 1);
   uint64_t bucket = cursor >> 6;
-  const int64_t now = include_expired ? INT64_MIN : NowMs();
+  const int64_t now = include_expired ? INT64_MIN : ReadNowMs();  // (in a ReadTogether, its one clock)
   std::vector<std::pair<uint64_t, Location>> entries;
   size_t visited = 0;
   size_t buckets = 0;
@@ -1013,7 +1013,7 @@ bool StoreImpl::RandomKey(uint32_t db, std::string* key) const {
   Stable([&] { kd = ReaderKeydir(db); });
   if (kd == nullptr) return false;
   thread_local uint64_t state = static_cast<uint64_t>(NowMs()) ^ reinterpret_cast<uintptr_t>(&state);
-  const int64_t now = NowMs();
+  const int64_t now = ReadNowMs();
   for (int attempt = 0; attempt < 100; ++attempt) {
     state = state * 6364136223846793005ull + 1442695040888963407ull;
     uint64_t hash = 0;

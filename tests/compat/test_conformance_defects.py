@@ -1278,6 +1278,56 @@ class TouchReadsItsKeysAtOneMoment(unittest.TestCase):
             self.assertEqual(dict(wrong), {})
 
 
+class KeysListsOneMoment(unittest.TestCase):
+    """KEYS walked the keyspace while writes went on: a RENAME b c landing during the walk listed
+    both names or neither (linearizable.py seed 54002 once KEYS was in its model: `KEYS *` beside
+    a transaction's FLUSHDB). Redis's KEYS stops the server for its walk; keg's is a ReadTogether
+    now. With 2,000 other keys to walk beside RENAMEs and SWAPDBs for 3 s: 105 wrong lists before
+    the fix, none after."""
+
+    def test_keys_lists_one_of_two_names_beside_renames_and_swaps(self):
+        with keg("--io-threads", "2") as server:
+            r = redis.Redis(port=server.port, socket_timeout=10)
+            for db in (0, 1):
+                c = redis.Redis(port=server.port, db=db, socket_timeout=10)
+                c.mset({f"filler:{i}": "v" for i in range(2000)})
+                c.set("b" if db == 0 else "c", "1")
+                c.close()
+            stop = time.time() + 3
+            wrong = collections.Counter()
+            reads = [0]
+
+            def flip():
+                c = redis.Redis(port=server.port, socket_timeout=10)
+                while time.time() < stop:
+                    try:
+                        c.rename("b", "c")
+                    except redis.ResponseError:
+                        c.rename("c", "b")
+                    c.swapdb(0, 1)
+                c.close()
+
+            def read():
+                c = redis.Redis(port=server.port, socket_timeout=10)
+                while time.time() < stop:
+                    names = set(c.keys("*"))
+                    reads[0] += 1
+                    if len(names & {b"b", b"c"}) != 1 or len(names) != 2001:
+                        wrong["KEYS"] += 1
+                    if c.randomkey() is None:
+                        wrong["RANDOMKEY"] += 1
+                c.close()
+
+            threads = [threading.Thread(target=flip)] + [threading.Thread(target=read) for _ in range(2)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            r.close()
+            self.assertGreater(reads[0], 20)
+            self.assertEqual(dict(wrong), {})
+
+
 class ExpiredEventComesBeforeTheReadsReply(unittest.TestCase):
     """A read that finds a key expired makes Redis delete it and send its `expired` event (and the
     invalidation, and the replicas' DEL) while the read runs, before the read's reply. keg's reads

@@ -5,7 +5,7 @@ a sequential model of Redis in some order that respects real time.
 Clients (each a thread with its own connection, so on several I/O threads) send random commands
 over a few keys in databases 0 and 1 — strings, counters, lists, hashes, sets, sorted sets, TTL
 flags, multi-key commands (MSET, MGET, DEL, EXISTS, RENAME, COPY, LMOVE, MOVE, SWAPDB, FLUSHDB,
-the STORE forms), blocking pops with short timeouts, MULTI/EXEC blocks and scripts of two
+the STORE forms), the database as a whole (DBSIZE, KEYS, RANDOMKEY), blocking pops with short timeouts, MULTI/EXEC blocks and scripts of two
 commands — one at a time or pipelined (up to 4 per write). On odd seeds the server stores
 collections of two or more elements per element (thresholds of 1).
 Each command's invocation time is taken before its bytes are sent and its response time after its
@@ -79,6 +79,17 @@ class Err:
 WRONGTYPE = Err("WRONGTYPE")
 NOT_INT = Err("ERR")
 ANY_POSITIVE = object()  # a TTL: any positive number
+
+
+class OneOf:
+    """An expected reply that may be any of `choices` (RANDOMKEY)."""
+    __slots__ = ("choices",)
+
+    def __init__(self, choices):
+        self.choices = choices
+
+    def __repr__(self):
+        return f"OneOf({self.choices!r})"
 
 
 def slot_index(key):
@@ -277,6 +288,13 @@ def run(view, db, cmd, actual=None):
     if name == "FLUSHDB":
         view.dbs[db] = [None] * len(KEYS)
         return b"OK"
+    if name in ("DBSIZE", "KEYS", "RANDOMKEY"):  # the database's keys at one moment
+        present = [KEYS[i].encode() for i, e in enumerate(view.dbs[db]) if e is not None]
+        if name == "DBSIZE":
+            return len(present)
+        if name == "KEYS":
+            return present
+        return OneOf(present) if present else None
     if name == "EXPIRE":
         e = view.get(db, args[0])
         if e is None:
@@ -627,7 +645,7 @@ def normalize(cmd, reply):
     order, so they are compared sorted."""
     if isinstance(reply, list) and cmd and cmd[0] == "HGETALL":
         return sorted(zip(reply[0::2], reply[1::2]))
-    if isinstance(reply, list) and cmd and cmd[0] in ("SMEMBERS", "HKEYS", "HVALS"):
+    if isinstance(reply, list) and cmd and cmd[0] in ("SMEMBERS", "HKEYS", "HVALS", "KEYS"):
         return sorted(reply)
     return reply
 
@@ -640,6 +658,8 @@ def matches(expected, actual):
         return False
     if expected is ANY_POSITIVE:
         return isinstance(actual, int) and actual > 0
+    if isinstance(expected, OneOf):
+        return actual in expected.choices
     if isinstance(expected, list):
         return (isinstance(actual, list) and len(actual) == len(expected)
                 and all(matches(e, a) for e, a in zip(expected, actual)))
@@ -797,7 +817,9 @@ class Generator:
             return ["SWAPDB", "0", "1"]
         if pick < 92:
             return ["FLUSHDB"]
-        return ["GET", k]
+        if pick < 98:
+            return ["GET", k]
+        return r.choice([["DBSIZE"], ["KEYS", "*"], ["RANDOMKEY"]])  # the database as a whole
 
     def more(self, k, in_script):
         """The rest of the commands the model knows, less often each."""
