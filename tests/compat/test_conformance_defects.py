@@ -55,6 +55,40 @@ def blocked_waiter(r, port, key, zset=False):
     return t, result, waiter
 
 
+def beside_renames_and_swaps(port, seconds, check):
+    """Runs `check(conn, wrong)` over and over on two connections for `seconds` while a third
+    RENAMEs b to c (or c to b, whichever exists) and swaps databases 0 and 1, over and over: each
+    database keeps exactly one of b, c at every moment. `check` counts what it saw wrong into the
+    Counter `wrong`. Returns (checks run, wrong as a dict)."""
+    stop = time.time() + seconds
+    wrong = collections.Counter()
+    runs = [0]
+
+    def flip():
+        c = redis.Redis(port=port, socket_timeout=10)
+        while time.time() < stop:
+            try:
+                c.rename("b", "c")
+            except redis.ResponseError:
+                c.rename("c", "b")
+            c.swapdb(0, 1)
+        c.close()
+
+    def read():
+        c = redis.Redis(port=port, socket_timeout=10)
+        while time.time() < stop:
+            check(c, wrong)
+            runs[0] += 1
+        c.close()
+
+    threads = [threading.Thread(target=flip)] + [threading.Thread(target=read) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return runs[0], dict(wrong)
+
+
 def read_lines(s, n):
     """Reads from socket `s` until `n` CRLF-ended lines have come."""
     got = b""
@@ -1236,46 +1270,22 @@ class TouchReadsItsKeysAtOneMoment(unittest.TestCase):
     counted 12 wrong TOUCH replies in its 3 s (Release build); EXISTS, read together, none."""
 
     def test_touch_counts_one_state_beside_renames_and_swaps(self):
+        def check(c, wrong):
+            if c.touch(*(["b", "c"] * 100)) != 100:  # 200 reads: wide enough for a write between
+                wrong["TOUCH"] += 1
+            if c.exists(*(["b", "c"] * 100)) != 100:
+                wrong["EXISTS"] += 1
+
         with keg("--io-threads", "2") as server:
             r = redis.Redis(port=server.port, socket_timeout=10)
             r.set("b", "1")
             r1 = redis.Redis(port=server.port, db=1, socket_timeout=10)
             r1.set("c", "1")
-            r1.close()
-            stop = time.time() + 3
-            wrong = collections.Counter()
-            reads = [0]
-
-            def flip():
-                c = redis.Redis(port=server.port, socket_timeout=10)
-                while time.time() < stop:
-                    try:
-                        c.rename("b", "c")
-                    except redis.ResponseError:
-                        c.rename("c", "b")
-                    c.swapdb(0, 1)
-                c.close()
-
-            def read():
-                c = redis.Redis(port=server.port, socket_timeout=10)
-                while time.time() < stop:
-                    n = c.touch(*(["b", "c"] * 100))  # 200 reads: wide enough for a write between
-                    e = c.exists(*(["b", "c"] * 100))
-                    reads[0] += 1
-                    if n != 100:
-                        wrong["TOUCH"] += 1
-                    if e != 100:
-                        wrong["EXISTS"] += 1
-                c.close()
-
-            threads = [threading.Thread(target=flip)] + [threading.Thread(target=read) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
             r.close()
-            self.assertGreater(reads[0], 100)
-            self.assertEqual(dict(wrong), {})
+            r1.close()
+            runs, wrong = beside_renames_and_swaps(server.port, 3, check)
+            self.assertGreater(runs, 100)
+            self.assertEqual(wrong, {})
 
 
 class KeysListsOneMoment(unittest.TestCase):
@@ -1286,46 +1296,22 @@ class KeysListsOneMoment(unittest.TestCase):
     the fix, none after."""
 
     def test_keys_lists_one_of_two_names_beside_renames_and_swaps(self):
+        def check(c, wrong):
+            names = set(c.keys("*"))
+            if len(names & {b"b", b"c"}) != 1 or len(names) != 2001:
+                wrong["KEYS"] += 1
+            if c.randomkey() is None:
+                wrong["RANDOMKEY"] += 1
+
         with keg("--io-threads", "2") as server:
-            r = redis.Redis(port=server.port, socket_timeout=10)
             for db in (0, 1):
                 c = redis.Redis(port=server.port, db=db, socket_timeout=10)
                 c.mset({f"filler:{i}": "v" for i in range(2000)})
                 c.set("b" if db == 0 else "c", "1")
                 c.close()
-            stop = time.time() + 3
-            wrong = collections.Counter()
-            reads = [0]
-
-            def flip():
-                c = redis.Redis(port=server.port, socket_timeout=10)
-                while time.time() < stop:
-                    try:
-                        c.rename("b", "c")
-                    except redis.ResponseError:
-                        c.rename("c", "b")
-                    c.swapdb(0, 1)
-                c.close()
-
-            def read():
-                c = redis.Redis(port=server.port, socket_timeout=10)
-                while time.time() < stop:
-                    names = set(c.keys("*"))
-                    reads[0] += 1
-                    if len(names & {b"b", b"c"}) != 1 or len(names) != 2001:
-                        wrong["KEYS"] += 1
-                    if c.randomkey() is None:
-                        wrong["RANDOMKEY"] += 1
-                c.close()
-
-            threads = [threading.Thread(target=flip)] + [threading.Thread(target=read) for _ in range(2)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            r.close()
-            self.assertGreater(reads[0], 20)
-            self.assertEqual(dict(wrong), {})
+            runs, wrong = beside_renames_and_swaps(server.port, 3, check)
+            self.assertGreater(runs, 20)
+            self.assertEqual(wrong, {})
 
 
 class ExpiredEventComesBeforeTheReadsReply(unittest.TestCase):
