@@ -1196,14 +1196,18 @@ void StoreImpl::DropExpiredLater(uint8_t pdb, std::string_view key) const {
   std::lock_guard lock(lazy_mu_);
   // Bounded: a flood of reads of expired keys must not grow memory; the active cycle catches up.
   if (lazy_expired_.size() < 4096) lazy_expired_.emplace_back(pdb, std::string(key));
+  lazy_queued_.store(true, std::memory_order_release);
 }
 
 void StoreImpl::DrainLazyExpired() {
+  // (After every group: the common case, nothing queued, takes no lock.)
+  if (!lazy_queued_.load(std::memory_order_acquire)) return;
   if (expiry_paused_.load(std::memory_order_relaxed)) return;  // kept until unpaused
   std::vector<std::pair<uint8_t, std::string>> keys;
   {
     std::lock_guard lock(lazy_mu_);
     keys.swap(lazy_expired_);
+    lazy_queued_.store(false, std::memory_order_relaxed);
   }
   if (keys.empty()) return;
   ForgetWrittenKeys();  // no group is being built: what it holds is the last group's, now applied

@@ -531,10 +531,12 @@ class StoreImpl final : public Store {
   std::condition_variable queue_cv_;
   std::vector<Request> queue_;
   bool stopping_ = false;
-  // Keys readers found expired (lazy expiry), drained by the writer before each run of requests.
+  // Keys readers found expired (lazy expiry), drained by the writer before each run of requests
+  // and after each group.
   // Mutable: const readers add to it.
   mutable std::mutex lazy_mu_;
   mutable std::vector<std::pair<uint8_t, std::string>> lazy_expired_;  // physical db, key
+  mutable std::atomic<bool> lazy_queued_{false};  // lazy_expired_ may hold keys (set under lazy_mu_)
   std::thread writer_;
 
   // Writer-thread state: only the holder of role_mu_ touches it.
